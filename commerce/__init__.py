@@ -1,0 +1,1 @@
+"""The marketplace domain and its database. No ML, no HTTP."""

@@ -1,0 +1,1 @@
+"""CrossCart: shared settings and the `crosscart` command line."""

@@ -1,0 +1,8 @@
+"""`crosscart evaluate uplift`: (being built)."""
+
+import typer
+
+
+def evaluate_uplift() -> None:
+    """Placeholder until the owner of this command lands it."""
+    raise typer.Exit(1)

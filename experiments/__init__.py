@@ -1,0 +1,1 @@
+"""Offline evaluation (splits, metrics), A/B assignment and analysis, the experiment runner."""

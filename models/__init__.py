@@ -1,0 +1,1 @@
+"""Estimators: recommenders and uplift models, one small common interface each."""

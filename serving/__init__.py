@@ -1,0 +1,1 @@
+"""The FastAPI app: thin routers over `commerce/` and the loaded models."""

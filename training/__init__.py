@@ -1,0 +1,1 @@
+"""Pipelines that fit, evaluate, log to MLflow and register models."""
