@@ -1,0 +1,1 @@
+"""Recommenders sharing one interface: `models.recommenders.base.Recommender`."""
