@@ -1,11 +1,347 @@
-"""`crosscart experiment`: (being built)."""
+"""`crosscart experiment`: online A/B tests (define, start, stop, analyse, simulate, size) and offline
+studies (`run STUDY.toml`). Thin commands over `commerce.experiments`, `experiments.ab` and
+`experiments.study`; heavy imports stay inside the functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="experiment commands (being built).", no_args_is_help=True)
+app = typer.Typer(help="Online A/B experiments and offline studies.", no_args_is_help=True)
 
 
-@app.command("todo")
-def _todo() -> None:
-    """Placeholder until the owner of this group lands it."""
-    raise typer.Exit(1)
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    """NAME=VALUE options (repeated, or comma-separated in one option) -> dict, in the given order."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for raw in items for p in raw.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise typer.BadParameter(f"{what} {item!r} is not NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _pairs_json(items: list[str]) -> dict[str, dict]:
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            value = json.loads(text) if sep else None
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--config {item!r}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise typer.BadParameter(f"--config {item!r} is not NAME=JSON-OBJECT")
+        out[name.strip()] = value
+    return out
+
+
+def _session_factory():
+    from commerce.db import make_engine, make_session_factory
+    from crosscart.settings import get_settings
+
+    return make_session_factory(make_engine(get_settings().resolved_database_url))
+
+
+def _print(payload, as_json: bool) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str) if as_json else payload)
+
+
+def _line(r: dict) -> str:
+    """One experiment as a table line: name, status, layer slice, variants with weights."""
+    variants = ", ".join(f"{v['name']}={v['weight']:g}" for v in r["variants"])
+    where = f"layer {r['layer']} " if r["layer"] else ""
+    slice_ = f"[{r['traffic_start']:.2f}, {r['traffic_end']:.2f})"
+    return f"{r['name']:<30} {r['status']:<8} {where}{slice_} {variants}"
+
+
+def _describe(exp) -> dict:
+    config = exp.as_config()
+    config.update(
+        description=exp.description,
+        created_at=exp.created_at,
+        started_at=exp.started_at,
+        stopped_at=exp.stopped_at,
+    )
+    return config
+
+
+def _db_call(fn, *args, **kwargs):
+    """Run a `commerce.experiments` function in one transaction; domain and schema errors exit 2."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from commerce.db import transaction
+    from commerce.errors import DomainError
+
+    try:
+        with transaction(_session_factory()) as session:
+            result = fn(session, *args, **kwargs)
+            return [_describe(e) for e in result] if isinstance(result, list) else _describe(result)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        msg = str(exc.orig).splitlines()[0]
+        raise _fail(RuntimeError(f"{msg} (is the schema current? run `crosscart db upgrade`)")) from exc
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Unique experiment name (also the default salt)."),
+    variant: list[str] = typer.Option(..., "--variant", "-v", help="NAME=WEIGHT, repeat per variant."),
+    config: list[str] = typer.Option([], "--config", help="NAME=JSON: what a variant means to the API."),
+    layer: str | None = typer.Option(None, help="Layer for mutually exclusive experiments."),
+    traffic: float = typer.Option(1.0, help="Share of units (of the layer) in the experiment."),
+    salt: str | None = typer.Option(None, help="Hash salt; default the name."),
+    description: str = typer.Option("", help="What is tested and why."),
+    primary_metric: str = typer.Option("conversion", help="The decision metric."),
+    planned_units: int | None = typer.Option(None, help="Fixed horizon: units per variant."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Define a draft experiment with weighted variants."""
+    from commerce import experiments as ex
+
+    weights = _pairs(variant, "--variant")
+    configs = {}
+    for vname, text in _pairs_json(config).items():
+        if vname not in weights:
+            raise typer.BadParameter(f"--config names unknown variant {vname!r}")
+        configs[vname] = text
+    variants = [(v, w, configs.get(v)) for v, w in weights.items()]
+    result = _db_call(
+        ex.create_experiment,
+        name,
+        variants,
+        layer=layer,
+        traffic=traffic,
+        salt=salt,
+        description=description,
+        primary_metric=primary_metric,
+        planned_units_per_variant=planned_units,
+    )
+    _print(result if as_json else _line(result), as_json)
+
+
+@app.command("list")
+def list_(
+    status: str | None = typer.Option(None, help="draft, running or stopped."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List experiments with their variants, layer slice and status."""
+    from commerce import experiments as ex
+
+    rows = _db_call(ex.list_experiments, status=status)
+    if as_json:
+        _print(rows, True)
+        return
+    for r in rows:
+        typer.echo(_line(r))
+
+
+@app.command("start")
+def start(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Start a draft experiment: the API begins assigning units to it."""
+    from commerce import experiments as ex
+
+    result = _db_call(ex.start_experiment, name)
+    _print(result if as_json else _line(result), as_json)
+
+
+@app.command("stop")
+def stop(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Stop a running experiment for good (its layer slice becomes free)."""
+    from commerce import experiments as ex
+
+    result = _db_call(ex.stop_experiment, name)
+    _print(result if as_json else _line(result), as_json)
+
+
+def _read_events(path: Path):
+    import pandas as pd
+
+    if not path.exists():
+        raise FileNotFoundError(f"no event file at {path}")
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={"unit_id": str, "variant": str, "experiment": str})
+    if suffix in (".jsonl", ".ndjson"):
+        return pd.read_json(path, lines=True, dtype={"unit_id": str})
+    raise ValueError(f"{path}: use .parquet, .csv or .jsonl")
+
+
+@app.command("analyze")
+def analyze(
+    events: Path = typer.Option(..., help="Event log: .parquet, .csv or .jsonl (docs/experiments.md)."),
+    experiment: str = typer.Option(..., help="Experiment name in the log."),
+    metrics: list[str] = typer.Option([], help="Decision metrics (repeat or comma-separate); default all."),
+    guardrail: list[str] = typer.Option([], help="METRIC=decrease|increase: the harmful direction."),
+    weights: list[str] = typer.Option([], help="VARIANT=WEIGHT expected traffic; default equal."),
+    from_db: bool = typer.Option(
+        False, help="Take weights and planned units from the experiment's definition in the database."
+    ),
+    control: str | None = typer.Option(None, help="Control variant; default `control` or the first."),
+    planned_units: int | None = typer.Option(None, help="Fixed horizon: units per variant."),
+    alpha: float = typer.Option(0.05),
+    correction: str = typer.Option("holm", help="holm or bh (Benjamini-Hochberg)."),
+    cuped: bool = typer.Option(True, help="CUPED with the `pre_value` column when present."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Per-metric lift with 95% CIs, p-values (corrected), SRM verdict and the horizon status."""
+    from experiments.ab import analysis
+
+    names = [m.strip() for raw in metrics for m in raw.split(",") if m.strip()]
+    shares = {v: float(w) for v, w in _pairs(weights, "--weights").items()} if weights else None
+    if from_db:
+        from commerce import experiments as ex
+
+        definition = _db_call(ex.get_experiment, experiment)
+        shares = shares or {v["name"]: v["weight"] for v in definition["variants"]}
+        planned_units = planned_units or definition["planned_units_per_variant"]
+    try:
+        report = analysis.analyze(
+            _read_events(events),
+            experiment,
+            metrics=names or analysis.DEFAULT_METRICS,
+            guardrails=_pairs(guardrail, "--guardrail"),
+            expected_shares=shares,
+            control=control,
+            planned_units=planned_units,
+            alpha=alpha,
+            correction=correction,
+            cuped=cuped,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print(report, True)
+        return
+    srm = report["srm"]
+    typer.echo(
+        f"{experiment}: {report['status']}; SRM p={srm['p_value']:.4g}"
+        f"{' FLAGGED' if srm['flagged'] else ''}; units {srm['observed']}"
+    )
+    for r in report["comparisons"]:
+        lo, hi = r["abs_ci"]
+        typer.echo(
+            f"  {r['treatment']} {r['metric']:<20} {r['control_value']:.4g} -> "
+            f"{r['treatment_value']:.4g}  lift {r['abs_lift']:+.4g} [{lo:+.4g}, {hi:+.4g}] "
+            f"({r['rel_lift']:+.1%})  p={r['p_value']:.3g} adj={r['p_adjusted']:.3g}  {r['verdict']}"
+        )
+
+
+@app.command("simulate")
+def simulate(
+    aa: bool = typer.Option(True, "--aa/--power", help="A/A (false-positive rate) or power mode."),
+    runs: int = typer.Option(200, min=1),
+    scenario: str = typer.Option("recommender", help="recommender or coupon (explicit true rates)."),
+    marketplace: Path | None = typer.Option(
+        None,
+        help="A `crosscart generate` output: coupon policy A vs B "
+        "with shoppers reacting by their true tastes.",
+    ),
+    units: int | None = typer.Option(None, help="Units per run (power mode: default from the calculator)."),
+    metric: str = typer.Option("conversion"),
+    alpha: float = typer.Option(0.05),
+    target_power: float = typer.Option(0.8, help="Power mode: the calculator's target."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Simulated online tests against known truth: measured false-positive rate or power."""
+    from experiments.ab.simulation import SCENARIOS, coupon_policy_scenario, run_simulation
+
+    if scenario not in SCENARIOS:
+        raise _fail(ValueError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}"))
+    try:
+        chosen = coupon_policy_scenario(marketplace) if marketplace else SCENARIOS[scenario]
+        result = run_simulation(
+            chosen,
+            mode="aa" if aa else "power",
+            runs=runs,
+            n_units=units,
+            metric=metric,
+            alpha=alpha,
+            target_power=target_power,
+            seed=seed,
+        ).as_dict()
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print(result, True)
+        return
+    label = "false-positive rate" if aa else "power"
+    typer.echo(
+        f"{result['scenario']} {metric}: {label} {result['rejection_rate']:.3f} over {runs} runs of "
+        f"{result['n_units']} units (expected {result['expected_rate']:.3f}); "
+        f"CI coverage {result['ci_coverage']:.3f}"
+    )
+
+
+@app.command("power")
+def power(
+    baseline: float | None = typer.Option(None, help="Control rate for a conversion-type metric."),
+    std: float | None = typer.Option(None, help="Unit-level standard deviation for a mean metric."),
+    mde: float = typer.Option(..., help="Minimum detectable effect."),
+    absolute: bool = typer.Option(False, help="With --baseline: mde is absolute, not relative."),
+    alpha: float = typer.Option(0.05),
+    target_power: float = typer.Option(0.8, "--power"),
+    ratio: float = typer.Option(1.0, help="Treatment units per control unit."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Units per variant for the fixed horizon (give --baseline for a rate or --std for a mean)."""
+    import math
+
+    from experiments.ab import power as calc
+
+    if (baseline is None) == (std is None):
+        raise _fail(ValueError("give exactly one of --baseline (rate) or --std (mean metric)"))
+    try:
+        if baseline is not None:
+            n = calc.sample_size_proportion(
+                baseline, mde, relative=not absolute, alpha=alpha, power=target_power, ratio=ratio
+            )
+        else:
+            n = calc.sample_size_mean(std, mde, alpha=alpha, power=target_power, ratio=ratio)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    result = {
+        "control_units": n,
+        "treatment_units": math.ceil(n * ratio),
+        "alpha": alpha,
+        "power": target_power,
+    }
+    _print(result if as_json else f"{n} control units, {result['treatment_units']} treatment units", as_json)
+
+
+@app.command("run")
+def run(
+    study: Path = typer.Argument(..., help="Study file (TOML); see experiments/studies/."),
+    data: str | None = typer.Option(None, help="Override the dataset spec, e.g. movielens:PATH/u.data."),
+    seeds: str | None = typer.Option(None, help="Override the seeds, e.g. 1,2,3."),
+    out: Path | None = typer.Option(None, help="Report directory; default DATA_DIR/studies/NAME."),
+    mlflow: bool = typer.Option(True, help="Log to MLflow (Settings.resolved_mlflow_uri)."),
+) -> None:
+    """Run an offline study: every model configuration x seed, MLflow runs, Markdown report."""
+    from crosscart.settings import get_settings
+    from experiments.study import load_study, run_study
+
+    settings = get_settings()
+    try:
+        spec = load_study(study, data=data, seeds=[int(s) for s in seeds.split(",")] if seeds else None)
+        result = run_study(
+            spec,
+            out or settings.data_dir / "studies" / spec.name,
+            tracking_uri=settings.resolved_mlflow_uri if mlflow else None,
+            log=lambda line: typer.echo(line, err=True),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"report: {result.report_path}")
+    if result.parent_run_id:
+        typer.echo(f"MLflow parent run: {result.parent_run_id} ({settings.resolved_mlflow_uri})")

@@ -1,0 +1,155 @@
+"""`crosscart experiment ...` end to end through the CLI runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from crosscart.cli import app
+from crosscart.settings import get_settings
+from experiments.ab.simulation import SCENARIOS, simulate_events
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_db(database_url, monkeypatch, tmp_path):
+    from commerce import experiments as ex
+    from commerce.db import Base, make_engine
+
+    engine = make_engine(database_url)
+    Base.metadata.create_all(engine, tables=ex.TABLES)
+    engine.dispose()
+    monkeypatch.setenv("CROSSCART_DATABASE_URL", database_url)
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
+
+
+def invoke(*args):
+    result = runner.invoke(app, ["experiment", *args])
+    return result
+
+
+def test_create_list_start_stop(cli_db):
+    r = invoke(
+        "create",
+        "rec-challenger",
+        "-v",
+        "control=1",
+        "-v",
+        "challenger=1",
+        "--layer",
+        "home",
+        "--traffic",
+        "0.5",
+        "--config",
+        'challenger={"model_alias": "challenger"}',
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    created = json.loads(r.output)
+    assert created["status"] == "draft" and created["traffic_end"] == 0.5
+    assert created["variants"][1]["config"] == {"model_alias": "challenger"}
+    assert invoke("start", "rec-challenger").exit_code == 0
+    listed = json.loads(invoke("list", "--status", "running", "--json").output)
+    assert [e["name"] for e in listed] == ["rec-challenger"]
+    again = invoke("start", "rec-challenger")
+    assert again.exit_code == 2 and "only a draft can start" in again.output
+    assert invoke("stop", "rec-challenger").exit_code == 0
+    assert "stopped" in invoke("list").output
+    assert invoke("create", "bad", "-v", "control=1").exit_code == 2
+
+
+def test_analyze_prints_json_with_lift_ci_and_srm(tmp_path, monkeypatch):
+    events = simulate_events(SCENARIOS["recommender"], 3000, seed=1, experiment="rec")
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    r = invoke(
+        "analyze",
+        "--events",
+        str(path),
+        "--experiment",
+        "rec",
+        "--metrics",
+        "conversion,ctr",
+        "--guardrail",
+        "revenue_per_shopper=decrease",
+        "--planned-units",
+        "100000",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["status"] == "not yet conclusive"
+    assert report["srm"]["flagged"] is False
+    rows = {x["metric"]: x for x in report["comparisons"]}
+    assert set(rows) == {"conversion", "ctr", "revenue_per_shopper"}
+    assert rows["ctr"]["abs_ci"][0] < rows["ctr"]["abs_lift"] < rows["ctr"]["abs_ci"][1]
+    assert rows["revenue_per_shopper"]["guardrail"]
+    csv = tmp_path / "events.csv"
+    events.to_csv(csv, index=False)
+    text = invoke("analyze", "--events", str(csv), "--experiment", "rec")
+    assert text.exit_code == 0 and "SRM p=" in text.output
+    missing = invoke("analyze", "--events", str(tmp_path / "nope.csv"), "--experiment", "rec")
+    assert missing.exit_code == 2 and "no event file" in missing.output
+
+
+def test_simulate_and_power_json():
+    r = invoke("simulate", "--aa", "--runs", "20", "--units", "400", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["runs"] == 20 and 0 <= out["false_positive_rate"] <= 1
+    missing = invoke("simulate", "--marketplace", "/nonexistent", "--runs", "2")
+    assert missing.exit_code == 2 and "truth" in missing.output
+    p = json.loads(invoke("power", "--baseline", "0.1", "--mde", "0.1", "--json").output)
+    assert p["control_units"] == 14745
+    assert invoke("power", "--mde", "0.1").exit_code == 2
+
+
+def test_run_study_without_mlflow(tmp_path):
+    from tests.ab.test_study import write_ratings
+
+    data = write_ratings(tmp_path / "u.data")
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "cli"\ndataset = "movielens:/nowhere/u.data"\n'
+        'split = "stratified-item:0.75:1"\nk = 5\n[[models]]\nname = "popularity"\n'
+    )
+    out = str(tmp_path / "out")
+    r = invoke("run", str(study), "--data", f"movielens:{data}", "--out", out, "--no-mlflow")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "report.md").is_file()
+    bad = invoke("run", str(study), "--no-mlflow", "--out", str(tmp_path / "o2"))
+    assert bad.exit_code == 2 and "no MovieLens ratings file" in bad.output
+
+
+def test_analyze_takes_weights_and_horizon_from_the_definition(cli_db, tmp_path):
+    assert (
+        invoke("create", "rec", "-v", "control=1", "-v", "treatment=1", "--planned-units", "50").exit_code
+        == 0
+    )
+    path = tmp_path / "events.parquet"
+    simulate_events(SCENARIOS["recommender"], 400, seed=2, shares=(0.8, 0.2), experiment="rec").to_parquet(
+        path
+    )
+    r = invoke("analyze", "--events", str(path), "--experiment", "rec", "--from-db", "--json")
+    report = json.loads(r.output)
+    assert report["planned_units_per_variant"] == 50
+    assert report["srm"]["flagged"] and report["status"] == "invalid: sample ratio mismatch"
+    ok = json.loads(
+        invoke(
+            "analyze",
+            "--events",
+            str(path),
+            "--experiment",
+            "rec",
+            "--weights",
+            "control=4,treatment=1",
+            "--json",
+        ).output
+    )
+    assert not ok["srm"]["flagged"]
