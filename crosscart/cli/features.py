@@ -1,11 +1,58 @@
-"""`crosscart features`: (being built)."""
+"""`crosscart features`: feature tables and point-in-time training sets over a generated marketplace."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="features commands (being built).", no_args_is_help=True)
+app = typer.Typer(help="Feature tables and point-in-time training sets.", no_args_is_help=True)
 
 
-@app.command("todo")
-def _todo() -> None:
-    """Placeholder until the owner of this group lands it."""
-    raise typer.Exit(1)
+@app.command("build")
+def build(
+    data: Path = typer.Option(..., help="A `crosscart generate` output directory."),
+    out: Path = typer.Option(..., help="Where shopper_features.parquet and product_features.parquet go."),
+    as_of: str | None = typer.Option(None, help="Use only events before this time (default: all)."),
+) -> None:
+    """Shopper and product feature tables as of a time."""
+    from features.tables import build_feature_tables
+
+    try:
+        paths = build_feature_tables(data, out, as_of)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command("training-set")
+def training_set(
+    data: Path = typer.Option(..., help="A `crosscart generate` output directory."),
+    labels: Path = typer.Option(..., help="Parquet with shopper_id, product_id, label_ts, label."),
+    out: Path = typer.Option(..., help="Output Parquet file."),
+    snapshot_freq: str = typer.Option("1D", help="Snapshot granularity (pandas offset), or 'exact'."),
+) -> None:
+    """Join labels to features computed strictly before each label (point in time)."""
+    import pandas as pd
+
+    from features.tables import read_marketplace
+    from features.training_sets import training_set as build_training_set
+
+    try:
+        m = read_marketplace(data)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    table = build_training_set(
+        pd.read_parquet(labels),
+        m["events"],
+        m["products"],
+        shoppers=m["shoppers"],
+        categories=m["categories"],
+        snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    typer.echo(f"{len(table):,} rows x {table.shape[1]} columns -> {out}")

@@ -1,8 +1,59 @@
-"""`crosscart generate`: (being built)."""
+"""`crosscart generate`: write a synthetic marketplace (catalog, shoppers, events, campaigns, truth)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
 
 import typer
 
 
-def generate() -> None:
-    """Placeholder until the owner of this command lands it."""
-    raise typer.Exit(1)
+class ScaleName(StrEnum):
+    tiny = "tiny"
+    demo = "demo"
+    large = "large"
+
+
+def generate(
+    scale: ScaleName = typer.Option(ScaleName.demo, help="tiny (tests), demo (~1M events) or large (~50M)."),
+    seed: int = typer.Option(0, help="Same seed, same bytes."),
+    out: Path = typer.Option(..., help="Output directory (its events/ and truth/ are replaced)."),
+    parts: int | None = typer.Option(None, min=1, help="Stop after this many shopper blocks (a slice)."),
+    load_db: bool = typer.Option(
+        False, "--load-db", help="Then migrate the configured database and load it (as `crosscart db load`)."
+    ),
+) -> None:
+    """Generate the marketplace described in docs/data-contracts.md."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.synth import generate_marketplace
+
+    console = Console()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("generate", total=None)
+
+        def report(step: str, done: int, total: int) -> None:
+            bar.update(task, description=step, completed=done, total=total)
+
+        manifest = generate_marketplace(out, scale.value, seed, max_parts=parts, progress=report)
+    console.print(
+        f"wrote {out}: {manifest['counts']['events']:,} events, "
+        f"{manifest['counts']['shoppers.parquet']:,} shoppers, "
+        f"{manifest['counts']['products.parquet']:,} products"
+    )
+    if load_db:
+        try:
+            import commerce.importer  # noqa: F401  (written separately; say so clearly if it is absent)
+        except ImportError as exc:
+            console.print(f"[red]--load-db needs commerce.importer.load_marketplace, which is missing: {exc}")
+            raise typer.Exit(1) from exc
+        from crosscart.cli.db import load
+
+        load(out, events="purchases")  # migrates the configured database, then load_marketplace
