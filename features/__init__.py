@@ -1,1 +1,1 @@
-"""Feature jobs: event logs to interaction matrices and feature tables; data loaders; the synthetic marketplace."""
+"""Feature jobs: event logs to interaction matrices and feature tables; loaders; the synthetic marketplace."""

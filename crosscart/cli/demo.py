@@ -1,8 +1,156 @@
-"""`crosscart demo`: (being built)."""
+"""`crosscart demo`: the main job behind `make run`.
+
+Creates the database, generates and loads the demo marketplace, builds the feature tables, trains and
+registers the models, creates demo API keys, then serves the API. Every step records what it did in
+`DATA_DIR/demo-state.json` keyed by a fingerprint of its inputs, so a re-run skips finished work and
+redoes only what changed (another database URL, another MLflow store, other data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import typer
 
+DEMO_SEED = 7
 
-def demo() -> None:
-    """Placeholder until the owner of this command lands it."""
-    raise typer.Exit(1)
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+class _StepLog:
+    """The demo's memory of finished steps, one small JSON file in the data directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def is_done(self, step: str, fingerprint: str) -> bool:
+        return self.done.get(step) == fingerprint
+
+    def mark(self, step: str, fingerprint: str) -> None:
+        self.done[step] = fingerprint
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.done, indent=2))
+        tmp.replace(self.path)
+
+
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Interface for the API."),
+    port: int = typer.Option(8000, help="Port for the API."),
+    scale: str = typer.Option("demo", help="Marketplace size: tiny, demo or large."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the API at the end."),
+) -> None:
+    """Set up everything (database, demo marketplace, features, models, API keys) and serve the API."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from rich.console import Console
+
+    from crosscart.settings import get_settings
+
+    console = Console()
+    settings = get_settings()
+    settings.ensure_dirs()
+    data_dir = settings.data_dir.resolve()
+    market_dir = data_dir / f"marketplace-{scale}"
+    features_dir = data_dir / f"features-{scale}"
+    log = _StepLog(data_dir / "demo-state.json")
+    db_url = settings.resolved_database_url
+    mlflow_uri = settings.resolved_mlflow_uri
+    console.print(f"[bold]CrossCart demo[/] data={data_dir} database={_redact(db_url)} mlflow={mlflow_uri}")
+
+    from commerce.migrate import upgrade
+
+    with console.status("Migrating the database"):
+        upgrade(db_url)
+    console.print("[green]✓[/] database schema at head")
+
+    from features.synth import generate_marketplace
+
+    gen_fp = _fingerprint("generate", scale, DEMO_SEED)
+    if log.is_done("generate", gen_fp) and (market_dir / "manifest.json").is_file():
+        console.print(f"[dim]· marketplace already generated in {market_dir}[/]")
+    else:
+        from crosscart.cli.progress import progress_callback
+
+        with progress_callback(console, "generate") as report:
+            manifest = generate_marketplace(market_dir, scale=scale, seed=DEMO_SEED, progress=report)
+        log.mark("generate", gen_fp)
+        console.print(f"[green]✓[/] generated {manifest['counts']}")
+    manifest_fp = hashlib.sha256((market_dir / "manifest.json").read_bytes()).hexdigest()[:16]
+
+    from commerce.db import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    load_fp = _fingerprint("load", manifest_fp, db_url)
+    if log.is_done("load", load_fp):
+        console.print("[dim]· marketplace already loaded into the database[/]")
+    else:
+        from commerce.importer import load_marketplace
+
+        with console.status("Loading the marketplace into the database"):
+            stats = load_marketplace(factory, market_dir, identity_key=settings.identity_key)
+        log.mark("load", load_fp)
+        console.print(f"[green]✓[/] loaded {stats}")
+
+    features_fp = _fingerprint("features", manifest_fp)
+    if log.is_done("features", features_fp):
+        console.print(f"[dim]· feature tables already built in {features_dir}[/]")
+    else:
+        from features.tables import build_feature_tables
+
+        with console.status("Building shopper and product feature tables"):
+            paths = build_feature_tables(market_dir, features_dir, None)
+        log.mark("features", features_fp)
+        console.print(f"[green]✓[/] feature tables: {', '.join(str(p) for p in paths.values())}")
+
+    from training.pipelines import train_demo_recommender
+
+    with console.status("Training recommenders (skipped when the champion matches this data)"):
+        outcome = train_demo_recommender(settings, market_dir)
+    verb = "kept" if outcome.skipped else "trained; champion is"
+    console.print(f"[green]✓[/] recommender {verb} {settings.model_name} v{outcome.champion_version}")
+    for result in outcome.results:
+        console.print(f"    {result}")
+
+    uplift_fp = _fingerprint("uplift", manifest_fp, mlflow_uri)
+    if log.is_done("uplift", uplift_fp):
+        console.print("[dim]· uplift model already trained on this data[/]")
+    else:
+        from models.uplift.pipeline import train_uplift_model
+
+        with console.status("Training the coupon uplift model"):
+            result = train_uplift_model(
+                market_dir, tracking_uri=mlflow_uri, registered_name=settings.uplift_model_name
+            )
+        log.mark("uplift", uplift_fp)
+        console.print(f"[green]✓[/] uplift model: {result['metrics']}")
+
+    from serving.demo_keys import create_demo_keys
+
+    keys = create_demo_keys(factory, data_dir)
+    engine.dispose()
+    keys_path = data_dir / "demo-keys.json"
+    console.print(f"[green]✓[/] API keys (one per role) written to {keys_path}:")
+    console.print_json(json.dumps(keys))
+
+    if not serve:
+        return
+    console.print(
+        f"\n[bold]Open http://{host}:{port}/docs[/] and press 'Authorize' with a key from {keys_path}."
+    )
+    from crosscart.cli.serve import serve as serve_api
+
+    serve_api(host=host, port=port, workers=1, log_level="info")
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
