@@ -1,11 +1,196 @@
-"""`crosscart campaign`: (being built)."""
+"""`crosscart campaign`: plan, run and measure coupon campaigns (draft -> scheduled -> running -> completed).
+
+Thin layer over `commerce.campaigns` (lifecycle, grants), `models.uplift.planner` (who gets which
+coupon) and `experiments.campaign_report` (treated versus holdout measurement).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="campaign commands (being built).", no_args_is_help=True)
+app = typer.Typer(help="Coupon campaigns: plan, schedule, run, export, measure.", no_args_is_help=True)
 
 
-@app.command("todo")
-def _todo() -> None:
-    """Placeholder until the owner of this group lands it."""
-    raise typer.Exit(1)
+def _factory():
+    from commerce.db import make_engine, make_session_factory
+    from crosscart.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    return make_session_factory(make_engine(settings.resolved_database_url))
+
+
+def _run(action):
+    """Run `action(session)` in one transaction; domain and input errors exit 2 with the message."""
+    import commerce.all_models  # noqa: F401  (complete metadata for the relationships)
+    from commerce.db import transaction
+    from commerce.errors import DomainError
+
+    try:
+        with transaction(_factory()) as session:
+            return action(session)
+    except (DomainError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _nan_to_none(value):
+    """An undefined figure (ROI without any redemption) as null, so the JSON stays strict."""
+    if isinstance(value, tuple):
+        return [_nan_to_none(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., "--name"),
+    channel: str = typer.Option(..., "--channel", help="site, email, social or search_ads."),
+    budget: str = typer.Option(..., "--budget", help="Expected coupon cost cap, CNY."),
+    starts: datetime = typer.Option(..., "--starts", help="Start time (UTC)."),
+    ends: datetime = typer.Option(..., "--ends", help="End time (UTC)."),
+    control_share: str = typer.Option("0.1", "--control-share", help="Holdout share of the audience."),
+    campaign_id: str | None = typer.Option(None, "--id", help="Default: generated."),
+) -> None:
+    """Create a draft campaign; prints its id. Create its coupons with campaign_id set to this id."""
+    from commerce.campaigns import CampaignInput, create_campaign
+
+    data = CampaignInput(name, channel, budget, starts, ends, control_share, campaign_id)
+    typer.echo(_run(lambda s: create_campaign(s, data).campaign_id))
+
+
+@app.command("plan")
+def plan(
+    campaign_id: str = typer.Argument(...),
+    candidates: Path = typer.Option(
+        ...,
+        "--candidates",
+        exists=True,
+        dir_okay=False,
+        help="CSV: shopper_id, coupon_id, p_control, p_treated, spend_control, spend_treated[, p_redeem].",
+    ),
+    margin: float = typer.Option(0.3, "--margin", help="Gross margin rate on incremental revenue."),
+    method: str = typer.Option("lagrangian", "--method", help="lagrangian or greedy."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random holdout."),
+    curve_out: Path | None = typer.Option(None, "--curve-out", help="Write profit vs audience size CSV."),
+) -> None:
+    """Choose who gets which of the campaign's coupons within its budget, and store it as the audience."""
+    import json
+
+    import pandas as pd
+
+    from commerce.campaigns import CONTROL, get_campaign, set_audience
+    from commerce.coupons import Coupon
+    from models.uplift.planner import plan_campaign
+
+    table = pd.read_csv(candidates, dtype={"shopper_id": str, "coupon_id": str})
+
+    def action(session):
+        from sqlalchemy import select
+
+        campaign = get_campaign(session, campaign_id)
+        coupons = list(session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id)))
+        if not coupons:
+            raise ValueError(f"campaign {campaign_id!r} has no coupons (create them with its campaign_id)")
+        if other := [c.coupon_id for c in coupons if c.kind != "amount_off"]:
+            raise ValueError(f"the planner prices amount_off coupons only; {other} are not")
+        terms = pd.DataFrame(
+            {
+                "coupon_id": [c.coupon_id for c in coupons],
+                "face_value": [c.value for c in coupons],
+                "min_spend": [c.min_spend for c in coupons],
+            }
+        )
+        result = plan_campaign(
+            table,
+            terms,
+            campaign.budget,
+            margin_rate=margin,
+            control_share=float(campaign.control_share),
+            method=method,
+            random_state=seed,
+        )
+        members = zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
+        set_audience(session, campaign_id, [(s, CONTROL if a == CONTROL else a) for s, a in members])
+        return result
+
+    result = _run(action)
+    if curve_out is not None:
+        result.curve.to_csv(curve_out, index=False)
+    typer.echo(json.dumps({k: (str(v) if k == "budget" else v) for k, v in result.summary.items()}))
+
+
+@app.command("schedule")
+def schedule(campaign_id: str = typer.Argument(...)) -> None:
+    """draft -> scheduled (needs an audience with treated shoppers and a holdout)."""
+    from commerce.campaigns import schedule_campaign
+
+    typer.echo(_run(lambda s: schedule_campaign(s, campaign_id).status))
+
+
+@app.command("start")
+def start(campaign_id: str = typer.Argument(...)) -> None:
+    """scheduled -> running: grant the coupons over the campaign's channel."""
+    from commerce.campaigns import start_campaign
+
+    typer.echo(_run(lambda s: start_campaign(s, campaign_id).status))
+
+
+@app.command("complete")
+def complete(campaign_id: str = typer.Argument(...)) -> None:
+    """running -> completed: closes the measurement window."""
+    from commerce.campaigns import complete_campaign
+
+    typer.echo(_run(lambda s: complete_campaign(s, campaign_id).status))
+
+
+@app.command("export")
+def export(
+    campaign_id: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", dir_okay=False, help="CSV file to write."),
+) -> None:
+    """Write the audience (shopper_id, arm, coupon_id, channel, grant_id) as CSV."""
+    from commerce.campaigns import export_audience_csv
+
+    def action(session):
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            return export_audience_csv(session, campaign_id, fh)
+
+    typer.echo(f"wrote {_run(action)} rows to {out}")
+
+
+@app.command("report")
+def report(
+    campaign_id: str = typer.Argument(...),
+    margin: float = typer.Option(0.3, "--margin", help="Gross margin rate on incremental revenue."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Measure a completed campaign: treated versus holdout, with 95% confidence intervals."""
+    import json
+
+    from commerce.campaigns import CONTROL, campaign_outcomes
+    from experiments.campaign_report import measure_campaign
+
+    rows = _run(lambda s: campaign_outcomes(s, campaign_id))
+    treated = [r for r in rows if r["arm"] != CONTROL]
+    holdout = [r for r in rows if r["arm"] == CONTROL]
+    try:
+        result = measure_campaign(
+            [r["converted"] for r in treated],
+            [r["revenue"] for r in treated],
+            [r["discount"] for r in treated],
+            [r["converted"] for r in holdout],
+            [r["revenue"] for r in holdout],
+            margin_rate=margin,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    figures = {key: _nan_to_none(value) for key, value in result.to_dict().items()}
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key}: {value}")

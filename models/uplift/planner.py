@@ -1,0 +1,238 @@
+"""Campaign planning: who gets which coupon (at most one each) for the most incremental profit in budget.
+
+For shopper i and coupon c, from predicted (or true) conversion probabilities and expected spend:
+
+    incremental revenue  = spend_treated - spend_control
+    expected cost        = face value x P(redeem), counting every buyer who redeems, including those
+                           who would have bought anyway. P(redeem) is the candidates' `p_redeem`
+                           (learned from past redemptions) when given; else p_treated when the expected
+                           order under the coupon reaches its minimum spend, and 0 when it does not
+    incremental profit   = margin x incremental revenue - expected cost
+
+Choosing one option per shopper under a budget is a multiple-choice knapsack. The Lagrangian method
+prices budget at lambda, lets each shopper take the option with the best profit - lambda x cost, and
+bisects lambda until the plan fits; the budget left is then filled greedily by profit per cost. A
+random holdout (control share) of the chosen audience, drawn per coupon, gets nothing, so the result
+can be measured afterwards; the audience is planned at budget / (1 - control share) so the treated
+part spends the budget in expectation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CampaignPlan", "score_options", "plan_campaign", "response_plan", "evaluate_assignment"]
+
+CANDIDATE_COLUMNS = ("shopper_id", "coupon_id", "p_control", "p_treated", "spend_control", "spend_treated")
+COUPON_COLUMNS = ("coupon_id", "face_value", "min_spend")
+
+
+@dataclass
+class CampaignPlan:
+    """`assignments`: one row per audience member (arm = coupon id or `control`) with expected figures;
+    `summary`: expected totals for the treated part; `curve`: profit versus audience size."""
+
+    assignments: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+    curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _validate(candidates: pd.DataFrame, coupons: pd.DataFrame) -> None:
+    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+    if missing:
+        raise ValueError(f"candidates lack columns {missing}")
+    missing = [c for c in COUPON_COLUMNS if c not in coupons.columns]
+    if missing:
+        raise ValueError(f"coupons lack columns {missing}")
+    unknown = set(candidates["coupon_id"]) - set(coupons["coupon_id"])
+    if unknown:
+        raise ValueError(f"candidates name unknown coupons {sorted(unknown)[:5]}")
+    probs = candidates[["p_control", "p_treated"]].to_numpy(dtype=float)
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise ValueError("p_control and p_treated must be probabilities in [0, 1]")
+    if candidates.duplicated(["shopper_id", "coupon_id"]).any():
+        raise ValueError("candidates hold duplicate (shopper_id, coupon_id) rows")
+
+
+def score_options(
+    candidates: pd.DataFrame, coupons: pd.DataFrame, margin_rate: float | Decimal
+) -> pd.DataFrame:
+    """Candidates with expected incremental conversions, revenue, cost and profit per option."""
+    _validate(candidates, coupons)
+    margin = float(margin_rate)
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin_rate must be in (0, 1], got {margin}")
+    terms = coupons[list(COUPON_COLUMNS)].assign(
+        face_value=lambda d: d["face_value"].map(float), min_spend=lambda d: d["min_spend"].map(float)
+    )
+    opts = candidates.merge(terms, on="coupon_id", how="left")
+    p_t = opts["p_treated"].to_numpy(dtype=float)
+    order_value = np.divide(
+        opts["spend_treated"].to_numpy(dtype=float), p_t, out=np.zeros(len(opts)), where=p_t > 0
+    )
+    if "p_redeem" in opts.columns:
+        p_redeem = opts["p_redeem"].to_numpy(dtype=float)
+        if not np.isfinite(p_redeem).all() or (p_redeem < 0).any() or (p_redeem > p_t + 1e-9).any():
+            raise ValueError("p_redeem must be a probability no larger than p_treated")
+    else:
+        p_redeem = np.where(order_value >= opts["min_spend"].to_numpy(), p_t, 0.0)
+    opts["inc_conversions"] = p_t - opts["p_control"].to_numpy(dtype=float)
+    opts["inc_revenue"] = opts["spend_treated"].to_numpy(dtype=float) - opts["spend_control"].to_numpy(
+        dtype=float
+    )
+    opts["cost"] = opts["face_value"].to_numpy() * p_redeem
+    opts["profit"] = margin * opts["inc_revenue"] - opts["cost"]
+    return opts
+
+
+def _pick(opts: pd.DataFrame, lam: float) -> pd.DataFrame:
+    """Each shopper's best option at budget price `lam`, kept only when it beats giving nothing."""
+    value = opts["profit"] - lam * opts["cost"]
+    best = opts.assign(_v=value).sort_values(["shopper_id", "_v"], ascending=[True, False], kind="mergesort")
+    best = best.drop_duplicates("shopper_id")
+    return best[(best["_v"] > 0) & (best["profit"] > 0)].drop(columns="_v")
+
+
+def _lagrangian(opts: pd.DataFrame, budget: float) -> pd.DataFrame:
+    chosen = _pick(opts, 0.0)
+    if chosen["cost"].sum() <= budget:
+        return chosen
+    lo, hi = 0.0, 1.0
+    while _pick(opts, hi)["cost"].sum() > budget:  # ends: at a high enough price only free options stay
+        hi *= 2
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if _pick(opts, mid)["cost"].sum() > budget:
+            lo = mid
+        else:
+            hi = mid
+    chosen = _pick(opts, hi)
+    return _fill(opts, chosen, budget)
+
+
+def _fill(opts: pd.DataFrame, chosen: pd.DataFrame, budget: float) -> pd.DataFrame:
+    """Add options of not-yet-chosen shoppers by profit per cost while budget remains."""
+    left = budget - chosen["cost"].sum()
+    rest = opts[~opts["shopper_id"].isin(chosen["shopper_id"]) & (opts["profit"] > 0)]
+    ratio = rest["profit"] / rest["cost"].where(rest["cost"] > 0, np.nan)
+    rest = rest.assign(_r=ratio.fillna(np.inf)).sort_values("_r", ascending=False, kind="mergesort")
+    take, seen = [], set()
+    for idx, shopper, cost in zip(rest.index, rest["shopper_id"], rest["cost"], strict=True):
+        if shopper in seen or cost > left:
+            continue
+        take.append(idx)
+        seen.add(shopper)
+        left -= cost
+    return pd.concat([chosen, rest.loc[take].drop(columns="_r")])
+
+
+def _greedy(opts: pd.DataFrame, budget: float) -> pd.DataFrame:
+    return _fill(opts, opts.iloc[0:0], budget)
+
+
+def _holdout(chosen: pd.DataFrame, control_share: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Mark a random `control_share` of each coupon's audience as holdout (arm `control`)."""
+    arm = chosen["coupon_id"].astype(object).copy()
+    for _, idx in chosen.groupby("coupon_id").groups.items():
+        n_hold = int(round(control_share * len(idx)))
+        if n_hold:
+            arm.loc[rng.choice(np.asarray(idx), n_hold, replace=False)] = "control"
+    return chosen.assign(arm=arm)
+
+
+def _summarize(assignments: pd.DataFrame, budget: float) -> dict:
+    treated = assignments[assignments["arm"] != "control"]
+    cost = float(treated["cost"].sum())
+    profit = float(treated["profit"].sum())
+    return {
+        "audience": int(len(assignments)),
+        "treated": int(len(treated)),
+        "holdout": int((assignments["arm"] == "control").sum()),
+        "budget": budget,
+        "expected_incremental_conversions": float(treated["inc_conversions"].sum()),
+        "expected_incremental_revenue": float(treated["inc_revenue"].sum()),
+        "expected_cost": cost,
+        "expected_incremental_profit": profit,
+        "expected_roi": profit / cost if cost > 0 else float("nan"),
+        "coupons": treated["coupon_id"].value_counts().to_dict(),
+    }
+
+
+def _curve(opts: pd.DataFrame) -> pd.DataFrame:
+    """Cumulative profit and cost when shoppers are added by their best option's profit per cost."""
+    best = opts.sort_values(["shopper_id", "profit"], ascending=[True, False], kind="mergesort")
+    best = best.drop_duplicates("shopper_id")
+    ratio = best["profit"] / best["cost"].where(best["cost"] > 0, np.nan)
+    best = best.assign(_r=ratio.fillna(np.inf)).sort_values("_r", ascending=False, kind="mergesort")
+    return pd.DataFrame(
+        {
+            "audience_size": np.arange(1, len(best) + 1),
+            "cumulative_profit": best["profit"].cumsum().to_numpy(),
+            "cumulative_cost": best["cost"].cumsum().to_numpy(),
+        }
+    )
+
+
+def plan_campaign(
+    candidates: pd.DataFrame,
+    coupons: pd.DataFrame,
+    budget: float | Decimal,
+    *,
+    margin_rate: float | Decimal = 0.3,
+    control_share: float = 0.1,
+    method: str = "lagrangian",
+    random_state: int | None = 0,
+) -> CampaignPlan:
+    """Choose the audience and coupons; see the module docstring for the model of profit and cost."""
+    budget_f = float(budget)
+    if budget_f <= 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    if not 0 <= control_share < 1:
+        raise ValueError(f"control_share must be in [0, 1), got {control_share}")
+    if method not in ("lagrangian", "greedy"):
+        raise ValueError(f"method must be 'lagrangian' or 'greedy', got {method!r}")
+    opts = score_options(candidates, coupons, margin_rate)
+    audience_budget = budget_f / (1 - control_share)
+    chosen = _lagrangian(opts, audience_budget) if method == "lagrangian" else _greedy(opts, audience_budget)
+    chosen = chosen.sort_values("shopper_id", kind="mergesort").reset_index(drop=True)
+    assignments = _holdout(chosen, control_share, np.random.default_rng(random_state))
+    return CampaignPlan(assignments, _summarize(assignments, budget_f), _curve(opts))
+
+
+def response_plan(
+    candidates: pd.DataFrame,
+    coupons: pd.DataFrame,
+    budget: float | Decimal,
+    *,
+    margin_rate: float | Decimal = 0.3,
+) -> pd.DataFrame:
+    """The usual practice the planner replaces: give shoppers most likely to buy their likeliest coupon,
+    in that order, until the expected cost reaches the budget (no holdout; for comparison only)."""
+    opts = score_options(candidates, coupons, margin_rate)
+    best = opts.sort_values(["shopper_id", "p_treated"], ascending=[True, False], kind="mergesort")
+    best = best.drop_duplicates("shopper_id").sort_values("p_treated", ascending=False, kind="mergesort")
+    within = best["cost"].cumsum() <= float(budget)
+    return best[within].reset_index(drop=True)
+
+
+def evaluate_assignment(
+    assignment: pd.DataFrame, truth: pd.DataFrame, coupons: pd.DataFrame, margin_rate: float | Decimal
+) -> dict:
+    """True expected figures of giving `assignment`'s (shopper_id, coupon_id) pairs, from `truth`
+    candidates (same columns as the planner's input, but the real probabilities and spend)."""
+    true_opts = score_options(truth, coupons, margin_rate)
+    pairs = assignment[["shopper_id", "coupon_id"]]
+    scored = pairs.merge(true_opts, on=["shopper_id", "coupon_id"], how="left")
+    if scored["profit"].isna().any():
+        raise ValueError("assignment names (shopper, coupon) pairs absent from the truth")
+    return {
+        "shoppers": int(len(scored)),
+        "incremental_conversions": float(scored["inc_conversions"].sum()),
+        "incremental_revenue": float(scored["inc_revenue"].sum()),
+        "cost": float(scored["cost"].sum()),
+        "incremental_profit": float(scored["profit"].sum()),
+    }

@@ -1,0 +1,126 @@
+"""Uplift learners: recover known effects, several arms, continuous outcomes, conventions, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+
+from experiments.uplift_metrics import qini_auc_score
+from models.uplift import (
+    AutoUplift,
+    ClassTransformation,
+    DRLearner,
+    SLearner,
+    TLearner,
+    UpliftEnsemble,
+    XLearner,
+    make_model,
+)
+
+LEARNERS = [SLearner, TLearner, XLearner, DRLearner, ClassTransformation]
+
+
+def two_arm_data(n=6000, seed=0):
+    """Arm "a" lifts conversion by 0.25 where x0 > 0 only; arm "b" by 0.1 everywhere; control "ctl"."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    arm = rng.choice(np.array(["ctl", "a", "b"], dtype=object), n)
+    p = 0.2 + 0.05 * X[:, 1].clip(-1, 1)
+    p = p + np.where(arm == "a", 0.25 * (X[:, 0] > 0), 0.0) + np.where(arm == "b", 0.1, 0.0)
+    y = (rng.random(n) < p).astype(int)
+    return X, arm, y
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_learners_find_who_responds_to_each_arm(cls):
+    X, arm, y = two_arm_data()
+    model = cls(control="ctl").fit(X, arm, y)
+    assert list(model.arms_) == ["a", "b"]
+    effects = model.predict_uplift(X)
+    assert effects.shape == (len(X), 2)
+    responsive = X[:, 0] > 0
+    a = effects[:, 0]
+    # arm a: about +0.25 where x0 > 0, about 0 elsewhere
+    assert a[responsive].mean() - a[~responsive].mean() > 0.12
+    assert abs(a[~responsive].mean()) < 0.07
+    # arm b: a flat +0.1
+    assert effects[:, 1].mean() == pytest.approx(0.1, abs=0.05)
+
+
+@pytest.mark.parametrize("key", ["s", "t", "x", "dr", "ct", "si-lr", "t-lr", "x-lr", "ct-lr", "ens"])
+def test_named_models_rank_responders_first(key):
+    X, arm, y = two_arm_data(seed=1)
+    rows = arm != "b"
+    t = (arm[rows] == "a").astype(int)
+    model = make_model(key).fit(X[rows], t, y[rows])
+    u = model.predict_uplift(X[rows])
+    assert u.shape == (rows.sum(),)
+    assert qini_auc_score(y[rows], u, t) > 0.15
+
+
+def test_linear_s_learner_without_interactions_follows_the_base_rate():
+    """`s-lr` has no feature x arm terms: its uplift can only grow with the base rate's curvature."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    X = rng.normal(size=(n, 2))
+    t = rng.integers(0, 2, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-1.5 + 0.8 * X[:, 0] + 0.8 * t)))).astype(int)
+    u = make_model("s-lr").fit(X, t, y).predict_uplift(X)
+    base = 1 / (1 + np.exp(-(-1.5 + 0.8 * X[:, 0])))
+    assert np.corrcoef(u, base * (1 - base))[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("cls", [SLearner, TLearner, XLearner, DRLearner, ClassTransformation])
+def test_continuous_outcome(cls):
+    rng = np.random.default_rng(2)
+    n = 6000
+    X = rng.normal(size=(n, 2))
+    t = rng.integers(0, 2, n)
+    spend = np.maximum(0, 50 + 10 * X[:, 1] + t * 30 * (X[:, 0] > 0) + rng.normal(0, 20, n))
+    u = cls().fit(X, t, spend).predict_uplift(X)
+    assert u[X[:, 0] > 0].mean() - u[X[:, 0] <= 0].mean() == pytest.approx(30, abs=10)
+
+
+def test_deterministic_and_clonable():
+    X, arm, y = two_arm_data(n=2000)
+    a = XLearner(control="ctl", random_state=3).fit(X, arm, y).predict_uplift(X)
+    b = clone(XLearner(control="ctl", random_state=3)).fit(X, arm, y).predict_uplift(X)
+    np.testing.assert_array_equal(a, b)
+    assert XLearner(control="ctl").get_params()["control"] == "ctl"
+    assert not hasattr(XLearner(), "arms_")  # __init__ stores parameters only
+
+
+def test_auto_picks_by_cross_validated_qini_and_ensemble_averages():
+    X, arm, y = two_arm_data(n=3000, seed=4)
+    rows = arm != "b"
+    t = (arm[rows] == "a").astype(int)
+    auto = AutoUplift(candidates=("s", "t-lr"), cv=2).fit(X[rows], t, y[rows])
+    assert set(auto.cv_scores_) == {"s", "t-lr"}
+    assert auto.best_key_ == max(auto.cv_scores_, key=auto.cv_scores_.get)
+    np.testing.assert_allclose(auto.predict_uplift(X[:5]), auto.model_.predict_uplift(X[:5]))
+    ens = UpliftEnsemble(members=("s", "t-lr")).fit(X[rows], t, y[rows])
+    parts = [m.predict_uplift(X[:5]) for m in ens.models_]
+    np.testing.assert_allclose(ens.predict_uplift(X[:5]), np.mean(parts, axis=0))
+
+
+def test_clear_errors():
+    X, arm, y = two_arm_data(n=500)
+    with pytest.raises(ValueError, match="no control rows"):
+        TLearner(control="none").fit(X, arm, y)
+    with pytest.raises(ValueError, match="differ in length"):
+        TLearner(control="ctl").fit(X[:10], arm, y)
+    with pytest.raises(ValueError, match="missing or infinite"):
+        TLearner(control="ctl").fit(X, arm, np.where(np.arange(500) == 3, np.nan, y))
+    with pytest.raises(ValueError, match="is a classifier"):
+        XLearner(LogisticRegression(), control="ctl").fit(X, arm, y)
+    with pytest.raises(ValueError, match="is a classifier"):
+        TLearner(LogisticRegression()).fit(X, (arm == "a").astype(int), np.linspace(0, 5, 500))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SLearner().predict_uplift(X)
+    fitted = SLearner(control="ctl").fit(X, arm, y)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict_uplift(X[:, :2])
+    with pytest.raises(ValueError, match="unknown uplift model"):
+        make_model("nope")
