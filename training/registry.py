@@ -1,0 +1,224 @@
+"""The model registry as training and serving use it: aliases, not stages (MLflow 3).
+
+Serving needs two calls and one exception:
+
+- `champion_version(client, name, alias)` -> the `ModelVersion` the alias points at, or None when the model
+  or the alias does not exist yet.
+- `load_recommender_version(tracking_uri, name, version)` -> the `Recommender`, loaded with
+  `models.recommenders.load_recommender` from the version's `recommender` artifact.
+- Anything that stops a model from being served (registry unreachable, missing model or version, corrupt
+  or unreadable artifact) raises `ModelUnavailable`, so serving can fall back to popularity with one
+  `except`.
+
+Training (any model kind: recommenders, uplift) registers through one generic helper:
+
+    register_and_maybe_promote(run_id, artifact_name, model_name, metric, value, higher_is_better=True)
+
+It registers the model the run logged under `artifact_name` as a new version of `model_name`,
+records the metric on the version as tags (`crosscart.metric`, `crosscart.metric_value`,
+`crosscart.higher_is_better`), and moves the alias (default `champion`) only when the new value strictly
+beats the current champion's value of the SAME metric (a tie keeps the champion). The champion's value
+comes from its tags, else from its run's metric of that name. A champion with no value for the metric
+is kept (the comparison is meaningless); `force=True` promotes anyway. Two trainings promoting at the
+very same moment may race: the last alias write wins.
+
+This module imports MLflow only inside its functions, so importing it costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training.tracking import metric_key
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from models.recommenders.base import Recommender
+
+ARTIFACT_KEY = "recommender"  # the pyfunc artifact holding the saved recommender
+METRIC_TAG = "crosscart.metric"
+VALUE_TAG = "crosscart.metric_value"
+DIRECTION_TAG = "crosscart.higher_is_better"
+# The registry answers "not found" with one of these codes for a missing model, version or alias.
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class ModelUnavailable(RuntimeError):
+    """No servable model: the registry, the version or its artifact is missing, unreachable or corrupt."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What `register_and_maybe_promote` did, and why."""
+
+    model_name: str
+    version: str
+    alias: str
+    promoted: bool
+    reason: str
+    metric: str
+    value: float
+    champion_version: str | None = None  # the alias holder before this call
+    champion_value: float | None = None
+
+
+def champion_version(client: MlflowClient, name: str, alias: str = "champion") -> ModelVersion | None:
+    """The version `alias` points at; None when the model or alias does not exist.
+
+    Raises ModelUnavailable when the registry itself cannot be read.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return None
+        raise ModelUnavailable(f"registry lookup of {name}@{alias} failed: {exc}") from exc
+    except Exception as exc:  # driver/network errors arrive as many types; serving needs one
+        raise ModelUnavailable(f"registry lookup of {name}@{alias} failed: {exc}") from exc
+
+
+def recorded_value(client: MlflowClient, version: ModelVersion, metric: str) -> float | None:
+    """The version's value of `metric`: its tags when they name this metric, else its run's metric."""
+    tags = version.tags or {}
+    if tags.get(METRIC_TAG) == metric and VALUE_TAG in tags:
+        return float(tags[VALUE_TAG])
+    if not version.run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(version.run_id).data.metrics.get(metric_key(metric))
+    except MlflowException:  # the run was deleted: nothing to compare with
+        return None
+
+
+def is_better(new: float, old: float, higher_is_better: bool = True) -> bool:
+    """Strict improvement: a tie keeps the incumbent."""
+    return new > old if higher_is_better else new < old
+
+
+def register_and_maybe_promote(
+    run_id: str,
+    artifact_name: str,
+    model_name: str,
+    metric: str,
+    value: float,
+    higher_is_better: bool = True,
+    *,
+    alias: str = "champion",
+    tracking_uri: str | None = None,
+    tags: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Promotion:
+    """Register the run's logged model as a new version; move `alias` to it only if it beats the champion.
+
+    `tracking_uri` None means MLflow's current one (`training.tracking.use_tracking` sets it).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{metric} = {value} cannot rank models; refusing to register")
+    if tracking_uri is not None:
+        mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    champion = champion_version(client, model_name, alias)
+    champion_value = recorded_value(client, champion, metric) if champion is not None else None
+
+    version_tags = {
+        **(tags or {}),
+        METRIC_TAG: metric,
+        VALUE_TAG: repr(value),
+        DIRECTION_TAG: str(higher_is_better).lower(),
+    }
+    version = mlflow.register_model(
+        _logged_model_uri(client, run_id, artifact_name), model_name, tags=version_tags
+    )
+
+    if champion is None:
+        promoted, reason = True, "no champion yet"
+    elif force:
+        promoted, reason = True, "forced"
+    elif champion_value is None:
+        promoted, reason = False, f"champion v{champion.version} has no recorded {metric}; kept (use force)"
+    elif is_better(value, champion_value, higher_is_better):
+        promoted, reason = True, f"{metric} {value:.6g} beats champion's {champion_value:.6g}"
+    else:
+        promoted, reason = False, f"{metric} {value:.6g} does not beat champion's {champion_value:.6g}"
+    if promoted:
+        client.set_registered_model_alias(model_name, alias, version.version)
+    return Promotion(
+        model_name=model_name,
+        version=str(version.version),
+        alias=alias,
+        promoted=promoted,
+        reason=reason,
+        metric=metric,
+        value=value,
+        champion_version=None if champion is None else str(champion.version),
+        champion_value=champion_value,
+    )
+
+
+def _logged_model_uri(client: MlflowClient, run_id: str, artifact_name: str) -> str:
+    """MLflow 3 stores logged models apart from run artifacts: find the run's model of that name."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models(
+        [experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{artifact_name}'",
+        max_results=1,
+    )
+    if not found:
+        raise ValueError(f"run {run_id} logged no model named {artifact_name!r}")
+    return found[0].model_uri
+
+
+def load_recommender_version(
+    tracking_uri: str, name: str, version: str | int, dst_dir: str | Path | None = None
+) -> Recommender:
+    """Download version `version` of `name` and load its recommender artifact.
+
+    Files go to `dst_dir` when given (kept), else to a temporary directory removed after loading.
+    Every failure (unknown model/version, unreachable registry, missing or corrupt artifact) raises
+    ModelUnavailable: loaders of pickled/npz files fail with too many exception types to list.
+    """
+    try:
+        if dst_dir is not None:
+            Path(dst_dir).mkdir(parents=True, exist_ok=True)
+            return _download_and_load(tracking_uri, name, str(version), Path(dst_dir))
+        with tempfile.TemporaryDirectory(prefix="crosscart-model-") as tmp:
+            return _download_and_load(tracking_uri, name, str(version), Path(tmp))
+    except ModelUnavailable:
+        raise
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load {name} version {version}: {type(exc).__name__}: {exc}") from exc
+
+
+def _download_and_load(tracking_uri: str, name: str, version: str, dst: Path) -> Recommender:
+    import mlflow
+    from mlflow.models import Model
+
+    from models.recommenders import load_recommender
+
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(dst), tracking_uri=tracking_uri
+        )
+    )
+    flavor = Model.load(local).flavors.get("python_function", {})
+    entry = (flavor.get("artifacts") or {}).get(ARTIFACT_KEY)
+    if not entry:
+        raise ModelUnavailable(f"{name} version {version} has no {ARTIFACT_KEY!r} artifact")
+    path = local / entry["path"]
+    if not path.exists():
+        raise ModelUnavailable(f"{name} version {version}: artifact file {entry['path']} is missing")
+    return load_recommender(path)

@@ -1,0 +1,77 @@
+"""MLflow tracking setup: one place that validates the tracking URI and places artifacts.
+
+The plain file store is deprecated in MLflow 3 and refused here: runs and the registry live in a database
+(`sqlite:///...`, `postgresql://...`) or behind a tracking server (`http(s)://...`). With a SQLite
+backend, artifacts go to `mlartifacts/` beside the database file, so a data directory is self-contained
+(MLflow's default would be `./mlruns` under whatever directory the process happens to start in).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+_SERVER_SCHEMES = ("http", "https", "databricks")
+
+
+def check_tracking_uri(uri: str) -> str:
+    """Return `uri` when it names a database or a tracking server; raise ValueError otherwise."""
+    scheme = urlparse(uri).scheme.split("+")[0] if uri else ""
+    if scheme in _DATABASE_SCHEMES or scheme in _SERVER_SCHEMES:
+        return uri
+    raise ValueError(
+        f"MLflow tracking URI {uri!r} is not supported: use a database (sqlite:///PATH/mlflow.db, "
+        "postgresql://...) or a tracking server (http://HOST:5000); the file store is deprecated"
+    )
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a SQLite database, else the server's default."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db_path = Path(uri.removeprefix("sqlite:///"))
+    if not db_path.is_absolute():
+        db_path = db_path.resolve()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    return (db_path.parent / "mlartifacts" / safe).as_uri()
+
+
+def use_tracking(uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """Point MLflow's fluent API at `uri`, create `experiment` if needed; return (client, experiment id).
+
+    `mlflow.set_tracking_uri` is process-wide state; every pipeline calls this first, so each call site
+    states the URI it means instead of inheriting one.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    check_tracking_uri(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return client, found.experiment_id
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client, client.create_experiment(experiment, artifact_location(uri, experiment))
+    except MlflowException:
+        # Another process created it between our lookup and our insert.
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return client, found.experiment_id
+
+
+def metric_key(metric: str) -> str:
+    """MLflow metric keys allow only `[\\w.\\- :/]`: `ndcg@10` is logged as `ndcg_at_10`."""
+    return metric.replace("@", "_at_")
