@@ -1,1 +1,53 @@
-"""Recommenders sharing one interface: `models.recommenders.base.Recommender`."""
+"""Recommenders sharing one interface: `models.recommenders.base.Recommender`.
+
+`make_recommender(name, **params)` builds one by name with tuned defaults; `load_recommender(path)`
+reads any saved model (the artifact names its class).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.recommenders.base import Ranked, Recommender
+from models.recommenders.coldstart import ColdStartRecommender
+from models.recommenders.common import read_artifact
+from models.recommenders.content import ContentRecommender
+from models.recommenders.ease import EASERecommender
+from models.recommenders.factorization import ALSRecommender, BPRRecommender
+from models.recommenders.itemknn import ItemKNNRecommender
+from models.recommenders.popularity import PopularityRecommender, TrendingRecommender
+from models.recommenders.ranker import TwoStageRanker
+
+REGISTRY: dict[str, type[Recommender]] = {
+    "popularity": PopularityRecommender,
+    "trending": TrendingRecommender,
+    "itemknn": ItemKNNRecommender,
+    "als": ALSRecommender,
+    "bpr": BPRRecommender,
+    "ease": EASERecommender,
+    "ranker": TwoStageRanker,
+    "content": ContentRecommender,
+    "coldstart": ColdStartRecommender,
+}
+
+
+def make_recommender(name: str, **params) -> Recommender:
+    """A fresh, unfitted model; unknown names and parameters raise with the valid choices."""
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown recommender {name!r}; choose from {sorted(REGISTRY)}") from None
+    return cls(**params)
+
+
+def load_recommender(path: str | Path) -> Recommender:
+    """Load any model written by `save` (pickle underneath: trusted artifacts only)."""
+    artifact = read_artifact(path)
+    by_class = {cls.__name__: cls for cls in REGISTRY.values()}
+    cls = by_class.get(artifact["class"])
+    if cls is None:
+        raise ValueError(f"{path}: unknown recommender class {artifact['class']!r}")
+    return cls._from_artifact(artifact)
+
+
+__all__ = ["REGISTRY", "Ranked", "Recommender", "load_recommender", "make_recommender"]

@@ -1,0 +1,189 @@
+"""Shared machinery: id maps, top-n selection with seen/candidate filters, and the saved-artifact format.
+
+Every concrete model scores users against all known items (`_score_users`) and items against items
+(`_item_scores`); filtering, ranking, unknown ids and persistence live here once, so each model file
+holds only its learning rule.
+
+Artifacts are one joblib file holding a dict {format, class, params, state}: `params` are the
+constructor arguments, `state` the fitted attributes (names ending in `_`: numpy arrays, scipy sparse
+matrices, dicts, pandas frames and, for the ranker, nested CrossCart models). joblib is pickle
+underneath, so loading runs pickle: load artifacts only from a trusted registry, never user uploads.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import joblib
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from features.interactions import InteractionData
+from models.recommenders.base import Ranked, Recommender
+
+ARTIFACT_FORMAT = "crosscart-recommender/1"
+_BATCH = 512  # users scored per dense block: bounds memory at 512 x n_items floats
+
+
+def check_data(data: InteractionData) -> sp.csr_matrix:
+    """The interaction matrix as float32 CSR with sorted indices; clear errors for unusable input."""
+    if not isinstance(data, InteractionData):
+        raise TypeError(f"fit expects InteractionData, got {type(data).__name__}")
+    if data.n_users == 0 or data.n_items == 0 or data.matrix.nnz == 0:
+        raise ValueError("cannot fit on empty interaction data")
+    matrix = sp.csr_matrix(data.matrix, dtype=np.float32)
+    if matrix.data.min() < 0:
+        raise ValueError("interaction weights must be >= 0")
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return matrix
+
+
+def top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n largest finite scores, best first (ties broken by lower index: deterministic)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if finite.size == 0:
+        return finite
+    if finite.size > n:
+        part = np.argpartition(-scores[finite], n - 1)[:n]
+        finite = finite[part]
+    order = np.lexsort((finite, -scores[finite]))
+    return finite[order]
+
+
+def check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return int(n)
+
+
+class PersistentRecommender(BaseEstimator, Recommender):
+    """scikit-learn parameters plus the artifact format: every CrossCart model saves and loads alike."""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_index_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
+
+    # persistence -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def save(self, path: str | Path) -> None:
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        artifact = {
+            "format": ARTIFACT_FORMAT,
+            "class": type(self).__name__,
+            "params": self.get_params(deep=False),
+            "state": self._state(),
+        }
+        joblib.dump(artifact, path, compress=3)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        artifact = read_artifact(path)
+        if artifact["class"] != cls.__name__:
+            raise ValueError(f"{path} holds a {artifact['class']}, not a {cls.__name__}")
+        return cls._from_artifact(artifact)
+
+    @classmethod
+    def _from_artifact(cls, artifact: dict[str, Any]) -> Self:
+        model = cls(**artifact["params"])
+        for key, value in artifact["state"].items():
+            setattr(model, key, value)
+        return model
+
+
+class MatrixRecommender(PersistentRecommender):
+    """Base for models that can score every known item for a known user.
+
+    Subclasses implement `_fit(data, matrix)`, `_score_users(rows) -> (len(rows), n_items)` and
+    `_item_scores(col) -> (n_items,)`; `fit` stores the id maps and the seen matrix `user_items_`.
+    """
+
+    def fit(self, data: InteractionData) -> Self:
+        matrix = check_data(data)
+        self.user_ids_ = np.asarray(data.user_ids)
+        self.item_ids_ = np.asarray(data.item_ids)
+        self.user_index_ = dict(data.user_index)
+        self.item_index_ = dict(data.item_index)
+        self.user_items_ = matrix
+        self._fit(data, matrix)
+        return self
+
+    @abstractmethod
+    def _fit(self, data: InteractionData, matrix: sp.csr_matrix) -> None:
+        """Learn the model state from the checked matrix (and the optional side tables in `data`)."""
+
+    @abstractmethod
+    def _score_users(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of every item for the given user rows, shape (len(rows), n_items); higher is better."""
+
+    @abstractmethod
+    def _item_scores(self, col: int) -> np.ndarray:
+        """Similarity of every item to item `col`, shape (n_items,)."""
+
+    def _candidate_mask(self, candidates: Collection[str] | None) -> np.ndarray | None:
+        if candidates is None:
+            return None
+        mask = np.zeros(len(self.item_ids_), dtype=bool)
+        cols = [self.item_index_[c] for c in candidates if c in self.item_index_]
+        mask[cols] = True
+        return mask
+
+    def recommend(
+        self,
+        user_ids: Sequence[str],
+        n: int = 10,
+        exclude_seen: bool = True,
+        candidates: Collection[str] | None = None,
+    ) -> list[Ranked]:
+        self._check_fitted()
+        n = check_n(n)
+        if isinstance(user_ids, str):
+            raise TypeError("user_ids must be a sequence of ids, not a single string")
+        out: list[Ranked] = [[] for _ in user_ids]
+        known = [(pos, self.user_index_[u]) for pos, u in enumerate(user_ids) if u in self.user_index_]
+        allowed = self._candidate_mask(candidates)
+        if allowed is not None and not allowed.any():
+            return out
+        for start in range(0, len(known), _BATCH):
+            block = known[start : start + _BATCH]
+            rows = np.fromiter((r for _, r in block), dtype=np.int64, count=len(block))
+            scores = np.asarray(self._score_users(rows), dtype=np.float64)
+            if exclude_seen:
+                seen = self.user_items_[rows]
+                scores[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            for k, (pos, _) in enumerate(block):
+                best = top_n(scores[k], n)
+                out[pos] = [(str(self.item_ids_[j]), float(scores[k, j])) for j in best]
+        return out
+
+    def similar_items(self, item_id: str, n: int = 10) -> Ranked:
+        self._check_fitted()
+        n = check_n(n)
+        col = self.item_index_.get(item_id)
+        if col is None:
+            return []
+        scores = np.asarray(self._item_scores(col), dtype=np.float64).copy()
+        scores[col] = -np.inf
+        return [(str(self.item_ids_[j]), float(scores[j])) for j in top_n(scores, n)]
+
+
+def read_artifact(path: str | Path) -> dict[str, Any]:
+    """The saved dict, after checking it is a CrossCart recommender artifact."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved recommender at {path}")
+    artifact = joblib.load(path)
+    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{path} is not a CrossCart recommender artifact ({ARTIFACT_FORMAT})")
+    return artifact
