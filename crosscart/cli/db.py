@@ -1,11 +1,86 @@
-"""`crosscart db`: (being built)."""
+"""`crosscart db`: create and migrate the marketplace database, and load a generated marketplace into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="db commands (being built).", no_args_is_help=True)
+app = typer.Typer(help="Marketplace database: migrations and loading.", no_args_is_help=True)
 
 
-@app.command("todo")
-def _todo() -> None:
-    """Placeholder until the owner of this group lands it."""
-    raise typer.Exit(1)
+def _url() -> str:
+    from crosscart.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    return settings.resolved_database_url
+
+
+@app.command("upgrade")
+def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from commerce import migrate
+
+    migrate.upgrade(_url(), revision)
+    typer.echo(f"database at {migrate.current(_url())}")
+
+
+@app.command("downgrade")
+def downgrade(revision: str = typer.Argument("-1", help="Target revision, e.g. -1 or base.")) -> None:
+    """Revert migrations down to REVISION (default: one step)."""
+    from commerce import migrate
+
+    migrate.downgrade(_url(), revision)
+    typer.echo(f"database at {migrate.current(_url()) or 'base (empty)'}")
+
+
+@app.command("current")
+def current() -> None:
+    """Print the revision the database is at."""
+    from commerce import migrate
+
+    typer.echo(migrate.current(_url()) or "base (empty)")
+
+
+@app.command("init")
+def init() -> None:
+    """Migrate to the latest schema and seed reference data (logistics partners). Safe to re-run."""
+    from commerce import migrate
+    from commerce.db import make_engine, make_session_factory, transaction
+    from commerce.services.logistics import seed_default_partners
+
+    url = _url()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with transaction(make_session_factory(engine)) as session:
+        seed_default_partners(session)
+    engine.dispose()
+    typer.echo(f"database ready at {migrate.current(url)}")
+
+
+@app.command("load")
+def load(
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A generated marketplace."),
+    events: str = typer.Option("all", help="Events to load: all, purchases (with coupon events) or none."),
+) -> None:
+    """Load a generated marketplace directory into the database (idempotent)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from commerce import migrate
+    from commerce.db import make_engine, make_session_factory
+    from commerce.importer import load_marketplace
+    from crosscart.settings import get_settings
+
+    url = _url()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    stats = load_marketplace(
+        make_session_factory(engine), data_dir, identity_key=get_settings().identity_key, events=events
+    )
+    engine.dispose()
+    table = Table("table", "rows read", title=f"loaded {data_dir} in {stats.seconds:.1f} s")
+    for name, count in stats.rows.items():
+        table.add_row(name, f"{count:,}")
+    Console().print(table)

@@ -1,0 +1,43 @@
+"""Small helpers shared by the services."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from commerce.errors import NotFound, ValidationError
+
+T = TypeVar("T")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def get_or_404(session: Session, model: type[T], key, what: str) -> T:
+    obj = session.get(model, key)
+    if obj is None:
+        raise NotFound(f"unknown {what} {key!r}", code=f"{what.replace(' ', '_')}_not_found")
+    return obj
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+def country_code(value: str, field: str = "country") -> str:
+    code = (value or "").strip().upper()
+    if not _COUNTRY.match(code):
+        raise ValidationError(
+            f"{field} must be an ISO 3166 alpha-2 code, got {value!r}", code="invalid_country"
+        )
+    return code
+
+
+def required_text(value: str | None, field: str, max_len: int) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise ValidationError(f"{field} is required", code="missing_field")
+    if len(text) > max_len:
+        raise ValidationError(f"{field} is longer than {max_len} characters", code="field_too_long")
+    return text

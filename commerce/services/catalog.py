@@ -1,0 +1,304 @@
+"""Categories, products, stock, and the one definition of a sellable product."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import Select, exists, select, update
+from sqlalchemy.orm import Session
+
+from commerce.catalog import (
+    DEFAULT_TARIFF_RATE,
+    DEFAULT_VAT_RATE,
+    FULFILLMENT_MODES,
+    LISTING_STATUSES,
+    Category,
+    Product,
+    Stock,
+)
+from commerce.errors import Conflict, ValidationError
+from commerce.merchants import Merchant
+from commerce.services._util import country_code, get_or_404, new_id, required_text
+from commerce.services.pagination import Page, paginate
+from commerce.sqltypes import to_money
+
+
+def _rate(value: Decimal | str | int, field_name: str) -> Decimal:
+    if isinstance(value, float):
+        raise ValidationError(f"{field_name} must be a Decimal or string, not float", code="invalid_rate")
+    rate = Decimal(value)
+    if not Decimal(0) <= rate < Decimal(1):
+        raise ValidationError(f"{field_name} must be in [0, 1), got {rate}", code="invalid_rate")
+    return rate
+
+
+@dataclass(frozen=True)
+class CategoryInput:
+    category_id: str
+    name: str
+    parent_id: str | None = None
+    vat_rate: Decimal = DEFAULT_VAT_RATE
+    consumption_tax_rate: Decimal = Decimal("0")
+    tariff_rate: Decimal = DEFAULT_TARIFF_RATE
+    commission_rate: Decimal = Decimal("0.05")
+    repurchasable: bool = False
+
+
+def create_category(session: Session, data: CategoryInput) -> Category:
+    category_id = required_text(data.category_id, "category_id", 64)
+    if session.get(Category, category_id) is not None:
+        raise Conflict(f"category {category_id!r} already exists", code="duplicate_category")
+    if data.parent_id is not None:
+        get_or_404(session, Category, data.parent_id, "category")
+    category = Category(
+        category_id=category_id,
+        parent_id=data.parent_id,
+        name=required_text(data.name, "name", 200),
+        vat_rate=_rate(data.vat_rate, "vat_rate"),
+        consumption_tax_rate=_rate(data.consumption_tax_rate, "consumption_tax_rate"),
+        tariff_rate=_rate(data.tariff_rate, "tariff_rate"),
+        commission_rate=_rate(data.commission_rate, "commission_rate"),
+        repurchasable=bool(data.repurchasable),
+    )
+    session.add(category)
+    session.flush()
+    return category
+
+
+def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:
+    """Change any of vat_rate, consumption_tax_rate, tariff_rate, commission_rate (new orders only)."""
+    allowed = {"vat_rate", "consumption_tax_rate", "tariff_rate", "commission_rate"}
+    if unknown := set(rates) - allowed:
+        raise ValidationError(f"unknown rate fields {sorted(unknown)}", code="invalid_field")
+    category = get_or_404(session, Category, category_id, "category")
+    for name, value in rates.items():
+        setattr(category, name, _rate(value, name))
+    session.flush()
+    return category
+
+
+def category_subtree(session: Session, category_id: str) -> set[str]:
+    """The category and all its descendants (trees are small: one query, walked in memory)."""
+    get_or_404(session, Category, category_id, "category")
+    children: dict[str | None, list[str]] = {}
+    for cid, parent in session.execute(select(Category.category_id, Category.parent_id)):
+        children.setdefault(parent, []).append(cid)
+    found, stack = set(), [category_id]
+    while stack:
+        node = stack.pop()
+        if node not in found:
+            found.add(node)
+            stack.extend(children.get(node, ()))
+    return found
+
+
+def category_paths(session: Session) -> dict[str, tuple[str, ...]]:
+    """For every category, its ancestors from the root down to itself (one query, walked in memory)."""
+    rows = session.execute(select(Category.category_id, Category.parent_id))
+    parents = {cid: parent for cid, parent in rows}
+    paths: dict[str, tuple[str, ...]] = {}
+    for start in parents:
+        chain, node = [], start
+        while node is not None and node not in paths:
+            if len(chain) > len(parents):
+                raise ValidationError("category tree has a cycle", code="category_cycle")
+            chain.append(node)
+            node = parents[node]
+        prefix = paths[node] if node is not None else ()
+        for cid in reversed(chain):
+            prefix = prefix + (cid,)
+            paths[cid] = prefix
+    return paths
+
+
+def list_categories(session: Session, *, parent_id: str | None = None, limit: int = 500, offset: int = 0):
+    stmt = select(Category).order_by(Category.category_id)
+    if parent_id is not None:
+        stmt = stmt.where(Category.parent_id == parent_id)
+    return paginate(session, stmt, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True)
+class ProductInput:
+    sku: str
+    merchant_id: str
+    title: str
+    category_id: str
+    brand: str
+    origin_country: str
+    price: Decimal | str
+    fulfillment: str
+    self_operated: bool = False
+    cost_price: Decimal | str | None = None
+    stock: dict[str, int] = field(default_factory=dict)
+    product_id: str | None = None
+
+
+def _quantity(value: int, field_name: str = "quantity") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{field_name} must be a non-negative integer", code="invalid_quantity")
+    return value
+
+
+def create_product(session: Session, data: ProductInput) -> Product:
+    """Add a listed product. The merchant must exist, not be rejected and hold the brand's authorization."""
+    price = to_money(data.price, field="price")
+    if price <= 0:
+        raise ValidationError("price must be positive", code="invalid_price")
+    cost = None if data.cost_price is None else to_money(data.cost_price, field="cost_price")
+    if cost is not None and cost < 0:
+        raise ValidationError("cost_price must be >= 0", code="invalid_price")
+    if data.self_operated and cost is None:
+        raise ValidationError("self-operated products need a cost_price", code="missing_cost_price")
+    if data.fulfillment not in FULFILLMENT_MODES:
+        raise ValidationError(f"fulfillment must be one of {FULFILLMENT_MODES}", code="invalid_fulfillment")
+    merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
+    if merchant.status == "rejected":
+        raise ValidationError(f"merchant {merchant.merchant_id!r} was rejected", code="merchant_rejected")
+    brand = required_text(data.brand, "brand", 120)
+    if brand not in {b.brand for b in merchant.brands}:
+        raise ValidationError(
+            f"merchant {merchant.merchant_id!r} holds no authorization for brand {brand!r}",
+            code="brand_not_authorized",
+        )
+    get_or_404(session, Category, data.category_id, "category")
+    if session.scalar(select(exists().where(Category.parent_id == data.category_id))):
+        raise ValidationError("products belong to leaf categories", code="category_not_leaf")
+    sku = required_text(data.sku, "sku", 64)
+    if session.scalar(select(exists().where(Product.sku == sku))):
+        raise Conflict(f"sku {sku!r} already exists", code="duplicate_sku")
+    product_id = data.product_id or new_id("p")
+    if session.get(Product, product_id) is not None:
+        raise Conflict(f"product {product_id!r} already exists", code="duplicate_product")
+    product = Product(
+        product_id=product_id,
+        sku=sku,
+        merchant_id=merchant.merchant_id,
+        title=required_text(data.title, "title", 300),
+        category_id=data.category_id,
+        brand=brand,
+        origin_country=country_code(data.origin_country, "origin_country"),
+        price=price,
+        cost_price=cost,
+        fulfillment=data.fulfillment,
+        self_operated=bool(data.self_operated),
+        status="listed",
+    )
+    session.add(product)
+    for location, qty in data.stock.items():
+        session.add(
+            Stock(product=product, location=required_text(location, "location", 64), quantity=_quantity(qty))
+        )
+    session.flush()
+    return product
+
+
+def update_product(
+    session: Session,
+    product_id: str,
+    *,
+    title: str | None = None,
+    price: Decimal | str | None = None,
+    cost_price: Decimal | str | None = None,
+    status: str | None = None,
+) -> Product:
+    product = get_or_404(session, Product, product_id, "product")
+    if title is not None:
+        product.title = required_text(title, "title", 300)
+    if price is not None:
+        new_price = to_money(price, field="price")
+        if new_price <= 0:
+            raise ValidationError("price must be positive", code="invalid_price")
+        product.price = new_price
+    if cost_price is not None:
+        cost = to_money(cost_price, field="cost_price")
+        if cost < 0:
+            raise ValidationError("cost_price must be >= 0", code="invalid_price")
+        product.cost_price = cost
+    if status is not None:
+        if status not in LISTING_STATUSES:
+            raise ValidationError(f"status must be one of {LISTING_STATUSES}", code="invalid_status")
+        product.status = status
+    session.flush()
+    return product
+
+
+def set_stock(session: Session, product_id: str, location: str, quantity: int) -> Stock:
+    """Set on-hand units at a location; refused below the units already reserved by unpaid orders."""
+    get_or_404(session, Product, product_id, "product")
+    quantity = _quantity(quantity)
+    location = required_text(location, "location", 64)
+    row = session.scalar(select(Stock).where(Stock.product_id == product_id, Stock.location == location))
+    if row is None:
+        row = Stock(product_id=product_id, location=location, quantity=quantity, reserved=0)
+        session.add(row)
+        session.flush()
+        return row
+    done = session.execute(
+        update(Stock.__table__)
+        .where(Stock.id == row.id, Stock.reserved <= quantity)
+        .values(quantity=quantity)
+    ).rowcount
+    if done != 1:
+        raise Conflict(f"{location}: {quantity} units is below the reserved units", code="below_reserved")
+    session.refresh(row)
+    return row
+
+
+def get_product(session: Session, product_id: str) -> Product:
+    return get_or_404(session, Product, product_id, "product")
+
+
+def list_products(
+    session: Session,
+    *,
+    merchant_id: str | None = None,
+    category_id: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[Product]:
+    stmt = select(Product).order_by(Product.product_id)
+    if merchant_id is not None:
+        stmt = stmt.where(Product.merchant_id == merchant_id)
+    if category_id is not None:
+        stmt = stmt.where(Product.category_id.in_(category_subtree(session, category_id)))
+    if status is not None:
+        stmt = stmt.where(Product.status == status)
+    return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def sellable_products_query(
+    *, product_ids: Iterable[str] | None = None, in_stock: bool = False
+) -> Select[tuple[Product]]:
+    """Products that may be sold or recommended: listed, from an approved (so not suspended) merchant.
+
+    `in_stock=True` also requires unreserved units at some location.
+    """
+    stmt = (
+        select(Product)
+        .join(Merchant, Merchant.merchant_id == Product.merchant_id)
+        .where(Product.status == "listed", Merchant.status == "approved")
+        .order_by(Product.product_id)
+    )
+    if product_ids is not None:
+        stmt = stmt.where(Product.product_id.in_(list(product_ids)))
+    if in_stock:
+        stmt = stmt.where(
+            exists().where(Stock.product_id == Product.product_id, Stock.quantity > Stock.reserved)
+        )
+    return stmt
+
+
+def sellable_products(
+    session: Session, product_ids: Iterable[str] | None = None, *, in_stock: bool = False
+) -> list[Product]:
+    return list(session.scalars(sellable_products_query(product_ids=product_ids, in_stock=in_stock)))
+
+
+def sellable_product_ids(session: Session, *, in_stock: bool = False) -> set[str]:
+    """The set serving filters recommendations with."""
+    stmt = sellable_products_query(in_stock=in_stock).with_only_columns(Product.product_id)
+    return set(session.scalars(stmt))

@@ -1,0 +1,289 @@
+"""Cart -> order: prices, coupon, cross-border tax and limits, and stock reservation without overselling.
+
+Stock: the cart's stock rows are locked with SELECT ... FOR UPDATE in primary-key order (PostgreSQL; one
+global order means two checkouts can never deadlock), then each reservation is a conditional
+`UPDATE stock SET reserved = reserved + n WHERE id = :id AND quantity - reserved >= n` whose row count is
+checked. On SQLite the transaction is BEGIN IMMEDIATE (commerce.db), which serializes writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from commerce.catalog import Product, Stock
+from commerce.coupons import Coupon
+from commerce.errors import LimitExceeded, NotFound, OutOfStock, ValidationError
+from commerce.orders import AnnualSpend, Order, OrderLine, OrderStatusChange
+from commerce.services import coupons as coupon_service
+from commerce.services._util import get_or_404
+from commerce.services.catalog import category_paths, sellable_products
+from commerce.services.logistics import choose_partner, estimate_delivery
+from commerce.services.pricing import effective_prices
+from commerce.shoppers import Shopper
+from commerce.sqltypes import as_utc, round_fen, utcnow
+from commerce.tax import ANNUAL_LIMIT, TaxRates, allocate, line_tax, order_regime
+
+MAX_LINE_QUANTITY = 999
+
+
+@dataclass(frozen=True)
+class CartLine:
+    product_id: str
+    quantity: int
+
+
+def customs_year(at: datetime) -> int:
+    """The calendar year the annual limit counts in: China Standard Time (UTC+8, no DST)."""
+    from zoneinfo import ZoneInfo
+
+    return as_utc(at).astimezone(ZoneInfo("Asia/Shanghai")).year
+
+
+def _merge(lines: Sequence[CartLine]) -> dict[str, int]:
+    if not lines:
+        raise ValidationError("the cart is empty", code="empty_cart")
+    merged: dict[str, int] = {}
+    for line in lines:
+        q = line.quantity
+        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= MAX_LINE_QUANTITY:
+            raise ValidationError(
+                f"quantity must be an integer in 1..{MAX_LINE_QUANTITY}", code="invalid_quantity"
+            )
+        merged[line.product_id] = merged.get(line.product_id, 0) + q
+    return merged
+
+
+def _reserve(session: Session, wanted: dict[str, int]) -> dict[str, int]:
+    """Reserve units per product at one location each; return product_id -> stock row id."""
+    rows = session.execute(
+        select(Stock.id, Stock.product_id, Stock.quantity, Stock.reserved)
+        .where(Stock.product_id.in_(sorted(wanted)))
+        .order_by(Stock.id)
+        .with_for_update()
+    ).all()
+    chosen: dict[str, int] = {}
+    for product_id, qty in wanted.items():
+        for row in rows:
+            if row.product_id != product_id or row.quantity - row.reserved < qty:
+                continue
+            done = session.execute(
+                update(Stock.__table__)
+                .where(Stock.id == row.id, Stock.quantity - Stock.reserved >= qty)
+                .values(reserved=Stock.reserved + qty)
+            ).rowcount
+            if done == 1:
+                chosen[product_id] = row.id
+                break
+        else:
+            raise OutOfStock(f"not enough stock of {product_id!r} for {qty} units", code="out_of_stock")
+    return chosen
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    product_id: str
+    merchant_id: str
+    quantity: int
+    list_price: Decimal
+    unit_price: Decimal
+    gross: Decimal
+    discount: Decimal
+    tax: Decimal
+    total: Decimal
+    commission: Decimal
+    margin: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.gross - self.discount
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What an order would cost now, line by line; `checkout` turns exactly this into an order."""
+
+    shopper_id: str
+    lines: list[QuoteLine]
+    fulfillment: str
+    partner_id: str
+    tax_regime: str
+    coupon_id: str | None
+    delivery_earliest: datetime
+    delivery_latest: datetime
+
+    @property
+    def goods_total(self) -> Decimal:
+        return sum((line.gross for line in self.lines), Decimal("0.00"))
+
+    @property
+    def discount_total(self) -> Decimal:
+        return sum((line.discount for line in self.lines), Decimal("0.00"))
+
+    @property
+    def tax_total(self) -> Decimal:
+        return sum((line.tax for line in self.lines), Decimal("0.00"))
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.total for line in self.lines), Decimal("0.00"))
+
+
+def quote(
+    session: Session,
+    shopper_id: str,
+    lines: Sequence[CartLine],
+    *,
+    coupon_id: str | None = None,
+    partner_id: str | None = None,
+    at: datetime | None = None,
+) -> Quote:
+    """Price a cart without writing anything: effective prices, coupon, tax per line, delivery window.
+
+    Raises the same errors checkout would, except for stock and coupon-limit races decided at checkout.
+    """
+    at = as_utc(at or utcnow())
+    wanted = _merge(lines)
+    shopper = get_or_404(session, Shopper, shopper_id, "shopper")
+    identity = shopper.identity
+    if identity is None:
+        raise ValidationError(
+            "cross-border orders need the buyer's verified real name and ID number", code="identity_required"
+        )
+    products = {p.product_id: p for p in sellable_products(session, wanted)}
+    if missing := [pid for pid in wanted if pid not in products]:
+        if any(session.get(Product, pid) is None for pid in missing):
+            raise NotFound(f"unknown products {missing}", code="product_not_found")
+        raise ValidationError(f"products not for sale: {missing}", code="not_sellable")
+    modes = {p.fulfillment for p in products.values()}
+    if len(modes) != 1:
+        raise ValidationError(
+            "bonded and direct-mail goods ship as separate orders", code="mixed_fulfillment"
+        )
+    mode = modes.pop()
+    partner = choose_partner(session, mode, partner_id)
+
+    ordered = [products[pid] for pid in wanted]
+    prices = effective_prices(session, ordered, at)
+    gross = [round_fen(prices[p.product_id] * wanted[p.product_id]) for p in ordered]
+    discounts = [Decimal("0.00")] * len(ordered)
+    if coupon_id is not None:
+        coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+        coupon_service.check_usable(session, coupon, shopper_id, at)
+        paths = category_paths(session)
+        priced = [
+            coupon_service.PricedLine(p.product_id, p.merchant_id, paths[p.category_id], g)
+            for p, g in zip(ordered, gross, strict=True)
+        ]
+        amount, eligible = coupon_service.discount_for(coupon, priced)
+        for i, share in zip(eligible, allocate(amount, [gross[i] for i in eligible]), strict=True):
+            discounts[i] = share
+    nets = [g - d for g, d in zip(gross, discounts, strict=True)]
+    regime = order_regime([(n, wanted[p.product_id]) for n, p in zip(nets, ordered, strict=True)])
+    goods_value = sum(nets, Decimal(0))
+    spent = session.scalar(
+        select(AnnualSpend.amount).where(
+            AnnualSpend.identity_digest == identity.id_digest, AnnualSpend.year == customs_year(at)
+        )
+    ) or Decimal(0)
+    if spent + goods_value > ANNUAL_LIMIT:
+        raise LimitExceeded(
+            f"this order ({goods_value} CNY) would take the buyer past the {ANNUAL_LIMIT} CNY annual limit "
+            f"({spent} CNY used this year)",
+            code="annual_limit_exceeded",
+        )
+    quote_lines = []
+    for product, g, d, n in zip(ordered, gross, discounts, nets, strict=True):
+        cat, qty = product.category, wanted[product.product_id]
+        tax = line_tax(n, TaxRates(cat.vat_rate, cat.consumption_tax_rate, cat.tariff_rate), regime)
+        quote_lines.append(
+            QuoteLine(
+                product_id=product.product_id,
+                merchant_id=product.merchant_id,
+                quantity=qty,
+                list_price=product.price,
+                unit_price=prices[product.product_id],
+                gross=g,
+                discount=d,
+                tax=tax,
+                total=n + tax,
+                commission=Decimal("0.00") if product.self_operated else round_fen(n * cat.commission_rate),
+                margin=round_fen(n - product.cost_price * qty) if product.self_operated else Decimal("0.00"),
+            )
+        )
+    earliest, latest = estimate_delivery(partner, at)
+    return Quote(shopper_id, quote_lines, mode, partner.partner_id, regime, coupon_id, earliest, latest)
+
+
+def checkout(
+    session: Session,
+    shopper_id: str,
+    lines: Sequence[CartLine],
+    *,
+    coupon_id: str | None = None,
+    partner_id: str | None = None,
+    at: datetime | None = None,
+) -> Order:
+    """Turn a cart into a `pending_payment` order, reserving stock and redeeming the coupon.
+
+    Input and rules are checked first (`quote`, no writes); stock and coupon limits, which concurrent
+    checkouts compete for, are then taken by conditional updates. Run inside a transaction: on any error
+    roll back (commerce.db.transaction does), which leaves the database unchanged. The annual limit is
+    checked here for a quick answer and enforced atomically at payment.
+    """
+    at = as_utc(at or utcnow())
+    q = quote(session, shopper_id, lines, coupon_id=coupon_id, partner_id=partner_id, at=at)
+    stock_ids = _reserve(session, {line.product_id: line.quantity for line in q.lines})
+    identity = session.get(Shopper, shopper_id).identity
+    order = Order(
+        shopper_id=shopper_id,
+        status="pending_payment",
+        fulfillment=q.fulfillment,
+        partner_id=q.partner_id,
+        tax_regime=q.tax_regime,
+        coupon_id=coupon_id,
+        identity_digest=identity.id_digest,
+        declared_name=identity.real_name,
+        goods_total=q.goods_total,
+        discount_total=q.discount_total,
+        tax_total=q.tax_total,
+        total=q.total,
+        created_at=at,
+        delivery_earliest=q.delivery_earliest,
+        delivery_latest=q.delivery_latest,
+    )
+    for no, line in enumerate(q.lines, start=1):
+        order.lines.append(
+            OrderLine(
+                line_no=no,
+                product_id=line.product_id,
+                merchant_id=line.merchant_id,
+                stock_id=stock_ids[line.product_id],
+                quantity=line.quantity,
+                list_price=line.list_price,
+                unit_price=line.unit_price,
+                gross=line.gross,
+                discount=line.discount,
+                tax_rate=(line.tax / line.net).quantize(Decimal("0.0001")) if line.net else Decimal(0),
+                tax=line.tax,
+                total=line.total,
+                commission=line.commission,
+                margin=line.margin,
+            )
+        )
+    session.add(order)
+    session.flush()
+    session.add(
+        OrderStatusChange(
+            order_id=order.order_id, from_status=None, to_status="pending_payment", changed_at=at
+        )
+    )
+    if coupon_id is not None:
+        coupon_service.redeem(session, coupon_id, shopper_id, order.discount_total, order.order_id)
+    session.flush()
+    return order

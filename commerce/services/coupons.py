@@ -1,0 +1,370 @@
+"""Coupon definition, grants, discount computation and atomic redemption.
+
+Redemption never reads-then-writes a counter. Each limit is one conditional UPDATE whose row count says
+whether it held (`used < usage_limit AND round(spent + d, 2) <= budget`; per shopper
+`used < per_shopper_limit`), so concurrent checkouts on SQLite and PostgreSQL can never exceed a
+limit or a budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from commerce.bulk import insert_ignore, insert_ignore_stmt
+from commerce.catalog import Category, Product
+from commerce.coupons import (
+    COUPON_KINDS,
+    SCOPE_TYPES,
+    Coupon,
+    CouponGrant,
+    CouponRedemption,
+    CouponShopperUsage,
+)
+from commerce.errors import Conflict, LimitExceeded, NotFound, ValidationError
+from commerce.events import record_events
+from commerce.merchants import Merchant
+from commerce.services._util import get_or_404, new_id
+from commerce.services.pagination import Page, paginate
+from commerce.shoppers import Shopper
+from commerce.sqltypes import as_utc, round_fen, to_money, utcnow
+
+SCOPE_MODELS = {"category": Category, "merchant": Merchant, "product": Product}
+
+
+@dataclass(frozen=True)
+class CouponInput:
+    kind: str
+    value: Decimal | str
+    name: str = ""
+    issuer: str = "platform"
+    merchant_id: str | None = None
+    cap: Decimal | str | None = None
+    min_spend: Decimal | str = "0"
+    scope_type: str = "platform"
+    scope_id: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    usage_limit: int | None = None
+    per_shopper_limit: int = 1
+    budget: Decimal | str | None = None
+    campaign_id: str | None = None
+    season_id: str | None = None
+    requires_grant: bool = False
+    coupon_id: str | None = None
+
+
+def create_coupon(session: Session, data: CouponInput) -> Coupon:
+    """Validate and store a coupon. Store coupons must be scoped to their merchant or its products."""
+    if data.kind not in COUPON_KINDS:
+        raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
+    if isinstance(data.value, float):
+        raise ValidationError("value must be a Decimal or string, not float", code="invalid_coupon")
+    value = Decimal(data.value)
+    if data.kind == "amount_off":
+        value = to_money(value, field="value")
+    if value <= 0 or (data.kind == "percent_off" and value > 1):
+        raise ValidationError(
+            "value must be > 0 (CNY for amount_off, a fraction in (0, 1] for percent_off)",
+            code="invalid_coupon",
+        )
+    cap = None if data.cap is None else to_money(data.cap, field="cap")
+    budget = None if data.budget is None else to_money(data.budget, field="budget")
+    min_spend = to_money(data.min_spend, field="min_spend")
+    if (cap is not None and cap <= 0) or (budget is not None and budget <= 0) or min_spend < 0:
+        raise ValidationError(
+            "cap and budget must be positive, min_spend non-negative", code="invalid_coupon"
+        )
+    if data.usage_limit is not None and data.usage_limit < 1:
+        raise ValidationError("usage_limit must be >= 1 (or None for unlimited)", code="invalid_coupon")
+    if data.per_shopper_limit < 1:
+        raise ValidationError("per_shopper_limit must be >= 1", code="invalid_coupon")
+    if data.starts_at and data.ends_at and as_utc(data.ends_at) <= as_utc(data.starts_at):
+        raise ValidationError("ends_at must be after starts_at", code="invalid_window")
+    if data.scope_type not in SCOPE_TYPES:
+        raise ValidationError(f"scope_type must be one of {SCOPE_TYPES}", code="invalid_coupon")
+    if (data.scope_type == "platform") != (data.scope_id is None):
+        raise ValidationError("scope_id is required except for platform scope", code="invalid_coupon")
+    if data.scope_id is not None:
+        get_or_404(session, SCOPE_MODELS[data.scope_type], data.scope_id, data.scope_type)
+    if data.issuer == "store":
+        merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
+        owns = (data.scope_type == "merchant" and data.scope_id == merchant.merchant_id) or (
+            data.scope_type == "product"
+            and session.get(Product, data.scope_id).merchant_id == merchant.merchant_id
+        )
+        if not owns:
+            raise ValidationError("a store coupon must target its own shop or products", code="invalid_scope")
+    elif data.issuer != "platform" or data.merchant_id is not None:
+        raise ValidationError("issuer is 'platform' (no merchant_id) or 'store'", code="invalid_coupon")
+    coupon_id = data.coupon_id or new_id("c")
+    if session.get(Coupon, coupon_id) is not None:
+        raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
+    coupon = Coupon(
+        coupon_id=coupon_id,
+        name=data.name,
+        issuer=data.issuer,
+        merchant_id=data.merchant_id,
+        campaign_id=data.campaign_id,
+        season_id=data.season_id,
+        kind=data.kind,
+        value=value,
+        cap=cap,
+        min_spend=min_spend,
+        scope_type=data.scope_type,
+        scope_id=data.scope_id,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        usage_limit=data.usage_limit,
+        per_shopper_limit=data.per_shopper_limit,
+        budget=budget,
+        requires_grant=data.requires_grant,
+    )
+    session.add(coupon)
+    session.flush()
+    return coupon
+
+
+def end_coupon(session: Session, coupon_id: str, at: datetime | None = None) -> Coupon:
+    """Stop a coupon from `at` (default now); uses already redeemed stay valid. Never extends a window."""
+    coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+    at = as_utc(at or utcnow())
+    if coupon.starts_at is not None and at <= coupon.starts_at:
+        raise ValidationError("a coupon cannot end before it starts", code="invalid_window")
+    if coupon.ends_at is None or at < coupon.ends_at:
+        coupon.ends_at = at
+        session.flush()
+    return coupon
+
+
+def get_coupon(session: Session, coupon_id: str) -> Coupon:
+    return get_or_404(session, Coupon, coupon_id, "coupon")
+
+
+def list_coupons(
+    session: Session, *, campaign_id: str | None = None, limit: int = 50, offset: int = 0
+) -> Page[Coupon]:
+    stmt = select(Coupon).order_by(Coupon.coupon_id)
+    if campaign_id is not None:
+        stmt = stmt.where(Coupon.campaign_id == campaign_id)
+    return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def grant_coupon(
+    session: Session,
+    coupon_id: str,
+    shopper_ids: Iterable[str],
+    *,
+    campaign_id: str | None = None,
+    channel: str = "site",
+    at: datetime | None = None,
+) -> int:
+    """Give a coupon to shoppers (already-granted ones are skipped) and log coupon_grant events.
+
+    Returns the number of new grants.
+    """
+    get_or_404(session, Coupon, coupon_id, "coupon")
+    at = as_utc(at or utcnow())
+    ids = sorted(set(shopper_ids))
+    known = set(session.scalars(select(Shopper.shopper_id).where(Shopper.shopper_id.in_(ids))))
+    if missing := [s for s in ids if s not in known]:
+        raise NotFound(f"unknown shoppers {missing[:5]}", code="shopper_not_found")
+    rows = [
+        {
+            "coupon_id": coupon_id,
+            "shopper_id": s,
+            "campaign_id": campaign_id,
+            "channel": channel,
+            "granted_at": at,
+        }
+        for s in ids
+    ]
+    stmt = insert_ignore_stmt(session, CouponGrant.__table__, ["coupon_id", "shopper_id"]).returning(
+        CouponGrant.shopper_id
+    )
+    granted = list(session.scalars(stmt, rows)) if rows else []
+    record_events(
+        session,
+        [
+            {
+                "event_id": f"grant:{coupon_id}:{s}",
+                "ts": at,
+                "shopper_id": s,
+                "product_id": None,
+                "event_type": "coupon_grant",
+                "quantity": 0,
+                "value": 0.0,
+                "campaign_id": campaign_id,
+                "coupon_id": coupon_id,
+            }
+            for s in granted
+        ],
+    )
+    return len(granted)
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    """A cart line as coupons see it: who sells it, where it sits in the tree, what it costs."""
+
+    product_id: str
+    merchant_id: str
+    category_path: tuple[str, ...]
+    amount: Decimal
+
+
+def _in_scope(coupon: Coupon, line: PricedLine) -> bool:
+    if coupon.scope_type == "platform":
+        return True
+    if coupon.scope_type == "category":
+        return coupon.scope_id in line.category_path
+    if coupon.scope_type == "merchant":
+        return line.merchant_id == coupon.scope_id
+    return line.product_id == coupon.scope_id
+
+
+def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime) -> None:
+    """Raise unless the coupon is in its window and, if it needs one, the shopper holds a grant."""
+    at = as_utc(at)
+    if coupon.starts_at is not None and at < coupon.starts_at:
+        raise ValidationError(f"coupon {coupon.coupon_id!r} is not valid yet", code="coupon_not_started")
+    if coupon.ends_at is not None and at >= coupon.ends_at:
+        raise ValidationError(f"coupon {coupon.coupon_id!r} has expired", code="coupon_expired")
+    if coupon.requires_grant and not session.scalar(
+        select(
+            exists().where(CouponGrant.coupon_id == coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
+        )
+    ):
+        raise ValidationError(
+            f"coupon {coupon.coupon_id!r} was not granted to this shopper", code="coupon_not_granted"
+        )
+
+
+def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list[int]]:
+    """Discount in CNY and the indexes of the lines it applies to; raise if out of scope or under min spend.
+
+    The discount never exceeds the eligible amount, so no line goes below zero.
+    """
+    eligible = [i for i, line in enumerate(lines) if _in_scope(coupon, line)]
+    if not eligible:
+        raise ValidationError(
+            f"coupon {coupon.coupon_id!r} does not apply to these goods", code="coupon_out_of_scope"
+        )
+    base = sum((lines[i].amount for i in eligible), Decimal(0))
+    if base < coupon.min_spend:
+        raise ValidationError(
+            f"coupon {coupon.coupon_id!r} needs {coupon.min_spend} CNY of eligible goods (have {base})",
+            code="coupon_min_spend",
+        )
+    amount = coupon.value if coupon.kind == "amount_off" else round_fen(base * coupon.value)
+    if coupon.cap is not None:
+        amount = min(amount, coupon.cap)
+    return min(round_fen(amount), base), eligible
+
+
+def redeem(
+    session: Session, coupon_id: str, shopper_id: str, amount: Decimal, order_id: int | None = None
+) -> CouponRedemption:
+    """Atomically take one use and `amount` CNY of budget; raise LimitExceeded if any limit would break.
+
+    Call inside a transaction and roll back on error: the counters are then untouched.
+    """
+    if amount < 0:
+        raise ValidationError("redemption amount must be >= 0", code="invalid_money")
+    coupon_table = Coupon.__table__
+    took = session.execute(
+        update(coupon_table)
+        .where(
+            Coupon.coupon_id == coupon_id,
+            or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
+            or_(Coupon.budget.is_(None), func.round(Coupon.spent + amount, 2) <= Coupon.budget),
+        )
+        .values(used=Coupon.used + 1, spent=func.round(Coupon.spent + amount, 2))
+    ).rowcount
+    if took != 1:
+        coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+        session.refresh(coupon)
+        if coupon.usage_limit is not None and coupon.used >= coupon.usage_limit:
+            raise LimitExceeded(f"coupon {coupon_id!r} is used up", code="coupon_exhausted")
+        raise LimitExceeded(
+            f"coupon {coupon_id!r} has no budget left for {amount} CNY", code="coupon_budget_exhausted"
+        )
+    insert_ignore(
+        session, CouponShopperUsage.__table__, [{"coupon_id": coupon_id, "shopper_id": shopper_id, "used": 0}]
+    )
+    usage_limit = select(Coupon.per_shopper_limit).where(Coupon.coupon_id == coupon_id).scalar_subquery()
+    mine = session.execute(
+        update(CouponShopperUsage.__table__)
+        .where(
+            CouponShopperUsage.coupon_id == coupon_id,
+            CouponShopperUsage.shopper_id == shopper_id,
+            CouponShopperUsage.used < usage_limit,
+        )
+        .values(used=CouponShopperUsage.used + 1)
+    ).rowcount
+    if mine != 1:
+        raise LimitExceeded(
+            f"shopper already used coupon {coupon_id!r} the allowed times", code="coupon_shopper_limit"
+        )
+    redemption = CouponRedemption(
+        coupon_id=coupon_id, shopper_id=shopper_id, order_id=order_id, amount=amount
+    )
+    session.add(redemption)
+    session.flush()
+    return redemption
+
+
+def release(session: Session, order_id: int) -> None:
+    """Give back the use and budget an order took (on cancellation). No-op if it used no coupon."""
+    redemption = session.scalar(
+        select(CouponRedemption).where(
+            CouponRedemption.order_id == order_id, CouponRedemption.released_at.is_(None)
+        )
+    )
+    if redemption is None:
+        return
+    session.execute(
+        update(Coupon.__table__)
+        .where(Coupon.coupon_id == redemption.coupon_id)
+        .values(used=Coupon.used - 1, spent=func.round(Coupon.spent - redemption.amount, 2))
+    )
+    session.execute(
+        update(CouponShopperUsage.__table__)
+        .where(
+            CouponShopperUsage.coupon_id == redemption.coupon_id,
+            CouponShopperUsage.shopper_id == redemption.shopper_id,
+        )
+        .values(used=CouponShopperUsage.used - 1)
+    )
+    redemption.released_at = utcnow()
+    session.flush()
+
+
+def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = None) -> list[Coupon]:
+    """Coupons the shopper could use now: in window, uses and budget left, granted if needed."""
+    get_or_404(session, Shopper, shopper_id, "shopper")
+    at = as_utc(at or utcnow())
+    own_used = (
+        select(CouponShopperUsage.used)
+        .where(CouponShopperUsage.coupon_id == Coupon.coupon_id, CouponShopperUsage.shopper_id == shopper_id)
+        .scalar_subquery()
+    )
+    granted = exists().where(CouponGrant.coupon_id == Coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
+    stmt = (
+        select(Coupon)
+        .where(
+            or_(Coupon.starts_at.is_(None), Coupon.starts_at <= at),
+            or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
+            or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
+            or_(Coupon.budget.is_(None), Coupon.spent < Coupon.budget),
+            or_(own_used.is_(None), own_used < Coupon.per_shopper_limit),
+            or_(Coupon.requires_grant.is_(False), and_(Coupon.requires_grant.is_(True), granted)),
+        )
+        .order_by(Coupon.coupon_id)
+    )
+    return list(session.scalars(stmt))

@@ -1,0 +1,130 @@
+"""Merchant onboarding and review: pending -> approved | rejected; approved <-> suspended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from commerce.errors import Conflict, InvalidState, ValidationError
+from commerce.merchants import MERCHANT_STATUSES, BrandAuthorization, Merchant, MerchantStatusChange
+from commerce.services._util import country_code, get_or_404, new_id, required_text
+from commerce.services.pagination import Page, paginate
+from commerce.sqltypes import utcnow
+
+#: Review actions: the status each one requires and the status it sets.
+ACTIONS = {
+    "approve": ("pending", "approved"),
+    "reject": ("pending", "rejected"),
+    "suspend": ("approved", "suspended"),
+    "reinstate": ("suspended", "approved"),
+}
+
+
+@dataclass(frozen=True)
+class MerchantApplication:
+    """What an overseas seller submits: company, business licence and brand authorizations."""
+
+    name: str
+    country: str
+    licence_no: str
+    brands: list[str] = field(default_factory=list)
+    merchant_id: str | None = None
+
+
+def apply(session: Session, application: MerchantApplication) -> Merchant:
+    """Register a merchant as `pending`. Needs at least one brand authorization."""
+    name = required_text(application.name, "name", 200)
+    licence = required_text(application.licence_no, "licence_no", 64)
+    country = country_code(application.country)
+    brands = sorted({required_text(b, "brand", 120) for b in application.brands})
+    if not brands:
+        raise ValidationError("at least one brand authorization is required", code="missing_brands")
+    if session.scalar(select(Merchant).where(Merchant.country == country, Merchant.licence_no == licence)):
+        raise Conflict(f"licence {licence!r} ({country}) is already registered", code="duplicate_licence")
+    merchant_id = application.merchant_id or new_id("m")
+    if session.get(Merchant, merchant_id) is not None:
+        raise Conflict(f"merchant {merchant_id!r} already exists", code="duplicate_merchant")
+    merchant = Merchant(
+        merchant_id=merchant_id, name=name, country=country, licence_no=licence, status="pending"
+    )
+    merchant.brands = [BrandAuthorization(brand=b) for b in brands]
+    session.add(merchant)
+    session.add(MerchantStatusChange(merchant_id=merchant_id, from_status=None, to_status="pending"))
+    session.flush()
+    return merchant
+
+
+def _review(session: Session, merchant_id: str, action: str, reason: str | None) -> Merchant:
+    merchant = get_or_404(session, Merchant, merchant_id, "merchant")
+    current, (required, to) = merchant.status, ACTIONS[action]
+    if current != required:
+        raise InvalidState(f"cannot {action} merchant {merchant_id!r}: it is {current}, not {required}")
+    # Conditional update: two reviewers acting at once cannot both win.
+    done = session.execute(
+        update(Merchant.__table__)
+        .where(Merchant.merchant_id == merchant_id, Merchant.status == current)
+        .values(status=to, status_reason=reason, reviewed_at=utcnow())
+    ).rowcount
+    if done != 1:
+        raise InvalidState(f"merchant {merchant_id!r} changed status concurrently; retry")
+    session.add(
+        MerchantStatusChange(merchant_id=merchant_id, from_status=current, to_status=to, reason=reason)
+    )
+    session.flush()
+    session.refresh(merchant)
+    return merchant
+
+
+def approve(session: Session, merchant_id: str) -> Merchant:
+    return _review(session, merchant_id, "approve", None)
+
+
+def reject(session: Session, merchant_id: str, reason: str) -> Merchant:
+    return _review(session, merchant_id, "reject", required_text(reason, "reason", 2000))
+
+
+def suspend(session: Session, merchant_id: str, reason: str) -> Merchant:
+    """Hide the merchant's products from checkout and recommendations until reinstated."""
+    return _review(session, merchant_id, "suspend", required_text(reason, "reason", 2000))
+
+
+def reinstate(session: Session, merchant_id: str, reason: str | None = None) -> Merchant:
+    return _review(session, merchant_id, "reinstate", reason)
+
+
+def add_brand(session: Session, merchant_id: str, brand: str, document_ref: str | None = None) -> Merchant:
+    merchant = get_or_404(session, Merchant, merchant_id, "merchant")
+    brand = required_text(brand, "brand", 120)
+    if any(b.brand == brand for b in merchant.brands):
+        raise Conflict(f"merchant {merchant_id!r} already holds brand {brand!r}", code="duplicate_brand")
+    merchant.brands.append(BrandAuthorization(brand=brand, document_ref=document_ref))
+    session.flush()
+    return merchant
+
+
+def get_merchant(session: Session, merchant_id: str) -> Merchant:
+    return get_or_404(session, Merchant, merchant_id, "merchant")
+
+
+def list_merchants(
+    session: Session, *, status: str | None = None, limit: int = 50, offset: int = 0
+) -> Page[Merchant]:
+    stmt = select(Merchant).order_by(Merchant.merchant_id)
+    if status is not None:
+        if status not in MERCHANT_STATUSES:
+            raise ValidationError(f"unknown merchant status {status!r}", code="invalid_status")
+        stmt = stmt.where(Merchant.status == status)
+    return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def history(session: Session, merchant_id: str) -> list[MerchantStatusChange]:
+    get_or_404(session, Merchant, merchant_id, "merchant")
+    return list(
+        session.scalars(
+            select(MerchantStatusChange)
+            .where(MerchantStatusChange.merchant_id == merchant_id)
+            .order_by(MerchantStatusChange.id)
+        )
+    )

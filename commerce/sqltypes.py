@@ -1,0 +1,75 @@
+"""Column types and value helpers shared by the ORM modules, identical on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from sqlalchemy import DateTime, Enum, Numeric
+from sqlalchemy.types import TypeDecorator
+
+from commerce.errors import ValidationError
+
+FEN = Decimal("0.01")
+
+#: Money columns: CNY with two decimals (fen). SQLite keeps NUMERIC as a binary float, so SQL that adds
+#: money wraps the sum in round(..., 2) to compare and store exact fen on both backends.
+Money = Numeric(12, 2, asdecimal=True)
+#: Rates and fractions such as VAT 0.1300.
+Rate = Numeric(6, 4, asdecimal=True)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both backends (SQLite drops the zone; we put it back).
+
+    Naive inputs are taken to be UTC already, which is what every caller in this package passes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite stores text; keep it naive so lexical order is time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def str_enum(name: str, values: tuple[str, ...]) -> Enum:
+    """A VARCHAR with a CHECK constraint (no native PostgreSQL enum), so both backends match exactly."""
+    return Enum(
+        *values, name=name, native_enum=False, create_constraint=True, validate_strings=True, length=32
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
+    """Parse an amount as Decimal CNY rounded to the fen. Floats are refused: they cannot hold fen exactly."""
+    if isinstance(value, float):
+        raise ValidationError(f"{field} must be a Decimal or string, not float", code="invalid_money")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValidationError(f"{field} is not a number: {value!r}", code="invalid_money") from None
+    if not amount.is_finite():
+        raise ValidationError(f"{field} must be finite", code="invalid_money")
+    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def round_fen(value: Decimal) -> Decimal:
+    return value.quantize(FEN, rounding=ROUND_HALF_UP)

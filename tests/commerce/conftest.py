@@ -1,0 +1,116 @@
+"""Fixtures for the commerce tests: a fresh schema on SQLite and PostgreSQL plus a tiny marketplace."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+import commerce.all_models  # noqa: F401  (complete metadata)
+from commerce.db import Base, make_engine, make_session_factory, transaction
+from commerce.identity import check_char
+from commerce.services import catalog, merchants, shoppers
+from commerce.services.logistics import seed_default_partners
+
+IDENTITY_KEY = "test-identity-key"
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def make_id_number(seq: int) -> str:
+    """A check-digit-valid synthetic resident ID number."""
+    first17 = f"110101199001{seq:05d}"
+    return first17 + check_char(first17)
+
+
+@functools.cache
+def _postgres_ddl() -> str:
+    """The whole schema as one DDL script: one round trip per test instead of one per table and index."""
+    dialect = postgresql.dialect()
+    statements = []
+    for table in Base.metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)))
+        statements += [str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes]
+    return ";\n".join(statements)
+
+
+@pytest.fixture
+def engine(database_url):
+    # PostgreSQL: enough pooled connections for the concurrency tests, few enough to share the server.
+    extra = {"pool_size": 25, "max_overflow": 0, "pool_timeout": 60} if "postgresql" in database_url else {}
+    eng = make_engine(database_url, **extra)
+    if eng.dialect.name == "postgresql":
+        with eng.begin() as conn:
+            conn.exec_driver_sql(_postgres_ddl())
+    else:
+        Base.metadata.create_all(eng, checkfirst=False)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine):
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def market(factory):
+    """Category tree (cosmetics pay consumption tax), approved and suspended merchants, products, shoppers."""
+    with transaction(factory) as s:
+        seed_default_partners(s)
+        catalog.create_category(s, catalog.CategoryInput("root", "All"))
+        catalog.create_category(s, catalog.CategoryInput("beauty", "Beauty", parent_id="root"))
+        catalog.create_category(
+            s,
+            catalog.CategoryInput(
+                "cosmetics",
+                "High-end cosmetics",
+                parent_id="beauty",
+                consumption_tax_rate=Decimal("0.15"),
+                commission_rate=Decimal("0.08"),
+            ),
+        )
+        catalog.create_category(
+            s, catalog.CategoryInput("food", "Food", parent_id="root", repurchasable=True)
+        )
+        for mid, brand in (("m_ok", "Acme"), ("m_sus", "Shady")):
+            merchants.apply(
+                s, merchants.MerchantApplication(mid, "JP", f"LIC-{mid}", [brand], merchant_id=mid)
+            )
+            merchants.approve(s, mid)
+        merchants.suspend(s, "m_sus", "counterfeit complaints")
+        products = [
+            ("p_cream", "m_ok", "cosmetics", "Acme", "300.00", "bonded", False, None, {"HZ-1": 5}),
+            ("p_tea", "m_ok", "food", "Acme", "99.90", "bonded", False, None, {"HZ-1": 100, "HZ-2": 100}),
+            ("p_watch", "m_ok", "food", "Acme", "6000.00", "bonded", False, None, {"HZ-1": 3}),
+            ("p_self", "m_ok", "food", "Acme", "200.00", "bonded", True, "120.00", {"HZ-1": 50}),
+            ("p_mail", "m_ok", "food", "Acme", "50.00", "direct_mail", False, None, {"JP-1": 10}),
+            ("p_bad", "m_sus", "food", "Shady", "10.00", "bonded", False, None, {"HZ-1": 10}),
+        ]
+        for pid, mid, cat, brand, price, mode, self_op, cost, stock in products:
+            catalog.create_product(
+                s,
+                catalog.ProductInput(
+                    sku=f"SKU-{pid}",
+                    merchant_id=mid,
+                    title=pid,
+                    category_id=cat,
+                    brand=brand,
+                    origin_country="JP",
+                    price=price,
+                    fulfillment=mode,
+                    self_operated=self_op,
+                    cost_price=cost,
+                    stock=stock,
+                    product_id=pid,
+                ),
+            )
+        for i in range(3):
+            shoppers.create_shopper(s, f"s{i}", "Zhejiang")
+            shoppers.register_identity(
+                s, f"s{i}", f"Shopper {i}", make_id_number(i), identity_key=IDENTITY_KEY
+            )
+    return factory

@@ -1,0 +1,106 @@
+"""Coupon rules: validation, grants (with events), eligibility, budget stop, and release on cancellation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from commerce.coupons import Coupon, CouponGrant
+from commerce.db import transaction
+from commerce.errors import LimitExceeded, NotFound, ValidationError
+from commerce.events import BehaviorEvent
+from commerce.services import coupons, orders
+from commerce.services.checkout import CartLine, checkout
+from tests.commerce.conftest import NOW
+
+C = coupons.CouponInput
+BAD_COUPONS = [
+    (C("gift", "5"), ValidationError),
+    (C("percent_off", "1.5"), ValidationError),
+    (C("amount_off", "-5"), ValidationError),
+    (C("amount_off", 5.0), ValidationError),
+    (C("amount_off", "5", scope_type="category"), ValidationError),
+    (C("amount_off", "5", scope_type="product", scope_id="nope"), NotFound),
+    (C("amount_off", "5", starts_at=NOW, ends_at=NOW), ValidationError),
+    (C("amount_off", "5", usage_limit=0), ValidationError),
+    (
+        C("amount_off", "5", issuer="store", merchant_id="m_ok"),
+        ValidationError,
+    ),  # store coupon, platform scope
+    (
+        C("amount_off", "5", issuer="store", merchant_id="m_ok", scope_type="product", scope_id="p_bad"),
+        ValidationError,
+    ),
+]
+
+
+def test_bad_coupons_are_refused_and_nothing_is_stored(market):
+    for data, error in BAD_COUPONS:
+        with pytest.raises(error), transaction(market) as s:
+            coupons.create_coupon(s, data)
+    with market() as s:
+        assert s.scalar(select(func.count()).select_from(Coupon)) == 0
+
+
+def test_grants_eligibility_and_release(market):
+    with transaction(market) as s:
+        coupons.create_coupon(
+            s, C("amount_off", "10", coupon_id="vip", requires_grant=True, campaign_id="k1")
+        )
+        coupons.create_coupon(s, C("amount_off", "5", coupon_id="open", ends_at=NOW + timedelta(days=1)))
+        coupons.create_coupon(
+            s,
+            C(
+                "percent_off",
+                "0.5",
+                coupon_id="shop",
+                issuer="store",
+                merchant_id="m_ok",
+                scope_type="merchant",
+                scope_id="m_ok",
+                cap="20",
+                budget="25",
+            ),
+        )
+        assert coupons.grant_coupon(s, "vip", ["s0", "s1"], campaign_id="k1", channel="email", at=NOW) == 2
+        assert (
+            coupons.grant_coupon(s, "vip", ["s1", "s2"], campaign_id="k1", at=NOW) == 1
+        )  # s1 already has it
+        with pytest.raises(NotFound):
+            coupons.grant_coupon(s, "vip", ["ghost"])
+    with market() as s:
+        assert s.scalar(select(func.count()).select_from(CouponGrant)) == 3
+        grants = s.scalars(select(BehaviorEvent).where(BehaviorEvent.event_type == "coupon_grant")).all()
+        assert sorted(e.shopper_id for e in grants) == ["s0", "s1", "s2"]
+        assert {(e.coupon_id, e.campaign_id, e.product_id) for e in grants} == {("vip", "k1", None)}
+        assert [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW)] == ["open", "shop", "vip"]
+        assert [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW + timedelta(days=2))] == [
+            "shop",
+            "vip",
+        ]
+    with transaction(market) as s:
+        first = checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="shop", at=NOW)
+        assert first.discount_total == Decimal("20.00")  # 50% capped at 20
+    with pytest.raises(LimitExceeded) as err, transaction(market) as s:  # 20 more would pass the 25 budget
+        checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="shop", at=NOW)
+    assert err.value.code == "coupon_budget_exhausted"
+    with market() as s:
+        assert "vip" in [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW)]
+        assert "shop" not in [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW)]  # own use taken
+    with transaction(market) as s:
+        orders.cancel_order(s, first.order_id, "changed my mind")
+    with market() as s:
+        shop = s.get(Coupon, "shop")
+        assert (shop.used, shop.spent) == (0, Decimal("0.00"))
+        assert "shop" in [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW)]
+    with transaction(market) as s:  # the returned use can be redeemed again
+        assert checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="shop", at=NOW).discount_total == 20
+        coupons.end_coupon(s, "vip", NOW)
+        coupons.end_coupon(s, "open", NOW + timedelta(days=5))  # never extends the window
+        assert s.get(Coupon, "open").ends_at == NOW + timedelta(days=1)
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="vip", at=NOW)
+    assert err.value.code == "coupon_expired"

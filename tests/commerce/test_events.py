@@ -1,0 +1,81 @@
+"""The behaviour event log: idempotent batch appends, all-or-nothing validation, export to the contract."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from commerce.db import transaction
+from commerce.errors import ValidationError
+from commerce.events import BehaviorEvent, export_events, record_events
+from commerce.identity import id_digest
+from commerce.services import shoppers
+from commerce.shoppers import ShopperIdentity
+from tests.commerce.conftest import IDENTITY_KEY, NOW, make_id_number
+
+
+def _event(i, **kw):
+    return {
+        "event_id": f"e{i}",
+        "ts": NOW + timedelta(seconds=i),
+        "shopper_id": "s0",
+        "product_id": "p_tea",
+        "event_type": "view",
+        **kw,
+    }
+
+
+def _count(factory):
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(BehaviorEvent))
+
+
+def test_appends_are_idempotent_and_all_or_nothing(factory, tmp_path):
+    import pandas as pd
+
+    with transaction(factory) as s:
+        assert record_events(s, [_event(i) for i in range(3)]) == 3
+        assert (
+            record_events(s, [_event(1), _event(3, event_type="search", product_id=None, query="tea")]) == 1
+        )
+        assert record_events(s, []) == 0
+    for bad in (
+        _event(9, event_type="like"),
+        _event(9, product_id=None),
+        _event(9, ts="2026-01-01"),
+        {**_event(9), "price": 3},
+        {k: v for k, v in _event(9).items() if k != "shopper_id"},
+    ):
+        with pytest.raises(ValidationError), transaction(factory) as s:
+            record_events(s, [_event(10), bad])  # the good event in the batch is not kept either
+    assert _count(factory) == 4
+    with factory() as s:
+        export_events(s, tmp_path / "ev")
+    df = pd.read_parquet(tmp_path / "ev")
+    assert sorted(df.event_id) == ["e0", "e1", "e2", "e3"]
+    assert df.loc[df.event_id == "e3", "query"].item() == "tea" and df["quantity"].dtype == "int32"
+
+
+def test_empty_log_exports_a_typed_empty_dataset(factory, tmp_path):
+    import pandas as pd
+
+    with factory() as s:
+        export_events(s, tmp_path / "ev")
+    df = pd.read_parquet(tmp_path / "ev")
+    assert len(df) == 0 and str(df["ts"].dtype) == "datetime64[us, UTC]"
+
+
+def test_invalid_identity_is_refused_and_changes_nothing(market):
+    valid = make_id_number(0)
+    wrong = valid[:-1] + ("1" if valid[-1] != "1" else "2")
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        shoppers.register_identity(s, "s0", "New Name", wrong, identity_key=IDENTITY_KEY)
+    assert err.value.code == "invalid_id_number" and wrong not in err.value.message
+    with market() as s:
+        ident = s.get(ShopperIdentity, "s0")
+        assert ident.real_name == "Shopper 0" and ident.id_digest == id_digest(valid, IDENTITY_KEY)
+        assert valid not in repr(ident) and valid[-4:] in repr(ident)
+        view = shoppers.get_identity(s, "s0")
+        assert valid not in str(view) and ident.id_digest not in str(view) and view.masked_name == "S********"
