@@ -1,0 +1,90 @@
+"""Build the serving snapshots from the marketplace database: a handful of aggregate queries per refresh."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.catalog import Category, Product
+from commerce.events import BehaviorEvent
+from commerce.orders import COUNTED_STATUSES, Order, OrderLine
+from commerce.promotions import SponsoredPlacement
+from commerce.services.catalog import sellable_product_ids
+from serving.catalog import POPULARITY_WEIGHTS, CatalogSnapshot
+
+WINDOW_DAYS = {"1d": 1, "7d": 7, "30d": 30}
+
+
+def _frame(session: Session, query) -> pd.DataFrame:
+    result = session.execute(query)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = None) -> CatalogSnapshot:
+    """Products with sellability (commerce's definition, in stock), categories, windowed activity,
+    purchases and live sponsored slots."""
+    now = now or datetime.now(UTC)
+    with session_factory() as session:
+        sellable = sellable_product_ids(session, in_stock=True)
+        products = _frame(
+            session,
+            select(
+                Product.product_id,
+                Product.title,
+                Product.merchant_id,
+                Product.category_id,
+                Product.origin_country,
+                Product.price,
+                Product.fulfillment,
+            ).order_by(Product.product_id),
+        )
+        categories = _frame(session, select(Category.category_id, Category.parent_id, Category.repurchasable))
+        activity = [_activity(session, "all", None)]
+        activity += [_activity(session, w, now - timedelta(days=d)) for w, d in WINDOW_DAYS.items()]
+        purchases = _frame(
+            session,
+            select(Order.shopper_id, OrderLine.product_id)
+            .join(OrderLine, OrderLine.order_id == Order.order_id)
+            .where(Order.status.in_(COUNTED_STATUSES))  # cancelled or refunded: not bought
+            .distinct(),
+        )
+        sponsored = session.scalars(
+            select(SponsoredPlacement.product_id)
+            .where(SponsoredPlacement.starts_at <= now, SponsoredPlacement.ends_at > now)
+            .group_by(SponsoredPlacement.product_id)
+            .order_by(func.sum(SponsoredPlacement.spend).desc(), SponsoredPlacement.product_id)
+        ).all()
+    products["sellable"] = products["product_id"].isin(sellable)
+    return CatalogSnapshot.from_frames(
+        products, categories, pd.concat(activity, ignore_index=True), purchases, sponsored
+    )
+
+
+def _activity(session: Session, window: str, since: datetime | None) -> pd.DataFrame:
+    query = (
+        select(
+            BehaviorEvent.product_id,
+            BehaviorEvent.event_type,
+            func.count().label("count"),
+            func.coalesce(func.sum(BehaviorEvent.quantity), 0).label("quantity"),
+        )
+        .where(BehaviorEvent.product_id.is_not(None), BehaviorEvent.event_type.in_(POPULARITY_WEIGHTS))
+        .group_by(BehaviorEvent.product_id, BehaviorEvent.event_type)
+    )
+    if since is not None:
+        query = query.where(BehaviorEvent.ts >= since)
+    frame = _frame(session, query)
+    frame["window"] = window
+    return frame
+
+
+def load_running_experiments(session_factory: sessionmaker[Session]) -> list:
+    """Specs of running experiments, for reporting each shopper's variant in responses."""
+    from commerce.experiments import running_configs
+    from experiments.ab.assignment import ExperimentSpec
+
+    with session_factory() as session:
+        return [ExperimentSpec.from_config(c) for c in running_configs(session)]

@@ -1,0 +1,81 @@
+"""One JSON shape for every refusal, `{"code", "message"}`, documented on every /v1 operation.
+
+Domain errors keep their machine-readable `code`; HTTP errors and request validation get a code derived
+from the status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
+
+STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),  # InvalidState and OutOfStock too
+    (ValidationError, 422),
+    (LimitExceeded, 422),
+)
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    errors: list[dict[str, Any]] | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": code.replace("_", " ")}
+    for status, code in CODE_BY_STATUS.items()
+    if status not in (405, 503)
+}
+
+
+def status_for(error: DomainError) -> int:
+    for kind, code in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return code
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=status_for(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        body = {"code": CODE_BY_STATUS.get(exc.status_code, "error"), "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return JSONResponse(
+            jsonable_encoder({"code": "invalid_request", "message": message, "errors": errors}),
+            status_code=422,
+        )

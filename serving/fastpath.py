@@ -1,0 +1,79 @@
+"""An ASGI fast path for the hottest call, GET /v1/shoppers/{id}/recommendations by the storefront.
+
+FastAPI resolves every parameter and dependency through generic machinery that costs more than the page
+itself. This handler answers the common case with the same pieces as the route (the principal cache,
+role and ownership rules, `RecommendationQuery` validation, `shopper_page`) and hands everything else
+to FastAPI untouched: unknown or uncached keys, throttled roles, invalid parameters and any refusal, so
+errors keep their one documented shape and rate limits are never counted twice.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from urllib.parse import parse_qsl, unquote
+
+from fastapi import HTTPException
+from pydantic import ValidationError
+from pydantic_core import to_json
+
+from serving.routers.recommendations import shopper_page
+from serving.schemas.recommendations import RecommendationQuery
+from serving.state import ServingState
+
+PATH = re.compile(r"^/v1/shoppers/([^/]+)/recommendations$")
+ROUTE = SimpleNamespace(path="/v1/shoppers/{shopper_id}/recommendations")  # the metrics label
+ROLES = ("storefront", "shopper", "admin")
+
+
+class RecommendationFastPath:
+    def __init__(self, app, state: ServingState):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = PATH.match(scope["path"])
+            if match is not None:
+                body = self._answer(scope, unquote(match.group(1)))
+                if body is not None:
+                    scope["route"] = ROUTE
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope, shopper_id: str) -> bytes | None:
+        """The response body, or None to let FastAPI handle the request."""
+        state = self.state
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            return None
+        hit, principal = state.principals.get(key.strip())
+        if not hit or principal is None or principal.role not in ROLES:
+            return None
+        if state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
+            return None
+        if principal.role == "shopper" and principal.shopper_id != shopper_id:
+            return None
+        params: dict = {}
+        for name, value in parse_qsl(scope["query_string"].decode("latin-1")):
+            if name == "product_id":
+                params.setdefault(name, []).append(value)
+            else:
+                params[name] = value
+        try:
+            query = RecommendationQuery.model_validate(params)
+            page = shopper_page(state, shopper_id, query)
+        except (ValidationError, HTTPException):
+            return None
+        return to_json(page)

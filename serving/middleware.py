@@ -1,0 +1,122 @@
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): body-size limit and metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+async def _send_413(send, limit: int) -> None:
+    body = json.dumps({"code": "body_too_large", "message": f"request body exceeds {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    """Refuse bodies above `max_bytes` with 413: by Content-Length up front; a body without one (chunked)
+    is read up to the limit before the app sees it, then replayed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else self.max_bytes + 1
+        if declared is not None:
+            if declared > self.max_bytes:
+                return await _send_413(send, self.max_bytes)
+            return await self.app(scope, receive, send)
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # client went away: let the app see it
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await _send_413(send, self.max_bytes)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class Metrics:
+    """Request counts and latencies per route template and status, in the app's own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "crosscart_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "crosscart_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "crosscart_recommendation_fallbacks",
+            "Recommendation responses served from popularity because no model was available",
+            registry=self.registry,
+        )
+        self.model_swaps = Gauge(
+            "crosscart_model_swaps", "Times a new model version was swapped in", registry=self.registry
+        )
+
+
+class MetricsMiddleware:
+    """Labels requests by route template; `prefixes` are router prefixes that the matched route's own
+    path does not carry (FastAPI keeps included routers' paths relative)."""
+
+    def __init__(self, app, metrics: Metrics, prefixes: tuple[str, ...] = ()):
+        self.app, self.metrics, self.prefixes = app, metrics, prefixes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            if template is None:
+                template = "unmatched"
+            else:
+                path = scope["path"]
+                prefix = next((p for p in self.prefixes if path.startswith(p + "/")), "")
+                if not template.startswith(prefix + "/"):
+                    template = prefix + template
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - start)

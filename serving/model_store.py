@@ -1,0 +1,238 @@
+"""The served recommender: loaded from the registry alias at start, hot-swapped when the alias moves.
+
+The store holds one immutable `ModelSnapshot`; a request reads the reference once and uses that snapshot to
+the end, while the poller builds the next snapshot aside and swaps the reference in a single assignment, so
+a swap never drops or mixes a request. When no model can be loaded the snapshot has no recommender and a
+`fallback_reason`, and the API answers from catalog popularity instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+_EMPTY = (np.array([], dtype=object), np.array([], dtype=np.float32))
+
+
+class ModelSource(Protocol):
+    """Where models come from: the MLflow registry in production, a fake in tests."""
+
+    def champion(self) -> str | None:
+        """The version the alias points to, or None when the registry has none."""
+
+    def load(self, version: str) -> Any:
+        """The recommender of `version`; raises on a missing or corrupt artifact."""
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSnapshot:
+    name: str
+    version: str | None
+    recommender: Any | None
+    fallback_reason: str | None = None
+    loaded_at: float = field(default_factory=time.time)
+    _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    cache_size: int = 100_000  # shoppers whose scores stay memoised
+    _positions: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def model_label(self) -> str:
+        """What responses report as the model: the recommender's own name, or `popularity`."""
+        if self.recommender is None:
+            return "popularity"
+        return str(getattr(self.recommender, "name", type(self.recommender).__name__))
+
+    def warm(self, shopper_ids: list[str], k: int, catalog) -> int:
+        """Precompute the top-k of these shoppers (before the snapshot goes live); returns how many."""
+        for shopper in shopper_ids:
+            self.top_positions(shopper, k, catalog)
+        return len(shopper_ids)
+
+    def top_positions(self, shopper_id: str, k: int, catalog) -> tuple[np.ndarray, np.ndarray]:
+        """`top_items` as positions in `catalog` (-1: not in it), remembered until the catalog changes."""
+        items, scores = self.top_items(shopper_id, k)
+        stamp = (id(catalog), catalog.built_at)
+        cached = self._positions.get((shopper_id, k))
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, catalog.positions(items))
+            self._positions[(shopper_id, k)] = cached
+        return cached[1], scores
+
+    def top_items(self, shopper_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's top-k for a shopper as (item ids, scores), memoised per snapshot (a new version
+        starts a fresh cache). Arrays, not tuples, keep a cached shopper at a few kilobytes."""
+        if self.recommender is None:
+            return _EMPTY
+        key = (shopper_id, k)
+        with self._lock:
+            hit = self._scores.get(key)
+            if hit is not None:
+                self._scores.move_to_end(key)
+                return hit
+        ranked = self.recommender.recommend([shopper_id], n=k, exclude_seen=False)[0]
+        entry = (
+            np.array([item for item, _ in ranked], dtype=object),
+            np.array([score for _, score in ranked], dtype=np.float32),
+        )
+        with self._lock:
+            self._scores[key] = entry
+            if len(self._scores) > self.cache_size:
+                evicted, _ = self._scores.popitem(last=False)
+                self._positions.pop(evicted, None)
+        return entry
+
+
+def load_pyfunc_version(tracking_uri: str, name: str, version: str) -> Any:
+    """A registered MLflow pyfunc model (the uplift model), as `mlflow.pyfunc.load_model` returns it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    source = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version(
+        name, version
+    )
+    path = mlflow.artifacts.download_artifacts(artifact_uri=source.source, tracking_uri=tracking_uri)
+    return mlflow.pyfunc.load_model(path)
+
+
+class MlflowModelSource:
+    """Reads `models:/<name>@<alias>` through training.registry (imported lazily: MLflow is slow to load).
+
+    `loader(tracking_uri, name, version)` turns a version into the served object: by default the
+    recommender (training.registry.load_recommender_version)."""
+
+    def __init__(
+        self, tracking_uri: str, name: str, alias: str, loader: Callable[[str, str, str], Any] | None = None
+    ):
+        self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
+        self._loader = loader
+        self._client = None
+
+    def _get_client(self):
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def champion(self) -> str | None:
+        from training.registry import champion_version
+
+        found = champion_version(self._get_client(), self.name, self.alias)
+        return None if found is None else str(found.version)
+
+    def load(self, version: str) -> Any:
+        if self._loader is not None:
+            return self._loader(self.tracking_uri, self.name, version)
+        from training.registry import load_recommender_version
+
+        return load_recommender_version(self.tracking_uri, self.name, version)
+
+
+class ModelStore:
+    """Current model snapshot plus the background poll that swaps it.
+
+    `warm_up(snapshot)`, when given, runs on a newly loaded snapshot before it goes live (e.g. precompute
+    the most active shoppers' scores), so the swap never exposes a cold cache to traffic.
+    """
+
+    def __init__(
+        self,
+        source: ModelSource | None,
+        name: str,
+        poll_seconds: float = 30.0,
+        warm_up: Callable[[ModelSnapshot], object] | None = None,
+    ):
+        self.source = source
+        self.name = name
+        self.poll_seconds = poll_seconds
+        self.warm_up = warm_up
+        self.decided = False  # the first check finished: serving a model or, knowingly, the fallback
+        self.current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
+        self.swaps = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Check the alias and load a new version if it moved; True when the snapshot changed.
+
+        A version that fails to load is not retried until the alias moves again; if nothing was ever
+        loaded the store stays on the popularity fallback with the reason recorded.
+        """
+        try:
+            return self._refresh()
+        finally:
+            self.decided = True
+
+    def _refresh(self) -> bool:
+        if self.source is None:
+            return self._set_fallback("no model registry configured")
+        try:
+            version = self.source.champion()
+        except Exception as exc:  # registry unreachable: keep whatever we serve now
+            log.warning("model registry check failed: %s", exc)
+            if self.current.recommender is None:
+                return self._set_fallback(f"registry unavailable: {type(exc).__name__}")
+            return False
+        if version is None:
+            return self._set_fallback(f"no model registered as {self.name}")
+        if version == self.current.version:
+            return False
+        try:
+            recommender = self.source.load(version)
+        except Exception as exc:  # corrupt or missing artifact
+            log.error("loading %s version %s failed: %s", self.name, version, exc)
+            if self.current.recommender is None:
+                self.current = ModelSnapshot(
+                    name=self.name,
+                    version=version,
+                    recommender=None,
+                    fallback_reason=f"version {version} failed to load: {type(exc).__name__}",
+                )
+                return True
+            return False
+        snapshot = ModelSnapshot(name=self.name, version=version, recommender=recommender)
+        if self.warm_up is not None:
+            try:
+                self.warm_up(snapshot)
+            except Exception as exc:  # a model that cannot score is as unusable as one that cannot load
+                log.error("warming %s version %s failed: %s", self.name, version, exc)
+                return False
+        self.current = snapshot
+        self.swaps += 1
+        log.info("serving %s version %s", self.name, version)
+        return True
+
+    def _set_fallback(self, reason: str) -> bool:
+        if self.current.recommender is None and self.current.fallback_reason == reason:
+            return False
+        if self.current.recommender is not None:
+            # The alias vanished: keep serving the loaded model rather than degrading.
+            return False
+        self.current = ModelSnapshot(name=self.name, version=None, recommender=None, fallback_reason=reason)
+        return True
+
+    def start(self) -> None:
+        """Load and poll in a daemon thread: the API answers (from popularity) while the first model
+        loads and warms up."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="model-poll", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.refresh()
+        while not self._stop.wait(self.poll_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,190 @@
+"""Serving-time business rules applied to model output, in process and without database access.
+
+Order of work for one page: model candidates (or, for a product or cart context, items similar to the seeds),
+filtered by eligibility and the request's filters, past purchases removed unless the category is
+repurchasable, per-merchant and per-category caps, the rest filled from popularity, then sponsored products
+placed at fixed positions when relevant to the shopper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.catalog import CatalogSnapshot
+from serving.model_store import ModelSnapshot
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Page-composition rules; positions are 0-based."""
+
+    max_per_merchant: int = 3
+    max_per_category: int = 4
+    sponsored_positions: tuple[int, ...] = (2, 7)
+    candidate_pool: int = 200  # model candidates fetched (and cached) per shopper before filtering
+
+
+@dataclass(slots=True)
+class Pick:
+    position: int  # catalog position
+    score: float
+    reason: str
+    sponsored: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    picks: list[Pick]
+    model: str
+    model_version: str | None
+    fallback: bool
+    fallback_reason: str | None
+
+
+class _Composer:
+    """Accumulates a page while enforcing the caps and the no-duplicates rule."""
+
+    def __init__(self, catalog: CatalogSnapshot, mask: np.ndarray, policy: Policy, cap_category: bool):
+        self.catalog, self.mask, self.policy, self.cap_category = catalog, mask, policy, cap_category
+        self.picks: list[Pick] = []
+        self.taken: set[int] = set()
+        self.per_merchant: dict[str, int] = {}
+        self.per_category: dict[str, int] = {}
+
+    def fits(self, pos: int) -> bool:
+        if pos in self.taken or not self.mask[pos]:
+            return False
+        if self.per_merchant.get(self.catalog.merchant_ids[pos], 0) >= self.policy.max_per_merchant:
+            return False
+        return not (
+            self.cap_category
+            and self.per_category.get(self.catalog.category_ids[pos], 0) >= self.policy.max_per_category
+        )
+
+    def add(self, pick: Pick, at: int | None = None) -> None:
+        self.taken.add(pick.position)
+        merchant, category = (
+            self.catalog.merchant_ids[pick.position],
+            self.catalog.category_ids[pick.position],
+        )
+        self.per_merchant[merchant] = self.per_merchant.get(merchant, 0) + 1
+        self.per_category[category] = self.per_category.get(category, 0) + 1
+        if at is None:
+            self.picks.append(pick)
+        else:
+            self.picks.insert(at, pick)
+
+
+def allowed_mask(
+    catalog: CatalogSnapshot,
+    shopper_id: str | None,
+    *,
+    category: str | None = None,
+    fulfillment: str | None = None,
+    exclude: Sequence[int] = (),
+) -> np.ndarray:
+    """Eligible products passing the filters, minus non-repurchasable past purchases and `exclude`."""
+    mask = catalog.filter_mask(category=category, fulfillment=fulfillment)
+    bought = catalog.purchased.get(shopper_id) if shopper_id is not None else None
+    if (bought is not None and len(bought)) or len(exclude):
+        mask = mask.copy()
+        if bought is not None and len(bought):
+            mask[bought[~catalog.repurchasable[bought]]] = False
+        if len(exclude):
+            mask[np.asarray(exclude, dtype=np.int64)] = False
+    return mask
+
+
+def _candidates(
+    catalog: CatalogSnapshot,
+    model: ModelSnapshot,
+    shopper_id: str,
+    seeds: Sequence[int],
+    pool: int,
+    mask: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model candidates as (catalog positions, scores), best first, already restricted to `mask`."""
+    if model.recommender is None:
+        return np.empty(0, dtype=np.intp), np.empty(0)
+    if seeds:
+        merged: dict[str, float] = {}
+        for seed in seeds:
+            for item, score in model.recommender.similar_items(catalog.product_ids[seed], n=pool):
+                merged[item] = merged.get(item, 0.0) + float(score)
+        ranked = sorted(merged.items(), key=lambda kv: -kv[1])
+        positions = catalog.positions(np.array([item for item, _ in ranked], dtype=object))
+        scores = np.array([score for _, score in ranked])
+    else:
+        positions, scores = model.top_positions(shopper_id, pool, catalog)
+    keep = positions >= 0
+    keep[keep] = mask[positions[keep]]
+    return positions[keep], scores[keep]
+
+
+def recommend(
+    catalog: CatalogSnapshot,
+    model: ModelSnapshot,
+    shopper_id: str,
+    n: int = 10,
+    *,
+    category: str | None = None,
+    fulfillment: str | None = None,
+    seeds: Sequence[int] = (),
+    fill_category: str | None = None,
+    policy: Policy = Policy(),
+) -> Page:
+    """One page of at most `n` products for `shopper_id`; `seeds` are context products (product page, cart).
+
+    Slots the model cannot fill come from popularity, within `fill_category` when given (a product page
+    falls back to its own category's best sellers rather than the whole store's)."""
+    mask = allowed_mask(catalog, shopper_id, category=category, fulfillment=fulfillment, exclude=seeds)
+    page = _Composer(catalog, mask, policy, cap_category=category is None)
+    label = model.model_label
+    reason = label if not seeds else f"{label}:similar"
+    positions, scores = _candidates(catalog, model, shopper_id, seeds, policy.candidate_pool, mask)
+    for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
+        if len(page.picks) >= n:
+            break
+        if page.fits(pos):
+            page.add(Pick(pos, score, reason=reason))
+    if len(page.picks) < n:
+        fill = mask if fill_category is None else mask & catalog.category_mask(fill_category)
+        for pos in catalog.popular(fill):
+            if len(page.picks) >= n:
+                break
+            if page.fits(pos):
+                page.add(Pick(pos, float(catalog.popularity["30d"][pos]), reason="popularity"))
+    _place_sponsored(catalog, page, shopper_id, n, seeds, policy)
+    return Page(
+        picks=page.picks[:n],
+        model=label,
+        model_version=model.version,
+        fallback=model.recommender is None,
+        fallback_reason=model.fallback_reason,
+    )
+
+
+def _place_sponsored(
+    catalog: CatalogSnapshot, page: _Composer, shopper_id: str, n: int, seeds: Sequence[int], policy: Policy
+) -> None:
+    """Put paid products at the fixed positions, only if they pass every rule and match the shopper's
+    interests: a category the shopper bought from, a context product's category, or one already on
+    the page."""
+    if not len(catalog.sponsored):
+        return
+    interests = {catalog.category_ids[p.position] for p in page.picks}
+    interests.update(catalog.category_ids[s] for s in seeds)
+    bought = catalog.purchased.get(shopper_id)
+    if bought is not None:
+        interests.update(catalog.category_ids[bought].tolist())
+    candidates = iter(int(p) for p in catalog.sponsored if catalog.category_ids[p] in interests)
+    for slot in policy.sponsored_positions:
+        if slot >= n or slot > len(page.picks):
+            break
+        pos = next((p for p in candidates if page.fits(p)), None)
+        if pos is None:
+            break
+        page.add(Pick(pos, 0.0, reason="sponsored", sponsored=True), at=slot)

@@ -1,0 +1,57 @@
+"""A value rebuilt periodically in a daemon thread and swapped in by one reference assignment."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Refreshing(Generic[T]):
+    """Holds `current` (None until the first successful load); a failed reload keeps the previous value."""
+
+    def __init__(self, name: str, loader: Callable[[], T], every_seconds: float):
+        self.name, self._loader, self.every_seconds = name, loader, every_seconds
+        self.current: T | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        try:
+            value = self._loader()
+        except Exception as exc:  # a failed refresh must never take the service down
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("refreshing %s failed: %s", self.name, self.last_error)
+            return False
+        self.current = value
+        self.last_error = None
+        return True
+
+    def start(self) -> None:
+        self.refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"refresh-{self.name}", daemon=True)
+        self._thread.start()
+
+    def request_refresh(self) -> None:
+        """Rebuild soon in the background (after a write this replica knows about) instead of waiting."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every_seconds)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,241 @@
+"""Catalog: merchant applications and review, product publishing (own products only), listing and search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from commerce.catalog import Product
+from commerce.merchants import Merchant
+from commerce.services import catalog as products
+from commerce.services import merchants
+from serving.deps import (
+    Admin,
+    MerchantOrAdmin,
+    PrincipalDep,
+    SessionDep,
+    StateDep,
+    ensure_merchant,
+)
+from serving.routers.common import MAX_N, card, catalog_or_503
+from serving.schemas.catalog import (
+    CategoryOut,
+    MerchantApply,
+    MerchantOut,
+    MerchantReview,
+    PageOut,
+    ProductCreate,
+    ProductOut,
+    ProductUpdate,
+    StockOut,
+    StockSet,
+)
+from serving.schemas.recommendations import ProductCard
+from serving.security import Principal
+
+router = APIRouter(tags=["catalog"])
+
+PageLimit = Annotated[int, Query(ge=1, le=MAX_N)]
+PageOffset = Annotated[int, Query(ge=0, le=100_000)]
+
+
+def _merchant(m: Merchant) -> MerchantOut:
+    return MerchantOut(
+        merchant_id=m.merchant_id,
+        name=m.name,
+        country=m.country,
+        licence_no=m.licence_no,
+        status=m.status,
+        status_reason=m.status_reason,
+        brands=sorted(b.brand for b in m.brands),
+        created_at=m.created_at,
+        reviewed_at=m.reviewed_at,
+    )
+
+
+def _product(p: Product) -> ProductOut:
+    return ProductOut(
+        product_id=p.product_id,
+        sku=p.sku,
+        merchant_id=p.merchant_id,
+        title=p.title,
+        category_id=p.category_id,
+        brand=p.brand,
+        origin_country=p.origin_country,
+        price=p.price,
+        fulfillment=p.fulfillment,
+        self_operated=p.self_operated,
+        status=p.status,
+        stock=[StockOut(location=s.location, quantity=s.quantity, reserved=s.reserved) for s in p.stock],
+        created_at=p.created_at,
+    )
+
+
+def _owned_product(session, principal: Principal, product_id: str) -> Product:
+    product = products.get_product(session, product_id)
+    ensure_merchant(principal, product.merchant_id)
+    return product
+
+
+@router.post("/merchants", response_model=MerchantOut, status_code=status.HTTP_201_CREATED)
+def apply(body: MerchantApply, session: SessionDep, _: PrincipalDep) -> MerchantOut:
+    """An overseas seller applies (no key needed); the merchant starts `pending` until an admin reviews."""
+    merchant = merchants.apply(session, merchants.MerchantApplication(**body.model_dump()))
+    return _merchant(merchant)
+
+
+@router.get("/merchants", response_model=PageOut[MerchantOut])
+def list_merchants(
+    session: SessionDep,
+    _: Admin,
+    status: Literal["pending", "approved", "rejected", "suspended"] | None = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[MerchantOut]:
+    page = merchants.list_merchants(session, status=status, limit=limit, offset=offset)
+    return PageOut(items=[_merchant(m) for m in page.items], total=page.total, limit=limit, offset=offset)
+
+
+@router.get("/merchants/{merchant_id}", response_model=MerchantOut)
+def get_merchant(merchant_id: str, session: SessionDep, principal: MerchantOrAdmin) -> MerchantOut:
+    ensure_merchant(principal, merchant_id)
+    return _merchant(merchants.get_merchant(session, merchant_id))
+
+
+@router.post("/merchants/{merchant_id}/review", response_model=MerchantOut)
+def review(
+    merchant_id: str, body: MerchantReview, session: SessionDep, state: StateDep, _: Admin
+) -> MerchantOut:
+    """Approve or reject an application; suspend or reinstate an approved merchant (with a reason)."""
+    if body.decision in ("reject", "suspend") and not body.reason:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"a reason is required to {body.decision}")
+    if body.decision == "approve":
+        merchant = merchants.approve(session, merchant_id)
+    elif body.decision == "reject":
+        merchant = merchants.reject(session, merchant_id, body.reason)
+    elif body.decision == "suspend":
+        merchant = merchants.suspend(session, merchant_id, body.reason)
+    else:
+        merchant = merchants.reinstate(session, merchant_id, body.reason)
+    state.catalog.request_refresh()
+    return _merchant(merchant)
+
+
+@router.get("/categories", response_model=PageOut[CategoryOut])
+def list_categories(
+    session: SessionDep,
+    _: PrincipalDep,
+    parent_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+    offset: PageOffset = 0,
+) -> PageOut[CategoryOut]:
+    page = products.list_categories(session, parent_id=parent_id, limit=limit, offset=offset)
+    return PageOut(
+        items=[CategoryOut.model_validate(c, from_attributes=True) for c in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.post(
+    "/merchants/{merchant_id}/products", response_model=ProductOut, status_code=status.HTTP_201_CREATED
+)
+def publish_product(
+    merchant_id: str, body: ProductCreate, session: SessionDep, state: StateDep, principal: MerchantOrAdmin
+) -> ProductOut:
+    """Publish a product for this merchant (a merchant key publishes only for its own merchant)."""
+    ensure_merchant(principal, merchant_id)
+    product = products.create_product(
+        session, products.ProductInput(merchant_id=merchant_id, **body.model_dump())
+    )
+    state.catalog.request_refresh()
+    return _product(product)
+
+
+@router.get("/merchants/{merchant_id}/products", response_model=PageOut[ProductOut])
+def merchant_products(
+    merchant_id: str,
+    session: SessionDep,
+    principal: MerchantOrAdmin,
+    status: Literal["listed", "delisted"] | None = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[ProductOut]:
+    """Every product of the merchant, listed or not (the storefront listing shows only sellable ones)."""
+    ensure_merchant(principal, merchant_id)
+    page = products.list_products(session, merchant_id=merchant_id, status=status, limit=limit, offset=offset)
+    return PageOut(items=[_product(p) for p in page.items], total=page.total, limit=limit, offset=offset)
+
+
+@router.patch("/products/{product_id}", response_model=ProductOut)
+def update_product(
+    product_id: str, body: ProductUpdate, session: SessionDep, state: StateDep, principal: MerchantOrAdmin
+) -> ProductOut:
+    """Change title, price or listing status (delist / relist) of one's own product."""
+    _owned_product(session, principal, product_id)
+    product = products.update_product(session, product_id, **body.model_dump(exclude_unset=True))
+    state.catalog.request_refresh()
+    return _product(product)
+
+
+@router.put("/products/{product_id}/stock/{location}", response_model=ProductOut)
+def set_stock(
+    product_id: str,
+    location: str,
+    body: StockSet,
+    session: SessionDep,
+    state: StateDep,
+    principal: MerchantOrAdmin,
+) -> ProductOut:
+    product = _owned_product(session, principal, product_id)
+    products.set_stock(session, product_id, location, body.quantity)
+    session.refresh(product)
+    state.catalog.request_refresh()
+    return _product(product)
+
+
+@router.get("/products", response_model=PageOut[ProductCard])
+async def search_products(
+    state: StateDep,
+    _: PrincipalDep,
+    q: Annotated[str | None, Query(max_length=100, description="Title contains (case-insensitive).")] = None,
+    category: str | None = None,
+    fulfillment: Literal["bonded", "direct_mail"] | None = None,
+    origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
+    merchant_id: str | None = None,
+    sort: Literal["popularity", "price_asc", "price_desc"] = "popularity",
+    limit: PageLimit = 20,
+    offset: PageOffset = 0,
+) -> PageOut[ProductCard]:
+    """Sellable products (listed, approved merchant, in stock), searched in the in-memory catalog."""
+    catalog = catalog_or_503(state)
+    positions, total = catalog.search(
+        q=q,
+        merchant_id=merchant_id,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        category=category,
+        fulfillment=fulfillment,
+        origin=origin,
+    )
+    return PageOut(
+        items=[ProductCard(**card(catalog, int(p))) for p in positions],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/products/{product_id}", response_model=ProductOut)
+def get_product(product_id: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """A product page. Unsellable products are visible only to their merchant and admins."""
+    product = products.get_product(session, product_id)
+    owner = principal.role == "admin" or (
+        principal.role == "merchant" and principal.merchant_id == product.merchant_id
+    )
+    if not owner and not products.sellable_products(session, [product_id]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
+    return _product(product)

@@ -1,0 +1,27 @@
+"""Behaviour events: append-only, idempotent by event id, batches of up to 1,000."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, status
+
+from commerce.events import record_events
+from serving.deps import SessionDep, Storefront, ensure_shopper
+from serving.schemas.events import EventBatch, EventsAccepted
+
+router = APIRouter(tags=["events"])
+
+
+@router.post("/events", response_model=EventsAccepted, status_code=status.HTTP_202_ACCEPTED)
+def post_events(batch: EventBatch, session: SessionDep, principal: Storefront) -> EventsAccepted:
+    """Record a batch atomically (all or nothing). A shopper key may only send its own events."""
+    for event in batch.events:
+        ensure_shopper(principal, event.shopper_id)
+    inserted = record_events(session, [e.model_dump() for e in batch.events])
+    return EventsAccepted(
+        received=len(batch.events),
+        inserted=inserted,
+        duplicates=len(batch.events) - inserted,
+        received_at=datetime.now(UTC),
+    )

@@ -1,0 +1,42 @@
+"""API keys (admin only): create, list, revoke."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from commerce.access import create_api_key, list_api_keys, revoke_api_key
+from serving.deps import Admin, SessionDep, StateDep
+from serving.routers.common import IntId
+from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
+
+router = APIRouter(prefix="/api-keys", tags=["access"])
+
+
+@router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
+def create_key(body: ApiKeyCreate, session: SessionDep, _: Admin) -> ApiKeyCreated:
+    """A new key bound to a shopper (role shopper) or merchant (role merchant)."""
+    try:
+        key, plaintext = create_api_key(
+            session, body.role, name=body.name, shopper_id=body.shopper_id, merchant_id=body.merchant_id
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key, from_attributes=True).model_dump(), key=plaintext)
+
+
+@router.get("", response_model=list[ApiKeyOut])
+def list_keys(session: SessionDep, _: Admin) -> list[ApiKeyOut]:
+    return [ApiKeyOut.model_validate(k, from_attributes=True) for k in list_api_keys(session)]
+
+
+@router.delete("/{key_id}", response_model=ApiKeyOut)
+def revoke_key(key_id: IntId, session: SessionDep, state: StateDep, admin: Admin) -> ApiKeyOut:
+    """Revoke now in the database; every replica's auth cache forgets it within 30 s (this one at once).
+    An admin cannot revoke the key it is calling with, so the last admin key cannot lock everyone out."""
+    if key_id == admin.key_id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "cannot revoke the key making this request")
+    key = revoke_api_key(session, key_id)
+    if key is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
+    state.principals.clear()
+    return ApiKeyOut.model_validate(key, from_attributes=True)

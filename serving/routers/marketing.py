@@ -1,0 +1,157 @@
+"""Precision marketing (marketer, admin): campaigns create / plan / launch / complete / report, audience CSV.
+
+Thin over `commerce.campaigns` (lifecycle, grants), `models.uplift.planner` (who gets which coupon) and
+`experiments.campaign_report` (treated versus holdout), the same calls `crosscart campaign` makes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from commerce import campaigns
+from commerce.coupons import Coupon
+from serving.deps import Marketer, SessionDep
+from serving.schemas.marketing import CampaignCreate, CampaignOut, CampaignReport, PlanIn, PlanOut
+
+router = APIRouter(prefix="/campaigns", tags=["marketing"])
+
+
+def _out(c: campaigns.Campaign) -> CampaignOut:
+    return CampaignOut.model_validate(c, from_attributes=True)
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: undefined figures (e.g. ROI of a zero-cost plan) become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _finite(value.item())
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+@router.post("", response_model=CampaignOut, status_code=status.HTTP_201_CREATED)
+def create_campaign(body: CampaignCreate, session: SessionDep, _: Marketer) -> CampaignOut:
+    """A draft campaign; give its coupons this campaign id, then plan its audience."""
+    return _out(campaigns.create_campaign(session, campaigns.CampaignInput(**body.model_dump())))
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut)
+def get_campaign(campaign_id: str, session: SessionDep, _: Marketer) -> CampaignOut:
+    return _out(campaigns.get_campaign(session, campaign_id))
+
+
+@router.post("/{campaign_id}/plan", response_model=PlanOut)
+def plan_campaign(campaign_id: str, body: PlanIn, session: SessionDep, _: Marketer) -> PlanOut:
+    """Choose who gets which of the campaign's coupons (at most one each) to maximise expected incremental
+    profit within the budget, with a random holdout; stores the result as the draft's audience."""
+    import pandas as pd
+
+    from models.uplift.planner import plan_campaign as plan
+
+    campaign = campaigns.get_campaign(session, campaign_id)
+    coupons = list(session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id)))
+    if not coupons:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"campaign {campaign_id!r} has no coupons")
+    if other := [c.coupon_id for c in coupons if c.kind != "amount_off"]:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"the planner prices amount_off coupons only; {other} are not",
+        )
+    candidates = pd.DataFrame([c.model_dump() for c in body.candidates])
+    if candidates["p_redeem"].isna().all():
+        candidates = candidates.drop(columns="p_redeem")
+    terms = pd.DataFrame(
+        {
+            "coupon_id": [c.coupon_id for c in coupons],
+            "face_value": [c.value for c in coupons],
+            "min_spend": [c.min_spend for c in coupons],
+        }
+    )
+    try:
+        result = plan(
+            candidates,
+            terms,
+            campaign.budget,
+            margin_rate=body.margin_rate,
+            control_share=float(campaign.control_share),
+            method=body.method,
+            random_state=body.seed,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    members = zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
+    size = campaigns.set_audience(session, campaign_id, list(members))
+    return PlanOut(
+        campaign_id=campaign_id,
+        audience_size=size,
+        summary={k: _finite(v) if not hasattr(v, "as_tuple") else str(v) for k, v in result.summary.items()},
+        curve=[{k: _finite(v) for k, v in row.items()} for row in result.curve.to_dict("records")],
+    )
+
+
+@router.post("/{campaign_id}/{action}", response_model=CampaignOut)
+def move_campaign(
+    campaign_id: str, action: Literal["schedule", "launch", "complete"], session: SessionDep, _: Marketer
+) -> CampaignOut:
+    """schedule (draft -> scheduled), launch (scheduled -> running: grants the coupons over the
+    campaign's channel), complete (running -> completed: closes the measurement window)."""
+    move = {
+        "schedule": campaigns.schedule_campaign,
+        "launch": campaigns.start_campaign,
+        "complete": campaigns.complete_campaign,
+    }[action]
+    return _out(move(session, campaign_id))
+
+
+@router.get(
+    "/{campaign_id}/audience.csv",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "shopper_id, arm, coupon_id, channel, grant_id"}
+    },
+)
+def export_audience(campaign_id: str, session: SessionDep, _: Marketer) -> Response:
+    """The audience as CSV, one row per shopper (arm = coupon id or `control`)."""
+    out = io.StringIO()
+    campaigns.export_audience_csv(session, campaign_id, out)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{campaign_id}-audience.csv"'},
+    )
+
+
+@router.get("/{campaign_id}/report", response_model=CampaignReport)
+def report(
+    campaign_id: str,
+    session: SessionDep,
+    _: Marketer,
+    margin_rate: Annotated[float, Query(gt=0, le=1)] = 0.3,
+) -> CampaignReport:
+    """Treated versus holdout of a completed campaign: incremental conversion rate, revenue and ROI with
+    95% confidence intervals."""
+    from experiments.campaign_report import measure_campaign
+
+    rows = campaigns.campaign_outcomes(session, campaign_id)
+    treated = [r for r in rows if r["arm"] != campaigns.CONTROL]
+    holdout = [r for r in rows if r["arm"] == campaigns.CONTROL]
+    try:
+        result = measure_campaign(
+            [r["converted"] for r in treated],
+            [r["revenue"] for r in treated],
+            [r["discount"] for r in treated],
+            [r["converted"] for r in holdout],
+            [r["revenue"] for r in holdout],
+            margin_rate=margin_rate,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return CampaignReport(**{k: _finite(v) for k, v in result.to_dict().items()})

@@ -1,0 +1,226 @@
+"""Orders: quote and checkout, payment, fulfilment, tracking, cancel and refund; a shopper's coupons.
+
+A shopper key reaches only its own orders: someone else's order answers 404, exactly like a missing one,
+so order ids cannot be probed. Payment confirmation, fulfilment and refunds come from back-office systems
+(the payment provider's callback, the warehouse, customer service) holding admin keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from commerce.orders import Order
+from commerce.services import checkout as checkout_service
+from commerce.services import coupons as coupon_service
+from commerce.services import orders as order_service
+from commerce.services.catalog import category_paths, sellable_products
+from serving.coupons import rank_coupons
+from serving.deps import Admin, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
+from serving.routers.common import MAX_N, IntId
+from serving.schemas.catalog import PageOut
+from serving.schemas.orders import (
+    CheckoutIn,
+    CouponPage,
+    OrderLineOut,
+    OrderOut,
+    PaymentIn,
+    RankedCoupon,
+    ReasonIn,
+    ShipIn,
+    StatusIn,
+    TraceStepOut,
+    TrackingIn,
+)
+from serving.security import Principal
+
+router = APIRouter(tags=["orders"])
+
+
+def _order(order: Order, *, stored: bool = True) -> OrderOut:
+    return OrderOut(
+        order_id=order.order_id if stored else None,
+        shopper_id=order.shopper_id,
+        status=order.status,
+        fulfillment=order.fulfillment,
+        partner_id=order.partner_id,
+        tax_regime=order.tax_regime,
+        coupon_id=order.coupon_id,
+        goods_total=order.goods_total,
+        discount_total=order.discount_total,
+        tax_total=order.tax_total,
+        total=order.total,
+        lines=[OrderLineOut.model_validate(line, from_attributes=True) for line in order.lines],
+        created_at=order.created_at,
+        paid_at=order.paid_at,
+        delivery_earliest=order.delivery_earliest,
+        delivery_latest=order.delivery_latest,
+    )
+
+
+def _own_order(session, principal: Principal, order_id: int) -> Order:
+    scope = principal.shopper_id if principal.role == "shopper" else None
+    return order_service.get_order(session, order_id, shopper_id=scope)
+
+
+def _checkout(session, shopper_id: str, body: CheckoutIn) -> Order:
+    return checkout_service.checkout(
+        session,
+        shopper_id,
+        [checkout_service.CartLine(line.product_id, line.quantity) for line in body.lines],
+        coupon_id=body.coupon_id,
+        partner_id=body.partner_id,
+    )
+
+
+@router.post("/shoppers/{shopper_id}/cart/quote", response_model=OrderOut)
+def quote_cart(shopper_id: str, body: CheckoutIn, session: SessionDep, principal: Storefront) -> OrderOut:
+    """Price a cart exactly as checkout would (tax per line, customs limits, coupon) without keeping
+    anything: the checkout runs and is rolled back, so no stock is reserved and no coupon is used."""
+    ensure_shopper(principal, shopper_id)
+    quote = _order(_checkout(session, shopper_id, body), stored=False)
+    session.rollback()
+    return quote
+
+
+@router.post("/shoppers/{shopper_id}/orders", response_model=OrderOut, status_code=status.HTTP_201_CREATED)
+def checkout(shopper_id: str, body: CheckoutIn, session: SessionDep, principal: ShopperSelf) -> OrderOut:
+    """Place an order (pending payment): stock is reserved and the coupon redeemed atomically."""
+    ensure_shopper(principal, shopper_id)
+    return _order(_checkout(session, shopper_id, body))
+
+
+@router.get("/shoppers/{shopper_id}/orders", response_model=PageOut[OrderOut])
+def list_orders(
+    shopper_id: str,
+    session: SessionDep,
+    principal: ShopperSelf,
+    status: Literal[
+        "pending_payment",
+        "paid",
+        "customs_cleared",
+        "shipped",
+        "delivered",
+        "completed",
+        "cancelled",
+        "refunded",
+    ]
+    | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> PageOut[OrderOut]:
+    ensure_shopper(principal, shopper_id)
+    page = order_service.list_orders(
+        session, shopper_id=shopper_id, status=status, limit=limit, offset=offset
+    )
+    return PageOut(items=[_order(o) for o in page.items], total=page.total, limit=limit, offset=offset)
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+def get_order(order_id: IntId, session: SessionDep, principal: ShopperSelf) -> OrderOut:
+    return _order(_own_order(session, principal, order_id))
+
+
+@router.get("/orders/{order_id}/tracking", response_model=list[TraceStepOut])
+def track_order(order_id: IntId, session: SessionDep, principal: ShopperSelf) -> list[TraceStepOut]:
+    """Every status change and carrier scan, end to end."""
+    _own_order(session, principal, order_id)
+    return [
+        TraceStepOut(at=s.at, kind=s.kind, status=s.status, detail=s.detail)
+        for s in order_service.trace_order(session, order_id)
+    ]
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+def cancel_order(order_id: IntId, body: ReasonIn, session: SessionDep, principal: ShopperSelf) -> OrderOut:
+    """Cancel before shipping; stock, coupon use and annual quota are given back."""
+    _own_order(session, principal, order_id)
+    return _order(order_service.cancel_order(session, order_id, body.reason))
+
+
+@router.post("/orders/{order_id}/payment", response_model=OrderOut)
+def confirm_payment(order_id: IntId, body: PaymentIn, session: SessionDep, _: Admin) -> OrderOut:
+    """The payment provider confirms payment (enforces the annual customs limit atomically)."""
+    return _order(order_service.pay_order(session, order_id, body.payment_ref))
+
+
+@router.post("/orders/{order_id}/shipment", response_model=OrderOut)
+def ship_order(order_id: IntId, body: ShipIn, session: SessionDep, _: Admin) -> OrderOut:
+    return _order(order_service.ship_order(session, order_id, body.tracking_no, location=body.location))
+
+
+@router.post("/orders/{order_id}/tracking", response_model=list[TraceStepOut])
+def add_tracking(order_id: IntId, body: TrackingIn, session: SessionDep, _: Admin) -> list[TraceStepOut]:
+    """Record a carrier scan; returns the whole trace."""
+    order_service.add_tracking_event(session, order_id, body.status, location=body.location, note=body.note)
+    return [
+        TraceStepOut(at=s.at, kind=s.kind, status=s.status, detail=s.detail)
+        for s in order_service.trace_order(session, order_id)
+    ]
+
+
+@router.post("/orders/{order_id}/status", response_model=OrderOut)
+def move_order(order_id: IntId, body: StatusIn, session: SessionDep, _: Admin) -> OrderOut:
+    """Customs clearance, delivery and completion reported by the warehouse and carrier."""
+    move = {
+        "customs_cleared": order_service.clear_customs,
+        "delivered": order_service.deliver_order,
+        "completed": order_service.complete_order,
+    }[body.status]
+    return _order(move(session, order_id))
+
+
+@router.post("/orders/{order_id}/refund", response_model=OrderOut)
+def refund_order(order_id: IntId, body: ReasonIn, session: SessionDep, _: Admin) -> OrderOut:
+    return _order(order_service.refund_order(session, order_id, body.reason))
+
+
+@router.get("/shoppers/{shopper_id}/coupons", response_model=CouponPage)
+def shopper_coupons(
+    shopper_id: str,
+    session: SessionDep,
+    state: StateDep,
+    principal: Storefront,
+    product_id: Annotated[
+        list[str] | None,
+        Query(max_length=100, description="The product on the page, or the cart's products."),
+    ] = None,
+    context: Literal["product", "cart", "any"] = "any",
+) -> CouponPage:
+    """Coupons this shopper can use now, that apply to the context goods, by expected incremental value."""
+    ensure_shopper(principal, shopper_id)
+    coupons = coupon_service.eligible_coupons(session, shopper_id)
+    lines = []
+    if product_id:
+        paths = category_paths(session)
+        lines = [
+            coupon_service.PricedLine(p.product_id, p.merchant_id, paths[p.category_id], p.price)
+            for p in sellable_products(session, product_id)
+        ]
+    uplift = state.uplift.current
+    ranked = rank_coupons(coupons, lines, shopper_id, uplift)
+    return CouponPage(
+        shopper_id=shopper_id,
+        context=context,
+        ranking="uplift" if uplift.recommender is not None else "discount",
+        model_version=uplift.version,
+        fallback_reason=uplift.fallback_reason,
+        coupons=[
+            RankedCoupon(
+                coupon_id=s.coupon.coupon_id,
+                name=s.coupon.name,
+                kind=s.coupon.kind,
+                value=s.coupon.value,
+                cap=s.coupon.cap,
+                min_spend=s.coupon.min_spend,
+                scope_type=s.coupon.scope_type,
+                scope_id=s.coupon.scope_id,
+                ends_at=s.coupon.ends_at,
+                discount=s.discount,
+                uplift=s.uplift,
+                expected_incremental_value=s.value,
+            )
+            for s in ranked
+        ],
+    )

@@ -1,0 +1,151 @@
+"""Storefront: recommendations, "also bought" and rankings. Answered from in-process snapshots, no DB."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from experiments.ab.assignment import assign_all
+from serving.catalog import CatalogSnapshot
+from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
+from serving.model_store import ModelSnapshot
+from serving.recommend import Page, recommend
+from serving.routers.common import MAX_N, card, catalog_or_503
+from serving.schemas.recommendations import (
+    RankedProduct,
+    RankingPage,
+    RecommendationPage,
+    RecommendationQuery,
+    SimilarPage,
+)
+from serving.state import ServingState
+
+router = APIRouter(tags=["storefront"])
+
+Fulfillment = Literal["bonded", "direct_mail"]
+
+
+def _items(catalog: CatalogSnapshot, page: Page) -> list[dict]:
+    """Items as plain dicts: values come typed from the snapshot, and the hot path serialises them
+    directly (the FastAPI routes validate them against the response model)."""
+    return [
+        {
+            **card(catalog, p.position),
+            "rank": i,
+            "score": p.score,
+            "reason": p.reason,
+            "sponsored": p.sponsored,
+        }
+        for i, p in enumerate(page.picks, start=1)
+    ]
+
+
+def _model_info(model: ModelSnapshot) -> dict:
+    return {
+        "name": model.model_label,
+        "registered_name": model.name,
+        "version": model.version,
+        "fallback": model.recommender is None,
+        "fallback_reason": model.fallback_reason,
+    }
+
+
+def shopper_page(state: ServingState, shopper_id: str, query: RecommendationQuery) -> dict:
+    """One recommendation page (a `RecommendationPage` as a dict); shared by the route below and the ASGI
+    fast path (serving/fastpath.py)."""
+    catalog = catalog_or_503(state)
+    if query.context != "home" and not query.product_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"context={query.context} needs product_id"
+        )
+    seeds = []
+    if query.context != "home":
+        seeds = [catalog.index[p] for p in query.product_id if p in catalog.index]
+    model = state.models.current  # read once: a concurrent swap cannot mix two models in one page
+    page = recommend(
+        catalog,
+        model,
+        shopper_id,
+        query.n,
+        category=query.category,
+        fulfillment=query.fulfillment,
+        seeds=seeds,
+        fill_category=catalog.category_ids[seeds[0]] if seeds and query.category is None else None,
+        policy=state.policy,
+    )
+    if page.fallback:
+        state.metrics.fallbacks.inc()
+    return {
+        "shopper_id": shopper_id,
+        "context": query.context,
+        "items": _items(catalog, page),
+        "model": _model_info(model),
+        "experiments": assign_all(state.experiments.current or (), shopper_id),
+    }
+
+
+@router.get("/shoppers/{shopper_id}/recommendations", response_model=RecommendationPage)
+async def shopper_recommendations(
+    shopper_id: str,
+    state: StateDep,
+    principal: Storefront,
+    query: Annotated[RecommendationQuery, Query()],
+) -> dict:
+    """Ranked products for a shopper, after every serving rule; `model` says what answered."""
+    ensure_shopper(principal, shopper_id)
+    return shopper_page(state, shopper_id, query)
+
+
+@router.get("/products/{product_id}/similar", response_model=SimilarPage)
+async def similar_products(
+    product_id: str,
+    state: StateDep,
+    _: PrincipalDep,
+    n: Annotated[int, Query(ge=1, le=MAX_N)] = 10,
+    fulfillment: Fulfillment | None = None,
+) -> SimilarPage:
+    """Products bought together with this one ("also bought"), filled from its category's best sellers."""
+    catalog = catalog_or_503(state)
+    pos = catalog.index.get(product_id)
+    if pos is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
+    model = state.models.current
+    page = recommend(
+        catalog,
+        model,
+        "",
+        n,
+        fulfillment=fulfillment,
+        seeds=[pos],
+        fill_category=catalog.category_ids[pos],
+        policy=state.policy,
+    )
+    return SimilarPage(product_id=product_id, items=_items(catalog, page), model=_model_info(model))
+
+
+@router.get("/rankings", response_model=RankingPage)
+async def rankings(
+    state: StateDep,
+    _: PrincipalDep,
+    by: Literal["sales", "popularity"] = "sales",
+    window: Literal["1d", "7d", "30d", "all"] = "7d",
+    category: str | None = None,
+    origin: Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country")] = None,
+    fulfillment: Fulfillment | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+) -> RankingPage:
+    """Best sellers or most popular products over a window, among products that can be bought."""
+    catalog = catalog_or_503(state)
+    ranked = catalog.ranking(
+        by, window, limit, offset, category=category, fulfillment=fulfillment, origin=origin
+    )
+    return RankingPage(
+        by=by,
+        window=window,
+        items=[
+            RankedProduct(**card(catalog, pos), rank=offset + i, value=value)
+            for i, (pos, value) in enumerate(ranked, start=1)
+        ],
+    )

@@ -1,0 +1,32 @@
+"""API key management shapes. The plaintext key appears once, in the creation response."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Role = Literal["storefront", "shopper", "merchant", "marketer", "admin"]
+
+
+class ApiKeyCreate(BaseModel):
+    role: Role
+    name: str = Field(default="", max_length=200)
+    shopper_id: str | None = Field(default=None, min_length=1, max_length=64)
+    merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    hint: str
+    name: str
+    role: Role
+    shopper_id: str | None
+    merchant_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret; store it now, it cannot be shown again.")

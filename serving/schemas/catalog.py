@@ -1,0 +1,98 @@
+"""Merchant and product shapes. Money is Decimal (a JSON string), never float."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+CountryCode = Annotated[str, Field(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$")]
+PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class MerchantApply(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    country: CountryCode
+    licence_no: str = Field(min_length=1, max_length=64, description="Business licence number.")
+    brands: list[str] = Field(min_length=1, max_length=100, description="Brand authorizations held.")
+
+
+class MerchantOut(BaseModel):
+    merchant_id: str
+    name: str
+    country: str
+    licence_no: str
+    status: Literal["pending", "approved", "rejected", "suspended"]
+    status_reason: str | None
+    brands: list[str]
+    created_at: datetime
+    reviewed_at: datetime | None
+
+
+class MerchantReview(BaseModel):
+    decision: Literal["approve", "reject", "suspend", "reinstate"]
+    reason: str | None = Field(default=None, max_length=1000, description="Required to reject or suspend.")
+
+
+class CategoryOut(BaseModel):
+    category_id: str
+    parent_id: str | None
+    name: str
+    vat_rate: Decimal
+    consumption_tax_rate: Decimal
+    repurchasable: bool
+
+
+class ProductCreate(BaseModel):
+    sku: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=300)
+    category_id: str = Field(min_length=1, max_length=64)
+    brand: str = Field(min_length=1, max_length=120)
+    origin_country: CountryCode
+    price: PositiveMoney
+    fulfillment: Literal["bonded", "direct_mail"]
+    self_operated: bool = False
+    cost_price: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    stock: dict[str, int] = Field(default_factory=dict, max_length=50, description="location -> units")
+
+
+class ProductUpdate(BaseModel):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    price: PositiveMoney | None = None
+    status: Literal["listed", "delisted"] | None = None
+
+
+class StockSet(BaseModel):
+    quantity: int = Field(ge=0, le=10_000_000)
+
+
+class StockOut(BaseModel):
+    location: str
+    quantity: int
+    reserved: int
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    sku: str
+    merchant_id: str
+    title: str
+    category_id: str
+    brand: str
+    origin_country: str
+    price: Decimal
+    fulfillment: Literal["bonded", "direct_mail"]
+    self_operated: bool
+    status: Literal["listed", "delisted"]
+    stock: list[StockOut]
+    created_at: datetime

@@ -1,0 +1,85 @@
+"""Campaign shapes. Money (budget) is Decimal; plan and report figures are analytics floats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+Channel = Literal["site", "email", "social", "search_ads"]
+Probability = Field(ge=0, le=1, allow_inf_nan=False)
+Spend = Field(ge=0, le=1e9, allow_inf_nan=False)
+
+
+class CampaignCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    channel: Channel
+    budget: Decimal = Field(
+        gt=0, max_digits=12, decimal_places=2, description="Cap on expected coupon cost, CNY."
+    )
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    control_share: Decimal = Field(default=Decimal("0.1"), ge=0, lt=1, max_digits=5, decimal_places=4)
+
+
+class CampaignOut(BaseModel):
+    campaign_id: str
+    name: str
+    channel: Channel
+    status: Literal["draft", "scheduled", "running", "completed"]
+    budget: Decimal
+    control_share: Decimal
+    starts_at: datetime
+    ends_at: datetime
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class Candidate(BaseModel):
+    """One (shopper, coupon) option with predicted outcomes, e.g. from the uplift model."""
+
+    shopper_id: str = Field(min_length=1, max_length=64)
+    coupon_id: str = Field(min_length=1, max_length=64)
+    p_control: float = Probability
+    p_treated: float = Probability
+    spend_control: float = Spend
+    spend_treated: float = Spend
+    p_redeem: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+
+class PlanIn(BaseModel):
+    candidates: list[Candidate] = Field(min_length=1, max_length=100_000)
+    margin_rate: float = Field(default=0.3, gt=0, le=1)
+    method: Literal["lagrangian", "greedy"] = "lagrangian"
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class PlanOut(BaseModel):
+    campaign_id: str
+    audience_size: int
+    summary: dict[str, Any] = Field(description="Expected incremental conversions, revenue, cost, ROI...")
+    curve: list[dict[str, float]] = Field(description="Expected profit versus audience size.")
+
+
+class CampaignReport(BaseModel):
+    """Figures that are undefined for the data (e.g. ROI with zero cost) are null."""
+
+    n_treated: int
+    n_holdout: int
+    conversion_rate_treated: float | None
+    conversion_rate_holdout: float | None
+    incremental_conversion_rate: float | None
+    incremental_conversion_rate_ci: tuple[float | None, float | None]
+    incremental_conversions: float | None
+    incremental_revenue_per_shopper: float | None
+    incremental_revenue_per_shopper_ci: tuple[float | None, float | None]
+    incremental_revenue: float | None
+    incremental_revenue_ci: tuple[float | None, float | None]
+    cost: float | None
+    roi: float | None
+    roi_ci: tuple[float | None, float | None]
+    confidence: float | None

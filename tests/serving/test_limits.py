@@ -1,0 +1,129 @@
+"""Rate limits, body-size limit, operations endpoints and no PII in responses or logs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from serving.security import Principal, RateLimiter
+from tests.serving.conftest import auth
+
+
+def test_shoppers_and_anonymous_are_throttled_storefront_is_not(make_client, keys, settings):
+    client = make_client(
+        settings=settings.model_copy(
+            update={"rate_limit_per_minute": 3, "rate_limit_anonymous_per_minute": 2}
+        )
+    )
+    shopper = [
+        client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["shopper"])).status_code
+        for _ in range(4)
+    ]
+    assert shopper == [200, 200, 200, 429]
+    limited = client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["shopper"]))
+    assert int(limited.headers["retry-after"]) <= 61 and limited.json()["code"] == "rate_limited"
+    assert [client.get("/v1/rankings").status_code for _ in range(3)] == [200, 200, 429]
+    storefront = {
+        client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"])).status_code
+        for _ in range(10)
+    }
+    assert storefront == {200}
+    # Another shopper has its own budget.
+    assert client.get("/v1/shoppers/s2/orders", headers=auth(keys["shopper2"])).status_code == 200
+
+
+def test_redis_counters_are_shared_between_replicas():
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=0.5).ping()
+    except redis.exceptions.RedisError:
+        pytest.skip("Redis at 127.0.0.1:6379 unreachable")
+    import uuid
+
+    principal = Principal(role="shopper", key_id=int(uuid.uuid4().int % 10**9), shopper_id="s1")
+    replica_a = RateLimiter(3, 3, "redis://127.0.0.1:6379/0")
+    replica_b = RateLimiter(3, 3, "redis://127.0.0.1:6379/0")
+    results = [limiter.check(principal)[0] for limiter in (replica_a, replica_b, replica_a, replica_b)]
+    assert results == [True, True, True, False]
+
+
+def test_redis_down_falls_back_to_local_counting():
+    limiter = RateLimiter(2, 2, "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    principal = Principal(role="shopper", key_id=1)
+    assert [limiter.check(principal)[0] for _ in range(3)] == [True, True, False]
+
+
+def test_body_size_limit(make_client, keys, settings):
+    client = make_client(settings=settings.model_copy(update={"max_body_bytes": 2_000}))
+    event = {
+        "event_id": "e",
+        "ts": "2026-01-01T00:00:00Z",
+        "shopper_id": "s1",
+        "event_type": "search",
+        "query": "x" * 150,
+    }
+    big = {"events": [{**event, "event_id": f"e{i}"} for i in range(20)]}
+    r = client.post("/v1/events", json=big, headers=auth(keys["storefront"]))
+    assert r.status_code == 413 and r.json()["code"] == "body_too_large"
+
+    def chunks():  # no Content-Length: counted while streaming
+        yield b'{"events": ['
+        for _ in range(50):
+            yield b" " * 100
+        yield b"]}"
+
+    r = client.post(
+        "/v1/events",
+        content=chunks(),
+        headers={**auth(keys["storefront"]), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    small = client.post("/v1/events", json={"events": [event]}, headers=auth(keys["storefront"]))
+    assert small.status_code == 202
+
+
+def test_health_ready_metrics(client, keys):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and ready["model"] == "tiny" and ready["model_version"] == "1"
+    assert ready["catalog_products"] == 12
+    client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"]))
+    text = client.get("/metrics").text
+    assert (
+        'crosscart_http_requests_total{method="GET",route="/v1/shoppers/{shopper_id}/recommendations",status="200"}'
+        in text
+    )
+    assert "crosscart_model_swaps 1.0" in text
+
+
+def test_not_ready_until_catalog_loads(make_client):
+    def broken():
+        raise ConnectionError("database down")
+
+    client = make_client(catalog_loader=broken)
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and "database down" in ready.json()["catalog_error"]
+    assert client.get("/v1/rankings").status_code == 503
+
+
+def test_no_identity_numbers_in_responses_or_logs(client, keys, caplog):
+    from commerce.identity import check_char
+
+    number = "11010519491231002" + check_char("11010519491231002")  # s1's resident ID (conftest)
+    caplog.set_level(logging.DEBUG)
+    admin, shopper = auth(keys["admin"]), auth(keys["shopper"])
+    bodies = [
+        client.get("/v1/shoppers/s1/orders", headers=shopper).text,
+        client.get("/v1/orders/1", headers=admin).text,
+        client.get("/v1/orders/1/tracking", headers=admin).text,
+        client.post(
+            "/v1/shoppers/s1/cart/quote",
+            json={"lines": [{"product_id": "p05", "quantity": 1}]},
+            headers=shopper,
+        ).text,
+        client.get("/openapi.json").text,
+    ]
+    for text in [*bodies, caplog.text]:
+        assert number not in text and number[-4:] + '"' not in text
+        assert "Name s1" not in text  # the declared real name stays in the database too

@@ -1,0 +1,115 @@
+"""Serving rules end to end through the API, on the tiny marketplace of conftest.py."""
+
+from __future__ import annotations
+
+from tests.serving.conftest import auth
+
+NEVER = {"p09", "p10", "p11", "p12"}  # pending merchant, suspended merchant, delisted, out of stock
+
+
+def recs(client, key, shopper="s1", **params):
+    response = client.get(f"/v1/shoppers/{shopper}/recommendations", params=params, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_rules_model_order_and_metadata(client, keys):
+    body = recs(client, keys["storefront"], n=20)
+    ids = [i["product_id"] for i in body["items"]]
+    assert not NEVER & set(ids)
+    assert "p03" not in ids  # bought, toys are not repurchasable
+    assert "p01" in ids  # bought, but beauty is repurchasable
+    assert body["model"] == {
+        "name": "tiny",
+        "registered_name": "crosscart-recommender",
+        "version": "1",
+        "fallback": False,
+        "fallback_reason": None,
+    }
+    organic = [i for i in body["items"] if not i["sponsored"]]
+    assert all(i["reason"] == "tiny" for i in organic)
+    assert [i["rank"] for i in body["items"]] == list(range(1, len(ids) + 1))
+    for merchant in {i["merchant_id"] for i in body["items"]}:
+        assert sum(i["merchant_id"] == merchant for i in body["items"]) <= 3
+    for category in {i["category_id"] for i in body["items"]}:
+        assert sum(i["category_id"] == category for i in body["items"]) <= 4
+    assert body["items"][0]["price"] == "99.50"
+
+
+def test_sponsored_only_at_fixed_flagged_position_when_relevant(client, keys):
+    items = recs(client, keys["storefront"], n=5)["items"]
+    assert len(items) == 5
+    sponsored = [i for i in items if i["sponsored"]]
+    assert [(i["rank"], i["product_id"], i["reason"]) for i in sponsored] == [(3, "p08", "sponsored")]
+    # Only toys on the page and no beauty purchase: the beauty ad is not relevant to s2's toy-only page.
+    toys = recs(client, keys["storefront"], shopper="s2", category="toys")["items"]
+    assert not any(i["sponsored"] for i in toys)
+
+
+def test_filters(client, keys):
+    bonded = recs(client, keys["storefront"], fulfillment="bonded", n=20)["items"]
+    assert bonded and all(i["fulfillment"] == "bonded" for i in bonded)
+    beauty = recs(client, keys["storefront"], category="beauty", n=20)["items"]
+    assert {i["category_id"] for i in beauty} == {"beauty"}
+    everything = recs(client, keys["storefront"], category="root", n=20)["items"]
+    assert {i["category_id"] for i in everything} == {"beauty", "toys"}
+
+
+def test_unknown_shopper_gets_popularity(client, keys):
+    items = recs(client, keys["storefront"], shopper="new-shopper", n=3)["items"]
+    assert [i["product_id"] for i in items if not i["sponsored"]][:2] == ["p05", "p06"]
+    assert all(i["reason"] in ("popularity", "sponsored") for i in items)
+
+
+def test_product_context_uses_similar_items(client, keys):
+    body = recs(client, keys["storefront"], shopper="s2", context="product", product_id="p05", n=5)
+    ids = [i["product_id"] for i in body["items"]]
+    assert ids[:2] == ["p06", "p02"]  # p09 is similar but its merchant is pending
+    assert body["items"][0]["reason"] == "tiny:similar"
+    assert "p05" not in ids
+    bad = client.get(
+        "/v1/shoppers/s2/recommendations", params={"context": "cart"}, headers=auth(keys["admin"])
+    )
+    assert bad.status_code == 422
+
+
+def test_n_is_capped(client, keys):
+    r = client.get("/v1/shoppers/s1/recommendations", params={"n": 101}, headers=auth(keys["storefront"]))
+    assert r.status_code == 422
+
+
+def test_similar_and_rankings(client, keys):
+    similar = client.get("/v1/products/p05/similar", params={"n": 5}).json()
+    assert [i["product_id"] for i in similar["items"]][:2] == ["p06", "p02"]
+    assert client.get("/v1/products/nope/similar").status_code == 404
+    ranking = client.get("/v1/rankings", params={"by": "sales", "window": "7d"}).json()
+    # p09-p12 sold too but cannot be bought now; p01 and p03 are the seeded order's lines.
+    assert [i["product_id"] for i in ranking["items"]] == ["p05", "p06", "p07", "p02", "p04", "p01", "p03"]
+    assert ranking["items"][0]["value"] == 10.0
+    all_time = client.get("/v1/rankings", params={"by": "sales", "window": "all"}).json()
+    assert all_time["items"][0]["product_id"] == "p08"  # 60 units, long ago
+    korean = client.get("/v1/rankings", params={"window": "7d", "origin": "KR"}).json()
+    assert {i["origin_country"] for i in korean["items"]} == {"KR"}
+
+
+def test_fast_path_answers_like_the_route_and_leaves_the_rest_to_it(client, keys, monkeypatch):
+    from serving import fastpath
+
+    url, headers = "/v1/shoppers/s1/recommendations", auth(keys["storefront"])
+    params = {"n": 5, "fulfillment": "bonded"}
+    first = client.get(url, params=params, headers=headers)  # key not cached yet: FastAPI answers
+    answered = []
+    original = fastpath.RecommendationFastPath._answer
+    monkeypatch.setattr(
+        fastpath.RecommendationFastPath,
+        "_answer",
+        lambda self, *a: answered.append(original(self, *a)) or answered[-1],
+    )
+    second = client.get(url, params=params, headers=headers)
+    assert answered[-1] is not None and second.json() == first.json()
+    invalid = client.get(url, params={"n": 0}, headers=headers)
+    assert answered[-1] is None and invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
+    other = client.get("/v1/shoppers/s2/recommendations", headers=auth(keys["shopper"]))
+    assert answered[-1] is None and other.status_code == 403  # throttled role and someone else: FastAPI
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/shoppers/{shopper_id}/recommendations",status="200"} 2.0' in metrics
