@@ -64,62 +64,91 @@ def create(
 @app.command("plan")
 def plan(
     campaign_id: str = typer.Argument(...),
-    candidates: Path = typer.Option(
-        ...,
+    candidates: Path | None = typer.Option(
+        None,
         "--candidates",
         exists=True,
         dir_okay=False,
-        help="CSV: shopper_id, coupon_id, p_control, p_treated, spend_control, spend_treated[, p_redeem].",
+        help="CSV: shopper_id, coupon_id, p_control, p_treated, spend_control, spend_treated[, p_redeem]. "
+        "Default: every shopper in the database, effects from the uplift model.",
     ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        exists=True,
+        file_okay=False,
+        help="Fit a fresh effect model on this marketplace directory instead of the registered one.",
+    ),
+    events: Path | None = typer.Option(
+        None, "--events", exists=True, help="Exported events Parquet to build features from (default: DB)."
+    ),
+    region: str | None = typer.Option(None, "--region", help="Only shoppers of this region."),
+    segment: str | None = typer.Option(None, "--segment", help="Only shoppers of this segment."),
     margin: float = typer.Option(0.3, "--margin", help="Gross margin rate on incremental revenue."),
     method: str = typer.Option("lagrangian", "--method", help="lagrangian or greedy."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random holdout."),
     curve_out: Path | None = typer.Option(None, "--curve-out", help="Write profit vs audience size CSV."),
 ) -> None:
-    """Choose who gets which of the campaign's coupons within its budget, and store it as the audience."""
+    """Choose who gets which of the campaign's coupons within its budget, and store it as the audience.
+
+    Without --candidates: candidates are the database's shoppers (--region/--segment filter), effects
+    come from the registered uplift model (Settings.uplift_model_name@model_alias) or, with --data, a
+    model fitted on that marketplace."""
     import json
 
-    import pandas as pd
+    if candidates is not None and (data or events or region or segment):
+        typer.echo("error: --candidates excludes --data, --events, --region and --segment", err=True)
+        raise typer.Exit(2)
+    if candidates is None:
+        import commerce.all_models  # noqa: F401  (complete metadata for the relationships)
+        from commerce.errors import DomainError
+        from training.registry import ModelUnavailable
+        from training.uplift import plan_campaign
 
-    from commerce.campaigns import CONTROL, get_campaign, set_audience
-    from commerce.coupons import Coupon
-    from models.uplift.planner import plan_campaign
-
-    table = pd.read_csv(candidates, dtype={"shopper_id": str, "coupon_id": str})
-
-    def action(session):
-        from sqlalchemy import select
-
-        campaign = get_campaign(session, campaign_id)
-        coupons = list(session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id)))
-        if not coupons:
-            raise ValueError(f"campaign {campaign_id!r} has no coupons (create them with its campaign_id)")
-        if other := [c.coupon_id for c in coupons if c.kind != "amount_off"]:
-            raise ValueError(f"the planner prices amount_off coupons only; {other} are not")
-        terms = pd.DataFrame(
-            {
-                "coupon_id": [c.coupon_id for c in coupons],
-                "face_value": [c.value for c in coupons],
-                "min_spend": [c.min_spend for c in coupons],
-            }
-        )
-        result = plan_campaign(
-            table,
-            terms,
-            campaign.budget,
-            margin_rate=margin,
-            control_share=float(campaign.control_share),
-            method=method,
-            random_state=seed,
-        )
-        members = zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
-        set_audience(session, campaign_id, [(s, CONTROL if a == CONTROL else a) for s, a in members])
-        return result
-
-    result = _run(action)
+        try:
+            result = plan_campaign(
+                _factory(),
+                campaign_id,
+                market_dir=data,
+                events_path=events,
+                region=region,
+                segment=segment,
+                margin_rate=margin,
+                method=method,
+                random_state=seed,
+            )
+        except (DomainError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    else:
+        result = _run(lambda s: _plan_from_csv(s, campaign_id, candidates, margin, method, seed))
     if curve_out is not None:
         result.curve.to_csv(curve_out, index=False)
     typer.echo(json.dumps({k: (str(v) if k == "budget" else v) for k, v in result.summary.items()}))
+
+
+def _plan_from_csv(session, campaign_id: str, candidates: Path, margin: float, method: str, seed: int):
+    import pandas as pd
+
+    from commerce.campaigns import get_campaign, set_audience
+    from models.uplift.planner import plan_campaign
+    from training.uplift import coupon_terms
+
+    table = pd.read_csv(candidates, dtype={"shopper_id": str, "coupon_id": str})
+    campaign = get_campaign(session, campaign_id)
+    result = plan_campaign(
+        table,
+        coupon_terms(session, campaign_id),
+        campaign.budget,
+        margin_rate=margin,
+        control_share=float(campaign.control_share),
+        method=method,
+        random_state=seed,
+    )
+    set_audience(
+        session, campaign_id, zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
+    )
+    return result
 
 
 @app.command("schedule")

@@ -122,7 +122,7 @@ def demo(
     if log.is_done("uplift", uplift_fp):
         console.print("[dim]· uplift model already trained on this data[/]")
     else:
-        from models.uplift.pipeline import train_uplift_model
+        from training.uplift import train_uplift_model
 
         with console.status("Training the coupon uplift model"):
             result = train_uplift_model(

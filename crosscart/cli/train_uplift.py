@@ -1,5 +1,5 @@
-"""`crosscart train uplift`: fit the uplift model on a synthetic marketplace's past campaigns, log it to
-MLflow (metrics, Qini/uplift/calibration plots, the model) and register it."""
+"""`crosscart train uplift`: fit the coupon effect model on a synthetic marketplace's past campaigns, log
+it to MLflow (metrics, Qini/uplift/calibration plots, the model) and register it (`training.uplift`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import typer
 
 def train_uplift(
     data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="Marketplace directory."),
-    learner: str = typer.Option("auto", "--learner", help="s, t, x, dr, ct, s-lr, t-lr, x-lr, ens or auto."),
+    learner: str = typer.Option(
+        "x", "--learner", help="Purchase-uplift learner: s, t, x, dr, ct, s-lr, t-lr, x-lr, ens or auto."
+    ),
     split: str = typer.Option(
         "0.3:42", "--split", help="TEST_SHARE:SEED, stratified by treatment x outcome."
     ),
@@ -23,16 +25,17 @@ def train_uplift(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Train on past campaigns (any coupon versus holdout, outcome: conversion) and register the model;
-    the registry alias moves only when the held-out Qini AUC beats the champion's."""
+    """Train the coupon effect model on past campaigns (arms: coupon kinds versus holdout) and register
+    it; the alias moves only when the held-out Qini AUC (any coupon versus holdout, conversion) beats
+    the champion's."""
     import json
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from crosscart.settings import get_settings
     from experiments.evaluate_uplift import parse_split
-    from models.uplift.pipeline import train_uplift_model
     from models.uplift.selection import MODEL_KEYS
+    from training.uplift import train_uplift_model
 
     settings = get_settings()
     try:

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 from models.uplift.base import default_estimator
 from models.uplift.selection import make_model
 
-__all__ = ["CouponEffectModel"]
+__all__ = ["CouponEffectModel", "ServedCouponUplift"]
 
 
 def _value_model(random_state, n_buyers: int):
@@ -45,6 +45,10 @@ class CouponEffectModel(BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, arm, converted, spend, redeemed=None):
+        if isinstance(X, pd.DataFrame):  # remembered so prediction can check it gets the same columns
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         X = np.asarray(X, dtype=float)
         arm = np.asarray(arm).astype(object)
         converted = np.asarray(converted, dtype=float)
@@ -72,6 +76,11 @@ class CouponEffectModel(BaseEstimator):
         self.order_value_ = _value_model(self.random_state, int(buyers.sum())).fit(
             self._with_arm(X[buyers], arm[buyers]), spend[buyers]
         )
+        # Baskets scatter around their expected value; the planner needs that spread to price minimum
+        # spends and capped percentages (a lognormal's log-scale sd, from the buyers' residuals).
+        fitted = self.order_value_.predict(self._with_arm(X[buyers], arm[buyers]))
+        ok = (spend[buyers] > 0) & (fitted > 0)
+        self.basket_sigma_ = float(np.std(np.log(spend[buyers][ok] / fitted[ok]))) if ok.sum() > 1 else 0.0
         self.redeem_models_ = None
         if redeemed is not None:
             redeemed = np.asarray(redeemed, dtype=float)
@@ -95,11 +104,25 @@ class CouponEffectModel(BaseEstimator):
         arm = np.broadcast_to(np.asarray(arm, dtype=object), (len(X),))
         return np.hstack([X, (arm[:, None] == self.arms_[None, :]).astype(float)])
 
-    def predict_candidates(self, X, shopper_ids) -> pd.DataFrame:
-        """One row per (shopper, coupon) with p_control, p_treated, spend_control, spend_treated."""
+    def _input(self, X) -> np.ndarray:
         if not hasattr(self, "arms_"):
             raise RuntimeError("CouponEffectModel is not fitted; call fit first")
-        X = np.asarray(X, dtype=float)
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and isinstance(X, pd.DataFrame):
+            missing = [c for c in names if c not in X.columns]
+            if missing:
+                raise ValueError(f"X lacks the training features {missing[:5]}")
+            X = X[list(names)]
+        return np.asarray(X, dtype=float)
+
+    def predict_uplift(self, X) -> np.ndarray:
+        """Each coupon's uplift on purchase probability: shape (n,) for one arm, (n, n_arms) for more."""
+        return self.conversion_model_.predict_uplift(self._input(X))
+
+    def predict_candidates(self, X, shopper_ids) -> pd.DataFrame:
+        """One row per (shopper, coupon) with p_control, p_treated, spend_control, spend_treated and
+        basket_sigma (the spread of baskets around their expected value, for the planner)."""
+        X = self._input(X)
         shopper_ids = np.asarray(shopper_ids)
         if len(shopper_ids) != len(X):
             raise ValueError("one shopper id per row of X is needed")
@@ -117,6 +140,7 @@ class CouponEffectModel(BaseEstimator):
                     "p_treated": p1,
                     "spend_control": p0 * v0,
                     "spend_treated": p1 * np.maximum(self.order_value_.predict(self._with_arm(X, arm)), 0.0),
+                    "basket_sigma": self.basket_sigma_,
                 }
             )
             if self.redeem_models_ is not None:
@@ -125,3 +149,40 @@ class CouponEffectModel(BaseEstimator):
                 frame["p_redeem"] = p1 * share
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+
+class ServedCouponUplift(BaseEstimator):
+    """What the API loads: `predict(DataFrame[shopper_id, coupon_id[, kind]])` -> each row's predicted
+    uplift in purchase probability, from a fitted `CouponEffectModel` whose arms are coupon kinds.
+
+    Shopper features are a snapshot taken at training time (`features`, indexed by shopper_id, the
+    model's columns); a shopper absent from it gets `new_shopper` (no history). A coupon's kind comes
+    from the row's `kind` column when given, else from `coupon_kinds` (coupon_id -> kind); a coupon
+    of unknown kind gets the mean uplift over the learned kinds.
+    """
+
+    def __init__(self, effect_model=None, features=None, new_shopper=None, coupon_kinds=None):
+        self.effect_model = effect_model
+        self.features = features
+        self.new_shopper = new_shopper
+        self.coupon_kinds = coupon_kinds
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in ("shopper_id", "coupon_id") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"input needs columns shopper_id and coupon_id; {missing} are missing")
+        if frame.empty:
+            return np.zeros(0)
+        shoppers = frame["shopper_id"].astype(str).to_numpy()
+        X = self.features.reindex(shoppers)
+        unseen = X.isna().any(axis=1).to_numpy()
+        X.loc[unseen] = np.asarray(self.new_shopper, dtype=float)
+        effects = np.asarray(self.effect_model.predict_uplift(X)).reshape(len(X), -1)
+        kinds = pd.Series(frame["coupon_id"].astype(str).map(dict(self.coupon_kinds or {})).to_numpy())
+        if "kind" in frame.columns:
+            kinds = pd.Series(frame["kind"].to_numpy()).where(frame["kind"].notna().to_numpy(), kinds)
+        column = pd.Index(self.effect_model.arms_).get_indexer(kinds.to_numpy())
+        known = column >= 0
+        out = effects.mean(axis=1)
+        out[known] = effects[np.flatnonzero(known), column[known]]
+        return out

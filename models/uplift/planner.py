@@ -3,10 +3,14 @@
 For shopper i and coupon c, from predicted (or true) conversion probabilities and expected spend:
 
     incremental revenue  = spend_treated - spend_control
-    expected cost        = face value x P(redeem), counting every buyer who redeems, including those
-                           who would have bought anyway. P(redeem) is the candidates' `p_redeem`
-                           (learned from past redemptions) when given; else p_treated when the expected
-                           order under the coupon reaches its minimum spend, and 0 when it does not
+    basket               = lognormal around spend_treated / p_treated (the learned order value under
+                           the coupon) with log-scale spread `basket_sigma` (the order-value model's
+                           residual spread; 0 when the candidates carry none: a point basket)
+    discount             = face value (amount_off), or min(cap, rate x basket) (percent_off), on
+                           baskets that reach the minimum spend
+    expected cost        = p_treated x E[discount x 1{basket >= min spend}], counting every buyer who
+                           redeems, including those who would have bought anyway; with a `p_redeem`
+                           column (learned from past redemptions): p_redeem x the expected discount
     incremental profit   = margin x incremental revenue - expected cost
 
 Choosing one option per shopper under a budget is a multiple-choice knapsack. The Lagrangian method
@@ -28,7 +32,9 @@ import pandas as pd
 __all__ = ["CampaignPlan", "score_options", "plan_campaign", "response_plan", "evaluate_assignment"]
 
 CANDIDATE_COLUMNS = ("shopper_id", "coupon_id", "p_control", "p_treated", "spend_control", "spend_treated")
-COUPON_COLUMNS = ("coupon_id", "face_value", "min_spend")
+COUPON_COLUMNS = ("coupon_id", "face_value", "min_spend")  # optional: kind (default amount_off), cap
+COUPON_KINDS = ("amount_off", "percent_off")
+BASKET_QUANTILES = 64
 
 
 @dataclass
@@ -48,6 +54,12 @@ def _validate(candidates: pd.DataFrame, coupons: pd.DataFrame) -> None:
     missing = [c for c in COUPON_COLUMNS if c not in coupons.columns]
     if missing:
         raise ValueError(f"coupons lack columns {missing}")
+    kinds = coupons["kind"] if "kind" in coupons.columns else pd.Series("amount_off", index=coupons.index)
+    if bad := sorted(set(kinds) - set(COUPON_KINDS)):
+        raise ValueError(f"coupon kinds must be {COUPON_KINDS}, got {bad}")
+    rates = coupons.loc[kinds == "percent_off", "face_value"].map(float)
+    if ((rates <= 0) | (rates > 1)).any():
+        raise ValueError("a percent_off coupon's face_value is a fraction in (0, 1] (0.15 = 15% off)")
     unknown = set(candidates["coupon_id"]) - set(coupons["coupon_id"])
     if unknown:
         raise ValueError(f"candidates name unknown coupons {sorted(unknown)[:5]}")
@@ -56,6 +68,21 @@ def _validate(candidates: pd.DataFrame, coupons: pd.DataFrame) -> None:
         raise ValueError("p_control and p_treated must be probabilities in [0, 1]")
     if candidates.duplicated(["shopper_id", "coupon_id"]).any():
         raise ValueError("candidates hold duplicate (shopper_id, coupon_id) rows")
+
+
+def _basket_terms(order_value: np.ndarray, sigma: np.ndarray, opts: pd.DataFrame):
+    """(P(basket >= min spend), E[discount x 1{basket >= min spend}]) per option, for a lognormal
+    basket with mean `order_value` and log-scale spread `sigma`, over 64 fixed quantiles; sigma 0 is
+    the point rule: min(cap, rate x expected basket), and redeemed iff that basket reaches min spend."""
+    from scipy.special import ndtri
+
+    z = ndtri((np.arange(BASKET_QUANTILES) + 0.5) / BASKET_QUANTILES)
+    basket = order_value[:, None] * np.exp(sigma[:, None] * z[None, :] - sigma[:, None] ** 2 / 2)
+    reaches = basket >= opts["min_spend"].to_numpy()[:, None]
+    face = opts["face_value"].to_numpy()[:, None]
+    percent = np.fmin(opts["cap"].to_numpy()[:, None], face * basket)  # fmin: a NaN cap is no cap
+    per_basket = np.where(opts["kind"].to_numpy()[:, None] == "percent_off", percent, face)
+    return reaches.mean(axis=1), np.where(reaches, per_basket, 0.0).mean(axis=1)
 
 
 def score_options(
@@ -67,24 +94,37 @@ def score_options(
     if not 0 < margin <= 1:
         raise ValueError(f"margin_rate must be in (0, 1], got {margin}")
     terms = coupons[list(COUPON_COLUMNS)].assign(
-        face_value=lambda d: d["face_value"].map(float), min_spend=lambda d: d["min_spend"].map(float)
+        face_value=lambda d: d["face_value"].map(float),
+        min_spend=lambda d: d["min_spend"].map(float),
+        kind=coupons["kind"] if "kind" in coupons.columns else "amount_off",
+        cap=(coupons["cap"] if "cap" in coupons.columns else pd.Series(np.nan, index=coupons.index))
+        .map(lambda v: np.nan if pd.isna(v) else float(v))
+        .astype(float),
     )
     opts = candidates.merge(terms, on="coupon_id", how="left")
     p_t = opts["p_treated"].to_numpy(dtype=float)
     order_value = np.divide(
         opts["spend_treated"].to_numpy(dtype=float), p_t, out=np.zeros(len(opts)), where=p_t > 0
     )
+    sigma = (
+        opts["basket_sigma"].to_numpy(dtype=float) if "basket_sigma" in opts.columns else np.zeros(len(opts))
+    )
+    if not np.isfinite(sigma).all() or (sigma < 0).any():
+        raise ValueError("basket_sigma must be finite and non-negative")
+    share, discount = _basket_terms(order_value, sigma, opts)
+    # the expected discount of one redemption (face value when no basket reaches the minimum spend)
+    opts["discount"] = np.divide(discount, share, out=opts["face_value"].to_numpy().copy(), where=share > 0)
     if "p_redeem" in opts.columns:
         p_redeem = opts["p_redeem"].to_numpy(dtype=float)
         if not np.isfinite(p_redeem).all() or (p_redeem < 0).any() or (p_redeem > p_t + 1e-9).any():
             raise ValueError("p_redeem must be a probability no larger than p_treated")
     else:
-        p_redeem = np.where(order_value >= opts["min_spend"].to_numpy(), p_t, 0.0)
+        p_redeem = p_t * share
     opts["inc_conversions"] = p_t - opts["p_control"].to_numpy(dtype=float)
     opts["inc_revenue"] = opts["spend_treated"].to_numpy(dtype=float) - opts["spend_control"].to_numpy(
         dtype=float
     )
-    opts["cost"] = opts["face_value"].to_numpy() * p_redeem
+    opts["cost"] = opts["discount"].to_numpy() * p_redeem
     opts["profit"] = margin * opts["inc_revenue"] - opts["cost"]
     return opts
 

@@ -92,26 +92,37 @@ def test_unknown_campaign_exits_with_message(db_env):
     assert result.exit_code == 2 and "unknown campaign" in result.output
 
 
-@pytest.mark.slow
-def test_train_uplift_logs_and_registers(tmp_path):
+def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_path):
+    """Train on a tiny marketplace, register, then plan a stored campaign for its shoppers with the
+    registered model, with a freshly fitted one, and refuse to plan without any model."""
     from features.synth import generate_marketplace
 
-    generate_marketplace(tmp_path / "market", "tiny", seed=3)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = json.loads(
-        invoke(
-            "train",
-            "uplift",
-            "--data",
-            str(tmp_path / "market"),
-            "--learner",
-            "s-lr",
-            "--tracking-uri",
-            uri,
-            "--json",
-        )  # fmt: skip
+    market = tmp_path / "market"
+    generate_marketplace(market, "tiny", seed=3)
+    shoppers = pd.read_parquet(market / "shoppers.parquet").head(300)
+    engine = make_engine(db_env)
+    with transaction(make_session_factory(engine)) as s:
+        for row in shoppers.itertuples():
+            create_shopper(s, row.shopper_id, row.region, row.segment)
+    engine.dispose()
+    campaign_id = invoke(
+        "campaign", "create", "--name", "Winter", "--channel", "email", "--budget", "150",
+        "--starts", "2025-12-01T00:00:00", "--ends", "2025-12-08T00:00:00", "--control-share", "0.2",
+    )  # fmt: skip
+    engine = make_engine(db_env)
+    with transaction(make_session_factory(engine)) as s:
+        create_coupon(s, CouponInput(kind="amount_off", value="20", min_spend="99", campaign_id=campaign_id))
+        create_coupon(s, CouponInput(kind="percent_off", value="0.1", cap="30", campaign_id=campaign_id))
+    engine.dispose()
+
+    refused = CliRunner().invoke(app, ["campaign", "plan", campaign_id])
+    assert (
+        refused.exit_code == 2 and "no uplift model registered as crosscart-uplift@champion" in refused.output
     )
-    assert out["promoted"] and out["version"] == "1"
+
+    uri = get_settings().resolved_mlflow_uri  # where `campaign plan` looks for the registered model
+    out = json.loads(invoke("train", "uplift", "--data", str(market), "--learner", "s-lr", "--json"))
+    assert out["promoted"] and out["version"] == "1" and out["arms"] == "amount_off,percent_off"
     assert np.isfinite(out["qini_auc"]) and out["learner"] == "s-lr"
     from mlflow import MlflowClient
 
@@ -121,3 +132,27 @@ def test_train_uplift_logs_and_registers(tmp_path):
         "plots/uplift_uplift_curve.png",
         "plots/uplift_calibration.png",
     }
+    from serving.model_store import load_pyfunc_version  # how the API loads it
+
+    served = load_pyfunc_version(uri, "crosscart-uplift", "1")
+    first = shoppers["shopper_id"].iloc[0]
+    uplift = served.predict(pd.DataFrame({"shopper_id": [first, first, "stranger"], "coupon_id": "CPN0101"}))
+    assert uplift.shape == (3,) and np.isfinite(uplift).all() and uplift[0] == uplift[1]
+    known = set(shoppers["shopper_id"])
+    for extra in ([], ["--data", str(market)]):  # the registered model, then a freshly fitted one
+        summary = json.loads(
+            invoke(
+                "campaign", "plan", campaign_id, "--events", str(market / "events"), "--margin", "0.5", *extra
+            )
+        )
+        assert summary["expected_cost"] <= 150 / (1 - 0.2)  # the audience, holdout included, fits
+        assert summary["audience"] == summary["treated"] + summary["holdout"] > 0
+        assert summary["expected_incremental_profit"] > 0
+        rows = tmp_path / "audience.csv"
+        invoke("campaign", "export", campaign_id, "--out", str(rows))
+        members = list(csv.DictReader(rows.open()))
+        assert len(members) == summary["audience"] and {m["shopper_id"] for m in members} <= known
+    mixed = CliRunner().invoke(
+        app, ["campaign", "plan", campaign_id, "--candidates", str(rows), "--data", str(market)]
+    )
+    assert mixed.exit_code == 2 and "excludes" in mixed.output

@@ -159,3 +159,79 @@ def test_effect_model_refuses_inconsistent_campaign_data():
         CouponEffectModel().fit(X, arm, converted, spend, redeemed=1 - converted)
     with pytest.raises(ValueError, match="control rows"):
         CouponEffectModel(control="holdout").fit(X, arm, converted, spend)
+
+
+def test_percent_off_discount_is_capped_share_of_expected_basket():
+    # expected basket under the coupon = spend_treated / p_treated = 100 / 0.5 = 200 CNY
+    cand = pd.DataFrame(
+        {
+            "shopper_id": ["A"] * 4,
+            "coupon_id": ["p10cap15", "p10", "p10min300", "a12"],
+            "p_control": [0.4] * 4,
+            "p_treated": [0.5] * 4,
+            "spend_control": [80.0] * 4,
+            "spend_treated": [100.0] * 4,
+        }
+    )
+    coupons = pd.DataFrame(
+        {
+            "coupon_id": ["p10cap15", "p10", "p10min300", "a12"],
+            "kind": ["percent_off", "percent_off", "percent_off", "amount_off"],
+            "face_value": [Decimal("0.10"), Decimal("0.10"), Decimal("0.10"), Decimal("12")],
+            "cap": [Decimal("15"), None, None, None],
+            "min_spend": [0, 0, Decimal("300"), 0],
+        }
+    )
+    opts = score_options(cand, coupons, 0.5).set_index("coupon_id")
+    assert opts.at["p10cap15", "discount"] == pytest.approx(15.0)  # min(15, 0.1 x 200)
+    assert opts.at["p10cap15", "cost"] == pytest.approx(15.0 * 0.5)  # every buyer redeems
+    assert opts.at["p10", "discount"] == pytest.approx(20.0)  # no cap: 10% of 200
+    assert opts.at["p10", "cost"] == pytest.approx(10.0)
+    assert opts.at["p10min300", "cost"] == 0.0  # a 200 CNY basket never reaches 300
+    assert opts.at["a12", "cost"] == pytest.approx(6.0)
+    assert opts.at["p10", "profit"] == pytest.approx(0.5 * 20.0 - 10.0)
+
+
+def test_percent_off_terms_are_validated():
+    cand = candidates()
+    bad = COUPONS.assign(kind=["percent_off", "amount_off"])  # c10 would be 1000% off
+    with pytest.raises(ValueError, match="fraction"):
+        score_options(cand, bad, 0.3)
+    with pytest.raises(ValueError, match="kinds"):
+        score_options(cand, COUPONS.assign(kind=["bogo", "amount_off"]), 0.3)
+
+
+def test_basket_spread_prices_minimum_spend_and_caps_by_expectation():
+    # expected basket 200 CNY, lognormal with log-scale sd 0.5
+    cand = pd.DataFrame(
+        {
+            "shopper_id": ["A"] * 3,
+            "coupon_id": ["a30min199", "p10cap20", "p10"],
+            "p_control": [0.4] * 3,
+            "p_treated": [0.5] * 3,
+            "spend_control": [80.0] * 3,
+            "spend_treated": [100.0] * 3,
+            "basket_sigma": [0.5] * 3,
+        }
+    )
+    coupons = pd.DataFrame(
+        {
+            "coupon_id": ["a30min199", "p10cap20", "p10"],
+            "kind": ["amount_off", "percent_off", "percent_off"],
+            "face_value": [Decimal("30"), Decimal("0.1"), Decimal("0.1")],
+            "cap": [None, Decimal("20"), None],
+            "min_spend": [Decimal("199"), 0, 0],
+        }
+    )
+    from scipy import integrate, stats
+
+    basket = stats.lognorm(s=0.5, scale=200 * np.exp(-(0.5**2) / 2))  # mean 200
+    opts = score_options(cand, coupons, 0.5).set_index("coupon_id")
+    # only baskets of 199+ redeem: P = 1 - Phi((ln 199 - mu) / sigma) = 0.405, not 1 as for a point basket
+    assert basket.sf(199) == pytest.approx(0.405, abs=1e-3)
+    assert opts.at["a30min199", "cost"] == pytest.approx(0.5 * 30 * basket.sf(199), rel=0.02)
+    assert opts.at["a30min199", "discount"] == pytest.approx(30.0)
+    capped = integrate.quad(lambda b: min(20.0, 0.1 * b) * basket.pdf(b), 0, np.inf)[0]
+    assert capped < 20.0  # the cap bites on big baskets only: below min(cap, 10% x 200)
+    assert opts.at["p10cap20", "cost"] == pytest.approx(0.5 * capped, rel=0.01)
+    assert opts.at["p10", "cost"] == pytest.approx(0.5 * 20.0, rel=0.01)  # uncapped: 10% of the mean
