@@ -4,6 +4,8 @@
 
 Without --data a `demo` marketplace is generated into a temporary directory first. Each backend gets a
 fresh database; the load runs twice to show the re-run (idempotent, nothing added) cost as well.
+The "orders step" column is the time spent turning purchase events into completed orders
+(first load / re-run).
 Writes bench/results/commerce_import.json.
 """
 
@@ -38,15 +40,26 @@ def run_backend(name: str, url: str, data_dir: Path, events: str) -> dict:
     factory = make_session_factory(engine)
     first = load_marketplace(factory, data_dir, identity_key="bench-key", events=events)
     t = time.perf_counter()
-    load_marketplace(factory, data_dir, identity_key="bench-key", events=events)
+    again = load_marketplace(factory, data_dir, identity_key="bench-key", events=events)
     rerun = time.perf_counter() - t
-    stored = {table: _count(factory, table) for table in ("events", "products", "shoppers", "coupon_grants")}
+    tables = (
+        "events",
+        "products",
+        "shoppers",
+        "coupon_grants",
+        "orders",
+        "order_lines",
+        "coupon_redemptions",
+    )
+    stored = {table: _count(factory, table) for table in tables}
     engine.dispose()
     return {
         "backend": name,
         "events": events,
         "first_load_s": round(first.seconds, 2),
         "rerun_s": round(rerun, 2),
+        "first_load_steps_s": {k: round(v, 2) for k, v in first.step_seconds.items()},
+        "rerun_steps_s": {k: round(v, 2) for k, v in again.step_seconds.items()},
         "rows_read": first.rows,
         "rows_stored": stored,
     }
@@ -88,11 +101,13 @@ def main() -> None:
         "products",
         "shoppers",
         "grants",
+        "orders",
+        "orders step (s)",
         title=f"load_marketplace on {data_dir}",
     )
     for r in results:
         if "skipped" in r:
-            table.add_row(r["backend"], r["events"], "skipped: " + r["skipped"], "", "", "", "", "")
+            table.add_row(r["backend"], r["events"], "skipped: " + r["skipped"], *[""] * 7)
             continue
         s = r["rows_stored"]
         table.add_row(
@@ -104,6 +119,8 @@ def main() -> None:
             f"{s['products']:,}",
             f"{s['shoppers']:,}",
             f"{s['coupon_grants']:,}",
+            f"{s['orders']:,}",
+            f"{r['first_load_steps_s']['orders']:.1f} / {r['rerun_steps_s']['orders']:.1f}",
         )
     Console().print(table)
 

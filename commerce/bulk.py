@@ -37,3 +37,57 @@ def insert_ignore(
     rows = iter(rows)
     while chunk := list(islice(rows, chunk_rows)):
         session.execute(stmt, chunk)
+
+
+def insert_rows_fast(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False
+) -> None:
+    """executemany straight on the DB driver, each value converted by its column type's bind processor.
+
+    Skips SQLAlchemy's per-row parameter compilation, which dominates 100k-row loads (several times
+    faster than `session.execute(insert(table), rows)`); the stored values are identical.
+    `ignore_conflicts` adds ON CONFLICT DO NOTHING (any unique key).
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    columns = list(rows[0])
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})" + (
+        " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    )
+    conn = session.connection()
+    for start in range(0, len(rows), CHUNK_ROWS * 4):
+        chunk = rows[start : start + CHUNK_ROWS * 4]
+        converted = []
+        for column, proc in zip(columns, processors, strict=True):  # column-wise: far fewer calls
+            values = [r[column] for r in chunk]
+            converted.append(values if proc is None else [None if v is None else proc(v) for v in values])
+        params = list(zip(*converted, strict=True))
+        if dialect.name == "postgresql":
+            _copy_postgres(conn, table.name, columns, params, ignore_conflicts)
+        else:
+            conn.exec_driver_sql(sql, params)
+
+
+def _copy_postgres(conn, table: str, columns: list[str], rows: list[tuple], ignore_conflicts: bool) -> None:
+    """COPY (PostgreSQL's bulk path; executemany sends row by row), via a temporary table to skip
+    conflicts."""
+    names = ", ".join(columns)
+    with conn.connection.driver_connection.cursor() as cursor:
+        target = table
+        if ignore_conflicts:
+            target = f"{table}_load"
+            cursor.execute(  # only the loaded columns, no constraints
+                f"CREATE TEMP TABLE IF NOT EXISTS {target} ON COMMIT DROP AS "
+                f"SELECT {names} FROM {table} WITH NO DATA"
+            )
+        with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if ignore_conflicts:
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} ON CONFLICT DO NOTHING"
+            )
+            cursor.execute(f"TRUNCATE {target}")

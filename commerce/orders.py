@@ -48,6 +48,9 @@ class Order(Base):
     tax_total: Mapped[Decimal] = mapped_column(Money)
     total: Mapped[Decimal] = mapped_column(Money)
     payment_ref: Mapped[str | None] = mapped_column(String(100), default=None)
+    #: Set on orders rebuilt from past purchase events (commerce.history): the first purchase's event_id.
+    #: Unique, so re-importing the same history adds nothing.
+    import_ref: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, default=None)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

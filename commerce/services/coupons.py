@@ -218,7 +218,8 @@ class PricedLine:
     amount: Decimal
 
 
-def _in_scope(coupon: Coupon, line: PricedLine) -> bool:
+def in_scope(coupon: Coupon, line: PricedLine) -> bool:
+    """Whether the coupon covers this line (platform, category subtree, merchant or product scope)."""
     if coupon.scope_type == "platform":
         return True
     if coupon.scope_type == "category":
@@ -250,7 +251,7 @@ def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list
 
     The discount never exceeds the eligible amount, so no line goes below zero.
     """
-    eligible = [i for i, line in enumerate(lines) if _in_scope(coupon, line)]
+    eligible = [i for i, line in enumerate(lines) if in_scope(coupon, line)]
     if not eligible:
         raise ValidationError(
             f"coupon {coupon.coupon_id!r} does not apply to these goods", code="coupon_out_of_scope"
@@ -319,8 +320,9 @@ def redeem(
     return redemption
 
 
-def release(session: Session, order_id: int) -> None:
-    """Give back the use and budget an order took (on cancellation). No-op if it used no coupon."""
+def release(session: Session, order_id: int, *, at: datetime | None = None) -> None:
+    """Give back the use and budget an order took (on cancellation or refund). No-op without a coupon
+    or when already released."""
     redemption = session.scalar(
         select(CouponRedemption).where(
             CouponRedemption.order_id == order_id, CouponRedemption.released_at.is_(None)
@@ -341,7 +343,7 @@ def release(session: Session, order_id: int) -> None:
         )
         .values(used=CouponShopperUsage.used - 1)
     )
-    redemption.released_at = utcnow()
+    redemption.released_at = as_utc(at or utcnow())
     session.flush()
 
 

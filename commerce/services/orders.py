@@ -243,7 +243,7 @@ def cancel_order(session: Session, order_id: int, reason: str, *, at: datetime |
         _adjust_stock(session, order, reserved=-1, quantity=0)
     else:
         _adjust_stock(session, order, reserved=0, quantity=+1)
-    coupon_service.release(session, order.order_id)
+    coupon_service.release(session, order.order_id, at=at)
     if was == "paid":
         _count_annual(session, order, customs_year(order.paid_at), -1)
     return order
@@ -252,7 +252,8 @@ def cancel_order(session: Session, order_id: int, reason: str, *, at: datetime |
 def refund_order(session: Session, order_id: int, reason: str, *, at: datetime | None = None) -> Order:
     """Refund a paid order. Units return to stock only if they never left (refund from `paid`).
 
-    The annual quota is given back; the coupon use is not (it was consumed by a completed sale).
+    The annual quota and the coupon use (usage counter, the shopper's use, budget spent) are given
+    back, as on cancellation: the sale did not stand, so the promotion paid for nothing.
     """
     at = as_utc(at or utcnow())
     reason = required_text(reason, "reason", 2000)
@@ -260,6 +261,7 @@ def refund_order(session: Session, order_id: int, reason: str, *, at: datetime |
     order = _move(session, order_id, "refunded", reason=reason, at=at)
     if was == "paid":
         _adjust_stock(session, order, reserved=0, quantity=+1)
+    coupon_service.release(session, order.order_id, at=at)
     _count_annual(session, order, customs_year(order.paid_at), -1)
     return order
 

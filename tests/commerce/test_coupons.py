@@ -104,3 +104,31 @@ def test_grants_eligibility_and_release(market):
     with pytest.raises(ValidationError) as err, transaction(market) as s:
         checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="vip", at=NOW)
     assert err.value.code == "coupon_expired"
+
+
+def test_refund_returns_the_coupon_use_and_budget(market):
+    """A refunded sale gives back the coupon's use, the shopper's use and the budget, like a cancel."""
+    from commerce.coupons import CouponRedemption, CouponShopperUsage
+
+    with transaction(market) as s:
+        coupons.create_coupon(s, C("amount_off", "30", coupon_id="r", usage_limit=1, budget="30"))
+        order = checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="r", at=NOW)
+        orders.pay_order(s, order.order_id, "pay-r", at=NOW)
+        orders.clear_customs(s, order.order_id, at=NOW)
+        orders.ship_order(s, order.order_id, "T-1", at=NOW)
+    with pytest.raises(LimitExceeded) as err, transaction(market) as s:  # the single use is taken
+        checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="r", at=NOW)
+    assert err.value.code == "coupon_exhausted"
+    later = NOW + timedelta(days=3)
+    with transaction(market) as s:
+        orders.refund_order(s, order.order_id, "parcel lost", at=later)
+    with market() as s:
+        coupon = s.get(Coupon, "r")
+        assert (coupon.used, coupon.spent) == (0, Decimal("0.00"))
+        assert s.get(CouponShopperUsage, ("r", "s0")).used == 0
+        assert s.scalar(select(CouponRedemption.released_at)) == later
+        assert "r" in [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW)]
+    with transaction(market) as s:  # the returned use and budget are redeemable again, by anyone
+        assert checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="r", at=NOW).discount_total == 30
+    with market() as s:
+        assert (s.get(Coupon, "r").used, s.get(Coupon, "r").spent) == (1, Decimal("30.00"))

@@ -16,6 +16,7 @@ from commerce.errors import ValidationError
 from commerce.events import BehaviorEvent
 from commerce.identity import id_digest
 from commerce.importer import load_marketplace
+from commerce.orders import Order
 from commerce.services.catalog import sellable_product_ids
 from commerce.shoppers import ShopperIdentity
 from tests.commerce.conftest import make_id_number
@@ -298,3 +299,240 @@ def test_dangling_references_are_refused_and_load_nothing(factory, tmp_path):
         load_marketplace(factory, tmp_path / "m", identity_key=KEY)
     assert err.value.code == "unknown_reference" and "M1" in err.value.message
     assert set(_counts(factory).values()) == {0}
+
+
+def add_history(root, extra=()):
+    """Purchase history on top of write_market: a mixed-mode basket, a coupon redemption, a session-less
+    purchase, an order above the per-order limit and a person past the annual limit."""
+    ev = dict(quantity=1, value=0.0, campaign_id=None, coupon_id=None, query=None)
+    h = timedelta(hours=1)
+    events = [
+        {
+            **ev,
+            "event_id": "H1",
+            "ts": T0 + h,
+            "shopper_id": "U0",
+            "session_id": "b",
+            "event_type": "purchase",
+            "product_id": "P0",
+            "quantity": 2,
+            "value": 1496.0,
+        },
+        {
+            **ev,
+            "event_id": "H2",
+            "ts": T0 + 2 * h,
+            "shopper_id": "U0",
+            "session_id": "b",
+            "event_type": "purchase",
+            "product_id": "P1",
+            "value": 99.5,
+        },
+        {
+            **ev,
+            "event_id": "H3",
+            "ts": T0 + 2 * h,
+            "shopper_id": "U1",
+            "session_id": "k",
+            "event_type": "purchase",
+            "product_id": "P0",
+            "value": 820.0,
+        },
+        {
+            **ev,
+            "event_id": "H4",
+            "ts": T0 + 2 * h,
+            "shopper_id": "U1",
+            "session_id": "k",
+            "event_type": "coupon_redeem",
+            "product_id": None,
+            "quantity": 0,
+            "campaign_id": "K1",
+            "coupon_id": "CP1",
+        },
+        {
+            **ev,
+            "event_id": "H5",
+            "ts": T0 + 3 * h,
+            "shopper_id": "U2",
+            "session_id": None,
+            "event_type": "purchase",
+            "product_id": "P0",
+            "quantity": 7,
+            "value": 6160.0,
+        },
+        {
+            **ev,
+            "event_id": "H6",
+            "ts": T0 + 4 * h,
+            "shopper_id": "U2",
+            "session_id": None,
+            "event_type": "purchase",
+            "product_id": "P0",
+            "quantity": 25,
+            "value": 22000.0,
+        },
+        *extra,
+    ]
+    schema = pq.read_schema(root / "events" / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist(events, schema), root / "events" / "part-00002.parquet")
+    assignments = [
+        dict(campaign_id="K1", shopper_id=s, arm=arm, converted=True, spend=0.0, redeemed=arm != "control")
+        for s, arm in (("U0", "control"), ("U1", "CP1"))
+    ]
+    pq.write_table(pa.Table.from_pylist(assignments), root / "assignments.parquet")
+
+
+def _history(factory):
+    from commerce.coupons import CouponRedemption, CouponShopperUsage
+    from commerce.orders import AnnualSpend, OrderLine, OrderStatusChange
+
+    with factory() as s:
+        return {
+            "orders": s.scalar(select(func.count()).select_from(Order)),
+            "lines": s.scalar(select(func.count()).select_from(OrderLine)),
+            "changes": s.scalar(select(func.count()).select_from(OrderStatusChange)),
+            "redemptions": s.scalar(select(func.count()).select_from(CouponRedemption)),
+            "coupon": (s.get(Coupon, "CP1").used, s.get(Coupon, "CP1").spent),
+            "usage": s.get(CouponShopperUsage, ("CP1", "U1")).used,
+            "annual": sorted(s.execute(select(AnnualSpend.identity_digest, AnnualSpend.amount)).tuples()),
+        }
+
+
+def test_purchase_history_becomes_completed_orders_once(factory, tmp_path):
+    from commerce.services.orders import annual_spend, trace_order
+    from commerce.services.revenue import revenue_report
+    from commerce.tax import TaxRates, general_trade_tax
+
+    write_market(tmp_path / "m")
+    add_history(tmp_path / "m")
+    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="none")  # orders anyway
+    assert (stats.rows["orders"], stats.rows["order_lines"], stats.rows["redemptions"]) == (6, 6, 1)
+    assert (stats.rows["over_order_limit"], stats.rows["over_annual_limit"]) == (2, 1)
+    with factory() as s:
+        by_ref = {o.import_ref: o for o in s.scalars(select(Order))}
+        assert set(by_ref) == {"E2", "H1", "H2", "H3", "H5", "H6"}  # session b split by fulfillment mode
+        assert {o.status for o in by_ref.values()} == {"completed"}
+        first = by_ref["E2"]  # 880 paid for one P0 (perfume: VAT 13%, consumption tax 15%)
+        line = first.lines[0]
+        assert (line.gross, line.discount, line.tax, line.total) == (
+            Decimal("880.00"),
+            Decimal("0.00"),
+            Decimal("202.92"),
+            Decimal("1082.92"),
+        )  # 880 x 0.28 / 0.85 x 0.7 = 202.917...
+        assert line.margin == Decimal("264.00") and first.tax_regime == "cross_border"  # cost 616
+        assert (first.created_at, first.paid_at, first.fulfillment) == (T0, T0, "bonded")
+        assert (by_ref["H1"].lines[0].unit_price, by_ref["H1"].lines[0].list_price) == (
+            Decimal("748.00"),
+            Decimal("880.00"),
+        )  # the price actually paid, not the list price
+        assert by_ref["H2"].fulfillment == "direct_mail" and by_ref["H2"].lines[0].commission == Decimal(
+            "7.96"
+        )
+        coupon_order = by_ref["H3"]  # 820 paid with 15% off capped at 60: gross 880, discount 60
+        assert (coupon_order.coupon_id, coupon_order.goods_total, coupon_order.discount_total) == (
+            "CP1",
+            Decimal("880.00"),
+            Decimal("60.00"),
+        )
+        assert coupon_order.total == sum(x.total for x in coupon_order.lines)
+        big = by_ref["H5"]  # 6,160 > 5,000 in 7 items: recorded, taxed as general trade
+        rates = TaxRates(Decimal("0.13"), Decimal("0.15"), Decimal("0.10"))
+        assert big.tax_regime == "general_trade" and big.tax_total == general_trade_tax(
+            Decimal("6160"), rates
+        )
+        assert [step.status for step in trace_order(s, big.order_id)] == ["completed"]
+        digest = {i: id_digest(make_id_number(i), KEY) for i in range(3)}
+        assert annual_spend(s, digest[0], 2025) == Decimal("2475.50")  # 880 + 1496 + 99.5
+        assert annual_spend(s, digest[1], 2025) == Decimal("820.00")  # net of the coupon
+        assert annual_spend(s, digest[2], 2025) == Decimal("26000.00")  # 28,160 capped at the limit
+        report = revenue_report(s, T0, T0 + timedelta(days=1), period="day")
+        margin = {r.source: r.amount for r in report}["self_operated_margin"]
+        assert margin == sum(x.margin for o in by_ref.values() for x in o.lines) != 0
+    after = _history(factory)
+    assert after["redemptions"] == 1 and after["coupon"] == (1, Decimal("60.00")) and after["usage"] == 1
+    assert after["changes"] == 6
+    again = load_marketplace(factory, tmp_path / "m", identity_key=KEY)
+    assert again.rows["orders"] == 0 and again.rows["campaigns"] == 0
+    assert _history(factory) == after
+
+
+def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
+    from commerce.campaigns import Campaign, audience, campaign_outcomes
+
+    write_market(tmp_path / "m")
+    add_history(tmp_path / "m")
+    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY)
+    assert (stats.rows["campaigns"], stats.rows["campaign_members"]) == (1, 2)
+    with factory() as s:
+        k1 = s.get(Campaign, "K1")
+        assert (k1.status, k1.channel, k1.started_at, k1.completed_at) == (
+            "completed",
+            "email",
+            T0,
+            T0 + timedelta(days=7),
+        )
+        assert (k1.control_share, k1.budget) == (Decimal("0.4000"), Decimal("60.00"))  # discount given
+        members = {m["shopper_id"]: m for m in audience(s, "K1")}
+        grant = s.scalar(select(CouponGrant).where(CouponGrant.shopper_id == "U1"))
+        assert members["U1"]["grant_id"] == grant.id and members["U0"]["arm"] == "control"
+        outcomes = {o["shopper_id"]: o for o in campaign_outcomes(s, "K1")}
+        assert outcomes["U1"]["revenue"] == Decimal("880.00") and outcomes["U1"]["discount"] == Decimal("60")
+        assert outcomes["U0"]["converted"] and outcomes["U0"]["discount"] == 0
+    assert load_marketplace(factory, tmp_path / "m", identity_key=KEY).rows["campaigns"] == 0
+
+
+def test_history_with_unknown_products_is_refused(factory, tmp_path):
+    write_market(tmp_path / "m")
+    ghost = dict(
+        event_id="H9",
+        ts=T0,
+        shopper_id="U0",
+        session_id="z",
+        event_type="purchase",
+        product_id="P9",
+        quantity=1,
+        value=5.0,
+        campaign_id=None,
+        coupon_id=None,
+        query=None,
+    )
+    add_history(tmp_path / "m", extra=[ghost])
+    with pytest.raises(ValidationError) as err:
+        load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="none")
+    assert err.value.code == "unknown_reference" and "P9" in err.value.message
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Order)) == 0
+
+
+def test_history_skips_purchases_of_shoppers_without_identity(factory, tmp_path):
+    """Customs orders need a verified buyer: U2 has no identity, so its two purchases stay events only."""
+    write_market(tmp_path / "m")
+    add_history(tmp_path / "m")
+    identities = tmp_path / "m" / "identities.parquet"
+    pq.write_table(pq.read_table(identities).slice(0, 2), identities)  # U0, U1
+    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="purchases")
+    assert (stats.rows["orders"], stats.rows["skipped_no_identity"]) == (4, 2)
+    with factory() as s:
+        assert set(s.scalars(select(Order.shopper_id))) == {"U0", "U1"}
+        assert {"H5", "H6"} <= set(s.scalars(select(BehaviorEvent.event_id)))
+
+
+def test_a_split_sessions_coupon_is_redeemed_once(factory, tmp_path):
+    """Session b mixes bonded and direct-mail goods (two orders); its one redemption goes to one order."""
+    from commerce.coupons import CouponRedemption
+
+    redeem = dict(
+        event_id="H7", ts=T0 + timedelta(hours=2), shopper_id="U0", session_id="b",
+        event_type="coupon_redeem", product_id=None, quantity=0, value=0.0, campaign_id="K1",
+        coupon_id="CP1", query=None,
+    )  # fmt: skip
+    write_market(tmp_path / "m")
+    add_history(tmp_path / "m", extra=[redeem])
+    load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="none", past_campaigns=False)
+    with factory() as s:
+        mine = s.scalars(select(CouponRedemption).where(CouponRedemption.shopper_id == "U0")).all()
+        assert len(mine) == 1 and s.get(Order, mine[0].order_id).import_ref == "H1"
+        assert s.scalar(select(Order.coupon_id).where(Order.import_ref == "H2")) is None
+        assert s.get(Coupon, "CP1").used == 2  # U0 and U1
