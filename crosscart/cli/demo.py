@@ -63,11 +63,12 @@ def demo(
     mlflow_uri = settings.resolved_mlflow_uri
     console.print(f"[bold]CrossCart demo[/] data={data_dir} database={_redact(db_url)} mlflow={mlflow_uri}")
 
-    from commerce.migrate import upgrade
+    from commerce.migrate import current, upgrade
 
     with console.status("Migrating the database"):
         upgrade(db_url)
-    console.print("[green]✓[/] database schema at head")
+    schema_revision = current(db_url)
+    console.print(f"[green]✓[/] database schema at {schema_revision}")
 
     from features.synth import generate_marketplace
 
@@ -87,7 +88,8 @@ def demo(
 
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
-    load_fp = _fingerprint("load", manifest_fp, db_url)
+    # A new schema revision may mean the importer loads more (it is idempotent): load again then.
+    load_fp = _fingerprint("load", manifest_fp, db_url, schema_revision)
     if log.is_done("load", load_fp):
         console.print("[dim]· marketplace already loaded into the database[/]")
     else:
