@@ -6,6 +6,8 @@ so `crosscart --help` stays instant.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from crosscart.cli import (
@@ -21,6 +23,9 @@ from crosscart.cli import (
     train,
     train_uplift,
 )
+
+# The service runs on closed networks; MLflow's usage telemetry stays off unless the operator opts in.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 app = typer.Typer(
     name="crosscart",
