@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.progress import working
+
 app = typer.Typer(help="Coupon campaigns: plan, schedule, run, export, measure.", no_args_is_help=True)
 
 
@@ -106,17 +108,18 @@ def plan(
         from training.uplift import plan_campaign
 
         try:
-            result = plan_campaign(
-                _factory(),
-                campaign_id,
-                market_dir=data,
-                events_path=events,
-                region=region,
-                segment=segment,
-                margin_rate=margin,
-                method=method,
-                random_state=seed,
-            )
+            with working("planning the campaign"):
+                result = plan_campaign(
+                    _factory(),
+                    campaign_id,
+                    market_dir=data,
+                    events_path=events,
+                    region=region,
+                    segment=segment,
+                    margin_rate=margin,
+                    method=method,
+                    random_state=seed,
+                )
         except (DomainError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -136,15 +139,16 @@ def _plan_from_csv(session, campaign_id: str, candidates: Path, margin: float, m
 
     table = pd.read_csv(candidates, dtype={"shopper_id": str, "coupon_id": str})
     campaign = get_campaign(session, campaign_id)
-    result = plan_campaign(
-        table,
-        coupon_terms(session, campaign_id),
-        campaign.budget,
-        margin_rate=margin,
-        control_share=float(campaign.control_share),
-        method=method,
-        random_state=seed,
-    )
+    with working("planning the campaign"):
+        result = plan_campaign(
+            table,
+            coupon_terms(session, campaign_id),
+            campaign.budget,
+            margin_rate=margin,
+            control_share=float(campaign.control_share),
+            method=method,
+            random_state=seed,
+        )
     set_audience(
         session, campaign_id, zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
     )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.progress import working
+
 app = typer.Typer(help="Marketplace database: migrations and loading.", no_args_is_help=True)
 
 
@@ -76,9 +78,10 @@ def load(
     url = _url()
     migrate.upgrade(url)
     engine = make_engine(url)
-    stats = load_marketplace(
-        make_session_factory(engine), data_dir, identity_key=get_settings().identity_key, events=events
-    )
+    with working("loading the marketplace"):
+        stats = load_marketplace(
+            make_session_factory(engine), data_dir, identity_key=get_settings().identity_key, events=events
+        )
     engine.dispose()
     table = Table("table", "rows read", title=f"loaded {data_dir} in {stats.seconds:.1f} s")
     for name, count in stats.rows.items():

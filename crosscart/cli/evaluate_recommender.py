@@ -39,6 +39,9 @@ def evaluate_recommender(
     import json
     import sys
 
+    from rich.console import Console
+
+    from crosscart.cli.progress import progress_callback
     from experiments.evaluate_recommender import evaluate_models, load_dataset, prepare
 
     names = [name.strip() for name in models.split(",") if name.strip()]
@@ -60,10 +63,15 @@ def evaluate_recommender(
             err=True,
         )
         rows = []
-        for row in evaluate_models(names, setup, k):
-            if json_lines:
-                print(json.dumps(row), flush=True)
-            rows.append(row)
+        # the bar goes to stderr so that stdout stays one JSON object per line
+        with progress_callback(Console(stderr=True), f"fitting {names[0]}") as report:
+            report(f"fitting {names[0]}", 0, len(names))
+            for done, row in enumerate(evaluate_models(names, setup, k), start=1):
+                if json_lines:
+                    print(json.dumps(row), flush=True)
+                rows.append(row)
+                upcoming = f"fitting {names[done]}" if done < len(names) else "done"
+                report(upcoming, done, len(names))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

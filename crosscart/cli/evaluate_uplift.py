@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.progress import working
+
 
 def evaluate_uplift(
     data: Path = typer.Option(
@@ -59,7 +61,8 @@ def evaluate_uplift(
         raise typer.Exit(2) from exc
     if campaign.dropped:
         typer.echo(f"left out as outcome-like columns: {', '.join(campaign.dropped)}", err=True)
-    rows = evaluate_models(train, test, keys, random_state=seed, plots_dir=plots)
+    with working("fitting and scoring uplift models"):
+        rows = evaluate_models(train, test, keys, random_state=seed, plots_dir=plots)
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))

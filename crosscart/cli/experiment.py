@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.progress import working
+
 app = typer.Typer(help="Online A/B experiments and offline studies.", no_args_is_help=True)
 
 
@@ -260,16 +262,17 @@ def simulate(
         raise _fail(ValueError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}"))
     try:
         chosen = coupon_policy_scenario(marketplace) if marketplace else SCENARIOS[scenario]
-        result = run_simulation(
-            chosen,
-            mode="aa" if aa else "power",
-            runs=runs,
-            n_units=units,
-            metric=metric,
-            alpha=alpha,
-            target_power=target_power,
-            seed=seed,
-        ).as_dict()
+        with working("simulating experiments"):
+            result = run_simulation(
+                chosen,
+                mode="aa" if aa else "power",
+                runs=runs,
+                n_units=units,
+                metric=metric,
+                alpha=alpha,
+                target_power=target_power,
+                seed=seed,
+            ).as_dict()
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -334,12 +337,13 @@ def run(
     settings = get_settings()
     try:
         spec = load_study(study, data=data, seeds=[int(s) for s in seeds.split(",")] if seeds else None)
-        result = run_study(
-            spec,
-            out or settings.data_dir / "studies" / spec.name,
-            tracking_uri=settings.resolved_mlflow_uri if mlflow else None,
-            log=lambda line: typer.echo(line, err=True),
-        )
+        with working("running the study"):
+            result = run_study(
+                spec,
+                out or settings.data_dir / "studies" / spec.name,
+                tracking_uri=settings.resolved_mlflow_uri if mlflow else None,
+                log=lambda line: typer.echo(line, err=True),
+            )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
     typer.echo(f"report: {result.report_path}")

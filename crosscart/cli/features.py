@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.progress import working
+
 app = typer.Typer(help="Feature tables and point-in-time training sets.", no_args_is_help=True)
 
 
@@ -19,7 +21,8 @@ def build(
     from features.tables import build_feature_tables
 
     try:
-        paths = build_feature_tables(data, out, as_of)
+        with working("building feature tables"):
+            paths = build_feature_tables(data, out, as_of)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -45,14 +48,15 @@ def training_set(
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    table = build_training_set(
-        pd.read_parquet(labels),
-        m["events"],
-        m["products"],
-        shoppers=m["shoppers"],
-        categories=m["categories"],
-        snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
-    )
+    with working("building the training set"):
+        table = build_training_set(
+            pd.read_parquet(labels),
+            m["events"],
+            m["products"],
+            shoppers=m["shoppers"],
+            categories=m["categories"],
+            snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
     typer.echo(f"{len(table):,} rows x {table.shape[1]} columns -> {out}")

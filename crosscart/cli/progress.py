@@ -27,3 +27,20 @@ def progress_callback(console: Console, description: str) -> Iterator[ProgressCa
             bar.update(task, description=step, completed=done, total=total)
 
         yield report
+
+
+@contextmanager
+def working(description: str) -> Iterator[None]:
+    """A pulsing bar with elapsed time on stderr for one long call that cannot report its own progress.
+
+    It writes to stderr so that commands printing JSON keep stdout clean.
+    """
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        bar.add_task(description, total=None)
+        yield

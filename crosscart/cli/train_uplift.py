@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.progress import working
+
 
 def train_uplift(
     data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="Marketplace directory."),
@@ -42,15 +44,16 @@ def train_uplift(
         if learner not in MODEL_KEYS:
             raise ValueError(f"unknown learner {learner!r}; choose from {', '.join(MODEL_KEYS)}")
         test_size, seed = parse_split(split)
-        result = train_uplift_model(
-            data,
-            learner=learner,
-            test_size=test_size,
-            seed=seed,
-            tracking_uri=tracking_uri or settings.resolved_mlflow_uri,
-            experiment=experiment,
-            registered_name=registered_name or settings.uplift_model_name,
-        )
+        with working("training the uplift model"):
+            result = train_uplift_model(
+                data,
+                learner=learner,
+                test_size=test_size,
+                seed=seed,
+                tracking_uri=tracking_uri or settings.resolved_mlflow_uri,
+                experiment=experiment,
+                registered_name=registered_name or settings.uplift_model_name,
+            )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
