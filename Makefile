@@ -23,7 +23,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+# the slow test suites, then every benchmark (tables on stdout, JSON in bench/results/)
 bench: install
+	$(BIN)/python -m pytest -m slow -q
 	$(BIN)/python -m bench
 
 lint: install
