@@ -132,14 +132,17 @@ def fit_model(n_products: int, n_shoppers: int, out: Path) -> float:
 def bench_in_process(catalog, model_path: Path, n_shoppers: int, requests: int) -> dict:
     from models.recommenders import load_recommender
     from serving.model_store import ModelSnapshot
-    from serving.recommend import recommend
+    from serving.recommend import Policy, recommend
 
     snapshot = ModelSnapshot(name="bench", version="1", recommender=load_recommender(model_path))
+    snapshot.warm([], Policy().candidate_pool, catalog)  # what go-live does: item -> catalog position map
     rng = np.random.default_rng(1)
     leaves = sorted(set(catalog.category_ids.tolist()))
     roots = sorted({c.split("-")[0] for c in leaves})
     cases = []
-    shoppers = rng.choice(n_shoppers, size=requests, replace=False)  # distinct: the cold pass is really cold
+    shoppers = rng.choice(
+        n_shoppers, size=requests, replace=False
+    )  # distinct: the first pass is really uncached
     for i in range(requests):
         kind = i % 4
         category = None if kind == 0 else (rng.choice(leaves) if kind == 1 else rng.choice(roots))
@@ -148,14 +151,25 @@ def bench_in_process(catalog, model_path: Path, n_shoppers: int, requests: int) 
     for category in [None, *leaves, *roots]:  # warm the per-snapshot filter-mask caches
         for fulfillment in (None, "bonded"):
             catalog.filter_mask(category=category, fulfillment=fulfillment)
-    timings = {"cold": [], "warm": []}
-    for label in ("cold", "warm"):  # cold: model scores computed; warm: per-shopper score cache hit
+    timings = {"uncached": [], "cached": []}
+    cpu = {"uncached": [], "cached": []}
+    for label in timings:  # uncached: the model scores the shopper's row; cached: per-shopper cache hit
         for shopper, category, fulfillment in cases:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             page = recommend(catalog, snapshot, shopper, 10, category=category, fulfillment=fulfillment)
             timings[label].append((time.perf_counter() - start) * 1000)
+            cpu[label].append((time.thread_time() - start_cpu) * 1000)
             assert page.picks, "an empty page means the bench is broken"
-    return {label: _summary(values) for label, values in timings.items()}
+    # Wall time is what a caller waits; this thread's CPU time leaves out the waits for a core on the
+    # shared machine, so it shows the code's own cost when the load average is far above cpu_count.
+    return {
+        label: {**_summary(values), "cpu_p50_ms": _pct(cpu[label], 50), "cpu_p99_ms": _pct(cpu[label], 99)}
+        for label, values in timings.items()
+    }
+
+
+def _pct(ms: list[float], q: float) -> float:
+    return round(float(np.percentile(ms, q)), 3)
 
 
 def _summary(ms: list[float]) -> dict:
@@ -479,10 +493,10 @@ def main(argv: list[str] | None = None) -> None:
         "http": http,
         "targets": TARGETS,
         "meets_targets": {
-            # The serving path precomputes model scores (warm-up before a version goes live); a shopper
-            # missing from that cache pays the model's own scoring once, reported as "cold".
-            "inprocess_p99_ms": in_process["warm"]["p99_ms"] <= TARGETS["inprocess_p99_ms"],
-            "inprocess_p99_ms_cold": in_process["cold"]["p99_ms"] <= TARGETS["inprocess_p99_ms"],
+            # The serving path precomputes the most active shoppers' scores before a version goes live;
+            # any other shopper is scored on request ("uncached": one matvec over the catalog).
+            "inprocess_p99_ms_cached": in_process["cached"]["p99_ms"] <= TARGETS["inprocess_p99_ms"],
+            "inprocess_p99_ms_uncached": in_process["uncached"]["p99_ms"] <= TARGETS["inprocess_p99_ms"],
             "http_p99_ms": http["recommendations_at_rate"]["p99_ms"] <= TARGETS["http_p99_ms"],
             "throughput_ratio": http["throughput_ratio"] >= TARGETS["throughput_ratio"],
         },
@@ -503,15 +517,15 @@ def _print_table(r: dict) -> None:
     for col in ("measure", "p50 ms", "p99 ms", "other", "target", "ok"):
         table.add_column(col)
     ok = r["meets_targets"]
-    for label, key in (("in-process, cold scores", "cold"), ("in-process, cached scores", "warm")):
+    for label, key in (("in-process, uncached", "uncached"), ("in-process, cached", "cached")):
         s = r["in_process"][key]
         table.add_row(
             label,
             str(s["p50_ms"]),
             str(s["p99_ms"]),
-            f"n={s['count']}",
+            f"n={s['count']}, CPU p99 {s['cpu_p99_ms']}",
             "p99 <= 5",
-            str(ok["inprocess_p99_ms_cold" if key == "cold" else "inprocess_p99_ms"]),
+            str(ok[f"inprocess_p99_ms_{key}"]),
         )
     h = r["http"]
     for label, key in (

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.db import make_engine, make_session_factory
 from crosscart.settings import Settings, get_settings
 from serving import errors
+from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
@@ -57,7 +58,8 @@ def create_app(
     a database, model sources or a catalog; `start_background=False` loads everything once at start-up
     without the polling threads (tests drive `refresh()` themselves). A new model version goes live only
     after the `warm_shoppers` most active shoppers' scores are precomputed."""
-    from serving.catalog_db import load_catalog, load_running_experiments
+    from serving.ab import load_live_experiments
+    from serving.catalog_db import load_catalog
     from serving.routers import (
         catalog,
         events,
@@ -73,21 +75,32 @@ def create_app(
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.resolved_database_url))
     uri = settings.resolved_mlflow_uri
+    model_source = model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias)
+
+    def load_experiments() -> list[LiveExperiment]:
+        """Running experiments; loads (or drops) the model stores of the aliases their variants serve."""
+        live = load_live_experiments(session_factory)
+        state.aliases.sync({a for e in live for a in e.model_aliases.values()} - {settings.model_alias})
+        return live
+
+    def warm_up(snapshot) -> None:
+        _warm_up(snapshot, state, warm_shoppers)
+
+    def load_catalog_snapshot() -> CatalogSnapshot:
+        """A new catalog, with the served models' item -> position maps built before it goes live."""
+        catalog = catalog_loader() if catalog_loader is not None else load_catalog(session_factory)
+        for store in (state.models, *state.aliases.stores.values()):
+            store.current.item_positions(catalog)
+        return catalog
+
     state = ServingState(
         settings=settings,
         session_factory=session_factory,
-        catalog=Refreshing(
-            "catalog", catalog_loader or (lambda: load_catalog(session_factory)), catalog_refresh_seconds
-        ),
-        experiments=Refreshing(
-            "experiments", lambda: load_running_experiments(session_factory), catalog_refresh_seconds
-        ),
-        models=ModelStore(
-            model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias),
-            settings.model_name,
-            settings.model_poll_seconds,
-            warm_up=lambda snapshot: _warm_up(snapshot, state, warm_shoppers),
-        ),
+        catalog=Refreshing("catalog", load_catalog_snapshot, catalog_refresh_seconds),
+        experiments=Refreshing("experiments", load_experiments, catalog_refresh_seconds),
+        models=ModelStore(model_source, settings.model_name, settings.model_poll_seconds, warm_up=warm_up),
+        aliases=AliasModels(model_source, settings.model_name, settings.model_poll_seconds, warm_up),
+        exposures=ExposureLog(session_factory),
         uplift=ModelStore(
             uplift_source
             or MlflowModelSource(uri, settings.uplift_model_name, settings.model_alias, load_pyfunc_version),

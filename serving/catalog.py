@@ -45,6 +45,11 @@ class CatalogSnapshot:
     popular_order: np.ndarray = field(init=False, repr=False)  # eligible positions, most popular first
     _masks: dict = field(init=False, repr=False)
     _search_text: np.ndarray = field(init=False, repr=False)
+    encoded_cards: dict[int, bytes] = field(init=False, repr=False)  # position -> JSON, filled on use
+    # Plain-list copies for per-pick lookups in page composition (list indexing beats numpy scalars).
+    merchant_list: list[str] = field(init=False, repr=False)
+    category_list: list[str] = field(init=False, repr=False)
+    sponsored_list: list[tuple[int, str]] = field(init=False, repr=False)  # (position, category)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", {p: i for i, p in enumerate(self.product_ids.tolist())})
@@ -52,6 +57,11 @@ class CatalogSnapshot:
         order = np.argsort(-score, kind="stable")
         object.__setattr__(self, "popular_order", order[self.eligible[order]])
         object.__setattr__(self, "_masks", {})
+        object.__setattr__(self, "encoded_cards", {})
+        object.__setattr__(self, "merchant_list", self.merchant_ids.tolist())
+        object.__setattr__(self, "category_list", self.category_ids.tolist())
+        sponsored = self.sponsored.tolist()
+        object.__setattr__(self, "sponsored_list", [(p, self.category_list[p]) for p in sponsored])
         object.__setattr__(self, "_search_text", np.char.lower(self.titles.astype(str)))
 
     def __len__(self) -> int:

@@ -79,12 +79,3 @@ def _activity(session: Session, window: str, since: datetime | None) -> pd.DataF
     frame = _frame(session, query)
     frame["window"] = window
     return frame
-
-
-def load_running_experiments(session_factory: sessionmaker[Session]) -> list:
-    """Specs of running experiments, for reporting each shopper's variant in responses."""
-    from commerce.experiments import running_configs
-    from experiments.ab.assignment import ExperimentSpec
-
-    with session_factory() as session:
-        return [ExperimentSpec.from_config(c) for c in running_configs(session)]

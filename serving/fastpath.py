@@ -15,20 +15,21 @@ from urllib.parse import parse_qsl, unquote
 
 from fastapi import HTTPException
 from pydantic import ValidationError
-from pydantic_core import to_json
 
-from serving.routers.recommendations import shopper_page
+from serving.routers.recommendations import shopper_page_json
 from serving.schemas.recommendations import RecommendationQuery
 from serving.state import ServingState
 
 PATH = re.compile(r"^/v1/shoppers/([^/]+)/recommendations$")
 ROUTE = SimpleNamespace(path="/v1/shoppers/{shopper_id}/recommendations")  # the metrics label
 ROLES = ("storefront", "shopper", "admin")
+QUERY_CACHE_SIZE = 4096
 
 
 class RecommendationFastPath:
     def __init__(self, app, state: ServingState):
         self.app, self.state = app, state
+        self._queries: dict[bytes, RecommendationQuery] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -65,15 +66,23 @@ class RecommendationFastPath:
             return None
         if principal.role == "shopper" and principal.shopper_id != shopper_id:
             return None
-        params: dict = {}
-        for name, value in parse_qsl(scope["query_string"].decode("latin-1")):
-            if name == "product_id":
-                params.setdefault(name, []).append(value)
-            else:
-                params[name] = value
         try:
-            query = RecommendationQuery.model_validate(params)
-            page = shopper_page(state, shopper_id, query)
+            return shopper_page_json(state, shopper_id, self._query(scope["query_string"]))
         except (ValidationError, HTTPException):
             return None
-        return to_json(page)
+
+    def _query(self, query_string: bytes) -> RecommendationQuery:
+        """The validated query, remembered per query string: storefronts send a handful of them."""
+        query = self._queries.get(query_string)
+        if query is None:
+            params: dict = {}
+            for name, value in parse_qsl(query_string.decode("latin-1")):
+                if name == "product_id":
+                    params.setdefault(name, []).append(value)
+                else:
+                    params[name] = value
+            query = RecommendationQuery.model_validate(params)  # invalid ones raise: never remembered
+            if len(self._queries) >= QUERY_CACHE_SIZE:
+                self._queries.clear()
+            self._queries[query_string] = query
+        return query

@@ -93,6 +93,7 @@ class MetricsMiddleware:
 
     def __init__(self, app, metrics: Metrics, prefixes: tuple[str, ...] = ()):
         self.app, self.metrics, self.prefixes = app, metrics, prefixes
+        self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children: `labels()` costs a lock
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -118,5 +119,12 @@ class MetricsMiddleware:
                 prefix = next((p for p in self.prefixes if path.startswith(p + "/")), "")
                 if not template.startswith(prefix + "/"):
                     template = prefix + template
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - start)
+            key = (scope["method"], template, status)
+            series = self._series.get(key)
+            if series is None:  # bounded: route templates x methods x statuses
+                series = self._series[key] = (
+                    self.metrics.requests.labels(scope["method"], template, str(status)),
+                    self.metrics.latency.labels(template),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.recommenders.common import top_n
+
 log = logging.getLogger(__name__)
 _EMPTY = (np.array([], dtype=object), np.array([], dtype=np.float32))
 
@@ -27,6 +29,9 @@ class ModelSource(Protocol):
 
     def champion(self) -> str | None:
         """The version the alias points to, or None when the registry has none."""
+
+    def for_alias(self, alias: str) -> ModelSource:
+        """The same registry read through another alias (an experiment's challenger)."""
 
     def load(self, version: str) -> Any:
         """The recommender of `version`; raises on a missing or corrupt artifact."""
@@ -43,6 +48,7 @@ class ModelSnapshot:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     cache_size: int = 100_000  # shoppers whose scores stay memoised
     _positions: dict = field(default_factory=dict, repr=False)
+    _item_maps: dict = field(default_factory=dict, repr=False)
 
     @property
     def model_label(self) -> str:
@@ -53,12 +59,35 @@ class ModelSnapshot:
 
     def warm(self, shopper_ids: list[str], k: int, catalog) -> int:
         """Precompute the top-k of these shoppers (before the snapshot goes live); returns how many."""
+        self.item_positions(catalog)
         for shopper in shopper_ids:
             self.top_positions(shopper, k, catalog)
         return len(shopper_ids)
 
+    def item_positions(self, catalog) -> np.ndarray | None:
+        """Catalog position of each of the model's items (-1: not in the catalog), for models that score
+        one user's whole row (`user_scores`). Built once per catalog snapshot, ideally before it goes
+        live (see serving.app); the maps of the two newest snapshots are kept, so requests still on the
+        previous one do not rebuild theirs."""
+        item_ids = getattr(self.recommender, "item_ids_", None)
+        if item_ids is None or not hasattr(self.recommender, "user_scores"):
+            return None
+        stamp = (id(catalog), catalog.built_at)
+        mapping = self._item_maps.get(stamp)
+        if mapping is None:
+            mapping = catalog.positions(np.asarray(item_ids, dtype=object))
+            with self._lock:
+                self._item_maps[stamp] = mapping
+                while len(self._item_maps) > 2:
+                    self._item_maps.pop(next(iter(self._item_maps)))
+        return mapping
+
     def top_positions(self, shopper_id: str, k: int, catalog) -> tuple[np.ndarray, np.ndarray]:
         """`top_items` as positions in `catalog` (-1: not in it), remembered until the catalog changes."""
+        mapping = self.item_positions(catalog)
+        if mapping is not None:  # fast scoring: model item indexes map straight to catalog positions
+            cols, scores = self._top_cols(shopper_id, k)
+            return mapping[cols], scores
         items, scores = self.top_items(shopper_id, k)
         stamp = (id(catalog), catalog.built_at)
         cached = self._positions.get((shopper_id, k))
@@ -66,6 +95,23 @@ class ModelSnapshot:
             cached = (stamp, catalog.positions(items))
             self._positions[(shopper_id, k)] = cached
         return cached[1], scores
+
+    def _top_cols(self, shopper_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """A `user_scores` model's top-k as (model item indexes, scores), memoised like `top_items`."""
+        key = ("cols", shopper_id, k)
+        with self._lock:
+            hit = self._scores.get(key)
+            if hit is not None:
+                self._scores.move_to_end(key)
+                return hit
+        scores = self.recommender.user_scores(shopper_id)
+        if scores is None:
+            entry = (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32))
+        else:
+            cols = top_n(scores, k)
+            entry = (cols, scores[cols].astype(np.float32))
+        self._remember(key, entry)
+        return entry
 
     def top_items(self, shopper_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The model's top-k for a shopper as (item ids, scores), memoised per snapshot (a new version
@@ -83,12 +129,15 @@ class ModelSnapshot:
             np.array([item for item, _ in ranked], dtype=object),
             np.array([score for _, score in ranked], dtype=np.float32),
         )
+        self._remember(key, entry)
+        return entry
+
+    def _remember(self, key: tuple, entry: tuple[np.ndarray, np.ndarray]) -> None:
         with self._lock:
             self._scores[key] = entry
             if len(self._scores) > self.cache_size:
                 evicted, _ = self._scores.popitem(last=False)
                 self._positions.pop(evicted, None)
-        return entry
 
 
 def load_pyfunc_version(tracking_uri: str, name: str, version: str) -> Any:
@@ -122,6 +171,9 @@ class MlflowModelSource:
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client
+
+    def for_alias(self, alias: str) -> MlflowModelSource:
+        return MlflowModelSource(self.tracking_uri, self.name, alias, self._loader)
 
     def champion(self) -> str | None:
         from training.registry import champion_version

@@ -57,18 +57,18 @@ class _Composer:
     def fits(self, pos: int) -> bool:
         if pos in self.taken or not self.mask[pos]:
             return False
-        if self.per_merchant.get(self.catalog.merchant_ids[pos], 0) >= self.policy.max_per_merchant:
+        if self.per_merchant.get(self.catalog.merchant_list[pos], 0) >= self.policy.max_per_merchant:
             return False
         return not (
             self.cap_category
-            and self.per_category.get(self.catalog.category_ids[pos], 0) >= self.policy.max_per_category
+            and self.per_category.get(self.catalog.category_list[pos], 0) >= self.policy.max_per_category
         )
 
     def add(self, pick: Pick, at: int | None = None) -> None:
         self.taken.add(pick.position)
         merchant, category = (
-            self.catalog.merchant_ids[pick.position],
-            self.catalog.category_ids[pick.position],
+            self.catalog.merchant_list[pick.position],
+            self.catalog.category_list[pick.position],
         )
         self.per_merchant[merchant] = self.per_merchant.get(merchant, 0) + 1
         self.per_category[category] = self.per_category.get(category, 0) + 1
@@ -173,14 +173,15 @@ def _place_sponsored(
     """Put paid products at the fixed positions, only if they pass every rule and match the shopper's
     interests: a category the shopper bought from, a context product's category, or one already on
     the page."""
-    if not len(catalog.sponsored):
+    if not catalog.sponsored_list:
         return
-    interests = {catalog.category_ids[p.position] for p in page.picks}
-    interests.update(catalog.category_ids[s] for s in seeds)
+    categories = catalog.category_list
+    interests = {categories[p.position] for p in page.picks}
+    interests.update(categories[s] for s in seeds)
     bought = catalog.purchased.get(shopper_id)
     if bought is not None:
         interests.update(catalog.category_ids[bought].tolist())
-    candidates = iter(int(p) for p in catalog.sponsored if catalog.category_ids[p] in interests)
+    candidates = iter(p for p, category in catalog.sponsored_list if category in interests)
     for slot in policy.sponsored_positions:
         if slot >= n or slot > len(page.picks):
             break

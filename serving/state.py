@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from crosscart.settings import Settings
+from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.middleware import Metrics
 from serving.model_store import ModelStore
@@ -21,8 +21,10 @@ class ServingState:
     settings: Settings
     session_factory: sessionmaker[Session]
     catalog: Refreshing[CatalogSnapshot]
-    experiments: Refreshing[list[Any]]  # running ExperimentSpec objects
-    models: ModelStore
+    experiments: Refreshing[list[LiveExperiment]]  # running experiments; refreshing syncs `aliases`
+    models: ModelStore  # the champion
+    aliases: AliasModels  # the other registry aliases running experiments serve
+    exposures: ExposureLog
     uplift: ModelStore
     limiter: RateLimiter
     metrics: Metrics
@@ -30,16 +32,20 @@ class ServingState:
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     def load_once(self) -> None:
-        """Load catalog, experiments and models without background threads (tests, benches)."""
+        """Load catalog, experiments and models without polling threads (tests, benches); exposures are
+        still written in the background (tests call `exposures.flush()` to see them at once)."""
         for part in (self.catalog, self.experiments, self.models, self.uplift):
             part.refresh()
+        self.exposures.start()
 
     def start(self) -> None:
+        self.aliases.start()
         self.catalog.start()
         self.experiments.start()
         self.models.start()
         self.uplift.start()
+        self.exposures.start()
 
     def stop(self) -> None:
-        for part in (self.uplift, self.models, self.experiments, self.catalog):
+        for part in (self.uplift, self.models, self.aliases, self.experiments, self.catalog, self.exposures):
             part.stop()

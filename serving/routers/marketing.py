@@ -1,7 +1,8 @@
 """Precision marketing (marketer, admin): campaigns create / plan / launch / complete / report, audience CSV.
 
-Thin over `commerce.campaigns` (lifecycle, grants), `models.uplift.planner` (who gets which coupon) and
-`experiments.campaign_report` (treated versus holdout), the same calls `crosscart campaign` makes.
+Thin over `commerce.campaigns` (lifecycle, grants), `training.uplift` and `models.uplift.planner` (who gets
+which coupon) and `experiments.campaign_report` (treated versus holdout), the calls `crosscart campaign`
+makes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from commerce import campaigns
-from commerce.coupons import Coupon
-from serving.deps import Marketer, SessionDep
+from serving.deps import Marketer, SessionDep, StateDep
 from serving.schemas.marketing import CampaignCreate, CampaignOut, CampaignReport, PlanIn, PlanOut
+from serving.state import ServingState
 
 router = APIRouter(prefix="/campaigns", tags=["marketing"])
 
@@ -49,52 +49,84 @@ def get_campaign(campaign_id: str, session: SessionDep, _: Marketer) -> Campaign
 
 
 @router.post("/{campaign_id}/plan", response_model=PlanOut)
-def plan_campaign(campaign_id: str, body: PlanIn, session: SessionDep, _: Marketer) -> PlanOut:
+def plan_campaign(
+    campaign_id: str, body: PlanIn, session: SessionDep, state: StateDep, _: Marketer
+) -> PlanOut:
     """Choose who gets which of the campaign's coupons (at most one each) to maximise expected incremental
-    profit within the budget, with a random holdout; stores the result as the draft's audience."""
-    import pandas as pd
+    profit within the budget, with a random holdout; stores the result as the draft's audience.
 
-    from models.uplift.planner import plan_campaign as plan
-
-    campaign = campaigns.get_campaign(session, campaign_id)
-    coupons = list(session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id)))
-    if not coupons:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"campaign {campaign_id!r} has no coupons")
-    if other := [c.coupon_id for c in coupons if c.kind != "amount_off"]:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"the planner prices amount_off coupons only; {other} are not",
-        )
-    candidates = pd.DataFrame([c.model_dump() for c in body.candidates])
-    if candidates["p_redeem"].isna().all():
-        candidates = candidates.drop(columns="p_redeem")
-    terms = pd.DataFrame(
-        {
-            "coupon_id": [c.coupon_id for c in coupons],
-            "face_value": [c.value for c in coupons],
-            "min_spend": [c.min_spend for c in coupons],
-        }
-    )
+    Without `candidates` the database's shoppers (optionally one `region` / `segment`) are scored by the
+    uplift model this replica serves, as `crosscart campaign plan` does (training.uplift.plan_campaign); with
+    `candidates`, your own effect predictions are planned against the campaign's coupon terms."""
     try:
-        result = plan(
-            candidates,
-            terms,
-            campaign.budget,
-            margin_rate=body.margin_rate,
-            control_share=float(campaign.control_share),
-            method=body.method,
-            random_state=body.seed,
-        )
+        if body.candidates is None:
+            result = _plan_stored(state, campaign_id, body)
+        else:
+            result = _plan_candidates(session, campaign_id, body)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    members = zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
-    size = campaigns.set_audience(session, campaign_id, list(members))
     return PlanOut(
         campaign_id=campaign_id,
-        audience_size=size,
+        audience_size=len(result.assignments),
         summary={k: _finite(v) if not hasattr(v, "as_tuple") else str(v) for k, v in result.summary.items()},
         curve=[{k: _finite(v) for k, v in row.items()} for row in result.curve.to_dict("records")],
     )
+
+
+def _served_effect_model(state: ServingState):
+    """The effect model inside the uplift model this replica serves (a ServedCouponUplift behind the
+    MLflow pyfunc); 503 when none is loaded: the registry is polled in the background, never here."""
+    snapshot = state.uplift.current
+    raw = getattr(snapshot.recommender, "get_raw_model", None)
+    model = getattr(raw() if raw is not None else snapshot.recommender, "effect_model", None)
+    if model is None:
+        reason = snapshot.fallback_reason or f"version {snapshot.version} holds no coupon effect model"
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"no uplift model to plan with ({reason}); run `crosscart train uplift` or plan with candidates",
+        )
+    return model
+
+
+def _plan_stored(state: ServingState, campaign_id: str, body: PlanIn):
+    from training.uplift import plan_campaign as plan_stored
+
+    with state.session_factory() as session:  # 404 before any work; no read lock left open meanwhile
+        campaigns.get_campaign(session, campaign_id)
+    return plan_stored(
+        state.session_factory,
+        campaign_id,
+        model=_served_effect_model(state),
+        region=body.region,
+        segment=body.segment,
+        margin_rate=body.margin_rate,
+        method=body.method,
+        random_state=body.seed,
+    )
+
+
+def _plan_candidates(session, campaign_id: str, body: PlanIn):
+    import pandas as pd
+
+    from models.uplift.planner import plan_campaign as plan
+    from training.uplift import coupon_terms
+
+    campaign = campaigns.get_campaign(session, campaign_id)
+    candidates = pd.DataFrame([c.model_dump() for c in body.candidates])
+    if candidates["p_redeem"].isna().all():
+        candidates = candidates.drop(columns="p_redeem")
+    result = plan(
+        candidates,
+        coupon_terms(session, campaign_id),
+        campaign.budget,
+        margin_rate=body.margin_rate,
+        control_share=float(campaign.control_share),
+        method=body.method,
+        random_state=body.seed,
+    )
+    members = zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
+    campaigns.set_audience(session, campaign_id, list(members))
+    return result
 
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut)

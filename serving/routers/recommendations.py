@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
+from pydantic_core import to_json
 
-from experiments.ab.assignment import assign_all
+from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
 from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
 from serving.model_store import ModelSnapshot
@@ -41,19 +42,68 @@ def _items(catalog: CatalogSnapshot, page: Page) -> list[dict]:
     ]
 
 
-def _model_info(model: ModelSnapshot) -> dict:
+def _model_info(model: ModelSnapshot, alias: str, alias_fallback_reason: str | None = None) -> dict:
     return {
         "name": model.model_label,
         "registered_name": model.name,
+        "alias": alias,
         "version": model.version,
         "fallback": model.recommender is None,
         "fallback_reason": model.fallback_reason,
+        "alias_fallback_reason": alias_fallback_reason,
     }
 
 
+def _card_json(catalog: CatalogSnapshot, pos: int) -> bytes:
+    """A product card as the start of a JSON object (`{...,`), encoded once per catalog snapshot."""
+    encoded = catalog.encoded_cards.get(pos)
+    if encoded is None:
+        encoded = catalog.encoded_cards[pos] = to_json(card(catalog, pos))[:-1] + b","
+    return encoded
+
+
 def shopper_page(state: ServingState, shopper_id: str, query: RecommendationQuery) -> dict:
-    """One recommendation page (a `RecommendationPage` as a dict); shared by the route below and the ASGI
-    fast path (serving/fastpath.py)."""
+    """One recommendation page (a `RecommendationPage` as a dict), for the route below."""
+    catalog, page, chosen = _compose(state, shopper_id, query)
+    return {
+        "shopper_id": shopper_id,
+        "context": query.context,
+        "items": _items(catalog, page),
+        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
+        "experiments": chosen.variants,
+    }
+
+
+def shopper_page_json(state: ServingState, shopper_id: str, query: RecommendationQuery) -> bytes:
+    """The same page as `shopper_page`, encoded straight to JSON bytes for the ASGI fast path
+    (serving/fastpath.py): cards come pre-encoded, so a request encodes only its ranks and scores."""
+    catalog, page, chosen = _compose(state, shopper_id, query)
+    head = to_json(
+        {
+            "shopper_id": shopper_id,
+            "context": query.context,
+            "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
+            "experiments": chosen.variants,
+        }
+    )
+    items = b",".join(
+        b'%s"rank":%d,"score":%s,"reason":%s,"sponsored":%s}'
+        % (
+            _card_json(catalog, p.position),
+            i,
+            to_json(p.score),
+            to_json(p.reason),
+            b"true" if p.sponsored else b"false",
+        )
+        for i, p in enumerate(page.picks, start=1)
+    )
+    return b'%s,"items":[%s]}' % (head[:-1], items)
+
+
+def _compose(
+    state: ServingState, shopper_id: str, query: RecommendationQuery
+) -> tuple[CatalogSnapshot, Page, Assignment]:
+    """The page, the experiment assignment behind it, and the exposures it causes (queued)."""
     catalog = catalog_or_503(state)
     if query.context != "home" and not query.product_id:
         raise HTTPException(
@@ -62,7 +112,11 @@ def shopper_page(state: ServingState, shopper_id: str, query: RecommendationQuer
     seeds = []
     if query.context != "home":
         seeds = [catalog.index[p] for p in query.product_id if p in catalog.index]
-    model = state.models.current  # read once: a concurrent swap cannot mix two models in one page
+    # The snapshot is read once: a concurrent swap cannot mix two models in one page.
+    chosen = choose(
+        state.experiments.current or (), shopper_id, state.models, state.settings.model_alias, state.aliases
+    )
+    model = chosen.model
     page = recommend(
         catalog,
         model,
@@ -76,13 +130,9 @@ def shopper_page(state: ServingState, shopper_id: str, query: RecommendationQuer
     )
     if page.fallback:
         state.metrics.fallbacks.inc()
-    return {
-        "shopper_id": shopper_id,
-        "context": query.context,
-        "items": _items(catalog, page),
-        "model": _model_info(model),
-        "experiments": assign_all(state.experiments.current or (), shopper_id),
-    }
+    if chosen.exposed:
+        state.exposures.note(shopper_id, chosen.exposed)
+    return catalog, page, chosen
 
 
 @router.get("/shoppers/{shopper_id}/recommendations", response_model=RecommendationPage)
@@ -121,7 +171,11 @@ async def similar_products(
         fill_category=catalog.category_ids[pos],
         policy=state.policy,
     )
-    return SimilarPage(product_id=product_id, items=_items(catalog, page), model=_model_info(model))
+    return SimilarPage(
+        product_id=product_id,
+        items=_items(catalog, page),
+        model=_model_info(model, state.settings.model_alias),
+    )
 
 
 @router.get("/rankings", response_model=RankingPage)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 Channel = Literal["site", "email", "social", "search_ads"]
 Probability = Field(ge=0, le=1, allow_inf_nan=False)
@@ -52,10 +52,21 @@ class Candidate(BaseModel):
 
 
 class PlanIn(BaseModel):
-    candidates: list[Candidate] = Field(min_length=1, max_length=100_000)
+    """Plan the database's shoppers (optionally one region or segment) with the served uplift model, or
+    give `candidates`: your own predicted effects per (shopper, coupon)."""
+
+    candidates: list[Candidate] | None = Field(default=None, min_length=1, max_length=100_000)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
+    segment: str | None = Field(default=None, min_length=1, max_length=64)
     margin_rate: float = Field(default=0.3, gt=0, le=1)
     method: Literal["lagrangian", "greedy"] = "lagrangian"
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PlanIn:
+        if self.candidates is not None and (self.region is not None or self.segment is not None):
+            raise ValueError("region and segment filter the database's shoppers; not with candidates")
+        return self
 
 
 class PlanOut(BaseModel):

@@ -44,9 +44,15 @@ class RecommendedProduct(ProductCard):
 class ModelInfo(BaseModel):
     name: str = Field(description="The recommender that served this page, or `popularity`.")
     registered_name: str
+    alias: str = Field(description="The registry alias served: the champion's, or an experiment variant's.")
     version: str | None
     fallback: bool = Field(description="True when no model could be loaded and popularity answered.")
     fallback_reason: str | None = None
+    alias_fallback_reason: str | None = Field(
+        default=None,
+        description="Set when the shopper's experiment variant asked for an alias that could not be "
+        "served: the champion answered instead (and no exposure was logged).",
+    )
 
 
 class RecommendationPage(BaseModel):

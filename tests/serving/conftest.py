@@ -56,6 +56,7 @@ class ScriptedSource:
     alias: str | None = None
     broken: set[str] = field(default_factory=set)
     loads: int = 0
+    others: dict[str, str] = field(default_factory=dict)  # other aliases (a challenger) -> version
 
     def champion(self):
         return self.alias
@@ -65,6 +66,23 @@ class ScriptedSource:
         if version in self.broken:
             raise OSError(f"artifact of version {version} is corrupt")
         return self.versions[version]
+
+    def for_alias(self, alias):
+        return AliasView(self, alias)
+
+
+@dataclass
+class AliasView:
+    """The scripted registry read through another alias."""
+
+    registry: ScriptedSource
+    alias: str
+
+    def champion(self):
+        return self.registry.others.get(self.alias)
+
+    def load(self, version):
+        return self.registry.load(version)
 
 
 def seed_marketplace(factory) -> None:

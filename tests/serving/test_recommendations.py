@@ -22,9 +22,11 @@ def test_rules_model_order_and_metadata(client, keys):
     assert body["model"] == {
         "name": "tiny",
         "registered_name": "crosscart-recommender",
+        "alias": "champion",
         "version": "1",
         "fallback": False,
         "fallback_reason": None,
+        "alias_fallback_reason": None,
     }
     organic = [i for i in body["items"] if not i["sponsored"]]
     assert all(i["reason"] == "tiny" for i in organic)

@@ -1,0 +1,111 @@
+"""POST /v1/campaigns/{id}/plan without candidates: the database's shoppers scored by the served uplift
+model through training.uplift.plan_campaign (what `crosscart campaign plan` runs)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commerce import campaigns as cmp
+from commerce.db import transaction
+from commerce.events import record_events
+from commerce.services.coupons import CouponInput, create_coupon
+from commerce.services.shoppers import create_shopper
+from features.campaign_features import encode_features
+from models.uplift.effects import CouponEffectModel
+from tests.serving.conftest import NOW, ScriptedSource, auth
+
+START = NOW + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def effect_model() -> CouponEffectModel:
+    """Past campaigns where an amount-off coupon lifts only recent buyers (0.05 -> 0.45)."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    recency = rng.choice([5.0, 1095.0], n)
+    recent = recency < 1000
+    table = pd.DataFrame(
+        {
+            "recency_days": recency,
+            "never_bought": (~recent).astype(float),
+            "frequency_90d": recent * rng.integers(1, 4, n).astype(float),
+            "monetary_90d": recent * rng.uniform(100, 300, n),
+            "views_30d": rng.poisson(3, n).astype(float),
+            "carts_30d": rng.poisson(1, n).astype(float),
+            "coupons_redeemed_before": rng.poisson(0.3, n).astype(float),
+            "tenure_days": rng.uniform(30, 900, n),
+            "region": rng.choice(["Shanghai", "Beijing"], n),
+            "segment": "unknown",
+            "channel": "email",
+        }
+    )
+    arm = rng.choice(["control", "amount_off"], n)
+    converted = (rng.random(n) < 0.05 + 0.4 * ((arm != "control") & recent)).astype(int)
+    spend = converted * rng.uniform(150, 250, n)
+    return CouponEffectModel(learner="t-lr", random_state=0).fit(
+        encode_features(table), arm, converted, spend
+    )
+
+
+@pytest.fixture
+def campaign(session_factory) -> str:
+    with transaction(session_factory) as s:
+        events = []
+        for i in range(20):
+            create_shopper(s, f"sh{i:02d}", "Shanghai")
+            if i % 2 == 0:  # bought last week: the persuadable ones
+                events.append(
+                    {"event_id": f"buy{i}", "ts": START - timedelta(days=7), "shopper_id": f"sh{i:02d}",
+                     "product_id": "p01", "event_type": "purchase", "value": 180.0}
+                )  # fmt: skip
+        record_events(s, events)
+        cmp.create_campaign(
+            s,
+            cmp.CampaignInput(
+                "Spring", "email", "60", START, START + timedelta(days=7), "0.2", campaign_id="CMP-API"
+            ),
+        )
+        create_coupon(s, CouponInput(kind="amount_off", value="10", campaign_id="CMP-API", coupon_id="A10"))
+    return "CMP-API"
+
+
+def test_plan_scores_database_shoppers_with_the_served_uplift_model(
+    make_client, keys, campaign, effect_model
+):
+    served = ScriptedSource(versions={"1": SimpleNamespace(effect_model=effect_model)}, alias="1")
+    client = make_client(uplift_source=served)
+    marketer = auth(keys["marketer"])
+    plan = client.post(
+        f"/v1/campaigns/{campaign}/plan", json={"region": "Shanghai", "margin_rate": 0.5}, headers=marketer
+    )
+    assert plan.status_code == 200, plan.text
+    body = plan.json()
+    rows = (
+        client.get(f"/v1/campaigns/{campaign}/audience.csv", headers=marketer).text.strip().splitlines()[1:]
+    )
+    members = {r.split(",")[0]: r.split(",")[1] for r in rows}
+    assert len(members) == body["audience_size"] >= 4
+    recent = {f"sh{i:02d}" for i in range(0, 20, 2)}
+    assert recent <= set(members) <= {f"sh{i:02d}" for i in range(20)}  # Shanghai's recent buyers first
+    assert "control" in members.values() and body["summary"] and body["curve"]
+
+    nobody = client.post(f"/v1/campaigns/{campaign}/plan", json={"region": "Atlantis"}, headers=marketer)
+    assert nobody.status_code == 422 and "no shoppers" in nobody.text
+    both = client.post(
+        f"/v1/campaigns/{campaign}/plan",
+        json={"region": "Shanghai", "candidates": [{"shopper_id": "s1", "coupon_id": "A10", "p_control": 0.1,
+              "p_treated": 0.2, "spend_control": 100, "spend_treated": 100}]},
+        headers=marketer,
+    )  # fmt: skip
+    assert both.status_code == 422
+    assert client.post("/v1/campaigns/nope/plan", json={}, headers=marketer).status_code == 404
+
+
+def test_plan_without_a_served_uplift_model_is_unavailable(client, keys, campaign):
+    r = client.post(f"/v1/campaigns/{campaign}/plan", json={}, headers=auth(keys["marketer"]))
+    assert r.status_code == 503 and "no uplift model" in r.text
