@@ -16,18 +16,15 @@ Run: .venv/bin/python -m bench.ab [--runs 200] [--long-runs 1000]
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-from pathlib import Path
 
 from statsmodels.stats.proportion import proportion_confint
 
+from bench import write_result
 from experiments.ab.analysis import analyze
 from experiments.ab.assignment import ExperimentSpec, assign
 from experiments.ab.simulation import SCENARIOS, coupon_policy_scenario, run_simulation, simulate_events
-
-OUT = Path(__file__).resolve().parent / "results" / "ab.json"
 
 
 def _row(name: str, result, check: float) -> dict:
@@ -148,9 +145,7 @@ def main() -> None:
         f"assign: {assign_us:.2f} us/call; analyze on {len(events):,} events (50,000 shoppers): "
         f"{analyze_seconds:.2f} s; simulations {simulation_seconds:.0f} s"
     )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_result("ab", result)
 
 
 if __name__ == "__main__":

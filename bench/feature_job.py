@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bench import write_result
+
 TARGET_SECONDS = 15.0
 TARGET_RSS_MB = 3072.0
 
@@ -116,10 +118,7 @@ def main() -> None:
         f"targets: <= {TARGET_SECONDS:.0f} s, <= {TARGET_RSS_MB:.0f} MB -> "
         f"{'met' if result['within_targets'] else 'NOT met'}"
     )
-    out = Path(__file__).parent / "results" / "feature_job.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("feature_job", result)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 EXPECTED_SPLIT = (75_066, 24_934)
@@ -139,10 +141,7 @@ def main() -> None:
             f" peak RSS {builder['peak_rss_mb']:.0f} MB during the build, input frame included"
             f" ({builder['rss_before_build_mb']:.0f} MB before; targets: <= 15 s, <= 3072 MB)"
         )
-    out = ROOT / "bench" / "results" / "movielens.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("movielens", result)
 
 
 if __name__ == "__main__":

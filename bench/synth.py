@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import write_result
+
 CHILD = """
 import json, resource, sys, time
 from features.synth import generate_marketplace
@@ -73,13 +75,7 @@ def main() -> None:
             f"{r['scale']:<6} {r['parts']:>5} {r['shoppers']:>9,} {r['events']:>11,} {r['seconds']:>8.1f} "
             f"{r['events_per_second']:>10,.0f} {r['peak_rss_mb']:>11.0f} {r['output_mb']:>9.1f}"
         )
-    out = Path(__file__).parent / "results" / "synth.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps({"runs": runs, "targets": {"demo_seconds": 60, "large_peak_rss_mb": 4096}}, indent=2)
-        + "\n"
-    )
-    print(f"wrote {out}")
+    write_result("synth", {"runs": runs, "targets": {"demo_seconds": 60, "large_peak_rss_mb": 4096}})
 
 
 if __name__ == "__main__":

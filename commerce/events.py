@@ -140,17 +140,11 @@ def _copy_events_postgres(session: Session, names: str, rows) -> None:
         cursor.execute("TRUNCATE events_load")
 
 
-def export_events(
-    session: Session, out_dir: str | Path, *, batch_rows: int = EXPORT_BATCH_ROWS
-) -> list[Path]:
-    """Write every event as `out_dir/part-NNNNN.parquet` in the contract's events schema; return the paths.
-
-    Read them back with `pandas.read_parquet(out_dir)`. Stale part files from an earlier export are removed.
-    """
+def events_arrow_schema():
+    """The contract's `events` Parquet schema (docs/data-contracts.md), shared by every writer of it."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema(
+    return pa.schema(
         [
             ("event_id", pa.string()),
             ("ts", pa.timestamp("us", tz="UTC")),
@@ -165,6 +159,19 @@ def export_events(
             ("query", pa.string()),
         ]
     )
+
+
+def export_events(
+    session: Session, out_dir: str | Path, *, batch_rows: int = EXPORT_BATCH_ROWS
+) -> list[Path]:
+    """Write every event as `out_dir/part-NNNNN.parquet` in the contract's events schema; return the paths.
+
+    Read them back with `pandas.read_parquet(out_dir)`. Stale part files from an earlier export are removed.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = events_arrow_schema()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("part-*.parquet"):

@@ -164,12 +164,7 @@ def average_recommendation_popularity(
 ) -> float:
     """ARP (Abdollahpouri et al.): mean over lists of the mean training interaction count of their items."""
     _check_k(k)
-    per_list = [
-        np.mean([item_counts.get(item, 0) for item in top])
-        for user, items in recommended.items()
-        if (top := _top(items, k, user))
-    ]
-    return float(np.mean(per_list)) if per_list else 0.0
+    return _mean_of_list_means(recommended, item_counts, k)
 
 
 def popularity_percentile(recommended: Recommended, item_counts: Mapping[str, int], k: int = 10) -> float:
@@ -180,8 +175,13 @@ def popularity_percentile(recommended: Recommended, item_counts: Mapping[str, in
     """
     _check_k(k)
     pct = pd.Series(item_counts, dtype=np.float64).rank(pct=True).to_dict()
+    return _mean_of_list_means(recommended, pct, k)
+
+
+def _mean_of_list_means(recommended: Recommended, value: Mapping[str, float], k: int) -> float:
+    """Mean over the non-empty top-k lists of the mean `value` of their items (absent items count 0)."""
     per_list = [
-        np.mean([pct.get(item, 0.0) for item in top])
+        np.mean([value.get(item, 0.0) for item in top])
         for user, items in recommended.items()
         if (top := _top(items, k, user))
     ]

@@ -55,6 +55,16 @@ def _ordered(y, u, t):
     return y, t, thresholds
 
 
+def _cumulative(y_true, uplift, treatment) -> tuple[np.ndarray, ...]:
+    """At each curve point: rows targeted, treated and control rows, treated and control outcome sums."""
+    y, t, th = _ordered(*_check(y_true, uplift, treatment))
+    n_all = th + 1
+    n_t = np.cumsum(t)[th]
+    y_t = np.cumsum(y * t)[th]
+    y_c = np.cumsum(y * (1 - t))[th]
+    return n_all, n_t, n_all - n_t, y_t, y_c
+
+
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a, dtype=float), where=b != 0)
 
@@ -67,12 +77,7 @@ def _with_origin(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def qini_curve(y_true, uplift, treatment) -> tuple[np.ndarray, np.ndarray]:
     """(rows targeted, Qini value): treated responders minus control responders scaled to treated count."""
-    y, t, th = _ordered(*_check(y_true, uplift, treatment))
-    n_t = np.cumsum(t)[th]
-    y_t = np.cumsum(y * t)[th]
-    y_c = np.cumsum(y * (1 - t))[th]
-    n_all = th + 1
-    n_c = n_all - n_t
+    n_all, n_t, n_c, y_t, y_c = _cumulative(y_true, uplift, treatment)
     return _with_origin(n_all, y_t - y_c * _safe_div(n_t, n_c))
 
 
@@ -84,12 +89,7 @@ def perfect_qini_curve(y_true, treatment) -> tuple[np.ndarray, np.ndarray]:
 
 def uplift_curve(y_true, uplift, treatment) -> tuple[np.ndarray, np.ndarray]:
     """(rows targeted, (treated rate - control rate) x rows targeted) at each distinct score."""
-    y, t, th = _ordered(*_check(y_true, uplift, treatment))
-    n_t = np.cumsum(t)[th]
-    y_t = np.cumsum(y * t)[th]
-    y_c = np.cumsum(y * (1 - t))[th]
-    n_all = th + 1
-    n_c = n_all - n_t
+    n_all, n_t, n_c, y_t, y_c = _cumulative(y_true, uplift, treatment)
     return _with_origin(n_all, (_safe_div(y_t, n_t) - _safe_div(y_c, n_c)) * n_all)
 
 

@@ -25,23 +25,12 @@ def generate(
 ) -> None:
     """Generate the marketplace described in docs/data-contracts.md."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from crosscart.cli.progress import progress_callback
     from features.synth import generate_marketplace
 
     console = Console()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("generate", total=None)
-
-        def report(step: str, done: int, total: int) -> None:
-            bar.update(task, description=step, completed=done, total=total)
-
+    with progress_callback(console, "generate") as report:
         manifest = generate_marketplace(out, scale.value, seed, max_parts=parts, progress=report)
     console.print(
         f"wrote {out}: {manifest['counts']['events']:,} events, "
@@ -49,11 +38,6 @@ def generate(
         f"{manifest['counts']['products.parquet']:,} products"
     )
     if load_db:
-        try:
-            import commerce.importer  # noqa: F401  (written separately; say so clearly if it is absent)
-        except ImportError as exc:
-            console.print(f"[red]--load-db needs commerce.importer.load_marketplace, which is missing: {exc}")
-            raise typer.Exit(1) from exc
         from crosscart.cli.db import load
 
         load(out, events="purchases")  # migrates the configured database, then load_marketplace

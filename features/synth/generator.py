@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from commerce.events import events_arrow_schema
 from features.synth.campaigns import ALL_COUPONS, CAMPAIGNS, CampaignRows, campaign_tables, run_campaigns
 from features.synth.catalog import TS, Catalog, build_catalog
 from features.synth.events import EVENT_TYPES, Events, organic_events
@@ -59,21 +60,7 @@ def _take(values: pa.Array, idx: np.ndarray) -> pa.Array:
     return values.take(pa.array(idx, pa.int64(), mask=idx < 0))
 
 
-EVENT_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("ts", TS),
-        ("shopper_id", pa.string()),
-        ("product_id", pa.string()),
-        ("event_type", pa.string()),
-        ("quantity", pa.int32()),
-        ("value", pa.float64()),
-        ("session_id", pa.string()),
-        ("campaign_id", pa.string()),
-        ("coupon_id", pa.string()),
-        ("query", pa.string()),
-    ]
-)
+EVENT_SCHEMA = events_arrow_schema()
 
 
 def events_table(

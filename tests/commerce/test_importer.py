@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon, CouponGrant
 from commerce.errors import ValidationError
-from commerce.events import BehaviorEvent
+from commerce.events import BehaviorEvent, events_arrow_schema
 from commerce.identity import id_digest
 from commerce.importer import load_marketplace
 from commerce.orders import Order
@@ -214,21 +214,7 @@ def write_market(root, *, bad_id=False):
             "query": "perfume",
         },
     ]
-    schema = pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("ts", pa.timestamp("us", tz="UTC")),
-            ("shopper_id", pa.string()),
-            ("product_id", pa.string()),
-            ("event_type", pa.string()),
-            ("quantity", pa.int32()),
-            ("value", pa.float64()),
-            ("session_id", pa.string()),
-            ("campaign_id", pa.string()),
-            ("coupon_id", pa.string()),
-            ("query", pa.string()),
-        ]
-    )
+    schema = events_arrow_schema()
     pq.write_table(pa.Table.from_pylist(events[:2], schema), root / "events" / "part-00000.parquet")
     pq.write_table(pa.Table.from_pylist(events[2:], schema), root / "events" / "part-00001.parquet")
 
