@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.access import authenticate, create_api_key
+from commerce.campaigns import Campaign
 from commerce.catalog import Product
 from commerce.db import transaction
 from commerce.merchants import Merchant
@@ -45,13 +46,7 @@ def _sample_ids(session: Session) -> dict:
             .order_by(Product.product_id)
             .limit(1)
         )
-    campaign = None
-    try:
-        from commerce.campaigns import Campaign
-    except ImportError:  # campaigns not installed in this build
-        Campaign = None
-    if Campaign is not None:
-        campaign = session.scalar(select(Campaign.campaign_id).order_by(Campaign.campaign_id).limit(1))
+    campaign = session.scalar(select(Campaign.campaign_id).order_by(Campaign.campaign_id).limit(1))
     return {"shoppers": list(shoppers), "merchant": merchant, "product": product, "campaign": campaign}
 
 

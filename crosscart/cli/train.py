@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from crosscart.cli.progress import working
+
 app = typer.Typer(help="Train models, log them to MLflow and register them.", no_args_is_help=True)
 
 DataOpt = Annotated[
@@ -118,19 +120,20 @@ def train_recommender_command(
         uri = check_tracking_uri(tracking_uri or settings.resolved_mlflow_uri)  # before the slow load
         params = parse_params(param or [])
         training_data = _load(data, split, user_col, item_col, time_col, event_col, value_col, half_life_days)
-        result = train_recommender(
-            training_data,
-            model,
-            params,
-            tracking_uri=uri,
-            metric=metric,
-            experiment=experiment,
-            registered_name=registered_name or settings.model_name,
-            alias=settings.model_alias,
-            register=register,
-            refit=refit,
-            force_promote=force_promote,
-        )
+        with working(f"training {model}"):
+            result = train_recommender(
+                training_data,
+                model,
+                params,
+                tracking_uri=uri,
+                metric=metric,
+                experiment=experiment,
+                registered_name=registered_name or settings.model_name,
+                alias=settings.model_alias,
+                register=register,
+                refit=refit,
+                force_promote=force_promote,
+            )
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise _fail(exc) from exc
     promotion = result.promotion
@@ -202,21 +205,22 @@ def train_search_command(
         uri = check_tracking_uri(tracking_uri or settings.resolved_mlflow_uri)
         base = parse_params(param or [])
         training_data = _load(data, split, user_col, item_col, time_col, event_col, value_col, half_life_days)
-        result = search_recommender(
-            training_data,
-            model,
-            tracking_uri=uri,
-            space=space,
-            grid=grid,
-            trials=trials,
-            seed=seed,
-            base_params=base,
-            metric=metric,
-            experiment=experiment,
-            register=register,
-            registered_name=registered_name or settings.model_name,
-            alias=settings.model_alias,
-        )
+        with working(f"searching {model}"):
+            result = search_recommender(
+                training_data,
+                model,
+                tracking_uri=uri,
+                space=space,
+                grid=grid,
+                trials=trials,
+                seed=seed,
+                base_params=base,
+                metric=metric,
+                experiment=experiment,
+                register=register,
+                registered_name=registered_name or settings.model_name,
+                alias=settings.model_alias,
+            )
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise _fail(exc) from exc
     if as_json:
