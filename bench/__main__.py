@@ -9,7 +9,15 @@ import runpy
 import sys
 import traceback
 
-MODULES = ["bench.movielens", "bench.ab", "bench.uplift", "bench.commerce_import"]
+MODULES = [
+    "bench.movielens",
+    "bench.feature_job",
+    "bench.synth",
+    "bench.commerce_import",
+    "bench.uplift",
+    "bench.ab",
+    "bench.serving",
+]
 
 
 def main() -> int:
