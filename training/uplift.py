@@ -31,7 +31,7 @@ from features.campaign_features import (
     shopper_history_features,
 )
 from models.uplift import planner
-from models.uplift.effects import CouponEffectModel, ServedCouponUplift
+from models.uplift.effects import CouponEffectModel, CouponTermsEffectModel, ServedCouponUplift
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARTIFACT_NAME",
     "fit_effect_model",
+    "fit_terms_model",
     "train_uplift_model",
     "serving_bundle",
     "load_uplift_model",
@@ -90,6 +91,28 @@ def fit_effect_model(
         "n_train": len(rows),
         "rows": test,
     }
+
+
+def fit_terms_model(data_dir: str | Path, *, seed: int = 0) -> CouponTermsEffectModel:
+    """A `CouponTermsEffectModel` on the marketplace's past campaigns (arms = coupon ids, priced by
+    their terms from coupons.parquet, each campaign its own randomisation group): what the planner
+    uses for a new campaign's coupons, whose terms the past ones need not share."""
+    X, labels = campaign_training_table(data_dir)
+    coupons = pd.read_parquet(Path(data_dir) / "coupons.parquet")
+    terms = pd.DataFrame(
+        {
+            "coupon_id": coupons["coupon_id"],
+            "kind": coupons["kind"],
+            "face_value": coupons["value"].map(float),
+            "min_spend": coupons["min_spend"].map(float),
+            "cap": coupons["cap"].map(lambda v: np.nan if pd.isna(v) else float(v)),
+            "scope_type": coupons["scope_type"],
+        }
+    )
+    return CouponTermsEffectModel(control=CONTROL, random_state=seed).fit(
+        X, labels["arm"], labels["converted"], labels["spend"], labels["redeemed"], terms,
+        groups=labels["campaign_id"],
+    )  # fmt: skip
 
 
 def serving_bundle(data_dir: str | Path, model: CouponEffectModel) -> ServedCouponUplift:
@@ -258,7 +281,7 @@ def plan_campaign(
     session_factory: sessionmaker[Session],
     campaign_id: str,
     *,
-    model: CouponEffectModel | None = None,
+    model: CouponEffectModel | CouponTermsEffectModel | None = None,
     market_dir: str | Path | None = None,
     tracking_uri: str | None = None,
     model_name: str | None = None,
@@ -275,16 +298,18 @@ def plan_campaign(
     Candidates: the shoppers in the database (optionally of one `region` / `segment`), with features
     from their events before the campaign starts, read from the events table or, when
     `events_path` is given, from that exported Parquet dataset. Effects: `model` when given, else one
-    freshly fitted on `market_dir`, else the registered `model_name@alias` (defaults:
-    Settings.uplift_model_name, Settings.model_alias, Settings.resolved_mlflow_uri); ModelUnavailable
-    when none is registered. Coupons: the campaign's, each mapped to its kind's learned effect.
+    freshly fitted on `market_dir` (a `CouponTermsEffectModel`: each coupon's effect from its terms,
+    the plan kept within budget by the model's learned `cost_factor_`), else the registered
+    `model_name@alias` (defaults: Settings.uplift_model_name, Settings.model_alias,
+    Settings.resolved_mlflow_uri); ModelUnavailable when none is registered. Coupons: the
+    campaign's; a per-kind `CouponEffectModel` maps each to its kind's learned effect.
     """
     from commerce.campaigns import get_campaign, set_audience
     from commerce.db import transaction
     from commerce.errors import InvalidState
 
     if model is None and market_dir is not None:
-        model, _ = fit_effect_model(market_dir, seed=0 if random_state is None else random_state)
+        model = fit_terms_model(market_dir, seed=0 if random_state is None else random_state)
     elif model is None:
         from crosscart.settings import get_settings
 
@@ -299,7 +324,8 @@ def plan_campaign(
         if campaign.status != "draft":  # set_audience would refuse too, after all the work
             raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft can be planned")
         terms = coupon_terms(session, campaign_id)
-        unknown = sorted(set(terms["kind"]) - set(map(str, model.arms_)))
+        per_kind = not isinstance(model, CouponTermsEffectModel)
+        unknown = sorted(set(terms["kind"]) - set(map(str, model.arms_))) if per_kind else []
         if unknown:
             raise ValueError(f"the effect model learned no {unknown} coupons (it knows {list(model.arms_)})")
         shoppers = _db_shoppers(session, region, segment)
@@ -316,14 +342,17 @@ def plan_campaign(
         if names is None:
             raise ValueError("the effect model was fitted without feature names; fit it on a DataFrame")
         X = encode_features(table, list(names))
-        by_kind = model.predict_candidates(X, table.index.to_numpy())
-        candidates = pd.concat(
-            [
-                by_kind[by_kind["coupon_id"] == kind].assign(coupon_id=coupon)
-                for coupon, kind in zip(terms["coupon_id"], terms["kind"], strict=True)
-            ],
-            ignore_index=True,
-        )
+        if per_kind:
+            by_kind = model.predict_candidates(X, table.index.to_numpy())
+            candidates = pd.concat(
+                [
+                    by_kind[by_kind["coupon_id"] == kind].assign(coupon_id=coupon)
+                    for coupon, kind in zip(terms["coupon_id"], terms["kind"], strict=True)
+                ],
+                ignore_index=True,
+            )
+        else:
+            candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
         plan = planner.plan_campaign(
             candidates,
             terms,
@@ -332,6 +361,7 @@ def plan_campaign(
             control_share=float(campaign.control_share),
             method=method,
             random_state=random_state,
+            cost_safety=1.0 if per_kind else model.cost_factor_,
         )
         members = zip(plan.assignments["shopper_id"], plan.assignments["arm"], strict=True)
         set_audience(session, campaign_id, list(members))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from models.uplift.base import default_estimator
+from models.uplift.planner import basket_terms, coupon_terms, score_options
 from models.uplift.selection import make_model
 
-__all__ = ["CouponEffectModel", "ServedCouponUplift"]
+__all__ = ["CouponEffectModel", "CouponTermsEffectModel", "ServedCouponUplift", "coupon_depth"]
 
 
 def _value_model(random_state, n_buyers: int):
@@ -148,6 +149,272 @@ class CouponEffectModel(BaseEstimator):
                 share = share if isinstance(share, float) else share.predict_proba(X)[:, 1]
                 frame["p_redeem"] = p1 * share
             frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+
+def coupon_depth(terms: pd.DataFrame, baskets: np.ndarray) -> np.ndarray:
+    """Each coupon's mean discount relative to the basket over `baskets` (a sample of order values):
+    what a coupon is worth to a typical shopper, comparable across kinds, face values and minimum spends.
+    `terms` as `planner.coupon_terms` returns them."""
+    q = np.asarray(baskets, dtype=float)[None, :]
+    reaches = q >= terms["min_spend"].to_numpy()[:, None]
+    face = terms["face_value"].to_numpy()[:, None]
+    percent = np.fmin(terms["cap"].to_numpy()[:, None], face * q)
+    off = np.minimum(np.where(terms["kind"].to_numpy()[:, None] == "percent_off", percent, face), q)
+    return np.where(reaches, off / q, 0.0).mean(axis=1)
+
+
+def _gross_basket(net: np.ndarray, redeemed: np.ndarray, terms: pd.DataFrame) -> np.ndarray:
+    """Order value before the coupon: net paid plus the discount when the coupon was used (a percentage
+    off takes rate x gross, or its cap when that is smaller)."""
+    face, cap = terms["face_value"].to_numpy(), terms["cap"].to_numpy()
+    percent = terms["kind"].to_numpy() == "percent_off"
+    uncapped = net / np.maximum(1.0 - np.where(percent, face, 0.0), 1e-9)
+    by_percent = np.where(
+        np.isnan(cap) | (face * uncapped <= np.nan_to_num(cap, nan=np.inf)), uncapped, net + cap
+    )
+    return np.where(redeemed, np.where(percent, by_percent, net + face), net)
+
+
+class CouponTermsEffectModel(BaseEstimator):
+    """Effects of coupons that never ran, from their terms: `fit(X, arm, converted, spend, redeemed,
+    coupons, groups)`; `predict_candidates(X, shopper_ids, coupons)` -> planner candidates.
+
+    A new campaign brings new coupons, so per-coupon (or per-kind) effects do not transfer: 30 off 199
+    is not 60 off 399. Here the purchase uplift of coupon c for shopper x is depth(c) x h(x), where
+    depth is the coupon's mean relative discount over the baskets of past organic purchases
+    (`coupon_depth`; control buyers' orders) and h(x) the shopper's responsiveness, learned by the
+    R-learner (Nie & Wager 2021) with depth as a continuous dose: pseudo-outcome (y - m(x)) / (d - e),
+    weight (d - e)^2, with m(x) cross-fitted and e the mean dose of the row's randomisation group
+    (`groups`, e.g. the campaign id; randomised assignment makes it known).
+
+    Cost is priced from the gross basket (net spend plus the redeemed discount, recovered from the
+    terms): one order-value model over buyers with a treated indicator, its lognormal spread, and the
+    share of buyers reaching the minimum spend who redeem (`redeem_rate_`). `coupons` carry the
+    planner's columns (coupon_id, face_value, min_spend, kind, cap); rows of coupons whose
+    `scope_type` is not `platform` are left out of the uplift fit (a scoped coupon's effect depends on
+    the shopper's taste for its scope, which depth alone does not describe).
+    """
+
+    def __init__(
+        self,
+        control="control",
+        effect_learner: str = "r",
+        n_folds: int = 3,
+        calibrate: bool = True,
+        selected_share: float = 0.1,
+        cost_confidence: float = 0.75,
+        random_state: int | None = 0,
+    ):
+        self.control = control
+        self.effect_learner = effect_learner
+        self.n_folds = n_folds
+        self.calibrate = calibrate
+        self.selected_share = selected_share
+        self.cost_confidence = cost_confidence
+        self.random_state = random_state
+
+    def fit(self, X, arm, converted, spend, redeemed, coupons: pd.DataFrame, groups=None):
+        """With `calibrate`, first measure `cost_factor_` on held-out campaigns: leave each group
+        (campaign) out in turn, fit on the others, and compare realised with predicted coupon cost
+        on the held-out treated rows a planner would pick (the top `selected_share` by predicted
+        uplift per cost), taking the one-sided `cost_confidence` upper bound of that ratio; without
+        groups, on a random 30% of rows. A held-out campaign brings coupons and a moment the model
+        never saw, as a new campaign does; and picking the options whose cost looks lowest favours
+        underestimates. `plan_campaign(..., cost_safety=model.cost_factor_)` keeps the true cost of
+        a plan within budget by that margin (never below 1)."""
+        from scipy.special import ndtri
+        from sklearn.model_selection import train_test_split
+
+        if not 0 < self.selected_share <= 1 or not 0 < self.cost_confidence < 1:
+            raise ValueError("selected_share must be in (0, 1] and cost_confidence in (0, 1)")
+        if self.effect_learner not in ("x", "r"):
+            raise ValueError(f"effect_learner must be 'x' or 'r', got {self.effect_learner!r}")
+        sizes = {len(v) for v in (X, arm, converted, spend, redeemed) + (() if groups is None else (groups,))}
+        if len(sizes) > 1:
+            raise ValueError("X, arm, converted, spend, redeemed and groups need one value per row")
+        self.cost_factor_ = 1.0
+        if self.calibrate:
+            arm_ = np.asarray(arm).astype(object)
+            if groups is not None and len(np.unique(np.asarray(groups).astype(str))) > 1:
+                g = np.asarray(groups).astype(str)
+                splits = [(np.flatnonzero(g != k), np.flatnonzero(g == k)) for k in np.unique(g)]
+            else:
+                splits = [
+                    train_test_split(
+                        np.arange(len(arm_)),
+                        test_size=0.3,
+                        random_state=self.random_state,
+                        stratify=arm_.astype(str),
+                    )
+                ]
+
+            def take(v, rows):
+                if v is None:
+                    return None
+                return v.iloc[rows] if isinstance(v, (pd.DataFrame, pd.Series)) else np.asarray(v)[rows]
+
+            realised = predicted = variance = 0.0
+            for fit_rows, held in splits:
+                part = clone(self).set_params(calibrate=False)
+                part._fit(
+                    *(take(v, fit_rows) for v in (X, arm, converted, spend, redeemed)),
+                    coupons,
+                    take(groups, fit_rows),
+                )
+                r, p, v = part._selected_cost(*(take(v, held) for v in (X, arm, spend, redeemed)), coupons)
+                realised, predicted, variance = realised + r, predicted + p, variance + v
+            # one-sided upper bound: redemptions are rare events, Var(sum) ~ sum of squared discounts
+            upper = realised + ndtri(self.cost_confidence) * np.sqrt(variance)
+            self.cost_factor_ = float(max(1.0, upper / predicted)) if predicted > 0 else 1.0
+        return self._fit(X, arm, converted, spend, redeemed, coupons, groups)
+
+    def _selected_cost(self, X, arm, spend, redeemed, coupons) -> tuple[float, float, float]:
+        """(realised, predicted, sum of squared realised discounts) coupon cost of the held-out treated
+        rows a planner would pick."""
+        arm = np.asarray(arm).astype(object)
+        treated = np.flatnonzero(arm != self.control)
+        terms = coupon_terms(coupons)
+        cands = []
+        for coupon, rows in pd.Series(treated).groupby(arm[treated]):
+            rows = rows.to_numpy()
+            Xr = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+            c = self.predict_candidates(Xr, rows, terms[terms["coupon_id"] == coupon])
+            cands.append(c)
+        opts = score_options(pd.concat(cands, ignore_index=True), coupons, 1.0)
+        ratio = opts["inc_conversions"] / opts["cost"].where(opts["cost"] > 0, np.nan)
+        top = opts.loc[
+            ratio.fillna(np.inf).rank(ascending=False, method="first") <= self.selected_share * len(opts)
+        ]
+        rows = top["shopper_id"].to_numpy(dtype=int)
+        row_terms = terms.set_index("coupon_id").reindex(arm[rows])
+        net = np.asarray(spend, dtype=float)[rows]
+        used = np.asarray(redeemed, dtype=float)[rows] == 1
+        discount = _gross_basket(net, used, row_terms) - net
+        return float(discount.sum()), float(top["cost"].sum()), float((discount**2).sum())
+
+    def _fit(self, X, arm, converted, spend, redeemed, coupons: pd.DataFrame, groups=None):
+        from sklearn.model_selection import KFold
+
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object) if isinstance(X, pd.DataFrame) else None
+        X = np.asarray(X, dtype=float)
+        arm = np.asarray(arm).astype(object)
+        converted = np.asarray(converted, dtype=float)
+        spend = np.asarray(spend, dtype=float)
+        redeemed = np.asarray(redeemed, dtype=float)
+        groups = np.zeros(len(X)) if groups is None else np.asarray(groups).astype(object)
+        if not (len(arm) == len(converted) == len(spend) == len(redeemed) == len(groups) == len(X)):
+            raise ValueError("X, arm, converted, spend, redeemed and groups need one value per row")
+        if not np.isin(converted, [0, 1]).all() or not np.isin(redeemed, [0, 1]).all():
+            raise ValueError("converted and redeemed must be 0/1")
+        if (redeemed > converted).any():
+            raise ValueError("a redemption without a purchase: redeemed must imply converted")
+        if (spend < 0).any() or not np.isfinite(spend).all():
+            raise ValueError("spend must be finite and non-negative")
+        control = arm == self.control
+        treated = ~control
+        terms = coupon_terms(coupons).set_index("coupon_id")
+        if unknown := sorted(set(arm[treated]) - set(terms.index)):
+            raise ValueError(f"arms name coupons absent from `coupons`: {unknown[:5]}")
+        buyers = converted == 1
+        if (buyers & control).sum() < 20 or (buyers & treated).sum() < 20:
+            raise ValueError("need at least 20 buyers in control and 20 among the treated")
+        row_terms = terms.reindex(np.where(treated, arm, terms.index[0]))
+        gross = np.where(treated, _gross_basket(spend, redeemed == 1, row_terms), spend)
+        # organic baskets (control buyers) set the scale against which a discount is deep or shallow
+        self.reference_baskets_ = np.quantile(spend[buyers & control], (np.arange(64) + 0.5) / 64)
+        depth = pd.Series(coupon_depth(terms.reset_index(), self.reference_baskets_), index=terms.index)
+        dose = np.where(treated, depth.reindex(arm).to_numpy(), 0.0)
+        scoped = set()
+        if "scope_type" in coupons.columns:
+            scoped = set(coupons.loc[coupons["scope_type"].fillna("platform") != "platform", "coupon_id"])
+        use = ~(treated & np.isin(arm, list(scoped)))
+        self.baseline_conversion_ = default_estimator(True, self.random_state).fit(
+            X[control], converted[control]
+        )
+        if self.effect_learner == "x":
+            # treated rows against the control-fitted baseline (out of sample for them)
+            rows = use & treated & (dose > 1e-9)
+            if not rows.any():
+                raise ValueError("no treated rows with a positive discount depth to learn from")
+            resid_y = converted[rows] - self.baseline_conversion_.predict_proba(X[rows])[:, 1]
+            resid_d, Xe = dose[rows], X[rows]
+        else:
+            Xu, yu, du, gu = X[use], converted[use], dose[use], groups[use]
+            m_hat = np.empty(len(Xu))
+            folds = KFold(self.n_folds, shuffle=True, random_state=self.random_state)
+            for fit_rows, out_rows in folds.split(Xu):
+                model = default_estimator(True, self.random_state).fit(Xu[fit_rows], yu[fit_rows])
+                m_hat[out_rows] = model.predict_proba(Xu[out_rows])[:, 1]
+            resid_d = du - pd.Series(du).groupby(gu).transform("mean").to_numpy()
+            keep = np.abs(resid_d) > 1e-9
+            if not keep.any():
+                raise ValueError("the coupons' depths do not vary within any group: no dose to learn from")
+            resid_y, resid_d, Xe = yu[keep] - m_hat[keep], resid_d[keep], Xu[keep]
+        weight = resid_d**2  # normalised: LightGBM's L2 penalty is on the scale of the weights
+        self.responsiveness_ = default_estimator(False, self.random_state).fit(
+            Xe, resid_y / resid_d, sample_weight=weight / weight.mean()
+        )
+        self.order_value_ = _value_model(self.random_state, int(buyers.sum())).fit(
+            np.hstack([X[buyers], treated[buyers, None].astype(float)]), gross[buyers]
+        )
+        fitted = self.order_value_.predict(np.hstack([X[buyers], treated[buyers, None].astype(float)]))
+        ok = (gross[buyers] > 0) & (fitted > 0)
+        self.basket_sigma_ = float(np.std(np.log(gross[buyers][ok] / fitted[ok])))
+        eligible = treated & buyers & (gross >= row_terms["min_spend"].to_numpy())
+        self.redeem_rate_ = float(redeemed[eligible].mean()) if eligible.any() else 1.0
+        return self
+
+    def _input(self, X) -> np.ndarray:
+        if not hasattr(self, "responsiveness_"):
+            raise RuntimeError("CouponTermsEffectModel is not fitted; call fit first")
+        names = self.feature_names_in_
+        if names is not None and isinstance(X, pd.DataFrame):
+            if missing := [c for c in names if c not in X.columns]:
+                raise ValueError(f"X lacks the training features {missing[:5]}")
+            X = X[list(names)]
+        return np.asarray(X, dtype=float)
+
+    def predict_uplift(self, X, coupons: pd.DataFrame) -> np.ndarray:
+        """(n, n_coupons): each coupon's uplift on purchase probability, depth x responsiveness."""
+        X = self._input(X)
+        depth = coupon_depth(coupon_terms(coupons), self.reference_baskets_)
+        return self.responsiveness_.predict(X)[:, None] * depth[None, :]
+
+    def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame) -> pd.DataFrame:
+        """One row per (shopper, coupon): the planner's columns plus basket_mean (gross order value
+        under the coupon), basket_sigma and redeem_rate, so the planner prices each coupon's terms."""
+        X = self._input(X)
+        shopper_ids = np.asarray(shopper_ids)
+        if len(shopper_ids) != len(X):
+            raise ValueError("one shopper id per row of X is needed")
+        terms = coupon_terms(coupons)
+        p0 = self.baseline_conversion_.predict_proba(X)[:, 1]
+        v0 = np.maximum(self.order_value_.predict(np.hstack([X, np.zeros((len(X), 1))])), 0.0)
+        v1 = np.maximum(self.order_value_.predict(np.hstack([X, np.ones((len(X), 1))])), 0.0)
+        h = self.responsiveness_.predict(X)
+        depth = coupon_depth(terms, self.reference_baskets_)
+        sigma = np.full(len(X), self.basket_sigma_)
+        frames = []
+        for j, row in enumerate(terms.itertuples(index=False)):
+            p1 = np.clip(p0 + depth[j] * h, 0.0, 1.0)
+            rows = terms.iloc[np.full(len(X), j)].reset_index(drop=True)
+            _, discount = basket_terms(v1, sigma, rows)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "shopper_id": shopper_ids,
+                        "coupon_id": row.coupon_id,
+                        "p_control": p0,
+                        "p_treated": p1,
+                        "spend_control": p0 * v0,
+                        "spend_treated": p1 * np.maximum(v1 - self.redeem_rate_ * discount, 0.0),
+                        "basket_mean": v1,
+                        "basket_sigma": self.basket_sigma_,
+                        "redeem_rate": self.redeem_rate_,
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
 

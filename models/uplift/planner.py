@@ -3,14 +3,17 @@
 For shopper i and coupon c, from predicted (or true) conversion probabilities and expected spend:
 
     incremental revenue  = spend_treated - spend_control
-    basket               = lognormal around spend_treated / p_treated (the learned order value under
-                           the coupon) with log-scale spread `basket_sigma` (the order-value model's
-                           residual spread; 0 when the candidates carry none: a point basket)
+    basket               = lognormal around `basket_mean` (the expected gross order value under the
+                           coupon) when the candidates carry it, else spend_treated / p_treated, with
+                           log-scale spread `basket_sigma` (0 when the candidates carry none: a point
+                           basket)
     discount             = face value (amount_off), or min(cap, rate x basket) (percent_off), on
                            baskets that reach the minimum spend
     expected cost        = p_treated x E[discount x 1{basket >= min spend}], counting every buyer who
                            redeems, including those who would have bought anyway; with a `p_redeem`
-                           column (learned from past redemptions): p_redeem x the expected discount
+                           column (learned from past redemptions): p_redeem x the expected discount;
+                           with a `redeem_rate` column (the share of eligible buyers who use the
+                           coupon): that rate x the above
     incremental profit   = margin x incremental revenue - expected cost
 
 Choosing one option per shopper under a budget is a multiple-choice knapsack. The Lagrangian method
@@ -29,7 +32,15 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-__all__ = ["CampaignPlan", "score_options", "plan_campaign", "response_plan", "evaluate_assignment"]
+__all__ = [
+    "CampaignPlan",
+    "basket_terms",
+    "coupon_terms",
+    "score_options",
+    "plan_campaign",
+    "response_plan",
+    "evaluate_assignment",
+]
 
 CANDIDATE_COLUMNS = ("shopper_id", "coupon_id", "p_control", "p_treated", "spend_control", "spend_treated")
 COUPON_COLUMNS = ("coupon_id", "face_value", "min_spend")  # optional: kind (default amount_off), cap
@@ -70,7 +81,7 @@ def _validate(candidates: pd.DataFrame, coupons: pd.DataFrame) -> None:
         raise ValueError("candidates hold duplicate (shopper_id, coupon_id) rows")
 
 
-def _basket_terms(order_value: np.ndarray, sigma: np.ndarray, opts: pd.DataFrame):
+def basket_terms(order_value: np.ndarray, sigma: np.ndarray, opts: pd.DataFrame):
     """(P(basket >= min spend), E[discount x 1{basket >= min spend}]) per option, for a lognormal
     basket with mean `order_value` and log-scale spread `sigma`, over 64 fixed quantiles; sigma 0 is
     the point rule: min(cap, rate x expected basket), and redeemed iff that basket reaches min spend."""
@@ -85,6 +96,18 @@ def _basket_terms(order_value: np.ndarray, sigma: np.ndarray, opts: pd.DataFrame
     return reaches.mean(axis=1), np.where(reaches, per_basket, 0.0).mean(axis=1)
 
 
+def coupon_terms(coupons: pd.DataFrame) -> pd.DataFrame:
+    """coupon_id, face_value, min_spend, kind, cap as floats (NaN cap = none), defaults filled in."""
+    return coupons[list(COUPON_COLUMNS)].assign(
+        face_value=lambda d: d["face_value"].map(float),
+        min_spend=lambda d: d["min_spend"].map(float),
+        kind=coupons["kind"] if "kind" in coupons.columns else "amount_off",
+        cap=(coupons["cap"] if "cap" in coupons.columns else pd.Series(np.nan, index=coupons.index))
+        .map(lambda v: np.nan if pd.isna(v) else float(v))
+        .astype(float),
+    )
+
+
 def score_options(
     candidates: pd.DataFrame, coupons: pd.DataFrame, margin_rate: float | Decimal
 ) -> pd.DataFrame:
@@ -93,31 +116,35 @@ def score_options(
     margin = float(margin_rate)
     if not 0 < margin <= 1:
         raise ValueError(f"margin_rate must be in (0, 1], got {margin}")
-    terms = coupons[list(COUPON_COLUMNS)].assign(
-        face_value=lambda d: d["face_value"].map(float),
-        min_spend=lambda d: d["min_spend"].map(float),
-        kind=coupons["kind"] if "kind" in coupons.columns else "amount_off",
-        cap=(coupons["cap"] if "cap" in coupons.columns else pd.Series(np.nan, index=coupons.index))
-        .map(lambda v: np.nan if pd.isna(v) else float(v))
-        .astype(float),
-    )
-    opts = candidates.merge(terms, on="coupon_id", how="left")
+    opts = candidates.merge(coupon_terms(coupons), on="coupon_id", how="left")
     p_t = opts["p_treated"].to_numpy(dtype=float)
-    order_value = np.divide(
-        opts["spend_treated"].to_numpy(dtype=float), p_t, out=np.zeros(len(opts)), where=p_t > 0
-    )
+    if "basket_mean" in opts.columns:  # the gross basket, known apart from net spend
+        order_value = opts["basket_mean"].to_numpy(dtype=float)
+        if not np.isfinite(order_value).all() or (order_value < 0).any():
+            raise ValueError("basket_mean must be finite and non-negative")
+    else:
+        order_value = np.divide(
+            opts["spend_treated"].to_numpy(dtype=float), p_t, out=np.zeros(len(opts)), where=p_t > 0
+        )
     sigma = (
         opts["basket_sigma"].to_numpy(dtype=float) if "basket_sigma" in opts.columns else np.zeros(len(opts))
     )
     if not np.isfinite(sigma).all() or (sigma < 0).any():
         raise ValueError("basket_sigma must be finite and non-negative")
-    share, discount = _basket_terms(order_value, sigma, opts)
+    share, discount = basket_terms(order_value, sigma, opts)
     # the expected discount of one redemption (face value when no basket reaches the minimum spend)
     opts["discount"] = np.divide(discount, share, out=opts["face_value"].to_numpy().copy(), where=share > 0)
+    if "p_redeem" in opts.columns and "redeem_rate" in opts.columns:
+        raise ValueError("give either p_redeem or redeem_rate, not both")
     if "p_redeem" in opts.columns:
         p_redeem = opts["p_redeem"].to_numpy(dtype=float)
         if not np.isfinite(p_redeem).all() or (p_redeem < 0).any() or (p_redeem > p_t + 1e-9).any():
             raise ValueError("p_redeem must be a probability no larger than p_treated")
+    elif "redeem_rate" in opts.columns:  # P(redeem | bought, basket reaches the minimum spend)
+        rate = opts["redeem_rate"].to_numpy(dtype=float)
+        if not np.isfinite(rate).all() or (rate < 0).any() or (rate > 1).any():
+            raise ValueError("redeem_rate must be a probability in [0, 1]")
+        p_redeem = p_t * share * rate
     else:
         p_redeem = p_t * share
     opts["inc_conversions"] = p_t - opts["p_control"].to_numpy(dtype=float)
@@ -226,17 +253,24 @@ def plan_campaign(
     control_share: float = 0.1,
     method: str = "lagrangian",
     random_state: int | None = 0,
+    cost_safety: float = 1.0,
 ) -> CampaignPlan:
-    """Choose the audience and coupons; see the module docstring for the model of profit and cost."""
+    """Choose the audience and coupons; see the module docstring for the model of profit and cost.
+
+    `cost_safety` (>= 1) keeps the predicted expected cost within budget / cost_safety: a margin for
+    predicted costs that run low on the options picked (`CouponTermsEffectModel.cost_factor_`
+    measures it on held-out past campaigns). The summary's `budget` stays the one given."""
     budget_f = float(budget)
     if budget_f <= 0:
         raise ValueError(f"budget must be positive, got {budget}")
+    if not np.isfinite(cost_safety) or cost_safety < 1:
+        raise ValueError(f"cost_safety must be a finite number >= 1, got {cost_safety}")
     if not 0 <= control_share < 1:
         raise ValueError(f"control_share must be in [0, 1), got {control_share}")
     if method not in ("lagrangian", "greedy"):
         raise ValueError(f"method must be 'lagrangian' or 'greedy', got {method!r}")
     opts = score_options(candidates, coupons, margin_rate)
-    audience_budget = budget_f / (1 - control_share)
+    audience_budget = budget_f / (1 - control_share) / cost_safety
     chosen = _lagrangian(opts, audience_budget) if method == "lagrangian" else _greedy(opts, audience_budget)
     chosen = chosen.sort_values("shopper_id", kind="mergesort").reset_index(drop=True)
     assignments = _holdout(chosen, control_share, np.random.default_rng(random_state))
