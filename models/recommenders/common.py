@@ -149,6 +149,19 @@ class MatrixRecommender(PersistentRecommender):
     def _item_scores(self, col: int) -> np.ndarray:
         """Similarity of every item to item `col`, shape (n_items,)."""
 
+    def _start_request(
+        self, user_ids: Sequence[str], n: int, candidates: Collection[str] | None
+    ) -> tuple[int, list[Ranked], list[tuple[int, int]], np.ndarray | None]:
+        """Validate a `recommend` call: (n, an empty list per user, (position, row) of the users known
+        at fit time, the allowed-items mask or None)."""
+        self._check_fitted()
+        n = check_n(n)
+        if isinstance(user_ids, str):
+            raise TypeError("user_ids must be a sequence of ids, not a single string")
+        out: list[Ranked] = [[] for _ in user_ids]
+        known = [(pos, self.user_index_[u]) for pos, u in enumerate(user_ids) if u in self.user_index_]
+        return n, out, known, self._candidate_mask(candidates)
+
     def _candidate_mask(self, candidates: Collection[str] | None) -> np.ndarray | None:
         if candidates is None:
             return None
@@ -164,13 +177,7 @@ class MatrixRecommender(PersistentRecommender):
         exclude_seen: bool = True,
         candidates: Collection[str] | None = None,
     ) -> list[Ranked]:
-        self._check_fitted()
-        n = check_n(n)
-        if isinstance(user_ids, str):
-            raise TypeError("user_ids must be a sequence of ids, not a single string")
-        out: list[Ranked] = [[] for _ in user_ids]
-        known = [(pos, self.user_index_[u]) for pos, u in enumerate(user_ids) if u in self.user_index_]
-        allowed = self._candidate_mask(candidates)
+        n, out, known, allowed = self._start_request(user_ids, n, candidates)
         if allowed is not None and not allowed.any():
             return out
         for start in range(0, len(known), _BATCH):

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from features.interactions import InteractionData
 from models.recommenders.base import Ranked
-from models.recommenders.common import MatrixRecommender, check_n, top_n
+from models.recommenders.common import MatrixRecommender, top_n
 
 _DAY = 86400.0
 _CATEGORICAL_ITEM_COLUMNS = ("category_id", "brand", "origin_country", "merchant_id", "fulfillment")
@@ -413,13 +413,7 @@ class TwoStageRanker(MatrixRecommender):
         exclude_seen: bool = True,
         candidates: Collection[str] | None = None,
     ) -> list[Ranked]:
-        self._check_fitted()
-        n = check_n(n)
-        if isinstance(user_ids, str):
-            raise TypeError("user_ids must be a sequence of ids, not a single string")
-        out: list[Ranked] = [[] for _ in user_ids]
-        known = [(pos, self.user_index_[u]) for pos, u in enumerate(user_ids) if u in self.user_index_]
-        allowed = self._candidate_mask(candidates)
+        n, out, known, allowed = self._start_request(user_ids, n, candidates)
         if not known or (allowed is not None and not allowed.any()):
             return out
         rows = np.array([r for _, r in known], dtype=np.int64)
