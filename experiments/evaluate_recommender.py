@@ -59,6 +59,7 @@ def load_dataset(
     time_col: str | None = None,
     event_col: str | None = None,
     value_col: str | None = None,
+    time_format: str | None = None,
 ) -> Dataset:
     """Read `movielens:PATH/u.data` (plus `u.item` beside it as item features when present),
     `events:FILE` (CSV/Parquet; needs `user_col` and `item_col`) or `synthetic:DIR`."""
@@ -75,7 +76,7 @@ def load_dataset(
             raise ValueError("events:FILE needs the user and item column names (--user-col, --item-col)")
         events, report = load_events(
             path, user_col=user_col, item_col=item_col, time_col=time_col, event_col=event_col,
-            value_col=value_col,
+            value_col=value_col, time_format=time_format,
         )  # fmt: skip
         return Dataset(events, report)
     events, report, products, shoppers = load_synthetic(path)

@@ -74,10 +74,13 @@ def load_events(
     event_col: str | None = None,
     value_col: str | None = None,
     sep: str = ",",
+    time_format: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read a CSV or Parquet event file (or Parquet directory) with the given column names.
 
-    Time may be unix seconds or ISO-8601 strings. Ids are read as strings so leading zeros survive.
+    Time may be unix seconds, ISO-8601 strings, or another layout: `time_format` (strftime codes) or,
+    without it, the common layout that reads most values (noted in the report). Ids are read as
+    strings so leading zeros survive.
     `sep` is the CSV delimiter; a line with the wrong number of fields is counted and skipped.
     """
     path = Path(path)
@@ -96,7 +99,7 @@ def load_events(
         raw, broken = _read_text_table(path, sep=sep, columns=wanted)
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
-        event_col=event_col, value_col=value_col,
+        event_col=event_col, value_col=value_col, time_format=time_format,
     )  # fmt: skip
     report.add_unparsed(broken)
     return events, report
@@ -164,6 +167,7 @@ def clean_events(
     time_col: str | None = None,
     event_col: str | None = None,
     value_col: str | None = None,
+    time_format: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Validate and normalise an events frame; drop bad rows and count them by reason."""
     report = LoadReport(source=source, rows_read=len(raw))
@@ -173,7 +177,9 @@ def clean_events(
     report.add_dropped("missing id", int(bad.sum()))
 
     if time_col:
-        ts = _parse_time(raw[time_col])
+        ts, layout = _parse_time(raw[time_col], time_format)
+        if layout is not None:
+            report.notes[f"times read as {layout}"] = int(ts.notna().sum())
         bad_ts = ts.isna() & ~bad
         report.add_dropped("bad timestamp", int(bad_ts.sum()))
         bad |= bad_ts
@@ -237,27 +243,58 @@ def _ids(column: pd.Series) -> pd.Series:
     return text.where(column.notna() & (text != ""))
 
 
-def _parse_time(column: pd.Series) -> pd.Series:
-    """Unix seconds (numbers or digit strings) or ISO-8601 strings (no offset: taken as UTC) to UTC.
+# Layouts seen in exported shop data; month-first comes before day-first, so a column where both read
+# every value (all days <= 12) is taken as month-first, the layout of US exports such as UCI Online Retail.
+TIME_LAYOUTS = (
+    "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y",
+    "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
+    "%Y%m%d%H%M%S", "%d-%b-%Y %H:%M:%S", "%d-%b-%Y",
+)
 
-    Unreadable or out-of-range values (e.g. milliseconds read as seconds) become NaT, so they are
-    counted as bad timestamps rather than guessed at."""
+
+def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.Series, str | None]:
+    """Unix seconds (numbers or digit strings), ISO-8601 strings (no offset: taken as UTC), or one other
+    layout (`time_format`, or the layout from TIME_LAYOUTS that reads most values) to UTC.
+
+    Returns the times and the non-ISO layout used, if any. Unreadable or out-of-range values (e.g.
+    milliseconds read as seconds) become NaT, so they are counted as bad timestamps, not guessed at."""
     if isinstance(column.dtype, pd.DatetimeTZDtype):
-        return _nanoseconds(column.dt.tz_convert("UTC"))
+        return _nanoseconds(column.dt.tz_convert("UTC")), None
     if pd.api.types.is_datetime64_dtype(column.dtype):
-        return _nanoseconds(column.dt.tz_localize("UTC"))
-    if pd.api.types.is_numeric_dtype(column.dtype):
-        return _from_unix_seconds(column.astype("float64"))
+        return _nanoseconds(column.dt.tz_localize("UTC")), None
     text = column.astype("str").str.strip()
+    if time_format:
+        layout_read = pd.to_datetime(text, utc=True, errors="coerce", format=time_format)
+        return _nanoseconds(layout_read).where(column.notna()), time_format
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return _from_unix_seconds(column.astype("float64")), None
     numeric = pd.to_numeric(text, errors="coerce")
     is_number = numeric.notna().to_numpy()
     parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+    layout = None
     if is_number.any():
         parsed[is_number] = _from_unix_seconds(numeric[is_number])
     if not is_number.all():
-        iso = pd.to_datetime(text[~is_number], utc=True, errors="coerce", format="ISO8601")
+        rest = text[~is_number]
+        iso = pd.to_datetime(rest, utc=True, errors="coerce", format="ISO8601")
+        unread = iso.isna() & column[~is_number].notna()
+        if unread.any():
+            layout = _guess_layout(rest[unread])
+            if layout is not None:
+                iso[unread] = pd.to_datetime(rest[unread], utc=True, errors="coerce", format=layout)
         parsed[~is_number] = _nanoseconds(iso)
-    return parsed.where(column.notna())
+    return parsed.where(column.notna()), layout
+
+
+def _guess_layout(text: pd.Series, sample: int = 5000) -> str | None:
+    """The TIME_LAYOUTS entry that reads the most of a sample of distinct values (at least half)."""
+    values = pd.Series(text.drop_duplicates().head(sample).to_numpy())
+    best, best_read = None, len(values) / 2
+    for layout in TIME_LAYOUTS:
+        read = int(pd.to_datetime(values, errors="coerce", format=layout).notna().sum())
+        if read > best_read:
+            best, best_read = layout, read
+    return best
 
 
 _NS_RANGE = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))

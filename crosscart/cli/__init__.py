@@ -26,6 +26,8 @@ from crosscart.cli import (
 
 # The service runs on closed networks; MLflow's usage telemetry stays off unless the operator opts in.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# implicit's solvers parallelise themselves; a threaded BLAS underneath only slows them down.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 app = typer.Typer(
     name="crosscart",

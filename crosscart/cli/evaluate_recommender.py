@@ -20,7 +20,12 @@ def evaluate_recommender(
     json_lines: bool = typer.Option(False, "--json", help="One JSON object per model per line."),
     user_col: str | None = typer.Option(None, help="events: the user id column."),
     item_col: str | None = typer.Option(None, help="events: the item id column."),
-    time_col: str | None = typer.Option(None, help="events: time column (unix seconds or ISO-8601)."),
+    time_col: str | None = typer.Option(
+        None, help="events: time column (unix seconds, ISO-8601, or a common layout, guessed)."
+    ),
+    time_format: str | None = typer.Option(
+        None, help="events: time layout in strftime codes, e.g. '%d/%m/%Y %H:%M' (default: guessed)."
+    ),
     event_col: str | None = typer.Option(
         None, help="events: event type column (view/cart/favorite/purchase)."
     ),
@@ -51,7 +56,7 @@ def evaluate_recommender(
     try:
         dataset = load_dataset(
             data, user_col=user_col, item_col=item_col, time_col=time_col, event_col=event_col,
-            value_col=value_col,
+            value_col=value_col, time_format=time_format,
         )  # fmt: skip
         typer.echo(dataset.report.summary(), err=True)
         setup = prepare(dataset, split, event_weights=event_weights, half_life_days=half_life_days)

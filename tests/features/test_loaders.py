@@ -119,3 +119,32 @@ def test_synthetic_directory_keeps_interactions_only(tmp_path):
     assert report.notes["skipped non-interaction events"] == 1
     assert report.dropped == {}
     assert products.loc["p2", "brand"] == "b" and shoppers.loc["s1", "region"] == "east"
+
+
+def test_shop_export_time_layouts_are_read_and_noted(tmp_path):
+    # UCI-Online-Retail style: month first, no seconds; 13/1 cannot be day-first's month, so the guess is
+    # month-first by evidence, not by the tie rule.
+    path = tmp_path / "retail.csv"
+    path.write_text(
+        "CustomerID,StockCode,InvoiceDate\n"
+        "12346,85123A,12/1/2010 8:26\n"
+        "12347,71053,12/13/2010 17:05\n"
+        "12347,84406B,not a date\n"
+    )
+    events, report = load_events(path, user_col="CustomerID", item_col="StockCode", time_col="InvoiceDate")
+    assert list(events["ts"]) == [
+        pd.Timestamp("2010-12-01 08:26", tz="UTC"),
+        pd.Timestamp("2010-12-13 17:05", tz="UTC"),
+    ]
+    assert report.dropped == {"bad timestamp": 1}
+    assert report.notes["times read as %m/%d/%Y %H:%M"] == 2
+
+
+def test_an_explicit_time_format_wins_over_the_guess(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("u,i,t\na,x,02/03/2024 10:00\nb,y,04/05/2024 11:30\n")
+    events, _ = load_events(path, user_col="u", item_col="i", time_col="t", time_format="%d/%m/%Y %H:%M")
+    assert list(events["ts"]) == [
+        pd.Timestamp("2024-03-02 10:00", tz="UTC"),
+        pd.Timestamp("2024-05-04 11:30", tz="UTC"),
+    ]
