@@ -45,7 +45,9 @@ NameOpt = Annotated[
 ]
 UserCol = Annotated[str | None, typer.Option("--user-col", help="events:FILE user id column.")]
 ItemCol = Annotated[str | None, typer.Option("--item-col", help="events:FILE item id column.")]
-TimeCol = Annotated[str | None, typer.Option("--time-col", help="events:FILE time column (unix s or ISO).")]
+TimeCol = Annotated[
+    str | None, typer.Option("--time-col", help="events:FILE time column (unix s, ISO, or a common layout).")
+]
 EventCol = Annotated[str | None, typer.Option("--event-col", help="events:FILE event type column.")]
 ValueCol = Annotated[str | None, typer.Option("--value-col", help="events:FILE value/quantity column.")]
 HalfLife = Annotated[
