@@ -7,7 +7,8 @@ A unit enters the analysis at its first exposure; only its events from then on c
 before the variant was shown cannot have been caused by it.
 
 Statistics: Welch's t test for per-unit means (scipy), the delta method for the ratio metric (CTR) and
-for relative lift, CUPED with theta = cov(x, y) / var(x), Holm or Benjamini-Hochberg across metrics
+for relative lift, CUPED with theta = cov(x, y) / var(x) (for the ratio metric on its delta-method
+linearisation per unit, Deng et al. 2013), Holm or Benjamini-Hochberg across metrics
 (statsmodels), a chi-squared sample-ratio-mismatch check and a fixed horizon: before the planned
 sample size every metric reads "not yet conclusive".
 """
@@ -131,6 +132,21 @@ def _relative_ci(mt: float, mc: float, var_t: float, var_c: float, z: float) -> 
     return float(rel), float(rel - z * se), float(rel + z * se)
 
 
+def _var_of_mean(y: np.ndarray) -> float:
+    """Variance of the mean of independent unit values."""
+    return float(np.var(y, ddof=1) / len(y))
+
+
+def _cuped_adjust(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """y - theta (x - mean x) with theta pooled over both variants (Deng et al. 2013)."""
+    return y - cuped_theta(y, x) * (x - x.mean())
+
+
+def _variance_reduction(var_adjusted: float, var_plain: float) -> float:
+    """Share of the lift estimate's variance CUPED removed (rho^2 of metric and covariate, asymptotically)."""
+    return float(1 - var_adjusted / var_plain) if var_plain > 0 else 0.0
+
+
 def compare_means(y_t: np.ndarray, y_c: np.ndarray, alpha: float = 0.05) -> dict:
     """Welch's t test on per-unit values: absolute lift, its CI and p-value; relative lift by delta method."""
     if len(y_t) < 2 or len(y_c) < 2:
@@ -144,7 +160,7 @@ def compare_means(y_t: np.ndarray, y_c: np.ndarray, alpha: float = 0.05) -> dict
         ci = res.confidence_interval(1 - alpha)
         lo, hi, p = float(ci.low), float(ci.high), float(res.pvalue)
     z = stats.norm.ppf(1 - alpha / 2)
-    rel, rlo, rhi = _relative_ci(mt, mc, np.var(y_t, ddof=1) / len(y_t), np.var(y_c, ddof=1) / len(y_c), z)
+    rel, rlo, rhi = _relative_ci(mt, mc, _var_of_mean(y_t), _var_of_mean(y_c), z)
     return {
         "control_value": mc,
         "treatment_value": mt,
@@ -156,23 +172,42 @@ def compare_means(y_t: np.ndarray, y_c: np.ndarray, alpha: float = 0.05) -> dict
     }
 
 
-def ratio_estimate(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
-    """sum(num) / sum(den) over units and its delta-method variance (units are the independent draws)."""
-    n = len(num)
-    mx, my = den.mean(), num.mean()
+def linearised_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Per-unit delta-method linearisation of R = sum(num) / sum(den): R + (num - R den) / mean(den).
+
+    Its mean is R and its variance / n is the delta-method variance of R, so a ratio metric can be
+    treated as a per-unit mean (which is how CUPED extends to ratios, Deng et al. 2013).
+    """
+    mx = den.mean()
     if mx == 0:
         raise ValueError("ratio metric has a zero denominator in a variant")
-    cov = np.cov(den, num, ddof=1)
-    var = (cov[1, 1] / mx**2 - 2 * my * cov[0, 1] / mx**3 + my**2 * cov[0, 0] / mx**4) / n
-    return float(my / mx), float(var)
+    r = num.sum() / den.sum()
+    return r + (num - r * den) / mx
 
 
-def compare_ratios(num_t, den_t, num_c, den_c, alpha: float = 0.05) -> dict:
-    """Two ratio metrics (e.g. CTR = clicks / exposures) compared with delta-method z tests."""
+def compare_ratios(num_t, den_t, num_c, den_c, alpha: float = 0.05, covariate=None) -> dict:
+    """Two ratio metrics (e.g. CTR = clicks / exposures) compared with delta-method z tests.
+
+    With `covariate` (a pair of per-unit pre-period arrays, treatment then control) the linearised
+    unit values get the CUPED adjustment of a mean metric; the row then carries `variance_reduction`.
+    """
     if len(num_t) < 2 or len(num_c) < 2:
         raise ValueError("each variant needs at least two units")
-    rt, vt = ratio_estimate(np.asarray(num_t, float), np.asarray(den_t, float))
-    rc, vc = ratio_estimate(np.asarray(num_c, float), np.asarray(den_c, float))
+    lin_t = linearised_ratio(np.asarray(num_t, float), np.asarray(den_t, float))
+    lin_c = linearised_ratio(np.asarray(num_c, float), np.asarray(den_c, float))
+    extra = {}
+    if covariate is not None:
+        x_t, x_c = (np.asarray(x, float) for x in covariate)
+        if (len(x_t), len(x_c)) != (len(lin_t), len(lin_c)):
+            raise ValueError("the covariate needs one value per unit of each variant")
+        plain_var = _var_of_mean(lin_t) + _var_of_mean(lin_c)
+        adjusted = _cuped_adjust(np.concatenate([lin_t, lin_c]), np.concatenate([x_t, x_c]))
+        lin_t, lin_c = adjusted[: len(lin_t)], adjusted[len(lin_t) :]
+        extra["variance_reduction"] = _variance_reduction(
+            _var_of_mean(lin_t) + _var_of_mean(lin_c), plain_var
+        )
+    rt, vt = float(lin_t.mean()), _var_of_mean(lin_t)
+    rc, vc = float(lin_c.mean()), _var_of_mean(lin_c)
     z = stats.norm.ppf(1 - alpha / 2)
     se = np.sqrt(vt + vc)
     diff = rt - rc
@@ -186,6 +221,7 @@ def compare_ratios(num_t, den_t, num_c, den_c, alpha: float = 0.05) -> dict:
         "rel_lift": rel,
         "rel_ci": [rlo, rhi],
         "p_value": p,
+        **extra,
     }
 
 
@@ -256,23 +292,28 @@ def analyze_units(
         rows = []
         for name in [*metrics, *guardrails]:
             kind, num, den = METRICS[name]
+            x = pair[COVARIATE].to_numpy(float) if use_cuped else None
+            reduction = None
             if kind == "ratio":
                 n_, d_ = pair[num].to_numpy(float), pair[den].to_numpy(float)
-                row = compare_ratios(n_[is_t], d_[is_t], n_[~is_t], d_[~is_t], alpha)
-                adjusted = False
+                covariate = (x[is_t], x[~is_t]) if use_cuped else None
+                row = compare_ratios(n_[is_t], d_[is_t], n_[~is_t], d_[~is_t], alpha, covariate)
+                reduction = row.pop("variance_reduction", None)
             else:
                 y = pair[num].to_numpy(float)
-                adjusted = use_cuped
                 if use_cuped:
-                    x = pair[COVARIATE].to_numpy(float)
-                    y = y - cuped_theta(y, x) * (x - x.mean())
+                    plain_var = _var_of_mean(y[is_t]) + _var_of_mean(y[~is_t])
+                    y = _cuped_adjust(y, x)
+                    adjusted_var = _var_of_mean(y[is_t]) + _var_of_mean(y[~is_t])
+                    reduction = _variance_reduction(adjusted_var, plain_var)
                 row = compare_means(y[is_t], y[~is_t], alpha)
             rows.append(
                 {
                     "treatment": treatment,
                     "metric": name,
                     "kind": kind,
-                    "cuped": adjusted,
+                    "cuped": use_cuped,
+                    "variance_reduction": reduction,
                     "guardrail": name in guardrails,
                     **row,
                 }
