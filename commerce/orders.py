@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal, get_args
 
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,7 +14,7 @@ from commerce.db import Base
 from commerce.sqltypes import Money, Rate, UTCDateTime, str_enum, utcnow
 from commerce.tax import ANNUAL_LIMIT, CROSS_BORDER, GENERAL_TRADE
 
-ORDER_STATUSES = (
+OrderStatus = Literal[
     "pending_payment",
     "paid",
     "customs_cleared",
@@ -22,7 +23,8 @@ ORDER_STATUSES = (
     "completed",
     "cancelled",
     "refunded",
-)
+]
+ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
 #: Statuses whose goods value counts toward the annual limit and toward revenue.
 COUNTED_STATUSES = ("paid", "customs_cleared", "shipped", "delivered", "completed")
 

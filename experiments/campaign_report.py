@@ -136,6 +136,23 @@ def measure_campaign(
     )
 
 
+def measure_stored_campaign(session, campaign_id: str, margin_rate: float | Decimal) -> CampaignMeasurement:
+    """`measure_campaign` on a campaign recorded in the database: its treated members versus its holdout."""
+    from commerce.campaigns import CONTROL, campaign_outcomes
+
+    rows = campaign_outcomes(session, campaign_id)
+    treated = [r for r in rows if r["arm"] != CONTROL]
+    holdout = [r for r in rows if r["arm"] == CONTROL]
+    return measure_campaign(
+        [r["converted"] for r in treated],
+        [r["revenue"] for r in treated],
+        [r["discount"] for r in treated],
+        [r["converted"] for r in holdout],
+        [r["revenue"] for r in holdout],
+        margin_rate=margin_rate,
+    )
+
+
 def coverage_study(
     n_campaigns: int = 200,
     audience: int = 4000,

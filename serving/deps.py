@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from commerce.access import authenticate
+from commerce.db import transaction
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
 
@@ -25,15 +26,8 @@ StateDep = Annotated[ServingState, Depends(get_state)]
 
 def get_session(state: StateDep) -> Iterator[Session]:
     """One transaction per request: committed if the endpoint returns, rolled back if it raises."""
-    session = state.session_factory()
-    try:
+    with transaction(state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

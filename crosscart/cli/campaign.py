@@ -203,24 +203,9 @@ def report(
     """Measure a completed campaign: treated versus holdout, with 95% confidence intervals."""
     import json
 
-    from commerce.campaigns import CONTROL, campaign_outcomes
-    from experiments.campaign_report import measure_campaign
+    from experiments.campaign_report import measure_stored_campaign
 
-    rows = _run(lambda s: campaign_outcomes(s, campaign_id))
-    treated = [r for r in rows if r["arm"] != CONTROL]
-    holdout = [r for r in rows if r["arm"] == CONTROL]
-    try:
-        result = measure_campaign(
-            [r["converted"] for r in treated],
-            [r["revenue"] for r in treated],
-            [r["discount"] for r in treated],
-            [r["converted"] for r in holdout],
-            [r["revenue"] for r in holdout],
-            margin_rate=margin,
-        )
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    result = _run(lambda s: measure_stored_campaign(s, campaign_id, margin))
     figures = {key: _nan_to_none(value) for key, value in result.to_dict().items()}
     if as_json:
         typer.echo(json.dumps(figures))

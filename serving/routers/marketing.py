@@ -170,20 +170,10 @@ def report(
 ) -> CampaignReport:
     """Treated versus holdout of a completed campaign: incremental conversion rate, revenue and ROI with
     95% confidence intervals."""
-    from experiments.campaign_report import measure_campaign
+    from experiments.campaign_report import measure_stored_campaign
 
-    rows = campaigns.campaign_outcomes(session, campaign_id)
-    treated = [r for r in rows if r["arm"] != campaigns.CONTROL]
-    holdout = [r for r in rows if r["arm"] == campaigns.CONTROL]
     try:
-        result = measure_campaign(
-            [r["converted"] for r in treated],
-            [r["revenue"] for r in treated],
-            [r["discount"] for r in treated],
-            [r["converted"] for r in holdout],
-            [r["revenue"] for r in holdout],
-            margin_rate=margin_rate,
-        )
+        result = measure_stored_campaign(session, campaign_id, margin_rate)
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return CampaignReport(**{k: _finite(v) for k, v in result.to_dict().items()})

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from commerce.orders import Order
+from commerce.orders import Order, OrderStatus
 from commerce.services import checkout as checkout_service
 from commerce.services import coupons as coupon_service
 from commerce.services import orders as order_service
@@ -96,17 +96,7 @@ def list_orders(
     shopper_id: str,
     session: SessionDep,
     principal: ShopperSelf,
-    status: Literal[
-        "pending_payment",
-        "paid",
-        "customs_cleared",
-        "shipped",
-        "delivered",
-        "completed",
-        "cancelled",
-        "refunded",
-    ]
-    | None = None,
+    status: OrderStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> PageOut[OrderOut]:
