@@ -312,7 +312,7 @@ def main() -> None:
     if args.quick:
         args.shoppers, args.campaigns, args.seeds, args.models = 10_000, 20, 1, "s,x"
         args.market_seeds, args.budgets = args.market_seeds.split(",")[0], "3000"
-    from experiments.campaign_report import coverage_study
+    from marketing.measurement import coverage_study
 
     t0 = time.perf_counter()
     planner = planner_bench(args.shoppers, args.shoppers * args.budget_per_shopper, args.learner, seed=0)

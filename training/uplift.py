@@ -1,5 +1,5 @@
 """The coupon effect model: fit on a marketplace's past campaigns, score, log to MLflow, register; load
-it back; and plan a campaign stored in the database with it.
+it back (planning a stored campaign with it is `marketing.planning`).
 
 One model serves the planner and the API: a `CouponEffectModel` whose arms are coupon *kinds* (`amount_off`,
 `percent_off`) against the holdout, pooled over past campaigns (the channel is a feature). Kinds,
@@ -14,10 +14,7 @@ the model that was logged, so the registry's number describes exactly that model
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,16 +22,11 @@ import pandas as pd
 from experiments.uplift_metrics import plot_uplift_report, uplift_by_percentile
 from features.campaign_features import (
     EVENT_COLUMNS,
-    SHORT_DAYS,
     campaign_training_table,
     encode_features,
     shopper_history_features,
 )
-from models.uplift import planner
 from models.uplift.effects import CouponEffectModel, CouponTermsEffectModel, ServedCouponUplift
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "ARTIFACT_NAME",
@@ -43,8 +35,6 @@ __all__ = [
     "train_uplift_model",
     "serving_bundle",
     "load_uplift_model",
-    "coupon_terms",
-    "plan_campaign",
 ]
 
 ARTIFACT_NAME = "uplift"
@@ -216,153 +206,3 @@ def load_uplift_model(tracking_uri: str, name: str, alias: str = "champion") -> 
             "retrain it with `crosscart train uplift`"
         )
     return model.effect_model
-
-
-def coupon_terms(session: Session, campaign_id: str) -> pd.DataFrame:
-    """The campaign's coupons as the planner's terms: coupon_id, kind, face_value, cap, min_spend."""
-    from sqlalchemy import select
-
-    from commerce.coupons import Coupon
-
-    coupons = list(
-        session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id).order_by(Coupon.coupon_id))
-    )
-    if not coupons:
-        raise ValueError(f"campaign {campaign_id!r} has no coupons (create them with its campaign_id)")
-    return pd.DataFrame(
-        {
-            "coupon_id": [c.coupon_id for c in coupons],
-            "kind": [c.kind for c in coupons],
-            "face_value": [c.value for c in coupons],
-            "cap": [c.cap for c in coupons],
-            "min_spend": [c.min_spend for c in coupons],
-        }
-    )
-
-
-def _db_shoppers(session: Session, region: str | None, segment: str | None) -> pd.DataFrame:
-    from sqlalchemy import select
-
-    from commerce.shoppers import Shopper
-
-    query = select(Shopper.shopper_id, Shopper.region, Shopper.segment, Shopper.created_at)
-    if region is not None:
-        query = query.where(Shopper.region == region)
-    if segment is not None:
-        query = query.where(Shopper.segment == segment)
-    rows = session.execute(query.order_by(Shopper.shopper_id)).all()
-    return pd.DataFrame(rows, columns=["shopper_id", "region", "segment", "created_at"])
-
-
-def _db_events(session: Session, shopper_ids: list[str], as_of: datetime) -> pd.DataFrame:
-    """The events the features read, before `as_of`: all purchases and redemptions, views and carts
-    of the last SHORT_DAYS only (they are most of the log), in chunks of shopper ids."""
-    from sqlalchemy import and_, or_, select
-
-    from commerce.events import BehaviorEvent
-
-    cols = [getattr(BehaviorEvent, c) for c in EVENT_COLUMNS]
-    wanted = or_(
-        BehaviorEvent.event_type.in_(("purchase", "coupon_redeem")),
-        and_(
-            BehaviorEvent.event_type.in_(("view", "cart")), BehaviorEvent.ts >= as_of - timedelta(SHORT_DAYS)
-        ),
-    )
-    rows = []
-    for start in range(0, len(shopper_ids), 5000):
-        query = select(*cols).where(
-            BehaviorEvent.shopper_id.in_(shopper_ids[start : start + 5000]), BehaviorEvent.ts < as_of, wanted
-        )
-        rows.extend(session.execute(query).all())
-    return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
-
-
-def plan_campaign(
-    session_factory: sessionmaker[Session],
-    campaign_id: str,
-    *,
-    model: CouponEffectModel | CouponTermsEffectModel | None = None,
-    market_dir: str | Path | None = None,
-    tracking_uri: str | None = None,
-    model_name: str | None = None,
-    alias: str | None = None,
-    events_path: str | Path | None = None,
-    region: str | None = None,
-    segment: str | None = None,
-    margin_rate: float | Decimal = 0.3,
-    method: str = "lagrangian",
-    random_state: int | None = 0,
-) -> planner.CampaignPlan:
-    """Plan a draft campaign from the database and store the audience (one transaction).
-
-    Candidates: the shoppers in the database (optionally of one `region` / `segment`), with features
-    from their events before the campaign starts, read from the events table or, when
-    `events_path` is given, from that exported Parquet dataset. Effects: `model` when given, else one
-    freshly fitted on `market_dir` (a `CouponTermsEffectModel`: each coupon's effect from its terms,
-    the plan kept within budget by the model's learned `cost_factor_`), else the registered
-    `model_name@alias` (defaults: Settings.uplift_model_name, Settings.model_alias,
-    Settings.resolved_mlflow_uri); ModelUnavailable when none is registered. Coupons: the
-    campaign's; a per-kind `CouponEffectModel` maps each to its kind's learned effect.
-    """
-    from commerce.campaigns import get_campaign, set_audience
-    from commerce.db import transaction
-    from commerce.errors import InvalidState
-
-    if model is None and market_dir is not None:
-        model = fit_terms_model(market_dir, seed=0 if random_state is None else random_state)
-    elif model is None:
-        from crosscart.settings import get_settings
-
-        settings = get_settings()
-        model = load_uplift_model(
-            tracking_uri or settings.resolved_mlflow_uri,
-            model_name or settings.uplift_model_name,
-            alias or settings.model_alias,
-        )
-    with transaction(session_factory) as session:
-        campaign = get_campaign(session, campaign_id)
-        if campaign.status != "draft":  # set_audience would refuse too, after all the work
-            raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft can be planned")
-        terms = coupon_terms(session, campaign_id)
-        per_kind = not isinstance(model, CouponTermsEffectModel)
-        unknown = sorted(set(terms["kind"]) - set(map(str, model.arms_))) if per_kind else []
-        if unknown:
-            raise ValueError(f"the effect model learned no {unknown} coupons (it knows {list(model.arms_)})")
-        shoppers = _db_shoppers(session, region, segment)
-        if shoppers.empty:
-            raise ValueError(f"no shoppers in the database match region={region!r}, segment={segment!r}")
-        ids = shoppers["shopper_id"].tolist()
-        if events_path is not None:
-            events = pd.read_parquet(events_path, columns=list(EVENT_COLUMNS))
-            events = events[events["shopper_id"].isin(ids)]
-        else:
-            events = _db_events(session, ids, campaign.starts_at)
-        table = shopper_history_features(events, shoppers, campaign.starts_at, campaign.channel)
-        names = getattr(model, "feature_names_in_", None)
-        if names is None:
-            raise ValueError("the effect model was fitted without feature names; fit it on a DataFrame")
-        X = encode_features(table, list(names))
-        if per_kind:
-            by_kind = model.predict_candidates(X, table.index.to_numpy())
-            candidates = pd.concat(
-                [
-                    by_kind[by_kind["coupon_id"] == kind].assign(coupon_id=coupon)
-                    for coupon, kind in zip(terms["coupon_id"], terms["kind"], strict=True)
-                ],
-                ignore_index=True,
-            )
-        else:
-            candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
-        plan = planner.plan_campaign(
-            candidates,
-            terms,
-            campaign.budget,
-            margin_rate=margin_rate,
-            control_share=float(campaign.control_share),
-            method=method,
-            random_state=random_state,
-            cost_safety=1.0 if per_kind else model.cost_factor_,
-        )
-        members = zip(plan.assignments["shopper_id"], plan.assignments["arm"], strict=True)
-        set_audience(session, campaign_id, list(members))
-    return plan

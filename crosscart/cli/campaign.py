@@ -1,7 +1,7 @@
 """`crosscart campaign`: plan, run and measure coupon campaigns (draft -> scheduled -> running -> completed).
 
-Thin layer over `commerce.campaigns` (lifecycle, grants), `models.uplift.planner` (who gets which
-coupon) and `experiments.campaign_report` (treated versus holdout measurement).
+Thin layer over `commerce.campaigns` (lifecycle, grants), `marketing.planning` (who gets which
+coupon) and `marketing.measurement` (treated versus holdout measurement).
 """
 
 from __future__ import annotations
@@ -101,58 +101,46 @@ def plan(
     if candidates is not None and (data or events or region or segment):
         typer.echo("error: --candidates excludes --data, --events, --region and --segment", err=True)
         raise typer.Exit(2)
-    if candidates is None:
-        import commerce.all_models  # noqa: F401  (complete metadata for the relationships)
-        from commerce.errors import DomainError
-        from training.registry import ModelUnavailable
-        from training.uplift import plan_campaign
+    import pandas as pd
 
-        try:
-            with working("planning the campaign"):
-                result = plan_campaign(
-                    _factory(),
-                    campaign_id,
+    import commerce.all_models  # noqa: F401  (complete metadata for the relationships)
+    from commerce.errors import DomainError
+    from crosscart.settings import get_settings
+    from marketing.planning import effect_model, plan_and_store
+    from training.registry import ModelUnavailable
+
+    settings = get_settings()
+    try:
+        with working("planning the campaign"):
+            model, table = None, None
+            if candidates is None:
+                model = effect_model(
                     market_dir=data,
-                    events_path=events,
-                    region=region,
-                    segment=segment,
-                    margin_rate=margin,
-                    method=method,
-                    random_state=seed,
+                    tracking_uri=settings.resolved_mlflow_uri,
+                    name=settings.uplift_model_name,
+                    alias=settings.model_alias,
+                    seed=seed,
                 )
-        except (DomainError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-    else:
-        result = _run(lambda s: _plan_from_csv(s, campaign_id, candidates, margin, method, seed))
+            else:
+                table = pd.read_csv(candidates, dtype={"shopper_id": str, "coupon_id": str})
+            result = plan_and_store(
+                _factory(),
+                campaign_id,
+                model=model,
+                candidates=table,
+                events_path=events,
+                region=region,
+                segment=segment,
+                margin_rate=margin,
+                method=method,
+                random_state=seed,
+            )
+    except (DomainError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if curve_out is not None:
         result.curve.to_csv(curve_out, index=False)
     typer.echo(json.dumps({k: (str(v) if k == "budget" else v) for k, v in result.summary.items()}))
-
-
-def _plan_from_csv(session, campaign_id: str, candidates: Path, margin: float, method: str, seed: int):
-    import pandas as pd
-
-    from commerce.campaigns import get_campaign, set_audience
-    from models.uplift.planner import plan_campaign
-    from training.uplift import coupon_terms
-
-    table = pd.read_csv(candidates, dtype={"shopper_id": str, "coupon_id": str})
-    campaign = get_campaign(session, campaign_id)
-    with working("planning the campaign"):
-        result = plan_campaign(
-            table,
-            coupon_terms(session, campaign_id),
-            campaign.budget,
-            margin_rate=margin,
-            control_share=float(campaign.control_share),
-            method=method,
-            random_state=seed,
-        )
-    set_audience(
-        session, campaign_id, zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
-    )
-    return result
 
 
 @app.command("schedule")
@@ -203,7 +191,7 @@ def report(
     """Measure a completed campaign: treated versus holdout, with 95% confidence intervals."""
     import json
 
-    from experiments.campaign_report import measure_stored_campaign
+    from marketing.measurement import measure_stored_campaign
 
     result = _run(lambda s: measure_stored_campaign(s, campaign_id, margin))
     figures = {key: _nan_to_none(value) for key, value in result.to_dict().items()}

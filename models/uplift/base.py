@@ -1,8 +1,11 @@
-"""The uplift-model interface: `fit(X, treatment, outcome)` then `predict_uplift(X)`.
+"""The uplift-model interface: `fit(X, treatment, outcome, **fit_params)` then
+`predict_uplift(X, coupons=None)`; coupon effect models add `predict_candidates` for the planner.
 
 `treatment` holds one label per row: `control` (default 0) for the control group, anything else names
 a treatment arm (e.g. a coupon id). Each arm is compared with the one control group. Outcomes that are
 all 0/1 are treated as binary (probabilities are modelled); anything else as continuous (e.g. spend).
+`coupons` (the planner's terms: coupon_id, kind, face_value, min_spend, cap) asks for one column per
+coupon instead of one per learned arm; only coupon effect models can answer it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone, is_classifier
 
-__all__ = ["BaseUpliftModel", "default_estimator", "is_binary_outcome"]
+__all__ = ["UpliftModel", "CouponUpliftModel", "BaseUpliftModel", "default_estimator", "is_binary_outcome"]
 
 
 def default_estimator(binary: bool, random_state: int | None = 0):
@@ -52,7 +55,37 @@ def predict_outcome(model, X) -> np.ndarray:
     return np.asarray(model.predict(X), dtype=float)
 
 
-class BaseUpliftModel(BaseEstimator, ABC):
+class UpliftModel(BaseEstimator, ABC):
+    """What every production uplift model implements (as `Recommender` for recommenders): after
+    `fit`, `arms_` lists the learned treatment arms in the column order of `predict_uplift`."""
+
+    @abstractmethod
+    def fit(self, X, treatment, outcome, **fit_params) -> UpliftModel:
+        """Learn each arm's effect on `outcome` against the control rows; returns self."""
+
+    @abstractmethod
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
+        """Effect per row: (n,) with one arm, (n, n_arms) otherwise; (n, n_coupons) for `coupons`."""
+
+
+def no_coupon_terms(model: UpliftModel, coupons) -> None:
+    """Arm-label models learn no coupon terms: refuse them rather than silently predict per arm."""
+    if coupons is not None:
+        raise ValueError(f"{type(model).__name__} predicts per learned arm; it cannot price coupon terms")
+
+
+class CouponUpliftModel(UpliftModel):
+    """An uplift model that prices coupons for the campaign planner. Besides `arms_` it has
+    `feature_names_in_` (the columns it reads) and `cost_factor_` (>= 1: the margin the planner keeps
+    on predicted coupon cost, see `planner.plan_campaign(cost_safety=...)`)."""
+
+    @abstractmethod
+    def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per (shopper, coupon) with the planner's candidate columns; without `coupons`,
+        one per learned arm."""
+
+
+class BaseUpliftModel(UpliftModel):
     """Shared validation and arm bookkeeping; subclasses implement `_fit_arms` and `_predict_arms`."""
 
     def __init__(self, estimator=None, control=0, random_state: int | None = 0):
@@ -111,8 +144,9 @@ class BaseUpliftModel(BaseEstimator, ABC):
         self._fit_arms(X, t, y)
         return self
 
-    def predict_uplift(self, X) -> np.ndarray:
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
         """Predicted effect per row: shape (n,) with one arm, (n, n_arms) in `arms_` order otherwise."""
+        no_coupon_terms(self, coupons)
         if not hasattr(self, "arms_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
         X = self._validate(X)

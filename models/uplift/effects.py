@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 
-from models.uplift.base import default_estimator
+from models.uplift.base import CouponUpliftModel, default_estimator
 from models.uplift.planner import basket_terms, coupon_terms, score_options
 from models.uplift.selection import make_model
 
@@ -33,8 +33,9 @@ def _value_model(random_state, n_buyers: int):
     )
 
 
-class CouponEffectModel(BaseEstimator):
-    """`fit(X, arm, converted, spend, redeemed)`; `predict_candidates(X, shopper_ids)` -> candidates.
+class CouponEffectModel(CouponUpliftModel):
+    """`fit(X, arm, converted, spend, redeemed)`; `predict_candidates(X, shopper_ids[, coupons])` ->
+    candidates. Arms are coupon ids or kinds; given `coupons`, each coupon takes its kind's effects.
 
     `redeemed` (optional) trains P(redeem | shopper, coupon) on the treated rows, so expected coupon
     cost reflects who actually uses coupons; without it the planner falls back to its min-spend rule.
@@ -45,7 +46,11 @@ class CouponEffectModel(BaseEstimator):
         self.control = control
         self.random_state = random_state
 
-    def fit(self, X, arm, converted, spend, redeemed=None):
+    def fit(self, X, treatment, outcome, spend, redeemed=None):
+        """`treatment`: the arm per row; `outcome`: converted (0/1); `spend`: the order value (0 when
+        not converted); `redeemed`: 0/1 per row, optional."""
+        arm, converted = treatment, outcome
+        self.cost_factor_ = 1.0  # costs priced per learned arm; no held-out calibration
         if isinstance(X, pd.DataFrame):  # remembered so prediction can check it gets the same columns
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         elif hasattr(self, "feature_names_in_"):
@@ -116,13 +121,35 @@ class CouponEffectModel(BaseEstimator):
             X = X[list(names)]
         return np.asarray(X, dtype=float)
 
-    def predict_uplift(self, X) -> np.ndarray:
-        """Each coupon's uplift on purchase probability: shape (n,) for one arm, (n, n_arms) for more."""
-        return self.conversion_model_.predict_uplift(self._input(X))
+    def _arm_of(self, coupons: pd.DataFrame) -> np.ndarray:
+        """The learned arm (kind) each of `coupons` takes its effects from; ValueError for unknown kinds."""
+        kinds = coupons["kind"].astype(str).to_numpy()
+        if unknown := sorted(set(kinds) - set(map(str, self.arms_))):
+            raise ValueError(f"the effect model learned no {unknown} coupons (it knows {list(self.arms_)})")
+        return kinds
 
-    def predict_candidates(self, X, shopper_ids) -> pd.DataFrame:
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
+        """Each arm's uplift on purchase probability: shape (n,) for one arm, (n, n_arms) for more;
+        with `coupons`, (n, n_coupons), each coupon its kind's column."""
+        effects = self.conversion_model_.predict_uplift(self._input(X))
+        if coupons is None:
+            return effects
+        columns = pd.Index(self.arms_.astype(str)).get_indexer(self._arm_of(coupons))
+        return effects.reshape(len(effects), -1)[:, columns]
+
+    def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame | None = None) -> pd.DataFrame:
         """One row per (shopper, coupon) with p_control, p_treated, spend_control, spend_treated and
-        basket_sigma (the spread of baskets around their expected value, for the planner)."""
+        basket_sigma (the spread of baskets around their expected value, for the planner); coupons
+        are the learned arms, or `coupons` with their kind's effects."""
+        if coupons is not None:
+            by_arm = self.predict_candidates(X, shopper_ids)
+            return pd.concat(
+                [
+                    by_arm[by_arm["coupon_id"] == arm].assign(coupon_id=coupon)
+                    for coupon, arm in zip(coupons["coupon_id"], self._arm_of(coupons), strict=True)
+                ],
+                ignore_index=True,
+            )
         X = self._input(X)
         shopper_ids = np.asarray(shopper_ids)
         if len(shopper_ids) != len(X):
@@ -176,7 +203,7 @@ def _gross_basket(net: np.ndarray, redeemed: np.ndarray, terms: pd.DataFrame) ->
     return np.where(redeemed, np.where(percent, by_percent, net + face), net)
 
 
-class CouponTermsEffectModel(BaseEstimator):
+class CouponTermsEffectModel(CouponUpliftModel):
     """Effects of coupons that never ran, from their terms: `fit(X, arm, converted, spend, redeemed,
     coupons, groups)`; `predict_candidates(X, shopper_ids, coupons)` -> planner candidates.
 
@@ -214,8 +241,11 @@ class CouponTermsEffectModel(BaseEstimator):
         self.cost_confidence = cost_confidence
         self.random_state = random_state
 
-    def fit(self, X, arm, converted, spend, redeemed, coupons: pd.DataFrame, groups=None):
-        """With `calibrate`, first measure `cost_factor_` on held-out campaigns: leave each group
+    def fit(self, X, treatment, outcome, spend, redeemed, coupons: pd.DataFrame, groups=None):
+        """`treatment`: coupon id or control per row; `outcome`: converted (0/1); `spend`, `redeemed`
+        per row; `coupons`: the terms of every treatment coupon.
+
+        With `calibrate`, first measure `cost_factor_` on held-out campaigns: leave each group
         (campaign) out in turn, fit on the others, and compare realised with predicted coupon cost
         on the held-out treated rows a planner would pick (the top `selected_share` by predicted
         uplift per cost), taking the one-sided `cost_confidence` upper bound of that ratio; without
@@ -226,6 +256,7 @@ class CouponTermsEffectModel(BaseEstimator):
         from scipy.special import ndtri
         from sklearn.model_selection import train_test_split
 
+        arm, converted = treatment, outcome
         if not 0 < self.selected_share <= 1 or not 0 < self.cost_confidence < 1:
             raise ValueError("selected_share must be in (0, 1] and cost_confidence in (0, 1)")
         if self.effect_learner not in ("x", "r"):
@@ -375,15 +406,19 @@ class CouponTermsEffectModel(BaseEstimator):
             X = X[list(names)]
         return np.asarray(X, dtype=float)
 
-    def predict_uplift(self, X, coupons: pd.DataFrame) -> np.ndarray:
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
         """(n, n_coupons): each coupon's uplift on purchase probability, depth x responsiveness."""
+        if coupons is None:
+            raise ValueError("CouponTermsEffectModel prices coupons by their terms: pass `coupons`")
         X = self._input(X)
         depth = coupon_depth(coupon_terms(coupons), self.reference_baskets_)
         return self.responsiveness_.predict(X)[:, None] * depth[None, :]
 
-    def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame) -> pd.DataFrame:
+    def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame | None = None) -> pd.DataFrame:
         """One row per (shopper, coupon): the planner's columns plus basket_mean (gross order value
         under the coupon), basket_sigma and redeem_rate, so the planner prices each coupon's terms."""
+        if coupons is None:
+            raise ValueError("CouponTermsEffectModel prices coupons by their terms: pass `coupons`")
         X = self._input(X)
         shopper_ids = np.asarray(shopper_ids)
         if len(shopper_ids) != len(X):
@@ -418,9 +453,12 @@ class CouponTermsEffectModel(BaseEstimator):
         return pd.concat(frames, ignore_index=True)
 
 
-class ServedCouponUplift(BaseEstimator):
-    """What the API loads: `predict(DataFrame[shopper_id, coupon_id[, kind]])` -> each row's predicted
-    uplift in purchase probability, from a fitted `CouponEffectModel` whose arms are coupon kinds.
+class ServedCouponUplift(CouponUpliftModel):
+    """What the registry holds and the API loads: a fitted coupon effect model (a `CouponEffectModel`
+    whose arms are coupon kinds) with its shoppers' features, so the API can score
+    `predict(DataFrame[shopper_id, coupon_id[, kind]])` -> each row's predicted uplift in purchase
+    probability. The uplift contract (`predict_uplift`, `predict_candidates`, `arms_`,
+    `feature_names_in_`, `cost_factor_`) is the effect model's, so planning takes either.
 
     Shopper features are a snapshot taken at training time (`features`, indexed by shopper_id, the
     model's columns); a shopper absent from it gets `new_shopper` (no history). A coupon's kind comes
@@ -433,6 +471,29 @@ class ServedCouponUplift(BaseEstimator):
         self.features = features
         self.new_shopper = new_shopper
         self.coupon_kinds = coupon_kinds
+
+    def fit(self, X, treatment, outcome, **fit_params) -> ServedCouponUplift:
+        """Refit the effect model (the feature snapshot is data, given at construction)."""
+        self.effect_model.fit(X, treatment, outcome, **fit_params)
+        return self
+
+    @property
+    def arms_(self) -> np.ndarray:
+        return self.effect_model.arms_
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        return self.effect_model.feature_names_in_
+
+    @property
+    def cost_factor_(self) -> float:
+        return self.effect_model.cost_factor_
+
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
+        return self.effect_model.predict_uplift(X, coupons)
+
+    def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame | None = None) -> pd.DataFrame:
+        return self.effect_model.predict_candidates(X, shopper_ids, coupons)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("shopper_id", "coupon_id") if c not in frame.columns]

@@ -8,11 +8,12 @@ all rows. The same held-out score is what the offline evaluation reports, so the
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+import pandas as pd
+from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
 from experiments.uplift_metrics import qini_auc_score
-from models.uplift.base import is_binary_outcome
+from models.uplift.base import UpliftModel, is_binary_outcome, no_coupon_terms
 from models.uplift.learners import ClassTransformation, DRLearner, SLearner, TLearner, XLearner
 
 __all__ = ["MODEL_KEYS", "make_model", "AutoUplift", "UpliftEnsemble", "cv_qini"]
@@ -88,7 +89,7 @@ def cv_qini(
     ]
 
 
-class AutoUplift(BaseEstimator):
+class AutoUplift(UpliftModel):
     """Picks among `candidates` (model keys) by mean cross-validated Qini AUC, then refits on all rows."""
 
     def __init__(self, candidates=AUTO_CANDIDATES, cv: int = 3, control=0, random_state: int | None = 0):
@@ -116,13 +117,14 @@ class AutoUplift(BaseEstimator):
         self.arms_ = self.model_.arms_
         return self
 
-    def predict_uplift(self, X) -> np.ndarray:
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
+        no_coupon_terms(self, coupons)
         if not hasattr(self, "model_"):
             raise RuntimeError("AutoUplift is not fitted; call fit first")
         return self.model_.predict_uplift(X)
 
 
-class UpliftEnsemble(BaseEstimator):
+class UpliftEnsemble(UpliftModel):
     """Mean predicted uplift of several learners (model keys).
 
     Tree and linear learners err in different places; on noisy campaign data their average ranks
@@ -147,7 +149,8 @@ class UpliftEnsemble(BaseEstimator):
         self.arms_ = self.models_[0].arms_
         return self
 
-    def predict_uplift(self, X) -> np.ndarray:
+    def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
+        no_coupon_terms(self, coupons)
         if not hasattr(self, "models_"):
             raise RuntimeError("UpliftEnsemble is not fitted; call fit first")
         return np.mean([m.predict_uplift(X) for m in self.models_], axis=0)

@@ -1,8 +1,7 @@
 """Precision marketing (marketer, admin): campaigns create / plan / launch / complete / report, audience CSV.
 
-Thin over `commerce.campaigns` (lifecycle, grants), `training.uplift` and `models.uplift.planner` (who gets
-which coupon) and `experiments.campaign_report` (treated versus holdout), the calls `crosscart campaign`
-makes.
+Thin over `commerce.campaigns` (lifecycle, grants), `marketing.planning` (who gets which coupon) and
+`marketing.measurement` (treated versus holdout), the calls `crosscart campaign` makes.
 """
 
 from __future__ import annotations
@@ -11,10 +10,13 @@ import io
 import math
 from typing import Annotated, Literal
 
+import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
 from commerce import campaigns
+from marketing.measurement import measure_stored_campaign
+from marketing.planning import plan_and_store
 from serving.deps import Marketer, SessionDep, StateDep
 from serving.schemas.marketing import CampaignCreate, CampaignOut, CampaignReport, PlanIn, PlanOut
 from serving.state import ServingState
@@ -49,20 +51,34 @@ def get_campaign(campaign_id: str, session: SessionDep, _: Marketer) -> Campaign
 
 
 @router.post("/{campaign_id}/plan", response_model=PlanOut)
-def plan_campaign(
-    campaign_id: str, body: PlanIn, session: SessionDep, state: StateDep, _: Marketer
-) -> PlanOut:
+def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, _: Marketer) -> PlanOut:
     """Choose who gets which of the campaign's coupons (at most one each) to maximise expected incremental
     profit within the budget, with a random holdout; stores the result as the draft's audience.
 
     Without `candidates` the database's shoppers (optionally one `region` / `segment`) are scored by the
-    uplift model this replica serves, as `crosscart campaign plan` does (training.uplift.plan_campaign); with
-    `candidates`, your own effect predictions are planned against the campaign's coupon terms."""
+    uplift model this replica serves, as `crosscart campaign plan` does (marketing.planning.plan_and_store);
+    with `candidates`, your own effect predictions are planned against the campaign's coupon terms."""
+    model, candidates = None, None
+    if body.candidates is None:
+        with state.session_factory() as s:  # 404 before 503; no read lock left open while planning
+            campaigns.get_campaign(s, campaign_id)
+        model = _served_effect_model(state)
+    else:
+        candidates = pd.DataFrame([c.model_dump() for c in body.candidates])
+        if candidates["p_redeem"].isna().all():
+            candidates = candidates.drop(columns="p_redeem")
     try:
-        if body.candidates is None:
-            result = _plan_stored(state, campaign_id, body)
-        else:
-            result = _plan_candidates(session, campaign_id, body)
+        result = plan_and_store(
+            state.session_factory,
+            campaign_id,
+            model=model,
+            candidates=candidates,
+            region=body.region,
+            segment=body.segment,
+            margin_rate=body.margin_rate,
+            method=body.method,
+            random_state=body.seed,
+        )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     return PlanOut(
@@ -86,47 +102,6 @@ def _served_effect_model(state: ServingState):
             f"no uplift model to plan with ({reason}); run `crosscart train uplift` or plan with candidates",
         )
     return model
-
-
-def _plan_stored(state: ServingState, campaign_id: str, body: PlanIn):
-    from training.uplift import plan_campaign as plan_stored
-
-    with state.session_factory() as session:  # 404 before any work; no read lock left open meanwhile
-        campaigns.get_campaign(session, campaign_id)
-    return plan_stored(
-        state.session_factory,
-        campaign_id,
-        model=_served_effect_model(state),
-        region=body.region,
-        segment=body.segment,
-        margin_rate=body.margin_rate,
-        method=body.method,
-        random_state=body.seed,
-    )
-
-
-def _plan_candidates(session, campaign_id: str, body: PlanIn):
-    import pandas as pd
-
-    from models.uplift.planner import plan_campaign as plan
-    from training.uplift import coupon_terms
-
-    campaign = campaigns.get_campaign(session, campaign_id)
-    candidates = pd.DataFrame([c.model_dump() for c in body.candidates])
-    if candidates["p_redeem"].isna().all():
-        candidates = candidates.drop(columns="p_redeem")
-    result = plan(
-        candidates,
-        coupon_terms(session, campaign_id),
-        campaign.budget,
-        margin_rate=body.margin_rate,
-        control_share=float(campaign.control_share),
-        method=body.method,
-        random_state=body.seed,
-    )
-    members = zip(result.assignments["shopper_id"], result.assignments["arm"], strict=True)
-    campaigns.set_audience(session, campaign_id, list(members))
-    return result
 
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut)
@@ -170,8 +145,6 @@ def report(
 ) -> CampaignReport:
     """Treated versus holdout of a completed campaign: incremental conversion rate, revenue and ROI with
     95% confidence intervals."""
-    from experiments.campaign_report import measure_stored_campaign
-
     try:
         result = measure_stored_campaign(session, campaign_id, margin_rate)
     except ValueError as exc:

@@ -17,9 +17,10 @@ from commerce.events import export_events, record_events
 from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.shoppers import create_shopper
 from features.campaign_features import NUMERIC_FEATURES, encode_features, shopper_history_features
+from marketing.planning import effect_model, plan_and_store
 from models.uplift.effects import CouponEffectModel, ServedCouponUplift
 from training.registry import ModelUnavailable
-from training.uplift import load_uplift_model, plan_campaign
+from training.uplift import load_uplift_model
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -120,7 +121,7 @@ def factory(database_url):
 
 def test_plan_from_database_targets_persuadable_shoppers_within_budget(factory, tmp_path):
     model = _effect_model()
-    plan = plan_campaign(factory, "CMP-P", model=model, region="Shanghai", margin_rate=0.5)
+    plan = plan_and_store(factory, "CMP-P", model=model, region="Shanghai", margin_rate=0.5)
     members = plan.assignments
     recent = {f"S{i:02d}" for i in range(0, 30, 2)}  # the recent buyers of Shanghai
     assert recent <= set(members["shopper_id"]) <= {f"S{i:02d}" for i in range(30)}  # Shanghai only
@@ -138,7 +139,7 @@ def test_plan_from_database_targets_persuadable_shoppers_within_budget(factory, 
     # the same features from an exported events Parquet give the same plan
     with transaction(factory) as s:
         export_events(s, tmp_path / "events")
-    again = plan_campaign(
+    again = plan_and_store(
         factory, "CMP-P", model=model, region="Shanghai", margin_rate=0.5, events_path=tmp_path / "events"
     )
     pd.testing.assert_frame_equal(again.assignments, plan.assignments)
@@ -146,20 +147,28 @@ def test_plan_from_database_targets_persuadable_shoppers_within_budget(factory, 
 
 def test_plan_from_database_refuses_what_it_cannot_price(factory):
     with pytest.raises(ValueError, match="learned no \\['percent_off'\\]"):
-        plan_campaign(factory, "CMP-P", model=_effect_model(kinds=("amount_off",)))
+        plan_and_store(factory, "CMP-P", model=_effect_model(kinds=("amount_off",)))
     with pytest.raises(ValueError, match="no shoppers"):
-        plan_campaign(factory, "CMP-P", model=_effect_model(), region="Atlantis")
+        plan_and_store(factory, "CMP-P", model=_effect_model(), region="Atlantis")
     with transaction(factory) as s:
         cmp.create_campaign(
             s, cmp.CampaignInput("Bare", "site", "10", START, START + DAY, "0.1", campaign_id="CMP-0")
         )
     with pytest.raises(ValueError, match="no coupons"):
-        plan_campaign(factory, "CMP-0", model=_effect_model())
+        plan_and_store(factory, "CMP-0", model=_effect_model())
     with transaction(factory) as s:
         cmp.set_audience(s, "CMP-P", [("S00", "A10"), ("S01", "control")])
         cmp.schedule_campaign(s, "CMP-P")
     with pytest.raises(InvalidState, match="only a draft"):
-        plan_campaign(factory, "CMP-P", model=_effect_model())
+        plan_and_store(factory, "CMP-P", model=_effect_model())
+    own = pd.DataFrame(
+        {"shopper_id": ["S00"], "coupon_id": ["A10"], "p_control": [0.1], "p_treated": [0.5],
+         "spend_control": [20.0], "spend_treated": [100.0]}
+    )  # fmt: skip
+    with pytest.raises(InvalidState, match="only a draft"):  # the caller's own effects: refused too
+        plan_and_store(factory, "CMP-P", candidates=own)
+    with pytest.raises(ValueError, match="either an effect model or a candidates table"):
+        plan_and_store(factory, "CMP-P", model=_effect_model(), candidates=own)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -168,7 +177,7 @@ def test_missing_registered_model_is_a_clear_error(factory, tmp_path):
     with pytest.raises(ModelUnavailable, match="no uplift model registered as crosscart-uplift@champion"):
         load_uplift_model(uri, "crosscart-uplift", "champion")
     with pytest.raises(ModelUnavailable, match="crosscart train uplift"):
-        plan_campaign(factory, "CMP-P", tracking_uri=uri, model_name="crosscart-uplift", alias="champion")
+        effect_model(tracking_uri=uri, name="crosscart-uplift", alias="champion")
 
 
 def test_served_uplift_answers_the_api_contract():

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from experiments.campaign_report import coverage_study, measure_campaign
+from marketing.measurement import coverage_study, measure_campaign
 
 TREATED = dict(converted=[1, 0, 0, 1], revenue=[100, 0, 0, 50], cost=[Decimal("10"), 0, 0, Decimal("10")])
 HOLDOUT = dict(converted=[0, 0, 1, 0], revenue=[0, 0, 80, 0])

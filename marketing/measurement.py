@@ -19,8 +19,12 @@ from decimal import Decimal
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep
 
-__all__ = ["CampaignMeasurement", "measure_campaign", "coverage_study"]
+from commerce.campaigns import CONTROL, campaign_outcomes
+from models.uplift.simulate import coupon_marketplace, draw_outcomes
+
+__all__ = ["CampaignMeasurement", "measure_campaign", "measure_stored_campaign", "coverage_study"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,6 @@ def measure_campaign(
 
     `treated_cost` is each treated shopper's coupon discount (0 when not redeemed); money may be Decimal.
     """
-    from statsmodels.stats.proportion import confint_proportions_2indep
-
     conv_t, conv_h = (
         _array(treated_converted, "treated_converted"),
         _array(holdout_converted, "holdout_converted"),
@@ -138,8 +140,6 @@ def measure_campaign(
 
 def measure_stored_campaign(session, campaign_id: str, margin_rate: float | Decimal) -> CampaignMeasurement:
     """`measure_campaign` on a campaign recorded in the database: its treated members versus its holdout."""
-    from commerce.campaigns import CONTROL, campaign_outcomes
-
     rows = campaign_outcomes(session, campaign_id)
     treated = [r for r in rows if r["arm"] != CONTROL]
     holdout = [r for r in rows if r["arm"] == CONTROL]
@@ -166,8 +166,6 @@ def coverage_study(
     shopper, a random holdout, and outcomes from the known probabilities; the truth is the audience's
     mean expected effect, which is what treated-versus-holdout estimates.
     """
-    from models.uplift.simulate import coupon_marketplace, draw_outcomes
-
     rng = np.random.default_rng(seed)
     market = coupon_marketplace(n=max(audience * 3, 10_000), seed=seed)
     truth = market["truth"].set_index(["shopper", "coupon_id"])

@@ -1,0 +1,93 @@
+"""Audience selection: the shoppers a campaign may target and their pre-campaign features, read from
+the database (or an exported events Parquet), plus the campaign's coupons as the planner's terms."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from commerce.campaigns import Campaign
+from commerce.coupons import Coupon
+from commerce.events import BehaviorEvent
+from commerce.shoppers import Shopper
+from features.campaign_features import EVENT_COLUMNS, SHORT_DAYS, shopper_history_features
+
+__all__ = ["coupon_terms", "candidate_shoppers", "shopper_events", "audience_features"]
+
+ID_CHUNK = 5000  # shopper ids per IN (...) query: far below every driver's bound-parameter limit
+
+
+def coupon_terms(session: Session, campaign_id: str) -> pd.DataFrame:
+    """The campaign's coupons as the planner's terms: coupon_id, kind, face_value, cap, min_spend."""
+    coupons = list(
+        session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id).order_by(Coupon.coupon_id))
+    )
+    if not coupons:
+        raise ValueError(f"campaign {campaign_id!r} has no coupons (create them with its campaign_id)")
+    return pd.DataFrame(
+        {
+            "coupon_id": [c.coupon_id for c in coupons],
+            "kind": [c.kind for c in coupons],
+            "face_value": [c.value for c in coupons],
+            "cap": [c.cap for c in coupons],
+            "min_spend": [c.min_spend for c in coupons],
+        }
+    )
+
+
+def candidate_shoppers(session: Session, region: str | None, segment: str | None) -> pd.DataFrame:
+    """The database's shoppers, optionally of one region / segment; ValueError when none match."""
+    query = select(Shopper.shopper_id, Shopper.region, Shopper.segment, Shopper.created_at)
+    if region is not None:
+        query = query.where(Shopper.region == region)
+    if segment is not None:
+        query = query.where(Shopper.segment == segment)
+    rows = session.execute(query.order_by(Shopper.shopper_id)).all()
+    if not rows:
+        raise ValueError(f"no shoppers in the database match region={region!r}, segment={segment!r}")
+    return pd.DataFrame(rows, columns=["shopper_id", "region", "segment", "created_at"])
+
+
+def shopper_events(session: Session, shopper_ids: list[str], as_of: datetime) -> pd.DataFrame:
+    """The events the features read, before `as_of`: all purchases and redemptions, views and carts
+    of the last SHORT_DAYS only (they are most of the log), in chunks of shopper ids."""
+    cols = [getattr(BehaviorEvent, c) for c in EVENT_COLUMNS]
+    wanted = or_(
+        BehaviorEvent.event_type.in_(("purchase", "coupon_redeem")),
+        and_(
+            BehaviorEvent.event_type.in_(("view", "cart")), BehaviorEvent.ts >= as_of - timedelta(SHORT_DAYS)
+        ),
+    )
+    rows = []
+    for start in range(0, len(shopper_ids), ID_CHUNK):
+        query = select(*cols).where(
+            BehaviorEvent.shopper_id.in_(shopper_ids[start : start + ID_CHUNK]),
+            BehaviorEvent.ts < as_of,
+            wanted,
+        )
+        rows.extend(session.execute(query).all())
+    return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+
+
+def audience_features(
+    session: Session,
+    campaign: Campaign,
+    *,
+    region: str | None = None,
+    segment: str | None = None,
+    events_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """History features of the candidate shoppers as of the campaign's start, on its channel (indexed
+    by shopper_id), from the events table or, with `events_path`, an exported events Parquet."""
+    shoppers = candidate_shoppers(session, region, segment)
+    ids = shoppers["shopper_id"].tolist()
+    if events_path is not None:
+        events = pd.read_parquet(events_path, columns=list(EVENT_COLUMNS))
+        events = events[events["shopper_id"].isin(ids)]
+    else:
+        events = shopper_events(session, ids, campaign.starts_at)
+    return shopper_history_features(events, shoppers, campaign.starts_at, campaign.channel)

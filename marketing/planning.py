@@ -1,0 +1,93 @@
+"""Plan a stored campaign and store its audience: the one planning path the API, the CLI and the
+demo take, whether effects come from an uplift model or from the caller's own candidate table.
+
+Only a draft campaign is planned (checked before any scoring). Effects: `model.predict_candidates`
+over the candidate shoppers' pre-campaign features (`marketing.audience`), or `candidates` as given;
+then `models.uplift.planner.plan_campaign` within the campaign's budget and holdout share, and the
+assignments become the campaign's audience, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.campaigns import get_campaign, set_audience
+from commerce.db import transaction
+from commerce.errors import InvalidState
+from features.campaign_features import encode_features
+from marketing.audience import audience_features, coupon_terms
+from models.uplift import planner
+from models.uplift.base import CouponUpliftModel
+from training.uplift import fit_terms_model, load_uplift_model
+
+__all__ = ["plan_and_store", "effect_model"]
+
+
+def effect_model(
+    *,
+    market_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    name: str | None = None,
+    alias: str = "champion",
+    seed: int = 0,
+) -> CouponUpliftModel:
+    """A model fitted afresh on `market_dir` (each coupon priced by its terms), else the registered
+    `name@alias` at `tracking_uri` (ModelUnavailable when there is none)."""
+    if market_dir is not None:
+        return fit_terms_model(market_dir, seed=seed)
+    if tracking_uri is None or name is None:
+        raise ValueError("give a marketplace directory or the registry's tracking URI and model name")
+    return load_uplift_model(tracking_uri, name, alias)
+
+
+def plan_and_store(
+    session_factory: sessionmaker[Session],
+    campaign_id: str,
+    *,
+    model: CouponUpliftModel | None = None,
+    candidates: pd.DataFrame | None = None,
+    events_path: str | Path | None = None,
+    region: str | None = None,
+    segment: str | None = None,
+    margin_rate: float | Decimal = 0.3,
+    method: str = "lagrangian",
+    random_state: int | None = 0,
+) -> planner.CampaignPlan:
+    """Plan draft `campaign_id` with `model` (scoring the database's shoppers, optionally of one
+    `region` / `segment`, features from the events table or the Parquet at `events_path`) or with
+    `candidates` (the planner's columns, see `models.uplift.planner`), and store the audience."""
+    if (model is None) == (candidates is None):
+        raise ValueError("plan with either an effect model or a candidates table, not both or neither")
+    with transaction(session_factory) as session:
+        campaign = get_campaign(session, campaign_id)
+        if campaign.status != "draft":  # set_audience would refuse too, after all the work
+            raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft can be planned")
+        terms = coupon_terms(session, campaign_id)
+        cost_safety = 1.0
+        if model is not None:
+            table = audience_features(
+                session, campaign, region=region, segment=segment, events_path=events_path
+            )
+            X = encode_features(table, list(model.feature_names_in_))
+            candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
+            cost_safety = model.cost_factor_
+        plan = planner.plan_campaign(
+            candidates,
+            terms,
+            campaign.budget,
+            margin_rate=margin_rate,
+            control_share=float(campaign.control_share),
+            method=method,
+            random_state=random_state,
+            cost_safety=cost_safety,
+        )
+        set_audience(
+            session,
+            campaign_id,
+            list(zip(plan.assignments["shopper_id"], plan.assignments["arm"], strict=True)),
+        )
+    return plan
