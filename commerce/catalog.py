@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal, get_args
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,7 +12,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from commerce.db import Base
 from commerce.sqltypes import Money, Rate, UTCDateTime, str_enum, utcnow
 
-FULFILLMENT_MODES = ("bonded", "direct_mail")
+Fulfillment = Literal["bonded", "direct_mail"]  # bonded import (customs 1210), direct mail (9610)
+FULFILLMENT_MODES: tuple[str, ...] = get_args(Fulfillment)
 LISTING_STATUSES = ("listed", "delisted")
 #: General-trade tariff when a category does not say: 10% is a mid value of China's MFN consumer-goods
 #: tariffs; 0 would understate the tax on a single item above the cross-border limit.

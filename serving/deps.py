@@ -78,16 +78,33 @@ async def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+#: Who may read storefront pages (recommendations, rankings); a shopper key only its own shopper's.
+STOREFRONT_ROLES = ("storefront", "shopper", "admin")
+
+
+def access_refusal(
+    principal: Principal, roles: tuple[str, ...] | None = None, shopper_id: str | None = None
+) -> HTTPException | None:
+    """The one access rule, for the routes and the ASGI fast path alike: the refusal when `principal`
+    lacks `roles` (401 anonymous, 403 another role) or, as a shopper key, asks for another shopper
+    than its own; None when allowed."""
+    if roles is not None and principal.role not in roles:
+        if principal.role == ANONYMOUS:
+            return HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "an API key is required", {"WWW-Authenticate": "Bearer"}
+            )
+        return HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role!r} may not do this")
+    if shopper_id is not None and principal.role == "shopper" and principal.shopper_id != shopper_id:
+        return HTTPException(status.HTTP_403_FORBIDDEN, "a shopper key reaches only its own shopper")
+    return None
+
+
 def require(*roles: str):
     """A dependency admitting only `roles` (401 for anonymous callers, 403 for other roles)."""
 
     async def check(principal: PrincipalDep) -> Principal:
-        if principal.role not in roles:
-            if principal.role == ANONYMOUS:
-                raise HTTPException(
-                    status.HTTP_401_UNAUTHORIZED, "an API key is required", {"WWW-Authenticate": "Bearer"}
-                )
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role!r} may not do this")
+        if (refusal := access_refusal(principal, roles)) is not None:
+            raise refusal
         return principal
 
     return check
@@ -95,8 +112,8 @@ def require(*roles: str):
 
 def ensure_shopper(principal: Principal, shopper_id: str) -> None:
     """Object-level check: a shopper key reaches only its own shopper; other admitted roles pass."""
-    if principal.role == "shopper" and principal.shopper_id != shopper_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "a shopper key reaches only its own shopper")
+    if (refusal := access_refusal(principal, shopper_id=shopper_id)) is not None:
+        raise refusal
 
 
 def ensure_merchant(principal: Principal, merchant_id: str) -> None:
@@ -105,7 +122,7 @@ def ensure_merchant(principal: Principal, merchant_id: str) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a merchant key reaches only its own merchant")
 
 
-Storefront = Annotated[Principal, Depends(require("storefront", "shopper", "admin"))]
+Storefront = Annotated[Principal, Depends(require(*STOREFRONT_ROLES))]
 ShopperSelf = Annotated[Principal, Depends(require("shopper", "admin"))]
 MerchantOrAdmin = Annotated[Principal, Depends(require("merchant", "admin"))]
 Marketer = Annotated[Principal, Depends(require("marketer", "admin"))]

@@ -16,13 +16,13 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import HTTPException
 from pydantic import ValidationError
 
+from serving.deps import STOREFRONT_ROLES, access_refusal
 from serving.routers.recommendations import shopper_page_json
 from serving.schemas.recommendations import RecommendationQuery
 from serving.state import ServingState
 
 PATH = re.compile(r"^/v1/shoppers/([^/]+)/recommendations$")
 ROUTE = SimpleNamespace(path="/v1/shoppers/{shopper_id}/recommendations")  # the metrics label
-ROLES = ("storefront", "shopper", "admin")
 QUERY_CACHE_SIZE = 4096
 
 
@@ -60,11 +60,9 @@ class RecommendationFastPath:
         if scheme.lower() != "bearer" or not key:
             return None
         hit, principal = state.principals.get(key.strip())
-        if not hit or principal is None or principal.role not in ROLES:
+        if not hit or principal is None or access_refusal(principal, STOREFRONT_ROLES, shopper_id):
             return None
         if state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
-            return None
-        if principal.role == "shopper" and principal.shopper_id != shopper_id:
             return None
         try:
             return shopper_page_json(state, shopper_id, self._query(scope["query_string"]))

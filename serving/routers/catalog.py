@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from commerce.catalog import Product
+from commerce.catalog import Fulfillment, Product
 from commerce.merchants import Merchant
 from commerce.services import catalog as products
 from commerce.services import merchants
@@ -202,7 +202,7 @@ async def search_products(
     _: PrincipalDep,
     q: Annotated[str | None, Query(max_length=100, description="Title contains (case-insensitive).")] = None,
     category: str | None = None,
-    fulfillment: Literal["bonded", "direct_mail"] | None = None,
+    fulfillment: Fulfillment | None = None,
     origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
     merchant_id: str | None = None,
     sort: Literal["popularity", "price_asc", "price_desc"] = "popularity",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic_core import to_json
 
+from commerce.catalog import Fulfillment
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
 from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
@@ -23,9 +24,6 @@ from serving.schemas.recommendations import (
 from serving.state import ServingState
 
 router = APIRouter(tags=["storefront"])
-
-Fulfillment = Literal["bonded", "direct_mail"]
-
 
 def _items(catalog: CatalogSnapshot, page: Page) -> list[dict]:
     """Items as plain dicts: values come typed from the snapshot, and the hot path serialises them

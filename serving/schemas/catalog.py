@@ -8,6 +8,8 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from commerce.catalog import Fulfillment
+
 T = TypeVar("T")
 CountryCode = Annotated[str, Field(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$")]
 PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
@@ -60,7 +62,7 @@ class ProductCreate(BaseModel):
     brand: str = Field(min_length=1, max_length=120)
     origin_country: CountryCode
     price: PositiveMoney
-    fulfillment: Literal["bonded", "direct_mail"]
+    fulfillment: Fulfillment
     self_operated: bool = False
     cost_price: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
     stock: dict[str, int] = Field(default_factory=dict, max_length=50, description="location -> units")
@@ -91,7 +93,7 @@ class ProductOut(BaseModel):
     brand: str
     origin_country: str
     price: Decimal
-    fulfillment: Literal["bonded", "direct_mail"]
+    fulfillment: Fulfillment
     self_operated: bool
     status: Literal["listed", "delisted"]
     stock: list[StockOut]

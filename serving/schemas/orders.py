@@ -8,9 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-OrderStatus = Literal[
-    "pending_payment", "paid", "customs_cleared", "shipped", "delivered", "completed", "cancelled", "refunded"
-]
+from commerce.catalog import Fulfillment
+from commerce.orders import OrderStatus
 
 
 class CartLineIn(BaseModel):
@@ -42,7 +41,7 @@ class OrderOut(BaseModel):
     order_id: int | None = Field(description="None for a quote, which is never stored.")
     shopper_id: str
     status: OrderStatus
-    fulfillment: Literal["bonded", "direct_mail"]
+    fulfillment: Fulfillment
     partner_id: str
     tax_regime: str
     coupon_id: str | None

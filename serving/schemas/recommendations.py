@@ -7,13 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from commerce.catalog import Fulfillment
+
 
 class RecommendationQuery(BaseModel):
     """Query parameters of the recommendations endpoint."""
 
     n: int = Field(default=10, ge=1, le=100, description="Products on the page.")
     category: str | None = Field(default=None, description="Only this category and its sub-categories.")
-    fulfillment: Literal["bonded", "direct_mail"] | None = Field(
+    fulfillment: Fulfillment | None = Field(
         default=None, description="`bonded`: fast-delivery goods only."
     )
     context: Literal["home", "cart", "product"] = "home"
@@ -31,7 +33,7 @@ class ProductCard(BaseModel):
     category_id: str
     origin_country: str
     price: Decimal = Field(description="CNY, exact")
-    fulfillment: Literal["bonded", "direct_mail"]
+    fulfillment: Fulfillment
 
 
 class RecommendedProduct(ProductCard):
