@@ -65,8 +65,8 @@ print(json.dumps({"events": n, "users": data.n_users, "items": data.n_items, "pa
 
 
 def run_movielens(data: Path, names: list[str], k: int = 10) -> dict:
-    from experiments.evaluate_recommender import evaluate_models, load_dataset, prepare
     from experiments.splits import split_events
+    from training.evaluate_recommender import evaluate_models, load_dataset, prepare
 
     dataset = load_dataset(f"movielens:{data}")
     split = "stratified-item:0.75:42"

@@ -217,9 +217,9 @@ def model_bench(seeds: int, models: list[str]) -> dict:
     """Hillstrom-like data (64,000 rows), any e-mail versus none, outcome visit, 50/50 split seed 42."""
     from lightgbm import LGBMClassifier
 
-    from experiments.evaluate_uplift import evaluate_models, load_campaign, score, split_campaign
     from models.uplift import SLearner
     from models.uplift.simulate import hillstrom_like
+    from training.evaluate_uplift import evaluate_models, load_campaign, score, split_campaign
 
     per_seed = []
     for seed in range(seeds):

@@ -275,19 +275,19 @@ def load_marketplace(
     session_factory: sessionmaker[Session],
     data_dir: str | Path,
     *,
-    identity_key: str | None = None,
+    identity_key: str,
     events: EventSelection = "all",
     orders: bool = True,
     past_campaigns: bool = True,
 ) -> ImportStats:
     """Load `data_dir` into the database; returns rows read per table and the time taken.
 
-    `identity_key` defaults to the application's Settings.identity_key. `events="purchases"` loads only
-    purchase and coupon events (about 12% of the log; revenue analytics and coupon grants need no more),
-    `"none"` skips the log. With `orders` (default) purchase events in the files, whatever `events` says,
-    also become completed orders with their tax, annual counters and coupon redemptions, and with
-    `past_campaigns` (default) past campaigns become completed campaigns with their audience
-    (commerce.history).
+    `identity_key` encrypts declared identities (callers pass Settings.identity_key).
+    `events="purchases"` loads only purchase and coupon events (about 12% of the log; revenue
+    analytics and coupon grants need no more), `"none"` skips the log. With `orders` (default)
+    purchase events in the files, whatever `events` says, also become completed orders with their
+    tax, annual counters and coupon redemptions, and with `past_campaigns` (default) past campaigns
+    become completed campaigns with their audience (commerce.history).
     Demo scale (1M events, 95k purchases) takes ~40 s on SQLite on a busy 2-core machine, ~19 s with
     `"purchases"`; see bench/commerce_import.py and docs/commerce.md for the per-step times.
     Catalog and people load in one transaction; events commit per batch of 100k rows; orders, then
@@ -295,10 +295,6 @@ def load_marketplace(
     """
     if events not in ("all", "purchases", "none"):
         raise ValidationError("events must be 'all', 'purchases' or 'none'", code="invalid_option")
-    if identity_key is None:
-        from crosscart.settings import get_settings
-
-        identity_key = get_settings().identity_key
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValidationError(f"{data_dir} is not a directory", code="missing_file")

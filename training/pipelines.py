@@ -1,7 +1,7 @@
 """Training pipelines: fit, evaluate on a held-out split, log to MLflow, register, promote.
 
 - `train_recommender`: one model. Fits on the train split, scores the test split
-  (`experiments.evaluate_recommender`: Recommenders' protocol), logs params, metrics (the chosen metric,
+  (`training.evaluate_recommender`: Recommenders' protocol), logs params, metrics (the chosen metric,
   the beyond-accuracy ones, and each ranking metric per k as an MLflow step series), two PNG figures
   (metric@k curves; popularity of recommended items) and the model (a pyfunc around the saved recommender).
   Unless `refit=False`, the logged model is refitted on ALL the data first, so the served model has seen
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.evaluate_recommender import Dataset, EvaluationSetup, evaluate_model, load_dataset, prepare
 from features.interactions import InteractionData, build_interactions
+from training.evaluate_recommender import Dataset, EvaluationSetup, evaluate_model, load_dataset, prepare
 from training.registry import Promotion, champion_version, register_and_maybe_promote
 from training.tracking import metric_key, use_tracking
 
@@ -40,7 +40,7 @@ FINGERPRINT_TAG = "crosscart.data_fingerprint"
 DEMO_FINGERPRINT_TAG = "crosscart.demo_fingerprint"
 DEMO_MODELS = ("popularity", "als")
 DEMO_SPLIT = "temporal:0.8"
-# what experiments.evaluate_recommender.evaluate_model reports: per list length k, and on top-k lists
+# what training.evaluate_recommender.evaluate_model reports: per list length k, and on top-k lists
 RANKED_METRICS = ("ndcg", "precision", "recall", "hit_rate", "mrr")
 LIST_METRICS = ("map", "coverage", "novelty", "diversity", "popularity_percentile", "arp")
 LOWER_IS_BETTER = ("arp", "popularity_percentile")  # popularity bias: smaller is better
@@ -95,7 +95,7 @@ def load_training_data(
 def parse_metric(metric: str) -> tuple[str, int]:
     """`ndcg@10` -> (`ndcg@10`, 10); `map` -> (`map`, 10): `map` and the beyond-accuracy metrics use k=10.
 
-    Checked against what `experiments.evaluate_recommender.evaluate_model` reports, so a typo fails
+    Checked against what `training.evaluate_recommender.evaluate_model` reports, so a typo fails
     before anything is fitted.
     """
     name, sep, k_text = metric.partition("@")

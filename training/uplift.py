@@ -27,6 +27,9 @@ from features.campaign_features import (
     shopper_history_features,
 )
 from models.uplift.effects import CouponEffectModel, CouponTermsEffectModel, ServedCouponUplift
+from training.evaluate_uplift import score
+from training.registry import ModelUnavailable, champion_version, register_and_maybe_promote
+from training.tracking import metric_key, use_tracking
 
 __all__ = [
     "ARTIFACT_NAME",
@@ -54,8 +57,6 @@ def fit_effect_model(
     """Fit on the marketplace's past campaigns; with `test_size` > 0, hold out that share (stratified
     by arm x conversion) and return its scores, else return None for them."""
     from sklearn.model_selection import train_test_split
-
-    from experiments.evaluate_uplift import score
 
     X, labels = campaign_training_table(data_dir)
     kind = labels["kind"].to_numpy()
@@ -143,9 +144,6 @@ def train_uplift_model(
     """Train, evaluate on held-out rows, log and register; returns metrics, run id and the promotion."""
     import mlflow
 
-    from training.registry import register_and_maybe_promote
-    from training.tracking import metric_key, use_tracking
-
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     model, held_out = fit_effect_model(data_dir, learner=learner, test_size=test_size, seed=seed)
@@ -186,8 +184,6 @@ def load_uplift_model(tracking_uri: str, name: str, alias: str = "champion") -> 
     there is none or it is not one of ours."""
     import mlflow
     from mlflow import MlflowClient
-
-    from training.registry import ModelUnavailable, champion_version
 
     version = champion_version(MlflowClient(tracking_uri=tracking_uri), name, alias)
     if version is None:

@@ -133,7 +133,7 @@ def demo(
         log.mark("uplift", uplift_fp)
         console.print(f"[green]✓[/] uplift model: {result['metrics']}")
 
-    from serving.demo_keys import create_demo_keys
+    from crosscart.cli.demo_keys import create_demo_keys
 
     keys = create_demo_keys(factory, data_dir)
     engine.dispose()

@@ -47,7 +47,7 @@ def evaluate_recommender(
     from rich.console import Console
 
     from crosscart.cli.progress import progress_callback
-    from experiments.evaluate_recommender import evaluate_models, load_dataset, prepare
+    from training.evaluate_recommender import evaluate_models, load_dataset, prepare
 
     names = [name.strip() for name in models.split(",") if name.strip()]
     if not names:

@@ -42,8 +42,8 @@ def evaluate_uplift(
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from experiments.evaluate_uplift import evaluate_models, load_campaign, parse_split, split_campaign
     from models.uplift.selection import MODEL_KEYS
+    from training.evaluate_uplift import evaluate_models, load_campaign, parse_split, split_campaign
 
     keys = [k.strip() for k in models.split(",") if k.strip()]
     unknown = [k for k in keys if k not in MODEL_KEYS]

@@ -1,6 +1,6 @@
 """`crosscart experiment`: online A/B tests (define, start, stop, analyse, simulate, size) and offline
 studies (`run STUDY.toml`). Thin commands over `commerce.experiments`, `experiments.ab` and
-`experiments.study`; heavy imports stay inside the functions."""
+`training.study`; heavy imports stay inside the functions."""
 
 from __future__ import annotations
 
@@ -332,7 +332,7 @@ def run(
 ) -> None:
     """Run an offline study: every model configuration x seed, MLflow runs, Markdown report."""
     from crosscart.settings import get_settings
-    from experiments.study import load_study, run_study
+    from training.study import load_study, run_study
 
     settings = get_settings()
     try:

@@ -35,8 +35,8 @@ def train_uplift(
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from crosscart.settings import get_settings
-    from experiments.evaluate_uplift import parse_split
     from models.uplift.selection import MODEL_KEYS
+    from training.evaluate_uplift import parse_split
     from training.uplift import train_uplift_model
 
     settings = get_settings()

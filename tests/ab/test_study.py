@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments.study import load_study, mean_ci, run_study
 from models.recommenders.base import Recommender
+from training.study import load_study, mean_ci, run_study
 
 
 class TinyPopular(Recommender):

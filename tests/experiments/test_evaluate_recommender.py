@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from experiments.evaluate_recommender import (
+from features.interactions import InteractionData
+from features.loaders import LoadReport
+from models.recommenders.base import Ranked, Recommender
+from training.evaluate_recommender import (
     Dataset,
     evaluate_model,
     evaluate_models,
     load_dataset,
     prepare,
 )
-from features.interactions import InteractionData
-from features.loaders import LoadReport
-from models.recommenders.base import Ranked, Recommender
 
 
 class TinyPopularity(Recommender):

@@ -9,7 +9,7 @@ import pytest
 import commerce.all_models  # noqa: F401
 from commerce.access import ApiKey, authenticate, create_api_key, hash_key, revoke_api_key
 from commerce.db import Base, make_engine, make_session_factory, transaction
-from serving.demo_keys import create_demo_keys
+from crosscart.cli.demo_keys import create_demo_keys
 from tests.serving.conftest import seed_marketplace
 
 

@@ -11,8 +11,8 @@ from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
 from crosscart.cli import app
-from experiments.evaluate_uplift import load_campaign, parse_split, split_campaign
 from models.uplift.simulate import hillstrom_like
+from training.evaluate_uplift import load_campaign, parse_split, split_campaign
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,8 @@ def test_regularised_models_beat_default_lightgbm_s_learner_on_hillstrom_like_da
     """The reference (scikit-uplift's S-learner with LightGBM defaults) against our best model."""
     from lightgbm import LGBMClassifier
 
-    from experiments.evaluate_uplift import evaluate_models, score
     from models.uplift import SLearner
+    from training.evaluate_uplift import evaluate_models, score
 
     data, _ = hillstrom_like(n=64_000, seed=3)
     campaign = load_campaign(data, "segment", "Mens E-Mail,Womens E-Mail", "No E-Mail", "visit")

@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from experiments.evaluate_recommender import evaluate_model, load_dataset, prepare
 from models.recommenders.base import Recommender
+from training.evaluate_recommender import evaluate_model, load_dataset, make_model, prepare
+from training.search import grid_points
+from training.tracking import use_tracking
 
 DEFAULT_METRICS = ("map", "ndcg@{k}", "precision@{k}", "recall@{k}")
 ModelFactory = Callable[[str, Mapping[str, Any], int], Recommender]
@@ -42,8 +44,6 @@ class ModelSpec:
 
     def configurations(self) -> list[tuple[str, dict[str, Any]]]:
         """(label, parameters) per grid point; labels are unique and readable."""
-        from training.search import grid_points
-
         points = grid_points(self.grid) if self.grid else [{}]
         base = self.label or self.name
         out = []
@@ -134,8 +134,7 @@ def load_study(path: str | Path, *, data: str | None = None, seeds: Sequence[int
 
 def registry_model(name: str, params: Mapping[str, Any], seed: int) -> Recommender:
     """`models.recommenders.make_recommender`, with `random_state=seed` when the model takes one."""
-    from experiments.evaluate_recommender import make_model
-    from models.recommenders import REGISTRY
+    from models.recommenders import REGISTRY  # looked up per call: tests swap the registry
 
     params = dict(params)
     cls = REGISTRY.get(name)
@@ -193,8 +192,6 @@ def run_study(
     mlflow = parent = None
     if tracking_uri is not None:
         import mlflow
-
-        from training.tracking import use_tracking
 
         _, experiment_id = use_tracking(tracking_uri, f"study-{study.name}")
         parent = mlflow.start_run(experiment_id=experiment_id, run_name=study.name)
