@@ -377,8 +377,8 @@ def _wrk(url: str, key: str, path: str, seconds: int, workdir: Path, n_shoppers:
 
 
 def bench_http(workdir: Path, n_products: int, n_shoppers: int, rate: float, seconds: int) -> dict:
-    from commerce.access import create_api_key
     from commerce.db import Base, make_engine, make_session_factory, transaction
+    from commerce.services.access import create_api_key
 
     engine = make_engine(f"sqlite:///{workdir / 'bench.db'}")
     import commerce.all_models  # noqa: F401  (every table, so the experiments refresh finds its own)

@@ -18,7 +18,6 @@ CORE_MODULES = (
     "commerce.coupons",
     "commerce.logistics",
     "commerce.orders",
-    "commerce.carts",
     "commerce.events",
 )
 OPTIONAL_MODULES = ("commerce.access", "commerce.campaigns", "commerce.experiments")

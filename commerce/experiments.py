@@ -1,4 +1,5 @@
-"""Online experiment definitions (ORM) and the service functions the API and the CLI call.
+"""Online experiment tables: layers, experiments, variants, exposures (use cases:
+`commerce.services.experiments`).
 
 An experiment has weighted variants and a salt; a layer groups mutually exclusive experiments, each
 owning a disjoint slice `[traffic_start, traffic_end)` of the layer's hash space. Assignment itself is
@@ -9,18 +10,13 @@ Exposures record the first time a unit was actually shown its variant: analysis 
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
-from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
-from commerce.sqltypes import UTCDateTime, as_utc, str_enum, utcnow
+from commerce.sqltypes import UTCDateTime, str_enum, utcnow
 
 STATUSES = ("draft", "running", "stopped")
 
@@ -108,202 +104,3 @@ class ExperimentExposure(Base):
 
 
 TABLES = [t.__table__ for t in (ExperimentLayer, Experiment, ExperimentVariant, ExperimentExposure)]
-
-
-def get_experiment(session: Session, name: str) -> Experiment:
-    exp = session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
-    if exp is None:
-        raise NotFound(f"no experiment named {name!r}", code="experiment_not_found")
-    return exp
-
-
-def _variants(variants: Mapping[str, float] | Sequence[tuple]) -> list[tuple[str, float, dict | None]]:
-    """Accept {name: weight} or [(name, weight[, config]), ...]; check names and weights."""
-    items = list(variants.items()) if isinstance(variants, Mapping) else list(variants)
-    out = []
-    for item in items:
-        name, weight, config = (*item, None) if len(item) == 2 else item
-        if not name or len(name) > 64:
-            raise ValidationError(f"variant name {name!r} must be 1-64 characters")
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            raise ValidationError(f"variant {name!r}: weight {weight!r} is not a number") from None
-        if not weight > 0:
-            raise ValidationError(f"variant {name!r}: weight must be positive, got {weight}")
-        out.append((str(name), weight, config))
-    if len(out) < 2:
-        raise ValidationError("an experiment needs at least two variants")
-    if len({n for n, _, _ in out}) != len(out):
-        raise ValidationError("variant names must be unique")
-    return out
-
-
-def _free_slice(session: Session, layer: ExperimentLayer, share: float) -> tuple[float, float]:
-    """The lowest gap of width `share` left by the layer's draft and running experiments."""
-    taken = session.execute(
-        select(Experiment.traffic_start, Experiment.traffic_end)
-        .where(Experiment.layer_id == layer.id, Experiment.status != "stopped")
-        .order_by(Experiment.traffic_start)
-    ).all()
-    start = 0.0
-    for lo, hi in taken:
-        if lo - start >= share - 1e-12:
-            break
-        start = max(start, hi)
-    if start + share > 1.0 + 1e-12:
-        used = sum(hi - lo for lo, hi in taken)
-        raise Conflict(
-            f"layer {layer.name!r} has no free slice of {share:.0%} "
-            f"({used:.0%} is held by active experiments)",
-            code="layer_full",
-        )
-    return start, min(start + share, 1.0)
-
-
-def create_experiment(
-    session: Session,
-    name: str,
-    variants: Mapping[str, float] | Sequence[tuple],
-    *,
-    layer: str | None = None,
-    traffic: float = 1.0,
-    salt: str | None = None,
-    description: str = "",
-    primary_metric: str = "conversion",
-    planned_units_per_variant: int | None = None,
-) -> Experiment:
-    """A draft experiment. In a layer it takes the lowest free slice of width `traffic`; alone, it
-    covers a `traffic` share of all units. The salt defaults to the name, which keeps assignment
-    reproducible; give a fresh salt to reshuffle units for a rerun."""
-    if not name or len(name) > 100:
-        raise ValidationError("experiment name must be 1-100 characters")
-    if not 0 < traffic <= 1:
-        raise ValidationError(f"traffic must be in (0, 1], got {traffic}")
-    if planned_units_per_variant is not None and planned_units_per_variant < 1:
-        raise ValidationError("planned units per variant must be positive")
-    parsed = _variants(variants)
-    if session.scalars(select(Experiment.id).where(Experiment.name == name)).first() is not None:
-        raise Conflict(f"experiment {name!r} already exists", code="experiment_exists")
-    layer_row = None
-    start, end = 0.0, traffic
-    if layer is not None:
-        layer_row = session.scalars(select(ExperimentLayer).where(ExperimentLayer.name == layer)).first()
-        if layer_row is None:
-            layer_row = ExperimentLayer(name=layer, salt=f"layer:{layer}:{secrets.token_hex(4)}")
-            session.add(layer_row)
-            session.flush()
-        start, end = _free_slice(session, layer_row, traffic)
-    exp = Experiment(
-        name=name,
-        description=description,
-        salt=salt or name,
-        layer=layer_row,
-        traffic_start=start,
-        traffic_end=end,
-        primary_metric=primary_metric,
-        planned_units_per_variant=planned_units_per_variant,
-        status="draft",
-        variants=[
-            ExperimentVariant(name=n, weight=w, config=c, position=i) for i, (n, w, c) in enumerate(parsed)
-        ],
-    )
-    session.add(exp)
-    session.flush()
-    return exp
-
-
-def list_experiments(session: Session, status: str | None = None) -> list[Experiment]:
-    if status is not None and status not in STATUSES:
-        raise ValidationError(f"status must be one of {STATUSES}, got {status!r}")
-    query = select(Experiment).options(selectinload(Experiment.variants)).order_by(Experiment.id)
-    if status is not None:
-        query = query.where(Experiment.status == status)
-    return list(session.scalars(query))
-
-
-def start_experiment(session: Session, name: str) -> Experiment:
-    exp = get_experiment(session, name)
-    if exp.status != "draft":
-        raise InvalidState(f"experiment {name!r} is {exp.status}; only a draft can start")
-    exp.status, exp.started_at = "running", utcnow()
-    session.flush()
-    return exp
-
-
-def stop_experiment(session: Session, name: str) -> Experiment:
-    """Stop for good (its layer slice frees up); a stopped experiment keeps its exposures."""
-    exp = get_experiment(session, name)
-    if exp.status != "running":
-        raise InvalidState(f"experiment {name!r} is {exp.status}; only a running experiment can stop")
-    exp.status, exp.stopped_at = "stopped", utcnow()
-    session.flush()
-    return exp
-
-
-def running_configs(session: Session) -> list[dict]:
-    """Configs of every running experiment, for `ExperimentSpec.from_config` in the API replicas."""
-    return [e.as_config() for e in list_experiments(session, status="running")]
-
-
-def record_exposure(
-    session: Session, experiment: str, variant: str, unit_id: str, ts: datetime | None = None
-) -> bool:
-    """Log that `unit_id` was shown `variant`; True for its first exposure, False if already logged.
-
-    The unique (experiment, unit) key with ON CONFLICT DO NOTHING makes concurrent replicas safe.
-    """
-    exp = get_experiment(session, experiment)
-    if exp.status != "running":
-        raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
-    if variant not in {v.name for v in exp.variants}:
-        raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
-    if not unit_id or len(unit_id) > 128:
-        raise ValidationError("unit_id must be 1-128 characters")
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
-    if insert is None:
-        raise ValidationError(f"exposure logging supports PostgreSQL and SQLite, not {dialect}")
-    stmt = (
-        insert(ExperimentExposure)
-        .values(
-            experiment_id=exp.id, variant=variant, unit_id=str(unit_id), ts=as_utc(ts) if ts else utcnow()
-        )
-        .on_conflict_do_nothing(index_elements=["experiment_id", "unit_id"])
-        .returning(ExperimentExposure.id)
-    )
-    return session.execute(stmt).scalar_one_or_none() is not None
-
-
-def exposure_counts(session: Session, experiment: str) -> dict[str, int]:
-    """Exposed units per variant (zero for variants nobody saw yet)."""
-    exp = get_experiment(session, experiment)
-    rows = session.execute(
-        select(ExperimentExposure.variant, func.count())
-        .where(ExperimentExposure.experiment_id == exp.id)
-        .group_by(ExperimentExposure.variant)
-    ).all()
-    counts = {v.name: 0 for v in exp.variants}
-    counts.update({v: int(n) for v, n in rows})
-    return counts
-
-
-def exposures(session: Session, experiment: str) -> list[dict]:
-    """Every exposure as an event-log row (`event_type` = exposure) for the analysis."""
-    exp = get_experiment(session, experiment)
-    rows = session.scalars(
-        select(ExperimentExposure)
-        .where(ExperimentExposure.experiment_id == exp.id)
-        .order_by(ExperimentExposure.id)
-    )
-    return [
-        {
-            "experiment": exp.name,
-            "variant": r.variant,
-            "unit_id": r.unit_id,
-            "event_type": "exposure",
-            "value": 0.0,
-            "ts": r.ts,
-        }
-        for r in rows
-    ]

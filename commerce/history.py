@@ -387,7 +387,8 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     """
     import pyarrow.parquet as pq
 
-    from commerce import campaigns as cm
+    from commerce import campaigns as tables
+    from commerce.services import campaigns as cm
 
     data_dir = Path(data_dir)
     stats = {"campaigns": 0, "campaign_members": 0, "campaigns_skipped": 0}
@@ -401,10 +402,10 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
             members[cid].append((shopper_id, arm))
     for c in sorted(pq.read_table(path).to_pylist(), key=lambda r: (r["start"], r["campaign_id"])):
         cid = c["campaign_id"]
-        if session.get(cm.Campaign, cid) is not None:
+        if session.get(tables.Campaign, cid) is not None:
             continue
         audience = sorted(members.get(cid, []))
-        if not any(arm != cm.CONTROL for _, arm in audience):
+        if not any(arm != tables.CONTROL for _, arm in audience):
             stats["campaigns_skipped"] += 1
             continue
         spent = session.scalar(

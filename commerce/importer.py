@@ -25,11 +25,12 @@ from commerce.catalog import DEFAULT_TARIFF_RATE, Category, Product, Stock
 from commerce.coupons import Coupon, CouponGrant
 from commerce.db import transaction
 from commerce.errors import ValidationError
-from commerce.events import EVENT_COLUMNS, append_event_table
+from commerce.events import EVENT_COLUMNS
 from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import id_digest, normalize_id_number
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
+from commerce.services.events import append_event_table
 from commerce.services.logistics import seed_default_partners
 from commerce.shoppers import Shopper, ShopperIdentity
 

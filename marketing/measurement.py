@@ -21,7 +21,8 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from commerce.campaigns import CONTROL, campaign_outcomes
+from commerce.campaigns import CONTROL
+from commerce.services.campaigns import campaign_outcomes
 from models.uplift.simulate import coupon_marketplace, draw_outcomes
 
 __all__ = ["CampaignMeasurement", "measure_campaign", "measure_stored_campaign", "coverage_study"]

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.campaigns import get_campaign, set_audience
 from commerce.db import transaction
 from commerce.errors import InvalidState
+from commerce.services.campaigns import get_campaign, set_audience
 from features.campaign_features import encode_features
 from marketing.audience import audience_features, coupon_terms
 from models.uplift import planner

@@ -9,8 +9,8 @@ variant was not actually shown.
 
 Exposures are logged off the request path: the page only puts (experiment, variant, shopper) on a queue
 the first time this replica shows it, and a writer thread stores them in batches through
-`commerce.experiments.record_exposure` (idempotent per experiment and shopper, so replicas and restarts
-never double count).
+`commerce.services.experiments.record_exposure` (idempotent per experiment and shopper, so replicas
+and restarts never double count).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class AliasModels:
 
 
 def load_live_experiments(session_factory: sessionmaker[Session]) -> list[LiveExperiment]:
-    from commerce.experiments import running_configs
+    from commerce.services.experiments import running_configs
 
     with session_factory() as session:
         return [LiveExperiment.from_config(c) for c in running_configs(session)]
@@ -193,7 +193,7 @@ class ExposureLog:
     def flush(self) -> int:
         """Write everything queued so far; returns how many rows were new exposures."""
         from commerce.errors import DomainError
-        from commerce.experiments import record_exposure
+        from commerce.services.experiments import record_exposure
 
         with self._flush_lock:
             while True:

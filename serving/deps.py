@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from commerce.access import authenticate
 from commerce.db import transaction
+from commerce.services.access import authenticate
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
 

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from commerce.access import hash_key
+from commerce.services.access import hash_key
 
 log = logging.getLogger(__name__)
 

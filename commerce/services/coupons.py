@@ -27,9 +27,9 @@ from commerce.coupons import (
     CouponShopperUsage,
 )
 from commerce.errors import Conflict, LimitExceeded, NotFound, ValidationError
-from commerce.events import record_events
 from commerce.merchants import Merchant
 from commerce.services._util import get_or_404, new_id
+from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, round_fen, to_money, utcnow

@@ -24,12 +24,12 @@ from commerce.bulk import insert_ignore
 from commerce.catalog import Stock
 from commerce.coupons import Coupon
 from commerce.errors import InvalidState, LimitExceeded, NotFound, ValidationError
-from commerce.events import record_events
 from commerce.logistics import Shipment, TrackingEvent
 from commerce.orders import ORDER_STATUSES, AnnualSpend, Order, OrderLine, OrderStatusChange
 from commerce.services import coupons as coupon_service
 from commerce.services._util import required_text
 from commerce.services.checkout import customs_year
+from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 from commerce.tax import ANNUAL_LIMIT

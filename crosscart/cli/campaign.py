@@ -57,7 +57,7 @@ def create(
     campaign_id: str | None = typer.Option(None, "--id", help="Default: generated."),
 ) -> None:
     """Create a draft campaign; prints its id. Create its coupons with campaign_id set to this id."""
-    from commerce.campaigns import CampaignInput, create_campaign
+    from commerce.services.campaigns import CampaignInput, create_campaign
 
     data = CampaignInput(name, channel, budget, starts, ends, control_share, campaign_id)
     typer.echo(_run(lambda s: create_campaign(s, data).campaign_id))
@@ -146,7 +146,7 @@ def plan(
 @app.command("schedule")
 def schedule(campaign_id: str = typer.Argument(...)) -> None:
     """draft -> scheduled (needs an audience with treated shoppers and a holdout)."""
-    from commerce.campaigns import schedule_campaign
+    from commerce.services.campaigns import schedule_campaign
 
     typer.echo(_run(lambda s: schedule_campaign(s, campaign_id).status))
 
@@ -154,7 +154,7 @@ def schedule(campaign_id: str = typer.Argument(...)) -> None:
 @app.command("start")
 def start(campaign_id: str = typer.Argument(...)) -> None:
     """scheduled -> running: grant the coupons over the campaign's channel."""
-    from commerce.campaigns import start_campaign
+    from commerce.services.campaigns import start_campaign
 
     typer.echo(_run(lambda s: start_campaign(s, campaign_id).status))
 
@@ -162,7 +162,7 @@ def start(campaign_id: str = typer.Argument(...)) -> None:
 @app.command("complete")
 def complete(campaign_id: str = typer.Argument(...)) -> None:
     """running -> completed: closes the measurement window."""
-    from commerce.campaigns import complete_campaign
+    from commerce.services.campaigns import complete_campaign
 
     typer.echo(_run(lambda s: complete_campaign(s, campaign_id).status))
 
@@ -173,7 +173,7 @@ def export(
     out: Path = typer.Option(..., "--out", dir_okay=False, help="CSV file to write."),
 ) -> None:
     """Write the audience (shopper_id, arm, coupon_id, channel, grant_id) as CSV."""
-    from commerce.campaigns import export_audience_csv
+    from commerce.services.campaigns import export_audience_csv
 
     def action(session):
         with out.open("w", newline="", encoding="utf-8") as fh:

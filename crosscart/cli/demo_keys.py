@@ -12,12 +12,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.access import authenticate, create_api_key
 from commerce.campaigns import Campaign
 from commerce.catalog import Product
 from commerce.db import transaction
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order
+from commerce.services.access import authenticate, create_api_key
 
 FILE_NAME = "demo-keys.json"
 

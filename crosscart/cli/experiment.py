@@ -106,7 +106,7 @@ def create(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a draft experiment with weighted variants."""
-    from commerce import experiments as ex
+    from commerce.services import experiments as ex
 
     weights = _pairs(variant, "--variant")
     configs = {}
@@ -135,7 +135,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List experiments with their variants, layer slice and status."""
-    from commerce import experiments as ex
+    from commerce.services import experiments as ex
 
     rows = _db_call(ex.list_experiments, status=status)
     if as_json:
@@ -148,7 +148,7 @@ def list_(
 @app.command("start")
 def start(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Start a draft experiment: the API begins assigning units to it."""
-    from commerce import experiments as ex
+    from commerce.services import experiments as ex
 
     result = _db_call(ex.start_experiment, name)
     _print(result if as_json else _line(result), as_json)
@@ -157,7 +157,7 @@ def start(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("stop")
 def stop(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Stop a running experiment for good (its layer slice becomes free)."""
-    from commerce import experiments as ex
+    from commerce.services import experiments as ex
 
     result = _db_call(ex.stop_experiment, name)
     _print(result if as_json else _line(result), as_json)
@@ -201,7 +201,7 @@ def analyze(
     names = [m.strip() for raw in metrics for m in raw.split(",") if m.strip()]
     shares = {v: float(w) for v, w in _pairs(weights, "--weights").items()} if weights else None
     if from_db:
-        from commerce import experiments as ex
+        from commerce.services import experiments as ex
 
         definition = _db_call(ex.get_experiment, experiment)
         shares = shares or {v["name"]: v["weight"] for v in definition["variants"]}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, status
 
-from commerce.events import record_events
+from commerce.services.events import record_events
 from serving.deps import SessionDep, Storefront, ensure_shopper
 from serving.schemas.events import EventBatch, EventsAccepted
 

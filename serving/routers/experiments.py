@@ -6,7 +6,8 @@ from typing import Literal
 
 from fastapi import APIRouter, status
 
-from commerce import experiments as store
+from commerce.experiments import Experiment
+from commerce.services import experiments as store
 from serving.deps import Marketer, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.schemas.experiments import (
     ExperimentCreate,
@@ -19,7 +20,7 @@ from serving.schemas.experiments import (
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 
-def _out(exp: store.Experiment) -> ExperimentOut:
+def _out(exp: Experiment) -> ExperimentOut:
     return ExperimentOut(
         name=exp.name,
         description=exp.description,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from commerce.access import create_api_key, list_api_keys, revoke_api_key
+from commerce.services.access import create_api_key, list_api_keys, revoke_api_key
 from serving.deps import Admin, SessionDep, StateDep
 from serving.routers.common import IntId
 from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut

@@ -14,7 +14,8 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
-from commerce import campaigns
+from commerce.campaigns import Campaign
+from commerce.services import campaigns
 from marketing.measurement import measure_stored_campaign
 from marketing.planning import plan_and_store
 from serving.deps import Marketer, SessionDep, StateDep
@@ -24,7 +25,7 @@ from serving.state import ServingState
 router = APIRouter(prefix="/campaigns", tags=["marketing"])
 
 
-def _out(c: campaigns.Campaign) -> CampaignOut:
+def _out(c: Campaign) -> CampaignOut:
     return CampaignOut.model_validate(c, from_attributes=True)
 
 

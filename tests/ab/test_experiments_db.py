@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from commerce import experiments as ex
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
+from commerce.experiments import TABLES
+from commerce.services import experiments as ex
 from experiments.ab.assignment import ExperimentSpec, assign
 
 
 @pytest.fixture
 def factory(database_url):
     engine = make_engine(database_url)
-    Base.metadata.create_all(engine, tables=ex.TABLES)
+    Base.metadata.create_all(engine, tables=TABLES)
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -112,7 +112,7 @@ def test_single_indivisible_item_over_5000_pays_general_trade_tax(market):
 def test_payment_logs_purchase_and_redeem_events_and_export_matches_contract(market, tmp_path):
     import pandas as pd
 
-    from commerce.events import export_events
+    from commerce.services.events import export_events
 
     with transaction(market) as s:
         coupons.create_coupon(

@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 
 from commerce.db import transaction
 from commerce.errors import ValidationError
-from commerce.events import BehaviorEvent, export_events, record_events
+from commerce.events import BehaviorEvent
 from commerce.identity import id_digest
 from commerce.services import shoppers
+from commerce.services.events import export_events, record_events
 from commerce.shoppers import ShopperIdentity
 from tests.commerce.conftest import IDENTITY_KEY, NOW, make_id_number
 

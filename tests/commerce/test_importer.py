@@ -445,7 +445,8 @@ def test_purchase_history_becomes_completed_orders_once(factory, tmp_path):
 
 
 def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
-    from commerce.campaigns import Campaign, audience, campaign_outcomes
+    from commerce.campaigns import Campaign
+    from commerce.services.campaigns import audience, campaign_outcomes
 
     write_market(tmp_path / "m")
     add_history(tmp_path / "m")

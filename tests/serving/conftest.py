@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import commerce.all_models  # noqa: F401  (every table on the metadata)
-from commerce.access import create_api_key
 from commerce.catalog import Category, Product, Stock
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.events import BehaviorEvent
@@ -20,6 +19,7 @@ from commerce.identity import check_char
 from commerce.logistics import LogisticsPartner
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import SponsoredPlacement
+from commerce.services.access import create_api_key
 from commerce.services.checkout import CartLine, checkout
 from commerce.services.coupons import CouponInput, create_coupon, grant_coupon
 from commerce.services.orders import pay_order

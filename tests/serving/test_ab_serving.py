@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from commerce.db import transaction
-from commerce.experiments import create_experiment, exposure_counts, start_experiment
+from commerce.services.experiments import create_experiment, exposure_counts, start_experiment
 from experiments.ab.assignment import ExperimentSpec, assign
 from serving import fastpath
 from serving.ab import ExposureLog

@@ -7,8 +7,9 @@ import json
 import pytest
 
 import commerce.all_models  # noqa: F401
-from commerce.access import ApiKey, authenticate, create_api_key, hash_key, revoke_api_key
+from commerce.access import ApiKey
 from commerce.db import Base, make_engine, make_session_factory, transaction
+from commerce.services.access import authenticate, create_api_key, hash_key, revoke_api_key
 from crosscart.cli.demo_keys import create_demo_keys
 from tests.serving.conftest import seed_marketplace
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commerce import campaigns as cmp
 from commerce.db import transaction
-from commerce.events import record_events
+from commerce.services import campaigns as cmp
 from commerce.services.coupons import CouponInput, create_coupon
+from commerce.services.events import record_events
 from commerce.services.shoppers import create_shopper
 from features.campaign_features import encode_features
 from models.uplift.effects import CouponEffectModel

@@ -21,8 +21,8 @@ from schemathesis.checks import (
 )
 from schemathesis.config import SchemathesisConfig
 
-from commerce.access import create_api_key
 from commerce.db import Base, make_engine, make_session_factory, transaction
+from commerce.services.access import create_api_key
 from crosscart.settings import Settings
 from serving.app import create_app
 from tests.serving.conftest import IDENTITY_KEY, ScriptedSource, TinyRecommender, seed_marketplace

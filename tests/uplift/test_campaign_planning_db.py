@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 import commerce.all_models  # noqa: F401  (complete metadata)
-from commerce import campaigns as cmp
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.errors import InvalidState
-from commerce.events import export_events, record_events
+from commerce.services import campaigns as cmp
 from commerce.services.coupons import CouponInput, create_coupon
+from commerce.services.events import export_events, record_events
 from commerce.services.shoppers import create_shopper
 from features.campaign_features import NUMERIC_FEATURES, encode_features, shopper_history_features
 from marketing.planning import effect_model, plan_and_store

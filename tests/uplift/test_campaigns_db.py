@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 
 import commerce.all_models  # noqa: F401  (complete metadata)
-from commerce import campaigns as cmp
 from commerce.coupons import CouponGrant, CouponRedemption
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.errors import InvalidState, NotFound, ValidationError
 from commerce.orders import Order
+from commerce.services import campaigns as cmp
 from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.logistics import seed_default_partners
 from commerce.services.shoppers import create_shopper

@@ -1,0 +1,281 @@
+"""Campaign use cases: create, set the audience, schedule, start (grant), complete, export, outcomes.
+
+Starting a campaign grants the coupons through `commerce.services.coupons.grant_coupon`, so every
+grant is a `CouponGrant` with this campaign and its delivery channel. After completion,
+`campaign_outcomes` returns each member's purchases in the campaign window for the measurement
+(`marketing.measurement`); this module holds no statistics.
+
+Status changes are conditional UPDATEs (`WHERE status = <expected>`), so two concurrent requests can
+never both start or complete the same campaign.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import IO
+
+from sqlalchemy import (
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from commerce.campaigns import CHANNELS, CONTROL, Campaign, CampaignMember
+from commerce.coupons import Coupon, CouponGrant, CouponRedemption
+from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
+from commerce.orders import COUNTED_STATUSES, Order
+from commerce.services._util import new_id
+from commerce.services.coupons import grant_coupon
+from commerce.shoppers import Shopper
+from commerce.sqltypes import as_utc, to_money, utcnow
+
+
+@dataclass(frozen=True)
+class CampaignInput:
+    name: str
+    channel: str
+    budget: Decimal | str
+    starts_at: datetime
+    ends_at: datetime
+    control_share: Decimal | str = "0.1"
+    campaign_id: str | None = None
+
+
+def create_campaign(session: Session, data: CampaignInput) -> Campaign:
+    """Store a new campaign as a draft."""
+    if data.channel not in CHANNELS:
+        raise ValidationError(
+            f"channel must be one of {CHANNELS}, got {data.channel!r}", code="invalid_channel"
+        )
+    if not (data.name or "").strip():
+        raise ValidationError("name is required", code="missing_field")
+    budget = to_money(data.budget, field="budget")
+    if budget <= 0:
+        raise ValidationError("budget must be positive", code="invalid_campaign")
+    if isinstance(data.control_share, float):
+        raise ValidationError("control_share must be a Decimal or string, not float", code="invalid_campaign")
+    share = Decimal(data.control_share)
+    if not 0 <= share < 1:
+        raise ValidationError("control_share must be in [0, 1)", code="invalid_campaign")
+    if as_utc(data.ends_at) <= as_utc(data.starts_at):
+        raise ValidationError("ends_at must be after starts_at", code="invalid_window")
+    campaign_id = data.campaign_id or new_id("cmp")
+    if session.get(Campaign, campaign_id) is not None:
+        raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
+    campaign = Campaign(
+        campaign_id=campaign_id,
+        name=data.name.strip(),
+        channel=data.channel,
+        budget=budget,
+        control_share=share,
+        starts_at=as_utc(data.starts_at),
+        ends_at=as_utc(data.ends_at),
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def get_campaign(session: Session, campaign_id: str) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"unknown campaign {campaign_id!r}", code="campaign_not_found")
+    return campaign
+
+
+def set_audience(session: Session, campaign_id: str, members: Iterable[tuple[str, str]]) -> int:
+    """Replace a draft campaign's audience with (shopper_id, arm) pairs; returns the audience size.
+
+    `arm` is a coupon of this campaign (Coupon.campaign_id) or "control" for the holdout.
+    """
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status != "draft":
+        raise InvalidState(
+            f"campaign {campaign_id!r} is {campaign.status}; only a draft's audience may change"
+        )
+    pairs = list(members)
+    shoppers = [s for s, _ in pairs]
+    if len(set(shoppers)) != len(shoppers):
+        raise ValidationError(
+            "a shopper appears more than once (at most one coupon each)", code="duplicate_member"
+        )
+    coupons = set(session.scalars(select(Coupon.coupon_id).where(Coupon.campaign_id == campaign_id)))
+    bad_arms = sorted({a for _, a in pairs if a != CONTROL and a not in coupons})
+    if bad_arms:
+        raise ValidationError(
+            f"arms {bad_arms[:5]} are neither 'control' nor coupons of campaign {campaign_id!r}",
+            code="invalid_arm",
+        )
+    known: set[str] = set()
+    for start in range(0, len(shoppers), 5000):
+        chunk = shoppers[start : start + 5000]
+        known.update(session.scalars(select(Shopper.shopper_id).where(Shopper.shopper_id.in_(chunk))))
+    if missing := [s for s in shoppers if s not in known]:
+        raise NotFound(f"unknown shoppers {missing[:5]}", code="shopper_not_found")
+    session.execute(delete(CampaignMember).where(CampaignMember.campaign_id == campaign_id))
+    session.add_all(
+        CampaignMember(campaign_id=campaign_id, shopper_id=s, arm=a, coupon_id=None if a == CONTROL else a)
+        for s, a in pairs
+    )
+    session.flush()
+    return len(pairs)
+
+
+def _transition(session: Session, campaign_id: str, source: str, target: str, **values) -> Campaign:
+    result = session.execute(
+        update(Campaign)
+        .where(Campaign.campaign_id == campaign_id, Campaign.status == source)
+        .values(status=target, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        campaign = get_campaign(session, campaign_id)
+        raise InvalidState(
+            f"campaign {campaign_id!r} is {campaign.status}, not {source}; cannot move to {target}"
+        )
+    campaign = get_campaign(session, campaign_id)
+    session.refresh(campaign)
+    return campaign
+
+
+def _arm_counts(session: Session, campaign_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(CampaignMember.arm, func.count())
+        .where(CampaignMember.campaign_id == campaign_id)
+        .group_by(CampaignMember.arm)
+    )
+    return {arm: n for arm, n in rows}
+
+
+def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
+    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout."""
+    campaign = get_campaign(session, campaign_id)
+    counts = _arm_counts(session, campaign_id)
+    if sum(n for arm, n in counts.items() if arm != CONTROL) == 0:
+        raise ValidationError("the audience has no treated shoppers; set it first", code="empty_audience")
+    if campaign.control_share > 0 and counts.get(CONTROL, 0) == 0:
+        raise ValidationError(
+            "control_share > 0 but the audience has no holdout; the result could not be measured",
+            code="missing_holdout",
+        )
+    return _transition(session, campaign_id, "draft", "scheduled", scheduled_at=as_utc(at or utcnow()))
+
+
+def start_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
+    """scheduled -> running: grant every treated member their coupon over the campaign's channel."""
+    at = as_utc(at or utcnow())
+    campaign = _transition(session, campaign_id, "scheduled", "running", started_at=at)
+    by_coupon: dict[str, list[str]] = {}
+    for shopper_id, coupon_id in session.execute(
+        select(CampaignMember.shopper_id, CampaignMember.coupon_id).where(
+            CampaignMember.campaign_id == campaign_id, CampaignMember.coupon_id.is_not(None)
+        )
+    ):
+        by_coupon.setdefault(coupon_id, []).append(shopper_id)
+    for coupon_id, shoppers in sorted(by_coupon.items()):
+        grant_coupon(session, coupon_id, shoppers, campaign_id=campaign_id, channel=campaign.channel, at=at)
+        grants = dict(
+            session.execute(
+                select(CouponGrant.shopper_id, CouponGrant.id).where(
+                    CouponGrant.coupon_id == coupon_id, CouponGrant.shopper_id.in_(shoppers)
+                )
+            ).all()
+        )
+        for member in session.scalars(
+            select(CampaignMember).where(
+                CampaignMember.campaign_id == campaign_id, CampaignMember.coupon_id == coupon_id
+            )
+        ):
+            member.grant_id = grants[member.shopper_id]
+    session.flush()
+    return campaign
+
+
+def complete_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
+    """running -> completed; the measurement window is [started_at, completed_at]."""
+    return _transition(session, campaign_id, "running", "completed", completed_at=as_utc(at or utcnow()))
+
+
+def audience(session: Session, campaign_id: str) -> list[dict]:
+    """The audience as rows: shopper_id, arm, coupon_id, channel, grant_id (None until started)."""
+    campaign = get_campaign(session, campaign_id)
+    members = session.scalars(
+        select(CampaignMember)
+        .where(CampaignMember.campaign_id == campaign_id)
+        .order_by(CampaignMember.shopper_id)
+    )
+    return [
+        {
+            "shopper_id": m.shopper_id,
+            "arm": m.arm,
+            "coupon_id": m.coupon_id or "",
+            "channel": campaign.channel if m.coupon_id else "",
+            "grant_id": "" if m.grant_id is None else m.grant_id,
+        }
+        for m in members
+    ]
+
+
+def export_audience_csv(session: Session, campaign_id: str, out: IO[str]) -> int:
+    """Write the audience as CSV (header + one row per member) to `out`; returns the rows written."""
+    rows = audience(session, campaign_id)
+    writer = csv.DictWriter(out, fieldnames=["shopper_id", "arm", "coupon_id", "channel", "grant_id"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return len(rows)
+
+
+def campaign_outcomes(session: Session, campaign_id: str) -> list[dict]:
+    """Per member: converted (a counted order in the window), revenue (gross goods value of those
+    orders) and discount (this campaign's coupon redemptions, not released), as Decimal CNY."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status != "completed":
+        raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; measure it once completed")
+    start, end = campaign.started_at, campaign.completed_at
+    members = {
+        m.shopper_id: m.arm
+        for m in session.scalars(select(CampaignMember).where(CampaignMember.campaign_id == campaign_id))
+    }
+    member_ids = select(CampaignMember.shopper_id).where(CampaignMember.campaign_id == campaign_id)
+    revenue = dict(
+        session.execute(
+            select(Order.shopper_id, func.sum(Order.goods_total))
+            .where(
+                Order.shopper_id.in_(member_ids),
+                Order.status.in_(COUNTED_STATUSES),
+                Order.created_at >= start,
+                Order.created_at <= end,
+            )
+            .group_by(Order.shopper_id)
+        ).all()
+    )
+    coupon_ids = select(Coupon.coupon_id).where(Coupon.campaign_id == campaign_id)
+    discount = dict(
+        session.execute(
+            select(CouponRedemption.shopper_id, func.sum(CouponRedemption.amount))
+            .where(
+                CouponRedemption.shopper_id.in_(member_ids),
+                CouponRedemption.coupon_id.in_(coupon_ids),
+                CouponRedemption.released_at.is_(None),
+                CouponRedemption.redeemed_at >= start,
+                CouponRedemption.redeemed_at <= end,
+            )
+            .group_by(CouponRedemption.shopper_id)
+        ).all()
+    )
+    return [
+        {
+            "shopper_id": s,
+            "arm": arm,
+            "converted": s in revenue,
+            "revenue": Decimal(revenue.get(s) or 0),
+            "discount": Decimal(discount.get(s) or 0),
+        }
+        for s, arm in sorted(members.items())
+    ]

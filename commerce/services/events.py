@@ -1,0 +1,143 @@
+"""The behaviour event log: idempotent batch inserts and export to the Parquet events contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commerce.bulk import insert_ignore_stmt
+from commerce.errors import ValidationError
+from commerce.events import (
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    PRODUCT_EVENTS,
+    BehaviorEvent,
+    events_arrow_schema,
+)
+from commerce.sqltypes import as_utc
+
+EXPORT_BATCH_ROWS = 200_000
+
+
+def _clean(event: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(event) - set(EVENT_COLUMNS)
+    if unknown:
+        raise ValidationError(f"unknown event fields: {sorted(unknown)}", code="invalid_event")
+    for required in ("event_id", "ts", "shopper_id", "event_type"):
+        if event.get(required) in (None, ""):
+            raise ValidationError(f"event field {required!r} is required", code="invalid_event")
+    if event["event_type"] not in EVENT_TYPES:
+        raise ValidationError(f"unknown event_type {event['event_type']!r}", code="invalid_event")
+    if event["event_type"] in PRODUCT_EVENTS and not event.get("product_id"):
+        raise ValidationError(f"{event['event_type']} events need a product_id", code="invalid_event")
+    if not isinstance(event["ts"], datetime):
+        raise ValidationError("event field 'ts' must be a datetime", code="invalid_event")
+    row = {col: event.get(col) for col in EVENT_COLUMNS}
+    row["ts"] = as_utc(row["ts"])
+    row["quantity"] = int(row["quantity"] if row["quantity"] is not None else 1)
+    row["value"] = float(row["value"] or 0.0)
+    return row
+
+
+def record_events(session: Session, events: Iterable[Mapping[str, Any]]) -> int:
+    """Append a batch of events; ones whose event_id is already stored are skipped. Returns rows inserted.
+
+    The whole batch is validated before anything is written, so a bad event changes nothing.
+    """
+    rows = [_clean(e) for e in events]
+    if not rows:
+        return 0
+    stmt = insert_ignore_stmt(session, BehaviorEvent.__table__, ["event_id"]).returning(
+        BehaviorEvent.event_id
+    )
+    return len(session.execute(stmt, rows).all())
+
+
+def append_event_table(session: Session, table) -> None:
+    """Bulk path for loaders: insert an Arrow table in the contract's events schema, skipping known ids.
+
+    Values go straight to the driver's executemany (no per-row ORM type handling), which is what makes a
+    million events load in seconds. Timestamps are written in the exact text form SQLAlchemy uses on
+    SQLite, and as UTC timestamptz literals on PostgreSQL.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return
+    missing = [c for c in EVENT_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValidationError(f"event table lacks columns {missing}", code="invalid_event")
+    for col in ("event_id", "ts", "shopper_id", "event_type"):
+        if table[col].null_count:
+            raise ValidationError(f"event field {col!r} is required", code="invalid_event")
+    if not pc.all(pc.is_in(table["event_type"], value_set=pa.array(EVENT_TYPES))).as_py():
+        raise ValidationError("unknown event_type in event table", code="invalid_event")
+    dialect = session.get_bind().dialect.name
+    ts = pc.strftime(table["ts"].cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%d %H:%M:%S")
+    if dialect == "postgresql":
+        ts = pc.binary_join_element_wise(ts, pa.scalar("+00:00"), "")
+    columns = [ts if c == "ts" else table[c] for c in EVENT_COLUMNS]
+    rows = zip(*(c.to_pylist() for c in columns), strict=True)
+    names = ", ".join(EVENT_COLUMNS)
+    if dialect == "postgresql":
+        _copy_events_postgres(session, names, rows)
+        return
+    sql = (
+        f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) ON CONFLICT DO NOTHING"
+    )
+    session.connection().exec_driver_sql(sql, list(rows))
+
+
+def _copy_events_postgres(session: Session, names: str, rows) -> None:
+    """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS events_load (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        with cursor.copy(f"COPY events_load ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM events_load ON CONFLICT DO NOTHING")
+        cursor.execute("TRUNCATE events_load")
+
+
+def export_events(
+    session: Session, out_dir: str | Path, *, batch_rows: int = EXPORT_BATCH_ROWS
+) -> list[Path]:
+    """Write every event as `out_dir/part-NNNNN.parquet` in the contract's events schema; return the paths.
+
+    Read them back with `pandas.read_parquet(out_dir)`. Stale part files from an earlier export are removed.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = events_arrow_schema()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("part-*.parquet"):
+        stale.unlink()
+    columns = [getattr(BehaviorEvent, c) for c in EVENT_COLUMNS]
+    result = session.execute(
+        select(*columns)
+        .order_by(BehaviorEvent.ts, BehaviorEvent.event_id)
+        .execution_options(yield_per=batch_rows)
+    )
+    paths: list[Path] = []
+    for part in result.partitions():
+        table = pa.Table.from_pylist([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in part], schema)
+        path = out / f"part-{len(paths):05d}.parquet"
+        pq.write_table(table, path)
+        paths.append(path)
+    if not paths:  # an empty log still yields a readable, typed dataset
+        path = out / "part-00000.parquet"
+        pq.write_table(schema.empty_table(), path)
+        paths.append(path)
+    return paths
