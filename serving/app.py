@@ -22,11 +22,12 @@ from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
-from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
+from serving.model_store import MlflowModelSource, ModelSource, ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.security import RateLimiter
 from serving.state import ServingState
+from training.uplift import load_uplift_version
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def create_app(
         exposures=ExposureLog(session_factory),
         uplift=ModelStore(
             uplift_source
-            or MlflowModelSource(uri, settings.uplift_model_name, settings.model_alias, load_pyfunc_version),
+            or MlflowModelSource(uri, settings.uplift_model_name, settings.model_alias, load_uplift_version),
             settings.uplift_model_name,
             settings.model_poll_seconds,
         ),

@@ -1,10 +1,10 @@
 """Rank a shopper's eligible coupons by expected incremental value.
 
-The uplift model is the registered MLflow pyfunc `Settings.uplift_model_name` (training/uplift.py's
-`ServedCouponUplift`); its contract is `predict(DataFrame[shopper_id, coupon_id, kind]) -> uplift`,
-the rise in purchase probability the coupon causes for that shopper. A coupon's expected incremental
-value on a page is uplift x (value of the context goods after the discount). Without a loaded model
-the coupons are ranked by the saving they give, and the response says so.
+The uplift model is the registered `Settings.uplift_model_name`, a `ServedCouponUplift` loaded by
+`training.uplift.load_uplift_version`; its contract is `predict(DataFrame[shopper_id, coupon_id,
+kind]) -> uplift`, the rise in purchase probability the coupon causes for that shopper. A coupon's
+expected incremental value on a page is uplift x (value of the context goods after the discount).
+Without a loaded model the coupons are ranked by the saving they give, and the response says so.
 """
 
 from __future__ import annotations

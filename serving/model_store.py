@@ -140,18 +140,6 @@ class ModelSnapshot:
                 self._positions.pop(evicted, None)
 
 
-def load_pyfunc_version(tracking_uri: str, name: str, version: str) -> Any:
-    """A registered MLflow pyfunc model (the uplift model), as `mlflow.pyfunc.load_model` returns it."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    source = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version(
-        name, version
-    )
-    path = mlflow.artifacts.download_artifacts(artifact_uri=source.source, tracking_uri=tracking_uri)
-    return mlflow.pyfunc.load_model(path)
-
-
 class MlflowModelSource:
     """Reads `models:/<name>@<alias>` through training.registry (imported lazily: MLflow is slow to load).
 

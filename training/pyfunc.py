@@ -1,10 +1,11 @@
-"""The MLflow pyfunc wrapper every registered recommender is logged as.
+"""The MLflow pyfunc wrappers every registered model is logged as: recommenders and the uplift model.
 
-The artifact holds the recommender as `Recommender.save` wrote it (key `recommender`); `load_context`
-reads it back with `models.recommenders.load_recommender`. The wrapper is logged as code
-(`training/pyfunc_entry.py`, MLflow's models-from-code), so no pickled Python object sits in the registry.
-Serving skips the wrapper and loads the artifact directly (`training.registry.load_recommender_version`);
-the wrapper is for `mlflow.pyfunc.load_model` users and batch scoring.
+Each artifact holds the model as its own `save` wrote it (key `recommender` or `uplift`); `load_context`
+reads it back. The wrappers are logged as code (`training/pyfunc_entry.py`,
+`training/uplift_pyfunc_entry.py`: MLflow's models-from-code), with a signature and pinned
+requirements, so `mlflow.pyfunc.load_model` works wherever the crosscart package is installed.
+Serving skips the wrappers and loads the artifact directly (`training.registry.load_artifact`); the
+wrappers are for `mlflow.pyfunc.load_model` users and batch scoring.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from training.registry import ARTIFACT_KEY
+from training.registry import ARTIFACT_KEY, UPLIFT_KEY
 
 DEFAULT_N = 10
 ENTRY_POINT = str(Path(__file__).with_name("pyfunc_entry.py"))  # logged as code, not pickled
+UPLIFT_ENTRY_POINT = str(Path(__file__).with_name("uplift_pyfunc_entry.py"))
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "user_id"), ColSpec("long", "n", required=False)]),
@@ -33,6 +35,18 @@ SIGNATURE = ModelSignature(
         ]
     ),
     params=ParamSchema([ParamSpec("n", "long", DEFAULT_N), ParamSpec("exclude_seen", "boolean", True)]),
+)
+
+
+UPLIFT_SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            ColSpec("string", "shopper_id"),
+            ColSpec("string", "coupon_id"),
+            ColSpec("string", "kind", required=False),
+        ]
+    ),
+    outputs=Schema([ColSpec("double", "uplift")]),
 )
 
 
@@ -49,6 +63,20 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         """`n` comes per row (column `n`) or per call (`params={"n": ...}`); unknown users get no rows."""
         return recommendations_frame(self.recommender, model_input, params)
+
+
+class UpliftPyfunc(mlflow.pyfunc.PythonModel):
+    """Each (shopper_id, coupon_id[, kind]) row's predicted uplift in purchase probability."""
+
+    def load_context(self, context) -> None:
+        from models.uplift.effects import ServedCouponUplift
+
+        self.model = ServedCouponUplift.load(context.artifacts[UPLIFT_KEY])
+
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return pd.DataFrame({"uplift": self.model.predict(model_input)})
 
 
 def recommendations_frame(
@@ -77,7 +105,20 @@ def recommendations_frame(
 
 
 def log_recommender(recommender, name: str = "model", pip_requirements: list[str] | None = None):
-    """Save `recommender` and log it as this wrapper into the active MLflow run; returns the ModelInfo.
+    """Save `recommender` and log it as `RecommenderPyfunc` into the active MLflow run; the ModelInfo."""
+    filename = f"{getattr(recommender, 'name', 'recommender')}.joblib"
+    return _log(recommender, filename, ENTRY_POINT, ARTIFACT_KEY, SIGNATURE, name, pip_requirements)
+
+
+def log_uplift(model, name: str = "uplift", pip_requirements: list[str] | None = None):
+    """Save a `ServedCouponUplift` and log it as `UpliftPyfunc` into the active run; the ModelInfo."""
+    return _log(
+        model, "uplift.joblib", UPLIFT_ENTRY_POINT, UPLIFT_KEY, UPLIFT_SIGNATURE, name, pip_requirements
+    )
+
+
+def _log(model, filename, entry_point, key, signature, name, pip_requirements):
+    """`model.save` into a temporary file, logged as the wrapper `entry_point` under artifact `key`.
 
     Requirements are listed, not inferred: MLflow's inference re-imports the model in a subprocess,
     seconds per run for no gain here.
@@ -88,13 +129,13 @@ def log_recommender(recommender, name: str = "model", pip_requirements: list[str
     with tempfile.TemporaryDirectory(prefix="crosscart-log-") as tmp, warnings.catch_warnings():
         # The signature is explicit, so MLflow's nag for an input example (used to infer one) is moot.
         warnings.filterwarnings("ignore", message=".*input example was not provided")
-        path = Path(tmp) / f"{getattr(recommender, 'name', 'recommender')}.joblib"
-        recommender.save(path)
+        path = Path(tmp) / filename
+        model.save(path)
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=ENTRY_POINT,
-            artifacts={ARTIFACT_KEY: str(path)},
-            signature=SIGNATURE,
+            python_model=entry_point,
+            artifacts={key: str(path)},
+            signature=signature,
             pip_requirements=pip_requirements or default_requirements(),
         )
 

@@ -5,7 +5,8 @@ Serving needs two calls and one exception:
 - `champion_version(client, name, alias)` -> the `ModelVersion` the alias points at, or None when the model
   or the alias does not exist yet.
 - `load_recommender_version(tracking_uri, name, version)` -> the `Recommender`, loaded with
-  `models.recommenders.load_recommender` from the version's `recommender` artifact.
+  `models.recommenders.load_recommender` from the version's `recommender` artifact
+  (`load_artifact` does this for any artifact key; the uplift model uses it too).
 - Anything that stops a model from being served (registry unreachable, missing model or version, corrupt
   or unreadable artifact) raises `ModelUnavailable`, so serving can fall back to popularity with one
   `except`.
@@ -29,9 +30,10 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from training.tracking import metric_key
 
@@ -41,7 +43,9 @@ if TYPE_CHECKING:
 
     from models.recommenders.base import Recommender
 
+T = TypeVar("T")
 ARTIFACT_KEY = "recommender"  # the pyfunc artifact holding the saved recommender
+UPLIFT_KEY = "uplift"  # the pyfunc artifact holding the saved ServedCouponUplift
 METRIC_TAG = "crosscart.metric"
 VALUE_TAG = "crosscart.metric_value"
 DIRECTION_TAG = "crosscart.higher_is_better"
@@ -185,7 +189,22 @@ def _logged_model_uri(client: MlflowClient, run_id: str, artifact_name: str) -> 
 def load_recommender_version(
     tracking_uri: str, name: str, version: str | int, dst_dir: str | Path | None = None
 ) -> Recommender:
-    """Download version `version` of `name` and load its recommender artifact.
+    """Download version `version` of `name` and load its recommender artifact (see `load_artifact`)."""
+    from models.recommenders import load_recommender
+
+    return load_artifact(tracking_uri, name, version, ARTIFACT_KEY, load_recommender, dst_dir)
+
+
+def load_artifact(
+    tracking_uri: str,
+    name: str,
+    version: str | int,
+    key: str,
+    load: Callable[[Path], T],
+    dst_dir: str | Path | None = None,
+) -> T:
+    """Download version `version` of `name` and `load` the file its pyfunc logged as artifact `key`:
+    how serving reads every registered model, without the pyfunc wrapper.
 
     Files go to `dst_dir` when given (kept), else to a temporary directory removed after loading.
     Every failure (unknown model/version, unreachable registry, missing or corrupt artifact) raises
@@ -194,20 +213,20 @@ def load_recommender_version(
     try:
         if dst_dir is not None:
             Path(dst_dir).mkdir(parents=True, exist_ok=True)
-            return _download_and_load(tracking_uri, name, str(version), Path(dst_dir))
+            return _download_and_load(tracking_uri, name, str(version), key, load, Path(dst_dir))
         with tempfile.TemporaryDirectory(prefix="crosscart-model-") as tmp:
-            return _download_and_load(tracking_uri, name, str(version), Path(tmp))
+            return _download_and_load(tracking_uri, name, str(version), key, load, Path(tmp))
     except ModelUnavailable:
         raise
     except Exception as exc:
         raise ModelUnavailable(f"cannot load {name} version {version}: {type(exc).__name__}: {exc}") from exc
 
 
-def _download_and_load(tracking_uri: str, name: str, version: str, dst: Path) -> Recommender:
+def _download_and_load(
+    tracking_uri: str, name: str, version: str, key: str, load: Callable[[Path], T], dst: Path
+) -> T:
     import mlflow
     from mlflow.models import Model
-
-    from models.recommenders import load_recommender
 
     local = Path(
         mlflow.artifacts.download_artifacts(
@@ -215,10 +234,10 @@ def _download_and_load(tracking_uri: str, name: str, version: str, dst: Path) ->
         )
     )
     flavor = Model.load(local).flavors.get("python_function", {})
-    entry = (flavor.get("artifacts") or {}).get(ARTIFACT_KEY)
+    entry = (flavor.get("artifacts") or {}).get(key)
     if not entry:
-        raise ModelUnavailable(f"{name} version {version} has no {ARTIFACT_KEY!r} artifact")
+        raise ModelUnavailable(f"{name} version {version} has no {key!r} artifact")
     path = local / entry["path"]
     if not path.exists():
         raise ModelUnavailable(f"{name} version {version}: artifact file {entry['path']} is missing")
-    return load_recommender(path)
+    return load(path)

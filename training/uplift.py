@@ -28,7 +28,13 @@ from features.campaign_features import (
 )
 from models.uplift.effects import CouponEffectModel, CouponTermsEffectModel, ServedCouponUplift
 from training.evaluate_uplift import score
-from training.registry import ModelUnavailable, champion_version, register_and_maybe_promote
+from training.registry import (
+    UPLIFT_KEY,
+    ModelUnavailable,
+    champion_version,
+    load_artifact,
+    register_and_maybe_promote,
+)
 from training.tracking import metric_key, use_tracking
 
 __all__ = [
@@ -142,7 +148,9 @@ def train_uplift_model(
     registered_name: str = "crosscart-uplift",
 ) -> dict:
     """Train, evaluate on held-out rows, log and register; returns metrics, run id and the promotion."""
-    import mlflow
+    import mlflow  # slow to import: only training and the registry pay for it
+
+    from training.pyfunc import log_uplift
 
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
@@ -165,13 +173,7 @@ def train_uplift_model(
             table = Path(tmp) / "uplift_by_percentile.csv"
             uplift_by_percentile(y, uplift, t).to_csv(table, index=False)
             mlflow.log_artifact(str(table), "tables")
-        mlflow.sklearn.log_model(
-            serving_bundle(data_dir, model),
-            name=ARTIFACT_NAME,
-            serialization_format="cloudpickle",
-            pyfunc_predict_fn="predict",
-            pip_requirements=["scikit-learn", "lightgbm", "numpy", "pandas"],
-        )
+        log_uplift(serving_bundle(data_dir, model), name=ARTIFACT_NAME)
         run_id = run.info.run_id
     promotion = register_and_maybe_promote(
         run_id, ARTIFACT_NAME, registered_name, "qini_auc", metrics["qini_auc"], tracking_uri=tracking_uri
@@ -179,11 +181,16 @@ def train_uplift_model(
     return {"run_id": run_id, "metrics": metrics, "params": params, "promotion": promotion}
 
 
-def load_uplift_model(tracking_uri: str, name: str, alias: str = "champion") -> CouponEffectModel:
-    """The effect model inside the registered `name@alias`; ModelUnavailable (clear message) when
-    there is none or it is not one of ours."""
-    import mlflow
-    from mlflow import MlflowClient
+def load_uplift_version(tracking_uri: str, name: str, version: str | int) -> ServedCouponUplift:
+    """The one uplift loader (serving polls through it too): version `version` of `name`;
+    ModelUnavailable (clear message) for a missing, unreadable or foreign artifact."""
+    return load_artifact(tracking_uri, name, version, UPLIFT_KEY, ServedCouponUplift.load)
+
+
+def load_uplift_model(tracking_uri: str, name: str, alias: str = "champion") -> ServedCouponUplift:
+    """The uplift model registered as `name@alias`; ModelUnavailable (clear message) when there is
+    none or it cannot be loaded."""
+    from mlflow import MlflowClient  # slow to import: only when a model is actually loaded
 
     version = champion_version(MlflowClient(tracking_uri=tracking_uri), name, alias)
     if version is None:
@@ -191,14 +198,4 @@ def load_uplift_model(tracking_uri: str, name: str, alias: str = "champion") -> 
             f"no uplift model registered as {name}@{alias}; run `crosscart train uplift --data DIR` "
             "or plan with a marketplace directory to fit one"
         )
-    try:
-        mlflow.set_tracking_uri(tracking_uri)
-        model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
-    except Exception as exc:  # unreadable artifacts fail with many exception types
-        raise ModelUnavailable(f"cannot load {name} version {version.version}: {exc}") from exc
-    if not isinstance(model, ServedCouponUplift):
-        raise ModelUnavailable(
-            f"{name} version {version.version} is a {type(model).__name__}, not a ServedCouponUplift; "
-            "retrain it with `crosscart train uplift`"
-        )
-    return model.effect_model
+    return load_uplift_version(tracking_uri, name, version.version)

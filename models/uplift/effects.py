@@ -10,6 +10,9 @@ be far noisier than these parts; only the uplift itself needs a dedicated uplift
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -19,6 +22,8 @@ from models.uplift.planner import basket_terms, coupon_terms, score_options
 from models.uplift.selection import make_model
 
 __all__ = ["CouponEffectModel", "CouponTermsEffectModel", "ServedCouponUplift", "coupon_depth"]
+
+SERVED_FORMAT = "crosscart-served-uplift/1"
 
 
 def _value_model(random_state, n_buyers: int):
@@ -494,6 +499,18 @@ class ServedCouponUplift(CouponUpliftModel):
 
     def predict_candidates(self, X, shopper_ids, coupons: pd.DataFrame | None = None) -> pd.DataFrame:
         return self.effect_model.predict_candidates(X, shopper_ids, coupons)
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted bundle to one joblib file (format-tagged, checked by `load`)."""
+        joblib.dump({"format": SERVED_FORMAT, "model": self}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServedCouponUplift:
+        """Read a bundle written by `save`; ValueError for any other file."""
+        saved = joblib.load(path)
+        if not isinstance(saved, dict) or saved.get("format") != SERVED_FORMAT:
+            raise ValueError(f"{path} is not a CrossCart uplift artifact ({SERVED_FORMAT})")
+        return saved["model"]
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("shopper_id", "coupon_id") if c not in frame.columns]

@@ -18,6 +18,7 @@ from commerce.campaigns import Campaign
 from commerce.services import campaigns
 from marketing.measurement import measure_stored_campaign
 from marketing.planning import plan_and_store
+from models.uplift.base import CouponUpliftModel
 from serving.deps import Marketer, SessionDep, StateDep
 from serving.schemas.marketing import CampaignCreate, CampaignOut, CampaignReport, PlanIn, PlanOut
 from serving.state import ServingState
@@ -90,19 +91,17 @@ def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, _: Marketer) 
     )
 
 
-def _served_effect_model(state: ServingState):
-    """The effect model inside the uplift model this replica serves (a ServedCouponUplift behind the
-    MLflow pyfunc); 503 when none is loaded: the registry is polled in the background, never here."""
+def _served_effect_model(state: ServingState) -> CouponUpliftModel:
+    """The uplift model this replica serves; 503 when none is loaded: the registry is polled in the
+    background, never here."""
     snapshot = state.uplift.current
-    raw = getattr(snapshot.recommender, "get_raw_model", None)
-    model = getattr(raw() if raw is not None else snapshot.recommender, "effect_model", None)
-    if model is None:
-        reason = snapshot.fallback_reason or f"version {snapshot.version} holds no coupon effect model"
+    if snapshot.recommender is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"no uplift model to plan with ({reason}); run `crosscart train uplift` or plan with candidates",
+            f"no uplift model to plan with ({snapshot.fallback_reason}); run `crosscart train uplift` "
+            "or plan with candidates",
         )
-    return model
+    return snapshot.recommender
 
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut)

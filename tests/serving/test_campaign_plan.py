@@ -4,7 +4,6 @@ model through training.uplift.plan_campaign (what `crosscart campaign plan` runs
 from __future__ import annotations
 
 from datetime import timedelta
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -77,7 +76,7 @@ def campaign(session_factory) -> str:
 def test_plan_scores_database_shoppers_with_the_served_uplift_model(
     make_client, keys, campaign, effect_model
 ):
-    served = ScriptedSource(versions={"1": SimpleNamespace(effect_model=effect_model)}, alias="1")
+    served = ScriptedSource(versions={"1": effect_model}, alias="1")  # any CouponUpliftModel
     client = make_client(uplift_source=served)
     marketer = auth(keys["marketer"])
     plan = client.post(

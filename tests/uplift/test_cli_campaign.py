@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,12 +133,21 @@ def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_pat
         "plots/uplift_uplift_curve.png",
         "plots/uplift_calibration.png",
     }
-    from serving.model_store import load_pyfunc_version  # how the API loads it
+    import mlflow
 
-    served = load_pyfunc_version(uri, "crosscart-uplift", "1")
+    from training.uplift import load_uplift_version  # how the API loads it
+
+    served = load_uplift_version(uri, "crosscart-uplift", "1")
     first = shoppers["shopper_id"].iloc[0]
-    uplift = served.predict(pd.DataFrame({"shopper_id": [first, first, "stranger"], "coupon_id": "CPN0101"}))
+    rows = pd.DataFrame({"shopper_id": [first, first, "stranger"], "coupon_id": "CPN0101"})
+    uplift = served.predict(rows)
     assert uplift.shape == (3,) and np.isfinite(uplift).all() and uplift[0] == uplift[1]
+    # the same artifact as a plain MLflow pyfunc (signature, pinned requirements), as outside users load it
+    pyfunc = mlflow.pyfunc.load_model("models:/crosscart-uplift/1")
+    pins = Path(mlflow.pyfunc.get_model_dependencies("models:/crosscart-uplift/1")).read_text().split()
+    assert {"mlflow", "lightgbm", "scikit-learn"} <= {p.split("==")[0] for p in pins if "==" in p}
+    assert [c.name for c in pyfunc.metadata.get_input_schema().inputs] == ["shopper_id", "coupon_id", "kind"]
+    np.testing.assert_allclose(pyfunc.predict(rows)["uplift"].to_numpy(), uplift)
     known = set(shoppers["shopper_id"])
     for extra in ([], ["--data", str(market)]):  # the registered model, then a freshly fitted one
         summary = json.loads(
