@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.recommenders.base import Recommender
 from models.recommenders.common import top_n
+from models.uplift.base import CouponUpliftModel
 
 log = logging.getLogger(__name__)
 _EMPTY = (np.array([], dtype=object), np.array([], dtype=np.float32))
@@ -41,7 +43,7 @@ class ModelSource(Protocol):
 class ModelSnapshot:
     name: str
     version: str | None
-    recommender: Any | None
+    recommender: Recommender | CouponUpliftModel | None  # the uplift store's snapshots hold the latter
     fallback_reason: str | None = None
     loaded_at: float = field(default_factory=time.time)
     _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -66,11 +68,11 @@ class ModelSnapshot:
 
     def item_positions(self, catalog) -> np.ndarray | None:
         """Catalog position of each of the model's items (-1: not in the catalog), for models that score
-        one user's whole row (`user_scores`). Built once per catalog snapshot, ideally before it goes
-        live (see serving.app); the maps of the two newest snapshots are kept, so requests still on the
-        previous one do not rebuild theirs."""
-        item_ids = getattr(self.recommender, "item_ids_", None)
-        if item_ids is None or not hasattr(self.recommender, "user_scores"):
+        one user's whole row (`Recommender.scored_items` / `user_scores`). Built once per catalog
+        snapshot, ideally before it goes live (see serving.app); the maps of the two newest snapshots
+        are kept, so requests still on the previous one do not rebuild theirs."""
+        item_ids = None if self.recommender is None else self.recommender.scored_items()
+        if item_ids is None:
             return None
         stamp = (id(catalog), catalog.built_at)
         mapping = self._item_maps.get(stamp)

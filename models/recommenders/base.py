@@ -10,6 +10,8 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Self
 
+import numpy as np
+
 from features.interactions import InteractionData
 
 Ranked = list[tuple[str, float]]  # (item id, score), best first
@@ -43,6 +45,16 @@ class Recommender(ABC):
     @abstractmethod
     def similar_items(self, item_id: str, n: int = 10) -> Ranked:
         """Items most like `item_id` (not including itself); empty for an unknown item."""
+
+    def scored_items(self) -> np.ndarray | None:
+        """Item ids in the column order of `user_scores`, or None (the default) when the model does not
+        score one user's whole row at once; serving then ranks through `recommend`."""
+        return None
+
+    def user_scores(self, user_id: str) -> np.ndarray | None:
+        """One user's score for each of `scored_items()`, seen items included (serving's single-row
+        path); None for an unknown user, and always None when `scored_items()` is."""
+        return None
 
     @abstractmethod
     def save(self, path: str | Path) -> None:

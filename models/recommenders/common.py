@@ -194,6 +194,10 @@ class MatrixRecommender(PersistentRecommender):
                 out[pos] = [(str(self.item_ids_[j]), float(scores[k, j])) for j in best]
         return out
 
+    def scored_items(self) -> np.ndarray:
+        self._check_fitted()
+        return self.item_ids_
+
     def user_scores(self, user_id: str) -> np.ndarray | None:
         """Every item's score for one user (seen items included), or None for an unknown user.
 

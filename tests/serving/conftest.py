@@ -47,6 +47,9 @@ class TinyRecommender:
     def similar_items(self, item_id, n=10):
         return self.similar.get(item_id, [])[:n]
 
+    def scored_items(self):  # Recommender's default: no single-row scoring, rank through `recommend`
+        return None
+
 
 @dataclass
 class ScriptedSource:

@@ -66,6 +66,9 @@ class RecommendOnly:
     def recommend(self, *args, **kwargs):
         return self.model.recommend(*args, **kwargs)
 
+    def scored_items(self):  # Recommender's default: no single-row scoring
+        return None
+
 
 @pytest.mark.parametrize(
     "name,params",
