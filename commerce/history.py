@@ -33,10 +33,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_rows_fast
+from commerce.campaigns import CONTROL, Campaign
 from commerce.catalog import Category, Product, Stock
 from commerce.coupons import Coupon, CouponRedemption, CouponShopperUsage
 from commerce.errors import ValidationError
 from commerce.orders import AnnualSpend, Order, OrderLine, OrderStatusChange
+from commerce.services import campaigns as cm
 from commerce.services.catalog import category_paths
 from commerce.services.checkout import customs_year
 from commerce.services.coupons import PricedLine, in_scope
@@ -378,7 +380,7 @@ def _record_redemptions(
 def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     """Past campaigns (campaigns.parquet, assignments.parquet) as completed campaigns with their audience.
 
-    Goes through commerce.campaigns' public lifecycle (create -> audience -> schedule -> start ->
+    Goes through commerce.services.campaigns' lifecycle (create -> audience -> schedule -> start ->
     complete, at the campaign's own start and end), so grants link to members exactly as for a live
     campaign; grants already loaded from coupon_grant events are reused. The contract has no budget:
     a campaign's budget is the discount its coupons actually gave (at least 0.01 CNY, the minimum the
@@ -386,9 +388,6 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     scheduled and is skipped (counted).
     """
     import pyarrow.parquet as pq
-
-    from commerce import campaigns as tables
-    from commerce.services import campaigns as cm
 
     data_dir = Path(data_dir)
     stats = {"campaigns": 0, "campaign_members": 0, "campaigns_skipped": 0}
@@ -402,10 +401,10 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
             members[cid].append((shopper_id, arm))
     for c in sorted(pq.read_table(path).to_pylist(), key=lambda r: (r["start"], r["campaign_id"])):
         cid = c["campaign_id"]
-        if session.get(tables.Campaign, cid) is not None:
+        if session.get(Campaign, cid) is not None:
             continue
         audience = sorted(members.get(cid, []))
-        if not any(arm != tables.CONTROL for _, arm in audience):
+        if not any(arm != CONTROL for _, arm in audience):
             stats["campaigns_skipped"] += 1
             continue
         spent = session.scalar(
