@@ -7,8 +7,9 @@ rule's promise and cost, and demand forecasts for replenishment.
    rate cards) and predicted; the rule "cheapest that arrives within N days at 80%" picks one, and the
    order's real delivery time with that partner is drawn from the generator's truth. Targets: the promise
    holds for >= 80% of orders, at a lower cost than always shipping with the (predicted) fastest partner.
-3. Demand: daily sales of the 500 best-selling products, 4 held-out weeks (rolling origin, horizon 7);
-   target: MASE < 1 (better than the seasonal naive, season 7).
+3. Demand: daily sales of the 500 best-selling products, 4 held-out weeks (rolling origin, horizon 7),
+   once on the 4 normal weeks before the discount season and once on the last 4 weeks (the season and
+   after); target: MASE < 1 (scaled by the in-sample seasonal naive error, season 7).
 Run: .venv/bin/python -m bench.logistics [--scale demo --seed 7]. Writes bench/results/logistics.json.
 """
 
@@ -25,13 +26,15 @@ import pandas as pd
 from bench import write_result
 from commerce.logistics import RateCard
 from commerce.services.logistics import default_rate_cards, rate_cost
-from experiments.evaluate_forecast import demand_series, evaluate_forecasters
+from experiments.evaluate_forecast import evaluate_forecasters
 from features.logistics import delivery_features
+from features.sales import demand_series
 from features.synth.generator import generate_marketplace
 from features.synth.logistics import PARTNER_INDEX, PARTNERS, generate_shipments, simulate_delivery_days
 from models.logistics import DeliveryTimeModel, ShippingOption, cheapest_within, fastest
 
 PROMISES = {"bonded": (2, 3, 4), "direct_mail": (6, 8, 10)}
+FORECAST_MODELS = ["seasonal_naive", "imapa", "lightgbm"]
 
 
 def _rate_shopping(test: pd.DataFrame, model: DeliveryTimeModel, peaks, seed: int) -> list[dict]:
@@ -128,11 +131,20 @@ def main() -> None:
     buys = events[events["event_type"] == "purchase"]
     top = buys.groupby("product_id")["quantity"].sum().nlargest(args.top_products).index
     sales = buys[buys["product_id"].isin(top)].rename(columns={"product_id": "item_id"})
-    forecast_rows, summary = evaluate_forecasters(
-        demand_series(sales[["item_id", "ts", "quantity"]], "D"),
-        ["seasonal_naive", "auto_ets", "imapa", "ensemble"],
-        freq="D", horizon=7, n_windows=4,
-    )  # fmt: skip
+    sales = sales[["item_id", "ts", "quantity"]]
+    # normal weeks: the 4 weeks before the discount season; season weeks: the last 4 (season and after),
+    # which no history of this marketplace has seen before (the calendar flag is all the models know)
+    season_start = seasons["start"].min()
+    forecasts = {}
+    for label, until in (
+        ("normal_weeks", season_start),
+        ("season_weeks", sales["ts"].max() + pd.Timedelta(1, "s")),
+    ):
+        rows, summary = evaluate_forecasters(
+            demand_series(sales[sales["ts"] < until], "D"), FORECAST_MODELS, freq="D", horizon=7, n_windows=4,
+            event_windows=peaks,
+        )  # fmt: skip
+        forecasts[label] = {"until": str(until), **summary, "rows": rows}
 
     print(f"delivery model fit on {len(train)} shipments in {fit_seconds:.1f} s; {len(test)} held out")
     print(f"{'partner':>16} {'n':>6} {'cover80':>8} {'<=q80':>7} {'median d':>9}")
@@ -149,10 +161,11 @@ def main() -> None:
             f"{row['mode']:>12} {row['max_days']:>6} {row['promisable_share']:>10.3f} {kept:>6}"
             f" {row['fastest_promise_kept']:>12.3f} {row['cost_vs_fastest']:>12.3f}"
         )
-    print(f"\ndemand forecast, {summary['n_series']} products, daily, 4 held-out weeks:")
-    for row in forecast_rows:
-        scores = f"mase {row['mase']:.3f} smape {row['smape']:.1f} coverage@80 {row['coverage@80']:.3f}"
-        print(f"{row['model']:>16} {scores}")
+    for label, block in forecasts.items():
+        print(f"\ndemand forecast ({label}), {block['n_series']} products, daily, 4 held-out weeks:")
+        for row in block["rows"]:
+            scores = f"mase {row['mase']:.3f} smape {row['smape']:.1f} coverage@80 {row['coverage@80']:.3f}"
+            print(f"{row['model']:>16} {scores}")
     result = {
         "scale": args.scale,
         "seed": args.seed,
@@ -171,11 +184,14 @@ def main() -> None:
             and all(r["cost_vs_fastest"] <= 1 for r in shopping),
         },
         "demand_forecast": {
-            **summary,
-            "products": summary["n_series"],
-            "rows": forecast_rows,
-            "target": "best model mase < 1 (seasonal naive scale)",
-            "met": min(r["mase"] for r in forecast_rows) < 1,
+            label: {
+                **block,
+                "best_vs_seasonal_naive": min(r["mase"] for r in block["rows"])
+                / next(r["mase"] for r in block["rows"] if r["model"] == "seasonal_naive"),
+                "target": "best model mase < 1 (in-sample seasonal naive scale)",
+                "met": min(r["mase"] for r in block["rows"]) < 1,
+            }
+            for label, block in forecasts.items()
         },
     }
     path = write_result("logistics", result)

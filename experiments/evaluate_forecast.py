@@ -1,10 +1,9 @@
 """Offline evaluation of demand forecasters on any sales history, with a rolling-origin split.
 
-Protocol: sales lines are summed per item and period (returns net out; a period whose returns exceed its
-sales counts as zero demand); each item's series runs from its first sale to the last period of the file,
-with zeros where nothing sold. The last `n_windows * horizon` periods form `n_windows` consecutive test
-windows; for each, every model is refit on everything before the window's cutoff and forecasts `horizon`
-periods. Items whose history before the first cutoff is shorter than `min_train` periods are left out
+Protocol: demand per item and period as `features.sales.demand_series` builds it. The last
+`n_windows * horizon` periods form `n_windows` consecutive test windows; for each, every model is refit on
+everything before the window's cutoff and forecasts `horizon` periods. Items whose history before the
+first cutoff is shorter than `min_train` periods are left out
 (and counted).
 
 Metrics (over every item and window): MASE, the mean over (item, window) of the forecast's mean absolute
@@ -21,52 +20,19 @@ import time
 import numpy as np
 import pandas as pd
 
+from features.sales import normalise_freq
 from models.forecast import (
     ENSEMBLE_MEMBERS,
     FORECASTERS,
+    STATISTICAL,
     add_ensemble,
     interval_columns,
     make_forecasters,
     season_length_for,
 )
+from models.forecast.global_model import forecast_frame
 
-__all__ = ["demand_series", "evaluate_forecasters", "mase", "smape", "coverage", "normalise_freq"]
-
-#: pandas renamed period-end aliases; accept the short forms people type.
-_FREQ_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "H": "h"}
-
-
-def normalise_freq(freq: str) -> str:
-    head, _, anchor = freq.partition("-")
-    head = _FREQ_ALIASES.get(head, head)
-    try:
-        pd.tseries.frequencies.to_offset(head + (f"-{anchor}" if anchor else ""))
-    except ValueError as exc:
-        raise ValueError(f"unknown frequency {freq!r} (use D, W, M, Q or a pandas alias)") from exc
-    return head + (f"-{anchor}" if anchor else "")
-
-
-def demand_series(sales: pd.DataFrame, freq: str) -> pd.DataFrame:
-    """Demand per item and period as statsforecast's long frame (`unique_id`, `ds`, `y`), zero-filled."""
-    if sales.empty:
-        raise ValueError("no sales rows to forecast from")
-    freq = normalise_freq(freq)
-    ts = sales["ts"].dt.tz_convert("UTC").dt.tz_localize(None) if sales["ts"].dt.tz else sales["ts"]
-    frame = pd.DataFrame({"unique_id": sales["item_id"].astype(str), "ts": ts, "q": sales["quantity"]})
-    per_period = frame.groupby(["unique_id", pd.Grouper(key="ts", freq=freq)])["q"].sum()
-    wide = per_period.unstack("ts")
-    periods = pd.date_range(wide.columns.min(), wide.columns.max(), freq=freq)
-    wide = wide.reindex(columns=periods)
-    started = wide.notna().cummax(axis=1).to_numpy()
-    values = np.clip(wide.fillna(0.0).to_numpy(), 0.0, None)
-    item_idx, period_idx = np.nonzero(started)
-    return pd.DataFrame(
-        {
-            "unique_id": wide.index.to_numpy()[item_idx],
-            "ds": periods[period_idx],
-            "y": values[item_idx, period_idx].astype("float64"),
-        }
-    )
+__all__ = ["evaluate_forecasters", "mase", "smape", "coverage"]
 
 
 def mase(errors: pd.DataFrame, scale: pd.Series) -> float:
@@ -110,9 +76,12 @@ def evaluate_forecasters(
     n_windows: int = 3,
     min_train: int | None = None,
     season_length: int | None = None,
+    event_windows=(),
     n_jobs: int = 1,
 ) -> tuple[list[dict], dict]:
-    """Rolling-origin evaluation; returns one metrics row per model and a summary of the data used."""
+    """Rolling-origin evaluation; returns one metrics row per model and a summary of the data used.
+
+    `event_windows`: known (start, end) promotion periods, for the models that use a calendar."""
     from statsforecast import StatsForecast
 
     if horizon < 1 or n_windows < 1:
@@ -144,16 +113,29 @@ def evaluate_forecasters(
         "horizon": int(horizon),
         "freq": freq,
     }
-    cv, seconds = None, {}
     # conformal intervals need whole horizons of in-sample history: as many as fit, 2 to 5
     conformal_windows = int(np.clip((train_len - 1) // horizon, 2, 5))
-    for model in make_forecasters(names, m, horizon, conformal_windows):
+    periods = np.sort(used["ds"].unique())
+    cutoffs = [periods[len(periods) - test_len - 1 + k * horizon] for k in range(n_windows)]
+    cv, seconds = None, {}
+    statistical = [name for name in names if name in STATISTICAL]
+    for model in make_forecasters(statistical, m, horizon, conformal_windows) if statistical else []:
         started = time.perf_counter()
         part = StatsForecast(models=[model], freq=freq, n_jobs=n_jobs).cross_validation(
             df=used, h=horizon, n_windows=n_windows, step_size=horizon, level=[80]
         )
         seconds[model.alias] = time.perf_counter() - started
         part = part.reset_index() if "unique_id" not in part.columns else part
+        cv = part if cv is None else cv.merge(part.drop(columns="y"), on=["unique_id", "ds", "cutoff"])
+    if "lightgbm" in names:
+        started = time.perf_counter()
+        parts = []
+        for cutoff in cutoffs:
+            history = used[used["ds"] <= cutoff]
+            part = forecast_frame(history, freq, horizon, m, event_windows).assign(cutoff=cutoff)
+            parts.append(part.merge(used, on=["unique_id", "ds"]))
+        part = pd.concat(parts, ignore_index=True)
+        seconds["lightgbm"] = time.perf_counter() - started
         cv = part if cv is None else cv.merge(part.drop(columns="y"), on=["unique_id", "ds", "cutoff"])
     if "ensemble" in names:
         cv = add_ensemble(cv)

@@ -11,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore
-from commerce.catalog import FULFILLMENT_MODES, Product
+from commerce.catalog import FULFILLMENT_MODES, Product, Stock
 from commerce.errors import NotFound, ValidationError
 from commerce.logistics import LogisticsPartner, RateCard, ShippingRule, zone_of
 from commerce.merchants import Merchant
+from commerce.orders import Order, OrderLine
 from commerce.services._util import get_or_404, required_text
 from commerce.sqltypes import as_utc, round_fen
 
@@ -218,3 +219,33 @@ def estimate_delivery(partner: LogisticsPartner, at: datetime) -> tuple[datetime
     """Earliest and latest delivery time for an order placed at `at`."""
     at = as_utc(at)
     return at + timedelta(days=partner.min_days), at + timedelta(days=partner.max_days)
+
+
+def merchant_bonded_sales(session: Session, merchant_id: str, since: datetime) -> list[tuple]:
+    """(product_id, location, paid_at, quantity) of the merchant's paid bonded order lines since `since`."""
+    get_or_404(session, Merchant, merchant_id, "merchant")
+    rows = session.execute(
+        select(OrderLine.product_id, Stock.location, Order.paid_at, OrderLine.quantity)
+        .join(Order, Order.order_id == OrderLine.order_id)
+        .join(Stock, Stock.id == OrderLine.stock_id)
+        .where(
+            OrderLine.merchant_id == merchant_id,
+            Order.fulfillment == "bonded",
+            Order.paid_at.is_not(None),
+            Order.paid_at >= since,
+        )
+    )
+    return [tuple(r) for r in rows]
+
+
+def merchant_bonded_stock(session: Session, merchant_id: str) -> list[tuple[str, str, int]]:
+    """(product_id, location, unreserved units) of the merchant's listed bonded products."""
+    rows = session.execute(
+        select(Stock.product_id, Stock.location, Stock.quantity - Stock.reserved)
+        .join(Product, Product.product_id == Stock.product_id)
+        .where(
+            Product.merchant_id == merchant_id, Product.fulfillment == "bonded", Product.status == "listed"
+        )
+        .order_by(Stock.product_id, Stock.location)
+    )
+    return [tuple(r) for r in rows]

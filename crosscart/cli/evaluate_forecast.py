@@ -32,8 +32,9 @@ def evaluate_forecast(
     """
     import json
 
-    from experiments.evaluate_forecast import demand_series, evaluate_forecasters
+    from experiments.evaluate_forecast import evaluate_forecasters
     from features.loaders import load_sales
+    from features.sales import demand_series
 
     kind, _, path = data.partition(":")
     if kind != "events" or not path:

@@ -4,19 +4,25 @@ Real retail demand per item and week is mostly intermittent (many zero weeks), s
 smooth-series models (ETS) with intermittent-demand ones (Croston SBA, IMAPA) and simple averages; the
 `ensemble` averages ETS, IMAPA and a 4-period window average, which is usually the safest single choice.
 Models without their own interval model get conformal intervals (statsforecast's `ConformalIntervals`).
+`lightgbm` is one global model across items (`models.forecast.global_model`), predicting the median.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-FORECASTERS = ("seasonal_naive", "naive", "window_average", "auto_ets", "croston_sba", "imapa", "ensemble")
+FORECASTERS = (
+    "seasonal_naive", "naive", "window_average", "auto_ets", "croston_sba", "imapa", "ensemble", "lightgbm",
+)  # fmt: skip
+#: Forecasters that statsforecast runs; `lightgbm` is the global model (models.forecast.global_model).
+STATISTICAL = FORECASTERS[:-1]
 ENSEMBLE_MEMBERS = ("auto_ets", "imapa", "window_average")
 #: Natural season length per frequency; used only when the history holds two full seasons.
 SEASON_LENGTHS = {"D": 7, "W": 52, "M": 12, "ME": 12, "MS": 12, "Q": 4, "QE": 4, "h": 24, "H": 24}
 
 __all__ = [
     "FORECASTERS",
+    "STATISTICAL",
     "ENSEMBLE_MEMBERS",
     "season_length_for",
     "make_forecasters",
@@ -44,9 +50,9 @@ def make_forecasters(names: list[str], season_length: int, horizon: int, conform
     )
     from statsforecast.utils import ConformalIntervals
 
-    unknown = sorted(set(names) - set(FORECASTERS))
+    unknown = sorted(set(names) - set(STATISTICAL))
     if unknown:
-        raise ValueError(f"unknown forecaster(s) {unknown}; choose from {list(FORECASTERS)}")
+        raise ValueError(f"unknown statistical forecaster(s) {unknown}; choose from {list(STATISTICAL)}")
     conformal = ConformalIntervals(h=horizon, n_windows=conformal_windows)
     builders = {
         "seasonal_naive": lambda: SeasonalNaive(season_length=season_length, alias="seasonal_naive"),

@@ -10,15 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crosscart.cli import app
-from experiments.evaluate_forecast import (
-    _naive_scale,
-    coverage,
-    demand_series,
-    evaluate_forecasters,
-    mase,
-    normalise_freq,
-    smape,
-)
+from experiments.evaluate_forecast import _naive_scale, coverage, evaluate_forecasters, mase, smape
+from features.sales import demand_series, normalise_freq
 
 
 def _sales(rows):
@@ -148,3 +141,27 @@ def test_cli_refuses_a_missing_column(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2
     assert "no column" in result.stderr
+
+
+def test_global_model_learns_weekdays_and_the_promotion_calendar():
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2025-01-01", periods=112, freq="D", tz="UTC")
+    weekday = np.array([0.6, 0.6, 0.8, 0.8, 1.0, 1.8, 1.6])
+    events = [(days[50], days[60]), (days[98], days[105])]  # the second falls in the held-out weeks
+    boost = np.ones(len(days))
+    for start, end in events:
+        boost[(days >= start) & (days < end)] = 3.0
+    rows = []
+    for i in range(60):
+        level = rng.gamma(2.0, 1.5)
+        counts = rng.poisson(level * weekday[days.weekday] * boost)
+        rows += [(f"p{i}", d, c) for d, c in zip(days, counts, strict=True) if c]
+    sales = pd.DataFrame(rows, columns=["item_id", "ts", "quantity"])
+    results, _ = evaluate_forecasters(
+        demand_series(sales, "D"), ["seasonal_naive", "imapa", "lightgbm"], freq="D", horizon=7, n_windows=2,
+        event_windows=events,
+    )  # fmt: skip
+    by = {r["model"]: r for r in results}
+    assert by["lightgbm"]["mase"] < 0.8 * by["imapa"]["mase"]
+    assert by["lightgbm"]["mase"] < 0.8 * by["seasonal_naive"]["mase"]
+    assert 0.6 <= by["lightgbm"]["coverage@80"] <= 0.95
