@@ -76,9 +76,8 @@ def train_delivery_model(
     shipments, peaks = read_shipments(data_dir)
     calibration = holdout_calibration(shipments, peaks, random_state=random_state)
     max_error = float((calibration["coverage_80"] - 0.8).abs().max())
-    model = DeliveryTimeModel(random_state=random_state).fit(
-        delivery_features(shipments, peaks), shipments["delivery_days"]
-    )
+    features = delivery_features(shipments, peaks)
+    model = DeliveryTimeModel(random_state=random_state).fit(features, shipments["delivery_days"])
     _, experiment_id = use_tracking(tracking_uri, experiment)
     with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"shipments": len(shipments), "random_state": random_state})
@@ -93,6 +92,7 @@ def train_delivery_model(
             python_model=ENTRY_POINT,
             artifacts={ARTIFACT_KEY: str(path)},
             signature=SIGNATURE,
+            input_example=features.head(3),
             pip_requirements=default_requirements(),
         )
         run_id = run.info.run_id
