@@ -194,8 +194,7 @@ def main() -> None:
             for label, block in forecasts.items()
         },
     }
-    path = write_result("logistics", result)
-    print(f"\nwrote {path}")
+    write_result("logistics", result)
 
 
 if __name__ == "__main__":
