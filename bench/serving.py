@@ -219,6 +219,7 @@ def serve(workdir: Path, port: int, n_products: int, n_shoppers: int) -> None:
         session_factory=make_session_factory(make_engine(settings.resolved_database_url)),
         model_source=LocalSource(),
         uplift_source=NoUplift(),
+        delivery_source=NoUplift(),
         catalog_loader=lambda: catalog,
         catalog_refresh_seconds=3600,
         warm_shoppers=n_shoppers,  # precompute every known shopper's scores before the model goes live

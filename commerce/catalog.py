@@ -64,6 +64,9 @@ class Product(Base):
     #: Purchase cost, required for self-operated goods: the platform's margin is price minus cost.
     cost_price: Mapped[Decimal | None] = mapped_column(Money, default=None)
     fulfillment: Mapped[str] = mapped_column(str_enum("fulfillment_mode", FULFILLMENT_MODES))
+    #: Shipping weight and packed volume: carriers charge the larger of actual and volumetric weight.
+    weight_g: Mapped[int] = mapped_column(Integer, default=500, server_default="500")
+    volume_cm3: Mapped[int | None] = mapped_column(Integer, default=None)
     self_operated: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(str_enum("listing_status", LISTING_STATUSES), default="listed")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

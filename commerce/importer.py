@@ -140,12 +140,17 @@ def _products(session: Session, data_dir: Path) -> int:
     keys = ("product_id", "sku", "merchant_id", "title", "category_id", "brand", "origin_country")
     keys += ("fulfillment", "self_operated", "status", "created_at")
 
+    parcels_path = data_dir / "product_parcels.parquet"  # weight and volume, when the generator wrote them
+    parcels = {p["product_id"]: p for p in _read(parcels_path)} if parcels_path.is_file() else {}
+
     def product(r: dict[str, Any]) -> dict[str, Any]:
         price = _money(r["price"])
         cost = _money(r.get("cost_price"))
         if r["self_operated"] and cost is None:
             cost = (price * SELF_OPERATED_COST_RATIO).quantize(Decimal("0.01"))
-        return {**{k: r[k] for k in keys}, "price": price, "cost_price": cost}
+        parcel = parcels.get(r["product_id"], {})
+        size = {k: int(parcel[k]) for k in ("weight_g", "volume_cm3") if parcel.get(k) is not None}
+        return {**{k: r[k] for k in keys}, "price": price, "cost_price": cost, **size}
 
     insert_ignore(session, Product.__table__, (product(r) for r in rows), ["product_id"])
     insert_ignore(

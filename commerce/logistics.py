@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.catalog import FULFILLMENT_MODES
 from commerce.db import Base
-from commerce.sqltypes import UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import Money, UTCDateTime, str_enum, utcnow
+
+#: Destination zones: province groups that share a rate and a transit time from a given warehouse.
+ZONES = {
+    "east": ("Shanghai", "Jiangsu", "Zhejiang", "Anhui"),
+    "south": ("Guangdong", "Fujian", "Guangxi", "Hainan"),
+    "north": ("Beijing", "Tianjin", "Hebei", "Shandong", "Liaoning", "Jilin", "Heilongjiang", "Shanxi"),
+    "central": ("Hubei", "Henan", "Hunan", "Jiangxi"),
+    "west": ("Sichuan", "Chongqing", "Shaanxi", "Yunnan", "Guizhou", "Gansu", "Ningxia", "Qinghai"),
+    "remote": ("Xinjiang", "Tibet", "Inner Mongolia"),
+}
+ZONE_OF_REGION = {region: zone for zone, regions in ZONES.items() for region in regions}
+SERVICE_LEVELS = ("economy", "standard", "express")
+
+
+def zone_of(region: str) -> str:
+    """The rate zone of a province-level region; unknown regions ship as `remote` (the dearest zone)."""
+    return ZONE_OF_REGION.get(region, "remote")
 
 
 class LogisticsPartner(Base):
@@ -23,6 +41,52 @@ class LogisticsPartner(Base):
     mode: Mapped[str] = mapped_column(str_enum("partner_mode", FULFILLMENT_MODES))
     min_days: Mapped[int] = mapped_column(Integer)
     max_days: Mapped[int] = mapped_column(Integer)
+
+
+class RateCard(Base):
+    """A partner's negotiated price to one destination zone: first weight, then each additional unit.
+
+    cost = (first_price + additional units x additional_price) x (1 + surcharge_rate) x (1 - discount_rate),
+    with the weight charged as the larger of actual and volumetric weight (`commerce.services.logistics`).
+    """
+
+    __tablename__ = "rate_cards"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "zone"),
+        CheckConstraint("first_weight_g > 0 AND additional_unit_g > 0", name="weights_positive"),
+        CheckConstraint("first_price >= 0 AND additional_price >= 0", name="prices_nonnegative"),
+        CheckConstraint(
+            "surcharge_rate >= 0 AND discount_rate >= 0 AND discount_rate < 1", name="rates_range"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("logistics_partners.partner_id"), index=True)
+    zone: Mapped[str] = mapped_column(str_enum("rate_zone", tuple(ZONES)))
+    service_level: Mapped[str] = mapped_column(str_enum("service_level", SERVICE_LEVELS))
+    first_weight_g: Mapped[int] = mapped_column(Integer)
+    first_price: Mapped[Decimal] = mapped_column(Money)
+    additional_unit_g: Mapped[int] = mapped_column(Integer)
+    additional_price: Mapped[Decimal] = mapped_column(Money)
+    surcharge_rate: Mapped[Decimal] = mapped_column(Numeric(6, 4), default=Decimal("0"))
+    discount_rate: Mapped[Decimal] = mapped_column(Numeric(6, 4), default=Decimal("0"))
+
+
+class ShippingRule(Base):
+    """How a merchant ships: always one partner, or the cheapest partner that arrives within N days
+    with 80% confidence (by the delivery-time model), falling back to the fastest."""
+
+    __tablename__ = "shipping_rules"
+    __table_args__ = (
+        CheckConstraint(
+            "(partner_id IS NOT NULL) OR (max_days IS NOT NULL AND max_days > 0)", name="rule_complete"
+        ),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.merchant_id"), primary_key=True)
+    partner_id: Mapped[str | None] = mapped_column(ForeignKey("logistics_partners.partner_id"), default=None)
+    max_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Shipment(Base):

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", description="Redis for shared counters and caches; empty: database.")
     model_name: str = Field(default="crosscart-recommender", description="Registered recommender name.")
     uplift_model_name: str = Field(default="crosscart-uplift", description="Registered uplift model name.")
+    delivery_model_name: str = Field(
+        default="crosscart-delivery", description="Registered delivery-time model name."
+    )
     model_alias: str = Field(default="champion", description="Registry alias the API serves.")
     model_poll_seconds: float = Field(default=30.0, description="How often the API checks the alias.")
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")

@@ -308,3 +308,39 @@ def _from_unix_seconds(seconds: pd.Series) -> pd.Series:
 def _nanoseconds(ts: pd.Series) -> pd.Series:
     """As datetime64[ns, UTC]; times outside its range (years 1677-2262) become NaT."""
     return ts.where((ts >= _NS_RANGE[0]) & (ts <= _NS_RANGE[1])).dt.as_unit("ns")
+
+
+def load_sales(
+    path: str | Path,
+    *,
+    item_col: str,
+    time_col: str,
+    quantity_col: str,
+    sep: str = ",",
+    time_format: str | None = None,
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Read a sales file (one row per sale line) into `item_id`, `ts`, `quantity`.
+
+    The same rules as `load_events`: rows with a missing item, unreadable time or non-numeric quantity
+    are dropped and counted; negative quantities (returns, cancellations) are kept and noted, so that
+    demand per period can net them out.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no sales file at {path}")
+    wanted = [item_col, time_col, quantity_col]
+    if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        _require_columns(wanted, pq.ParquetDataset(path).schema.names, path)
+        raw, broken = pd.read_parquet(path, columns=wanted), 0
+    else:
+        _require_columns(wanted, pd.read_csv(path, sep=sep, nrows=0).columns, path)
+        raw, broken = _read_text_table(path, sep=sep, columns=wanted)
+    events, report = clean_events(
+        raw, source=str(path), user_col=item_col, item_col=item_col, time_col=time_col,
+        value_col=quantity_col, time_format=time_format,
+    )  # fmt: skip
+    report.add_unparsed(broken)
+    sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
+    return sales, report

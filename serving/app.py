@@ -27,6 +27,7 @@ from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.security import RateLimiter
 from serving.state import ServingState
+from training.delivery import load_delivery_version
 from training.uplift import load_uplift_version
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(
     session_factory: sessionmaker[Session] | None = None,
     model_source: ModelSource | None = None,
     uplift_source: ModelSource | None = None,
+    delivery_source: ModelSource | None = None,
     catalog_loader: Callable[[], CatalogSnapshot] | None = None,
     catalog_refresh_seconds: float = CATALOG_REFRESH_SECONDS,
     policy: Policy | None = None,
@@ -67,6 +69,7 @@ def create_app(
         experiments,
         health,
         keys,
+        logistics,
         marketing,
         orders,
         recommendations,
@@ -113,6 +116,14 @@ def create_app(
         ),
         metrics=Metrics(),
         policy=policy or Policy(),
+        delivery=ModelStore(
+            delivery_source
+            or MlflowModelSource(
+                uri, settings.delivery_model_name, settings.model_alias, load_delivery_version
+            ),
+            settings.delivery_model_name,
+            settings.model_poll_seconds,
+        ),
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
@@ -140,7 +151,7 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
     )
-    for module in (recommendations, catalog, orders, events, marketing, experiments, keys):
+    for module in (recommendations, catalog, orders, logistics, events, marketing, experiments, keys):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

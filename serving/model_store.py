@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.logistics.delivery import DeliveryTimeModel
 from models.recommenders.base import Recommender
 from models.recommenders.common import top_n
 from models.uplift.base import CouponUpliftModel
@@ -43,7 +44,8 @@ class ModelSource(Protocol):
 class ModelSnapshot:
     name: str
     version: str | None
-    recommender: Recommender | CouponUpliftModel | None  # the uplift store's snapshots hold the latter
+    # the uplift store's snapshots hold a CouponUpliftModel, the delivery store's a DeliveryTimeModel
+    recommender: Recommender | CouponUpliftModel | DeliveryTimeModel | None
     fallback_reason: str | None = None
     loaded_at: float = field(default_factory=time.time)
     _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)

@@ -29,12 +29,14 @@ class ServingState:
     limiter: RateLimiter
     metrics: Metrics
     policy: Policy = field(default_factory=Policy)
+    #: delivery-time quantiles; without a registry the quotes use the partners' published day ranges
+    delivery: ModelStore = field(default_factory=lambda: ModelStore(None, "delivery"))
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
         still written in the background (tests call `exposures.flush()` to see them at once)."""
-        for part in (self.catalog, self.experiments, self.models, self.uplift):
+        for part in (self.catalog, self.experiments, self.models, self.uplift, self.delivery):
             part.refresh()
         self.exposures.start()
 
@@ -44,8 +46,10 @@ class ServingState:
         self.experiments.start()
         self.models.start()
         self.uplift.start()
+        self.delivery.start()
         self.exposures.start()
 
     def stop(self) -> None:
-        for part in (self.uplift, self.models, self.aliases, self.experiments, self.catalog, self.exposures):
+        parts = (self.delivery, self.uplift, self.models, self.aliases, self.experiments, self.catalog)
+        for part in (*parts, self.exposures):
             part.stop()

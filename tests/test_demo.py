@@ -38,11 +38,13 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
     with engine.connect() as conn:
         orders = conn.execute(text("SELECT COUNT(*) FROM orders")).scalar_one()
         events = conn.execute(text("SELECT COUNT(*) FROM events")).scalar_one()
+        weights = conn.execute(text("SELECT COUNT(DISTINCT weight_g) FROM products")).scalar_one()
     engine.dispose()
     assert orders > 0 and events > 0
+    assert weights > 10  # the generator's parcel weights were loaded
     assert (demo_env / "features-tiny" / "shopper_features.parquet").is_file()
     state = json.loads((demo_env / "demo-state.json").read_text())
-    assert set(state) == {"generate", "load", "features", "uplift"}
+    assert set(state) == {"generate", "load", "features", "uplift", "delivery"}
 
     second = runner.invoke(app, ["demo", "--scale", "tiny", "--no-serve"])
     assert second.exit_code == 0, second.output
@@ -51,4 +53,5 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
     assert "already built" in second.output
     assert "recommender kept" in second.output
     assert "uplift model already trained" in second.output
+    assert "delivery-time model already trained" in second.output
     assert json.loads((demo_env / "demo-keys.json").read_text())["samples"] == keys["samples"]

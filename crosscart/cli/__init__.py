@@ -14,6 +14,7 @@ from crosscart.cli import (
     campaign,
     db,
     demo,
+    evaluate_forecast,
     evaluate_recommender,
     evaluate_uplift,
     experiment,
@@ -21,6 +22,7 @@ from crosscart.cli import (
     generate,
     serve,
     train,
+    train_delivery,
     train_uplift,
 )
 
@@ -42,11 +44,15 @@ app.add_typer(db.app, name="db")
 app.add_typer(features.app, name="features")
 
 train.app.command("uplift")(train_uplift.train_uplift)
+train.app.command("delivery")(train_delivery.train_delivery)
 app.add_typer(train.app, name="train")
 
-evaluate_app = typer.Typer(help="Offline evaluation of recommenders and uplift models.", no_args_is_help=True)
+evaluate_app = typer.Typer(
+    help="Offline evaluation of recommenders, uplift models and demand forecasters.", no_args_is_help=True
+)
 evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
+evaluate_app.command("forecast")(evaluate_forecast.evaluate_forecast)
 app.add_typer(evaluate_app, name="evaluate")
 
 app.add_typer(experiment.app, name="experiment")

@@ -133,6 +133,22 @@ def demo(
         log.mark("uplift", uplift_fp)
         console.print(f"[green]✓[/] uplift model: {result['metrics']}")
 
+    delivery_fp = _fingerprint("delivery", manifest_fp, mlflow_uri)
+    if log.is_done("delivery", delivery_fp):
+        console.print("[dim]· delivery-time model already trained on this data[/]")
+    else:
+        from training.delivery import CALIBRATION_METRIC, train_delivery_model
+
+        with console.status("Training the delivery-time model"):
+            result = train_delivery_model(
+                market_dir, tracking_uri=mlflow_uri, registered_name=settings.delivery_model_name
+            )
+        log.mark("delivery", delivery_fp)
+        console.print(
+            f"[green]✓[/] delivery model: 80% windows off by at most {result[CALIBRATION_METRIC]:.3f}"
+            f" on later deliveries ({result['promotion'].reason})"
+        )
+
     from crosscart.cli.demo_keys import create_demo_keys
 
     keys = create_demo_keys(factory, data_dir)

@@ -23,6 +23,7 @@ from commerce.events import events_arrow_schema
 from features.synth.campaigns import ALL_COUPONS, CAMPAIGNS, CampaignRows, campaign_tables, run_campaigns
 from features.synth.catalog import TS, Catalog, build_catalog
 from features.synth.events import EVENT_TYPES, Events, organic_events
+from features.synth.logistics import generate_shipments
 from features.synth.model import ModelParams
 from features.synth.reference import ORIGINS
 from features.synth.shoppers import build_shoppers
@@ -239,6 +240,7 @@ def generate_marketplace(
         streams.write("truth/coupon_effects.parquet", effects)
         report("shoppers and events", b + 2, total)
     counts.update(streams.close())
+    counts.update(generate_shipments(out, seed))
 
     (out / "truth" / "categories_order.json").write_text(
         json.dumps({"categories": catalog.leaves.ids, "origins": list(ORIGINS)}, indent=2) + "\n"

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from commerce.db import make_engine, make_session_factory
 from commerce.logistics import LogisticsPartner
+from commerce.services.logistics import DEFAULT_PARTNERS
 from crosscart.cli.db import app
 from crosscart.settings import get_settings
 
@@ -25,7 +26,7 @@ def test_db_commands_use_the_configured_url(database_url, monkeypatch, tmp_path)
         assert head not in ("", "base (empty)")
         engine = make_engine(database_url)
         with make_session_factory(engine)() as s:
-            assert s.scalar(select(func.count()).select_from(LogisticsPartner)) == 4
+            assert s.scalar(select(func.count()).select_from(LogisticsPartner)) == len(DEFAULT_PARTNERS)
         engine.dispose()
         assert runner.invoke(app, ["downgrade", "base"]).exit_code == 0
         assert runner.invoke(app, ["current"]).stdout.strip() == "base (empty)"

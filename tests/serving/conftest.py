@@ -276,6 +276,7 @@ def make_client(settings, session_factory, source):
             session_factory=session_factory,
             model_source=source,
             uplift_source=ScriptedSource(),
+            delivery_source=ScriptedSource(),
             start_background=False,
         )
         kwargs.update(overrides)

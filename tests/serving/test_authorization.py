@@ -132,6 +132,11 @@ MATRIX = [
     ("POST", "/v1/campaigns/cmp-x/launch", None, {"marketer", "admin"}, 403),
     ("GET", "/v1/campaigns/cmp-x/audience.csv", None, {"marketer", "admin"}, 403),
     ("GET", "/v1/campaigns/cmp-x/report", None, {"marketer", "admin"}, 403),
+    ("GET", "/v1/logistics/partners", None, STOREFRONT, 403),
+    ("GET", "/v1/products/p01/delivery?region=Zhejiang", None, STOREFRONT, 403),
+    ("PUT", "/v1/merchants/m1/shipping-rule", {"max_days": 3}, {"merchant", "admin"}, 403),
+    ("GET", "/v1/merchants/m1/shipping-rule", None, {"merchant", "admin"}, 403),
+    ("GET", "/v1/merchants/m1/replenishment", None, {"merchant", "admin"}, 403),
     ("GET", "/v1/api-keys", None, {"admin"}, 403),
     ("POST", "/v1/api-keys", {"role": "storefront"}, {"admin"}, 403),
     ("DELETE", "/v1/api-keys/999", None, {"admin"}, 403),
@@ -153,6 +158,8 @@ OBJECT_LEVEL = {
     ("merchant2", "/v1/merchants/m1/products"): 403,
     ("merchant2", "/v1/products/p02"): 403,
     ("merchant2", "/v1/products/p02/stock/wh1"): 403,
+    ("merchant2", "/v1/merchants/m1/shipping-rule"): 403,
+    ("merchant2", "/v1/merchants/m1/replenishment"): 403,
 }
 ROLE_OF = {"shopper2": "shopper", "merchant2": "merchant"}
 

@@ -37,6 +37,7 @@ APP = create_app(
     session_factory=_FACTORY,
     model_source=ScriptedSource(versions={"1": TinyRecommender({"p05": 1.0, "p06": 0.5}, {"s1"})}, alias="1"),
     uplift_source=ScriptedSource(),
+    delivery_source=ScriptedSource(),
     start_background=False,
 )
 # Examples and fuzzing only: the coverage phase's exhaustive negative cases (already covered by FastAPI's

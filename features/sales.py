@@ -1,0 +1,54 @@
+"""Demand per item and period from sales lines: the series that forecasting and replenishment read.
+
+Sales lines are summed per item and period (returns net out; a period whose returns exceed its sales
+counts as zero demand); each item's series runs from its first sale to the last period (the file's, or
+`until`), with zeros where nothing sold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: pandas renamed period-end aliases; accept the short forms people type.
+_FREQ_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "H": "h"}
+
+
+def normalise_freq(freq: str) -> str:
+    head, _, anchor = freq.partition("-")
+    head = _FREQ_ALIASES.get(head, head)
+    try:
+        pd.tseries.frequencies.to_offset(head + (f"-{anchor}" if anchor else ""))
+    except ValueError as exc:
+        raise ValueError(f"unknown frequency {freq!r} (use D, W, M, Q or a pandas alias)") from exc
+    return head + (f"-{anchor}" if anchor else "")
+
+
+def demand_series(sales: pd.DataFrame, freq: str, until=None) -> pd.DataFrame:
+    """Demand per item and period as statsforecast's long frame (`unique_id`, `ds`, `y`), zero-filled
+    up to the last period with a sale or, when given, the period holding `until`."""
+    if sales.empty:
+        raise ValueError("no sales rows to forecast from")
+    freq = normalise_freq(freq)
+    ts = sales["ts"].dt.tz_convert("UTC").dt.tz_localize(None) if sales["ts"].dt.tz else sales["ts"]
+    frame = pd.DataFrame({"unique_id": sales["item_id"].astype(str), "ts": ts, "q": sales["quantity"]})
+    per_period = frame.groupby(["unique_id", pd.Grouper(key="ts", freq=freq)])["q"].sum()
+    wide = per_period.unstack("ts")
+    last = wide.columns.max()
+    if until is not None:
+        until = pd.Timestamp(until)
+        until = until.tz_convert("UTC").tz_localize(None) if until.tz else until
+        label = pd.DataFrame({"ts": [until]}).groupby(pd.Grouper(key="ts", freq=freq)).size().index[0]
+        last = max(last, label)
+    periods = pd.date_range(wide.columns.min(), last, freq=freq)
+    wide = wide.reindex(columns=periods)
+    started = wide.notna().cummax(axis=1).to_numpy()
+    values = np.clip(wide.fillna(0.0).to_numpy(), 0.0, None)
+    item_idx, period_idx = np.nonzero(started)
+    return pd.DataFrame(
+        {
+            "unique_id": wide.index.to_numpy()[item_idx],
+            "ds": periods[period_idx],
+            "y": values[item_idx, period_idx].astype("float64"),
+        }
+    )

@@ -1,0 +1,117 @@
+"""Logistics: partners, delivery quotes (price and predicted window per partner), merchants' shipping
+rules and replenishment hints. Thin over commerce.services.logistics, serving.delivery and
+serving.replenishment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from commerce.services import logistics
+from commerce.sqltypes import utcnow
+from serving.delivery import delivery_quote
+from serving.deps import MerchantOrAdmin, SessionDep, StateDep, Storefront, ensure_merchant
+from serving.replenishment import merchant_replenishment
+from serving.schemas.logistics import (
+    DeliveryOptionOut,
+    DeliveryQuoteOut,
+    PartnerOut,
+    ReplenishmentOut,
+    ShippingRuleIn,
+    ShippingRuleOut,
+)
+
+router = APIRouter(tags=["logistics"])
+
+Region = Annotated[
+    str, Query(min_length=1, max_length=64, description="Province-level region, e.g. Zhejiang")
+]
+
+
+@router.get("/logistics/partners", response_model=list[PartnerOut])
+def list_partners(session: SessionDep, _: Storefront) -> list[PartnerOut]:
+    return [
+        PartnerOut(
+            partner_id=p.partner_id, name=p.name, mode=p.mode, min_days=p.min_days, max_days=p.max_days
+        )
+        for p in logistics.list_partners(session)
+    ]
+
+
+@router.get("/products/{product_id}/delivery", response_model=DeliveryQuoteOut)
+def product_delivery(
+    product_id: str,
+    region: Region,
+    session: SessionDep,
+    state: StateDep,
+    _: Storefront,
+    quantity: Annotated[int, Query(ge=1, le=999)] = 1,
+) -> DeliveryQuoteOut:
+    """What each partner charges to ship the product to `region` and when it would arrive (80% window),
+    and the partner the merchant's shipping rule picks: the window the storefront promises."""
+    quote = delivery_quote(session, state.delivery.current, product_id, region, quantity, utcnow())
+    chosen = next(o for o in quote.options if o.partner_id == quote.chosen)
+    return DeliveryQuoteOut(
+        product_id=quote.product_id,
+        region=region,
+        zone=quote.zone,
+        chargeable_weight_g=quote.chargeable_weight_g,
+        rule=quote.rule,
+        chosen=quote.chosen,
+        promised_window=(chosen.earliest, chosen.latest),
+        model=quote.model,
+        options=[DeliveryOptionOut(**vars(o)) for o in quote.options],
+    )
+
+
+def _rule(rule) -> ShippingRuleOut:
+    return ShippingRuleOut(
+        merchant_id=rule.merchant_id,
+        partner_id=rule.partner_id,
+        max_days=rule.max_days,
+        updated_at=rule.updated_at,
+    )
+
+
+@router.put("/merchants/{merchant_id}/shipping-rule", response_model=ShippingRuleOut)
+def set_shipping_rule(
+    merchant_id: str, body: ShippingRuleIn, session: SessionDep, principal: MerchantOrAdmin
+) -> ShippingRuleOut:
+    """Ship with one partner, or with the cheapest partner that arrives within `max_days` at 80%."""
+    ensure_merchant(principal, merchant_id)
+    return _rule(
+        logistics.set_shipping_rule(session, merchant_id, partner_id=body.partner_id, max_days=body.max_days)
+    )
+
+
+@router.get("/merchants/{merchant_id}/shipping-rule", response_model=ShippingRuleOut | None)
+def get_shipping_rule(
+    merchant_id: str, session: SessionDep, principal: MerchantOrAdmin
+) -> ShippingRuleOut | None:
+    """The merchant's rule; null when none is set (orders then ship with the fastest partner)."""
+    ensure_merchant(principal, merchant_id)
+    rule = logistics.get_shipping_rule(session, merchant_id)
+    return None if rule is None else _rule(rule)
+
+
+@router.get("/merchants/{merchant_id}/replenishment", response_model=list[ReplenishmentOut])
+def replenishment(
+    merchant_id: str,
+    session: SessionDep,
+    principal: MerchantOrAdmin,
+    weeks: Annotated[int, Query(ge=2, le=26, description="Weeks forecast")] = 4,
+    lead_time_weeks: Annotated[int, Query(ge=1, le=12)] = 2,
+    service_level: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
+) -> list[ReplenishmentOut]:
+    """Per bonded product and warehouse: weekly demand forecast, safety stock, reorder point and the
+    quantity to order now (0 when stock covers the lead time), largest orders first."""
+    ensure_merchant(principal, merchant_id)
+    if lead_time_weeks + 1 > weeks:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "weeks must cover the lead time plus one review week"
+        )
+    rows = merchant_replenishment(
+        session, merchant_id, utcnow(), horizon=weeks, lead_time=lead_time_weeks, service_level=service_level
+    )
+    return [ReplenishmentOut(**row) for row in rows]
