@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
 from crosscart.settings import Settings, get_settings
-from serving import errors
+from serving import docs_pages, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
@@ -132,9 +132,12 @@ def create_app(
         version="1.0.0",
         summary="Recommendations, catalog, orders and precision marketing for a cross-border marketplace.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.serving = state
     errors.install(app)
+    docs_pages.install(app)
     app.include_router(health.router)
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
