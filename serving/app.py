@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
@@ -40,6 +41,12 @@ def _warm_up(snapshot, state: ServingState, limit: int) -> None:
     if catalog is not None and limit > 0:
         shoppers = list(itertools.islice(catalog.purchased, limit))
         snapshot.warm(shoppers, state.policy.candidate_pool, catalog)
+
+
+def operation_id(route: APIRoute) -> str:
+    """The endpoint function's name (`shopper_recommendations`, `list_orders`): stable and readable in
+    generated clients, unlike FastAPI's default of name + path + method."""
+    return route.name
 
 
 def create_app(
@@ -134,6 +141,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.serving = state
     errors.install(app)
