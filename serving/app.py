@@ -22,6 +22,8 @@ from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
+from serving.idempotency import IdempotencyMiddleware
+from serving.idempotency import document as document_idempotency
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
 from serving.recommend import Policy
@@ -154,6 +156,8 @@ def create_app(
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)
+    app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
+    document_idempotency(app, API_PREFIX)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
