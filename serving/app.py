@@ -19,6 +19,7 @@ from commerce.db import make_engine, make_session_factory
 from crosscart.settings import Settings, get_settings
 from serving import docs_pages, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
+from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
@@ -158,6 +159,7 @@ def create_app(
     app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
     document_idempotency(app, API_PREFIX)
+    app.add_middleware(ConditionalGet)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
