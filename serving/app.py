@@ -25,6 +25,7 @@ from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
 from serving.idempotency import IdempotencyMiddleware
 from serving.idempotency import document as document_idempotency
+from serving.logs import AccessLog, configure_logging
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
 from serving.recommend import Policy
@@ -162,4 +163,7 @@ def create_app(
     app.add_middleware(ConditionalGet)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     return app

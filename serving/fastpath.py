@@ -66,6 +66,7 @@ class RecommendationFastPath:
             return None
         if principal.role == "shopper" and principal.shopper_id != shopper_id:
             return None
+        scope.setdefault("state", {})["principal"] = principal  # for the access log
         try:
             return shopper_page_json(state, shopper_id, self._query(scope["query_string"]))
         except (ValidationError, HTTPException):
