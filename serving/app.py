@@ -151,15 +151,14 @@ def create_app(
     errors.install(app)
     docs_pages.install(app)
     app.include_router(health.router)
-    v1 = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
-    )
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_principal)])
     for module in (recommendations, catalog, orders, events, marketing, experiments, keys):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
     document_idempotency(app, API_PREFIX)
+    errors.document(app, API_PREFIX)
     app.add_middleware(ConditionalGet)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

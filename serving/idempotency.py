@@ -9,33 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 
 from starlette.concurrency import run_in_threadpool
 
 from commerce.services import idempotency
 from commerce.sqltypes import utcnow
+from serving.errors import send_problem
 
 HEADER = b"idempotency-key"
 METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 WAIT_SECONDS = 10.0
 NOT_STORED = {429}  # nor any 5xx
-
-
-async def _send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
 
 
 def _caller(scope) -> str:
@@ -65,10 +49,8 @@ class IdempotencyMiddleware:
         except UnicodeDecodeError:
             key_text = ""
         if not 1 <= len(key_text) <= 255 or not key_text.isprintable():
-            return await _send_json(
-                send,
-                400,
-                {"code": "invalid_idempotency_key", "message": "Idempotency-Key: 1-255 printable ASCII"},
+            return await send_problem(
+                send, scope, 400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII"
             )
         chunks, more = [], True
         while more:
@@ -88,7 +70,7 @@ class IdempotencyMiddleware:
             idempotency.claim, self.factory, caller, key_text, fingerprint, utcnow()
         )
         if not claim.won:
-            return await self._replay(send, caller, key_text, claim)
+            return await self._replay(scope, send, caller, key_text, claim)
 
         replayed = False
 
@@ -124,15 +106,14 @@ class IdempotencyMiddleware:
                 idempotency.complete, self.factory, caller, key_text, status, content_type, b"".join(out)
             )
 
-    async def _replay(self, send, caller: str, key: str, claim: idempotency.Claim) -> None:
+    async def _replay(self, scope, send, caller: str, key: str, claim: idempotency.Claim) -> None:
         if claim.mismatch:
-            return await _send_json(
+            return await send_problem(
                 send,
+                scope,
                 422,
-                {
-                    "code": "idempotency_key_reused",
-                    "message": "this Idempotency-Key was used for another request",
-                },
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request",
             )
         stored, waited = claim.stored, 0.0
         while stored is not None and stored.status_code is None and waited < WAIT_SECONDS:
@@ -140,12 +121,10 @@ class IdempotencyMiddleware:
             waited += 0.05
             stored = await run_in_threadpool(idempotency.lookup, self.factory, caller, key)
         if stored is None or stored.status_code is None:  # still running, or it failed and was released
-            return await _send_json(
-                send,
-                409,
-                {"code": "request_in_progress", "message": "a request with this Idempotency-Key is running"},
+            return await send_problem(
+                send, scope, 409, "request_in_progress", "a request with this Idempotency-Key is running",
                 [(b"retry-after", b"1")],
-            )
+            )  # fmt: skip
         await send(
             {
                 "type": "http.response.start",

@@ -113,7 +113,6 @@ class AccessLog:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-
 def route_template(scope) -> str | None:
     """The matched route as a template (`/v1/shoppers/{shopper_id}/orders`): FastAPI records the route
     object without the prefixes of the routers it was included through, so put the matched prefix back."""
