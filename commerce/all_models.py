@@ -19,6 +19,7 @@ CORE_MODULES = (
     "commerce.logistics",
     "commerce.orders",
     "commerce.events",
+    "commerce.idempotency",
 )
 OPTIONAL_MODULES = ("commerce.access", "commerce.campaigns", "commerce.experiments")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")
     max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
+    log_level: str = Field(default="info", description="Root log level of the API.")
+    log_format: Literal["json", "console"] = Field(default="json", description="JSON lines or terminal text.")
+    access_log: bool = Field(default=True, description="One structured line per request.")
+    otel_endpoint: str = Field(
+        default="", description="OTLP/HTTP endpoint for traces (e.g. http://collector:4318); empty: off."
+    )
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

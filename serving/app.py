@@ -12,15 +12,20 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
 from crosscart.settings import Settings, get_settings
-from serving import errors
+from serving import docs_pages, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
+from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
+from serving.idempotency import IdempotencyMiddleware
+from serving.idempotency import document as document_idempotency
+from serving.logs import AccessLog, configure_logging
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
 from serving.recommend import Policy
@@ -42,6 +47,12 @@ def _warm_up(snapshot, state: ServingState, limit: int) -> None:
     if catalog is not None and limit > 0:
         shoppers = list(itertools.islice(catalog.purchased, limit))
         snapshot.warm(shoppers, state.policy.candidate_pool, catalog)
+
+
+def operation_id(route: APIRoute) -> str:
+    """The endpoint function's name (`shopper_recommendations`, `list_orders`): stable and readable in
+    generated clients, unlike FastAPI's default of name + path + method."""
+    return route.name
 
 
 def create_app(
@@ -144,17 +155,26 @@ def create_app(
         version="1.0.0",
         summary="Recommendations, catalog, orders and precision marketing for a cross-border marketplace.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.serving = state
     errors.install(app)
+    docs_pages.install(app)
     app.include_router(health.router)
-    v1 = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
-    )
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_principal)])
     for module in (recommendations, catalog, orders, logistics, events, marketing, experiments, keys):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)
+    app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
+    document_idempotency(app, API_PREFIX)
+    errors.document(app, API_PREFIX)
+    app.add_middleware(ConditionalGet)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     return app

@@ -72,6 +72,7 @@ async def current_principal(
             detail=f"rate limit of {limit} requests per minute exceeded",
             headers={"Retry-After": str(reset)},
         )
+    request.state.principal = principal  # for the access log
     return principal
 
 

@@ -1,11 +1,13 @@
-"""One JSON shape for every refusal, `{"code", "message"}`, documented on every /v1 operation.
-
-Domain errors keep their machine-readable `code`; HTTP errors and request validation get a code derived
-from the status.
+"""Every refusal is an RFC 9457 problem (`application/problem+json`): `type`, `title`, `status`, `detail`,
+`instance`, plus the extension members `code` (machine-readable, stable) and, for invalid requests, the
+per-field `errors`. Built in one place (`problem`) for the routes, the exception handlers and the ASGI
+middleware alike; every /v1 operation documents the refusals it can give.
 """
 
 from __future__ import annotations
 
+import json
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +19,8 @@ from starlette.exceptions import HTTPException
 
 from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
 
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:crosscart:problem:"
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),  # InvalidState and OutOfStock too
@@ -37,17 +41,93 @@ CODE_BY_STATUS = {
 }
 
 
-class ErrorOut(BaseModel):
+class ProblemOut(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
     code: str
-    message: str
     errors: list[dict[str, Any]] | None = None
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut, "description": code.replace("_", " ")}
-    for status, code in CODE_BY_STATUS.items()
-    if status not in (405, 503)
-}
+def problem(status: int, code: str, detail: str, instance: str | None = None, errors=None) -> dict:
+    body = {
+        "type": TYPE_PREFIX + code,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def problem_response(
+    status: int, code: str, detail: str, instance: str | None = None, errors=None, headers=None
+):
+    return JSONResponse(
+        jsonable_encoder(problem(status, code, detail, instance, errors)),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+async def send_problem(send, scope, status: int, code: str, detail: str, headers=()) -> None:
+    """The same problem body from pure ASGI middleware."""
+    data = json.dumps(problem(status, code, detail, scope.get("path"))).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(data)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def _documented(status: int) -> dict[str, Any]:
+    return {
+        "description": CODE_BY_STATUS[status].replace("_", " "),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
+    }
+
+
+#: What any /v1 operation can answer (authentication, validation, rate limit, missing resources);
+#: state-changing operations add 400 (bad Idempotency-Key), 409 and 413 (`document`).
+COMMON_STATUSES = (401, 403, 404, 422, 429)
+WRITE_STATUSES = (400, 409, 413)
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def document(app: FastAPI, prefix: str = "/v1") -> None:
+    """Declare on each /v1 operation the problem responses it can really give, by method."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ProblemOut"] = ProblemOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        for path, item in schema.get("paths", {}).items():
+            if not path.startswith(prefix):
+                continue
+            for method, operation in item.items():
+                statuses = COMMON_STATUSES + (WRITE_STATUSES if method in WRITE_METHODS else ())
+                responses = operation.setdefault("responses", {})
+                for status in statuses:
+                    responses[str(status)] = _documented(status)
+        return schema
+
+    app.openapi = openapi
 
 
 def status_for(error: DomainError) -> int:
@@ -59,23 +139,20 @@ def status_for(error: DomainError) -> int:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=status_for(exc))
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return problem_response(status_for(exc), exc.code, exc.message, request.url.path)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        body = {"code": CODE_BY_STATUS.get(exc.status_code, "error"), "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = CODE_BY_STATUS.get(exc.status_code, "error")
+        return problem_response(exc.status_code, code, str(exc.detail), request.url.path, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-        return JSONResponse(
-            jsonable_encoder({"code": "invalid_request", "message": message, "errors": errors}),
-            status_code=422,
-        )
+        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return problem_response(422, "invalid_request", detail, request.url.path, errors=errors)

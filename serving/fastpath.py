@@ -64,6 +64,7 @@ class RecommendationFastPath:
             return None
         if state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
             return None
+        scope.setdefault("state", {})["principal"] = principal  # for the access log
         try:
             return shopper_page_json(state, shopper_id, self._query(scope["query_string"]))
         except (ValidationError, HTTPException):

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from serving.errors import send_problem
 
-async def _send_413(send, limit: int) -> None:
-    body = json.dumps({"code": "body_too_large", "message": f"request body exceeds {limit} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+
+async def _send_413(send, scope, limit: int) -> None:
+    await send_problem(send, scope, 413, "body_too_large", f"request body exceeds {limit} bytes")
 
 
 class BodySizeLimit:
@@ -36,7 +29,7 @@ class BodySizeLimit:
                 declared = int(value) if value.isdigit() else self.max_bytes + 1
         if declared is not None:
             if declared > self.max_bytes:
-                return await _send_413(send, self.max_bytes)
+                return await _send_413(send, scope, self.max_bytes)
             return await self.app(scope, receive, send)
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
@@ -48,7 +41,7 @@ class BodySizeLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await _send_413(send, self.max_bytes)
+                return await _send_413(send, scope, self.max_bytes)
             more = message.get("more_body", False)
         replayed = False
 

@@ -1,0 +1,167 @@
+"""`Idempotency-Key` for every state-changing /v1 request (POST, PUT, PATCH, DELETE): a retry with the
+same key returns the first response, marked `Idempotent-Replayed: true`, without a second effect; the
+same key with a different request is refused (422); a retry that arrives while the first is still running
+waits for its response (up to `WAIT_SECONDS`, then 409 with Retry-After). Server errors and rate-limit
+refusals are not stored, so they can be retried. Keys are scoped to the caller (a hash of its API key,
+or its address when anonymous) and expire after 24 h (`commerce.services.idempotency`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from starlette.concurrency import run_in_threadpool
+
+from commerce.services import idempotency
+from commerce.sqltypes import utcnow
+from serving.errors import send_problem
+
+HEADER = b"idempotency-key"
+METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+WAIT_SECONDS = 10.0
+NOT_STORED = {429}  # nor any 5xx
+
+
+def _caller(scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return "key:" + hashlib.sha256(value).hexdigest()[:40]
+    client = scope.get("client") or ("unknown", 0)
+    return f"ip:{client[0]}"
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app, session_factory, prefix: str = "/v1"):
+        self.app, self.factory, self.prefix = app, session_factory, prefix
+
+    async def __call__(self, scope, receive, send):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in METHODS
+            or not scope["path"].startswith(self.prefix)
+        ):
+            return await self.app(scope, receive, send)
+        key = next((v for n, v in scope.get("headers", ()) if n == HEADER), None)
+        if key is None:
+            return await self.app(scope, receive, send)
+        try:
+            key_text = key.decode("ascii")
+        except UnicodeDecodeError:
+            key_text = ""
+        if not 1 <= len(key_text) <= 255 or not key_text.isprintable():
+            return await send_problem(
+                send, scope, 400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII"
+            )
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        fingerprint = hashlib.sha256(
+            b"\0".join(
+                [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+            )
+        ).hexdigest()
+        caller = _caller(scope)
+        claim = await run_in_threadpool(
+            idempotency.claim, self.factory, caller, key_text, fingerprint, utcnow()
+        )
+        if not claim.won:
+            return await self._replay(scope, send, caller, key_text, claim)
+
+        replayed = False
+
+        async def replay_body():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status, content_type, out = 500, "application/json", []
+
+        async def capture(message):
+            nonlocal status, content_type
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"content-type":
+                        content_type = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                out.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_body, capture)
+        except BaseException:
+            await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+            raise
+        if status >= 500 or status in NOT_STORED:
+            await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+        else:
+            await run_in_threadpool(
+                idempotency.complete, self.factory, caller, key_text, status, content_type, b"".join(out)
+            )
+
+    async def _replay(self, scope, send, caller: str, key: str, claim: idempotency.Claim) -> None:
+        if claim.mismatch:
+            return await send_problem(
+                send,
+                scope,
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request",
+            )
+        stored, waited = claim.stored, 0.0
+        while stored is not None and stored.status_code is None and waited < WAIT_SECONDS:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+            stored = await run_in_threadpool(idempotency.lookup, self.factory, caller, key)
+        if stored is None or stored.status_code is None:  # still running, or it failed and was released
+            return await send_problem(
+                send, scope, 409, "request_in_progress", "a request with this Idempotency-Key is running",
+                [(b"retry-after", b"1")],
+            )  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": stored.status_code,
+                "headers": [
+                    (b"content-type", (stored.content_type or "application/json").encode("latin-1")),
+                    (b"content-length", str(len(stored.body or b"")).encode()),
+                    (b"idempotent-replayed", b"true"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": stored.body or b""})
+
+
+def document(app, prefix: str = "/v1") -> None:
+    """Declare the optional `Idempotency-Key` header on every state-changing operation under `prefix`."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for path, item in schema.get("paths", {}).items():
+            if not path.startswith(prefix):
+                continue
+            for method, operation in item.items():
+                if method.upper() in METHODS:
+                    operation.setdefault("parameters", []).append(
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "description": "Retry safely: a repeat with the same key returns the first "
+                            "response (header Idempotent-Replayed) without a second effect; keys last 24 h.",
+                        }
+                    )
+        return schema
+
+    app.openapi = openapi

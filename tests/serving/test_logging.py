@@ -1,0 +1,72 @@
+"""Structured access logs: one JSON line per request with request id, caller, route, status and latency;
+no API key, key hash or resident ID number ever reaches a log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from commerce.services.access import hash_key
+from serving.logs import redact
+from tests.serving.conftest import auth
+
+
+@pytest.fixture
+def log_lines(client):
+    """Everything logged while the test runs, rendered by the API's own formatter."""
+    root = logging.getLogger()
+    ours = next(h for h in root.handlers if getattr(h, "_crosscart", False))
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(ours.formatter)
+    root.addHandler(handler)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+    root.removeHandler(handler)
+
+
+def test_each_request_is_one_json_line_with_its_request_id(client, keys, log_lines):
+    r = client.get(
+        "/v1/shoppers/s1/recommendations", headers={**auth(keys["storefront"]), "X-Request-ID": "abc-123"}
+    )
+    assert r.status_code == 200 and r.headers["x-request-id"] == "abc-123"
+    client.post("/v1/shoppers/s1/cart/quote", json={"lines": [{"product_id": "p05", "quantity": 1}]},
+                headers=auth(keys["shopper"]))  # fmt: skip
+    bogus = client.get("/v1/rankings", headers={"X-Request-ID": "bad id with spaces\n"})
+    assert (
+        bogus.headers["x-request-id"] != "bad id with spaces\n" and len(bogus.headers["x-request-id"]) == 32
+    )
+    access = [line for line in log_lines() if line["event"] == "request"]
+    first = next(line for line in access if line["request_id"] == "abc-123")
+    assert first["route"] == "/v1/shoppers/{shopper_id}/recommendations"
+    assert first["status"] == 200 and first["role"] == "storefront" and first["latency_ms"] >= 0
+    assert first["level"] == "info" and first["logger"] == "crosscart.access" and "timestamp" in first
+    quote = next(line for line in access if line["path"] == "/v1/shoppers/s1/cart/quote")
+    assert quote["role"] == "shopper" and quote["shopper_id"] == "s1" and quote["method"] == "POST"
+    anonymous = next(line for line in access if line["path"] == "/v1/rankings")
+    assert anonymous["role"] == "anonymous"
+
+
+def test_no_key_hash_or_id_number_reaches_the_logs(client, keys, log_lines):
+    created = client.post(
+        "/v1/api-keys", json={"role": "shopper", "shopper_id": "s1"}, headers=auth(keys["admin"])
+    )
+    new_key = created.json()["key"]
+    client.get("/v1/shoppers/s1/orders", headers=auth(new_key))
+    client.get("/v1/shoppers/s1/orders", headers=auth("cc_" + "x" * 43))  # an unknown key: 401
+    id_number = "11010519491231002X"
+    logging.getLogger("crosscart.test").warning(
+        "careless: key=%s hash=%s id=%s", new_key, hash_key(new_key), id_number
+    )
+    text = "\n".join(json.dumps(line) for line in log_lines())
+    for secret in (new_key, hash_key(new_key), keys["admin"], keys["shopper"], "cc_" + "x" * 43, id_number):
+        assert secret not in text
+    assert "[redacted]" in text
+
+
+def test_redact_masks_keys_digests_and_id_numbers_only():
+    assert redact("k=cc_" + "A" * 43 + " ok") == "k=[redacted] ok"
+    assert redact("order 12345 for s1") == "order 12345 for s1"
+    assert redact("id 44030419900101123X.") == "id [redacted]."
