@@ -253,13 +253,39 @@ def simulate(
     alpha: float = typer.Option(0.05),
     target_power: float = typer.Option(0.8, help="Power mode: the calculator's target."),
     seed: int = typer.Option(0),
+    looks: int | None = typer.Option(
+        None, min=1, help="Peeking check: looks per test (e.g. 14 daily looks); default 14 with --method."
+    ),
+    method: str | None = typer.Option(
+        None, help="Peeking check: msprt, group-sequential or fixed (naive peeking at fixed p-values)."
+    ),
+    effect: float = typer.Option(
+        0.0, help="Peeking check: true relative change of the click rate (0 = A/A; else `power`)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Simulated online tests against known truth: measured false-positive rate or power."""
+    """Simulated online tests against known truth: measured false-positive rate or power.
+
+    With --method/--looks every test is looked at after each of L equal batches and stopped at the
+    first rejection (docs/experiments.md, "Peeking")."""
     from experiments.ab.simulation import SCENARIOS, coupon_policy_scenario, run_simulation
 
     if scenario not in SCENARIOS:
         raise _fail(ValueError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}"))
+    if method is not None or looks is not None:
+        _simulate_peeking(
+            SCENARIOS[scenario],
+            method or "fixed",
+            runs,
+            looks or 14,
+            units,
+            metric,
+            effect,
+            alpha,
+            seed,
+            as_json,
+        )
+        return
     try:
         chosen = coupon_policy_scenario(marketplace) if marketplace else SCENARIOS[scenario]
         with working("simulating experiments"):
@@ -283,6 +309,36 @@ def simulate(
         f"{result['scenario']} {metric}: {label} {result['rejection_rate']:.3f} over {runs} runs of "
         f"{result['n_units']} units (expected {result['expected_rate']:.3f}); "
         f"CI coverage {result['ci_coverage']:.3f}"
+    )
+
+
+def _simulate_peeking(scenario, method, runs, looks, units, metric, effect, alpha, seed, as_json) -> None:
+    from experiments.ab.sequential_simulation import simulate_peeking
+
+    try:
+        with working("simulating peeked experiments"):
+            result = simulate_peeking(
+                scenario,
+                method=method,
+                runs=runs,
+                looks=looks,
+                units=units or 14_000,
+                effect=effect,
+                metric=metric,
+                alpha=alpha,
+                seed=seed,
+            )
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print(result, True)
+        return
+    label, rate = (
+        ("power", result["power"]) if "power" in result else ("false-positive rate", result["rejection_rate"])
+    )
+    typer.echo(
+        f"{method}, {looks} looks, {runs} runs of {result['units_per_run']} units: {label} {rate:.3f} "
+        f"(fixed test read once at the end: {result['fixed_final_look_rejection_rate']:.3f})"
     )
 
 

@@ -153,3 +153,13 @@ def test_analyze_takes_weights_and_horizon_from_the_definition(cli_db, tmp_path)
         ).output
     )
     assert not ok["srm"]["flagged"]
+
+
+def test_simulate_peeking_contract():
+    args = ("simulate", "--aa", "--runs", "40", "--looks", "7", "--units", "1400", "--json")
+    fixed = json.loads(invoke(*args, "--method", "fixed").output)
+    assert fixed["method"] == "fixed" and fixed["looks"] == 7 and 0 <= fixed["false_positive_rate"] <= 1
+    gs = json.loads(invoke(*args, "--method", "group-sequential", "--effect", "0.5").output)
+    assert "power" in gs and len(gs["boundaries"]) == 7
+    bad = invoke(*args, "--method", "bayes")
+    assert bad.exit_code == 2 and "method must be one of" in bad.output
