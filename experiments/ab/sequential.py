@@ -98,9 +98,7 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float = 0.05) -> 
         if target <= crossing(40.0):  # nothing left to spend here (numerically)
             bounds[k] = 40.0
         else:
-            bounds[k] = optimize.brentq(
-                lambda c, target=target: crossing(c) - target, 1e-6, 40.0, xtol=1e-10
-            )
+            bounds[k] = optimize.brentq(lambda c, target=target: crossing(c) - target, 1e-6, 40.0, xtol=1e-10)
         b = bounds[k] * np.sqrt(t[k])
         new = np.linspace(-b, b, _GRID)
         kernel = stats.norm.pdf((new[:, None] - grid[None, :]) / sd) / sd
