@@ -107,7 +107,28 @@ class ExperimentExposure(Base):
     ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-TABLES = [t.__table__ for t in (ExperimentLayer, Experiment, ExperimentVariant, ExperimentExposure)]
+class ExperimentImpression(Base):
+    """One product shown on one page of an interleaving or exploration variant: its slot, the team
+    (ranker alias) that placed it when interleaved, and its logged propensity when explored."""
+
+    __tablename__ = "experiment_impressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    variant: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[str] = mapped_column(String(128))
+    page_id: Mapped[str] = mapped_column(String(32))
+    slot: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[str] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(100), default=None)
+    propensity: Mapped[float | None] = mapped_column(Float, default=None)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+TABLES = [
+    t.__table__
+    for t in (ExperimentLayer, Experiment, ExperimentVariant, ExperimentExposure, ExperimentImpression)
+]
 
 
 def get_experiment(session: Session, name: str) -> Experiment:
@@ -304,6 +325,53 @@ def exposures(session: Session, experiment: str) -> list[dict]:
             "event_type": "exposure",
             "value": 0.0,
             "ts": r.ts,
+        }
+        for r in rows
+    ]
+
+
+IMPRESSION_FIELDS = ("page_id", "slot", "product_id", "team", "propensity")
+
+
+def record_impressions(session: Session, experiment: str, variant: str, unit_id: str, rows, ts=None) -> int:
+    """Store the products of one shown page (dicts with IMPRESSION_FIELDS); returns how many."""
+    exp = get_experiment(session, experiment)
+    if exp.status != "running":
+        raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
+    if variant not in {v.name for v in exp.variants}:
+        raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
+    when = as_utc(ts) if ts else utcnow()
+    for row in rows:
+        p = row.get("propensity")
+        if p is not None and not 0 < p <= 1:
+            raise ValidationError(f"propensity {p} is not in (0, 1]")
+        session.add(
+            ExperimentImpression(
+                experiment_id=exp.id,
+                variant=variant,
+                unit_id=str(unit_id),
+                ts=when,
+                **{k: row.get(k) for k in IMPRESSION_FIELDS},
+            )
+        )
+    return len(rows)
+
+
+def impressions(session: Session, experiment: str) -> list[dict]:
+    """Every logged impression of an experiment, in order, as plain rows for the analysis."""
+    exp = get_experiment(session, experiment)
+    rows = session.scalars(
+        select(ExperimentImpression)
+        .where(ExperimentImpression.experiment_id == exp.id)
+        .order_by(ExperimentImpression.id)
+    )
+    return [
+        {
+            "experiment": exp.name,
+            "variant": r.variant,
+            "unit_id": r.unit_id,
+            "ts": r.ts,
+            **{k: getattr(r, k) for k in IMPRESSION_FIELDS},
         }
         for r in rows
     ]
