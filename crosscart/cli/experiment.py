@@ -193,9 +193,21 @@ def analyze(
     alpha: float = typer.Option(0.05),
     correction: str = typer.Option("holm", help="holm or bh (Benjamini-Hochberg)."),
     cuped: bool = typer.Option(True, help="CUPED with the `pre_value` column when present."),
+    method: str = typer.Option(
+        "fixed", help="Inference in force: fixed (horizon), msprt or group-sequential (daily looks)."
+    ),
+    impressions: Path | None = typer.Option(
+        None,
+        help="Impression log (interleaving/exploration variants); with --from-db read from the database.",
+    ),
+    candidate: str | None = typer.Option(
+        None, help="Registry alias of a candidate model: off-policy estimates from the exploration logs."
+    ),
+    purchase_weight: float = typer.Option(1.0, help="Interleaving credit of a purchase, in clicks."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Per-metric lift with 95% CIs, p-values (corrected), SRM verdict and the horizon status."""
+    """Per-metric lift with 95% CIs, p-values (corrected), SRM verdict and the horizon status; the
+    sequential looks of the primary metric; interleaving preference and off-policy estimates."""
     from experiments.ab import analysis
 
     names = [m.strip() for raw in metrics for m in raw.split(",") if m.strip()]
@@ -219,8 +231,22 @@ def analyze(
             correction=correction,
             cuped=cuped,
         )
+        extra = _round2(
+            _read_events(events),
+            experiment,
+            names,
+            method,
+            planned_units,
+            alpha,
+            control,
+            impressions,
+            from_db,
+            candidate,
+            purchase_weight,
+        )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
+    report.update(extra)
     if as_json:
         _print(report, True)
         return
@@ -236,6 +262,98 @@ def analyze(
             f"{r['treatment_value']:.4g}  lift {r['abs_lift']:+.4g} [{lo:+.4g}, {hi:+.4g}] "
             f"({r['rel_lift']:+.1%})  p={r['p_value']:.3g} adj={r['p_adjusted']:.3g}  {r['verdict']}"
         )
+    seq = report["sequential"]
+    for c in seq["comparisons"]:
+        typer.echo(
+            f"  {seq['method']} ({seq['metric']}, {len(c['looks'])} looks): {c['treatment']}: {c['verdict']}"
+        )
+    if "interleaving" in report:
+        il = report["interleaving"]
+        lo, hi = il["ci"]
+        typer.echo(
+            f"  interleaving {il['teams']['A']} vs {il['teams']['B']}: delta {il['delta']:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] wins {il['wins_a']}/{il['wins_b']} ties {il['ties']} "
+            f"p={il['p_value']:.3g} winner {il['winner'] or 'none yet'}"
+        )
+    if "offpolicy" in report:
+        op = report["offpolicy"]
+        for m in ("ctr", "purchase_rate"):
+            r = op[m]
+            typer.echo(
+                f"  off-policy {candidate} {m}: IPS {r['ips']:.4f} SNIPS {r['snips']:.4f} "
+                f"DR {r['dr']:.4f} [{r['dr_ci'][0]:.4f}, {r['dr_ci'][1]:.4f}] (logged {op['logged'][m]:.4f})"
+            )
+
+
+def _round2(
+    events,
+    experiment,
+    names,
+    method,
+    planned_units,
+    alpha,
+    control,
+    impressions,
+    from_db,
+    candidate,
+    purchase_weight,
+) -> dict:
+    """Sequential looks of the first decision metric, and the impression-based reports when logged."""
+    import pandas as pd
+
+    from experiments.ab import impressions as imp
+    from experiments.ab.analysis import DEFAULT_METRICS
+    from experiments.ab.sequential_report import sequential_report
+
+    out = {
+        "sequential": sequential_report(
+            events,
+            experiment,
+            method=method,
+            metric=(names or DEFAULT_METRICS)[0],
+            control=control,
+            planned_units=planned_units,
+            alpha=alpha,
+        )
+    }
+    if impressions is not None:
+        shown = _read_events(impressions)
+    elif from_db:
+        from commerce import experiments as ex
+        from commerce.db import transaction
+
+        with transaction(_session_factory()) as session:
+            shown = pd.DataFrame(ex.impressions(session, experiment))
+    else:
+        shown = None
+    if shown is None or shown.empty:
+        if candidate:
+            raise ValueError("--candidate needs logged impressions of an exploration variant")
+        return out
+    attributed = imp.attribute(shown, events[events["experiment"] == experiment])
+    teams = attributed[attributed["team"].notna()] if "team" in attributed else attributed.iloc[:0]
+    if len(teams):
+        out["interleaving"] = imp.interleaving_report(teams, purchase_weight, alpha)
+    if candidate:
+        explored = attributed[attributed["propensity"].notna()]
+        lists = _candidate_lists(candidate, explored["unit_id"].unique().tolist())
+        out["offpolicy"] = {"candidate": candidate, **imp.offpolicy_report(explored, lists, alpha)}
+    return out
+
+
+def _candidate_lists(alias: str, units: list[str], depth: int = 50) -> dict[str, list[str]]:
+    """The candidate alias's top `depth` products for each logged shopper, from the model registry."""
+    from crosscart.settings import get_settings
+    from serving.model_store import MlflowModelSource
+
+    settings = get_settings()
+    source = MlflowModelSource(settings.resolved_mlflow_uri, settings.model_name, alias)
+    version = source.champion()
+    if version is None:
+        raise ValueError(f"no model version under alias {alias!r} of {settings.model_name!r}")
+    model = source.load(version)
+    ranked = model.recommend(units, n=depth, exclude_seen=False)
+    return {u: [item for item, _ in r] for u, r in zip(units, ranked, strict=True)}
 
 
 @app.command("simulate")

@@ -56,8 +56,8 @@ def sequential_report(
         raise ValueError(f"method must be one of {sequential.METHODS}, got {method!r}")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
-    if method != "msprt" and planned_units is None:
-        raise ValueError(f"{method} needs the planned units per variant (--planned-units or --from-db)")
+    if method == "group-sequential" and planned_units is None:
+        raise ValueError("group-sequential needs the planned units per variant (--planned-units)")
     full = unit_table(events, experiment).units
     variants = sorted(full["variant"].unique())
     control = control or ("control" if "control" in variants else variants[0])
@@ -96,7 +96,9 @@ def sequential_report(
             # A fixed test's per-look rejections are what naive peeking would have claimed.
             look["naive_reject" if method == "fixed" else "reject"] = bool(res["reject"][i])
         complete = planned_total is not None and n[-1] >= planned_total
-        if method == "fixed":
+        if method == "fixed" and planned_total is None:
+            verdict = "no planned horizon: the fixed-horizon p-value is valid only at a single planned look"
+        elif method == "fixed":
             verdict = _fixed_verdict(complete, looks[-1], d[-1], v[-1], alpha)
         else:
             first = next((i for i, x in enumerate(looks) if x["reject"]), None)

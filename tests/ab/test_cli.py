@@ -163,3 +163,54 @@ def test_simulate_peeking_contract():
     assert "power" in gs and len(gs["boundaries"]) == 7
     bad = invoke(*args, "--method", "bayes")
     assert bad.exit_code == 2 and "method must be one of" in bad.output
+
+
+def test_analyze_sequential_and_interleaving(tmp_path):
+    import pandas as pd
+
+    events = simulate_events(SCENARIOS["recommender"], 600, seed=1, experiment="rec")
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    shown, clicks = [], []
+    for u in range(40):
+        unit = f"s{u}"
+        for slot, (product, team) in enumerate([("p1", "champion"), ("p2", "challenger")]):
+            shown.append(
+                {
+                    "unit_id": unit,
+                    "page_id": f"pg{u}",
+                    "slot": slot,
+                    "product_id": product,
+                    "team": team,
+                    "propensity": None,
+                    "ts": t0,
+                }
+            )
+        # the challenger's product is clicked by 30 shoppers, the champion's by 5
+        for product, n in (("p2", 30), ("p1", 5)):
+            if u < n:
+                clicks.append(
+                    {
+                        "experiment": "rec",
+                        "variant": "x",
+                        "unit_id": unit,
+                        "event_type": "click",
+                        "value": 0.0,
+                        "ts": t0 + pd.Timedelta(minutes=1),
+                        "product_id": product,
+                    }
+                )
+    events = pd.concat([events.assign(product_id=None), pd.DataFrame(clicks)], ignore_index=True)
+    events = events[~((events.event_type == "click") & events.product_id.isna())]
+    events.to_parquet(tmp_path / "events.parquet")
+    pd.DataFrame(shown).to_csv(tmp_path / "impressions.csv", index=False)
+    args = ["analyze", "--events", str(tmp_path / "events.parquet"), "--experiment", "rec"]
+    r = invoke(*args, "--method", "msprt", "--impressions", str(tmp_path / "impressions.csv"), "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["sequential"]["method"] == "msprt" and report["sequential"]["comparisons"][0]["looks"]
+    il = report["interleaving"]
+    assert (il["wins_a"], il["wins_b"], il["ties"]) == (25, 0, 5) and il["winner"] == "challenger"
+    text = invoke(*args, "--method", "fixed", "--planned-units", "100000")
+    assert "fixed (conversion" in text.output and "not yet conclusive" in text.output
+    bad = invoke(*args, "--method", "group-sequential")
+    assert bad.exit_code == 2 and "planned units" in bad.output
