@@ -375,3 +375,39 @@ def impressions(session: Session, experiment: str) -> list[dict]:
         }
         for r in rows
     ]
+
+
+#: Behaviour events as the experiment analysis names them: a product view after a page is its click.
+ANALYSIS_EVENT_TYPES = {"view": "click", "purchase": "purchase"}
+
+
+def event_log(session: Session, experiment: str) -> list[dict]:
+    """The experiment's analysis event log: its exposures, then the exposed shoppers' views (as
+    clicks) and purchases since the experiment started, each under the shopper's variant."""
+    from commerce.events import BehaviorEvent
+
+    exp = get_experiment(session, experiment)
+    rows = exposures(session, experiment)
+    variant_of = {r["unit_id"]: r["variant"] for r in rows}
+    if not variant_of or exp.started_at is None:
+        return rows
+    query = select(BehaviorEvent).where(
+        BehaviorEvent.event_type.in_(list(ANALYSIS_EVENT_TYPES)), BehaviorEvent.ts >= exp.started_at
+    )
+    if exp.stopped_at is not None:
+        query = query.where(BehaviorEvent.ts <= exp.stopped_at)
+    for e in session.scalars(query.order_by(BehaviorEvent.ts)):
+        variant = variant_of.get(e.shopper_id)
+        if variant is not None:
+            rows.append(
+                {
+                    "experiment": exp.name,
+                    "variant": variant,
+                    "unit_id": e.shopper_id,
+                    "event_type": ANALYSIS_EVENT_TYPES[e.event_type],
+                    "value": float(e.value or 0.0),
+                    "ts": e.ts,
+                    "product_id": e.product_id,
+                }
+            )
+    return rows

@@ -61,3 +61,19 @@ class ExposureSummary(BaseModel):
     counts: dict[str, int]
     srm_p_value: float | None = Field(description="Chi-squared test against the planned weights.")
     srm_flag: bool = Field(description="Sample-ratio mismatch (p < 0.001): the split is broken.")
+
+
+class ExperimentResults(BaseModel):
+    """The analysis of a running or stopped experiment from the logged exposures and events."""
+
+    experiment: str
+    method: Literal["fixed", "msprt", "group-sequential"] = Field(description="The inference in force.")
+    report: dict[str, Any] = Field(description="Per-metric lifts, CIs, corrected p-values, SRM, status.")
+    sequential: dict[str, Any] = Field(description="The primary metric at every daily look, and the verdict.")
+    interleaving: dict[str, Any] | None = Field(
+        default=None, description="Team preference with its CI (interleaving variants)."
+    )
+    offpolicy: dict[str, Any] | None = Field(
+        default=None,
+        description="IPS / SNIPS / DR click and purchase rate of `candidate` (exploration logs).",
+    )

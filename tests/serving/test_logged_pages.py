@@ -78,3 +78,51 @@ def test_exploration_logs_exact_propensities(make_client, registry, session_fact
     for r in rows:
         on_model = model_page[r["slot"]] == r["product_id"]
         assert r["propensity"] == pytest.approx(0.5 * on_model + 0.5 / m)
+
+
+def test_results_endpoint_reports_sequential_and_interleaving(
+    make_client,
+    registry,  # noqa: F811
+    session_factory,
+    keys,
+):
+    from datetime import UTC, datetime, timedelta
+
+    from commerce.events import record_events
+    from tests.serving.conftest import auth
+
+    configs = {"control": {}, "interleaved": {"interleave": ["champion", "challenger"]}}
+    start(session_factory, "il-results", configs)
+    client = make_client(model_source=registry)
+    state = client.app.state.serving
+    pages = {s: page(client, keys["storefront"], s) for s in SHOPPERS}
+    state.exposures.flush()
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    views = []
+    for s, got in pages.items():
+        if got["experiments"].get("il-results") == "interleaved":
+            views.append(
+                {
+                    "event_id": f"v-{s}",
+                    "ts": later,
+                    "shopper_id": s,
+                    "product_id": "p08",
+                    "event_type": "view",
+                }
+            )
+    with transaction(session_factory) as s:
+        record_events(s, views)
+    marketer = auth(keys["marketer"])
+    r = client.get("/v1/experiments/il-results/results", params={"method": "msprt"}, headers=marketer)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "msprt" and body["sequential"]["comparisons"][0]["looks"]
+    il = body["interleaving"]
+    assert il["wins_b"] == 0 and il["wins_a"] == len(views) > 3 and il["teams"]["A"] == "challenger"
+    fixed = client.get("/v1/experiments/il-results/results", headers=marketer).json()
+    assert fixed["method"] == "fixed" and fixed["interleaving"]["winner"] in ("challenger", None)
+    r = client.get("/v1/experiments/il-results/results", params={"candidate": "nope"}, headers=marketer)
+    assert r.status_code == 422 and "not loaded" in r.text
+    assert (
+        client.get("/v1/experiments/il-results/results", headers=auth(keys["storefront"])).status_code == 403
+    )
