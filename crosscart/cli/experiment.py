@@ -204,6 +204,11 @@ def analyze(
         None, help="Registry alias of a candidate model: off-policy estimates from the exploration logs."
     ),
     purchase_weight: float = typer.Option(1.0, help="Interleaving credit of a purchase, in clicks."),
+    segment: list[str] = typer.Option(
+        [], help="Unit-level event-log column to break the lift down by (repeat), e.g. new_vs_returning."
+    ),
+    report_dir: Path | None = typer.Option(None, help="Write report.md, report.json and PNG figures here."),
+    mlflow: bool = typer.Option(False, help="With --report-dir: log the report as MLflow artifacts."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Per-metric lift with 95% CIs, p-values (corrected), SRM verdict and the horizon status; the
@@ -244,9 +249,28 @@ def analyze(
             candidate,
             purchase_weight,
         )
+        if segment:
+            from experiments.ab.segments import segment_breakdown, unit_segments
+
+            log = _read_events(events)
+            units = analysis.unit_table(log, experiment).units
+            extra["segments"] = segment_breakdown(
+                units,
+                unit_segments(log, experiment, segment),
+                metrics=names or list(analysis.DEFAULT_METRICS),
+                control=report["control"],
+                alpha=alpha,
+                correction=correction,
+            )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
     report.update(extra)
+    if report_dir is not None:
+        from crosscart.settings import get_settings
+        from experiments.ab.report import write_report
+
+        written = write_report(report, report_dir, get_settings().resolved_mlflow_uri if mlflow else None)
+        typer.echo(f"report: {written}", err=True)
     if as_json:
         _print(report, True)
         return

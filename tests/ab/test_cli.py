@@ -214,3 +214,38 @@ def test_analyze_sequential_and_interleaving(tmp_path):
     assert "fixed (conversion" in text.output and "not yet conclusive" in text.output
     bad = invoke(*args, "--method", "group-sequential")
     assert bad.exit_code == 2 and "planned units" in bad.output
+
+
+def test_analyze_segments_and_report_with_figures(tmp_path):
+    import numpy as np
+
+    events = simulate_events(SCENARIOS["recommender"], 3000, seed=4, experiment="rec")
+    events["new_vs_returning"] = np.where(events["pre_value"] > 0, "returning", "new")
+    events.to_parquet(tmp_path / "events.parquet")
+    out = tmp_path / "report"
+    r = invoke(
+        "analyze",
+        "--events",
+        str(tmp_path / "events.parquet"),
+        "--experiment",
+        "rec",
+        "--metrics",
+        "conversion",
+        "--segment",
+        "new_vs_returning",
+        "--method",
+        "msprt",
+        "--report-dir",
+        str(out),
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout if hasattr(r, "stdout") else r.output)
+    levels = {c["level"] for c in report["segments"]["cells"]}
+    assert levels == {"new", "returning"} and report["segments"]["tests"] == 2
+    assert all("p_adjusted" in c for c in report["segments"]["cells"])
+    md = (out / "report.md").read_text()
+    assert "![sequential](sequential.png)" in md and "## Segments" in md
+    for png in ("sequential.png", "segments.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "report.json").read_text())["experiment"] == "rec"
