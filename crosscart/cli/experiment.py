@@ -360,24 +360,36 @@ def _round2(
         out["interleaving"] = imp.interleaving_report(teams, purchase_weight, alpha)
     if candidate:
         explored = attributed[attributed["propensity"].notna()]
-        lists = _candidate_lists(candidate, explored["unit_id"].unique().tolist())
-        out["offpolicy"] = {"candidate": candidate, **imp.offpolicy_report(explored, lists, alpha)}
+        lists, offline = _candidate_lists(candidate, explored["unit_id"].unique().tolist())
+        out["offpolicy"] = {
+            "candidate": candidate,
+            **imp.offpolicy_report(explored, lists, alpha),
+            "offline_metrics": offline,
+        }
     return out
 
 
-def _candidate_lists(alias: str, units: list[str], depth: int = 50) -> dict[str, list[str]]:
-    """The candidate alias's top `depth` products for each logged shopper, from the model registry."""
+def _candidate_lists(alias: str, units: list[str], depth: int = 50) -> tuple[dict[str, list[str]], dict]:
+    """The candidate alias's top `depth` products for each logged shopper, from the model registry,
+    and the offline ranking metrics its training run recorded (shown next to the estimates)."""
+    from mlflow import MlflowClient
+
     from crosscart.settings import get_settings
-    from serving.model_store import MlflowModelSource
+    from training.registry import ModelUnavailable, champion_version, load_recommender_version
 
     settings = get_settings()
-    source = MlflowModelSource(settings.resolved_mlflow_uri, settings.model_name, alias)
-    version = source.champion()
-    if version is None:
-        raise ValueError(f"no model version under alias {alias!r} of {settings.model_name!r}")
-    model = source.load(version)
+    client = MlflowClient(settings.resolved_mlflow_uri)
+    try:
+        version = champion_version(client, settings.model_name, alias)
+        if version is None:
+            raise ValueError(f"no model version under alias {alias!r} of {settings.model_name!r}")
+        uri, name = settings.resolved_mlflow_uri, settings.model_name
+        model = load_recommender_version(uri, name, str(version.version))
+    except ModelUnavailable as exc:
+        raise ValueError(str(exc)) from exc
     ranked = model.recommend(units, n=depth, exclude_seen=False)
-    return {u: [item for item, _ in r] for u, r in zip(units, ranked, strict=True)}
+    offline = client.get_run(version.run_id).data.metrics if version.run_id else {}
+    return {u: [item for item, _ in r] for u, r in zip(units, ranked, strict=True)}, dict(offline)
 
 
 @app.command("simulate")

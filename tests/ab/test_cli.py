@@ -249,3 +249,73 @@ def test_analyze_segments_and_report_with_figures(tmp_path):
     for png in ("sequential.png", "segments.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "report.json").read_text())["experiment"] == "rec"
+
+
+def test_analyze_offpolicy_for_a_candidate(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from crosscart.cli import experiment as cli_experiment
+    from experiments.ab import offpolicy
+
+    rng = np.random.default_rng(0)
+    units = [f"s{i}" for i in range(300)]
+    events = simulate_events(SCENARIOS["recommender"], 300, seed=2, experiment="rec")
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    shown, prop, _ = offpolicy.sample_explore_pages(np.tile([0, 1], (3000, 1)), 8, 0.5, rng)
+    rows, clicks = [], []
+    for i in range(3000):
+        unit, ts = units[i % 300], t0 + pd.Timedelta(minutes=i)
+        for slot in range(2):
+            product = f"p{shown[i, slot]}"
+            rows.append(
+                {
+                    "unit_id": unit,
+                    "page_id": f"pg{i}",
+                    "slot": slot,
+                    "product_id": product,
+                    "team": None,
+                    "propensity": prop[i, slot],
+                    "ts": ts,
+                }
+            )
+            if rng.random() < (0.4 if shown[i, slot] >= 4 else 0.05):
+                clicks.append(
+                    {
+                        "experiment": "rec",
+                        "variant": "control",
+                        "unit_id": unit,
+                        "event_type": "click",
+                        "value": 0.0,
+                        "ts": ts + pd.Timedelta(seconds=1),
+                        "product_id": product,
+                    }
+                )
+    log = pd.concat([events.assign(product_id=None), pd.DataFrame(clicks)], ignore_index=True)
+    log = log[~((log.event_type == "click") & log.product_id.isna())]
+    log.to_parquet(tmp_path / "events.parquet")
+    pd.DataFrame(rows).to_parquet(tmp_path / "impressions.parquet")
+    monkeypatch.setattr(
+        cli_experiment,
+        "_candidate_lists",
+        lambda alias, shoppers: ({u: ["p4", "p5", "p6"] for u in shoppers}, {"ndcg_at_10": 0.3}),
+    )
+    r = invoke(
+        "analyze",
+        "--events",
+        str(tmp_path / "events.parquet"),
+        "--experiment",
+        "rec",
+        "--impressions",
+        str(tmp_path / "impressions.parquet"),
+        "--candidate",
+        "challenger",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    op = json.loads(r.output)["offpolicy"]
+    assert (
+        op["candidate"] == "challenger" and op["pages"] == 3000 and op["offline_metrics"]["ndcg_at_10"] == 0.3
+    )
+    lo, hi = op["ctr"]["dr_ci"]
+    assert lo <= 0.4 <= hi and op["logged"]["ctr"] < 0.3
