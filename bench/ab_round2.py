@@ -127,6 +127,7 @@ def main() -> None:
             "close_pair_ratio_at_least_10x": close["shopper_ratio"] >= 10,
             "close_pair_interleaving_power_at_least_75pct": close["interleaving_power"] >= 0.75,
             "close_pair_no_wrong_calls": close["interleaving_wrong_calls"] == 0,
+            "close_pair_same_decision_when_both_call": close["agreement_when_both_call"] >= 0.99,
         },
     }
     timings["interleaving_s"] = time.perf_counter() - t

@@ -383,7 +383,8 @@ ANALYSIS_EVENT_TYPES = {"view": "click", "purchase": "purchase"}
 
 def event_log(session: Session, experiment: str) -> list[dict]:
     """The experiment's analysis event log: its exposures, then the exposed shoppers' views (as
-    clicks) and purchases since the experiment started, each under the shopper's variant."""
+    clicks) and purchases since the experiment started, each under the shopper's variant. Exposure
+    rows carry the segment `new_vs_returning` (returning = bought before the experiment started)."""
     from commerce.events import BehaviorEvent
 
     exp = get_experiment(session, experiment)
@@ -391,6 +392,15 @@ def event_log(session: Session, experiment: str) -> list[dict]:
     variant_of = {r["unit_id"]: r["variant"] for r in rows}
     if not variant_of or exp.started_at is None:
         return rows
+    returning = set(
+        session.scalars(
+            select(BehaviorEvent.shopper_id)
+            .where(BehaviorEvent.event_type == "purchase", BehaviorEvent.ts < exp.started_at)
+            .distinct()
+        )
+    )
+    for r in rows:
+        r["new_vs_returning"] = "returning" if r["unit_id"] in returning else "new"
     query = select(BehaviorEvent).where(
         BehaviorEvent.event_type.in_(list(ANALYSIS_EVENT_TYPES)), BehaviorEvent.ts >= exp.started_at
     )

@@ -100,6 +100,10 @@ def compare(
         "ab_power": float((ab_calls == truth).mean()),
         "interleaving_power": float((il_calls == truth).mean()),
         "interleaving_wrong_calls": float(((il_calls != truth) & (il_calls != None)).mean()),  # noqa: E711
+        "ab_wrong_calls": float(((ab_calls != truth) & (ab_calls != None)).mean()),  # noqa: E711
         "same_decision_rate": float((ab_calls == il_calls).mean()),
+        "agreement_when_both_call": float(
+            (ab_calls == il_calls)[(ab_calls != None) & (il_calls != None)].mean()  # noqa: E711
+        ),
         "pilot": {"ab_lift_per_shopper": float(ab_diff), "decisive_share": float(decisive), "win_rate_a": q},
     }

@@ -119,6 +119,7 @@ def experiment_results(
     import pandas as pd
 
     from experiments.ab import analysis, impressions
+    from experiments.ab.segments import segment_breakdown, unit_segments
     from experiments.ab.sequential_report import sequential_report
 
     exp = store.get_experiment(session, name)
@@ -142,6 +143,14 @@ def experiment_results(
         )
         shown = pd.DataFrame(store.impressions(session, name))
         out = ExperimentResults(experiment=name, method=method, report=report, sequential=seq)
+        if "new_vs_returning" in events.columns:
+            units = analysis.unit_table(events, name).units
+            out.segments = segment_breakdown(
+                units,
+                unit_segments(events, name, ["new_vs_returning"]),
+                metrics=[r["metric"] for r in report["comparisons"]],
+                control=report["control"],
+            )
         if not shown.empty:
             attributed = impressions.attribute(shown, events)
             teams = attributed[attributed["team"].notna()]

@@ -73,6 +73,9 @@ class ExperimentResults(BaseModel):
     interleaving: dict[str, Any] | None = Field(
         default=None, description="Team preference with its CI (interleaving variants)."
     )
+    segments: dict[str, Any] | None = Field(
+        default=None, description="Lift by segment (new vs returning), corrected across every cell."
+    )
     offpolicy: dict[str, Any] | None = Field(
         default=None,
         description="IPS / SNIPS / DR click and purchase rate of `candidate` (exploration logs).",
