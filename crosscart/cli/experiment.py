@@ -180,7 +180,10 @@ def _read_events(path: Path):
 
 @app.command("analyze")
 def analyze(
-    events: Path = typer.Option(..., help="Event log: .parquet, .csv or .jsonl (docs/experiments.md)."),
+    events: Path | None = typer.Option(
+        None,
+        help="Event log: .parquet, .csv or .jsonl (docs/experiments.md); --from-db: the database.",
+    ),
     experiment: str = typer.Option(..., help="Experiment name in the log."),
     metrics: list[str] = typer.Option([], help="Decision metrics (repeat or comma-separate); default all."),
     guardrail: list[str] = typer.Option([], help="METRIC=decrease|increase: the harmful direction."),
@@ -223,9 +226,12 @@ def analyze(
         definition = _db_call(ex.get_experiment, experiment)
         shares = shares or {v["name"]: v["weight"] for v in definition["variants"]}
         planned_units = planned_units or definition["planned_units_per_variant"]
+    if events is None and not from_db:
+        raise _fail(ValueError("give --events FILE, or --from-db to read the database's event log"))
     try:
+        log = _read_events(events) if events is not None else _db_event_log(experiment)
         report = analysis.analyze(
-            _read_events(events),
+            log,
             experiment,
             metrics=names or analysis.DEFAULT_METRICS,
             guardrails=_pairs(guardrail, "--guardrail"),
@@ -237,7 +243,7 @@ def analyze(
             cuped=cuped,
         )
         extra = _round2(
-            _read_events(events),
+            log,
             experiment,
             names,
             method,
@@ -252,7 +258,6 @@ def analyze(
         if segment:
             from experiments.ab.segments import segment_breakdown, unit_segments
 
-            log = _read_events(events)
             units = analysis.unit_table(log, experiment).units
             extra["segments"] = segment_breakdown(
                 units,
@@ -307,6 +312,17 @@ def analyze(
                 f"  off-policy {candidate} {m}: IPS {r['ips']:.4f} SNIPS {r['snips']:.4f} "
                 f"DR {r['dr']:.4f} [{r['dr_ci'][0]:.4f}, {r['dr_ci'][1]:.4f}] (logged {op['logged'][m]:.4f})"
             )
+
+
+def _db_event_log(experiment: str):
+    """Exposures plus the exposed shoppers' views (as clicks) and purchases, from the database."""
+    import pandas as pd
+
+    from commerce import experiments as ex
+    from commerce.db import transaction
+
+    with transaction(_session_factory()) as session:
+        return pd.DataFrame(ex.event_log(session, experiment))
 
 
 def _round2(

@@ -319,3 +319,67 @@ def test_analyze_offpolicy_for_a_candidate(tmp_path, monkeypatch):
     )
     lo, hi = op["ctr"]["dr_ci"]
     assert lo <= 0.4 <= hi and op["logged"]["ctr"] < 0.3
+
+
+def test_analyze_from_the_database(cli_db):
+    from datetime import UTC, datetime, timedelta
+
+    from commerce import experiments as ex
+    from commerce.db import Base, make_engine, make_session_factory, transaction
+    from commerce.events import BehaviorEvent, record_events
+
+    engine = make_engine(cli_db)
+    Base.metadata.create_all(engine, tables=[BehaviorEvent.__table__])
+    factory = make_session_factory(engine)
+    start = datetime.now(UTC)
+    with transaction(factory) as s:
+        ex.create_experiment(s, "dbexp", {"control": 1, "treatment": 1}, planned_units_per_variant=1000)
+        ex.start_experiment(s, "dbexp")
+    with transaction(factory) as s:
+        for i in range(60):
+            ex.record_exposure(
+                s, "dbexp", "treatment" if i % 2 else "control", f"u{i}", start + timedelta(seconds=1)
+            )
+        old = [
+            {
+                "event_id": "old",
+                "ts": start - timedelta(days=3),
+                "shopper_id": "u1",
+                "product_id": "p",
+                "event_type": "purchase",
+                "value": 10.0,
+            }
+        ]
+        new = [
+            {
+                "event_id": f"b{i}",
+                "ts": start + timedelta(minutes=5),
+                "shopper_id": f"u{i}",
+                "product_id": "p",
+                "event_type": "purchase",
+                "value": 50.0,
+            }
+            for i in range(1, 60, 3)
+        ]
+        record_events(s, old + new)
+    engine.dispose()
+    r = invoke(
+        "analyze",
+        "--from-db",
+        "--experiment",
+        "dbexp",
+        "--method",
+        "fixed",
+        "--metrics",
+        "conversion",
+        "--segment",
+        "new_vs_returning",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["srm"]["observed"] == {"control": 30, "treatment": 30}
+    assert report["sequential"]["comparisons"][0]["verdict"].startswith("not yet conclusive")
+    cells = {c["level"]: c for c in report["segments"]["cells"]}
+    assert cells["returning"]["units"] == [0, 1] and not cells["returning"]["tested"]
+    assert invoke("analyze", "--experiment", "dbexp").exit_code == 2
