@@ -23,6 +23,8 @@ from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.sqltypes import UTCDateTime, as_utc, str_enum, utcnow
 
 STATUSES = ("draft", "running", "stopped")
+#: How results may be read: fixed horizon, or peeking-safe (experiments.ab.sequential). Chosen up front.
+INFERENCES = ("fixed", "msprt", "group-sequential")
 
 
 class ExperimentLayer(Base):
@@ -49,6 +51,7 @@ class Experiment(Base):
     traffic_end: Mapped[float] = mapped_column(Float, default=1.0)
     primary_metric: Mapped[str] = mapped_column(String(64), default="conversion")
     planned_units_per_variant: Mapped[int | None] = mapped_column(Integer, default=None)
+    inference: Mapped[str] = mapped_column(String(32), default="fixed")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -73,6 +76,7 @@ class Experiment(Base):
             "traffic_end": self.traffic_end,
             "primary_metric": self.primary_metric,
             "planned_units_per_variant": self.planned_units_per_variant,
+            "inference": self.inference,
             "variants": [
                 {"name": v.name, "weight": v.weight, "config": v.config or {}} for v in self.variants
             ],
@@ -193,10 +197,16 @@ def create_experiment(
     description: str = "",
     primary_metric: str = "conversion",
     planned_units_per_variant: int | None = None,
+    inference: str = "fixed",
 ) -> Experiment:
     """A draft experiment. In a layer it takes the lowest free slice of width `traffic`; alone, it
     covers a `traffic` share of all units. The salt defaults to the name, which keeps assignment
-    reproducible; give a fresh salt to reshuffle units for a rerun."""
+    reproducible; give a fresh salt to reshuffle units for a rerun. `inference` fixes up front how
+    results may be read (choosing it after seeing the data would defeat it)."""
+    if inference not in INFERENCES:
+        raise ValidationError(f"inference must be one of {INFERENCES}, got {inference!r}")
+    if inference == "group-sequential" and planned_units_per_variant is None:
+        raise ValidationError("group-sequential inference needs the planned units per variant")
     if not name or len(name) > 100:
         raise ValidationError("experiment name must be 1-100 characters")
     if not 0 < traffic <= 1:
@@ -224,6 +234,7 @@ def create_experiment(
         traffic_end=end,
         primary_metric=primary_metric,
         planned_units_per_variant=planned_units_per_variant,
+        inference=inference,
         status="draft",
         variants=[
             ExperimentVariant(name=n, weight=w, config=c, position=i) for i, (n, w, c) in enumerate(parsed)

@@ -103,6 +103,7 @@ def create(
     description: str = typer.Option("", help="What is tested and why."),
     primary_metric: str = typer.Option("conversion", help="The decision metric."),
     planned_units: int | None = typer.Option(None, help="Fixed horizon: units per variant."),
+    inference: str = typer.Option("fixed", help="How results may be read: fixed, msprt or group-sequential."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a draft experiment with weighted variants."""
@@ -125,6 +126,7 @@ def create(
         description=description,
         primary_metric=primary_metric,
         planned_units_per_variant=planned_units,
+        inference=inference,
     )
     _print(result if as_json else _line(result), as_json)
 
@@ -196,8 +198,10 @@ def analyze(
     alpha: float = typer.Option(0.05),
     correction: str = typer.Option("holm", help="holm or bh (Benjamini-Hochberg)."),
     cuped: bool = typer.Option(True, help="CUPED with the `pre_value` column when present."),
-    method: str = typer.Option(
-        "fixed", help="Inference in force: fixed (horizon), msprt or group-sequential (daily looks)."
+    method: str | None = typer.Option(
+        None,
+        help="Inference: fixed (horizon), msprt or group-sequential (daily looks); "
+        "default the experiment's own with --from-db, else fixed.",
     ),
     impressions: Path | None = typer.Option(
         None,
@@ -226,6 +230,8 @@ def analyze(
         definition = _db_call(ex.get_experiment, experiment)
         shares = shares or {v["name"]: v["weight"] for v in definition["variants"]}
         planned_units = planned_units or definition["planned_units_per_variant"]
+        method = method or definition["inference"]
+    method = method or "fixed"
     if events is None and not from_db:
         raise _fail(ValueError("give --events FILE, or --from-db to read the database's event log"))
     try:

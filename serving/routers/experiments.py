@@ -30,6 +30,7 @@ def _out(exp: store.Experiment) -> ExperimentOut:
         traffic_end=exp.traffic_end,
         primary_metric=exp.primary_metric,
         planned_units_per_variant=exp.planned_units_per_variant,
+        inference=exp.inference,
         variants=[{"name": v.name, "weight": v.weight, "config": v.config} for v in exp.variants],
         created_at=exp.created_at,
         started_at=exp.started_at,
@@ -56,6 +57,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep, _: Marketer) 
         description=body.description,
         primary_metric=body.primary_metric,
         planned_units_per_variant=body.planned_units_per_variant,
+        inference=body.inference,
     )
     return _out(exp)
 
@@ -111,11 +113,12 @@ def experiment_results(
     session: SessionDep,
     state: StateDep,
     _: Marketer,
-    method: Literal["fixed", "msprt", "group-sequential"] = "fixed",
+    method: Literal["fixed", "msprt", "group-sequential"] | None = None,
     candidate: str | None = None,
 ) -> ExperimentResults:
-    """The analysis with the inference in force; a fixed horizon refuses to call a result before the
-    planned units. `candidate` (a served alias) adds off-policy estimates from exploration logs."""
+    """The analysis with the inference in force (the experiment's own unless `method` asks for another
+    view); a fixed horizon refuses to call a result before the planned units. `candidate` (a served
+    alias) adds off-policy estimates from exploration logs."""
     import pandas as pd
 
     from experiments.ab import analysis, impressions
@@ -123,6 +126,7 @@ def experiment_results(
     from experiments.ab.sequential_report import sequential_report
 
     exp = store.get_experiment(session, name)
+    method = method or exp.inference
     events = pd.DataFrame(store.event_log(session, name))
     if events.empty:
         raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {name!r} has no exposures yet")

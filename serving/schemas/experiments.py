@@ -24,6 +24,9 @@ class ExperimentCreate(BaseModel):
     description: str = Field(default="", max_length=500)
     primary_metric: str = Field(default="conversion", min_length=1, max_length=64)
     planned_units_per_variant: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    inference: Literal["fixed", "msprt", "group-sequential"] = Field(
+        default="fixed", description="How results may be read, fixed before the start."
+    )
 
 
 class VariantOut(BaseModel):
@@ -41,6 +44,7 @@ class ExperimentOut(BaseModel):
     traffic_end: float
     primary_metric: str
     planned_units_per_variant: int | None
+    inference: Literal["fixed", "msprt", "group-sequential"]
     variants: list[VariantOut]
     created_at: datetime
     started_at: datetime | None

@@ -326,6 +326,7 @@ def test_analyze_from_the_database(cli_db):
 
     from commerce import experiments as ex
     from commerce.db import Base, make_engine, make_session_factory, transaction
+    from commerce.errors import ValidationError
     from commerce.events import BehaviorEvent, record_events
 
     engine = make_engine(cli_db)
@@ -333,7 +334,13 @@ def test_analyze_from_the_database(cli_db):
     factory = make_session_factory(engine)
     start = datetime.now(UTC)
     with transaction(factory) as s:
-        ex.create_experiment(s, "dbexp", {"control": 1, "treatment": 1}, planned_units_per_variant=1000)
+        ex.create_experiment(
+            s, "dbexp", {"control": 1, "treatment": 1}, planned_units_per_variant=1000, inference="msprt"
+        )
+        with pytest.raises(ValidationError, match="inference"):
+            ex.create_experiment(s, "bad", {"a": 1, "b": 1}, inference="bayes")
+        with pytest.raises(ValidationError, match="planned units"):
+            ex.create_experiment(s, "bad", {"a": 1, "b": 1}, inference="group-sequential")
         ex.start_experiment(s, "dbexp")
     with transaction(factory) as s:
         for i in range(60):
@@ -363,6 +370,10 @@ def test_analyze_from_the_database(cli_db):
         ]
         record_events(s, old + new)
     engine.dispose()
+    inferred = json.loads(
+        invoke("analyze", "--from-db", "--experiment", "dbexp", "--metrics", "conversion", "--json").output
+    )
+    assert inferred["sequential"]["method"] == "msprt"  # the experiment's own inference by default
     r = invoke(
         "analyze",
         "--from-db",

@@ -120,8 +120,19 @@ def test_results_endpoint_reports_sequential_and_interleaving(
     assert {c["level"] for c in body["segments"]["cells"]} == {"new"}  # nobody bought before the start
     il = body["interleaving"]
     assert il["wins_b"] == 0 and il["wins_a"] == len(views) > 3 and il["teams"]["A"] == "challenger"
-    fixed = client.get("/v1/experiments/il-results/results", headers=marketer).json()
-    assert fixed["method"] == "fixed" and fixed["interleaving"]["winner"] in ("challenger", None)
+    default = client.get("/v1/experiments/il-results/results", headers=marketer).json()
+    assert default["method"] == "fixed"  # the experiment's inference (created without one: fixed)
+    assert default["interleaving"]["winner"] in ("challenger", None)
+    created = client.post(
+        "/v1/experiments",
+        json={
+            "name": "seq",
+            "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+            "inference": "msprt",
+        },
+        headers=marketer,
+    )
+    assert created.status_code == 201 and created.json()["inference"] == "msprt"
     r = client.get("/v1/experiments/il-results/results", params={"candidate": "nope"}, headers=marketer)
     assert r.status_code == 422 and "not loaded" in r.text
     assert (

@@ -1,4 +1,4 @@
-"""experiment impressions (interleaving teams, exploration propensities)
+"""experiment impressions (interleaving teams, exploration propensities) and inference method
 
 Revision ID: 0018_impressions
 Revises: 0003_order_import_ref
@@ -16,6 +16,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("experiments", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("inference", sa.String(length=32), nullable=False, server_default="fixed")
+        )
     op.create_table(
         "experiment_impressions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -46,3 +50,5 @@ def downgrade() -> None:
     with op.batch_alter_table("experiment_impressions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_experiment_impressions_experiment_id"))
     op.drop_table("experiment_impressions")
+    with op.batch_alter_table("experiments", schema=None) as batch_op:
+        batch_op.drop_column("inference")
