@@ -5,15 +5,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class VariantIn(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     weight: float = Field(gt=0, le=1e6, allow_inf_nan=False)
     config: dict[str, Any] | None = Field(
-        default=None, description='What the variant changes, e.g. {"model_alias": "challenger"}.'
+        default=None,
+        description='What the variant changes, e.g. {"model_alias": "challenger"}, '
+        '{"interleave": ["champion", "challenger"]} or {"explore": 0.05}.',
     )
+
+    @field_validator("config")
+    @classmethod
+    def _page_config(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The page-shaping keys serving reads must be well formed before an experiment can start."""
+        if not config:
+            return config
+        pair = config.get("interleave")
+        if pair is not None and not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(a, str) and a for a in pair)
+            and pair[0] != pair[1]
+        ):
+            raise ValueError("interleave must name two different model aliases")
+        eps = config.get("explore")
+        if eps is not None and not (isinstance(eps, int | float) and 0 < eps <= 1):
+            raise ValueError("explore must be a probability in (0, 1]")
+        if pair is not None and (eps is not None or config.get("model_alias")):
+            raise ValueError("an interleaving variant takes no model_alias or explore")
+        return config
 
 
 class ExperimentCreate(BaseModel):

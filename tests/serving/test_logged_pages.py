@@ -133,6 +133,16 @@ def test_results_endpoint_reports_sequential_and_interleaving(
         headers=marketer,
     )
     assert created.status_code == 201 and created.json()["inference"] == "msprt"
+    for bad in ({"interleave": ["champion"]}, {"interleave": ["a", "a"]}, {"explore": 1.5}):
+        r = client.post(
+            "/v1/experiments",
+            json={
+                "name": "bad",
+                "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "config": bad}],
+            },
+            headers=marketer,
+        )
+        assert r.status_code == 422, bad
     r = client.get("/v1/experiments/il-results/results", params={"candidate": "nope"}, headers=marketer)
     assert r.status_code == 422 and "not loaded" in r.text
     assert (
