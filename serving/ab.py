@@ -38,6 +38,26 @@ INTERLEAVE = "interleave"
 EXPLORE = "explore"
 
 
+def check_variant_config(config: Mapping | None) -> Mapping | None:
+    """Refuse page-shaping keys serving could not apply (ValueError), before an experiment starts."""
+    if not config:
+        return config
+    pair = config.get(INTERLEAVE)
+    if pair is not None and not (
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(a, str) and a for a in pair)
+        and pair[0] != pair[1]
+    ):
+        raise ValueError("interleave must name two different model aliases")
+    eps = config.get(EXPLORE)
+    if eps is not None and not (isinstance(eps, int | float) and 0 < eps <= 1):
+        raise ValueError("explore must be a probability in (0, 1]")
+    if pair is not None and (eps is not None or config.get(MODEL_ALIAS)):
+        raise ValueError("an interleaving variant takes no model_alias or explore")
+    return config
+
+
 @dataclass(frozen=True)
 class LiveExperiment:
     """A running experiment as the request path needs it: the assignment spec and each variant's config."""

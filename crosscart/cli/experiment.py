@@ -111,10 +111,15 @@ def create(
 
     weights = _pairs(variant, "--variant")
     configs = {}
+    from serving.ab import check_variant_config
+
     for vname, text in _pairs_json(config).items():
         if vname not in weights:
             raise typer.BadParameter(f"--config names unknown variant {vname!r}")
-        configs[vname] = text
+        try:
+            configs[vname] = check_variant_config(text)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--config {vname}: {exc}") from exc
     variants = [(v, w, configs.get(v)) for v, w in weights.items()]
     result = _db_call(
         ex.create_experiment,

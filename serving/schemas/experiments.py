@@ -20,9 +20,9 @@ class VariantIn(BaseModel):
     @field_validator("config")
     @classmethod
     def _page_config(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The page-shaping keys serving reads must be well formed before an experiment can start."""
-        if not config:
-            return config
+        from serving.ab import check_variant_config
+
+        return check_variant_config(config)
         pair = config.get("interleave")
         if pair is not None and not (
             isinstance(pair, list)

@@ -394,3 +394,10 @@ def test_analyze_from_the_database(cli_db):
     cells = {c["level"]: c for c in report["segments"]["cells"]}
     assert cells["returning"]["units"] == [0, 1] and not cells["returning"]["tested"]
     assert invoke("analyze", "--experiment", "dbexp").exit_code == 2
+
+
+def test_create_refuses_malformed_page_configs(cli_db):
+    bad = invoke("create", "il", "-v", "a=1", "-v", "b=1", "--config", 'b={"interleave": ["x", "x"]}')
+    assert bad.exit_code == 2 and "two different model aliases" in bad.output
+    ok = invoke("create", "il", "-v", "a=1", "-v", "b=1", "--config", 'b={"explore": 0.1}', "--json")
+    assert ok.exit_code == 0 and json.loads(ok.output)["variants"][1]["config"] == {"explore": 0.1}
