@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments.ab.report import write_report
 
 
@@ -83,17 +85,23 @@ def full_report() -> dict:
     }
 
 
-def test_report_files_and_mlflow_artifacts(tmp_path):
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    path = write_report(full_report(), tmp_path / "out", tracking_uri=uri)
+def test_report_files(tmp_path):
+    path = write_report(full_report(), tmp_path / "out")
     md = path.read_text()
     for name in ("sequential", "segments", "interleaving", "offpolicy"):
         assert (tmp_path / "out" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"![{name}]({name}.png)" in md
     assert "Inference in force: group-sequential" in md and "ndcg@10 0.3000" in md
     assert json.loads((tmp_path / "out" / "report.json").read_text())["interleaving"]["winner"] == "a"
+
+
+@pytest.mark.slow
+def test_report_logged_to_mlflow(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_report(full_report(), tmp_path / "out", tracking_uri=uri)
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("crosscart-experiments").experiment_id])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.md", "sequential.png"}
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the database, not ./mlruns
