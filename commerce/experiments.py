@@ -395,7 +395,7 @@ ANALYSIS_EVENT_TYPES = {"view": "click", "purchase": "purchase"}
 def event_log(session: Session, experiment: str) -> list[dict]:
     """The experiment's analysis event log: its exposures, then the exposed shoppers' views (as
     clicks) and purchases since the experiment started, each under the shopper's variant. Exposure
-    rows carry the segment `new_vs_returning` (returning = bought before the experiment started)."""
+    rows carry the segments of `pre_start_segments`."""
     from commerce.events import BehaviorEvent
 
     exp = get_experiment(session, experiment)
@@ -403,15 +403,9 @@ def event_log(session: Session, experiment: str) -> list[dict]:
     variant_of = {r["unit_id"]: r["variant"] for r in rows}
     if not variant_of or exp.started_at is None:
         return rows
-    returning = set(
-        session.scalars(
-            select(BehaviorEvent.shopper_id)
-            .where(BehaviorEvent.event_type == "purchase", BehaviorEvent.ts < exp.started_at)
-            .distinct()
-        )
-    )
+    segments = pre_start_segments(session, exp.started_at, set(variant_of))
     for r in rows:
-        r["new_vs_returning"] = "returning" if r["unit_id"] in returning else "new"
+        r.update(segments[r["unit_id"]])
     query = select(BehaviorEvent).where(
         BehaviorEvent.event_type.in_(list(ANALYSIS_EVENT_TYPES)), BehaviorEvent.ts >= exp.started_at
     )
@@ -432,3 +426,42 @@ def event_log(session: Session, experiment: str) -> list[dict]:
                 }
             )
     return rows
+
+
+def pre_start_segments(session: Session, started_at: datetime, shoppers: set[str]) -> dict[str, dict]:
+    """Per shopper, from purchases before `started_at`: `new_vs_returning`; `fulfillment` (bonded or
+    direct_mail: what most of their purchases were, `none` without any); `price_level` (low, mid or
+    high tertile of their mean order value among returning shoppers, `none` for new ones)."""
+    from commerce.catalog import Product
+    from commerce.events import BehaviorEvent
+
+    bought = session.execute(
+        select(BehaviorEvent.shopper_id, Product.fulfillment, BehaviorEvent.value)
+        .outerjoin(Product, Product.product_id == BehaviorEvent.product_id)
+        .where(BehaviorEvent.event_type == "purchase", BehaviorEvent.ts < started_at)
+    ).all()
+    modes: dict[str, dict[str, int]] = {}
+    spend: dict[str, list[float]] = {}
+    for shopper, mode, value in bought:
+        if shopper in shoppers:
+            spend.setdefault(shopper, []).append(float(value or 0.0))
+            if mode is not None:
+                modes.setdefault(shopper, {}).setdefault(mode, 0)
+                modes[shopper][mode] += 1
+    means = {s: sum(v) / len(v) for s, v in spend.items()}
+    cuts = sorted(means.values())
+    low, high = (cuts[len(cuts) // 3], cuts[2 * len(cuts) // 3]) if cuts else (0.0, 0.0)
+
+    def level(s: str) -> str:
+        if s not in means:
+            return "none"
+        return "low" if means[s] < low else "high" if means[s] >= high else "mid"
+
+    return {
+        s: {
+            "new_vs_returning": "returning" if s in spend else "new",
+            "fulfillment": max(modes[s], key=modes[s].get) if s in modes else "none",
+            "price_level": level(s),
+        }
+        for s in shoppers
+    }

@@ -122,7 +122,7 @@ def experiment_results(
     import pandas as pd
 
     from experiments.ab import analysis, impressions
-    from experiments.ab.segments import segment_breakdown, unit_segments
+    from experiments.ab.segments import STANDARD_SEGMENTS, segment_breakdown, unit_segments
     from experiments.ab.sequential_report import sequential_report
 
     exp = store.get_experiment(session, name)
@@ -151,7 +151,7 @@ def experiment_results(
             units = analysis.unit_table(events, name).units
             out.segments = segment_breakdown(
                 units,
-                unit_segments(events, name, ["new_vs_returning"]),
+                unit_segments(events, name, list(STANDARD_SEGMENTS)),
                 metrics=[r["metric"] for r in report["comparisons"]],
                 control=report["control"],
             )

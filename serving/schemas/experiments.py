@@ -101,7 +101,9 @@ class ExperimentResults(BaseModel):
         default=None, description="Team preference with its CI (interleaving variants)."
     )
     segments: dict[str, Any] | None = Field(
-        default=None, description="Lift by segment (new vs returning), corrected across every cell."
+        default=None,
+        description="Lift by segment (new vs returning, bonded vs direct mail, price level), corrected "
+        "across every cell.",
     )
     offpolicy: dict[str, Any] | None = Field(
         default=None,

@@ -324,13 +324,14 @@ def test_analyze_offpolicy_for_a_candidate(tmp_path, monkeypatch):
 def test_analyze_from_the_database(cli_db):
     from datetime import UTC, datetime, timedelta
 
+    import commerce.all_models  # noqa: F401 (registers every table, products included)
     from commerce import experiments as ex
     from commerce.db import Base, make_engine, make_session_factory, transaction
     from commerce.errors import ValidationError
-    from commerce.events import BehaviorEvent, record_events
+    from commerce.events import record_events
 
     engine = make_engine(cli_db)
-    Base.metadata.create_all(engine, tables=[BehaviorEvent.__table__])
+    Base.metadata.create_all(engine)
     factory = make_session_factory(engine)
     start = datetime.now(UTC)
     with transaction(factory) as s:
@@ -393,6 +394,22 @@ def test_analyze_from_the_database(cli_db):
     assert report["sequential"]["comparisons"][0]["verdict"].startswith("not yet conclusive")
     cells = {c["level"]: c for c in report["segments"]["cells"]}
     assert cells["returning"]["units"] == [0, 1] and not cells["returning"]["tested"]
+    seg = invoke(
+        "analyze",
+        "--from-db",
+        "--experiment",
+        "dbexp",
+        "--metrics",
+        "conversion",
+        "--segment",
+        "fulfillment",
+        "--segment",
+        "price_level",
+        "--json",
+    )
+    levels = {(c["segment"], c["level"]) for c in json.loads(seg.output)["segments"]["cells"]}
+    assert ("fulfillment", "none") in levels and ("price_level", "none") in levels  # new shoppers
+    assert ("price_level", "high") in levels  # u1's one earlier order (the only returning shopper)
     assert invoke("analyze", "--experiment", "dbexp").exit_code == 2
 
 

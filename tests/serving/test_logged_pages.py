@@ -117,7 +117,8 @@ def test_results_endpoint_reports_sequential_and_interleaving(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["method"] == "msprt" and body["sequential"]["comparisons"][0]["looks"]
-    assert {c["level"] for c in body["segments"]["cells"]} == {"new"}  # nobody bought before the start
+    levels = {(c["segment"], c["level"]) for c in body["segments"]["cells"]}
+    assert levels == {("new_vs_returning", "new"), ("fulfillment", "none"), ("price_level", "none")}
     il = body["interleaving"]
     assert il["wins_b"] == 0 and il["wins_a"] == len(views) > 3 and il["teams"]["A"] == "challenger"
     default = client.get("/v1/experiments/il-results/results", headers=marketer).json()
