@@ -16,6 +16,7 @@ MODULES = [
     "bench.commerce_import",
     "bench.uplift",
     "bench.ab",
+    "bench.ab_round2",
     "bench.serving",
     "bench.logistics",
 ]

@@ -19,6 +19,8 @@ from commerce.db import Base
 from commerce.sqltypes import UTCDateTime, str_enum, utcnow
 
 STATUSES = ("draft", "running", "stopped")
+#: How results may be read: fixed horizon, or peeking-safe (experiments.ab.sequential). Chosen up front.
+INFERENCES = ("fixed", "msprt", "group-sequential")
 
 
 class ExperimentLayer(Base):
@@ -45,6 +47,7 @@ class Experiment(Base):
     traffic_end: Mapped[float] = mapped_column(Float, default=1.0)
     primary_metric: Mapped[str] = mapped_column(String(64), default="conversion")
     planned_units_per_variant: Mapped[int | None] = mapped_column(Integer, default=None)
+    inference: Mapped[str] = mapped_column(String(32), default="fixed")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -69,6 +72,7 @@ class Experiment(Base):
             "traffic_end": self.traffic_end,
             "primary_metric": self.primary_metric,
             "planned_units_per_variant": self.planned_units_per_variant,
+            "inference": self.inference,
             "variants": [
                 {"name": v.name, "weight": v.weight, "config": v.config or {}} for v in self.variants
             ],
@@ -103,4 +107,25 @@ class ExperimentExposure(Base):
     ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-TABLES = [t.__table__ for t in (ExperimentLayer, Experiment, ExperimentVariant, ExperimentExposure)]
+class ExperimentImpression(Base):
+    """One product shown on one page of an interleaving or exploration variant: its slot, the team
+    (ranker alias) that placed it when interleaved, and its logged propensity when explored."""
+
+    __tablename__ = "experiment_impressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    variant: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[str] = mapped_column(String(128))
+    page_id: Mapped[str] = mapped_column(String(32))
+    slot: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[str] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(100), default=None)
+    propensity: Mapped[float | None] = mapped_column(Float, default=None)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+TABLES = [
+    t.__table__
+    for t in (ExperimentLayer, Experiment, ExperimentVariant, ExperimentExposure, ExperimentImpression)
+]

@@ -7,6 +7,12 @@ usual control) gets the champion. An alias that cannot be served (unknown, not l
 back to the champion and the response says why; the shopper is then not counted as exposed, because the
 variant was not actually shown.
 
+A variant whose config is `{"interleave": [alias_a, alias_b]}` serves one team-draft interleaved
+page of the two aliases (either may be the champion's); one with `{"explore": epsilon}` (alone or
+with `model_alias`) serves, with probability epsilon, a uniformly random page of eligible products
+instead of the model's. Both log every shown product (slot, team, propensity) as impressions
+(`serving.logged_pages`), besides the exposure.
+
 Exposures are logged off the request path: the page only puts (experiment, variant, shopper) on a queue
 the first time this replica shows it, and a writer thread stores them in batches through
 `commerce.services.experiments.record_exposure` (idempotent per experiment and shopper, so replicas
@@ -28,6 +34,28 @@ from serving.model_store import ModelSnapshot, ModelSource, ModelStore
 
 log = logging.getLogger(__name__)
 MODEL_ALIAS = "model_alias"
+INTERLEAVE = "interleave"
+EXPLORE = "explore"
+
+
+def check_variant_config(config: Mapping | None) -> Mapping | None:
+    """Refuse page-shaping keys serving could not apply (ValueError), before an experiment starts."""
+    if not config:
+        return config
+    pair = config.get(INTERLEAVE)
+    if pair is not None and not (
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(a, str) and a for a in pair)
+        and pair[0] != pair[1]
+    ):
+        raise ValueError("interleave must name two different model aliases")
+    eps = config.get(EXPLORE)
+    if eps is not None and not (isinstance(eps, int | float) and 0 < eps <= 1):
+        raise ValueError("explore must be a probability in (0, 1]")
+    if pair is not None and (eps is not None or config.get(MODEL_ALIAS)):
+        raise ValueError("an interleaving variant takes no model_alias or explore")
+    return config
 
 
 @dataclass(frozen=True)
@@ -50,6 +78,19 @@ class LiveExperiment:
         """variant -> registry alias, for the variants that name one."""
         return {v: str(c[MODEL_ALIAS]) for v, c in self.configs.items() if c.get(MODEL_ALIAS)}
 
+    @property
+    def served_aliases(self) -> set[str]:
+        """Every alias a variant serves, alone or interleaved (their model stores must be loaded)."""
+        out = set(self.model_aliases.values())
+        for c in self.configs.values():
+            out.update(str(a) for a in c.get(INTERLEAVE) or ())
+        return out
+
+    @property
+    def shapes_pages(self) -> bool:
+        """Whether a variant changes the recommendation page (model, interleaving or exploration)."""
+        return any(c.get(MODEL_ALIAS) or c.get(INTERLEAVE) or c.get(EXPLORE) for c in self.configs.values())
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -60,6 +101,8 @@ class Assignment:
     alias_fallback_reason: str | None
     variants: dict[str, str]  # every running experiment the shopper is in -> variant
     exposed: tuple[tuple[str, str], ...]  # (experiment, variant) actually shown by this page
+    interleave: tuple[tuple[str, ModelSnapshot], tuple[str, ModelSnapshot]] | None = None
+    explore: float = 0.0  # probability of a uniformly random page instead of the model's
 
 
 class AliasModels:
@@ -122,6 +165,17 @@ def load_live_experiments(session_factory: sessionmaker[Session]) -> list[LiveEx
         return [LiveExperiment.from_config(c) for c in running_configs(session)]
 
 
+def _snapshot(alias: str, champion: ModelStore, champion_alias: str, aliases: AliasModels):
+    """The alias's servable snapshot, or (None, why not)."""
+    if alias == champion_alias:
+        return champion.current, None
+    store = aliases.stores.get(alias)
+    snapshot = None if store is None else store.current
+    if snapshot is None or snapshot.recommender is None:
+        return None, "not loaded yet" if snapshot is None else snapshot.fallback_reason
+    return snapshot, None
+
+
 def choose(
     experiments: Iterable[LiveExperiment],
     shopper_id: str,
@@ -130,34 +184,39 @@ def choose(
     aliases: AliasModels,
 ) -> Assignment:
     """The shopper's variants and the model to serve. The first recommendation experiment the shopper
-    is in decides the model (layers keep such experiments mutually exclusive)."""
+    is in decides the page (layers keep such experiments mutually exclusive)."""
     variants: dict[str, str] = {}
-    deciding: tuple[str, str, str | None] | None = None  # (experiment, variant, alias or None: champion)
+    deciding: tuple[str, str, Mapping] | None = None  # (experiment, variant, variant config)
     for exp in experiments:
         variant = assign(exp.spec, shopper_id)
         if variant is None:
             continue
         variants[exp.spec.name] = variant
-        model_aliases = exp.model_aliases
-        if deciding is None and model_aliases:
-            deciding = (exp.spec.name, variant, model_aliases.get(variant))
+        if deciding is None and exp.shapes_pages:
+            deciding = (exp.spec.name, variant, exp.configs.get(variant) or {})
     if deciding is None:
         return Assignment(champion.current, champion_alias, None, variants, ())
-    name, variant, alias = deciding
-    if alias is None or alias == champion_alias:
-        return Assignment(champion.current, champion_alias, None, variants, ((name, variant),))
-    store = aliases.stores.get(alias)
-    snapshot = None if store is None else store.current
-    if snapshot is None or snapshot.recommender is None:
-        reason = "not loaded yet" if snapshot is None else snapshot.fallback_reason
-        return Assignment(
-            champion.current,
-            champion_alias,
-            f"variant {variant!r} of {name!r}: alias {alias!r} unavailable ({reason}); champion served",
-            variants,
-            (),
-        )
-    return Assignment(snapshot, alias, None, variants, ((name, variant),))
+    name, variant, config = deciding
+    pair = config.get(INTERLEAVE)
+    wanted = [str(a) for a in pair] if pair else [str(config.get(MODEL_ALIAS) or champion_alias)]
+    snapshots = []
+    for alias in wanted:
+        snapshot, why = _snapshot(alias, champion, champion_alias, aliases)
+        if snapshot is None:
+            return Assignment(
+                champion.current,
+                champion_alias,
+                f"variant {variant!r} of {name!r}: alias {alias!r} unavailable ({why}); champion served",
+                variants,
+                (),
+            )
+        snapshots.append(snapshot)
+    exposed = ((name, variant),)
+    if pair:
+        teams = ((wanted[0], snapshots[0]), (wanted[1], snapshots[1]))
+        return Assignment(snapshots[0], "+".join(wanted), None, variants, exposed, interleave=teams)
+    explore = float(config.get(EXPLORE) or 0.0)
+    return Assignment(snapshots[0], wanted[0], None, variants, exposed, explore=explore)
 
 
 class ExposureLog:
@@ -176,6 +235,9 @@ class ExposureLog:
         self._seen: set[tuple[str, str]] = set()
         self._queue: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
         self._pending: list[tuple[str, str, str]] = []
+        self._pages: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._pending_pages: list[tuple] = []
+        self.pages_written = 0
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -190,20 +252,29 @@ class ExposureLog:
             self._seen.add(key)
             self._queue.put((experiment, variant, shopper_id))
 
+    def note_page(self, experiment: str, variant: str, shopper_id: str, rows: list[dict], ts) -> None:
+        """Queue the impressions of one logged page (every page, not only the first)."""
+        self._pages.put((experiment, variant, shopper_id, rows, ts))
+
+    @staticmethod
+    def _drain(source: queue.SimpleQueue, into: list) -> None:
+        while True:
+            try:
+                into.append(source.get_nowait())
+            except queue.Empty:
+                return
+
     def flush(self) -> int:
         """Write everything queued so far; returns how many rows were new exposures."""
         from commerce.errors import DomainError
-        from commerce.services.experiments import record_exposure
+        from commerce.services.experiments import record_exposure, record_impressions
 
         with self._flush_lock:
-            while True:
-                try:
-                    self._pending.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if not self._pending:
+            self._drain(self._queue, self._pending)
+            self._drain(self._pages, self._pending_pages)
+            if not self._pending and not self._pending_pages:
                 return 0
-            new = 0
+            new = pages = 0
             try:
                 with self.session_factory() as session:
                     for row in self._pending:
@@ -212,12 +283,21 @@ class ExposureLog:
                                 new += record_exposure(session, *row)
                         except DomainError as exc:
                             log.warning("exposure %s not recorded: %s", row, exc)
+                    for experiment, variant, shopper, rows, ts in self._pending_pages:
+                        try:
+                            with session.begin_nested():
+                                record_impressions(session, experiment, variant, shopper, rows, ts)
+                                pages += 1
+                        except DomainError as exc:
+                            log.warning("page of %s for %s not recorded: %s", experiment, shopper, exc)
                     session.commit()
             except Exception as exc:  # database unavailable: keep the batch for the next flush
                 log.warning("writing %d exposures failed, will retry: %s", len(self._pending), exc)
                 return 0
             self._pending.clear()
+            self._pending_pages.clear()
             self.written += new
+            self.pages_written += pages
             return new
 
     def start(self) -> None:

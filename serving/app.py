@@ -95,7 +95,7 @@ def create_app(
     def load_experiments() -> list[LiveExperiment]:
         """Running experiments; loads (or drops) the model stores of the aliases their variants serve."""
         live = load_live_experiments(session_factory)
-        state.aliases.sync({a for e in live for a in e.model_aliases.values()} - {settings.model_alias})
+        state.aliases.sync({a for e in live for a in e.served_aliases} - {settings.model_alias})
         return live
 
     def warm_up(snapshot) -> None:

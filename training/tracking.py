@@ -75,3 +75,13 @@ def use_tracking(uri: str, experiment: str) -> tuple[MlflowClient, str]:
 def metric_key(metric: str) -> str:
     """MLflow metric keys allow only `[\\w.\\- :/]`: `ndcg@10` is logged as `ndcg_at_10`."""
     return metric.replace("@", "_at_")
+
+
+def log_directory(tracking_uri: str, experiment: str, run_name: str, directory: str | Path) -> str:
+    """Log every file under `directory` as the artifacts of a new run; returns the run id."""
+    import mlflow
+
+    _, experiment_id = use_tracking(tracking_uri, experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.log_artifacts(str(directory))
+        return run.info.run_id

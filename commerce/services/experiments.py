@@ -1,5 +1,6 @@
 """Online experiment use cases the API and the CLI call: create (with a free traffic slice of its
-layer), list, start, stop, the running configurations, exposures (idempotent per unit).
+layer), list, start, stop, the running configurations, exposures (idempotent per unit), the items shown
+on interleaved and exploration pages, and the event log and segments the analysis reads.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.experiments import (
+    INFERENCES,
     STATUSES,
     Experiment,
     ExperimentExposure,
+    ExperimentImpression,
     ExperimentLayer,
     ExperimentVariant,
 )
@@ -86,10 +89,16 @@ def create_experiment(
     description: str = "",
     primary_metric: str = "conversion",
     planned_units_per_variant: int | None = None,
+    inference: str = "fixed",
 ) -> Experiment:
     """A draft experiment. In a layer it takes the lowest free slice of width `traffic`; alone, it
     covers a `traffic` share of all units. The salt defaults to the name, which keeps assignment
-    reproducible; give a fresh salt to reshuffle units for a rerun."""
+    reproducible; give a fresh salt to reshuffle units for a rerun. `inference` fixes up front how
+    results may be read (choosing it after seeing the data would defeat it)."""
+    if inference not in INFERENCES:
+        raise ValidationError(f"inference must be one of {INFERENCES}, got {inference!r}")
+    if inference == "group-sequential" and planned_units_per_variant is None:
+        raise ValidationError("group-sequential inference needs the planned units per variant")
     if not name or len(name) > 100:
         raise ValidationError("experiment name must be 1-100 characters")
     if not 0 < traffic <= 1:
@@ -117,6 +126,7 @@ def create_experiment(
         traffic_end=end,
         primary_metric=primary_metric,
         planned_units_per_variant=planned_units_per_variant,
+        inference=inference,
         status="draft",
         variants=[
             ExperimentVariant(name=n, weight=w, config=c, position=i) for i, (n, w, c) in enumerate(parsed)
@@ -221,3 +231,129 @@ def exposures(session: Session, experiment: str) -> list[dict]:
         }
         for r in rows
     ]
+
+
+IMPRESSION_FIELDS = ("page_id", "slot", "product_id", "team", "propensity")
+
+
+def record_impressions(session: Session, experiment: str, variant: str, unit_id: str, rows, ts=None) -> int:
+    """Store the products of one shown page (dicts with IMPRESSION_FIELDS); returns how many."""
+    exp = get_experiment(session, experiment)
+    if exp.status != "running":
+        raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
+    if variant not in {v.name for v in exp.variants}:
+        raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
+    when = as_utc(ts) if ts else utcnow()
+    for row in rows:
+        p = row.get("propensity")
+        if p is not None and not 0 < p <= 1:
+            raise ValidationError(f"propensity {p} is not in (0, 1]")
+        session.add(
+            ExperimentImpression(
+                experiment_id=exp.id,
+                variant=variant,
+                unit_id=str(unit_id),
+                ts=when,
+                **{k: row.get(k) for k in IMPRESSION_FIELDS},
+            )
+        )
+    return len(rows)
+
+
+def impressions(session: Session, experiment: str) -> list[dict]:
+    """Every logged impression of an experiment, in order, as plain rows for the analysis."""
+    exp = get_experiment(session, experiment)
+    rows = session.scalars(
+        select(ExperimentImpression)
+        .where(ExperimentImpression.experiment_id == exp.id)
+        .order_by(ExperimentImpression.id)
+    )
+    return [
+        {
+            "experiment": exp.name,
+            "variant": r.variant,
+            "unit_id": r.unit_id,
+            "ts": r.ts,
+            **{k: getattr(r, k) for k in IMPRESSION_FIELDS},
+        }
+        for r in rows
+    ]
+
+
+#: Behaviour events as the experiment analysis names them: a product view after a page is its click.
+ANALYSIS_EVENT_TYPES = {"view": "click", "purchase": "purchase"}
+
+
+def event_log(session: Session, experiment: str) -> list[dict]:
+    """The experiment's analysis event log: its exposures, then the exposed shoppers' views (as
+    clicks) and purchases since the experiment started, each under the shopper's variant. Exposure
+    rows carry the segments of `pre_start_segments`."""
+    from commerce.events import BehaviorEvent
+
+    exp = get_experiment(session, experiment)
+    rows = exposures(session, experiment)
+    variant_of = {r["unit_id"]: r["variant"] for r in rows}
+    if not variant_of or exp.started_at is None:
+        return rows
+    segments = pre_start_segments(session, exp.started_at, set(variant_of))
+    for r in rows:
+        r.update(segments[r["unit_id"]])
+    query = select(BehaviorEvent).where(
+        BehaviorEvent.event_type.in_(list(ANALYSIS_EVENT_TYPES)), BehaviorEvent.ts >= exp.started_at
+    )
+    if exp.stopped_at is not None:
+        query = query.where(BehaviorEvent.ts <= exp.stopped_at)
+    for e in session.scalars(query.order_by(BehaviorEvent.ts)):
+        variant = variant_of.get(e.shopper_id)
+        if variant is not None:
+            rows.append(
+                {
+                    "experiment": exp.name,
+                    "variant": variant,
+                    "unit_id": e.shopper_id,
+                    "event_type": ANALYSIS_EVENT_TYPES[e.event_type],
+                    "value": float(e.value or 0.0),
+                    "ts": e.ts,
+                    "product_id": e.product_id,
+                }
+            )
+    return rows
+
+
+def pre_start_segments(session: Session, started_at: datetime, shoppers: set[str]) -> dict[str, dict]:
+    """Per shopper, from purchases before `started_at`: `new_vs_returning`; `fulfillment` (bonded or
+    direct_mail: what most of their purchases were, `none` without any); `price_level` (low, mid or
+    high tertile of their mean order value among returning shoppers, `none` for new ones)."""
+    from commerce.catalog import Product
+    from commerce.events import BehaviorEvent
+
+    bought = session.execute(
+        select(BehaviorEvent.shopper_id, Product.fulfillment, BehaviorEvent.value)
+        .outerjoin(Product, Product.product_id == BehaviorEvent.product_id)
+        .where(BehaviorEvent.event_type == "purchase", BehaviorEvent.ts < started_at)
+    ).all()
+    modes: dict[str, dict[str, int]] = {}
+    spend: dict[str, list[float]] = {}
+    for shopper, mode, value in bought:
+        if shopper in shoppers:
+            spend.setdefault(shopper, []).append(float(value or 0.0))
+            if mode is not None:
+                modes.setdefault(shopper, {}).setdefault(mode, 0)
+                modes[shopper][mode] += 1
+    means = {s: sum(v) / len(v) for s, v in spend.items()}
+    cuts = sorted(means.values())
+    low, high = (cuts[len(cuts) // 3], cuts[2 * len(cuts) // 3]) if cuts else (0.0, 0.0)
+
+    def level(s: str) -> str:
+        if s not in means:
+            return "none"
+        return "low" if means[s] < low else "high" if means[s] >= high else "mid"
+
+    return {
+        s: {
+            "new_vs_returning": "returning" if s in spend else "new",
+            "fulfillment": max(modes[s], key=modes[s].get) if s in modes else "none",
+            "price_level": level(s),
+        }
+        for s in shoppers
+    }

@@ -103,6 +103,7 @@ def create(
     description: str = typer.Option("", help="What is tested and why."),
     primary_metric: str = typer.Option("conversion", help="The decision metric."),
     planned_units: int | None = typer.Option(None, help="Fixed horizon: units per variant."),
+    inference: str = typer.Option("fixed", help="How results may be read: fixed, msprt or group-sequential."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a draft experiment with weighted variants."""
@@ -110,10 +111,15 @@ def create(
 
     weights = _pairs(variant, "--variant")
     configs = {}
+    from serving.ab import check_variant_config
+
     for vname, text in _pairs_json(config).items():
         if vname not in weights:
             raise typer.BadParameter(f"--config names unknown variant {vname!r}")
-        configs[vname] = text
+        try:
+            configs[vname] = check_variant_config(text)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--config {vname}: {exc}") from exc
     variants = [(v, w, configs.get(v)) for v, w in weights.items()]
     result = _db_call(
         ex.create_experiment,
@@ -125,6 +131,7 @@ def create(
         description=description,
         primary_metric=primary_metric,
         planned_units_per_variant=planned_units,
+        inference=inference,
     )
     _print(result if as_json else _line(result), as_json)
 
@@ -180,7 +187,10 @@ def _read_events(path: Path):
 
 @app.command("analyze")
 def analyze(
-    events: Path = typer.Option(..., help="Event log: .parquet, .csv or .jsonl (docs/experiments.md)."),
+    events: Path | None = typer.Option(
+        None,
+        help="Event log: .parquet, .csv or .jsonl (docs/experiments.md); --from-db: the database.",
+    ),
     experiment: str = typer.Option(..., help="Experiment name in the log."),
     metrics: list[str] = typer.Option([], help="Decision metrics (repeat or comma-separate); default all."),
     guardrail: list[str] = typer.Option([], help="METRIC=decrease|increase: the harmful direction."),
@@ -193,9 +203,28 @@ def analyze(
     alpha: float = typer.Option(0.05),
     correction: str = typer.Option("holm", help="holm or bh (Benjamini-Hochberg)."),
     cuped: bool = typer.Option(True, help="CUPED with the `pre_value` column when present."),
+    method: str | None = typer.Option(
+        None,
+        help="Inference: fixed (horizon), msprt or group-sequential (daily looks); "
+        "default the experiment's own with --from-db, else fixed.",
+    ),
+    impressions: Path | None = typer.Option(
+        None,
+        help="Impression log (interleaving/exploration variants); with --from-db read from the database.",
+    ),
+    candidate: str | None = typer.Option(
+        None, help="Registry alias of a candidate model: off-policy estimates from the exploration logs."
+    ),
+    purchase_weight: float = typer.Option(1.0, help="Interleaving credit of a purchase, in clicks."),
+    segment: list[str] = typer.Option(
+        [], help="Unit-level event-log column to break the lift down by (repeat), e.g. new_vs_returning."
+    ),
+    report_dir: Path | None = typer.Option(None, help="Write report.md, report.json and PNG figures here."),
+    mlflow: bool = typer.Option(False, help="With --report-dir: log the report as MLflow artifacts."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Per-metric lift with 95% CIs, p-values (corrected), SRM verdict and the horizon status."""
+    """Per-metric lift with 95% CIs, p-values (corrected), SRM verdict and the horizon status; the
+    sequential looks of the primary metric; interleaving preference and off-policy estimates."""
     from experiments.ab import analysis
 
     names = [m.strip() for raw in metrics for m in raw.split(",") if m.strip()]
@@ -206,9 +235,14 @@ def analyze(
         definition = _db_call(ex.get_experiment, experiment)
         shares = shares or {v["name"]: v["weight"] for v in definition["variants"]}
         planned_units = planned_units or definition["planned_units_per_variant"]
+        method = method or definition["inference"]
+    method = method or "fixed"
+    if events is None and not from_db:
+        raise _fail(ValueError("give --events FILE, or --from-db to read the database's event log"))
     try:
+        log = _read_events(events) if events is not None else _db_event_log(experiment)
         report = analysis.analyze(
-            _read_events(events),
+            log,
             experiment,
             metrics=names or analysis.DEFAULT_METRICS,
             guardrails=_pairs(guardrail, "--guardrail"),
@@ -219,8 +253,44 @@ def analyze(
             correction=correction,
             cuped=cuped,
         )
+        extra = _round2(
+            log,
+            experiment,
+            names,
+            method,
+            planned_units,
+            alpha,
+            control,
+            impressions,
+            from_db,
+            candidate,
+            purchase_weight,
+        )
+        if segment:
+            from experiments.ab.segments import segment_breakdown, unit_segments
+
+            units = analysis.unit_table(log, experiment).units
+            extra["segments"] = segment_breakdown(
+                units,
+                unit_segments(log, experiment, segment),
+                metrics=names or list(analysis.DEFAULT_METRICS),
+                control=report["control"],
+                alpha=alpha,
+                correction=correction,
+            )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
+    report.update(extra)
+    if report_dir is not None:
+        from crosscart.settings import get_settings
+        from experiments.ab.report import write_report
+        from training.tracking import log_directory
+
+        written = write_report(report, report_dir)
+        if mlflow:
+            run_name = f"analysis:{report['experiment']}"
+            log_directory(get_settings().resolved_mlflow_uri, "crosscart-experiments", run_name, report_dir)
+        typer.echo(f"report: {written}", err=True)
     if as_json:
         _print(report, True)
         return
@@ -236,6 +306,121 @@ def analyze(
             f"{r['treatment_value']:.4g}  lift {r['abs_lift']:+.4g} [{lo:+.4g}, {hi:+.4g}] "
             f"({r['rel_lift']:+.1%})  p={r['p_value']:.3g} adj={r['p_adjusted']:.3g}  {r['verdict']}"
         )
+    seq = report["sequential"]
+    for c in seq["comparisons"]:
+        typer.echo(
+            f"  {seq['method']} ({seq['metric']}, {len(c['looks'])} looks): {c['treatment']}: {c['verdict']}"
+        )
+    if "interleaving" in report:
+        il = report["interleaving"]
+        lo, hi = il["ci"]
+        typer.echo(
+            f"  interleaving {il['teams']['A']} vs {il['teams']['B']}: delta {il['delta']:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] wins {il['wins_a']}/{il['wins_b']} ties {il['ties']} "
+            f"p={il['p_value']:.3g} winner {il['winner'] or 'none yet'}"
+        )
+    if "offpolicy" in report:
+        op = report["offpolicy"]
+        for m in ("ctr", "purchase_rate"):
+            r = op[m]
+            typer.echo(
+                f"  off-policy {candidate} {m}: IPS {r['ips']:.4f} SNIPS {r['snips']:.4f} "
+                f"DR {r['dr']:.4f} [{r['dr_ci'][0]:.4f}, {r['dr_ci'][1]:.4f}] (logged {op['logged'][m]:.4f})"
+            )
+
+
+def _db_event_log(experiment: str):
+    """Exposures plus the exposed shoppers' views (as clicks) and purchases, from the database."""
+    import pandas as pd
+
+    from commerce.db import transaction
+    from commerce.services import experiments as ex
+
+    with transaction(_session_factory()) as session:
+        return pd.DataFrame(ex.event_log(session, experiment))
+
+
+def _round2(
+    events,
+    experiment,
+    names,
+    method,
+    planned_units,
+    alpha,
+    control,
+    impressions,
+    from_db,
+    candidate,
+    purchase_weight,
+) -> dict:
+    """Sequential looks of the first decision metric, and the impression-based reports when logged."""
+    import pandas as pd
+
+    from experiments.ab import impressions as imp
+    from experiments.ab.analysis import DEFAULT_METRICS
+    from experiments.ab.sequential_report import sequential_report
+
+    out = {
+        "sequential": sequential_report(
+            events,
+            experiment,
+            method=method,
+            metric=(names or DEFAULT_METRICS)[0],
+            control=control,
+            planned_units=planned_units,
+            alpha=alpha,
+        )
+    }
+    if impressions is not None:
+        shown = _read_events(impressions)
+    elif from_db:
+        from commerce.db import transaction
+        from commerce.services import experiments as ex
+
+        with transaction(_session_factory()) as session:
+            shown = pd.DataFrame(ex.impressions(session, experiment))
+    else:
+        shown = None
+    if shown is None or shown.empty:
+        if candidate:
+            raise ValueError("--candidate needs logged impressions of an exploration variant")
+        return out
+    attributed = imp.attribute(shown, events[events["experiment"] == experiment])
+    teams = attributed[attributed["team"].notna()] if "team" in attributed else attributed.iloc[:0]
+    if len(teams):
+        out["interleaving"] = imp.interleaving_report(teams, purchase_weight, alpha)
+    if candidate:
+        explored = attributed[attributed["propensity"].notna()]
+        lists, offline = _candidate_lists(candidate, explored["unit_id"].unique().tolist())
+        out["offpolicy"] = {
+            "candidate": candidate,
+            **imp.offpolicy_report(explored, lists, alpha),
+            "offline_metrics": offline,
+        }
+    return out
+
+
+def _candidate_lists(alias: str, units: list[str], depth: int = 50) -> tuple[dict[str, list[str]], dict]:
+    """The candidate alias's top `depth` products for each logged shopper, from the model registry,
+    and the offline ranking metrics its training run recorded (shown next to the estimates)."""
+    from mlflow import MlflowClient
+
+    from crosscart.settings import get_settings
+    from training.registry import ModelUnavailable, champion_version, load_recommender_version
+
+    settings = get_settings()
+    client = MlflowClient(settings.resolved_mlflow_uri)
+    try:
+        version = champion_version(client, settings.model_name, alias)
+        if version is None:
+            raise ValueError(f"no model version under alias {alias!r} of {settings.model_name!r}")
+        uri, name = settings.resolved_mlflow_uri, settings.model_name
+        model = load_recommender_version(uri, name, str(version.version))
+    except ModelUnavailable as exc:
+        raise ValueError(str(exc)) from exc
+    ranked = model.recommend(units, n=depth, exclude_seen=False)
+    offline = client.get_run(version.run_id).data.metrics if version.run_id else {}
+    return {u: [item for item, _ in r] for u, r in zip(units, ranked, strict=True)}, dict(offline)
 
 
 @app.command("simulate")
@@ -253,13 +438,39 @@ def simulate(
     alpha: float = typer.Option(0.05),
     target_power: float = typer.Option(0.8, help="Power mode: the calculator's target."),
     seed: int = typer.Option(0),
+    looks: int | None = typer.Option(
+        None, min=1, help="Peeking check: looks per test (e.g. 14 daily looks); default 14 with --method."
+    ),
+    method: str | None = typer.Option(
+        None, help="Peeking check: msprt, group-sequential or fixed (naive peeking at fixed p-values)."
+    ),
+    effect: float = typer.Option(
+        0.0, help="Peeking check: true relative change of the click rate (0 = A/A; else `power`)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Simulated online tests against known truth: measured false-positive rate or power."""
+    """Simulated online tests against known truth: measured false-positive rate or power.
+
+    With --method/--looks every test is looked at after each of L equal batches and stopped at the
+    first rejection (docs/experiments.md, "Peeking")."""
     from experiments.ab.simulation import SCENARIOS, coupon_policy_scenario, run_simulation
 
     if scenario not in SCENARIOS:
         raise _fail(ValueError(f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}"))
+    if method is not None or looks is not None:
+        _simulate_peeking(
+            SCENARIOS[scenario],
+            method or "fixed",
+            runs,
+            looks or 14,
+            units,
+            metric,
+            effect,
+            alpha,
+            seed,
+            as_json,
+        )
+        return
     try:
         chosen = coupon_policy_scenario(marketplace) if marketplace else SCENARIOS[scenario]
         with working("simulating experiments"):
@@ -283,6 +494,36 @@ def simulate(
         f"{result['scenario']} {metric}: {label} {result['rejection_rate']:.3f} over {runs} runs of "
         f"{result['n_units']} units (expected {result['expected_rate']:.3f}); "
         f"CI coverage {result['ci_coverage']:.3f}"
+    )
+
+
+def _simulate_peeking(scenario, method, runs, looks, units, metric, effect, alpha, seed, as_json) -> None:
+    from experiments.ab.sequential_simulation import simulate_peeking
+
+    try:
+        with working("simulating peeked experiments"):
+            result = simulate_peeking(
+                scenario,
+                method=method,
+                runs=runs,
+                looks=looks,
+                units=units or 14_000,
+                effect=effect,
+                metric=metric,
+                alpha=alpha,
+                seed=seed,
+            )
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print(result, True)
+        return
+    label, rate = (
+        ("power", result["power"]) if "power" in result else ("false-positive rate", result["rejection_rate"])
+    )
+    typer.echo(
+        f"{method}, {looks} looks, {runs} runs of {result['units_per_run']} units: {label} {rate:.3f} "
+        f"(fixed test read once at the end: {result['fixed_final_look_rejection_rate']:.3f})"
     )
 
 

@@ -23,17 +23,15 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from experiments.ab.catalogue import load_catalogue
+
 REQUIRED_COLUMNS = ("experiment", "variant", "unit_id", "event_type", "value", "ts")
 COVARIATE = "pre_value"
 SRM_ALPHA = 0.001
 
-# name -> (kind, per-unit numerator column, per-unit denominator column or None)
-METRICS: dict[str, tuple[str, str, str | None]] = {
-    "conversion": ("mean", "converted", None),
-    "orders_per_shopper": ("mean", "purchases", None),
-    "revenue_per_shopper": ("mean", "revenue", None),
-    "ctr": ("ratio", "clicks", "exposures"),
-}
+# name -> (kind, per-unit numerator column, per-unit denominator column or None): the metric catalogue
+CATALOGUE = load_catalogue()
+METRICS: dict[str, tuple[str, str, str | None]] = {n: m.definition for n, m in CATALOGUE.items()}
 DEFAULT_METRICS = ("conversion", "ctr", "revenue_per_shopper", "orders_per_shopper")
 CORRECTIONS = {"holm": "holm", "bh": "fdr_bh"}
 GUARDRAIL_HARM = ("decrease", "increase")
@@ -247,8 +245,9 @@ def analyze_units(
 
     `metrics` are the decision metrics (corrected together per treatment); `guardrails` maps further
     metrics to the harmful direction (`decrease` or `increase`): a guardrail is breached when its CI
-    lies entirely on the harmful side. `expected_shares` defaults to equal traffic. `planned_units` is
-    the fixed horizon per variant (from the power calculator).
+    lies entirely on the harmful side, beyond the relative change the metric catalogue tolerates.
+    `expected_shares` defaults to equal traffic. `planned_units` is the fixed horizon per variant (from
+    the power calculator).
     """
     guardrails = dict(guardrails or {})
     for name in [*metrics, *guardrails]:
@@ -332,6 +331,14 @@ def analyze_units(
             if r["guardrail"]:
                 lo, hi = r["abs_ci"]
                 harmed = hi < 0 if guardrails[r["metric"]] == "decrease" else lo > 0
+                guard = CATALOGUE[r["metric"]].guardrail
+                tolerance = (
+                    guard.max_relative_change if guard and guard.harm == guardrails[r["metric"]] else 0.0
+                )
+                if tolerance:  # harm only beyond the catalogue's tolerated relative change
+                    rlo, rhi = r["rel_ci"]
+                    harmed = rhi < -tolerance if guardrails[r["metric"]] == "decrease" else rlo > tolerance
+                r["guardrail_tolerance"] = tolerance
                 r["p_adjusted"] = r["p_value"]
                 r["significant"] = bool(r["p_value"] < alpha)
                 r["verdict"] = "guardrail breached" if harmed else "guardrail ok"

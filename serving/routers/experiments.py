@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, HTTPException, status
 
 from commerce.experiments import Experiment
 from commerce.services import experiments as store
@@ -12,6 +12,7 @@ from serving.deps import Marketer, SessionDep, StateDep, Storefront, ensure_shop
 from serving.schemas.experiments import (
     ExperimentCreate,
     ExperimentOut,
+    ExperimentResults,
     ExposureIn,
     ExposureLogged,
     ExposureSummary,
@@ -30,6 +31,7 @@ def _out(exp: Experiment) -> ExperimentOut:
         traffic_end=exp.traffic_end,
         primary_metric=exp.primary_metric,
         planned_units_per_variant=exp.planned_units_per_variant,
+        inference=exp.inference,
         variants=[{"name": v.name, "weight": v.weight, "config": v.config} for v in exp.variants],
         created_at=exp.created_at,
         started_at=exp.started_at,
@@ -56,6 +58,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep, _: Marketer) 
         description=body.description,
         primary_metric=body.primary_metric,
         planned_units_per_variant=body.planned_units_per_variant,
+        inference=body.inference,
     )
     return _out(exp)
 
@@ -103,3 +106,75 @@ def exposure_summary(name: str, session: SessionDep, _: Marketer) -> ExposureSum
         srm_p_value=None if srm is None else srm["p_value"],
         srm_flag=False if srm is None else srm["flagged"],
     )
+
+
+@router.get("/{name}/results", response_model=ExperimentResults)
+def experiment_results(
+    name: str,
+    session: SessionDep,
+    state: StateDep,
+    _: Marketer,
+    method: Literal["fixed", "msprt", "group-sequential"] | None = None,
+    candidate: str | None = None,
+) -> ExperimentResults:
+    """The analysis with the inference in force (the experiment's own unless `method` asks for another
+    view); a fixed horizon refuses to call a result before the planned units. `candidate` (a served
+    alias) adds off-policy estimates from exploration logs."""
+    import pandas as pd
+
+    from experiments.ab import analysis, impressions
+    from experiments.ab.segments import STANDARD_SEGMENTS, segment_breakdown, unit_segments
+    from experiments.ab.sequential_report import sequential_report
+
+    exp = store.get_experiment(session, name)
+    method = method or exp.inference
+    events = pd.DataFrame(store.event_log(session, name))
+    if events.empty:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {name!r} has no exposures yet")
+    plan = exp.planned_units_per_variant
+    try:
+        report = analysis.analyze(
+            events,
+            name,
+            metrics=[exp.primary_metric]
+            if exp.primary_metric in analysis.METRICS
+            else analysis.DEFAULT_METRICS,
+            expected_shares={v.name: v.weight for v in exp.variants},
+            planned_units=plan,
+            cuped=False,
+        )
+        seq = sequential_report(
+            events, name, method=method, metric=report["comparisons"][0]["metric"], planned_units=plan
+        )
+        shown = pd.DataFrame(store.impressions(session, name))
+        out = ExperimentResults(experiment=name, method=method, report=report, sequential=seq)
+        if "new_vs_returning" in events.columns:
+            units = analysis.unit_table(events, name).units
+            out.segments = segment_breakdown(
+                units,
+                unit_segments(events, name, list(STANDARD_SEGMENTS)),
+                metrics=[r["metric"] for r in report["comparisons"]],
+                control=report["control"],
+            )
+        if not shown.empty:
+            attributed = impressions.attribute(shown, events)
+            teams = attributed[attributed["team"].notna()]
+            if len(teams):
+                out.interleaving = impressions.interleaving_report(teams)
+            if candidate is not None:
+                explored = attributed[attributed["propensity"].notna()]
+                lists = _candidate_lists(state, candidate, explored["unit_id"].unique().tolist())
+                out.offpolicy = {"candidate": candidate, **impressions.offpolicy_report(explored, lists)}
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return out
+
+
+def _candidate_lists(state, alias: str, units: list[str], depth: int = 50) -> dict[str, list[str]]:
+    """The served alias's top products per logged shopper (the champion's or a loaded variant's)."""
+    store_ = state.models if alias == state.settings.model_alias else state.aliases.stores.get(alias)
+    snapshot = None if store_ is None else store_.current
+    if snapshot is None or snapshot.recommender is None:
+        raise ValueError(f"alias {alias!r} is not loaded in this replica; use `crosscart experiment analyze`")
+    ranked = snapshot.recommender.recommend(units, n=depth, exclude_seen=False)
+    return {u: [item for item, _ in r] for u, r in zip(units, ranked, strict=True)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -11,6 +12,7 @@ from commerce.catalog import Fulfillment
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
 from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
+from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
 from serving.recommend import Page, recommend
 from serving.routers.common import MAX_N, card, catalog_or_503
@@ -114,18 +116,17 @@ def _compose(
     chosen = choose(
         state.experiments.current or (), shopper_id, state.models, state.settings.model_alias, state.aliases
     )
-    model = chosen.model
-    page = recommend(
-        catalog,
-        model,
-        shopper_id,
-        query.n,
+    options = dict(
         category=query.category,
         fulfillment=query.fulfillment,
         seeds=seeds,
         fill_category=catalog.category_ids[seeds[0]] if seeds and query.category is None else None,
-        policy=state.policy,
     )
+    if chosen.exposed and (chosen.interleave or chosen.explore):
+        page, rows = logged_page(catalog, chosen, shopper_id, query.n, state.policy, **options)
+        state.exposures.note_page(*chosen.exposed[0], shopper_id, rows, datetime.now(UTC))
+    else:
+        page = recommend(catalog, chosen.model, shopper_id, query.n, policy=state.policy, **options)
     if page.fallback:
         state.metrics.fallbacks.inc()
     if chosen.exposed:

@@ -5,15 +5,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class VariantIn(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     weight: float = Field(gt=0, le=1e6, allow_inf_nan=False)
     config: dict[str, Any] | None = Field(
-        default=None, description='What the variant changes, e.g. {"model_alias": "challenger"}.'
+        default=None,
+        description='What the variant changes, e.g. {"model_alias": "challenger"}, '
+        '{"interleave": ["champion", "challenger"]} or {"explore": 0.05}.',
     )
+
+    @field_validator("config")
+    @classmethod
+    def _page_config(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        from serving.ab import check_variant_config
+
+        return check_variant_config(config)
+        pair = config.get("interleave")
+        if pair is not None and not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(a, str) and a for a in pair)
+            and pair[0] != pair[1]
+        ):
+            raise ValueError("interleave must name two different model aliases")
+        eps = config.get("explore")
+        if eps is not None and not (isinstance(eps, int | float) and 0 < eps <= 1):
+            raise ValueError("explore must be a probability in (0, 1]")
+        if pair is not None and (eps is not None or config.get("model_alias")):
+            raise ValueError("an interleaving variant takes no model_alias or explore")
+        return config
 
 
 class ExperimentCreate(BaseModel):
@@ -24,6 +47,9 @@ class ExperimentCreate(BaseModel):
     description: str = Field(default="", max_length=500)
     primary_metric: str = Field(default="conversion", min_length=1, max_length=64)
     planned_units_per_variant: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    inference: Literal["fixed", "msprt", "group-sequential"] = Field(
+        default="fixed", description="How results may be read, fixed before the start."
+    )
 
 
 class VariantOut(BaseModel):
@@ -41,6 +67,7 @@ class ExperimentOut(BaseModel):
     traffic_end: float
     primary_metric: str
     planned_units_per_variant: int | None
+    inference: Literal["fixed", "msprt", "group-sequential"]
     variants: list[VariantOut]
     created_at: datetime
     started_at: datetime | None
@@ -61,3 +88,24 @@ class ExposureSummary(BaseModel):
     counts: dict[str, int]
     srm_p_value: float | None = Field(description="Chi-squared test against the planned weights.")
     srm_flag: bool = Field(description="Sample-ratio mismatch (p < 0.001): the split is broken.")
+
+
+class ExperimentResults(BaseModel):
+    """The analysis of a running or stopped experiment from the logged exposures and events."""
+
+    experiment: str
+    method: Literal["fixed", "msprt", "group-sequential"] = Field(description="The inference in force.")
+    report: dict[str, Any] = Field(description="Per-metric lifts, CIs, corrected p-values, SRM, status.")
+    sequential: dict[str, Any] = Field(description="The primary metric at every daily look, and the verdict.")
+    interleaving: dict[str, Any] | None = Field(
+        default=None, description="Team preference with its CI (interleaving variants)."
+    )
+    segments: dict[str, Any] | None = Field(
+        default=None,
+        description="Lift by segment (new vs returning, bonded vs direct mail, price level), corrected "
+        "across every cell.",
+    )
+    offpolicy: dict[str, Any] | None = Field(
+        default=None,
+        description="IPS / SNIPS / DR click and purchase rate of `candidate` (exploration logs).",
+    )
