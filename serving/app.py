@@ -32,6 +32,7 @@ from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.security import RateLimiter
 from serving.state import ServingState
+from serving.tracing import setup_tracing
 from training.delivery import load_delivery_version
 from training.uplift import load_uplift_version
 
@@ -67,6 +68,7 @@ def create_app(
     policy: Policy | None = None,
     start_background: bool = True,
     warm_shoppers: int = WARM_SHOPPERS,
+    span_exporter=None,
 ) -> FastAPI:
     """Build the API. Defaults come from `settings`; the keyword arguments let tests and benches swap in
     a database, model sources or a catalog; `start_background=False` loads everything once at start-up
@@ -175,6 +177,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
     if settings.access_log:
         app.add_middleware(AccessLog)
     return app

@@ -95,13 +95,14 @@ async def send_problem(send, scope, status: int, code: str, detail: str, headers
 
 def _documented(status: int) -> dict[str, Any]:
     return {
-        "description": CODE_BY_STATUS[status].replace("_", " "),
+        "description": CODE_BY_STATUS.get(status, HTTPStatus(status).phrase.lower()).replace("_", " "),
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
     }
 
 
 #: What any /v1 operation can answer (authentication, validation, rate limit, missing resources);
-#: state-changing operations add 400 (bad Idempotency-Key), 409 and 413 (`document`).
+#: state-changing operations add 400 (bad Idempotency-Key), 409 and 413, and a route declares any other
+#: refusal it gives in its own `responses` (`document` turns every one into a problem response).
 COMMON_STATUSES = (401, 403, 404, 422, 429)
 WRITE_STATUSES = (400, 409, 413)
 WRITE_METHODS = {"post", "put", "patch", "delete"}
@@ -121,9 +122,11 @@ def document(app: FastAPI, prefix: str = "/v1") -> None:
             if not path.startswith(prefix):
                 continue
             for method, operation in item.items():
-                statuses = COMMON_STATUSES + (WRITE_STATUSES if method in WRITE_METHODS else ())
                 responses = operation.setdefault("responses", {})
-                for status in statuses:
+                declared = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+                statuses = set(COMMON_STATUSES) | declared
+                statuses |= set(WRITE_STATUSES) if method in WRITE_METHODS else set()
+                for status in sorted(statuses):
                     responses[str(status)] = _documented(status)
         return schema
 

@@ -100,6 +100,7 @@ class AccessLog:
             principal = scope.get("state", {}).get("principal")
             access_log.info(
                 "request",
+                request_id=request_id,
                 method=scope["method"],
                 route=route_template(scope),
                 path=scope["path"],

@@ -12,9 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
 
 from serving.catalog import CatalogSnapshot
 from serving.model_store import ModelSnapshot
+
+#: model scoring spans; a no-op until `serving.tracing.setup_tracing` installs a provider
+_tracer = trace.get_tracer("crosscart.serving")
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,10 @@ def recommend(
     page = _Composer(catalog, mask, policy, cap_category=category is None)
     label = model.model_label
     reason = label if not seeds else f"{label}:similar"
-    positions, scores = _candidates(catalog, model, shopper_id, seeds, policy.candidate_pool, mask)
+    with _tracer.start_as_current_span(
+        "model.score", attributes={"model": label, "model.version": model.version or ""}
+    ):
+        positions, scores = _candidates(catalog, model, shopper_id, seeds, policy.candidate_pool, mask)
     for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
         if len(page.picks) >= n:
             break

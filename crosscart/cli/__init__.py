@@ -14,6 +14,7 @@ from crosscart.cli import (
     campaign,
     db,
     demo,
+    doctor,
     evaluate_forecast,
     evaluate_recommender,
     evaluate_uplift,
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 
 app.command("demo")(demo.demo)
+app.command("doctor")(doctor.doctor)
 app.command("generate")(generate.generate)
 app.add_typer(db.app, name="db")
 app.add_typer(features.app, name="features")

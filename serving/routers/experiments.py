@@ -108,7 +108,9 @@ def exposure_summary(name: str, session: SessionDep, _: Marketer) -> ExposureSum
     )
 
 
-@router.get("/{name}/results", response_model=ExperimentResults)
+@router.get(
+    "/{name}/results", response_model=ExperimentResults, responses={409: {"description": "no exposures yet"}}
+)
 def experiment_results(
     name: str,
     session: SessionDep,

@@ -1,0 +1,140 @@
+"""`crosscart doctor`: check a deployment's configuration and say what to fix.
+
+Checks: the database answers and is migrated to the head revision; MLflow answers and the served models
+have a champion; the identity key is not the development default; Redis answers when configured; the data
+directory is writable. Exit code 1 when any check fails (warnings do not fail)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import typer
+
+DEV_IDENTITY_KEY = "crosscart-dev-identity-key"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def _database(settings) -> list[Check]:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from commerce.db import make_engine
+    from commerce.migrate import alembic_config, current
+
+    url = settings.resolved_database_url
+    try:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # any driver or network error
+        return [
+            Check("database", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_DATABASE_URL")
+        ]
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    at = current(url)
+    if at != head:
+        return [
+            Check(
+                "database",
+                "fail",
+                f"schema at {at or 'empty'}, code expects {head}",
+                "run `crosscart db upgrade`",
+            )
+        ]
+    return [Check("database", "ok", f"reachable, schema at {head}")]
+
+
+def _registry(settings) -> list[Check]:
+    from mlflow import MlflowClient
+
+    from training.registry import champion_version
+
+    try:
+        client = MlflowClient(
+            tracking_uri=settings.resolved_mlflow_uri, registry_uri=settings.resolved_mlflow_uri
+        )
+        client.search_experiments(max_results=1)
+    except Exception as exc:
+        return [Check("mlflow", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_MLFLOW_URI")]
+    checks = [Check("mlflow", "ok", "reachable")]
+    for what, name, required in (
+        ("recommender", settings.model_name, True),
+        ("uplift model", settings.uplift_model_name, False),
+    ):
+        try:
+            version = champion_version(client, name, settings.model_alias)
+        except Exception:
+            version = None
+        if version is not None:
+            checks.append(Check(what, "ok", f"{name}@{settings.model_alias} is version {version.version}"))
+        else:
+            fix = "train and register one (`crosscart train ...`, or `crosscart demo`)"
+            detail = f"no {name}@{settings.model_alias}"
+            checks.append(Check(what, "fail" if required else "warn", detail, fix))
+    return checks
+
+
+def _identity(settings) -> list[Check]:
+    if settings.identity_key == DEV_IDENTITY_KEY:
+        return [Check("identity key", "fail", "the development default protects resident ID numbers",
+                      "set CROSSCART_IDENTITY_KEY to a long random secret (docs/operations.md)")]  # fmt: skip
+    if len(settings.identity_key) < 32:
+        return [Check("identity key", "warn", "shorter than 32 characters", "use a long random secret")]
+    return [Check("identity key", "ok", "set")]
+
+
+def _redis(settings) -> list[Check]:
+    if not settings.redis_url:
+        return [
+            Check("redis", "warn", "not configured: rate limits are per replica", "set CROSSCART_REDIS_URL")
+        ]
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return [Check("redis", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_REDIS_URL")]
+    return [Check("redis", "ok", "reachable")]
+
+
+def _data_dir(settings) -> list[Check]:
+    try:
+        settings.ensure_dirs()
+        probe = settings.data_dir / ".doctor-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return [Check("data dir", "fail", f"{settings.data_dir}: {exc.strerror}", "set CROSSCART_DATA_DIR")]
+    return [Check("data dir", "ok", str(settings.data_dir))]
+
+
+def run_checks(settings) -> list[Check]:
+    checks: list[Check] = []
+    for step in (_database, _registry, _identity, _redis, _data_dir):
+        checks += step(settings)
+    return checks
+
+
+def doctor(as_json: bool = typer.Option(False, "--json", help="One JSON object per check.")) -> None:
+    """Check this deployment's configuration (CROSSCART_* settings) and say what to fix."""
+    import json
+
+    from crosscart.settings import get_settings
+
+    checks = run_checks(get_settings())
+    for check in checks:
+        if as_json:
+            typer.echo(json.dumps(asdict(check)))
+        else:
+            mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[check.status]
+            typer.echo(f"{mark} {check.name}: {check.detail}" + (f" -> {check.fix}" if check.fix else ""))
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,46 @@
+"""`crosscart doctor` says what is wrong with a deployment and how to fix it."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from commerce import migrate
+from crosscart.cli import app
+from crosscart.settings import get_settings
+
+
+def _run(monkeypatch, **env):
+    for name, value in env.items():
+        monkeypatch.setenv(f"CROSSCART_{name.upper()}", value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["doctor", "--json"])
+    finally:
+        get_settings.cache_clear()
+    return result, {c["name"]: c for c in map(json.loads, result.stdout.splitlines())}
+
+
+def test_a_fresh_deployment_is_told_what_to_fix(tmp_path, monkeypatch):
+    result, checks = _run(
+        monkeypatch, data_dir=str(tmp_path), redis_url="", mlflow_uri=f"sqlite:///{tmp_path}/m.db"
+    )
+    assert result.exit_code == 1
+    assert checks["database"]["status"] == "fail" and "crosscart db upgrade" in checks["database"]["fix"]
+    assert checks["identity key"]["status"] == "fail"
+    assert checks["recommender"]["status"] == "fail" and checks["uplift model"]["status"] == "warn"
+    assert checks["redis"]["status"] == "warn" and checks["data dir"]["status"] == "ok"
+
+
+def test_a_migrated_database_and_a_real_key_pass_those_checks(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    migrate.upgrade(url)
+    result, checks = _run(
+        monkeypatch, data_dir=str(tmp_path), database_url=url, identity_key="k" * 40,
+        redis_url="redis://127.0.0.1:1/0", mlflow_uri=f"sqlite:///{tmp_path}/m.db",
+    )  # fmt: skip
+    assert checks["database"]["status"] == "ok" and "schema at" in checks["database"]["detail"]
+    assert checks["identity key"]["status"] == "ok"
+    assert checks["redis"]["status"] == "fail"  # configured but nothing listens there
+    assert result.exit_code == 1
