@@ -81,22 +81,11 @@ class AccessLog:
         )
         request_id = given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         started = time.perf_counter()
-        status = 500
+        status, logged = 500, False
 
-        async def send_with_id(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())],
-                }
-            await send(message)
-
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
+        def log_request() -> None:
+            nonlocal logged
+            logged = True
             principal = scope.get("state", {}).get("principal")
             access_log.info(
                 "request",
@@ -111,6 +100,27 @@ class AccessLog:
                 shopper_id=getattr(principal, "shopper_id", None),
                 merchant_id=getattr(principal, "merchant_id", None),
             )
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())],
+                }
+            elif (
+                message["type"] == "http.response.body" and not message.get("more_body", False) and not logged
+            ):
+                log_request()  # before the last byte leaves: the line exists when the client has the answer
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if not logged:
+                log_request()
             structlog.contextvars.unbind_contextvars("request_id")
 
 
