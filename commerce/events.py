@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Double, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -18,7 +18,8 @@ from commerce.sqltypes import UTCDateTime, as_utc, str_enum
 EVENT_TYPES = ("view", "search", "cart", "favorite", "purchase", "coupon_grant", "coupon_redeem")
 #: What clients may report. Purchases and coupon events come only from the server's own order and
 #: campaign code: they drive sales rankings, commission and training data.
-BEHAVIOUR_EVENTS = ("view", "search", "cart", "favorite")
+BehaviourEventType = Literal["view", "search", "cart", "favorite"]
+BEHAVIOUR_EVENTS: tuple[str, ...] = get_args(BehaviourEventType)
 #: Client-sent ids are stored as `client:{source}:{id}` and server ids may never start with this, so no
 #: client can pre-post (squat) the id of a purchase, redemption or grant the server will log later.
 CLIENT_ID_PREFIX = "client:"

@@ -15,12 +15,14 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
+from commerce.services.pending import expire_pending_orders
 from crosscart.settings import Settings, get_settings
 from serving import errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
+from serving.field_access import enforce_field_access
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
 from serving.recommend import Policy
@@ -61,6 +63,7 @@ def create_app(
     from serving.ab import load_live_experiments
     from serving.catalog_db import load_catalog
     from serving.routers import (
+        audit,
         catalog,
         events,
         experiments,
@@ -115,6 +118,11 @@ def create_app(
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
+    state.pending_orders = Refreshing(
+        "pending-orders",
+        lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl),
+        settings.pending_sweep_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -137,9 +145,11 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     v1 = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
+        prefix=API_PREFIX,
+        dependencies=[Depends(current_principal), Depends(enforce_field_access)],
+        responses=errors.ERROR_RESPONSES,
     )
-    for module in (recommendations, catalog, orders, events, marketing, experiments, keys):
+    for module in (recommendations, catalog, orders, events, marketing, experiments, keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

@@ -30,6 +30,7 @@ class ServingState:
     metrics: Metrics
     policy: Policy = field(default_factory=Policy)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    pending_orders: Refreshing[list[int]] | None = None  # expires unpaid orders; value: last sweep's ids
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
@@ -45,7 +46,16 @@ class ServingState:
         self.models.start()
         self.uplift.start()
         self.exposures.start()
+        if self.pending_orders is not None:
+            self.pending_orders.start()
 
     def stop(self) -> None:
         for part in (self.uplift, self.models, self.aliases, self.experiments, self.catalog, self.exposures):
             part.stop()
+        if self.pending_orders is not None:
+            self.pending_orders.stop()
+
+    def expire_pending_orders(self) -> None:
+        """Expire unpaid orders past the payment window now (before reserving stock for a new order)."""
+        if self.pending_orders is not None:
+            self.pending_orders.refresh()
