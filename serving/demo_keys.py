@@ -82,3 +82,15 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
     path.write_text(json.dumps(document, indent=2) + "\n")
     path.chmod(0o600)
     return document
+
+
+def sample_key_lines(document: dict) -> list[str]:
+    """What the demo may print: every non-admin key with its binding. The admin key is never printed
+    (stdout is often logged); it is only in the keys file."""
+    lines = []
+    for label, spec in document["keys"].items():
+        if spec["role"] == "admin":
+            continue
+        bound = spec.get("shopper_id") or spec.get("merchant_id")
+        lines.append(f"{label} ({spec['role']}{f' {bound}' if bound else ''}): {spec['key']}")
+    return lines
