@@ -149,7 +149,9 @@ async def enforce_field_access(request: Request, principal: PrincipalDep) -> Non
         return
     if principal.role == ANONYMOUS:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "an API key is required", {"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED,
+            f"an API key is required to set {', '.join(refused)}",
+            {"WWW-Authenticate": "Bearer"},
         )
     raise HTTPException(
         status.HTTP_403_FORBIDDEN, f"role {principal.role!r} may not set {', '.join(refused)}"
