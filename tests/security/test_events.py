@@ -129,7 +129,7 @@ def test_future_events_already_stored_count_in_no_ranking(client, session_factor
                 event_id=f"legacy-{i}",
                 ts=NOW + timedelta(days=3650),
                 shopper_id="s2",
-                product_id="p12",
+                product_id="p04",  # sellable, so it would show in the rankings
                 event_type=t,
                 quantity=10_000,
             )
