@@ -139,9 +139,12 @@ def demo(
     engine.dispose()
     keys_path = data_dir / "demo-keys.json"
     # Stdout ends up in logs: the admin key stays in the file (mode 600), only sample keys are shown.
-    console.print(f"[green]✓[/] API keys (one per role, admin included) written to {keys_path}; samples:")
+    console.print(
+        f"[green]✓[/] API keys (one per role, admin included) written to {keys_path}; samples:",
+        soft_wrap=True,
+    )
     for line in sample_key_lines(keys):
-        console.print(f"    {line}", markup=False, highlight=False)
+        console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
 
     if not serve:
         return
