@@ -118,11 +118,8 @@ def create_app(
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
-    state.pending_orders = Refreshing(
-        "pending-orders",
-        lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl),
-        settings.pending_sweep_seconds,
-    )
+    state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
+    state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

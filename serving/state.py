@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +16,8 @@ from serving.model_store import ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.security import PrincipalCache, RateLimiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +34,9 @@ class ServingState:
     metrics: Metrics
     policy: Policy = field(default_factory=Policy)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
-    pending_orders: Refreshing[list[int]] | None = None  # expires unpaid orders; value: last sweep's ids
+    # Expires unpaid orders past the payment window (returns their ids); `pending_orders` runs it on a timer.
+    sweep_pending: Callable[[], list[int]] | None = None
+    pending_orders: Refreshing[list[int]] | None = None
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
@@ -55,7 +61,12 @@ class ServingState:
         if self.pending_orders is not None:
             self.pending_orders.stop()
 
-    def expire_pending_orders(self) -> None:
-        """Expire unpaid orders past the payment window now (before reserving stock for a new order)."""
-        if self.pending_orders is not None:
-            self.pending_orders.refresh()
+    def expire_pending_orders(self) -> int:
+        """Expire unpaid orders past the payment window now; how many this call expired (0 on failure)."""
+        if self.sweep_pending is None:
+            return 0
+        try:
+            return len(self.sweep_pending())
+        except Exception as exc:  # the caller's request goes on; the periodic sweep retries
+            log.warning("expiring unpaid orders failed: %s", exc)
+            return 0

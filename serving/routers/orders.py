@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from commerce.errors import LimitExceeded, OutOfStock
 from commerce.orders import Order, OrderStatus
 from commerce.services import checkout as checkout_service
 from commerce.services import coupons as coupon_service
@@ -69,17 +70,28 @@ def _own_order(session, principal: Principal, order_id: int) -> Order:
 
 
 def _checkout(session, state, shopper_id: str, body: CheckoutIn) -> Order:
-    """Expired unpaid orders give their stock back first (their own short transactions, before this
-    request's session begins); then the shopper's open unpaid orders are bounded."""
-    state.expire_pending_orders()
-    return checkout_service.checkout(
-        session,
-        shopper_id,
-        [checkout_service.CartLine(line.product_id, line.quantity) for line in body.lines],
-        coupon_id=body.coupon_id,
-        partner_id=body.partner_id,
-        max_open_pending=state.settings.max_open_pending_orders,
-    )
+    """Checkout with the shopper's open unpaid orders bounded. When stock, a coupon or a limit refuses
+    the order, unpaid orders past the payment window are expired (on demand, besides the API's periodic
+    sweep) and, if any gave something back, the order is tried once more: hoarded stock is never the
+    reason a buyer is turned away, and the common path pays nothing for expiry."""
+
+    def place() -> Order:
+        return checkout_service.checkout(
+            session,
+            shopper_id,
+            [checkout_service.CartLine(line.product_id, line.quantity) for line in body.lines],
+            coupon_id=body.coupon_id,
+            partner_id=body.partner_id,
+            max_open_pending=state.settings.max_open_pending_orders,
+        )
+
+    try:
+        return place()
+    except (OutOfStock, LimitExceeded):
+        session.rollback()  # release this request's locks before the sweep's own transactions
+        if not state.expire_pending_orders():
+            raise
+        return place()
 
 
 @router.post("/shoppers/{shopper_id}/cart/quote", response_model=OrderOut)

@@ -219,3 +219,25 @@ def test_open_order_bound_holds_under_concurrency(market):
             .where(Order.shopper_id == "h0", Order.status == "pending_payment")
         )
         assert open_orders == 3
+
+
+def test_the_api_expires_orders_on_its_timer(make_client, keys, settings, session_factory):
+    import time
+
+    client = make_client(
+        settings=settings.model_copy(update={"pending_sweep_seconds": 0.05}), start_background=True
+    )
+    r = client.post(
+        "/v1/shoppers/s1/orders",
+        json={"lines": [{"product_id": "p05", "quantity": 2}]},
+        headers=auth(keys["shopper"]),
+    )
+    order_id = r.json()["order_id"]
+    _age(session_factory, 31)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with session_factory() as s:
+            if s.get(Order, order_id).status == "cancelled":
+                break
+        time.sleep(0.05)
+    assert _stock(session_factory, "p05") == (5, 0)
