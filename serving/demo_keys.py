@@ -18,6 +18,7 @@ from commerce.catalog import Product
 from commerce.db import transaction
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order
+from commerce.services.audit import record
 
 FILE_NAME = "demo-keys.json"
 
@@ -75,7 +76,8 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
                     keys[label] = old
                     continue
             binding = {k: v for k, v in spec.items() if k != "role"}
-            _, plaintext = create_api_key(session, spec["role"], name=f"demo {label}", **binding)
+            key, plaintext = create_api_key(session, spec["role"], name=f"demo {label}", **binding)
+            record(session, "api_key.created", "api_key", key.id, actor_role="operator", detail=spec)
             keys[label] = {**spec, "key": plaintext}
     document = {"keys": keys, "samples": samples}
     path.parent.mkdir(parents=True, exist_ok=True)

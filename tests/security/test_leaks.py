@@ -7,6 +7,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from commerce.access import ApiKey
+from commerce.audit import AuditEntry
 from commerce.catalog import Product, Stock
 from commerce.db import transaction
 from commerce.orders import AnnualSpend, Order
@@ -165,3 +166,6 @@ def test_demo_prints_no_admin_key(session_factory, tmp_path):
         if spec["role"] != "admin":
             assert spec["key"] in printed and label in printed
     assert (tmp_path / "demo-keys.json").stat().st_mode & 0o777 == 0o600
+    with session_factory() as s:  # created by the operator, outside the API: audited all the same
+        logged = s.scalars(select(AuditEntry.actor_role).where(AuditEntry.action == "api_key.created")).all()
+    assert logged == ["operator"] * len(document["keys"])
