@@ -20,6 +20,8 @@ CORE_MODULES = (
     "commerce.orders",
     "commerce.events",
     "commerce.idempotency",
+    "commerce.refunds",
+    "commerce.audit",
 )
 OPTIONAL_MODULES = ("commerce.access", "commerce.campaigns", "commerce.experiments")
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, get_args
 
 from sqlalchemy import Double, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,7 +15,13 @@ from commerce.sqltypes import UTCDateTime, str_enum
 
 EVENT_TYPES = ("view", "search", "cart", "favorite", "purchase", "coupon_grant", "coupon_redeem")
 
-
+#: What clients may report. Purchases and coupon events come only from the server's own order and
+#: campaign code: they drive sales rankings, commission and training data.
+BehaviourEventType = Literal["view", "search", "cart", "favorite"]
+BEHAVIOUR_EVENTS: tuple[str, ...] = get_args(BehaviourEventType)
+#: Client-sent ids are stored as `client:{source}:{id}` and server ids may never start with this, so no
+#: client can pre-post (squat) the id of a purchase, redemption or grant the server will log later.
+CLIENT_ID_PREFIX = "client:"
 #: Event types that are about one product (search and coupon events may have none).
 PRODUCT_EVENTS = ("view", "cart", "favorite", "purchase")
 
@@ -45,7 +52,7 @@ class BehaviorEvent(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_shopper_ts", "shopper_id", "ts"),)
 
-    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
     shopper_id: Mapped[str] = mapped_column(String(64))
     product_id: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, get_args
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.catalog import FULFILLMENT_MODES
@@ -33,6 +33,8 @@ class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("round(total - (goods_total - discount_total + tax_total), 2) = 0", name="total_sum"),
+        # The expiry sweep's lookup: unpaid orders older than the payment window.
+        Index("ix_orders_status_created_at", "status", "created_at"),
     )
 
     order_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

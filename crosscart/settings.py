@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     otel_endpoint: str = Field(
         default="", description="OTLP/HTTP endpoint for traces (e.g. http://collector:4318); empty: off."
     )
+    pending_order_ttl_minutes: float = Field(
+        default=30.0, gt=0, description="Unpaid orders older than this expire, giving back stock and coupons."
+    )
+    max_open_pending_orders: int = Field(default=5, ge=1, description="Unpaid orders one shopper may hold.")
+    pending_sweep_seconds: float = Field(default=60.0, gt=0, description="How often the API expires orders.")
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",
@@ -47,6 +52,15 @@ class Settings(BaseSettings):
     @property
     def resolved_mlflow_uri(self) -> str:
         return self.mlflow_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def pending_policy(self):
+        """The pending-order policy the API and the CLI pass to commerce (which never reads settings)."""
+        from datetime import timedelta
+
+        from commerce.services.pending import PendingPolicy
+
+        return PendingPolicy(timedelta(minutes=self.pending_order_ttl_minutes), self.max_open_pending_orders)
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
+from commerce.services.pending import expire_pending_orders
 from crosscart.settings import Settings, get_settings
 from serving import docs_pages, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
@@ -23,6 +24,7 @@ from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
+from serving.field_access import enforce_field_access
 from serving.idempotency import IdempotencyMiddleware
 from serving.idempotency import document as document_idempotency
 from serving.logs import AccessLog, configure_logging
@@ -77,6 +79,7 @@ def create_app(
     from serving.ab import load_live_experiments
     from serving.catalog_db import load_catalog
     from serving.routers import (
+        audit,
         catalog,
         events,
         experiments,
@@ -140,6 +143,8 @@ def create_app(
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
+    state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
+    state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -165,8 +170,10 @@ def create_app(
     errors.install(app)
     docs_pages.install(app)
     app.include_router(health.router)
-    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(current_principal)])
-    for module in (recommendations, catalog, orders, logistics, events, marketing, experiments, keys):
+    v1 = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(current_principal), Depends(enforce_field_access)]
+    )
+    for module in (recommendations, catalog, orders, logistics, events, marketing, experiments, keys, audit):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

@@ -42,8 +42,8 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
             ).order_by(Product.product_id),
         )
         categories = _frame(session, select(Category.category_id, Category.parent_id, Category.repurchasable))
-        activity = [_activity(session, "all", None)]
-        activity += [_activity(session, w, now - timedelta(days=d)) for w, d in WINDOW_DAYS.items()]
+        activity = [_activity(session, "all", None, now)]
+        activity += [_activity(session, w, now - timedelta(days=d), now) for w, d in WINDOW_DAYS.items()]
         purchases = _frame(
             session,
             select(Order.shopper_id, OrderLine.product_id)
@@ -63,7 +63,9 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
     )
 
 
-def _activity(session: Session, window: str, since: datetime | None) -> pd.DataFrame:
+def _activity(session: Session, window: str, since: datetime | None, now: datetime) -> pd.DataFrame:
+    """Events per product and type in the window. Events stamped in the future are ignored: they would
+    otherwise count in every window until their date comes."""
     query = (
         select(
             BehaviorEvent.product_id,
@@ -71,7 +73,11 @@ def _activity(session: Session, window: str, since: datetime | None) -> pd.DataF
             func.count().label("count"),
             func.coalesce(func.sum(BehaviorEvent.quantity), 0).label("quantity"),
         )
-        .where(BehaviorEvent.product_id.is_not(None), BehaviorEvent.event_type.in_(POPULARITY_WEIGHTS))
+        .where(
+            BehaviorEvent.product_id.is_not(None),
+            BehaviorEvent.event_type.in_(POPULARITY_WEIGHTS),
+            BehaviorEvent.ts <= now,
+        )
         .group_by(BehaviorEvent.product_id, BehaviorEvent.event_type)
     )
     if since is not None:

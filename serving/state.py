@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +16,8 @@ from serving.model_store import ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.security import PrincipalCache, RateLimiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,9 @@ class ServingState:
     #: delivery-time quantiles; without a registry the quotes use the partners' published day ranges
     delivery: ModelStore = field(default_factory=lambda: ModelStore(None, "delivery"))
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    # Expires unpaid orders past the payment window (returns their ids); `pending_orders` runs it on a timer.
+    sweep_pending: Callable[[], list[int]] | None = None
+    pending_orders: Refreshing[list[int]] | None = None
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
@@ -48,8 +55,22 @@ class ServingState:
         self.uplift.start()
         self.delivery.start()
         self.exposures.start()
+        if self.pending_orders is not None:
+            self.pending_orders.start()
 
     def stop(self) -> None:
         parts = (self.delivery, self.uplift, self.models, self.aliases, self.experiments, self.catalog)
         for part in (*parts, self.exposures):
             part.stop()
+        if self.pending_orders is not None:
+            self.pending_orders.stop()
+
+    def expire_pending_orders(self) -> int:
+        """Expire unpaid orders past the payment window now; how many this call expired (0 on failure)."""
+        if self.sweep_pending is None:
+            return 0
+        try:
+            return len(self.sweep_pending())
+        except Exception as exc:  # the caller's request goes on; the periodic sweep retries
+            log.warning("expiring unpaid orders failed: %s", exc)
+            return 0

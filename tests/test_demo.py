@@ -29,6 +29,9 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
     assert first.exit_code == 0, first.output
 
     keys = json.loads((demo_env / "demo-keys.json").read_text())
+    # stdout ends up in logs: the file's path and the sample keys, never the admin key
+    assert keys["keys"]["admin"]["key"] not in first.output and "demo-keys.json" in first.output
+    assert keys["keys"]["storefront"]["key"] in first.output
     roles = {entry["role"] for entry in keys["keys"].values()}
     assert {"storefront", "shopper", "merchant", "marketer", "admin"} <= roles
     assert len(keys["samples"]["shoppers"]) == 2

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commerce.access import KEY_PREFIX, ROLES, ApiKey
+from commerce.merchants import Merchant
+from commerce.shoppers import Shopper
 
 
 def hash_key(plaintext: str) -> str:
@@ -39,6 +41,11 @@ def create_api_key(
         raise ValueError("a shopper_id is required for role 'shopper' and refused for every other role")
     if (role == "merchant") != (merchant_id is not None):
         raise ValueError("a merchant_id is required for role 'merchant' and refused for every other role")
+    # A key bound to nobody would pass object-level checks for whoever later takes that id.
+    if shopper_id is not None and session.get(Shopper, shopper_id) is None:
+        raise ValueError(f"no shopper {shopper_id!r}")
+    if merchant_id is not None and session.get(Merchant, merchant_id) is None:
+        raise ValueError(f"no merchant {merchant_id!r}")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         key_hash=hash_key(plaintext),

@@ -136,9 +136,15 @@ class ProductInput:
     product_id: str | None = None
 
 
+#: Units at one location: far above any real warehouse, far below an integer column's range.
+MAX_STOCK_UNITS = 10_000_000
+
+
 def _quantity(value: int, field_name: str = "quantity") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{field_name} must be a non-negative integer", code="invalid_quantity")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STOCK_UNITS:
+        raise ValidationError(
+            f"{field_name} must be an integer in 0..{MAX_STOCK_UNITS}", code="invalid_quantity"
+        )
     return value
 
 

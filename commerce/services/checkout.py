@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from commerce.catalog import Product, Stock
@@ -134,6 +134,41 @@ class Quote:
         return sum((line.total for line in self.lines), Decimal("0.00"))
 
 
+def committed_value(session: Session, identity_digest: str, year: int) -> Decimal:
+    """Goods value a person has paid for this customs year plus what their open unpaid orders would add:
+    an order the annual limit will refuse at payment must not hold stock meanwhile."""
+    spent = session.scalar(
+        select(AnnualSpend.amount).where(
+            AnnualSpend.identity_digest == identity_digest, AnnualSpend.year == year
+        )
+    ) or Decimal(0)
+    pending = session.scalar(
+        select(func.round(func.coalesce(func.sum(Order.goods_total - Order.discount_total), 0), 2)).where(
+            Order.identity_digest == identity_digest, Order.status == "pending_payment"
+        )
+    )
+    return spent + round_fen(Decimal(str(pending)))
+
+
+def check_open_orders(session: Session, shopper_id: str, max_open: int) -> None:
+    """Refuse a new order when the shopper already holds `max_open` unpaid ones.
+
+    The shopper row is locked first (PostgreSQL; SQLite serializes writers), so concurrent checkouts of
+    one shopper count one after another and the bound holds exactly.
+    """
+    session.execute(select(Shopper.shopper_id).where(Shopper.shopper_id == shopper_id).with_for_update())
+    open_orders = session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.shopper_id == shopper_id, Order.status == "pending_payment")
+    )
+    if open_orders >= max_open:
+        raise LimitExceeded(
+            f"the shopper already has {open_orders} unpaid orders (at most {max_open}); pay or cancel one",
+            code="too_many_pending_orders",
+        )
+
+
 def quote(
     session: Session,
     shopper_id: str,
@@ -186,15 +221,11 @@ def quote(
     nets = [g - d for g, d in zip(gross, discounts, strict=True)]
     regime = order_regime([(n, wanted[p.product_id]) for n, p in zip(nets, ordered, strict=True)])
     goods_value = sum(nets, Decimal(0))
-    spent = session.scalar(
-        select(AnnualSpend.amount).where(
-            AnnualSpend.identity_digest == identity.id_digest, AnnualSpend.year == customs_year(at)
-        )
-    ) or Decimal(0)
-    if spent + goods_value > ANNUAL_LIMIT:
+    if committed_value(session, identity.id_digest, customs_year(at)) + goods_value > ANNUAL_LIMIT:
+        # No figures: a storefront may quote for any shopper, and what a person spent is theirs alone.
         raise LimitExceeded(
-            f"this order ({goods_value} CNY) would take the buyer past the {ANNUAL_LIMIT} CNY annual limit "
-            f"({spent} CNY used this year)",
+            f"this order would take the buyer past the {ANNUAL_LIMIT} CNY annual limit "
+            "(paid orders and open unpaid orders count)",
             code="annual_limit_exceeded",
         )
     quote_lines = []
@@ -228,15 +259,20 @@ def checkout(
     coupon_id: str | None = None,
     partner_id: str | None = None,
     at: datetime | None = None,
+    max_open_pending: int | None = None,
 ) -> Order:
     """Turn a cart into a `pending_payment` order, reserving stock and redeeming the coupon.
 
     Input and rules are checked first (`quote`, no writes); stock and coupon limits, which concurrent
     checkouts compete for, are then taken by conditional updates. Run inside a transaction: on any error
     roll back (commerce.db.transaction does), which leaves the database unchanged. The annual limit is
-    checked here for a quick answer and enforced atomically at payment.
+    checked here for a quick answer (open unpaid orders count) and enforced atomically at payment.
+    With `max_open_pending`, a shopper holding that many unpaid orders is refused (callers pass their
+    configured bound; expire stale orders first, commerce.services.pending).
     """
     at = as_utc(at or utcnow())
+    if max_open_pending is not None:
+        check_open_orders(session, shopper_id, max_open_pending)
     q = quote(session, shopper_id, lines, coupon_id=coupon_id, partner_id=partner_id, at=at)
     stock_ids = _reserve(session, {line.product_id: line.quantity for line in q.lines})
     identity = session.get(Shopper, shopper_id).identity

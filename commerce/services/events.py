@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from commerce.bulk import insert_ignore_stmt
 from commerce.errors import ValidationError
 from commerce.events import (
+    CLIENT_ID_PREFIX,
     EVENT_COLUMNS,
     EVENT_TYPES,
     PRODUCT_EVENTS,
@@ -45,12 +46,27 @@ def _clean(event: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def record_events(session: Session, events: Iterable[Mapping[str, Any]]) -> int:
+def client_event_id(source: str | int, event_id: str) -> str:
+    """The stored id of an event a client sent: its own id inside the sender's namespace."""
+    return f"{CLIENT_ID_PREFIX}{source}:{event_id}"
+
+
+def record_events(
+    session: Session, events: Iterable[Mapping[str, Any]], *, client: str | int | None = None
+) -> int:
     """Append a batch of events; ones whose event_id is already stored are skipped. Returns rows inserted.
 
+    `client` names the sender of events that come from outside (an API key): their ids go into that
+    sender's namespace, so a retry is still a no-op but no client id can equal a server id or another
+    sender's. Without `client` (the server's own events) ids in the client namespace are refused.
     The whole batch is validated before anything is written, so a bad event changes nothing.
     """
     rows = [_clean(e) for e in events]
+    for row in rows:
+        if client is not None:
+            row["event_id"] = client_event_id(client, row["event_id"])
+        elif row["event_id"].startswith(CLIENT_ID_PREFIX):
+            raise ValidationError("server event ids cannot use the client namespace", code="invalid_event")
     if not rows:
         return 0
     stmt = insert_ignore_stmt(session, BehaviorEvent.__table__, ["event_id"]).returning(
@@ -79,6 +95,8 @@ def append_event_table(session: Session, table) -> None:
             raise ValidationError(f"event field {col!r} is required", code="invalid_event")
     if not pc.all(pc.is_in(table["event_type"], value_set=pa.array(EVENT_TYPES))).as_py():
         raise ValidationError("unknown event_type in event table", code="invalid_event")
+    if pc.any(pc.starts_with(table["event_id"], CLIENT_ID_PREFIX)).as_py():
+        raise ValidationError("loaded event ids cannot use the client namespace", code="invalid_event")
     dialect = session.get_bind().dialect.name
     ts = pc.strftime(table["ts"].cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%d %H:%M:%S")
     if dialect == "postgresql":

@@ -116,6 +116,11 @@ def _adjust_stock(session: Session, order: Order, *, reserved: int, quantity: in
             raise InvalidState(f"stock row {line.stock_id} is inconsistent with order {order.order_id}")
 
 
+def release_reserved_stock(session: Session, order: Order) -> None:
+    """Give an unpaid order's reserved units back (its cancellation or expiry)."""
+    _adjust_stock(session, order, reserved=-1, quantity=0)
+
+
 def _count_annual(session: Session, order: Order, year: int, sign: int) -> None:
     value = order.goods_value
     insert_ignore(
@@ -240,7 +245,7 @@ def cancel_order(session: Session, order_id: int, reason: str, *, at: datetime |
     was = get_order(session, order_id).status
     order = _move(session, order_id, "cancelled", reason=reason, at=at)
     if was == "pending_payment":
-        _adjust_stock(session, order, reserved=-1, quantity=0)
+        release_reserved_stock(session, order)
     else:
         _adjust_stock(session, order, reserved=0, quantity=+1)
     coupon_service.release(session, order.order_id, at=at)

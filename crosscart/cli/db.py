@@ -87,3 +87,26 @@ def load(
     for name, count in stats.rows.items():
         table.add_row(name, f"{count:,}")
     Console().print(table)
+
+
+@app.command("expire-orders")
+def expire_orders(
+    ttl_minutes: float = typer.Option(
+        None, min=0.01, help="Payment window in minutes (default: CROSSCART_PENDING_ORDER_TTL_MINUTES, 30)."
+    ),
+) -> None:
+    """Expire unpaid orders older than the payment window: their stock and coupon uses are given back.
+    Safe to run alongside the API (which also sweeps on a timer) and from cron."""
+    from datetime import timedelta
+
+    from commerce.db import make_engine, make_session_factory
+    from commerce.services.pending import expire_pending_orders
+    from crosscart.settings import get_settings
+
+    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes is not None else get_settings().pending_policy.ttl
+    engine = make_engine(_url())
+    factory, total = make_session_factory(engine), 0
+    while batch := expire_pending_orders(factory, ttl):  # batches of 1,000 until none is left
+        total += len(batch)
+    engine.dispose()
+    typer.echo(f"expired {total} unpaid orders older than {ttl}")

@@ -149,13 +149,18 @@ def demo(
             f" on later deliveries ({result['promotion'].reason})"
         )
 
-    from crosscart.cli.demo_keys import create_demo_keys
+    from crosscart.cli.demo_keys import create_demo_keys, sample_key_lines
 
     keys = create_demo_keys(factory, data_dir)
     engine.dispose()
     keys_path = data_dir / "demo-keys.json"
-    console.print(f"[green]✓[/] API keys (one per role) written to {keys_path}:")
-    console.print_json(json.dumps(keys))
+    # Stdout ends up in logs: the admin key stays in the file (mode 600), only sample keys are shown.
+    console.print(
+        f"[green]✓[/] API keys (one per role, admin included) written to {keys_path}; samples:",
+        soft_wrap=True,
+    )
+    for line in sample_key_lines(keys):
+        console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
 
     if not serve:
         return

@@ -18,6 +18,7 @@ from commerce.db import transaction
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order
 from commerce.services.access import authenticate, create_api_key
+from commerce.services.audit import record
 
 FILE_NAME = "demo-keys.json"
 
@@ -75,10 +76,23 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
                     keys[label] = old
                     continue
             binding = {k: v for k, v in spec.items() if k != "role"}
-            _, plaintext = create_api_key(session, spec["role"], name=f"demo {label}", **binding)
+            key, plaintext = create_api_key(session, spec["role"], name=f"demo {label}", **binding)
+            record(session, "api_key.created", "api_key", key.id, actor_role="operator", detail=spec)
             keys[label] = {**spec, "key": plaintext}
     document = {"keys": keys, "samples": samples}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
     path.chmod(0o600)
     return document
+
+
+def sample_key_lines(document: dict) -> list[str]:
+    """What the demo may print: every non-admin key with its binding. The admin key is never printed
+    (stdout is often logged); it is only in the keys file."""
+    lines = []
+    for label, spec in document["keys"].items():
+        if spec["role"] == "admin":
+            continue
+        bound = spec.get("shopper_id") or spec.get("merchant_id")
+        lines.append(f"{label} ({spec['role']}{f' {bound}' if bound else ''}): {spec['key']}")
+    return lines

@@ -10,6 +10,7 @@ from commerce.catalog import Fulfillment, Product
 from commerce.merchants import Merchant
 from commerce.services import catalog as products
 from commerce.services import merchants
+from serving.audit import audit
 from serving.deps import (
     Admin,
     MerchantOrAdmin,
@@ -54,7 +55,9 @@ def _merchant(m: Merchant) -> MerchantOut:
     )
 
 
-def _product(p: Product) -> ProductOut:
+def _product(p: Product, *, owner: bool = True) -> ProductOut:
+    """A product; stock levels per location only for its `owner` (the merchant, admins): anyone else
+    learns whether it is in stock, not how much a competitor holds or how much is reserved."""
     return ProductOut(
         product_id=p.product_id,
         sku=p.sku,
@@ -67,7 +70,10 @@ def _product(p: Product) -> ProductOut:
         fulfillment=p.fulfillment,
         self_operated=p.self_operated,
         status=p.status,
-        stock=[StockOut(location=s.location, quantity=s.quantity, reserved=s.reserved) for s in p.stock],
+        in_stock=any(s.quantity > s.reserved for s in p.stock),
+        stock=[StockOut(location=s.location, quantity=s.quantity, reserved=s.reserved) for s in p.stock]
+        if owner
+        else None,
         created_at=p.created_at,
     )
 
@@ -105,7 +111,7 @@ def get_merchant(merchant_id: str, session: SessionDep, principal: MerchantOrAdm
 
 @router.post("/merchants/{merchant_id}/review", response_model=MerchantOut)
 def review(
-    merchant_id: str, body: MerchantReview, session: SessionDep, state: StateDep, _: Admin
+    merchant_id: str, body: MerchantReview, session: SessionDep, state: StateDep, admin: Admin
 ) -> MerchantOut:
     """Approve or reject an application; suspend or reinstate an approved merchant (with a reason)."""
     if body.decision in ("reject", "suspend") and not body.reason:
@@ -118,6 +124,15 @@ def review(
         merchant = merchants.suspend(session, merchant_id, body.reason)
     else:
         merchant = merchants.reinstate(session, merchant_id, body.reason)
+    audit(
+        session,
+        admin,
+        "merchant.reviewed",
+        "merchant",
+        merchant_id,
+        decision=body.decision,
+        reason=body.reason,
+    )
     state.catalog.request_refresh()
     return _merchant(merchant)
 
@@ -150,6 +165,15 @@ def publish_product(
     product = products.create_product(
         session, products.ProductInput(merchant_id=merchant_id, **body.model_dump())
     )
+    if product.self_operated:
+        audit(
+            session,
+            principal,
+            "product.self_operated",
+            "product",
+            product.product_id,
+            cost_price=product.cost_price,
+        )
     state.catalog.request_refresh()
     return _product(product)
 
@@ -174,8 +198,18 @@ def update_product(
     product_id: str, body: ProductUpdate, session: SessionDep, state: StateDep, principal: MerchantOrAdmin
 ) -> ProductOut:
     """Change title, price or listing status (delist / relist) of one's own product."""
-    _owned_product(session, principal, product_id)
+    old_price = _owned_product(session, principal, product_id).price
     product = products.update_product(session, product_id, **body.model_dump(exclude_unset=True))
+    if product.price != old_price:
+        audit(
+            session,
+            principal,
+            "product.price_changed",
+            "product",
+            product_id,
+            old=old_price,
+            new=product.price,
+        )
     state.catalog.request_refresh()
     return _product(product)
 
@@ -238,4 +272,4 @@ def get_product(product_id: str, session: SessionDep, principal: PrincipalDep) -
     )
     if not owner and not products.sellable_products(session, [product_id]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
-    return _product(product)
+    return _product(product, owner=owner)

@@ -1,4 +1,4 @@
-"""Behaviour events: append-only, idempotent by event id, batches of up to 1,000."""
+"""Behaviour events: append-only, idempotent by (API key, event id), batches of up to 1,000."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ router = APIRouter(tags=["events"])
 
 @router.post("/events", response_model=EventsAccepted, status_code=status.HTTP_202_ACCEPTED)
 def post_events(batch: EventBatch, session: SessionDep, principal: Storefront) -> EventsAccepted:
-    """Record a batch atomically (all or nothing). A shopper key may only send its own events."""
+    """Record a batch atomically (all or nothing). A shopper key may only send its own events. Ids live
+    in the calling key's namespace: a retry is a no-op, and no id can shadow a server-logged event."""
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
-    inserted = record_events(session, [e.model_dump() for e in batch.events])
+    inserted = record_events(session, [e.model_dump() for e in batch.events], client=principal.key_id)
     return EventsAccepted(
         received=len(batch.events),
         inserted=inserted,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from commerce.services.access import create_api_key, list_api_keys, revoke_api_key
+from serving.audit import audit
 from serving.deps import Admin, SessionDep, StateDep
 from serving.routers.common import IntId
 from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -13,14 +14,24 @@ router = APIRouter(prefix="/api-keys", tags=["access"])
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
-def create_key(body: ApiKeyCreate, session: SessionDep, _: Admin) -> ApiKeyCreated:
-    """A new key bound to a shopper (role shopper) or merchant (role merchant)."""
+def create_key(body: ApiKeyCreate, session: SessionDep, admin: Admin) -> ApiKeyCreated:
+    """A new key bound to an existing shopper (role shopper) or merchant (role merchant)."""
     try:
         key, plaintext = create_api_key(
             session, body.role, name=body.name, shopper_id=body.shopper_id, merchant_id=body.merchant_id
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    audit(
+        session,
+        admin,
+        "api_key.created",
+        "api_key",
+        key.id,
+        role=key.role,
+        shopper_id=key.shopper_id,
+        merchant_id=key.merchant_id,
+    )
     return ApiKeyCreated(**ApiKeyOut.model_validate(key, from_attributes=True).model_dump(), key=plaintext)
 
 
@@ -38,5 +49,6 @@ def revoke_key(key_id: IntId, session: SessionDep, state: StateDep, admin: Admin
     key = revoke_api_key(session, key_id)
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
+    audit(session, admin, "api_key.revoked", "api_key", key_id, role=key.role)
     state.principals.clear()
     return ApiKeyOut.model_validate(key, from_attributes=True)

@@ -19,6 +19,7 @@ from commerce.services import campaigns
 from marketing.measurement import measure_stored_campaign
 from marketing.planning import plan_and_store
 from models.uplift.base import CouponUpliftModel
+from serving.audit import audit
 from serving.deps import Marketer, SessionDep, StateDep
 from serving.schemas.marketing import CampaignCreate, CampaignOut, CampaignReport, PlanIn, PlanOut
 from serving.state import ServingState
@@ -106,7 +107,10 @@ def _served_effect_model(state: ServingState) -> CouponUpliftModel:
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut)
 def move_campaign(
-    campaign_id: str, action: Literal["schedule", "launch", "complete"], session: SessionDep, _: Marketer
+    campaign_id: str,
+    action: Literal["schedule", "launch", "complete"],
+    session: SessionDep,
+    principal: Marketer,
 ) -> CampaignOut:
     """schedule (draft -> scheduled), launch (scheduled -> running: grants the coupons over the
     campaign's channel), complete (running -> completed: closes the measurement window)."""
@@ -115,7 +119,10 @@ def move_campaign(
         "launch": campaigns.start_campaign,
         "complete": campaigns.complete_campaign,
     }[action]
-    return _out(move(session, campaign_id))
+    campaign = move(session, campaign_id)
+    if action == "launch":
+        audit(session, principal, "campaign.launched", "campaign", campaign_id, budget=campaign.budget)
+    return _out(campaign)
 
 
 @router.get(

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 
+from commerce.errors import LimitExceeded, OutOfStock
 from commerce.orders import Order, OrderStatus
 from commerce.services import checkout as checkout_service
 from commerce.services import coupons as coupon_service
 from commerce.services import orders as order_service
+from commerce.services import refunds as refund_service
 from commerce.services.catalog import category_paths, sellable_products
+from serving.audit import audit
 from serving.coupons import rank_coupons
 from serving.deps import Admin, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
 from serving.routers.common import MAX_N, IntId
@@ -28,6 +31,8 @@ from serving.schemas.orders import (
     PaymentIn,
     RankedCoupon,
     ReasonIn,
+    RefundDecisionIn,
+    RefundRequestOut,
     ShipIn,
     StatusIn,
     TraceStepOut,
@@ -64,31 +69,52 @@ def _own_order(session, principal: Principal, order_id: int) -> Order:
     return order_service.get_order(session, order_id, shopper_id=scope)
 
 
-def _checkout(session, shopper_id: str, body: CheckoutIn) -> Order:
-    return checkout_service.checkout(
-        session,
-        shopper_id,
-        [checkout_service.CartLine(line.product_id, line.quantity) for line in body.lines],
-        coupon_id=body.coupon_id,
-        partner_id=body.partner_id,
-    )
+def _checkout(session, state, shopper_id: str, body: CheckoutIn) -> Order:
+    """Checkout with the shopper's open unpaid orders bounded. When stock, a coupon or a limit refuses
+    the order, unpaid orders past the payment window are expired (on demand, besides the API's periodic
+    sweep) and, if any gave something back, the order is tried once more: hoarded stock is never the
+    reason a buyer is turned away, and the common path pays nothing for expiry."""
+
+    def place() -> Order:
+        return checkout_service.checkout(
+            session,
+            shopper_id,
+            [checkout_service.CartLine(line.product_id, line.quantity) for line in body.lines],
+            coupon_id=body.coupon_id,
+            partner_id=body.partner_id,
+            max_open_pending=state.settings.max_open_pending_orders,
+        )
+
+    try:
+        return place()
+    except (OutOfStock, LimitExceeded):
+        session.rollback()  # release this request's locks before the sweep's own transactions
+        if not state.expire_pending_orders():
+            raise
+        return place()
 
 
 @router.post("/shoppers/{shopper_id}/cart/quote", response_model=OrderOut)
-def quote_cart(shopper_id: str, body: CheckoutIn, session: SessionDep, principal: Storefront) -> OrderOut:
+def quote_cart(
+    shopper_id: str, body: CheckoutIn, session: SessionDep, state: StateDep, principal: Storefront
+) -> OrderOut:
     """Price a cart exactly as checkout would (tax per line, customs limits, coupon) without keeping
     anything: the checkout runs and is rolled back, so no stock is reserved and no coupon is used."""
     ensure_shopper(principal, shopper_id)
-    quote = _order(_checkout(session, shopper_id, body), stored=False)
+    quote = _order(_checkout(session, state, shopper_id, body), stored=False)
     session.rollback()
     return quote
 
 
 @router.post("/shoppers/{shopper_id}/orders", response_model=OrderOut, status_code=status.HTTP_201_CREATED)
-def checkout(shopper_id: str, body: CheckoutIn, session: SessionDep, principal: ShopperSelf) -> OrderOut:
-    """Place an order (pending payment): stock is reserved and the coupon redeemed atomically."""
+def checkout(
+    shopper_id: str, body: CheckoutIn, session: SessionDep, state: StateDep, principal: ShopperSelf
+) -> OrderOut:
+    """Place an order (pending payment): stock is reserved and the coupon redeemed atomically. Unpaid
+    orders expire after the payment window (default 30 min), and a shopper holds at most a few (422
+    `too_many_pending_orders`)."""
     ensure_shopper(principal, shopper_id)
-    return _order(_checkout(session, shopper_id, body))
+    return _order(_checkout(session, state, shopper_id, body))
 
 
 @router.get("/shoppers/{shopper_id}/orders", response_model=PageOut[OrderOut])
@@ -124,9 +150,51 @@ def track_order(order_id: IntId, session: SessionDep, principal: ShopperSelf) ->
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut)
 def cancel_order(order_id: IntId, body: ReasonIn, session: SessionDep, principal: ShopperSelf) -> OrderOut:
-    """Cancel before shipping; stock, coupon use and annual quota are given back."""
-    _own_order(session, principal, order_id)
-    return _order(order_service.cancel_order(session, order_id, body.reason))
+    """Cancel an unpaid order; its stock and coupon use are given back. A paid order answers 409
+    `refund_required`: ask for a refund instead (POST /v1/orders/{order_id}/refund-requests)."""
+    scope = principal.shopper_id if principal.role == "shopper" else None
+    return _order(refund_service.cancel_unpaid_order(session, order_id, body.reason, shopper_id=scope))
+
+
+def _refund_request(r) -> RefundRequestOut:
+    return RefundRequestOut.model_validate(r, from_attributes=True)
+
+
+@router.post(
+    "/orders/{order_id}/refund-requests",
+    response_model=RefundRequestOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def request_refund(
+    order_id: IntId, body: ReasonIn, session: SessionDep, principal: ShopperSelf
+) -> RefundRequestOut:
+    """Ask for a paid order to be refunded; customer service completes or rejects the request."""
+    scope = principal.shopper_id if principal.role == "shopper" else None
+    request = refund_service.request_refund(session, order_id, body.reason, shopper_id=scope)
+    audit(session, principal, "refund.requested", "order", order_id, refund_request=request.id)
+    return _refund_request(request)
+
+
+@router.get("/refund-requests/{request_id}", response_model=RefundRequestOut)
+def get_refund_request(request_id: IntId, session: SessionDep, principal: ShopperSelf) -> RefundRequestOut:
+    scope = principal.shopper_id if principal.role == "shopper" else None
+    return _refund_request(refund_service.get_refund_request(session, request_id, shopper_id=scope))
+
+
+@router.post("/refund-requests/{request_id}/decision", response_model=RefundRequestOut)
+def decide_refund(
+    request_id: IntId, body: RefundDecisionIn, session: SessionDep, admin: Admin
+) -> RefundRequestOut:
+    """The back office completes a request (the order is refunded: stock, coupon and quota given back)
+    or rejects it (with a note)."""
+    if body.decision == "complete":
+        request = refund_service.complete_refund(session, request_id, body.note)
+    else:
+        if not body.note:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a note is required to reject")
+        request = refund_service.reject_refund(session, request_id, body.note)
+    audit(session, admin, f"refund.{request.status}", "order", request.order_id, refund_request=request_id)
+    return _refund_request(request)
 
 
 @router.post("/orders/{order_id}/payment", response_model=OrderOut)
@@ -162,8 +230,11 @@ def move_order(order_id: IntId, body: StatusIn, session: SessionDep, _: Admin) -
 
 
 @router.post("/orders/{order_id}/refund", response_model=OrderOut)
-def refund_order(order_id: IntId, body: ReasonIn, session: SessionDep, _: Admin) -> OrderOut:
-    return _order(order_service.refund_order(session, order_id, body.reason))
+def refund_order(order_id: IntId, body: ReasonIn, session: SessionDep, admin: Admin) -> OrderOut:
+    """Customer service refunds directly (e.g. a parcel lost in transit)."""
+    order = order_service.refund_order(session, order_id, body.reason)
+    audit(session, admin, "order.refunded", "order", order_id, reason=body.reason)
+    return _order(order)
 
 
 @router.get("/shoppers/{shopper_id}/coupons", response_model=CouponPage)

@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from serving.schemas.base import RequestModel
+
 Role = Literal["storefront", "shopper", "merchant", "marketer", "admin"]
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(RequestModel):
     role: Role
     name: str = Field(default="", max_length=200)
     shopper_id: str | None = Field(default=None, min_length=1, max_length=64)

@@ -9,10 +9,14 @@ from typing import Annotated, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from commerce.catalog import Fulfillment
+from commerce.services.catalog import MAX_STOCK_UNITS
+from serving.schemas.base import RequestModel
 
 T = TypeVar("T")
 CountryCode = Annotated[str, Field(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$")]
 PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+Location = Annotated[str, Field(min_length=1, max_length=64)]
+Units = Annotated[int, Field(ge=0, le=MAX_STOCK_UNITS)]
 
 
 class PageOut(BaseModel, Generic[T]):
@@ -22,7 +26,7 @@ class PageOut(BaseModel, Generic[T]):
     offset: int
 
 
-class MerchantApply(BaseModel):
+class MerchantApply(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     country: CountryCode
     licence_no: str = Field(min_length=1, max_length=64, description="Business licence number.")
@@ -41,7 +45,7 @@ class MerchantOut(BaseModel):
     reviewed_at: datetime | None
 
 
-class MerchantReview(BaseModel):
+class MerchantReview(RequestModel):
     decision: Literal["approve", "reject", "suspend", "reinstate"]
     reason: str | None = Field(default=None, max_length=1000, description="Required to reject or suspend.")
 
@@ -55,7 +59,7 @@ class CategoryOut(BaseModel):
     repurchasable: bool
 
 
-class ProductCreate(BaseModel):
+class ProductCreate(RequestModel):
     sku: str = Field(min_length=1, max_length=64)
     title: str = Field(min_length=1, max_length=300)
     category_id: str = Field(min_length=1, max_length=64)
@@ -65,17 +69,17 @@ class ProductCreate(BaseModel):
     fulfillment: Fulfillment
     self_operated: bool = False
     cost_price: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
-    stock: dict[str, int] = Field(default_factory=dict, max_length=50, description="location -> units")
+    stock: dict[Location, Units] = Field(default_factory=dict, max_length=50, description="location -> units")
 
 
-class ProductUpdate(BaseModel):
+class ProductUpdate(RequestModel):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     price: PositiveMoney | None = None
     status: Literal["listed", "delisted"] | None = None
 
 
-class StockSet(BaseModel):
-    quantity: int = Field(ge=0, le=10_000_000)
+class StockSet(RequestModel):
+    quantity: Units
 
 
 class StockOut(BaseModel):
@@ -96,5 +100,8 @@ class ProductOut(BaseModel):
     fulfillment: Fulfillment
     self_operated: bool
     status: Literal["listed", "delisted"]
-    stock: list[StockOut]
+    in_stock: bool = Field(description="Units available to order at some location.")
+    stock: list[StockOut] | None = Field(
+        description="Units and reservations per location: for the product's merchant and admins only."
+    )
     created_at: datetime

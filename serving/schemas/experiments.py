@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from serving.schemas.base import RequestModel
 
-class VariantIn(BaseModel):
+
+class VariantIn(RequestModel):
     name: str = Field(min_length=1, max_length=64)
     weight: float = Field(gt=0, le=1e6, allow_inf_nan=False)
     config: dict[str, Any] | None = Field(
@@ -39,7 +41,7 @@ class VariantIn(BaseModel):
         return config
 
 
-class ExperimentCreate(BaseModel):
+class ExperimentCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     variants: list[VariantIn] = Field(min_length=2, max_length=20)
     layer: str | None = Field(default=None, min_length=1, max_length=100)
@@ -74,7 +76,7 @@ class ExperimentOut(BaseModel):
     stopped_at: datetime | None
 
 
-class ExposureIn(BaseModel):
+class ExposureIn(RequestModel):
     unit_id: str = Field(min_length=1, max_length=128, description="The shopper shown the variant.")
     variant: str = Field(min_length=1, max_length=64)
 

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, model_validator
 
+from serving.schemas.base import RequestModel
+
 
 class PartnerOut(BaseModel):
     partner_id: str
@@ -41,7 +43,7 @@ class DeliveryQuoteOut(BaseModel):
     options: list[DeliveryOptionOut]
 
 
-class ShippingRuleIn(BaseModel):
+class ShippingRuleIn(RequestModel):
     partner_id: str | None = Field(default=None, min_length=1, max_length=64)
     max_days: int | None = Field(default=None, ge=1, le=60)
 

@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
+from serving.schemas.base import RequestModel
+
 Channel = Literal["site", "email", "social", "search_ads"]
 Probability = Field(ge=0, le=1, allow_inf_nan=False)
 Spend = Field(ge=0, le=1e9, allow_inf_nan=False)
 
 
-class CampaignCreate(BaseModel):
+class CampaignCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     channel: Channel
     budget: Decimal = Field(
@@ -39,7 +41,7 @@ class CampaignOut(BaseModel):
     completed_at: datetime | None
 
 
-class Candidate(BaseModel):
+class Candidate(RequestModel):
     """One (shopper, coupon) option with predicted outcomes, e.g. from the uplift model."""
 
     shopper_id: str = Field(min_length=1, max_length=64)
@@ -51,7 +53,7 @@ class Candidate(BaseModel):
     p_redeem: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
 
 
-class PlanIn(BaseModel):
+class PlanIn(RequestModel):
     """Plan the database's shoppers (optionally one region or segment) with the served uplift model, or
     give `candidates`: your own predicted effects per (shopper, coupon)."""
 

@@ -10,14 +10,15 @@ from pydantic import BaseModel, Field
 
 from commerce.catalog import Fulfillment
 from commerce.orders import OrderStatus
+from serving.schemas.base import RequestModel
 
 
-class CartLineIn(BaseModel):
+class CartLineIn(RequestModel):
     product_id: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=1, le=999)
 
 
-class CheckoutIn(BaseModel):
+class CheckoutIn(RequestModel):
     lines: list[CartLineIn] = Field(min_length=1, max_length=100)
     coupon_id: str | None = Field(default=None, min_length=1, max_length=64)
     partner_id: str | None = Field(default=None, min_length=1, max_length=64)
@@ -56,24 +57,40 @@ class OrderOut(BaseModel):
     delivery_latest: datetime
 
 
-class PaymentIn(BaseModel):
+class PaymentIn(RequestModel):
     payment_ref: str = Field(min_length=1, max_length=100, description="The payment provider's reference.")
 
 
-class ReasonIn(BaseModel):
+class ReasonIn(RequestModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class ShipIn(BaseModel):
+class RefundDecisionIn(RequestModel):
+    decision: Literal["complete", "reject"]
+    note: str | None = Field(default=None, max_length=2000, description="Required to reject.")
+
+
+class RefundRequestOut(BaseModel):
+    id: int
+    order_id: int
+    shopper_id: str
+    status: Literal["requested", "completed", "rejected"]
+    reason: str
+    requested_at: datetime
+    resolved_at: datetime | None
+    resolution_note: str | None
+
+
+class ShipIn(RequestModel):
     tracking_no: str = Field(min_length=1, max_length=64)
     location: str | None = Field(default=None, max_length=200)
 
 
-class StatusIn(BaseModel):
+class StatusIn(RequestModel):
     status: Literal["customs_cleared", "delivered", "completed"]
 
 
-class TrackingIn(BaseModel):
+class TrackingIn(RequestModel):
     status: str = Field(min_length=1, max_length=64)
     location: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=2000)

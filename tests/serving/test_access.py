@@ -23,6 +23,7 @@ def factory(database_url):
 
 
 def test_keys_are_stored_hashed_bound_and_revocable(factory):
+    seed_marketplace(factory)
     with transaction(factory) as s:
         key, plaintext = create_api_key(s, "shopper", shopper_id="s1")
         key_id = key.id
@@ -41,6 +42,8 @@ def test_keys_are_stored_hashed_bound_and_revocable(factory):
         ("merchant", {"shopper_id": "s1"}),
         ("admin", {"merchant_id": "m"}),
         ("root", {}),
+        ("shopper", {"shopper_id": "nobody"}),  # bound to a shopper that does not exist
+        ("merchant", {"merchant_id": "nobody"}),
     ]:
         with pytest.raises(ValueError), transaction(factory) as s:
             create_api_key(s, role, **binding)

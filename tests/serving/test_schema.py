@@ -1,7 +1,9 @@
 """Property-based API testing with schemathesis against the app's own OpenAPI schema.
 
 Every operation is called with generated valid and invalid requests as an admin (the role that reaches
-everything); no answer may be a server error or break the documented status codes and schemas.
+everything), and again as a shopper, a merchant and a marketer (whose refusals and object-level checks must
+be documented answers too); no answer may be a server error or break the documented status codes and
+schemas.
 """
 
 from __future__ import annotations
@@ -46,20 +48,30 @@ CONFIG = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=CONFIG)  # needs no database
 
 
+ROLES = {"admin": {}, "shopper": {"shopper_id": "s1"}, "merchant": {"merchant_id": "m1"}, "marketer": {}}
+
+
 @pytest.fixture(scope="module")
-def admin_key():
-    """Seed the app's database once and return an admin key."""
+def api_keys():
+    """Seed the app's database once and return a key per role."""
     Base.metadata.create_all(_FACTORY.kw["bind"])
     seed_marketplace(_FACTORY)
     with transaction(_FACTORY) as s:
-        _, key = create_api_key(s, "admin")
+        keys = {role: create_api_key(s, role, **binding)[1] for role, binding in ROLES.items()}
     APP.state.serving.load_once()
-    yield key
+    yield keys
     _FACTORY.kw["bind"].dispose()
     shutil.rmtree(_DIR, ignore_errors=True)
 
 
 @schema.parametrize()
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_api_conforms_to_its_schema(case, admin_key):
-    case.call_and_validate(headers={"Authorization": f"Bearer {admin_key}"}, checks=CHECKS)
+def test_api_conforms_to_its_schema(case, api_keys):
+    case.call_and_validate(headers={"Authorization": f"Bearer {api_keys['admin']}"}, checks=CHECKS)
+
+
+@pytest.mark.parametrize("role", ["shopper", "merchant", "marketer"])
+@schema.parametrize()
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_api_conforms_to_its_schema_for_other_roles(case, api_keys, role):
+    case.call_and_validate(headers={"Authorization": f"Bearer {api_keys[role]}"}, checks=CHECKS)
