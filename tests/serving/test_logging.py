@@ -8,7 +8,6 @@ import json
 import logging
 
 import pytest
-import structlog.testing
 
 from commerce.services.access import hash_key
 from serving.logs import redact
@@ -28,23 +27,22 @@ def log_lines(client):
     root.removeHandler(handler)
 
 
-def test_each_request_is_one_access_line_with_its_request_id(client, keys):
-    with structlog.testing.capture_logs() as captured:
-        r = client.get(
-            "/v1/shoppers/s1/recommendations", headers={**auth(keys["storefront"]), "X-Request-ID": "abc-123"}
-        )
-        client.post("/v1/shoppers/s1/cart/quote", json={"lines": [{"product_id": "p05", "quantity": 1}]},
-                    headers=auth(keys["shopper"]))  # fmt: skip
-        bogus = client.get("/v1/rankings", headers={"X-Request-ID": "bad id with spaces\n"})
+def test_each_request_is_one_access_line_with_its_request_id(client, keys, log_lines):
+    r = client.get(
+        "/v1/shoppers/s1/recommendations", headers={**auth(keys["storefront"]), "X-Request-ID": "abc-123"}
+    )
+    client.post("/v1/shoppers/s1/cart/quote", json={"lines": [{"product_id": "p05", "quantity": 1}]},
+                headers=auth(keys["shopper"]))  # fmt: skip
+    bogus = client.get("/v1/rankings", headers={"X-Request-ID": "bad id with spaces\n"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "abc-123"
     assert (
         bogus.headers["x-request-id"] != "bad id with spaces\n" and len(bogus.headers["x-request-id"]) == 32
     )
-    access = [line for line in captured if line["event"] == "request"]
+    access = [line for line in log_lines() if line["event"] == "request"]
     first = next(line for line in access if line["request_id"] == "abc-123")
     assert first["route"] == "/v1/shoppers/{shopper_id}/recommendations"
     assert first["status"] == 200 and first["role"] == "storefront" and first["latency_ms"] >= 0
-    assert first["log_level"] == "info"
+    assert first["level"] == "info"
     quote = next(line for line in access if line["path"] == "/v1/shoppers/s1/cart/quote")
     assert quote["role"] == "shopper" and quote["shopper_id"] == "s1" and quote["method"] == "POST"
     anonymous = next(line for line in access if line["path"] == "/v1/rankings")
