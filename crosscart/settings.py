@@ -25,6 +25,20 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")
     max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
+    db_pool_size: int = Field(
+        default=10, ge=1, description="Requests inside a database transaction at once (API); others wait."
+    )
+    db_wait_seconds: float = Field(default=2.0, description="Longest wait for a database slot before 503.")
+    db_connect_timeout_seconds: float = Field(default=3.0, description="Database connect timeout (API).")
+    db_statement_timeout_seconds: float = Field(default=10.0, description="Per-statement timeout (API).")
+    auth_cache_stale_seconds: float = Field(
+        default=900.0, description="How long a key seen valid keeps working while the database is down."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, description="Failed key checks per client address per minute before 429."
+    )
+    redis_timeout_seconds: float = Field(default=0.25, description="Redis timeout; then local counts.")
+    header_timeout_seconds: float = Field(default=10.0, description="Time a client has to send its headers.")
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

@@ -25,7 +25,8 @@ from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
 from serving.recommend import Policy
 from serving.refresh import Refreshing
-from serving.security import RateLimiter
+from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS, DatabaseGate, pool_capacity
+from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.state import ServingState
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ def _warm_up(snapshot, state: ServingState, limit: int) -> None:
     if catalog is not None and limit > 0:
         shoppers = list(itertools.islice(catalog.purchased, limit))
         snapshot.warm(shoppers, state.policy.candidate_pool, catalog)
+
+
+def _gate(settings: Settings, session_factory: sessionmaker[Session]) -> DatabaseGate:
+    """Request slots: `db_pool_size`, fewer if the engine's pool cannot also serve the key lookups and the
+    background refreshes."""
+    requests = settings.db_pool_size
+    capacity = pool_capacity(session_factory.kw["bind"])
+    if capacity is not None:
+        requests = max(1, min(requests, capacity - AUTH_CONNECTIONS - BACKGROUND_CONNECTIONS))
+    return DatabaseGate(requests, AUTH_CONNECTIONS, settings.db_wait_seconds)
 
 
 def create_app(
@@ -73,7 +84,18 @@ def create_app(
 
     settings = settings or get_settings()
     if session_factory is None:
-        session_factory = make_session_factory(make_engine(settings.resolved_database_url))
+        # Every slot (requests, key lookups, background refreshes) has its connection: no one waits on
+        # the pool, and a pool that is somehow empty fails fast into a 503.
+        engine = make_engine(
+            settings.resolved_database_url,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout=settings.db_statement_timeout_seconds,
+            pool_size=settings.db_pool_size + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
+            max_overflow=0,
+            pool_timeout=settings.db_wait_seconds,
+        )
+        session_factory = make_session_factory(engine)
+    db_gate = _gate(settings, session_factory)
     uri = settings.resolved_mlflow_uri
     model_source = model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias)
 
@@ -108,16 +130,29 @@ def create_app(
             settings.model_poll_seconds,
         ),
         limiter=RateLimiter(
-            settings.rate_limit_per_minute, settings.rate_limit_anonymous_per_minute, settings.redis_url
+            settings.rate_limit_per_minute,
+            settings.rate_limit_anonymous_per_minute,
+            settings.redis_url,
+            redis_timeout=settings.redis_timeout_seconds,
         ),
         metrics=Metrics(),
+        db_gate=db_gate,
         policy=policy or Policy(),
+        principals=PrincipalCache(stale_seconds=settings.auth_cache_stale_seconds),
+        auth_failures=FailedAuthThrottle(settings.auth_failures_per_minute),
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        threads = db_gate.ensure_threads()
+        log.info(
+            "database slots: %d requests, %d key lookups; %d worker threads",
+            db_gate.requests,
+            db_gate.auth,
+            threads,
+        )
         if start_background:
             state.start()
         else:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+from anyio.to_thread import run_sync
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from commerce.access import authenticate
-from commerce.db import transaction
+from serving.resilience import DatabaseBusy, is_outage
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
+
+log = logging.getLogger(__name__)
 
 
 async def get_state(request: Request) -> ServingState:
@@ -24,10 +28,33 @@ async def get_state(request: Request) -> ServingState:
 StateDep = Annotated[ServingState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
-    """One transaction per request: committed if the endpoint returns, rolled back if it raises."""
-    with transaction(state.session_factory) as session:
-        yield session
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(state: StateDep) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the endpoint returns (and its response validated),
+    rolled back if anything raised. The request first waits, on the event loop, for a database slot
+    (serving.resilience explains why); the commit runs on threads of its own."""
+    async with state.db_gate.request_slot():
+        session = state.session_factory()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await run_sync(_finish, session, False, limiter=state.db_gate.exit_threads)
+                except Exception:  # the original error is the one to report
+                    log.debug("rollback failed", exc_info=True)
+            raise
+        await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
+        state.db_health.succeeded()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -45,27 +72,59 @@ def _lookup(state: ServingState, key: str) -> Principal | None:
         )
 
 
+def _unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="unknown or revoked API key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _principal_for_key(state: ServingState, key: str, client: str) -> Principal:
+    """Cache first; then, unless this address failed too often, the database (on slots and threads of
+    its own); a key seen valid before stays valid while the database cannot answer."""
+    hit, principal = state.principals.get(key)
+    if hit and principal is not None:
+        return principal
+    wait = state.auth_failures.retry_after(client)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="too many failed authentication attempts from this address",
+            headers={"Retry-After": str(wait)},
+        )
+    if not hit:
+        try:
+            async with state.db_gate.auth_slot():
+                principal = await run_sync(_lookup, state, key, limiter=state.db_gate.auth_threads)
+        except Exception as exc:
+            stale = state.principals.stale(key) if is_outage(exc) else None
+            if stale is None:
+                raise
+            if not isinstance(exc, DatabaseBusy):
+                state.db_health.failed(exc)
+            return stale
+        state.db_health.succeeded()
+        state.principals.put(key, principal)
+    if principal is None:
+        state.auth_failures.failed(client)
+        raise _unauthorized()
+    return principal
+
+
 async def current_principal(
     request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller (anonymous without a key), after the rate limit; 401 for an unknown key, 429 when over."""
+    """The caller (anonymous without a key), after the rate limit; 401 for an unknown key, 429 when over
+    the rate limit or after too many failed keys from one address."""
     client = request.client.host if request.client else ""
     if credentials is None:
         principal = Principal(role=ANONYMOUS, client=client)
     else:
-        hit, principal = state.principals.get(credentials.credentials)
-        if not hit:
-            principal = await run_in_threadpool(_lookup, state, credentials.credentials)
-            state.principals.put(credentials.credentials, principal)
-        if principal is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="unknown or revoked API key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-    allowed, limit, reset = state.limiter.check(principal)
+        principal = await _principal_for_key(state, credentials.credentials, client)
+    allowed, limit, reset = await state.limiter.check(principal)
     if not allowed:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,

@@ -13,9 +13,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
+from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_outage
 
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
@@ -46,7 +48,7 @@ class ErrorOut(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": code.replace("_", " ")}
     for status, code in CODE_BY_STATUS.items()
-    if status not in (405, 503)
+    if status != 405
 }
 
 
@@ -67,6 +69,21 @@ def install(app: FastAPI) -> None:
         body = {"code": CODE_BY_STATUS.get(exc.status_code, "error"), "message": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth); any
+        other database error is a bug and stays a 500."""
+        if not is_outage(exc):
+            raise exc
+        request.app.state.serving.db_health.failed(exc)
+        return _unavailable("the database is unavailable; retry shortly", RETRY_AFTER_SECONDS)
+
+    @app.exception_handler(DatabaseBusy)
+    async def database_busy(_: Request, exc: DatabaseBusy) -> JSONResponse:
+        """Every database slot stayed taken: refused before any work, so nothing was changed."""
+        return _unavailable(f"the service is busy ({exc}); retry shortly", 1)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
@@ -79,3 +96,11 @@ def install(app: FastAPI) -> None:
             jsonable_encoder({"code": "invalid_request", "message": message, "errors": errors}),
             status_code=422,
         )
+
+
+def _unavailable(message: str, retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {"code": CODE_BY_STATUS[503], "message": message},
+        status_code=503,
+        headers={"Retry-After": str(retry_after)},
+    )

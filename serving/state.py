@@ -13,7 +13,8 @@ from serving.middleware import Metrics
 from serving.model_store import ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
-from serving.security import PrincipalCache, RateLimiter
+from serving.resilience import DatabaseGate, DatabaseHealth
+from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 
 
 @dataclass
@@ -28,8 +29,11 @@ class ServingState:
     uplift: ModelStore
     limiter: RateLimiter
     metrics: Metrics
+    db_gate: DatabaseGate
     policy: Policy = field(default_factory=Policy)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    auth_failures: FailedAuthThrottle = field(default_factory=lambda: FailedAuthThrottle(30))
+    db_health: DatabaseHealth = field(default_factory=DatabaseHealth)
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
@@ -47,5 +51,6 @@ class ServingState:
         self.exposures.start()
 
     def stop(self) -> None:
+        self.limiter.stop()
         for part in (self.uplift, self.models, self.aliases, self.experiments, self.catalog, self.exposures):
             part.stop()

@@ -38,5 +38,5 @@ def revoke_key(key_id: IntId, session: SessionDep, state: StateDep, admin: Admin
     key = revoke_api_key(session, key_id)
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
-    state.principals.clear()
+    state.principals.discard(key.key_hash)
     return ApiKeyOut.model_validate(key, from_attributes=True)
