@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
-import commerce.all_models  # noqa: F401  (every table on the metadata)
 from sqlalchemy import func, select, update
 
+import commerce.all_models  # noqa: F401  (every table on the metadata)
 from commerce.access import create_api_key
 from commerce.catalog import Stock
 from commerce.coupons import Coupon, CouponRedemption
+from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.orders import Order, OrderLine
 from commerce.services import shoppers
-from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.services.coupons import CouponInput, create_coupon
 from crosscart.settings import Settings
 from serving.app import create_app
