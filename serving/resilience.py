@@ -55,6 +55,7 @@ class DatabaseHealth:
         self.down_since: float | None = None
         self.last_error: str | None = None
         self.refused = 0
+        self._checked_at = -1e9
         self._lock = threading.Lock()
 
     @property
@@ -81,6 +82,19 @@ class DatabaseHealth:
                     self.refused,
                 )
             self.down_since, self.last_error, self.refused = None, None, 0
+
+    async def check(self, engine: Engine, gate: DatabaseGate, every: float = 1.0) -> bool:
+        """Up or not, probing at most every `every` seconds on the key lookups' slots and threads (a
+        probe that finds no free slot keeps the last answer)."""
+        now = time.monotonic()
+        if now - self._checked_at >= every:
+            self._checked_at = now
+            try:
+                async with gate.auth_slot():
+                    await anyio.to_thread.run_sync(self.probe, engine, limiter=gate.auth_threads)
+            except DatabaseBusy:
+                pass
+        return self.up
 
     def probe(self, engine: Engine) -> bool:
         """One `SELECT 1` (readiness checks while down); records the outcome."""

@@ -81,14 +81,15 @@ class PrincipalCache:
 
     def stale(self, plaintext: str) -> Principal | None:
         """A key confirmed valid within `stale_seconds`; the answer while the database cannot be asked.
-        Its next re-check is put off by AUTH_RETRY_SECONDS so an outage costs one attempt per key per
+        Its next re-check is put off (AUTH_RETRY_SECONDS at most) so an outage costs one attempt per key per
         interval, not one per request."""
         digest, now = hash_key(plaintext), time.monotonic()
         with self._lock:
             entry = self._valid.get(digest)
             if entry is None or entry.valid_until < now:
                 return None
-            self._valid[digest] = _Entry(entry.principal, now + AUTH_RETRY_SECONDS, entry.valid_until)
+            retry = now + min(self.ttl, AUTH_RETRY_SECONDS)
+            self._valid[digest] = _Entry(entry.principal, retry, entry.valid_until)
             return entry.principal
 
     def put(self, plaintext: str, principal: Principal | None) -> None:
