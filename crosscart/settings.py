@@ -38,7 +38,9 @@ class Settings(BaseSettings):
         default=30, description="Failed key checks per client address per minute before 429."
     )
     redis_timeout_seconds: float = Field(default=0.25, description="Redis timeout; then local counts.")
-    header_timeout_seconds: float = Field(default=10.0, description="Time a client has to send its headers.")
+    header_timeout_seconds: float = Field(
+        default=10.0, description="Time to send complete request headers; also the keep-alive idle limit."
+    )
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

@@ -161,6 +161,9 @@ class RedisCounter:
     serving loop on first use."""
 
     def __init__(self, url: str, timeout: float = 0.25) -> None:
+        import redis.asyncio  # here, not on the event loop: the first import takes a while
+
+        self._module = redis.asyncio
         self.url, self.timeout = url, timeout
         self._client = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,10 +171,8 @@ class RedisCounter:
     def _redis(self):
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            import redis.asyncio
-
             self._loop = loop
-            self._client = redis.asyncio.Redis.from_url(
+            self._client = self._module.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
             )
         return self._client
