@@ -26,18 +26,33 @@ class _LoopThread:
 
 class TcpProxy(_LoopThread):
     """127.0.0.1:`port` -> `target`. `cut()` refuses new connections and aborts open ones (the server is
-    gone); `restore()` listens again."""
+    gone); `restore()` listens again. `freeze()` keeps every connection open but forwards nothing (the
+    server is SIGSTOPped); `thaw()` lets the held bytes through."""
 
     def __init__(self, port: int, target_host: str, target_port: int) -> None:
         super().__init__(f"proxy-{port}")
         self.port, self.target = port, (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._flowing = self.call(self._event())
         self.restore()
+
+    @staticmethod
+    async def _event() -> asyncio.Event:
+        event = asyncio.Event()
+        event.set()
+        return event
+
+    def freeze(self) -> None:
+        self.loop.call_soon_threadsafe(self._flowing.clear)
+
+    def thaw(self) -> None:
+        self.loop.call_soon_threadsafe(self._flowing.set)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -104,3 +119,66 @@ class FrozenServer(_LoopThread):
     def close(self) -> None:
         self.call(self._stop())
         super().close()
+
+
+class ProxyProcess:
+    """A `TcpProxy` in a child process (so the proxy never waits for the load generator's GIL), driven
+    over its stdin: the same `cut`, `restore`, `freeze`, `thaw` and `close`."""
+
+    def __init__(self, port: int, target_host: str, target_port: int) -> None:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.faultkit", str(port), target_host, str(target_port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._expect_ok()
+
+    def _expect_ok(self) -> None:
+        line = self.proc.stdout.readline().strip()
+        if line != "ok":
+            raise RuntimeError(f"proxy process answered {line!r}")
+
+    def _send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        self._expect_ok()
+
+    def cut(self) -> None:
+        self._send("cut")
+
+    def restore(self) -> None:
+        self._send("restore")
+
+    def freeze(self) -> None:
+        self._send("freeze")
+
+    def thaw(self) -> None:
+        self._send("thaw")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self._send("close")
+            self.proc.wait(timeout=10)
+
+
+def _serve_proxy(port: int, target_host: str, target_port: int) -> None:
+    import sys
+
+    proxy = TcpProxy(port, target_host, target_port)
+    print("ok", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        getattr(proxy, command)()
+        print("ok", flush=True)
+        if command == "close":
+            return
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve_proxy(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

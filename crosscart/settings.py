@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=10, ge=1, description="Requests inside a database transaction at once (API); others wait."
     )
-    db_wait_seconds: float = Field(default=2.0, description="Longest wait for a database slot before 503.")
+    db_wait_seconds: float = Field(default=1.5, description="Longest wait for database slots before 503.")
     db_connect_timeout_seconds: float = Field(default=3.0, description="Database connect timeout (API).")
     db_statement_timeout_seconds: float = Field(default=10.0, description="Per-statement timeout (API).")
     auth_cache_stale_seconds: float = Field(

@@ -38,11 +38,19 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
-async def get_session(state: StateDep) -> AsyncIterator[Session]:
+def _deadline(request: Request, state: ServingState) -> float:
+    """The request's one deadline for database slots, set on first use."""
+    deadline = getattr(request.state, "db_deadline", None)
+    if deadline is None:
+        deadline = request.state.db_deadline = state.db_gate.deadline()
+    return deadline
+
+
+async def get_session(request: Request, state: StateDep) -> AsyncIterator[Session]:
     """One transaction per request: committed when the endpoint returns (and its response validated),
     rolled back if anything raised. The request first waits, on the event loop, for a database slot
     (serving.resilience explains why); the commit runs on threads of its own."""
-    async with state.db_gate.request_slot():
+    async with state.db_gate.request_slot(_deadline(request, state)):
         session = state.session_factory()
         try:
             yield session
@@ -80,7 +88,7 @@ def _unauthorized() -> HTTPException:
     )
 
 
-async def _principal_for_key(state: ServingState, key: str, client: str) -> Principal:
+async def _principal_for_key(request: Request, state: ServingState, key: str, client: str) -> Principal:
     """Cache first; then, unless this address failed too often, the database (on slots and threads of
     its own); a key seen valid before stays valid while the database cannot answer."""
     hit, principal = state.principals.get(key)
@@ -95,7 +103,7 @@ async def _principal_for_key(state: ServingState, key: str, client: str) -> Prin
         )
     if not hit:
         try:
-            async with state.db_gate.auth_slot():
+            async with state.db_gate.auth_slot(_deadline(request, state)):
                 principal = await run_sync(_lookup, state, key, limiter=state.db_gate.auth_threads)
         except Exception as exc:
             stale = state.principals.stale(key) if is_outage(exc) else None
@@ -123,7 +131,7 @@ async def current_principal(
     if credentials is None:
         principal = Principal(role=ANONYMOUS, client=client)
     else:
-        principal = await _principal_for_key(state, credentials.credentials, client)
+        principal = await _principal_for_key(request, state, credentials.credentials, client)
     allowed, limit, reset = await state.limiter.check(principal)
     if not allowed:
         raise HTTPException(

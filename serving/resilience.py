@@ -22,7 +22,7 @@ from sqlalchemy import Engine, exc, text
 
 log = logging.getLogger(__name__)
 
-AUTH_CONNECTIONS = 2  # key lookups: their own slots, so they never queue behind the write path
+AUTH_CONNECTIONS = 4  # key lookups: their own slots, so they never queue behind the write path
 BACKGROUND_CONNECTIONS = 3  # catalog and experiment refresh, exposure log
 RETRY_AFTER_SECONDS = 5
 
@@ -145,22 +145,28 @@ class DatabaseGate:
         limiter.total_tokens = max(limiter.total_tokens, 2 * self.requests + 8)
         return int(limiter.total_tokens)
 
+    def deadline(self) -> float:
+        """When a request arriving now must have its slots (one deadline for the key lookup and the
+        request's own transaction, so a request waits `wait_seconds` in all, not per slot)."""
+        return time.monotonic() + self.wait_seconds
+
     @asynccontextmanager
-    async def request_slot(self) -> AsyncIterator[None]:
+    async def request_slot(self, deadline: float | None = None) -> AsyncIterator[None]:
         self._bind()
-        async with self._slot(self._request_slots):
+        async with self._slot(self._request_slots, deadline):
             yield
 
     @asynccontextmanager
-    async def auth_slot(self) -> AsyncIterator[None]:
+    async def auth_slot(self, deadline: float | None = None) -> AsyncIterator[None]:
         self._bind()
-        async with self._slot(self._auth_slots):
+        async with self._slot(self._auth_slots, deadline):
             yield
 
     @asynccontextmanager
-    async def _slot(self, slots: anyio.Semaphore) -> AsyncIterator[None]:
+    async def _slot(self, slots: anyio.Semaphore, deadline: float | None) -> AsyncIterator[None]:
+        wait = self.wait_seconds if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            with anyio.fail_after(self.wait_seconds):
+            with anyio.fail_after(wait):
                 await slots.acquire()
         except TimeoutError:
             raise DatabaseBusy(f"no database slot free within {self.wait_seconds:g} s") from None
