@@ -41,6 +41,7 @@ REDIS = ("127.0.0.1", 6379, 10)  # the shared server; database 10 only
 PORTS = {"api": 18105, "db": 18106, "redis": 18107}  # issue 10's port range
 BURST_PRODUCT, OTHER_PRODUCTS = "p00", [f"p{i:02d}" for i in range(1, 12)]
 IDENTITY_KEY = "bench-faults-identity-key"
+CHECKOUT_ROUTE = "/v1/shoppers/{shopper_id}/orders"
 TARGETS = {"max_500": 0, "max_invisible_commits": 0, "burst_max_s": 2.0, "health_p99_ms_redis_frozen": 50.0}
 
 
@@ -253,21 +254,17 @@ class ApiProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def server_latency(self, route: str, method: str = "POST") -> dict:
-        """Share of `route` requests the API itself answered within each histogram bound (its own
-        /metrics), which leaves out the time a request spent reaching it."""
+    def server_histogram(self, route: str) -> dict[str, float]:
+        """The API's own cumulative latency histogram for `route` (bound -> requests), from /metrics: it
+        leaves out the time a request spent reaching the API."""
         import httpx
 
-        text = httpx.get(self.url + "/metrics", timeout=5).text
         counts = {}
-        for line in text.splitlines():
+        for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
             if line.startswith("crosscart_http_request_seconds_bucket") and f'route="{route}"' in line:
                 bound = line.split('le="', 1)[1].split('"', 1)[0]
                 counts[bound] = float(line.rsplit(" ", 1)[1])
-        total = counts.get("+Inf", 0.0)
-        return {f"within_{b}s": round(n / total, 3) for b, n in counts.items() if b in ("1.0", "2.0")} | {
-            "requests": int(total)
-        }
+        return counts
 
     def log_count(self, text: str) -> int:
         return self.log_path.read_text().count(text)
@@ -345,6 +342,13 @@ async def checkout_burst(url: str, keys: list[str], recorder: Recorder) -> None:
         await asyncio.sleep(0.2)
         start.set()
         await asyncio.gather(*tasks)
+
+
+def server_side(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Share of the requests between two `server_histogram` readings the API answered within 1 s, 2 s."""
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    shares = {f"within_{b}s": round((after[b] - before.get(b, 0.0)) / total, 3) for b in ("1.0", "2.0")}
+    return shares | {"requests": int(total)}
 
 
 async def health_burst(url: str, n: int, recorder: Recorder) -> None:
@@ -486,12 +490,12 @@ def run(args) -> dict:
             phases["health_burst"] = recorder.summary(mark)
 
             mark = len(recorder.rows)
-            t0, cpu0 = time.perf_counter(), api.cpu_seconds()
+            t0, cpu0, hist0 = time.perf_counter(), api.cpu_seconds(), api.server_histogram(CHECKOUT_ROUTE)
             asyncio.run(checkout_burst(api.url, seeded["keys"]["shoppers"][: args.burst], recorder))
             burst = phases["checkout_burst"] = recorder.summary(mark)
             burst["wall_s"] = round(time.perf_counter() - t0, 2)
             burst["api_cpu_s"] = round(api.cpu_seconds() - cpu0, 2)
-            burst["server_side_checkout"] = api.server_latency("/v1/shoppers/{shopper_id}/orders")
+            burst["server_side_checkout"] = server_side(hist0, api.server_histogram(CHECKOUT_ROUTE))
 
             async def outage() -> None:
                 traffic = asyncio.create_task(
@@ -544,10 +548,11 @@ def run(args) -> dict:
         "zero_500": sum(_count_500({k: v for k, v in ph.items() if isinstance(v, dict)}) for ph in p.values())
         == 0,
         "zero_client_invisible_commits": result["invariants"]["client_invisible_commits"] == 0,
-        # Answered by the API within 2 s (its own histogram): the client-side figure below also holds
-        # the time the burst takes to reach it, which the /health burst measures.
-        "burst_each_within_2s_server_side": p["checkout_burst"]["server_side_checkout"]["within_2.0s"] == 1.0
+        # Within 2 s of what the same burst of /health calls costs the client and loopback in this run
+        # (on a loaded machine that alone takes seconds); the API's own histogram is reported beside it.
+        "burst_each_within_2s_of_health_burst": burst_over_baseline_ms(p) <= 2000
         and "timeout" not in burst["status"],
+        "burst_each_within_2s_server_side": p["checkout_burst"]["server_side_checkout"]["within_2.0s"] == 1.0,
         "recommendations_served_through_outage": all(set(r["status"]) == {"200"} for r in outage_reads),
         "health_p99_under_50ms_redis_frozen": p["redis_frozen"]["health"]["p99_ms"] < 50,
         "invariants_hold": all(
@@ -572,6 +577,11 @@ def run(args) -> dict:
         ),
     }
     return result
+
+
+def burst_over_baseline_ms(phases: dict) -> float:
+    """Checkout burst p99 minus the /health burst p99 of the same run."""
+    return phases["checkout_burst"]["checkout"]["max_ms"] - phases["health_burst"]["health"]["p99_ms"]
 
 
 def _print(result: dict) -> None:

@@ -27,13 +27,15 @@ def make_engine(
     *,
     connect_timeout: float | None = None,
     statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
     **kwargs,
 ) -> Engine:
     """Create an engine; SQLite gets foreign keys, WAL and a busy timeout so concurrent writers queue.
 
     `connect_timeout` and `statement_timeout` (seconds) bound how long a caller can hang on an unreachable
     or stuck database: on PostgreSQL the statement timeout also ends transactions left idle that long, on
-    SQLite it is the wait for the write lock (30 s when not given). Long batch jobs leave them unset.
+    SQLite it is the wait for the write lock (30 s when not given). `lock_timeout` (PostgreSQL) bounds
+    one statement's wait for a row lock. Long batch jobs leave them unset.
     """
     if url.startswith("sqlite"):
         busy_ms = int((statement_timeout or 30) * 1000)
@@ -61,16 +63,24 @@ def make_engine(
     if connect_timeout is not None:  # libpq takes whole seconds, at least 2
         kwargs.setdefault("connect_args", {})["connect_timeout"] = max(2, round(connect_timeout))
     engine = create_engine(url, **kwargs)
-    if statement_timeout is not None and engine.dialect.name == "postgresql":
-        ms = int(statement_timeout * 1000)
+    timeouts = {
+        name: int(seconds * 1000)
+        for name, seconds in (
+            ("statement_timeout", statement_timeout),
+            ("idle_in_transaction_session_timeout", statement_timeout),
+            ("lock_timeout", lock_timeout),
+        )
+        if seconds is not None
+    }
+    if timeouts and engine.dialect.name == "postgresql":
 
         @event.listens_for(engine, "connect")
         def _pg_timeouts(dbapi_conn, _record):
             autocommit = dbapi_conn.autocommit
             dbapi_conn.autocommit = True
             with dbapi_conn.cursor() as cur:
-                cur.execute(f"SET statement_timeout = {ms}")
-                cur.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+                for name, ms in timeouts.items():
+                    cur.execute(f"SET {name} = {ms}")
             dbapi_conn.autocommit = autocommit
 
     return engine

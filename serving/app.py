@@ -90,6 +90,7 @@ def create_app(
             settings.resolved_database_url,
             connect_timeout=settings.db_connect_timeout_seconds,
             statement_timeout=settings.db_statement_timeout_seconds,
+            lock_timeout=settings.db_lock_timeout_seconds,
             pool_size=settings.db_pool_size + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
             max_overflow=0,
             pool_timeout=settings.db_wait_seconds,

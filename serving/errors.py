@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
-from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_outage
+from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_lock_timeout, is_outage
 
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
@@ -72,8 +72,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.DBAPIError)
     @app.exception_handler(sa_exc.TimeoutError)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth); any
-        other database error is a bug and stays a 500."""
+        """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
+        a row lock held past `lock_timeout` (busy, not an outage); any other database error is a bug and
+        stays a 500."""
+        if is_lock_timeout(exc):
+            return _unavailable("the goods or coupon are in demand right now; retry shortly", 1)
         if not is_outage(exc):
             raise exc
         request.app.state.serving.db_health.failed(exc)

@@ -41,7 +41,17 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired waiting for a row lock
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """A row stayed locked by other requests past `lock_timeout`: the database is busy, not gone."""
+    return isinstance(error, exc.DBAPIError) and getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
 def is_outage(error: BaseException) -> bool:
+    if is_lock_timeout(error):
+        return False
     return isinstance(error, OUTAGE_ERRORS) or (
         isinstance(error, exc.DBAPIError) and error.connection_invalidated
     )

@@ -23,7 +23,9 @@ from tests.serving.conftest import IDENTITY_KEY, ScriptedSource, TinyRecommender
 POOL_SLOTS = 3  # request slots: small, so a few concurrent requests already queue for them
 
 
-def seeded_factory(url: str, slots: int = POOL_SLOTS, buyers: int = 0, stock: int = 10):
+def seeded_factory(
+    url: str, slots: int = POOL_SLOTS, buyers: int = 0, stock: int = 10, lock_timeout: float | None = None
+):
     """The serving test marketplace (products p01..p12, shoppers s1..s3), a capped coupon, and `buyers`
     more shoppers b0.. with identities; product p01 has `stock` units."""
     engine = make_engine(
@@ -32,6 +34,7 @@ def seeded_factory(url: str, slots: int = POOL_SLOTS, buyers: int = 0, stock: in
         max_overflow=0,
         pool_timeout=5,
         statement_timeout=20,
+        lock_timeout=lock_timeout,
     )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:

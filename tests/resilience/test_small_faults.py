@@ -14,7 +14,13 @@ from sqlalchemy import exc, text
 from bench.faultkit import FrozenServer
 from commerce.db import make_engine
 from serving.http import PROTOCOL
-from tests.resilience.conftest import fault_settings, make_keys, recommender_source, seeded_factory
+from tests.resilience.conftest import (
+    fault_settings,
+    invariants,
+    make_keys,
+    recommender_source,
+    seeded_factory,
+)
 from tests.serving.conftest import TinyRecommender, auth
 
 FROZEN_DB_PORT = 18103
@@ -55,6 +61,31 @@ def test_statement_timeout_ends_a_hung_query(database_url):
         conn.execute(text("SELECT pg_sleep(5)"))
     assert time.perf_counter() - start < 3
     engine.dispose()
+
+
+def test_a_row_locked_too_long_is_a_busy_503_not_an_outage(database_url, tmp_path, open_client):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no row locks (BEGIN IMMEDIATE waits for its busy timeout)")
+    factory = seeded_factory(database_url, buyers=1, lock_timeout=0.3)
+    keys = make_keys(factory, buyers=1)
+    client = open_client(fault_settings(tmp_path), factory)
+    holder = factory.kw["bind"].connect()
+    try:
+        holder.execute(text("SELECT quantity FROM stock WHERE product_id = 'p01' FOR UPDATE"))
+        start = time.perf_counter()
+        r = client.post(
+            "/v1/shoppers/b0/orders",
+            json={"lines": [{"product_id": "p01", "quantity": 1}]},
+            headers=auth(keys["b0"]),
+        )
+        assert time.perf_counter() - start < 2
+    finally:
+        holder.rollback()
+        holder.close()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["code"] == "unavailable"
+    assert client.get("/ready").json()["database"] == "up"  # busy, not gone
+    assert invariants(factory)["orders"] == 0
+    factory.kw["bind"].dispose()
 
 
 def test_connect_timeout_gives_up_on_a_server_that_never_answers():
