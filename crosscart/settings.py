@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     db_wait_seconds: float = Field(default=1.0, description="Longest wait for database slots before 503.")
     db_connect_timeout_seconds: float = Field(default=3.0, description="Database connect timeout (API).")
     db_statement_timeout_seconds: float = Field(default=10.0, description="Per-statement timeout (API).")
-    db_lock_timeout_seconds: float = Field(default=0.5, description="Longest wait for a row lock (API).")
+    db_lock_timeout_seconds: float = Field(default=0.3, description="Longest wait for a row lock (API).")
     auth_cache_stale_seconds: float = Field(
         default=900.0, description="How long a key seen valid keeps working while the database is down."
     )

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
 from crosscart.settings import Settings, get_settings
-from serving import errors
+from serving import deps, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
 from serving.fastpath import RecommendationFastPath
+from serving.key_lookups import KeyLookups
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
 from serving.recommend import Policy
@@ -143,6 +144,7 @@ def create_app(
         auth_failures=FailedAuthThrottle(settings.auth_failures_per_minute),
     )
 
+    state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
 
     @asynccontextmanager

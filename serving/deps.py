@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from commerce.access import authenticate
+from commerce.access import authenticate_many
 from serving.resilience import DatabaseBusy, is_outage
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
@@ -70,14 +70,14 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cc_...`")
 
 
-def _lookup(state: ServingState, key: str) -> Principal | None:
+def _lookup_many(state: ServingState, keys: list[str]) -> dict[str, Principal]:
     with state.session_factory() as session:
-        found = authenticate(session, key)
-        if found is None:
-            return None
-        return Principal(
-            role=found.role, key_id=found.id, shopper_id=found.shopper_id, merchant_id=found.merchant_id
-        )
+        return {
+            plaintext: Principal(
+                role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id
+            )
+            for plaintext, key in authenticate_many(session, keys).items()
+        }
 
 
 def _unauthorized() -> HTTPException:
@@ -89,8 +89,8 @@ def _unauthorized() -> HTTPException:
 
 
 async def _principal_for_key(request: Request, state: ServingState, key: str, client: str) -> Principal:
-    """Cache first; then, unless this address failed too often, the database (on slots and threads of
-    its own); a key seen valid before stays valid while the database cannot answer."""
+    """Cache first; then, unless this address failed too often, the database (coalesced lookups on slots
+    and threads of their own); a key seen valid before stays valid while the database cannot answer."""
     hit, principal = state.principals.get(key)
     if hit and principal is not None:
         return principal
@@ -103,8 +103,7 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
         )
     if not hit:
         try:
-            async with state.db_gate.auth_slot(_deadline(request, state)):
-                principal = await run_sync(_lookup, state, key, limiter=state.db_gate.auth_threads)
+            principal = await state.key_lookups.lookup(key, _deadline(request, state))
         except Exception as exc:
             stale = state.principals.stale(key) if is_outage(exc) else None
             if stale is None:

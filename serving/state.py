@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crosscart.settings import Settings
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
+from serving.key_lookups import KeyLookups
 from serving.middleware import Metrics
 from serving.model_store import ModelStore
 from serving.recommend import Policy
@@ -34,6 +35,7 @@ class ServingState:
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     auth_failures: FailedAuthThrottle = field(default_factory=lambda: FailedAuthThrottle(30))
     db_health: DatabaseHealth = field(default_factory=DatabaseHealth)
+    key_lookups: KeyLookups | None = None  # set by create_app (it needs the state itself)
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are

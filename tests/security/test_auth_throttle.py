@@ -20,13 +20,13 @@ settings, keys, make_client = fixtures.settings, fixtures.keys, fixtures.make_cl
 def lookups(monkeypatch) -> list[str]:
     """Every key the API looks up in the database."""
     seen: list[str] = []
-    real = serving.deps._lookup
+    real = serving.deps._lookup_many
 
-    def counting(state, key):
-        seen.append(key)
-        return real(state, key)
+    def counting(state, keys):
+        seen.extend(keys)
+        return real(state, keys)
 
-    monkeypatch.setattr(serving.deps, "_lookup", counting)
+    monkeypatch.setattr(serving.deps, "_lookup_many", counting)
     return seen
 
 
