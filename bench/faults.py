@@ -133,7 +133,7 @@ def _now():
     return datetime.now(UTC)
 
 
-def invariants(url: str, seeded: dict, created_201: int) -> dict:
+def invariants(url: str, seeded: dict, created_201: int, outcome_unknown: int = 0) -> dict:
     """The database after the run: stock = initial - paid units; reserved = units on pending orders;
     coupon uses = redemptions <= limit; one purchase event per paid line; orders = 201 answers."""
     from sqlalchemy import func, select
@@ -175,7 +175,11 @@ def invariants(url: str, seeded: dict, created_201: int) -> dict:
         "paid_lines": paid_lines,
         "orders_in_database": orders,
         "checkouts_answered_201": created_201,
-        "client_invisible_commits": orders - created_201,
+        "answered_outcome_unknown": outcome_unknown,
+        # Orders kept although the client got an error. An order whose COMMIT acknowledgement was lost
+        # is told so (503 outcome_unknown); any other is a defect.
+        "client_invisible_commits": orders - created_201 - outcome_unknown,
+        "orders_without_201": orders - created_201,
     }
 
 
@@ -287,6 +291,7 @@ class Recorder:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, float]] = []
         self.created = 0
+        self.outcome_unknown = 0  # 503 "outcome_unknown": the commit's acknowledgement was lost
         self.pending: list[tuple[int, str]] = []  # (order id, shopper key) of answered checkouts
 
     async def call(self, client, kind: str, method: str, path: str, **kwargs):
@@ -303,6 +308,8 @@ class Recorder:
         self.rows.append((kind, status, time.perf_counter() - start))
         if kind == "checkout" and status == "201":
             self.created += 1
+        if status == "503" and b'"outcome_unknown"' in r.content:
+            self.outcome_unknown += 1
         return r
 
     def summary(self, since: int = 0) -> dict:
@@ -531,7 +538,7 @@ def run(args) -> dict:
             phases["redis_frozen"]["redis_frozen_seconds"] = args.redis_seconds
             ready = httpx.get(api.url + "/ready", timeout=5).json()
             result["phases"] = phases
-            result["invariants"] = invariants(direct, seeded, recorder.created)
+            result["invariants"] = invariants(direct, seeded, recorder.created, recorder.outcome_unknown)
             result["ready_after"] = ready["ready"]
     finally:
         if api is not None:

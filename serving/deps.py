@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from commerce.access import authenticate_many
-from serving.resilience import DatabaseBusy, is_outage
+from serving.resilience import CommitOutcomeUnknown, DatabaseBusy, is_outage
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
 
@@ -61,7 +61,13 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
                 except Exception:  # the original error is the one to report
                     log.debug("rollback failed", exc_info=True)
             raise
-        await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
+        try:
+            await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            state.db_health.failed(exc)
+            raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc
         state.db_health.succeeded()
 
 

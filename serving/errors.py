@@ -17,7 +17,13 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
-from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_lock_timeout, is_outage
+from serving.resilience import (
+    RETRY_AFTER_SECONDS,
+    CommitOutcomeUnknown,
+    DatabaseBusy,
+    is_lock_timeout,
+    is_outage,
+)
 
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
@@ -81,6 +87,15 @@ def install(app: FastAPI) -> None:
             raise exc
         request.app.state.serving.db_health.failed(exc)
         return _unavailable("the database is unavailable; retry shortly", RETRY_AFTER_SECONDS)
+
+    @app.exception_handler(CommitOutcomeUnknown)
+    async def commit_outcome_unknown(_: Request, exc: CommitOutcomeUnknown) -> JSONResponse:
+        body = {
+            "code": "outcome_unknown",
+            "message": "the database connection failed while committing: the change may or may not have "
+            "been kept; read it back (e.g. list the orders) before retrying",
+        }
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(DatabaseBusy)
     async def database_busy(_: Request, exc: DatabaseBusy) -> JSONResponse:

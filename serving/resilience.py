@@ -31,6 +31,12 @@ class DatabaseBusy(Exception):
     """No database slot freed up within the wait: the request is refused before touching anything."""
 
 
+class CommitOutcomeUnknown(Exception):
+    """The connection failed during COMMIT: the database may or may not have kept the changes (its
+    acknowledgement was lost). The only case where a refused request may have changed something, so
+    the client is told to look before retrying."""
+
+
 # Errors meaning "the database cannot answer now" (connection refused or lost, timeouts, a full pool),
 # as opposed to errors in what was asked of it (integrity, data), which stay bugs.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (

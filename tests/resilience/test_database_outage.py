@@ -11,7 +11,8 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import exc, make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from bench.faultkit import TcpProxy
 from commerce.access import ApiKey, hash_key
@@ -98,3 +99,22 @@ def test_outage_is_503_once_logged_reads_from_memory_and_recovery(outage, caplog
         key.revoked_at = key.created_at
     time.sleep(0.4)
     assert client.get("/v1/rankings", headers=auth(keys["storefront"])).status_code == 401
+
+
+class AckLostSession(Session):
+    """COMMIT reaches the database, its acknowledgement does not (the connection drops right then)."""
+
+    def commit(self) -> None:
+        super().commit()
+        raise exc.OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+
+
+def test_a_commit_whose_acknowledgement_is_lost_is_flagged_not_passed_off_as_a_refusal(tmp_path, open_client):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}", buyers=1)
+    keys = make_keys(factory, buyers=1)
+    ack_lost = sessionmaker(bind=factory.kw["bind"], class_=AckLostSession, expire_on_commit=False)
+    client = open_client(fault_settings(tmp_path), ack_lost)
+    r = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))
+    assert r.status_code == 503 and r.json()["code"] == "outcome_unknown"
+    assert int(r.headers["retry-after"]) > 0
+    assert invariants(factory)["orders"] == 1  # it was kept: the client was told to look before retrying
