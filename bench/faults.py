@@ -178,7 +178,7 @@ def invariants(url: str, seeded: dict, created_201: int, outcome_unknown: int = 
         "answered_outcome_unknown": outcome_unknown,
         # Orders kept although the client got an error. An order whose COMMIT acknowledgement was lost
         # is told so (503 outcome_unknown); any other is a defect.
-        "client_invisible_commits": orders - created_201 - outcome_unknown,
+        "client_invisible_commits": max(0, orders - created_201 - outcome_unknown),
         "orders_without_201": orders - created_201,
     }
 

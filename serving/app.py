@@ -26,7 +26,13 @@ from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, load_pyfunc_version
 from serving.recommend import Policy
 from serving.refresh import Refreshing
-from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS, DatabaseGate, pool_capacity
+from serving.resilience import (
+    AUTH_CONNECTIONS,
+    BACKGROUND_CONNECTIONS,
+    DatabaseGate,
+    DeadlineStamp,
+    pool_capacity,
+)
 from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.state import ServingState
 
@@ -183,4 +189,5 @@ def create_app(
     app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(DeadlineStamp, gate=db_gate)
     return app

@@ -39,7 +39,7 @@ def _finish(session: Session, commit: bool) -> None:
 
 
 def _deadline(request: Request, state: ServingState) -> float:
-    """The request's one deadline for database slots, set on first use."""
+    """The request's one deadline for database slots (stamped on arrival by DeadlineStamp)."""
     deadline = getattr(request.state, "db_deadline", None)
     if deadline is None:
         deadline = request.state.db_deadline = state.db_gate.deadline()

@@ -42,10 +42,14 @@ class KeyLookups:
         if future is None:
             future = self._waiting[key] = loop.create_future()
             future.add_done_callback(_retrieve)
-        if self._drainer is None or self._drainer.done():
+        queued = self._drainer is not None and not self._drainer.done()
+        if not queued:
             self._drainer = loop.create_task(self._drain())
+        # Uncontended, the query starts at once (bounded by the statement timeout); only a wait behind
+        # lookups in flight is bounded by the request's deadline.
+        wait = max(0.0, deadline - time.monotonic()) if queued else None
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async with asyncio.timeout(wait):
                 return await asyncio.shield(future)
         except TimeoutError:
             raise DatabaseBusy("key lookups did not keep up") from None

@@ -182,11 +182,27 @@ class DatabaseGate:
     async def _slot(self, slots: anyio.Semaphore, deadline: float | None) -> AsyncIterator[None]:
         wait = self.wait_seconds if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            with anyio.fail_after(wait):
-                await slots.acquire()
-        except TimeoutError:
-            raise DatabaseBusy(f"no database slot free within {self.wait_seconds:g} s") from None
+            slots.acquire_nowait()  # a free slot is taken whatever the deadline: only queueing is bounded
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(wait):
+                    await slots.acquire()
+            except TimeoutError:
+                raise DatabaseBusy(f"no database slot free within {self.wait_seconds:g} s") from None
         try:
             yield
         finally:
             slots.release()
+
+
+class DeadlineStamp:
+    """Outermost ASGI middleware: a request's deadline for database slots starts when it arrives, so
+    time spent queued behind a burst on the event loop counts against it too."""
+
+    def __init__(self, app, gate: DatabaseGate):
+        self.app, self.gate = app, gate
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["db_deadline"] = self.gate.deadline()
+        await self.app(scope, receive, send)
