@@ -19,6 +19,7 @@ MODULES = [
     "bench.ab_round2",
     "bench.serving",
     "bench.logistics",
+    "bench.faults",
 ]
 
 

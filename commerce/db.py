@@ -22,10 +22,24 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout so concurrent writers queue."""
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float | None = None,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
+    **kwargs,
+) -> Engine:
+    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout so concurrent writers queue.
+
+    `connect_timeout` and `statement_timeout` (seconds) bound how long a caller can hang on an unreachable
+    or stuck database: on PostgreSQL the statement timeout also ends transactions left idle that long, on
+    SQLite it is the wait for the write lock (30 s when not given). `lock_timeout` (PostgreSQL) bounds
+    one statement's wait for a row lock. Long batch jobs leave them unset.
+    """
     if url.startswith("sqlite"):
-        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        busy_ms = int((statement_timeout or 30) * 1000)
+        kwargs.setdefault("connect_args", {"timeout": busy_ms / 1000, "check_same_thread": False})
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -36,7 +50,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             if ":memory:" not in url:
                 cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -46,7 +60,30 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    if connect_timeout is not None:  # libpq takes whole seconds, at least 2
+        kwargs.setdefault("connect_args", {})["connect_timeout"] = max(2, round(connect_timeout))
+    engine = create_engine(url, **kwargs)
+    timeouts = {
+        name: int(seconds * 1000)
+        for name, seconds in (
+            ("statement_timeout", statement_timeout),
+            ("idle_in_transaction_session_timeout", statement_timeout),
+            ("lock_timeout", lock_timeout),
+        )
+        if seconds is not None
+    }
+    if timeouts and engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _pg_timeouts(dbapi_conn, _record):
+            autocommit = dbapi_conn.autocommit
+            dbapi_conn.autocommit = True
+            with dbapi_conn.cursor() as cur:
+                for name, ms in timeouts.items():
+                    cur.execute(f"SET {name} = {ms}")
+            dbapi_conn.autocommit = autocommit
+
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

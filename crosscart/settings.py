@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     )
     max_open_pending_orders: int = Field(default=5, ge=1, description="Unpaid orders one shopper may hold.")
     pending_sweep_seconds: float = Field(default=60.0, gt=0, description="How often the API expires orders.")
+    db_pool_size: int = Field(
+        default=10, ge=1, description="Requests inside a database transaction at once (API); others wait."
+    )
+    db_wait_seconds: float = Field(default=1.0, description="Longest wait for database slots before 503.")
+    db_connect_timeout_seconds: float = Field(default=3.0, description="Database connect timeout (API).")
+    db_statement_timeout_seconds: float = Field(default=10.0, description="Per-statement timeout (API).")
+    db_lock_timeout_seconds: float = Field(default=0.3, description="Longest wait for a row lock (API).")
+    auth_cache_stale_seconds: float = Field(
+        default=900.0, description="How long a key seen valid keeps working while the database is down."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, description="Failed key checks per client address per minute before 429."
+    )
+    redis_timeout_seconds: float = Field(default=0.25, description="Redis timeout; then local counts.")
+    header_timeout_seconds: float = Field(
+        default=10.0, description="Time to send complete request headers; also the keep-alive idle limit."
+    )
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.db import make_engine, make_session_factory
 from commerce.services.pending import expire_pending_orders
 from crosscart.settings import Settings, get_settings
-from serving import docs_pages, errors
+from serving import deps, docs_pages, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
@@ -27,12 +27,20 @@ from serving.fastpath import RecommendationFastPath
 from serving.field_access import enforce_field_access
 from serving.idempotency import IdempotencyMiddleware
 from serving.idempotency import document as document_idempotency
+from serving.key_lookups import KeyLookups
 from serving.logs import AccessLog, configure_logging
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
-from serving.security import RateLimiter
+from serving.resilience import (
+    AUTH_CONNECTIONS,
+    BACKGROUND_CONNECTIONS,
+    DatabaseGate,
+    DeadlineStamp,
+    pool_capacity,
+)
+from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.state import ServingState
 from serving.tracing import setup_tracing
 from training.delivery import load_delivery_version
@@ -56,6 +64,16 @@ def operation_id(route: APIRoute) -> str:
     """The endpoint function's name (`shopper_recommendations`, `list_orders`): stable and readable in
     generated clients, unlike FastAPI's default of name + path + method."""
     return route.name
+
+
+def _gate(settings: Settings, session_factory: sessionmaker[Session]) -> DatabaseGate:
+    """Request slots: `db_pool_size`, fewer if the engine's pool cannot also serve the key lookups and the
+    background refreshes."""
+    requests = settings.db_pool_size
+    capacity = pool_capacity(session_factory.kw["bind"])
+    if capacity is not None:
+        requests = max(1, min(requests, capacity - AUTH_CONNECTIONS - BACKGROUND_CONNECTIONS))
+    return DatabaseGate(requests, AUTH_CONNECTIONS, settings.db_wait_seconds)
 
 
 def create_app(
@@ -93,7 +111,19 @@ def create_app(
 
     settings = settings or get_settings()
     if session_factory is None:
-        session_factory = make_session_factory(make_engine(settings.resolved_database_url))
+        # Every slot (requests, key lookups, background refreshes) has its connection: no one waits on
+        # the pool, and a pool that is somehow empty fails fast into a 503.
+        engine = make_engine(
+            settings.resolved_database_url,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout=settings.db_statement_timeout_seconds,
+            lock_timeout=settings.db_lock_timeout_seconds,
+            pool_size=settings.db_pool_size + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
+            max_overflow=0,
+            pool_timeout=settings.db_wait_seconds,
+        )
+        session_factory = make_session_factory(engine)
+    db_gate = _gate(settings, session_factory)
     uri = settings.resolved_mlflow_uri
     model_source = model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias)
 
@@ -128,9 +158,13 @@ def create_app(
             settings.model_poll_seconds,
         ),
         limiter=RateLimiter(
-            settings.rate_limit_per_minute, settings.rate_limit_anonymous_per_minute, settings.redis_url
+            settings.rate_limit_per_minute,
+            settings.rate_limit_anonymous_per_minute,
+            settings.redis_url,
+            redis_timeout=settings.redis_timeout_seconds,
         ),
         metrics=Metrics(),
+        db_gate=db_gate,
         policy=policy or Policy(),
         delivery=ModelStore(
             delivery_source
@@ -140,14 +174,24 @@ def create_app(
             settings.delivery_model_name,
             settings.model_poll_seconds,
         ),
+        principals=PrincipalCache(stale_seconds=settings.auth_cache_stale_seconds),
+        auth_failures=FailedAuthThrottle(settings.auth_failures_per_minute),
     )
 
+    state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
     state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        threads = db_gate.ensure_threads()
+        log.info(
+            "database slots: %d requests, %d key lookups; %d worker threads",
+            db_gate.requests,
+            db_gate.auth,
+            threads,
+        )
         if start_background:
             state.start()
         else:
@@ -187,4 +231,5 @@ def create_app(
     setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
     if settings.access_log:
         app.add_middleware(AccessLog)
+    app.add_middleware(DeadlineStamp, gate=db_gate)
     return app

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+from anyio.to_thread import run_sync
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from commerce.db import transaction
-from commerce.services.access import authenticate
+from commerce.services.access import authenticate_many
+from serving.resilience import CommitOutcomeUnknown, DatabaseBusy, is_outage
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
+
+log = logging.getLogger(__name__)
 
 
 async def get_state(request: Request) -> ServingState:
@@ -24,10 +28,47 @@ async def get_state(request: Request) -> ServingState:
 StateDep = Annotated[ServingState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
-    """One transaction per request: committed if the endpoint returns, rolled back if it raises."""
-    with transaction(state.session_factory) as session:
-        yield session
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+def _deadline(request: Request, state: ServingState) -> float:
+    """The request's one deadline for database slots (stamped on arrival by DeadlineStamp)."""
+    deadline = getattr(request.state, "db_deadline", None)
+    if deadline is None:
+        deadline = request.state.db_deadline = state.db_gate.deadline()
+    return deadline
+
+
+async def get_session(request: Request, state: StateDep) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the endpoint returns (and its response validated),
+    rolled back if anything raised. The request first waits, on the event loop, for a database slot
+    (serving.resilience explains why); the commit runs on threads of its own."""
+    async with state.db_gate.request_slot(_deadline(request, state)):
+        session = state.session_factory()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await run_sync(_finish, session, False, limiter=state.db_gate.exit_threads)
+                except Exception:  # the original error is the one to report
+                    log.debug("rollback failed", exc_info=True)
+            raise
+        try:
+            await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            state.db_health.failed(exc)
+            raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc
+        state.db_health.succeeded()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -35,14 +76,53 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cc_...`")
 
 
-def _lookup(state: ServingState, key: str) -> Principal | None:
+def _lookup_many(state: ServingState, keys: list[str]) -> dict[str, Principal]:
     with state.session_factory() as session:
-        found = authenticate(session, key)
-        if found is None:
-            return None
-        return Principal(
-            role=found.role, key_id=found.id, shopper_id=found.shopper_id, merchant_id=found.merchant_id
+        return {
+            plaintext: Principal(
+                role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id
+            )
+            for plaintext, key in authenticate_many(session, keys).items()
+        }
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="unknown or revoked API key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _principal_for_key(request: Request, state: ServingState, key: str, client: str) -> Principal:
+    """Cache first; then, unless this address failed too often, the database (coalesced lookups on slots
+    and threads of their own); a key seen valid before stays valid while the database cannot answer."""
+    hit, principal = state.principals.get(key)
+    if hit and principal is not None:
+        return principal
+    wait = state.auth_failures.retry_after(client)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="too many failed authentication attempts from this address",
+            headers={"Retry-After": str(wait)},
         )
+    if not hit:
+        try:
+            principal = await state.key_lookups.lookup(key, _deadline(request, state))
+        except Exception as exc:
+            stale = state.principals.stale(key) if is_outage(exc) else None
+            if stale is None:
+                raise
+            if not isinstance(exc, DatabaseBusy):
+                state.db_health.failed(exc)
+            return stale
+        state.db_health.succeeded()
+        state.principals.put(key, principal)
+    if principal is None:
+        state.auth_failures.failed(client)
+        raise _unauthorized()
+    return principal
 
 
 async def current_principal(
@@ -50,22 +130,14 @@ async def current_principal(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller (anonymous without a key), after the rate limit; 401 for an unknown key, 429 when over."""
+    """The caller (anonymous without a key), after the rate limit; 401 for an unknown key, 429 when over
+    the rate limit or after too many failed keys from one address."""
     client = request.client.host if request.client else ""
     if credentials is None:
         principal = Principal(role=ANONYMOUS, client=client)
     else:
-        hit, principal = state.principals.get(credentials.credentials)
-        if not hit:
-            principal = await run_in_threadpool(_lookup, state, credentials.credentials)
-            state.principals.put(credentials.credentials, principal)
-        if principal is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="unknown or revoked API key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-    allowed, limit, reset = state.limiter.check(principal)
+        principal = await _principal_for_key(request, state, credentials.credentials, client)
+    allowed, limit, reset = await state.limiter.check(principal)
     if not allowed:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,

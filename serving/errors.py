@@ -15,9 +15,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
+from serving.resilience import (
+    RETRY_AFTER_SECONDS,
+    CommitOutcomeUnknown,
+    DatabaseBusy,
+    is_lock_timeout,
+    is_outage,
+)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:crosscart:problem:"
@@ -100,10 +108,11 @@ def _documented(status: int) -> dict[str, Any]:
     }
 
 
-#: What any /v1 operation can answer (authentication, validation, rate limit, missing resources);
+#: What any /v1 operation can answer (authentication, validation, rate limit, missing resources, the
+#: database unavailable or busy: serving/resilience.py);
 #: state-changing operations add 400 (bad Idempotency-Key), 409 and 413, and a route declares any other
 #: refusal it gives in its own `responses` (`document` turns every one into a problem response).
-COMMON_STATUSES = (401, 403, 404, 422, 429)
+COMMON_STATUSES = (401, 403, 404, 422, 429, 503)
 WRITE_STATUSES = (400, 409, 413)
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 
@@ -150,6 +159,34 @@ def install(app: FastAPI) -> None:
         code = CODE_BY_STATUS.get(exc.status_code, "error")
         return problem_response(exc.status_code, code, str(exc.detail), request.url.path, headers=exc.headers)
 
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
+        a row lock held past `lock_timeout` (busy, not an outage); any other database error is a bug and
+        stays a 500."""
+        path = request.url.path
+        if is_lock_timeout(exc):
+            return _unavailable("the goods or coupon are in demand right now; retry shortly", 1, path)
+        if not is_outage(exc):
+            raise exc
+        request.app.state.serving.db_health.failed(exc)
+        return _unavailable("the database is unavailable; retry shortly", RETRY_AFTER_SECONDS, path)
+
+    @app.exception_handler(CommitOutcomeUnknown)
+    async def commit_outcome_unknown(request: Request, exc: CommitOutcomeUnknown) -> JSONResponse:
+        detail = (
+            "the database connection failed while committing: the change may or may not have been kept; "
+            "read it back (e.g. list the orders) before retrying"
+        )
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return problem_response(503, "outcome_unknown", detail, request.url.path, headers=headers)
+
+    @app.exception_handler(DatabaseBusy)
+    async def database_busy(request: Request, exc: DatabaseBusy) -> JSONResponse:
+        """Every database slot stayed taken: refused before any work, so nothing was changed."""
+        return _unavailable(f"the service is busy ({exc}); retry shortly", 1, request.url.path)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
@@ -159,3 +196,8 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         return problem_response(422, "invalid_request", detail, request.url.path, errors=errors)
+
+
+def _unavailable(detail: str, retry_after: int, instance: str) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)}
+    return problem_response(503, CODE_BY_STATUS[503], detail, instance, headers=headers)

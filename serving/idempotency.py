@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving.errors import send_problem
 
+log = logging.getLogger(__name__)
 HEADER = b"idempotency-key"
 METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 WAIT_SECONDS = 10.0
@@ -99,12 +103,16 @@ class IdempotencyMiddleware:
         except BaseException:
             await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
             raise
-        if status >= 500 or status in NOT_STORED:
-            await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
-        else:
-            await run_in_threadpool(
-                idempotency.complete, self.factory, caller, key_text, status, content_type, b"".join(out)
-            )
+        try:
+            if status >= 500 or status in NOT_STORED:
+                await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+            else:
+                await run_in_threadpool(
+                    idempotency.complete, self.factory, caller, key_text, status, content_type, b"".join(out)
+                )
+        except (DBAPIError, SATimeoutError):
+            # the response is already sent; a retry with this key waits, then gets 409 request_in_progress
+            log.warning("could not store the response of idempotency key %r: database unavailable", key_text)
 
     async def _replay(self, scope, send, caller: str, key: str, claim: idempotency.Claim) -> None:
         if claim.mismatch:

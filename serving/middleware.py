@@ -67,7 +67,7 @@ class Metrics:
             "crosscart_http_request_seconds",
             "HTTP request latency",
             ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5),
             registry=self.registry,
         )
         self.fallbacks = Counter(

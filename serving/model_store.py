@@ -201,6 +201,7 @@ class ModelStore:
         self.warm_up = warm_up
         self.decided = False  # the first check finished: serving a model or, knowingly, the fallback
         self.current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
+        self.broken: tuple[str, str] | None = None  # (version, why) the alias points at but cannot load
         self.swaps = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,8 +209,9 @@ class ModelStore:
     def refresh(self) -> bool:
         """Check the alias and load a new version if it moved; True when the snapshot changed.
 
-        A version that fails to load is not retried until the alias moves again; if nothing was ever
-        loaded the store stays on the popularity fallback with the reason recorded.
+        A version that fails to load (or to warm up) is remembered in `broken` and not downloaded again
+        until the alias moves; if nothing was ever loaded the store stays on the popularity fallback with
+        the reason recorded.
         """
         try:
             return self._refresh()
@@ -228,12 +230,14 @@ class ModelStore:
             return False
         if version is None:
             return self._set_fallback(f"no model registered as {self.name}")
-        if version == self.current.version:
-            return False
+        if version == self.current.version or (self.broken is not None and version == self.broken[0]):
+            return False  # nothing new, or the version already found broken: wait for the alias to move
+        self.broken = None
         try:
             recommender = self.source.load(version)
         except Exception as exc:  # corrupt or missing artifact
             log.error("loading %s version %s failed: %s", self.name, version, exc)
+            self.broken = (version, f"failed to load: {type(exc).__name__}")
             if self.current.recommender is None:
                 self.current = ModelSnapshot(
                     name=self.name,
@@ -249,6 +253,7 @@ class ModelStore:
                 self.warm_up(snapshot)
             except Exception as exc:  # a model that cannot score is as unusable as one that cannot load
                 log.error("warming %s version %s failed: %s", self.name, version, exc)
+                self.broken = (version, f"failed to score: {type(exc).__name__}")
                 return False
         self.current = snapshot
         self.swaps += 1

@@ -1,22 +1,31 @@
 """Who is calling (API keys) and how often they may call (per-key rate limits).
 
-Looking a key up costs a database query, so authenticated principals are cached in-process for a short
-TTL keyed by the key's hash; a revoked key stops working within `AUTH_CACHE_SECONDS`. Rate-limit counters
-live in Redis when configured, so every replica shares them; otherwise in this process.
+Looking a key up costs a database query, so principals are cached in-process by the key's hash, bounded by
+least-recent use (a flood of keys evicts the coldest entries, never the whole cache). An entry is fresh
+for `AUTH_CACHE_SECONDS`, then checked against the database again, so a revocation reaches every replica
+within that time; while the database is unreachable a key seen valid keeps working for up to
+`stale_seconds` (reads are served from memory through an outage). Unknown keys are remembered apart, so
+guessing is neither free nor able to push valid keys out, and failed checks are throttled per client
+address before any lookup. Rate-limit counters live in Redis when configured, so every replica shares
+them, behind a circuit breaker that counts locally while Redis is slow or gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from commerce.services.access import hash_key
 
 log = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 30.0
+AUTH_RETRY_SECONDS = 5.0  # while the database is down, how often one request re-checks a stale key
 ANONYMOUS = "anonymous"
 
 
@@ -35,29 +44,98 @@ class Principal:
         return f"key:{self.key_id}" if self.key_id is not None else f"ip:{self.client}"
 
 
-class PrincipalCache:
-    """key hash -> (Principal or None, expiry). Unknown keys are cached too, so guessing is not free."""
+@dataclass(frozen=True)
+class _Entry:
+    principal: Principal
+    fresh_until: float  # re-check against the database after this
+    valid_until: float  # last confirmed + stale_seconds: never served past this
 
-    def __init__(self, ttl: float = AUTH_CACHE_SECONDS, max_entries: int = 100_000):
-        self.ttl, self.max_entries = ttl, max_entries
-        self._entries: dict[str, tuple[Principal | None, float]] = {}
+
+class PrincipalCache:
+    """key hash -> Principal (LRU, `max_entries`), plus an LRU of unknown or revoked key hashes."""
+
+    def __init__(
+        self,
+        ttl: float = AUTH_CACHE_SECONDS,
+        max_entries: int = 100_000,
+        stale_seconds: float = 900.0,
+        max_unknown: int = 10_000,
+    ):
+        self.ttl, self.stale_seconds = ttl, stale_seconds
+        self._valid: LRUCache[str, _Entry] = LRUCache(max_entries)
+        self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> expiry
         self._lock = threading.Lock()
 
     def get(self, plaintext: str) -> tuple[bool, Principal | None]:
-        hit = self._entries.get(hash_key(plaintext))
-        if hit is None or hit[1] < time.monotonic():
-            return False, None
-        return True, hit[0]
+        """(True, principal) for a fresh valid key, (True, None) for a key known to be unknown or revoked,
+        (False, None) when the database must be asked."""
+        digest, now = hash_key(plaintext), time.monotonic()
+        with self._lock:  # LRUCache reorders on every read
+            entry = self._valid.get(digest)
+            if entry is not None and entry.fresh_until >= now:
+                return True, entry.principal
+            unknown = self._unknown.get(digest)
+        if unknown is not None and unknown >= now:
+            return True, None
+        return False, None
+
+    def stale(self, plaintext: str) -> Principal | None:
+        """A key confirmed valid within `stale_seconds`; the answer while the database cannot be asked.
+        Its next re-check is put off (AUTH_RETRY_SECONDS at most) so an outage costs one attempt per key per
+        interval, not one per request."""
+        digest, now = hash_key(plaintext), time.monotonic()
+        with self._lock:
+            entry = self._valid.get(digest)
+            if entry is None or entry.valid_until < now:
+                return None
+            retry = now + min(self.ttl, AUTH_RETRY_SECONDS)
+            self._valid[digest] = _Entry(entry.principal, retry, entry.valid_until)
+            return entry.principal
 
     def put(self, plaintext: str, principal: Principal | None) -> None:
+        """Record what the database just said about a key."""
+        digest, now = hash_key(plaintext), time.monotonic()
         with self._lock:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[hash_key(plaintext)] = (principal, time.monotonic() + self.ttl)
+            if principal is None:
+                self._valid.pop(digest, None)
+                self._unknown[digest] = now + self.ttl
+            else:
+                self._unknown.pop(digest, None)
+                self._valid[digest] = _Entry(principal, now + self.ttl, now + self.stale_seconds)
 
-    def clear(self) -> None:
+    def discard(self, key_hash: str) -> None:
+        """Forget one key at once (this replica revoked it)."""
         with self._lock:
-            self._entries.clear()
+            self._valid.pop(key_hash, None)
+            self._unknown.pop(key_hash, None)
+
+    def __len__(self) -> int:
+        return len(self._valid)
+
+
+class FailedAuthThrottle:
+    """Failed key checks per client address in one-minute windows (LRU-bounded addresses). Over the limit,
+    an address gets 429 for any key not already cached as valid, before the database is asked."""
+
+    def __init__(self, per_minute: int, max_clients: int = 100_000):
+        self.per_minute = per_minute
+        self._failures: LRUCache[str, tuple[int, int]] = LRUCache(max_clients)  # client -> (window, n)
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until `client` may try unknown keys again; 0 when it may now."""
+        now = time.time()
+        with self._lock:
+            window, count = self._failures.get(client, (-1, 0))
+        if window != int(now // 60) or count < self.per_minute:
+            return 0
+        return int(60 - now % 60) + 1
+
+    def failed(self, client: str) -> None:
+        window = int(time.time() // 60)
+        with self._lock:
+            seen, count = self._failures.get(client, (window, 0))
+            self._failures[client] = (window, count + 1 if seen == window else 1)
 
 
 class MemoryCounter:
@@ -77,26 +155,86 @@ class MemoryCounter:
 
 
 class RedisCounter:
-    """Fixed one-minute windows in Redis, shared by every replica; INCR and EXPIRE in one round trip."""
+    """Fixed one-minute windows in Redis, shared by every replica; INCR and EXPIRE in one round trip.
 
-    def __init__(self, url: str) -> None:
-        import redis
+    Async (redis.asyncio), so a slow Redis never blocks the event loop; the client is made inside the
+    serving loop on first use."""
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    def __init__(self, url: str, timeout: float = 0.25) -> None:
+        import redis.asyncio  # here, not on the event loop: the first import takes a while
 
-    def incr(self, key: str, window: int) -> int:
+        self._module = redis.asyncio
+        self.url, self.timeout = url, timeout
+        self._client = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _redis(self):
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._loop = loop
+            self._client = self._module.Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        return self._client
+
+    async def incr(self, key: str, window: int) -> int:
         name = f"crosscart:rl:{key}:{window}"
-        pipe = self._redis.pipeline()
+        pipe = self._redis().pipeline()
         pipe.incr(name)
         pipe.expire(name, 120)
-        return int(pipe.execute()[0])
+        async with asyncio.timeout(self.timeout):  # also bounds a connect that never completes
+            return int((await pipe.execute())[0])
+
+    async def ping(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self._redis().ping()
+
+
+class CircuitBreaker:
+    """Closed: calls go to the shared store. The first failure opens it: callers fall back at once, and a
+    background task (never a request) retries the store every `retry_seconds` until it answers.
+
+    Hand-written rather than a library's: the breakers on PyPI (pybreaker, aiobreaker, purgatory) retry by
+    letting a live call through half-open, which is exactly the wait a request must not pay here."""
+
+    def __init__(self, name: str, probe, retry_seconds: float = 5.0):
+        self.name, self._probe, self.retry_seconds = name, probe, retry_seconds
+        self.open_since: float | None = None
+        self.trips = 0
+        self._task: asyncio.Task | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.open_since is None
+
+    def trip(self, error: BaseException) -> None:
+        if self.open_since is not None:
+            return
+        self.open_since = time.monotonic()
+        self.trips += 1
+        log.warning("%s unavailable (%s), falling back to local counting", self.name, type(error).__name__)
+        self._task = asyncio.get_running_loop().create_task(self._retry())
+
+    async def _retry(self) -> None:
+        while self.open_since is not None:
+            await asyncio.sleep(self.retry_seconds)
+            try:
+                await self._probe()
+            except Exception:
+                continue
+            log.warning("%s back after %.1f s", self.name, time.monotonic() - self.open_since)
+            self.open_since = None
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 class RateLimiter:
     """Per-principal requests per minute. Roles in `unthrottled` (the storefront by default) pass freely.
 
-    If Redis fails the limiter counts in-process rather than refusing traffic or letting it through
-    uncounted.
+    With Redis slow or down the limiter counts in-process (behind a circuit breaker) rather than refusing
+    traffic, letting it through uncounted, or making requests wait for Redis.
     """
 
     def __init__(
@@ -105,28 +243,38 @@ class RateLimiter:
         anonymous_per_minute: int,
         redis_url: str = "",
         unthrottled: tuple[str, ...] = ("storefront",),
+        redis_timeout: float = 0.25,
+        retry_seconds: float = 5.0,
     ) -> None:
         self.per_minute, self.anonymous_per_minute = per_minute, anonymous_per_minute
         self.unthrottled = unthrottled
         self._memory = MemoryCounter()
-        self._shared = RedisCounter(redis_url) if redis_url else None
+        self._shared = RedisCounter(redis_url, redis_timeout) if redis_url else None
+        self.breaker = CircuitBreaker(
+            "rate-limit store", self._shared.ping if self._shared else None, retry_seconds
+        )
 
     def limit_for(self, principal: Principal) -> int | None:
         if principal.role in self.unthrottled:
             return None
         return self.anonymous_per_minute if principal.role == ANONYMOUS else self.per_minute
 
-    def check(self, principal: Principal) -> tuple[bool, int, int]:
+    async def check(self, principal: Principal) -> tuple[bool, int, int]:
         """(allowed, limit, seconds until the window resets); limit 0 means unlimited."""
         limit = self.limit_for(principal)
         if limit is None:
             return True, 0, 0
         now = time.time()
         window = int(now // 60)
-        counter = self._shared or self._memory
-        try:
-            count = counter.incr(principal.rate_key, window)
-        except Exception as exc:  # Redis down: degrade to local counting
-            log.warning("rate-limit store unavailable, counting locally: %s", exc)
+        count = None
+        if self._shared is not None and self.breaker.closed:
+            try:
+                count = await self._shared.incr(principal.rate_key, window)
+            except Exception as exc:  # Redis down or frozen: count locally until it answers again
+                self.breaker.trip(exc)
+        if count is None:
             count = self._memory.incr(principal.rate_key, window)
         return count <= limit, limit, int(60 - now % 60) + 1
+
+    def stop(self) -> None:
+        self.breaker.stop()

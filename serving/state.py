@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from crosscart.settings import Settings
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
+from serving.key_lookups import KeyLookups
 from serving.middleware import Metrics
 from serving.model_store import ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
-from serving.security import PrincipalCache, RateLimiter
+from serving.resilience import DatabaseGate, DatabaseHealth
+from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class ServingState:
     uplift: ModelStore
     limiter: RateLimiter
     metrics: Metrics
+    db_gate: DatabaseGate
     policy: Policy = field(default_factory=Policy)
     #: delivery-time quantiles; without a registry the quotes use the partners' published day ranges
     delivery: ModelStore = field(default_factory=lambda: ModelStore(None, "delivery"))
@@ -39,6 +42,9 @@ class ServingState:
     # Expires unpaid orders past the payment window (returns their ids); `pending_orders` runs it on a timer.
     sweep_pending: Callable[[], list[int]] | None = None
     pending_orders: Refreshing[list[int]] | None = None
+    auth_failures: FailedAuthThrottle = field(default_factory=lambda: FailedAuthThrottle(30))
+    db_health: DatabaseHealth = field(default_factory=DatabaseHealth)
+    key_lookups: KeyLookups | None = None  # set by create_app (it needs the state itself)
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
@@ -59,6 +65,7 @@ class ServingState:
             self.pending_orders.start()
 
     def stop(self) -> None:
+        self.limiter.stop()
         parts = (self.delivery, self.uplift, self.models, self.aliases, self.experiments, self.catalog)
         for part in (*parts, self.exposures):
             part.stop()

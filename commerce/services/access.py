@@ -71,6 +71,15 @@ def authenticate(session: Session, plaintext: str) -> ApiKey | None:
     return key
 
 
+def authenticate_many(session: Session, plaintexts: list[str]) -> dict[str, ApiKey]:
+    """The live keys among `plaintexts`, by plaintext, in one query however many are asked about."""
+    by_hash = {hash_key(p): p for p in plaintexts if p.startswith(KEY_PREFIX)}
+    if not by_hash:
+        return {}
+    found = session.scalars(select(ApiKey).where(ApiKey.key_hash.in_(list(by_hash))))
+    return {by_hash[key.key_hash]: key for key in found if key.revoked_at is None}
+
+
 def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
     """Revoke a key (kept for audit); None when no such key exists."""
     key = session.get(ApiKey, key_id)

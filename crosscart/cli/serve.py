@@ -14,6 +14,9 @@ def serve(
     """Serve the CrossCart API (settings from CROSSCART_* variables; docs at /docs)."""
     import uvicorn
 
+    from crosscart.settings import get_settings
+    from serving.http import PROTOCOL
+
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
@@ -22,4 +25,6 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        http=PROTOCOL,  # request headers must be complete within the timeout below
+        timeout_keep_alive=max(1, round(get_settings().header_timeout_seconds)),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serving.deps import StateDep
 
@@ -17,11 +19,16 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    database: Literal["up", "unavailable"]
     catalog_products: int | None
     catalog_error: str | None
     model: str
     model_version: str | None
     fallback_reason: str | None
+    model_alias_error: str | None = Field(
+        description="The alias points at a version that cannot be served (the previous model or the "
+        "popularity fallback answers meanwhile); null when it points at what is served."
+    )
     uplift_model_version: str | None
 
 
@@ -33,16 +40,21 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(state: StateDep, response: Response) -> Readiness:
-    """Ready once the catalog snapshot is loaded and the model store has decided what to serve (a model,
-    warmed up, or the popularity fallback with its reason)."""
+    """Ready once the catalog snapshot is loaded, the model store has decided what to serve (a model,
+    warmed up, or the popularity fallback with its reason) and the database answers (checked at most
+    once a second; reads keep being served from memory while it does not)."""
     catalog, model = state.catalog.current, state.models.current
+    database_up = await state.db_health.check(state.session_factory.kw["bind"], state.db_gate)
+    broken = state.models.broken
     body = Readiness(
-        ready=catalog is not None and state.models.decided,
+        ready=catalog is not None and state.models.decided and database_up,
+        database="up" if database_up else "unavailable",
         catalog_products=None if catalog is None else len(catalog),
         catalog_error=state.catalog.last_error,
         model=model.model_label,
         model_version=model.version,
         fallback_reason=model.fallback_reason,
+        model_alias_error=None if broken is None else f"version {broken[0]} {broken[1]}",
         uplift_model_version=state.uplift.current.version,
     )
     if not body.ready:

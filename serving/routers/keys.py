@@ -50,5 +50,5 @@ def revoke_key(key_id: IntId, session: SessionDep, state: StateDep, admin: Admin
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
     audit(session, admin, "api_key.revoked", "api_key", key_id, role=key.role)
-    state.principals.clear()
+    state.principals.discard(key.key_hash)
     return ApiKeyOut.model_validate(key, from_attributes=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -35,23 +36,35 @@ def test_shoppers_and_anonymous_are_throttled_storefront_is_not(make_client, key
 
 def test_redis_counters_are_shared_between_replicas():
     redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/10"
     try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=0.5).ping()
+        redis.Redis.from_url(url, socket_timeout=0.5).ping()
     except redis.exceptions.RedisError:
         pytest.skip("Redis at 127.0.0.1:6379 unreachable")
     import uuid
 
     principal = Principal(role="shopper", key_id=int(uuid.uuid4().int % 10**9), shopper_id="s1")
-    replica_a = RateLimiter(3, 3, "redis://127.0.0.1:6379/0")
-    replica_b = RateLimiter(3, 3, "redis://127.0.0.1:6379/0")
-    results = [limiter.check(principal)[0] for limiter in (replica_a, replica_b, replica_a, replica_b)]
-    assert results == [True, True, True, False]
+    replica_a = RateLimiter(3, 3, url, redis_timeout=2.0)
+    replica_b = RateLimiter(3, 3, url, redis_timeout=2.0)
+
+    async def run():
+        return [(await limiter.check(principal))[0] for limiter in (replica_a, replica_b) * 2]
+
+    assert asyncio.run(run()) == [True, True, True, False]
+    assert replica_a.breaker.closed and replica_b.breaker.closed
 
 
 def test_redis_down_falls_back_to_local_counting():
     limiter = RateLimiter(2, 2, "redis://127.0.0.1:1/0")  # nothing listens on port 1
     principal = Principal(role="shopper", key_id=1)
-    assert [limiter.check(principal)[0] for _ in range(3)] == [True, True, False]
+
+    async def run():
+        results = [(await limiter.check(principal))[0] for _ in range(3)]
+        limiter.stop()
+        return results
+
+    assert asyncio.run(run()) == [True, True, False]
+    assert limiter.breaker.trips == 1  # opened once, then counted locally without asking again
 
 
 def test_body_size_limit(make_client, keys, settings):

@@ -1,0 +1,133 @@
+"""The serving test marketplace on SQLite and PostgreSQL, and an app factory sized for fault tests."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+
+import commerce.all_models  # noqa: F401  (every table on the metadata)
+from commerce.catalog import Stock
+from commerce.coupons import Coupon, CouponRedemption
+from commerce.db import Base, make_engine, make_session_factory, transaction
+from commerce.orders import Order, OrderLine
+from commerce.services import shoppers
+from commerce.services.access import create_api_key
+from commerce.services.coupons import CouponInput, create_coupon
+from crosscart.settings import Settings
+from serving.app import create_app
+from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
+from tests.commerce.conftest import _postgres_ddl, make_id_number
+from tests.serving.conftest import IDENTITY_KEY, ScriptedSource, TinyRecommender, seed_marketplace
+
+POOL_SLOTS = 3  # request slots: small, so a few concurrent requests already queue for them
+
+
+def seeded_factory(
+    url: str, slots: int = POOL_SLOTS, buyers: int = 0, stock: int = 10, lock_timeout: float | None = None
+):
+    """The serving test marketplace (products p01..p12, shoppers s1..s3), a capped coupon, and `buyers`
+    more shoppers b0.. with identities; product p01 has `stock` units."""
+    engine = make_engine(
+        url,
+        pool_size=slots + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
+        max_overflow=0,
+        pool_timeout=5,
+        statement_timeout=20,
+        lock_timeout=lock_timeout,
+    )
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(_postgres_ddl())
+    else:
+        Base.metadata.create_all(engine)
+    factory = make_session_factory(engine)
+    seed_marketplace(factory)
+    with transaction(factory) as s:
+        create_coupon(
+            s,
+            CouponInput(
+                kind="percent_off", value="0.1", cap="5", usage_limit=100, coupon_id="c-capped", min_spend="0"
+            ),
+        )
+        s.execute(update(Stock).where(Stock.product_id == "p01").values(quantity=stock))
+        for i in range(buyers):
+            shoppers.create_shopper(s, f"b{i}", "Shanghai")
+            shoppers.register_identity(
+                s, f"b{i}", f"Buyer {i}", make_id_number(500 + i), identity_key=IDENTITY_KEY
+            )
+    return factory
+
+
+def make_keys(factory, buyers: int = 0) -> dict[str, str]:
+    """Keys for admin, storefront, marketer, s1, s2 and buyers b0.. (by shopper id)."""
+    with transaction(factory) as s:
+        keys = {role: create_api_key(s, role)[1] for role in ("admin", "storefront", "marketer")}
+        for shopper in ["s1", "s2"] + [f"b{i}" for i in range(buyers)]:
+            keys[shopper] = create_api_key(s, "shopper", shopper_id=shopper)[1]
+        return keys
+
+
+def invariants(factory) -> dict[str, object]:
+    """What must hold whatever happened to the requests: stock = initial - paid units is checked by the
+    callers; here reserved units = units on pending orders, coupon uses = redemptions <= limit."""
+    with factory() as s:
+        pending_units = s.scalar(
+            select(func.coalesce(func.sum(OrderLine.quantity), 0))
+            .join(Order, Order.order_id == OrderLine.order_id)
+            .where(Order.status == "pending_payment", OrderLine.product_id == "p01")
+        )
+        stock = s.scalar(select(Stock).where(Stock.product_id == "p01"))
+        coupon = s.get(Coupon, "c-capped")
+        redemptions = s.scalar(
+            select(func.count()).select_from(CouponRedemption).where(CouponRedemption.coupon_id == "c-capped")
+        )
+        orders = s.scalar(select(func.count()).select_from(Order).where(Order.shopper_id.like("b%")))
+        return {
+            "orders": orders,
+            "reserved": stock.reserved,
+            "pending_units": pending_units,
+            "coupon_used": coupon.used,
+            "redemptions": redemptions,
+            "usage_limit": coupon.usage_limit,
+        }
+
+
+def recommender_source() -> ScriptedSource:
+    scores = {f"p{i:02d}": 1.0 - i / 100 for i in range(1, 13)}
+    return ScriptedSource(versions={"1": TinyRecommender(scores, {"s1", "s2"})}, alias="1")
+
+
+def fault_settings(tmp_path, **overrides) -> Settings:
+    values = dict(
+        data_dir=tmp_path,
+        rate_limit_per_minute=100_000,
+        rate_limit_anonymous_per_minute=100_000,
+        identity_key=IDENTITY_KEY,
+        db_pool_size=POOL_SLOTS,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def open_client():
+    clients = []
+
+    def build(settings: Settings, factory, **kwargs) -> TestClient:
+        app = create_app(
+            settings,
+            session_factory=factory,
+            model_source=kwargs.pop("model_source", None) or recommender_source(),
+            uplift_source=ScriptedSource(),
+            start_background=False,
+            **kwargs,
+        )
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -1,0 +1,77 @@
+"""Issue 10 item 4: a frozen Redis (accepts connections, never answers) must not slow the event loop.
+
+The rate-limit counter falls back to local counting after the first timeout (a circuit breaker) and
+retries Redis in the background, never on a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from bench.faultkit import FrozenServer
+from serving.security import CircuitBreaker
+from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
+from tests.serving.conftest import auth
+
+FROZEN_PORT = 18102  # issue 10's port range
+
+
+@pytest.fixture
+def frozen_redis():
+    server = FrozenServer(FROZEN_PORT)
+    yield server
+    server.close()
+
+
+def test_frozen_redis_neither_blocks_health_nor_slows_throttled_calls(tmp_path, open_client, frozen_redis):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    settings = fault_settings(
+        tmp_path, redis_url=f"redis://127.0.0.1:{FROZEN_PORT}/0", redis_timeout_seconds=0.5
+    )
+    client = open_client(settings, factory)
+    marketer = auth(keys["marketer"])  # a throttled role: every call counts in the limiter
+    first = threading.Thread(target=lambda: client.get("/v1/rankings", headers=marketer))
+    first.start()
+    time.sleep(0.1)  # the first throttled call now waits for Redis
+    start = time.perf_counter()
+    assert client.get("/health").status_code == 200
+    health_seconds = time.perf_counter() - start
+    first.join()
+    assert health_seconds < 0.1  # the event loop was free meanwhile
+    assert frozen_redis.connections >= 1
+
+    start = time.perf_counter()
+    statuses = [client.get("/v1/rankings", headers=marketer).status_code for _ in range(20)]
+    per_call = (time.perf_counter() - start) / 20
+    assert statuses == [200] * 20
+    assert per_call < 0.05  # breaker open: counted locally, Redis not asked again
+    limiter = client.app.state.serving.limiter
+    assert not limiter.breaker.closed and limiter.breaker.trips == 1
+
+
+def test_breaker_retries_in_the_background_and_closes_when_the_store_answers():
+    attempts = []
+
+    async def probe():
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise ConnectionError("still down")
+
+    async def run():
+        breaker = CircuitBreaker("store", probe, retry_seconds=0.02)
+        breaker.trip(TimeoutError())
+        assert not breaker.closed
+        for _ in range(100):
+            if breaker.closed:
+                break
+            await asyncio.sleep(0.01)
+        breaker.stop()
+        return breaker
+
+    breaker = asyncio.run(run())
+    assert breaker.closed and len(attempts) == 3 and breaker.trips == 1

@@ -1,0 +1,131 @@
+"""Issue 10 item 5: a broken model version is not retried until the alias moves (and /ready says so),
+the database engine bounds connects and statements, and slow request headers are cut off."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from sqlalchemy import exc, text
+
+from bench.faultkit import FrozenServer
+from commerce.db import make_engine
+from serving.http import PROTOCOL
+from tests.resilience.conftest import (
+    fault_settings,
+    invariants,
+    make_keys,
+    recommender_source,
+    seeded_factory,
+)
+from tests.serving.conftest import TinyRecommender, auth
+
+FROZEN_DB_PORT = 18103
+HTTP_PORT = 18104
+
+
+def test_broken_version_waits_for_the_alias_to_move_and_ready_says_so(tmp_path, open_client):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    source = recommender_source()
+    client = open_client(fault_settings(tmp_path), factory, model_source=source)
+    store = client.app.state.serving.models
+    assert store.current.version == "1" and source.loads == 1
+    assert client.get("/ready").json()["model_alias_error"] is None
+
+    source.alias, source.broken = "2", {"2"}
+    for _ in range(3):
+        store.refresh()
+    assert source.loads == 2  # tried once, not on every poll
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and ready["model_version"] == "1"  # the previous model still serves
+    assert ready["model_alias_error"] == "version 2 failed to load: OSError"
+    assert client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"])).status_code == 200
+
+    source.versions["3"] = TinyRecommender({"p02": 1.0}, {"s1"})
+    source.alias = "3"
+    store.refresh()
+    assert source.loads == 3 and store.current.version == "3"
+    assert client.get("/ready").json()["model_alias_error"] is None
+
+
+def test_statement_timeout_ends_a_hung_query(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("statement timeouts are PostgreSQL's; SQLite's counterpart is the busy timeout")
+    engine = make_engine(database_url, statement_timeout=0.5)
+    start = time.perf_counter()
+    with pytest.raises(exc.OperationalError), engine.connect() as conn:
+        conn.execute(text("SELECT pg_sleep(5)"))
+    assert time.perf_counter() - start < 3
+    engine.dispose()
+
+
+def test_a_row_locked_too_long_is_a_busy_503_not_an_outage(database_url, tmp_path, open_client):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no row locks (BEGIN IMMEDIATE waits for its busy timeout)")
+    factory = seeded_factory(database_url, buyers=1, lock_timeout=0.3)
+    keys = make_keys(factory, buyers=1)
+    client = open_client(fault_settings(tmp_path), factory)
+    holder = factory.kw["bind"].connect()
+    try:
+        holder.execute(text("SELECT quantity FROM stock WHERE product_id = 'p01' FOR UPDATE"))
+        start = time.perf_counter()
+        r = client.post(
+            "/v1/shoppers/b0/orders",
+            json={"lines": [{"product_id": "p01", "quantity": 1}]},
+            headers=auth(keys["b0"]),
+        )
+        assert time.perf_counter() - start < 2
+    finally:
+        holder.rollback()
+        holder.close()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["code"] == "unavailable"
+    assert client.get("/ready").json()["database"] == "up"  # busy, not gone
+    assert invariants(factory)["orders"] == 0
+    factory.kw["bind"].dispose()
+
+
+def test_connect_timeout_gives_up_on_a_server_that_never_answers():
+    server = FrozenServer(FROZEN_DB_PORT)  # accepts the TCP connection, never speaks PostgreSQL
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{FROZEN_DB_PORT}/test", connect_timeout=2)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(exc.OperationalError), engine.connect():
+            pass
+        assert time.perf_counter() - start < 6
+    finally:
+        engine.dispose()
+        server.close()
+
+
+async def _hello(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_connections_that_never_finish_their_headers_are_closed():
+    config = uvicorn.Config(
+        _hello, host="127.0.0.1", port=HTTP_PORT, http=PROTOCOL, timeout_keep_alive=1, log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            start = time.perf_counter()
+            assert sock.recv(100) == b""  # closed by the server
+            assert 0.8 < time.perf_counter() - start < 3
+        with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a prompt client is served
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
