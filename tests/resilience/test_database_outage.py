@@ -15,8 +15,9 @@ from sqlalchemy import exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.faultkit import TcpProxy
-from commerce.access import ApiKey, hash_key
+from commerce.access import ApiKey
 from commerce.db import make_engine, make_session_factory, transaction
+from commerce.services.access import hash_key
 from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
 from tests.resilience.conftest import POOL_SLOTS, fault_settings, invariants, make_keys, seeded_factory
 from tests.serving.conftest import auth
