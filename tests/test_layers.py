@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_packages_import_only_downward_and_library_code_reads_no_settings():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the packages of this checkout, not an installed copy
+    run = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
-         "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        [sys.executable, "-c", run, "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if done.returncode != 0:
