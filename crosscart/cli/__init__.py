@@ -14,6 +14,7 @@ from crosscart.cli import (
     campaign,
     db,
     demo,
+    evaluate_next_basket,
     evaluate_recommender,
     evaluate_uplift,
     experiment,
@@ -46,6 +47,7 @@ app.add_typer(train.app, name="train")
 
 evaluate_app = typer.Typer(help="Offline evaluation of recommenders and uplift models.", no_args_is_help=True)
 evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
+evaluate_app.command("next-basket")(evaluate_next_basket.evaluate_next_basket)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
 app.add_typer(evaluate_app, name="evaluate")
 

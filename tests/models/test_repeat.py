@@ -1,0 +1,137 @@
+"""Repeat-aware baselines against hand-computed values: baskets, personal top-frequency, TIFU-KNN."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from features.interactions import InteractionData, build_interactions
+from models.recommenders import load_recommender, make_recommender
+from models.recommenders.baskets import basket_table
+from models.recommenders.repeat import tifu_user_vectors
+
+T0 = pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def _data(rows: list[tuple], basket: bool = True) -> InteractionData:
+    """(user, item, day[, basket]) rows as interactions, with basket ids on the events."""
+    cols = ["user_id", "item_id", "day", "basket_id"] if basket else ["user_id", "item_id", "day"]
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["ts"] = T0 + pd.to_timedelta(frame.pop("day"), unit="D")
+    data = build_interactions(frame.drop(columns=["basket_id"], errors="ignore"))
+    if basket:
+        import dataclasses
+
+        data = dataclasses.replace(data, events=data.events.assign(basket_id=frame["basket_id"].to_numpy()))
+    return data
+
+
+# u1 buys {a, b}, then {a}, then {c}; u2 buys {a, c} twice; u3 buys {b} then {d}
+ROWS = [
+    ("u1", "a", 0, "o1"), ("u1", "b", 0, "o1"), ("u1", "a", 0, "o1"),  # duplicate row: counts once
+    ("u1", "a", 5, "o2"), ("u1", "c", 9, "o3"),
+    ("u2", "a", 1, "o4"), ("u2", "c", 1, "o4"), ("u2", "a", 4, "o5"), ("u2", "c", 4, "o5"),
+    ("u3", "b", 2, "o6"), ("u3", "d", 6, "o7"),
+]  # fmt: skip
+
+
+def test_basket_table_orders_baskets_and_dedupes_items():
+    data = _data(ROWS)
+    table = basket_table(data)
+    u1 = table[table["u"] == data.user_index["u1"]]
+    items = data.item_ids[u1["i"].to_numpy()].tolist()
+    assert items == ["a", "b", "a", "c"] and u1["b"].tolist() == [0, 0, 1, 2]
+    assert set(u1["n_baskets"]) == {3}
+
+
+def test_without_basket_ids_a_basket_is_one_day_and_returns_are_not_purchases():
+    frame = pd.DataFrame(
+        {"user_id": ["u", "u", "u", "u"], "item_id": ["a", "b", "a", "c"], "value": [1, 1, 1, -1]}
+    )
+    frame["ts"] = T0 + pd.to_timedelta([0.1, 0.5, 3.0, 3.2], unit="D")
+    data = build_interactions(frame)
+    table = basket_table(data)
+    assert data.item_ids[table["i"]].tolist() == ["a", "b", "a"]  # the return of c is no purchase
+    assert table["b"].tolist() == [0, 0, 1]
+
+
+def test_personal_topfreq_decays_by_basket():
+    model = make_recommender("personal-topfreq", basket_decay=0.5).fit(_data(ROWS))
+    ranked = model.recommend(["u1"], n=5, exclude_seen=False)[0]
+    # c: 1 (last basket); a: 0.25 + 0.5; b: 0.25; d was never bought by u1: left out
+    assert [(i, round(s, 6)) for i, s in ranked] == [("c", 1.0), ("a", 0.75), ("b", 0.25)]
+    assert model.recommend(["u1"], n=5)[0] == []  # only past items: nothing once they are excluded
+
+
+def test_gp_topfreq_fills_with_global_basket_frequency():
+    model = make_recommender("gp-topfreq", basket_decay=0.5).fit(_data(ROWS))
+    ranked = [i for i, _ in model.recommend(["u3"], n=4, exclude_seen=False)[0]]
+    # own: d (last), b; then the most frequent in baskets: a (4 baskets), c (3)
+    assert ranked == ["d", "b", "a", "c"]
+    assert [i for i, _ in model.recommend(["u3"], n=2)[0]] == ["a", "c"]
+
+
+def test_tifu_user_vector_by_hand():
+    table = basket_table(_data(ROWS))
+    vectors = tifu_user_vectors(table, (3, 4), n_groups=2, within_decay=0.5, group_decay=0.5)
+    # u1: 3 baskets in 2 groups: {o1, o2} then {o3}. o1: 0.5^1 / 2 * 0.5^1 / 2 = 0.0625,
+    # o2: 1 / 2 * 0.5 / 2 = 0.125, o3: 1 / 1 * 1 / 2 = 0.5
+    np.testing.assert_allclose(vectors[0].toarray().ravel(), [0.1875, 0.0625, 0.5, 0.0])
+    # u3: 2 baskets, 2 groups of one basket each: {b} 1 / 1 * 0.5 / 2 = 0.25, {d} 1 / 2
+    np.testing.assert_allclose(vectors[2].toarray().ravel(), [0.0, 0.25, 0.0, 0.5])
+
+
+def test_tifu_blends_own_vector_with_nearest_neighbours():
+    data = _data(ROWS)
+    model = make_recommender("tifuknn", k=1, n_groups=2, within_decay=0.5, group_decay=0.5, alpha=0.5)
+    model.fit(data)
+    vectors = model.user_vectors_.toarray()
+    distances = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(distances, np.inf)
+    nearest = distances.argmin(axis=1)
+    assert model.neighbors_.ravel().tolist() == nearest.tolist()
+    expected = 0.5 * vectors[0] + 0.5 * vectors[nearest[0]]
+    scores = dict(model.recommend(["u1"], n=4, exclude_seen=False)[0])
+    got = np.array([scores.get(i, 0.0) for i in data.item_ids])
+    with_evidence = expected > 0
+    np.testing.assert_allclose(got[with_evidence], 1.0 + expected[with_evidence])  # fill shifts them
+    assert (got[~with_evidence] < 1.0).all()
+
+
+def test_tifu_round_trips_and_rejects_bad_settings(tmp_path):
+    data = _data(ROWS)
+    model = make_recommender("tifuknn", k=2).fit(data)
+    model.save(tmp_path / "m.joblib")
+    again = load_recommender(tmp_path / "m.joblib")
+    assert again.recommend(["u2"], n=3, exclude_seen=False) == model.recommend(
+        ["u2"], n=3, exclude_seen=False
+    )
+    with pytest.raises(ValueError, match="alpha"):
+        make_recommender("tifuknn", alpha=1.5).fit(data)
+    with pytest.raises(ValueError, match="basket_decay"):
+        make_recommender("personal-topfreq", basket_decay=0).fit(data)
+
+
+@pytest.mark.slow
+def test_tifu_fits_15k_shoppers_by_12k_items_quickly():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 15_000, 12_000
+    n_baskets = rng.integers(2, 30, n_users)
+    owner = np.repeat(np.arange(n_users), n_baskets)
+    size = rng.integers(1, 15, len(owner))
+    user, basket = np.repeat(owner, size), np.repeat(np.arange(len(owner)), size)
+    item = (rng.zipf(1.3, len(user)) - 1) % n_items
+    matrix = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)), shape=(n_users, n_items))
+    events = pd.DataFrame({"user_id": user.astype(str), "item_id": item.astype(str), "basket_id": basket})
+    events["ts"] = T0 + pd.to_timedelta(basket, unit="h")
+    ids = np.arange(n_users).astype(str)
+    data = InteractionData(
+        matrix=matrix, user_ids=ids, item_ids=np.arange(n_items).astype(str), events=events
+    )
+    started = time.perf_counter()
+    make_recommender("tifuknn", n_jobs=2).fit(data)
+    assert time.perf_counter() - started < 30
