@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.interactions import InteractionData
+from features.interactions import InteractionData, encode_ids
 
 
 def basket_table(data: InteractionData) -> pd.DataFrame:
@@ -43,27 +43,50 @@ def basket_table(data: InteractionData) -> pd.DataFrame:
             frame["t"] = since.dt.total_seconds().to_numpy() / 86400.0
         else:
             frame["t"] = np.nan
-        if "basket_id" in events.columns:
-            frame["key"] = events["basket_id"][keep].astype(str).to_numpy()
+        if "basket_id" in events.columns:  # codes in id order: the last tie-break
+            frame["key"] = encode_ids(events["basket_id"][keep].astype(str))[0]
             if "basket_seq" in events.columns:
                 frame["seq"] = events["basket_seq"][keep].to_numpy(dtype=np.int64)
         elif has_ts:
-            frame["key"] = np.floor(frame["t"].to_numpy())
+            frame["key"] = np.floor(frame["t"].fillna(-1.0).to_numpy()).astype(np.int64)
         else:
             frame["key"] = 0
     if frame.empty:
         return pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("u", "b", "i", "n_baskets")}).assign(
             day=np.array([], dtype=float)
         )
-    # one row per basket: its start time and order key, then its position in the user's history
-    baskets = frame.groupby(["u", "key"], sort=False).agg(
-        day=("t", "min"), **({"seq": ("seq", "min")} if "seq" in frame.columns else {})
+    # one row per basket (integer codes, no string grouping): its start time and order key
+    u = frame["u"].to_numpy()
+    key = frame["key"].to_numpy(dtype=np.int64)
+    basket = np.unique(u * (key.max() + 2) + key + 1, return_inverse=True)[1]
+    n = int(basket.max()) + 1
+    t = frame["t"].to_numpy(dtype=float)
+    day = np.full(n, np.inf)
+    np.fmin.at(day, basket, np.where(np.isnan(t), np.inf, t))
+    seq = np.zeros(n, dtype=np.int64)
+    if "seq" in frame.columns:
+        seq = np.full(n, np.iinfo(np.int64).max)
+        np.minimum.at(seq, basket, frame["seq"].to_numpy())
+    owner = np.zeros(n, dtype=np.int64)
+    owner[basket] = u
+    bkey = np.zeros(n, dtype=np.int64)
+    bkey[basket] = key
+    order = np.lexsort((bkey, seq, day, owner))  # by user, then time (missing last), seq, id
+    starts = np.r_[0, np.flatnonzero(np.diff(owner[order])) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n) - np.repeat(starts, sizes)
+    count = np.empty(n, dtype=np.int64)
+    count[order] = np.repeat(sizes, sizes)
+    day[np.isinf(day)] = np.nan
+    table = pd.DataFrame(
+        {
+            "u": u,
+            "b": position[basket],
+            "i": frame["i"].to_numpy(),
+            "n_baskets": count[basket],
+            "day": day[basket],
+        }
     )
-    baskets = baskets.reset_index()
-    order = ["u", "day", *(["seq"] if "seq" in baskets.columns else []), "key"]
-    baskets = baskets.sort_values(order, kind="stable", na_position="last")
-    baskets["b"] = baskets.groupby("u", sort=False).cumcount()
-    baskets["n_baskets"] = baskets.groupby("u", sort=False)["b"].transform("size")
-    table = frame[["u", "key", "i"]].merge(baskets[["u", "key", "b", "n_baskets", "day"]], on=["u", "key"])
-    table = table.drop(columns="key").drop_duplicates(["u", "b", "i"])
-    return table.sort_values(["u", "b", "i"], kind="stable").reset_index(drop=True)
+    table = table.iloc[np.lexsort((table["i"].to_numpy(), table["b"].to_numpy(), u))]
+    return table.drop_duplicates(["u", "b", "i"]).reset_index(drop=True)
