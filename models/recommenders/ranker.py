@@ -69,8 +69,9 @@ def _subset(data: InteractionData, matrix: sp.csr_matrix) -> InteractionData:
     )
 
 
-def _context(data: InteractionData, matrix: sp.csr_matrix) -> dict:
-    """Per-user and per-item statistics the pair features are read from (numpy arrays only)."""
+def _context(data: InteractionData, matrix: sp.csr_matrix, repeats: bool = False) -> dict:
+    """Per-user and per-item statistics the pair features are read from (numpy arrays only); with
+    `repeats`, the repurchase-cycle statistics too."""
     n_users, n_items = matrix.shape
     binary = matrix.copy()
     binary.data[:] = 1.0
@@ -162,7 +163,8 @@ def _context(data: InteractionData, matrix: sp.csr_matrix) -> dict:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ctx[f"lift_{col}"] = share / overall
             ctx[f"group_{col}"] = codes
-    ctx.update(repurchase_context(data, matrix.shape))
+    if repeats:
+        ctx.update(repurchase_context(data, matrix.shape))
     return ctx
 
 
@@ -313,6 +315,7 @@ class TwoStageRanker(MatrixRecommender):
         if self.holdout_by not in _HOLDOUTS:
             raise ValueError(f"holdout_by must be one of {_HOLDOUTS}, got {self.holdout_by!r}")
         by_time = self.holdout_by == "time" or (self.holdout_by == "auto" and _has_repeats(data))
+        self.repeats_ = bool(by_time)
         rng = np.random.default_rng(self.random_state)
         folds = _time_folds(data, matrix.shape, self) if by_time else _random_folds(data, matrix, self, rng)
         frames = []
@@ -346,10 +349,9 @@ class TwoStageRanker(MatrixRecommender):
         self.booster_ = model.booster_
         self.feature_names_ = features
         self.train_pairs_ = int(len(frame))
-        self.repeats_ = bool(by_time)
         # serving state: base models and statistics from ALL training interactions
         self.base_models_ = [m.fit(data) for m in self._make_bases()]
-        self.context_ = _context(data, matrix)
+        self.context_ = _context(data, matrix, self.repeats_)
 
     def _training_frame(
         self,
@@ -361,7 +363,7 @@ class TwoStageRanker(MatrixRecommender):
     ) -> pd.DataFrame:
         """Candidates and labels for one held-out share: base models see only the rest."""
         bases = [m.fit(inner_data) for m in self._make_bases()]
-        ctx = _context(inner_data, inner)
+        ctx = _context(inner_data, inner, self.repeats_)
         ctx["user_act"] = ctx["user_act"] / (1.0 - self.holdout)  # on the scale seen at serving time
         users = np.intersect1d(label.tocoo().row, np.flatnonzero(np.diff(inner.indptr)))  # known then
         if len(users) > self.max_train_users:
