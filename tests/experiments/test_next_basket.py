@@ -134,3 +134,20 @@ def test_cli_prints_one_json_object_per_model(tmp_path):
     assert lines[1]["phr@10"] == 1.0 and lines[1]["repeat_recall@10"] == 1.0
     bad = CliRunner().invoke(app, ["evaluate", "next-basket", "--data", f"events:{path}", "--split", "x"])
     assert bad.exit_code == 2
+
+
+def test_generated_marketplace_baskets_are_checkout_sessions(tmp_path):
+    from features.synth import generate_marketplace
+
+    generate_marketplace(tmp_path / "m", "tiny", seed=3)
+    dataset = load_basket_data(f"synthetic:{tmp_path / 'm'}")
+    raw = pd.read_parquet(tmp_path / "m" / "events")
+    purchases = raw[raw["event_type"] == "purchase"]
+    assert len(dataset.events) == len(purchases)
+    assert dataset.events["basket_id"].nunique() == purchases["session_id"].nunique()
+    setup = prepare_next_basket(dataset, "last-basket:0.2:1")
+    assert setup.targets and dataset.item_features is not None
+    for user, target in setup.targets.items():  # the target is the user's last session's purchases
+        mine = purchases[purchases["shopper_id"] == user]
+        last = mine.loc[mine["ts"].idxmax(), "session_id"]
+        assert target == set(mine.loc[mine["session_id"] == last, "product_id"])

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 from features.interactions import InteractionData, build_interactions
 from models.recommenders import load_recommender, make_recommender
@@ -114,27 +111,6 @@ def test_tifu_round_trips_and_rejects_bad_settings(tmp_path):
         make_recommender("tifuknn", alpha=1.5).fit(data)
     with pytest.raises(ValueError, match="basket_decay"):
         make_recommender("personal-topfreq", basket_decay=0).fit(data)
-
-
-@pytest.mark.slow
-def test_tifu_fits_15k_shoppers_by_12k_items_quickly():
-    rng = np.random.default_rng(0)
-    n_users, n_items = 15_000, 12_000
-    n_baskets = rng.integers(2, 30, n_users)
-    owner = np.repeat(np.arange(n_users), n_baskets)
-    size = rng.integers(1, 15, len(owner))
-    user, basket = np.repeat(owner, size), np.repeat(np.arange(len(owner)), size)
-    item = (rng.zipf(1.3, len(user)) - 1) % n_items
-    matrix = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)), shape=(n_users, n_items))
-    events = pd.DataFrame({"user_id": user.astype(str), "item_id": item.astype(str), "basket_id": basket})
-    events["ts"] = T0 + pd.to_timedelta(basket, unit="h")
-    ids = np.arange(n_users).astype(str)
-    data = InteractionData(
-        matrix=matrix, user_ids=ids, item_ids=np.arange(n_items).astype(str), events=events
-    )
-    started = time.perf_counter()
-    make_recommender("tifuknn", n_jobs=2).fit(data)
-    assert time.perf_counter() - started < 30
 
 
 def test_repurchase_features_by_hand():
