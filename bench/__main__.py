@@ -20,6 +20,7 @@ MODULES = [
     "bench.serving",
     "bench.logistics",
     "bench.faults",
+    "bench.next_basket",
 ]
 
 

@@ -75,6 +75,7 @@ def load_events(
     value_col: str | None = None,
     sep: str = ",",
     time_format: str | None = None,
+    basket_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read a CSV or Parquet event file (or Parquet directory) with the given column names.
 
@@ -86,7 +87,7 @@ def load_events(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no event file at {path}")
-    wanted = [c for c in (user_col, item_col, time_col, event_col, value_col) if c]
+    wanted = [c for c in (user_col, item_col, time_col, event_col, value_col, basket_col) if c]
     if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
         import pyarrow.parquet as pq
 
@@ -99,7 +100,7 @@ def load_events(
         raw, broken = _read_text_table(path, sep=sep, columns=wanted)
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
-        event_col=event_col, value_col=value_col, time_format=time_format,
+        event_col=event_col, value_col=value_col, time_format=time_format, basket_col=basket_col,
     )  # fmt: skip
     report.add_unparsed(broken)
     return events, report
@@ -168,8 +169,11 @@ def clean_events(
     event_col: str | None = None,
     value_col: str | None = None,
     time_format: str | None = None,
+    basket_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Validate and normalise an events frame; drop bad rows and count them by reason."""
+    """Validate and normalise an events frame; drop bad rows and count them by reason.
+
+    `basket_col` (an order or transaction id) becomes the string column `basket_id`."""
     report = LoadReport(source=source, rows_read=len(raw))
     user = _ids(raw[user_col])
     item = _ids(raw[item_col])
@@ -201,6 +205,12 @@ def clean_events(
         if negative:
             report.notes["negative value (returns)"] = negative
         out["value"] = value
+    if basket_col:
+        basket = _ids(raw[basket_col])
+        bad_basket = basket.isna() & ~bad
+        report.add_dropped("missing basket id", int(bad_basket.sum()))
+        bad |= bad_basket
+        out["basket_id"] = basket
     events = pd.DataFrame(out)[~bad.to_numpy()].reset_index(drop=True)
     return events, report
 

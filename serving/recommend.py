@@ -3,7 +3,11 @@
 Order of work for one page: model candidates (or, for a product or cart context, items similar to the seeds),
 filtered by eligibility and the request's filters, past purchases removed unless the category is
 repurchasable, per-merchant and per-category caps, the rest filled from popularity, then sponsored products
-placed at fixed positions when relevant to the shopper.
+placed at fixed positions when relevant to the shopper. A model pick's reason says whether the shopper
+bought it before (`ranker:repeat`) or not (`ranker:new`).
+
+The "buy again" list (`buy_again`) holds only the shopper's own repurchasable past purchases, in the
+order of the model's scores for them (its predicted need), then the rest by store-wide popularity.
 """
 
 from __future__ import annotations
@@ -147,7 +151,8 @@ def recommend(
     mask = allowed_mask(catalog, shopper_id, category=category, fulfillment=fulfillment, exclude=seeds)
     page = _Composer(catalog, mask, policy, cap_category=category is None)
     label = model.model_label
-    reason = label if not seeds else f"{label}:similar"
+    bought = catalog.purchased.get(shopper_id) if not seeds else None
+    before = set(bought.tolist()) if bought is not None else set()
     with _tracer.start_as_current_span(
         "model.score", attributes={"model": label, "model.version": model.version or ""}
     ):
@@ -156,6 +161,7 @@ def recommend(
         if len(page.picks) >= n:
             break
         if page.fits(pos):
+            reason = f"{label}:similar" if seeds else f"{label}:repeat" if pos in before else f"{label}:new"
             page.add(Pick(pos, score, reason=reason))
     if len(page.picks) < n:
         fill = mask if fill_category is None else mask & catalog.category_mask(fill_category)
@@ -196,3 +202,50 @@ def _place_sponsored(
         if pos is None:
             break
         page.add(Pick(pos, 0.0, reason="sponsored", sponsored=True), at=slot)
+
+
+def buy_again(
+    catalog: CatalogSnapshot,
+    model: ModelSnapshot,
+    shopper_id: str,
+    n: int = 10,
+    *,
+    category: str | None = None,
+    fulfillment: str | None = None,
+) -> Page:
+    """Up to `n` of the shopper's past purchases that can be bought again, most needed first.
+
+    The model scores only these items (`recommend(..., exclude_seen=False, candidates=...)`); items it
+    cannot score follow by 30-day popularity, with reason `history`."""
+    bought = catalog.purchased.get(shopper_id)
+    picks: list[Pick] = []
+    if bought is not None and len(bought):
+        mask = catalog.filter_mask(category=category, fulfillment=fulfillment) & catalog.repurchasable
+        own = bought[mask[bought]]
+        label = model.model_label
+        if model.recommender is not None and len(own):
+            ranked = model.recommender.recommend(
+                [shopper_id],
+                n=len(own),
+                exclude_seen=False,
+                candidates=set(catalog.product_ids[own].tolist()),
+            )[0]
+            positions = catalog.positions(np.array([item for item, _ in ranked], dtype=object))
+            allowed = set(own.tolist())
+            for pos, (_, score) in zip(positions.tolist(), ranked, strict=True):
+                if pos in allowed and len(picks) < n:
+                    picks.append(Pick(pos, float(score), reason=f"{label}:repeat"))
+                    allowed.discard(pos)
+        taken = {p.position for p in picks}
+        rest = sorted(
+            (p for p in own.tolist() if p not in taken), key=lambda p: -catalog.popularity["30d"][p]
+        )
+        for pos in rest[: max(n - len(picks), 0)]:
+            picks.append(Pick(pos, float(catalog.popularity["30d"][pos]), reason="history"))
+    return Page(
+        picks=picks,
+        model=model.model_label,
+        model_version=model.version,
+        fallback=model.recommender is None,
+        fallback_reason=model.fallback_reason,
+    )

@@ -7,8 +7,12 @@ Choices for real marketplace data:
   the model returns; the `Recommender` contract returns nothing for unknown users, and a user with an
   empty list is not scored (Recommenders' inner join). `n_cold_users` says how many there were.
 - Test items the user already had in train (repeat purchases) are not relevant: seen items are
-  excluded from the lists, so they could never be hit. Test rows with a negative value (returns) are
-  not relevant either. Test items never seen in training stay relevant (they count against recall).
+  excluded from the lists, so they could never be hit. With `include_seen` (for repeat-heavy retail:
+  groceries, cosmetics, formula) they are relevant and the lists keep seen items; the metrics are then
+  also reported on the repeat part and the explore part of each user's test items
+  (`repeat_ndcg@10`, `explore_recall@10`, ...; see `experiments.repeat_metrics`). Test rows with a
+  negative value (returns) are not relevant either. Test items never seen in training stay relevant
+  (they count against recall).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from experiments import metrics
+from experiments.repeat_metrics import split_ranking_metrics
 from experiments.splits import split_events
 from features.interactions import InteractionData, build_interactions
 from features.loaders import LoadReport, load_events, load_movielens, load_movielens_items, load_synthetic
@@ -49,6 +54,8 @@ class EvaluationSetup:
     relevant: dict[str, set[str]]
     n_cold_users: int
     n_test_pairs_seen: int
+    include_seen: bool = False
+    history: dict[str, set[str]] | None = None  # with include_seen: each test user's train items
 
 
 def load_dataset(
@@ -89,8 +96,10 @@ def prepare(
     *,
     event_weights: Mapping[str, float] | None = None,
     half_life_days: float | None = None,
+    include_seen: bool = False,
 ) -> EvaluationSetup:
-    """Split the events and build the train interactions and the test relevance sets."""
+    """Split the events and build the train interactions and the test relevance sets (with
+    `include_seen`, repeats of train items stay relevant)."""
     if dataset.events.empty:
         raise ValueError(f"no usable events in {dataset.report.source}")
     train_events, test_events = split_events(dataset.events, split)
@@ -110,10 +119,20 @@ def prepare(
     seen = pd.DataFrame({"user_id": train.user_ids[nonzero.row], "item_id": train.item_ids[nonzero.col]})
     marked = test_pairs.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
     fresh = marked[marked["_merge"] == "left_only"]
-    relevant = {user: set(items) for user, items in fresh.groupby("user_id", sort=True)["item_id"]}
+    kept = test_pairs if include_seen else fresh
+    relevant = {user: set(items) for user, items in kept.groupby("user_id", sort=True)["item_id"]}
     n_cold = sum(1 for user in relevant if user not in train.user_index)
+    history = None
+    if include_seen:
+        seen = seen[seen["user_id"].isin(relevant)]
+        history = {user: set(items) for user, items in seen.groupby("user_id", sort=True)["item_id"]}
     return EvaluationSetup(
-        train=train, relevant=relevant, n_cold_users=n_cold, n_test_pairs_seen=len(test_pairs) - len(fresh)
+        train=train,
+        relevant=relevant,
+        n_cold_users=n_cold,
+        n_test_pairs_seen=len(test_pairs) - len(fresh),
+        include_seen=include_seen,
+        history=history,
     )
 
 
@@ -126,7 +145,7 @@ def evaluate_model(model: Recommender, setup: EvaluationSetup, k: int = 10, name
 
     users = list(setup.relevant)
     started = time.perf_counter()
-    ranked = model.recommend(users, n=k, exclude_seen=True)
+    ranked = model.recommend(users, n=k, exclude_seen=not setup.include_seen)
     predict_seconds = time.perf_counter() - started
     if len(ranked) != len(users):
         raise ValueError(
@@ -145,6 +164,8 @@ def evaluate_model(model: Recommender, setup: EvaluationSetup, k: int = 10, name
     vectors, index, basis = _diversity_vectors(train, scored)
     row = {"model": name or getattr(model, "name", type(model).__name__), "k": k}
     row.update(metrics.ranking_metrics(scored, setup.relevant, k))
+    if setup.include_seen:
+        row.update(split_ranking_metrics(scored, setup.relevant, setup.history or {}, k))
     row.update(
         coverage=metrics.catalog_coverage(scored, len(catalog), k),
         novelty=metrics.novelty(scored, item_counts, train.n_users, k),

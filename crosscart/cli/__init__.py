@@ -16,6 +16,7 @@ from crosscart.cli import (
     demo,
     doctor,
     evaluate_forecast,
+    evaluate_next_basket,
     evaluate_recommender,
     evaluate_uplift,
     experiment,
@@ -53,6 +54,7 @@ evaluate_app = typer.Typer(
     help="Offline evaluation of recommenders, uplift models and demand forecasters.", no_args_is_help=True
 )
 evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
+evaluate_app.command("next-basket")(evaluate_next_basket.evaluate_next_basket)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
 evaluate_app.command("forecast")(evaluate_forecast.evaluate_forecast)
 app.add_typer(evaluate_app, name="evaluate")

@@ -34,8 +34,15 @@ def evaluate_recommender(
         None, help="Training weight per event type, e.g. view=1,cart=3,purchase=5 (default: built-in)."
     ),
     half_life_days: float | None = typer.Option(None, help="Time-decay half-life of training weights."),
+    include_seen: bool = typer.Option(
+        False,
+        "--include-seen",
+        help="Keep items the shopper had in train as recommendations and targets (repeat purchases);"
+        " metrics are also split into repeat_* and explore_* parts.",
+    ),
 ) -> None:
-    """Split the data, fit each model on train, score top-k lists on test (seen items excluded).
+    """Split the data, fit each model on train, score top-k lists on test (seen items excluded unless
+    --include-seen).
 
     Cold test users get whatever the model returns (an empty list is not scored).
 
@@ -59,12 +66,18 @@ def evaluate_recommender(
             value_col=value_col, time_format=time_format,
         )  # fmt: skip
         typer.echo(dataset.report.summary(), err=True)
-        setup = prepare(dataset, split, event_weights=event_weights, half_life_days=half_life_days)
+        setup = prepare(
+            dataset,
+            split,
+            event_weights=event_weights,
+            half_life_days=half_life_days,
+            include_seen=include_seen,
+        )
         train = setup.train
         typer.echo(
             f"train: {train.n_users} users x {train.n_items} items, {train.matrix.nnz} pairs;"
             f" test users: {len(setup.relevant)} ({setup.n_cold_users} cold);"
-            f" repeat test pairs not relevant: {setup.n_test_pairs_seen}",
+            f" repeat test pairs {'relevant' if include_seen else 'not relevant'}: {setup.n_test_pairs_seen}",
             err=True,
         )
         rows = []
@@ -81,7 +94,7 @@ def evaluate_recommender(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if not json_lines:
-        _print_table(rows, k, file=sys.stdout)
+        _print_table(rows, k, file=sys.stdout, include_seen=include_seen)
 
 
 def _parse_weights(text: str) -> dict[str, float]:
@@ -97,7 +110,7 @@ def _parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _print_table(rows: list[dict], k: int, file) -> None:
+def _print_table(rows: list[dict], k: int, file, include_seen: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -105,7 +118,9 @@ def _print_table(rows: list[dict], k: int, file) -> None:
         "map", f"ndcg@{k}", f"precision@{k}", f"recall@{k}", f"hit_rate@{k}", f"mrr@{k}", "coverage",
         "novelty", "diversity", "popularity_percentile", "n_users", "fit_seconds", "predict_seconds",
     ]  # fmt: skip
-    table = Table(title=f"Recommenders at k={k}")
+    if include_seen:
+        columns[5:5] = [f"{part}_{m}@{k}" for part in ("repeat", "explore") for m in ("ndcg", "recall")]
+    table = Table(title=f"Recommenders at k={k}" + (" (seen items included)" if include_seen else ""))
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")

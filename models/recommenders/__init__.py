@@ -17,6 +17,7 @@ from models.recommenders.factorization import ALSRecommender, BPRRecommender
 from models.recommenders.itemknn import ItemKNNRecommender
 from models.recommenders.popularity import PopularityRecommender, TrendingRecommender
 from models.recommenders.ranker import TwoStageRanker
+from models.recommenders.repeat import GPTopFreqRecommender, PersonalTopFreqRecommender, TIFUKNNRecommender
 
 REGISTRY: dict[str, type[Recommender]] = {
     "popularity": PopularityRecommender,
@@ -28,6 +29,9 @@ REGISTRY: dict[str, type[Recommender]] = {
     "ranker": TwoStageRanker,
     "content": ContentRecommender,
     "coldstart": ColdStartRecommender,
+    "personal-topfreq": PersonalTopFreqRecommender,
+    "gp-topfreq": GPTopFreqRecommender,
+    "tifuknn": TIFUKNNRecommender,
 }
 
 

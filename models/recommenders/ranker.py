@@ -13,6 +13,12 @@ item's lift within the shopper's region / segment).
 No leakage: `fit` holds out `n_folds` disjoint `holdout` shares of the training interactions; for each,
 the base models are fitted on the rest and the held-out part labels the candidate pools. The ranker
 learns from all folds; only then are the base models refitted on all the training data for serving.
+
+Repeat purchases: when shoppers buy the same item again (groceries, cosmetics, formula) the held-out
+shares are the latest `holdout` shares of time instead of random pairs (`holdout_by="auto"`), each
+shopper's pool also holds up to `repeat_candidates` of their own past items, and repurchase-cycle
+features (`models.recommenders.repurchase`) describe each pair, so one model decides between buying
+again and exploring. Such a model ranks past items too wherever seen items are allowed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import scipy.sparse as sp
 from features.interactions import InteractionData
 from models.recommenders.base import Ranked
 from models.recommenders.common import MatrixRecommender, top_n
+from models.recommenders.repurchase import repurchase_context, repurchase_features
 
 _DAY = 86400.0
 _CATEGORICAL_ITEM_COLUMNS = ("category_id", "brand", "origin_country", "merchant_id", "fulfillment")
@@ -37,6 +44,7 @@ DEFAULT_BASE_MODELS = ("ease", "als", "itemknn", "popularity")
 # LightGBM's listwise objectives. XE-NDCG (Bruch 2021) beat LambdaRank on MovieLens 100K with three
 # seeds (nDCG@10 0.504 vs 0.499 on average) and fits in two thirds of the time.
 _OBJECTIVES = ("rank_xendcg", "lambdarank")
+_HOLDOUTS = ("auto", "random", "time")
 # inside the ranker, cosine item-kNN adds more than the BM25 variant that is best on its own
 DEFAULT_BASE_PARAMS = {"itemknn": {"weighting": "cosine", "k": 100}}
 
@@ -61,8 +69,9 @@ def _subset(data: InteractionData, matrix: sp.csr_matrix) -> InteractionData:
     )
 
 
-def _context(data: InteractionData, matrix: sp.csr_matrix) -> dict:
-    """Per-user and per-item statistics the pair features are read from (numpy arrays only)."""
+def _context(data: InteractionData, matrix: sp.csr_matrix, repeats: bool = False) -> dict:
+    """Per-user and per-item statistics the pair features are read from (numpy arrays only); with
+    `repeats`, the repurchase-cycle statistics too."""
     n_users, n_items = matrix.shape
     binary = matrix.copy()
     binary.data[:] = 1.0
@@ -154,6 +163,8 @@ def _context(data: InteractionData, matrix: sp.csr_matrix) -> dict:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ctx[f"lift_{col}"] = share / overall
             ctx[f"group_{col}"] = codes
+    if repeats:
+        ctx.update(repurchase_context(data, matrix.shape))
     return ctx
 
 
@@ -219,6 +230,7 @@ def _pair_features(ctx: dict, u: np.ndarray, i: np.ndarray, window_pad_days: flo
         lift = np.full(len(u), np.nan)
         lift[ok] = ctx[f"lift_{col}"][g[ok], i[ok]]
         f[f"lift_{col}"] = lift
+    f.update(repurchase_features(ctx, u, i))
     return f
 
 
@@ -230,7 +242,9 @@ class TwoStageRanker(MatrixRecommender):
     `base_models`: names accepted by `make_recommender`; `base_params`: {name: params} replacing a
     model's ranker defaults (`DEFAULT_BASE_PARAMS`) or its own defaults.
     `n_candidates`: items each base model proposes per shopper. `holdout`: share of the training
-    interactions used to label candidates while learning the ranker.
+    interactions used to label candidates while learning the ranker. `holdout_by`: "random" pairs,
+    the latest "time", or "auto" (time when the data has timestamps and repeat purchases).
+    `repeat_candidates`: own past items added to a shopper's pool when seen items are allowed.
     """
 
     name = "ranker"
@@ -242,6 +256,8 @@ class TwoStageRanker(MatrixRecommender):
         n_candidates: int = 50,
         holdout: float = 0.2,
         n_folds: int = 2,
+        holdout_by: str = "auto",
+        repeat_candidates: int = 30,
         objective: str = "rank_xendcg",
         n_estimators: int = 300,
         learning_rate: float = 0.03,
@@ -257,6 +273,8 @@ class TwoStageRanker(MatrixRecommender):
         self.n_candidates = n_candidates
         self.holdout = holdout
         self.n_folds = n_folds
+        self.holdout_by = holdout_by
+        self.repeat_candidates = repeat_candidates
         self.objective = objective
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -294,18 +312,15 @@ class TwoStageRanker(MatrixRecommender):
             raise ValueError(f"objective must be one of {_OBJECTIVES}, got {self.objective!r}")
         if not 1 <= self.n_folds <= int(1.0 / self.holdout):
             raise ValueError(f"n_folds must be in [1, 1/holdout], got {self.n_folds}")
+        if self.holdout_by not in _HOLDOUTS:
+            raise ValueError(f"holdout_by must be one of {_HOLDOUTS}, got {self.holdout_by!r}")
+        by_time = self.holdout_by == "time" or (self.holdout_by == "auto" and _has_repeats(data))
+        self.repeats_ = bool(by_time)
         rng = np.random.default_rng(self.random_state)
-        coo = matrix.tocoo()
-        # disjoint held-out shares (fold f holds out draws in [f h, (f+1) h)); each shopper keeps at
-        # least one interaction in every inner part
-        draw = rng.random(coo.nnz)
-        order = np.lexsort((rng.random(coo.nnz), coo.row))
-        first = order[np.r_[True, coo.row[order][1:] != coo.row[order][:-1]]]
+        folds = _time_folds(data, matrix.shape, self) if by_time else _random_folds(data, matrix, self, rng)
         frames = []
-        for fold in range(self.n_folds):
-            held = (draw >= fold * self.holdout) & (draw < (fold + 1) * self.holdout)
-            held[first] = False
-            frame = self._training_frame(data, matrix.shape, coo, held, rng)
+        for fold, (inner_data, inner, label) in enumerate(folds):
+            frame = self._training_frame(inner_data, inner, label, rng, exclude_seen=not by_time)
             frame["q"] = frame["u"] + fold * matrix.shape[0]
             frames.append(frame)
         frame = pd.concat(frames, ignore_index=True)
@@ -336,22 +351,24 @@ class TwoStageRanker(MatrixRecommender):
         self.train_pairs_ = int(len(frame))
         # serving state: base models and statistics from ALL training interactions
         self.base_models_ = [m.fit(data) for m in self._make_bases()]
-        self.context_ = _context(data, matrix)
+        self.context_ = _context(data, matrix, self.repeats_)
 
     def _training_frame(
-        self, data: InteractionData, shape: tuple, coo: sp.coo_matrix, held: np.ndarray, rng
+        self,
+        inner_data: InteractionData,
+        inner: sp.csr_matrix,
+        label: sp.csr_matrix,
+        rng,
+        exclude_seen: bool,
     ) -> pd.DataFrame:
         """Candidates and labels for one held-out share: base models see only the rest."""
-        inner = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=shape)
-        label = sp.csr_matrix((np.ones(held.sum()), (coo.row[held], coo.col[held])), shape=shape)
-        inner_data = _subset(data, inner)
         bases = [m.fit(inner_data) for m in self._make_bases()]
-        ctx = _context(inner_data, inner)
+        ctx = _context(inner_data, inner, self.repeats_)
         ctx["user_act"] = ctx["user_act"] / (1.0 - self.holdout)  # on the scale seen at serving time
-        users = np.unique(coo.row[held])
+        users = np.intersect1d(label.tocoo().row, np.flatnonzero(np.diff(inner.indptr)))  # known then
         if len(users) > self.max_train_users:
             users = np.sort(rng.choice(users, self.max_train_users, replace=False))
-        frame = self._candidates(bases, ctx, inner, users, None, exclude_seen=True)
+        frame = self._candidates(bases, ctx, inner, users, None, exclude_seen=exclude_seen)
         if frame.empty:
             raise ValueError("no candidates to learn from: too little data for the ranker")
         frame["y"] = np.asarray(label[frame["u"].to_numpy(), frame["i"].to_numpy()]).ravel()
@@ -386,6 +403,8 @@ class TwoStageRanker(MatrixRecommender):
                 scores.append(sc)
                 for k in range(len(block)):
                     pool[k, top_n(sc[k], n_candidates)] = True
+            if not exclude_seen and self.repeat_candidates > 0:
+                self._add_own_items(pool, mask, seen[block])
             bu, bi = np.nonzero(pool)
             part = {"u": block[bu], "i": bi}
             for name, sc in zip(self.base_models, scores, strict=True):
@@ -405,6 +424,15 @@ class TwoStageRanker(MatrixRecommender):
             frame[col] = (finite - g.transform("mean")) / g.transform("std").replace(0.0, 1.0)
         pair = _pair_features(ctx, frame["u"].to_numpy(), frame["i"].to_numpy(), self.window_pad_days)
         return pd.concat([frame, pd.DataFrame(pair, index=frame.index)], axis=1)
+
+    def _add_own_items(self, pool: np.ndarray, mask: np.ndarray, own: sp.csr_matrix) -> None:
+        """Put each shopper's `repeat_candidates` heaviest past items into their pool."""
+        for k in range(own.shape[0]):
+            cols = own.indices[own.indptr[k] : own.indptr[k + 1]]
+            weights = own.data[own.indptr[k] : own.indptr[k + 1]].astype(np.float64)
+            if len(cols) > self.repeat_candidates:
+                cols = cols[top_n(weights, self.repeat_candidates)]
+            pool[k, cols[~mask[k, cols]]] = True
 
     def recommend(
         self,
@@ -441,7 +469,10 @@ class TwoStageRanker(MatrixRecommender):
     def _score_users(self, rows: np.ndarray) -> np.ndarray:
         """Ranker scores on each user's candidate pool, -inf elsewhere (pairs outside it are not ranked)."""
         unique, inverse = np.unique(rows, return_inverse=True)
-        frame = self._candidates(self.base_models_, self.context_, self.user_items_, unique, None, True)
+        exclude_seen = not getattr(self, "repeats_", False)  # a repeat-aware model ranks past items too
+        frame = self._candidates(
+            self.base_models_, self.context_, self.user_items_, unique, None, exclude_seen
+        )
         scores = np.full((len(unique), len(self.item_ids_)), -np.inf)
         if not frame.empty:
             k = np.searchsorted(unique, frame["u"].to_numpy())
@@ -453,3 +484,61 @@ class TwoStageRanker(MatrixRecommender):
     def _item_scores(self, col: int) -> np.ndarray:
         """Item-to-item similarity comes from the first base model: the ranker ranks per shopper."""
         return self.base_models_[0]._item_scores(col)
+
+
+def _has_repeats(data: InteractionData) -> bool:
+    """Timestamps, and some shopper interacted with an item in two different baskets (days)."""
+    events = data.events
+    if events is None or "ts" not in events.columns or not events["ts"].notna().any():
+        return False
+    from models.recommenders.baskets import basket_table
+
+    table = basket_table(data)
+    return bool(table.duplicated(["u", "i"]).any())
+
+
+def _random_folds(data: InteractionData, matrix: sp.csr_matrix, ranker: TwoStageRanker, rng):
+    """Disjoint random held-out shares of the pairs (fold f holds out draws in [f h, (f+1) h)); each
+    shopper keeps at least one interaction in every inner part. Yields (inner data, inner, label)."""
+    coo = matrix.tocoo()
+    draw = rng.random(coo.nnz)
+    order = np.lexsort((rng.random(coo.nnz), coo.row))
+    first = order[np.r_[True, coo.row[order][1:] != coo.row[order][:-1]]]
+    for fold in range(ranker.n_folds):
+        held = (draw >= fold * ranker.holdout) & (draw < (fold + 1) * ranker.holdout)
+        held[first] = False
+        inner = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=matrix.shape)
+        label = sp.csr_matrix((np.ones(held.sum()), (coo.row[held], coo.col[held])), shape=matrix.shape)
+        yield _subset(data, inner), inner, label
+
+
+def _time_folds(data: InteractionData, shape: tuple[int, int], ranker: TwoStageRanker):
+    """The latest `holdout` share of events, then the one before it, ...: fold f learns from events up
+    to its cut and is labelled by every pair (repeats included) active in the share after it."""
+    events = data.events
+    ts = pd.to_datetime(events["ts"], utc=True)
+    rows = events["user_id"].map(data.user_index)
+    cols = events["item_id"].map(data.item_index)
+    ok = (rows.notna() & cols.notna() & ts.notna()).to_numpy()
+    r, c = rows[ok].to_numpy(dtype=np.int64), cols[ok].to_numpy(dtype=np.int64)
+    t = ts[ok].astype("int64").to_numpy()
+    w = events["weight"].to_numpy(dtype=np.float64)[ok]
+    for fold in range(ranker.n_folds):
+        lo = np.quantile(t, 1.0 - (fold + 1) * ranker.holdout, method="lower")
+        hi = np.quantile(t, 1.0 - fold * ranker.holdout, method="lower") if fold else t.max()
+        before, held = t <= lo, (t > lo) & (t <= hi) & (w > 0)
+        inner = sp.csr_matrix((w[before], (r[before], c[before])), shape=shape)
+        inner.data[inner.data < 0] = 0
+        inner.eliminate_zeros()
+        label = sp.csr_matrix((np.ones(held.sum()), (r[held], c[held])), shape=shape)
+        label.data[:] = 1.0
+        kept = np.flatnonzero(ok)[before]
+        inner_data = InteractionData(
+            matrix=inner,
+            user_ids=data.user_ids,
+            item_ids=data.item_ids,
+            events=events.iloc[kept],
+            item_features=data.item_features,
+            user_features=data.user_features,
+        )
+        yield inner_data, inner, label

@@ -14,9 +14,11 @@ from serving.catalog import CatalogSnapshot
 from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
 from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
-from serving.recommend import Page, recommend
+from serving.recommend import Page, buy_again, recommend
 from serving.routers.common import MAX_N, card, catalog_or_503
 from serving.schemas.recommendations import (
+    BuyAgainPage,
+    BuyAgainQuery,
     RankedProduct,
     RankingPage,
     RecommendationPage,
@@ -144,6 +146,28 @@ async def shopper_recommendations(
     """Ranked products for a shopper, after every serving rule; `model` says what answered."""
     ensure_shopper(principal, shopper_id)
     return shopper_page(state, shopper_id, query)
+
+
+@router.get("/shoppers/{shopper_id}/buy-again", response_model=BuyAgainPage)
+async def shopper_buy_again(
+    shopper_id: str,
+    state: StateDep,
+    principal: Storefront,
+    query: Annotated[BuyAgainQuery, Query()],
+) -> dict:
+    """The shopper's own past purchases that can be bought again, ordered by the served model's
+    predicted need (beside the "for you" recommendations)."""
+    ensure_shopper(principal, shopper_id)
+    catalog = catalog_or_503(state)
+    model = state.models.current
+    page = buy_again(
+        catalog, model, shopper_id, query.n, category=query.category, fulfillment=query.fulfillment
+    )
+    return {
+        "shopper_id": shopper_id,
+        "items": _items(catalog, page),
+        "model": _model_info(model, state.settings.model_alias),
+    }
 
 
 @router.get("/products/{product_id}/similar", response_model=SimilarPage)

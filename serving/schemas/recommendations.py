@@ -39,7 +39,10 @@ class ProductCard(BaseModel):
 class RecommendedProduct(ProductCard):
     rank: int = Field(ge=1)
     score: float
-    reason: str = Field(description="The model that ranked it, `popularity`, or `sponsored`.")
+    reason: str = Field(
+        description="`MODEL:new` or `MODEL:repeat` (the shopper bought it before), `MODEL:similar`,"
+        " `popularity`, `history` (buy again, unscored) or `sponsored`."
+    )
     sponsored: bool = Field(description="A paid placement; shown only at fixed, flagged positions.")
 
 
@@ -63,6 +66,22 @@ class RecommendationPage(BaseModel):
     items: list[RecommendedProduct]
     model: ModelInfo
     experiments: dict[str, str] = Field(description="Running experiment -> this shopper's variant.")
+
+
+class BuyAgainQuery(BaseModel):
+    """Query parameters of the buy-again endpoint."""
+
+    n: int = Field(default=10, ge=1, le=100, description="Products in the list.")
+    category: str | None = Field(default=None, description="Only this category and its sub-categories.")
+    fulfillment: Literal["bonded", "direct_mail"] | None = None
+
+
+class BuyAgainPage(BaseModel):
+    """The shopper's own repurchasable past purchases, most needed first."""
+
+    shopper_id: str
+    items: list[RecommendedProduct]
+    model: ModelInfo
 
 
 class SimilarPage(BaseModel):

@@ -58,6 +58,7 @@ CART = {"lines": [{"product_id": "p05", "quantity": 1}]}
 # (method, path, body factory or dict, allowed callers, status for refused keyed callers)
 MATRIX = [
     ("GET", "/v1/shoppers/s1/recommendations", None, STOREFRONT, 403),
+    ("GET", "/v1/shoppers/s1/buy-again", None, STOREFRONT, 403),
     ("GET", "/v1/products/p01/similar", None, EVERYONE, None),
     ("GET", "/v1/rankings", None, EVERYONE, None),
     ("GET", "/v1/products", None, EVERYONE, None),
@@ -150,6 +151,7 @@ MATRIX = [
 # Another shopper's order answers 404 (indistinguishable from a missing order).
 OBJECT_LEVEL = {
     ("shopper2", "/v1/shoppers/s1/recommendations"): 403,
+    ("shopper2", "/v1/shoppers/s1/buy-again"): 403,
     ("shopper2", "/v1/shoppers/s1/cart/quote"): 403,
     ("shopper2", "/v1/shoppers/s1/orders"): 403,
     ("shopper2", "/v1/orders/1"): 404,

@@ -29,7 +29,9 @@ def test_rules_model_order_and_metadata(client, keys):
         "alias_fallback_reason": None,
     }
     organic = [i for i in body["items"] if not i["sponsored"]]
-    assert all(i["reason"] == "tiny" for i in organic)
+    # the model's picks say whether the shopper bought them before
+    assert {i["product_id"]: i["reason"] for i in organic}["p01"] == "tiny:repeat"
+    assert all(i["reason"] == "tiny:new" for i in organic if i["product_id"] != "p01")
     assert [i["rank"] for i in body["items"]] == list(range(1, len(ids) + 1))
     for merchant in {i["merchant_id"] for i in body["items"]}:
         assert sum(i["merchant_id"] == merchant for i in body["items"]) <= 3
@@ -115,3 +117,52 @@ def test_fast_path_answers_like_the_route_and_leaves_the_rest_to_it(client, keys
     assert answered[-1] is None and other.status_code == 403  # throttled role and someone else: FastAPI
     metrics = client.get("/metrics").text
     assert 'route="/v1/shoppers/{shopper_id}/recommendations",status="200"} 2.0' in metrics
+
+
+def buy_again(client, key, shopper="s2", **params):
+    response = client.get(f"/v1/shoppers/{shopper}/buy-again", params=params, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_buy_again_route_lists_own_repurchasable_orders(client, keys):
+    # s1's paid order holds p01 (beauty: repurchasable) and p03 (toys: not); s2 placed no order
+    body = buy_again(client, keys["shopper"], shopper="s1")
+    assert [(i["product_id"], i["reason"]) for i in body["items"]] == [("p01", "tiny:repeat")]
+    assert body["model"]["name"] == "tiny" and body["shopper_id"] == "s1"
+    assert buy_again(client, keys["storefront"], shopper="s1", fulfillment="direct_mail")["items"] == []
+    assert buy_again(client, keys["storefront"], shopper="s2")["items"] == []
+
+
+def test_buy_again_orders_by_model_score_then_popularity():
+    import pandas as pd
+
+    from serving.catalog import CatalogSnapshot
+    from serving.model_store import ModelSnapshot
+    from serving.recommend import buy_again as compose
+    from tests.serving.conftest import TinyRecommender
+
+    ids = [f"q{i}" for i in range(6)]
+    products = pd.DataFrame(
+        {"product_id": ids, "title": ids, "merchant_id": "m", "category_id": ["food"] * 5 + ["toys"],
+         "origin_country": "JP", "price": "1.00", "fulfillment": "bonded", "sellable": True}
+    )  # fmt: skip
+    categories = pd.DataFrame(
+        {"category_id": ["food", "toys"], "parent_id": [None, None], "repurchasable": [True, False]}
+    )
+    activity = pd.DataFrame(
+        {
+            "window": "30d",
+            "product_id": ["q3", "q4"],
+            "event_type": "purchase",
+            "count": [1, 9],
+            "quantity": 1,
+        }
+    )
+    purchases = pd.DataFrame({"shopper_id": "s", "product_id": ["q0", "q1", "q3", "q4", "q5"]})
+    catalog = CatalogSnapshot.from_frames(products, categories, activity, purchases)
+    # the model scores q0..q2 only (q2 was never bought): q1 before q0, then unscored q4 (popular), q3
+    model = ModelSnapshot("m", "1", TinyRecommender({"q0": 0.2, "q1": 0.9, "q2": 1.0}, {"s"}))
+    page = compose(catalog, model, "s", n=10)
+    got = [(catalog.product_ids[p.position], p.reason) for p in page.picks]
+    assert got == [("q1", "tiny:repeat"), ("q0", "tiny:repeat"), ("q4", "history"), ("q3", "history")]

@@ -248,3 +248,20 @@ def test_cli_train_and_search(tracking_uri, events_file):
     file_store = [*common[:-4], "--tracking-uri", "file:///tmp/mlruns", "--model", "itemknn"]
     result = runner.invoke(app, ["train", "recommender", *file_store])
     assert result.exit_code == 2 and "file store" in result.output
+
+
+@pytest.mark.slow
+def test_demo_promotes_the_repeat_aware_ranker_on_the_generated_marketplace(tracking_uri, tmp_path):
+    from features.synth import generate_marketplace
+
+    settings = Settings(data_dir=tmp_path / "var", mlflow_uri=tracking_uri)
+    market = tmp_path / "market"
+    generate_marketplace(market, "tiny", seed=7)
+    outcome = train_demo_recommender(settings, market)
+    scores = {r.model: r.value for r in outcome.results}
+    assert set(scores) == {"popularity", "gp-topfreq", "als", "ranker"}
+    assert max(scores, key=scores.get) == "ranker"
+    champion = champion_version(MlflowClient(tracking_uri), settings.model_name, settings.model_alias)
+    assert champion.tags["crosscart.model"] == "ranker"
+    served = load_recommender_version(tracking_uri, settings.model_name, str(champion.version))
+    assert served.repeats_  # trained to decide between buying again and exploring
