@@ -15,6 +15,7 @@ from crosscart.cli import (
     db,
     demo,
     evaluate_recommender,
+    evaluate_session,
     evaluate_uplift,
     experiment,
     features,
@@ -47,6 +48,7 @@ app.add_typer(train.app, name="train")
 evaluate_app = typer.Typer(help="Offline evaluation of recommenders and uplift models.", no_args_is_help=True)
 evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
+evaluate_app.command("session")(evaluate_session.evaluate_session)
 app.add_typer(evaluate_app, name="evaluate")
 
 app.add_typer(experiment.app, name="experiment")
