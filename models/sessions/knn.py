@@ -33,7 +33,13 @@ _SCORE_DECAYS = {  # decay by step back from the session's end to the newest ite
 
 
 class _NeighbourModel(SessionRecommender):
-    """Index building and candidate sampling shared by V-SKNN and STAN."""
+    """Index building, candidate sampling and neighbour selection shared by V-SKNN and STAN.
+
+    Sessions are renumbered by their last click time, so "most recent" is "highest number" and each item's
+    session list (ascending) ends with its newest sessions. With theta the `sample_size`-th highest session
+    number holding any current item, the candidates are exactly each item's sessions numbered >= theta, so
+    similarities accumulate straight from the item lists, never touching a candidate's own items.
+    """
 
     k: int
     sample_size: int
@@ -42,7 +48,10 @@ class _NeighbourModel(SessionRecommender):
         if self.k < 1 or self.sample_size < 1:
             raise ValueError("k and sample_size must be >= 1")
         lengths = np.diff(data.indptr)
-        session_of = np.repeat(np.arange(data.n_sessions), lengths)
+        by_time = np.lexsort((np.arange(data.n_sessions), data.session_time))
+        number = np.empty(data.n_sessions, dtype=np.int64)
+        number[by_time] = np.arange(data.n_sessions)
+        session_of = number[np.repeat(np.arange(data.n_sessions), lengths)]
         position = np.arange(len(data.items)) - np.repeat(data.indptr[:-1], lengths) + 1
         # one entry per (session, item), holding the item's last click position in the session
         order = np.lexsort((position, data.items, session_of))
@@ -52,49 +61,51 @@ class _NeighbourModel(SessionRecommender):
         s, i, p = s[last], i[last], p[last]
         self.uniq_indptr_ = np.concatenate([[0], np.cumsum(np.bincount(s, minlength=data.n_sessions))])
         self.uniq_items_, self.uniq_lastpos_ = i.astype(np.int32), p.astype(np.int32)
-        self.session_time_ = data.session_time
+        self.session_time_ = data.session_time[by_time]
         self.n_unique_ = np.diff(self.uniq_indptr_)
-        by_item = np.lexsort((s, -data.session_time[s], i))  # newest sessions first within an item
+        by_item = np.lexsort((s, i))
         self.inv_indptr_ = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=data.n_items))])
         self.inv_sessions_ = s[by_item].astype(np.int32)
 
-    def _candidates(self, items: np.ndarray) -> np.ndarray:
-        """The `sample_size` most recent sessions holding any of `items` (exact: each item contributes at
-        most its own `sample_size` newest sessions, which contain the union's newest)."""
-        starts = self.inv_indptr_[items]
-        ends = np.minimum(self.inv_indptr_[items + 1], starts + self.sample_size)
-        pieces = [self.inv_sessions_[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-        cand = np.unique(np.concatenate(pieces)) if pieces else np.empty(0, dtype=np.int32)
-        if len(cand) > self.sample_size:
-            cand = cand[np.argpartition(-self.session_time_[cand], self.sample_size - 1)[: self.sample_size]]
-        return cand
-
-    def _session_view(self, codes: np.ndarray):
-        """Distinct items of the current session (sorted) with their last 1-based click position."""
+    @staticmethod
+    def _session_view(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Distinct items of the current session (sorted), their last 1-based click position, length."""
         n = len(codes)
         rev_items, rev_first = np.unique(codes[::-1], return_index=True)
         return rev_items, n - rev_first, n
 
-    def _neighbours(self, codes: np.ndarray, similarity):
-        """(neighbour sessions, their similarity, per-neighbour matched info) for the top-k by
-        `similarity(cand, owner, matched_query_index, matched_lastpos, q_items, q_pos, n)`."""
-        q_items, q_pos, n = self._session_view(codes)
-        cand = self._candidates(q_items)
-        if len(cand) == 0:
-            return None
-        flat, owner = segments(self.uniq_indptr_, cand)
-        items = self.uniq_items_[flat]
-        idx = np.minimum(np.searchsorted(q_items, items), len(q_items) - 1)
-        matched = q_items[idx] == items
-        sims, extra = similarity(
-            cand, owner[matched], idx[matched], self.uniq_lastpos_[flat[matched]], q_pos, n
-        )
+    def _candidate_sums(self, q_items: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The `sample_size` most recent sessions sharing an item with the session, and for each the sum
+        of `weights` over the shared items."""
+        ends = self.inv_indptr_[q_items + 1]
+        starts = np.maximum(self.inv_indptr_[q_items], ends - self.sample_size)
+        pieces = [self.inv_sessions_[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        ids = np.concatenate(pieces)
+        owner_weight = np.repeat(weights, ends - starts)
+        cand, inverse = np.unique(ids, return_inverse=True)
+        if len(cand) > self.sample_size:
+            drop = len(cand) - self.sample_size
+            keep = inverse >= drop
+            cand, inverse, owner_weight = cand[drop:], inverse[keep] - drop, owner_weight[keep]
+        return cand, np.bincount(inverse, weights=owner_weight, minlength=len(cand))
+
+    def _top_k(self, cand: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(cand) > self.k:
             top = np.argpartition(-sims, self.k - 1)[: self.k]
-        else:
-            top = np.arange(len(cand))
-        top = top[sims[top] > 0]
-        return cand[top], sims[top], extra[top]
+            cand, sims = cand[top], sims[top]
+        positive = sims > 0
+        return cand[positive], sims[positive]
+
+    def _neighbour_items(self, neighbours: np.ndarray, q_items: np.ndarray, per_shared: np.ndarray):
+        """The neighbours' distinct items (flat positions, owning neighbour) and, per neighbour, the
+        largest `per_shared` value (indexed by flat position) over the items it shares with the session."""
+        flat, owner = segments(self.uniq_indptr_, neighbours)
+        items = self.uniq_items_[flat]
+        idx = np.minimum(np.searchsorted(q_items, items), len(q_items) - 1)
+        shared = q_items[idx] == items
+        values = np.where(shared, per_shared(flat, idx), 0)
+        first = np.concatenate([[0], np.cumsum(self.n_unique_[neighbours])[:-1]])
+        return flat, owner, np.maximum.reduceat(values, first)
 
     @staticmethod
     def _aggregate(items: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,21 +137,15 @@ class VSKNN(_NeighbourModel):
         super()._fit(data)
 
     def _scores(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        position_weight = _POSITION_WEIGHTS[self.weighting]
-
-        def similarity(cand, owner, qidx, _lastpos, q_pos, n):
-            weights = position_weight(q_pos.astype(np.float64), float(n))
-            sims = np.bincount(owner, weights=weights[qidx], minlength=len(cand)) / len(q_pos)
-            newest = np.zeros(len(cand), dtype=np.int64)
-            np.maximum.at(newest, owner, q_pos[qidx])
-            return sims, n - newest + 1  # step back to the newest shared item (1 = the last click)
-
-        found = self._neighbours(codes, similarity)
-        if found is None:
+        q_items, q_pos, n = self._session_view(codes)
+        weights = _POSITION_WEIGHTS[self.weighting](q_pos.astype(np.float64), float(n))
+        cand, sums = self._candidate_sums(q_items, weights)
+        neighbours, sims = self._top_k(cand, sums / len(q_items))
+        if len(neighbours) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0)
-        neighbours, sims, steps = found
-        flat, owner = segments(self.uniq_indptr_, neighbours)
-        weights = (sims * _SCORE_DECAYS[self.weighting_score](steps.astype(np.float64)))[owner]
+        flat, owner, newest = self._neighbour_items(neighbours, q_items, lambda _flat, idx: q_pos[idx])
+        steps = (n - newest + 1).astype(np.float64)  # 1 when the neighbour holds the last click
+        weights = (sims * _SCORE_DECAYS[self.weighting_score](steps))[owner]
         return self._aggregate(self.uniq_items_[flat], weights)
 
 
@@ -173,23 +178,19 @@ class STAN(_NeighbourModel):
             raise ValueError("lambda_spw, lambda_snh and lambda_inh must be positive")
         super()._fit(data)
         newest = float(data.session_time.max())
-        self.recency_ = np.exp(-(newest - data.session_time) / (self.lambda_snh * 86_400.0))
+        self.recency_ = np.exp(-(newest - self.session_time_) / (self.lambda_snh * 86_400.0))
 
     def _scores(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        def similarity(cand, owner, qidx, lastpos, q_pos, n):
-            weights = np.exp((q_pos - n) / self.lambda_spw)
-            dot = np.bincount(owner, weights=weights[qidx], minlength=len(cand))
-            sims = dot / (math.sqrt(float(weights @ weights)) * np.sqrt(self.n_unique_[cand]))
-            sims *= self.recency_[cand]
-            anchor = np.zeros(len(cand), dtype=np.int64)
-            np.maximum.at(anchor, owner, lastpos)
-            return sims, anchor  # anchor: last position in the neighbour of an item shared with us
-
-        found = self._neighbours(codes, similarity)
-        if found is None:
+        q_items, q_pos, n = self._session_view(codes)
+        weights = np.exp((q_pos - n) / self.lambda_spw)
+        cand, dots = self._candidate_sums(q_items, weights)
+        sims = dots / (math.sqrt(float(weights @ weights)) * np.sqrt(self.n_unique_[cand]))
+        neighbours, sims = self._top_k(cand, sims * self.recency_[cand])
+        if len(neighbours) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0)
-        neighbours, sims, anchors = found
-        flat, owner = segments(self.uniq_indptr_, neighbours)
+        # anchor: the last position in the neighbour of an item it shares with the session
+        flat, owner, anchors = self._neighbour_items(
+            neighbours, q_items, lambda flat, _idx: self.uniq_lastpos_[flat]
+        )
         distance = np.abs(self.uniq_lastpos_[flat] - anchors[owner])
-        weights = sims[owner] * np.exp(-distance / self.lambda_inh)
-        return self._aggregate(self.uniq_items_[flat], weights)
+        return self._aggregate(self.uniq_items_[flat], sims[owner] * np.exp(-distance / self.lambda_inh))

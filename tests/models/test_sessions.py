@@ -16,8 +16,8 @@ from models.sessions import SessionData, load_session_model, make_session_model
 DAY = 86_400.0
 
 
-@pytest.fixture
-def sessions() -> SessionData:
+@pytest.fixture(params=["in order", "reversed"])
+def sessions(request) -> SessionData:
     rows = [
         ("S1", "a", 1), ("S1", "b", 1), ("S1", "c", 1),
         ("S2", "b", 2), ("S2", "c", 2), ("S2", "d", 2),
@@ -26,6 +26,8 @@ def sessions() -> SessionData:
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=["session", "item", "day"])
     frame["ts"] = frame["day"] * DAY + np.arange(len(frame))  # clicks in file order within a session
+    if request.param == "reversed":  # the newest session first in the file: time, not file order, counts
+        frame = frame.iloc[::-1]
     return SessionData.from_frame(frame, "session", "item", "ts")
 
 
@@ -96,10 +98,9 @@ def test_stan_by_hand(sessions):
     e = math.exp
     w_a, w_c = e(-1), 1.0  # position weights of a (first of two clicks) and c (last)
     norm = math.sqrt(w_a**2 + w_c**2)
-    # days before the newest session (about 3, 2, 1, 0: clicks are a second apart)
-    ages = (sessions.session_time.max() - sessions.session_time) / DAY
-    recency = {f"S{s + 1}": e(-age) for s, age in enumerate(ages)}
-    assert recency["S1"] == pytest.approx(e(-3), rel=1e-3)
+    # days before the newest session; a session's last click is day * DAY + its row number in the fixture
+    last_click = {"S1": DAY + 2, "S2": 2 * DAY + 5, "S3": 3 * DAY + 7, "S4": 4 * DAY + 10}
+    recency = {name: e(-(last_click["S4"] - t) / DAY) for name, t in last_click.items()}
     sim = {
         "S1": (w_a + w_c) / (norm * math.sqrt(3)) * recency["S1"],
         "S2": w_c / (norm * math.sqrt(3)) * recency["S2"],
