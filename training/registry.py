@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,9 +184,14 @@ def _logged_model_uri(client: MlflowClient, run_id: str, artifact_name: str) -> 
 
 
 def load_recommender_version(
-    tracking_uri: str, name: str, version: str | int, dst_dir: str | Path | None = None
+    tracking_uri: str,
+    name: str,
+    version: str | int,
+    dst_dir: str | Path | None = None,
+    load: Callable[[Path], Any] | None = None,
 ) -> Recommender:
-    """Download version `version` of `name` and load its recommender artifact.
+    """Download version `version` of `name` and load its recommender artifact (with `load`, default
+    `models.recommenders.load_recommender`; session models pass `models.sessions.load_session_model`).
 
     Files go to `dst_dir` when given (kept), else to a temporary directory removed after loading.
     Every failure (unknown model/version, unreachable registry, missing or corrupt artifact) raises
@@ -194,16 +200,18 @@ def load_recommender_version(
     try:
         if dst_dir is not None:
             Path(dst_dir).mkdir(parents=True, exist_ok=True)
-            return _download_and_load(tracking_uri, name, str(version), Path(dst_dir))
+            return _download_and_load(tracking_uri, name, str(version), Path(dst_dir), load)
         with tempfile.TemporaryDirectory(prefix="crosscart-model-") as tmp:
-            return _download_and_load(tracking_uri, name, str(version), Path(tmp))
+            return _download_and_load(tracking_uri, name, str(version), Path(tmp), load)
     except ModelUnavailable:
         raise
     except Exception as exc:
         raise ModelUnavailable(f"cannot load {name} version {version}: {type(exc).__name__}: {exc}") from exc
 
 
-def _download_and_load(tracking_uri: str, name: str, version: str, dst: Path) -> Recommender:
+def _download_and_load(
+    tracking_uri: str, name: str, version: str, dst: Path, load: Callable[[Path], Any] | None
+) -> Recommender:
     import mlflow
     from mlflow.models import Model
 
@@ -221,4 +229,4 @@ def _download_and_load(tracking_uri: str, name: str, version: str, dst: Path) ->
     path = local / entry["path"]
     if not path.exists():
         raise ModelUnavailable(f"{name} version {version}: artifact file {entry['path']} is missing")
-    return load_recommender(path)
+    return (load or load_recommender)(path)

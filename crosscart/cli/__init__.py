@@ -22,6 +22,7 @@ from crosscart.cli import (
     generate,
     serve,
     train,
+    train_session,
     train_uplift,
 )
 
@@ -43,6 +44,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(features.app, name="features")
 
 train.app.command("uplift")(train_uplift.train_uplift)
+train.app.command("session")(train_session.train_session)
 app.add_typer(train.app, name="train")
 
 evaluate_app = typer.Typer(help="Offline evaluation of recommenders and uplift models.", no_args_is_help=True)
