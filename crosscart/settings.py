@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     session_model_name: str = Field(default="crosscart-session", description="Registered session model.")
     session_max_items: int = Field(default=30, description="Recent items kept per live session.")
     session_ttl_seconds: int = Field(default=1800, description="A session expires after this inactivity.")
+    session_blend_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Session model's share in a signed-in shopper's blended page.",
+    )
     model_poll_seconds: float = Field(default=30.0, description="How often the API checks the alias.")
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")

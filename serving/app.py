@@ -48,6 +48,7 @@ def create_app(
     session_factory: sessionmaker[Session] | None = None,
     model_source: ModelSource | None = None,
     uplift_source: ModelSource | None = None,
+    session_model_source: ModelSource | None = None,
     catalog_loader: Callable[[], CatalogSnapshot] | None = None,
     catalog_refresh_seconds: float = CATALOG_REFRESH_SECONDS,
     policy: Policy | None = None,
@@ -57,7 +58,8 @@ def create_app(
     """Build the API. Defaults come from `settings`; the keyword arguments let tests and benches swap in
     a database, model sources or a catalog; `start_background=False` loads everything once at start-up
     without the polling threads (tests drive `refresh()` themselves). A new model version goes live only
-    after the `warm_shoppers` most active shoppers' scores are precomputed."""
+    after the `warm_shoppers` most active shoppers' scores are precomputed. The session model comes from
+    `session_model_source`, else from the registry unless `model_source` was swapped (then none is served)."""
     from serving.ab import load_live_experiments
     from serving.catalog_db import load_catalog
     from serving.routers import (
@@ -69,12 +71,18 @@ def create_app(
         marketing,
         orders,
         recommendations,
+        sessions,
     )
+    from serving.sessions import SessionState, load_session_version
 
     settings = settings or get_settings()
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.resolved_database_url))
     uri = settings.resolved_mlflow_uri
+    if session_model_source is None and model_source is None:
+        session_model_source = MlflowModelSource(
+            uri, settings.session_model_name, settings.model_alias, load_session_version
+        )
     model_source = model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias)
 
     def load_experiments() -> list[LiveExperiment]:
@@ -112,6 +120,10 @@ def create_app(
         ),
         metrics=Metrics(),
         policy=policy or Policy(),
+        sessions=SessionState(settings.session_max_items, settings.session_ttl_seconds, settings.redis_url),
+        session_models=ModelStore(
+            session_model_source, settings.session_model_name, settings.model_poll_seconds
+        ),
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
@@ -139,7 +151,7 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
     )
-    for module in (recommendations, catalog, orders, events, marketing, experiments, keys):
+    for module in (recommendations, catalog, orders, events, marketing, experiments, keys, sessions):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

@@ -14,6 +14,7 @@ from serving.model_store import ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.security import PrincipalCache, RateLimiter
+from serving.sessions import SessionState
 
 
 @dataclass
@@ -30,11 +31,13 @@ class ServingState:
     metrics: Metrics
     policy: Policy = field(default_factory=Policy)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    sessions: SessionState = field(default_factory=SessionState)  # live visits' recent items
+    session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
         still written in the background (tests call `exposures.flush()` to see them at once)."""
-        for part in (self.catalog, self.experiments, self.models, self.uplift):
+        for part in (self.catalog, self.experiments, self.models, self.uplift, self.session_models):
             part.refresh()
         self.exposures.start()
 
@@ -44,8 +47,12 @@ class ServingState:
         self.experiments.start()
         self.models.start()
         self.uplift.start()
+        self.session_models.start()
         self.exposures.start()
 
     def stop(self) -> None:
-        for part in (self.uplift, self.models, self.aliases, self.experiments, self.catalog, self.exposures):
+        for part in (
+            self.session_models, self.uplift, self.models, self.aliases, self.experiments, self.catalog,
+            self.exposures,
+        ):  # fmt: skip
             part.stop()

@@ -20,6 +20,7 @@ from serving.schemas.recommendations import (
     RecommendationQuery,
     SimilarPage,
 )
+from serving.sessions import blend, session_candidates
 from serving.state import ServingState
 
 router = APIRouter(tags=["storefront"])
@@ -62,28 +63,33 @@ def _card_json(catalog: CatalogSnapshot, pos: int) -> bytes:
     return encoded
 
 
-def shopper_page(state: ServingState, shopper_id: str, query: RecommendationQuery) -> dict:
-    """One recommendation page (a `RecommendationPage` as a dict), for the route below."""
-    catalog, page, chosen = _compose(state, shopper_id, query)
+def shopper_page(
+    state: ServingState, shopper_id: str, query: RecommendationQuery, session_owner: int | None = None
+) -> dict:
+    """One recommendation page (a `RecommendationPage` as a dict), for the route below; `session_owner`
+    is the caller's key id, under which `query.session_id`'s live items were written."""
+    catalog, page, chosen, session = _compose(state, shopper_id, query, session_owner)
     return {
         "shopper_id": shopper_id,
         "context": query.context,
         "items": _items(catalog, page),
         "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
         "experiments": chosen.variants,
+        "session": session,
     }
 
 
 def shopper_page_json(state: ServingState, shopper_id: str, query: RecommendationQuery) -> bytes:
     """The same page as `shopper_page`, encoded straight to JSON bytes for the ASGI fast path
     (serving/fastpath.py): cards come pre-encoded, so a request encodes only its ranks and scores."""
-    catalog, page, chosen = _compose(state, shopper_id, query)
+    catalog, page, chosen, _ = _compose(state, shopper_id, query)
     head = to_json(
         {
             "shopper_id": shopper_id,
             "context": query.context,
             "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
             "experiments": chosen.variants,
+            "session": None,  # the fast path never serves a session_id query
         }
     )
     items = b",".join(
@@ -101,9 +107,10 @@ def shopper_page_json(state: ServingState, shopper_id: str, query: Recommendatio
 
 
 def _compose(
-    state: ServingState, shopper_id: str, query: RecommendationQuery
-) -> tuple[CatalogSnapshot, Page, Assignment]:
-    """The page, the experiment assignment behind it, and the exposures it causes (queued)."""
+    state: ServingState, shopper_id: str, query: RecommendationQuery, session_owner: int | None = None
+) -> tuple[CatalogSnapshot, Page, Assignment, dict | None]:
+    """The page, the experiment assignment behind it, what a live session added to it, and the exposures
+    it causes (queued)."""
     catalog = catalog_or_503(state)
     if query.context != "home" and not query.product_id:
         raise HTTPException(
@@ -117,6 +124,9 @@ def _compose(
         state.experiments.current or (), shopper_id, state.models, state.settings.model_alias, state.aliases
     )
     model = chosen.model
+    ranked, session = None, None
+    if query.session_id and session_owner is not None and query.context == "home":
+        ranked, session = _blend_session(state, catalog, model, shopper_id, query.session_id, session_owner)
     page = recommend(
         catalog,
         model,
@@ -127,12 +137,40 @@ def _compose(
         seeds=seeds,
         fill_category=catalog.category_ids[seeds[0]] if seeds and query.category is None else None,
         policy=state.policy,
+        ranked=ranked,
     )
     if page.fallback:
         state.metrics.fallbacks.inc()
     if chosen.exposed:
         state.exposures.note(shopper_id, chosen.exposed)
-    return catalog, page, chosen
+    return catalog, page, chosen, session
+
+
+def _blend_session(
+    state: ServingState,
+    catalog: CatalogSnapshot,
+    model: ModelSnapshot,
+    shopper_id: str,
+    session_id: str,
+    owner: int,
+) -> tuple[tuple | None, dict]:
+    """The long-term model's candidates blended with the session model's (`session_blend_weight`), and
+    the page's `session` report. Without session items or a session model the page stays long-term."""
+    items = state.sessions.items(owner, session_id)[-state.settings.session_max_items :]
+    session_model = state.session_models.current
+    report = {"session_id": session_id, "model": session_model.model_label, "version": session_model.version}
+    if not items or session_model.recommender is None:
+        return None, {**report, "items": items, "blend_weight": None}
+    pool = state.policy.candidate_pool
+    recent = session_candidates(catalog, session_model.recommender, items, pool)
+    long_term = (
+        model.top_positions(shopper_id, pool, catalog) if model.recommender is not None else recent[:0]
+    )
+    known = long_term[0] >= 0
+    weight = state.settings.session_blend_weight
+    positions, scores = blend((long_term[0][known], long_term[1][known]), recent, weight)
+    reason = f"{model.model_label}+{session_model.model_label}"
+    return (positions, scores, reason), {**report, "items": items, "blend_weight": weight}
 
 
 @router.get("/shoppers/{shopper_id}/recommendations", response_model=RecommendationPage)
@@ -142,9 +180,10 @@ async def shopper_recommendations(
     principal: Storefront,
     query: Annotated[RecommendationQuery, Query()],
 ) -> dict:
-    """Ranked products for a shopper, after every serving rule; `model` says what answered."""
+    """Ranked products for a shopper, after every serving rule; `model` says what answered. With a
+    `session_id` this key wrote events for, the visit's items are blended in and `session` says how."""
     ensure_shopper(principal, shopper_id)
-    return shopper_page(state, shopper_id, query)
+    return shopper_page(state, shopper_id, query, principal.key_id)
 
 
 @router.get("/products/{product_id}/similar", response_model=SimilarPage)

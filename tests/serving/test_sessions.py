@@ -1,0 +1,179 @@
+"""Live sessions through the API: events update the visit, session pages follow it, blending for known
+shoppers, privacy per key; the Redis store on database 15."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from commerce.access import create_api_key
+from commerce.db import transaction
+from models.sessions import SessionData, make_session_model
+from serving.sessions import Click, MemorySessions, SessionState, blend
+from tests.serving.conftest import ScriptedSource, auth
+
+SESSION = "visit_" + "a" * 20
+OTHER = "visit_" + "b" * 20
+
+
+@pytest.fixture
+def session_source() -> ScriptedSource:
+    """Sequential rules: p02 is followed by p06 (five times) or p08 (once); p04 by p07."""
+    rows = []
+    for s, pair in enumerate([("p02", "p06")] * 5 + [("p04", "p07")] * 5 + [("p02", "p08")]):
+        rows += [(f"t{s}", pair[0], s * 100.0), (f"t{s}", pair[1], s * 100.0 + 1)]
+    data = SessionData.from_frame(pd.DataFrame(rows, columns=["s", "i", "t"]), "s", "i", "t")
+    return ScriptedSource(versions={"1": make_session_model("sr").fit(data)}, alias="1")
+
+
+@pytest.fixture
+def api(make_client, session_source):
+    return make_client(session_model_source=session_source)
+
+
+def view(event_id: str, product: str, session_id: str = SESSION, shopper: str = "s2") -> dict:
+    return {
+        "event_id": event_id,
+        "ts": datetime.now(UTC).isoformat(),
+        "shopper_id": shopper,
+        "event_type": "view",
+        "product_id": product,
+        "session_id": session_id,
+    }
+
+
+def session_page(api, key: str, session_id: str = SESSION, n: int = 4):
+    return api.get(f"/v1/sessions/{session_id}/recommendations", params={"n": n}, headers=auth(key))
+
+
+def test_an_event_changes_the_next_session_page_within_a_second(api, keys):
+    empty = session_page(api, keys["storefront"])
+    assert empty.status_code == 200
+    assert empty.json()["session"]["items"] == [] and {i["reason"] for i in empty.json()["items"]} <= {
+        "popularity",
+        "sponsored",
+    }
+    started = time.perf_counter()
+    posted = api.post("/v1/events", json={"events": [view("e1", "p02")]}, headers=auth(keys["storefront"]))
+    assert posted.status_code == 202 and posted.json()["session_events"] == 1
+    page = session_page(api, keys["storefront"]).json()
+    assert time.perf_counter() - started < 1.0
+    assert page["items"][0]["product_id"] == "p06" and page["items"][0]["reason"] == "sr"
+    assert page["session"] == {
+        "session_id": SESSION, "model": "sr", "version": "1", "items": ["p02"], "blend_weight": None,
+    }  # fmt: skip
+    assert page["model"]["name"] == "sr" and not page["model"]["fallback"]
+    assert "p02" not in {i["product_id"] for i in page["items"]}  # already in the visit
+
+    api.post("/v1/events", json={"events": [view("e2", "p04")]}, headers=auth(keys["storefront"]))
+    page = session_page(api, keys["storefront"]).json()
+    assert page["items"][0]["product_id"] == "p07"  # the rules of the newest click lead
+    assert page["session"]["items"] == ["p02", "p04"]
+
+
+def test_resent_events_are_not_counted_twice_and_ids_must_be_tokens(api, keys):
+    batch = {"events": [view("e1", "p02"), view("e2", "p02")]}
+    api.post("/v1/events", json=batch, headers=auth(keys["storefront"]))
+    api.post("/v1/events", json=batch, headers=auth(keys["storefront"]))  # a retry
+    assert session_page(api, keys["storefront"]).json()["session"]["items"] == ["p02", "p02"]
+    short = api.post(
+        "/v1/events", json={"events": [view("e9", "p02", "s-1")]}, headers=auth(keys["storefront"])
+    )
+    assert short.status_code == 202 and short.json()["session_events"] == 0
+    assert session_page(api, keys["storefront"], "s-1").status_code == 422
+    assert session_page(api, keys["storefront"], "x" * 65).status_code == 422
+
+
+def test_a_session_is_private_to_the_key_that_wrote_it(api, keys, session_factory):
+    with transaction(session_factory) as s:
+        other_storefront = create_api_key(s, "storefront")[1]
+    api.post("/v1/events", json={"events": [view("e1", "p02")]}, headers=auth(keys["storefront"]))
+    assert session_page(api, keys["storefront"]).json()["session"]["items"] == ["p02"]
+    assert session_page(api, other_storefront).json()["session"]["items"] == []
+    assert session_page(api, keys["merchant"]).status_code == 403
+    assert api.get(f"/v1/sessions/{SESSION}/recommendations").status_code == 401
+
+
+def test_signed_in_shopper_page_blends_the_visit(api, keys):
+    plain = api.get("/v1/shoppers/s2/recommendations", params={"n": 4}, headers=auth(keys["storefront"]))
+    assert plain.json()["session"] is None
+    api.post("/v1/events", json={"events": [view("e1", "p04")]}, headers=auth(keys["storefront"]))
+    blended = api.get(
+        "/v1/shoppers/s2/recommendations",
+        params={"n": 4, "session_id": SESSION},
+        headers=auth(keys["storefront"]),
+    ).json()
+    assert blended["session"] == {
+        "session_id": SESSION, "model": "sr", "version": "1", "items": ["p04"], "blend_weight": 0.5,
+    }  # fmt: skip
+    # the tiny model ranks p01 > p02 > ...; the visit (p04) adds p07, which now leads: it scores 1 in the
+    # session list, while only the long-term top item reaches 1 in its own
+    top = [i["product_id"] for i in blended["items"] if not i["sponsored"]]
+    assert "p07" in top[:2] and {i["reason"] for i in blended["items"]} <= {
+        "tiny+sr",
+        "sponsored",
+        "popularity",
+    }
+    unknown = api.get(
+        "/v1/shoppers/s2/recommendations",
+        params={"n": 4, "session_id": OTHER},
+        headers=auth(keys["storefront"]),
+    ).json()
+    assert unknown["session"]["items"] == [] and unknown["items"] == plain.json()["items"]
+
+
+def test_blend_normalises_each_list():
+    long_term = (pd.Index([1, 2, 3]).to_numpy(), pd.Series([4.0, 2.0, 1.0]).to_numpy())
+    session = (pd.Index([3, 9]).to_numpy(), pd.Series([10.0, 5.0]).to_numpy())
+    positions, scores = blend(long_term, session, 0.25)
+    # 1: .75; 2: .375; 3: .75 * .25 + .25 * 1 = .4375; 9: .25 * .5 = .125
+    assert positions.tolist() == [1, 3, 2, 9]
+    assert scores.tolist() == pytest.approx([0.75, 0.4375, 0.375, 0.125])
+
+
+def test_memory_sessions_are_bounded_and_expire():
+    now = [0.0]
+    store = MemorySessions(max_items=3, ttl_seconds=60, clock=lambda: now[0])
+    store.add("k", [Click(f"e{i}", float(i), f"p{i}") for i in range(5)])
+    assert store.items("k") == ["p2", "p3", "p4"]  # the newest three, oldest first
+    store.add("k", [Click("e1", 1.0, "p1")])  # older than everything kept: trimmed again
+    assert store.items("k") == ["p2", "p3", "p4"]
+    now[0] = 59.0
+    assert store.items("k") == ["p2", "p3", "p4"]
+    now[0] = 61.0
+    assert store.items("k") == []
+
+
+def test_redis_store_on_db15():
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    state = SessionState(max_items=3, ttl_seconds=30, redis_url=url)
+    token = "t" + uuid.uuid4().hex
+    try:
+        clicks = [Click(f"e{i}", 100.0 + i, f"p{i}") for i in range(4)]
+        assert state.record(7, token, clicks[:2])
+        assert state.record(7, token, clicks)  # e0 and e1 again: stored once
+        assert state.items(7, token) == ["p1", "p2", "p3"]
+        assert state.items(8, token) == []  # another key
+        client = redis.Redis.from_url(url)
+        keys = client.keys("crosscart:session:7:*")
+        assert len(keys) == 1 and token.encode() not in keys[0]  # the id itself is not stored
+        assert 0 < client.ttl(keys[0]) <= 30
+        assert not state.record(7, "short", clicks)
+    finally:
+        redis.Redis.from_url(url).delete(*redis.Redis.from_url(url).keys("crosscart:session:7:*") or ["none"])
+
+
+def test_redis_failure_keeps_sessions_in_process():
+    state = SessionState(max_items=3, ttl_seconds=30, redis_url="redis://127.0.0.1:1/15")
+    token = "t" + uuid.uuid4().hex
+    assert state.record(1, token, [Click("e1", 1.0, "p1")])
+    assert state.items(1, token) == ["p1"]
