@@ -1,4 +1,5 @@
-"""An ASGI fast path for the hottest call, GET /v1/shoppers/{id}/recommendations by the storefront.
+"""An ASGI fast path for the hottest calls, GET /v1/shoppers/{id}/recommendations and
+GET /v1/sessions/{id}/recommendations by the storefront.
 
 FastAPI resolves every parameter and dependency through generic machinery that costs more than the page
 itself. This handler answers the common case with the same pieces as the route (the principal cache,
@@ -15,13 +16,19 @@ from urllib.parse import parse_qsl, unquote
 
 from fastapi import HTTPException
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from serving.routers.recommendations import shopper_page_json
+from serving.routers.sessions import session_page
 from serving.schemas.recommendations import RecommendationQuery
+from serving.schemas.sessions import SessionPageQuery
+from serving.sessions import SESSION_ID
 from serving.state import ServingState
 
 PATH = re.compile(r"^/v1/shoppers/([^/]+)/recommendations$")
 ROUTE = SimpleNamespace(path="/v1/shoppers/{shopper_id}/recommendations")  # the metrics label
+SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)/recommendations$")
+SESSION_ROUTE = SimpleNamespace(path="/v1/sessions/{session_id}/recommendations")
 ROLES = ("storefront", "shopper", "admin")
 QUERY_CACHE_SIZE = 4096
 
@@ -29,15 +36,17 @@ QUERY_CACHE_SIZE = 4096
 class RecommendationFastPath:
     def __init__(self, app, state: ServingState):
         self.app, self.state = app, state
-        self._queries: dict[bytes, RecommendationQuery] = {}
+        self._queries: dict[tuple[type, bytes], RecommendationQuery | SessionPageQuery] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET":
-            match = PATH.match(scope["path"])
+            match, route = PATH.match(scope["path"]), ROUTE
+            if match is None:
+                match, route = SESSION_PATH.match(scope["path"]), SESSION_ROUTE
             if match is not None:
-                body = self._answer(scope, unquote(match.group(1)))
+                body = self._answer(scope, unquote(match.group(1)), route is SESSION_ROUTE)
                 if body is not None:
-                    scope["route"] = ROUTE
+                    scope["route"] = route
                     await send(
                         {
                             "type": "http.response.start",
@@ -52,7 +61,7 @@ class RecommendationFastPath:
                     return
         await self.app(scope, receive, send)
 
-    def _answer(self, scope, shopper_id: str) -> bytes | None:
+    def _answer(self, scope, path_id: str, session: bool = False) -> bytes | None:
         """The response body, or None to let FastAPI handle the request."""
         state = self.state
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
@@ -64,6 +73,9 @@ class RecommendationFastPath:
             return None
         if state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
             return None
+        if session:
+            return self._session_answer(principal, path_id, scope["query_string"])
+        shopper_id = path_id
         if principal.role == "shopper" and principal.shopper_id != shopper_id:
             return None
         try:
@@ -74,9 +86,20 @@ class RecommendationFastPath:
         except (ValidationError, HTTPException):
             return None
 
-    def _query(self, query_string: bytes) -> RecommendationQuery:
+    def _session_answer(self, principal, session_id: str, query_string: bytes) -> bytes | None:
+        if not SESSION_ID.match(session_id):
+            return None
+        try:
+            query = self._query(query_string, SessionPageQuery)
+            return to_json(
+                session_page(self.state, principal.key_id, principal.shopper_id, session_id, query)
+            )
+        except (ValidationError, HTTPException):
+            return None
+
+    def _query(self, query_string: bytes, model: type = RecommendationQuery):
         """The validated query, remembered per query string: storefronts send a handful of them."""
-        query = self._queries.get(query_string)
+        query = self._queries.get((model, query_string))
         if query is None:
             params: dict = {}
             for name, value in parse_qsl(query_string.decode("latin-1")):
@@ -84,8 +107,8 @@ class RecommendationFastPath:
                     params.setdefault(name, []).append(value)
                 else:
                     params[name] = value
-            query = RecommendationQuery.model_validate(params)  # invalid ones raise: never remembered
+            query = model.model_validate(params)  # invalid ones raise: never remembered
             if len(self._queries) >= QUERY_CACHE_SIZE:
                 self._queries.clear()
-            self._queries[query_string] = query
+            self._queries[(model, query_string)] = query
         return query

@@ -99,6 +99,7 @@ class SessionState:
     def __init__(self, max_items: int = 30, ttl_seconds: float = 1800.0, redis_url: str = ""):
         self.memory = MemorySessions(max_items, ttl_seconds)
         self.shared = RedisSessions(redis_url, max_items, ttl_seconds) if redis_url else None
+        self.ranker = SessionRanker()
 
     def record(self, owner: int, session_id: str, clicks: Sequence[Click]) -> bool:
         """Add clicks to a session; False (nothing stored) for an id that is not a valid token."""
@@ -142,16 +143,28 @@ def load_session_version(tracking_uri: str, name: str, version: str):
     return load_recommender_version(tracking_uri, name, version, load=load_session_model)
 
 
-def session_candidates(catalog, model, items: Sequence[str], pool: int) -> tuple[np.ndarray, np.ndarray]:
-    """The session model's top `pool` for `items`, as (catalog positions, scores); -1 positions (not in the
-    catalog) dropped."""
-    if model is None or not items:
-        return np.empty(0, dtype=np.intp), np.empty(0)
-    ranked = model.recommend(items, n=pool)
-    positions = catalog.positions(np.array([item for item, _ in ranked], dtype=object))
-    scores = np.array([score for _, score in ranked], dtype=np.float64)
-    keep = positions >= 0
-    return positions[keep], scores[keep]
+class SessionRanker:
+    """A session model's top items as catalog positions. Model item codes map to catalog positions through
+    one array built per (model, catalog) pair, so a request never looks ids up one by one."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._map: np.ndarray | None = None
+
+    def candidates(self, catalog, model, items: Sequence[str], pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's top `pool` for a session's `items` as (catalog positions, scores), best first;
+        items the catalog lacks are dropped. Empty without a model or items."""
+        if model is None or not items:
+            return np.empty(0, dtype=np.intp), np.empty(0)
+        key = (id(model), id(catalog), catalog.built_at)
+        mapping = self._map
+        if self._key != key or mapping is None:
+            mapping = catalog.positions(np.asarray(model.item_ids_, dtype=object))
+            self._key, self._map = key, mapping
+        codes, scores = model.rank_codes(model.codes(items), pool)
+        positions = mapping[codes]
+        keep = positions >= 0
+        return positions[keep], scores[keep]
 
 
 def blend(

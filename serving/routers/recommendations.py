@@ -20,7 +20,7 @@ from serving.schemas.recommendations import (
     RecommendationQuery,
     SimilarPage,
 )
-from serving.sessions import blend, session_candidates
+from serving.sessions import blend
 from serving.state import ServingState
 
 router = APIRouter(tags=["storefront"])
@@ -162,7 +162,7 @@ def _blend_session(
     if not items or session_model.recommender is None:
         return None, {**report, "items": items, "blend_weight": None}
     pool = state.policy.candidate_pool
-    recent = session_candidates(catalog, session_model.recommender, items, pool)
+    recent = state.sessions.ranker.candidates(catalog, session_model.recommender, items, pool)
     long_term = (
         model.top_positions(shopper_id, pool, catalog) if model.recommender is not None else recent[:0]
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import replace
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Path, Query
@@ -11,41 +12,36 @@ from serving.deps import StateDep, Storefront
 from serving.recommend import recommend
 from serving.routers.common import MAX_N, catalog_or_503
 from serving.routers.recommendations import _items, _model_info
-from serving.schemas.sessions import SessionRecommendationPage
-from serving.sessions import SESSION_ID_PATTERN, session_candidates
+from serving.schemas.sessions import SessionPageQuery, SessionRecommendationPage
+from serving.sessions import SESSION_ID_PATTERN
+from serving.state import ServingState
 
 router = APIRouter(tags=["storefront"])
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="The visit's opaque random token.")]
 
 
-@router.get("/sessions/{session_id}/recommendations", response_model=SessionRecommendationPage)
-async def session_recommendations(
-    session_id: SessionId,
-    state: StateDep,
-    principal: Storefront,
-    n: Annotated[int, Query(ge=1, le=MAX_N)] = 10,
-    category: str | None = None,
-    fulfillment: Literal["bonded", "direct_mail"] | None = None,
+def session_page(
+    state: ServingState, owner: int | None, shopper_id: str | None, session_id: str, query: SessionPageQuery
 ) -> dict:
-    """What to show next in this visit: the session model ranks from the visit's recent items (those this
-    key sent events for); products already in the visit are left out; free slots are filled with the best
-    sellers of the last item's category, or of the store for an unknown or empty session."""
+    """One `SessionRecommendationPage` as a dict, for the route below and the fast path."""
     catalog = catalog_or_503(state)
-    items = state.sessions.items(principal.key_id, session_id)[-state.settings.session_max_items :]
+    items = state.sessions.items(owner, session_id)[-state.settings.session_max_items :]
     snapshot = state.session_models.current
-    positions, scores = session_candidates(catalog, snapshot.recommender, items, state.policy.candidate_pool)
+    pool = state.policy.candidate_pool
+    positions, scores = state.sessions.ranker.candidates(catalog, snapshot.recommender, items, pool)
     visited = catalog.positions(np.array(items, dtype=object))
     visited = visited[visited >= 0]
     page = recommend(
         catalog,
         snapshot,
-        principal.shopper_id or "",
-        n,
-        category=category,
-        fulfillment=fulfillment,
-        fill_category=catalog.category_ids[visited[-1]] if len(visited) and category is None else None,
-        policy=state.policy,
+        shopper_id or "",
+        query.n,
+        category=query.category,
+        fulfillment=query.fulfillment,
+        fill_category=catalog.category_ids[visited[-1]] if len(visited) and query.category is None else None,
+        # a visit's intent is usually one category: no per-category cap (merchant caps still apply)
+        policy=replace(state.policy, max_per_category=MAX_N),
         ranked=(positions, scores, snapshot.model_label),
         exclude=visited.tolist(),
     )
@@ -58,5 +54,20 @@ async def session_recommendations(
             "model": snapshot.model_label,
             "version": snapshot.version,
             "items": items,
+            "blend_weight": None,
         },
     }
+
+
+@router.get("/sessions/{session_id}/recommendations", response_model=SessionRecommendationPage)
+async def session_recommendations(
+    session_id: SessionId,
+    state: StateDep,
+    principal: Storefront,
+    query: Annotated[SessionPageQuery, Query()],
+) -> dict:
+    """What to show next in this visit: the session model ranks from the visit's recent items (those this
+    key sent events for); products already in the visit are left out; free slots are filled with the best
+    sellers of the last item's category, or of the store for an unknown or empty session. Unlike a home
+    page, one category may fill the page: a visit usually pursues one need."""
+    return session_page(state, principal.key_id, principal.shopper_id, session_id, query)

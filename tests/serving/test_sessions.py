@@ -177,3 +177,21 @@ def test_redis_failure_keeps_sessions_in_process():
     token = "t" + uuid.uuid4().hex
     assert state.record(1, token, [Click("e1", 1.0, "p1")])
     assert state.items(1, token) == ["p1"]
+
+
+def test_fast_path_answers_session_pages_like_the_route(api, keys, monkeypatch):
+    from serving import fastpath
+
+    api.post("/v1/events", json={"events": [view("e1", "p02")]}, headers=auth(keys["storefront"]))
+    first = session_page(api, keys["storefront"])  # the key is not cached yet: FastAPI answers
+    answered = []
+    original = fastpath.RecommendationFastPath._answer
+    monkeypatch.setattr(
+        fastpath.RecommendationFastPath,
+        "_answer",
+        lambda self, *a: answered.append(original(self, *a)) or answered[-1],
+    )
+    second = session_page(api, keys["storefront"])
+    assert answered[-1] is not None and second.json() == first.json()
+    assert session_page(api, keys["storefront"], "bad").status_code == 422  # left to the route
+    assert answered[-1] is None
