@@ -168,18 +168,37 @@ class SessionRanker:
 
 
 def blend(
-    long_term: tuple[np.ndarray, np.ndarray], session: tuple[np.ndarray, np.ndarray], weight: float
+    session: tuple[np.ndarray, np.ndarray], long_term: np.ndarray, weight: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(1 - weight) x long-term + weight x session, each list's scores divided by its best score, over
-    the union of both lists (an item missing from one list gets 0 there); best first."""
-    positions = np.concatenate([long_term[0], session[0]])
+    """Re-rank the session model's candidates by (1 - weight) x session score / its best + weight x the
+    long-term score min-max scaled over the candidates; best first (ties: lower position).
+
+    The visit says what the shopper wants now, the long-term model which of those items suit them: on
+    the synthetic marketplace this beats adding long-term items to the list (bench/sessions.py)."""
+    positions, scores = session
     if len(positions) == 0:
         return positions, np.empty(0)
-    parts = []
-    for scores, w in ((long_term[1], 1.0 - weight), (session[1], weight)):
-        top = float(scores.max()) if len(scores) else 0.0
-        parts.append(w * np.asarray(scores, dtype=np.float64) / top if top > 0 else np.zeros(len(scores)))
-    uniq, inverse = np.unique(positions, return_inverse=True)
-    combined = np.bincount(inverse, weights=np.concatenate(parts))
-    order = np.lexsort((uniq, -combined))
-    return uniq[order], combined[order]
+    part = np.asarray(scores, dtype=np.float64) / float(np.max(scores))
+    spread = float(long_term.max() - long_term.min()) if len(long_term) else 0.0
+    taste = (long_term - long_term.min()) / spread if spread > 0 else np.zeros(len(positions))
+    combined = (1.0 - weight) * part + weight * taste
+    order = np.lexsort((positions, -combined))
+    return positions[order], combined[order]
+
+
+def long_term_scores(model, shopper_id: str, positions: np.ndarray, catalog, pool: int) -> np.ndarray:
+    """The long-term model's score of each catalog position in `positions` for this shopper: from its whole
+    row when it scores rows (`user_scores`), else from its top `pool` (0 outside it)."""
+    if model.recommender is None or len(positions) == 0:
+        return np.zeros(len(positions))
+    mapping = model.item_positions(catalog)
+    row = model.recommender.user_scores(shopper_id) if mapping is not None else None
+    if row is not None:
+        inverse = np.full(len(catalog.product_ids), -1, dtype=np.int64)
+        known = mapping >= 0
+        inverse[mapping[known]] = np.flatnonzero(known)
+        cols = inverse[positions]
+        return np.where(cols >= 0, row[np.maximum(cols, 0)], 0.0).astype(np.float64)
+    top, scores = model.top_positions(shopper_id, pool, catalog)
+    lookup = dict(zip(top.tolist(), scores.tolist(), strict=True))
+    return np.array([lookup.get(p, 0.0) for p in positions.tolist()], dtype=np.float64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic_core import to_json
 
@@ -20,7 +21,7 @@ from serving.schemas.recommendations import (
     RecommendationQuery,
     SimilarPage,
 )
-from serving.sessions import blend
+from serving.sessions import blend, long_term_scores
 from serving.state import ServingState
 
 router = APIRouter(tags=["storefront"])
@@ -154,8 +155,9 @@ def _blend_session(
     session_id: str,
     owner: int,
 ) -> tuple[tuple | None, dict]:
-    """The long-term model's candidates blended with the session model's (`session_blend_weight`), and
-    the page's `session` report. Without session items or a session model the page stays long-term."""
+    """The session model's candidates re-ranked with the long-term model's scores (`blend`, weight
+    `session_blend_weight`), then the long-term model's own list, and the page's `session` report.
+    Without session items or a session model the page stays long-term."""
     items = state.sessions.items(owner, session_id)[-state.settings.session_max_items :]
     session_model = state.session_models.current
     report = {"session_id": session_id, "model": session_model.model_label, "version": session_model.version}
@@ -163,12 +165,13 @@ def _blend_session(
         return None, {**report, "items": items, "blend_weight": None}
     pool = state.policy.candidate_pool
     recent = state.sessions.ranker.candidates(catalog, session_model.recommender, items, pool)
-    long_term = (
-        model.top_positions(shopper_id, pool, catalog) if model.recommender is not None else recent[:0]
-    )
-    known = long_term[0] >= 0
     weight = state.settings.session_blend_weight
-    positions, scores = blend((long_term[0][known], long_term[1][known]), recent, weight)
+    taste = long_term_scores(model, shopper_id, recent[0], catalog, pool)
+    positions, scores = blend(recent, taste, weight)
+    if model.recommender is not None:  # then the rest of the long-term list (score 0: after the blend)
+        tail, _ = model.top_positions(shopper_id, pool, catalog)
+        tail = tail[(tail >= 0) & ~np.isin(tail, positions)]
+        positions, scores = np.concatenate([positions, tail]), np.concatenate([scores, np.zeros(len(tail))])
     reason = f"{model.model_label}+{session_model.model_label}"
     return (positions, scores, reason), {**report, "items": items, "blend_weight": weight}
 

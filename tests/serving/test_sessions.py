@@ -7,6 +7,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -108,7 +109,7 @@ def test_signed_in_shopper_page_blends_the_visit(api, keys):
         headers=auth(keys["storefront"]),
     ).json()
     assert blended["session"] == {
-        "session_id": SESSION, "model": "sr", "version": "1", "items": ["p04"], "blend_weight": 0.5,
+        "session_id": SESSION, "model": "sr", "version": "1", "items": ["p04"], "blend_weight": 0.1,
     }  # fmt: skip
     # the tiny model ranks p01 > p02 > ...; the visit (p04) adds p07, which now leads: it scores 1 in the
     # session list, while only the long-term top item reaches 1 in its own
@@ -126,13 +127,16 @@ def test_signed_in_shopper_page_blends_the_visit(api, keys):
     assert unknown["session"]["items"] == [] and unknown["items"] == plain.json()["items"]
 
 
-def test_blend_normalises_each_list():
-    long_term = (pd.Index([1, 2, 3]).to_numpy(), pd.Series([4.0, 2.0, 1.0]).to_numpy())
-    session = (pd.Index([3, 9]).to_numpy(), pd.Series([10.0, 5.0]).to_numpy())
-    positions, scores = blend(long_term, session, 0.25)
-    # 1: .75; 2: .375; 3: .75 * .25 + .25 * 1 = .4375; 9: .25 * .5 = .125
-    assert positions.tolist() == [1, 3, 2, 9]
-    assert scores.tolist() == pytest.approx([0.75, 0.4375, 0.375, 0.125])
+def test_blend_reranks_the_session_candidates_by_long_term_taste():
+    session = (np.array([3, 9, 5]), np.array([10.0, 5.0, 2.0]))  # / 10 -> 1, .5, .2
+    long_term = np.array([1.0, 3.0, 2.0])  # min-max over the candidates -> 0, 1, .5
+    positions, scores = blend(session, long_term, 0.25)
+    # 3: .75 x 1 + 0; 9: .75 x .5 + .25 x 1; 5: .75 x .2 + .25 x .5
+    assert positions.tolist() == [3, 9, 5] and scores.tolist() == pytest.approx([0.75, 0.625, 0.275])
+    positions, scores = blend(session, long_term, 0.75)
+    assert positions.tolist() == [9, 5, 3] and scores.tolist() == pytest.approx([0.875, 0.425, 0.25])
+    flat = blend(session, np.array([2.0, 2.0, 2.0]), 0.5)  # no long-term preference: session order
+    assert flat[0].tolist() == [3, 9, 5]
 
 
 def test_memory_sessions_are_bounded_and_expire():
