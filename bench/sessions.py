@@ -467,7 +467,7 @@ def _print_table(r: dict) -> None:
     s = r["serving"]
     h, inproc = s["http"], s["in_process"]
     console.print(
-        f"serving, {s['products']:,} products: in-process page p50/p99 {inproc['p50_ms']}/{inproc['p99_ms']} ms;"
+        f"serving, {s['products']:,} products: in-process p50/p99 {inproc['p50_ms']}/{inproc['p99_ms']} ms;"
         f" HTTP at {h['rate_rps']:.0f} rps p99 {h['sessions_at_rate']['p99_ms']} ms (shopper page"
         f" {h['shopper_pages_at_rate']['p99_ms']} ms, /health {h['health_at_rate']['p99_ms']} ms;"
         f" sessions in {h['session_store']}; load average {h['load_average_after']})"

@@ -25,10 +25,10 @@ class Settings(BaseSettings):
     session_max_items: int = Field(default=30, description="Recent items kept per live session.")
     session_ttl_seconds: int = Field(default=1800, description="A session expires after this inactivity.")
     session_blend_weight: float = Field(
-        default=0.5,
+        default=0.1,  # learned on the synthetic marketplace (bench/sessions.py, ALS + V-SKNN)
         ge=0.0,
         le=1.0,
-        description="Session model's share in a signed-in shopper's blended page.",
+        description="Long-term model's share when it re-ranks a live session's candidates for a shopper.",
     )
     model_poll_seconds: float = Field(default=30.0, description="How often the API checks the alias.")
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")

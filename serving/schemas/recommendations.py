@@ -68,7 +68,7 @@ class SessionInfo(BaseModel):
     version: str | None = Field(description="Its registry version (None when no session model is served).")
     items: list[str] = Field(description="The visit's products that drove the page, oldest first.")
     blend_weight: float | None = Field(
-        default=None, description="Share of the session model in a signed-in shopper's blended page."
+        default=None, description="Long-term model's share when it re-ranked the visit's candidates."
     )
 
 
