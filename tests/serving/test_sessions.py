@@ -199,3 +199,34 @@ def test_fast_path_answers_session_pages_like_the_route(api, keys, monkeypatch):
     assert answered[-1] is not None and second.json() == first.json()
     assert session_page(api, keys["storefront"], "bad").status_code == 422  # left to the route
     assert answered[-1] is None
+
+
+class RowModel:
+    """A long-term model that scores whole rows, over items in its own order."""
+
+    name = "rows"
+    item_ids_ = np.array(["p3", "p1", "p2"], dtype=object)
+
+    def user_scores(self, user_id):
+        return np.array([0.3, 0.1, 0.2]) if user_id == "s1" else None
+
+
+class FakeCatalog:
+    product_ids = ["p1", "p2", "p3", "p4"]
+    built_at = 0.0
+
+    def positions(self, ids):
+        return np.array([self.product_ids.index(i) if i in self.product_ids else -1 for i in ids])
+
+
+def test_long_term_scores_read_the_whole_row():
+    from serving.model_store import ModelSnapshot
+    from serving.sessions import long_term_scores
+
+    snapshot = ModelSnapshot("m", "1", RowModel())
+    positions = np.array([3, 2, 0])  # p4 (unknown to the model), p3, p1
+    assert long_term_scores(snapshot, "s1", positions, FakeCatalog(), 10).tolist() == [0.0, 0.3, 0.1]
+    assert (
+        long_term_scores(ModelSnapshot("m", None, None), "s1", positions, FakeCatalog(), 10).tolist()
+        == [0] * 3
+    )
