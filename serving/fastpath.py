@@ -40,11 +40,14 @@ class RecommendationFastPath:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET":
-            match, route = PATH.match(scope["path"]), ROUTE
-            if match is None:
-                match, route = SESSION_PATH.match(scope["path"]), SESSION_ROUTE
+            match, route, body = PATH.match(scope["path"]), ROUTE, None
             if match is not None:
-                body = self._answer(scope, unquote(match.group(1)), route is SESSION_ROUTE)
+                body = self._answer(scope, unquote(match.group(1)))
+            else:
+                match, route = SESSION_PATH.match(scope["path"]), SESSION_ROUTE
+                if match is not None:
+                    body = await self._session_answer(scope, unquote(match.group(1)))
+            if match is not None:
                 if body is not None:
                     scope["route"] = route
                     await send(
@@ -61,22 +64,24 @@ class RecommendationFastPath:
                     return
         await self.app(scope, receive, send)
 
-    def _answer(self, scope, path_id: str, session: bool = False) -> bytes | None:
-        """The response body, or None to let FastAPI handle the request."""
-        state = self.state
+    def _principal(self, scope):
+        """The caller when the fast path may answer: a cached key of an unthrottled storefront role."""
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
         scheme, _, key = auth.partition(" ")
         if scheme.lower() != "bearer" or not key:
             return None
-        hit, principal = state.principals.get(key.strip())
+        hit, principal = self.state.principals.get(key.strip())
         if not hit or principal is None or principal.role not in ROLES:
             return None
-        if state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
+        if self.state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
             return None
-        if session:
-            return self._session_answer(principal, path_id, scope["query_string"])
-        shopper_id = path_id
-        if principal.role == "shopper" and principal.shopper_id != shopper_id:
+        return principal
+
+    def _answer(self, scope, shopper_id: str) -> bytes | None:
+        """The response body, or None to let FastAPI handle the request."""
+        state = self.state
+        principal = self._principal(scope)
+        if principal is None or (principal.role == "shopper" and principal.shopper_id != shopper_id):
             return None
         try:
             query = self._query(scope["query_string"])
@@ -86,14 +91,14 @@ class RecommendationFastPath:
         except (ValidationError, HTTPException):
             return None
 
-    def _session_answer(self, principal, session_id: str, query_string: bytes) -> bytes | None:
-        if not SESSION_ID.match(session_id):
+    async def _session_answer(self, scope, session_id: str) -> bytes | None:
+        principal = self._principal(scope)
+        if principal is None or not SESSION_ID.match(session_id):
             return None
         try:
-            query = self._query(query_string, SessionPageQuery)
-            return to_json(
-                session_page(self.state, principal.key_id, principal.shopper_id, session_id, query)
-            )
+            query = self._query(scope["query_string"], SessionPageQuery)
+            items = await self.state.sessions.items(principal.key_id, session_id)
+            return to_json(session_page(self.state, items, principal.shopper_id, session_id, query))
         except (ValidationError, HTTPException):
             return None
 

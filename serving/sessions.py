@@ -74,13 +74,17 @@ class MemorySessions:
 
 
 class RedisSessions:
-    """Sessions in Redis, shared by every replica: one round trip per write and per read."""
+    """Sessions in Redis, shared by every replica: one round trip per write and per read.
+
+    Writes come from the events endpoint (a worker thread); reads come from the event loop and use the
+    asyncio client, so waiting on Redis never stalls other requests (a client per event loop)."""
 
     def __init__(self, url: str, max_items: int, ttl_seconds: float):
         import redis
 
-        self.max_items, self.ttl = max_items, int(ttl_seconds)
+        self.url, self.max_items, self.ttl = url, max_items, int(ttl_seconds)
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._async: tuple[object, Any] | None = None  # (event loop, client)
 
     def add(self, key: str, clicks: Sequence[Click]) -> None:
         pipe = self._redis.pipeline()
@@ -89,8 +93,16 @@ class RedisSessions:
         pipe.expire(key, self.ttl)
         pipe.execute()
 
-    def items(self, key: str) -> list[str]:
-        return [m.decode().partition(_SEP)[2] for m in self._redis.zrange(key, 0, -1)]
+    async def items(self, key: str) -> list[str]:
+        import asyncio
+
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._async = (loop, client)
+        return [m.decode().partition(_SEP)[2] for m in await self._async[1].zrange(key, 0, -1)]
 
 
 class SessionState:
@@ -115,12 +127,12 @@ class SessionState:
         self.memory.add(key, clicks)
         return True
 
-    def items(self, owner: int, session_id: str) -> list[str]:
+    async def items(self, owner: int, session_id: str) -> list[str]:
         """The session's products, oldest first (repeats kept); empty if unknown, expired or not owned."""
         key = session_key(owner, session_id)
         if self.shared is not None:
             try:
-                return self.shared.items(key) or self.memory.items(key)
+                return await self.shared.items(key) or self.memory.items(key)
             except Exception as exc:
                 log.warning("session store unavailable, reading in-process sessions: %s", exc)
         return self.memory.items(key)

@@ -65,11 +65,11 @@ def _card_json(catalog: CatalogSnapshot, pos: int) -> bytes:
 
 
 def shopper_page(
-    state: ServingState, shopper_id: str, query: RecommendationQuery, session_owner: int | None = None
+    state: ServingState, shopper_id: str, query: RecommendationQuery, session_items: list[str] | None = None
 ) -> dict:
-    """One recommendation page (a `RecommendationPage` as a dict), for the route below; `session_owner`
-    is the caller's key id, under which `query.session_id`'s live items were written."""
-    catalog, page, chosen, session = _compose(state, shopper_id, query, session_owner)
+    """One recommendation page (a `RecommendationPage` as a dict), for the route below; `session_items`
+    are the live items of `query.session_id` (written under the caller's key)."""
+    catalog, page, chosen, session = _compose(state, shopper_id, query, session_items)
     return {
         "shopper_id": shopper_id,
         "context": query.context,
@@ -108,7 +108,7 @@ def shopper_page_json(state: ServingState, shopper_id: str, query: Recommendatio
 
 
 def _compose(
-    state: ServingState, shopper_id: str, query: RecommendationQuery, session_owner: int | None = None
+    state: ServingState, shopper_id: str, query: RecommendationQuery, session_items: list[str] | None = None
 ) -> tuple[CatalogSnapshot, Page, Assignment, dict | None]:
     """The page, the experiment assignment behind it, what a live session added to it, and the exposures
     it causes (queued)."""
@@ -126,8 +126,8 @@ def _compose(
     )
     model = chosen.model
     ranked, session = None, None
-    if query.session_id and session_owner is not None and query.context == "home":
-        ranked, session = _blend_session(state, catalog, model, shopper_id, query.session_id, session_owner)
+    if query.session_id and session_items is not None and query.context == "home":
+        ranked, session = _blend_session(state, catalog, model, shopper_id, query.session_id, session_items)
     page = recommend(
         catalog,
         model,
@@ -153,12 +153,12 @@ def _blend_session(
     model: ModelSnapshot,
     shopper_id: str,
     session_id: str,
-    owner: int,
+    items: list[str],
 ) -> tuple[tuple | None, dict]:
     """The session model's candidates re-ranked with the long-term model's scores (`blend`, weight
     `session_blend_weight`), then the long-term model's own list, and the page's `session` report.
     Without session items or a session model the page stays long-term."""
-    items = state.sessions.items(owner, session_id)[-state.settings.session_max_items :]
+    items = items[-state.settings.session_max_items :]
     session_model = state.session_models.current
     report = {"session_id": session_id, "model": session_model.model_label, "version": session_model.version}
     if not items or session_model.recommender is None:
@@ -186,7 +186,8 @@ async def shopper_recommendations(
     """Ranked products for a shopper, after every serving rule; `model` says what answered. With a
     `session_id` this key wrote events for, the visit's items are blended in and `session` says how."""
     ensure_shopper(principal, shopper_id)
-    return shopper_page(state, shopper_id, query, principal.key_id)
+    items = await state.sessions.items(principal.key_id, query.session_id) if query.session_id else None
+    return shopper_page(state, shopper_id, query, items)
 
 
 @router.get("/products/{product_id}/similar", response_model=SimilarPage)

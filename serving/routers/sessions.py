@@ -22,11 +22,12 @@ SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="The vis
 
 
 def session_page(
-    state: ServingState, owner: int | None, shopper_id: str | None, session_id: str, query: SessionPageQuery
+    state: ServingState, items: list[str], shopper_id: str | None, session_id: str, query: SessionPageQuery
 ) -> dict:
-    """One `SessionRecommendationPage` as a dict, for the route below and the fast path."""
+    """One `SessionRecommendationPage` as a dict from the visit's `items`, for the route below and the
+    fast path."""
     catalog = catalog_or_503(state)
-    items = state.sessions.items(owner, session_id)[-state.settings.session_max_items :]
+    items = items[-state.settings.session_max_items :]
     snapshot = state.session_models.current
     pool = state.policy.candidate_pool
     positions, scores = state.sessions.ranker.candidates(catalog, snapshot.recommender, items, pool)
@@ -70,4 +71,5 @@ async def session_recommendations(
     key sent events for); products already in the visit are left out; free slots are filled with the best
     sellers of the last item's category, or of the store for an unknown or empty session. Unlike a home
     page, one category may fill the page: a visit usually pursues one need."""
-    return session_page(state, principal.key_id, principal.shopper_id, session_id, query)
+    items = await state.sessions.items(principal.key_id, session_id)
+    return session_page(state, items, principal.shopper_id, session_id, query)

@@ -3,6 +3,7 @@ shoppers, privacy per key; the Redis store on database 15."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -165,8 +166,8 @@ def test_redis_store_on_db15():
         clicks = [Click(f"e{i}", 100.0 + i, f"p{i}") for i in range(4)]
         assert state.record(7, token, clicks[:2])
         assert state.record(7, token, clicks)  # e0 and e1 again: stored once
-        assert state.items(7, token) == ["p1", "p2", "p3"]
-        assert state.items(8, token) == []  # another key
+        assert asyncio.run(state.items(7, token)) == ["p1", "p2", "p3"]
+        assert asyncio.run(state.items(8, token)) == []  # another key
         client = redis.Redis.from_url(url)
         keys = client.keys("crosscart:session:7:*")
         assert len(keys) == 1 and token.encode() not in keys[0]  # the id itself is not stored
@@ -180,7 +181,7 @@ def test_redis_failure_keeps_sessions_in_process():
     state = SessionState(max_items=3, ttl_seconds=30, redis_url="redis://127.0.0.1:1/15")
     token = "t" + uuid.uuid4().hex
     assert state.record(1, token, [Click("e1", 1.0, "p1")])
-    assert state.items(1, token) == ["p1"]
+    assert asyncio.run(state.items(1, token)) == ["p1"]
 
 
 def test_fast_path_answers_session_pages_like_the_route(api, keys, monkeypatch):
@@ -189,12 +190,13 @@ def test_fast_path_answers_session_pages_like_the_route(api, keys, monkeypatch):
     api.post("/v1/events", json={"events": [view("e1", "p02")]}, headers=auth(keys["storefront"]))
     first = session_page(api, keys["storefront"])  # the key is not cached yet: FastAPI answers
     answered = []
-    original = fastpath.RecommendationFastPath._answer
-    monkeypatch.setattr(
-        fastpath.RecommendationFastPath,
-        "_answer",
-        lambda self, *a: answered.append(original(self, *a)) or answered[-1],
-    )
+    original = fastpath.RecommendationFastPath._session_answer
+
+    async def spy(self, *args):
+        answered.append(await original(self, *args))
+        return answered[-1]
+
+    monkeypatch.setattr(fastpath.RecommendationFastPath, "_session_answer", spy)
     second = session_page(api, keys["storefront"])
     assert answered[-1] is not None and second.json() == first.json()
     assert session_page(api, keys["storefront"], "bad").status_code == 422  # left to the route
@@ -230,3 +232,26 @@ def test_long_term_scores_read_the_whole_row():
         long_term_scores(ModelSnapshot("m", None, None), "s1", positions, FakeCatalog(), 10).tolist()
         == [0] * 3
     )
+
+
+def test_api_with_redis_db15(make_client, session_source, settings, keys):
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    token = "t" + uuid.uuid4().hex
+    api = make_client(
+        settings=settings.model_copy(update={"redis_url": url}), session_model_source=session_source
+    )
+    try:
+        api.post("/v1/events", json={"events": [view("e1", "p02", token)]}, headers=auth(keys["storefront"]))
+        first = session_page(api, keys["storefront"], token)  # through FastAPI
+        second = session_page(api, keys["storefront"], token)  # through the fast path
+        assert first.json() == second.json() and first.json()["session"]["items"] == ["p02"]
+        assert first.json()["items"][0]["product_id"] == "p06"
+    finally:
+        client = redis.Redis.from_url(url)
+        for name in client.scan_iter("crosscart:session:*"):
+            client.delete(name)
