@@ -16,10 +16,9 @@ from urllib.parse import parse_qsl, unquote
 
 from fastapi import HTTPException
 from pydantic import ValidationError
-from pydantic_core import to_json
 
 from serving.routers.recommendations import shopper_page_json
-from serving.routers.sessions import session_page
+from serving.routers.sessions import session_page_json
 from serving.schemas.recommendations import RecommendationQuery
 from serving.schemas.sessions import SessionPageQuery
 from serving.sessions import SESSION_ID
@@ -98,7 +97,7 @@ class RecommendationFastPath:
         try:
             query = self._query(scope["query_string"], SessionPageQuery)
             items = await self.state.sessions.items(principal.key_id, session_id)
-            return to_json(session_page(self.state, items, principal.shopper_id, session_id, query))
+            return session_page_json(self.state, items, principal.shopper_id, session_id, query)
         except (ValidationError, HTTPException):
             return None
 

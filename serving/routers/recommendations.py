@@ -84,15 +84,19 @@ def shopper_page_json(state: ServingState, shopper_id: str, query: Recommendatio
     """The same page as `shopper_page`, encoded straight to JSON bytes for the ASGI fast path
     (serving/fastpath.py): cards come pre-encoded, so a request encodes only its ranks and scores."""
     catalog, page, chosen, _ = _compose(state, shopper_id, query)
-    head = to_json(
-        {
-            "shopper_id": shopper_id,
-            "context": query.context,
-            "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
-            "experiments": chosen.variants,
-            "session": None,  # the fast path never serves a session_id query
-        }
-    )
+    head = {
+        "shopper_id": shopper_id,
+        "context": query.context,
+        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
+        "experiments": chosen.variants,
+        "session": None,  # the fast path never serves a session_id query
+    }
+    return page_json(catalog, page, head)
+
+
+def page_json(catalog: CatalogSnapshot, page: Page, head: dict) -> bytes:
+    """`head` plus the page's `items`, encoded to JSON bytes: cards come pre-encoded, so a request
+    encodes only its ranks and scores."""
     items = b",".join(
         b'%s"rank":%d,"score":%s,"reason":%s,"sponsored":%s}'
         % (
@@ -104,7 +108,7 @@ def shopper_page_json(state: ServingState, shopper_id: str, query: Recommendatio
         )
         for i, p in enumerate(page.picks, start=1)
     )
-    return b'%s,"items":[%s]}' % (head[:-1], items)
+    return b'%s,"items":[%s]}' % (to_json(head)[:-1], items)
 
 
 def _compose(

@@ -8,10 +8,12 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Path, Query
 
+from serving.catalog import CatalogSnapshot
 from serving.deps import StateDep, Storefront
-from serving.recommend import recommend
+from serving.model_store import ModelSnapshot
+from serving.recommend import Page, recommend
 from serving.routers.common import MAX_N, catalog_or_503
-from serving.routers.recommendations import _items, _model_info
+from serving.routers.recommendations import _items, _model_info, page_json
 from serving.schemas.sessions import SessionPageQuery, SessionRecommendationPage
 from serving.sessions import SESSION_ID_PATTERN
 from serving.state import ServingState
@@ -21,11 +23,10 @@ router = APIRouter(tags=["storefront"])
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="The visit's opaque random token.")]
 
 
-def session_page(
-    state: ServingState, items: list[str], shopper_id: str | None, session_id: str, query: SessionPageQuery
-) -> dict:
-    """One `SessionRecommendationPage` as a dict from the visit's `items`, for the route below and the
-    fast path."""
+def _compose(
+    state: ServingState, items: list[str], shopper_id: str | None, query: SessionPageQuery
+) -> tuple[CatalogSnapshot, Page, ModelSnapshot, list[str]]:
+    """The page for a visit's `items` (the newest `session_max_items` of them, also returned)."""
     catalog = catalog_or_503(state)
     items = items[-state.settings.session_max_items :]
     snapshot = state.session_models.current
@@ -46,9 +47,12 @@ def session_page(
         ranked=(positions, scores, snapshot.model_label),
         exclude=visited.tolist(),
     )
+    return catalog, page, snapshot, items
+
+
+def _head(state: ServingState, snapshot: ModelSnapshot, session_id: str, items: list[str]) -> dict:
     return {
         "session_id": session_id,
-        "items": _items(catalog, page),
         "model": _model_info(snapshot, state.settings.model_alias),
         "session": {
             "session_id": session_id,
@@ -58,6 +62,22 @@ def session_page(
             "blend_weight": None,
         },
     }
+
+
+def session_page(
+    state: ServingState, items: list[str], shopper_id: str | None, session_id: str, query: SessionPageQuery
+) -> dict:
+    """One `SessionRecommendationPage` as a dict from the visit's `items`, for the route below."""
+    catalog, page, snapshot, items = _compose(state, items, shopper_id, query)
+    return {**_head(state, snapshot, session_id, items), "items": _items(catalog, page)}
+
+
+def session_page_json(
+    state: ServingState, items: list[str], shopper_id: str | None, session_id: str, query: SessionPageQuery
+) -> bytes:
+    """The same page encoded straight to JSON bytes with pre-encoded cards, for the ASGI fast path."""
+    catalog, page, snapshot, items = _compose(state, items, shopper_id, query)
+    return page_json(catalog, page, _head(state, snapshot, session_id, items))
 
 
 @router.get("/sessions/{session_id}/recommendations", response_model=SessionRecommendationPage)
