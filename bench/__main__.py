@@ -21,6 +21,7 @@ MODULES = [
     "bench.logistics",
     "bench.faults",
     "bench.next_basket",
+    "bench.sessions",
 ]
 
 

@@ -141,10 +141,9 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=(), choices=("synthetic", "grocery", "tifu"))
     args = parser.parse_args()
 
+    from features.synth import generate_marketplace
     from training.evaluate_recommender import load_dataset
     from training.next_basket import load_basket_data
-
-    from features.synth import generate_marketplace
 
     result = {"load_average_1min_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,15 @@ class Settings(BaseSettings):
         default="crosscart-delivery", description="Registered delivery-time model name."
     )
     model_alias: str = Field(default="champion", description="Registry alias the API serves.")
+    session_model_name: str = Field(default="crosscart-session", description="Registered session model.")
+    session_max_items: int = Field(default=30, description="Recent items kept per live session.")
+    session_ttl_seconds: int = Field(default=1800, description="A session expires after this inactivity.")
+    session_blend_weight: float = Field(
+        default=0.1,  # learned on the synthetic marketplace (bench/sessions.py, ALS + V-SKNN)
+        ge=0.0,
+        le=1.0,
+        description="Long-term model's share when it re-ranks a live session's candidates for a shopper.",
+    )
     model_poll_seconds: float = Field(default=30.0, description="How often the API checks the alias.")
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")

@@ -83,6 +83,7 @@ def create_app(
     model_source: ModelSource | None = None,
     uplift_source: ModelSource | None = None,
     delivery_source: ModelSource | None = None,
+    session_model_source: ModelSource | None = None,
     catalog_loader: Callable[[], CatalogSnapshot] | None = None,
     catalog_refresh_seconds: float = CATALOG_REFRESH_SECONDS,
     policy: Policy | None = None,
@@ -93,7 +94,8 @@ def create_app(
     """Build the API. Defaults come from `settings`; the keyword arguments let tests and benches swap in
     a database, model sources or a catalog; `start_background=False` loads everything once at start-up
     without the polling threads (tests drive `refresh()` themselves). A new model version goes live only
-    after the `warm_shoppers` most active shoppers' scores are precomputed."""
+    after the `warm_shoppers` most active shoppers' scores are precomputed. The session model comes from
+    `session_model_source`, else from the registry unless `model_source` was swapped (then none is served)."""
     from serving.ab import load_live_experiments
     from serving.catalog_db import load_catalog
     from serving.routers import (
@@ -107,7 +109,9 @@ def create_app(
         marketing,
         orders,
         recommendations,
+        sessions,
     )
+    from serving.sessions import SessionState, load_session_version
 
     settings = settings or get_settings()
     if session_factory is None:
@@ -125,6 +129,10 @@ def create_app(
         session_factory = make_session_factory(engine)
     db_gate = _gate(settings, session_factory)
     uri = settings.resolved_mlflow_uri
+    if session_model_source is None and model_source is None:
+        session_model_source = MlflowModelSource(
+            uri, settings.session_model_name, settings.model_alias, load_session_version
+        )
     model_source = model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias)
 
     def load_experiments() -> list[LiveExperiment]:
@@ -176,6 +184,10 @@ def create_app(
         ),
         principals=PrincipalCache(stale_seconds=settings.auth_cache_stale_seconds),
         auth_failures=FailedAuthThrottle(settings.auth_failures_per_minute),
+        sessions=SessionState(settings.session_max_items, settings.session_ttl_seconds, settings.redis_url),
+        session_models=ModelStore(
+            session_model_source, settings.session_model_name, settings.model_poll_seconds
+        ),
     )
 
     state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
@@ -217,7 +229,18 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal), Depends(enforce_field_access)]
     )
-    for module in (recommendations, catalog, orders, logistics, events, marketing, experiments, keys, audit):
+    for module in (
+        recommendations,
+        catalog,
+        orders,
+        logistics,
+        events,
+        marketing,
+        experiments,
+        keys,
+        audit,
+        sessions,
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

@@ -1,4 +1,5 @@
-"""An ASGI fast path for the hottest call, GET /v1/shoppers/{id}/recommendations by the storefront.
+"""An ASGI fast path for the hottest calls, GET /v1/shoppers/{id}/recommendations and
+GET /v1/sessions/{id}/recommendations by the storefront.
 
 FastAPI resolves every parameter and dependency through generic machinery that costs more than the page
 itself. This handler answers the common case with the same pieces as the route (the principal cache,
@@ -18,26 +19,36 @@ from pydantic import ValidationError
 
 from serving.deps import STOREFRONT_ROLES, access_refusal
 from serving.routers.recommendations import shopper_page_json
+from serving.routers.sessions import session_page_json
 from serving.schemas.recommendations import RecommendationQuery
+from serving.schemas.sessions import SessionPageQuery
+from serving.sessions import SESSION_ID
 from serving.state import ServingState
 
 PATH = re.compile(r"^/v1/shoppers/([^/]+)/recommendations$")
 ROUTE = SimpleNamespace(path="/v1/shoppers/{shopper_id}/recommendations")  # the metrics label
+SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)/recommendations$")
+SESSION_ROUTE = SimpleNamespace(path="/v1/sessions/{session_id}/recommendations")
 QUERY_CACHE_SIZE = 4096
 
 
 class RecommendationFastPath:
     def __init__(self, app, state: ServingState):
         self.app, self.state = app, state
-        self._queries: dict[bytes, RecommendationQuery] = {}
+        self._queries: dict[tuple[type, bytes], RecommendationQuery | SessionPageQuery] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET":
-            match = PATH.match(scope["path"])
+            match, route, body = PATH.match(scope["path"]), ROUTE, None
             if match is not None:
                 body = self._answer(scope, unquote(match.group(1)))
+            else:
+                match, route = SESSION_PATH.match(scope["path"]), SESSION_ROUTE
+                if match is not None:
+                    body = await self._session_answer(scope, unquote(match.group(1)))
+            if match is not None:
                 if body is not None:
-                    scope["route"] = ROUTE
+                    scope["route"] = route
                     await send(
                         {
                             "type": "http.response.start",
@@ -52,27 +63,48 @@ class RecommendationFastPath:
                     return
         await self.app(scope, receive, send)
 
-    def _answer(self, scope, shopper_id: str) -> bytes | None:
-        """The response body, or None to let FastAPI handle the request."""
-        state = self.state
+    def _principal(self, scope):
+        """The caller when the fast path may answer: a cached key of an unthrottled storefront role."""
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
         scheme, _, key = auth.partition(" ")
         if scheme.lower() != "bearer" or not key:
             return None
-        hit, principal = state.principals.get(key.strip())
-        if not hit or principal is None or access_refusal(principal, STOREFRONT_ROLES, shopper_id):
+        hit, principal = self.state.principals.get(key.strip())
+        if not hit or principal is None or access_refusal(principal, STOREFRONT_ROLES):
             return None
-        if state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
+        if self.state.limiter.limit_for(principal) is not None:  # throttled roles: counted once, by FastAPI
             return None
         scope.setdefault("state", {})["principal"] = principal  # for the access log
+        return principal
+
+    def _answer(self, scope, shopper_id: str) -> bytes | None:
+        """The response body, or None to let FastAPI handle the request."""
+        state = self.state
+        principal = self._principal(scope)
+        if principal is None or access_refusal(principal, STOREFRONT_ROLES, shopper_id):
+            return None
         try:
-            return shopper_page_json(state, shopper_id, self._query(scope["query_string"]))
+            query = self._query(scope["query_string"])
+            if query.session_id is not None:  # a live visit to blend in: the route reads the session
+                return None
+            return shopper_page_json(state, shopper_id, query)
         except (ValidationError, HTTPException):
             return None
 
-    def _query(self, query_string: bytes) -> RecommendationQuery:
+    async def _session_answer(self, scope, session_id: str) -> bytes | None:
+        principal = self._principal(scope)
+        if principal is None or not SESSION_ID.match(session_id):
+            return None
+        try:
+            query = self._query(scope["query_string"], SessionPageQuery)
+            items = await self.state.sessions.items(principal.key_id, session_id)
+            return session_page_json(self.state, items, principal.shopper_id, session_id, query)
+        except (ValidationError, HTTPException):
+            return None
+
+    def _query(self, query_string: bytes, model: type = RecommendationQuery):
         """The validated query, remembered per query string: storefronts send a handful of them."""
-        query = self._queries.get(query_string)
+        query = self._queries.get((model, query_string))
         if query is None:
             params: dict = {}
             for name, value in parse_qsl(query_string.decode("latin-1")):
@@ -80,8 +112,8 @@ class RecommendationFastPath:
                     params.setdefault(name, []).append(value)
                 else:
                     params[name] = value
-            query = RecommendationQuery.model_validate(params)  # invalid ones raise: never remembered
+            query = model.model_validate(params)  # invalid ones raise: never remembered
             if len(self._queries) >= QUERY_CACHE_SIZE:
                 self._queries.clear()
-            self._queries[query_string] = query
+            self._queries[(model, query_string)] = query
         return query

@@ -143,25 +143,39 @@ def recommend(
     seeds: Sequence[int] = (),
     fill_category: str | None = None,
     policy: Policy = Policy(),
+    ranked: tuple[np.ndarray, np.ndarray, str] | None = None,
+    exclude: Sequence[int] = (),
 ) -> Page:
     """One page of at most `n` products for `shopper_id`; `seeds` are context products (product page, cart).
 
     Slots the model cannot fill come from popularity, within `fill_category` when given (a product page
-    falls back to its own category's best sellers rather than the whole store's)."""
-    mask = allowed_mask(catalog, shopper_id, category=category, fulfillment=fulfillment, exclude=seeds)
+    falls back to its own category's best sellers rather than the whole store's). `ranked` (catalog
+    positions, scores, reason) replaces the model's candidates (session pages, blends); `exclude` are
+    products never shown (e.g. the ones this visit already holds)."""
+    mask = allowed_mask(
+        catalog, shopper_id, category=category, fulfillment=fulfillment, exclude=[*seeds, *exclude]
+    )
     page = _Composer(catalog, mask, policy, cap_category=category is None)
     label = model.model_label
     bought = catalog.purchased.get(shopper_id) if not seeds else None
     before = set(bought.tolist()) if bought is not None else set()
-    with _tracer.start_as_current_span(
-        "model.score", attributes={"model": label, "model.version": model.version or ""}
-    ):
-        positions, scores = _candidates(catalog, model, shopper_id, seeds, policy.candidate_pool, mask)
+    if ranked is None:
+        fixed_reason = None
+        with _tracer.start_as_current_span(
+            "model.score", attributes={"model": label, "model.version": model.version or ""}
+        ):
+            positions, scores = _candidates(catalog, model, shopper_id, seeds, policy.candidate_pool, mask)
+    else:
+        positions, scores, fixed_reason = ranked
+        keep = mask[positions]
+        positions, scores = positions[keep], scores[keep]
     for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
         if len(page.picks) >= n:
             break
         if page.fits(pos):
-            reason = f"{label}:similar" if seeds else f"{label}:repeat" if pos in before else f"{label}:new"
+            reason = fixed_reason or (
+                f"{label}:similar" if seeds else f"{label}:repeat" if pos in before else f"{label}:new"
+            )
             page.add(Pick(pos, score, reason=reason))
     if len(page.picks) < n:
         fill = mask if fill_category is None else mask & catalog.category_mask(fill_category)

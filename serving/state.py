@@ -18,6 +18,7 @@ from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import DatabaseGate, DatabaseHealth
 from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
+from serving.sessions import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,20 @@ class ServingState:
     auth_failures: FailedAuthThrottle = field(default_factory=lambda: FailedAuthThrottle(30))
     db_health: DatabaseHealth = field(default_factory=DatabaseHealth)
     key_lookups: KeyLookups | None = None  # set by create_app (it needs the state itself)
+    sessions: SessionState = field(default_factory=SessionState)  # live visits' recent items
+    session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
         still written in the background (tests call `exposures.flush()` to see them at once)."""
-        for part in (self.catalog, self.experiments, self.models, self.uplift, self.delivery):
+        for part in (
+            self.catalog,
+            self.experiments,
+            self.models,
+            self.uplift,
+            self.delivery,
+            self.session_models,
+        ):
             part.refresh()
         self.exposures.start()
 
@@ -60,14 +70,15 @@ class ServingState:
         self.models.start()
         self.uplift.start()
         self.delivery.start()
+        self.session_models.start()
         self.exposures.start()
         if self.pending_orders is not None:
             self.pending_orders.start()
 
     def stop(self) -> None:
         self.limiter.stop()
-        parts = (self.delivery, self.uplift, self.models, self.aliases, self.experiments, self.catalog)
-        for part in (*parts, self.exposures):
+        parts = (self.delivery, self.session_models, self.uplift, self.models, self.aliases, self.experiments)
+        for part in (*parts, self.catalog, self.exposures):
             part.stop()
         if self.pending_orders is not None:
             self.pending_orders.stop()

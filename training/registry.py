@@ -187,12 +187,18 @@ def _logged_model_uri(client: MlflowClient, run_id: str, artifact_name: str) -> 
 
 
 def load_recommender_version(
-    tracking_uri: str, name: str, version: str | int, dst_dir: str | Path | None = None
+    tracking_uri: str,
+    name: str,
+    version: str | int,
+    dst_dir: str | Path | None = None,
+    load: Callable[[Path], Any] | None = None,
 ) -> Recommender:
-    """Download version `version` of `name` and load its recommender artifact (see `load_artifact`)."""
+    """Download version `version` of `name` and load its recommender artifact (see `load_artifact`) with
+    `load`, by default `models.recommenders.load_recommender`; session models pass
+    `models.sessions.load_session_model`."""
     from models.recommenders import load_recommender
 
-    return load_artifact(tracking_uri, name, version, ARTIFACT_KEY, load_recommender, dst_dir)
+    return load_artifact(tracking_uri, name, version, ARTIFACT_KEY, load or load_recommender, dst_dir)
 
 
 def load_artifact(

@@ -18,6 +18,7 @@ from crosscart.cli import (
     evaluate_forecast,
     evaluate_next_basket,
     evaluate_recommender,
+    evaluate_session,
     evaluate_uplift,
     experiment,
     features,
@@ -25,6 +26,7 @@ from crosscart.cli import (
     serve,
     train,
     train_delivery,
+    train_session,
     train_uplift,
 )
 
@@ -48,6 +50,7 @@ app.add_typer(features.app, name="features")
 
 train.app.command("uplift")(train_uplift.train_uplift)
 train.app.command("delivery")(train_delivery.train_delivery)
+train.app.command("session")(train_session.train_session)
 app.add_typer(train.app, name="train")
 
 evaluate_app = typer.Typer(
@@ -57,6 +60,7 @@ evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
 evaluate_app.command("next-basket")(evaluate_next_basket.evaluate_next_basket)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
 evaluate_app.command("forecast")(evaluate_forecast.evaluate_forecast)
+evaluate_app.command("session")(evaluate_session.evaluate_session)
 app.add_typer(evaluate_app, name="evaluate")
 
 app.add_typer(experiment.app, name="experiment")

@@ -20,6 +20,7 @@ VIEWS_PER_SESSION = 1.8  # extra views beyond the first (Poisson mean)
 SEARCH_SHARE = 0.35
 FAVORITE_RATE = 0.05
 REPURCHASE_ROUNDS = 4
+INTENT_STICKINESS = 0.5  # chance that a later view of a visit stays on the line the visit started on
 
 
 @dataclass
@@ -116,6 +117,7 @@ def organic_events(
     v_ts = s_ts[v_sess] + 5 * US_PER_SECOND + offsets
     v_user = s_user[v_sess]
     product = model.sample_products(rng, tastes, params, v_user, s_leaf[v_sess], v_ts)
+    product = _follow_intent(rng.spawn(1)[0], model, product, v_sess, v_ts)
     ok = product >= 0
     v_sess, v_ts, v_user, product = v_sess[ok], v_ts[ok], v_user[ok], product[ok]
 
@@ -164,6 +166,23 @@ def organic_events(
         rng, events.select(events.etype == PURCHASE), tastes, catalog, timeline, n_sess
     )
     return Events.concat([events, repeats]), n_sess
+
+
+def _follow_intent(rng, model, product, v_sess, v_ts) -> np.ndarray:
+    """In-session intent: a visit pursues one need, so each later view stays, with INTENT_STICKINESS,
+    on the product line of the visit's first view (variants of one product), if its brand is still live.
+
+    Draws come from their own generator (spawned from the block's), so the rest of the stream is what it
+    would be without intent."""
+    first = np.ones(len(v_sess), dtype=bool)
+    first[1:] = v_sess[1:] != v_sess[:-1]
+    anchor = product[np.flatnonzero(first)[np.cumsum(first) - 1]]
+    stick = ~first & (anchor >= 0) & (rng.random(len(product)) < INTENT_STICKINESS)
+    line = np.where(stick, model.product_line[np.maximum(anchor, 0)], -1)
+    brand = model.line_brand[np.maximum(line, 0)]
+    stick &= (v_ts >= model.brand_live_from[brand]) & (v_ts < model.brand_live_until[brand])
+    replaced = model.products_of_lines(rng, np.where(stick, line, -1))
+    return np.where(stick, replaced, product)
 
 
 def _owned_already(catalog: Catalog, user, product, ts, bought) -> np.ndarray:

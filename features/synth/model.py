@@ -226,7 +226,11 @@ class CatalogModel:
             line[redo] = self._sample_lines(
                 tastes, params, end_live, shopper[redo], leaf[redo], rng.random(len(redo))
             )
-        product = np.full(n, -1, dtype=np.int64)
+        return self.products_of_lines(rng, line)
+
+    def products_of_lines(self, rng: np.random.Generator, line: np.ndarray) -> np.ndarray:
+        """One product per line (by product popularity within the line); -1 stays -1."""
+        product = np.full(len(line), -1, dtype=np.int64)
         ok = line >= 0
         order, start = self.line_products
         pop_sorted = self.product_popularity[order]

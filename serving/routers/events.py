@@ -7,20 +7,28 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, status
 
 from commerce.services.events import record_events
-from serving.deps import SessionDep, Storefront, ensure_shopper
+from serving.deps import SessionDep, StateDep, Storefront, ensure_shopper
 from serving.schemas.events import EventBatch, EventsAccepted
+from serving.sessions import clicks_by_session
 
 router = APIRouter(tags=["events"])
 
 
 @router.post("/events", response_model=EventsAccepted, status_code=status.HTTP_202_ACCEPTED)
-def post_events(batch: EventBatch, session: SessionDep, principal: Storefront) -> EventsAccepted:
+def post_events(
+    batch: EventBatch, session: SessionDep, principal: Storefront, state: StateDep
+) -> EventsAccepted:
     """Record a batch atomically (all or nothing). A shopper key may only send its own events. Ids live
-    in the calling key's namespace: a retry is a no-op, and no id can shadow a server-logged event."""
+    in the calling key's namespace: a retry is a no-op, and no id can shadow a server-logged event.
+    Product events with a `session_id` (a 16-64 character token) also update that live session, for
+    this key."""
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
     inserted = record_events(session, [e.model_dump() for e in batch.events], client=principal.key_id)
+    live = clicks_by_session(batch.events)
+    tracked = sum(len(c) for sid, c in live.items() if state.sessions.record(principal.key_id, sid, c))
     return EventsAccepted(
+        session_events=tracked,
         received=len(batch.events),
         inserted=inserted,
         duplicates=len(batch.events) - inserted,

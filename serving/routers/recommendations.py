@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic_core import to_json
 
@@ -25,9 +26,11 @@ from serving.schemas.recommendations import (
     RecommendationQuery,
     SimilarPage,
 )
+from serving.sessions import blend, long_term_scores
 from serving.state import ServingState
 
 router = APIRouter(tags=["storefront"])
+
 
 def _items(catalog: CatalogSnapshot, page: Page) -> list[dict]:
     """Items as plain dicts: values come typed from the snapshot, and the hot path serialises them
@@ -64,30 +67,39 @@ def _card_json(catalog: CatalogSnapshot, pos: int) -> bytes:
     return encoded
 
 
-def shopper_page(state: ServingState, shopper_id: str, query: RecommendationQuery) -> dict:
-    """One recommendation page (a `RecommendationPage` as a dict), for the route below."""
-    catalog, page, chosen = _compose(state, shopper_id, query)
+def shopper_page(
+    state: ServingState, shopper_id: str, query: RecommendationQuery, session_items: list[str] | None = None
+) -> dict:
+    """One recommendation page (a `RecommendationPage` as a dict), for the route below; `session_items`
+    are the live items of `query.session_id` (written under the caller's key)."""
+    catalog, page, chosen, session = _compose(state, shopper_id, query, session_items)
     return {
         "shopper_id": shopper_id,
         "context": query.context,
         "items": _items(catalog, page),
         "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
         "experiments": chosen.variants,
+        "session": session,
     }
 
 
 def shopper_page_json(state: ServingState, shopper_id: str, query: RecommendationQuery) -> bytes:
     """The same page as `shopper_page`, encoded straight to JSON bytes for the ASGI fast path
     (serving/fastpath.py): cards come pre-encoded, so a request encodes only its ranks and scores."""
-    catalog, page, chosen = _compose(state, shopper_id, query)
-    head = to_json(
-        {
-            "shopper_id": shopper_id,
-            "context": query.context,
-            "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
-            "experiments": chosen.variants,
-        }
-    )
+    catalog, page, chosen, _ = _compose(state, shopper_id, query)
+    head = {
+        "shopper_id": shopper_id,
+        "context": query.context,
+        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
+        "experiments": chosen.variants,
+        "session": None,  # the fast path never serves a session_id query
+    }
+    return page_json(catalog, page, head)
+
+
+def page_json(catalog: CatalogSnapshot, page: Page, head: dict) -> bytes:
+    """`head` plus the page's `items`, encoded to JSON bytes: cards come pre-encoded, so a request
+    encodes only its ranks and scores."""
     items = b",".join(
         b'%s"rank":%d,"score":%s,"reason":%s,"sponsored":%s}'
         % (
@@ -99,13 +111,14 @@ def shopper_page_json(state: ServingState, shopper_id: str, query: Recommendatio
         )
         for i, p in enumerate(page.picks, start=1)
     )
-    return b'%s,"items":[%s]}' % (head[:-1], items)
+    return b'%s,"items":[%s]}' % (to_json(head)[:-1], items)
 
 
 def _compose(
-    state: ServingState, shopper_id: str, query: RecommendationQuery
-) -> tuple[CatalogSnapshot, Page, Assignment]:
-    """The page, the experiment assignment behind it, and the exposures it causes (queued)."""
+    state: ServingState, shopper_id: str, query: RecommendationQuery, session_items: list[str] | None = None
+) -> tuple[CatalogSnapshot, Page, Assignment, dict | None]:
+    """The page, the experiment assignment behind it, what a live session added to it, and the exposures
+    it causes (queued)."""
     catalog = catalog_or_503(state)
     if query.context != "home" and not query.product_id:
         raise HTTPException(
@@ -118,6 +131,11 @@ def _compose(
     chosen = choose(
         state.experiments.current or (), shopper_id, state.models, state.settings.model_alias, state.aliases
     )
+    ranked, session = None, None
+    if query.session_id and session_items is not None and query.context == "home":
+        ranked, session = _blend_session(
+            state, catalog, chosen.model, shopper_id, query.session_id, session_items
+        )
     options = dict(
         category=query.category,
         fulfillment=query.fulfillment,
@@ -128,12 +146,43 @@ def _compose(
         page, rows = logged_page(catalog, chosen, shopper_id, query.n, state.policy, **options)
         state.exposures.note_page(*chosen.exposed[0], shopper_id, rows, datetime.now(UTC))
     else:
-        page = recommend(catalog, chosen.model, shopper_id, query.n, policy=state.policy, **options)
+        page = recommend(
+            catalog, chosen.model, shopper_id, query.n, policy=state.policy, ranked=ranked, **options
+        )
     if page.fallback:
         state.metrics.fallbacks.inc()
     if chosen.exposed:
         state.exposures.note(shopper_id, chosen.exposed)
-    return catalog, page, chosen
+    return catalog, page, chosen, session
+
+
+def _blend_session(
+    state: ServingState,
+    catalog: CatalogSnapshot,
+    model: ModelSnapshot,
+    shopper_id: str,
+    session_id: str,
+    items: list[str],
+) -> tuple[tuple | None, dict]:
+    """The session model's candidates re-ranked with the long-term model's scores (`blend`, weight
+    `session_blend_weight`), then the long-term model's own list, and the page's `session` report.
+    Without session items or a session model the page stays long-term."""
+    items = items[-state.settings.session_max_items :]
+    session_model = state.session_models.current
+    report = {"session_id": session_id, "model": session_model.model_label, "version": session_model.version}
+    if not items or session_model.recommender is None:
+        return None, {**report, "items": items, "blend_weight": None}
+    pool = state.policy.candidate_pool
+    recent = state.sessions.ranker.candidates(catalog, session_model.recommender, items, pool)
+    weight = state.settings.session_blend_weight
+    taste = long_term_scores(model, shopper_id, recent[0], catalog, pool)
+    positions, scores = blend(recent, taste, weight)
+    if model.recommender is not None:  # then the rest of the long-term list (score 0: after the blend)
+        tail, _ = model.top_positions(shopper_id, pool, catalog)
+        tail = tail[(tail >= 0) & ~np.isin(tail, positions)]
+        positions, scores = np.concatenate([positions, tail]), np.concatenate([scores, np.zeros(len(tail))])
+    reason = f"{model.model_label}+{session_model.model_label}"
+    return (positions, scores, reason), {**report, "items": items, "blend_weight": weight}
 
 
 @router.get("/shoppers/{shopper_id}/recommendations", response_model=RecommendationPage)
@@ -143,9 +192,11 @@ async def shopper_recommendations(
     principal: Storefront,
     query: Annotated[RecommendationQuery, Query()],
 ) -> dict:
-    """Ranked products for a shopper, after every serving rule; `model` says what answered."""
+    """Ranked products for a shopper, after every serving rule; `model` says what answered. With a
+    `session_id` this key wrote events for, the visit's items are blended in and `session` says how."""
     ensure_shopper(principal, shopper_id)
-    return shopper_page(state, shopper_id, query)
+    items = await state.sessions.items(principal.key_id, query.session_id) if query.session_id else None
+    return shopper_page(state, shopper_id, query, items)
 
 
 @router.get("/shoppers/{shopper_id}/buy-again", response_model=BuyAgainPage)

@@ -55,3 +55,4 @@ class EventsAccepted(BaseModel):
     inserted: int = Field(description="New events; the rest were already stored (same event_id).")
     duplicates: int
     received_at: datetime
+    session_events: int = Field(default=0, description="Events added to live sessions (valid session_id).")

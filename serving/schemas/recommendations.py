@@ -15,12 +15,15 @@ class RecommendationQuery(BaseModel):
 
     n: int = Field(default=10, ge=1, le=100, description="Products on the page.")
     category: str | None = Field(default=None, description="Only this category and its sub-categories.")
-    fulfillment: Fulfillment | None = Field(
-        default=None, description="`bonded`: fast-delivery goods only."
-    )
+    fulfillment: Fulfillment | None = Field(default=None, description="`bonded`: fast-delivery goods only.")
     context: Literal["home", "cart", "product"] = "home"
     product_id: list[str] | None = Field(
         default=None, max_length=100, description="Context products (product page or cart)."
+    )
+    session_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{16,64}$",
+        description="The shopper's live visit (home context): its items are blended into the page.",
     )
 
 
@@ -60,12 +63,25 @@ class ModelInfo(BaseModel):
     )
 
 
+class SessionInfo(BaseModel):
+    """What the live session contributed to a page."""
+
+    session_id: str
+    model: str = Field(description="The session model that ranked from the visit, or `popularity`.")
+    version: str | None = Field(description="Its registry version (None when no session model is served).")
+    items: list[str] = Field(description="The visit's products that drove the page, oldest first.")
+    blend_weight: float | None = Field(
+        default=None, description="Long-term model's share when it re-ranked the visit's candidates."
+    )
+
+
 class RecommendationPage(BaseModel):
     shopper_id: str
     context: Literal["home", "cart", "product"]
     items: list[RecommendedProduct]
     model: ModelInfo
     experiments: dict[str, str] = Field(description="Running experiment -> this shopper's variant.")
+    session: SessionInfo | None = Field(default=None, description="Set when a live session was blended in.")
 
 
 class BuyAgainQuery(BaseModel):

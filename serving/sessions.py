@@ -1,0 +1,216 @@
+"""Live session state and session-based pages: the recent items of each visit, and what they suggest.
+
+State: per (writer's API key id, session id) the newest `max_items` clicks, in Redis when configured
+(one sorted set per session, scored by event time; member = event id + product, so a re-sent event is a
+no-op) or in this process otherwise. A session expires `ttl_seconds` after its last write. Keys embed
+the writer's key id and a hash of the session id: another key never reads it, and nothing lists them.
+Session ids must look like random tokens (16-64 URL-safe characters), so they cannot be guessed.
+If Redis fails, state is kept in process (like the rate limiter) rather than dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+SESSION_ID = re.compile(SESSION_ID_PATTERN)
+TRACKED_EVENTS = frozenset({"view", "cart", "favorite", "purchase"})
+_SEP = "\x1f"  # between event id and product id in a stored member
+
+
+@dataclass(frozen=True)
+class Click:
+    event_id: str
+    ts: float  # Unix seconds
+    product_id: str
+
+
+def session_key(owner: int, session_id: str) -> str:
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+    return f"crosscart:session:{owner}:{digest}"
+
+
+class MemorySessions:
+    """Sessions in this process, least recently written evicted beyond `max_sessions`."""
+
+    def __init__(self, max_items: int, ttl_seconds: float, max_sessions: int = 200_000, clock=time.monotonic):
+        self.max_items, self.ttl, self.max_sessions, self.clock = max_items, ttl_seconds, max_sessions, clock
+        self._data: OrderedDict[str, tuple[dict[str, float], float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, clicks: Sequence[Click]) -> None:
+        now = self.clock()
+        with self._lock:
+            members, expires = self._data.pop(key, ({}, now))
+            if expires < now:
+                members = {}
+            for click in clicks:
+                members[f"{click.event_id}{_SEP}{click.product_id}"] = click.ts
+            if len(members) > self.max_items:
+                members = dict(sorted(members.items(), key=lambda kv: (kv[1], kv[0]))[-self.max_items :])
+            self._data[key] = (members, now + self.ttl)
+            while len(self._data) > self.max_sessions:
+                self._data.popitem(last=False)
+
+    def items(self, key: str) -> list[str]:
+        with self._lock:
+            found = self._data.get(key)
+            if found is None or found[1] < self.clock():
+                return []
+            ordered = sorted(found[0].items(), key=lambda kv: (kv[1], kv[0]))
+        return [member.partition(_SEP)[2] for member, _ in ordered]
+
+
+class RedisSessions:
+    """Sessions in Redis, shared by every replica: one round trip per write and per read.
+
+    Writes come from the events endpoint (a worker thread); reads come from the event loop and use the
+    asyncio client, so waiting on Redis never stalls other requests (a client per event loop)."""
+
+    def __init__(self, url: str, max_items: int, ttl_seconds: float):
+        import redis
+
+        self.url, self.max_items, self.ttl = url, max_items, int(ttl_seconds)
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._async: tuple[object, Any] | None = None  # (event loop, client)
+
+    def add(self, key: str, clicks: Sequence[Click]) -> None:
+        pipe = self._redis.pipeline()
+        pipe.zadd(key, {f"{c.event_id}{_SEP}{c.product_id}": c.ts for c in clicks})
+        pipe.zremrangebyrank(key, 0, -(self.max_items + 1))
+        pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    async def items(self, key: str) -> list[str]:
+        import asyncio
+
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._async = (loop, client)
+        return [m.decode().partition(_SEP)[2] for m in await self._async[1].zrange(key, 0, -1)]
+
+
+class SessionState:
+    """The service's session store: Redis when `redis_url` is set, else (and whenever Redis fails) memory."""
+
+    def __init__(self, max_items: int = 30, ttl_seconds: float = 1800.0, redis_url: str = ""):
+        self.memory = MemorySessions(max_items, ttl_seconds)
+        self.shared = RedisSessions(redis_url, max_items, ttl_seconds) if redis_url else None
+        self.ranker = SessionRanker()
+
+    def record(self, owner: int, session_id: str, clicks: Sequence[Click]) -> bool:
+        """Add clicks to a session; False (nothing stored) for an id that is not a valid token."""
+        if not clicks or not SESSION_ID.match(session_id):
+            return False
+        key = session_key(owner, session_id)
+        if self.shared is not None:
+            try:
+                self.shared.add(key, clicks)
+                return True
+            except Exception as exc:  # Redis down: keep the visit in process rather than lose it
+                log.warning("session store unavailable, keeping session in process: %s", exc)
+        self.memory.add(key, clicks)
+        return True
+
+    async def items(self, owner: int, session_id: str) -> list[str]:
+        """The session's products, oldest first (repeats kept); empty if unknown, expired or not owned."""
+        key = session_key(owner, session_id)
+        if self.shared is not None:
+            try:
+                return await self.shared.items(key) or self.memory.items(key)
+            except Exception as exc:
+                log.warning("session store unavailable, reading in-process sessions: %s", exc)
+        return self.memory.items(key)
+
+
+def clicks_by_session(events: Iterable[Any]) -> dict[str, list[Click]]:
+    """The behavioural events with a product and a session id, grouped by session id."""
+    out: dict[str, list[Click]] = {}
+    for e in events:
+        if e.session_id and e.product_id and e.event_type in TRACKED_EVENTS:
+            out.setdefault(e.session_id, []).append(Click(e.event_id, e.ts.timestamp(), e.product_id))
+    return out
+
+
+def load_session_version(tracking_uri: str, name: str, version: str):
+    """A registered session model, loaded from its artifact (training.registry)."""
+    from models.sessions import load_session_model
+    from training.registry import load_recommender_version
+
+    return load_recommender_version(tracking_uri, name, version, load=load_session_model)
+
+
+class SessionRanker:
+    """A session model's top items as catalog positions. Model item codes map to catalog positions through
+    one array built per (model, catalog) pair, so a request never looks ids up one by one."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._map: np.ndarray | None = None
+
+    def candidates(self, catalog, model, items: Sequence[str], pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's top `pool` for a session's `items` as (catalog positions, scores), best first;
+        items the catalog lacks are dropped. Empty without a model or items."""
+        if model is None or not items:
+            return np.empty(0, dtype=np.intp), np.empty(0)
+        key = (id(model), id(catalog), catalog.built_at)
+        mapping = self._map
+        if self._key != key or mapping is None:
+            mapping = catalog.positions(np.asarray(model.item_ids_, dtype=object))
+            self._key, self._map = key, mapping
+        codes, scores = model.rank_codes(model.codes(items), pool)
+        positions = mapping[codes]
+        keep = positions >= 0
+        return positions[keep], scores[keep]
+
+
+def blend(
+    session: tuple[np.ndarray, np.ndarray], long_term: np.ndarray, weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank the session model's candidates by (1 - weight) x session score / its best + weight x the
+    long-term score min-max scaled over the candidates; best first (ties: lower position).
+
+    The visit says what the shopper wants now, the long-term model which of those items suit them: on
+    the synthetic marketplace this beats adding long-term items to the list (bench/sessions.py)."""
+    positions, scores = session
+    if len(positions) == 0:
+        return positions, np.empty(0)
+    part = np.asarray(scores, dtype=np.float64) / float(np.max(scores))
+    spread = float(long_term.max() - long_term.min()) if len(long_term) else 0.0
+    taste = (long_term - long_term.min()) / spread if spread > 0 else np.zeros(len(positions))
+    combined = (1.0 - weight) * part + weight * taste
+    order = np.lexsort((positions, -combined))
+    return positions[order], combined[order]
+
+
+def long_term_scores(model, shopper_id: str, positions: np.ndarray, catalog, pool: int) -> np.ndarray:
+    """The long-term model's score of each catalog position in `positions` for this shopper: from its whole
+    row when it scores rows (`user_scores`), else from its top `pool` (0 outside it)."""
+    if model.recommender is None or len(positions) == 0:
+        return np.zeros(len(positions))
+    mapping = model.item_positions(catalog)
+    row = model.recommender.user_scores(shopper_id) if mapping is not None else None
+    if row is not None:
+        inverse = np.full(len(catalog.product_ids), -1, dtype=np.int64)
+        known = mapping >= 0
+        inverse[mapping[known]] = np.flatnonzero(known)
+        cols = inverse[positions]
+        return np.where(cols >= 0, row[np.maximum(cols, 0)], 0.0).astype(np.float64)
+    top, scores = model.top_positions(shopper_id, pool, catalog)
+    lookup = dict(zip(top.tolist(), scores.tolist(), strict=True))
+    return np.array([lookup.get(p, 0.0) for p in positions.tolist()], dtype=np.float64)

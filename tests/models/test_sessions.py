@@ -1,0 +1,147 @@
+"""Session models against scores worked out by hand on four tiny training sessions.
+
+Sessions (codes a=0 .. e=4), one day apart:  S1 a b c | S2 b c d | S3 a d | S4 c c e (a repeated click).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.sessions import SessionData, load_session_model, make_session_model
+
+DAY = 86_400.0
+
+
+@pytest.fixture(params=["in order", "reversed"])
+def sessions(request) -> SessionData:
+    rows = [
+        ("S1", "a", 1), ("S1", "b", 1), ("S1", "c", 1),
+        ("S2", "b", 2), ("S2", "c", 2), ("S2", "d", 2),
+        ("S3", "a", 3), ("S3", "d", 3),
+        ("S4", "c", 4), ("S4", "c", 4), ("S4", "e", 4),
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["session", "item", "day"])
+    frame["ts"] = frame["day"] * DAY + np.arange(len(frame))  # clicks in file order within a session
+    if request.param == "reversed":  # the newest session first in the file: time, not file order, counts
+        frame = frame.iloc[::-1]
+    return SessionData.from_frame(frame, "session", "item", "ts")
+
+
+def test_session_data_orders_clicks_and_reads_iso_times():
+    frame = pd.DataFrame(
+        {
+            "s": ["x", "x", "y", "x"],
+            "i": ["b", "a", "c", "c"],
+            "t": [
+                "2024-01-01T10:00:05Z",
+                "2024-01-01T10:00:00Z",
+                "2024-01-02T00:00:00Z",
+                "2024-01-01T10:01:00Z",
+            ],
+        }
+    )
+    data = SessionData.from_frame(frame, "s", "i", "t")
+    assert list(data.item_ids) == ["a", "b", "c"]
+    assert [data.item_ids[c] for c in data.session(0)] == ["a", "b", "c"]  # sorted by time, not file order
+    assert data.session_time[0] == pd.Timestamp("2024-01-01T10:01:00Z").timestamp()
+    unix = frame.assign(t=[5.0, 0.0, 86_400.0, 60.0])
+    assert list(SessionData.from_frame(unix, "s", "i", "t").session(0)) == [0, 1, 2]
+
+
+def test_global_and_session_popularity(sessions):
+    pop = make_session_model("pop").fit(sessions)
+    assert [i for i, _ in pop.recommend(["a"], n=3)] == ["c", "a", "b"]  # counts c4 a2 b2 d2 e1
+    spop = make_session_model("spop").fit(sessions)
+    ranked = spop.recommend(["d", "d", "b"], n=5)
+    assert [i for i, _ in ranked] == ["d", "b", "c", "a", "e"]
+    assert ranked[0][1] == pytest.approx(2 + 2 / 3) and ranked[2][1] == pytest.approx(4 / 5)
+
+
+def test_sequential_rules(sessions):
+    sr = make_session_model("sr").fit(sessions)
+    # rules from c: c->d 1 (S2), c->c 1 and c->e 1 + 1/2 (S4: c c e)
+    assert sr.recommend(["a", "c"], n=5) == [("e", 1.5), ("c", 1.0), ("d", 1.0)]
+    # rules from a: a->b 1, a->c 1/2 (S1), a->d 1 (S3); pruning keeps the strongest
+    assert sr.recommend(["a"], n=5) == [("b", 1.0), ("d", 1.0), ("c", 0.5)]
+    pruned = make_session_model("sr", pruning=1).fit(sessions)
+    assert pruned.recommend(["a"], n=5) == [("b", 1.0)]
+    steps1 = make_session_model("sr", steps=1).fit(sessions)
+    assert steps1.recommend(["a"], n=5) == [("b", 1.0), ("d", 1.0)]
+
+
+def test_vsknn_similarity_and_decay(sessions):
+    vsknn = make_session_model("vsknn", k=3, sample_size=10).fit(sessions)
+    # session a c: weights a 1/2, c 1; sims S1 .75, S2 .5, S3 .25, S4 .5 -> neighbours S1 S2 S4
+    got = dict(vsknn.recommend(["a", "c"], n=5))
+    assert got == pytest.approx({"a": 0.75, "b": 1.25, "c": 1.75, "d": 0.5, "e": 0.5})
+    # session c a, every neighbour: S2 and S4 share only c, one step back -> their scores halve
+    full = make_session_model("vsknn", k=4, sample_size=10).fit(sessions)
+    ranked = full.recommend(["c", "a"], n=5)
+    assert [i for i, _ in ranked] == ["a", "c", "b", "d", "e"]
+    assert dict(ranked) == pytest.approx({"a": 1.25, "b": 0.875, "c": 1.0, "d": 0.625, "e": 0.125})
+
+
+def test_vsknn_samples_the_most_recent_sessions(sessions):
+    recent = make_session_model("vsknn", k=100, sample_size=2).fit(sessions)
+    # only S3 (day 3) and S4 (day 4) are candidates: S4 .5 (c e); S3 .25 (a d), halved since it shares
+    # only a, one step back from the last click
+    assert recent.recommend(["a", "c"], n=5) == [("c", 0.5), ("e", 0.5), ("a", 0.125), ("d", 0.125)]
+
+
+def test_stan_by_hand(sessions):
+    stan = make_session_model("stan", k=100, sample_size=10, lambda_spw=1.0, lambda_snh=1.0, lambda_inh=1.0)
+    stan.fit(sessions)
+    e = math.exp
+    w_a, w_c = e(-1), 1.0  # position weights of a (first of two clicks) and c (last)
+    norm = math.sqrt(w_a**2 + w_c**2)
+    # days before the newest session; a session's last click is day * DAY + its row number in the fixture
+    last_click = {"S1": DAY + 2, "S2": 2 * DAY + 5, "S3": 3 * DAY + 7, "S4": 4 * DAY + 10}
+    recency = {name: e(-(last_click["S4"] - t) / DAY) for name, t in last_click.items()}
+    sim = {
+        "S1": (w_a + w_c) / (norm * math.sqrt(3)) * recency["S1"],
+        "S2": w_c / (norm * math.sqrt(3)) * recency["S2"],
+        "S3": w_a / (norm * math.sqrt(2)) * recency["S3"],
+        "S4": w_c / (norm * math.sqrt(2)) * recency["S4"],  # distinct items c, e
+    }
+    # neighbour items weigh exp(-|distance to the neighbour's last shared item|)
+    expected = {
+        "a": sim["S1"] * e(-2) + sim["S3"],
+        "b": sim["S1"] * e(-1) + sim["S2"] * e(-1),
+        "c": sim["S1"] + sim["S2"] + sim["S4"],  # in S4, c's last click (2) is the shared item
+        "d": sim["S2"] * e(-1) + sim["S3"] * e(-1),
+        "e": sim["S4"] * e(-1),
+    }
+    got = dict(stan.recommend(["a", "c"], n=5))
+    assert got == pytest.approx(expected)
+
+
+def test_top_k_neighbours_only(sessions):
+    one = make_session_model("stan", k=1, sample_size=10, lambda_snh=1.0).fit(sessions)
+    # S4 is the most similar neighbour (newest, shares the last click): only its items score
+    assert {i for i, _ in one.recommend(["a", "c"], n=5)} == {"c", "e"}
+
+
+@pytest.mark.parametrize("name", ["pop", "spop", "sr", "vsknn", "stan"])
+def test_unknown_items_exclusion_and_round_trip(name, sessions, tmp_path):
+    model = make_session_model(name).fit(sessions)
+    assert model.recommend(["zz"], n=3) == []
+    ranked = model.recommend(["zz", "a", "c"], n=3)
+    assert ranked and ranked == model.recommend(["a", "c"], n=3)
+    assert "c" not in {i for i, _ in model.recommend(["a", "c"], n=5, exclude=["c"])}
+    model.save(tmp_path / "m.joblib")
+    assert load_session_model(tmp_path / "m.joblib").recommend(["a", "c"], n=3) == ranked
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown session model"):
+        make_session_model("gru")
+    with pytest.raises(TypeError):
+        make_session_model("vsknn").fit(pd.DataFrame())
+    with pytest.raises(ValueError, match="weighting"):
+        make_session_model("vsknn", weighting="cubic").fit(
+            SessionData.from_frame(pd.DataFrame({"s": ["1"], "i": ["a"], "t": [0]}), "s", "i", "t")
+        )

@@ -1,0 +1,146 @@
+"""Next-item evaluation of session models, session-rec's protocol (Ludewig et al., UMUAI 2021).
+
+- Split: `last-days:N` sends every session whose last click falls in the final N days of the data to
+  test, the rest to train (session-rec's `split_data`); or a separate test file.
+- Test clicks on items never seen in training are dropped, then test sessions with fewer than 2 clicks.
+- For each test session x1..xL and each i < L, the model ranks all training items from the prefix
+  x1..xi; the target is x(i+1). HR@k: share of predictions whose target is in the top k; MRR@k: mean
+  of 1/rank, 0 beyond k. Repeated clicks stay (the next click may repeat an earlier one).
+- Training sessions are used as they come: repeated clicks, one-click sessions and items seen once are
+  kept, as in a raw click stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.loaders import LoadReport, load_events
+from models.sessions import SessionData, SessionRecommender, make_session_model
+
+DAY = 86_400.0
+DEFAULT_MODELS = ("pop", "spop", "sr", "vsknn", "stan")
+
+
+@dataclass(frozen=True)
+class Clicks:
+    """Clicks as (session_id, item_id, ts: float Unix seconds), with what the loader dropped."""
+
+    frame: pd.DataFrame
+    report: LoadReport
+
+
+def load_clicks(
+    spec: str,
+    *,
+    session_col: str,
+    item_col: str,
+    time_col: str,
+    event_col: str | None = None,
+    event_types: Iterable[str] | None = None,
+    time_format: str | None = None,
+) -> Clicks:
+    """Read `events:FILE` (CSV or Parquet). Times may be Unix seconds or ISO-8601 (or a common shop
+    layout); `event_types` keeps only those types of `event_col` (e.g. views of a mixed event log)."""
+    kind, sep, location = spec.partition(":")
+    if kind != "events" or not sep or not location:
+        raise ValueError(f"bad data spec {spec!r}; expected events:FILE")
+    events, report = load_events(
+        Path(location), user_col=session_col, item_col=item_col, time_col=time_col,
+        event_col=event_col, time_format=time_format,
+    )  # fmt: skip
+    if event_types is not None:
+        if event_col is None:
+            raise ValueError("event types need the event type column (--event-col)")
+        keep = events["event_type"].isin(list(event_types))
+        report.add_dropped("other event type", int((~keep).sum()))
+        events = events[keep]
+    seconds = events["ts"].astype("int64").to_numpy() / 1e9
+    frame = pd.DataFrame(
+        {"session_id": events["user_id"].to_numpy(), "item_id": events["item_id"].to_numpy(), "ts": seconds}
+    )
+    return Clicks(frame, report)
+
+
+def split_last_days(frame: pd.DataFrame, days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): sessions ending in the last `days` days of the data are test."""
+    if days <= 0:
+        raise ValueError("last-days needs a positive number of days")
+    session_end = frame.groupby("session_id", sort=False)["ts"].transform("max")
+    is_test = (session_end >= frame["ts"].max() - days * DAY).to_numpy()
+    return frame[~is_test], frame[is_test]
+
+
+def parse_split(text: str) -> float:
+    kind, _, value = text.partition(":")
+    try:
+        days = float(value)
+    except ValueError:
+        days = float("nan")
+    if kind != "last-days" or not days > 0:
+        raise ValueError(f"bad split {text!r}; expected last-days:N with N > 0")
+    return days
+
+
+def held_out_sessions(train: SessionData, test: pd.DataFrame) -> SessionData:
+    """Test clicks restricted to training items, then sessions of at least 2 clicks."""
+    data = SessionData.from_frame(test, "session_id", "item_id", "ts", item_ids=train.item_ids)
+    lengths = np.diff(data.indptr)
+    keep = np.flatnonzero(lengths >= 2)
+    flat = np.concatenate([np.arange(data.indptr[s], data.indptr[s + 1]) for s in keep]) if len(keep) else []
+    indptr = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+    return SessionData(
+        data.item_ids, indptr, data.items[np.asarray(flat, dtype=np.int64)], data.session_time[keep]
+    )
+
+
+def cutoffs_for(k: int) -> tuple[int, ...]:
+    """The list lengths reported: k and 10 (the contract's hr@10 / mrr@10), longest first."""
+    return tuple(sorted({k, 10}, reverse=True))
+
+
+def evaluate_session_model(model: SessionRecommender, test: SessionData, k: int = 20) -> dict:
+    """HR and MRR at each cutoff over every next-item prediction, plus the p99 time of one prediction."""
+    cutoffs = cutoffs_for(k)
+    length = cutoffs[0]
+    ranks, timings = [], []
+    for s in range(test.n_sessions):
+        clicks = test.session(s)
+        for i in range(1, len(clicks)):
+            started = time.perf_counter()
+            top, _ = model.rank_codes(clicks[:i], length)
+            timings.append(time.perf_counter() - started)
+            hit = np.flatnonzero(top == clicks[i])
+            ranks.append(int(hit[0]) + 1 if len(hit) else 0)
+    if not ranks:
+        raise ValueError("no test session has two clicks on training items; nothing to evaluate")
+    ranks_arr = np.asarray(ranks)
+    row: dict[str, float | int | str] = {}
+    for cutoff in cutoffs:
+        inside = (ranks_arr > 0) & (ranks_arr <= cutoff)
+        row[f"hr@{cutoff}"] = float(inside.mean())
+        row[f"mrr@{cutoff}"] = float(np.where(inside, 1.0 / np.maximum(ranks_arr, 1), 0.0).mean())
+    row["n_predictions"] = len(ranks)
+    row["n_sessions"] = test.n_sessions
+    row["predict_ms_p99"] = float(np.percentile(np.asarray(timings) * 1000.0, 99))
+    return row
+
+
+def evaluate_session_models(
+    names: Iterable[str], train: pd.DataFrame, test: pd.DataFrame, k: int = 20
+) -> Iterator[dict]:
+    """Fit each named model on `train`, score it on `test`; one row per model, as soon as it is done."""
+    train_data = SessionData.from_frame(train, "session_id", "item_id", "ts")
+    test_data = held_out_sessions(train_data, test)
+    for name in names:
+        model = make_session_model(name)
+        started = time.perf_counter()
+        model.fit(train_data)
+        fit_seconds = time.perf_counter() - started
+        scores = evaluate_session_model(model, test_data, k)
+        yield {"model": name, **scores, "fit_seconds": fit_seconds}
