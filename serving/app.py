@@ -62,6 +62,7 @@ def create_app(
     from serving.catalog_db import load_catalog
     from serving.routers import (
         catalog,
+        coupons,
         events,
         experiments,
         health,
@@ -139,7 +140,7 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
     )
-    for module in (recommendations, catalog, orders, events, marketing, experiments, keys):
+    for module in (recommendations, catalog, orders, events, marketing, coupons, experiments, keys):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

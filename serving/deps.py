@@ -78,17 +78,35 @@ async def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+# Who may do what: the one rule set. The API's dependencies below and the web console (its navigation
+# and every console action) both read it. Promotion of models stays with admins.
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "storefront": ("storefront", "shopper", "admin"),
+    "shopper_self": ("shopper", "admin"),
+    "merchant": ("merchant", "admin"),
+    "marketing": ("marketer", "admin"),
+    "experiments": ("data_scientist", "marketer", "admin"),
+    "models": ("data_scientist", "admin"),
+    "admin": ("admin",),
+}
+
+
+def check_role(principal: Principal, roles: tuple[str, ...]) -> Principal:
+    """`principal` if its role is in `roles`; 401 for anonymous callers, 403 for other roles."""
+    if principal.role not in roles:
+        if principal.role == ANONYMOUS:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "an API key is required", {"WWW-Authenticate": "Bearer"}
+            )
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role!r} may not do this")
+    return principal
+
+
 def require(*roles: str):
     """A dependency admitting only `roles` (401 for anonymous callers, 403 for other roles)."""
 
     async def check(principal: PrincipalDep) -> Principal:
-        if principal.role not in roles:
-            if principal.role == ANONYMOUS:
-                raise HTTPException(
-                    status.HTTP_401_UNAUTHORIZED, "an API key is required", {"WWW-Authenticate": "Bearer"}
-                )
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role!r} may not do this")
-        return principal
+        return check_role(principal, roles)
 
     return check
 
@@ -105,8 +123,9 @@ def ensure_merchant(principal: Principal, merchant_id: str) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a merchant key reaches only its own merchant")
 
 
-Storefront = Annotated[Principal, Depends(require("storefront", "shopper", "admin"))]
-ShopperSelf = Annotated[Principal, Depends(require("shopper", "admin"))]
-MerchantOrAdmin = Annotated[Principal, Depends(require("merchant", "admin"))]
-Marketer = Annotated[Principal, Depends(require("marketer", "admin"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
+Storefront = Annotated[Principal, Depends(require(*CAPABILITIES["storefront"]))]
+ShopperSelf = Annotated[Principal, Depends(require(*CAPABILITIES["shopper_self"]))]
+MerchantOrAdmin = Annotated[Principal, Depends(require(*CAPABILITIES["merchant"]))]
+Marketer = Annotated[Principal, Depends(require(*CAPABILITIES["marketing"]))]
+Experimenter = Annotated[Principal, Depends(require(*CAPABILITIES["experiments"]))]
+Admin = Annotated[Principal, Depends(require(*CAPABILITIES["admin"]))]

@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Role = Literal["storefront", "shopper", "merchant", "marketer", "admin"]
+from commerce.access import ROLES
+
+Role = Literal[ROLES]  # the roles are defined once, in commerce.access
 
 
 class ApiKeyCreate(BaseModel):
