@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")
     max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
+    console_secret: str = Field(
+        default="", description="Signs console session cookies; empty: a random one per process start."
+    )
+    console_secure_cookie: bool = Field(default=False, description="Console cookie only over HTTPS.")
+    console_session_hours: float = Field(default=8.0, description="Console sign-in lifetime.")
+    mlflow_ui_url: str = Field(default="", description="MLflow UI the console links to; empty: no link.")
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import make_engine, make_session_factory
 from crosscart.settings import Settings, get_settings
-from serving import errors
+from serving import console, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
@@ -68,6 +68,7 @@ def create_app(
         health,
         keys,
         marketing,
+        models,
         orders,
         recommendations,
     )
@@ -140,9 +141,12 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
     )
-    for module in (recommendations, catalog, orders, events, marketing, coupons, experiments, keys):
+    for module in (
+        recommendations, catalog, orders, events, marketing, coupons, experiments, models, keys,
+    ):  # fmt: skip
         v1.include_router(module.router)
     app.include_router(v1)
+    console.install(app, settings)
     app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
