@@ -17,6 +17,7 @@ MODULES = [
     "bench.uplift",
     "bench.ab",
     "bench.serving",
+    "bench.console",
 ]
 
 

@@ -97,23 +97,20 @@ def progress(session: Session, campaign_id: str) -> Progress:
 
 
 def top_segments(session: Session, campaign_id: str, n: int = 5) -> list[dict]:
-    """The audience's largest (segment, region) groups: treated and holdout members each."""
+    """The audience's largest shopper segments: treated and holdout members each."""
+    segment = func.coalesce(Shopper.segment, "unknown")
     rows = session.execute(
         select(
-            func.coalesce(Shopper.segment, "unknown"),
-            Shopper.region,
+            segment,
             func.sum((CampaignMember.arm != CONTROL).cast(Integer)),
             func.sum((CampaignMember.arm == CONTROL).cast(Integer)),
         )
         .join(Shopper, Shopper.shopper_id == CampaignMember.shopper_id)
         .where(CampaignMember.campaign_id == campaign_id)
-        .group_by(func.coalesce(Shopper.segment, "unknown"), Shopper.region)
+        .group_by(segment)
     ).all()
-    groups = [
-        {"segment": seg, "region": region, "treated": int(t or 0), "holdout": int(h or 0)}
-        for seg, region, t, h in rows
-    ]
-    groups.sort(key=lambda g: (-g["treated"], -g["holdout"], g["segment"], g["region"]))
+    groups = [{"segment": seg, "treated": int(t or 0), "holdout": int(h or 0)} for seg, t, h in rows]
+    groups.sort(key=lambda g: (-g["treated"], -g["holdout"], g["segment"]))
     return groups[:n]
 
 

@@ -98,14 +98,14 @@ def line_chart(
         x = sx(marker)
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T}" y2="{HEIGHT - PAD_B}" class="marker"/>'
-            f'<text x="{x + 4:.1f}" y="{PAD_T + 12}">{escape(marker_label)}</text>'
+            f'<text x="{x + 4:.1f}" y="{HEIGHT - PAD_B - 6}">{escape(marker_label)}</text>'
         )
     legend_y = PAD_T + 4
     for i, ((name, _), color) in enumerate(zip(series, COLORS, strict=False)):
         y = legend_y + 16 * i
         parts.append(
-            f'<rect x="{WIDTH - PAD_R - 180}" y="{y}" width="12" height="4" fill="{color}"/>'
-            f'<text x="{WIDTH - PAD_R - 162}" y="{y + 6}">{escape(name)}</text>'
+            f'<rect x="{PAD_L + 8}" y="{y}" width="12" height="4" fill="{color}"/>'
+            f'<text x="{PAD_L + 26}" y="{y + 6}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

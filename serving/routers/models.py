@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
+import time
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +21,35 @@ from serving.state import ServingState
 
 router = APIRouter(prefix="/models", tags=["models"])
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+REGISTRY_CACHE_SECONDS = 15.0
+
+
+class RegistryCache:
+    """Versions per (registry, model) for a few seconds: reading them costs several MLflow round trips
+    (hundreds of ms); this replica's own alias moves clear it at once, other writers show within the TTL."""
+
+    def __init__(self, ttl: float = REGISTRY_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, list]] = {}
+        self._lock = threading.Lock()
+
+    def versions(self, uri: str, name: str) -> list:
+        from training.registry_view import model_versions
+
+        hit = self._entries.get((uri, name))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        found = model_versions(uri, name)
+        with self._lock:
+            self._entries[(uri, name)] = (time.monotonic() + self.ttl, found)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+registry_cache = RegistryCache()
 
 
 def served_models(state: ServingState) -> dict[str, str]:
@@ -34,8 +65,6 @@ def _name(state: ServingState, name: str) -> str:
 
 
 def list_models(state: ServingState) -> list[RegisteredModelOut]:
-    from training.registry_view import model_versions
-
     uri = state.settings.resolved_mlflow_uri
     return [
         RegisteredModelOut(
@@ -43,7 +72,7 @@ def list_models(state: ServingState) -> list[RegisteredModelOut]:
             role=role,
             versions=[
                 ModelVersionOut(**{**v.__dict__, "aliases": list(v.aliases), "plots": list(v.plots)})
-                for v in model_versions(uri, name)
+                for v in registry_cache.versions(uri, name)
             ],
         )  # fmt: skip
         for name, role in served_models(state).items()
@@ -65,6 +94,8 @@ def move_alias(state: ServingState, name: str, alias: str, version: str) -> None
         set_alias(state.settings.resolved_mlflow_uri, _name(state, name), version, alias)
     except ValueError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    finally:
+        registry_cache.clear()
 
 
 @router.put("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)
@@ -75,9 +106,9 @@ async def promote(name: str, alias: str, body: AliasIn, state: StateDep, _: Admi
 
 
 def read_plot(state: ServingState, name: str, version: str, path: str) -> bytes:
-    from training.registry_view import model_versions, plot_bytes
+    from training.registry_view import plot_bytes
 
-    found = [v for v in model_versions(state.settings.resolved_mlflow_uri, _name(state, name))
+    found = [v for v in registry_cache.versions(state.settings.resolved_mlflow_uri, _name(state, name))
              if v.version == version]  # fmt: skip
     if not found or path not in found[0].plots:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} v{version} has no plot {path!r}")

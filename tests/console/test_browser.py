@@ -40,7 +40,10 @@ class Console:
 
     def check(self, name: str) -> None:
         """Screenshot, then axe-core: no serious or critical accessibility violation on this page."""
+        height = self.driver.execute_script("return document.documentElement.scrollHeight;")
+        self.driver.set_window_size(1280, min(max(height + 140, 1000), 6000))  # the whole page
         self.driver.save_screenshot(str(self.artifacts / f"{name}.png"))
+        self.driver.set_window_size(1280, 1000)
         self.driver.execute_script(AXE)
         violations = self.driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
