@@ -30,7 +30,7 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
 
     keys = json.loads((demo_env / "demo-keys.json").read_text())
     roles = {entry["role"] for entry in keys["keys"].values()}
-    assert {"storefront", "shopper", "merchant", "marketer", "admin"} <= roles
+    assert {"storefront", "shopper", "merchant", "marketer", "data_scientist", "admin"} <= roles
     assert len(keys["samples"]["shoppers"]) == 2
     assert keys["samples"]["product"] and keys["samples"]["merchant"]
 
