@@ -203,10 +203,11 @@ async def plan(
         return await render(request, "error.html", status_code=404, title="Not found", message=detail_error)
     if result is not None:
         context.update(plan_view(result[0], result[1]))
-    template = "_plan.html" if request.headers.get("HX-Request") else "campaign.html"
+    fragment = bool(request.headers.get("HX-Request"))  # htmx swaps the plan and the budget figure
+    template = "_plan.html" if fragment else "campaign.html"
     return await render(
         request, template, status_code=422 if error else 200, title=context["campaign"].name,
-        plan_error=error, **context,
+        plan_error=error, fragment=fragment, **context,
     )  # fmt: skip
 
 

@@ -28,13 +28,14 @@ from serving.schemas.experiments import ExperimentCreate
 
 router = APIRouter()
 
-METRIC_CHOICES = ("conversion", "revenue_per_shopper", "orders_per_shopper", "ctr")
-OUTCOMES = ("click", "purchase")
+# Metrics the stored events support: the events table holds purchases but no clicks, so no CTR here.
+METRIC_CHOICES = ("conversion", "revenue_per_shopper", "orders_per_shopper")
+OUTCOMES = ("purchase",)
 
 
 def event_log(session: Session, name: str) -> pd.DataFrame:
-    """The experiment's exposures plus its exposed units' clicks and purchases since their first
-    exposure, as the analysis's event log."""
+    """The experiment's exposures plus its exposed units' purchases since their first exposure, as the
+    analysis's event log."""
     exposures = pd.DataFrame(store.exposures(session, name))
     if exposures.empty:
         return exposures
@@ -81,7 +82,7 @@ def decision(report: dict, primary: str) -> str:
 def analysis(session: Session, name: str) -> dict | None:
     """The report for the stored experiment: its primary metric decides, the other metrics are guardrails
     (harmful when they decrease); weights and the horizon come from its definition."""
-    from experiments.ab.analysis import DEFAULT_METRICS, analyze
+    from experiments.ab.analysis import analyze
 
     exp = store.get_experiment(session, name)
     events = event_log(session, name)
@@ -91,7 +92,7 @@ def analysis(session: Session, name: str) -> dict | None:
         events,
         name,
         metrics=[exp.primary_metric],
-        guardrails={m: "decrease" for m in DEFAULT_METRICS if m != exp.primary_metric},
+        guardrails={m: "decrease" for m in METRIC_CHOICES if m != exp.primary_metric},
         expected_shares={v.name: v.weight for v in exp.variants},
         planned_units=exp.planned_units_per_variant,
     )

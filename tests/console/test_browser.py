@@ -188,6 +188,7 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     assert treated > 0
     assert console.driver.find_element("css selector", "svg#curve-profit polyline")
     assert "chosen 250" in console.by_id("curve-profit").get_attribute("innerHTML")
+    assert console.by_id("campaign-budget").text == "250.00"  # the header follows the plan
     console.check("campaign-plan")
 
     slider = console.by_id("budget-range")  # the slider replans on change and moves the marker

@@ -11,6 +11,7 @@ from commerce.access import revoke_api_key
 from commerce.coupons import Coupon
 from commerce.db import transaction
 from serving.console.auth import COOKIE
+from tests.serving.conftest import auth
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -137,3 +138,44 @@ def test_console_coupon_edit_is_refused_once_granted(client, keys, session_facto
     assert ok.status_code == 200 and "15" in ok.text
     with transaction(session_factory) as s:
         assert (s.get(Coupon, "c-10off").kind, float(s.get(Coupon, "c-10off").value)) == ("percent_off", 0.15)
+
+
+def test_experiment_detail_reads_exposures_and_outcomes(client, keys, session_factory):
+    from datetime import UTC, datetime
+
+    from commerce.services.shoppers import create_shopper
+
+    with transaction(session_factory) as s:
+        for i in range(40):
+            create_shopper(s, f"x{i:02d}", "Shanghai")
+    token = sign_in(client, keys["data_scientist"])
+    form = {"csrf_token": token, "name": "ui-exp", "primary_metric": "conversion", "planned_units": "15",
+            "variant0_name": "control", "variant0_weight": "1", "variant1_name": "treatment",
+            "variant1_weight": "1", "variant1_alias": "challenger"}  # fmt: skip
+    made = client.post("/console/experiments/new", data=form, follow_redirects=False)
+    assert made.status_code == 303 and made.headers["location"] == "/console/experiments/ui-exp"
+    assert "No exposures logged yet" in client.get("/console/experiments/ui-exp").text
+    started = client.post("/console/experiments/ui-exp/start", data={"csrf_token": token})
+    assert 'id="experiment-status">running<' in started.text
+    storefront = auth(keys["storefront"])
+    for i in range(40):
+        variant = "control" if i % 2 else "treatment"
+        body = {"unit_id": f"x{i:02d}", "variant": variant}
+        assert (
+            client.post("/v1/experiments/ui-exp/exposures", json=body, headers=storefront).status_code == 200
+        )
+    now = datetime.now(UTC).isoformat()  # after every first exposure
+    purchases = [
+        {"event_id": f"ui-buy-{i}", "ts": now, "shopper_id": f"x{i:02d}", "event_type": "purchase",
+         "product_id": "p01", "value": 99.5}
+        for i in range(40) if i % 4 != 1  # treatment (even) buys more often than control (odd)
+    ]  # fmt: skip
+    sent = client.post("/v1/events", json={"events": purchases}, headers=storefront)
+    assert sent.status_code == 202, sent.text
+    page = client.get("/console/experiments/ui-exp")
+    assert page.status_code == 200, page.text[:500]
+    assert "Sample-ratio check" in page.text and "(no mismatch)" in page.text
+    assert re.search(r"<td>treatment</td><td>conversion</td><td>decision</td>", page.text)
+    assert "guardrail" in page.text and 'id="experiment-chart"' in page.text
+    assert re.search(r'id="decision"><strong>Decision:</strong> [A-Z]', page.text)
+    assert "20 of 15" in page.text  # units per variant against the planned horizon
