@@ -26,6 +26,7 @@ import numpy as np
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 TARGET_P95_MS, TARGET_KB = 200.0, 500.0
+HX = {"HX-Request": "true"}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,13 +39,13 @@ def build_tiny_demo(data_dir: Path) -> None:
     )  # fmt: skip
 
 
-def timed(client, path: str, repeat: int) -> tuple[list[float], bytes]:
-    client.get(path)  # warm-up: imports, template compilation, first registry read
+def timed(client, path: str, repeat: int, headers: dict | None = None) -> tuple[list[float], bytes]:
+    client.get(path, headers=headers)  # warm-up: imports, template compilation, first registry read
     times = []
     body = b""
     for _ in range(repeat):
         start = time.perf_counter()
-        r = client.get(path)
+        r = client.get(path, headers=headers)
         times.append((time.perf_counter() - start) * 1000)
         assert r.status_code == 200, (path, r.status_code, r.text[:300])
         body = r.content
@@ -102,6 +103,12 @@ def main() -> int:
             client.post("/console/sign-in", data={"api_key": keys[role], "csrf_token": token})
             for path in paths:
                 rows.append((role, path, *timed(client, path, args.repeat)))
+            if role == "marketer":  # the report fragment htmx loads after a completed campaign's page
+                report = f"/console/campaigns/{campaign}/report"
+                start = time.perf_counter()
+                client.get(report, headers={"HX-Request": "true"})
+                report_cold_ms = (time.perf_counter() - start) * 1000
+                rows.append((role, report + " (htmx, cached)", *timed(client, report, args.repeat, HX)))
         results = []
         print(f"\nbaseline GET /health p95 {base_p95:.2f} ms; {args.repeat} requests per page\n")
         print(f"{'role':<15} {'page':<42} {'p50 ms':>8} {'p95 ms':>8} {'x health':>9} {'weight kB':>10}")
@@ -119,13 +126,15 @@ def main() -> int:
         "data": "tiny demo (built in this run)" if args.data_dir is None else "given demo data directory",
         "repeat": args.repeat,
         "health_p95_ms": round(base_p95, 3),
+        "report_first_measurement_ms": round(report_cold_ms, 1),
         "pages": results,
         "worst_p95_ms": worst_p95,
         "worst_weight_kb": worst_kb,
         "targets": {"p95_ms": TARGET_P95_MS, "weight_kb": TARGET_KB},
         "meets_targets": worst_p95 <= TARGET_P95_MS and worst_kb <= TARGET_KB,
     }
-    print(f"\nworst p95 {worst_p95:.1f} ms (target {TARGET_P95_MS:.0f}); heaviest {worst_kb:.1f} kB (target "
+    print(f"\nfirst measurement of the campaign report (then cached 10 min): {report_cold_ms:.0f} ms")
+    print(f"worst p95 {worst_p95:.1f} ms (target {TARGET_P95_MS:.0f}); heaviest {worst_kb:.1f} kB (target "
           f"{TARGET_KB:.0f}); targets {'met' if summary['meets_targets'] else 'MISSED'}")  # fmt: skip
     from bench import write_result
 

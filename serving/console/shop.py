@@ -24,17 +24,27 @@ def _merchant_id(principal, requested: str | None) -> str | None:
     return principal.merchant_id or requested
 
 
+PAGE = 25
+
+
 @router.get("")
-async def shop(request: Request, session: SessionDep, principal: MerchantOnly, merchant: str | None = None):
+async def shop(
+    request: Request,
+    session: SessionDep,
+    principal: MerchantOnly,
+    merchant: str | None = None,
+    offset: int = 0,
+):
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:
         return await render(request, "shop.html", title="Shop", merchant_id=None)
     ensure_merchant(principal, merchant_id)
     products, error = attempt(
-        None, lambda: catalog_api.merchant_products(merchant_id, session, principal, None, 100, 0)
+        None,
+        lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, max(offset, 0)),
     )
     orders = {
-        s: order_service.list_orders(session, merchant_id=merchant_id, status=s, limit=50).items
+        s: order_service.list_orders(session, merchant_id=merchant_id, status=s, limit=PAGE)
         for s in TO_SHIP
     }
     return await render(

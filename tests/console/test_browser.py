@@ -208,7 +208,7 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     console.check("campaign-running")
     console.submit("complete-button")
     console.wait(lambda d: d.find_element("id", "campaign-status").text == "completed")
-    report = console.by_id("report").text
+    report = console.wait(lambda d: d.find_element("id", "report")).text  # loaded by htmx after the page
     assert "Incremental conversion rate" in report and "ROI" in report
     assert console.driver.find_element("css selector", "svg#report-chart")
     console.check("campaign-report")

@@ -52,7 +52,11 @@ def test_marketer_plans_launches_completes_and_reads_the_report(make_client, key
     assert "Spring" in listed.text and "80.00" in listed.text
     done = client.post(f"/console/campaigns/{campaign}/complete", data={"csrf_token": token})
     assert 'id="campaign-status">completed<' in done.text
-    assert 'id="report"' in done.text and 'id="report-chart"' in done.text
+    assert f'hx-get="/console/campaigns/{campaign}/report"' in done.text  # measured after the page
+    report = client.get(f"/console/campaigns/{campaign}/report", headers={"HX-Request": "true"})
+    assert 'id="report"' in report.text and 'id="report-chart"' in report.text
+    assert "<html" not in report.text  # the fragment; without htmx the same report is a page
+    assert "<html" in client.get(f"/console/campaigns/{campaign}/report").text
     csv = client.get(f"/console/campaigns/{campaign}/audience.csv")
     assert csv.status_code == 200 and len(csv.text.strip().splitlines()) - 1 >= treated
     api = client.get(f"/v1/campaigns/{campaign}", headers=auth(keys["marketer"])).json()
