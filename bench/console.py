@@ -74,6 +74,7 @@ def main() -> int:
         print("building the tiny demo ...", flush=True)
         build_tiny_demo(data_dir)
     data_dir = data_dir.resolve()
+    markets = list(data_dir.glob("marketplace-*"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{data_dir / 'mlflow.db'}"
     from fastapi.testclient import TestClient
 
@@ -123,7 +124,7 @@ def main() -> int:
     worst_p95 = max(r["p95_ms"] for r in results)
     worst_kb = max(r["weight_kb"] for r in results)
     summary = {
-        "data": "tiny demo (built in this run)" if args.data_dir is None else "given demo data directory",
+        "data": "crosscart demo --scale " + ",".join(sorted(m.name.split("-", 1)[1] for m in markets)),
         "repeat": args.repeat,
         "health_p95_ms": round(base_p95, 3),
         "report_first_measurement_ms": round(report_cold_ms, 1),

@@ -1,5 +1,6 @@
 """Merchant page: its own products with stock (set a location's quantity) and its orders to ship,
-through `serving.routers.catalog` (which applies the ownership check) and `commerce.services.orders`."""
+through `serving.routers.catalog` (which applies the ownership check) and
+`commerce.services.merchant_orders`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 
-from commerce.services import orders as order_service
+from commerce.services.merchant_orders import orders_to_ship
 from serving.console.auth import MerchantOnly
 from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep, ensure_merchant
@@ -16,7 +17,6 @@ from serving.schemas.catalog import StockSet
 
 router = APIRouter(prefix="/shop")
 
-TO_SHIP = ("paid", "customs_cleared")
 
 
 def _merchant_id(principal, requested: str | None) -> str | None:
@@ -43,13 +43,10 @@ async def shop(
         None,
         lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, max(offset, 0)),
     )
-    orders = {
-        s: order_service.list_orders(session, merchant_id=merchant_id, status=s, limit=PAGE)
-        for s in TO_SHIP
-    }
+    orders = orders_to_ship(session, merchant_id, limit=PAGE + 1)
     return await render(
-        request, "shop.html", title="My shop", merchant_id=merchant_id, products=products, orders=orders,
-        error=error,
+        request, "shop.html", title="My shop", merchant_id=merchant_id, products=products,
+        orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
     )  # fmt: skip
 
 

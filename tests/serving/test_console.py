@@ -179,3 +179,24 @@ def test_experiment_detail_reads_exposures_and_outcomes(client, keys, session_fa
     assert "guardrail" in page.text and 'id="experiment-chart"' in page.text
     assert re.search(r'id="decision"><strong>Decision:</strong> [A-Z]', page.text)
     assert "20 of 15" in page.text  # units per variant against the planned horizon
+
+
+def test_merchant_shop_lists_its_orders_to_ship_and_sets_stock(client, keys, session_factory):
+    from commerce.catalog import Stock
+
+    token = sign_in(client, keys["merchant"])  # bound to m1; the seed's order 1 (paid) holds p01 and p03
+    page = client.get("/console/shop")
+    assert page.status_code == 200 and "Merchant <strong>m1</strong>" in page.text
+    assert re.search(r"<td>1</td><td>paid</td>", page.text)
+    assert "p01" in page.text and "p05" not in page.text  # only its own products
+    r = client.post(
+        "/console/shop/products/p02/stock", data={"csrf_token": token, "location": "wh1", "quantity": "9"}
+    )
+    assert r.status_code == 200
+    with transaction(session_factory) as s:
+        stock = s.query(Stock).filter(Stock.product_id == "p02", Stock.location == "wh1").one()
+        assert stock.quantity == 9
+    other = client.post(
+        "/console/shop/products/p05/stock", data={"csrf_token": token, "location": "wh1", "quantity": "0"}
+    )
+    assert other.status_code == 422 and "own merchant" in other.text  # the API's ownership check
