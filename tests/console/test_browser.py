@@ -89,10 +89,12 @@ class Console:
 
     def wait(self, condition, timeout: float = 30):
         """Until `condition(driver)` holds; elements replaced meanwhile (page loads, htmx swaps) retry."""
-        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        ignored = (NoSuchElementException, StaleElementReferenceException)
+        # NoSuchElement, StaleElement and "node does not belong to the document" while a page loads or
+        # htmx swaps are all WebDriverExceptions; a condition that never holds still ends in a timeout.
+        ignored = (WebDriverException,)
         return WebDriverWait(self.driver, timeout, ignored_exceptions=ignored).until(condition)
 
     def submit(self, button_id: str) -> None:
