@@ -200,3 +200,24 @@ def test_merchant_shop_lists_its_orders_to_ship_and_sets_stock(client, keys, ses
         "/console/shop/products/p05/stock", data={"csrf_token": token, "location": "wh1", "quantity": "0"}
     )
     assert other.status_code == 422 and "own merchant" in other.text  # the API's ownership check
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "form"),
+    [
+        ("data_scientist", "/console/models/crosscart-recommender/promote", {"version": "1"}),
+        ("marketer", "/console/keys", {"role": "admin"}),
+        ("marketer", "/console/merchants/m3/review", {"decision": "approve"}),
+        ("merchant", "/console/coupons/new", {"kind": "amount_off", "value": "5"}),
+        ("data_scientist", "/console/campaigns/new", {"name": "x"}),
+        ("storefront", "/console/experiments/new", {"name": "x"}),
+    ],
+)
+def test_actions_are_refused_to_roles_without_them(client, keys, session_factory, role, path, form):
+    from commerce.merchants import Merchant
+
+    token = sign_in(client, keys[role])
+    r = client.post(path, data={**form, "csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 403 and "may not use this page" in r.text
+    with transaction(session_factory) as s:
+        assert s.get(Merchant, "m3").status == "pending"
