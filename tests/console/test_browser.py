@@ -158,7 +158,7 @@ def test_each_role_signs_in_sees_only_its_pages_and_is_refused_the_rest(console,
     console.open("/console/sign-in")
     console.fill(api_key="cc_not-a-real-key")
     console.driver.find_element("xpath", "//button[text()='Sign in']").click()
-    assert "Unknown or revoked API key" in console.text()
+    console.wait(lambda d: "Unknown or revoked API key" in d.page_source)
 
 
 def test_marketer_creates_plans_launches_completes_and_reads_the_report(console, demo):
@@ -221,9 +221,10 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     console.check("coupons")
     coupon = console.driver.find_element("xpath", "//td[contains(., 'Browser spring coupon')]/a")
     coupon.click()
+    console.wait(lambda d: "/console/coupons/c_" in d.current_url)
     console.fill(min_spend="5")
     console.submit("save-coupon")  # granted at launch: the API's rule refuses the edit
-    assert "granted or used" in console.text()
+    console.wait(lambda d: "granted or used" in d.page_source)
     console.check("coupon-edit-refused")
 
     console.open("/console/coupons/new")
@@ -232,7 +233,8 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     )
     console.fill(kind="amount_off", value="5", coupon_id="no-csrf")
     console.submit("save-coupon")
-    assert console.heading() == "Not allowed" and "CSRF" in console.text()
+    console.wait(lambda d: "CSRF" in d.page_source)
+    assert console.heading() == "Not allowed"
     console.check("csrf-refused")
     console.sign_out()
 
@@ -286,7 +288,7 @@ def test_admin_approves_a_merchant_and_creates_a_key_shown_once(console, demo, s
     console.open("/console/keys")
     console.fill(role="data_scientist", name="browser ds")
     console.submit("create-key")
-    new_key = console.by_id("new-key").text
+    new_key = console.wait(lambda d: d.find_element("id", "new-key")).text
     assert re.fullmatch(r"cc_[\w-]{30,}", new_key)
     console.check("keys-created")
     console.open("/console/keys")
