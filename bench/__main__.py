@@ -22,6 +22,7 @@ MODULES = [
     "bench.faults",
     "bench.next_basket",
     "bench.sessions",
+    "bench.console",
 ]
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from commerce.db import Base
 from commerce.sqltypes import UTCDateTime
 
-ROLES = ("storefront", "shopper", "merchant", "marketer", "admin")
+ROLES = ("storefront", "shopper", "merchant", "marketer", "data_scientist", "admin")
 
 
 KEY_PREFIX = "cc_"

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, description="Time to send complete request headers; also the keep-alive idle limit."
     )
+    console_secret: str = Field(
+        default="", description="Signs console session cookies; empty: a random one per process start."
+    )
+    console_secure_cookie: bool = Field(default=False, description="Console cookie only over HTTPS.")
+    console_session_hours: float = Field(default=8.0, description="Console sign-in lifetime.")
+    mlflow_ui_url: str = Field(default="", description="MLflow UI the console links to; empty: no link.")
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

@@ -141,7 +141,10 @@ def item_feature_vectors(item_features: pd.DataFrame) -> tuple[sp.csr_matrix, di
             if column.dropna().isin([0, 1]).all():
                 blocks.append(sp.csr_matrix(column.fillna(0).to_numpy(dtype=np.float64).reshape(-1, 1)))
             continue
-        is_label = isinstance(column.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(column)
+        # text held as object (pandas 2) or as the string dtype (pandas 3), or categorical
+        is_label = isinstance(column.dtype, pd.CategoricalDtype) or pd.api.types.infer_dtype(
+            column, skipna=True
+        ) in ("string", "categorical")
         if is_label and column.nunique() < len(column):
             codes, _ = pd.factorize(column)
             known = codes >= 0

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.db import make_engine, make_session_factory
 from commerce.services.pending import expire_pending_orders
 from crosscart.settings import Settings, get_settings
-from serving import deps, docs_pages, errors
+from serving import console, deps, docs_pages, errors
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
@@ -101,12 +101,14 @@ def create_app(
     from serving.routers import (
         audit,
         catalog,
+        coupons,
         events,
         experiments,
         health,
         keys,
         logistics,
         marketing,
+        models,
         orders,
         recommendations,
         sessions,
@@ -230,19 +232,12 @@ def create_app(
         prefix=API_PREFIX, dependencies=[Depends(current_principal), Depends(enforce_field_access)]
     )
     for module in (
-        recommendations,
-        catalog,
-        orders,
-        logistics,
-        events,
-        marketing,
-        experiments,
-        keys,
-        audit,
-        sessions,
-    ):
+        recommendations, catalog, orders, logistics, events, marketing, coupons, experiments, models, keys,
+        audit, sessions,
+    ):  # fmt: skip
         v1.include_router(module.router)
     app.include_router(v1)
+    console.install(app, settings)
     app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
     document_idempotency(app, API_PREFIX)

@@ -151,8 +151,21 @@ async def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+# Who may do what: the one rule set. The API's dependencies below and the web console (its navigation
+# and every console action) both read it. Promotion of models stays with admins.
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "storefront": ("storefront", "shopper", "admin"),
+    "shopper_self": ("shopper", "admin"),
+    "merchant": ("merchant", "admin"),
+    "marketing": ("marketer", "admin"),
+    "experiments": ("data_scientist", "marketer", "admin"),
+    "models": ("data_scientist", "admin"),
+    "admin": ("admin",),
+}
+
+
 #: Who may read storefront pages (recommendations, rankings); a shopper key only its own shopper's.
-STOREFRONT_ROLES = ("storefront", "shopper", "admin")
+STOREFRONT_ROLES = CAPABILITIES["storefront"]
 
 
 def access_refusal(
@@ -172,13 +185,18 @@ def access_refusal(
     return None
 
 
+def check_role(principal: Principal, roles: tuple[str, ...]) -> Principal:
+    """`principal` if its role is in `roles`; else the refusal `access_refusal` gives."""
+    if (refusal := access_refusal(principal, roles)) is not None:
+        raise refusal
+    return principal
+
+
 def require(*roles: str):
     """A dependency admitting only `roles` (401 for anonymous callers, 403 for other roles)."""
 
     async def check(principal: PrincipalDep) -> Principal:
-        if (refusal := access_refusal(principal, roles)) is not None:
-            raise refusal
-        return principal
+        return check_role(principal, roles)
 
     return check
 
@@ -195,8 +213,10 @@ def ensure_merchant(principal: Principal, merchant_id: str) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a merchant key reaches only its own merchant")
 
 
-Storefront = Annotated[Principal, Depends(require(*STOREFRONT_ROLES))]
-ShopperSelf = Annotated[Principal, Depends(require("shopper", "admin"))]
-MerchantOrAdmin = Annotated[Principal, Depends(require("merchant", "admin"))]
-Marketer = Annotated[Principal, Depends(require("marketer", "admin"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
+Storefront = Annotated[Principal, Depends(require(*CAPABILITIES["storefront"]))]
+ShopperSelf = Annotated[Principal, Depends(require(*CAPABILITIES["shopper_self"]))]
+MerchantOrAdmin = Annotated[Principal, Depends(require(*CAPABILITIES["merchant"]))]
+Marketer = Annotated[Principal, Depends(require(*CAPABILITIES["marketing"]))]
+Experimenter = Annotated[Principal, Depends(require(*CAPABILITIES["experiments"]))]
+ModelReader = Annotated[Principal, Depends(require(*CAPABILITIES["models"]))]
+Admin = Annotated[Principal, Depends(require(*CAPABILITIES["admin"]))]

@@ -88,6 +88,42 @@ FIELD_ROLES: dict[str, dict[str, FieldRoles]] = {
     "Candidate": _open(
         "shopper_id", "coupon_id", "p_control", "p_treated", "spend_control", "spend_treated", "p_redeem"
     ),
+    # coupons: marketers and admins (the endpoints' roles) set every term, budget included
+    "CouponCreate": _open(
+        "name",
+        "kind",
+        "value",
+        "cap",
+        "min_spend",
+        "scope_type",
+        "scope_id",
+        "per_shopper_limit",
+        "usage_limit",
+        "budget",
+        "starts_at",
+        "ends_at",
+        "requires_grant",
+        "campaign_id",
+        "coupon_id",
+    ),
+    "CouponEdit": _open(
+        "name",
+        "kind",
+        "value",
+        "cap",
+        "min_spend",
+        "scope_type",
+        "scope_id",
+        "per_shopper_limit",
+        "usage_limit",
+        "budget",
+        "starts_at",
+        "ends_at",
+        "requires_grant",
+        "campaign_id",
+    ),
+    # models: moving an alias (admin only, by the endpoint)
+    "AliasIn": _open("version"),
     # logistics: a merchant's own shipping rule
     "ShippingRuleIn": _open("partner_id", "max_days"),
     # access

@@ -33,7 +33,7 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
     assert keys["keys"]["admin"]["key"] not in first.output and "demo-keys.json" in first.output
     assert keys["keys"]["storefront"]["key"] in first.output
     roles = {entry["role"] for entry in keys["keys"].values()}
-    assert {"storefront", "shopper", "merchant", "marketer", "admin"} <= roles
+    assert {"storefront", "shopper", "merchant", "marketer", "data_scientist", "admin"} <= roles
     assert len(keys["samples"]["shoppers"]) == 2
     assert keys["samples"]["product"] and keys["samples"]["merchant"]
 

@@ -26,7 +26,7 @@ from commerce.coupons import (
     CouponRedemption,
     CouponShopperUsage,
 )
-from commerce.errors import Conflict, LimitExceeded, NotFound, ValidationError
+from commerce.errors import Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from commerce.merchants import Merchant
 from commerce.services._util import get_or_404, new_id
 from commerce.services.events import record_events
@@ -59,8 +59,8 @@ class CouponInput:
     coupon_id: str | None = None
 
 
-def create_coupon(session: Session, data: CouponInput) -> Coupon:
-    """Validate and store a coupon. Store coupons must be scoped to their merchant or its products."""
+def _terms(session: Session, data: CouponInput) -> dict:
+    """The validated column values of `data` (create and edit share this one rule set)."""
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
     if isinstance(data.value, float):
@@ -102,11 +102,7 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
             raise ValidationError("a store coupon must target its own shop or products", code="invalid_scope")
     elif data.issuer != "platform" or data.merchant_id is not None:
         raise ValidationError("issuer is 'platform' (no merchant_id) or 'store'", code="invalid_coupon")
-    coupon_id = data.coupon_id or new_id("c")
-    if session.get(Coupon, coupon_id) is not None:
-        raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
-    coupon = Coupon(
-        coupon_id=coupon_id,
+    return dict(
         name=data.name,
         issuer=data.issuer,
         merchant_id=data.merchant_id,
@@ -125,13 +121,57 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
         budget=budget,
         requires_grant=data.requires_grant,
     )
+
+
+def create_coupon(session: Session, data: CouponInput) -> Coupon:
+    """Validate and store a coupon. Store coupons must be scoped to their merchant or its products."""
+    values = _terms(session, data)
+    coupon_id = data.coupon_id or new_id("c")
+    if session.get(Coupon, coupon_id) is not None:
+        raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
+    coupon = Coupon(coupon_id=coupon_id, **values)
     session.add(coupon)
     session.flush()
     return coupon
 
 
+EDITABLE = tuple(f for f in CouponInput.__dataclass_fields__ if f != "coupon_id")
+
+
+def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
+    """Change the terms of a coupon nobody holds or has used yet; the result is validated like a new one.
+
+    The write is one conditional UPDATE (`used = 0` and no grant or redemption), the counterpart of
+    redemption's `used < usage_limit`: an edit racing a first redemption or grant either lands before
+    it or changes nothing and raises, so no shopper ever holds terms that changed under them.
+    """
+    if unknown := sorted(set(changes) - set(EDITABLE)):
+        raise ValidationError(
+            f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
+        )
+    coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+    current = {f: getattr(coupon, f) for f in EDITABLE}
+    values = _terms(session, CouponInput(**{**current, **changes}))
+    unused = and_(
+        Coupon.coupon_id == coupon_id,
+        Coupon.used == 0,
+        ~exists().where(CouponGrant.coupon_id == coupon_id),
+        ~exists().where(CouponRedemption.coupon_id == coupon_id),
+    )
+    took = session.execute(
+        update(Coupon.__table__).where(unused).values(**values).execution_options(synchronize_session=False)
+    ).rowcount
+    if took != 1:
+        raise InvalidState(
+            f"coupon {coupon_id!r} has been granted or used; retire it and create a new one",
+            code="coupon_in_use",
+        )
+    session.refresh(coupon)
+    return coupon
+
+
 def end_coupon(session: Session, coupon_id: str, at: datetime | None = None) -> Coupon:
-    """Stop a coupon from `at` (default now); uses already redeemed stay valid. Never extends a window."""
+    """Retire a coupon from `at` (default now); uses already redeemed stay valid. Never extends a window."""
     coupon = get_or_404(session, Coupon, coupon_id, "coupon")
     at = as_utc(at or utcnow())
     if coupon.starts_at is not None and at <= coupon.starts_at:

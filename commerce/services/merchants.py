@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from commerce.errors import Conflict, InvalidState, ValidationError
 from commerce.merchants import MERCHANT_STATUSES, BrandAuthorization, Merchant, MerchantStatusChange
@@ -111,7 +111,7 @@ def get_merchant(session: Session, merchant_id: str) -> Merchant:
 def list_merchants(
     session: Session, *, status: str | None = None, limit: int = 50, offset: int = 0
 ) -> Page[Merchant]:
-    stmt = select(Merchant).order_by(Merchant.merchant_id)
+    stmt = select(Merchant).options(selectinload(Merchant.brands)).order_by(Merchant.merchant_id)
     if status is not None:
         if status not in MERCHANT_STATUSES:
             raise ValidationError(f"unknown merchant status {status!r}", code="invalid_status")

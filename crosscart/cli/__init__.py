@@ -12,6 +12,7 @@ import typer
 
 from crosscart.cli import (
     campaign,
+    coupon,
     db,
     demo,
     doctor,
@@ -65,4 +66,5 @@ app.add_typer(evaluate_app, name="evaluate")
 
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(campaign.app, name="campaign")
+app.add_typer(coupon.app, name="coupon")
 app.command("serve")(serve.serve)

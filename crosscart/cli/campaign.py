@@ -56,7 +56,7 @@ def create(
     control_share: str = typer.Option("0.1", "--control-share", help="Holdout share of the audience."),
     campaign_id: str | None = typer.Option(None, "--id", help="Default: generated."),
 ) -> None:
-    """Create a draft campaign; prints its id. Create its coupons with campaign_id set to this id."""
+    """Create a draft campaign; prints its id. Add coupons: `crosscart coupon create --campaign ID ...`."""
     from commerce.services.campaigns import CampaignInput, create_campaign
 
     data = CampaignInput(name, channel, budget, starts, ends, control_share, campaign_id)

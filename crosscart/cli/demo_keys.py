@@ -52,8 +52,9 @@ def _sample_ids(session: Session) -> dict:
 
 
 def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Path) -> dict:
-    """Keys for storefront, marketer, admin, two shoppers with purchases and one merchant; returns the
-    written document: {"keys": {label: {"role", "key", "shopper_id"?, "merchant_id"?}}, "samples": {...}}."""
+    """Keys for storefront, marketer, data scientist, admin, two shoppers with purchases and one merchant;
+    returns the written document:
+    {"keys": {label: {"role", "key", "shopper_id"?, "merchant_id"?}}, "samples": {...}}."""
     path = Path(data_dir) / FILE_NAME
     previous = json.loads(path.read_text()).get("keys", {}) if path.exists() else {}
     with transaction(session_factory) as session:
@@ -61,6 +62,7 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
         wanted: dict[str, dict] = {
             "storefront": {"role": "storefront"},
             "marketer": {"role": "marketer"},
+            "data_scientist": {"role": "data_scientist"},
             "admin": {"role": "admin"},
         }
         for i, shopper in enumerate(samples["shoppers"], start=1):

@@ -1,4 +1,5 @@
-"""A/B experiments: management (marketer, admin) over commerce.experiments, exposure logging (storefront)."""
+"""A/B experiments: management (data scientist, marketer, admin) over commerce.experiments, exposure
+logging (storefront)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from commerce.experiments import Experiment
 from commerce.services import experiments as store
-from serving.deps import Marketer, SessionDep, StateDep, Storefront, ensure_shopper
+from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.schemas.experiments import (
     ExperimentCreate,
     ExperimentOut,
@@ -41,13 +42,13 @@ def _out(exp: Experiment) -> ExperimentOut:
 
 @router.get("", response_model=list[ExperimentOut])
 def list_experiments(
-    session: SessionDep, _: Marketer, status: Literal["draft", "running", "stopped"] | None = None
+    session: SessionDep, _: Experimenter, status: Literal["draft", "running", "stopped"] | None = None
 ) -> list[ExperimentOut]:
     return [_out(e) for e in store.list_experiments(session, status=status)]
 
 
 @router.post("", response_model=ExperimentOut, status_code=status.HTTP_201_CREATED)
-def create_experiment(body: ExperimentCreate, session: SessionDep, _: Marketer) -> ExperimentOut:
+def create_experiment(body: ExperimentCreate, session: SessionDep, _: Experimenter) -> ExperimentOut:
     """A draft; in a layer it takes the lowest free traffic slice, so layered experiments never overlap."""
     exp = store.create_experiment(
         session,
@@ -64,12 +65,12 @@ def create_experiment(body: ExperimentCreate, session: SessionDep, _: Marketer) 
 
 
 @router.get("/{name}", response_model=ExperimentOut)
-def get_experiment(name: str, session: SessionDep, _: Marketer) -> ExperimentOut:
+def get_experiment(name: str, session: SessionDep, _: Experimenter) -> ExperimentOut:
     return _out(store.get_experiment(session, name))
 
 
 @router.post("/{name}/start", response_model=ExperimentOut)
-def start_experiment(name: str, session: SessionDep, state: StateDep, _: Marketer) -> ExperimentOut:
+def start_experiment(name: str, session: SessionDep, state: StateDep, _: Experimenter) -> ExperimentOut:
     """Start now; recommendation responses report its variant once this replica's snapshot refreshes."""
     exp = _out(store.start_experiment(session, name))
     session.commit()
@@ -78,7 +79,7 @@ def start_experiment(name: str, session: SessionDep, state: StateDep, _: Markete
 
 
 @router.post("/{name}/stop", response_model=ExperimentOut)
-def stop_experiment(name: str, session: SessionDep, state: StateDep, _: Marketer) -> ExperimentOut:
+def stop_experiment(name: str, session: SessionDep, state: StateDep, _: Experimenter) -> ExperimentOut:
     exp = _out(store.stop_experiment(session, name))
     session.commit()
     state.experiments.refresh()
@@ -93,7 +94,7 @@ def log_exposure(name: str, body: ExposureIn, session: SessionDep, principal: St
 
 
 @router.get("/{name}/exposures", response_model=ExposureSummary)
-def exposure_summary(name: str, session: SessionDep, _: Marketer) -> ExposureSummary:
+def exposure_summary(name: str, session: SessionDep, _: Experimenter) -> ExposureSummary:
     """Exposed shoppers per variant with the sample-ratio-mismatch check."""
     from experiments.ab.analysis import srm_check
 
@@ -115,7 +116,7 @@ def experiment_results(
     name: str,
     session: SessionDep,
     state: StateDep,
-    _: Marketer,
+    _: Experimenter,
     method: Literal["fixed", "msprt", "group-sequential"] | None = None,
     candidate: str | None = None,
 ) -> ExperimentResults:

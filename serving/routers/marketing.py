@@ -143,7 +143,11 @@ def export_audience(campaign_id: str, session: SessionDep, _: Marketer) -> Respo
     )
 
 
-@router.get("/{campaign_id}/report", response_model=CampaignReport)
+@router.get(
+    "/{campaign_id}/report",
+    response_model=CampaignReport,
+    responses={409: {"description": "the campaign is not completed yet"}},
+)
 def report(
     campaign_id: str,
     session: SessionDep,

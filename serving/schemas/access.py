@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from commerce.access import ROLES
 from serving.schemas.base import RequestModel
 
-Role = Literal["storefront", "shopper", "merchant", "marketer", "admin"]
+Role = Literal[ROLES]  # the roles are defined once, in commerce.access
 
 
 class ApiKeyCreate(RequestModel):

@@ -168,6 +168,30 @@ FULL_BODIES = {
             "inference": "fixed",
         },
     ),
+    ("POST", "/v1/coupons"): (
+        "/v1/coupons",
+        lambda: {  # fmt: skip
+            "name": "Ten off", "kind": "amount_off", "value": "10", "cap": None, "min_spend": "50",
+            "scope_type": "category", "scope_id": "beauty", "per_shopper_limit": 1, "usage_limit": 100,
+            "budget": "500.00", "starts_at": NOW.isoformat(),
+            "ends_at": (NOW + timedelta(days=7)).isoformat(),
+            "requires_grant": False, "campaign_id": None, "coupon_id": f"cp-{_n()}",
+        },
+    ),
+    ("PATCH", "/v1/coupons/{coupon_id}"): (
+        "/v1/coupons/c-10off",
+        lambda: {  # fmt: skip
+            "name": "Ten off", "kind": "amount_off", "value": "10", "cap": None, "min_spend": "50",
+            "scope_type": "category", "scope_id": "beauty", "per_shopper_limit": 1, "usage_limit": 100,
+            "budget": "500.00", "starts_at": NOW.isoformat(),
+            "ends_at": (NOW + timedelta(days=7)).isoformat(),
+            "requires_grant": False, "campaign_id": None,
+        },
+    ),
+    ("PUT", "/v1/models/{name}/aliases/{alias}"): (
+        "/v1/models/crosscart-recommender/aliases/challenger",
+        lambda: {"version": "1"},
+    ),
     ("PUT", "/v1/merchants/{merchant_id}/shipping-rule"): (
         "/v1/merchants/m1/shipping-rule",
         lambda: {"partner_id": "lp1", "max_days": 3},

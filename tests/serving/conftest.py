@@ -214,6 +214,7 @@ ROLE_BINDINGS = {
     "shopper": {"shopper_id": "s1"},
     "merchant": {"merchant_id": "m1"},
     "marketer": {},
+    "data_scientist": {},
     "admin": {},
 }
 

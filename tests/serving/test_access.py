@@ -52,13 +52,13 @@ def test_keys_are_stored_hashed_bound_and_revocable(factory):
 def test_demo_keys_are_idempotent(factory, tmp_path):
     seed_marketplace(factory)
     first = create_demo_keys(factory, tmp_path)
-    assert set(first["keys"]) == {"storefront", "marketer", "admin", "shopper1", "merchant"}
+    assert set(first["keys"]) == {"storefront", "marketer", "data_scientist", "admin", "shopper1", "merchant"}
     assert first["keys"]["shopper1"]["shopper_id"] == "s1"  # the only shopper with a paid order
     assert first["samples"]["merchant"] in {"m1", "m2"} and first["samples"]["product"]
     second = create_demo_keys(factory, tmp_path)
     assert second == first == json.loads((tmp_path / "demo-keys.json").read_text())
     with transaction(factory) as s:
-        assert s.query(ApiKey).count() == 5
+        assert s.query(ApiKey).count() == 6
         assert authenticate(s, first["keys"]["admin"]["key"]).role == "admin"
 
 

@@ -14,9 +14,13 @@ import pytest
 
 from tests.serving.conftest import NOW, auth
 
-CALLERS = ("anonymous", "storefront", "shopper", "shopper2", "merchant", "merchant2", "marketer", "admin")
+CALLERS = (
+    "anonymous", "storefront", "shopper", "shopper2", "merchant", "merchant2", "marketer", "data_scientist",
+    "admin",
+)  # fmt: skip
 EVERYONE = set(CALLERS)
 STOREFRONT = {"storefront", "shopper", "admin"}
+EXPERIMENTERS = {"data_scientist", "marketer", "admin"}
 _unique = itertools.count()
 
 
@@ -89,19 +93,19 @@ MATRIX = [
     ("GET", "/v1/audit-log", None, {"admin"}, 403),
     ("GET", "/v1/shoppers/s1/coupons", None, STOREFRONT, 403),
     ("POST", "/v1/events", event_body, STOREFRONT, 403),
-    ("GET", "/v1/experiments", None, {"marketer", "admin"}, 403),
+    ("GET", "/v1/experiments", None, EXPERIMENTERS, 403),
     (
         "POST",
         "/v1/experiments",
         {"name": "exp", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]},
-        {"marketer", "admin"},
+        EXPERIMENTERS,
         403,
     ),
-    ("GET", "/v1/experiments/exp", None, {"marketer", "admin"}, 403),
-    ("POST", "/v1/experiments/exp/start", None, {"marketer", "admin"}, 403),
+    ("GET", "/v1/experiments/exp", None, EXPERIMENTERS, 403),
+    ("POST", "/v1/experiments/exp/start", None, EXPERIMENTERS, 403),
     ("POST", "/v1/experiments/exp/exposures", {"unit_id": "s1", "variant": "a"}, STOREFRONT, 403),
-    ("GET", "/v1/experiments/exp/exposures", None, {"marketer", "admin"}, 403),
-    ("POST", "/v1/experiments/exp/stop", None, {"marketer", "admin"}, 403),
+    ("GET", "/v1/experiments/exp/exposures", None, EXPERIMENTERS, 403),
+    ("POST", "/v1/experiments/exp/stop", None, EXPERIMENTERS, 403),
     (
         "POST",
         "/v1/campaigns",
@@ -142,6 +146,12 @@ MATRIX = [
     ("PUT", "/v1/merchants/m1/shipping-rule", {"max_days": 3}, {"merchant", "admin"}, 403),
     ("GET", "/v1/merchants/m1/shipping-rule", None, {"merchant", "admin"}, 403),
     ("GET", "/v1/merchants/m1/replenishment", None, {"merchant", "admin"}, 403),
+    ("POST", "/v1/coupons", lambda: {"kind": "amount_off", "value": "5", "coupon_id": f"cp-{next(_unique)}"},
+     {"marketer", "admin"}, 403),  # fmt: skip
+    ("GET", "/v1/coupons", None, {"marketer", "admin"}, 403),
+    ("GET", "/v1/coupons/c-10off", None, {"marketer", "admin"}, 403),
+    ("PATCH", "/v1/coupons/c-10off", {"name": "Ten off"}, {"marketer", "admin"}, 403),
+    ("POST", "/v1/coupons/c-beauty20/retire", None, {"marketer", "admin"}, 403),
     ("GET", "/v1/api-keys", None, {"admin"}, 403),
     ("POST", "/v1/api-keys", {"role": "storefront"}, {"admin"}, 403),
     ("DELETE", "/v1/api-keys/999", None, {"admin"}, 403),

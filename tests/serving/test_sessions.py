@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commerce.access import create_api_key
 from commerce.db import transaction
+from commerce.services.access import create_api_key
 from models.sessions import SessionData, make_session_model
 from serving.sessions import Click, MemorySessions, SessionState, blend
 from tests.serving.conftest import ScriptedSource, auth

@@ -1,0 +1,134 @@
+"""Read models of campaigns for people: the list with spend, a running campaign's progress, who the
+audience is; plus the one edit a draft allows before planning (its budget).
+
+Spend is what the campaign's coupons have actually given away (`Coupon.spent`, kept exact by the
+conditional redemption UPDATEs), not the planner's expectation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import Integer, func, select, update
+from sqlalchemy.orm import Session
+
+from commerce.campaigns import CAMPAIGN_STATUSES, CONTROL, Campaign, CampaignMember
+from commerce.coupons import Coupon, CouponGrant, CouponRedemption
+from commerce.errors import InvalidState, ValidationError
+from commerce.services.campaigns import get_campaign
+from commerce.shoppers import Shopper
+from commerce.sqltypes import to_money
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    campaign: Campaign
+    spent: Decimal
+
+
+@dataclass(frozen=True)
+class Progress:
+    audience: int
+    holdout: int
+    grants: int
+    redemptions: int
+    spent: Decimal
+    budget: Decimal
+
+    @property
+    def budget_used(self) -> float:
+        return float(self.spent / self.budget) if self.budget else 0.0
+
+
+def _spent_by_campaign():
+    return (
+        select(Coupon.campaign_id, func.coalesce(func.sum(Coupon.spent), 0).label("spent"))
+        .where(Coupon.campaign_id.is_not(None))
+        .group_by(Coupon.campaign_id)
+        .subquery()
+    )
+
+
+def list_campaigns(session: Session, *, status: str | None = None, limit: int = 200) -> list[CampaignRow]:
+    """Newest first, each with the money its coupons have given away."""
+    if status is not None and status not in CAMPAIGN_STATUSES:
+        raise ValidationError(f"status must be one of {CAMPAIGN_STATUSES}", code="invalid_status")
+    spent = _spent_by_campaign()
+    stmt = (
+        select(Campaign, func.coalesce(spent.c.spent, 0))
+        .outerjoin(spent, spent.c.campaign_id == Campaign.campaign_id)
+        .order_by(Campaign.created_at.desc(), Campaign.campaign_id)
+        .limit(limit)
+    )
+    if status is not None:
+        stmt = stmt.where(Campaign.status == status)
+    return [CampaignRow(c, to_money(Decimal(str(s)), field="spent")) for c, s in session.execute(stmt)]
+
+
+def progress(session: Session, campaign_id: str) -> Progress:
+    """Audience, grants, redemptions (not released) and spend against budget."""
+    campaign = get_campaign(session, campaign_id)
+    arms = dict(
+        session.execute(
+            select(CampaignMember.arm == CONTROL, func.count())
+            .where(CampaignMember.campaign_id == campaign_id)
+            .group_by(CampaignMember.arm == CONTROL)
+        ).all()
+    )
+    grants = session.scalar(select(func.count()).where(CouponGrant.campaign_id == campaign_id))
+    coupons = select(Coupon.coupon_id).where(Coupon.campaign_id == campaign_id)
+    redemptions = session.scalar(
+        select(func.count()).where(
+            CouponRedemption.coupon_id.in_(coupons), CouponRedemption.released_at.is_(None)
+        )
+    )
+    spent = session.scalar(
+        select(func.coalesce(func.sum(Coupon.spent), 0)).where(Coupon.campaign_id == campaign_id)
+    )
+    holdout = int(arms.get(True, 0))
+    return Progress(
+        audience=holdout + int(arms.get(False, 0)),
+        holdout=holdout,
+        grants=int(grants or 0),
+        redemptions=int(redemptions or 0),
+        spent=to_money(Decimal(str(spent)), field="spent"),
+        budget=campaign.budget,
+    )
+
+
+def top_segments(session: Session, campaign_id: str, n: int = 5) -> list[dict]:
+    """The audience's largest shopper segments: treated and holdout members each."""
+    segment = func.coalesce(Shopper.segment, "unknown")
+    rows = session.execute(
+        select(
+            segment,
+            func.sum((CampaignMember.arm != CONTROL).cast(Integer)),
+            func.sum((CampaignMember.arm == CONTROL).cast(Integer)),
+        )
+        .join(Shopper, Shopper.shopper_id == CampaignMember.shopper_id)
+        .where(CampaignMember.campaign_id == campaign_id)
+        .group_by(segment)
+    ).all()
+    groups = [{"segment": seg, "treated": int(t or 0), "holdout": int(h or 0)} for seg, t, h in rows]
+    groups.sort(key=lambda g: (-g["treated"], -g["holdout"], g["segment"]))
+    return groups[:n]
+
+
+def set_draft_budget(session: Session, campaign_id: str, budget: Decimal | str) -> Campaign:
+    """Change a draft's budget before (re)planning; one conditional UPDATE, so a campaign that was
+    scheduled meanwhile keeps the budget its audience was planned for."""
+    amount = to_money(budget, field="budget")
+    if amount <= 0:
+        raise ValidationError("budget must be positive", code="invalid_campaign")
+    changed = session.execute(
+        update(Campaign)
+        .where(Campaign.campaign_id == campaign_id, Campaign.status == "draft")
+        .values(budget=amount)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    campaign = get_campaign(session, campaign_id)
+    if changed != 1:
+        raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft's budget may change")
+    session.refresh(campaign)
+    return campaign

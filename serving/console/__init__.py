@@ -1,0 +1,41 @@
+"""The web console under /console: marketers plan and measure campaigns, data scientists run experiments
+and models, admins review merchants and keys, merchants see their shop.
+
+Server-rendered Jinja2 pages with htmx (vendored, no CDN) and server-side SVG charts. Every action calls
+the API's own router functions and services with the signed-in principal, after the same role check
+(`serving.deps.CAPABILITIES`), so the console has no rule set of its own.
+"""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+
+from crosscart.settings import Settings
+from serving.console import admin, campaigns, coupons, home, science, shop
+from serving.console.auth import Forbidden, Sessions, SignInRequired, verify_csrf
+from serving.console.web import HERE, redirect, render
+
+PREFIX = "/console"
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Mount the console on `app`: its routes, static files and the 403 / sign-in handling."""
+    app.state.console_sessions = Sessions(
+        settings.console_secret,
+        secure=settings.console_secure_cookie,
+        max_age_seconds=int(settings.console_session_hours * 3600),
+    )
+    for module in (home, campaigns, coupons, science, admin, shop):
+        app.include_router(
+            module.router, prefix=PREFIX, include_in_schema=False, dependencies=[Depends(verify_csrf)]
+        )
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden):
+        return await render(request, "error.html", status_code=403, title="Not allowed", message=exc.message)
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_first(request: Request, _: SignInRequired):
+        return redirect(f"{PREFIX}/sign-in?next={request.url.path}")

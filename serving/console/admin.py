@@ -1,0 +1,101 @@
+"""Admin pages: the merchant review queue (approve, reject with a reason) and API keys (create, shown
+once; revoke), through `serving.routers.catalog` and `serving.routers.keys`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+
+from commerce.access import ROLES
+from serving.console.auth import AdminOnly
+from serving.console.web import attempt, redirect, render
+from serving.deps import SessionDep, StateDep
+from serving.routers import catalog as catalog_api
+from serving.routers import keys as keys_api
+from serving.schemas.access import ApiKeyCreate
+from serving.schemas.catalog import MerchantReview
+
+router = APIRouter()
+
+
+async def _queue(request: Request, session, principal, status_code: int = 200, **extra):
+    pending = catalog_api.list_merchants(session, principal, "pending", 100, 0)
+    decided = catalog_api.list_merchants(session, principal, None, 100, 0)
+    recent = [m for m in decided.items if m.status != "pending"][:20]
+    return await render(
+        request, "merchants.html", status_code=status_code, title="Merchant review", pending=pending,
+        recent=recent, **extra,
+    )  # fmt: skip
+
+
+@router.get("/merchants")
+async def merchant_queue(request: Request, session: SessionDep, principal: AdminOnly):
+    return await _queue(request, session, principal)
+
+
+@router.post("/merchants/{merchant_id}/review")
+async def review(
+    request: Request,
+    merchant_id: str,
+    session: SessionDep,
+    state: StateDep,
+    principal: AdminOnly,
+    decision: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+):
+    """approve or reject (a reason is required to reject), as `POST /v1/merchants/{id}/review`."""
+
+    def run():
+        body = MerchantReview(decision=decision, reason=reason.strip() or None)
+        return catalog_api.review(merchant_id, body, session, state, principal)
+
+    _, error = attempt(session, run)
+    if error:
+        return await _queue(request, session, principal, status_code=422, error=error, failed=merchant_id)
+    return redirect("/console/merchants")
+
+
+async def _keys(request: Request, session, principal, status_code: int = 200, **extra):
+    keys = keys_api.list_keys(session, principal)
+    return await render(
+        request, "keys.html", status_code=status_code, title="API keys", keys=keys, roles=ROLES, **extra
+    )
+
+
+@router.get("/keys")
+async def key_list(request: Request, session: SessionDep, principal: AdminOnly):
+    return await _keys(request, session, principal)
+
+
+@router.post("/keys")
+async def create_key(request: Request, session: SessionDep, principal: AdminOnly):
+    """The new key is shown on this response only (never stored in plaintext, never shown again)."""
+    form = await request.form()
+
+    def run():
+        body = ApiKeyCreate(
+            role=form.get("role") or "",
+            name=form.get("name") or "",
+            shopper_id=form.get("shopper_id") or None,
+            merchant_id=form.get("merchant_id") or None,
+        )
+        return keys_api.create_key(body, session, principal)
+
+    created, error = attempt(session, run)
+    if error:
+        return await _keys(request, session, principal, status_code=422, error=error)
+    session.commit()
+    response = await _keys(request, session, principal, status_code=201, created=created)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(
+    request: Request, key_id: int, session: SessionDep, state: StateDep, principal: AdminOnly
+):
+    _, error = attempt(session, lambda: keys_api.revoke_key(key_id, session, state, principal))
+    if error:
+        return await _keys(request, session, principal, status_code=409, error=error)
+    return redirect("/console/keys")

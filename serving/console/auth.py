@@ -1,0 +1,163 @@
+"""Console sign-in: an API key is exchanged for a signed session cookie; every form carries a CSRF token.
+
+The cookie (HttpOnly, SameSite=Lax, Secure when `console_secure_cookie`) holds only the key's database
+id, a CSRF token and the issue time, signed with `console_secret`; never the key itself. Each request
+re-reads the key row, so a revoked key signs its sessions out at once. Roles are checked against
+`serving.deps.CAPABILITIES`, the rule set the API's dependencies use.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from commerce.access import ApiKey
+from commerce.services.access import authenticate
+from serving.deps import CAPABILITIES, StateDep, check_role
+from serving.security import ANONYMOUS, Principal
+from serving.state import ServingState
+
+COOKIE = "crosscart_console"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+class SignInRequired(Exception):
+    """No valid session: the console redirects to the sign-in page."""
+
+
+class Forbidden(Exception):
+    """The signed-in role may not do this, or a form came without its CSRF token: the 403 page."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """The cookie's content: the principal when signed in, and the CSRF token of this browser."""
+
+    csrf: str
+    principal: Principal | None = None
+
+    def may(self, capability: str) -> bool:
+        return self.principal is not None and self.principal.role in CAPABILITIES[capability]
+
+
+class Sessions:
+    """Signs and reads console cookies for one app."""
+
+    def __init__(self, secret: str, *, secure: bool, max_age_seconds: int) -> None:
+        self._signer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="crosscart-console")
+        self.secure, self.max_age = secure, max_age_seconds
+
+    def read(self, request: Request) -> dict | None:
+        raw = request.cookies.get(COOKIE)
+        if not raw:
+            return None
+        try:
+            return self._signer.loads(raw, max_age=self.max_age)
+        except BadSignature:  # tampered, expired or signed by another secret
+            return None
+
+    def write(self, response: Response, key_id: int | None, csrf: str) -> None:
+        response.set_cookie(
+            COOKIE,
+            self._signer.dumps({"k": key_id, "c": csrf}),
+            max_age=self.max_age,
+            path="/console",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+
+    def clear(self, response: Response) -> None:
+        response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="lax", secure=self.secure)
+
+
+def _principal_for(state: ServingState, key_id: int) -> Principal | None:
+    with state.session_factory() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
+
+
+def sign_in(state: ServingState, plaintext: str) -> Principal | None:
+    """The key's principal (the API's `authenticate`), or None for an unknown or revoked key."""
+    with state.session_factory() as session:
+        key = authenticate(session, plaintext.strip())
+        if key is None:
+            return None
+        return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
+
+
+async def console_session(request: Request, state: StateDep) -> ConsoleSession:
+    """The browser's session; a fresh anonymous one (new CSRF token) when there is none."""
+    cached = getattr(request.state, "console_session", None)
+    if cached is not None:
+        return cached
+    sessions: Sessions = request.app.state.console_sessions
+    data = sessions.read(request)
+    if data is None:
+        found = ConsoleSession(csrf=secrets.token_urlsafe(24))
+        request.state.console_new_cookie = True
+    else:
+        principal = None
+        if data.get("k") is not None:
+            principal = await run_in_threadpool(_principal_for, state, int(data["k"]))
+        found = ConsoleSession(csrf=data["c"], principal=principal)
+    request.state.console_session = found
+    return found
+
+
+SessionCookie = Annotated[ConsoleSession, Depends(console_session)]
+
+
+async def verify_csrf(request: Request, session: SessionCookie) -> None:
+    """Every state-changing request must echo the session's CSRF token (form field or htmx header)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()
+        sent = form.get(CSRF_FIELD)
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+        raise Forbidden("This form came without its security token (CSRF). Reload the page and try again.")
+
+
+def need(capability: str):
+    """A dependency: the signed-in principal if its role has `capability` (API rule set), else 403."""
+
+    async def check(session: SessionCookie) -> Principal:
+        if session.principal is None or session.principal.role == ANONYMOUS:
+            raise SignInRequired()
+        try:
+            return check_role(session.principal, CAPABILITIES[capability])
+        except HTTPException as exc:
+            raise Forbidden(
+                f"Your role ({session.principal.role}) may not use this page: {exc.detail}."
+            ) from exc
+
+    return check
+
+
+async def signed_in(session: SessionCookie) -> Principal:
+    if session.principal is None:
+        raise SignInRequired()
+    return session.principal
+
+
+SignedIn = Annotated[Principal, Depends(signed_in)]
+Marketing = Annotated[Principal, Depends(need("marketing"))]
+Experiments = Annotated[Principal, Depends(need("experiments"))]
+Models = Annotated[Principal, Depends(need("models"))]
+AdminOnly = Annotated[Principal, Depends(need("admin"))]
+MerchantOnly = Annotated[Principal, Depends(need("merchant"))]

@@ -1,0 +1,280 @@
+"""Marketer pages: campaign list, create (with its coupon), plan with the budget curve, launch, progress,
+complete, measurement report, audience CSV.
+
+Planning, transitions, export and the report call the API router functions of `serving.routers.marketing`
+(one import: the place to re-point when campaign planning moves), coupons those of
+`serving.routers.coupons`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+
+from commerce.db import transaction
+from commerce.services import campaign_overview as overview
+from commerce.services import coupons as coupon_service
+from serving.console.auth import Marketing
+from serving.console.charts import interval_chart, line_chart, thin
+from serving.console.web import attempt, redirect, render
+from serving.deps import SessionDep, StateDep
+from serving.routers import coupons as coupon_api
+from serving.routers import marketing as marketing_api
+from serving.schemas.coupons import CouponCreate
+from serving.schemas.marketing import CampaignCreate, PlanIn
+
+router = APIRouter(prefix="/campaigns")
+
+CHANNELS = ("site", "email", "social", "search_ads")
+
+
+def _utc(value: str) -> datetime:
+    """A `datetime-local` field, read as UTC (the console shows every time in UTC)."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def coupon_value(kind: str, value: str) -> Decimal:
+    """The form asks percent-off coupons in percent (15 = 15%); the API stores the fraction."""
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise ValueError(f"value {value!r} is not a number") from exc
+    return amount / 100 if kind == "percent_off" else amount
+
+
+def scope_of(text: str) -> tuple[str, str | None]:
+    kind, _, ident = (text or "platform").strip().partition(":")
+    return kind, (ident or None)
+
+
+@router.get("")
+async def campaign_list(request: Request, session: SessionDep, _: Marketing, status: str | None = None):
+    rows, error = attempt(None, lambda: overview.list_campaigns(session, status=status or None))
+    return await render(
+        request, "campaigns.html", title="Campaigns", rows=rows or [], error=error, status=status
+    )
+
+
+@router.get("/new")
+async def new_campaign(request: Request, _: Marketing):
+    return await render(request, "campaign_new.html", title="New campaign", form={}, channels=CHANNELS)
+
+
+@router.post("/new")
+async def create_campaign(
+    request: Request,
+    session: SessionDep,
+    principal: Marketing,
+    name: Annotated[str, Form()],
+    channel: Annotated[str, Form()],
+    budget: Annotated[str, Form()],
+    control_share: Annotated[str, Form()],
+    starts_at: Annotated[str, Form()],
+    ends_at: Annotated[str, Form()],
+    kind: Annotated[str, Form()],
+    value: Annotated[str, Form()],
+    cap: Annotated[str, Form()] = "",
+    min_spend: Annotated[str, Form()] = "0",
+    scope: Annotated[str, Form()] = "platform",
+    per_shopper_limit: Annotated[str, Form()] = "1",
+    usage_limit: Annotated[str, Form()] = "",
+):
+    """The draft campaign and its coupon (granted only to the planned audience) in one transaction."""
+
+    def create():
+        starts, ends = _utc(starts_at), _utc(ends_at)
+        body = CampaignCreate(
+            name=name,
+            channel=channel,
+            budget=budget,
+            starts_at=starts,
+            ends_at=ends,
+            control_share=control_share,
+        )
+        campaign = marketing_api.create_campaign(body, session, principal)
+        scope_type, scope_id = scope_of(scope)
+        coupon = CouponCreate(
+            name=f"{name} coupon",
+            kind=kind,
+            value=coupon_value(kind, value),
+            cap=cap or None,
+            min_spend=min_spend or "0",
+            scope_type=scope_type,
+            scope_id=scope_id,
+            per_shopper_limit=per_shopper_limit or 1,
+            usage_limit=usage_limit or None,
+            starts_at=starts,
+            ends_at=ends,
+            requires_grant=True,
+            campaign_id=campaign.campaign_id,
+        )
+        coupon_api.create_coupon(coupon, session, principal)
+        return campaign
+
+    campaign, error = attempt(session, create)
+    if error:
+        form = await request.form()
+        return await render(
+            request, "campaign_new.html", status_code=422, title="New campaign", form=form, error=error,
+            channels=CHANNELS,
+        )  # fmt: skip
+    return redirect(f"/console/campaigns/{campaign.campaign_id}")
+
+
+def _detail(session, campaign_id: str, principal) -> dict:
+    campaign = marketing_api.get_campaign(campaign_id, session, principal)
+    coupons = coupon_service.list_coupons(session, campaign_id=campaign_id, limit=100).items
+    context = {
+        "campaign": campaign,
+        "coupons": coupons,
+        "progress": overview.progress(session, campaign_id),
+        "segments": overview.top_segments(session, campaign_id),
+    }
+    return context
+
+
+REPORT_CACHE_SECONDS = 600.0
+_reports: dict[str, tuple[float, object]] = {}
+
+
+def cached_report(session, campaign_id: str, principal):
+    """The API's measurement report of a completed campaign, kept for 10 minutes per process: measuring
+    reads every member's purchases in the window (seconds on the demo data), and a completed campaign's
+    window is closed."""
+    hit = _reports.get(campaign_id)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    report = marketing_api.report(campaign_id, session, principal, 0.3)
+    _reports[campaign_id] = (time.monotonic() + REPORT_CACHE_SECONDS, report)
+    return report
+
+
+@router.get("/{campaign_id}")
+async def campaign_page(request: Request, campaign_id: str, session: SessionDep, principal: Marketing):
+    context, error = attempt(None, lambda: _detail(session, campaign_id, principal))
+    if error:
+        return await render(request, "error.html", status_code=404, title="Not found", message=error)
+    return await render(request, "campaign.html", title=context["campaign"].name, **context)
+
+
+def plan_view(plan, campaign) -> dict:
+    """The planner's curve as charts: expected profit and audience size against budget (cumulative cost),
+    with the chosen budget marked."""
+    curve = [row for row in plan.curve if row.get("cumulative_cost") is not None]
+    cost = [float(r["cumulative_cost"]) for r in curve]
+    profit = [float(r["cumulative_profit"]) for r in curve]
+    size = [float(r["audience_size"]) for r in curve]
+    cost, profit, size = thin(cost, profit, size)
+    budget = float(campaign.budget)
+    return {
+        "plan": plan,
+        "summary": plan.summary,
+        "profit_chart": line_chart(
+            "curve-profit", "Expected incremental profit against budget", cost,
+            [("expected incremental profit (CNY)", profit)], x_label="budget (expected coupon cost, CNY)",
+            y_label="expected incremental profit", marker=budget, marker_label=f"chosen {budget:,.0f}",
+        ),
+        "size_chart": line_chart(
+            "curve-size", "Audience size against budget", cost, [("shoppers given a coupon", size)],
+            x_label="budget (expected coupon cost, CNY)", y_label="audience size", marker=budget,
+            marker_label=f"chosen {budget:,.0f}",
+        ),
+    }  # fmt: skip
+
+
+@router.post("/{campaign_id}/plan")
+async def plan(
+    request: Request,
+    campaign_id: str,
+    session: SessionDep,
+    state: StateDep,
+    principal: Marketing,
+    budget: Annotated[str, Form()],
+    region: Annotated[str, Form()] = "",
+    segment: Annotated[str, Form()] = "",
+    margin_rate: Annotated[str, Form()] = "0.3",
+):
+    """Set the draft's budget (its own transaction, so the planner's sees it), then plan as the API does."""
+
+    def run():
+        with transaction(state.session_factory) as own:
+            campaign = overview.set_draft_budget(own, campaign_id, budget)
+        body = PlanIn(region=region or None, segment=segment or None, margin_rate=margin_rate)
+        return marketing_api.plan_campaign(campaign_id, body, state, principal), campaign
+
+    result, error = await run_in_threadpool(attempt, session, run)
+    context, detail_error = attempt(None, lambda: _detail(session, campaign_id, principal))
+    if detail_error:
+        return await render(request, "error.html", status_code=404, title="Not found", message=detail_error)
+    if result is not None:
+        context.update(plan_view(result[0], result[1]))
+    fragment = bool(request.headers.get("HX-Request"))  # htmx swaps the plan and the budget figure
+    template = "_plan.html" if fragment else "campaign.html"
+    return await render(
+        request, template, status_code=422 if error else 200, title=context["campaign"].name,
+        plan_error=error, fragment=fragment, **context,
+    )  # fmt: skip
+
+
+@router.post("/{campaign_id}/{action}")
+async def move(request: Request, campaign_id: str, action: str, session: SessionDep, principal: Marketing):
+    """schedule, launch (grants the coupons) or complete, through the API's transition endpoint."""
+    if action not in ("schedule", "launch", "complete"):
+        return await render(
+            request, "error.html", status_code=404, title="Not found", message="no such action"
+        )
+    _, error = attempt(session, lambda: marketing_api.move_campaign(campaign_id, action, session, principal))
+    if error:
+        context, _ = attempt(None, lambda: _detail(session, campaign_id, principal))
+        return await render(
+            request, "campaign.html", status_code=409, title="Campaign", action_error=error, **(context or {})
+        )
+    return redirect(f"/console/campaigns/{campaign_id}")
+
+
+@router.get("/{campaign_id}/report")
+async def report_fragment(request: Request, campaign_id: str, session: SessionDep, principal: Marketing):
+    """The measurement report, loaded after the page (htmx) or opened on its own without script."""
+
+    def measure():
+        campaign = marketing_api.get_campaign(campaign_id, session, principal)
+        report = cached_report(session, campaign_id, principal)
+        return campaign, report
+
+    found, error = await run_in_threadpool(attempt, None, measure)
+    context = {"report_error": error}
+    if found is not None:
+        context.update(campaign=found[0], report=found[1], report_chart=report_chart(found[1]))
+    template = "_report.html" if request.headers.get("HX-Request") else "report.html"
+    return await render(request, template, title="Measurement report", **context)
+
+
+@router.get("/{campaign_id}/audience.csv")
+def audience_csv(campaign_id: str, session: SessionDep, principal: Marketing):
+    return marketing_api.export_audience(campaign_id, session, principal)
+
+
+def _finite(v):
+    return v if v is not None and math.isfinite(v) else None
+
+
+def report_chart(report):
+    ci = report.incremental_conversion_rate_ci
+    rev_ci = report.incremental_revenue_ci
+    roi_ci = report.roi_ci
+    return interval_chart(
+        "report-chart",
+        "Incremental effects with 95% confidence intervals",
+        [
+            ("incremental conversion rate", _finite(report.incremental_conversion_rate), *ci),
+            ("incremental revenue (CNY)", _finite(report.incremental_revenue), *rev_ci),
+            ("ROI", _finite(report.roi), *roi_ci),
+        ],
+    )

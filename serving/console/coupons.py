@@ -1,0 +1,121 @@
+"""Marketer pages for coupons: list, create, edit while unused, retire, through `serving.routers.coupons`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from serving.console.auth import Marketing
+from serving.console.campaigns import _utc, coupon_value, scope_of
+from serving.console.web import attempt, redirect, render
+from serving.deps import SessionDep
+from serving.routers import coupons as coupon_api
+from serving.schemas.coupons import CouponCreate, CouponEdit
+
+router = APIRouter(prefix="/coupons")
+
+KINDS = (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)"))
+
+
+@router.get("")
+async def coupon_list(request: Request, session: SessionDep, principal: Marketing, offset: int = 0):
+    page, error = attempt(None, lambda: coupon_api.list_coupons(session, principal, None, 50, max(offset, 0)))
+    return await render(request, "coupons.html", title="Coupons", page=page, error=error)
+
+
+def _terms(form) -> dict:
+    """Form fields -> API schema fields; empty optional fields mean "none"."""
+    kind = form.get("kind") or "amount_off"
+    scope_type, scope_id = scope_of(form.get("scope") or "platform")
+    out = {
+        "name": form.get("name") or "",
+        "kind": kind,
+        "value": coupon_value(kind, form.get("value") or "0"),
+        "cap": form.get("cap") or None,
+        "min_spend": form.get("min_spend") or "0",
+        "scope_type": scope_type,
+        "scope_id": scope_id,
+        "per_shopper_limit": form.get("per_shopper_limit") or 1,
+        "usage_limit": form.get("usage_limit") or None,
+        "budget": form.get("budget") or None,
+        "starts_at": _utc(form["starts_at"]) if form.get("starts_at") else None,
+        "ends_at": _utc(form["ends_at"]) if form.get("ends_at") else None,
+        "requires_grant": form.get("requires_grant") == "on",
+        "campaign_id": form.get("campaign_id") or None,
+    }
+    return out
+
+
+def _form_of(coupon) -> dict:
+    """A stored coupon as form values (percent shown in percent, times as datetime-local)."""
+    value = coupon.value * 100 if coupon.kind == "percent_off" else coupon.value
+    scope = coupon.scope_type if coupon.scope_id is None else f"{coupon.scope_type}:{coupon.scope_id}"
+
+    def local(ts):
+        return ts.strftime("%Y-%m-%dT%H:%M") if ts else ""
+
+    return {
+        "name": coupon.name, "kind": coupon.kind, "value": f"{value.normalize():f}",
+        "cap": coupon.cap or "", "min_spend": coupon.min_spend, "scope": scope,
+        "per_shopper_limit": coupon.per_shopper_limit, "usage_limit": coupon.usage_limit or "",
+        "budget": coupon.budget or "", "starts_at": local(coupon.starts_at), "ends_at": local(coupon.ends_at),
+        "requires_grant": coupon.requires_grant, "campaign_id": coupon.campaign_id or "",
+    }  # fmt: skip
+
+
+@router.get("/new")
+async def new_coupon(request: Request, _: Marketing):
+    return await render(request, "coupon_form.html", title="New coupon", form={}, kinds=KINDS, coupon=None)
+
+
+@router.post("/new")
+async def create_coupon(request: Request, session: SessionDep, principal: Marketing):
+    form = await request.form()
+    coupon, error = attempt(
+        session,
+        lambda: coupon_api.create_coupon(
+            CouponCreate(**_terms(form), coupon_id=form.get("coupon_id") or None), session, principal
+        ),
+    )
+    if error:
+        return await render(
+            request, "coupon_form.html", status_code=422, title="New coupon", form=form, kinds=KINDS,
+            coupon=None, error=error,
+        )  # fmt: skip
+    return redirect(f"/console/coupons/{coupon.coupon_id}")
+
+
+@router.get("/{coupon_id}")
+async def coupon_page(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
+    coupon, error = attempt(None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
+    if error:
+        return await render(request, "error.html", status_code=404, title="Not found", message=error)
+    return await render(
+        request, "coupon_form.html", title=f"Coupon {coupon_id}", form=_form_of(coupon), kinds=KINDS,
+        coupon=coupon,
+    )  # fmt: skip
+
+
+@router.post("/{coupon_id}")
+async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
+    """Only while nobody holds or has used it: the API answers 409 otherwise, shown on the page."""
+    form = await request.form()
+
+    def edit():
+        return coupon_api.edit_coupon(coupon_id, CouponEdit(**_terms(form)), session, principal)
+
+    _, error = attempt(session, edit)
+    if error:
+        coupon, _ = attempt(None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
+        return await render(
+            request, "coupon_form.html", status_code=409, title=f"Coupon {coupon_id}", form=form,
+            kinds=KINDS, coupon=coupon, error=error,
+        )  # fmt: skip
+    return redirect(f"/console/coupons/{coupon_id}")
+
+
+@router.post("/{coupon_id}/retire")
+async def retire_coupon(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
+    _, error = attempt(session, lambda: coupon_api.retire_coupon(coupon_id, session, principal))
+    if error:
+        return await render(request, "error.html", status_code=409, title="Cannot retire", message=error)
+    return redirect(f"/console/coupons/{coupon_id}")

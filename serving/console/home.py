@@ -1,0 +1,57 @@
+"""Sign in, sign out and the start page."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+
+from serving.console.auth import SessionCookie, SignedIn, sign_in
+from serving.console.web import nav_for, redirect, render
+from serving.deps import StateDep
+from serving.security import ANONYMOUS, Principal
+
+router = APIRouter()
+
+
+def _safe_next(path: str | None) -> str:
+    """Only console paths: a sign-in link must not bounce the browser to another site."""
+    return path if path and path.startswith("/console") and not path.startswith("//") else "/console"
+
+
+@router.get("")
+async def start(request: Request, principal: SignedIn, session: SessionCookie):
+    return await render(request, "home.html", title="Console", areas=nav_for(session), principal=principal)
+
+
+@router.get("/sign-in")
+async def sign_in_page(request: Request, next: str | None = None):
+    return await render(request, "sign_in.html", title="Sign in", next=_safe_next(next))
+
+
+@router.post("/sign-in")
+async def sign_in_submit(
+    request: Request,
+    state: StateDep,
+    api_key: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form()] = "/console",
+):
+    """Check the key as the API does (and count the attempt against the anonymous rate limit)."""
+    client = request.client.host if request.client else ""
+    allowed, _, _ = state.limiter.check(Principal(role=ANONYMOUS, client=client))
+    principal = await run_in_threadpool(sign_in, state, api_key) if allowed else None
+    if principal is None:
+        error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
+        return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)
+    response = redirect(_safe_next(next))  # a new CSRF token with the new privilege
+    request.app.state.console_sessions.write(response, principal.key_id, secrets.token_urlsafe(24))
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request):
+    response = redirect("/console/sign-in")
+    request.app.state.console_sessions.clear(response)
+    return response

@@ -1,0 +1,214 @@
+"""Data-scientist pages: experiments (list, create, detail with intervals / SRM / horizon / guardrails /
+decision, start, stop) and models (versions, champion, metrics, plots, promote or roll back as admin).
+
+Experiment management calls `serving.routers.experiments`; models `serving.routers.models`; the analysis is
+`experiments.ab.analysis.analyze` over the experiment's exposures and its units' later behaviour events.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commerce.events import BehaviorEvent
+from commerce.services import experiments as store
+from serving.console.auth import AdminOnly, Experiments, Models
+from serving.console.charts import interval_chart
+from serving.console.web import attempt, redirect, render
+from serving.deps import SessionDep, StateDep
+from serving.routers import experiments as experiments_api
+from serving.routers import models as models_api
+from serving.schemas.experiments import ExperimentCreate
+
+router = APIRouter()
+
+# Metrics the stored events support: the events table holds purchases but no clicks, so no CTR here.
+METRIC_CHOICES = ("conversion", "revenue_per_shopper", "orders_per_shopper")
+OUTCOMES = ("purchase",)
+
+
+def event_log(session: Session, name: str) -> pd.DataFrame:
+    """The experiment's exposures plus its exposed units' purchases since their first exposure, as the
+    analysis's event log."""
+    exposures = pd.DataFrame(store.exposures(session, name))
+    if exposures.empty:
+        return exposures
+    first = exposures.groupby("unit_id")["ts"].min()
+    variant = exposures.groupby("unit_id")["variant"].first()
+    rows = []
+    units = list(first.index)
+    since = min(first)
+    for start in range(0, len(units), 5000):
+        rows += session.execute(
+            select(
+                BehaviorEvent.shopper_id, BehaviorEvent.event_type, BehaviorEvent.value, BehaviorEvent.ts
+            ).where(
+                BehaviorEvent.shopper_id.in_(units[start : start + 5000]),
+                BehaviorEvent.event_type.in_(OUTCOMES),
+                BehaviorEvent.ts >= since,
+            )
+        ).all()
+    outcomes = pd.DataFrame(rows, columns=["unit_id", "event_type", "value", "ts"])
+    outcomes["experiment"] = name
+    outcomes["variant"] = outcomes["unit_id"].map(variant)
+    return pd.concat([exposures, outcomes], ignore_index=True)
+
+
+def decision(report: dict, primary: str) -> str:
+    """The call the numbers support, in the order that matters: a broken split voids everything, then
+    the fixed horizon, then guardrails, then the primary metric."""
+    if report["srm"]["flagged"]:
+        return "Do not decide: the traffic split is broken (sample-ratio mismatch). Find the cause first."
+    if report["status"] != "conclusive":
+        return "Keep running: the planned sample size is not reached yet."
+    rows = report["comparisons"]
+    if any(r["verdict"] == "guardrail breached" for r in rows):
+        return "Do not ship: a guardrail metric got significantly worse."
+    wins = [r for r in rows if r["metric"] == primary and r["verdict"] == "significant increase"]
+    if wins:
+        best = max(wins, key=lambda r: r["abs_lift"])
+        return f"Ship {best['treatment']}: {primary} rose significantly with guardrails intact."
+    if any(r["metric"] == primary and r["verdict"] == "significant decrease" for r in rows):
+        return f"Keep the control: {primary} fell significantly."
+    return f"No significant difference in {primary}: keep the control (or plan a larger test)."
+
+
+def analysis(session: Session, name: str) -> dict | None:
+    """The report for the stored experiment: its primary metric decides, the other metrics are guardrails
+    (harmful when they decrease); weights and the horizon come from its definition."""
+    from experiments.ab.analysis import analyze
+
+    exp = store.get_experiment(session, name)
+    events = event_log(session, name)
+    if events.empty:
+        return None
+    return analyze(
+        events,
+        name,
+        metrics=[exp.primary_metric],
+        guardrails={m: "decrease" for m in METRIC_CHOICES if m != exp.primary_metric},
+        expected_shares={v.name: v.weight for v in exp.variants},
+        planned_units=exp.planned_units_per_variant,
+    )
+
+
+@router.get("/experiments")
+async def experiment_list(request: Request, session: SessionDep, principal: Experiments):
+    rows = experiments_api.list_experiments(session, principal, None)
+    return await render(request, "experiments.html", title="Experiments", rows=rows)
+
+
+@router.get("/experiments/new")
+async def new_experiment(request: Request, _: Experiments):
+    return await render(
+        request, "experiment_new.html", title="New experiment", form={}, metrics=METRIC_CHOICES
+    )
+
+
+@router.post("/experiments/new")
+async def create_experiment(request: Request, session: SessionDep, principal: Experiments):
+    form = await request.form()
+
+    def create():
+        variants = []
+        for i in range(3):
+            name = (form.get(f"variant{i}_name") or "").strip()
+            if name:
+                alias = (form.get(f"variant{i}_alias") or "").strip()
+                weight = float(form.get(f"variant{i}_weight") or 1)
+                variants.append(
+                    {"name": name, "weight": weight, "config": {"model_alias": alias} if alias else None}
+                )
+        body = ExperimentCreate(
+            name=form.get("name") or "",
+            description=form.get("description") or "",
+            layer=form.get("layer") or None,
+            traffic=float(form.get("traffic") or 1),
+            primary_metric=form.get("primary_metric") or "conversion",
+            planned_units_per_variant=int(form["planned_units"]) if form.get("planned_units") else None,
+            variants=variants,
+        )
+        return experiments_api.create_experiment(body, session, principal)
+
+    made, error = attempt(session, create)
+    if error:
+        return await render(
+            request, "experiment_new.html", status_code=422, title="New experiment", form=form,
+            metrics=METRIC_CHOICES, error=error,
+        )  # fmt: skip
+    return redirect(f"/console/experiments/{made.name}")
+
+
+@router.get("/experiments/{name}")
+async def experiment_page(request: Request, name: str, session: SessionDep, principal: Experiments):
+    exp, error = attempt(None, lambda: experiments_api.get_experiment(name, session, principal))
+    if error:
+        return await render(request, "error.html", status_code=404, title="Not found", message=error)
+    report, analysis_error = attempt(None, lambda: analysis(session, name))
+    context = {"experiment": exp, "report": report, "analysis_error": analysis_error}
+    if report:
+        context["decision"] = decision(report, exp.primary_metric)
+        context["chart"] = interval_chart(
+            "experiment-chart",
+            "Absolute lift per metric with 95% confidence intervals",
+            [
+                (f"{r['treatment']}: {r['metric']}", r["abs_lift"], *r["abs_ci"])
+                for r in report["comparisons"]
+            ],
+        )
+    return await render(request, "experiment.html", title=f"Experiment {name}", **context)
+
+
+@router.post("/experiments/{name}/{action}")
+async def move_experiment(
+    request: Request, name: str, action: str, session: SessionDep, state: StateDep, principal: Experiments
+):
+    if action not in ("start", "stop"):
+        return await render(
+            request, "error.html", status_code=404, title="Not found", message="no such action"
+        )
+    call = experiments_api.start_experiment if action == "start" else experiments_api.stop_experiment
+    _, error = attempt(session, lambda: call(name, session, state, principal))
+    if error:
+        return await render(request, "error.html", status_code=409, title="Cannot do that", message=error)
+    return redirect(f"/console/experiments/{name}")
+
+
+METRICS_SHOWN = {
+    "recommender": ("ndcg_at_10", "precision_at_10", "recall_at_10", "map", "hit_rate_at_10", "coverage"),
+    "uplift": ("qini_auc", "auuc", "uplift_at_10", "uplift_at_30"),
+}
+
+
+@router.get("/models")
+async def models_page(request: Request, state: StateDep, principal: Models):
+    models, error = await run_in_threadpool(attempt, None, lambda: models_api.list_models(state))
+    return await render(
+        request, "models.html", title="Models", models=models or [], error=error, shown=METRICS_SHOWN,
+        mlflow_ui=state.settings.mlflow_ui_url, may_promote=principal.role == "admin",
+    )  # fmt: skip
+
+
+@router.get("/models/{name}/versions/{version}/{path:path}")
+async def model_plot(name: str, version: str, path: str, state: StateDep, _: Models):
+    data = await run_in_threadpool(models_api.read_plot, state, name, version, path)
+    return Response(data, media_type="image/svg+xml" if path.endswith(".svg") else "image/png")
+
+
+@router.post("/models/{name}/promote")
+async def promote(
+    request: Request, name: str, state: StateDep, _: AdminOnly, version: Annotated[str, Form()]
+):
+    """Point `champion` at the version (promotion or rollback); serving picks it up on its next poll."""
+    _, error = await run_in_threadpool(
+        attempt, None, lambda: models_api.move_alias(state, name, state.settings.model_alias, version)
+    )
+    if error:
+        return await render(request, "error.html", status_code=409, title="Cannot promote", message=error)
+    return redirect("/console/models")

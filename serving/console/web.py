@@ -1,0 +1,89 @@
+"""Rendering for the console: templates, the role-filtered navigation, errors as pages, one way to run an
+action and report a refusal on the page instead of a JSON error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError as SchemaError
+from sqlalchemy.orm import Session
+
+from commerce.errors import DomainError
+from serving.console.auth import CSRF_FIELD, CSRF_HEADER, ConsoleSession, console_session
+
+HERE = Path(__file__).parent
+HTMX = "vendor/htmx-2.0.11.min.js"
+templates = Jinja2Templates(directory=HERE / "templates")
+
+# (label, path, capability): the navigation shows an entry only to roles with its capability.
+NAV = (
+    ("Campaigns", "/console/campaigns", "marketing"),
+    ("Coupons", "/console/coupons", "marketing"),
+    ("Experiments", "/console/experiments", "experiments"),
+    ("Models", "/console/models", "models"),
+    ("Merchant review", "/console/merchants", "admin"),
+    ("API keys", "/console/keys", "admin"),
+    ("My shop", "/console/shop", "merchant"),
+)
+
+T = TypeVar("T")
+
+
+def nav_for(session: ConsoleSession) -> list[tuple[str, str]]:
+    return [(label, path) for label, path, capability in NAV if session.may(capability)]
+
+
+async def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A page (or an htmx fragment) with the session, its CSRF token and the navigation it may see."""
+    session = await console_session(request, request.app.state.serving)
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "session": session,
+            "principal": session.principal,
+            "nav": nav_for(session),
+            "csrf": session.csrf,
+            "csrf_field": CSRF_FIELD,
+            "csrf_header": CSRF_HEADER,
+            "htmx": HTMX,
+            "path": request.url.path,
+            **context,
+        },
+        status_code=status_code,
+    )
+    if getattr(request.state, "console_new_cookie", False):
+        key_id = session.principal.key_id if session.principal else None
+        request.app.state.console_sessions.write(response, key_id, session.csrf)
+    return response
+
+
+def redirect(path: str) -> RedirectResponse:
+    """After a successful POST: see the result with a GET (303), so a reload never repeats the action."""
+    return RedirectResponse(path, status_code=303)
+
+
+def message_of(exc: Exception) -> str:
+    if isinstance(exc, DomainError):
+        return exc.message
+    if isinstance(exc, HTTPException):
+        return str(exc.detail)
+    if isinstance(exc, SchemaError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Run an action through the API's code; a refusal (domain rule, HTTP error, bad input) rolls the
+    request's transaction back and comes back as a message for the page."""
+    try:
+        return action(), None
+    except (DomainError, HTTPException, SchemaError, ValueError) as exc:
+        if session is not None:
+            session.rollback()
+        return None, message_of(exc)

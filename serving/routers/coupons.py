@@ -1,0 +1,55 @@
+"""Coupon management (marketer, admin): create, list, show, edit while unused, retire.
+
+Thin over `commerce.services.coupons`, the same calls `crosscart coupon` and the console make.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from commerce.services import coupons as service
+from serving.deps import Marketer, SessionDep
+from serving.schemas.coupons import CouponCreate, CouponEdit, CouponList, CouponOut
+
+router = APIRouter(prefix="/coupons", tags=["marketing"])
+
+
+def _out(coupon) -> CouponOut:
+    return CouponOut.model_validate(coupon, from_attributes=True)
+
+
+@router.post("", response_model=CouponOut, status_code=status.HTTP_201_CREATED)
+def create_coupon(body: CouponCreate, session: SessionDep, _: Marketer) -> CouponOut:
+    """A platform coupon; give it a campaign's id to make it one of that campaign's arms."""
+    return _out(service.create_coupon(session, service.CouponInput(**body.model_dump())))
+
+
+@router.get("", response_model=CouponList)
+def list_coupons(
+    session: SessionDep,
+    _: Marketer,
+    campaign_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CouponList:
+    page = service.list_coupons(session, campaign_id=campaign_id, limit=limit, offset=offset)
+    return CouponList(items=[_out(c) for c in page.items], total=page.total, limit=limit, offset=offset)
+
+
+@router.get("/{coupon_id}", response_model=CouponOut)
+def get_coupon(coupon_id: str, session: SessionDep, _: Marketer) -> CouponOut:
+    return _out(service.get_coupon(session, coupon_id))
+
+
+@router.patch("/{coupon_id}", response_model=CouponOut)
+def edit_coupon(coupon_id: str, body: CouponEdit, session: SessionDep, _: Marketer) -> CouponOut:
+    """Change terms while nobody holds or has used the coupon (409 `coupon_in_use` afterwards)."""
+    return _out(service.update_coupon(session, coupon_id, **body.model_dump(exclude_unset=True)))
+
+
+@router.post("/{coupon_id}/retire", response_model=CouponOut)
+def retire_coupon(coupon_id: str, session: SessionDep, _: Marketer) -> CouponOut:
+    """End the coupon's window now; redemptions already made stay valid."""
+    return _out(service.end_coupon(session, coupon_id))

@@ -1,0 +1,124 @@
+"""Registered models (data scientist, admin read; admin moves aliases): versions, metrics, plots, promote.
+
+Promotion is moving an alias (`champion` by default) in the MLflow registry; this replica and every other
+pick the new version up on their next poll of the alias.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+import time
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from serving.deps import Admin, ModelReader, StateDep
+from serving.schemas.models import AliasIn, ModelVersionOut, RegisteredModelOut
+from serving.state import ServingState
+
+router = APIRouter(prefix="/models", tags=["models"])
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+REGISTRY_CACHE_SECONDS = 15.0
+
+
+class RegistryCache:
+    """Versions per (registry, model) for a few seconds: reading them costs several MLflow round trips
+    (hundreds of ms); this replica's own alias moves clear it at once, other writers show within the TTL."""
+
+    def __init__(self, ttl: float = REGISTRY_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, list]] = {}
+        self._lock = threading.Lock()
+
+    def versions(self, uri: str, name: str) -> list:
+        from training.registry_view import model_versions
+
+        hit = self._entries.get((uri, name))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        found = model_versions(uri, name)
+        with self._lock:
+            self._entries[(uri, name)] = (time.monotonic() + self.ttl, found)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+registry_cache = RegistryCache()
+
+
+def served_models(state: ServingState) -> dict[str, str]:
+    """Registered name -> what the API serves it as."""
+    settings = state.settings
+    return {settings.model_name: "recommender", settings.uplift_model_name: "uplift"}
+
+
+def _name(state: ServingState, name: str) -> str:
+    if name not in served_models(state):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no served model named {name!r}")
+    return name
+
+
+def list_models(state: ServingState) -> list[RegisteredModelOut]:
+    uri = state.settings.resolved_mlflow_uri
+    return [
+        RegisteredModelOut(
+            name=name,
+            role=role,
+            versions=[
+                ModelVersionOut(**{**v.__dict__, "aliases": list(v.aliases), "plots": list(v.plots)})
+                for v in registry_cache.versions(uri, name)
+            ],
+        )  # fmt: skip
+        for name, role in served_models(state).items()
+    ]
+
+
+@router.get("", response_model=list[RegisteredModelOut])
+async def get_models(state: StateDep, _: ModelReader) -> list[RegisteredModelOut]:
+    """The recommender and the uplift model: every version with its aliases, metrics and plots."""
+    return await run_in_threadpool(list_models, state)
+
+
+def move_alias(state: ServingState, name: str, alias: str, version: str) -> None:
+    from training.registry_view import set_alias
+
+    if not ALIAS.match(alias):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid alias {alias!r}")
+    try:
+        set_alias(state.settings.resolved_mlflow_uri, _name(state, name), version, alias)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    finally:
+        registry_cache.clear()
+
+
+@router.put("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)
+async def promote(name: str, alias: str, body: AliasIn, state: StateDep, _: Admin) -> Response:
+    """Point `alias` at a version: promote a challenger to `champion`, or roll back to an older one."""
+    await run_in_threadpool(move_alias, state, name, alias, body.version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def read_plot(state: ServingState, name: str, version: str, path: str) -> bytes:
+    from training.registry_view import plot_bytes
+
+    found = [v for v in registry_cache.versions(state.settings.resolved_mlflow_uri, _name(state, name))
+             if v.version == version]  # fmt: skip
+    if not found or path not in found[0].plots:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} v{version} has no plot {path!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        return plot_bytes(state.settings.resolved_mlflow_uri, found[0].run_id, path, tmp)
+
+
+@router.get("/{name}/versions/{version}/{path:path}", response_class=Response)
+async def plot(name: str, version: str, path: str, state: StateDep, _: ModelReader) -> Response:
+    """A plot of the version's training run (PNG or SVG)."""
+    data = await run_in_threadpool(read_plot, state, name, version, path)
+    media = "image/svg+xml" if path.endswith(".svg") else "image/png"
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})

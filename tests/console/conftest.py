@@ -1,0 +1,151 @@
+"""Browser fixtures: the tiny demo (database, registry, keys), the app under uvicorn, headless Chromium.
+
+Without Chromium and chromium-driver the browser tests skip with the reason, except under CI (`CI=true`),
+where they fail, as the PostgreSQL tests do. Screenshots go to `var/test-artifacts/console/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
+PORTS = range(18120, 18130)
+
+
+def _browser_reason() -> str | None:
+    for name in ("chromium", "chromedriver"):
+        if shutil.which(name) is None:
+            return f"{name} not found (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (dev dependency)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_reason() -> str | None:
+    return _browser_reason()
+
+
+@pytest.fixture(scope="session")
+def needs_browser(browser_reason):
+    if browser_reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the browser tests cannot run: {browser_reason}")
+        pytest.skip(browser_reason)
+
+
+def _free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+
+
+@pytest.fixture(scope="session")
+def demo(needs_browser, tmp_path_factory) -> dict:
+    """`crosscart demo --scale tiny --no-serve` into a private data directory: database, the registry
+    with two recommender versions and the uplift model, and one key per role."""
+    data = tmp_path_factory.mktemp("console-demo")
+    env = {
+        **os.environ,
+        "CROSSCART_DATA_DIR": str(data),
+        "PYTHONPATH": str(ROOT),
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    env.pop("CROSSCART_DATABASE_URL", None)
+    env.pop("CROSSCART_MLFLOW_URI", None)
+    code = "from crosscart.cli import app; app()"
+    subprocess.run(
+        [sys.executable, "-c", code, "demo", "--scale", "tiny", "--no-serve"],
+        env=env, check=True, cwd=data, capture_output=True, timeout=240,
+    )  # fmt: skip
+    keys = json.loads((data / "demo-keys.json").read_text())
+    return {
+        "dir": data,
+        "keys": {label: k["key"] for label, k in keys["keys"].items()},
+        "samples": keys["samples"],
+    }
+
+
+@pytest.fixture(scope="session")
+def server(demo) -> str:
+    """The app under uvicorn on a port of 18120-18129; stopped after the session."""
+    port = _free_port()
+    data = demo["dir"]
+    env = {
+        **os.environ,
+        "CROSSCART_DATA_DIR": str(data),
+        "CROSSCART_TEST_MARKET_DIR": str(data / "marketplace-tiny"),
+        # MLflow resolves `models:/` artifact URIs through its process-wide tracking URI
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}",
+        "CROSSCART_RATE_LIMIT_ANONYMOUS_PER_MINUTE": "10000",
+        "PYTHONPATH": str(ROOT),
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    log = open(data / "uvicorn.log", "wb")  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.console.app:create", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {(data / 'uvicorn.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def driver(needs_browser):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000", "--disable-extensions"):  # fmt: skip
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,311 @@
+"""The console in real Chromium (selenium + chromium-driver) against the app under uvicorn on the tiny demo.
+
+Every page visited is screenshotted to var/test-artifacts/console/ and checked with axe-core (vendored
+from its npm package): no serious or critical violation. Sign-in and the campaign flow are driven by
+keyboard (Tab / Enter) to show they work without a mouse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+AXE = (Path(__file__).parent / "vendor" / "axe-4.11.4.min.js").read_text()
+pytestmark = pytest.mark.usefixtures("needs_browser")
+
+
+class Console:
+    """The browser plus the checks every page gets."""
+
+    def __init__(self, driver, base: str, artifacts: Path) -> None:
+        self.driver, self.base, self.artifacts = driver, base, artifacts
+        self.checked: list[str] = []
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def text(self) -> str:
+        return self.driver.find_element("tag name", "body").text
+
+    def heading(self) -> str:
+        return self.driver.find_element("tag name", "h1").text
+
+    def by_id(self, element_id: str):
+        return self.driver.find_element("id", element_id)
+
+    def check(self, name: str) -> None:
+        """Screenshot, then axe-core: no serious or critical accessibility violation on this page."""
+        height = self.driver.execute_script("return document.documentElement.scrollHeight;")
+        self.driver.set_window_size(1280, min(max(height + 140, 1000), 6000))  # the whole page
+        self.driver.save_screenshot(str(self.artifacts / f"{name}.png"))
+        self.driver.set_window_size(1280, 1000)
+        self.driver.execute_script(AXE)
+        violations = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations));"
+        )
+        bad = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in violations
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert bad == [], f"{name}: {bad}"
+        self.checked.append(name)
+
+    def keys(self, *keys) -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.driver).send_keys(*keys).perform()
+
+    def tab_to(self, predicate: str, limit: int = 80) -> None:
+        """Press Tab until the focused element matches the JS `predicate` (on `el`), then Enter."""
+        from selenium.webdriver.common.keys import Keys
+
+        for _ in range(limit):
+            self.keys(Keys.TAB)
+            if self.driver.execute_script(f"const el = document.activeElement; return !!({predicate});"):
+                self.keys(Keys.ENTER)
+                return
+        raise AssertionError(f"Tab never reached an element with {predicate}")
+
+    def sign_in(self, key: str) -> None:
+        """By keyboard: the key field has focus on load; type, Enter."""
+        from selenium.webdriver.common.keys import Keys
+
+        self.driver.delete_all_cookies()
+        self.open("/console/sign-in")
+        assert self.driver.switch_to.active_element.get_attribute("id") == "api_key"
+        self.keys(key, Keys.ENTER)
+        self.wait(lambda d: "Signed in as" in d.find_element("tag name", "body").text)
+
+    def sign_out(self) -> None:
+        self.driver.find_element("xpath", "//button[text()='Sign out']").click()
+        self.wait(lambda d: d.current_url.endswith("/console/sign-in"))
+
+    def wait(self, condition, timeout: float = 30):
+        """Until `condition(driver)` holds; elements replaced meanwhile (page loads, htmx swaps) retry."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # NoSuchElement, StaleElement and "node does not belong to the document" while a page loads or
+        # htmx swaps are all WebDriverExceptions; a condition that never holds still ends in a timeout.
+        ignored = (WebDriverException,)
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=ignored).until(condition)
+
+    def submit(self, button_id: str) -> None:
+        self.by_id(button_id).click()
+
+    def fill(self, **fields) -> None:
+        for name, value in fields.items():
+            el = self.driver.find_element("name", name)
+            if el.tag_name == "select":
+                from selenium.webdriver.support.ui import Select
+
+                Select(el).select_by_value(value)
+            elif el.get_attribute("type") == "datetime-local":
+                self.driver.execute_script("arguments[0].value = arguments[1];", el, value)
+            else:
+                el.clear()
+                el.send_keys(value)
+
+    def figure(self, label: str) -> str:
+        return self.driver.find_element("xpath", f"//dt[text()='{label}']/following-sibling::dd").text
+
+
+@pytest.fixture(scope="module")
+def console(driver, server, artifacts) -> Console:
+    return Console(driver, server, artifacts)
+
+
+FORBIDDEN = {
+    "storefront": ["/console/campaigns", "/console/experiments", "/console/keys"],
+    "shopper1": ["/console/campaigns", "/console/models", "/console/shop"],
+    "merchant": ["/console/campaigns", "/console/merchants", "/console/models"],
+    "marketer": ["/console/models", "/console/merchants", "/console/keys"],
+    "data_scientist": ["/console/campaigns", "/console/coupons", "/console/keys", "/console/shop"],
+    "admin": [],
+}
+NAV = {
+    "storefront": [],
+    "shopper1": [],
+    "merchant": ["My shop"],
+    "marketer": ["Campaigns", "Coupons", "Experiments"],
+    "data_scientist": ["Experiments", "Models"],
+    "admin": ["Campaigns", "Coupons", "Experiments", "Models", "Merchant review", "API keys", "My shop"],
+}
+
+
+def test_each_role_signs_in_sees_only_its_pages_and_is_refused_the_rest(console, demo):
+    console.open("/console/campaigns")
+    assert console.driver.current_url.endswith("/console/sign-in?next=/console/campaigns")
+    console.check("sign-in")
+    for label, forbidden in FORBIDDEN.items():
+        console.sign_in(demo["keys"][label])
+        nav = [a.text for a in console.driver.find_elements("css selector", "header nav a")]
+        assert nav == NAV[label]
+        console.check(f"home-{label}")
+        for path in forbidden:
+            console.open(path)
+            assert console.heading() == "Not allowed" and "may not use this page" in console.text(), path
+        if forbidden:
+            console.check(f"forbidden-{label}")
+        console.sign_out()
+    console.open("/console/sign-in")
+    console.fill(api_key="cc_not-a-real-key")
+    console.driver.find_element("xpath", "//button[text()='Sign in']").click()
+    console.wait(lambda d: "Unknown or revoked API key" in d.page_source)
+
+
+def test_marketer_creates_plans_launches_completes_and_reads_the_report(console, demo):
+    from selenium.webdriver.common.keys import Keys
+
+    console.sign_in(demo["keys"]["marketer"])
+    console.tab_to("el.textContent === 'Campaigns'")  # keyboard: skip link, brand, then the nav
+    console.wait(lambda d: d.find_element("tag name", "h1").text == "Campaigns")
+    console.check("campaigns")
+    console.tab_to("el.textContent === 'New campaign'")
+    console.wait(lambda d: d.find_element("tag name", "h1").text == "New campaign")
+    console.check("campaign-new")
+    start = datetime.now(UTC) + timedelta(hours=1)
+    console.fill(
+        name="Browser spring", channel="email", budget="300", control_share="0.2",
+        starts_at=start.strftime("%Y-%m-%dT%H:%M"),
+        ends_at=(start + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M"),
+        kind="amount_off", value="10", min_spend="0",
+    )  # fmt: skip
+    console.driver.find_element("name", "usage_limit").send_keys(Keys.ENTER)  # submit by keyboard
+    console.wait(lambda d: "/console/campaigns/cmp" in d.current_url)
+    assert console.by_id("campaign-status").text == "draft"
+    console.check("campaign-draft")
+
+    console.fill(budget="250")
+    console.tab_to("el.id === 'plan-button'")  # htmx swaps the plan in without a page load
+    console.wait(lambda d: "Plan at budget 250.00" in d.page_source)  # no node handle across the swap
+    treated = int(console.figure("Audience (with coupon)"))
+    assert treated > 0
+    assert console.driver.find_element("css selector", "svg#curve-profit polyline")
+    assert "chosen 250" in console.by_id("curve-profit").get_attribute("innerHTML")
+    assert console.by_id("campaign-budget").text == "250.00"  # the header follows the plan
+    console.check("campaign-plan")
+
+    slider = console.by_id("budget-range")  # the slider replans on change and moves the marker
+    console.driver.execute_script(
+        "arguments[0].value = 200; arguments[0].dispatchEvent(new Event('input'));"
+        "arguments[0].dispatchEvent(new Event('change'));",
+        slider,
+    )
+    console.wait(lambda d: "Plan at budget 200.00" in d.page_source)
+    assert "chosen 200" in console.by_id("curve-profit").get_attribute("innerHTML")
+
+    console.submit("schedule-button")
+    console.wait(lambda d: d.find_element("id", "campaign-status").text == "scheduled")
+    console.submit("launch-button")
+    console.wait(lambda d: d.find_element("id", "campaign-status").text == "running")
+    assert int(console.by_id("grants").text) > 0
+    console.check("campaign-running")
+    console.submit("complete-button")
+    console.wait(lambda d: d.find_element("id", "campaign-status").text == "completed")
+    report = console.wait(lambda d: d.find_element("id", "report")).text  # loaded by htmx after the page
+    assert "Incremental conversion rate" in report and "ROI" in report
+    assert console.driver.find_element("css selector", "svg#report-chart")
+    console.check("campaign-report")
+
+    console.open("/console/campaigns?status=completed")
+    assert "Browser spring" in console.text()
+    console.open("/console/coupons")
+    console.check("coupons")
+    coupon = console.driver.find_element("xpath", "//td[contains(., 'Browser spring coupon')]/a")
+    coupon.click()
+    console.wait(lambda d: "/console/coupons/c_" in d.current_url)
+    console.fill(min_spend="5")
+    console.submit("save-coupon")  # granted at launch: the API's rule refuses the edit
+    console.wait(lambda d: "granted or used" in d.page_source)
+    console.check("coupon-edit-refused")
+
+    console.open("/console/coupons/new")
+    console.driver.execute_script(
+        "document.querySelectorAll('main input[name=csrf_token]').forEach(e => e.remove());"
+    )
+    console.fill(kind="amount_off", value="5", coupon_id="no-csrf")
+    console.submit("save-coupon")
+    console.wait(lambda d: "CSRF" in d.page_source)
+    assert console.heading() == "Not allowed"
+    console.check("csrf-refused")
+    console.sign_out()
+
+
+def test_data_scientist_runs_an_experiment_and_compares_models_and_an_admin_promotes(console, demo):
+    console.sign_in(demo["keys"]["data_scientist"])
+    console.open("/console/experiments/new")
+    console.check("experiment-new")
+    console.fill(name="browser-exp", description="challenger recommender", planned_units="200")
+    console.driver.find_element("xpath", "//button[text()='Create draft']").click()
+    console.wait(lambda d: d.current_url.endswith("/console/experiments/browser-exp"))
+    console.submit("start-experiment")
+    console.wait(lambda d: d.find_element("id", "experiment-status").text == "running")
+    assert "challenger" in console.text()
+    console.check("experiment-running")
+    console.open("/console/experiments")
+    assert "browser-exp" in console.text()
+    console.check("experiments")
+
+    console.open("/console/models")
+    page = console.text()
+    assert "v1" in page and "v2" in page and "ndcg_at_10" in page
+    assert console.driver.find_elements("css selector", "button[id^=promote-]") == []  # promotion: admins
+    assert console.driver.find_elements("css selector", "a[href*='/plots/']")  # plots from MLflow
+    console.check("models-data-scientist")
+    console.sign_out()
+
+    console.sign_in(demo["keys"]["admin"])
+    console.open("/console/models")
+    console.submit("promote-recommender-1")  # roll the champion back to v1
+    console.wait(lambda d: d.find_elements("id", "promote-recommender-2"))
+    row = console.driver.find_element("xpath", "//td[text()='v1']/..").text
+    assert "champion" in row
+    console.check("models-admin")
+
+
+def test_admin_approves_a_merchant_and_creates_a_key_shown_once(console, demo, server):
+    body = json.dumps({"name": "Browser Shop", "country": "JP", "licence_no": "LIC-BROWSER", "brands": ["B"]})
+    request = urllib.request.Request(
+        f"{server}/v1/merchants", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        merchant_id = json.loads(r.read())["merchant_id"]
+    console.sign_in(demo["keys"]["admin"])
+    console.open("/console/merchants")
+    console.check("merchants")
+    console.submit(f"approve-{merchant_id}")
+    console.wait(lambda d: d.find_elements("id", f"status-{merchant_id}"))
+    assert console.by_id(f"status-{merchant_id}").text == "approved"
+
+    console.open("/console/keys")
+    console.fill(role="data_scientist", name="browser ds")
+    console.submit("create-key")
+    new_key = console.wait(lambda d: d.find_element("id", "new-key")).text
+    assert re.fullmatch(r"cc_[\w-]{30,}", new_key)
+    console.check("keys-created")
+    console.open("/console/keys")
+    assert new_key not in console.driver.page_source  # shown once
+    console.sign_out()
+
+    console.sign_in(new_key)  # the new key works at once
+    assert [a.text for a in console.driver.find_elements("css selector", "header nav a")] == NAV[
+        "data_scientist"
+    ]
+    console.sign_out()
+
+
+def test_merchant_sees_its_products_stock_and_orders(console, demo):
+    console.sign_in(demo["keys"]["merchant"])
+    console.open("/console/shop")
+    assert demo["samples"]["product"] in console.text()
+    assert "Orders to ship" in console.text()
+    console.check("shop")
+    console.sign_out()

@@ -1,0 +1,223 @@
+"""The console over HTTP (no browser): sign-in cookie, CSRF refusal, role-filtered navigation, 403 pages,
+and console actions going through the API's code (coupon edit refused once granted, like the API)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from commerce.coupons import Coupon
+from commerce.db import transaction
+from commerce.services.access import revoke_api_key
+from serving.console.auth import COOKIE
+from tests.serving.conftest import auth
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def sign_in(client, key: str) -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    client.cookies.clear()
+    page = client.get("/console/sign-in")
+    token = CSRF.search(page.text).group(1)
+    r = client.post(
+        "/console/sign-in",
+        data={"api_key": key, "csrf_token": token, "next": "/console"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    return CSRF.search(client.get("/console").text).group(1)
+
+
+def test_sign_in_sets_a_hardened_cookie_and_sign_out_clears_it(client, keys):
+    page = client.get("/console/sign-in")
+    token = CSRF.search(page.text).group(1)
+    bad = client.post("/console/sign-in", data={"api_key": "cc_wrong", "csrf_token": token})
+    assert bad.status_code == 401 and "Unknown or revoked" in bad.text
+    r = client.post(
+        "/console/sign-in", data={"api_key": keys["marketer"], "csrf_token": token}, follow_redirects=False
+    )
+    cookie = r.headers["set-cookie"].lower()
+    assert COOKIE in cookie and "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    assert keys["marketer"] not in r.headers["set-cookie"]  # the key itself never goes into the cookie
+    token = CSRF.search(client.get("/console").text).group(1)
+    out = client.post("/console/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303 and "max-age=0" in out.headers["set-cookie"].lower()
+    client.cookies.clear()
+    assert (
+        client.get("/console/campaigns", follow_redirects=False)
+        .headers["location"]
+        .startswith("/console/sign-in")
+    )
+
+
+def test_secure_cookie_follows_the_setting(make_client, settings, keys):
+    client = make_client(settings=settings.model_copy(update={"console_secure_cookie": True}))
+    token = CSRF.search(client.get("/console/sign-in").text).group(1)
+    r = client.post(
+        "/console/sign-in", data={"api_key": keys["admin"], "csrf_token": token}, follow_redirects=False
+    )
+    assert "secure" in r.headers["set-cookie"].lower()
+
+
+def test_forms_without_their_csrf_token_are_refused(client, keys):
+    token = sign_in(client, keys["marketer"])
+    body = {"kind": "amount_off", "value": "5", "coupon_id": "csrf-1"}
+    refused = client.post("/console/coupons/new", data=body)
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    forged = client.post("/console/coupons/new", data={**body, "csrf_token": "forged"})
+    assert forged.status_code == 403
+    made = client.post("/console/coupons/new", data={**body, "csrf_token": token}, follow_redirects=False)
+    assert made.status_code == 303
+    header = client.post(
+        "/console/coupons/csrf-1/retire", headers={"X-CSRF-Token": token}, follow_redirects=False
+    )
+    assert header.status_code == 303  # htmx sends the token as a header
+
+
+NAV = {
+    "marketer": {"Campaigns", "Coupons", "Experiments"},
+    "data_scientist": {"Experiments", "Models"},
+    "admin": {"Campaigns", "Coupons", "Experiments", "Models", "Merchant review", "API keys", "My shop"},
+    "merchant": {"My shop"},
+    "storefront": set(),
+    "shopper": set(),
+}
+PAGES = {
+    "/console/campaigns": "marketing",
+    "/console/coupons": "marketing",
+    "/console/experiments": "experiments",
+    "/console/merchants": "admin",
+    "/console/keys": "admin",
+    "/console/shop": "merchant",
+}
+ALLOWED = {
+    "marketing": {"marketer", "admin"},
+    "experiments": {"marketer", "data_scientist", "admin"},
+    "admin": {"admin"},
+    "merchant": {"merchant", "admin"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(NAV))
+def test_navigation_and_pages_follow_the_api_roles(client, keys, role):
+    sign_in(client, keys[role])
+    home = client.get("/console").text
+    shown = set(re.findall(r'<li><a href="/console/[^"]+"[^>]*>([^<]+)</a></li>', home))
+    assert shown == NAV[role]
+    for path, capability in PAGES.items():
+        r = client.get(path)
+        if role in ALLOWED[capability]:
+            assert r.status_code == 200, (path, r.text[:300])
+        else:
+            assert r.status_code == 403 and "may not use this page" in r.text, path
+
+
+def test_revoked_key_signs_the_session_out(client, keys, session_factory):
+    sign_in(client, keys["marketer"])
+    assert client.get("/console/campaigns").status_code == 200
+    with transaction(session_factory) as s:
+        from commerce.access import ApiKey, hash_key
+
+        key_id = s.query(ApiKey.id).filter(ApiKey.key_hash == hash_key(keys["marketer"])).scalar()
+        revoke_api_key(s, key_id)
+    assert client.get("/console/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_console_coupon_edit_is_refused_once_granted(client, keys, session_factory):
+    token = sign_in(client, keys["marketer"])
+    form = {"csrf_token": token, "kind": "amount_off", "value": "60", "min_spend": "0", "scope": "platform"}
+    refused = client.post("/console/coupons/c-vip", data=form)  # c-vip is granted to s2 by the seed
+    assert refused.status_code == 409 and "granted or used" in refused.text
+    with transaction(session_factory) as s:
+        assert s.get(Coupon, "c-vip").value == 50
+    ok = client.post(
+        "/console/coupons/c-10off", data={**form, "kind": "percent_off", "value": "15", "cap": "20"}
+    )
+    assert ok.status_code == 200 and "15" in ok.text
+    with transaction(session_factory) as s:
+        assert (s.get(Coupon, "c-10off").kind, float(s.get(Coupon, "c-10off").value)) == ("percent_off", 0.15)
+
+
+def test_experiment_detail_reads_exposures_and_outcomes(client, keys, session_factory):
+    from datetime import UTC, datetime
+
+    from commerce.services.shoppers import create_shopper
+
+    with transaction(session_factory) as s:
+        for i in range(40):
+            create_shopper(s, f"x{i:02d}", "Shanghai")
+    token = sign_in(client, keys["data_scientist"])
+    form = {"csrf_token": token, "name": "ui-exp", "primary_metric": "conversion", "planned_units": "15",
+            "variant0_name": "control", "variant0_weight": "1", "variant1_name": "treatment",
+            "variant1_weight": "1", "variant1_alias": "challenger"}  # fmt: skip
+    made = client.post("/console/experiments/new", data=form, follow_redirects=False)
+    assert made.status_code == 303 and made.headers["location"] == "/console/experiments/ui-exp"
+    assert "No exposures logged yet" in client.get("/console/experiments/ui-exp").text
+    started = client.post("/console/experiments/ui-exp/start", data={"csrf_token": token})
+    assert 'id="experiment-status">running<' in started.text
+    storefront = auth(keys["storefront"])
+    for i in range(40):
+        variant = "control" if i % 2 else "treatment"
+        body = {"unit_id": f"x{i:02d}", "variant": variant}
+        assert (
+            client.post("/v1/experiments/ui-exp/exposures", json=body, headers=storefront).status_code == 200
+        )
+    now = datetime.now(UTC).isoformat()  # after every first exposure
+    purchases = [
+        {"event_id": f"ui-buy-{i}", "ts": now, "shopper_id": f"x{i:02d}", "event_type": "purchase",
+         "product_id": "p01", "value": 99.5}
+        for i in range(40) if i % 4 != 1  # treatment (even) buys more often than control (odd)
+    ]  # fmt: skip
+    sent = client.post("/v1/events", json={"events": purchases}, headers=storefront)
+    assert sent.status_code == 202, sent.text
+    page = client.get("/console/experiments/ui-exp")
+    assert page.status_code == 200, page.text[:500]
+    assert "Sample-ratio check" in page.text and "(no mismatch)" in page.text
+    assert re.search(r"<td>treatment</td><td>conversion</td><td>decision</td>", page.text)
+    assert "guardrail" in page.text and 'id="experiment-chart"' in page.text
+    assert re.search(r'id="decision"><strong>Decision:</strong> [A-Z]', page.text)
+    assert "20 of 15" in page.text  # units per variant against the planned horizon
+
+
+def test_merchant_shop_lists_its_orders_to_ship_and_sets_stock(client, keys, session_factory):
+    from commerce.catalog import Stock
+
+    token = sign_in(client, keys["merchant"])  # bound to m1; the seed's order 1 (paid) holds p01 and p03
+    page = client.get("/console/shop")
+    assert page.status_code == 200 and "Merchant <strong>m1</strong>" in page.text
+    assert re.search(r"<td>1</td><td>paid</td>", page.text)
+    assert "p01" in page.text and "p05" not in page.text  # only its own products
+    r = client.post(
+        "/console/shop/products/p02/stock", data={"csrf_token": token, "location": "wh1", "quantity": "9"}
+    )
+    assert r.status_code == 200
+    with transaction(session_factory) as s:
+        stock = s.query(Stock).filter(Stock.product_id == "p02", Stock.location == "wh1").one()
+        assert stock.quantity == 9
+    other = client.post(
+        "/console/shop/products/p05/stock", data={"csrf_token": token, "location": "wh1", "quantity": "0"}
+    )
+    assert other.status_code == 422 and "own merchant" in other.text  # the API's ownership check
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "form"),
+    [
+        ("data_scientist", "/console/models/crosscart-recommender/promote", {"version": "1"}),
+        ("marketer", "/console/keys", {"role": "admin"}),
+        ("marketer", "/console/merchants/m3/review", {"decision": "approve"}),
+        ("merchant", "/console/coupons/new", {"kind": "amount_off", "value": "5"}),
+        ("data_scientist", "/console/campaigns/new", {"name": "x"}),
+        ("storefront", "/console/experiments/new", {"name": "x"}),
+    ],
+)
+def test_actions_are_refused_to_roles_without_them(client, keys, session_factory, role, path, form):
+    from commerce.merchants import Merchant
+
+    token = sign_in(client, keys[role])
+    r = client.post(path, data={**form, "csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 403 and "may not use this page" in r.text
+    with transaction(session_factory) as s:
+        assert s.get(Merchant, "m3").status == "pending"

@@ -1,0 +1,47 @@
+"""/v1/coupons: create, list, show, edit while unused (409 once granted), retire; data-scientist keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tests.serving.conftest import auth
+
+
+def test_coupon_lifecycle_over_the_api(client, keys):
+    h = auth(keys["marketer"])
+    body = {
+        "coupon_id": "spring", "name": "Spring", "kind": "percent_off", "value": "0.15", "cap": "40",
+        "min_spend": "100", "scope_type": "category", "scope_id": "beauty", "per_shopper_limit": 2,
+        "usage_limit": 500, "budget": "2000", "requires_grant": True,
+    }  # fmt: skip
+    made = client.post("/v1/coupons", json=body, headers=h)
+    assert made.status_code == 201, made.text
+    assert Decimal(made.json()["value"]) == Decimal("0.15") and made.json()["used"] == 0
+    assert client.post("/v1/coupons", json=body, headers=h).json()["code"] == "duplicate_coupon"
+    bad = client.post("/v1/coupons", json={**body, "coupon_id": "x", "value": "15"}, headers=h)
+    assert bad.status_code == 422 and "fraction" in bad.json()["message"]
+    unknown_scope = client.post("/v1/coupons", json={**body, "coupon_id": "y", "scope_id": "nope"}, headers=h)
+    assert unknown_scope.status_code == 404
+
+    listed = client.get("/v1/coupons", params={"limit": 2}, headers=h).json()
+    assert listed["total"] == 4 and len(listed["items"]) == 2
+    edited = client.patch("/v1/coupons/spring", json={"min_spend": "150", "name": "Spring sale"}, headers=h)
+    assert edited.status_code == 200, edited.text
+    assert (Decimal(edited.json()["min_spend"]), Decimal(edited.json()["cap"])) == (150, 40)
+
+    held = client.patch("/v1/coupons/c-vip", json={"value": "60"}, headers=h)  # granted to s2 by the seed
+    assert held.status_code == 409 and held.json()["code"] == "coupon_in_use"
+    retired = client.post("/v1/coupons/c-vip/retire", headers=h)
+    assert retired.status_code == 200 and retired.json()["ends_at"] is not None
+    assert Decimal(client.get("/v1/coupons/c-vip", headers=h).json()["value"]) == 50
+    assert client.get("/v1/coupons/none", headers=h).status_code == 404
+
+
+def test_data_scientist_keys_run_experiments_not_campaigns(client, keys):
+    admin, ds = auth(keys["admin"]), auth(keys["data_scientist"])
+    made = client.post("/v1/api-keys", json={"role": "data_scientist", "name": "ds"}, headers=admin)
+    assert made.status_code == 201 and made.json()["role"] == "data_scientist"
+    exp = {"name": "ds-exp", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}
+    assert client.post("/v1/experiments", json=exp, headers=ds).status_code == 201
+    assert client.get("/v1/coupons", headers=ds).status_code == 403
+    assert client.get("/v1/campaigns/x", headers=ds).status_code == 403
