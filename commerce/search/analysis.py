@@ -1,0 +1,57 @@
+"""Text analysis shared by indexing and querying: Chinese segmented with jieba, Latin text lower-cased.
+
+Both index backends receive text already cut into space-separated tokens, so SQLite FTS5 (unicode61)
+and PostgreSQL (`simple` configuration) see the same terms and neither needs a Chinese parser.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+
+import jieba
+
+jieba.setLogLevel(logging.WARNING)
+_ready = threading.Lock()
+_initialized = False
+# A token worth indexing: a run of letters/digits (any script). Punctuation and spaces are dropped.
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def _init() -> None:
+    """Load jieba's dictionary once (about a second), under a lock so concurrent first calls wait."""
+    global _initialized
+    if not _initialized:
+        with _ready:
+            if not _initialized:
+                jieba.initialize()
+                _initialized = True
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width letters and digits become ASCII) and lower case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def has_cjk(token: str) -> bool:
+    return _CJK.search(token) is not None
+
+
+def tokens(text: str, *, for_index: bool = False) -> list[str]:
+    """Terms of `text` in order. Indexing uses jieba's search mode, which also emits the shorter words
+    inside a long one (精华液 -> 精华, 精华液), so a query in precise mode finds them."""
+    _init()
+    text = normalize(text)
+    cut = jieba.cut_for_search(text) if for_index else jieba.cut(text)
+    out = []
+    for piece in cut:
+        out.extend(_WORD.findall(piece))
+    return [t.replace("_", "") for t in out if t.strip("_")]
+
+
+def segment(text: str) -> str:
+    """Index form of a field: its tokens joined by spaces."""
+    return " ".join(tokens(text, for_index=True))

@@ -1,0 +1,116 @@
+"""Query understanding: origin words become a filter, brand and category words boosts, each term brings
+its synonyms, and a Latin word missing from the index vocabulary is corrected to its nearest indexed word
+(rapidfuzz), so "karimy" finds Karimi and "japan cream" finds Japanese face creams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz, process
+
+from commerce.search.analysis import has_cjk, tokens
+from commerce.search.index import MatchQuery, SearchDocument
+from commerce.search.lexicon import CATEGORY_ZH, ORIGIN_WORDS, SYNONYM_GROUPS
+
+#: Smallest rapidfuzz ratio (0-100) for a correction, and the shortest word worth correcting: short
+#: words have too many neighbours at one edit to guess safely.
+TYPO_MIN_SCORE = 80.0
+TYPO_MIN_LENGTH = 4
+
+_SYNONYMS: dict[str, tuple[str, ...]] = {}
+for _group in SYNONYM_GROUPS:
+    for _word in _group:
+        _SYNONYMS[_word] = tuple(dict.fromkeys((_word, *_group)))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What the parser recognises, built from the indexed documents."""
+
+    latin_terms: tuple[str, ...]  # every indexed Latin token, for typo correction
+    brands: dict[tuple[str, ...], str]  # brand tokens -> brand name
+    categories: dict[tuple[str, ...], str]  # category-name tokens (English or Chinese) -> category id
+
+    @classmethod
+    def from_documents(cls, docs: Iterable[SearchDocument]) -> Vocabulary:
+        latin: set[str] = set()
+        brands: dict[tuple[str, ...], str] = {}
+        categories: dict[tuple[str, ...], str] = {}
+        for doc in docs:
+            for text in doc.field_text().values():
+                latin.update(t for t in text.split() if not has_cjk(t) and not t.isdigit())
+            brands.setdefault(tuple(tokens(doc.brand)), doc.brand)
+            if doc.category_path:
+                leaf = doc.category_path[-1]
+                categories.setdefault(tuple(tokens(leaf)), doc.category_id)
+                if leaf in CATEGORY_ZH:
+                    categories.setdefault(tuple(tokens(CATEGORY_ZH[leaf])), doc.category_id)
+        brands.pop((), None)
+        categories.pop((), None)
+        return cls(tuple(sorted(latin)), brands, categories)
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    text: str
+    terms: tuple[str, ...]  # after corrections, origin words removed
+    match: MatchQuery
+    origin: str | None = None
+    brand: str | None = None
+    category_id: str | None = None
+    corrections: dict[str, str] = field(default_factory=dict)
+
+    def relaxed(self) -> MatchQuery:
+        """Any term instead of all: the fallback when every term together matches too little."""
+        return MatchQuery(self.match.groups, require_all=False)
+
+
+def _find_phrase(terms: list[str], phrases: dict[tuple[str, ...], str]) -> str | None:
+    """The longest known phrase appearing as consecutive terms."""
+    best: tuple[int, str] | None = None
+    for phrase, value in phrases.items():
+        n = len(phrase)
+        if best is not None and n <= best[0]:
+            continue
+        if any(tuple(terms[i : i + n]) == phrase for i in range(len(terms) - n + 1)):
+            best = (n, value)
+    return best[1] if best else None
+
+
+class QueryParser:
+    def __init__(self, vocabulary: Vocabulary):
+        self.vocabulary = vocabulary
+        self._latin = set(vocabulary.latin_terms)
+
+    def _correct(self, term: str) -> str:
+        if has_cjk(term) or term.isdigit() or len(term) < TYPO_MIN_LENGTH or term in self._latin:
+            return term
+        if term in _SYNONYMS or term in ORIGIN_WORDS:
+            return term
+        found = process.extractOne(
+            term, self.vocabulary.latin_terms, scorer=fuzz.ratio, score_cutoff=TYPO_MIN_SCORE
+        )
+        return found[0] if found else term
+
+    def parse(self, text: str) -> ParsedQuery:
+        raw = tokens(text)
+        corrected = [self._correct(t) for t in raw]
+        corrections = {a: b for a, b in zip(raw, corrected, strict=True) if a != b}
+        origin = None
+        terms = []
+        for term in corrected:
+            if term in ORIGIN_WORDS and origin is None:
+                origin = ORIGIN_WORDS[term]
+            else:
+                terms.append(term)
+        groups = tuple(_SYNONYMS.get(t, (t,)) for t in dict.fromkeys(terms))
+        return ParsedQuery(
+            text=text,
+            terms=tuple(terms),
+            match=MatchQuery(groups),
+            origin=origin,
+            brand=_find_phrase(terms, self.vocabulary.brands),
+            category_id=_find_phrase(terms, self.vocabulary.categories),
+            corrections=corrections,
+        )
