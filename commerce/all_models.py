@@ -20,6 +20,7 @@ CORE_MODULES = (
     "commerce.orders",
     "commerce.carts",
     "commerce.events",
+    "commerce.ads",
 )
 OPTIONAL_MODULES = ("commerce.access", "commerce.campaigns", "commerce.experiments")
 

@@ -6,6 +6,7 @@ import pytest
 
 from commerce.db import transaction
 from commerce.services import catalog, merchants, shoppers
+from commerce.services.logistics import seed_default_partners
 from tests.commerce.conftest import engine, factory  # noqa: F401  (fixtures reused)
 
 CATEGORIES = [
@@ -38,6 +39,7 @@ PRODUCTS = [
 @pytest.fixture
 def shop(factory):  # noqa: F811
     with transaction(factory) as s:
+        seed_default_partners(s)
         for cid, name, parent in CATEGORIES:
             catalog.create_category(s, catalog.CategoryInput(cid, name, parent_id=parent))
         for mid, country, brands in MERCHANTS:
