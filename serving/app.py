@@ -69,7 +69,9 @@ def create_app(
         marketing,
         orders,
         recommendations,
+        search,
     )
+    from serving.search_setup import build_search
 
     settings = settings or get_settings()
     if session_factory is None:
@@ -115,6 +117,7 @@ def create_app(
     )
 
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
+    search_runner = build_search(settings, session_factory, state, catalog_refresh_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -122,9 +125,11 @@ def create_app(
             state.start()
         else:
             state.load_once()
+        search_runner.start(start_background)
         try:
             yield
         finally:
+            search_runner.stop()
             state.stop()
 
     app = FastAPI(
@@ -134,12 +139,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.serving = state
+    app.state.search = search_runner.service
     errors.install(app)
     app.include_router(health.router)
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal)], responses=errors.ERROR_RESPONSES
     )
-    for module in (recommendations, catalog, orders, events, marketing, experiments, keys):
+    for module in (recommendations, catalog, orders, events, marketing, experiments, keys, search):
         v1.include_router(module.router)
     app.include_router(v1)
     app.add_middleware(RecommendationFastPath, state=state)

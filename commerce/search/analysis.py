@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 import unicodedata
+from functools import lru_cache
 
 import jieba
 
@@ -40,16 +41,27 @@ def has_cjk(token: str) -> bool:
     return _CJK.search(token) is not None
 
 
+_CJK_RUN = re.compile(r"([\u3400-\u9fff\uf900-\ufaff]+)")
+
+
+@lru_cache(maxsize=100_000)
+def _cut_cjk(run: str, for_index: bool) -> tuple[str, ...]:
+    cut = jieba.cut_for_search(run) if for_index else jieba.cut(run)
+    return tuple(w for w in cut if w.strip())
+
+
 def tokens(text: str, *, for_index: bool = False) -> list[str]:
-    """Terms of `text` in order. Indexing uses jieba's search mode, which also emits the shorter words
-    inside a long one (精华液 -> 精华, 精华液), so a query in precise mode finds them."""
+    """Terms of `text` in order. Only Chinese runs go through jieba (cached per run: product names repeat
+    across listings); other text splits on non-word characters. Indexing uses jieba's search mode, which
+    also emits the shorter words inside a long one (精华液 -> 精华, 精华液), so precise-mode queries match."""
     _init()
-    text = normalize(text)
-    cut = jieba.cut_for_search(text) if for_index else jieba.cut(text)
-    out = []
-    for piece in cut:
-        out.extend(_WORD.findall(piece))
-    return [t.replace("_", "") for t in out if t.strip("_")]
+    out: list[str] = []
+    for i, part in enumerate(_CJK_RUN.split(normalize(text))):
+        if i % 2:
+            out.extend(_cut_cjk(part, for_index))
+        else:
+            out.extend(w.replace("_", "") for w in _WORD.findall(part) if w.strip("_"))
+    return out
 
 
 def segment(text: str) -> str:

@@ -37,11 +37,18 @@ class Vocabulary:
         latin: set[str] = set()
         brands: dict[tuple[str, ...], str] = {}
         categories: dict[tuple[str, ...], str] = {}
+        seen_brands: set[str] = set()
+        seen_categories: set[str] = set()
         for doc in docs:
-            for text in doc.field_text().values():
-                latin.update(t for t in text.split() if not has_cjk(t) and not t.isdigit())
-            brands.setdefault(tuple(tokens(doc.brand)), doc.brand)
-            if doc.category_path:
+            latin.update(t for t in tokens(doc.title) if not has_cjk(t) and not t.isdigit())
+            if doc.brand not in seen_brands:
+                seen_brands.add(doc.brand)
+                brand = tuple(tokens(doc.brand))
+                brands.setdefault(brand, doc.brand)
+                latin.update(t for t in brand if not has_cjk(t))
+            if doc.category_path and doc.category_id not in seen_categories:
+                seen_categories.add(doc.category_id)
+                latin.update(t for t in tokens(" ".join(doc.category_path)) if not has_cjk(t))
                 leaf = doc.category_path[-1]
                 categories.setdefault(tuple(tokens(leaf)), doc.category_id)
                 if leaf in CATEGORY_ZH:
