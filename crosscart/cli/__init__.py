@@ -19,6 +19,7 @@ from crosscart.cli import (
     experiment,
     features,
     generate,
+    search,
     serve,
     train,
     train_uplift,
@@ -47,8 +48,10 @@ app.add_typer(train.app, name="train")
 evaluate_app = typer.Typer(help="Offline evaluation of recommenders and uplift models.", no_args_is_help=True)
 evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
+evaluate_app.command("search")(search.evaluate_search)
 app.add_typer(evaluate_app, name="evaluate")
 
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(campaign.app, name="campaign")
+app.add_typer(search.app, name="search")
 app.command("serve")(serve.serve)
