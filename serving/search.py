@@ -209,10 +209,10 @@ class SearchService:
     # --- searching ------------------------------------------------------------------------------------
 
     def _retrieve(self, parsed: ParsedQuery, filters: Filters) -> list[Hit]:
-        k = self.config.candidates
-        hits = self.index.match(parsed.match, k, filters, field_scores=True)
+        k, fields = self.config.candidates, self.ranker is not None  # per-field scores feed the ranker
+        hits = self.index.match(parsed.match, k, filters, field_scores=fields)
         if not hits and len(parsed.match.groups) > 1:
-            hits = self.index.match(parsed.relaxed(), k, filters, field_scores=True)
+            hits = self.index.match(parsed.relaxed(), k, filters, field_scores=fields)
         return hits
 
     def _popularity(self, hits: Sequence[Hit]) -> np.ndarray:
@@ -314,9 +314,7 @@ class SearchService:
         wanted = {p for ad in live for p in ad.product_ids}
         missing = wanted - set(by_id)
         if missing:
-            for h in self.index.match(
-                parsed.match, len(missing), restrict(filters, missing), field_scores=True
-            ):
+            for h in self.index.match(parsed.match, len(missing), restrict(filters, missing)):
                 by_id[h.product_id] = h
         best = max((h.score for h in hits), default=0.0) or max(
             (h.score for h in by_id.values()), default=0.0

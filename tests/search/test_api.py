@@ -181,3 +181,34 @@ def test_sponsored_result_click_charges_once_within_budget(api, keys, shop):
         assert len(s.scalars(select(AdImpression)).all()) == 1
     rep = api.get(f"/v1/keyword-campaigns/{cid}/report", headers=auth(keys["m1"])).json()
     assert (rep["impressions"], rep["clicks"], Decimal(rep["spend"])) == (1, 1, Decimal("0.30"))
+
+
+def test_learned_ranker_is_served_with_its_version(shop, engine, tmp_path):
+    import joblib
+    import numpy as np
+
+    from features.search_features import FEATURES
+    from models.search.ranker import SearchRanker
+
+    rng = np.random.default_rng(0)
+    X = rng.random((200, len(FEATURES)))
+    labels = (X[:, FEATURES.index("popularity")] > 0.5).astype(np.int64) * 2
+    ranker = SearchRanker(n_estimators=5, min_child_samples=2).fit(X, labels, np.full(20, 10))
+    joblib.dump(ranker, tmp_path / "ranker.joblib")
+    settings = Settings(
+        data_dir=tmp_path,
+        search_backend="postgresql" if engine.dialect.name == "postgresql" else "fts5",
+        search_ranker_path=str(tmp_path / "ranker.joblib"),
+    )
+    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
+    app = create_app(
+        settings,
+        session_factory=shop,
+        model_source=source,
+        uplift_source=ScriptedSource(),
+        start_background=False,
+    )
+    with TestClient(app) as client:
+        body = client.get("/v1/search", params={"q": "cream"}).json()
+    assert body["model_version"] == ranker.version_
+    assert set(ids(body)) == {"P1", "P6"}
