@@ -3,7 +3,7 @@ and for serving, so the model sees the same columns in both places.
 
 Query-product: BM25 overall and per field, its rank among the matches, brand / category words of the
 query matching the product, price (log, and relative to the matches), popularity, freshness.
-Shopper: share of the shopper's past purchases in the product's category and origin, distance of the
+Shopper: share of the shopper's past purchases in the product's category, origin and brand, distance of the
 price from the shopper's usual price level, and how much history there is.
 """
 
@@ -31,6 +31,7 @@ FEATURES = (
     "age_days",
     "shopper_category_share",
     "shopper_origin_share",
+    "shopper_brand_share",
     "shopper_price_gap",
     "shopper_history",
 )
@@ -38,26 +39,29 @@ FEATURES = (
 
 @dataclass(frozen=True)
 class ShopperProfile:
-    """What a shopper's past purchases say: shares by category and origin, mean log price."""
+    """What a shopper's past purchases say: shares by category, origin and brand, mean log price."""
 
     n: int = 0
     category_share: dict[str, float] = field(default_factory=dict)
     origin_share: dict[str, float] = field(default_factory=dict)
+    brand_share: dict[str, float] = field(default_factory=dict)
     mean_log_price: float = 0.0
 
     @classmethod
-    def from_purchases(cls, rows: Iterable[tuple[str, str, float]]) -> ShopperProfile:
-        """`rows`: (category_id, origin, price) per purchased product."""
+    def from_purchases(cls, rows: Iterable[tuple[str, str, float, str]]) -> ShopperProfile:
+        """`rows`: (category_id, origin, price, brand) per purchased product."""
         rows = list(rows)
         if not rows:
             return cls()
         n = len(rows)
         cats = Counter(r[0] for r in rows)
         origins = Counter(r[1] for r in rows)
+        brands = Counter(r[3] for r in rows)
         return cls(
             n=n,
             category_share={k: v / n for k, v in cats.items()},
             origin_share={k: v / n for k, v in origins.items()},
+            brand_share={k: v / n for k, v in brands.items()},
             mean_log_price=float(np.mean([np.log1p(max(r[2], 0.0)) for r in rows])),
         )
 
@@ -100,6 +104,7 @@ def search_features(
     if shopper.n:
         out[:, col + 7] = [shopper.category_share.get(h.document.category_id, 0.0) for h in hits]
         out[:, col + 8] = [shopper.origin_share.get(h.document.origin, 0.0) for h in hits]
-        out[:, col + 9] = np.abs(price - shopper.mean_log_price)
-        out[:, col + 10] = np.log1p(shopper.n)
+        out[:, col + 9] = [shopper.brand_share.get(h.document.brand, 0.0) for h in hits]
+        out[:, col + 10] = np.abs(price - shopper.mean_log_price)
+        out[:, col + 11] = np.log1p(shopper.n)
     return out

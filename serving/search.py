@@ -13,6 +13,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.ads import AdClick, AdImpression
 from commerce.db import transaction
 from commerce.search.documents import load_documents, rebuild, refresh_products
-from commerce.search.index import Filters, Hit, SearchIndex, restrict
+from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict
 from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
@@ -48,7 +49,9 @@ class SearchConfig:
     slot_positions: tuple[int, ...] = (1, 6)  # where sponsored results sit in the first page (1-based)
     reserve: Decimal = Decimal("0.30")
     relevance_floor: float = 0.3  # ad's text score over the best organic score
-    candidates: int = 200  # matches retrieved, then ranked
+    candidates: int = 100  # matches retrieved, then ranked
+    cache_seconds: float = 30.0  # how long a cached index lookup may serve
+    cache_entries: int = 20_000
     ctr_prior: float = 0.02  # predicted click rate of an ad without history
     ctr_prior_weight: float = 200.0  # impressions the prior is worth
     ranker_path: str | None = None
@@ -179,6 +182,8 @@ class SearchService:
         self.impressions = ImpressionLog(session_factory)
         self._local_spend: dict[str, Decimal] = {}  # clicks charged by this replica since the last load
         self._random = random.Random()
+        self._cache: dict[tuple, tuple[float, list[Hit]]] = {}
+        self._brand_of: dict[str, str] = {}  # product -> brand, for shopper brand affinity
 
     @property
     def model_version(self) -> str:
@@ -191,8 +196,12 @@ class SearchService:
         now = now or datetime.now(UTC)
         with self.session_factory() as session:
             changed = rebuild(self.index, session)
+            if changed["written"] or changed["removed"]:
+                self._cache = {}
             if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
-                self.parser = QueryParser(Vocabulary.from_documents(load_documents(session)))
+                docs = list(load_documents(session))
+                self.parser = QueryParser(Vocabulary.from_documents(docs))
+                self._brand_of = {d.product_id: d.brand for d in docs}
             self.ads_snapshot = AdsSnapshot.load(session, now)
         self._local_spend = {}
 
@@ -205,14 +214,31 @@ class SearchService:
         """Re-index after a committed write (called by the routers as a background task)."""
         with self.session_factory() as session:
             refresh_products(self.index, session, product_ids=product_ids, merchant_id=merchant_id)
+        self._cache = {}
 
     # --- searching ------------------------------------------------------------------------------------
 
+    def _match(self, query: MatchQuery, limit: int, filters: Filters, fields: bool) -> list[Hit]:
+        """Index lookups through a small cache: search traffic repeats its head queries, and a match
+        costs in proportion to the number of matching products. Entries live at most `cache_seconds`
+        (the reconcile interval, so other replicas' writes show within it) and this replica's own
+        writes clear the cache at once."""
+        key = (query, limit, filters, fields)
+        now = time.monotonic()
+        found = self._cache.get(key)
+        if found is not None and now - found[0] < self.config.cache_seconds:
+            return found[1]
+        hits = self.index.match(query, limit, filters, field_scores=fields)
+        if len(self._cache) >= self.config.cache_entries:
+            self._cache.clear()
+        self._cache[key] = (now, hits)
+        return hits
+
     def _retrieve(self, parsed: ParsedQuery, filters: Filters) -> list[Hit]:
         k, fields = self.config.candidates, self.ranker is not None  # per-field scores feed the ranker
-        hits = self.index.match(parsed.match, k, filters, field_scores=fields)
+        hits = self._match(parsed.match, k, filters, fields)
         if not hits and len(parsed.match.groups) > 1:
-            hits = self.index.match(parsed.relaxed(), k, filters, field_scores=fields)
+            hits = self._match(parsed.relaxed(), k, filters, fields)
         return hits
 
     def _popularity(self, hits: Sequence[Hit]) -> np.ndarray:
@@ -228,8 +254,15 @@ class SearchService:
         if shopper_id is None or catalog is None or shopper_id not in catalog.purchased:
             return EMPTY_PROFILE
         positions = catalog.purchased[shopper_id].tolist()
+        brand = self._brand_of
         return ShopperProfile.from_purchases(
-            (catalog.category_ids[p], catalog.origins[p], float(catalog.prices[p])) for p in positions
+            (
+                catalog.category_ids[p],
+                catalog.origins[p],
+                float(catalog.prices[p]),
+                brand.get(catalog.product_ids[p], ""),
+            )
+            for p in positions
         )
 
     def _rank(self, parsed: ParsedQuery, hits: list[Hit], shopper_id: str | None, now: datetime):
@@ -314,7 +347,7 @@ class SearchService:
         wanted = {p for ad in live for p in ad.product_ids}
         missing = wanted - set(by_id)
         if missing:
-            for h in self.index.match(parsed.match, len(missing), restrict(filters, missing)):
+            for h in self._match(parsed.match, len(missing), restrict(filters, missing), False):
                 by_id[h.product_id] = h
         best = max((h.score for h in hits), default=0.0) or max(
             (h.score for h in by_id.values()), default=0.0

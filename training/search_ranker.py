@@ -81,7 +81,9 @@ class SearchContext:
         profiles = {}
         for shopper, items in bought.groupby("shopper_id")["product_id"]:
             rows = [
-                (by_id[p].category_id, by_id[p].origin, float(by_id[p].price)) for p in items if p in by_id
+                (by_id[p].category_id, by_id[p].origin, float(by_id[p].price), by_id[p].brand)
+                for p in items
+                if p in by_id
             ]
             profiles[shopper] = ShopperProfile.from_purchases(rows)
         return cls(QueryEngine(docs, pool), popularity, profiles, as_of)

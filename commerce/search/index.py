@@ -252,12 +252,21 @@ class Fts5Index:
                 extra += f", -bm25(search_fts, {one}) AS s_{name}"
         if query.groups:
             params["q"] = _fts5_expression(query)
-            sql = (
-                f"SELECT m.product_id, -bm25(search_fts, {weights}) AS score, m.doc{extra}"
-                " FROM search_fts JOIN search_meta m ON m.rowid = search_fts.rowid"
-                f" WHERE search_fts MATCH :q {''.join(' AND ' + w for w in where)}"
-                " ORDER BY score DESC, m.product_id LIMIT :limit"
-            )
+            if where:
+                sql = (
+                    f"SELECT m.product_id, -bm25(search_fts, {weights}) AS score, m.doc{extra}"
+                    " FROM search_fts JOIN search_meta m ON m.rowid = search_fts.rowid"
+                    f" WHERE search_fts MATCH :q {''.join(' AND ' + w for w in where)}"
+                    " ORDER BY score DESC, m.product_id LIMIT :limit"
+                )
+            else:  # rank inside the index first, then read only the winners' documents
+                names = ", ".join(f"t.s_{f}" for f in FIELDS) if field_scores else ""
+                sql = (
+                    f"SELECT m.product_id, t.score, m.doc{', ' + names if names else ''} FROM ("
+                    f"SELECT rowid, -bm25(search_fts, {weights}) AS score{extra} FROM search_fts"
+                    " WHERE search_fts MATCH :q ORDER BY score DESC LIMIT :limit) AS t"
+                    " JOIN search_meta m ON m.rowid = t.rowid ORDER BY t.score DESC, m.product_id"
+                )
         else:
             zeros = "".join(f", 0.0 AS s_{name}" for name in FIELDS) if field_scores else ""
             sql = (

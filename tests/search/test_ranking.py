@@ -110,3 +110,42 @@ def test_evaluate_search_cli_on_a_tiny_marketplace(tmp_path):
     assert set(result["randomized_slice"]) == {"bm25", "popularity", "ranker", "ranker_no_debias"}
     assert result["position_propensity"][0] == 1.0
     assert (tmp_path / "r.joblib").exists() and (tmp_path / "m" / "search_logs.parquet").exists()
+
+
+def test_search_features_for_query_and_shopper():
+    from datetime import UTC, datetime
+
+    from commerce.search.index import Hit, MatchQuery, SearchDocument
+    from commerce.search.query import ParsedQuery
+    from features.search_features import FEATURES, ShopperProfile, search_features
+
+    def hit(pid, brand, cat, origin, price, score):
+        doc = SearchDocument(
+            pid,
+            f"{brand} x",
+            brand,
+            cat,
+            ("Root", cat),
+            origin,
+            "M",
+            price,
+            "bonded",
+            "2026-01-01T00:00:00+00:00",
+        )
+        return Hit(pid, score, doc, {"title": score, "brand": 0.0})
+
+    hits = [hit("a", "Karimi", "C1", "JP", "100.00", 3.0), hit("b", "Sorin", "C2", "KR", "400.00", 1.0)]
+    parsed = ParsedQuery("karimi", ("karimi",), MatchQuery((("karimi",),)), brand="Karimi", category_id="C2")
+    profile = ShopperProfile.from_purchases([("C2", "KR", 380.0, "Sorin"), ("C1", "KR", 420.0, "Other")])
+    X = search_features(
+        hits, parsed, popularity=[0, 9], shopper=profile, now=datetime(2026, 1, 11, tzinfo=UTC)
+    )
+    col = {name: X[:, i] for i, name in enumerate(FEATURES)}
+    assert col["bm25"].tolist() == [3.0, 1.0] and col["bm25_rank"].tolist() == [0, 1]
+    assert col["brand_match"].tolist() == [1, 0] and col["category_match"].tolist() == [0, 1]
+    assert col["popularity"][1] == pytest.approx(np.log(10))
+    assert col["age_days"].tolist() == [10, 10]
+    assert col["shopper_category_share"].tolist() == [0.5, 0.5]
+    assert col["shopper_origin_share"].tolist() == [0, 1] and col["shopper_brand_share"].tolist() == [0, 0.5]
+    assert col["shopper_history"][0] == pytest.approx(np.log(3))
+    assert col["shopper_price_gap"][1] < col["shopper_price_gap"][0]  # 400 is nearer this shopper's level
