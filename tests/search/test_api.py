@@ -173,7 +173,9 @@ def test_sponsored_result_click_charges_once_within_budget(api, keys, shop):
     again = api.post("/v1/search/clicks", json={"token": token}, headers=auth(keys["storefront"])).json()
     assert (first["charged"], first["replay"]) == (True, False)
     assert (again["charged"], again["replay"]) == (False, True)
-    # the reserve: alone in the auction, the ad pays 0.30; a second click would still fit 1.00
+    # budget 1.00: after 0.30 spent another click at the 0.80 bid could overspend, so the ad stops showing
+    assert api.get("/v1/search", params={"q": "保湿面霜"}).json()["sponsored"] == []
+    # the reserve: alone in the auction, the ad pays 0.30
     with shop() as s:
         assert s.scalar(select(AdBudgetDay.spent)) == Decimal("0.30")
     api.app.state.search.impressions.flush()
