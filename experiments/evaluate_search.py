@@ -44,6 +44,28 @@ def reciprocal_rank(clicked_in_order: np.ndarray) -> float:
     return 1.0 / (hits[0] + 1) if len(hits) else 0.0
 
 
+def per_search_ndcg(log: pd.DataFrame, scores: dict[str, np.ndarray], k: int = 10) -> dict[str, np.ndarray]:
+    """nDCG@k of each method on each clicked search (aligned across methods, for paired comparisons)."""
+    gains = graded(log).astype(np.float64)
+    clicked = log["clicked"].to_numpy()
+    position = log["position"].to_numpy()
+    out: dict[str, list[float]] = {m: [] for m in scores}
+    for idx in log.groupby("search_id", sort=False).indices.values():
+        if clicked[idx].any():
+            for method, s in scores.items():
+                out[method].append(ndcg_at_k(gains[idx[np.lexsort((-position[idx], -s[idx]))]], k))
+    return {m: np.asarray(v) for m, v in out.items()}
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over the same searches with a 95% percentile-bootstrap interval."""
+    diff = np.asarray(a) - np.asarray(b)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci95_low": float(lo), "ci95_high": float(hi)}
+
+
 def score_lists(log: pd.DataFrame, scores: dict[str, np.ndarray], k: int = 10) -> dict[str, dict[str, float]]:
     """Mean nDCG@k and MRR of each method's order of every search's shown results (clicked searches)."""
     gains = graded(log).astype(np.float64)
@@ -109,6 +131,8 @@ def evaluate_search(
     rand = test["randomized"].to_numpy()
     held_out = score_lists(test[rand].reset_index(drop=True), {m: s[rand] for m, s in scores.items()}, k)
     all_traffic = score_lists(test, scores, k)
+    rand_log = test[rand].reset_index(drop=True)
+    paired = per_search_ndcg(rand_log, {m: s[rand] for m, s in scores.items()}, k)
     key = f"ndcg@{k}"
     base = held_out["bm25"]
     result = {
@@ -128,6 +152,10 @@ def evaluate_search(
             if held_out["ranker_no_debias"][key]
             else None,
         },
+        f"debiased_minus_no_debias_{key}": paired_bootstrap(
+            paired["ranker"], paired["ranker_no_debias"], seed=seed
+        ),
+        f"ranker_minus_bm25_{key}": paired_bootstrap(paired["ranker"], paired["bm25"], seed=seed),
         "model_version": debiased.version_,
     }
     if save_ranker is not None:

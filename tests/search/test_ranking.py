@@ -149,3 +149,14 @@ def test_search_features_for_query_and_shopper():
     assert col["shopper_origin_share"].tolist() == [0, 1] and col["shopper_brand_share"].tolist() == [0, 0.5]
     assert col["shopper_history"][0] == pytest.approx(np.log(3))
     assert col["shopper_price_gap"][1] < col["shopper_price_gap"][0]  # 400 is nearer this shopper's level
+
+
+def test_paired_bootstrap_interval():
+    from experiments.evaluate_search import paired_bootstrap
+
+    a = np.full(200, 0.6)
+    b = np.full(200, 0.5)
+    out = paired_bootstrap(a, b)
+    assert out["mean"] == pytest.approx(0.1) and out["ci95_low"] == pytest.approx(0.1)
+    noisy = paired_bootstrap(np.r_[np.ones(100), np.zeros(100)], np.full(200, 0.5))
+    assert noisy["ci95_low"] < 0 < noisy["ci95_high"]
