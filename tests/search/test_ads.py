@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -182,3 +182,30 @@ def test_report_and_platform_revenue(shop):
     assert rep.roas == pytest.approx(float(order.total) / 0.70)
     got = {(r.period, r.source): r.amount for r in rows}
     assert got["2026-06-01", "search_ads"] == Decimal("0.70")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    budget=st.decimals(min_value=Decimal("0.30"), max_value=Decimal("5.00"), places=2),
+    prices=st.lists(st.decimals(min_value=Decimal("0.30"), max_value=Decimal("2.00"), places=2), max_size=12),
+    replays=st.lists(st.integers(min_value=0, max_value=11), max_size=4),
+)
+def test_spend_never_exceeds_budget_and_equals_charged_clicks(shop, budget, prices, replays):
+    cid, (kid, _) = _campaign(shop, budget=str(budget))
+    claims = [_claim(cid, kid, price=str(p), shopper=None) for p in prices]
+    sequence = claims + [claims[i] for i in replays if i < len(claims)]
+    results = []
+    for claim in sequence:
+        with transaction(shop) as s:
+            results.append(ads.charge_click(s, claim, NOW))
+    charged = sum((r.price for r in results if r.charged), Decimal("0"))
+    assert sum(r.charged for r in results[len(claims) :]) == 0  # replays never charged
+    with shop() as s:
+        spent = s.scalar(select(AdBudgetDay.spent).where(AdBudgetDay.campaign_id == cid)) or Decimal("0")
+    assert spent == charged <= budget
+    # greedy in arrival order: a click is refused only when it would not fit
+    running = Decimal("0")
+    for claim, r in zip(claims, results, strict=False):
+        fits = running + Decimal(claim.price) <= budget
+        assert r.charged == fits
+        running += Decimal(claim.price) if fits else 0
