@@ -20,6 +20,7 @@ from serving.deps import (
     MerchantOrAdmin,
     PrincipalDep,
     SessionDep,
+    StateDep,
     Storefront,
     ensure_merchant,
     ensure_shopper,
@@ -69,10 +70,20 @@ def _card(doc) -> dict:
     }
 
 
+def _subtree(state, category: str) -> frozenset[str]:
+    """Categories under `category` holding products, from the catalog snapshot (no database transaction
+    on the search path); a category the snapshot does not know comes from the database (404 if none)."""
+    catalog = state.catalog.current
+    if catalog is None or category not in catalog.category_parent:
+        with state.session_factory() as session:
+            return frozenset(category_subtree(session, category))
+    return frozenset(catalog.category_ids[catalog.category_mask(category)].tolist()) | {category}
+
+
 @router.get("/search", response_model=SearchOut)
 def search(
     search: SearchDep,
-    session: SessionDep,
+    state: StateDep,
     principal: PrincipalDep,
     q: Annotated[str, Query(min_length=1, max_length=100, description="Words in Chinese or English.")],
     shopper_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -92,7 +103,7 @@ def search(
                 "personalised search needs a storefront, shopper or admin key",
             )
         ensure_shopper(principal, shopper_id)
-    categories = frozenset(category_subtree(session, category)) if category is not None else None
+    categories = _subtree(state, category) if category is not None else None
     filters = Filters(
         origin=origin.upper() if origin else None,
         category_ids=categories,

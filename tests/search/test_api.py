@@ -70,6 +70,7 @@ def test_search_finds_chinese_and_english(api):
     body = api.get("/v1/search", params={"q": "cream", "limit": 1, "offset": 1}).json()
     assert body["total"] == 2 and len(body["items"]) == 1 and body["items"][0]["rank"] == 2
     assert api.get("/v1/search", params={"q": ""}).status_code == 422
+    assert api.get("/v1/search", params={"q": "cream", "category": "nope"}).status_code == 404
 
 
 def test_personalised_search_needs_a_key_for_that_shopper(api, keys):
