@@ -66,6 +66,18 @@ class AdsSnapshot:
     ads: list[ads.LiveAd]
     ctr: dict[tuple[str, str], tuple[int, int]]  # (campaign, product) -> (clicks, impressions), 30 days
     day: str
+    by_word: dict[str, list[ads.LiveAd]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Every match type needs the keyword's first word in the query: only those ads are checked.
+        by_word: dict[str, list[ads.LiveAd]] = {}
+        for ad in self.ads:
+            by_word.setdefault(ad.keyword[0], []).append(ad)
+        object.__setattr__(self, "by_word", by_word)
+
+    def matching(self, words: tuple[str, ...]) -> list[ads.LiveAd]:
+        seen = {ad.keyword_id: ad for w in set(words) for ad in self.by_word.get(w, ())}
+        return [ad for _, ad in sorted(seen.items()) if ads.keyword_matches(ad.keyword, ad.match_type, words)]
 
     @classmethod
     def load(cls, session: Session, now: datetime) -> AdsSnapshot:
@@ -328,8 +340,7 @@ class SearchService:
         snapshot = self.ads_snapshot
         if not snapshot.ads:
             return []
-        words = parsed.terms
-        matched = [a for a in snapshot.ads if ads.keyword_matches(a.keyword, a.match_type, words)]
+        matched = snapshot.matching(parsed.terms)
         if not matched:
             return []
         elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86400

@@ -73,15 +73,23 @@ class ParsedQuery:
         return MatchQuery(self.match.groups, require_all=False)
 
 
-def _find_phrase(terms: list[str], phrases: dict[tuple[str, ...], str]) -> str | None:
+def _phrase_index(phrases: dict[tuple[str, ...], str]) -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """Phrases by first word, longest first, so a lookup touches only phrases that can start there."""
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for phrase, value in sorted(phrases.items(), key=lambda kv: -len(kv[0])):
+        index.setdefault(phrase[0], []).append((phrase, value))
+    return index
+
+
+def _find_phrase(terms: list[str], index: dict[str, list[tuple[tuple[str, ...], str]]]) -> str | None:
     """The longest known phrase appearing as consecutive terms."""
     best: tuple[int, str] | None = None
-    for phrase, value in phrases.items():
-        n = len(phrase)
-        if best is not None and n <= best[0]:
-            continue
-        if any(tuple(terms[i : i + n]) == phrase for i in range(len(terms) - n + 1)):
-            best = (n, value)
+    for i, term in enumerate(terms):
+        for phrase, value in index.get(term, ()):
+            n = len(phrase)
+            if (best is None or n > best[0]) and tuple(terms[i : i + n]) == phrase:
+                best = (n, value)
+                break
     return best[1] if best else None
 
 
@@ -89,6 +97,8 @@ class QueryParser:
     def __init__(self, vocabulary: Vocabulary):
         self.vocabulary = vocabulary
         self._latin = set(vocabulary.latin_terms)
+        self._brands = _phrase_index(vocabulary.brands)
+        self._categories = _phrase_index(vocabulary.categories)
 
     def _correct(self, term: str) -> str:
         if has_cjk(term) or term.isdigit() or len(term) < TYPO_MIN_LENGTH or term in self._latin:
@@ -117,7 +127,7 @@ class QueryParser:
             terms=tuple(terms),
             match=MatchQuery(groups),
             origin=origin,
-            brand=_find_phrase(terms, self.vocabulary.brands),
-            category_id=_find_phrase(terms, self.vocabulary.categories),
+            brand=_find_phrase(terms, self._brands),
+            category_id=_find_phrase(terms, self._categories),
             corrections=corrections,
         )
