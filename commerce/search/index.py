@@ -17,7 +17,8 @@ import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 from sqlalchemy import Engine, text
@@ -28,6 +29,12 @@ from commerce.search.lexicon import CATEGORY_ZH, ORIGIN_TEXT
 FIELDS = ("title", "brand", "category", "origin", "attributes")
 #: Relative weight of a term match per field: a brand or title hit says more than an attribute hit.
 FIELD_WEIGHTS = {"title": 4.0, "brand": 3.0, "category": 2.0, "origin": 1.0, "attributes": 0.5}
+
+
+@lru_cache(maxsize=100_000)
+def _segment_shared(text: str) -> str:
+    """Segment a field many products share (brand, category, origin, attributes) once."""
+    return segment(text)
 
 
 @dataclass(frozen=True)
@@ -54,17 +61,23 @@ class SearchDocument:
         origin = " ".join([self.origin, *ORIGIN_TEXT.get(self.origin, ())])
         return {
             "title": segment(self.title),
-            "brand": segment(self.brand),
-            "category": segment(category),
-            "origin": segment(origin),
-            "attributes": segment(" ".join(self.attributes)),
+            "brand": _segment_shared(self.brand),
+            "category": _segment_shared(category),
+            "origin": _segment_shared(origin),
+            "attributes": _segment_shared(" ".join(self.attributes)),
         }
 
+    @cached_property
+    def _json(self) -> str:
+        # Field by field: dataclasses.asdict deep-copies and dominated index builds.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
     def fingerprint(self) -> str:
-        return hashlib.blake2b(json.dumps(asdict(self), sort_keys=True).encode(), digest_size=12).hexdigest()
+        return hashlib.blake2b(self._json.encode(), digest_size=12).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return self._json
 
     @classmethod
     def from_json(cls, raw: str) -> SearchDocument:
