@@ -74,7 +74,9 @@ class SearchDocument:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
     def fingerprint(self) -> str:
-        return hashlib.blake2b(self._json.encode(), digest_size=12).hexdigest()
+        """Changes whenever any field does; cheap (no JSON), since a reconcile takes one per product."""
+        values = tuple(getattr(self, f.name) for f in fields(self))
+        return hashlib.blake2b(repr(values).encode(), digest_size=12).hexdigest()
 
     def to_json(self) -> str:
         return self._json
