@@ -22,6 +22,7 @@ def build_search(
         slots=settings.sponsored_slots,
         reserve=Decimal(settings.ad_reserve_price),
         ranker_path=settings.search_ranker_path or None,
+        cache_seconds=every_seconds,  # other replicas' writes show within the refresh interval
     )
     service = SearchService(
         index,
