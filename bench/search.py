@@ -272,6 +272,59 @@ def _wait_search(url: str, key: str, timeout: float = 900.0) -> None:
     raise RuntimeError("server did not become ready")
 
 
+def bench_in_process(workdir: Path, key: str, paths: list[str]) -> dict:
+    """CPU per request through the whole ASGI app in this process (no network, no load generator):
+    /v1/search against the existing /v1/products listing and /health on the same app."""
+    import asyncio
+
+    import httpx
+
+    from commerce.db import make_engine, make_session_factory
+    from crosscart.settings import Settings
+    from serving.app import create_app
+
+    class NoModel:
+        def champion(self):
+            return None
+
+        def load(self, version):
+            raise LookupError(version)
+
+    settings = Settings(
+        data_dir=workdir, database_url=f"sqlite:///{workdir / 'bench.db'}", rate_limit_per_minute=10**9
+    )
+    app = create_app(
+        settings,
+        session_factory=make_session_factory(make_engine(settings.resolved_database_url)),
+        model_source=NoModel(),
+        uplift_source=NoModel(),
+        start_background=False,
+    )
+    out = {}
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                headers = {"Authorization": f"Bearer {key}"}
+                for path in paths:  # warm the lookup cache, as the HTTP run does
+                    await client.get(path, headers=headers)
+                runs = {
+                    "search": paths,
+                    "products_listing": ["/v1/products?q=cream&limit=20"] * len(paths),
+                    "health": ["/health"] * len(paths),
+                }
+                for name, batch in runs.items():
+                    start = time.process_time()
+                    for path in batch:
+                        await client.get(path, headers=headers)
+                    out[f"{name}_cpu_ms"] = round((time.process_time() - start) / len(batch) * 1000, 3)
+
+    asyncio.run(run())
+    out["search_vs_products_listing"] = round(out["search_cpu_ms"] / out["products_listing_cpu_ms"], 2)
+    return out
+
+
 def bench_http(workdir: Path, n_products: int, rate: float, seconds: int, n_campaigns: int) -> dict:
     from bench.serving import _free_port, _run_load
 
@@ -303,9 +356,11 @@ def bench_http(workdir: Path, n_products: int, rate: float, seconds: int, n_camp
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
+    in_process = bench_in_process(workdir, key, paths[:2000])
     return {
         "products": n_products,
         "load_average_1m": round(os.getloadavg()[0], 1),
+        "in_process": in_process,
         "keyword_campaigns": n_campaigns,
         "distinct_requests": len(set(paths)),
         "cache": "warm: every distinct request sent once before the timed run",
@@ -381,6 +436,11 @@ def _print_table(r: dict) -> None:
     print(f"{'GET /v1/search p50 at 200 rps (ms)':<44}{at['p50_ms']:>12}")
     print(f"{'GET /v1/search p99 at 200 rps (ms)':<44}{at['p99_ms']:>12}{30:>10}")
     print(f"{'/health p99 at the same rate (ms)':<44}{http['health_at_rate']['p99_ms']:>12}")
+    ip = http["in_process"]
+    print(f"{'in-process CPU/request: search (ms)':<44}{ip['search_cpu_ms']:>12}")
+    print(
+        f"{'  /v1/products listing; /health (ms)':<44}{ip['products_listing_cpu_ms']:>12}{ip['health_cpu_ms']:>10}"
+    )
     if "ranking" in r:
         for name, value in r["ranking"]["ratios"].items():
             print(f"{name:<44}{value:>12.3f}" if value is not None else f"{name:<44}{'n/a':>12}")
