@@ -391,6 +391,8 @@ def bench_ranking(scale: str, workdir: Path) -> dict:
         "position_propensity": result["position_propensity"],
         "randomized_slice": result["randomized_slice"],
         "ratios": result["ratios"],
+        "debiased_minus_no_debias_ndcg@10": result["debiased_minus_no_debias_ndcg@10"],
+        "ranker_minus_bm25_ndcg@10": result["ranker_minus_bm25_ndcg@10"],
     }
 
 
