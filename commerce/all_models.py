@@ -22,6 +22,7 @@ CORE_MODULES = (
     "commerce.idempotency",
     "commerce.refunds",
     "commerce.audit",
+    "commerce.ads",
 )
 OPTIONAL_MODULES = ("commerce.access", "commerce.campaigns", "commerce.experiments")
 

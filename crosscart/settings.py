@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",
     )
+    search_backend: str = Field(
+        default="fts5", description="Search index: fts5 (embedded SQLite, per replica) or postgresql."
+    )
+    search_index_path: str = Field(default=":memory:", description="FTS5 index file (:memory: = in RAM).")
+    search_ranker_path: str = Field(default="", description="Fitted search ranker (joblib); empty: BM25.")
+    ads_token_secret: str = Field(
+        default="crosscart-dev-ads-secret",
+        description="Secret signing sponsored-result impression tokens (HMAC). Change it in production.",
+    )
+    sponsored_slots: int = Field(default=2, ge=0, le=4, description="Sponsored results per search page.")
+    ad_reserve_price: str = Field(
+        default="0.30", description="Least cost per click of a sponsored result (CNY)."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -111,8 +111,10 @@ def create_app(
         models,
         orders,
         recommendations,
+        search,
         sessions,
     )
+    from serving.search_setup import build_search
     from serving.sessions import SessionState, load_session_version
 
     settings = settings or get_settings()
@@ -196,6 +198,7 @@ def create_app(
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
     state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
+    search_runner = build_search(settings, session_factory, state, catalog_refresh_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -210,9 +213,11 @@ def create_app(
             state.start()
         else:
             state.load_once()
+        search_runner.start(start_background)
         try:
             yield
         finally:
+            search_runner.stop()
             state.stop()
 
     app = FastAPI(
@@ -225,6 +230,7 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     app.state.serving = state
+    app.state.search = search_runner.service
     errors.install(app)
     docs_pages.install(app)
     app.include_router(health.router)
@@ -233,7 +239,7 @@ def create_app(
     )
     for module in (
         recommendations, catalog, orders, logistics, events, marketing, coupons, experiments, models, keys,
-        audit, sessions,
+        audit, sessions, search,
     ):  # fmt: skip
         v1.include_router(module.router)
     app.include_router(v1)

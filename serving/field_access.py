@@ -124,6 +124,12 @@ FIELD_ROLES: dict[str, dict[str, FieldRoles]] = {
     ),
     # models: moving an alias (admin only, by the endpoint)
     "AliasIn": _open("version"),
+    # search and keyword promotion: a merchant's own bids and budgets, the storefront's clicks
+    "ClickIn": _open("token"),
+    "KeywordCampaignIn": _open("name", "daily_budget", "product_ids", "keywords"),
+    "KeywordCampaignPatch": _open("daily_budget", "status"),
+    "KeywordIn": _open("keyword", "match_type", "bid"),
+    "KeywordPatch": _open("bid", "status"),
     # logistics: a merchant's own shipping rule
     "ShippingRuleIn": _open("partner_id", "max_days"),
     # access

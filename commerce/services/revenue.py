@@ -1,4 +1,5 @@
-"""Platform revenue: commission (marketplace), margin (self-operated) and paid promotion slots."""
+"""Platform revenue: commission (marketplace), margin (self-operated), paid promotion slots and keyword
+promotion (charged clicks on sponsored search results)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.promotions import SponsoredPlacement
 from commerce.services._util import get_or_404, required_text
+from commerce.services.ads import ad_revenue_by_day
 from commerce.sqltypes import as_utc, to_money
 
-SOURCES = ("commission", "self_operated_margin", "promotion")
+SOURCES = ("commission", "self_operated_margin", "promotion", "search_ads")
 PERIODS = ("day", "month", "year")
 
 
@@ -74,7 +76,7 @@ def revenue_report(
     """Revenue by period (UTC) and source over [start, end).
 
     Orders count by payment time while in a paid-or-later status (cancelled and refunded orders earn
-    nothing); promotion slots count by their start.
+    nothing); promotion slots count by their start; search ads by the charged click.
     """
     if period not in PERIODS:
         raise ValidationError(f"period must be one of {PERIODS}", code="invalid_period")
@@ -95,6 +97,8 @@ def revenue_report(
         )
     ):
         totals[_period_key(starts_at, period), "promotion"] += spend
+    for clicked_at, price in ad_revenue_by_day(session, start, end):
+        totals[_period_key(clicked_at, period), "search_ads"] += price
     return [
         RevenueRow(key, source, totals[key, source])
         for key in sorted({k for k, _ in totals})

@@ -24,6 +24,7 @@ from crosscart.cli import (
     experiment,
     features,
     generate,
+    search,
     serve,
     train,
     train_delivery,
@@ -62,9 +63,11 @@ evaluate_app.command("next-basket")(evaluate_next_basket.evaluate_next_basket)
 evaluate_app.command("uplift")(evaluate_uplift.evaluate_uplift)
 evaluate_app.command("forecast")(evaluate_forecast.evaluate_forecast)
 evaluate_app.command("session")(evaluate_session.evaluate_session)
+evaluate_app.command("search")(search.evaluate_search)
 app.add_typer(evaluate_app, name="evaluate")
 
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(coupon.app, name="coupon")
+app.add_typer(search.app, name="search")
 app.command("serve")(serve.serve)

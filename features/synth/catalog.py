@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 
+from commerce.search.lexicon import CATEGORY_ZH
 from features.synth.model import FOREVER_US, N_LATENT, NEVER_US, CatalogModel
 from features.synth.reference import BRAND_SYLLABLES, CATEGORY_TREE, ORIGINS, ROOT_ORIGIN_WEIGHTS
 from features.synth.timeline import US_PER_DAY, Timeline
@@ -240,8 +241,9 @@ def build_catalog(
         np.maximum(approved_at[p_merchant], start - rng.integers(1, 700, n_products) * US_PER_DAY),
     )
     product_ids = pa.array([f"P{i:07d}" for i in range(n_products)], pa.string())
+    # Bilingual, as cross-border listings are: brand, the Chinese product name, the English name.
     titles = [
-        f"{brand_names[b]} {lv.names[leaf]} {TITLE_WORDS[w]}"
+        f"{brand_names[b]} {CATEGORY_ZH[lv.names[leaf]]} {lv.names[leaf]} {TITLE_WORDS[w]}"
         for b, leaf, w in zip(p_brand, p_leaf, rng.integers(0, len(TITLE_WORDS), n_products), strict=True)
     ]
     merchant_id_arr = pa.array(merchant_ids, pa.string())

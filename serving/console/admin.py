@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 
 from commerce.access import ROLES
 from serving.console.auth import AdminOnly
@@ -41,6 +41,7 @@ async def review(
     session: SessionDep,
     state: StateDep,
     principal: AdminOnly,
+    background: BackgroundTasks,
     decision: Annotated[str, Form()],
     reason: Annotated[str, Form()] = "",
 ):
@@ -48,7 +49,7 @@ async def review(
 
     def run():
         body = MerchantReview(decision=decision, reason=reason.strip() or None)
-        return catalog_api.review(merchant_id, body, session, state, principal)
+        return catalog_api.review(merchant_id, body, session, state, principal, request, background)
 
     _, error = attempt(session, run)
     if error:

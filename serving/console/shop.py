@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 
 from commerce.services.merchant_orders import orders_to_ship
 from serving.console.auth import MerchantOnly
@@ -16,7 +16,6 @@ from serving.routers import catalog as catalog_api
 from serving.schemas.catalog import StockSet
 
 router = APIRouter(prefix="/shop")
-
 
 
 def _merchant_id(principal, requested: str | None) -> str | None:
@@ -57,12 +56,13 @@ async def set_stock(
     session: SessionDep,
     state: StateDep,
     principal: MerchantOnly,
+    background: BackgroundTasks,
     location: Annotated[str, Form(min_length=1, max_length=64)],
     quantity: Annotated[int, Form()],
 ):
     def run():
         return catalog_api.set_stock(
-            product_id, location, StockSet(quantity=quantity), session, state, principal
+            product_id, location, StockSet(quantity=quantity), session, state, principal, request, background
         )
 
     product, error = attempt(session, run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, status
 
 from commerce.catalog import Fulfillment, Product
 from commerce.merchants import Merchant
@@ -33,6 +33,7 @@ from serving.schemas.catalog import (
     StockSet,
 )
 from serving.schemas.recommendations import ProductCard
+from serving.search import reindex_after
 from serving.security import Principal
 
 router = APIRouter(tags=["catalog"])
@@ -111,7 +112,13 @@ def get_merchant(merchant_id: str, session: SessionDep, principal: MerchantOrAdm
 
 @router.post("/merchants/{merchant_id}/review", response_model=MerchantOut)
 def review(
-    merchant_id: str, body: MerchantReview, session: SessionDep, state: StateDep, admin: Admin
+    merchant_id: str,
+    body: MerchantReview,
+    session: SessionDep,
+    state: StateDep,
+    admin: Admin,
+    request: Request,
+    background: BackgroundTasks,
 ) -> MerchantOut:
     """Approve or reject an application; suspend or reinstate an approved merchant (with a reason)."""
     if body.decision in ("reject", "suspend") and not body.reason:
@@ -134,6 +141,7 @@ def review(
         reason=body.reason,
     )
     state.catalog.request_refresh()
+    reindex_after(request.app, background, merchant_id=merchant_id)
     return _merchant(merchant)
 
 
@@ -158,7 +166,13 @@ def list_categories(
     "/merchants/{merchant_id}/products", response_model=ProductOut, status_code=status.HTTP_201_CREATED
 )
 def publish_product(
-    merchant_id: str, body: ProductCreate, session: SessionDep, state: StateDep, principal: MerchantOrAdmin
+    merchant_id: str,
+    body: ProductCreate,
+    session: SessionDep,
+    state: StateDep,
+    principal: MerchantOrAdmin,
+    request: Request,
+    background: BackgroundTasks,
 ) -> ProductOut:
     """Publish a product for this merchant (a merchant key publishes only for its own merchant)."""
     ensure_merchant(principal, merchant_id)
@@ -175,6 +189,7 @@ def publish_product(
             cost_price=product.cost_price,
         )
     state.catalog.request_refresh()
+    reindex_after(request.app, background, product_ids=[product.product_id])
     return _product(product)
 
 
@@ -195,7 +210,13 @@ def merchant_products(
 
 @router.patch("/products/{product_id}", response_model=ProductOut)
 def update_product(
-    product_id: str, body: ProductUpdate, session: SessionDep, state: StateDep, principal: MerchantOrAdmin
+    product_id: str,
+    body: ProductUpdate,
+    session: SessionDep,
+    state: StateDep,
+    principal: MerchantOrAdmin,
+    request: Request,
+    background: BackgroundTasks,
 ) -> ProductOut:
     """Change title, price or listing status (delist / relist) of one's own product."""
     old_price = _owned_product(session, principal, product_id).price
@@ -211,6 +232,7 @@ def update_product(
             new=product.price,
         )
     state.catalog.request_refresh()
+    reindex_after(request.app, background, product_ids=[product_id])
     return _product(product)
 
 
@@ -222,11 +244,14 @@ def set_stock(
     session: SessionDep,
     state: StateDep,
     principal: MerchantOrAdmin,
+    request: Request,
+    background: BackgroundTasks,
 ) -> ProductOut:
     product = _owned_product(session, principal, product_id)
     products.set_stock(session, product_id, location, body.quantity)
     session.refresh(product)
     state.catalog.request_refresh()
+    reindex_after(request.app, background, product_ids=[product_id])
     return _product(product)
 
 
@@ -234,7 +259,13 @@ def set_stock(
 async def search_products(
     state: StateDep,
     _: PrincipalDep,
-    q: Annotated[str | None, Query(max_length=100, description="Title contains (case-insensitive).")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Title contains (case-insensitive substring); GET /v1/search ranks by relevance.",
+        ),
+    ] = None,
     category: str | None = None,
     fulfillment: Fulfillment | None = None,
     origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,

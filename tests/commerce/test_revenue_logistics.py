@@ -35,6 +35,8 @@ def test_revenue_report_by_source_and_month(market):
         ("2026-07", "commission"): Decimal("0"),
         ("2026-07", "self_operated_margin"): Decimal("160.00"),
         ("2026-07", "promotion"): Decimal("0"),
+        ("2026-06", "search_ads"): Decimal("0"),
+        ("2026-07", "search_ads"): Decimal("0"),
     }
 
 

@@ -192,6 +192,26 @@ FULL_BODIES = {
         "/v1/models/crosscart-recommender/aliases/challenger",
         lambda: {"version": "1"},
     ),
+    ("POST", "/v1/search/clicks"): ("/v1/search/clicks", lambda: {"token": "not-a-real-token"}),
+    ("POST", "/v1/merchants/{merchant_id}/keyword-campaigns"): (
+        "/v1/merchants/m1/keyword-campaigns",
+        lambda: {
+            "name": "Spring", "daily_budget": "50.00", "product_ids": ["p01"],
+            "keywords": [{"keyword": "cream", "match_type": "broad", "bid": "0.80"}],
+        },  # fmt: skip
+    ),
+    ("PATCH", "/v1/keyword-campaigns/{campaign_id}"): (
+        "/v1/keyword-campaigns/kc-none",
+        lambda: {"daily_budget": "60.00", "status": "paused"},
+    ),
+    ("POST", "/v1/keyword-campaigns/{campaign_id}/keywords"): (
+        "/v1/keyword-campaigns/kc-none/keywords",
+        lambda: {"keyword": "serum", "match_type": "exact", "bid": "1.20"},
+    ),
+    ("PATCH", "/v1/keyword-campaigns/{campaign_id}/keywords/{keyword_id}"): (
+        "/v1/keyword-campaigns/kc-none/keywords/1",
+        lambda: {"bid": "1.50", "status": "paused"},
+    ),
     ("PUT", "/v1/merchants/{merchant_id}/shipping-rule"): (
         "/v1/merchants/m1/shipping-rule",
         lambda: {"partner_id": "lp1", "max_days": 3},

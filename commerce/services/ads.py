@@ -1,0 +1,532 @@
+"""Keyword promotion use cases: campaigns, keywords and bids, keyword matching, signed impression tokens,
+charged clicks and reports.
+
+A click is charged through the impression token the search response carried: an HMAC-signed claim
+(campaign, keyword, product, slot, price, shopper, expiry) with a random id. Forged or altered tokens fail
+the signature; the id is the primary key of `ad_clicks`, inserted with ON CONFLICT DO NOTHING, so a
+replayed token is never charged twice; the day's spend rises by one conditional UPDATE
+(`round(spent + price, 2) <= budget`), so concurrent clicks never take a campaign over its budget.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from commerce.ads import (
+    AD_CAMPAIGN_STATUSES,
+    KEYWORD_STATUSES,
+    MATCH_TYPES,
+    AdBudgetDay,
+    AdClick,
+    AdImpression,
+    AdKeyword,
+    KeywordCampaign,
+    KeywordCampaignProduct,
+)
+from commerce.bulk import insert_ignore, insert_ignore_stmt
+from commerce.errors import Conflict, ValidationError
+from commerce.merchants import Merchant
+from commerce.orders import COUNTED_STATUSES, Order, OrderLine
+from commerce.search.analysis import tokens
+from commerce.services._util import get_or_404, new_id, required_text
+from commerce.services.catalog import sellable_products
+from commerce.sqltypes import as_utc, to_money, utcnow
+
+TOKEN_TTL = timedelta(hours=1)
+ATTRIBUTION_WINDOW = timedelta(days=7)
+MAX_KEYWORD_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class KeywordInput:
+    keyword: str
+    match_type: str
+    bid: Decimal | str
+
+
+def normalize_keyword(keyword: str) -> str:
+    """A keyword in analysed form (the tokens a query is cut into), so matching compares like with like."""
+    words = tokens(required_text(keyword, "keyword", 200))
+    if not words or len(words) > MAX_KEYWORD_TOKENS:
+        raise ValidationError(
+            f"a keyword needs 1 to {MAX_KEYWORD_TOKENS} words, got {keyword!r}", code="invalid_keyword"
+        )
+    return " ".join(words)
+
+
+def _bid(value: Decimal | str) -> Decimal:
+    bid = to_money(value, field="bid")
+    if bid <= 0:
+        raise ValidationError("bid must be positive", code="invalid_bid")
+    return bid
+
+
+def _budget(value: Decimal | str) -> Decimal:
+    budget = to_money(value, field="daily_budget")
+    if budget <= 0:
+        raise ValidationError("daily_budget must be positive", code="invalid_budget")
+    return budget
+
+
+def create_campaign(
+    session: Session,
+    merchant_id: str,
+    *,
+    name: str,
+    daily_budget: Decimal | str,
+    product_ids: Sequence[str],
+    keywords: Sequence[KeywordInput] = (),
+    campaign_id: str | None = None,
+) -> KeywordCampaign:
+    """A keyword campaign of an approved merchant, promoting its own products that are approved for sale
+    (listed, in stock, merchant approved)."""
+    merchant = get_or_404(session, Merchant, merchant_id, "merchant")
+    if merchant.status != "approved":
+        raise ValidationError(f"merchant {merchant_id!r} is not approved", code="merchant_not_approved")
+    wanted = sorted(set(product_ids))
+    if not wanted:
+        raise ValidationError("a campaign promotes at least one product", code="missing_products")
+    sellable = {p.product_id: p for p in sellable_products(session, wanted, in_stock=True)}
+    refused = [p for p in wanted if p not in sellable or sellable[p].merchant_id != merchant_id]
+    if refused:
+        raise ValidationError(
+            f"not this merchant's sellable products: {refused}", code="products_not_promotable"
+        )
+    campaign_id = campaign_id or new_id("kc")
+    if session.get(KeywordCampaign, campaign_id) is not None:
+        raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
+    campaign = KeywordCampaign(
+        campaign_id=campaign_id,
+        merchant_id=merchant_id,
+        name=required_text(name, "name", 200),
+        daily_budget=_budget(daily_budget),
+        status="active",
+    )
+    session.add(campaign)
+    session.flush()
+    session.add_all(KeywordCampaignProduct(campaign_id=campaign_id, product_id=p) for p in wanted)
+    for kw in keywords:
+        add_keyword(session, campaign_id, kw)
+    session.flush()
+    return campaign
+
+
+def add_keyword(session: Session, campaign_id: str, data: KeywordInput) -> AdKeyword:
+    get_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
+    if data.match_type not in MATCH_TYPES:
+        raise ValidationError(f"match_type must be one of {MATCH_TYPES}", code="invalid_match_type")
+    keyword = normalize_keyword(data.keyword)
+    clash = session.scalar(
+        select(AdKeyword).where(
+            AdKeyword.campaign_id == campaign_id,
+            AdKeyword.keyword == keyword,
+            AdKeyword.match_type == data.match_type,
+        )
+    )
+    if clash is not None:
+        raise Conflict(
+            f"keyword {keyword!r} ({data.match_type}) already in the campaign", code="duplicate_keyword"
+        )
+    row = AdKeyword(campaign_id=campaign_id, keyword=keyword, match_type=data.match_type, bid=_bid(data.bid))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_campaign(
+    session: Session,
+    campaign_id: str,
+    *,
+    daily_budget: Decimal | str | None = None,
+    status: str | None = None,
+) -> KeywordCampaign:
+    """Change the daily budget (from the next day that has no spend yet) or pause / resume / end."""
+    campaign = get_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
+    if status is not None:
+        if status not in AD_CAMPAIGN_STATUSES:
+            raise ValidationError(f"status must be one of {AD_CAMPAIGN_STATUSES}", code="invalid_status")
+        if campaign.status == "ended" and status != "ended":
+            raise ValidationError("an ended campaign cannot restart", code="campaign_ended")
+        campaign.status = status
+    if daily_budget is not None:
+        campaign.daily_budget = _budget(daily_budget)
+    session.flush()
+    return campaign
+
+
+def update_keyword(
+    session: Session, keyword_id: int, *, bid: Decimal | str | None = None, status: str | None = None
+) -> AdKeyword:
+    row = get_or_404(session, AdKeyword, keyword_id, "keyword")
+    if bid is not None:
+        row.bid = _bid(bid)
+    if status is not None:
+        if status not in KEYWORD_STATUSES:
+            raise ValidationError(f"status must be one of {KEYWORD_STATUSES}", code="invalid_status")
+        row.status = status
+    session.flush()
+    return row
+
+
+def list_campaigns(session: Session, merchant_id: str) -> list[KeywordCampaign]:
+    return list(
+        session.scalars(
+            select(KeywordCampaign)
+            .where(KeywordCampaign.merchant_id == merchant_id)
+            .order_by(KeywordCampaign.created_at, KeywordCampaign.campaign_id)
+        )
+    )
+
+
+def campaign_keywords(session: Session, campaign_id: str) -> list[AdKeyword]:
+    return list(
+        session.scalars(
+            select(AdKeyword).where(AdKeyword.campaign_id == campaign_id).order_by(AdKeyword.keyword_id)
+        )
+    )
+
+
+def campaign_products(session: Session, campaign_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(KeywordCampaignProduct.product_id)
+            .where(KeywordCampaignProduct.campaign_id == campaign_id)
+            .order_by(KeywordCampaignProduct.product_id)
+        )
+    )
+
+
+def keyword_matches(keyword: Sequence[str], match_type: str, query: Sequence[str]) -> bool:
+    """exact: the query is the keyword; phrase: the keyword appears in the query as consecutive words;
+    broad: every keyword word appears somewhere in the query."""
+    keyword, query = tuple(keyword), tuple(query)
+    if match_type == "exact":
+        return keyword == query
+    if match_type == "phrase":
+        n = len(keyword)
+        return any(query[i : i + n] == keyword for i in range(len(query) - n + 1))
+    if match_type == "broad":
+        return set(keyword) <= set(query)
+    raise ValueError(f"unknown match type {match_type!r}")
+
+
+def day_key(at: datetime) -> str:
+    return as_utc(at).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class LiveAd:
+    """One active keyword of an active campaign, with what the auction and pacing need."""
+
+    campaign_id: str
+    merchant_id: str
+    keyword_id: int
+    keyword: tuple[str, ...]
+    match_type: str
+    bid: Decimal
+    product_ids: tuple[str, ...]
+    daily_budget: Decimal
+    spent_today: Decimal
+
+
+def live_ads(session: Session, now: datetime | None = None) -> list[LiveAd]:
+    """Active keywords of active campaigns of approved merchants, with today's spend."""
+    today = day_key(now or utcnow())
+    products: dict[str, list[str]] = {}
+    for cid, pid in session.execute(
+        select(KeywordCampaignProduct.campaign_id, KeywordCampaignProduct.product_id)
+    ):
+        products.setdefault(cid, []).append(pid)
+    spent = dict(
+        session.execute(
+            select(AdBudgetDay.campaign_id, AdBudgetDay.spent).where(AdBudgetDay.day == today)
+        ).all()
+    )
+    rows = session.execute(
+        select(AdKeyword, KeywordCampaign)
+        .join(KeywordCampaign, KeywordCampaign.campaign_id == AdKeyword.campaign_id)
+        .join(Merchant, Merchant.merchant_id == KeywordCampaign.merchant_id)
+        .where(
+            AdKeyword.status == "active", KeywordCampaign.status == "active", Merchant.status == "approved"
+        )
+        .order_by(AdKeyword.keyword_id)
+    )
+    return [
+        LiveAd(
+            campaign_id=c.campaign_id,
+            merchant_id=c.merchant_id,
+            keyword_id=k.keyword_id,
+            keyword=tuple(k.keyword.split()),
+            match_type=k.match_type,
+            bid=k.bid,
+            product_ids=tuple(sorted(products.get(c.campaign_id, ()))),
+            daily_budget=c.daily_budget,
+            spent_today=spent.get(c.campaign_id, Decimal("0")),
+        )
+        for k, c in rows
+    ]
+
+
+# --- impression tokens --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImpressionClaim:
+    token_id: str
+    campaign_id: str
+    keyword_id: int
+    product_id: str
+    slot: int
+    price: str  # decimal CNY per click
+    shopper_id: str | None
+    expires_at: int  # unix seconds
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_claim(
+    *,
+    campaign_id: str,
+    keyword_id: int,
+    product_id: str,
+    slot: int,
+    price: Decimal,
+    shopper_id: str | None,
+    now: datetime | None = None,
+) -> ImpressionClaim:
+    expires = as_utc(now or utcnow()) + TOKEN_TTL
+    return ImpressionClaim(
+        token_id=secrets.token_hex(16),
+        campaign_id=campaign_id,
+        keyword_id=keyword_id,
+        product_id=product_id,
+        slot=slot,
+        price=str(price),
+        shopper_id=shopper_id,
+        expires_at=int(expires.timestamp()),
+    )
+
+
+def sign_token(secret: str, claim: ImpressionClaim) -> str:
+    body = _b64(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def verify_token(secret: str, token: str, now: datetime | None = None) -> ImpressionClaim:
+    """The claim inside a token this platform signed and that has not expired; ValidationError otherwise."""
+    try:
+        body, mac = token.split(".")
+        good = hmac.compare_digest(
+            _unb64(mac), hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+        )
+    except (ValueError, TypeError):
+        good = False
+    if not good:
+        raise ValidationError("invalid impression token", code="invalid_token")
+    claim = ImpressionClaim(**json.loads(_unb64(body)))
+    if as_utc(now or utcnow()).timestamp() > claim.expires_at:
+        raise ValidationError("impression token expired", code="expired_token")
+    return claim
+
+
+def record_impressions(session: Session, claims: Iterable[tuple[ImpressionClaim, datetime]]) -> None:
+    """Store shown sponsored results (idempotent: a token id is stored once)."""
+    insert_ignore(
+        session,
+        AdImpression.__table__,
+        (
+            {
+                "token_id": c.token_id,
+                "campaign_id": c.campaign_id,
+                "keyword_id": c.keyword_id,
+                "product_id": c.product_id,
+                "shopper_id": c.shopper_id,
+                "slot": c.slot,
+                "price": Decimal(c.price),
+                "shown_at": as_utc(at),
+            }
+            for c, at in claims
+        ),
+        ["token_id"],
+    )
+
+
+@dataclass(frozen=True)
+class ClickResult:
+    token_id: str
+    campaign_id: str
+    product_id: str
+    charged: bool
+    price: Decimal  # billed amount (0 when not charged)
+    replay: bool  # the token had already been used: nothing recorded, nothing charged
+
+
+def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None = None) -> ClickResult:
+    """Record a click on a verified claim and bill it if the campaign is active and today's budget covers
+    the price. Safe under concurrency on SQLite and PostgreSQL (see the module docstring)."""
+    now = as_utc(now or utcnow())
+    price = to_money(claim.price, field="price")
+    inserted = session.execute(
+        insert_ignore_stmt(session, AdClick.__table__, ["token_id"])
+        .values(
+            token_id=claim.token_id,
+            campaign_id=claim.campaign_id,
+            keyword_id=claim.keyword_id,
+            product_id=claim.product_id,
+            shopper_id=claim.shopper_id,
+            slot=claim.slot,
+            price=Decimal("0"),
+            charged=False,
+            clicked_at=now,
+        )
+        .returning(AdClick.token_id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return ClickResult(claim.token_id, claim.campaign_id, claim.product_id, False, Decimal("0"), True)
+    campaign = get_or_404(session, KeywordCampaign, claim.campaign_id, "keyword campaign")
+    charged = False
+    if campaign.status == "active":
+        day = day_key(now)
+        session.execute(
+            insert_ignore_stmt(session, AdBudgetDay.__table__, ["campaign_id", "day"]).values(
+                campaign_id=campaign.campaign_id, day=day, budget=campaign.daily_budget, spent=0, clicks=0
+            )
+        )
+        charged = (
+            session.execute(
+                update(AdBudgetDay.__table__)
+                .where(
+                    AdBudgetDay.campaign_id == campaign.campaign_id,
+                    AdBudgetDay.day == day,
+                    func.round(AdBudgetDay.spent + price, 2) <= AdBudgetDay.budget,
+                )
+                .values(spent=func.round(AdBudgetDay.spent + price, 2), clicks=AdBudgetDay.clicks + 1)
+            ).rowcount
+            == 1
+        )
+    if charged:
+        session.execute(
+            update(AdClick.__table__)
+            .where(AdClick.token_id == claim.token_id)
+            .values(charged=True, price=price)
+        )
+    return ClickResult(
+        claim.token_id,
+        claim.campaign_id,
+        claim.product_id,
+        charged,
+        price if charged else Decimal("0"),
+        False,
+    )
+
+
+# --- reports ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignReport:
+    campaign_id: str
+    impressions: int
+    clicks: int
+    ctr: float | None
+    spend: Decimal
+    attributed_orders: int
+    attributed_revenue: Decimal
+    roas: float | None  # attributed revenue / spend
+
+
+def campaign_report(session: Session, campaign_id: str, start: datetime, end: datetime) -> CampaignReport:
+    """Impressions and clicks over [start, end); an order is attributed when the clicking shopper paid for
+    the clicked product within 7 days after the click (each order line counted once)."""
+    get_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
+    start, end = as_utc(start), as_utc(end)
+    impressions = session.scalar(
+        select(func.count()).where(
+            AdImpression.campaign_id == campaign_id,
+            AdImpression.shown_at >= start,
+            AdImpression.shown_at < end,
+        )
+    )
+    clicks = session.execute(
+        select(AdClick.shopper_id, AdClick.product_id, AdClick.clicked_at, AdClick.price).where(
+            AdClick.campaign_id == campaign_id, AdClick.clicked_at >= start, AdClick.clicked_at < end
+        )
+    ).all()
+    spend = sum((c.price for c in clicks), Decimal("0.00"))
+    orders: set[int] = set()
+    revenue = Decimal("0.00")
+    counted: set[int] = set()
+    by_shopper: dict[str, list] = {}
+    for c in clicks:
+        if c.shopper_id is not None:
+            by_shopper.setdefault(c.shopper_id, []).append(c)
+    if by_shopper:
+        lines = session.execute(
+            select(
+                OrderLine.id,
+                Order.order_id,
+                Order.shopper_id,
+                Order.paid_at,
+                OrderLine.product_id,
+                OrderLine.total,
+            )
+            .join(OrderLine, OrderLine.order_id == Order.order_id)
+            .where(
+                Order.shopper_id.in_(list(by_shopper)),
+                Order.status.in_(COUNTED_STATUSES),
+                Order.paid_at >= start,
+                Order.paid_at < end + ATTRIBUTION_WINDOW,
+            )
+        ).all()
+        for line_id, order_id, shopper, paid_at, product, total in lines:
+            paid = as_utc(paid_at)
+            if line_id not in counted and any(
+                c.product_id == product
+                and as_utc(c.clicked_at) <= paid <= as_utc(c.clicked_at) + ATTRIBUTION_WINDOW
+                for c in by_shopper[shopper]
+            ):
+                counted.add(line_id)
+                orders.add(order_id)
+                revenue += total
+    n_clicks = len(clicks)
+    return CampaignReport(
+        campaign_id=campaign_id,
+        impressions=int(impressions or 0),
+        clicks=n_clicks,
+        ctr=(n_clicks / impressions) if impressions else None,
+        spend=spend,
+        attributed_orders=len(orders),
+        attributed_revenue=revenue,
+        roas=float(revenue / spend) if spend > 0 else None,
+    )
+
+
+def ad_revenue_by_day(session: Session, start: datetime, end: datetime) -> list[tuple[datetime, Decimal]]:
+    """Charged clicks over [start, end): the platform's keyword-promotion revenue."""
+    return list(
+        session.execute(
+            select(AdClick.clicked_at, AdClick.price).where(
+                AdClick.charged.is_(True),
+                AdClick.clicked_at >= as_utc(start),
+                AdClick.clicked_at < as_utc(end),
+            )
+        ).all()
+    )

@@ -1,0 +1,300 @@
+"""Search (organic and sponsored results), sponsored clicks, and merchants' keyword campaigns.
+
+Roles as elsewhere: anyone may search; personalising by `shopper_id` needs a storefront, shopper (its own
+id only) or admin key; clicks come from the storefront; merchants manage only their own campaigns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, status
+
+from commerce.ads import AdKeyword, KeywordCampaign
+from commerce.search.index import Filters
+from commerce.services import ads
+from commerce.services._util import get_or_404
+from commerce.services.catalog import category_subtree
+from serving.deps import (
+    MerchantOrAdmin,
+    PrincipalDep,
+    SessionDep,
+    StateDep,
+    Storefront,
+    ensure_merchant,
+    ensure_shopper,
+)
+from serving.routers.common import IntId
+from serving.schemas.search import (
+    ClickIn,
+    ClickOut,
+    KeywordCampaignIn,
+    KeywordCampaignOut,
+    KeywordCampaignPatch,
+    KeywordCampaignReport,
+    KeywordIn,
+    KeywordOut,
+    KeywordPatch,
+    QueryUnderstanding,
+    SearchItem,
+    SearchOut,
+    SponsoredItem,
+)
+from serving.search import SearchService
+from serving.security import ANONYMOUS, Principal
+
+router = APIRouter(tags=["search"])
+SPONSORED_LABEL = "Sponsored"
+
+
+async def get_search(request: Request) -> SearchService:
+    service = getattr(request.app.state, "search", None)
+    if service is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "search is not configured")
+    return service
+
+
+SearchDep = Annotated[SearchService, Depends(get_search)]
+
+
+def _card(doc) -> dict:
+    return {
+        "product_id": doc.product_id,
+        "title": doc.title,
+        "merchant_id": doc.merchant_id,
+        "category_id": doc.category_id,
+        "origin_country": doc.origin,
+        "price": doc.price,
+        "fulfillment": doc.fulfillment,
+    }
+
+
+def _subtree(state, category: str) -> frozenset[str]:
+    """Categories under `category` holding products, from the catalog snapshot (no database transaction
+    on the search path); a category the snapshot does not know comes from the database (404 if none)."""
+    catalog = state.catalog.current
+    if catalog is None or category not in catalog.category_parent:
+        with state.session_factory() as session:
+            return frozenset(category_subtree(session, category))
+    return frozenset(catalog.category_ids[catalog.category_mask(category)].tolist()) | {category}
+
+
+@router.get("/search", response_model=SearchOut)
+def search(
+    search: SearchDep,
+    state: StateDep,
+    principal: PrincipalDep,
+    q: Annotated[str, Query(min_length=1, max_length=100, description="Words in Chinese or English.")],
+    shopper_id: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
+    fulfillment: Literal["bonded", "direct_mail"] | None = None,
+    merchant_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000)] = 0,
+) -> SearchOut:
+    """Organic results ranked for the query (and the shopper, with the learned ranker), plus at most N
+    sponsored results, flagged, for fixed positions of the first page."""
+    if shopper_id is not None:
+        if principal.role not in ("storefront", "shopper", "admin"):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED if principal.role == ANONYMOUS else status.HTTP_403_FORBIDDEN,
+                "personalised search needs a storefront, shopper or admin key",
+            )
+        ensure_shopper(principal, shopper_id)
+    categories = _subtree(state, category) if category is not None else None
+    filters = Filters(
+        origin=origin.upper() if origin else None,
+        category_ids=categories,
+        merchant_id=merchant_id,
+        fulfillment=fulfillment,
+    )
+    result = search.search(q, shopper_id=shopper_id, filters=filters, limit=limit, offset=offset)
+    p = result.parsed
+    return SearchOut(
+        query=q,
+        understood=QueryUnderstanding(
+            terms=list(p.terms),
+            origin=p.origin,
+            brand=p.brand,
+            category_id=p.category_id,
+            corrections=p.corrections,
+        ),
+        items=[
+            SearchItem(**_card(hit.document), rank=offset + i + 1, score=score)
+            for i, (hit, score) in enumerate(result.items)
+        ],
+        sponsored=[
+            SponsoredItem(
+                **_card(s.hit.document),
+                slot=s.win.slot,
+                position=s.position,
+                label=SPONSORED_LABEL,
+                impression_token=s.token,
+            )
+            for s in result.sponsored
+        ],
+        total=result.total,
+        limit=limit,
+        offset=offset,
+        model_version=result.model_version,
+    )
+
+
+@router.post("/search/clicks", response_model=ClickOut)
+def search_click(body: ClickIn, search: SearchDep, principal: Storefront) -> ClickOut:
+    """A shopper clicked a sponsored result: charged once per impression token, within the budget.
+    Forged or expired tokens are refused (422); a replayed one is acknowledged and not charged."""
+    claim = search.verify(body.token)
+    if claim.shopper_id is not None:
+        ensure_shopper(principal, claim.shopper_id)
+    result = search.click(claim)
+    return ClickOut(
+        product_id=result.product_id,
+        campaign_id=result.campaign_id,
+        charged=result.charged,
+        replay=result.replay,
+    )
+
+
+# --- keyword campaigns (merchants) ----------------------------------------------------------------------
+
+
+def _campaign_out(session, c: KeywordCampaign) -> KeywordCampaignOut:
+    return KeywordCampaignOut(
+        campaign_id=c.campaign_id,
+        merchant_id=c.merchant_id,
+        name=c.name,
+        daily_budget=c.daily_budget,
+        status=c.status,
+        created_at=c.created_at,
+        product_ids=ads.campaign_products(session, c.campaign_id),
+        keywords=[
+            KeywordOut.model_validate(k, from_attributes=True)
+            for k in ads.campaign_keywords(session, c.campaign_id)
+        ],
+    )
+
+
+def _owned(session, principal: Principal, campaign_id: str) -> KeywordCampaign:
+    campaign = get_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
+    ensure_merchant(principal, campaign.merchant_id)
+    return campaign
+
+
+@router.post(
+    "/merchants/{merchant_id}/keyword-campaigns",
+    response_model=KeywordCampaignOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_keyword_campaign(
+    merchant_id: str,
+    body: KeywordCampaignIn,
+    session: SessionDep,
+    search: SearchDep,
+    principal: MerchantOrAdmin,
+    background: BackgroundTasks,
+) -> KeywordCampaignOut:
+    """Keywords (exact, phrase or broad match) with a bid per click and a daily budget, promoting the
+    merchant's own sellable products."""
+    ensure_merchant(principal, merchant_id)
+    campaign = ads.create_campaign(
+        session,
+        merchant_id,
+        name=body.name,
+        daily_budget=body.daily_budget,
+        product_ids=body.product_ids,
+        keywords=[ads.KeywordInput(k.keyword, k.match_type, k.bid) for k in body.keywords],
+    )
+    background.add_task(search.refresh_ads)
+    return _campaign_out(session, campaign)
+
+
+@router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=list[KeywordCampaignOut])
+def list_keyword_campaigns(
+    merchant_id: str, session: SessionDep, principal: MerchantOrAdmin
+) -> list[KeywordCampaignOut]:
+    ensure_merchant(principal, merchant_id)
+    return [_campaign_out(session, c) for c in ads.list_campaigns(session, merchant_id)]
+
+
+@router.get("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
+def get_keyword_campaign(
+    campaign_id: str, session: SessionDep, principal: MerchantOrAdmin
+) -> KeywordCampaignOut:
+    return _campaign_out(session, _owned(session, principal, campaign_id))
+
+
+@router.patch("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
+def update_keyword_campaign(
+    campaign_id: str,
+    body: KeywordCampaignPatch,
+    session: SessionDep,
+    search: SearchDep,
+    principal: MerchantOrAdmin,
+    background: BackgroundTasks,
+) -> KeywordCampaignOut:
+    """Change the daily budget, or pause, resume or end the campaign."""
+    _owned(session, principal, campaign_id)
+    campaign = ads.update_campaign(session, campaign_id, daily_budget=body.daily_budget, status=body.status)
+    background.add_task(search.refresh_ads)
+    return _campaign_out(session, campaign)
+
+
+@router.post(
+    "/keyword-campaigns/{campaign_id}/keywords",
+    response_model=KeywordOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def add_keyword(
+    campaign_id: str,
+    body: KeywordIn,
+    session: SessionDep,
+    search: SearchDep,
+    principal: MerchantOrAdmin,
+    background: BackgroundTasks,
+) -> KeywordOut:
+    _owned(session, principal, campaign_id)
+    row = ads.add_keyword(session, campaign_id, ads.KeywordInput(body.keyword, body.match_type, body.bid))
+    background.add_task(search.refresh_ads)
+    return KeywordOut.model_validate(row, from_attributes=True)
+
+
+@router.patch("/keyword-campaigns/{campaign_id}/keywords/{keyword_id}", response_model=KeywordOut)
+def update_keyword(
+    campaign_id: str,
+    keyword_id: IntId,
+    body: KeywordPatch,
+    session: SessionDep,
+    search: SearchDep,
+    principal: MerchantOrAdmin,
+    background: BackgroundTasks,
+) -> KeywordOut:
+    """Change a keyword's bid or pause / resume it."""
+    _owned(session, principal, campaign_id)
+    row = get_or_404(session, AdKeyword, keyword_id, "keyword")
+    if row.campaign_id != campaign_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no keyword {keyword_id} in campaign {campaign_id!r}")
+    row = ads.update_keyword(session, keyword_id, bid=body.bid, status=body.status)
+    background.add_task(search.refresh_ads)
+    return KeywordOut.model_validate(row, from_attributes=True)
+
+
+@router.get("/keyword-campaigns/{campaign_id}/report", response_model=KeywordCampaignReport)
+def keyword_campaign_report(
+    campaign_id: str,
+    session: SessionDep,
+    principal: MerchantOrAdmin,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> KeywordCampaignReport:
+    """Impressions, clicks, CTR, spend, attributed orders (clicking shopper bought the product within
+    7 days) and ROAS over [start, end) (default: the last 30 days)."""
+    _owned(session, principal, campaign_id)
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=30)
+    if start >= end:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must be before end")
+    rep = ads.campaign_report(session, campaign_id, start, end)
+    return KeywordCampaignReport(start=start, end=end, **rep.__dict__)

@@ -1,0 +1,451 @@
+"""Search as the API serves it: retrieval from the full-text index, organic ranking (BM25 with brand and
+category boosts, or the learned ranker when one is loaded), and the sponsored-results auction.
+
+The index is kept current two ways: a write through this replica's API re-indexes the products it touched
+right after the transaction commits (searchable or gone well within a second), and a periodic reconcile
+(every catalog refresh) picks up writes made elsewhere. Sponsored results carry signed impression tokens;
+impressions are written in batches off the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import joblib
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.ads import AdClick, AdImpression
+from commerce.db import transaction
+from commerce.search.documents import load_documents, rebuild, refresh_products
+from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict
+from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
+from commerce.services import ads
+from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
+from features.search_features import EMPTY_PROFILE, ShopperProfile, search_features
+from serving.catalog import CatalogSnapshot
+
+log = logging.getLogger(__name__)
+
+BM25_VERSION = "bm25"
+#: Organic score boosts for a product whose brand / leaf category the query names.
+BRAND_BOOST = 0.5
+CATEGORY_BOOST = 0.25
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    token_secret: str
+    slots: int = 2
+    slot_positions: tuple[int, ...] = (1, 6)  # where sponsored results sit in the first page (1-based)
+    reserve: Decimal = Decimal("0.30")
+    relevance_floor: float = 0.3  # ad's text score over the best organic score
+    candidates: int = 100  # matches retrieved, then ranked
+    cache_seconds: float = 30.0  # how long a cached index lookup may serve
+    cache_entries: int = 20_000
+    ctr_prior: float = 0.02  # predicted click rate of an ad without history
+    ctr_prior_weight: float = 200.0  # impressions the prior is worth
+    ranker_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.slot_positions) < self.slots:
+            raise ValueError("every sponsored slot needs a position")
+
+
+@dataclass(frozen=True)
+class AdsSnapshot:
+    ads: list[ads.LiveAd]
+    ctr: dict[tuple[str, str], tuple[int, int]]  # (campaign, product) -> (clicks, impressions), 30 days
+    day: str
+    by_word: dict[str, list[ads.LiveAd]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Every match type needs the keyword's first word in the query: only those ads are checked.
+        by_word: dict[str, list[ads.LiveAd]] = {}
+        for ad in self.ads:
+            by_word.setdefault(ad.keyword[0], []).append(ad)
+        object.__setattr__(self, "by_word", by_word)
+
+    def matching(self, words: tuple[str, ...]) -> list[ads.LiveAd]:
+        seen = {ad.keyword_id: ad for w in set(words) for ad in self.by_word.get(w, ())}
+        return [ad for _, ad in sorted(seen.items()) if ads.keyword_matches(ad.keyword, ad.match_type, words)]
+
+    @classmethod
+    def load(cls, session: Session, now: datetime) -> AdsSnapshot:
+        since = now - timedelta(days=30)
+        imps = session.execute(
+            select(AdImpression.campaign_id, AdImpression.product_id, func.count())
+            .where(AdImpression.shown_at >= since)
+            .group_by(AdImpression.campaign_id, AdImpression.product_id)
+        ).all()
+        clicks = dict(
+            ((c, p), n)
+            for c, p, n in session.execute(
+                select(AdClick.campaign_id, AdClick.product_id, func.count())
+                .where(AdClick.clicked_at >= since)
+                .group_by(AdClick.campaign_id, AdClick.product_id)
+            )
+        )
+        ctr = {(c, p): (clicks.get((c, p), 0), n) for c, p, n in imps}
+        return cls(ads.live_ads(session, now), ctr, ads.day_key(now))
+
+
+@dataclass
+class SponsoredResult:
+    hit: Hit
+    win: AdWin
+    position: int
+    token: str
+
+
+@dataclass
+class SearchResult:
+    parsed: ParsedQuery
+    items: list[tuple[Hit, float]]  # (hit, ranking score) for the page
+    total: int
+    sponsored: list[SponsoredResult] = field(default_factory=list)
+    model_version: str = BM25_VERSION
+
+
+class ImpressionLog:
+    """Shown sponsored results, queued by the request path and written in batches (idempotent inserts)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], every_seconds: float = 1.0):
+        self.session_factory, self.every_seconds = session_factory, every_seconds
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def note(self, claim: ads.ImpressionClaim, at: datetime) -> None:
+        self._queue.put((claim, at))
+
+    def flush(self) -> int:
+        with self._lock:
+            while True:
+                try:
+                    self._pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if not self._pending:
+                return 0
+            try:
+                with self.session_factory() as session:
+                    ads.record_impressions(session, self._pending)
+                    session.commit()
+            except Exception as exc:  # database away: keep the batch for the next flush
+                log.warning("writing %d ad impressions failed, will retry: %s", len(self._pending), exc)
+                return 0
+            written = len(self._pending)
+            self._pending.clear()
+            return written
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ad-impressions", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            self.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
+
+
+def load_ranker(path: str | None):
+    """A fitted models.search.ranker.SearchRanker saved with joblib, or None (BM25 ordering)."""
+    if not path:
+        return None
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        log.warning("search ranker %s not found: ranking by BM25", path)
+        return None
+
+
+class SearchService:
+    def __init__(
+        self,
+        index: SearchIndex,
+        session_factory: sessionmaker[Session],
+        config: SearchConfig,
+        catalog: Callable[[], CatalogSnapshot | None] = lambda: None,
+        ranker=None,
+    ):
+        self.index, self.session_factory, self.config = index, session_factory, config
+        self.catalog = catalog
+        self.ranker = ranker
+        self.parser = QueryParser(Vocabulary((), {}, {}))
+        self.ads_snapshot = AdsSnapshot([], {}, "")
+        self.impressions = ImpressionLog(session_factory)
+        self._local_spend: dict[str, Decimal] = {}  # clicks charged by this replica since the last load
+        self._random = random.Random()
+        self._cache: dict[tuple, tuple[float, list[Hit]]] = {}
+        self._brand_of: dict[str, str] = {}  # product -> brand, for shopper brand affinity
+
+    @property
+    def model_version(self) -> str:
+        return getattr(self.ranker, "version_", BM25_VERSION) if self.ranker is not None else BM25_VERSION
+
+    # --- keeping current ------------------------------------------------------------------------------
+
+    def refresh(self, now: datetime | None = None) -> None:
+        """Reconcile the index with the database, rebuild the query vocabulary, reload live ads."""
+        now = now or datetime.now(UTC)
+        with self.session_factory() as session:
+            changed = rebuild(self.index, session)
+            if changed["written"] or changed["removed"]:
+                self._cache = {}
+            if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
+                docs = list(load_documents(session))
+                self.parser = QueryParser(Vocabulary.from_documents(docs))
+                self._brand_of = {d.product_id: d.brand for d in docs}
+            self.ads_snapshot = AdsSnapshot.load(session, now)
+        self._local_spend = {}
+
+    def refresh_ads(self, now: datetime | None = None) -> None:
+        with self.session_factory() as session:
+            self.ads_snapshot = AdsSnapshot.load(session, now or datetime.now(UTC))
+        self._local_spend = {}
+
+    def products_changed(self, *, product_ids: Sequence[str] = (), merchant_id: str | None = None) -> None:
+        """Re-index after a committed write (called by the routers as a background task)."""
+        with self.session_factory() as session:
+            refresh_products(self.index, session, product_ids=product_ids, merchant_id=merchant_id)
+        self._cache = {}
+
+    # --- searching ------------------------------------------------------------------------------------
+
+    def _match(self, query: MatchQuery, limit: int, filters: Filters, fields: bool) -> list[Hit]:
+        """Index lookups through a small cache: search traffic repeats its head queries, and a match
+        costs in proportion to the number of matching products. Entries live at most `cache_seconds`
+        (the reconcile interval, so other replicas' writes show within it) and this replica's own
+        writes clear the cache at once."""
+        key = (query, limit, filters, fields)
+        now = time.monotonic()
+        found = self._cache.get(key)
+        if found is not None and now - found[0] < self.config.cache_seconds:
+            return found[1]
+        hits = self.index.match(query, limit, filters, field_scores=fields)
+        if len(self._cache) >= self.config.cache_entries:
+            self._cache.clear()
+        self._cache[key] = (now, hits)
+        return hits
+
+    def _retrieve(self, parsed: ParsedQuery, filters: Filters) -> list[Hit]:
+        k, fields = self.config.candidates, self.ranker is not None  # per-field scores feed the ranker
+        hits = self._match(parsed.match, k, filters, fields)
+        if not hits and len(parsed.match.groups) > 1:
+            hits = self._match(parsed.relaxed(), k, filters, fields)
+        return hits
+
+    def _popularity(self, hits: Sequence[Hit]) -> np.ndarray:
+        catalog = self.catalog()
+        if catalog is None:
+            return np.zeros(len(hits))
+        pos = [catalog.index.get(h.product_id, -1) for h in hits]
+        pop = catalog.popularity["30d"]
+        return np.array([pop[p] if p >= 0 else 0.0 for p in pos])
+
+    def shopper_profile(self, shopper_id: str | None) -> ShopperProfile:
+        catalog = self.catalog()
+        if shopper_id is None or catalog is None or shopper_id not in catalog.purchased:
+            return EMPTY_PROFILE
+        positions = catalog.purchased[shopper_id].tolist()
+        brand = self._brand_of
+        return ShopperProfile.from_purchases(
+            (
+                catalog.category_ids[p],
+                catalog.origins[p],
+                float(catalog.prices[p]),
+                brand.get(catalog.product_ids[p], ""),
+            )
+            for p in positions
+        )
+
+    def _rank(self, parsed: ParsedQuery, hits: list[Hit], shopper_id: str | None, now: datetime):
+        popularity = self._popularity(hits)
+        if not parsed.match.groups:  # no words left (e.g. only an origin): most popular first
+            scores = popularity
+        elif self.ranker is not None:
+            X = search_features(
+                hits, parsed, popularity=popularity, shopper=self.shopper_profile(shopper_id), now=now
+            )
+            scores = self.ranker.predict(X)
+        else:
+            scores = np.array(
+                [
+                    h.score
+                    + BRAND_BOOST * (parsed.brand is not None and h.document.brand == parsed.brand)
+                    + CATEGORY_BOOST
+                    * (parsed.category_id is not None and h.document.category_id == parsed.category_id)
+                    for h in hits
+                ]
+            )
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        return [(hits[i], float(scores[i])) for i in order]
+
+    def search(
+        self,
+        q: str,
+        *,
+        shopper_id: str | None = None,
+        filters: Filters = Filters(),
+        limit: int = 20,
+        offset: int = 0,
+        now: datetime | None = None,
+    ) -> SearchResult:
+        now = now or datetime.now(UTC)
+        parsed = self.parser.parse(q)
+        if parsed.origin is not None and filters.origin is None:
+            filters = Filters(
+                origin=parsed.origin,
+                category_ids=filters.category_ids,
+                merchant_id=filters.merchant_id,
+                fulfillment=filters.fulfillment,
+            )
+        hits = self._retrieve(parsed, filters)
+        ranked = self._rank(parsed, hits, shopper_id, now)
+        result = SearchResult(
+            parsed, ranked[offset : offset + limit], len(ranked), model_version=self.model_version
+        )
+        if offset == 0 and self.config.slots > 0 and parsed.terms:
+            result.sponsored = self._sponsored(parsed, hits, filters, shopper_id, now)
+        return result
+
+    # --- sponsored results ----------------------------------------------------------------------------
+
+    def _quality(self, campaign_id: str, product_id: str) -> float:
+        clicks, imps = self.ads_snapshot.ctr.get((campaign_id, product_id), (0, 0))
+        w = self.config.ctr_prior_weight
+        return (clicks + self.config.ctr_prior * w) / (imps + w)
+
+    def _sponsored(
+        self, parsed: ParsedQuery, hits: list[Hit], filters: Filters, shopper_id: str | None, now: datetime
+    ) -> list[SponsoredResult]:
+        snapshot = self.ads_snapshot
+        if not snapshot.ads:
+            return []
+        matched = snapshot.matching(parsed.terms)
+        if not matched:
+            return []
+        elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86400
+        live = []
+        for ad in matched:
+            spent = ad.spent_today if snapshot.day == ads.day_key(now) else Decimal("0")
+            spent += self._local_spend.get(ad.campaign_id, Decimal("0"))
+            if spent + ad.bid > ad.daily_budget:  # cannot pay another click at its bid
+                continue
+            if self._random.random() < pacing_probability(spent, ad.daily_budget, elapsed):
+                live.append(ad)
+        if not live:
+            return []
+        by_id = {h.product_id: h for h in hits}
+        wanted = {p for ad in live for p in ad.product_ids}
+        missing = wanted - set(by_id)
+        if missing:
+            for h in self._match(parsed.match, len(missing), restrict(filters, missing), False):
+                by_id[h.product_id] = h
+        best = max((h.score for h in hits), default=0.0) or max(
+            (h.score for h in by_id.values()), default=0.0
+        )
+        candidates = [
+            AdCandidate(
+                campaign_id=ad.campaign_id,
+                keyword_id=ad.keyword_id,
+                product_id=p,
+                bid=ad.bid,
+                quality=self._quality(ad.campaign_id, p),
+                relevance=(by_id[p].score / best) if p in by_id and best > 0 else 0.0,
+            )
+            for ad in live
+            for p in ad.product_ids
+        ]
+        wins = run_auction(
+            candidates,
+            slots=self.config.slots,
+            reserve=self.config.reserve,
+            relevance_floor=self.config.relevance_floor,
+        )
+        out = []
+        for win in wins:
+            claim = ads.new_claim(
+                campaign_id=win.candidate.campaign_id,
+                keyword_id=win.candidate.keyword_id,
+                product_id=win.candidate.product_id,
+                slot=win.slot,
+                price=win.price,
+                shopper_id=shopper_id,
+                now=now,
+            )
+            self.impressions.note(claim, now)
+            out.append(
+                SponsoredResult(
+                    by_id[win.candidate.product_id],
+                    win,
+                    self.config.slot_positions[win.slot - 1],
+                    ads.sign_token(self.config.token_secret, claim),
+                )
+            )
+        return out
+
+    def click(self, claim: ads.ImpressionClaim, *, now: datetime | None = None) -> ads.ClickResult:
+        """Charge a click on a verified claim (one transaction); the local spend view is raised at once."""
+        with transaction(self.session_factory) as session:
+            result = ads.charge_click(session, claim, now)
+        if result.charged:
+            self._local_spend[claim.campaign_id] = (
+                self._local_spend.get(claim.campaign_id, Decimal("0")) + result.price
+            )
+        return result
+
+    def verify(self, token: str, now: datetime | None = None) -> ads.ImpressionClaim:
+        return ads.verify_token(self.config.token_secret, token, now)
+
+
+class SearchRunner:
+    """Runs a SearchService's periodic refresh and its impression writer next to the app's other loops."""
+
+    def __init__(self, service: SearchService, every_seconds: float):
+        from serving.refresh import Refreshing
+
+        self.service = service
+        self.loop = Refreshing("search", self._refresh, every_seconds)
+
+    def _refresh(self) -> SearchService:
+        self.service.refresh()
+        return self.service
+
+    def start(self, background: bool) -> None:
+        if background:
+            self.loop.start()
+        else:
+            self.loop.refresh()
+        self.service.impressions.start()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.service.impressions.stop()
+
+
+def reindex_after(
+    app, background, *, product_ids: Sequence[str] = (), merchant_id: str | None = None
+) -> None:
+    """Queue re-indexing of products a request changed; runs after its transaction commits."""
+    service = getattr(app.state, "search", None)
+    if service is not None:
+        background.add_task(service.products_changed, product_ids=list(product_ids), merchant_id=merchant_id)

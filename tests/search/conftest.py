@@ -1,0 +1,68 @@
+"""A small bilingual shop on SQLite and PostgreSQL (the commerce fixtures' schema) for search tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from commerce.db import transaction
+from commerce.services import catalog, merchants, shoppers
+from commerce.services.logistics import seed_default_partners
+from tests.commerce.conftest import engine, factory  # noqa: F401  (fixtures reused)
+
+CATEGORIES = [
+    ("C01", "Beauty & Skincare", None),
+    ("C01-01", "Face Serum", "C01"),
+    ("C01-02", "Face Cream", "C01"),
+    ("C01-03", "Sunscreen", "C01"),
+    ("C05", "Fashion & Accessories", None),
+    ("C05-03", "Sneakers", "C05"),
+    ("C06", "Electronics", None),
+    ("C06-01", "Headphones", "C06"),
+]
+MERCHANTS = [
+    ("M1", "JP", ["Karimi", "Sorin"]),
+    ("M2", "DE", ["Velmar", "Nikolas"]),
+    ("M3", "FR", ["Lunette"]),
+]
+# product, merchant, title, category, brand, origin, price
+PRODUCTS = [
+    ("P1", "M1", "Karimi 保湿面霜 Face Cream Classic", "C01-02", "Karimi", "JP", "320.00"),
+    ("P2", "M1", "Sorin 精华液 Face Serum Pro", "C01-01", "Sorin", "KR", "380.00"),
+    ("P3", "M2", "Velmar 降噪耳机 Headphones Max", "C06-01", "Velmar", "DE", "1200.00"),
+    ("P4", "M1", "Karimi 防晒霜 Sunscreen Lite", "C01-03", "Karimi", "JP", "160.00"),
+    ("P5", "M2", "Nikolas 运动鞋 Sneakers Running", "C05-03", "Nikolas", "US", "900.00"),
+    ("P6", "M3", "Lunette 晚霜 Night Cream Gold", "C01-02", "Lunette", "FR", "560.00"),
+    ("P7", "M2", "Velmar Wireless Earbuds Mini", "C06-01", "Velmar", "DE", "700.00"),
+]
+
+
+@pytest.fixture
+def shop(factory):  # noqa: F811
+    with transaction(factory) as s:
+        seed_default_partners(s)
+        for cid, name, parent in CATEGORIES:
+            catalog.create_category(s, catalog.CategoryInput(cid, name, parent_id=parent))
+        for mid, country, brands in MERCHANTS:
+            merchants.apply(
+                s, merchants.MerchantApplication(mid, country, f"LIC-{mid}", brands, merchant_id=mid)
+            )
+            merchants.approve(s, mid)
+        for pid, mid, title, cat, brand, origin, price in PRODUCTS:
+            catalog.create_product(
+                s,
+                catalog.ProductInput(
+                    sku=f"SKU-{pid}",
+                    merchant_id=mid,
+                    title=title,
+                    category_id=cat,
+                    brand=brand,
+                    origin_country=origin,
+                    price=price,
+                    fulfillment="bonded",
+                    stock={"HZ-1": 20},
+                    product_id=pid,
+                ),
+            )
+        for i in range(3):
+            shoppers.create_shopper(s, f"s{i}", "Zhejiang")
+    return factory

@@ -1,0 +1,211 @@
+"""Keyword campaigns, impression tokens and charged clicks on SQLite and PostgreSQL: forged and replayed
+tokens are never charged, spend never exceeds the daily budget under 50 concurrent clicks, reports."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from commerce.ads import AdBudgetDay, AdClick
+from commerce.db import transaction
+from commerce.errors import ValidationError
+from commerce.services import ads, orders, revenue, shoppers
+from commerce.services.checkout import CartLine, checkout
+from tests.commerce.conftest import IDENTITY_KEY, make_id_number
+from tests.commerce.test_concurrency import WORKERS, run_concurrently
+
+SECRET = "test-ads-secret"
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _campaign(factory, budget="10.00", bid="1.00"):
+    with transaction(factory) as s:
+        c = ads.create_campaign(
+            s,
+            "M1",
+            name="cream week",
+            daily_budget=budget,
+            product_ids=["P1", "P4"],
+            keywords=[
+                ads.KeywordInput("面霜", "broad", bid),
+                ads.KeywordInput("Karimi cream", "phrase", bid),
+            ],
+        )
+        return c.campaign_id, [k.keyword_id for k in ads.campaign_keywords(s, c.campaign_id)]
+
+
+def _claim(campaign_id, keyword_id, price="0.70", shopper="s0", product="P1", now=NOW):
+    return ads.new_claim(
+        campaign_id=campaign_id,
+        keyword_id=keyword_id,
+        product_id=product,
+        slot=1,
+        price=Decimal(price),
+        shopper_id=shopper,
+        now=now,
+    )
+
+
+def test_campaign_rules(shop):
+    with transaction(shop) as s:
+        with pytest.raises(ValidationError) as err:  # another merchant's product
+            ads.create_campaign(s, "M1", name="x", daily_budget="5", product_ids=["P3"])
+        assert err.value.code == "products_not_promotable"
+        with pytest.raises(ValidationError):
+            ads.create_campaign(s, "M1", name="x", daily_budget="0", product_ids=["P1"])
+        c = ads.create_campaign(s, "M1", name="x", daily_budget="5", product_ids=["P1"])
+        with pytest.raises(ValidationError):
+            ads.add_keyword(s, c.campaign_id, ads.KeywordInput("cream", "fuzzy", "1"))
+        with pytest.raises(ValidationError):
+            ads.add_keyword(s, c.campaign_id, ads.KeywordInput("cream", "exact", "-1"))
+        kw = ads.add_keyword(s, c.campaign_id, ads.KeywordInput("Face  CREAM", "exact", "1.5"))
+        assert kw.keyword == "face cream"
+        ads.update_campaign(s, c.campaign_id, status="ended")
+        with pytest.raises(ValidationError):
+            ads.update_campaign(s, c.campaign_id, status="active")
+
+
+def test_keyword_matching():
+    q = ("日本", "karimi", "面霜", "大瓶")
+    assert ads.keyword_matches(("karimi", "面霜"), "phrase", q)
+    assert not ads.keyword_matches(("面霜", "karimi"), "phrase", q)
+    assert ads.keyword_matches(("面霜", "karimi"), "broad", q)
+    assert not ads.keyword_matches(("面霜", "sorin"), "broad", q)
+    assert ads.keyword_matches(("karimi", "面霜"), "exact", ("karimi", "面霜"))
+    assert not ads.keyword_matches(("karimi",), "exact", q)
+
+
+def test_forged_altered_and_expired_tokens_are_refused():
+    claim = _claim("kc", 1)
+    token = ads.sign_token(SECRET, claim)
+    assert ads.verify_token(SECRET, token, NOW) == claim
+    body, mac = token.split(".")
+    forged = ads.sign_token("someone-else", claim)
+    altered = ads.sign_token(SECRET, _claim("kc", 1, price="0.01")).split(".")[0] + "." + mac
+    for bad in (forged, altered, body, "", "a.b.c", token + "x"):
+        with pytest.raises(ValidationError) as err:
+            ads.verify_token(SECRET, bad, NOW)
+        assert err.value.code == "invalid_token"
+    with pytest.raises(ValidationError) as err:
+        ads.verify_token(SECRET, token, NOW + ads.TOKEN_TTL + timedelta(seconds=1))
+    assert err.value.code == "expired_token"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=200))
+def test_random_tokens_never_verify(text):
+    with pytest.raises(ValidationError):
+        ads.verify_token(SECRET, text, NOW)
+
+
+def test_replayed_token_is_charged_once(shop):
+    cid, (kid, _) = _campaign(shop)
+    claim = _claim(cid, kid)
+    with transaction(shop) as s:
+        first = ads.charge_click(s, claim, NOW)
+    with transaction(shop) as s:
+        again = ads.charge_click(s, claim, NOW)
+    assert (first.charged, first.price, first.replay) == (True, Decimal("0.70"), False)
+    assert (again.charged, again.price, again.replay) == (False, Decimal("0"), True)
+    with shop() as s:
+        assert s.scalar(select(AdBudgetDay.spent)) == Decimal("0.70")
+        assert s.scalar(select(func.count()).select_from(AdClick)) == 1
+
+
+def test_fifty_concurrent_clicks_never_exceed_the_budget(shop):
+    # budget 10.00 at 0.70 a click: 14 clicks fit (9.80), the 15th would overspend
+    cid, (kid, _) = _campaign(shop, budget="10.00")
+    claims = [_claim(cid, kid, shopper=None) for _ in range(WORKERS)]
+
+    def click(i):
+        with transaction(shop) as s:
+            return ads.charge_click(s, claims[i], NOW)
+
+    ok, refused = run_concurrently(click)
+    assert not refused
+    charged = [r for r in ok if r.charged]
+    assert len(charged) == 14
+    with shop() as s:
+        day = s.scalar(select(AdBudgetDay))
+        assert day.spent == Decimal("9.80") <= day.budget and day.clicks == 14
+        billed = s.scalar(select(func.sum(AdClick.price)))
+        assert Decimal(billed).quantize(Decimal("0.01")) == Decimal("9.80")
+        assert s.scalar(select(func.count()).select_from(AdClick)) == WORKERS
+
+
+def test_fifty_concurrent_replays_of_one_token_charge_once(shop):
+    cid, (kid, _) = _campaign(shop)
+    claim = _claim(cid, kid)
+
+    def click(_):
+        with transaction(shop) as s:
+            return ads.charge_click(s, claim, NOW)
+
+    ok, _ = run_concurrently(click)
+    assert sum(r.charged for r in ok) == 1
+    assert sum(r.replay for r in ok) == WORKERS - 1
+    with shop() as s:
+        assert s.scalar(select(AdBudgetDay.spent)) == Decimal("0.70")
+
+
+def test_paused_campaign_clicks_are_not_charged(shop):
+    cid, (kid, _) = _campaign(shop)
+    with transaction(shop) as s:
+        ads.update_campaign(s, cid, status="paused")
+    with transaction(shop) as s:
+        assert not ads.charge_click(s, _claim(cid, kid), NOW).charged
+
+
+def test_report_and_platform_revenue(shop):
+    cid, (kid, _) = _campaign(shop)
+    with transaction(shop) as s:
+        shoppers.register_identity(s, "s0", "Shopper 0", make_id_number(1), identity_key=IDENTITY_KEY)
+        shown = [_claim(cid, kid) for _ in range(4)]
+        ads.record_impressions(s, [(c, NOW) for c in shown])
+        ads.record_impressions(s, [(shown[0], NOW)])  # idempotent
+        ads.charge_click(s, shown[0], NOW)
+        order = checkout(s, "s0", [CartLine("P1", 1)], at=NOW + timedelta(hours=1))
+        orders.pay_order(s, order.order_id, "pay-1", at=NOW + timedelta(hours=1))
+        late = checkout(s, "s0", [CartLine("P1", 1)], at=NOW + timedelta(days=9))  # outside 7 days
+        orders.pay_order(s, late.order_id, "pay-2", at=NOW + timedelta(days=9))
+    with shop() as s:
+        rep = ads.campaign_report(s, cid, NOW - timedelta(days=1), NOW + timedelta(days=1))
+        rows = revenue.revenue_report(s, NOW - timedelta(days=1), NOW + timedelta(days=1), period="day")
+    assert (rep.impressions, rep.clicks, rep.ctr, rep.spend) == (4, 1, 0.25, Decimal("0.70"))
+    assert rep.attributed_orders == 1
+    assert rep.attributed_revenue == order.total
+    assert rep.roas == pytest.approx(float(order.total) / 0.70)
+    got = {(r.period, r.source): r.amount for r in rows}
+    assert got["2026-06-01", "search_ads"] == Decimal("0.70")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    budget=st.decimals(min_value=Decimal("0.30"), max_value=Decimal("5.00"), places=2),
+    prices=st.lists(st.decimals(min_value=Decimal("0.30"), max_value=Decimal("2.00"), places=2), max_size=12),
+    replays=st.lists(st.integers(min_value=0, max_value=11), max_size=4),
+)
+def test_spend_never_exceeds_budget_and_equals_charged_clicks(shop, budget, prices, replays):
+    cid, (kid, _) = _campaign(shop, budget=str(budget))
+    claims = [_claim(cid, kid, price=str(p), shopper=None) for p in prices]
+    sequence = claims + [claims[i] for i in replays if i < len(claims)]
+    results = []
+    for claim in sequence:
+        with transaction(shop) as s:
+            results.append(ads.charge_click(s, claim, NOW))
+    charged = sum((r.price for r in results if r.charged), Decimal("0"))
+    assert sum(r.charged for r in results[len(claims) :]) == 0  # replays never charged
+    with shop() as s:
+        spent = s.scalar(select(AdBudgetDay.spent).where(AdBudgetDay.campaign_id == cid)) or Decimal("0")
+    assert spent == charged <= budget
+    # greedy in arrival order: a click is refused only when it would not fit
+    running = Decimal("0")
+    for claim, r in zip(claims, results, strict=False):
+        fits = running + Decimal(claim.price) <= budget
+        assert r.charged == fits
+        running += Decimal(claim.price) if fits else 0
