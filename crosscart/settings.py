@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")
     max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
+    dask_scheduler: str = Field(
+        default="",
+        description="Dask cluster for feature jobs: 'local:N' or 'tcp://HOST:8786'; empty: in-process.",
+    )
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

@@ -103,3 +103,28 @@ def test_cluster_specs():
 def test_missing_events_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no events/ directory"):
         run_feature_job(tmp_path, tmp_path / "out")
+
+
+def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+    from crosscart.settings import get_settings
+
+    runner = CliRunner()
+    args = ["features", "job", "--data", str(market), "--partitions", "4", "--half-life-days", "30"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--cluster", ""])
+    assert result.exit_code == 0, result.output
+    assert "shopper_features" in result.output
+    pd.testing.assert_frame_equal(
+        _read("shopper_features", tmp_path / "a" / "shopper_features"),
+        _read("shopper_features", in_process["shopper_features"]),
+    )
+    monkeypatch.setenv("CROSSCART_DASK_SCHEDULER", "spark://nowhere")
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "cluster spec 'spark://nowhere'" in result.output
