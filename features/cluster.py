@@ -49,7 +49,10 @@ def dask_client(spec: str | None) -> Iterator[Client | None]:
     kind, value = parsed
     if kind == "local":
         with (
-            LocalCluster(n_workers=value, threads_per_worker=1, dashboard_address=None) as cluster,
+            # loopback only; the scheduler's HTTP server on a free port, not the shared default 8787
+            LocalCluster(
+                n_workers=value, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+            ) as cluster,
             Client(cluster) as client,
         ):
             yield client

@@ -11,6 +11,7 @@ import os
 import typer
 
 from crosscart.cli import (
+    batch_score,
     campaign,
     db,
     demo,
@@ -52,3 +53,4 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(campaign.app, name="campaign")
 app.command("serve")(serve.serve)
+app.command("batch-score")(batch_score.batch_score)

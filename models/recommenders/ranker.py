@@ -485,6 +485,7 @@ def _train_booster_on_dask(client, params: dict, x: pd.DataFrame, y: pd.Series, 
     x_dask = da.concatenate([da.from_array(xs[a:b], chunks=(b - a, xs.shape[1])) for a, b in rows])
     y_dask = da.concatenate([da.from_array(ys[a:b], chunks=b - a) for a, b in rows])
     g_dask = da.concatenate([da.from_array(group[p], chunks=len(p)) for p in parts])
+    params = {k: v for k, v in params.items() if k != "n_jobs"}  # each worker uses its own threads
     model = DaskLGBMRanker(client=client, tree_learner="data", **params)
     model.fit(x_dask, y_dask, group=g_dask, feature_name=list(x.columns))
     return model.to_local().booster_

@@ -41,7 +41,9 @@ def test_local_cluster_gives_row_for_row_equal_outputs(market, in_process, tmp_p
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
         Client(cluster) as client,
     ):
         on_cluster = run_feature_job(market, tmp_path, partitions=4, half_life_days=30.0, client=client)

@@ -25,7 +25,9 @@ def test_dask_trained_ranker_ndcg_within_one_percent_of_in_process():
         truth.setdefault(u, set()).add(i)
     local = make_recommender("ranker", **FAST).fit(data)
     with (
-        LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
         Client(cluster) as client,
     ):
         remote = make_recommender("ranker", **FAST).fit(data, client=client)
