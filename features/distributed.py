@@ -28,11 +28,13 @@ from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_
 from features.tables import (
     EVENT_COLUMNS,
     as_utc,
+    compact_events,
     events_before,
     product_event_counts,
     product_features_from_counts,
     shopper_features,
 )
+from features.training_sets import join_feature_snapshots, pair_features, validate_labels
 
 OUTPUTS = ("interactions", "shopper_features", "product_features")
 SORT_KEYS = ["shopper_id", "ts", "product_id", "event_type", "value"]
@@ -190,6 +192,122 @@ def _write_product_features(
     table = product_features_from_counts(counts, products, as_of, categories=categories)
     _write(table, out / "product_features" / "part-00000.parquet")
     return len(table)
+
+
+def run_training_set(
+    data_dir: str | Path,
+    labels: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    client=None,
+    partitions: int | None = None,
+    snapshot_freq: str | None = "1D",
+) -> Path:
+    """`features.training_sets.training_set` out of core: the same rows, as `out_dir/part-*.parquet`
+    with a leading `label_row` (the row's position in `labels`; `read_training_set` restores the order).
+
+    Labels, events and shoppers are partitioned by shopper with one hash; shopper and pair snapshots
+    are exact per partition, product snapshots are per-partition `product_event_counts` (only for the
+    products each snapshot's labels need) summed across partitions and finished once. Labels and the
+    snapshots they need are held in memory (label-sized); events stream a partition at a time.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    data, out = Path(data_dir), Path(out_dir)
+    if not (data / "events").is_dir():
+        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    labels = validate_labels(labels).reset_index(drop=True)
+    if labels.empty:
+        raise ValueError(
+            "no labels: a training set needs at least one (shopper_id, product_id, label_ts, label)"
+        )
+    snap = labels["label_ts"] if snapshot_freq is None else labels["label_ts"].dt.floor(snapshot_freq)
+    labels["_snapshot"] = snap
+    labels["_row"] = np.arange(len(labels))
+    needs = {as_of: group["product_id"].unique() for as_of, group in labels.groupby("_snapshot", sort=True)}
+    scheduler = client if client is not None else "synchronous"
+    with dask.config.set({"dataframe.convert-string": False}):
+        events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
+        n = partitions or events.npartitions
+        method = "p2p" if client is not None else "disk"
+        parts = zip(
+            _by_shopper(events, n, method).to_delayed(),
+            _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, method).to_delayed(),
+            _by_shopper(dd.from_pandas(labels, npartitions=1, sort=False), n, method).to_delayed(),
+            strict=True,
+        )
+        products = pd.read_parquet(data / "products.parquet")
+        categories = pd.read_parquet(data / "categories.parquet")
+        catalog, tree = dask.delayed(products, pure=True), dask.delayed(categories, pure=True)
+        local = dask.delayed(_training_partition, pure=True, nout=2)
+        snapshots = [local(ev, sh, lab, catalog, tree, needs) for ev, sh, lab in parts]
+        product_snapshots = dask.delayed(_product_snapshots, pure=True)(
+            [counts for counts, _ in snapshots], catalog, tree
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        join = dask.delayed(_join_partition, pure=True)
+        writes = [join(rows, product_snapshots, out, i) for i, (_, rows) in enumerate(snapshots)]
+        dask.compute(*writes, scheduler=scheduler)
+    return out
+
+
+def _training_partition(events, shoppers, labels, products, categories, needs):
+    """(product counts per snapshot, (labels, shopper snapshots, pair snapshots)) of one partition."""
+    ev = compact_events(events.drop(columns="bucket").astype({"shopper_id": str, "product_id": str}))
+    ev = ev.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
+    counts = {
+        as_of: product_event_counts(ev[ev["product_id"].isin(what)], as_of) for as_of, what in needs.items()
+    }
+    labels = labels.drop(columns="bucket")
+    shoppers = shoppers.drop(columns="bucket")
+    s_parts, pair_parts = [], []
+    for as_of, group in labels.groupby("_snapshot", sort=True):
+        who = group["shopper_id"].unique()
+        ev_s = ev[ev["shopper_id"].isin(who)]
+        sh = shoppers[shoppers["shopper_id"].isin(who)]
+        s_parts.append(
+            shopper_features(
+                ev_s, products, as_of, shoppers=sh, categories=categories, shopper_ids=who
+            ).reset_index()
+        )
+        pair_parts.append(pair_features(ev_s, group, products, as_of, categories=categories))
+    if not s_parts:
+        return counts, None
+    return counts, (labels, pd.concat(s_parts, ignore_index=True), pd.concat(pair_parts, ignore_index=True))
+
+
+def _product_snapshots(
+    partials: list[dict], products: pd.DataFrame, categories: pd.DataFrame
+) -> pd.DataFrame:
+    frames = []
+    for as_of in partials[0]:
+        counts = _combine_counts([p[as_of] for p in partials])
+        what = counts.index if len(counts) else []
+        prod = products[products["product_id"].isin(what)]
+        frames.append(product_features_from_counts(counts, prod, as_of, categories=categories).reset_index())
+    return pd.concat(frames, ignore_index=True)
+
+
+def _join_partition(rows, product_snapshots: pd.DataFrame, out: Path, index: int) -> int:
+    if rows is None:
+        return 0
+    labels, shopper_snapshots, pair_snapshots = rows
+    order = labels.sort_values(["_row"]).drop(columns=["_snapshot"])
+    table = join_feature_snapshots(
+        order.drop(columns="_row"), shopper_snapshots, product_snapshots, pair_snapshots
+    )
+    table.insert(0, "label_row", order["_row"].to_numpy())
+    _write(table, out / f"part-{index:05d}.parquet", index=False)
+    return len(table)
+
+
+def read_training_set(path: str | Path) -> pd.DataFrame:
+    """The `run_training_set` output in label order, as `training_set` returns it."""
+    table = pd.read_parquet(path).sort_values("label_row", kind="mergesort")
+    return table.drop(columns="label_row").reset_index(drop=True)
 
 
 def read_interactions(path: str | Path) -> InteractionData:

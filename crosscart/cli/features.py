@@ -44,11 +44,18 @@ def job(
     ),
     partitions: int | None = typer.Option(None, min=1, help="Shopper partitions (default: event parts)."),
     half_life_days: float | None = typer.Option(None, help="Time decay of interaction weights."),
+    labels: Path | None = typer.Option(
+        None, help="Parquet labels (shopper_id, product_id, label_ts, label): also write training_set/."
+    ),
+    snapshot_freq: str = typer.Option("1D", help="Training-set snapshot granularity, or 'exact'."),
 ) -> None:
-    """Out-of-core feature job on Dask: interactions and feature tables as partitioned Parquet."""
+    """Out-of-core feature job on Dask: interactions, feature tables and (with --labels) a point-in-time
+    training set, as partitioned Parquet."""
+    import pandas as pd
+
     from crosscart.settings import get_settings
     from features.cluster import dask_client
-    from features.distributed import run_feature_job
+    from features.distributed import run_feature_job, run_training_set
 
     spec = cluster if cluster is not None else get_settings().dask_scheduler
     try:
@@ -56,6 +63,15 @@ def job(
             paths = run_feature_job(
                 data, out, as_of=as_of, client=client, partitions=partitions, half_life_days=half_life_days
             )
+            if labels is not None:
+                paths["training_set"] = run_training_set(
+                    data,
+                    pd.read_parquet(labels),
+                    out / "training_set",
+                    client=client,
+                    partitions=partitions,
+                    snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
+                )
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

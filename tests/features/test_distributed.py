@@ -115,9 +115,14 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
 
     runner = CliRunner()
     args = ["features", "job", "--data", str(market), "--partitions", "4", "--half-life-days", "30"]
-    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--cluster", ""])
+    events = pd.read_parquet(market / "events")
+    labels = events[events["event_type"] == "purchase"].tail(20)[["shopper_id", "product_id", "ts"]]
+    labels.rename(columns={"ts": "label_ts"}).assign(label=1).to_parquet(tmp_path / "labels.parquet")
+    extra = ["--cluster", "", "--labels", str(tmp_path / "labels.parquet")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), *extra])
     assert result.exit_code == 0, result.output
-    assert "shopper_features" in result.output
+    assert "shopper_features" in result.output and "training_set" in result.output
+    assert len(pd.read_parquet(tmp_path / "a" / "training_set")) == 20
     pd.testing.assert_frame_equal(
         _read("shopper_features", tmp_path / "a" / "shopper_features"),
         _read("shopper_features", in_process["shopper_features"]),
@@ -130,3 +135,33 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
         get_settings.cache_clear()
     assert result.exit_code == 1
     assert "cluster spec 'spark://nowhere'" in result.output
+
+
+def test_training_set_equals_the_in_memory_one_in_process_and_on_a_cluster(market, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from features.distributed import read_training_set, run_training_set
+    from features.training_sets import training_set
+
+    m = read_marketplace(market)
+    ev = m["events"]
+    buys = ev[(ev["event_type"] == "purchase") & (ev["ts"] >= ev["ts"].quantile(0.7))]
+    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+    labels = labels.sample(n=min(80, len(labels)), random_state=0)
+    expected = training_set(labels, ev, m["products"], shoppers=m["shoppers"], categories=m["categories"])
+    here = read_training_set(run_training_set(market, labels, tmp_path / "here", partitions=3))
+    assert len(here) == len(labels) and (here["features_as_of"] <= here["label_ts"]).all()
+    text = [c for c in expected.columns if expected[c].dtype == object]
+    pd.testing.assert_frame_equal(
+        here.astype({c: object for c in text}).fillna({c: np.nan for c in text}),
+        expected.fillna({c: np.nan for c in text}),
+        check_dtype=False,
+    )
+    with (
+        LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        there = run_training_set(market, labels, tmp_path / "there", partitions=3, client=client)
+    pd.testing.assert_frame_equal(read_training_set(there), here, check_exact=True)
