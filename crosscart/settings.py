@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     console_secure_cookie: bool = Field(default=False, description="Console cookie only over HTTPS.")
     console_session_hours: float = Field(default=8.0, description="Console sign-in lifetime.")
     mlflow_ui_url: str = Field(default="", description="MLflow UI the console links to; empty: no link.")
+    dask_scheduler: str = Field(
+        default="",
+        description="Dask cluster for feature jobs: 'local:N' or 'tcp://HOST:8786'; empty: in-process.",
+    )
     identity_key: str = Field(
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",

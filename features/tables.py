@@ -230,11 +230,20 @@ def product_features(
     the catalog attributes (price band, price relative to the leaf median, category, brand, origin,
     fulfillment, merchant).
     """
+    return product_features_from_counts(
+        product_event_counts(events, as_of), products, as_of, categories=categories
+    )
+
+
+def product_event_counts(events: pd.DataFrame, as_of) -> pd.DataFrame:
+    """Per product: event counts per type and window, `buyers_90d`, `last_purchase`.
+
+    Additive over event sets that share no shopper (sum the counts and buyers, max `last_purchase`):
+    what lets `features.distributed` compute it per shopper partition and combine.
+    """
     as_of = as_utc(as_of)
     ev = events_before(events, as_of)
     ev = ev[ev["event_type"].isin(PRODUCT_EVENT_TYPES)]
-    p = products.set_index("product_id") if "product_id" in products.columns else products
-    p = p[p["created_at"] < as_of]
     flags = _flags(ev, as_of, ("view", "cart", "purchase"))
     flags.columns = [c.replace("is_", "n_") for c in flags.columns]
     work = pd.concat([ev[["product_id", "ts"]], flags], axis=1)
@@ -249,6 +258,18 @@ def product_features(
         ev[flags["n_purchase_90d"].to_numpy()].groupby("product_id", observed=True)["shopper_id"].nunique()
     )
     counts["buyers_90d"] = _plain_index(buyers.to_frame())["shopper_id"]
+    counts["buyers_90d"] = counts["buyers_90d"].fillna(0).astype("int64")
+    counts.index.name = "product_id"
+    return counts
+
+
+def product_features_from_counts(
+    counts: pd.DataFrame, products: pd.DataFrame, as_of, *, categories: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """`product_features` from `product_event_counts` output (one frame, or partial ones combined)."""
+    as_of = as_utc(as_of)
+    p = products.set_index("product_id") if "product_id" in products.columns else products
+    p = p[p["created_at"] < as_of]
     out = catalog_view(p, categories).join(counts)
     sums = [c for c in out.columns if c.startswith("n_")] + ["buyers_90d"]
     out[sums] = out[sums].fillna(0).astype("int64")

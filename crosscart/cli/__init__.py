@@ -11,6 +11,7 @@ import os
 import typer
 
 from crosscart.cli import (
+    batch_score,
     campaign,
     coupon,
     db,
@@ -71,3 +72,4 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(coupon.app, name="coupon")
 app.add_typer(search.app, name="search")
 app.command("serve")(serve.serve)
+app.command("batch-score")(batch_score.batch_score)

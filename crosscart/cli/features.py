@@ -30,6 +30,55 @@ def build(
         typer.echo(f"{name}: {path}")
 
 
+@app.command("job")
+def job(
+    data: Path = typer.Option(
+        ..., help="A `crosscart generate` output directory (its events/ Parquet parts)."
+    ),
+    out: Path = typer.Option(..., help="Where interactions/, shopper_features/, product_features/ go."),
+    as_of: str | None = typer.Option(None, help="Use only events before this time (default: all)."),
+    cluster: str | None = typer.Option(
+        None,
+        help="'local:N' (a LocalCluster of N workers) or 'tcp://HOST:8786'; "
+        "default: CROSSCART_DASK_SCHEDULER, else in-process.",
+    ),
+    partitions: int | None = typer.Option(None, min=1, help="Shopper partitions (default: event parts)."),
+    half_life_days: float | None = typer.Option(None, help="Time decay of interaction weights."),
+    labels: Path | None = typer.Option(
+        None, help="Parquet labels (shopper_id, product_id, label_ts, label): also write training_set/."
+    ),
+    snapshot_freq: str = typer.Option("1D", help="Training-set snapshot granularity, or 'exact'."),
+) -> None:
+    """Out-of-core feature job on Dask: interactions, feature tables and (with --labels) a point-in-time
+    training set, as partitioned Parquet."""
+    import pandas as pd
+
+    from crosscart.settings import get_settings
+    from features.cluster import dask_client
+    from features.distributed import run_feature_job, run_training_set
+
+    spec = cluster if cluster is not None else get_settings().dask_scheduler
+    try:
+        with dask_client(spec) as client, working("running the feature job"):
+            paths = run_feature_job(
+                data, out, as_of=as_of, client=client, partitions=partitions, half_life_days=half_life_days
+            )
+            if labels is not None:
+                paths["training_set"] = run_training_set(
+                    data,
+                    pd.read_parquet(labels),
+                    out / "training_set",
+                    client=client,
+                    partitions=partitions,
+                    snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
+                )
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path} ({len(list(path.glob('*.parquet')))} parts)")
+
+
 @app.command("training-set")
 def training_set(
     data: Path = typer.Option(..., help="A `crosscart generate` output directory."),

@@ -24,6 +24,7 @@ again and exploring. Such a model ranks past items too wherever seen items are a
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -301,9 +302,16 @@ class TwoStageRanker(MatrixRecommender):
         params = {**DEFAULT_BASE_PARAMS, **given}
         return [make_recommender(name, **params.get(name, {})) for name in self.base_models]
 
-    def _fit(self, data: InteractionData, matrix: sp.csr_matrix) -> None:
-        import lightgbm as lgb
+    def fit(self, data: InteractionData, client=None) -> Self:
+        """Fit on `data`. With a `distributed.Client`, the LightGBM ranker trains through `lightgbm.dask`
+        on its workers (data-parallel, whole shopper groups per worker); the client is not kept."""
+        self._client = client
+        try:
+            return super().fit(data)
+        finally:
+            del self._client
 
+    def _fit(self, data: InteractionData, matrix: sp.csr_matrix) -> None:
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.n_candidates < 1:
@@ -329,7 +337,17 @@ class TwoStageRanker(MatrixRecommender):
         if frame.empty:
             raise ValueError("no held-out interaction was recalled by the base models: cannot train")
         features = [c for c in frame.columns if c not in ("u", "i", "y", "q")]
-        model = lgb.LGBMRanker(
+        self.booster_ = self._train_booster(frame, features)
+        self.feature_names_ = features
+        self.train_pairs_ = int(len(frame))
+        # serving state: base models and statistics from ALL training interactions
+        self.base_models_ = [m.fit(data) for m in self._make_bases()]
+        self.context_ = _context(data, matrix, self.repeats_)
+
+    def _train_booster(self, frame: pd.DataFrame, features: list[str]):
+        import lightgbm as lgb
+
+        params = dict(
             objective=self.objective,
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
@@ -345,13 +363,12 @@ class TwoStageRanker(MatrixRecommender):
             force_row_wise=True,
             verbose=-1,
         )
-        model.fit(frame[features], frame["y"], group=frame.groupby("q", sort=False).size().to_numpy())
-        self.booster_ = model.booster_
-        self.feature_names_ = features
-        self.train_pairs_ = int(len(frame))
-        # serving state: base models and statistics from ALL training interactions
-        self.base_models_ = [m.fit(data) for m in self._make_bases()]
-        self.context_ = _context(data, matrix, self.repeats_)
+        group = frame.groupby("q", sort=False).size().to_numpy()
+        if self._client is None:
+            model = lgb.LGBMRanker(**params)
+            model.fit(frame[features], frame["y"], group=group)
+            return model.booster_
+        return _train_booster_on_dask(self._client, params, frame[features], frame["y"], group)
 
     def _training_frame(
         self,
@@ -542,3 +559,22 @@ def _time_folds(data: InteractionData, shape: tuple[int, int], ranker: TwoStageR
             user_features=data.user_features,
         )
         yield inner_data, inner, label
+
+
+def _train_booster_on_dask(client, params: dict, x: pd.DataFrame, y: pd.Series, group: np.ndarray):
+    """`lightgbm.dask.DaskLGBMRanker` over one chunk of whole query groups per worker."""
+    import dask.array as da
+    from lightgbm.dask import DaskLGBMRanker
+
+    n_workers = max(1, len(client.scheduler_info()["workers"]))
+    parts = [p for p in np.array_split(np.arange(len(group)), min(n_workers, len(group))) if len(p)]
+    bounds = np.r_[0, np.cumsum(group)]
+    rows = [(bounds[p[0]], bounds[p[-1] + 1]) for p in parts]
+    xs, ys = x.to_numpy(np.float64), y.to_numpy(np.float64)
+    x_dask = da.concatenate([da.from_array(xs[a:b], chunks=(b - a, xs.shape[1])) for a, b in rows])
+    y_dask = da.concatenate([da.from_array(ys[a:b], chunks=b - a) for a, b in rows])
+    g_dask = da.concatenate([da.from_array(group[p], chunks=len(p)) for p in parts])
+    params = {k: v for k, v in params.items() if k != "n_jobs"}  # each worker uses its own threads
+    model = DaskLGBMRanker(client=client, tree_learner="data", **params)
+    model.fit(x_dask, y_dask, group=g_dask, feature_name=list(x.columns))
+    return model.to_local().booster_

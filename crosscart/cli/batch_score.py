@@ -1,0 +1,51 @@
+"""`crosscart batch-score`: every shopper's top-N from the registered recommender, into Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from crosscart.cli.progress import working
+
+
+def batch_score(
+    out: Path = typer.Option(..., help="Directory for part-*.parquet (shopper_id, rank, product_id, score)."),
+    n: int = typer.Option(20, min=1, help="List length per shopper."),
+    chunk_size: int = typer.Option(5_000, min=1, help="Shoppers per task (memory per task)."),
+    model: str | None = typer.Option(None, help="Registered model name (default: CROSSCART_MODEL_NAME)."),
+    alias: str | None = typer.Option(None, help="Registry alias (default: CROSSCART_MODEL_ALIAS)."),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default: the setting)."),
+    cluster: str | None = typer.Option(
+        None, help="'local:N' or 'tcp://HOST:8786'; default: CROSSCART_DASK_SCHEDULER, else in-process."
+    ),
+) -> None:
+    """Precompute the top-N list of every shopper the registered recommender knows."""
+    from crosscart.settings import get_settings
+
+    settings = get_settings()
+    name, alias = model or settings.model_name, alias or settings.model_alias
+    spec = cluster if cluster is not None else settings.dask_scheduler
+    from mlflow import MlflowClient
+
+    from features.cluster import dask_client
+    from training.batch_scoring import read_scores, score_all
+    from training.registry import ModelUnavailable, champion_version, load_recommender_version
+    from training.tracking import check_tracking_uri
+
+    try:
+        uri = check_tracking_uri(tracking_uri or settings.resolved_mlflow_uri)
+        version = champion_version(MlflowClient(tracking_uri=uri), name, alias)
+        if version is None:
+            raise ValueError(f"no version of {name!r} carries the alias {alias!r}: train and register one")
+        recommender = load_recommender_version(uri, name, version.version)
+        with dask_client(spec) as client, working("scoring every shopper"):
+            path = score_all(recommender, out, n=n, chunk_size=chunk_size, client=client)
+    except (ValueError, ModelUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    scores = read_scores(path)
+    typer.echo(
+        f"{name}@{alias} (version {version.version}): {scores['shopper_id'].nunique():,} shoppers, "
+        f"{len(scores):,} rows -> {path}"
+    )

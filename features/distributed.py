@@ -1,0 +1,324 @@
+"""The feature job out of core, on Dask: partitioned Parquet in, partitioned Parquet out.
+
+One code path for every size: the event log (`events/` of a generated marketplace, any number of
+part files, partitioned any way) is hash-partitioned by shopper with a Dask shuffle, and the shopper
+table with the same hash, so each partition holds whole shoppers. Per partition, the ordinary pandas
+feature functions run unchanged (`features.tables`, `features.interactions`):
+- `interactions/`: one row per (shopper_id, product_id) with its summed event weight, as
+  `build_interactions` computes it (`read_interactions` turns it back into `InteractionData`);
+- `shopper_features/`: `shopper_features` rows, exact because no shopper spans two partitions;
+- `product_features/`: per-partition `product_event_counts` are additive over disjoint shopper sets,
+  so they are summed in a tree and finished once (`product_features_from_counts`).
+Events are sorted inside each partition first, so float sums do not depend on arrival order: the same
+input gives equal outputs in-process and on any cluster. Without a client the graph runs in this
+process (synchronous scheduler, on-disk shuffle); with one (`features.cluster.dask_client`) on its
+workers (peer-to-peer shuffle), which must see the same paths.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
+from features.tables import (
+    EVENT_COLUMNS,
+    as_utc,
+    compact_events,
+    events_before,
+    product_event_counts,
+    product_features_from_counts,
+    shopper_features,
+)
+from features.training_sets import join_feature_snapshots, pair_features, validate_labels
+
+OUTPUTS = ("interactions", "shopper_features", "product_features")
+SORT_KEYS = ["shopper_id", "ts", "product_id", "event_type", "value"]
+COMBINE_FAN_IN = 8
+
+
+def run_feature_job(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    as_of=None,
+    client=None,
+    partitions: int | None = None,
+    event_weights: Mapping[str, float] | None = None,
+    half_life_days: float | None = None,
+) -> dict[str, Path]:
+    """Write interactions/, shopper_features/ and product_features/ (Parquet part files) under `out_dir`.
+
+    `as_of`: use events strictly before it (default: just after the last event). `client`: a
+    `distributed.Client` to run on (None: in-process). `partitions`: shopper partitions (default: the
+    number of event part files); memory per task is about one partition's events.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    data, out = Path(data_dir), Path(out_dir)
+    if not (data / "events").is_dir():
+        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
+    scheduler = client if client is not None else "synchronous"
+    with dask.config.set({"dataframe.convert-string": False}):
+        events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
+        if as_of is None:
+            last = events["ts"].max().compute(scheduler=scheduler)
+            as_of = pd.Timestamp(last) + pd.Timedelta(microseconds=1)
+        as_of = as_utc(as_of)
+        n = partitions or events.npartitions
+        if n < 1:
+            raise ValueError(f"partitions must be >= 1, got {n}")
+        method = "p2p" if client is not None else "disk"
+        by_shopper = _by_shopper(events, n, method)
+        shoppers = _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, method)
+        products = pd.read_parquet(data / "products.parquet")
+        categories = pd.read_parquet(data / "categories.parquet")
+        catalog = dask.delayed(products, pure=True)
+        tree = dask.delayed(categories, pure=True)
+
+        for name in OUTPUTS:
+            if (out / name).exists():
+                shutil.rmtree(out / name)
+            (out / name).mkdir(parents=True)
+        part = dask.delayed(_partition_job, pure=True)
+        partials = [
+            part(ev, sh, catalog, tree, as_of, weights, half_life_days, out, i)
+            for i, (ev, sh) in enumerate(zip(by_shopper.to_delayed(), shoppers.to_delayed(), strict=True))
+        ]
+        combine = dask.delayed(_combine_counts, pure=True)
+        while len(partials) > 1:
+            partials = [
+                combine(partials[i : i + COMBINE_FAN_IN]) for i in range(0, len(partials), COMBINE_FAN_IN)
+            ]
+        final = dask.delayed(_write_product_features, pure=True)(partials[0], catalog, tree, as_of, out)
+        dask.compute(final, scheduler=scheduler)
+    return {name: out / name for name in OUTPUTS}
+
+
+def _by_shopper(frame, n: int, method: str):
+    """`frame` hash-partitioned into `n` partitions by shopper_id (the same hash for every frame)."""
+    meta = frame._meta.assign(bucket=np.int64(0))
+    bucketed = frame.map_partitions(_with_bucket, n, meta=meta)
+    return bucketed.shuffle(on="bucket", npartitions=n, shuffle_method=method)
+
+
+def _with_bucket(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    ids = frame["shopper_id"].astype(str)
+    bucket = pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(n)
+    return frame.assign(bucket=bucket.astype(np.int64))
+
+
+def _partition_job(
+    events: pd.DataFrame,
+    shoppers: pd.DataFrame,
+    products: pd.DataFrame,
+    categories: pd.DataFrame,
+    as_of: pd.Timestamp,
+    weights: dict[str, float],
+    half_life_days: float | None,
+    out: Path,
+    index: int,
+) -> pd.DataFrame:
+    """Write one shopper partition's interactions and shopper features; return its product counts."""
+    ev = events_before(events.drop(columns="bucket"), as_of)
+    ev = ev.astype({c: str for c in ("shopper_id", "product_id", "event_type")})
+    ev = ev.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
+    name = f"part-{index:05d}.parquet"
+    _write(interaction_rows(ev, as_of, weights, half_life_days), out / "interactions" / name, index=False)
+    table = shopper_features(
+        ev, products, as_of, shoppers=shoppers.drop(columns="bucket"), categories=categories
+    )
+    _write(table, out / "shopper_features" / name)
+    return product_event_counts(ev, as_of)
+
+
+def interaction_rows(
+    events: pd.DataFrame, as_of: pd.Timestamp, weights: Mapping[str, float], half_life_days: float | None
+) -> pd.DataFrame:
+    """(shopper_id, product_id, weight float32) of the weighted events, as `build_interactions` sums them."""
+    ev = events[events["event_type"].isin(list(weights))]
+    if ev.empty:
+        return pd.DataFrame(
+            {
+                "shopper_id": pd.Series(dtype=object),
+                "product_id": pd.Series(dtype=object),
+                "weight": pd.Series(dtype=np.float32),
+            }
+        )
+    data = build_interactions(
+        ev,
+        user_col="shopper_id",
+        item_col="product_id",
+        value_col=None,
+        event_weights=weights,
+        half_life_days=half_life_days,
+        as_of=as_of if half_life_days is not None else None,
+    )
+    coo = data.matrix.tocoo()
+    return pd.DataFrame(
+        {"shopper_id": data.user_ids[coo.row], "product_id": data.item_ids[coo.col], "weight": coo.data}
+    )
+
+
+def _write(frame: pd.DataFrame, path: Path, index: bool = True) -> None:
+    """Parquet with one schema across parts: a text column that is all missing in this part stays
+    string (pyarrow would type it null, and the part files would no longer read as one data set)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=index)
+    schema = pa.schema(
+        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+        metadata=table.schema.metadata,
+    )
+    pq.write_table(table.cast(schema), path)
+
+
+def _combine_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    stacked = pd.concat(parts)
+    how = {c: ("max" if c == "last_purchase" else "sum") for c in stacked.columns}
+    return stacked.groupby(level=0).agg(how)
+
+
+def _write_product_features(
+    counts: pd.DataFrame, products: pd.DataFrame, categories: pd.DataFrame, as_of: pd.Timestamp, out: Path
+) -> int:
+    table = product_features_from_counts(counts, products, as_of, categories=categories)
+    _write(table, out / "product_features" / "part-00000.parquet")
+    return len(table)
+
+
+def run_training_set(
+    data_dir: str | Path,
+    labels: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    client=None,
+    partitions: int | None = None,
+    snapshot_freq: str | None = "1D",
+) -> Path:
+    """`features.training_sets.training_set` out of core: the same rows, as `out_dir/part-*.parquet`
+    with a leading `label_row` (the row's position in `labels`; `read_training_set` restores the order).
+
+    Labels, events and shoppers are partitioned by shopper with one hash; shopper and pair snapshots
+    are exact per partition, product snapshots are per-partition `product_event_counts` (only for the
+    products each snapshot's labels need) summed across partitions and finished once. Labels and the
+    snapshots they need are held in memory (label-sized); events stream a partition at a time.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    data, out = Path(data_dir), Path(out_dir)
+    if not (data / "events").is_dir():
+        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    labels = validate_labels(labels).reset_index(drop=True)
+    if labels.empty:
+        raise ValueError(
+            "no labels: a training set needs at least one (shopper_id, product_id, label_ts, label)"
+        )
+    snap = labels["label_ts"] if snapshot_freq is None else labels["label_ts"].dt.floor(snapshot_freq)
+    labels["_snapshot"] = snap
+    labels["_row"] = np.arange(len(labels))
+    needs = {as_of: group["product_id"].unique() for as_of, group in labels.groupby("_snapshot", sort=True)}
+    scheduler = client if client is not None else "synchronous"
+    with dask.config.set({"dataframe.convert-string": False}):
+        events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
+        n = partitions or events.npartitions
+        method = "p2p" if client is not None else "disk"
+        parts = zip(
+            _by_shopper(events, n, method).to_delayed(),
+            _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, method).to_delayed(),
+            _by_shopper(dd.from_pandas(labels, npartitions=1, sort=False), n, method).to_delayed(),
+            strict=True,
+        )
+        products = pd.read_parquet(data / "products.parquet")
+        categories = pd.read_parquet(data / "categories.parquet")
+        catalog, tree = dask.delayed(products, pure=True), dask.delayed(categories, pure=True)
+        local = dask.delayed(_training_partition, pure=True, nout=2)
+        snapshots = [local(ev, sh, lab, catalog, tree, needs) for ev, sh, lab in parts]
+        product_snapshots = dask.delayed(_product_snapshots, pure=True)(
+            [counts for counts, _ in snapshots], catalog, tree
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        join = dask.delayed(_join_partition, pure=True)
+        writes = [join(rows, product_snapshots, out, i) for i, (_, rows) in enumerate(snapshots)]
+        dask.compute(*writes, scheduler=scheduler)
+    return out
+
+
+def _training_partition(events, shoppers, labels, products, categories, needs):
+    """(product counts per snapshot, (labels, shopper snapshots, pair snapshots)) of one partition."""
+    ev = compact_events(events.drop(columns="bucket").astype({"shopper_id": str, "product_id": str}))
+    ev = ev.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
+    counts = {
+        as_of: product_event_counts(ev[ev["product_id"].isin(what)], as_of) for as_of, what in needs.items()
+    }
+    labels = labels.drop(columns="bucket")
+    shoppers = shoppers.drop(columns="bucket")
+    s_parts, pair_parts = [], []
+    for as_of, group in labels.groupby("_snapshot", sort=True):
+        who = group["shopper_id"].unique()
+        ev_s = ev[ev["shopper_id"].isin(who)]
+        sh = shoppers[shoppers["shopper_id"].isin(who)]
+        s_parts.append(
+            shopper_features(
+                ev_s, products, as_of, shoppers=sh, categories=categories, shopper_ids=who
+            ).reset_index()
+        )
+        pair_parts.append(pair_features(ev_s, group, products, as_of, categories=categories))
+    if not s_parts:
+        return counts, None
+    return counts, (labels, pd.concat(s_parts, ignore_index=True), pd.concat(pair_parts, ignore_index=True))
+
+
+def _product_snapshots(
+    partials: list[dict], products: pd.DataFrame, categories: pd.DataFrame
+) -> pd.DataFrame:
+    frames = []
+    for as_of in partials[0]:
+        counts = _combine_counts([p[as_of] for p in partials])
+        what = counts.index if len(counts) else []
+        prod = products[products["product_id"].isin(what)]
+        frames.append(product_features_from_counts(counts, prod, as_of, categories=categories).reset_index())
+    return pd.concat(frames, ignore_index=True)
+
+
+def _join_partition(rows, product_snapshots: pd.DataFrame, out: Path, index: int) -> int:
+    if rows is None:
+        return 0
+    labels, shopper_snapshots, pair_snapshots = rows
+    order = labels.sort_values(["_row"]).drop(columns=["_snapshot"])
+    table = join_feature_snapshots(
+        order.drop(columns="_row"), shopper_snapshots, product_snapshots, pair_snapshots
+    )
+    table.insert(0, "label_row", order["_row"].to_numpy())
+    _write(table, out / f"part-{index:05d}.parquet", index=False)
+    return len(table)
+
+
+def read_training_set(path: str | Path) -> pd.DataFrame:
+    """The `run_training_set` output in label order, as `training_set` returns it."""
+    table = pd.read_parquet(path).sort_values("label_row", kind="mergesort")
+    return table.drop(columns="label_row").reset_index(drop=True)
+
+
+def read_interactions(path: str | Path) -> InteractionData:
+    """The `interactions/` output as `InteractionData` (CSR over sorted string ids)."""
+    rows = pd.read_parquet(path)
+    user_codes, user_ids = encode_ids(rows["shopper_id"])
+    item_codes, item_ids = encode_ids(rows["product_id"])
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(
+        (rows["weight"].to_numpy(np.float32), (user_codes, item_codes)), shape=(len(user_ids), len(item_ids))
+    )
+    matrix.sort_indices()
+    return InteractionData(matrix=matrix, user_ids=user_ids, item_ids=item_ids)

@@ -1,0 +1,167 @@
+"""The out-of-core feature job: same outputs in-process and on a Dask cluster, and the same values as
+the in-memory pandas feature functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.cluster import dask_client, parse_cluster_spec
+from features.distributed import read_interactions, run_feature_job
+from features.interactions import build_interactions
+from features.synth.generator import Scale, generate_marketplace
+from features.tables import product_features, read_marketplace, shopper_features
+
+# three event part files, so the shuffle really moves shoppers' events between partitions
+THREE_PARTS = Scale("three-parts", 600, 200, 40, 20, 9.0, 200)
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    path = tmp_path_factory.mktemp("market")
+    generate_marketplace(path, THREE_PARTS, seed=5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def in_process(market, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inproc")
+    return run_feature_job(market, out, partitions=4, half_life_days=30.0)
+
+
+def _read(name: str, path) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    if name == "interactions":
+        return frame.sort_values(["shopper_id", "product_id"]).reset_index(drop=True)
+    return frame.sort_index()
+
+
+def test_local_cluster_gives_row_for_row_equal_outputs(market, in_process, tmp_path):
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        on_cluster = run_feature_job(market, tmp_path, partitions=4, half_life_days=30.0, client=client)
+    for name, path in in_process.items():
+        local, remote = _read(name, path), _read(name, on_cluster[name])
+        assert len(local) > 0
+        pd.testing.assert_frame_equal(local, remote, check_exact=True)
+
+
+def test_outputs_match_the_in_memory_feature_functions(market, in_process):
+    m = read_marketplace(market)
+    as_of = m["events"]["ts"].max() + pd.Timedelta(microseconds=1)
+    shoppers = shopper_features(
+        m["events"], m["products"], as_of, shoppers=m["shoppers"], categories=m["categories"]
+    )
+    got = _read("shopper_features", in_process["shopper_features"])
+    assert len(got) == len(m["shoppers"])  # shoppers without events too, each exactly once
+    pd.testing.assert_frame_equal(
+        shoppers.astype({"top_category_id": object}).fillna(np.nan),
+        got.astype({"top_category_id": object}).fillna(np.nan),
+        check_dtype=False,
+    )
+    products = product_features(m["events"], m["products"], as_of, categories=m["categories"])
+    pd.testing.assert_frame_equal(products, _read("product_features", in_process["product_features"]))
+
+    ev = m["events"][m["events"]["event_type"].isin(["view", "favorite", "cart", "purchase"])]
+    expected = build_interactions(
+        ev, user_col="shopper_id", item_col="product_id", value_col=None, half_life_days=30.0, as_of=as_of
+    )
+    data = read_interactions(in_process["interactions"])
+    np.testing.assert_array_equal(data.user_ids, expected.user_ids)
+    np.testing.assert_array_equal(data.item_ids, expected.item_ids)
+    assert data.matrix.nnz == expected.matrix.nnz
+    np.testing.assert_allclose(data.matrix.toarray(), expected.matrix.toarray(), rtol=1e-5)
+
+
+def test_as_of_cuts_the_event_log(market, tmp_path):
+    m = read_marketplace(market)
+    as_of = m["events"]["ts"].quantile(0.5)
+    paths = run_feature_job(market, tmp_path, as_of=as_of, partitions=2)
+    pairs = pd.read_parquet(paths["interactions"])
+    before = m["events"][(m["events"]["ts"] < as_of) & m["events"]["event_type"].isin(["view", "purchase"])]
+    assert 0 < len(pairs) < m["events"].groupby(["shopper_id", "product_id"]).ngroups
+    assert set(pairs["shopper_id"]) >= set(before["shopper_id"])
+    assert (pd.read_parquet(paths["product_features"])["as_of"] == as_of).all()
+
+
+def test_cluster_specs():
+    assert parse_cluster_spec(None) is None and parse_cluster_spec(" ") is None
+    assert parse_cluster_spec("local:2") == ("local", 2)
+    assert parse_cluster_spec("tcp://10.0.0.5:8786") == ("address", "tcp://10.0.0.5:8786")
+    for bad in ("local:0", "local:x", "10.0.0.5:8786"):
+        with pytest.raises(ValueError, match="cluster spec"):
+            parse_cluster_spec(bad)
+    with dask_client(None) as client:
+        assert client is None
+
+
+def test_missing_events_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no events/ directory"):
+        run_feature_job(tmp_path, tmp_path / "out")
+
+
+def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+    from crosscart.settings import get_settings
+
+    runner = CliRunner()
+    args = ["features", "job", "--data", str(market), "--partitions", "4", "--half-life-days", "30"]
+    events = pd.read_parquet(market / "events")
+    labels = events[events["event_type"] == "purchase"].tail(20)[["shopper_id", "product_id", "ts"]]
+    labels.rename(columns={"ts": "label_ts"}).assign(label=1).to_parquet(tmp_path / "labels.parquet")
+    extra = ["--cluster", "", "--labels", str(tmp_path / "labels.parquet")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), *extra])
+    assert result.exit_code == 0, result.output
+    assert "shopper_features" in result.output and "training_set" in result.output
+    assert len(pd.read_parquet(tmp_path / "a" / "training_set")) == 20
+    pd.testing.assert_frame_equal(
+        _read("shopper_features", tmp_path / "a" / "shopper_features"),
+        _read("shopper_features", in_process["shopper_features"]),
+    )
+    monkeypatch.setenv("CROSSCART_DASK_SCHEDULER", "spark://nowhere")
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "cluster spec 'spark://nowhere'" in result.output
+
+
+def test_training_set_equals_the_in_memory_one_in_process_and_on_a_cluster(market, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from features.distributed import read_training_set, run_training_set
+    from features.training_sets import training_set
+
+    m = read_marketplace(market)
+    ev = m["events"]
+    buys = ev[(ev["event_type"] == "purchase") & (ev["ts"] >= ev["ts"].quantile(0.7))]
+    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+    labels = labels.sample(n=min(80, len(labels)), random_state=0)
+    expected = training_set(labels, ev, m["products"], shoppers=m["shoppers"], categories=m["categories"])
+    here = read_training_set(run_training_set(market, labels, tmp_path / "here", partitions=3))
+    assert len(here) == len(labels) and (here["features_as_of"] <= here["label_ts"]).all()
+    text = [c for c in expected.columns if expected[c].dtype == object]
+    pd.testing.assert_frame_equal(
+        here.astype({c: object for c in text}).fillna({c: np.nan for c in text}),
+        expected.fillna({c: np.nan for c in text}),
+        check_dtype=False,
+    )
+    with (
+        LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        there = run_training_set(market, labels, tmp_path / "there", partitions=3, client=client)
+    pd.testing.assert_frame_equal(read_training_set(there), here, check_exact=True)

@@ -1,0 +1,85 @@
+"""Batch scoring writes every shopper's top-N, the same lists in-process and on a Dask cluster."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from models.recommenders import make_recommender
+from tests.models.test_ranker import rotating_catalogue
+from training.batch_scoring import read_scores, score_all
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    data, _ = rotating_catalogue(n_users=120)
+    return make_recommender("itemknn").fit(data)
+
+
+def test_every_shopper_gets_the_models_own_top_n(fitted, tmp_path):
+    out = score_all(fitted, tmp_path / "scores", n=5, chunk_size=50)
+    assert len(list(out.glob("part-*.parquet"))) == 3  # 120 shoppers in chunks of 50
+    scores = read_scores(out)
+    assert scores["shopper_id"].nunique() == len(fitted.user_ids_)
+    users = list(fitted.user_ids_[:7])
+    for user, recs in zip(users, fitted.recommend(users, n=5), strict=True):
+        mine = scores[scores["shopper_id"] == user]
+        assert mine["product_id"].tolist() == [item for item, _ in recs]
+        assert mine["rank"].tolist() == list(range(1, len(recs) + 1))
+        assert mine["score"].tolist() == pytest.approx([s for _, s in recs])
+
+
+def test_local_cluster_writes_the_same_lists(fitted, tmp_path):
+    from distributed import Client, LocalCluster
+
+    here = read_scores(score_all(fitted, tmp_path / "here", n=5, chunk_size=40))
+    with (
+        LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        there = read_scores(score_all(fitted, tmp_path / "there", n=5, chunk_size=40, client=client))
+    pd.testing.assert_frame_equal(here, there)
+
+
+def test_bad_requests_are_refused(fitted, tmp_path):
+    with pytest.raises(ValueError, match="n and chunk_size"):
+        score_all(fitted, tmp_path, n=0)
+    with pytest.raises(ValueError, match="no shoppers to score"):
+        score_all(fitted, tmp_path, shopper_ids=[])
+
+
+def test_cli_scores_the_registered_champion(tracking_uri, tmp_path):
+    import mlflow
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+    from features.interactions import build_interactions
+    from tests.training.conftest import planted_events
+    from training.pyfunc import log_recommender
+    from training.registry import register_and_maybe_promote
+    from training.tracking import use_tracking
+
+    events = planted_events().rename(columns={"shopper": "user_id", "product": "item_id"})
+    model = make_recommender("itemknn").fit(
+        build_interactions(events, time_col=None, event_col=None, value_col=None)
+    )
+    _, experiment_id = use_tracking(tracking_uri, "batch-score")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        log_recommender(model)
+    register_and_maybe_promote(run.info.run_id, "model", "recs", "ndcg@10", 0.3, tracking_uri=tracking_uri)
+
+    runner = CliRunner()
+    base = ["batch-score", "--model", "recs", "--tracking-uri", tracking_uri, "--n", "4", "--cluster", ""]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "lists")])
+    assert result.exit_code == 0, result.output
+    scores = read_scores(tmp_path / "lists")
+    assert scores["shopper_id"].nunique() == len(model.user_ids_)
+    first = str(model.user_ids_[0])
+    assert scores[scores["shopper_id"] == first]["product_id"].tolist() == [
+        item for item, _ in model.recommend([first], n=4)[0]
+    ]
+    missing = runner.invoke(app, [*base, "--alias", "nowhere", "--out", str(tmp_path / "none")])
+    assert missing.exit_code == 1
+    assert "carries the alias 'nowhere'" in missing.output
