@@ -7,7 +7,6 @@ an empty audience, leaving nothing to launch and measure."""
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 
 class FittedUplift:
@@ -16,7 +15,7 @@ class FittedUplift:
     def __init__(self, market_dir: str) -> None:
         from training.uplift import fit_terms_model
 
-        self.model = SimpleNamespace(effect_model=fit_terms_model(market_dir, seed=0))
+        self.model = fit_terms_model(market_dir, seed=0)  # a CouponUpliftModel, as the uplift store holds
 
     def champion(self) -> str:
         return "terms-1"
