@@ -232,12 +232,15 @@ def _download_and_load(
     tracking_uri: str, name: str, version: str, key: str, load: Callable[[Path], T], dst: Path
 ) -> T:
     import mlflow
+    from mlflow import MlflowClient
     from mlflow.models import Model
 
+    # resolve the version through a client bound to this registry: a `models:/` URI would be resolved
+    # against the process-wide registry URI, which a serving process never sets
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    source = client.get_model_version_download_uri(name, version)
     local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(dst), tracking_uri=tracking_uri
-        )
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri)
     )
     flavor = Model.load(local).flavors.get("python_function", {})
     entry = (flavor.get("artifacts") or {}).get(key)

@@ -106,7 +106,7 @@ def test_load_version_round_trips_and_pyfunc_predicts(tracking_uri, fitted, tmp_
     assert loaded.similar_items("p3", n=4) == fitted.similar_items("p3", n=4)
     kept = load_recommender_version(tracking_uri, "recs", promotion.version, dst_dir=tmp_path / "kept")
     assert kept.recommend(["u1"], n=3) == fitted.recommend(["u1"], n=3)
-    assert list((tmp_path / "kept").glob("artifacts/*.joblib"))
+    assert list((tmp_path / "kept").rglob("artifacts/*.joblib"))  # the files stay in dst_dir
 
     pyfunc = mlflow.pyfunc.load_model("models:/recs@champion")
     frame = pyfunc.predict(pd.DataFrame({"user_id": ["u1", "nobody", "u2"], "n": [3, 3, 2]}))
@@ -146,3 +146,20 @@ def test_unreachable_registry_raises_model_unavailable(monkeypatch):
     client = MlflowClient(tracking_uri="http://127.0.0.1:9")  # the discard port: connection refused
     with pytest.raises(ModelUnavailable, match="registry lookup"):
         champion_version(client, "recs", "champion")
+
+
+def test_load_version_uses_the_given_registry_not_the_process_default(tracking_uri, fitted, tmp_path):
+    """A serving process never sets MLflow's global URIs: loading must follow the URI it is given."""
+    _, experiment_id = use_tracking(tracking_uri, "registry-test")
+    mlflow.set_experiment(experiment_id=experiment_id)
+    promotion = register_and_maybe_promote(_logged_run(fitted), "model", "recs", "ndcg@10", 0.3)
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(elsewhere)
+    mlflow.set_registry_uri(elsewhere)
+    try:
+        loaded = load_recommender_version(tracking_uri, "recs", promotion.version)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    assert loaded.recommend(["u1"], n=3) == fitted.recommend(["u1"], n=3)
