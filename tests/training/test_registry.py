@@ -153,13 +153,10 @@ def test_load_version_uses_the_given_registry_not_the_process_default(tracking_u
     _, experiment_id = use_tracking(tracking_uri, "registry-test")
     mlflow.set_experiment(experiment_id=experiment_id)
     promotion = register_and_maybe_promote(_logged_run(fitted), "model", "recs", "ndcg@10", 0.3)
-    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(elsewhere)
-    mlflow.set_registry_uri(elsewhere)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")  # the registry follows it by default
     try:
         loaded = load_recommender_version(tracking_uri, "recs", promotion.version)
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        mlflow.set_tracking_uri(previous)
     assert loaded.recommend(["u1"], n=3) == fitted.recommend(["u1"], n=3)
