@@ -70,7 +70,6 @@ HISTORY_FEATURES = ("loop_offers", "loop_offer_buys", "loop_offer_rate", "loop_p
 # loop's quick scale keeps its small catalogue but enough shoppers for that.
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
-FIRST_COST_SAFETY = 1.3  # a learned plan's first margin on predicted cost, before any calibration
 COST_MARGIN = 1.1  # on top of the measured realised / predicted cost ratio
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
 
@@ -225,6 +224,14 @@ class _History:
         np.add.at(self.plain_buys, rows[~treated], converted[~treated])
 
 
+def _static_prior(static_all: pd.DataFrame, index) -> pd.DataFrame:
+    """Today's planner's view of each shopper, as features of the closed loop's model: it starts
+    from what the past campaigns taught and lets the randomised rounds correct it."""
+    by = static_all.assign(uplift=static_all["p_treated"] - static_all["p_control"]).groupby("shopper_id")
+    frame = pd.DataFrame({"static_p_control": by["p_control"].first(), "static_uplift": by["uplift"].mean()})
+    return frame.sort_index().set_axis(index)
+
+
 def _arm_index(coupon_ids, coupons: pd.DataFrame) -> np.ndarray:
     lookup = {c: i + 1 for i, c in enumerate(coupons["coupon_id"])}
     return np.array([lookup.get(c, 0) for c in coupon_ids], dtype=int)
@@ -289,10 +296,11 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     history = _History(n)
     logged: list[pd.DataFrame] = []  # the closed loop's campaign rows, features as of their round
     static_all = _static_candidates(market, np.arange(n), coupons)
+    prior = _static_prior(static_all, market.features.index)
     calib = {"predicted": 0.0, "realised": 0.0}
     out = []
     for rnd in range(1, s.rounds + 1):
-        X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
+        X = pd.concat([market.features, prior, history.frame(market.features.index)], axis=1)
         log = pd.concat(logged, ignore_index=True) if logged else None
         model, learner = _fit_loop_model(log, X.columns, coupons, s.seed)
         q = _predicted_rewards(model, X, coupons, s.margin_rate) if model is not None else None
@@ -403,8 +411,8 @@ def _round_plan(strategy, market, X, model, static_all, explore, calib, s: LoopS
     else:
         cand = model.predict_candidates(X.iloc[rest], rest, coupons)
         # realised over predicted cost of the earlier learned plans, with a margin for its own noise
-        ratio = calib["realised"] / calib["predicted"] if calib["predicted"] > 0 else FIRST_COST_SAFETY
-        safety = max(1.0, ratio * COST_MARGIN)
+        ratio = calib["realised"] / calib["predicted"] * COST_MARGIN if calib["predicted"] > 0 else 1.0
+        safety = max(model.cost_factor_ * COST_MARGIN, ratio)
     rows, arms = _plan(cand, coupons, budget, s, safety, rng)
     if model is None:  # the static model's own margin is calibrated already
         return rows, arms, probe, 0.0

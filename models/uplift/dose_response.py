@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegressionCV, Ridge
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.preprocessing import StandardScaler
@@ -56,11 +57,19 @@ class DoseResponseUplift(CouponUpliftModel):
     conversion learner), `cv_log_loss_` (per candidate learner), `basket_sigma_`, `redeem_rate_`."""
 
     def __init__(
-        self, control="control", learner: str = "auto", n_folds: int = 3, random_state: int | None = 0
+        self,
+        control="control",
+        learner: str = "auto",
+        n_folds: int = 3,
+        calibrate: bool = True,
+        selected_share: float = 0.2,
+        random_state: int | None = 0,
     ):
         self.control = control
         self.learner = learner
         self.n_folds = n_folds
+        self.calibrate = calibrate
+        self.selected_share = selected_share
         self.random_state = random_state
 
     # -- design -----------------------------------------------------------------------------------
@@ -148,7 +157,48 @@ class DoseResponseUplift(CouponUpliftModel):
         reach = buyers & (t == 1) & (spend >= ms * MIN_SPEND_UNIT)
         self.redeem_rate_ = float(redeemed[reach].mean()) if reach.any() else 1.0
         self.cost_factor_ = 1.0
+        if self.calibrate:
+            self.cost_factor_ = self._held_out_cost_factor(X, arm, y, spend, redeemed, coupons)
         return self
+
+    def _held_out_cost_factor(self, X, arm, y, spend, redeemed, coupons) -> float:
+        """Realised over predicted coupon cost of the held-out treated rows a planner would pick
+        first (the top `selected_share` by predicted uplift per predicted cost), cross-fitted.
+
+        Over all rows predicted cost is about right; on the rows chosen for looking cheap per
+        conversion it runs low (the winner's curse), and that is where a plan spends its budget."""
+        from sklearn.model_selection import KFold
+
+        from models.uplift.planner import score_options
+
+        realised = predicted = 0.0
+        folds = KFold(self.n_folds, shuffle=True, random_state=self.random_state)
+        for fit_rows, held in folds.split(X):
+            part = clone(self).set_params(calibrate=False, learner=self.learner_)
+            try:
+                part.fit(
+                    X[fit_rows], arm[fit_rows], y[fit_rows], spend[fit_rows], redeemed[fit_rows], coupons
+                )
+            except ValueError:  # a fold without buyers of some kind: nothing to calibrate on
+                continue
+            held = held[arm[held] != self.control]
+            if len(held) == 0:
+                continue
+            cand = part.predict_candidates(X[held], np.arange(len(held)), coupons)
+            opts = score_options(cand, coupons, 1.0)
+            mine = opts.set_index(["shopper_id", "coupon_id"]).loc[
+                list(zip(np.arange(len(held)), arm[held], strict=True))
+            ]
+            gain = (mine["p_treated"] - mine["p_control"]).to_numpy()
+            cost = mine["cost"].to_numpy()
+            top = np.argsort(-gain / np.maximum(cost, 1e-9))[: max(1, int(self.selected_share * len(held)))]
+            row_terms = coupon_terms(coupons).set_index("coupon_id").loc[arm[held][top]]
+            basket = spend[held][top]
+            face = row_terms["face_value"].to_numpy()
+            off = np.where(row_terms["kind"] == "percent_off", np.fmin(row_terms["cap"], face * basket), face)
+            realised += float((redeemed[held][top] * np.minimum(off, basket)).sum())
+            predicted += float(cost[top].sum())
+        return max(1.0, realised / predicted) if predicted > 0 else 1.0
 
     # -- predict ----------------------------------------------------------------------------------
     def _input(self, X) -> np.ndarray:
