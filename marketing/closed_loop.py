@@ -34,13 +34,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.campaign_features import EVENT_COLUMNS, encode_features, shopper_history_features
+from features.campaign_features import (
+    EVENT_COLUMNS,
+    campaign_training_table,
+    encode_features,
+    shopper_history_features,
+)
 from features.synth.generator import SCALES, Scale
 from features.synth.model import BASKET_SIGMA, REDEEM_RATE, TREATED_BASKET_LIFT
 from features.synth.truth import coupon_response, load_truth, shopper_rfm
 from marketing.policy_value import policy_value
 from models.uplift.base import CouponUpliftModel
 from models.uplift.dose_response import DoseResponseUplift
+from models.uplift.effects import gross_basket
 from models.uplift.planner import plan_campaign, response_plan, score_options
 from training.uplift import fit_terms_model
 
@@ -85,6 +91,7 @@ class LoopSettings:
     explore_share: float = 0.1  # of the budget, spent on randomised coupon terms
     control_share: float = 0.1  # random holdout of every planned audience
     strategies: tuple[str, ...] = STRATEGIES
+    learner: str = "auto"  # the closed loop's DoseResponseUplift conversion learner
     coupons: pd.DataFrame = field(default_factory=lambda: MENU.copy())
 
     def __post_init__(self):
@@ -110,6 +117,8 @@ class LoopMarket:
     true_profit: np.ndarray  # (n, n_coupons) expected incremental profit if granted
     static_model: CouponUpliftModel  # today's planner, fitted on the past campaigns
     static_features: pd.DataFrame  # the static model's input columns
+    past: pd.DataFrame  # the past campaigns' rows: features, arm, converted, spend (gross), redeemed
+    past_coupons: pd.DataFrame  # the past platform-wide coupons' terms
 
 
 def load_loop_market(
@@ -146,7 +155,37 @@ def load_loop_market(
         true_profit=opts["profit"].to_numpy().reshape(shape).T,
         static_model=static,
         static_features=encode_features(table, list(static.feature_names_in_)),
+        **_past_campaigns(directory, encode_features(table).columns),
     )
+
+
+def _past_campaigns(directory: Path, columns) -> dict:
+    """The generator's past randomised campaigns as the loop's first history: platform-wide coupons
+    only (a scoped coupon's effect depends on taste for its scope, which depth does not describe)."""
+    X, labels = campaign_training_table(directory)
+    coupons = pd.read_parquet(directory / "coupons.parquet")
+    coupons = coupons[coupons["scope_type"] == "platform"]
+    terms = pd.DataFrame(
+        {
+            "coupon_id": coupons["coupon_id"].to_numpy(),
+            "kind": coupons["kind"].to_numpy(),
+            "face_value": coupons["value"].map(float).to_numpy(),
+            "min_spend": coupons["min_spend"].map(float).to_numpy(),
+            "cap": coupons["cap"].map(lambda v: np.nan if pd.isna(v) else float(v)).to_numpy(),
+        }
+    )
+    keep = ((labels["arm"] == CONTROL) | labels["arm"].isin(terms["coupon_id"])).to_numpy()
+    X, labels = X[keep], labels[keep]
+    row_terms = terms.set_index("coupon_id").reindex(labels["arm"]).fillna({"face_value": 0.0})
+    gross = gross_basket(labels["spend"].to_numpy(dtype=float), labels["redeemed"].to_numpy() == 1, row_terms)
+    past = X.reindex(columns=list(columns), fill_value=0.0).reset_index(drop=True)
+    past = past.assign(
+        arm=labels["arm"].to_numpy(),
+        converted=labels["converted"].to_numpy(dtype=int),
+        spend=gross,
+        redeemed=labels["redeemed"].to_numpy(dtype=int),
+    )
+    return {"past": past, "past_coupons": terms}
 
 
 def _true_candidates(ids, coupon_id, p0, p1, basket) -> pd.DataFrame:
@@ -224,14 +263,6 @@ class _History:
         np.add.at(self.plain_buys, rows[~treated], converted[~treated])
 
 
-def _static_prior(static_all: pd.DataFrame, index) -> pd.DataFrame:
-    """Today's planner's view of each shopper, as features of the closed loop's model: it starts
-    from what the past campaigns taught and lets the randomised rounds correct it."""
-    by = static_all.assign(uplift=static_all["p_treated"] - static_all["p_control"]).groupby("shopper_id")
-    frame = pd.DataFrame({"static_p_control": by["p_control"].first(), "static_uplift": by["uplift"].mean()})
-    return frame.sort_index().set_axis(index)
-
-
 def _arm_index(coupon_ids, coupons: pd.DataFrame) -> np.ndarray:
     lookup = {c: i + 1 for i, c in enumerate(coupons["coupon_id"])}
     return np.array([lookup.get(c, 0) for c in coupon_ids], dtype=int)
@@ -294,15 +325,19 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     n, k = len(market.shopper_ids), len(coupons)
     oracle = _oracle_profit(market, coupons, s)
     history = _History(n)
-    logged: list[pd.DataFrame] = []  # the closed loop's campaign rows, features as of their round
+    # the closed loop's campaign rows, features as of their round; the past campaigns come first
+    # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
+    past = pd.concat([market.past, _History(len(market.past)).frame(market.past.index)], axis=1)
+    logged: list[pd.DataFrame] = [past.assign(arm_index=-1, propensity=np.nan, round=0)]
+    all_coupons = pd.concat([coupons, market.past_coupons], ignore_index=True)
+    menu_ids = np.r_[[CONTROL], coupons["coupon_id"].to_numpy()]
     static_all = _static_candidates(market, np.arange(n), coupons)
-    prior = _static_prior(static_all, market.features.index)
     calib = {"predicted": 0.0, "realised": 0.0}
     out = []
     for rnd in range(1, s.rounds + 1):
-        X = pd.concat([market.features, prior, history.frame(market.features.index)], axis=1)
+        X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
         log = pd.concat(logged, ignore_index=True) if logged else None
-        model, learner = _fit_loop_model(log, X.columns, coupons, s.seed)
+        model, learner = _fit_loop_model(log, X.columns, all_coupons, s.seed, s.learner)
         q = _predicted_rewards(model, X, coupons, s.margin_rate) if model is not None else None
         explore = log[log["propensity"].notna()] if log is not None else None
         plans = {}
@@ -329,6 +364,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                 campaign = pd.concat([probe, exploit.assign(propensity=np.nan)], ignore_index=True).assign(
                     round=rnd
                 )
+                campaign["arm"] = menu_ids[campaign["arm_index"].to_numpy(dtype=int)]
                 feats = X.iloc[campaign["row"].to_numpy()].reset_index(drop=True)
                 logged.append(pd.concat([campaign, feats], axis=1))
                 everyone = _draw(market, coupons, np.arange(n), np.zeros(n, dtype=int), s.margin_rate, rng)
@@ -357,23 +393,22 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     "treated": int(len(treated_rows)),
                     "explored": int(len(probe)),
                     "learner": learner if strategy == "closed_loop" else "static",
+                    "cost_safety": calib.get("safety") if strategy == "closed_loop" else None,
                 }
             )
     return out
 
 
-def _fit_loop_model(log, columns, coupons, seed) -> tuple[CouponUpliftModel | None, str]:
+def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftModel | None, str]:
     """The closed loop's dose-response model on all campaign rows so far (None while too few)."""
     if log is None or len(log) < MIN_HISTORY_ROWS:
         return None, "static"
-    arm = np.where(
-        log["arm_index"] > 0, coupons["coupon_id"].to_numpy()[np.maximum(log["arm_index"] - 1, 0)], CONTROL
-    )
+    arm = log["arm"].to_numpy()
     y = log["converted"].to_numpy()
     for group in (arm == CONTROL, arm != CONTROL):
         if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
             return None, "static"
-    model = DoseResponseUplift(control=CONTROL, random_state=seed).fit(
+    model = DoseResponseUplift(control=CONTROL, learner=learner, random_state=seed).fit(
         log[list(columns)], arm, y, log["spend"], log["redeemed"], coupons
     )
     return model, model.learner_
@@ -411,8 +446,11 @@ def _round_plan(strategy, market, X, model, static_all, explore, calib, s: LoopS
     else:
         cand = model.predict_candidates(X.iloc[rest], rest, coupons)
         # realised over predicted cost of the earlier learned plans, with a margin for its own noise
-        ratio = calib["realised"] / calib["predicted"] * COST_MARGIN if calib["predicted"] > 0 else 1.0
+        # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
+        material = calib["predicted"] >= 0.1 * s.budget
+        ratio = calib["realised"] / calib["predicted"] * COST_MARGIN if material else 1.0
         safety = max(model.cost_factor_ * COST_MARGIN, ratio)
+        calib["safety"] = safety
     rows, arms = _plan(cand, coupons, budget, s, safety, rng)
     if model is None:  # the static model's own margin is calibrated already
         return rows, arms, probe, 0.0
@@ -436,8 +474,8 @@ def _plan_value(explore, rows, arms, n: int, k: int, q) -> dict:
         return {"value": None, "low": None, "high": None, "method": None}
     target = np.zeros(n, dtype=int)
     target[rows] = arms  # holdout and unplanned shoppers: no coupon
-    r = explore["row"].to_numpy()
-    a = explore["arm_index"].to_numpy()
+    r = explore["row"].to_numpy(dtype=int)
+    a = explore["arm_index"].to_numpy(dtype=int)
     kwargs = {}
     if q is not None:
         kwargs = dict(q_target=q[r, target[r]], q_baseline=q[r, 0], q_logged=q[r, a])
