@@ -343,7 +343,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         plans = {}
         for strategy in s.strategies:
             plans[strategy] = _round_plan(strategy, market, X, model, static_all, explore, calib, s, rng)
-        for strategy, (rows, arms, explore_rows, predicted_cost) in plans.items():
+        for strategy, (rows, arms, explore_rows, predicted, learned) in plans.items():
             pv = _plan_value(explore, rows, arms, n, k, q)
             exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
             probe = explore_rows
@@ -358,9 +358,10 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
             baseline = s.margin_rate * market.p_buy[rows[t], 0] * market.basket[rows[t]]
             realized = float((exploit["reward"].to_numpy()[t] - baseline).sum())
             plan_true = float(market.true_profit[rows[t], arms[t] - 1].sum())
-            if strategy == "closed_loop":
-                calib["predicted"] += predicted_cost
+            if learned:  # the closed loop's learned plans calibrate its later ones
+                calib["predicted"] += predicted["cost"]
                 calib["realised"] += float(exploit["cost"].sum())
+            if strategy == "closed_loop":
                 campaign = pd.concat([probe, exploit.assign(propensity=np.nan)], ignore_index=True).assign(
                     round=rnd
                 )
@@ -384,7 +385,12 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     "budget": s.budget,
                     "plan_true_profit": plan_true,
                     "plan_true_spend": plan_spend,
-                    "plan_predicted_spend": predicted_cost,
+                    "plan_predicted_spend": predicted["cost"],
+                    "predicted_profit": predicted["profit"],
+                    # the model's own forecast outside the logged data's interval: worth a look
+                    "policy_value_disagrees": None
+                    if pv["low"] is None
+                    else not pv["low"] <= predicted["profit"] <= pv["high"],
                     "realized_profit": realized,
                     "policy_value": pv["value"],
                     "policy_value_low": pv["low"],
@@ -415,17 +421,19 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
 
 
 def _round_plan(strategy, market, X, model, static_all, explore, calib, s: LoopSettings, rng):
-    """(planned rows, planned arms, this round's exploration rows, predicted cost of the plan)."""
+    """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
+    profit of the plan, whether a learned model planned it)."""
     n = len(market.shopper_ids)
     coupons = s.coupons
     if strategy == "response_model":
         # the same margin on predicted cost as today's planner: both read the static model's costs
         budget = s.budget / market.static_model.cost_factor_
         best = response_plan(static_all, coupons, budget, margin_rate=s.margin_rate)
-        return best["shopper_id"].to_numpy(dtype=int), _arm_index(best["coupon_id"], coupons), _empty(), 0.0
+        rows, arms = best["shopper_id"].to_numpy(dtype=int), _arm_index(best["coupon_id"], coupons)
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
     if strategy == "no_exploration":
         rows, arms = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
-        return rows, arms, _empty(), 0.0
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
     # closed loop: a randomised probe first, then the plan over everyone else
     per_row = (
         float(explore["cost"].mean()) * 1.25
@@ -452,13 +460,18 @@ def _round_plan(strategy, market, X, model, static_all, explore, calib, s: LoopS
         safety = max(model.cost_factor_ * COST_MARGIN, ratio)
         calib["safety"] = safety
     rows, arms = _plan(cand, coupons, budget, s, safety, rng)
-    if model is None:  # the static model's own margin is calibrated already
-        return rows, arms, probe, 0.0
-    opts = score_options(cand, coupons, s.margin_rate).set_index(["shopper_id", "coupon_id"])
+    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None
+
+
+def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
+    """The planning model's own expected coupon cost and incremental profit of a plan's grants."""
+    opts = score_options(cand, s.coupons, s.margin_rate).set_index(["shopper_id", "coupon_id"])
     t = arms > 0
-    keys = list(zip(rows[t], coupons["coupon_id"].to_numpy()[arms[t] - 1], strict=True))
-    predicted_cost = float(opts.loc[keys, "cost"].sum()) if keys else 0.0
-    return rows, arms, probe, predicted_cost
+    keys = list(zip(rows[t], s.coupons["coupon_id"].to_numpy()[arms[t] - 1], strict=True))
+    if not keys:
+        return {"cost": 0.0, "profit": 0.0}
+    chosen = opts.loc[keys]
+    return {"cost": float(chosen["cost"].sum()), "profit": float(chosen["profit"].sum())}
 
 
 def _empty() -> pd.DataFrame:
