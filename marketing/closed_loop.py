@@ -342,7 +342,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         explore = log[log["propensity"].notna()] if log is not None else None
         plans = {}
         for strategy in s.strategies:
-            plans[strategy] = _round_plan(strategy, market, X, model, static_all, explore, calib, s, rng)
+            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng)
         for strategy, (rows, arms, explore_rows, predicted, learned) in plans.items():
             pv = _plan_value(explore, rows, arms, n, k, q)
             exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
@@ -420,7 +420,7 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     return model, model.learner_
 
 
-def _round_plan(strategy, market, X, model, static_all, explore, calib, s: LoopSettings, rng):
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng):
     """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
     profit of the plan, whether a learned model planned it)."""
     n = len(market.shopper_ids)
@@ -435,11 +435,14 @@ def _round_plan(strategy, market, X, model, static_all, explore, calib, s: LoopS
         rows, arms = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
         return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
     # closed loop: a randomised probe first, then the plan over everyone else
-    per_row = (
-        float(explore["cost"].mean()) * 1.25
-        if explore is not None and len(explore) and explore["cost"].mean() > 0
-        else PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
-    )
+    if model is not None:  # the model's cost over the whole population is about right (it is the
+        # chosen few where it runs low), so it sizes the probe: a uniform arm, none included
+        cost = score_options(model.predict_candidates(X, np.arange(n), coupons), coupons, s.margin_rate)[
+            "cost"
+        ]
+        per_row = COST_MARGIN * float(cost.mean()) * len(coupons) / (len(coupons) + 1)
+    else:
+        per_row = PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
     n_probe = min(n // 2, int(s.explore_share * s.budget / per_row))
     probe_rows = rng.choice(n, n_probe, replace=False)
     probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
