@@ -200,3 +200,58 @@ def report(
         return
     for key, value in figures.items():
         typer.echo(f"{key}: {value}")
+
+
+@app.command("simulate-loop")
+def simulate_loop(
+    rounds: int = typer.Option(8, "--rounds", help="Successive weekly campaigns."),
+    budget: float = typer.Option(..., "--budget", help="Coupon budget of every campaign, CNY."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the marketplace and of the loop's draws."),
+    scale: str = typer.Option("demo", "--scale", help="Marketplace to generate: tiny (quick) or demo."),
+    data: Path | None = typer.Option(
+        None, "--data", exists=True, file_okay=False, help="Use this generated marketplace instead."
+    ),
+    explore_share: float = typer.Option(0.1, "--explore-share", help="Budget share for randomised terms."),
+    margin: float = typer.Option(0.3, "--margin", help="Gross margin rate."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line, per round and strategy."),
+) -> None:
+    """Run closed-loop, no-exploration and response-model campaigns on the marketplace truth and
+    report each round's profit against the oracle, true spend and the pre-launch policy value."""
+    import json
+    import tempfile
+
+    from features.synth import generate_marketplace
+    from marketing.closed_loop import LOOP_SCALES, LoopSettings, load_loop_market
+    from marketing.closed_loop import simulate_loop as run_loop
+
+    if scale not in LOOP_SCALES:
+        typer.echo(f"error: --scale must be one of {sorted(LOOP_SCALES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
+                                explore_share=explore_share)  # fmt: skip
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    with tempfile.TemporaryDirectory(prefix="crosscart-loop-") as tmp:
+        directory = data
+        if directory is None:
+            with working(f"generating a {scale} marketplace"):
+                generate_marketplace(tmp, scale=LOOP_SCALES[scale], seed=seed)
+            directory = Path(tmp)
+        with working("learning today's planner"):
+            market = load_loop_market(directory, settings.coupons, margin, seed=seed)
+        with working(f"running {rounds} rounds"):
+            rows = run_loop(market, settings)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+        else:
+            ratio = "-" if row["profit_vs_oracle"] is None else f"{row['profit_vs_oracle']:.2f}"
+            low, high = row["policy_value_low"], row["policy_value_high"]
+            pv = "-" if low is None else f"[{low:,.0f}, {high:,.0f}]"
+            typer.echo(
+                f"{row['round']:>2} {row['strategy']:<15} vs oracle {ratio:>6}"
+                f"  spend {row['true_spend']:>10,.0f} / {row['budget']:,.0f}"
+                f"  realised {row['realized_profit']:>10,.0f}  policy value {pv}"
+            )

@@ -196,7 +196,7 @@ def coupon_depth(terms: pd.DataFrame, baskets: np.ndarray) -> np.ndarray:
     return np.where(reaches, off / q, 0.0).mean(axis=1)
 
 
-def _gross_basket(net: np.ndarray, redeemed: np.ndarray, terms: pd.DataFrame) -> np.ndarray:
+def gross_basket(net: np.ndarray, redeemed: np.ndarray, terms: pd.DataFrame) -> np.ndarray:
     """Order value before the coupon: net paid plus the discount when the coupon was used (a percentage
     off takes rate x gross, or its cap when that is smaller)."""
     face, cap = terms["face_value"].to_numpy(), terms["cap"].to_numpy()
@@ -326,7 +326,7 @@ class CouponTermsEffectModel(CouponUpliftModel):
         row_terms = terms.set_index("coupon_id").reindex(arm[rows])
         net = np.asarray(spend, dtype=float)[rows]
         used = np.asarray(redeemed, dtype=float)[rows] == 1
-        discount = _gross_basket(net, used, row_terms) - net
+        discount = gross_basket(net, used, row_terms) - net
         return float(discount.sum()), float(top["cost"].sum()), float((discount**2).sum())
 
     def _fit(self, X, arm, converted, spend, redeemed, coupons: pd.DataFrame, groups=None):
@@ -356,7 +356,7 @@ class CouponTermsEffectModel(CouponUpliftModel):
         if (buyers & control).sum() < 20 or (buyers & treated).sum() < 20:
             raise ValueError("need at least 20 buyers in control and 20 among the treated")
         row_terms = terms.reindex(np.where(treated, arm, terms.index[0]))
-        gross = np.where(treated, _gross_basket(spend, redeemed == 1, row_terms), spend)
+        gross = np.where(treated, gross_basket(spend, redeemed == 1, row_terms), spend)
         # organic baskets (control buyers) set the scale against which a discount is deep or shallow
         self.reference_baskets_ = np.quantile(spend[buyers & control], (np.arange(64) + 0.5) / 64)
         depth = pd.Series(coupon_depth(terms.reset_index(), self.reference_baskets_), index=terms.index)

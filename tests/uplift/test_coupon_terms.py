@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.uplift.effects import CouponTermsEffectModel, _gross_basket, coupon_depth
+from models.uplift.effects import CouponTermsEffectModel, coupon_depth, gross_basket
 from models.uplift.planner import coupon_terms, evaluate_assignment, plan_campaign, score_options
 
 SIGMA, REDEEM, LIFT = 0.5, 0.8, 1.05
@@ -107,7 +107,7 @@ def fitted():
     return model
 
 
-def test_coupon_depth_and_gross_basket_by_hand():
+def test_coupon_depth_andgross_basket_by_hand():
     terms = coupon_terms(
         pd.DataFrame(
             {"coupon_id": ["a", "p"], "kind": ["amount_off", "percent_off"], "face_value": [30, 0.1],
@@ -120,7 +120,7 @@ def test_coupon_depth_and_gross_basket_by_hand():
     net = np.array([180.0, 90.0, 160.0, 90.0])
     used = np.array([True, True, True, False])
     # 20 off; 10% of 100; 20% of 200 = 40 = the cap; not redeemed: net is gross
-    assert _gross_basket(net, used, rows) == pytest.approx([200.0, 100.0, 200.0, 90.0])
+    assert gross_basket(net, used, rows) == pytest.approx([200.0, 100.0, 200.0, 90.0])
 
 
 def test_new_coupon_effects_follow_depth_and_redemption_is_learned(fitted):
@@ -160,7 +160,7 @@ def test_learned_plan_expected_cost_respects_the_budget_in_truth(fitted, budget)
     assert scored["incremental_profit"] >= 0.6 * oracle["incremental_profit"]
 
 
-def test_planner_prices_gross_basket_and_redeem_rate_by_hand():
+def test_planner_pricesgross_basket_and_redeem_rate_by_hand():
     cand = pd.DataFrame(
         {"shopper_id": ["s"], "coupon_id": ["a30_199"], "p_control": [0.2], "p_treated": [0.5],
          "spend_control": [40.0], "spend_treated": [90.0], "basket_mean": [200.0], "redeem_rate": [0.8]}

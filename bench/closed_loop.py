@@ -1,0 +1,118 @@
+"""Closed-loop campaigns against the oracle on generated marketplaces (`marketing.closed_loop`).
+
+    nice .venv/bin/python -m bench.closed_loop [--scale demo] [--seeds 7,11] [--budgets 3000,10000]
+        [--rounds 8]
+
+Per seed and budget, every round of every strategy; then the issue's targets measured: the closed
+loop's profit / oracle from round 6 on (>= 0.90 wanted), rounds where true spend exceeds the budget
+(none wanted), and how often the pre-launch policy-value interval covers the realised profit (>= 90%
+wanted). Writes bench/results/closed_loop.json and a PNG of the three curves next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from features.synth import generate_marketplace
+from marketing.closed_loop import LOOP_SCALES, STRATEGIES, LoopSettings, load_loop_market, simulate_loop
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def summarize(rows: pd.DataFrame, from_round: int = 6) -> dict:
+    late = rows[rows["round"] >= from_round]
+    loop_late = late[late["strategy"] == "closed_loop"]
+    pv = rows.dropna(subset=["policy_value_low"])
+    covered = (pv["policy_value_low"] <= pv["realized_profit"]) & (
+        pv["realized_profit"] <= pv["policy_value_high"]
+    )
+    covered_expected = (pv["policy_value_low"] <= pv["plan_true_profit"]) & (
+        pv["plan_true_profit"] <= pv["policy_value_high"]
+    )
+    return {
+        "closed_loop_min_vs_oracle_from_round_6": float(loop_late["profit_vs_oracle"].min()),
+        "mean_vs_oracle_from_round_6": late.groupby("strategy")["profit_vs_oracle"].mean().round(3).to_dict(),
+        "rounds_over_budget": int((rows["true_spend"] > rows["budget"]).sum()),
+        "policy_value_coverage_of_realized": float(covered.mean()) if len(pv) else None,
+        "policy_value_coverage_of_expected": float(covered_expected.mean()) if len(pv) else None,
+        "policy_value_rounds": int(len(pv)),
+        "policy_value_median_width_vs_oracle": float(
+            ((pv["policy_value_high"] - pv["policy_value_low"]) / pv["oracle_profit"]).median()
+        )
+        if len(pv)
+        else None,
+    }
+
+
+def plot(rows: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = rows.groupby(["seed", "budget"])
+    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.2), squeeze=False)
+    for ax, ((seed, budget), run) in zip(axes[0], runs, strict=True):
+        for strategy in STRATEGIES:
+            r = run[run["strategy"] == strategy]
+            ax.plot(r["round"], r["profit_vs_oracle"], marker="o", label=strategy)
+        ax.axhline(0.9, color="grey", linestyle=":")
+        ax.set_title(f"seed {seed}, budget {budget:,.0f}")
+        ax.set_xlabel("round")
+    axes[0][0].set_ylabel("profit / oracle")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", default="demo", choices=sorted(LOOP_SCALES))
+    ap.add_argument("--seeds", default="7,11")
+    ap.add_argument("--budgets", default="3000,10000")
+    ap.add_argument("--rounds", type=int, default=8)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    all_rows, timings = [], {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+            generate_marketplace(tmp, scale=LOOP_SCALES[args.scale], seed=seed)
+            settings = LoopSettings(rounds=args.rounds, seed=seed)
+            market = load_loop_market(tmp, settings.coupons, settings.margin_rate, seed=seed)
+            for budget in [float(b) for b in args.budgets.split(",")]:
+                t0 = time.perf_counter()
+                s = LoopSettings(rounds=args.rounds, budget=budget, seed=seed)
+                rows = pd.DataFrame(simulate_loop(market, s)).assign(seed=seed)
+                timings[f"{seed}/{budget:.0f}"] = round(time.perf_counter() - t0, 1)
+                all_rows.append(rows)
+                print(
+                    rows.pivot(index="round", columns="strategy", values="profit_vs_oracle").round(2),
+                    f"\nseed {seed} budget {budget:,.0f}",
+                    flush=True,
+                )
+    rows = pd.concat(all_rows, ignore_index=True)
+    per_run = {f"{k[0]}/{k[1]:.0f}": summarize(g) for k, g in rows.groupby(["seed", "budget"])}
+    result = {
+        "scale": args.scale,
+        "rounds": args.rounds,
+        "targets": {"closed_loop_vs_oracle_by_round_6": 0.9, "policy_value_coverage": 0.9},
+        "overall": summarize(rows),
+        "per_run": per_run,
+        "seconds": timings,
+        "rows": json.loads(rows.to_json(orient="records")),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=1))
+    plot(rows, RESULTS / "closed_loop.png")
+    print(json.dumps({"overall": result["overall"], "per_run": per_run}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,501 @@
+"""Successive weekly campaigns on a generated marketplace's truth: plan, grant, observe, relearn.
+
+The marketplace's shoppers keep the state they have at the end of the generated period (RFM,
+tastes, price sensitivity: a stationary market), and every round draws their purchases from the
+generator's own coupon response (`features.synth.truth.coupon_response`; gross basket lognormal
+around the shopper's typical basket, lifted under a coupon; a buyer whose basket reaches the minimum
+spend redeems at the generator's rate). Three strategies run side by side on the same shoppers:
+
+- `closed_loop`: each round reserves `explore_share` of the budget for exploration: shoppers drawn
+  at random get a coupon of the menu or none, uniformly, with the assignment probability logged;
+  the rest of the budget is planned (`models.uplift.planner.plan_campaign`, random holdout) with a
+  `DoseResponseUplift` refitted every round on all campaign rows so far, whose features include
+  each shopper's own campaign history (coupons received and used, weeks bought without one), so
+  randomised history reveals each shopper's response. Round 1, with no history, plans with the
+  static model. Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
+- `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
+  campaigns, planning every round with its own cost margin;
+- `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
+
+Per round and strategy: the plan's true expected incremental profit (exploration included) over
+the oracle's (the planner on the true effects, whole budget, no holdout), true expected spend
+against the budget, the plan's realised incremental profit (drawn outcomes minus the truth's
+expected no-coupon outcome of the same shoppers) and, before launch, the policy value of the plan
+from the closed loop's randomised history (`marketing.policy_value`: doubly robust when an outcome
+model exists, else inverse propensity).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.campaign_features import (
+    EVENT_COLUMNS,
+    campaign_training_table,
+    encode_features,
+    shopper_history_features,
+)
+from features.synth.generator import SCALES, Scale
+from features.synth.model import BASKET_SIGMA, REDEEM_RATE, TREATED_BASKET_LIFT
+from features.synth.truth import coupon_response, load_truth, shopper_rfm
+from marketing.policy_value import policy_value
+from models.uplift.base import CouponUpliftModel
+from models.uplift.dose_response import DoseResponseUplift
+from models.uplift.effects import gross_basket
+from models.uplift.planner import plan_campaign, response_plan, score_options
+from training.uplift import fit_terms_model
+
+__all__ = [
+    "LOOP_SCALES",
+    "STRATEGIES",
+    "MENU",
+    "LoopSettings",
+    "LoopMarket",
+    "load_loop_market",
+    "simulate_loop",
+]
+
+STRATEGIES = ("closed_loop", "no_exploration", "response_model")
+CONTROL = "control"
+MENU = pd.DataFrame(
+    {
+        "coupon_id": ["A10", "A20", "A30", "A50"],
+        "kind": "amount_off",
+        "face_value": [10.0, 20.0, 30.0, 50.0],
+        "min_spend": [99.0, 149.0, 199.0, 299.0],
+        "cap": np.nan,
+    }
+)
+HISTORY_FEATURES = ("loop_offers", "loop_offer_buys", "loop_offer_rate", "loop_plain_rate", "loop_rate_gap")
+# The generator's tiny marketplace (500 shoppers) has too few past buyers to fit today's planner; the
+# loop's quick scale keeps its small catalogue but enough shoppers for that.
+LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
+MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
+COST_MARGIN = 1.1  # on top of the measured realised / predicted cost ratio
+PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What a loop run is given (library code reads no process settings)."""
+
+    rounds: int = 8
+    budget: float = 3000.0
+    seed: int = 0
+    margin_rate: float = 0.3
+    explore_share: float = 0.1  # of the budget, spent on randomised coupon terms
+    control_share: float = 0.1  # random holdout of every planned audience
+    strategies: tuple[str, ...] = STRATEGIES
+    learner: str = "auto"  # the closed loop's DoseResponseUplift conversion learner
+    coupons: pd.DataFrame = field(default_factory=lambda: MENU.copy())
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError("rounds must be at least 1")
+        if not self.budget > 0:
+            raise ValueError(f"budget must be positive, got {self.budget}")
+        if not 0 < self.explore_share < 1:
+            raise ValueError("explore_share must be in (0, 1)")
+        if unknown := set(self.strategies) - set(STRATEGIES):
+            raise ValueError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
+
+
+@dataclass
+class LoopMarket:
+    """The shoppers' observable features and true response to each menu coupon (column 0: none)."""
+
+    shopper_ids: np.ndarray
+    features: pd.DataFrame  # encoded, one row per shopper, in shopper_ids order
+    p_buy: np.ndarray  # (n, 1 + n_coupons) true purchase probability in a campaign week
+    basket: np.ndarray  # (n,) expected gross basket without a coupon
+    true_cost: np.ndarray  # (n, n_coupons) expected coupon cost if granted
+    true_profit: np.ndarray  # (n, n_coupons) expected incremental profit if granted
+    static_model: CouponUpliftModel  # today's planner, fitted on the past campaigns
+    static_features: pd.DataFrame  # the static model's input columns
+    past: pd.DataFrame  # the past campaigns' rows: features, arm, converted, spend (gross), redeemed
+    past_coupons: pd.DataFrame  # the past platform-wide coupons' terms
+
+
+def load_loop_market(
+    directory: str | Path, coupons: pd.DataFrame, margin_rate: float, channel: str = "site", seed: int = 0
+) -> LoopMarket:
+    """The marketplace at the end of its period, its truth for `coupons`, and today's planner."""
+    directory = Path(directory)
+    as_of = pd.Timestamp(json.loads((directory / "manifest.json").read_text())["end"])
+    shoppers = pd.read_parquet(directory / "shoppers.parquet")
+    shoppers = shoppers[pd.to_datetime(shoppers["created_at"], utc=True) < as_of]
+    events = pd.read_parquet(directory / "events", columns=list(EVENT_COLUMNS)).dropna(subset=["shopper_id"])
+    table = shopper_history_features(events, shoppers, as_of, channel)
+    ids = table.index.to_numpy()
+    static = fit_terms_model(directory, seed=seed)
+    truth = load_truth(directory)
+    rfm = shopper_rfm(events, ids, as_of)
+    p_buy, frames = [], []
+    for c in coupons.itertuples(index=False):
+        cap = None if pd.isna(c.cap) else float(c.cap)
+        r = coupon_response(truth, rfm, kind=c.kind, value=c.face_value, cap=cap, min_spend=c.min_spend)
+        if not p_buy:
+            p_buy.append(r["p_control"].to_numpy())
+            basket = (r["spend_control"] / r["p_control"]).to_numpy()
+        p_buy.append(r["p_treated"].to_numpy())
+        frames.append(_true_candidates(ids, c.coupon_id, p_buy[0], p_buy[-1], basket))
+    opts = score_options(pd.concat(frames, ignore_index=True), coupons, margin_rate)
+    shape = (len(coupons), len(ids))
+    return LoopMarket(
+        shopper_ids=ids,
+        features=encode_features(table),
+        p_buy=np.column_stack(p_buy),
+        basket=basket,
+        true_cost=opts["cost"].to_numpy().reshape(shape).T,
+        true_profit=opts["profit"].to_numpy().reshape(shape).T,
+        static_model=static,
+        static_features=encode_features(table, list(static.feature_names_in_)),
+        **_past_campaigns(directory, encode_features(table).columns),
+    )
+
+
+def _past_campaigns(directory: Path, columns) -> dict:
+    """The generator's past randomised campaigns as the loop's first history: platform-wide coupons
+    only (a scoped coupon's effect depends on taste for its scope, which depth does not describe)."""
+    X, labels = campaign_training_table(directory)
+    coupons = pd.read_parquet(directory / "coupons.parquet")
+    coupons = coupons[coupons["scope_type"] == "platform"]
+    terms = pd.DataFrame(
+        {
+            "coupon_id": coupons["coupon_id"].to_numpy(),
+            "kind": coupons["kind"].to_numpy(),
+            "face_value": coupons["value"].map(float).to_numpy(),
+            "min_spend": coupons["min_spend"].map(float).to_numpy(),
+            "cap": coupons["cap"].map(lambda v: np.nan if pd.isna(v) else float(v)).to_numpy(),
+        }
+    )
+    keep = ((labels["arm"] == CONTROL) | labels["arm"].isin(terms["coupon_id"])).to_numpy()
+    X, labels = X[keep], labels[keep]
+    row_terms = terms.set_index("coupon_id").reindex(labels["arm"]).fillna({"face_value": 0.0})
+    gross = gross_basket(labels["spend"].to_numpy(dtype=float), labels["redeemed"].to_numpy() == 1, row_terms)
+    past = X.reindex(columns=list(columns), fill_value=0.0).reset_index(drop=True)
+    past = past.assign(
+        arm=labels["arm"].to_numpy(),
+        converted=labels["converted"].to_numpy(dtype=int),
+        spend=gross,
+        redeemed=labels["redeemed"].to_numpy(dtype=int),
+    )
+    return {"past": past, "past_coupons": terms}
+
+
+def _true_candidates(ids, coupon_id, p0, p1, basket) -> pd.DataFrame:
+    """Planner candidates holding the truth, so `score_options` prices cost as outcomes are drawn."""
+    return pd.DataFrame(
+        {
+            "shopper_id": np.arange(len(ids)),
+            "coupon_id": coupon_id,
+            "p_control": p0,
+            "p_treated": p1,
+            "spend_control": p0 * basket,
+            "spend_treated": p1 * TREATED_BASKET_LIFT * basket,
+            "basket_mean": TREATED_BASKET_LIFT * basket,
+            "basket_sigma": BASKET_SIGMA,
+            "redeem_rate": REDEEM_RATE,
+        }
+    )
+
+
+# -- one round's pieces ---------------------------------------------------------------------------
+
+
+def _draw(market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng) -> pd.DataFrame:
+    """Outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1)."""
+    rows, k = np.asarray(rows), np.asarray(arm_index)
+    converted = rng.random(len(rows)) < market.p_buy[rows, k]
+    lift = np.where(k > 0, TREATED_BASKET_LIFT, 1.0)
+    z = rng.standard_normal(len(rows))
+    basket = market.basket[rows] * lift * np.exp(BASKET_SIGMA * z - BASKET_SIGMA**2 / 2)
+    face = np.r_[0.0, coupons["face_value"].to_numpy(dtype=float)][k]
+    min_spend = np.r_[np.inf, coupons["min_spend"].to_numpy(dtype=float)][k]
+    redeemed = converted & (basket >= min_spend) & (rng.random(len(rows)) < REDEEM_RATE)
+    cost = np.where(redeemed, np.minimum(face, basket), 0.0)
+    gross = np.where(converted, basket, 0.0)
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "arm_index": k,
+            "converted": converted.astype(int),
+            "spend": gross,
+            "redeemed": redeemed.astype(int),
+            "cost": cost,
+            "reward": margin * gross - cost,
+        }
+    )
+
+
+class _History:
+    """Each shopper's own campaign history, the features that reveal how they answer coupons."""
+
+    def __init__(self, n: int):
+        self.offers = np.zeros(n)
+        self.offer_buys = np.zeros(n)
+        self.plain = np.zeros(n)
+        self.plain_buys = np.zeros(n)
+
+    def frame(self, index) -> pd.DataFrame:
+        offer_rate = (self.offer_buys + 0.2) / (self.offers + 1)
+        plain_rate = (self.plain_buys + 0.2) / (self.plain + 1)
+        return pd.DataFrame(
+            {
+                "loop_offers": self.offers,
+                "loop_offer_buys": self.offer_buys,
+                "loop_offer_rate": offer_rate,
+                "loop_plain_rate": plain_rate,
+                "loop_rate_gap": offer_rate - plain_rate,
+            },
+            index=index,
+        )
+
+    def update(self, rows, treated, converted) -> None:
+        np.add.at(self.offers, rows[treated], 1)
+        np.add.at(self.offer_buys, rows[treated], converted[treated])
+        np.add.at(self.plain, rows[~treated], 1)
+        np.add.at(self.plain_buys, rows[~treated], converted[~treated])
+
+
+def _arm_index(coupon_ids, coupons: pd.DataFrame) -> np.ndarray:
+    lookup = {c: i + 1 for i, c in enumerate(coupons["coupon_id"])}
+    return np.array([lookup.get(c, 0) for c in coupon_ids], dtype=int)
+
+
+def _static_candidates(market: LoopMarket, rows, coupons) -> pd.DataFrame:
+    return market.static_model.predict_candidates(
+        market.static_features.iloc[rows], np.asarray(rows), coupons
+    )
+
+
+def _plan(
+    candidates, coupons, budget, s: LoopSettings, cost_safety: float, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """(shopper rows, arm index) of a planned audience, holdout rows with arm 0."""
+    plan = plan_campaign(
+        candidates,
+        coupons,
+        budget,
+        margin_rate=s.margin_rate,
+        control_share=s.control_share,
+        random_state=int(rng.integers(2**31)),
+        cost_safety=cost_safety,
+    )
+    a = plan.assignments
+    return a["shopper_id"].to_numpy(dtype=int), _arm_index(a["arm"], coupons)
+
+
+def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margin: float) -> np.ndarray:
+    """(n, 1 + n_coupons) the model's expected reward per shopper and arm (0 = none)."""
+    cand = model.predict_candidates(X, np.arange(len(X)), coupons)
+    opts = score_options(cand, coupons, margin)
+    treated = margin * opts["spend_treated"].to_numpy() - opts["cost"].to_numpy()
+    n, k = len(X), len(coupons)
+    control = margin * opts["spend_control"].to_numpy().reshape(k, n)[0]
+    return np.column_stack([control, treated.reshape(k, n).T])
+
+
+def _oracle_profit(market: LoopMarket, coupons, s: LoopSettings) -> float:
+    frames = [
+        _true_candidates(market.shopper_ids, c, market.p_buy[:, 0], market.p_buy[:, i + 1], market.basket)
+        for i, c in enumerate(coupons["coupon_id"])
+    ]
+    plan = plan_campaign(
+        pd.concat(frames, ignore_index=True), coupons, s.budget, margin_rate=s.margin_rate, control_share=0.0
+    )
+    a = plan.assignments
+    return float(
+        market.true_profit[a["shopper_id"].to_numpy(), _arm_index(a["coupon_id"], coupons) - 1].sum()
+    )
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
+    """Run `s.rounds` campaigns per strategy; one dict per round and strategy (see the module doc)."""
+    coupons = s.coupons
+    rng = np.random.default_rng(s.seed)
+    n, k = len(market.shopper_ids), len(coupons)
+    oracle = _oracle_profit(market, coupons, s)
+    history = _History(n)
+    # the closed loop's campaign rows, features as of their round; the past campaigns come first
+    # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
+    past = pd.concat([market.past, _History(len(market.past)).frame(market.past.index)], axis=1)
+    logged: list[pd.DataFrame] = [past.assign(arm_index=-1, propensity=np.nan, round=0)]
+    all_coupons = pd.concat([coupons, market.past_coupons], ignore_index=True)
+    menu_ids = np.r_[[CONTROL], coupons["coupon_id"].to_numpy()]
+    static_all = _static_candidates(market, np.arange(n), coupons)
+    calib = {"predicted": 0.0, "realised": 0.0}
+    out = []
+    for rnd in range(1, s.rounds + 1):
+        X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
+        log = pd.concat(logged, ignore_index=True) if logged else None
+        model, learner = _fit_loop_model(log, X.columns, all_coupons, s.seed, s.learner)
+        q = _predicted_rewards(model, X, coupons, s.margin_rate) if model is not None else None
+        explore = log[log["propensity"].notna()] if log is not None else None
+        plans = {}
+        for strategy in s.strategies:
+            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng)
+        for strategy, (rows, arms, explore_rows, predicted, learned) in plans.items():
+            pv = _plan_value(explore, rows, arms, n, k, q)
+            exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
+            probe = explore_rows
+            treated_rows = np.r_[rows[arms > 0], probe["row"].to_numpy()[probe["arm_index"].to_numpy() > 0]]
+            treated_arms = np.r_[
+                arms[arms > 0], probe["arm_index"].to_numpy()[probe["arm_index"].to_numpy() > 0]
+            ]
+            true_spend = float(market.true_cost[treated_rows, treated_arms - 1].sum())
+            plan_spend = float(market.true_cost[rows[arms > 0], arms[arms > 0] - 1].sum())
+            true_profit = float(market.true_profit[treated_rows, treated_arms - 1].sum())
+            t = exploit["arm_index"].to_numpy() > 0
+            baseline = s.margin_rate * market.p_buy[rows[t], 0] * market.basket[rows[t]]
+            realized = float((exploit["reward"].to_numpy()[t] - baseline).sum())
+            plan_true = float(market.true_profit[rows[t], arms[t] - 1].sum())
+            if learned:  # the closed loop's learned plans calibrate its later ones
+                calib["predicted"] += predicted["cost"]
+                calib["realised"] += float(exploit["cost"].sum())
+            if strategy == "closed_loop":
+                campaign = pd.concat([probe, exploit.assign(propensity=np.nan)], ignore_index=True).assign(
+                    round=rnd
+                )
+                campaign["arm"] = menu_ids[campaign["arm_index"].to_numpy(dtype=int)]
+                feats = X.iloc[campaign["row"].to_numpy()].reset_index(drop=True)
+                logged.append(pd.concat([campaign, feats], axis=1))
+                everyone = _draw(market, coupons, np.arange(n), np.zeros(n, dtype=int), s.margin_rate, rng)
+                bought = everyone["converted"].to_numpy().copy()
+                bought[campaign["row"].to_numpy()] = campaign["converted"].to_numpy()
+                treated = np.zeros(n, dtype=bool)
+                treated[campaign["row"].to_numpy()[campaign["arm_index"].to_numpy() > 0]] = True
+                history.update(np.arange(n), treated, bought)
+            out.append(
+                {
+                    "round": rnd,
+                    "strategy": strategy,
+                    "profit_vs_oracle": true_profit / oracle if oracle > 0 else None,
+                    "true_profit": true_profit,
+                    "oracle_profit": oracle,
+                    "true_spend": true_spend,
+                    "budget": s.budget,
+                    "plan_true_profit": plan_true,
+                    "plan_true_spend": plan_spend,
+                    "plan_predicted_spend": predicted["cost"],
+                    "predicted_profit": predicted["profit"],
+                    # the model's own forecast outside the logged data's interval: worth a look
+                    "policy_value_disagrees": None
+                    if pv["low"] is None
+                    else not pv["low"] <= predicted["profit"] <= pv["high"],
+                    "realized_profit": realized,
+                    "policy_value": pv["value"],
+                    "policy_value_low": pv["low"],
+                    "policy_value_high": pv["high"],
+                    "policy_value_method": pv["method"],
+                    "treated": int(len(treated_rows)),
+                    "explored": int(len(probe)),
+                    "learner": learner if strategy == "closed_loop" else "static",
+                    "cost_safety": calib.get("safety") if strategy == "closed_loop" else None,
+                }
+            )
+    return out
+
+
+def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftModel | None, str]:
+    """The closed loop's dose-response model on all campaign rows so far (None while too few)."""
+    if log is None or len(log) < MIN_HISTORY_ROWS:
+        return None, "static"
+    arm = log["arm"].to_numpy()
+    y = log["converted"].to_numpy()
+    for group in (arm == CONTROL, arm != CONTROL):
+        if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
+            return None, "static"
+    model = DoseResponseUplift(control=CONTROL, learner=learner, random_state=seed).fit(
+        log[list(columns)], arm, y, log["spend"], log["redeemed"], coupons
+    )
+    return model, model.learner_
+
+
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng):
+    """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
+    profit of the plan, whether a learned model planned it)."""
+    n = len(market.shopper_ids)
+    coupons = s.coupons
+    if strategy == "response_model":
+        # the same margin on predicted cost as today's planner: both read the static model's costs
+        budget = s.budget / market.static_model.cost_factor_
+        best = response_plan(static_all, coupons, budget, margin_rate=s.margin_rate)
+        rows, arms = best["shopper_id"].to_numpy(dtype=int), _arm_index(best["coupon_id"], coupons)
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
+    if strategy == "no_exploration":
+        rows, arms = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
+    # closed loop: a randomised probe first, then the plan over everyone else
+    if model is not None:  # the model's cost over the whole population is about right (it is the
+        # chosen few where it runs low), so it sizes the probe: a uniform arm, none included
+        cost = score_options(model.predict_candidates(X, np.arange(n), coupons), coupons, s.margin_rate)[
+            "cost"
+        ]
+        per_row = COST_MARGIN * float(cost.mean()) * len(coupons) / (len(coupons) + 1)
+    else:
+        per_row = PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
+    n_probe = min(n // 2, int(s.explore_share * s.budget / per_row))
+    probe_rows = rng.choice(n, n_probe, replace=False)
+    probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
+    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng).assign(
+        propensity=1.0 / (len(coupons) + 1)
+    )
+    rest = np.setdiff1d(np.arange(n), probe_rows)
+    budget = (1 - s.explore_share) * s.budget
+    if model is None:
+        cand = static_all[static_all["shopper_id"].isin(rest)]
+        safety = market.static_model.cost_factor_
+    else:
+        cand = model.predict_candidates(X.iloc[rest], rest, coupons)
+        # realised over predicted cost of the earlier learned plans, with a margin for its own noise
+        # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
+        material = calib["predicted"] >= 0.1 * s.budget
+        ratio = calib["realised"] / calib["predicted"] * COST_MARGIN if material else 1.0
+        safety = max(model.cost_factor_ * COST_MARGIN, ratio)
+        calib["safety"] = safety
+    rows, arms = _plan(cand, coupons, budget, s, safety, rng)
+    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None
+
+
+def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
+    """The planning model's own expected coupon cost and incremental profit of a plan's grants."""
+    opts = score_options(cand, s.coupons, s.margin_rate).set_index(["shopper_id", "coupon_id"])
+    t = arms > 0
+    keys = list(zip(rows[t], s.coupons["coupon_id"].to_numpy()[arms[t] - 1], strict=True))
+    if not keys:
+        return {"cost": 0.0, "profit": 0.0}
+    chosen = opts.loc[keys]
+    return {"cost": float(chosen["cost"].sum()), "profit": float(chosen["profit"].sum())}
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype=float) for c in ("row", "arm_index", "converted", "spend", "redeemed", "cost",
+                                             "reward", "propensity")}
+    ).astype({"row": int, "arm_index": int})  # fmt: skip
+
+
+def _plan_value(explore, rows, arms, n: int, k: int, q) -> dict:
+    """The plan's incremental profit estimated from the randomised rows logged so far."""
+    if explore is None or len(explore) < 2:
+        return {"value": None, "low": None, "high": None, "method": None}
+    target = np.zeros(n, dtype=int)
+    target[rows] = arms  # holdout and unplanned shoppers: no coupon
+    r = explore["row"].to_numpy(dtype=int)
+    a = explore["arm_index"].to_numpy(dtype=int)
+    kwargs = {}
+    if q is not None:
+        kwargs = dict(q_target=q[r, target[r]], q_baseline=q[r, 0], q_logged=q[r, a])
+    v = policy_value(explore["reward"], a, explore["propensity"], target[r], baseline=0, scale=n, **kwargs)
+    if v.dr is not None:
+        return {"value": v.dr, "low": v.dr_low, "high": v.dr_high, "method": "dr"}
+    return {"value": v.ips, "low": v.ips_low, "high": v.ips_high, "method": "ips"}

@@ -1,0 +1,91 @@
+"""What a targeting plan would earn, estimated before launch from logged randomised assignments.
+
+A plan is a policy pi: each logged row's shopper gets arm pi_i (a coupon, or the baseline arm =
+no coupon). From rows where the arm was drawn at random with a logged probability p_i, the
+incremental value of pi over giving everyone the baseline arm b is, per row,
+
+    IPS:  1{a_i = pi_i} r_i / p_i  -  1{a_i = b} r_i / p_i
+    DR:   q(pi_i) - q(b) + 1{a_i = pi_i} (r_i - q(a_i)) / p_i - 1{a_i = b} (r_i - q(a_i)) / p_i
+
+(Dudik, Langford & Li 2011), where r_i is the logged reward and q an outcome model's predicted
+reward. Rows whose plan arm is the baseline add 0 to both. The estimate of the plan's total is
+`scale` (the number of shoppers the rows represent per row) times the mean over rows; its interval is
+the normal one from the rows' standard error, since rows are independent draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["PolicyValue", "policy_value"]
+
+
+@dataclass(frozen=True)
+class PolicyValue:
+    """Estimates of a plan's total incremental value with their (1 - alpha) normal intervals."""
+
+    n: int
+    ips: float
+    ips_low: float
+    ips_high: float
+    dr: float | None
+    dr_low: float | None
+    dr_high: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _interval(terms: np.ndarray, scale: float, z: float) -> tuple[float, float, float]:
+    mean = float(terms.mean())
+    se = float(terms.std(ddof=1) / np.sqrt(len(terms))) if len(terms) > 1 else float("inf")
+    return scale * mean, scale * (mean - z * se), scale * (mean + z * se)
+
+
+def policy_value(
+    reward,
+    logged_arm,
+    propensity,
+    target_arm,
+    *,
+    baseline="control",
+    q_target=None,
+    q_baseline=None,
+    q_logged=None,
+    scale: float = 1.0,
+    z: float = 1.96,
+) -> PolicyValue:
+    """IPS (and, given the three `q_*` predictions per row, DR) value of `target_arm` over `baseline`.
+
+    `propensity` is the logged probability of the arm each row actually got; `scale` turns the
+    per-row mean into the plan's total (e.g. population size, when rows sample it uniformly)."""
+    r = np.asarray(reward, dtype=float)
+    a = np.asarray(logged_arm, dtype=object)
+    p = np.asarray(propensity, dtype=float)
+    pi = np.asarray(target_arm, dtype=object)
+    if not (len(r) == len(a) == len(p) == len(pi)):
+        raise ValueError(f"reward, logged_arm, propensity, target_arm differ in length: {len(r)}, {len(a)}, "
+                         f"{len(p)}, {len(pi)}")  # fmt: skip
+    if len(r) == 0:
+        raise ValueError("no logged rows to estimate from")
+    if not np.isfinite(r).all():
+        raise ValueError("reward has missing or infinite values")
+    if not ((p > 0) & (p <= 1)).all():
+        raise ValueError("propensities must be in (0, 1]: every logged arm had a chance to be drawn")
+    hit = (a == pi) & (pi != baseline)  # a row the plan treats and the log treated the same way
+    base = (a == baseline) & (pi != baseline)  # a row the plan treats that the log left untreated
+    ips_terms = (hit * r - base * r) / p
+    ips = _interval(ips_terms, scale, z)
+    qs = (q_target, q_baseline, q_logged)
+    if all(q is None for q in qs):
+        return PolicyValue(len(r), *ips, None, None, None)
+    if any(q is None for q in qs):
+        raise ValueError("the doubly robust estimate needs q_target, q_baseline and q_logged")
+    qt, qb, ql = (np.asarray(q, dtype=float) for q in qs)
+    if not (len(qt) == len(qb) == len(ql) == len(r)):
+        raise ValueError("each q_* needs one prediction per logged row")
+    treated = pi != baseline
+    dr_terms = treated * (qt - qb) + (hit * (r - ql) - base * (r - ql)) / p
+    return PolicyValue(len(r), *ips, *_interval(dr_terms, scale, z))

@@ -1,0 +1,67 @@
+import json
+
+from typer.testing import CliRunner
+
+from crosscart.cli import app
+
+KEYS = {
+    "round",
+    "strategy",
+    "profit_vs_oracle",
+    "true_spend",
+    "budget",
+    "policy_value_low",
+    "policy_value_high",
+    "realized_profit",
+}
+
+
+def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget():
+    result = CliRunner().invoke(
+        app,
+        [
+            "campaign",
+            "simulate-loop",
+            "--rounds",
+            "3",
+            "--budget",
+            "2000",
+            "--seed",
+            "3",
+            "--scale",
+            "tiny",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 9
+    assert {(r["round"], r["strategy"]) for r in rows} == {
+        (i, s) for i in (1, 2, 3) for s in ("closed_loop", "no_exploration", "response_model")
+    }
+    for r in rows:
+        assert KEYS <= set(r)
+        assert r["budget"] == 2000
+        assert 0 < r["true_spend"] <= r["budget"], r  # never over budget, in truth
+    loop = [r for r in rows if r["strategy"] == "closed_loop"]
+    assert loop[0]["policy_value_low"] is None  # nothing randomised logged before the first round
+    assert all(r["explored"] > 0 for r in loop)
+    for r in loop[1:]:
+        assert r["policy_value_low"] <= r["policy_value_high"]
+    # the response model targets likely buyers, not persuadable ones: it trails today's planner
+    assert all(
+        a["profit_vs_oracle"] < b["profit_vs_oracle"]
+        for a, b in zip(
+            [r for r in rows if r["strategy"] == "response_model"],
+            [r for r in rows if r["strategy"] == "no_exploration"],
+            strict=True,
+        )
+    )
+
+
+def test_simulate_loop_refuses_bad_settings():
+    result = CliRunner().invoke(app, ["campaign", "simulate-loop", "--budget", "0", "--scale", "tiny"])
+    assert result.exit_code == 2
+    assert "budget" in result.output
+    result = CliRunner().invoke(app, ["campaign", "simulate-loop", "--budget", "10", "--scale", "huge"])
+    assert result.exit_code == 2
