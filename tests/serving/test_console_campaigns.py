@@ -5,7 +5,6 @@ launch, progress, complete, report; the draft-only budget rule."""
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,7 +18,7 @@ from tests.serving.test_console import sign_in
 
 
 def test_marketer_plans_launches_completes_and_reads_the_report(make_client, keys, campaign, effect_model):  # noqa: F811
-    served = ScriptedSource(versions={"1": SimpleNamespace(effect_model=effect_model)}, alias="1")
+    served = ScriptedSource(versions={"1": effect_model}, alias="1")
     client = make_client(uplift_source=served)
     token = sign_in(client, keys["marketer"])
     page = client.get(f"/console/campaigns/{campaign}")

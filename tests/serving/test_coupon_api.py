@@ -19,7 +19,7 @@ def test_coupon_lifecycle_over_the_api(client, keys):
     assert Decimal(made.json()["value"]) == Decimal("0.15") and made.json()["used"] == 0
     assert client.post("/v1/coupons", json=body, headers=h).json()["code"] == "duplicate_coupon"
     bad = client.post("/v1/coupons", json={**body, "coupon_id": "x", "value": "15"}, headers=h)
-    assert bad.status_code == 422 and "fraction" in bad.json()["message"]
+    assert bad.status_code == 422 and "fraction" in bad.json()["detail"]
     unknown_scope = client.post("/v1/coupons", json={**body, "coupon_id": "y", "scope_id": "nope"}, headers=h)
     assert unknown_scope.status_code == 404
 

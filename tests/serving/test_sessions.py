@@ -207,7 +207,9 @@ class RowModel:
     """A long-term model that scores whole rows, over items in its own order."""
 
     name = "rows"
-    item_ids_ = np.array(["p3", "p1", "p2"], dtype=object)
+
+    def scored_items(self):
+        return np.array(["p3", "p1", "p2"], dtype=object)
 
     def user_scores(self, user_id):
         return np.array([0.3, 0.1, 0.2]) if user_id == "s1" else None
