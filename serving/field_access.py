@@ -34,6 +34,11 @@ def _open(*fields: str) -> dict[str, FieldRoles]:
     return dict.fromkeys(fields, ENDPOINT)
 
 
+COUPON_TERMS = (
+    "name", "kind", "value", "cap", "min_spend", "scope_type", "scope_id", "per_shopper_limit", "usage_limit",
+    "budget", "starts_at", "ends_at", "requires_grant", "campaign_id",
+)  # fmt: skip
+
 FIELD_ROLES: dict[str, dict[str, FieldRoles]] = {
     # catalog
     "MerchantApply": _open("name", "country", "licence_no", "brands"),
@@ -89,39 +94,8 @@ FIELD_ROLES: dict[str, dict[str, FieldRoles]] = {
         "shopper_id", "coupon_id", "p_control", "p_treated", "spend_control", "spend_treated", "p_redeem"
     ),
     # coupons: marketers and admins (the endpoints' roles) set every term, budget included
-    "CouponCreate": _open(
-        "name",
-        "kind",
-        "value",
-        "cap",
-        "min_spend",
-        "scope_type",
-        "scope_id",
-        "per_shopper_limit",
-        "usage_limit",
-        "budget",
-        "starts_at",
-        "ends_at",
-        "requires_grant",
-        "campaign_id",
-        "coupon_id",
-    ),
-    "CouponEdit": _open(
-        "name",
-        "kind",
-        "value",
-        "cap",
-        "min_spend",
-        "scope_type",
-        "scope_id",
-        "per_shopper_limit",
-        "usage_limit",
-        "budget",
-        "starts_at",
-        "ends_at",
-        "requires_grant",
-        "campaign_id",
-    ),
+    "CouponCreate": _open(*COUPON_TERMS, "coupon_id"),
+    "CouponEdit": _open(*COUPON_TERMS),
     # models: moving an alias (admin only, by the endpoint)
     "AliasIn": _open("version"),
     # search and keyword promotion: a merchant's own bids and budgets, the storefront's clicks
