@@ -13,6 +13,7 @@ def _register(tracking_uri: str, tmp_path, ndcg: float, model: str) -> str:
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("registry-view")  # not whatever experiment an earlier test left active
     plot = tmp_path / f"{model}.png"
     plot.write_bytes(b"\x89PNG fake " + model.encode())
     with mlflow.start_run() as run:
