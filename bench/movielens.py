@@ -80,7 +80,8 @@ def run_movielens(data: Path, names: list[str], k: int = 10) -> dict:
         row["ratio_to_bivae"] = {m: row[m] / ref for m, ref in zip(ACCURACY, PUBLISHED["BiVAE"], strict=True)}
         rows.append(row)
         print(f"  {row['model']}: map {row['map']:.4f} fit {row['fit_seconds']:.1f}s", flush=True)
-    return {"data": str(data), "report": dataset.report.summary(), "split": split,
+    report = dataset.report.summary().replace(str(data), data.name)  # no machine paths in results
+    return {"data": data.name, "report": report, "split": split,
             "split_rows": {"train": counts[0], "test": counts[1]}, "k": k, "rows": rows}  # fmt: skip
 
 

@@ -198,7 +198,7 @@ def marketplace_bench(directory: Path, budgets: list[float], margin: float, chan
             }
         )
     return {
-        "market": str(directory),
+        "market": directory.name,  # a temporary directory: its name, never this machine's path
         "seed": _json.loads((directory / "manifest.json").read_text())["seed"],
         "channel": channel,
         "margin": margin,
