@@ -254,6 +254,13 @@ class RateLimiter:
             "rate-limit store", self._shared.ping if self._shared else None, retry_seconds
         )
 
+    @property
+    def shared_store(self) -> str:
+        """`up`, `unavailable` (counting locally until it answers again) or `not configured`."""
+        if self._shared is None:
+            return "not configured"
+        return "up" if self.breaker.closed else "unavailable"
+
     def limit_for(self, principal: Principal) -> int | None:
         if principal.role in self.unthrottled:
             return None

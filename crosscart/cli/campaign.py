@@ -151,12 +151,20 @@ def schedule(campaign_id: str = typer.Argument(...)) -> None:
     typer.echo(_run(lambda s: schedule_campaign(s, campaign_id).status))
 
 
-@app.command("start")
-def start(campaign_id: str = typer.Argument(...)) -> None:
-    """scheduled -> running: grant the coupons over the campaign's channel."""
+@app.command("launch")
+def launch(campaign_id: str = typer.Argument(...)) -> None:
+    """scheduled -> running: grant the coupons over the campaign's channel (the API's `launch` too);
+    recorded in the audit log as the operator's action."""
+    from commerce.services.audit import record
     from commerce.services.campaigns import start_campaign
 
-    typer.echo(_run(lambda s: start_campaign(s, campaign_id).status))
+    def run(session):
+        campaign = start_campaign(session, campaign_id)
+        record(session, "campaign.launched", "campaign", campaign_id, actor_role="operator",
+               detail={"budget": str(campaign.budget), "via": "cli"})  # fmt: skip
+        return campaign.status
+
+    typer.echo(_run(run))
 
 
 @app.command("complete")

@@ -20,6 +20,10 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     database: Literal["up", "unavailable"]
+    redis: Literal["up", "unavailable", "not configured"] = Field(
+        description="The shared rate-limit store; while unavailable each replica counts locally (not a "
+        "reason to be unready)."
+    )
     catalog_products: int | None
     catalog_error: str | None
     model: str
@@ -49,6 +53,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
     body = Readiness(
         ready=catalog is not None and state.models.decided and database_up,
         database="up" if database_up else "unavailable",
+        redis=state.limiter.shared_store,
         catalog_products=None if catalog is None else len(catalog),
         catalog_error=state.catalog.last_error,
         model=model.model_label,

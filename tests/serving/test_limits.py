@@ -140,3 +140,15 @@ def test_no_identity_numbers_in_responses_or_logs(client, keys, caplog):
     for text in [*bodies, caplog.text]:
         assert number not in text and number[-4:] + '"' not in text
         assert "Name s1" not in text  # the declared real name stays in the database too
+
+
+def test_ready_reports_the_shared_rate_limit_store(make_client, settings):
+    assert make_client().get("/ready").json()["redis"] == "not configured"
+    dead = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "rate_limit_anonymous_per_minute": 5}
+    )
+    client = make_client(settings=dead)
+    assert client.get("/ready").json()["redis"] == "up"  # nothing has failed yet
+    assert client.get("/v1/rankings").status_code == 200  # the first count fails: local counting takes over
+    ready = client.get("/ready").json()
+    assert ready["redis"] == "unavailable" and ready["database"] == "up"

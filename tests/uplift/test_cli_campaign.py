@@ -72,7 +72,14 @@ def test_campaign_commands_end_to_end(db_env, tmp_path):
     assert summary["expected_cost"] <= 40 * 1.25
     assert summary["expected_incremental_profit"] > 0
     assert invoke("campaign", "schedule", campaign_id) == "scheduled"
-    assert invoke("campaign", "start", campaign_id) == "running"
+    assert invoke("campaign", "launch", campaign_id) == "running"  # named as in the API
+    from commerce.services.audit import list_entries
+
+    engine = make_engine(db_env)
+    with transaction(make_session_factory(engine)) as s:
+        launched = list_entries(s, action="campaign.launched", target_id=campaign_id).items
+    engine.dispose()
+    assert len(launched) == 1 and launched[0].actor_role == "operator"  # the CLI's launch is audited too
     out = tmp_path / "audience.csv"
     invoke("campaign", "export", campaign_id, "--out", str(out))
     rows = list(csv.DictReader(out.open()))
