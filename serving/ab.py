@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from experiments.ab.assignment import ExperimentSpec, assign
+from serving.batch_writer import PeriodicFlush
 from serving.model_store import ModelSnapshot, ModelSource, ModelStore
 
 log = logging.getLogger(__name__)
@@ -219,13 +220,15 @@ def choose(
     return Assignment(snapshots[0], wanted[0], None, variants, exposed, explore=explore)
 
 
-class ExposureLog:
+class ExposureLog(PeriodicFlush):
     """Queues first exposures seen by this replica and writes them in batches from a daemon thread.
 
     `note` is all the request path pays: a set lookup and, the first time, a queue put. A failed write
     keeps the batch for the next attempt (the insert is idempotent), so a database hiccup loses nothing;
     a row the database refuses for good (the experiment stopped meanwhile) is dropped with a warning.
     """
+
+    thread_name = "exposure-writer"
 
     def __init__(
         self, session_factory: sessionmaker[Session], every_seconds: float = 1.0, seen_cap: int = 1_000_000
@@ -299,20 +302,3 @@ class ExposureLog:
             self.written += new
             self.pages_written += pages
             return new
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_seconds):
-            self.flush()
-
-    def stop(self) -> None:
-        """Stop the writer and store what is still queued."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.flush()

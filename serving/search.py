@@ -32,6 +32,7 @@ from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
 from features.search_features import EMPTY_PROFILE, ShopperProfile, search_features
+from serving.batch_writer import PeriodicFlush
 from serving.catalog import CatalogSnapshot
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,10 @@ class SearchResult:
     model_version: str = BM25_VERSION
 
 
-class ImpressionLog:
+class ImpressionLog(PeriodicFlush):
     """Shown sponsored results, queued by the request path and written in batches (idempotent inserts)."""
+
+    thread_name = "ad-impressions"
 
     def __init__(self, session_factory: sessionmaker[Session], every_seconds: float = 1.0):
         self.session_factory, self.every_seconds = session_factory, every_seconds
@@ -149,21 +152,6 @@ class ImpressionLog:
             written = len(self._pending)
             self._pending.clear()
             return written
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ad-impressions", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_seconds):
-            self.flush()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.flush()
 
 
 def load_ranker(path: str | None):
