@@ -285,7 +285,7 @@ def bench_http(
     import httpx
 
     from bench.serving import _free_port, _run_load
-    from commerce.access import create_api_key
+    from commerce.services.access import create_api_key
     from commerce.db import Base, make_engine, make_session_factory, transaction
 
     engine = make_engine(f"sqlite:///{workdir / 'bench.db'}")
