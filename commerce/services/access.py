@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from commerce.access import KEY_PREFIX, ROLES, ApiKey
 from commerce.merchants import Merchant
+from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
 
 
@@ -89,8 +90,10 @@ def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
     return key
 
 
-def list_api_keys(session: Session, *, role: str | None = None) -> list[ApiKey]:
+def list_api_keys(
+    session: Session, *, role: str | None = None, limit: int = 50, offset: int = 0
+) -> Page[ApiKey]:
     query = select(ApiKey).order_by(ApiKey.id)
     if role is not None:
         query = query.where(ApiKey.role == role)
-    return list(session.scalars(query))
+    return paginate(session, query, limit=limit, offset=offset)

@@ -8,15 +8,17 @@ conditional redemption UPDATEs), not the planner's expectation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Integer, func, select, update
 from sqlalchemy.orm import Session
 
-from commerce.campaigns import CAMPAIGN_STATUSES, CONTROL, Campaign, CampaignMember
+from commerce.campaigns import CAMPAIGN_STATUSES, CHANNELS, CONTROL, Campaign, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import InvalidState, ValidationError
 from commerce.services.campaigns import get_campaign
+from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
 from commerce.sqltypes import to_money
 
@@ -50,20 +52,39 @@ def _spent_by_campaign():
     )
 
 
-def list_campaigns(session: Session, *, status: str | None = None, limit: int = 200) -> list[CampaignRow]:
-    """Newest first, each with the money its coupons have given away."""
+def list_campaigns(
+    session: Session,
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    active_at: datetime | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[CampaignRow]:
+    """Newest first, each with the money its coupons have given away. Filters: status, channel, the
+    campaigns whose window contains `active_at`, and a case-insensitive part of the name."""
     if status is not None and status not in CAMPAIGN_STATUSES:
         raise ValidationError(f"status must be one of {CAMPAIGN_STATUSES}", code="invalid_status")
+    if channel is not None and channel not in CHANNELS:
+        raise ValidationError(f"channel must be one of {CHANNELS}", code="invalid_channel")
     spent = _spent_by_campaign()
     stmt = (
         select(Campaign, func.coalesce(spent.c.spent, 0))
         .outerjoin(spent, spent.c.campaign_id == Campaign.campaign_id)
         .order_by(Campaign.created_at.desc(), Campaign.campaign_id)
-        .limit(limit)
     )
     if status is not None:
         stmt = stmt.where(Campaign.status == status)
-    return [CampaignRow(c, to_money(Decimal(str(s)), field="spent")) for c, s in session.execute(stmt)]
+    if channel is not None:
+        stmt = stmt.where(Campaign.channel == channel)
+    if active_at is not None:
+        stmt = stmt.where(Campaign.starts_at <= active_at, Campaign.ends_at > active_at)
+    if name:
+        stmt = stmt.where(Campaign.name.icontains(name, autoescape=True))
+    page = paginate(session, stmt, limit=limit, offset=offset, rows=True)
+    items = [CampaignRow(c, to_money(Decimal(str(s)), field="spent")) for c, s in page.items]
+    return Page(items=items, total=page.total, limit=page.limit, offset=page.offset)
 
 
 def progress(session: Session, campaign_id: str) -> Progress:

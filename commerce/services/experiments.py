@@ -24,6 +24,7 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
+from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 
 
@@ -137,13 +138,17 @@ def create_experiment(
     return exp
 
 
-def list_experiments(session: Session, status: str | None = None) -> list[Experiment]:
+def _experiments(status: str | None):
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status must be one of {STATUSES}, got {status!r}")
     query = select(Experiment).options(selectinload(Experiment.variants)).order_by(Experiment.id)
-    if status is not None:
-        query = query.where(Experiment.status == status)
-    return list(session.scalars(query))
+    return query if status is None else query.where(Experiment.status == status)
+
+
+def list_experiments(
+    session: Session, status: str | None = None, *, limit: int = 50, offset: int = 0
+) -> Page[Experiment]:
+    return paginate(session, _experiments(status), limit=limit, offset=offset)
 
 
 def start_experiment(session: Session, name: str) -> Experiment:
@@ -167,7 +172,7 @@ def stop_experiment(session: Session, name: str) -> Experiment:
 
 def running_configs(session: Session) -> list[dict]:
     """Configs of every running experiment, for `ExperimentSpec.from_config` in the API replicas."""
-    return [e.as_config() for e in list_experiments(session, status="running")]
+    return [e.as_config() for e in session.scalars(_experiments("running"))]
 
 
 def record_exposure(

@@ -63,6 +63,36 @@ def create(
     typer.echo(_run(lambda s: create_campaign(s, data).campaign_id))
 
 
+@app.command("list")
+def list_(
+    status: str | None = typer.Option(None, "--status", help="draft, scheduled, running or completed."),
+    channel: str | None = typer.Option(None, "--channel", help="site, email, social or search_ads."),
+    active_at: datetime | None = typer.Option(None, "--active-at", help="Only campaigns running then (UTC)."),
+    name: str | None = typer.Option(None, "--name", help="Part of the name, any case."),
+    limit: int = typer.Option(50, "--limit"),
+    offset: int = typer.Option(0, "--offset"),
+) -> None:
+    """Campaigns newest first with what their coupons have given away, as JSON: `items`, `total`, `limit`
+    and `offset`, the same page the API's `GET /v1/campaigns` answers."""
+    from datetime import UTC
+
+    from commerce.services.campaign_overview import list_campaigns
+    from serving.schemas.base import PageOut
+    from serving.schemas.marketing import CampaignListItem
+
+    when = active_at.replace(tzinfo=UTC) if active_at is not None and active_at.tzinfo is None else active_at
+
+    def run(session):
+        page = list_campaigns(session, status=status, channel=channel, active_at=when, name=name,
+                              limit=limit, offset=offset)  # fmt: skip
+        items = [CampaignListItem.of(row) for row in page.items]
+        return PageOut[CampaignListItem](
+            items=items, total=page.total, limit=limit, offset=offset
+        ).model_dump_json()
+
+    typer.echo(_run(run))
+
+
 @app.command("plan")
 def plan(
     campaign_id: str = typer.Argument(...),

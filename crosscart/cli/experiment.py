@@ -80,10 +80,13 @@ def _db_call(fn, *args, **kwargs):
 
     from commerce.db import transaction
     from commerce.errors import DomainError
+    from commerce.services.pagination import Page
 
     try:
         with transaction(_session_factory()) as session:
             result = fn(session, *args, **kwargs)
+            if isinstance(result, Page):
+                return {**vars(result), "items": [_describe(e) for e in result.items]}
             return [_describe(e) for e in result] if isinstance(result, list) else _describe(result)
     except DomainError as exc:
         raise _fail(exc) from exc
@@ -139,17 +142,22 @@ def create(
 @app.command("list")
 def list_(
     status: str | None = typer.Option(None, help="draft, running or stopped."),
+    limit: int = typer.Option(50, "--limit", help="Experiments per page."),
+    offset: int = typer.Option(0, "--offset", help="Experiments to skip."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List experiments with their variants, layer slice and status."""
+    """List experiments with their variants, layer slice and status, a page at a time (oldest first);
+    with --json one object with `items`, `total`, `limit` and `offset`, as the API answers."""
     from commerce.services import experiments as ex
 
-    rows = _db_call(ex.list_experiments, status=status)
+    page = _db_call(ex.list_experiments, status=status, limit=limit, offset=offset)
     if as_json:
-        _print(rows, True)
+        _print(page, True)
         return
-    for r in rows:
+    for r in page["items"]:
         typer.echo(_line(r))
+    shown = len(page["items"])
+    typer.echo(f"{offset + 1 if shown else 0}-{offset + shown} of {page['total']}", err=True)
 
 
 @app.command("start")

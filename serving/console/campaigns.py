@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
+from commerce.campaigns import CAMPAIGN_STATUSES
 from commerce.db import transaction
 from commerce.services import campaign_overview as overview
 from commerce.services import coupons as coupon_service
@@ -26,6 +27,7 @@ from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
+from serving.routers.common import MAX_N
 from serving.schemas.coupons import CouponCreate
 from serving.schemas.marketing import CampaignCreate, PlanIn
 
@@ -55,10 +57,21 @@ def scope_of(text: str) -> tuple[str, str | None]:
 
 
 @router.get("")
-async def campaign_list(request: Request, session: SessionDep, _: Marketing, status: str | None = None):
-    rows, error = attempt(None, lambda: overview.list_campaigns(session, status=status or None))
+async def campaign_list(
+    request: Request, session: SessionDep, _: Marketing, status: str | None = None, offset: int = 0
+):
+    def run():
+        return overview.list_campaigns(session, status=status or None, limit=MAX_N, offset=max(offset, 0))
+
+    page, error = attempt(None, run)
     return await render(
-        request, "campaigns.html", title="Campaigns", rows=rows or [], error=error, status=status
+        request,
+        "campaigns.html",
+        title="Campaigns",
+        page=page,
+        error=error,
+        status=status,
+        statuses=CAMPAIGN_STATUSES,
     )
 
 

@@ -24,6 +24,7 @@ from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import experiments as experiments_api
 from serving.routers import models as models_api
+from serving.routers.common import MAX_N
 from serving.schemas.experiments import ExperimentCreate
 
 router = APIRouter()
@@ -99,9 +100,9 @@ def analysis(session: Session, name: str) -> dict | None:
 
 
 @router.get("/experiments")
-async def experiment_list(request: Request, session: SessionDep, principal: Experiments):
-    rows = experiments_api.list_experiments(session, principal, None)
-    return await render(request, "experiments.html", title="Experiments", rows=rows)
+async def experiment_list(request: Request, session: SessionDep, principal: Experiments, offset: int = 0):
+    page = experiments_api.list_experiments(session, principal, None, MAX_N, max(offset, 0))
+    return await render(request, "experiments.html", title="Experiments", page=page)
 
 
 @router.get("/experiments/new")

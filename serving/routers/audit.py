@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field, field_validator
 from commerce.audit import AUDIT_ACTIONS
 from commerce.services.audit import list_entries
 from serving.deps import Admin, SessionDep
-from serving.routers.common import MAX_N
-from serving.schemas.catalog import PageOut
+from serving.routers.common import PageLimit, PageOffset
+from serving.schemas.base import PageOut
 
 router = APIRouter(prefix="/audit-log", tags=["access"])
 
@@ -42,8 +42,8 @@ def read_audit_log(
     action: Annotated[str | None, Query(description=f"One of {', '.join(AUDIT_ACTIONS)}.")] = None,
     target_type: Annotated[str | None, Query(max_length=40)] = None,
     target_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_N)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> PageOut[AuditEntryOut]:
     """Newest first."""
     page = list_entries(

@@ -19,13 +19,13 @@ from serving.deps import (
     StateDep,
     ensure_merchant,
 )
-from serving.routers.common import MAX_N, card, catalog_or_503
+from serving.routers.common import PageLimit, PageOffset, card, catalog_or_503
+from serving.schemas.base import PageOut
 from serving.schemas.catalog import (
     CategoryOut,
     MerchantApply,
     MerchantOut,
     MerchantReview,
-    PageOut,
     ProductCreate,
     ProductOut,
     ProductUpdate,
@@ -37,9 +37,6 @@ from serving.search import reindex_after
 from serving.security import Principal
 
 router = APIRouter(tags=["catalog"])
-
-PageLimit = Annotated[int, Query(ge=1, le=MAX_N)]
-PageOffset = Annotated[int, Query(ge=0, le=100_000)]
 
 
 def _merchant(m: Merchant) -> MerchantOut:

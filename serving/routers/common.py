@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import HTTPException, Path, status
+from fastapi import HTTPException, Path, Query, status
 
 from serving.catalog import CatalogSnapshot
 from serving.state import ServingState
@@ -12,6 +12,9 @@ from serving.state import ServingState
 MAX_N = 100
 # Database integer keys: bounded so a huge id is a 422, not a driver overflow.
 IntId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# Every list endpoint pages the same way: limit/offset query parameters, `PageOut` responses.
+PageLimit = Annotated[int, Query(ge=1, le=MAX_N, description="Items per page.")]
+PageOffset = Annotated[int, Query(ge=0, le=100_000, description="Items to skip.")]
 
 
 def catalog_or_503(state: ServingState) -> CatalogSnapshot:

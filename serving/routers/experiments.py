@@ -3,20 +3,22 @@ logging (storefront)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, HTTPException, status
 
 from commerce.experiments import Experiment
 from commerce.services import experiments as store
 from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
+from serving.routers.common import PageLimit, PageOffset
+from serving.schemas.base import PageOut
 from serving.schemas.experiments import (
     ExperimentCreate,
     ExperimentOut,
     ExperimentResults,
+    ExperimentStatus,
     ExposureIn,
     ExposureLogged,
     ExposureSummary,
+    Inference,
 )
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -40,11 +42,17 @@ def _out(exp: Experiment) -> ExperimentOut:
     )
 
 
-@router.get("", response_model=list[ExperimentOut])
+@router.get("", response_model=PageOut[ExperimentOut])
 def list_experiments(
-    session: SessionDep, _: Experimenter, status: Literal["draft", "running", "stopped"] | None = None
-) -> list[ExperimentOut]:
-    return [_out(e) for e in store.list_experiments(session, status=status)]
+    session: SessionDep,
+    _: Experimenter,
+    status: ExperimentStatus | None = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[ExperimentOut]:
+    """Oldest first."""
+    page = store.list_experiments(session, status=status, limit=limit, offset=offset)
+    return PageOut(items=[_out(e) for e in page.items], total=page.total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=ExperimentOut, status_code=status.HTTP_201_CREATED)
@@ -117,7 +125,7 @@ def experiment_results(
     session: SessionDep,
     state: StateDep,
     _: Experimenter,
-    method: Literal["fixed", "msprt", "group-sequential"] | None = None,
+    method: Inference | None = None,
     candidate: str | None = None,
 ) -> ExperimentResults:
     """The analysis with the inference in force (the experiment's own unless `method` asks for another

@@ -7,8 +7,9 @@ from fastapi import APIRouter, HTTPException, status
 from commerce.services.access import create_api_key, list_api_keys, revoke_api_key
 from serving.audit import audit
 from serving.deps import Admin, SessionDep, StateDep
-from serving.routers.common import IntId
-from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
+from serving.routers.common import IntId, PageLimit, PageOffset
+from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Role
+from serving.schemas.base import PageOut
 
 router = APIRouter(prefix="/api-keys", tags=["access"])
 
@@ -35,9 +36,18 @@ def create_key(body: ApiKeyCreate, session: SessionDep, admin: Admin) -> ApiKeyC
     return ApiKeyCreated(**ApiKeyOut.model_validate(key, from_attributes=True).model_dump(), key=plaintext)
 
 
-@router.get("", response_model=list[ApiKeyOut])
-def list_keys(session: SessionDep, _: Admin) -> list[ApiKeyOut]:
-    return [ApiKeyOut.model_validate(k, from_attributes=True) for k in list_api_keys(session)]
+@router.get("", response_model=PageOut[ApiKeyOut])
+def list_keys(
+    session: SessionDep,
+    _: Admin,
+    role: Role | None = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[ApiKeyOut]:
+    """Oldest first; revoked keys included (with `revoked_at`)."""
+    page = list_api_keys(session, role=role, limit=limit, offset=offset)
+    items = [ApiKeyOut.model_validate(k, from_attributes=True) for k in page.items]
+    return PageOut(items=items, total=page.total, limit=limit, offset=offset)
 
 
 @router.delete("/{key_id}", response_model=ApiKeyOut)

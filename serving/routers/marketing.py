@@ -13,15 +13,28 @@ from typing import Annotated, Literal
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 
 from commerce.campaigns import Campaign
+from commerce.services import campaign_overview as overview
 from commerce.services import campaigns
 from marketing.measurement import measure_stored_campaign
 from marketing.planning import plan_and_store
 from models.uplift.base import CouponUpliftModel
 from serving.audit import audit
 from serving.deps import Marketer, SessionDep, StateDep
-from serving.schemas.marketing import CampaignCreate, CampaignOut, CampaignReport, PlanIn, PlanOut
+from serving.routers.common import PageLimit, PageOffset
+from serving.schemas.base import PageOut
+from serving.schemas.marketing import (
+    CampaignCreate,
+    CampaignListItem,
+    CampaignOut,
+    CampaignReport,
+    CampaignStatus,
+    Channel,
+    PlanIn,
+    PlanOut,
+)
 from serving.state import ServingState
 
 router = APIRouter(prefix="/campaigns", tags=["marketing"])
@@ -40,6 +53,28 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+@router.get("", response_model=PageOut[CampaignListItem])
+def list_campaigns(
+    session: SessionDep,
+    _: Marketer,
+    status: CampaignStatus | None = None,
+    channel: Channel | None = None,
+    active_at: Annotated[
+        AwareDatetime | None, Query(description="Only campaigns running at this time.")
+    ] = None,
+    name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case.")] = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[CampaignListItem]:
+    """Newest first, each with what its coupons have given away so far."""
+    page = overview.list_campaigns(
+        session, status=status, channel=channel, active_at=active_at, name=name, limit=limit, offset=offset
+    )
+    return PageOut(
+        items=[CampaignListItem.of(row) for row in page.items], total=page.total, limit=limit, offset=offset
+    )
 
 
 @router.post("", response_model=CampaignOut, status_code=status.HTTP_201_CREATED)

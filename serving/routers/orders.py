@@ -21,8 +21,8 @@ from commerce.services.catalog import category_paths, sellable_products
 from serving.audit import audit
 from serving.coupons import rank_coupons
 from serving.deps import Admin, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
-from serving.routers.common import MAX_N, IntId
-from serving.schemas.catalog import PageOut
+from serving.routers.common import IntId, PageLimit, PageOffset
+from serving.schemas.base import PageOut
 from serving.schemas.orders import (
     CheckoutIn,
     CouponPage,
@@ -123,8 +123,8 @@ def list_orders(
     session: SessionDep,
     principal: ShopperSelf,
     status: OrderStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    limit: PageLimit = 20,
+    offset: PageOffset = 0,
 ) -> PageOut[OrderOut]:
     ensure_shopper(principal, shopper_id)
     page = order_service.list_orders(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,18 +12,10 @@ from commerce.catalog import Fulfillment
 from commerce.services.catalog import MAX_STOCK_UNITS
 from serving.schemas.base import RequestModel
 
-T = TypeVar("T")
 CountryCode = Annotated[str, Field(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$")]
 PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
 Location = Annotated[str, Field(min_length=1, max_length=64)]
 Units = Annotated[int, Field(ge=0, le=MAX_STOCK_UNITS)]
-
-
-class PageOut(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 class MerchantApply(RequestModel):

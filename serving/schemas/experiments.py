@@ -7,7 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from commerce.experiments import INFERENCES, STATUSES
 from serving.schemas.base import RequestModel
+
+ExperimentStatus = Literal[STATUSES]  # both defined once, in commerce.experiments
+Inference = Literal[INFERENCES]
 
 
 class VariantIn(RequestModel):
@@ -49,7 +53,7 @@ class ExperimentCreate(RequestModel):
     description: str = Field(default="", max_length=500)
     primary_metric: str = Field(default="conversion", min_length=1, max_length=64)
     planned_units_per_variant: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    inference: Literal["fixed", "msprt", "group-sequential"] = Field(
+    inference: Inference = Field(
         default="fixed", description="How results may be read, fixed before the start."
     )
 
@@ -63,13 +67,13 @@ class VariantOut(BaseModel):
 class ExperimentOut(BaseModel):
     name: str
     description: str
-    status: Literal["draft", "running", "stopped"]
+    status: ExperimentStatus
     layer: str | None
     traffic_start: float
     traffic_end: float
     primary_metric: str
     planned_units_per_variant: int | None
-    inference: Literal["fixed", "msprt", "group-sequential"]
+    inference: Inference
     variants: list[VariantOut]
     created_at: datetime
     started_at: datetime | None
@@ -96,7 +100,7 @@ class ExperimentResults(BaseModel):
     """The analysis of a running or stopped experiment from the logged exposures and events."""
 
     experiment: str
-    method: Literal["fixed", "msprt", "group-sequential"] = Field(description="The inference in force.")
+    method: Inference = Field(description="The inference in force.")
     report: dict[str, Any] = Field(description="Per-metric lifts, CIs, corrected p-values, SRM, status.")
     sequential: dict[str, Any] = Field(description="The primary metric at every daily look, and the verdict.")
     interleaving: dict[str, Any] | None = Field(

@@ -8,9 +8,12 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
+from commerce.campaigns import CAMPAIGN_STATUSES, CHANNELS
+from commerce.services.campaign_overview import CampaignRow
 from serving.schemas.base import RequestModel
 
-Channel = Literal["site", "email", "social", "search_ads"]
+Channel = Literal[CHANNELS]  # defined once, in commerce.campaigns
+CampaignStatus = Literal[CAMPAIGN_STATUSES]
 Probability = Field(ge=0, le=1, allow_inf_nan=False)
 Spend = Field(ge=0, le=1e9, allow_inf_nan=False)
 
@@ -30,7 +33,7 @@ class CampaignOut(BaseModel):
     campaign_id: str
     name: str
     channel: Channel
-    status: Literal["draft", "scheduled", "running", "completed"]
+    status: CampaignStatus
     budget: Decimal
     control_share: Decimal
     starts_at: datetime
@@ -39,6 +42,16 @@ class CampaignOut(BaseModel):
     scheduled_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
+
+
+class CampaignListItem(CampaignOut):
+    spent: Decimal = Field(description="What the campaign's coupons have given away so far, CNY.")
+
+    @classmethod
+    def of(cls, row: CampaignRow) -> CampaignListItem:
+        return cls(
+            **CampaignOut.model_validate(row.campaign, from_attributes=True).model_dump(), spent=row.spent
+        )
 
 
 class Candidate(RequestModel):

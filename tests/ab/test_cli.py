@@ -56,7 +56,7 @@ def test_create_list_start_stop(cli_db):
     assert created["variants"][1]["config"] == {"model_alias": "challenger"}
     assert invoke("start", "rec-challenger").exit_code == 0
     listed = json.loads(invoke("list", "--status", "running", "--json").output)
-    assert [e["name"] for e in listed] == ["rec-challenger"]
+    assert [e["name"] for e in listed["items"]] == ["rec-challenger"] and listed["total"] == 1
     again = invoke("start", "rec-challenger")
     assert again.exit_code == 2 and "only a draft can start" in again.output
     assert invoke("stop", "rec-challenger").exit_code == 0
