@@ -33,14 +33,15 @@ def _count(factory, table: str) -> int:
 def run_backend(name: str, url: str, data_dir: Path, events: str) -> dict:
     from commerce import migrate
     from commerce.db import make_engine, make_session_factory
+    from commerce.identity import Keyring
     from commerce.importer import load_marketplace
 
     migrate.upgrade(url)
     engine = make_engine(url)
     factory = make_session_factory(engine)
-    first = load_marketplace(factory, data_dir, identity_key="bench-key", events=events)
+    first = load_marketplace(factory, data_dir, keyring=Keyring("bench-key"), events=events)
     t = time.perf_counter()
-    again = load_marketplace(factory, data_dir, identity_key="bench-key", events=events)
+    again = load_marketplace(factory, data_dir, keyring=Keyring("bench-key"), events=events)
     rerun = time.perf_counter() - t
     tables = (
         "events",

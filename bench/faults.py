@@ -60,6 +60,7 @@ def seed(url: str, shoppers: int, burst_stock: int, coupon_limit: int) -> dict:
     import commerce.all_models  # noqa: F401
     from commerce.db import make_engine, make_session_factory, transaction
     from commerce.events import BehaviorEvent
+    from commerce.identity import Keyring
     from commerce.migrate import upgrade
     from commerce.services import catalog, coupons, merchants
     from commerce.services import shoppers as shopper_service
@@ -97,7 +98,7 @@ def seed(url: str, shoppers: int, burst_stock: int, coupon_limit: int) -> dict:
         for i in range(shoppers):
             shopper_service.create_shopper(s, f"b{i}", "Shanghai")
             shopper_service.register_identity(
-                s, f"b{i}", f"Buyer {i}", _id_number(i), identity_key=IDENTITY_KEY
+                s, f"b{i}", f"Buyer {i}", _id_number(i), keyring=Keyring(IDENTITY_KEY)
             )
         coupons.create_coupon(
             s,

@@ -27,11 +27,12 @@ from commerce.db import transaction
 from commerce.errors import ValidationError
 from commerce.events import EVENT_COLUMNS
 from commerce.history import load_campaign_history, load_order_history
-from commerce.identity import id_digest, normalize_id_number
+from commerce.identity import Keyring, normalize_id_number
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
 from commerce.services.events import append_event_table
 from commerce.services.logistics import seed_default_partners
+from commerce.services.shoppers import rekey_people
 from commerce.shoppers import Shopper, ShopperIdentity
 
 #: Stock location per fulfillment mode for generated products (the contract has one stock figure).
@@ -170,7 +171,7 @@ def _products(session: Session, data_dir: Path) -> int:
     return len(rows)
 
 
-def _shoppers(session: Session, data_dir: Path, identity_key: str) -> tuple[int, int]:
+def _shoppers(session: Session, data_dir: Path, keyring: Keyring) -> tuple[int, int]:
     rows = _read(data_dir / "shoppers.parquet")
     keys = ("shopper_id", "region", "segment", "created_at")
     insert_ignore(session, Shopper.__table__, ({k: r[k] for k in keys} for r in rows), ["shopper_id"])
@@ -178,7 +179,7 @@ def _shoppers(session: Session, data_dir: Path, identity_key: str) -> tuple[int,
     _require_known(
         session, "shopper ids in identities", Shopper.shopper_id, {r["shopper_id"] for r in identity_rows}
     )
-    identities = []
+    identities, numbers = [], []
     bad = 0
     for r in identity_rows:
         try:
@@ -186,16 +187,19 @@ def _shoppers(session: Session, data_dir: Path, identity_key: str) -> tuple[int,
         except ValidationError:
             bad += 1
             continue
+        numbers.append(number)
         identities.append(
             {
                 "shopper_id": r["shopper_id"],
                 "real_name": r["real_name"],
-                "id_digest": id_digest(number, identity_key),
+                "id_digest": keyring.digest(number),
                 "id_last4": number[-4:],
+                "key_version": keyring.version,
             }
         )
     if bad:
         raise ValidationError(f"identities.parquet has {bad} invalid ID numbers", code="invalid_id_number")
+    rekey_people(session, keyring, numbers)
     insert_ignore(session, ShopperIdentity.__table__, identities, ["shopper_id"])
     return len(rows), len(identities)
 
@@ -281,14 +285,14 @@ def load_marketplace(
     session_factory: sessionmaker[Session],
     data_dir: str | Path,
     *,
-    identity_key: str,
+    keyring: Keyring,
     events: EventSelection = "all",
     orders: bool = True,
     past_campaigns: bool = True,
 ) -> ImportStats:
     """Load `data_dir` into the database; returns rows read per table and the time taken.
 
-    `identity_key` encrypts declared identities (callers pass Settings.identity_key).
+    `keyring` hashes declared identities (callers pass Settings.identity_keyring).
     `events="purchases"` loads only purchase and coupon events (about 12% of the log; revenue
     analytics and coupon grants need no more), `"none"` skips the log. With `orders` (default)
     purchase events in the files, whatever `events` says, also become completed orders with their
@@ -314,7 +318,7 @@ def load_marketplace(
         stats.rows["categories"] = _categories(session, data_dir)
         stats.rows["merchants"] = _merchants(session, data_dir)
         stats.rows["products"] = _products(session, data_dir)
-        stats.rows["shoppers"], stats.rows["identities"] = _shoppers(session, data_dir, identity_key)
+        stats.rows["shoppers"], stats.rows["identities"] = _shoppers(session, data_dir, keyring)
         stats.rows["seasons"] = _seasons(session, data_dir)
         stats.rows["coupons"] = _coupons(session, data_dir, campaigns)
     stats.step_seconds["catalog"] = time.perf_counter() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
@@ -29,6 +29,7 @@ class ShopperIdentity(Base):
     """Real name plus HMAC-SHA256 and last four characters of the resident ID number.
 
     The digest identifies the person across accounts: the annual limit is per person, not per account.
+    `key_version` is the version of the identity key that made the digest (commerce.identity.Keyring).
     """
 
     __tablename__ = "shopper_identities"
@@ -37,6 +38,7 @@ class ShopperIdentity(Base):
     real_name: Mapped[str] = mapped_column(String(100))
     id_digest: Mapped[str] = mapped_column(String(64), index=True)
     id_last4: Mapped[str] = mapped_column(String(4))
+    key_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     shopper: Mapped[Shopper] = relationship(back_populates="identity")

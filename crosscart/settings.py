@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         default="crosscart-dev-identity-key",
         description="Secret used to protect resident ID numbers (HMAC). Change it in production.",
     )
+    identity_key_version: int = Field(
+        default=1, ge=1, description="Version of identity_key; raise it by one at each rotation."
+    )
+    identity_previous_keys: dict[int, str] = Field(
+        default_factory=dict,
+        description='Older identity keys still needed to recognise people, as JSON {"1": "old secret"}.',
+    )
     search_backend: str = Field(
         default="fts5", description="Search index: fts5 (embedded SQLite, per replica) or postgresql."
     )
@@ -110,6 +117,13 @@ class Settings(BaseSettings):
         from commerce.services.pending import PendingPolicy
 
         return PendingPolicy(timedelta(minutes=self.pending_order_ttl_minutes), self.max_open_pending_orders)
+
+    @property
+    def identity_keyring(self):
+        """The identity keys commerce hashes and recognises resident ID numbers with."""
+        from commerce.identity import Keyring
+
+        return Keyring(self.identity_key, self.identity_key_version, dict(self.identity_previous_keys))
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

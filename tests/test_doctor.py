@@ -44,3 +44,30 @@ def test_a_migrated_database_and_a_real_key_pass_those_checks(tmp_path, monkeypa
     assert checks["identity key"]["status"] == "ok"
     assert checks["redis"]["status"] == "fail"  # configured but nothing listens there
     assert result.exit_code == 1
+
+
+def test_identities_under_a_key_the_keyring_forgot_fail(tmp_path, monkeypatch):
+    from commerce.db import make_engine, make_session_factory, transaction
+    from commerce.identity import Keyring
+    from commerce.services import shoppers
+    from tests.commerce.conftest import make_id_number
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    migrate.upgrade(url)
+    with transaction(make_session_factory(make_engine(url))) as s:
+        shoppers.create_shopper(s, "s1", "Zhejiang")
+        shoppers.register_identity(s, "s1", "Name", make_id_number(1), keyring=Keyring("a" * 40))
+    env = {
+        "data_dir": str(tmp_path),
+        "database_url": url,
+        "identity_key": "b" * 40,
+        "identity_key_version": "2",
+    }
+    _, forgot = _run(monkeypatch, **env)
+    assert forgot["identity key versions"]["status"] == "fail"
+    assert "1 under version 1" in forgot["identity key versions"]["detail"]
+    _, kept = _run(monkeypatch, **env, identity_previous_keys=json.dumps({"1": "a" * 40}))
+    check = kept["identity key versions"]
+    assert check["status"] == "ok" and "current version 2; still 1 under version 1" in check["detail"]
+    _, bad = _run(monkeypatch, **env, identity_previous_keys=json.dumps({"3": "a" * 40}))
+    assert bad["identity key versions"]["status"] == "fail"

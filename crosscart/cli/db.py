@@ -80,7 +80,7 @@ def load(
     engine = make_engine(url)
     with working("loading the marketplace"):
         stats = load_marketplace(
-            make_session_factory(engine), data_dir, identity_key=get_settings().identity_key, events=events
+            make_session_factory(engine), data_dir, keyring=get_settings().identity_keyring, events=events
         )
     engine.dispose()
     table = Table("table", "rows read", title=f"loaded {data_dir} in {stats.seconds:.1f} s")

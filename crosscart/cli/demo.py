@@ -96,7 +96,7 @@ def demo(
         from commerce.importer import load_marketplace
 
         with console.status("Loading the marketplace into the database"):
-            stats = load_marketplace(factory, market_dir, identity_key=settings.identity_key)
+            stats = load_marketplace(factory, market_dir, keyring=settings.identity_keyring)
         log.mark("load", load_fp)
         console.print(f"[green]✓[/] loaded {stats}")
 

@@ -12,7 +12,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 import commerce.all_models  # noqa: F401  (complete metadata)
 from commerce.db import Base, make_engine, make_session_factory, transaction
-from commerce.identity import check_char
+from commerce.identity import Keyring, check_char
 from commerce.services import catalog, merchants, shoppers
 from commerce.services.logistics import seed_default_partners
 
@@ -111,6 +111,6 @@ def market(factory):
         for i in range(3):
             shoppers.create_shopper(s, f"s{i}", "Zhejiang")
             shoppers.register_identity(
-                s, f"s{i}", f"Shopper {i}", make_id_number(i), identity_key=IDENTITY_KEY
+                s, f"s{i}", f"Shopper {i}", make_id_number(i), keyring=Keyring(IDENTITY_KEY)
             )
     return factory

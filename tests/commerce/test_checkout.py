@@ -17,6 +17,7 @@ from commerce.coupons import Coupon, CouponRedemption
 from commerce.db import transaction
 from commerce.errors import LimitExceeded, NotFound, OutOfStock, ValidationError
 from commerce.events import BehaviorEvent
+from commerce.identity import Keyring
 from commerce.orders import Order
 from commerce.services import coupons, orders, pricing
 from commerce.services.checkout import CartLine, checkout
@@ -211,7 +212,7 @@ def test_annual_limit_is_per_person_and_returned_on_cancel(market):
         checkout(s, "s0", [CartLine("p_self", 1)], at=NOW)
     assert err.value.code == "annual_limit_exceeded"
     with transaction(market) as s:  # another account of the same person shares the limit
-        shoppers.register_identity(s, "s2", "Shopper 0", make_id_number(0), identity_key=IDENTITY_KEY)
+        shoppers.register_identity(s, "s2", "Shopper 0", make_id_number(0), keyring=Keyring(IDENTITY_KEY))
     with pytest.raises(LimitExceeded), transaction(market) as s:
         checkout(s, "s2", [CartLine("p_self", 1)], at=NOW)
     with transaction(market) as s:

@@ -15,6 +15,7 @@ from commerce.catalog import Stock
 from commerce.coupons import Coupon, CouponRedemption
 from commerce.db import transaction
 from commerce.errors import DomainError
+from commerce.identity import Keyring
 from commerce.orders import Order
 from commerce.services import catalog, coupons, orders, shoppers
 from commerce.services.checkout import CartLine, checkout
@@ -47,7 +48,7 @@ def _add_shoppers(factory, n, *, same_person=False):
         for i in range(n):
             shoppers.create_shopper(s, f"c{i}", "Shanghai")
             number = make_id_number(100 if same_person else 100 + i)
-            shoppers.register_identity(s, f"c{i}", f"Buyer {i}", number, identity_key=IDENTITY_KEY)
+            shoppers.register_identity(s, f"c{i}", f"Buyer {i}", number, keyring=Keyring(IDENTITY_KEY))
 
 
 def test_fifty_concurrent_checkouts_of_five_units_sell_exactly_five(market):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from commerce.db import transaction
 from commerce.errors import ValidationError
 from commerce.events import BehaviorEvent
-from commerce.identity import id_digest
+from commerce.identity import Keyring, id_digest
 from commerce.services import shoppers
 from commerce.services.events import export_events, record_events
 from commerce.shoppers import ShopperIdentity
@@ -72,7 +72,7 @@ def test_invalid_identity_is_refused_and_changes_nothing(market):
     valid = make_id_number(0)
     wrong = valid[:-1] + ("1" if valid[-1] != "1" else "2")
     with pytest.raises(ValidationError) as err, transaction(market) as s:
-        shoppers.register_identity(s, "s0", "New Name", wrong, identity_key=IDENTITY_KEY)
+        shoppers.register_identity(s, "s0", "New Name", wrong, keyring=Keyring(IDENTITY_KEY))
     assert err.value.code == "invalid_id_number" and wrong not in err.value.message
     with market() as s:
         ident = s.get(ShopperIdentity, "s0")

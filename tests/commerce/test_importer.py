@@ -14,7 +14,7 @@ from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon, CouponGrant
 from commerce.errors import ValidationError
 from commerce.events import BehaviorEvent, events_arrow_schema
-from commerce.identity import id_digest
+from commerce.identity import Keyring, id_digest
 from commerce.importer import load_marketplace
 from commerce.orders import Order
 from commerce.services.catalog import sellable_product_ids
@@ -229,7 +229,7 @@ def _counts(factory):
 
 def test_load_marketplace_is_complete_and_idempotent(factory, tmp_path):
     write_market(tmp_path / "m")
-    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY)  # default: every event
+    stats = load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))  # default: every event
     assert stats.rows["events"] == 4 and stats.rows["coupon_grants"] == 1
     first = _counts(factory)
     assert first == {
@@ -240,7 +240,7 @@ def test_load_marketplace_is_complete_and_idempotent(factory, tmp_path):
         "coupon_grants": 1,
         "events": 4,
     }
-    load_marketplace(factory, tmp_path / "m", identity_key=KEY)
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
     assert _counts(factory) == first
     with factory() as s:
         p0 = s.get(Product, "P0")
@@ -264,17 +264,17 @@ def test_load_marketplace_is_complete_and_idempotent(factory, tmp_path):
 
 def test_purchases_only_and_bad_identity(factory, tmp_path):
     write_market(tmp_path / "m")
-    load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="purchases")  # and coupon events
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), events="purchases")  # and coupon events
     with factory() as s:
         assert sorted(s.scalars(select(BehaviorEvent.event_id))) == ["E2", "E3"]
     write_market(tmp_path / "bad", bad_id=True)
     before = _counts(factory)
     with pytest.raises(ValidationError) as err:
-        load_marketplace(factory, tmp_path / "bad", identity_key=KEY)
+        load_marketplace(factory, tmp_path / "bad", keyring=Keyring(KEY))
     assert err.value.code == "invalid_id_number" and make_id_number(1)[:-1] not in err.value.message
     assert _counts(factory) == before
     with pytest.raises(ValidationError):
-        load_marketplace(factory, tmp_path / "missing", identity_key=KEY)
+        load_marketplace(factory, tmp_path / "missing", keyring=Keyring(KEY))
 
 
 def test_dangling_references_are_refused_and_load_nothing(factory, tmp_path):
@@ -282,7 +282,7 @@ def test_dangling_references_are_refused_and_load_nothing(factory, tmp_path):
     merchants = tmp_path / "m" / "merchants.parquet"
     pq.write_table(pq.read_table(merchants).slice(0, 1), merchants)  # drop M1, which sells P1
     with pytest.raises(ValidationError) as err:
-        load_marketplace(factory, tmp_path / "m", identity_key=KEY)
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
     assert err.value.code == "unknown_reference" and "M1" in err.value.message
     assert set(_counts(factory).values()) == {0}
 
@@ -392,7 +392,7 @@ def test_purchase_history_becomes_completed_orders_once(factory, tmp_path):
 
     write_market(tmp_path / "m")
     add_history(tmp_path / "m")
-    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="none")  # orders anyway
+    stats = load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), events="none")  # orders anyway
     assert (stats.rows["orders"], stats.rows["order_lines"], stats.rows["redemptions"]) == (6, 6, 1)
     assert (stats.rows["over_order_limit"], stats.rows["over_annual_limit"]) == (2, 1)
     with factory() as s:
@@ -439,7 +439,7 @@ def test_purchase_history_becomes_completed_orders_once(factory, tmp_path):
     after = _history(factory)
     assert after["redemptions"] == 1 and after["coupon"] == (1, Decimal("60.00")) and after["usage"] == 1
     assert after["changes"] == 6
-    again = load_marketplace(factory, tmp_path / "m", identity_key=KEY)
+    again = load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
     assert again.rows["orders"] == 0 and again.rows["campaigns"] == 0
     assert _history(factory) == after
 
@@ -450,7 +450,7 @@ def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
 
     write_market(tmp_path / "m")
     add_history(tmp_path / "m")
-    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY)
+    stats = load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
     assert (stats.rows["campaigns"], stats.rows["campaign_members"]) == (1, 2)
     with factory() as s:
         k1 = s.get(Campaign, "K1")
@@ -467,7 +467,7 @@ def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
         outcomes = {o["shopper_id"]: o for o in campaign_outcomes(s, "K1")}
         assert outcomes["U1"]["revenue"] == Decimal("880.00") and outcomes["U1"]["discount"] == Decimal("60")
         assert outcomes["U0"]["converted"] and outcomes["U0"]["discount"] == 0
-    assert load_marketplace(factory, tmp_path / "m", identity_key=KEY).rows["campaigns"] == 0
+    assert load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY)).rows["campaigns"] == 0
 
 
 def test_history_with_unknown_products_is_refused(factory, tmp_path):
@@ -487,7 +487,7 @@ def test_history_with_unknown_products_is_refused(factory, tmp_path):
     )
     add_history(tmp_path / "m", extra=[ghost])
     with pytest.raises(ValidationError) as err:
-        load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="none")
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), events="none")
     assert err.value.code == "unknown_reference" and "P9" in err.value.message
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(Order)) == 0
@@ -499,7 +499,7 @@ def test_history_skips_purchases_of_shoppers_without_identity(factory, tmp_path)
     add_history(tmp_path / "m")
     identities = tmp_path / "m" / "identities.parquet"
     pq.write_table(pq.read_table(identities).slice(0, 2), identities)  # U0, U1
-    stats = load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="purchases")
+    stats = load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), events="purchases")
     assert (stats.rows["orders"], stats.rows["skipped_no_identity"]) == (4, 2)
     with factory() as s:
         assert set(s.scalars(select(Order.shopper_id))) == {"U0", "U1"}
@@ -517,7 +517,7 @@ def test_a_split_sessions_coupon_is_redeemed_once(factory, tmp_path):
     )  # fmt: skip
     write_market(tmp_path / "m")
     add_history(tmp_path / "m", extra=[redeem])
-    load_marketplace(factory, tmp_path / "m", identity_key=KEY, events="none", past_campaigns=False)
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), events="none", past_campaigns=False)
     with factory() as s:
         mine = s.scalars(select(CouponRedemption).where(CouponRedemption.shopper_id == "U0")).all()
         assert len(mine) == 1 and s.get(Order, mine[0].order_id).import_ref == "H1"

@@ -10,6 +10,7 @@ import commerce.all_models  # noqa: F401  (every table on the metadata)
 from commerce.catalog import Stock
 from commerce.coupons import Coupon, CouponRedemption
 from commerce.db import Base, make_engine, make_session_factory, transaction
+from commerce.identity import Keyring
 from commerce.orders import Order, OrderLine
 from commerce.services import shoppers
 from commerce.services.access import create_api_key
@@ -54,7 +55,7 @@ def seeded_factory(
         for i in range(buyers):
             shoppers.create_shopper(s, f"b{i}", "Shanghai")
             shoppers.register_identity(
-                s, f"b{i}", f"Buyer {i}", make_id_number(500 + i), identity_key=IDENTITY_KEY
+                s, f"b{i}", f"Buyer {i}", make_id_number(500 + i), keyring=Keyring(IDENTITY_KEY)
             )
     return factory
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from commerce.ads import AdBudgetDay, AdClick
 from commerce.db import transaction
 from commerce.errors import ValidationError
+from commerce.identity import Keyring
 from commerce.services import ads, orders, revenue, shoppers
 from commerce.services.checkout import CartLine, checkout
 from tests.commerce.conftest import IDENTITY_KEY, make_id_number
@@ -164,7 +165,7 @@ def test_paused_campaign_clicks_are_not_charged(shop):
 def test_report_and_platform_revenue(shop):
     cid, (kid, _) = _campaign(shop)
     with transaction(shop) as s:
-        shoppers.register_identity(s, "s0", "Shopper 0", make_id_number(1), identity_key=IDENTITY_KEY)
+        shoppers.register_identity(s, "s0", "Shopper 0", make_id_number(1), keyring=Keyring(IDENTITY_KEY))
         shown = [_claim(cid, kid) for _ in range(4)]
         ads.record_impressions(s, [(c, NOW) for c in shown])
         ads.record_impressions(s, [(shown[0], NOW)])  # idempotent

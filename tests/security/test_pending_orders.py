@@ -16,6 +16,7 @@ from commerce.catalog import Stock
 from commerce.coupons import Coupon, CouponRedemption
 from commerce.db import transaction
 from commerce.errors import DomainError
+from commerce.identity import Keyring
 from commerce.orders import AnnualSpend, Order, OrderStatusChange
 from commerce.services import coupons, orders, shoppers
 from commerce.services.checkout import CartLine, checkout, customs_year
@@ -147,7 +148,7 @@ def _shoppers(factory, n):
         for i in range(n):
             shoppers.create_shopper(s, f"h{i}", "Shanghai")
             shoppers.register_identity(
-                s, f"h{i}", f"H {i}", make_id_number(200 + i), identity_key=IDENTITY_KEY
+                s, f"h{i}", f"H {i}", make_id_number(200 + i), keyring=Keyring(IDENTITY_KEY)
             )
 
 

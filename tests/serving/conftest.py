@@ -15,7 +15,7 @@ import commerce.all_models  # noqa: F401  (every table on the metadata)
 from commerce.catalog import Category, Product, Stock
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.events import BehaviorEvent
-from commerce.identity import check_char
+from commerce.identity import Keyring, check_char
 from commerce.logistics import LogisticsPartner
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import SponsoredPlacement
@@ -117,7 +117,7 @@ def seed_marketplace(factory) -> None:
         s.flush()
         for shopper, first17 in [("s1", "11010519491231002"), ("s2", "44030419900101123")]:
             register_identity(
-                s, shopper, f"Name {shopper}", first17 + check_char(first17), identity_key=IDENTITY_KEY
+                s, shopper, f"Name {shopper}", first17 + check_char(first17), keyring=Keyring(IDENTITY_KEY)
             )
         # id: (merchant, category, fulfillment, status, stock)
         spec = {
