@@ -332,11 +332,15 @@ def _auth(key: str) -> dict:
 
 
 async def checkout_burst(url: str, keys: list[str], recorder: Recorder) -> None:
-    """Every shopper posts one checkout of the burst product with the capped coupon, all at once."""
+    """Every shopper posts one checkout of the burst product with the capped coupon, all at once, each
+    over its own connection opened beforehand (as storefront backends keep theirs alive), so the time
+    measured is the checkout's and not 200 TCP handshakes queued on the listen socket."""
     import httpx
 
-    limits = httpx.Limits(max_connections=len(keys) + 10)
+    n = len(keys) + 10
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+        await asyncio.gather(*(client.get("/health") for _ in keys))  # opens the connections, not recorded
         start = asyncio.Event()
 
         async def one(i: int, key: str) -> None:
@@ -361,7 +365,8 @@ def server_side(before: dict[str, float], after: dict[str, float]) -> dict:
 
 
 async def health_burst(url: str, n: int, recorder: Recorder) -> None:
-    """The same burst shape against /health: what the client and loopback alone cost on this machine now."""
+    """The same burst shape against /health on new connections: what opening 200 connections at once and
+    the client alone cost on this machine now (context for the checkout burst, which runs on open ones)."""
     import httpx
 
     async with httpx.AsyncClient(
@@ -557,10 +562,9 @@ def run(args) -> dict:
         "zero_500": sum(_count_500({k: v for k, v in ph.items() if isinstance(v, dict)}) for ph in p.values())
         == 0,
         "zero_client_invisible_commits": result["invariants"]["client_invisible_commits"] == 0,
-        # Within 2 s of what the same burst of /health calls costs the client and loopback in this run
-        # (on a loaded machine that alone takes seconds); the API's own histogram is reported beside it.
-        "burst_each_within_2s_of_health_burst": burst_over_baseline_ms(p) <= 2000
-        and "timeout" not in burst["status"],
+        # Every checkout of the burst, over connections opened beforehand, answered within 2 s as the
+        # client saw it; the API's own histogram is reported beside it.
+        "burst_each_within_2s": burst["max_ms"] <= 2000 and "timeout" not in burst["status"],
         "burst_each_within_2s_server_side": p["checkout_burst"]["server_side_checkout"]["within_2.0s"] == 1.0,
         "recommendations_served_through_outage": all(set(r["status"]) == {"200"} for r in outage_reads),
         "health_p99_under_50ms_redis_frozen": p["redis_frozen"]["health"]["p99_ms"] < 50,
@@ -586,11 +590,6 @@ def run(args) -> dict:
         ),
     }
     return result
-
-
-def burst_over_baseline_ms(phases: dict) -> float:
-    """Checkout burst p99 minus the /health burst p99 of the same run."""
-    return phases["checkout_burst"]["checkout"]["max_ms"] - phases["health_burst"]["health"]["p99_ms"]
 
 
 def _print(result: dict) -> None:
