@@ -136,10 +136,19 @@ FORBIDDEN = {
 NAV = {
     "storefront": [],
     "shopper1": [],
-    "merchant": ["My shop"],
+    "merchant": ["My shop", "Keyword ads"],
     "marketer": ["Campaigns", "Coupons", "Experiments"],
     "data_scientist": ["Experiments", "Models"],
-    "admin": ["Campaigns", "Coupons", "Experiments", "Models", "Merchant review", "API keys", "My shop"],
+    "admin": [
+        "Campaigns",
+        "Coupons",
+        "Experiments",
+        "Models",
+        "Merchant review",
+        "API keys",
+        "My shop",
+        "Keyword ads",
+    ],
 }
 
 

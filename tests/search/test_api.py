@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -15,40 +14,6 @@ from commerce.services.access import create_api_key
 from crosscart.settings import Settings
 from serving.app import create_app
 from tests.serving.conftest import ScriptedSource, TinyRecommender, auth
-
-
-@pytest.fixture
-def api(shop, engine, tmp_path):
-    backend = "postgresql" if engine.dialect.name == "postgresql" else "fts5"
-    settings = Settings(
-        data_dir=tmp_path,
-        rate_limit_per_minute=10_000,
-        rate_limit_anonymous_per_minute=10_000,
-        search_backend=backend,
-        ads_token_secret="api-test-secret",
-    )
-    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
-    app = create_app(
-        settings,
-        session_factory=shop,
-        model_source=source,
-        uplift_source=ScriptedSource(),
-        start_background=False,
-    )
-    with TestClient(app) as client:
-        yield client
-
-
-@pytest.fixture
-def keys(shop):
-    out = {}
-    with transaction(shop) as s:
-        out["storefront"] = create_api_key(s, "storefront")[1]
-        out["shopper"] = create_api_key(s, "shopper", shopper_id="s1")[1]
-        out["m1"] = create_api_key(s, "merchant", merchant_id="M1")[1]
-        out["m2"] = create_api_key(s, "merchant", merchant_id="M2")[1]
-        out["admin"] = create_api_key(s, "admin")[1]
-    return out
 
 
 def ids(body) -> list[str]:
