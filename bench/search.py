@@ -141,7 +141,7 @@ def build_database(path: Path, n_products: int, n_campaigns: int) -> tuple[str, 
     from sqlalchemy import insert
 
     import commerce.all_models  # noqa: F401
-    from commerce.access import create_api_key
+    from commerce.services.access import create_api_key
     from commerce.catalog import Category, Product, Stock
     from commerce.db import Base, make_engine, make_session_factory, transaction
     from commerce.merchants import Merchant

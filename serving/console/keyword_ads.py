@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from fastapi.responses import Response
@@ -43,7 +44,7 @@ def _merchant_id(principal: Principal, requested: str | None) -> str | None:
 
 
 def _suffix(principal: Principal, merchant_id: str) -> str:
-    return "" if principal.merchant_id else f"?merchant={merchant_id}"
+    return "" if principal.merchant_id else "?" + urlencode({"merchant": merchant_id})
 
 
 def _refusal(exc: Exception) -> tuple[int, str]:
