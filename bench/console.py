@@ -90,7 +90,7 @@ def main() -> int:
                      f"/console/campaigns/{campaign}", "/console/coupons", "/console/coupons/new"],
         "data_scientist": ["/console/experiments", "/console/experiments/new", "/console/models"],
         "admin": ["/console/merchants", "/console/keys"],
-        "merchant": ["/console/shop"],
+        "merchant": ["/console/shop", "/console/keyword-campaigns", "/console/keyword-campaigns/new"],
     }  # fmt: skip
     rows = []
     with TestClient(create_app(settings, start_background=False, warm_shoppers=0)) as client:

@@ -35,12 +35,13 @@ from commerce.ads import (
     KeywordCampaignProduct,
 )
 from commerce.bulk import insert_ignore, insert_ignore_stmt
+from commerce.catalog import Product
 from commerce.errors import Conflict, ValidationError
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.search.analysis import tokens
 from commerce.services._util import get_or_404, new_id, required_text
-from commerce.services.catalog import sellable_products
+from commerce.services.catalog import sellable_products_query
 from commerce.sqltypes import as_utc, to_money, utcnow
 
 TOKEN_TTL = timedelta(hours=1)
@@ -79,6 +80,27 @@ def _budget(value: Decimal | str) -> Decimal:
     return budget
 
 
+def promotable_products(
+    session: Session, merchant_id: str, product_ids: Sequence[str] | None = None, limit: int | None = None
+) -> list[Product]:
+    """The merchant's products a campaign may promote: approved for sale (listed, merchant approved) and
+    in stock. The one rule for creating a campaign and for the console's product picker."""
+    stmt = sellable_products_query(product_ids=product_ids, in_stock=True).where(
+        Product.merchant_id == merchant_id
+    )
+    return list(session.scalars(stmt.limit(limit)))
+
+
+def spent_on(session: Session, campaign_id: str, at: datetime | None = None) -> Decimal:
+    """What the campaign has been charged on the UTC day of `at` (default today), for pacing displays."""
+    spent = session.scalar(
+        select(AdBudgetDay.spent).where(
+            AdBudgetDay.campaign_id == campaign_id, AdBudgetDay.day == day_key(at or utcnow())
+        )
+    )
+    return spent if spent is not None else Decimal("0.00")
+
+
 def create_campaign(
     session: Session,
     merchant_id: str,
@@ -97,8 +119,8 @@ def create_campaign(
     wanted = sorted(set(product_ids))
     if not wanted:
         raise ValidationError("a campaign promotes at least one product", code="missing_products")
-    sellable = {p.product_id: p for p in sellable_products(session, wanted, in_stock=True)}
-    refused = [p for p in wanted if p not in sellable or sellable[p].merchant_id != merchant_id]
+    promotable = {p.product_id for p in promotable_products(session, merchant_id, wanted)}
+    refused = [p for p in wanted if p not in promotable]
     if refused:
         raise ValidationError(
             f"not this merchant's sellable products: {refused}", code="products_not_promotable"

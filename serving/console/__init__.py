@@ -1,5 +1,5 @@
 """The web console under /console: marketers plan and measure campaigns, data scientists run experiments
-and models, admins review merchants and keys, merchants see their shop.
+and models, admins review merchants and keys, merchants see their shop and run keyword ads.
 
 Server-rendered Jinja2 pages with htmx (vendored, no CDN) and server-side SVG charts. Every action calls
 the API's own router functions and services with the signed-in principal, after the same role check
@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from crosscart.settings import Settings
-from serving.console import admin, campaigns, coupons, home, science, shop
+from serving.console import admin, campaigns, coupons, home, keyword_ads, science, shop
 from serving.console.auth import Forbidden, Sessions, SignInRequired, verify_csrf
 from serving.console.web import HERE, redirect, render
 
@@ -26,7 +26,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         secure=settings.console_secure_cookie,
         max_age_seconds=int(settings.console_session_hours * 3600),
     )
-    for module in (home, campaigns, coupons, science, admin, shop):
+    for module in (home, campaigns, coupons, science, admin, shop, keyword_ads):
         app.include_router(
             module.router, prefix=PREFIX, include_in_schema=False, dependencies=[Depends(verify_csrf)]
         )

@@ -29,6 +29,7 @@ NAV = (
     ("Merchant review", "/console/merchants", "admin"),
     ("API keys", "/console/keys", "admin"),
     ("My shop", "/console/shop", "merchant"),
+    ("Keyword ads", "/console/keyword-campaigns", "merchant"),
 )
 
 T = TypeVar("T")

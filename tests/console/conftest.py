@@ -20,7 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
-PORTS = range(18120, 18130)
+# Ten ports from CROSSCART_TEST_PORT_BASE (default 18120), so parallel checkouts do not collide.
+_BASE_PORT = int(os.environ.get("CROSSCART_TEST_PORT_BASE", "18120"))
+PORTS = range(_BASE_PORT, _BASE_PORT + 10)
 
 
 def _browser_reason() -> str | None:
@@ -86,7 +88,7 @@ def demo(needs_browser, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def server(demo) -> str:
-    """The app under uvicorn on a port of 18120-18129; stopped after the session."""
+    """The app under uvicorn on a free port of `PORTS`; stopped after the session."""
     port = _free_port()
     data = demo["dir"]
     env = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,10 +137,19 @@ FORBIDDEN = {
 NAV = {
     "storefront": [],
     "shopper1": [],
-    "merchant": ["My shop"],
+    "merchant": ["My shop", "Keyword ads"],
     "marketer": ["Campaigns", "Coupons", "Experiments"],
     "data_scientist": ["Experiments", "Models"],
-    "admin": ["Campaigns", "Coupons", "Experiments", "Models", "Merchant review", "API keys", "My shop"],
+    "admin": [
+        "Campaigns",
+        "Coupons",
+        "Experiments",
+        "Models",
+        "Merchant review",
+        "API keys",
+        "My shop",
+        "Keyword ads",
+    ],
 }
 
 
@@ -311,4 +321,72 @@ def test_merchant_sees_its_products_stock_and_orders(console, demo):
     assert demo["samples"]["product"] in console.text()
     assert "Orders to ship" in console.text()
     console.check("shop")
+    console.sign_out()
+
+
+def _api(server: str, path: str, key: str, body: dict | None = None, method: str | None = None):
+    request = urllib.request.Request(
+        server + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_merchant_runs_a_keyword_campaign_and_reads_its_report(console, demo, server):
+    key, merchant = demo["keys"]["merchant"], demo["samples"]["merchant"]
+    for old in _api(server, f"/v1/merchants/{merchant}/keyword-campaigns", key):  # a rerun starts afresh
+        if old["status"] != "ended":
+            _api(server, f"/v1/keyword-campaigns/{old['campaign_id']}", key, {"status": "ended"}, "PATCH")
+    console.sign_in(key)
+    console.tab_to("el.textContent === 'Keyword ads'")
+    console.wait(lambda d: d.find_element("tag name", "h1").text == "Keyword ads")
+    console.check("keyword-campaigns")
+    console.submit("new-keyword-campaign")
+    console.wait(lambda d: d.find_element("tag name", "h1").text == "New keyword campaign")
+    console.check("keyword-campaign-new")
+    box = console.driver.find_element("css selector", "input[name=product_ids]")
+    product_id = box.get_attribute("value")
+    title = _api(server, f"/v1/products/{product_id}", demo["keys"]["storefront"])["title"]
+    keyword = title.split()[0]
+    box.click()
+    console.fill(
+        name="Browser keyword week", daily_budget="20", keyword_0=keyword, match_0="broad", bid_0="1.50"
+    )
+    console.submit("create-keyword-campaign")
+    console.wait(lambda d: "/console/keyword-campaigns/kc_" in d.current_url)
+    assert console.by_id("campaign-status").text == "active"
+    cid = console.driver.current_url.rsplit("/", 1)[1]
+
+    # the campaign serves: the product is sponsored for a search of its title, and a click is charged
+    found = _api(server, f"/v1/search?q={urllib.parse.quote(title)}", demo["keys"]["storefront"])
+    ads = [a for a in found["sponsored"] if a["product_id"] == product_id]
+    assert ads and ads[0]["label"] == "Sponsored", found["sponsored"]
+    click = _api(
+        server, "/v1/search/clicks", demo["keys"]["storefront"], {"token": ads[0]["impression_token"]}
+    )
+    assert click["charged"] and click["campaign_id"] == cid
+
+    def reported(d) -> bool:  # impressions are written within a second, off the request path
+        d.refresh()
+        return d.find_element("id", "report-impressions").text == "1"
+
+    console.wait(reported)
+    assert console.by_id("report-clicks").text == "1" and console.by_id("report-ctr").text == "100.00%"
+    assert console.by_id("report-spend").text == console.by_id("spent-today").text != "0.00"
+    console.check("keyword-campaign-report")
+
+    console.submit("pause-campaign")
+    console.wait(lambda d: d.find_element("id", "campaign-status").text == "paused")
+    paused = _api(server, f"/v1/search?q={urllib.parse.quote(title)}", demo["keys"]["storefront"])
+    assert product_id not in [a["product_id"] for a in paused["sponsored"]]  # out of the auction at once
+    console.submit("resume-campaign")
+    console.wait(lambda d: d.find_element("id", "campaign-status").text == "active")
+    console.fill(keyword=keyword, match_type="broad")  # the same keyword again: refused
+    console.by_id("new-bid").send_keys("2.00")
+    console.submit("add-keyword")
+    console.wait(lambda d: "already in the campaign" in d.page_source)
+    console.check("keyword-duplicate-refused")
     console.sign_out()

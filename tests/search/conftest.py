@@ -1,13 +1,19 @@
-"""A small bilingual shop on SQLite and PostgreSQL (the commerce fixtures' schema) for search tests."""
+"""A small bilingual shop on SQLite and PostgreSQL (the commerce fixtures' schema) for search tests, the
+app over it (`api`) and keys for its roles."""
 
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
 from commerce.db import transaction
 from commerce.services import catalog, merchants, shoppers
+from commerce.services.access import create_api_key
 from commerce.services.logistics import seed_default_partners
+from crosscart.settings import Settings
+from serving.app import create_app
 from tests.commerce.conftest import engine, factory  # noqa: F401  (fixtures reused)
+from tests.serving.conftest import ScriptedSource, TinyRecommender
 
 CATEGORIES = [
     ("C01", "Beauty & Skincare", None),
@@ -66,3 +72,37 @@ def shop(factory):  # noqa: F811
         for i in range(3):
             shoppers.create_shopper(s, f"s{i}", "Zhejiang")
     return factory
+
+
+@pytest.fixture
+def api(shop, engine, tmp_path):  # noqa: F811
+    backend = "postgresql" if engine.dialect.name == "postgresql" else "fts5"
+    settings = Settings(
+        data_dir=tmp_path,
+        rate_limit_per_minute=10_000,
+        rate_limit_anonymous_per_minute=10_000,
+        search_backend=backend,
+        ads_token_secret="api-test-secret",
+    )
+    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
+    app = create_app(
+        settings,
+        session_factory=shop,
+        model_source=source,
+        uplift_source=ScriptedSource(),
+        start_background=False,
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def keys(shop):
+    out = {}
+    with transaction(shop) as s:
+        out["storefront"] = create_api_key(s, "storefront")[1]
+        out["shopper"] = create_api_key(s, "shopper", shopper_id="s1")[1]
+        out["m1"] = create_api_key(s, "merchant", merchant_id="M1")[1]
+        out["m2"] = create_api_key(s, "merchant", merchant_id="M2")[1]
+        out["admin"] = create_api_key(s, "admin")[1]
+    return out

@@ -3,9 +3,9 @@ PostgreSQL (PostgreSQL index): roles, object-level checks, index updates through
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -15,40 +15,6 @@ from commerce.services.access import create_api_key
 from crosscart.settings import Settings
 from serving.app import create_app
 from tests.serving.conftest import ScriptedSource, TinyRecommender, auth
-
-
-@pytest.fixture
-def api(shop, engine, tmp_path):
-    backend = "postgresql" if engine.dialect.name == "postgresql" else "fts5"
-    settings = Settings(
-        data_dir=tmp_path,
-        rate_limit_per_minute=10_000,
-        rate_limit_anonymous_per_minute=10_000,
-        search_backend=backend,
-        ads_token_secret="api-test-secret",
-    )
-    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
-    app = create_app(
-        settings,
-        session_factory=shop,
-        model_source=source,
-        uplift_source=ScriptedSource(),
-        start_background=False,
-    )
-    with TestClient(app) as client:
-        yield client
-
-
-@pytest.fixture
-def keys(shop):
-    out = {}
-    with transaction(shop) as s:
-        out["storefront"] = create_api_key(s, "storefront")[1]
-        out["shopper"] = create_api_key(s, "shopper", shopper_id="s1")[1]
-        out["m1"] = create_api_key(s, "merchant", merchant_id="M1")[1]
-        out["m2"] = create_api_key(s, "merchant", merchant_id="M2")[1]
-        out["admin"] = create_api_key(s, "admin")[1]
-    return out
 
 
 def ids(body) -> list[str]:
@@ -215,3 +181,44 @@ def test_learned_ranker_is_served_with_its_version(shop, engine, tmp_path):
         body = client.get("/v1/search", params={"q": "cream"}).json()
     assert body["model_version"] == ranker.version_
     assert set(ids(body)) == {"P1", "P6"}
+
+
+def test_another_replicas_writes_reach_search_within_the_refresh_interval(api, keys, shop, engine, tmp_path):
+    """Replica B (its own FTS5 index, or the shared PostgreSQL one behind B's lookup cache) serves a
+    product replica A published, changed or delisted within B's catalog refresh interval."""
+    every = 0.5
+    settings = Settings(
+        data_dir=tmp_path / "b",
+        rate_limit_anonymous_per_minute=10_000,
+        search_backend="postgresql" if engine.dialect.name == "postgresql" else "fts5",
+    )
+    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
+    other = create_app(
+        settings,
+        session_factory=shop,
+        model_source=source,
+        uplift_source=ScriptedSource(),
+        catalog_refresh_seconds=every,
+    )
+
+    def seen_by_b(query: str, want: bool, client: TestClient) -> float:
+        started = time.monotonic()
+        while (pid in ids(client.get("/v1/search", params={"q": query}).json())) != want:
+            assert time.monotonic() - started < 4 * every + 2, f"{query!r} not updated on replica B"
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    with TestClient(other) as b:
+        assert ids(b.get("/v1/search", params={"q": "香水"}).json()) == []  # now in B's lookup cache
+        new = {
+            "sku": "SKU-P9", "title": "Karimi 香水 Perfume Rose", "category_id": "C01-02", "brand": "Karimi",
+            "origin_country": "JP", "price": "780.00", "fulfillment": "bonded", "stock": {"HZ-1": 4},
+        }  # fmt: skip
+        pid = api.post("/v1/merchants/M1/products", json=new, headers=auth(keys["m1"])).json()["product_id"]
+        assert ids(api.get("/v1/search", params={"q": "香水"}).json()) == [pid]  # A: at once
+        waits = [seen_by_b("香水", True, b)]
+        api.patch(f"/v1/products/{pid}", json={"title": "Karimi 香水 Jasmine"}, headers=auth(keys["m1"]))
+        waits.append(seen_by_b("jasmine", True, b))
+        api.patch(f"/v1/products/{pid}", json={"status": "delisted"}, headers=auth(keys["m1"]))
+        waits.append(seen_by_b("香水", False, b))
+    assert max(waits) < 4 * every + 2, waits

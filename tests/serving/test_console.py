@@ -79,8 +79,17 @@ def test_forms_without_their_csrf_token_are_refused(client, keys):
 NAV = {
     "marketer": {"Campaigns", "Coupons", "Experiments"},
     "data_scientist": {"Experiments", "Models"},
-    "admin": {"Campaigns", "Coupons", "Experiments", "Models", "Merchant review", "API keys", "My shop"},
-    "merchant": {"My shop"},
+    "admin": {
+        "Campaigns",
+        "Coupons",
+        "Experiments",
+        "Models",
+        "Merchant review",
+        "API keys",
+        "My shop",
+        "Keyword ads",
+    },
+    "merchant": {"My shop", "Keyword ads"},
     "storefront": set(),
     "shopper": set(),
 }
@@ -91,6 +100,7 @@ PAGES = {
     "/console/merchants": "admin",
     "/console/keys": "admin",
     "/console/shop": "merchant",
+    "/console/keyword-campaigns": "merchant",
 }
 ALLOWED = {
     "marketing": {"marketer", "admin"},

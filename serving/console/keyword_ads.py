@@ -1,0 +1,299 @@
+"""Merchant pages for keyword promotion: list campaigns, create one (keywords with match type and bid, a
+daily budget, products approved for sale), pause / resume / end it, change its budget and its keywords'
+bids, and read its report.
+
+Every action calls the API's router functions in `serving.routers.search` (the role and ownership checks,
+then `commerce.services.ads`), so the console and the API share one rule set.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
+from fastapi.responses import Response
+
+from commerce.errors import DomainError
+from commerce.services import ads
+from serving.console.auth import Forbidden, MerchantOnly
+from serving.console.web import attempt, message_of, redirect, render
+from serving.deps import SessionDep, ensure_merchant
+from serving.errors import status_for
+from serving.routers import search as search_api
+from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
+from serving.security import Principal
+
+router = APIRouter(prefix="/keyword-campaigns")
+
+BASE = "/console/keyword-campaigns"
+MATCH_TYPES = (
+    ("broad", "Broad: every word anywhere in the search"),
+    ("phrase", "Phrase: the words together, in order"),
+    ("exact", "Exact: the search is these words"),
+)
+KEYWORD_ROWS = 5  # keyword rows on the create form; more can be added on the campaign page
+PICKER_LIMIT = 200  # promotable products offered as checkboxes; others by id
+REPORT_DAYS = 30
+
+
+def _merchant_id(principal: Principal, requested: str | None) -> str | None:
+    """A merchant key works on its own campaigns; an admin picks a merchant with ?merchant=."""
+    return principal.merchant_id or (requested or None)
+
+
+def _suffix(principal: Principal, merchant_id: str) -> str:
+    return "" if principal.merchant_id else "?" + urlencode({"merchant": merchant_id})
+
+
+def _refusal(exc: Exception) -> tuple[int, str]:
+    """A refused action as (HTTP status, message): 403 / 404 from the router, the domain's own status."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code, str(exc.detail)
+    if isinstance(exc, DomainError):
+        return status_for(exc), exc.message
+    return 422, message_of(exc)
+
+
+async def _campaign_or_error(request: Request, session, principal: Principal, campaign_id: str):
+    """The campaign through the API's read (ownership checked there); a page for 403 / 404 otherwise."""
+    try:
+        return search_api.get_keyword_campaign(campaign_id, session, principal), None
+    except HTTPException as exc:
+        if exc.status_code == 403:
+            raise Forbidden(str(exc.detail)) from exc
+        page = await render(
+            request, "error.html", status_code=exc.status_code, title="Not found", message=str(exc.detail)
+        )
+        return None, page
+
+
+def _keywords_of(form) -> list[KeywordIn]:
+    """Filled keyword rows of the create form (an empty keyword means an unused row)."""
+    out = []
+    for i in range(KEYWORD_ROWS):
+        text = (form.get(f"keyword_{i}") or "").strip()
+        if text:
+            out.append(
+                KeywordIn(
+                    keyword=text, match_type=form.get(f"match_{i}") or "", bid=form.get(f"bid_{i}") or ""
+                )
+            )
+    return out
+
+
+def _product_ids_of(form) -> list[str]:
+    picked = [p for p in form.getlist("product_ids") if p]
+    typed = [p.strip() for p in (form.get("other_product_ids") or "").replace("\n", ",").split(",")]
+    return picked + [p for p in typed if p]
+
+
+def _report_window(start: str | None, end: str | None) -> tuple[date, date]:
+    """The report's days (both inclusive, UTC); default: the last 30 days up to today."""
+    last = date.fromisoformat(end) if end else datetime.now(UTC).date()
+    first = date.fromisoformat(start) if start else last - timedelta(days=REPORT_DAYS - 1)
+    return first, last
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@router.get("")
+async def campaign_list(
+    request: Request, session: SessionDep, principal: MerchantOnly, merchant: str | None = None
+):
+    merchant_id = _merchant_id(principal, merchant)
+    if merchant_id is None:
+        return await render(request, "keyword_campaigns.html", title="Keyword ads", merchant_id=None)
+    ensure_merchant(principal, merchant_id)
+    campaigns, error = attempt(
+        None, lambda: search_api.list_keyword_campaigns(merchant_id, session, principal)
+    )
+    spent = {c.campaign_id: ads.spent_on(session, c.campaign_id) for c in campaigns or []}
+    return await render(
+        request, "keyword_campaigns.html", title="Keyword ads", merchant_id=merchant_id,
+        campaigns=campaigns or [], spent=spent, suffix=_suffix(principal, merchant_id), error=error,
+    )  # fmt: skip
+
+
+async def _new_form(
+    request: Request, session, principal: Principal, merchant_id: str, form: Any, error: str | None = None
+) -> Response:
+    products = ads.promotable_products(session, merchant_id, limit=PICKER_LIMIT + 1)
+    return await render(
+        request, "keyword_campaign_new.html", status_code=422 if error else 200, title="New keyword campaign",
+        merchant_id=merchant_id, products=products[:PICKER_LIMIT], more_products=len(products) > PICKER_LIMIT,
+        form=form, picked=set(form.getlist("product_ids")) if hasattr(form, "getlist") else set(),
+        rows=range(KEYWORD_ROWS), match_types=MATCH_TYPES, suffix=_suffix(principal, merchant_id),
+        error=error,
+    )  # fmt: skip
+
+
+@router.get("/new")
+async def new_campaign(
+    request: Request, session: SessionDep, principal: MerchantOnly, merchant: str | None = None
+):
+    merchant_id = _merchant_id(principal, merchant)
+    if merchant_id is None:
+        return redirect(BASE)
+    ensure_merchant(principal, merchant_id)
+    return await _new_form(request, session, principal, merchant_id, {})
+
+
+@router.post("/new")
+async def create_campaign(
+    request: Request,
+    session: SessionDep,
+    principal: MerchantOnly,
+    background: BackgroundTasks,
+    search: search_api.SearchDep,
+):
+    form = await request.form()
+    merchant_id = _merchant_id(principal, form.get("merchant_id"))
+    if merchant_id is None:
+        return redirect(BASE)
+
+    def create():
+        body = KeywordCampaignIn(
+            name=form.get("name") or "",
+            daily_budget=form.get("daily_budget") or "",
+            product_ids=_product_ids_of(form),
+            keywords=_keywords_of(form),
+        )
+        return search_api.create_keyword_campaign(merchant_id, body, session, search, principal, background)
+
+    campaign, error = attempt(session, create)
+    if error:
+        return await _new_form(request, session, principal, merchant_id, form, error)
+    return redirect(f"{BASE}/{campaign.campaign_id}")
+
+
+@router.get("/{campaign_id}")
+async def campaign_page(
+    request: Request,
+    campaign_id: str,
+    session: SessionDep,
+    principal: MerchantOnly,
+    start: str | None = None,
+    end: str | None = None,
+):
+    return await _campaign_view(request, session, principal, campaign_id, start=start, end=end)
+
+
+async def _campaign_view(
+    request: Request,
+    session,
+    principal: Principal,
+    campaign_id: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The campaign, its keywords and the report over the chosen days (the API's report, same figures)."""
+    campaign, page = await _campaign_or_error(request, session, principal, campaign_id)
+    if page is not None:
+        return page
+    report_error = None
+    try:
+        first, last = _report_window(start, end)
+    except ValueError:
+        first, last = _report_window(None, None)
+        report_error = "Dates must look like 2026-06-01; showing the last 30 days."
+    report, refused = attempt(
+        None,
+        lambda: search_api.keyword_campaign_report(
+            campaign_id, session, principal, _midnight(first), _midnight(last + timedelta(days=1))
+        ),
+    )
+    return await render(
+        request, "keyword_campaign.html", status_code=status_code, title=f"Keyword campaign {campaign.name}",
+        campaign=campaign, spent_today=ads.spent_on(session, campaign_id), report=report,
+        report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
+        match_types=MATCH_TYPES, list_path=BASE + _suffix(principal, campaign.merchant_id), error=error,
+    )  # fmt: skip
+
+
+async def _act(request: Request, session, principal: Principal, campaign_id: str, action) -> Response:
+    """Run a change through the API (ownership first); on refusal show the campaign page with the reason
+    and the status the API would answer."""
+    _, page = await _campaign_or_error(request, session, principal, campaign_id)
+    if page is not None:
+        return page
+    try:
+        action()
+    except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        session.rollback()
+        status_code, message = _refusal(exc)
+        if status_code == 403:
+            raise Forbidden(message) from exc
+        return await _campaign_view(
+            request, session, principal, campaign_id, error=message, status_code=status_code
+        )
+    return redirect(f"{BASE}/{campaign_id}")
+
+
+@router.post("/{campaign_id}")
+async def update_campaign(
+    request: Request,
+    campaign_id: str,
+    session: SessionDep,
+    principal: MerchantOnly,
+    background: BackgroundTasks,
+    search: search_api.SearchDep,
+):
+    """The budget form sends `daily_budget`; the pause / resume / end buttons send `status`."""
+    form = await request.form()
+
+    def update():
+        body = KeywordCampaignPatch(
+            daily_budget=form.get("daily_budget") or None, status=form.get("status") or None
+        )
+        search_api.update_keyword_campaign(campaign_id, body, session, search, principal, background)
+
+    return await _act(request, session, principal, campaign_id, update)
+
+
+@router.post("/{campaign_id}/keywords")
+async def add_keyword(
+    request: Request,
+    campaign_id: str,
+    session: SessionDep,
+    principal: MerchantOnly,
+    background: BackgroundTasks,
+    search: search_api.SearchDep,
+):
+    form = await request.form()
+
+    def add():
+        body = KeywordIn(
+            keyword=form.get("keyword") or "",
+            match_type=form.get("match_type") or "",
+            bid=form.get("bid") or "",
+        )
+        search_api.add_keyword(campaign_id, body, session, search, principal, background)
+
+    return await _act(request, session, principal, campaign_id, add)
+
+
+@router.post("/{campaign_id}/keywords/{keyword_id}")
+async def update_keyword(
+    request: Request,
+    campaign_id: str,
+    keyword_id: int,
+    session: SessionDep,
+    principal: MerchantOnly,
+    background: BackgroundTasks,
+    search: search_api.SearchDep,
+):
+    """The bid form sends `bid`; the pause / resume button sends `status`."""
+    form = await request.form()
+
+    def update():
+        body = KeywordPatch(bid=form.get("bid") or None, status=form.get("status") or None)
+        search_api.update_keyword(campaign_id, keyword_id, body, session, search, principal, background)
+
+    return await _act(request, session, principal, campaign_id, update)
