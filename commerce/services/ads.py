@@ -42,6 +42,7 @@ from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.search.analysis import tokens
 from commerce.services._util import get_or_404, new_id, required_text
 from commerce.services.catalog import sellable_products_query
+from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, to_money, utcnow
 
 TOKEN_TTL = timedelta(hours=1)
@@ -201,14 +202,15 @@ def update_keyword(
     return row
 
 
-def list_campaigns(session: Session, merchant_id: str) -> list[KeywordCampaign]:
-    return list(
-        session.scalars(
-            select(KeywordCampaign)
-            .where(KeywordCampaign.merchant_id == merchant_id)
-            .order_by(KeywordCampaign.created_at, KeywordCampaign.campaign_id)
-        )
+def list_campaigns(
+    session: Session, merchant_id: str, *, limit: int = 50, offset: int = 0
+) -> Page[KeywordCampaign]:
+    stmt = (
+        select(KeywordCampaign)
+        .where(KeywordCampaign.merchant_id == merchant_id)
+        .order_by(KeywordCampaign.created_at, KeywordCampaign.campaign_id)
     )
+    return paginate(session, stmt, limit=limit, offset=offset)
 
 
 def campaign_keywords(session: Session, campaign_id: str) -> list[AdKeyword]:

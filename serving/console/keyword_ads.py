@@ -22,6 +22,7 @@ from serving.console.web import attempt, message_of, redirect, render
 from serving.deps import SessionDep, ensure_merchant
 from serving.errors import status_for
 from serving.routers import search as search_api
+from serving.routers.common import MAX_N
 from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
 from serving.security import Principal
 
@@ -102,19 +103,24 @@ def _midnight(day: date) -> datetime:
 
 @router.get("")
 async def campaign_list(
-    request: Request, session: SessionDep, principal: MerchantOnly, merchant: str | None = None
+    request: Request,
+    session: SessionDep,
+    principal: MerchantOnly,
+    merchant: str | None = None,
+    offset: int = 0,
 ):
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:
         return await render(request, "keyword_campaigns.html", title="Keyword ads", merchant_id=None)
     ensure_merchant(principal, merchant_id)
-    campaigns, error = attempt(
-        None, lambda: search_api.list_keyword_campaigns(merchant_id, session, principal)
+    page, error = attempt(
+        None,
+        lambda: search_api.list_keyword_campaigns(merchant_id, session, principal, MAX_N, max(offset, 0)),
     )
-    spent = {c.campaign_id: ads.spent_on(session, c.campaign_id) for c in campaigns or []}
+    spent = {c.campaign_id: ads.spent_on(session, c.campaign_id) for c in page.items} if page else {}
     return await render(
         request, "keyword_campaigns.html", title="Keyword ads", merchant_id=merchant_id,
-        campaigns=campaigns or [], spent=spent, suffix=_suffix(principal, merchant_id), error=error,
+        page=page, spent=spent, suffix=_suffix(principal, merchant_id), error=error,
     )  # fmt: skip
 
 
@@ -133,7 +139,11 @@ async def _new_form(
 
 @router.get("/new")
 async def new_campaign(
-    request: Request, session: SessionDep, principal: MerchantOnly, merchant: str | None = None
+    request: Request,
+    session: SessionDep,
+    principal: MerchantOnly,
+    merchant: str | None = None,
+    offset: int = 0,
 ):
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:

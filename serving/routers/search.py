@@ -25,7 +25,8 @@ from serving.deps import (
     ensure_merchant,
     ensure_shopper,
 )
-from serving.routers.common import IntId
+from serving.routers.common import IntId, PageLimit, PageOffset
+from serving.schemas.base import PageOut
 from serving.schemas.search import (
     ClickIn,
     ClickOut,
@@ -211,12 +212,19 @@ def create_keyword_campaign(
     return _campaign_out(session, campaign)
 
 
-@router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=list[KeywordCampaignOut])
+@router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=PageOut[KeywordCampaignOut])
 def list_keyword_campaigns(
-    merchant_id: str, session: SessionDep, principal: MerchantOrAdmin
-) -> list[KeywordCampaignOut]:
+    merchant_id: str,
+    session: SessionDep,
+    principal: MerchantOrAdmin,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[KeywordCampaignOut]:
+    """Oldest first."""
     ensure_merchant(principal, merchant_id)
-    return [_campaign_out(session, c) for c in ads.list_campaigns(session, merchant_id)]
+    page = ads.list_campaigns(session, merchant_id, limit=limit, offset=offset)
+    items = [_campaign_out(session, c) for c in page.items]
+    return PageOut(items=items, total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)

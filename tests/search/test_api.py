@@ -100,7 +100,7 @@ def test_keyword_campaign_routes_and_object_checks(api, keys):
     assert api.get(f"/v1/keyword-campaigns/{cid}/report", headers=auth(keys["m2"])).status_code == 403
     assert api.get("/v1/merchants/M1/keyword-campaigns", headers=auth(keys["m2"])).status_code == 403
     listed = api.get("/v1/merchants/M1/keyword-campaigns", headers=auth(keys["m1"])).json()
-    assert [x["campaign_id"] for x in listed] == [cid]
+    assert [x["campaign_id"] for x in listed["items"]] == [cid] and listed["total"] == 1
     r = api.patch(
         f"/v1/keyword-campaigns/{cid}/keywords/{kid}", json={"bid": "1.20"}, headers=auth(keys["m1"])
     )
@@ -187,6 +187,7 @@ def test_another_replicas_writes_reach_search_within_the_refresh_interval(api, k
     """Replica B (its own FTS5 index, or the shared PostgreSQL one behind B's lookup cache) serves a
     product replica A published, changed or delisted within B's catalog refresh interval."""
     every = 0.5
+    allowed = 4 * every + 4  # refreshes run on a background thread: slack for a loaded 2-core CI host
     settings = Settings(
         data_dir=tmp_path / "b",
         rate_limit_anonymous_per_minute=10_000,
@@ -204,7 +205,7 @@ def test_another_replicas_writes_reach_search_within_the_refresh_interval(api, k
     def seen_by_b(query: str, want: bool, client: TestClient) -> float:
         started = time.monotonic()
         while (pid in ids(client.get("/v1/search", params={"q": query}).json())) != want:
-            assert time.monotonic() - started < 4 * every + 2, f"{query!r} not updated on replica B"
+            assert time.monotonic() - started < allowed, f"{query!r} not updated on replica B"
             time.sleep(0.05)
         return time.monotonic() - started
 
@@ -221,4 +222,4 @@ def test_another_replicas_writes_reach_search_within_the_refresh_interval(api, k
         waits.append(seen_by_b("jasmine", True, b))
         api.patch(f"/v1/products/{pid}", json={"status": "delisted"}, headers=auth(keys["m1"]))
         waits.append(seen_by_b("香水", False, b))
-    assert max(waits) < 4 * every + 2, waits
+    assert max(waits) < allowed, waits

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from commerce.ads import KeywordCampaign
 from commerce.db import transaction
+from commerce.identity import Keyring
 from commerce.services import orders, shoppers
 from commerce.services.checkout import CartLine, checkout
 from tests.commerce.conftest import IDENTITY_KEY, make_id_number
@@ -81,7 +82,7 @@ def test_merchant_creates_a_campaign_its_ad_is_clicked_and_the_page_reports_it(a
     assert api.post("/v1/search/clicks", json=click, headers=auth(keys["storefront"])).json()["charged"]
     api.app.state.search.impressions.flush()
     with transaction(shop) as s:
-        shoppers.register_identity(s, "s1", "Shopper 1", make_id_number(1), identity_key=IDENTITY_KEY)
+        shoppers.register_identity(s, "s1", "Shopper 1", make_id_number(1), keyring=Keyring(IDENTITY_KEY))
         order = checkout(s, "s1", [CartLine("P1", 1)])
         orders.pay_order(s, order.order_id, "pay-console")
         total = order.total
