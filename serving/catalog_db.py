@@ -64,13 +64,15 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
 
 
 def _activity(session: Session, window: str, since: datetime | None, now: datetime) -> pd.DataFrame:
-    """Events per product and type in the window. Events stamped in the future are ignored: they would
-    otherwise count in every window until their date comes."""
+    """Per product and type in the window: distinct shoppers (`count`) and units (`quantity`, which
+    counts only for purchases, logged by the server's order code). Counting shoppers, not events,
+    means one shopper (or one key replaying one shopper) repeating an event adds nothing. Events
+    stamped in the future are ignored: they would otherwise count in every window until their date."""
     query = (
         select(
             BehaviorEvent.product_id,
             BehaviorEvent.event_type,
-            func.count().label("count"),
+            func.count(BehaviorEvent.shopper_id.distinct()).label("count"),
             func.coalesce(func.sum(BehaviorEvent.quantity), 0).label("quantity"),
         )
         .where(
