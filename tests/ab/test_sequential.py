@@ -63,8 +63,9 @@ def test_truncated_msprt_spends_exactly_alpha_over_14_looks_by_monte_carlo():
     # The same decision through `decisions` (d/sqrt(v) = z, units at the planned fractions).
     n = t * 1000
     v = 1.0 / n
-    out = seq.decisions("msprt", z[:2000] * np.sqrt(v), np.broadcast_to(v, (2000, 14)), n,
-                        planned_units=1000, planned_looks=t)
+    out = seq.decisions(
+        "msprt", z[:2000] * np.sqrt(v), np.broadcast_to(v, (2000, 14)), n, planned_units=1000, planned_looks=t
+    )
     assert out["threshold_alpha"] == pytest.approx(level)
     assert (out["reject"][:, -1] == (np.abs(z[:2000]) >= bounds).any(axis=1)).all()
 

@@ -20,7 +20,9 @@ def _state(client, session_factory) -> dict:
             "rankings": _rankings(client),
             "events": _events(session_factory),
             "lines": s.execute(select(OrderLine.id, OrderLine.commission, OrderLine.margin)).all(),
-            "stock": s.execute(select(Stock.product_id, Stock.location, Stock.quantity, Stock.reserved)).all(),
+            "stock": s.execute(
+                select(Stock.product_id, Stock.location, Stock.quantity, Stock.reserved)
+            ).all(),
             "terms": s.execute(
                 select(Product.product_id, Product.merchant_id, Product.self_operated, Product.cost_price)
             ).all(),
@@ -38,7 +40,10 @@ def test_unlisted_attack_variants_change_nothing(client, keys, session_factory):
     for who, shopper in (("shopper", "s1"), ("shopper2", "s2")):
         for product in ("p04", "p05", "p11"):
             event = _view(event_id=f"honest-{product}", shopper_id=shopper, product_id=product)
-            assert client.post("/v1/events", json={"events": [event]}, headers=auth(keys[who])).status_code == 202
+            assert (
+                client.post("/v1/events", json={"events": [event]}, headers=auth(keys[who])).status_code
+                == 202
+            )
     before = _state(client, session_factory)
     merchant, shopper, storefront = auth(keys["merchant"]), auth(keys["shopper"]), auth(keys["storefront"])
     refused = [

@@ -30,9 +30,11 @@ def api(make_client, market):
             "shopper": create_api_key(s, "shopper", shopper_id="s0"),
             "storefront": create_api_key(s, "storefront"),
         }
-    return make_client(session_factory=market), {role: k[1] for role, k in keys.items()}, {
-        role: k[0].id for role, k in keys.items()
-    }
+    return (
+        make_client(session_factory=market),
+        {role: k[1] for role, k in keys.items()},
+        {role: k[0].id for role, k in keys.items()},
+    )
 
 
 def _order(factory, shopper: str) -> Decimal:
@@ -104,7 +106,9 @@ def test_out_of_range_rates_are_refused(api, market, body):
 
 def test_unknown_category_is_404_and_writes_nothing(api, market):
     client, keys, _ = api
-    r = client.put("/v1/categories/nope/commission", json={"commission_rate": "0.1"}, headers=auth(keys["admin"]))
+    r = client.put(
+        "/v1/categories/nope/commission", json={"commission_rate": "0.1"}, headers=auth(keys["admin"])
+    )
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
     assert _entries(market) == []
 

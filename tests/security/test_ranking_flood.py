@@ -46,7 +46,9 @@ def test_a_storefront_key_replaying_one_shopper_or_back_dating_adds_nothing(clie
     before = _rankings(client)
     _flood(client, keys["storefront"], "s3", "p07", 400, prefix="again")
     # back-dated across every window: one shopper is still one shopper in each
-    _flood(client, keys["storefront"], "s3", "p07", 300, prefix="old", ts=(NOW - timedelta(days=25)).isoformat())
+    _flood(
+        client, keys["storefront"], "s3", "p07", 300, prefix="old", ts=(NOW - timedelta(days=25)).isoformat()
+    )
     _flood(client, keys["admin"], "s3", "p07", 300, prefix="admin")  # another key, same shopper
     after = _rankings(client)
     for window in ("1d", "7d"):

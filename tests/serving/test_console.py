@@ -259,14 +259,22 @@ def test_experiment_page_names_the_inference_in_force(
     storefront = auth(keys["storefront"])
     for i in range(40):
         body = {"unit_id": f"y{i:02d}", "variant": "treatment" if i % 2 == 0 else "control"}
-        assert client.post("/v1/experiments/inf-exp/exposures", json=body, headers=storefront).status_code == 200
+        assert (
+            client.post("/v1/experiments/inf-exp/exposures", json=body, headers=storefront).status_code == 200
+        )
     now = datetime.now(UTC)
     with transaction(session_factory) as s:
         record_events(
             s,
             [
-                {"event_id": f"purchase:inf-{i}", "ts": now, "shopper_id": f"y{i:02d}",
-                 "event_type": "purchase", "product_id": "p01", "value": 10.0}
+                {
+                    "event_id": f"purchase:inf-{i}",
+                    "ts": now,
+                    "shopper_id": f"y{i:02d}",
+                    "event_type": "purchase",
+                    "product_id": "p01",
+                    "value": 10.0,
+                }
                 for i in range(0, 40, 2)
             ],  # fmt: skip
         )
