@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore_stmt
-from commerce.catalog import Product
 from commerce.errors import ValidationError
 from commerce.events import (
     CLIENT_ID_PREFIX,
@@ -22,7 +21,6 @@ from commerce.events import (
     BehaviorEvent,
     events_arrow_schema,
 )
-from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc
 
 EXPORT_BATCH_ROWS = 200_000
@@ -61,8 +59,6 @@ def record_events(
     `client` names the sender of events that come from outside (an API key): their ids go into that
     sender's namespace, so a retry is still a no-op but no client id can equal a server id or another
     sender's. Without `client` (the server's own events) ids in the client namespace are refused.
-    A client's events must name registered shoppers and known products: made-up shopper ids would
-    otherwise stand for as many distinct people in the rankings and the training data.
     The whole batch is validated before anything is written, so a bad event changes nothing.
     """
     rows = [_clean(e) for e in events]
@@ -73,23 +69,10 @@ def record_events(
             raise ValidationError("server event ids cannot use the client namespace", code="invalid_event")
     if not rows:
         return 0
-    if client is not None:
-        _check_known(session, Shopper.shopper_id, {r["shopper_id"] for r in rows}, "shopper")
-        _check_known(
-            session, Product.product_id, {r["product_id"] for r in rows if r["product_id"]}, "product"
-        )
     stmt = insert_ignore_stmt(session, BehaviorEvent.__table__, ["event_id"]).returning(
         BehaviorEvent.event_id
     )
     return len(session.execute(stmt, rows).all())
-
-
-def _check_known(session: Session, column, ids: set[str], what: str) -> None:
-    known = set(session.scalars(select(column).where(column.in_(ids)))) if ids else set()
-    if unknown := sorted(ids - known):
-        raise ValidationError(
-            f"events name unknown {what} ids: {unknown[:5]}", code=f"unknown_{what}"
-        )
 
 
 def append_event_table(session: Session, table) -> None:

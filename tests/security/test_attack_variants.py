@@ -56,8 +56,6 @@ def test_unlisted_attack_variants_change_nothing(client, keys, session_factory):
         ("POST", "/v1/events", storefront, {"events": [_view(quantity=-5)]}),
         ("POST", "/v1/events", storefront, {"events": [_view(ts=(NOW + timedelta(days=1)).isoformat())]}),
         ("POST", "/v1/events", storefront, {"events": [_view(ts="2026-01-01T00:00:00")]}),  # naive time
-        ("POST", "/v1/events", storefront, {"events": [_view(shopper_id="ghost")]}),
-        ("POST", "/v1/events", storefront, {"events": [_view(product_id="p99")]}),
         # who earns what: another merchant's product, commission and ownership fields, category rates
         ("PATCH", "/v1/products/p05", merchant, {"price": "1.00"}),  # p05 belongs to m2
         ("PATCH", "/v1/products/p02", merchant, {"merchant_id": "m2"}),
@@ -87,6 +85,8 @@ def test_unlisted_attack_variants_change_nothing(client, keys, session_factory):
         ("shopper2", _view(event_id="r4", shopper_id="s2", product_id="p05",
                            ts=(NOW - timedelta(days=400)).isoformat())),
         ("storefront", _view(event_id="r5", product_id="p11")),  # a delisted product
+        ("storefront", _view(event_id="r6", shopper_id="ghost")),  # an invented (or anonymous) visitor
+        ("storefront", _view(event_id="r7", product_id="p99")),  # an unknown product
         ("shopper", _view(event_id="client:0:honest-p04", product_id="p04")),  # spelled like another id
     ]  # fmt: skip
     for who, event in accepted_but_harmless:

@@ -156,7 +156,11 @@ def seed_marketplace(factory) -> None:
         order = checkout(s, "s1", [CartLine("p03", 1), CartLine("p01", 1)])
         pay_order(s, order.order_id, "PAY-0")
         # Popularity: p05 > p06 > p07 > ... recently; p08 sold a lot long ago. Rankings count distinct
-        # shoppers, so each product's buyers are different people (a loaded history: no accounts).
+        # registered shoppers, so each product's buyers are different people (a loaded history).
+        s.add_all(
+            Shopper(shopper_id=f"crowd-{k}", region="west")
+            for k in [*map(str, range(10)), *(f"old-{i}" for i in range(20))]
+        )
         events = []
         for rank, pid in enumerate(["p05", "p06", "p07", "p02", "p04", "p09", "p10", "p11", "p12"]):
             for k in range(10 - rank):
