@@ -66,8 +66,12 @@ def test_only_admins_change_commission_and_only_for_later_orders(api, market):
     assert client.put(URL, json={"commission_rate": "0"}).status_code == 401
     assert _rate(market) == Decimal("0.0800") and _entries(market) == []
 
+    with transaction(market) as s:  # placed before the change, paid after it
+        pending = checkout(s, "s2", [CartLine("p_cream", 1)]).order_id
     r = client.put(URL, json={"commission_rate": "0.12"}, headers=auth(keys["admin"]))
     assert r.status_code == 200, r.text
+    with transaction(market) as s:
+        pay_order(s, pending, "pay-pending")
     body = r.json()
     assert (body["category_id"], Decimal(body["commission_rate"]), Decimal(body["previous_rate"])) == (
         "cosmetics", Decimal("0.12"), Decimal("0.08"),
@@ -75,7 +79,9 @@ def test_only_admins_change_commission_and_only_for_later_orders(api, market):
     after = _order(market, "s1")
     assert after == Decimal("36.00")  # the new rate, for the order placed after the change
     with market() as s:  # the earlier order keeps the commission it was placed with
-        assert sorted(s.scalars(select(OrderLine.commission))) == [Decimal("24.00"), Decimal("36.00")]
+        assert sorted(s.scalars(select(OrderLine.commission))) == [
+            Decimal("24.00"), Decimal("24.00"), Decimal("36.00"),
+        ]  # fmt: skip
 
     (entry,) = _entries(market)
     assert (entry.actor_role, entry.actor_key_id, entry.target_type, entry.target_id) == (
