@@ -2,7 +2,8 @@
 
 1. Peeking: 500 A/A tests looked at after each of 14 daily batches (14,000 shoppers per test, the
    `recommender` scenario). Criteria: group-sequential and mSPRT false-positive rate 5% +/- 2 points
-   (mSPRT is always valid, so it is expected at or below 5%: see the note in the output), naive
+   (mSPRT at the threshold calibrated for the 14 planned looks, the truncated mSPRT; the
+   uncalibrated 1/alpha threshold, valid under any monitoring, is reported for contrast), naive
    peeking at fixed-horizon p-values above 15%; power against a +20% click-rate effect per method,
    with the fixed test read once at the end as the baseline.
 2. Interleaving: two item-kNN rankers (BM25 vs cosine weighting) fitted on a generated marketplace,
@@ -44,8 +45,13 @@ def peeking(runs: int, seed: int) -> dict:
             "fixed_read_once_power": power["fixed_final_look_rejection_rate"],
             **({"boundaries": aa["boundaries"]} if "boundaries" in aa else {}),
             **(
-                {"confidence_sequence_coverage": aa["confidence_sequence_coverage"]}
-                if "confidence_sequence_coverage" in aa
+                {
+                    "confidence_sequence_coverage": aa["confidence_sequence_coverage"],
+                    "threshold_alpha": aa["threshold_alpha"],
+                    "anytime_threshold_false_positive_rate": aa["anytime_threshold_rejection_rate"],
+                    "anytime_threshold_power": power["anytime_threshold_rejection_rate"],
+                }
+                if method == "msprt"
                 else {}
             ),
         }
@@ -53,7 +59,6 @@ def peeking(runs: int, seed: int) -> dict:
         "group_sequential_fpr_within_5pct_2pts": abs(rows["group-sequential"]["false_positive_rate"] - 0.05)
         <= 0.02,
         "msprt_fpr_within_5pct_2pts": abs(rows["msprt"]["false_positive_rate"] - 0.05) <= 0.02,
-        "msprt_fpr_at_most_7pct": rows["msprt"]["false_positive_rate"] <= 0.07,
         "naive_peeking_fpr_above_15pct": rows["fixed"]["false_positive_rate"] > 0.15,
     }
     return rows
@@ -155,6 +160,10 @@ def main() -> None:
     print(f"{'peeking (500 A/A x 14 looks)':<34} {'FPR':>6} {'power +20%':>11}")
     for method in ("fixed", "group-sequential", "msprt"):
         print(f"  {method:<32} {p[method]['false_positive_rate']:>6.3f} {p[method]['power']:>11.3f}")
+    print(
+        f"  msprt, uncalibrated 1/alpha       {p['msprt']['anytime_threshold_false_positive_rate']:>6.3f} "
+        f"{p['msprt']['anytime_threshold_power']:>11.3f}"
+    )
     print(
         f"  fixed read once at the end        {p['fixed']['fixed_read_once_false_positive_rate']:>6.3f} "
         f"{p['fixed']['fixed_read_once_power']:>11.3f}"

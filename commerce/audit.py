@@ -1,6 +1,7 @@
 """The audit log: one append-only row per privileged action (who, what, on which object, when).
 
-Actions: key created or revoked, merchant reviewed, price changed, self-operated terms set, refund
+Actions: key created or revoked, merchant reviewed, price changed, self-operated terms set, category
+commission changed, refund
 requested / completed / rejected, campaign launched. Rows are only ever inserted: database triggers refuse
 UPDATE and DELETE on both SQLite and PostgreSQL, so not even a bug in this code base can rewrite history.
 """
@@ -21,6 +22,7 @@ AUDIT_ACTIONS = (
     "merchant.reviewed",
     "product.price_changed",
     "product.self_operated",
+    "category.commission_changed",
     "refund.requested",
     "refund.completed",
     "refund.rejected",

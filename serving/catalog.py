@@ -36,7 +36,7 @@ class CatalogSnapshot:
     eligible: np.ndarray  # bool: may be shown at all
     repurchasable: np.ndarray  # bool: category allows recommending it again after a purchase
     sales: dict[str, np.ndarray]  # window -> units sold
-    popularity: dict[str, np.ndarray]  # window -> weighted behaviour count
+    popularity: dict[str, np.ndarray]  # window -> distinct shoppers per behaviour, weighted
     purchased: dict[str, np.ndarray]  # shopper -> product positions bought (most active shoppers first)
     sponsored: np.ndarray  # product positions with an active paid slot, best paying first
     category_parent: dict[str, str | None]
@@ -163,7 +163,8 @@ class CatalogSnapshot:
         - products: product_id, title, merchant_id, category_id, origin_country, price (Decimal),
           fulfillment, sellable (bool: listed, merchant approved, units available)
         - categories: category_id, parent_id, repurchasable
-        - activity: window (one of WINDOWS), product_id, event_type, count, quantity
+        - activity: window (one of WINDOWS), product_id, event_type, count (distinct shoppers),
+          quantity
         - purchases: shopper_id, product_id
         - sponsored: product ids with an active paid slot, best paying first
         """

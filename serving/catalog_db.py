@@ -13,6 +13,7 @@ from commerce.events import BehaviorEvent
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.promotions import SponsoredPlacement
 from commerce.services.catalog import sellable_product_ids
+from commerce.shoppers import Shopper
 from serving.catalog import POPULARITY_WEIGHTS, CatalogSnapshot
 
 WINDOW_DAYS = {"1d": 1, "7d": 7, "30d": 30}
@@ -64,19 +65,24 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
 
 
 def _activity(session: Session, window: str, since: datetime | None, now: datetime) -> pd.DataFrame:
-    """Events per product and type in the window. Events stamped in the future are ignored: they would
-    otherwise count in every window until their date comes."""
+    """Per product and type in the window: distinct registered shoppers (`count`) and units
+    (`quantity`, which counts only for purchases, logged by the server's order code). Counting
+    shoppers, not events, means one shopper (or one key replaying one shopper) repeating an event adds
+    nothing; counting only registered shoppers means a key cannot invent a crowd (anonymous visitors'
+    events still feed their live sessions). Events stamped in the future are ignored: they would
+    otherwise count in every window until their date."""
     query = (
         select(
             BehaviorEvent.product_id,
             BehaviorEvent.event_type,
-            func.count().label("count"),
+            func.count(BehaviorEvent.shopper_id.distinct()).label("count"),
             func.coalesce(func.sum(BehaviorEvent.quantity), 0).label("quantity"),
         )
         .where(
             BehaviorEvent.product_id.is_not(None),
             BehaviorEvent.event_type.in_(POPULARITY_WEIGHTS),
             BehaviorEvent.ts <= now,
+            BehaviorEvent.shopper_id.in_(select(Shopper.shopper_id)),
         )
         .group_by(BehaviorEvent.product_id, BehaviorEvent.event_type)
     )

@@ -50,6 +50,8 @@ FIELD_ROLES: dict[str, dict[str, FieldRoles]] = {
         "cost_price": ADMIN,
     },
     "ProductUpdate": _open("title", "price", "status"),
+    # Who earns what; the endpoint itself is admin-only, and the field says so again.
+    "CommissionSet": {"commission_rate": ADMIN},
     "StockSet": _open("quantity"),
     # orders
     "CartLineIn": _open("product_id", "quantity"),

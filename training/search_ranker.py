@@ -66,7 +66,8 @@ class SearchContext:
 
     @classmethod
     def from_marketplace(cls, data_dir: str | Path, as_of: datetime, pool: int = 50) -> SearchContext:
-        """Popularity over the 30 days before `as_of`, shopper profiles from purchases before it."""
+        """Popularity (distinct shoppers per behaviour, weighted) over the 30 days before `as_of`,
+        shopper profiles from purchases before it."""
         data_dir = Path(data_dir)
         docs = product_documents(data_dir)
         by_id = {d.product_id: d for d in docs}
@@ -75,8 +76,10 @@ class SearchContext:
         ).to_pandas()
         before = events[(events["ts"] < pd.Timestamp(as_of)) & events["product_id"].notna()]
         recent = before[before["ts"] >= pd.Timestamp(as_of) - pd.Timedelta(days=30)]
-        weight = recent["event_type"].map(POPULARITY_WEIGHTS).fillna(0.0)
-        popularity = weight.groupby(recent["product_id"]).sum().to_dict()
+        # Distinct shoppers per behaviour, as serving counts them: repeats by one shopper add nothing.
+        once = recent.drop_duplicates(["product_id", "event_type", "shopper_id"])
+        weight = once["event_type"].map(POPULARITY_WEIGHTS).fillna(0.0)
+        popularity = weight.groupby(once["product_id"]).sum().to_dict()
         bought = before[before["event_type"] == "purchase"]
         profiles = {}
         for shopper, items in bought.groupby("shopper_id")["product_id"]:

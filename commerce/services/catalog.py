@@ -67,6 +67,10 @@ def create_category(session: Session, data: CategoryInput) -> Category:
     return category
 
 
+def get_category(session: Session, category_id: str) -> Category:
+    return get_or_404(session, Category, category_id, "category")
+
+
 def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:
     """Change any of vat_rate, consumption_tax_rate, tariff_rate, commission_rate (new orders only)."""
     allowed = {"vat_rate", "consumption_tax_rate", "tariff_rate", "commission_rate"}

@@ -35,10 +35,15 @@ def with_effect(scenario: Scenario, effect: float) -> Scenario:
     return replace(scenario, name=f"{scenario.name}{effect:+g}", treatment=arm)
 
 
+def edges_of(units: int, looks: int) -> np.ndarray:
+    """Units seen by the end of each of `looks` equal batches."""
+    return np.linspace(0, units, looks + 1).round().astype(int)[1:]
+
+
 def look_sums(scenario, runs: int, units: int, looks: int, metric: str, seed: int) -> tuple[np.ndarray, ...]:
     """Cumulative (n, sum, sum of squares) of each arm per run and look: six arrays (runs, looks)."""
     column = MEAN_METRICS[metric]
-    edges = np.linspace(0, units, looks + 1).round().astype(int)[1:]
+    edges = edges_of(units, looks)
     out = np.zeros((6, runs, looks))
     per_chunk = max(1, _CHUNK_UNITS // units)
     for first in range(0, runs, per_chunk):
@@ -80,7 +85,11 @@ def simulate_peeking(
     n_t, s_t, q_t, n_c, s_c, q_c = look_sums(scenario, runs, units, looks, metric, seed)
     d, v = sequential.diff_of_means(n_t, s_t, q_t, n_c, s_c, q_c)
     n = n_t + n_c
-    result = sequential.decisions(method, d, v, n, planned_units=units, alpha=alpha)
+    # The looks are planned (L equal batches), so mSPRT uses its calibrated threshold for them.
+    planned_looks = edges_of(units, looks) / units if method == "msprt" else None
+    result = sequential.decisions(
+        method, d, v, n, planned_units=units, alpha=alpha, planned_looks=planned_looks
+    )
     reject = result["reject"]
     first = np.where(reject.any(axis=1), reject.argmax(axis=1), -1)
     signed = reject[:, -1] & (np.sign(d[np.arange(runs), np.maximum(first, 0)]) == np.sign(truth))
@@ -102,6 +111,15 @@ def simulate_peeking(
     if method == "msprt":
         covered = (result["ci_low"] <= truth) & (truth <= result["ci_high"])
         out["confidence_sequence_coverage"] = float(covered.all(axis=1).mean())
+        out["threshold_alpha"] = float(result["threshold_alpha"])
+        # For contrast: the uncalibrated 1/alpha threshold (valid under any monitoring).
+        anytime = sequential.decisions(method, d, v, n, planned_units=units, alpha=alpha)["reject"]
+        anytime_signed = anytime[:, -1] & (
+            np.sign(d[np.arange(runs), np.maximum(anytime.argmax(axis=1), 0)]) == np.sign(truth)
+        )
+        out["anytime_threshold_rejection_rate"] = float(
+            anytime[:, -1].mean() if effect == 0 else anytime_signed.mean()
+        )
     if method == "group-sequential":
         out["boundaries"] = result["bound"][0].round(4).tolist()
     if effect == 0:

@@ -138,7 +138,8 @@ class PopularityRecommender(MatrixRecommender):
 
 
 class TrendingRecommender(PopularityRecommender):
-    """Popularity over recent events only, each event weighted by exp-decay of its age.
+    """Popularity over recent events only: each shopper counts once per item, weighted by exp-decay of
+    the age of their latest event there.
 
     The reference time is the latest event in the data (so refits are deterministic and offline
     evaluation cannot peek past the training cut). Events older than `window_days` count nothing.
@@ -174,6 +175,13 @@ class TrendingRecommender(PopularityRecommender):
         age_days = (ts.max() - ts).dt.total_seconds().to_numpy() / 86400.0
         weight = np.where(age_days <= self.window_days, 0.5 ** (age_days / self.half_life_days), 0.0)
         self.reference_time_ = ts.max()
+        # One shopper counts once per item, by their most recent event: repeating an event (a flood of
+        # views) must not lift an item, as in plain popularity.
+        pairs = pd.DataFrame(
+            {"row": rows[keep].astype(np.int64).to_numpy(), "col": cols[keep].astype(np.int64).to_numpy(),
+             "w": weight}
+        ).groupby(["row", "col"], sort=False)["w"].max()  # fmt: skip
         return sp.csr_matrix(
-            (weight, (rows[keep].astype(np.int64), cols[keep].astype(np.int64))), shape=matrix.shape
+            (pairs.to_numpy(), (pairs.index.get_level_values(0), pairs.index.get_level_values(1))),
+            shape=matrix.shape,
         )

@@ -29,6 +29,13 @@ from serving.schemas.experiments import ExperimentCreate
 
 router = APIRouter()
 
+# The inference an experiment declares, as the console names it next to its results.
+INFERENCE_METHODS = {
+    "fixed": "fixed-horizon (read once, at the planned units)",
+    "msprt": "mSPRT (always-valid p-values, safe to look daily)",
+    "group-sequential": "group-sequential (O'Brien-Fleming-like boundaries at the planned looks)",
+}
+
 # Metrics the stored events support: the events table holds purchases but no clicks, so no CTR here.
 METRIC_CHOICES = ("conversion", "revenue_per_shopper", "orders_per_shopper")
 OUTCOMES = ("purchase",)
@@ -99,6 +106,28 @@ def analysis(session: Session, name: str) -> dict | None:
     )
 
 
+def sequential_verdict(session: Session, exp) -> dict | None:
+    """The primary metric's verdict under the experiment's declared inference, over its daily looks
+    (a fixed horizon says "not yet conclusive" before its planned units, whatever the p-value)."""
+    from experiments.ab.sequential_report import sequential_report
+
+    events = event_log(session, exp.name)
+    if events.empty:
+        return None
+    seq = sequential_report(
+        events, exp.name, method=exp.inference, metric=exp.primary_metric,
+        planned_units=exp.planned_units_per_variant,
+    )  # fmt: skip
+    comparison = seq["comparisons"][0]
+    last = comparison["looks"][-1]
+    # A fixed test's p-value exists only at its planned horizon; per-look ones are naive peeking.
+    readable = exp.inference != "fixed" or comparison["plan_complete"]
+    return {
+        "metric": seq["metric"], "verdict": comparison["verdict"], "looks": comparison["looks"],
+        "p_value": last.get("p_value") if readable else None,
+    }  # fmt: skip
+
+
 @router.get("/experiments")
 async def experiment_list(request: Request, session: SessionDep, principal: Experiments, offset: int = 0):
     page = experiments_api.list_experiments(session, principal, None, MAX_N, max(offset, 0))
@@ -108,8 +137,9 @@ async def experiment_list(request: Request, session: SessionDep, principal: Expe
 @router.get("/experiments/new")
 async def new_experiment(request: Request, _: Experiments):
     return await render(
-        request, "experiment_new.html", title="New experiment", form={}, metrics=METRIC_CHOICES
-    )
+        request, "experiment_new.html", title="New experiment", form={}, metrics=METRIC_CHOICES,
+        inference_methods=INFERENCE_METHODS,
+    )  # fmt: skip
 
 
 @router.post("/experiments/new")
@@ -133,6 +163,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
             traffic=float(form.get("traffic") or 1),
             primary_metric=form.get("primary_metric") or "conversion",
             planned_units_per_variant=int(form["planned_units"]) if form.get("planned_units") else None,
+            inference=form.get("inference") or "fixed",
             variants=variants,
         )
         return experiments_api.create_experiment(body, session, principal)
@@ -141,7 +172,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
     if error:
         return await render(
             request, "experiment_new.html", status_code=422, title="New experiment", form=form,
-            metrics=METRIC_CHOICES, error=error,
+            metrics=METRIC_CHOICES, inference_methods=INFERENCE_METHODS, error=error,
         )  # fmt: skip
     return redirect(f"/console/experiments/{made.name}")
 
@@ -152,8 +183,14 @@ async def experiment_page(request: Request, name: str, session: SessionDep, prin
     if error:
         return await render(request, "error.html", status_code=404, title="Not found", message=error)
     report, analysis_error = attempt(None, lambda: analysis(session, name))
-    context = {"experiment": exp, "report": report, "analysis_error": analysis_error}
+    context = {
+        "experiment": exp, "report": report, "analysis_error": analysis_error,
+        "inference_methods": INFERENCE_METHODS,
+    }  # fmt: skip
     if report:
+        context["sequential"], context["sequential_error"] = attempt(
+            None, lambda: sequential_verdict(session, exp)
+        )
         context["decision"] = decision(report, exp.primary_metric)
         context["chart"] = interval_chart(
             "experiment-chart",

@@ -10,6 +10,7 @@ from commerce.catalog import Fulfillment, Product
 from commerce.merchants import Merchant
 from commerce.services import catalog as products
 from commerce.services import merchants
+from commerce.sqltypes import utcnow
 from serving.audit import audit
 from serving.deps import (
     Admin,
@@ -23,6 +24,8 @@ from serving.routers.common import PageLimit, PageOffset, card, catalog_or_503
 from serving.schemas.base import PageOut
 from serving.schemas.catalog import (
     CategoryOut,
+    CommissionOut,
+    CommissionSet,
     MerchantApply,
     MerchantOut,
     MerchantReview,
@@ -140,6 +143,31 @@ def review(
     state.catalog.request_refresh()
     reindex_after(request.app, background, merchant_id=merchant_id)
     return _merchant(merchant)
+
+
+@router.put(
+    "/categories/{category_id}/commission",
+    response_model=CommissionOut,
+    responses={404: {"description": "unknown category"}},
+)
+def set_category_commission(
+    category_id: str, body: CommissionSet, session: SessionDep, state: StateDep, principal: Admin
+) -> CommissionOut:
+    """Set the category's commission rate (admins only; audited with the old and new rate). Orders keep
+    the commission computed when they were placed, so the change applies to later orders only."""
+    old = products.get_category(session, category_id).commission_rate
+    category = products.update_category_rates(session, category_id, commission_rate=body.commission_rate)
+    audit(
+        session, principal, "category.commission_changed", "category", category_id,
+        old=old, new=category.commission_rate,
+    )  # fmt: skip
+    state.catalog.request_refresh()
+    return CommissionOut(
+        category_id=category_id,
+        commission_rate=category.commission_rate,
+        previous_rate=old,
+        changed_at=utcnow(),
+    )
 
 
 @router.get("/categories", response_model=PageOut[CategoryOut])

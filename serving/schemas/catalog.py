@@ -51,6 +51,21 @@ class CategoryOut(BaseModel):
     repurchasable: bool
 
 
+class CommissionSet(RequestModel):
+    commission_rate: Decimal = Field(
+        ge=0, lt=1, max_digits=5, decimal_places=4,
+        description="Fraction of each marketplace line's net price the platform keeps (0.05 = 5%); "
+        "applies to orders placed after the change.",
+    )  # fmt: skip
+
+
+class CommissionOut(BaseModel):
+    category_id: str
+    commission_rate: Decimal
+    previous_rate: Decimal
+    changed_at: datetime
+
+
 class ProductCreate(RequestModel):
     sku: str = Field(min_length=1, max_length=64)
     title: str = Field(min_length=1, max_length=300)

@@ -38,6 +38,38 @@ def test_rho_tuning_by_hand():
         seq.msprt_rho2(0)
 
 
+def test_truncated_msprt_with_one_planned_look_is_the_z_test():
+    # One look at t = 1: r = tau^2/v = c = k + log(1 + k), k = -2 log 0.05; Lambda >= 1/a' exactly
+    # when |Z| >= 1.959964, so log(1/a') = 1.959964^2 c / (2 (1 + c)) - log(1 + c) / 2 (by hand: 0.61071).
+    k = -2 * math.log(0.05)
+    c = k + math.log(1 + k)
+    by_hand = math.exp(-(1.959964**2 * c / (2 * (1 + c)) - 0.5 * math.log(1 + c)))
+    assert by_hand == pytest.approx(0.54295, abs=1e-5)
+    assert seq.msprt_planned_alpha([1.0]) == pytest.approx(by_hand, rel=1e-5)
+    assert seq.msprt_z_bounds(np.array([1.0]), -math.log(by_hand))[0] == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_truncated_msprt_spends_exactly_alpha_over_14_looks_by_monte_carlo():
+    t = np.arange(1, 15) / 14
+    level = seq.msprt_planned_alpha(t)
+    assert 0.05 < level < 0.5  # the 1/alpha threshold is conservative at a finite horizon
+    rng = np.random.default_rng(5)
+    z = np.cumsum(rng.normal(size=(200_000, 14)) * np.sqrt(1 / 14), axis=1) / np.sqrt(t)
+    bounds = seq.msprt_z_bounds(t, -math.log(level))
+    assert (np.abs(z) >= bounds).any(axis=1).mean() == pytest.approx(0.05, abs=0.003)
+    # ...while the uncalibrated threshold spends about 1% (Ville's bound 5% is loose here).
+    uncalibrated = seq.crossing_probability(t, seq.msprt_z_bounds(t, -math.log(0.05)))
+    assert 0.005 < uncalibrated < 0.015
+    # The same decision through `decisions` (d/sqrt(v) = z, units at the planned fractions).
+    n = t * 1000
+    v = 1.0 / n
+    out = seq.decisions(
+        "msprt", z[:2000] * np.sqrt(v), np.broadcast_to(v, (2000, 14)), n, planned_units=1000, planned_looks=t
+    )
+    assert out["threshold_alpha"] == pytest.approx(level)
+    assert (out["reject"][:, -1] == (np.abs(z[:2000]) >= bounds).any(axis=1)).all()
+
+
 def test_obf_spending_by_hand():
     assert seq.obf_spending(1.0, 0.05) == pytest.approx(0.05)
     # t = 1/4: 2 - 2 Phi(1.959964 * 2) = 2 - 2 Phi(3.919928)
@@ -93,7 +125,8 @@ def test_peeking_simulation_separates_the_methods():
     gs = simulate_peeking(SCENARIOS["recommender"], method="group-sequential", **kw)
     ms = simulate_peeking(SCENARIOS["recommender"], method="msprt", **kw)
     assert fixed["false_positive_rate"] > 0.12  # peeking at fixed-horizon p-values inflates errors
-    assert gs["false_positive_rate"] <= 0.08 and ms["false_positive_rate"] <= 0.07
+    assert gs["false_positive_rate"] <= 0.08 and ms["false_positive_rate"] <= 0.08
+    assert ms["anytime_threshold_rejection_rate"] <= ms["false_positive_rate"]
     assert fixed["fixed_final_look_rejection_rate"] <= 0.09  # one look at the end is fine
     power = simulate_peeking(SCENARIOS["recommender"], method="group-sequential", effect=0.5, **kw)
     assert "false_positive_rate" not in power and power["power"] > 0.5

@@ -21,6 +21,7 @@ _unique = itertools.count()
 RESTRICTED = {
     ("ProductCreate", "self_operated"): {"admin"},
     ("ProductCreate", "cost_price"): {"admin"},
+    ("CommissionSet", "commission_rate"): {"admin"},
 }
 
 
@@ -52,6 +53,10 @@ FULL_BODIES = {
             "cost_price": "9.99",
             "stock": {"wh1": 3},
         },
+    ),
+    ("PUT", "/v1/categories/{category_id}/commission"): (
+        "/v1/categories/toys/commission",
+        lambda: {"commission_rate": "0.0600"},
     ),
     ("PATCH", "/v1/products/{product_id}"): (
         "/v1/products/p02",

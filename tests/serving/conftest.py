@@ -155,7 +155,12 @@ def seed_marketplace(factory) -> None:
         # s1 bought p03 (toys: not repurchasable) and p01 (beauty: repurchasable): order 1, paid.
         order = checkout(s, "s1", [CartLine("p03", 1), CartLine("p01", 1)])
         pay_order(s, order.order_id, "PAY-0")
-        # Popularity: p05 > p06 > p07 > ... recently; p08 sold a lot long ago.
+        # Popularity: p05 > p06 > p07 > ... recently; p08 sold a lot long ago. Rankings count distinct
+        # registered shoppers, so each product's buyers are different people (a loaded history).
+        s.add_all(
+            Shopper(shopper_id=f"crowd-{k}", region="west")
+            for k in [*map(str, range(10)), *(f"old-{i}" for i in range(20))]
+        )
         events = []
         for rank, pid in enumerate(["p05", "p06", "p07", "p02", "p04", "p09", "p10", "p11", "p12"]):
             for k in range(10 - rank):
@@ -163,7 +168,7 @@ def seed_marketplace(factory) -> None:
                     BehaviorEvent(
                         event_id=f"e-{pid}-{k}",
                         ts=NOW - timedelta(hours=2),
-                        shopper_id="s2",
+                        shopper_id=f"crowd-{k}",
                         product_id=pid,
                         event_type="purchase",
                         quantity=1,
@@ -174,7 +179,7 @@ def seed_marketplace(factory) -> None:
             BehaviorEvent(
                 event_id=f"old-{k}",
                 ts=NOW - timedelta(days=60),
-                shopper_id="s2",
+                shopper_id=f"crowd-old-{k}",
                 product_id="p08",
                 event_type="purchase",
                 quantity=3,

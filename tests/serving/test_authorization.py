@@ -68,6 +68,7 @@ MATRIX = [
     ("GET", "/v1/products", None, EVERYONE, None),
     ("GET", "/v1/products/p01", None, EVERYONE, None),
     ("GET", "/v1/categories", None, EVERYONE, None),
+    ("PUT", "/v1/categories/toys/commission", {"commission_rate": "0.06"}, {"admin"}, 403),
     ("POST", "/v1/merchants", apply_body, EVERYONE, None),
     ("GET", "/v1/merchants", None, {"admin"}, 403),
     ("GET", "/v1/merchants/m1", None, {"merchant", "admin"}, 403),

@@ -235,3 +235,71 @@ def test_actions_are_refused_to_roles_without_them(client, keys, session_factory
     assert r.status_code == 403 and "may not use this page" in r.text
     with transaction(session_factory) as s:
         assert s.get(Merchant, "m3").status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("inference", "planned", "verdict"),
+    [
+        ("fixed", "100", "not yet conclusive: fixed horizon not reached"),
+        ("msprt", "", None),
+        ("group-sequential", "100", "significant increase at look 1"),
+    ],
+)
+def test_experiment_page_names_the_inference_in_force(
+    client, keys, session_factory, inference, planned, verdict
+):
+    """The results say which inference governs them, and a fixed horizon calls nothing early even when
+    the naive p-value is tiny (treatment buys 100%, control 0%); the sequential methods may."""
+    from datetime import UTC, datetime
+
+    from commerce.services.events import record_events
+    from commerce.services.shoppers import create_shopper
+
+    with transaction(session_factory) as s:
+        for i in range(40):
+            create_shopper(s, f"y{i:02d}", "Shanghai")
+    token = sign_in(client, keys["data_scientist"])
+    new = client.get("/console/experiments/new").text
+    assert '<select id="inference" name="inference">' in new and 'value="group-sequential"' in new
+    form = {"csrf_token": token, "name": "inf-exp", "primary_metric": "conversion", "planned_units": planned,
+            "inference": inference, "variant0_name": "control", "variant0_weight": "1",
+            "variant1_name": "treatment", "variant1_weight": "1"}  # fmt: skip
+    assert client.post("/console/experiments/new", data=form, follow_redirects=False).status_code == 303
+    client.post("/console/experiments/inf-exp/start", data={"csrf_token": token})
+    storefront = auth(keys["storefront"])
+    for i in range(40):
+        body = {"unit_id": f"y{i:02d}", "variant": "treatment" if i % 2 == 0 else "control"}
+        assert (
+            client.post("/v1/experiments/inf-exp/exposures", json=body, headers=storefront).status_code == 200
+        )
+    now = datetime.now(UTC)
+    with transaction(session_factory) as s:
+        record_events(
+            s,
+            [
+                {
+                    "event_id": f"purchase:inf-{i}",
+                    "ts": now,
+                    "shopper_id": f"y{i:02d}",
+                    "event_type": "purchase",
+                    "product_id": "p01",
+                    "value": 10.0,
+                }
+                for i in range(0, 40, 2)
+            ],  # fmt: skip
+        )
+    page = client.get("/console/experiments/inf-exp").text
+    from serving.console.science import INFERENCE_METHODS
+
+    label = INFERENCE_METHODS[inference]
+    assert f'id="experiment-inference">{label}</dd>' in page.replace("&#39;", "'")
+    m = re.search(r'id="inference-in-force"><strong>Inference in force:</strong> (.*?)</p>', page, re.S)
+    assert m and label in m.group(1).replace("&#39;", "'")
+    shown = re.search(r'id="sequential-verdict">([^<]*)<', page).group(1)
+    if verdict is not None:
+        assert shown.startswith(verdict)
+    else:  # mSPRT: 20 of 20 against 0 of 20 is decisive at once
+        assert shown == "significant increase at look 1" and "always-valid p = " in m.group(1)
+    if inference == "fixed":
+        assert "p = " not in m.group(1)  # no naive p-value before the horizon
+        assert "Keep running" in page  # and the decision waits

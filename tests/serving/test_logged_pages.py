@@ -123,6 +123,10 @@ def test_results_endpoint_reports_sequential_and_interleaving(
     assert il["wins_b"] == 0 and il["wins_a"] == len(views) > 3 and il["teams"]["A"] == "challenger"
     default = client.get("/v1/experiments/il-results/results", headers=marketer).json()
     assert default["method"] == "fixed"  # the experiment's inference (created without one: fixed)
+    # A fixed test without a planned horizon calls nothing: its per-look p-values are naive peeking only.
+    fixed = default["sequential"]["comparisons"][0]
+    assert fixed["verdict"].startswith("no planned horizon") and not fixed["plan_complete"]
+    assert all("reject" not in look and "naive_reject" in look for look in fixed["looks"])
     assert default["interleaving"]["winner"] in ("challenger", None)
     created = client.post(
         "/v1/experiments",
