@@ -7,7 +7,8 @@
   x1..xi; the target is x(i+1). HR@k: share of predictions whose target is in the top k; MRR@k: mean
   of 1/rank, 0 beyond k. Repeated clicks stay (the next click may repeat an earlier one).
 - Training sessions are used as they come: repeated clicks, one-click sessions and items seen once are
-  kept, as in a raw click stream.
+  kept, as in a raw click stream. Rows missing a session, item or time are dropped (and counted).
+- `auto` tunes on the newest training sessions only (models.sessions.auto): the test split stays unseen.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from models.sessions import SessionData, SessionRecommender, make_session_model
 from models.sessions.evaluation import hit_rate_and_mrr, target_ranks
 
 DAY = 86_400.0
-DEFAULT_MODELS = ("pop", "spop", "sr", "vsknn", "stan")
+DEFAULT_MODELS = ("pop", "spop", "sr", "vsknn", "stan", "vstan", "auto")
 
 
 @dataclass(frozen=True)
@@ -126,4 +127,7 @@ def evaluate_session_models(
         model.fit(train_data)
         fit_seconds = time.perf_counter() - started
         scores = evaluate_session_model(model, test_data, k)
-        yield {"model": name, **scores, "fit_seconds": fit_seconds}
+        row = {"model": name, **scores, "fit_seconds": fit_seconds}
+        if hasattr(model, "chosen_"):  # auto: what the validation split picked
+            row["chosen"] = {"model": model.chosen_[0], "params": model.chosen_[1]}
+        yield row

@@ -175,7 +175,7 @@ def test_auto_tunes_on_the_newest_training_sessions_and_refits_on_all():
     assert name in {"sr", "vsknn", "stan", "vstan", "hybrid"}
     # every candidate was scored on the validation split, the winner has the best score
     scores = [row["score"] for row in auto.validation_]
-    assert len(scores) == 1 + 6 * 5 and max(scores) > 0
+    assert len(scores) == 1 + 6 * 6 and max(scores) > 0
     # refitted on all sessions: it knows items first clicked on the last day (not in the tuning fit)
     late = clicks["ts"] >= clicks["ts"].max() - 86_400
     last_day = clicks[late]
