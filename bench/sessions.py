@@ -42,21 +42,13 @@ TOKEN = "bench-session-{:012d}"
 def marketplace_clicks(out: Path, parts: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(views as session clicks with the shopper, all events) of a generated demo marketplace."""
     from features.synth import generate_marketplace
+    from training.sessions import marketplace_clicks as views
 
     generate_marketplace(out, "demo", seed=0, max_parts=parts)
     events = pd.read_parquet(
         out / "events", columns=["ts", "shopper_id", "product_id", "event_type", "session_id"]
     )
-    views = events[events["event_type"] == "view"]
-    clicks = pd.DataFrame(
-        {
-            "session_id": views["session_id"].to_numpy(),
-            "item_id": views["product_id"].to_numpy(),
-            "ts": views["ts"].astype("int64").to_numpy() / 1e6,
-            "shopper_id": views["shopper_id"].to_numpy(),
-        }
-    )
-    return clicks, events
+    return views(out), events
 
 
 def bench_quality(train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
