@@ -178,9 +178,11 @@ def recommend(
             )
             page.add(Pick(pos, score, reason=reason))
     # a small category may not fill the page: the store's best sellers take what is left
-    fills = [mask] if fill_category is None else [mask & catalog.category_mask(fill_category), mask]
-    for fill in fills:
-        for pos in catalog.popular(fill) if len(page.picks) < n else ():
+    for in_category in (True, False) if fill_category is not None else (False,):
+        if len(page.picks) >= n:
+            break
+        fill = mask & catalog.category_mask(fill_category) if in_category else mask
+        for pos in catalog.popular(fill):
             if len(page.picks) >= n:
                 break
             if page.fits(pos):
