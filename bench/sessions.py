@@ -330,8 +330,8 @@ def bench_http(
     import httpx
 
     from bench.serving import _free_port, _run_load
-    from commerce.access import create_api_key
     from commerce.db import Base, make_engine, make_session_factory, transaction
+    from commerce.services.access import create_api_key
 
     engine = make_engine(f"sqlite:///{workdir / 'bench.db'}")
     import commerce.all_models  # noqa: F401
