@@ -1,11 +1,16 @@
 """Session-based recommendation: quality on the synthetic marketplace's visits, blending for signed-in
 shoppers, and serving latency of /v1/sessions/{id}/recommendations with 100k products.
 
-    .venv/bin/python -m bench.sessions            # demo marketplace; writes bench/results/sessions.json
-    .venv/bin/python -m bench.sessions --quick    # a slice of it and shorter loads
+    .venv/bin/python -m bench.sessions                  # everything; writes bench/results/sessions.json
+    .venv/bin/python -m bench.sessions --quick          # a slice of it and shorter loads
+    .venv/bin/python -m bench.sessions --part serving   # only 3. (1.-2. are kept from the last run)
+    .venv/bin/python -m bench.sessions --part quality   # only 1.-2. (3. is kept from the last run)
 
 1. Next-item quality (session-rec protocol, `training.evaluate_session`): views of the generated
-   marketplace, the last 7 days' visits as test; V-SKNN and STAN against session and global popularity.
+   marketplace, the last 7 days' visits as test; V-SKNN, STAN and VSTAN against session and global
+   popularity, and `auto`. Then a raw click stream shaped like the public ones (features.synth.clickstream:
+   power-law popularity, 40% one-click visits, repeated clicks, items seen once), the last day as test:
+   `auto` and VSTAN against V-SKNN and STAN with session-rec's published settings.
 2. Blending for signed-in shoppers: the long-term model (ALS on each shopper's earlier events) and the
    session model combined as the API does (`serving.sessions.blend`); the weight is learned on half of the
    test visits (grid 0..1 by MRR@20) and reported on the other half, against each part alone.
@@ -18,6 +23,7 @@ shoppers, and serving latency of /v1/sessions/{id}/recommendations with 100k pro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -31,7 +37,9 @@ import numpy as np
 import pandas as pd
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-MODELS = ("pop", "spop", "sr", "vsknn", "stan")
+MODELS = ("pop", "spop", "sr", "vsknn", "stan", "vstan", "auto")
+STREAM_MODELS = ("pop", "sr", "vsknn", "stan", "vstan", "hybrid", "auto")
+PUBLISHED = ("vsknn", "stan")  # session-rec's defaults: the bar on the raw stream
 REDIS_URL = "redis://127.0.0.1:6379/15"
 TOKEN = "bench-session-{:012d}"
 
@@ -42,31 +50,58 @@ TOKEN = "bench-session-{:012d}"
 def marketplace_clicks(out: Path, parts: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(views as session clicks with the shopper, all events) of a generated demo marketplace."""
     from features.synth import generate_marketplace
+    from training.sessions import marketplace_clicks as views
 
     generate_marketplace(out, "demo", seed=0, max_parts=parts)
     events = pd.read_parquet(
         out / "events", columns=["ts", "shopper_id", "product_id", "event_type", "session_id"]
     )
-    views = events[events["event_type"] == "view"]
-    clicks = pd.DataFrame(
-        {
-            "session_id": views["session_id"].to_numpy(),
-            "item_id": views["product_id"].to_numpy(),
-            "ts": views["ts"].astype("int64").to_numpy() / 1e6,
-            "shopper_id": views["shopper_id"].to_numpy(),
-        }
-    )
-    return clicks, events
+    return views(out), events
 
 
-def bench_quality(train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
+def bench_quality(train: pd.DataFrame, test: pd.DataFrame, models=MODELS) -> list[dict]:
     from training.evaluate_session import evaluate_session_models
 
     rows = []
-    for row in evaluate_session_models(MODELS, train, test, k=20):
+    for row in evaluate_session_models(models, train, test, k=20):
         rows.append({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
         print(f"  {row['model']}: hr@20 {row['hr@20']:.4f} mrr@20 {row['mrr@20']:.4f}", flush=True)
     return rows
+
+
+def bench_stream(quick: bool) -> dict:
+    """The raw-stream check: every model on the generated click stream, ratios against the best of
+    V-SKNN and STAN at session-rec's published settings (per metric)."""
+    from features.synth.clickstream import StreamShape, click_stream
+    from training.evaluate_session import split_last_days
+
+    n_sessions, n_items, days = (15_000, 3_000, 20) if quick else (60_000, 10_000, 30)
+    clicks = click_stream(n_sessions, n_items, days=days, seed=1)
+    lengths = clicks.groupby("session_id").size()
+    counts, n = clicks["item_id"].value_counts(), len(clicks)
+    train, test = split_last_days(clicks, 1)
+    rows = bench_quality(train, test, STREAM_MODELS)
+    by_model = {row["model"]: row for row in rows}
+    bar = {m: max(by_model[p][m] for p in PUBLISHED) for m in ("hr@20", "mrr@20")}
+    return {
+        "stream": {
+            "sessions": n_sessions, "items": n_items, "days": days, "clicks": len(clicks),
+            "shape": vars(StreamShape()),
+            "one_click_visits": round(float((lengths == 1).mean()), 3),
+            "two_click_visits": round(float((lengths == 2).mean()), 3),
+            "repeat_clicks": round(float(clicks.duplicated(["session_id", "item_id"]).mean()), 3),
+            "items_clicked_once": round(float((counts == 1).mean()), 3),
+            "top_1pct_items_click_share": round(float(counts.iloc[: len(counts) // 100 + 1].sum() / n), 3),
+        },
+        "protocol": "session-rec next item, last day's visits as test",
+        "models": rows,
+        "best_published": {m: bar[m] for m in bar},
+        "ratios": {
+            f"{model}_vs_best_published_{m}": round(by_model[model][m] / bar[m], 3)
+            for model in ("vstan", "hybrid", "auto")
+            for m in ("hr@20", "mrr@20")
+        },
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------- 2. blending for signed-in shoppers
@@ -178,14 +213,24 @@ def catalog_sessions(n_products: int, n_sessions: int, seed: int = 11) -> pd.Dat
     )
 
 
-def fit_session_model(workdir: Path, n_products: int, n_sessions: int) -> dict:
+# what auto picks on the raw click stream: a wide STAN blended with sequential rules (bench_stream)
+WIDE_HYBRID = {
+    "models": ("stan", "sr"), "weights": (0.9, 0.1), "params": ({"k": 500, "sample_size": 2500}, {}),
+}  # fmt: skip
+
+
+def fit_session_model(
+    workdir: Path, n_products: int, n_sessions: int, name: str = "stan", params: dict | None = None,
+    file: str = "session.joblib",
+) -> dict:  # fmt: skip
     from models.sessions import SessionData, make_session_model
 
     clicks = catalog_sessions(n_products, n_sessions)
     started = time.perf_counter()
-    model = make_session_model("stan").fit(SessionData.from_frame(clicks, "session_id", "item_id", "ts"))
+    model = make_session_model(name, **(params or {}))
+    model.fit(SessionData.from_frame(clicks, "session_id", "item_id", "ts"))
     fit = time.perf_counter() - started
-    model.save(workdir / "session.joblib")
+    model.save(workdir / file)
     return {"clicks": len(clicks), "sessions": n_sessions, "fit_seconds": round(fit, 2)}
 
 
@@ -195,7 +240,7 @@ def visits(n: int, n_products: int, seed: int = 5) -> list[list[str]]:
     return [group.tolist() for _, group in clicks.groupby("session_id", sort=False)["item_id"]]
 
 
-def bench_in_process(workdir: Path, n_products: int, requests: int) -> dict:
+def bench_in_process(workdir: Path, n_products: int, requests: int, file: str = "session.joblib") -> dict:
     from bench.serving import _summary, build_catalog
     from models.sessions import load_session_model
     from serving.model_store import ModelSnapshot
@@ -203,7 +248,7 @@ def bench_in_process(workdir: Path, n_products: int, requests: int) -> dict:
     from serving.sessions import SessionRanker
 
     catalog = build_catalog(n_products, 1000)
-    snapshot = ModelSnapshot("crosscart-session", "1", load_session_model(workdir / "session.joblib"))
+    snapshot = ModelSnapshot("crosscart-session", "1", load_session_model(workdir / file))
     pages = visits(requests, n_products)
     times, ranker = [], SessionRanker()
     policy = Policy(max_per_category=100)  # as the session route
@@ -382,60 +427,91 @@ def main(argv: list[str] | None = None) -> None:
     sv.add_argument("--products", type=int, required=True)
     sv.add_argument("--redis-url", default="")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--part", choices=("all", "quality", "serving"), default="all",
+        help="quality: 1.-2. only; serving: 3. only; the other part is kept from the last results file",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.cmd == "_serve":
         serve(args.workdir, args.port, args.products, args.redis_url)
         return
 
-    from bench import write_result
-    from training.evaluate_session import split_last_days
+    from bench import RESULTS_DIR, write_result
 
-    parts = 2 if args.quick else None
-    n_products = 20_000 if args.quick else 100_000
-    seconds = 10 if args.quick else 30
+    previous = RESULTS_DIR / "sessions.json"
+    result = json.loads(previous.read_text()) if args.part != "all" and previous.is_file() else {}
+    result["quick"] = args.quick
+    measured = datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")
     with tempfile.TemporaryDirectory(prefix="crosscart-bench-sessions-") as tmp:
         workdir = Path(tmp)
-        print("1. next-item quality on the synthetic marketplace", flush=True)
-        clicks, events = marketplace_clicks(workdir / "market", parts)
-        train, test = split_last_days(clicks, 7)
-        quality = bench_quality(train.drop(columns="shopper_id"), test.drop(columns="shopper_id"))
-        by_model = {row["model"]: row for row in quality}
-        best = max(("vsknn", "stan"), key=lambda m: by_model[m]["mrr@20"])
-        print(f"2. blending ALS with {best} for signed-in shoppers", flush=True)
-        blending = bench_blend(train, test, events, best)
-        print(f"3. serving with {n_products:,} products", flush=True)
-        fitted = fit_session_model(workdir, n_products, n_sessions=n_products * 2)
-        in_process = bench_in_process(workdir, n_products, 500 if args.quick else 2000)
-        redis_url = _redis_url()
-        try:
-            http = bench_http(workdir, n_products, 2000, 200.0, seconds, redis_url)
-        finally:
-            _clear_redis(redis_url)
+        if args.part in ("all", "quality"):
+            result.update(run_quality(workdir, args.quick))
+            result["quality"]["measured"] = measured
+        if args.part in ("all", "serving"):
+            result["serving"] = {**run_serving(workdir, args.quick), "measured": measured}
+    write_result("sessions", result)
+    _print_table(result)
 
+
+def run_quality(workdir: Path, quick: bool) -> dict:
+    from training.evaluate_session import split_last_days
+
+    print("1. next-item quality on the synthetic marketplace", flush=True)
+    clicks, events = marketplace_clicks(workdir / "market", 2 if quick else None)
+    train, test = split_last_days(clicks, 7)
+    quality = bench_quality(train.drop(columns="shopper_id"), test.drop(columns="shopper_id"))
+    by_model = {row["model"]: row for row in quality}
+    best = max(("vsknn", "stan", "vstan"), key=lambda m: by_model[m]["mrr@20"])
+    print("   a raw click stream (features.synth.clickstream)", flush=True)
+    stream = bench_stream(quick)
+    print(f"2. blending ALS with {best} for signed-in shoppers", flush=True)
+    blending = bench_blend(train, test, events, best)
     ratios = {
         f"{m}_vs_{base}_{metric}": round(by_model[m][metric] / by_model[base][metric], 3)
-        for m in ("vsknn", "stan")
+        for m in ("vsknn", "stan", "vstan", "auto")
         for base in ("pop", "spop")
         for metric in ("hr@20", "mrr@20")
     }
-    result = {
-        "quick": args.quick,
+    return {
         "quality": {
             "protocol": "session-rec next item, views, last 7 days test",
             "models": quality,
             "ratios": ratios,
+            "raw_stream": stream,
         },
         "blending": blending,
-        "serving": {
-            "products": n_products,
-            "model": "stan",
-            "fit": fitted,
-            "in_process": in_process,
-            "http": http,
-        },
     }
-    write_result("sessions", result)
-    _print_table(result)
+
+
+def run_serving(workdir: Path, quick: bool) -> dict:
+    n_products = 20_000 if quick else 100_000
+    print(f"3. serving with {n_products:,} products", flush=True)
+    fitted = fit_session_model(workdir, n_products, n_sessions=n_products * 2)
+    in_process = bench_in_process(workdir, n_products, 500 if quick else 2000)
+    # the heavier model auto tends to serve, in process only (the HTTP run serves STAN)
+    fit_session_model(workdir, n_products, n_products * 2, "hybrid", WIDE_HYBRID, "hybrid.joblib")
+    in_process_hybrid = bench_in_process(workdir, n_products, 500 if quick else 2000, "hybrid.joblib")
+    redis_url = _redis_url()
+    try:
+        http = bench_http(workdir, n_products, 2000, 200.0, 10 if quick else 30, redis_url)
+    finally:
+        _clear_redis(redis_url)
+    return {
+        "products": n_products, "model": "stan", "fit": fitted, "in_process": in_process,
+        "in_process_wide_hybrid": {"params": WIDE_HYBRID, **in_process_hybrid}, "http": http,
+    }  # fmt: skip
+
+
+def _models_table(title: str, rows: list[dict]):
+    from rich.table import Table
+
+    columns = ("model", "hr@20", "mrr@20", "hr@10", "mrr@10", "fit_seconds", "predict_ms_p99")
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    return table
 
 
 def _print_table(r: dict) -> None:
@@ -443,35 +519,38 @@ def _print_table(r: dict) -> None:
     from rich.table import Table
 
     console = Console(width=160)
-    quality = Table(title="Next item on the marketplace's visits (test: last 7 days)")
-    for column in ("model", "hr@20", "mrr@20", "hr@10", "mrr@10", "fit_seconds", "predict_ms_p99"):
-        quality.add_column(column, justify="right")
-    for row in r["quality"]["models"]:
-        quality.add_row(
-            *(
-                str(row[c])
-                for c in ("model", "hr@20", "mrr@20", "hr@10", "mrr@10", "fit_seconds", "predict_ms_p99")
-            )
+    if "quality" in r:
+        q = r["quality"]
+        console.print(_models_table("Next item on the marketplace's visits (test: last 7 days)", q["models"]))
+        console.print(q["ratios"])
+        stream = q["raw_stream"]
+        console.print(_models_table("Next item on a raw click stream (test: last day)", stream["models"]))
+        console.print(stream["stream"])
+        console.print(stream["ratios"])
+        for row in (*q["models"], *stream["models"]):
+            if "chosen" in row:
+                console.print(f"auto chose {row['chosen']}")
+    if "blending" in r:
+        b = r["blending"]
+        blend = Table(
+            title=f"Signed-in shoppers: ALS + {b['session_model']} (weight {b['learned_weight']}, learned)"
         )
-    console.print(quality)
-    console.print({k: v for k, v in r["quality"]["ratios"].items()})
-    b = r["blending"]
-    blend = Table(
-        title=f"Signed-in shoppers: ALS + {b['session_model']} (weight {b['learned_weight']}, learned)"
-    )
-    for column in ("", "hr@20", "mrr@20"):
-        blend.add_column(column, justify="right")
-    for label in ("long_term", "session", "blend"):
-        blend.add_row(label, str(b[label]["hr@20"]), str(b[label]["mrr@20"]))
-    console.print(blend)
-    s = r["serving"]
-    h, inproc = s["http"], s["in_process"]
-    console.print(
-        f"serving, {s['products']:,} products: in-process p50/p99 {inproc['p50_ms']}/{inproc['p99_ms']} ms;"
-        f" HTTP at {h['rate_rps']:.0f} rps p99 {h['sessions_at_rate']['p99_ms']} ms (shopper page"
-        f" {h['shopper_pages_at_rate']['p99_ms']} ms, /health {h['health_at_rate']['p99_ms']} ms;"
-        f" sessions in {h['session_store']}; load average {h['load_average_after']})"
-    )
+        for column in ("", "hr@20", "mrr@20"):
+            blend.add_column(column, justify="right")
+        for label in ("long_term", "session", "blend"):
+            blend.add_row(label, str(b[label]["hr@20"]), str(b[label]["mrr@20"]))
+        console.print(blend)
+    if "serving" in r:
+        s = r["serving"]
+        h, inproc = s["http"], s["in_process"]
+        console.print(
+            f"serving, {s['products']:,} products: in-process p50/p99 {inproc['p50_ms']}/{inproc['p99_ms']}"
+            " ms;"
+            f" HTTP at {h['rate_rps']:.0f} rps p99 {h['sessions_at_rate']['p99_ms']} ms (shopper page"
+            f" {h['shopper_pages_at_rate']['p99_ms']} ms, /health {h['health_at_rate']['p99_ms']} ms;"
+            f" sessions in {h['session_store']}; load average {h['load_average_after']};"
+            f" measured {s.get('measured', '?')})"
+        )
 
 
 if __name__ == "__main__":

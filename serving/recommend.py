@@ -148,8 +148,8 @@ def recommend(
 ) -> Page:
     """One page of at most `n` products for `shopper_id`; `seeds` are context products (product page, cart).
 
-    Slots the model cannot fill come from popularity, within `fill_category` when given (a product page
-    falls back to its own category's best sellers rather than the whole store's). `ranked` (catalog
+    Slots the model cannot fill come from popularity, within `fill_category` first when given (a product
+    page falls back to its own category's best sellers before the whole store's). `ranked` (catalog
     positions, scores, reason) replaces the model's candidates (session pages, blends); `exclude` are
     products never shown (e.g. the ones this visit already holds)."""
     mask = allowed_mask(
@@ -177,8 +177,11 @@ def recommend(
                 f"{label}:similar" if seeds else f"{label}:repeat" if pos in before else f"{label}:new"
             )
             page.add(Pick(pos, score, reason=reason))
-    if len(page.picks) < n:
-        fill = mask if fill_category is None else mask & catalog.category_mask(fill_category)
+    # a small category may not fill the page: the store's best sellers take what is left
+    for in_category in (True, False) if fill_category is not None else (False,):
+        if len(page.picks) >= n:
+            break
+        fill = mask & catalog.category_mask(fill_category) if in_category else mask
         for pos in catalog.popular(fill):
             if len(page.picks) >= n:
                 break

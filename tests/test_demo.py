@@ -47,7 +47,8 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
     assert weights > 10  # the generator's parcel weights were loaded
     assert (demo_env / "features-tiny" / "shopper_features.parquet").is_file()
     state = json.loads((demo_env / "demo-state.json").read_text())
-    assert set(state) == {"generate", "load", "features", "uplift", "delivery"}
+    assert set(state) == {"generate", "load", "features", "uplift", "delivery", "session"}
+    assert "session model crosscart-session v1 (" in first.output
 
     second = runner.invoke(app, ["demo", "--scale", "tiny", "--no-serve"])
     assert second.exit_code == 0, second.output
@@ -57,4 +58,44 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
     assert "recommender kept" in second.output
     assert "uplift model already trained" in second.output
     assert "delivery-time model already trained" in second.output
+    assert "session model already trained" in second.output
     assert json.loads((demo_env / "demo-keys.json").read_text())["samples"] == keys["samples"]
+
+
+@pytest.mark.slow
+def test_session_page_out_of_the_box(demo_env):
+    """The API as `make run` starts it serves the demo's registered session model for a live visit."""
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from models.sessions import SESSION_MODELS
+    from serving.app import create_app
+    from training.sessions import marketplace_clicks
+
+    done = CliRunner().invoke(app, ["demo", "--scale", "tiny", "--no-serve"])
+    assert done.exit_code == 0, done.output
+    keys = json.loads((demo_env / "demo-keys.json").read_text())
+    clicks = marketplace_clicks(demo_env / "marketplace-tiny").sort_values(["session_id", "ts"])
+    moves = clicks.assign(nxt=clicks.groupby("session_id")["item_id"].shift(-1)).dropna()
+    moves = moves[moves["item_id"] != moves["nxt"]]
+    leads_on = moves["item_id"].value_counts().index[0]  # the product visits most often go on from
+    most_viewed = clicks["item_id"].value_counts().index[0]
+    headers = {"Authorization": f"Bearer {keys['keys']['storefront']['key']}"}
+    pages = {}
+    with TestClient(create_app(get_settings(), start_background=False)) as api:
+        for product in (leads_on, most_viewed):
+            visit = f"demo-visit-{product}".ljust(24, "q")
+            event = {
+                "event_id": f"demo-{product}", "ts": datetime.now(UTC).isoformat(), "event_type": "view",
+                "shopper_id": keys["samples"]["shoppers"][0], "product_id": product, "session_id": visit,
+            }  # fmt: skip
+            assert api.post("/v1/events", json={"events": [event]}, headers=headers).status_code == 202
+            pages[product] = api.get(f"/v1/sessions/{visit}/recommendations?n=5", headers=headers).json()
+    page = pages[leads_on]
+    served = page["session"]["model"]  # the model auto chose
+    assert served in set(SESSION_MODELS) - {"auto"} and page["session"]["version"] == "1"
+    assert page["session"]["items"] == [leads_on]
+    assert page["items"][0]["reason"] == served
+    # a visit whose product's category holds nothing else still gets a full page (store best sellers)
+    assert len(pages[most_viewed]["items"]) == 5

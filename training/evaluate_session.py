@@ -7,7 +7,8 @@
   x1..xi; the target is x(i+1). HR@k: share of predictions whose target is in the top k; MRR@k: mean
   of 1/rank, 0 beyond k. Repeated clicks stay (the next click may repeat an earlier one).
 - Training sessions are used as they come: repeated clicks, one-click sessions and items seen once are
-  kept, as in a raw click stream.
+  kept, as in a raw click stream. Rows missing a session, item or time are dropped (and counted).
+- `auto` tunes on the newest training sessions only (models.sessions.auto): the test split stays unseen.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import pandas as pd
 
 from features.loaders import LoadReport, load_events
 from models.sessions import SessionData, SessionRecommender, make_session_model
+from models.sessions.evaluation import hit_rate_and_mrr, target_ranks
 
 DAY = 86_400.0
-DEFAULT_MODELS = ("pop", "spop", "sr", "vsknn", "stan")
+DEFAULT_MODELS = ("pop", "spop", "sr", "vsknn", "stan", "vstan", "auto")
 
 
 @dataclass(frozen=True)
@@ -90,13 +92,7 @@ def parse_split(text: str) -> float:
 def held_out_sessions(train: SessionData, test: pd.DataFrame) -> SessionData:
     """Test clicks restricted to training items, then sessions of at least 2 clicks."""
     data = SessionData.from_frame(test, "session_id", "item_id", "ts", item_ids=train.item_ids)
-    lengths = np.diff(data.indptr)
-    keep = np.flatnonzero(lengths >= 2)
-    flat = np.concatenate([np.arange(data.indptr[s], data.indptr[s + 1]) for s in keep]) if len(keep) else []
-    indptr = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
-    return SessionData(
-        data.item_ids, indptr, data.items[np.asarray(flat, dtype=np.int64)], data.session_time[keep]
-    )
+    return data.select(np.arange(data.n_sessions), min_length=2)
 
 
 def cutoffs_for(k: int) -> tuple[int, ...]:
@@ -107,27 +103,15 @@ def cutoffs_for(k: int) -> tuple[int, ...]:
 def evaluate_session_model(model: SessionRecommender, test: SessionData, k: int = 20) -> dict:
     """HR and MRR at each cutoff over every next-item prediction, plus the p99 time of one prediction."""
     cutoffs = cutoffs_for(k)
-    length = cutoffs[0]
-    ranks, timings = [], []
-    for s in range(test.n_sessions):
-        clicks = test.session(s)
-        for i in range(1, len(clicks)):
-            started = time.perf_counter()
-            top, _ = model.rank_codes(clicks[:i], length)
-            timings.append(time.perf_counter() - started)
-            hit = np.flatnonzero(top == clicks[i])
-            ranks.append(int(hit[0]) + 1 if len(hit) else 0)
-    if not ranks:
+    ranks, timings = target_ranks(lambda prefix: model.rank_codes(prefix, cutoffs[0])[0], test)
+    if not len(ranks):
         raise ValueError("no test session has two clicks on training items; nothing to evaluate")
-    ranks_arr = np.asarray(ranks)
     row: dict[str, float | int | str] = {}
     for cutoff in cutoffs:
-        inside = (ranks_arr > 0) & (ranks_arr <= cutoff)
-        row[f"hr@{cutoff}"] = float(inside.mean())
-        row[f"mrr@{cutoff}"] = float(np.where(inside, 1.0 / np.maximum(ranks_arr, 1), 0.0).mean())
+        row[f"hr@{cutoff}"], row[f"mrr@{cutoff}"] = hit_rate_and_mrr(ranks, cutoff)
     row["n_predictions"] = len(ranks)
     row["n_sessions"] = test.n_sessions
-    row["predict_ms_p99"] = float(np.percentile(np.asarray(timings) * 1000.0, 99))
+    row["predict_ms_p99"] = float(np.percentile(timings * 1000.0, 99))
     return row
 
 
@@ -143,4 +127,7 @@ def evaluate_session_models(
         model.fit(train_data)
         fit_seconds = time.perf_counter() - started
         scores = evaluate_session_model(model, test_data, k)
-        yield {"model": name, **scores, "fit_seconds": fit_seconds}
+        row = {"model": name, **scores, "fit_seconds": fit_seconds}
+        if hasattr(model, "chosen_"):  # auto: what the validation split picked
+            row["chosen"] = {"model": model.chosen_[0], "params": model.chosen_[1]}
+        yield row

@@ -1,8 +1,9 @@
 """Train, evaluate, log and register a session model (`crosscart train session`).
 
 The model is scored on the held-out sessions with the next-item protocol (training.evaluate_session),
-refitted on every click, logged as the session pyfunc and registered under `registered_name`; the alias
-moves only if the held-out metric beats the champion's (training.registry).
+refitted on every click (`auto`: the model and settings it chose), logged as the session pyfunc and
+registered under `registered_name`; the alias moves only if the held-out metric beats the champion's
+(training.registry).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,6 +32,7 @@ class SessionTrainingResult:
     value: float
     figures: dict[str, float]
     promotion: Promotion | None
+    served: str = ""  # the model logged and served (auto: the one it chose)
 
 
 def train_session_model(
@@ -72,7 +75,12 @@ def train_session_model(
         mlflow.log_metrics({metric_key(name): float(v) for name, v in figures.items()})
         value = float(figures[metric])
         full = pd.concat([train, test], ignore_index=True)
-        served = make_session_model(model, **params).fit(
+        # auto: the choice made on the training part's newest visits is refitted, not tuned again on
+        # the held-out visits (which would also double the training time)
+        served_name, served_params = getattr(estimator, "chosen_", (model, params))
+        if served_name != model:
+            mlflow.log_params({"pipeline.served_model": served_name, "pipeline.served_params": served_params})
+        served = make_session_model(served_name, **served_params).fit(
             SessionData.from_frame(full, "session_id", "item_id", "ts")
         )
         log_session_model(served, name=MODEL_ARTIFACT)
@@ -80,6 +88,47 @@ def train_session_model(
         if register:
             promotion = register_and_maybe_promote(
                 run.info.run_id, MODEL_ARTIFACT, registered_name, metric, value, True,
-                alias=alias, tags={"crosscart.model": model}, force=force_promote,
+                alias=alias, tags={"crosscart.model": served_name}, force=force_promote,
             )  # fmt: skip
-    return SessionTrainingResult(run.info.run_id, model, metric, value, figures, promotion)
+    return SessionTrainingResult(run.info.run_id, model, metric, value, figures, promotion, served_name)
+
+
+def marketplace_clicks(directory: str | Path) -> pd.DataFrame:
+    """A generated marketplace's product views as session clicks: session_id, item_id, ts (Unix seconds),
+    shopper_id (the visit's shopper, for blending)."""
+    from models.sessions.base import to_unix_seconds
+
+    events = pd.read_parquet(
+        Path(directory) / "events",
+        columns=["ts", "shopper_id", "product_id", "event_type", "session_id"],
+        filters=[("event_type", "==", "view")],
+    )
+    events = events[events["product_id"].notna() & events["session_id"].notna()]
+    return pd.DataFrame(
+        {
+            "session_id": events["session_id"].astype(str).to_numpy(),
+            "item_id": events["product_id"].astype(str).to_numpy(),
+            "ts": to_unix_seconds(events["ts"]),
+            "shopper_id": events["shopper_id"].astype(str).to_numpy(),
+        }
+    )
+
+
+def train_marketplace_session_model(
+    directory: str | Path,
+    *,
+    tracking_uri: str,
+    registered_name: str,
+    model: str = "auto",
+    test_days: float = 1.0,
+    **kwargs: Any,
+) -> SessionTrainingResult:
+    """The demo's session model: views of the generated marketplace, the last `test_days` as held-out
+    visits, registered under `registered_name` (the API serves its alias)."""
+    from training.evaluate_session import split_last_days
+
+    clicks = marketplace_clicks(directory).drop(columns="shopper_id")
+    train, test = split_last_days(clicks, test_days)
+    return train_session_model(
+        train, test, model, tracking_uri=tracking_uri, registered_name=registered_name, **kwargs
+    )

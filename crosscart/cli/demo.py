@@ -1,7 +1,8 @@
 """`crosscart demo`: the main job behind `make run`.
 
 Creates the database, generates and loads the demo marketplace, builds the feature tables, trains and
-registers the models, creates demo API keys, then serves the API. Every step records what it did in
+registers the models (recommenders, uplift, delivery time, session model), creates demo API keys, then
+serves the API. Every step records what it did in
 `DATA_DIR/demo-state.json` keyed by a fingerprint of its inputs, so a re-run skips finished work and
 redoes only what changed (another database URL, another MLflow store, other data).
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 import typer
 
 DEMO_SEED = 7
+DEMO_SESSION_MODEL = "auto"  # tuned on the marketplace's own visits (models.sessions.auto)
+DEMO_SESSION_PARAMS = {"max_predictions": 1500}  # tuning time in step with the other demo models
 
 
 def _fingerprint(*parts: object) -> str:
@@ -147,6 +150,25 @@ def demo(
         console.print(
             f"[green]✓[/] delivery model: 80% windows off by at most {result[CALIBRATION_METRIC]:.3f}"
             f" on later deliveries ({result['promotion'].reason})"
+        )
+
+    session_fp = _fingerprint("session", manifest_fp, mlflow_uri, DEMO_SESSION_MODEL, DEMO_SESSION_PARAMS)
+    if log.is_done("session", session_fp):
+        console.print("[dim]· session model already trained on this data[/]")
+    else:
+        from training.sessions import train_marketplace_session_model
+
+        with console.status(f"Training the session model ({DEMO_SESSION_MODEL})"):
+            # the step reruns only for new data or a new MLflow store: its model is the one to serve
+            result = train_marketplace_session_model(
+                market_dir, tracking_uri=mlflow_uri, registered_name=settings.session_model_name,
+                model=DEMO_SESSION_MODEL, params=DEMO_SESSION_PARAMS, force_promote=True,
+            )  # fmt: skip
+        log.mark("session", session_fp)
+        console.print(
+            f"[green]✓[/] session model {settings.session_model_name}"
+            f" v{result.promotion.version if result.promotion else '?'} ({result.served}):"
+            f" {result.metric} {result.value:.3f} on the last day's visits"
         )
 
     from crosscart.cli.demo_keys import create_demo_keys, sample_key_lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-DEFAULT_MODELS = "pop,spop,sr,vsknn,stan"
+DEFAULT_MODELS = "pop,spop,sr,vsknn,stan,vstan,auto"
 
 
 def evaluate_session(
@@ -20,7 +20,9 @@ def evaluate_session(
     event_col: str | None = typer.Option(None, help="Event type column, to keep only --event-types."),
     event_types: str | None = typer.Option(None, help="Comma-separated event types to keep, e.g. view."),
     k: int = typer.Option(20, min=1, help="List length; metric names carry it (hr@20)."),
-    models: str = typer.Option(DEFAULT_MODELS, help="Comma-separated session models."),
+    models: str = typer.Option(
+        DEFAULT_MODELS, help="Comma-separated session models (also hybrid: VSTAN + sequential rules)."
+    ),
     json_lines: bool = typer.Option(False, "--json", help="One JSON object per model per line."),
 ) -> None:
     """Fit each model on the training sessions; predict every next click of each test session (2+ clicks
@@ -70,7 +72,7 @@ def _print_table(rows: list[dict], file) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    columns = [c for c in rows[0] if c != "model"]
+    columns = [c for c in rows[0] if c not in ("model", "chosen")]
     table = Table(title="Session models, next-item prediction")
     table.add_column("model")
     for column in columns:
@@ -79,4 +81,8 @@ def _print_table(rows: list[dict], file) -> None:
         table.add_row(
             row["model"], *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
         )
-    Console(file=file, width=200).print(table)
+    console = Console(file=file, width=200)
+    console.print(table)
+    for row in rows:
+        if "chosen" in row:
+            console.print(f"{row['model']} chose {row['chosen']['model']} {row['chosen']['params']}")

@@ -10,7 +10,9 @@ from crosscart.cli.progress import working
 
 def train_session(
     data: str = typer.Option(..., help="events:FILE (CSV/Parquet) with the clicks."),
-    model: str = typer.Option("stan", help="pop, spop, sr, vsknn or stan."),
+    model: str = typer.Option(
+        "stan", help="pop, spop, sr, vsknn, stan, vstan, hybrid or auto (chooses on the training visits)."
+    ),
     split: str = typer.Option("last-days:1", help="last-days:N: held-out sessions for the metric."),
     session_col: str = typer.Option(..., help="Session id column."),
     item_col: str = typer.Option(..., help="Item id column."),
@@ -53,6 +55,7 @@ def train_session(
     summary = {
         "run_id": result.run_id,
         "model": result.model,
+        "served_model": result.served,
         "metric": result.metric,
         "value": result.value,
         "figures": result.figures,

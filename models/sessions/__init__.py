@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.sessions.auto import AutoTuned
 from models.sessions.base import Ranked, SessionData, SessionRecommender, read_artifact
-from models.sessions.knn import STAN, VSKNN
+from models.sessions.hybrid import WeightedHybrid
+from models.sessions.knn import STAN, VSKNN, VSTAN
 from models.sessions.popularity import GlobalPopularity, SessionPopularity
 from models.sessions.rules import SequentialRules
 
@@ -19,6 +21,9 @@ SESSION_MODELS: dict[str, type[SessionRecommender]] = {
     "sr": SequentialRules,
     "vsknn": VSKNN,
     "stan": STAN,
+    "vstan": VSTAN,
+    "hybrid": WeightedHybrid,
+    "auto": AutoTuned,
 }
 
 

@@ -65,6 +65,20 @@ class SessionData:
     def session(self, s: int) -> np.ndarray:
         return self.items[self.indptr[s] : self.indptr[s + 1]]
 
+    def select(self, sessions: np.ndarray, keep_click: np.ndarray | None = None, min_length: int = 1):
+        """The given sessions (in that order), optionally only the clicks where `keep_click` (one flag per
+        click of this data) holds, then only sessions left with at least `min_length` clicks."""
+        flat, owner = segments(self.indptr, np.asarray(sessions, dtype=np.int64))
+        if keep_click is not None:
+            flat, owner = flat[keep_click[flat]], owner[keep_click[flat]]
+        lengths = np.bincount(owner, minlength=len(sessions))
+        long_enough = lengths >= min_length
+        flat = flat[long_enough[owner]]
+        indptr = np.concatenate([[0], np.cumsum(lengths[long_enough])]).astype(np.int64)
+        return SessionData(
+            self.item_ids, indptr, self.items[flat], self.session_time[np.asarray(sessions)[long_enough]]
+        )
+
     @classmethod
     def from_frame(
         cls,
@@ -74,20 +88,25 @@ class SessionData:
         time_col: str = "ts",
         item_ids: np.ndarray | None = None,
     ) -> SessionData:
-        """Group clicks into sessions ordered by time (ties keep file order). With `item_ids`, items
-        outside that vocabulary are dropped (test data against a training vocabulary)."""
+        """Group clicks into sessions ordered by time (ties keep file order). Ids are compared as text;
+        rows missing a session, item or time are skipped. With `item_ids`, items outside that vocabulary
+        are dropped (test data against a training vocabulary). Hash-based and vectorised: fine for tens of
+        millions of clicks."""
         missing = [c for c in (session_col, item_col, time_col) if c not in frame.columns]
         if missing:
             raise ValueError(f"missing columns {missing}; have {list(frame.columns)}")
+        complete = frame[[session_col, item_col, time_col]].notna().all(axis=1).to_numpy()
+        if not complete.all():
+            frame = frame[complete]
         items = frame[item_col].astype(str).to_numpy(dtype=object)
         sessions = frame[session_col].astype(str).to_numpy(dtype=object)
         times = to_unix_seconds(frame[time_col])
         if item_ids is None:
-            item_ids, codes = np.unique(items, return_inverse=True)
+            codes, uniques = pd.factorize(items, sort=True)
+            item_ids = np.asarray(uniques, dtype=object)
         else:
             item_ids = np.asarray(item_ids, dtype=object)
-            lookup = pd.Index(item_ids)
-            codes = lookup.get_indexer(items)
+            codes = pd.Index(item_ids).get_indexer(items)
             keep = codes >= 0
             codes, sessions, times = codes[keep], sessions[keep], times[keep]
         session_codes = pd.factorize(sessions)[0]

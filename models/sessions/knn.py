@@ -1,4 +1,5 @@
-"""Session neighbourhood models: V-SKNN (Ludewig & Jannach 2018) and STAN (Garg et al., SIGIR 2019).
+"""Session neighbourhood models: V-SKNN (Ludewig & Jannach 2018), STAN (Garg et al., SIGIR 2019) and
+VSTAN (Latifi, Mauro & Jannach 2021: STAN plus V-SKNN's decay and an IDF weight).
 
 Both follow session-rec's reference code (Ludewig et al., UMUAI 2021) and its default parameters:
 candidate neighbours are the `sample_size` most recent training sessions sharing an item with the current
@@ -96,16 +97,17 @@ class _NeighbourModel(SessionRecommender):
         positive = sims > 0
         return cand[positive], sims[positive]
 
-    def _neighbour_items(self, neighbours: np.ndarray, q_items: np.ndarray, per_shared: np.ndarray):
-        """The neighbours' distinct items (flat positions, owning neighbour) and, per neighbour, the
-        largest `per_shared` value (indexed by flat position) over the items it shares with the session."""
+    def _neighbour_items(self, neighbours: np.ndarray, q_items: np.ndarray, *per_shared):
+        """The neighbours' distinct items (flat positions, owning neighbour) and, for each function of
+        `per_shared` (flat positions, index in `q_items`), its largest value per neighbour over the items
+        the neighbour shares with the session."""
         flat, owner = segments(self.uniq_indptr_, neighbours)
         items = self.uniq_items_[flat]
         idx = np.minimum(np.searchsorted(q_items, items), len(q_items) - 1)
         shared = q_items[idx] == items
-        values = np.where(shared, per_shared(flat, idx), 0)
         first = np.concatenate([[0], np.cumsum(self.n_unique_[neighbours])[:-1]])
-        return flat, owner, np.maximum.reduceat(values, first)
+        maxima = [np.maximum.reduceat(np.where(shared, f(flat, idx), 0), first) for f in per_shared]
+        return flat, owner, *maxima
 
     @staticmethod
     def _aggregate(items: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,3 +196,52 @@ class STAN(_NeighbourModel):
         )
         distance = np.abs(self.uniq_lastpos_[flat] - anchors[owner])
         return self._aggregate(self.uniq_items_[flat], sims[owner] * np.exp(-distance / self.lambda_inh))
+
+
+class VSTAN(STAN):
+    """STAN with V-SKNN's extensions (session-rec's VSKNN_STAN, the best neighbourhood model of Latifi,
+    Mauro & Jannach 2021): each neighbour's items also weigh exp((p - n)/lambda_ipw), p the current
+    session's newest position holding an item the neighbour shares (V-SKNN's score decay), and
+    1 + lambda_idf x log(sessions / clicks of the item) (rare items count more; 0 switches it off).
+    session-rec's defaults."""
+
+    name = "vstan"
+
+    def __init__(
+        self,
+        k: int = 100,
+        sample_size: int = 5000,
+        lambda_spw: float = 1.02,
+        lambda_snh: float = 5.0,
+        lambda_inh: float = 2.05,
+        lambda_ipw: float = 1.02,
+        lambda_idf: float = 5.0,
+    ):
+        super().__init__(k, sample_size, lambda_spw, lambda_snh, lambda_inh)
+        self.lambda_ipw = lambda_ipw
+        self.lambda_idf = lambda_idf
+
+    def _fit(self, data: SessionData) -> None:
+        if self.lambda_ipw <= 0 or self.lambda_idf < 0:
+            raise ValueError("lambda_ipw must be positive and lambda_idf non-negative")
+        super()._fit(data)
+        clicks = np.bincount(data.items, minlength=data.n_items).astype(np.float64)
+        idf = np.log(data.n_sessions / np.maximum(clicks, 1.0))
+        self.item_weight_ = 1.0 + self.lambda_idf * idf
+
+    def _scores(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q_items, q_pos, n = self._session_view(codes)
+        weights = np.exp((q_pos - n) / self.lambda_spw)
+        cand, dots = self._candidate_sums(q_items, weights)
+        sims = dots / (math.sqrt(float(weights @ weights)) * np.sqrt(self.n_unique_[cand]))
+        neighbours, sims = self._top_k(cand, sims * self.recency_[cand])
+        if len(neighbours) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        flat, owner, anchors, newest = self._neighbour_items(
+            neighbours, q_items, lambda flat, _idx: self.uniq_lastpos_[flat], lambda _flat, idx: q_pos[idx]
+        )
+        items = self.uniq_items_[flat]
+        distance = np.abs(self.uniq_lastpos_[flat] - anchors[owner])
+        per_neighbour = sims * np.exp((newest - n) / self.lambda_ipw)
+        weights = per_neighbour[owner] * np.exp(-distance / self.lambda_inh) * self.item_weight_[items]
+        return self._aggregate(items, weights)

@@ -119,13 +119,80 @@ def test_stan_by_hand(sessions):
     assert got == pytest.approx(expected)
 
 
+def test_vstan_adds_the_session_decay_and_idf_to_stan(sessions):
+    vstan = make_session_model(
+        "vstan", k=100, sample_size=10, lambda_spw=1.0, lambda_snh=1.0, lambda_inh=1.0, lambda_ipw=1.0,
+        lambda_idf=1.0,
+    ).fit(sessions)  # fmt: skip
+    e = math.exp
+    w_a, w_c = e(-1), 1.0
+    norm = math.sqrt(w_a**2 + w_c**2)
+    last_click = {"S1": DAY + 2, "S2": 2 * DAY + 5, "S3": 3 * DAY + 7, "S4": 4 * DAY + 10}
+    recency = {name: e(-(last_click["S4"] - t) / DAY) for name, t in last_click.items()}
+    sim = {
+        "S1": (w_a + w_c) / (norm * math.sqrt(3)) * recency["S1"],
+        "S2": w_c / (norm * math.sqrt(3)) * recency["S2"],
+        # S3 shares only a, one click before the session's end: V-SKNN's decay exp((1 - 2) / 1)
+        "S3": w_a / (norm * math.sqrt(2)) * recency["S3"] * e(-1),
+        "S4": w_c / (norm * math.sqrt(2)) * recency["S4"],
+    }
+    # idf over 4 sessions and each item's clicks: a 2, b 2, c 4 (S4 clicks it twice), d 2, e 1
+    idf = {"a": math.log(2), "b": math.log(2), "c": 0.0, "d": math.log(2), "e": math.log(4)}
+    expected = {
+        "a": sim["S1"] * e(-2) + sim["S3"],
+        "b": sim["S1"] * e(-1) + sim["S2"] * e(-1),
+        "c": sim["S1"] + sim["S2"] + sim["S4"],
+        "d": sim["S2"] * e(-1) + sim["S3"] * e(-1),
+        "e": sim["S4"] * e(-1),
+    }
+    expected = {item: score * (1 + idf[item]) for item, score in expected.items()}
+    assert dict(vstan.recommend(["a", "c"], n=5)) == pytest.approx(expected)
+    # with both extensions off it is STAN
+    plain = make_session_model("vstan", lambda_ipw=1e9, lambda_idf=0.0).fit(sessions)
+    stan = make_session_model("stan").fit(sessions)
+    assert dict(plain.recommend(["a", "c"], n=5)) == pytest.approx(dict(stan.recommend(["a", "c"], n=5)))
+
+
+def test_weighted_hybrid_sums_parts_scaled_to_their_best(sessions):
+    hybrid = make_session_model("hybrid", models=("sr", "spop"), weights=(0.25, 0.75)).fit(sessions)
+    # sr from c: e 1.5, c 1, d 1 -> scaled e 1, c 2/3, d 2/3; spop of [a, c]: a 1, c 1, then popular
+    # items at count/(count+1) (a 2/3, b 2/3, d 2/3, e 1/2) -> a 5/3, c 1 + 4/5, b 2/3 ... scaled by 9/5
+    sr = {"e": 1.0, "c": 2 / 3, "d": 2 / 3}
+    spop = {"a": 1 + 2 / 3, "c": 1 + 4 / 5, "b": 2 / 3, "d": 2 / 3, "e": 1 / 2}
+    expected = {i: 0.25 * sr.get(i, 0) + 0.75 * spop[i] / (1 + 4 / 5) for i in spop}
+    assert dict(hybrid.recommend(["a", "c"], n=5)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one weight"):
+        make_session_model("hybrid", models=("sr",), weights=(0.5, 0.5)).fit(sessions)
+
+
+def test_auto_tunes_on_the_newest_training_sessions_and_refits_on_all():
+    from features.synth.clickstream import click_stream
+
+    clicks = click_stream(4000, 800, days=10, seed=3)
+    data = SessionData.from_frame(clicks, "session_id", "item_id", "ts")
+    auto = make_session_model("auto", max_predictions=300).fit(data)
+    name, params = auto.chosen_
+    assert name in {"sr", "vsknn", "stan", "vstan", "hybrid"}
+    # every candidate was scored on the validation split, the winner has the best score
+    scores = [row["score"] for row in auto.validation_]
+    assert len(scores) == 1 + 6 * 6 and max(scores) > 0
+    # refitted on all sessions: it knows items first clicked on the last day (not in the tuning fit)
+    late = clicks["ts"] >= clicks["ts"].max() - 86_400
+    last_day = clicks[late]
+    only_late = set(last_day["item_id"]) - set(clicks.loc[~late, "item_id"])
+    assert only_late and only_late <= set(auto.model_.item_ids_)
+    assert auto.recommend(list(last_day["item_id"].iloc[:2]), n=5)
+    too_small = SessionData.from_frame(clicks.iloc[:3], "session_id", "item_id", "ts")
+    assert make_session_model("auto").fit(too_small).chosen_ == ("vstan", {})
+
+
 def test_top_k_neighbours_only(sessions):
     one = make_session_model("stan", k=1, sample_size=10, lambda_snh=1.0).fit(sessions)
     # S4 is the most similar neighbour (newest, shares the last click): only its items score
     assert {i for i, _ in one.recommend(["a", "c"], n=5)} == {"c", "e"}
 
 
-@pytest.mark.parametrize("name", ["pop", "spop", "sr", "vsknn", "stan"])
+@pytest.mark.parametrize("name", ["pop", "spop", "sr", "vsknn", "stan", "vstan", "hybrid", "auto"])
 def test_unknown_items_exclusion_and_round_trip(name, sessions, tmp_path):
     model = make_session_model(name).fit(sessions)
     assert model.recommend(["zz"], n=3) == []

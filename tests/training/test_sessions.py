@@ -63,3 +63,21 @@ def test_cli(tracking_uri, tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["model"] == "vsknn" and summary["promoted"] and summary["metric"] == "mrr@20"
     assert summary["figures"]["hr@20"] > 0.5
+
+
+def test_auto_registers_the_model_it_chose(tracking_uri):
+    from models.sessions import SESSION_MODELS, load_session_model
+    from training.sessions import train_session_model
+
+    train, test = chains(120, 0.0), chains(10, 86_400.0 * 10)
+    result = train_session_model(
+        train, test, "auto", params={"max_predictions": 200}, tracking_uri=tracking_uri, metric="hr@20"
+    )
+    assert result.model == "auto" and result.served in set(SESSION_MODELS) - {"auto"}
+    served = load_recommender_version(
+        tracking_uri, "crosscart-session", result.promotion.version, load=load_session_model
+    )
+    assert served.name == result.served  # refitted as chosen, not tuned again on the held-out visits
+    assert served.recommend(["a"], n=1)[0][0] == "b"
+    run = mlflow.MlflowClient(tracking_uri).get_run(result.run_id)
+    assert run.data.params["pipeline.served_model"] == result.served
