@@ -34,7 +34,7 @@ def test_lifecycle_and_config(factory):
             ex.start_experiment(s, "rec")
         ex.stop_experiment(s, "rec")
     with transaction(factory) as s:
-        assert [e.status for e in ex.list_experiments(s)] == ["stopped"]
+        assert [e.status for e in ex.list_experiments(s).items] == ["stopped"]
         with pytest.raises(NotFound):
             ex.get_experiment(s, "nope")
 
