@@ -29,7 +29,7 @@ from serving.idempotency import IdempotencyMiddleware
 from serving.idempotency import document as document_idempotency
 from serving.key_lookups import KeyLookups
 from serving.logs import AccessLog, configure_logging
-from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
+from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware, RateLimitHeaders
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
@@ -249,6 +249,7 @@ def create_app(
     document_idempotency(app, API_PREFIX)
     errors.document(app, API_PREFIX)
     app.add_middleware(ConditionalGet)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")

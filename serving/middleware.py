@@ -55,6 +55,29 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
+class RateLimitHeaders:
+    """Adds `RateLimit` and `RateLimit-Policy` to every response of a throttled caller (the decision that
+    `current_principal` left in the request state); a 429 carries them already."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def add_headers(message):
+            if message["type"] == "http.response.start":
+                decision = scope.get("state", {}).get("rate_limit")
+                headers = message.get("headers", [])
+                if decision is not None and not any(k.lower() == b"ratelimit" for k, _ in headers):
+                    extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+                    message = {**message, "headers": [*headers, *extra]}
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
+
+
 class Metrics:
     """Request counts and latencies per route template and status, in the app's own registry."""
 

@@ -6,19 +6,24 @@ for `AUTH_CACHE_SECONDS`, then checked against the database again, so a revocati
 within that time; while the database is unreachable a key seen valid keeps working for up to
 `stale_seconds` (reads are served from memory through an outage). Unknown keys are remembered apart, so
 guessing is neither free nor able to push valid keys out, and failed checks are throttled per client
-address before any lookup. Rate-limit counters live in Redis when configured, so every replica shares
-them, behind a circuit breaker that counts locally while Redis is slow or gone.
+address before any lookup. Rate limits are sliding windows from the `limits` library, counted in Redis when
+configured, so every replica shares them, behind a circuit breaker that counts locally while Redis is slow
+or gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 
 from cachetools import LRUCache
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from commerce.services.access import hash_key
 
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 AUTH_CACHE_SECONDS = 30.0
 AUTH_RETRY_SECONDS = 5.0  # while the database is down, how often one request re-checks a stale key
 ANONYMOUS = "anonymous"
+WINDOW_SECONDS = 60  # rate limits are per minute
 
 
 @dataclass(frozen=True)
@@ -138,56 +144,39 @@ class FailedAuthThrottle:
             self._failures[client] = (window, count + 1 if seen == window else 1)
 
 
-class MemoryCounter:
-    """Fixed one-minute windows in this process (development and single-replica deployments)."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, int], int] = {}
-        self._lock = threading.Lock()
-
-    def incr(self, key: str, window: int) -> int:
-        with self._lock:
-            if len(self._counts) > 100_000:
-                self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
-            count = self._counts.get((key, window), 0) + 1
-            self._counts[(key, window)] = count
-            return count
-
-
-class RedisCounter:
-    """Fixed one-minute windows in Redis, shared by every replica; INCR and EXPIRE in one round trip.
-
-    Async (redis.asyncio), so a slow Redis never blocks the event loop; the client is made inside the
-    serving loop on first use."""
+class SharedStore:
+    """The `limits` library's async Redis storage, shared by every replica, made inside the serving loop on
+    first use (an app may be built in one thread and served from another). redis-py's asyncio client, so a
+    slow Redis never blocks the event loop; every call is also bounded by `timeout` (a connect that never
+    completes included)."""
 
     def __init__(self, url: str, timeout: float = 0.25) -> None:
-        import redis.asyncio  # here, not on the event loop: the first import takes a while
-
-        self._module = redis.asyncio
         self.url, self.timeout = url, timeout
-        self._client = None
+        self._limiter = self._make()  # here, not on the event loop: the first one imports for a second
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _redis(self):
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._loop = loop
-            self._client = self._module.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
-        return self._client
+    def _make(self) -> SlidingWindowCounterRateLimiter:
+        storage = RedisStorage(
+            "async+" + self.url,
+            implementation="redispy",
+            key_prefix="crosscart:rl",
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+        )
+        return SlidingWindowCounterRateLimiter(storage)
 
-    async def incr(self, key: str, window: int) -> int:
-        name = f"crosscart:rl:{key}:{window}"
-        pipe = self._redis().pipeline()
-        pipe.incr(name)
-        pipe.expire(name, 120)
-        async with asyncio.timeout(self.timeout):  # also bounds a connect that never completes
-            return int((await pipe.execute())[0])
+    def limiter(self) -> SlidingWindowCounterRateLimiter:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # redis-py's connections belong to the loop that opened them
+            if self._loop is not None:
+                self._limiter = self._make()
+            self._loop = loop
+        return self._limiter
 
     async def ping(self) -> None:
         async with asyncio.timeout(self.timeout):
-            await self._redis().ping()
+            if not await self.limiter().storage.check():
+                raise ConnectionError("rate-limit store did not answer PING")
 
 
 class CircuitBreaker:
@@ -230,8 +219,31 @@ class CircuitBreaker:
             self._task.cancel()
 
 
+@dataclass(frozen=True)
+class RateDecision:
+    """One counted request: allowed or not, and what the RateLimit headers say about the caller's quota."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int  # seconds until a request is allowed again (429) or the quota is back in full
+    policy: str  # "per-key" or "per-address"
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-Policy` and `RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers, structured fields:
+        quota `q` per window `w` seconds; remaining `r`, reset `t` seconds), plus `Retry-After` on 429."""
+        headers = {
+            "RateLimit-Policy": f'"{self.policy}";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit": f'"{self.policy}";r={self.remaining};t={self.reset}',
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.reset)
+        return headers
+
+
 class RateLimiter:
-    """Per-principal requests per minute. Roles in `unthrottled` (the storefront by default) pass freely.
+    """Per-principal requests per minute, a sliding window counter from the maintained `limits` library.
+    Roles in `unthrottled` (the storefront by default) pass freely.
 
     With Redis slow or down the limiter counts in-process (behind a circuit breaker) rather than refusing
     traffic, letting it through uncounted, or making requests wait for Redis.
@@ -248,8 +260,10 @@ class RateLimiter:
     ) -> None:
         self.per_minute, self.anonymous_per_minute = per_minute, anonymous_per_minute
         self.unthrottled = unthrottled
-        self._memory = MemoryCounter()
-        self._shared = RedisCounter(redis_url, redis_timeout) if redis_url else None
+        self._items = {n: RateLimitItemPerMinute(n) for n in {per_minute, anonymous_per_minute}}
+        self._local: SlidingWindowCounterRateLimiter | None = None
+        self._local_loop: asyncio.AbstractEventLoop | None = None
+        self._shared = SharedStore(redis_url, redis_timeout) if redis_url else None
         self.breaker = CircuitBreaker(
             "rate-limit store", self._shared.ping if self._shared else None, retry_seconds
         )
@@ -266,22 +280,33 @@ class RateLimiter:
             return None
         return self.anonymous_per_minute if principal.role == ANONYMOUS else self.per_minute
 
-    async def check(self, principal: Principal) -> tuple[bool, int, int]:
-        """(allowed, limit, seconds until the window resets); limit 0 means unlimited."""
+    def _local_limiter(self) -> SlidingWindowCounterRateLimiter:
+        loop = asyncio.get_running_loop()  # limits' memory storage runs its expiry task on this loop
+        if self._local is None or self._local_loop is not loop:
+            self._local_loop, self._local = loop, SlidingWindowCounterRateLimiter(MemoryStorage())
+        return self._local
+
+    async def check(self, principal: Principal) -> RateDecision | None:
+        """Count one request of `principal`; None for an unthrottled role."""
         limit = self.limit_for(principal)
         if limit is None:
-            return True, 0, 0
-        now = time.time()
-        window = int(now // 60)
-        count = None
+            return None
+        item, key = self._items[limit], principal.rate_key
         if self._shared is not None and self.breaker.closed:
             try:
-                count = await self._shared.incr(principal.rate_key, window)
+                async with asyncio.timeout(self._shared.timeout):  # both round trips together
+                    return await self._decide(self._shared.limiter(), item, key, principal)
             except Exception as exc:  # Redis down or frozen: count locally until it answers again
                 self.breaker.trip(exc)
-        if count is None:
-            count = self._memory.incr(principal.rate_key, window)
-        return count <= limit, limit, int(60 - now % 60) + 1
+        return await self._decide(self._local_limiter(), item, key, principal)
+
+    @staticmethod
+    async def _decide(limiter, item, key: str, principal: Principal) -> RateDecision:
+        allowed = await limiter.hit(item, key)
+        stats = await limiter.get_window_stats(item, key)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        policy = "per-address" if principal.role == ANONYMOUS else "per-key"
+        return RateDecision(allowed, item.amount, stats.remaining, reset, policy)
 
     def stop(self) -> None:
         self.breaker.stop()
