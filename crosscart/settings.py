@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     auth_cache_stale_seconds: float = Field(
         default=900.0, description="How long a key seen valid keeps working while the database is down."
     )
+    auth_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="While revocations cannot be pushed over Redis (configured but unreachable), how often a "
+        "replica re-checks a cached key against the database.",
+    )
     auth_failures_per_minute: int = Field(
         default=30, description="Failed key checks per client address per minute before 429."
     )

@@ -40,6 +40,7 @@ from serving.resilience import (
     DeadlineStamp,
     pool_capacity,
 )
+from serving.revocations import RevocationFeed
 from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.state import ServingState
 from serving.tracing import setup_tracing
@@ -186,7 +187,9 @@ def create_app(
             settings.delivery_model_name,
             settings.model_poll_seconds,
         ),
-        principals=PrincipalCache(stale_seconds=settings.auth_cache_stale_seconds),
+        principals=PrincipalCache(
+            stale_seconds=settings.auth_cache_stale_seconds, poll_seconds=settings.auth_poll_seconds
+        ),
         auth_failures=FailedAuthThrottle(settings.auth_failures_per_minute),
         sessions=SessionState(settings.session_max_items, settings.session_ttl_seconds, settings.redis_url),
         session_models=ModelStore(
@@ -194,6 +197,10 @@ def create_app(
         ),
     )
 
+    if settings.redis_url:
+        state.revocations = RevocationFeed(
+            settings.redis_url, state.principals, timeout=settings.redis_timeout_seconds
+        )
     state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
     state.metrics.model_swaps.set_function(lambda: state.models.swaps)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
@@ -214,9 +221,13 @@ def create_app(
         else:
             state.load_once()
         search_runner.start(start_background)
+        if state.revocations is not None:
+            state.revocations.start()
         try:
             yield
         finally:
+            if state.revocations is not None:
+                await state.revocations.stop()
             search_runner.stop()
             state.stop()
 

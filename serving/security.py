@@ -2,13 +2,13 @@
 
 Looking a key up costs a database query, so principals are cached in-process by the key's hash, bounded by
 least-recent use (a flood of keys evicts the coldest entries, never the whole cache). An entry is fresh
-for `AUTH_CACHE_SECONDS`, then checked against the database again, so a revocation reaches every replica
-within that time; while the database is unreachable a key seen valid keeps working for up to
-`stale_seconds` (reads are served from memory through an outage). Unknown keys are remembered apart, so
-guessing is neither free nor able to push valid keys out, and failed checks are throttled per client
-address before any lookup. Rate limits are sliding windows from the `limits` library, counted in Redis when
-configured, so every replica shares them, behind a circuit breaker that counts locally while Redis is slow
-or gone.
+for `AUTH_CACHE_SECONDS` while revocations are pushed to every replica (serving.revocations, over Redis),
+for `AUTH_POLL_SECONDS` while that feed is down, then checked against the database again; while the
+database is unreachable a key seen valid keeps working for up to `stale_seconds` (reads are served from
+memory through an outage). Unknown keys are remembered apart, so guessing is neither free nor able to push
+valid keys out, and failed checks are throttled per client address before any lookup. Rate limits are
+sliding windows from the `limits` library, counted in Redis when configured, so every replica shares them,
+behind a circuit breaker that counts locally while Redis is slow or gone.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from commerce.services.access import hash_key
 log = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 30.0
+AUTH_POLL_SECONDS = 1.0  # answers stand this long while revocations cannot be pushed (Redis down)
 AUTH_RETRY_SECONDS = 5.0  # while the database is down, how often one request re-checks a stale key
 ANONYMOUS = "anonymous"
 WINDOW_SECONDS = 60  # rate limits are per minute
@@ -53,12 +54,16 @@ class Principal:
 @dataclass(frozen=True)
 class _Entry:
     principal: Principal
-    fresh_until: float  # re-check against the database after this
+    checked_at: float  # when the database last confirmed it (or, while it is down, last retried)
     valid_until: float  # last confirmed + stale_seconds: never served past this
 
 
 class PrincipalCache:
-    """key hash -> Principal (LRU, `max_entries`), plus an LRU of unknown or revoked key hashes."""
+    """key hash -> Principal (LRU, `max_entries`), plus an LRU of unknown or revoked key hashes.
+
+    An answer stands for `ttl` while revocations reach this replica at once (`pushed`: its own, or every
+    replica's through serving.revocations' Redis feed); while the feed is down it stands for
+    `poll_seconds` only, so a key revoked elsewhere is refused within that time."""
 
     def __init__(
         self,
@@ -66,11 +71,22 @@ class PrincipalCache:
         max_entries: int = 100_000,
         stale_seconds: float = 900.0,
         max_unknown: int = 10_000,
+        poll_seconds: float = AUTH_POLL_SECONDS,
     ):
-        self.ttl, self.stale_seconds = ttl, stale_seconds
+        self.ttl, self.stale_seconds, self.poll_seconds = ttl, stale_seconds, poll_seconds
+        self.pushed = True  # False while a configured revocation feed is not listening
+        self._not_before = -1e18  # answers older than this are re-checked (see expire_all)
         self._valid: LRUCache[str, _Entry] = LRUCache(max_entries)
-        self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> expiry
+        self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when found unknown
         self._lock = threading.Lock()
+
+    @property
+    def fresh_for(self) -> float:
+        """How long a database answer stands now."""
+        return self.ttl if self.pushed else min(self.ttl, self.poll_seconds)
+
+    def _fresh(self, checked_at: float, now: float) -> bool:
+        return checked_at >= self._not_before and now - checked_at <= self.fresh_for
 
     def get(self, plaintext: str) -> tuple[bool, Principal | None]:
         """(True, principal) for a fresh valid key, (True, None) for a key known to be unknown or revoked,
@@ -78,10 +94,10 @@ class PrincipalCache:
         digest, now = hash_key(plaintext), time.monotonic()
         with self._lock:  # LRUCache reorders on every read
             entry = self._valid.get(digest)
-            if entry is not None and entry.fresh_until >= now:
+            if entry is not None and self._fresh(entry.checked_at, now):
                 return True, entry.principal
             unknown = self._unknown.get(digest)
-        if unknown is not None and unknown >= now:
+        if unknown is not None and self._fresh(unknown, now):
             return True, None
         return False, None
 
@@ -94,8 +110,9 @@ class PrincipalCache:
             entry = self._valid.get(digest)
             if entry is None or entry.valid_until < now:
                 return None
-            retry = now + min(self.ttl, AUTH_RETRY_SECONDS)
-            self._valid[digest] = _Entry(entry.principal, retry, entry.valid_until)
+            fresh = self.fresh_for
+            retry_at = now - fresh + min(fresh, AUTH_RETRY_SECONDS)  # fresh again until then
+            self._valid[digest] = _Entry(entry.principal, max(retry_at, self._not_before), entry.valid_until)
             return entry.principal
 
     def put(self, plaintext: str, principal: Principal | None) -> None:
@@ -104,16 +121,21 @@ class PrincipalCache:
         with self._lock:
             if principal is None:
                 self._valid.pop(digest, None)
-                self._unknown[digest] = now + self.ttl
+                self._unknown[digest] = now
             else:
                 self._unknown.pop(digest, None)
-                self._valid[digest] = _Entry(principal, now + self.ttl, now + self.stale_seconds)
+                self._valid[digest] = _Entry(principal, now, now + self.stale_seconds)
 
     def discard(self, key_hash: str) -> None:
-        """Forget one key at once (this replica revoked it)."""
+        """Forget one key at once (it was revoked, here or on another replica)."""
         with self._lock:
             self._valid.pop(key_hash, None)
             self._unknown.pop(key_hash, None)
+
+    def expire_all(self) -> None:
+        """Re-check every cached answer before trusting it again (revocations may have been missed while
+        the feed was down); keys stay usable from memory through a database outage as before."""
+        self._not_before = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._valid)

@@ -17,6 +17,7 @@ from serving.model_store import ModelStore
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import DatabaseGate, DatabaseHealth
+from serving.revocations import RevocationFeed
 from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.sessions import SessionState
 
@@ -48,6 +49,7 @@ class ServingState:
     key_lookups: KeyLookups | None = None  # set by create_app (it needs the state itself)
     sessions: SessionState = field(default_factory=SessionState)  # live visits' recent items
     session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
+    revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
