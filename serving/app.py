@@ -31,6 +31,7 @@ from serving.key_lookups import KeyLookups
 from serving.logs import AccessLog, configure_logging
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware, RateLimitHeaders
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
+from serving.precomputed import load_precomputed
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import (
@@ -65,6 +66,27 @@ def operation_id(route: APIRoute) -> str:
     """The endpoint function's name (`shopper_recommendations`, `list_orders`): stable and readable in
     generated clients, unlike FastAPI's default of name + path + method."""
     return route.name
+
+
+def _watch_models(state: ServingState) -> None:
+    """The model-version info metric (and the swap count) follow every served model store."""
+
+    def watch(model: str, store) -> None:
+        def changed(snapshot) -> None:
+            state.metrics.served(model, store.name, snapshot.version)
+            if store is state.models:
+                state.metrics.model_swaps.set(store.swaps)
+
+        store.on_change = changed
+        changed(store.current)
+
+    for model, store in (
+        ("recommender", state.models),
+        ("uplift", state.uplift),
+        ("delivery", state.delivery),
+        ("session", state.session_models),
+    ):
+        watch(model, store)
 
 
 def _gate(settings: Settings, session_factory: sessionmaker[Session]) -> DatabaseGate:
@@ -176,7 +198,7 @@ def create_app(
             settings.redis_url,
             redis_timeout=settings.redis_timeout_seconds,
         ),
-        metrics=Metrics(),
+        metrics=Metrics(settings.prometheus_multiproc_dir),
         db_gate=db_gate,
         policy=policy or Policy(),
         delivery=ModelStore(
@@ -197,12 +219,19 @@ def create_app(
         ),
     )
 
+    if settings.precomputed_dir:
+        directory = settings.precomputed_dir
+        state.precomputed = Refreshing(
+            "precomputed",
+            lambda: load_precomputed(directory, state.precomputed.current),
+            catalog_refresh_seconds,
+        )
     if settings.redis_url:
         state.revocations = RevocationFeed(
             settings.redis_url, state.principals, timeout=settings.redis_timeout_seconds
         )
     state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
-    state.metrics.model_swaps.set_function(lambda: state.models.swaps)
+    _watch_models(state)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
     state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
     search_runner = build_search(settings, session_factory, state, catalog_refresh_seconds)
@@ -230,6 +259,7 @@ def create_app(
                 await state.revocations.stop()
             search_runner.stop()
             state.stop()
+            state.metrics.close()
 
     app = FastAPI(
         title="CrossCart API",

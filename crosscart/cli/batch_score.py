@@ -20,7 +20,8 @@ def batch_score(
         None, help="'local:N' or 'tcp://HOST:8786'; default: CROSSCART_DASK_SCHEDULER, else in-process."
     ),
 ) -> None:
-    """Precompute the top-N list of every shopper the registered recommender knows."""
+    """Precompute the top-N list of every shopper the registered recommender knows (the API serves them
+    when CROSSCART_PRECOMPUTED_DIR points at `--out`)."""
     from crosscart.settings import get_settings
 
     settings = get_settings()
@@ -29,6 +30,7 @@ def batch_score(
     from mlflow import MlflowClient
 
     from features.cluster import dask_client
+    from serving.precomputed import write_meta
     from training.batch_scoring import read_scores, score_all
     from training.registry import ModelUnavailable, champion_version, load_recommender_version
     from training.tracking import check_tracking_uri
@@ -41,6 +43,7 @@ def batch_score(
         recommender = load_recommender_version(uri, name, version.version)
         with dask_client(spec) as client, working("scoring every shopper"):
             path = score_all(recommender, out, n=n, chunk_size=chunk_size, client=client)
+        write_meta(path, name, version.version, n)  # the API serves the lists for this version only
     except (ValueError, ModelUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

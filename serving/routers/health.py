@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from serving.deps import StateDep
@@ -69,5 +69,5 @@ async def ready(state: StateDep, response: Response) -> Readiness:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(state: StateDep) -> Response:
-    """Prometheus exposition of this process's counters."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`)."""
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
