@@ -104,14 +104,18 @@ async def send_problem(send, scope, status: int, code: str, detail: str, headers
 #: Headers of a 429: the rate-limit ones (serving.security.RateDecision) are absent when the refusal is
 #: for too many failed keys from one address rather than for the caller's quota.
 RATE_LIMIT_HEADERS = {
-    "Retry-After": {"description": "Seconds until a request is allowed again.", "schema": {"type": "integer"}},
+    "Retry-After": {
+        "description": "Seconds until a request is allowed again.",
+        "schema": {"type": "integer"},
+    },
     "RateLimit": {
-        "description": 'The caller\'s quota now (draft-ietf-httpapi-ratelimit-headers): `"policy";r=remaining;'
-        "t=seconds until the quota is back`. Sent with every response to a throttled caller.",
+        "description": "The caller's quota now (draft-ietf-httpapi-ratelimit-headers): "
+        '`"policy";r=remaining;t=seconds until the quota is back`. Sent with every response to a '
+        "throttled caller.",
         "schema": {"type": "string"},
     },
     "RateLimit-Policy": {
-        "description": 'The quota: `"per-key";q=requests;w=window seconds` (or `"per-address"` without a key).',
+        "description": 'The quota: `"per-key";q=requests;w=window seconds` (`"per-address"` without a key).',
         "schema": {"type": "string"},
     },
 }

@@ -38,7 +38,9 @@ class PrecomputedLists:
         i = int(np.searchsorted(self.shoppers, shopper_id))
         if i == len(self.shoppers) or self.shoppers[i] != shopper_id:
             return None
-        return self.products[self.starts[i] : self.starts[i + 1]], self.scores[self.starts[i] : self.starts[i + 1]]
+        return self.products[self.starts[i] : self.starts[i + 1]], self.scores[
+            self.starts[i] : self.starts[i + 1]
+        ]
 
 
 def write_meta(directory: str | Path, model: str, version: str, n: int) -> Path:

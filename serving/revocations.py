@@ -3,9 +3,10 @@ within milliseconds while each replica still answers most key checks from memory
 
 The database stays the truth: a replica discards a revoked key's cached answer when the message arrives and
 asks the database next time. A subscriber cannot tell a silent channel from a frozen Redis, so it pings
-every `heartbeat` seconds and gives up after four unanswered; while it is not provably listening (Redis down, frozen, or reconnecting) the
-principal cache falls back to re-checking keys every `poll_seconds`, and on reconnecting it re-checks every
-cached key once, since messages sent meanwhile are lost. Nothing here runs on the request path.
+every `heartbeat` seconds and gives up after four unanswered; while it is not provably listening (Redis
+down, frozen, or reconnecting) the principal cache falls back to re-checking keys every `poll_seconds`,
+and on reconnecting it re-checks every cached key once, since messages sent meanwhile are lost. Nothing
+here runs on the request path.
 """
 
 from __future__ import annotations

@@ -149,7 +149,10 @@ def test_health_ready_metrics(client, keys):
         in text
     )
     assert "crosscart_model_swaps 1.0" in text
-    assert 'crosscart_model_version_info{model="recommender",name="crosscart-recommender",version="1"} 1.0' in text
+    assert (
+        'crosscart_model_version_info{model="recommender",name="crosscart-recommender",version="1"} 1.0'
+        in text
+    )
 
 
 def test_not_ready_until_catalog_loads(make_client):

@@ -23,7 +23,7 @@ from tests.conftest import POSTGRES_URL
 from tests.resilience.conftest import make_keys, seeded_factory
 from tests.serving.conftest import IDENTITY_KEY, auth
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # ~50 s each: process start-up dominates
 REDIS_URL = "redis://127.0.0.1:6379/13"
 PORTS = (18131, 18132, 18133)  # issue 13's range
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +136,9 @@ def test_two_api_processes_behave_as_one_service(shared):
         statuses = [replica.get("/v1/rankings", headers=marketer).status_code for replica in (a, b) * 3]
         assert statuses == [200, 200, 200, 200, 429, 429]
         refused = b.get("/v1/rankings", headers=marketer)
-        assert refused.headers["ratelimit-policy"] == '"per-key";q=4;w=60' and "retry-after" in refused.headers
+        assert (
+            refused.headers["ratelimit-policy"] == '"per-key";q=4;w=60' and "retry-after" in refused.headers
+        )
 
         # The same exposure, received by both replicas, is logged once.
         pages = [replica.get("/v1/shoppers/s1/recommendations", headers=storefront) for replica in (a, b)]
@@ -158,6 +160,7 @@ def test_two_api_processes_behave_as_one_service(shared):
         assert revoked.status_code == 200
         after = _wait(lambda: b.get("/v1/rankings", headers=storefront).status_code == 401, 1.0)
         assert after is not None and after < 1.0
+        print(f"revoked on a, refused by b after {after * 1000:.0f} ms")
     finally:
         a.stop()
         b.stop()
@@ -201,8 +204,9 @@ def test_metrics_from_serve_with_two_workers_count_both_workers(shared):
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
         text_ = api.get("/metrics").text
         health_line = next(
-            line for line in text_.splitlines() if line.startswith("crosscart_http_requests_total{")
-            and 'route="/health"' in line
+            line
+            for line in text_.splitlines()
+            if line.startswith("crosscart_http_requests_total{") and 'route="/health"' in line
         )
         assert float(health_line.rsplit(" ", 1)[1]) == sent
         assert 'crosscart_model_version_info{model="recommender"' in text_

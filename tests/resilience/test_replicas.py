@@ -3,7 +3,7 @@
 A key revoked on one replica is refused by the other within a second (pushed over Redis pub/sub); with
 Redis unreachable the replicas fall back to re-checking keys against the database every
 `auth_poll_seconds`, and a key seen before keeps working from memory. The multi-process version (uvicorn
-subprocesses on PostgreSQL, `serve --workers 2`) is tests/serving/test_replica_processes.py.
+subprocesses on PostgreSQL, `serve --workers 2`) is tests/serving/test_replica_processes.py (slow).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import pytest
 from sqlalchemy import exc
 
-from tests.resilience.conftest import fault_settings, make_keys, open_client, seeded_factory  # noqa: F401
+from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
