@@ -24,6 +24,11 @@ class Readiness(BaseModel):
         description="The shared rate-limit store; while unavailable each replica counts locally (not a "
         "reason to be unready)."
     )
+    revocations: Literal["pushed", "polling", "not configured"] = Field(
+        description="How key revocations from other replicas reach this one: `pushed` over Redis (within "
+        "a second), `polling` the database every `auth_poll_seconds` while Redis is unreachable, or `not "
+        "configured` (no Redis: other replicas' revocations take up to the key cache's 30 s)."
+    )
     catalog_products: int | None
     catalog_error: str | None
     model: str
@@ -54,6 +59,13 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         ready=catalog is not None and state.models.decided and database_up,
         database="up" if database_up else "unavailable",
         redis=state.limiter.shared_store,
+        revocations=(
+            "not configured"
+            if state.revocations is None
+            else "pushed"
+            if state.revocations.listening
+            else "polling"
+        ),
         catalog_products=None if catalog is None else len(catalog),
         catalog_error=state.catalog.last_error,
         model=model.model_label,

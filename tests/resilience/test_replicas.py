@@ -57,6 +57,7 @@ def test_a_key_revoked_on_one_replica_is_refused_by_the_other_within_a_second(
     marketer, admin = auth(keys["marketer"]), auth(keys["admin"])
     assert b.get("/v1/rankings", headers=marketer).status_code == 200  # cached on b, fresh for 30 s
     assert b.app.state.serving.principals.fresh_for == 30.0
+    assert b.get("/ready").json()["revocations"] == "pushed"
 
     revoked = a.delete(f"/v1/api-keys/{_key_id(a, admin, 'marketer')}", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
@@ -78,6 +79,7 @@ def test_without_redis_replicas_poll_the_database_and_keep_keys_through_an_outag
     marketer, admin, storefront = auth(keys["marketer"]), auth(keys["admin"]), auth(keys["storefront"])
     principals = b.app.state.serving.principals
     assert not b.app.state.serving.revocations.listening and principals.fresh_for == 0.5
+    assert b.get("/ready").json()["revocations"] == "polling"
     assert b.get("/v1/rankings", headers=marketer).status_code == 200
     assert b.get("/v1/rankings", headers=storefront).status_code == 200
 
