@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         description="`crosscart batch-score --out` directory: the API serves those top-N lists (for the "
         "model version that made them) instead of scoring online; empty: always online.",
     )
+    precomputed_redis: bool = Field(
+        default=False,
+        description="Serve the lists `crosscart batch-score --redis` published to CROSSCART_REDIS_URL "
+        "(replicas without shared storage) instead of reading CROSSCART_PRECOMPUTED_DIR.",
+    )
     prometheus_multiproc_dir: str = Field(
         default="",
         validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),

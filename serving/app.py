@@ -31,7 +31,7 @@ from serving.key_lookups import KeyLookups
 from serving.logs import AccessLog, configure_logging
 from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware, RateLimitHeaders
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
-from serving.precomputed import load_precomputed
+from serving.precomputed import load_precomputed, load_precomputed_redis
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import (
@@ -219,7 +219,14 @@ def create_app(
         ),
     )
 
-    if settings.precomputed_dir:
+    if settings.precomputed_redis and settings.redis_url:
+        url = settings.redis_url
+        state.precomputed = Refreshing(
+            "precomputed",
+            lambda: load_precomputed_redis(url, state.precomputed.current),
+            catalog_refresh_seconds,
+        )
+    elif settings.precomputed_dir:
         directory = settings.precomputed_dir
         state.precomputed = Refreshing(
             "precomputed",

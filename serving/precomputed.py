@@ -1,11 +1,13 @@
 """Precomputed top-N lists (`crosscart batch-score`), served instead of scoring online when present.
 
 batch-score writes `part-*.parquet` (shopper_id, rank, product_id, score) and `_precomputed.json` naming
-the registered model and version that made them. A replica loads them into memory (sorted shopper ids and
-flat arrays: about 40 bytes a row) and reloads when that file changes. A list is served only while the
-replica serves the same model version (a new champion makes them stale, so online scoring answers until
-batch-score runs again), and it passes through the same serving rules as an online list (stock, category,
-fulfillment, sponsored slots, popularity fill), so the page differs only in where its scores came from.
+the registered model and version that made them, and with `--redis` copies both to Redis for replicas that
+share no storage. A replica loads them into memory (sorted shopper ids and flat arrays: about 40 bytes a
+row) and reloads when a new batch lands: no request waits on Redis or on the disk. A list is served only
+while the replica serves the same model version (a new champion makes them stale, so online scoring
+answers until batch-score runs again), and it passes through the same serving rules as an online list
+(stock, category, fulfillment, sponsored slots, popularity fill), so the page differs only in where its
+scores came from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 META_FILE = "_precomputed.json"  # pyarrow skips files starting with "_" when reading the parts
+COLUMNS = ("shopper_id", "rank", "product_id", "score")
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,60 @@ def load_precomputed(
     if current is not None and current.stamp == stamp:
         return current
     meta = json.loads(meta_path.read_text())
-    frame = pd.read_parquet(directory, columns=["shopper_id", "rank", "product_id", "score"])
+    return _build(meta, stamp, pd.read_parquet(directory, columns=list(COLUMNS)))
+
+
+REDIS_META = "crosscart:precomputed:meta"  # JSON: model, version, n, stamp, parts (the key of the parts)
+
+
+def publish_to_redis(directory: str | Path, url: str) -> int:
+    """Copy the batch in `directory` (parts and meta) to Redis, for replicas without shared storage;
+    returns the number of parts. The new parts go under a key of their own and the meta is switched to
+    them in one SET, so a replica never reads half of two batches; the previous batch's parts expire."""
+    import time
+
+    import redis
+
+    meta = json.loads((Path(directory) / META_FILE).read_text())
+    stamp = time.time()
+    parts_key = f"crosscart:precomputed:parts:{stamp:.6f}"
+    client = redis.Redis.from_url(url)
+    previous = client.get(REDIS_META)
+    pipe = client.pipeline(transaction=False)
+    parts = sorted(Path(directory).glob("part-*.parquet"))
+    for part in parts:
+        pipe.rpush(parts_key, part.read_bytes())
+    pipe.execute()
+    client.set(REDIS_META, json.dumps({**meta, "stamp": stamp, "parts": parts_key}))
+    if previous is not None:  # replicas loading it right now get a minute to finish
+        client.expire(json.loads(previous)["parts"], 60)
+    client.close()
+    return len(parts)
+
+
+def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) -> PrecomputedLists | None:
+    """The batch `publish_to_redis` last published, or None; `current` when it is still that batch."""
+    import io
+
+    import pandas as pd
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=30)
+    try:
+        raw = client.get(REDIS_META)
+        if raw is None:
+            return None
+        meta = json.loads(raw)
+        if current is not None and current.stamp == meta["stamp"]:
+            return current
+        blobs = client.lrange(meta["parts"], 0, -1)
+    finally:
+        client.close()
+    frames = [pd.read_parquet(io.BytesIO(blob), columns=list(COLUMNS)) for blob in blobs]
+    return _build(meta, meta["stamp"], pd.concat(frames, ignore_index=True))
+
+
+def _build(meta: dict, stamp: float, frame) -> PrecomputedLists:
     frame = frame.sort_values(["shopper_id", "rank"], kind="stable")
     ids = frame["shopper_id"].to_numpy(dtype=str)
     shoppers, starts = np.unique(ids, return_index=True)

@@ -3,9 +3,12 @@ it serves, falls back to online scoring otherwise, and says which source answere
 
 from __future__ import annotations
 
-import pandas as pd
+import shutil
 
-from serving.precomputed import load_precomputed, write_meta
+import pandas as pd
+import pytest
+
+from serving.precomputed import load_precomputed, load_precomputed_redis, publish_to_redis, write_meta
 from tests.serving.conftest import auth
 
 MODEL = "crosscart-recommender"  # the registered name the test app serves (version "1")
@@ -71,3 +74,25 @@ def test_a_new_batch_is_loaded_and_an_unchanged_one_is_kept(tmp_path):
     second = load_precomputed(directory, first)
     assert second is not first and list(second.lookup("s2")[0]) == ["p04", "p06"] and second.n == 2
     assert load_precomputed(tmp_path / "none") is None
+
+
+def test_lists_published_to_redis_are_served_by_replicas_without_the_files(
+    make_client, keys, settings, tmp_path
+):
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        redis.Redis.from_url(url, socket_timeout=0.5).ping()
+    except redis.exceptions.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    directory = write_lists(tmp_path / "lists")
+    assert publish_to_redis(directory, url) == 1
+    shutil.rmtree(directory)  # the replica has only Redis
+    client = make_client(settings=settings.model_copy(update={"redis_url": url, "precomputed_redis": True}))
+    page = client.get("/v1/shoppers/s1/recommendations", params={"n": 3}, headers=auth(keys["storefront"]))
+    assert page.json()["model"]["source"] == "precomputed" and organic(page.json()) == ["p07", "p05", "p06"]
+    first = client.app.state.serving.precomputed.current
+    assert load_precomputed_redis(url, first) is first  # unchanged batch: not fetched again
+    write_lists(tmp_path / "next", {"s1": ["p02"]}, n=1)
+    publish_to_redis(tmp_path / "next", url)
+    assert list(load_precomputed_redis(url, first).lookup("s1")[0]) == ["p02"]
