@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,28 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(default=0.3, description="Longest wait for a row lock (API).")
     auth_cache_stale_seconds: float = Field(
         default=900.0, description="How long a key seen valid keeps working while the database is down."
+    )
+    precomputed_dir: str = Field(
+        default="",
+        description="`crosscart batch-score --out` directory: the API serves those top-N lists (for the "
+        "model version that made them) instead of scoring online; empty: always online.",
+    )
+    precomputed_redis: bool = Field(
+        default=False,
+        description="Serve the lists `crosscart batch-score --redis` published to CROSSCART_REDIS_URL "
+        "(replicas without shared storage) instead of reading CROSSCART_PRECOMPUTED_DIR.",
+    )
+    prometheus_multiproc_dir: str = Field(
+        default="",
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),
+        description="prometheus_client's own variable: every worker writes metrics there and /metrics "
+        "reports all workers (`crosscart serve --workers N` sets it).",
+    )
+    auth_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="While revocations cannot be pushed over Redis (configured but unreachable), how often a "
+        "replica re-checks a cached key against the database.",
     )
     auth_failures_per_minute: int = Field(
         default=30, description="Failed key checks per client address per minute before 429."

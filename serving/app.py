@@ -29,8 +29,9 @@ from serving.idempotency import IdempotencyMiddleware
 from serving.idempotency import document as document_idempotency
 from serving.key_lookups import KeyLookups
 from serving.logs import AccessLog, configure_logging
-from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware
+from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware, RateLimitHeaders
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
+from serving.precomputed import load_precomputed, load_precomputed_redis
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import (
@@ -40,6 +41,7 @@ from serving.resilience import (
     DeadlineStamp,
     pool_capacity,
 )
+from serving.revocations import RevocationFeed
 from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.state import ServingState
 from serving.tracing import setup_tracing
@@ -64,6 +66,27 @@ def operation_id(route: APIRoute) -> str:
     """The endpoint function's name (`shopper_recommendations`, `list_orders`): stable and readable in
     generated clients, unlike FastAPI's default of name + path + method."""
     return route.name
+
+
+def _watch_models(state: ServingState) -> None:
+    """The model-version info metric (and the swap count) follow every served model store."""
+
+    def watch(model: str, store) -> None:
+        def changed(snapshot) -> None:
+            state.metrics.served(model, store.name, snapshot.version)
+            if store is state.models:
+                state.metrics.model_swaps.set(store.swaps)
+
+        store.on_change = changed
+        changed(store.current)
+
+    for model, store in (
+        ("recommender", state.models),
+        ("uplift", state.uplift),
+        ("delivery", state.delivery),
+        ("session", state.session_models),
+    ):
+        watch(model, store)
 
 
 def _gate(settings: Settings, session_factory: sessionmaker[Session]) -> DatabaseGate:
@@ -175,7 +198,7 @@ def create_app(
             settings.redis_url,
             redis_timeout=settings.redis_timeout_seconds,
         ),
-        metrics=Metrics(),
+        metrics=Metrics(settings.prometheus_multiproc_dir),
         db_gate=db_gate,
         policy=policy or Policy(),
         delivery=ModelStore(
@@ -186,7 +209,9 @@ def create_app(
             settings.delivery_model_name,
             settings.model_poll_seconds,
         ),
-        principals=PrincipalCache(stale_seconds=settings.auth_cache_stale_seconds),
+        principals=PrincipalCache(
+            stale_seconds=settings.auth_cache_stale_seconds, poll_seconds=settings.auth_poll_seconds
+        ),
         auth_failures=FailedAuthThrottle(settings.auth_failures_per_minute),
         sessions=SessionState(settings.session_max_items, settings.session_ttl_seconds, settings.redis_url),
         session_models=ModelStore(
@@ -194,8 +219,26 @@ def create_app(
         ),
     )
 
+    if settings.precomputed_redis and settings.redis_url:
+        url = settings.redis_url
+        state.precomputed = Refreshing(
+            "precomputed",
+            lambda: load_precomputed_redis(url, state.precomputed.current),
+            catalog_refresh_seconds,
+        )
+    elif settings.precomputed_dir:
+        directory = settings.precomputed_dir
+        state.precomputed = Refreshing(
+            "precomputed",
+            lambda: load_precomputed(directory, state.precomputed.current),
+            catalog_refresh_seconds,
+        )
+    if settings.redis_url:
+        state.revocations = RevocationFeed(
+            settings.redis_url, state.principals, timeout=settings.redis_timeout_seconds
+        )
     state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
-    state.metrics.model_swaps.set_function(lambda: state.models.swaps)
+    _watch_models(state)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
     state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
     search_runner = build_search(settings, session_factory, state, catalog_refresh_seconds)
@@ -214,11 +257,16 @@ def create_app(
         else:
             state.load_once()
         search_runner.start(start_background)
+        if state.revocations is not None:
+            state.revocations.start()
         try:
             yield
         finally:
+            if state.revocations is not None:
+                await state.revocations.stop()
             search_runner.stop()
             state.stop()
+            state.metrics.close()
 
     app = FastAPI(
         title="CrossCart API",
@@ -249,6 +297,7 @@ def create_app(
     document_idempotency(app, API_PREFIX)
     errors.document(app, API_PREFIX)
     app.add_middleware(ConditionalGet)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")

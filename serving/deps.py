@@ -137,13 +137,15 @@ async def current_principal(
         principal = Principal(role=ANONYMOUS, client=client)
     else:
         principal = await _principal_for_key(request, state, credentials.credentials, client)
-    allowed, limit, reset = await state.limiter.check(principal)
-    if not allowed:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"rate limit of {limit} requests per minute exceeded",
-            headers={"Retry-After": str(reset)},
-        )
+    decision = await state.limiter.check(principal)
+    if decision is not None:
+        request.state.rate_limit = decision  # RateLimitHeaders adds its headers to the response
+        if not decision.allowed:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"rate limit of {decision.limit} requests per minute exceeded",
+                headers=decision.headers(),
+            )
     request.state.principal = principal  # for the access log
     return principal
 

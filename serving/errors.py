@@ -101,11 +101,34 @@ async def send_problem(send, scope, status: int, code: str, detail: str, headers
     await send({"type": "http.response.body", "body": data})
 
 
+#: Headers of a 429: the rate-limit ones (serving.security.RateDecision) are absent when the refusal is
+#: for too many failed keys from one address rather than for the caller's quota.
+RATE_LIMIT_HEADERS = {
+    "Retry-After": {
+        "description": "Seconds until a request is allowed again.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit": {
+        "description": "The caller's quota now (draft-ietf-httpapi-ratelimit-headers): "
+        '`"policy";r=remaining;t=seconds until the quota is back`. Sent with every response to a '
+        "throttled caller.",
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": 'The quota: `"per-key";q=requests;w=window seconds` (`"per-address"` without a key).',
+        "schema": {"type": "string"},
+    },
+}
+
+
 def _documented(status: int) -> dict[str, Any]:
-    return {
+    documented = {
         "description": CODE_BY_STATUS.get(status, HTTPStatus(status).phrase.lower()).replace("_", " "),
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
     }
+    if status == 429:
+        documented["headers"] = RATE_LIMIT_HEADERS
+    return documented
 
 
 #: What any /v1 operation can answer (authentication, validation, rate limit, missing resources, the

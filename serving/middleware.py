@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from serving.errors import send_problem
 
@@ -55,11 +56,40 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-class Metrics:
-    """Request counts and latencies per route template and status, in the app's own registry."""
+class RateLimitHeaders:
+    """Adds `RateLimit` and `RateLimit-Policy` to every response of a throttled caller (the decision that
+    `current_principal` left in the request state); a 429 carries them already."""
 
-    def __init__(self) -> None:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def add_headers(message):
+            if message["type"] == "http.response.start":
+                decision = scope.get("state", {}).get("rate_limit")
+                headers = message.get("headers", [])
+                if decision is not None and not any(k.lower() == b"ratelimit" for k, _ in headers):
+                    extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+                    message = {**message, "headers": [*headers, *extra]}
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
+
+
+class Metrics:
+    """Request counts and latencies per route template and status, fallbacks, model swaps and the model
+    versions served, in the app's own registry.
+
+    With `multiprocess_dir` (prometheus_client's multiprocess mode, which `crosscart serve --workers N`
+    turns on through PROMETHEUS_MULTIPROC_DIR), every worker writes its values to files there and `/metrics`
+    from any worker reports all workers together."""
+
+    def __init__(self, multiprocess_dir: str = "") -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir
         self.requests = Counter(
             "crosscart_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )
@@ -76,8 +106,43 @@ class Metrics:
             registry=self.registry,
         )
         self.model_swaps = Gauge(
-            "crosscart_model_swaps", "Times a new model version was swapped in", registry=self.registry
+            "crosscart_model_swaps",
+            "Times a new recommender version was swapped in (summed over workers)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
+        self.model_info = Gauge(
+            "crosscart_model_version_info",
+            "1 for the registered model version a worker serves (version none: the fallback)",
+            ["model", "name", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self._served: dict[str, tuple[str, str]] = {}
+
+    def served(self, model: str, name: str, version: str | None) -> None:
+        """Record that `model` (recommender, uplift, ...) now serves `name` at `version`."""
+        label = (name, version or "none")
+        previous = self._served.get(model)
+        if previous == label:
+            return
+        if previous is not None:  # kept at 0, not removed: multiprocess files cannot drop a series
+            self.model_info.labels(model, *previous).set(0)
+        self.model_info.labels(model, *label).set(1)
+        self._served[model] = label
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of this process, or of every worker in multiprocess mode."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """A worker stopping: its live gauges stop counting."""
+        if self.multiprocess_dir:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
 
 
 class MetricsMiddleware:

@@ -200,11 +200,22 @@ class ModelStore:
         self.poll_seconds = poll_seconds
         self.warm_up = warm_up
         self.decided = False  # the first check finished: serving a model or, knowingly, the fallback
-        self.current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
+        self.on_change: Callable[[ModelSnapshot], object] | None = None  # e.g. the model-version metric
+        self._current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
         self.broken: tuple[str, str] | None = None  # (version, why) the alias points at but cannot load
         self.swaps = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def current(self) -> ModelSnapshot:
+        return self._current
+
+    @current.setter
+    def current(self, snapshot: ModelSnapshot) -> None:
+        self._current = snapshot
+        if self.on_change is not None:
+            self.on_change(snapshot)
 
     def refresh(self) -> bool:
         """Check the alias and load a new version if it moved; True when the snapshot changed.
@@ -255,8 +266,8 @@ class ModelStore:
                 log.error("warming %s version %s failed: %s", self.name, version, exc)
                 self.broken = (version, f"failed to score: {type(exc).__name__}")
                 return False
-        self.current = snapshot
         self.swaps += 1
+        self.current = snapshot
         log.info("serving %s version %s", self.name, version)
         return True
 

@@ -2,31 +2,38 @@
 
 Looking a key up costs a database query, so principals are cached in-process by the key's hash, bounded by
 least-recent use (a flood of keys evicts the coldest entries, never the whole cache). An entry is fresh
-for `AUTH_CACHE_SECONDS`, then checked against the database again, so a revocation reaches every replica
-within that time; while the database is unreachable a key seen valid keeps working for up to
-`stale_seconds` (reads are served from memory through an outage). Unknown keys are remembered apart, so
-guessing is neither free nor able to push valid keys out, and failed checks are throttled per client
-address before any lookup. Rate-limit counters live in Redis when configured, so every replica shares
-them, behind a circuit breaker that counts locally while Redis is slow or gone.
+for `AUTH_CACHE_SECONDS` while revocations are pushed to every replica (serving.revocations, over Redis),
+for `AUTH_POLL_SECONDS` while that feed is down, then checked against the database again; while the
+database is unreachable a key seen valid keeps working for up to `stale_seconds` (reads are served from
+memory through an outage). Unknown keys are remembered apart, so guessing is neither free nor able to push
+valid keys out, and failed checks are throttled per client address before any lookup. Rate limits are
+sliding windows from the `limits` library, counted in Redis when configured, so every replica shares them,
+behind a circuit breaker that counts locally while Redis is slow or gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 
 from cachetools import LRUCache
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from commerce.services.access import hash_key
 
 log = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 30.0
+AUTH_POLL_SECONDS = 1.0  # answers stand this long while revocations cannot be pushed (Redis down)
 AUTH_RETRY_SECONDS = 5.0  # while the database is down, how often one request re-checks a stale key
 ANONYMOUS = "anonymous"
+WINDOW_SECONDS = 60  # rate limits are per minute
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,16 @@ class Principal:
 @dataclass(frozen=True)
 class _Entry:
     principal: Principal
-    fresh_until: float  # re-check against the database after this
+    checked_at: float  # when the database last confirmed it (or, while it is down, last retried)
     valid_until: float  # last confirmed + stale_seconds: never served past this
 
 
 class PrincipalCache:
-    """key hash -> Principal (LRU, `max_entries`), plus an LRU of unknown or revoked key hashes."""
+    """key hash -> Principal (LRU, `max_entries`), plus an LRU of unknown or revoked key hashes.
+
+    An answer stands for `ttl` while revocations reach this replica at once (`pushed`: its own, or every
+    replica's through serving.revocations' Redis feed); while the feed is down it stands for
+    `poll_seconds` only, so a key revoked elsewhere is refused within that time."""
 
     def __init__(
         self,
@@ -60,11 +71,22 @@ class PrincipalCache:
         max_entries: int = 100_000,
         stale_seconds: float = 900.0,
         max_unknown: int = 10_000,
+        poll_seconds: float = AUTH_POLL_SECONDS,
     ):
-        self.ttl, self.stale_seconds = ttl, stale_seconds
+        self.ttl, self.stale_seconds, self.poll_seconds = ttl, stale_seconds, poll_seconds
+        self.pushed = True  # False while a configured revocation feed is not listening
+        self._not_before = -1e18  # answers older than this are re-checked (see expire_all)
         self._valid: LRUCache[str, _Entry] = LRUCache(max_entries)
-        self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> expiry
+        self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when found unknown
         self._lock = threading.Lock()
+
+    @property
+    def fresh_for(self) -> float:
+        """How long a database answer stands now."""
+        return self.ttl if self.pushed else min(self.ttl, self.poll_seconds)
+
+    def _fresh(self, checked_at: float, now: float) -> bool:
+        return checked_at >= self._not_before and now - checked_at <= self.fresh_for
 
     def get(self, plaintext: str) -> tuple[bool, Principal | None]:
         """(True, principal) for a fresh valid key, (True, None) for a key known to be unknown or revoked,
@@ -72,10 +94,10 @@ class PrincipalCache:
         digest, now = hash_key(plaintext), time.monotonic()
         with self._lock:  # LRUCache reorders on every read
             entry = self._valid.get(digest)
-            if entry is not None and entry.fresh_until >= now:
+            if entry is not None and self._fresh(entry.checked_at, now):
                 return True, entry.principal
             unknown = self._unknown.get(digest)
-        if unknown is not None and unknown >= now:
+        if unknown is not None and self._fresh(unknown, now):
             return True, None
         return False, None
 
@@ -88,8 +110,9 @@ class PrincipalCache:
             entry = self._valid.get(digest)
             if entry is None or entry.valid_until < now:
                 return None
-            retry = now + min(self.ttl, AUTH_RETRY_SECONDS)
-            self._valid[digest] = _Entry(entry.principal, retry, entry.valid_until)
+            fresh = self.fresh_for
+            retry_at = now - fresh + min(fresh, AUTH_RETRY_SECONDS)  # fresh again until then
+            self._valid[digest] = _Entry(entry.principal, max(retry_at, self._not_before), entry.valid_until)
             return entry.principal
 
     def put(self, plaintext: str, principal: Principal | None) -> None:
@@ -98,16 +121,21 @@ class PrincipalCache:
         with self._lock:
             if principal is None:
                 self._valid.pop(digest, None)
-                self._unknown[digest] = now + self.ttl
+                self._unknown[digest] = now
             else:
                 self._unknown.pop(digest, None)
-                self._valid[digest] = _Entry(principal, now + self.ttl, now + self.stale_seconds)
+                self._valid[digest] = _Entry(principal, now, now + self.stale_seconds)
 
     def discard(self, key_hash: str) -> None:
-        """Forget one key at once (this replica revoked it)."""
+        """Forget one key at once (it was revoked, here or on another replica)."""
         with self._lock:
             self._valid.pop(key_hash, None)
             self._unknown.pop(key_hash, None)
+
+    def expire_all(self) -> None:
+        """Re-check every cached answer before trusting it again (revocations may have been missed while
+        the feed was down); keys stay usable from memory through a database outage as before."""
+        self._not_before = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._valid)
@@ -138,56 +166,39 @@ class FailedAuthThrottle:
             self._failures[client] = (window, count + 1 if seen == window else 1)
 
 
-class MemoryCounter:
-    """Fixed one-minute windows in this process (development and single-replica deployments)."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, int], int] = {}
-        self._lock = threading.Lock()
-
-    def incr(self, key: str, window: int) -> int:
-        with self._lock:
-            if len(self._counts) > 100_000:
-                self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
-            count = self._counts.get((key, window), 0) + 1
-            self._counts[(key, window)] = count
-            return count
-
-
-class RedisCounter:
-    """Fixed one-minute windows in Redis, shared by every replica; INCR and EXPIRE in one round trip.
-
-    Async (redis.asyncio), so a slow Redis never blocks the event loop; the client is made inside the
-    serving loop on first use."""
+class SharedStore:
+    """The `limits` library's async Redis storage, shared by every replica, made inside the serving loop on
+    first use (an app may be built in one thread and served from another). redis-py's asyncio client, so a
+    slow Redis never blocks the event loop; every call is also bounded by `timeout` (a connect that never
+    completes included)."""
 
     def __init__(self, url: str, timeout: float = 0.25) -> None:
-        import redis.asyncio  # here, not on the event loop: the first import takes a while
-
-        self._module = redis.asyncio
         self.url, self.timeout = url, timeout
-        self._client = None
+        self._limiter = self._make()  # here, not on the event loop: the first one imports for a second
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _redis(self):
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._loop = loop
-            self._client = self._module.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
-        return self._client
+    def _make(self) -> SlidingWindowCounterRateLimiter:
+        storage = RedisStorage(
+            "async+" + self.url,
+            implementation="redispy",
+            key_prefix="crosscart:rl",
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+        )
+        return SlidingWindowCounterRateLimiter(storage)
 
-    async def incr(self, key: str, window: int) -> int:
-        name = f"crosscart:rl:{key}:{window}"
-        pipe = self._redis().pipeline()
-        pipe.incr(name)
-        pipe.expire(name, 120)
-        async with asyncio.timeout(self.timeout):  # also bounds a connect that never completes
-            return int((await pipe.execute())[0])
+    def limiter(self) -> SlidingWindowCounterRateLimiter:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # redis-py's connections belong to the loop that opened them
+            if self._loop is not None:
+                self._limiter = self._make()
+            self._loop = loop
+        return self._limiter
 
     async def ping(self) -> None:
         async with asyncio.timeout(self.timeout):
-            await self._redis().ping()
+            if not await self.limiter().storage.check():
+                raise ConnectionError("rate-limit store did not answer PING")
 
 
 class CircuitBreaker:
@@ -230,8 +241,31 @@ class CircuitBreaker:
             self._task.cancel()
 
 
+@dataclass(frozen=True)
+class RateDecision:
+    """One counted request: allowed or not, and what the RateLimit headers say about the caller's quota."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int  # seconds until a request is allowed again (429) or the quota is back in full
+    policy: str  # "per-key" or "per-address"
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-Policy` and `RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers, structured fields:
+        quota `q` per window `w` seconds; remaining `r`, reset `t` seconds), plus `Retry-After` on 429."""
+        headers = {
+            "RateLimit-Policy": f'"{self.policy}";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit": f'"{self.policy}";r={self.remaining};t={self.reset}',
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.reset)
+        return headers
+
+
 class RateLimiter:
-    """Per-principal requests per minute. Roles in `unthrottled` (the storefront by default) pass freely.
+    """Per-principal requests per minute, a sliding window counter from the maintained `limits` library.
+    Roles in `unthrottled` (the storefront by default) pass freely.
 
     With Redis slow or down the limiter counts in-process (behind a circuit breaker) rather than refusing
     traffic, letting it through uncounted, or making requests wait for Redis.
@@ -248,8 +282,10 @@ class RateLimiter:
     ) -> None:
         self.per_minute, self.anonymous_per_minute = per_minute, anonymous_per_minute
         self.unthrottled = unthrottled
-        self._memory = MemoryCounter()
-        self._shared = RedisCounter(redis_url, redis_timeout) if redis_url else None
+        self._items = {n: RateLimitItemPerMinute(n) for n in {per_minute, anonymous_per_minute}}
+        self._local: SlidingWindowCounterRateLimiter | None = None
+        self._local_loop: asyncio.AbstractEventLoop | None = None
+        self._shared = SharedStore(redis_url, redis_timeout) if redis_url else None
         self.breaker = CircuitBreaker(
             "rate-limit store", self._shared.ping if self._shared else None, retry_seconds
         )
@@ -266,22 +302,33 @@ class RateLimiter:
             return None
         return self.anonymous_per_minute if principal.role == ANONYMOUS else self.per_minute
 
-    async def check(self, principal: Principal) -> tuple[bool, int, int]:
-        """(allowed, limit, seconds until the window resets); limit 0 means unlimited."""
+    def _local_limiter(self) -> SlidingWindowCounterRateLimiter:
+        loop = asyncio.get_running_loop()  # limits' memory storage runs its expiry task on this loop
+        if self._local is None or self._local_loop is not loop:
+            self._local_loop, self._local = loop, SlidingWindowCounterRateLimiter(MemoryStorage())
+        return self._local
+
+    async def check(self, principal: Principal) -> RateDecision | None:
+        """Count one request of `principal`; None for an unthrottled role."""
         limit = self.limit_for(principal)
         if limit is None:
-            return True, 0, 0
-        now = time.time()
-        window = int(now // 60)
-        count = None
+            return None
+        item, key = self._items[limit], principal.rate_key
         if self._shared is not None and self.breaker.closed:
             try:
-                count = await self._shared.incr(principal.rate_key, window)
+                async with asyncio.timeout(self._shared.timeout):  # both round trips together
+                    return await self._decide(self._shared.limiter(), item, key, principal)
             except Exception as exc:  # Redis down or frozen: count locally until it answers again
                 self.breaker.trip(exc)
-        if count is None:
-            count = self._memory.incr(principal.rate_key, window)
-        return count <= limit, limit, int(60 - now % 60) + 1
+        return await self._decide(self._local_limiter(), item, key, principal)
+
+    @staticmethod
+    async def _decide(limiter, item, key: str, principal: Principal) -> RateDecision:
+        allowed = await limiter.hit(item, key)
+        stats = await limiter.get_window_stats(item, key)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        policy = "per-address" if principal.role == ANONYMOUS else "per-key"
+        return RateDecision(allowed, item.amount, stats.remaining, reset, policy)
 
     def stop(self) -> None:
         self.breaker.stop()

@@ -14,9 +14,11 @@ from serving.catalog import CatalogSnapshot
 from serving.key_lookups import KeyLookups
 from serving.middleware import Metrics
 from serving.model_store import ModelStore
+from serving.precomputed import PrecomputedLists
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import DatabaseGate, DatabaseHealth
+from serving.revocations import RevocationFeed
 from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
 from serving.sessions import SessionState
 
@@ -48,6 +50,8 @@ class ServingState:
     key_lookups: KeyLookups | None = None  # set by create_app (it needs the state itself)
     sessions: SessionState = field(default_factory=SessionState)  # live visits' recent items
     session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
+    revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
+    precomputed: Refreshing[PrecomputedLists | None] | None = None  # batch-scored lists, when configured
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are
@@ -59,6 +63,7 @@ class ServingState:
             self.uplift,
             self.delivery,
             self.session_models,
+            *([self.precomputed] if self.precomputed is not None else []),
         ):
             part.refresh()
         self.exposures.start()
@@ -74,6 +79,8 @@ class ServingState:
         self.exposures.start()
         if self.pending_orders is not None:
             self.pending_orders.start()
+        if self.precomputed is not None:
+            self.precomputed.start()
 
     def stop(self) -> None:
         self.limiter.stop()
@@ -82,6 +89,8 @@ class ServingState:
             part.stop()
         if self.pending_orders is not None:
             self.pending_orders.stop()
+        if self.precomputed is not None:
+            self.precomputed.stop()
 
     def expire_pending_orders(self) -> int:
         """Expire unpaid orders past the payment window now; how many this call expired (0 on failure)."""

@@ -19,8 +19,12 @@ def batch_score(
     cluster: str | None = typer.Option(
         None, help="'local:N' or 'tcp://HOST:8786'; default: CROSSCART_DASK_SCHEDULER, else in-process."
     ),
+    redis: bool = typer.Option(
+        False, "--redis", help="Also publish the lists to CROSSCART_REDIS_URL (CROSSCART_PRECOMPUTED_REDIS)."
+    ),
 ) -> None:
-    """Precompute the top-N list of every shopper the registered recommender knows."""
+    """Precompute the top-N list of every shopper the registered recommender knows (the API serves them
+    when CROSSCART_PRECOMPUTED_DIR points at `--out`)."""
     from crosscart.settings import get_settings
 
     settings = get_settings()
@@ -29,6 +33,7 @@ def batch_score(
     from mlflow import MlflowClient
 
     from features.cluster import dask_client
+    from serving.precomputed import publish_to_redis, write_meta
     from training.batch_scoring import read_scores, score_all
     from training.registry import ModelUnavailable, champion_version, load_recommender_version
     from training.tracking import check_tracking_uri
@@ -41,9 +46,16 @@ def batch_score(
         recommender = load_recommender_version(uri, name, version.version)
         with dask_client(spec) as client, working("scoring every shopper"):
             path = score_all(recommender, out, n=n, chunk_size=chunk_size, client=client)
+        write_meta(path, name, version.version, n)  # the API serves the lists for this version only
     except (ValueError, ModelUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if redis:
+        if not settings.redis_url:
+            typer.echo("error: --redis needs CROSSCART_REDIS_URL", err=True)
+            raise typer.Exit(1)
+        parts = publish_to_redis(path, settings.redis_url)
+        typer.echo(f"published {parts} parts to Redis")
     scores = read_scores(path)
     typer.echo(
         f"{name}@{alias} (version {version.version}): {scores['shopper_id'].nunique():,} shoppers, "

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import typer
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve(
@@ -11,20 +18,44 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Worker processes (each loads its own models and catalog)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
-    """Serve the CrossCart API (settings from CROSSCART_* variables; docs at /docs)."""
+    """Serve the CrossCart API (settings from CROSSCART_* variables; docs at /docs). With several workers,
+    Prometheus metrics run in multiprocess mode, so /metrics from any worker counts them all."""
     import uvicorn
 
     from crosscart.settings import get_settings
     from serving.http import PROTOCOL
 
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-        http=PROTOCOL,  # request headers must be complete within the timeout below
-        timeout_keep_alive=max(1, round(get_settings().header_timeout_seconds)),
-    )
+    made = None
+    if workers > 1:
+        made = _multiprocess_metrics_dir()
+    try:
+        uvicorn.run(
+            "serving.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+            http=PROTOCOL,  # request headers must be complete within the timeout below
+            timeout_keep_alive=max(1, round(get_settings().header_timeout_seconds)),
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir() -> Path | None:
+    """Point prometheus_client's multiprocess mode at an empty directory, inherited by the workers: the
+    one named by PROMETHEUS_MULTIPROC_DIR (emptied of an earlier run's files), else a new temporary one
+    (returned, to be removed at exit)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    path = Path(tempfile.mkdtemp(prefix="crosscart-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path

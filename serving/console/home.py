@@ -40,7 +40,8 @@ async def sign_in_submit(
 ):
     """Check the key as the API does (and count the attempt against the anonymous rate limit)."""
     client = request.client.host if request.client else ""
-    allowed, _, _ = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
+    decision = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
+    allowed = decision is None or decision.allowed
     principal = await run_in_threadpool(sign_in, state, api_key) if allowed else None
     if principal is None:
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from serving.deps import StateDep
@@ -23,6 +23,11 @@ class Readiness(BaseModel):
     redis: Literal["up", "unavailable", "not configured"] = Field(
         description="The shared rate-limit store; while unavailable each replica counts locally (not a "
         "reason to be unready)."
+    )
+    revocations: Literal["pushed", "polling", "not configured"] = Field(
+        description="How key revocations from other replicas reach this one: `pushed` over Redis (within "
+        "a second), `polling` the database every `auth_poll_seconds` while Redis is unreachable, or `not "
+        "configured` (no Redis: other replicas' revocations take up to the key cache's 30 s)."
     )
     catalog_products: int | None
     catalog_error: str | None
@@ -54,6 +59,13 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         ready=catalog is not None and state.models.decided and database_up,
         database="up" if database_up else "unavailable",
         redis=state.limiter.shared_store,
+        revocations=(
+            "not configured"
+            if state.revocations is None
+            else "pushed"
+            if state.revocations.listening
+            else "polling"
+        ),
         catalog_products=None if catalog is None else len(catalog),
         catalog_error=state.catalog.last_error,
         model=model.model_label,
@@ -69,5 +81,5 @@ async def ready(state: StateDep, response: Response) -> Readiness:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(state: StateDep) -> Response:
-    """Prometheus exposition of this process's counters."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`)."""
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

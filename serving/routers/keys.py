@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 
 from commerce.services.access import create_api_key, list_api_keys, revoke_api_key
 from serving.audit import audit
@@ -51,9 +51,13 @@ def list_keys(
 
 
 @router.delete("/{key_id}", response_model=ApiKeyOut)
-def revoke_key(key_id: IntId, session: SessionDep, state: StateDep, admin: Admin) -> ApiKeyOut:
-    """Revoke now in the database; every replica's auth cache forgets it within 30 s (this one at once).
-    An admin cannot revoke the key it is calling with, so the last admin key cannot lock everyone out."""
+def revoke_key(
+    key_id: IntId, session: SessionDep, state: StateDep, admin: Admin, background: BackgroundTasks
+) -> ApiKeyOut:
+    """Revoke now in the database; this replica forgets the key at once and, with Redis, every other
+    replica as soon as the commit is broadcast (within `auth_poll_seconds` while Redis is down; within 30 s
+    for replicas without Redis). An admin cannot revoke the key it is calling with, so the last admin key
+    cannot lock everyone out."""
     if key_id == admin.key_id:
         raise HTTPException(status.HTTP_409_CONFLICT, "cannot revoke the key making this request")
     key = revoke_api_key(session, key_id)
@@ -61,4 +65,6 @@ def revoke_key(key_id: IntId, session: SessionDep, state: StateDep, admin: Admin
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
     audit(session, admin, "api_key.revoked", "api_key", key_id, role=key.role)
     state.principals.discard(key.key_hash)
+    if state.revocations is not None:  # after the commit (the session closes before background tasks)
+        background.add_task(state.revocations.publish, key.key_hash)
     return ApiKeyOut.model_validate(key, from_attributes=True)

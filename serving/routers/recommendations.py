@@ -47,7 +47,9 @@ def _items(catalog: CatalogSnapshot, page: Page) -> list[dict]:
     ]
 
 
-def _model_info(model: ModelSnapshot, alias: str, alias_fallback_reason: str | None = None) -> dict:
+def _model_info(
+    model: ModelSnapshot, alias: str, alias_fallback_reason: str | None = None, source: str = "online"
+) -> dict:
     return {
         "name": model.model_label,
         "registered_name": model.name,
@@ -56,6 +58,7 @@ def _model_info(model: ModelSnapshot, alias: str, alias_fallback_reason: str | N
         "fallback": model.recommender is None,
         "fallback_reason": model.fallback_reason,
         "alias_fallback_reason": alias_fallback_reason,
+        "source": source,
     }
 
 
@@ -72,12 +75,12 @@ def shopper_page(
 ) -> dict:
     """One recommendation page (a `RecommendationPage` as a dict), for the route below; `session_items`
     are the live items of `query.session_id` (written under the caller's key)."""
-    catalog, page, chosen, session = _compose(state, shopper_id, query, session_items)
+    catalog, page, chosen, session, source = _compose(state, shopper_id, query, session_items)
     return {
         "shopper_id": shopper_id,
         "context": query.context,
         "items": _items(catalog, page),
-        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
+        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason, source),
         "experiments": chosen.variants,
         "session": session,
     }
@@ -86,11 +89,11 @@ def shopper_page(
 def shopper_page_json(state: ServingState, shopper_id: str, query: RecommendationQuery) -> bytes:
     """The same page as `shopper_page`, encoded straight to JSON bytes for the ASGI fast path
     (serving/fastpath.py): cards come pre-encoded, so a request encodes only its ranks and scores."""
-    catalog, page, chosen, _ = _compose(state, shopper_id, query)
+    catalog, page, chosen, _, source = _compose(state, shopper_id, query)
     head = {
         "shopper_id": shopper_id,
         "context": query.context,
-        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason),
+        "model": _model_info(chosen.model, chosen.alias, chosen.alias_fallback_reason, source),
         "experiments": chosen.variants,
         "session": None,  # the fast path never serves a session_id query
     }
@@ -116,9 +119,9 @@ def page_json(catalog: CatalogSnapshot, page: Page, head: dict) -> bytes:
 
 def _compose(
     state: ServingState, shopper_id: str, query: RecommendationQuery, session_items: list[str] | None = None
-) -> tuple[CatalogSnapshot, Page, Assignment, dict | None]:
-    """The page, the experiment assignment behind it, what a live session added to it, and the exposures
-    it causes (queued)."""
+) -> tuple[CatalogSnapshot, Page, Assignment, dict | None, str]:
+    """The page, the experiment assignment behind it, what a live session added to it, where its scores
+    came from (`online` or `precomputed`), and the exposures it causes (queued)."""
     catalog = catalog_or_503(state)
     if query.context != "home" and not query.product_id:
         raise HTTPException(
@@ -131,11 +134,14 @@ def _compose(
     chosen = choose(
         state.experiments.current or (), shopper_id, state.models, state.settings.model_alias, state.aliases
     )
-    ranked, session = None, None
+    ranked, session, source = None, None, "online"
     if query.session_id and session_items is not None and query.context == "home":
         ranked, session = _blend_session(
             state, catalog, chosen.model, shopper_id, query.session_id, session_items
         )
+    elif query.context == "home" and not (chosen.interleave or chosen.explore):
+        ranked = _precomputed(state, catalog, chosen.model, shopper_id, query.n)
+        source = "online" if ranked is None else "precomputed"
     options = dict(
         category=query.category,
         fulfillment=query.fulfillment,
@@ -153,7 +159,29 @@ def _compose(
         state.metrics.fallbacks.inc()
     if chosen.exposed:
         state.exposures.note(shopper_id, chosen.exposed)
-    return catalog, page, chosen, session
+    return catalog, page, chosen, session, source
+
+
+def _precomputed(
+    state: ServingState, catalog: CatalogSnapshot, model: ModelSnapshot, shopper_id: str, n: int
+) -> tuple | None:
+    """The shopper's batch-scored list as `recommend`'s ranked candidates, when one exists, was made by
+    the very model version being served and is long enough for the page; else None (score online)."""
+    lists = state.precomputed.current if state.precomputed is not None else None
+    if (
+        lists is None
+        or model.recommender is None
+        or (model.name, model.version) != (lists.model, lists.version)
+        or n > lists.n
+    ):
+        return None
+    found = lists.lookup(shopper_id)
+    if found is None:
+        return None
+    products, scores = found
+    positions = np.fromiter((catalog.index.get(p, -1) for p in products), dtype=np.int64, count=len(products))
+    known = positions >= 0  # products gone from the catalog since the batch ran
+    return positions[known], scores[known], f"{model.model_label}:precomputed"
 
 
 def _blend_session(

@@ -61,6 +61,11 @@ class ModelInfo(BaseModel):
         description="Set when the shopper's experiment variant asked for an alias that could not be "
         "served: the champion answered instead (and no exposure was logged).",
     )
+    source: Literal["online", "precomputed"] = Field(
+        default="online",
+        description="Where the scores came from: `precomputed` by `crosscart batch-score` for the model "
+        "version served, or scored `online` (no precomputed list for this shopper, version or page).",
+    )
 
 
 class SessionInfo(BaseModel):

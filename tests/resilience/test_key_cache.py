@@ -52,3 +52,20 @@ def test_failed_auth_throttle_counts_per_address_per_minute():
         throttle.failed("10.0.0.1")
     assert 0 < throttle.retry_after("10.0.0.1") <= 61
     assert throttle.retry_after("10.0.0.2") == 0
+
+
+def test_answers_stand_for_the_poll_interval_while_revocations_cannot_be_pushed(clock):
+    cache = PrincipalCache(ttl=30, poll_seconds=1)
+    shopper = Principal(role="shopper", key_id=1, shopper_id="s1")
+    cache.put("cc_a", shopper)
+    clock[0] += 2
+    assert cache.get("cc_a") == (True, shopper)  # pushed: fresh for 30 s
+    cache.pushed = False  # the revocation feed is down: re-check every second
+    assert cache.get("cc_a") == (False, None)
+    cache.put("cc_a", shopper)
+    clock[0] += 0.1
+    cache.pushed = True
+    cache.expire_all()  # the feed is back: whatever was revoked meanwhile is re-checked once
+    assert cache.get("cc_a") == (False, None)
+    clock[0] += 60
+    assert cache.stale("cc_a") == shopper  # and still served from memory if the database is down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -23,7 +24,10 @@ def test_shoppers_and_anonymous_are_throttled_storefront_is_not(make_client, key
     ]
     assert shopper == [200, 200, 200, 429]
     limited = client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["shopper"]))
-    assert int(limited.headers["retry-after"]) <= 61 and limited.json()["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["retry-after"]) <= 60 and limited.json()["code"] == "rate_limited"
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert limited.headers["ratelimit-policy"] == '"per-key";q=3;w=60'
+    assert limited.headers["ratelimit"].startswith('"per-key";r=0;t=')
     assert [client.get("/v1/rankings").status_code for _ in range(3)] == [200, 200, 429]
     storefront = {
         client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"])).status_code
@@ -34,9 +38,45 @@ def test_shoppers_and_anonymous_are_throttled_storefront_is_not(make_client, key
     assert client.get("/v1/shoppers/s2/orders", headers=auth(keys["shopper2"])).status_code == 200
 
 
+def test_throttled_responses_carry_ratelimit_headers(make_client, keys, settings):
+    client = make_client(settings=settings.model_copy(update={"rate_limit_per_minute": 5}))
+    remaining = []
+    for _ in range(3):
+        r = client.get("/v1/shoppers/s1/orders", headers=auth(keys["shopper"]))
+        assert r.status_code == 200 and r.headers["ratelimit-policy"] == '"per-key";q=5;w=60'
+        fields = dict(p.split("=") for p in r.headers["ratelimit"].split(";")[1:])
+        assert 1 <= int(fields["t"]) <= 60
+        remaining.append(int(fields["r"]))
+    assert remaining == [4, 3, 2]
+    # Unthrottled roles (the storefront) get no rate-limit headers; the 429 is documented with them.
+    storefront = client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"]))
+    assert "ratelimit" not in storefront.headers
+    documented = client.get("/openapi.json").json()["paths"]["/v1/shoppers/{shopper_id}/orders"]["get"]
+    assert set(documented["responses"]["429"]["headers"]) == {"Retry-After", "RateLimit", "RateLimit-Policy"}
+
+
+def test_the_window_slides_rather_than_resetting_on_the_minute():
+    """The sliding window counter weighs the previous minute's count: a burst at the end of one minute
+    still counts just after the boundary (a fixed window would hand out a full quota again)."""
+    from limits import RateLimitItemPerSecond
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+    async def run():
+        limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        item = RateLimitItemPerSecond(4, 1)
+        await asyncio.sleep(1.05 - time.time() % 1)  # windows are aligned on the epoch: start one
+        burst = [await limiter.hit(item, "k") for _ in range(4)]
+        await asyncio.sleep(1.1 - time.time() % 1)  # 0.1 s into the next one: 90% of the burst still weighs
+        return burst, [await limiter.hit(item, "k") for _ in range(4)]
+
+    burst, after = asyncio.run(run())
+    assert burst == [True] * 4 and 1 <= sum(after) < 4
+
+
 def test_redis_counters_are_shared_between_replicas():
     redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/10"
+    url = "redis://127.0.0.1:6379/13"
     try:
         redis.Redis.from_url(url, socket_timeout=0.5).ping()
     except redis.exceptions.RedisError:
@@ -48,9 +88,10 @@ def test_redis_counters_are_shared_between_replicas():
     replica_b = RateLimiter(3, 3, url, redis_timeout=2.0)
 
     async def run():
-        return [(await limiter.check(principal))[0] for limiter in (replica_a, replica_b) * 2]
+        return [(await limiter.check(principal)).allowed for limiter in (replica_a, replica_b) * 2]
 
-    assert asyncio.run(run()) == [True, True, True, False]
+    results = asyncio.run(run())
+    assert results == [True, True, True, False], (replica_a.breaker.trips, replica_b.breaker.trips)
     assert replica_a.breaker.closed and replica_b.breaker.closed
 
 
@@ -59,7 +100,7 @@ def test_redis_down_falls_back_to_local_counting():
     principal = Principal(role="shopper", key_id=1)
 
     async def run():
-        results = [(await limiter.check(principal))[0] for _ in range(3)]
+        results = [(await limiter.check(principal)).allowed for _ in range(3)]
         limiter.stop()
         return results
 
@@ -108,6 +149,10 @@ def test_health_ready_metrics(client, keys):
         in text
     )
     assert "crosscart_model_swaps 1.0" in text
+    assert (
+        'crosscart_model_version_info{model="recommender",name="crosscart-recommender",version="1"} 1.0'
+        in text
+    )
 
 
 def test_not_ready_until_catalog_loads(make_client):

@@ -27,6 +27,7 @@ def test_rules_model_order_and_metadata(client, keys):
         "fallback": False,
         "fallback_reason": None,
         "alias_fallback_reason": None,
+        "source": "online",
     }
     organic = [i for i in body["items"] if not i["sponsored"]]
     # the model's picks say whether the shopper bought them before

@@ -80,6 +80,12 @@ def test_cli_scores_the_registered_champion(tracking_uri, tmp_path):
     assert scores[scores["shopper_id"] == first]["product_id"].tolist() == [
         item for item, _ in model.recommend([first], n=4)[0]
     ]
+    # The lists name the version that made them, so the API serves them for that version only.
+    from serving.precomputed import load_precomputed
+
+    lists = load_precomputed(tmp_path / "lists")
+    assert (lists.model, lists.version, lists.n, len(lists)) == ("recs", "1", 4, len(model.user_ids_))
+    assert list(lists.lookup(first)[0]) == [item for item, _ in model.recommend([first], n=4)[0]]
     missing = runner.invoke(app, [*base, "--alias", "nowhere", "--out", str(tmp_path / "none")])
     assert missing.exit_code == 1
     assert "carries the alias 'nowhere'" in missing.output

@@ -1,0 +1,136 @@
+"""Precomputed top-N lists (`crosscart batch-score`), served instead of scoring online when present.
+
+batch-score writes `part-*.parquet` (shopper_id, rank, product_id, score) and `_precomputed.json` naming
+the registered model and version that made them, and with `--redis` copies both to Redis for replicas that
+share no storage. A replica loads them into memory (sorted shopper ids and flat arrays: about 40 bytes a
+row) and reloads when a new batch lands: no request waits on Redis or on the disk. A list is served only
+while the replica serves the same model version (a new champion makes them stale, so online scoring
+answers until batch-score runs again), and it passes through the same serving rules as an online list
+(stock, category, fulfillment, sponsored slots, popularity fill), so the page differs only in where its
+scores came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+META_FILE = "_precomputed.json"  # pyarrow skips files starting with "_" when reading the parts
+COLUMNS = ("shopper_id", "rank", "product_id", "score")
+
+
+@dataclass(frozen=True)
+class PrecomputedLists:
+    model: str  # registered model name
+    version: str
+    n: int
+    stamp: float  # the meta file's modification time, to notice a new batch
+    shoppers: np.ndarray  # sorted unique shopper ids
+    starts: np.ndarray  # shoppers[i]'s rows are products[starts[i]:starts[i + 1]]
+    products: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.shoppers)
+
+    def lookup(self, shopper_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(product ids, scores) best first, or None for a shopper without a list."""
+        i = int(np.searchsorted(self.shoppers, shopper_id))
+        if i == len(self.shoppers) or self.shoppers[i] != shopper_id:
+            return None
+        return self.products[self.starts[i] : self.starts[i + 1]], self.scores[
+            self.starts[i] : self.starts[i + 1]
+        ]
+
+
+def write_meta(directory: str | Path, model: str, version: str, n: int) -> Path:
+    """Record which model version made the lists in `directory` (batch-score calls this last)."""
+    path = Path(directory) / META_FILE
+    path.write_text(json.dumps({"model": model, "version": str(version), "n": n}))
+    return path
+
+
+def load_precomputed(
+    directory: str | Path, current: PrecomputedLists | None = None
+) -> PrecomputedLists | None:
+    """The lists in `directory`, or None when there are none; `current` is returned as is when the
+    batch has not changed since it was loaded."""
+    import pandas as pd
+
+    meta_path = Path(directory) / META_FILE
+    if not meta_path.exists():
+        return None
+    stamp = meta_path.stat().st_mtime
+    if current is not None and current.stamp == stamp:
+        return current
+    meta = json.loads(meta_path.read_text())
+    return _build(meta, stamp, pd.read_parquet(directory, columns=list(COLUMNS)))
+
+
+REDIS_META = "crosscart:precomputed:meta"  # JSON: model, version, n, stamp, parts (the key of the parts)
+
+
+def publish_to_redis(directory: str | Path, url: str) -> int:
+    """Copy the batch in `directory` (parts and meta) to Redis, for replicas without shared storage;
+    returns the number of parts. The new parts go under a key of their own and the meta is switched to
+    them in one SET, so a replica never reads half of two batches; the previous batch's parts expire."""
+    import time
+
+    import redis
+
+    meta = json.loads((Path(directory) / META_FILE).read_text())
+    stamp = time.time()
+    parts_key = f"crosscart:precomputed:parts:{stamp:.6f}"
+    client = redis.Redis.from_url(url)
+    previous = client.get(REDIS_META)
+    pipe = client.pipeline(transaction=False)
+    parts = sorted(Path(directory).glob("part-*.parquet"))
+    for part in parts:
+        pipe.rpush(parts_key, part.read_bytes())
+    pipe.execute()
+    client.set(REDIS_META, json.dumps({**meta, "stamp": stamp, "parts": parts_key}))
+    if previous is not None:  # replicas loading it right now get a minute to finish
+        client.expire(json.loads(previous)["parts"], 60)
+    client.close()
+    return len(parts)
+
+
+def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) -> PrecomputedLists | None:
+    """The batch `publish_to_redis` last published, or None; `current` when it is still that batch."""
+    import io
+
+    import pandas as pd
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=30)
+    try:
+        raw = client.get(REDIS_META)
+        if raw is None:
+            return None
+        meta = json.loads(raw)
+        if current is not None and current.stamp == meta["stamp"]:
+            return current
+        blobs = client.lrange(meta["parts"], 0, -1)
+    finally:
+        client.close()
+    frames = [pd.read_parquet(io.BytesIO(blob), columns=list(COLUMNS)) for blob in blobs]
+    return _build(meta, meta["stamp"], pd.concat(frames, ignore_index=True))
+
+
+def _build(meta: dict, stamp: float, frame) -> PrecomputedLists:
+    frame = frame.sort_values(["shopper_id", "rank"], kind="stable")
+    ids = frame["shopper_id"].to_numpy(dtype=str)
+    shoppers, starts = np.unique(ids, return_index=True)
+    return PrecomputedLists(
+        model=meta["model"],
+        version=str(meta["version"]),
+        n=int(meta["n"]),
+        stamp=stamp,
+        shoppers=shoppers,
+        starts=np.append(starts, len(ids)).astype(np.int64),
+        products=frame["product_id"].to_numpy(dtype=object),
+        scores=frame["score"].to_numpy(dtype=np.float64),
+    )

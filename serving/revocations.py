@@ -1,0 +1,121 @@
+"""Key revocations pushed to every API replica over Redis pub/sub, so a revoked key is refused everywhere
+within milliseconds while each replica still answers most key checks from memory.
+
+The database stays the truth: a replica discards a revoked key's cached answer when the message arrives and
+asks the database next time. A subscriber cannot tell a silent channel from a frozen Redis, so it pings
+every `heartbeat` seconds and gives up after four unanswered; while it is not provably listening (Redis
+down, frozen, or reconnecting) the principal cache falls back to re-checking keys every `poll_seconds`,
+and on reconnecting it re-checks every cached key once, since messages sent meanwhile are lost. Nothing
+here runs on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from serving.security import PrincipalCache
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "crosscart:revoked-keys"
+
+
+class RevocationFeed:
+    def __init__(
+        self,
+        url: str,
+        principals: PrincipalCache,
+        timeout: float = 0.25,
+        heartbeat: float = 0.5,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        import redis.asyncio  # here, not on the event loop: the first import takes a while
+
+        self._module = redis.asyncio
+        self.url, self.principals = url, principals
+        self.timeout, self.heartbeat, self.retry_seconds = timeout, heartbeat, retry_seconds
+        self.listening = False
+        self.received = 0  # revocations received from the channel (this replica's own included)
+        principals.pushed = False  # until subscribed
+        self._task: asyncio.Task | None = None
+        self._publisher = None
+
+    def start(self) -> None:
+        """Subscribe in the background (call inside the serving event loop)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="revocation-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.aclose()
+
+    async def publish(self, key_hash: str) -> bool:
+        """Tell every replica (call after the revocation is committed). If Redis cannot take it, the other
+        replicas' feeds are down too and they are polling the database: nothing is lost."""
+        if self._publisher is None:
+            self._publisher = self._module.Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._publisher.publish(CHANNEL, key_hash)
+            return True
+        except Exception as exc:
+            log.warning("revocation not broadcast (%s); other replicas see it by polling", type(exc).__name__)
+            return False
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.listening:
+                    log.warning(
+                        "revocation feed lost (%s): keys are re-checked every %g s until it is back",
+                        type(exc).__name__,
+                        self.principals.poll_seconds,
+                    )
+            finally:
+                self.listening = self.principals.pushed = False
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _listen(self) -> None:
+        client = self._module.Redis.from_url(self.url, socket_connect_timeout=self.timeout)
+        pubsub = client.pubsub()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await pubsub.subscribe(CHANNEL)
+                while (await pubsub.get_message(timeout=self.timeout)) is None:
+                    pass  # the subscription's confirmation
+            self.principals.expire_all()  # revocations sent while not listening were lost
+            self.listening = self.principals.pushed = True
+            log.info("revocation feed listening on %s", CHANNEL)
+            heard = next_ping = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now >= next_ping:
+                    async with asyncio.timeout(self.timeout):
+                        await pubsub.ping()
+                    next_ping = now + self.heartbeat
+                message = await pubsub.get_message(timeout=self.heartbeat)
+                if message is not None:
+                    heard = time.monotonic()
+                    if message["type"] == "message":
+                        self.received += 1
+                        self.principals.discard(message["data"].decode())
+                elif time.monotonic() - heard > 4 * self.heartbeat + self.timeout:  # a busy loop is no outage
+                    raise TimeoutError("Redis stopped answering the feed's pings")
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await pubsub.aclose()
+                    await client.aclose()
