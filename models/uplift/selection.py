@@ -183,16 +183,22 @@ class AutoUplift(UpliftModel):
 
     Each candidate is fitted `repeats` x `cv` times (folds stratified by arm x outcome, a new shuffle
     per repeat) and scored on the held-out fold by Qini AUC and uplift@30. `one_se_choice` finds the
-    candidates the folds cannot tell from the best (level within one standard error). With `combine`
-    (default) the model is the standardised average of all level candidates (`UpliftEnsemble` with
-    `standardise=True`), else the simplest level one; a single level candidate is used alone.
+    candidates the folds cannot tell from the best (level within one standard error). The choice:
+    `default` (the regularised S-learner: it shares every row between the arms) unless the best
+    beats it by more than `default_se` standard errors; otherwise, with `combine`, the standardised
+    average of all level candidates (`UpliftEnsemble` with `standardise=True`), else the simplest
+    level one. Leaving the default takes two standard errors, not one, because the fold-to-fold
+    standard error understates the real one: folds share training rows and repeats share all of
+    them (Bengio & Grandvalet 2004), and a model fitted on two thirds of the rows is judged, not the
+    one fitted on all of them.
     `best_key_` names the choice (members joined by "+").
 
     Picking the single best mean Qini over-fits the folds when the signal is weak (on Hillstrom-like
-    conversion and spend the fold-to-fold spread of Qini exceeds the gaps between learners): the
-    level set then grows and averaging its members cancels part of each one's noise; with a strong
-    signal few candidates stay level and the best ones decide. The `ens` candidate is scored from its
-    members' held-out predictions (the same fits, averaged), so it costs no extra fits.
+    conversion and spend the fold-to-fold spread of Qini exceeds the gaps between learners): then
+    the default stays, or, when it is clearly beaten, averaging the level candidates cancels part of
+    each one's noise; with a strong signal few candidates stay level and the best ones decide. The
+    `ens` candidate is scored from its members' held-out predictions (the same fits, averaged), so it
+    costs no extra fits.
     """
 
     def __init__(
@@ -200,6 +206,8 @@ class AutoUplift(UpliftModel):
         candidates=AUTO_CANDIDATES,
         cv: int = 3,
         repeats: int = 2,
+        default: str | None = "s",
+        default_se: float = 2.0,
         combine: bool = True,
         control=0,
         random_state: int | None = 0,
@@ -207,6 +215,8 @@ class AutoUplift(UpliftModel):
         self.candidates = candidates
         self.cv = cv
         self.repeats = repeats
+        self.default = default
+        self.default_se = default_se
         self.combine = combine
         self.control = control
         self.random_state = random_state
@@ -259,15 +269,20 @@ class AutoUplift(UpliftModel):
         }
         best_key, self.cv_scores_ = one_se_choice(scores, candidates)
         level = tuple(k for k in candidates if self.cv_scores_[k]["level_with_best"])
-        if self.combine and len(level) > 1:
+        kept = self.cv_scores_.get(self.default)
+        if kept is not None and kept["gap_to_best"] <= self.default_se * kept["gap_se"] + 1e-12:
+            self.best_key_ = self.default
+        elif self.combine and len(level) > 1:
             self.best_key_ = "+".join(level)
+        else:
+            self.best_key_ = best_key
+        if "+" in self.best_key_:
             self.model_ = UpliftEnsemble(
                 level, standardise=True, control=self.control, random_state=self.random_state
             )
         else:
-            self.best_key_ = best_key
             self.model_ = make_model(
-                best_key, binary=binary, control=self.control, random_state=self.random_state
+                self.best_key_, binary=binary, control=self.control, random_state=self.random_state
             )
         self.model_.fit(X, t, y)
         self.arms_ = self.model_.arms_

@@ -81,9 +81,10 @@ def test_auto_matches_the_best_scikit_uplift_model(effect):
         assert gap["gap"] >= -(1 if effect else 2) * gap["gap_se"], (metric, auto["chosen"], gap)
         if effect:
             assert auto[metric] > max(rows[f"sklift-{k}"][metric] for k in ("s", "t", "ct"))
-    if not effect:  # nothing to learn: the noise spreads the folds, so many candidates stay level
+    if not effect:  # nothing to learn: the noise spreads the folds, many candidates stay level and
+        # no evidence moves auto off its default, the regularised S-learner
         assert sum(v["level_with_best"] for v in auto["cv"].values()) >= 3
-        assert "+" in auto["chosen"]
+        assert auto["chosen"] == "s"
 
 
 def test_auto_scores_ensembles_from_members_and_skips_inapplicable_candidates():
@@ -97,10 +98,27 @@ def test_auto_scores_ensembles_from_members_and_skips_inapplicable_candidates():
         data.X, data.treatment, data.outcome
     )
     assert set(binary.cv_scores_) == {"s-lr", "ens", "s"}
-    assert binary.best_key_ in binary.cv_scores_
+    assert all(k in binary.cv_scores_ for k in binary.best_key_.split("+"))
     np.testing.assert_allclose(binary.predict_uplift(data.X[:5]), binary.model_.predict_uplift(data.X[:5]))
     with pytest.raises(ValueError, match="repeats"):
         AutoUplift(repeats=0).fit(data.X, data.treatment, data.outcome)
+
+
+def test_auto_keeps_its_default_unless_it_is_beaten_and_averages_the_level_candidates_then():
+    data = _campaign(4000, 0.3, seed=6)
+    kwargs = dict(candidates=("s-lr", "t-lr", "s", "ct"), cv=2, repeats=2)
+    auto = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
+    level = [k for k in kwargs["candidates"] if auto.cv_scores_[k]["level_with_best"]]
+    s = auto.cv_scores_["s"]
+    if s["gap_to_best"] <= 2 * s["gap_se"]:  # the default is left only when beaten by 2 SE
+        assert auto.best_key_ == "s"
+    else:
+        assert auto.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
+    # without a default (or with one that is not a candidate) the level set is averaged
+    no_default = AutoUplift(**kwargs, default=None).fit(data.X, data.treatment, data.outcome)
+    assert no_default.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
+    if len(level) > 1:
+        assert no_default.model_.members == tuple(level) and no_default.model_.standardise
 
 
 def test_standardised_ensemble_puts_members_on_one_scale():

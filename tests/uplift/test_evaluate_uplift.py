@@ -37,7 +37,9 @@ def test_simulator_has_hillstrom_shape_and_rates():
     assert 0.5 < rates.loc["No E-Mail", "spend"] < 0.9 and 1.0 < rates.loc["Mens E-Mail", "spend"] < 1.7
     orders = data.loc[data["spend"] > 0, "spend"]
     assert (orders >= 29.99).all() and (orders <= 499).all() and orders.mean() > 1.1 * orders.median()
-    assert ((data["spend"] > 0) == (data["conversion"] == 1)).all() and (data["conversion"] <= data["visit"]).all()
+    assert ((data["spend"] > 0) == (data["conversion"] == 1)).all() and (
+        data["conversion"] <= data["visit"]
+    ).all()
     assert set(data["zip_code"]) == {"Urban", "Surburban", "Rural"}  # spelt as in the real file
     assert set(data["history_segment"].str[:2]) == {f"{i})" for i in range(1, 8)}
     effect = (truth["p_mens"] + truth["p_womens"]) / 2 - truth["p_control"]
@@ -60,7 +62,7 @@ def test_load_pools_treatment_values_encodes_strings_and_drops_outcome_columns(h
     one_arm = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "visit")
     assert len(one_arm.outcome) == (data["segment"] != "Womens E-Mail").sum()  # other arm left out
     chosen = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "visit", ["recency", "zip_code"])
-    assert list(chosen.X.columns) == ["recency", "zip_code_Rural", "zip_code_Suburban", "zip_code_Urban"]
+    assert list(chosen.X.columns) == ["recency", "zip_code_Rural", "zip_code_Surburban", "zip_code_Urban"]
 
 
 @pytest.mark.parametrize(
@@ -105,11 +107,25 @@ def test_cli_prints_one_json_line_per_model(tmp_path, hillstrom):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [r["model"] for r in rows] == ["s", "t", "x", "ct"]
+    assert [r["model"] for r in rows] == [
+        "s", "t", "x", "ct",
+        "sklift-s", "sklift-t", "sklift-ct", "sklift-s-reg", "sklift-t-reg", "sklift-ct-reg",
+    ]  # fmt: skip
     for row in rows:
         for key in ("qini_auc", "auuc", "uplift@30", "uplift@10", "uplift@30_by_group"):
             assert np.isfinite(row[key])
         assert -1 <= row["qini_auc"] <= 1
+    ours, baselines = rows[:4], {r["model"]: r for r in rows[4:]}
+    assert all(r["baseline"] for r in baselines.values())
+    for row in ours:
+        for metric in ("qini_auc", "uplift@30"):
+            gap = row["vs_baselines"][metric]
+            best = max(baselines.values(), key=lambda r: r[metric])
+            assert gap["best_baseline"] == best["model"]
+            assert gap["gap"] == pytest.approx(row[metric] - best[metric])
+            assert gap["gap_se"] > 0
+    # our S-learner on the regularised LightGBM is scikit-uplift's SoloModel on the same learner
+    assert rows[0]["qini_auc"] == pytest.approx(baselines["sklift-s-reg"]["qini_auc"], abs=1e-9)
 
 
 def test_cli_rejects_unknown_model_and_bad_column(tmp_path, hillstrom):
