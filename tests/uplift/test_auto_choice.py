@@ -134,3 +134,13 @@ def test_standardised_ensemble_puts_members_on_one_scale():
     np.testing.assert_allclose(ens.predict_uplift(new), expected)
     # on the training rows the result keeps the members' average centre
     assert ens.predict_uplift(data.X).mean() == pytest.approx(centre.mean())
+
+
+def test_auto_with_several_arms_scores_each_arm_against_control():
+    from tests.uplift.test_learners import two_arm_data
+
+    X, arm, y = two_arm_data(n=3000, seed=1)
+    auto = AutoUplift(candidates=("s-lr", "t-lr", "s"), cv=2, repeats=1, control="ctl").fit(X, arm, y)
+    assert list(auto.arms_) == ["a", "b"]
+    assert auto.predict_uplift(X[:3]).shape == (3, 2)
+    assert all(k in auto.cv_scores_ for k in auto.best_key_.split("+"))
