@@ -233,7 +233,7 @@ def model_bench(seeds: int, models: list[str]) -> dict:
         rows = [{"model": "reference-s-lgbm-defaults", **score(test.outcome, reference.predict_uplift(test.X),
                                                                 test.treatment)}]  # fmt: skip
         for row in evaluate_models(train, test, models):
-            row.pop("cv_qini", None)
+            row.pop("cv", None)
             rows.append(row)
         per_seed.append(rows)
     names = [r["model"] for r in per_seed[0]]

@@ -18,7 +18,15 @@ from experiments.uplift_metrics import plot_uplift_report, qini_auc_score, uplif
 from models.uplift.base import is_binary_outcome
 from models.uplift.selection import make_model
 
-__all__ = ["CampaignData", "load_campaign", "split_campaign", "evaluate_models", "parse_split"]
+__all__ = [
+    "CampaignData",
+    "load_campaign",
+    "split_campaign",
+    "evaluate_models",
+    "parse_split",
+    "sklift_baselines",
+    "compare_to_baselines",
+]
 
 
 @dataclass(frozen=True)
@@ -158,28 +166,110 @@ def score(outcome, uplift, treatment) -> dict[str, float]:
     }
 
 
+BASELINE_LEARNERS = ("lgbm", "reg")  # LightGBM defaults (scikit-uplift's usual setup); ours regularised
+
+
+def sklift_baselines(
+    train: CampaignData, test: CampaignData, random_state: int = 0
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """scikit-uplift's own S-learner (SoloModel), T-learner (TwoModels) and class transformation,
+    each on LightGBM defaults (`sklift-s`, ...) and on our regularised LightGBM (`sklift-s-reg`, ...),
+    fit on train and scored on test like our models. Class transformation is for binary outcomes
+    only in scikit-uplift, so a continuous outcome has no `sklift-ct` rows. Returns the score rows
+    and each baseline's test-set uplift.
+    """
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from sklift.models import ClassTransformation, SoloModel, TwoModels
+
+    from models.uplift.base import default_estimator
+
+    binary = is_binary_outcome(train.outcome)
+
+    def base(learner: str):
+        if learner == "reg":
+            return default_estimator(binary, random_state)
+        cls = LGBMClassifier if binary else LGBMRegressor
+        return cls(n_jobs=1, verbose=-1, random_state=random_state)
+
+    rows, predictions = [], {}
+    for learner in BASELINE_LEARNERS:
+        suffix = "" if learner == "lgbm" else "-reg"
+        models = {
+            f"sklift-s{suffix}": SoloModel(base(learner)),
+            f"sklift-t{suffix}": TwoModels(base(learner), base(learner), method="vanilla"),
+        }
+        if binary:
+            models[f"sklift-ct{suffix}"] = ClassTransformation(base(learner))
+        # arrays, not frames: LightGBM refuses one-hot column names such as "1) $0 - $100"
+        X_train, X_test = train.X.to_numpy(dtype=float), test.X.to_numpy(dtype=float)
+        for key, model in models.items():
+            model.fit(X_train, train.outcome, train.treatment)
+            uplift = np.asarray(model.predict(X_test), dtype=float)
+            predictions[key] = uplift
+            rows.append({"model": key, "baseline": True, **score(test.outcome, uplift, test.treatment)})
+    return rows, predictions
+
+
+def compare_to_baselines(
+    test: CampaignData, uplift: np.ndarray, baselines: dict[str, np.ndarray], n_boot: int = 200, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Per metric (Qini AUC, uplift@30): the model's test score minus the best baseline's, and the
+    paired bootstrap standard error of that gap (test rows resampled, every model on the same rows),
+    so a gap can be read against the test set's own noise."""
+    y, t = test.outcome, test.treatment
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+    out = {}
+    for metric, fn in (
+        ("qini_auc", lambda yy, uu, tt: qini_auc_score(yy, uu, tt)),
+        ("uplift@30", lambda yy, uu, tt: uplift_at_k(yy, uu, tt, 0.3, "overall")),
+    ):
+        base_scores = {k: fn(y, u, t) for k, u in baselines.items()}
+        best = max(base_scores, key=base_scores.get)
+        gap = fn(y, uplift, t) - base_scores[best]
+        boot = [
+            fn(y[i], uplift[i], t[i]) - fn(y[i], baselines[best][i], t[i])
+            for i in draws
+            if 0 < t[i].sum() < len(i)
+        ]
+        out[metric] = {"best_baseline": best, "gap": float(gap), "gap_se": float(np.std(boot, ddof=1))}
+    return out
+
+
 def evaluate_models(
     train: CampaignData,
     test: CampaignData,
     models: list[str],
     random_state: int = 0,
     plots_dir: Path | None = None,
+    baselines: bool = False,
 ) -> list[dict]:
     """Fit each named model on train, score on test; `auto` also reports the model it chose.
 
-    With `plots_dir`, each model's Qini, uplift and calibration PNGs are written there.
+    With `baselines`, scikit-uplift's S, T and class-transformation models (`sklift_baselines`) are
+    scored too, and each of our models' rows gets `vs_baselines`: its gap to the best of them per
+    metric, with the gap's bootstrap standard error. With `plots_dir`, each model's Qini, uplift and
+    calibration PNGs are written there.
     """
     binary = is_binary_outcome(train.outcome)
-    rows = []
+    rows, predictions = [], {}
     for key in models:
         model = make_model(key, binary=binary, random_state=random_state)
         model.fit(train.X, train.treatment, train.outcome)
-        uplift = model.predict_uplift(test.X)
+        uplift = np.asarray(model.predict_uplift(test.X), dtype=float)
+        predictions[key] = uplift
         row = {"model": key, **score(test.outcome, uplift, test.treatment)}
         if plots_dir is not None:
             plot_uplift_report(test.outcome, uplift, test.treatment, plots_dir, prefix=key.replace("-", "_"))
         if key == "auto":
             row["chosen"] = model.best_key_
-            row["cv_qini"] = model.cv_scores_
+            row["cv"] = model.cv_scores_
         rows.append(row)
+    if baselines:
+        base_rows, base_preds = sklift_baselines(train, test, random_state)
+        for row in rows:
+            row["vs_baselines"] = compare_to_baselines(
+                test, predictions[row["model"]], base_preds, seed=random_state
+            )
+        rows.extend(base_rows)
     return rows

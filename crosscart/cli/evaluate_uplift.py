@@ -26,12 +26,21 @@ def evaluate_uplift(
     ),
     split: str = typer.Option("0.5:42", "--split", help="TEST_SHARE:SEED of the stratified split."),
     models: str = typer.Option(
-        "s,t,x,ct", "--models", help="Comma-separated: s,t,x,dr,ct,s-lr,t-lr,x-lr,ct-lr,ens,auto."
+        "auto,s,t,ct,s-lr,ens",
+        "--models",
+        help="Comma-separated: s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,ens,auto.",
+    ),
+    baselines: bool = typer.Option(
+        True,
+        "--baselines/--no-baselines",
+        help="Also score scikit-uplift's S, T and class-transformation models and report each model's "
+        "gap to the best of them.",
     ),
     plots: Path | None = typer.Option(None, "--plots", help="Directory for Qini/uplift/calibration PNGs."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per model per line."),
 ) -> None:
-    """Fit each model on the train part of a stratified split and print its test-set uplift metrics.
+    """Fit each model on the train part of a stratified split and print its test-set uplift metrics,
+    beside scikit-uplift's own models (rows `sklift-*`) and each model's gap to the best of them.
 
     Rows whose treatment value is neither a treatment nor a control value are left out. String columns
     are one-hot encoded. Example (Hillstrom, any e-mail versus none):
@@ -62,7 +71,7 @@ def evaluate_uplift(
     if campaign.dropped:
         typer.echo(f"left out as outcome-like columns: {', '.join(campaign.dropped)}", err=True)
     with working("fitting and scoring uplift models"):
-        rows = evaluate_models(train, test, keys, random_state=seed, plots_dir=plots)
+        rows = evaluate_models(train, test, keys, random_state=seed, plots_dir=plots, baselines=baselines)
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
@@ -72,9 +81,12 @@ def evaluate_uplift(
 
     metrics = ["qini_auc", "auuc", "uplift@30", "uplift@10", "uplift@30_by_group"]
     table = Table(title=f"uplift on {len(test.outcome)} test rows (train {len(train.outcome)})")
-    for col in ["model", *metrics]:
+    gaps = ["qini_auc", "uplift@30"] if baselines else []
+    for col in ["model", *metrics, *(f"{m} - best sklift (se)" for m in gaps)]:
         table.add_column(col)
     for row in rows:
         name = f"{row['model']} ({row['chosen']})" if "chosen" in row else row["model"]
-        table.add_row(name, *(f"{row[m]:.4f}" for m in metrics))
+        vs = row.get("vs_baselines", {})
+        cells = [f"{vs[m]['gap']:+.4f} ({vs[m]['gap_se']:.4f})" if m in vs else "" for m in gaps]
+        table.add_row(name, *(f"{row[m]:.4f}" for m in metrics), *cells)
     Console().print(table)

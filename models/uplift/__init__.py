@@ -4,7 +4,14 @@ One interface: `fit(X, treatment, outcome)` then `predict_uplift(X)`; see `model
 """
 
 from models.uplift.base import BaseUpliftModel
-from models.uplift.learners import ClassTransformation, DRLearner, SLearner, TLearner, XLearner
+from models.uplift.learners import (
+    ClassTransformation,
+    DRLearner,
+    SLearner,
+    TLearner,
+    TwoPartLearner,
+    XLearner,
+)
 from models.uplift.selection import MODEL_KEYS, AutoUplift, UpliftEnsemble, make_model
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "XLearner",
     "DRLearner",
     "ClassTransformation",
+    "TwoPartLearner",
     "AutoUplift",
     "UpliftEnsemble",
     "MODEL_KEYS",

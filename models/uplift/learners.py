@@ -7,11 +7,12 @@ so no propensity model is fitted (one would only add noise when assignment was r
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.model_selection import KFold
 
 from models.uplift.base import BaseUpliftModel, predict_outcome
 
-__all__ = ["SLearner", "TLearner", "XLearner", "DRLearner", "ClassTransformation"]
+__all__ = ["SLearner", "TLearner", "XLearner", "DRLearner", "ClassTransformation", "TwoPartLearner"]
 
 
 def _fit_weighted(model, X, y, weights):
@@ -166,3 +167,37 @@ class ClassTransformation(BaseUpliftModel):
         if self.binary_:
             return 2 * predict_outcome(model, X) - 1
         return predict_outcome(model, X)
+
+
+class TwoPartLearner(BaseUpliftModel):
+    """Two-part (hurdle) uplift for a non-negative outcome that is mostly zero, such as spend:
+    uplift = (P(y > 0 | x, arm) - P(y > 0 | x, control)) x E[y | y > 0, x].
+
+    Spend on a campaign is a rare purchase times a heavy-tailed order value; regressing spend itself
+    lets a few large orders steer the model. Here `uplift_learner` (an uplift model on the 0/1 target
+    y > 0) learns who the mail makes buy, and one regressor over every arm's buyers (`estimator`,
+    the regularised LightGBM by default) the order value. The mail is assumed to move whether a
+    shopper buys rather than how much a buyer spends (so the order value model ignores the arm).
+    """
+
+    def __init__(self, uplift_learner=None, estimator=None, control=0, random_state: int | None = 0):
+        self.uplift_learner = uplift_learner
+        self.estimator = estimator
+        self.control = control
+        self.random_state = random_state
+
+    def _fit_arms(self, X, t, y) -> None:
+        if (y < 0).any():
+            raise ValueError("a two-part model needs a non-negative outcome")
+        bought = y > 0
+        if bought.sum() < 2:
+            raise ValueError("a two-part model needs at least two rows with a positive outcome")
+        inner = self.uplift_learner if self.uplift_learner is not None else SLearner()
+        self.purchase_ = clone(inner).set_params(control=self.control, random_state=self.random_state)
+        self.purchase_.fit(X, t, bought.astype(float))
+        self.value_ = self._make(False).fit(X[bought], y[bought])
+
+    def _predict_arm(self, X, arm) -> np.ndarray:
+        effects = np.asarray(self.purchase_.predict_uplift(X)).reshape(len(X), -1)
+        column = int(np.flatnonzero(self.purchase_.arms_ == arm)[0])
+        return effects[:, column] * np.maximum(predict_outcome(self.value_, X), 0.0)

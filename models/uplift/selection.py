@@ -1,8 +1,9 @@
-"""Named uplift models and model choice by cross-validated Qini.
+"""Named uplift models and model choice by repeated cross-validation on the training rows.
 
-On small, noisy campaign data no single learner wins everywhere; `AutoUplift` scores each candidate
-by its normalised Qini AUC on held-out folds (stratified by arm x outcome) and refits the best on
-all rows. The same held-out score is what the offline evaluation reports, so the choice is honest.
+On small, noisy campaign data no single learner wins everywhere, and the one with the best
+held-out Qini is often only the luckiest. `AutoUplift` scores each candidate by Qini AUC and
+uplift@30 on repeated held-out folds, keeps those the folds cannot tell from the best (one standard
+error rule, `one_se_choice`) and averages them; the test rows are never seen, so the choice is honest.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from experiments.uplift_metrics import qini_auc_score
+from experiments.uplift_metrics import qini_auc_score, uplift_at_k
 from models.uplift.base import UpliftModel, is_binary_outcome, no_coupon_terms
-from models.uplift.learners import ClassTransformation, DRLearner, SLearner, TLearner, XLearner
+from models.uplift.learners import (
+    ClassTransformation,
+    DRLearner,
+    SLearner,
+    TLearner,
+    TwoPartLearner,
+    XLearner,
+)
 
-__all__ = ["MODEL_KEYS", "make_model", "AutoUplift", "UpliftEnsemble", "cv_qini"]
+__all__ = ["MODEL_KEYS", "make_model", "AutoUplift", "UpliftEnsemble", "cv_qini", "one_se_choice"]
 
 
 def _linear(binary: bool):
@@ -32,7 +40,8 @@ def _linear(binary: bool):
 def make_model(key: str, *, binary: bool = True, control=0, random_state: int | None = 0):
     """A fresh model by short name: s, t, x, dr, ct (LightGBM); s-lr, si-lr (with feature x arm
     interactions), t-lr, x-lr, ct-lr (logistic/ridge);
-    ens (mean of LightGBM and linear learners); auto (best by cross-validated Qini)."""
+    s-2p, s-lr-2p (two-part: the S-learner's uplift on y > 0 times the order value, for spend);
+    ens (mean of LightGBM and linear learners); auto (chosen by repeated cross-validation)."""
     lgbm = {"s": SLearner, "t": TLearner, "x": XLearner, "dr": DRLearner, "ct": ClassTransformation}
     if key in lgbm:
         return lgbm[key](control=control, random_state=random_state)
@@ -48,6 +57,9 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
     if key == "ct-lr":
         # the transformed target is binary for binary outcomes, continuous otherwise
         return ClassTransformation(_linear(binary), control=control, random_state=random_state)
+    if key in ("s-2p", "s-lr-2p"):
+        inner = make_model(key[:-3], binary=True, control=control, random_state=random_state)
+        return TwoPartLearner(inner, control=control, random_state=random_state)
     if key == "ens":
         return UpliftEnsemble(ENSEMBLE_MEMBERS, control=control, random_state=random_state)
     if key == "auto":
@@ -55,22 +67,56 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
     raise ValueError(f"unknown uplift model {key!r}; choose from {', '.join(MODEL_KEYS)}")
 
 
-MODEL_KEYS = ("s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "ens", "auto")
+MODEL_KEYS = (
+    "s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "s-2p", "s-lr-2p", "ens", "auto"
+)  # fmt: skip
 # Both S-learners share every row between arms (low variance); trees and a linear model err in
 # different places. On held-out Hillstrom-like seeds this pair beat each member and larger mixes.
 ENSEMBLE_MEMBERS = ("s", "s-lr")
-AUTO_CANDIDATES = ("s", "t", "x", "dr", "ct", "s-lr", "t-lr", "x-lr", "ens")
+# Simplest first: the one-standard-error rule takes the first candidate whose cross-validated score
+# is statistically level with the best. Linear learners (few parameters, stable rankings) lead, the
+# low-variance ensemble of the two S-learners next, then the trees from least to most variance.
+AUTO_CANDIDATES = ("s-lr", "si-lr", "t-lr", "x-lr", "s-lr-2p", "ens", "s-2p", "s", "x", "t", "dr", "ct")
+
+
+def applicable(key: str, binary: bool) -> bool:
+    """Two-part models are for continuous outcomes (on a 0/1 outcome they equal their inner model);
+    a linear S-learner without interactions predicts the same uplift for every row of a continuous
+    outcome (an additive arm effect), so it cannot rank and is left out there."""
+    if key.endswith("-2p"):
+        return not binary
+    if key == "s-lr":
+        return binary
+    return True
+
+
+AUTO_METRICS = ("qini_auc", "uplift@30")
+
+
+def _arm_scores(effects: np.ndarray, t, y, arms, control) -> np.ndarray:
+    """(qini_auc, uplift@30) averaged over arms, each arm scored on its own rows and the control rows."""
+    effects = effects[:, None] if effects.ndim == 1 else effects
+    scores = []
+    for j, arm in enumerate(arms):
+        rows = (t == arm) | (t == control)
+        treated = (t[rows] == arm).astype(int)
+        scores.append(
+            [
+                qini_auc_score(y[rows], effects[rows, j], treated),
+                uplift_at_k(y[rows], effects[rows, j], treated, 0.3, "overall"),
+            ]
+        )
+    return np.mean(scores, axis=0)
 
 
 def _mean_qini(model, X, t, y, control) -> float:
     """Qini AUC averaged over arms, each arm scored on its own rows and the control rows."""
-    effects = np.asarray(model.predict_uplift(X))
-    effects = effects[:, None] if effects.ndim == 1 else effects
-    scores = []
-    for j, arm in enumerate(model.arms_):
-        rows = (t == arm) | (t == control)
-        scores.append(qini_auc_score(y[rows], effects[rows, j], (t[rows] == arm).astype(int)))
-    return float(np.mean(scores))
+    return float(_arm_scores(np.asarray(model.predict_uplift(X)), t, y, model.arms_, control)[0])
+
+
+def _strata(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    y_strata = y if is_binary_outcome(y) else (y > 0).astype(float)
+    return np.char.add(t.astype(str), np.char.add("|", y_strata.astype(int).astype(str)))
 
 
 def cv_qini(
@@ -80,40 +126,165 @@ def cv_qini(
     X = np.asarray(X, dtype=float)
     t = np.asarray(treatment).ravel()
     y = np.asarray(outcome, dtype=float).ravel()
-    y_strata = y if is_binary_outcome(y) else (y > 0).astype(float)
-    strata = np.char.add(t.astype(str), np.char.add("|", y_strata.astype(int).astype(str)))
     folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
     return [
         _mean_qini(clone(model).fit(X[tr], t[tr], y[tr]), X[te], t[te], y[te], control)
-        for tr, te in folds.split(X, strata)
+        for tr, te in folds.split(X, _strata(t, y))
     ]
 
 
-class AutoUplift(UpliftModel):
-    """Picks among `candidates` (model keys) by mean cross-validated Qini AUC, then refits on all rows."""
+def one_se_choice(scores: dict[str, np.ndarray], order) -> tuple[str, dict[str, dict[str, float]]]:
+    """The simplest candidate statistically level with the best, and every candidate's summary.
 
-    def __init__(self, candidates=AUTO_CANDIDATES, cv: int = 3, control=0, random_state: int | None = 0):
+    `scores[key]` is a (folds, metrics) array of held-out scores (the same folds for every key).
+    Each fold's scores of one metric are standardised across the candidates, so Qini AUC and
+    uplift@30 weigh the same whatever their units; a candidate's combined score is the mean over
+    metrics and folds. The best candidate is the highest combined score; a candidate is level with it
+    when its mean paired deficit (best minus candidate, fold by fold) is at most one standard error of
+    that deficit (Hastie et al.'s one-standard-error rule). Of the level ones the first in `order`
+    wins: when the data cannot tell candidates apart, the simpler, lower-variance one generalises
+    better.
+    """
+    keys = [k for k in order if k in scores] + [k for k in scores if k not in order]
+    if not keys:
+        raise ValueError("no candidate scores to choose from")
+    arr = np.stack([np.asarray(scores[k], dtype=float) for k in keys])  # (cands, folds, metrics)
+    spread = arr.std(axis=0, keepdims=True)
+    z = np.where(spread > 0, (arr - arr.mean(axis=0, keepdims=True)) / np.where(spread > 0, spread, 1), 0.0)
+    combined = z.mean(axis=2)  # (cands, folds)
+    means = combined.mean(axis=1)
+    best = int(np.argmax(means))
+    n_folds = combined.shape[1]
+    summary = {}
+    chosen = None
+    for i, key in enumerate(keys):
+        gap = combined[best] - combined[i]
+        se = float(gap.std(ddof=1) / np.sqrt(n_folds)) if n_folds > 1 else 0.0
+        level = bool(gap.mean() <= se + 1e-12)
+        summary[key] = {
+            **{m: float(arr[i, :, j].mean()) for j, m in enumerate(AUTO_METRICS[: arr.shape[2]])},
+            **{
+                f"{m}_se": float(arr[i, :, j].std(ddof=1) / np.sqrt(n_folds)) if n_folds > 1 else 0.0
+                for j, m in enumerate(AUTO_METRICS[: arr.shape[2]])
+            },
+            "combined": float(means[i]),
+            "gap_to_best": float(gap.mean()),
+            "gap_se": se,
+            "level_with_best": level,
+        }
+        if level and chosen is None:
+            chosen = key
+    return chosen, summary
+
+
+class AutoUplift(UpliftModel):
+    """Chooses among `candidates` (model keys, simplest first) by repeated cross-validation on the
+    training rows only, then refits the choice on all of them.
+
+    Each candidate is fitted `repeats` x `cv` times (folds stratified by arm x outcome, a new shuffle
+    per repeat) and scored on the held-out fold by Qini AUC and uplift@30. `one_se_choice` finds the
+    candidates the folds cannot tell from the best (level within one standard error). The choice:
+    `default` (the regularised S-learner: it shares every row between the arms) unless the best
+    beats it by more than `default_se` standard errors; otherwise, with `combine`, the standardised
+    average of all level candidates (`UpliftEnsemble` with `standardise=True`), else the simplest
+    level one. Leaving the default takes two standard errors, not one, because the fold-to-fold
+    standard error understates the real one: folds share training rows and repeats share all of
+    them (Bengio & Grandvalet 2004), and a model fitted on two thirds of the rows is judged, not the
+    one fitted on all of them.
+    `best_key_` names the choice (members joined by "+").
+
+    Picking the single best mean Qini over-fits the folds when the signal is weak (on Hillstrom-like
+    conversion and spend the fold-to-fold spread of Qini exceeds the gaps between learners): then
+    the default stays, or, when it is clearly beaten, averaging the level candidates cancels part of
+    each one's noise; with a strong signal few candidates stay level and the best ones decide. The
+    `ens` candidate is scored from its members' held-out predictions (the same fits, averaged), so it
+    costs no extra fits.
+    """
+
+    def __init__(
+        self,
+        candidates=AUTO_CANDIDATES,
+        cv: int = 3,
+        repeats: int = 2,
+        default: str | None = "s",
+        default_se: float = 2.0,
+        combine: bool = True,
+        control=0,
+        random_state: int | None = 0,
+    ):
         self.candidates = candidates
         self.cv = cv
+        self.repeats = repeats
+        self.default = default
+        self.default_se = default_se
+        self.combine = combine
         self.control = control
         self.random_state = random_state
 
     def fit(self, X, treatment, outcome):
         if not self.candidates:
             raise ValueError("AutoUplift needs at least one candidate model")
-        binary = is_binary_outcome(np.asarray(outcome, dtype=float))
-        self.cv_scores_ = {}
-        for key in self.candidates:
-            model = make_model(key, binary=binary, control=self.control, random_state=self.random_state)
-            folds = cv_qini(
-                model, X, treatment, outcome, cv=self.cv, control=self.control, random_state=self.random_state
+        if self.cv < 2 or self.repeats < 1:
+            raise ValueError(f"cv must be at least 2 and repeats at least 1, got {self.cv}, {self.repeats}")
+        X = X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else np.asarray(X, dtype=float)
+        t = np.asarray(treatment).ravel()
+        y = np.asarray(outcome, dtype=float).ravel()
+        binary = is_binary_outcome(y)
+        candidates = [k for k in self.candidates if applicable(k, binary)] or list(self.candidates)
+        arms = np.unique(t[t != self.control])
+        strata = _strata(t, y)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        splits = [
+            list(StratifiedKFold(self.cv, shuffle=True, random_state=seed + r).split(X, strata))
+            for r in range(self.repeats)
+        ]
+        # held-out predictions per candidate and repeat; ensembles are averaged from their members
+        fitted = set(candidates) | ({*ENSEMBLE_MEMBERS} if "ens" in candidates else set())
+        fitted.discard("ens")
+        oof: dict[str, list[np.ndarray]] = {}
+        for key in sorted(fitted):
+            runs = []
+            for folds in splits:
+                pred = np.zeros((len(y), len(arms)))
+                for train, test in folds:
+                    model = make_model(
+                        key, binary=binary, control=self.control, random_state=self.random_state
+                    )
+                    pred[test] = np.asarray(
+                        model.fit(X[train], t[train], y[train]).predict_uplift(X[test])
+                    ).reshape(len(test), -1)
+                runs.append(pred)
+            oof[key] = runs
+        if "ens" in candidates:
+            oof["ens"] = [np.mean([oof[m][r] for m in ENSEMBLE_MEMBERS], axis=0) for r in range(self.repeats)]
+        scores = {
+            key: np.array(
+                [
+                    _arm_scores(oof[key][r][test], t[test], y[test], arms, self.control)
+                    for r, folds in enumerate(splits)
+                    for _, test in folds
+                ]
             )
-            self.cv_scores_[key] = float(np.mean(folds))
-        self.best_key_ = max(self.cv_scores_, key=self.cv_scores_.get)
-        self.model_ = make_model(
-            self.best_key_, binary=binary, control=self.control, random_state=self.random_state
-        )
-        self.model_.fit(X, treatment, outcome)
+            for key in candidates
+        }
+        best_key, self.cv_scores_ = one_se_choice(scores, candidates)
+        level = tuple(k for k in candidates if self.cv_scores_[k]["level_with_best"])
+        kept = self.cv_scores_.get(self.default)
+        if kept is not None and kept["gap_to_best"] <= self.default_se * kept["gap_se"] + 1e-12:
+            self.best_key_ = self.default
+        elif self.combine and len(level) > 1:
+            self.best_key_ = "+".join(level)
+        else:
+            self.best_key_ = best_key
+        if "+" in self.best_key_:
+            self.model_ = UpliftEnsemble(
+                level, standardise=True, control=self.control, random_state=self.random_state
+            )
+        else:
+            self.model_ = make_model(
+                self.best_key_, binary=binary, control=self.control, random_state=self.random_state
+            )
+        self.model_.fit(X, t, y)
         self.arms_ = self.model_.arms_
         return self
 
@@ -129,10 +300,16 @@ class UpliftEnsemble(UpliftModel):
 
     Tree and linear learners err in different places; on noisy campaign data their average ranks
     shoppers more stably than any one of them (variance falls, all members estimate the same effect).
+    With `standardise`, each member's uplift is first put on a common scale (centred and divided by
+    the spread of its predictions on the training rows, then the members' mean centre and spread are
+    restored), so a member whose predictions spread widely (a T-learner) does not outvote the rest.
     """
 
-    def __init__(self, members=ENSEMBLE_MEMBERS, control=0, random_state: int | None = 0):
+    def __init__(
+        self, members=ENSEMBLE_MEMBERS, standardise: bool = False, control=0, random_state: int | None = 0
+    ):
         self.members = members
+        self.standardise = standardise
         self.control = control
         self.random_state = random_state
 
@@ -147,10 +324,20 @@ class UpliftEnsemble(UpliftModel):
             for key in self.members
         ]
         self.arms_ = self.models_[0].arms_
+        if self.standardise:
+            fitted = np.stack([np.asarray(m.predict_uplift(X), dtype=float) for m in self.models_])
+            self.centre_ = fitted.mean(axis=1, keepdims=True)
+            self.scale_ = np.maximum(fitted.std(axis=1, keepdims=True), 1e-12)
         return self
 
     def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
         no_coupon_terms(self, coupons)
         if not hasattr(self, "models_"):
             raise RuntimeError("UpliftEnsemble is not fitted; call fit first")
-        return np.mean([m.predict_uplift(X) for m in self.models_], axis=0)
+        parts = np.stack([np.asarray(m.predict_uplift(X), dtype=float) for m in self.models_])
+        if not self.standardise:
+            return parts.mean(axis=0)
+        # each member on a common scale (its training predictions' mean and spread), then back to
+        # uplift units with the members' average centre and spread
+        z = ((parts - self.centre_) / self.scale_).mean(axis=0)
+        return z * self.scale_.mean(axis=0) + self.centre_.mean(axis=0)

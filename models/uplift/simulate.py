@@ -30,50 +30,64 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def hillstrom_like(n: int = 64_000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(data, truth): the Hillstrom columns, and per-row true visit probabilities under each arm.
+# months since the last purchase in the real file: most recent and 9-10 months back are the modes
+RECENCY_COUNTS = np.array([8952, 7537, 5904, 5077, 4510, 4605, 4078, 3495, 6441, 7565, 3504, 2332], float)
 
-    Control visits ~15%, e-mailed ~19%; the men's mail works on men's-line buyers, the women's mail on
-    women's-line buyers, both more on recent, high-history, web shoppers; an unobserved taste term adds
+
+def hillstrom_like(n: int = 64_000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(data, truth): the Hillstrom columns and value sets (zip code `Surburban` spelt as in the real
+    file), and per-row true visit and conversion probabilities under each arm.
+
+    Rates as in the real file: visits 10.6% (no e-mail), ~18% (men's), ~15.5% (women's); conversions
+    0.6%, 1.2%, 0.9%; spend zero except for buyers, whose orders are log-normal (median ~$95, mean
+    ~$115, $30-$499). The men's mail works more on men's-line buyers, the women's mail on women's-line
+    buyers, both more on recent, high-history, web shoppers; the per-visit conversion lift is small and
+    barely heterogeneous, so conversion and spend carry a weak signal. An unobserved taste term adds
     noise to base rates and effects alike.
     """
     rng = np.random.default_rng(seed)
-    recency = rng.choice(
-        np.arange(1, 13), n, p=np.r_[np.linspace(1.6, 0.6, 12)] / np.linspace(1.6, 0.6, 12).sum()
-    )
-    history = np.round(np.clip(np.exp(rng.normal(5.0, 0.95, n)), 29.99, 3345.93), 2)
+    recency = rng.choice(np.arange(1, 13), n, p=RECENCY_COUNTS / RECENCY_COUNTS.sum())
+    history = np.round(np.clip(np.exp(rng.normal(5.05, 0.9, n)), 29.99, 3345.93), 2)
     both = rng.random(n) < 0.1
     mens = np.where(both, 1, (rng.random(n) < 0.5).astype(int))
     womens = np.where(both, 1, 1 - mens)
-    zip_code = rng.choice(["Urban", "Suburban", "Rural"], n, p=[0.4, 0.45, 0.15])
+    zip_code = rng.choice(["Urban", "Surburban", "Rural"], n, p=[0.401, 0.449, 0.15])
     newbie = (rng.random(n) < 0.5).astype(int)
-    channel = rng.choice(["Phone", "Web", "Multichannel"], n, p=[0.44, 0.44, 0.12])
+    channel = rng.choice(["Phone", "Web", "Multichannel"], n, p=[0.438, 0.44, 0.122])
     segment = rng.choice(["Mens E-Mail", "Womens E-Mail", "No E-Mail"], n)
     bounds = np.array([b for b, _ in HISTORY_SEGMENTS])
     history_segment = np.array([label for _, label in HISTORY_SEGMENTS])[np.searchsorted(bounds, history)]
 
-    taste = rng.normal(0, 0.5, n)  # unobserved
+    taste = rng.normal(0, 0.6, n)  # unobserved
     lh = np.log(history) - 5.0
+    web, multi = channel == "Web", channel == "Multichannel"
     base = (
-        -1.95
-        - 0.07 * (recency - 6)
-        + 0.15 * lh
+        -2.4
+        - 0.06 * (recency - 6)
+        + 0.2 * lh
         + 0.15 * womens
-        - 0.1 * newbie
-        + 0.25 * (channel == "Multichannel")
-        + 0.1 * (channel == "Web")
+        - 0.15 * newbie
+        + 0.3 * multi
+        + 0.1 * web
         - 0.1 * (zip_code == "Rural")
         + taste
     )
-    common = -0.05 - 0.03 * (recency - 6) + 0.08 * lh + 0.1 * (channel == "Web") + 0.15 * taste
-    effect_mens = common + 0.45 * mens - 0.1 * womens + 0.05 * newbie
-    effect_womens = common + 0.3 * womens - 0.05 * mens - 0.05 * newbie
+    common = 0.3 - 0.03 * (recency - 6) + 0.08 * lh + 0.1 * web + 0.1 * taste
+    effect_mens = common + 0.1 + 0.35 * mens - 0.15 * womens + 0.05 * newbie
+    effect_womens = common + 0.25 * womens - 0.15 * mens - 0.05 * newbie
+    # conversion given a visit: the mail lifts it a little, hardly differently across shoppers
+    buy = -3.15 + 0.3 * lh - 0.04 * (recency - 6) + 0.2 * multi + 0.4 * taste
+    buy_mens = buy + 0.1 + 0.15 * mens - 0.05 * newbie + 0.05 * lh
+    buy_womens = buy - 0.05 + 0.1 * womens + 0.05 * lh
     p0 = _sigmoid(base)
     p_mens, p_womens = _sigmoid(base + effect_mens), _sigmoid(base + effect_womens)
-    p = np.select([segment == "Mens E-Mail", segment == "Womens E-Mail"], [p_mens, p_womens], p0)
+    mens_mail, womens_mail = segment == "Mens E-Mail", segment == "Womens E-Mail"
+    p = np.select([mens_mail, womens_mail], [p_mens, p_womens], p0)
+    q0, q_mens, q_womens = _sigmoid(buy), _sigmoid(buy_mens), _sigmoid(buy_womens)
+    q = np.select([mens_mail, womens_mail], [q_mens, q_womens], q0)
     visit = (rng.random(n) < p).astype(int)
-    conversion = visit * (rng.random(n) < 0.06 + 0.03 * (segment != "No E-Mail")).astype(int)
-    spend = np.round(conversion * np.exp(rng.normal(4.6, 0.5, n)), 2)
+    conversion = visit * (rng.random(n) < q).astype(int)
+    spend = np.round(conversion * np.clip(np.exp(rng.normal(4.5 + 0.1 * lh, 0.6, n)), 29.99, 499.0), 2)
     data = pd.DataFrame(
         {
             "recency": recency,
@@ -90,7 +104,16 @@ def hillstrom_like(n: int = 64_000, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
             "spend": spend,
         }
     )
-    truth = pd.DataFrame({"p_control": p0, "p_mens": p_mens, "p_womens": p_womens})
+    truth = pd.DataFrame(
+        {
+            "p_control": p0,
+            "p_mens": p_mens,
+            "p_womens": p_womens,
+            "conversion_control": p0 * q0,
+            "conversion_mens": p_mens * q_mens,
+            "conversion_womens": p_womens * q_womens,
+        }
+    )
     return data, truth
 
 

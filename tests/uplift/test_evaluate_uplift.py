@@ -27,12 +27,25 @@ def test_simulator_has_hillstrom_shape_and_rates():
         "recency", "history_segment", "history", "mens", "womens", "zip_code",
         "newbie", "channel", "segment", "visit", "conversion", "spend",
     ]  # fmt: skip
-    rates = data.groupby("segment")["visit"].mean()
-    assert 0.13 < rates["No E-Mail"] < 0.17
-    assert 0.17 < (rates["Mens E-Mail"] + rates["Womens E-Mail"]) / 2 < 0.22
+    rates = data.groupby("segment")[["visit", "conversion", "spend"]].mean()
+    # the real file: visits 10.6%, 18.3%, 15.1%; conversions 0.57%, 1.25%, 0.88%; spend $0.65-$1.42
+    assert 0.095 < rates.loc["No E-Mail", "visit"] < 0.115
+    assert 0.17 < rates.loc["Mens E-Mail", "visit"] < 0.195
+    assert 0.14 < rates.loc["Womens E-Mail", "visit"] < 0.165
+    assert 0.004 < rates.loc["No E-Mail", "conversion"] < 0.008
+    assert 0.009 < rates.loc["Mens E-Mail", "conversion"] < 0.014
+    assert 0.5 < rates.loc["No E-Mail", "spend"] < 0.9 and 1.0 < rates.loc["Mens E-Mail", "spend"] < 1.7
+    orders = data.loc[data["spend"] > 0, "spend"]
+    assert (orders >= 29.99).all() and (orders <= 499).all() and orders.mean() > 1.1 * orders.median()
+    assert ((data["spend"] > 0) == (data["conversion"] == 1)).all() and (
+        data["conversion"] <= data["visit"]
+    ).all()
+    assert set(data["zip_code"]) == {"Urban", "Surburban", "Rural"}  # spelt as in the real file
     assert set(data["history_segment"].str[:2]) == {f"{i})" for i in range(1, 8)}
     effect = (truth["p_mens"] + truth["p_womens"]) / 2 - truth["p_control"]
     assert effect.std() > 0.02  # heterogeneous, so targeting can pay
+    conversion_effect = truth["conversion_mens"] - truth["conversion_control"]
+    assert conversion_effect.std() < 0.5 * effect.std()  # a weak signal on conversion
 
 
 def test_load_pools_treatment_values_encodes_strings_and_drops_outcome_columns(hillstrom):
@@ -49,7 +62,7 @@ def test_load_pools_treatment_values_encodes_strings_and_drops_outcome_columns(h
     one_arm = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "visit")
     assert len(one_arm.outcome) == (data["segment"] != "Womens E-Mail").sum()  # other arm left out
     chosen = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "visit", ["recency", "zip_code"])
-    assert list(chosen.X.columns) == ["recency", "zip_code_Rural", "zip_code_Suburban", "zip_code_Urban"]
+    assert list(chosen.X.columns) == ["recency", "zip_code_Rural", "zip_code_Surburban", "zip_code_Urban"]
 
 
 @pytest.mark.parametrize(
@@ -94,11 +107,25 @@ def test_cli_prints_one_json_line_per_model(tmp_path, hillstrom):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [r["model"] for r in rows] == ["s", "t", "x", "ct"]
+    assert [r["model"] for r in rows] == [
+        "s", "t", "x", "ct",
+        "sklift-s", "sklift-t", "sklift-ct", "sklift-s-reg", "sklift-t-reg", "sklift-ct-reg",
+    ]  # fmt: skip
     for row in rows:
         for key in ("qini_auc", "auuc", "uplift@30", "uplift@10", "uplift@30_by_group"):
             assert np.isfinite(row[key])
         assert -1 <= row["qini_auc"] <= 1
+    ours, baselines = rows[:4], {r["model"]: r for r in rows[4:]}
+    assert all(r["baseline"] for r in baselines.values())
+    for row in ours:
+        for metric in ("qini_auc", "uplift@30"):
+            gap = row["vs_baselines"][metric]
+            best = max(baselines.values(), key=lambda r: r[metric])
+            assert gap["best_baseline"] == best["model"]
+            assert gap["gap"] == pytest.approx(row[metric] - best[metric])
+            assert gap["gap_se"] > 0
+    # our S-learner on the regularised LightGBM is scikit-uplift's SoloModel on the same learner
+    assert rows[0]["qini_auc"] == pytest.approx(baselines["sklift-s-reg"]["qini_auc"], abs=1e-9)
 
 
 def test_cli_rejects_unknown_model_and_bad_column(tmp_path, hillstrom):

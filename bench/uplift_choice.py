@@ -1,0 +1,135 @@
+"""Model choice on Hillstrom-like campaigns: `auto` against scikit-uplift's own S, T and class-
+transformation models, for every e-mail arm against no e-mail and every outcome (visit, conversion,
+spend), on several simulated files of 64,000 customers (`models.uplift.simulate.hillstrom_like`).
+
+    .venv/bin/python -m bench.uplift_choice [--seeds 0,1,2] [--models auto,s,s-lr,ens] [--quick]
+
+Each file is split 50/50 (stratified, seed 42) as `crosscart evaluate uplift` does; `auto` chooses on
+the training half only. Prints one line per (seed, arm, outcome) and writes
+bench/results/uplift_choice.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "uplift_choice.json"
+ARMS = ("Mens E-Mail", "Womens E-Mail")
+OUTCOMES = ("visit", "conversion", "spend")
+
+
+def run_pair(data, arm: str, outcome: str, models: list[str]) -> dict:
+    from training.evaluate_uplift import evaluate_models, load_campaign, split_campaign
+
+    campaign = load_campaign(data, "segment", arm, "No E-Mail", outcome)
+    train, test = split_campaign(campaign, 0.5, 42)
+    t0 = time.perf_counter()
+    rows = evaluate_models(train, test, models, random_state=42, baselines=True)
+    seconds = time.perf_counter() - t0
+    ours = {r["model"]: r for r in rows if not r.get("baseline")}
+    base = {r["model"]: r for r in rows if r.get("baseline")}
+    auto = ours["auto"]
+    verdict = {}
+    for metric in ("qini_auc", "uplift@30"):
+        gap = auto["vs_baselines"][metric]
+        verdict[metric] = {
+            "auto": auto[metric],
+            "best_baseline": gap["best_baseline"],
+            "best_baseline_value": base[gap["best_baseline"]][metric],
+            "gap": gap["gap"],
+            "gap_se": gap["gap_se"],
+            "matches": gap["gap"] >= -1e-9,  # a tie (the same model as the baseline) matches
+        }
+    return {
+        "arm": arm,
+        "outcome": outcome,
+        "chosen": auto["chosen"],
+        "verdict": verdict,
+        "rows": [{k: v for k, v in r.items() if k != "cv"} for r in rows],
+        "auto_cv": auto["cv"],
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    from models.uplift.simulate import hillstrom_like
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--models", default="auto,s,s-lr,ens")
+    parser.add_argument("--rows", type=int, default=64_000)
+    parser.add_argument("--quick", action="store_true", help="One seed, 16,000 rows.")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.rows = "0", 16_000
+    models = [m for m in args.models.split(",") if m]
+    if "auto" not in models:
+        models.insert(0, "auto")
+    t0 = time.perf_counter()
+    pairs = []
+    print(
+        f"{'seed':>4} {'arm':<14}{'outcome':<11}"
+        f"{'qini auto':>10}{'best sklift':>12}{'gap (se)':>18}"
+        f"{'u@30 auto':>11}{'best sklift':>12}{'gap (se)':>18}{'both':>6}{'s':>5}  auto's choice"
+    )
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        data, _ = hillstrom_like(n=args.rows, seed=seed)
+        for arm in ARMS:
+            for outcome in OUTCOMES:
+                r = run_pair(data, arm, outcome, models)
+                r["seed"] = seed
+                pairs.append(r)
+                q, u = r["verdict"]["qini_auc"], r["verdict"]["uplift@30"]
+                print(
+                    f"{seed:>4} {arm:<14}{outcome:<11}"
+                    f"{q['auto']:>10.4f}{q['best_baseline_value']:>12.4f}"
+                    f"{q['gap']:>+10.4f} ({q['gap_se']:.4f})"
+                    f"{u['auto']:>11.4f}{u['best_baseline_value']:>12.4f}"
+                    f"{u['gap']:>+10.4f} ({u['gap_se']:.4f})"
+                    f"{'yes' if q['matches'] and u['matches'] else 'no':>6}{r['seconds']:>5.0f}"
+                    f"  {r['chosen']}",
+                    flush=True,
+                )
+                _write(pairs, args, t0, final=False)  # partial results survive an interrupted run
+    _write(pairs, args, t0, final=True)
+
+
+def _write(pairs: list[dict], args, t0: float, final: bool) -> None:
+    both = sum(p["verdict"]["qini_auc"]["matches"] and p["verdict"]["uplift@30"]["matches"] for p in pairs)
+    within = sum(
+        all(p["verdict"][m]["gap"] >= -p["verdict"][m]["gap_se"] for m in ("qini_auc", "uplift@30"))
+        for p in pairs
+    )
+    mean_gap = {m: float(np.mean([p["verdict"][m]["gap"] for p in pairs])) for m in ("qini_auc",)}
+    if final:
+        print(
+            f"\nauto >= best scikit-uplift model on both metrics: {both}/{len(pairs)} pairs; "
+            f"within one bootstrap standard error on both: {within}/{len(pairs)}; "
+            f"mean Qini gap {mean_gap['qini_auc']:+.4f}"
+        )
+    result = {
+        "pairs": pairs,
+        "auto_matches_best_baseline_on_both": both,
+        "auto_within_one_se_on_both": within,
+        "n_pairs": len(pairs),
+        "seconds": time.perf_counter() - t0,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "args": vars(args),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, default=float))
+    if final:
+        print(f"wrote {RESULTS.name} ({result['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

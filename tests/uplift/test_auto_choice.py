@@ -1,0 +1,146 @@
+"""`auto` model choice: the one-standard-error rule by hand, and `auto` against scikit-uplift's own
+models when the signal is strong and when there is none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.uplift.selection import AutoUplift, applicable, one_se_choice
+from training.evaluate_uplift import CampaignData, evaluate_models
+
+
+def test_one_se_rule_prefers_the_simpler_candidate_when_the_folds_cannot_tell_them_apart():
+    # two candidates, two metrics, four folds: with two candidates every standardised score is +-1
+    simple = np.array([[0.10, 0.20], [0.10, 0.20], [0.10, 0.20], [0.30, 0.40]])
+    complex_ = np.array([[0.20, 0.30], [0.20, 0.30], [0.20, 0.30], [0.00, 0.10]])
+    # complex wins folds 1-3, simple fold 4: per-fold gap 2, 2, 2, -2 -> mean 1, sd 2, se 1: level
+    chosen, summary = one_se_choice({"complex": complex_, "simple": simple}, order=("simple", "complex"))
+    assert chosen == "simple"
+    assert summary["complex"]["combined"] == pytest.approx(0.5)
+    assert summary["simple"]["gap_to_best"] == pytest.approx(1.0)
+    assert summary["simple"]["gap_se"] == pytest.approx(1.0)
+    assert summary["simple"]["qini_auc"] == pytest.approx(0.15)
+    # complex wins every fold: gap 2 each time, se 0: simple is not level, complex is chosen
+    complex_all = np.array([[0.20, 0.30]] * 4)
+    simple_all = np.array([[0.10, 0.20]] * 4)
+    chosen, summary = one_se_choice({"simple": simple_all, "complex": complex_all}, ("simple", "complex"))
+    assert chosen == "complex"
+    assert not summary["simple"]["level_with_best"]
+    # the order, not the dict order, decides among level candidates
+    chosen, _ = one_se_choice({"simple": simple, "complex": complex_}, order=("complex", "simple"))
+    assert chosen == "complex"
+
+
+def test_one_se_rule_weighs_both_metrics_whatever_their_units():
+    # uplift@30 in dollars (large numbers) must not drown Qini: a wins Qini, b wins uplift@30 by a
+    # hair in dollar terms, c loses both; a and b tie on the standardised scale, c is never chosen
+    a = np.array([[0.10, 100.0], [0.10, 100.0], [0.10, 100.0]])
+    b = np.array([[0.05, 101.0], [0.05, 101.0], [0.05, 101.0]])
+    c = np.array([[0.00, 99.0], [0.00, 99.0], [0.00, 99.0]])
+    chosen, summary = one_se_choice({"a": a, "b": b, "c": c}, order=("c", "b", "a"))
+    assert chosen == "b"
+    assert summary["a"]["combined"] == pytest.approx(summary["b"]["combined"])
+    assert not summary["c"]["level_with_best"]
+
+
+def test_applicable_candidates():
+    assert applicable("s-lr", binary=True) and not applicable("s-lr", binary=False)
+    assert applicable("s-2p", binary=False) and not applicable("s-2p", binary=True)
+    assert applicable("t", binary=True) and applicable("t", binary=False)
+
+
+def _campaign(n: int, effect: float, seed: int) -> CampaignData:
+    """Uplift rising smoothly from 0 to `effect` with x0 (half of it at x0 = 0); base rate 10%."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 4)), columns=[f"x{i}" for i in range(4)])
+    t = rng.integers(0, 2, n)
+    p = 0.1 + 0.03 * X["x1"].clip(-1, 1) + effect * t / (1 + np.exp(-2 * X["x0"]))
+    y = (rng.random(n) < p).astype(float)
+    return CampaignData(X=X, treatment=t, outcome=y)
+
+
+@pytest.mark.parametrize("effect", [0.3, 0.0])
+def test_auto_matches_the_best_scikit_uplift_model(effect):
+    """Against six baselines (S, T, class transformation on LightGBM defaults and on our regularised
+    LightGBM, the latter the very learners `auto` chooses among) the test set's own noise decides
+    the last digits, so `auto` must be level with the best within one bootstrap standard error of
+    the gap; with a strong signal it must also beat scikit-uplift on LightGBM defaults outright.
+    Without a signal every score is noise and the best of six baselines is the luckiest draw (on
+    average 1.3 standard deviations above the rest), so there the tolerance is two standard errors."""
+    train, test = _campaign(6000, effect, seed=1), _campaign(6000, effect, seed=2)
+    rows = {r["model"]: r for r in evaluate_models(train, test, ["auto"], baselines=True)}
+    auto = rows["auto"]
+    assert {k for k in rows if k.startswith("sklift-")} == {
+        f"sklift-{k}{s}" for k in ("s", "t", "ct") for s in ("", "-reg")
+    }
+    for metric in ("qini_auc", "uplift@30"):
+        gap = auto["vs_baselines"][metric]
+        assert gap["gap"] >= -(1 if effect else 2) * gap["gap_se"], (metric, auto["chosen"], gap)
+        if effect:
+            assert auto[metric] > max(rows[f"sklift-{k}"][metric] for k in ("s", "t", "ct"))
+    if not effect:  # nothing to learn: the noise spreads the folds, many candidates stay level and
+        # no evidence moves auto off its default, the regularised S-learner
+        assert sum(v["level_with_best"] for v in auto["cv"].values()) >= 3
+        assert auto["chosen"] == "s"
+
+
+def test_auto_scores_ensembles_from_members_and_skips_inapplicable_candidates():
+    data = _campaign(3000, 0.15, seed=4)
+    spend = data.outcome * np.exp(np.random.default_rng(0).normal(4, 0.5, len(data.outcome)))
+    auto = AutoUplift(candidates=("s-lr", "ens", "s", "s-2p"), cv=2, repeats=1).fit(
+        data.X, data.treatment, spend
+    )
+    assert set(auto.cv_scores_) == {"ens", "s", "s-2p"}  # s-lr cannot rank a continuous outcome
+    binary = AutoUplift(candidates=("s-lr", "ens", "s", "s-2p"), cv=2, repeats=2).fit(
+        data.X, data.treatment, data.outcome
+    )
+    assert set(binary.cv_scores_) == {"s-lr", "ens", "s"}
+    assert all(k in binary.cv_scores_ for k in binary.best_key_.split("+"))
+    np.testing.assert_allclose(binary.predict_uplift(data.X[:5]), binary.model_.predict_uplift(data.X[:5]))
+    with pytest.raises(ValueError, match="repeats"):
+        AutoUplift(repeats=0).fit(data.X, data.treatment, data.outcome)
+
+
+def test_auto_keeps_its_default_unless_it_is_beaten_and_averages_the_level_candidates_then():
+    data = _campaign(4000, 0.3, seed=6)
+    kwargs = dict(candidates=("s-lr", "t-lr", "s", "ct"), cv=2, repeats=2)
+    auto = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
+    level = [k for k in kwargs["candidates"] if auto.cv_scores_[k]["level_with_best"]]
+    s = auto.cv_scores_["s"]
+    if s["gap_to_best"] <= 2 * s["gap_se"]:  # the default is left only when beaten by 2 SE
+        assert auto.best_key_ == "s"
+    else:
+        assert auto.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
+    # without a default (or with one that is not a candidate) the level set is averaged
+    no_default = AutoUplift(**kwargs, default=None).fit(data.X, data.treatment, data.outcome)
+    assert no_default.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
+    if len(level) > 1:
+        assert no_default.model_.members == tuple(level) and no_default.model_.standardise
+
+
+def test_standardised_ensemble_puts_members_on_one_scale():
+    from models.uplift.selection import UpliftEnsemble
+
+    data = _campaign(3000, 0.3, seed=5)
+    ens = UpliftEnsemble(members=("s", "t-lr"), standardise=True).fit(data.X, data.treatment, data.outcome)
+    train_parts = np.stack([m.predict_uplift(data.X) for m in ens.models_])
+    centre, scale = train_parts.mean(axis=1), train_parts.std(axis=1)
+    new = data.X[:7]
+    parts = np.stack([m.predict_uplift(new) for m in ens.models_])
+    expected = ((parts - centre[:, None]) / scale[:, None]).mean(axis=0) * scale.mean() + centre.mean()
+    np.testing.assert_allclose(ens.predict_uplift(new), expected)
+    # on the training rows the result keeps the members' average centre
+    assert ens.predict_uplift(data.X).mean() == pytest.approx(centre.mean())
+
+
+def test_auto_with_several_arms_scores_each_arm_against_control():
+    from tests.uplift.test_learners import two_arm_data
+
+    X, arm, y = two_arm_data(n=3000, seed=1)
+    auto = AutoUplift(candidates=("s-lr", "t-lr", "s"), cv=2, repeats=1, control="ctl").fit(X, arm, y)
+    assert list(auto.arms_) == ["a", "b"]
+    assert auto.predict_uplift(X[:3]).shape == (3, 2)
+    assert all(k in auto.cv_scores_ for k in auto.best_key_.split("+"))
