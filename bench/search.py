@@ -378,13 +378,19 @@ def bench_http(workdir: Path, n_products: int, rate: float, seconds: int, n_camp
 # ---------------------------------------------------------------- ranking
 
 
-def bench_ranking(scale: str, workdir: Path) -> dict:
+def bench_ranking(scale: str, workdir: Path, seeds: tuple[int, ...] = (0, 1)) -> dict:
+    """The full evaluation for the first seed; per seed (marketplace, logs and rankers), the debiased /
+    not-debiased comparison on clicks and against the simulator's true attraction."""
     from features.synth import generate_marketplace
     from training.evaluate_search import evaluate_search
 
     start = time.perf_counter()
-    generate_marketplace(workdir / "m", scale, seed=0)
-    result = evaluate_search(workdir / "m", seed=0)
+    runs = []
+    for seed in seeds:
+        generate_marketplace(workdir / f"m{seed}", scale, seed=seed)
+        runs.append(evaluate_search(workdir / f"m{seed}", seed=seed))
+    result = runs[0]
+    key = "ndcg@10"
     return {
         "scale": scale,
         "seconds": round(time.perf_counter() - start, 1),
@@ -393,8 +399,21 @@ def bench_ranking(scale: str, workdir: Path) -> dict:
         "position_propensity": result["position_propensity"],
         "randomized_slice": result["randomized_slice"],
         "ratios": result["ratios"],
-        "debiased_minus_no_debias_ndcg@10": result["debiased_minus_no_debias_ndcg@10"],
-        "ranker_minus_bm25_ndcg@10": result["ranker_minus_bm25_ndcg@10"],
+        f"debiased_minus_no_debias_{key}": result[f"debiased_minus_no_debias_{key}"],
+        f"ranker_minus_bm25_{key}": result[f"ranker_minus_bm25_{key}"],
+        "true_relevance": result["true_relevance"],
+        "debiased_vs_no_debias_by_seed": [
+            {
+                "seed": seed,
+                "clicks_ratio": r["ratios"][f"debiased_vs_no_debias_{key}"],
+                "clicks_difference": r[f"debiased_minus_no_debias_{key}"],
+                "true_relevance_ratio": r["true_relevance"][f"debiased_vs_no_debias_{key}"],
+                "true_relevance_difference": r["true_relevance"][f"debiased_minus_no_debias_{key}"],
+                "ranker_vs_bm25_clicks": r["ratios"][f"ranker_vs_bm25_{key}"],
+                "ranker_vs_bm25_true_relevance": r["true_relevance"][f"ranker_vs_bm25_{key}"],
+            }
+            for seed, r in zip(seeds, runs, strict=True)
+        ],
     }
 
 
@@ -442,6 +461,7 @@ def _ranking_only(quick: bool) -> None:
         ranking = bench_ranking("tiny" if quick else "demo", Path(tmp))
     for name, value in ranking["ratios"].items():
         print(f"{name:<44}{value:>12.3f}" if value is not None else f"{name:<44}{'n/a':>12}")
+    _print_seeds(ranking)
     if not quick:
         previous = json.loads((RESULTS_DIR / "search.json").read_text())
         write_result("search", {**previous, "ranking": ranking})
@@ -469,6 +489,20 @@ def _print_table(r: dict) -> None:
     if "ranking" in r:
         for name, value in r["ranking"]["ratios"].items():
             print(f"{name:<44}{value:>12.3f}" if value is not None else f"{name:<44}{'n/a':>12}")
+        _print_seeds(r["ranking"])
+
+
+def _print_seeds(ranking: dict) -> None:
+    head = f"{'debiased / not, nDCG@10':<24}{'clicks':>8}{'95% CI of difference':>22}"
+    print(f"{head}{'truth':>8}{'95% CI':>22}")
+    for row in ranking["debiased_vs_no_debias_by_seed"]:
+        c, t = row["clicks_difference"], row["true_relevance_difference"]
+        c_ci = f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
+        t_ci = f"[{t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}]"
+        label = f"  seed {row['seed']}"
+        print(
+            f"{label:<24}{row['clicks_ratio']:>8.4f}{c_ci:>22}{row['true_relevance_ratio']:>8.4f}{t_ci:>22}"
+        )
 
 
 if __name__ == "__main__":

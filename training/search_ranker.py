@@ -2,9 +2,9 @@
 
 Position bias: a result at position k is only seen with probability theta_k, so raw clicks reward whatever
 the logging policy put on top. theta_k is estimated from the randomized slice of traffic (positions
-assigned at random, so CTR at k over CTR at 1 is theta_k / theta_1), and each logged outcome's gain is
-scaled by theta_1 / theta_k (inverse propensity weighting, clipped), which LambdaRank's linear gains
-turn into IPW-weighted pairwise updates (models.search.ranker).
+assigned at random, so CTR at k over CTR at 1 is theta_k / theta_1), and each logged outcome is weighted
+by theta_1 / theta_k (inverse propensity weighting, clipped at MAX_INVERSE_PROPENSITY) in the
+propensity-weighted LambdaRank objective (models.search.ranker.IPWLambdaRank).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import pyarrow.parquet as pq
 
 from features.search_features import FEATURES, ShopperProfile, search_features
 from features.synth.search_logs import QueryEngine, product_documents
-from models.search.ranker import MAX_LABEL, SearchRanker
+from models.search.ranker import SearchRanker
 
 POPULARITY_WEIGHTS = {"view": 1.0, "favorite": 2.0, "cart": 3.0, "purchase": 5.0}
 GRADES = {"purchased": 3, "carted": 2, "clicked": 1}
-LABEL_SCALE = 2  # labels are 2 x grade (x inverse propensity): finer steps for the IPW gains
 MAX_INVERSE_PROPENSITY = 10.0
 
 
@@ -36,23 +35,30 @@ def graded(log: pd.DataFrame) -> np.ndarray:
 
 
 def position_propensities(log: pd.DataFrame, page: int = 10) -> np.ndarray:
-    """theta_k / theta_1 for k = 1..page from the randomized slice (monotone, in (0, 1])."""
+    """theta_k / theta_1 for k = 1..page from the randomized slice: CTR by position made non-increasing
+    by isotonic regression weighted by impressions (a running minimum would carry one noisy low
+    position down to all later ones), over the fitted CTR at 1, clipped to [1 / MAX_INVERSE_PROPENSITY, 1]."""
+    from sklearn.isotonic import IsotonicRegression
+
     rand = log[log["randomized"]]
     if rand.empty:
         raise ValueError("the log has no randomized slice to estimate position bias from")
-    ctr = rand.groupby("position")["clicked"].mean().reindex(range(1, page + 1)).fillna(0.0).to_numpy()
+    by_position = rand.groupby("position")["clicked"].agg(["mean", "size"]).reindex(range(1, page + 1))
+    seen = by_position["size"].notna().to_numpy()
+    positions = np.arange(1, page + 1)
+    iso = IsotonicRegression(increasing=False, out_of_bounds="clip")
+    ctr, shown = by_position["mean"].to_numpy(), by_position["size"].to_numpy()
+    iso.fit(positions[seen], ctr[seen], sample_weight=shown[seen])
+    ctr = iso.predict(positions)
     theta = ctr / max(ctr[0], 1e-9)
-    theta = np.minimum.accumulate(np.clip(theta, 1.0 / MAX_INVERSE_PROPENSITY, 1.0))
-    return theta
+    return np.clip(theta, 1.0 / MAX_INVERSE_PROPENSITY, 1.0)
 
 
-def ipw_labels(log: pd.DataFrame, theta: np.ndarray | None) -> np.ndarray:
-    """Integer labels: LABEL_SCALE x grade, times theta_1 / theta_k when debiasing."""
-    g = graded(log) * LABEL_SCALE
+def ipw_weights(log: pd.DataFrame, theta: np.ndarray | None) -> np.ndarray:
+    """Per-row weight theta_1 / theta_k of the logged position k (all 1 without debiasing)."""
     if theta is None:
-        return g.astype(np.int64)
-    w = 1.0 / theta[log["position"].to_numpy() - 1]
-    return np.minimum(np.rint(g * w), MAX_LABEL).astype(np.int64)
+        return np.ones(len(log))
+    return 1.0 / theta[log["position"].to_numpy() - 1]
 
 
 @dataclass
@@ -135,7 +141,9 @@ def fit_search_ranker(
     X: np.ndarray, log: pd.DataFrame, theta: np.ndarray | None, *, random_state: int = 0, **params
 ) -> SearchRanker:
     """Fit on searches with at least one outcome (a list without any gives lambdarank nothing)."""
-    labels = ipw_labels(log, theta)
+    labels = graded(log).astype(np.int64)
+    weights = ipw_weights(log, theta)
     keep = pd.Series(labels > 0).groupby(log["search_id"].to_numpy()).transform("any").to_numpy()
     sub = log[keep]
-    return SearchRanker(random_state=random_state, **params).fit(X[keep], labels[keep], group_sizes(sub))
+    ranker = SearchRanker(random_state=random_state, **params)
+    return ranker.fit(X[keep], labels[keep], group_sizes(sub), weights[keep])

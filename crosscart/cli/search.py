@@ -80,10 +80,18 @@ def evaluate_search(
         typer.echo(json.dumps(result, indent=2))
         return
     table = Table(title=f"held-out randomized slice ({result['test_searches']} held-out searches)")
-    for col in ("method", f"ndcg@{k}", "mrr", "searches"):
+    truth = result.get("true_relevance")
+    for col in ("method", f"ndcg@{k}", "mrr", "searches", *([f"true ndcg@{k}"] if truth else [])):
         table.add_column(col)
     for method, m in result["randomized_slice"].items():
-        table.add_row(method, f"{m[f'ndcg@{k}']:.4f}", f"{m['mrr']:.4f}", str(m["searches"]))
+        true = [f"{truth[f'ndcg@{k}'][method]:.4f}"] if truth else []
+        table.add_row(method, f"{m[f'ndcg@{k}']:.4f}", f"{m['mrr']:.4f}", str(m["searches"]), *true)
     Console().print(table)
     for name, value in result["ratios"].items():
         typer.echo(f"{name}: {value:.3f}" if value is not None else f"{name}: n/a")
+    if truth:
+        ci = truth[f"debiased_minus_no_debias_ndcg@{k}"]
+        typer.echo(
+            f"true relevance, debiased_vs_no_debias_ndcg@{k}: {truth[f'debiased_vs_no_debias_ndcg@{k}']:.3f} "
+            f"(difference {ci['mean']:+.4f}, 95% CI [{ci['ci95_low']:.4f}, {ci['ci95_high']:.4f}])"
+        )

@@ -16,6 +16,9 @@ Reads a `generate_marketplace` output (products, the search events, and the trut
   for the product (the generator's choice model: latent taste x brand, origin affinity, price
   sensitivity x brand price level, product popularity); a click becomes a cart and a purchase with the
   generator's funnel probabilities.
+- Truth: each shown row also carries `true_attraction`, the simulator's click probability once examined
+  (sigmoid(ATTRACTION_INTERCEPT + utility)). It is never a feature or a label; the evaluation grades
+  rankers against it ("models are checked against truth") next to the click-based metrics.
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ def simulate_search_logs(
         k: []
         for k in (
             "search_id", "shopper_id", "ts", "query", "randomized", "position", "product_id",
-            "clicked", "carted", "purchased",
+            "clicked", "carted", "purchased", "true_attraction",
         )
     }  # fmt: skip
     for i, (shopper, ts, text) in enumerate(zip(events["shopper_id"], events["ts"], queries, strict=True)):
@@ -175,7 +178,8 @@ def simulate_search_logs(
             + 0.5 * log_pop[shown]
         )
         n = len(shown)
-        clicked = rng.random(n) < examine[:n] * sigmoid(ATTRACTION_INTERCEPT + utility)
+        attraction = sigmoid(ATTRACTION_INTERCEPT + utility)
+        clicked = rng.random(n) < examine[:n] * attraction
         p_cart = sigmoid(
             params.cart_intercept
             + params.cart_activity * np.log(activity[u])
@@ -193,6 +197,7 @@ def simulate_search_logs(
         rows["clicked"] += clicked.tolist()
         rows["carted"] += carted.tolist()
         rows["purchased"] += purchased.tolist()
+        rows["true_attraction"] += attraction.tolist()
     log = pd.DataFrame(rows)
     log.to_parquet(data_dir / SEARCH_LOGS, index=False)
     return log
