@@ -39,6 +39,18 @@ def summarize(rows: pd.DataFrame, from_round: int = 6) -> dict:
     return {
         "closed_loop_min_vs_oracle_from_round_6": float(loop_late["profit_vs_oracle"].min()),
         "mean_vs_oracle_from_round_6": late.groupby("strategy")["profit_vs_oracle"].mean().round(3).to_dict(),
+        # against the oracle under the same design (the same random holdout of its audience)
+        "mean_vs_design_oracle_from_round_6": late.groupby("strategy")["profit_vs_design_oracle"]
+        .mean()
+        .round(3)
+        .to_dict(),
+        # diagnostics against the truth: what the learner had and how well it ranked
+        "closed_loop_by_round": rows[rows["strategy"] == "closed_loop"]
+        .groupby("round")[["randomized_rows", "uplift_corr", "oracle_overlap", "oracle_arm_agreement"]]
+        .mean()
+        .round(3)
+        .to_dict(orient="index"),
+        "static_uplift_corr": float(rows.loc[rows["strategy"] == "no_exploration", "uplift_corr"].mean()),
         "rounds_over_budget": int((rows["true_spend"] > rows["budget"]).sum()),
         "policy_value_coverage_of_realized": float(covered.mean()) if len(pv) else None,
         "policy_value_coverage_of_expected": float(covered_expected.mean()) if len(pv) else None,

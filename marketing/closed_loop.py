@@ -46,7 +46,7 @@ from features.synth.truth import coupon_response, load_truth, shopper_rfm
 from marketing.policy_value import policy_value
 from models.uplift.base import CouponUpliftModel
 from models.uplift.dose_response import DoseResponseUplift
-from models.uplift.effects import gross_basket
+from models.uplift.effects import CouponTermsEffectModel, gross_basket
 from models.uplift.planner import plan_campaign, response_plan, score_options
 from training.uplift import fit_terms_model
 
@@ -75,9 +75,14 @@ HISTORY_FEATURES = ("loop_offers", "loop_offer_buys", "loop_offer_rate", "loop_p
 # The generator's tiny marketplace (500 shoppers) has too few past buyers to fit today's planner; the
 # loop's quick scale keeps its small catalogue but enough shoppers for that.
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
+LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
 COST_MARGIN = 1.1  # on top of the measured realised / predicted cost ratio
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
+# until a learned plan's realised cost is measured, plan at 1 / PILOT_SAFETY of the budget more than
+# the past campaigns' margin asks: that margin is learned on other coupons (the no-exploration
+# planner overspends this menu by up to ~20% with it)
+PILOT_SAFETY = 1.5
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,9 @@ class LoopSettings:
     explore_share: float = 0.1  # of the budget, spent on randomised coupon terms
     control_share: float = 0.1  # random holdout of every planned audience
     strategies: tuple[str, ...] = STRATEGIES
-    learner: str = "auto"  # the closed loop's DoseResponseUplift conversion learner
+    # the closed loop's learner: `terms` (today's R-learner, uplift = depth x h(x), refitted on the
+    # loop's rows) or a `DoseResponseUplift` conversion learner (auto, logistic, lgbm)
+    learner: str = "terms"
     coupons: pd.DataFrame = field(default_factory=lambda: MENU.copy())
 
     def __post_init__(self):
@@ -101,6 +108,8 @@ class LoopSettings:
             raise ValueError(f"budget must be positive, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
+        if self.learner not in LOOP_LEARNERS:
+            raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
             raise ValueError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
 
@@ -184,6 +193,8 @@ def _past_campaigns(directory: Path, columns) -> dict:
         converted=labels["converted"].to_numpy(dtype=int),
         spend=gross,
         redeemed=labels["redeemed"].to_numpy(dtype=int),
+        net_spend=labels["spend"].to_numpy(dtype=float),
+        group=labels["campaign_id"].astype(str).to_numpy(),
     )
     return {"past": past, "past_coupons": terms}
 
@@ -226,6 +237,7 @@ def _draw(market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: fl
             "arm_index": k,
             "converted": converted.astype(int),
             "spend": gross,
+            "net_spend": gross - cost,
             "redeemed": redeemed.astype(int),
             "cost": cost,
             "reward": margin * gross - cost,
@@ -277,7 +289,7 @@ def _static_candidates(market: LoopMarket, rows, coupons) -> pd.DataFrame:
 def _plan(
     candidates, coupons, budget, s: LoopSettings, cost_safety: float, rng
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(shopper rows, arm index) of a planned audience, holdout rows with arm 0."""
+    """(shopper rows, arm index, planned arm index) of a planned audience, holdout rows with arm 0."""
     plan = plan_campaign(
         candidates,
         coupons,
@@ -288,7 +300,11 @@ def _plan(
         cost_safety=cost_safety,
     )
     a = plan.assignments
-    return a["shopper_id"].to_numpy(dtype=int), _arm_index(a["arm"], coupons)
+    return (
+        a["shopper_id"].to_numpy(dtype=int),
+        _arm_index(a["arm"], coupons),
+        _arm_index(a["coupon_id"], coupons),
+    )
 
 
 def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margin: float) -> np.ndarray:
@@ -301,18 +317,49 @@ def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margi
     return np.column_stack([control, treated.reshape(k, n).T])
 
 
-def _oracle_profit(market: LoopMarket, coupons, s: LoopSettings) -> float:
+def _oracle(
+    market: LoopMarket, coupons, s: LoopSettings, control_share: float = 0.0
+) -> tuple[float, np.ndarray]:
+    """(true profit, arm index per shopper) of the planner on the true effects: same budget, same
+    arms; `control_share` > 0 holds out the same random share of its audience as every plan does."""
     frames = [
         _true_candidates(market.shopper_ids, c, market.p_buy[:, 0], market.p_buy[:, i + 1], market.basket)
         for i, c in enumerate(coupons["coupon_id"])
     ]
     plan = plan_campaign(
-        pd.concat(frames, ignore_index=True), coupons, s.budget, margin_rate=s.margin_rate, control_share=0.0
+        pd.concat(frames, ignore_index=True),
+        coupons,
+        s.budget,
+        margin_rate=s.margin_rate,
+        control_share=control_share,
+        random_state=s.seed,
     )
     a = plan.assignments
-    return float(
-        market.true_profit[a["shopper_id"].to_numpy(), _arm_index(a["coupon_id"], coupons) - 1].sum()
-    )
+    rows, arms = a["shopper_id"].to_numpy(dtype=int), _arm_index(a["arm"], coupons)
+    arm_of = np.zeros(len(market.shopper_ids), dtype=int)
+    arm_of[rows] = arms
+    t = arms > 0
+    return float(market.true_profit[rows[t], arms[t] - 1].sum()), arm_of
+
+
+def _true_uplift(market: LoopMarket) -> np.ndarray:
+    return market.p_buy[:, 1:] - market.p_buy[:, [0]]
+
+
+def _uplift_corr(predicted: np.ndarray, market: LoopMarket) -> float:
+    """Correlation of a model's per-(shopper, coupon) uplift with the truth's: a diagnostic the
+    learner never sees."""
+    return float(np.corrcoef(np.asarray(predicted).ravel(), _true_uplift(market).ravel())[0, 1])
+
+
+def _candidate_uplift(cand: pd.DataFrame, coupons, n: int) -> np.ndarray:
+    """(n, n_coupons) p_treated - p_control from planner candidates over all n shoppers."""
+    order = {c: i for i, c in enumerate(coupons["coupon_id"])}
+    out = np.zeros((n, len(coupons)))
+    out[cand["shopper_id"].to_numpy(dtype=int), cand["coupon_id"].map(order).to_numpy()] = (
+        cand["p_treated"] - cand["p_control"]
+    ).to_numpy()
+    return out
 
 
 # -- the loop -------------------------------------------------------------------------------------
@@ -323,7 +370,9 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     coupons = s.coupons
     rng = np.random.default_rng(s.seed)
     n, k = len(market.shopper_ids), len(coupons)
-    oracle = _oracle_profit(market, coupons, s)
+    oracle, oracle_arm = _oracle(market, coupons, s)
+    # the same design as every plan: a random holdout of its audience gets nothing
+    design_oracle, _ = _oracle(market, coupons, s, s.control_share)
     history = _History(n)
     # the closed loop's campaign rows, features as of their round; the past campaigns come first
     # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
@@ -332,6 +381,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     all_coupons = pd.concat([coupons, market.past_coupons], ignore_index=True)
     menu_ids = np.r_[[CONTROL], coupons["coupon_id"].to_numpy()]
     static_all = _static_candidates(market, np.arange(n), coupons)
+    static_corr = _uplift_corr(_candidate_uplift(static_all, coupons, n), market)
     calib = {"predicted": 0.0, "realised": 0.0}
     out = []
     for rnd in range(1, s.rounds + 1):
@@ -340,10 +390,13 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         model, learner = _fit_loop_model(log, X.columns, all_coupons, s.seed, s.learner)
         q = _predicted_rewards(model, X, coupons, s.margin_rate) if model is not None else None
         explore = log[log["propensity"].notna()] if log is not None else None
+        loop_corr = (
+            _uplift_corr(model.predict_uplift(X, coupons), market) if model is not None else static_corr
+        )
         plans = {}
         for strategy in s.strategies:
             plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng)
-        for strategy, (rows, arms, explore_rows, predicted, learned) in plans.items():
+        for strategy, (rows, arms, explore_rows, predicted, learned, planned) in plans.items():
             pv = _plan_value(explore, rows, arms, n, k, q)
             exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
             probe = explore_rows
@@ -358,13 +411,19 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
             baseline = s.margin_rate * market.p_buy[rows[t], 0] * market.basket[rows[t]]
             realized = float((exploit["reward"].to_numpy()[t] - baseline).sum())
             plan_true = float(market.true_profit[rows[t], arms[t] - 1].sum())
+            in_oracle = oracle_arm[rows[t]] > 0
             if learned:  # the closed loop's learned plans calibrate its later ones
                 calib["predicted"] += predicted["cost"]
                 calib["realised"] += float(exploit["cost"].sum())
             if strategy == "closed_loop":
-                campaign = pd.concat([probe, exploit.assign(propensity=np.nan)], ignore_index=True).assign(
-                    round=rnd
-                )
+                # randomisation groups: the probe, and each planned coupon's audience (coupon or holdout)
+                campaign = pd.concat(
+                    [
+                        probe.assign(group=f"r{rnd}-probe"),
+                        exploit.assign(propensity=np.nan, group=[f"r{rnd}-{c}" for c in planned]),
+                    ],
+                    ignore_index=True,
+                ).assign(round=rnd)
                 campaign["arm"] = menu_ids[campaign["arm_index"].to_numpy(dtype=int)]
                 feats = X.iloc[campaign["row"].to_numpy()].reset_index(drop=True)
                 logged.append(pd.concat([campaign, feats], axis=1))
@@ -379,8 +438,19 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     "round": rnd,
                     "strategy": strategy,
                     "profit_vs_oracle": true_profit / oracle if oracle > 0 else None,
+                    "profit_vs_design_oracle": true_profit / design_oracle if design_oracle > 0 else None,
                     "true_profit": true_profit,
                     "oracle_profit": oracle,
+                    "design_oracle_profit": design_oracle,
+                    # diagnostics against the truth (never shown to a learner)
+                    "randomized_rows": 0 if explore is None else int(len(explore)),
+                    "uplift_corr": loop_corr if strategy == "closed_loop" else static_corr,
+                    "oracle_overlap": float(in_oracle.mean()) if t.any() else None,
+                    "oracle_arm_agreement": float(
+                        (oracle_arm[rows[t]][in_oracle] == arms[t][in_oracle]).mean()
+                    )
+                    if in_oracle.any()
+                    else None,
                     "true_spend": true_spend,
                     "budget": s.budget,
                     "plan_true_profit": plan_true,
@@ -414,6 +484,11 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     for group in (arm == CONTROL, arm != CONTROL):
         if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
             return None, "static"
+    if learner == "terms":  # today's R-learner (uplift = depth x h(x)), refitted on the loop's rows
+        model = CouponTermsEffectModel(control=CONTROL, calibrate=False, random_state=seed).fit(
+            log[list(columns)], arm, y, log["net_spend"], log["redeemed"], coupons, groups=log["group"]
+        )
+        return model, "terms"
     model = DoseResponseUplift(control=CONTROL, learner=learner, random_state=seed).fit(
         log[list(columns)], arm, y, log["spend"], log["redeemed"], coupons
     )
@@ -430,10 +505,10 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         budget = s.budget / market.static_model.cost_factor_
         best = response_plan(static_all, coupons, budget, margin_rate=s.margin_rate)
         rows, arms = best["shopper_id"].to_numpy(dtype=int), _arm_index(best["coupon_id"], coupons)
-        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, arms
     if strategy == "no_exploration":
-        rows, arms = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
-        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
+        rows, arms, planned = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned
     # closed loop: a randomised probe first, then the plan over everyone else
     if model is not None:  # the model's cost over the whole population is about right (it is the
         # chosen few where it runs low), so it sizes the probe: a uniform arm, none included
@@ -459,11 +534,16 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         # realised over predicted cost of the earlier learned plans, with a margin for its own noise
         # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
         material = calib["predicted"] >= 0.1 * s.budget
-        ratio = calib["realised"] / calib["predicted"] * COST_MARGIN if material else 1.0
+        # before that, today's planner's margin learned on the past campaigns
+        ratio = (
+            calib["realised"] / calib["predicted"] * COST_MARGIN
+            if material
+            else PILOT_SAFETY * market.static_model.cost_factor_
+        )
         safety = max(model.cost_factor_ * COST_MARGIN, ratio)
         calib["safety"] = safety
-    rows, arms = _plan(cand, coupons, budget, s, safety, rng)
-    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None
+    rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
+    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned
 
 
 def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
@@ -479,8 +559,8 @@ def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame(
-        {c: pd.Series(dtype=float) for c in ("row", "arm_index", "converted", "spend", "redeemed", "cost",
-                                             "reward", "propensity")}
+        {c: pd.Series(dtype=float) for c in ("row", "arm_index", "converted", "spend", "net_spend",
+                                             "redeemed", "cost", "reward", "propensity")}
     ).astype({"row": int, "arm_index": int})  # fmt: skip
 
 

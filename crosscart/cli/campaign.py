@@ -221,6 +221,9 @@ def simulate_loop(
     ),
     explore_share: float = typer.Option(0.1, "--explore-share", help="Budget share for randomised terms."),
     margin: float = typer.Option(0.3, "--margin", help="Gross margin rate."),
+    learner: str = typer.Option(
+        "terms", "--learner", help="Closed loop's learner: terms (R-learner on depth), auto, logistic, lgbm."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, per round and strategy."),
 ) -> None:
     """Run closed-loop, no-exploration and response-model campaigns on the marketplace truth and
@@ -237,7 +240,7 @@ def simulate_loop(
         raise typer.Exit(2)
     try:
         settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
-                                explore_share=explore_share)  # fmt: skip
+                                explore_share=explore_share, learner=learner)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
