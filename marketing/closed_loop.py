@@ -43,7 +43,7 @@ from features.campaign_features import (
 from features.synth.generator import SCALES, Scale
 from features.synth.model import BASKET_SIGMA, REDEEM_RATE, TREATED_BASKET_LIFT
 from features.synth.truth import coupon_response, load_truth, shopper_rfm
-from marketing.policy_value import policy_value
+from marketing.policy_value import pooled_policy_value
 from models.uplift.base import CouponUpliftModel
 from models.uplift.dose_response import DoseResponseUplift
 from models.uplift.effects import CouponTermsEffectModel, gross_basket
@@ -369,7 +369,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     """Run `s.rounds` campaigns per strategy; one dict per round and strategy (see the module doc)."""
     coupons = s.coupons
     rng = np.random.default_rng(s.seed)
-    n, k = len(market.shopper_ids), len(coupons)
+    n = len(market.shopper_ids)
     oracle, oracle_arm = _oracle(market, coupons, s)
     # the same design as every plan: a random holdout of its audience gets nothing
     design_oracle, _ = _oracle(market, coupons, s, s.control_share)
@@ -383,6 +383,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     static_all = _static_candidates(market, np.arange(n), coupons)
     static_corr = _uplift_corr(_candidate_uplift(static_all, coupons, n), market)
     calib = {"predicted": 0.0, "realised": 0.0}
+    pv_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # the closed loop's rounds, for policy value
     out = []
     for rnd in range(1, s.rounds + 1):
         X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
@@ -396,8 +397,8 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         plans = {}
         for strategy in s.strategies:
             plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng)
-        for strategy, (rows, arms, explore_rows, predicted, learned, planned) in plans.items():
-            pv = _plan_value(explore, rows, arms, n, k, q)
+        for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
+            pv = _plan_value(pv_log, rows, arms, n, q)
             exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
             probe = explore_rows
             treated_rows = np.r_[rows[arms > 0], probe["row"].to_numpy()[probe["arm_index"].to_numpy() > 0]]
@@ -433,6 +434,12 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                 treated = np.zeros(n, dtype=bool)
                 treated[campaign["row"].to_numpy()[campaign["arm_index"].to_numpy() > 0]] = True
                 history.update(np.arange(n), treated, bought)
+                # every shopper's arm and reward this round, with the round's logging propensity
+                arm_all = np.zeros(n, dtype=int)
+                reward_all = everyone["reward"].to_numpy().copy()
+                arm_all[campaign["row"].to_numpy()] = campaign["arm_index"].to_numpy()
+                reward_all[campaign["row"].to_numpy()] = campaign["reward"].to_numpy()
+                pv_log.append((arm_all, reward_all, logging))
             out.append(
                 {
                     "round": rnd,
@@ -505,11 +512,13 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         budget = s.budget / market.static_model.cost_factor_
         best = response_plan(static_all, coupons, budget, margin_rate=s.margin_rate)
         rows, arms = best["shopper_id"].to_numpy(dtype=int), _arm_index(best["coupon_id"], coupons)
-        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, arms
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, arms, None
     if strategy == "no_exploration":
         rows, arms, planned = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
-        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned
-    # closed loop: a randomised probe first, then the plan over everyone else
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned, None
+    # closed loop: the plan over everyone, then a randomised probe drawn uniformly from everyone (a
+    # probed shopper gets the probe's arm instead of a planned one), so that every shopper's arm had a
+    # known probability: the logging propensity of the whole round
     if model is not None:  # the model's cost over the whole population is about right (it is the
         # chosen few where it runs low), so it sizes the probe: a uniform arm, none included
         cost = score_options(model.predict_candidates(X, np.arange(n), coupons), coupons, s.margin_rate)[
@@ -519,18 +528,12 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
     else:
         per_row = PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
     n_probe = min(n // 2, int(s.explore_share * s.budget / per_row))
-    probe_rows = rng.choice(n, n_probe, replace=False)
-    probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
-    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng).assign(
-        propensity=1.0 / (len(coupons) + 1)
-    )
-    rest = np.setdiff1d(np.arange(n), probe_rows)
     budget = (1 - s.explore_share) * s.budget
     if model is None:
-        cand = static_all[static_all["shopper_id"].isin(rest)]
+        cand = static_all
         safety = market.static_model.cost_factor_
     else:
-        cand = model.predict_candidates(X.iloc[rest], rest, coupons)
+        cand = model.predict_candidates(X, np.arange(n), coupons)
         # realised over predicted cost of the earlier learned plans, with a margin for its own noise
         # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
         material = calib["predicted"] >= 0.1 * s.budget
@@ -543,7 +546,30 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         safety = max(model.cost_factor_ * COST_MARGIN, ratio)
         calib["safety"] = safety
     rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
-    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned
+    propensity = _logging_propensity(n, len(coupons), rows, arms, planned, n_probe)
+    probe_rows = rng.choice(n, n_probe, replace=False)
+    probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
+    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng).assign(
+        propensity=1.0 / (len(coupons) + 1)
+    )
+    keep = ~np.isin(rows, probe_rows)
+    rows, arms, planned = rows[keep], arms[keep], planned[keep]
+    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity
+
+
+def _logging_propensity(n: int, k: int, rows, arms, planned, n_probe: int) -> np.ndarray:
+    """(n, 1 + k) each shopper's chance of each arm this round: the probe draws n_probe shoppers
+    uniformly and gives them a uniform arm; the others get their planned coupon, except the plan's
+    random holdout (its share of the coupon's audience), and everyone unplanned gets nothing."""
+    plan = np.zeros((n, k + 1))
+    plan[:, 0] = 1.0
+    for c in np.unique(planned):
+        mine = planned == c
+        hold = float((arms[mine] == 0).mean())
+        plan[rows[mine], 0] = hold
+        plan[rows[mine], c] = 1.0 - hold
+    share = n_probe / n
+    return share / (k + 1) + (1 - share) * plan
 
 
 def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
@@ -564,18 +590,15 @@ def _empty() -> pd.DataFrame:
     ).astype({"row": int, "arm_index": int})  # fmt: skip
 
 
-def _plan_value(explore, rows, arms, n: int, k: int, q) -> dict:
-    """The plan's incremental profit estimated from the randomised rows logged so far."""
-    if explore is None or len(explore) < 2:
+def _plan_value(pv_log, rows, arms, n: int, q) -> dict:
+    """The plan's incremental profit estimated from the closed loop's earlier rounds (every shopper,
+    each round's logging propensity; `marketing.policy_value.pooled_policy_value`)."""
+    if not pv_log:
         return {"value": None, "low": None, "high": None, "method": None}
     target = np.zeros(n, dtype=int)
     target[rows] = arms  # holdout and unplanned shoppers: no coupon
-    r = explore["row"].to_numpy(dtype=int)
-    a = explore["arm_index"].to_numpy(dtype=int)
-    kwargs = {}
-    if q is not None:
-        kwargs = dict(q_target=q[r, target[r]], q_baseline=q[r, 0], q_logged=q[r, a])
-    v = policy_value(explore["reward"], a, explore["propensity"], target[r], baseline=0, scale=n, **kwargs)
+    logged, reward, propensity = (np.stack(parts) for parts in zip(*pv_log, strict=True))
+    v = pooled_policy_value(reward, logged, propensity, target, q=q)
     if v.dr is not None:
         return {"value": v.dr, "low": v.dr_low, "high": v.dr_high, "method": "dr"}
     return {"value": v.ips, "low": v.ips_low, "high": v.ips_high, "method": "ips"}

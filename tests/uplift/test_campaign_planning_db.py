@@ -13,10 +13,11 @@ import commerce.all_models  # noqa: F401  (complete metadata)
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.errors import InvalidState
 from commerce.services import campaigns as cmp
-from commerce.services.coupons import CouponInput, create_coupon
+from commerce.services.coupons import CouponInput, create_coupon, grant_coupon
 from commerce.services.events import export_events, record_events
 from commerce.services.shoppers import create_shopper
 from features.campaign_features import NUMERIC_FEATURES, encode_features, shopper_history_features
+from marketing.contact_policy import ContactPolicy
 from marketing.planning import effect_model, plan_and_store
 from models.uplift.effects import CouponEffectModel, ServedCouponUplift
 from training.registry import ModelUnavailable
@@ -228,3 +229,56 @@ def test_effect_model_finds_the_true_ranking_on_the_demo_marketplace(tmp_path):
     assert np.corrcoef(held_out["uplift"], true)[0, 1] > 0.4  # measured 0.59
     assert held_out["metrics"]["qini_auc"] > 0.02  # measured 0.045; the truth's own ranking: 0.121
     assert held_out["metrics"]["uplift@30"] > 0.03  # measured 0.064; truth: 0.097
+
+
+def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(factory):
+    """S00 is treated by an overlapping scheduled campaign (a live coupon); S02 is only in its
+    holdout (no coupon: still eligible); S04 got three campaign coupons in the last four weeks
+    (the cap); S06 got two. A draft or non-overlapping campaign does not block anyone."""
+    with transaction(factory) as s:
+        cmp.create_campaign(
+            s,
+            cmp.CampaignInput(
+                "Live", "site", "10", START + 3 * DAY, START + 9 * DAY, "0.1", campaign_id="CMP-L"
+            ),
+        )
+        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-L", coupon_id="L5"))
+        cmp.set_audience(s, "CMP-L", [("S00", "L5"), ("S02", "control")])
+        cmp.schedule_campaign(s, "CMP-L")
+        cmp.create_campaign(
+            s,
+            cmp.CampaignInput(
+                "Later", "site", "10", START + 8 * DAY, START + 9 * DAY, "0", campaign_id="CMP-X"
+            ),
+        )
+        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-X", coupon_id="X5"))
+        cmp.set_audience(s, "CMP-X", [("S08", "X5")])
+        cmp.schedule_campaign(s, "CMP-X")  # starts after CMP-P ends: no overlap
+        for k, age in enumerate((3, 10, 20, 40)):  # the 40-day-old grant is outside the window
+            cmp.create_campaign(
+                s, cmp.CampaignInput(f"Old{k}", "site", "10", START - 50 * DAY, START - DAY, "0",
+                                     campaign_id=f"CMP-{k}")
+            )  # fmt: skip
+            create_coupon(
+                s, CouponInput(kind="amount_off", value="5", campaign_id=f"CMP-{k}", coupon_id=f"O{k}")
+            )
+            grant_coupon(s, f"O{k}", ["S04"] + (["S06"] if k < 2 else []), campaign_id=f"CMP-{k}",
+                         at=START - age * DAY)  # fmt: skip
+    ids = [f"S{i:02d}" for i in range(10)]
+    own = pd.DataFrame(
+        {"shopper_id": ids, "coupon_id": "A10", "p_control": 0.1, "p_treated": 0.5,
+         "spend_control": 20.0, "spend_treated": 100.0}
+    )  # fmt: skip
+    plan = plan_and_store(factory, "CMP-P", candidates=own, margin_rate=0.9)
+    planned = set(plan.assignments["shopper_id"])
+    assert planned.isdisjoint({"S00", "S04"})
+    assert {"S02", "S06", "S08"} <= planned
+    assert plan.summary["excluded"] == {"live_coupon": 1, "frequency_cap": 1}
+    plan = plan_and_store(factory, "CMP-P", candidates=own, margin_rate=0.9, contact_policy=None)
+    assert {"S00", "S04"} <= set(plan.assignments["shopper_id"])
+    plan = plan_and_store(
+        factory, "CMP-P", candidates=own, margin_rate=0.9, contact_policy=ContactPolicy(frequency_cap=2)
+    )
+    assert set(plan.assignments["shopper_id"]).isdisjoint({"S00", "S04", "S06"})
+    with pytest.raises(ValueError, match="at least 1"):
+        ContactPolicy(frequency_cap=0)
