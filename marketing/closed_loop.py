@@ -71,7 +71,15 @@ MENU = pd.DataFrame(
         "cap": np.nan,
     }
 )
-HISTORY_FEATURES = ("loop_offers", "loop_offer_buys", "loop_offer_rate", "loop_plain_rate", "loop_rate_gap")
+HISTORY_FEATURES = (
+    "loop_offers",
+    "loop_offer_buys",
+    "loop_offer_rate",
+    "loop_plain_rate",
+    "loop_rate_gap",
+    "loop_recent_offers",
+)
+RECENT_ROUNDS = 2  # the history's "recent offers": coupons in the last two rounds (fatigue shows there)
 # The generator's tiny marketplace (500 shoppers) has too few past buyers to fit today's planner; the
 # loop's quick scale keeps its small catalogue but enough shoppers for that.
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
@@ -100,6 +108,14 @@ class LoopSettings:
     # loop's rows) or a `DoseResponseUplift` conversion learner (auto, logistic, lgbm)
     learner: str = "terms"
     coupons: pd.DataFrame = field(default_factory=lambda: MENU.copy())
+    # coupon fatigue in the truth: a coupon's effect on a shopper is multiplied by `fatigue` per
+    # coupon they got in the previous `fatigue_window` rounds (1.0: no fatigue)
+    fatigue: float = 1.0
+    fatigue_window: int = 2
+    # contact policy of every strategy: no coupon for a shopper who got `frequency_cap` in the
+    # previous `cap_window` rounds (None: no cap)
+    frequency_cap: int | None = None
+    cap_window: int = 3
 
     def __post_init__(self):
         if self.rounds < 1:
@@ -108,6 +124,10 @@ class LoopSettings:
             raise ValueError(f"budget must be positive, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
+        if not 0 < self.fatigue <= 1 or self.fatigue_window < 1 or self.cap_window < 1:
+            raise ValueError("fatigue must be in (0, 1], fatigue_window and cap_window at least 1")
+        if self.frequency_cap is not None and self.frequency_cap < 1:
+            raise ValueError("frequency_cap must be at least 1 (or None)")
         if self.learner not in LOOP_LEARNERS:
             raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
@@ -216,13 +236,52 @@ def _true_candidates(ids, coupon_id, p0, p1, basket) -> pd.DataFrame:
     )
 
 
+def _fatigued(market: LoopMarket, recent: np.ndarray, fatigue: float, margin: float):
+    """(p_buy, true_cost, true_profit) this round when shopper i got recent[i] coupons lately: each
+    coupon's effect on purchase shrinks by fatigue ** recent[i]; cost follows the purchases."""
+    f = fatigue ** np.asarray(recent, dtype=float)
+    p0, p1 = market.p_buy[:, [0]], market.p_buy[:, 1:]
+    p1f = p0 + f[:, None] * (p1 - p0)
+    cost = market.true_cost * np.divide(p1f, p1, out=np.ones_like(p1), where=p1 > 0)
+    profit = margin * market.basket[:, None] * (TREATED_BASKET_LIFT * p1f - p0) - cost
+    return np.column_stack([p0[:, 0], p1f]), cost, profit
+
+
+class _Contacts:
+    """One strategy's coupons per shopper and round: fatigue (truth) and the frequency cap (policy)."""
+
+    def __init__(self, n: int, s: LoopSettings):
+        self.rounds: list[np.ndarray] = []
+        self.n, self.s = n, s
+
+    def recent(self, window: int) -> np.ndarray:
+        return np.sum(self.rounds[-window:], axis=0) if self.rounds else np.zeros(self.n)
+
+    def eligible(self) -> np.ndarray:
+        if self.s.frequency_cap is None:
+            return np.ones(self.n, dtype=bool)
+        return self.recent(self.s.cap_window) < self.s.frequency_cap
+
+    def truth(self, market: LoopMarket):
+        return _fatigued(market, self.recent(self.s.fatigue_window), self.s.fatigue, self.s.margin_rate)
+
+    def add(self, rows) -> None:
+        got = np.zeros(self.n)
+        np.add.at(got, np.asarray(rows, dtype=int), 1)
+        self.rounds.append(got)
+
+
 # -- one round's pieces ---------------------------------------------------------------------------
 
 
-def _draw(market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng) -> pd.DataFrame:
-    """Outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1)."""
+def _draw(
+    market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng, p_buy=None
+) -> pd.DataFrame:
+    """Outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1);
+    `p_buy`: this round's purchase probabilities (fatigue applied), else the market's."""
     rows, k = np.asarray(rows), np.asarray(arm_index)
-    converted = rng.random(len(rows)) < market.p_buy[rows, k]
+    p_buy = market.p_buy if p_buy is None else p_buy
+    converted = rng.random(len(rows)) < p_buy[rows, k]
     lift = np.where(k > 0, TREATED_BASKET_LIFT, 1.0)
     z = rng.standard_normal(len(rows))
     basket = market.basket[rows] * lift * np.exp(BASKET_SIGMA * z - BASKET_SIGMA**2 / 2)
@@ -253,6 +312,7 @@ class _History:
         self.offer_buys = np.zeros(n)
         self.plain = np.zeros(n)
         self.plain_buys = np.zeros(n)
+        self.last: list[np.ndarray] = []
 
     def frame(self, index) -> pd.DataFrame:
         offer_rate = (self.offer_buys + 0.2) / (self.offers + 1)
@@ -264,11 +324,17 @@ class _History:
                 "loop_offer_rate": offer_rate,
                 "loop_plain_rate": plain_rate,
                 "loop_rate_gap": offer_rate - plain_rate,
+                "loop_recent_offers": np.sum(self.last[-RECENT_ROUNDS:], axis=0)
+                if self.last
+                else np.zeros(len(self.offers)),
             },
             index=index,
         )
 
     def update(self, rows, treated, converted) -> None:
+        got = np.zeros(len(self.offers))
+        np.add.at(got, rows[treated], 1)
+        self.last.append(got)
         np.add.at(self.offers, rows[treated], 1)
         np.add.at(self.offer_buys, rows[treated], converted[treated])
         np.add.at(self.plain, rows[~treated], 1)
@@ -318,16 +384,22 @@ def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margi
 
 
 def _oracle(
-    market: LoopMarket, coupons, s: LoopSettings, control_share: float = 0.0
+    market: LoopMarket, coupons, s: LoopSettings, control_share: float = 0.0, truth=None, eligible=None
 ) -> tuple[float, np.ndarray]:
-    """(true profit, arm index per shopper) of the planner on the true effects: same budget, same
-    arms; `control_share` > 0 holds out the same random share of its audience as every plan does."""
+    """(true profit, arm index per shopper) of the planner on the true effects (`truth`: this
+    round's (p_buy, cost, profit), else the fresh market's), same budget, same arms, the `eligible`
+    shoppers only; `control_share` > 0 holds out the same random share of its audience as every
+    plan does."""
+    p_buy, _, profit = truth if truth is not None else (market.p_buy, market.true_cost, market.true_profit)
     frames = [
-        _true_candidates(market.shopper_ids, c, market.p_buy[:, 0], market.p_buy[:, i + 1], market.basket)
+        _true_candidates(market.shopper_ids, c, p_buy[:, 0], p_buy[:, i + 1], market.basket)
         for i, c in enumerate(coupons["coupon_id"])
     ]
+    cand = pd.concat(frames, ignore_index=True)
+    if eligible is not None:
+        cand = cand[eligible[cand["shopper_id"].to_numpy()]]
     plan = plan_campaign(
-        pd.concat(frames, ignore_index=True),
+        cand,
         coupons,
         s.budget,
         margin_rate=s.margin_rate,
@@ -339,7 +411,7 @@ def _oracle(
     arm_of = np.zeros(len(market.shopper_ids), dtype=int)
     arm_of[rows] = arms
     t = arms > 0
-    return float(market.true_profit[rows[t], arms[t] - 1].sum()), arm_of
+    return float(profit[rows[t], arms[t] - 1].sum()), arm_of
 
 
 def _true_uplift(market: LoopMarket) -> np.ndarray:
@@ -370,9 +442,10 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     coupons = s.coupons
     rng = np.random.default_rng(s.seed)
     n = len(market.shopper_ids)
-    oracle, oracle_arm = _oracle(market, coupons, s)
-    # the same design as every plan: a random holdout of its audience gets nothing
-    design_oracle, _ = _oracle(market, coupons, s, s.control_share)
+    # the oracle runs its own campaigns on the truth, under the same fatigue and contact policy; the
+    # design oracle also holds out the same share of its audience as every plan
+    oracles = {"oracle": _Contacts(n, s), "design": _Contacts(n, s)}
+    contacts = {strategy: _Contacts(n, s) for strategy in s.strategies}
     history = _History(n)
     # the closed loop's campaign rows, features as of their round; the past campaigns come first
     # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
@@ -386,6 +459,14 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     pv_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # the closed loop's rounds, for policy value
     out = []
     for rnd in range(1, s.rounds + 1):
+        oracle, oracle_arm = _oracle(
+            market, coupons, s, 0.0, oracles["oracle"].truth(market), oracles["oracle"].eligible()
+        )
+        oracles["oracle"].add(np.flatnonzero(oracle_arm))
+        design_oracle, design_arm = _oracle(
+            market, coupons, s, s.control_share, oracles["design"].truth(market), oracles["design"].eligible()
+        )
+        oracles["design"].add(np.flatnonzero(design_arm))
         X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
         log = pd.concat(logged, ignore_index=True) if logged else None
         model, learner = _fit_loop_model(log, X.columns, all_coupons, s.seed, s.learner)
@@ -396,22 +477,28 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         )
         plans = {}
         for strategy in s.strategies:
-            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng)
+            eligible = contacts[strategy].eligible()
+            p_now = contacts[strategy].truth(market)[0]
+            plans[strategy] = _round_plan(
+                strategy, market, X, model, static_all, calib, s, rng, eligible, p_now
+            )
         for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
             pv = _plan_value(pv_log, rows, arms, n, q)
-            exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
+            p_buy, true_cost, true_profit_of = contacts[strategy].truth(market)
+            exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng, p_buy)
             probe = explore_rows
             treated_rows = np.r_[rows[arms > 0], probe["row"].to_numpy()[probe["arm_index"].to_numpy() > 0]]
             treated_arms = np.r_[
                 arms[arms > 0], probe["arm_index"].to_numpy()[probe["arm_index"].to_numpy() > 0]
             ]
-            true_spend = float(market.true_cost[treated_rows, treated_arms - 1].sum())
-            plan_spend = float(market.true_cost[rows[arms > 0], arms[arms > 0] - 1].sum())
-            true_profit = float(market.true_profit[treated_rows, treated_arms - 1].sum())
+            contacts[strategy].add(treated_rows)
+            true_spend = float(true_cost[treated_rows, treated_arms - 1].sum())
+            plan_spend = float(true_cost[rows[arms > 0], arms[arms > 0] - 1].sum())
+            true_profit = float(true_profit_of[treated_rows, treated_arms - 1].sum())
             t = exploit["arm_index"].to_numpy() > 0
             baseline = s.margin_rate * market.p_buy[rows[t], 0] * market.basket[rows[t]]
             realized = float((exploit["reward"].to_numpy()[t] - baseline).sum())
-            plan_true = float(market.true_profit[rows[t], arms[t] - 1].sum())
+            plan_true = float(true_profit_of[rows[t], arms[t] - 1].sum())
             in_oracle = oracle_arm[rows[t]] > 0
             if learned:  # the closed loop's learned plans calibrate its later ones
                 calib["predicted"] += predicted["cost"]
@@ -502,11 +589,14 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     return model, model.learner_
 
 
-def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng):
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible, p_buy):
     """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
-    profit of the plan, whether a learned model planned it)."""
+    profit of the plan, whether a learned model planned it, each planned row's coupon, the round's
+    logging propensity or None). Only `eligible` shoppers (the contact policy) are planned or
+    probed; `p_buy` is this round's truth for the probe's outcomes."""
     n = len(market.shopper_ids)
     coupons = s.coupons
+    static_all = static_all[eligible[static_all["shopper_id"].to_numpy()]]
     if strategy == "response_model":
         # the same margin on predicted cost as today's planner: both read the static model's costs
         budget = s.budget / market.static_model.cost_factor_
@@ -527,13 +617,14 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         per_row = COST_MARGIN * float(cost.mean()) * len(coupons) / (len(coupons) + 1)
     else:
         per_row = PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
-    n_probe = min(n // 2, int(s.explore_share * s.budget / per_row))
+    pool = np.flatnonzero(eligible)
+    n_probe = min(len(pool) // 2, int(s.explore_share * s.budget / per_row))
     budget = (1 - s.explore_share) * s.budget
     if model is None:
         cand = static_all
         safety = market.static_model.cost_factor_
     else:
-        cand = model.predict_candidates(X, np.arange(n), coupons)
+        cand = model.predict_candidates(X.iloc[pool], pool, coupons)
         # realised over predicted cost of the earlier learned plans, with a margin for its own noise
         # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
         material = calib["predicted"] >= 0.1 * s.budget
@@ -546,10 +637,10 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         safety = max(model.cost_factor_ * COST_MARGIN, ratio)
         calib["safety"] = safety
     rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
-    propensity = _logging_propensity(n, len(coupons), rows, arms, planned, n_probe)
-    probe_rows = rng.choice(n, n_probe, replace=False)
+    propensity = _logging_propensity(eligible, len(coupons), rows, arms, planned, n_probe)
+    probe_rows = rng.choice(pool, n_probe, replace=False)
     probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
-    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng).assign(
+    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng, p_buy).assign(
         propensity=1.0 / (len(coupons) + 1)
     )
     keep = ~np.isin(rows, probe_rows)
@@ -557,10 +648,12 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
     return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity
 
 
-def _logging_propensity(n: int, k: int, rows, arms, planned, n_probe: int) -> np.ndarray:
-    """(n, 1 + k) each shopper's chance of each arm this round: the probe draws n_probe shoppers
-    uniformly and gives them a uniform arm; the others get their planned coupon, except the plan's
-    random holdout (its share of the coupon's audience), and everyone unplanned gets nothing."""
+def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, n_probe: int) -> np.ndarray:
+    """(n, 1 + k) each shopper's chance of each arm this round: the probe draws n_probe of the
+    eligible shoppers uniformly and gives them a uniform arm; the others get their planned coupon,
+    except the plan's random holdout (its share of the coupon's audience), and everyone unplanned
+    (capped shoppers included) gets nothing."""
+    n = len(eligible)
     plan = np.zeros((n, k + 1))
     plan[:, 0] = 1.0
     for c in np.unique(planned):
@@ -568,7 +661,7 @@ def _logging_propensity(n: int, k: int, rows, arms, planned, n_probe: int) -> np
         hold = float((arms[mine] == 0).mean())
         plan[rows[mine], 0] = hold
         plan[rows[mine], c] = 1.0 - hold
-    share = n_probe / n
+    share = np.where(eligible, n_probe / max(int(eligible.sum()), 1), 0.0)[:, None]
     return share / (k + 1) + (1 - share) * plan
 
 

@@ -224,6 +224,12 @@ def simulate_loop(
     learner: str = typer.Option(
         "terms", "--learner", help="Closed loop's learner: terms (R-learner on depth), auto, logistic, lgbm."
     ),
+    fatigue: float = typer.Option(
+        1.0, "--fatigue", help="Truth: a coupon's effect x this per coupon in the last 2 rounds (1 = none)."
+    ),
+    frequency_cap: int | None = typer.Option(
+        None, "--frequency-cap", help="Contact policy: no coupon after this many in the last 3 rounds."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, per round and strategy."),
 ) -> None:
     """Run closed-loop, no-exploration and response-model campaigns on the marketplace truth and
@@ -240,7 +246,8 @@ def simulate_loop(
         raise typer.Exit(2)
     try:
         settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
-                                explore_share=explore_share, learner=learner)  # fmt: skip
+                                explore_share=explore_share, learner=learner, fatigue=fatigue,
+                                frequency_cap=frequency_cap)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
