@@ -191,7 +191,7 @@ def test_served_uplift_answers_the_api_contract():
     )
     cols = list(model.feature_names_in_)
     features = encode_features(shopper_history_features(events, shoppers, START, "email"), cols)
-    served = ServedCouponUplift(model, features, features.loc["L"].to_numpy(), {"A10": "amount_off"})
+    served = ServedCouponUplift(model, features.loc["L"].to_numpy(), {"A10": "amount_off"})
     frame = pd.DataFrame(
         {
             "shopper_id": ["R", "R", "nobody", "R"],
@@ -199,6 +199,8 @@ def test_served_uplift_answers_the_api_contract():
             "kind": [None, None, None, "percent_off"],
         }
     )
+    # the caller passes each row's current features; the unknown shopper has none
+    frame = frame.join(features.reindex(frame["shopper_id"]).reset_index(drop=True))
     assert 0.05 < model.basket_sigma_ < 0.3  # baskets of 150..250 CNY: log-scale sd ~0.15
     got = served.predict(frame)
     effects = model.predict_uplift(features)  # rows R, L; columns amount_off, percent_off
@@ -282,3 +284,46 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
     assert set(plan.assignments["shopper_id"]).isdisjoint({"S00", "S04", "S06"})
     with pytest.raises(ValueError, match="at least 1"):
         ContactPolicy(frequency_cap=0)
+
+
+def test_served_uplift_holds_no_shopper_data_and_scores_current_features(factory, tmp_path):
+    """The artifact's size does not grow with the number of shoppers, and the API scores a shopper
+    with the features of the events table now: a purchase recorded after training changes the score."""
+    import os
+
+    from marketing.audience import current_features
+    from training.uplift import serving_bundle
+
+    model = _effect_model()
+    sizes = []
+    for n in (40, 4000):
+        d = tmp_path / f"m{n}"
+        (d / "events").mkdir(parents=True)
+        ids = [f"S{i}" for i in range(n)]
+        born = START - 100 * DAY
+        pd.DataFrame({"shopper_id": ids, "region": "Shanghai", "segment": None, "created_at": born}
+                     ).to_parquet(d / "shoppers.parquet")  # fmt: skip
+        pd.DataFrame({"ts": [START - DAY] * n, "shopper_id": ids, "event_type": "purchase", "value": 100.0}
+                     ).to_parquet(d / "events" / "part-0.parquet")  # fmt: skip
+        pd.DataFrame({"coupon_id": ["A10"], "kind": ["amount_off"]}).to_parquet(d / "coupons.parquet")
+        bundle = serving_bundle(d, model)
+        assert not any(isinstance(v, pd.DataFrame) for v in vars(bundle).values())
+        bundle.save(d / "uplift.joblib")
+        sizes.append(os.path.getsize(d / "uplift.joblib"))
+    assert sizes[0] == sizes[1]
+
+    cols = list(model.feature_names_in_)
+    frame = pd.DataFrame({"shopper_id": ["S01"], "coupon_id": ["A10"], "kind": ["amount_off"]})
+    with factory() as s:  # S01 has only views so far: no purchase, scored like a lapsed shopper
+        before = current_features(s, ["S01"], START, "site", cols)
+    with transaction(factory) as s:
+        record_events(s, [{"event_id": "late", "ts": START - DAY, "shopper_id": "S01", "product_id": "P1",
+                           "event_type": "purchase", "value": 150.0}])  # fmt: skip
+    with factory() as s:
+        after = current_features(s, ["S01"], START, "site", cols)
+        assert current_features(s, ["ghost"], START, "site", cols).empty
+    assert before.loc["S01", "recency_days"] > 1000 and after.loc["S01", "recency_days"] == 1.0
+    served = ServedCouponUplift(model, before.iloc[0].to_numpy(), {"A10": "amount_off"})
+    old = served.predict(frame.join(before.reset_index(drop=True)))[0]
+    new = served.predict(frame.join(after.reset_index(drop=True)))[0]
+    assert new > old + 0.2  # the model lifts recent buyers (0.05 -> 0.45): the new purchase counts
