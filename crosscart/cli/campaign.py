@@ -267,9 +267,18 @@ def simulate_loop(
         else:
             ratio = "-" if row["profit_vs_oracle"] is None else f"{row['profit_vs_oracle']:.2f}"
             low, high = row["policy_value_low"], row["policy_value_high"]
-            pv = "-" if low is None else f"[{low:,.0f}, {high:,.0f}]"
+            method = (row["policy_value_method"] or "").upper()
+            pv = "-" if low is None else f"{method} [{low:,.0f}, {high:,.0f}]"
+            # the planning model's own forecast beside the logged data's estimate, flagged when outside
+            warn = (
+                "  WARNING: model forecast outside the policy-value interval"
+                if row["policy_value_disagrees"]
+                else ""
+            )
             typer.echo(
                 f"{row['round']:>2} {row['strategy']:<15} vs oracle {ratio:>6}"
                 f"  spend {row['true_spend']:>10,.0f} / {row['budget']:,.0f}"
-                f"  realised {row['realized_profit']:>10,.0f}  policy value {pv}"
+                f"  realised {row['realized_profit']:>10,.0f}"
+                f"  model forecast {row['predicted_profit']:>10,.0f}"
+                f"  policy value {pv}{warn}"
             )

@@ -78,3 +78,36 @@ def test_simulate_loop_refuses_bad_settings():
     )
     assert result.exit_code == 2
     assert "learner" in result.output
+
+
+def test_simulate_loop_text_shows_forecast_beside_policy_value_and_warns_on_disagreement():
+    result = CliRunner().invoke(
+        app,
+        ["campaign", "simulate-loop", "--rounds", "2", "--budget", "2000", "--seed", "3", "--scale", "tiny"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "vs oracle" in line]
+    assert len(lines) == 6 and all("model forecast" in line for line in lines)
+    assert all("policy value DR [" in line or "policy value IPS [" in line for line in lines[3:])
+    json_rows = (
+        CliRunner()
+        .invoke(
+            app,
+            [
+                "campaign",
+                "simulate-loop",
+                "--rounds",
+                "2",
+                "--budget",
+                "2000",
+                "--seed",
+                "3",
+                "--scale",
+                "tiny",
+                "--json",
+            ],
+        )
+        .stdout.splitlines()
+    )
+    flagged = [json.loads(r)["policy_value_disagrees"] for r in json_rows if r.startswith("{")]
+    assert [("WARNING" in line) for line in lines] == [bool(f) for f in flagged]
