@@ -1,12 +1,15 @@
 """Closed-loop campaigns against the oracle on generated marketplaces (`marketing.closed_loop`).
 
     nice .venv/bin/python -m bench.closed_loop [--scale demo] [--seeds 7,11] [--budgets 3000,10000]
-        [--rounds 8]
+        [--rounds 8] [--fatigue 1.0] [--frequency-cap N] [--name closed_loop]
 
 Per seed and budget, every round of every strategy; then the issue's targets measured: the closed
 loop's profit / oracle from round 6 on (>= 0.90 wanted), rounds where true spend exceeds the budget
 (none wanted), and how often the pre-launch policy-value interval covers the realised profit (>= 90%
-wanted). Writes bench/results/closed_loop.json and a PNG of the three curves next to it.
+wanted). Also per run: profit against the oracle that holds out the same share of its audience
+(`profit_vs_design_oracle`), and, per round of the closed loop, the randomised rows it had, the
+correlation of its uplift with the truth's and its overlap with the oracle's choices (diagnostics
+the learner never sees). Writes bench/results/NAME.json and a PNG of the three curves next to it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ def summarize(rows: pd.DataFrame, from_round: int = 6) -> dict:
     return {
         "closed_loop_min_vs_oracle_from_round_6": float(loop_late["profit_vs_oracle"].min()),
         "mean_vs_oracle_from_round_6": late.groupby("strategy")["profit_vs_oracle"].mean().round(3).to_dict(),
+        # against the oracle under the same design (the same random holdout of its audience)
+        "mean_vs_design_oracle_from_round_6": late.groupby("strategy")["profit_vs_design_oracle"]
+        .mean()
+        .round(3)
+        .to_dict(),
+        # diagnostics against the truth: what the learner had and how well it ranked
+        "closed_loop_by_round": rows[rows["strategy"] == "closed_loop"]
+        .groupby("round")[["randomized_rows", "uplift_corr", "oracle_overlap", "oracle_arm_agreement"]]
+        .mean()
+        .round(3)
+        .to_dict(orient="index"),
+        "static_uplift_corr": float(rows.loc[rows["strategy"] == "no_exploration", "uplift_corr"].mean()),
         "rounds_over_budget": int((rows["true_spend"] > rows["budget"]).sum()),
         "policy_value_coverage_of_realized": float(covered.mean()) if len(pv) else None,
         "policy_value_coverage_of_expected": float(covered_expected.mean()) if len(pv) else None,
@@ -78,7 +93,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="7,11")
     ap.add_argument("--budgets", default="3000,10000")
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--fatigue", type=float, default=1.0, help="truth: effect x this per recent coupon")
+    ap.add_argument("--frequency-cap", type=int, default=None, help="contact policy of every strategy")
+    ap.add_argument("--name", default="closed_loop", help="results file stem in bench/results/")
     args = ap.parse_args()
+    rules = {"fatigue": args.fatigue, "frequency_cap": args.frequency_cap}
     warnings.filterwarnings("ignore", category=FutureWarning)
     all_rows, timings = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -88,7 +107,7 @@ def main() -> None:
             market = load_loop_market(tmp, settings.coupons, settings.margin_rate, seed=seed)
             for budget in [float(b) for b in args.budgets.split(",")]:
                 t0 = time.perf_counter()
-                s = LoopSettings(rounds=args.rounds, budget=budget, seed=seed)
+                s = LoopSettings(rounds=args.rounds, budget=budget, seed=seed, **rules)
                 rows = pd.DataFrame(simulate_loop(market, s)).assign(seed=seed)
                 timings[f"{seed}/{budget:.0f}"] = round(time.perf_counter() - t0, 1)
                 all_rows.append(rows)
@@ -102,6 +121,7 @@ def main() -> None:
     result = {
         "scale": args.scale,
         "rounds": args.rounds,
+        **rules,
         "targets": {"closed_loop_vs_oracle_by_round_6": 0.9, "policy_value_coverage": 0.9},
         "overall": summarize(rows),
         "per_run": per_run,
@@ -109,8 +129,8 @@ def main() -> None:
         "rows": json.loads(rows.to_json(orient="records")),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "closed_loop.json").write_text(json.dumps(result, indent=1))
-    plot(rows, RESULTS / "closed_loop.png")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    plot(rows, RESULTS / f"{args.name}.png")
     print(json.dumps({"overall": result["overall"], "per_run": per_run}, indent=1))
 
 

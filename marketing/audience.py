@@ -14,9 +14,9 @@ from commerce.campaigns import Campaign
 from commerce.coupons import Coupon
 from commerce.events import BehaviorEvent
 from commerce.shoppers import Shopper
-from features.campaign_features import EVENT_COLUMNS, SHORT_DAYS, shopper_history_features
+from features.campaign_features import EVENT_COLUMNS, SHORT_DAYS, encode_features, shopper_history_features
 
-__all__ = ["coupon_terms", "candidate_shoppers", "shopper_events", "audience_features"]
+__all__ = ["coupon_terms", "candidate_shoppers", "shopper_events", "audience_features", "current_features"]
 
 ID_CHUNK = 5000  # shopper ids per IN (...) query: far below every driver's bound-parameter limit
 
@@ -91,3 +91,20 @@ def audience_features(
     else:
         events = shopper_events(session, ids, campaign.starts_at)
     return shopper_history_features(events, shoppers, campaign.starts_at, campaign.channel)
+
+
+def current_features(
+    session: Session, shopper_ids: list[str], as_of: datetime, channel: str, columns: list[str]
+) -> pd.DataFrame:
+    """The model's encoded `columns` for `shopper_ids` as of `as_of`, from the events table now (what
+    a served uplift model scores with: it holds no shopper's features). Unknown shoppers are absent."""
+    query = select(Shopper.shopper_id, Shopper.region, Shopper.segment, Shopper.created_at).where(
+        Shopper.shopper_id.in_(list(shopper_ids))
+    )
+    shoppers = pd.DataFrame(
+        session.execute(query).all(), columns=["shopper_id", "region", "segment", "created_at"]
+    )
+    if shoppers.empty:
+        return pd.DataFrame(columns=columns, dtype=float)
+    events = shopper_events(session, shoppers["shopper_id"].tolist(), as_of)
+    return encode_features(shopper_history_features(events, shoppers, as_of, channel), columns)

@@ -43,10 +43,10 @@ from features.campaign_features import (
 from features.synth.generator import SCALES, Scale
 from features.synth.model import BASKET_SIGMA, REDEEM_RATE, TREATED_BASKET_LIFT
 from features.synth.truth import coupon_response, load_truth, shopper_rfm
-from marketing.policy_value import policy_value
+from marketing.policy_value import pooled_policy_value
 from models.uplift.base import CouponUpliftModel
 from models.uplift.dose_response import DoseResponseUplift
-from models.uplift.effects import gross_basket
+from models.uplift.effects import CouponTermsEffectModel, gross_basket
 from models.uplift.planner import plan_campaign, response_plan, score_options
 from training.uplift import fit_terms_model
 
@@ -71,13 +71,26 @@ MENU = pd.DataFrame(
         "cap": np.nan,
     }
 )
-HISTORY_FEATURES = ("loop_offers", "loop_offer_buys", "loop_offer_rate", "loop_plain_rate", "loop_rate_gap")
+HISTORY_FEATURES = (
+    "loop_offers",
+    "loop_offer_buys",
+    "loop_offer_rate",
+    "loop_plain_rate",
+    "loop_rate_gap",
+    "loop_recent_offers",
+)
+RECENT_ROUNDS = 2  # the history's "recent offers": coupons in the last two rounds (fatigue shows there)
 # The generator's tiny marketplace (500 shoppers) has too few past buyers to fit today's planner; the
 # loop's quick scale keeps its small catalogue but enough shoppers for that.
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
+LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
 COST_MARGIN = 1.1  # on top of the measured realised / predicted cost ratio
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
+# until a learned plan's realised cost is measured, plan at 1 / PILOT_SAFETY of the budget more than
+# the past campaigns' margin asks: that margin is learned on other coupons (the no-exploration
+# planner overspends this menu by up to ~20% with it)
+PILOT_SAFETY = 1.5
 
 
 @dataclass(frozen=True)
@@ -91,8 +104,18 @@ class LoopSettings:
     explore_share: float = 0.1  # of the budget, spent on randomised coupon terms
     control_share: float = 0.1  # random holdout of every planned audience
     strategies: tuple[str, ...] = STRATEGIES
-    learner: str = "auto"  # the closed loop's DoseResponseUplift conversion learner
+    # the closed loop's learner: `terms` (today's R-learner, uplift = depth x h(x), refitted on the
+    # loop's rows) or a `DoseResponseUplift` conversion learner (auto, logistic, lgbm)
+    learner: str = "terms"
     coupons: pd.DataFrame = field(default_factory=lambda: MENU.copy())
+    # coupon fatigue in the truth: a coupon's effect on a shopper is multiplied by `fatigue` per
+    # coupon they got in the previous `fatigue_window` rounds (1.0: no fatigue)
+    fatigue: float = 1.0
+    fatigue_window: int = 2
+    # contact policy of every strategy: no coupon for a shopper who got `frequency_cap` in the
+    # previous `cap_window` rounds (None: no cap)
+    frequency_cap: int | None = None
+    cap_window: int = 3
 
     def __post_init__(self):
         if self.rounds < 1:
@@ -101,6 +124,12 @@ class LoopSettings:
             raise ValueError(f"budget must be positive, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
+        if not 0 < self.fatigue <= 1 or self.fatigue_window < 1 or self.cap_window < 1:
+            raise ValueError("fatigue must be in (0, 1], fatigue_window and cap_window at least 1")
+        if self.frequency_cap is not None and self.frequency_cap < 1:
+            raise ValueError("frequency_cap must be at least 1 (or None)")
+        if self.learner not in LOOP_LEARNERS:
+            raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
             raise ValueError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
 
@@ -184,6 +213,8 @@ def _past_campaigns(directory: Path, columns) -> dict:
         converted=labels["converted"].to_numpy(dtype=int),
         spend=gross,
         redeemed=labels["redeemed"].to_numpy(dtype=int),
+        net_spend=labels["spend"].to_numpy(dtype=float),
+        group=labels["campaign_id"].astype(str).to_numpy(),
     )
     return {"past": past, "past_coupons": terms}
 
@@ -205,13 +236,52 @@ def _true_candidates(ids, coupon_id, p0, p1, basket) -> pd.DataFrame:
     )
 
 
+def _fatigued(market: LoopMarket, recent: np.ndarray, fatigue: float, margin: float):
+    """(p_buy, true_cost, true_profit) this round when shopper i got recent[i] coupons lately: each
+    coupon's effect on purchase shrinks by fatigue ** recent[i]; cost follows the purchases."""
+    f = fatigue ** np.asarray(recent, dtype=float)
+    p0, p1 = market.p_buy[:, [0]], market.p_buy[:, 1:]
+    p1f = p0 + f[:, None] * (p1 - p0)
+    cost = market.true_cost * np.divide(p1f, p1, out=np.ones_like(p1), where=p1 > 0)
+    profit = margin * market.basket[:, None] * (TREATED_BASKET_LIFT * p1f - p0) - cost
+    return np.column_stack([p0[:, 0], p1f]), cost, profit
+
+
+class _Contacts:
+    """One strategy's coupons per shopper and round: fatigue (truth) and the frequency cap (policy)."""
+
+    def __init__(self, n: int, s: LoopSettings):
+        self.rounds: list[np.ndarray] = []
+        self.n, self.s = n, s
+
+    def recent(self, window: int) -> np.ndarray:
+        return np.sum(self.rounds[-window:], axis=0) if self.rounds else np.zeros(self.n)
+
+    def eligible(self) -> np.ndarray:
+        if self.s.frequency_cap is None:
+            return np.ones(self.n, dtype=bool)
+        return self.recent(self.s.cap_window) < self.s.frequency_cap
+
+    def truth(self, market: LoopMarket):
+        return _fatigued(market, self.recent(self.s.fatigue_window), self.s.fatigue, self.s.margin_rate)
+
+    def add(self, rows) -> None:
+        got = np.zeros(self.n)
+        np.add.at(got, np.asarray(rows, dtype=int), 1)
+        self.rounds.append(got)
+
+
 # -- one round's pieces ---------------------------------------------------------------------------
 
 
-def _draw(market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng) -> pd.DataFrame:
-    """Outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1)."""
+def _draw(
+    market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng, p_buy=None
+) -> pd.DataFrame:
+    """Outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1);
+    `p_buy`: this round's purchase probabilities (fatigue applied), else the market's."""
     rows, k = np.asarray(rows), np.asarray(arm_index)
-    converted = rng.random(len(rows)) < market.p_buy[rows, k]
+    p_buy = market.p_buy if p_buy is None else p_buy
+    converted = rng.random(len(rows)) < p_buy[rows, k]
     lift = np.where(k > 0, TREATED_BASKET_LIFT, 1.0)
     z = rng.standard_normal(len(rows))
     basket = market.basket[rows] * lift * np.exp(BASKET_SIGMA * z - BASKET_SIGMA**2 / 2)
@@ -226,6 +296,7 @@ def _draw(market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: fl
             "arm_index": k,
             "converted": converted.astype(int),
             "spend": gross,
+            "net_spend": gross - cost,
             "redeemed": redeemed.astype(int),
             "cost": cost,
             "reward": margin * gross - cost,
@@ -241,6 +312,7 @@ class _History:
         self.offer_buys = np.zeros(n)
         self.plain = np.zeros(n)
         self.plain_buys = np.zeros(n)
+        self.last: list[np.ndarray] = []
 
     def frame(self, index) -> pd.DataFrame:
         offer_rate = (self.offer_buys + 0.2) / (self.offers + 1)
@@ -252,11 +324,17 @@ class _History:
                 "loop_offer_rate": offer_rate,
                 "loop_plain_rate": plain_rate,
                 "loop_rate_gap": offer_rate - plain_rate,
+                "loop_recent_offers": np.sum(self.last[-RECENT_ROUNDS:], axis=0)
+                if self.last
+                else np.zeros(len(self.offers)),
             },
             index=index,
         )
 
     def update(self, rows, treated, converted) -> None:
+        got = np.zeros(len(self.offers))
+        np.add.at(got, rows[treated], 1)
+        self.last.append(got)
         np.add.at(self.offers, rows[treated], 1)
         np.add.at(self.offer_buys, rows[treated], converted[treated])
         np.add.at(self.plain, rows[~treated], 1)
@@ -277,7 +355,7 @@ def _static_candidates(market: LoopMarket, rows, coupons) -> pd.DataFrame:
 def _plan(
     candidates, coupons, budget, s: LoopSettings, cost_safety: float, rng
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(shopper rows, arm index) of a planned audience, holdout rows with arm 0."""
+    """(shopper rows, arm index, planned arm index) of a planned audience, holdout rows with arm 0."""
     plan = plan_campaign(
         candidates,
         coupons,
@@ -288,7 +366,11 @@ def _plan(
         cost_safety=cost_safety,
     )
     a = plan.assignments
-    return a["shopper_id"].to_numpy(dtype=int), _arm_index(a["arm"], coupons)
+    return (
+        a["shopper_id"].to_numpy(dtype=int),
+        _arm_index(a["arm"], coupons),
+        _arm_index(a["coupon_id"], coupons),
+    )
 
 
 def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margin: float) -> np.ndarray:
@@ -301,18 +383,55 @@ def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margi
     return np.column_stack([control, treated.reshape(k, n).T])
 
 
-def _oracle_profit(market: LoopMarket, coupons, s: LoopSettings) -> float:
+def _oracle(
+    market: LoopMarket, coupons, s: LoopSettings, control_share: float = 0.0, truth=None, eligible=None
+) -> tuple[float, np.ndarray]:
+    """(true profit, arm index per shopper) of the planner on the true effects (`truth`: this
+    round's (p_buy, cost, profit), else the fresh market's), same budget, same arms, the `eligible`
+    shoppers only; `control_share` > 0 holds out the same random share of its audience as every
+    plan does."""
+    p_buy, _, profit = truth if truth is not None else (market.p_buy, market.true_cost, market.true_profit)
     frames = [
-        _true_candidates(market.shopper_ids, c, market.p_buy[:, 0], market.p_buy[:, i + 1], market.basket)
+        _true_candidates(market.shopper_ids, c, p_buy[:, 0], p_buy[:, i + 1], market.basket)
         for i, c in enumerate(coupons["coupon_id"])
     ]
+    cand = pd.concat(frames, ignore_index=True)
+    if eligible is not None:
+        cand = cand[eligible[cand["shopper_id"].to_numpy()]]
     plan = plan_campaign(
-        pd.concat(frames, ignore_index=True), coupons, s.budget, margin_rate=s.margin_rate, control_share=0.0
+        cand,
+        coupons,
+        s.budget,
+        margin_rate=s.margin_rate,
+        control_share=control_share,
+        random_state=s.seed,
     )
     a = plan.assignments
-    return float(
-        market.true_profit[a["shopper_id"].to_numpy(), _arm_index(a["coupon_id"], coupons) - 1].sum()
-    )
+    rows, arms = a["shopper_id"].to_numpy(dtype=int), _arm_index(a["arm"], coupons)
+    arm_of = np.zeros(len(market.shopper_ids), dtype=int)
+    arm_of[rows] = arms
+    t = arms > 0
+    return float(profit[rows[t], arms[t] - 1].sum()), arm_of
+
+
+def _true_uplift(market: LoopMarket) -> np.ndarray:
+    return market.p_buy[:, 1:] - market.p_buy[:, [0]]
+
+
+def _uplift_corr(predicted: np.ndarray, market: LoopMarket) -> float:
+    """Correlation of a model's per-(shopper, coupon) uplift with the truth's: a diagnostic the
+    learner never sees."""
+    return float(np.corrcoef(np.asarray(predicted).ravel(), _true_uplift(market).ravel())[0, 1])
+
+
+def _candidate_uplift(cand: pd.DataFrame, coupons, n: int) -> np.ndarray:
+    """(n, n_coupons) p_treated - p_control from planner candidates over all n shoppers."""
+    order = {c: i for i, c in enumerate(coupons["coupon_id"])}
+    out = np.zeros((n, len(coupons)))
+    out[cand["shopper_id"].to_numpy(dtype=int), cand["coupon_id"].map(order).to_numpy()] = (
+        cand["p_treated"] - cand["p_control"]
+    ).to_numpy()
+    return out
 
 
 # -- the loop -------------------------------------------------------------------------------------
@@ -322,8 +441,11 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     """Run `s.rounds` campaigns per strategy; one dict per round and strategy (see the module doc)."""
     coupons = s.coupons
     rng = np.random.default_rng(s.seed)
-    n, k = len(market.shopper_ids), len(coupons)
-    oracle = _oracle_profit(market, coupons, s)
+    n = len(market.shopper_ids)
+    # the oracle runs its own campaigns on the truth, under the same fatigue and contact policy; the
+    # design oracle also holds out the same share of its audience as every plan
+    oracles = {"oracle": _Contacts(n, s), "design": _Contacts(n, s)}
+    contacts = {strategy: _Contacts(n, s) for strategy in s.strategies}
     history = _History(n)
     # the closed loop's campaign rows, features as of their round; the past campaigns come first
     # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
@@ -332,39 +454,64 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     all_coupons = pd.concat([coupons, market.past_coupons], ignore_index=True)
     menu_ids = np.r_[[CONTROL], coupons["coupon_id"].to_numpy()]
     static_all = _static_candidates(market, np.arange(n), coupons)
+    static_corr = _uplift_corr(_candidate_uplift(static_all, coupons, n), market)
     calib = {"predicted": 0.0, "realised": 0.0}
+    pv_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # the closed loop's rounds, for policy value
     out = []
     for rnd in range(1, s.rounds + 1):
+        oracle, oracle_arm = _oracle(
+            market, coupons, s, 0.0, oracles["oracle"].truth(market), oracles["oracle"].eligible()
+        )
+        oracles["oracle"].add(np.flatnonzero(oracle_arm))
+        design_oracle, design_arm = _oracle(
+            market, coupons, s, s.control_share, oracles["design"].truth(market), oracles["design"].eligible()
+        )
+        oracles["design"].add(np.flatnonzero(design_arm))
         X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
         log = pd.concat(logged, ignore_index=True) if logged else None
         model, learner = _fit_loop_model(log, X.columns, all_coupons, s.seed, s.learner)
         q = _predicted_rewards(model, X, coupons, s.margin_rate) if model is not None else None
         explore = log[log["propensity"].notna()] if log is not None else None
+        loop_corr = (
+            _uplift_corr(model.predict_uplift(X, coupons), market) if model is not None else static_corr
+        )
         plans = {}
         for strategy in s.strategies:
-            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng)
-        for strategy, (rows, arms, explore_rows, predicted, learned) in plans.items():
-            pv = _plan_value(explore, rows, arms, n, k, q)
-            exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng)
+            eligible = contacts[strategy].eligible()
+            p_now = contacts[strategy].truth(market)[0]
+            plans[strategy] = _round_plan(
+                strategy, market, X, model, static_all, calib, s, rng, eligible, p_now
+            )
+        for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
+            pv = _plan_value(pv_log, rows, arms, n, q)
+            p_buy, true_cost, true_profit_of = contacts[strategy].truth(market)
+            exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng, p_buy)
             probe = explore_rows
             treated_rows = np.r_[rows[arms > 0], probe["row"].to_numpy()[probe["arm_index"].to_numpy() > 0]]
             treated_arms = np.r_[
                 arms[arms > 0], probe["arm_index"].to_numpy()[probe["arm_index"].to_numpy() > 0]
             ]
-            true_spend = float(market.true_cost[treated_rows, treated_arms - 1].sum())
-            plan_spend = float(market.true_cost[rows[arms > 0], arms[arms > 0] - 1].sum())
-            true_profit = float(market.true_profit[treated_rows, treated_arms - 1].sum())
+            contacts[strategy].add(treated_rows)
+            true_spend = float(true_cost[treated_rows, treated_arms - 1].sum())
+            plan_spend = float(true_cost[rows[arms > 0], arms[arms > 0] - 1].sum())
+            true_profit = float(true_profit_of[treated_rows, treated_arms - 1].sum())
             t = exploit["arm_index"].to_numpy() > 0
             baseline = s.margin_rate * market.p_buy[rows[t], 0] * market.basket[rows[t]]
             realized = float((exploit["reward"].to_numpy()[t] - baseline).sum())
-            plan_true = float(market.true_profit[rows[t], arms[t] - 1].sum())
+            plan_true = float(true_profit_of[rows[t], arms[t] - 1].sum())
+            in_oracle = oracle_arm[rows[t]] > 0
             if learned:  # the closed loop's learned plans calibrate its later ones
                 calib["predicted"] += predicted["cost"]
                 calib["realised"] += float(exploit["cost"].sum())
             if strategy == "closed_loop":
-                campaign = pd.concat([probe, exploit.assign(propensity=np.nan)], ignore_index=True).assign(
-                    round=rnd
-                )
+                # randomisation groups: the probe, and each planned coupon's audience (coupon or holdout)
+                campaign = pd.concat(
+                    [
+                        probe.assign(group=f"r{rnd}-probe"),
+                        exploit.assign(propensity=np.nan, group=[f"r{rnd}-{c}" for c in planned]),
+                    ],
+                    ignore_index=True,
+                ).assign(round=rnd)
                 campaign["arm"] = menu_ids[campaign["arm_index"].to_numpy(dtype=int)]
                 feats = X.iloc[campaign["row"].to_numpy()].reset_index(drop=True)
                 logged.append(pd.concat([campaign, feats], axis=1))
@@ -374,13 +521,30 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                 treated = np.zeros(n, dtype=bool)
                 treated[campaign["row"].to_numpy()[campaign["arm_index"].to_numpy() > 0]] = True
                 history.update(np.arange(n), treated, bought)
+                # every shopper's arm and reward this round, with the round's logging propensity
+                arm_all = np.zeros(n, dtype=int)
+                reward_all = everyone["reward"].to_numpy().copy()
+                arm_all[campaign["row"].to_numpy()] = campaign["arm_index"].to_numpy()
+                reward_all[campaign["row"].to_numpy()] = campaign["reward"].to_numpy()
+                pv_log.append((arm_all, reward_all, logging))
             out.append(
                 {
                     "round": rnd,
                     "strategy": strategy,
                     "profit_vs_oracle": true_profit / oracle if oracle > 0 else None,
+                    "profit_vs_design_oracle": true_profit / design_oracle if design_oracle > 0 else None,
                     "true_profit": true_profit,
                     "oracle_profit": oracle,
+                    "design_oracle_profit": design_oracle,
+                    # diagnostics against the truth (never shown to a learner)
+                    "randomized_rows": 0 if explore is None else int(len(explore)),
+                    "uplift_corr": loop_corr if strategy == "closed_loop" else static_corr,
+                    "oracle_overlap": float(in_oracle.mean()) if t.any() else None,
+                    "oracle_arm_agreement": float(
+                        (oracle_arm[rows[t]][in_oracle] == arms[t][in_oracle]).mean()
+                    )
+                    if in_oracle.any()
+                    else None,
                     "true_spend": true_spend,
                     "budget": s.budget,
                     "plan_true_profit": plan_true,
@@ -414,27 +578,37 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     for group in (arm == CONTROL, arm != CONTROL):
         if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
             return None, "static"
+    if learner == "terms":  # today's R-learner (uplift = depth x h(x)), refitted on the loop's rows
+        model = CouponTermsEffectModel(control=CONTROL, calibrate=False, random_state=seed).fit(
+            log[list(columns)], arm, y, log["net_spend"], log["redeemed"], coupons, groups=log["group"]
+        )
+        return model, "terms"
     model = DoseResponseUplift(control=CONTROL, learner=learner, random_state=seed).fit(
         log[list(columns)], arm, y, log["spend"], log["redeemed"], coupons
     )
     return model, model.learner_
 
 
-def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng):
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible, p_buy):
     """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
-    profit of the plan, whether a learned model planned it)."""
+    profit of the plan, whether a learned model planned it, each planned row's coupon, the round's
+    logging propensity or None). Only `eligible` shoppers (the contact policy) are planned or
+    probed; `p_buy` is this round's truth for the probe's outcomes."""
     n = len(market.shopper_ids)
     coupons = s.coupons
+    static_all = static_all[eligible[static_all["shopper_id"].to_numpy()]]
     if strategy == "response_model":
         # the same margin on predicted cost as today's planner: both read the static model's costs
         budget = s.budget / market.static_model.cost_factor_
         best = response_plan(static_all, coupons, budget, margin_rate=s.margin_rate)
         rows, arms = best["shopper_id"].to_numpy(dtype=int), _arm_index(best["coupon_id"], coupons)
-        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, arms, None
     if strategy == "no_exploration":
-        rows, arms = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
-        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False
-    # closed loop: a randomised probe first, then the plan over everyone else
+        rows, arms, planned = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
+        return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned, None
+    # closed loop: the plan over everyone, then a randomised probe drawn uniformly from everyone (a
+    # probed shopper gets the probe's arm instead of a planned one), so that every shopper's arm had a
+    # known probability: the logging propensity of the whole round
     if model is not None:  # the model's cost over the whole population is about right (it is the
         # chosen few where it runs low), so it sizes the probe: a uniform arm, none included
         cost = score_options(model.predict_candidates(X, np.arange(n), coupons), coupons, s.margin_rate)[
@@ -443,27 +617,52 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         per_row = COST_MARGIN * float(cost.mean()) * len(coupons) / (len(coupons) + 1)
     else:
         per_row = PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
-    n_probe = min(n // 2, int(s.explore_share * s.budget / per_row))
-    probe_rows = rng.choice(n, n_probe, replace=False)
-    probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
-    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng).assign(
-        propensity=1.0 / (len(coupons) + 1)
-    )
-    rest = np.setdiff1d(np.arange(n), probe_rows)
+    pool = np.flatnonzero(eligible)
+    n_probe = min(len(pool) // 2, int(s.explore_share * s.budget / per_row))
     budget = (1 - s.explore_share) * s.budget
     if model is None:
-        cand = static_all[static_all["shopper_id"].isin(rest)]
+        cand = static_all
         safety = market.static_model.cost_factor_
     else:
-        cand = model.predict_candidates(X.iloc[rest], rest, coupons)
+        cand = model.predict_candidates(X.iloc[pool], pool, coupons)
         # realised over predicted cost of the earlier learned plans, with a margin for its own noise
         # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
         material = calib["predicted"] >= 0.1 * s.budget
-        ratio = calib["realised"] / calib["predicted"] * COST_MARGIN if material else 1.0
+        # before that, today's planner's margin learned on the past campaigns
+        ratio = (
+            calib["realised"] / calib["predicted"] * COST_MARGIN
+            if material
+            else PILOT_SAFETY * market.static_model.cost_factor_
+        )
         safety = max(model.cost_factor_ * COST_MARGIN, ratio)
         calib["safety"] = safety
-    rows, arms = _plan(cand, coupons, budget, s, safety, rng)
-    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None
+    rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
+    propensity = _logging_propensity(eligible, len(coupons), rows, arms, planned, n_probe)
+    probe_rows = rng.choice(pool, n_probe, replace=False)
+    probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
+    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng, p_buy).assign(
+        propensity=1.0 / (len(coupons) + 1)
+    )
+    keep = ~np.isin(rows, probe_rows)
+    rows, arms, planned = rows[keep], arms[keep], planned[keep]
+    return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity
+
+
+def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, n_probe: int) -> np.ndarray:
+    """(n, 1 + k) each shopper's chance of each arm this round: the probe draws n_probe of the
+    eligible shoppers uniformly and gives them a uniform arm; the others get their planned coupon,
+    except the plan's random holdout (its share of the coupon's audience), and everyone unplanned
+    (capped shoppers included) gets nothing."""
+    n = len(eligible)
+    plan = np.zeros((n, k + 1))
+    plan[:, 0] = 1.0
+    for c in np.unique(planned):
+        mine = planned == c
+        hold = float((arms[mine] == 0).mean())
+        plan[rows[mine], 0] = hold
+        plan[rows[mine], c] = 1.0 - hold
+    share = np.where(eligible, n_probe / max(int(eligible.sum()), 1), 0.0)[:, None]
+    return share / (k + 1) + (1 - share) * plan
 
 
 def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
@@ -479,23 +678,20 @@ def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame(
-        {c: pd.Series(dtype=float) for c in ("row", "arm_index", "converted", "spend", "redeemed", "cost",
-                                             "reward", "propensity")}
+        {c: pd.Series(dtype=float) for c in ("row", "arm_index", "converted", "spend", "net_spend",
+                                             "redeemed", "cost", "reward", "propensity")}
     ).astype({"row": int, "arm_index": int})  # fmt: skip
 
 
-def _plan_value(explore, rows, arms, n: int, k: int, q) -> dict:
-    """The plan's incremental profit estimated from the randomised rows logged so far."""
-    if explore is None or len(explore) < 2:
+def _plan_value(pv_log, rows, arms, n: int, q) -> dict:
+    """The plan's incremental profit estimated from the closed loop's earlier rounds (every shopper,
+    each round's logging propensity; `marketing.policy_value.pooled_policy_value`)."""
+    if not pv_log:
         return {"value": None, "low": None, "high": None, "method": None}
     target = np.zeros(n, dtype=int)
     target[rows] = arms  # holdout and unplanned shoppers: no coupon
-    r = explore["row"].to_numpy(dtype=int)
-    a = explore["arm_index"].to_numpy(dtype=int)
-    kwargs = {}
-    if q is not None:
-        kwargs = dict(q_target=q[r, target[r]], q_baseline=q[r, 0], q_logged=q[r, a])
-    v = policy_value(explore["reward"], a, explore["propensity"], target[r], baseline=0, scale=n, **kwargs)
+    logged, reward, propensity = (np.stack(parts) for parts in zip(*pv_log, strict=True))
+    v = pooled_policy_value(reward, logged, propensity, target, q=q)
     if v.dr is not None:
         return {"value": v.dr, "low": v.dr_low, "high": v.dr_high, "method": "dr"}
     return {"value": v.ips, "low": v.ips_low, "high": v.ips_high, "method": "ips"}

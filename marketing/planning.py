@@ -20,6 +20,7 @@ from commerce.errors import InvalidState
 from commerce.services.campaigns import get_campaign, set_audience
 from features.campaign_features import encode_features
 from marketing.audience import audience_features, coupon_terms
+from marketing.contact_policy import ContactPolicy, contact_exclusions
 from models.uplift import planner
 from models.uplift.base import CouponUpliftModel
 from training.uplift import fit_terms_model, load_uplift_model
@@ -56,10 +57,15 @@ def plan_and_store(
     margin_rate: float | Decimal = 0.3,
     method: str = "lagrangian",
     random_state: int | None = 0,
+    contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
 ) -> planner.CampaignPlan:
     """Plan draft `campaign_id` with `model` (scoring the database's shoppers, optionally of one
     `region` / `segment`, features from the events table or the Parquet at `events_path`) or with
-    `candidates` (the planner's columns, see `models.uplift.planner`), and store the audience."""
+    `candidates` (the planner's columns, see `models.uplift.planner`), and store the audience.
+
+    Shoppers the `contact_policy` rules out (`marketing.contact_policy`: a live coupon of an
+    overlapping campaign, the frequency cap) are not candidates; `summary["excluded"]` counts them
+    per rule. `contact_policy=None` contacts anyone."""
     if (model is None) == (candidates is None):
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
     with transaction(session_factory) as session:
@@ -75,6 +81,11 @@ def plan_and_store(
             X = encode_features(table, list(model.feature_names_in_))
             candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
             cost_safety = model.cost_factor_
+        excluded = {} if contact_policy is None else contact_exclusions(session, campaign, contact_policy)
+        blocked = set().union(*excluded.values()) if excluded else set()
+        candidates = candidates[~candidates["shopper_id"].isin(blocked)]
+        if candidates.empty:
+            raise ValueError("the contact policy leaves no shopper to plan for")
         plan = planner.plan_campaign(
             candidates,
             terms,
@@ -85,6 +96,7 @@ def plan_and_store(
             random_state=random_state,
             cost_safety=cost_safety,
         )
+        plan.summary["excluded"] = {rule: len(ids) for rule, ids in excluded.items()}
         set_audience(
             session,
             campaign_id,

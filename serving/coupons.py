@@ -30,9 +30,15 @@ class Scored:
 
 
 def rank_coupons(
-    coupons: list[Coupon], lines: list[PricedLine], shopper_id: str, uplift: ModelSnapshot
+    coupons: list[Coupon],
+    lines: list[PricedLine],
+    shopper_id: str,
+    uplift: ModelSnapshot,
+    features: pd.DataFrame | None = None,
 ) -> list[Scored]:
-    """Coupons that apply to `lines` (all of them when `lines` is empty), best first."""
+    """Coupons that apply to `lines` (all of them when `lines` is empty), best first. `features`: the
+    shopper's current features (one row, the model's columns; `marketing.audience.current_features`),
+    which the model scores with; without them the shopper is scored as a newcomer."""
     applicable: list[tuple[Coupon, Decimal | None]] = []
     for coupon in coupons:
         if not lines:
@@ -56,6 +62,9 @@ def rank_coupons(
             "kind": [c.kind for c, _ in applicable],  # prices coupons the model has never seen
         }
     )
+    if features is not None and len(features):
+        row = features.iloc[0]
+        frame = frame.assign(**{str(c): float(row[c]) for c in features.columns})
     predicted = np.asarray(uplift.recommender.predict(frame), dtype=float).reshape(-1)
     values = [
         float(u) * (basket - float(d if d is not None else 0)) if lines else float(u)

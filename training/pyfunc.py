@@ -66,7 +66,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
 
 
 class UpliftPyfunc(mlflow.pyfunc.PythonModel):
-    """Each (shopper_id, coupon_id[, kind]) row's predicted uplift in purchase probability."""
+    """Each (shopper_id, coupon_id[, kind], features) row's predicted uplift in purchase probability."""
 
     def load_context(self, context) -> None:
         from models.uplift.effects import ServedCouponUplift
@@ -111,10 +111,13 @@ def log_recommender(recommender, name: str = "model", pip_requirements: list[str
 
 
 def log_uplift(model, name: str = "uplift", pip_requirements: list[str] | None = None):
-    """Save a `ServedCouponUplift` and log it as `UpliftPyfunc` into the active run; the ModelInfo."""
-    return _log(
-        model, "uplift.joblib", UPLIFT_ENTRY_POINT, UPLIFT_KEY, UPLIFT_SIGNATURE, name, pip_requirements
-    )
+    """Save a `ServedCouponUplift` and log it as `UpliftPyfunc` into the active run; the ModelInfo.
+    The signature adds the model's feature columns as optional inputs: callers pass each shopper's
+    current features (rows without them are scored as newcomers)."""
+    features = [ColSpec("double", c, required=False) for c in model.feature_names_in_]
+    signature = ModelSignature(inputs=Schema([*UPLIFT_SIGNATURE.inputs.inputs, *features]),
+                               outputs=UPLIFT_SIGNATURE.outputs)  # fmt: skip
+    return _log(model, "uplift.joblib", UPLIFT_ENTRY_POINT, UPLIFT_KEY, signature, name, pip_requirements)
 
 
 def _log(model, filename, entry_point, key, signature, name, pip_requirements):

@@ -113,27 +113,26 @@ def fit_terms_model(data_dir: str | Path, *, seed: int = 0) -> CouponTermsEffect
 
 
 def serving_bundle(data_dir: str | Path, model: CouponEffectModel) -> ServedCouponUplift:
-    """The registered artifact: `model` plus every shopper's features as of the marketplace's end
-    (channel `site`, where the API offers coupons) and the known coupons' kinds."""
+    """The registered artifact: `model`, the features of a shopper without history (channel `site`,
+    where the API offers coupons) and the known coupons' kinds; no shopper's features (scoring reads
+    them from the current tables)."""
     import json
 
     directory = Path(data_dir)
-    shoppers = pd.read_parquet(directory / "shoppers.parquet")
-    events = pd.read_parquet(directory / "events", columns=list(EVENT_COLUMNS)).dropna(subset=["shopper_id"])
     manifest = directory / "manifest.json"
-    as_of = pd.Timestamp(json.loads(manifest.read_text())["end"]) if manifest.exists() else events["ts"].max()
-    columns = list(model.feature_names_in_)
-    features = encode_features(shopper_history_features(events, shoppers, as_of, "site"), columns)
+    if manifest.exists():
+        as_of = pd.Timestamp(json.loads(manifest.read_text())["end"])
+    else:
+        as_of = pd.read_parquet(directory / "events", columns=["ts"])["ts"].max()
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS})
     newcomer = pd.DataFrame(
         {"shopper_id": ["new"], "region": ["unknown"], "segment": [None], "created_at": [as_of]}
     )
-    new_shopper = encode_features(shopper_history_features(events.iloc[:0], newcomer, as_of, "site"), columns)
+    columns = list(model.feature_names_in_)
+    new_shopper = encode_features(shopper_history_features(empty, newcomer, as_of, "site"), columns)
     kinds = pd.read_parquet(directory / "coupons.parquet", columns=["coupon_id", "kind"])
     return ServedCouponUplift(
-        model,
-        features,
-        new_shopper.iloc[0].to_numpy(),
-        dict(zip(kinds["coupon_id"], kinds["kind"], strict=True)),
+        model, new_shopper.iloc[0].to_numpy(), dict(zip(kinds["coupon_id"], kinds["kind"], strict=True))
     )
 
 

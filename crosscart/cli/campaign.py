@@ -251,6 +251,15 @@ def simulate_loop(
     ),
     explore_share: float = typer.Option(0.1, "--explore-share", help="Budget share for randomised terms."),
     margin: float = typer.Option(0.3, "--margin", help="Gross margin rate."),
+    learner: str = typer.Option(
+        "terms", "--learner", help="Closed loop's learner: terms (R-learner on depth), auto, logistic, lgbm."
+    ),
+    fatigue: float = typer.Option(
+        1.0, "--fatigue", help="Truth: a coupon's effect x this per coupon in the last 2 rounds (1 = none)."
+    ),
+    frequency_cap: int | None = typer.Option(
+        None, "--frequency-cap", help="Contact policy: no coupon after this many in the last 3 rounds."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, per round and strategy."),
 ) -> None:
     """Run closed-loop, no-exploration and response-model campaigns on the marketplace truth and
@@ -267,7 +276,8 @@ def simulate_loop(
         raise typer.Exit(2)
     try:
         settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
-                                explore_share=explore_share)  # fmt: skip
+                                explore_share=explore_share, learner=learner, fatigue=fatigue,
+                                frequency_cap=frequency_cap)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -287,9 +297,18 @@ def simulate_loop(
         else:
             ratio = "-" if row["profit_vs_oracle"] is None else f"{row['profit_vs_oracle']:.2f}"
             low, high = row["policy_value_low"], row["policy_value_high"]
-            pv = "-" if low is None else f"[{low:,.0f}, {high:,.0f}]"
+            method = (row["policy_value_method"] or "").upper()
+            pv = "-" if low is None else f"{method} [{low:,.0f}, {high:,.0f}]"
+            # the planning model's own forecast beside the logged data's estimate, flagged when outside
+            warn = (
+                "  WARNING: model forecast outside the policy-value interval"
+                if row["policy_value_disagrees"]
+                else ""
+            )
             typer.echo(
                 f"{row['round']:>2} {row['strategy']:<15} vs oracle {ratio:>6}"
                 f"  spend {row['true_spend']:>10,.0f} / {row['budget']:,.0f}"
-                f"  realised {row['realized_profit']:>10,.0f}  policy value {pv}"
+                f"  realised {row['realized_profit']:>10,.0f}"
+                f"  model forecast {row['predicted_profit']:>10,.0f}"
+                f"  policy value {pv}{warn}"
             )

@@ -460,25 +460,27 @@ class CouponTermsEffectModel(CouponUpliftModel):
 
 class ServedCouponUplift(CouponUpliftModel):
     """What the registry holds and the API loads: a fitted coupon effect model (a `CouponEffectModel`
-    whose arms are coupon kinds) with its shoppers' features, so the API can score
-    `predict(DataFrame[shopper_id, coupon_id[, kind]])` -> each row's predicted uplift in purchase
-    probability. The uplift contract (`predict_uplift`, `predict_candidates`, `arms_`,
-    `feature_names_in_`, `cost_factor_`) is the effect model's, so planning takes either.
+    whose arms are coupon kinds), so the API can score `predict(DataFrame[shopper_id, coupon_id[,
+    kind], <the model's feature columns>])` -> each row's predicted uplift in purchase probability.
+    The uplift contract (`predict_uplift`, `predict_candidates`, `arms_`, `feature_names_in_`,
+    `cost_factor_`) is the effect model's, so planning takes either.
 
-    Shopper features are a snapshot taken at training time (`features`, indexed by shopper_id, the
-    model's columns); a shopper absent from it gets `new_shopper` (no history). A coupon's kind comes
-    from the row's `kind` column when given, else from `coupon_kinds` (coupon_id -> kind); a coupon
-    of unknown kind gets the mean uplift over the learned kinds.
+    It holds no shopper's data: the caller passes each row's features as of now, computed from the
+    current event tables (`marketing.audience.current_features`; the API does this per request), so
+    the artifact's size does not grow with the number of shoppers and scores are never stale. A row
+    whose features are missing (a shopper without history, or a caller that passes none) is scored
+    as a newcomer (`new_shopper`). A coupon's kind comes from the row's `kind` column when given,
+    else from `coupon_kinds` (coupon_id -> kind); a coupon of unknown kind gets the mean uplift over
+    the learned kinds.
     """
 
-    def __init__(self, effect_model=None, features=None, new_shopper=None, coupon_kinds=None):
+    def __init__(self, effect_model=None, new_shopper=None, coupon_kinds=None):
         self.effect_model = effect_model
-        self.features = features
         self.new_shopper = new_shopper
         self.coupon_kinds = coupon_kinds
 
     def fit(self, X, treatment, outcome, **fit_params) -> ServedCouponUplift:
-        """Refit the effect model (the feature snapshot is data, given at construction)."""
+        """Refit the effect model."""
         self.effect_model.fit(X, treatment, outcome, **fit_params)
         return self
 
@@ -518,8 +520,8 @@ class ServedCouponUplift(CouponUpliftModel):
             raise ValueError(f"input needs columns shopper_id and coupon_id; {missing} are missing")
         if frame.empty:
             return np.zeros(0)
-        shoppers = frame["shopper_id"].astype(str).to_numpy()
-        X = self.features.reindex(shoppers)
+        columns = list(self.effect_model.feature_names_in_)
+        X = frame.reindex(columns=columns).astype(float).reset_index(drop=True)
         unseen = X.isna().any(axis=1).to_numpy()
         X.loc[unseen] = np.asarray(self.new_shopper, dtype=float)
         effects = np.asarray(self.effect_model.predict_uplift(X)).reshape(len(X), -1)

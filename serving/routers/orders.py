@@ -18,6 +18,8 @@ from commerce.services import coupons as coupon_service
 from commerce.services import orders as order_service
 from commerce.services import refunds as refund_service
 from commerce.services.catalog import category_paths, sellable_products
+from commerce.sqltypes import utcnow
+from marketing.audience import current_features
 from serving.audit import audit
 from serving.coupons import rank_coupons
 from serving.deps import Admin, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
@@ -260,7 +262,11 @@ def shopper_coupons(
             for p in sellable_products(session, product_id)
         ]
     uplift = state.uplift.current
-    ranked = rank_coupons(coupons, lines, shopper_id, uplift)
+    columns = getattr(uplift.recommender, "feature_names_in_", None)
+    features = None
+    if columns is not None:  # the served model holds no shopper data: score the features as of now
+        features = current_features(session, [shopper_id], utcnow(), "site", list(columns))
+    ranked = rank_coupons(coupons, lines, shopper_id, uplift, features)
     return CouponPage(
         shopper_id=shopper_id,
         context=context,

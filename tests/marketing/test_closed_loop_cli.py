@@ -48,6 +48,14 @@ def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget():
     assert all(r["explored"] > 0 for r in loop)
     for r in loop[1:]:
         assert r["policy_value_low"] <= r["policy_value_high"]
+    # per-round diagnostics: randomised rows accumulate, effects are compared with the truth, and the
+    # oracle that holds out the same share of its audience earns less than the one that does not
+    assert [r["randomized_rows"] for r in loop][0] == 0
+    assert all(a["randomized_rows"] < b["randomized_rows"] for a, b in zip(loop[:-1], loop[1:], strict=True))
+    for r in rows:
+        assert -1 <= r["uplift_corr"] <= 1
+        assert 0 < r["design_oracle_profit"] <= r["oracle_profit"]
+        assert abs(r["profit_vs_design_oracle"]) >= abs(r["profit_vs_oracle"])
     # the response model targets likely buyers, not persuadable ones: it trails today's planner
     assert all(
         a["profit_vs_oracle"] < b["profit_vs_oracle"]
@@ -65,3 +73,41 @@ def test_simulate_loop_refuses_bad_settings():
     assert "budget" in result.output
     result = CliRunner().invoke(app, ["campaign", "simulate-loop", "--budget", "10", "--scale", "huge"])
     assert result.exit_code == 2
+    result = CliRunner().invoke(
+        app, ["campaign", "simulate-loop", "--budget", "10", "--scale", "tiny", "--learner", "oracle"]
+    )
+    assert result.exit_code == 2
+    assert "learner" in result.output
+
+
+def test_simulate_loop_text_shows_forecast_beside_policy_value_and_warns_on_disagreement():
+    result = CliRunner().invoke(
+        app,
+        ["campaign", "simulate-loop", "--rounds", "2", "--budget", "2000", "--seed", "3", "--scale", "tiny"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "vs oracle" in line]
+    assert len(lines) == 6 and all("model forecast" in line for line in lines)
+    assert all("policy value DR [" in line or "policy value IPS [" in line for line in lines[3:])
+    json_rows = (
+        CliRunner()
+        .invoke(
+            app,
+            [
+                "campaign",
+                "simulate-loop",
+                "--rounds",
+                "2",
+                "--budget",
+                "2000",
+                "--seed",
+                "3",
+                "--scale",
+                "tiny",
+                "--json",
+            ],
+        )
+        .stdout.splitlines()
+    )
+    flagged = [json.loads(r)["policy_value_disagrees"] for r in json_rows if r.startswith("{")]
+    assert [("WARNING" in line) for line in lines] == [bool(f) for f in flagged]

@@ -204,6 +204,32 @@ def test_coupons_ranked_by_uplift_model(make_client, keys):
     assert abs(page["coupons"][0]["expected_incremental_value"] - 0.30 * 89.50) < 1e-9
 
 
+def test_coupon_ranking_scores_the_shoppers_features_as_of_now(make_client, keys):
+    """The served uplift model holds no shopper data: the API reads the shopper's features from the
+    events table at request time and passes them with every (shopper, coupon) row."""
+    from features.campaign_features import NUMERIC_FEATURES
+
+    seen = []
+
+    class Uplift:
+        name = "uplift"
+        feature_names_in_ = [*NUMERIC_FEATURES, "region_Shanghai", "channel_site"]
+
+        def predict(self, frame):
+            seen.append(frame)
+            return [0.1] * len(frame)
+
+    from tests.serving.conftest import ScriptedSource
+
+    client = make_client(uplift_source=ScriptedSource(versions={"4": Uplift()}, alias="4"))
+    page = client.get("/v1/shoppers/s2/coupons", headers=auth(keys["admin"])).json()
+    assert page["ranking"] == "uplift" and page["coupons"]
+    frame = seen[-1]
+    assert set(Uplift.feature_names_in_) <= set(frame.columns)
+    assert (frame["shopper_id"] == "s2").all() and frame[Uplift.feature_names_in_].notna().all().all()
+    assert frame["recency_days"].nunique() == 1  # one shopper, one feature row for every coupon
+
+
 def test_events_are_idempotent_and_batches_atomic(client, keys):
     event = {
         "event_id": "e-1",

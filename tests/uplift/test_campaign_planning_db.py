@@ -13,10 +13,11 @@ import commerce.all_models  # noqa: F401  (complete metadata)
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.errors import InvalidState
 from commerce.services import campaigns as cmp
-from commerce.services.coupons import CouponInput, create_coupon
+from commerce.services.coupons import CouponInput, create_coupon, grant_coupon
 from commerce.services.events import export_events, record_events
 from commerce.services.shoppers import create_shopper
 from features.campaign_features import NUMERIC_FEATURES, encode_features, shopper_history_features
+from marketing.contact_policy import ContactPolicy
 from marketing.planning import effect_model, plan_and_store
 from models.uplift.effects import CouponEffectModel, ServedCouponUplift
 from training.registry import ModelUnavailable
@@ -190,7 +191,7 @@ def test_served_uplift_answers_the_api_contract():
     )
     cols = list(model.feature_names_in_)
     features = encode_features(shopper_history_features(events, shoppers, START, "email"), cols)
-    served = ServedCouponUplift(model, features, features.loc["L"].to_numpy(), {"A10": "amount_off"})
+    served = ServedCouponUplift(model, features.loc["L"].to_numpy(), {"A10": "amount_off"})
     frame = pd.DataFrame(
         {
             "shopper_id": ["R", "R", "nobody", "R"],
@@ -198,6 +199,8 @@ def test_served_uplift_answers_the_api_contract():
             "kind": [None, None, None, "percent_off"],
         }
     )
+    # the caller passes each row's current features; the unknown shopper has none
+    frame = frame.join(features.reindex(frame["shopper_id"]).reset_index(drop=True))
     assert 0.05 < model.basket_sigma_ < 0.3  # baskets of 150..250 CNY: log-scale sd ~0.15
     got = served.predict(frame)
     effects = model.predict_uplift(features)  # rows R, L; columns amount_off, percent_off
@@ -228,3 +231,99 @@ def test_effect_model_finds_the_true_ranking_on_the_demo_marketplace(tmp_path):
     assert np.corrcoef(held_out["uplift"], true)[0, 1] > 0.4  # measured 0.59
     assert held_out["metrics"]["qini_auc"] > 0.02  # measured 0.045; the truth's own ranking: 0.121
     assert held_out["metrics"]["uplift@30"] > 0.03  # measured 0.064; truth: 0.097
+
+
+def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(factory):
+    """S00 is treated by an overlapping scheduled campaign (a live coupon); S02 is only in its
+    holdout (no coupon: still eligible); S04 got three campaign coupons in the last four weeks
+    (the cap); S06 got two. A draft or non-overlapping campaign does not block anyone."""
+    with transaction(factory) as s:
+        cmp.create_campaign(
+            s,
+            cmp.CampaignInput(
+                "Live", "site", "10", START + 3 * DAY, START + 9 * DAY, "0.1", campaign_id="CMP-L"
+            ),
+        )
+        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-L", coupon_id="L5"))
+        cmp.set_audience(s, "CMP-L", [("S00", "L5"), ("S02", "control")])
+        cmp.schedule_campaign(s, "CMP-L")
+        cmp.create_campaign(
+            s,
+            cmp.CampaignInput(
+                "Later", "site", "10", START + 8 * DAY, START + 9 * DAY, "0", campaign_id="CMP-X"
+            ),
+        )
+        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-X", coupon_id="X5"))
+        cmp.set_audience(s, "CMP-X", [("S08", "X5")])
+        cmp.schedule_campaign(s, "CMP-X")  # starts after CMP-P ends: no overlap
+        for k, age in enumerate((3, 10, 20, 40)):  # the 40-day-old grant is outside the window
+            cmp.create_campaign(
+                s, cmp.CampaignInput(f"Old{k}", "site", "10", START - 50 * DAY, START - DAY, "0",
+                                     campaign_id=f"CMP-{k}")
+            )  # fmt: skip
+            create_coupon(
+                s, CouponInput(kind="amount_off", value="5", campaign_id=f"CMP-{k}", coupon_id=f"O{k}")
+            )
+            grant_coupon(s, f"O{k}", ["S04"] + (["S06"] if k < 2 else []), campaign_id=f"CMP-{k}",
+                         at=START - age * DAY)  # fmt: skip
+    ids = [f"S{i:02d}" for i in range(10)]
+    own = pd.DataFrame(
+        {"shopper_id": ids, "coupon_id": "A10", "p_control": 0.1, "p_treated": 0.5,
+         "spend_control": 20.0, "spend_treated": 100.0}
+    )  # fmt: skip
+    plan = plan_and_store(factory, "CMP-P", candidates=own, margin_rate=0.9)
+    planned = set(plan.assignments["shopper_id"])
+    assert planned.isdisjoint({"S00", "S04"})
+    assert {"S02", "S06", "S08"} <= planned
+    assert plan.summary["excluded"] == {"live_coupon": 1, "frequency_cap": 1}
+    plan = plan_and_store(factory, "CMP-P", candidates=own, margin_rate=0.9, contact_policy=None)
+    assert {"S00", "S04"} <= set(plan.assignments["shopper_id"])
+    plan = plan_and_store(
+        factory, "CMP-P", candidates=own, margin_rate=0.9, contact_policy=ContactPolicy(frequency_cap=2)
+    )
+    assert set(plan.assignments["shopper_id"]).isdisjoint({"S00", "S04", "S06"})
+    with pytest.raises(ValueError, match="at least 1"):
+        ContactPolicy(frequency_cap=0)
+
+
+def test_served_uplift_holds_no_shopper_data_and_scores_current_features(factory, tmp_path):
+    """The artifact's size does not grow with the number of shoppers, and the API scores a shopper
+    with the features of the events table now: a purchase recorded after training changes the score."""
+    import os
+
+    from marketing.audience import current_features
+    from training.uplift import serving_bundle
+
+    model = _effect_model()
+    sizes = []
+    for n in (40, 4000):
+        d = tmp_path / f"m{n}"
+        (d / "events").mkdir(parents=True)
+        ids = [f"S{i}" for i in range(n)]
+        born = START - 100 * DAY
+        pd.DataFrame({"shopper_id": ids, "region": "Shanghai", "segment": None, "created_at": born}
+                     ).to_parquet(d / "shoppers.parquet")  # fmt: skip
+        pd.DataFrame({"ts": [START - DAY] * n, "shopper_id": ids, "event_type": "purchase", "value": 100.0}
+                     ).to_parquet(d / "events" / "part-0.parquet")  # fmt: skip
+        pd.DataFrame({"coupon_id": ["A10"], "kind": ["amount_off"]}).to_parquet(d / "coupons.parquet")
+        bundle = serving_bundle(d, model)
+        assert not any(isinstance(v, pd.DataFrame) for v in vars(bundle).values())
+        bundle.save(d / "uplift.joblib")
+        sizes.append(os.path.getsize(d / "uplift.joblib"))
+    assert sizes[0] == sizes[1]
+
+    cols = list(model.feature_names_in_)
+    frame = pd.DataFrame({"shopper_id": ["S01"], "coupon_id": ["A10"], "kind": ["amount_off"]})
+    with factory() as s:  # S01 has only views so far: no purchase, scored like a lapsed shopper
+        before = current_features(s, ["S01"], START, "site", cols)
+    with transaction(factory) as s:
+        record_events(s, [{"event_id": "late", "ts": START - DAY, "shopper_id": "S01", "product_id": "P1",
+                           "event_type": "purchase", "value": 150.0}])  # fmt: skip
+    with factory() as s:
+        after = current_features(s, ["S01"], START, "site", cols)
+        assert current_features(s, ["ghost"], START, "site", cols).empty
+    assert before.loc["S01", "recency_days"] > 1000 and after.loc["S01", "recency_days"] == 1.0
+    served = ServedCouponUplift(model, before.iloc[0].to_numpy(), {"A10": "amount_off"})
+    old = served.predict(frame.join(before.reset_index(drop=True)))[0]
+    new = served.predict(frame.join(after.reset_index(drop=True)))[0]
+    assert new > old + 0.2  # the model lifts recent buyers (0.05 -> 0.45): the new purchase counts

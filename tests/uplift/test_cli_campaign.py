@@ -153,8 +153,17 @@ def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_pat
     pyfunc = mlflow.pyfunc.load_model("models:/crosscart-uplift/1")
     pins = Path(mlflow.pyfunc.get_model_dependencies("models:/crosscart-uplift/1")).read_text().split()
     assert {"mlflow", "lightgbm", "scikit-learn"} <= {p.split("==")[0] for p in pins if "==" in p}
-    assert [c.name for c in pyfunc.metadata.get_input_schema().inputs] == ["shopper_id", "coupon_id", "kind"]
+    names = [c.name for c in pyfunc.metadata.get_input_schema().inputs]
+    assert names[:3] == ["shopper_id", "coupon_id", "kind"]
+    assert names[3:] == list(served.feature_names_in_)  # optional: each row's current features
     np.testing.assert_allclose(pyfunc.predict(rows)["uplift"].to_numpy(), uplift)
+    # with features passed, both score them (a recent buyer scores differently from a newcomer)
+    feats = pd.DataFrame([served.new_shopper] * 3, columns=list(served.feature_names_in_))
+    feats.loc[0, ["recency_days", "never_bought", "frequency_90d"]] = [3.0, 0.0, 2.0]
+    with_features = rows.join(feats)
+    scored = served.predict(with_features)
+    assert scored[0] != scored[1] and scored[1] == uplift[1]
+    np.testing.assert_allclose(pyfunc.predict(with_features)["uplift"].to_numpy(), scored)
     known = set(shoppers["shopper_id"])
     for extra in ([], ["--data", str(market)]):  # the registered model, then a freshly fitted one
         summary = json.loads(

@@ -1,0 +1,69 @@
+"""Who a new campaign may contact: at most one live campaign coupon per shopper, and a frequency cap.
+
+A shopper already in the treated audience of another scheduled or running campaign whose window
+overlaps this one holds (or is about to hold) a live campaign coupon, so is left out: two coupons
+at once cost twice and the second adds little. A shopper granted `frequency_cap` campaign coupons in
+the `window_days` before this campaign's start is left out too: responses fall with recent grants
+(coupon fatigue, simulated in `marketing.closed_loop`), and the planner's effect model would price
+the next grant as if it were the first. The holdout (arm `control`) holds no coupon and counts for
+neither rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from commerce.campaigns import CONTROL, Campaign, CampaignMember
+from commerce.coupons import CouponGrant
+
+__all__ = ["ContactPolicy", "contact_exclusions"]
+
+LIVE_STATUSES = ("scheduled", "running")
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """`frequency_cap` campaign coupons per shopper within `window_days` before a campaign starts."""
+
+    frequency_cap: int = 3
+    window_days: int = 28
+
+    def __post_init__(self):
+        if self.frequency_cap < 1 or self.window_days < 1:
+            raise ValueError("frequency_cap and window_days must be at least 1")
+
+
+def contact_exclusions(session: Session, campaign: Campaign, policy: ContactPolicy) -> dict[str, set[str]]:
+    """{"live_coupon": shoppers, "frequency_cap": shoppers} that `campaign` must not contact."""
+    overlapping = select(Campaign.campaign_id).where(
+        Campaign.campaign_id != campaign.campaign_id,
+        Campaign.status.in_(LIVE_STATUSES),
+        Campaign.starts_at < campaign.ends_at,
+        Campaign.ends_at > campaign.starts_at,
+    )
+    live = set(
+        session.scalars(
+            select(CampaignMember.shopper_id)
+            .where(CampaignMember.campaign_id.in_(overlapping), CampaignMember.arm != CONTROL)
+            .distinct()
+        )
+    )
+    since = campaign.starts_at - timedelta(days=policy.window_days)
+    capped = set(
+        session.scalars(
+            select(CouponGrant.shopper_id)
+            .where(
+                CouponGrant.campaign_id.is_not(None),
+                CouponGrant.campaign_id != campaign.campaign_id,
+                CouponGrant.granted_at >= since,
+                CouponGrant.granted_at < campaign.starts_at,
+            )
+            .group_by(CouponGrant.shopper_id)
+            .having(func.count() >= policy.frequency_cap)
+        )
+    )
+    return {"live_coupon": live, "frequency_cap": capped}
