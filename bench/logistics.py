@@ -66,10 +66,10 @@ def _rate_shopping(test: pd.DataFrame, model: DeliveryTimeModel, peaks, seed: in
                 options = [ShippingOption(pid, Decimal(str(cost[pid][i])), q80[pid][i]) for pid in partners]
                 pick, quick = cheapest_within(options, max_days), fastest(options)
                 promised.append(pick.promise_days <= max_days)
-                chosen_cost.append(cost[pick.partner_id][i])
-                chosen_kept.append(real[pick.partner_id][i] <= max_days)
-                fast_cost.append(cost[quick.partner_id][i])
-                fast_kept.append(real[quick.partner_id][i] <= max_days)
+                chosen_cost.append(cost[pick.key][i])
+                chosen_kept.append(real[pick.key][i] <= max_days)
+                fast_cost.append(cost[quick.key][i])
+                fast_kept.append(real[quick.key][i] <= max_days)
             promised, chosen_kept = np.array(promised), np.array(chosen_kept)
             rows.append(
                 {

@@ -20,6 +20,7 @@ from commerce.services import refunds as refund_service
 from commerce.services.catalog import category_paths, sellable_products
 from serving.audit import audit
 from serving.coupons import rank_coupons
+from serving.delivery import model_estimator
 from serving.deps import Admin, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
 from serving.routers.common import MAX_N, IntId
 from serving.schemas.catalog import PageOut
@@ -83,6 +84,7 @@ def _checkout(session, state, shopper_id: str, body: CheckoutIn) -> Order:
             coupon_id=body.coupon_id,
             partner_id=body.partner_id,
             max_open_pending=state.settings.max_open_pending_orders,
+            estimator=model_estimator(session, state.delivery.current),
         )
 
     try:
