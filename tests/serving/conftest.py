@@ -115,7 +115,7 @@ def seed_marketplace(factory) -> None:
         s.add_all([Shopper(shopper_id=f"s{i}", region="east") for i in (1, 2, 3)])
         s.add(LogisticsPartner(partner_id="lp2", name="Post", mode="direct_mail", min_days=4, max_days=7))
         s.add(Warehouse(warehouse_id="wh1", name="Bonded zone", mode="bonded", partner_id="lp1"))
-        s.add(Warehouse(warehouse_id="wh2", name="Overseas", mode="direct_mail", partner_id="lp2"))
+        s.add(Warehouse(warehouse_id="ow1", name="Overseas", mode="direct_mail", partner_id="lp2"))
         s.flush()
         for shopper, first17 in [("s1", "11010519491231002"), ("s2", "44030419900101123")]:
             register_identity(
@@ -152,7 +152,7 @@ def seed_marketplace(factory) -> None:
                 )
             )
             s.flush()
-            location = "wh1" if ful == "bonded" else "wh2"
+            location = "wh1" if ful == "bonded" else "ow1"
             s.add(Stock(product_id=pid, location=location, quantity=qty, reserved=0))
         s.flush()
         # s1 bought p03 (toys: not repurchasable) and p01 (beauty: repurchasable): order 1, paid.
