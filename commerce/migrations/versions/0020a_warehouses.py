@@ -95,11 +95,12 @@ def downgrade() -> None:
         "WHERE a.order_line_id = order_lines.id ORDER BY a.quantity DESC, a.stock_id LIMIT 1)"
     )
     op.drop_table("order_line_allocations")
+    # stock first, while no foreign key points at it (SQLite copies the table)
+    with op.batch_alter_table("stock", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_stock_location_warehouses"), type_="foreignkey")
     with op.batch_alter_table("order_lines", schema=None) as batch_op:
         batch_op.alter_column("stock_id", existing_type=sa.Integer(), nullable=False)
         batch_op.create_foreign_key(
             batch_op.f("fk_order_lines_stock_id_stock"), "stock", ["stock_id"], ["id"]
         )
-    with op.batch_alter_table("stock", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("fk_stock_location_warehouses"), type_="foreignkey")
     op.drop_table("warehouses")
