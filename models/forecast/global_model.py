@@ -226,7 +226,8 @@ def forecast_frame(
     series: pd.DataFrame, freq: str, horizon: int, season_length: int, event_windows=(), random_state: int = 0
 ) -> pd.DataFrame:
     """Forecast every item of a long frame (`unique_id`, `ds`, `y`) `horizon` periods past its end, as
-    statsforecast names columns: `lightgbm`, `lightgbm-lo-80`, `lightgbm-hi-80`."""
+    statsforecast names columns: `lightgbm`, `lightgbm-lo-80`, `lightgbm-hi-80`. Whole-number histories
+    (unit sales) get whole-number forecasts."""
     wide = series.pivot(index="unique_id", columns="ds", values="y")
     periods = pd.date_range(wide.columns.min(), periods=wide.shape[1] + horizon, freq=freq)
     wide = wide.reindex(columns=periods[: wide.shape[1]])
@@ -236,6 +237,12 @@ def forecast_frame(
         event[(periods >= start) & (periods < end)] = 1.0
     model = GlobalLGBMForecaster(horizon, season_length, random_state=random_state)
     pred = model.fit(wide.to_numpy(), event).predict()
+    if np.all(np.mod(series["y"].to_numpy(dtype=float), 1) == 0):
+        # counts: the median of a count is a whole number (the absolute error is linear between two);
+        # the interval holds the same whole numbers as before (and at least the median)
+        mid = np.round(pred[..., 1])
+        lo, hi = np.minimum(np.ceil(pred[..., 0]), mid), np.maximum(np.floor(pred[..., 2]), mid)
+        pred = np.stack([lo, mid, hi], axis=-1)
     future = periods[wide.shape[1] :]
     ids = np.repeat(wide.index.to_numpy(), horizon)
     return pd.DataFrame(

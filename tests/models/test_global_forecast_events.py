@@ -43,3 +43,21 @@ def test_after_an_event_the_baseline_comes_from_regular_periods():
     aware = _fit(Y, event)[:, :, 1].sum(axis=0).mean()
     regular = Y[:, -24:-10].sum(axis=0).mean()
     assert abs(aware - regular) < 0.25 * regular
+
+
+def test_unit_sales_get_whole_number_forecasts():
+    import pandas as pd
+
+    from models.forecast.global_model import forecast_frame
+
+    periods = WEEKS * 7 + HORIZON
+    Y = _market(np.zeros(periods), lift=1.0, seed=2)
+    days = pd.date_range("2025-01-01", periods=Y.shape[1], freq="D")
+    long = pd.DataFrame(
+        {"unique_id": np.repeat(np.arange(N_ITEMS), Y.shape[1]), "ds": np.tile(days, N_ITEMS), "y": Y.ravel()}
+    )
+    out = forecast_frame(long, "D", HORIZON, 7)
+    cols = ["lightgbm-lo-80", "lightgbm", "lightgbm-hi-80"]
+    values = out[cols].to_numpy()
+    assert np.all(values == np.round(values))
+    assert np.all((values[:, 0] <= values[:, 1]) & (values[:, 1] <= values[:, 2]))
