@@ -171,7 +171,7 @@ def quote(
     partner_id: str | None = None,
     at: datetime | None = None,
 ) -> Quote:
-    """Price a cart without writing anything: effective prices, coupon, tax per line, delivery window.
+    """Price a cart without writing anything: effective prices, coupon, tax per line.
 
     Raises the same errors checkout would, except for stock and coupon-limit races decided at checkout.
     """
