@@ -356,44 +356,47 @@ def stock_sources(
     session: Session,
     product: Product,
     quantity: int,
-    partner_id: str,
+    partner_ids: Sequence[str],
     region: str,
     estimator: DeliveryEstimator,
     at: datetime,
-) -> list[StockSource]:
-    """The product's stock rows with units free in warehouses of its mode (bonded goods only from bonded
-    zones, direct mail only from abroad), each priced and timed from its warehouse to `region` with
-    `partner_id`."""
+) -> dict[str, list[StockSource]]:
+    """Per partner, the product's stock rows with units free in warehouses of its mode (bonded goods
+    only from bonded zones, direct mail only from abroad), each priced and timed from its warehouse to
+    `region` with that partner. One estimator call for every partner and warehouse."""
     stmt = (
         select(Stock.id, Stock.quantity - Stock.reserved, Warehouse)
         .join(Warehouse, Warehouse.warehouse_id == Stock.location)
         .where(Stock.product_id == product.product_id, Warehouse.mode == product.fulfillment)
         .order_by(Stock.id)
     )
-    rows = session.execute(stmt).all()
-    rows = [r for r in rows if r[1] > 0]
+    rows = [r for r in session.execute(stmt).all() if r[1] > 0]
     if not rows:
-        return []
+        return {pid: [] for pid in partner_ids}
     weight = chargeable_weight_g(product.weight_g, product.volume_cm3, quantity)
     zones = [lane_zone(product.fulfillment, w.region, region) for _, _, w in rows]
     cards = {
-        card.zone: card
+        (card.partner_id, card.zone): card
         for card in session.scalars(
-            select(RateCard).where(RateCard.partner_id == partner_id, RateCard.zone.in_(set(zones)))
+            select(RateCard).where(RateCard.partner_id.in_(partner_ids), RateCard.zone.in_(set(zones)))
         )
     }
-    windows = estimator([Lane(partner_id, z, weight) for z in zones], at)
-    return [
-        StockSource(
-            stock_id,
-            w.warehouse_id,
-            available,
-            z,
-            rate_cost(cards[z], weight) if z in cards else Decimal("Infinity"),
-            window,
-        )  # fmt: skip
-        for (stock_id, available, w), z, window in zip(rows, zones, windows, strict=True)
-    ]
+    lanes = [Lane(pid, z, weight) for pid in partner_ids for z in zones]
+    windows = iter(estimator(lanes, at))
+    return {
+        pid: [
+            StockSource(
+                stock_id,
+                w.warehouse_id,
+                available,
+                z,
+                rate_cost(cards[pid, z], weight) if (pid, z) in cards else Decimal("Infinity"),
+                next(windows),
+            )  # fmt: skip
+            for (stock_id, available, w), z in zip(rows, zones, strict=True)
+        ]
+        for pid in partner_ids
+    }
 
 
 def merchant_bonded_sales(session: Session, merchant_id: str, since: datetime) -> list[tuple]:
@@ -493,12 +496,17 @@ def plan_fulfilment(
     partners = list_partners(session, mode)
     if not partners:
         raise NotFound(f"no logistics partner handles {mode} goods", code="partner_not_found")
+    ids = [partner.partner_id for partner in partners]
+    by_product = {
+        p.product_id: stock_sources(session, p, wanted[p.product_id], ids, region, estimator, at)
+        for p in sorted(products, key=lambda p: p.product_id)
+    }
     plans = []
     for partner in partners:
         lines = {}
         for product in sorted(products, key=lambda p: p.product_id):
             qty = wanted[product.product_id]
-            sources = stock_sources(session, product, qty, partner.partner_id, region, estimator, at)
+            sources = by_product[product.product_id][partner.partner_id]
             try:
                 lines[product.product_id] = allocate_line(sources, qty, max_days)
             except ValueError:
