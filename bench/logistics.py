@@ -9,7 +9,9 @@ rule's promise and cost, and demand forecasts for replenishment.
    holds for >= 80% of orders, at a lower cost than always shipping with the (predicted) fastest partner.
 3. Demand: daily sales of the 500 best-selling products, 4 held-out weeks (rolling origin, horizon 7),
    once on the 4 normal weeks before the discount season and once on the last 4 weeks (the season and
-   after); target: MASE < 1 (scaled by the in-sample seasonal naive error, season 7).
+   after). The model is chosen by MASE on a rolling origin over the 2 weeks before the held-out ones
+   (training data only); target: its held-out MASE < 1 (scaled by the in-sample seasonal naive error,
+   season 7). The discount-season dates are a calendar known in advance (exogenous to the models).
 Run: .venv/bin/python -m bench.logistics [--scale demo --seed 7]. Writes bench/results/logistics.json.
 """
 
@@ -66,10 +68,10 @@ def _rate_shopping(test: pd.DataFrame, model: DeliveryTimeModel, peaks, seed: in
                 options = [ShippingOption(pid, Decimal(str(cost[pid][i])), q80[pid][i]) for pid in partners]
                 pick, quick = cheapest_within(options, max_days), fastest(options)
                 promised.append(pick.promise_days <= max_days)
-                chosen_cost.append(cost[pick.partner_id][i])
-                chosen_kept.append(real[pick.partner_id][i] <= max_days)
-                fast_cost.append(cost[quick.partner_id][i])
-                fast_kept.append(real[quick.partner_id][i] <= max_days)
+                chosen_cost.append(cost[pick.key][i])
+                chosen_kept.append(real[pick.key][i] <= max_days)
+                fast_cost.append(cost[quick.key][i])
+                fast_kept.append(real[quick.key][i] <= max_days)
             promised, chosen_kept = np.array(promised), np.array(chosen_kept)
             rows.append(
                 {
@@ -140,11 +142,26 @@ def main() -> None:
         ("normal_weeks", season_start),
         ("season_weeks", sales["ts"].max() + pd.Timedelta(1, "s")),
     ):
-        rows, summary = evaluate_forecasters(
-            demand_series(sales[sales["ts"] < until], "D"), FORECAST_MODELS, freq="D", horizon=7, n_windows=4,
+        series = demand_series(sales[sales["ts"] < until], "D")
+        # the model is chosen on a rolling origin inside the training data (2 weeks before the held-out
+        # ones), then every model is scored on the 4 held-out weeks
+        held_out = np.sort(series["ds"].unique())[-4 * 7]
+        choice, _ = evaluate_forecasters(
+            series[series["ds"] < held_out], FORECAST_MODELS, freq="D", horizon=7, n_windows=2,
             event_windows=peaks,
         )  # fmt: skip
-        forecasts[label] = {"until": str(until), **summary, "rows": rows}
+        selected = min(choice, key=lambda r: r["mase"])["model"]
+        rows, summary = evaluate_forecasters(
+            series, FORECAST_MODELS, freq="D", horizon=7, n_windows=4, event_windows=peaks
+        )
+        forecasts[label] = {
+            "until": str(until),
+            **summary,
+            "rows": rows,
+            "selection": {r["model"]: r["mase"] for r in choice},
+            "selected": selected,
+            "selected_mase": next(r["mase"] for r in rows if r["model"] == selected),
+        }
 
     print(f"delivery model fit on {len(train)} shipments in {fit_seconds:.1f} s; {len(test)} held out")
     print(f"{'partner':>16} {'n':>6} {'cover80':>8} {'<=q80':>7} {'median d':>9}")
@@ -163,6 +180,7 @@ def main() -> None:
         )
     for label, block in forecasts.items():
         print(f"\ndemand forecast ({label}), {block['n_series']} products, daily, 4 held-out weeks:")
+        print(f"  chosen on the 2 training weeks before them: {block['selected']}")
         for row in block["rows"]:
             scores = f"mase {row['mase']:.3f} smape {row['smape']:.1f} coverage@80 {row['coverage@80']:.3f}"
             print(f"{row['model']:>16} {scores}")
@@ -186,10 +204,10 @@ def main() -> None:
         "demand_forecast": {
             label: {
                 **block,
-                "best_vs_seasonal_naive": min(r["mase"] for r in block["rows"])
+                "selected_vs_seasonal_naive": block["selected_mase"]
                 / next(r["mase"] for r in block["rows"] if r["model"] == "seasonal_naive"),
-                "target": "best model mase < 1 (in-sample seasonal naive scale)",
-                "met": min(r["mase"] for r in block["rows"]) < 1,
+                "target": "the model chosen on training data has mase < 1 (in-sample seasonal naive scale)",
+                "met": block["selected_mase"] < 1,
             }
             for label, block in forecasts.items()
         },

@@ -145,10 +145,12 @@ def build_database(path: Path, n_products: int, n_campaigns: int) -> tuple[str, 
     import commerce.all_models  # noqa: F401
     from commerce.catalog import Category, Product, Stock
     from commerce.db import Base, make_engine, make_session_factory, transaction
+    from commerce.importer import LOCATIONS
     from commerce.merchants import Merchant
     from commerce.search.lexicon import CATEGORY_ZH
     from commerce.services import ads
     from commerce.services.access import create_api_key
+    from commerce.services.logistics import seed_default_partners
 
     catalog = generator_catalog(n_products)
     engine = make_engine(f"sqlite:///{path}")
@@ -185,11 +187,12 @@ def build_database(path: Path, n_products: int, n_campaigns: int) -> tuple[str, 
         ]  # fmt: skip
         for i in range(0, len(rows), 10_000):
             s.execute(insert(Product.__table__), rows[i : i + 10_000])
+        seed_default_partners(s)  # and their warehouses, which stock rows name
         s.execute(
             insert(Stock.__table__),
             [
-                {"product_id": p, "location": "HZ-1", "quantity": 100, "reserved": 0}
-                for p in products.product_id
+                {"product_id": p, "location": LOCATIONS[mode], "quantity": 100, "reserved": 0}
+                for p, mode in zip(products.product_id, products.fulfillment, strict=True)
             ],
         )
         _, key = create_api_key(s, "storefront", name="bench")

@@ -79,7 +79,7 @@ class Product(Base):
 
 
 class Stock(Base):
-    """Units of one product at one location. `reserved` units belong to unpaid orders.
+    """Units of one product in one warehouse. `reserved` units belong to unpaid orders.
 
     The CHECK constraints are the last line of defence against overselling; checkout never relies on them.
     """
@@ -93,7 +93,8 @@ class Stock(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"), index=True)
-    location: Mapped[str] = mapped_column(String(64))
+    #: The warehouse holding the units (commerce.logistics.Warehouse); the API calls it the location.
+    location: Mapped[str] = mapped_column(ForeignKey("warehouses.warehouse_id"))
     quantity: Mapped[int] = mapped_column(Integer, default=0)
     reserved: Mapped[int] = mapped_column(Integer, default=0)
 

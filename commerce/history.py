@@ -37,12 +37,12 @@ from commerce.campaigns import CONTROL, Campaign
 from commerce.catalog import Category, Product, Stock
 from commerce.coupons import Coupon, CouponRedemption, CouponShopperUsage
 from commerce.errors import ValidationError
-from commerce.orders import AnnualSpend, Order, OrderLine, OrderStatusChange
+from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, OrderStatusChange
 from commerce.services import campaigns as cm
 from commerce.services.catalog import category_paths
 from commerce.services.checkout import customs_year
 from commerce.services.coupons import PricedLine, in_scope
-from commerce.services.logistics import choose_partner, estimate_delivery
+from commerce.services.logistics import DeliveryWindow, choose_partner
 from commerce.shoppers import ShopperIdentity
 from commerce.sqltypes import as_utc, round_fen
 from commerce.tax import ANNUAL_LIMIT, CROSS_BORDER, GENERAL_TRADE, ORDER_LIMIT, TaxRates, allocate, line_tax
@@ -173,9 +173,6 @@ def load_order_history(session: Session, data_dir: Path) -> dict[str, int]:
         rates[c.category_id] = TaxRates(c.vat_rate, c.consumption_tax_rate, c.tariff_rate)
         commission[c.category_id] = c.commission_rate
     paths = category_paths(session)
-    stock_of = dict(
-        session.execute(select(Stock.product_id, func.min(Stock.id)).group_by(Stock.product_id)).all()
-    )
     identities = {
         sid: (digest, name)
         for sid, digest, name in session.execute(
@@ -189,6 +186,9 @@ def load_order_history(session: Session, data_dir: Path) -> dict[str, int]:
         if (shopper_id, session_key) in redeemed:
             coupon_owner.setdefault((shopper_id, session_key), mode)
     partners = {mode: choose_partner(session, mode) for mode in {k[2] for k in baskets}}
+    published = {  # past orders carry their partner's published day range; no lane was recorded
+        mode: DeliveryWindow(p.min_days, p.max_days, p.max_days) for mode, p in partners.items()
+    }
 
     orders: dict[str, dict[str, Any]] = {}
     lines: dict[str, list[dict[str, Any]]] = {}
@@ -236,7 +236,6 @@ def load_order_history(session: Session, data_dir: Path) -> dict[str, int]:
                     "line_no": no,
                     "product_id": p.product_id,
                     "merchant_id": product.merchant_id,
-                    "stock_id": stock_of[p.product_id],
                     "quantity": p.quantity,
                     "list_price": product.price,
                     "unit_price": round_fen(gross / p.quantity),
@@ -255,7 +254,7 @@ def load_order_history(session: Session, data_dir: Path) -> dict[str, int]:
             )
         digest, name = identities[shopper_id]
         created, paid_at = purchases[0].ts, purchases[-1].ts
-        earliest, latest = estimate_delivery(partners[mode], paid_at)
+        earliest, latest = published[mode].dates(paid_at)
         orders[ref] = {
             "import_ref": ref,
             "shopper_id": shopper_id,
@@ -287,6 +286,7 @@ def load_order_history(session: Session, data_dir: Path) -> dict[str, int]:
         OrderLine.__table__,
         ({**line, "order_id": oid} for ref, oid in new_ids.items() for line in lines[ref]),
     )
+    _allocate_from_first_stock_row(session)
     _insert_rows(
         session,
         OrderStatusChange.__table__,
@@ -329,6 +329,21 @@ def _insert_orders(session: Session, rows: list[dict[str, Any]]) -> dict[str, in
     wanted = {r["import_ref"] for r in rows}
     stored = session.execute(select(Order.import_ref, Order.order_id).where(Order.import_ref.is_not(None)))
     return {ref: oid for ref, oid in stored if ref in wanted}
+
+
+def _allocate_from_first_stock_row(session: Session) -> None:
+    """Rebuilt orders' lines drew their units from the product's first stock row (stock is not moved)."""
+    line, alloc = OrderLine.__table__, LineAllocation.__table__
+    first_row = select(func.min(Stock.id)).where(Stock.product_id == line.c.product_id).scalar_subquery()
+    source = (
+        select(line.c.id, first_row, line.c.quantity)
+        .join(Order.__table__, Order.order_id == line.c.order_id)
+        .where(
+            Order.import_ref.is_not(None),
+            ~select(alloc.c.id).where(alloc.c.order_line_id == line.c.id).exists(),
+        )
+    )
+    session.execute(alloc.insert().from_select(["order_line_id", "stock_id", "quantity"], source))
 
 
 def _insert_rows(session: Session, table, rows) -> None:

@@ -25,9 +25,34 @@ ZONE_OF_REGION = {region: zone for zone, regions in ZONES.items() for region in 
 SERVICE_LEVELS = ("economy", "standard", "express")
 
 
+#: Steps between zones on the domestic road network (symmetric): a lane one step long ships like East
+#: China to central China, two steps like East to the west.
+_ZONE_STEPS = {
+    ("east", "south"): 1, ("east", "north"): 1, ("east", "central"): 1, ("east", "west"): 2,
+    ("south", "north"): 2, ("south", "central"): 1, ("south", "west"): 1,
+    ("north", "central"): 1, ("north", "west"): 2, ("central", "west"): 1,
+}  # fmt: skip
+_LANE_OF_STEPS = {0: "east", 1: "central", 2: "west"}
+
+
 def zone_of(region: str) -> str:
     """The rate zone of a province-level region; unknown regions ship as `remote` (the dearest zone)."""
     return ZONE_OF_REGION.get(region, "remote")
+
+
+def lane_zone(mode: str, origin_region: str | None, region: str) -> str:
+    """The zone a parcel is rated and timed as: rate cards and the delivery model describe lanes from
+    the East China bonded zones, so a bonded warehouse elsewhere ships as the East-China lane of the same
+    length (its own zone ships as `east`, a neighbouring zone as `central`). Direct mail comes from
+    abroad and a bonded warehouse without a known region is in East China: the destination's zone."""
+    dest = zone_of(region)
+    if mode != "bonded" or origin_region is None or dest == "remote":
+        return dest
+    origin = zone_of(origin_region)
+    if origin in ("east", "remote"):
+        return dest if origin == "east" else "remote"
+    steps = 0 if origin == dest else _ZONE_STEPS.get((origin, dest)) or _ZONE_STEPS[(dest, origin)]
+    return _LANE_OF_STEPS[steps]
 
 
 class LogisticsPartner(Base):
@@ -41,6 +66,23 @@ class LogisticsPartner(Base):
     mode: Mapped[str] = mapped_column(str_enum("partner_mode", FULFILLMENT_MODES))
     min_days: Mapped[int] = mapped_column(Integer)
     max_days: Mapped[int] = mapped_column(Integer)
+
+
+class Warehouse(Base):
+    """Where stock is held: a bonded zone in China (bonded goods) or an overseas warehouse (direct mail),
+    usually run by a logistics partner. Stock rows name their warehouse; a location a merchant names that
+    is not a partner's warehouse is registered as the merchant's own, for the product's mode."""
+
+    __tablename__ = "warehouses"
+
+    warehouse_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(str_enum("warehouse_mode", FULFILLMENT_MODES))
+    #: The partner operating it; None for a merchant's own location.
+    partner_id: Mapped[str | None] = mapped_column(ForeignKey("logistics_partners.partner_id"), default=None)
+    #: Province of a bonded zone (sets the lane to each destination); None: East China or abroad.
+    region: Mapped[str | None] = mapped_column(String(64), default=None)
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
 
 
 class RateCard(Base):

@@ -90,7 +90,6 @@ class OrderLine(Base):
     line_no: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"), index=True)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.merchant_id"), index=True)
-    stock_id: Mapped[int] = mapped_column(ForeignKey("stock.id"))
     quantity: Mapped[int] = mapped_column(Integer)
     list_price: Mapped[Decimal] = mapped_column(Money)
     unit_price: Mapped[Decimal] = mapped_column(Money)
@@ -104,10 +103,33 @@ class OrderLine(Base):
     margin: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
 
     order: Mapped[Order] = relationship(back_populates="lines")
+    #: Where the units come from: one row per warehouse stock row (a line may be split across warehouses).
+    allocations: Mapped[list[LineAllocation]] = relationship(
+        order_by="LineAllocation.stock_id", cascade="all, delete-orphan"
+    )
 
     @property
     def net(self) -> Decimal:
         return self.gross - self.discount
+
+
+class LineAllocation(Base):
+    """Units of an order line reserved in (then taken from) one warehouse's stock row.
+
+    Reservation, payment, release and restocking move exactly these units on exactly this row, once per
+    row: a split line touches each of its warehouses once.
+    """
+
+    __tablename__ = "order_line_allocations"
+    __table_args__ = (
+        UniqueConstraint("order_line_id", "stock_id"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
+    stock_id: Mapped[int] = mapped_column(ForeignKey("stock.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
 
 
 class OrderStatusChange(Base):

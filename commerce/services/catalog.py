@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Select, exists, select, update
 from sqlalchemy.orm import Session
 
+from commerce.bulk import insert_ignore
 from commerce.catalog import (
     DEFAULT_TARIFF_RATE,
     DEFAULT_VAT_RATE,
@@ -19,6 +20,7 @@ from commerce.catalog import (
     Stock,
 )
 from commerce.errors import Conflict, ValidationError
+from commerce.logistics import Warehouse
 from commerce.merchants import Merchant
 from commerce.services._util import country_code, get_or_404, new_id, required_text
 from commerce.services.pagination import Page, paginate
@@ -198,9 +200,8 @@ def create_product(session: Session, data: ProductInput) -> Product:
     )
     session.add(product)
     for location, qty in data.stock.items():
-        session.add(
-            Stock(product=product, location=required_text(location, "location", 64), quantity=_quantity(qty))
-        )
+        location = register_location(session, required_text(location, "location", 64), product.fulfillment)
+        session.add(Stock(product=product, location=location, quantity=_quantity(qty)))
     session.flush()
     return product
 
@@ -235,11 +236,27 @@ def update_product(
     return product
 
 
+def register_location(session: Session, location: str, mode: str) -> str:
+    """The warehouse a stock location names: a partner's warehouse, or else the merchant's own location,
+    registered on first use for the product's mode. Cross-border rule: bonded goods are held only in
+    bonded warehouses and direct-mail goods only abroad, so a warehouse holds goods of one mode."""
+    insert_ignore(
+        session,
+        Warehouse.__table__,
+        [{"warehouse_id": location, "name": location, "mode": mode}],
+        ["warehouse_id"],
+    )
+    held = session.scalar(select(Warehouse.mode).where(Warehouse.warehouse_id == location))
+    if held != mode:
+        raise ValidationError(f"warehouse {location!r} holds {held} goods, not {mode}", code="warehouse_mode")
+    return location
+
+
 def set_stock(session: Session, product_id: str, location: str, quantity: int) -> Stock:
     """Set on-hand units at a location; refused below the units already reserved by unpaid orders."""
-    get_or_404(session, Product, product_id, "product")
+    product = get_or_404(session, Product, product_id, "product")
     quantity = _quantity(quantity)
-    location = required_text(location, "location", 64)
+    location = register_location(session, required_text(location, "location", 64), product.fulfillment)
     row = session.scalar(select(Stock).where(Stock.product_id == product_id, Stock.location == location))
     if row is None:
         row = Stock(product_id=product_id, location=location, quantity=quantity, reserved=0)

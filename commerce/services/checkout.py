@@ -1,7 +1,9 @@
 """Cart -> order: prices, coupon, cross-border tax and limits, and stock reservation without overselling.
 
-Stock: the cart's stock rows are locked with SELECT ... FOR UPDATE in primary-key order (PostgreSQL; one
-global order means two checkouts can never deadlock), then each reservation is a conditional
+Stock: each line is served by one or more warehouse stock rows (commerce.services.logistics
+.plan_fulfilment, which may split a line when no warehouse holds all its units). The cart's rows are
+locked with SELECT ... FOR UPDATE in primary-key order (PostgreSQL; one global order, which payment and
+release follow too, means two transactions can never deadlock), then each reservation is a conditional
 `UPDATE stock SET reserved = reserved + n WHERE id = :id AND quantity - reserved >= n` whose row count is
 checked. On SQLite the transaction is BEGIN IMMEDIATE (commerce.db), which serializes writers.
 """
@@ -19,11 +21,17 @@ from sqlalchemy.orm import Session
 from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon
 from commerce.errors import LimitExceeded, NotFound, OutOfStock, ValidationError
-from commerce.orders import AnnualSpend, Order, OrderLine, OrderStatusChange
+from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, OrderStatusChange
 from commerce.services import coupons as coupon_service
 from commerce.services._util import get_or_404
 from commerce.services.catalog import category_paths, sellable_products
-from commerce.services.logistics import choose_partner, estimate_delivery
+from commerce.services.logistics import (
+    DeliveryEstimator,
+    FulfilmentPlan,
+    choose_partner,
+    plan_fulfilment,
+    published_windows,
+)
 from commerce.services.pricing import effective_prices
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, round_fen, utcnow
@@ -59,30 +67,17 @@ def _merge(lines: Sequence[CartLine]) -> dict[str, int]:
     return merged
 
 
-def _reserve(session: Session, wanted: dict[str, int]) -> dict[str, int]:
-    """Reserve units per product at one location each; return product_id -> stock row id."""
-    rows = session.execute(
-        select(Stock.id, Stock.product_id, Stock.quantity, Stock.reserved)
-        .where(Stock.product_id.in_(sorted(wanted)))
-        .order_by(Stock.id)
-        .with_for_update()
-    ).all()
-    chosen: dict[str, int] = {}
-    for product_id, qty in wanted.items():
-        for row in rows:
-            if row.product_id != product_id or row.quantity - row.reserved < qty:
-                continue
-            done = session.execute(
-                update(Stock.__table__)
-                .where(Stock.id == row.id, Stock.quantity - Stock.reserved >= qty)
-                .values(reserved=Stock.reserved + qty)
-            ).rowcount
-            if done == 1:
-                chosen[product_id] = row.id
-                break
-        else:
-            raise OutOfStock(f"not enough stock of {product_id!r} for {qty} units", code="out_of_stock")
-    return chosen
+def _reserve(session: Session, plan: FulfilmentPlan) -> None:
+    """Reserve the plan's units, each warehouse row by a conditional UPDATE in id order."""
+    parcels = sorted((source.stock_id, units) for line in plan.lines.values() for source, units in line)
+    for stock_id, units in parcels:
+        done = session.execute(
+            update(Stock.__table__)
+            .where(Stock.id == stock_id, Stock.quantity - Stock.reserved >= units)
+            .values(reserved=Stock.reserved + units)
+        ).rowcount
+        if done != 1:  # the rows are locked (SQLite: the database is), so only a broken invariant
+            raise OutOfStock(f"stock row {stock_id} changed while reserving", code="out_of_stock")
 
 
 @dataclass(frozen=True)
@@ -111,11 +106,9 @@ class Quote:
     shopper_id: str
     lines: list[QuoteLine]
     fulfillment: str
-    partner_id: str
+    partner_id: str | None  # the partner asked for; None: checkout plans it (merchant rule, soonest)
     tax_regime: str
     coupon_id: str | None
-    delivery_earliest: datetime
-    delivery_latest: datetime
 
     @property
     def goods_total(self) -> Decimal:
@@ -178,7 +171,7 @@ def quote(
     partner_id: str | None = None,
     at: datetime | None = None,
 ) -> Quote:
-    """Price a cart without writing anything: effective prices, coupon, tax per line, delivery window.
+    """Price a cart without writing anything: effective prices, coupon, tax per line.
 
     Raises the same errors checkout would, except for stock and coupon-limit races decided at checkout.
     """
@@ -201,7 +194,8 @@ def quote(
             "bonded and direct-mail goods ship as separate orders", code="mixed_fulfillment"
         )
     mode = modes.pop()
-    partner = choose_partner(session, mode, partner_id)
+    if partner_id is not None:
+        choose_partner(session, mode, partner_id)  # it must exist and carry this mode
 
     ordered = [products[pid] for pid in wanted]
     prices = effective_prices(session, ordered, at)
@@ -247,8 +241,7 @@ def quote(
                 margin=round_fen(n - product.cost_price * qty) if product.self_operated else Decimal("0.00"),
             )
         )
-    earliest, latest = estimate_delivery(partner, at)
-    return Quote(shopper_id, quote_lines, mode, partner.partner_id, regime, coupon_id, earliest, latest)
+    return Quote(shopper_id, quote_lines, mode, partner_id, regime, coupon_id)
 
 
 def checkout(
@@ -260,6 +253,7 @@ def checkout(
     partner_id: str | None = None,
     at: datetime | None = None,
     max_open_pending: int | None = None,
+    estimator: DeliveryEstimator | None = None,
 ) -> Order:
     """Turn a cart into a `pending_payment` order, reserving stock and redeeming the coupon.
 
@@ -269,18 +263,37 @@ def checkout(
     checked here for a quick answer (open unpaid orders count) and enforced atomically at payment.
     With `max_open_pending`, a shopper holding that many unpaid orders is refused (callers pass their
     configured bound; expire stale orders first, commerce.services.pending).
+    The partner and each line's warehouse(s) are planned by `plan_fulfilment` for the shopper's region,
+    timed by `estimator` (the delivery-time model; partners' published day ranges when None); the order
+    keeps the predicted window (10%-90%) of its slowest parcel.
     """
     at = as_utc(at or utcnow())
     if max_open_pending is not None:
         check_open_orders(session, shopper_id, max_open_pending)
     q = quote(session, shopper_id, lines, coupon_id=coupon_id, partner_id=partner_id, at=at)
-    stock_ids = _reserve(session, {line.product_id: line.quantity for line in q.lines})
-    identity = session.get(Shopper, shopper_id).identity
+    shopper = session.get(Shopper, shopper_id)
+    wanted = {line.product_id: line.quantity for line in q.lines}
+    session.execute(  # lock the cart's stock rows in id order: the order payment and release use too
+        select(Stock.id).where(Stock.product_id.in_(sorted(wanted))).order_by(Stock.id).with_for_update()
+    ).all()
+    products = list(session.scalars(select(Product).where(Product.product_id.in_(sorted(wanted)))))
+    plan, _, _ = plan_fulfilment(
+        session,
+        products,
+        wanted,
+        shopper.region,
+        estimator or published_windows(session),
+        at,
+        partner_id=q.partner_id,
+    )
+    _reserve(session, plan)
+    earliest, latest = plan.window.dates(at)
+    identity = shopper.identity
     order = Order(
         shopper_id=shopper_id,
         status="pending_payment",
         fulfillment=q.fulfillment,
-        partner_id=q.partner_id,
+        partner_id=plan.partner_id,
         tax_regime=q.tax_regime,
         coupon_id=coupon_id,
         identity_digest=identity.id_digest,
@@ -290,8 +303,8 @@ def checkout(
         tax_total=q.tax_total,
         total=q.total,
         created_at=at,
-        delivery_earliest=q.delivery_earliest,
-        delivery_latest=q.delivery_latest,
+        delivery_earliest=earliest,
+        delivery_latest=latest,
     )
     for no, line in enumerate(q.lines, start=1):
         order.lines.append(
@@ -299,7 +312,6 @@ def checkout(
                 line_no=no,
                 product_id=line.product_id,
                 merchant_id=line.merchant_id,
-                stock_id=stock_ids[line.product_id],
                 quantity=line.quantity,
                 list_price=line.list_price,
                 unit_price=line.unit_price,
@@ -310,6 +322,10 @@ def checkout(
                 total=line.total,
                 commission=line.commission,
                 margin=line.margin,
+                allocations=[
+                    LineAllocation(stock_id=source.stock_id, quantity=units)
+                    for source, units in plan.lines[line.product_id]
+                ],
             )
         )
     session.add(order)

@@ -104,16 +104,21 @@ def _move(
 
 
 def _adjust_stock(session: Session, order: Order, *, reserved: int, quantity: int) -> None:
-    """Move units per line: reserved += reserved*q, quantity += quantity*q (signs say direction)."""
-    for line in sorted(order.lines, key=lambda x: x.stock_id):  # checkout's lock order: no deadlocks
-        q = line.quantity
+    """Move units per warehouse row: reserved += reserved*q, quantity += quantity*q (signs say direction).
+
+    Each allocation (a line's units in one warehouse) is moved once, rows in id order: checkout's lock
+    order, so no deadlocks; a split line gives back to every warehouse it drew from.
+    """
+    allocations = sorted((a for line in order.lines for a in line.allocations), key=lambda a: a.stock_id)
+    for allocation in allocations:
+        q = allocation.quantity
         done = session.execute(
             update(Stock.__table__)
-            .where(Stock.id == line.stock_id, Stock.reserved + reserved * q >= 0)
+            .where(Stock.id == allocation.stock_id, Stock.reserved + reserved * q >= 0)
             .values(reserved=Stock.reserved + reserved * q, quantity=Stock.quantity + quantity * q)
         ).rowcount
         if done != 1:
-            raise InvalidState(f"stock row {line.stock_id} is inconsistent with order {order.order_id}")
+            raise InvalidState(f"stock row {allocation.stock_id} is inconsistent with order {order.order_id}")
 
 
 def release_reserved_stock(session: Session, order: Order) -> None:

@@ -12,6 +12,7 @@ from commerce.services import catalog as products
 from commerce.services import merchants
 from commerce.sqltypes import utcnow
 from serving.audit import audit
+from serving.delivery import promised_delivery
 from serving.deps import (
     Admin,
     MerchantOrAdmin,
@@ -320,12 +321,25 @@ async def search_products(
 
 
 @router.get("/products/{product_id}", response_model=ProductOut)
-def get_product(product_id: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
-    """A product page. Unsellable products are visible only to their merchant and admins."""
+def get_product(
+    product_id: str,
+    session: SessionDep,
+    state: StateDep,
+    principal: PrincipalDep,
+    region: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="Buyer's province: adds `delivery`")
+    ] = None,
+) -> ProductOut:
+    """A product page. Unsellable products are visible only to their merchant and admins. With a
+    region, an in-stock listed product also shows the delivery window checkout would promise for one
+    unit (anyone sees that and whether it is in stock, never where or how much)."""
     product = products.get_product(session, product_id)
     owner = principal.role == "admin" or (
         principal.role == "merchant" and principal.merchant_id == product.merchant_id
     )
     if not owner and not products.sellable_products(session, [product_id]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
-    return _product(product, owner=owner)
+    out = _product(product, owner=owner)
+    if region is not None and out.in_stock and product.status == "listed":
+        out.delivery = promised_delivery(session, state.delivery.current, product_id, region, utcnow())
+    return out

@@ -59,6 +59,7 @@ def product_delivery(
         chargeable_weight_g=quote.chargeable_weight_g,
         rule=quote.rule,
         chosen=quote.chosen,
+        in_stock=quote.in_stock,
         promised_window=(chosen.earliest, chosen.latest),
         model=quote.model,
         options=[DeliveryOptionOut(**vars(o)) for o in quote.options],

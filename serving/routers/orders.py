@@ -22,6 +22,7 @@ from commerce.sqltypes import utcnow
 from marketing.audience import current_features
 from serving.audit import audit
 from serving.coupons import rank_coupons
+from serving.delivery import model_estimator
 from serving.deps import Admin, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
 from serving.routers.common import IntId, PageLimit, PageOffset
 from serving.schemas.base import PageOut
@@ -85,6 +86,7 @@ def _checkout(session, state, shopper_id: str, body: CheckoutIn) -> Order:
             coupon_id=body.coupon_id,
             partner_id=body.partner_id,
             max_open_pending=state.settings.max_open_pending_orders,
+            estimator=model_estimator(session, state.delivery.current),
         )
 
     try:

@@ -95,6 +95,16 @@ class StockOut(BaseModel):
     reserved: int
 
 
+class PromisedDeliveryOut(BaseModel):
+    """What the storefront promises for one unit to a region: the window checkout would store."""
+
+    region: str
+    partner_id: str
+    promised_window: tuple[datetime, datetime] = Field(description="10%-90% of predicted delivery times")
+    arrives_by: datetime = Field(description="80% quantile: arrives by then 4 times in 5")
+    model: str | None = Field(description="delivery model that predicted it; null: partners' day ranges")
+
+
 class ProductOut(BaseModel):
     product_id: str
     sku: str
@@ -110,5 +120,8 @@ class ProductOut(BaseModel):
     in_stock: bool = Field(description="Units available to order at some location.")
     stock: list[StockOut] | None = Field(
         description="Units and reservations per location: for the product's merchant and admins only."
+    )
+    delivery: PromisedDeliveryOut | None = Field(
+        default=None, description="With ?region= and in stock: the promised delivery window."
     )
     created_at: datetime

@@ -38,6 +38,7 @@ class DeliveryQuoteOut(BaseModel):
     chargeable_weight_g: int
     rule: str = Field(description="fastest | within:N (merchant's promise) | partner:ID (merchant's choice)")
     chosen: str
+    in_stock: bool = Field(description="false: no warehouse holds the units; windows from the usual origin")
     promised_window: tuple[datetime, datetime]
     model: str | None = Field(description="delivery model that predicted the windows; null: partners' ranges")
     options: list[DeliveryOptionOut]

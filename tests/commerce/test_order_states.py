@@ -46,7 +46,11 @@ def test_any_action_sequence_follows_the_table(market, steps):
     factory = market
     with transaction(factory) as s:
         order = checkout(s, "s1", [CartLine("p_self", 1)], at=NOW)
-        stock_id, value, digest = order.lines[0].stock_id, order.goods_value, order.identity_digest
+        stock_id, value, digest = (
+            order.lines[0].allocations[0].stock_id,
+            order.goods_value,
+            order.identity_digest,
+        )
         base_annual = orders.annual_spend(s, digest, 2026)
         base = s.get(Stock, stock_id)
         quantity, reserved = base.quantity, base.reserved  # after this order's reservation

@@ -121,9 +121,9 @@ def test_rule_picks_the_cheapest_partner_that_can_promise_else_the_fastest():
         ShippingOption("cn", Decimal("12"), 2.9),
         ShippingOption("yto", Decimal("7"), 4.5),
     ]
-    assert cheapest_within(options, 3).partner_id == "cn"
-    assert cheapest_within(options, 5).partner_id == "yto"
-    assert cheapest_within(options, 1).partner_id == "sf"  # nobody can promise a day: the fastest
-    assert fastest(options).partner_id == "sf"
+    assert cheapest_within(options, 3).key == "cn"
+    assert cheapest_within(options, 5).key == "yto"
+    assert cheapest_within(options, 1).key == "sf"  # nobody can promise a day: the fastest
+    assert fastest(options).key == "sf"
     with pytest.raises(ValueError):
         fastest([])

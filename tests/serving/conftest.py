@@ -16,7 +16,7 @@ from commerce.catalog import Category, Product, Stock
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.events import BehaviorEvent
 from commerce.identity import Keyring, check_char
-from commerce.logistics import LogisticsPartner
+from commerce.logistics import LogisticsPartner, Warehouse
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import SponsoredPlacement
 from commerce.services.access import create_api_key
@@ -114,6 +114,8 @@ def seed_marketplace(factory) -> None:
         )
         s.add_all([Shopper(shopper_id=f"s{i}", region="east") for i in (1, 2, 3)])
         s.add(LogisticsPartner(partner_id="lp2", name="Post", mode="direct_mail", min_days=4, max_days=7))
+        s.add(Warehouse(warehouse_id="wh1", name="Bonded zone", mode="bonded", partner_id="lp1"))
+        s.add(Warehouse(warehouse_id="ow1", name="Overseas", mode="direct_mail", partner_id="lp2"))
         s.flush()
         for shopper, first17 in [("s1", "11010519491231002"), ("s2", "44030419900101123")]:
             register_identity(
@@ -150,7 +152,8 @@ def seed_marketplace(factory) -> None:
                 )
             )
             s.flush()
-            s.add(Stock(product_id=pid, location="wh1", quantity=qty, reserved=0))
+            location = "wh1" if ful == "bonded" else "ow1"
+            s.add(Stock(product_id=pid, location=location, quantity=qty, reserved=0))
         s.flush()
         # s1 bought p03 (toys: not repurchasable) and p01 (beauty: repurchasable): order 1, paid.
         order = checkout(s, "s1", [CartLine("p03", 1), CartLine("p01", 1)])

@@ -204,11 +204,11 @@ def test_merchant_shop_lists_its_orders_to_ship_and_sets_stock(client, keys, ses
     assert re.search(r"<td>1</td><td>paid</td>", page.text)
     assert "p01" in page.text and "p05" not in page.text  # only its own products
     r = client.post(
-        "/console/shop/products/p02/stock", data={"csrf_token": token, "location": "wh1", "quantity": "9"}
-    )
+        "/console/shop/products/p02/stock", data={"csrf_token": token, "location": "ow1", "quantity": "9"}
+    )  # p02 ships by direct mail: held overseas
     assert r.status_code == 200
     with transaction(session_factory) as s:
-        stock = s.query(Stock).filter(Stock.product_id == "p02", Stock.location == "wh1").one()
+        stock = s.query(Stock).filter(Stock.product_id == "p02", Stock.location == "ow1").one()
         assert stock.quantity == 9
     other = client.post(
         "/console/shop/products/p05/stock", data={"csrf_token": token, "location": "wh1", "quantity": "0"}

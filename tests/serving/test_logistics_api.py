@@ -144,3 +144,43 @@ def test_replenishment_orders_what_the_lead_time_needs(seeded, client, keys, ses
     assert p03["available"] == 2
     assert p03["reorder_qty"] == pytest.approx(p03["order_up_to"] - 2, abs=1)
     assert p03["reorder_qty"] >= 8
+
+
+def test_cards_and_checkout_promise_the_predicted_window(seeded, make_client, keys, delivery_model):
+    """The anonymous card shows in stock yes/no and the promised window (no stock per location); the
+    order stores the window checkout predicted with the model, not the partner's published range."""
+    client = make_client(delivery_source=ScriptedSource(versions={"3": delivery_model}, alias="3"))
+    storefront = auth(keys["storefront"])
+    card = client.get("/v1/products/p01", params={"region": "Sichuan"}, headers=storefront).json()
+    assert card["in_stock"] is True and card["stock"] is None
+    quote = client.get("/v1/products/p01/delivery", params={"region": "Sichuan"}, headers=storefront).json()
+    assert quote["in_stock"] is True
+    promised = card["delivery"]
+    assert promised["model"] == "crosscart-delivery v3" and promised["partner_id"] == quote["chosen"]
+    chosen = next(o for o in quote["options"] if o["partner_id"] == quote["chosen"])
+    low, high = (pd.Timestamp(t) for t in promised["promised_window"])
+    assert (high - low) / pd.Timedelta(days=1) == pytest.approx(chosen["days_high"] - chosen["days_low"])
+    assert client.get("/v1/products/p01", headers=storefront).json()["delivery"] is None  # no region
+
+    empty = client.get("/v1/products/p12", params={"region": "Sichuan"}, headers=storefront).json()
+    assert empty["in_stock"] is False and empty["delivery"] is None
+    sold_out = client.get("/v1/products/p12/delivery", params={"region": "Sichuan"}, headers=storefront)
+    assert sold_out.status_code == 200 and sold_out.json()["in_stock"] is False
+
+    # shopper s1's region is "east": not a province, so it ships at the remote rate and speed
+    remote = client.get("/v1/products/p01/delivery", params={"region": "east"}, headers=storefront).json()
+    placed = client.post(
+        "/v1/shoppers/s1/orders",
+        json={"lines": [{"product_id": "p01", "quantity": 1}]},
+        headers=auth(keys["shopper"]),
+    )
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    assert order["partner_id"] == remote["chosen"]
+    chosen = next(o for o in remote["options"] if o["partner_id"] == remote["chosen"])
+    created = pd.Timestamp(order["created_at"])
+    days = [
+        (pd.Timestamp(order[k]) - created) / pd.Timedelta(days=1)
+        for k in ("delivery_earliest", "delivery_latest")
+    ]
+    assert days == pytest.approx([chosen["days_low"], chosen["days_high"]], abs=0.05)

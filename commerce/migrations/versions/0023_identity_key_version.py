@@ -1,7 +1,7 @@
 """identity key version: which key made each stored identity digest, so the key can rotate
 
 Revision ID: 0023_identity_key_version
-Revises: 0017_keyword_ads
+Revises: 0020a_warehouses
 Create Date: 2026-11-30 06:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023_identity_key_version"
-down_revision: str | None = "0017_keyword_ads"
+down_revision: str | None = "0020a_warehouses"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
