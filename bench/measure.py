@@ -5,8 +5,10 @@ ARGS...`; the child samples the summed RSS of itself and all its descendants (Da
 every 50 ms on a thread, calls the function with the string arguments, and prints one JSON line:
 `seconds` (wall time of the call, or the `seconds` the function returns when it must leave out a
 start-up such as a LocalCluster's), `peak_rss_mb` (over the whole child, start-up included),
-`peak_worker_rss_mb` (the largest single descendant process, e.g. one Dask worker; 0 without any)
-and `result` (the function's JSON-able return value). A fresh process per step means one step's heap
+`peak_worker_rss_mb` (the largest single descendant process, e.g. one Dask worker; 0 without any),
+`cpu_seconds` (user + system CPU of the child and the descendants it waited for, start-up included:
+on a shared machine wall time stretches with the load, CPU time much less) and `result` (the
+function's JSON-able return value). A fresh process per step means one step's heap
 never inflates the next one's peak.
 """
 
@@ -88,10 +90,12 @@ def _child(target: str, args: list[str]) -> None:
         seconds = time.perf_counter() - t0
     if isinstance(result, dict) and "seconds" in result:
         seconds = result.pop("seconds")
+    cpu = rss.me.cpu_times()  # children_*: the descendants this process has waited for
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                "cpu_seconds": cpu.user + cpu.system + cpu.children_user + cpu.children_system,
                 "peak_rss_mb": rss.peak / 2**20,
                 "peak_worker_rss_mb": rss.peak_child / 2**20,
                 "result": result,

@@ -70,6 +70,7 @@ def run_point(parts: int, modes: list[str]) -> dict:
                 {
                     "mode": mode,
                     "seconds": run["seconds"],
+                    "cpu_seconds": run["cpu_seconds"],
                     "peak_rss_mb": run["peak_rss_mb"],
                     "peak_worker_rss_mb": run["peak_worker_rss_mb"],
                 }
@@ -101,14 +102,15 @@ def main() -> None:
     points = []
     if args.keep and (RESULTS_DIR / "scale.json").exists():
         points = json.loads((RESULTS_DIR / "scale.json").read_text())["points"]
-    head = ["seconds", "peak MB", "worker MB", "time x", "memory x"]
+    head = ["seconds", "cpu s", "peak MB", "worker MB", "time x", "memory x"]
     print(f"{'events':>10} {'mode':>8} " + " ".join(f"{h:>9}" for h in head))
     for parts in [int(p) for p in args.parts.split(",")]:
         point = run_point(parts, modes)
         points = sorted([p for p in points if p["parts"] != parts] + [point], key=lambda p: p["parts"])
         for r in point["runs"]:
             print(
-                f"{point['events']:>10,} {r['mode']:>8} {r['seconds']:>9.1f} {r['peak_rss_mb']:>9.0f} "
+                f"{point['events']:>10,} {r['mode']:>8} {r['seconds']:>9.1f} {r['cpu_seconds']:>9.1f} "
+                f"{r['peak_rss_mb']:>9.0f} "
                 f"{r['peak_worker_rss_mb']:>9.0f} {r['time_vs_' + point['baseline']]:>9.2f} "
                 f"{r['memory_vs_' + point['baseline']]:>9.2f}",
                 flush=True,

@@ -36,6 +36,7 @@ def test_peak_memory_time_and_result_of_a_step():
     assert run["peak_rss_mb"] >= 300
     assert run["peak_worker_rss_mb"] == 0  # no descendant
     assert run["seconds"] >= 0.3
+    assert run["cpu_seconds"] > 0
 
 
 def test_peak_counts_descendant_processes():
