@@ -17,6 +17,7 @@ The serving step (the API answering from the precomputed lists) is not in this b
 
 Run (long: use `nice`, in the background, one at a time on a shared machine):
     nice -n 10 .venv/bin/python -m bench.large [--parts 100] [--work DIR] [--steps features,als]
+A step whose memory passes 10 GB is stopped and recorded with `aborted: true` and its peak so far.
 `--work` keeps the generated data and step outputs (default: a temporary directory); a step's inputs
 must be there. Writes bench/results/large.json after every step (`large-PARTS.json` when
 `--parts` is below 100, so a slice never replaces the full run).
@@ -37,6 +38,7 @@ from bench.measure import measure
 STEPS = ("generate", "features", "als", "ranker", "uplift", "batch")
 FULL_PARTS = 100
 LIMIT_MB = 8 * 1024
+ABORT_MB = 10 * 1024  # a step past this is stopped (shared machine) and recorded as aborted
 ALS = {"factors": 64, "iterations": 15}
 
 
@@ -145,7 +147,7 @@ def main() -> None:
         print(f"{'step':>9} {'seconds':>9} {'cpu s':>9} {'peak MB':>9} {'<= 8 GB':>8}  result")
         for step in steps:
             step_args = (work, args.parts) if step == "generate" else (work,)
-            run = measure(f"bench.large:{step}", *step_args, timeout=4 * 3600)
+            run = measure(f"bench.large:{step}", *step_args, timeout=4 * 3600, abort_mb=ABORT_MB)
             row = {
                 "step": step,
                 "seconds": run["seconds"],
@@ -154,10 +156,11 @@ def main() -> None:
                 "within_limit": run["peak_rss_mb"] <= LIMIT_MB,
                 "load_average_1min_after": os.getloadavg()[0],
                 "result": run["result"],
+                "aborted": run.get("aborted", False),
             }
             result["steps"] = [s for s in result["steps"] if s["step"] != step] + [row]
             result["steps"].sort(key=lambda s: STEPS.index(s["step"]))
-            if step == "generate":
+            if step == "generate" and not row["aborted"]:
                 result["data"] = run["result"]
             print(
                 f"{step:>9} {row['seconds']:>9.1f} {row['cpu_seconds']:>9.1f} {row['peak_rss_mb']:>9.0f} "
@@ -165,6 +168,9 @@ def main() -> None:
                 flush=True,
             )
             write_result(name, result)
+            if row["aborted"]:
+                print(f"{step} passed {ABORT_MB} MB and was stopped; the later steps need its output")
+                break
 
 
 if __name__ == "__main__":

@@ -48,3 +48,10 @@ def test_peak_counts_descendant_processes():
 def test_a_failing_step_says_why():
     with pytest.raises(SystemExit, match="invalid literal"):
         measure("tests.test_bench_measure:allocate", "many")
+
+
+def test_a_step_past_the_memory_cap_is_stopped_and_recorded():
+    run = measure("tests.test_bench_measure:allocate", 2000, abort_mb=400)
+    assert run["aborted"] is True
+    assert run["peak_rss_mb"] > 400
+    assert run["result"] is None
