@@ -9,9 +9,10 @@ child process (the Dask job uses one partition per block, so a partition stays ~
 - `dask`: `features.distributed.run_feature_job` in-process (synchronous scheduler, disk shuffle);
 - `local:1`, `local:2`: the same job on a LocalCluster of 1 / 2 single-threaded worker processes.
 Peak memory is the peak of the summed RSS of the child and all its descendants (the workers),
-sampled every 50 ms. Times are quoted as ratios to the pandas baseline of the same run. Run:
-    nice .venv/bin/python -m bench.scale [--parts 2,4] [--modes pandas,dask,local:1,local:2]
-Writes bench/results/scale.json.
+sampled every 50 ms by `bench.measure`, which also records the largest single worker's peak.
+Times are quoted as ratios to the pandas baseline of the same run. Run:
+    nice .venv/bin/python -m bench.scale [--parts 2,4] [--modes pandas,dask,local:1,local:2] [--keep]
+Writes bench/results/scale.json after every point (`--keep` keeps the points of other sizes there).
 """
 
 from __future__ import annotations
@@ -19,57 +20,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench import write_result
+from bench import RESULTS_DIR, write_result
+from bench.measure import measure
 
-CHILD = r"""
-import json, sys, threading, time
-import psutil
 
-mode, data, out = sys.argv[1:4]
-me = psutil.Process()
-peak = [0]
-stop = threading.Event()
+def feature_job(mode: str, data: str, out: str) -> dict:
+    """One mode of the feature job on `data` (run in a child by `bench.measure`)."""
+    import time
 
-def sample():
-    while not stop.is_set():
-        total = 0
-        for p in [me, *me.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        peak[0] = max(peak[0], total)
-        time.sleep(0.05)
+    if mode == "pandas":
+        import pandas as pd
 
-threading.Thread(target=sample, daemon=True).start()
-t0 = time.perf_counter()
-if mode == "pandas":
-    import pandas as pd
-    from features.interactions import build_interactions
-    from features.tables import product_features, read_marketplace, shopper_features
-    m = read_marketplace(data)
-    as_of = m["events"]["ts"].max() + pd.Timedelta(microseconds=1)
-    shopper_features(m["events"], m["products"], as_of, shoppers=m["shoppers"], categories=m["categories"])
-    product_features(m["events"], m["products"], as_of, categories=m["categories"])
-    ev = m["events"][m["events"]["event_type"].isin(["view", "favorite", "cart", "purchase"])]
-    build_interactions(ev, user_col="shopper_id", item_col="product_id", value_col=None,
-                       half_life_days=30.0, as_of=as_of)
-else:
+        from features.interactions import build_interactions
+        from features.tables import product_features, read_marketplace, shopper_features
+
+        m = read_marketplace(data)
+        as_of = m["events"]["ts"].max() + pd.Timedelta(microseconds=1)
+        ev, products = m["events"], m["products"]
+        shopper_features(ev, products, as_of, shoppers=m["shoppers"], categories=m["categories"])
+        product_features(m["events"], m["products"], as_of, categories=m["categories"])
+        ev = m["events"][m["events"]["event_type"].isin(["view", "favorite", "cart", "purchase"])]
+        build_interactions(
+            ev, user_col="shopper_id", item_col="product_id", value_col=None, half_life_days=30.0, as_of=as_of
+        )
+        return {}
     from features.cluster import dask_client
     from features.distributed import run_feature_job
+
     with dask_client(None if mode == "dask" else mode) as client:
         t0 = time.perf_counter()  # cluster start-up is not the job
         run_feature_job(data, out, client=client, half_life_days=30.0)
-seconds = time.perf_counter() - t0
-time.sleep(0.1)
-stop.set()
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak[0] / 2**20}))
-"""
+        return {"seconds": time.perf_counter() - t0}
 
 
 def run_point(parts: int, modes: list[str]) -> dict:
@@ -80,22 +64,17 @@ def run_point(parts: int, modes: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "market"
         manifest = generate_marketplace(data, "large", seed=0, max_parts=parts)
-        env = {
-            **os.environ,
-            "OPENBLAS_NUM_THREADS": "1",
-            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        }
         for mode in modes:
-            proc = subprocess.run(
-                [sys.executable, "-c", CHILD, mode, str(data), str(Path(tmp) / f"out-{mode}")],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
+            run = measure("bench.scale:feature_job", mode, data, Path(tmp) / f"out-{mode}", timeout=3600)
+            runs.append(
+                {
+                    "mode": mode,
+                    "seconds": run["seconds"],
+                    "cpu_seconds": run["cpu_seconds"],
+                    "peak_rss_mb": run["peak_rss_mb"],
+                    "peak_worker_rss_mb": run["peak_worker_rss_mb"],
+                }
             )
-            if proc.returncode != 0:
-                raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
-            runs.append({"mode": mode, **json.loads(proc.stdout.strip().splitlines()[-1])})
     base = runs[0]
     for r in runs:
         r["time_vs_" + base["mode"]] = r["seconds"] / base["seconds"]
@@ -117,20 +96,26 @@ def main() -> None:
     )
     parser.add_argument("--parts", default="2", help="comma-separated shopper-block counts (curve points)")
     parser.add_argument("--modes", default="pandas,dask,local:1,local:2", help="the first is the baseline")
+    parser.add_argument("--keep", action="store_true", help="keep the other points in scale.json")
     args = parser.parse_args()
     modes = args.modes.split(",")
     points = []
-    print(f"{'events':>10} {'mode':>8} {'seconds':>8} {'peak MB':>8} {'time x':>7} {'memory x':>8}")
+    if args.keep and (RESULTS_DIR / "scale.json").exists():
+        points = json.loads((RESULTS_DIR / "scale.json").read_text())["points"]
+    head = ["seconds", "cpu s", "peak MB", "worker MB", "time x", "memory x"]
+    print(f"{'events':>10} {'mode':>8} " + " ".join(f"{h:>9}" for h in head))
     for parts in [int(p) for p in args.parts.split(",")]:
         point = run_point(parts, modes)
-        points.append(point)
+        points = sorted([p for p in points if p["parts"] != parts] + [point], key=lambda p: p["parts"])
         for r in point["runs"]:
             print(
-                f"{point['events']:>10,} {r['mode']:>8} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} "
-                f"{r['time_vs_' + point['baseline']]:>7.2f} {r['memory_vs_' + point['baseline']]:>8.2f}",
+                f"{point['events']:>10,} {r['mode']:>8} {r['seconds']:>9.1f} {r['cpu_seconds']:>9.1f} "
+                f"{r['peak_rss_mb']:>9.0f} "
+                f"{r['peak_worker_rss_mb']:>9.0f} {r['time_vs_' + point['baseline']]:>9.2f} "
+                f"{r['memory_vs_' + point['baseline']]:>9.2f}",
                 flush=True,
             )
-    write_result("scale", {"cpu_count": os.cpu_count(), "points": points})
+        write_result("scale", {"cpu_count": os.cpu_count(), "points": points})  # after every point
 
 
 if __name__ == "__main__":

@@ -311,8 +311,11 @@ def read_training_set(path: str | Path) -> pd.DataFrame:
 
 
 def read_interactions(path: str | Path) -> InteractionData:
-    """The `interactions/` output as `InteractionData` (CSR over sorted string ids)."""
-    rows = pd.read_parquet(path)
+    """The `interactions/` output as `InteractionData` (CSR over sorted string ids).
+
+    Ids are read dictionary-encoded (categorical): one Python string per distinct id instead of one
+    per row, which at 1M shoppers is gigabytes less."""
+    rows = pd.read_parquet(path, read_dictionary=["shopper_id", "product_id"])
     user_codes, user_ids = encode_ids(rows["shopper_id"])
     item_codes, item_ids = encode_ids(rows["product_id"])
     import scipy.sparse as sp

@@ -40,8 +40,8 @@ def _wait(predicate, seconds: float, step: float = 0.02) -> float | None:
 
 
 def _key_id(client, admin: dict, role: str) -> int:
-    keys = client.get("/v1/api-keys", headers=admin).json()
-    return next(k["id"] for k in keys if k["role"] == role and k["revoked_at"] is None)
+    keys = client.get("/v1/api-keys", params={"role": role, "limit": 100}, headers=admin).json()["items"]
+    return next(k["id"] for k in keys if k["revoked_at"] is None)
 
 
 def test_a_key_revoked_on_one_replica_is_refused_by_the_other_within_a_second(

@@ -154,7 +154,7 @@ def test_two_api_processes_behave_as_one_service(shared):
         # A key revoked on one replica is refused by the other within a second.
         assert b.get("/v1/rankings", headers=storefront).status_code == 200  # cached on b
         key_id = next(
-            k["id"] for k in a.get("/v1/api-keys", headers=admin).json() if k["role"] == "storefront"
+            k["id"] for k in a.get("/v1/api-keys", headers=admin).json()["items"] if k["role"] == "storefront"
         )
         revoked = httpx.delete(f"{a.base}/v1/api-keys/{key_id}", headers=admin, timeout=10)
         assert revoked.status_code == 200
