@@ -337,7 +337,8 @@ def _api(server: str, path: str, key: str, body: dict | None = None, method: str
 
 def test_merchant_runs_a_keyword_campaign_and_reads_its_report(console, demo, server):
     key, merchant = demo["keys"]["merchant"], demo["samples"]["merchant"]
-    for old in _api(server, f"/v1/merchants/{merchant}/keyword-campaigns", key):  # a rerun starts afresh
+    listed = _api(server, f"/v1/merchants/{merchant}/keyword-campaigns?limit=100", key)["items"]
+    for old in listed:  # a rerun starts afresh
         if old["status"] != "ended":
             _api(server, f"/v1/keyword-campaigns/{old['campaign_id']}", key, {"status": "ended"}, "PATCH")
     console.sign_in(key)
