@@ -83,5 +83,8 @@ def pacing_probability(spent: Decimal, budget: Decimal, elapsed: float) -> float
     `elapsed` is the fraction of the day gone, in [0, 1)."""
     if budget <= 0 or spent >= budget:
         return 0.0
-    remaining_time = max(1e-9, 1.0 - min(max(elapsed, 0.0), 1.0))
+    elapsed = min(max(elapsed, 0.0), 1.0)
+    if float(spent) <= float(budget) * elapsed:  # on or behind the line (asked directly: no rounding)
+        return 1.0
+    remaining_time = max(1e-9, 1.0 - elapsed)
     return min(1.0, float(budget - spent) / (float(budget) * remaining_time))
