@@ -375,6 +375,19 @@ async def health_burst(url: str, n: int, recorder: Recorder) -> None:
         await asyncio.gather(*(recorder.call(client, "health", "GET", "/health") for _ in range(n)))
 
 
+async def fault_under_traffic(
+    url: str, seeded: dict, recorder: Recorder, start, stop, *, lead: float, seconds: float, tail: float
+) -> None:
+    """Mixed traffic for `lead` seconds, then `start()` the fault for `seconds`, `stop()` it, and keep the
+    traffic going `tail` seconds more."""
+    traffic = asyncio.create_task(mixed_traffic(url, seeded, recorder, lead + seconds + tail))
+    await asyncio.sleep(lead)
+    start()
+    await asyncio.sleep(seconds)
+    stop()
+    await traffic
+
+
 async def mixed_traffic(
     url: str, seeded: dict, recorder: Recorder, seconds: float, workers: int = 12
 ) -> None:
@@ -511,35 +524,17 @@ def run(args) -> dict:
             burst["api_cpu_s"] = round(api.cpu_seconds() - cpu0, 2)
             burst["server_side_checkout"] = server_side(hist0, api.server_histogram(CHECKOUT_ROUTE))
 
-            async def outage() -> None:
-                traffic = asyncio.create_task(
-                    mixed_traffic(api.url, seeded, recorder, args.outage_seconds + 6)
-                )
-                await asyncio.sleep(3)
-                db_proxy.cut()
-                await asyncio.sleep(args.outage_seconds)
-                db_proxy.restore()
-                await traffic
-
             mark = len(recorder.rows)
-            asyncio.run(outage())
+            asyncio.run(fault_under_traffic(api.url, seeded, recorder, db_proxy.cut, db_proxy.restore,
+                                            lead=3, seconds=args.outage_seconds, tail=3))  # fmt: skip
             phases["database_outage"] = recorder.summary(mark)
             phases["database_outage"]["outage_seconds"] = args.outage_seconds
             phases["database_outage"]["outage_log_lines"] = api.log_count("database unavailable")
             phases["database_outage"]["tracebacks_in_log"] = api.log_count("Traceback")
 
-            async def frozen() -> None:
-                traffic = asyncio.create_task(
-                    mixed_traffic(api.url, seeded, recorder, args.redis_seconds + 4)
-                )
-                await asyncio.sleep(2)
-                redis_proxy.freeze()
-                await asyncio.sleep(args.redis_seconds)
-                redis_proxy.thaw()
-                await traffic
-
             mark = len(recorder.rows)
-            asyncio.run(frozen())
+            asyncio.run(fault_under_traffic(api.url, seeded, recorder, redis_proxy.freeze, redis_proxy.thaw,
+                                            lead=2, seconds=args.redis_seconds, tail=2))  # fmt: skip
             phases["redis_frozen"] = recorder.summary(mark)
             phases["redis_frozen"]["redis_frozen_seconds"] = args.redis_seconds
             ready = httpx.get(api.url + "/ready", timeout=5).json()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.artifacts import load_model, make_model
 from models.recommenders.base import Ranked, Recommender
 from models.recommenders.coldstart import ColdStartRecommender
-from models.recommenders.common import read_artifact
+from models.recommenders.common import ARTIFACT_FORMAT
 from models.recommenders.content import ContentRecommender
 from models.recommenders.ease import EASERecommender
 from models.recommenders.factorization import ALSRecommender, BPRRecommender
@@ -37,21 +38,12 @@ REGISTRY: dict[str, type[Recommender]] = {
 
 def make_recommender(name: str, **params) -> Recommender:
     """A fresh, unfitted model; unknown names and parameters raise with the valid choices."""
-    try:
-        cls = REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown recommender {name!r}; choose from {sorted(REGISTRY)}") from None
-    return cls(**params)
+    return make_model(REGISTRY, "recommender", name, params)
 
 
 def load_recommender(path: str | Path) -> Recommender:
     """Load any model written by `save` (pickle underneath: trusted artifacts only)."""
-    artifact = read_artifact(path)
-    by_class = {cls.__name__: cls for cls in REGISTRY.values()}
-    cls = by_class.get(artifact["class"])
-    if cls is None:
-        raise ValueError(f"{path}: unknown recommender class {artifact['class']!r}")
-    return cls._from_artifact(artifact)
+    return load_model(REGISTRY, "recommender", path, ARTIFACT_FORMAT)
 
 
 __all__ = ["REGISTRY", "Ranked", "Recommender", "load_recommender", "make_recommender"]

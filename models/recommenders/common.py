@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from features.interactions import InteractionData
+from models.artifacts import read_artifact
 from models.recommenders.base import Ranked, Recommender
 
 ARTIFACT_FORMAT = "crosscart-recommender/1"
@@ -107,7 +108,7 @@ class PersistentRecommender(BaseEstimator, Recommender):
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        artifact = read_artifact(path)
+        artifact = read_artifact(path, ARTIFACT_FORMAT, "recommender")
         if artifact["class"] != cls.__name__:
             raise ValueError(f"{path} holds a {artifact['class']}, not a {cls.__name__}")
         return cls._from_artifact(artifact)
@@ -219,14 +220,3 @@ class MatrixRecommender(PersistentRecommender):
         scores = np.asarray(self._item_scores(col), dtype=np.float64).copy()
         scores[col] = -np.inf
         return [(str(self.item_ids_[j]), float(scores[j])) for j in top_n(scores, n)]
-
-
-def read_artifact(path: str | Path) -> dict[str, Any]:
-    """The saved dict, after checking it is a CrossCart recommender artifact."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved recommender at {path}")
-    artifact = joblib.load(path)
-    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
-        raise ValueError(f"{path} is not a CrossCart recommender artifact ({ARTIFACT_FORMAT})")
-    return artifact

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.artifacts import load_model, make_model
 from models.sessions.auto import AutoTuned
-from models.sessions.base import Ranked, SessionData, SessionRecommender, read_artifact
+from models.sessions.base import ARTIFACT_FORMAT, Ranked, SessionData, SessionRecommender
 from models.sessions.hybrid import WeightedHybrid
 from models.sessions.knn import STAN, VSKNN, VSTAN
 from models.sessions.popularity import GlobalPopularity, SessionPopularity
@@ -29,21 +30,12 @@ SESSION_MODELS: dict[str, type[SessionRecommender]] = {
 
 def make_session_model(name: str, **params) -> SessionRecommender:
     """A fresh, unfitted model; unknown names and parameters raise with the valid choices."""
-    try:
-        cls = SESSION_MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown session model {name!r}; choose from {sorted(SESSION_MODELS)}") from None
-    return cls(**params)
+    return make_model(SESSION_MODELS, "session model", name, params)
 
 
 def load_session_model(path: str | Path) -> SessionRecommender:
     """Load any model written by `save` (pickle underneath: trusted artifacts only)."""
-    artifact = read_artifact(path)
-    by_class = {cls.__name__: cls for cls in SESSION_MODELS.values()}
-    cls = by_class.get(artifact["class"])
-    if cls is None:
-        raise ValueError(f"{path}: unknown session model class {artifact['class']!r}")
-    return cls._from_artifact(artifact)
+    return load_model(SESSION_MODELS, "session model", path, ARTIFACT_FORMAT)
 
 
 __all__ = [

@@ -213,10 +213,3 @@ def segments(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
     owner = np.repeat(np.arange(len(rows)), lengths)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + offsets, owner
-
-
-def read_artifact(path: str | Path) -> dict[str, Any]:
-    artifact = joblib.load(path)
-    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
-        raise ValueError(f"{path}: not a CrossCart session-recommender artifact")
-    return artifact
