@@ -38,9 +38,6 @@ from serving.catalog import CatalogSnapshot
 log = logging.getLogger(__name__)
 
 BM25_VERSION = "bm25"
-#: Organic score boosts for a product whose brand / leaf category the query names.
-BRAND_BOOST = 0.5
-CATEGORY_BOOST = 0.25
 
 
 @dataclass(frozen=True)
@@ -275,15 +272,7 @@ class SearchService:
             )
             scores = self.ranker.predict(X)
         else:
-            scores = np.array(
-                [
-                    h.score
-                    + BRAND_BOOST * (parsed.brand is not None and h.document.brand == parsed.brand)
-                    + CATEGORY_BOOST
-                    * (parsed.category_id is not None and h.document.category_id == parsed.category_id)
-                    for h in hits
-                ]
-            )
+            scores = parsed.organic_scores(hits)
         order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
         return [(hits[i], float(scores[i])) for i in order]
 

@@ -4,19 +4,23 @@ its synonyms, and a Latin word missing from the index vocabulary is corrected to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from commerce.search.analysis import has_cjk, tokens
-from commerce.search.index import MatchQuery, SearchDocument
+from commerce.search.index import Hit, MatchQuery, SearchDocument
 from commerce.search.lexicon import CATEGORY_ZH, ORIGIN_WORDS, SYNONYM_GROUPS
 
 #: Smallest rapidfuzz ratio (0-100) for a correction, and the shortest word worth correcting: short
 #: words have too many neighbours at one edit to guess safely.
 TYPO_MIN_SCORE = 80.0
 TYPO_MIN_LENGTH = 4
+#: Organic score boosts for a product whose brand / leaf category the query names.
+BRAND_BOOST = 0.5
+CATEGORY_BOOST = 0.25
 
 _SYNONYMS: dict[str, tuple[str, ...]] = {}
 for _group in SYNONYM_GROUPS:
@@ -71,6 +75,20 @@ class ParsedQuery:
     def relaxed(self) -> MatchQuery:
         """Any term instead of all: the fallback when every term together matches too little."""
         return MatchQuery(self.match.groups, require_all=False)
+
+    def organic_scores(self, hits: Sequence[Hit]) -> np.ndarray:
+        """The platform's organic order without a learned ranker (also the logging policy the search-log
+        simulator replays): BM25 plus a boost for the product of the named brand and leaf category."""
+        return np.array(
+            [
+                h.score
+                + BRAND_BOOST * (self.brand is not None and h.document.brand == self.brand)
+                + CATEGORY_BOOST
+                * (self.category_id is not None and h.document.category_id == self.category_id)
+                for h in hits
+            ],
+            dtype=np.float64,
+        )
 
 
 def _phrase_index(phrases: dict[tuple[str, ...], str]) -> dict[str, list[tuple[tuple[str, ...], str]]]:
