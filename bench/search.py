@@ -13,8 +13,11 @@ and the learned ranker against BM25 alone on held-out weeks of search logs.
   (its load-generator process), /health at the same rate as the baseline. Target: p99 <= 30 ms at 200 rps.
   Each distinct request is sent once before the timed run (the replica's lookup cache is warm); the
   in-process cost of an uncached parse + match is reported under `index`.
-- Ranking: `training.evaluate_search` on a generated marketplace: nDCG@10 and MRR of the debiased
-  ranker over BM25 alone (target >= 1.15) and over the ranker trained without bias correction (> 1).
+- Ranking: `training.evaluate_search` on generated marketplaces (two seeds): nDCG@10 and MRR of the
+  debiased ranker over BM25 alone (target >= 1.15) and over the ranker trained without bias correction
+  (> 1, with a 95% interval over queries above 0), on the held-out randomized slice's clicks and against
+  the simulator's true attraction; the estimated position propensities next to the simulated ones; and a
+  stress run with trust bias in the clicks.
 """
 
 from __future__ import annotations
@@ -381,10 +384,17 @@ def bench_http(workdir: Path, n_products: int, rate: float, seconds: int, n_camp
 # ---------------------------------------------------------------- ranking
 
 
+#: Trust bias of the stress run (clicks on an examined result regardless of attraction, with probability
+#: TRUST_BIAS / position): Vardasbi et al. 2020's simulation uses 0.65 / position for non-relevant results.
+TRUST_BIAS = 0.65
+
+
 def bench_ranking(scale: str, workdir: Path, seeds: tuple[int, ...] = (0, 1)) -> dict:
     """The full evaluation for the first seed; per seed (marketplace, logs and rankers), the debiased /
-    not-debiased comparison on clicks and against the simulator's true attraction."""
+    not-debiased comparison on the randomized slice's clicks and against the simulator's true attraction;
+    then the first seed's marketplace again with trust bias in the clicks (which IPW does not model)."""
     from features.synth import generate_marketplace
+    from features.synth.search_logs import simulate_search_logs
     from training.evaluate_search import evaluate_search
 
     start = time.perf_counter()
@@ -392,6 +402,8 @@ def bench_ranking(scale: str, workdir: Path, seeds: tuple[int, ...] = (0, 1)) ->
     for seed in seeds:
         generate_marketplace(workdir / f"m{seed}", scale, seed=seed)
         runs.append(evaluate_search(workdir / f"m{seed}", seed=seed))
+    simulate_search_logs(workdir / f"m{seeds[0]}", seed=seeds[0], trust_bias=TRUST_BIAS)
+    trust = evaluate_search(workdir / f"m{seeds[0]}", seed=seeds[0])
     result = runs[0]
     key = "ndcg@10"
     return {
@@ -400,23 +412,37 @@ def bench_ranking(scale: str, workdir: Path, seeds: tuple[int, ...] = (0, 1)) ->
         "train_searches": result["train_searches"],
         "test_searches": result["test_searches"],
         "position_propensity": result["position_propensity"],
+        "true_examination": result["true_examination"],
         "randomized_slice": result["randomized_slice"],
+        "clicked_queries": result["clicked_queries"],
         "ratios": result["ratios"],
         f"debiased_minus_no_debias_{key}": result[f"debiased_minus_no_debias_{key}"],
         f"ranker_minus_bm25_{key}": result[f"ranker_minus_bm25_{key}"],
         "true_relevance": result["true_relevance"],
-        "debiased_vs_no_debias_by_seed": [
-            {
-                "seed": seed,
-                "clicks_ratio": r["ratios"][f"debiased_vs_no_debias_{key}"],
-                "clicks_difference": r[f"debiased_minus_no_debias_{key}"],
-                "true_relevance_ratio": r["true_relevance"][f"debiased_vs_no_debias_{key}"],
-                "true_relevance_difference": r["true_relevance"][f"debiased_minus_no_debias_{key}"],
-                "ranker_vs_bm25_clicks": r["ratios"][f"ranker_vs_bm25_{key}"],
-                "ranker_vs_bm25_true_relevance": r["true_relevance"][f"ranker_vs_bm25_{key}"],
-            }
-            for seed, r in zip(seeds, runs, strict=True)
-        ],
+        "true_relevance_all_traffic": result["true_relevance_all_traffic"],
+        "debiased_vs_no_debias_by_seed": [_seed_row(seed, r) for seed, r in zip(seeds, runs, strict=True)],
+        "trust_bias_stress": {
+            "trust_bias": TRUST_BIAS,
+            "position_propensity": trust["position_propensity"],
+            **_seed_row(seeds[0], trust),
+        },
+    }
+
+
+def _seed_row(seed: int, r: dict) -> dict:
+    key = "ndcg@10"
+    truth, everywhere = r["true_relevance"], r["true_relevance_all_traffic"]
+    return {
+        "seed": seed,
+        "clicks_ratio": r["ratios"][f"debiased_vs_no_debias_{key}"],
+        "clicks_difference": r[f"debiased_minus_no_debias_{key}"],
+        "true_relevance_ratio": truth[f"debiased_vs_no_debias_{key}"],
+        "true_relevance_difference": truth[f"debiased_minus_no_debias_{key}"],
+        "true_relevance_all_traffic_ratio": everywhere[f"debiased_vs_no_debias_{key}"],
+        "true_relevance_all_traffic_difference": everywhere[f"debiased_minus_no_debias_{key}"],
+        "ranker_vs_bm25_clicks": r["ratios"][f"ranker_vs_bm25_{key}"],
+        "ranker_vs_bm25_clicks_difference": r[f"ranker_minus_bm25_{key}"],
+        "ranker_vs_bm25_true_relevance": truth[f"ranker_vs_bm25_{key}"],
     }
 
 
@@ -496,16 +522,20 @@ def _print_table(r: dict) -> None:
 
 
 def _print_seeds(ranking: dict) -> None:
+    print("position propensity, estimated / true:")
+    curves = zip(ranking["position_propensity"], ranking["true_examination"], strict=True)
+    print("  " + "  ".join(f"{e:.3f}/{t:.3f}" for e, t in curves))
     head = f"{'debiased / not, nDCG@10':<24}{'clicks':>8}{'95% CI of difference':>22}"
-    print(f"{head}{'truth':>8}{'95% CI':>22}")
-    for row in ranking["debiased_vs_no_debias_by_seed"]:
-        c, t = row["clicks_difference"], row["true_relevance_difference"]
-        c_ci = f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
-        t_ci = f"[{t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}]"
-        label = f"  seed {row['seed']}"
-        print(
-            f"{label:<24}{row['clicks_ratio']:>8.4f}{c_ci:>22}{row['true_relevance_ratio']:>8.4f}{t_ci:>22}"
-        )
+    print(f"{head}{'truth':>8}{'95% CI':>22}{'truth, all':>11}{'95% CI':>22}")
+    stress = ranking["trust_bias_stress"]
+    for row in [*ranking["debiased_vs_no_debias_by_seed"], stress]:
+        label = f"  seed {row['seed']}" + (f", trust bias {stress['trust_bias']}" if row is stress else "")
+        cells = []
+        for name in ("clicks", "true_relevance", "true_relevance_all_traffic"):
+            d = row[f"{name}_difference"]
+            ci = f"[{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]"
+            cells.append(f"{row[f'{name}_ratio']:>8.4f}{ci:>22}")
+        print(f"{label:<24}{''.join(cells)}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ result, over searches with at least one click. Methods: BM25 alone, popularity w
 learned ranker with position-bias correction (IPW) and the same ranker trained without it.
 
 Clicks on the randomized slice are still examination-biased within each list, so when the log carries
-the simulator's `true_attraction` (generated marketplaces do) the same lists are also graded against
-that truth: nDCG@k with gain = true click probability once examined, over every randomized search.
+the simulator's `true_attraction` (generated marketplaces do) rankers are also graded against that truth:
+nDCG@k with gain = true click probability once examined, over every randomized search and over all
+held-out traffic (the truth does not depend on where a result was shown). Differences between methods
+carry 95% intervals from a bootstrap over queries: searches for one query see the same results.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def reciprocal_rank(clicked_in_order: np.ndarray) -> float:
     return 1.0 / (hits[0] + 1) if len(hits) else 0.0
 
 
+def _lists(log: pd.DataFrame, clicked_only: bool) -> list[np.ndarray]:
+    """Row indices of each search (with at least one click when `clicked_only`), in log order."""
+    clicked = log["clicked"].to_numpy()
+    groups = log.groupby("search_id", sort=False).indices.values()
+    return [idx for idx in groups if not clicked_only or clicked[idx].any()]
+
+
 def per_search_ndcg(
     log: pd.DataFrame, scores: dict[str, np.ndarray], k: int = 10, gains: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -55,62 +64,75 @@ def per_search_ndcg(
     outcomes over clicked searches, or the given `gains` (e.g. true attraction) over every search."""
     clicked_only = gains is None
     gains = graded(log).astype(np.float64) if gains is None else np.asarray(gains, dtype=np.float64)
-    clicked = log["clicked"].to_numpy()
     position = log["position"].to_numpy()
     out: dict[str, list[float]] = {m: [] for m in scores}
-    for idx in log.groupby("search_id", sort=False).indices.values():
-        if clicked[idx].any() or not clicked_only:
-            for method, s in scores.items():
-                out[method].append(ndcg_at_k(gains[idx[np.lexsort((-position[idx], -s[idx]))]], k))
+    for idx in _lists(log, clicked_only):
+        for method, s in scores.items():
+            # ties keep the shown order reversed, so no method profits from the logging position
+            out[method].append(ndcg_at_k(gains[idx[np.lexsort((-position[idx], -s[idx]))]], k))
     return {m: np.asarray(v) for m, v in out.items()}
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean of a - b over the same searches with a 95% percentile-bootstrap interval."""
-    diff = np.asarray(a) - np.asarray(b)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0, clusters: np.ndarray | None = None
+) -> dict[str, float]:
+    """Mean of a - b over the same searches with a 95% percentile-bootstrap interval. With `clusters`
+    (e.g. the query of each search) whole clusters are resampled: searches of one query see the same
+    results, so they are not independent draws and a per-search bootstrap would be too narrow."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    _, cluster = np.unique(np.arange(len(diff)) if clusters is None else clusters, return_inverse=True)
+    sums, counts = np.bincount(cluster, diff), np.bincount(cluster)
+    draw = np.random.default_rng(seed).integers(0, len(sums), (n, len(sums)))
+    means = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return {"mean": float(diff.mean()), "ci95_low": float(lo), "ci95_high": float(hi)}
 
 
 def score_lists(log: pd.DataFrame, scores: dict[str, np.ndarray], k: int = 10) -> dict[str, dict[str, float]]:
     """Mean nDCG@k and MRR of each method's order of every search's shown results (clicked searches)."""
-    gains = graded(log).astype(np.float64)
-    clicked = log["clicked"].to_numpy()
-    per: dict[str, dict[str, list[float]]] = {m: {"ndcg": [], "mrr": []} for m in scores}
-    for idx in log.groupby("search_id", sort=False).indices.values():
-        if not clicked[idx].any():
-            continue
-        for method, s in scores.items():
-            # ties keep the shown order reversed, so no method profits from the logging position
-            order = idx[np.lexsort((-log["position"].to_numpy()[idx], -s[idx]))]
-            per[method]["ndcg"].append(ndcg_at_k(gains[order], k))
-            per[method]["mrr"].append(reciprocal_rank(clicked[order]))
-    return {
-        m: {
-            f"ndcg@{k}": float(np.mean(v["ndcg"])) if v["ndcg"] else 0.0,
-            "mrr": float(np.mean(v["mrr"])) if v["mrr"] else 0.0,
-            "searches": len(v["ndcg"]),
+    ndcg = per_search_ndcg(log, scores, k)
+    clicked, position = log["clicked"].to_numpy(), log["position"].to_numpy()
+    lists = _lists(log, clicked_only=True)
+    out = {}
+    for method, s in scores.items():
+        mrr = [reciprocal_rank(clicked[idx[np.lexsort((-position[idx], -s[idx]))]]) for idx in lists]
+        out[method] = {
+            f"ndcg@{k}": float(ndcg[method].mean()) if lists else 0.0,
+            "mrr": float(np.mean(mrr)) if lists else 0.0,
+            "searches": len(lists),
         }
-        for m, v in per.items()
-    }
+    return out
 
 
-def true_relevance(log: pd.DataFrame, scores: dict[str, np.ndarray], k: int, seed: int) -> dict:
-    """nDCG@k against the simulator's true attraction, every search; the debiased/not ratio and CI."""
-    per = per_search_ndcg(log, scores, k, gains=log["true_attraction"].to_numpy())
+def compare(log: pd.DataFrame, scores: dict[str, np.ndarray], k: int, seed: int, gains=None) -> dict:
+    """nDCG@k of each method (graded outcomes over clicked searches, or `gains` over every search), the
+    debiased / not and ranker / BM25 ratios, and the paired differences with 95% intervals from a
+    bootstrap over queries."""
+    per = per_search_ndcg(log, scores, k, gains=gains)
+    query = log["query"].to_numpy()
+    queries = np.array([query[idx[0]] for idx in _lists(log, clicked_only=gains is None)], dtype=object)
     key = f"ndcg@{k}"
     means = {m: float(v.mean()) for m, v in per.items()}
     return {
-        "searches": len(per["ranker"]),
+        "searches": len(queries),
+        "queries": len(set(queries)),
         key: means,
         f"debiased_vs_no_debias_{key}": means["ranker"] / means["ranker_no_debias"],
         f"ranker_vs_bm25_{key}": means["ranker"] / means["bm25"],
         f"debiased_minus_no_debias_{key}": paired_bootstrap(
-            per["ranker"], per["ranker_no_debias"], seed=seed
+            per["ranker"], per["ranker_no_debias"], seed=seed, clusters=queries
         ),
+        f"ranker_minus_bm25_{key}": paired_bootstrap(per["ranker"], per["bm25"], seed=seed, clusters=queries),
     }
+
+
+def true_examination(log: pd.DataFrame, page: int = 10) -> list[float] | None:
+    """The simulator's examination probability by position over that of position 1, when the log
+    carries it (generated marketplaces do): what `position_propensities` should recover."""
+    if "true_examination" not in log.columns:
+        return None
+    by_position = log.groupby("position")["true_examination"].mean().reindex(range(1, page + 1))
+    return [round(float(t), 4) for t in by_position / by_position.iat[0]]
 
 
 def evaluate_search(
@@ -153,10 +175,10 @@ def evaluate_search(
         "ranker_no_debias": naive.predict(X_test),
     }
     rand = test["randomized"].to_numpy()
-    held_out = score_lists(test[rand].reset_index(drop=True), {m: s[rand] for m, s in scores.items()}, k)
-    all_traffic = score_lists(test, scores, k)
     rand_log = test[rand].reset_index(drop=True)
-    paired = per_search_ndcg(rand_log, {m: s[rand] for m, s in scores.items()}, k)
+    rand_scores = {m: s[rand] for m, s in scores.items()}
+    held_out = score_lists(rand_log, rand_scores, k)
+    clicks = compare(rand_log, rand_scores, k, seed)
     key = f"ndcg@{k}"
     base = held_out["bm25"]
     result = {
@@ -164,8 +186,9 @@ def evaluate_search(
         "train_searches": int(train["search_id"].nunique()),
         "test_searches": int(test["search_id"].nunique()),
         "position_propensity": [round(float(t), 4) for t in theta],
+        "true_examination": true_examination(train[train["randomized"]]),
         "randomized_slice": held_out,
-        "all_held_out_traffic": all_traffic,
+        "all_held_out_traffic": score_lists(test, scores, k),
         "ratios": {
             f"ranker_vs_bm25_{key}": held_out["ranker"][key] / base[key] if base[key] else None,
             "ranker_vs_bm25_mrr": held_out["ranker"]["mrr"] / base["mrr"] if base["mrr"] else None,
@@ -176,14 +199,14 @@ def evaluate_search(
             if held_out["ranker_no_debias"][key]
             else None,
         },
-        f"debiased_minus_no_debias_{key}": paired_bootstrap(
-            paired["ranker"], paired["ranker_no_debias"], seed=seed
-        ),
-        f"ranker_minus_bm25_{key}": paired_bootstrap(paired["ranker"], paired["bm25"], seed=seed),
+        f"debiased_minus_no_debias_{key}": clicks[f"debiased_minus_no_debias_{key}"],
+        f"ranker_minus_bm25_{key}": clicks[f"ranker_minus_bm25_{key}"],
+        "clicked_queries": clicks["queries"],
         "model_version": debiased.version_,
     }
-    if "true_attraction" in rand_log.columns:
-        result["true_relevance"] = true_relevance(rand_log, {m: s[rand] for m, s in scores.items()}, k, seed)
+    if "true_attraction" in test.columns:
+        result["true_relevance"] = compare(rand_log, rand_scores, k, seed, gains=rand_log["true_attraction"])
+        result["true_relevance_all_traffic"] = compare(test, scores, k, seed, gains=test["true_attraction"])
     if save_ranker is not None:
         joblib.dump(debiased, save_ranker)
         result["saved_ranker"] = str(Path(save_ranker).name)

@@ -35,14 +35,18 @@ def reindex() -> None:
 def simulate_logs(
     data: Path = typer.Option(..., help="A generated marketplace directory (crosscart generate)."),
     seed: int = typer.Option(0),
-    randomized_share: float = typer.Option(
-        0.2, min=0.01, max=1.0, help="Share of searches with random order."
+    randomized_share: float | None = typer.Option(
+        None, min=0.01, max=1.0, help="Share of searches whose page is shown in random order [default: 0.1]."
+    ),
+    trust_bias: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Clicks from trust in the order: probability trust_bias / position."
     ),
 ) -> None:
     """Write DATA/search_logs.parquet: shown results with positions, clicks, carts and purchases."""
     from features.synth.search_logs import simulate_search_logs
 
-    log = simulate_search_logs(data, seed=seed, randomized_share=randomized_share)
+    share = {} if randomized_share is None else {"randomized_share": randomized_share}
+    log = simulate_search_logs(data, seed=seed, trust_bias=trust_bias, **share)
     typer.echo(
         f"{log['search_id'].nunique()} searches, {len(log)} shown results -> {data / 'search_logs.parquet'}"
     )
@@ -89,9 +93,19 @@ def evaluate_search(
     Console().print(table)
     for name, value in result["ratios"].items():
         typer.echo(f"{name}: {value:.3f}" if value is not None else f"{name}: n/a")
-    if truth:
-        ci = truth[f"debiased_minus_no_debias_ndcg@{k}"]
-        typer.echo(
-            f"true relevance, debiased_vs_no_debias_ndcg@{k}: {truth[f'debiased_vs_no_debias_ndcg@{k}']:.3f} "
-            f"(difference {ci['mean']:+.4f}, 95% CI [{ci['ci95_low']:.4f}, {ci['ci95_high']:.4f}])"
-        )
+    ci = result[f"debiased_minus_no_debias_ndcg@{k}"]
+    typer.echo(
+        f"clicks, debiased - no debias ndcg@{k}: {ci['mean']:+.4f}, "
+        f"95% CI over queries [{ci['ci95_low']:.4f}, {ci['ci95_high']:.4f}]"
+    )
+    for name in ("true_relevance", "true_relevance_all_traffic"):
+        if name in result:
+            r, ci = result[name], result[name][f"debiased_minus_no_debias_ndcg@{k}"]
+            typer.echo(
+                f"{name} ({r['searches']} searches), debiased_vs_no_debias_ndcg@{k}: "
+                f"{r[f'debiased_vs_no_debias_ndcg@{k}']:.3f} (difference {ci['mean']:+.4f}, "
+                f"95% CI [{ci['ci95_low']:.4f}, {ci['ci95_high']:.4f}])"
+            )
+    if result.get("true_examination"):
+        pairs = zip(result["position_propensity"], result["true_examination"], strict=True)
+        typer.echo("position propensity, estimated / simulated: " + " ".join(f"{e}/{t}" for e, t in pairs))

@@ -8,17 +8,24 @@ Reads a `generate_marketplace` output (products, the search events, and the trut
   Chinese (the leaf's Chinese name), the rest in English.
 - Candidates: the production retrieval (commerce.search, FTS5 + query parser) returns up to `pool`
   matches.
-- Logging policy: most searches show the `page` most popular matches (popularity perturbed by Gumbel
-  noise, so lists vary); a randomized slice (`randomized_share`) shows `page` matches drawn uniformly,
-  in random order. The slice is what makes position bias measurable without a model.
+- Logging policy: what the platform served before a learned ranker, its organic order
+  (`ParsedQuery.organic_scores`: BM25 plus the named brand / category boosts), top `page`. It knows
+  nothing of the shopper or of popularity, so what it puts on top is largely unrelated to what a shopper
+  wants: the situation in which clicks from production traffic mislead a learner.
+- Randomized slice (`randomized_share` of searches, RandTop-k with k = `page`): the same page in a
+  uniformly random order. Positions are then independent of the results, so click rate by position
+  measures position bias without a model; the interventions cost little because only the order changes.
 - Behaviour (position-based model): position k is examined with probability 1 / k**eta; an examined
   result is clicked with probability sigmoid(attraction), where attraction is the shopper's true utility
   for the product (the generator's choice model: latent taste x brand, origin affinity, price
   sensitivity x brand price level, product popularity); a click becomes a cart and a purchase with the
-  generator's funnel probabilities.
+  generator's funnel probabilities. With `trust_bias` > 0 shoppers also trust the order: an examined
+  result at position k is clicked regardless of attraction with probability trust_bias / k (trust bias,
+  Agarwal et al. 2019), which position-based IPW does not model; off by default, a stress test.
 - Truth: each shown row also carries `true_attraction`, the simulator's click probability once examined
-  (sigmoid(ATTRACTION_INTERCEPT + utility)). It is never a feature or a label; the evaluation grades
-  rankers against it ("models are checked against truth") next to the click-based metrics.
+  (sigmoid(ATTRACTION_INTERCEPT + utility)), and `true_examination`, the probability its position was
+  seen. Neither is a feature or a label; the evaluation grades rankers against the first and the
+  propensity estimate against the second ("models are checked against truth").
 """
 
 from __future__ import annotations
@@ -107,10 +114,11 @@ def simulate_search_logs(
     data_dir: str | Path,
     *,
     seed: int = 0,
-    randomized_share: float = 0.2,
+    randomized_share: float = 0.1,
     page: int = 10,
     pool: int = 50,
     eta: float = 1.0,
+    trust_bias: float = 0.0,
     max_searches: int | None = None,
 ) -> pd.DataFrame:
     """Simulate and write `search_logs.parquet`; returns the log (one row per shown result)."""
@@ -156,19 +164,17 @@ def simulate_search_logs(
         k: []
         for k in (
             "search_id", "shopper_id", "ts", "query", "randomized", "position", "product_id",
-            "clicked", "carted", "purchased", "true_attraction",
+            "clicked", "carted", "purchased", "true_attraction", "true_examination",
         )
     }  # fmt: skip
     for i, (shopper, ts, text) in enumerate(zip(events["shopper_id"], events["ts"], queries, strict=True)):
-        _, hits = engine.run(text)
+        parsed, hits = engine.run(text)
         if not hits or shopper not in shopper_row:
             continue
         cand = np.array([pid_index[h.product_id] for h in hits])
+        shown = cand[np.argsort(-parsed.organic_scores(hits), kind="stable")][:page]
         if randomized[i]:
-            shown = rng.permutation(cand)[:page]
-        else:
-            noisy = log_pop[cand] + rng.gumbel(size=len(cand))
-            shown = cand[np.argsort(-noisy, kind="stable")][:page]
+            shown = rng.permutation(shown)
         u = shopper_row[shopper]
         b = p_brand[shown]
         utility = (
@@ -179,7 +185,8 @@ def simulate_search_logs(
         )
         n = len(shown)
         attraction = sigmoid(ATTRACTION_INTERCEPT + utility)
-        clicked = rng.random(n) < examine[:n] * attraction
+        trusted = trust_bias / np.arange(1, n + 1)
+        clicked = rng.random(n) < examine[:n] * (attraction + (1.0 - attraction) * trusted)
         p_cart = sigmoid(
             params.cart_intercept
             + params.cart_activity * np.log(activity[u])
@@ -198,6 +205,7 @@ def simulate_search_logs(
         rows["carted"] += carted.tolist()
         rows["purchased"] += purchased.tolist()
         rows["true_attraction"] += attraction.tolist()
+        rows["true_examination"] += examine[:n].tolist()
     log = pd.DataFrame(rows)
     log.to_parquet(data_dir / SEARCH_LOGS, index=False)
     return log

@@ -16,26 +16,58 @@ from training.evaluate_search import ndcg_at_k, per_search_ndcg, reciprocal_rank
 from training.search_ranker import ipw_weights, position_propensities
 
 
-def synthetic_log(n_searches=4000, page=10, seed=0, randomized_share=0.5) -> pd.DataFrame:
-    """Position-based clicks with known examination 1/k and relevance drawn per item."""
+def synthetic_log(
+    n_searches=4000, page=10, seed=0, randomized_share=0.5, examine=None, production_order="relevance"
+) -> pd.DataFrame:
+    """Position-based clicks with known examination (default 1/k): each search shows `page` items with a
+    relevance in [0, 0.6) and an unrelated feature `favourite` in [0, 1); production traffic shows them
+    in the order of `production_order`, the randomized slice in random order."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for s in range(n_searches):
-        rel = rng.random(page) * 0.6
-        randomized = rng.random() < randomized_share
-        order = rng.permutation(page) if randomized else np.argsort(-rel)
-        for k, item in enumerate(order, start=1):
-            clicked = rng.random() < rel[item] / k
-            rows.append((s, f"u{s % 50}", "q", randomized, k, f"p{item}", clicked, False, False, rel[item]))
-    cols = ["search_id", "shopper_id", "query", "randomized", "position", "product_id", "clicked", "carted"]
-    return pd.DataFrame(rows, columns=[*cols, "purchased", "relevance"])
+    examine = 1.0 / np.arange(1, page + 1) if examine is None else np.asarray(examine)
+    values = {"relevance": rng.random((n_searches, page)) * 0.6, "favourite": rng.random((n_searches, page))}
+    randomized = rng.random(n_searches) < randomized_share
+    order = np.where(
+        randomized[:, None],
+        np.argsort(rng.random((n_searches, page)), axis=1),
+        np.argsort(-values[production_order], axis=1),
+    )
+    shown = {name: np.take_along_axis(v, order, axis=1).ravel() for name, v in values.items()}
+    clicked = rng.random(n_searches * page) < shown["relevance"] * np.tile(examine, n_searches)
+    search = np.repeat(np.arange(n_searches), page)
+    return pd.DataFrame(
+        {
+            "search_id": search,
+            "shopper_id": [f"u{s % 50}" for s in search],
+            "query": "q",
+            "randomized": np.repeat(randomized, page),
+            "position": np.tile(np.arange(1, page + 1), n_searches),
+            "product_id": [f"p{i}" for i in order.ravel()],
+            "clicked": clicked,
+            "carted": False,
+            "purchased": False,
+            **shown,
+        }
+    )
 
 
-def test_propensities_recover_examination_from_the_randomized_slice():
-    theta = position_propensities(synthetic_log())
-    assert theta[0] == 1.0
-    assert np.all(np.diff(theta) <= 0)
-    assert theta[1] == pytest.approx(0.5, abs=0.08) and theta[4] == pytest.approx(0.2, abs=0.06)
+@pytest.mark.parametrize(
+    "examine",
+    [
+        1.0 / np.arange(1, 11),
+        1.0 / np.arange(1, 11) ** 0.5,
+        [1.0, 0.9, 0.8, 0.7, 0.35, 0.3, 0.25, 0.2, 0.15, 0.12],  # flat above a fold, steep after it
+    ],
+)
+def test_propensities_recover_examination_from_the_randomized_slice(examine):
+    """The estimate from a 10% randomized slice is within 4 binomial standard errors (plus 0.01) of the
+    examination curve the clicks were drawn with, though production traffic orders by relevance."""
+    log = synthetic_log(n_searches=20_000, randomized_share=0.1, examine=examine)
+    theta = position_propensities(log)
+    assert theta[0] == 1.0 and np.all(np.diff(theta) <= 0)
+    rand = log[log["randomized"]]
+    ctr = rand.groupby("position")["clicked"].agg(["mean", "size"])
+    se = np.sqrt(ctr["mean"] * (1 - ctr["mean"]) / ctr["size"]).to_numpy() / ctr["mean"].iat[0]
+    assert np.all(np.abs(theta - np.asarray(examine)) <= 4 * se + 0.01)
 
 
 def test_ipw_weights_are_inverse_propensities_of_the_logged_position():
@@ -88,6 +120,28 @@ def test_ranker_is_trained_with_the_weights():
     assert plain.version_ == same.version_ != weighted.version_
     with pytest.raises(ValueError):
         SearchRanker().fit(X, labels, sizes, np.zeros(400))
+
+
+@pytest.mark.slow
+def test_simulated_production_traffic_replays_the_organic_order(tmp_path):
+    """Production lists are the platform's organic order (BM25 plus brand / category boosts), top 10;
+    the randomized slice shows the same page in another order."""
+    from features.synth import generate_marketplace
+    from features.synth.search_logs import QueryEngine, product_documents, simulate_search_logs
+
+    generate_marketplace(tmp_path / "m", "tiny", seed=4)
+    log = simulate_search_logs(tmp_path / "m", seed=4, randomized_share=0.3, max_searches=400)
+    engine = QueryEngine(product_documents(tmp_path / "m"), pool=50)
+    shuffled = 0
+    for (_, query, randomized), rows in log.groupby(["search_id", "query", "randomized"]):
+        parsed, hits = engine.run(query)
+        organic = [hits[i].product_id for i in np.argsort(-parsed.organic_scores(hits), kind="stable")[:10]]
+        shown = rows.sort_values("position")["product_id"].tolist()
+        assert sorted(shown) == sorted(organic)
+        if not randomized:
+            assert shown == organic
+        shuffled += randomized and shown != organic
+    assert shuffled > 0.5 * log.loc[log["randomized"], "search_id"].nunique()
 
 
 @pytest.mark.slow
@@ -149,6 +203,27 @@ def test_debiased_ranker_learns_relevance_not_position():
         SearchRanker().fit(X[:3], np.array([0, 1, 99]), np.array([3]))
 
 
+def test_naive_ranker_follows_the_logging_policy_and_the_ipw_one_does_not():
+    """Production shows each list in the order of `favourite`, a feature unrelated to what shoppers
+    click once they look; clicks fall with position as 1/k. Trained on those clicks (plus a 10%
+    randomized slice), the naive ranker learns that `favourite` wins clicks; weighted by the estimated
+    inverse propensities, the ranker scores by relevance and all but ignores `favourite`."""
+    from training.search_ranker import fit_search_ranker
+
+    log = synthetic_log(n_searches=6000, randomized_share=0.1, production_order="favourite")
+    X = log[["relevance", "favourite"]].to_numpy()
+    naive = fit_search_ranker(X, log, None, n_estimators=50)
+    ipw = fit_search_ranker(X, log, position_propensities(log), n_estimators=50)
+    fresh = np.random.default_rng(5).random((5000, 2)) * [0.6, 1.0]  # the two features independent
+
+    def corr(ranker, column):
+        return np.corrcoef(ranker.predict(fresh), fresh[:, column])[0, 1]
+
+    assert corr(naive, 1) > 0.45  # 0.54-0.64 over five seeds of the log
+    assert abs(corr(ipw, 1)) < 0.15  # -0.01-0.10
+    assert corr(ipw, 0) > max(0.85, corr(naive, 0))  # 0.91-0.93 against 0.67-0.74
+
+
 @pytest.mark.slow
 def test_evaluate_search_cli_on_a_tiny_marketplace(tmp_path):
     from crosscart.cli import app
@@ -174,6 +249,9 @@ def test_evaluate_search_cli_on_a_tiny_marketplace(tmp_path):
     truth = result["true_relevance"]
     assert set(truth["ndcg@10"]) == {"bm25", "popularity", "ranker", "ranker_no_debias"}
     assert 0 < truth["ndcg@10"]["ranker"] <= 1 and truth["searches"] > 0
+    everywhere = result["true_relevance_all_traffic"]
+    assert everywhere["searches"] == result["test_searches"] > truth["searches"]
+    assert result["true_examination"] == pytest.approx(1.0 / np.arange(1, 11), abs=1e-4)
     assert (tmp_path / "r.joblib").exists() and (tmp_path / "m" / "search_logs.parquet").exists()
 
 
@@ -225,3 +303,9 @@ def test_paired_bootstrap_interval():
     assert out["mean"] == pytest.approx(0.1) and out["ci95_low"] == pytest.approx(0.1)
     noisy = paired_bootstrap(np.r_[np.ones(100), np.zeros(100)], np.full(200, 0.5))
     assert noisy["ci95_low"] < 0 < noisy["ci95_high"]
+    # 200 searches of 4 queries, each query's searches alike: resampling queries, not searches, is honest
+    a = np.repeat([0.9, 0.4, 0.8, 0.3], 50)
+    per_search = paired_bootstrap(a, np.full(200, 0.5))
+    per_query = paired_bootstrap(a, np.full(200, 0.5), clusters=np.repeat(["q1", "q2", "q3", "q4"], 50))
+    assert per_query["mean"] == per_search["mean"] == pytest.approx(0.1)
+    assert per_query["ci95_low"] < 0 < per_search["ci95_low"]
