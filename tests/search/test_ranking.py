@@ -70,6 +70,15 @@ def test_propensities_recover_examination_from_the_randomized_slice(examine):
     assert np.all(np.abs(theta - np.asarray(examine)) <= 4 * se + 0.01)
 
 
+def test_propensities_are_clipped_so_no_weight_exceeds_ten():
+    """Rarely seen positions would otherwise give a few clicks weights of 50 and the ranker their noise."""
+    examine = [1.0, 0.5, 0.2, 0.05, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02]
+    log = synthetic_log(n_searches=5000, randomized_share=0.5, examine=examine)
+    theta = position_propensities(log)
+    assert theta[1] == pytest.approx(0.5, abs=0.08) and np.all(theta[3:] == 0.1)
+    assert ipw_weights(log, theta).max() == pytest.approx(10.0)
+
+
 def test_ipw_weights_are_inverse_propensities_of_the_logged_position():
     log = pd.DataFrame({"position": [1, 5, 5, 2]})
     theta = np.array([1.0, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1])
