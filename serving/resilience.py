@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 import anyio
 from sqlalchemy import Engine, exc, text
 
+from serving.http import ARRIVED
+
 log = logging.getLogger(__name__)
 
 AUTH_CONNECTIONS = 4  # key lookups: their own slots, so they never queue behind the write path
@@ -161,10 +163,11 @@ class DatabaseGate:
         limiter.total_tokens = max(limiter.total_tokens, 2 * self.requests + 8)
         return int(limiter.total_tokens)
 
-    def deadline(self) -> float:
-        """When a request arriving now must have its slots (one deadline for the key lookup and the
-        request's own transaction, so a request waits `wait_seconds` in all, not per slot)."""
-        return time.monotonic() + self.wait_seconds
+    def deadline(self, arrived: float | None = None) -> float:
+        """When a request that arrived at `arrived` (default: now) must have its slots (one deadline for
+        the key lookup and the request's own transaction, so a request waits `wait_seconds` in all, not
+        per slot)."""
+        return (time.monotonic() if arrived is None else arrived) + self.wait_seconds
 
     @asynccontextmanager
     async def request_slot(self, deadline: float | None = None) -> AsyncIterator[None]:
@@ -196,13 +199,15 @@ class DatabaseGate:
 
 
 class DeadlineStamp:
-    """Outermost ASGI middleware: a request's deadline for database slots starts when it arrives, so
-    time spent queued behind a burst on the event loop counts against it too."""
+    """Outermost ASGI middleware: a request's deadline for database slots starts when it arrived (its
+    headers read, as serving.http stamps it; else when it reaches the app), so time spent queued behind
+    a burst on the event loop counts against it too."""
 
     def __init__(self, app, gate: DatabaseGate):
         self.app, self.gate = app, gate
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            scope.setdefault("state", {})["db_deadline"] = self.gate.deadline()
+            state = scope.setdefault("state", {})
+            state["db_deadline"] = self.gate.deadline(state.get(ARRIVED))
         await self.app(scope, receive, send)

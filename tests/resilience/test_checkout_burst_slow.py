@@ -50,9 +50,9 @@ def test_two_hundred_concurrent_checkouts_on_postgresql(tmp_path, postgres_reaso
         answered = server_side(before, api.server_histogram(CHECKOUT_ROUTE))
         phases = {"health_burst": baseline.summary(), "checkout_burst": recorder.summary()}
         assert answered["requests"] == BURST
-        # By the API's own clock: on a loaded machine the client alone needs seconds for such a burst
-        # (bench.faults reports it against a /health burst of the same size). On a host whose CPUs are
-        # oversubscribed (load 10+ on 2 cores) a few percent of the refusals miss this by up to 0.5 s.
+        # By the API's own clock: the client shares this machine's CPUs (bench.faults reports a /health
+        # burst of the same size beside it, and checks the client's own maximum). On a host whose CPUs
+        # are oversubscribed (load 10+ on 2 cores) a few percent of the refusals miss this by up to 0.5 s.
         assert answered["within_2.0s"] == 1.0, (answered, phases)
         assert api.log_count("Traceback") == 0
         state = invariants(url, seeded, recorder.created)
