@@ -4,16 +4,18 @@ through the same processors to the same stream. Secrets never reach a line: API 
 resident ID numbers are masked wherever they appear, whoever logged them.
 
 The access line is on every request's path, so structlog renders it directly (one dict, one
-`json.dumps`, one write) instead of handing it to the standard library, which would build a LogRecord,
+`orjson.dumps`, one write) instead of handing it to the standard library, which would build a LogRecord,
 look up the caller's frame and format it a second time."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import time
 
+import orjson
 import structlog
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -28,6 +30,15 @@ MASK = "[redacted]"
 
 def redact(text: str) -> str:
     return _SECRETS.sub(MASK, text)
+
+
+def _json(event: dict, default) -> str:
+    """structlog's JSON serializer: orjson, or the json module for what orjson refuses (integers beyond 64
+    bits): a log call never fails."""
+    try:
+        return orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(event, default=default)
 
 
 def _redact_event(_, __, event: dict) -> dict:
@@ -64,7 +75,11 @@ def configure_logging(level: str = "info", json_format: bool = True) -> None:
         handler = logging.StreamHandler()
         handler._crosscart = True
         root.addHandler(handler)
-    renderer = structlog.processors.JSONRenderer() if json_format else structlog.dev.ConsoleRenderer()
+    renderer = (
+        structlog.processors.JSONRenderer(serializer=_json)
+        if json_format
+        else structlog.dev.ConsoleRenderer()
+    )
     # exceptions are text before the redaction sees them; level, logger name and time are ours, not scanned
     redacted = [structlog.processors.format_exc_info, _redact_event]
     stamped = [

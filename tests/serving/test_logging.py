@@ -81,3 +81,9 @@ def test_redact_masks_keys_digests_and_id_numbers_only():
     assert redact("k=cc_" + "A" * 43 + " ok") == "k=[redacted] ok"
     assert redact("order 12345 for s1") == "order 12345 for s1"
     assert redact("id 44030419900101123X.") == "id [redacted]."
+
+
+def test_a_value_orjson_refuses_is_still_logged(log_lines):
+    structlog.get_logger("crosscart.test").info("odd values", big=2**70, by_number={1: "x"})
+    line = next(x for x in log_lines() if x["event"] == "odd values")
+    assert line["big"] == 2**70 and line["by_number"] == {"1": "x"} and line["level"] == "info"
