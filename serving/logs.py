@@ -59,8 +59,11 @@ class _HandlerStream:
     def msg(self, line: str) -> None:
         handler = self.handler
         with handler.lock:
-            handler.stream.write(line + "\n")
-            handler.stream.flush()
+            try:
+                handler.stream.write(line + "\n")
+                handler.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream: as `logging` does, the caller goes on
+                pass
 
     debug = info = warning = warn = error = critical = exception = fatal = msg
 

@@ -87,3 +87,14 @@ def test_a_value_orjson_refuses_is_still_logged(log_lines):
     structlog.get_logger("crosscart.test").info("odd values", big=2**70, by_number={1: "x"})
     line = next(x for x in log_lines() if x["event"] == "odd values")
     assert line["big"] == 2**70 and line["by_number"] == {"1": "x"} and line["level"] == "info"
+
+
+def test_a_broken_log_stream_does_not_fail_requests(client):
+    ours = next(h for h in logging.getLogger().handlers if getattr(h, "_crosscart", False))
+    closed = io.StringIO()
+    closed.close()
+    previous = ours.setStream(closed)
+    try:
+        assert client.get("/v1/rankings").status_code == 200
+    finally:
+        ours.setStream(previous)
