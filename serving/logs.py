@@ -44,7 +44,7 @@ def _json(event: dict, default) -> str:
 def _redact_event(_, __, event: dict) -> dict:
     for name, value in event.items():
         if isinstance(value, str) and len(value) >= _SHORTEST_SECRET:
-            event[name] = _SECRETS.sub(MASK, value)
+            event[name] = redact(value)
     return event
 
 
