@@ -8,7 +8,8 @@ The server (uvicorn, one worker, in-memory catalog snapshot, a real ALS model fr
 the load generators run as separate processes on loopback. The fixed-rate load is an open-loop asyncio
 generator on raw keep-alive connections (requests leave on schedule whether or not earlier ones finished,
 so queueing shows in the latency); maximum throughput uses `wrk` when installed, else the same asyncio
-client in closed loop (16 connections).
+client in closed loop (16 connections). The server logs as deployed (one access line per request) to a file in
+the work directory, not to the terminal running the bench; `access_log_lines` counts the lines.
 """
 
 from __future__ import annotations
@@ -235,11 +236,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, timeout: float = 900.0) -> None:
+def _access_lines(log: Path) -> int:
+    """Access lines the server wrote: the figures are measured with the access log on, as deployed."""
+    with log.open() as lines:
+        return sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == "request")
+
+
+def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 900.0) -> None:
     import httpx
 
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited with {server.returncode}:\n{log.read_text()[-2000:]}")
         try:
             ready = httpx.get(url + "/ready", timeout=2)
             if ready.status_code == 200 and ready.json()["model_version"] is not None:
@@ -390,25 +399,30 @@ def bench_http(workdir: Path, n_products: int, n_shoppers: int, rate: float, sec
     engine.dispose()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.serving",
-            "_serve",
-            "--workdir",
-            str(workdir),
-            "--port",
-            str(port),
-            "--products",
-            str(n_products),
-            "--shoppers",
-            str(n_shoppers),
-        ],
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    # The server's log (its access line per request included) goes to a file, as to a log collector: a
+    # terminal would be measured instead (a line to a pty blocks ~130 us when the reader is a terminal).
+    server_log = workdir / "server.log"
+    with server_log.open("w") as sink:  # the server keeps its own descriptor
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.serving",
+                "_serve",
+                "--workdir",
+                str(workdir),
+                "--port",
+                str(port),
+                "--products",
+                str(n_products),
+                "--shoppers",
+                str(n_shoppers),
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            stderr=sink,
+        )
     try:
-        _wait_ready(url)
+        _wait_ready(url, server, server_log)
         rng = np.random.default_rng(3)
         filters = ["", "&fulfillment=bonded", "&category=c3", "&category=c5-5&fulfillment=bonded"]
         recs = [
@@ -435,6 +449,7 @@ def bench_http(workdir: Path, n_products: int, n_shoppers: int, rate: float, sec
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     return {
+        "access_log_lines": _access_lines(server_log),
         "rate_rps": rate,
         "seconds": seconds,
         "recommendations_at_rate": at_rate,

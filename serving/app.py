@@ -276,6 +276,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=operation_id,
+        # one tracing path, `setup_tracing`'s; FastAPI's own would also look up the global OpenTelemetry
+        # providers on every request to learn that none is configured
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.serving = state
     app.state.search = search_runner.service
