@@ -11,33 +11,14 @@ import numpy as np
 
 from commerce.coupons import CouponRedemption
 from commerce.db import transaction
-from commerce.orders import Order
 from commerce.services import campaigns as cmp
 from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.logistics import seed_default_partners
 from commerce.services.shoppers import create_shopper
 from commerce.shoppers import Shopper
+from tests.uplift.test_campaigns_db import order
 
 PAST_START = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def order(shopper: str, goods: float, at: datetime) -> Order:
-    return Order(
-        shopper_id=shopper,
-        status="paid",
-        fulfillment="bonded",
-        partner_id="cainiao-bonded",
-        tax_regime="cross_border",
-        identity_digest="d" * 64,
-        declared_name="Test",
-        goods_total=Decimal(f"{goods:.2f}"),
-        discount_total=Decimal("0"),
-        tax_total=Decimal("0"),
-        total=Decimal(f"{goods:.2f}"),
-        created_at=at,
-        delivery_earliest=at,
-        delivery_latest=at,
-    )
 
 
 def store_randomized_campaign(
@@ -91,7 +72,7 @@ def store_randomized_campaign(
         values = dict(zip(ids, (float(c[1]) for c in coupons), strict=True))
         for shopper, arm in audience:
             if rng.random() < (p_control if arm == "control" else p_coupon):
-                s.add(order(shopper, basket, start + timedelta(days=1)))
+                s.add(order(shopper, f"{basket:.2f}", start + timedelta(days=1)))
                 if arm != "control":
                     s.add(
                         CouponRedemption(

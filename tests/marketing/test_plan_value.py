@@ -215,7 +215,8 @@ def test_plan_and_store_logs_holdout_probabilities_and_values_the_plan(factory):
     assert block["ips_low"] <= 15 * treated <= block["ips_high"]
     assert block["dr_low"] <= 15 * treated <= block["dr_high"] and not block["disagreement"]
     with factory() as s:
-        members = s.scalars(select(CampaignMember).where(CampaignMember.campaign_id == campaign)).all()
+        query = select(CampaignMember.arm, CampaignMember.arm_probabilities)
+        members = s.execute(query.where(CampaignMember.campaign_id == campaign)).all()
     share = sum(m.arm == "control" for m in members) / len(members)
     assert all(m.arm_probabilities == pytest.approx({"N30": 1 - share, "control": share}) for m in members)
 
