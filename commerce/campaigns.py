@@ -1,8 +1,11 @@
 """Marketing campaign tables: a campaign (draft -> scheduled -> running -> completed) and its audience.
 
 A campaign's audience is one row per shopper: the coupon they get (`arm` = a coupon id of this
-campaign) or the random holdout (`arm` = `control`), at most one coupon per shopper. The use cases
-(lifecycle, audience, grants, outcomes) are `commerce.services.campaigns`.
+campaign) or the random holdout (`arm` = `control`), at most one coupon per shopper. When the arm
+was drawn at random with known probabilities (a random holdout, randomised coupons),
+`arm_probabilities` logs them, so later plans can be valued from this campaign's outcomes
+(`marketing.plan_value`). The use cases (lifecycle, audience, grants, outcomes) are
+`commerce.services.campaigns`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     ForeignKey,
     Integer,
@@ -70,3 +74,6 @@ class CampaignMember(Base):
     arm: Mapped[str] = mapped_column(String(64))  # a coupon id, or "control"
     coupon_id: Mapped[str | None] = mapped_column(ForeignKey("coupons.coupon_id"), default=None)
     grant_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_grants.id"), default=None)
+    # {arm: probability this shopper was given it}, arms left out had none; None = not logged. Deferred:
+    # parsing it costs ~50 us a member, and only the policy value reads it
+    arm_probabilities: Mapped[dict | None] = mapped_column(JSON, default=None, deferred=True)

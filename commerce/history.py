@@ -392,6 +392,17 @@ def _record_redemptions(
     )
 
 
+def _design_probabilities(
+    session: Session, campaign_id: str, control_share: Decimal, audience: list[tuple[str, str]]
+) -> dict[str, dict[str, float]]:
+    """Each member's logged arm probabilities under the contract's design of a past campaign: the
+    holdout with `control_share`, else one of the campaign's coupons uniformly."""
+    coupons = sorted(session.scalars(select(Coupon.coupon_id).where(Coupon.campaign_id == campaign_id)))
+    share = float(control_share)
+    design = {CONTROL: share, **{c: (1 - share) / len(coupons) for c in coupons}}
+    return {shopper: design for shopper, _ in audience}
+
+
 def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     """Past campaigns (campaigns.parquet, assignments.parquet) as completed campaigns with their audience.
 
@@ -400,7 +411,9 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     campaign; grants already loaded from coupon_grant events are reused. The contract has no budget:
     a campaign's budget is the discount its coupons actually gave (at least 0.01 CNY, the minimum the
     model accepts). Campaigns already stored are left alone; one without treated shoppers cannot be
-    scheduled and is skipped (counted).
+    scheduled and is skipped (counted). Members log their arm probabilities under the contract's
+    randomisation (the holdout with the campaign's control share, else one of its coupons uniformly),
+    so later plans can be valued from these outcomes (`marketing.plan_value`).
     """
     import pyarrow.parquet as pq
 
@@ -432,7 +445,9 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
         cm.create_campaign(
             session, cm.CampaignInput(c["name"], c["channel"], budget, c["start"], c["end"], share, cid)
         )
-        cm.set_audience(session, cid, audience)
+        cm.set_audience(
+            session, cid, audience, arm_probabilities=_design_probabilities(session, cid, share, audience)
+        )
         cm.schedule_campaign(session, cid, at=c["start"])
         cm.start_campaign(session, cid, at=c["start"])
         cm.complete_campaign(session, cid, at=c["end"])

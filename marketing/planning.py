@@ -4,7 +4,10 @@ demo take, whether effects come from an uplift model or from the caller's own ca
 Only a draft campaign is planned (checked before any scoring). Effects: `model.predict_candidates`
 over the candidate shoppers' pre-campaign features (`marketing.audience`), or `candidates` as given;
 then `models.uplift.planner.plan_campaign` within the campaign's budget and holdout share, and the
-assignments become the campaign's audience, all in one transaction.
+assignments become the campaign's audience, all in one transaction. Each member logs the chance of
+its arm (the holdout is drawn at random per coupon), so later plans can be valued from this one's
+outcomes; the plan's own value from earlier such campaigns is `summary["policy_value"]`
+(`marketing.plan_value`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.campaigns import CONTROL
 from commerce.db import transaction
 from commerce.errors import InvalidState
 from commerce.services.campaigns import get_campaign, set_audience
 from features.campaign_features import encode_features
 from marketing.audience import audience_features, coupon_terms
 from marketing.contact_policy import ContactPolicy, contact_exclusions
+from marketing.plan_value import plan_policy_value
 from models.uplift import planner
 from models.uplift.base import CouponUpliftModel
 from training.uplift import fit_terms_model, load_uplift_model
 
-__all__ = ["plan_and_store", "effect_model"]
+__all__ = ["plan_and_store", "effect_model", "holdout_probabilities"]
 
 
 def effect_model(
@@ -65,7 +70,9 @@ def plan_and_store(
 
     Shoppers the `contact_policy` rules out (`marketing.contact_policy`: a live coupon of an
     overlapping campaign, the frequency cap) are not candidates; `summary["excluded"]` counts them
-    per rule. `contact_policy=None` contacts anyone."""
+    per rule. `contact_policy=None` contacts anyone. `summary["policy_value"]` is the plan's
+    `marketing.plan_value.PlanValue` as a dict: the forecast beside IPS and DR estimates from the
+    stored randomised history."""
     if (model is None) == (candidates is None):
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
     with transaction(session_factory) as session:
@@ -97,9 +104,24 @@ def plan_and_store(
             cost_safety=cost_safety,
         )
         plan.summary["excluded"] = {rule: len(ids) for rule, ids in excluded.items()}
+        plan.summary["policy_value"] = plan_policy_value(
+            session, campaign_id, plan.assignments, float(margin_rate)
+        ).to_dict()
         set_audience(
             session,
             campaign_id,
             list(zip(plan.assignments["shopper_id"], plan.assignments["arm"], strict=True)),
+            arm_probabilities=holdout_probabilities(plan.assignments),
         )
     return plan
+
+
+def holdout_probabilities(assignments: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Each member's chance of its planned coupon and of the holdout: the planner holds out a fixed
+    number of each coupon's audience drawn at random, so the chance is that coupon's holdout share."""
+    held = assignments["arm"].eq(CONTROL).groupby(assignments["coupon_id"]).mean()
+    out = {}
+    for shopper, coupon in zip(assignments["shopper_id"], assignments["coupon_id"], strict=True):
+        p = float(held[coupon])
+        out[shopper] = {k: v for k, v in ((str(coupon), 1 - p), (CONTROL, p)) if v > 0}
+    return out

@@ -12,7 +12,7 @@ never both start or complete the same campaign.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -89,10 +89,18 @@ def get_campaign(session: Session, campaign_id: str) -> Campaign:
     return campaign
 
 
-def set_audience(session: Session, campaign_id: str, members: Iterable[tuple[str, str]]) -> int:
+def set_audience(
+    session: Session,
+    campaign_id: str,
+    members: Iterable[tuple[str, str]],
+    *,
+    arm_probabilities: Mapping[str, Mapping[str, float]] | None = None,
+) -> int:
     """Replace a draft campaign's audience with (shopper_id, arm) pairs; returns the audience size.
 
     `arm` is a coupon of this campaign (Coupon.campaign_id) or "control" for the holdout.
+    `arm_probabilities` (shopper_id -> {arm: probability}, summing to 1, the shopper's own arm
+    included) logs how each arm was drawn, when it was drawn at random; shoppers absent log none.
     """
     campaign = get_campaign(session, campaign_id)
     if campaign.status != "draft":
@@ -118,13 +126,42 @@ def set_audience(session: Session, campaign_id: str, members: Iterable[tuple[str
         known.update(session.scalars(select(Shopper.shopper_id).where(Shopper.shopper_id.in_(chunk))))
     if missing := [s for s in shoppers if s not in known]:
         raise NotFound(f"unknown shoppers {missing[:5]}", code="shopper_not_found")
+    probabilities = dict(arm_probabilities or {})
+    for shopper, arm in pairs:
+        if shopper in probabilities:
+            probabilities[shopper] = _arm_probabilities(shopper, arm, probabilities[shopper], coupons)
     session.execute(delete(CampaignMember).where(CampaignMember.campaign_id == campaign_id))
     session.add_all(
-        CampaignMember(campaign_id=campaign_id, shopper_id=s, arm=a, coupon_id=None if a == CONTROL else a)
+        CampaignMember(
+            campaign_id=campaign_id,
+            shopper_id=s,
+            arm=a,
+            coupon_id=None if a == CONTROL else a,
+            arm_probabilities=probabilities.get(s),
+        )
         for s, a in pairs
     )
     session.flush()
     return len(pairs)
+
+
+def _arm_probabilities(shopper: str, arm: str, probs: Mapping[str, float], coupons: set[str]) -> dict:
+    """A shopper's logged arm probabilities, checked: known arms, each in [0, 1], summing to 1, and
+    the arm the shopper got possible (else the log contradicts itself)."""
+    out = {str(a): float(p) for a, p in probs.items()}
+    if unknown := sorted(a for a in out if a != CONTROL and a not in coupons):
+        raise ValidationError(
+            f"arm probabilities of {shopper!r} name unknown arms {unknown[:5]}", code="invalid_arm"
+        )
+    if not all(0 <= p <= 1 for p in out.values()) or abs(sum(out.values()) - 1) > 1e-6:
+        raise ValidationError(
+            f"arm probabilities of {shopper!r} must be in [0, 1] and sum to 1", code="invalid_probabilities"
+        )
+    if out.get(arm, 0) <= 0:
+        raise ValidationError(
+            f"{shopper!r} got arm {arm!r}, which its probabilities rule out", code="invalid_probabilities"
+        )
+    return out
 
 
 def _transition(session: Session, campaign_id: str, source: str, target: str, **values) -> Campaign:

@@ -120,12 +120,15 @@ def plan(
     method: str = typer.Option("lagrangian", "--method", help="lagrangian or greedy."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random holdout."),
     curve_out: Path | None = typer.Option(None, "--curve-out", help="Write profit vs audience size CSV."),
+    as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object, policy_value in it."),
 ) -> None:
     """Choose who gets which of the campaign's coupons within its budget, and store it as the audience.
 
     Without --candidates: candidates are the database's shoppers (--region/--segment filter), effects
     come from the registered uplift model (Settings.uplift_model_name@model_alias) or, with --data, a
-    model fitted on that marketplace."""
+    model fitted on that marketplace. Prints the plan's expected figures and its incremental profit as
+    the model forecasts it beside the past randomised campaigns' IPS and DR estimates (a WARNING when
+    they disagree)."""
     import json
 
     if candidates is not None and (data or events or region or segment):
@@ -170,7 +173,47 @@ def plan(
         raise typer.Exit(2) from exc
     if curve_out is not None:
         result.curve.to_csv(curve_out, index=False)
-    typer.echo(json.dumps({k: (str(v) if k == "budget" else v) for k, v in result.summary.items()}))
+    summary = {k: (str(v) if k == "budget" else _nan_to_none(v)) for k, v in result.summary.items()}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(_plan_table(summary))
+
+
+def _money(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _plan_table(summary: dict) -> str:
+    """The plan's expected figures, then its incremental profit: forecast beside the policy value."""
+    value = summary["policy_value"]
+    lines = [f"{key}: {summary[key]}" for key in summary if key != "policy_value"]
+    lines += ["", f"{'incremental profit, CNY':<34}{'estimate':>12}  {value['confidence']:.0%} interval"]
+    model_interval = (
+        "none (the model gives none)"
+        if value["model_low"] is None
+        else f"{_money(value['model_low'])} to {_money(value['model_high'])}"
+    )
+    lines.append(f"{'model forecast, whole plan':<34}{_money(value['model_profit']):>12}  {model_interval}")
+    if value["treated_estimated"] != value["treated"] and value["model_profit_estimated"] is not None:
+        label = f"  of the {value['treated_estimated']} shoppers estimated"
+        lines.append(f"{label:<34}{_money(value['model_profit_estimated']):>12}")
+    for name, key in (("inverse propensity (IPS)", "ips"), ("doubly robust (DR)", "dr")):
+        interval = (
+            f"{_money(value[key + '_low'])} to {_money(value[key + '_high'])}"
+            if value[key] is not None
+            else ""
+        )
+        lines.append(f"{name:<34}{_money(value[key]):>12}  {interval}")
+    lines.append(
+        f"logged randomised rows: {value['rows_used']} used, {value['rows_without_propensity']} without "
+        f"logged probabilities, {value['rows_without_support']} where the plan's terms or the holdout "
+        "could not be drawn"
+    )
+    if value["coupons_without_history"]:
+        lines.append(f"coupons without enough history: {', '.join(value['coupons_without_history'])}")
+    lines.append(("WARNING: " if value["disagreement"] else "") + value["message"])
+    return "\n".join(lines)
 
 
 @app.command("schedule")

@@ -179,7 +179,7 @@ async def campaign_page(request: Request, campaign_id: str, session: SessionDep,
 
 def plan_view(plan, campaign) -> dict:
     """The planner's curve as charts: expected profit and audience size against budget (cumulative cost),
-    with the chosen budget marked."""
+    with the chosen budget marked; the forecast beside the past randomised campaigns' estimate."""
     curve = [row for row in plan.curve if row.get("cumulative_cost") is not None]
     cost = [float(r["cumulative_cost"]) for r in curve]
     profit = [float(r["cumulative_profit"]) for r in curve]
@@ -189,6 +189,7 @@ def plan_view(plan, campaign) -> dict:
     return {
         "plan": plan,
         "summary": plan.summary,
+        "policy_value": plan.policy_value,
         "profit_chart": line_chart(
             "curve-profit", "Expected incremental profit against budget", cost,
             [("expected incremental profit (CNY)", profit)], x_label="budget (expected coupon cost, CNY)",

@@ -84,11 +84,47 @@ class PlanIn(RequestModel):
         return self
 
 
+class PolicyValueOut(BaseModel):
+    """The plan's incremental profit (CNY) as its model forecasts it and as the stored randomised history
+    estimates it (inverse propensity and doubly robust, intervals at `confidence`). Estimates are null,
+    with `reason`, when no past campaign drew the plan's coupon terms and the holdout at random."""
+
+    confidence: float
+    model_profit: float = Field(description="The model's forecast of the whole plan.")
+    model_low: float | None = Field(description="The forecast's interval: null, the models give none.")
+    model_high: float | None
+    model_profit_estimated: float | None = Field(
+        description="The forecast of the treated shoppers the estimates cover (coupons with history)."
+    )
+    ips: float | None
+    ips_low: float | None
+    ips_high: float | None
+    dr: float | None
+    dr_low: float | None
+    dr_high: float | None
+    rows_used: int = Field(description="Logged randomised rows in the estimates, one per shopper.")
+    rows_without_propensity: int = Field(
+        description="Rows of the plan's shoppers left out: no logged probabilities."
+    )
+    rows_without_support: int = Field(
+        description="Rows left out: the plan's terms or the holdout impossible there."
+    )
+    treated: int
+    treated_estimated: int
+    coupons_without_history: list[str] = Field(
+        description="Plan coupons whose terms have too little history."
+    )
+    disagreement: bool = Field(description="The forecast lies outside the doubly robust interval.")
+    message: str
+    reason: str | None = Field(description="Why the estimates are null.")
+
+
 class PlanOut(BaseModel):
     campaign_id: str
     audience_size: int
     summary: dict[str, Any] = Field(description="Expected incremental conversions, revenue, cost, ROI...")
     curve: list[dict[str, float]] = Field(description="Expected profit versus audience size.")
+    policy_value: PolicyValueOut
 
 
 class CampaignReport(BaseModel):

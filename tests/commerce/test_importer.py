@@ -445,7 +445,7 @@ def test_purchase_history_becomes_completed_orders_once(factory, tmp_path):
 
 
 def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
-    from commerce.campaigns import Campaign
+    from commerce.campaigns import Campaign, CampaignMember
     from commerce.services.campaigns import audience, campaign_outcomes
 
     write_market(tmp_path / "m")
@@ -467,6 +467,8 @@ def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
         outcomes = {o["shopper_id"]: o for o in campaign_outcomes(s, "K1")}
         assert outcomes["U1"]["revenue"] == Decimal("880.00") and outcomes["U1"]["discount"] == Decimal("60")
         assert outcomes["U0"]["converted"] and outcomes["U0"]["discount"] == 0
+        logged = s.scalars(select(CampaignMember.arm_probabilities).where(CampaignMember.campaign_id == "K1"))
+        assert list(logged) == [{"control": 0.4, "CP1": 0.6}] * 2  # the contract's design: holdout, else CP1
     assert load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY)).rows["campaigns"] == 0
 
 

@@ -204,6 +204,7 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     assert console.driver.find_element("css selector", "svg#curve-profit polyline")
     assert "chosen 250" in console.by_id("curve-profit").get_attribute("innerHTML")
     assert console.by_id("campaign-budget").text == "250.00"  # the header follows the plan
+    assert "Doubly robust (DR)" in console.by_id("policy-value").text  # the forecast beside the history
     console.check("campaign-plan")
 
     slider = console.by_id("budget-range")  # the slider replans on change and moves the marker

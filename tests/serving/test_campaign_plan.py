@@ -16,6 +16,7 @@ from commerce.services.events import record_events
 from commerce.services.shoppers import create_shopper
 from features.campaign_features import encode_features
 from models.uplift.effects import CouponEffectModel
+from tests.marketing.history import store_randomized_campaign
 from tests.serving.conftest import NOW, ScriptedSource, auth
 
 START = NOW + timedelta(days=1)
@@ -108,3 +109,63 @@ def test_plan_scores_database_shoppers_with_the_served_uplift_model(
 def test_plan_without_a_served_uplift_model_is_unavailable(client, keys, campaign):
     r = client.post(f"/v1/campaigns/{campaign}/plan", json={}, headers=auth(keys["marketer"]))
     assert r.status_code == 503 and "no uplift model" in r.text
+
+
+HISTORY = [f"H{i:03d}" for i in range(400)]
+
+
+def candidates(p_treated: float, spend_treated: float) -> list[dict]:
+    """Every history shopper with one coupon, 30 off 199; the randomised history says +15 CNY each."""
+    return [
+        {
+            "shopper_id": s,
+            "coupon_id": "N30",
+            "p_control": 0.1,
+            "p_treated": p_treated,
+            "spend_control": 25.0,
+            "spend_treated": spend_treated,
+            "p_redeem": p_treated,
+        }
+        for s in HISTORY
+    ]
+
+
+def test_plan_sets_the_forecast_beside_the_policy_value_of_the_randomised_history(
+    client, keys, session_factory
+):
+    with transaction(session_factory) as s:
+        for shopper in HISTORY:
+            create_shopper(s, shopper, "Shanghai")
+        cmp.create_campaign(
+            s,
+            cmp.CampaignInput(
+                "Next", "email", "3000", START, START + timedelta(days=7), "0.2", campaign_id="CMP-PV"
+            ),
+        )
+        create_coupon(
+            s,
+            CouponInput(
+                kind="amount_off", value="30", min_spend="199", campaign_id="CMP-PV", coupon_id="N30"
+            ),
+        )
+    marketer = auth(keys["marketer"])
+    url = "/v1/campaigns/CMP-PV/plan"
+    none = client.post(url, json={"candidates": candidates(0.5, 125.0)}, headers=marketer).json()
+    value = none["policy_value"]
+    assert value["ips"] is None and value["dr"] is None and "no randomised history" in value["reason"]
+    assert value["model_profit"] == pytest.approx(none["summary"]["expected_incremental_profit"])
+    assert "policy_value" not in none["summary"]
+
+    store_randomized_campaign(session_factory, HISTORY, p_control=0.1, p_coupon=0.5, seed=3)
+    honest = client.post(url, json={"candidates": candidates(0.5, 125.0)}, headers=marketer)
+    assert honest.status_code == 200, honest.text
+    value = honest.json()["policy_value"]
+    truth = 15 * value["treated"]  # 0.3 x 250 x (0.5 - 0.1) - 0.5 x 30 per treated shopper
+    assert value["rows_used"] == value["treated"] and value["rows_without_propensity"] == 0
+    assert value["ips_low"] <= truth <= value["ips_high"] and value["dr_low"] <= truth <= value["dr_high"]
+    assert not value["disagreement"] and value["reason"] is None
+
+    boastful = client.post(url, json={"candidates": candidates(1.0, 250.0)}, headers=marketer).json()
+    value = boastful["policy_value"]  # forecasts 0.3 x 225 - 30 = 37.5 CNY each
+    assert value["disagreement"] and value["model_profit_estimated"] > value["dr_high"]
+    assert "outside the doubly robust interval" in value["message"]

@@ -5,13 +5,21 @@ launch, progress, complete, report; the draft-only budget rule."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from commerce.db import transaction
 from commerce.errors import InvalidState
 from commerce.services import campaign_overview
+from commerce.services import campaigns as cmp
+from commerce.services.coupons import CouponInput, create_coupon
+from features.campaign_features import NUMERIC_FEATURES
+from models.uplift.base import CouponUpliftModel
 from serving.console.charts import line_chart, thin
+from tests.marketing.history import store_randomized_campaign
 from tests.serving.conftest import ScriptedSource, auth
 from tests.serving.test_campaign_plan import START, campaign, effect_model  # noqa: F401  (fixtures)
 from tests.serving.test_console import sign_in
@@ -35,6 +43,7 @@ def test_marketer_plans_launches_completes_and_reads_the_report(make_client, key
     assert planned.text.startswith('<div id="plan-result"')  # the htmx fragment only
     assert "Plan at budget 80.00" in planned.text and 'id="curve-profit"' in planned.text
     assert "chosen 80" in planned.text and 'id="schedule-button"' in planned.text
+    assert "No estimate from past randomised campaigns: no completed campaign" in planned.text
     treated = int(re.search(r"Audience \(with coupon\)</dt><dd>(\d+)", planned.text)[1])
     assert treated >= 4
     with transaction(client.app.state.serving.session_factory) as s:
@@ -82,3 +91,67 @@ def test_charts_thin_long_curves_and_escape_text():
         line_chart("c", "<script>", [0, 1], [("a&b", [0.0, 1.0])], x_label="x", y_label="y", marker=0.5)
     )
     assert "<script>" not in svg and "&lt;script&gt;" in svg and "a&amp;b" in svg and 'role="img"' in svg
+
+
+class FixedEffects(CouponUpliftModel):
+    """A served uplift model whose forecast the test sets: every shopper buys with `p_treated` under any
+    coupon (spending `spend_treated`) and with 0.1 without (spending 25 CNY)."""
+
+    feature_names_in_ = list(NUMERIC_FEATURES)
+    cost_factor_ = 1.0
+
+    def __init__(self, p_treated: float, spend_treated: float) -> None:
+        self.p_treated, self.spend_treated = p_treated, spend_treated
+
+    def fit(self, X, treatment, outcome, **fit_params):
+        return self
+
+    def predict_uplift(self, X, coupons=None):
+        return np.full((len(X), 1), self.p_treated - 0.1)
+
+    def predict_candidates(self, X, shopper_ids, coupons=None):
+        return pd.DataFrame(
+            [
+                (s, c, 0.1, self.p_treated, 25.0, self.spend_treated)
+                for s in shopper_ids
+                for c in coupons["coupon_id"]
+            ],
+            columns=["shopper_id", "coupon_id", "p_control", "p_treated", "spend_control", "spend_treated"],
+        )
+
+
+@pytest.mark.parametrize(("p_treated", "spend", "warned"), [(0.5, 125.0, False), (1.0, 250.0, True)])
+def test_plan_page_shows_the_forecast_beside_the_policy_value_and_warns(
+    make_client, keys, session_factory, p_treated, spend, warned
+):
+    history = [f"H{i:03d}" for i in range(400)]
+    store_randomized_campaign(session_factory, history, p_control=0.1, p_coupon=0.5, seed=6)  # +15 CNY each
+    with transaction(session_factory) as s:
+        cmp.create_campaign(s, cmp.CampaignInput("Next", "email", "3000", START, START + timedelta(days=7),
+                                                 "0.2", campaign_id="CMP-PV"))  # fmt: skip
+        create_coupon(s, CouponInput(kind="amount_off", value="30", min_spend="199", campaign_id="CMP-PV",
+                                     coupon_id="N30"))  # fmt: skip
+    client = make_client(
+        uplift_source=ScriptedSource(versions={"1": FixedEffects(p_treated, spend)}, alias="1")
+    )
+    token = sign_in(client, keys["marketer"])
+    planned = client.post(
+        "/console/campaigns/CMP-PV/plan",
+        data={"csrf_token": token, "budget": "3000", "margin_rate": "0.3"},
+        headers={"HX-Request": "true"},
+    )
+    assert planned.status_code == 200, planned.text
+    api = client.post("/v1/campaigns/CMP-PV/plan", json={"margin_rate": 0.3}, headers=auth(keys["marketer"]))
+    value = api.json()["policy_value"]  # the same plan (same seed) through the API
+    page = planned.text
+    assert 'id="policy-value"' in page and "Doubly robust (DR)" in page and "Inverse propensity (IPS)" in page
+    for figure in (value["model_profit"], value["dr"], value["dr_low"], value["dr_high"], value["ips"]):
+        assert f"{figure:,.0f}" in page
+    assert f"Estimates from {value['rows_used']} logged randomised rows" in page
+    assert value["disagreement"] is warned
+    assert ('role="alert" id="policy-value-warning"' in page) is warned
+    assert (
+        "outside the doubly robust interval" in page
+        if warned
+        else "within the doubly robust interval" in page
+    )

@@ -67,7 +67,7 @@ def test_campaign_commands_end_to_end(db_env, tmp_path):
     )
     cand_path = tmp_path / "candidates.csv"
     cand.to_csv(cand_path, index=False)
-    summary = json.loads(invoke("campaign", "plan", campaign_id, "--candidates", str(cand_path)))
+    summary = json.loads(invoke("campaign", "plan", campaign_id, "--candidates", str(cand_path), "--json"))
     assert summary["audience"] == summary["treated"] + summary["holdout"] >= 2
     assert summary["expected_cost"] <= 40 * 1.25
     assert summary["expected_incremental_profit"] > 0
@@ -166,11 +166,8 @@ def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_pat
     np.testing.assert_allclose(pyfunc.predict(with_features)["uplift"].to_numpy(), scored)
     known = set(shoppers["shopper_id"])
     for extra in ([], ["--data", str(market)]):  # the registered model, then a freshly fitted one
-        summary = json.loads(
-            invoke(
-                "campaign", "plan", campaign_id, "--events", str(market / "events"), "--margin", "0.5", *extra
-            )
-        )
+        args = ["--events", str(market / "events"), "--margin", "0.5", "--json", *extra]
+        summary = json.loads(invoke("campaign", "plan", campaign_id, *args))
         assert summary["expected_cost"] <= 150 / (1 - 0.2)  # the audience, holdout included, fits
         assert summary["audience"] == summary["treated"] + summary["holdout"] > 0
         assert summary["expected_incremental_profit"] > 0
@@ -182,3 +179,34 @@ def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_pat
         app, ["campaign", "plan", campaign_id, "--candidates", str(rows), "--data", str(market)]
     )
     assert mixed.exit_code == 2 and "excludes" in mixed.output
+
+
+def test_plan_prints_the_forecast_beside_the_policy_value_and_warns(db_env, tmp_path):
+    from tests.marketing.history import store_randomized_campaign
+
+    engine = make_engine(db_env)
+    factory = make_session_factory(engine)
+    history = [f"H{i:03d}" for i in range(400)]
+    store_randomized_campaign(factory, history, p_control=0.1, p_coupon=0.5, seed=5)  # +15 CNY per coupon
+    campaign_id = invoke(
+        "campaign", "create", "--name", "Next", "--channel", "email", "--budget", "3000",
+        "--starts", "2026-06-01T00:00:00", "--ends", "2026-06-08T00:00:00", "--control-share", "0.2",
+    )  # fmt: skip
+    with transaction(factory) as s:
+        create_coupon(s, CouponInput(kind="amount_off", value="30", min_spend="199", campaign_id=campaign_id,
+                                     coupon_id="N30"))  # fmt: skip
+    engine.dispose()
+    path = tmp_path / "candidates.csv"
+    for p_treated, spend, warned in ((0.5, 125.0, False), (1.0, 250.0, True)):
+        pd.DataFrame({"shopper_id": history, "coupon_id": "N30", "p_control": 0.1, "p_treated": p_treated,
+                      "spend_control": 25.0, "spend_treated": spend}).to_csv(path, index=False)  # fmt: skip
+        table = invoke("campaign", "plan", campaign_id, "--candidates", str(path))
+        assert "model forecast, whole plan" in table and "doubly robust (DR)" in table
+        assert "inverse propensity (IPS)" in table and " used, 0 without logged probabilities" in table
+        assert ("WARNING: The model forecasts" in table) is warned
+        summary = json.loads(invoke("campaign", "plan", campaign_id, "--candidates", str(path), "--json"))
+        value = summary["policy_value"]
+        assert {"model_profit", "ips", "ips_low", "ips_high", "dr", "dr_low", "dr_high", "rows_used",
+                "disagreement", "message", "reason"} <= set(value)  # fmt: skip
+        assert value["disagreement"] is warned and value["rows_used"] == summary["treated"]
+        assert f"{value['dr_low']:,.0f} to {value['dr_high']:,.0f}" in table
