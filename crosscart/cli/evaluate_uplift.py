@@ -26,9 +26,10 @@ def evaluate_uplift(
     ),
     split: str = typer.Option("0.5:42", "--split", help="TEST_SHARE:SEED of the stratified split."),
     models: str = typer.Option(
-        "auto,s,t,ct,s-lr,ens",
+        "auto,blend,s,t,ct,si-lr",
         "--models",
-        help="Comma-separated: s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,ens,auto.",
+        help="Comma-separated model keys (models.uplift.selection.MODEL_KEYS), e.g. "
+        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,ens,blend,auto.",
     ),
     baselines: bool = typer.Option(
         True,

@@ -41,8 +41,9 @@ def hillstrom_like(n: int = 64_000, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
     Rates as in the real file: visits 10.6% (no e-mail), ~18% (men's), ~15.5% (women's); conversions
     0.6%, 1.2%, 0.9%; spend zero except for buyers, whose orders are log-normal (median ~$95, mean
     ~$115, $30-$499). The men's mail works more on men's-line buyers, the women's mail on women's-line
-    buyers, both more on recent, high-history, web shoppers; the per-visit conversion lift is small and
-    barely heterogeneous, so conversion and spend carry a weak signal. An unobserved taste term adds
+    buyers, both more on recent, high-history, web shoppers, through smooth terms and steps alike; the
+    per-visit conversion lift is small and barely heterogeneous, so conversion and spend carry a weak
+    signal. An unobserved taste term adds
     noise to base rates and effects alike.
     """
     rng = np.random.default_rng(seed)
@@ -72,13 +73,26 @@ def hillstrom_like(n: int = 64_000, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
         - 0.1 * (zip_code == "Rural")
         + taste
     )
-    common = 0.3 - 0.03 * (recency - 6) + 0.08 * lh + 0.1 * web + 0.1 * taste
+    # The effect mixes smooth terms with steps and interactions (recent buyers, the $350+ history
+    # segments, web shoppers who are not new, rural phone shoppers), so neither a logistic model
+    # (linear in the logit) nor trees (steps) has the true shape built in.
+    common = (
+        0.25
+        - 0.015 * (recency - 6)
+        + 0.15 * (recency <= 3)
+        - 0.1 * (recency >= 10)
+        + 0.04 * lh
+        + 0.12 * (history >= 350)
+        + 0.15 * (web & (newbie == 0))
+        - 0.15 * ((zip_code == "Rural") & (channel == "Phone"))
+        + 0.1 * taste
+    )
     effect_mens = common + 0.1 + 0.35 * mens - 0.15 * womens + 0.05 * newbie
     effect_womens = common + 0.25 * womens - 0.15 * mens - 0.05 * newbie
     # conversion given a visit: the mail lifts it a little, hardly differently across shoppers
     buy = -3.15 + 0.3 * lh - 0.04 * (recency - 6) + 0.2 * multi + 0.4 * taste
-    buy_mens = buy + 0.1 + 0.15 * mens - 0.05 * newbie + 0.05 * lh
-    buy_womens = buy - 0.05 + 0.1 * womens + 0.05 * lh
+    buy_mens = buy + 0.1 + 0.15 * mens - 0.05 * newbie + 0.1 * (history >= 500)
+    buy_womens = buy - 0.05 + 0.1 * womens + 0.1 * (history >= 500) - 0.1 * (recency >= 9)
     p0 = _sigmoid(base)
     p_mens, p_womens = _sigmoid(base + effect_mens), _sigmoid(base + effect_womens)
     mens_mail, womens_mail = segment == "Mens E-Mail", segment == "Womens E-Mail"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.uplift.selection import AutoUplift, applicable, one_se_choice
+from models.uplift.selection import AutoUplift, UpliftEnsemble, applicable, decide, one_se_choice
 from training.evaluate_uplift import CampaignData, evaluate_models
 
 
@@ -82,9 +82,9 @@ def test_auto_matches_the_best_scikit_uplift_model(effect):
         if effect:
             assert auto[metric] > max(rows[f"sklift-{k}"][metric] for k in ("s", "t", "ct"))
     if not effect:  # nothing to learn: the noise spreads the folds, many candidates stay level and
-        # no evidence moves auto off its default, the regularised S-learner
+        # no evidence moves auto off its default, the blend of S-, T- and linear learners
         assert sum(v["level_with_best"] for v in auto["cv"].values()) >= 3
-        assert auto["chosen"] == "s"
+        assert auto["chosen"] == "blend"
 
 
 def test_auto_scores_ensembles_from_members_and_skips_inapplicable_candidates():
@@ -104,14 +104,84 @@ def test_auto_scores_ensembles_from_members_and_skips_inapplicable_candidates():
         AutoUplift(repeats=0).fit(data.X, data.treatment, data.outcome)
 
 
+def _summary(**candidates):
+    """`one_se_choice`-style summaries from (qini, uplift@30, combined, gap_to_best, gap_se, level)."""
+    keys = ("qini_auc", "uplift@30", "combined", "gap_to_best", "gap_se", "level_with_best")
+    return {k: dict(zip(keys, v, strict=True)) for k, v in candidates.items()}
+
+
+def test_decide_keeps_the_default_when_candidates_tie_and_averages_the_level_ones_without_one():
+    tie = _summary(
+        blend=(0.10, 0.02, 0.0, 0.0, 0.0, True),
+        s=(0.10, 0.02, 0.0, 0.0, 0.0, True),
+        t=(0.10, 0.02, 0.0, 0.0, 0.0, True),
+        ct=(0.02, 0.01, -2.0, 2.0, 0.1, False),
+    )
+    order = ("blend", "s", "t", "ct")
+    assert decide(tie, order, "blend", 2.0, combine=True) == "blend"  # shrinkage to the default
+    assert decide(tie, order, None, 2.0, combine=True) == "blend+s+t"  # the ensemble path
+    assert decide(tie, order, None, 2.0, combine=False) == "blend"  # the simplest level one
+
+
+def test_decide_leaves_the_default_only_for_a_clear_win_on_both_metrics():
+    order = ("blend", "s", "t")
+    # t beats the default by 1.5 standard errors: not enough, the default stays
+    close = _summary(
+        blend=(0.10, 0.02, -0.3, 0.6, 0.4, True),
+        s=(0.11, 0.02, 0.0, 0.3, 0.4, True),
+        t=(0.12, 0.03, 0.3, 0.0, 0.0, True),
+    )
+    assert decide(close, order, "blend", 2.0, combine=True) == "blend"
+    # t beats it by 3 standard errors and on both metrics: the level candidates (s, t) are averaged
+    clear = _summary(
+        blend=(0.10, 0.02, -0.6, 1.2, 0.4, False),
+        s=(0.11, 0.02, 0.0, 0.3, 0.4, True),
+        t=(0.12, 0.03, 0.6, 0.0, 0.0, True),
+    )
+    assert decide(clear, order, "blend", 2.0, combine=True) == "s+t"
+    assert decide(clear, order, "blend", 2.0, combine=False) == "s"
+    # the same combined win bought with a worse uplift@30 is a trade, not a win: the default stays
+    trade = _summary(
+        blend=(0.10, 0.04, -0.6, 1.2, 0.4, False),
+        s=(0.11, 0.02, 0.0, 0.3, 0.4, True),
+        t=(0.14, 0.03, 0.6, 0.0, 0.0, True),
+    )
+    assert decide(trade, order, "blend", 2.0, combine=True) == "blend"
+
+
+def test_auto_chooses_on_the_training_rows_only(monkeypatch):
+    """`evaluate_models` hands `auto` the training rows and nothing else: every row the selector
+    sees is a training row, and changing the test outcomes changes neither its choice nor its
+    cross-validated scores."""
+    train, test = _campaign(3000, 0.3, seed=7), _campaign(3000, 0.3, seed=8)
+    seen = []
+    fit = AutoUplift.fit
+
+    def spy(self, X, treatment, outcome):
+        seen.append((np.asarray(X, dtype=float).copy(), np.asarray(outcome).copy()))
+        self.candidates = ("blend", "s-lr", "s", "t")  # fewer fits
+        return fit(self, X, treatment, outcome)
+
+    monkeypatch.setattr(AutoUplift, "fit", spy)
+    first = {r["model"]: r for r in evaluate_models(train, test, ["auto"])}["auto"]
+    flipped = CampaignData(test.X, test.treatment, 1.0 - test.outcome)
+    second = {r["model"]: r for r in evaluate_models(train, flipped, ["auto"])}["auto"]
+    assert len(seen) == 2
+    for X, y in seen:
+        np.testing.assert_array_equal(X, train.X.to_numpy(dtype=float))
+        np.testing.assert_array_equal(y, train.outcome)
+    assert first["chosen"] == second["chosen"] and first["cv"] == second["cv"]
+
+
 def test_auto_keeps_its_default_unless_it_is_beaten_and_averages_the_level_candidates_then():
     data = _campaign(4000, 0.3, seed=6)
     kwargs = dict(candidates=("s-lr", "t-lr", "s", "ct"), cv=2, repeats=2)
-    auto = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
+    auto = AutoUplift(**kwargs, default="s").fit(data.X, data.treatment, data.outcome)
     level = [k for k in kwargs["candidates"] if auto.cv_scores_[k]["level_with_best"]]
     s = auto.cv_scores_["s"]
-    if s["gap_to_best"] <= 2 * s["gap_se"]:  # the default is left only when beaten by 2 SE
-        assert auto.best_key_ == "s"
+    best = max(auto.cv_scores_.values(), key=lambda v: v["combined"])
+    if s["gap_to_best"] <= 2 * s["gap_se"] or not all(best[m] > s[m] for m in ("qini_auc", "uplift@30")):
+        assert auto.best_key_ == "s"  # the default is left only when beaten by 2 SE on both metrics
     else:
         assert auto.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
     # without a default (or with one that is not a candidate) the level set is averaged
@@ -121,9 +191,15 @@ def test_auto_keeps_its_default_unless_it_is_beaten_and_averages_the_level_candi
         assert no_default.model_.members == tuple(level) and no_default.model_.standardise
 
 
-def test_standardised_ensemble_puts_members_on_one_scale():
-    from models.uplift.selection import UpliftEnsemble
+def test_blend_members_follow_the_outcome():
+    from models.uplift.selection import make_model
 
+    assert make_model("blend", binary=True).members == ("s", "si-lr")
+    assert make_model("blend", binary=False).members == ("s", "si-lr", "s-2p", "s-lr-2p")
+    assert make_model("blend").standardise
+
+
+def test_standardised_ensemble_puts_members_on_one_scale():
     data = _campaign(3000, 0.3, seed=5)
     ens = UpliftEnsemble(members=("s", "t-lr"), standardise=True).fit(data.X, data.treatment, data.outcome)
     train_parts = np.stack([m.predict_uplift(data.X) for m in ens.models_])
