@@ -52,3 +52,17 @@ def demand_series(sales: pd.DataFrame, freq: str, until=None) -> pd.DataFrame:
             "y": values[item_idx, period_idx].astype("float64"),
         }
     )
+
+
+def load_event_calendar(path: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Known promotion windows from a CSV or Parquet file with `start` and `end` columns (end exclusive;
+    dates or times, UTC when no zone is given): the platform's planned discount seasons and sales."""
+    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    missing = {"start", "end"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"the events calendar needs columns start and end (missing {sorted(missing)})")
+    start = pd.to_datetime(frame["start"], utc=True, format="mixed")
+    end = pd.to_datetime(frame["end"], utc=True, format="mixed")
+    if start.isna().any() or end.isna().any() or (end <= start).any():
+        raise ValueError("every event in the calendar needs a start before its end")
+    return list(zip(start, end, strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-DEFAULT_MODELS = "seasonal_naive,naive,window_average,auto_ets,croston_sba,imapa,ensemble"
+DEFAULT_MODELS = "seasonal_naive,naive,window_average,auto_ets,croston_sba,imapa,ensemble,calendar_level"
 
 
 def evaluate_forecast(
@@ -23,6 +23,11 @@ def evaluate_forecast(
         None, help="Periods of history an item needs before the first cutoff (default max(2h+1, 8))."
     ),
     models: str = typer.Option(DEFAULT_MODELS, help="Comma-separated forecaster names."),
+    events_calendar: str | None = typer.Option(
+        None,
+        help="CSV or Parquet of known promotion windows (columns start, end; end exclusive), a future"
+        " regressor for lightgbm and calendar_level.",
+    ),
     json_lines: bool = typer.Option(False, "--json", help="One JSON object per model per line."),
 ) -> None:
     """Sum sales per item and period, then score each forecaster from rolling origins.
@@ -33,7 +38,7 @@ def evaluate_forecast(
     import json
 
     from features.loaders import load_sales
-    from features.sales import demand_series
+    from features.sales import demand_series, load_event_calendar
     from training.evaluate_forecast import evaluate_forecasters
 
     kind, _, path = data.partition(":")
@@ -48,10 +53,12 @@ def evaluate_forecast(
             time_format=time_format,
         )  # fmt: skip
         typer.echo(report.summary(), err=True)
+        calendar = load_event_calendar(events_calendar) if events_calendar else []
         series = demand_series(sales, freq)
         rows, summary = evaluate_forecasters(
-            series, names, freq=freq, horizon=horizon, n_windows=windows, min_train=min_train
-        )
+            series, names, freq=freq, horizon=horizon, n_windows=windows, min_train=min_train,
+            event_windows=calendar,
+        )  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

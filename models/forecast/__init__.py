@@ -4,7 +4,9 @@ Real retail demand per item and week is mostly intermittent (many zero weeks), s
 smooth-series models (ETS) with intermittent-demand ones (Croston SBA, IMAPA) and simple averages; the
 `ensemble` averages ETS, IMAPA and a 4-period window average, which is usually the safest single choice.
 Models without their own interval model get conformal intervals (statsforecast's `ConformalIntervals`).
-`lightgbm` is one global model across items (`models.forecast.global_model`), predicting the median.
+`lightgbm` is one global model across items (`models.forecast.global_model`), predicting the median;
+`calendar_level` is item level x season profile x event lift (`models.forecast.calendar_model`). Both
+take a known event calendar (planned promotions) as a future regressor.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import pandas as pd
 
 FORECASTERS = (
     "seasonal_naive", "naive", "window_average", "auto_ets", "croston_sba", "imapa", "ensemble", "lightgbm",
+    "calendar_level",
 )  # fmt: skip
-#: Forecasters that statsforecast runs; `lightgbm` is the global model (models.forecast.global_model).
-STATISTICAL = FORECASTERS[:-1]
+#: Forecasters fit on every item at once from each origin, with the event calendar:
+#: `lightgbm` (models.forecast.global_model) and `calendar_level` (models.forecast.calendar_model).
+CALENDAR_AWARE = ("lightgbm", "calendar_level")
+#: Forecasters that statsforecast runs.
+STATISTICAL = tuple(name for name in FORECASTERS if name not in CALENDAR_AWARE)
 ENSEMBLE_MEMBERS = ("auto_ets", "imapa", "window_average")
 #: Natural season length per frequency; used only when the history holds two full seasons.
 SEASON_LENGTHS = {"D": 7, "W": 52, "M": 12, "ME": 12, "MS": 12, "Q": 4, "QE": 4, "h": 24, "H": 24}
@@ -23,6 +29,7 @@ SEASON_LENGTHS = {"D": 7, "W": 52, "M": 12, "ME": 12, "MS": 12, "Q": 4, "QE": 4,
 __all__ = [
     "FORECASTERS",
     "STATISTICAL",
+    "CALENDAR_AWARE",
     "ENSEMBLE_MEMBERS",
     "season_length_for",
     "make_forecasters",

@@ -26,6 +26,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from models.forecast.calendar_model import event_flags
+
 N_LAGS = 14
 LEVEL_WINDOW = 28
 MAX_ORIGINS = 35
@@ -231,12 +233,8 @@ def forecast_frame(
     wide = series.pivot(index="unique_id", columns="ds", values="y")
     periods = pd.date_range(wide.columns.min(), periods=wide.shape[1] + horizon, freq=freq)
     wide = wide.reindex(columns=periods[: wide.shape[1]])
-    event = np.zeros(len(periods))
-    for start, end in event_windows:
-        start, end = pd.Timestamp(start).tz_localize(None), pd.Timestamp(end).tz_localize(None)
-        event[(periods >= start) & (periods < end)] = 1.0
     model = GlobalLGBMForecaster(horizon, season_length, random_state=random_state)
-    pred = model.fit(wide.to_numpy(), event).predict()
+    pred = model.fit(wide.to_numpy(), event_flags(periods, event_windows)).predict()
     if np.all(np.mod(series["y"].to_numpy(dtype=float), 1) == 0):
         # counts: the median of a count is a whole number (the absolute error is linear between two);
         # the interval holds the same whole numbers as before (and at least the median)

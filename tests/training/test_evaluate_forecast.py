@@ -166,3 +166,79 @@ def test_global_model_learns_weekdays_and_the_promotion_calendar():
     assert by["lightgbm"]["mase"] < 0.8 * by["imapa"]["mase"]
     assert by["lightgbm"]["mase"] < 0.8 * by["seasonal_naive"]["mase"]
     assert 0.6 <= by["lightgbm"]["coverage@80"] <= 0.95
+
+
+def _promotion_sales(events, n_items=40, days=112, lift=3.0, seed=7):
+    """Daily unit sales with a weekday rhythm and `lift` times demand inside the event windows."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2025-01-01", periods=days, freq="D", tz="UTC")
+    boost = np.ones(days)
+    for start, end in events:
+        boost[(index >= start) & (index < end)] = lift
+    weekday = np.array([0.8, 0.8, 0.9, 1.0, 1.1, 1.3, 1.1])
+    rows = []
+    for i in range(n_items):
+        counts = rng.poisson(rng.gamma(2.0, 1.5) * weekday[index.weekday] * boost)
+        rows += [(f"p{i}", d, c) for d, c in zip(index, counts, strict=True) if c]
+    return pd.DataFrame(rows, columns=["item_id", "ts", "quantity"]), index
+
+
+def test_the_calendar_models_fit_only_on_history_before_each_origin(monkeypatch):
+    import training.evaluate_forecast as ev
+
+    seen = []
+
+    def spy(real):
+        def fit_and_forecast(history, freq, horizon, m, event_windows):
+            out = real(history, freq, horizon, m, event_windows)
+            seen.append((history["ds"].max(), out["ds"].min()))
+            return out
+
+        return fit_and_forecast
+
+    for name, real in list(ev._CALENDAR_FORECASTS.items()):
+        monkeypatch.setitem(ev._CALENDAR_FORECASTS, name, spy(real))
+    sales, _ = _promotion_sales(
+        [(pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2025-03-08", tz="UTC"))]
+    )
+    series = demand_series(sales, "D")
+    evaluate_forecasters(series, ["lightgbm", "calendar_level"], freq="D", horizon=7, n_windows=3)
+    days = np.sort(series["ds"].unique())
+    cutoffs = [days[len(days) - 21 - 1 + 7 * k] for k in range(3)]
+    assert len(seen) == 6  # 2 models x 3 origins
+    for last_seen, first_forecast in seen:
+        assert last_seen in cutoffs  # the fit's history ends at an origin...
+        assert first_forecast == last_seen + pd.Timedelta(days=1)  # ...and it forecasts the periods after it
+    assert sorted({last for last, _ in seen}) == cutoffs
+
+
+def test_cli_takes_an_events_calendar_and_the_calendar_model_uses_it(tmp_path):
+    events = [
+        (pd.Timestamp("2025-02-20", tz="UTC"), pd.Timestamp("2025-02-27", tz="UTC")),
+        (pd.Timestamp("2025-04-16", tz="UTC"), pd.Timestamp("2025-04-20", tz="UTC")),  # held out
+    ]
+    sales, _ = _promotion_sales(events)
+    path = tmp_path / "sales.csv"
+    sales.assign(ts=sales["ts"].dt.strftime("%Y-%m-%d %H:%M")).to_csv(path, index=False)
+    calendar = tmp_path / "calendar.csv"
+    calendar.write_text("name,start,end\nspring,2025-02-20,2025-02-27\nflash,2025-04-16,2025-04-20\n")
+    base = ["evaluate", "forecast", "--data", f"events:{path}", "--item-col", "item_id", "--time-col", "ts",
+            "--quantity-col", "quantity", "--freq", "D", "--horizon", "7", "--windows", "2", "--models",
+            "seasonal_naive,calendar_level", "--json"]  # fmt: skip
+
+    def scores(args):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        return {row["model"]: row for row in map(json.loads, lines)}
+
+    blind, aware = scores(base), scores([*base, "--events-calendar", str(calendar)])
+    assert {"model", "mase", "smape", "coverage@80"} <= set(aware["calendar_level"])
+    assert aware["seasonal_naive"]["mase"] == pytest.approx(blind["seasonal_naive"]["mase"])
+    assert aware["calendar_level"]["mase"] < 0.85 * blind["calendar_level"]["mase"]
+    assert aware["calendar_level"]["mase"] < aware["seasonal_naive"]["mase"]
+    assert 0.6 <= aware["calendar_level"]["coverage@80"] <= 0.95
+
+    calendar.write_text("name,from,to\nspring,2025-02-20,2025-02-27\n")
+    result = CliRunner().invoke(app, [*base, "--events-calendar", str(calendar)])
+    assert result.exit_code == 2 and "start and end" in result.stderr
