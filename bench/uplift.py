@@ -1,9 +1,10 @@
 """Precision-marketing benchmark: planner versus oracle and response-model plans, confidence-interval
 coverage of the campaign report, and the uplift models on Hillstrom-like data.
 
-    .venv/bin/python -m bench.uplift [--shoppers 100000] [--campaigns 200] [--seeds 3] [--quick]
+    .venv/bin/python -m bench.uplift [--shoppers 100000] [--campaigns 200] [--seeds 3]
+        [--sections planner,marketplace,coverage,hillstrom] [--quick]
 
-Prints tables and writes bench/results/uplift.json.
+Prints tables and writes bench/results/uplift.json (sections not run keep their stored results).
 """
 
 from __future__ import annotations
@@ -291,6 +292,11 @@ def marketplace_scenario(args) -> list[dict]:
     return results
 
 
+# section name -> its key in the results file
+SECTIONS = {"planner": "planner", "marketplace": "marketplace", "coverage": "ci_coverage",
+            "hillstrom": "hillstrom_like_models"}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shoppers", type=int, default=100_000)
@@ -298,7 +304,7 @@ def main() -> None:
     parser.add_argument("--learner", default="x")
     parser.add_argument("--campaigns", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--models", default="s,t,x,dr,ct,s-lr,t-lr,x-lr,ens,auto")
+    parser.add_argument("--models", default="s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ens,blend,auto")
     parser.add_argument(
         "--market-seeds", default="7,11", help="Demo marketplaces generated for the scenario."
     )
@@ -307,14 +313,67 @@ def main() -> None:
     )
     parser.add_argument("--budgets", default="1000,3000,10000,30000", help="Campaign budgets (CNY).")
     parser.add_argument("--margin", type=float, default=0.3)
-    parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="Comma-separated subset of " + ",".join(SECTIONS) + "; the others' stored results are kept.",
+    )
+    parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run (writes nothing).")
     args = parser.parse_args()
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
     if args.quick:
         args.shoppers, args.campaigns, args.seeds, args.models = 10_000, 20, 1, "s,x"
         args.market_seeds, args.budgets = args.market_seeds.split(",")[0], "3000"
-    from marketing.measurement import coverage_study
 
-    t0 = time.perf_counter()
+    result: dict = {}
+    seconds: dict = {}
+    if "planner" in sections:
+        t0 = time.perf_counter()
+        result["planner"] = _planner_section(args)
+        seconds["planner"] = time.perf_counter() - t0
+    if "marketplace" in sections:
+        t0 = time.perf_counter()
+        result["marketplace"] = marketplace_scenario(args)
+        seconds["marketplace"] = time.perf_counter() - t0
+    if "coverage" in sections:
+        from marketing.measurement import coverage_study
+
+        t0 = time.perf_counter()
+        coverage = coverage_study(n_campaigns=args.campaigns, audience=4000, control_share=0.2, seed=0)
+        print(f"\n95% CI coverage over {coverage['n_campaigns']} simulated campaigns (target >= 0.90)")
+        for metric, share in coverage["coverage"].items():
+            print(f"  {metric:<34}{share:.3f}")
+        result["ci_coverage"] = coverage
+        seconds["coverage"] = time.perf_counter() - t0
+    if "hillstrom" in sections:
+        t0 = time.perf_counter()
+        models = model_bench(args.seeds, args.models.split(","))
+        print(f"\nHillstrom-like simulation, mean over {models['seeds']} seeds (test half of 64,000 rows)")
+        print(
+            f"{'model':<28}{'qini_auc':>10}{'auuc':>8}{'uplift@30':>11}{'uplift@10':>11}{'@30 by_group':>14}"
+        )
+        for r in models["rows"]:
+            print(
+                f"{r['model']:<28}{r['qini_auc']:>10.4f}{r['auuc']:>8.4f}{r['uplift@30']:>11.4f}"
+                f"{r['uplift@10']:>11.4f}{r['uplift@30_by_group']:>14.4f}"
+            )
+            if "chosen" in r:
+                print(f"{'':<28}chosen per seed: {', '.join(r['chosen'])}")
+        result["hillstrom_like_models"] = models
+        seconds["hillstrom"] = time.perf_counter() - t0
+    if args.quick:
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(_merge(RESULTS, result, seconds, sections, vars(args)), indent=2, default=float)
+    )
+    print(f"\nwrote {RESULTS} ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
+
+
+def _planner_section(args) -> dict:
     planner = planner_bench(args.shoppers, args.shoppers * args.budget_per_shopper, args.learner, seed=0)
     print(f"\nPlanner at budget {planner['budget']:.0f} CNY, {planner['shoppers']:,} shoppers (true effects)")
     print(f"{'plan':<16}{'shoppers':>10}{'inc.conv':>10}{'inc.revenue':>13}{'cost':>10}{'inc.profit':>12}")
@@ -327,34 +386,25 @@ def main() -> None:
         f"planner / oracle = {planner['planner_vs_oracle']:.3f} (target >= 0.90); "
         f"planner / response model = {planner['planner_vs_response']:.2f} (target >= 1.5)"
     )
+    return planner
 
-    markets = marketplace_scenario(args)
 
-    coverage = coverage_study(n_campaigns=args.campaigns, audience=4000, control_share=0.2, seed=0)
-    print(f"\n95% CI coverage over {coverage['n_campaigns']} simulated campaigns (target >= 0.90)")
-    for metric, share in coverage["coverage"].items():
-        print(f"  {metric:<34}{share:.3f}")
-
-    models = model_bench(args.seeds, args.models.split(","))
-    print(f"\nHillstrom-like simulation, mean over {models['seeds']} seeds (test half of 64,000 rows)")
-    print(f"{'model':<28}{'qini_auc':>10}{'auuc':>8}{'uplift@30':>11}{'uplift@10':>11}{'@30 by_group':>14}")
-    for r in models["rows"]:
-        print(
-            f"{r['model']:<28}{r['qini_auc']:>10.4f}{r['auuc']:>8.4f}{r['uplift@30']:>11.4f}"
-            f"{r['uplift@10']:>11.4f}{r['uplift@30_by_group']:>14.4f}"
-        )
-    result = {
-        "planner": planner,
-        "marketplace": markets,
-        "ci_coverage": coverage,
-        "hillstrom_like_models": models,
-        "seconds": time.perf_counter() - t0,
+def _merge(path: Path, result: dict, seconds: dict, sections: list[str], args: dict) -> dict:
+    """Sections not re-run keep their stored figures, with the seconds and arguments of the run that made
+    them, so a slow section can be re-measured alone without losing the others."""
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    old_seconds, old_args = previous.get("seconds", {}), previous.get("args", {})
+    if not isinstance(old_seconds, dict):  # the one run that made every stored section
+        old_seconds = {"previous run, all sections": old_seconds}
+        old_args = {name: old_args for name in SECTIONS}
+    kept = [name for name, key in SECTIONS.items() if name not in sections and key in previous]
+    merged = {**{SECTIONS[name]: previous[SECTIONS[name]] for name in kept}, **result}
+    return {
+        **{key: merged[key] for key in SECTIONS.values() if key in merged},
+        "seconds": {**{k: v for k, v in old_seconds.items() if kept and k not in sections}, **seconds},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "args": vars(args),
+        "args": {**{k: v for k, v in old_args.items() if k in kept}, **{name: args for name in sections}},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=float))
-    print(f"\nwrote {RESULTS} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
