@@ -1,8 +1,8 @@
-"""The feature job out of core, on Dask: partitioned Parquet in, partitioned Parquet out.
+"""The feature job out of core, in-process or on Dask: partitioned Parquet in, partitioned Parquet out.
 
 One code path for every size: the event log (`events/` of a generated marketplace, any number of
-part files, partitioned any way) is hash-partitioned by shopper with a Dask shuffle, and the shopper
-table with the same hash, so each partition holds whole shoppers. Per partition, the ordinary pandas
+part files, partitioned any way) is hash-partitioned by shopper (how: below), and the shopper table
+with the same hash, so each partition holds whole shoppers. Per partition, the ordinary pandas
 feature functions run unchanged (`features.tables`, `features.interactions`):
 - `interactions/`: one row per (shopper_id, product_id) with its summed event weight, as
   `build_interactions` computes it (`read_interactions` turns it back into `InteractionData`);
@@ -15,8 +15,8 @@ the job is a Dask graph on its workers (peer-to-peer shuffle), which must see th
 one it streams in this process: the event log is read in Arrow batches and each batch's rows are
 appended to one Arrow file per partition on disk, then the partitions run one after another and the
 product counts are summed in the same tree as on a cluster, so memory is one batch, then one
-partition, whatever the size of the log. (Dask's own in-process disk shuffle held the whole log: its
-peak grew from 1.1 GB at 1M events to 3.5 GB at 10M and passed 10 GB at 51M.)
+partition, whatever the size of the log (with Dask's synchronous scheduler and disk shuffle instead,
+the peak grew with the log: 1.1 GB at 1M events, 3.5 GB at 10M, past 10 GB at 51M; docs/scale.md).
 """
 
 from __future__ import annotations
