@@ -12,7 +12,9 @@ Peak memory is the peak of the summed RSS of the child and all its descendants (
 sampled every 50 ms by `bench.measure`, which also records the largest single worker's peak.
 Times are quoted as ratios to the pandas baseline of the same run. Run:
     nice .venv/bin/python -m bench.scale [--parts 2,4] [--modes pandas,dask,local:1,local:2] [--keep]
-Writes bench/results/scale.json after every point (`--keep` keeps the points of other sizes there).
+Writes bench/results/scale.json after every point (`--keep` keeps the points of other sizes, or of the
+same size from an older generator (another event count), and in a re-run point the runs of the modes
+not run again, marked `earlier_run`; ratios are always to the baseline of the run that measured them).
 """
 
 from __future__ import annotations
@@ -106,13 +108,20 @@ def main() -> None:
     print(f"{'events':>10} {'mode':>8} " + " ".join(f"{h:>9}" for h in head))
     for parts in [int(p) for p in args.parts.split(",")]:
         point = run_point(parts, modes)
-        points = sorted([p for p in points if p["parts"] != parts] + [point], key=lambda p: p["parts"])
+        for old in [p for p in points if (p["parts"], p["events"]) == (parts, point["events"])]:
+            kept = [{**r, "earlier_run": True} for r in old["runs"] if r["mode"] not in modes]
+            point = {**point, "runs": kept + point["runs"]}
+        same = [p for p in points if (p["parts"], p["events"]) == (parts, point["events"])]
+        points = sorted(  # a point of an older generator (other event count) stays as it was
+            [p for p in points if p not in same] + [point], key=lambda p: (p["parts"], p["events"])
+        )
         for r in point["runs"]:
+            cpu, worker = r.get("cpu_seconds") or 0, r.get("peak_worker_rss_mb") or 0
+            ratios = [r.get(f"{what}_vs_{point['baseline']}") for what in ("time", "memory")]
             print(
-                f"{point['events']:>10,} {r['mode']:>8} {r['seconds']:>9.1f} {r['cpu_seconds']:>9.1f} "
-                f"{r['peak_rss_mb']:>9.0f} "
-                f"{r['peak_worker_rss_mb']:>9.0f} {r['time_vs_' + point['baseline']]:>9.2f} "
-                f"{r['memory_vs_' + point['baseline']]:>9.2f}",
+                f"{point['events']:>10,} {r['mode']:>8} {r['seconds']:>9.1f} {cpu:>9.1f} "
+                f"{r['peak_rss_mb']:>9.0f} {worker:>9.0f} "
+                + " ".join("" if x is None else f"{x:>9.2f}" for x in ratios),
                 flush=True,
             )
         write_result("scale", {"cpu_count": os.cpu_count(), "points": points})  # after every point

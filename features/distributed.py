@@ -1,8 +1,8 @@
-"""The feature job out of core, on Dask: partitioned Parquet in, partitioned Parquet out.
+"""The feature job out of core, in-process or on Dask: partitioned Parquet in, partitioned Parquet out.
 
 One code path for every size: the event log (`events/` of a generated marketplace, any number of
-part files, partitioned any way) is hash-partitioned by shopper with a Dask shuffle, and the shopper
-table with the same hash, so each partition holds whole shoppers. Per partition, the ordinary pandas
+part files, partitioned any way) is hash-partitioned by shopper (how: below), and the shopper table
+with the same hash, so each partition holds whole shoppers. Per partition, the ordinary pandas
 feature functions run unchanged (`features.tables`, `features.interactions`):
 - `interactions/`: one row per (shopper_id, product_id) with its summed event weight, as
   `build_interactions` computes it (`read_interactions` turns it back into `InteractionData`);
@@ -10,9 +10,13 @@ feature functions run unchanged (`features.tables`, `features.interactions`):
 - `product_features/`: per-partition `product_event_counts` are additive over disjoint shopper sets,
   so they are summed in a tree and finished once (`product_features_from_counts`).
 Events are sorted inside each partition first, so float sums do not depend on arrival order: the same
-input gives equal outputs in-process and on any cluster. Without a client the graph runs in this
-process (synchronous scheduler, on-disk shuffle); with one (`features.cluster.dask_client`) on its
-workers (peer-to-peer shuffle), which must see the same paths.
+input gives equal outputs in-process and on any cluster. With a client (`features.cluster.dask_client`)
+the job is a Dask graph on its workers (peer-to-peer shuffle), which must see the same paths. Without
+one it streams in this process: the event log is read in Arrow batches and each batch's rows are
+appended to one Arrow file per partition on disk, then the partitions run one after another and the
+product counts are summed in the same tree as on a cluster, so memory is one batch, then one
+partition, whatever the size of the log (with Dask's synchronous scheduler and disk shuffle instead,
+the peak grew with the log: 1.1 GB at 1M events, 3.5 GB at 10M, past 10 GB at 51M; docs/scale.md).
 """
 
 from __future__ import annotations
@@ -54,38 +58,158 @@ def run_feature_job(
     """Write interactions/, shopper_features/ and product_features/ (Parquet part files) under `out_dir`.
 
     `as_of`: use events strictly before it (default: just after the last event). `client`: a
-    `distributed.Client` to run on (None: in-process). `partitions`: shopper partitions (default: the
-    number of event part files); memory per task is about one partition's events.
+    `distributed.Client` to run on (None: in-process, streaming). `partitions`: shopper partitions
+    (default: the number of event part files); memory per task is about one partition's events.
     """
-    import dask
-    import dask.dataframe as dd
-
     data, out = Path(data_dir), Path(out_dir)
     if not (data / "events").is_dir():
         raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
-    scheduler = client if client is not None else "synchronous"
+    n = partitions or len(list((data / "events").glob("*.parquet")))
+    if n < 1:
+        raise ValueError(f"partitions must be >= 1, got {n}")
+    products = pd.read_parquet(data / "products.parquet")
+    categories = pd.read_parquet(data / "categories.parquet")
+    for name in OUTPUTS:
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+        (out / name).mkdir(parents=True)
+    job = (weights, half_life_days, out)
+    if client is None:
+        _stream_feature_job(data, out, as_of, n, products, categories, job)
+    else:
+        _dask_feature_job(data, as_of, n, products, categories, job, client)
+    return {name: out / name for name in OUTPUTS}
+
+
+def _stream_feature_job(data: Path, out: Path, as_of, n: int, products, categories, job) -> None:
+    """The feature job in this process: the shopper partitions one by one (`ShopperPartitions`),
+    product counts summed as they come."""
+    with ShopperPartitions(data, n, workdir=out) as parts:
+        as_of = as_utc(parts.last_ts + pd.Timedelta(microseconds=1) if as_of is None else as_of)
+        counts = _TreeSum(n)
+        for i, events, shoppers in parts:
+            counts.add(_partition_job(events, shoppers, products, categories, as_of, *job, i))
+    _write_product_features(counts.total, products, categories, as_of, out)
+
+
+class ShopperPartitions:
+    """A marketplace's events and shoppers cut into `n` shopper partitions on disk, read back one at a
+    time: `with ShopperPartitions(data, n) as parts: for i, events, shoppers in parts: ...`.
+
+    On entry the event log (`data/events`, EVENT_COLUMNS) and `shoppers.parquet` are read in Arrow
+    batches and each batch's rows appended to one Arrow file per partition (`_buckets`, the hash the
+    cluster shuffle uses) under a temporary directory in `workdir`, removed on exit; so memory is one
+    batch while cutting and one partition while reading, whatever the size of the log. `last_ts` is
+    the latest event time (None without events)."""
+
+    def __init__(self, data_dir: str | Path, n: int, *, workdir: str | Path | None = None):
+        self.data, self.n, self.workdir = Path(data_dir), n, workdir
+        self.last_ts: pd.Timestamp | None = None
+
+    def __enter__(self) -> ShopperPartitions:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(dir=self.workdir, prefix="_partitions-")
+        self.spill = Path(self._tmp.name)
+        self.last_ts = _spill_by_shopper(
+            self.data / "events", list(EVENT_COLUMNS), self.n, self.spill / "events"
+        )
+        _spill_by_shopper(self.data / "shoppers.parquet", None, self.n, self.spill / "shoppers")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._tmp.cleanup()
+
+    def __iter__(self):
+        for i in range(self.n):
+            name = f"{i:05d}.arrow"
+            yield i, _read_spill(self.spill / "events" / name), _read_spill(self.spill / "shoppers" / name)
+
+
+def _spill_by_shopper(source: Path, columns: list[str] | None, n: int, spill: Path) -> pd.Timestamp | None:
+    """Append `source`'s rows (Parquet file or directory) to `spill/NNNNN.arrow`, one Arrow file per
+    shopper partition; return the largest `ts` if there is one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(source, format="parquet")
+    names = columns or dataset.schema.names
+    schema = pa.schema([dataset.schema.field(c) for c in names])  # no pandas metadata: a plain index
+    spill.mkdir(parents=True)
+    writers = [pa.ipc.new_file(spill / f"{i:05d}.arrow", schema) for i in range(n)]
+    last = None
+    try:
+        batches = dataset.to_batches(
+            columns=names, batch_size=1 << 18, batch_readahead=1, fragment_readahead=1
+        )
+        for batch in batches:
+            table = pa.Table.from_batches([batch], schema=schema)
+            if "ts" in names and batch.num_rows:
+                top = pc.max(table["ts"])
+                last = top if last is None or pc.greater(top, last).as_py() else last
+            bucket = _buckets(table["shopper_id"].to_pandas(), n)
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(n + 1))
+            table = table.take(order)
+            for i in np.flatnonzero(np.diff(bounds)):
+                writers[i].write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]))
+    finally:
+        for writer in writers:
+            writer.close()
+    if last is None:
+        return None
+    return pd.Series(pa.array([last.value], type=last.type).to_pandas()).iloc[0]
+
+
+def _read_spill(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all().to_pandas()
+
+
+class _TreeSum:
+    """Sums per-partition product counts in the tree `_dask_feature_job` builds (groups of
+    COMBINE_FAN_IN consecutive partials per level), as they arrive: float sums match the cluster run
+    bit for bit, and at most COMBINE_FAN_IN - 1 partials per level are held."""
+
+    def __init__(self, n: int):
+        self.sizes = [n]
+        while self.sizes[-1] > 1:
+            self.sizes.append(-(-self.sizes[-1] // COMBINE_FAN_IN))
+        self.pending: list[list[pd.DataFrame]] = [[] for _ in self.sizes]
+        self.seen = [0 for _ in self.sizes]
+        self.total: pd.DataFrame | None = None
+
+    def add(self, counts: pd.DataFrame, level: int = 0) -> None:
+        if level == len(self.sizes) - 1:
+            self.total = counts
+            return
+        self.pending[level].append(counts)
+        self.seen[level] += 1
+        if len(self.pending[level]) == COMBINE_FAN_IN or self.seen[level] == self.sizes[level]:
+            group, self.pending[level] = self.pending[level], []
+            self.add(_combine_counts(group), level + 1)
+
+
+def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, client) -> None:
+    """The feature job as one Dask graph on `client`'s workers (peer-to-peer shuffle by shopper)."""
+    import dask
+    import dask.dataframe as dd
+
     with dask.config.set({"dataframe.convert-string": False}):
         events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
         if as_of is None:
-            last = events["ts"].max().compute(scheduler=scheduler)
+            last = events["ts"].max().compute(scheduler=client)
             as_of = pd.Timestamp(last) + pd.Timedelta(microseconds=1)
         as_of = as_utc(as_of)
-        n = partitions or events.npartitions
-        if n < 1:
-            raise ValueError(f"partitions must be >= 1, got {n}")
-        method = "p2p" if client is not None else "disk"
-        by_shopper = _by_shopper(events, n, method)
-        shoppers = _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, method)
-        products = pd.read_parquet(data / "products.parquet")
-        categories = pd.read_parquet(data / "categories.parquet")
+        by_shopper = _by_shopper(events, n, "p2p")
+        shoppers = _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, "p2p")
         catalog = dask.delayed(products, pure=True)
         tree = dask.delayed(categories, pure=True)
-
-        for name in OUTPUTS:
-            if (out / name).exists():
-                shutil.rmtree(out / name)
-            (out / name).mkdir(parents=True)
+        weights, half_life_days, out = job
         part = dask.delayed(_partition_job, pure=True)
         partials = [
             part(ev, sh, catalog, tree, as_of, weights, half_life_days, out, i)
@@ -97,8 +221,7 @@ def run_feature_job(
                 combine(partials[i : i + COMBINE_FAN_IN]) for i in range(0, len(partials), COMBINE_FAN_IN)
             ]
         final = dask.delayed(_write_product_features, pure=True)(partials[0], catalog, tree, as_of, out)
-        dask.compute(final, scheduler=scheduler)
-    return {name: out / name for name in OUTPUTS}
+        dask.compute(final, scheduler=client)
 
 
 def _by_shopper(frame, n: int, method: str):
@@ -109,9 +232,13 @@ def _by_shopper(frame, n: int, method: str):
 
 
 def _with_bucket(frame: pd.DataFrame, n: int) -> pd.DataFrame:
-    ids = frame["shopper_id"].astype(str)
-    bucket = pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(n)
-    return frame.assign(bucket=bucket.astype(np.int64))
+    return frame.assign(bucket=_buckets(frame["shopper_id"], n))
+
+
+def _buckets(shopper_ids: pd.Series, n: int) -> np.ndarray:
+    """The shopper partition (0..n-1) of each id: one hash for every frame, in-process or on a cluster."""
+    ids = shopper_ids.astype(str)
+    return (pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(n)).astype(np.int64)
 
 
 def _partition_job(
@@ -126,14 +253,13 @@ def _partition_job(
     index: int,
 ) -> pd.DataFrame:
     """Write one shopper partition's interactions and shopper features; return its product counts."""
-    ev = events_before(events.drop(columns="bucket"), as_of)
+    events, shoppers = (f.drop(columns="bucket", errors="ignore") for f in (events, shoppers))
+    ev = events_before(events, as_of)
     ev = ev.astype({c: str for c in ("shopper_id", "product_id", "event_type")})
     ev = ev.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
     name = f"part-{index:05d}.parquet"
     _write(interaction_rows(ev, as_of, weights, half_life_days), out / "interactions" / name, index=False)
-    table = shopper_features(
-        ev, products, as_of, shoppers=shoppers.drop(columns="bucket"), categories=categories
-    )
+    table = shopper_features(ev, products, as_of, shoppers=shoppers, categories=categories)
     _write(table, out / "shopper_features" / name)
     return product_event_counts(ev, as_of)
 

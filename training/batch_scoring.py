@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.recommenders.base import Recommender
+from models.recommenders.common import MatrixRecommender
 
 COLUMNS = ("shopper_id", "rank", "product_id", "score")
 
@@ -56,9 +57,51 @@ def score_all(
 
 
 def _score_chunk(model: Recommender, shopper_ids: list[str], n: int, path: Path) -> int:
-    lists = model.recommend(shopper_ids, n=n)
+    frame = (
+        _ranked_arrays(model, shopper_ids, n)
+        if _ranks_in_blocks(model)
+        else _ranked_lists(model, shopper_ids, n)
+    )
+    frame = frame.astype({"shopper_id": str, "product_id": str, "rank": np.int32})
+    frame.to_parquet(path, index=False)
+    return len(frame)
+
+
+def _ranks_in_blocks(model: Recommender) -> bool:
+    """True when the model ranks with `MatrixRecommender`'s own rule (not an override such as the
+    two-stage ranker's): its lists can then be read as arrays from `ranked_blocks`."""
+    return isinstance(model, MatrixRecommender) and type(model).recommend is MatrixRecommender.recommend
+
+
+def _ranked_arrays(model: MatrixRecommender, shopper_ids: list[str], n: int) -> pd.DataFrame:
+    """The chunk's lists straight from `ranked_blocks` (one matrix product and one block top-n per
+    `_BATCH` shoppers, no per-shopper Python): the same rows as `recommend`."""
+    index = model.user_index_
+    ids = np.asarray(shopper_ids, dtype=object)
+    known = np.fromiter((u in index for u in shopper_ids), dtype=bool, count=len(ids))
+    rows = np.fromiter((index[u] for u in ids[known]), dtype=np.int64, count=int(known.sum()))
+    parts = []
+    for block, cols, counts, scores in model.ranked_blocks(rows, n):
+        valid = cols >= 0
+        who = np.repeat(ids[known][block], counts)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "shopper_id": who,
+                    "rank": np.nonzero(valid)[1] + 1,
+                    "product_id": model.item_ids_[cols[valid]],
+                    "score": scores[np.nonzero(valid)[0], cols[valid]].astype(np.float64),
+                },
+                columns=list(COLUMNS),
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else _ranked_lists(model, [], n)
+
+
+def _ranked_lists(model: Recommender, shopper_ids: list[str], n: int) -> pd.DataFrame:
+    lists = model.recommend(shopper_ids, n=n) if shopper_ids else []
     sizes = np.array([len(r) for r in lists], dtype=np.int64)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "shopper_id": np.repeat(np.asarray(shopper_ids, dtype=object), sizes),
             "rank": np.concatenate([np.arange(1, s + 1) for s in sizes]) if len(sizes) else [],
@@ -67,11 +110,48 @@ def _score_chunk(model: Recommender, shopper_ids: list[str], n: int, path: Path)
         },
         columns=list(COLUMNS),
     )
-    frame = frame.astype({"shopper_id": str, "product_id": str, "rank": np.int32})
-    frame.to_parquet(path, index=False)
-    return len(frame)
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
     """All precomputed lists, ordered by shopper and rank."""
     return pd.read_parquet(path).sort_values(["shopper_id", "rank"], kind="mergesort").reset_index(drop=True)
+
+
+def score_coupon_uplift(
+    model,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    as_of,
+    channel: str = "site",
+    partitions: int | None = None,
+) -> Path:
+    """Every shopper's uplift per coupon kind (the model's arms) as of `as_of`, into
+    `out_dir/part-NNNNN.parquet` (shopper_id, one column per kind), one part per shopper partition.
+
+    The features are the served model's (`shopper_history_features` of each shopper's events before
+    `as_of`, encoded to the model's columns), computed a shopper partition at a time
+    (`features.distributed.ShopperPartitions`) and scored with one `predict_uplift` call per
+    partition, so memory is one partition's events whatever the number of shoppers."""
+    from features.campaign_features import encode_features, shopper_history_features
+    from features.distributed import ShopperPartitions
+
+    data, out = Path(data_dir), Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    arms = [str(a) for a in model.arms_ if str(a) != "control"]
+    columns = list(model.feature_names_in_)
+    n = partitions or max(1, len(list((data / "events").glob("*.parquet"))))
+    with ShopperPartitions(data, n, workdir=out) as parts:
+        for i, events, shoppers in parts:
+            if shoppers.empty:
+                continue
+            events = events.astype({"shopper_id": str, "product_id": str})
+            X = encode_features(shopper_history_features(events, shoppers, as_of, channel), columns)
+            scores = np.asarray(model.predict_uplift(X), dtype=np.float64).reshape(len(X), -1)
+            frame = pd.DataFrame(scores, columns=arms, index=X.index.astype(str))
+            frame.rename_axis("shopper_id").reset_index().to_parquet(
+                out / f"part-{i:05d}.parquet", index=False
+            )
+    return out

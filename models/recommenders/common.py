@@ -30,6 +30,7 @@ from models.recommenders.base import Ranked, Recommender
 ARTIFACT_FORMAT = "crosscart-recommender/1"
 _BATCH = 512  # users scored per dense block: bounds memory at 512 x n_items floats
 _SAMPLE_ABOVE = 64  # rows longer than 64 x n are cut by a sampled threshold first (see top_n)
+_ROW_CUT = 8  # top_n_rows: the threshold is the 8th largest of the sample (about 4n items pass)
 
 
 def check_data(data: InteractionData) -> sp.csr_matrix:
@@ -64,6 +65,51 @@ def top_n(scores: np.ndarray, n: int) -> np.ndarray:
         if n <= cut.size <= scores.size // 4:  # else heavy ties at the threshold: no gain
             return cut[_top_n_full(scores[cut], n)]
     return _top_n_full(scores, n)
+
+
+def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_n` of every row of a (users, items) block at once: (cols, counts), where
+    `cols[i, :counts[i]]` equals `top_n(scores[i], n)` (the rest is -1).
+
+    Batch scoring ranks a million rows; a Python call per row cost more than the matrix product. Each
+    row's threshold is its `_ROW_CUT`-th largest score among every (n // 2)-th item (about 4n items
+    pass it); the passing cells of the whole block are found with one `nonzero` over the mask read as
+    64-bit words, and ordered with one `lexsort` (row, score down, index up). The cut is exact when at
+    least n scores pass it and all of them are finite; other rows (or rows where ties make the cut
+    useless, more than a quarter passing) go through `top_n` one by one."""
+    rows, m = scores.shape
+    cols = np.full((rows, min(n, m)), -1, dtype=np.int64)
+    counts = np.zeros(rows, dtype=np.int64)
+    fast = np.zeros(rows, dtype=bool)
+    sample = scores[:, :: max(1, n // 2)]
+    if rows and m >= _SAMPLE_ABOVE * n and sample.shape[1] > _ROW_CUT:
+        width = -(-m // 8) * 8  # whole 64-bit words per row
+        cut = np.partition(sample, sample.shape[1] - _ROW_CUT, axis=1)[:, sample.shape[1] - _ROW_CUT]
+        passing = np.zeros((rows, width), dtype=bool)
+        np.greater_equal(scores, cut[:, None], out=passing[:, :m])
+        passed = np.count_nonzero(passing, axis=1)
+        passing[passed > m // 4] = False  # heavy ties: too many cells to gather
+        words = np.flatnonzero(passing.view(np.uint64))
+        cells = (words[:, None] * 8 + np.arange(8)).ravel()
+        cells = cells[passing.ravel()[cells]]
+        del passing
+        r, c = np.divmod(cells, width)
+        values = scores[r, c]
+        fast = (passed >= n) & (passed <= m // 4)
+        fast[r[~np.isfinite(values)]] = False
+        keep = fast[r]
+        r, c, values = r[keep], c[keep], values[keep]
+        order = np.lexsort((c, -values, r))
+        r, c = r[order], c[order]
+        rank = np.arange(len(r)) - np.searchsorted(r, np.arange(rows))[r]
+        first = rank < n
+        cols[r[first], rank[first]] = c[first]
+        counts[fast] = n
+    for i in np.flatnonzero(~fast):
+        best = top_n(scores[i], n)
+        cols[i, : len(best)] = best
+        counts[i] = len(best)
+    return cols, counts
 
 
 def _top_n_full(scores: np.ndarray, n: int) -> np.ndarray:
@@ -181,19 +227,32 @@ class MatrixRecommender(PersistentRecommender):
         n, out, known, allowed = self._start_request(user_ids, n, candidates)
         if allowed is not None and not allowed.any():
             return out
-        for start in range(0, len(known), _BATCH):
-            block = known[start : start + _BATCH]
-            rows = np.fromiter((r for _, r in block), dtype=np.int64, count=len(block))
-            scores = np.asarray(self._score_users(rows), dtype=np.float64)
-            if exclude_seen:
-                seen = self.user_items_[rows]
-                scores[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
-            for k, (pos, _) in enumerate(block):
-                best = top_n(scores[k], n)
+        positions = [pos for pos, _ in known]
+        rows = np.fromiter((r for _, r in known), dtype=np.int64, count=len(known))
+        for block, cols, counts, scores in self.ranked_blocks(rows, n, exclude_seen, allowed):
+            for k, pos in enumerate(positions[block.start : block.stop]):
+                best = cols[k, : counts[k]]
                 out[pos] = [(str(self.item_ids_[j]), float(scores[k, j])) for j in best]
         return out
+
+    def ranked_blocks(
+        self, rows: np.ndarray, n: int, exclude_seen: bool = True, allowed: np.ndarray | None = None
+    ):
+        """`recommend`'s ranking as arrays, `_BATCH` user rows at a time: yields (slice of `rows`,
+        item columns (k, n) from `top_n_rows`, their counts, the block's scores). Batch scoring reads
+        these directly instead of building a list of tuples per shopper."""
+        for start in range(0, len(rows), _BATCH):
+            block = rows[start : start + _BATCH]
+            scores = np.asarray(self._score_users(block))
+            if not np.issubdtype(scores.dtype, np.floating):
+                scores = scores.astype(np.float64)
+            if exclude_seen:
+                seen = self.user_items_[block]
+                scores[np.repeat(np.arange(len(block)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            cols, counts = top_n_rows(scores, n)
+            yield slice(start, start + len(block)), cols, counts, scores
 
     def scored_items(self) -> np.ndarray:
         self._check_fitted()
@@ -203,7 +262,7 @@ class MatrixRecommender(PersistentRecommender):
         """Every item's score for one user (seen items included), or None for an unknown user.
 
         The serving path scores one uncached shopper per request: this is `recommend`'s scoring without
-        the batching, the float64 copy and the id lists, and the same `_score_users` arithmetic, so
+        the batching, the seen-item mask and the id lists, and the same `_score_users` arithmetic, so
         `item_ids_[top_n(user_scores(u), n)]` equals `recommend([u], n, exclude_seen=False)`."""
         self._check_fitted()
         row = self.user_index_.get(user_id)

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from features.interactions import InteractionData
 from models.recommenders.base import Ranked
-from models.recommenders.common import MatrixRecommender, top_n
+from models.recommenders.common import MatrixRecommender, top_n, top_n_rows
 from models.recommenders.repurchase import repurchase_context, repurchase_features
 
 _DAY = 86400.0
@@ -418,8 +418,8 @@ class TwoStageRanker(MatrixRecommender):
                 sc = np.asarray(model._score_users(block), dtype=np.float64)
                 sc[mask] = -np.inf
                 scores.append(sc)
-                for k in range(len(block)):
-                    pool[k, top_n(sc[k], n_candidates)] = True
+                cols, counts = top_n_rows(sc, n_candidates)
+                pool[np.repeat(np.arange(len(block)), counts), cols[cols >= 0]] = True
             if not exclude_seen and self.repeat_candidates > 0:
                 self._add_own_items(pool, mask, seen[block])
             bu, bi = np.nonzero(pool)
