@@ -20,6 +20,10 @@ logged bandit feedback from multiple loggers"): unbiased whenever Pbar > 0, and 
 than the probe alone where the plan repeats earlier plans (Pbar ~ 0.9 instead of the probe's
 1 / (arms + 1) x probe share) and for the baseline (most shoppers get no coupon with probability ~1).
 Rows of one shopper share that shopper's effects, so the interval clusters by shopper.
+
+These intervals are for the plan's *expected* value. What one run of the plan realises also carries
+that run's own outcome noise (who happens to buy, their baskets): `realized_interval` widens an
+interval by the plan's outcome variance, which is what to compare with a realised profit.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["PolicyValue", "policy_value", "pooled_policy_value"]
+__all__ = ["PolicyValue", "policy_value", "pooled_policy_value", "realized_interval"]
 
 
 @dataclass(frozen=True)
@@ -151,3 +155,16 @@ def _clustered(terms: np.ndarray, z: float, fixed: float = 0.0) -> tuple[float, 
     total = fixed + float(per_shopper.sum())
     se = float(np.sqrt(n) * per_shopper.std(ddof=1))
     return total, total - z * se, total + z * se
+
+
+def realized_interval(
+    estimate: float, low: float, high: float, outcome_variance: float, z: float = 1.96
+) -> tuple[float, float]:
+    """Interval for the profit a plan will realise in one run, from a normal (`low`, `high`) interval
+    for its expectation: the realised profit also carries the run's own outcome noise (the sum of
+    the plan's per-shopper reward variances, `outcome_variance`), independent of the logged rows."""
+    if outcome_variance < 0 or z <= 0:
+        raise ValueError("outcome_variance must be >= 0 and z > 0")
+    se = (high - low) / (2 * z)
+    half = z * float(np.sqrt(se**2 + outcome_variance))
+    return estimate - half, estimate + half
