@@ -6,23 +6,26 @@ generator's own coupon response (`features.synth.truth.coupon_response`; gross b
 around the shopper's typical basket, lifted under a coupon; a buyer whose basket reaches the minimum
 spend redeems at the generator's rate). Three strategies run side by side on the same shoppers:
 
-- `closed_loop`: each round reserves `explore_share` of the budget for exploration: shoppers drawn
-  at random get a coupon of the menu or none, uniformly, with the assignment probability logged;
-  the rest of the budget is planned (`models.uplift.planner.plan_campaign`, random holdout) with a
-  `DoseResponseUplift` refitted every round on all campaign rows so far, whose features include
-  each shopper's own campaign history (coupons received and used, weeks bought without one), so
-  randomised history reveals each shopper's response. Round 1, with no history, plans with the
-  static model. Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
+- `closed_loop`: each round reserves `explore_share` of the budget for exploration: a probe whose
+  shoppers are drawn with known inclusion probabilities (leaning to likely responders with little
+  history of their own) and get a coupon of the menu or none, uniformly, with the assignment
+  probability logged; the rest of the budget is planned (`models.uplift.planner.plan_campaign`,
+  random holdout) with a model refitted every round on all campaign rows so far, and each shopper's
+  own logged weeks then set that shopper's multipliers on its baseline and uplift
+  (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
+  realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
   campaigns, planning every round with its own cost margin;
 - `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
+
+Every round's budget is a hard cap, as in the coupon service: redemptions beyond it are refused.
 
 Per round and strategy: the plan's true expected incremental profit (exploration included) over
 the oracle's (the planner on the true effects, whole budget, no holdout), true expected spend
 against the budget, the plan's realised incremental profit (drawn outcomes minus the truth's
 expected no-coupon outcome of the same shoppers) and, before launch, the policy value of the plan
 from the closed loop's randomised history (`marketing.policy_value`: doubly robust when an outcome
-model exists, else inverse propensity).
+model exists, else inverse propensity), with intervals for its expectation and for what it realises.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo":
 LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
 LOOP_HISTORY = ("posterior", "features")
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
-COST_MARGIN = 1.1  # on top of the measured realised / predicted cost ratio
+COST_MARGIN = 1.1  # on the model's predicted cost of the probe (its cost is the plan's own spend)
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
 # until a learned plan's realised cost is measured, plan at 1 / PILOT_SAFETY of the budget more than
 # the past campaigns' margin asks: that margin is learned on other coupons (the no-exploration
@@ -641,8 +644,9 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         for strategy in s.strategies:
             eligible = contacts[strategy].eligible()
             plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng, eligible)
+        earlier = list(pv_log)  # before launch: every strategy's plan is valued on earlier rounds only
         for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
-            pv = _plan_value(pv_log, rows, arms, n, q, q_var)
+            pv = _plan_value(earlier, rows, arms, n, q, q_var)
             truth = contacts[strategy].truth(market)
             p_buy, true_cost, true_profit_of = truth
             # the plan and the probe are one campaign under one hard budget
@@ -852,16 +856,17 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         weight = np.ones(len(pool))
     else:
         cand = model.predict_candidates(X.iloc[pool], pool, coupons)
-        # realised over predicted cost of the earlier learned plans, with a margin for its own noise
-        # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
+        # realised over predicted cost of the earlier learned plans, once they predicted a material
+        # spend (a ratio of crumbs is noise): the plan aims at the budget in expectation, and the hard
+        # cap, not a margin, keeps the noise around it from overspending
         material = calib["predicted"] >= 0.1 * s.budget
         # before that, today's planner's margin learned on the past campaigns
         ratio = (
-            calib["realised"] / calib["predicted"] * COST_MARGIN
+            calib["realised"] / calib["predicted"]
             if material
             else PILOT_SAFETY * market.static_model.cost_factor_
         )
-        safety = max(model.cost_factor_ * COST_MARGIN, ratio)
+        safety = max(model.cost_factor_, ratio)
         calib["safety"] = safety
         opts = score_options(cand, coupons, s.margin_rate)
         k = len(coupons)
@@ -951,7 +956,7 @@ def _plan_value(pv_log, rows, arms, n: int, q, q_var) -> dict:
     target = np.zeros(n, dtype=int)
     target[rows] = arms  # holdout and unplanned shoppers: no coupon
     logged, reward, propensity = (np.stack(parts) for parts in zip(*pv_log, strict=True))
-    v = pooled_policy_value(reward, logged, propensity, target, q=q)
+    v = pooled_policy_value(reward, logged, propensity, target, q=q, q_var=q_var)
     value, low, high, method = (v.dr, v.dr_low, v.dr_high, "dr") if v.dr is not None else (
         v.ips, v.ips_low, v.ips_high, "ips")  # fmt: skip
     noise = 0.0 if q_var is None else float(q_var[rows[arms > 0], arms[arms > 0]].sum())

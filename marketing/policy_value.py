@@ -105,7 +105,7 @@ def policy_value(
 
 
 def pooled_policy_value(
-    reward, logged_arm, propensity, target_arm, *, q=None, baseline: int = 0, z: float = 1.96
+    reward, logged_arm, propensity, target_arm, *, q=None, baseline: int = 0, z: float = 1.96, q_var=None
 ) -> PolicyValue:
     """IPS (and, given `q`, DR) total incremental value of `target_arm` over the baseline arm for a
     population logged over several rounds by different known policies.
@@ -113,7 +113,13 @@ def pooled_policy_value(
     `reward`, `logged_arm`: (rounds, n) per round and shopper (arms are column indices);
     `propensity`: (rounds, n, arms) each round's logging probability of every arm for every shopper;
     `target_arm`: (n,) the plan's arm per shopper; `q`: (n, arms) an outcome model's expected reward.
-    The estimate is the sum over shoppers of their mean term over rounds."""
+    The estimate is the sum over shoppers of their mean term over rounds.
+
+    `q_var`: (n, arms) the outcome model's reward variance. The DR interval's variance is then at
+    least what the known propensities imply: a shopper's mean correction over S rounds has variance
+    (1/S) x sum over the plan's and the baseline arm of var(reward) / Pbar(arm). Where Pbar is tiny
+    (an arm only a small probe could give), the few large terms that carry the estimate are mostly
+    absent from a sample, and the sample's spread understates its real one; the propensities do not."""
     r = np.asarray(reward, dtype=float)
     a = np.asarray(logged_arm, dtype=int)
     p = np.asarray(propensity, dtype=float)
@@ -142,18 +148,27 @@ def pooled_policy_value(
     if q.shape != pbar.shape:
         raise ValueError("q must be (n, arms)")
     direct = treated * (q[cols, pi] - q[:, baseline])
-    dr = _clustered(sign * (r - q[cols[None, :], a]) * w, z, fixed=float(direct.sum()))
+    floor = 0.0
+    if q_var is not None:
+        v = np.asarray(q_var, dtype=float)
+        if v.shape != pbar.shape or (v < 0).any():
+            raise ValueError("q_var must be (n, arms) and non-negative")
+        floor = float((treated * (v[cols, pi] / pbar[cols, pi] + v[:, baseline] / pbar[:, baseline])).sum())
+        floor /= r.shape[0]
+    dr = _clustered(sign * (r - q[cols[None, :], a]) * w, z, fixed=float(direct.sum()), min_var=floor)
     return PolicyValue(r.size, *ips, *dr)
 
 
-def _clustered(terms: np.ndarray, z: float, fixed: float = 0.0) -> tuple[float, float, float]:
+def _clustered(
+    terms: np.ndarray, z: float, fixed: float = 0.0, min_var: float = 0.0
+) -> tuple[float, float, float]:
     """`fixed` plus the total over shoppers (columns) of their mean term over rounds (rows), with its
-    normal interval. Every shopper is in the sum (not a sample), so only the terms vary: the model's
-    direct part (`fixed`) is the same whatever was drawn."""
+    normal interval (variance at least `min_var`). Every shopper is in the sum (not a sample), so only
+    the terms vary: the model's direct part (`fixed`) is the same whatever was drawn."""
     per_shopper = terms.mean(axis=0)
     n = len(per_shopper)
     total = fixed + float(per_shopper.sum())
-    se = float(np.sqrt(n) * per_shopper.std(ddof=1))
+    se = float(np.sqrt(max(n * per_shopper.var(ddof=1), min_var)))
     return total, total - z * se, total + z * se
 
 

@@ -62,7 +62,7 @@ class ShopperResponse:
             p = np.clip(ac * p0 + rc * tau, *P_CLIP)
             loglik[:, c] = np.bincount(shopper, y * np.log(p) + (1 - y) * np.log1p(-p), minlength=n_shoppers)
         lik = np.exp(loglik - loglik.max(axis=1, keepdims=True))
-        g = np.full(len(self.grid_), 1.0 / len(self.grid_))
+        g = self._start()
         informed = np.bincount(shopper, minlength=n_shoppers) > 0
         for _ in range(self.iterations):  # EM for the prior: g <- mean posterior of shoppers with weeks
             post = lik[informed] * g
@@ -73,6 +73,15 @@ class ShopperResponse:
         self.posterior_ = post / post.sum(axis=1, keepdims=True)  # (n_shoppers, cells)
         self.a_, self.r_ = (self.posterior_ @ self.grid_).T
         return self
+
+    def _start(self) -> np.ndarray:
+        """EM's starting prior: the population model right on average (mean multipliers 1), spread
+        over the whole grid so that the shoppers' weeks can move it anywhere. EM moves a flat start
+        slowly, so that start would leave its own mean (about 2 on the uplift grid) in every
+        shopper's posterior."""
+        a, r = self.grid_[:, 0], self.grid_[:, 1]
+        g = np.exp(-(np.log(a) ** 2) / (2 * 0.5**2) - r / 2)  # a lognormal around 1; r: mean 1.04
+        return g / g.sum()
 
     def predict(self, p0, tau) -> tuple[np.ndarray, np.ndarray]:
         """(p_control, p_treated) per shopper: posterior means of a * p0 and a * p0 + r * tau.
