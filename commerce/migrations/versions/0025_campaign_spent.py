@@ -1,6 +1,6 @@
 """campaign spent: the discounts a campaign's redemptions took, held within its budget (hard cap)
 
-Revision ID: 0024_campaign_spent
+Revision ID: 0025_campaign_spent
 Revises: 0023_identity_key_version
 Create Date: 2026-11-30 09:00:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024_campaign_spent"
+revision: str = "0025_campaign_spent"
 down_revision: str | None = "0023_identity_key_version"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
