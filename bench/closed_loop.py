@@ -1,7 +1,7 @@
 """Closed-loop campaigns against the oracle on generated marketplaces (`marketing.closed_loop`).
 
     nice .venv/bin/python -m bench.closed_loop [--scale demo] [--seeds 7,11] [--budgets 3000,10000]
-        [--rounds 8] [--fatigue 1.0] [--frequency-cap N] [--name closed_loop]
+        [--rounds 8] [--fatigue 1.0] [--frequency-cap N] [--history posterior|features] [--name closed_loop]
 
 Per seed and budget, every round of every strategy; then the issue's targets measured: the closed
 loop's profit / oracle from round 6 on (>= 0.90 wanted), rounds where true spend exceeds the budget
@@ -36,8 +36,9 @@ def summarize(rows: pd.DataFrame, from_round: int = 6) -> dict:
     covered = (pv["policy_value_low"] <= pv["realized_profit"]) & (
         pv["realized_profit"] <= pv["policy_value_high"]
     )
-    covered_expected = (pv["policy_value_low"] <= pv["plan_true_profit"]) & (
-        pv["plan_true_profit"] <= pv["policy_value_high"]
+    # the interval for the plan's expectation (policy_value_low/high add the round's own draw)
+    covered_expected = (pv["policy_value_mean_low"] <= pv["plan_true_profit"]) & (
+        pv["plan_true_profit"] <= pv["policy_value_mean_high"]
     )
     return {
         "closed_loop_min_vs_oracle_from_round_6": float(loop_late["profit_vs_oracle"].min()),
@@ -55,6 +56,18 @@ def summarize(rows: pd.DataFrame, from_round: int = 6) -> dict:
         .to_dict(orient="index"),
         "static_uplift_corr": float(rows.loc[rows["strategy"] == "no_exploration", "uplift_corr"].mean()),
         "rounds_over_budget": int((rows["true_spend"] > rows["budget"]).sum()),
+        "max_true_spend_vs_budget": (rows["true_spend"] / rows["budget"])
+        .groupby(rows["strategy"])
+        .max()
+        .round(3)
+        .to_dict(),
+        # without the hard cap: what the grants would have cost, and how often the cap turned one away
+        "max_uncapped_spend_vs_budget": (rows["uncapped_spend"] / rows["budget"])
+        .groupby(rows["strategy"])
+        .max()
+        .round(3)
+        .to_dict(),
+        "mean_cap_binds": rows.groupby("strategy")["cap_binds"].mean().round(3).to_dict(),
         "policy_value_coverage_of_realized": float(covered.mean()) if len(pv) else None,
         "policy_value_coverage_of_expected": float(covered_expected.mean()) if len(pv) else None,
         "policy_value_rounds": int(len(pv)),
@@ -95,9 +108,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--fatigue", type=float, default=1.0, help="truth: effect x this per recent coupon")
     ap.add_argument("--frequency-cap", type=int, default=None, help="contact policy of every strategy")
+    ap.add_argument("--history", default="posterior", help="closed loop: posterior or features")
     ap.add_argument("--name", default="closed_loop", help="results file stem in bench/results/")
     args = ap.parse_args()
-    rules = {"fatigue": args.fatigue, "frequency_cap": args.frequency_cap}
+    rules = {"fatigue": args.fatigue, "frequency_cap": args.frequency_cap, "history": args.history}
     warnings.filterwarnings("ignore", category=FutureWarning)
     all_rows, timings = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -116,7 +130,10 @@ def main() -> None:
                     f"\nseed {seed} budget {budget:,.0f}",
                     flush=True,
                 )
-    rows = pd.concat(all_rows, ignore_index=True)
+                write(args, rules, pd.concat(all_rows, ignore_index=True), timings)  # each run kept at once
+
+
+def write(args, rules: dict, rows: pd.DataFrame, timings: dict) -> None:
     per_run = {f"{k[0]}/{k[1]:.0f}": summarize(g) for k, g in rows.groupby(["seed", "budget"])}
     result = {
         "scale": args.scale,
@@ -131,7 +148,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     plot(rows, RESULTS / f"{args.name}.png")
-    print(json.dumps({"overall": result["overall"], "per_run": per_run}, indent=1))
+    print(json.dumps({"overall": result["overall"], "per_run": per_run}, indent=1), flush=True)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,16 @@ CONTROL = "control"
 
 
 class Campaign(Base):
-    """A coupon campaign. `budget` caps the expected coupon cost; `control_share` is the holdout share."""
+    """A coupon campaign. The planner spends `budget` in expectation; `spent` counts the discounts
+    its coupons' redemptions took, and a redemption that would pass the budget is refused
+    (`commerce.services.coupons.redeem`), so the budget is a hard cap. `control_share` is the
+    holdout share."""
 
     __tablename__ = "campaigns"
     __table_args__ = (
         CheckConstraint("control_share >= 0 AND control_share < 1", name="control_share_range"),
         CheckConstraint("budget > 0", name="budget_positive"),
+        CheckConstraint("spent >= 0 AND spent <= budget", name="spent_within_budget"),
         CheckConstraint("ends_at > starts_at", name="window_order"),
     )
 
@@ -50,6 +54,7 @@ class Campaign(Base):
     channel: Mapped[str] = mapped_column(str_enum("campaign_channel", CHANNELS))
     status: Mapped[str] = mapped_column(str_enum("campaign_status", CAMPAIGN_STATUSES), default="draft")
     budget: Mapped[Decimal] = mapped_column(Money)
+    spent: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     control_share: Mapped[Decimal] = mapped_column(Rate)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -6,23 +6,26 @@ generator's own coupon response (`features.synth.truth.coupon_response`; gross b
 around the shopper's typical basket, lifted under a coupon; a buyer whose basket reaches the minimum
 spend redeems at the generator's rate). Three strategies run side by side on the same shoppers:
 
-- `closed_loop`: each round reserves `explore_share` of the budget for exploration: shoppers drawn
-  at random get a coupon of the menu or none, uniformly, with the assignment probability logged;
-  the rest of the budget is planned (`models.uplift.planner.plan_campaign`, random holdout) with a
-  `DoseResponseUplift` refitted every round on all campaign rows so far, whose features include
-  each shopper's own campaign history (coupons received and used, weeks bought without one), so
-  randomised history reveals each shopper's response. Round 1, with no history, plans with the
-  static model. Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
+- `closed_loop`: each round reserves `explore_share` of the budget for exploration: a probe whose
+  shoppers are drawn with known inclusion probabilities (leaning to likely responders with little
+  history of their own) and get a coupon of the menu or none, uniformly, with the assignment
+  probability logged; the rest of the budget is planned (`models.uplift.planner.plan_campaign`,
+  random holdout) with a model refitted every round on all campaign rows so far, and each shopper's
+  own logged weeks then set that shopper's multipliers on its baseline and uplift
+  (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
+  realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
   campaigns, planning every round with its own cost margin;
 - `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
+
+Every round's budget is a hard cap, as in the coupon service: redemptions beyond it are refused.
 
 Per round and strategy: the plan's true expected incremental profit (exploration included) over
 the oracle's (the planner on the true effects, whole budget, no holdout), true expected spend
 against the budget, the plan's realised incremental profit (drawn outcomes minus the truth's
 expected no-coupon outcome of the same shoppers) and, before launch, the policy value of the plan
 from the closed loop's randomised history (`marketing.policy_value`: doubly robust when an outcome
-model exists, else inverse propensity).
+model exists, else inverse propensity), with intervals for its expectation and for what it realises.
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ from features.campaign_features import (
 from features.synth.generator import SCALES, Scale
 from features.synth.model import BASKET_SIGMA, REDEEM_RATE, TREATED_BASKET_LIFT
 from features.synth.truth import coupon_response, load_truth, shopper_rfm
-from marketing.policy_value import pooled_policy_value
+from marketing.policy_value import pooled_policy_value, realized_interval
 from models.uplift.base import CouponUpliftModel
-from models.uplift.dose_response import DoseResponseUplift
+from models.uplift.dose_response import DoseResponseUplift, coupon_dose
 from models.uplift.effects import CouponTermsEffectModel, gross_basket
 from models.uplift.planner import plan_campaign, response_plan, score_options
+from models.uplift.shopper_response import ShopperResponse
 from training.uplift import fit_terms_model
 
 __all__ = [
@@ -78,19 +82,31 @@ HISTORY_FEATURES = (
     "loop_plain_rate",
     "loop_rate_gap",
     "loop_recent_offers",
+    "loop_offer_depth",
+    "loop_redeems",
+    "loop_discount_share",
+    "loop_spend_gap",
 )
+WEEK_COLUMNS = ("arm_index", "converted", "spend", "net_spend", "redeemed", "cost", "reward")
 RECENT_ROUNDS = 2  # the history's "recent offers": coupons in the last two rounds (fatigue shows there)
 # The generator's tiny marketplace (500 shoppers) has too few past buyers to fit today's planner; the
 # loop's quick scale keeps its small catalogue but enough shoppers for that.
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
 LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
+LOOP_HISTORY = ("posterior", "features")
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
-COST_MARGIN = 1.1  # on top of the measured realised / predicted cost ratio
+COST_MARGIN = 1.1  # on the model's predicted cost of the probe (its cost is the plan's own spend)
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
 # until a learned plan's realised cost is measured, plan at 1 / PILOT_SAFETY of the budget more than
 # the past campaigns' margin asks: that margin is learned on other coupons (the no-exploration
 # planner overspends this menu by up to ~20% with it)
 PILOT_SAFETY = 1.5
+# the probe: a PROBE_UNIFORM share of its weight spread evenly (everyone keeps a chance), the rest on
+# likely responders with little history of their own; no shopper probed with more than PROBE_MAX_SHARE
+PROBE_UNIFORM = 0.3
+PROBE_FLOOR = 0.01  # uplift added to the model's before weighting, so no shopper weighs zero
+PROBE_MAX_SHARE = 0.5
+CAP_DRAWS = 200  # simulated rounds per plan for the expected effect of the hard budget cap
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,11 @@ class LoopSettings:
     # the closed loop's learner: `terms` (today's R-learner, uplift = depth x h(x), refitted on the
     # loop's rows) or a `DoseResponseUplift` conversion learner (auto, logistic, lgbm)
     learner: str = "terms"
+    # how a shopper's own logged weeks enter the closed loop's effects: `posterior` (the learner on
+    # static features, then each shopper's multipliers on its baseline and uplift learned by empirical
+    # Bayes from their weeks, `models.uplift.shopper_response`) or `features` (the history features
+    # in the learner's input)
+    history: str = "posterior"
     coupons: pd.DataFrame = field(default_factory=lambda: MENU.copy())
     # coupon fatigue in the truth: a coupon's effect on a shopper is multiplied by `fatigue` per
     # coupon they got in the previous `fatigue_window` rounds (1.0: no fatigue)
@@ -128,6 +149,8 @@ class LoopSettings:
             raise ValueError("fatigue must be in (0, 1], fatigue_window and cap_window at least 1")
         if self.frequency_cap is not None and self.frequency_cap < 1:
             raise ValueError("frequency_cap must be at least 1 (or None)")
+        if self.history not in LOOP_HISTORY:
+            raise ValueError(f"history must be one of {LOOP_HISTORY}, got {self.history!r}")
         if self.learner not in LOOP_LEARNERS:
             raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
@@ -275,48 +298,128 @@ class _Contacts:
 
 
 def _draw(
-    market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng, p_buy=None
+    market: LoopMarket, coupons: pd.DataFrame, rows, arm_index, margin: float, rng, p_buy=None, budget=np.inf
 ) -> pd.DataFrame:
-    """Outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1);
-    `p_buy`: this round's purchase probabilities (fatigue applied), else the market's."""
-    rows, k = np.asarray(rows), np.asarray(arm_index)
-    p_buy = market.p_buy if p_buy is None else p_buy
-    converted = rng.random(len(rows)) < p_buy[rows, k]
-    lift = np.where(k > 0, TREATED_BASKET_LIFT, 1.0)
-    z = rng.standard_normal(len(rows))
-    basket = market.basket[rows] * lift * np.exp(BASKET_SIGMA * z - BASKET_SIGMA**2 / 2)
-    face = np.r_[0.0, coupons["face_value"].to_numpy(dtype=float)][k]
-    min_spend = np.r_[np.inf, coupons["min_spend"].to_numpy(dtype=float)][k]
-    redeemed = converted & (basket >= min_spend) & (rng.random(len(rows)) < REDEEM_RATE)
-    cost = np.where(redeemed, np.minimum(face, basket), 0.0)
-    gross = np.where(converted, basket, 0.0)
+    """One round's outcomes of giving shopper `rows` arm `arm_index` (0 = none, k = menu coupon k - 1)
+    under a campaign `budget` (see `_draws`); `p_buy`: this round's purchase probabilities (fatigue
+    applied), else the market's."""
+    rows, k = np.asarray(rows, dtype=int), np.asarray(arm_index, dtype=int)
+    d = {key: v[0] for key, v in _draws(market, coupons, rows, k, _p(market, p_buy), budget, rng, 1).items()}
     return pd.DataFrame(
         {
             "row": rows,
             "arm_index": k,
-            "converted": converted.astype(int),
-            "spend": gross,
-            "net_spend": gross - cost,
-            "redeemed": redeemed.astype(int),
-            "cost": cost,
-            "reward": margin * gross - cost,
+            "converted": d["converted"].astype(int),
+            "spend": d["gross"],
+            "net_spend": d["gross"] - d["cost"],
+            "redeemed": d["redeemed"].astype(int),
+            "cost": d["cost"],
+            "reward": margin * d["gross"] - d["cost"],
+            "refused": d["refused"].astype(int),
         }
     )
 
 
+def _p(market: LoopMarket, p_buy):
+    return market.p_buy if p_buy is None else p_buy
+
+
+def _capped_truth(market, coupons, rows, arm_index, truth, budget: float, margin: float, rng) -> dict:
+    """True expected spend and incremental profit of a round's grants under its hard budget, and how
+    often the cap turns a redemption away. Profit: the exact uncapped expectation less the simulated
+    mean of what the cap takes (zero in draws where it does not bind, so little simulation noise);
+    spend: exact when no draw reaches the budget, else the simulated mean of the capped spend, which
+    never exceeds it."""
+    p_buy, cost, profit = truth
+    rows, k = np.asarray(rows, dtype=int), np.asarray(arm_index, dtype=int)
+    t = k > 0
+    rows, k = rows[t], k[t]
+    spend, value = float(cost[rows, k - 1].sum()), float(profit[rows, k - 1].sum())
+    if not len(rows):
+        return {"spend": 0.0, "profit": 0.0, "uncapped_spend": 0.0, "cap_binds": 0.0}
+    d = _draws(market, coupons, rows, k, p_buy, budget, rng, CAP_DRAWS)
+    refused = d["refused"]
+    if not refused.any():
+        return {"spend": spend, "profit": value, "uncapped_spend": spend, "cap_binds": 0.0}
+    lost = np.where(refused, margin * d["basket"] - d["discount"] - margin * d["gross"], 0.0)
+    return {
+        "spend": float(d["cost"].sum(axis=1).mean()),
+        "profit": value - float(lost.sum(axis=1).mean()),
+        "uncapped_spend": spend,
+        "cap_binds": float(refused.any(axis=1).mean()),
+    }
+
+
+def _draws(market: LoopMarket, coupons: pd.DataFrame, rows, k, p_buy, budget, rng, draws: int) -> dict:
+    """`draws` joint outcomes (arrays (draws, len(rows))) of giving shopper rows[j] arm k[j] (0 = none,
+    c = menu coupon c - 1) in one campaign whose coupons stop being redeemable once `budget` is used:
+    redemptions arrive in random order and each takes its discount only while the budget still holds
+    it (the coupon service's conditional update, `commerce.services.coupons.redeem`). A shopper turned
+    away buys as they would have without the coupon (same draw), at the plain basket."""
+    u = rng.random((draws, len(rows)))
+    converted = u < p_buy[rows, k]
+    plain_buy = u < p_buy[rows, 0]
+    z = rng.standard_normal((draws, len(rows)))
+    plain = market.basket[rows] * np.exp(BASKET_SIGMA * z - BASKET_SIGMA**2 / 2)
+    basket = plain * np.where(k > 0, TREATED_BASKET_LIFT, 1.0)
+    face = np.r_[0.0, coupons["face_value"].to_numpy(dtype=float)][k]
+    min_spend = np.r_[np.inf, coupons["min_spend"].to_numpy(dtype=float)][k]
+    wants = converted & (basket >= min_spend) & (rng.random((draws, len(rows))) < REDEEM_RATE)
+    discount = np.where(wants, np.minimum(face, basket), 0.0)
+    redeemed = wants & _admitted(discount, budget, rng)
+    refused = wants & ~redeemed
+    return {
+        "converted": np.where(refused, plain_buy, converted),
+        "gross": np.where(refused, np.where(plain_buy, plain, 0.0), np.where(converted, basket, 0.0)),
+        "redeemed": redeemed,
+        "cost": np.where(redeemed, discount, 0.0),
+        "refused": refused,
+        "basket": basket,
+        "discount": discount,
+    }
+
+
+def _admitted(discount: np.ndarray, budget: float, rng) -> np.ndarray:
+    """(draws, m) whether each wanted discount fits the budget left when it arrives (random order);
+    a discount that does not fit is refused, a later smaller one may still fit."""
+    ok = np.ones(discount.shape, dtype=bool)
+    over = discount.sum(axis=1) > budget + 1e-9
+    if not over.any():
+        return ok
+    sub = discount[over]
+    order = np.argsort(rng.random(sub.shape), axis=1)
+    ordered = np.take_along_axis(sub, order, axis=1)
+    spent = np.zeros(len(sub))
+    took = np.zeros(ordered.shape, dtype=bool)
+    for j in np.flatnonzero((ordered > 0).any(axis=0)):
+        took[:, j] = spent + ordered[:, j] <= budget + 1e-9
+        spent += np.where(took[:, j], ordered[:, j], 0.0)
+    took |= ordered == 0
+    back = np.empty_like(took)
+    np.put_along_axis(back, order, took, axis=1)
+    ok[over] = back
+    return ok
+
+
 class _History:
-    """Each shopper's own campaign history, the features that reveal how they answer coupons."""
+    """Each shopper's own campaign history (the loop's grant and outcome log up to the last finished
+    round, so a round's features never hold its own outcome): what reveals how they answer coupons
+    when static features cannot. Past grants and their mean depth, purchases and gross spend per
+    week with and without a coupon, redemptions, the share of purchases made with a discount."""
 
     def __init__(self, n: int):
-        self.offers = np.zeros(n)
-        self.offer_buys = np.zeros(n)
-        self.plain = np.zeros(n)
-        self.plain_buys = np.zeros(n)
+        self.offers, self.offer_buys, self.offer_spend = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.plain, self.plain_buys, self.plain_spend = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.depth, self.redeems = np.zeros(n), np.zeros(n)
         self.last: list[np.ndarray] = []
 
     def frame(self, index) -> pd.DataFrame:
+        # smoothed toward a small prior so one week is not read as a sure rate
         offer_rate = (self.offer_buys + 0.2) / (self.offers + 1)
         plain_rate = (self.plain_buys + 0.2) / (self.plain + 1)
+        offer_spend = self.offer_spend / (self.offers + 1)
+        plain_spend = self.plain_spend / (self.plain + 1)
+        buys = self.offer_buys + self.plain_buys
         return pd.DataFrame(
             {
                 "loop_offers": self.offers,
@@ -327,18 +430,31 @@ class _History:
                 "loop_recent_offers": np.sum(self.last[-RECENT_ROUNDS:], axis=0)
                 if self.last
                 else np.zeros(len(self.offers)),
+                "loop_offer_depth": np.divide(
+                    self.depth, self.offers, out=np.zeros_like(self.depth), where=self.offers > 0
+                ),  # fmt: skip
+                "loop_redeems": self.redeems,
+                "loop_discount_share": self.redeems / (buys + 1),
+                "loop_spend_gap": offer_spend - plain_spend,
             },
             index=index,
         )
 
-    def update(self, rows, treated, converted) -> None:
-        got = np.zeros(len(self.offers))
-        np.add.at(got, rows[treated], 1)
-        self.last.append(got)
-        np.add.at(self.offers, rows[treated], 1)
-        np.add.at(self.offer_buys, rows[treated], converted[treated])
-        np.add.at(self.plain, rows[~treated], 1)
-        np.add.at(self.plain_buys, rows[~treated], converted[~treated])
+    def update(self, week: pd.DataFrame, depth: np.ndarray) -> None:
+        """One finished round of every shopper: `week` (arm_index, converted, spend, redeemed per
+        shopper row), `depth` per arm index (0 for none)."""
+        k = week["arm_index"].to_numpy(dtype=int)
+        treated = k > 0
+        bought, gross = week["converted"].to_numpy(dtype=float), week["spend"].to_numpy(dtype=float)
+        self.last.append(treated.astype(float))
+        self.offers += treated
+        self.offer_buys += np.where(treated, bought, 0.0)
+        self.offer_spend += np.where(treated, gross, 0.0)
+        self.plain += ~treated
+        self.plain_buys += np.where(treated, 0.0, bought)
+        self.plain_spend += np.where(treated, 0.0, gross)
+        self.depth += depth[k]
+        self.redeems += week["redeemed"].to_numpy(dtype=float)
 
 
 def _arm_index(coupon_ids, coupons: pd.DataFrame) -> np.ndarray:
@@ -373,24 +489,55 @@ def _plan(
     )
 
 
-def _predicted_rewards(model: CouponUpliftModel, X: pd.DataFrame, coupons, margin: float) -> np.ndarray:
-    """(n, 1 + n_coupons) the model's expected reward per shopper and arm (0 = none)."""
-    cand = model.predict_candidates(X, np.arange(len(X)), coupons)
+def _predicted_rewards(candidates, X: pd.DataFrame, coupons, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance), each (n, 1 + n_coupons): the model's expected reward per shopper and arm
+    (0 = none) and its variance over one round's draw (a purchase with a lognormal gross basket,
+    less the discount when redeemed). The variance is what one realised round adds to the error of a
+    policy value that estimates the plan's expectation. `candidates`: a model's predict_candidates."""
+    cand = candidates(X, np.arange(len(X)), coupons)
     opts = score_options(cand, coupons, margin)
-    treated = margin * opts["spend_treated"].to_numpy() - opts["cost"].to_numpy()
     n, k = len(X), len(coupons)
-    control = margin * opts["spend_control"].to_numpy().reshape(k, n)[0]
-    return np.column_stack([control, treated.reshape(k, n).T])
+    p1 = opts["p_treated"].to_numpy()
+    gross = (
+        opts["basket_mean"].to_numpy()
+        if "basket_mean" in opts.columns
+        else np.divide(opts["spend_treated"].to_numpy(), p1, out=np.zeros(len(p1)), where=p1 > 0)
+    )
+    spread = np.exp(opts["basket_sigma"].to_numpy() ** 2) if "basket_sigma" in opts.columns else 1.0
+    cost, discount = opts["cost"].to_numpy(), opts["discount"].to_numpy()
+    mean = margin * p1 * gross - cost
+    square = margin**2 * p1 * gross**2 * spread - 2 * margin * gross * cost + cost * discount
+    p0 = opts["p_control"].to_numpy().reshape(k, n)[0]
+    plain = np.divide(opts["spend_control"].to_numpy().reshape(k, n)[0], p0, out=np.zeros(n), where=p0 > 0)
+    spread0 = spread.reshape(k, n)[0] if np.ndim(spread) else spread
+    control = margin * p0 * plain
+    mean_all = np.column_stack([control, mean.reshape(k, n).T])
+    square_all = np.column_stack([margin**2 * p0 * plain**2 * spread0, square.reshape(k, n).T])
+    return mean_all, np.maximum(square_all - mean_all**2, 0.0)
 
 
 def _oracle(
-    market: LoopMarket, coupons, s: LoopSettings, control_share: float = 0.0, truth=None, eligible=None
+    market: LoopMarket,
+    coupons,
+    s: LoopSettings,
+    rng,
+    control_share: float = 0.0,
+    truth=None,
+    eligible=None,
+    plans: dict | None = None,
 ) -> tuple[float, np.ndarray]:
     """(true profit, arm index per shopper) of the planner on the true effects (`truth`: this
-    round's (p_buy, cost, profit), else the fresh market's), same budget, same arms, the `eligible`
-    shoppers only; `control_share` > 0 holds out the same random share of its audience as every
-    plan does."""
-    p_buy, _, profit = truth if truth is not None else (market.p_buy, market.true_cost, market.true_profit)
+    round's (p_buy, cost, profit), else the fresh market's), same budget and hard cap, same arms, the
+    `eligible` shoppers only; `control_share` > 0 holds out the same random share of its audience as
+    every plan does. `plans` keeps the plans made so far: the same truth and shoppers plan the same."""
+    truth_now = truth if truth is not None else (market.p_buy, market.true_cost, market.true_profit)
+    p_buy = truth_now[0]
+    key = (control_share, hash(p_buy.tobytes()), None if eligible is None else hash(eligible.tobytes()))
+    if plans is not None and key in plans:
+        rows, arms, arm_of = plans[key]
+        return _capped_truth(market, coupons, rows, arms, truth_now, s.budget, s.margin_rate, rng)[
+            "profit"
+        ], arm_of
     frames = [
         _true_candidates(market.shopper_ids, c, p_buy[:, 0], p_buy[:, i + 1], market.basket)
         for i, c in enumerate(coupons["coupon_id"])
@@ -410,8 +557,10 @@ def _oracle(
     rows, arms = a["shopper_id"].to_numpy(dtype=int), _arm_index(a["arm"], coupons)
     arm_of = np.zeros(len(market.shopper_ids), dtype=int)
     arm_of[rows] = arms
-    t = arms > 0
-    return float(profit[rows[t], arms[t] - 1].sum()), arm_of
+    if plans is not None:
+        plans[key] = rows, arms, arm_of
+    capped = _capped_truth(market, coupons, rows, arms, truth_now, s.budget, s.margin_rate, rng)
+    return capped["profit"], arm_of
 
 
 def _true_uplift(market: LoopMarket) -> np.ndarray:
@@ -445,14 +594,17 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     # the oracle runs its own campaigns on the truth, under the same fatigue and contact policy; the
     # design oracle also holds out the same share of its audience as every plan
     oracles = {"oracle": _Contacts(n, s), "design": _Contacts(n, s)}
+    oracle_plans: dict = {}
     contacts = {strategy: _Contacts(n, s) for strategy in s.strategies}
     history = _History(n)
+    weeks: list[tuple[np.ndarray, np.ndarray]] = []  # the closed loop's rounds: every shopper's arm, purchase
     # the closed loop's campaign rows, features as of their round; the past campaigns come first
     # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
     past = pd.concat([market.past, _History(len(market.past)).frame(market.past.index)], axis=1)
     logged: list[pd.DataFrame] = [past.assign(arm_index=-1, propensity=np.nan, round=0)]
     all_coupons = pd.concat([coupons, market.past_coupons], ignore_index=True)
     menu_ids = np.r_[[CONTROL], coupons["coupon_id"].to_numpy()]
+    depth = np.r_[0.0, coupon_dose(coupons)["depth"].to_numpy()]  # each arm's depth in the history
     static_all = _static_candidates(market, np.arange(n), coupons)
     static_corr = _uplift_corr(_candidate_uplift(static_all, coupons, n), market)
     calib = {"predicted": 0.0, "realised": 0.0}
@@ -460,17 +612,30 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     out = []
     for rnd in range(1, s.rounds + 1):
         oracle, oracle_arm = _oracle(
-            market, coupons, s, 0.0, oracles["oracle"].truth(market), oracles["oracle"].eligible()
-        )
+            market, coupons, s, rng, 0.0, oracles["oracle"].truth(market), oracles["oracle"].eligible(),
+            oracle_plans,
+        )  # fmt: skip
         oracles["oracle"].add(np.flatnonzero(oracle_arm))
         design_oracle, design_arm = _oracle(
-            market, coupons, s, s.control_share, oracles["design"].truth(market), oracles["design"].eligible()
-        )
+            market, coupons, s, rng, s.control_share, oracles["design"].truth(market),
+            oracles["design"].eligible(), oracle_plans,
+        )  # fmt: skip
         oracles["design"].add(np.flatnonzero(design_arm))
         X = pd.concat([market.features, history.frame(market.features.index)], axis=1)
         log = pd.concat(logged, ignore_index=True) if logged else None
-        model, learner = _fit_loop_model(log, X.columns, all_coupons, s.seed, s.learner)
-        q = _predicted_rewards(model, X, coupons, s.margin_rate) if model is not None else None
+        # with the posterior, the learner sees no outcome of a shopper's own weeks as a feature (the
+        # posterior's likelihood reads them); the recent coupons it got are grants, not outcomes
+        columns = X.columns if s.history == "features" else [*market.features.columns, "loop_recent_offers"]
+        model, learner = _fit_loop_model(log, columns, all_coupons, s.seed, s.learner)
+        if model is not None and s.history == "posterior" and weeks:
+            model, learner = _Personalised(model, X, coupons, weeks), f"{learner}+posterior"
+        # the policy value's outcome model: the population model, never a shopper's own weeks (its
+        # correction terms read those weeks' rewards; a model fitted to them would hide their error)
+        population = model.population_candidates if isinstance(model, _Personalised) else getattr(
+            model, "predict_candidates", None)  # fmt: skip
+        q, q_var = (
+            _predicted_rewards(population, X, coupons, s.margin_rate) if model is not None else (None, None)
+        )
         explore = log[log["propensity"].notna()] if log is not None else None
         loop_corr = (
             _uplift_corr(model.predict_uplift(X, coupons), market) if model is not None else static_corr
@@ -478,23 +643,26 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         plans = {}
         for strategy in s.strategies:
             eligible = contacts[strategy].eligible()
-            p_now = contacts[strategy].truth(market)[0]
-            plans[strategy] = _round_plan(
-                strategy, market, X, model, static_all, calib, s, rng, eligible, p_now
-            )
+            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng, eligible)
+        earlier = list(pv_log)  # before launch: every strategy's plan is valued on earlier rounds only
         for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
-            pv = _plan_value(pv_log, rows, arms, n, q)
-            p_buy, true_cost, true_profit_of = contacts[strategy].truth(market)
-            exploit = _draw(market, coupons, rows, arms, s.margin_rate, rng, p_buy)
-            probe = explore_rows
+            pv = _plan_value(earlier, rows, arms, n, q, q_var)
+            truth = contacts[strategy].truth(market)
+            p_buy, true_cost, true_profit_of = truth
+            # the plan and the probe are one campaign under one hard budget
+            granted_rows = np.r_[rows, explore_rows["row"].to_numpy(dtype=int)]
+            granted_arms = np.r_[arms, explore_rows["arm_index"].to_numpy(dtype=int)]
+            drawn = _draw(market, coupons, granted_rows, granted_arms, s.margin_rate, rng, p_buy, s.budget)
+            exploit = drawn.iloc[: len(rows)].reset_index(drop=True)
+            probe = drawn.iloc[len(rows) :].reset_index(drop=True)
+            probe["propensity"] = explore_rows["propensity"].to_numpy(dtype=float)
+            capped = _capped_truth(
+                market, coupons, granted_rows, granted_arms, truth, s.budget, s.margin_rate, rng
+            )
             treated_rows = np.r_[rows[arms > 0], probe["row"].to_numpy()[probe["arm_index"].to_numpy() > 0]]
-            treated_arms = np.r_[
-                arms[arms > 0], probe["arm_index"].to_numpy()[probe["arm_index"].to_numpy() > 0]
-            ]
             contacts[strategy].add(treated_rows)
-            true_spend = float(true_cost[treated_rows, treated_arms - 1].sum())
+            true_spend, true_profit = capped["spend"], capped["profit"]
             plan_spend = float(true_cost[rows[arms > 0], arms[arms > 0] - 1].sum())
-            true_profit = float(true_profit_of[treated_rows, treated_arms - 1].sum())
             t = exploit["arm_index"].to_numpy() > 0
             baseline = s.margin_rate * market.p_buy[rows[t], 0] * market.basket[rows[t]]
             realized = float((exploit["reward"].to_numpy()[t] - baseline).sum())
@@ -515,18 +683,18 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                 campaign["arm"] = menu_ids[campaign["arm_index"].to_numpy(dtype=int)]
                 feats = X.iloc[campaign["row"].to_numpy()].reset_index(drop=True)
                 logged.append(pd.concat([campaign, feats], axis=1))
-                everyone = _draw(market, coupons, np.arange(n), np.zeros(n, dtype=int), s.margin_rate, rng)
-                bought = everyone["converted"].to_numpy().copy()
-                bought[campaign["row"].to_numpy()] = campaign["converted"].to_numpy()
-                treated = np.zeros(n, dtype=bool)
-                treated[campaign["row"].to_numpy()[campaign["arm_index"].to_numpy() > 0]] = True
-                history.update(np.arange(n), treated, bought)
+                # every shopper's week: the campaign's rows, everyone else's purchases without a coupon
+                week = _draw(market, coupons, np.arange(n), np.zeros(n, dtype=int), s.margin_rate, rng, p_buy)
+                week = week.set_index("row")
+                week.loc[campaign["row"].to_numpy(), list(WEEK_COLUMNS)] = campaign[
+                    list(WEEK_COLUMNS)
+                ].to_numpy()
+                history.update(week, depth)
+                weeks.append((week["arm_index"].to_numpy(dtype=int), week["converted"].to_numpy(dtype=int)))
                 # every shopper's arm and reward this round, with the round's logging propensity
-                arm_all = np.zeros(n, dtype=int)
-                reward_all = everyone["reward"].to_numpy().copy()
-                arm_all[campaign["row"].to_numpy()] = campaign["arm_index"].to_numpy()
-                reward_all[campaign["row"].to_numpy()] = campaign["reward"].to_numpy()
-                pv_log.append((arm_all, reward_all, logging))
+                pv_log.append(
+                    (week["arm_index"].to_numpy(dtype=int), week["reward"].to_numpy(dtype=float), logging)
+                )
             out.append(
                 {
                     "round": rnd,
@@ -547,19 +715,26 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     else None,
                     "true_spend": true_spend,
                     "budget": s.budget,
+                    # what the grants would have cost without the hard cap, and how often it binds
+                    "uncapped_spend": capped["uncapped_spend"],
+                    "cap_binds": capped["cap_binds"],
+                    "refused": int(drawn["refused"].sum()),
                     "plan_true_profit": plan_true,
                     "plan_true_spend": plan_spend,
                     "plan_predicted_spend": predicted["cost"],
                     "predicted_profit": predicted["profit"],
                     # the model's own forecast outside the logged data's interval: worth a look
                     "policy_value_disagrees": None
-                    if pv["low"] is None
-                    else not pv["low"] <= predicted["profit"] <= pv["high"],
+                    if pv["mean_low"] is None
+                    else not pv["mean_low"] <= predicted["profit"] <= pv["mean_high"],
                     "realized_profit": realized,
                     "policy_value": pv["value"],
                     "policy_value_low": pv["low"],
                     "policy_value_high": pv["high"],
                     "policy_value_method": pv["method"],
+                    # the interval for the plan's expected profit (the one above adds this round's draw)
+                    "policy_value_mean_low": pv["mean_low"],
+                    "policy_value_mean_high": pv["mean_high"],
                     "treated": int(len(treated_rows)),
                     "explored": int(len(probe)),
                     "learner": learner if strategy == "closed_loop" else "static",
@@ -567,6 +742,69 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                 }
             )
     return out
+
+
+class _Personalised(CouponUpliftModel):
+    """The loop's population model with each shopper's own multipliers on its baseline and uplift
+    (`ShopperResponse`, fitted on every shopper's logged weeks, 0 = no coupon); shopper ids are the
+    loop's shopper rows."""
+
+    def __init__(self, model: CouponUpliftModel, X: pd.DataFrame, coupons: pd.DataFrame, weeks):
+        self.model = model
+        n, k = len(X), len(coupons)
+        cand = model.predict_candidates(X, np.arange(n), coupons)
+        # this round's population candidates of every shopper, reused while X and the menu are these
+        self.base_, self._index, self._coupons = cand, X.index, coupons
+        p0 = cand["p_control"].to_numpy()[:n]
+        tau = (cand["p_treated"] - cand["p_control"]).to_numpy().reshape(k, n).T
+        arms = np.concatenate([a for a, _ in weeks])
+        shopper = np.tile(np.arange(n), len(weeks))
+        t = arms > 0
+        week_tau = np.zeros(len(arms))
+        week_tau[t] = tau[shopper[t], arms[t] - 1]
+        bought = np.concatenate([b for _, b in weeks])
+        self.response_ = ShopperResponse().fit(shopper, p0[shopper], week_tau, bought, n)
+
+    @property
+    def feature_names_in_(self):
+        return self.model.feature_names_in_
+
+    @property
+    def cost_factor_(self):
+        return self.model.cost_factor_
+
+    @property
+    def learner_(self):
+        return getattr(self.model, "learner_", None)
+
+    def fit(self, X, treatment, outcome, **fit_params):
+        raise NotImplementedError("fitted by the loop: the population model, then the shoppers' weeks")
+
+    def predict_uplift(self, X, coupons=None) -> np.ndarray:
+        cand = self.predict_candidates(X, np.arange(len(X)), coupons)
+        return (cand["p_treated"] - cand["p_control"]).to_numpy().reshape(len(coupons), len(X)).T
+
+    def population_candidates(self, X, shopper_ids, coupons) -> pd.DataFrame:
+        ids = np.asarray(shopper_ids, dtype=int)
+        if coupons is self._coupons and X.index.equals(self._index[ids]):
+            n = len(self._index)
+            rows = (np.arange(len(coupons))[:, None] * n + ids[None, :]).ravel()
+            return self.base_.iloc[rows].reset_index(drop=True)
+        return self.model.predict_candidates(X, shopper_ids, coupons)
+
+    def predict_candidates(self, X, shopper_ids, coupons=None) -> pd.DataFrame:
+        cand = self.population_candidates(X, shopper_ids, coupons)
+        ids = cand["shopper_id"].to_numpy(dtype=int)
+        p0, p1 = cand["p_control"].to_numpy(), cand["p_treated"].to_numpy()
+        a, r = self.response_.a_[ids], self.response_.r_[ids]
+        q0 = np.clip(a * p0, 1e-3, 0.995)
+        q1 = np.clip(q0 + r * (p1 - p0), 1e-3, 0.995)
+        return cand.assign(
+            p_control=q0,
+            p_treated=q1,
+            spend_control=cand["spend_control"] * np.divide(q0, p0, out=np.ones_like(p0), where=p0 > 0),
+            spend_treated=cand["spend_treated"] * np.divide(q1, p1, out=np.ones_like(p1), where=p1 > 0),
+        )
 
 
 def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftModel | None, str]:
@@ -589,11 +827,11 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     return model, model.learner_
 
 
-def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible, p_buy):
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible):
     """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
     profit of the plan, whether a learned model planned it, each planned row's coupon, the round's
     logging propensity or None). Only `eligible` shoppers (the contact policy) are planned or
-    probed; `p_buy` is this round's truth for the probe's outcomes."""
+    probed; the probe's outcomes are drawn with the plan's, under one budget."""
     n = len(market.shopper_ids)
     coupons = s.coupons
     static_all = static_all[eligible[static_all["shopper_id"].to_numpy()]]
@@ -606,53 +844,79 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
     if strategy == "no_exploration":
         rows, arms, planned = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
         return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned, None
-    # closed loop: the plan over everyone, then a randomised probe drawn uniformly from everyone (a
-    # probed shopper gets the probe's arm instead of a planned one), so that every shopper's arm had a
-    # known probability: the logging propensity of the whole round
-    if model is not None:  # the model's cost over the whole population is about right (it is the
-        # chosen few where it runs low), so it sizes the probe: a uniform arm, none included
-        cost = score_options(model.predict_candidates(X, np.arange(n), coupons), coupons, s.margin_rate)[
-            "cost"
-        ]
-        per_row = COST_MARGIN * float(cost.mean()) * len(coupons) / (len(coupons) + 1)
-    else:
-        per_row = PILOT_COST_PER_ROW * float(coupons["face_value"].mean())
+    # closed loop: the plan over everyone, then a randomised probe (a probed shopper gets the probe's
+    # arm, uniform over none and the coupons, instead of a planned one): each shopper is probed with a
+    # known inclusion probability, so every shopper's arm had a known chance, the logging propensity
     pool = np.flatnonzero(eligible)
-    n_probe = min(len(pool) // 2, int(s.explore_share * s.budget / per_row))
     budget = (1 - s.explore_share) * s.budget
     if model is None:
         cand = static_all
         safety = market.static_model.cost_factor_
+        per_row = np.full(len(pool), PILOT_COST_PER_ROW * float(coupons["face_value"].mean()))
+        weight = np.ones(len(pool))
     else:
         cand = model.predict_candidates(X.iloc[pool], pool, coupons)
-        # realised over predicted cost of the earlier learned plans, with a margin for its own noise
-        # only once earlier learned plans predicted a material spend: a ratio of crumbs is noise
+        # realised over predicted cost of the earlier learned plans, once they predicted a material
+        # spend (a ratio of crumbs is noise): the plan aims at the budget in expectation, and the hard
+        # cap, not a margin, keeps the noise around it from overspending
         material = calib["predicted"] >= 0.1 * s.budget
         # before that, today's planner's margin learned on the past campaigns
         ratio = (
-            calib["realised"] / calib["predicted"] * COST_MARGIN
+            calib["realised"] / calib["predicted"]
             if material
             else PILOT_SAFETY * market.static_model.cost_factor_
         )
-        safety = max(model.cost_factor_ * COST_MARGIN, ratio)
+        safety = max(model.cost_factor_, ratio)
         calib["safety"] = safety
+        opts = score_options(cand, coupons, s.margin_rate)
+        k = len(coupons)
+        # the model's cost over many shoppers is about right (it is the chosen few where it runs low)
+        per_row = COST_MARGIN * opts["cost"].to_numpy().reshape(k, len(pool)).sum(axis=0) / (k + 1)
+        uplift = (opts["p_treated"] - opts["p_control"]).to_numpy().reshape(k, len(pool)).max(axis=0)
+        weight = _probe_weight(uplift, X["loop_offers"].to_numpy()[pool])
     rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
-    propensity = _logging_propensity(eligible, len(coupons), rows, arms, planned, n_probe)
-    probe_rows = rng.choice(pool, n_probe, replace=False)
-    probe_arms = rng.integers(0, len(coupons) + 1, n_probe)
-    probe = _draw(market, coupons, probe_rows, probe_arms, s.margin_rate, rng, p_buy).assign(
-        propensity=1.0 / (len(coupons) + 1)
-    )
+    inclusion = np.zeros(n)
+    inclusion[pool] = _inclusion(weight, per_row, s.explore_share * s.budget)
+    propensity = _logging_propensity(eligible, len(coupons), rows, arms, planned, inclusion)
+    probe_rows = np.flatnonzero(rng.random(n) < inclusion)
+    probe_arms = rng.integers(0, len(coupons) + 1, len(probe_rows))
+    probe = pd.DataFrame({"row": probe_rows, "arm_index": probe_arms, "propensity": 1.0 / (len(coupons) + 1)})
     keep = ~np.isin(rows, probe_rows)
     rows, arms, planned = rows[keep], arms[keep], planned[keep]
     return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity
 
 
-def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, n_probe: int) -> np.ndarray:
-    """(n, 1 + k) each shopper's chance of each arm this round: the probe draws n_probe of the
-    eligible shoppers uniformly and gives them a uniform arm; the others get their planned coupon,
-    except the plan's random holdout (its share of the coupon's audience), and everyone unplanned
-    (capped shoppers included) gets nothing."""
+def _probe_weight(uplift: np.ndarray, offers: np.ndarray) -> np.ndarray:
+    """Where the probe looks: shoppers the model thinks may respond (predicted best uplift, never
+    below a floor) and whose own response is least known (fewer coupons so far), mixed with a uniform
+    share so that every shopper keeps a chance (`PROBE_UNIFORM`): a coupon tried on a likely
+    persuadable makes their history informative, one on a sure thing or a lost cause mostly costs."""
+    promise = np.clip(uplift, 0.0, None) + PROBE_FLOOR
+    focused = promise / np.sqrt(1.0 + offers)
+    return (1 - PROBE_UNIFORM) * focused / focused.mean() + PROBE_UNIFORM
+
+
+def _inclusion(weight: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
+    """Poisson-sampling inclusion probabilities proportional to `weight` (at most PROBE_MAX_SHARE
+    each) whose expected cost (`cost` per probed shopper) is `budget`."""
+    cost = np.maximum(cost, 1e-9)
+    lo, hi = 0.0, PROBE_MAX_SHARE / float(weight.min())
+    if float((np.minimum(hi * weight, PROBE_MAX_SHARE) * cost).sum()) <= budget:
+        return np.minimum(hi * weight, PROBE_MAX_SHARE)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if float((np.minimum(mid * weight, PROBE_MAX_SHARE) * cost).sum()) > budget:
+            hi = mid
+        else:
+            lo = mid
+    return np.minimum(lo * weight, PROBE_MAX_SHARE)
+
+
+def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, inclusion) -> np.ndarray:
+    """(n, 1 + k) each shopper's chance of each arm this round: the probe includes shopper i with
+    probability inclusion[i] and gives a uniform arm; the others get their planned coupon, except
+    the plan's random holdout (its share of the coupon's audience), and everyone unplanned (capped
+    shoppers included) gets nothing."""
     n = len(eligible)
     plan = np.zeros((n, k + 1))
     plan[:, 0] = 1.0
@@ -661,7 +925,7 @@ def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, n_pro
         hold = float((arms[mine] == 0).mean())
         plan[rows[mine], 0] = hold
         plan[rows[mine], c] = 1.0 - hold
-    share = np.where(eligible, n_probe / max(int(eligible.sum()), 1), 0.0)[:, None]
+    share = np.where(eligible, np.broadcast_to(np.asarray(inclusion, dtype=float), (n,)), 0.0)[:, None]
     return share / (k + 1) + (1 - share) * plan
 
 
@@ -677,21 +941,31 @@ def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype=float) for c in ("row", "arm_index", "converted", "spend", "net_spend",
-                                             "redeemed", "cost", "reward", "propensity")}
-    ).astype({"row": int, "arm_index": int})  # fmt: skip
+    return pd.DataFrame({"row": pd.Series(dtype=int), "arm_index": pd.Series(dtype=int),
+                         "propensity": pd.Series(dtype=float)})  # fmt: skip
 
 
-def _plan_value(pv_log, rows, arms, n: int, q) -> dict:
+def _plan_value(pv_log, rows, arms, n: int, q, q_var) -> dict:
     """The plan's incremental profit estimated from the closed loop's earlier rounds (every shopper,
-    each round's logging propensity; `marketing.policy_value.pooled_policy_value`)."""
+    each round's logging propensity; `marketing.policy_value.pooled_policy_value`). `low`, `high`:
+    the interval for the profit the plan will realise this round (the estimate's error plus the
+    round's own outcome noise, `q_var` summed over the plan's grants, `realized_interval`);
+    `mean_low`, `mean_high`: the interval for its expectation."""
     if not pv_log:
-        return {"value": None, "low": None, "high": None, "method": None}
+        return dict.fromkeys(("value", "low", "high", "mean_low", "mean_high", "method"))
     target = np.zeros(n, dtype=int)
     target[rows] = arms  # holdout and unplanned shoppers: no coupon
     logged, reward, propensity = (np.stack(parts) for parts in zip(*pv_log, strict=True))
-    v = pooled_policy_value(reward, logged, propensity, target, q=q)
-    if v.dr is not None:
-        return {"value": v.dr, "low": v.dr_low, "high": v.dr_high, "method": "dr"}
-    return {"value": v.ips, "low": v.ips_low, "high": v.ips_high, "method": "ips"}
+    v = pooled_policy_value(reward, logged, propensity, target, q=q, q_var=q_var)
+    value, low, high, method = (v.dr, v.dr_low, v.dr_high, "dr") if v.dr is not None else (
+        v.ips, v.ips_low, v.ips_high, "ips")  # fmt: skip
+    noise = 0.0 if q_var is None else float(q_var[rows[arms > 0], arms[arms > 0]].sum())
+    r_low, r_high = realized_interval(value, low, high, noise)
+    return {
+        "value": value,
+        "low": r_low,
+        "high": r_high,
+        "mean_low": low,
+        "mean_high": high,
+        "method": method,
+    }

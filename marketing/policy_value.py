@@ -20,6 +20,10 @@ logged bandit feedback from multiple loggers"): unbiased whenever Pbar > 0, and 
 than the probe alone where the plan repeats earlier plans (Pbar ~ 0.9 instead of the probe's
 1 / (arms + 1) x probe share) and for the baseline (most shoppers get no coupon with probability ~1).
 Rows of one shopper share that shopper's effects, so the interval clusters by shopper.
+
+These intervals are for the plan's *expected* value. What one run of the plan realises also carries
+that run's own outcome noise (who happens to buy, their baskets): `realized_interval` widens an
+interval by the plan's outcome variance, which is what to compare with a realised profit.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["PolicyValue", "policy_value", "pooled_policy_value"]
+__all__ = ["PolicyValue", "policy_value", "pooled_policy_value", "realized_interval"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def policy_value(
 
 
 def pooled_policy_value(
-    reward, logged_arm, propensity, target_arm, *, q=None, baseline: int = 0, z: float = 1.96
+    reward, logged_arm, propensity, target_arm, *, q=None, baseline: int = 0, z: float = 1.96, q_var=None
 ) -> PolicyValue:
     """IPS (and, given `q`, DR) total incremental value of `target_arm` over the baseline arm for a
     population logged over several rounds by different known policies.
@@ -109,7 +113,13 @@ def pooled_policy_value(
     `reward`, `logged_arm`: (rounds, n) per round and shopper (arms are column indices);
     `propensity`: (rounds, n, arms) each round's logging probability of every arm for every shopper;
     `target_arm`: (n,) the plan's arm per shopper; `q`: (n, arms) an outcome model's expected reward.
-    The estimate is the sum over shoppers of their mean term over rounds."""
+    The estimate is the sum over shoppers of their mean term over rounds.
+
+    `q_var`: (n, arms) the outcome model's reward variance. The DR interval's variance is then at
+    least what the known propensities imply: a shopper's mean correction over S rounds has variance
+    (1/S) x sum over the plan's and the baseline arm of var(reward) / Pbar(arm). Where Pbar is tiny
+    (an arm only a small probe could give), the few large terms that carry the estimate are mostly
+    absent from a sample, and the sample's spread understates its real one; the propensities do not."""
     r = np.asarray(reward, dtype=float)
     a = np.asarray(logged_arm, dtype=int)
     p = np.asarray(propensity, dtype=float)
@@ -138,16 +148,38 @@ def pooled_policy_value(
     if q.shape != pbar.shape:
         raise ValueError("q must be (n, arms)")
     direct = treated * (q[cols, pi] - q[:, baseline])
-    dr = _clustered(sign * (r - q[cols[None, :], a]) * w, z, fixed=float(direct.sum()))
+    floor = 0.0
+    if q_var is not None:
+        v = np.asarray(q_var, dtype=float)
+        if v.shape != pbar.shape or (v < 0).any():
+            raise ValueError("q_var must be (n, arms) and non-negative")
+        floor = float((treated * (v[cols, pi] / pbar[cols, pi] + v[:, baseline] / pbar[:, baseline])).sum())
+        floor /= r.shape[0]
+    dr = _clustered(sign * (r - q[cols[None, :], a]) * w, z, fixed=float(direct.sum()), min_var=floor)
     return PolicyValue(r.size, *ips, *dr)
 
 
-def _clustered(terms: np.ndarray, z: float, fixed: float = 0.0) -> tuple[float, float, float]:
+def _clustered(
+    terms: np.ndarray, z: float, fixed: float = 0.0, min_var: float = 0.0
+) -> tuple[float, float, float]:
     """`fixed` plus the total over shoppers (columns) of their mean term over rounds (rows), with its
-    normal interval. Every shopper is in the sum (not a sample), so only the terms vary: the model's
-    direct part (`fixed`) is the same whatever was drawn."""
+    normal interval (variance at least `min_var`). Every shopper is in the sum (not a sample), so only
+    the terms vary: the model's direct part (`fixed`) is the same whatever was drawn."""
     per_shopper = terms.mean(axis=0)
     n = len(per_shopper)
     total = fixed + float(per_shopper.sum())
-    se = float(np.sqrt(n) * per_shopper.std(ddof=1))
+    se = float(np.sqrt(max(n * per_shopper.var(ddof=1), min_var)))
     return total, total - z * se, total + z * se
+
+
+def realized_interval(
+    estimate: float, low: float, high: float, outcome_variance: float, z: float = 1.96
+) -> tuple[float, float]:
+    """Interval for the profit a plan will realise in one run, from a normal (`low`, `high`) interval
+    for its expectation: the realised profit also carries the run's own outcome noise (the sum of
+    the plan's per-shopper reward variances, `outcome_variance`), independent of the logged rows."""
+    if outcome_variance < 0 or z <= 0:
+        raise ValueError("outcome_variance must be >= 0 and z > 0")
+    se = (high - low) / (2 * z)
+    half = z * float(np.sqrt(se**2 + outcome_variance))
+    return estimate - half, estimate + half

@@ -2,8 +2,8 @@
 
 Redemption never reads-then-writes a counter. Each limit is one conditional UPDATE whose row count says
 whether it held (`used < usage_limit AND round(spent + d, 2) <= budget`; per shopper
-`used < per_shopper_limit`), so concurrent checkouts on SQLite and PostgreSQL can never exceed a
-limit or a budget.
+`used < per_shopper_limit`; the coupon's campaign, `round(spent + d, 2) <= budget` over all its
+coupons), so concurrent checkouts on SQLite and PostgreSQL can never exceed a limit or a budget.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore, insert_ignore_stmt
+from commerce.campaigns import Campaign
 from commerce.catalog import Category, Product
 from commerce.coupons import (
     COUPON_KINDS,
@@ -335,6 +336,7 @@ def redeem(
         raise LimitExceeded(
             f"coupon {coupon_id!r} has no budget left for {amount} CNY", code="coupon_budget_exhausted"
         )
+    _take_campaign_budget(session, coupon_id, amount)
     insert_ignore(
         session, CouponShopperUsage.__table__, [{"coupon_id": coupon_id, "shopper_id": shopper_id, "used": 0}]
     )
@@ -360,6 +362,22 @@ def redeem(
     return redemption
 
 
+def _take_campaign_budget(session: Session, coupon_id: str, amount: Decimal) -> None:
+    """The campaign's budget is a hard cap over all its coupons: take `amount` from it in one
+    conditional UPDATE, or raise LimitExceeded. A coupon of no (known) campaign has no such cap."""
+    campaign_id = select(Coupon.campaign_id).where(Coupon.coupon_id == coupon_id).scalar_subquery()
+    took = session.execute(
+        update(Campaign.__table__)
+        .where(Campaign.campaign_id == campaign_id, func.round(Campaign.spent + amount, 2) <= Campaign.budget)
+        .values(spent=func.round(Campaign.spent + amount, 2))
+    ).rowcount
+    if took != 1 and session.scalar(select(exists().where(Campaign.campaign_id == campaign_id))):
+        raise LimitExceeded(
+            f"the campaign of coupon {coupon_id!r} has no budget left for {amount} CNY",
+            code="campaign_budget_exhausted",
+        )
+
+
 def release(session: Session, order_id: int, *, at: datetime | None = None) -> None:
     """Give back the use and budget an order took (on cancellation or refund). No-op without a coupon
     or when already released."""
@@ -374,6 +392,12 @@ def release(session: Session, order_id: int, *, at: datetime | None = None) -> N
         update(Coupon.__table__)
         .where(Coupon.coupon_id == redemption.coupon_id)
         .values(used=Coupon.used - 1, spent=func.round(Coupon.spent - redemption.amount, 2))
+    )
+    campaign_id = select(Coupon.campaign_id).where(Coupon.coupon_id == redemption.coupon_id).scalar_subquery()
+    session.execute(
+        update(Campaign.__table__)
+        .where(Campaign.campaign_id == campaign_id)
+        .values(spent=func.round(Campaign.spent - redemption.amount, 2))
     )
     session.execute(
         update(CouponShopperUsage.__table__)

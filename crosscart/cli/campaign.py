@@ -297,6 +297,11 @@ def simulate_loop(
     learner: str = typer.Option(
         "terms", "--learner", help="Closed loop's learner: terms (R-learner on depth), auto, logistic, lgbm."
     ),
+    history: str = typer.Option(
+        "posterior",
+        "--history",
+        help="How shoppers' own weeks enter the closed loop: posterior (per-shopper Bayes) or features.",
+    ),
     fatigue: float = typer.Option(
         1.0, "--fatigue", help="Truth: a coupon's effect x this per coupon in the last 2 rounds (1 = none)."
     ),
@@ -319,8 +324,8 @@ def simulate_loop(
         raise typer.Exit(2)
     try:
         settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
-                                explore_share=explore_share, learner=learner, fatigue=fatigue,
-                                frequency_cap=frequency_cap)  # fmt: skip
+                                explore_share=explore_share, learner=learner, history=history,
+                                fatigue=fatigue, frequency_cap=frequency_cap)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -156,28 +156,58 @@ def score_options(
     return opts
 
 
+class _Picker:
+    """Each shopper's best option at budget price `lam` (profit - lam x cost; the first listed wins a
+    tie), kept only when it beats giving nothing. Options are grouped by shopper once, so the
+    bisection's many prices cost a pass over arrays each, not a sort."""
+
+    def __init__(self, opts: pd.DataFrame):
+        self.opts = opts
+        codes = pd.factorize(opts["shopper_id"], sort=True)[0]
+        self.order = np.argsort(codes, kind="stable")
+        codes = codes[self.order]
+        self.starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, int)
+        self.sizes = np.diff(np.r_[self.starts, len(codes)])
+        self.profit = opts["profit"].to_numpy(dtype=float)[self.order]
+        self.cost = opts["cost"].to_numpy(dtype=float)[self.order]
+
+    def positions(self, lam: float) -> np.ndarray:
+        if not len(self.order):
+            return np.zeros(0, dtype=int)
+        value = self.profit - lam * self.cost
+        best = np.repeat(np.maximum.reduceat(value, self.starts), self.sizes)
+        where = np.where(value == best, np.arange(len(value)), len(value))
+        first = np.minimum.reduceat(where, self.starts)
+        keep = (value[first] > 0) & (self.profit[first] > 0)
+        return first[keep]
+
+    def cost_at(self, lam: float) -> float:
+        return float(self.cost[self.positions(lam)].sum())
+
+    def __call__(self, lam: float) -> pd.DataFrame:
+        return self.opts.iloc[self.order[self.positions(lam)]]
+
+
 def _pick(opts: pd.DataFrame, lam: float) -> pd.DataFrame:
     """Each shopper's best option at budget price `lam`, kept only when it beats giving nothing."""
-    value = opts["profit"] - lam * opts["cost"]
-    best = opts.assign(_v=value).sort_values(["shopper_id", "_v"], ascending=[True, False], kind="mergesort")
-    best = best.drop_duplicates("shopper_id")
-    return best[(best["_v"] > 0) & (best["profit"] > 0)].drop(columns="_v")
+    return _Picker(opts)(lam)
 
 
 def _lagrangian(opts: pd.DataFrame, budget: float) -> pd.DataFrame:
-    chosen = _pick(opts, 0.0)
+    pick = _Picker(opts)
+    chosen = pick(0.0)
     if chosen["cost"].sum() <= budget:
         return chosen
     lo, hi = 0.0, 1.0
-    while _pick(opts, hi)["cost"].sum() > budget:  # ends: at a high enough price only free options stay
+    while pick.cost_at(hi) > budget:  # ends: at a high enough price only free options stay
         hi *= 2
     for _ in range(50):
         mid = (lo + hi) / 2
-        if _pick(opts, mid)["cost"].sum() > budget:
+        if pick.cost_at(mid) > budget:
             lo = mid
         else:
             hi = mid
-    chosen = _pick(opts, hi)
+    chosen = pick(hi)
     return _fill(opts, chosen, budget)
 
 

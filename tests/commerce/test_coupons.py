@@ -132,3 +132,35 @@ def test_refund_returns_the_coupon_use_and_budget(market):
         assert checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="r", at=NOW).discount_total == 30
     with market() as s:
         assert (s.get(Coupon, "r").used, s.get(Coupon, "r").spent) == (1, Decimal("30.00"))
+
+
+def test_a_campaigns_budget_is_a_hard_cap_over_all_its_coupons(market):
+    """Two coupons without budgets of their own share their campaign's 35 CNY: a redemption that would
+    pass it is refused, and a cancelled order gives its discount back to the campaign."""
+    from commerce.campaigns import Campaign
+    from commerce.services.campaigns import CampaignInput, create_campaign
+
+    with transaction(market) as s:
+        create_campaign(
+            s, CampaignInput("cap", "site", "35", NOW, NOW + timedelta(days=7), campaign_id="cmp")
+        )
+        coupons.create_coupon(s, C("amount_off", "20", coupon_id="c20", campaign_id="cmp"))
+        coupons.create_coupon(s, C("amount_off", "10", coupon_id="c10", campaign_id="cmp"))
+        coupons.create_coupon(s, C("amount_off", "20", coupon_id="free", campaign_id="no-such-campaign"))
+        first = checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="c20", at=NOW)
+        checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="c10", at=NOW)
+    with pytest.raises(LimitExceeded) as err, transaction(market) as s:  # 30 + 10 would pass 35
+        checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="c10", at=NOW)
+    assert err.value.code == "campaign_budget_exhausted"
+    with market() as s:  # the refused redemption left every counter as it was
+        assert s.get(Campaign, "cmp").spent == Decimal("30.00")
+        assert (s.get(Coupon, "c10").used, s.get(Coupon, "c10").spent) == (1, Decimal("10.00"))
+    with transaction(market) as s:
+        checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="free", at=NOW)  # no known campaign: no cap
+        orders.cancel_order(s, first.order_id, "changed my mind")
+    with market() as s:
+        assert s.get(Campaign, "cmp").spent == Decimal("10.00")
+    with transaction(market) as s:  # the returned 20 is redeemable again
+        assert checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="c10", at=NOW).discount_total == 10
+    with market() as s:
+        assert s.get(Campaign, "cmp").spent == Decimal("20.00")

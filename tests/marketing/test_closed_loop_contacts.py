@@ -3,6 +3,7 @@ logging propensity that the pooled policy value relies on."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from marketing.closed_loop import LoopMarket, LoopSettings, _Contacts, _fatigued, _logging_propensity
 
@@ -44,9 +45,38 @@ def test_frequency_cap_and_fatigue_window_count_recent_rounds_only():
 def test_logging_propensity_capped_shoppers_get_nothing_and_rows_sum_to_one():
     eligible = np.array([True, True, True, False])
     rows, arms, planned = np.array([0, 1]), np.array([1, 0]), np.array([1, 1])  # shopper 1: holdout
-    p = _logging_propensity(eligible, 2, rows, arms, planned, n_probe=1)
+    p = _logging_propensity(eligible, 2, rows, arms, planned, inclusion=np.full(4, 1 / 3))
     assert np.allclose(p.sum(axis=1), 1)
     assert p[3].tolist() == [1.0, 0.0, 0.0]
-    share = 1 / 3  # one probe among three eligible shoppers, arms uniform over none and two coupons
+    share = 1 / 3  # each eligible shopper probed with chance 1/3, arms uniform over none and two coupons
     assert np.isclose(p[0, 1], share / 3 + (1 - share) * 0.5)  # half of coupon 1's audience held out
     assert np.isclose(p[2, 2], share / 3)  # unplanned: only the probe could give it coupon 2
+
+
+def test_hard_budget_cap_refuses_redemptions_once_spent_and_never_exceeds_it():
+    from marketing.closed_loop import MENU, _admitted, _draws
+
+    rng = np.random.default_rng(0)
+    n = 300
+    p0 = np.full(n, 0.2)
+    p_buy = np.column_stack([p0, np.full((n, 4), 0.9)])
+    m = LoopMarket(np.arange(n), pd.DataFrame(index=range(n)), p_buy, np.full(n, 400.0), None, None,
+                   None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())  # fmt: skip
+    rows, arms = np.arange(n), np.full(n, 4)  # 50 off 299 for everyone: ~0.9 x 0.9 x 300 x 50 wanted
+    free = _draws(m, MENU, rows, arms, p_buy, np.inf, rng, 50)
+    assert not free["refused"].any()
+    capped = _draws(m, MENU, rows, arms, p_buy, 2000.0, rng, 50)
+    assert (capped["cost"].sum(axis=1) <= 2000.0).all() and (capped["cost"].sum(axis=1) > 1900).all()
+    assert capped["refused"].any(axis=1).all()
+    # a shopper turned away pays full price only if they would have bought without the coupon
+    refused = capped["refused"]
+    assert capped["converted"][refused].mean() == pytest.approx(0.2 / 0.9, abs=0.05)
+    assert (capped["cost"][refused] == 0).all()
+    # in any arrival order: within budget, and every refused discount is larger than what is left
+    # (a later, smaller one still fits what a larger one could not)
+    wanted = np.tile([8.0, 5.0, 2.0, 0.0], (200, 1))
+    ok = _admitted(wanted, 10.0, np.random.default_rng(1))
+    spent = np.where(ok, wanted, 0).sum(axis=1)
+    assert (spent <= 10).all() and ok[:, 3].all()
+    assert all((wanted[i][~ok[i]] > 10 - spent[i]).all() for i in range(200))
+    assert {tuple(r) for r in ok[:, :3]} == {(True, False, True), (False, True, True)}
