@@ -1,7 +1,7 @@
 """campaign spent: the discounts a campaign's redemptions took, held within its budget (hard cap)
 
 Revision ID: 0025_campaign_spent
-Revises: 0023_identity_key_version
+Revises: 0024_member_arm_probabilities
 Create Date: 2026-11-30 09:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025_campaign_spent"
-down_revision: str | None = "0023_identity_key_version"
+down_revision: str | None = "0024_member_arm_probabilities"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
