@@ -778,7 +778,10 @@ class _Personalised(CouponUpliftModel):
         return getattr(self.model, "learner_", None)
 
     def fit(self, X, treatment, outcome, **fit_params):
-        raise NotImplementedError("fitted by the loop: the population model, then the shoppers' weeks")
+        """Refits the population model; each shopper's multipliers, learned from their weeks, stay."""
+        self.model.fit(X, treatment, outcome, **fit_params)
+        self.base_ = None  # the cached candidates belong to the previous population fit
+        return self
 
     def predict_uplift(self, X, coupons=None) -> np.ndarray:
         cand = self.predict_candidates(X, np.arange(len(X)), coupons)
@@ -786,7 +789,7 @@ class _Personalised(CouponUpliftModel):
 
     def population_candidates(self, X, shopper_ids, coupons) -> pd.DataFrame:
         ids = np.asarray(shopper_ids, dtype=int)
-        if coupons is self._coupons and X.index.equals(self._index[ids]):
+        if self.base_ is not None and coupons is self._coupons and X.index.equals(self._index[ids]):
             n = len(self._index)
             rows = (np.arange(len(coupons))[:, None] * n + ids[None, :]).ravel()
             return self.base_.iloc[rows].reset_index(drop=True)
