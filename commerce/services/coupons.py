@@ -4,6 +4,9 @@ Redemption never reads-then-writes a counter. Each limit is one conditional UPDA
 whether it held (`used < usage_limit AND round(spent + d, 2) <= budget`; per shopper
 `used < per_shopper_limit`; the coupon's campaign, `round(spent + d, 2) <= budget` over all its
 coupons), so concurrent checkouts on SQLite and PostgreSQL can never exceed a limit or a budget.
+The budget rule is written once (`_coupon_budget_covers`, `_campaign_budget_covers`): redemption
+applies it to the order's discount, `eligible_coupons` to the most the coupon can take off an order,
+so a coupon the storefront offers is never refused at checkout for want of budget.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore, insert_ignore_stmt
@@ -324,7 +327,7 @@ def redeem(
         .where(
             Coupon.coupon_id == coupon_id,
             or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
-            or_(Coupon.budget.is_(None), func.round(Coupon.spent + amount, 2) <= Coupon.budget),
+            _coupon_budget_covers(amount),
         )
         .values(used=Coupon.used + 1, spent=func.round(Coupon.spent + amount, 2))
     ).rowcount
@@ -362,13 +365,34 @@ def redeem(
     return redemption
 
 
+def _coupon_budget_covers(amount) -> ColumnElement[bool]:
+    """The coupon's own budget (if any) has `amount` CNY left."""
+    return or_(Coupon.budget.is_(None), func.round(Coupon.spent + amount, 2) <= Coupon.budget)
+
+
+def _campaign_budget_covers(amount) -> ColumnElement[bool]:
+    """The campaign's budget has `amount` CNY left (a hard cap over all its coupons)."""
+    return func.round(Campaign.spent + amount, 2) <= Campaign.budget
+
+
+def _largest_discount() -> ColumnElement:
+    """The most a coupon can take off one order: its value (amount_off) or cap, whichever is lower.
+    A percentage without a cap has no bound short of the cart; it counts as 0.01 CNY, the least any
+    order can take, so it is offered while its budget lasts and a large cart may still be refused."""
+    bounded = case((Coupon.kind == "amount_off", Coupon.value), else_=Coupon.cap)
+    return case(
+        (and_(Coupon.cap.is_not(None), Coupon.cap < bounded), Coupon.cap),
+        else_=func.coalesce(bounded, literal(Decimal("0.01"))),
+    )
+
+
 def _take_campaign_budget(session: Session, coupon_id: str, amount: Decimal) -> None:
     """The campaign's budget is a hard cap over all its coupons: take `amount` from it in one
     conditional UPDATE, or raise LimitExceeded. A coupon of no (known) campaign has no such cap."""
     campaign_id = select(Coupon.campaign_id).where(Coupon.coupon_id == coupon_id).scalar_subquery()
     took = session.execute(
         update(Campaign.__table__)
-        .where(Campaign.campaign_id == campaign_id, func.round(Campaign.spent + amount, 2) <= Campaign.budget)
+        .where(Campaign.campaign_id == campaign_id, _campaign_budget_covers(amount))
         .values(spent=func.round(Campaign.spent + amount, 2))
     ).rowcount
     if took != 1 and session.scalar(select(exists().where(Campaign.campaign_id == campaign_id))):
@@ -412,7 +436,9 @@ def release(session: Session, order_id: int, *, at: datetime | None = None) -> N
 
 
 def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = None) -> list[Coupon]:
-    """Coupons the shopper could use now: in window, uses and budget left, granted if needed."""
+    """Coupons the shopper could use now: in window, uses left, granted if needed, and budget left for
+    the most the coupon can take off an order, in its own budget and in its campaign's (the rule
+    redemption applies, so checkout does not refuse an offered coupon for want of budget)."""
     get_or_404(session, Shopper, shopper_id, "shopper")
     at = as_utc(at or utcnow())
     own_used = (
@@ -421,13 +447,16 @@ def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = No
         .scalar_subquery()
     )
     granted = exists().where(CouponGrant.coupon_id == Coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
+    largest = _largest_discount()
     stmt = (
         select(Coupon)
+        .outerjoin(Campaign, Campaign.campaign_id == Coupon.campaign_id)
         .where(
             or_(Coupon.starts_at.is_(None), Coupon.starts_at <= at),
             or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
             or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
-            or_(Coupon.budget.is_(None), Coupon.spent < Coupon.budget),
+            _coupon_budget_covers(largest),
+            or_(Campaign.campaign_id.is_(None), _campaign_budget_covers(largest)),
             or_(own_used.is_(None), own_used < Coupon.per_shopper_limit),
             or_(Coupon.requires_grant.is_(False), and_(Coupon.requires_grant.is_(True), granted)),
         )

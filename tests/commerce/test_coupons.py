@@ -164,3 +164,60 @@ def test_a_campaigns_budget_is_a_hard_cap_over_all_its_coupons(market):
         assert checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="c10", at=NOW).discount_total == 10
     with market() as s:
         assert s.get(Campaign, "cmp").spent == Decimal("20.00")
+
+
+def test_the_listing_offers_only_coupons_the_budget_lets_checkout_accept(market):
+    """A coupon is listed only while its own budget and its campaign's cover the most it can take off
+    an order (value or cap), the rule checkout refuses by; the listing is one query however many
+    coupons and campaigns there are. An uncapped percentage counts as 0.01 CNY, so it is listed while
+    any budget is left and a large cart may still be refused."""
+    from sqlalchemy import event
+
+    from commerce.services.campaigns import CampaignInput, create_campaign
+
+    week = NOW + timedelta(days=7)
+    with transaction(market) as s:
+        create_campaign(s, CampaignInput("cap", "site", "60", NOW, week, campaign_id="cmp"))
+        create_campaign(s, CampaignInput("small", "site", "20", NOW, week, campaign_id="tiny"))
+        coupons.create_coupon(s, C("amount_off", "20", coupon_id="a20", campaign_id="cmp"))
+        coupons.create_coupon(s, C("amount_off", "10", coupon_id="a10", campaign_id="cmp"))
+        coupons.create_coupon(s, C("percent_off", "0.15", cap="50", coupon_id="pc", campaign_id="cmp"))
+        coupons.create_coupon(s, C("percent_off", "0.10", coupon_id="pu", campaign_id="cmp"))
+        coupons.create_coupon(s, C("amount_off", "20", budget="25", coupon_id="own"))
+        coupons.create_coupon(s, C("amount_off", "20", coupon_id="t20", campaign_id="tiny"))
+        coupons.create_coupon(s, C("percent_off", "0.10", coupon_id="tpu", campaign_id="tiny"))
+
+    def listed(shopper):
+        with market() as s:
+            return [c.coupon_id for c in coupons.eligible_coupons(s, shopper, NOW)]
+
+    everything = ["a10", "a20", "own", "pc", "pu", "t20", "tpu"]
+    assert listed("s2") == everything
+    with transaction(market) as s:
+        assert checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="pc", at=NOW).discount_total == 45
+        checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="own", at=NOW)  # 5 CNY of its own left
+        checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="t20", at=NOW)  # campaign tiny used up
+    assert listed("s2") == ["a10", "pu"]  # cmp has 15 left: a20 and pc (up to 50) would not fit
+    refused = {"a20": "campaign_budget_exhausted", "pc": "campaign_budget_exhausted"}
+    refused |= {"own": "coupon_budget_exhausted", "tpu": "campaign_budget_exhausted"}
+    for coupon_id, code in refused.items():  # checkout agrees: each hidden coupon is refused (its full
+        # discount; pc's 14.99 off the tea alone would fit: the listing knows no cart, so it is cautious)
+        with pytest.raises(LimitExceeded) as err, transaction(market) as s:
+            checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id=coupon_id, at=NOW)
+        assert err.value.code == code, coupon_id
+    with pytest.raises(LimitExceeded), transaction(market) as s:  # 30 off the cream: above the 15 left
+        checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="pu", at=NOW)
+    with transaction(market) as s:  # a listed coupon is accepted
+        assert checkout(s, "s1", [CartLine("p_tea", 1)], coupon_id="a10", at=NOW).discount_total == 10
+    assert listed("s2") == ["pu"]  # 5 left
+    with pytest.raises(LimitExceeded), transaction(market) as s:  # 9.99 off the tea: above the 5 left
+        checkout(s, "s2", [CartLine("p_tea", 1)], coupon_id="pu", at=NOW)
+    with transaction(market) as s:  # 5.00 off a 50 CNY cart fits exactly
+        assert checkout(s, "s2", [CartLine("p_mail", 1)], coupon_id="pu", at=NOW).discount_total == 5
+    assert listed("s0") == []  # cmp, tiny and own's budgets are all used up
+
+    statements = []
+    with market() as s:
+        event.listen(s.get_bind(), "before_cursor_execute", lambda *a: statements.append(a[2]))
+        coupons.eligible_coupons(s, "s1", NOW)
+    assert sum(q.lstrip().upper().startswith("SELECT") for q in statements) == 2  # the shopper, then the coupons with their campaigns' budgets
