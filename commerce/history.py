@@ -41,7 +41,7 @@ from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, Order
 from commerce.services import campaigns as cm
 from commerce.services.catalog import category_paths
 from commerce.services.checkout import customs_year
-from commerce.services.coupons import PricedLine, in_scope
+from commerce.services.coupons import PricedLine, in_scope, recount_campaign_spend
 from commerce.services.logistics import DeliveryWindow, choose_partner
 from commerce.shoppers import ShopperIdentity
 from commerce.sqltypes import as_utc, round_fen
@@ -356,7 +356,8 @@ def _record_redemptions(
     orders: dict[str, dict[str, Any]],
     order_ids: dict[str, int],
 ) -> None:
-    """Redemption rows plus the coupon and per-shopper counters live redemption would have raised."""
+    """Redemption rows plus the coupon, per-shopper and campaign counters live redemption would have
+    raised. A stored campaign's budget is raised to its spend if history passed it (as it happened)."""
     if not used:
         return
     rows = [
@@ -390,6 +391,10 @@ def _record_redemptions(
         "used",
         [{"coupon_id": c, "shopper_id": s, "used": n} for (c, s), n in sorted(per_shopper.items())],
     )
+    campaigns = select(Coupon.campaign_id).where(
+        Coupon.coupon_id.in_(sorted(per_coupon)), Coupon.campaign_id.is_not(None)
+    )
+    recount_campaign_spend(session, session.scalars(campaigns), raise_budget=True)
 
 
 def _design_probabilities(
@@ -410,8 +415,9 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     complete, at the campaign's own start and end), so grants link to members exactly as for a live
     campaign; grants already loaded from coupon_grant events are reused. The contract has no budget:
     a campaign's budget is the discount its coupons actually gave (at least 0.01 CNY, the minimum the
-    model accepts). Campaigns already stored are left alone; one without treated shoppers cannot be
-    scheduled and is skipped (counted). Members log their arm probabilities under the contract's
+    model accepts), and its `spent` is that discount, so its budget is a hard cap from then on.
+    Campaigns already stored are left alone; one without treated shoppers cannot be scheduled and is
+    skipped (counted). Members log their arm probabilities under the contract's
     randomisation (the holdout with the campaign's control share, else one of its coupons uniformly),
     so later plans can be valued from these outcomes (`marketing.plan_value`).
     """
@@ -451,6 +457,7 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
         cm.schedule_campaign(session, cid, at=c["start"])
         cm.start_campaign(session, cid, at=c["start"])
         cm.complete_campaign(session, cid, at=c["end"])
+        recount_campaign_spend(session, [cid])  # the budget is a hard cap after import as well
         stats["campaigns"] += 1
         stats["campaign_members"] += len(audience)
     return stats

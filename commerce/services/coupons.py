@@ -402,6 +402,62 @@ def _take_campaign_budget(session: Session, coupon_id: str, amount: Decimal) -> 
         )
 
 
+def _counted_spend() -> ColumnElement:
+    """What a campaign's budget has given: its coupons' redemptions not released (cancel, refund).
+    `campaigns.spent` must equal it; a correlated subquery on `campaigns`."""
+    return (
+        select(func.round(func.coalesce(func.sum(CouponRedemption.amount), 0), 2))
+        .join(Coupon, Coupon.coupon_id == CouponRedemption.coupon_id)
+        .where(Coupon.campaign_id == Campaign.campaign_id, CouponRedemption.released_at.is_(None))
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class SpendDrift:
+    """A campaign whose stored `spent` is not what its redemptions took."""
+
+    campaign_id: str
+    stored: Decimal
+    counted: Decimal
+    budget: Decimal
+
+
+def campaign_spend_drift(session: Session, campaign_ids: Iterable[str] | None = None) -> list[SpendDrift]:
+    """Campaigns (all, or `campaign_ids`) whose `spent` differs from their redemptions' discounts, in
+    one query."""
+    counted = _counted_spend()
+    stmt = select(Campaign.campaign_id, Campaign.spent, counted, Campaign.budget).order_by(
+        Campaign.campaign_id
+    )
+    if campaign_ids is not None:
+        stmt = stmt.where(Campaign.campaign_id.in_(sorted(set(campaign_ids))))
+    rows = (SpendDrift(c, *(round_fen(Decimal(str(v))) for v in rest)) for c, *rest in session.execute(stmt))
+    return [d for d in rows if d.stored != d.counted]
+
+
+def recount_campaign_spend(
+    session: Session, campaign_ids: Iterable[str] | None = None, *, raise_budget: bool = False
+) -> list[SpendDrift]:
+    """Set `spent` of the campaigns (all, or `campaign_ids`) to what their redemptions took; returns
+    the drift found. A campaign whose redemptions took more than its budget cannot hold that (CHECK
+    spent <= budget): with `raise_budget` (history, recorded as it happened) its budget is raised to
+    it, else it is left as it was and stays in the drift returned by `campaign_spend_drift`."""
+    drift = campaign_spend_drift(session, campaign_ids)
+    if not drift:
+        return []
+    counted = _counted_spend()
+    values = {"spent": counted}
+    if raise_budget:
+        values["budget"] = case((counted > Campaign.budget, counted), else_=Campaign.budget)
+    stmt = update(Campaign.__table__).where(Campaign.campaign_id.in_([d.campaign_id for d in drift]))
+    if not raise_budget:
+        stmt = stmt.where(counted <= Campaign.budget)
+    session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    session.expire_all()
+    return drift
+
+
 def release(session: Session, order_id: int, *, at: datetime | None = None) -> None:
     """Give back the use and budget an order took (on cancellation or refund). No-op without a coupon
     or when already released."""

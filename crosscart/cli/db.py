@@ -110,3 +110,29 @@ def expire_orders(
         total += len(batch)
     engine.dispose()
     typer.echo(f"expired {total} unpaid orders older than {ttl}")
+
+
+@app.command("campaign-spend")
+def campaign_spend(
+    repair: bool = typer.Option(
+        False, "--repair", help="Set each drifted campaign's spent to what its redemptions took."
+    ),
+) -> None:
+    """Check every campaign's spent against its coupons' redemptions (not cancelled or refunded); exit 1
+    while any differs. With --repair, set it to that total; one whose redemptions took more than its
+    budget is only reported (the budget is a hard cap: raise it first)."""
+    import commerce.all_models  # noqa: F401  (complete metadata)
+    from commerce.db import make_engine, make_session_factory, transaction
+    from commerce.services.coupons import campaign_spend_drift, recount_campaign_spend
+
+    engine = make_engine(_url())
+    with transaction(make_session_factory(engine)) as session:
+        found = recount_campaign_spend(session) if repair else campaign_spend_drift(session)
+        left = campaign_spend_drift(session) if repair else found
+    engine.dispose()
+    for d in found:
+        note = "over budget, left as is" if d in left and repair else ("repaired" if repair else "drift")
+        typer.echo(f"{d.campaign_id}: spent {d.stored}, redemptions {d.counted}, budget {d.budget} ({note})")
+    typer.echo(f"{len(found)} campaigns differed, {len(found) - len(left)} repaired, {len(left)} left")
+    if left:
+        raise typer.Exit(1)

@@ -461,6 +461,7 @@ def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
             T0 + timedelta(days=7),
         )
         assert (k1.control_share, k1.budget) == (Decimal("0.4000"), Decimal("60.00"))  # discount given
+        assert k1.spent == Decimal("60.00")  # all of it spent: a hard cap after import too
         members = {m["shopper_id"]: m for m in audience(s, "K1")}
         grant = s.scalar(select(CouponGrant).where(CouponGrant.shopper_id == "U1"))
         assert members["U1"]["grant_id"] == grant.id and members["U0"]["arm"] == "control"
@@ -470,6 +471,26 @@ def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
         logged = s.scalars(select(CampaignMember.arm_probabilities).where(CampaignMember.campaign_id == "K1"))
         assert list(logged) == [{"control": 0.4, "CP1": 0.6}] * 2  # the contract's design: holdout, else CP1
     assert load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY)).rows["campaigns"] == 0
+
+
+def test_campaign_spend_holds_whichever_is_imported_first(factory, tmp_path):
+    """Campaigns loaded before the orders that redeemed their coupons: the orders raise the campaign's
+    spent (and its budget, history being what happened) to the discounts its redemptions took."""
+    from commerce.campaigns import Campaign
+    from commerce.services.coupons import campaign_spend_drift
+
+    write_market(tmp_path / "m")
+    add_history(tmp_path / "m")
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), orders=False)
+    with factory() as s:
+        k1 = s.get(Campaign, "K1")
+        assert (k1.budget, k1.spent) == (Decimal("0.01"), Decimal("0.00"))  # nothing redeemed yet
+    stats = load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    assert stats.rows["redemptions"] == 1
+    with factory() as s:
+        k1 = s.get(Campaign, "K1")
+        assert (k1.budget, k1.spent) == (Decimal("60.00"), Decimal("60.00"))
+        assert campaign_spend_drift(s) == []
 
 
 def test_history_with_unknown_products_is_refused(factory, tmp_path):
