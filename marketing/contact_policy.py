@@ -6,7 +6,7 @@ at once cost twice and the second adds little. A shopper granted `frequency_cap`
 the `window_days` before this campaign's start is left out too: responses fall with recent grants
 (coupon fatigue, simulated in `marketing.closed_loop`), and the planner's effect model would price
 the next grant as if it were the first. The holdout (arm `control`) holds no coupon and counts for
-neither rule.
+neither rule. The first rule is `commerce.services.campaigns`' (scheduling enforces it).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from commerce.campaigns import CONTROL, Campaign, CampaignMember
+from commerce.campaigns import Campaign
 from commerce.coupons import CouponGrant
+from commerce.services.campaigns import live_coupon_holders
 
 __all__ = ["ContactPolicy", "contact_exclusions"]
-
-LIVE_STATUSES = ("scheduled", "running")
 
 
 @dataclass(frozen=True)
@@ -39,19 +38,7 @@ class ContactPolicy:
 
 def contact_exclusions(session: Session, campaign: Campaign, policy: ContactPolicy) -> dict[str, set[str]]:
     """{"live_coupon": shoppers, "frequency_cap": shoppers} that `campaign` must not contact."""
-    overlapping = select(Campaign.campaign_id).where(
-        Campaign.campaign_id != campaign.campaign_id,
-        Campaign.status.in_(LIVE_STATUSES),
-        Campaign.starts_at < campaign.ends_at,
-        Campaign.ends_at > campaign.starts_at,
-    )
-    live = set(
-        session.scalars(
-            select(CampaignMember.shopper_id)
-            .where(CampaignMember.campaign_id.in_(overlapping), CampaignMember.arm != CONTROL)
-            .distinct()
-        )
-    )
+    live = live_coupon_holders(session, campaign)  # scheduling refuses them too
     since = campaign.starts_at - timedelta(days=policy.window_days)
     capped = set(
         session.scalars(

@@ -6,7 +6,11 @@ grant is a `CouponGrant` with this campaign and its delivery channel. After comp
 (`marketing.measurement`); this module holds no statistics.
 
 Status changes are conditional UPDATEs (`WHERE status = <expected>`), so two concurrent requests can
-never both start or complete the same campaign.
+never both start or complete the same campaign. A shopper holds at most one live campaign coupon:
+scheduling refuses a campaign whose treated audience shares a shopper with another scheduled or
+running campaign of overlapping window (`live_coupon_holders`, the rule the planner excludes by);
+schedules are serialized (SQLite's write lock, a PostgreSQL advisory lock), so two campaigns scheduled
+at once cannot both pass the check.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from decimal import Decimal
 from typing import IO
 
 from sqlalchemy import (
+    Select,
     delete,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -34,6 +40,11 @@ from commerce.services._util import new_id
 from commerce.services.coupons import grant_coupon
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, to_money, utcnow
+
+#: A campaign in these states holds (or is about to hold) its treated audience's coupons.
+LIVE_STATUSES = ("scheduled", "running")
+#: PostgreSQL advisory lock held while scheduling, so the live-coupon check and the move are one step.
+SCHEDULE_LOCK_KEY = 7_236_002
 
 
 @dataclass(frozen=True)
@@ -190,8 +201,30 @@ def _arm_counts(session: Session, campaign_id: str) -> dict[str, int]:
     return {arm: n for arm, n in rows}
 
 
+def _live_holders(campaign: Campaign) -> Select:
+    """Treated members of the other scheduled or running campaigns whose window overlaps `campaign`'s."""
+    overlapping = select(Campaign.campaign_id).where(
+        Campaign.campaign_id != campaign.campaign_id,
+        Campaign.status.in_(LIVE_STATUSES),
+        Campaign.starts_at < campaign.ends_at,
+        Campaign.ends_at > campaign.starts_at,
+    )
+    return select(CampaignMember.shopper_id).where(
+        CampaignMember.campaign_id.in_(overlapping), CampaignMember.arm != CONTROL
+    )
+
+
+def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
+    """Shoppers who hold, or are about to hold, a live coupon of another campaign overlapping
+    `campaign`: it may not give them one too (the holdout holds none)."""
+    return set(session.scalars(_live_holders(campaign).distinct()))
+
+
 def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
-    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout."""
+    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, and
+    none of its treated shoppers holds a live coupon of an overlapping campaign."""
+    if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
     campaign = get_campaign(session, campaign_id)
     counts = _arm_counts(session, campaign_id)
     if sum(n for arm, n in counts.items() if arm != CONTROL) == 0:
@@ -200,6 +233,17 @@ def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = 
         raise ValidationError(
             "control_share > 0 but the audience has no holdout; the result could not be measured",
             code="missing_holdout",
+        )
+    clash = select(CampaignMember.shopper_id).where(
+        CampaignMember.campaign_id == campaign_id,
+        CampaignMember.arm != CONTROL,
+        CampaignMember.shopper_id.in_(_live_holders(campaign)),
+    )
+    if held := list(session.scalars(clash.order_by(CampaignMember.shopper_id).limit(6))):
+        raise Conflict(
+            f"shoppers {held[:5]} of the treated audience hold a live coupon of an overlapping campaign "
+            "(at most one each); plan the audience again",
+            code="live_coupon_held",
         )
     return _transition(session, campaign_id, "draft", "scheduled", scheduled_at=as_utc(at or utcnow()))
 

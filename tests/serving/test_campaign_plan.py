@@ -169,3 +169,37 @@ def test_plan_sets_the_forecast_beside_the_policy_value_of_the_randomised_histor
     value = boastful["policy_value"]  # forecasts 0.3 x 225 - 30 = 37.5 CNY each
     assert value["disagreement"] and value["model_profit_estimated"] > value["dr_high"]
     assert "outside the doubly robust interval" in value["message"]
+
+
+def test_two_overlapping_campaigns_planned_before_either_is_scheduled_give_one_live_coupon(
+    client, keys, session_factory
+):
+    """Planned as drafts, both take the same 20 shoppers (a draft holds no coupon yet); scheduling the
+    second is refused (409) until it is planned again, when the planner leaves those 20 out."""
+    shoppers = [f"OV{i:02d}" for i in range(30)]
+    with transaction(session_factory) as s:
+        for shopper in shoppers:
+            create_shopper(s, shopper, "Shanghai")
+        for cid in ("CMP-1", "CMP-2"):
+            window = (START, START + timedelta(days=7))
+            cmp.create_campaign(s, cmp.CampaignInput(cid, "email", "500", *window, "0", campaign_id=cid))
+            create_coupon(
+                s, CouponInput(kind="amount_off", value="10", campaign_id=cid, coupon_id=f"{cid}-10")
+            )
+    marketer = auth(keys["marketer"])
+
+    def plan(cid, audience):
+        rows = [{"shopper_id": s, "coupon_id": f"{cid}-10", "p_control": 0.1, "p_treated": 0.5,
+                 "spend_control": 20.0, "spend_treated": 100.0} for s in audience]  # fmt: skip
+        r = client.post(f"/v1/campaigns/{cid}/plan", json={"candidates": rows}, headers=marketer)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert plan("CMP-1", shoppers[:20])["audience_size"] == 20
+    assert plan("CMP-2", shoppers)["audience_size"] == 30
+    assert client.post("/v1/campaigns/CMP-1/schedule", headers=marketer).status_code == 200
+    refused = client.post("/v1/campaigns/CMP-2/schedule", headers=marketer)
+    assert refused.status_code == 409 and refused.json()["code"] == "live_coupon_held"
+    replanned = plan("CMP-2", shoppers)
+    assert replanned["audience_size"] == 10 and replanned["summary"]["excluded"]["live_coupon"] == 20
+    assert client.post("/v1/campaigns/CMP-2/schedule", headers=marketer).status_code == 200

@@ -1,0 +1,60 @@
+"""At most one live campaign coupon per shopper, held by the database: scheduling refuses a campaign
+whose treated audience overlaps another live campaign's, also when both are scheduled at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from commerce.campaigns import Campaign
+from commerce.db import transaction
+from commerce.errors import Conflict
+from commerce.services import campaigns as cmp
+from commerce.services.coupons import CouponInput, create_coupon
+from tests.commerce.conftest import NOW
+from tests.commerce.test_concurrency import run_concurrently
+
+DAY = timedelta(days=1)
+
+
+def _draft(session, cid, start, end, audience, share="0"):
+    cmp.create_campaign(session, cmp.CampaignInput(cid, "site", "100", start, end, share, campaign_id=cid))
+    create_coupon(session, CouponInput("amount_off", "5", coupon_id=f"{cid}-5", campaign_id=cid))
+    cmp.set_audience(
+        session, cid, [(s, "control" if arm == "control" else f"{cid}-5") for s, arm in audience]
+    )
+
+
+def test_scheduling_refuses_a_shopper_a_second_live_coupon(market):
+    """A treats s0 (s1 its holdout). B overlaps A and treats s0: refused, and stays a draft. C overlaps
+    A but treats only s2 and A's holdout s1 (who holds no coupon): scheduled. D starts as A ends."""
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
+        _draft(s, "B", NOW + 5 * DAY, NOW + 10 * DAY, [("s0", "t"), ("s2", "t")])
+        _draft(s, "C", NOW + 5 * DAY, NOW + 10 * DAY, [("s1", "t"), ("s2", "t")])
+        _draft(s, "D", NOW + 7 * DAY, NOW + 14 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+    with pytest.raises(Conflict) as err, transaction(market) as s:
+        cmp.schedule_campaign(s, "B", at=NOW)
+    assert err.value.code == "live_coupon_held" and "['s0']" in str(err.value)
+    with transaction(market) as s:
+        assert s.get(Campaign, "B").status == "draft"
+        cmp.schedule_campaign(s, "C", at=NOW)
+        cmp.schedule_campaign(s, "D", at=NOW)
+        assert cmp.live_coupon_holders(s, s.get(Campaign, "B")) == {"s0", "s1", "s2"}
+
+
+def test_a_shopper_holds_one_live_coupon_however_many_campaigns_are_scheduled_at_once(market):
+    """Ten overlapping drafts all treat s0 and are scheduled at the same moment: exactly one wins."""
+    n = 10
+    with transaction(market) as s:
+        for i in range(n):
+            _draft(s, f"K{i}", NOW + i * DAY, NOW + (i + 20) * DAY, [("s0", "t")])
+
+    def schedule(i):
+        with transaction(market) as s:
+            return cmp.schedule_campaign(s, f"K{i}", at=NOW).campaign_id
+
+    ok, refused = run_concurrently(schedule, n)
+    assert len(ok) == 1 and refused == ["live_coupon_held"] * (n - 1)
