@@ -3,7 +3,8 @@
 A shopper already in the treated audience of another scheduled or running campaign whose window
 overlaps this one holds (or is about to hold) a live campaign coupon, so is left out: two coupons
 at once cost twice and the second adds little. A shopper granted `frequency_cap` campaign coupons in
-the `window_days` before this campaign's start is left out too: responses fall with recent grants
+the `window_days` before this campaign's start (a scheduled campaign's treated audience counts as
+granted at its start: it has not granted yet) is left out too: responses fall with recent grants
 (coupon fatigue, simulated in `marketing.closed_loop`), and the planner's effect model would price
 the next grant as if it were the first. The holdout (arm `control`) holds no coupon and counts for
 neither rule. The first rule is `commerce.services.campaigns`' (scheduling enforces it).
@@ -14,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.orm import Session
 
-from commerce.campaigns import Campaign
+from commerce.campaigns import CONTROL, Campaign, CampaignMember
 from commerce.coupons import CouponGrant
 from commerce.services.campaigns import live_coupon_holders
 
@@ -40,16 +41,28 @@ def contact_exclusions(session: Session, campaign: Campaign, policy: ContactPoli
     """{"live_coupon": shoppers, "frequency_cap": shoppers} that `campaign` must not contact."""
     live = live_coupon_holders(session, campaign)  # scheduling refuses them too
     since = campaign.starts_at - timedelta(days=policy.window_days)
+    granted = select(CouponGrant.shopper_id).where(
+        CouponGrant.campaign_id.is_not(None),
+        CouponGrant.campaign_id != campaign.campaign_id,
+        CouponGrant.granted_at >= since,
+        CouponGrant.granted_at < campaign.starts_at,
+    )
+    to_be_granted = (  # a scheduled campaign grants when it starts: count its treated audience now
+        select(CampaignMember.shopper_id)
+        .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
+        .where(
+            Campaign.status == "scheduled",
+            Campaign.campaign_id != campaign.campaign_id,
+            Campaign.starts_at >= since,
+            Campaign.starts_at < campaign.starts_at,
+            CampaignMember.arm != CONTROL,
+        )
+    )
+    contacts = union_all(granted, to_be_granted).subquery()
     capped = set(
         session.scalars(
-            select(CouponGrant.shopper_id)
-            .where(
-                CouponGrant.campaign_id.is_not(None),
-                CouponGrant.campaign_id != campaign.campaign_id,
-                CouponGrant.granted_at >= since,
-                CouponGrant.granted_at < campaign.starts_at,
-            )
-            .group_by(CouponGrant.shopper_id)
+            select(contacts.c.shopper_id)
+            .group_by(contacts.c.shopper_id)
             .having(func.count() >= policy.frequency_cap)
         )
     )

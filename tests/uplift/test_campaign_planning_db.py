@@ -286,6 +286,32 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
         ContactPolicy(frequency_cap=0)
 
 
+def test_frequency_cap_counts_the_coupons_scheduled_campaigns_will_grant(factory):
+    """Planned weeks ahead: two campaigns scheduled before CMP-P (not started, so nothing granted yet)
+    each treat S04 and S06, S06 also got a coupon last week: S06 reaches the cap of 3, S04 does not; a
+    scheduled campaign starting after CMP-P does not count."""
+    with transaction(factory) as s:
+        for k, start in enumerate((START - 20 * DAY, START - 10 * DAY, START + 10 * DAY)):
+            cid = f"CMP-S{k}"
+            cmp.create_campaign(
+                s, cmp.CampaignInput(cid, "site", "10", start, start + 2 * DAY, "0", campaign_id=cid)
+            )
+            create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id=cid, coupon_id=f"S{k}5"))
+            cmp.set_audience(s, cid, [("S04", f"S{k}5"), ("S06", f"S{k}5")])
+            cmp.schedule_campaign(s, cid)
+        cmp.create_campaign(s, cmp.CampaignInput("Old", "site", "10", START - 9 * DAY, START - 8 * DAY, "0",
+                                                 campaign_id="CMP-O"))  # fmt: skip
+        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-O", coupon_id="OO"))
+        grant_coupon(s, "OO", ["S06"], campaign_id="CMP-O", at=START - 7 * DAY)
+    own = pd.DataFrame(
+        {"shopper_id": ["S04", "S06", "S08"], "coupon_id": "A10", "p_control": 0.1, "p_treated": 0.5,
+         "spend_control": 20.0, "spend_treated": 100.0}
+    )  # fmt: skip
+    plan = plan_and_store(factory, "CMP-P", candidates=own, margin_rate=0.9)
+    assert plan.summary["excluded"] == {"live_coupon": 0, "frequency_cap": 1}
+    assert "S06" not in set(plan.assignments["shopper_id"]) and "S04" in set(plan.assignments["shopper_id"])
+
+
 def test_served_uplift_holds_no_shopper_data_and_scores_current_features(factory, tmp_path):
     """The artifact's size does not grow with the number of shoppers, and the API scores a shopper
     with the features of the events table now: a purchase recorded after training changes the score."""
