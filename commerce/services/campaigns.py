@@ -26,6 +26,7 @@ from sqlalchemy import (
     Select,
     delete,
     func,
+    or_,
     select,
     text,
     update,
@@ -220,20 +221,26 @@ def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
     return set(session.scalars(_live_holders(campaign).distinct()))
 
 
+def check_measurable(campaign: Campaign, arm_counts: Mapping[str, int]) -> None:
+    """Raise unless an audience of these arm counts can run: treated shoppers and, when the campaign
+    asks for one, a holdout (else the result could not be measured). Planning checks its plan by it too."""
+    if sum(n for arm, n in arm_counts.items() if arm != CONTROL) == 0:
+        raise ValidationError("the audience has no treated shoppers; set it first", code="empty_audience")
+    if campaign.control_share > 0 and arm_counts.get(CONTROL, 0) == 0:
+        raise ValidationError(
+            f"control_share is {campaign.control_share} but the audience of "
+            f"{sum(arm_counts.values())} has no holdout; the result could not be measured",
+            code="missing_holdout",
+        )
+
+
 def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
     """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, and
     none of its treated shoppers holds a live coupon of an overlapping campaign."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
     campaign = get_campaign(session, campaign_id)
-    counts = _arm_counts(session, campaign_id)
-    if sum(n for arm, n in counts.items() if arm != CONTROL) == 0:
-        raise ValidationError("the audience has no treated shoppers; set it first", code="empty_audience")
-    if campaign.control_share > 0 and counts.get(CONTROL, 0) == 0:
-        raise ValidationError(
-            "control_share > 0 but the audience has no holdout; the result could not be measured",
-            code="missing_holdout",
-        )
+    check_measurable(campaign, _arm_counts(session, campaign_id))
     clash = select(CampaignMember.shopper_id).where(
         CampaignMember.campaign_id == campaign_id,
         CampaignMember.arm != CONTROL,
@@ -279,8 +286,22 @@ def start_campaign(session: Session, campaign_id: str, at: datetime | None = Non
 
 
 def complete_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
-    """running -> completed; the measurement window is [started_at, completed_at]."""
-    return _transition(session, campaign_id, "running", "completed", completed_at=as_utc(at or utcnow()))
+    """running -> completed; the measurement window is [started_at, completed_at]. The campaign's
+    coupons end then (uses already redeemed stay): a completed campaign holds no live coupon, which is
+    what lets the next campaign give its shoppers one."""
+    at = as_utc(at or utcnow())
+    campaign = _transition(session, campaign_id, "running", "completed", completed_at=at)
+    session.execute(
+        update(Coupon)
+        .where(
+            Coupon.campaign_id == campaign_id,
+            or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
+            or_(Coupon.starts_at.is_(None), Coupon.starts_at < at),
+        )
+        .values(ends_at=at)
+        .execution_options(synchronize_session="fetch")  # loaded coupons see their new end
+    )
+    return campaign
 
 
 def audience(session: Session, campaign_id: str) -> list[dict]:

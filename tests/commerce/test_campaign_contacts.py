@@ -58,3 +58,28 @@ def test_a_shopper_holds_one_live_coupon_however_many_campaigns_are_scheduled_at
 
     ok, refused = run_concurrently(schedule, n)
     assert len(ok) == 1 and refused == ["live_coupon_held"] * (n - 1)
+
+
+def test_completing_a_campaign_ends_its_coupons_so_it_holds_no_live_coupon(market):
+    """A's coupon had no end of its own: after A completes, s0 can no longer redeem it (it was a live
+    coupon a later campaign could not see), the listing drops it, and B may give s0 a coupon."""
+    from commerce.coupons import Coupon
+    from commerce.errors import ValidationError
+    from commerce.services.checkout import CartLine, checkout
+    from commerce.services.coupons import eligible_coupons
+
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t")])
+        s.get(Coupon, "A-5").requires_grant = True
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)
+        assert [c.coupon_id for c in eligible_coupons(s, "s0", NOW + DAY)] == ["A-5"]
+        cmp.complete_campaign(s, "A", at=NOW + 2 * DAY)
+        assert s.get(Coupon, "A-5").ends_at == NOW + 2 * DAY
+        assert eligible_coupons(s, "s0", NOW + 3 * DAY) == []
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="A-5", at=NOW + 3 * DAY)
+    assert err.value.code == "coupon_expired"
+    with transaction(market) as s:
+        _draft(s, "B", NOW + 3 * DAY, NOW + 9 * DAY, [("s0", "t")])
+        assert cmp.schedule_campaign(s, "B", at=NOW + 3 * DAY).status == "scheduled"
