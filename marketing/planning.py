@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.campaigns import CONTROL
 from commerce.db import transaction
 from commerce.errors import InvalidState
-from commerce.services.campaigns import get_campaign, set_audience
+from commerce.services.campaigns import check_measurable, get_campaign, set_audience
 from features.campaign_features import encode_features
 from marketing.audience import audience_features, coupon_terms
 from marketing.contact_policy import ContactPolicy, contact_exclusions
@@ -103,6 +103,7 @@ def plan_and_store(
             random_state=random_state,
             cost_safety=cost_safety,
         )
+        check_measurable(campaign, plan.assignments["arm"].value_counts().to_dict())  # as scheduling will
         plan.summary["excluded"] = {rule: len(ids) for rule, ids in excluded.items()}
         plan.summary["policy_value"] = plan_policy_value(
             session, campaign_id, plan.assignments, float(margin_rate)

@@ -304,12 +304,34 @@ def test_frequency_cap_counts_the_coupons_scheduled_campaigns_will_grant(factory
         create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-O", coupon_id="OO"))
         grant_coupon(s, "OO", ["S06"], campaign_id="CMP-O", at=START - 7 * DAY)
     own = pd.DataFrame(
-        {"shopper_id": ["S04", "S06", "S08"], "coupon_id": "A10", "p_control": 0.1, "p_treated": 0.5,
-         "spend_control": 20.0, "spend_treated": 100.0}
+        {"shopper_id": ["S04", "S06", *(f"S{i}" for i in range(10, 20))], "coupon_id": "A10",
+         "p_control": 0.1, "p_treated": 0.5, "spend_control": 20.0, "spend_treated": 100.0}
     )  # fmt: skip
     plan = plan_and_store(factory, "CMP-P", candidates=own, margin_rate=0.9)
     assert plan.summary["excluded"] == {"live_coupon": 0, "frequency_cap": 1}
     assert "S06" not in set(plan.assignments["shopper_id"]) and "S04" in set(plan.assignments["shopper_id"])
+
+
+def test_a_plan_too_small_for_its_holdout_is_refused_not_stored(factory):
+    """One candidate in a campaign with a 20% holdout: the planner holds out nobody, so the plan could
+    never be scheduled (nor measured); planning refuses it with scheduling's error and keeps the
+    draft's audience as it was."""
+    from commerce.errors import ValidationError
+
+    with transaction(factory) as s:
+        cmp.set_audience(s, "CMP-P", [("S00", "A10"), ("S01", "control")])
+    one = pd.DataFrame(
+        {"shopper_id": ["S02"], "coupon_id": ["A10"], "p_control": [0.1], "p_treated": [0.5],
+         "spend_control": [20.0], "spend_treated": [100.0]}
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as err:
+        plan_and_store(factory, "CMP-P", candidates=one, margin_rate=0.9)
+    assert err.value.code == "missing_holdout" and "audience of 1 has no holdout" in str(err.value)
+    with factory() as s:
+        assert [(m["shopper_id"], m["arm"]) for m in cmp.audience(s, "CMP-P")] == [
+            ("S00", "A10"),
+            ("S01", "control"),
+        ]
 
 
 def test_served_uplift_holds_no_shopper_data_and_scores_current_features(factory, tmp_path):
