@@ -45,7 +45,9 @@ def shopper_history_features(
     events: pd.DataFrame, shoppers: pd.DataFrame, as_of: pd.Timestamp, channel: str
 ) -> pd.DataFrame:
     """One row per shopper of `shoppers` (shopper_id, region, segment, created_at), indexed by
-    shopper_id: NUMERIC_FEATURES from `events` (EVENT_COLUMNS) before `as_of`, plus the categoricals."""
+    shopper_id: NUMERIC_FEATURES from `events` (EVENT_COLUMNS) before `as_of`, plus the categoricals.
+    An optional `n` column says how many events a row stands for (a database read sends one row per
+    shopper and type of the views and carts it only counts; absent: one each)."""
     missing = [c for c in EVENT_COLUMNS if c not in events.columns]
     if missing:
         raise ValueError(f"events lack columns {missing}")
@@ -61,7 +63,10 @@ def shopper_history_features(
     last_buy = buys.groupby("shopper_id")["ts"].max()
     recent = buys[buys["ts"] >= as_of - WINDOW_DAYS * day].groupby("shopper_id")["value"]
     short = past[past["ts"] >= as_of - SHORT_DAYS * day]
-    counts = short.groupby(["shopper_id", "event_type"]).size().unstack(fill_value=0)
+    if "n" in short.columns:
+        counts = short.groupby(["shopper_id", "event_type"])["n"].sum().unstack(fill_value=0)
+    else:
+        counts = short.groupby(["shopper_id", "event_type"]).size().unstack(fill_value=0)
     redeems = past[past["event_type"] == "coupon_redeem"].groupby("shopper_id").size()
     out = pd.DataFrame(index=pd.Index(shoppers["shopper_id"].unique(), name="shopper_id"))
     out["recency_days"] = ((as_of - last_buy) / day).reindex(out.index)

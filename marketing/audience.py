@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import and_, or_, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from commerce.campaigns import Campaign
@@ -53,24 +53,41 @@ def candidate_shoppers(session: Session, region: str | None, segment: str | None
 
 
 def shopper_events(session: Session, shopper_ids: list[str], as_of: datetime) -> pd.DataFrame:
-    """The events the features read, before `as_of`: all purchases and redemptions, views and carts
-    of the last SHORT_DAYS only (they are most of the log), in chunks of shopper ids."""
+    """The events the features read, before `as_of`, in chunks of shopper ids: all purchases and
+    redemptions, and the views and carts of the last SHORT_DAYS counted in SQL (column `n`, one row
+    per shopper and type), since the features only count them: a shopper with 100,000 views costs no
+    more to score than one with none."""
     cols = [getattr(BehaviorEvent, c) for c in EVENT_COLUMNS]
-    wanted = or_(
-        BehaviorEvent.event_type.in_(("purchase", "coupon_redeem")),
-        and_(
-            BehaviorEvent.event_type.in_(("view", "cart")), BehaviorEvent.ts >= as_of - timedelta(SHORT_DAYS)
-        ),
-    )
+    counted = ("view", "cart")
     rows = []
     for start in range(0, len(shopper_ids), ID_CHUNK):
-        query = select(*cols).where(
-            BehaviorEvent.shopper_id.in_(shopper_ids[start : start + ID_CHUNK]),
-            BehaviorEvent.ts < as_of,
-            wanted,
+        ids = BehaviorEvent.shopper_id.in_(shopper_ids[start : start + ID_CHUNK])
+        rows.extend(
+            session.execute(
+                select(*cols, literal(1).label("n")).where(
+                    ids, BehaviorEvent.ts < as_of, BehaviorEvent.event_type.in_(("purchase", "coupon_redeem"))
+                )
+            ).all()
         )
-        rows.extend(session.execute(query).all())
-    return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+        rows.extend(
+            session.execute(
+                select(
+                    func.max(BehaviorEvent.ts),
+                    BehaviorEvent.shopper_id,
+                    BehaviorEvent.event_type,
+                    literal(0.0),
+                    func.count(),
+                )
+                .where(
+                    ids,
+                    BehaviorEvent.ts < as_of,
+                    BehaviorEvent.ts >= as_of - timedelta(SHORT_DAYS),
+                    BehaviorEvent.event_type.in_(counted),
+                )
+                .group_by(BehaviorEvent.shopper_id, BehaviorEvent.event_type)
+            ).all()
+        )
+    return pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "n"])
 
 
 def audience_features(

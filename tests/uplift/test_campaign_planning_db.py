@@ -334,6 +334,51 @@ def test_a_plan_too_small_for_its_holdout_is_refused_not_stored(factory):
         ]
 
 
+def test_views_and_carts_are_counted_in_the_database_with_the_same_features(factory):
+    """A shopper with 300 views and 40 carts (some older than 30 days) is read as its purchases and
+    redemptions plus one counted row per type, and gets the features the raw rows give: scoring does
+    not grow with the views a client sends."""
+    from sqlalchemy import select
+
+    from commerce.events import BehaviorEvent
+    from commerce.shoppers import Shopper
+    from marketing.audience import current_features, shopper_events
+
+    kinds = [("view", 300), ("cart", 40), ("purchase", 3), ("coupon_redeem", 1)]
+    with transaction(factory) as s:
+        create_shopper(s, "V", "Shanghai")
+        record_events(
+            s,
+            [
+                {"event_id": f"{kind}{k}", "ts": START - (1 + k % 45) * DAY, "shopper_id": "V",
+                 "product_id": "P1", "event_type": kind, "value": 50.0 if kind == "purchase" else 0.0}
+                for kind, n in kinds
+                for k in range(n)
+            ],
+        )  # fmt: skip
+    with factory() as s:
+        read = shopper_events(s, ["V"], START)
+        assert len(read) == 3 + 1 + 2 and read["n"].sum() == 3 + 1 + 210 + 30  # ages 1-30 of 1-45 days
+        raw = pd.DataFrame(
+            s.execute(
+                select(
+                    BehaviorEvent.ts, BehaviorEvent.shopper_id, BehaviorEvent.event_type, BehaviorEvent.value
+                ).where(BehaviorEvent.shopper_id == "V")
+            ).all(),
+            columns=["ts", "shopper_id", "event_type", "value"],
+        )
+        shopper = pd.DataFrame(
+            s.execute(select(Shopper.shopper_id, Shopper.region, Shopper.segment, Shopper.created_at)
+                      .where(Shopper.shopper_id == "V")).all(),
+            columns=["shopper_id", "region", "segment", "created_at"],
+        )  # fmt: skip
+        columns = list(encode_features(shopper_history_features(raw, shopper, START, "site")).columns)
+        scored = current_features(s, ["V"], START, "site", columns)
+    expected = encode_features(shopper_history_features(raw, shopper, START, "site"), columns)
+    pd.testing.assert_frame_equal(scored, expected)
+    assert scored.loc["V", "views_30d"] == 210 and scored.loc["V", "carts_30d"] == 30
+
+
 def test_served_uplift_holds_no_shopper_data_and_scores_current_features(factory, tmp_path):
     """The artifact's size does not grow with the number of shoppers, and the API scores a shopper
     with the features of the events table now: a purchase recorded after training changes the score."""
