@@ -94,6 +94,20 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
     return campaign
 
 
+def _locked(session: Session, campaign_id: str) -> Campaign:
+    """The campaign, its row locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
+    already serializes writers) and re-read, so a change committed while waiting is seen."""
+    campaign = session.scalar(
+        select(Campaign)
+        .where(Campaign.campaign_id == campaign_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if campaign is None:
+        raise NotFound(f"unknown campaign {campaign_id!r}", code="campaign_not_found")
+    return campaign
+
+
 def get_campaign(session: Session, campaign_id: str) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
@@ -113,8 +127,10 @@ def set_audience(
     `arm` is a coupon of this campaign (Coupon.campaign_id) or "control" for the holdout.
     `arm_probabilities` (shopper_id -> {arm: probability}, summing to 1, the shopper's own arm
     included) logs how each arm was drawn, when it was drawn at random; shoppers absent log none.
+    The campaign row stays locked to the end of the transaction, so audiences stored at once replace
+    each other instead of adding up, and none lands after scheduling checked the audience.
     """
-    campaign = get_campaign(session, campaign_id)
+    campaign = _locked(session, campaign_id)
     if campaign.status != "draft":
         raise InvalidState(
             f"campaign {campaign_id!r} is {campaign.status}; only a draft's audience may change"
@@ -239,7 +255,7 @@ def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = 
     none of its treated shoppers holds a live coupon of an overlapping campaign."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
-    campaign = get_campaign(session, campaign_id)
+    campaign = _locked(session, campaign_id)  # no audience replaced between the checks and the move
     check_measurable(campaign, _arm_counts(session, campaign_id))
     clash = select(CampaignMember.shopper_id).where(
         CampaignMember.campaign_id == campaign_id,

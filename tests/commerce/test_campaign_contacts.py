@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from commerce.campaigns import Campaign
 from commerce.db import transaction
@@ -83,3 +84,29 @@ def test_completing_a_campaign_ends_its_coupons_so_it_holds_no_live_coupon(marke
     with transaction(market) as s:
         _draft(s, "B", NOW + 3 * DAY, NOW + 9 * DAY, [("s0", "t")])
         assert cmp.schedule_campaign(s, "B", at=NOW + 3 * DAY).status == "scheduled"
+
+
+def test_concurrent_plans_of_one_draft_leave_one_audience(market):
+    """Ten audiences stored at once on the same draft (two marketers, a double click): the draft ends
+    with exactly one of them, never their union (each replaces the audience under the campaign's lock)."""
+    from commerce.campaigns import CampaignMember
+    from commerce.services import shoppers
+
+    n = 10
+    with transaction(market) as s:
+        for i in range(3 * n):
+            shoppers.create_shopper(s, f"c{i}", "Shanghai")
+        _draft(s, "P", NOW, NOW + 7 * DAY, [("s0", "t")], share="0.3")
+
+    def store(i):
+        audience = [(f"c{3 * i}", "P-5"), (f"c{3 * i + 1}", "P-5"), (f"c{3 * i + 2}", "control")]
+        with transaction(market) as s:
+            return cmp.set_audience(s, "P", audience)
+
+    ok, refused = run_concurrently(store, n)
+    assert ok == [3] * n and refused == []
+    with market() as s:
+        members = sorted(
+            s.scalars(select(CampaignMember.shopper_id).where(CampaignMember.campaign_id == "P"))
+        )
+    assert len(members) == 3 and len({int(m[1:]) // 3 for m in members}) == 1, members
