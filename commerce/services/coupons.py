@@ -450,11 +450,10 @@ def recount_campaign_spend(
     values = {"spent": counted}
     if raise_budget:
         values["budget"] = case((counted > Campaign.budget, counted), else_=Campaign.budget)
-    stmt = update(Campaign.__table__).where(Campaign.campaign_id.in_([d.campaign_id for d in drift]))
+    stmt = update(Campaign).where(Campaign.campaign_id.in_([d.campaign_id for d in drift]))
     if not raise_budget:
         stmt = stmt.where(counted <= Campaign.budget)
-    session.execute(stmt.values(**values).execution_options(synchronize_session=False))
-    session.expire_all()
+    session.execute(stmt.values(**values).execution_options(synchronize_session="fetch"))
     return drift
 
 
