@@ -98,10 +98,10 @@ class ShopperPartitions:
     time: `with ShopperPartitions(data, n) as parts: for i, events, shoppers in parts: ...`.
 
     On entry the event log (`data/events`, EVENT_COLUMNS) and `shoppers.parquet` are read in Arrow
-    batches and each batch's rows appended to one Arrow file per partition (`_buckets`, the hash the
-    cluster shuffle uses) under a temporary directory in `workdir`, removed on exit; so memory is one
-    batch while cutting and one partition while reading, whatever the size of the log. `last_ts` is
-    the latest event time (None without events)."""
+    batches and each batch's rows appended to one Arrow file per partition (`shopper_buckets`, the
+    hash the cluster shuffle uses) under a temporary directory in `workdir`, removed on exit; so
+    memory is one batch while cutting and one partition while reading, whatever the size of the log.
+    `last_ts` is the latest event time (None without events)."""
 
     def __init__(self, data_dir: str | Path, n: int, *, workdir: str | Path | None = None):
         self.data, self.n, self.workdir = Path(data_dir), n, workdir
@@ -149,7 +149,7 @@ def _spill_by_shopper(source: Path, columns: list[str] | None, n: int, spill: Pa
             if "ts" in names and batch.num_rows:
                 top = pc.max(table["ts"])
                 last = top if last is None or pc.greater(top, last).as_py() else last
-            bucket = _buckets(table["shopper_id"].to_pandas(), n)
+            bucket = shopper_buckets(table["shopper_id"].to_pandas(), n)
             order = np.argsort(bucket, kind="stable")
             bounds = np.searchsorted(bucket[order], np.arange(n + 1))
             table = table.take(order)
@@ -232,10 +232,10 @@ def _by_shopper(frame, n: int, method: str):
 
 
 def _with_bucket(frame: pd.DataFrame, n: int) -> pd.DataFrame:
-    return frame.assign(bucket=_buckets(frame["shopper_id"], n))
+    return frame.assign(bucket=shopper_buckets(frame["shopper_id"], n))
 
 
-def _buckets(shopper_ids: pd.Series, n: int) -> np.ndarray:
+def shopper_buckets(shopper_ids: pd.Series, n: int) -> np.ndarray:
     """The shopper partition (0..n-1) of each id: one hash for every frame, in-process or on a cluster."""
     ids = shopper_ids.astype(str)
     return (pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(n)).astype(np.int64)
