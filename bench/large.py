@@ -14,7 +14,12 @@ descendants, sampled every 50 ms), in order, each reading what the previous ones
 - `batch`: `training.batch_scoring.score_all` of the ALS model (top 20 of every shopper, in chunks;
   one matrix product and one block top-n per 512 shoppers) and `score_coupon_uplift` (every
   shopper's uplift per coupon kind as of the end, a shopper partition at a time), both as Parquet.
-The serving step (the API answering from the precomputed lists) is not in this benchmark.
+- `serve`: the API (uvicorn, one worker, on 127.0.0.1:18130) over the ALS model and its precomputed
+  lists (`serving.precomputed`, named for the served version), the catalogue from `products.parquet`,
+  popularity from the feature job's product counts and every shopper's purchases from the event log;
+  then GET /v1/shoppers/{id}/recommendations for random shoppers among all of them, open loop at a
+  fixed rate: p50/p99, the share of pages whose `model.source` is `precomputed`, the API process's own
+  RSS (the step's peak also counts the load generator and this process).
 
 Run (long: use `nice`, in the background, one at a time on a shared machine):
     nice -n 10 .venv/bin/python -m bench.large [--parts 100] [--work DIR] [--steps features,als]
@@ -27,20 +32,25 @@ must be there. Writes bench/results/large.json after every step (`large-PARTS.js
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import pickle
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench import RESULTS_DIR, write_result
 from bench.measure import measure
 
-STEPS = ("generate", "features", "als", "ranker", "uplift", "batch")
+STEPS = ("generate", "features", "als", "ranker", "uplift", "batch", "serve")
 FULL_PARTS = 100
 LIMIT_MB = 8 * 1024
 ABORT_MB = 10 * 1024  # a step past this is stopped (shared machine) and recorded as aborted
 ALS = {"factors": 64, "iterations": 15}
+SERVE = {"port": 18130, "rate": 100.0, "seconds": 20, "n": 10}
 
 
 def _parts_rows(path: Path, pattern: str = "*.parquet") -> int:
@@ -106,7 +116,7 @@ def batch(work: str, chunk_size: str = "5000") -> dict:
 
     with open(Path(work) / "als.pkl", "rb") as f:
         model = pickle.load(f)
-    lists = score_all(model, Path(work) / "lists", n=20, chunk_size=int(chunk_size))
+    lists = score_all(model, Path(work) / "lists", n=20, chunk_size=int(chunk_size), workers=2)
     del model
     with open(Path(work) / "uplift.pkl", "rb") as f:
         bundle = pickle.load(f)
@@ -114,6 +124,249 @@ def batch(work: str, chunk_size: str = "5000") -> dict:
     as_of = pd.Timestamp(json_.loads((market / "manifest.json").read_text())["end"])
     coupons = score_coupon_uplift(bundle, market, Path(work) / "coupon_uplift", as_of=as_of)
     return {"list_rows": _parts_rows(lists), "uplift_rows": _parts_rows(coupons)}
+
+
+class _PageConnection:
+    """`bench.serving._Connection` returning the body too (GET, Content-Length replies only)."""
+
+    def __init__(self, host: str, port: int, headers: dict):
+        from bench.serving import _Connection
+
+        self.raw = _Connection(host, port, headers)
+
+    async def open(self) -> _PageConnection:
+        await self.raw.open()
+        return self
+
+    async def page(self, path: str) -> tuple[int, bytes]:
+        try:
+            return await self._page(path)
+        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle keep-alive
+            self.raw.writer.close()
+            await self.raw.open()
+            return await self._page(path)
+
+    async def _page(self, path: str) -> tuple[int, bytes]:
+        raw = self.raw
+        raw.writer.write(f"GET {path} HTTP/1.1\r\nHost: {raw.host}\r\n{raw.extra}\r\n".encode())
+        head = (await raw.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        length = next(int(x.split(":", 1)[1]) for x in head if x.lower().startswith("content-length:"))
+        return int(head[0].split()[1]), await raw.reader.readexactly(length)
+
+
+def serve(work: str) -> dict:
+    import httpx
+    import numpy as np
+
+    from bench.serving import _summary, _wait_ready
+    from serving.precomputed import write_meta
+
+    work = Path(work)
+    api = work / "api"
+    api.mkdir(exist_ok=True)
+    key = _api_key(api / "api.db")
+    write_meta(work / "lists", "crosscart-recommender", "1", 20)  # the lists are the served version's
+    port = SERVE["port"]
+    url = f"http://127.0.0.1:{port}"
+    log = api / "server.log"
+    started = time.perf_counter()
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from bench.large import run_api; run_api({str(work)!r}, {SERVE['port']})",
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            stderr=sink,
+        )
+    try:
+        _wait_ready(url, server, log, timeout=3600)
+        headers = {"Authorization": f"Bearer {key}"}
+        shoppers = _shopper_ids(work)
+        probe = f"{url}/v1/shoppers/{shoppers[0]}/recommendations?n={SERVE['n']}"
+        while httpx.get(probe, headers=headers, timeout=60).json()["model"]["source"] != "precomputed":
+            if server.poll() is not None or time.perf_counter() - started > 3600:
+                raise RuntimeError(f"the precomputed lists never loaded:\n{log.read_text()[-2000:]}")
+            time.sleep(1)
+        ready_seconds = time.perf_counter() - started
+        rng = np.random.default_rng(11)
+        total = int(SERVE["rate"] * SERVE["seconds"])
+        paths = [
+            f"/v1/shoppers/{shoppers[i]}/recommendations?n={SERVE['n']}"
+            for i in rng.integers(0, len(shoppers), total + int(SERVE["rate"]))
+        ]
+        asyncio.run(_open_loop(url, paths[total:], SERVE["rate"], headers))  # warm-up: one second's worth
+        latencies, sources = asyncio.run(_open_loop(url, paths[:total], SERVE["rate"], headers))
+        api_rss_mb = _rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    in_server = _server_latencies(log)[-total:]  # the measured requests came last
+    return {
+        "rate_rps": SERVE["rate"],
+        "load_seconds": SERVE["seconds"],
+        "shoppers": len(shoppers),
+        "start_to_serving_precomputed_seconds": round(ready_seconds, 1),
+        "recommendations": _summary(latencies),
+        "recommendations_in_server": _summary(in_server),
+        "precomputed_share": round(sources.count("precomputed") / len(sources), 4),
+        "api_rss_mb": api_rss_mb,
+    }
+
+
+def _api_key(db: Path) -> str:
+    import commerce.all_models  # noqa: F401  (every table)
+    from commerce.db import Base, make_engine, make_session_factory, transaction
+    from commerce.services.access import create_api_key
+
+    engine = make_engine(f"sqlite:///{db}")
+    Base.metadata.create_all(engine)
+    with transaction(make_session_factory(engine)) as s:
+        _, key = create_api_key(s, "storefront", name="bench-large")
+    engine.dispose()
+    return key
+
+
+def _shopper_ids(work: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(work / "market" / "shoppers.parquet", columns=["shopper_id"])[
+        "shopper_id"
+    ].to_pylist()
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+async def _open_loop(url: str, paths: list[str], rate: float, headers: dict) -> tuple[list[float], list[str]]:
+    """`bench.serving`'s open-loop load on raw keep-alive connections (requests leave on schedule; one
+    finding every connection busy opens another), also reading each page's `model.source`."""
+    from bench.serving import _split
+
+    host, port = _split(url)
+    idle: list[_PageConnection] = []
+    latencies: list[float] = []
+    sources: list[str] = []
+
+    async def one(path: str) -> None:
+        start = time.perf_counter()
+        conn = idle.pop() if idle else await _PageConnection(host, port, headers).open()
+        status, body = await conn.page(path)
+        latencies.append((time.perf_counter() - start) * 1000)
+        if status != 200:
+            raise RuntimeError(f"{path}: status {status}")
+        sources.append(json.loads(body)["model"]["source"])
+        idle.append(conn)
+
+    tasks = []
+    t0 = time.perf_counter()
+    for i, path in enumerate(paths):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(path)))
+    await asyncio.gather(*tasks)
+    return latencies, sources
+
+
+def _server_latencies(log: Path) -> list[float]:
+    """The server's own time per recommendations request (`latency_ms` of its access lines)."""
+    out = []
+    with log.open() as lines:
+        for line in lines:
+            if line.startswith("{") and '"event":"request"' in line:
+                entry = json.loads(line)
+                if entry["path"].endswith("/recommendations"):
+                    out.append(entry["latency_ms"])
+    return out
+
+
+def run_api(work: str, port: int) -> None:
+    """The API process of the `serve` step (started by it; logs to stderr)."""
+    import uvicorn
+
+    from commerce.db import make_engine, make_session_factory
+    from crosscart.settings import Settings
+    from serving.app import create_app
+
+    work_dir = Path(work)
+    with open(work_dir / "als.pkl", "rb") as f:
+        model = pickle.load(f)
+    catalog = _catalog(work_dir)
+
+    class Local:
+        def __init__(self, model):
+            self.model = model
+
+        def champion(self):
+            return None if self.model is None else "1"
+
+        def load(self, version):
+            if self.model is None:
+                raise LookupError(version)
+            return self.model
+
+    settings = Settings(
+        data_dir=work_dir / "api",
+        database_url=f"sqlite:///{work_dir / 'api' / 'api.db'}",
+        model_poll_seconds=3600,
+        precomputed_dir=str(work_dir / "lists"),
+    )
+    app = create_app(
+        settings,
+        session_factory=make_session_factory(make_engine(settings.resolved_database_url)),
+        model_source=Local(model),
+        uplift_source=Local(None),
+        delivery_source=Local(None),
+        catalog_loader=lambda: catalog,
+        catalog_refresh_seconds=3600,
+        warm_shoppers=0,  # the batch lists stand in for warming
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _catalog(work: Path):
+    """The serving catalogue of the `large` marketplace: products (sellable = listed and in stock),
+    categories, popularity from the feature job's product counts (7, 30 and 90 days standing in for the
+    API's 7d, 30d and all-time windows) and every shopper's purchased products."""
+    import pandas as pd
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from serving.catalog import CatalogSnapshot
+
+    market = work / "market"
+    products = pd.read_parquet(market / "products.parquet")
+    products["sellable"] = (products["status"] == "listed") & (products["stock"] > 0)
+    categories = pd.read_parquet(
+        market / "categories.parquet", columns=["category_id", "parent_id", "repurchasable"]
+    )
+    counts = pd.read_parquet(work / "features" / "product_features")
+    activity = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "window": window,
+                    "product_id": counts.index.astype(str),
+                    "event_type": kind,
+                    "count": counts[f"n_{kind}_{days}d"].to_numpy(),
+                    "quantity": counts[f"n_{kind}_{days}d"].to_numpy(),
+                }
+            )
+            for window, days in (("7d", 7), ("30d", 30), ("all", 90))
+            for kind in ("view", "cart", "purchase")
+        ],
+        ignore_index=True,
+    )
+    bought = ds.dataset(market / "events", format="parquet").to_table(
+        columns=["shopper_id", "product_id"], filter=pc.field("event_type") == "purchase"
+    )
+    purchases = bought.group_by(["shopper_id", "product_id"]).aggregate([]).to_pandas()
+    return CatalogSnapshot.from_frames(products, categories, activity, purchases)
 
 
 def main() -> None:

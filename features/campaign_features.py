@@ -108,10 +108,20 @@ def encode_features(table: pd.DataFrame, columns: list[str] | None = None) -> pd
     return X
 
 
-def campaign_training_table(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def campaign_training_table(
+    directory: str | Path, *, partitions: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(X, labels) from a marketplace directory (docs/data-contracts.md): one row per (campaign,
-    shopper) of the past campaigns; labels hold campaign_id, shopper_id, arm (coupon id or control),
-    kind (the arm's coupon kind, or control), treated, converted, spend, redeemed."""
+    shopper) of the past campaigns, in campaign order then assignment order; labels hold campaign_id,
+    shopper_id, arm (coupon id or control), kind (the arm's coupon kind, or control), treated,
+    converted, spend, redeemed.
+
+    A shopper's features need only that shopper's events, so the event log is read a shopper
+    partition at a time (`features.distributed.ShopperPartitions`; `partitions` defaults to the
+    number of event part files): memory is one partition's events plus the assignment-sized table,
+    whatever the size of the log."""
+    from features.distributed import ShopperPartitions, shopper_buckets
+
     directory = Path(directory)
     for name in ("assignments.parquet", "campaigns.parquet", "coupons.parquet", "shoppers.parquet", "events"):
         if not (directory / name).exists():
@@ -121,20 +131,31 @@ def campaign_training_table(directory: str | Path) -> tuple[pd.DataFrame, pd.Dat
         raise ValueError(f"{directory / 'assignments.parquet'} holds no campaign assignments")
     campaigns = pd.read_parquet(directory / "campaigns.parquet").set_index("campaign_id")
     kinds = pd.read_parquet(directory / "coupons.parquet").set_index("coupon_id")["kind"]
-    shoppers = pd.read_parquet(directory / "shoppers.parquet")
-    events = pd.read_parquet(directory / "events", columns=list(EVENT_COLUMNS)).dropna(subset=["shopper_id"])
+    absent = sorted(set(assignments["campaign_id"]) - set(campaigns.index))
+    if absent:
+        raise ValueError(f"assignments name campaign {absent[0]!r}, absent from campaigns.parquet")
+    n = partitions or max(1, len(list((directory / "events").glob("*.parquet"))))
+    assignments["_row"] = np.arange(len(assignments))
+    assignments["_part"] = shopper_buckets(assignments["shopper_id"], n)
     parts = []
-    for campaign_id, rows in assignments.groupby("campaign_id", sort=True):
-        if campaign_id not in campaigns.index:
-            raise ValueError(f"assignments name campaign {campaign_id!r}, absent from campaigns.parquet")
-        members = shoppers[shoppers["shopper_id"].isin(rows["shopper_id"])]
-        if len(members) != rows["shopper_id"].nunique():
-            raise ValueError(f"campaign {campaign_id!r} assigns shoppers absent from shoppers.parquet")
-        feats = shopper_history_features(
-            events, members, campaigns.at[campaign_id, "start"], campaigns.at[campaign_id, "channel"]
-        )
-        parts.append(rows.join(feats, on="shopper_id"))
-    table = pd.concat(parts, ignore_index=True)
+    with ShopperPartitions(directory, n) as partitioned:
+        for i, events, shoppers in partitioned:
+            mine = assignments[assignments["_part"] == i]
+            if mine.empty:
+                continue
+            events = events.dropna(subset=["shopper_id"])
+            for campaign_id, rows in mine.groupby("campaign_id", sort=True):
+                members = shoppers[shoppers["shopper_id"].isin(rows["shopper_id"])]
+                if len(members) != rows["shopper_id"].nunique():
+                    raise ValueError(
+                        f"campaign {campaign_id!r} assigns shoppers absent from shoppers.parquet"
+                    )
+                feats = shopper_history_features(
+                    events, members, campaigns.at[campaign_id, "start"], campaigns.at[campaign_id, "channel"]
+                )
+                parts.append(rows.join(feats, on="shopper_id"))
+    table = pd.concat(parts, ignore_index=True).sort_values(["campaign_id", "_row"], kind="mergesort")
+    table = table.drop(columns=["_row", "_part"]).reset_index(drop=True)
     unknown = set(table["arm"]) - {"control"} - set(kinds.index)
     if unknown:
         raise ValueError(f"assignments name coupons absent from coupons.parquet: {sorted(unknown)[:5]}")

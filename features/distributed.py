@@ -98,10 +98,10 @@ class ShopperPartitions:
     time: `with ShopperPartitions(data, n) as parts: for i, events, shoppers in parts: ...`.
 
     On entry the event log (`data/events`, EVENT_COLUMNS) and `shoppers.parquet` are read in Arrow
-    batches and each batch's rows appended to one Arrow file per partition (`_buckets`, the hash the
-    cluster shuffle uses) under a temporary directory in `workdir`, removed on exit; so memory is one
-    batch while cutting and one partition while reading, whatever the size of the log. `last_ts` is
-    the latest event time (None without events)."""
+    batches and each batch's rows appended to one Arrow file per partition (`shopper_buckets`, the
+    hash the cluster shuffle uses) under a temporary directory in `workdir`, removed on exit; so
+    memory is one batch while cutting and one partition while reading, whatever the size of the log.
+    `last_ts` is the latest event time (None without events)."""
 
     def __init__(self, data_dir: str | Path, n: int, *, workdir: str | Path | None = None):
         self.data, self.n, self.workdir = Path(data_dir), n, workdir
@@ -149,7 +149,7 @@ def _spill_by_shopper(source: Path, columns: list[str] | None, n: int, spill: Pa
             if "ts" in names and batch.num_rows:
                 top = pc.max(table["ts"])
                 last = top if last is None or pc.greater(top, last).as_py() else last
-            bucket = _buckets(table["shopper_id"].to_pandas(), n)
+            bucket = shopper_buckets(table["shopper_id"].to_pandas(), n)
             order = np.argsort(bucket, kind="stable")
             bounds = np.searchsorted(bucket[order], np.arange(n + 1))
             table = table.take(order)
@@ -232,10 +232,10 @@ def _by_shopper(frame, n: int, method: str):
 
 
 def _with_bucket(frame: pd.DataFrame, n: int) -> pd.DataFrame:
-    return frame.assign(bucket=_buckets(frame["shopper_id"], n))
+    return frame.assign(bucket=shopper_buckets(frame["shopper_id"], n))
 
 
-def _buckets(shopper_ids: pd.Series, n: int) -> np.ndarray:
+def shopper_buckets(shopper_ids: pd.Series, n: int) -> np.ndarray:
     """The shopper partition (0..n-1) of each id: one hash for every frame, in-process or on a cluster."""
     ids = shopper_ids.astype(str)
     return (pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(n)).astype(np.int64)
@@ -335,7 +335,10 @@ def run_training_set(
     Labels, events and shoppers are partitioned by shopper with one hash; shopper and pair snapshots
     are exact per partition, product snapshots are per-partition `product_event_counts` (only for the
     products each snapshot's labels need) summed across partitions and finished once. Labels and the
-    snapshots they need are held in memory (label-sized); events stream a partition at a time.
+    snapshots they need are held in memory (label-sized); events stream a partition at a time: without
+    a client through `ShopperPartitions` (Dask's disk shuffle with the synchronous scheduler grew with
+    the log, as in the feature job), with one as a Dask graph (peer-to-peer shuffle) on its workers.
+    `partitions` defaults to the number of event part files in-process, to Dask's partitions on one.
     """
     import dask
     import dask.dataframe as dd
@@ -352,43 +355,64 @@ def run_training_set(
     labels["_snapshot"] = snap
     labels["_row"] = np.arange(len(labels))
     needs = {as_of: group["product_id"].unique() for as_of, group in labels.groupby("_snapshot", sort=True)}
-    scheduler = client if client is not None else "synchronous"
+    products = pd.read_parquet(data / "products.parquet")
+    categories = pd.read_parquet(data / "categories.parquet")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if client is None:
+        _stream_training_set(data, labels, out, partitions, needs, products, categories)
+        return out
     with dask.config.set({"dataframe.convert-string": False}):
         events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
         n = partitions or events.npartitions
-        method = "p2p" if client is not None else "disk"
         parts = zip(
-            _by_shopper(events, n, method).to_delayed(),
-            _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, method).to_delayed(),
-            _by_shopper(dd.from_pandas(labels, npartitions=1, sort=False), n, method).to_delayed(),
+            _by_shopper(events, n, "p2p").to_delayed(),
+            _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, "p2p").to_delayed(),
+            _by_shopper(dd.from_pandas(labels, npartitions=1, sort=False), n, "p2p").to_delayed(),
             strict=True,
         )
-        products = pd.read_parquet(data / "products.parquet")
-        categories = pd.read_parquet(data / "categories.parquet")
         catalog, tree = dask.delayed(products, pure=True), dask.delayed(categories, pure=True)
         local = dask.delayed(_training_partition, pure=True, nout=2)
         snapshots = [local(ev, sh, lab, catalog, tree, needs) for ev, sh, lab in parts]
         product_snapshots = dask.delayed(_product_snapshots, pure=True)(
             [counts for counts, _ in snapshots], catalog, tree
         )
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
         join = dask.delayed(_join_partition, pure=True)
         writes = [join(rows, product_snapshots, out, i) for i, (_, rows) in enumerate(snapshots)]
-        dask.compute(*writes, scheduler=scheduler)
+        dask.compute(*writes, scheduler=client)
     return out
+
+
+def _stream_training_set(data: Path, labels, out: Path, partitions, needs, products, categories) -> None:
+    """`run_training_set` in this process: the shopper partitions one by one (`ShopperPartitions`), so
+    memory is one partition's events plus the label-sized snapshots, whatever the size of the log."""
+    n = partitions or len(list((data / "events").glob("*.parquet")))
+    bucket = shopper_buckets(labels["shopper_id"], n)
+    counts, rows = [], []
+    with ShopperPartitions(data, n, workdir=out) as parts:
+        for i, events, shoppers in parts:
+            partial, mine = _training_partition(
+                events, shoppers, labels[bucket == i], products, categories, needs
+            )
+            counts.append(partial)
+            rows.append(mine)
+    product_snapshots = _product_snapshots(counts, products, categories)
+    for i, mine in enumerate(rows):
+        _join_partition(mine, product_snapshots, out, i)
 
 
 def _training_partition(events, shoppers, labels, products, categories, needs):
     """(product counts per snapshot, (labels, shopper snapshots, pair snapshots)) of one partition."""
-    ev = compact_events(events.drop(columns="bucket").astype({"shopper_id": str, "product_id": str}))
+    ev = compact_events(
+        events.drop(columns="bucket", errors="ignore").astype({"shopper_id": str, "product_id": str})
+    )
     ev = ev.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
     counts = {
         as_of: product_event_counts(ev[ev["product_id"].isin(what)], as_of) for as_of, what in needs.items()
     }
-    labels = labels.drop(columns="bucket")
-    shoppers = shoppers.drop(columns="bucket")
+    labels = labels.drop(columns="bucket", errors="ignore")
+    shoppers = shoppers.drop(columns="bucket", errors="ignore")
     s_parts, pair_parts = [], []
     for as_of, group in labels.groupby("_snapshot", sort=True):
         who = group["shopper_id"].unique()

@@ -1,7 +1,9 @@
-"""`crosscart batch-score`: every shopper's top-N from the registered recommender, into Parquet."""
+"""`crosscart batch-score`: every shopper's top-N from the registered recommender, and optionally every
+shopper's coupon uplift from the registered uplift model, into Parquet."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -22,12 +24,35 @@ def batch_score(
     redis: bool = typer.Option(
         False, "--redis", help="Also publish the lists to CROSSCART_REDIS_URL (CROSSCART_PRECOMPUTED_REDIS)."
     ),
+    coupons_out: Path | None = typer.Option(
+        None,
+        "--coupons-out",
+        help="Also write every shopper's uplift per coupon kind (the registered uplift model, "
+        "CROSSCART_UPLIFT_MODEL_NAME at the alias) to this directory; needs --data.",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        exists=True,
+        file_okay=False,
+        help="Marketplace or event-log export (events/, shoppers.parquet) the coupon features come from.",
+    ),
+    as_of: datetime | None = typer.Option(
+        None,
+        "--as-of",
+        help="Coupon features from events before this time (UTC); default: the marketplace's end "
+        "(manifest.json), else now.",
+    ),
 ) -> None:
     """Precompute the top-N list of every shopper the registered recommender knows (the API serves them
-    when CROSSCART_PRECOMPUTED_DIR points at `--out`)."""
+    when CROSSCART_PRECOMPUTED_DIR points at `--out`) and, with `--coupons-out`, every shopper's coupon
+    uplift per kind (shopper_id and one column per kind, a part per shopper partition)."""
     from crosscart.settings import get_settings
 
     settings = get_settings()
+    if coupons_out is not None and data is None:
+        typer.echo("error: --coupons-out needs --data (the events and shoppers to score)", err=True)
+        raise typer.Exit(2)
     name, alias = model or settings.model_name, alias or settings.model_alias
     spec = cluster if cluster is not None else settings.dask_scheduler
     from mlflow import MlflowClient
@@ -61,3 +86,31 @@ def batch_score(
         f"{name}@{alias} (version {version.version}): {scores['shopper_id'].nunique():,} shoppers, "
         f"{len(scores):,} rows -> {path}"
     )
+    if coupons_out is not None:
+        _score_coupons(settings, uri, alias, data, coupons_out, as_of)
+
+
+def _score_coupons(settings, uri: str, alias: str, data: Path, out: Path, as_of: datetime | None) -> None:
+    import json
+
+    import pandas as pd
+
+    from training.batch_scoring import score_coupon_uplift
+    from training.registry import ModelUnavailable
+    from training.uplift import load_uplift_model
+
+    name = settings.uplift_model_name
+    if as_of is None:
+        manifest = data / "manifest.json"
+        as_of = json.loads(manifest.read_text())["end"] if manifest.exists() else pd.Timestamp.now("UTC")
+    try:
+        model = load_uplift_model(uri, name, alias)
+        with working("scoring every shopper's coupon uplift"):
+            path = score_coupon_uplift(model, data, out, as_of=pd.Timestamp(as_of))
+    except (ValueError, FileNotFoundError, ModelUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in path.glob("part-*.parquet"))
+    typer.echo(f"{name}@{alias} coupon uplift as of {pd.Timestamp(as_of)}: {rows:,} shoppers -> {path}")

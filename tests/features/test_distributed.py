@@ -165,3 +165,33 @@ def test_training_set_equals_the_in_memory_one_in_process_and_on_a_cluster(marke
     ):
         there = run_training_set(market, labels, tmp_path / "there", partitions=3, client=client)
     pd.testing.assert_frame_equal(read_training_set(there), here, check_exact=True)
+
+
+def test_campaign_training_table_streams_shopper_partitions_to_the_in_memory_rows(market):
+    """Read a shopper partition at a time, the uplift training table is row for row the one built
+    from the whole event log in memory (the former implementation, inlined here as the reference)."""
+    from features.campaign_features import (
+        EVENT_COLUMNS,
+        campaign_training_table,
+        encode_features,
+        shopper_history_features,
+    )
+
+    assignments = pd.read_parquet(market / "assignments.parquet")
+    campaigns = pd.read_parquet(market / "campaigns.parquet").set_index("campaign_id")
+    shoppers = pd.read_parquet(market / "shoppers.parquet")
+    events = pd.read_parquet(market / "events", columns=list(EVENT_COLUMNS))
+    parts = []
+    for campaign_id, rows in assignments.groupby("campaign_id", sort=True):
+        members = shoppers[shoppers["shopper_id"].isin(rows["shopper_id"])]
+        start, channel = campaigns.at[campaign_id, "start"], campaigns.at[campaign_id, "channel"]
+        parts.append(rows.join(shopper_history_features(events, members, start, channel), on="shopper_id"))
+    expected = pd.concat(parts, ignore_index=True)
+    assert expected["campaign_id"].nunique() >= 2 and len(expected) > 100
+    for partitions in (None, 4):
+        X, labels = campaign_training_table(market, partitions=partitions)
+        pd.testing.assert_frame_equal(X, encode_features(expected), check_exact=True)
+        pd.testing.assert_series_equal(labels["shopper_id"], expected["shopper_id"])
+        pd.testing.assert_series_equal(labels["campaign_id"], expected["campaign_id"])
+        assert labels["arm"].tolist() == expected["arm"].tolist()
+        assert labels["spend"].tolist() == expected["spend"].astype(float).tolist()

@@ -29,10 +29,12 @@ def test_every_shopper_gets_the_models_own_top_n(fitted, tmp_path):
         assert mine["score"].tolist() == pytest.approx([s for _, s in recs])
 
 
-def test_local_cluster_writes_the_same_lists(fitted, tmp_path):
+def test_local_cluster_and_threads_write_the_same_lists(fitted, tmp_path):
     from distributed import Client, LocalCluster
 
     here = read_scores(score_all(fitted, tmp_path / "here", n=5, chunk_size=40))
+    threads = read_scores(score_all(fitted, tmp_path / "threads", n=5, chunk_size=40, workers=2))
+    pd.testing.assert_frame_equal(here, threads)
     with (
         LocalCluster(
             n_workers=2, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
@@ -43,18 +45,35 @@ def test_local_cluster_writes_the_same_lists(fitted, tmp_path):
     pd.testing.assert_frame_equal(here, there)
 
 
+def test_the_model_is_not_hashed_for_every_chunk(fitted, tmp_path):
+    """Passed to each chunk's task as a plain argument, the model was hashed by Dask once per chunk:
+    ~6 CPU-s a chunk for a 1M-shopper ALS model, more than the scoring itself."""
+    import copy
+
+    def refuse():
+        raise AssertionError("the model was hashed")
+
+    model = copy.copy(fitted)
+    model.__dask_tokenize__ = refuse
+    lists = read_scores(score_all(model, tmp_path / "lists", n=5, chunk_size=40, workers=2))
+    pd.testing.assert_frame_equal(
+        lists, read_scores(score_all(fitted, tmp_path / "plain", n=5, chunk_size=40))
+    )
+
+
 def test_bad_requests_are_refused(fitted, tmp_path):
-    with pytest.raises(ValueError, match="n and chunk_size"):
+    with pytest.raises(ValueError, match="n, chunk_size and workers"):
         score_all(fitted, tmp_path, n=0)
+    with pytest.raises(ValueError, match="n, chunk_size and workers"):
+        score_all(fitted, tmp_path, workers=0)
     with pytest.raises(ValueError, match="no shoppers to score"):
         score_all(fitted, tmp_path, shopper_ids=[])
 
 
-def test_cli_scores_the_registered_champion(tracking_uri, tmp_path):
+def _register_recommender(tracking_uri: str):
+    """An item-kNN recommender registered as `recs` (its champion); returns the fitted model."""
     import mlflow
-    from typer.testing import CliRunner
 
-    from crosscart.cli import app
     from features.interactions import build_interactions
     from tests.training.conftest import planted_events
     from training.pyfunc import log_recommender
@@ -69,7 +88,15 @@ def test_cli_scores_the_registered_champion(tracking_uri, tmp_path):
     with mlflow.start_run(experiment_id=experiment_id) as run:
         log_recommender(model)
     register_and_maybe_promote(run.info.run_id, "model", "recs", "ndcg@10", 0.3, tracking_uri=tracking_uri)
+    return model
 
+
+def test_cli_scores_the_registered_champion(tracking_uri, tmp_path):
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+
+    model = _register_recommender(tracking_uri)
     runner = CliRunner()
     base = ["batch-score", "--model", "recs", "--tracking-uri", tracking_uri, "--n", "4", "--cluster", ""]
     result = runner.invoke(app, [*base, "--out", str(tmp_path / "lists")])
@@ -117,3 +144,37 @@ def test_coupon_uplift_of_every_shopper_equals_the_in_memory_scores(tmp_path):
     pd.testing.assert_frame_equal(
         got.set_index("shopper_id").sort_index(), expected.sort_index(), check_names=False, rtol=1e-12
     )
+
+
+def test_cli_also_scores_every_shoppers_coupon_uplift_with_the_registered_model(tracking_uri, tmp_path):
+    """`--coupons-out` writes the registered uplift champion's scores of every shopper of `--data`, as of
+    the marketplace's end: what `score_coupon_uplift` gives with that model; without `--data` it is
+    refused before anything is scored."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+    from features.synth import generate_marketplace
+    from tests.features.test_distributed import THREE_PARTS
+    from training.batch_scoring import score_coupon_uplift
+    from training.uplift import load_uplift_model, train_uplift_model
+
+    market = tmp_path / "m"
+    generate_marketplace(market, THREE_PARTS, seed=5)
+    train_uplift_model(market, tracking_uri=tracking_uri, registered_name="crosscart-uplift")
+    _register_recommender(tracking_uri)
+    base = ["batch-score", "--model", "recs", "--tracking-uri", tracking_uri, "--cluster", ""]
+    base += ["--alias", "champion", "--out", str(tmp_path / "lists")]
+    refused = CliRunner().invoke(app, [*base, "--coupons-out", str(tmp_path / "none")])
+    assert refused.exit_code == 2 and "--coupons-out needs --data" in refused.output
+    assert not (tmp_path / "lists").exists()
+
+    result = CliRunner().invoke(app, [*base, "--data", str(market), "--coupons-out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(tmp_path / "c").sort_values("shopper_id", ignore_index=True)
+    end = pd.Timestamp(json.loads((market / "manifest.json").read_text())["end"])
+    model = load_uplift_model(tracking_uri, "crosscart-uplift")
+    expected = pd.read_parquet(score_coupon_uplift(model, market, tmp_path / "e", as_of=end))
+    assert len(got) == len(pd.read_parquet(market / "shoppers.parquet")) and got.shape[1] >= 3
+    pd.testing.assert_frame_equal(got, expected.sort_values("shopper_id", ignore_index=True))
