@@ -224,10 +224,12 @@ def _write(pairs: list[dict], args, t0: float, final: bool) -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "args": vars(args),
     }
-    if args.merge:  # the runs' own time, not the merge's
-        result["seconds"] = sum(json.loads(Path(f).read_text())["seconds"] for f in args.merge.split(","))
     # file names only: no machine paths in results
     result["args"] = {k: v.name if isinstance(v, Path) else v for k, v in result["args"].items()}
+    if args.merge:  # the runs' own time and arguments, not the merge's
+        runs = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
+        result["seconds"] = sum(r["seconds"] for r in runs)
+        result["args"] = {"merged": [r["args"] for r in runs]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float))
     if final:

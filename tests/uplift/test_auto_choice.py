@@ -82,7 +82,7 @@ def test_auto_matches_the_best_scikit_uplift_model(effect):
         if effect:
             assert auto[metric] > max(rows[f"sklift-{k}"][metric] for k in ("s", "t", "ct"))
     if not effect:  # nothing to learn: the noise spreads the folds, many candidates stay level and
-        # no evidence moves auto off its default, the blend of S-, T- and linear learners
+        # no evidence moves auto off its default, the blend of S-learners on trees and a linear model
         assert sum(v["level_with_best"] for v in auto["cv"].values()) >= 3
         assert auto["chosen"] == "blend"
 
