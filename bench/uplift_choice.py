@@ -2,7 +2,9 @@
 transformation models, for every e-mail arm against no e-mail and every outcome (visit, conversion,
 spend), on several simulated files of 64,000 customers (`models.uplift.simulate.hillstrom_like`).
 
-    .venv/bin/python -m bench.uplift_choice [--seeds 8,9,10] [--models auto,blend] [--quick]
+    .venv/bin/python -m bench.uplift_choice [--seeds 8,9,10] [--models auto,blend] [--quick] [--out F]
+    .venv/bin/python -m bench.uplift_choice --merge a.json,b.json   # seeds run in parallel, one summary
+    .venv/bin/python -m bench.uplift_choice --reuse old.json        # re-run only changed choices
 
 Each file is split 50/50 (stratified, seed 42) as `crosscart evaluate uplift` does; `auto` chooses on
 the training half only. The default seeds were not used to choose `auto`'s default blend (seeds
@@ -69,7 +71,23 @@ def main() -> None:
     parser.add_argument("--models", default="auto,blend")
     parser.add_argument("--rows", type=int, default=64_000)
     parser.add_argument("--quick", action="store_true", help="One seed, 16,000 rows.")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="Results JSON (default %(default)s).")
+    parser.add_argument(
+        "--merge",
+        default="",
+        help="Results files of runs on other seeds (comma-separated): one summary in --out.",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="An earlier results file: a pair whose stored cross-validation summary leads today's "
+        "`decide` to the choice it made then is copied, not re-run (same data, same fitted model).",
+    )
     args = parser.parse_args()
+    if args.merge:
+        pairs = [p for f in args.merge.split(",") for p in json.loads(Path(f).read_text())["pairs"]]
+        _write(sorted(pairs, key=lambda p: p["seed"]), args, time.perf_counter(), final=True)
+        return
     if args.quick:
         args.seeds, args.rows = "0", 16_000
     models = [m for m in args.models.split(",") if m]
@@ -82,12 +100,19 @@ def main() -> None:
         f"{'qini auto':>10}{'best sklift':>12}{'gap (se)':>18}"
         f"{'u@30 auto':>11}{'best sklift':>12}{'gap (se)':>18}{'both':>6}{'s':>5}  auto's choice"
     )
+    reusable = _reusable(args, models)
     for seed in [int(s) for s in args.seeds.split(",")]:
-        data, _ = hillstrom_like(n=args.rows, seed=seed)
+        data = None
         for arm in ARMS:
             for outcome in OUTCOMES:
-                r = run_pair(data, arm, outcome, models)
-                r["seed"] = seed
+                r = reusable.get((seed, arm, outcome))
+                if r is None:
+                    if data is None:
+                        data, _ = hillstrom_like(n=args.rows, seed=seed)
+                    r = run_pair(data, arm, outcome, models)
+                    r["seed"] = seed
+                else:
+                    r = {**r, "reused": True}
                 pairs.append(r)
                 q, u = r["verdict"]["qini_auc"], r["verdict"]["uplift@30"]
                 print(
@@ -102,6 +127,27 @@ def main() -> None:
                 )
                 _write(pairs, args, t0, final=False)  # partial results survive an interrupted run
     _write(pairs, args, t0, final=True)
+
+
+def _reusable(args, models: list[str]) -> dict[tuple, dict]:
+    """Pairs of the `--reuse` file (same rows and models) whose stored cross-validation summary
+    leads today's `decide` with `AutoUplift`'s defaults to the choice made then. The split, the
+    candidates' fits and the refit are seeded and deterministic, so such a pair's rows are what a
+    re-run would give; only pairs whose choice changes are re-run."""
+    if args.reuse is None:
+        return {}
+    from models.uplift.selection import AutoUplift, decide
+
+    old = json.loads(args.reuse.read_text())
+    if old["args"]["rows"] != args.rows or old["args"]["models"].split(",") != models:
+        raise SystemExit(f"{args.reuse.name} was run with other --rows or --models")
+    auto = AutoUplift()
+
+    def same(p: dict) -> bool:
+        cv = p["auto_cv"]
+        return decide(cv, list(cv), auto.default, auto.default_se, auto.combine) == p["chosen"]
+
+    return {(p["seed"], p["arm"], p["outcome"]): p for p in old["pairs"] if same(p)}
 
 
 def per_pair_summary(pairs: list[dict]) -> list[dict]:
@@ -178,10 +224,16 @@ def _write(pairs: list[dict], args, t0: float, final: bool) -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "args": vars(args),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=float))
+    # file names only: no machine paths in results
+    result["args"] = {k: v.name if isinstance(v, Path) else v for k, v in result["args"].items()}
+    if args.merge:  # the runs' own time and arguments, not the merge's
+        runs = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
+        result["seconds"] = sum(r["seconds"] for r in runs)
+        result["args"] = {"merged": [r["args"] for r in runs]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float))
     if final:
-        print(f"wrote {RESULTS.name} ({result['seconds']:.0f} s)")
+        print(f"wrote {args.out.name} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

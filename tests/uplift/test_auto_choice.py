@@ -82,7 +82,7 @@ def test_auto_matches_the_best_scikit_uplift_model(effect):
         if effect:
             assert auto[metric] > max(rows[f"sklift-{k}"][metric] for k in ("s", "t", "ct"))
     if not effect:  # nothing to learn: the noise spreads the folds, many candidates stay level and
-        # no evidence moves auto off its default, the blend of S-, T- and linear learners
+        # no evidence moves auto off its default, the blend of S-learners on trees and a linear model
         assert sum(v["level_with_best"] for v in auto["cv"].values()) >= 3
         assert auto["chosen"] == "blend"
 
@@ -132,14 +132,16 @@ def test_decide_leaves_the_default_only_for_a_clear_win_on_both_metrics():
         t=(0.12, 0.03, 0.3, 0.0, 0.0, True),
     )
     assert decide(close, order, "blend", 2.0, combine=True) == "blend"
-    # t beats it by 3 standard errors and on both metrics: the level candidates (s, t) are averaged
+    # t beats it by 3 standard errors and on both metrics: t is averaged with the default (shrinkage),
+    # not swapped in for it, and not mixed with the other level candidate (s)
     clear = _summary(
         blend=(0.10, 0.02, -0.6, 1.2, 0.4, False),
         s=(0.11, 0.02, 0.0, 0.3, 0.4, True),
         t=(0.12, 0.03, 0.6, 0.0, 0.0, True),
     )
-    assert decide(clear, order, "blend", 2.0, combine=True) == "s+t"
-    assert decide(clear, order, "blend", 2.0, combine=False) == "s"
+    assert decide(clear, order, "blend", 2.0, combine=True) == "blend+t"
+    assert decide(clear, order, "blend", 2.0, combine=False) == "t"
+    assert decide(clear, order, None, 2.0, combine=True) == "s+t"  # no default: the level set
     # the same combined win bought with a worse uplift@30 is a trade, not a win: the default stays
     trade = _summary(
         blend=(0.10, 0.04, -0.6, 1.2, 0.4, False),
@@ -182,8 +184,9 @@ def test_auto_keeps_its_default_unless_it_is_beaten_and_averages_the_level_candi
     best = max(auto.cv_scores_.values(), key=lambda v: v["combined"])
     if s["gap_to_best"] <= 2 * s["gap_se"] or not all(best[m] > s[m] for m in ("qini_auc", "uplift@30")):
         assert auto.best_key_ == "s"  # the default is left only when beaten by 2 SE on both metrics
-    else:
-        assert auto.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
+    else:  # and then only half-way: averaged with the winner
+        winner = max(auto.cv_scores_, key=lambda k: auto.cv_scores_[k]["combined"])
+        assert auto.best_key_ == f"s+{winner}" and auto.model_.members == ("s", winner)
     # without a default (or with one that is not a candidate) the level set is averaged
     no_default = AutoUplift(**kwargs, default=None).fit(data.X, data.treatment, data.outcome)
     assert no_default.best_key_ == ("+".join(level) if len(level) > 1 else level[0])
