@@ -10,10 +10,11 @@ spend redeems at the generator's rate). Three strategies run side by side on the
   shoppers are drawn with known inclusion probabilities (leaning to likely responders with little
   history of their own) and get a coupon of the menu or none, uniformly, with the assignment
   probability logged; the rest of the budget is planned (`models.uplift.planner.plan_campaign`,
-  random holdout) with a model refitted every round on all campaign rows so far, and each shopper's
-  own logged weeks then set that shopper's multipliers on its baseline and uplift
-  (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
-  realised cost of the earlier rounds' plans;
+  random holdout) with a model refitted every round on all campaign rows so far (the campaign
+  features plus where each shopper shops on the price ladder, `shopper_price_features`), and each
+  shopper's own logged weeks then set that shopper's multipliers on its baseline and uplift and
+  their own orders their basket (`models.uplift.shopper_response`), or enter as features.
+  Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
   campaigns, planning every round with its own cost margin;
 - `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
@@ -780,8 +781,9 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
 
 class _Personalised(CouponUpliftModel):
     """The loop's population model with each shopper's own multipliers on its baseline and uplift
-    (`ShopperResponse`, fitted on every shopper's logged weeks, 0 = no coupon); shopper ids are the
-    loop's shopper rows."""
+    (`ShopperResponse`, fitted on every shopper's logged weeks, 0 = no coupon) and on its basket
+    (`ShopperBasket`, from the order values of their purchases in those weeks); shopper ids are
+    the loop's shopper rows. `weeks`: per round, every shopper's (arm, bought, gross order value)."""
 
     def __init__(self, model: CouponUpliftModel, X: pd.DataFrame, coupons: pd.DataFrame, weeks):
         self.model = model
