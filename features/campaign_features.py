@@ -20,6 +20,9 @@ __all__ = [
     "EVENT_COLUMNS",
     "SHORT_DAYS",
     "shopper_history_features",
+    "PRICE_FEATURES",
+    "PRICE_EVENT_COLUMNS",
+    "shopper_price_features",
     "encode_features",
     "campaign_training_table",
 ]
@@ -39,6 +42,14 @@ NUMERIC_FEATURES = (
 )
 CATEGORICAL_FEATURES = ("region", "segment", "channel")
 EVENT_COLUMNS = ("ts", "shopper_id", "event_type", "value")
+PRICE_FEATURES = (
+    "category_price_level",
+    "price_position_viewed",
+    "price_position_carted",
+    "price_position_bought",
+    "avg_order_value",
+)
+PRICE_EVENT_COLUMNS = ("ts", "shopper_id", "product_id", "event_type", "value")
 
 
 def shopper_history_features(
@@ -85,6 +96,45 @@ def shopper_history_features(
     out["segment"] = info["segment"].reindex(out.index).fillna("unknown").to_numpy()
     out["channel"] = channel
     return out
+
+
+def shopper_price_features(
+    events: pd.DataFrame, products: pd.DataFrame, shopper_ids, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """PRICE_FEATURES per shopper (indexed by `shopper_ids`) from `events` (PRICE_EVENT_COLUMNS) before
+    `as_of` and the catalogue (`products`: product_id, category_id, price): where a shopper shops on
+    the price ladder. `category_price_level`: the mean log median price of the categories of the
+    products they viewed (what their baskets cost, and so which minimum spends they reach);
+    `price_position_*`: the mean log price over its category's median of the products they viewed,
+    carted, bought (price-sensitive shoppers keep to the cheap end); `avg_order_value`: their mean
+    purchase value. A shopper without such events gets the median of those with them, so that the
+    columns stay finite for every learner."""
+    missing = [c for c in PRICE_EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack columns {missing}")
+    as_of = pd.Timestamp(as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+    price = products["price"].map(float)
+    median = price.groupby(products["category_id"].to_numpy()).transform("median")
+    ladder = pd.DataFrame(
+        {"level": np.log(median.to_numpy()), "position": np.log(price / median).to_numpy()},
+        index=products["product_id"].to_numpy(),
+    )
+    ts = pd.to_datetime(events["ts"], utc=True)
+    past = events[(ts < as_of).to_numpy() & events["product_id"].notna().to_numpy()]
+    past = past.join(ladder, on="product_id")
+    index = pd.Index(np.asarray(shopper_ids, dtype=object), name="shopper_id")
+    out = pd.DataFrame(index=index)
+    kinds = past.groupby("event_type")
+    views = kinds.get_group("view") if "view" in kinds.groups else past.iloc[0:0]
+    out["category_price_level"] = views.groupby("shopper_id")["level"].mean().reindex(index)
+    for etype, name in (("view", "viewed"), ("cart", "carted"), ("purchase", "bought")):
+        rows = kinds.get_group(etype) if etype in kinds.groups else past.iloc[0:0]
+        out[f"price_position_{name}"] = rows.groupby("shopper_id")["position"].mean().reindex(index)
+    buys = kinds.get_group("purchase") if "purchase" in kinds.groups else past.iloc[0:0]
+    out["avg_order_value"] = buys.groupby("shopper_id")["value"].mean().reindex(index)
+    out = out.astype(float)
+    return out.fillna(out.median()).fillna(0.0)
 
 
 def encode_features(table: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:

@@ -10,10 +10,11 @@ spend redeems at the generator's rate). Three strategies run side by side on the
   shoppers are drawn with known inclusion probabilities (leaning to likely responders with little
   history of their own) and get a coupon of the menu or none, uniformly, with the assignment
   probability logged; the rest of the budget is planned (`models.uplift.planner.plan_campaign`,
-  random holdout) with a model refitted every round on all campaign rows so far, and each shopper's
-  own logged weeks then set that shopper's multipliers on its baseline and uplift
-  (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
-  realised cost of the earlier rounds' plans;
+  random holdout) with a model refitted every round on all campaign rows so far (the campaign
+  features plus where each shopper shops on the price ladder, `shopper_price_features`), and each
+  shopper's own logged weeks then set that shopper's multipliers on its baseline and uplift and
+  their own orders their basket (`models.uplift.shopper_response`), or enter as features.
+  Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
   campaigns, planning every round with its own cost margin;
 - `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
@@ -38,10 +39,11 @@ import numpy as np
 import pandas as pd
 
 from features.campaign_features import (
-    EVENT_COLUMNS,
+    PRICE_EVENT_COLUMNS,
     campaign_training_table,
     encode_features,
     shopper_history_features,
+    shopper_price_features,
 )
 from features.synth.generator import SCALES, Scale
 from features.synth.model import BASKET_SIGMA, REDEEM_RATE, TREATED_BASKET_LIFT
@@ -50,8 +52,8 @@ from marketing.policy_value import pooled_policy_value, realized_interval
 from models.uplift.base import CouponUpliftModel
 from models.uplift.dose_response import DoseResponseUplift, coupon_dose
 from models.uplift.effects import CouponTermsEffectModel, gross_basket
-from models.uplift.planner import plan_campaign, response_plan, score_options
-from models.uplift.shopper_response import ShopperResponse
+from models.uplift.planner import basket_terms, coupon_terms, plan_campaign, response_plan, score_options
+from models.uplift.shopper_response import ShopperBasket, ShopperResponse
 from training.uplift import fit_terms_model
 
 __all__ = [
@@ -181,9 +183,17 @@ def load_loop_market(
     as_of = pd.Timestamp(json.loads((directory / "manifest.json").read_text())["end"])
     shoppers = pd.read_parquet(directory / "shoppers.parquet")
     shoppers = shoppers[pd.to_datetime(shoppers["created_at"], utc=True) < as_of]
-    events = pd.read_parquet(directory / "events", columns=list(EVENT_COLUMNS)).dropna(subset=["shopper_id"])
+    events = pd.read_parquet(directory / "events", columns=list(PRICE_EVENT_COLUMNS)).dropna(
+        subset=["shopper_id"]
+    )
+    products = pd.read_parquet(directory / "products.parquet", columns=["product_id", "category_id", "price"])
     table = shopper_history_features(events, shoppers, as_of, channel)
     ids = table.index.to_numpy()
+    # the closed loop's learner also reads where each shopper shops on the price ladder; today's
+    # planner (the control) keeps the features it was trained on
+    features = pd.concat(
+        [encode_features(table), shopper_price_features(events, products, ids, as_of)], axis=1
+    )
     static = fit_terms_model(directory, seed=seed)
     truth = load_truth(directory)
     rfm = shopper_rfm(events, ids, as_of)
@@ -200,21 +210,39 @@ def load_loop_market(
     shape = (len(coupons), len(ids))
     return LoopMarket(
         shopper_ids=ids,
-        features=encode_features(table),
+        features=features,
         p_buy=np.column_stack(p_buy),
         basket=basket,
         true_cost=opts["cost"].to_numpy().reshape(shape).T,
         true_profit=opts["profit"].to_numpy().reshape(shape).T,
         static_model=static,
         static_features=encode_features(table, list(static.feature_names_in_)),
-        **_past_campaigns(directory, encode_features(table).columns),
+        **_past_campaigns(directory, features.columns, events, products),
     )
 
 
-def _past_campaigns(directory: Path, columns) -> dict:
+def _past_campaigns(directory: Path, columns, events: pd.DataFrame, products: pd.DataFrame) -> dict:
     """The generator's past randomised campaigns as the loop's first history: platform-wide coupons
-    only (a scoped coupon's effect depends on taste for its scope, which depth does not describe)."""
+    only (a scoped coupon's effect depends on taste for its scope, which depth does not describe),
+    with each row's price features as of its campaign's start."""
     X, labels = campaign_training_table(directory)
+    starts = pd.read_parquet(directory / "campaigns.parquet").set_index("campaign_id")["start"]
+    price = pd.concat(
+        [
+            shopper_price_features(events, products, rows["shopper_id"].unique(), starts[cid]).assign(
+                campaign_id=cid
+            )
+            for cid, rows in labels.groupby("campaign_id")
+        ]
+    ).reset_index()
+    key = pd.MultiIndex.from_frame(labels[["campaign_id", "shopper_id"]])
+    X = pd.concat(
+        [
+            X.reset_index(drop=True),
+            price.set_index(["campaign_id", "shopper_id"]).reindex(key).reset_index(drop=True),
+        ],
+        axis=1,
+    )
     coupons = pd.read_parquet(directory / "coupons.parquet")
     coupons = coupons[coupons["scope_type"] == "platform"]
     terms = pd.DataFrame(
@@ -597,7 +625,8 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
     oracle_plans: dict = {}
     contacts = {strategy: _Contacts(n, s) for strategy in s.strategies}
     history = _History(n)
-    weeks: list[tuple[np.ndarray, np.ndarray]] = []  # the closed loop's rounds: every shopper's arm, purchase
+    # the closed loop's rounds: every shopper's arm, purchase and gross order value
+    weeks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     # the closed loop's campaign rows, features as of their round; the past campaigns come first
     # (no loop history yet, their coupons' own terms; not used for policy value: other arms)
     past = pd.concat([market.past, _History(len(market.past)).frame(market.past.index)], axis=1)
@@ -690,7 +719,13 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     list(WEEK_COLUMNS)
                 ].to_numpy()
                 history.update(week, depth)
-                weeks.append((week["arm_index"].to_numpy(dtype=int), week["converted"].to_numpy(dtype=int)))
+                weeks.append(
+                    (
+                        week["arm_index"].to_numpy(dtype=int),
+                        week["converted"].to_numpy(dtype=int),
+                        week["spend"].to_numpy(dtype=float),
+                    )
+                )
                 # every shopper's arm and reward this round, with the round's logging propensity
                 pv_log.append(
                     (week["arm_index"].to_numpy(dtype=int), week["reward"].to_numpy(dtype=float), logging)
@@ -746,8 +781,9 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
 
 class _Personalised(CouponUpliftModel):
     """The loop's population model with each shopper's own multipliers on its baseline and uplift
-    (`ShopperResponse`, fitted on every shopper's logged weeks, 0 = no coupon); shopper ids are the
-    loop's shopper rows."""
+    (`ShopperResponse`, fitted on every shopper's logged weeks, 0 = no coupon) and on its basket
+    (`ShopperBasket`, from the order values of their purchases in those weeks); shopper ids are
+    the loop's shopper rows. `weeks`: per round, every shopper's (arm, bought, gross order value)."""
 
     def __init__(self, model: CouponUpliftModel, X: pd.DataFrame, coupons: pd.DataFrame, weeks):
         self.model = model
@@ -757,13 +793,23 @@ class _Personalised(CouponUpliftModel):
         self.base_, self._index, self._coupons = cand, X.index, coupons
         p0 = cand["p_control"].to_numpy()[:n]
         tau = (cand["p_treated"] - cand["p_control"]).to_numpy().reshape(k, n).T
-        arms = np.concatenate([a for a, _ in weeks])
+        arms = np.concatenate([w[0] for w in weeks])
         shopper = np.tile(np.arange(n), len(weeks))
         t = arms > 0
         week_tau = np.zeros(len(arms))
         week_tau[t] = tau[shopper[t], arms[t] - 1]
-        bought = np.concatenate([b for _, b in weeks])
+        bought = np.concatenate([w[1] for w in weeks])
         self.response_ = ShopperResponse().fit(shopper, p0[shopper], week_tau, bought, n)
+        # each buyer's order values against the population's: with a coupon its basket under that
+        # coupon, else the plain one (expected spend over purchase chance)
+        gross = np.concatenate([w[2] for w in weeks])
+        plain = np.divide(cand["spend_control"].to_numpy()[:n], p0, out=np.zeros(n), where=p0 > 0)
+        under = cand["basket_mean"].to_numpy().reshape(k, n).T if "basket_mean" in cand else None
+        expected = plain[shopper]
+        if under is not None:
+            expected[t] = under[shopper[t], arms[t] - 1]
+        seen = (bought == 1) & (gross > 0) & (expected > 0)
+        self.basket_ = ShopperBasket().fit(shopper[seen], np.log(gross[seen] / expected[seen]), n)
 
     @property
     def feature_names_in_(self):
@@ -802,11 +848,29 @@ class _Personalised(CouponUpliftModel):
         a, r = self.response_.a_[ids], self.response_.r_[ids]
         q0 = np.clip(a * p0, 1e-3, 0.995)
         q1 = np.clip(q0 + r * (p1 - p0), 1e-3, 0.995)
-        return cand.assign(
+        out = cand.assign(
             p_control=q0,
             p_treated=q1,
             spend_control=cand["spend_control"] * np.divide(q0, p0, out=np.ones_like(p0), where=p0 > 0),
             spend_treated=cand["spend_treated"] * np.divide(q1, p1, out=np.ones_like(p1), where=p1 > 0),
+        )
+        if "basket_mean" not in cand:
+            return out
+        # each shopper's own order value: the lognormal mean of their posterior offset, and the
+        # spread left around it (the week-to-week spread plus what the posterior still does not know)
+        b = self.basket_
+        u, sd = b.u_[ids], b.u_sd_[ids]
+        scale = np.exp(u + (sd**2 + b.within_**2) / 2)
+        basket = cand["basket_mean"].to_numpy() * scale
+        sigma = np.sqrt(b.within_**2 + sd**2)
+        terms = coupon_terms(coupons).set_index("coupon_id").loc[cand["coupon_id"]].reset_index()
+        rate = cand["redeem_rate"].to_numpy() if "redeem_rate" in cand else 1.0
+        _, discount = basket_terms(basket, sigma, terms)
+        return out.assign(
+            spend_control=out["spend_control"] * scale,
+            spend_treated=q1 * np.maximum(basket - rate * discount, 0.0),
+            basket_mean=basket,
+            basket_sigma=sigma,
         )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ShopperResponse", "BASELINE_GRID", "UPLIFT_GRID"]
+__all__ = ["ShopperResponse", "ShopperBasket", "BASELINE_GRID", "UPLIFT_GRID"]
 
 BASELINE_GRID = (0.33, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
 UPLIFT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
@@ -96,3 +96,45 @@ class ShopperResponse:
         cum = np.cumsum(self.posterior_, axis=1)
         cell = (cum < rng.random(len(cum))[:, None]).sum(axis=1).clip(max=len(self.grid_) - 1)
         return self.grid_[cell, 0], self.grid_[cell, 1]
+
+
+class ShopperBasket:
+    """Each shopper's order value, learned from their own purchases by empirical Bayes.
+
+    A population model predicts a buyer's expected order value v(x); shoppers with the same x still
+    differ (what they buy, how much), and the planner prices a coupon by that value: the incremental
+    revenue, and whether the basket reaches the minimum spend. On the log scale, each purchase j of
+    shopper i is log(order_j / v_ij) = u_i + e_j, with u_i ~ N(m, tau^2) the shopper's own offset and
+    e_j ~ N(0, s^2) the week-to-week spread. `fit(shopper, log_ratio, n_shoppers)` estimates s^2
+    from the within-shopper spread (shoppers with two or more purchases), tau^2 from the rest of the
+    total variance (method of moments), and each shopper's posterior mean offset `u_` (shrunk toward
+    m by their number of purchases) and posterior sd `u_sd_`; `within_` is s. A shopper without a
+    purchase keeps u = m and sd = tau.
+    """
+
+    def fit(self, shopper, log_ratio, n_shoppers: int) -> ShopperBasket:
+        shopper = np.asarray(shopper, dtype=int)
+        z = np.asarray(log_ratio, dtype=float)
+        if len(shopper) != len(z) or not np.isfinite(z).all():
+            raise ValueError("shopper and log_ratio differ in length, or log_ratio is not finite")
+        if len(shopper) and (shopper.min() < 0 or shopper.max() >= n_shoppers):
+            raise ValueError("shopper indices must lie in [0, n_shoppers)")
+        count = np.bincount(shopper, minlength=n_shoppers).astype(float)
+        total = np.bincount(shopper, z, minlength=n_shoppers)
+        mean_i = np.divide(total, count, out=np.zeros(n_shoppers), where=count > 0)
+        repeat = count >= 2
+        dev = z - mean_i[shopper]
+        dof = float((count[repeat] - 1).sum())
+        within = (
+            float((dev[repeat[shopper]] ** 2).sum() / dof) if dof > 0 else float(np.var(z)) if len(z) else 0.0
+        )
+        self.mean_ = float(z.mean()) if len(z) else 0.0
+        self.tau2_ = max(float(np.var(z)) - within, 0.0) if len(z) else 0.0
+        self.within_ = float(np.sqrt(within))
+        precision = count / max(within, 1e-12) + (1.0 / self.tau2_ if self.tau2_ > 0 else np.inf)
+        gain = np.divide(count / max(within, 1e-12), precision, out=np.zeros(n_shoppers), where=precision > 0)
+        self.u_ = self.mean_ + gain * (mean_i - self.mean_)
+        self.u_sd_ = np.sqrt(
+            np.divide(1.0, precision, out=np.zeros(n_shoppers), where=np.isfinite(precision))
+        )
+        return self

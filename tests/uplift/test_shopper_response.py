@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.uplift.shopper_response import ShopperResponse
+from models.uplift.shopper_response import ShopperBasket, ShopperResponse
 
 
 def _weeks(rng, n=4000, weeks=6, coupon_share=0.5):
@@ -53,3 +53,27 @@ def test_refuses_inconsistent_weeks():
         ShopperResponse().fit([0, 2], [0.1, 0.1], [0.0, 0.0], [0, 1], 2)
     with pytest.raises(ValueError, match="0 or 1"):
         ShopperResponse().fit([0, 1], [0.1, 0.1], [0.0, 0.0], [0, 2], 2)
+
+
+def test_order_values_shrink_toward_the_population_by_the_number_of_purchases():
+    """Shoppers' own log offsets sd 0.4 around the population model, orders spread 0.5 around them:
+    the posterior offset tracks the truth better the more a shopper bought, and a shopper who never
+    bought keeps the population's mean with the full prior spread."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    offset = rng.normal(0.0, 0.4, n)
+    buys = rng.integers(0, 6, n)
+    buys[0] = 0
+    shopper = np.repeat(np.arange(n), buys)
+    z = offset[shopper] + rng.normal(0.0, 0.5, len(shopper))
+    model = ShopperBasket().fit(shopper, z, n)
+    assert model.within_ == pytest.approx(0.5, abs=0.03)
+    assert model.tau2_ == pytest.approx(0.16, abs=0.03)
+    assert model.u_[0] == pytest.approx(model.mean_) and model.u_sd_[0] == pytest.approx(0.4, abs=0.04)
+    err = (model.u_ - offset) ** 2
+    assert err[buys == 5].mean() < 0.5 * err[buys == 1].mean() < 0.5 * err[buys == 0].mean() * 1.6
+    # shrinkage beats each shopper's raw mean where they bought once
+    raw = np.bincount(shopper, z, n) / np.maximum(buys, 1)
+    assert err[buys == 1].mean() < ((raw - offset) ** 2)[buys == 1].mean()
+    with pytest.raises(ValueError, match="length"):
+        ShopperBasket().fit([0, 1], [0.1], 2)
