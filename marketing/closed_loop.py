@@ -32,6 +32,7 @@ model exists, else inverse propensity), with intervals for its expectation and f
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,8 +144,8 @@ class LoopSettings:
     def __post_init__(self):
         if self.rounds < 1:
             raise ValueError("rounds must be at least 1")
-        if not self.budget > 0:
-            raise ValueError(f"budget must be positive, got {self.budget}")
+        if not 0 < self.budget < math.inf:
+            raise ValueError(f"budget must be positive and finite, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
         if not 0 < self.fatigue <= 1 or self.fatigue_window < 1 or self.cap_window < 1:

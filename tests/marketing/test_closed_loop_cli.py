@@ -68,9 +68,10 @@ def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget():
 
 
 def test_simulate_loop_refuses_bad_settings():
-    result = CliRunner().invoke(app, ["campaign", "simulate-loop", "--budget", "0", "--scale", "tiny"])
-    assert result.exit_code == 2
-    assert "budget" in result.output
+    for budget in ("0", "inf", "nan"):  # an infinite budget printed `Infinity`, which is not JSON
+        result = CliRunner().invoke(app, ["campaign", "simulate-loop", "--budget", budget, "--scale", "tiny"])
+        assert result.exit_code == 2, budget
+        assert "budget" in result.output
     result = CliRunner().invoke(app, ["campaign", "simulate-loop", "--budget", "10", "--scale", "huge"])
     assert result.exit_code == 2
     result = CliRunner().invoke(
