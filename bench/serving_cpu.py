@@ -4,6 +4,12 @@ one run.
 
     .venv/bin/python -m bench.serving_cpu                        # this checkout only
     .venv/bin/python -m bench.serving_cpu --tree ../r1 --rounds 3  # against another checkout, alternating
+    .venv/bin/python -m bench.serving_cpu --mode in-process --quick --tree ../r1
+
+Results go to bench/results/serving_cpu_<mode>.json. In `http` mode the figure is the uvicorn server
+process's CPU (HTTP parsing and sockets included); in `in-process` mode the app is called directly as
+ASGI in a process of the checkout's own (no sockets), so it is the app's own cost, steadier on a loaded
+host.
 
 Wall-clock latency on a shared, loaded machine mostly measures the other processes; the server process's
 own CPU time (user + system, from the kernel, read before and after a fixed batch of requests) does not.
@@ -34,7 +40,7 @@ import psutil
 from bench.serving import _open_loop
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results" / "serving_cpu.json"
+RESULTS = Path(__file__).resolve().parent / "results"  # serving_cpu_<mode>.json
 # Run inside each checkout: its own model and API key, with its own code (round 1 kept keys elsewhere).
 SETUP = """
 import sys
@@ -241,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="20k products, 5k shoppers")
     parser.add_argument("--port", type=int, default=18190, help="http mode: first port, one per checkout")
     parser.add_argument("--profile", type=Path, help="in-process mode: cProfile output file prefix")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, help="default: bench/results/serving_cpu_<mode>.json")
     args = parser.parse_args(argv)
     products, shoppers = (20_000, 5_000) if args.quick else (100_000, 20_000)
     rng = np.random.default_rng(3)
@@ -302,8 +308,9 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    output = args.output or RESULTS / f"serving_cpu_{args.mode.replace('-', '_')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["median_cpu_us_per_request"], indent=1))
 
 
