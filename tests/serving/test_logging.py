@@ -6,12 +6,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commerce.services.access import hash_key
-from serving.logs import MASK, redact
+from serving.logs import _SECRETS, FLUSH_BYTES, FLUSH_SECONDS, MASK, flush_access_lines, redact
 from tests.serving.conftest import auth
 
 
@@ -22,8 +27,25 @@ def log_lines(client):
     ours = next(h for h in logging.getLogger().handlers if getattr(h, "_crosscart", False))
     buffer = io.StringIO()
     previous = ours.setStream(buffer)
-    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+    def read() -> list[dict]:
+        flush_access_lines()  # the access lines still waiting for their batch
+        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+    yield read
     ours.setStream(previous)
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
 
 
 def test_each_request_is_one_access_line_with_its_request_id(client, keys, log_lines):
@@ -46,6 +68,74 @@ def test_each_request_is_one_access_line_with_its_request_id(client, keys, log_l
     assert quote["role"] == "shopper" and quote["shopper_id"] == "s1" and quote["method"] == "POST"
     anonymous = next(line for line in access if line["path"] == "/v1/rankings")
     assert anonymous["role"] == "anonymous" and anonymous["request_id"] == bogus.headers["x-request-id"]
+
+
+def test_a_fast_path_answer_is_logged_like_any_other(client, keys, log_lines):
+    """The storefront's cached key takes the ASGI fast path (serving/fastpath.py), which bypasses FastAPI's
+    routing: its line still names the route template and the caller, never the key."""
+    headers = auth(keys["storefront"])
+    for request_id in ("cold", "warm-1", "warm-2"):  # the first one fills the key cache
+        r = client.get("/v1/shoppers/s1/recommendations?n=3", headers={**headers, "X-Request-ID": request_id})
+        assert r.status_code == 200 and r.headers["x-request-id"] == request_id
+    access = {line["request_id"]: line for line in log_lines() if line["event"] == "request"}
+    for request_id in ("cold", "warm-1", "warm-2"):
+        line = access[request_id]
+        assert line["route"] == "/v1/shoppers/{shopper_id}/recommendations"
+        assert line["path"] == "/v1/shoppers/s1/recommendations" and line["method"] == "GET"
+        assert line["role"] == "storefront" and line["key_id"] and line["status"] == 200
+        assert line["latency_ms"] >= 0 and line["timestamp"].endswith("Z")
+        text = json.dumps(line)
+        assert keys["storefront"] not in text and hash_key(keys["storefront"]) not in text
+
+
+def test_every_line_logged_during_a_request_carries_its_id(client, log_lines):
+    async def noisy():
+        logging.getLogger("crosscart.test").warning("from the standard library")
+        structlog.get_logger("crosscart.test").warning("from structlog")
+        return {"ok": True}
+
+    client.app.add_api_route("/noisy", noisy)
+    assert client.get("/noisy", headers={"X-Request-ID": "req-42"}).status_code == 200
+    client.get("/v1/rankings")  # another request: its own id, and nothing left bound after the first
+    logging.getLogger("crosscart.test").warning("outside any request")
+    lines = {line["event"]: line for line in log_lines()}
+    assert lines["from the standard library"]["request_id"] == "req-42"
+    assert lines["from structlog"]["request_id"] == "req-42"
+    assert "request_id" not in lines["outside any request"]
+
+
+def test_the_access_line_follows_the_log_level(client, log_lines):
+    from serving.logs import configure_logging
+
+    configure_logging("warning")
+    try:
+        client.get("/v1/rankings", headers={"X-Request-ID": "quiet"})
+    finally:
+        configure_logging("info")
+    client.get("/v1/rankings", headers={"X-Request-ID": "heard"})
+    ids = {line.get("request_id") for line in log_lines() if line["event"] == "request"}
+    assert "heard" in ids and "quiet" not in ids
+
+
+def test_access_lines_leave_in_whole_line_batches_within_the_flush_interval(client, keys):
+    """Requests served close together share a write; no write splits a line or exceeds FLUSH_BYTES (a pipe
+    shared by several workers keeps each write whole only up to PIPE_BUF), and every line is out within
+    FLUSH_SECONDS without anyone flushing."""
+    ours = next(h for h in logging.getLogger().handlers if getattr(h, "_crosscart", False))
+    stream = _Writes()
+    previous = ours.setStream(stream)
+    try:
+        for i in range(40):
+            client.get("/v1/shoppers/s1/recommendations?n=3", headers={**auth(keys["storefront"]),
+                       "X-Request-ID": f"batch-{i}"})  # fmt: skip
+        time.sleep(FLUSH_SECONDS * 4)  # the app's event loop keeps running in the test client's thread
+    finally:
+        ours.setStream(previous)
+    ids = [json.loads(x)["request_id"] for x in stream.getvalue().splitlines() if '"event":"request"' in x]
+    assert ids == [f"batch-{i}" for i in range(40)]
+    access = [w for w in stream.writes if '"event":"request"' in w]
+    assert len(access) < 40
+    assert all(w.endswith("\n") and len(w.encode()) <= FLUSH_BYTES for w in access)
 
 
 def test_access_lines_are_json_with_timestamp_level_and_logger(client, log_lines):
@@ -81,6 +171,24 @@ def test_redact_masks_keys_digests_and_id_numbers_only():
     assert redact("k=cc_" + "A" * 43 + " ok") == "k=[redacted] ok"
     assert redact("order 12345 for s1") == "order 12345 for s1"
     assert redact("id 44030419900101123X.") == "id [redacted]."
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789abcdefXc_/ -A", max_size=90))
+def test_redact_skips_only_text_that_cannot_hold_a_secret(text):
+    """The quick checks in front of the full pattern never change what it masks."""
+    embedded = [text, f"cc_{text}", f"x {'7' * 17}{text}", f"{text} {'a1' * 32}"]
+    for value in embedded:
+        assert redact(value) == _SECRETS.sub(MASK, value)
+
+
+def test_access_line_timestamps_are_utc_iso_with_microseconds(client, log_lines):
+    before = datetime.now(UTC)
+    client.get("/v1/rankings", headers={"X-Request-ID": "stamped"})
+    line = next(x for x in log_lines() if x.get("request_id") == "stamped")
+    stamp = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["timestamp"])
+    assert before - timedelta(seconds=1) <= stamp <= datetime.now(UTC)
 
 
 def test_a_value_orjson_refuses_is_still_logged(log_lines):
