@@ -14,9 +14,9 @@ touched. The load is an asyncio client; every request has a 10 s client timeout,
 /health is measured twice: in the mix (`health`, by the load generator, so it includes that process's
 own event-loop lag, reported as `client_loop_lag`) and by `health_probe`, a process of its own probing
 every 50 ms over one kept-alive connection as a load balancer does (`health_probe_in_fault`: while the
-fault lasts). In each phase `api_side` gives the API's view from inside its process: /health from its
-headers being read to its answer (and the part of it before the request reached the app), the event
-loop's lag (a 10 ms timer) and the CPU share of the loop's thread and of the worker threads.
+fault lasts). In each phase `api_side` gives the API's view from inside its process: the event loop's
+lag (a 10 ms timer; /health waits for the loop to read it, then is answered at once) and the CPU share
+of the loop's thread and of the worker threads.
 
 The bursts use aiohttp, one connection per simulated storefront backend. httpx (httpcore 1.0) scans every
 connection of its pool, with a `select` per connection, each time a request starts or ends: 200 requests
@@ -244,14 +244,13 @@ def serve(config: dict) -> None:
 
 
 class LoopWatch:
-    """Bench instrumentation around the API (outermost, in its process): when each /health request's
-    headers were read (serving.http's stamp), reached the app and was answered, and the event loop's lag
-    (how late a 10 ms timer fires), answered at `DIAGNOSTICS` so the bench can tell time queued on the
-    API's loop from time spent in the client."""
+    """Bench instrumentation around the API (outermost, in its process): the event loop's lag (how late a
+    10 ms timer fires) and the CPU of the loop's thread and of the others, answered at `DIAGNOSTICS`, so
+    the bench can tell time lost on the API's loop from time spent in the client. (/health itself never
+    reaches an app: serving.http answers it in the callback that read it.)"""
 
     def __init__(self, app, interval: float = 0.01):
         self.app, self.interval = app, interval
-        self.health: list[tuple[float, float, float]] = []  # (arrived, entered, answered), monotonic
         self.lag: list[tuple[float, float]] = []  # (when, seconds late)
         self.cpu: list[tuple[float, float, float]] = []  # (when, loop thread CPU-s, other threads CPU-s)
         self._task: asyncio.Task | None = None
@@ -270,18 +269,11 @@ class LoopWatch:
     async def __call__(self, scope, receive, send):
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sample())
-        if scope["type"] != "http" or scope["path"] not in ("/health", DIAGNOSTICS):
+        if scope["type"] != "http" or scope["path"] != DIAGNOSTICS:
             return await self.app(scope, receive, send)
-        if scope["path"] == DIAGNOSTICS:
-            body = json.dumps({"health": self.health, "lag": self.lag, "cpu": self.cpu}).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            return await send({"type": "http.response.body", "body": body})
-        from serving.http import ARRIVED
-
-        entered = time.monotonic()
-        arrived = scope.get("state", {}).get(ARRIVED, entered)
-        await self.app(scope, receive, send)
-        self.health.append((arrived, entered, time.monotonic()))
+        body = json.dumps({"lag": self.lag, "cpu": self.cpu}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _thread_cpu(loop_thread: int) -> tuple[float, float]:
@@ -301,19 +293,15 @@ def _thread_cpu(loop_thread: int) -> tuple[float, float]:
 
 
 def loop_diagnostics(url: str, windows: dict[str, tuple[float, float]]) -> dict:
-    """The API's own view of each window (monotonic start, end): /health from its headers being read to
-    its answer being written, the part of it spent before reaching the app, and the event loop's lag."""
+    """The API's own view of each window (monotonic start, end): the event loop's lag and the CPU share
+    of its thread and of the others."""
     import httpx
 
     data = httpx.get(url + DIAGNOSTICS, timeout=30).json()
     out = {}
     for name, (start, end) in windows.items():
-        health = [(a, e, d) for a, e, d in data["health"] if start <= a <= end]
         lag = [s for t, s in data["lag"] if start <= t <= end]
-        row: dict = {"health_requests": len(health)}
-        if health:
-            row["health_read_to_answer_p99_ms"] = _p99_ms([d - a for a, _, d in health])
-            row["health_read_to_app_p99_ms"] = _p99_ms([e - a for a, e, _ in health])
+        row: dict = {}
         cpu = [c for c in data["cpu"] if start <= c[0] <= end]
         if len(cpu) >= 2:  # CPU share of one core over the window, the loop's thread and the others
             span = cpu[-1][0] - cpu[0][0]

@@ -195,20 +195,21 @@ def test_metrics_from_serve_with_two_workers_count_both_workers(shared):
         api.wait_ready()
         sent = 60
 
-        def health(_):  # a new connection each: the kernel spreads them over the workers
-            return httpx.get(f"{api.base}/health", timeout=10).status_code
+        # /ready, not /health: serve's HTTP protocol answers /health before the app, uncounted
+        def ready(_):  # a new connection each: the kernel spreads them over the workers
+            return httpx.get(f"{api.base}/ready", timeout=10).status_code
 
         with ThreadPoolExecutor(6) as pool:
-            assert set(pool.map(health, range(sent))) == {200}
+            assert set(pool.map(ready, range(sent))) == {200}
         per_worker = _requests_per_worker(directory)
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
         text_ = api.get("/metrics").text
-        health_line = next(
+        ready_line = next(
             line
             for line in text_.splitlines()
-            if line.startswith("crosscart_http_requests_total{") and 'route="/health"' in line
+            if line.startswith("crosscart_http_requests_total{") and 'route="/ready"' in line
         )
-        assert float(health_line.rsplit(" ", 1)[1]) == sent
+        assert float(ready_line.rsplit(" ", 1)[1]) == sent
         assert 'crosscart_model_version_info{model="recommender"' in text_
     finally:
         api.stop()
