@@ -195,29 +195,22 @@ def test_metrics_from_serve_with_two_workers_count_both_workers(shared):
         api.wait_ready()
         sent = 60
 
-        def answered_ready() -> tuple[float, str]:  # /ready answered 200, all workers together
-            text_ = api.get("/metrics").text
-            lines = [line for line in text_.splitlines() if line.startswith("crosscart_http_requests_total{")]
-            count = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in lines
-                if 'route="/ready"' in line and 'status="200"' in line
-            )
-            return count, text_
-
-        # /ready, not /health (serve's HTTP protocol answers /health before the app, uncounted); counted
-        # from here, as waiting for the API asked /ready too
-        before, _ = answered_ready()
-
-        def ready(_):  # a new connection each: the kernel spreads them over the workers
-            return httpx.get(f"{api.base}/ready", timeout=10).status_code
+        # /docs: served by the app in every worker, ready or not (serve's HTTP protocol answers /health
+        # before the app, uncounted; /ready is 503 from a worker still loading, and waiting asked it)
+        def docs(_):  # a new connection each: the kernel spreads them over the workers
+            return httpx.get(f"{api.base}/docs", timeout=10).status_code
 
         with ThreadPoolExecutor(6) as pool:
-            assert set(pool.map(ready, range(sent))) == {200}
+            assert set(pool.map(docs, range(sent))) == {200}
         per_worker = _requests_per_worker(directory)
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
-        after, text_ = answered_ready()
-        assert after - before == sent
+        text_ = api.get("/metrics").text
+        docs_line = next(
+            line
+            for line in text_.splitlines()
+            if line.startswith("crosscart_http_requests_total{") and 'route="/docs"' in line
+        )
+        assert float(docs_line.rsplit(" ", 1)[1]) == sent
         assert 'crosscart_model_version_info{model="recommender"' in text_
     finally:
         api.stop()
