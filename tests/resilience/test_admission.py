@@ -13,34 +13,10 @@ from uvicorn.server import ServerState
 
 from serving.http import HeaderTimeoutH11Protocol
 from serving.resilience import DatabaseBusy, DatabaseGate, DeadlineStamp
+from tests.resilience.conftest import FakeTransport
 
 WAIT = 0.5  # the gate's wait for a slot
 BUSY_LOOP = 0.8  # how long the event loop is busy between reading the request and running it
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = bytearray()
-        self.closing = False
-
-    def get_extra_info(self, name, default=None):
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 18104)}.get(name, default)
-
-    def write(self, data) -> None:
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def _late_request() -> dict:
@@ -61,7 +37,7 @@ async def _late_request() -> dict:
 
     config = uvicorn.Config(DeadlineStamp(app, gate), log_level="error")
     protocol = HeaderTimeoutH11Protocol(config=config, server_state=ServerState(), app_state={})
-    transport = _Transport()
+    transport = FakeTransport()
     protocol.connection_made(transport)
     async with gate.request_slot():
         read = time.monotonic()

@@ -75,3 +75,31 @@ def test_breaker_retries_in_the_background_and_closes_when_the_store_answers():
 
     breaker = asyncio.run(run())
     assert breaker.closed and len(attempts) == 3 and breaker.trips == 1
+
+
+def test_a_frozen_redis_never_holds_the_event_loop(tmp_path, open_client, frozen_redis):
+    """The loop's lag (how late a 10 ms timer fires) while throttled calls meet a frozen Redis and the
+    revocation feed keeps reconnecting to it: a blocking call would hold the loop a whole timeout."""
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    timeout = 1.0
+    settings = fault_settings(
+        tmp_path, redis_url=f"redis://127.0.0.1:{FROZEN_PORT}/0", redis_timeout_seconds=timeout
+    )
+    client = open_client(settings, factory)
+    lags: list[float] = []
+    deadline = time.monotonic() + 2.5 * timeout  # the first call's wait, then the feed's reconnects
+
+    async def sample() -> None:
+        while time.monotonic() < deadline:
+            expected = time.monotonic() + 0.01
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - expected)
+
+    sampling = client.portal.start_task_soon(sample)
+    marketer = auth(keys["marketer"])
+    while time.monotonic() < deadline:
+        assert client.get("/v1/rankings", headers=marketer).status_code == 200
+    sampling.result(timeout=5)
+    assert len(lags) > 50 and max(lags) < timeout / 2, max(lags)
+    assert frozen_redis.connections >= 2  # the limiter's and the revocation feed's
