@@ -11,6 +11,7 @@ index, it is per replica and derived data: built from the catalog at start and k
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import unicodedata
 from collections.abc import Iterable
@@ -103,7 +104,8 @@ class MemoryIndex:
             for f, name in enumerate(FIELDS):
                 words = text[name].split()
                 for word in words:
-                    counts.setdefault(fold(word), [0] * len(FIELDS))[f] += 1
+                    # interned: each document's term tuple then shares the strings with the postings
+                    counts.setdefault(sys.intern(fold(word)), [0] * len(FIELDS))[f] += 1
                 length += len(words)
             rows.append((doc, counts, length))
         with self._lock:
@@ -115,7 +117,7 @@ class MemoryIndex:
                     added.setdefault(term, []).append((slot, per_field))
             for term, postings in added.items():
                 slots = np.fromiter((s for s, _ in postings), dtype=np.int64, count=len(postings))
-                per_field = np.array([c for _, c in postings], dtype=np.float64)
+                per_field = np.array([c for _, c in postings], dtype=np.uint16)  # tokens per field
                 old = self._postings.get(term)
                 if old is not None:
                     slots = np.concatenate([old[0], slots])
