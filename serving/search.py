@@ -10,6 +10,7 @@ impressions are written in batches off the request path.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import random
 import threading
@@ -21,6 +22,7 @@ from decimal import Decimal
 
 import joblib
 import numpy as np
+from cachetools import LRUCache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,8 +50,11 @@ class SearchConfig:
     reserve: Decimal = Decimal("0.30")
     relevance_floor: float = 0.3  # ad's text score over the best organic score
     candidates: int = 100  # matches retrieved, then ranked
-    cache_seconds: float = 30.0  # how long a cached index lookup may serve
-    cache_entries: int = 20_000
+    # How long a cached index lookup may serve when other replicas write the same index (PostgreSQL):
+    # a per-replica index (memory, FTS5) changes only through this replica's reconcile and writes,
+    # which clear the cache, so its entries serve until then.
+    cache_seconds: float = 30.0
+    cache_entries: int = 20_000  # least recently used lookups go first
     ctr_prior: float = 0.02  # predicted click rate of an ad without history
     ctr_prior_weight: float = 200.0  # impressions the prior is worth
     ranker_path: str | None = None
@@ -179,7 +184,9 @@ class SearchService:
         self.impressions = ImpressionLog(session_factory)
         self._local_spend: dict[str, Decimal] = {}  # clicks charged by this replica since the last load
         self._random = random.Random()
-        self._cache: dict[tuple, tuple[float, list[Hit]]] = {}
+        self._cache: LRUCache[tuple, tuple[float, list[Hit]]] = LRUCache(config.cache_entries)
+        self._cache_lock = threading.Lock()
+        self._cache_ttl = config.cache_seconds if index.shared else math.inf
         self._brand_of: dict[str, str] = {}  # product -> brand, for shopper brand affinity
 
     @property
@@ -194,7 +201,7 @@ class SearchService:
         with self.session_factory() as session:
             changed = rebuild(self.index, session)
             if changed["written"] or changed["removed"]:
-                self._cache = {}
+                self.clear_cache()
             if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
                 docs = list(load_documents(session))
                 self.parser = QueryParser(Vocabulary.from_documents(docs))
@@ -211,24 +218,30 @@ class SearchService:
         """Re-index after a committed write (called by the routers as a background task)."""
         with self.session_factory() as session:
             refresh_products(self.index, session, product_ids=product_ids, merchant_id=merchant_id)
-        self._cache = {}
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget cached lookups (and the parser's remembered typo corrections)."""
+        with self._cache_lock:
+            self._cache.clear()
+        self.parser.forget_corrections()
 
     # --- searching ------------------------------------------------------------------------------------
 
     def _match(self, query: MatchQuery, limit: int, filters: Filters, fields: bool) -> list[Hit]:
-        """Index lookups through a small cache: search traffic repeats its head queries, and a match
-        costs in proportion to the number of matching products. Entries live at most `cache_seconds`
-        (the reconcile interval, so other replicas' writes show within it) and this replica's own
-        writes clear the cache at once."""
+        """Index lookups through a bounded LRU cache, keyed on the query alone (shoppers share entries):
+        search traffic repeats its head queries. Any change to the index through this replica (its own
+        writes, the periodic reconcile) clears the cache at once; on an index other replicas also write,
+        entries live at most `cache_seconds` (the reconcile interval)."""
         key = (query, limit, filters, fields)
         now = time.monotonic()
-        found = self._cache.get(key)
-        if found is not None and now - found[0] < self.config.cache_seconds:
+        with self._cache_lock:
+            found = self._cache.get(key)
+        if found is not None and now - found[0] < self._cache_ttl:
             return found[1]
         hits = self.index.match(query, limit, filters, field_scores=fields)
-        if len(self._cache) >= self.config.cache_entries:
-            self._cache.clear()
-        self._cache[key] = (now, hits)
+        with self._cache_lock:
+            self._cache[key] = (now, hits)
         return hits
 
     def _retrieve(self, parsed: ParsedQuery, filters: Filters) -> list[Hit]:

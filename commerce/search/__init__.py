@@ -1,2 +1,2 @@
-"""Product search: text analysis (jieba), full-text index backends (SQLite FTS5, PostgreSQL) and query
-understanding. Library code only: callers pass engines, paths and vocabularies in."""
+"""Product search: text analysis (jieba), full-text index backends (in process, SQLite FTS5, PostgreSQL)
+and query understanding. Library code only: callers pass engines, paths and vocabularies in."""

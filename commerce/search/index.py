@@ -17,9 +17,9 @@ import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import Engine, text
 
@@ -113,16 +113,18 @@ class Filters:
     product_ids: frozenset[str] | None = None
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
+    """A NamedTuple rather than a dataclass: a lookup makes a hundred, and these build ~4x faster."""
+
     product_id: str
     score: float  # higher is better; 0 when the query had no terms
     document: SearchDocument
-    field_scores: dict[str, float] = field(default_factory=dict)
+    field_scores: dict[str, float] = {}  # noqa: RUF012  (per-field scores when asked for; never mutated)
 
 
 class SearchIndex(Protocol):
     backend: str
+    shared: bool  # other processes may write it (so a replica's cached lookups can go stale)
 
     def ensure(self) -> None: ...
     def fingerprints(self) -> dict[str, str]: ...
@@ -178,6 +180,7 @@ class Fts5Index:
 
     def __init__(self, path: str = ":memory:"):
         self.path = path
+        self.shared = path != ":memory:"
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
@@ -324,6 +327,7 @@ class PostgresIndex:
     so Chinese tokens pass through). Writes are visible to every replica as soon as they commit."""
 
     backend = "postgresql"
+    shared = True
 
     def __init__(self, engine: Engine, table: str = "search_documents"):
         if not table.isidentifier():
@@ -423,14 +427,19 @@ class PostgresIndex:
 
 
 def open_index(backend: str, *, engine: Engine | None = None, path: str = ":memory:") -> SearchIndex:
-    """The index a deployment configured: `fts5` (embedded, `path`) or `postgresql` (needs `engine`)."""
+    """The index a deployment configured: `memory` (in this process), `fts5` (embedded SQLite, `path`) or
+    `postgresql` (needs `engine`)."""
+    if backend == "memory":
+        from commerce.search.memory import MemoryIndex
+
+        return MemoryIndex()
     if backend == "fts5":
         return Fts5Index(path)
     if backend == "postgresql":
         if engine is None or engine.dialect.name != "postgresql":
             raise ValueError("the postgresql search backend needs a PostgreSQL engine")
         return PostgresIndex(engine)
-    raise ValueError(f"unknown search backend {backend!r}; choose fts5 or postgresql")
+    raise ValueError(f"unknown search backend {backend!r}; choose memory, fts5 or postgresql")
 
 
 def restrict(filters: Filters, product_ids: Collection[str]) -> Filters:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -21,6 +22,8 @@ TYPO_MIN_LENGTH = 4
 #: Organic score boosts for a product whose brand / leaf category the query names.
 BRAND_BOOST = 0.5
 CATEGORY_BOOST = 0.25
+#: Misspelt words whose correction is remembered (per vocabulary: a new parser starts empty).
+CORRECTIONS_CACHED = 10_000
 
 _SYNONYMS: dict[str, tuple[str, ...]] = {}
 for _group in SYNONYM_GROUPS:
@@ -117,16 +120,25 @@ class QueryParser:
         self._latin = set(vocabulary.latin_terms)
         self._brands = _phrase_index(vocabulary.brands)
         self._categories = _phrase_index(vocabulary.categories)
+        # lru_cache, not a dict: parses run on several threads at once
+        self._nearest = lru_cache(maxsize=CORRECTIONS_CACHED)(self._nearest_uncached)
 
     def _correct(self, term: str) -> str:
         if has_cjk(term) or term.isdigit() or len(term) < TYPO_MIN_LENGTH or term in self._latin:
             return term
         if term in _SYNONYMS or term in ORIGIN_WORDS:
             return term
+        return self._nearest(term)
+
+    def _nearest_uncached(self, term: str) -> str:
+        """The closest indexed word: a fuzzy scan of the whole vocabulary, the dearest step of a parse."""
         found = process.extractOne(
             term, self.vocabulary.latin_terms, scorer=fuzz.ratio, score_cutoff=TYPO_MIN_SCORE
         )
         return found[0] if found else term
+
+    def forget_corrections(self) -> None:
+        self._nearest.cache_clear()
 
     def parse(self, text: str) -> ParsedQuery:
         raw = tokens(text)

@@ -12,7 +12,8 @@ app = typer.Typer(help="Product search: index and search logs.", no_args_is_help
 @app.command("reindex")
 def reindex() -> None:
     """Make the configured index (CROSSCART_SEARCH_BACKEND: postgresql, or an fts5 file) hold every
-    sellable product. The API also does this at start-up and on each refresh; this is the explicit build."""
+    sellable product. The API also does this at start-up and on each refresh; this is the explicit build.
+    The default `memory` index lives in each API process: here it is only built and timed."""
     import json
     import time
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response, status
+from pydantic_core import to_json
 
 from commerce.ads import AdKeyword, KeywordCampaign
 from commerce.search.index import Filters
@@ -37,10 +38,7 @@ from serving.schemas.search import (
     KeywordIn,
     KeywordOut,
     KeywordPatch,
-    QueryUnderstanding,
-    SearchItem,
     SearchOut,
-    SponsoredItem,
 )
 from serving.search import SearchService
 from serving.security import ANONYMOUS, Principal
@@ -94,7 +92,7 @@ def search(
     merchant_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000)] = 0,
-) -> SearchOut:
+) -> Response:
     """Organic results ranked for the query (and the shopper, with the learned ranker), plus at most N
     sponsored results, flagged, for fixed positions of the first page."""
     if shopper_id is not None:
@@ -113,34 +111,38 @@ def search(
     )
     result = search.search(q, shopper_id=shopper_id, filters=filters, limit=limit, offset=offset)
     p = result.parsed
-    return SearchOut(
-        query=q,
-        understood=QueryUnderstanding(
-            terms=list(p.terms),
-            origin=p.origin,
-            brand=p.brand,
-            category_id=p.category_id,
-            corrections=p.corrections,
-        ),
-        items=[
-            SearchItem(**_card(hit.document), rank=offset + i + 1, score=score)
+    # SearchOut's JSON built directly: validating 20-odd cards twice (construction, then response_model)
+    # cost more than the search itself. tests/search/test_api.py checks it against SearchOut.
+    body = {
+        "query": q,
+        "understood": {
+            "terms": list(p.terms),
+            "origin": p.origin,
+            "brand": p.brand,
+            "category_id": p.category_id,
+            "corrections": p.corrections,
+        },
+        "items": [
+            {**_card(hit.document), "rank": offset + i + 1, "score": score, "sponsored": False}
             for i, (hit, score) in enumerate(result.items)
         ],
-        sponsored=[
-            SponsoredItem(
+        "sponsored": [
+            {
                 **_card(s.hit.document),
-                slot=s.win.slot,
-                position=s.position,
-                label=SPONSORED_LABEL,
-                impression_token=s.token,
-            )
+                "slot": s.win.slot,
+                "position": s.position,
+                "label": SPONSORED_LABEL,
+                "sponsored": True,
+                "impression_token": s.token,
+            }
             for s in result.sponsored
         ],
-        total=result.total,
-        limit=limit,
-        offset=offset,
-        model_version=result.model_version,
-    )
+        "total": result.total,
+        "limit": limit,
+        "offset": offset,
+        "model_version": result.model_version,
+    }
+    return Response(to_json(body), media_type="application/json")
 
 
 @router.post("/search/clicks", response_model=ClickOut)

@@ -76,7 +76,7 @@ def shop(factory):  # noqa: F811
 
 @pytest.fixture
 def api(shop, engine, tmp_path):  # noqa: F811
-    backend = "postgresql" if engine.dialect.name == "postgresql" else "fts5"
+    backend = "postgresql" if engine.dialect.name == "postgresql" else "memory"  # memory: the default
     settings = Settings(
         data_dir=tmp_path,
         rate_limit_per_minute=10_000,

@@ -1,4 +1,4 @@
-"""GET /v1/search, sponsored results and clicks, keyword campaign routes, on SQLite (FTS5 index) and
+"""GET /v1/search, sponsored results and clicks, keyword campaign routes, on SQLite (in-memory index) and
 PostgreSQL (PostgreSQL index): roles, object-level checks, index updates through the API."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from commerce.db import transaction
 from commerce.services.access import create_api_key
 from crosscart.settings import Settings
 from serving.app import create_app
+from serving.schemas.search import SearchOut
 from tests.serving.conftest import ScriptedSource, TinyRecommender, auth
 
 
@@ -122,6 +123,9 @@ def test_sponsored_result_click_charges_once_within_budget(api, keys, shop):
         "/v1/search", params={"q": "保湿面霜", "shopper_id": "s1"}, headers=auth(keys["shopper"])
     ).json()
     assert len(body["sponsored"]) == 1  # P4 (sunscreen) is below the relevance floor for 保湿面霜
+    # the route encodes its JSON itself: exactly what the documented SearchOut would give
+    assert SearchOut.model_validate(body).model_dump(mode="json") == body
+    assert body["items"] and all(type(i["score"]) is float for i in body["items"])
     ad = body["sponsored"][0]
     assert (ad["product_id"], ad["slot"], ad["position"], ad["label"]) == ("P1", 1, 1, "Sponsored")
     token = ad["impression_token"]
@@ -184,14 +188,14 @@ def test_learned_ranker_is_served_with_its_version(shop, engine, tmp_path):
 
 
 def test_another_replicas_writes_reach_search_within_the_refresh_interval(api, keys, shop, engine, tmp_path):
-    """Replica B (its own FTS5 index, or the shared PostgreSQL one behind B's lookup cache) serves a
+    """Replica B (its own in-memory index, or the shared PostgreSQL one behind B's lookup cache) serves a
     product replica A published, changed or delisted within B's catalog refresh interval."""
     every = 0.5
     allowed = 4 * every + 4  # refreshes run on a background thread: slack for a loaded 2-core CI host
     settings = Settings(
         data_dir=tmp_path / "b",
         rate_limit_anonymous_per_minute=10_000,
-        search_backend="postgresql" if engine.dialect.name == "postgresql" else "fts5",
+        search_backend="postgresql" if engine.dialect.name == "postgresql" else "memory",
     )
     source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
     other = create_app(

@@ -1,4 +1,4 @@
-"""Full-text retrieval on both backends: Chinese and English queries find what a person would expect."""
+"""Full-text retrieval on every backend: Chinese and English queries find what a person would expect."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import pytest
 from commerce.db import transaction
 from commerce.search.documents import load_documents, rebuild, refresh_products
 from commerce.search.index import Filters, Fts5Index, MatchQuery, PostgresIndex, SearchIndex
+from commerce.search.memory import MemoryIndex
 from commerce.search.query import QueryParser, Vocabulary
 from commerce.services import catalog
 
 
-@pytest.fixture
-def index(shop, engine) -> SearchIndex:
-    idx = Fts5Index() if engine.dialect.name == "sqlite" else PostgresIndex(engine)
+@pytest.fixture(params=["database", "memory"])
+def index(request, shop, engine) -> SearchIndex:
+    if request.param == "memory":
+        idx: SearchIndex = MemoryIndex()
+    else:
+        idx = Fts5Index() if engine.dialect.name == "sqlite" else PostgresIndex(engine)
     with shop() as session:
         rebuild(idx, session)
     return idx

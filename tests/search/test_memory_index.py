@@ -1,0 +1,171 @@
+"""The in-process index scores exactly as SQLite FTS5 does, through writes and removals, and the search
+service's lookup cache is bounded and never serves a lookup the index has changed under."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from commerce.db import transaction
+from commerce.search.documents import load_documents
+from commerce.search.index import Filters, Fts5Index, MatchQuery, SearchDocument
+from commerce.search.memory import MemoryIndex, fold
+from commerce.services import catalog
+from serving.search import SearchConfig, SearchService
+
+WORDS = ["cream", "crème", "serum", "face", "night", "gold", "面霜", "精华", "耳机", "运动鞋", "max", "mini"]
+BRANDS = ["Karimi", "Sorin", "Velmar", "Lunette"]
+PATHS = [("Beauty & Skincare", "Face Cream"), ("Electronics", "Headphones"), ("Fashion", "Sneakers")]
+
+
+def corpus(rng: random.Random, n: int, start: int = 0) -> list[SearchDocument]:
+    return [
+        SearchDocument(
+            product_id=f"P{i:04d}",
+            title=" ".join(rng.choices(WORDS, k=rng.randint(1, 6))),
+            brand=rng.choice(BRANDS),
+            category_id=f"C{rng.randint(0, 2)}",
+            category_path=rng.choice(PATHS),
+            origin=rng.choice(["JP", "KR", "FR", "DE"]),
+            merchant_id=rng.choice(["M1", "M2"]),
+            price="10.00",
+            fulfillment=rng.choice(["bonded", "direct_mail"]),
+            attributes=("bonded",) if rng.random() < 0.5 else ("direct mail", "self operated"),
+        )
+        for i in range(start, start + n)
+    ]
+
+
+QUERIES = [
+    MatchQuery((("cream",),)),
+    MatchQuery((("creme",),)),  # FTS5 folds diacritics: finds crème
+    MatchQuery((("cream", "面霜"), ("karimi",))),
+    MatchQuery((("cream", "面霜"), ("cream", "面霜"))),  # a term in two groups counts twice
+    MatchQuery((("serum",), ("耳机",), ("gold",)), require_all=False),
+    MatchQuery((("headphones",), ("jp",))),
+    MatchQuery((("nothing",),)),
+]
+FILTERS = [
+    Filters(),
+    Filters(origin="JP"),
+    Filters(category_ids=frozenset({"C0", "C2"}), fulfillment="bonded"),
+    Filters(merchant_id="M2", product_ids=frozenset({"P0001", "P0007", "P0042", "P0100", "nope"})),
+    Filters(origin="XX"),
+]
+
+
+def same_results(a: Fts5Index, b: MemoryIndex, limit: int = 15) -> None:
+    for query in QUERIES:
+        for filters in FILTERS:
+            for fields in (False, True):
+                want = a.match(query, limit, filters, field_scores=fields)
+                got = b.match(query, limit, filters, field_scores=fields)
+                assert [h.product_id for h in got] == [h.product_id for h in want], (query, filters)
+                for x, y in zip(got, want, strict=True):
+                    assert x.score == pytest.approx(y.score, rel=1e-12, abs=1e-12)
+                    assert x.document == y.document
+                    for name, value in y.field_scores.items():
+                        assert x.field_scores[name] == pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
+def test_scores_equal_fts5_through_writes_and_removals():
+    rng = random.Random(7)
+    fts, memory = Fts5Index(), MemoryIndex()
+    docs = corpus(rng, 300)
+    for index in (fts, memory):
+        index.upsert(docs)
+    same_results(fts, memory)
+    changed = corpus(random.Random(8), 60, start=200) + corpus(rng, 40, start=300)  # 60 rewritten, 40 new
+    gone = [f"P{i:04d}" for i in rng.sample(range(200), 50)]
+    for index in (fts, memory):
+        index.upsert(changed)
+        index.remove(gone + ["never-indexed"])
+    same_results(fts, memory)  # document count, lengths and term frequencies kept exact
+    assert memory.count() == fts.count() == 290
+    assert memory.fingerprints() == fts.fingerprints()
+    for index in (fts, memory):
+        index.upsert(corpus(random.Random(9), 20, start=500))  # reuses the removed products' slots
+    same_results(fts, memory)
+
+
+def test_term_less_queries_list_by_product_id_and_ties_break_by_it():
+    memory = MemoryIndex()
+    memory.upsert(corpus(random.Random(3), 40))
+    listed = memory.match(MatchQuery(()), 5, Filters(origin="JP"))
+    ids = [h.product_id for h in listed]
+    assert ids == sorted(ids) and all(h.score == 0 and h.document.origin == "JP" for h in listed)
+    hits = memory.match(MatchQuery((("cream", "crème", "serum", "耳机", "max"),)), 40)
+    assert [(-h.score, h.product_id) for h in hits] == sorted((-h.score, h.product_id) for h in hits)
+
+
+def test_fold_matches_fts5_diacritics():
+    assert fold("crème") == "creme" and fold("müller") == "muller" and fold("面霜") == "面霜"
+
+
+class CountingIndex(MemoryIndex):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def match(self, *args, **kwargs):
+        self.lookups += 1
+        return super().match(*args, **kwargs)
+
+
+def service(shop, index, **config) -> SearchService:
+    svc = SearchService(index, shop, SearchConfig(token_secret="t", slots=0, **config))
+    svc.refresh()
+    return svc
+
+
+def ids(result) -> list[str]:
+    return [h.product_id for h, _ in result.items]
+
+
+def test_lookup_cache_is_bounded_and_shared_across_shoppers(shop):
+    index = CountingIndex()
+    svc = service(shop, index, cache_entries=3)
+    for q in ["cream", "耳机", "karimi", "sneakers", "serum"]:
+        svc.search(q)
+    assert len(svc._cache) == 3
+    before = index.lookups
+    svc.search("serum", shopper_id="s1")
+    svc.search("serum", shopper_id="s2")
+    assert index.lookups == before  # the most recent lookups stay, whoever searches
+    svc.search("cream")
+    assert index.lookups == before + 1  # the least recently used went first
+
+
+def test_per_replica_index_serves_cached_lookups_until_it_changes(shop):
+    index = CountingIndex()
+    svc = service(shop, index, cache_seconds=0.0)  # no time limit applies to an unshared index
+    assert ids(svc.search("香水")) == []
+    lookups = index.lookups
+    assert ids(svc.search("香水")) == [] and index.lookups == lookups
+    with transaction(shop) as s:
+        catalog.create_product(
+            s,
+            catalog.ProductInput(
+                sku="SKU-P9", merchant_id="M1", title="Karimi 香水 Perfume", category_id="C01-02",
+                brand="Karimi", origin_country="JP", price="99.00", fulfillment="bonded",
+                stock={"HZ-1": 2}, product_id="P9",
+            ),
+        )  # fmt: skip
+    assert ids(svc.search("香水")) == []  # written elsewhere: not seen before the reconcile
+    svc.refresh()  # the periodic reconcile finds it and drops the cached lookups
+    assert ids(svc.search("香水")) == ["P9"]
+    with transaction(shop) as s:
+        catalog.update_product(s, "P9", status="delisted")
+    svc.products_changed(product_ids=["P9"])  # a write through this replica
+    assert ids(svc.search("香水")) == []
+
+
+def test_shared_index_lookups_expire(shop, tmp_path):
+    index = Fts5Index(str(tmp_path / "shared.db"))  # a file other processes may write
+    svc = service(shop, index, cache_seconds=0.0)
+    with shop() as s:
+        assert index.count() == len(list(load_documents(s)))
+    svc.search("cream")
+    index.remove(["P1"])  # as another process would, behind this replica's back
+    assert "P1" not in ids(svc.search("cream"))
