@@ -245,7 +245,7 @@ def _rss_mb(pid: int) -> float:
 async def _open_loop(url: str, paths: list[str], rate: float, headers: dict) -> tuple[list[float], list[str]]:
     """`bench.serving`'s open-loop load on raw keep-alive connections (requests leave on schedule; one
     finding every connection busy opens another), also reading each page's `model.source`."""
-    from bench.serving import _split
+    from bench.serving import _split, on_schedule
 
     host, port = _split(url)
     idle: list[_PageConnection] = []
@@ -262,14 +262,7 @@ async def _open_loop(url: str, paths: list[str], rate: float, headers: dict) -> 
         sources.append(json.loads(body)["model"]["source"])
         idle.append(conn)
 
-    tasks = []
-    t0 = time.perf_counter()
-    for i, path in enumerate(paths):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(path)))
-    await asyncio.gather(*tasks)
+    await on_schedule(paths, rate, one)
     return latencies, sources
 
 

@@ -296,6 +296,19 @@ def _split(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+async def on_schedule(paths: list[str], rate: float, one) -> None:
+    """Start `one(path)` for each path at `rate` per second whether or not earlier ones finished (open
+    loop, so queueing in the server shows in the latency), then wait for them all."""
+    tasks = []
+    t0 = time.perf_counter()
+    for i, path in enumerate(paths):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(path)))
+    await asyncio.gather(*tasks)
+
+
 async def _open_loop(url: str, paths: list[str], rate: float, headers: dict) -> list[float]:
     """Send on a fixed schedule; a request whose turn comes while all connections are busy opens another."""
     host, port = _split(url)
@@ -312,14 +325,7 @@ async def _open_loop(url: str, paths: list[str], rate: float, headers: dict) -> 
         errors += status != 200
         idle.append(conn)
 
-    tasks = []
-    t0 = time.perf_counter()
-    for i, path in enumerate(paths):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(path)))
-    await asyncio.gather(*tasks)
+    await on_schedule(paths, rate, one)
     if errors:
         raise RuntimeError(f"{errors} requests failed")
     return latencies
