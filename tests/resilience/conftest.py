@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -19,9 +23,30 @@ from commerce.services.access import create_api_key
 from commerce.services.coupons import CouponInput, create_coupon
 from crosscart.settings import Settings
 from serving.app import create_app
+from serving.http import PROTOCOL
 from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
 from tests.commerce.conftest import _postgres_ddl, make_id_number
 from tests.serving.conftest import IDENTITY_KEY, ScriptedSource, TinyRecommender, seed_marketplace
+
+
+@contextmanager
+def running_server(app, port: int, **config):
+    """`app` under `crosscart serve`'s HTTP protocol on 127.0.0.1:`port`, in a thread, for the block."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, http=PROTOCOL, log_level="error", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+
 
 POOL_SLOTS = 3  # request slots: small, so a few concurrent requests already queue for them
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import threading
 import time
 
 import uvicorn
@@ -14,9 +13,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from uvicorn.server import ServerState
 
-from serving.http import HEALTH_BODY, PROTOCOL, HeaderTimeoutH11Protocol
+from serving.http import HEALTH_BODY, HeaderTimeoutH11Protocol
 from serving.routers import health
-from tests.resilience.conftest import FakeTransport
+from tests.resilience.conftest import FakeTransport, running_server
 
 HTTP_PORT = 18100  # issue 10's port range
 BLOCK = 0.2  # how long the app's first request holds the event loop
@@ -132,16 +131,7 @@ def test_the_route_answers_what_the_protocol_answers():
 
 def test_a_served_health_check_carries_the_server_headers_and_keeps_alive():
     app = RecordingApp()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=HTTP_PORT, http=PROTOCOL, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
+    with running_server(app, HTTP_PORT):
         with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
             answers = []
             for _ in range(2):  # one connection, two checks
@@ -150,9 +140,6 @@ def test_a_served_health_check_carries_the_server_headers_and_keeps_alive():
                 while not data.endswith(HEALTH_BODY) and (chunk := sock.recv(1000)):
                     data += chunk
                 answers.append(data)
-        for answer in answers:
-            assert answer.startswith(b"HTTP/1.1 200 OK") and b"\r\ndate: " in answer
-        assert app.paths == []
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 200 OK") and b"\r\ndate: " in answer
+    assert app.paths == []

@@ -4,21 +4,19 @@ the database engine bounds connects and statements, and slow request headers are
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 from sqlalchemy import exc, text
 
 from bench.faultkit import FrozenServer
 from commerce.db import make_engine
-from serving.http import PROTOCOL
 from tests.resilience.conftest import (
     fault_settings,
     invariants,
     make_keys,
     recommender_source,
+    running_server,
     seeded_factory,
 )
 from tests.serving.conftest import TinyRecommender, auth
@@ -107,17 +105,7 @@ async def _hello(scope, receive, send):
 
 
 def test_connections_that_never_finish_their_headers_are_closed():
-    config = uvicorn.Config(
-        _hello, host="127.0.0.1", port=HTTP_PORT, http=PROTOCOL, timeout_keep_alive=1, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
+    with running_server(_hello, HTTP_PORT, timeout_keep_alive=1):
         with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
             start = time.perf_counter()
@@ -126,6 +114,3 @@ def test_connections_that_never_finish_their_headers_are_closed():
         with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a prompt client is served
             assert sock.recv(100).startswith(b"HTTP/1.1 200")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
