@@ -7,6 +7,7 @@ keyboard (Tab / Enter) to show they work without a mouse.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import urllib.parse
@@ -19,6 +20,7 @@ import pytest
 AXE = (Path(__file__).parent / "vendor" / "axe-4.11.4.min.js").read_text()
 # A real browser on a loaded 2-core machine sometimes reads a page while it is being replaced; a test
 # that fails that way runs again (up to twice) before it counts as failed. Logic errors fail every run.
+EXPERIMENT_ATTEMPTS = itertools.count(1)
 pytestmark = [pytest.mark.usefixtures("needs_browser"), pytest.mark.flaky(reruns=2, reruns_delay=1)]
 
 
@@ -254,18 +256,20 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
 
 
 def test_data_scientist_runs_an_experiment_and_compares_models_and_an_admin_promotes(console, demo):
+    # a fresh name per attempt: a rerun after a failed attempt would otherwise be refused as a duplicate
+    name = f"browser-exp-{next(EXPERIMENT_ATTEMPTS)}"
     console.sign_in(demo["keys"]["data_scientist"])
     console.open("/console/experiments/new")
     console.check("experiment-new")
-    console.fill(name="browser-exp", description="challenger recommender", planned_units="200")
+    console.fill(name=name, description="challenger recommender", planned_units="200")
     console.driver.find_element("xpath", "//button[text()='Create draft']").click()
-    console.wait(lambda d: d.current_url.endswith("/console/experiments/browser-exp"))
+    console.wait(lambda d: d.current_url.endswith(f"/console/experiments/{name}"))
     console.submit("start-experiment")
     console.wait(lambda d: d.find_element("id", "experiment-status").text == "running")
     assert "challenger" in console.text()
     console.check("experiment-running")
     console.open("/console/experiments")
-    assert "browser-exp" in console.text()
+    assert name in console.text()
     console.check("experiments")
 
     console.open("/console/models")
@@ -278,6 +282,9 @@ def test_data_scientist_runs_an_experiment_and_compares_models_and_an_admin_prom
 
     console.sign_in(demo["keys"]["admin"])
     console.open("/console/models")
+    if not console.driver.find_elements("id", "promote-recommender-1"):  # an earlier attempt rolled back
+        console.submit("promote-recommender-2")
+        console.wait(lambda d: d.find_elements("id", "promote-recommender-1"))
     console.submit("promote-recommender-1")  # roll the champion back to v1
     console.wait(lambda d: d.find_elements("id", "promote-recommender-2"))
     row = console.driver.find_element("xpath", "//td[text()='v1']/..").text
