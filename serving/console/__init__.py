@@ -17,10 +17,37 @@ from serving.console.auth import Forbidden, Sessions, SignInRequired, verify_csr
 from serving.console.web import HERE, redirect, render
 
 PREFIX = "/console"
+#: On every console response: no other site may frame a page (clickjacking), nor a browser guess a type.
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding SECURITY_HEADERS to the responses under the console's prefix."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            return await self.app(scope, receive, send)
+
+        async def add_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Mount the console on `app`: its routes, static files and the 403 / sign-in handling."""
+    """Mount the console on `app`: its routes, static files, security headers and the 403 / sign-in
+    handling."""
+    app.add_middleware(SecurityHeaders)
     app.state.console_sessions = Sessions(
         settings.console_secret,
         secure=settings.console_secure_cookie,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.serving.conftest import auth
+from tests.serving.test_console import CSRF, sign_in
 
 HUGE = str(10**30)  # beyond any database integer
 
@@ -33,6 +34,24 @@ def test_huge_offsets_are_refused_not_a_server_error(client, keys):
 
 
 @pytest.mark.parametrize(
+    "role, page",
+    [
+        ("marketer", "/console/coupons"),
+        ("marketer", "/console/campaigns"),
+        ("data_scientist", "/console/experiments"),
+        ("admin", "/console/keys"),
+        ("merchant", "/console/shop"),
+        ("merchant", "/console/keyword-campaigns"),
+    ],
+)
+def test_console_lists_refuse_huge_offsets(client, keys, role, page):
+    client._transport.raise_server_exceptions = False
+    sign_in(client, keys[role])
+    assert client.get(page).status_code == 200
+    assert client.get(f"{page}?offset={HUGE}").status_code == 422
+
+
+@pytest.mark.parametrize(
     "field", ["name", "kind", "value", "min_spend", "per_shopper_limit", "requires_grant"]
 )
 def test_coupon_edit_cannot_null_a_required_term(client, keys, field):
@@ -41,3 +60,43 @@ def test_coupon_edit_cannot_null_a_required_term(client, keys, field):
     r = client.patch("/v1/coupons/c-10off", json={field: None}, headers=auth(keys["marketer"]))
     assert r.status_code == 422, r.text
     assert client.get("/v1/coupons/c-10off", headers=auth(keys["marketer"])).json()[field] is not None
+
+
+def test_console_pages_cannot_be_framed(client, keys):
+    """Clickjacking: a console page in another site's frame would take the signed-in user's clicks."""
+    for r in (client.get("/console/sign-in"), client.get("/console", follow_redirects=False)):
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+    sign_in(client, keys["admin"])
+    page = client.get("/console/keys")
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "same-origin"
+
+
+def test_a_chosen_id_is_one_segment_in_every_console_url(client, keys):
+    """Coupon ids and experiment names are chosen by marketers. Put raw into a URL, `c-10off?x` made the
+    list link open coupon c-10off and the Retire button on its own page retire c-10off (the query string
+    cut the id short): ids are percent-encoded as one path segment wherever the console builds a URL."""
+    mk = auth(keys["marketer"])
+    made = client.post(
+        "/v1/coupons", json={"kind": "amount_off", "value": "5", "coupon_id": "c-10off?x"}, headers=mk
+    )
+    assert made.status_code == 201, made.text
+    variants = [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]
+    assert client.post(
+        "/v1/experiments", json={"name": "pilot?x", "variants": variants}, headers=mk
+    ).is_success
+    sign_in(client, keys["marketer"])
+    assert 'href="/console/coupons/c-10off%3Fx"' in client.get("/console/coupons").text
+    assert 'href="/console/experiments/pilot%3Fx"' in client.get("/console/experiments").text
+    page = client.get("/console/coupons/c-10off%3Fx").text
+    assert 'action="/console/coupons/c-10off%3Fx/retire"' in page
+    token = CSRF.search(page).group(1)
+    retired = client.post(
+        "/console/coupons/c-10off%3Fx/retire", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert retired.status_code == 303 and retired.headers["location"] == "/console/coupons/c-10off%3Fx"
+    assert client.get("/v1/coupons/c-10off", headers=mk).json()["ends_at"] is None  # the other coupon
+    assert client.get("/v1/coupons/c-10off%3Fx", headers=mk).json()["ends_at"] is not None
+    page = client.get("/console/experiments/pilot%3Fx").text
+    assert 'action="/console/experiments/pilot%3Fx/start"' in page
