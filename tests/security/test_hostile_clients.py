@@ -3,8 +3,11 @@ each test failed before its fix."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from commerce.services.access import hash_key
 from tests.serving.conftest import auth
 from tests.serving.test_console import CSRF, sign_in
 
@@ -100,3 +103,17 @@ def test_a_chosen_id_is_one_segment_in_every_console_url(client, keys):
     assert client.get("/v1/coupons/c-10off%3Fx", headers=mk).json()["ends_at"] is not None
     page = client.get("/console/experiments/pilot%3Fx").text
     assert 'action="/console/experiments/pilot%3Fx/start"' in page
+
+
+def test_secrets_glued_to_other_text_are_masked_in_the_logs(client, keys, log_lines):
+    """The mask needed a word boundary around a key hash or an ID number: a caller's request id
+    `h<key hash>` or a path segment `ID<id number>` reached the log lines as they were."""
+    digest = hash_key(keys["admin"])
+    id_number = "11010519491231002X"
+    admin = auth(keys["admin"])
+    client.get(f"/v1/shoppers/ID{id_number}/orders", headers={**admin, "X-Request-ID": "h" + digest})
+    client.get(f"/v1/products/sha256{digest.upper()}", headers={**admin, "X-Request-ID": f"id{id_number}7"})
+    text = "\n".join(json.dumps(line) for line in log_lines())
+    assert "/v1/shoppers/ID[redacted]/orders" in text
+    for secret in (digest, digest.upper(), id_number):
+        assert secret not in text
