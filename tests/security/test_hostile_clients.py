@@ -117,3 +117,47 @@ def test_secrets_glued_to_other_text_are_masked_in_the_logs(client, keys, log_li
     assert "/v1/shoppers/ID[redacted]/orders" in text
     for secret in (digest, digest.upper(), id_number):
         assert secret not in text
+
+
+def test_idempotent_replays_count_against_the_rate_limit(make_client, settings, keys):
+    """A replay was answered before the caller was authenticated or counted: a stored response could be
+    fetched without limit, by a revoked key, or by a key that was never valid (its 401 stored)."""
+    client = make_client(settings=settings.model_copy(update={"rate_limit_per_minute": 3}))
+    headers = {**auth(keys["shopper"]), "Idempotency-Key": "replay-1"}
+    cart = {"lines": [{"product_id": "p05", "quantity": 1}]}
+    statuses = [
+        client.post("/v1/shoppers/s1/orders", json=cart, headers=headers).status_code for _ in range(6)
+    ]
+    assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429, 429]
+
+
+def test_a_revoked_key_gets_no_replay(client, keys):
+    admin = auth(keys["admin"])
+    made = client.post("/v1/api-keys", json={"role": "shopper", "shopper_id": "s1"}, headers=admin).json()
+    headers = {**auth(made["key"]), "Idempotency-Key": "revoked-1"}
+    cart = {"lines": [{"product_id": "p05", "quantity": 1}]}
+    assert client.post("/v1/shoppers/s1/orders", json=cart, headers=headers).status_code == 201
+    assert client.delete(f"/v1/api-keys/{made['id']}", headers=admin).status_code in (200, 204)
+    assert client.post("/v1/shoppers/s1/orders", json=cart, headers=headers).status_code == 401
+
+
+def test_an_idempotent_request_while_the_database_is_down_is_a_503(client, keys, monkeypatch):
+    """Fault injection: the claim's INSERT failing with the database gone was a 500."""
+    from sqlalchemy.exc import OperationalError
+
+    from commerce.services import idempotency
+
+    def down(*_, **__):
+        raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+
+    client._transport.raise_server_exceptions = False
+    monkeypatch.setattr(idempotency, "claim", down)
+    headers = {**auth(keys["shopper"]), "Idempotency-Key": "down-1"}
+    r = client.post(
+        "/v1/shoppers/s1/orders", json={"lines": [{"product_id": "p05", "quantity": 1}]}, headers=headers
+    )
+    assert (
+        r.status_code == 503
+        and r.headers["retry-after"]
+        and r.headers["content-type"] == "application/problem+json"
+    )
