@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from crosscart.settings import Settings
 from serving.console import admin, campaigns, coupons, home, keyword_ads, science, shop
-from serving.console.auth import Forbidden, Sessions, SignInRequired, verify_csrf
+from serving.console.auth import Forbidden, Sessions, SignInRequired, TooManyRequests, verify_csrf
 from serving.console.web import HERE, redirect, render
 
 PREFIX = "/console"
@@ -62,6 +62,16 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden):
         return await render(request, "error.html", status_code=403, title="Not allowed", message=exc.message)
+
+    @app.exception_handler(TooManyRequests)
+    async def too_many(request: Request, exc: TooManyRequests):
+        wait = exc.decision.reset
+        message = f"Too many requests for this key; wait {wait} seconds and reload."
+        response = await render(
+            request, "error.html", status_code=429, title="Too many requests", message=message
+        )
+        response.headers.update(exc.decision.headers())
+        return response
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(request: Request, _: SignInRequired):

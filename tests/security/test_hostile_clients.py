@@ -161,3 +161,16 @@ def test_an_idempotent_request_while_the_database_is_down_is_a_503(client, keys,
         and r.headers["retry-after"]
         and r.headers["content-type"] == "application/problem+json"
     )
+
+
+def test_console_pages_count_against_the_keys_rate_limit(make_client, settings, keys):
+    """The console ran every page (a campaign report reads every member's purchases) without counting
+    it: a signed-in key had no limit there. Its pages now count against the key's own quota."""
+    client = make_client(settings=settings.model_copy(update={"rate_limit_per_minute": 5}))
+    sign_in(client, keys["marketer"])  # the sign-in page and form count per address, not per key
+    statuses = [client.get("/console/campaigns").status_code for _ in range(8)]
+    assert 429 in statuses and statuses[0] == 200
+    refused = client.get("/console/campaigns")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "Too many requests" in refused.text and refused.headers["x-frame-options"] == "DENY"
+    assert client.get("/v1/campaigns", headers=auth(keys["marketer"])).status_code == 429  # one quota
