@@ -73,7 +73,7 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cc_...`")
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cc_...`")
 
 
 def _lookup_many(state: ServingState, keys: list[str]) -> dict[str, Principal]:
@@ -128,10 +128,13 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
 async def current_principal(
     request: Request,
     state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The caller (anonymous without a key), after the rate limit; 401 for an unknown key, 429 when over
     the rate limit or after too many failed keys from one address."""
+    known = getattr(request.state, "principal", None)
+    if known is not None:  # admitted already, for its Idempotency-Key (serving.idempotency): counted once
+        return known
     client = request.client.host if request.client else ""
     if credentials is None:
         principal = Principal(role=ANONYMOUS, client=client)

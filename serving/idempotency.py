@@ -3,7 +3,12 @@ same key returns the first response, marked `Idempotent-Replayed: true`, without
 same key with a different request is refused (422); a retry that arrives while the first is still running
 waits for its response (up to `WAIT_SECONDS`, then 409 with Retry-After). Server errors and rate-limit
 refusals are not stored, so they can be retried. Keys are scoped to the caller (a hash of its API key,
-or its address when anonymous) and expire after 24 h (`commerce.services.idempotency`)."""
+or its address when anonymous) and expire after 24 h (`commerce.services.idempotency`).
+
+The caller is authenticated and counted against its rate limit before its key is claimed or replayed
+(`serving.deps.current_principal`, whose answer the route then reuses): a replay is a request like any
+other, refused to a revoked key and to a caller over its quota. With the database gone, the claim is a
+503 like any other database outage, never a 500."""
 
 from __future__ import annotations
 
@@ -11,13 +16,17 @@ import asyncio
 import hashlib
 import logging
 
+from fastapi import HTTPException
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from commerce.services import idempotency
 from commerce.sqltypes import utcnow
-from serving.errors import send_problem
+from serving import deps
+from serving.errors import CODE_BY_STATUS, send_problem
+from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_outage
 
 log = logging.getLogger(__name__)
 HEADER = b"idempotency-key"
@@ -56,6 +65,8 @@ class IdempotencyMiddleware:
             return await send_problem(
                 send, scope, 400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII"
             )
+        if not await self._admit(scope, receive, send):
+            return
         chunks, more = [], True
         while more:
             message = await receive()
@@ -70,11 +81,17 @@ class IdempotencyMiddleware:
             )
         ).hexdigest()
         caller = _caller(scope)
-        claim = await run_in_threadpool(
-            idempotency.claim, self.factory, caller, key_text, fingerprint, utcnow()
-        )
-        if not claim.won:
-            return await self._replay(scope, send, caller, key_text, claim)
+        try:
+            claim = await run_in_threadpool(
+                idempotency.claim, self.factory, caller, key_text, fingerprint, utcnow()
+            )
+            if not claim.won:
+                return await self._replay(scope, send, caller, key_text, claim)
+        except (DBAPIError, SATimeoutError) as exc:
+            if not is_outage(exc):
+                raise
+            scope["app"].state.serving.db_health.failed(exc)
+            return await _unavailable(send, scope)
 
         replayed = False
 
@@ -114,6 +131,25 @@ class IdempotencyMiddleware:
             # the response is already sent; a retry with this key waits, then gets 409 request_in_progress
             log.warning("could not store the response of idempotency key %r: database unavailable", key_text)
 
+    async def _admit(self, scope, receive, send) -> bool:
+        """Authenticate and rate-limit the caller as the route will (it reuses the answer); False once
+        the refusal is sent."""
+        request = Request(scope, receive)
+        state = scope["app"].state.serving
+        try:
+            await deps.current_principal(request, state, await deps.bearer(request))
+        except HTTPException as exc:
+            headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+            code = CODE_BY_STATUS.get(exc.status_code, "error")
+            await send_problem(send, scope, exc.status_code, code, str(exc.detail), headers)
+            return False
+        except Exception as exc:  # the key lookup: the database gone or every slot taken
+            if not (isinstance(exc, DatabaseBusy) or is_outage(exc)):
+                raise
+            await _unavailable(send, scope)
+            return False
+        return True
+
     async def _replay(self, scope, send, caller: str, key: str, claim: idempotency.Claim) -> None:
         if claim.mismatch:
             return await send_problem(
@@ -145,6 +181,11 @@ class IdempotencyMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": stored.body or b""})
+
+
+async def _unavailable(send, scope) -> None:
+    retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+    await send_problem(send, scope, 503, "unavailable", "the database is unavailable; retry shortly", retry)
 
 
 def document(app, prefix: str = "/v1") -> None:

@@ -29,9 +29,11 @@ import structlog
 REQUEST_ID_HEADER = b"x-request-id"
 ACCESS_LOGGER = "crosscart.access"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# API keys (cc_ + 43 url-safe base64 chars), SHA-256 hex digests (key hashes), resident ID numbers; a
-# string shorter than the shortest of them (18 characters) cannot hold one and is not scanned
-_SECRETS = re.compile(r"cc_[A-Za-z0-9_-]{20,}|\b[0-9a-f]{64}\b|\b\d{17}[\dXx]\b")
+# API keys (cc_ + 43 url-safe base64 chars), SHA-256 hex digests (key hashes, in either case), resident ID
+# numbers (18 characters, not part of a longer number); wherever they stand, glued to other text too (a
+# request id `h<digest>`, a path `/ID<number>`): no word boundary is asked for. A string shorter than the
+# shortest of them (18 characters) cannot hold one and is not scanned
+_SECRETS = re.compile(r"cc_[A-Za-z0-9_-]{20,}|[0-9a-fA-F]{64}|(?<!\d)(?:\d{18}(?!\d)|\d{17}[Xx])")
 _SHORTEST_SECRET = 18
 _DIGIT_RUN = re.compile(r"\d{17}")  # what an ID number needs; far quicker to rule out than _SECRETS
 MASK = "[redacted]"

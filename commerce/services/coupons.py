@@ -63,8 +63,23 @@ class CouponInput:
     coupon_id: str | None = None
 
 
+#: Terms every coupon has: an edit may change them, never clear them.
+REQUIRED_TERMS = (
+    "kind",
+    "value",
+    "name",
+    "issuer",
+    "min_spend",
+    "scope_type",
+    "per_shopper_limit",
+    "requires_grant",
+)
+
+
 def _terms(session: Session, data: CouponInput) -> dict:
     """The validated column values of `data` (create and edit share this one rule set)."""
+    if nulls := [f for f in REQUIRED_TERMS if getattr(data, f) is None]:  # an edit sending `null`
+        raise ValidationError(f"{', '.join(nulls)} cannot be null", code="invalid_coupon")
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
     if isinstance(data.value, float):

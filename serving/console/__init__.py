@@ -13,14 +13,41 @@ from fastapi.staticfiles import StaticFiles
 
 from crosscart.settings import Settings
 from serving.console import admin, campaigns, coupons, home, keyword_ads, science, shop
-from serving.console.auth import Forbidden, Sessions, SignInRequired, verify_csrf
+from serving.console.auth import Forbidden, Sessions, SignInRequired, TooManyRequests, verify_csrf
 from serving.console.web import HERE, redirect, render
 
 PREFIX = "/console"
+#: On every console response: no other site may frame a page (clickjacking), nor a browser guess a type.
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding SECURITY_HEADERS to the responses under the console's prefix."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            return await self.app(scope, receive, send)
+
+        async def add_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Mount the console on `app`: its routes, static files and the 403 / sign-in handling."""
+    """Mount the console on `app`: its routes, static files, security headers and the 403 / sign-in
+    handling."""
+    app.add_middleware(SecurityHeaders)
     app.state.console_sessions = Sessions(
         settings.console_secret,
         secure=settings.console_secure_cookie,
@@ -35,6 +62,16 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden):
         return await render(request, "error.html", status_code=403, title="Not allowed", message=exc.message)
+
+    @app.exception_handler(TooManyRequests)
+    async def too_many(request: Request, exc: TooManyRequests):
+        wait = exc.decision.reset
+        message = f"Too many requests for this key; wait {wait} seconds and reload."
+        response = await render(
+            request, "error.html", status_code=429, title="Too many requests", message=message
+        )
+        response.headers.update(exc.decision.headers())
+        return response
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(request: Request, _: SignInRequired):

@@ -13,7 +13,7 @@ from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import keys as keys_api
-from serving.routers.common import MAX_N
+from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.access import ApiKeyCreate
 from serving.schemas.catalog import MerchantReview
 
@@ -59,14 +59,14 @@ async def review(
 
 
 async def _keys(request: Request, session, principal, status_code: int = 200, offset: int = 0, **extra):
-    page = keys_api.list_keys(session, principal, None, MAX_N, max(offset, 0))
+    page = keys_api.list_keys(session, principal, None, MAX_N, offset)
     return await render(
         request, "keys.html", status_code=status_code, title="API keys", page=page, roles=ROLES, **extra
     )
 
 
 @router.get("/keys")
-async def key_list(request: Request, session: SessionDep, principal: AdminOnly, offset: int = 0):
+async def key_list(request: Request, session: SessionDep, principal: AdminOnly, offset: PageOffset = 0):
     return await _keys(request, session, principal, offset=offset)
 
 

@@ -32,6 +32,14 @@ class SignInRequired(Exception):
     """No valid session: the console redirects to the sign-in page."""
 
 
+class TooManyRequests(Exception):
+    """The signed-in key is over its rate limit (the API's quota, shared): the 429 page."""
+
+    def __init__(self, decision) -> None:
+        super().__init__("rate limit exceeded")
+        self.decision = decision
+
+
 class Forbidden(Exception):
     """The signed-in role may not do this, or a form came without its CSRF token: the 403 page."""
 
@@ -100,7 +108,8 @@ def sign_in(state: ServingState, plaintext: str) -> Principal | None:
 
 
 async def console_session(request: Request, state: StateDep) -> ConsoleSession:
-    """The browser's session; a fresh anonymous one (new CSRF token) when there is none."""
+    """The browser's session; a fresh anonymous one (new CSRF token) when there is none. A signed-in
+    request is counted against its key's rate limit, once (the session is kept for the request)."""
     cached = getattr(request.state, "console_session", None)
     if cached is not None:
         return cached
@@ -115,6 +124,10 @@ async def console_session(request: Request, state: StateDep) -> ConsoleSession:
             principal = await run_in_threadpool(_principal_for, state, int(data["k"]))
         found = ConsoleSession(csrf=data["c"], principal=principal)
     request.state.console_session = found
+    if found.principal is not None:  # a page costs what an API call does: it counts against the key
+        decision = await state.limiter.check(found.principal)
+        if decision is not None and not decision.allowed:
+            raise TooManyRequests(decision)
     return found
 
 

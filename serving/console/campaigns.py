@@ -27,7 +27,7 @@ from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
-from serving.routers.common import MAX_N
+from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.coupons import CouponCreate
 from serving.schemas.marketing import CampaignCreate, PlanIn
 
@@ -58,10 +58,10 @@ def scope_of(text: str) -> tuple[str, str | None]:
 
 @router.get("")
 async def campaign_list(
-    request: Request, session: SessionDep, _: Marketing, status: str | None = None, offset: int = 0
+    request: Request, session: SessionDep, _: Marketing, status: str | None = None, offset: PageOffset = 0
 ):
     def run():
-        return overview.list_campaigns(session, status=status or None, limit=MAX_N, offset=max(offset, 0))
+        return overview.list_campaigns(session, status=status or None, limit=MAX_N, offset=offset)
 
     page, error = attempt(None, run)
     return await render(
@@ -138,7 +138,7 @@ async def create_campaign(
             request, "campaign_new.html", status_code=422, title="New campaign", form=form, error=error,
             channels=CHANNELS,
         )  # fmt: skip
-    return redirect(f"/console/campaigns/{campaign.campaign_id}")
+    return redirect("/console/campaigns", campaign.campaign_id)
 
 
 def _detail(session, campaign_id: str, principal) -> dict:
@@ -250,7 +250,7 @@ async def move(request: Request, campaign_id: str, action: str, session: Session
         return await render(
             request, "campaign.html", status_code=409, title="Campaign", action_error=error, **(context or {})
         )
-    return redirect(f"/console/campaigns/{campaign_id}")
+    return redirect("/console/campaigns", campaign_id)
 
 
 @router.get("/{campaign_id}/report")

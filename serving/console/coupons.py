@@ -9,6 +9,7 @@ from serving.console.campaigns import _utc, coupon_value, scope_of
 from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep
 from serving.routers import coupons as coupon_api
+from serving.routers.common import PageOffset
 from serving.schemas.coupons import CouponCreate, CouponEdit
 
 router = APIRouter(prefix="/coupons")
@@ -17,8 +18,8 @@ KINDS = (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)"))
 
 
 @router.get("")
-async def coupon_list(request: Request, session: SessionDep, principal: Marketing, offset: int = 0):
-    page, error = attempt(None, lambda: coupon_api.list_coupons(session, principal, None, 50, max(offset, 0)))
+async def coupon_list(request: Request, session: SessionDep, principal: Marketing, offset: PageOffset = 0):
+    page, error = attempt(None, lambda: coupon_api.list_coupons(session, principal, None, 50, offset))
     return await render(request, "coupons.html", title="Coupons", page=page, error=error)
 
 
@@ -81,7 +82,7 @@ async def create_coupon(request: Request, session: SessionDep, principal: Market
             request, "coupon_form.html", status_code=422, title="New coupon", form=form, kinds=KINDS,
             coupon=None, error=error,
         )  # fmt: skip
-    return redirect(f"/console/coupons/{coupon.coupon_id}")
+    return redirect("/console/coupons", coupon.coupon_id)
 
 
 @router.get("/{coupon_id}")
@@ -110,7 +111,7 @@ async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, pri
             request, "coupon_form.html", status_code=409, title=f"Coupon {coupon_id}", form=form,
             kinds=KINDS, coupon=coupon, error=error,
         )  # fmt: skip
-    return redirect(f"/console/coupons/{coupon_id}")
+    return redirect("/console/coupons", coupon_id)
 
 
 @router.post("/{coupon_id}/retire")
@@ -118,4 +119,4 @@ async def retire_coupon(request: Request, coupon_id: str, session: SessionDep, p
     _, error = attempt(session, lambda: coupon_api.retire_coupon(coupon_id, session, principal))
     if error:
         return await render(request, "error.html", status_code=409, title="Cannot retire", message=error)
-    return redirect(f"/console/coupons/{coupon_id}")
+    return redirect("/console/coupons", coupon_id)

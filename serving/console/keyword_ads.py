@@ -22,7 +22,7 @@ from serving.console.web import attempt, message_of, redirect, render
 from serving.deps import SessionDep, ensure_merchant
 from serving.errors import status_for
 from serving.routers import search as search_api
-from serving.routers.common import MAX_N
+from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
 from serving.security import Principal
 
@@ -107,7 +107,7 @@ async def campaign_list(
     session: SessionDep,
     principal: MerchantOnly,
     merchant: str | None = None,
-    offset: int = 0,
+    offset: PageOffset = 0,
 ):
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:
@@ -115,7 +115,7 @@ async def campaign_list(
     ensure_merchant(principal, merchant_id)
     page, error = attempt(
         None,
-        lambda: search_api.list_keyword_campaigns(merchant_id, session, principal, MAX_N, max(offset, 0)),
+        lambda: search_api.list_keyword_campaigns(merchant_id, session, principal, MAX_N, offset),
     )
     spent = {c.campaign_id: ads.spent_on(session, c.campaign_id) for c in page.items} if page else {}
     return await render(
@@ -143,7 +143,7 @@ async def new_campaign(
     session: SessionDep,
     principal: MerchantOnly,
     merchant: str | None = None,
-    offset: int = 0,
+    offset: PageOffset = 0,
 ):
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:
@@ -177,7 +177,7 @@ async def create_campaign(
     campaign, error = attempt(session, create)
     if error:
         return await _new_form(request, session, principal, merchant_id, form, error)
-    return redirect(f"{BASE}/{campaign.campaign_id}")
+    return redirect(BASE, campaign.campaign_id)
 
 
 @router.get("/{campaign_id}")
@@ -243,7 +243,7 @@ async def _act(request: Request, session, principal: Principal, campaign_id: str
         return await _campaign_view(
             request, session, principal, campaign_id, error=message, status_code=status_code
         )
-    return redirect(f"{BASE}/{campaign_id}")
+    return redirect(BASE, campaign_id)
 
 
 @router.post("/{campaign_id}")

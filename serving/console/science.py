@@ -24,7 +24,7 @@ from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import experiments as experiments_api
 from serving.routers import models as models_api
-from serving.routers.common import MAX_N
+from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.experiments import ExperimentCreate
 
 router = APIRouter()
@@ -129,8 +129,10 @@ def sequential_verdict(session: Session, exp) -> dict | None:
 
 
 @router.get("/experiments")
-async def experiment_list(request: Request, session: SessionDep, principal: Experiments, offset: int = 0):
-    page = experiments_api.list_experiments(session, principal, None, MAX_N, max(offset, 0))
+async def experiment_list(
+    request: Request, session: SessionDep, principal: Experiments, offset: PageOffset = 0
+):
+    page = experiments_api.list_experiments(session, principal, None, MAX_N, offset)
     return await render(request, "experiments.html", title="Experiments", page=page)
 
 
@@ -174,7 +176,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
             request, "experiment_new.html", status_code=422, title="New experiment", form=form,
             metrics=METRIC_CHOICES, inference_methods=INFERENCE_METHODS, error=error,
         )  # fmt: skip
-    return redirect(f"/console/experiments/{made.name}")
+    return redirect("/console/experiments", made.name)
 
 
 @router.get("/experiments/{name}")
@@ -215,7 +217,7 @@ async def move_experiment(
     _, error = attempt(session, lambda: call(name, session, state, principal))
     if error:
         return await render(request, "error.html", status_code=409, title="Cannot do that", message=error)
-    return redirect(f"/console/experiments/{name}")
+    return redirect("/console/experiments", name)
 
 
 METRICS_SHOWN = {

@@ -13,6 +13,7 @@ from serving.console.auth import MerchantOnly
 from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep, ensure_merchant
 from serving.routers import catalog as catalog_api
+from serving.routers.common import PageOffset
 from serving.schemas.catalog import StockSet
 
 router = APIRouter(prefix="/shop")
@@ -32,7 +33,7 @@ async def shop(
     session: SessionDep,
     principal: MerchantOnly,
     merchant: str | None = None,
-    offset: int = 0,
+    offset: PageOffset = 0,
 ):
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:
@@ -40,7 +41,7 @@ async def shop(
     ensure_merchant(principal, merchant_id)
     products, error = attempt(
         None,
-        lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, max(offset, 0)),
+        lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, offset),
     )
     orders = orders_to_ship(session, merchant_id, limit=PAGE + 1)
     return await render(

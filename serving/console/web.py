@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,6 +20,16 @@ from serving.console.auth import CSRF_FIELD, CSRF_HEADER, ConsoleSession, consol
 HERE = Path(__file__).parent
 HTMX = "vendor/htmx-2.0.11.min.js"
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def segment(value: object) -> str:
+    """`value` as one URL path segment. Names and ids are chosen by callers (an experiment named
+    `../keys/1/revoke?`): put raw into a form's action, one would send another user's click, with their
+    CSRF token, to another console action. Every id in a console URL goes through this (`|seg`)."""
+    return quote(str(value), safe="")
+
+
+templates.env.filters["seg"] = segment
 
 # (label, path, capability): the navigation shows an entry only to roles with its capability.
 NAV = (
@@ -64,9 +75,10 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
     return response
 
 
-def redirect(path: str) -> RedirectResponse:
-    """After a successful POST: see the result with a GET (303), so a reload never repeats the action."""
-    return RedirectResponse(path, status_code=303)
+def redirect(path: str, *ids: object) -> RedirectResponse:
+    """After a successful POST: see the result with a GET (303), so a reload never repeats the action;
+    `ids` are appended to `path` as segments."""
+    return RedirectResponse("/".join([path, *map(segment, ids)]), status_code=303)
 
 
 def message_of(exc: Exception) -> str:

@@ -5,12 +5,11 @@ Thin over `commerce.services.coupons`, the same calls `crosscart coupon` and the
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from commerce.services import coupons as service
 from serving.deps import Marketer, SessionDep
+from serving.routers.common import PageLimit, PageOffset
 from serving.schemas.coupons import CouponCreate, CouponEdit, CouponList, CouponOut
 
 router = APIRouter(prefix="/coupons", tags=["marketing"])
@@ -31,8 +30,8 @@ def list_coupons(
     session: SessionDep,
     _: Marketer,
     campaign_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> CouponList:
     page = service.list_coupons(session, campaign_id=campaign_id, limit=limit, offset=offset)
     return CouponList(items=[_out(c) for c in page.items], total=page.total, limit=limit, offset=offset)

@@ -11,3 +11,4 @@ from tests.serving.conftest import (  # noqa: F401
     source,
     template_db,
 )
+from tests.serving.test_logging import log_lines  # noqa: F401
