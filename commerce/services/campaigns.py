@@ -8,9 +8,11 @@ grant is a `CouponGrant` with this campaign and its delivery channel. After comp
 Status changes are conditional UPDATEs (`WHERE status = <expected>`), so two concurrent requests can
 never both start or complete the same campaign. A shopper holds at most one live campaign coupon:
 scheduling refuses a campaign whose treated audience shares a shopper with another scheduled or
-running campaign of overlapping window (`live_coupon_holders`, the rule the planner excludes by);
-schedules are serialized (SQLite's write lock, a PostgreSQL advisory lock), so two campaigns scheduled
-at once cannot both pass the check.
+running campaign of overlapping window (`live_coupon_holders`, the rule the planner excludes by).
+Nor is a shopper contacted more than `ContactPolicy.frequency_cap` times within any `window_days`:
+scheduling refuses a campaign that would pass it (`frequency_capped`, the planner's rule too).
+Schedules are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then the campaign row:
+always that order), so campaigns scheduled at once cannot together pass either check.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO
 
@@ -29,6 +31,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -44,8 +47,24 @@ from commerce.sqltypes import as_utc, to_money, utcnow
 
 #: A campaign in these states holds (or is about to hold) its treated audience's coupons.
 LIVE_STATUSES = ("scheduled", "running")
-#: PostgreSQL advisory lock held while scheduling, so the live-coupon check and the move are one step.
+#: PostgreSQL advisory lock held while scheduling, so the contact checks and the move are one step.
 SCHEDULE_LOCK_KEY = 7_236_002
+#: A campaign in these states has contacted (or will contact at its start) its treated audience.
+CONTACTING_STATUSES = ("scheduled", "running", "completed")
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """At most `frequency_cap` campaign coupons per shopper within any `window_days`: responses fall
+    with recent grants (coupon fatigue), and the planner's effect model prices each grant as if it
+    were the first."""
+
+    frequency_cap: int = 3
+    window_days: int = 28
+
+    def __post_init__(self):
+        if self.frequency_cap < 1 or self.window_days < 1:
+            raise ValueError("frequency_cap and window_days must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -237,6 +256,61 @@ def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
     return set(session.scalars(_live_holders(campaign).distinct()))
 
 
+def _nearby_contacts(campaign: Campaign, policy: ContactPolicy) -> Select:
+    """(shopper_id) once per contact less than `window_days` before or after `campaign`'s start,
+    other campaigns' only: the treated audience of every scheduled, running or completed campaign,
+    contacted at its start (whenever it was launched), and campaign grants given by hand outside
+    such an audience, at their grant time. Both directions, so the campaigns planned or scheduled
+    later count as much as the earlier ones."""
+    since = campaign.starts_at - timedelta(days=policy.window_days)
+    until = campaign.starts_at + timedelta(days=policy.window_days)
+    contacting = select(Campaign.campaign_id).where(Campaign.status.in_(CONTACTING_STATUSES))
+    audiences = (
+        select(CampaignMember.shopper_id)
+        .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
+        .where(
+            Campaign.status.in_(CONTACTING_STATUSES),
+            Campaign.campaign_id != campaign.campaign_id,
+            Campaign.starts_at > since,
+            Campaign.starts_at < until,
+            CampaignMember.arm != CONTROL,
+        )
+    )
+    by_hand = select(CouponGrant.shopper_id).where(
+        CouponGrant.campaign_id.is_not(None),
+        CouponGrant.campaign_id != campaign.campaign_id,
+        CouponGrant.campaign_id.not_in(contacting),
+        CouponGrant.granted_at > since,
+        CouponGrant.granted_at < until,
+    )
+    return union_all(audiences, by_hand).subquery()
+
+
+def frequency_capped(
+    session: Session, campaign: Campaign, policy: ContactPolicy, *, treated_only: bool = False
+) -> set[str]:
+    """Shoppers with `frequency_cap` or more other contacts within `window_days` of `campaign`'s
+    start, whom it may not contact (`treated_only`: only those in its treated audience).
+
+    Refusing a contact with `frequency_cap` others that near keeps every `window_days` of every
+    shopper at `frequency_cap` contacts or fewer whatever the order campaigns are scheduled in: of
+    the contacts in one such window, the last one scheduled saw all the others. It can refuse a
+    contact that would fit (others before and after, no window holding all): the price of a rule
+    that does not depend on the order."""
+    contacts = _nearby_contacts(campaign, policy)
+    stmt = select(contacts.c.shopper_id)
+    if treated_only:
+        stmt = stmt.where(
+            contacts.c.shopper_id.in_(
+                select(CampaignMember.shopper_id).where(
+                    CampaignMember.campaign_id == campaign.campaign_id, CampaignMember.arm != CONTROL
+                )
+            )
+        )
+    stmt = stmt.group_by(contacts.c.shopper_id).having(func.count() >= policy.frequency_cap)
+    return set(session.scalars(stmt))
+
+
 def check_measurable(campaign: Campaign, arm_counts: Mapping[str, int]) -> None:
     """Raise unless an audience of these arm counts can run: treated shoppers and, when the campaign
     asks for one, a holdout (else the result could not be measured). Planning checks its plan by it too."""
@@ -250,9 +324,16 @@ def check_measurable(campaign: Campaign, arm_counts: Mapping[str, int]) -> None:
         )
 
 
-def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
-    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, and
-    none of its treated shoppers holds a live coupon of an overlapping campaign."""
+def schedule_campaign(
+    session: Session,
+    campaign_id: str,
+    at: datetime | None = None,
+    *,
+    contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
+) -> Campaign:
+    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, none
+    of its treated shoppers holds a live coupon of an overlapping campaign, and none would pass the
+    `contact_policy`'s frequency cap (None: no cap, for history recorded as it happened)."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
     campaign = _locked(session, campaign_id)  # no audience replaced between the checks and the move
@@ -267,6 +348,15 @@ def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = 
             f"shoppers {held[:5]} of the treated audience hold a live coupon of an overlapping campaign "
             "(at most one each); plan the audience again",
             code="live_coupon_held",
+        )
+    if contact_policy is not None and (
+        capped := sorted(frequency_capped(session, campaign, contact_policy, treated_only=True))
+    ):
+        raise Conflict(
+            f"shoppers {capped[:5]} of the treated audience already have {contact_policy.frequency_cap} "
+            f"campaign coupons within {contact_policy.window_days} days of this campaign's start; "
+            "plan the audience again",
+            code="frequency_capped",
         )
     return _transition(session, campaign_id, "draft", "scheduled", scheduled_at=as_utc(at or utcnow()))
 

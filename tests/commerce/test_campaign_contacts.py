@@ -1,5 +1,6 @@
-"""At most one live campaign coupon per shopper, held by the database: scheduling refuses a campaign
-whose treated audience overlaps another live campaign's, also when both are scheduled at once."""
+"""At most one live campaign coupon per shopper and a frequency cap, held by the database: scheduling
+refuses a campaign whose treated audience overlaps another live campaign's or would pass the cap,
+whatever order campaigns are planned and scheduled in, also when they are scheduled at once."""
 
 from __future__ import annotations
 
@@ -110,3 +111,72 @@ def test_concurrent_plans_of_one_draft_leave_one_audience(market):
             s.scalars(select(CampaignMember.shopper_id).where(CampaignMember.campaign_id == "P"))
         )
     assert len(members) == 3 and len({int(m[1:]) // 3 for m in members}) == 1, members
+
+
+CAP2 = cmp.ContactPolicy(frequency_cap=2, window_days=28)
+
+
+@pytest.mark.parametrize("order", [("A", "B", "C"), ("C", "B", "A"), ("B", "A", "C")])
+def test_frequency_cap_holds_whichever_campaign_is_planned_and_scheduled_first(market, order):
+    """Three one-day campaigns 10 days apart treat s0 (cap 2 in 28 days, no two windows overlap): the
+    one planned last leaves s0 out, and scheduling refuses it with s0, whether it starts first, in
+    the middle or last (before, a campaign starting earlier than those already scheduled saw none)."""
+    from marketing.contact_policy import contact_exclusions
+
+    start = {"A": NOW, "B": NOW + 10 * DAY, "C": NOW + 20 * DAY}
+    with transaction(market) as s:
+        for cid in order:
+            _draft(s, cid, start[cid], start[cid] + DAY, [("s0", "t"), ("s1", "t")])
+        for cid in order[:2]:
+            assert contact_exclusions(s, s.get(Campaign, cid), CAP2)["frequency_cap"] == set()
+            cmp.schedule_campaign(s, cid, at=NOW, contact_policy=CAP2)
+        last = s.get(Campaign, order[2])
+        assert contact_exclusions(s, last, CAP2)["frequency_cap"] == {"s0", "s1"}
+        assert contact_exclusions(s, last, cmp.ContactPolicy(frequency_cap=3))["frequency_cap"] == set()
+    with pytest.raises(Conflict) as err, transaction(market) as s:
+        cmp.schedule_campaign(s, order[2], at=NOW, contact_policy=CAP2)
+    assert err.value.code == "frequency_capped" and "['s0', 's1']" in str(err.value)
+    with transaction(market) as s:
+        cmp.set_audience(s, order[2], [("s2", f"{order[2]}-5")])
+        assert cmp.schedule_campaign(s, order[2], at=NOW, contact_policy=CAP2).status == "scheduled"
+
+
+def test_frequency_cap_counts_contacts_within_the_window_of_either_side_only(market):
+    """A running campaign counts at its start whenever it was launched (its grants are not counted
+    twice), a completed one too, a coupon granted by hand for a draft at its grant time; a draft's
+    audience, the holdout and contacts 28 days or more away do not count."""
+    from commerce.services.coupons import grant_coupon
+
+    with transaction(market) as s:
+        _draft(s, "Run", NOW - 27 * DAY, NOW - 26 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
+        cmp.schedule_campaign(s, "Run", at=NOW - 30 * DAY)
+        cmp.start_campaign(s, "Run", at=NOW - 27 * DAY)
+        _draft(s, "Far", NOW + 28 * DAY, NOW + 29 * DAY, [("s0", "t"), ("s1", "t")])
+        cmp.schedule_campaign(s, "Far", at=NOW)
+        _draft(s, "Hand", NOW - 40 * DAY, NOW - 39 * DAY, [("s2", "t")])
+        grant_coupon(s, "Hand-5", ["s1"], campaign_id="Hand", at=NOW + 27 * DAY)
+        _draft(s, "Draft", NOW + DAY, NOW + 2 * DAY, [("s0", "t"), ("s1", "t")])
+        _draft(s, "New", NOW, NOW + DAY, [("s0", "t"), ("s1", "t")])
+        new = s.get(Campaign, "New")
+        one = cmp.ContactPolicy(frequency_cap=1, window_days=28)
+        assert cmp.frequency_capped(s, new, one) == {"s0", "s1"}
+        assert cmp.frequency_capped(s, new, cmp.ContactPolicy(frequency_cap=2)) == set()
+        cmp.complete_campaign(s, "Run", at=NOW - 26 * DAY)
+        assert cmp.frequency_capped(s, new, one) == {"s0", "s1"}
+        assert cmp.frequency_capped(s, new, cmp.ContactPolicy(frequency_cap=1, window_days=27)) == set()
+
+
+def test_the_frequency_cap_holds_when_campaigns_are_scheduled_at_once(market):
+    """Ten one-day campaigns a day apart all treat s0 and are scheduled at the same moment (cap 3 in
+    28 days, windows disjoint so the one-live-coupon rule does not bite): exactly three win."""
+    n = 10
+    with transaction(market) as s:
+        for i in range(n):
+            _draft(s, f"F{i}", NOW + i * DAY, NOW + i * DAY + DAY / 2, [("s0", "t")])
+
+    def schedule(i):
+        with transaction(market) as s:
+            return cmp.schedule_campaign(s, f"F{i}", at=NOW).campaign_id
+
+    ok, refused = run_concurrently(schedule, n)
+    assert len(ok) == 3 and refused == ["frequency_capped"] * (n - 3)

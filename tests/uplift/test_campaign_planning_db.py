@@ -287,11 +287,12 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
 
 
 def test_frequency_cap_counts_the_coupons_scheduled_campaigns_will_grant(factory):
-    """Planned weeks ahead: two campaigns scheduled before CMP-P (not started, so nothing granted yet)
-    each treat S04 and S06, S06 also got a coupon last week: S06 reaches the cap of 3, S04 does not; a
-    scheduled campaign starting after CMP-P does not count."""
+    """Planned weeks ahead: campaigns scheduled before CMP-P (not started, so nothing granted yet)
+    starting 20 days before it and 10 days after (it counts as much as an earlier one) each treat S04
+    and S06, S06 also got a coupon last week: S06 reaches the cap of 3, S04 does not; one starting 30
+    days after CMP-P is too far to count."""
     with transaction(factory) as s:
-        for k, start in enumerate((START - 20 * DAY, START - 10 * DAY, START + 10 * DAY)):
+        for k, start in enumerate((START - 20 * DAY, START + 10 * DAY, START + 30 * DAY)):
             cid = f"CMP-S{k}"
             cmp.create_campaign(
                 s, cmp.CampaignInput(cid, "site", "10", start, start + 2 * DAY, "0", campaign_id=cid)
