@@ -442,17 +442,19 @@ def recount_campaign_spend(
     """Set `spent` of the campaigns (all, or `campaign_ids`) to what their redemptions took; returns
     the drift found. A campaign whose redemptions took more than its budget cannot hold that (CHECK
     spent <= budget): with `raise_budget` (history, recorded as it happened) its budget is raised to
-    it, else it is left as it was and stays in the drift returned by `campaign_spend_drift`."""
+    it, else its `spent` is set to its budget, so nothing more is spent (left lower, the budget would
+    pay out again), and it stays in the drift returned by `campaign_spend_drift`. Migration
+    `0026_campaign_spent_backfill` applies the same rule in its own SQL (tested to agree)."""
     drift = campaign_spend_drift(session, campaign_ids)
     if not drift:
         return []
     counted = _counted_spend()
-    values = {"spent": counted}
+    over = counted > Campaign.budget
     if raise_budget:
-        values["budget"] = case((counted > Campaign.budget, counted), else_=Campaign.budget)
+        values = {"spent": counted, "budget": case((over, counted), else_=Campaign.budget)}
+    else:
+        values = {"spent": case((over, Campaign.budget), else_=counted)}
     stmt = update(Campaign).where(Campaign.campaign_id.in_([d.campaign_id for d in drift]))
-    if not raise_budget:
-        stmt = stmt.where(counted <= Campaign.budget)
     session.execute(stmt.values(**values).execution_options(synchronize_session="fetch"))
     return drift
 
