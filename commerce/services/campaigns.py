@@ -13,6 +13,12 @@ Nor is a shopper contacted more than `ContactPolicy.frequency_cap` times within 
 scheduling refuses a campaign that would pass it (`frequency_capped`, the planner's rule too).
 Schedules are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then the campaign row:
 always that order), so campaigns scheduled at once cannot together pass either check.
+
+A treated arm's coupon must be one of the campaign's and need a grant (else the holdout, and shoppers
+of other campaigns, could use it); launching checks that again under the coupons' row locks, since a
+coupon can be edited until it is granted, and ends each of the campaign's coupons within the campaign's
+window, so a campaign's coupon is live only inside the window the one-coupon rule compares. Row locks
+are taken coupons first (in coupon id order), then the campaign, the order redemption takes them in.
 """
 
 from __future__ import annotations
@@ -324,6 +330,38 @@ def check_measurable(campaign: Campaign, arm_counts: Mapping[str, int]) -> None:
         )
 
 
+def _arm_coupon_ids(session: Session, campaign_id: str) -> set[str]:
+    return set(
+        session.scalars(
+            select(CampaignMember.coupon_id)
+            .where(CampaignMember.campaign_id == campaign_id, CampaignMember.coupon_id.is_not(None))
+            .distinct()
+        )
+    )
+
+
+def _check_arm_coupons(session: Session, campaign_id: str, arms: set[str], *, lock: bool) -> None:
+    """Raise unless every treated arm's coupon is still this campaign's and needs a grant. With `lock`
+    the campaign's coupons and the arms' are locked (coupon id order) and re-read first, so no edit
+    lands between this check and the grants."""
+    stmt = (
+        select(Coupon)
+        .where(or_(Coupon.campaign_id == campaign_id, Coupon.coupon_id.in_(sorted(arms))))
+        .order_by(Coupon.coupon_id)
+    )
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    coupons = {c.coupon_id: c for c in session.scalars(stmt)}
+    bad = sorted(a for a in arms if coupons[a].campaign_id != campaign_id or not coupons[a].requires_grant)
+    if bad:
+        raise ValidationError(
+            f"coupons {bad[:5]} of the treated audience are not grant-only coupons of campaign "
+            f"{campaign_id!r} (edited since planning, or usable by anyone: the holdout and other "
+            "campaigns' shoppers too); fix the coupons and plan again",
+            code="invalid_arm",
+        )
+
+
 def schedule_campaign(
     session: Session,
     campaign_id: str,
@@ -338,6 +376,7 @@ def schedule_campaign(
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
     campaign = _locked(session, campaign_id)  # no audience replaced between the checks and the move
     check_measurable(campaign, _arm_counts(session, campaign_id))
+    _check_arm_coupons(session, campaign_id, _arm_coupon_ids(session, campaign_id), lock=False)
     clash = select(CampaignMember.shopper_id).where(
         CampaignMember.campaign_id == campaign_id,
         CampaignMember.arm != CONTROL,
@@ -362,9 +401,26 @@ def schedule_campaign(
 
 
 def start_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
-    """scheduled -> running: grant every treated member their coupon over the campaign's channel."""
+    """scheduled -> running: grant every treated member their coupon over the campaign's channel.
+    The campaign's coupons are ended within its window first (none starts before it nor ends after
+    it), so however early or late it is launched, its coupons are live only inside that window."""
     at = as_utc(at or utcnow())
+    arms = _arm_coupon_ids(session, campaign_id)  # a scheduled audience no longer changes
+    _check_arm_coupons(session, campaign_id, arms, lock=True)  # coupons' rows, then the campaign's
     campaign = _transition(session, campaign_id, "scheduled", "running", started_at=at)
+    mine = Coupon.campaign_id == campaign_id
+    session.execute(
+        update(Coupon)
+        .where(mine, or_(Coupon.starts_at.is_(None), Coupon.starts_at < campaign.starts_at))
+        .values(starts_at=campaign.starts_at)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.execute(
+        update(Coupon)
+        .where(mine, or_(Coupon.ends_at.is_(None), Coupon.ends_at > campaign.ends_at))
+        .values(ends_at=campaign.ends_at)
+        .execution_options(synchronize_session="fetch")
+    )
     by_coupon: dict[str, list[str]] = {}
     for shopper_id, coupon_id in session.execute(
         select(CampaignMember.shopper_id, CampaignMember.coupon_id).where(
@@ -396,6 +452,12 @@ def complete_campaign(session: Session, campaign_id: str, at: datetime | None = 
     coupons end then (uses already redeemed stay): a completed campaign holds no live coupon, which is
     what lets the next campaign give its shoppers one."""
     at = as_utc(at or utcnow())
+    session.scalars(  # coupons' rows before the campaign's, as redemption takes them
+        select(Coupon.coupon_id)
+        .where(Coupon.campaign_id == campaign_id)
+        .order_by(Coupon.coupon_id)
+        .with_for_update()
+    ).all()
     campaign = _transition(session, campaign_id, "running", "completed", completed_at=at)
     session.execute(
         update(Coupon)

@@ -22,7 +22,9 @@ DAY = timedelta(days=1)
 
 def _draft(session, cid, start, end, audience, share="0"):
     cmp.create_campaign(session, cmp.CampaignInput(cid, "site", "100", start, end, share, campaign_id=cid))
-    create_coupon(session, CouponInput("amount_off", "5", coupon_id=f"{cid}-5", campaign_id=cid))
+    create_coupon(
+        session, CouponInput("amount_off", "5", requires_grant=True, coupon_id=f"{cid}-5", campaign_id=cid)
+    )
     cmp.set_audience(
         session, cid, [(s, "control" if arm == "control" else f"{cid}-5") for s, arm in audience]
     )
@@ -180,3 +182,85 @@ def test_the_frequency_cap_holds_when_campaigns_are_scheduled_at_once(market):
 
     ok, refused = run_concurrently(schedule, n)
     assert len(ok) == 3 and refused == ["frequency_capped"] * (n - 3)
+
+
+def test_a_campaigns_coupons_are_live_only_inside_its_window_however_it_is_launched(market):
+    """A and B do not overlap, so both are scheduled with s0, but a launch happens when someone asks
+    (the API launches now): B launched during A, or A left running after its window, used to give s0
+    two live coupons (theirs had no end of their own). Launching ends a campaign's coupons within its
+    window, so s0 holds one at a time."""
+    from commerce.services.coupons import eligible_coupons
+
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t")])
+        _draft(s, "B", NOW + 7 * DAY, NOW + 14 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.schedule_campaign(s, "B", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "B", at=NOW + DAY)  # early
+        assert [c.coupon_id for c in eligible_coupons(s, "s0", NOW + DAY)] == ["A-5"]
+        assert [c.coupon_id for c in eligible_coupons(s, "s0", NOW + 8 * DAY)] == ["B-5"]  # A not completed
+        assert eligible_coupons(s, "s0", NOW + 14 * DAY) == []
+
+
+@pytest.mark.parametrize(
+    "edit", [{"campaign_id": None}, {"campaign_id": "Other"}, {"requires_grant": False}, {"value": "50"}]
+)
+def test_an_arm_coupon_cannot_leave_its_campaign_once_scheduled(market, edit):
+    """A coupon could be edited until it was granted: moved off a scheduled campaign (its redemptions
+    then taken from no budget, or another campaign's) or made usable by anyone before the launch
+    granted it. A scheduled audience's coupon is no longer editable; an arm edited while the campaign
+    was a draft is refused at scheduling (and again at launch, under the coupon's lock)."""
+    from commerce.errors import InvalidState, ValidationError
+    from commerce.services.coupons import update_coupon
+
+    with transaction(market) as s:
+        _draft(s, "Other", NOW, NOW + DAY, [("s2", "t")])
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        _draft(s, "D", NOW + 7 * DAY, NOW + 14 * DAY, [("s0", "t")])
+    with pytest.raises(InvalidState) as err, transaction(market) as s:
+        update_coupon(s, "A-5", **edit)
+    assert err.value.code == "coupon_in_use"
+    with transaction(market) as s:
+        update_coupon(s, "D-5", **edit)  # a draft's coupon may still change...
+    if "value" in edit:  # ...its terms (plan again to price them)
+        with transaction(market) as s:
+            assert cmp.schedule_campaign(s, "D", at=NOW + 7 * DAY).status == "scheduled"
+        return
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        cmp.schedule_campaign(s, "D", at=NOW)  # ...but it may not leave it nor become anyone's
+    assert err.value.code == "invalid_arm" and "['D-5']" in str(err.value)
+
+
+def test_launch_rechecks_the_arm_coupons_under_their_lock(market):
+    """An arm moved off its campaign between scheduling and launch (an edit that raced the schedule,
+    or one made in the database) is refused at launch: no coupon is granted outside its budget."""
+    from sqlalchemy import update
+
+    from commerce.coupons import Coupon, CouponGrant
+    from commerce.errors import ValidationError
+
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        s.execute(update(Coupon).where(Coupon.coupon_id == "A-5").values(campaign_id=None))
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        cmp.start_campaign(s, "A", at=NOW)
+    assert err.value.code == "invalid_arm" and "['A-5']" in str(err.value)
+    with market() as s:
+        assert s.get(Campaign, "A").status == "scheduled" and s.scalars(select(CouponGrant)).all() == []
+
+
+def test_an_arm_coupon_anyone_can_use_is_refused(market):
+    """A campaign coupon that needs no grant is usable by the holdout and by shoppers holding another
+    campaign's coupon: scheduling refuses it as an arm."""
+    from commerce.coupons import Coupon
+    from commerce.errors import ValidationError
+
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
+        s.get(Coupon, "A-5").requires_grant = False
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        cmp.schedule_campaign(s, "A", at=NOW)
+    assert err.value.code == "invalid_arm"

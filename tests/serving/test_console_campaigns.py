@@ -131,7 +131,7 @@ def test_plan_page_shows_the_forecast_beside_the_policy_value_and_warns(
         cmp.create_campaign(s, cmp.CampaignInput("Next", "email", "3000", START, START + timedelta(days=7),
                                                  "0.2", campaign_id="CMP-PV"))  # fmt: skip
         create_coupon(s, CouponInput(kind="amount_off", value="30", min_spend="199", campaign_id="CMP-PV",
-                                     coupon_id="N30"))  # fmt: skip
+                                     requires_grant=True, coupon_id="N30"))  # fmt: skip
     client = make_client(
         uplift_source=ScriptedSource(versions={"1": FixedEffects(p_treated, spend)}, alias="1")
     )
