@@ -33,6 +33,7 @@ from typing import IO
 from sqlalchemy import (
     Select,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -265,12 +266,22 @@ def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
 def _nearby_contacts(campaign: Campaign, policy: ContactPolicy) -> Select:
     """(shopper_id) once per contact less than `window_days` before or after `campaign`'s start,
     other campaigns' only: the treated audience of every scheduled, running or completed campaign,
-    contacted at its start (whenever it was launched), and campaign grants given by hand outside
-    such an audience, at their grant time. Both directions, so the campaigns planned or scheduled
-    later count as much as the earlier ones."""
+    contacted at its start (whenever it was launched), and campaign grants given by hand to a
+    shopper outside such an audience, at their grant time. Both directions, so the campaigns
+    planned or scheduled later count as much as the earlier ones."""
     since = campaign.starts_at - timedelta(days=policy.window_days)
     until = campaign.starts_at + timedelta(days=policy.window_days)
-    contacting = select(Campaign.campaign_id).where(Campaign.status.in_(CONTACTING_STATUSES))
+    in_audience = (
+        exists()
+        .where(
+            CampaignMember.campaign_id == CouponGrant.campaign_id,  # the (campaign, shopper) unique index
+            CampaignMember.shopper_id == CouponGrant.shopper_id,
+            CampaignMember.arm != CONTROL,
+            Campaign.campaign_id == CampaignMember.campaign_id,
+            Campaign.status.in_(CONTACTING_STATUSES),
+        )
+        .correlate(CouponGrant)
+    )
     audiences = (
         select(CampaignMember.shopper_id)
         .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
@@ -285,7 +296,7 @@ def _nearby_contacts(campaign: Campaign, policy: ContactPolicy) -> Select:
     by_hand = select(CouponGrant.shopper_id).where(
         CouponGrant.campaign_id.is_not(None),
         CouponGrant.campaign_id != campaign.campaign_id,
-        CouponGrant.campaign_id.not_in(contacting),
+        ~in_audience,
         CouponGrant.granted_at > since,
         CouponGrant.granted_at < until,
     )

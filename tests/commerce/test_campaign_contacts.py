@@ -145,14 +145,16 @@ def test_frequency_cap_holds_whichever_campaign_is_planned_and_scheduled_first(m
 
 def test_frequency_cap_counts_contacts_within_the_window_of_either_side_only(market):
     """A running campaign counts at its start whenever it was launched (its grants are not counted
-    twice), a completed one too, a coupon granted by hand for a draft at its grant time; a draft's
-    audience, the holdout and contacts 28 days or more away do not count."""
+    twice), a completed one too, a coupon granted by hand (for a draft, or for a running campaign to
+    a shopper outside its audience) at its grant time; a draft's audience, the holdout and contacts
+    28 days or more away do not count."""
     from commerce.services.coupons import grant_coupon
 
     with transaction(market) as s:
         _draft(s, "Run", NOW - 27 * DAY, NOW - 26 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
         cmp.schedule_campaign(s, "Run", at=NOW - 30 * DAY)
         cmp.start_campaign(s, "Run", at=NOW - 27 * DAY)
+        grant_coupon(s, "Run-5", ["s2"], campaign_id="Run", at=NOW + DAY)
         _draft(s, "Far", NOW + 28 * DAY, NOW + 29 * DAY, [("s0", "t"), ("s1", "t")])
         cmp.schedule_campaign(s, "Far", at=NOW)
         _draft(s, "Hand", NOW - 40 * DAY, NOW - 39 * DAY, [("s2", "t")])
@@ -161,11 +163,12 @@ def test_frequency_cap_counts_contacts_within_the_window_of_either_side_only(mar
         _draft(s, "New", NOW, NOW + DAY, [("s0", "t"), ("s1", "t")])
         new = s.get(Campaign, "New")
         one = cmp.ContactPolicy(frequency_cap=1, window_days=28)
-        assert cmp.frequency_capped(s, new, one) == {"s0", "s1"}
+        assert cmp.frequency_capped(s, new, one) == {"s0", "s1", "s2"}
         assert cmp.frequency_capped(s, new, cmp.ContactPolicy(frequency_cap=2)) == set()
         cmp.complete_campaign(s, "Run", at=NOW - 26 * DAY)
-        assert cmp.frequency_capped(s, new, one) == {"s0", "s1"}
-        assert cmp.frequency_capped(s, new, cmp.ContactPolicy(frequency_cap=1, window_days=27)) == set()
+        assert cmp.frequency_capped(s, new, one) == {"s0", "s1", "s2"}
+        assert cmp.frequency_capped(s, new, one, treated_only=True) == {"s0", "s1"}
+        assert cmp.frequency_capped(s, new, cmp.ContactPolicy(frequency_cap=1, window_days=27)) == {"s2"}
 
 
 def test_the_frequency_cap_holds_when_campaigns_are_scheduled_at_once(market):
@@ -264,3 +267,36 @@ def test_an_arm_coupon_anyone_can_use_is_refused(market):
     with pytest.raises(ValidationError) as err, transaction(market) as s:
         cmp.schedule_campaign(s, "A", at=NOW)
     assert err.value.code == "invalid_arm"
+
+
+def test_an_arm_edit_racing_the_schedule_never_reaches_the_grants(market):
+    """An edit moving an arm off its campaign and the campaign's schedule, at the same moment, then the
+    launch: whichever lands first, every coupon granted is its campaign's (five rounds)."""
+    from commerce.coupons import Coupon, CouponGrant
+    from commerce.errors import DomainError
+    from commerce.services.coupons import update_coupon
+
+    rounds = 5
+    with transaction(market) as s:
+        for r in range(rounds):
+            _draft(s, f"R{r}", NOW + 10 * r * DAY, NOW + (10 * r + 1) * DAY, [(f"s{r % 3}", "t")])
+
+    for r in range(rounds):
+
+        def race(i, cid=f"R{r}"):
+            with transaction(market) as s:
+                if i == 0:
+                    return cmp.schedule_campaign(s, cid, at=NOW).status
+                return update_coupon(s, f"{cid}-5", campaign_id=None).coupon_id
+
+        run_concurrently(race, 2)
+        try:
+            with transaction(market) as s:
+                cmp.start_campaign(s, f"R{r}", at=NOW + 10 * r * DAY)
+        except DomainError:
+            pass
+    with market() as s:
+        grants = s.execute(select(CouponGrant.campaign_id, Coupon.campaign_id).join(Coupon)).all()
+        running = set(s.scalars(select(Campaign.campaign_id).where(Campaign.status == "running")))
+    assert all(given == owner for given, owner in grants), grants
+    assert {given for given, _ in grants} == running  # a launched campaign granted its own coupon
