@@ -300,3 +300,47 @@ def test_an_arm_edit_racing_the_schedule_never_reaches_the_grants(market):
         running = set(s.scalars(select(Campaign.campaign_id).where(Campaign.status == "running")))
     assert all(given == owner for given, owner in grants), grants
     assert {given for given, _ in grants} == running  # a launched campaign granted its own coupon
+
+
+def test_completing_while_a_shopper_redeems_takes_the_locks_in_redemptions_order(market, monkeypatch):
+    """Redemption locks the coupon's row, then the campaign's; completing used to lock the campaign's,
+    then its coupons', so a completion landing between a redemption's two steps deadlocked on
+    PostgreSQL (one of them failed with an error). Here it lands there every time (the redemption
+    pauses between the steps): the redemption goes through and the campaign completes after it."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from commerce.services import coupons as coupon_service
+    from commerce.services.checkout import CartLine, checkout
+    from tests.commerce.test_concurrency import _add_shoppers
+
+    _add_shoppers(market, 1)
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("c0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)
+    between = threading.Event()
+    take = coupon_service._take_campaign_budget
+
+    def paused(session, coupon_id, amount):  # the coupon's row is locked by now
+        between.set()
+        time.sleep(1.5)  # PostgreSQL's deadlock check runs after 1 s of waiting
+        return take(session, coupon_id, amount)
+
+    monkeypatch.setattr(coupon_service, "_take_campaign_budget", paused)
+
+    def redeem():
+        with transaction(market) as s:
+            return checkout(s, "c0", [CartLine("p_tea", 1)], coupon_id="A-5", at=NOW + DAY).discount_total
+
+    def complete():
+        assert between.wait(30)
+        with transaction(market) as s:
+            return cmp.complete_campaign(s, "A", at=NOW + DAY).status
+
+    with ThreadPoolExecutor(2) as pool:
+        redeemed, completed = pool.submit(redeem), pool.submit(complete)
+        assert (redeemed.result(), completed.result()) == (5, "completed")
+    with market() as s:
+        assert s.get(Campaign, "A").spent == 5
