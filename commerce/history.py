@@ -454,7 +454,7 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
         cm.set_audience(
             session, cid, audience, arm_probabilities=_design_probabilities(session, cid, share, audience)
         )
-        cm.schedule_campaign(session, cid, at=c["start"])
+        cm.schedule_campaign(session, cid, at=c["start"], contact_policy=None)  # as it happened
         cm.start_campaign(session, cid, at=c["start"])
         cm.complete_campaign(session, cid, at=c["end"])
         recount_campaign_spend(session, [cid])  # the budget is a hard cap after import as well

@@ -1,8 +1,9 @@
-"""Read models of campaigns for people: the list with spend, a running campaign's progress, who the
-audience is; plus the one edit a draft allows before planning (its budget).
+"""Read models of campaigns for people: the list, a running campaign's progress, who the audience is;
+plus the one edit a draft allows before planning (its budget).
 
-Spend is what the campaign's coupons have actually given away (`Coupon.spent`, kept exact by the
-conditional redemption UPDATEs), not the planner's expectation.
+Spend is the campaign's own `Campaign.spent`, the counter redemption holds within the budget (the
+list, the detail, the progress, the CLI and the console all show it), not the planner's expectation
+nor a sum of coupon counters (a coupon may leave its campaign's budget or predate it).
 """
 
 from __future__ import annotations
@@ -24,12 +25,6 @@ from commerce.sqltypes import to_money
 
 
 @dataclass(frozen=True)
-class CampaignRow:
-    campaign: Campaign
-    spent: Decimal
-
-
-@dataclass(frozen=True)
 class Progress:
     audience: int
     holdout: int
@@ -43,15 +38,6 @@ class Progress:
         return float(self.spent / self.budget) if self.budget else 0.0
 
 
-def _spent_by_campaign():
-    return (
-        select(Coupon.campaign_id, func.coalesce(func.sum(Coupon.spent), 0).label("spent"))
-        .where(Coupon.campaign_id.is_not(None))
-        .group_by(Coupon.campaign_id)
-        .subquery()
-    )
-
-
 def list_campaigns(
     session: Session,
     *,
@@ -61,19 +47,14 @@ def list_campaigns(
     name: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Page[CampaignRow]:
-    """Newest first, each with the money its coupons have given away. Filters: status, channel, the
-    campaigns whose window contains `active_at`, and a case-insensitive part of the name."""
+) -> Page[Campaign]:
+    """Newest first (each with its `spent`). Filters: status, channel, the campaigns whose window
+    contains `active_at`, and a case-insensitive part of the name."""
     if status is not None and status not in CAMPAIGN_STATUSES:
         raise ValidationError(f"status must be one of {CAMPAIGN_STATUSES}", code="invalid_status")
     if channel is not None and channel not in CHANNELS:
         raise ValidationError(f"channel must be one of {CHANNELS}", code="invalid_channel")
-    spent = _spent_by_campaign()
-    stmt = (
-        select(Campaign, func.coalesce(spent.c.spent, 0))
-        .outerjoin(spent, spent.c.campaign_id == Campaign.campaign_id)
-        .order_by(Campaign.created_at.desc(), Campaign.campaign_id)
-    )
+    stmt = select(Campaign).order_by(Campaign.created_at.desc(), Campaign.campaign_id)
     if status is not None:
         stmt = stmt.where(Campaign.status == status)
     if channel is not None:
@@ -82,9 +63,7 @@ def list_campaigns(
         stmt = stmt.where(Campaign.starts_at <= active_at, Campaign.ends_at > active_at)
     if name:
         stmt = stmt.where(Campaign.name.icontains(name, autoescape=True))
-    page = paginate(session, stmt, limit=limit, offset=offset, rows=True)
-    items = [CampaignRow(c, to_money(Decimal(str(s)), field="spent")) for c, s in page.items]
-    return Page(items=items, total=page.total, limit=page.limit, offset=page.offset)
+    return paginate(session, stmt, limit=limit, offset=offset)
 
 
 def progress(session: Session, campaign_id: str) -> Progress:
@@ -104,16 +83,13 @@ def progress(session: Session, campaign_id: str) -> Progress:
             CouponRedemption.coupon_id.in_(coupons), CouponRedemption.released_at.is_(None)
         )
     )
-    spent = session.scalar(
-        select(func.coalesce(func.sum(Coupon.spent), 0)).where(Coupon.campaign_id == campaign_id)
-    )
     holdout = int(arms.get(True, 0))
     return Progress(
         audience=holdout + int(arms.get(False, 0)),
         holdout=holdout,
         grants=int(grants or 0),
         redemptions=int(redemptions or 0),
-        spent=to_money(Decimal(str(spent)), field="spent"),
+        spent=campaign.spent,
         budget=campaign.budget,
     )
 

@@ -8,9 +8,17 @@ grant is a `CouponGrant` with this campaign and its delivery channel. After comp
 Status changes are conditional UPDATEs (`WHERE status = <expected>`), so two concurrent requests can
 never both start or complete the same campaign. A shopper holds at most one live campaign coupon:
 scheduling refuses a campaign whose treated audience shares a shopper with another scheduled or
-running campaign of overlapping window (`live_coupon_holders`, the rule the planner excludes by);
-schedules are serialized (SQLite's write lock, a PostgreSQL advisory lock), so two campaigns scheduled
-at once cannot both pass the check.
+running campaign of overlapping window (`live_coupon_holders`, the rule the planner excludes by).
+Nor is a shopper contacted more than `ContactPolicy.frequency_cap` times within any `window_days`:
+scheduling refuses a campaign that would pass it (`frequency_capped`, the planner's rule too).
+Schedules are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then the campaign row:
+always that order), so campaigns scheduled at once cannot together pass either check.
+
+A treated arm's coupon must be one of the campaign's and need a grant (else the holdout, and shoppers
+of other campaigns, could use it); launching checks that again under the coupons' row locks, since a
+coupon can be edited until it is granted, and ends each of the campaign's coupons within the campaign's
+window, so a campaign's coupon is live only inside the window the one-coupon rule compares. Row locks
+are taken coupons first (in coupon id order), then the campaign, the order redemption takes them in.
 """
 
 from __future__ import annotations
@@ -18,17 +26,19 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO
 
 from sqlalchemy import (
     Select,
     delete,
+    exists,
     func,
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -44,8 +54,24 @@ from commerce.sqltypes import as_utc, to_money, utcnow
 
 #: A campaign in these states holds (or is about to hold) its treated audience's coupons.
 LIVE_STATUSES = ("scheduled", "running")
-#: PostgreSQL advisory lock held while scheduling, so the live-coupon check and the move are one step.
+#: PostgreSQL advisory lock held while scheduling, so the contact checks and the move are one step.
 SCHEDULE_LOCK_KEY = 7_236_002
+#: A campaign in these states has contacted (or will contact at its start) its treated audience.
+CONTACTING_STATUSES = ("scheduled", "running", "completed")
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """At most `frequency_cap` campaign coupons per shopper within any `window_days`: responses fall
+    with recent grants (coupon fatigue), and the planner's effect model prices each grant as if it
+    were the first."""
+
+    frequency_cap: int = 3
+    window_days: int = 28
+
+    def __post_init__(self):
+        if self.frequency_cap < 1 or self.window_days < 1:
+            raise ValueError("frequency_cap and window_days must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -237,6 +263,71 @@ def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
     return set(session.scalars(_live_holders(campaign).distinct()))
 
 
+def _nearby_contacts(campaign: Campaign, policy: ContactPolicy) -> Select:
+    """(shopper_id) once per contact less than `window_days` before or after `campaign`'s start,
+    other campaigns' only: the treated audience of every scheduled, running or completed campaign,
+    contacted at its start (whenever it was launched), and campaign grants given by hand to a
+    shopper outside such an audience, at their grant time. Both directions, so the campaigns
+    planned or scheduled later count as much as the earlier ones."""
+    since = campaign.starts_at - timedelta(days=policy.window_days)
+    until = campaign.starts_at + timedelta(days=policy.window_days)
+    in_audience = (
+        exists()
+        .where(
+            CampaignMember.campaign_id == CouponGrant.campaign_id,  # the (campaign, shopper) unique index
+            CampaignMember.shopper_id == CouponGrant.shopper_id,
+            CampaignMember.arm != CONTROL,
+            Campaign.campaign_id == CampaignMember.campaign_id,
+            Campaign.status.in_(CONTACTING_STATUSES),
+        )
+        .correlate(CouponGrant)
+    )
+    audiences = (
+        select(CampaignMember.shopper_id)
+        .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
+        .where(
+            Campaign.status.in_(CONTACTING_STATUSES),
+            Campaign.campaign_id != campaign.campaign_id,
+            Campaign.starts_at > since,
+            Campaign.starts_at < until,
+            CampaignMember.arm != CONTROL,
+        )
+    )
+    by_hand = select(CouponGrant.shopper_id).where(
+        CouponGrant.campaign_id.is_not(None),
+        CouponGrant.campaign_id != campaign.campaign_id,
+        ~in_audience,
+        CouponGrant.granted_at > since,
+        CouponGrant.granted_at < until,
+    )
+    return union_all(audiences, by_hand).subquery()
+
+
+def frequency_capped(
+    session: Session, campaign: Campaign, policy: ContactPolicy, *, treated_only: bool = False
+) -> set[str]:
+    """Shoppers with `frequency_cap` or more other contacts within `window_days` of `campaign`'s
+    start, whom it may not contact (`treated_only`: only those in its treated audience).
+
+    Refusing a contact with `frequency_cap` others that near keeps every `window_days` of every
+    shopper at `frequency_cap` contacts or fewer whatever the order campaigns are scheduled in: of
+    the contacts in one such window, the last one scheduled saw all the others. It can refuse a
+    contact that would fit (others before and after, no window holding all): the price of a rule
+    that does not depend on the order."""
+    contacts = _nearby_contacts(campaign, policy)
+    stmt = select(contacts.c.shopper_id)
+    if treated_only:
+        stmt = stmt.where(
+            contacts.c.shopper_id.in_(
+                select(CampaignMember.shopper_id).where(
+                    CampaignMember.campaign_id == campaign.campaign_id, CampaignMember.arm != CONTROL
+                )
+            )
+        )
+    stmt = stmt.group_by(contacts.c.shopper_id).having(func.count() >= policy.frequency_cap)
+    return set(session.scalars(stmt))
+
+
 def check_measurable(campaign: Campaign, arm_counts: Mapping[str, int]) -> None:
     """Raise unless an audience of these arm counts can run: treated shoppers and, when the campaign
     asks for one, a holdout (else the result could not be measured). Planning checks its plan by it too."""
@@ -250,13 +341,53 @@ def check_measurable(campaign: Campaign, arm_counts: Mapping[str, int]) -> None:
         )
 
 
-def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
-    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, and
-    none of its treated shoppers holds a live coupon of an overlapping campaign."""
+def _arm_coupon_ids(session: Session, campaign_id: str) -> set[str]:
+    return set(
+        session.scalars(
+            select(CampaignMember.coupon_id)
+            .where(CampaignMember.campaign_id == campaign_id, CampaignMember.coupon_id.is_not(None))
+            .distinct()
+        )
+    )
+
+
+def _check_arm_coupons(session: Session, campaign_id: str, arms: set[str], *, lock: bool) -> None:
+    """Raise unless every treated arm's coupon is still this campaign's and needs a grant. With `lock`
+    the campaign's coupons and the arms' are locked (coupon id order) and re-read first, so no edit
+    lands between this check and the grants."""
+    stmt = (
+        select(Coupon)
+        .where(or_(Coupon.campaign_id == campaign_id, Coupon.coupon_id.in_(sorted(arms))))
+        .order_by(Coupon.coupon_id)
+    )
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    coupons = {c.coupon_id: c for c in session.scalars(stmt)}
+    bad = sorted(a for a in arms if coupons[a].campaign_id != campaign_id or not coupons[a].requires_grant)
+    if bad:
+        raise ValidationError(
+            f"coupons {bad[:5]} of the treated audience are not grant-only coupons of campaign "
+            f"{campaign_id!r} (edited since planning, or usable by anyone: the holdout and other "
+            "campaigns' shoppers too); fix the coupons and plan again",
+            code="invalid_arm",
+        )
+
+
+def schedule_campaign(
+    session: Session,
+    campaign_id: str,
+    at: datetime | None = None,
+    *,
+    contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
+) -> Campaign:
+    """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, none
+    of its treated shoppers holds a live coupon of an overlapping campaign, and none would pass the
+    `contact_policy`'s frequency cap (None: no cap, for history recorded as it happened)."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
     campaign = _locked(session, campaign_id)  # no audience replaced between the checks and the move
     check_measurable(campaign, _arm_counts(session, campaign_id))
+    _check_arm_coupons(session, campaign_id, _arm_coupon_ids(session, campaign_id), lock=False)
     clash = select(CampaignMember.shopper_id).where(
         CampaignMember.campaign_id == campaign_id,
         CampaignMember.arm != CONTROL,
@@ -268,13 +399,39 @@ def schedule_campaign(session: Session, campaign_id: str, at: datetime | None = 
             "(at most one each); plan the audience again",
             code="live_coupon_held",
         )
+    if contact_policy is not None and (
+        capped := sorted(frequency_capped(session, campaign, contact_policy, treated_only=True))
+    ):
+        raise Conflict(
+            f"shoppers {capped[:5]} of the treated audience already have {contact_policy.frequency_cap} "
+            f"campaign coupons within {contact_policy.window_days} days of this campaign's start; "
+            "plan the audience again",
+            code="frequency_capped",
+        )
     return _transition(session, campaign_id, "draft", "scheduled", scheduled_at=as_utc(at or utcnow()))
 
 
 def start_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
-    """scheduled -> running: grant every treated member their coupon over the campaign's channel."""
+    """scheduled -> running: grant every treated member their coupon over the campaign's channel.
+    The campaign's coupons are ended within its window first (none starts before it nor ends after
+    it), so however early or late it is launched, its coupons are live only inside that window."""
     at = as_utc(at or utcnow())
+    arms = _arm_coupon_ids(session, campaign_id)  # a scheduled audience no longer changes
+    _check_arm_coupons(session, campaign_id, arms, lock=True)  # coupons' rows, then the campaign's
     campaign = _transition(session, campaign_id, "scheduled", "running", started_at=at)
+    mine = Coupon.campaign_id == campaign_id
+    session.execute(
+        update(Coupon)
+        .where(mine, or_(Coupon.starts_at.is_(None), Coupon.starts_at < campaign.starts_at))
+        .values(starts_at=campaign.starts_at)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.execute(
+        update(Coupon)
+        .where(mine, or_(Coupon.ends_at.is_(None), Coupon.ends_at > campaign.ends_at))
+        .values(ends_at=campaign.ends_at)
+        .execution_options(synchronize_session="fetch")
+    )
     by_coupon: dict[str, list[str]] = {}
     for shopper_id, coupon_id in session.execute(
         select(CampaignMember.shopper_id, CampaignMember.coupon_id).where(
@@ -306,6 +463,12 @@ def complete_campaign(session: Session, campaign_id: str, at: datetime | None = 
     coupons end then (uses already redeemed stay): a completed campaign holds no live coupon, which is
     what lets the next campaign give its shoppers one."""
     at = as_utc(at or utcnow())
+    session.scalars(  # coupons' rows before the campaign's, as redemption takes them
+        select(Coupon.coupon_id)
+        .where(Coupon.campaign_id == campaign_id)
+        .order_by(Coupon.coupon_id)
+        .with_for_update()
+    ).all()
     campaign = _transition(session, campaign_id, "running", "completed", completed_at=at)
     session.execute(
         update(Coupon)

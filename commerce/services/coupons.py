@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, se
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore, insert_ignore_stmt
-from commerce.campaigns import Campaign
+from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Category, Product
 from commerce.coupons import (
     COUPON_KINDS,
@@ -154,21 +154,38 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
     return coupon
 
 
+def _locked_coupon(session: Session, coupon_id: str) -> Coupon:
+    """The coupon, its row locked to the end of the transaction (PostgreSQL; SQLite's BEGIN IMMEDIATE
+    already serializes writers) and re-read; the next statement sees what committed meanwhile."""
+    coupon = session.scalar(
+        select(Coupon)
+        .where(Coupon.coupon_id == coupon_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if coupon is None:
+        raise NotFound(f"unknown coupon {coupon_id!r}", code="coupon_not_found")
+    return coupon
+
+
 EDITABLE = tuple(f for f in CouponInput.__dataclass_fields__ if f != "coupon_id")
 
 
 def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
-    """Change the terms of a coupon nobody holds or has used yet; the result is validated like a new one.
+    """Change the terms of a coupon nobody holds or has used yet, nor an audience past planning (a
+    scheduled campaign's) is to get; the result is validated like a new one.
 
-    The write is one conditional UPDATE (`used = 0` and no grant or redemption), the counterpart of
-    redemption's `used < usage_limit`: an edit racing a first redemption or grant either lands before
-    it or changes nothing and raises, so no shopper ever holds terms that changed under them.
+    The coupon's row is locked first, then one conditional UPDATE (`used = 0`, no grant, redemption
+    or scheduled audience) writes, in a statement that sees what committed while it waited: an edit
+    racing a first redemption or a launch's grants (which lock the row too) either lands before it
+    or changes nothing and raises, so no shopper ever holds terms that changed under them, and a
+    campaign never grants a coupon moved off its budget.
     """
     if unknown := sorted(set(changes) - set(EDITABLE)):
         raise ValidationError(
             f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
         )
-    coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+    coupon = _locked_coupon(session, coupon_id)
     current = {f: getattr(coupon, f) for f in EDITABLE}
     values = _terms(session, CouponInput(**{**current, **changes}))
     unused = and_(
@@ -176,13 +193,19 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
         Coupon.used == 0,
         ~exists().where(CouponGrant.coupon_id == coupon_id),
         ~exists().where(CouponRedemption.coupon_id == coupon_id),
+        ~exists().where(
+            CampaignMember.coupon_id == coupon_id,
+            CampaignMember.campaign_id == Campaign.campaign_id,
+            Campaign.status != "draft",
+        ),
     )
     took = session.execute(
         update(Coupon.__table__).where(unused).values(**values).execution_options(synchronize_session=False)
     ).rowcount
     if took != 1:
         raise InvalidState(
-            f"coupon {coupon_id!r} has been granted or used; retire it and create a new one",
+            f"coupon {coupon_id!r} has been granted or used, or a scheduled campaign's audience is to "
+            "get it; retire it and create a new one",
             code="coupon_in_use",
         )
     session.refresh(coupon)
@@ -224,10 +247,11 @@ def grant_coupon(
     at: datetime | None = None,
 ) -> int:
     """Give a coupon to shoppers (already-granted ones are skipped) and log coupon_grant events.
+    The coupon's row is locked first (as `update_coupon` locks it), so no edit lands beside a grant.
 
     Returns the number of new grants.
     """
-    get_or_404(session, Coupon, coupon_id, "coupon")
+    _locked_coupon(session, coupon_id)
     at = as_utc(at or utcnow())
     ids = sorted(set(shopper_ids))
     known = set(session.scalars(select(Shopper.shopper_id).where(Shopper.shopper_id.in_(ids))))
@@ -457,17 +481,19 @@ def recount_campaign_spend(
     """Set `spent` of the campaigns (all, or `campaign_ids`) to what their redemptions took; returns
     the drift found. A campaign whose redemptions took more than its budget cannot hold that (CHECK
     spent <= budget): with `raise_budget` (history, recorded as it happened) its budget is raised to
-    it, else it is left as it was and stays in the drift returned by `campaign_spend_drift`."""
+    it, else its `spent` is set to its budget, so nothing more is spent (left lower, the budget would
+    pay out again), and it stays in the drift returned by `campaign_spend_drift`. Migration
+    `0026_campaign_spent_backfill` applies the same rule in its own SQL (tested to agree)."""
     drift = campaign_spend_drift(session, campaign_ids)
     if not drift:
         return []
     counted = _counted_spend()
-    values = {"spent": counted}
+    over = counted > Campaign.budget
     if raise_budget:
-        values["budget"] = case((counted > Campaign.budget, counted), else_=Campaign.budget)
+        values = {"spent": counted, "budget": case((over, counted), else_=Campaign.budget)}
+    else:
+        values = {"spent": case((over, Campaign.budget), else_=counted)}
     stmt = update(Campaign).where(Campaign.campaign_id.in_([d.campaign_id for d in drift]))
-    if not raise_budget:
-        stmt = stmt.where(counted <= Campaign.budget)
     session.execute(stmt.values(**values).execution_options(synchronize_session="fetch"))
     return drift
 

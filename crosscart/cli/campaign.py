@@ -78,15 +78,15 @@ def list_(
 
     from commerce.services.campaign_overview import list_campaigns
     from serving.schemas.base import PageOut
-    from serving.schemas.marketing import CampaignListItem
+    from serving.schemas.marketing import CampaignOut
 
     when = active_at.replace(tzinfo=UTC) if active_at is not None and active_at.tzinfo is None else active_at
 
     def run(session):
         page = list_campaigns(session, status=status, channel=channel, active_at=when, name=name,
                               limit=limit, offset=offset)  # fmt: skip
-        items = [CampaignListItem.of(row) for row in page.items]
-        return PageOut[CampaignListItem](
+        items = [CampaignOut.model_validate(c, from_attributes=True) for c in page.items]
+        return PageOut[CampaignOut](
             items=items, total=page.total, limit=limit, offset=offset
         ).model_dump_json()
 

@@ -120,7 +120,8 @@ def campaign_spend(
 ) -> None:
     """Check every campaign's spent against its coupons' redemptions (not cancelled or refunded); exit 1
     while any differs. With --repair, set it to that total; one whose redemptions took more than its
-    budget is only reported (the budget is a hard cap: raise it first)."""
+    budget is set to its budget (nothing more is spent) and still reported (the budget is a hard cap:
+    raise it to record the whole)."""
     import commerce.all_models  # noqa: F401  (complete metadata)
     from commerce.db import make_engine, make_session_factory, transaction
     from commerce.services.coupons import campaign_spend_drift, recount_campaign_spend
@@ -130,8 +131,13 @@ def campaign_spend(
         found = recount_campaign_spend(session) if repair else campaign_spend_drift(session)
         left = campaign_spend_drift(session) if repair else found
     engine.dispose()
+    over = {d.campaign_id for d in left} if repair else set()
     for d in found:
-        note = "over budget, left as is" if d in left and repair else ("repaired" if repair else "drift")
+        note = (
+            "over budget, held at the budget"
+            if d.campaign_id in over
+            else ("repaired" if repair else "drift")
+        )
         typer.echo(f"{d.campaign_id}: spent {d.stored}, redemptions {d.counted}, budget {d.budget} ({note})")
     typer.echo(f"{len(found)} campaigns differed, {len(found) - len(left)} repaired, {len(left)} left")
     if left:

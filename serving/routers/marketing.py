@@ -27,7 +27,6 @@ from serving.routers.common import PageLimit, PageOffset
 from serving.schemas.base import PageOut
 from serving.schemas.marketing import (
     CampaignCreate,
-    CampaignListItem,
     CampaignOut,
     CampaignReport,
     CampaignStatus,
@@ -56,7 +55,7 @@ def _finite(value):
     return value
 
 
-@router.get("", response_model=PageOut[CampaignListItem])
+@router.get("", response_model=PageOut[CampaignOut])
 def list_campaigns(
     session: SessionDep,
     _: Marketer,
@@ -68,14 +67,12 @@ def list_campaigns(
     name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case.")] = None,
     limit: PageLimit = 50,
     offset: PageOffset = 0,
-) -> PageOut[CampaignListItem]:
-    """Newest first, each with what its coupons have given away so far."""
+) -> PageOut[CampaignOut]:
+    """Newest first, each with what its coupons have given away so far (`spent`, as the detail)."""
     page = overview.list_campaigns(
         session, status=status, channel=channel, active_at=active_at, name=name, limit=limit, offset=offset
     )
-    return PageOut(
-        items=[CampaignListItem.of(row) for row in page.items], total=page.total, limit=limit, offset=offset
-    )
+    return PageOut(items=[_out(c) for c in page.items], total=page.total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=CampaignOut, status_code=status.HTTP_201_CREATED)

@@ -9,7 +9,6 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from commerce.campaigns import CAMPAIGN_STATUSES, CHANNELS
-from commerce.services.campaign_overview import CampaignRow
 from serving.schemas.base import RequestModel
 
 Channel = Literal[CHANNELS]  # defined once, in commerce.campaigns
@@ -35,6 +34,10 @@ class CampaignOut(BaseModel):
     channel: Channel
     status: CampaignStatus
     budget: Decimal
+    spent: Decimal = Field(
+        description="What the campaign's coupons have given away so far (not cancelled or refunded), CNY; "
+        "never more than the budget."
+    )
     control_share: Decimal
     starts_at: datetime
     ends_at: datetime
@@ -42,16 +45,6 @@ class CampaignOut(BaseModel):
     scheduled_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
-
-
-class CampaignListItem(CampaignOut):
-    spent: Decimal = Field(description="What the campaign's coupons have given away so far, CNY.")
-
-    @classmethod
-    def of(cls, row: CampaignRow) -> CampaignListItem:
-        return cls(
-            **CampaignOut.model_validate(row.campaign, from_attributes=True).model_dump(), spent=row.spent
-        )
 
 
 class Candidate(RequestModel):

@@ -38,7 +38,8 @@ def test_db_commands_use_the_configured_url(database_url, monkeypatch, tmp_path)
 
 def test_campaign_spend_finds_and_repairs_drift(market, database_url, monkeypatch, tmp_path):
     """`crosscart db campaign-spend` compares each campaign's spent with its redemptions not released
-    (exit 1 on drift); --repair sets it, except where that would pass the budget (reported, exit 1)."""
+    (exit 1 on drift); --repair sets it, and where that would pass the budget sets the budget (reported,
+    exit 1): left lower, the budget would pay out again."""
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -74,11 +75,11 @@ def test_campaign_spend_finds_and_repairs_drift(market, database_url, monkeypatc
         repair = runner.invoke(app, ["campaign-spend", "--repair"])
         assert (
             repair.exit_code == 1
-            and "over: spent 0.00, redemptions 20.00, budget 5.00 (over" in repair.output
+            and "over: spent 0.00, redemptions 20.00, budget 5.00 (over budget, held at" in repair.output
         )
         assert "2 campaigns differed, 1 repaired, 1 left" in repair.output
         with market() as s:
-            assert (s.get(Campaign, "ok").spent, s.get(Campaign, "over").spent) == (20, 0)
+            assert (s.get(Campaign, "ok").spent, s.get(Campaign, "over").spent) == (20, 5)
         with transaction(market) as s:
             s.execute(update(Campaign).where(Campaign.campaign_id == "over").values(budget=50))
         assert runner.invoke(app, ["campaign-spend", "--repair"]).exit_code == 0

@@ -31,7 +31,7 @@ def _campaigns(factory):
 
 
 def _ids(page):
-    return sorted(row.campaign.campaign_id for row in page.items)
+    return sorted(row.campaign_id for row in page.items)
 
 
 def test_campaign_filters_and_pages(market):

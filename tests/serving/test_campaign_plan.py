@@ -70,7 +70,12 @@ def campaign(session_factory) -> str:
                 "Spring", "email", "60", START, START + timedelta(days=7), "0.2", campaign_id="CMP-API"
             ),
         )
-        create_coupon(s, CouponInput(kind="amount_off", value="10", campaign_id="CMP-API", coupon_id="A10"))
+        create_coupon(
+            s,
+            CouponInput(
+                kind="amount_off", value="10", campaign_id="CMP-API", requires_grant=True, coupon_id="A10"
+            ),
+        )
     return "CMP-API"
 
 
@@ -145,7 +150,12 @@ def test_plan_sets_the_forecast_beside_the_policy_value_of_the_randomised_histor
         create_coupon(
             s,
             CouponInput(
-                kind="amount_off", value="30", min_spend="199", campaign_id="CMP-PV", coupon_id="N30"
+                kind="amount_off",
+                value="30",
+                min_spend="199",
+                campaign_id="CMP-PV",
+                requires_grant=True,
+                coupon_id="N30",
             ),
         )
     marketer = auth(keys["marketer"])
@@ -184,7 +194,10 @@ def test_two_overlapping_campaigns_planned_before_either_is_scheduled_give_one_l
             window = (START, START + timedelta(days=7))
             cmp.create_campaign(s, cmp.CampaignInput(cid, "email", "500", *window, "0", campaign_id=cid))
             create_coupon(
-                s, CouponInput(kind="amount_off", value="10", campaign_id=cid, coupon_id=f"{cid}-10")
+                s,
+                CouponInput(
+                    kind="amount_off", value="10", campaign_id=cid, requires_grant=True, coupon_id=f"{cid}-10"
+                ),
             )
     marketer = auth(keys["marketer"])
 

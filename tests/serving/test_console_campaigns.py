@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,7 @@ def test_plan_page_shows_the_forecast_beside_the_policy_value_and_warns(
         cmp.create_campaign(s, cmp.CampaignInput("Next", "email", "3000", START, START + timedelta(days=7),
                                                  "0.2", campaign_id="CMP-PV"))  # fmt: skip
         create_coupon(s, CouponInput(kind="amount_off", value="30", min_spend="199", campaign_id="CMP-PV",
-                                     coupon_id="N30"))  # fmt: skip
+                                     requires_grant=True, coupon_id="N30"))  # fmt: skip
     client = make_client(
         uplift_source=ScriptedSource(versions={"1": FixedEffects(p_treated, spend)}, alias="1")
     )
@@ -155,3 +156,47 @@ def test_plan_page_shows_the_forecast_beside_the_policy_value_and_warns(
         if warned
         else "within the doubly robust interval" in page
     )
+
+
+def test_every_view_shows_the_campaigns_own_spent(
+    client,
+    keys,
+    session_factory,
+    campaign,  # noqa: F811
+    monkeypatch,
+    tmp_path,
+):
+    """The campaign's `spent` (the counter its budget is held by) is the one figure everywhere: the API's
+    list and detail, the progress, the CLI's list and the console's list and page, even where the coupon
+    counters say otherwise (a coupon moved off the campaign, history before its `spent`)."""
+    import json
+
+    from sqlalchemy import update
+    from typer.testing import CliRunner
+
+    from commerce.campaigns import Campaign
+    from commerce.coupons import Coupon
+    from crosscart.cli import app
+    from crosscart.settings import get_settings
+
+    with transaction(session_factory) as s:
+        s.execute(update(Coupon).where(Coupon.campaign_id == campaign).values(spent=Decimal("9.00")))
+        s.execute(update(Campaign).where(Campaign.campaign_id == campaign).values(spent=Decimal("7.25")))
+    marketer = auth(keys["marketer"])
+    listed = client.get("/v1/campaigns", headers=marketer).json()["items"]
+    assert [c["spent"] for c in listed if c["campaign_id"] == campaign] == ["7.25"]
+    assert client.get(f"/v1/campaigns/{campaign}", headers=marketer).json()["spent"] == "7.25"
+    with session_factory() as s:
+        assert campaign_overview.progress(s, campaign).spent == Decimal("7.25")
+    monkeypatch.setenv("CROSSCART_DATABASE_URL", str(session_factory.kw["bind"].url))
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(app, ["campaign", "list", "--name", "Spring"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert [c["spent"] for c in json.loads(out.stdout)["items"]] == ["7.25"]
+    sign_in(client, keys["marketer"])
+    assert re.search(r'<td class="num">7\.25</td>', client.get("/console/campaigns").text)
+    assert 'id="campaign-spent">7.25<' in client.get(f"/console/campaigns/{campaign}").text

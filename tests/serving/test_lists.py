@@ -84,7 +84,7 @@ def test_keys_and_experiments_page_like_every_list(client, keys):
 def test_list_operations_share_one_page_schema(client):
     spec = client.get("/openapi.json").json()
     lists = {
-        ("/v1/campaigns", "PageOut_CampaignListItem_"),
+        ("/v1/campaigns", "PageOut_CampaignOut_"),
         ("/v1/api-keys", "PageOut_ApiKeyOut_"),
         ("/v1/experiments", "PageOut_ExperimentOut_"),
     }

@@ -111,10 +111,22 @@ def factory(database_url):
         cmp.create_campaign(
             s, cmp.CampaignInput("Spring", "email", "60", START, START + 7 * DAY, "0.2", campaign_id="CMP-P")
         )
-        create_coupon(s, CouponInput(kind="amount_off", value="10", campaign_id="CMP-P", coupon_id="A10"))
         create_coupon(
             s,
-            CouponInput(kind="percent_off", value="0.05", cap="8", campaign_id="CMP-P", coupon_id="P5"),
+            CouponInput(
+                kind="amount_off", value="10", campaign_id="CMP-P", requires_grant=True, coupon_id="A10"
+            ),
+        )
+        create_coupon(
+            s,
+            CouponInput(
+                kind="percent_off",
+                value="0.05",
+                cap="8",
+                campaign_id="CMP-P",
+                requires_grant=True,
+                coupon_id="P5",
+            ),
         )
     yield factory
     engine.dispose()
@@ -244,7 +256,12 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
                 "Live", "site", "10", START + 3 * DAY, START + 9 * DAY, "0.1", campaign_id="CMP-L"
             ),
         )
-        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-L", coupon_id="L5"))
+        create_coupon(
+            s,
+            CouponInput(
+                kind="amount_off", value="5", campaign_id="CMP-L", requires_grant=True, coupon_id="L5"
+            ),
+        )
         cmp.set_audience(s, "CMP-L", [("S00", "L5"), ("S02", "control")])
         cmp.schedule_campaign(s, "CMP-L")
         cmp.create_campaign(
@@ -253,7 +270,12 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
                 "Later", "site", "10", START + 8 * DAY, START + 9 * DAY, "0", campaign_id="CMP-X"
             ),
         )
-        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-X", coupon_id="X5"))
+        create_coupon(
+            s,
+            CouponInput(
+                kind="amount_off", value="5", campaign_id="CMP-X", requires_grant=True, coupon_id="X5"
+            ),
+        )
         cmp.set_audience(s, "CMP-X", [("S08", "X5")])
         cmp.schedule_campaign(s, "CMP-X")  # starts after CMP-P ends: no overlap
         for k, age in enumerate((3, 10, 20, 40)):  # the 40-day-old grant is outside the window
@@ -262,7 +284,14 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
                                      campaign_id=f"CMP-{k}")
             )  # fmt: skip
             create_coupon(
-                s, CouponInput(kind="amount_off", value="5", campaign_id=f"CMP-{k}", coupon_id=f"O{k}")
+                s,
+                CouponInput(
+                    kind="amount_off",
+                    value="5",
+                    campaign_id=f"CMP-{k}",
+                    requires_grant=True,
+                    coupon_id=f"O{k}",
+                ),
             )
             grant_coupon(s, f"O{k}", ["S04"] + (["S06"] if k < 2 else []), campaign_id=f"CMP-{k}",
                          at=START - age * DAY)  # fmt: skip
@@ -287,21 +316,32 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
 
 
 def test_frequency_cap_counts_the_coupons_scheduled_campaigns_will_grant(factory):
-    """Planned weeks ahead: two campaigns scheduled before CMP-P (not started, so nothing granted yet)
-    each treat S04 and S06, S06 also got a coupon last week: S06 reaches the cap of 3, S04 does not; a
-    scheduled campaign starting after CMP-P does not count."""
+    """Planned weeks ahead: campaigns scheduled before CMP-P (not started, so nothing granted yet)
+    starting 20 days before it and 10 days after (it counts as much as an earlier one) each treat S04
+    and S06, S06 also got a coupon last week: S06 reaches the cap of 3, S04 does not; one starting 30
+    days after CMP-P is too far to count."""
     with transaction(factory) as s:
-        for k, start in enumerate((START - 20 * DAY, START - 10 * DAY, START + 10 * DAY)):
+        for k, start in enumerate((START - 20 * DAY, START + 10 * DAY, START + 30 * DAY)):
             cid = f"CMP-S{k}"
             cmp.create_campaign(
                 s, cmp.CampaignInput(cid, "site", "10", start, start + 2 * DAY, "0", campaign_id=cid)
             )
-            create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id=cid, coupon_id=f"S{k}5"))
+            create_coupon(
+                s,
+                CouponInput(
+                    kind="amount_off", value="5", campaign_id=cid, requires_grant=True, coupon_id=f"S{k}5"
+                ),
+            )
             cmp.set_audience(s, cid, [("S04", f"S{k}5"), ("S06", f"S{k}5")])
             cmp.schedule_campaign(s, cid)
         cmp.create_campaign(s, cmp.CampaignInput("Old", "site", "10", START - 9 * DAY, START - 8 * DAY, "0",
                                                  campaign_id="CMP-O"))  # fmt: skip
-        create_coupon(s, CouponInput(kind="amount_off", value="5", campaign_id="CMP-O", coupon_id="OO"))
+        create_coupon(
+            s,
+            CouponInput(
+                kind="amount_off", value="5", campaign_id="CMP-O", requires_grant=True, coupon_id="OO"
+            ),
+        )
         grant_coupon(s, "OO", ["S06"], campaign_id="CMP-O", at=START - 7 * DAY)
     own = pd.DataFrame(
         {"shopper_id": ["S04", "S06", *(f"S{i}" for i in range(10, 20))], "coupon_id": "A10",

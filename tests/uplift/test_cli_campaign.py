@@ -48,7 +48,12 @@ def test_campaign_commands_end_to_end(db_env, tmp_path):
         create_coupon(
             s,
             CouponInput(
-                kind="amount_off", value="20", min_spend="0", campaign_id=campaign_id, coupon_id="K20"
+                kind="amount_off",
+                value="20",
+                min_spend="0",
+                campaign_id=campaign_id,
+                coupon_id="K20",
+                requires_grant=True,
             ),
         )
     engine.dispose()
