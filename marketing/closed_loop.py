@@ -6,15 +6,20 @@ generator's own coupon response (`features.synth.truth.coupon_response`; gross b
 around the shopper's typical basket, lifted under a coupon; a buyer whose basket reaches the minimum
 spend redeems at the generator's rate). Three strategies run side by side on the same shoppers:
 
-- `closed_loop`: each round reserves `explore_share` of the budget for exploration: a probe whose
-  shoppers are drawn with known inclusion probabilities (leaning to likely responders with little
-  history of their own) and get a coupon of the menu or none, uniformly, with the assignment
-  probability logged; the rest of the budget is planned (`models.uplift.planner.plan_campaign`,
-  random holdout) with a model refitted every round on all campaign rows so far (the campaign
-  features plus where each shopper shops on the price ladder, `shopper_price_features`), and each
-  shopper's own logged weeks then set that shopper's multipliers on its baseline and uplift and
-  their own orders their basket (`models.uplift.shopper_response`), or enter as features.
-  Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
+- `closed_loop`: each round reserves a share of the budget for exploration (`explore_share` in the
+  first round, shrinking by round down to `explore_floor`): a probe whose shoppers are drawn with
+  known inclusion probabilities and get a coupon of the menu or none, at random, with the assignment
+  probability logged. With `probe="thompson"` (once shoppers have logged weeks) a probed shopper's
+  arm is drawn with the posterior probability that it is their best (Thompson sampling, mixed with a
+  uniform share so every arm keeps a chance), and the probe leans to shoppers whose best arm the
+  posterior is least sure of; with `uniform`, arms are uniform and the probe leans to likely
+  responders with little history of their own. The rest of the budget is planned
+  (`models.uplift.planner.plan_campaign`, random holdout) with a model refitted every round on all
+  campaign rows so far (the campaign features plus where each shopper shops on the price ladder,
+  `shopper_price_features`), and each shopper's own logged weeks then set that shopper's
+  multipliers on its baseline and uplift and their own orders their basket
+  (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
+  realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
   campaigns, planning every round with its own cost margin;
 - `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
@@ -97,6 +102,7 @@ RECENT_ROUNDS = 2  # the history's "recent offers": coupons in the last two roun
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
 LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
 LOOP_HISTORY = ("posterior", "features")
+LOOP_PROBES = ("thompson", "uniform")
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
 COST_MARGIN = 1.1  # on the model's predicted cost of the probe (its cost is the plan's own spend)
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
@@ -109,6 +115,10 @@ PILOT_SAFETY = 1.5
 PROBE_UNIFORM = 0.3
 PROBE_FLOOR = 0.01  # uplift added to the model's before weighting, so no shopper weighs zero
 PROBE_MAX_SHARE = 0.5
+# Thompson probe: this share of a probed shopper's arm chances stays uniform, so every arm keeps a
+# propensity of at least PROBE_ARM_UNIFORM / (1 + coupons)
+PROBE_ARM_UNIFORM = 0.2
+ASSIGN = "p_arm_"  # a probe row's logged chance of each arm index, for the learner's expected dose
 CAP_DRAWS = 200  # simulated rounds per plan for the expected effect of the hard budget cap
 
 
@@ -120,7 +130,13 @@ class LoopSettings:
     budget: float = 3000.0
     seed: int = 0
     margin_rate: float = 0.3
-    explore_share: float = 0.1  # of the budget, spent on randomised coupon terms
+    explore_share: float = 0.1  # of the first round's budget, spent on randomised coupon terms
+    # the share in round t is max(explore_floor, explore_share * t ** -explore_decay): exploration
+    # pays most while little is known; the floor keeps every arm's propensity positive (a market
+    # that drifts stays measurable). explore_decay 0 keeps the share fixed
+    explore_floor: float = 0.02
+    explore_decay: float = 0.5
+    probe: str = "thompson"
     control_share: float = 0.1  # random holdout of every planned audience
     strategies: tuple[str, ...] = STRATEGIES
     # the closed loop's learner: `terms` (today's R-learner, uplift = depth x h(x), refitted on the
@@ -148,12 +164,16 @@ class LoopSettings:
             raise ValueError(f"budget must be positive and finite, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
+        if not 0 < self.explore_floor <= self.explore_share or self.explore_decay < 0:
+            raise ValueError("explore_floor must be in (0, explore_share] and explore_decay >= 0")
         if not 0 < self.fatigue <= 1 or self.fatigue_window < 1 or self.cap_window < 1:
             raise ValueError("fatigue must be in (0, 1], fatigue_window and cap_window at least 1")
         if self.frequency_cap is not None and self.frequency_cap < 1:
             raise ValueError("frequency_cap must be at least 1 (or None)")
         if self.history not in LOOP_HISTORY:
             raise ValueError(f"history must be one of {LOOP_HISTORY}, got {self.history!r}")
+        if self.probe not in LOOP_PROBES:
+            raise ValueError(f"probe must be one of {LOOP_PROBES}, got {self.probe!r}")
         if self.learner not in LOOP_LEARNERS:
             raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
@@ -656,7 +676,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         # with the posterior, the learner sees no outcome of a shopper's own weeks as a feature (the
         # posterior's likelihood reads them); the recent coupons it got are grants, not outcomes
         columns = X.columns if s.history == "features" else [*market.features.columns, "loop_recent_offers"]
-        model, learner = _fit_loop_model(log, columns, all_coupons, s.seed, s.learner)
+        model, learner = _fit_loop_model(log, columns, all_coupons, s.seed, s.learner, menu_ids)
         if model is not None and s.history == "posterior" and weeks:
             model, learner = _Personalised(model, X, coupons, weeks), f"{learner}+posterior"
         # the policy value's outcome model: the population model, never a shopper's own weeks (its
@@ -673,7 +693,9 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         plans = {}
         for strategy in s.strategies:
             eligible = contacts[strategy].eligible()
-            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng, eligible)
+            plans[strategy] = _round_plan(
+                strategy, market, X, model, static_all, calib, s, rng, eligible, explore_share(s, rnd)
+            )
         earlier = list(pv_log)  # before launch: every strategy's plan is valued on earlier rounds only
         for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
             pv = _plan_value(earlier, rows, arms, n, q, q_var)
@@ -686,6 +708,8 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
             exploit = drawn.iloc[: len(rows)].reset_index(drop=True)
             probe = drawn.iloc[len(rows) :].reset_index(drop=True)
             probe["propensity"] = explore_rows["propensity"].to_numpy(dtype=float)
+            for col in (c for c in explore_rows.columns if c.startswith(ASSIGN)):
+                probe[col] = explore_rows[col].to_numpy(dtype=float)
             capped = _capped_truth(
                 market, coupons, granted_rows, granted_arms, truth, s.budget, s.margin_rate, rng
             )
@@ -773,6 +797,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     "policy_value_mean_high": pv["mean_high"],
                     "treated": int(len(treated_rows)),
                     "explored": int(len(probe)),
+                    "explore_share": explore_share(s, rnd) if strategy == "closed_loop" else None,
                     "learner": learner if strategy == "closed_loop" else "static",
                     "cost_safety": calib.get("safety") if strategy == "closed_loop" else None,
                 }
@@ -842,6 +867,31 @@ class _Personalised(CouponUpliftModel):
             return self.base_.iloc[rows].reset_index(drop=True)
         return self.model.predict_candidates(X, shopper_ids, coupons)
 
+    def arm_probabilities(self, X, shopper_ids, coupons, margin: float, lam: float) -> np.ndarray:
+        """(n, 1 + n_coupons) each shopper's posterior probability that each arm (0: none) is their
+        best at budget price `lam` (profit - lam x cost): Thompson sampling's assignment chances,
+        exact over the posterior's grid of (a, r) rather than estimated by repeated draws. The
+        basket is the posterior mean's (its uncertainty is left out)."""
+        ids = np.asarray(shopper_ids, dtype=int)
+        n, k = len(ids), len(coupons)
+        pop = self.population_candidates(X, ids, coupons)
+        p0 = pop["p_control"].to_numpy()[:n]
+        tau = (pop["p_treated"] - pop["p_control"]).to_numpy().reshape(k, n).T
+        opts = score_options(self.predict_candidates(X, ids, coupons), coupons, margin)
+        q1 = opts["p_treated"].to_numpy().reshape(k, n).T
+        q0 = opts["p_control"].to_numpy()[:n]
+        # per purchase: what a coupon buyer is worth net of the coupon's priced cost, and a plain buyer
+        net = (margin * opts["spend_treated"] - (1 + lam) * opts["cost"]).to_numpy().reshape(k, n).T / q1
+        plain = margin * opts["spend_control"].to_numpy()[:n] / q0
+        post = self.response_.posterior_[ids]
+        out = np.zeros((n, k + 1))
+        for cell, (a, r) in enumerate(self.response_.grid_):
+            b0 = np.clip(a * p0, 1e-3, 0.995)
+            b1 = np.clip(b0[:, None] + r * tau, 1e-3, 0.995)
+            value = np.column_stack([np.zeros(n), b1 * net - (b0 * plain)[:, None]])
+            np.add.at(out, (np.arange(n), value.argmax(axis=1)), post[:, cell])
+        return out / out.sum(axis=1, keepdims=True)
+
     def predict_candidates(self, X, shopper_ids, coupons=None) -> pd.DataFrame:
         cand = self.population_candidates(X, shopper_ids, coupons)
         ids = cand["shopper_id"].to_numpy(dtype=int)
@@ -875,8 +925,9 @@ class _Personalised(CouponUpliftModel):
         )
 
 
-def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftModel | None, str]:
-    """The closed loop's dose-response model on all campaign rows so far (None while too few)."""
+def _fit_loop_model(log, columns, coupons, seed, learner, menu) -> tuple[CouponUpliftModel | None, str]:
+    """The closed loop's dose-response model on all campaign rows so far (None while too few);
+    `menu`: the arm ids by arm index (control first)."""
     if log is None or len(log) < MIN_HISTORY_ROWS:
         return None, "static"
     arm = log["arm"].to_numpy()
@@ -885,8 +936,18 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
         if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
             return None, "static"
     if learner == "terms":  # today's R-learner (uplift = depth x h(x)), refitted on the loop's rows
+        # a Thompson probe's rows: each drawn from its own known arm chances (menu arm index order)
+        assign = [f"{ASSIGN}{a}" for a in range(len(menu))]
+        assignment = log.reindex(columns=assign).set_axis(list(menu), axis=1)
         model = CouponTermsEffectModel(control=CONTROL, calibrate=False, random_state=seed).fit(
-            log[list(columns)], arm, y, log["net_spend"], log["redeemed"], coupons, groups=log["group"]
+            log[list(columns)],
+            arm,
+            y,
+            log["net_spend"],
+            log["redeemed"],
+            coupons,
+            groups=log["group"],
+            assignment=assignment,
         )
         return model, "terms"
     model = DoseResponseUplift(control=CONTROL, learner=learner, random_state=seed).fit(
@@ -895,7 +956,13 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     return model, model.learner_
 
 
-def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible):
+def explore_share(s: LoopSettings, rnd: int) -> float:
+    """The budget share of round `rnd`'s probe (1-based): `explore_share` decaying as
+    rnd ** -explore_decay, never below `explore_floor`."""
+    return max(s.explore_floor, s.explore_share * float(rnd) ** -s.explore_decay)
+
+
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible, share):
     """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
     profit of the plan, whether a learned model planned it, each planned row's coupon, the round's
     logging propensity or None). Only `eligible` shoppers (the contact policy) are planned or
@@ -913,15 +980,19 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         rows, arms, planned = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
         return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned, None
     # closed loop: the plan over everyone, then a randomised probe (a probed shopper gets the probe's
-    # arm, uniform over none and the coupons, instead of a planned one): each shopper is probed with a
-    # known inclusion probability, so every shopper's arm had a known chance, the logging propensity
+    # arm instead of a planned one): each shopper is probed with a known inclusion probability and
+    # their probe arm drawn from a known distribution, so every shopper's arm had a known chance, the
+    # logging propensity
     pool = np.flatnonzero(eligible)
-    budget = (1 - s.explore_share) * s.budget
+    k = len(coupons)
+    budget = (1 - share) * s.budget
+    dist = np.full((len(pool), k + 1), 1.0 / (k + 1))  # the probe's arms: uniform, or Thompson's
     if model is None:
         cand = static_all
         safety = market.static_model.cost_factor_
         per_row = np.full(len(pool), PILOT_COST_PER_ROW * float(coupons["face_value"].mean()))
         weight = np.ones(len(pool))
+        rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
     else:
         cand = model.predict_candidates(X.iloc[pool], pool, coupons)
         # realised over predicted cost of the earlier learned plans, once they predicted a material
@@ -936,22 +1007,48 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         )
         safety = max(model.cost_factor_, ratio)
         calib["safety"] = safety
+        rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
         opts = score_options(cand, coupons, s.margin_rate)
-        k = len(coupons)
-        # the model's cost over many shoppers is about right (it is the chosen few where it runs low)
-        per_row = COST_MARGIN * opts["cost"].to_numpy().reshape(k, len(pool)).sum(axis=0) / (k + 1)
+        cost = opts["cost"].to_numpy().reshape(k, len(pool)).T
         uplift = (opts["p_treated"] - opts["p_control"]).to_numpy().reshape(k, len(pool)).max(axis=0)
         weight = _probe_weight(uplift, X["loop_offers"].to_numpy()[pool])
-    rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
+        if s.probe == "thompson" and isinstance(model, _Personalised):
+            profit = opts["profit"].to_numpy().reshape(k, len(pool)).T
+            lam = _budget_price(profit, cost, np.searchsorted(pool, rows), planned)
+            best = model.arm_probabilities(X.iloc[pool], pool, coupons, s.margin_rate, lam)
+            dist = (1 - PROBE_ARM_UNIFORM) * best + PROBE_ARM_UNIFORM / (k + 1)
+            unsure = 1.0 - best.max(axis=1) + PROBE_FLOOR
+            weight = (1 - PROBE_UNIFORM) * unsure / unsure.mean() + PROBE_UNIFORM
+        # the model's cost over many shoppers is about right (it is the chosen few where it runs low)
+        per_row = COST_MARGIN * (dist[:, 1:] * cost).sum(axis=1)
     inclusion = np.zeros(n)
-    inclusion[pool] = _inclusion(weight, per_row, s.explore_share * s.budget)
-    propensity = _logging_propensity(eligible, len(coupons), rows, arms, planned, inclusion)
+    inclusion[pool] = _inclusion(weight, per_row, share * s.budget)
+    arm_dist = np.full((n, k + 1), 1.0 / (k + 1))
+    arm_dist[pool] = dist
+    propensity = _logging_propensity(eligible, k, rows, arms, planned, inclusion, arm_dist)
     probe_rows = np.flatnonzero(rng.random(n) < inclusion)
-    probe_arms = rng.integers(0, len(coupons) + 1, len(probe_rows))
-    probe = pd.DataFrame({"row": probe_rows, "arm_index": probe_arms, "propensity": 1.0 / (len(coupons) + 1)})
+    cum = np.cumsum(arm_dist[probe_rows], axis=1)
+    probe_arms = (cum < rng.random(len(probe_rows))[:, None] * cum[:, -1:]).sum(axis=1).clip(max=k)
+    probe = pd.DataFrame(
+        {
+            "row": probe_rows,
+            "arm_index": probe_arms,
+            "propensity": arm_dist[probe_rows, probe_arms],
+            **{f"{ASSIGN}{a}": arm_dist[probe_rows, a] for a in range(k + 1)},
+        }
+    )
     keep = ~np.isin(rows, probe_rows)
     rows, arms, planned = rows[keep], arms[keep], planned[keep]
     return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity
+
+
+def _budget_price(profit: np.ndarray, cost: np.ndarray, positions, planned) -> float:
+    """The plan's price of a unit of budget (the knapsack's lambda): profit per cost of the planned
+    options, at their low end (the 5% quantile, as the greedy fill adds a few below lambda)."""
+    t = planned > 0
+    c = cost[positions[t], planned[t] - 1]
+    ratio = profit[positions[t], planned[t] - 1][c > 0] / c[c > 0]
+    return max(float(np.quantile(ratio, 0.05)), 0.0) if len(ratio) else 0.0
 
 
 def _probe_weight(uplift: np.ndarray, offers: np.ndarray) -> np.ndarray:
@@ -980,9 +1077,12 @@ def _inclusion(weight: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarra
     return np.minimum(lo * weight, PROBE_MAX_SHARE)
 
 
-def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, inclusion) -> np.ndarray:
+def _logging_propensity(
+    eligible: np.ndarray, k: int, rows, arms, planned, inclusion, probe_arms=None
+) -> np.ndarray:
     """(n, 1 + k) each shopper's chance of each arm this round: the probe includes shopper i with
-    probability inclusion[i] and gives a uniform arm; the others get their planned coupon, except
+    probability inclusion[i] and gives arm a with probability probe_arms[i, a] (None: uniform); the
+    others get their planned coupon, except
     the plan's random holdout (its share of the coupon's audience), and everyone unplanned (capped
     shoppers included) gets nothing."""
     n = len(eligible)
@@ -994,7 +1094,8 @@ def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, inclu
         plan[rows[mine], 0] = hold
         plan[rows[mine], c] = 1.0 - hold
     share = np.where(eligible, np.broadcast_to(np.asarray(inclusion, dtype=float), (n,)), 0.0)[:, None]
-    return share / (k + 1) + (1 - share) * plan
+    probe = np.full((n, k + 1), 1.0 / (k + 1)) if probe_arms is None else np.asarray(probe_arms, dtype=float)
+    return share * probe + (1 - share) * plan
 
 
 def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:
