@@ -112,7 +112,6 @@ def main() -> None:
     ap.add_argument("--explore-share", type=float, default=0.1, help="closed loop: first round's probe share")
     ap.add_argument("--explore-floor", type=float, default=0.02, help="closed loop: lowest probe share")
     ap.add_argument("--explore-decay", type=float, default=0.5, help="closed loop: share x round ** -this")
-    ap.add_argument("--probe", default="thompson", help="closed loop's probe arms: thompson or uniform")
     ap.add_argument("--name", default="closed_loop", help="results file stem in bench/results/")
     args = ap.parse_args()
     rules = {
@@ -122,7 +121,6 @@ def main() -> None:
         "explore_share": args.explore_share,
         "explore_floor": args.explore_floor,
         "explore_decay": args.explore_decay,
-        "probe": args.probe,
     }
     warnings.filterwarnings("ignore", category=FutureWarning)
     all_rows, timings = [], {}

@@ -8,16 +8,12 @@ spend redeems at the generator's rate). Three strategies run side by side on the
 
 - `closed_loop`: each round reserves a share of the budget for exploration (`explore_share` in the
   first round, shrinking by round down to `explore_floor`): a probe whose shoppers are drawn with
-  known inclusion probabilities and get a coupon of the menu or none, at random, with the assignment
-  probability logged. With `probe="thompson"` (once shoppers have logged weeks) a probed shopper's
-  arm is drawn with the posterior probability that it is their best (Thompson sampling, mixed with a
-  uniform share so every arm keeps a chance), and the probe leans to shoppers whose best arm the
-  posterior is least sure of; with `uniform`, arms are uniform and the probe leans to likely
-  responders with little history of their own. The rest of the budget is planned
-  (`models.uplift.planner.plan_campaign`, random holdout) with a model refitted every round on all
-  campaign rows so far (the campaign features plus where each shopper shops on the price ladder,
-  `shopper_price_features`), and each shopper's own logged weeks then set that shopper's
-  multipliers on its baseline and uplift and their own orders their basket
+  known inclusion probabilities (leaning to likely responders with little history of their own) and
+  get a coupon of the menu or none, uniformly, with the assignment probability logged; the rest of
+  the budget is planned (`models.uplift.planner.plan_campaign`, random holdout) with a model
+  refitted every round on all campaign rows so far (the campaign features plus where each shopper
+  shops on the price ladder, `shopper_price_features`), and each shopper's own logged weeks then
+  set that shopper's multipliers on its baseline and uplift and their own orders their basket
   (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
   realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
@@ -102,7 +98,6 @@ RECENT_ROUNDS = 2  # the history's "recent offers": coupons in the last two roun
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
 LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
 LOOP_HISTORY = ("posterior", "features")
-LOOP_PROBES = ("thompson", "uniform")
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
 COST_MARGIN = 1.1  # on the model's predicted cost of the probe (its cost is the plan's own spend)
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
@@ -115,9 +110,6 @@ PILOT_SAFETY = 1.5
 PROBE_UNIFORM = 0.3
 PROBE_FLOOR = 0.01  # uplift added to the model's before weighting, so no shopper weighs zero
 PROBE_MAX_SHARE = 0.5
-# Thompson probe: this share of a probed shopper's arm chances stays uniform, so every arm keeps a
-# propensity of at least PROBE_ARM_UNIFORM / (1 + coupons)
-PROBE_ARM_UNIFORM = 0.2
 ASSIGN = "p_arm_"  # a probe row's logged chance of each arm index, for the learner's expected dose
 CAP_DRAWS = 200  # simulated rounds per plan for the expected effect of the hard budget cap
 
@@ -136,7 +128,6 @@ class LoopSettings:
     # that drifts stays measurable). explore_decay 0 keeps the share fixed
     explore_floor: float = 0.02
     explore_decay: float = 0.5
-    probe: str = "thompson"
     control_share: float = 0.1  # random holdout of every planned audience
     strategies: tuple[str, ...] = STRATEGIES
     # the closed loop's learner: `terms` (today's R-learner, uplift = depth x h(x), refitted on the
@@ -172,8 +163,6 @@ class LoopSettings:
             raise ValueError("frequency_cap must be at least 1 (or None)")
         if self.history not in LOOP_HISTORY:
             raise ValueError(f"history must be one of {LOOP_HISTORY}, got {self.history!r}")
-        if self.probe not in LOOP_PROBES:
-            raise ValueError(f"probe must be one of {LOOP_PROBES}, got {self.probe!r}")
         if self.learner not in LOOP_LEARNERS:
             raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
@@ -867,31 +856,6 @@ class _Personalised(CouponUpliftModel):
             return self.base_.iloc[rows].reset_index(drop=True)
         return self.model.predict_candidates(X, shopper_ids, coupons)
 
-    def arm_probabilities(self, X, shopper_ids, coupons, margin: float, lam: float) -> np.ndarray:
-        """(n, 1 + n_coupons) each shopper's posterior probability that each arm (0: none) is their
-        best at budget price `lam` (profit - lam x cost): Thompson sampling's assignment chances,
-        exact over the posterior's grid of (a, r) rather than estimated by repeated draws. The
-        basket is the posterior mean's (its uncertainty is left out)."""
-        ids = np.asarray(shopper_ids, dtype=int)
-        n, k = len(ids), len(coupons)
-        pop = self.population_candidates(X, ids, coupons)
-        p0 = pop["p_control"].to_numpy()[:n]
-        tau = (pop["p_treated"] - pop["p_control"]).to_numpy().reshape(k, n).T
-        opts = score_options(self.predict_candidates(X, ids, coupons), coupons, margin)
-        q1 = opts["p_treated"].to_numpy().reshape(k, n).T
-        q0 = opts["p_control"].to_numpy()[:n]
-        # per purchase: what a coupon buyer is worth net of the coupon's priced cost, and a plain buyer
-        net = (margin * opts["spend_treated"] - (1 + lam) * opts["cost"]).to_numpy().reshape(k, n).T / q1
-        plain = margin * opts["spend_control"].to_numpy()[:n] / q0
-        post = self.response_.posterior_[ids]
-        out = np.zeros((n, k + 1))
-        for cell, (a, r) in enumerate(self.response_.grid_):
-            b0 = np.clip(a * p0, 1e-3, 0.995)
-            b1 = np.clip(b0[:, None] + r * tau, 1e-3, 0.995)
-            value = np.column_stack([np.zeros(n), b1 * net - (b0 * plain)[:, None]])
-            np.add.at(out, (np.arange(n), value.argmax(axis=1)), post[:, cell])
-        return out / out.sum(axis=1, keepdims=True)
-
     def predict_candidates(self, X, shopper_ids, coupons=None) -> pd.DataFrame:
         cand = self.population_candidates(X, shopper_ids, coupons)
         ids = cand["shopper_id"].to_numpy(dtype=int)
@@ -936,7 +900,7 @@ def _fit_loop_model(log, columns, coupons, seed, learner, menu) -> tuple[CouponU
         if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
             return None, "static"
     if learner == "terms":  # today's R-learner (uplift = depth x h(x)), refitted on the loop's rows
-        # a Thompson probe's rows: each drawn from its own known arm chances (menu arm index order)
+        # the probe's rows: each with its known chance of every arm (menu arm index order)
         assign = [f"{ASSIGN}{a}" for a in range(len(menu))]
         assignment = log.reindex(columns=assign).set_axis(list(menu), axis=1)
         model = CouponTermsEffectModel(control=CONTROL, calibrate=False, random_state=seed).fit(
@@ -980,19 +944,16 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         rows, arms, planned = _plan(static_all, coupons, s.budget, s, market.static_model.cost_factor_, rng)
         return rows, arms, _empty(), _predicted(static_all, rows, arms, s), False, planned, None
     # closed loop: the plan over everyone, then a randomised probe (a probed shopper gets the probe's
-    # arm instead of a planned one): each shopper is probed with a known inclusion probability and
-    # their probe arm drawn from a known distribution, so every shopper's arm had a known chance, the
-    # logging propensity
+    # arm, uniform over none and the coupons, instead of a planned one): each shopper is probed with a
+    # known inclusion probability, so every shopper's arm had a known chance, the logging propensity
     pool = np.flatnonzero(eligible)
     k = len(coupons)
     budget = (1 - share) * s.budget
-    dist = np.full((len(pool), k + 1), 1.0 / (k + 1))  # the probe's arms: uniform, or Thompson's
     if model is None:
         cand = static_all
         safety = market.static_model.cost_factor_
         per_row = np.full(len(pool), PILOT_COST_PER_ROW * float(coupons["face_value"].mean()))
         weight = np.ones(len(pool))
-        rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
     else:
         cand = model.predict_candidates(X.iloc[pool], pool, coupons)
         # realised over predicted cost of the earlier learned plans, once they predicted a material
@@ -1007,48 +968,29 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         )
         safety = max(model.cost_factor_, ratio)
         calib["safety"] = safety
-        rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
         opts = score_options(cand, coupons, s.margin_rate)
-        cost = opts["cost"].to_numpy().reshape(k, len(pool)).T
+        # the model's cost over many shoppers is about right (it is the chosen few where it runs low)
+        per_row = COST_MARGIN * opts["cost"].to_numpy().reshape(k, len(pool)).sum(axis=0) / (k + 1)
         uplift = (opts["p_treated"] - opts["p_control"]).to_numpy().reshape(k, len(pool)).max(axis=0)
         weight = _probe_weight(uplift, X["loop_offers"].to_numpy()[pool])
-        if s.probe == "thompson" and isinstance(model, _Personalised):
-            profit = opts["profit"].to_numpy().reshape(k, len(pool)).T
-            lam = _budget_price(profit, cost, np.searchsorted(pool, rows), planned)
-            best = model.arm_probabilities(X.iloc[pool], pool, coupons, s.margin_rate, lam)
-            dist = (1 - PROBE_ARM_UNIFORM) * best + PROBE_ARM_UNIFORM / (k + 1)
-            unsure = 1.0 - best.max(axis=1) + PROBE_FLOOR
-            weight = (1 - PROBE_UNIFORM) * unsure / unsure.mean() + PROBE_UNIFORM
-        # the model's cost over many shoppers is about right (it is the chosen few where it runs low)
-        per_row = COST_MARGIN * (dist[:, 1:] * cost).sum(axis=1)
+    rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
     inclusion = np.zeros(n)
     inclusion[pool] = _inclusion(weight, per_row, share * s.budget)
-    arm_dist = np.full((n, k + 1), 1.0 / (k + 1))
-    arm_dist[pool] = dist
-    propensity = _logging_propensity(eligible, k, rows, arms, planned, inclusion, arm_dist)
+    propensity = _logging_propensity(eligible, k, rows, arms, planned, inclusion)
     probe_rows = np.flatnonzero(rng.random(n) < inclusion)
-    cum = np.cumsum(arm_dist[probe_rows], axis=1)
-    probe_arms = (cum < rng.random(len(probe_rows))[:, None] * cum[:, -1:]).sum(axis=1).clip(max=k)
+    probe_arms = np.minimum((rng.random(len(probe_rows)) * (k + 1)).astype(int), k)
+    chance = 1.0 / (k + 1)
     probe = pd.DataFrame(
         {
             "row": probe_rows,
             "arm_index": probe_arms,
-            "propensity": arm_dist[probe_rows, probe_arms],
-            **{f"{ASSIGN}{a}": arm_dist[probe_rows, a] for a in range(k + 1)},
+            "propensity": chance,
+            **{f"{ASSIGN}{a}": chance for a in range(k + 1)},
         }
     )
     keep = ~np.isin(rows, probe_rows)
     rows, arms, planned = rows[keep], arms[keep], planned[keep]
     return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity
-
-
-def _budget_price(profit: np.ndarray, cost: np.ndarray, positions, planned) -> float:
-    """The plan's price of a unit of budget (the knapsack's lambda): profit per cost of the planned
-    options, at their low end (the 5% quantile, as the greedy fill adds a few below lambda)."""
-    t = planned > 0
-    c = cost[positions[t], planned[t] - 1]
-    ratio = profit[positions[t], planned[t] - 1][c > 0] / c[c > 0]
-    return max(float(np.quantile(ratio, 0.05)), 0.0) if len(ratio) else 0.0
 
 
 def _probe_weight(uplift: np.ndarray, offers: np.ndarray) -> np.ndarray:
@@ -1077,12 +1019,9 @@ def _inclusion(weight: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarra
     return np.minimum(lo * weight, PROBE_MAX_SHARE)
 
 
-def _logging_propensity(
-    eligible: np.ndarray, k: int, rows, arms, planned, inclusion, probe_arms=None
-) -> np.ndarray:
+def _logging_propensity(eligible: np.ndarray, k: int, rows, arms, planned, inclusion) -> np.ndarray:
     """(n, 1 + k) each shopper's chance of each arm this round: the probe includes shopper i with
-    probability inclusion[i] and gives arm a with probability probe_arms[i, a] (None: uniform); the
-    others get their planned coupon, except
+    probability inclusion[i] and gives a uniform arm; the others get their planned coupon, except
     the plan's random holdout (its share of the coupon's audience), and everyone unplanned (capped
     shoppers included) gets nothing."""
     n = len(eligible)
@@ -1094,8 +1033,7 @@ def _logging_propensity(
         plan[rows[mine], 0] = hold
         plan[rows[mine], c] = 1.0 - hold
     share = np.where(eligible, np.broadcast_to(np.asarray(inclusion, dtype=float), (n,)), 0.0)[:, None]
-    probe = np.full((n, k + 1), 1.0 / (k + 1)) if probe_arms is None else np.asarray(probe_arms, dtype=float)
-    return share * probe + (1 - share) * plan
+    return share / (k + 1) + (1 - share) * plan
 
 
 def _predicted(cand: pd.DataFrame, rows, arms, s: LoopSettings) -> dict:

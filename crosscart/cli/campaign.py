@@ -301,9 +301,6 @@ def simulate_loop(
     explore_decay: float = typer.Option(
         0.5, "--explore-decay", help="Closed loop: share in round t = explore-share x t ** -this (0: fixed)."
     ),
-    probe: str = typer.Option(
-        "thompson", "--probe", help="Closed loop's probe arms: thompson (posterior chances) or uniform."
-    ),
     margin: float = typer.Option(0.3, "--margin", help="Gross margin rate."),
     learner: str = typer.Option(
         "terms", "--learner", help="Closed loop's learner: terms (R-learner on depth), auto, logistic, lgbm."
@@ -336,7 +333,7 @@ def simulate_loop(
     try:
         settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
                                 explore_share=explore_share, explore_floor=explore_floor,
-                                explore_decay=explore_decay, probe=probe, learner=learner, history=history,
+                                explore_decay=explore_decay, learner=learner, history=history,
                                 fatigue=fatigue, frequency_cap=frequency_cap)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
