@@ -109,9 +109,19 @@ def main() -> None:
     ap.add_argument("--fatigue", type=float, default=1.0, help="truth: effect x this per recent coupon")
     ap.add_argument("--frequency-cap", type=int, default=None, help="contact policy of every strategy")
     ap.add_argument("--history", default="posterior", help="closed loop: posterior or features")
+    ap.add_argument("--explore-share", type=float, default=0.1, help="closed loop: first round's probe share")
+    ap.add_argument("--explore-floor", type=float, default=0.02, help="closed loop: lowest probe share")
+    ap.add_argument("--explore-decay", type=float, default=0.5, help="closed loop: share x round ** -this")
     ap.add_argument("--name", default="closed_loop", help="results file stem in bench/results/")
     args = ap.parse_args()
-    rules = {"fatigue": args.fatigue, "frequency_cap": args.frequency_cap, "history": args.history}
+    rules = {
+        "fatigue": args.fatigue,
+        "frequency_cap": args.frequency_cap,
+        "history": args.history,
+        "explore_share": args.explore_share,
+        "explore_floor": args.explore_floor,
+        "explore_decay": args.explore_decay,
+    }
     warnings.filterwarnings("ignore", category=FutureWarning)
     all_rows, timings = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:

@@ -6,15 +6,16 @@ generator's own coupon response (`features.synth.truth.coupon_response`; gross b
 around the shopper's typical basket, lifted under a coupon; a buyer whose basket reaches the minimum
 spend redeems at the generator's rate). Three strategies run side by side on the same shoppers:
 
-- `closed_loop`: each round reserves `explore_share` of the budget for exploration: a probe whose
-  shoppers are drawn with known inclusion probabilities (leaning to likely responders with little
-  history of their own) and get a coupon of the menu or none, uniformly, with the assignment
-  probability logged; the rest of the budget is planned (`models.uplift.planner.plan_campaign`,
-  random holdout) with a model refitted every round on all campaign rows so far (the campaign
-  features plus where each shopper shops on the price ladder, `shopper_price_features`), and each
-  shopper's own logged weeks then set that shopper's multipliers on its baseline and uplift and
-  their own orders their basket (`models.uplift.shopper_response`), or enter as features.
-  Predicted cost is calibrated on the realised cost of the earlier rounds' plans;
+- `closed_loop`: each round reserves a share of the budget for exploration (`explore_share` in the
+  first round, shrinking by round down to `explore_floor`): a probe whose shoppers are drawn with
+  known inclusion probabilities (leaning to likely responders with little history of their own) and
+  get a coupon of the menu or none, uniformly, with the assignment probability logged; the rest of
+  the budget is planned (`models.uplift.planner.plan_campaign`, random holdout) with a model
+  refitted every round on all campaign rows so far (the campaign features plus where each shopper
+  shops on the price ladder, `shopper_price_features`), and each shopper's own logged weeks then
+  set that shopper's multipliers on its baseline and uplift and their own orders their basket
+  (`models.uplift.shopper_response`), or enter as features. Predicted cost is calibrated on the
+  realised cost of the earlier rounds' plans;
 - `no_exploration`: today's planner, the `CouponTermsEffectModel` fitted on the marketplace's past
   campaigns, planning every round with its own cost margin;
 - `response_model`: the same model's likeliest buyers first (`planner.response_plan`).
@@ -109,6 +110,7 @@ PILOT_SAFETY = 1.5
 PROBE_UNIFORM = 0.3
 PROBE_FLOOR = 0.01  # uplift added to the model's before weighting, so no shopper weighs zero
 PROBE_MAX_SHARE = 0.5
+ASSIGN = "p_arm_"  # a probe row's logged chance of each arm index, for the learner's expected dose
 CAP_DRAWS = 200  # simulated rounds per plan for the expected effect of the hard budget cap
 
 
@@ -120,7 +122,12 @@ class LoopSettings:
     budget: float = 3000.0
     seed: int = 0
     margin_rate: float = 0.3
-    explore_share: float = 0.1  # of the budget, spent on randomised coupon terms
+    explore_share: float = 0.1  # of the first round's budget, spent on randomised coupon terms
+    # the share in round t is max(explore_floor, explore_share * t ** -explore_decay): exploration
+    # pays most while little is known; the floor keeps every arm's propensity positive (a market
+    # that drifts stays measurable). explore_decay 0 keeps the share fixed
+    explore_floor: float = 0.02
+    explore_decay: float = 0.5
     control_share: float = 0.1  # random holdout of every planned audience
     strategies: tuple[str, ...] = STRATEGIES
     # the closed loop's learner: `terms` (today's R-learner, uplift = depth x h(x), refitted on the
@@ -148,6 +155,8 @@ class LoopSettings:
             raise ValueError(f"budget must be positive and finite, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
+        if not 0 < self.explore_floor <= self.explore_share or self.explore_decay < 0:
+            raise ValueError("explore_floor must be in (0, explore_share] and explore_decay >= 0")
         if not 0 < self.fatigue <= 1 or self.fatigue_window < 1 or self.cap_window < 1:
             raise ValueError("fatigue must be in (0, 1], fatigue_window and cap_window at least 1")
         if self.frequency_cap is not None and self.frequency_cap < 1:
@@ -656,7 +665,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         # with the posterior, the learner sees no outcome of a shopper's own weeks as a feature (the
         # posterior's likelihood reads them); the recent coupons it got are grants, not outcomes
         columns = X.columns if s.history == "features" else [*market.features.columns, "loop_recent_offers"]
-        model, learner = _fit_loop_model(log, columns, all_coupons, s.seed, s.learner)
+        model, learner = _fit_loop_model(log, columns, all_coupons, s.seed, s.learner, menu_ids)
         if model is not None and s.history == "posterior" and weeks:
             model, learner = _Personalised(model, X, coupons, weeks), f"{learner}+posterior"
         # the policy value's outcome model: the population model, never a shopper's own weeks (its
@@ -673,7 +682,9 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
         plans = {}
         for strategy in s.strategies:
             eligible = contacts[strategy].eligible()
-            plans[strategy] = _round_plan(strategy, market, X, model, static_all, calib, s, rng, eligible)
+            plans[strategy] = _round_plan(
+                strategy, market, X, model, static_all, calib, s, rng, eligible, explore_share(s, rnd)
+            )
         earlier = list(pv_log)  # before launch: every strategy's plan is valued on earlier rounds only
         for strategy, (rows, arms, explore_rows, predicted, learned, planned, logging) in plans.items():
             pv = _plan_value(earlier, rows, arms, n, q, q_var)
@@ -686,6 +697,8 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
             exploit = drawn.iloc[: len(rows)].reset_index(drop=True)
             probe = drawn.iloc[len(rows) :].reset_index(drop=True)
             probe["propensity"] = explore_rows["propensity"].to_numpy(dtype=float)
+            for col in (c for c in explore_rows.columns if c.startswith(ASSIGN)):
+                probe[col] = explore_rows[col].to_numpy(dtype=float)
             capped = _capped_truth(
                 market, coupons, granted_rows, granted_arms, truth, s.budget, s.margin_rate, rng
             )
@@ -773,6 +786,7 @@ def simulate_loop(market: LoopMarket, s: LoopSettings) -> list[dict]:
                     "policy_value_mean_high": pv["mean_high"],
                     "treated": int(len(treated_rows)),
                     "explored": int(len(probe)),
+                    "explore_share": explore_share(s, rnd) if strategy == "closed_loop" else None,
                     "learner": learner if strategy == "closed_loop" else "static",
                     "cost_safety": calib.get("safety") if strategy == "closed_loop" else None,
                 }
@@ -875,8 +889,9 @@ class _Personalised(CouponUpliftModel):
         )
 
 
-def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftModel | None, str]:
-    """The closed loop's dose-response model on all campaign rows so far (None while too few)."""
+def _fit_loop_model(log, columns, coupons, seed, learner, menu) -> tuple[CouponUpliftModel | None, str]:
+    """The closed loop's dose-response model on all campaign rows so far (None while too few);
+    `menu`: the arm ids by arm index (control first)."""
     if log is None or len(log) < MIN_HISTORY_ROWS:
         return None, "static"
     arm = log["arm"].to_numpy()
@@ -885,8 +900,18 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
         if len(np.unique(y[group])) < 2 or y[group].sum() < 3:
             return None, "static"
     if learner == "terms":  # today's R-learner (uplift = depth x h(x)), refitted on the loop's rows
+        # the probe's rows: each with its known chance of every arm (menu arm index order)
+        assign = [f"{ASSIGN}{a}" for a in range(len(menu))]
+        assignment = log.reindex(columns=assign).set_axis(list(menu), axis=1)
         model = CouponTermsEffectModel(control=CONTROL, calibrate=False, random_state=seed).fit(
-            log[list(columns)], arm, y, log["net_spend"], log["redeemed"], coupons, groups=log["group"]
+            log[list(columns)],
+            arm,
+            y,
+            log["net_spend"],
+            log["redeemed"],
+            coupons,
+            groups=log["group"],
+            assignment=assignment,
         )
         return model, "terms"
     model = DoseResponseUplift(control=CONTROL, learner=learner, random_state=seed).fit(
@@ -895,7 +920,13 @@ def _fit_loop_model(log, columns, coupons, seed, learner) -> tuple[CouponUpliftM
     return model, model.learner_
 
 
-def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible):
+def explore_share(s: LoopSettings, rnd: int) -> float:
+    """The budget share of round `rnd`'s probe (1-based): `explore_share` decaying as
+    rnd ** -explore_decay, never below `explore_floor`."""
+    return max(s.explore_floor, s.explore_share * float(rnd) ** -s.explore_decay)
+
+
+def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, rng, eligible, share):
     """(planned rows, planned arms, this round's exploration rows, the model's predicted cost and
     profit of the plan, whether a learned model planned it, each planned row's coupon, the round's
     logging propensity or None). Only `eligible` shoppers (the contact policy) are planned or
@@ -916,7 +947,8 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
     # arm, uniform over none and the coupons, instead of a planned one): each shopper is probed with a
     # known inclusion probability, so every shopper's arm had a known chance, the logging propensity
     pool = np.flatnonzero(eligible)
-    budget = (1 - s.explore_share) * s.budget
+    k = len(coupons)
+    budget = (1 - share) * s.budget
     if model is None:
         cand = static_all
         safety = market.static_model.cost_factor_
@@ -937,18 +969,25 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         safety = max(model.cost_factor_, ratio)
         calib["safety"] = safety
         opts = score_options(cand, coupons, s.margin_rate)
-        k = len(coupons)
         # the model's cost over many shoppers is about right (it is the chosen few where it runs low)
         per_row = COST_MARGIN * opts["cost"].to_numpy().reshape(k, len(pool)).sum(axis=0) / (k + 1)
         uplift = (opts["p_treated"] - opts["p_control"]).to_numpy().reshape(k, len(pool)).max(axis=0)
         weight = _probe_weight(uplift, X["loop_offers"].to_numpy()[pool])
     rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
     inclusion = np.zeros(n)
-    inclusion[pool] = _inclusion(weight, per_row, s.explore_share * s.budget)
-    propensity = _logging_propensity(eligible, len(coupons), rows, arms, planned, inclusion)
+    inclusion[pool] = _inclusion(weight, per_row, share * s.budget)
+    propensity = _logging_propensity(eligible, k, rows, arms, planned, inclusion)
     probe_rows = np.flatnonzero(rng.random(n) < inclusion)
-    probe_arms = rng.integers(0, len(coupons) + 1, len(probe_rows))
-    probe = pd.DataFrame({"row": probe_rows, "arm_index": probe_arms, "propensity": 1.0 / (len(coupons) + 1)})
+    probe_arms = np.minimum((rng.random(len(probe_rows)) * (k + 1)).astype(int), k)
+    chance = 1.0 / (k + 1)
+    probe = pd.DataFrame(
+        {
+            "row": probe_rows,
+            "arm_index": probe_arms,
+            "propensity": chance,
+            **{f"{ASSIGN}{a}": chance for a in range(k + 1)},
+        }
+    )
     keep = ~np.isin(rows, probe_rows)
     rows, arms, planned = rows[keep], arms[keep], planned[keep]
     return rows, arms, probe, _predicted(cand, rows, arms, s), model is not None, planned, propensity

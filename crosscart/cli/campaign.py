@@ -292,7 +292,15 @@ def simulate_loop(
     data: Path | None = typer.Option(
         None, "--data", exists=True, file_okay=False, help="Use this generated marketplace instead."
     ),
-    explore_share: float = typer.Option(0.1, "--explore-share", help="Budget share for randomised terms."),
+    explore_share: float = typer.Option(
+        0.1, "--explore-share", help="Closed loop: the first round's budget share for randomised terms."
+    ),
+    explore_floor: float = typer.Option(
+        0.02, "--explore-floor", help="Closed loop: the lowest share the exploration shrinks to."
+    ),
+    explore_decay: float = typer.Option(
+        0.5, "--explore-decay", help="Closed loop: share in round t = explore-share x t ** -this (0: fixed)."
+    ),
     margin: float = typer.Option(0.3, "--margin", help="Gross margin rate."),
     learner: str = typer.Option(
         "terms", "--learner", help="Closed loop's learner: terms (R-learner on depth), auto, logistic, lgbm."
@@ -324,7 +332,8 @@ def simulate_loop(
         raise typer.Exit(2)
     try:
         settings = LoopSettings(rounds=rounds, budget=budget, seed=seed, margin_rate=margin,
-                                explore_share=explore_share, learner=learner, history=history,
+                                explore_share=explore_share, explore_floor=explore_floor,
+                                explore_decay=explore_decay, learner=learner, history=history,
                                 fatigue=fatigue, frequency_cap=frequency_cap)  # fmt: skip
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -246,9 +246,15 @@ class CouponTermsEffectModel(CouponUpliftModel):
         self.cost_confidence = cost_confidence
         self.random_state = random_state
 
-    def fit(self, X, treatment, outcome, spend, redeemed, coupons: pd.DataFrame, groups=None):
+    def fit(
+        self, X, treatment, outcome, spend, redeemed, coupons: pd.DataFrame, groups=None, assignment=None
+    ):
         """`treatment`: coupon id or control per row; `outcome`: converted (0/1); `spend`, `redeemed`
-        per row; `coupons`: the terms of every treatment coupon.
+        per row; `coupons`: the terms of every treatment coupon. `assignment` (optional, a DataFrame
+        with one column per arm id, one row per row of X): the known probability of each arm where a
+        row's arm was drawn from its own distribution (a targeted design); the R-learner's expected
+        dose of such a row is its mean under that distribution instead of its group's mean dose.
+        Rows with any missing probability keep their group's mean.
 
         With `calibrate`, first measure `cost_factor_` on held-out campaigns: leave each group
         (campaign) out in turn, fit on the others, and compare realised with predicted coupon cost
@@ -266,7 +272,11 @@ class CouponTermsEffectModel(CouponUpliftModel):
             raise ValueError("selected_share must be in (0, 1] and cost_confidence in (0, 1)")
         if self.effect_learner not in ("x", "r"):
             raise ValueError(f"effect_learner must be 'x' or 'r', got {self.effect_learner!r}")
-        sizes = {len(v) for v in (X, arm, converted, spend, redeemed) + (() if groups is None else (groups,))}
+        sizes = {
+            len(v)
+            for v in (X, arm, converted, spend, redeemed)
+            + tuple(v for v in (groups, assignment) if v is not None)
+        }
         if len(sizes) > 1:
             raise ValueError("X, arm, converted, spend, redeemed and groups need one value per row")
         self.cost_factor_ = 1.0
@@ -297,13 +307,14 @@ class CouponTermsEffectModel(CouponUpliftModel):
                     *(take(v, fit_rows) for v in (X, arm, converted, spend, redeemed)),
                     coupons,
                     take(groups, fit_rows),
+                    take(assignment, fit_rows),
                 )
                 r, p, v = part._selected_cost(*(take(v, held) for v in (X, arm, spend, redeemed)), coupons)
                 realised, predicted, variance = realised + r, predicted + p, variance + v
             # one-sided upper bound: redemptions are rare events, Var(sum) ~ sum of squared discounts
             upper = realised + ndtri(self.cost_confidence) * np.sqrt(variance)
             self.cost_factor_ = float(max(1.0, upper / predicted)) if predicted > 0 else 1.0
-        return self._fit(X, arm, converted, spend, redeemed, coupons, groups)
+        return self._fit(X, arm, converted, spend, redeemed, coupons, groups, assignment)
 
     def _selected_cost(self, X, arm, spend, redeemed, coupons) -> tuple[float, float, float]:
         """(realised, predicted, sum of squared realised discounts) coupon cost of the held-out treated
@@ -329,7 +340,7 @@ class CouponTermsEffectModel(CouponUpliftModel):
         discount = gross_basket(net, used, row_terms) - net
         return float(discount.sum()), float(top["cost"].sum()), float((discount**2).sum())
 
-    def _fit(self, X, arm, converted, spend, redeemed, coupons: pd.DataFrame, groups=None):
+    def _fit(self, X, arm, converted, spend, redeemed, coupons: pd.DataFrame, groups=None, assignment=None):
         from sklearn.model_selection import KFold
 
         self.feature_names_in_ = np.asarray(X.columns, dtype=object) if isinstance(X, pd.DataFrame) else None
@@ -382,7 +393,13 @@ class CouponTermsEffectModel(CouponUpliftModel):
             for fit_rows, out_rows in folds.split(Xu):
                 model = default_estimator(True, self.random_state).fit(Xu[fit_rows], yu[fit_rows])
                 m_hat[out_rows] = model.predict_proba(Xu[out_rows])[:, 1]
-            resid_d = du - pd.Series(du).groupby(gu).transform("mean").to_numpy()
+            expected = pd.Series(du).groupby(gu).transform("mean").to_numpy()
+            if assignment is not None:  # rows drawn from their own known distribution over arms
+                probs = pd.DataFrame(assignment).reset_index(drop=True)[use]
+                arm_dose = [0.0 if a == self.control else float(depth[a]) for a in probs.columns]
+                known = probs.notna().all(axis=1).to_numpy()
+                expected[known] = probs.to_numpy(dtype=float)[known] @ np.asarray(arm_dose)
+            resid_d = du - expected
             keep = np.abs(resid_d) > 1e-9
             if not keep.any():
                 raise ValueError("the coupons' depths do not vary within any group: no dose to learn from")

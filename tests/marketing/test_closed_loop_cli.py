@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from crosscart.cli import app
@@ -16,25 +17,18 @@ KEYS = {
 }
 
 
-def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget():
-    result = CliRunner().invoke(
-        app,
-        [
-            "campaign",
-            "simulate-loop",
-            "--rounds",
-            "3",
-            "--budget",
-            "2000",
-            "--seed",
-            "3",
-            "--scale",
-            "tiny",
-            "--json",
-        ],
-    )
+TINY = "campaign simulate-loop --rounds 3 --budget 2000 --seed 3 --scale tiny --json".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    result = CliRunner().invoke(app, TINY)
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.stdout
+
+
+def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget(tiny_run):
+    rows = [json.loads(line) for line in tiny_run.splitlines() if line.startswith("{")]
     assert len(rows) == 9
     assert {(r["round"], r["strategy"]) for r in rows} == {
         (i, s) for i in (1, 2, 3) for s in ("closed_loop", "no_exploration", "response_model")
@@ -46,6 +40,8 @@ def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget():
     loop = [r for r in rows if r["strategy"] == "closed_loop"]
     assert loop[0]["policy_value_low"] is None  # nothing randomised logged before the first round
     assert all(r["explored"] > 0 for r in loop)
+    # the probe's share shrinks by round (0.1 / sqrt(round) by default)
+    assert [r["explore_share"] for r in loop] == pytest.approx([0.1, 0.1 / 2**0.5, 0.1 / 3**0.5])
     for r in loop[1:]:
         assert r["policy_value_low"] <= r["policy_value_high"]
     # per-round diagnostics: randomised rows accumulate, effects are compared with the truth, and the
@@ -65,6 +61,13 @@ def test_simulate_loop_json_on_tiny_keeps_the_contract_and_the_budget():
             strict=True,
         )
     )
+
+
+def test_simulate_loop_is_deterministic_with_a_seed(tiny_run):
+    """The same seed gives the same rounds: the marketplace, the plans, the Thompson probe's draws."""
+    again = CliRunner().invoke(app, TINY)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == tiny_run
 
 
 def test_simulate_loop_refuses_bad_settings():
