@@ -215,6 +215,28 @@ def test_decide_averages_in_an_anchor_the_default_does_not_clearly_lead():
     assert decide(beaten, ("blend", "s", "t"), "blend", 2.0, True, anchors, 1.0) == "blend+t"
 
 
+def test_auto_averages_in_an_anchor_without_a_signal_and_keeps_a_default_that_leads_them():
+    """Deterministic (random_state 0). No effect: the blend scores best on the folds but leads the
+    T-learner by a fraction of a standard error, so T is averaged in (without anchors the blend
+    stays alone). A strong effect: the blend leads both S and T by more than one standard error,
+    so it is kept alone."""
+    kwargs = dict(candidates=("blend", "s-lr", "s", "t"), cv=3, repeats=2)
+    none = _campaign(4000, 0.0, seed=4)
+    auto = AutoUplift(**kwargs).fit(none.X, none.treatment, none.outcome)
+    t = auto.cv_scores_["t"]
+    assert max(auto.cv_scores_, key=lambda k: auto.cv_scores_[k]["combined"]) == "blend"
+    assert 0 < t["lead_of_reference"] <= t["lead_of_reference_se"]
+    assert auto.best_key_ == "blend+t" and auto.model_.members == ("blend", "t")
+    assert auto.model_.standardise
+    alone = AutoUplift(**kwargs, anchors=()).fit(none.X, none.treatment, none.outcome)
+    assert alone.best_key_ == "blend"
+    strong = _campaign(4000, 0.3, seed=1)
+    auto = AutoUplift(**kwargs).fit(strong.X, strong.treatment, strong.outcome)
+    assert auto.best_key_ == "blend"
+    for anchor in ("s", "t"):
+        assert auto.cv_scores_[anchor]["lead_of_reference"] > auto.cv_scores_[anchor]["lead_of_reference_se"]
+
+
 def test_auto_chooses_on_the_training_rows_only(monkeypatch):
     """`evaluate_models` hands `auto` the training rows and nothing else: every row the selector
     sees is a training row, and changing the test outcomes changes neither its choice nor its
