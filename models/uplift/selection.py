@@ -4,7 +4,9 @@ On small, noisy campaign data no single learner wins everywhere, and the one wit
 held-out Qini is often only the luckiest. `AutoUplift` scores each candidate by Qini AUC and
 uplift@30 on repeated held-out folds and keeps its default, a blend of S-learners on trees and on
 a linear model, unless the folds show a candidate clearly better on both metrics (`decide`), and
-even then only averages the winner in; the test rows are never seen, so the choice is honest.
+even then only averages the winner in; when the folds cannot rank the blend above scikit-uplift's
+S- or T-learner (the anchors), that learner is averaged in. The test rows are never seen, so the
+choice is honest.
 """
 
 from __future__ import annotations
