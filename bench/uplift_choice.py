@@ -145,7 +145,12 @@ def _reusable(args, models: list[str]) -> dict[tuple, dict]:
 
     def same(p: dict) -> bool:
         cv = p["auto_cv"]
-        return decide(cv, list(cv), auto.default, auto.default_se, auto.combine) == p["chosen"]
+        if auto.anchors and not all("lead_of_reference" in v for v in cv.values()):
+            return False  # stored before anchors: the summary cannot replay today's rule
+        chosen = decide(
+            cv, list(cv), auto.default, auto.default_se, auto.combine, auto.anchors, auto.anchor_se
+        )
+        return chosen == p["chosen"]
 
     return {(p["seed"], p["arm"], p["outcome"]): p for p in old["pairs"] if same(p)}
 

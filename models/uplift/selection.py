@@ -4,7 +4,9 @@ On small, noisy campaign data no single learner wins everywhere, and the one wit
 held-out Qini is often only the luckiest. `AutoUplift` scores each candidate by Qini AUC and
 uplift@30 on repeated held-out folds and keeps its default, a blend of S-learners on trees and on
 a linear model, unless the folds show a candidate clearly better on both metrics (`decide`), and
-even then only averages the winner in; the test rows are never seen, so the choice is honest.
+even then only averages the winner in; when the folds cannot rank the blend above scikit-uplift's
+S- or T-learner (the anchors), that learner is averaged in. The test rows are never seen, so the
+choice is honest.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ def applicable(key: str, binary: bool) -> bool:
 
 
 AUTO_METRICS = ("qini_auc", "uplift@30")
+# scikit-uplift's S- (SoloModel) and T-learner (TwoModels) on our regularised LightGBM: what a
+# marketer would otherwise run. `decide` averages the best of them into a default the folds cannot
+# tell from it (see there), so a weak signal cannot leave `auto` far below them.
+AUTO_ANCHORS = ("s", "t")
 
 
 def _arm_scores(effects: np.ndarray, t, y, arms, control) -> np.ndarray:
@@ -168,7 +174,14 @@ def cv_qini(
     ]
 
 
-def one_se_choice(scores: dict[str, np.ndarray], order) -> tuple[str, dict[str, dict[str, float]]]:
+def _se(values: np.ndarray) -> float:
+    """Standard error of the mean of paired per-fold values (0 with a single fold)."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def one_se_choice(
+    scores: dict[str, np.ndarray], order, reference: str | None = None
+) -> tuple[str, dict[str, dict[str, float]]]:
     """The simplest candidate statistically level with the best, and every candidate's summary.
 
     `scores[key]` is a (folds, metrics) array of held-out scores (the same folds for every key).
@@ -178,7 +191,9 @@ def one_se_choice(scores: dict[str, np.ndarray], order) -> tuple[str, dict[str, 
     when its mean paired deficit (best minus candidate, fold by fold) is at most one standard error of
     that deficit (Hastie et al.'s one-standard-error rule). Of the level ones the first in `order`
     wins: when the data cannot tell candidates apart, the simpler, lower-variance one generalises
-    better.
+    better. With a `reference` (the default), each summary also holds the reference's mean paired
+    lead over the candidate on the combined score and its standard error (`lead_of_reference`,
+    `lead_of_reference_se`), which `decide` reads to find anchors level with the default.
     """
     keys = [k for k in order if k in scores] + [k for k in scores if k not in order]
     if not keys:
@@ -192,9 +207,10 @@ def one_se_choice(scores: dict[str, np.ndarray], order) -> tuple[str, dict[str, 
     n_folds = combined.shape[1]
     summary = {}
     chosen = None
+    ref = keys.index(reference) if reference in keys else None
     for i, key in enumerate(keys):
         gap = combined[best] - combined[i]
-        se = float(gap.std(ddof=1) / np.sqrt(n_folds)) if n_folds > 1 else 0.0
+        se = _se(gap)
         level = bool(gap.mean() <= se + 1e-12)
         summary[key] = {
             **{m: float(arr[i, :, j].mean()) for j, m in enumerate(AUTO_METRICS[: arr.shape[2]])},
@@ -207,13 +223,23 @@ def one_se_choice(scores: dict[str, np.ndarray], order) -> tuple[str, dict[str, 
             "gap_se": se,
             "level_with_best": level,
         }
+        if ref is not None:
+            lead = combined[ref] - combined[i]
+            summary[key]["lead_of_reference"] = float(lead.mean())
+            summary[key]["lead_of_reference_se"] = _se(lead)
         if level and chosen is None:
             chosen = key
     return chosen, summary
 
 
 def decide(
-    summary: dict[str, dict[str, float]], order, default: str | None, default_se: float, combine: bool
+    summary: dict[str, dict[str, float]],
+    order,
+    default: str | None,
+    default_se: float,
+    combine: bool,
+    anchors=(),
+    anchor_se: float = 1.0,
 ) -> str:
     """The choice from `one_se_choice`'s summary: the default unless it is clearly beaten; then, with
     `combine`, the default averaged with the best candidate (shrinkage: a clear cross-validated win
@@ -229,6 +255,14 @@ def decide(
     luck (the best of a dozen candidates on the same folds), so it is averaged with the default rather
     than replacing it: on simulated Hillstrom-like seeds 0-5, replacing the default with the level
     candidates lost to the fixed default on women's visit and conversion, the half-way average did not.
+
+    `anchors` (scikit-uplift's S- and T-learners on the same base estimator) guard the other side:
+    when the default stays, and with `combine`, the best-scoring anchor the default does not lead by
+    more than `anchor_se` standard errors of their paired gap (`lead_of_reference`, from
+    `one_se_choice` with `reference=default`) is averaged in. A weak signal (the folds cannot tell
+    the default from the simple learner a marketer would otherwise run) then yields their average,
+    so the choice cannot fall far below that learner; a default that clearly leads every anchor is
+    kept alone. Summaries without `lead_of_reference` (no reference comparison) add no anchor.
     """
     keys = [k for k in order if k in summary] + [k for k in summary if k not in order]
     best = max(keys, key=lambda k: summary[k]["combined"])
@@ -237,6 +271,15 @@ def decide(
         beaten = kept["gap_to_best"] > default_se * kept["gap_se"] + 1e-12
         better_on_all = all(summary[best][m] > kept[m] for m in AUTO_METRICS if m in kept)
         if not (beaten and better_on_all):
+            level = [
+                a
+                for a in anchors
+                if a != default
+                and "lead_of_reference" in summary.get(a, {})
+                and summary[a]["lead_of_reference"] <= anchor_se * summary[a]["lead_of_reference_se"] + 1e-12
+            ]
+            if combine and level:
+                return f"{default}+{max(level, key=lambda k: summary[k]['combined'])}"
             return default
         return f"{default}+{best}" if combine else best
     level = [k for k in keys if summary[k]["level_with_best"]]
@@ -256,6 +299,9 @@ class AutoUplift(UpliftModel):
     than `default_se` standard errors and on both metrics; then, with `combine`, the standardised
     average of the default and that candidate (`UpliftEnsemble` with `standardise=True`), else the
     candidate alone; without a default, the level candidates' average or the simplest level one.
+    When the default stays, an `anchor` (scikit-uplift's S or T learner, `s`, `t`) it does not lead
+    by more than `anchor_se` standard errors is averaged in (`blend+s`): shrinkage toward the
+    learners a marketer would otherwise run when the folds cannot rank them below the default.
     `best_key_` names the choice (members joined by "+").
 
     Picking the single best mean Qini over-fits the folds when the signal is weak (on Hillstrom-like
@@ -273,6 +319,8 @@ class AutoUplift(UpliftModel):
         default: str | None = "blend",
         default_se: float = 2.0,
         combine: bool = True,
+        anchors=AUTO_ANCHORS,
+        anchor_se: float = 1.0,
         control=0,
         random_state: int | None = 0,
     ):
@@ -282,6 +330,8 @@ class AutoUplift(UpliftModel):
         self.default = default
         self.default_se = default_se
         self.combine = combine
+        self.anchors = anchors
+        self.anchor_se = anchor_se
         self.control = control
         self.random_state = random_state
 
@@ -336,8 +386,16 @@ class AutoUplift(UpliftModel):
             )
             for key in candidates
         }
-        _, self.cv_scores_ = one_se_choice(scores, candidates)
-        self.best_key_ = decide(self.cv_scores_, candidates, self.default, self.default_se, self.combine)
+        _, self.cv_scores_ = one_se_choice(scores, candidates, reference=self.default)
+        self.best_key_ = decide(
+            self.cv_scores_,
+            candidates,
+            self.default,
+            self.default_se,
+            self.combine,
+            self.anchors,
+            self.anchor_se,
+        )
         if "+" in self.best_key_:
             self.model_ = UpliftEnsemble(
                 tuple(self.best_key_.split("+")),

@@ -151,6 +151,92 @@ def test_decide_leaves_the_default_only_for_a_clear_win_on_both_metrics():
     assert decide(trade, order, "blend", 2.0, combine=True) == "blend"
 
 
+def test_one_se_rule_reports_each_candidates_gap_to_a_reference():
+    # the same folds as above: complex leads simple by 2, 2, 2, -2 on the combined score
+    simple = np.array([[0.10, 0.20], [0.10, 0.20], [0.10, 0.20], [0.30, 0.40]])
+    complex_ = np.array([[0.20, 0.30], [0.20, 0.30], [0.20, 0.30], [0.00, 0.10]])
+    _, summary = one_se_choice(
+        {"complex": complex_, "simple": simple}, ("simple", "complex"), reference="complex"
+    )
+    assert summary["simple"]["lead_of_reference"] == pytest.approx(1.0)
+    assert summary["simple"]["lead_of_reference_se"] == pytest.approx(1.0)
+    assert summary["complex"]["lead_of_reference"] == 0.0
+    _, plain = one_se_choice({"complex": complex_, "simple": simple}, ("simple", "complex"))
+    assert "lead_of_reference" not in plain["simple"]  # no reference, no comparison
+
+
+def _with_leads(summary, **leads):
+    """Adds (lead_of_reference, lead_of_reference_se) per candidate, as `one_se_choice` with a reference."""
+    for key, (lead, se) in leads.items():
+        summary[key].update(lead_of_reference=lead, lead_of_reference_se=se)
+    return summary
+
+
+def test_decide_averages_in_an_anchor_the_default_does_not_clearly_lead():
+    order = ("blend", "s", "t", "ct")
+    anchors = ("s", "t")
+    # weak signal: the default leads s by 0.5 SE and t by 3 SE; nothing beats the default
+    weak = _with_leads(
+        _summary(
+            blend=(0.10, 0.02, 0.2, 0.0, 0.0, True),
+            s=(0.10, 0.02, 0.1, 0.1, 0.2, True),
+            t=(0.08, 0.01, -0.5, 0.7, 0.2, False),
+            ct=(0.11, 0.02, 0.1, 0.1, 0.2, True),
+        ),
+        blend=(0.0, 0.0),
+        s=(0.1, 0.2),
+        t=(0.7, 0.2),
+        ct=(0.1, 0.2),
+    )
+    assert decide(weak, order, "blend", 2.0, True, anchors, 1.0) == "blend+s"  # ct is no anchor
+    assert decide(weak, order, "blend", 2.0, True, anchors, 0.25) == "blend"  # 0.5 SE > 0.25 SE
+    assert decide(weak, order, "blend", 2.0, False, anchors, 1.0) == "blend"  # no averaging asked
+    assert decide(weak, order, "blend", 2.0, True) == "blend"  # no anchors: the old rule
+    # both anchors level: the better-scoring one is averaged in
+    both = _with_leads({k: dict(v) for k, v in weak.items()}, t=(0.1, 0.2))
+    both["t"]["combined"] = 0.15
+    assert decide(both, order, "blend", 2.0, True, anchors, 1.0) == "blend+t"
+    # strong signal: the default leads both anchors by more than one SE: kept alone
+    strong = _with_leads({k: dict(v) for k, v in weak.items()}, s=(0.5, 0.2), t=(0.7, 0.2))
+    assert decide(strong, order, "blend", 2.0, True, anchors, 1.0) == "blend"
+    # summaries stored without the reference comparison add no anchor
+    assert decide(_summary(**{k: tuple(v[m] for m in list(v)[:6]) for k, v in weak.items()}), order,
+                  "blend", 2.0, True, anchors, 1.0) == "blend"  # fmt: skip
+    # a default clearly beaten on both metrics is averaged with the winner, not with an anchor
+    beaten = _with_leads(
+        _summary(
+            blend=(0.10, 0.02, -0.6, 1.2, 0.4, False),
+            s=(0.10, 0.02, -0.6, 1.2, 0.4, False),
+            t=(0.12, 0.03, 0.6, 0.0, 0.0, True),
+        ),
+        s=(0.0, 0.1),
+        t=(-1.2, 0.4),
+    )
+    assert decide(beaten, ("blend", "s", "t"), "blend", 2.0, True, anchors, 1.0) == "blend+t"
+
+
+def test_auto_averages_in_an_anchor_without_a_signal_and_keeps_a_default_that_leads_them():
+    """Deterministic (random_state 0). No effect: the blend scores best on the folds but leads the
+    T-learner by a fraction of a standard error, so T is averaged in (without anchors the blend
+    stays alone). A strong effect: the blend leads both S and T by more than one standard error,
+    so it is kept alone."""
+    kwargs = dict(candidates=("blend", "s-lr", "s", "t"), cv=3, repeats=2)
+    none = _campaign(4000, 0.0, seed=4)
+    auto = AutoUplift(**kwargs).fit(none.X, none.treatment, none.outcome)
+    t = auto.cv_scores_["t"]
+    assert max(auto.cv_scores_, key=lambda k: auto.cv_scores_[k]["combined"]) == "blend"
+    assert 0 < t["lead_of_reference"] <= t["lead_of_reference_se"]
+    assert auto.best_key_ == "blend+t" and auto.model_.members == ("blend", "t")
+    assert auto.model_.standardise
+    alone = AutoUplift(**kwargs, anchors=()).fit(none.X, none.treatment, none.outcome)
+    assert alone.best_key_ == "blend"
+    strong = _campaign(4000, 0.3, seed=1)
+    auto = AutoUplift(**kwargs).fit(strong.X, strong.treatment, strong.outcome)
+    assert auto.best_key_ == "blend"
+    for anchor in ("s", "t"):
+        assert auto.cv_scores_[anchor]["lead_of_reference"] > auto.cv_scores_[anchor]["lead_of_reference_se"]
+
+
 def test_auto_chooses_on_the_training_rows_only(monkeypatch):
     """`evaluate_models` hands `auto` the training rows and nothing else: every row the selector
     sees is a training row, and changing the test outcomes changes neither its choice nor its
