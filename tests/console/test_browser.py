@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.usefixtures("needs_browser"), pytest.mark.flaky(reruns
 class Console:
     """The browser plus the checks every page gets."""
 
-    def __init__(self, driver, base: str, artifacts: Path) -> None:
-        self.driver, self.base, self.artifacts = driver, base, artifacts
+    def __init__(self, driver, base: str, artifacts: Path, failures: Path) -> None:
+        self.driver, self.base, self.artifacts, self.failures = driver, base, artifacts, failures
         self.checked: list[str] = []
 
     def open(self, path: str) -> None:
@@ -124,8 +124,8 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(driver, server, artifacts) -> Console:
-    return Console(driver, server, artifacts)
+def console(driver, server, artifacts, failures) -> Console:
+    return Console(driver, server, artifacts, failures)
 
 
 FORBIDDEN = {
