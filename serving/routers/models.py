@@ -26,26 +26,33 @@ REGISTRY_CACHE_SECONDS = 15.0
 
 class RegistryCache:
     """Versions per (registry, model) for a few seconds: reading them costs several MLflow round trips
-    (hundreds of ms); this replica's own alias moves clear it at once, other writers show within the TTL."""
+    (hundreds of ms); this replica's own alias moves clear it at once, other writers show within the TTL.
+
+    A read that began before a clear is not stored: it may hold the registry as it was before the alias
+    move, and would otherwise show the old champion for a whole TTL after the move."""
 
     def __init__(self, ttl: float = REGISTRY_CACHE_SECONDS) -> None:
         self.ttl = ttl
         self._entries: dict[tuple[str, str], tuple[float, list]] = {}
+        self._generation = 0  # clears so far
         self._lock = threading.Lock()
 
     def versions(self, uri: str, name: str) -> list:
         from training.registry_view import model_versions
 
-        hit = self._entries.get((uri, name))
+        with self._lock:
+            hit, generation = self._entries.get((uri, name)), self._generation
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         found = model_versions(uri, name)
         with self._lock:
-            self._entries[(uri, name)] = (time.monotonic() + self.ttl, found)
+            if self._generation == generation:
+                self._entries[(uri, name)] = (time.monotonic() + self.ttl, found)
         return found
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._entries.clear()
 
 

@@ -2,6 +2,10 @@
 
 Without Chromium and chromium-driver the browser tests skip with the reason, except under CI (`CI=true`),
 where they fail, as the PostgreSQL tests do. Screenshots go to `var/test-artifacts/console/`.
+
+A failed attempt (a rerun's too: pytest-rerunfailures shows only the last attempt's traceback) is printed
+to the terminal at once and recorded (message, URL, page source, screenshot) under the session's
+`console-failures` tmp dir, so a flake's first cause is in the CI log.
 """
 
 from __future__ import annotations
@@ -145,6 +149,41 @@ def driver(needs_browser):
     browser.set_page_load_timeout(30)
     yield browser
     browser.quit()
+
+
+@pytest.fixture(scope="session")
+def failures(tmp_path_factory) -> Path:
+    """Where `pytest_runtest_makereport` records the browser's state at each failed attempt."""
+    return tmp_path_factory.mktemp("console-failures")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    console = item.funcargs.get("console") if hasattr(item, "funcargs") else None
+    if report.when == "call" and report.failed and console is not None:
+        _record_failure(item, report, console)
+    return report
+
+
+def _record_failure(item, report, console) -> None:
+    attempt = getattr(item, "execution_count", 1)
+    stem = console.failures / f"{item.name}-attempt{attempt}"
+    message = str(report.longrepr.reprcrash.message) if hasattr(report.longrepr, "reprcrash") else ""
+    lines = [f"console attempt {attempt} of {item.nodeid} failed: {message.strip()}"]
+    try:
+        url = console.driver.current_url
+        stem.with_suffix(".html").write_text(console.driver.page_source)
+        console.driver.save_screenshot(str(stem.with_suffix(".png")))
+        lines.append(f"  at {url}; page source and screenshot: {stem}.html, {stem}.png")
+    except Exception as exc:  # the browser itself may be what failed: the message still gets out
+        lines.append(f"  browser state not recorded: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    stem.with_suffix(".txt").write_text(str(report.longrepr))
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        for line in lines:
+            reporter.write_line(line, red=True)
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,34 @@ def test_hot_swap_under_load_fails_no_request(make_client, keys, source):
     assert failures == []
     assert versions == {"1", "2"}
     assert state.models.swaps == 6  # the initial load plus five moves
+
+
+def test_registry_read_overlapping_an_alias_move_is_not_cached(monkeypatch):
+    """A page read in flight while an admin moves `champion` must not re-cache the old alias for 15 s."""
+    import training.registry_view
+    from serving.routers.models import RegistryCache
+
+    registry = {"champion": "4"}
+    reading, release = threading.Event(), threading.Event()
+
+    def model_versions(uri, name):
+        seen = dict(registry)  # the read's snapshot, taken before the move below
+        if not release.is_set():
+            reading.set()
+            release.wait(10)
+        return [seen]
+
+    monkeypatch.setattr(training.registry_view, "model_versions", model_versions)
+    cache = RegistryCache(ttl=60)
+    slow: list = []
+    reader = threading.Thread(target=lambda: slow.extend(cache.versions("uri", "m")))
+    reader.start()
+    assert reading.wait(10)
+    registry["champion"] = "1"  # the move, then move_alias's clear, both while the read is in flight
+    cache.clear()
+    release.set()
+    reader.join(10)
+    assert slow == [{"champion": "4"}]  # that reader began before the move
+    assert cache.versions("uri", "m") == [{"champion": "1"}]  # later ones see it at once
+    registry["champion"] = "2"  # a move by another replica: this one's cache holds within the TTL
+    assert cache.versions("uri", "m") == [{"champion": "1"}]
