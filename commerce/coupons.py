@@ -18,6 +18,9 @@ from commerce.sqltypes import Money, UTCDateTime, str_enum, utcnow
 COUPON_KINDS = ("amount_off", "percent_off")
 SCOPE_TYPES = ("platform", "category", "merchant", "product")
 ISSUERS = ("platform", "store")
+# A coupon id is a URL path segment and a cell in exported CSV: letters, digits and `._:-`, starting with
+# a letter or digit, so no id reads as a spreadsheet formula (`=`, `+`, `-`, `@`) or needs escaping.
+COUPON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
 
 class Coupon(Base):
