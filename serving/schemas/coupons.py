@@ -46,7 +46,7 @@ class CouponCreate(CouponTerms):
         min_length=1,
         max_length=64,
         pattern=COUPON_ID_PATTERN,
-        description="Letters, digits and ._:- starting with a letter or digit. Default: generated.",
+        description="Starts with a letter, digit or _ (never a formula in a CSV export). Default: generated.",
     )
 
 
