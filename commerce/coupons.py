@@ -18,6 +18,10 @@ from commerce.sqltypes import Money, UTCDateTime, str_enum, utcnow
 COUPON_KINDS = ("amount_off", "percent_off")
 SCOPE_TYPES = ("platform", "category", "merchant", "product")
 ISSUERS = ("platform", "store")
+# A coupon id is a cell in exported CSV: it starts with a letter, digit or `_`, so it never reads as a
+# spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR), and holds no control character. Other characters
+# stay allowed (ids such as `c-10off?x` exist; the console percent-encodes ids in its URLs).
+COUPON_ID_PATTERN = r"^\w[^\x00-\x1f\x7f]{0,63}$"
 
 
 class Coupon(Base):

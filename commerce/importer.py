@@ -30,6 +30,7 @@ from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import Keyring, normalize_id_number
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
+from commerce.services.coupons import check_coupon_id
 from commerce.services.events import append_event_table
 from commerce.services.logistics import seed_default_partners
 from commerce.services.shoppers import rekey_people
@@ -243,7 +244,7 @@ def _coupons(session: Session, data_dir: Path, campaigns: dict[str, dict[str, An
             )
         campaign = campaigns.get(r["campaign_id"], {})
         return {
-            "coupon_id": r["coupon_id"],
+            "coupon_id": check_coupon_id(r["coupon_id"]),
             "name": r["coupon_id"],
             "issuer": "platform",
             "campaign_id": r["campaign_id"],

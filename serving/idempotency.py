@@ -3,7 +3,8 @@ same key returns the first response, marked `Idempotent-Replayed: true`, without
 same key with a different request is refused (422); a retry that arrives while the first is still running
 waits for its response (up to `WAIT_SECONDS`, then 409 with Retry-After). Server errors and rate-limit
 refusals are not stored, so they can be retried. Keys are scoped to the caller (a hash of its API key,
-or its address when anonymous) and expire after 24 h (`commerce.services.idempotency`).
+or its address when anonymous) and expire after 24 h. Stored bodies are encrypted under a key derived
+from the caller's raw credential and the Idempotency-Key (`commerce.services.idempotency`).
 
 The caller is authenticated and counted against its rate limit before its key is claimed or replayed
 (`serving.deps.current_principal`, whose answer the route then reuses): a replay is a request like any
@@ -35,12 +36,20 @@ WAIT_SECONDS = 10.0
 NOT_STORED = {429}  # nor any 5xx
 
 
-def _caller(scope) -> str:
+def _caller(scope) -> tuple[str, bytes]:
+    """The stored scope of a key (a hash of the credential) and the secret its responses are sealed
+    under (the raw credential; for an anonymous caller, which has none, its address)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            return "key:" + hashlib.sha256(value).hexdigest()[:40]
+            return "key:" + hashlib.sha256(value).hexdigest()[:40], value
     client = scope.get("client") or ("unknown", 0)
-    return f"ip:{client[0]}"
+    return f"ip:{client[0]}", f"ip:{client[0]}".encode()
+
+
+async def _reused(send, scope) -> None:
+    await send_problem(
+        send, scope, 422, "idempotency_key_reused", "this Idempotency-Key was used for another request"
+    )
 
 
 class IdempotencyMiddleware:
@@ -80,13 +89,13 @@ class IdempotencyMiddleware:
                 [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
             )
         ).hexdigest()
-        caller = _caller(scope)
+        caller, secret = _caller(scope)
         try:
             claim = await run_in_threadpool(
                 idempotency.claim, self.factory, caller, key_text, fingerprint, utcnow()
             )
             if not claim.won:
-                return await self._replay(scope, send, caller, key_text, claim)
+                return await self._replay(scope, send, caller, secret, key_text, claim)
         except (DBAPIError, SATimeoutError) as exc:
             if not is_outage(exc):
                 raise
@@ -125,7 +134,14 @@ class IdempotencyMiddleware:
                 await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
             else:
                 await run_in_threadpool(
-                    idempotency.complete, self.factory, caller, key_text, status, content_type, b"".join(out)
+                    idempotency.complete,
+                    self.factory,
+                    caller,
+                    key_text,
+                    status,
+                    content_type,
+                    b"".join(out),
+                    secret,
                 )
         except (DBAPIError, SATimeoutError):
             # the response is already sent; a retry with this key waits, then gets 409 request_in_progress
@@ -150,15 +166,11 @@ class IdempotencyMiddleware:
             return False
         return True
 
-    async def _replay(self, scope, send, caller: str, key: str, claim: idempotency.Claim) -> None:
+    async def _replay(
+        self, scope, send, caller: str, secret: bytes, key: str, claim: idempotency.Claim
+    ) -> None:
         if claim.mismatch:
-            return await send_problem(
-                send,
-                scope,
-                422,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another request",
-            )
+            return await _reused(send, scope)
         stored, waited = claim.stored, 0.0
         while stored is not None and stored.status_code is None and waited < WAIT_SECONDS:
             await asyncio.sleep(0.05)
@@ -169,18 +181,23 @@ class IdempotencyMiddleware:
                 send, scope, 409, "request_in_progress", "a request with this Idempotency-Key is running",
                 [(b"retry-after", b"1")],
             )  # fmt: skip
+        try:
+            body = idempotency.unseal(secret, caller, key, stored.body or b"")
+        except idempotency.Unreadable:  # not this credential's response: as if the key were reused
+            log.warning("the stored response of idempotency key %r does not open", key)
+            return await _reused(send, scope)
         await send(
             {
                 "type": "http.response.start",
                 "status": stored.status_code,
                 "headers": [
                     (b"content-type", (stored.content_type or "application/json").encode("latin-1")),
-                    (b"content-length", str(len(stored.body or b"")).encode()),
+                    (b"content-length", str(len(body)).encode()),
                     (b"idempotent-replayed", b"true"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": stored.body or b""})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _unavailable(send, scope) -> None:

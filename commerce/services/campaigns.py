@@ -23,7 +23,6 @@ are taken coupons first (in coupon id order), then the campaign, the order redem
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,7 +46,7 @@ from commerce.campaigns import CHANNELS, CONTROL, Campaign, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
-from commerce.services._util import new_id
+from commerce.services._util import new_id, write_csv
 from commerce.services.coupons import grant_coupon
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, to_money, utcnow
@@ -504,12 +503,11 @@ def audience(session: Session, campaign_id: str) -> list[dict]:
 
 
 def export_audience_csv(session: Session, campaign_id: str, out: IO[str]) -> int:
-    """Write the audience as CSV (header + one row per member) to `out`; returns the rows written."""
-    rows = audience(session, campaign_id)
-    writer = csv.DictWriter(out, fieldnames=["shopper_id", "arm", "coupon_id", "channel", "grant_id"])
-    writer.writeheader()
-    writer.writerows(rows)
-    return len(rows)
+    """Write the audience as CSV (header + one row per member) to `out`, cells neutralised against
+    formulas (`write_csv`); returns the rows written."""
+    return write_csv(
+        out, ["shopper_id", "arm", "coupon_id", "channel", "grant_id"], audience(session, campaign_id)
+    )
 
 
 def campaign_outcomes(session: Session, campaign_id: str) -> list[dict]:

@@ -11,6 +11,7 @@ so a coupon the storefront offers is never refused at checkout for want of budge
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from commerce.bulk import insert_ignore, insert_ignore_stmt
 from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Category, Product
 from commerce.coupons import (
+    COUPON_ID_PATTERN,
     COUPON_KINDS,
     SCOPE_TYPES,
     Coupon,
@@ -142,10 +144,21 @@ def _terms(session: Session, data: CouponInput) -> dict:
     )
 
 
+def check_coupon_id(coupon_id: str) -> str:
+    """The one coupon id rule (`COUPON_ID_PATTERN`), for every way a coupon is created."""
+    if not re.fullmatch(COUPON_ID_PATTERN, coupon_id):
+        raise ValidationError(
+            f"coupon_id {coupon_id!r}: 1-64 characters starting with a letter, digit or _, no controls",
+            code="invalid_coupon",
+        )
+    return coupon_id
+
+
 def create_coupon(session: Session, data: CouponInput) -> Coupon:
     """Validate and store a coupon. Store coupons must be scoped to their merchant or its products."""
     values = _terms(session, data)
     coupon_id = data.coupon_id or new_id("c")
+    check_coupon_id(coupon_id)
     if session.get(Coupon, coupon_id) is not None:
         raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
     coupon = Coupon(coupon_id=coupon_id, **values)

@@ -1,13 +1,25 @@
 """Idempotency keys (IETF draft "The Idempotency-Key HTTP Header Field"): the first request with a key
 claims it, its response is stored, and a replay with the same key and the same request gets the stored
 response instead of a second effect. The claim is an INSERT guarded by the (caller, key) unique
-constraint, so of two racing requests exactly one runs. Keys expire after `KEY_TTL`."""
+constraint, so of two racing requests exactly one runs. Keys expire after `KEY_TTL`.
+
+Stored bodies are encrypted (AES-GCM, `seal`): a response may hold a secret (a new API key) that the
+database otherwise keeps only as a hash, so a dump of the table must not yield it. The key is derived
+(HKDF-SHA256) from the caller's raw credential, which the table does not hold (`caller` is a hash of it),
+and the Idempotency-Key; the row's (caller, key) is the associated data. An anonymous caller has no
+credential: its secret is its client id, which `caller` stores, so its bodies are only obfuscated. Bodies
+written before encryption (no `SEALED` prefix) are returned as they are until they expire."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +27,37 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.idempotency import IdempotentRequest
 
 KEY_TTL = timedelta(hours=24)
+SEALED = b"\x00idem1:"  # format and version of an encrypted body; a JSON body never starts with NUL
+_NONCE = 12
+
+
+class Unreadable(Exception):
+    """A stored body that this credential cannot decrypt (another caller's, or altered)."""
+
+
+def _cipher(secret: bytes, key: str) -> AESGCM:
+    material = len(secret).to_bytes(4, "big") + secret + key.encode()
+    return AESGCM(HKDF(SHA256(), 32, salt=None, info=b"crosscart idempotent response").derive(material))
+
+
+def _aad(caller: str, key: str) -> bytes:
+    return f"{caller}\0{key}".encode()
+
+
+def seal(secret: bytes, caller: str, key: str, body: bytes) -> bytes:
+    nonce = os.urandom(_NONCE)
+    return SEALED + nonce + _cipher(secret, key).encrypt(nonce, body, _aad(caller, key))
+
+
+def unseal(secret: bytes, caller: str, key: str, stored: bytes) -> bytes:
+    """The body `seal` stored; a body from before encryption as it is."""
+    if not stored.startswith(SEALED):
+        return stored
+    nonce, data = stored[len(SEALED) : len(SEALED) + _NONCE], stored[len(SEALED) + _NONCE :]
+    try:
+        return _cipher(secret, key).decrypt(nonce, data, _aad(caller, key))
+    except InvalidTag:
+        raise Unreadable(f"idempotency key {key!r}: the stored response does not open") from None
 
 
 @dataclass(frozen=True)
@@ -55,8 +98,16 @@ def lookup(factory: sessionmaker[Session], caller: str, key: str) -> IdempotentR
 
 
 def complete(
-    factory: sessionmaker[Session], caller: str, key: str, status_code: int, content_type: str, body: bytes
+    factory: sessionmaker[Session],
+    caller: str,
+    key: str,
+    status_code: int,
+    content_type: str,
+    body: bytes,
+    secret: bytes,
 ) -> None:
+    """Store the response, `body` sealed under `secret` (the caller's raw credential, see the module)."""
+    body = seal(secret, caller, key, body)
     with factory.begin() as session:
         row = session.scalar(
             select(IdempotentRequest).where(IdempotentRequest.caller == caller, IdempotentRequest.key == key)

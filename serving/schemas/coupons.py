@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from commerce.coupons import COUPON_ID_PATTERN
 from serving.schemas.base import RequestModel
 
 Kind = Literal["amount_off", "percent_off"]
@@ -41,7 +42,11 @@ class CouponTerms(RequestModel):
 
 class CouponCreate(CouponTerms):
     coupon_id: str | None = Field(
-        default=None, min_length=1, max_length=64, description="Default: generated."
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=COUPON_ID_PATTERN,
+        description="Starts with a letter, digit or _ (never a formula in a CSV export). Default: generated.",
     )
 
 

@@ -39,6 +39,21 @@ def test_unused_coupon_edits_and_is_validated_like_a_new_one(market):
         assert s.get(Coupon, "c1").value == Decimal("0.15")
 
 
+@pytest.mark.parametrize(
+    "coupon_id", ["=1+1", "+1", "-CP10", "@SUM(A1)", "\tc", "\rc", " =1", "c\n1", "x" * 65]
+)
+def test_a_coupon_id_that_could_run_as_a_formula_is_refused(market, coupon_id):
+    with pytest.raises(ValidationError, match="starting with a letter, digit or _"):
+        _coupon(market, coupon_id)
+    with transaction(market) as s:
+        assert s.get(Coupon, coupon_id) is None
+
+
+@pytest.mark.parametrize("coupon_id", ["c1", "C-10off", "_x", "cmp:7.a", "c-10off?x", "春季-10", "a b"])
+def test_ordinary_coupon_ids_are_accepted(market, coupon_id):
+    _coupon(market, coupon_id)
+
+
 @pytest.mark.parametrize("use", ["grant", "redeem"])
 def test_granted_or_used_coupon_cannot_be_edited_but_retires(market, use):
     _coupon(market)

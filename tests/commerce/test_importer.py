@@ -287,6 +287,17 @@ def test_dangling_references_are_refused_and_load_nothing(factory, tmp_path):
     assert set(_counts(factory).values()) == {0}
 
 
+def test_a_coupon_id_that_create_coupon_refuses_is_refused_by_the_import_too(factory, tmp_path):
+    write_market(tmp_path / "m")
+    coupons = tmp_path / "m" / "coupons.parquet"
+    table = pq.read_table(coupons)
+    pq.write_table(table.set_column(0, "coupon_id", pa.array(["=CP1"])), coupons)
+    with pytest.raises(ValidationError) as err:
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    assert err.value.code == "invalid_coupon" and "=CP1" in err.value.message
+    assert set(_counts(factory).values()) == {0}
+
+
 def add_history(root, extra=()):
     """Purchase history on top of write_market: a mixed-mode basket, a coupon redemption, a session-less
     purchase, an order above the per-order limit and a person past the annual limit."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from commerce.coupons import COUPON_ID_PATTERN
 from tests.serving.conftest import auth
 
 
@@ -20,6 +21,10 @@ def test_coupon_lifecycle_over_the_api(client, keys):
     assert client.post("/v1/coupons", json=body, headers=h).json()["code"] == "duplicate_coupon"
     bad = client.post("/v1/coupons", json={**body, "coupon_id": "x", "value": "15"}, headers=h)
     assert bad.status_code == 422 and "fraction" in bad.json()["detail"]
+    formula = client.post("/v1/coupons", json={**body, "coupon_id": "=HYPERLINK(1)"}, headers=h)
+    assert formula.status_code == 422  # the schema carries the same pattern (commerce.coupons)
+    pattern = client.get("/openapi.json").json()["components"]["schemas"]["CouponCreate"]["properties"]
+    assert pattern["coupon_id"]["anyOf"][0]["pattern"] == COUPON_ID_PATTERN
     unknown_scope = client.post("/v1/coupons", json={**body, "coupon_id": "y", "scope_id": "nope"}, headers=h)
     assert unknown_scope.status_code == 404
 

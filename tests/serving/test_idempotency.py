@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from commerce.access import ApiKey
@@ -108,3 +109,60 @@ def test_the_header_is_documented_on_state_changing_operations(client):
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in checkout["parameters"])
     listing = schema["paths"]["/v1/shoppers/{shopper_id}/orders"]["get"]
     assert all(p["name"] != "Idempotency-Key" for p in listing.get("parameters", []))
+
+
+def _stored(factory, key: str) -> IdempotentRequest:
+    with transaction(factory) as s:
+        return s.scalar(select(IdempotentRequest).where(IdempotentRequest.key == key))
+
+
+def test_a_stored_response_holds_no_plaintext_secret_and_still_replays_it(client, keys, session_factory):
+    headers = {**auth(keys["admin"]), "Idempotency-Key": "mint-1"}
+    first = client.post("/v1/api-keys", json={"role": "storefront"}, headers=headers)
+    assert first.status_code == 201
+    secret = first.json()["key"]
+    row = _stored(session_factory, "mint-1")
+    assert row.body.startswith(idempotency.SEALED)
+    assert secret.encode() not in row.body and secret[:10].encode() not in row.body  # nor its hint
+    assert b'"key"' not in row.body  # no plaintext JSON at all
+    again = client.post("/v1/api-keys", json={"role": "storefront"}, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true" and again.json()["key"] == secret
+    # another credential derives another key: the row does not open for it (a caller never reaches
+    # another's row, whose `caller` differs; this is the defence when the table leaks)
+    other = auth(keys["shopper"])["Authorization"].encode()
+    mine = auth(keys["admin"])["Authorization"].encode()
+    assert idempotency.unseal(mine, row.caller, "mint-1", row.body) == first.content
+    with pytest.raises(idempotency.Unreadable):
+        idempotency.unseal(other, row.caller, "mint-1", row.body)
+    with pytest.raises(idempotency.Unreadable):  # the (caller, key) is bound: a row moved does not open
+        idempotency.unseal(mine, row.caller, "mint-2", row.body)
+
+
+def test_a_row_that_does_not_open_is_refused_not_replayed(client, keys, session_factory):
+    headers = {**auth(keys["admin"]), "Idempotency-Key": "mint-2"}
+    assert client.post("/v1/api-keys", json={"role": "storefront"}, headers=headers).status_code == 201
+    row = _stored(session_factory, "mint-2")
+    tampered = row.body[:-1] + bytes([row.body[-1] ^ 1])
+    with transaction(session_factory) as s:
+        s.execute(update(IdempotentRequest).where(IdempotentRequest.id == row.id).values(body=tampered))
+    r = client.post("/v1/api-keys", json={"role": "storefront"}, headers=headers)
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
+
+
+def test_a_plaintext_row_stored_before_encryption_still_replays(client, keys, session_factory):
+    headers = {**auth(keys["shopper"]), "Idempotency-Key": "legacy"}
+    first = client.post("/v1/shoppers/s1/orders", json=CART, headers=headers)
+    with transaction(session_factory) as s:  # what the code before encryption stored
+        s.execute(
+            update(IdempotentRequest).where(IdempotentRequest.key == "legacy").values(body=first.content)
+        )
+    again = client.post("/v1/shoppers/s1/orders", json=CART, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+
+
+def test_an_anonymous_callers_body_is_sealed_under_its_address_and_key():
+    body = b'{"ok": true}'
+    sealed = idempotency.seal(b"ip:10.0.0.1", "ip:10.0.0.1", "k", body)
+    assert body not in sealed and idempotency.unseal(b"ip:10.0.0.1", "ip:10.0.0.1", "k", sealed) == body
+    with pytest.raises(idempotency.Unreadable):
+        idempotency.unseal(b"ip:10.0.0.2", "ip:10.0.0.1", "k", sealed)

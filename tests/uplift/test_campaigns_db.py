@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import commerce.all_models  # noqa: F401  (complete metadata)
-from commerce.coupons import CouponGrant, CouponRedemption
+from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.errors import InvalidState, NotFound, ValidationError
 from commerce.orders import Order
 from commerce.services import campaigns as cmp
+from commerce.services._util import FORMULA_START, csv_cell
 from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.logistics import seed_default_partners
 from commerce.services.shoppers import create_shopper
@@ -167,3 +169,28 @@ def test_campaign_input_validation(factory, change, message):
     with transaction(factory) as s:
         with pytest.raises(ValidationError, match=message):
             cmp.create_campaign(s, cmp.CampaignInput(**{**base, **change}))
+
+
+def test_the_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(factory, draft):
+    evil = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)"]
+    with transaction(factory) as s:
+        for shopper in evil:
+            create_shopper(s, shopper, "Shanghai")
+        # a coupon id stored before ids were checked (create_coupon refuses it now)
+        s.execute(update(Coupon).where(Coupon.coupon_id == "CP10").values(coupon_id="-CP10"))
+    with transaction(factory) as s:
+        members = [(evil[0], "CP30"), (evil[1], "-CP10"), (evil[2], "control"), (evil[3], "control")]
+        assert cmp.set_audience(s, draft, members) == 4
+        buf = io.StringIO()
+        assert cmp.export_audience_csv(s, draft, buf) == 4
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert not [v for r in rows for v in r.values() if v.startswith(FORMULA_START)]
+    assert sorted(r["shopper_id"] for r in rows) == sorted("'" + e for e in evil)
+    assert {r["arm"] for r in rows} == {"CP30", "'-CP10", "control"}
+
+
+def test_csv_cells_starting_a_formula_get_a_quote_and_others_stay():
+    for text in ("=1", "+1", "-1", "@a", "\tx", "\rx"):
+        assert csv_cell(text) == "'" + text
+    for value in ("a=1", "S1", "", "'=1", -5, None, 3.5):
+        assert csv_cell(value) == value
