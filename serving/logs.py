@@ -1,7 +1,7 @@
-"""Structured JSON logs (structlog) for the API: one access line per request with its request id, the
-caller's role and id, route, status and latency; every other log line (uvicorn, SQLAlchemy, ours) goes
-through the same processors to the same stream. Secrets never reach a line: API keys, key hashes and
-resident ID numbers are masked wherever they appear, whoever logged them.
+"""Structured JSON logs (structlog) for the API: one access line per request (serving/edge.py writes it)
+with its request id, the caller's role and id, route, status and latency; every other log line (uvicorn,
+SQLAlchemy, ours) goes through the same processors to the same stream. Secrets never reach a line: API
+keys, key hashes and resident ID numbers are masked wherever they appear, whoever logged them.
 
 The access line is on every request's path, so it skips structlog's processor chain when the lines are
 JSON (one dict with the same keys and masking as any other line, one `orjson.dumps`), and the lines of
@@ -199,73 +199,49 @@ def configure_logging(level: str = "info", json_format: bool = True) -> None:
         logging.getLogger(name).propagate = True
 
 
-class AccessLog:
-    """Pure ASGI middleware: take the request id from `X-Request-ID` (or make one), echo it on the
-    response, bind it to every log line of the request, and log the request when it ends (the line is
-    written with its batch, within FLUSH_SECONDS; the last batch when the app shuts down)."""
+def request_id_of(headers) -> str:
+    """The request's id: its valid `X-Request-ID`, else a new one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            given = value.decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(given):
+                return given
+            break
+    return os.urandom(16).hex()
 
-    def __init__(self, app):
-        self.app = app
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            try:
-                return await self.app(scope, receive, send)
-            finally:
-                flush_access_lines()
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                given = value.decode("latin-1")
-                request_id = given if _VALID_REQUEST_ID.fullmatch(given) else None
-                break
-        if request_id is None:
-            request_id = os.urandom(16).hex()
-        header = (REQUEST_ID_HEADER, request_id.encode())
-        started = time.perf_counter()
-        status, logged = 500, False
+def bind_request_id(request_id: str):
+    """Every line logged until `reset_request_id(token)` carries `request_id`; returns the token."""
+    return _REQUEST_ID.set(request_id)
 
-        def log_request() -> None:
-            nonlocal logged
-            logged = True
-            principal = scope.get("state", {}).get("principal")
-            lines = _access_lines
-            if lines is None:  # logging never configured: nowhere to write
-                return
-            lines.write(
-                {
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "route": route_template(scope),
-                    "path": scope["path"],
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "role": getattr(principal, "role", None),
-                    "key_id": getattr(principal, "key_id", None),
-                    "shopper_id": getattr(principal, "shopper_id", None),
-                    "merchant_id": getattr(principal, "merchant_id", None),
-                }
-            )
 
-        async def send_with_id(message):
-            nonlocal status
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            elif kind == "http.response.body" and not logged and not message.get("more_body", False):
-                log_request()  # its latency: up to the last byte handed to the server
-            await send(message)
+def reset_request_id(token) -> None:
+    _REQUEST_ID.reset(token)
 
-        bound = _REQUEST_ID.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if not logged:
-                log_request()
-            _REQUEST_ID.reset(bound)
+
+def log_access(scope, request_id: str, status: int, started: float) -> str | None:
+    """Write the request's access line (its latency from `started`, a `time.perf_counter()`), with its
+    batch within FLUSH_SECONDS (the last batch when the app shuts down); returns the route template."""
+    route = route_template(scope)
+    lines = _access_lines
+    if lines is None:  # logging never configured: nowhere to write
+        return route
+    principal = scope.get("state", {}).get("principal")
+    lines.write(
+        {
+            "request_id": request_id,
+            "method": scope["method"],
+            "route": route,
+            "path": scope["path"],
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "role": getattr(principal, "role", None),
+            "key_id": getattr(principal, "key_id", None),
+            "shopper_id": getattr(principal, "shopper_id", None),
+            "merchant_id": getattr(principal, "merchant_id", None),
+        }
+    )
+    return route
 
 
 def route_template(scope) -> str | None:
