@@ -24,13 +24,21 @@ from serving.model_store import ModelSnapshot
 
 #: model scoring spans; a no-op until `serving.tracing.setup_tracing` installs a provider
 _tracer = trace.get_tracer("crosscart.serving")
+_traced = False  # no request is traced until `setup_tracing` calls `trace_scoring`
+_NO_SPAN = nullcontext()
+
+
+def trace_scoring() -> None:
+    """Requests are traced from now on: scoring inside a traced request gets its span."""
+    global _traced
+    _traced = True
 
 
 def _scoring_span(model: ModelSnapshot):
     """A `model.score` span inside a traced request, else nothing: even a no-op span costs three context
-    managers and a context switch per recommendation."""
-    if not trace.get_current_span().is_recording():
-        return nullcontext()
+    managers and a context switch per recommendation, and asking for the current span a context lookup."""
+    if not _traced or not trace.get_current_span().is_recording():
+        return _NO_SPAN
     return _tracer.start_as_current_span(
         "model.score", attributes={"model": model.model_label, "model.version": model.version or ""}
     )
@@ -170,6 +178,7 @@ def recommend(
     label = model.model_label
     bought = catalog.purchased.get(shopper_id) if not seeds else None
     before = set(bought.tolist()) if bought is not None else set()
+    similar, repeat, new = f"{label}:similar", f"{label}:repeat", f"{label}:new"
     if ranked is None:
         fixed_reason = None
         with _scoring_span(model):
@@ -182,9 +191,7 @@ def recommend(
         if len(page.picks) >= n:
             break
         if page.fits(pos):
-            reason = fixed_reason or (
-                f"{label}:similar" if seeds else f"{label}:repeat" if pos in before else f"{label}:new"
-            )
+            reason = fixed_reason or (similar if seeds else repeat if pos in before else new)
             page.add(Pick(pos, score, reason=reason))
     # a small category may not fill the page: the store's best sellers take what is left
     for in_category in (True, False) if fill_category is not None else (False,):
