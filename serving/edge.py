@@ -15,12 +15,11 @@ import time
 
 from serving.fastpath import RecommendationFastPath
 from serving.logs import (
+    REQUEST_ID,
     REQUEST_ID_HEADER,
-    bind_request_id,
     flush_access_lines,
     log_access,
     request_id_of,
-    reset_request_id,
     route_template,
 )
 from serving.middleware import Metrics
@@ -49,7 +48,7 @@ class RequestEdge:
                 flush_access_lines()
         started = time.perf_counter()
         request_id = request_id_of(scope["headers"]) if self.access_log else None
-        bound = bind_request_id(request_id) if request_id is not None else None
+        bound = REQUEST_ID.set(request_id) if request_id is not None else None
         status, logged, template = 500, request_id is None, None
         try:
             body = None
@@ -88,4 +87,4 @@ class RequestEdge:
                 template = route_template(scope)
             self.metrics.observe(scope["method"], template, status, elapsed)
             if bound is not None:
-                reset_request_id(bound)
+                REQUEST_ID.reset(bound)

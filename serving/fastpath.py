@@ -63,13 +63,14 @@ class RecommendationFastPath:
     def _principal(self, scope):
         """The caller when the fast path may answer: a cached key of an unthrottled storefront role, on a
         request without a body."""
-        auth = b""
+        auth = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                auth = value
+                if auth is None:  # the first, as FastAPI reads it
+                    auth = value
             elif name in _BODY_HEADERS and value != b"0":
                 return None
-        scheme, _, key = auth.decode("latin-1").partition(" ")
+        scheme, _, key = (auth or b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not key:
             return None
         hit, principal = self.state.principals.get(key.strip())

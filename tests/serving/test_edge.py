@@ -98,3 +98,10 @@ def test_fastapi_answers_are_measured_under_their_route_template(client, keys):
     metrics = client.get("/metrics").text
     assert _count(metrics, 200, "/v1/shoppers/{shopper_id}/orders") == 1.0
     assert _count(metrics, 404, "unmatched") == 1.0
+
+
+def test_the_fast_path_reads_the_first_authorization_header_as_fastapi_does(client, keys, answered):
+    good = auth(keys["storefront"])["Authorization"]
+    assert client.get(URL, headers={"Authorization": good}).status_code == 200  # caches the key
+    both = client.get(URL, headers=[("Authorization", "Bearer cc_" + "u" * 43), ("Authorization", good)])
+    assert answered[-1] is None and both.status_code == 401
