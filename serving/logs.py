@@ -34,14 +34,26 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SECRETS = re.compile(r"cc_[A-Za-z0-9_-]{20,}|\b[0-9a-f]{64}\b|\b\d{17}[\dXx]\b")
 _SHORTEST_SECRET = 18
 _DIGIT_RUN = re.compile(r"\d{17}")  # what an ID number needs; far quicker to rule out than _SECRETS
+# ... and quicker still without a pattern: in ASCII text (`\d` is any Unicode digit, so other text goes to
+# the pattern), digits become "0" and the rest " " in one C pass, then a substring test (about 1 us for
+# an access line against 8 us for the pattern, which tries every position)
+_ASCII_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_ZEROS = b"0" * 17
 MASK = "[redacted]"
 FLUSH_SECONDS = 0.05  # an access line reaches the stream this long after its request at the latest
 FLUSH_BYTES = 4000  # below PIPE_BUF (4096): one write to a pipe is never interleaved with another's
 
 
+def _digit_run(text: str) -> bool:
+    """Whether `text` holds 17 digits in a row (`_DIGIT_RUN`)."""
+    if text.isascii():
+        return _ZEROS in text.encode().translate(_ASCII_DIGITS)
+    return _DIGIT_RUN.search(text) is not None
+
+
 def redact(text: str) -> str:
     # a key needs "cc_", a digest 64 characters, an ID number 17 digits in a row: most text has none
-    if "cc_" in text or len(text) >= 64 or _DIGIT_RUN.search(text):
+    if "cc_" in text or len(text) >= 64 or _digit_run(text):
         return _SECRETS.sub(MASK, text)
     return text
 
@@ -129,7 +141,7 @@ class _AccessLines:
         # fields masked one by one (ours below hold no secret). All in C: no Python step a field.
         texts = list(map(str, fields.values()))
         joined = "\n".join(texts)
-        if "cc_" in joined or max(map(len, texts)) >= 64 or _DIGIT_RUN.search(joined):
+        if "cc_" in joined or max(map(len, texts)) >= 64 or _digit_run(joined):
             _redact_event(None, None, fields)
         fields["event"], fields["level"], fields["logger"] = "request", "info", ACCESS_LOGGER
         fields["timestamp"] = _timestamp()

@@ -228,3 +228,13 @@ def test_the_access_line_masks_exactly_what_masking_each_field_does(texts, secre
     written = json.loads(stream.getvalue())
     expected = _redact_event(None, None, dict(fields))
     assert {name: written[name] for name in expected} == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789a/\n٣", max_size=60), st.integers(0, 20), st.sampled_from("7٣"))
+def test_the_quick_digit_run_test_agrees_with_the_pattern(text, run, digit):
+    """ASCII text takes a byte translation, other text (`\\d` is any Unicode digit) the pattern."""
+    from serving.logs import _DIGIT_RUN, _digit_run
+
+    for value in (text, f"{text}{digit * run}", f"{digit * run}x{text}"):
+        assert _digit_run(value) == (_DIGIT_RUN.search(value) is not None)
