@@ -120,9 +120,9 @@ class _HandlerStream:
 
 
 class _AccessLines:
-    """Where `AccessLog` sends its lines, as `configure_logging` last set it up: rendered here and written
-    in batches when the format is JSON and the level lets info through, else through structlog (terminal
-    text, one line at a time)."""
+    """Where `log_access` sends the access lines, as `configure_logging` last set it up: rendered here and
+    written in batches when the format is JSON and the level lets info through, else through structlog
+    (terminal text, one line at a time)."""
 
     def __init__(self, stream: _HandlerStream, level: int, json_format: bool):
         self.stream, self.enabled = stream, level <= logging.INFO
