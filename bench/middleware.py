@@ -5,7 +5,8 @@ no HTTP parsing), so what is measured is the app's own Python work per request.
 
 Three variants of the same app are measured in alternating batches (a busy host slows them alike):
 every middleware (as deployed), every middleware but the access log, and only the middleware round 1
-had (the recommendation fast path, metrics, the body-size limit). Times
+had (the recommendation fast path and metrics, now both in serving/edge.py's layer, and the body-size
+limit). Times
 are CPU time of the serving thread (time spent waiting for a core does not count), the median over
 batches. The access log writes to a file, as to a log collector. Nothing is written to bench/results:
 compare the variants of one run, on a quiet host for absolute figures.
@@ -25,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-ROUND_1 = {"RecommendationFastPath", "MetricsMiddleware", "BodySizeLimit"}
+ROUND_1 = {"RequestEdge", "BodySizeLimit"}  # the unlogged app's RequestEdge: fast path and metrics
 PATHS = {
     "/health": ("/health", False),
     "recommendations (fast path)": ("/v1/shoppers/s1/recommendations", True),

@@ -23,13 +23,14 @@ from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
+from serving.edge import RequestEdge
 from serving.fastpath import RecommendationFastPath
 from serving.field_access import enforce_field_access
 from serving.idempotency import IdempotencyMiddleware
 from serving.idempotency import document as document_idempotency
 from serving.key_lookups import KeyLookups
-from serving.logs import AccessLog, configure_logging
-from serving.middleware import BodySizeLimit, Metrics, MetricsMiddleware, RateLimitHeaders
+from serving.logs import configure_logging
+from serving.middleware import BodySizeLimit, Metrics, RateLimitHeaders
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore
 from serving.precomputed import load_precomputed, load_precomputed_redis
 from serving.recommend import Policy
@@ -302,14 +303,13 @@ def create_app(
     errors.document(app, API_PREFIX)
     app.add_middleware(ConditionalGet)
     app.add_middleware(RateLimitHeaders)
-    # outside the layers that never touch what it answers (GETs of unthrottled callers, not cached
-    # reads): its requests skip them
-    app.add_middleware(RecommendationFastPath, state=state)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics, prefixes=(API_PREFIX,))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")
     setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
-    if settings.access_log:
-        app.add_middleware(AccessLog)
+    # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
+    # callers, not cached reads): its requests skip them, and are still measured and logged
+    app.add_middleware(
+        RequestEdge, metrics=state.metrics, fast=RecommendationFastPath(state), access_log=settings.access_log
+    )
     app.add_middleware(DeadlineStamp, gate=db_gate)
     return app

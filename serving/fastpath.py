@@ -5,7 +5,8 @@ FastAPI resolves every parameter and dependency through generic machinery that c
 itself. This handler answers the common case with the same pieces as the route (the principal cache,
 role and ownership rules, `RecommendationQuery` validation, `shopper_page`) and hands everything else
 to FastAPI untouched: unknown or uncached keys, throttled roles, invalid parameters and any refusal, so
-errors keep their one documented shape and rate limits are never counted twice.
+errors keep their one documented shape and rate limits are never counted twice. It is asked first, by
+the outer request layer (serving/edge.py), which measures, logs and tags its answers like any other.
 """
 
 from __future__ import annotations
@@ -30,43 +31,46 @@ ROUTE = SimpleNamespace(path="/v1/shoppers/{shopper_id}/recommendations")  # the
 SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)/recommendations$")
 SESSION_ROUTE = SimpleNamespace(path="/v1/sessions/{session_id}/recommendations")
 QUERY_CACHE_SIZE = 4096
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
 class RecommendationFastPath:
-    def __init__(self, app, state: ServingState):
-        self.app, self.state = app, state
+    """Called by the outer request layer (serving/edge.py) before the rest of the middleware: `answer`
+    returns the page's JSON body, or None to let the request go on to FastAPI."""
+
+    def __init__(self, state: ServingState):
+        self.state = state
         self._queries: dict[tuple[type, bytes], RecommendationQuery | SessionPageQuery] = {}
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "GET":
-            match, route, body = PATH.match(scope["path"]), ROUTE, None
-            if match is not None:
-                body = self._answer(scope, unquote(match.group(1)))
-            else:
-                match, route = SESSION_PATH.match(scope["path"]), SESSION_ROUTE
-                if match is not None:
-                    body = await self._session_answer(scope, unquote(match.group(1)))
-            if match is not None:
-                if body is not None:
-                    scope["route"] = route
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
-                    return
-        await self.app(scope, receive, send)
+    async def answer(self, scope) -> bytes | None:
+        """A GET's body when the fast path answers it (the matched route left in the scope for the metrics
+        and the access log), else None. A request with a body is left to FastAPI (and its size limit)."""
+        path = scope["path"]
+        if not path.endswith("/recommendations"):  # every other route: one string test
+            return None
+        match = PATH.match(path)
+        if match is not None:
+            route, body = ROUTE, self._answer(scope, unquote(match.group(1)))
+        else:
+            match = SESSION_PATH.match(path)
+            if match is None:
+                return None
+            route, body = SESSION_ROUTE, await self._session_answer(scope, unquote(match.group(1)))
+        if body is not None:
+            scope["route"] = route
+        return body
 
     def _principal(self, scope):
-        """The caller when the fast path may answer: a cached key of an unthrottled storefront role."""
-        auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        scheme, _, key = auth.partition(" ")
+        """The caller when the fast path may answer: a cached key of an unthrottled storefront role, on a
+        request without a body."""
+        auth = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if auth is None:  # the first, as FastAPI reads it
+                    auth = value
+            elif name in _BODY_HEADERS and value != b"0":
+                return None
+        scheme, _, key = (auth or b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not key:
             return None
         hit, principal = self.state.principals.get(key.strip())

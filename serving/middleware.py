@@ -1,9 +1,9 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): body-size limit and metrics."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): body-size limit and rate-limit
+headers; the request metrics (recorded by serving/edge.py)."""
 
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -119,6 +119,20 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         self._served: dict[str, tuple[str, str]] = {}
+        self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children: `labels()` costs a lock
+
+    def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Count one request by route template (None: it matched no route) and status, and its latency."""
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:  # bounded: route templates x methods x statuses
+            template = "unmatched" if route is None else route
+            series = self._series[key] = (
+                self.requests.labels(method, template, str(status)),
+                self.latency.labels(template),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def served(self, model: str, name: str, version: str | None) -> None:
         """Record that `model` (recommender, uplift, ...) now serves `name` at `version`."""
@@ -143,46 +157,3 @@ class Metrics:
         """A worker stopping: its live gauges stop counting."""
         if self.multiprocess_dir:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
-
-
-class MetricsMiddleware:
-    """Labels requests by route template; `prefixes` are router prefixes that the matched route's own
-    path does not carry (FastAPI keeps included routers' paths relative)."""
-
-    def __init__(self, app, metrics: Metrics, prefixes: tuple[str, ...] = ()):
-        self.app, self.metrics, self.prefixes = app, metrics, prefixes
-        self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children: `labels()` costs a lock
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = 500
-
-        async def capture(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None)
-            if template is None:
-                template = "unmatched"
-            else:
-                path = scope["path"]
-                prefix = next((p for p in self.prefixes if path.startswith(p + "/")), "")
-                if not template.startswith(prefix + "/"):
-                    template = prefix + template
-            key = (scope["method"], template, status)
-            series = self._series.get(key)
-            if series is None:  # bounded: route templates x methods x statuses
-                series = self._series[key] = (
-                    self.metrics.requests.labels(scope["method"], template, str(status)),
-                    self.metrics.latency.labels(template),
-                )
-            series[0].inc()
-            series[1].observe(time.perf_counter() - start)

@@ -24,13 +24,21 @@ from serving.model_store import ModelSnapshot
 
 #: model scoring spans; a no-op until `serving.tracing.setup_tracing` installs a provider
 _tracer = trace.get_tracer("crosscart.serving")
+_traced = False  # no request is traced until `setup_tracing` calls `trace_scoring`
+_NO_SPAN = nullcontext()
+
+
+def trace_scoring() -> None:
+    """Requests are traced from now on: scoring inside a traced request gets its span."""
+    global _traced
+    _traced = True
 
 
 def _scoring_span(model: ModelSnapshot):
     """A `model.score` span inside a traced request, else nothing: even a no-op span costs three context
-    managers and a context switch per recommendation."""
-    if not trace.get_current_span().is_recording():
-        return nullcontext()
+    managers and a context switch per recommendation, and asking for the current span a context lookup."""
+    if not _traced or not trace.get_current_span().is_recording():
+        return _NO_SPAN
     return _tracer.start_as_current_span(
         "model.score", attributes={"model": model.model_label, "model.version": model.version or ""}
     )
@@ -64,10 +72,13 @@ class Page:
 
 
 class _Composer:
-    """Accumulates a page while enforcing the caps and the no-duplicates rule."""
+    """Accumulates a page while enforcing the caps and the no-duplicates rule. Called for every candidate
+    of every page: the catalog's columns and the caps are kept as attributes of its own."""
 
     def __init__(self, catalog: CatalogSnapshot, mask: np.ndarray, policy: Policy, cap_category: bool):
         self.catalog, self.mask, self.policy, self.cap_category = catalog, mask, policy, cap_category
+        self.merchants, self.categories = catalog.merchant_list, catalog.category_list
+        self.max_per_merchant, self.max_per_category = policy.max_per_merchant, policy.max_per_category
         self.picks: list[Pick] = []
         self.taken: set[int] = set()
         self.per_merchant: dict[str, int] = {}
@@ -76,19 +87,16 @@ class _Composer:
     def fits(self, pos: int) -> bool:
         if pos in self.taken or not self.mask[pos]:
             return False
-        if self.per_merchant.get(self.catalog.merchant_list[pos], 0) >= self.policy.max_per_merchant:
+        if self.per_merchant.get(self.merchants[pos], 0) >= self.max_per_merchant:
             return False
         return not (
-            self.cap_category
-            and self.per_category.get(self.catalog.category_list[pos], 0) >= self.policy.max_per_category
+            self.cap_category and self.per_category.get(self.categories[pos], 0) >= self.max_per_category
         )
 
     def add(self, pick: Pick, at: int | None = None) -> None:
-        self.taken.add(pick.position)
-        merchant, category = (
-            self.catalog.merchant_list[pick.position],
-            self.catalog.category_list[pick.position],
-        )
+        pos = pick.position
+        self.taken.add(pos)
+        merchant, category = self.merchants[pos], self.categories[pos]
         self.per_merchant[merchant] = self.per_merchant.get(merchant, 0) + 1
         self.per_category[category] = self.per_category.get(category, 0) + 1
         if at is None:
@@ -170,6 +178,7 @@ def recommend(
     label = model.model_label
     bought = catalog.purchased.get(shopper_id) if not seeds else None
     before = set(bought.tolist()) if bought is not None else set()
+    similar, repeat, new = f"{label}:similar", f"{label}:repeat", f"{label}:new"
     if ranked is None:
         fixed_reason = None
         with _scoring_span(model):
@@ -178,14 +187,12 @@ def recommend(
         positions, scores, fixed_reason = ranked
         keep = mask[positions]
         positions, scores = positions[keep], scores[keep]
+    picks, fits, add = page.picks, page.fits, page.add
     for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
-        if len(page.picks) >= n:
+        if len(picks) >= n:
             break
-        if page.fits(pos):
-            reason = fixed_reason or (
-                f"{label}:similar" if seeds else f"{label}:repeat" if pos in before else f"{label}:new"
-            )
-            page.add(Pick(pos, score, reason=reason))
+        if fits(pos):
+            add(Pick(pos, score, fixed_reason or (similar if seeds else repeat if pos in before else new)))
     # a small category may not fill the page: the store's best sellers take what is left
     for in_category in (True, False) if fill_category is not None else (False,):
         if len(page.picks) >= n:

@@ -21,6 +21,8 @@ def setup_tracing(app: FastAPI, engine: Engine, endpoint: str, exporter=None):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
+    from serving.recommend import trace_scoring
+
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -32,6 +34,7 @@ def setup_tracing(app: FastAPI, engine: Engine, endpoint: str, exporter=None):
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     # the scoring spans use the global provider; the first app of a process sets it
     trace.set_tracer_provider(provider)
+    trace_scoring()
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="health,ready,metrics")
     trace_statements(engine, provider.get_tracer("crosscart.sql"))
     return provider

@@ -206,3 +206,35 @@ def test_a_broken_log_stream_does_not_fail_requests(client):
         assert client.get("/v1/rankings").status_code == 200
     finally:
         ours.setStream(previous)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet="0123456789abcdefXc_/ -A", max_size=90), min_size=1, max_size=4),
+    st.sampled_from(["", "cc_" + "k" * 40, "7" * 18, "a1" * 32]),
+    st.integers(0, 4),
+)
+def test_the_access_line_masks_exactly_what_masking_each_field_does(texts, secret, at):
+    """The access line tests all its fields at once before masking any (serving.logs._AccessLines.write):
+    what reaches the line is what masking field by field gives."""
+    from serving.logs import _AccessLines, _HandlerStream, _redact_event
+
+    texts = [*texts[:at], f"{texts[0]}{secret}", *texts[at:]]
+    fields = {f"f{i}": text for i, text in enumerate(texts)} | {"status": 200, "role": None}
+    stream = _Writes()
+    lines = _AccessLines(_HandlerStream(logging.StreamHandler(stream), "test"), logging.INFO, True)
+    lines.write(dict(fields))
+    lines.flush()
+    written = json.loads(stream.getvalue())
+    expected = _redact_event(None, None, dict(fields))
+    assert {name: written[name] for name in expected} == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789a/\n٣", max_size=60), st.integers(0, 20), st.sampled_from("7٣"))
+def test_the_quick_digit_run_test_agrees_with_the_pattern(text, run, digit):
+    """ASCII text takes a byte translation, other text (`\\d` is any Unicode digit) the pattern."""
+    from serving.logs import _DIGIT_RUN, _digit_run
+
+    for value in (text, f"{text}{digit * run}", f"{digit * run}x{text}"):
+        assert _digit_run(value) == (_DIGIT_RUN.search(value) is not None)
