@@ -25,6 +25,15 @@ def get_or_404(session: Session, model: type[T], key, what: str) -> T:
     return obj
 
 
+def locked_or_404(session: Session, model: type[T], key, what: str) -> T:
+    """The row, locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    serializes writers) and re-read, so a change committed while waiting for the lock is seen."""
+    obj = session.get(model, key, with_for_update=True, populate_existing=True)
+    if obj is None:
+        raise NotFound(f"unknown {what} {key!r}", code=f"{what.replace(' ', '_')}_not_found")
+    return obj
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 

@@ -46,7 +46,7 @@ from commerce.campaigns import CHANNELS, CONTROL, Campaign, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
-from commerce.services._util import new_id, write_csv
+from commerce.services._util import locked_or_404, new_id, write_csv
 from commerce.services.coupons import grant_coupon
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, to_money, utcnow
@@ -119,20 +119,6 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
     return campaign
 
 
-def _locked(session: Session, campaign_id: str) -> Campaign:
-    """The campaign, its row locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
-    already serializes writers) and re-read, so a change committed while waiting is seen."""
-    campaign = session.scalar(
-        select(Campaign)
-        .where(Campaign.campaign_id == campaign_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if campaign is None:
-        raise NotFound(f"unknown campaign {campaign_id!r}", code="campaign_not_found")
-    return campaign
-
-
 def get_campaign(session: Session, campaign_id: str) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
@@ -155,7 +141,7 @@ def set_audience(
     The campaign row stays locked to the end of the transaction, so audiences stored at once replace
     each other instead of adding up, and none lands after scheduling checked the audience.
     """
-    campaign = _locked(session, campaign_id)
+    campaign = locked_or_404(session, Campaign, campaign_id, "campaign")
     if campaign.status != "draft":
         raise InvalidState(
             f"campaign {campaign_id!r} is {campaign.status}; only a draft's audience may change"
@@ -384,7 +370,8 @@ def schedule_campaign(
     `contact_policy`'s frequency cap (None: no cap, for history recorded as it happened)."""
     if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
-    campaign = _locked(session, campaign_id)  # no audience replaced between the checks and the move
+    # no audience replaced between the checks and the move
+    campaign = locked_or_404(session, Campaign, campaign_id, "campaign")
     check_measurable(campaign, _arm_counts(session, campaign_id))
     _check_arm_coupons(session, campaign_id, _arm_coupon_ids(session, campaign_id), lock=False)
     clash = select(CampaignMember.shopper_id).where(

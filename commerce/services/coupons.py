@@ -34,7 +34,7 @@ from commerce.coupons import (
 )
 from commerce.errors import Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from commerce.merchants import Merchant
-from commerce.services._util import get_or_404, new_id
+from commerce.services._util import get_or_404, locked_or_404, new_id
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
@@ -167,20 +167,6 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
     return coupon
 
 
-def _locked_coupon(session: Session, coupon_id: str) -> Coupon:
-    """The coupon, its row locked to the end of the transaction (PostgreSQL; SQLite's BEGIN IMMEDIATE
-    already serializes writers) and re-read; the next statement sees what committed meanwhile."""
-    coupon = session.scalar(
-        select(Coupon)
-        .where(Coupon.coupon_id == coupon_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if coupon is None:
-        raise NotFound(f"unknown coupon {coupon_id!r}", code="coupon_not_found")
-    return coupon
-
-
 EDITABLE = tuple(f for f in CouponInput.__dataclass_fields__ if f != "coupon_id")
 
 
@@ -198,7 +184,7 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
         raise ValidationError(
             f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
         )
-    coupon = _locked_coupon(session, coupon_id)
+    coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     current = {f: getattr(coupon, f) for f in EDITABLE}
     values = _terms(session, CouponInput(**{**current, **changes}))
     unused = and_(
@@ -264,7 +250,7 @@ def grant_coupon(
 
     Returns the number of new grants.
     """
-    _locked_coupon(session, coupon_id)
+    locked_or_404(session, Coupon, coupon_id, "coupon")
     at = as_utc(at or utcnow())
     ids = sorted(set(shopper_ids))
     known = set(session.scalars(select(Shopper.shopper_id).where(Shopper.shopper_id.in_(ids))))
