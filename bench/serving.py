@@ -187,7 +187,9 @@ def _summary(ms: list[float]) -> dict:
 # ---------------------------------------------------------------- HTTP server process
 
 
-def serve(workdir: Path, port: int, n_products: int, n_shoppers: int) -> None:
+def serve(workdir: Path, port: int, n_products: int, n_shoppers: int, http: str = "auto") -> None:
+    """The bench server; `http`: uvicorn's protocol (default: its own choice, httptools when installed),
+    e.g. serving.http.PROTOCOL, `crosscart serve`'s."""
     import uvicorn
 
     from commerce.db import make_engine, make_session_factory
@@ -226,7 +228,13 @@ def serve(workdir: Path, port: int, n_products: int, n_shoppers: int) -> None:
         warm_shoppers=n_shoppers,  # precompute every known shopper's scores before the model goes live
     )
     uvicorn.run(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=60
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=60,
+        http=http,
     )
 
 
@@ -479,6 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--products", type=int, required=True)
     s.add_argument("--shoppers", type=int, required=True)
+    s.add_argument("--http", default="auto", help="uvicorn's HTTP protocol (an import path, or auto)")
     ld = sub.add_parser("_load")
     ld.add_argument("--url", required=True)
     ld.add_argument("--key", required=True)
@@ -488,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     ld.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args(argv)
     if args.cmd == "_serve":
-        return serve(args.workdir, args.port, args.products, args.shoppers)
+        return serve(args.workdir, args.port, args.products, args.shoppers, args.http)
     if args.cmd == "_load":
         return load(args)
 

@@ -5,6 +5,8 @@ one run.
     .venv/bin/python -m bench.serving_cpu                        # this checkout only
     .venv/bin/python -m bench.serving_cpu --tree ../r1 --rounds 3  # against another checkout, alternating
     .venv/bin/python -m bench.serving_cpu --mode in-process --quick --tree ../r1
+    .venv/bin/python -m bench.serving_cpu --quick --http serving.http:HeaderTimeoutH11Protocol
+        --http serving.http_httptools:HeaderTimeoutHttpToolsProtocol  # `crosscart serve`'s, h11 vs httptools
 
 Results go to bench/results/serving_cpu_<mode>.json. In `http` mode the figure is the uvicorn server
 process's CPU (HTTP parsing and sockets included); in `in-process` mode the app is called directly as
@@ -171,17 +173,20 @@ class Checkout:
 
 
 class Server:
-    """A checkout's bench server (`bench.serving _serve`), its log in a file."""
+    """A checkout's bench server (`bench.serving _serve`, with uvicorn's HTTP protocol `http` if given),
+    its log in a file."""
 
-    def __init__(self, checkout: Checkout, port: int):
-        self.label, self.key = checkout.label, checkout.key
+    def __init__(self, checkout: Checkout, port: int, http: str | None = None):
+        self.label, self.key = checkout.label + (f" http={http}" if http else ""), checkout.key
         self.url = f"http://127.0.0.1:{port}"
         products, shoppers = checkout.size
         command = [
             sys.executable, "-m", "bench.serving", "_serve", "--workdir", str(checkout.workdir),
             "--port", str(port), "--products", str(products), "--shoppers", str(shoppers),
         ]  # fmt: skip
-        self.log = checkout.workdir / "server.log"
+        if http:
+            command += ["--http", http]
+        self.log = checkout.workdir / f"server-{port}.log"
         with self.log.open("w") as sink:
             self.process = subprocess.Popen(command, cwd=checkout.tree, env=checkout.env, stderr=sink)
         self.ps = psutil.Process(self.process.pid)
@@ -245,7 +250,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=4000, help="per endpoint and round")
     parser.add_argument("--rate", type=float, default=200.0, help="http mode")
     parser.add_argument("--quick", action="store_true", help="20k products, 5k shoppers")
-    parser.add_argument("--port", type=int, default=18190, help="http mode: first port, one per checkout")
+    parser.add_argument("--port", type=int, default=18190, help="http mode: first port, one per server")
+    parser.add_argument(
+        "--http",
+        action="append",
+        default=[],
+        help="http mode: uvicorn's HTTP protocol (auto, h11, httptools or a class's import path, as in "
+        "serving.http.PROTOCOL); repeat to compare, one server each",
+    )
     parser.add_argument("--profile", type=Path, help="in-process mode: cProfile output file prefix")
     parser.add_argument("--output", type=Path, help="default: bench/results/serving_cpu_<mode>.json")
     args = parser.parse_args(argv)
@@ -260,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         "health": ["/health"] * args.requests,
     }
     checkouts = [Checkout(tree, products, shoppers) for tree in [ROOT, *(t.resolve() for t in args.tree)]]
-    runs: dict[str, dict[str, list]] = {c.label: {name: [] for name in mix} for c in checkouts}
+    runs: dict[str, dict[str, list]] = {}
     access_lines = {}
     try:
         if args.mode == "in-process":
@@ -268,10 +280,11 @@ def main(argv: list[str] | None = None) -> None:
                 for c in _alternating(checkouts, r):
                     profile = args.profile and args.profile.with_name(f"{args.profile.name}-{c.tree.name}")
                     for name, cpu in c.in_process(mix, args.requests, profile).items():
-                        runs[c.label][name].append(cpu)
+                        runs.setdefault(c.label, {}).setdefault(name, []).append(cpu)
                     print(c.label, {n: v[-1] for n, v in runs[c.label].items()}, flush=True)
         else:
-            servers = [Server(c, args.port + i) for i, c in enumerate(checkouts)]
+            pairs = [(c, http) for c in checkouts for http in args.http or [None]]
+            servers = [Server(c, args.port + i, http) for i, (c, http) in enumerate(pairs)]
             try:
                 for server in servers:
                     server.wait_ready()
@@ -281,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
                 for r in range(args.rounds):
                     for server in _alternating(servers, r):
                         for name, paths in mix.items():
-                            runs[server.label][name].append(server.measure(paths, args.rate))
+                            runs.setdefault(server.label, {}).setdefault(name, []).append(
+                                server.measure(paths, args.rate)
+                            )
                             print(server.label, name, runs[server.label][name][-1], flush=True)
             finally:
                 for server in servers:

@@ -1,28 +1,34 @@
-"""The HTTP protocol the API is served with: uvicorn's h11 protocol plus a deadline for request headers.
+"""The HTTP protocol the API is served with: uvicorn's, plus a deadline for request headers, an arrival
+stamp and `GET /health` answered at the read. `PROTOCOL` names it for uvicorn's `http=`: the one on
+uvicorn's httptools protocol (C parser, serving/http_httptools.py) where httptools is installed (it comes
+with uvicorn[standard]), else the one on uvicorn's pure-Python h11 protocol below; the httptools one
+costs markedly less CPU per request (docs/api.md, "Slow clients").
 
 uvicorn cancels its keep-alive timer on any byte received and a new connection has no timer at all, so a
-client sending a header byte now and then holds a connection (and its memory) forever. This protocol
-gives every request `timeout_keep_alive` seconds, from the moment the connection opens or the previous
+client sending a header byte now and then holds a connection (and its memory) forever. These protocols
+give every request `timeout_keep_alive` seconds, from the moment the connection opens or the previous
 response ends, to complete its headers; trickling bytes does not reset the deadline.
 
-It also stamps each request with the moment its headers were read off the socket (`ARRIVED` in the
+They also stamp each request with the moment its headers were read off the socket (`ARRIVED` in the
 request state, `time.monotonic()`). Every request of a burst is read in one pass of the event loop but
 reaches the app only after the ones before it have run up to their first wait (in a burst of 200
 checkouts at load 12: up to 1.5 s later); a request's database deadline counts from that stamp
 (serving.resilience.DeadlineStamp), so time queued on the loop is not granted again.
 
-And it answers `GET /health` itself, in the same callback that read it, as a load balancer's monitor URI
-is answered by the front layer: a request reaches the app only as a task that runs after every callback
-already queued on the event loop (under mixed traffic, other requests' steps: about 30 ms p99 between
-read and app on the 2-core bench host, two thirds of /health's time in the API), and then crosses the
-middleware and FastAPI. The liveness answer still comes from the event loop that serves every request,
-so a stalled loop still fails it; it is not in the app's request metrics or access log.
+And they answer `GET /health` themselves, in the same callback that read it, as a load balancer's monitor
+URI is answered by the front layer: a request reaches the app only as a task that runs after every
+callback already queued on the event loop (under mixed traffic, other requests' steps: about 30 ms p99
+between read and app on the 2-core bench host, two thirds of /health's time in the API), and then crosses
+the middleware and FastAPI. The liveness answer still comes from the event loop that serves every
+request, so a stalled loop still fails it; it is not in the app's request metrics or access log. A check
+pipelined behind a request still being answered waits its turn, so responses keep the requests' order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from importlib.util import find_spec
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -30,52 +36,25 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 ARRIVED = "arrived"  # request-state key: when the request's headers were read (time.monotonic())
 HEALTH_PATH = b"/health"
 HEALTH_BODY = b'{"status":"ok"}'  # serving.routers.health answers the same where this protocol is not used
-_HEALTH_HEADERS = [
+HEALTH_HEADERS = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(HEALTH_BODY)).encode()),
 ]
 
 
-def _bodyless(request: h11.Request) -> bool:
+def bodyless(headers) -> bool:
+    """No request body announced: (name, value) pairs, names lower-case."""
     return all(
-        name not in (b"content-length", b"transfer-encoding") or value == b"0"
-        for name, value in request.headers
+        name not in (b"content-length", b"transfer-encoding") or value == b"0" for name, value in headers
     )
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
+class HeaderDeadline:
+    """The header deadline (module docstring), for a uvicorn HTTP protocol: armed when the connection
+    opens (by `connection_made`) or a response ends (by the protocol), disarmed by the protocol when the
+    next request's headers are complete, never by bytes arriving."""
+
     _header_deadline: asyncio.TimerHandle | None = None
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._parse = self.conn.next_event
-        self.conn.next_event = self._next_event  # uvicorn's handle_events reads events through this
-
-    def _next_event(self):
-        """h11's next event, after answering any health checks that come first (pipelined ones too)."""
-        while True:
-            event = self._parse()
-            if not (
-                type(event) is h11.Request
-                and event.method == b"GET"
-                and event.target == HEALTH_PATH
-                and _bodyless(event)
-            ):
-                return event
-            self._parse()  # the request's EndOfMessage: it has no body
-            headers = self.server_state.default_headers + _HEALTH_HEADERS
-            self.transport.write(
-                self.conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
-                + self.conn.send(h11.Data(data=HEALTH_BODY))
-                + self.conn.send(h11.EndOfMessage())
-            )
-            if self.conn.our_state is h11.MUST_CLOSE:  # the client asked to close (or spoke HTTP/1.0)
-                self.conn.send(h11.ConnectionClosed())
-                self.transport.close()
-                self.on_response_complete()
-                return h11.NEED_DATA
-            self.conn.start_next_cycle()
-            self.on_response_complete()
 
     def _arm(self) -> None:
         self._disarm()
@@ -90,6 +69,44 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._arm()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+class HeaderTimeoutH11Protocol(HeaderDeadline, H11Protocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._parse = self.conn.next_event
+        self.conn.next_event = self._next_event  # uvicorn's handle_events reads events through this
+
+    def _next_event(self):
+        """h11's next event, after answering any health checks that come first (pipelined ones too: h11
+        parses a request only once the previous response is complete)."""
+        while True:
+            event = self._parse()
+            if not (
+                type(event) is h11.Request
+                and event.method == b"GET"
+                and event.target == HEALTH_PATH
+                and bodyless(event.headers)
+            ):
+                return event
+            self._parse()  # the request's EndOfMessage: it has no body
+            headers = self.server_state.default_headers + HEALTH_HEADERS
+            self.transport.write(
+                self.conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+                + self.conn.send(h11.Data(data=HEALTH_BODY))
+                + self.conn.send(h11.EndOfMessage())
+            )
+            if self.conn.our_state is h11.MUST_CLOSE:  # the client asked to close (or spoke HTTP/1.0)
+                self.conn.send(h11.ConnectionClosed())
+                self.transport.close()
+                self.on_response_complete()
+                return h11.NEED_DATA
+            self.conn.start_next_cycle()
+            self.on_response_complete()
+
     def data_received(self, data: bytes) -> None:
         arrived, cycle = time.monotonic(), self.cycle
         super().data_received(data)
@@ -103,9 +120,10 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._arm()  # waiting for the next request's headers
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
-
-PROTOCOL = f"{__name__}:HeaderTimeoutH11Protocol"  # for uvicorn's `http=` (importable in every worker)
+# for uvicorn's `http=` (an import path: importable in every worker)
+PROTOCOL = (
+    "serving.http_httptools:HeaderTimeoutHttpToolsProtocol"
+    if find_spec("httptools") is not None
+    else f"{__name__}:HeaderTimeoutH11Protocol"
+)

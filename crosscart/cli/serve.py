@@ -37,7 +37,7 @@ def serve(
             workers=workers,
             log_level=log_level,
             access_log=False,
-            http=PROTOCOL,  # request headers must be complete within the timeout below
+            http=PROTOCOL,  # httptools (or h11) + serving.http: headers complete within the timeout below
             timeout_keep_alive=max(1, round(get_settings().header_timeout_seconds)),
         )
     finally:

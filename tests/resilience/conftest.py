@@ -23,18 +23,25 @@ from commerce.services.access import create_api_key
 from commerce.services.coupons import CouponInput, create_coupon
 from crosscart.settings import Settings
 from serving.app import create_app
-from serving.http import PROTOCOL
+from serving.http import PROTOCOL, HeaderTimeoutH11Protocol
+from serving.http_httptools import HeaderTimeoutHttpToolsProtocol
 from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
 from tests.commerce.conftest import _postgres_ddl, make_id_number
 from tests.serving.conftest import IDENTITY_KEY, ScriptedSource, TinyRecommender, seed_marketplace
 
 
+@pytest.fixture(params=[HeaderTimeoutHttpToolsProtocol, HeaderTimeoutH11Protocol], ids=["httptools", "h11"])
+def http_protocol(request):
+    """Each of serving.http's protocols: `crosscart serve`'s (httptools) and its fallback (h11)."""
+    return request.param
+
+
 @contextmanager
 def running_server(app, port: int, **config):
-    """`app` under `crosscart serve`'s HTTP protocol on 127.0.0.1:`port`, in a thread, for the block."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, http=PROTOCOL, log_level="error", **config)
-    )
+    """`app` under `crosscart serve`'s HTTP protocol (or `http=`) on 127.0.0.1:`port`, in a thread, for
+    the block."""
+    config = {"http": PROTOCOL, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -11,7 +11,6 @@ import time
 import uvicorn
 from uvicorn.server import ServerState
 
-from serving.http import HeaderTimeoutH11Protocol
 from serving.resilience import DatabaseBusy, DatabaseGate, DeadlineStamp
 from tests.resilience.conftest import FakeTransport
 
@@ -19,7 +18,7 @@ WAIT = 0.5  # the gate's wait for a slot
 BUSY_LOOP = 0.8  # how long the event loop is busy between reading the request and running it
 
 
-async def _late_request() -> dict:
+async def _late_request(protocol_class) -> dict:
     """One slot, held throughout; a request is read, then the loop stays busy for BUSY_LOOP (the requests
     read in the same pass running up to their first wait) before the request's task runs."""
     gate = DatabaseGate(requests=1, auth=1, wait_seconds=WAIT)
@@ -36,7 +35,7 @@ async def _late_request() -> dict:
         await send({"type": "http.response.body", "body": b""})
 
     config = uvicorn.Config(DeadlineStamp(app, gate), log_level="error")
-    protocol = HeaderTimeoutH11Protocol(config=config, server_state=ServerState(), app_state={})
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = FakeTransport()
     protocol.connection_made(transport)
     async with gate.request_slot():
@@ -51,8 +50,8 @@ async def _late_request() -> dict:
     return outcome | {"after_read": outcome["answered"] - read, "written": bytes(transport.written)}
 
 
-def test_a_request_late_from_queueing_on_the_event_loop_is_refused_at_once():
-    outcome = asyncio.run(_late_request())
+def test_a_request_late_from_queueing_on_the_event_loop_is_refused_at_once(http_protocol):
+    outcome = asyncio.run(_late_request(http_protocol))
     assert outcome["status"] == 503 and outcome["written"].startswith(b"HTTP/1.1 503")
     # Its wait ended WAIT after its headers were read, while the loop was still busy: refused as soon as
     # it runs, not after another full WAIT from there (BUSY_LOOP + WAIT = 1.3 s).

@@ -104,8 +104,26 @@ async def _hello(scope, receive, send):
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def test_connections_that_never_finish_their_headers_are_closed():
-    with running_server(_hello, HTTP_PORT, timeout_keep_alive=1):
+def _trickle(sock: socket.socket, data: bytes) -> float:
+    """Send `data` a byte every 0.1 s until the server closes the connection: how long that took."""
+    start = time.perf_counter()
+    sock.settimeout(0.1)
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(100) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed
+            break
+    else:
+        return float("inf")
+    return time.perf_counter() - start
+
+
+def test_connections_that_never_finish_their_headers_are_closed(http_protocol):
+    with running_server(_hello, HTTP_PORT, timeout_keep_alive=1, http=http_protocol):
         with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
             start = time.perf_counter()
@@ -114,3 +132,5 @@ def test_connections_that_never_finish_their_headers_are_closed():
         with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a prompt client is served
             assert sock.recv(100).startswith(b"HTTP/1.1 200")
+            # then trickles its next request's headers: the bytes do not extend the deadline
+            assert 0.7 < _trickle(sock, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 20) < 2
