@@ -52,6 +52,8 @@ def test_a_coupon_id_that_could_run_as_a_formula_is_refused(market, coupon_id):
 @pytest.mark.parametrize("coupon_id", ["c1", "C-10off", "_x", "cmp:7.a", "c-10off?x", "春季-10", "a b"])
 def test_ordinary_coupon_ids_are_accepted(market, coupon_id):
     _coupon(market, coupon_id)
+    with transaction(market) as s:
+        assert s.get(Coupon, coupon_id).coupon_id == coupon_id
 
 
 @pytest.mark.parametrize("use", ["grant", "redeem"])
