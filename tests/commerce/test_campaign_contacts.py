@@ -56,11 +56,7 @@ def test_a_shopper_holds_one_live_coupon_however_many_campaigns_are_scheduled_at
         for i in range(n):
             _draft(s, f"K{i}", NOW + i * DAY, NOW + (i + 20) * DAY, [("s0", "t")])
 
-    def schedule(i):
-        with transaction(market) as s:
-            return cmp.schedule_campaign(s, f"K{i}", at=NOW).campaign_id
-
-    ok, refused = run_concurrently(schedule, n)
+    ok, refused = _schedule_concurrently(market, "K", n)
     assert len(ok) == 1 and refused == ["live_coupon_held"] * (n - 1)
 
 
@@ -179,11 +175,7 @@ def test_the_frequency_cap_holds_when_campaigns_are_scheduled_at_once(market):
         for i in range(n):
             _draft(s, f"F{i}", NOW + i * DAY, NOW + i * DAY + DAY / 2, [("s0", "t")])
 
-    def schedule(i):
-        with transaction(market) as s:
-            return cmp.schedule_campaign(s, f"F{i}", at=NOW).campaign_id
-
-    ok, refused = run_concurrently(schedule, n)
+    ok, refused = _schedule_concurrently(market, "F", n)
     assert len(ok) == 3 and refused == ["frequency_capped"] * (n - 3)
 
 
@@ -344,3 +336,13 @@ def test_completing_while_a_shopper_redeems_takes_the_locks_in_redemptions_order
         assert (redeemed.result(), completed.result()) == (5, "completed")
     with market() as s:
         assert s.get(Campaign, "A").spent == 5
+
+
+def _schedule_concurrently(market, prefix: str, n: int):
+    """Schedule drafts prefix0..prefix{n-1} at once, one transaction each: (scheduled, refusal codes)."""
+
+    def schedule(i):
+        with transaction(market) as s:
+            return cmp.schedule_campaign(s, f"{prefix}{i}", at=NOW).campaign_id
+
+    return run_concurrently(schedule, n)
