@@ -1,7 +1,7 @@
 """README.md and docs/*.md name only what exists: every `crosscart ...` command and flag they show, every
 `METHOD /path` (and its `?query=` parameters), every `package.module.name` (and the keywords of a call
-written out), and every `CROSSCART_*` variable. A renamed flag or route fails here instead of in a
-reader's shell."""
+written out), every `CROSSCART_*` variable and every repository path in a code span. A renamed flag,
+route or module fails here instead of in a reader's shell."""
 
 from __future__ import annotations
 
@@ -223,4 +223,19 @@ def test_every_documented_setting_exists():
         for var in sorted(set(re.findall(r"CROSSCART_([A-Z0-9_]+)", _text(doc))))
         if var not in fields and f"CROSSCART_{var}" not in code  # test and bench variables live in code
     ]
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_documented_repository_path_exists():
+    tracked = [p.name for p in ROOT.iterdir() if p.is_dir() and p.name not in (".git", "var", ".venv")]
+    path = re.compile(rf"(?<![\w./-])((?:{'|'.join(map(re.escape, tracked))})/[\w./*-]*\w)")
+    named = [
+        (f"{doc.relative_to(ROOT)}:{_line(_text(doc), pos)}", m.group(1))
+        for doc in DOCS
+        for pos, span in _spans(_text(doc))
+        for m in path.finditer(span)
+    ]
+    assert len(named) > 100, "the docs' paths were not found: is the extraction broken?"
+    # a glob (`bench/results/closed_loop_fatigue*.json`) names several
+    problems = [f"{where}: {name}" for where, name in named if not any(ROOT.glob(name))]
     assert problems == [], "\n".join(problems)
