@@ -239,3 +239,27 @@ def test_every_documented_repository_path_exists():
     # a glob (`bench/results/closed_loop_fatigue*.json`) names several
     problems = [f"{where}: {name}" for where, name in named if not any(ROOT.glob(name))]
     assert problems == [], "\n".join(problems)
+
+
+def test_the_readme_configuration_table_gives_the_settings_defaults():
+    from crosscart.settings import Settings
+
+    table = re.findall(r"^\| (`CROSSCART_[^|]+) \| ([^|]+) \|", _text(ROOT / "README.md"), re.M)
+    assert len(table) > 15, "the README's configuration table was not found"
+    problems = []
+    for names, defaults in table:
+        fields = [n.lower() for n in re.findall(r"`CROSSCART_(\w+)`", names)]
+        shown = [d.strip().strip("`") for d in defaults.split(",")]
+        for field, text in zip(fields, shown, strict=True):  # one default per variable
+            default = Settings.model_fields[field].default
+            if "$DATA_DIR" in text or text == "empty":  # empty: derived from the data directory, or off
+                ok = default == ""
+            elif text.startswith("a development key"):
+                ok = isinstance(default, str) and "dev" in default
+            elif re.fullmatch(r"[\d.]+", text):
+                ok = float(text) == float(default)
+            else:
+                ok = text == str(default)
+            if not ok:
+                problems.append(f"CROSSCART_{field.upper()}: README says {text!r}, Settings has {default!r}")
+    assert problems == [], "\n".join(problems)
