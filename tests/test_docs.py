@@ -1,7 +1,7 @@
 """README.md and docs/*.md name only what exists: every `crosscart ...` command and flag they show, every
 `METHOD /path` (and its `?query=` parameters), every `package.module.name` (and the keywords of a call
 written out), every `CROSSCART_*` variable and every repository path in a code span. A renamed flag,
-route or module fails here instead of in a reader's shell."""
+route or module fails here instead of in a reader's shell; so does an operation docs/api.md omits."""
 
 from __future__ import annotations
 
@@ -263,3 +263,19 @@ def test_the_readme_configuration_table_gives_the_settings_defaults():
             if not ok:
                 problems.append(f"CROSSCART_{field.upper()}: README says {text!r}, Settings has {default!r}")
     assert problems == [], "\n".join(problems)
+
+
+def test_docs_api_md_documents_every_operation(api):
+    _, schema = api
+    api_md = _text(ROOT / "docs" / "api.md")
+    documented = [(method, path) for _, method, path, _ in documented_endpoints(api_md)]
+    missing = []
+    for template, item in schema["paths"].items():
+        inner = re.sub(r"\\\{\w+\\\}(?!$)", "[^/]+", re.escape(template))
+        pattern = re.compile(re.sub(r"\\\{\w+\\\}$", ".+", inner))  # the last may span (`plots/{file}`)
+        for method in item:
+            if method.upper() in METHODS and not any(
+                m == method.upper() and pattern.fullmatch(p) for m, p in documented
+            ):
+                missing.append(f"{method.upper()} {template}")
+    assert missing == [], "docs/api.md does not mention:\n" + "\n".join(missing)
