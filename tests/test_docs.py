@@ -1,6 +1,6 @@
 """README.md and docs/*.md name only what exists: every `crosscart ...` command and flag they show, every
 `METHOD /path` (and its `?query=` parameters), every `package.module.name` (and the keywords of a call
-written out), every `CROSSCART_*` variable and every repository path in a code span. A renamed flag,
+written out), every `CROSSCART_*` variable and every repository path in code. A renamed flag,
 route or module fails here instead of in a reader's shell; so does an operation docs/api.md omits."""
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ def _spans(text: str):
     prose = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     for m in re.finditer(r"`([^`]+)`", prose):
         yield m.start(), " ".join(m.group(1).replace("\\|", "|").split())
+
+
+def _code(text: str):
+    """(position, content) of every inline code span and every fenced block."""
+    yield from _spans(text)
+    for block in FENCE.finditer(text):
+        yield block.start(), block.group(0)
 
 
 def cli_invocations(text: str) -> list[tuple[int, str]]:
@@ -191,7 +198,7 @@ def test_every_documented_python_name_exists_with_the_keywords_shown():
     seen, problems = 0, []
     for doc in DOCS:
         text = _text(doc)
-        for pos, span in _spans(text):
+        for pos, span in _code(text):
             for m in name.finditer(span):
                 ref = m.group(1) + (f".{m.group(2)}" if m.group(2) else "")
                 if "." not in ref:
@@ -232,7 +239,7 @@ def test_every_documented_repository_path_exists():
     named = [
         (f"{doc.relative_to(ROOT)}:{_line(_text(doc), pos)}", m.group(1))
         for doc in DOCS
-        for pos, span in _spans(_text(doc))
+        for pos, span in _code(_text(doc))
         for m in path.finditer(span)
     ]
     assert len(named) > 100, "the docs' paths were not found: is the extraction broken?"
