@@ -286,3 +286,42 @@ def test_docs_api_md_documents_every_operation(api):
             ):
                 missing.append(f"{method.upper()} {template}")
     assert missing == [], "docs/api.md does not mention:\n" + "\n".join(missing)
+
+
+def test_the_python_examples_import_what_exists_and_call_it_with_its_parameters():
+    """Every ```python block that parses (signature sketches with `*,` do not): its `from X import y`
+    names exist and each call of an imported function binds to that function's signature."""
+    import ast
+
+    checked, problems = 0, []
+    for doc in DOCS:
+        text = _text(doc)
+        for block in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
+            try:
+                tree = ast.parse(block.group(1))
+            except SyntaxError:
+                continue
+            where = f"{doc.relative_to(ROOT)}:{_line(text, block.start())}"
+            imported = {}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    module = importlib.import_module(node.module)
+                    for alias in node.names:
+                        if hasattr(module, alias.name):
+                            imported[alias.asname or alias.name] = getattr(module, alias.name)
+                        else:
+                            problems.append(f"{where}: {node.module} has no {alias.name}")
+            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+            for call in calls:
+                func = imported.get(call.func.id)
+                if func is None:
+                    continue
+                checked += 1
+                positional = [None] * sum(not isinstance(a, ast.Starred) for a in call.args)
+                keywords = {k.arg: None for k in call.keywords}
+                try:
+                    inspect.signature(func).bind(*positional, **keywords)
+                except TypeError as exc:
+                    problems.append(f"{where}: {call.func.id}(...): {exc}")
+    assert checked > 5, "the docs' Python examples were not found: is the extraction broken?"
+    assert problems == [], "\n".join(problems)
