@@ -1,6 +1,6 @@
 """README.md and docs/*.md name only what exists: every `crosscart ...` command and flag they show, every
 `METHOD /path` (and its `?query=` parameters), every `package.module.name` (and the keywords of a call
-written out), every `CROSSCART_*` variable and every repository path in code. A renamed flag,
+written out), every `CROSSCART_*` variable, `make` target and repository path in code. A renamed flag,
 route or module fails here instead of in a reader's shell; so does an operation docs/api.md omits."""
 
 from __future__ import annotations
@@ -325,3 +325,15 @@ def test_the_python_examples_import_what_exists_and_call_it_with_its_parameters(
                     problems.append(f"{where}: {call.func.id}(...): {exc}")
     assert checked > 5, "the docs' Python examples were not found: is the extraction broken?"
     assert problems == [], "\n".join(problems)
+
+
+def test_every_documented_make_target_exists():
+    targets = set(re.findall(r"^([\w-]+):", _text(ROOT / "Makefile"), re.M))
+    named = {
+        (f"{doc.relative_to(ROOT)}:{_line(_text(doc), pos)}", target)
+        for doc in DOCS
+        for pos, code in _code(_text(doc))
+        for target in re.findall(r"(?<![\w-])make ([\w-]+)", code)
+    }
+    assert {"run", "test"} <= {t for _, t in named}, "the README's two commands were not found"
+    assert [f"{where}: make {t}" for where, t in sorted(named) if t not in targets] == []
