@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 SESSION_ID = re.compile(SESSION_ID_PATTERN)
-TRACKED_EVENTS = frozenset({"view", "cart", "favorite", "purchase"})
+TRACKED_EVENTS = frozenset({"view", "cart", "favorite"})  # the product events a client may post (EventIn)
 _SEP = "\x1f"  # between event id and product id in a stored member
 
 

@@ -57,7 +57,9 @@ train.app.command("session")(train_session.train_session)
 app.add_typer(train.app, name="train")
 
 evaluate_app = typer.Typer(
-    help="Offline evaluation of recommenders, uplift models and demand forecasters.", no_args_is_help=True
+    help="Offline evaluation: recommenders, next baskets, session models, uplift models, demand forecasts "
+    "and search ranking.",
+    no_args_is_help=True,
 )
 evaluate_app.command("recommender")(evaluate_recommender.evaluate_recommender)
 evaluate_app.command("next-basket")(evaluate_next_basket.evaluate_next_basket)

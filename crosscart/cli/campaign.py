@@ -56,7 +56,8 @@ def create(
     control_share: str = typer.Option("0.1", "--control-share", help="Holdout share of the audience."),
     campaign_id: str | None = typer.Option(None, "--id", help="Default: generated."),
 ) -> None:
-    """Create a draft campaign; prints its id. Add coupons: `crosscart coupon create --campaign ID ...`."""
+    """Create a draft campaign; prints its id. Its arms are grant-only coupons:
+    `crosscart coupon create --campaign ID --requires-grant ...`."""
     from commerce.services.campaigns import CampaignInput, create_campaign
 
     data = CampaignInput(name, channel, budget, starts, ends, control_share, campaign_id)

@@ -28,7 +28,7 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     typer.echo(f"database at {migrate.current(_url())}")
 
 
-@app.command("downgrade")
+@app.command("downgrade", context_settings={"ignore_unknown_options": True})  # `-1` is a revision, not a flag
 def downgrade(revision: str = typer.Argument("-1", help="Target revision, e.g. -1 or base.")) -> None:
     """Revert migrations down to REVISION (default: one step)."""
     from commerce import migrate

@@ -338,14 +338,18 @@ def analyze(
 
 
 def _db_event_log(experiment: str):
-    """Exposures plus the exposed shoppers' views (as clicks) and purchases, from the database."""
+    """Exposures plus the exposed shoppers' views (as clicks) and purchases, from the database; without
+    exposures there is nothing to analyse (the API's results answer 409 for the same reason)."""
     import pandas as pd
 
     from commerce.db import transaction
     from commerce.services import experiments as ex
 
     with transaction(_session_factory()) as session:
-        return pd.DataFrame(ex.event_log(session, experiment))
+        log = pd.DataFrame(ex.event_log(session, experiment))
+    if log.empty:
+        raise ValueError(f"experiment {experiment!r} has no exposures yet")
+    return log
 
 
 def _round2(

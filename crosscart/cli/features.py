@@ -94,18 +94,18 @@ def training_set(
 
     try:
         m = read_marketplace(data)
-    except FileNotFoundError as exc:
+        with working("building the training set"):
+            table = build_training_set(
+                pd.read_parquet(labels),
+                m["events"],
+                m["products"],
+                shoppers=m["shoppers"],
+                categories=m["categories"],
+                snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
+            )
+    except (FileNotFoundError, ValueError) as exc:  # a missing input or labels without the contract's columns
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    with working("building the training set"):
-        table = build_training_set(
-            pd.read_parquet(labels),
-            m["events"],
-            m["products"],
-            shoppers=m["shoppers"],
-            categories=m["categories"],
-            snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
-        )
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
     typer.echo(f"{len(table):,} rows x {table.shape[1]} columns -> {out}")

@@ -343,6 +343,8 @@ def test_analyze_from_the_database(cli_db):
         with pytest.raises(ValidationError, match="planned units"):
             ex.create_experiment(s, "bad", {"a": 1, "b": 1}, inference="group-sequential")
         ex.start_experiment(s, "dbexp")
+    empty = invoke("analyze", "--from-db", "--experiment", "dbexp", "--json")
+    assert empty.exit_code == 2 and "'dbexp' has no exposures yet" in empty.output, empty.output
     with transaction(factory) as s:
         for i in range(60):
             ex.record_exposure(

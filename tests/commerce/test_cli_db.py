@@ -32,6 +32,11 @@ def test_db_commands_use_the_configured_url(database_url, monkeypatch, tmp_path)
         assert runner.invoke(app, ["current"]).stdout.strip() == "base (empty)"
         assert runner.invoke(app, ["upgrade"]).exit_code == 0
         assert runner.invoke(app, ["current"]).stdout.strip() == head
+        one_back = runner.invoke(app, ["downgrade", "-1"])  # as docs/commerce.md shows it
+        assert one_back.exit_code == 0, one_back.output
+        assert runner.invoke(app, ["current"]).stdout.strip() not in (head, "base (empty)")
+        assert runner.invoke(app, ["upgrade"]).exit_code == 0
+        assert runner.invoke(app, ["current"]).stdout.strip() == head
     finally:
         get_settings.cache_clear()
 

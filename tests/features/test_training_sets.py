@@ -155,3 +155,8 @@ def test_cli_training_set_on_a_generated_marketplace(tmp_path):
     for row in ts.head(10).itertuples():
         seen = purchases[(purchases["shopper_id"] == row.shopper_id) & (purchases["ts"] < row.features_as_of)]
         assert row.shopper_n_purchase == len(seen)
+    labels.drop(columns=["label_ts"]).to_parquet(tmp_path / "bad.parquet")
+    args[-1] = str(tmp_path / "bad.parquet")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)  # a message, not a traceback
+    assert "error: labels lack columns ['label_ts']" in refused.output, refused.output
