@@ -298,10 +298,11 @@ def grant_coupon(
     """Give a coupon to shoppers by hand (already-granted ones are skipped) and log coupon_grant events;
     a campaign's coupon's grants carry its campaign. Returns the number of new grants.
 
-    A campaign's coupon is given only while its campaign runs (`campaign_not_running`: launching bounds
-    the coupon to the campaign's window), to nobody its audience gives something else (the holdout,
-    `holdout_member`; another arm) nor to a shopper holding a live coupon of another campaign whose
-    window overlaps (`live_coupon_held`): at most one live campaign coupon each. Grants are serialized
+    A campaign's coupon is given only while its campaign runs (`campaign_not_running`) and only if it is
+    valid within the campaign's window (`invalid_window`; launching bounds the coupons it has), to nobody
+    its audience gives something else (the holdout, `holdout_member`; another arm) nor to a shopper
+    holding a live coupon of another campaign whose window overlaps (`live_coupon_held`): at most one
+    live campaign coupon each. Grants are serialized
     with scheduling (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks
     it), so neither a schedule nor an edit lands between the check and the grants.
     """
@@ -321,6 +322,15 @@ def _check_one_live_coupon(session: Session, coupon: Coupon, shopper_ids: list[s
             f"campaign {campaign.campaign_id!r} is {campaign.status}: its coupons are given by hand only "
             "while it runs (its launch bounds them to its window; before, they would be live outside it)",
             code="campaign_not_running",
+        )
+    window = (coupon.starts_at, coupon.ends_at)
+    # launching bounds a campaign's coupons to its window; one created or edited since may not be
+    if None in window or window[0] < campaign.starts_at or window[1] > campaign.ends_at:
+        raise ValidationError(
+            f"coupon {coupon.coupon_id!r} is valid from {window[0]} to {window[1]}, not within its "
+            f"campaign's window ({campaign.starts_at} to {campaign.ends_at}), where the one-live-coupon "
+            "rule compares it",
+            code="invalid_window",
         )
     elsewhere = live_holders(campaign)
     for start in range(0, len(shopper_ids), 5000):

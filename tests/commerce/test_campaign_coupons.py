@@ -76,8 +76,9 @@ def test_a_campaign_coupon_must_require_a_grant(market, write):
 def test_hand_grants_reach_no_holdout_and_give_no_second_live_coupon(market):
     """A runs (s0 treated, s1 its holdout). Its coupon by hand: to s1 (the holdout) refused, to a
     shopper another arm of A treats refused, to s2 who is treated by B (scheduled, overlapping A)
-    refused; none is stored. To s2 once B is over (completed, its coupon ended) it is given, and s0
-    re-granted their own arm gets nothing new. A draft's coupon is given by nobody's hand."""
+    refused; none is stored, nor a coupon of A valid beyond A's window. To s2 once B is over
+    (completed, its coupon ended) it is given, and s0 re-granted their own arm gets nothing new. A
+    draft's coupon is given by nobody's hand."""
     with transaction(market) as s:
         _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
         create_coupon(
@@ -94,6 +95,13 @@ def test_hand_grants_reach_no_holdout_and_give_no_second_live_coupon(market):
         cmp.start_campaign(s, "A", at=NOW)
     before = _grants(market)
     assert before == {("A-5", "s0")}
+    with transaction(market) as s:  # created after the launch, which bounded A's coupons to its window
+        create_coupon(
+            s, CouponInput("amount_off", "7", coupon_id="A-7", campaign_id="A", requires_grant=True)
+        )
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        grant_coupon(s, "A-7", ["s2"], at=NOW + DAY)  # valid for ever: live beyond A's window
+    assert err.value.code == "invalid_window"
     for coupon_id, shopper, code in [
         ("A-5", "s1", "holdout_member"),
         ("A-9", "s0", "live_coupon_held"),  # A already gives s0 its A-5
