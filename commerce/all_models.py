@@ -15,6 +15,7 @@ CORE_MODULES = (
     "commerce.catalog",
     "commerce.shoppers",
     "commerce.promotions",
+    "commerce.campaigns",  # coupons.campaign_id references it
     "commerce.coupons",
     "commerce.logistics",
     "commerce.orders",
@@ -24,7 +25,7 @@ CORE_MODULES = (
     "commerce.audit",
     "commerce.ads",
 )
-OPTIONAL_MODULES = ("commerce.access", "commerce.campaigns", "commerce.experiments")
+OPTIONAL_MODULES = ("commerce.access", "commerce.experiments")
 
 for _name in CORE_MODULES:
     import_module(_name)

@@ -33,6 +33,8 @@ CHANNELS = ("site", "email", "social", "search_ads")
 
 
 CONTROL = "control"
+#: A campaign in these states holds (or is about to hold) its treated audience's coupons.
+LIVE_STATUSES = ("scheduled", "running")
 
 
 class Campaign(Base):

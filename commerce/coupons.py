@@ -28,8 +28,8 @@ class Coupon(Base):
     """A discount rule. `value` is CNY for amount_off and a fraction (0.15 = 15%) for percent_off.
 
     Store coupons carry `merchant_id` and apply only to that merchant's goods. `campaign_id` links a coupon
-    to a marketing campaign (table owned by commerce.campaigns); `requires_grant` limits it to shoppers with
-    a CouponGrant.
+    to a marketing campaign (table owned by commerce.campaigns; a foreign key, migration 0027);
+    `requires_grant` limits it to shoppers with a CouponGrant.
     """
 
     __tablename__ = "coupons"
@@ -48,7 +48,9 @@ class Coupon(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     issuer: Mapped[str] = mapped_column(str_enum("coupon_issuer", ISSUERS), default="platform")
     merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.merchant_id"), default=None)
-    campaign_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    campaign_id: Mapped[str | None] = mapped_column(
+        ForeignKey("campaigns.campaign_id"), index=True, default=None
+    )
     season_id: Mapped[str | None] = mapped_column(ForeignKey("discount_seasons.season_id"), default=None)
     kind: Mapped[str] = mapped_column(str_enum("coupon_kind", COUPON_KINDS))
     value: Mapped[Decimal] = mapped_column(Numeric(12, 4))

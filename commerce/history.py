@@ -417,9 +417,12 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
     a campaign's budget is the discount its coupons actually gave (at least 0.01 CNY, the minimum the
     model accepts), and its `spent` is that discount, so its budget is a hard cap from then on.
     Campaigns already stored are left alone; one without treated shoppers cannot be scheduled and is
-    skipped (counted). Members log their arm probabilities under the contract's
-    randomisation (the holdout with the campaign's control share, else one of its coupons uniformly),
-    so later plans can be valued from these outcomes (`marketing.plan_value`).
+    skipped (counted). The importer stores coupons without their campaign (`coupons.campaign_id` is a
+    foreign key, and campaigns come after the orders that set their budget); each campaign stored
+    here takes its coupons (coupons.parquet), so those of a skipped or unloaded one keep none. Members
+    log their arm probabilities under the contract's randomisation (the holdout with the campaign's
+    control share, else one of its coupons uniformly), so later plans can be valued from these
+    outcomes (`marketing.plan_value`).
     """
     import pyarrow.parquet as pq
 
@@ -433,6 +436,11 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
         table = pq.read_table(data_dir / "assignments.parquet", columns=["campaign_id", "shopper_id", "arm"])
         for cid, shopper_id, arm in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
             members[cid].append((shopper_id, arm))
+    coupons: dict[str, list[str]] = defaultdict(list)
+    if (data_dir / "coupons.parquet").exists():
+        table = pq.read_table(data_dir / "coupons.parquet", columns=["coupon_id", "campaign_id"])
+        for coupon_id, cid in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
+            coupons[cid].append(coupon_id)
     for c in sorted(pq.read_table(path).to_pylist(), key=lambda r: (r["start"], r["campaign_id"])):
         cid = c["campaign_id"]
         if session.get(Campaign, cid) is not None:
@@ -441,16 +449,18 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
         if not any(arm != CONTROL for _, arm in audience):
             stats["campaigns_skipped"] += 1
             continue
+        mine = Coupon.coupon_id.in_(coupons.get(cid, []))
         spent = session.scalar(
             select(func.sum(CouponRedemption.amount))
             .join(Coupon, Coupon.coupon_id == CouponRedemption.coupon_id)
-            .where(Coupon.campaign_id == cid)
+            .where(mine)
         )
         budget = max(Decimal(spent or 0), Decimal("0.01"))
         share = Decimal(str(c["control_share"])).quantize(Decimal("0.0001"))
         cm.create_campaign(
             session, cm.CampaignInput(c["name"], c["channel"], budget, c["start"], c["end"], share, cid)
         )
+        session.execute(update(Coupon).where(mine).values(campaign_id=cid))  # the campaign exists now
         cm.set_audience(
             session, cid, audience, arm_probabilities=_design_probabilities(session, cid, share, audience)
         )

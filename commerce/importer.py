@@ -247,7 +247,7 @@ def _coupons(session: Session, data_dir: Path, campaigns: dict[str, dict[str, An
             "coupon_id": check_coupon_id(r["coupon_id"]),
             "name": r["coupon_id"],
             "issuer": "platform",
-            "campaign_id": r["campaign_id"],
+            "campaign_id": None,  # a foreign key: past campaigns link their coupons once stored (history)
             "kind": r["kind"],
             "value": value.quantize(Decimal("0.0001")),
             "cap": _money(r["cap"]),

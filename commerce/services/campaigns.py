@@ -1,6 +1,6 @@
 """Campaign use cases: create, set the audience, schedule, start (grant), complete, export, outcomes.
 
-Starting a campaign grants the coupons through `commerce.services.coupons.grant_coupon`, so every
+Starting a campaign grants the coupons through `commerce.services.coupons.grant_audience`, so every
 grant is a `CouponGrant` with this campaign and its delivery channel. After completion,
 `campaign_outcomes` returns each member's purchases in the campaign window for the measurement
 (`marketing.measurement`); this module holds no statistics.
@@ -8,11 +8,13 @@ grant is a `CouponGrant` with this campaign and its delivery channel. After comp
 Status changes are conditional UPDATEs (`WHERE status = <expected>`), so two concurrent requests can
 never both start or complete the same campaign. A shopper holds at most one live campaign coupon:
 scheduling refuses a campaign whose treated audience shares a shopper with another scheduled or
-running campaign of overlapping window (`live_coupon_holders`, the rule the planner excludes by).
+running campaign of overlapping window, or one granted such a campaign's coupon by hand
+(`live_coupon_holders`, the rule the planner excludes by and hand grants check).
 Nor is a shopper contacted more than `ContactPolicy.frequency_cap` times within any `window_days`:
 scheduling refuses a campaign that would pass it (`frequency_capped`, the planner's rule too).
-Schedules are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then the campaign row:
-always that order), so campaigns scheduled at once cannot together pass either check.
+Schedules and hand grants are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then
+the campaign's or coupon's row: always that order), so two at once cannot together pass the
+one-coupon check, nor two schedules the frequency cap.
 
 A treated arm's coupon must be one of the campaign's and need a grant (else the holdout, and shoppers
 of other campaigns, could use it); launching checks that again under the coupons' row locks, since a
@@ -36,7 +38,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     union_all,
     update,
 )
@@ -47,14 +48,10 @@ from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
 from commerce.services._util import locked_or_404, new_id, write_csv
-from commerce.services.coupons import grant_coupon
+from commerce.services.coupons import grant_audience, live_holders, lock_live_coupons
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, to_money, utcnow
 
-#: A campaign in these states holds (or is about to hold) its treated audience's coupons.
-LIVE_STATUSES = ("scheduled", "running")
-#: PostgreSQL advisory lock held while scheduling, so the contact checks and the move are one step.
-SCHEDULE_LOCK_KEY = 7_236_002
 #: A campaign in these states has contacted (or will contact at its start) its treated audience.
 CONTACTING_STATUSES = ("scheduled", "running", "completed")
 
@@ -229,23 +226,12 @@ def _arm_counts(session: Session, campaign_id: str) -> dict[str, int]:
     return {arm: n for arm, n in rows}
 
 
-def _live_holders(campaign: Campaign) -> Select:
-    """Treated members of the other scheduled or running campaigns whose window overlaps `campaign`'s."""
-    overlapping = select(Campaign.campaign_id).where(
-        Campaign.campaign_id != campaign.campaign_id,
-        Campaign.status.in_(LIVE_STATUSES),
-        Campaign.starts_at < campaign.ends_at,
-        Campaign.ends_at > campaign.starts_at,
-    )
-    return select(CampaignMember.shopper_id).where(
-        CampaignMember.campaign_id.in_(overlapping), CampaignMember.arm != CONTROL
-    )
-
-
 def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
     """Shoppers who hold, or are about to hold, a live coupon of another campaign overlapping
-    `campaign`: it may not give them one too (the holdout holds none)."""
-    return set(session.scalars(_live_holders(campaign).distinct()))
+    `campaign` (its audience, or granted by hand): it may not give them one too (the holdout holds
+    none). The query is `commerce.services.coupons.live_holders`, which hand grants check too."""
+    holders = live_holders(campaign)
+    return set(session.scalars(select(holders.c.shopper_id).distinct()))
 
 
 def _nearby_contacts(campaign: Campaign, policy: ContactPolicy) -> Select:
@@ -368,8 +354,7 @@ def schedule_campaign(
     """draft -> scheduled, once the audience has treated shoppers and, if asked for, a holdout, none
     of its treated shoppers holds a live coupon of an overlapping campaign, and none would pass the
     `contact_policy`'s frequency cap (None: no cap, for history recorded as it happened)."""
-    if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serializes
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK_KEY})
+    lock_live_coupons(session)  # no other schedule, nor a hand grant, between the checks and the move
     # no audience replaced between the checks and the move
     campaign = locked_or_404(session, Campaign, campaign_id, "campaign")
     check_measurable(campaign, _arm_counts(session, campaign_id))
@@ -377,7 +362,7 @@ def schedule_campaign(
     clash = select(CampaignMember.shopper_id).where(
         CampaignMember.campaign_id == campaign_id,
         CampaignMember.arm != CONTROL,
-        CampaignMember.shopper_id.in_(_live_holders(campaign)),
+        CampaignMember.shopper_id.in_(select(live_holders(campaign).c.shopper_id)),
     )
     if held := list(session.scalars(clash.order_by(CampaignMember.shopper_id).limit(6))):
         raise Conflict(
@@ -426,7 +411,7 @@ def start_campaign(session: Session, campaign_id: str, at: datetime | None = Non
     ):
         by_coupon.setdefault(coupon_id, []).append(shopper_id)
     for coupon_id, shoppers in sorted(by_coupon.items()):
-        grant_coupon(session, coupon_id, shoppers, campaign_id=campaign_id, channel=campaign.channel, at=at)
+        grant_audience(session, coupon_id, shoppers, campaign_id=campaign_id, channel=campaign.channel, at=at)
         grants = dict(
             session.execute(
                 select(CouponGrant.shopper_id, CouponGrant.id).where(

@@ -17,11 +17,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Subquery,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore, insert_ignore_stmt
-from commerce.campaigns import Campaign, CampaignMember
+from commerce.campaigns import CONTROL, LIVE_STATUSES, Campaign, CampaignMember
 from commerce.catalog import Category, Product
 from commerce.coupons import (
     COUPON_ID_PATTERN,
@@ -41,6 +54,8 @@ from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, round_fen, to_money, utcnow
 
 SCOPE_MODELS = {"category": Category, "merchant": Merchant, "product": Product}
+#: PostgreSQL advisory lock serializing what gives shoppers live campaign coupons (`lock_live_coupons`).
+LIVE_COUPON_LOCK_KEY = 7_236_002
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,14 @@ def _terms(session: Session, data: CouponInput) -> dict:
         raise ValidationError("scope_id is required except for platform scope", code="invalid_coupon")
     if data.scope_id is not None:
         get_or_404(session, SCOPE_MODELS[data.scope_type], data.scope_id, data.scope_type)
+    if data.campaign_id is not None:
+        get_or_404(session, Campaign, data.campaign_id, "campaign")
+        if not data.requires_grant:  # else anyone could use it: the holdout, other campaigns' shoppers
+            raise ValidationError(
+                f"a coupon of campaign {data.campaign_id!r} is one of its arms: it must require a grant "
+                "(requires_grant), so only the shoppers the campaign gives it to can use it",
+                code="invalid_arm",
+            )
     if data.issuer == "store":
         merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
         owns = (data.scope_type == "merchant" and data.scope_id == merchant.merchant_id) or (
@@ -236,21 +259,122 @@ def list_coupons(
     return paginate(session, stmt, limit=limit, offset=offset)
 
 
+def lock_live_coupons(session: Session) -> None:
+    """Serialize what gives shoppers live campaign coupons (scheduling an audience, granting a campaign
+    coupon by hand) until the transaction ends, so two at once cannot both pass the one-live-coupon
+    check: on PostgreSQL an advisory lock (take it before any row lock), SQLite's BEGIN IMMEDIATE
+    already serializes writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_COUPON_LOCK_KEY})
+
+
+def live_holders(campaign: Campaign) -> Subquery:
+    """(shopper_id) of everyone who holds, or is about to hold, a live coupon of another campaign whose
+    window overlaps `campaign`'s (one row per coupon): the treated audience of each scheduled or
+    running one, and whoever was granted one of its coupons by hand. A holdout member holds none."""
+    overlapping = select(Campaign.campaign_id).where(
+        Campaign.campaign_id != campaign.campaign_id,
+        Campaign.status.in_(LIVE_STATUSES),
+        Campaign.starts_at < campaign.ends_at,
+        Campaign.ends_at > campaign.starts_at,
+    )
+    treated = select(CampaignMember.shopper_id).where(
+        CampaignMember.campaign_id.in_(overlapping), CampaignMember.arm != CONTROL
+    )
+    granted = select(CouponGrant.shopper_id).where(
+        CouponGrant.coupon_id.in_(select(Coupon.coupon_id).where(Coupon.campaign_id.in_(overlapping)))
+    )
+    return union_all(treated, granted).subquery()
+
+
 def grant_coupon(
     session: Session,
     coupon_id: str,
     shopper_ids: Iterable[str],
     *,
-    campaign_id: str | None = None,
     channel: str = "site",
     at: datetime | None = None,
 ) -> int:
-    """Give a coupon to shoppers (already-granted ones are skipped) and log coupon_grant events.
-    The coupon's row is locked first (as `update_coupon` locks it), so no edit lands beside a grant.
+    """Give a coupon to shoppers by hand (already-granted ones are skipped) and log coupon_grant events;
+    a campaign's coupon's grants carry its campaign. Returns the number of new grants.
 
-    Returns the number of new grants.
+    A campaign's coupon is given only while its campaign runs (`campaign_not_running`) and only if it is
+    valid within the campaign's window (`invalid_window`; launching bounds the coupons it has), to nobody
+    its audience gives something else (the holdout, `holdout_member`; another arm) nor to a shopper
+    holding a live coupon of another campaign whose window overlaps (`live_coupon_held`): at most one
+    live campaign coupon each. Grants are serialized
+    with scheduling (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks
+    it), so neither a schedule nor an edit lands between the check and the grants.
     """
-    locked_or_404(session, Coupon, coupon_id, "coupon")
+    lock_live_coupons(session)
+    coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
+    ids = sorted(set(shopper_ids))
+    if coupon.campaign_id is not None:
+        _check_one_live_coupon(session, coupon, ids)
+    return grant_audience(session, coupon_id, ids, campaign_id=coupon.campaign_id, channel=channel, at=at)
+
+
+def _check_one_live_coupon(session: Session, coupon: Coupon, shopper_ids: list[str]) -> None:
+    """Raise unless each shopper may be given this campaign coupon by hand (`grant_coupon`)."""
+    campaign = session.get(Campaign, coupon.campaign_id)
+    if campaign.status != "running":
+        raise InvalidState(
+            f"campaign {campaign.campaign_id!r} is {campaign.status}: its coupons are given by hand only "
+            "while it runs (its launch bounds them to its window; before, they would be live outside it)",
+            code="campaign_not_running",
+        )
+    window = (coupon.starts_at, coupon.ends_at)
+    # launching bounds a campaign's coupons to its window; one created or edited since may not be
+    if None in window or window[0] < campaign.starts_at or window[1] > campaign.ends_at:
+        raise ValidationError(
+            f"coupon {coupon.coupon_id!r} is valid from {window[0]} to {window[1]}, not within its "
+            f"campaign's window ({campaign.starts_at} to {campaign.ends_at}), where the one-live-coupon "
+            "rule compares it",
+            code="invalid_window",
+        )
+    elsewhere = live_holders(campaign)
+    for start in range(0, len(shopper_ids), 5000):
+        chunk = shopper_ids[start : start + 5000]
+        arms = dict(
+            session.execute(
+                select(CampaignMember.shopper_id, CampaignMember.arm).where(
+                    CampaignMember.campaign_id == campaign.campaign_id,
+                    CampaignMember.shopper_id.in_(chunk),
+                    CampaignMember.arm != coupon.coupon_id,
+                )
+            ).all()
+        )
+        if holdout := sorted(s for s, arm in arms.items() if arm == CONTROL):
+            raise Conflict(
+                f"shoppers {holdout[:5]} are in the holdout of campaign {campaign.campaign_id!r}, which "
+                "gets no coupon (else the campaign could not be measured)",
+                code="holdout_member",
+            )
+        held = set(arms) | set(
+            session.scalars(
+                select(elsewhere.c.shopper_id).where(elsewhere.c.shopper_id.in_(chunk)).distinct()
+            )
+        )
+        if held:
+            raise Conflict(
+                f"shoppers {sorted(held)[:5]} hold, or are to hold, another live campaign coupon (of "
+                f"campaign {campaign.campaign_id!r}'s audience or an overlapping campaign): at most one each",
+                code="live_coupon_held",
+            )
+
+
+def grant_audience(
+    session: Session,
+    coupon_id: str,
+    shopper_ids: Iterable[str],
+    *,
+    campaign_id: str | None,
+    channel: str,
+    at: datetime | None = None,
+) -> int:
+    """Insert the grants and their coupon_grant events, unchecked: `grant_coupon`'s, and a launch's,
+    whose audience scheduling checked (`commerce.services.campaigns.start_campaign`, which holds the
+    coupon's row). Returns the number of new grants."""
     at = as_utc(at or utcnow())
     ids = sorted(set(shopper_ids))
     known = set(session.scalars(select(Shopper.shopper_id).where(Shopper.shopper_id.in_(ids))))
@@ -426,7 +550,7 @@ def _largest_discount() -> ColumnElement:
 
 def _take_campaign_budget(session: Session, coupon_id: str, amount: Decimal) -> None:
     """The campaign's budget is a hard cap over all its coupons: take `amount` from it in one
-    conditional UPDATE, or raise LimitExceeded. A coupon of no (known) campaign has no such cap."""
+    conditional UPDATE, or raise LimitExceeded. A coupon of no campaign has no such cap."""
     campaign_id = select(Coupon.campaign_id).where(Coupon.coupon_id == coupon_id).scalar_subquery()
     took = session.execute(
         update(Campaign.__table__)

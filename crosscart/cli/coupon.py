@@ -54,7 +54,9 @@ BUDGET = typer.Option(None, "--budget", help="Total discount budget, CNY.")
 STARTS = typer.Option(None, "--starts", help="Valid from (UTC).")
 ENDS = typer.Option(None, "--ends", help="Valid until (UTC).")
 GRANT = typer.Option(None, "--requires-grant/--open", help="Only shoppers granted it (campaign coupons).")
-CAMPAIGN = typer.Option(None, "--campaign", help="Make it an arm of this campaign.")
+CAMPAIGN = typer.Option(
+    None, "--campaign", help="Make it an arm of this stored campaign (with --requires-grant)."
+)
 NAME = typer.Option(None, "--name")
 
 

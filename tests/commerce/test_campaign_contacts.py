@@ -141,8 +141,8 @@ def test_frequency_cap_holds_whichever_campaign_is_planned_and_scheduled_first(m
 
 def test_frequency_cap_counts_contacts_within_the_window_of_either_side_only(market):
     """A running campaign counts at its start whenever it was launched (its grants are not counted
-    twice), a completed one too, a coupon granted by hand (for a draft, or for a running campaign to
-    a shopper outside its audience) at its grant time; a draft's audience, the holdout and contacts
+    twice), a completed one too, a coupon granted by hand (by a running campaign to a shopper
+    outside its audience) at its grant time; a draft's audience, the holdout and contacts
     28 days or more away do not count."""
     from commerce.services.coupons import grant_coupon
 
@@ -150,11 +150,13 @@ def test_frequency_cap_counts_contacts_within_the_window_of_either_side_only(mar
         _draft(s, "Run", NOW - 27 * DAY, NOW - 26 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
         cmp.schedule_campaign(s, "Run", at=NOW - 30 * DAY)
         cmp.start_campaign(s, "Run", at=NOW - 27 * DAY)
-        grant_coupon(s, "Run-5", ["s2"], campaign_id="Run", at=NOW + DAY)
+        grant_coupon(s, "Run-5", ["s2"], at=NOW + DAY)
         _draft(s, "Far", NOW + 28 * DAY, NOW + 29 * DAY, [("s0", "t"), ("s1", "t")])
         cmp.schedule_campaign(s, "Far", at=NOW)
         _draft(s, "Hand", NOW - 40 * DAY, NOW - 39 * DAY, [("s2", "t")])
-        grant_coupon(s, "Hand-5", ["s1"], campaign_id="Hand", at=NOW + 27 * DAY)
+        cmp.schedule_campaign(s, "Hand", at=NOW - 41 * DAY)
+        cmp.start_campaign(s, "Hand", at=NOW - 40 * DAY)  # its start, far away, does not count
+        grant_coupon(s, "Hand-5", ["s1"], at=NOW + 27 * DAY)  # left running: its hand grant does
         _draft(s, "Draft", NOW + DAY, NOW + 2 * DAY, [("s0", "t"), ("s1", "t")])
         _draft(s, "New", NOW, NOW + DAY, [("s0", "t"), ("s1", "t")])
         new = s.get(Campaign, "New")
@@ -214,6 +216,12 @@ def test_an_arm_coupon_cannot_leave_its_campaign_once_scheduled(market, edit):
         _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "t")])
         cmp.schedule_campaign(s, "A", at=NOW)
         _draft(s, "D", NOW + 7 * DAY, NOW + 14 * DAY, [("s0", "t")])
+    if edit == {"requires_grant": False}:  # no campaign's coupon may be open to anyone, scheduled or not
+        for coupon_id in ("A-5", "D-5"):
+            with pytest.raises(ValidationError) as err, transaction(market) as s:
+                update_coupon(s, coupon_id, **edit)
+            assert err.value.code == "invalid_arm"
+        return
     with pytest.raises(InvalidState) as err, transaction(market) as s:
         update_coupon(s, "A-5", **edit)
     assert err.value.code == "coupon_in_use"
@@ -248,8 +256,8 @@ def test_launch_rechecks_the_arm_coupons_under_their_lock(market):
 
 
 def test_an_arm_coupon_anyone_can_use_is_refused(market):
-    """A campaign coupon that needs no grant is usable by the holdout and by shoppers holding another
-    campaign's coupon: scheduling refuses it as an arm."""
+    """A campaign coupon that needs no grant (stored before creating one was refused) is usable by the
+    holdout and by shoppers holding another campaign's coupon: scheduling refuses it as an arm."""
     from commerce.coupons import Coupon
     from commerce.errors import ValidationError
 

@@ -113,23 +113,31 @@ def test_single_indivisible_item_over_5000_pays_general_trade_tax(market):
 def test_payment_logs_purchase_and_redeem_events_and_export_matches_contract(market, tmp_path):
     import pandas as pd
 
+    from commerce.services.campaigns import CampaignInput, create_campaign
     from commerce.services.events import export_events
 
     with transaction(market) as s:
-        coupons.create_coupon(
-            s, coupons.CouponInput("amount_off", "20", coupon_id="c20", campaign_id="camp1")
+        create_campaign(
+            s, CampaignInput("c", "site", "100", NOW, NOW + timedelta(days=7), campaign_id="camp1")
         )
+        coupons.create_coupon(
+            s,
+            coupons.CouponInput(
+                "amount_off", "20", coupon_id="c20", campaign_id="camp1", requires_grant=True
+            ),
+        )
+        coupons.grant_audience(s, "c20", ["s0"], campaign_id="camp1", channel="site", at=NOW)
         order = checkout(s, "s0", [CartLine("p_tea", 2)], coupon_id="c20", at=NOW)
     with transaction(market) as s:
         orders.pay_order(s, order.order_id, "pay-1", at=NOW)
     with market() as s:
         kinds = sorted(s.scalars(select(BehaviorEvent.event_type)))
-        assert kinds == ["coupon_redeem", "purchase"]
+        assert kinds == ["coupon_grant", "coupon_redeem", "purchase"]
         purchase = s.scalar(select(BehaviorEvent).where(BehaviorEvent.event_type == "purchase"))
         assert purchase.value == pytest.approx(179.80) and purchase.quantity == 2
         paths = export_events(s, tmp_path / "events")
     df = pd.read_parquet(tmp_path / "events")
-    assert len(paths) == 1 and len(df) == 2
+    assert len(paths) == 1 and len(df) == 3
     assert str(df["ts"].dtype) == "datetime64[us, UTC]"
     assert list(df.columns) == [
         "event_id",

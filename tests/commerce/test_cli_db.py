@@ -61,7 +61,11 @@ def test_campaign_spend_finds_and_repairs_drift(market, database_url, monkeypatc
             create_campaign(
                 s, CampaignInput(cid, "site", "100", NOW, NOW + timedelta(days=7), campaign_id=cid)
             )
-            coupons.create_coupon(s, coupons.CouponInput("amount_off", "20", coupon_id=cid, campaign_id=cid))
+            coupons.create_coupon(
+                s,
+                coupons.CouponInput("amount_off", "20", coupon_id=cid, campaign_id=cid, requires_grant=True),
+            )
+            coupons.grant_audience(s, cid, ["s0", "s1"], campaign_id=cid, channel="site")
         checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="ok", at=NOW)
         cancelled = checkout(s, "s1", [CartLine("p_tea", 1)], coupon_id="ok", at=NOW)
         orders.cancel_order(s, cancelled.order_id, "changed my mind")  # its 20 is given back

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +18,16 @@ from commerce.services.checkout import CartLine, checkout
 from tests.commerce.conftest import NOW
 
 C = coupons.CouponInput
+
+
+def _campaign_coupon(session, campaign_id, data):
+    """A grant-only coupon of `campaign_id`, granted to s0, s1 and s2 as a launch grants (unchecked)."""
+    coupons.create_coupon(session, replace(data, campaign_id=campaign_id, requires_grant=True))
+    coupons.grant_audience(
+        session, data.coupon_id, ["s0", "s1", "s2"], campaign_id=campaign_id, channel="site"
+    )
+
+
 BAD_COUPONS = [
     (C("gift", "5"), ValidationError),
     (C("percent_off", "1.5"), ValidationError),
@@ -47,9 +58,7 @@ def test_bad_coupons_are_refused_and_nothing_is_stored(market):
 
 def test_grants_eligibility_and_release(market):
     with transaction(market) as s:
-        coupons.create_coupon(
-            s, C("amount_off", "10", coupon_id="vip", requires_grant=True, campaign_id="k1")
-        )
+        coupons.create_coupon(s, C("amount_off", "10", coupon_id="vip", requires_grant=True))
         coupons.create_coupon(s, C("amount_off", "5", coupon_id="open", ends_at=NOW + timedelta(days=1)))
         coupons.create_coupon(
             s,
@@ -65,17 +74,15 @@ def test_grants_eligibility_and_release(market):
                 budget="25",
             ),
         )
-        assert coupons.grant_coupon(s, "vip", ["s0", "s1"], campaign_id="k1", channel="email", at=NOW) == 2
-        assert (
-            coupons.grant_coupon(s, "vip", ["s1", "s2"], campaign_id="k1", at=NOW) == 1
-        )  # s1 already has it
+        assert coupons.grant_coupon(s, "vip", ["s0", "s1"], channel="email", at=NOW) == 2
+        assert coupons.grant_coupon(s, "vip", ["s1", "s2"], at=NOW) == 1  # s1 already has it
         with pytest.raises(NotFound):
             coupons.grant_coupon(s, "vip", ["ghost"])
     with market() as s:
         assert s.scalar(select(func.count()).select_from(CouponGrant)) == 3
         grants = s.scalars(select(BehaviorEvent).where(BehaviorEvent.event_type == "coupon_grant")).all()
         assert sorted(e.shopper_id for e in grants) == ["s0", "s1", "s2"]
-        assert {(e.coupon_id, e.campaign_id, e.product_id) for e in grants} == {("vip", "k1", None)}
+        assert {(e.coupon_id, e.campaign_id, e.product_id) for e in grants} == {("vip", None, None)}
         assert [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW)] == ["open", "shop", "vip"]
         assert [c.coupon_id for c in coupons.eligible_coupons(s, "s0", NOW + timedelta(days=2))] == [
             "shop",
@@ -144,9 +151,9 @@ def test_a_campaigns_budget_is_a_hard_cap_over_all_its_coupons(market):
         create_campaign(
             s, CampaignInput("cap", "site", "35", NOW, NOW + timedelta(days=7), campaign_id="cmp")
         )
-        coupons.create_coupon(s, C("amount_off", "20", coupon_id="c20", campaign_id="cmp"))
-        coupons.create_coupon(s, C("amount_off", "10", coupon_id="c10", campaign_id="cmp"))
-        coupons.create_coupon(s, C("amount_off", "20", coupon_id="free", campaign_id="no-such-campaign"))
+        _campaign_coupon(s, "cmp", C("amount_off", "20", coupon_id="c20"))
+        _campaign_coupon(s, "cmp", C("amount_off", "10", coupon_id="c10"))
+        coupons.create_coupon(s, C("amount_off", "20", coupon_id="free"))
         first = checkout(s, "s0", [CartLine("p_cream", 1)], coupon_id="c20", at=NOW)
         checkout(s, "s1", [CartLine("p_cream", 1)], coupon_id="c10", at=NOW)
     with pytest.raises(LimitExceeded) as err, transaction(market) as s:  # 30 + 10 would pass 35
@@ -156,7 +163,7 @@ def test_a_campaigns_budget_is_a_hard_cap_over_all_its_coupons(market):
         assert s.get(Campaign, "cmp").spent == Decimal("30.00")
         assert (s.get(Coupon, "c10").used, s.get(Coupon, "c10").spent) == (1, Decimal("10.00"))
     with transaction(market) as s:
-        checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="free", at=NOW)  # no known campaign: no cap
+        checkout(s, "s2", [CartLine("p_cream", 1)], coupon_id="free", at=NOW)  # no campaign: no cap
         orders.cancel_order(s, first.order_id, "changed my mind")
     with market() as s:
         assert s.get(Campaign, "cmp").spent == Decimal("10.00")
@@ -179,13 +186,13 @@ def test_the_listing_offers_only_coupons_the_budget_lets_checkout_accept(market)
     with transaction(market) as s:
         create_campaign(s, CampaignInput("cap", "site", "60", NOW, week, campaign_id="cmp"))
         create_campaign(s, CampaignInput("small", "site", "20", NOW, week, campaign_id="tiny"))
-        coupons.create_coupon(s, C("amount_off", "20", coupon_id="a20", campaign_id="cmp"))
-        coupons.create_coupon(s, C("amount_off", "10", coupon_id="a10", campaign_id="cmp"))
-        coupons.create_coupon(s, C("percent_off", "0.15", cap="50", coupon_id="pc", campaign_id="cmp"))
-        coupons.create_coupon(s, C("percent_off", "0.10", coupon_id="pu", campaign_id="cmp"))
+        _campaign_coupon(s, "cmp", C("amount_off", "20", coupon_id="a20"))
+        _campaign_coupon(s, "cmp", C("amount_off", "10", coupon_id="a10"))
+        _campaign_coupon(s, "cmp", C("percent_off", "0.15", cap="50", coupon_id="pc"))
+        _campaign_coupon(s, "cmp", C("percent_off", "0.10", coupon_id="pu"))
         coupons.create_coupon(s, C("amount_off", "20", budget="25", coupon_id="own"))
-        coupons.create_coupon(s, C("amount_off", "20", coupon_id="t20", campaign_id="tiny"))
-        coupons.create_coupon(s, C("percent_off", "0.10", coupon_id="tpu", campaign_id="tiny"))
+        _campaign_coupon(s, "tiny", C("amount_off", "20", coupon_id="t20"))
+        _campaign_coupon(s, "tiny", C("percent_off", "0.10", coupon_id="tpu"))
 
     def listed(shopper):
         with market() as s:

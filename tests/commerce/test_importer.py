@@ -484,6 +484,24 @@ def test_past_campaigns_load_as_completed_with_outcomes(factory, tmp_path):
     assert load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY)).rows["campaigns"] == 0
 
 
+def test_past_campaigns_take_their_coupons_once_stored(factory, tmp_path):
+    """`coupons.campaign_id` is a foreign key: the coupons load before any campaign, without one, and
+    a past campaign takes its coupons when it is stored (a later load of the same directory too)."""
+    from commerce.campaigns import Campaign
+
+    write_market(tmp_path / "m")
+    add_history(tmp_path / "m")
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY), past_campaigns=False)
+    with factory() as s:
+        assert s.get(Campaign, "K1") is None and s.get(Coupon, "CP1").campaign_id is None
+        assert s.scalar(select(CouponGrant.campaign_id)) == "K1"  # the grant event's, as it happened
+    assert load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY)).rows["campaigns"] == 1
+    with factory() as s:
+        coupon = s.get(Coupon, "CP1")
+        assert (coupon.campaign_id, coupon.requires_grant) == ("K1", True)
+        assert s.get(Campaign, "K1").spent == coupon.spent == Decimal("60.00")
+
+
 def test_campaign_spend_holds_whichever_is_imported_first(factory, tmp_path):
     """Campaigns loaded before the orders that redeemed their coupons: the orders raise the campaign's
     spent (and its budget, history being what happened) to the discounts its redemptions took."""

@@ -19,6 +19,7 @@ from commerce.services.checkout import CartLine, checkout
 from tests.commerce.conftest import NOW
 
 BEFORE = "0025_campaign_spent"
+AFTER = "0026_campaign_spent_backfill"
 
 
 def _spent(factory) -> dict[str, Decimal]:
@@ -38,8 +39,12 @@ def test_0026_backfills_spent_as_the_repair_does(market, database_url):
             ("fen", "percent_off", "0.0333"),
         ):
             coupons.create_coupon(
-                s, coupons.CouponInput(kind, value, coupon_id=cid, campaign_id=cid, per_shopper_limit=5)
+                s,
+                coupons.CouponInput(
+                    kind, value, coupon_id=cid, campaign_id=cid, per_shopper_limit=5, requires_grant=True
+                ),
             )
+            coupons.grant_audience(s, cid, ["s0", "s1", "s2"], campaign_id=cid, channel="site")
         coupons.create_coupon(s, coupons.CouponInput("amount_off", "7", coupon_id="loose"))
         checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="ok", at=NOW)
         cancelled = checkout(s, "s1", [CartLine("p_tea", 1)], coupon_id="ok", at=NOW)
@@ -67,7 +72,7 @@ def test_0026_backfills_spent_as_the_repair_does(market, database_url):
     finally:
         engine.dispose()
     assert _spent(market) == dict.fromkeys(repaired, 0)
-    migrate.upgrade(database_url)
+    migrate.upgrade(database_url, AFTER)  # the ORM's schema has 0027's key already
     assert _spent(market) == repaired
     assert migrate.schema_diff(database_url) == []
     migrate.downgrade(database_url, BEFORE)

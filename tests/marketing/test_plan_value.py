@@ -138,7 +138,12 @@ def draft(factory, coupons=(("N30", "30", "199"),)) -> str:
             create_coupon(
                 s,
                 CouponInput(
-                    kind="amount_off", value=value, min_spend=min_spend, campaign_id="NEXT", coupon_id=cid
+                    kind="amount_off",
+                    value=value,
+                    min_spend=min_spend,
+                    campaign_id="NEXT",
+                    requires_grant=True,
+                    coupon_id=cid,
                 ),
             )
     return "NEXT"
@@ -184,7 +189,14 @@ def test_logged_rows_match_terms_take_the_latest_campaign_and_count_what_they_le
         assert len(rows) == 5
         create_coupon(
             s,
-            CouponInput(kind="amount_off", value="45", min_spend="299", campaign_id="NEXT", coupon_id="N45"),
+            CouponInput(
+                kind="amount_off",
+                value="45",
+                min_spend="299",
+                campaign_id="NEXT",
+                requires_grant=True,
+                coupon_id="N45",
+            ),
         )
         s.commit()
         rows, _, unsupported = logged_rows(s, campaign, {sh: "N45" for sh in shoppers}, MARGIN)

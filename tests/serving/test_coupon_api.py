@@ -50,3 +50,37 @@ def test_data_scientist_keys_run_experiments_not_campaigns(client, keys):
     assert client.post("/v1/experiments", json=exp, headers=ds).status_code == 201
     assert client.get("/v1/coupons", headers=ds).status_code == 403
     assert client.get("/v1/campaigns/x", headers=ds).status_code == 403
+
+
+def test_a_campaign_coupon_names_a_stored_campaign_and_requires_a_grant(client, keys):
+    """An unknown campaign is 404 `campaign_not_found`, a campaign coupon anyone could use 422
+    `invalid_arm` (on creation and on edits), and nothing is stored by a refused request."""
+    h = auth(keys["marketer"])
+    window = {"starts_at": "2026-06-01T00:00:00Z", "ends_at": "2026-06-08T00:00:00Z"}
+    made = client.post("/v1/campaigns", json={"name": "June", "channel": "email", "budget": "500", **window},
+                       headers=h)  # fmt: skip
+    assert made.status_code == 201, made.text
+    campaign_id = made.json()["campaign_id"]
+    arm = {"coupon_id": "june-10", "kind": "amount_off", "value": "10", "campaign_id": campaign_id}
+
+    ghost = client.post(
+        "/v1/coupons", json={**arm, "campaign_id": "ghost", "requires_grant": True}, headers=h
+    )
+    assert (ghost.status_code, ghost.json()["code"]) == (404, "campaign_not_found")
+    open_arm = client.post("/v1/coupons", json=arm, headers=h)  # requires_grant defaults to false
+    assert (open_arm.status_code, open_arm.json()["code"]) == (422, "invalid_arm")
+    assert client.get("/v1/coupons/june-10", headers=h).status_code == 404
+    created = client.post("/v1/coupons", json={**arm, "requires_grant": True}, headers=h)
+    assert created.status_code == 201 and created.json()["campaign_id"] == campaign_id
+
+    for edit, status, code in [
+        ({"requires_grant": False}, 422, "invalid_arm"),
+        ({"campaign_id": "ghost"}, 404, "campaign_not_found"),
+    ]:
+        answer = client.patch("/v1/coupons/june-10", json=edit, headers=h)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), edit
+    joined = client.patch("/v1/coupons/c-10off", json={"campaign_id": campaign_id}, headers=h)
+    assert (joined.status_code, joined.json()["code"]) == (422, "invalid_arm")  # an open coupon joining
+    assert client.get("/v1/coupons/c-10off", headers=h).json()["campaign_id"] is None
+    listed = client.get("/v1/coupons", params={"campaign_id": campaign_id}, headers=h).json()
+    assert [c["coupon_id"] for c in listed["items"]] == ["june-10"] and listed["items"][0]["requires_grant"]

@@ -245,10 +245,25 @@ def test_effect_model_finds_the_true_ranking_on_the_demo_marketplace(tmp_path):
     assert held_out["metrics"]["uplift@30"] > 0.03  # measured 0.064; truth: 0.097
 
 
+def _running(session, campaign_id, coupon_id, start, end, treated="S39"):
+    """A running campaign treating one shopper (no candidate), whose coupon can then be given by hand."""
+    cmp.create_campaign(session, cmp.CampaignInput(campaign_id, "site", "10", start, end, "0", campaign_id))
+    create_coupon(
+        session,
+        CouponInput(
+            kind="amount_off", value="5", campaign_id=campaign_id, requires_grant=True, coupon_id=coupon_id
+        ),
+    )
+    cmp.set_audience(session, campaign_id, [(treated, coupon_id)])
+    cmp.schedule_campaign(session, campaign_id, at=start - DAY, contact_policy=None)
+    cmp.start_campaign(session, campaign_id, at=start)
+
+
 def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(factory):
     """S00 is treated by an overlapping scheduled campaign (a live coupon); S02 is only in its
     holdout (no coupon: still eligible); S04 got three campaign coupons in the last four weeks
-    (the cap); S06 got two. A draft or non-overlapping campaign does not block anyone."""
+    (the cap; by hand, from running campaigns one after another); S06 got two. A draft or
+    non-overlapping campaign does not block anyone."""
     with transaction(factory) as s:
         cmp.create_campaign(
             s,
@@ -279,21 +294,8 @@ def test_contact_policy_leaves_out_live_coupon_holders_and_capped_shoppers(facto
         cmp.set_audience(s, "CMP-X", [("S08", "X5")])
         cmp.schedule_campaign(s, "CMP-X")  # starts after CMP-P ends: no overlap
         for k, age in enumerate((3, 10, 20, 40)):  # the 40-day-old grant is outside the window
-            cmp.create_campaign(
-                s, cmp.CampaignInput(f"Old{k}", "site", "10", START - 50 * DAY, START - DAY, "0",
-                                     campaign_id=f"CMP-{k}")
-            )  # fmt: skip
-            create_coupon(
-                s,
-                CouponInput(
-                    kind="amount_off",
-                    value="5",
-                    campaign_id=f"CMP-{k}",
-                    requires_grant=True,
-                    coupon_id=f"O{k}",
-                ),
-            )
-            grant_coupon(s, f"O{k}", ["S04"] + (["S06"] if k < 2 else []), campaign_id=f"CMP-{k}",
+            _running(s, f"CMP-{k}", f"O{k}", START - (age + 1) * DAY, START - (age - 1) * DAY, f"S3{k}")
+            grant_coupon(s, f"O{k}", ["S04"] + (["S06"] if k < 2 else []),
                          at=START - age * DAY)  # fmt: skip
     ids = [f"S{i:02d}" for i in range(10)]
     own = pd.DataFrame(
@@ -334,15 +336,8 @@ def test_frequency_cap_counts_the_coupons_scheduled_campaigns_will_grant(factory
             )
             cmp.set_audience(s, cid, [("S04", f"S{k}5"), ("S06", f"S{k}5")])
             cmp.schedule_campaign(s, cid)
-        cmp.create_campaign(s, cmp.CampaignInput("Old", "site", "10", START - 9 * DAY, START - 8 * DAY, "0",
-                                                 campaign_id="CMP-O"))  # fmt: skip
-        create_coupon(
-            s,
-            CouponInput(
-                kind="amount_off", value="5", campaign_id="CMP-O", requires_grant=True, coupon_id="OO"
-            ),
-        )
-        grant_coupon(s, "OO", ["S06"], campaign_id="CMP-O", at=START - 7 * DAY)
+        _running(s, "CMP-O", "OO", START - 9 * DAY, START - 6 * DAY)
+        grant_coupon(s, "OO", ["S06"], at=START - 7 * DAY)
     own = pd.DataFrame(
         {"shopper_id": ["S04", "S06", *(f"S{i}" for i in range(10, 20))], "coupon_id": "A10",
          "p_control": 0.1, "p_treated": 0.5, "spend_control": 20.0, "spend_treated": 100.0}

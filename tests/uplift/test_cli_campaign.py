@@ -124,8 +124,10 @@ def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_pat
     )  # fmt: skip
     engine = make_engine(db_env)
     with transaction(make_session_factory(engine)) as s:
-        create_coupon(s, CouponInput(kind="amount_off", value="20", min_spend="99", campaign_id=campaign_id))
-        create_coupon(s, CouponInput(kind="percent_off", value="0.1", cap="30", campaign_id=campaign_id))
+        create_coupon(s, CouponInput(kind="amount_off", value="20", min_spend="99", campaign_id=campaign_id,
+                                     requires_grant=True))  # fmt: skip
+        create_coupon(s, CouponInput(kind="percent_off", value="0.1", cap="30", campaign_id=campaign_id,
+                                     requires_grant=True))  # fmt: skip
     engine.dispose()
 
     refused = CliRunner().invoke(app, ["campaign", "plan", campaign_id])
@@ -199,7 +201,7 @@ def test_plan_prints_the_forecast_beside_the_policy_value_and_warns(db_env, tmp_
     )  # fmt: skip
     with transaction(factory) as s:
         create_coupon(s, CouponInput(kind="amount_off", value="30", min_spend="199", campaign_id=campaign_id,
-                                     coupon_id="N30"))  # fmt: skip
+                                     requires_grant=True, coupon_id="N30"))  # fmt: skip
     engine.dispose()
     path = tmp_path / "candidates.csv"
     for p_treated, spend, warned in ((0.5, 125.0, False), (1.0, 250.0, True)):
