@@ -34,6 +34,9 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 ARRIVED = "arrived"  # request-state key: when the request's headers were read (time.monotonic())
+#: Request line and headers a connection may send before they are complete (h11's own default): the
+#: httptools parser has no bound of its own and kept 100 MB of one header in memory.
+MAX_HEADER_BYTES = 16 * 1024
 HEALTH_PATH = b"/health"
 HEALTH_BODY = b'{"status":"ok"}'  # serving.routers.health answers the same where this protocol is not used
 HEALTH_HEADERS = [
@@ -55,9 +58,11 @@ class HeaderDeadline:
     next request's headers are complete, never by bytes arriving."""
 
     _header_deadline: asyncio.TimerHandle | None = None
+    _header_bytes = 0  # read since the deadline was armed, while the headers are still incomplete
 
     def _arm(self) -> None:
         self._disarm()
+        self._header_bytes = 0
         self._header_deadline = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def _disarm(self) -> None:
@@ -127,3 +132,17 @@ PROTOCOL = (
     if find_spec("httptools") is not None
     else f"{__name__}:HeaderTimeoutH11Protocol"
 )
+
+
+def server_options(header_timeout_seconds: float, forwarded_allow_ips: str) -> dict:
+    """uvicorn's HTTP options for `crosscart serve`. X-Forwarded-For and -Proto are believed only from the
+    proxies named in `forwarded_allow_ips`: uvicorn's default believes them from 127.0.0.1, which is every
+    client of an API bound there (its default), so anyone could pick the address its anonymous rate limit
+    and failed-key throttle count against by sending the header."""
+    return {
+        "http": PROTOCOL,  # httptools (or h11) + this module: headers complete within the timeout, bounded
+        "timeout_keep_alive": max(1, round(header_timeout_seconds)),
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "proxy_headers": bool(forwarded_allow_ips.strip()),
+        "forwarded_allow_ips": forwarded_allow_ips.strip() or None,
+    }

@@ -13,12 +13,25 @@ import time
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serving.http import ARRIVED, HEALTH_BODY, HEALTH_HEADERS, HEALTH_PATH, HeaderDeadline, bodyless
+from serving.http import (
+    ARRIVED,
+    HEALTH_BODY,
+    HEALTH_HEADERS,
+    HEALTH_PATH,
+    MAX_HEADER_BYTES,
+    HeaderDeadline,
+    bodyless,
+)
 
 _HEALTH_TAIL = (
     b"".join(name + b": " + value + b"\r\n" for name, value in HEALTH_HEADERS) + b"\r\n" + HEALTH_BODY
 )
 _HEALTH_TAIL_CLOSE = b"connection: close\r\n" + _HEALTH_TAIL
+_TOO_LARGE_BODY = b"Request headers too large."
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
+)
 
 
 async def answer_health(scope, receive, send) -> None:
@@ -29,6 +42,19 @@ async def answer_health(scope, receive, send) -> None:
 
 class HeaderTimeoutHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
     _health: bool | None = None  # the message being parsed is a health check answered here: keep-alive?
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; a connection whose headers are still incomplete after more than
+        MAX_HEADER_BYTES gets 431 and is closed (the parser would buffer them without limit)."""
+        waiting = self._header_deadline  # armed: the next request's headers are not complete yet
+        super().data_received(data)
+        if waiting is None or self._header_deadline is not waiting:  # none awaited, or now complete
+            return
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._disarm()
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()

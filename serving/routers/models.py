@@ -123,9 +123,22 @@ def read_plot(state: ServingState, name: str, version: str, path: str) -> bytes:
         return plot_bytes(state.settings.resolved_mlflow_uri, found[0].run_id, path, tmp)
 
 
+#: A plot is whatever file a training run logged: an SVG may carry scripts, which would run with the
+#: viewer's console session when the plot is opened. It is served as an inert, sandboxed document.
+PLOT_HEADERS = {
+    "Cache-Control": "private, max-age=3600",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def plot_response(data: bytes, path: str) -> Response:
+    """A plot for the API and the console alike (PNG or SVG by its suffix)."""
+    media = "image/svg+xml" if path.endswith(".svg") else "image/png"
+    return Response(data, media_type=media, headers=PLOT_HEADERS)
+
+
 @router.get("/{name}/versions/{version}/{path:path}", response_class=Response)
 async def plot(name: str, version: str, path: str, state: StateDep, _: ModelReader) -> Response:
     """A plot of the version's training run (PNG or SVG)."""
-    data = await run_in_threadpool(read_plot, state, name, version, path)
-    media = "image/svg+xml" if path.endswith(".svg") else "image/png"
-    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    return plot_response(await run_in_threadpool(read_plot, state, name, version, path), path)
