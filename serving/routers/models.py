@@ -6,7 +6,6 @@ pick the new version up on their next poll of the alias.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import threading
 import time
@@ -15,12 +14,12 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from serving.ab import ALIAS
 from serving.deps import Admin, ModelReader, StateDep
 from serving.schemas.models import AliasIn, ModelVersionOut, RegisteredModelOut
 from serving.state import ServingState
 
 router = APIRouter(prefix="/models", tags=["models"])
-ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 REGISTRY_CACHE_SECONDS = 15.0
 
 

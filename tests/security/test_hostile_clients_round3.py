@@ -8,6 +8,7 @@ import os
 from decimal import Decimal
 
 import httpx
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
@@ -198,3 +199,37 @@ def test_serve_gives_its_workers_one_generated_secret(monkeypatch):
     monkeypatch.setenv("CROSSCART_ADS_TOKEN_SECRET", "configured")
     serve_cli.serve(host="127.0.0.1", port=PORT, workers=1, log_level="error")
     assert seen["CROSSCART_ADS_TOKEN_SECRET"] == "configured"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"model_alias": "../../x"}, {"model_alias": 5}, {"model_alias": "a" * 5000},
+     {"interleave": ["champion", "../x"]}, {"interleave": ["champion", ["x"]]}],
+)  # fmt: skip
+def test_a_variant_names_only_a_servable_alias(client, keys, config):
+    """A variant's `model_alias` was any JSON value: `../../x` was stored, started and polled for in the
+    registry by a model store of its own. Aliases follow the rule promotion follows (serving.ab.ALIAS)."""
+    body = {"name": "aliases", "variants": [{"name": "a", "weight": 1, "config": config},
+                                            {"name": "b", "weight": 1}]}  # fmt: skip
+    r = client.post("/v1/experiments", json=body, headers=auth(keys["marketer"]))
+    assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(
+    "coupon_id", ["c-10off\u200b", "c\u202effo01-", "\ufeffc-10off", "vip/x", "c\u2066x"]
+)
+def test_a_coupon_id_is_visible_and_reachable(client, keys, coupon_id):
+    """Ids that look like another (zero-width space, BOM, bidi override) or that no URL reaches (`/`:
+    decoded before routing, so such a coupon could be redeemed but never read, edited or retired through
+    the API or the console) are refused, at creation and in the CLI and import, which share the rule."""
+    from commerce.errors import ValidationError
+    from commerce.services.coupons import check_coupon_id
+
+    r = client.post(
+        "/v1/coupons",
+        json={"kind": "amount_off", "value": "5", "coupon_id": coupon_id},
+        headers=auth(keys["marketer"]),
+    )
+    assert r.status_code == 422, r.text
+    with pytest.raises(ValidationError):
+        check_coupon_id(coupon_id)
