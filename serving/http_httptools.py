@@ -3,8 +3,9 @@ httptools is installed): the header deadline, the ARRIVED stamp and `GET /health
 
 httptools parses every request a read delivers, pipelined ones too, in one `feed_data`; uvicorn starts
 the first and queues the rest (`pipeline`) until the response before each is complete. A health check is
-answered in the parser's callback only when no request is in flight on the connection; behind one it is
-queued like any pipelined request, with `answer_health` as its app, so responses keep the requests' order.
+answered in the parser's callback only when no request is in flight on the connection and the client reads
+its answers; otherwise it is queued like any pipelined request, with `answer_health` as its app, so
+responses keep the requests' order and unread answers do not pile up in the server.
 """
 
 from __future__ import annotations
@@ -58,18 +59,24 @@ class HeaderTimeoutHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if not bodyless(self.headers):
+            self._expect_body(self.headers)
         self.scope["state"][ARRIVED] = time.monotonic()
         if self.url != HEALTH_PATH or not self._is_health_check():
             super().on_headers_complete()
             return
         keep_alive = self.parser.should_keep_alive()  # the parser reads on past this request iff true
-        if (self.cycle is None or self.cycle.response_complete) and (
-            not keep_alive or self.parser.get_http_version() == "1.1"
+        if (
+            (self.cycle is None or self.cycle.response_complete)
+            and (not keep_alive or self.parser.get_http_version() == "1.1")
+            and not self.flow.write_paused  # a client not reading its answers: queued, under flow control
         ):
             self._health = keep_alive  # answered when the message completes (the next callback)
             return
         # Behind a request in flight (or HTTP/1.0 keep-alive, which uvicorn closes after the response but
-        # the parser does not): a cycle, queued or started as uvicorn does, whose app is the answer.
+        # the parser does not), or while the client does not read what it was sent: a cycle, queued or
+        # started as uvicorn does (its answer waits for the client to read, and reading pauses behind it),
+        # whose app is the answer.
         app, self.app = self.app, answer_health
         try:
             super().on_headers_complete()
@@ -82,6 +89,7 @@ class HeaderTimeoutHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
         )
 
     def on_message_complete(self) -> None:
+        self._body_read()
         if self._health is None:
             super().on_message_complete()
             return

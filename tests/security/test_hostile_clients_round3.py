@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from serving.http import MAX_HEADER_BYTES, server_options
+from serving.http import HEALTH_BODY, HEALTH_HEADERS, MAX_HEADER_BYTES, server_options
 from serving.http_httptools import HeaderTimeoutHttpToolsProtocol
 from serving.routers import models as models_api
 from tests.resilience.conftest import FakeTransport, running_server
@@ -233,3 +233,115 @@ def test_a_coupon_id_is_visible_and_reachable(client, keys, coupon_id):
     assert r.status_code == 422, r.text
     with pytest.raises(ValidationError):
         check_coupon_id(coupon_id)
+
+
+class BodyReader:
+    """Reads the whole request body, then answers 204; records what it got (bytes, or 'disconnect')."""
+
+    def __init__(self) -> None:
+        self.got: list = []
+
+    async def __call__(self, scope, receive, send):
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.got.append("disconnect")
+                return
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        self.got.append(body)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _until(condition, timeout: float = 10.0) -> bool:
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+def test_a_trickled_body_does_not_hold_its_connection(http_protocol):
+    """The header deadline ended with the headers: a body sent a byte now and then held the connection
+    and its request task forever (a POST was still open after 32 s of a 100-byte body, one byte every
+    4 s). A body now has the header timeout plus a second per 16 KiB of it; a body sent at a normal pace
+    in several reads is read whole."""
+    app = BodyReader()
+
+    async def run():
+        config = uvicorn.Config(app, log_level="error", timeout_keep_alive=1)
+        slow = http_protocol(config=config, server_state=ServerState(), app_state={})
+        slow_out = FakeTransport()
+        slow.connection_made(slow_out)
+        slow.data_received(b"POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: 100\r\n\r\n" + b"x")
+        closed = await _until(lambda: slow_out.closing)
+        slow.connection_lost(None)
+        paced = http_protocol(config=config, server_state=ServerState(), app_state={})
+        paced_out = FakeTransport()
+        paced.connection_made(paced_out)
+        paced.data_received(b"POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: 100\r\n\r\n" + b"y" * 50)
+        await asyncio.sleep(0.3)
+        paced.data_received(b"y" * 50)
+        answered = await _until(lambda: paced_out.written)
+        return closed, answered, bytes(paced_out.written)
+
+    closed, answered, written = asyncio.run(run())
+    assert closed and answered and written.startswith(b"HTTP/1.1 204 ")
+    assert app.got == ["disconnect", b"y" * 100]
+
+
+def test_an_exposure_names_the_assigned_variant(client, keys, session_factory):
+    """The first exposure logged is the one analysed, and any variant was accepted: a shopper key could
+    log itself into the arm it liked before any page was shown (or a unit outside the traffic slice)."""
+    from commerce.services.experiments import get_experiment
+    from experiments.ab.assignment import ExperimentSpec, assign
+
+    marketer, shopper = auth(keys["marketer"]), auth(keys["shopper"])
+    body = {"name": "arms", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}
+    assert client.post("/v1/experiments", json=body, headers=marketer).status_code == 201
+    assert client.post("/v1/experiments/arms/start", headers=marketer).status_code == 200
+    with session_factory() as s:
+        mine = assign(ExperimentSpec.from_config(get_experiment(s, "arms").as_config()), "s1")
+    other = {"a": "b", "b": "a"}[mine]
+    url = "/v1/experiments/arms/exposures"
+    refused = client.post(url, json={"unit_id": "s1", "variant": other}, headers=shopper)
+    assert refused.status_code == 422, refused.text
+    logged = client.post(url, json={"unit_id": "s1", "variant": mine}, headers=shopper)
+    assert logged.json() == {"first_exposure": True}
+    assert client.get(url, headers=marketer).json()["counts"] == {mine: 1, other: 0}
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: api\r\n\r\n"
+
+
+async def _health_app(scope, receive, send):
+    """The app's own /health answer (serving.routers.health answers the same body)."""
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": HEALTH_HEADERS})
+        await send({"type": "http.response.body", "body": HEALTH_BODY})
+
+
+def test_health_checks_a_client_does_not_read_are_not_buffered(http_protocol):
+    """/health is answered in the read callback, which wrote every answer whether or not the client read
+    them: 40 MB of pipelined checks never read took the server from 0.4 to 0.7 GB. Once the transport
+    asks to stop writing, checks wait their turn under flow control like any request."""
+
+    async def run():
+        protocol = http_protocol(
+            config=uvicorn.Config(_health_app, log_level="error"), server_state=ServerState(), app_state={}
+        )
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(HEALTH)
+        answered_at_once = transport.written.count(b"HTTP/1.1 200")
+        protocol.pause_writing()  # the client's receive window and our buffer are full
+        protocol.data_received(HEALTH * 50)
+        await asyncio.sleep(0.2)
+        while_paused = transport.written.count(b"HTTP/1.1 200")
+        protocol.resume_writing()
+        drained = await _until(lambda: transport.written.count(b"HTTP/1.1 200") == 51)
+        return answered_at_once, while_paused, drained
+
+    answered_at_once, while_paused, drained = asyncio.run(run())
+    assert answered_at_once == 1 and while_paused == 1 and drained
