@@ -94,7 +94,9 @@ class Settings(BaseSettings):
         " X-Forwarded-Proto are believed; empty: none, the connecting address is the client.",
     )
     console_secret: str = Field(
-        default="", description="Signs console session cookies; empty: a random one per process start."
+        default="",
+        description="Signs console session cookies; empty: a random one per `crosscart serve` (shared by"
+        " its workers).",
     )
     console_secure_cookie: bool = Field(default=False, description="Console cookie only over HTTPS.")
     console_session_hours: float = Field(default=8.0, description="Console sign-in lifetime.")

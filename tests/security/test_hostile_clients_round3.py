@@ -345,3 +345,30 @@ def test_health_checks_a_client_does_not_read_are_not_buffered(http_protocol):
 
     answered_at_once, while_paused, drained = asyncio.run(run())
     assert answered_at_once == 1 and while_paused == 1 and drained
+
+
+def test_a_nul_character_is_a_client_error_on_postgresql(database_url, tmp_path, open_client):
+    """PostgreSQL refuses NUL in text, and every string a request carried to it (a product id in the
+    path, a merchant's name in a body, a shopper id in an event) made that refusal a 500. It is a 422;
+    SQLite stores such text, so there the requests simply go on."""
+    from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
+
+    factory = seeded_factory(database_url)
+    admin = auth(make_keys(factory)["admin"])
+    client = open_client(fault_settings(tmp_path), factory)
+    client._transport.raise_server_exceptions = False
+    application = {"name": "N\u0000", "country": "JP", "licence_no": "L-\u0000", "brands": ["B"]}
+    event = {"event_id": "e\u0000", "ts": "2026-01-01T00:00:00Z", "shopper_id": "s\u00001",
+             "event_type": "view", "product_id": "p01"}  # fmt: skip
+    answers = [
+        client.get("/v1/products/p%0001"),
+        client.get("/v1/merchants/m%001", headers=admin),
+        client.post("/v1/merchants", json=application),
+        client.post("/v1/events", json={"events": [event]}, headers=admin),
+    ]
+    statuses = [r.status_code for r in answers]
+    if database_url.startswith("postgresql"):
+        assert statuses == [422] * 4 and {r.json()["code"] for r in answers} == {"invalid_request"}
+    else:
+        assert 500 not in statuses, statuses
+    factory.kw["bind"].dispose()
