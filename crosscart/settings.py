@@ -88,8 +88,15 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, description="Time to send complete request headers; also the keep-alive idle limit."
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Proxies (comma-separated addresses or networks) whose X-Forwarded-For and"
+        " X-Forwarded-Proto are believed; empty: none, the connecting address is the client.",
+    )
     console_secret: str = Field(
-        default="", description="Signs console session cookies; empty: a random one per process start."
+        default="",
+        description="Signs console session cookies; empty: a random one per `crosscart serve` (shared by"
+        " its workers).",
     )
     console_secure_cookie: bool = Field(default=False, description="Console cookie only over HTTPS.")
     console_session_hours: float = Field(default=8.0, description="Console sign-in lifetime.")
@@ -117,8 +124,9 @@ class Settings(BaseSettings):
     search_index_path: str = Field(default=":memory:", description="FTS5 index file (:memory: = in RAM).")
     search_ranker_path: str = Field(default="", description="Fitted search ranker (joblib); empty: BM25.")
     ads_token_secret: str = Field(
-        default="crosscart-dev-ads-secret",
-        description="Secret signing sponsored-result impression tokens (HMAC). Change it in production.",
+        default="",
+        description="Secret signing sponsored-result impression tokens (HMAC); empty: a random one per"
+        " `crosscart serve` (shared by its workers). Replicas must share one: set it.",
     )
     sponsored_slots: int = Field(default=2, ge=0, le=4, description="Sponsored results per search page.")
     ad_reserve_price: str = Field(

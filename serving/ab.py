@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,18 +40,26 @@ INTERLEAVE = "interleave"
 EXPLORE = "explore"
 
 
+#: A registry alias the API may serve or move: variants name aliases, and each distinct one gets a model
+#: store polling the registry for it, so no other string (`../../x`, a number, 10 kB) ever reaches it.
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def _alias(value) -> bool:
+    return isinstance(value, str) and ALIAS.match(value) is not None
+
+
 def check_variant_config(config: Mapping | None) -> Mapping | None:
     """Refuse page-shaping keys serving could not apply (ValueError), before an experiment starts."""
     if not config:
         return config
     pair = config.get(INTERLEAVE)
     if pair is not None and not (
-        isinstance(pair, list)
-        and len(pair) == 2
-        and all(isinstance(a, str) and a for a in pair)
-        and pair[0] != pair[1]
+        isinstance(pair, list) and len(pair) == 2 and all(_alias(a) for a in pair) and pair[0] != pair[1]
     ):
         raise ValueError("interleave must name two different model aliases")
+    if config.get(MODEL_ALIAS) is not None and not _alias(config[MODEL_ALIAS]):
+        raise ValueError(f"model_alias must match {ALIAS.pattern}")
     eps = config.get(EXPLORE)
     if eps is not None and not (isinstance(eps, int | float) and 0 < eps <= 1):
         raise ValueError("explore must be a probability in (0, 1]")

@@ -277,6 +277,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=operation_id,
+        # A trailing slash is a 404, not a redirect: Starlette builds that redirect's absolute URL from the
+        # request's Host header, so `Host: evil.example` made the API answer `Location: http://evil.example/...`
+        redirect_slashes=False,
         # one tracing path, `setup_tracing`'s; FastAPI's own would also look up the global OpenTelemetry
         # providers on every request to learn that none is configured
         telemetry={"tracing": False, "metrics": False, "logs": False},

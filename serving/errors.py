@@ -191,6 +191,8 @@ def install(app: FastAPI) -> None:
         path = request.url.path
         if is_lock_timeout(exc):
             return _unavailable("the goods or coupon are in demand right now; retry shortly", 1, path)
+        if _nul_in_text(exc):
+            return problem_response(422, "invalid_request", "text may not contain NUL (\\u0000)", path)
         if not is_outage(exc):
             raise exc
         request.app.state.serving.db_health.failed(exc)
@@ -219,6 +221,12 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         return problem_response(422, "invalid_request", detail, request.url.path, errors=errors)
+
+
+def _nul_in_text(exc: Exception) -> bool:
+    """PostgreSQL refused a NUL character in a string the request carried (a path, query or body field):
+    the client's mistake, not the server's (it was a 500 for every text input on PostgreSQL)."""
+    return isinstance(exc, sa_exc.DataError) and "NUL (0x00)" in str(exc.orig)
 
 
 def _unavailable(detail: str, retry_after: int, instance: str) -> JSONResponse:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from types import SimpleNamespace
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
 from pydantic import ValidationError
@@ -44,18 +44,20 @@ class RecommendationFastPath:
 
     async def answer(self, scope) -> bytes | None:
         """A GET's body when the fast path answers it (the matched route left in the scope for the metrics
-        and the access log), else None. A request with a body is left to FastAPI (and its size limit)."""
+        and the access log), else None. A request with a body is left to FastAPI (and its size limit).
+        The id is taken from the path as the server decoded it, as FastAPI takes it: decoded once more,
+        `/v1/shoppers/s%2531/...` was s1's page here and s%31's page in the route."""
         path = scope["path"]
         if not path.endswith("/recommendations"):  # every other route: one string test
             return None
         match = PATH.match(path)
         if match is not None:
-            route, body = ROUTE, self._answer(scope, unquote(match.group(1)))
+            route, body = ROUTE, self._answer(scope, match.group(1))
         else:
             match = SESSION_PATH.match(path)
             if match is None:
                 return None
-            route, body = SESSION_ROUTE, await self._session_answer(scope, unquote(match.group(1)))
+            route, body = SESSION_ROUTE, await self._session_answer(scope, match.group(1))
         if body is not None:
             scope["route"] = route
         return body

@@ -16,7 +16,9 @@ async def _send_413(send, scope, limit: int) -> None:
 
 class BodySizeLimit:
     """Refuse bodies above `max_bytes` with 413: by Content-Length up front; a body without one (chunked)
-    is read up to the limit before the app sees it, then replayed."""
+    is read up to the limit before the app sees it, then replayed. Whether a request has a body is for its
+    headers to say, whatever its method: a chunked DELETE (or GET) body once passed unread and unbounded to
+    the idempotency layer, which buffered all of it (300 MB in one request)."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -24,15 +26,17 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = None
+        declared, chunked = None, False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else self.max_bytes + 1
+            elif name == b"transfer-encoding":
+                chunked = True
         if declared is not None:
             if declared > self.max_bytes:
                 return await _send_413(send, scope, self.max_bytes)
             return await self.app(scope, receive, send)
-        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if not chunked:  # no body
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +19,8 @@ def build_search(
     engine = session_factory.kw["bind"]
     index = open_index(settings.search_backend, engine=engine, path=settings.search_index_path)
     config = SearchConfig(
-        token_secret=settings.ads_token_secret,
+        # never a known default: anyone holding it could sign tokens billing any campaign at any price
+        token_secret=settings.ads_token_secret or secrets.token_urlsafe(32),
         slots=settings.sponsored_slots,
         reserve=Decimal(settings.ad_reserve_price),
         ranker_path=settings.search_ranker_path or None,

@@ -171,7 +171,8 @@ def check_coupon_id(coupon_id: str) -> str:
     """The one coupon id rule (`COUPON_ID_PATTERN`), for every way a coupon is created."""
     if not re.fullmatch(COUPON_ID_PATTERN, coupon_id):
         raise ValidationError(
-            f"coupon_id {coupon_id!r}: 1-64 characters starting with a letter, digit or _, no controls",
+            f"coupon_id {coupon_id!r}: 1-64 characters starting with a letter, digit or _; no control,"
+            " invisible or direction-changing character and no `/`",
             code="invalid_coupon",
         )
     return coupon_id

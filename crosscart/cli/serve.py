@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,11 +24,13 @@ def serve(
     import uvicorn
 
     from crosscart.settings import get_settings
-    from serving.http import PROTOCOL
+    from serving.http import server_options
 
     made = None
     if workers > 1:
         made = _multiprocess_metrics_dir()
+    _share_generated_secrets()
+    settings = get_settings()
     try:
         uvicorn.run(
             "serving.app:create_app",
@@ -37,12 +40,27 @@ def serve(
             workers=workers,
             log_level=log_level,
             access_log=False,
-            http=PROTOCOL,  # httptools (or h11) + serving.http: headers complete within the timeout below
-            timeout_keep_alive=max(1, round(get_settings().header_timeout_seconds)),
+            **server_options(settings.header_timeout_seconds, settings.forwarded_allow_ips),
         )
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+
+
+#: Secrets that, left empty, are random: one per `crosscart serve`, so all its workers sign and verify alike.
+GENERATED_SECRETS = ("CROSSCART_ADS_TOKEN_SECRET", "CROSSCART_CONSOLE_SECRET")
+
+
+def _share_generated_secrets() -> None:
+    """Give every secret left empty one random value in the environment the workers inherit (each
+    worker would otherwise draw its own: impression tokens and console cookies from one worker refused
+    by the next)."""
+    from crosscart.settings import Settings
+
+    configured = Settings()
+    for name in GENERATED_SECRETS:
+        if not getattr(configured, name.removeprefix("CROSSCART_").lower()):
+            os.environ[name] = secrets.token_urlsafe(32)
 
 
 def _multiprocess_metrics_dir() -> Path | None:

@@ -12,7 +12,6 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -237,8 +236,9 @@ async def models_page(request: Request, state: StateDep, principal: Models):
 
 @router.get("/models/{name}/versions/{version}/{path:path}")
 async def model_plot(name: str, version: str, path: str, state: StateDep, _: Models):
-    data = await run_in_threadpool(models_api.read_plot, state, name, version, path)
-    return Response(data, media_type="image/svg+xml" if path.endswith(".svg") else "image/png")
+    return models_api.plot_response(
+        await run_in_threadpool(models_api.read_plot, state, name, version, path), path
+    )
 
 
 @router.post("/models/{name}/promote")

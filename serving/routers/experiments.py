@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from commerce.experiments import Experiment
 from commerce.services import experiments as store
+from experiments.ab.assignment import ExperimentSpec, assign
 from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.routers.common import PageLimit, PageOffset
 from serving.schemas.base import PageOut
@@ -96,8 +97,18 @@ def stop_experiment(name: str, session: SessionDep, state: StateDep, _: Experime
 
 @router.post("/{name}/exposures", response_model=ExposureLogged)
 def log_exposure(name: str, body: ExposureIn, session: SessionDep, principal: Storefront) -> ExposureLogged:
-    """The storefront reports that it actually showed a variant to a shopper (logged once per shopper)."""
+    """The storefront reports that it actually showed a variant to a shopper (logged once per shopper).
+    Only the variant the shopper is assigned: the first exposure logged is the one analysed, so a shopper
+    key naming another (or a unit outside the experiment's traffic) would pick its own arm."""
     ensure_shopper(principal, body.unit_id)
+    exp = store.get_experiment(session, name)
+    if exp.status == "running":
+        assigned = assign(ExperimentSpec.from_config(exp.as_config()), body.unit_id)
+        if body.variant != assigned:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"unit {body.unit_id!r} is not assigned variant {body.variant!r} of {name!r}",
+            )
     return ExposureLogged(first_exposure=store.record_exposure(session, name, body.variant, body.unit_id))
 
 

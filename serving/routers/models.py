@@ -6,7 +6,6 @@ pick the new version up on their next poll of the alias.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import threading
 import time
@@ -15,12 +14,12 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from serving.ab import ALIAS
 from serving.deps import Admin, ModelReader, StateDep
 from serving.schemas.models import AliasIn, ModelVersionOut, RegisteredModelOut
 from serving.state import ServingState
 
 router = APIRouter(prefix="/models", tags=["models"])
-ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 REGISTRY_CACHE_SECONDS = 15.0
 
 
@@ -123,9 +122,22 @@ def read_plot(state: ServingState, name: str, version: str, path: str) -> bytes:
         return plot_bytes(state.settings.resolved_mlflow_uri, found[0].run_id, path, tmp)
 
 
+#: A plot is whatever file a training run logged: an SVG may carry scripts, which would run with the
+#: viewer's console session when the plot is opened. It is served as an inert, sandboxed document.
+PLOT_HEADERS = {
+    "Cache-Control": "private, max-age=3600",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def plot_response(data: bytes, path: str) -> Response:
+    """A plot for the API and the console alike (PNG or SVG by its suffix)."""
+    media = "image/svg+xml" if path.endswith(".svg") else "image/png"
+    return Response(data, media_type=media, headers=PLOT_HEADERS)
+
+
 @router.get("/{name}/versions/{version}/{path:path}", response_class=Response)
 async def plot(name: str, version: str, path: str, state: StateDep, _: ModelReader) -> Response:
     """A plot of the version's training run (PNG or SVG)."""
-    data = await run_in_threadpool(read_plot, state, name, version, path)
-    media = "image/svg+xml" if path.endswith(".svg") else "image/png"
-    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    return plot_response(await run_in_threadpool(read_plot, state, name, version, path), path)

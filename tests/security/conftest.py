@@ -2,6 +2,7 @@
 the concurrency cases against the commerce fixtures (SQLite and PostgreSQL)."""
 
 from tests.commerce.conftest import engine, factory, market  # noqa: F401
+from tests.resilience.conftest import http_protocol, open_client  # noqa: F401
 from tests.serving.conftest import (  # noqa: F401
     client,
     keys,

@@ -11,7 +11,6 @@ from commerce.coupons import Coupon
 from commerce.db import transaction
 from commerce.services.access import revoke_api_key
 from serving.console.auth import COOKIE
-from tests.serving.conftest import auth
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -168,13 +167,11 @@ def test_experiment_detail_reads_exposures_and_outcomes(client, keys, session_fa
     assert "No exposures logged yet" in client.get("/console/experiments/ui-exp").text
     started = client.post("/console/experiments/ui-exp/start", data={"csrf_token": token})
     assert 'id="experiment-status">running<' in started.text
-    storefront = auth(keys["storefront"])
-    for i in range(40):
-        variant = "control" if i % 2 else "treatment"
-        body = {"unit_id": f"x{i:02d}", "variant": variant}
-        assert (
-            client.post("/v1/experiments/ui-exp/exposures", json=body, headers=storefront).status_code == 200
-        )
+    from commerce.services.experiments import record_exposure
+
+    with transaction(session_factory) as s:  # chosen arms (the API logs only the assigned one)
+        for i in range(40):
+            assert record_exposure(s, "ui-exp", "control" if i % 2 else "treatment", f"x{i:02d}")
     now = datetime.now(UTC)  # after every first exposure
     purchases = [
         {"event_id": f"purchase:ui-{i}", "ts": now, "shopper_id": f"x{i:02d}", "event_type": "purchase",
@@ -266,12 +263,11 @@ def test_experiment_page_names_the_inference_in_force(
             "variant1_name": "treatment", "variant1_weight": "1"}  # fmt: skip
     assert client.post("/console/experiments/new", data=form, follow_redirects=False).status_code == 303
     client.post("/console/experiments/inf-exp/start", data={"csrf_token": token})
-    storefront = auth(keys["storefront"])
-    for i in range(40):
-        body = {"unit_id": f"y{i:02d}", "variant": "treatment" if i % 2 == 0 else "control"}
-        assert (
-            client.post("/v1/experiments/inf-exp/exposures", json=body, headers=storefront).status_code == 200
-        )
+    from commerce.services.experiments import record_exposure
+
+    with transaction(session_factory) as s:  # chosen arms (the API logs only the assigned one)
+        for i in range(40):
+            assert record_exposure(s, "inf-exp", "treatment" if i % 2 == 0 else "control", f"y{i:02d}")
     now = datetime.now(UTC)
     with transaction(session_factory) as s:
         record_events(
