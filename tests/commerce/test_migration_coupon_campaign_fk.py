@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from commerce import migrate
 from commerce.db import make_engine
+from tests.commerce.migration_data import query, seed_at
 
 BEFORE = "0026_campaign_spent_backfill"
 NOW = "'2026-06-01 12:00:00+00:00'"
@@ -34,33 +35,17 @@ ROWS = [
 ]
 
 
-def _query(url, sql):
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
 def test_0027_nulls_orphan_campaign_ids_then_enforces_the_key(database_url, caplog):
-    migrate.upgrade(database_url, BEFORE)
-    engine = make_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            for sql in ROWS:
-                conn.execute(text(sql))
-    finally:
-        engine.dispose()
+    seed_at(database_url, BEFORE, ROWS)
     with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
         migrate.upgrade(database_url)
     assert "1 coupons named campaigns that do not exist" in caplog.text and "c-ghost (ghost)" in caplog.text
-    assert _query(database_url, "SELECT coupon_id, campaign_id FROM coupons ORDER BY coupon_id") == [
+    assert query(database_url, "SELECT coupon_id, campaign_id FROM coupons ORDER BY coupon_id") == [
         ("c-ghost", None),
         ("c-k1", "k1"),
         ("c-none", None),
     ]
-    assert len(_query(database_url, "SELECT id FROM coupon_grants")) == 3  # the copy kept what points at it
+    assert len(query(database_url, "SELECT id FROM coupon_grants")) == 3  # the copy kept what points at it
     assert migrate.schema_diff(database_url) == []
     engine = make_engine(database_url)
     try:

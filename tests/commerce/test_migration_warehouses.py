@@ -3,10 +3,8 @@ mode, every order line keeps its units as one allocation, and downgrading gives 
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from commerce import migrate
-from commerce.db import make_engine
+from tests.commerce.migration_data import query, seed_at
 
 BEFORE = "0017_keyword_ads"
 NOW = "'2026-06-01 12:00:00+00:00'"
@@ -34,31 +32,15 @@ ROWS = [
 ]
 
 
-def _query(url, sql):
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
 def test_existing_stock_and_lines_move_to_warehouses_and_allocations(database_url):
-    migrate.upgrade(database_url, BEFORE)
-    engine = make_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            for sql in ROWS:
-                conn.execute(text(sql))
-    finally:
-        engine.dispose()
+    seed_at(database_url, BEFORE, ROWS)
     migrate.upgrade(database_url)
-    assert _query(database_url, "SELECT warehouse_id, mode FROM warehouses ORDER BY warehouse_id") == [
+    assert query(database_url, "SELECT warehouse_id, mode FROM warehouses ORDER BY warehouse_id") == [
         ("HZ-1", "bonded"),
         ("JP-1", "direct_mail"),
     ]
-    assert _query(database_url, "SELECT order_line_id, stock_id, quantity FROM order_line_allocations") == [
+    assert query(database_url, "SELECT order_line_id, stock_id, quantity FROM order_line_allocations") == [
         (1, 1, 2)
     ]
     migrate.downgrade(database_url, BEFORE)
-    assert _query(database_url, "SELECT id, stock_id FROM order_lines") == [(1, 1)]
+    assert query(database_url, "SELECT id, stock_id FROM order_lines") == [(1, 1)]
