@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # A server that is alive ends a statement at its `statement_timeout` and says so; no answer this much
 # later means it is not answering at all (frozen, or its packets black-holed).
 ANSWER_GRACE_SECONDS = 5.0
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
