@@ -1,0 +1,47 @@
+"""Files other programs read appear whole or not at all: a write that fails (a full disk, a failed query,
+a crash) leaves the previous file as it was and no half-written one."""
+
+from __future__ import annotations
+
+import errno
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from commerce import migrate
+from commerce.files import atomic_path
+from crosscart.cli import app
+from crosscart.settings import get_settings
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    out = tmp_path / "audience.csv"
+    out.write_text("the previous export\n")
+    with pytest.raises(OSError), atomic_path(out) as tmp:
+        tmp.write_text("half of the new")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert out.read_text() == "the previous export\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+    with atomic_path(out) as tmp:
+        pd.DataFrame({"shopper_id": ["s1"]}).to_csv(tmp, index=False)
+    assert out.read_text() == "shopper_id\ns1\n" and list(tmp_path.iterdir()) == [out]
+
+
+def test_an_export_that_fails_does_not_truncate_the_last_one(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'crosscart.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("CROSSCART_DATABASE_URL", url)
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    out = tmp_path / "exports" / "audience.csv"
+    out.parent.mkdir()
+    out.write_text("shopper_id,arm\ns1,c1\n")
+    try:
+        result = CliRunner().invoke(app, ["campaign", "export", "no-such-campaign", "--out", str(out)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "no-such-campaign" in result.output
+    assert out.read_text() == "shopper_id,arm\ns1,c1\n"  # was truncated to nothing
+    assert list(out.parent.iterdir()) == [out]
