@@ -1,24 +1,29 @@
-"""Files other programs read (exports, feature tables, batch metadata) appear whole or not at all."""
+"""Files other programs read (exports, feature tables, batch-scored lists) appear whole or not at all."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
+def _beside(path: Path, tag: str) -> Path:
+    """An unused hidden name next to `path` (same filesystem, so a rename moves it in one step); the
+    caller creates it, so it gets the usual permissions (mkstemp's would be private to this user)."""
+    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary file beside `path` for the block to write; synced and renamed over `path` when the
+    """A temporary path beside `path` for the block to write; synced and renamed over `path` when the
     block succeeds, removed when it fails. Writing `path` in place left a truncated or half-written file
     that looked finished (a full disk, a failed query, a crash) and destroyed the previous one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _beside(path, "tmp")
     try:
         yield tmp
         with tmp.open("rb+") as written:
@@ -27,3 +32,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_directory(path: str | Path) -> Iterator[Path]:
+    """A new directory beside `path` for the block to fill; swapped in for `path` when the block
+    succeeds (two renames), removed when it fails, so a run that dies half-way leaves the previous
+    contents whole for their readers instead of a half-rewritten directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _beside(path, "new")
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = _beside(path, "old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)

@@ -45,3 +45,33 @@ def test_an_export_that_fails_does_not_truncate_the_last_one(tmp_path, monkeypat
     assert result.exit_code == 2 and "no-such-campaign" in result.output
     assert out.read_text() == "shopper_id,arm\ns1,c1\n"  # was truncated to nothing
     assert list(out.parent.iterdir()) == [out]
+
+
+def test_a_batch_score_that_dies_half_way_leaves_the_served_lists_whole(tmp_path, monkeypatch):
+    import training.batch_scoring
+    from serving.precomputed import load_precomputed
+    from tests.training.test_batch_scoring import _register_recommender
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    model = _register_recommender(uri)
+    out = tmp_path / "lists"
+    base = ["batch-score", "--model", "recs", "--tracking-uri", uri, "--n", "4", "--chunk-size", "10"]
+    base += ["--cluster", "", "--out", str(out)]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    served = load_precomputed(out)
+    assert len(served) == len(model.user_ids_) > 10  # more than one chunk
+
+    score_chunk, calls = training.batch_scoring._score_chunk, []
+
+    def disk_fills_up(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return score_chunk(*args)
+
+    monkeypatch.setattr(training.batch_scoring, "_score_chunk", disk_fills_up)
+    failed = CliRunner().invoke(app, base)
+    assert failed.exit_code != 0 and isinstance(failed.exception, OSError)
+    again = load_precomputed(out)  # a replica (re)loading now: the previous batch, whole (was: none)
+    assert again is not None and again.stamp == served.stamp and len(again) == len(served)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
