@@ -226,14 +226,25 @@ class ExposureLog(PeriodicFlush):
     `note` is all the request path pays: a set lookup and, the first time, a queue put. A failed write
     keeps the batch for the next attempt (the insert is idempotent), so a database hiccup loses nothing;
     a row the database refuses for good (the experiment stopped meanwhile) is dropped with a warning.
+    While the database is down, at most `max_exposures` exposures and `max_pages` pages wait in memory
+    (unbounded, a long outage under traffic grew the process until it died, losing them all): beyond
+    that, new ones are not kept (an exposure not kept is noted again by the shopper's next page), counted,
+    and logged once the database is back.
     """
 
     thread_name = "exposure-writer"
 
     def __init__(
-        self, session_factory: sessionmaker[Session], every_seconds: float = 1.0, seen_cap: int = 1_000_000
+        self,
+        session_factory: sessionmaker[Session],
+        every_seconds: float = 1.0,
+        seen_cap: int = 1_000_000,
+        max_exposures: int = 200_000,
+        max_pages: int = 20_000,
     ):
         self.session_factory, self.every_seconds, self.seen_cap = session_factory, every_seconds, seen_cap
+        self.max_exposures, self.max_pages = max_exposures, max_pages
+        self.dropped_exposures = self.dropped_pages = 0  # not kept while the database was down
         self.written = 0  # first exposures stored by this replica
         self._seen: set[tuple[str, str]] = set()
         self._queue: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
@@ -250,6 +261,9 @@ class ExposureLog(PeriodicFlush):
             key = (experiment, shopper_id)
             if key in self._seen:
                 continue
+            if self._queue.qsize() + len(self._pending) >= self.max_exposures:
+                self.dropped_exposures += 1  # not marked seen: the next page notes it again
+                continue
             if len(self._seen) >= self.seen_cap:  # forgetting only re-sends: the insert ignores repeats
                 self._seen.clear()
             self._seen.add(key)
@@ -257,6 +271,9 @@ class ExposureLog(PeriodicFlush):
 
     def note_page(self, experiment: str, variant: str, shopper_id: str, rows: list[dict], ts) -> None:
         """Queue the impressions of one logged page (every page, not only the first)."""
+        if self._pages.qsize() + len(self._pending_pages) >= self.max_pages:
+            self.dropped_pages += 1
+            return
         self._pages.put((experiment, variant, shopper_id, rows, ts))
 
     @staticmethod
@@ -299,6 +316,13 @@ class ExposureLog(PeriodicFlush):
                 return 0
             self._pending.clear()
             self._pending_pages.clear()
+            if self.dropped_exposures or self.dropped_pages:
+                log.error(
+                    "the database was unavailable too long: %d exposures and %d logged pages were not kept",
+                    self.dropped_exposures,
+                    self.dropped_pages,
+                )
+                self.dropped_exposures = self.dropped_pages = 0
             self.written += new
             self.pages_written += pages
             return new
