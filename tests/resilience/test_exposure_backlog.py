@@ -11,6 +11,7 @@ from commerce.db import transaction
 from commerce.experiments import ExperimentImpression
 from commerce.services.experiments import create_experiment, exposure_counts, start_experiment
 from serving.ab import ExposureLog
+from serving.search import ImpressionLog
 from tests.resilience.conftest import seeded_factory
 
 ROW = {"page_id": "", "slot": 1, "product_id": "p01", "team": None, "propensity": None}
@@ -31,17 +32,24 @@ def test_the_backlog_is_bounded_while_the_database_is_down_and_written_when_it_i
         log.note_page("e", "a", f"s{i}", [{**ROW, "page_id": f"page{i}"}], None)
         if i % 7 == 0:
             assert log.flush() == 0
-    assert log._queue.qsize() + len(log._pending) == 5  # what is held stays within the bound
-    assert log._pages.qsize() + len(log._pending_pages) == 3
-    assert (log.dropped_exposures, log.dropped_pages) == (15, 17)
+    assert (len(log.exposures), len(log.pages)) == (5, 3)  # what is held stays within the bound
+    assert (log.exposures.dropped, log.pages.dropped) == (15, 17)
 
     log.session_factory = factory
-    with caplog.at_level(logging.ERROR, logger="serving.ab"):
+    with caplog.at_level(logging.ERROR, logger="serving.batch_writer"):
         assert log.flush() == 5
-    assert "15 exposures and 17 logged pages were not kept" in caplog.text
+    assert "15 exposures were not kept" in caplog.text and "17 logged pages were not kept" in caplog.text
+    assert (log.exposures.dropped, log.pages.dropped) == (0, 0)  # reported once
     log.note("s19", [("e", "a")])  # a shopper whose exposure was not kept is noted on its next page
     assert log.flush() == 1
     with factory() as s:
         assert exposure_counts(s, "e") == {"a": 6, "b": 0}
         assert s.scalar(select(func.count()).select_from(ExperimentImpression)) == 3
     factory.kw["bind"].dispose()
+
+
+def test_ad_impressions_are_bounded_the_same_way():
+    impressions = ImpressionLog(_down, max_pending=4)
+    for i in range(10):
+        impressions.note(f"claim{i}", None)
+    assert impressions.flush() == 0 and len(impressions.backlog) == 4 and impressions.backlog.dropped == 6
