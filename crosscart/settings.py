@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         default=10.0, description="Time to send complete request headers; also the keep-alive idle limit."
     )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="On SIGTERM, how long requests in flight may finish before they are cancelled and the "
+        "app shuts down (writes what its background writers hold); keep it under the orchestrator's grace.",
+    )
     console_secret: str = Field(
         default="", description="Signs console session cookies; empty: a random one per process start."
     )

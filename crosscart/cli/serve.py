@@ -23,7 +23,6 @@ def serve(
     import uvicorn
 
     from crosscart.settings import get_settings
-    from serving.http import PROTOCOL
 
     made = None
     if workers > 1:
@@ -36,13 +35,26 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level,
-            access_log=False,
-            http=PROTOCOL,  # httptools (or h11) + serving.http: headers complete within the timeout below
-            timeout_keep_alive=max(1, round(get_settings().header_timeout_seconds)),
+            **uvicorn_options(get_settings()),
         )
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+
+
+def uvicorn_options(settings) -> dict:
+    """How `crosscart serve` configures uvicorn (tests run the app with the same)."""
+    from serving.http import PROTOCOL
+
+    return {
+        "access_log": False,
+        "http": PROTOCOL,  # httptools (or h11) + serving.http: headers complete within the timeout below
+        "timeout_keep_alive": max(1, round(settings.header_timeout_seconds)),
+        # uvicorn waits for requests in flight with no limit by default: one client that never finished
+        # its body held SIGTERM until the orchestrator killed the process, before the app's shutdown wrote
+        # what its background writers held
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
 
 
 def _multiprocess_metrics_dir() -> Path | None:
