@@ -27,7 +27,7 @@ from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving import deps
 from serving.errors import CODE_BY_STATUS, send_problem
-from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_outage
+from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_lock_timeout, is_outage
 
 log = logging.getLogger(__name__)
 HEADER = b"idempotency-key"
@@ -97,6 +97,8 @@ class IdempotencyMiddleware:
             if not claim.won:
                 return await self._replay(scope, send, caller, secret, key_text, claim)
         except (DBAPIError, SATimeoutError) as exc:
+            if is_lock_timeout(exc):  # another request holds the key's row (or SQLite's write lock)
+                return await _busy(send, scope)
             if not is_outage(exc):
                 raise
             scope["app"].state.serving.db_health.failed(exc)
@@ -159,8 +161,11 @@ class IdempotencyMiddleware:
             code = CODE_BY_STATUS.get(exc.status_code, "error")
             await send_problem(send, scope, exc.status_code, code, str(exc.detail), headers)
             return False
-        except Exception as exc:  # the key lookup: the database gone or every slot taken
-            if not (isinstance(exc, DatabaseBusy) or is_outage(exc)):
+        except Exception as exc:  # the key lookup: the database gone, busy, or every slot taken
+            if isinstance(exc, DatabaseBusy) or is_lock_timeout(exc):
+                await _busy(send, scope)
+                return False
+            if not is_outage(exc):
                 raise
             await _unavailable(send, scope)
             return False
@@ -203,6 +208,13 @@ class IdempotencyMiddleware:
 async def _unavailable(send, scope) -> None:
     retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
     await send_problem(send, scope, 503, "unavailable", "the database is unavailable; retry shortly", retry)
+
+
+async def _busy(send, scope) -> None:
+    """As serving.errors answers a lock wait or a full set of slots: nothing was changed, retry in 1 s."""
+    await send_problem(
+        send, scope, 503, "unavailable", "the service is busy; retry shortly", [(b"retry-after", b"1")]
+    )
 
 
 def document(app, prefix: str = "/v1") -> None:
