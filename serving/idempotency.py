@@ -2,7 +2,8 @@
 same key returns the first response, marked `Idempotent-Replayed: true`, without a second effect; the
 same key with a different request is refused (422); a retry that arrives while the first is still running
 waits for its response (up to `WAIT_SECONDS`, then 409 with Retry-After). Server errors and rate-limit
-refusals are not stored, so they can be retried. Keys are scoped to the caller (a hash of its API key,
+refusals are not stored, so they can be retried, unless the request's transaction reached COMMIT (it may
+have taken effect: `_commit_sent`). Keys are scoped to the caller (a hash of its API key,
 or its address when anonymous) and expire after 24 h. Stored bodies are encrypted under a key derived
 from the caller's raw credential and the Idempotency-Key (`commerce.services.idempotency`).
 
@@ -126,13 +127,15 @@ class IdempotencyMiddleware:
                 out.append(message.get("body", b""))
             await send(message)
 
+        scope.setdefault("state", {})  # shared with the route's request.state (deps sets commit_sent)
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+            if not _commit_sent(scope):  # else kept unanswered: a retry gets 409 request_in_progress
+                await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
             raise
         try:
-            if status >= 500 or status in NOT_STORED:
+            if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
                 await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
             else:
                 await run_in_threadpool(
@@ -203,6 +206,14 @@ class IdempotencyMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _commit_sent(scope) -> bool:
+    """The request's transaction reached COMMIT: it may have taken effect even if it then failed (the
+    acknowledgement lost: 503 outcome_unknown; cancelled by the shutdown grace), so its key is never
+    released for a retry to run it again: the answer is stored whatever its status, or, when none was
+    sent, the claim stays unanswered."""
+    return bool(scope.get("state", {}).get("commit_sent"))
 
 
 async def _unavailable(send, scope) -> None:
