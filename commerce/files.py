@@ -11,9 +11,10 @@ from pathlib import Path
 
 
 def _beside(path: Path, tag: str) -> Path:
-    """An unused hidden name next to `path` (same filesystem, so a rename moves it in one step); the
-    caller creates it, so it gets the usual permissions (mkstemp's would be private to this user)."""
-    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex}")
+    """An unused hidden name next to `path` (same filesystem, so a rename moves it in one step), ending
+    as `path` does (writers that pick compression by extension pick the same); the caller creates it,
+    so it gets the usual permissions (mkstemp's would be private to this user)."""
+    return path.with_name(f".{tag}-{uuid.uuid4().hex}.{path.name}")
 
 
 @contextmanager

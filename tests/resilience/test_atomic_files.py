@@ -75,3 +75,34 @@ def test_a_batch_score_that_dies_half_way_leaves_the_served_lists_whole(tmp_path
     again = load_precomputed(out)  # a replica (re)loading now: the previous batch, whole (was: none)
     assert again is not None and again.stamp == served.stamp and len(again) == len(served)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_model_artifact_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path, monkeypatch):
+    import joblib
+
+    import models.recommenders.common
+    from features.interactions import build_interactions
+    from models.recommenders import load_recommender, make_recommender
+    from tests.training.conftest import planted_events
+
+    events = planted_events().rename(columns={"shopper": "user_id", "product": "item_id"})
+    model = make_recommender("itemknn").fit(
+        build_interactions(events, time_col=None, event_col=None, value_col=None)
+    )
+    path = tmp_path / "model.joblib"
+    model.save(path)
+    before = path.read_bytes()
+
+    def disk_fills_up(value, filename, **kwargs):
+        with open(filename, "wb") as fh:
+            fh.write(b"half an artifact")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(models.recommenders.common.joblib, "dump", disk_fills_up)
+    with pytest.raises(OSError):
+        model.save(path)
+    monkeypatch.setattr(models.recommenders.common.joblib, "dump", joblib.dump)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    assert load_recommender(path).recommend([str(model.user_ids_[0])], n=3) == model.recommend(
+        [str(model.user_ids_[0])], n=3
+    )
