@@ -102,8 +102,10 @@ def _bound_server_waits(engine: Engine, seconds: float) -> None:
 
     class BoundedConnection(psycopg.Connection):
         def wait(self, gen, interval=0.1, timeout=None):
+            if timeout is not None:  # the caller's own wait (notifies): its timeout is its answer
+                return super().wait(gen, interval, timeout)
             try:
-                return super().wait(gen, interval, seconds if timeout is None else timeout)
+                return super().wait(gen, interval, seconds)
             except psycopg.errors._WaitTimeout:  # the state is unknown: never reuse this connection
                 self.close()
                 raise psycopg.OperationalError(
