@@ -37,3 +37,30 @@ def test_a_retry_of_a_checkout_whose_commit_was_not_acknowledged_is_not_run_agai
     assert retry.status_code == 503 and retry.json()["code"] == "outcome_unknown"
     assert retry.headers["idempotent-replayed"] == "true"  # the first answer, not a second checkout
     assert invariants(factory)["orders"] == 1  # was 2
+
+
+def test_a_request_that_fails_after_its_commit_keeps_its_key_unanswered(tmp_path, open_client, monkeypatch):
+    import serving.deps
+    import serving.idempotency
+
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}", buyers=1)
+    keys = make_keys(factory, buyers=1)
+    client = open_client(fault_settings(tmp_path), factory)
+    finish = serving.deps._finish
+
+    def committed_then_cancelled(session, commit):  # e.g. the shutdown grace cancelling it right then
+        finish(session, commit)
+        if commit:
+            raise RuntimeError("cancelled after COMMIT")
+
+    monkeypatch.setattr(serving.deps, "_finish", committed_then_cancelled)
+    monkeypatch.setattr(serving.idempotency, "WAIT_SECONDS", 0.2)
+    headers = {**auth(keys["b0"]), "Idempotency-Key": "checkout-2"}
+    try:
+        client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
+    except RuntimeError:
+        pass  # no answer reached the client
+    monkeypatch.setattr(serving.deps, "_finish", finish)
+    retry = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
+    assert retry.status_code == 409 and retry.json()["code"] == "request_in_progress"
+    assert invariants(factory)["orders"] == 1  # not placed again
