@@ -8,6 +8,10 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+# A server that is alive ends a statement at its `statement_timeout` and says so; no answer this much
+# later means it is not answering at all (frozen, or its packets black-holed).
+ANSWER_GRACE_SECONDS = 5.0
+
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -36,6 +40,11 @@ def make_engine(
     or stuck database: on PostgreSQL the statement timeout also ends transactions left idle that long, on
     SQLite it is the wait for the write lock (30 s when not given). `lock_timeout` (PostgreSQL) bounds
     one statement's wait for a row lock. Long batch jobs leave them unset.
+
+    With `statement_timeout`, every wait on a PostgreSQL server (statements, COMMIT, ROLLBACK, pings) is
+    also bounded on the client at `statement_timeout + ANSWER_GRACE_SECONDS`: a SIGSTOPped server or a
+    dead network path keeps the TCP connection open, so the server-side timeout never fires and a
+    request would wait forever. The connection is then closed (the pool replaces it).
     """
     if url.startswith("sqlite"):
         busy_ms = int((statement_timeout or 30) * 1000)
@@ -63,6 +72,8 @@ def make_engine(
     if connect_timeout is not None:  # libpq takes whole seconds, at least 2
         kwargs.setdefault("connect_args", {})["connect_timeout"] = max(2, round(connect_timeout))
     engine = create_engine(url, **kwargs)
+    if statement_timeout is not None and engine.dialect.driver == "psycopg":
+        _bound_server_waits(engine, statement_timeout + ANSWER_GRACE_SECONDS)
     timeouts = {
         name: int(seconds * 1000)
         for name, seconds in (
@@ -84,6 +95,26 @@ def make_engine(
             dbapi_conn.autocommit = autocommit
 
     return engine
+
+
+def _bound_server_waits(engine: Engine, seconds: float) -> None:
+    import psycopg
+
+    class BoundedConnection(psycopg.Connection):
+        def wait(self, gen, interval=0.1, timeout=None):
+            if timeout is not None:  # the caller's own wait (notifies): its timeout is its answer
+                return super().wait(gen, interval, timeout)
+            try:
+                return super().wait(gen, interval, seconds)
+            except psycopg.errors._WaitTimeout:  # the state is unknown: never reuse this connection
+                self.close()
+                raise psycopg.OperationalError(
+                    f"the database server did not answer within {seconds:g} s; connection closed"
+                ) from None
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect, _record, cargs, cparams):
+        return BoundedConnection.connect(*cargs, **cparams)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -109,9 +109,12 @@ class ExperimentExposure(Base):
 
 class ExperimentImpression(Base):
     """One product shown on one page of an interleaving or exploration variant: its slot, the team
-    (ranker alias) that placed it when interleaved, and its logged propensity when explored."""
+    (ranker alias) that placed it when interleaved, and its logged propensity when explored. A page's
+    slot is stored once (`record_impressions` ignores repeats): a writer that retries a batch whose
+    COMMIT was kept but not acknowledged must not log the page twice."""
 
     __tablename__ = "experiment_impressions"
+    __table_args__ = (UniqueConstraint("experiment_id", "page_id", "slot"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)

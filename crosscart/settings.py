@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description="Proxies (comma-separated addresses or networks) whose X-Forwarded-For and"
         " X-Forwarded-Proto are believed; empty: none, the connecting address is the client.",
     )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="On SIGTERM, how long requests in flight may finish before they are cancelled and the "
+        "app shuts down (writes what its background writers hold); keep it under the orchestrator's grace.",
+    )
     console_secret: str = Field(
         default="",
         description="Signs console session cookies; empty: a random one per `crosscart serve` (shared by"

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from commerce.files import atomic_path
+
 WINDOWS_DAYS = (7, 30, 90)
 PRICE_BAND_EDGES = (0.0, 100.0, 300.0, 800.0, 2000.0, np.inf)
 """CNY edges of the price bands 0..4 (everyday, mid, upper, premium, luxury)."""
@@ -314,5 +316,6 @@ def build_feature_tables(data_dir: str | Path, out_dir: str | Path, as_of=None) 
     paths = {}
     for name, table in tables.items():
         paths[name] = out / f"{name}.parquet"
-        table.to_parquet(paths[name])
+        with atomic_path(paths[name]) as tmp:
+            table.to_parquet(tmp)
     return paths

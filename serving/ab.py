@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from experiments.ab.assignment import ExperimentSpec, assign
-from serving.batch_writer import PeriodicFlush
+from serving.batch_writer import Backlog, PeriodicFlush
 from serving.model_store import ModelSnapshot, ModelSource, ModelStore
 
 log = logging.getLogger(__name__)
@@ -235,20 +235,25 @@ class ExposureLog(PeriodicFlush):
     `note` is all the request path pays: a set lookup and, the first time, a queue put. A failed write
     keeps the batch for the next attempt (the insert is idempotent), so a database hiccup loses nothing;
     a row the database refuses for good (the experiment stopped meanwhile) is dropped with a warning.
+    While the database is down at most `max_exposures` exposures and `max_pages` pages wait (a
+    `Backlog`); an exposure that did not fit is noted again by the shopper's next page.
     """
 
     thread_name = "exposure-writer"
 
     def __init__(
-        self, session_factory: sessionmaker[Session], every_seconds: float = 1.0, seen_cap: int = 1_000_000
+        self,
+        session_factory: sessionmaker[Session],
+        every_seconds: float = 1.0,
+        seen_cap: int = 1_000_000,
+        max_exposures: int = 200_000,
+        max_pages: int = 20_000,
     ):
         self.session_factory, self.every_seconds, self.seen_cap = session_factory, every_seconds, seen_cap
         self.written = 0  # first exposures stored by this replica
         self._seen: set[tuple[str, str]] = set()
-        self._queue: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
-        self._pending: list[tuple[str, str, str]] = []
-        self._pages: queue.SimpleQueue[tuple] = queue.SimpleQueue()
-        self._pending_pages: list[tuple] = []
+        self.exposures = Backlog("exposures", max_exposures)
+        self.pages = Backlog("logged pages", max_pages)
         self.pages_written = 0
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -257,24 +262,15 @@ class ExposureLog(PeriodicFlush):
     def note(self, shopper_id: str, exposed: Iterable[tuple[str, str]]) -> None:
         for experiment, variant in exposed:
             key = (experiment, shopper_id)
-            if key in self._seen:
-                continue
+            if key in self._seen or not self.exposures.put((experiment, variant, shopper_id)):
+                continue  # not marked seen when it did not fit: the next page notes it again
             if len(self._seen) >= self.seen_cap:  # forgetting only re-sends: the insert ignores repeats
                 self._seen.clear()
             self._seen.add(key)
-            self._queue.put((experiment, variant, shopper_id))
 
     def note_page(self, experiment: str, variant: str, shopper_id: str, rows: list[dict], ts) -> None:
         """Queue the impressions of one logged page (every page, not only the first)."""
-        self._pages.put((experiment, variant, shopper_id, rows, ts))
-
-    @staticmethod
-    def _drain(source: queue.SimpleQueue, into: list) -> None:
-        while True:
-            try:
-                into.append(source.get_nowait())
-            except queue.Empty:
-                return
+        self.pages.put((experiment, variant, shopper_id, rows, ts))
 
     def flush(self) -> int:
         """Write everything queued so far; returns how many rows were new exposures."""
@@ -282,20 +278,19 @@ class ExposureLog(PeriodicFlush):
         from commerce.services.experiments import record_exposure, record_impressions
 
         with self._flush_lock:
-            self._drain(self._queue, self._pending)
-            self._drain(self._pages, self._pending_pages)
-            if not self._pending and not self._pending_pages:
+            exposures, pages_queued = self.exposures.drain(), self.pages.drain()
+            if not exposures and not pages_queued:
                 return 0
             new = pages = 0
             try:
                 with self.session_factory() as session:
-                    for row in self._pending:
+                    for row in exposures:
                         try:
                             with session.begin_nested():
                                 new += record_exposure(session, *row)
                         except DomainError as exc:
                             log.warning("exposure %s not recorded: %s", row, exc)
-                    for experiment, variant, shopper, rows, ts in self._pending_pages:
+                    for experiment, variant, shopper, rows, ts in pages_queued:
                         try:
                             with session.begin_nested():
                                 record_impressions(session, experiment, variant, shopper, rows, ts)
@@ -304,10 +299,10 @@ class ExposureLog(PeriodicFlush):
                             log.warning("page of %s for %s not recorded: %s", experiment, shopper, exc)
                     session.commit()
             except Exception as exc:  # database unavailable: keep the batch for the next flush
-                log.warning("writing %d exposures failed, will retry: %s", len(self._pending), exc)
+                log.warning("writing %d exposures failed, will retry: %s", len(exposures), exc)
                 return 0
-            self._pending.clear()
-            self._pending_pages.clear()
+            self.exposures.stored()
+            self.pages.stored()
             self.written += new
             self.pages_written += pages
             return new

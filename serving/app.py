@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
@@ -31,7 +32,7 @@ from serving.idempotency import document as document_idempotency
 from serving.key_lookups import KeyLookups
 from serving.logs import configure_logging
 from serving.middleware import BodySizeLimit, Metrics, RateLimitHeaders
-from serving.model_store import MlflowModelSource, ModelSource, ModelStore
+from serving.model_store import MlflowModelSource, ModelSource, ModelStore, bound_mlflow_waits
 from serving.precomputed import load_precomputed, load_precomputed_redis
 from serving.recommend import Policy
 from serving.refresh import Refreshing
@@ -156,6 +157,7 @@ def create_app(
         )
         session_factory = make_session_factory(engine)
     db_gate = _gate(settings, session_factory)
+    bound_mlflow_waits(os.environ)
     uri = settings.resolved_mlflow_uri
     if session_model_source is None and model_source is None:
         session_model_source = MlflowModelSource(

@@ -3,8 +3,52 @@ path hands writes (exposures, ad impressions) to the database in batches instead
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 from abc import ABC, abstractmethod
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Backlog:
+    """Rows on their way to the database: the queue the request path puts to and the batch the writer
+    retries until it is stored, bounded together at `limit`. Unbounded, a long outage under traffic grew
+    the process until it died, losing them all; what does not fit is counted instead, and the count
+    logged once the database takes the writes again."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what, self.limit = what, limit
+        self.pending: list[Any] = []  # drained from the queue, not yet stored
+        self.dropped = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def __len__(self) -> int:
+        return self._queue.qsize() + len(self.pending)
+
+    def put(self, row: Any) -> bool:
+        """Queue `row`; False (and counted) when the backlog is full."""
+        if len(self) >= self.limit:
+            self.dropped += 1
+            return False
+        self._queue.put(row)
+        return True
+
+    def drain(self) -> list[Any]:
+        """Move what was queued into `pending` (the writer's lock held); returns `pending`."""
+        while True:
+            try:
+                self.pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                return self.pending
+
+    def stored(self) -> None:
+        """`pending` is in the database."""
+        self.pending.clear()
+        if self.dropped:
+            log.error("the database was unavailable too long: %d %s were not kept", self.dropped, self.what)
+            self.dropped = 0
 
 
 class PeriodicFlush(ABC):

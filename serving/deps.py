@@ -61,6 +61,9 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
                 except Exception:  # the original error is the one to report
                     log.debug("rollback failed", exc_info=True)
             raise
+        # From here the request may have taken effect whatever happens to its response: its
+        # Idempotency-Key is kept (serving.idempotency) so that a retry never runs it twice.
+        request.state.commit_sent = True
         try:
             await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
         except Exception as exc:

@@ -26,6 +26,7 @@ from serving.resilience import (
     is_lock_timeout,
     is_outage,
 )
+from training.registry_view import RegistryUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:crosscart:problem:"
@@ -211,6 +212,13 @@ def install(app: FastAPI) -> None:
     async def database_busy(request: Request, exc: DatabaseBusy) -> JSONResponse:
         """Every database slot stayed taken: refused before any work, so nothing was changed."""
         return _unavailable(f"the service is busy ({exc}); retry shortly", 1, request.url.path)
+
+    @app.exception_handler(RegistryUnavailable)
+    async def registry_unavailable(request: Request, exc: RegistryUnavailable) -> JSONResponse:
+        """MLflow down or not answering: the models served keep serving; reading or moving the registry
+        waits for it."""
+        detail = "the model registry is unavailable; retry shortly"
+        return _unavailable(detail, RETRY_AFTER_SECONDS, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -177,12 +177,18 @@ PROTOCOL = (
 )
 
 
-def server_options(header_timeout_seconds: float, forwarded_allow_ips: str) -> dict:
+def server_options(
+    header_timeout_seconds: float, forwarded_allow_ips: str, shutdown_grace_seconds: float | None = None
+) -> dict:
     """uvicorn's HTTP options for `crosscart serve`. X-Forwarded-For and -Proto are believed only from the
     proxies named in `forwarded_allow_ips`: uvicorn's default believes them from 127.0.0.1, which is every
     client of an API bound there (its default), so anyone could pick the address its anonymous rate limit
-    and failed-key throttle count against by sending the header."""
+    and failed-key throttle count against by sending the header. On SIGTERM, requests in flight get
+    `shutdown_grace_seconds`: uvicorn waits with no limit by default, and one client that never finished
+    its body held the exit until the orchestrator killed the process, before the app's shutdown wrote
+    what its background writers held."""
     return {
+        "timeout_graceful_shutdown": shutdown_grace_seconds,
         "http": PROTOCOL,  # httptools (or h11) + this module: headers complete within the timeout, bounded
         "timeout_keep_alive": max(1, round(header_timeout_seconds)),
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,

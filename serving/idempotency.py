@@ -2,7 +2,8 @@
 same key returns the first response, marked `Idempotent-Replayed: true`, without a second effect; the
 same key with a different request is refused (422); a retry that arrives while the first is still running
 waits for its response (up to `WAIT_SECONDS`, then 409 with Retry-After). Server errors and rate-limit
-refusals are not stored, so they can be retried. Keys are scoped to the caller (a hash of its API key,
+refusals are not stored, so they can be retried, unless the request's transaction reached COMMIT (it may
+have taken effect: `_commit_sent`). Keys are scoped to the caller (a hash of its API key,
 or its address when anonymous) and expire after 24 h. Stored bodies are encrypted under a key derived
 from the caller's raw credential and the Idempotency-Key (`commerce.services.idempotency`).
 
@@ -27,7 +28,7 @@ from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving import deps
 from serving.errors import CODE_BY_STATUS, send_problem
-from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_outage
+from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_lock_timeout, is_outage
 
 log = logging.getLogger(__name__)
 HEADER = b"idempotency-key"
@@ -97,6 +98,8 @@ class IdempotencyMiddleware:
             if not claim.won:
                 return await self._replay(scope, send, caller, secret, key_text, claim)
         except (DBAPIError, SATimeoutError) as exc:
+            if is_lock_timeout(exc):  # another request holds the key's row (or SQLite's write lock)
+                return await _busy(send, scope)
             if not is_outage(exc):
                 raise
             scope["app"].state.serving.db_health.failed(exc)
@@ -124,13 +127,15 @@ class IdempotencyMiddleware:
                 out.append(message.get("body", b""))
             await send(message)
 
+        scope.setdefault("state", {})  # shared with the route's request.state (deps sets commit_sent)
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+            if not _commit_sent(scope):  # else kept unanswered: a retry gets 409 request_in_progress
+                await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
             raise
         try:
-            if status >= 500 or status in NOT_STORED:
+            if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
                 await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
             else:
                 await run_in_threadpool(
@@ -159,8 +164,11 @@ class IdempotencyMiddleware:
             code = CODE_BY_STATUS.get(exc.status_code, "error")
             await send_problem(send, scope, exc.status_code, code, str(exc.detail), headers)
             return False
-        except Exception as exc:  # the key lookup: the database gone or every slot taken
-            if not (isinstance(exc, DatabaseBusy) or is_outage(exc)):
+        except Exception as exc:  # the key lookup: the database gone, busy, or every slot taken
+            if isinstance(exc, DatabaseBusy) or is_lock_timeout(exc):
+                await _busy(send, scope)
+                return False
+            if not is_outage(exc):
                 raise
             await _unavailable(send, scope)
             return False
@@ -200,9 +208,24 @@ class IdempotencyMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def _commit_sent(scope) -> bool:
+    """The request's transaction reached COMMIT: it may have taken effect even if it then failed (the
+    acknowledgement lost: 503 outcome_unknown; cancelled by the shutdown grace), so its key is never
+    released for a retry to run it again: the answer is stored whatever its status, or, when none was
+    sent, the claim stays unanswered."""
+    return bool(scope.get("state", {}).get("commit_sent"))
+
+
 async def _unavailable(send, scope) -> None:
     retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
     await send_problem(send, scope, 503, "unavailable", "the database is unavailable; retry shortly", retry)
+
+
+async def _busy(send, scope) -> None:
+    """As serving.errors answers a lock wait or a full set of slots: nothing was changed, retry in 1 s."""
+    await send_problem(
+        send, scope, 503, "unavailable", "the service is busy; retry shortly", [(b"retry-after", b"1")]
+    )
 
 
 def document(app, prefix: str = "/v1") -> None:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,6 +142,19 @@ class ModelSnapshot:
             if len(self._scores) > self.cache_size:
                 evicted, _ = self._scores.popitem(last=False)
                 self._positions.pop(evicted, None)
+
+
+#: How long serving waits on MLflow's HTTP API. MLflow's own defaults (120 s a read, 7 retries with
+#: backoff) kept a replica unready, and every model poll and /v1/models request blocked, for over a
+#: quarter of an hour when the registry accepted connections and never answered. The poll is the retry.
+MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+
+
+def bound_mlflow_waits(environ: MutableMapping[str, str]) -> None:
+    """Install `MLFLOW_HTTP_BOUNDS` in the process environment (MLflow reads it on every call), unless
+    the operator set those variables."""
+    for name, value in MLFLOW_HTTP_BOUNDS.items():
+        environ.setdefault(name, value)
 
 
 class MlflowModelSource:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from commerce.files import atomic_path
+
 META_FILE = "_precomputed.json"  # pyarrow skips files starting with "_" when reading the parts
 COLUMNS = ("shopper_id", "rank", "product_id", "score")
 
@@ -49,7 +51,8 @@ class PrecomputedLists:
 def write_meta(directory: str | Path, model: str, version: str, n: int) -> Path:
     """Record which model version made the lists in `directory` (batch-score calls this last)."""
     path = Path(directory) / META_FILE
-    path.write_text(json.dumps({"model": model, "version": str(version), "n": n}))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"model": model, "version": str(version), "n": n}))
     return path
 
 

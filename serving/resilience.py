@@ -50,11 +50,18 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired waiting for a row lock
+SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
 
 
 def is_lock_timeout(error: BaseException) -> bool:
-    """A row stayed locked by other requests past `lock_timeout`: the database is busy, not gone."""
-    return isinstance(error, exc.DBAPIError) and getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+    """A row (on SQLite, the database) stayed locked by other writers past the lock wait: the database is
+    busy, not gone."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    return (
+        getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+        or getattr(error.orig, "sqlite_errorname", None) == SQLITE_BUSY
+    )
 
 
 def is_outage(error: BaseException) -> bool:
@@ -120,6 +127,9 @@ class DatabaseHealth:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as error:
+            if is_lock_timeout(error):  # SQLite's BEGIN waits for the write lock: busy, but there
+                self.succeeded()
+                return True
             if not is_outage(error):
                 raise
             self.failed(error)

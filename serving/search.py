@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import random
 import threading
 import time
@@ -34,7 +33,7 @@ from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
 from features.search_features import EMPTY_PROFILE, ShopperProfile, search_features
-from serving.batch_writer import PeriodicFlush
+from serving.batch_writer import Backlog, PeriodicFlush
 from serving.catalog import CatalogSnapshot
 
 log = logging.getLogger(__name__)
@@ -120,39 +119,37 @@ class SearchResult:
 
 
 class ImpressionLog(PeriodicFlush):
-    """Shown sponsored results, queued by the request path and written in batches (idempotent inserts)."""
+    """Shown sponsored results, queued by the request path and written in batches (idempotent inserts);
+    at most `max_pending` wait while the database is down (a `Backlog`)."""
 
     thread_name = "ad-impressions"
 
-    def __init__(self, session_factory: sessionmaker[Session], every_seconds: float = 1.0):
+    def __init__(
+        self, session_factory: sessionmaker[Session], every_seconds: float = 1.0, max_pending=200_000
+    ):
         self.session_factory, self.every_seconds = session_factory, every_seconds
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending: list = []
+        self.backlog = Backlog("ad impressions", max_pending)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def note(self, claim: ads.ImpressionClaim, at: datetime) -> None:
-        self._queue.put((claim, at))
+        self.backlog.put((claim, at))
 
     def flush(self) -> int:
         with self._lock:
-            while True:
-                try:
-                    self._pending.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if not self._pending:
+            pending = self.backlog.drain()
+            if not pending:
                 return 0
             try:
                 with self.session_factory() as session:
-                    ads.record_impressions(session, self._pending)
+                    ads.record_impressions(session, pending)
                     session.commit()
             except Exception as exc:  # database away: keep the batch for the next flush
-                log.warning("writing %d ad impressions failed, will retry: %s", len(self._pending), exc)
+                log.warning("writing %d ad impressions failed, will retry: %s", len(pending), exc)
                 return 0
-            written = len(self._pending)
-            self._pending.clear()
+            written = len(pending)
+            self.backlog.stored()
             return written
 
 

@@ -6,10 +6,45 @@ Moving `champion` is all a promotion is: serving polls the alias and hot-swaps (
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PLOT_SUFFIXES = (".png", ".svg")
+
+
+class RegistryUnavailable(Exception):
+    """MLflow could not be reached or did not answer: not the same as "no such model or version"."""
+
+
+def _unreachable(error: BaseException) -> bool:
+    """MLflow wraps a failed HTTP call (refused, timed out, 5xx after its retries) in an MlflowException
+    raised while handling the `requests` error."""
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (requests.RequestException, OSError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _missing(error: BaseException) -> bool:
+    return getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
+
+
+@contextmanager
+def _reaching_registry() -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if _unreachable(exc):
+            raise RegistryUnavailable(str(exc).splitlines()[0]) from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -31,53 +66,64 @@ def _client(tracking_uri: str):
 
 
 def model_versions(tracking_uri: str, name: str) -> list[VersionView]:
-    """Versions of `name`, newest first; empty when no such model is registered."""
+    """Versions of `name`, newest first; empty when no such model is registered. RegistryUnavailable
+    when MLflow does not answer (an empty list then would read as "nothing registered")."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
-    try:
-        aliases = client.get_registered_model(name).aliases or {}
-    except MlflowException:
-        return []
-    by_version: dict[str, list[str]] = {}
-    for alias, version in aliases.items():
-        by_version.setdefault(str(version), []).append(alias)
-    out = []
-    for v in client.search_model_versions(f"name='{name}'"):
-        metrics, plots = {}, ()
-        if v.run_id:
-            try:
-                metrics = dict(client.get_run(v.run_id).data.metrics)
-                plots = tuple(
-                    a.path for a in client.list_artifacts(v.run_id, "plots") if a.path.endswith(PLOT_SUFFIXES)
+    with _reaching_registry():
+        try:
+            aliases = client.get_registered_model(name).aliases or {}
+        except MlflowException as exc:
+            if _missing(exc):
+                return []
+            raise
+        by_version: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        out = []
+        for v in client.search_model_versions(f"name='{name}'"):
+            metrics, plots = {}, ()
+            if v.run_id:
+                try:
+                    metrics = dict(client.get_run(v.run_id).data.metrics)
+                    plots = tuple(
+                        a.path
+                        for a in client.list_artifacts(v.run_id, "plots")
+                        if a.path.endswith(PLOT_SUFFIXES)
+                    )
+                except MlflowException as exc:  # the run was deleted: show the version without its figures
+                    if not _missing(exc):
+                        raise
+            out.append(
+                VersionView(
+                    name=name,
+                    version=str(v.version),
+                    run_id=v.run_id,
+                    aliases=tuple(sorted(by_version.get(str(v.version), []))),
+                    created_ms=int(v.creation_timestamp or 0),
+                    model=(v.tags or {}).get("crosscart.model", ""),
+                    metrics=metrics,
+                    plots=plots,
                 )
-            except MlflowException:  # the run was deleted: show the version without its figures
-                pass
-        out.append(
-            VersionView(
-                name=name,
-                version=str(v.version),
-                run_id=v.run_id,
-                aliases=tuple(sorted(by_version.get(str(v.version), []))),
-                created_ms=int(v.creation_timestamp or 0),
-                model=(v.tags or {}).get("crosscart.model", ""),
-                metrics=metrics,
-                plots=plots,
             )
-        )
     return sorted(out, key=lambda v: -int(v.version))
 
 
 def set_alias(tracking_uri: str, name: str, version: str, alias: str = "champion") -> None:
-    """Point `alias` at `version` (promotion, or rollback to an older version). ValueError if unknown."""
+    """Point `alias` at `version` (promotion, or rollback to an older version). ValueError if unknown,
+    RegistryUnavailable if MLflow does not answer."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
-    try:
-        client.get_model_version(name, version)
-    except MlflowException as exc:
-        raise ValueError(f"{name} has no version {version}") from exc
-    client.set_registered_model_alias(name, alias, version)
+    with _reaching_registry():
+        try:
+            client.get_model_version(name, version)
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+            raise ValueError(f"{name} has no version {version}") from exc
+        client.set_registered_model_alias(name, alias, version)
 
 
 def plot_bytes(tracking_uri: str, run_id: str, path: str, dst: str | Path) -> bytes:
@@ -86,7 +132,8 @@ def plot_bytes(tracking_uri: str, run_id: str, path: str, dst: str | Path) -> by
 
     if not path.startswith("plots/") or ".." in Path(path).parts or not path.endswith(PLOT_SUFFIXES):
         raise ValueError(f"not a plot: {path!r}")
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=tracking_uri
-    )
+    with _reaching_registry():
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=tracking_uri
+        )
     return Path(local).read_bytes()

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
+from commerce.bulk import insert_ignore_stmt
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.experiments import (
     INFERENCES,
@@ -242,7 +243,8 @@ IMPRESSION_FIELDS = ("page_id", "slot", "product_id", "team", "propensity")
 
 
 def record_impressions(session: Session, experiment: str, variant: str, unit_id: str, rows, ts=None) -> int:
-    """Store the products of one shown page (dicts with IMPRESSION_FIELDS); returns how many."""
+    """Store the products of one shown page (dicts with IMPRESSION_FIELDS); returns how many. A slot of a
+    page already stored is skipped, so a page sent again (a retried batch) is kept once."""
     exp = get_experiment(session, experiment)
     if exp.status != "running":
         raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
@@ -253,14 +255,19 @@ def record_impressions(session: Session, experiment: str, variant: str, unit_id:
         p = row.get("propensity")
         if p is not None and not 0 < p <= 1:
             raise ValidationError(f"propensity {p} is not in (0, 1]")
-        session.add(
-            ExperimentImpression(
-                experiment_id=exp.id,
-                variant=variant,
-                unit_id=str(unit_id),
-                ts=when,
-                **{k: row.get(k) for k in IMPRESSION_FIELDS},
-            )
+    if rows:
+        session.execute(
+            insert_ignore_stmt(session, ExperimentImpression.__table__, ["experiment_id", "page_id", "slot"]),
+            [
+                {
+                    "experiment_id": exp.id,
+                    "variant": variant,
+                    "unit_id": str(unit_id),
+                    "ts": when,
+                    **{k: row.get(k) for k in IMPRESSION_FIELDS},
+                }
+                for row in rows
+            ],
         )
     return len(rows)
 

@@ -57,6 +57,7 @@ def batch_score(
     spec = cluster if cluster is not None else settings.dask_scheduler
     from mlflow import MlflowClient
 
+    from commerce.files import staged_directory
     from features.cluster import dask_client
     from serving.precomputed import publish_to_redis, write_meta
     from training.batch_scoring import read_scores, score_all
@@ -69,9 +70,12 @@ def batch_score(
         if version is None:
             raise ValueError(f"no version of {name!r} carries the alias {alias!r}: train and register one")
         recommender = load_recommender_version(uri, name, version.version)
-        with dask_client(spec) as client, working("scoring every shopper"):
-            path = score_all(recommender, out, n=n, chunk_size=chunk_size, client=client)
-        write_meta(path, name, version.version, n)  # the API serves the lists for this version only
+        # scored aside and swapped in whole: replicas keep the previous lists while this runs or if it fails
+        with staged_directory(out) as staging:
+            with dask_client(spec) as client, working("scoring every shopper"):
+                score_all(recommender, staging, n=n, chunk_size=chunk_size, client=client)
+            write_meta(staging, name, version.version, n)  # the API serves the lists for this version only
+        path = out
     except (ValueError, ModelUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

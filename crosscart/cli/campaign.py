@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from commerce.files import atomic_path
 from crosscart.cli.progress import working
 
 app = typer.Typer(help="Coupon campaigns: plan, schedule, run, export, measure.", no_args_is_help=True)
@@ -173,7 +174,8 @@ def plan(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if curve_out is not None:
-        result.curve.to_csv(curve_out, index=False)
+        with atomic_path(curve_out) as tmp:
+            result.curve.to_csv(tmp, index=False)
     summary = {k: (str(v) if k == "budget" else _nan_to_none(v)) for k, v in result.summary.items()}
     if as_json:
         typer.echo(json.dumps(summary))
@@ -258,7 +260,7 @@ def export(
     from commerce.services.campaigns import export_audience_csv
 
     def action(session):
-        with out.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
             return export_audience_csv(session, campaign_id, fh)
 
     typer.echo(f"wrote {_run(action)} rows to {out}")

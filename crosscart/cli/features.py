@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from commerce.files import atomic_path
 from crosscart.cli.progress import working
 
 app = typer.Typer(help="Feature tables and point-in-time training sets.", no_args_is_help=True)
@@ -106,6 +107,6 @@ def training_set(
     except (FileNotFoundError, ValueError) as exc:  # a missing input or labels without the contract's columns
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out, index=False)
+    with atomic_path(out) as tmp:
+        table.to_parquet(tmp, index=False)
     typer.echo(f"{len(table):,} rows x {table.shape[1]} columns -> {out}")

@@ -40,7 +40,9 @@ def serve(
             workers=workers,
             log_level=log_level,
             access_log=False,
-            **server_options(settings.header_timeout_seconds, settings.forwarded_allow_ips),
+            **server_options(
+                settings.header_timeout_seconds, settings.forwarded_allow_ips, settings.shutdown_grace_seconds
+            ),
         )
     finally:
         if made is not None:

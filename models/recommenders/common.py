@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from commerce.files import atomic_path
 from features.interactions import InteractionData
 from models.artifacts import read_artifact
 from models.recommenders.base import Ranked, Recommender
@@ -150,7 +151,8 @@ class PersistentRecommender(BaseEstimator, Recommender):
             "params": self.get_params(deep=False),
             "state": self._state(),
         }
-        joblib.dump(artifact, path, compress=3)
+        with atomic_path(path) as tmp:  # a full disk leaves the previous artifact, not half of this one
+            joblib.dump(artifact, tmp, compress=3)
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

@@ -22,6 +22,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from commerce.files import atomic_path
+
 Ranked = list[tuple[str, float]]  # (item id, score), best first
 ARTIFACT_FORMAT = "crosscart-session-recommender/1"
 
@@ -187,15 +189,10 @@ class SessionRecommender(BaseEstimator):
     def save(self, path: str | Path) -> None:
         self._check_fitted()
         state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "item_index_"}
-        joblib.dump(
-            {
-                "format": ARTIFACT_FORMAT,
-                "class": type(self).__name__,
-                "params": self.get_params(),
-                "state": state,
-            },
-            path,
-        )
+        params = self.get_params()
+        artifact = {"format": ARTIFACT_FORMAT, "class": type(self).__name__, "params": params, "state": state}
+        with atomic_path(path) as tmp:  # a full disk leaves the previous artifact, not half of this one
+            joblib.dump(artifact, tmp)
 
     @classmethod
     def _from_artifact(cls, artifact: dict[str, Any]) -> Self:

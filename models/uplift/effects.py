@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from commerce.files import atomic_path
 from models.uplift.base import CouponUpliftModel, default_estimator
 from models.uplift.planner import basket_terms, coupon_terms, score_options
 from models.uplift.selection import make_model
@@ -521,7 +522,8 @@ class ServedCouponUplift(CouponUpliftModel):
 
     def save(self, path: str | Path) -> None:
         """Write the fitted bundle to one joblib file (format-tagged, checked by `load`)."""
-        joblib.dump({"format": SERVED_FORMAT, "model": self}, path)
+        with atomic_path(path) as tmp:  # a full disk leaves the previous artifact, not half of this one
+            joblib.dump({"format": SERVED_FORMAT, "model": self}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> ServedCouponUplift:

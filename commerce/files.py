@@ -1,0 +1,56 @@
+"""Files other programs read (exports, feature tables, batch-scored lists) appear whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _beside(path: Path, tag: str) -> Path:
+    """An unused hidden name next to `path` (same filesystem, so a rename moves it in one step), ending
+    as `path` does (writers that pick compression by extension pick the same); the caller creates it,
+    so it gets the usual permissions (mkstemp's would be private to this user)."""
+    return path.with_name(f".{tag}-{uuid.uuid4().hex}.{path.name}")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` for the block to write; synced and renamed over `path` when the
+    block succeeds, removed when it fails. Writing `path` in place left a truncated or half-written file
+    that looked finished (a full disk, a failed query, a crash) and destroyed the previous one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _beside(path, "tmp")
+    try:
+        yield tmp
+        with tmp.open("rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_directory(path: str | Path) -> Iterator[Path]:
+    """A new directory beside `path` for the block to fill; swapped in for `path` when the block
+    succeeds (two renames), removed when it fails, so a run that dies half-way leaves the previous
+    contents whole for their readers instead of a half-rewritten directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _beside(path, "new")
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = _beside(path, "old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)

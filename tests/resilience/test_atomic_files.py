@@ -1,0 +1,108 @@
+"""Files other programs read appear whole or not at all: a write that fails (a full disk, a failed query,
+a crash) leaves the previous file as it was and no half-written one."""
+
+from __future__ import annotations
+
+import errno
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from commerce import migrate
+from commerce.files import atomic_path
+from crosscart.cli import app
+from crosscart.settings import get_settings
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    out = tmp_path / "audience.csv"
+    out.write_text("the previous export\n")
+    with pytest.raises(OSError), atomic_path(out) as tmp:
+        tmp.write_text("half of the new")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert out.read_text() == "the previous export\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+    with atomic_path(out) as tmp:
+        pd.DataFrame({"shopper_id": ["s1"]}).to_csv(tmp, index=False)
+    assert out.read_text() == "shopper_id\ns1\n" and list(tmp_path.iterdir()) == [out]
+
+
+def test_an_export_that_fails_does_not_truncate_the_last_one(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'crosscart.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("CROSSCART_DATABASE_URL", url)
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    out = tmp_path / "exports" / "audience.csv"
+    out.parent.mkdir()
+    out.write_text("shopper_id,arm\ns1,c1\n")
+    try:
+        result = CliRunner().invoke(app, ["campaign", "export", "no-such-campaign", "--out", str(out)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "no-such-campaign" in result.output
+    assert out.read_text() == "shopper_id,arm\ns1,c1\n"  # was truncated to nothing
+    assert list(out.parent.iterdir()) == [out]
+
+
+def test_a_batch_score_that_dies_half_way_leaves_the_served_lists_whole(tmp_path, monkeypatch):
+    import training.batch_scoring
+    from serving.precomputed import load_precomputed
+    from tests.training.test_batch_scoring import _register_recommender
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    model = _register_recommender(uri)
+    out = tmp_path / "lists"
+    base = ["batch-score", "--model", "recs", "--tracking-uri", uri, "--n", "4", "--chunk-size", "10"]
+    base += ["--cluster", "", "--out", str(out)]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    served = load_precomputed(out)
+    assert len(served) == len(model.user_ids_) > 10  # more than one chunk
+
+    score_chunk, calls = training.batch_scoring._score_chunk, []
+
+    def disk_fills_up(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return score_chunk(*args)
+
+    monkeypatch.setattr(training.batch_scoring, "_score_chunk", disk_fills_up)
+    failed = CliRunner().invoke(app, base)
+    assert failed.exit_code != 0 and isinstance(failed.exception, OSError)
+    again = load_precomputed(out)  # a replica (re)loading now: the previous batch, whole (was: none)
+    assert again is not None and again.stamp == served.stamp and len(again) == len(served)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_model_artifact_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path, monkeypatch):
+    import joblib
+
+    import models.recommenders.common
+    from features.interactions import build_interactions
+    from models.recommenders import load_recommender, make_recommender
+    from tests.training.conftest import planted_events
+
+    events = planted_events().rename(columns={"shopper": "user_id", "product": "item_id"})
+    model = make_recommender("itemknn").fit(
+        build_interactions(events, time_col=None, event_col=None, value_col=None)
+    )
+    path = tmp_path / "model.joblib"
+    model.save(path)
+    before = path.read_bytes()
+
+    def disk_fills_up(value, filename, **kwargs):
+        with open(filename, "wb") as fh:
+            fh.write(b"half an artifact")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(models.recommenders.common.joblib, "dump", disk_fills_up)
+    with pytest.raises(OSError):
+        model.save(path)
+    monkeypatch.setattr(models.recommenders.common.joblib, "dump", joblib.dump)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    assert load_recommender(path).recommend([str(model.user_ids_[0])], n=3) == model.recommend(
+        [str(model.user_ids_[0])], n=3
+    )

@@ -1,0 +1,55 @@
+"""Experiment exposures and logged pages wait in memory while the database is down, within a bound: a
+long outage under traffic must not grow the process until it dies (losing everything it held)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+
+from commerce.db import transaction
+from commerce.experiments import ExperimentImpression
+from commerce.services.experiments import create_experiment, exposure_counts, start_experiment
+from serving.ab import ExposureLog
+from serving.search import ImpressionLog
+from tests.resilience.conftest import seeded_factory
+
+ROW = {"page_id": "", "slot": 1, "product_id": "p01", "team": None, "propensity": None}
+
+
+def _down():
+    raise ConnectionError("database unavailable")
+
+
+def test_the_backlog_is_bounded_while_the_database_is_down_and_written_when_it_is_back(tmp_path, caplog):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with transaction(factory) as s:
+        create_experiment(s, "e", {"a": 1, "b": 1})
+        start_experiment(s, "e")
+    log = ExposureLog(_down, max_exposures=5, max_pages=3)
+    for i in range(20):  # an outage under traffic: many shoppers, many pages, several flushes failing
+        log.note(f"s{i}", [("e", "a")])
+        log.note_page("e", "a", f"s{i}", [{**ROW, "page_id": f"page{i}"}], None)
+        if i % 7 == 0:
+            assert log.flush() == 0
+    assert (len(log.exposures), len(log.pages)) == (5, 3)  # what is held stays within the bound
+    assert (log.exposures.dropped, log.pages.dropped) == (15, 17)
+
+    log.session_factory = factory
+    with caplog.at_level(logging.ERROR, logger="serving.batch_writer"):
+        assert log.flush() == 5
+    assert "15 exposures were not kept" in caplog.text and "17 logged pages were not kept" in caplog.text
+    assert (log.exposures.dropped, log.pages.dropped) == (0, 0)  # reported once
+    log.note("s19", [("e", "a")])  # a shopper whose exposure was not kept is noted on its next page
+    assert log.flush() == 1
+    with factory() as s:
+        assert exposure_counts(s, "e") == {"a": 6, "b": 0}
+        assert s.scalar(select(func.count()).select_from(ExperimentImpression)) == 3
+    factory.kw["bind"].dispose()
+
+
+def test_ad_impressions_are_bounded_the_same_way():
+    impressions = ImpressionLog(_down, max_pending=4)
+    for i in range(10):
+        impressions.note(f"claim{i}", None)
+    assert impressions.flush() == 0 and len(impressions.backlog) == 4 and impressions.backlog.dropped == 6
