@@ -22,7 +22,6 @@ and restarts never double count).
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
