@@ -13,9 +13,10 @@ import time
 import pytest
 
 from bench.faultkit import Blackhole, FrozenServer
+from serving.app import create_app
 from serving.security import CircuitBreaker
-from tests.resilience.conftest import LoopWatch, fault_settings, make_keys, seeded_factory
-from tests.serving.conftest import auth
+from tests.resilience.conftest import LoopWatch, fault_settings, make_keys, recommender_source, seeded_factory
+from tests.serving.conftest import ScriptedSource, auth
 
 FROZEN_PORT = 18102  # issue 10's port range
 REFUSED_PORT = 18110  # nothing listens there
@@ -113,3 +114,30 @@ def test_a_broken_redis_never_holds_the_event_loop(tmp_path, open_client, broken
     assert serving.limiter.breaker.trips == 1 and not serving.revocations.listening
     if isinstance(server, FrozenServer):
         assert server.connections >= 2  # the limiter's and the revocation feed's
+
+
+def test_startup_and_shutdown_never_call_redis_on_the_event_loop(tmp_path):
+    """The lifespan loads what the app serves (here the precomputed lists, from Redis through a blocking
+    client) and stops its background threads in a worker thread, never on the event loop. A refusing
+    Redis fails the load at once, so only the audit hook can see where the connect ran."""
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    url = f"redis://127.0.0.1:{REFUSED_PORT}/0"
+    settings = fault_settings(tmp_path, redis_url=url, precomputed_redis=True, redis_timeout_seconds=0.25)
+    app = create_app(
+        settings,
+        session_factory=factory,
+        model_source=recommender_source(),
+        uplift_source=ScriptedSource(),
+        start_background=True,
+    )
+
+    async def start_and_stop(watch: LoopWatch) -> None:
+        asyncio.create_task(watch.sample(time.monotonic() + 60))  # cancelled when asyncio.run returns
+        await asyncio.sleep(0)  # the watch now knows the loop thread
+        async with app.router.lifespan_context(app):
+            pass
+
+    with LoopWatch(late=1.0) as watch:  # generous: the host may be loaded; the old code held it 5-30 s
+        asyncio.run(start_and_stop(watch))
+    assert watch.blocking == [] and watch.stacks == [], watch.report() + "\n".join(watch.blocking)
+    assert app.state.serving.precomputed.last_error is not None  # it did try Redis, in a worker thread
