@@ -208,6 +208,7 @@ class LoopWatch:
         if not LoopWatch._hooked:  # once per process: an audit hook cannot be removed
             sys.addaudithook(LoopWatch._hook)
             LoopWatch._hooked = True
+        self._collecting = gc.isenabled()
         gc.disable()
         LoopWatch._current = self
         threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True).start()
@@ -216,7 +217,8 @@ class LoopWatch:
     def __exit__(self, *exc) -> None:
         self._done.set()
         LoopWatch._current = None
-        gc.enable()
+        if self._collecting:
+            gc.enable()
 
     def _watchdog(self) -> None:
         seen = None
