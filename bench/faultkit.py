@@ -1,5 +1,6 @@
 """Fault injection on loopback, without touching shared servers: a TCP proxy that can be cut (a database
-that goes away and comes back) and a server that accepts connections and never answers (a frozen Redis).
+that goes away and comes back), a server that accepts connections and never answers (a frozen Redis) and
+an address where a connect never completes (a host that drops packets).
 
 Each runs its own asyncio loop in a daemon thread; the fault benchmark and the resilience tests use them.
 """
@@ -7,6 +8,7 @@ Each runs its own asyncio loop in a daemon thread; the fault benchmark and the r
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 
@@ -119,6 +121,21 @@ class FrozenServer(_LoopThread):
     def close(self) -> None:
         self.call(self._stop())
         super().close()
+
+
+class Blackhole:
+    """127.0.0.1:`port`, where a TCP connect hangs until the client's timeout (a host that drops packets):
+    a listener that never accepts, its accept queue (`backlog=0`: one connection) already taken, so the
+    kernel drops every further SYN."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._listener = socket.create_server(("127.0.0.1", port), backlog=0)
+        self._queued = socket.create_connection(("127.0.0.1", port), timeout=1)
+
+    def close(self) -> None:
+        self._queued.close()
+        self._listener.close()
 
 
 class ProxyProcess:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
@@ -255,11 +256,22 @@ def create_app(
             db_gate.auth,
             threads,
         )
-        if start_background:
-            state.start()
-        else:
-            state.load_once()
-        search_runner.start(start_background)
+
+        def start() -> None:
+            if start_background:
+                state.start()
+            else:
+                state.load_once()
+            search_runner.start(start_background)
+
+        def stop() -> None:
+            search_runner.stop()
+            state.stop()
+            state.metrics.close()
+
+        # In a worker thread: the first loads query the database (and Redis, for precomputed lists, through
+        # a blocking client) and stopping joins threads, which must never hold the event loop.
+        await anyio.to_thread.run_sync(start)
         if state.revocations is not None:
             state.revocations.start()
         try:
@@ -267,9 +279,8 @@ def create_app(
         finally:
             if state.revocations is not None:
                 await state.revocations.stop()
-            search_runner.stop()
-            state.stop()
-            state.metrics.close()
+            state.limiter.stop()  # cancels an asyncio task: on the loop
+            await anyio.to_thread.run_sync(stop)
 
     app = FastAPI(
         title="CrossCart API",

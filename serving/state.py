@@ -83,7 +83,7 @@ class ServingState:
             self.precomputed.start()
 
     def stop(self) -> None:
-        self.limiter.stop()
+        """Stop and join the background threads (the limiter's breaker, an asyncio task, is stopped apart)."""
         parts = (self.delivery, self.session_models, self.uplift, self.models, self.aliases, self.experiments)
         for part in (*parts, self.catalog, self.exposures):
             part.stop()

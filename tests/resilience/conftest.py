@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 
 import pytest
@@ -166,6 +169,74 @@ def open_client():
     yield build
     for client in clients:
         client.__exit__(None, None, None)
+
+
+class LoopWatch:
+    """What holds an event loop while the code under test runs on it. `sample(until)`, a task on that loop,
+    records how late a 10 ms timer fires (`lags`). While the watch is entered: the cyclic garbage collector
+    is off, since a full collection of this test process's heap stops every thread for 0.2-1.6 s on a
+    loaded host and would pass for a blocking call; a watchdog thread keeps the loop thread's stack each
+    time a tick is `late` seconds overdue (`stacks`: a blocking call lets it run, and shows where); and an
+    audit hook keeps each blocking socket call (a connect on a socket with a timeout, a DNS lookup) made
+    on the loop thread (`blocking`), however briefly it blocked."""
+
+    _current: LoopWatch | None = None
+    _hooked = False
+
+    def __init__(self, late: float) -> None:
+        self.late = late
+        self.lags: list[float] = []
+        self.stacks: list[str] = []
+        self.blocking: list[str] = []
+        self._loop_thread: int | None = None
+        self._tick = time.monotonic()
+        self._done = threading.Event()
+
+    async def sample(self, until: float) -> None:
+        self._loop_thread = threading.get_ident()
+        while time.monotonic() < until and not self._done.is_set():
+            expected = time.monotonic() + 0.01
+            await asyncio.sleep(0.01)
+            self._tick = time.monotonic()
+            self.lags.append(self._tick - expected)
+
+    def report(self) -> str:
+        stacks = "\n".join(self.stacks)
+        return f"worst lag {max(self.lags, default=0):.3f} s; the loop thread while late:\n{stacks}"
+
+    def __enter__(self) -> LoopWatch:
+        if not LoopWatch._hooked:  # once per process: an audit hook cannot be removed
+            sys.addaudithook(LoopWatch._hook)
+            LoopWatch._hooked = True
+        self._collecting = gc.isenabled()
+        gc.disable()
+        LoopWatch._current = self
+        threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        LoopWatch._current = None
+        if self._collecting:
+            gc.enable()
+
+    def _watchdog(self) -> None:
+        seen = None
+        while not self._done.wait(self.late / 4):
+            tick = self._tick
+            if self._loop_thread is not None and tick != seen and time.monotonic() - tick > self.late:
+                seen = tick
+                frame = sys._current_frames().get(self._loop_thread)
+                self.stacks.append("".join(traceback.format_stack(frame)[-8:]) if frame else "(gone)")
+
+    @staticmethod
+    def _hook(event: str, args: tuple) -> None:
+        watch = LoopWatch._current
+        if watch is None or threading.get_ident() != watch._loop_thread:
+            return
+        if event == "socket.getaddrinfo" or (event == "socket.connect" and args[0].gettimeout() != 0.0):
+            where = "".join(traceback.format_stack()[-8:])  # asyncio's own sockets never block
+            watch.blocking.append(f"{event} {args[1] if event == 'socket.connect' else args[:2]!r}\n{where}")
 
 
 class FakeTransport(asyncio.Transport):

@@ -12,12 +12,15 @@ import time
 
 import pytest
 
-from bench.faultkit import FrozenServer
+from bench.faultkit import Blackhole, FrozenServer
+from serving.app import create_app
 from serving.security import CircuitBreaker
-from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
-from tests.serving.conftest import auth
+from tests.resilience.conftest import LoopWatch, fault_settings, make_keys, recommender_source, seeded_factory
+from tests.serving.conftest import ScriptedSource, auth
 
 FROZEN_PORT = 18102  # issue 10's port range
+REFUSED_PORT = 18110  # nothing listens there
+BLACKHOLE_PORT = 18111
 
 
 @pytest.fixture
@@ -77,29 +80,64 @@ def test_breaker_retries_in_the_background_and_closes_when_the_store_answers():
     assert breaker.closed and len(attempts) == 3 and breaker.trips == 1
 
 
-def test_a_frozen_redis_never_holds_the_event_loop(tmp_path, open_client, frozen_redis):
-    """The loop's lag (how late a 10 ms timer fires) while throttled calls meet a frozen Redis and the
-    revocation feed keeps reconnecting to it: a blocking call would hold the loop a whole timeout."""
+@pytest.fixture(params=["frozen", "refusing", "unreachable"])
+def broken_redis(request):
+    """The URL of a Redis that is frozen (accepts, never answers), refuses connections (nothing listens) or
+    never completes a connect (drops packets)."""
+    if request.param == "refusing":
+        yield f"redis://127.0.0.1:{REFUSED_PORT}/0", None
+        return
+    server = FrozenServer(FROZEN_PORT) if request.param == "frozen" else Blackhole(BLACKHOLE_PORT)
+    yield f"redis://127.0.0.1:{server.port}/0", server
+    server.close()
+
+
+def test_a_broken_redis_never_holds_the_event_loop(tmp_path, open_client, broken_redis):
+    """The loop's lag (how late a 10 ms timer fires) while throttled calls meet the broken Redis and the
+    revocation feed keeps reconnecting to it: a blocking call would hold the loop a whole timeout, and a
+    blocking connect on the loop thread is caught even when it fails at once."""
+    url, server = broken_redis
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
     keys = make_keys(factory)
     timeout = 1.0
-    settings = fault_settings(
-        tmp_path, redis_url=f"redis://127.0.0.1:{FROZEN_PORT}/0", redis_timeout_seconds=timeout
-    )
-    client = open_client(settings, factory)
-    lags: list[float] = []
+    client = open_client(fault_settings(tmp_path, redis_url=url, redis_timeout_seconds=timeout), factory)
     deadline = time.monotonic() + 2.5 * timeout  # the first call's wait, then the feed's reconnects
-
-    async def sample() -> None:
-        while time.monotonic() < deadline:
-            expected = time.monotonic() + 0.01
-            await asyncio.sleep(0.01)
-            lags.append(time.monotonic() - expected)
-
-    sampling = client.portal.start_task_soon(sample)
     marketer = auth(keys["marketer"])
-    while time.monotonic() < deadline:
-        assert client.get("/v1/rankings", headers=marketer).status_code == 200
-    sampling.result(timeout=5)
-    assert len(lags) > 50 and max(lags) < timeout / 2, max(lags)
-    assert frozen_redis.connections >= 2  # the limiter's and the revocation feed's
+    with LoopWatch(late=timeout / 4) as watch:
+        sampling = client.portal.start_task_soon(watch.sample, deadline)
+        while time.monotonic() < deadline:
+            assert client.get("/v1/rankings", headers=marketer).status_code == 200
+        sampling.result(timeout=5)
+    assert len(watch.lags) > 50 and max(watch.lags) < timeout / 2, watch.report()
+    assert watch.blocking == []
+    serving = client.app.state.serving
+    assert serving.limiter.breaker.trips == 1 and not serving.revocations.listening
+    if isinstance(server, FrozenServer):
+        assert server.connections >= 2  # the limiter's and the revocation feed's
+
+
+def test_startup_and_shutdown_never_call_redis_on_the_event_loop(tmp_path):
+    """The lifespan loads what the app serves (here the precomputed lists, from Redis through a blocking
+    client) and stops its background threads in a worker thread, never on the event loop. A refusing
+    Redis fails the load at once, so only the audit hook can see where the connect ran."""
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    url = f"redis://127.0.0.1:{REFUSED_PORT}/0"
+    settings = fault_settings(tmp_path, redis_url=url, precomputed_redis=True, redis_timeout_seconds=0.25)
+    app = create_app(
+        settings,
+        session_factory=factory,
+        model_source=recommender_source(),
+        uplift_source=ScriptedSource(),
+        start_background=True,
+    )
+
+    async def start_and_stop(watch: LoopWatch) -> None:
+        asyncio.create_task(watch.sample(time.monotonic() + 60))  # cancelled when asyncio.run returns
+        await asyncio.sleep(0)  # the watch now knows the loop thread
+        async with app.router.lifespan_context(app):
+            pass
+
+    with LoopWatch(late=1.0) as watch:  # generous: the host may be loaded; the old code held it 5-30 s
+        asyncio.run(start_and_stop(watch))
+    assert watch.blocking == [] and watch.stacks == [], watch.report() + "\n".join(watch.blocking)
+    assert app.state.serving.precomputed.last_error is not None  # it did try Redis, in a worker thread
