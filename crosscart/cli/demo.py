@@ -53,8 +53,11 @@ def demo(
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from rich.console import Console
 
+    from crosscart.cli.serve import require_free_port
     from crosscart.settings import get_settings
 
+    if serve:
+        require_free_port(host, port)  # before the long steps, not after them
     console = Console()
     settings = get_settings()
     settings.ensure_dirs()
