@@ -189,8 +189,13 @@ def demo(
 
     if not serve:
         return
+    base = f"http://{host}:{port}"
     console.print(
-        f"\n[bold]Open http://{host}:{port}/docs[/] and press 'Authorize' with a key from {keys_path}."
+        f"\n[bold]Open {base}/docs[/] and press 'Authorize' with a key from {keys_path}, or sign in"
+        f" to {base}/console with one. Until {base}/ready answers 200 (the champion recommender loads"
+        " and warms up: about a minute on the demo data), recommendations come from the popularity"
+        " fallback.",
+        soft_wrap=True,
     )
     from crosscart.cli.serve import serve as serve_api
 
