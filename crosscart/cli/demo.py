@@ -104,7 +104,8 @@ def demo(
         with console.status("Loading the marketplace into the database"):
             stats = load_marketplace(factory, market_dir, keyring=settings.identity_keyring)
         log.mark("load", load_fp)
-        console.print(f"[green]✓[/] loaded {stats}")
+        rows = ", ".join(f"{count:,} {name}" for name, count in stats.rows.items() if count)
+        console.print(f"[green]✓[/] loaded in {stats.seconds:.0f} s: {rows}")
 
     features_fp = _fingerprint("features", manifest_fp)
     if log.is_done("features", features_fp):
@@ -137,7 +138,8 @@ def demo(
                 market_dir, tracking_uri=mlflow_uri, registered_name=settings.uplift_model_name
             )
         log.mark("uplift", uplift_fp)
-        console.print(f"[green]✓[/] uplift model: {result['metrics']}")
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
+        console.print(f"[green]✓[/] uplift model: {metrics}")
 
     delivery_fp = _fingerprint("delivery", manifest_fp, mlflow_uri)
     if log.is_done("delivery", delivery_fp):
