@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 VENDOR_DIR = Path(__file__).with_name("static") / "vendor"
@@ -15,9 +15,15 @@ ASSETS = "/static/vendor"
 
 
 def install(app: FastAPI) -> None:
-    """Mount the assets and add the two pages; the app must be built with docs_url=None, redoc_url=None."""
+    """Mount the assets and add the two pages (and `/`, leading to /docs); the app must be built with
+    docs_url=None, redoc_url=None."""
     app.mount(ASSETS, StaticFiles(directory=VENDOR_DIR), name="vendor")
     openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """The address uvicorn prints at start-up: lead a person who opens it to the documentation."""
+        return RedirectResponse("/docs")
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> HTMLResponse:

@@ -215,9 +215,14 @@ def configure_logging(level: str = "info", json_format: bool = True) -> None:
     flush_access_lines()  # the previous configuration's
     _access_lines = _AccessLines(_HandlerStream(handler, ACCESS_LOGGER), numeric, json_format)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The access line is ours (CROSSCART_ACCESS_LOG). uvicorn's protocols write theirs whenever
+    # "uvicorn.access" has a handler, its ancestors' included: a propagating logger doubled every line.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
 
 
 def request_id_of(headers) -> str:

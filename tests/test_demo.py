@@ -99,3 +99,20 @@ def test_session_page_out_of_the_box(demo_env):
     assert page["items"][0]["reason"] == served
     # a visit whose product's category holds nothing else still gets a full page (store best sellers)
     assert len(pages[most_viewed]["items"]) == 5
+
+
+@pytest.mark.parametrize("command", [["demo", "--scale", "tiny"], ["serve"]])
+def test_a_taken_port_stops_before_any_work(demo_env, command):
+    """A second `make run` beside a running one says why at once, instead of after every step and the
+    models' loading (uvicorn binds last)."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = CliRunner().invoke(app, [*command, "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"Cannot serve on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert "Traceback" not in result.output
+    assert not (demo_env / "demo-state.json").exists() and not (demo_env / "crosscart.db").exists()

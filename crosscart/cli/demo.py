@@ -53,8 +53,11 @@ def demo(
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from rich.console import Console
 
+    from crosscart.cli.serve import require_free_port
     from crosscart.settings import get_settings
 
+    if serve:
+        require_free_port(host, port)  # before the long steps, not after them
     console = Console()
     settings = get_settings()
     settings.ensure_dirs()
@@ -101,7 +104,8 @@ def demo(
         with console.status("Loading the marketplace into the database"):
             stats = load_marketplace(factory, market_dir, keyring=settings.identity_keyring)
         log.mark("load", load_fp)
-        console.print(f"[green]✓[/] loaded {stats}")
+        rows = ", ".join(f"{count:,} {name}" for name, count in stats.rows.items() if count)
+        console.print(f"[green]✓[/] loaded in {stats.seconds:.0f} s: {rows}")
 
     features_fp = _fingerprint("features", manifest_fp)
     if log.is_done("features", features_fp):
@@ -134,7 +138,8 @@ def demo(
                 market_dir, tracking_uri=mlflow_uri, registered_name=settings.uplift_model_name
             )
         log.mark("uplift", uplift_fp)
-        console.print(f"[green]✓[/] uplift model: {result['metrics']}")
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
+        console.print(f"[green]✓[/] uplift model: {metrics}")
 
     delivery_fp = _fingerprint("delivery", manifest_fp, mlflow_uri)
     if log.is_done("delivery", delivery_fp):
@@ -186,8 +191,13 @@ def demo(
 
     if not serve:
         return
+    base = f"http://{host}:{port}"
     console.print(
-        f"\n[bold]Open http://{host}:{port}/docs[/] and press 'Authorize' with a key from {keys_path}."
+        f"\n[bold]Open {base}/docs[/] and press 'Authorize' with a key from {keys_path}, or sign in"
+        f" to {base}/console with one. Until {base}/ready answers 200 (the champion recommender loads"
+        " and warms up: about a minute on the demo data), recommendations come from the popularity"
+        " fallback.",
+        soft_wrap=True,
     )
     from crosscart.cli.serve import serve as serve_api
 

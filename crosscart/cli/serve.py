@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def serve(
 ) -> None:
     """Serve the CrossCart API (settings from CROSSCART_* variables; docs at /docs). With several workers,
     Prometheus metrics run in multiprocess mode, so /metrics from any worker counts them all."""
+    require_free_port(host, port)
     import uvicorn
 
     from crosscart.settings import get_settings
@@ -63,6 +65,24 @@ def _share_generated_secrets() -> None:
     for name in GENERATED_SECRETS:
         if not getattr(configured, name.removeprefix("CROSSCART_").lower()):
             os.environ[name] = secrets.token_urlsafe(32)
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Exit with a one-line reason when `host:port` cannot be bound (another server holds it), before
+    any model loads: uvicorn binds only after the app's start-up, and then logs the clash among its
+    shutdown lines. Bound with SO_REUSEADDR as uvicorn binds, so a closed socket in TIME_WAIT is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            typer.echo(
+                f"Cannot serve on {host}:{port}: {exc.strerror or exc}. Another server (an earlier"
+                " `make run`?) holds it: stop that one, or pick another port with --port.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
 
 def _multiprocess_metrics_dir() -> Path | None:

@@ -32,6 +32,8 @@ def test_marketer_plans_launches_completes_and_reads_the_report(make_client, key
     token = sign_in(client, keys["marketer"])
     page = client.get(f"/console/campaigns/{campaign}")
     assert page.status_code == 200 and 'id="budget-range"' in page.text and "A10" in page.text
+    # a plan takes seconds on the demo data: the form and the slider show "Planning" while it runs
+    assert page.text.count('hx-indicator="#planning"') == 2 and 'id="planning"' in page.text
 
     refused = client.post(f"/console/campaigns/{campaign}/plan", data={"budget": "80"})
     assert refused.status_code == 403  # no CSRF token

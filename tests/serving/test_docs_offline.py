@@ -48,3 +48,9 @@ def test_vendored_bundles_fetch_nothing_from_a_cdn(client):
 
 def test_swagger_ui_does_not_call_the_public_validator(client):
     assert '"validatorUrl": null' in client.get("/docs").text
+
+
+def test_the_root_address_leads_to_the_docs(client):
+    """uvicorn prints http://HOST:PORT at start-up; opening it must not answer a bare 404."""
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/docs"

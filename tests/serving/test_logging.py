@@ -70,6 +70,17 @@ def test_each_request_is_one_access_line_with_its_request_id(client, keys, log_l
     assert anonymous["role"] == "anonymous" and anonymous["request_id"] == bogus.headers["x-request-id"]
 
 
+def test_uvicorn_writes_no_second_access_line():
+    """uvicorn's protocols log a request of their own whenever "uvicorn.access" has a handler (checked
+    with hasHandlers(), so a propagating logger counts): under `crosscart serve` each request was two
+    lines."""
+    from serving.logs import configure_logging
+
+    configure_logging()  # as create_app does
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    assert logging.getLogger("uvicorn.error").hasHandlers()  # start-up and errors still reach the stream
+
+
 def test_a_fast_path_answer_is_logged_like_any_other(client, keys, log_lines):
     """The storefront's cached key takes the ASGI fast path (serving/fastpath.py), which bypasses FastAPI's
     routing: its line still names the route template and the caller, never the key."""
