@@ -3,6 +3,8 @@
     nice .venv/bin/python -m bench.closed_loop_signal [--seed 7] [--budgets 3000,10000]
         [--configs base,base+deal,season+deal,history+deal] [--rounds 8] [--name closed_loop_signal]
 
+(other configurations: season, history, season+history+deal; see CONFIGS)
+
 Two changes of the generator's world, measured here by patching it in this process only (neither is
 in the product: both change the generated event log, so adopting either would move every synthetic
 benchmark):
@@ -24,8 +26,9 @@ population's season lift),
 Per configuration (world + features): the correlation of each price and deal feature with the true
 price sensitivity, the cross-validated R^2 of the sensitivity from the loop's features, and the
 closed loop (`marketing.closed_loop.simulate_loop`, demo scale) at each budget: mean profit / oracle
-over rounds 6-8 of every strategy. Configurations run in any order and any process; each result is
-merged into bench/results/NAME.json as it is measured (`base` is the unchanged generator and learner).
+over rounds 6-8 of every strategy. Configurations and seeds run in any order and any process; each
+result is merged into bench/results/NAME.json (configs -> seed -> result) as it is measured (`base`
+is the unchanged generator and learner).
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ PRIOR_WEIGHT = 2.0  # pseudo-events shrinking a shopper's share or rate toward t
 CONFIGS = {  # name: (worlds, deal features in the learner)
     "base": ((), False),
     "base+deal": ((), True),
+    "season": (("season",), False),
     "season+deal": (("season",), True),
+    "history": (("history",), False),
     "history+deal": (("history",), True),
     "season+history+deal": (("season", "history"), True),
 }
@@ -289,20 +294,24 @@ def run_config(name: str, seed: int, budgets: list[float], rounds: int, scale: s
 
 
 def table(result: dict) -> str:
-    """Mean profit / oracle over rounds 6-8 per configuration, budget and strategy, and the change
-    of the closed loop against `base` (the unchanged generator and learner) of the same run."""
-    base = result["configs"].get("base", {}).get("runs", {})
-    lines = ["config | budget | " + " | ".join(STRATEGIES) + " | closed loop - base | R^2 of sensitivity"]
-    for name, c in result["configs"].items():
-        for budget, run in c["runs"].items():
-            m = run["mean_vs_oracle_from_round_6"]
-            ref = base.get(budget, {}).get("mean_vs_oracle_from_round_6", {}).get("closed_loop")
-            gain = "" if ref is None else f"{m['closed_loop'] - ref:+.3f}"
-            lines.append(
-                f"{name} | {budget} | "
-                + " | ".join(f"{m.get(s, float('nan')):.3f}" for s in STRATEGIES)
-                + f" | {gain} | {c['signal']['r2_with_deal' if c['deal_features'] else 'r2_without_deal']}"
-            )
+    """Mean profit / oracle over rounds 6-8 per configuration, seed, budget and strategy, and the
+    change of the closed loop against `base` (the unchanged generator and learner) of the same seed."""
+    lines = [
+        "config | seed | budget | " + " | ".join(STRATEGIES) + " | closed loop - base | R^2 of sensitivity"
+    ]
+    for name, seeds in result["configs"].items():
+        for seed, c in seeds.items():
+            base = result["configs"].get("base", {}).get(seed, {}).get("runs", {})
+            r2 = c["signal"]["r2_with_deal" if c["deal_features"] else "r2_without_deal"]
+            for budget, run in c["runs"].items():
+                m = run["mean_vs_oracle_from_round_6"]
+                ref = base.get(budget, {}).get("mean_vs_oracle_from_round_6", {}).get("closed_loop")
+                gain = "" if ref is None else f"{m['closed_loop'] - ref:+.3f}"
+                lines.append(
+                    f"{name} | {seed} | {budget} | "
+                    + " | ".join(f"{m.get(s, float('nan')):.3f}" for s in STRATEGIES)
+                    + f" | {gain} | {r2}"
+                )
     return "\n".join(lines)
 
 
@@ -325,8 +334,8 @@ def main() -> None:
         )
         # merge into what other processes wrote meanwhile
         result = json.loads(path.read_text()) if path.exists() else {}
-        result.update({"scale": args.scale, "seed": args.seed, "rounds": args.rounds})
-        result.setdefault("configs", {})[name] = measured
+        result.update({"scale": args.scale, "rounds": args.rounds})
+        result.setdefault("configs", {}).setdefault(name, {})[str(args.seed)] = measured
         RESULTS.mkdir(exist_ok=True)
         path.write_text(json.dumps(result, indent=1) + "\n")
         print(table(result), flush=True)
