@@ -100,13 +100,18 @@ def make_engine(
 def _bound_server_waits(engine: Engine, seconds: float) -> None:
     import psycopg
 
+    # What `Connection.wait` raises on its timeout (its documented behaviour) is private to psycopg: looked
+    # up here, so a psycopg that moved it fails at start-up, not in the first outage (where the except
+    # clause would raise AttributeError, a 500 with the connection left in the pool).
+    wait_timeout = psycopg.errors._WaitTimeout
+
     class BoundedConnection(psycopg.Connection):
         def wait(self, gen, interval=0.1, timeout=None):
             if timeout is not None:  # the caller's own wait (notifies): its timeout is its answer
                 return super().wait(gen, interval, timeout)
             try:
                 return super().wait(gen, interval, seconds)
-            except psycopg.errors._WaitTimeout:  # the state is unknown: never reuse this connection
+            except wait_timeout:  # the state is unknown: never reuse this connection
                 self.close()
                 raise psycopg.OperationalError(
                     f"the database server did not answer within {seconds:g} s; connection closed"

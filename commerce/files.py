@@ -10,6 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _sync(path: Path) -> None:
+    """Flush `path` (a file, or a directory's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _beside(path: Path, tag: str) -> Path:
     """An unused hidden name next to `path` (same filesystem, so a rename moves it in one step), ending
     as `path` does (writers that pick compression by extension pick the same); the caller creates it,
@@ -27,30 +36,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _beside(path, "tmp")
     try:
         yield tmp
-        with tmp.open("rb+") as written:
-            os.fsync(written.fileno())
+        _sync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _sync(path.parent)  # the rename itself, so a finished write survives a crash
 
 
 @contextmanager
 def staged_directory(path: str | Path) -> Iterator[Path]:
     """A new directory beside `path` for the block to fill; swapped in for `path` when the block
     succeeds (two renames), removed when it fails, so a run that dies half-way leaves the previous
-    contents whole for their readers instead of a half-rewritten directory."""
+    contents whole for their readers instead of a half-rewritten directory. What the block wrote is
+    synced before the swap, as `atomic_path` syncs its file: a crash after it never leaves empty files
+    under the new name. A reader that looks between the two renames finds no `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _beside(path, "new")
     staging.mkdir()
     try:
         yield staging
+        for root, _dirs, files in os.walk(staging):
+            for name in files:
+                _sync(Path(root, name))
+            _sync(Path(root))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     old = _beside(path, "old")
-    if path.exists():
+    moved = path.exists()
+    if moved:
         os.replace(path, old)
-    os.replace(staging, path)
+    try:
+        os.replace(staging, path)
+    except BaseException:  # the previous contents back under their name, not left hidden
+        if moved:
+            os.replace(old, path)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _sync(path.parent)
     shutil.rmtree(old, ignore_errors=True)

@@ -233,7 +233,8 @@ class ExposureLog(PeriodicFlush):
 
     `note` is all the request path pays: a set lookup and, the first time, a queue put. A failed write
     keeps the batch for the next attempt (the insert is idempotent), so a database hiccup loses nothing;
-    a row the database refuses for good (the experiment stopped meanwhile) is dropped with a warning.
+    a row refused for good (the experiment stopped meanwhile, text the database cannot store: a NUL, an
+    over-long shopper id) is dropped with a warning.
     While the database is down at most `max_exposures` exposures and `max_pages` pages wait (a
     `Backlog`); an exposure that did not fit is noted again by the shopper's next page.
     """
@@ -273,8 +274,12 @@ class ExposureLog(PeriodicFlush):
 
     def flush(self) -> int:
         """Write everything queued so far; returns how many rows were new exposures."""
+        from sqlalchemy.exc import DataError
+
         from commerce.errors import DomainError
         from commerce.services.experiments import record_exposure, record_impressions
+
+        refused = (DomainError, DataError)  # for good: the experiment stopped, text the database refuses
 
         with self._flush_lock:
             exposures, pages_queued = self.exposures.drain(), self.pages.drain()
@@ -287,14 +292,14 @@ class ExposureLog(PeriodicFlush):
                         try:
                             with session.begin_nested():
                                 new += record_exposure(session, *row)
-                        except DomainError as exc:
+                        except refused as exc:
                             log.warning("exposure %s not recorded: %s", row, exc)
                     for experiment, variant, shopper, rows, ts in pages_queued:
                         try:
                             with session.begin_nested():
                                 record_impressions(session, experiment, variant, shopper, rows, ts)
                                 pages += 1
-                        except DomainError as exc:
+                        except refused as exc:
                             log.warning("page of %s for %s not recorded: %s", experiment, shopper, exc)
                     session.commit()
             except Exception as exc:  # database unavailable: keep the batch for the next flush

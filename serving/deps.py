@@ -10,6 +10,7 @@ import anyio
 from anyio.to_thread import run_sync
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from commerce.services.access import authenticate_many
@@ -68,6 +69,8 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
             await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
         except Exception as exc:
             if not is_outage(exc):
+                if isinstance(exc, DBAPIError):  # the database refused it (a lock wait, a constraint): not
+                    request.state.commit_sent = False  # kept, so the key is freed for the retry asked for
                 raise
             state.db_health.failed(exc)
             raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc

@@ -2,10 +2,11 @@
 same key returns the first response, marked `Idempotent-Replayed: true`, without a second effect; the
 same key with a different request is refused (422); a retry that arrives while the first is still running
 waits for its response (up to `WAIT_SECONDS`, then 409 with Retry-After). Server errors and rate-limit
-refusals are not stored, so they can be retried, unless the request's transaction reached COMMIT (it may
-have taken effect: `_commit_sent`). Keys are scoped to the caller (a hash of its API key,
-or its address when anonymous) and expire after 24 h. Stored bodies are encrypted under a key derived
-from the caller's raw credential and the Idempotency-Key (`commerce.services.idempotency`).
+refusals are not stored, so they can be retried, unless the request's transaction reached a COMMIT the
+database did not refuse (it may have taken effect: `_commit_sent`). Keys are scoped to the caller (a
+hash of its API key, or its address when anonymous) and expire after 24 h. Stored bodies are encrypted
+under a key derived from the caller's raw credential and the Idempotency-Key
+(`commerce.services.idempotency`).
 
 The caller is authenticated and counted against its rate limit before its key is claimed or replayed
 (`serving.deps.current_principal`, whose answer the route then reuses): a replay is a request like any

@@ -116,3 +116,16 @@ def test_a_taken_port_stops_before_any_work(demo_env, command):
     assert f"Cannot serve on 127.0.0.1:{port}" in result.output and "--port" in result.output
     assert "Traceback" not in result.output
     assert not (demo_env / "demo-state.json").exists() and not (demo_env / "crosscart.db").exists()
+
+
+def test_the_step_log_is_replaced_whole(tmp_path):
+    """A finished step is recorded through commerce.files.atomic_path: the log a later run reads is the
+    previous or the new one, never a half-written file, and no temporary is left beside it."""
+    from crosscart.cli.demo import _StepLog
+
+    path = tmp_path / "demo_steps.json"
+    _StepLog(path).mark("load", "fp1")
+    log = _StepLog(path)
+    log.mark("features", "fp2")
+    assert _StepLog(path).done == {"load": "fp1", "features": "fp2"}
+    assert json.loads(path.read_text()) == log.done and list(tmp_path.iterdir()) == [path]

@@ -301,11 +301,11 @@ def grant_coupon(
 
     A campaign's coupon is given only while its campaign runs (`campaign_not_running`) and only if it is
     valid within the campaign's window (`invalid_window`; launching bounds the coupons it has), to nobody
-    its audience gives something else (the holdout, `holdout_member`; another arm) nor to a shopper
-    holding a live coupon of another campaign whose window overlaps (`live_coupon_held`): at most one
-    live campaign coupon each. Grants are serialized
-    with scheduling (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks
-    it), so neither a schedule nor an edit lands between the check and the grants.
+    its audience gives something else (the holdout, `holdout_member`; another arm), nor to one given
+    another of its coupons by hand or holding a live coupon of another campaign whose window overlaps
+    (`live_coupon_held`): at most one live campaign coupon each. Grants are serialized with scheduling
+    (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks it), so neither a
+    schedule nor an edit lands between the check and the grants.
     """
     lock_live_coupons(session)
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
@@ -351,10 +351,20 @@ def _check_one_live_coupon(session: Session, coupon: Coupon, shopper_ids: list[s
                 "gets no coupon (else the campaign could not be measured)",
                 code="holdout_member",
             )
-        held = set(arms) | set(
-            session.scalars(
-                select(elsewhere.c.shopper_id).where(elsewhere.c.shopper_id.in_(chunk)).distinct()
+        siblings = select(Coupon.coupon_id).where(
+            Coupon.campaign_id == campaign.campaign_id, Coupon.coupon_id != coupon.coupon_id
+        )
+        by_hand = select(CouponGrant.shopper_id).where(  # another of this campaign's coupons
+            CouponGrant.coupon_id.in_(siblings), CouponGrant.shopper_id.in_(chunk)
+        )
+        held = (
+            set(arms)
+            | set(
+                session.scalars(
+                    select(elsewhere.c.shopper_id).where(elsewhere.c.shopper_id.in_(chunk)).distinct()
+                )
             )
+            | set(session.scalars(by_hand))
         )
         if held:
             raise Conflict(

@@ -36,9 +36,10 @@ class _StepLog:
 
     def mark(self, step: str, fingerprint: str) -> None:
         self.done[step] = fingerprint
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.done, indent=2))
-        tmp.replace(self.path)
+        from commerce.files import atomic_path
+
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.done, indent=2))
 
 
 def demo(

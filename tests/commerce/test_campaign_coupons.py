@@ -193,3 +193,23 @@ def test_hand_grants_of_overlapping_campaigns_at_once_give_one_coupon(market):
     ok, refused = run_concurrently(grant, n)
     assert ok == [1] and refused == ["live_coupon_held"] * (n - 1)
     assert len([c for c, shopper in _grants(market) if shopper == "s2"]) == 1
+
+
+def test_a_shopper_given_one_coupon_of_a_campaign_by_hand_gets_no_second_of_it(market):
+    """A runs with two arms' coupons; s2, outside its audience, got A-5 by hand: A-9 by hand as well is
+    refused (the check looked only at A's audience and at other campaigns), and a re-grant of A-5 still
+    gives nothing new without refusing."""
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t")])
+        create_coupon(
+            s, CouponInput("amount_off", "9", coupon_id="A-9", campaign_id="A", requires_grant=True)
+        )
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)  # bounds A-5 and A-9 to A's window
+        assert grant_coupon(s, "A-5", ["s2"], at=NOW + DAY) == 1
+    with pytest.raises(Conflict) as err, transaction(market) as s:
+        grant_coupon(s, "A-9", ["s2"], at=NOW + DAY)
+    assert err.value.code == "live_coupon_held"
+    assert _grants(market) == {("A-5", "s0"), ("A-5", "s2")}
+    with transaction(market) as s:
+        assert grant_coupon(s, "A-5", ["s2"], at=NOW + 2 * DAY) == 0

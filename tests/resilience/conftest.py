@@ -13,9 +13,10 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, make_url, select, update
 
 import commerce.all_models  # noqa: F401  (every table on the metadata)
+from bench.faultkit import TcpProxy
 from commerce.catalog import Stock
 from commerce.coupons import Coupon, CouponRedemption
 from commerce.db import Base, make_engine, make_session_factory, transaction
@@ -95,6 +96,22 @@ def seeded_factory(
                 s, f"b{i}", f"Buyer {i}", make_id_number(500 + i), keyring=Keyring(IDENTITY_KEY)
             )
     return factory
+
+
+def proxied_engine(database_url: str, port: int, statement_timeout: float):
+    """(proxy, engine): a TcpProxy on 127.0.0.1:`port` to the PostgreSQL server of `database_url`, and an
+    engine sized as `seeded_factory`'s that reaches the server only through it (quick to give up)."""
+    url = make_url(database_url)
+    proxy = TcpProxy(port, url.host or "127.0.0.1", url.port or 5432)
+    engine = make_engine(
+        url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False),
+        connect_timeout=2,
+        statement_timeout=statement_timeout,
+        pool_size=POOL_SLOTS + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
+        max_overflow=0,
+        pool_timeout=2,
+    )
+    return proxy, engine
 
 
 def make_keys(factory, buyers: int = 0) -> dict[str, str]:

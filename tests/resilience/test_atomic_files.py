@@ -4,13 +4,14 @@ a crash) leaves the previous file as it was and no half-written one."""
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from commerce import migrate
-from commerce.files import atomic_path
+from commerce.files import atomic_path, staged_directory
 from crosscart.cli import app
 from crosscart.settings import get_settings
 
@@ -106,3 +107,34 @@ def test_a_model_artifact_that_cannot_be_written_whole_leaves_the_previous_one(t
     assert load_recommender(path).recommend([str(model.user_ids_[0])], n=3) == model.recommend(
         [str(model.user_ids_[0])], n=3
     )
+
+
+def test_a_staged_directory_is_synced_before_its_swap_and_kept_when_the_swap_fails(tmp_path, monkeypatch):
+    import commerce.files
+
+    out = tmp_path / "lists"
+    out.mkdir()
+    (out / "part-0.parquet").write_text("previous")
+    synced, sync = [], commerce.files._sync
+    monkeypatch.setattr(commerce.files, "_sync", lambda p: (synced.append(p.name), sync(p)))
+    with staged_directory(out) as staging:
+        (staging / "part-0.parquet").write_text("new")
+        (staging / "meta.json").write_text("{}")
+    # the files and the staging directory before the swap (a crash never leaves an empty part under
+    # `out`), then the parent directory, so the swap itself is on the disk
+    assert sorted(synced[:2]) == ["meta.json", "part-0.parquet"]
+    assert synced[2:] == [staging.name, tmp_path.name]
+    assert (out / "part-0.parquet").read_text() == "new" and list(tmp_path.iterdir()) == [out]
+
+    replace = commerce.files.os.replace
+
+    def staging_cannot_move(src, dst):
+        if Path(src).name.startswith(".new-"):
+            raise OSError(errno.EIO, "Input/output error")
+        replace(src, dst)
+
+    monkeypatch.setattr(commerce.files.os, "replace", staging_cannot_move)
+    with pytest.raises(OSError), staged_directory(out) as staging:
+        (staging / "part-0.parquet").write_text("newer")
+    assert (out / "part-0.parquet").read_text() == "new"  # was left under a hidden .old- name
+    assert list(tmp_path.iterdir()) == [out]

@@ -11,15 +11,13 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import exc, make_url
+from sqlalchemy import exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.faultkit import TcpProxy
 from commerce.access import ApiKey
-from commerce.db import make_engine, make_session_factory, transaction
+from commerce.db import make_session_factory, transaction
 from commerce.services.access import hash_key
-from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
-from tests.resilience.conftest import POOL_SLOTS, fault_settings, invariants, make_keys, seeded_factory
+from tests.resilience.conftest import fault_settings, invariants, make_keys, proxied_engine, seeded_factory
 from tests.serving.conftest import auth
 
 PROXY_PORT = 18101  # issue 10's port range
@@ -33,16 +31,7 @@ def outage(database_url, tmp_path, open_client):
         pytest.skip("the outage is simulated on PostgreSQL's TCP connection")
     factory = seeded_factory(database_url, buyers=4)
     keys = make_keys(factory, buyers=4)
-    url = make_url(database_url)
-    proxy = TcpProxy(PROXY_PORT, url.host or "127.0.0.1", url.port or 5432)
-    engine = make_engine(
-        url.set(host="127.0.0.1", port=PROXY_PORT).render_as_string(hide_password=False),
-        connect_timeout=2,
-        statement_timeout=5,
-        pool_size=POOL_SLOTS + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
-        max_overflow=0,
-        pool_timeout=2,
-    )
+    proxy, engine = proxied_engine(database_url, PROXY_PORT, statement_timeout=5)
     client = open_client(fault_settings(tmp_path), make_session_factory(engine))
     client.app.state.serving.principals.ttl = 0.3  # entries go stale quickly: the outage outlives them
     yield client, keys, factory, proxy

@@ -53,3 +53,28 @@ def test_ad_impressions_are_bounded_the_same_way():
     for i in range(10):
         impressions.note(f"claim{i}", None)
     assert impressions.flush() == 0 and len(impressions.backlog) == 4 and impressions.backlog.dropped == 6
+
+
+def test_a_row_the_database_refuses_is_dropped_not_retried_for_ever(database_url, caplog):
+    """A storefront key may ask for any shopper id's page (no database lookup), and its exposure is queued:
+    one PostgreSQL refuses (a NUL character, an id longer than the column) failed every flush of the
+    batch it was in, so nothing was stored again until the backlog overflowed. It is dropped with a
+    warning, like a row of an experiment stopped meanwhile; the others are stored."""
+    factory = seeded_factory(database_url)
+    with transaction(factory) as s:
+        create_experiment(s, "e", {"a": 1, "b": 1})
+        start_experiment(s, "e")
+    log = ExposureLog(factory)
+    bad = ["s\x00x", "s" * 200] if database_url.startswith("postgresql") else []  # SQLite stores both
+    for i, shopper in enumerate(["s1", *bad, "s2"]):
+        log.note(shopper, [("e", "a")])
+        log.note_page("e", "a", shopper, [{**ROW, "page_id": f"page{i}"}], None)
+    with caplog.at_level(logging.WARNING, logger="serving.ab"):
+        assert log.flush() == 2
+    assert (len(log.exposures), len(log.pages)) == (0, 0)  # nothing left to retry
+    if bad:
+        assert "not recorded" in caplog.text
+    with factory() as s:
+        assert exposure_counts(s, "e") == {"a": 2, "b": 0}
+        assert s.scalar(select(func.count()).select_from(ExperimentImpression)) == 2
+    factory.kw["bind"].dispose()

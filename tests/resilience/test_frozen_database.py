@@ -9,17 +9,14 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import make_url
 
-from bench.faultkit import TcpProxy
-from commerce.db import make_engine, make_session_factory
+from commerce.db import make_session_factory
 from serving.app import create_app
-from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
 from tests.resilience.conftest import (
-    POOL_SLOTS,
     fault_settings,
     invariants,
     make_keys,
+    proxied_engine,
     recommender_source,
     seeded_factory,
 )
@@ -39,16 +36,7 @@ def test_a_frozen_database_mid_request_is_a_503_then_recovers(database_url, tmp_
         pytest.skip("the freeze is simulated on PostgreSQL's TCP connection")
     factory = seeded_factory(database_url, buyers=2)
     keys = make_keys(factory, buyers=2)
-    url = make_url(database_url)
-    proxy = TcpProxy(PROXY_PORT, url.host or "127.0.0.1", url.port or 5432)
-    engine = make_engine(
-        url.set(host="127.0.0.1", port=PROXY_PORT).render_as_string(hide_password=False),
-        connect_timeout=2,
-        statement_timeout=1,
-        pool_size=POOL_SLOTS + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
-        max_overflow=0,
-        pool_timeout=2,
-    )
+    proxy, engine = proxied_engine(database_url, PROXY_PORT, statement_timeout=1)
     try:
         client = open_client(fault_settings(tmp_path), make_session_factory(engine))
         assert client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"])).status_code == 201
@@ -81,17 +69,8 @@ def test_an_api_started_while_the_database_is_frozen_serves_health_then_recovers
         pytest.skip("the freeze is simulated on PostgreSQL's TCP connection")
     factory = seeded_factory(database_url, buyers=1)
     keys = make_keys(factory, buyers=1)
-    url = make_url(database_url)
-    proxy = TcpProxy(PROXY_PORT, url.host or "127.0.0.1", url.port or 5432)
+    proxy, engine = proxied_engine(database_url, PROXY_PORT, statement_timeout=1)
     proxy.freeze()
-    engine = make_engine(
-        url.set(host="127.0.0.1", port=PROXY_PORT).render_as_string(hide_password=False),
-        connect_timeout=2,
-        statement_timeout=1,
-        pool_size=POOL_SLOTS + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
-        max_overflow=0,
-        pool_timeout=2,
-    )
     app = create_app(
         fault_settings(tmp_path),
         session_factory=make_session_factory(engine),

@@ -4,6 +4,8 @@ a second time."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy import exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,3 +66,33 @@ def test_a_request_that_fails_after_its_commit_keeps_its_key_unanswered(tmp_path
     retry = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
     assert retry.status_code == 409 and retry.json()["code"] == "request_in_progress"
     assert invariants(factory)["orders"] == 1  # not placed again
+
+
+class BusyAtCommitSession(Session):
+    """The database refuses a checkout's COMMIT once (SQLite's write lock held past the busy timeout, as
+    a PostgreSQL row lock past lock_timeout): it answered, so nothing was kept."""
+
+    refusals = [1]
+
+    def commit(self) -> None:
+        if self.refusals[0] and any(isinstance(row, Order) for row in self.identity_map.values()):
+            self.refusals[0] -= 1
+            self.rollback()
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorname = "SQLITE_BUSY"
+            raise exc.OperationalError("COMMIT", {}, busy)
+        super().commit()
+
+
+def test_a_commit_the_database_refused_frees_its_key_for_the_retry_it_asks_for(tmp_path, open_client):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}", buyers=1)
+    keys = make_keys(factory, buyers=1)
+    busy = sessionmaker(bind=factory.kw["bind"], class_=BusyAtCommitSession, expire_on_commit=False)
+    client = open_client(fault_settings(tmp_path), busy)
+    headers = {**auth(keys["b0"]), "Idempotency-Key": "checkout-3"}
+    first = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
+    assert first.status_code == 503 and first.headers["retry-after"] == "1"  # busy: retry shortly
+    retry = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
+    assert retry.status_code == 201, retry.text  # was the stored 503, replayed for the key's 24 h
+    assert "idempotent-replayed" not in retry.headers
+    assert invariants(factory)["orders"] == 1

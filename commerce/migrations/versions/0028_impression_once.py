@@ -4,8 +4,8 @@ The exposure writer retries a batch whose COMMIT failed; when the COMMIT was in 
 acknowledgement lost) the retry stored the pages again. Repeats already stored are removed (the first
 row of each page slot stays) before the unique key is added.
 
-Revision ID: 0027_impression_once
-Revises: 0026_campaign_spent_backfill
+Revision ID: 0028_impression_once
+Revises: 0027_coupon_campaign_fk
 Create Date: 2026-11-30 18:40:00
 """
 
