@@ -23,17 +23,19 @@ class Backlog:
         self.pending: list[Any] = []  # drained from the queue, not yet stored
         self.dropped = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._count = threading.Lock()  # put's check-then-put and the dropped count, across request threads
 
     def __len__(self) -> int:
         return self._queue.qsize() + len(self.pending)
 
     def put(self, row: Any) -> bool:
         """Queue `row`; False (and counted) when the backlog is full."""
-        if len(self) >= self.limit:
-            self.dropped += 1
-            return False
-        self._queue.put(row)
-        return True
+        with self._count:
+            if len(self) >= self.limit:
+                self.dropped += 1
+                return False
+            self._queue.put(row)
+            return True
 
     def drain(self) -> list[Any]:
         """Move what was queued into `pending` (the writer's lock held); returns `pending`."""
@@ -46,9 +48,10 @@ class Backlog:
     def stored(self) -> None:
         """`pending` is in the database."""
         self.pending.clear()
-        if self.dropped:
-            log.error("the database was unavailable too long: %d %s were not kept", self.dropped, self.what)
-            self.dropped = 0
+        with self._count:
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            log.error("the database was unavailable too long: %d %s were not kept", dropped, self.what)
 
 
 class PeriodicFlush(ABC):

@@ -4,6 +4,8 @@ long outage under traffic must not grow the process until it dies (losing everyt
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from sqlalchemy import func, select
 
@@ -11,6 +13,7 @@ from commerce.db import transaction
 from commerce.experiments import ExperimentImpression
 from commerce.services.experiments import create_experiment, exposure_counts, start_experiment
 from serving.ab import ExposureLog
+from serving.batch_writer import Backlog
 from serving.search import ImpressionLog
 from tests.resilience.conftest import seeded_factory
 
@@ -78,3 +81,30 @@ def test_a_row_the_database_refuses_is_dropped_not_retried_for_ever(database_url
         assert exposure_counts(s, "e") == {"a": 2, "b": 0}
         assert s.scalar(select(func.count()).select_from(ExperimentImpression)) == 2
     factory.kw["bind"].dispose()
+
+
+
+def test_the_bound_and_the_dropped_count_hold_when_request_threads_put_at_once(monkeypatch):
+    counted = Backlog.__len__
+
+    def slow_len(self):  # a thread switch between the bound's check and the put, as under load
+        n = counted(self)
+        time.sleep(0.001)
+        return n
+
+    monkeypatch.setattr(Backlog, "__len__", slow_len)
+    backlog = Backlog("rows", limit=50)
+    barrier = threading.Barrier(8)
+
+    def put_many():
+        barrier.wait()
+        for i in range(20):
+            backlog.put(i)
+
+    threads = [threading.Thread(target=put_many) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counted(backlog) == 50  # never past the bound, however the threads interleave
+    assert backlog.dropped == 8 * 20 - 50  # every refused row counted
