@@ -178,7 +178,7 @@ PROTOCOL = (
 
 
 def server_options(
-    header_timeout_seconds: float, forwarded_allow_ips: str, shutdown_grace_seconds: float | None = None
+    header_timeout_seconds: float, forwarded_allow_ips: str, shutdown_grace_seconds: float
 ) -> dict:
     """uvicorn's HTTP options for `crosscart serve`. X-Forwarded-For and -Proto are believed only from the
     proxies named in `forwarded_allow_ips`: uvicorn's default believes them from 127.0.0.1, which is every

@@ -39,9 +39,9 @@ def test_a_client_cannot_choose_the_address_its_limits_count_against(make_client
     every client could name a new address per request and never meet the anonymous rate limit (or the
     failed-key throttle). Only proxies named in CROSSCART_FORWARDED_ALLOW_IPS are believed now."""
     app = make_client(settings=settings.model_copy(update={"rate_limit_anonymous_per_minute": 3})).app
-    statuses = _addresses_counted(app, **server_options(5, ""))
+    statuses = _addresses_counted(app, **server_options(5, "", 20))
     assert statuses[:3] == [200] * 3 and statuses[3:] == [429] * 3
-    behind_a_proxy = _addresses_counted(app, **server_options(5, "127.0.0.1"))  # the proxy's word counts
+    behind_a_proxy = _addresses_counted(app, **server_options(5, "127.0.0.1", 20))  # the proxy's word counts
     assert behind_a_proxy == [200] * 6
 
 
@@ -66,7 +66,7 @@ def test_endless_request_headers_are_refused_not_buffered():
 
     written, closed = asyncio.run(run())
     assert written.startswith(b"HTTP/1.1 431 ") and closed
-    assert server_options(5, "")["h11_max_incomplete_event_size"] == MAX_HEADER_BYTES  # the h11 twin
+    assert server_options(5, "", 20)["h11_max_incomplete_event_size"] == MAX_HEADER_BYTES  # the h11 twin
 
 
 def test_headers_read_with_a_large_body_are_not_refused():
@@ -111,7 +111,7 @@ def test_the_fast_path_reads_an_id_as_the_route_does(client, keys):
     shopper `s%31`'s page from FastAPI (first call, key not cached) and shopper s1's from the fast path.
     Over a real socket: the test client decodes the path twice itself."""
     storefront = auth(keys["storefront"])
-    with running_server(client.app, PORT, lifespan="off", **server_options(5, "")):
+    with running_server(client.app, PORT, lifespan="off", **server_options(5, "", 20)):
         with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=10) as http:
             pages = [http.get("/v1/shoppers/s%2531/recommendations", headers=storefront) for _ in range(3)]
     assert [p.status_code for p in pages] == [200] * 3
