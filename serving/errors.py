@@ -74,6 +74,12 @@ def problem(status: int, code: str, detail: str, instance: str | None = None, er
     return body
 
 
+OUTCOME_UNKNOWN = (
+    "the request reached its database COMMIT, then failed: the change may or may not have been kept; "
+    "read it back (e.g. list the orders) before retrying"
+)
+
+
 def problem_response(
     status: int, code: str, detail: str, instance: str | None = None, errors=None, headers=None
 ):
@@ -201,10 +207,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CommitOutcomeUnknown)
     async def commit_outcome_unknown(request: Request, exc: CommitOutcomeUnknown) -> JSONResponse:
-        detail = (
-            "the database connection failed while committing: the change may or may not have been kept; "
-            "read it back (e.g. list the orders) before retrying"
-        )
+        detail = OUTCOME_UNKNOWN
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return problem_response(503, "outcome_unknown", detail, request.url.path, headers=headers)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 
 from fastapi import HTTPException
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving import deps
-from serving.errors import CODE_BY_STATUS, send_problem
+from serving.errors import CODE_BY_STATUS, OUTCOME_UNKNOWN, PROBLEM_JSON, problem, send_problem
 from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_lock_timeout, is_outage
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,12 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        status, content_type, out = 500, "application/json", []
+        status, content_type, out, started = 500, "application/json", [], False
 
         async def capture(message):
-            nonlocal status, content_type
+            nonlocal status, content_type, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 for name, value in message.get("headers", ()):
                     if name == b"content-type":
                         content_type = value.decode("latin-1")
@@ -132,8 +133,10 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            if not _commit_sent(scope):  # else kept unanswered: a retry gets 409 request_in_progress
+            if not _commit_sent(scope):
                 await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+            elif not started:  # failed after its COMMIT before any answer was sent
+                await self._store_outcome_unknown(scope, caller, key_text, secret)
             raise
         try:
             if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
@@ -152,6 +155,18 @@ class IdempotencyMiddleware:
         except (DBAPIError, SATimeoutError):
             # the response is already sent; a retry with this key waits, then gets 409 request_in_progress
             log.warning("could not store the response of idempotency key %r: database unavailable", key_text)
+
+    async def _store_outcome_unknown(self, scope, caller: str, key: str, secret: bytes) -> None:
+        """Answer the key with `outcome_unknown`, as a lost COMMIT acknowledgement is answered: left
+        unanswered, every retry for 24 h got 409 request_in_progress with Retry-After 1 (retried for
+        ever, never told to read the outcome back)."""
+        body = json.dumps(problem(503, "outcome_unknown", OUTCOME_UNKNOWN, scope.get("path"))).encode()
+        try:
+            await run_in_threadpool(
+                idempotency.complete, self.factory, caller, key, 503, PROBLEM_JSON, body, secret
+            )
+        except (DBAPIError, SATimeoutError):
+            log.warning("could not store the outcome of idempotency key %r: database unavailable", key)
 
     async def _admit(self, scope, receive, send) -> bool:
         """Authenticate and rate-limit the caller as the route will (it reuses the answer); False once
@@ -213,7 +228,7 @@ def _commit_sent(scope) -> bool:
     """The request's transaction reached COMMIT: it may have taken effect even if it then failed (the
     acknowledgement lost: 503 outcome_unknown; cancelled by the shutdown grace), so its key is never
     released for a retry to run it again: the answer is stored whatever its status, or, when none was
-    sent, the claim stays unanswered."""
+    sent, `outcome_unknown`."""
     return bool(scope.get("state", {}).get("commit_sent"))
 
 

@@ -41,7 +41,9 @@ def test_a_retry_of_a_checkout_whose_commit_was_not_acknowledged_is_not_run_agai
     assert invariants(factory)["orders"] == 1  # was 2
 
 
-def test_a_request_that_fails_after_its_commit_keeps_its_key_unanswered(tmp_path, open_client, monkeypatch):
+def test_a_request_that_fails_after_its_commit_answers_its_key_outcome_unknown(
+    tmp_path, open_client, monkeypatch
+):
     import serving.deps
     import serving.idempotency
 
@@ -64,7 +66,9 @@ def test_a_request_that_fails_after_its_commit_keeps_its_key_unanswered(tmp_path
         pass  # no answer reached the client
     monkeypatch.setattr(serving.deps, "_finish", finish)
     retry = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
-    assert retry.status_code == 409 and retry.json()["code"] == "request_in_progress"
+    # told to read the outcome back (was 409 request_in_progress with Retry-After 1, for the key's 24 h)
+    assert retry.status_code == 503 and retry.json()["code"] == "outcome_unknown"
+    assert retry.headers["idempotent-replayed"] == "true"
     assert invariants(factory)["orders"] == 1  # not placed again
 
 
