@@ -64,8 +64,15 @@ def make_engine(
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # BEGIN IMMEDIATE takes the write lock up front: SQLite's stand-in for row locks.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # BEGIN IMMEDIATE takes the write lock up front: SQLite's stand-in for row locks. Read-only
+            # work (`read_only`) begins deferred: in WAL mode it reads a snapshot and never waits for, nor
+            # holds up, a writer. `query_only` makes a write through it fail instead of taking the lock.
+            read_only = bool(conn.get_execution_options().get("read_only"))
+            info = conn.connection.info
+            if info.get("query_only", False) != read_only:
+                conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+                info["query_only"] = read_only
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -133,3 +140,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for work that never writes (background refreshes, lookups): a deferred transaction on
+    SQLite instead of BEGIN IMMEDIATE's write lock, READ ONLY on PostgreSQL; a write through it is an
+    error on both. Closed (rolled back) at the end: there is nothing to commit."""
+    with factory() as session:
+        options = {"read_only": True}
+        if session.get_bind().dialect.name == "postgresql":
+            options["postgresql_readonly"] = True  # psycopg sends BEGIN READ ONLY: no extra round trip
+        session.connection(execution_options=options)
+        yield session
