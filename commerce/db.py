@@ -142,14 +142,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def read_only_options(engine: Engine) -> dict[str, bool]:
+    """Execution options for work that never writes (background refreshes, lookups, probes): a deferred
+    transaction on SQLite instead of BEGIN IMMEDIATE's write lock, READ ONLY on PostgreSQL; a write
+    through it is an error on both. Set them on a connection before its transaction begins."""
+    if engine.dialect.name == "postgresql":  # psycopg then sends BEGIN READ ONLY: no extra round trip
+        return {"read_only": True, "postgresql_readonly": True}
+    return {"read_only": True}
+
+
 @contextmanager
 def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session for work that never writes (background refreshes, lookups): a deferred transaction on
-    SQLite instead of BEGIN IMMEDIATE's write lock, READ ONLY on PostgreSQL; a write through it is an
-    error on both. Closed (rolled back) at the end: there is nothing to commit."""
+    """A session with `read_only_options`, closed (rolled back) at the end: there is nothing to commit."""
     with factory() as session:
-        options = {"read_only": True}
-        if session.get_bind().dialect.name == "postgresql":
-            options["postgresql_readonly"] = True  # psycopg sends BEGIN READ ONLY: no extra round trip
-        session.connection(execution_options=options)
+        session.connection(execution_options=read_only_options(session.get_bind()))
         yield session
