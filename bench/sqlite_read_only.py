@@ -2,13 +2,13 @@
 
     .venv/bin/python -m bench.sqlite_read_only [--workdir DIR] [--refreshes 3]
 
-Loads the `demo` marketplace (seed 1, every event: what `make run` serves) into a SQLite file once, then
-per mode runs `refreshes` catalog reloads (`serving.catalog_db.load_catalog`) on one thread while a
-writer (a one-row stock UPDATE, as a checkout's) and the experiments refresh loop on two others, with
-the API's busy timeout. `immediate` is the old behaviour (every transaction BEGIN IMMEDIATE), `read_only`
-the new one. Counted, not timed: how many writer commits and experiments refreshes began and ended while
-a reload's transaction was open (its queries; the snapshot is built after it), and how many failed; the
-reload's CPU time (thread_time), whole and inside its transaction.
+Loads the `demo` marketplace (`crosscart demo`'s seed, every event: what `make run` serves) into a
+SQLite file once, then per mode runs `refreshes` catalog reloads (`serving.catalog_db.load_catalog`) on
+one thread while a writer (a one-row stock UPDATE, as a checkout's) and the experiments refresh loop on
+two others, with the API's busy timeout. `immediate` is the old behaviour (every transaction BEGIN
+IMMEDIATE), `read_only` the new one. Counted, not timed: how many writer commits and experiments
+refreshes began and ended while a reload's transaction was open (its queries; the snapshot is built
+after it), and how many failed; the reload's CPU time (thread_time), whole and inside its transaction.
 Writes bench/results/sqlite_read_only.json.
 """
 
@@ -33,12 +33,13 @@ def _database(workdir: Path) -> str:
     from commerce.db import make_engine, make_session_factory
     from commerce.identity import Keyring
     from commerce.importer import load_marketplace
+    from crosscart.cli.demo import DEMO_SEED
     from features.synth.generator import generate_marketplace
 
     path = workdir / "demo.db"
     url = f"sqlite:///{path}"
     if not path.exists():
-        generate_marketplace(workdir / "market", "demo", seed=1)
+        generate_marketplace(workdir / "market", "demo", seed=DEMO_SEED)
         migrate.upgrade(url)
         engine = make_engine(url)
         load_marketplace(make_session_factory(engine), workdir / "market", keyring=Keyring("bench-key"))
