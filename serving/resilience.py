@@ -130,6 +130,9 @@ class DatabaseHealth:
                 conn.execution_options(**read_only_options(engine))
                 conn.execute(text("SELECT 1"))
         except Exception as error:
+            if is_lock_timeout(error):  # not expected read-only (WAL recovery?); busy, never an outage
+                self.succeeded()
+                return True
             if not is_outage(error):
                 raise
             self.failed(error)
