@@ -64,8 +64,15 @@ def make_engine(
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # BEGIN IMMEDIATE takes the write lock up front: SQLite's stand-in for row locks.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # BEGIN IMMEDIATE takes the write lock up front: SQLite's stand-in for row locks. Read-only
+            # work (`read_only`) begins deferred: in WAL mode it reads a snapshot and never waits for, nor
+            # holds up, a writer. `query_only` makes a write through it fail instead of taking the lock.
+            read_only = bool(conn.get_execution_options().get("read_only"))
+            pooled = conn.connection
+            if pooled.info.get("query_only", False) != read_only:  # on the driver: 2 us CPU, not 8
+                pooled.driver_connection.execute(f"PRAGMA query_only={int(read_only)}")
+                pooled.info["query_only"] = read_only
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -138,3 +145,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def read_only_options(engine: Engine) -> dict[str, bool]:
+    """Execution options for work that never writes (background refreshes, lookups, probes): a deferred
+    transaction on SQLite instead of BEGIN IMMEDIATE's write lock, READ ONLY on PostgreSQL; a write
+    through it is an error on both. Set them on a connection before its transaction begins."""
+    if engine.dialect.name == "postgresql":  # psycopg then sends BEGIN READ ONLY: no extra round trip
+        return {"read_only": True, "postgresql_readonly": True}
+    return {"read_only": True}
+
+
+@contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session with `read_only_options`, closed (rolled back) at the end: there is nothing to commit."""
+    with factory() as session:
+        session.connection(execution_options=read_only_options(session.get_bind()))
+        yield session

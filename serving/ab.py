@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.db import read_only
 from experiments.ab.assignment import ExperimentSpec, assign
 from serving.batch_writer import Backlog, PeriodicFlush
 from serving.model_store import ModelSnapshot, ModelSource, ModelStore
@@ -170,7 +171,7 @@ class AliasModels:
 def load_live_experiments(session_factory: sessionmaker[Session]) -> list[LiveExperiment]:
     from commerce.services.experiments import running_configs
 
-    with session_factory() as session:
+    with read_only(session_factory) as session:
         return [LiveExperiment.from_config(c) for c in running_configs(session)]
 
 

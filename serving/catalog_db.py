@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.catalog import Category, Product
+from commerce.db import read_only
 from commerce.events import BehaviorEvent
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.promotions import SponsoredPlacement
@@ -28,7 +29,7 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
     """Products with sellability (commerce's definition, in stock), categories, windowed activity,
     purchases and live sponsored slots."""
     now = now or datetime.now(UTC)
-    with session_factory() as session:
+    with read_only(session_factory) as session:
         sellable = sellable_product_ids(session, in_stock=True)
         products = _frame(
             session,

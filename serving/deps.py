@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from commerce.db import read_only
 from commerce.services.access import authenticate_many
 from serving.resilience import CommitOutcomeUnknown, DatabaseBusy, is_outage
 from serving.security import ANONYMOUS, Principal
@@ -83,7 +84,7 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 
 
 def _lookup_many(state: ServingState, keys: list[str]) -> dict[str, Principal]:
-    with state.session_factory() as session:
+    with read_only(state.session_factory) as session:
         return {
             plaintext: Principal(
                 role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id

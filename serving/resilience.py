@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 import anyio
 from sqlalchemy import Engine, exc, text
 
+from commerce.db import read_only_options
 from serving.http import ARRIVED
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,14 @@ class DatabaseHealth:
         return self.up
 
     def probe(self, engine: Engine) -> bool:
-        """One `SELECT 1` (readiness checks while down); records the outcome."""
+        """One `SELECT 1` (readiness checks while down), read-only so that SQLite's write lock held by a
+        writer does not hold it up; records the outcome."""
         try:
             with engine.connect() as conn:
+                conn.execution_options(**read_only_options(engine))
                 conn.execute(text("SELECT 1"))
         except Exception as error:
-            if is_lock_timeout(error):  # SQLite's BEGIN waits for the write lock: busy, but there
+            if is_lock_timeout(error):  # not expected read-only (WAL recovery?); busy, never an outage
                 self.succeeded()
                 return True
             if not is_outage(error):

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.ads import AdClick, AdImpression
-from commerce.db import transaction
+from commerce.db import read_only, transaction
 from commerce.search.documents import load_documents, rebuild, refresh_products
 from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict
 from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
@@ -195,7 +195,7 @@ class SearchService:
     def refresh(self, now: datetime | None = None) -> None:
         """Reconcile the index with the database, rebuild the query vocabulary, reload live ads."""
         now = now or datetime.now(UTC)
-        with self.session_factory() as session:
+        with read_only(self.session_factory) as session:  # the index is written through its own engine
             changed = rebuild(self.index, session)
             if changed["written"] or changed["removed"]:
                 self.clear_cache()
@@ -207,13 +207,13 @@ class SearchService:
         self._local_spend = {}
 
     def refresh_ads(self, now: datetime | None = None) -> None:
-        with self.session_factory() as session:
+        with read_only(self.session_factory) as session:
             self.ads_snapshot = AdsSnapshot.load(session, now or datetime.now(UTC))
         self._local_spend = {}
 
     def products_changed(self, *, product_ids: Sequence[str] = (), merchant_id: str | None = None) -> None:
         """Re-index after a committed write (called by the routers as a background task)."""
-        with self.session_factory() as session:
+        with read_only(self.session_factory) as session:
             refresh_products(self.index, session, product_ids=product_ids, merchant_id=merchant_id)
         self.clear_cache()
 

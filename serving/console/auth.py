@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from commerce.access import ApiKey
+from commerce.db import read_only
 from commerce.services.access import authenticate
 from serving.deps import CAPABILITIES, StateDep, check_role
 from serving.security import ANONYMOUS, Principal
@@ -91,7 +92,7 @@ class Sessions:
 
 
 def _principal_for(state: ServingState, key_id: int) -> Principal | None:
-    with state.session_factory() as session:
+    with read_only(state.session_factory) as session:
         key = session.get(ApiKey, key_id)
         if key is None or key.revoked_at is not None:
             return None
@@ -100,7 +101,7 @@ def _principal_for(state: ServingState, key_id: int) -> Principal | None:
 
 def sign_in(state: ServingState, plaintext: str) -> Principal | None:
     """The key's principal (the API's `authenticate`), or None for an unknown or revoked key."""
-    with state.session_factory() as session:
+    with read_only(state.session_factory) as session:
         key = authenticate(session, plaintext.strip())
         if key is None:
             return None

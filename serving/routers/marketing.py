@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from commerce.campaigns import Campaign
+from commerce.db import read_only
 from commerce.services import campaign_overview as overview
 from commerce.services import campaigns
 from marketing.measurement import measure_stored_campaign
@@ -97,7 +98,7 @@ def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, _: Marketer) 
     `policy_value` sets the plan's forecast profit beside its estimate from past randomised campaigns."""
     model, candidates = None, None
     if body.candidates is None:
-        with state.session_factory() as s:  # 404 before 503; no read lock left open while planning
+        with read_only(state.session_factory) as s:  # 404 before 503; no read lock left open while planning
             campaigns.get_campaign(s, campaign_id)
         model = _served_effect_model(state)
     else:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, R
 from pydantic_core import to_json
 
 from commerce.ads import AdKeyword, KeywordCampaign
+from commerce.db import read_only
 from commerce.search.index import Filters
 from commerce.services import ads
 from commerce.services._util import get_or_404
@@ -74,7 +75,7 @@ def _subtree(state, category: str) -> frozenset[str]:
     on the search path); a category the snapshot does not know comes from the database (404 if none)."""
     catalog = state.catalog.current
     if catalog is None or category not in catalog.category_parent:
-        with state.session_factory() as session:
+        with read_only(state.session_factory) as session:
             return frozenset(category_subtree(session, category))
     return frozenset(catalog.category_ids[catalog.category_mask(category)].tolist()) | {category}
 

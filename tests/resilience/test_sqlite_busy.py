@@ -28,7 +28,8 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_busy_503(tmp_path, open_cl
         with caplog.at_level(logging.ERROR, logger="serving"):
             r = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))
             ready = client.get("/ready").json()
-            # the Idempotency-Key's claim, and a key not cached yet, wait for the same lock
+            # the Idempotency-Key's claim waits for the same lock; a key not cached yet is looked up
+            # without it (commerce.db.read_only), then its order waits
             claimed = client.post(
                 "/v1/shoppers/b0/orders", json=ORDER, headers={**auth(keys["b0"]), "Idempotency-Key": "k1"}
             )
