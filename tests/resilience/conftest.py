@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, make_url, select, update
+from sqlalchemy.orm import sessionmaker
 
 import commerce.all_models  # noqa: F401  (every table on the metadata)
 from bench.faultkit import TcpProxy
@@ -165,20 +166,29 @@ def fault_settings(tmp_path, **overrides) -> Settings:
     return Settings(**values)
 
 
+def fault_app(settings: Settings, factory, start_background: bool = False, **kwargs):
+    """The app a fault test runs: the scripted recommender unless `model_source` is given, no uplift."""
+    return create_app(
+        settings,
+        session_factory=factory,
+        model_source=kwargs.pop("model_source", None) or recommender_source(),
+        uplift_source=ScriptedSource(),
+        start_background=start_background,
+        **kwargs,
+    )
+
+
+def faulty_sessions(factory, session_class):
+    """`factory`'s database through sessions of `session_class` (one that fails at COMMIT, say)."""
+    return sessionmaker(bind=factory.kw["bind"], class_=session_class, expire_on_commit=False)
+
+
 @pytest.fixture
 def open_client():
     clients = []
 
     def build(settings: Settings, factory, **kwargs) -> TestClient:
-        app = create_app(
-            settings,
-            session_factory=factory,
-            model_source=kwargs.pop("model_source", None) or recommender_source(),
-            uplift_source=ScriptedSource(),
-            start_background=False,
-            **kwargs,
-        )
-        client = TestClient(app)
+        client = TestClient(fault_app(settings, factory, **kwargs))
         client.__enter__()
         clients.append(client)
         return client

@@ -12,12 +12,19 @@ import time
 
 import pytest
 from sqlalchemy import exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from commerce.access import ApiKey
 from commerce.db import make_session_factory, transaction
 from commerce.services.access import hash_key
-from tests.resilience.conftest import fault_settings, invariants, make_keys, proxied_engine, seeded_factory
+from tests.resilience.conftest import (
+    fault_settings,
+    faulty_sessions,
+    invariants,
+    make_keys,
+    proxied_engine,
+    seeded_factory,
+)
 from tests.serving.conftest import auth
 
 PROXY_PORT = 18101  # issue 10's port range
@@ -102,7 +109,7 @@ class AckLostSession(Session):
 def test_a_commit_whose_acknowledgement_is_lost_is_flagged_not_passed_off_as_a_refusal(tmp_path, open_client):
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}", buyers=1)
     keys = make_keys(factory, buyers=1)
-    ack_lost = sessionmaker(bind=factory.kw["bind"], class_=AckLostSession, expire_on_commit=False)
+    ack_lost = faulty_sessions(factory, AckLostSession)
     client = open_client(fault_settings(tmp_path), ack_lost)
     r = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))
     assert r.status_code == 503 and r.json()["code"] == "outcome_unknown"

@@ -11,16 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commerce.db import make_session_factory
-from serving.app import create_app
 from tests.resilience.conftest import (
+    fault_app,
     fault_settings,
     invariants,
     make_keys,
     proxied_engine,
-    recommender_source,
     seeded_factory,
 )
-from tests.serving.conftest import ScriptedSource, auth
+from tests.serving.conftest import auth
 
 PROXY_PORT = 18750
 ORDER = {"lines": [{"product_id": "p01", "quantity": 1}]}
@@ -71,11 +70,10 @@ def test_an_api_started_while_the_database_is_frozen_serves_health_then_recovers
     keys = make_keys(factory, buyers=1)
     proxy, engine = proxied_engine(database_url, PROXY_PORT, statement_timeout=1)
     proxy.freeze()
-    app = create_app(
+    app = fault_app(
         fault_settings(tmp_path),
-        session_factory=make_session_factory(engine),
-        model_source=recommender_source(),
-        uplift_source=ScriptedSource(),
+        make_session_factory(engine),
+        start_background=True,
         catalog_refresh_seconds=0.5,
     )
     client = TestClient(app)

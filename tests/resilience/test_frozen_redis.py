@@ -13,10 +13,15 @@ import time
 import pytest
 
 from bench.faultkit import Blackhole, FrozenServer
-from serving.app import create_app
 from serving.security import CircuitBreaker
-from tests.resilience.conftest import LoopWatch, fault_settings, make_keys, recommender_source, seeded_factory
-from tests.serving.conftest import ScriptedSource, auth
+from tests.resilience.conftest import (
+    LoopWatch,
+    fault_app,
+    fault_settings,
+    make_keys,
+    seeded_factory,
+)
+from tests.serving.conftest import auth
 
 FROZEN_PORT = 18102  # issue 10's port range
 REFUSED_PORT = 18110  # nothing listens there
@@ -123,13 +128,7 @@ def test_startup_and_shutdown_never_call_redis_on_the_event_loop(tmp_path):
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
     url = f"redis://127.0.0.1:{REFUSED_PORT}/0"
     settings = fault_settings(tmp_path, redis_url=url, precomputed_redis=True, redis_timeout_seconds=0.25)
-    app = create_app(
-        settings,
-        session_factory=factory,
-        model_source=recommender_source(),
-        uplift_source=ScriptedSource(),
-        start_background=True,
-    )
+    app = fault_app(settings, factory, start_background=True)
 
     async def start_and_stop(watch: LoopWatch) -> None:
         asyncio.create_task(watch.sample(time.monotonic() + 60))  # cancelled when asyncio.run returns

@@ -10,10 +10,8 @@ import time
 
 import uvicorn
 
-from serving.app import create_app
 from serving.http import server_options
-from tests.resilience.conftest import fault_settings, make_keys, recommender_source, seeded_factory
-from tests.serving.conftest import ScriptedSource
+from tests.resilience.conftest import fault_app, fault_settings, make_keys, seeded_factory
 
 HTTP_PORT = 18753
 EXIT_WITHIN = 30  # seconds: the 1 s grace below plus a loaded host's slack; "never" without it
@@ -25,13 +23,7 @@ def test_shutdown_does_not_wait_for_ever_on_a_client_that_never_finishes_its_bod
     # the body's own deadline (header timeout + 1 s per 16 KiB, serving.http) far beyond EXIT_WITHIN: with
     # the default 10 s it closed the slow connection itself, and the test passed without the grace
     settings = fault_settings(tmp_path, shutdown_grace_seconds=1, header_timeout_seconds=120)
-    app = create_app(
-        settings,
-        session_factory=factory,
-        model_source=recommender_source(),
-        uplift_source=ScriptedSource(),
-        start_background=False,
-    )
+    app = fault_app(settings, factory)
     options = server_options(
         settings.header_timeout_seconds, settings.forwarded_allow_ips, settings.shutdown_grace_seconds
     )

@@ -7,10 +7,10 @@ from __future__ import annotations
 import sqlite3
 
 from sqlalchemy import exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from commerce.orders import Order
-from tests.resilience.conftest import fault_settings, invariants, make_keys, seeded_factory
+from tests.resilience.conftest import fault_settings, faulty_sessions, invariants, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
 ORDER = {"lines": [{"product_id": "p01", "quantity": 1}]}
@@ -30,7 +30,7 @@ class AckLostSession(Session):
 def test_a_retry_of_a_checkout_whose_commit_was_not_acknowledged_is_not_run_again(tmp_path, open_client):
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}", buyers=1)
     keys = make_keys(factory, buyers=1)
-    ack_lost = sessionmaker(bind=factory.kw["bind"], class_=AckLostSession, expire_on_commit=False)
+    ack_lost = faulty_sessions(factory, AckLostSession)
     client = open_client(fault_settings(tmp_path), ack_lost)
     headers = {**auth(keys["b0"]), "Idempotency-Key": "checkout-1"}
     first = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
@@ -91,7 +91,7 @@ class BusyAtCommitSession(Session):
 def test_a_commit_the_database_refused_frees_its_key_for_the_retry_it_asks_for(tmp_path, open_client):
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}", buyers=1)
     keys = make_keys(factory, buyers=1)
-    busy = sessionmaker(bind=factory.kw["bind"], class_=BusyAtCommitSession, expire_on_commit=False)
+    busy = faulty_sessions(factory, BusyAtCommitSession)
     client = open_client(fault_settings(tmp_path), busy)
     headers = {**auth(keys["b0"]), "Idempotency-Key": "checkout-3"}
     first = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)
