@@ -31,6 +31,31 @@ def build(
         typer.echo(f"{name}: {path}")
 
 
+@app.command("price-sensitivity")
+def price_sensitivity(
+    data: Path = typer.Option(..., help="A `crosscart generate` output directory."),
+    out: Path = typer.Option(..., help="Output Parquet file (shopper_id + the estimates)."),
+    as_of: str | None = typer.Option(None, help="Use only events before this time (default: all)."),
+    search_logs: bool = typer.Option(
+        True, help="Also fit the search-click slope when DATA/search_logs.parquet exists."
+    ),
+) -> None:
+    """Each shopper's price sensitivity from choice data: the view -> cart price slope, the brand
+    price tilt of their views and (with search logs) the search-click price slope, shrunk by
+    empirical Bayes (docs/marketing.md)."""
+    import json
+
+    from features.price_sensitivity import build_price_sensitivity
+
+    try:
+        with working("estimating price sensitivity"):
+            summary = build_price_sensitivity(data, out, as_of, search_logs=search_logs)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(summary))
+
+
 @app.command("job")
 def job(
     data: Path = typer.Option(
