@@ -453,14 +453,20 @@ def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime
         raise ValidationError(f"coupon {coupon.coupon_id!r} is not valid yet", code="coupon_not_started")
     if coupon.ends_at is not None and at >= coupon.ends_at:
         raise ValidationError(f"coupon {coupon.coupon_id!r} has expired", code="coupon_expired")
-    if coupon.requires_grant and not session.scalar(
-        select(
-            exists().where(CouponGrant.coupon_id == coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
-        )
-    ):
-        raise ValidationError(
-            f"coupon {coupon.coupon_id!r} was not granted to this shopper", code="coupon_not_granted"
-        )
+    if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon.coupon_id)):
+        raise _not_granted(coupon.coupon_id)
+
+
+def _usable_by(shopper_id: str) -> ColumnElement[bool]:
+    """The coupon is open to anyone, or the shopper was granted it. A campaign's coupon is grant-only
+    whatever its `requires_grant` says (one stored open before that was refused reached the holdout
+    and other campaigns' shoppers): the one rule checkout, redemption and the storefront's list apply."""
+    granted = exists().where(CouponGrant.coupon_id == Coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
+    return or_(and_(Coupon.requires_grant.is_(False), Coupon.campaign_id.is_(None)), granted)
+
+
+def _not_granted(coupon_id: str) -> ValidationError:
+    return ValidationError(f"coupon {coupon_id!r} was not granted to this shopper", code="coupon_not_granted")
 
 
 def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list[int]]:
@@ -488,7 +494,9 @@ def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list
 def redeem(
     session: Session, coupon_id: str, shopper_id: str, amount: Decimal, order_id: int | None = None
 ) -> CouponRedemption:
-    """Atomically take one use and `amount` CNY of budget; raise LimitExceeded if any limit would break.
+    """Atomically take one use and `amount` CNY of budget; raise LimitExceeded if any limit would break,
+    or `coupon_not_granted` if the shopper may not use it (`_usable_by`, in the same UPDATE: the
+    caller's check is not the only one standing between a campaign's coupon and its holdout).
 
     Call inside a transaction and roll back on error: the counters are then untouched.
     """
@@ -499,6 +507,7 @@ def redeem(
         update(coupon_table)
         .where(
             Coupon.coupon_id == coupon_id,
+            _usable_by(shopper_id),
             or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
             _coupon_budget_covers(amount),
         )
@@ -507,6 +516,8 @@ def redeem(
     if took != 1:
         coupon = get_or_404(session, Coupon, coupon_id, "coupon")
         session.refresh(coupon)
+        if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon_id)):
+            raise _not_granted(coupon_id)
         if coupon.usage_limit is not None and coupon.used >= coupon.usage_limit:
             raise LimitExceeded(f"coupon {coupon_id!r} is used up", code="coupon_exhausted")
         raise LimitExceeded(
@@ -676,7 +687,6 @@ def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = No
         .where(CouponShopperUsage.coupon_id == Coupon.coupon_id, CouponShopperUsage.shopper_id == shopper_id)
         .scalar_subquery()
     )
-    granted = exists().where(CouponGrant.coupon_id == Coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
     largest = _largest_discount()
     stmt = (
         select(Coupon)
@@ -688,7 +698,7 @@ def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = No
             _coupon_budget_covers(largest),
             or_(Campaign.campaign_id.is_(None), _campaign_budget_covers(largest)),
             or_(own_used.is_(None), own_used < Coupon.per_shopper_limit),
-            or_(Coupon.requires_grant.is_(False), and_(Coupon.requires_grant.is_(True), granted)),
+            _usable_by(shopper_id),
         )
         .order_by(Coupon.coupon_id)
     )
