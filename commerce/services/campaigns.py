@@ -12,9 +12,9 @@ running campaign of overlapping window, or one granted such a campaign's coupon 
 (`live_coupon_holders`, the rule the planner excludes by and hand grants check).
 Nor is a shopper contacted more than `ContactPolicy.frequency_cap` times within any `window_days`:
 scheduling refuses a campaign that would pass it (`frequency_capped`, the planner's rule too).
-Schedules and hand grants are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then
-the campaign's or coupon's row: always that order), so two at once cannot together pass the
-one-coupon check, nor two schedules the frequency cap.
+Schedules and hand grants of campaign coupons are serialized (SQLite's write lock; on PostgreSQL an
+advisory lock, then the campaign's or coupon's row: always that order), so two at once cannot together
+pass the one-coupon check nor the frequency cap; a coupon of no campaign is granted without it.
 
 A treated arm's coupon must be one of the campaign's and need a grant (else the holdout, and shoppers
 of other campaigns, could use it); launching checks that again under the coupons' row locks, since a

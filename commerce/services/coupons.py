@@ -261,10 +261,10 @@ def list_coupons(
 
 
 def lock_live_coupons(session: Session) -> None:
-    """Serialize what gives shoppers live campaign coupons (scheduling an audience, granting a campaign
-    coupon by hand) until the transaction ends, so two at once cannot both pass the one-live-coupon
-    check: on PostgreSQL an advisory lock (take it before any row lock), SQLite's BEGIN IMMEDIATE
-    already serializes writers."""
+    """Serialize what gives shoppers campaign coupons (scheduling an audience, granting a campaign's
+    coupon by hand; not a coupon of no campaign) until the transaction ends, so two at once cannot
+    both pass the one-live-coupon check or the frequency cap: on PostgreSQL an advisory lock (take it
+    before any row lock), SQLite's BEGIN IMMEDIATE already serializes writers."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_COUPON_LOCK_KEY})
 
@@ -303,15 +303,26 @@ def grant_coupon(
     valid within the campaign's window (`invalid_window`; launching bounds the coupons it has), to nobody
     its audience gives something else (the holdout, `holdout_member`; another arm), nor to one given
     another of its coupons by hand or holding a live coupon of another campaign whose window overlaps
-    (`live_coupon_held`): at most one live campaign coupon each. Grants are serialized with scheduling
-    (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks it), so neither a
-    schedule nor an edit lands between the check and the grants.
+    (`live_coupon_held`): at most one live campaign coupon each. Such grants are serialized with
+    scheduling (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks it), so
+    neither a schedule nor an edit lands between the check and the grants. A coupon of no campaign
+    needs no rule, so its grant takes only its row: it does not queue behind a schedule. Whether the
+    coupon is a campaign's is read under its row lock in a savepoint, and if it is, the savepoint's
+    rollback gives the row back before the scheduling lock is taken (that lock, then the row: holding
+    the row while waiting for that lock could close a cycle with a schedule waiting for a campaign's
+    row and an audience being stored, whose foreign keys wait for the coupon's row).
     """
-    lock_live_coupons(session)
-    coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     ids = sorted(set(shopper_ids))
-    if coupon.campaign_id is not None:
-        _check_one_live_coupon(session, coupon, ids)
+    probe = session.begin_nested()
+    coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
+    if coupon.campaign_id is None:
+        probe.commit()
+    else:
+        probe.rollback()
+        lock_live_coupons(session)
+        coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
+        if coupon.campaign_id is not None:  # an edit may have taken it off its campaign meanwhile
+            _check_one_live_coupon(session, coupon, ids)
     return grant_audience(session, coupon_id, ids, campaign_id=coupon.campaign_id, channel=channel, at=at)
 
 

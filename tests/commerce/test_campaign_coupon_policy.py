@@ -25,7 +25,8 @@ DAY = timedelta(days=1)
 
 def _running(market, cid="A", audience=(("s0", "t"), ("s1", "control")), start=NOW, days=7):
     with transaction(market) as s:
-        _draft(s, cid, start, start + days * DAY, list(audience), share="0.5")
+        share = "0.5" if any(arm == "control" for _, arm in audience) else "0"
+        _draft(s, cid, start, start + days * DAY, list(audience), share=share)
         cmp.schedule_campaign(s, cid, at=start)
         cmp.start_campaign(s, cid, at=start)
 
@@ -53,3 +54,81 @@ def test_a_campaign_coupon_stored_open_is_still_grant_only_at_redemption(market)
     with market() as s:
         assert s.get(Coupon, "A-5").used == 1 and s.get(cmp.Campaign, "A").spent == 5
         assert s.scalars(select(CouponGrant.shopper_id)).all() == ["s0"]
+
+
+def test_a_grant_of_a_coupon_of_no_campaign_does_not_wait_for_a_schedule(market, monkeypatch):
+    """PostgreSQL (SQLite's write lock serializes every writer): while a schedule holds campaign
+    scheduling's lock (paused inside its checks), a coupon of no campaign is granted by hand at once;
+    a running campaign's coupon, which needs the one-live-coupon rule, waits for the schedule's end.
+    Before, every hand grant took that lock, so a large schedule held up grants of any coupon."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from commerce.services.coupons import CouponInput, create_coupon, grant_coupon
+
+    if "postgresql" not in str(market.kw["bind"].url):
+        pytest.skip("SQLite's BEGIN IMMEDIATE serializes every writer; the lock is PostgreSQL's")
+    _running(market, "R", audience=(("s0", "t"),), start=NOW + 30 * DAY)
+    with transaction(market) as s:
+        _draft(s, "A", NOW, NOW + 7 * DAY, [("s1", "t")])
+        create_coupon(s, CouponInput("amount_off", "5", coupon_id="open"))
+    paused, release = threading.Event(), threading.Event()
+    capped = cmp.frequency_capped
+
+    def pausing(*args, **kwargs):  # the lock is held by now
+        paused.set()
+        assert release.wait(30)
+        return capped(*args, **kwargs)
+
+    monkeypatch.setattr(cmp, "frequency_capped", pausing)
+
+    def schedule():
+        with transaction(market) as s:
+            return cmp.schedule_campaign(s, "A", at=NOW).status
+
+    def grant(coupon_id, shopper):
+        with transaction(market) as s:
+            return grant_coupon(s, coupon_id, [shopper], at=NOW + 30 * DAY)
+
+    with ThreadPoolExecutor(3) as pool:
+        scheduled = pool.submit(schedule)
+        assert paused.wait(30)
+        assert pool.submit(grant, "open", "s2").result(timeout=10) == 1  # the schedule is still paused
+        by_campaign = pool.submit(grant, "R-5", "s2")
+        with pytest.raises(TimeoutError):
+            by_campaign.result(timeout=1)
+        release.set()
+        assert scheduled.result() == "scheduled" and by_campaign.result(timeout=30) == 1
+
+
+def test_an_open_coupon_joining_a_campaign_while_granted_never_reaches_its_holdout(market):
+    """A runs (s1 its holdout). An open coupon is edited to become A's (grant-only, within A's window)
+    while it is granted to s1 by hand, at the same moment, five rounds: the grant either lands first
+    (the edit is then refused, `coupon_in_use`) or sees A's coupon and refuses s1 (`holdout_member`);
+    s1 never holds a coupon of A."""
+    from commerce.services.coupons import CouponInput, create_coupon, grant_coupon, update_coupon
+    from tests.commerce.test_concurrency import run_concurrently
+
+    _running(market)
+    rounds = 5
+    with transaction(market) as s:
+        for r in range(rounds):
+            create_coupon(s, CouponInput("amount_off", "5", coupon_id=f"open{r}", requires_grant=True))
+    for r in range(rounds):
+
+        def race(i, r=r):
+            with transaction(market) as s:
+                if i == 0:
+                    return grant_coupon(s, f"open{r}", ["s1"], at=NOW + DAY)
+                window = {"starts_at": NOW, "ends_at": NOW + 7 * DAY}
+                return update_coupon(s, f"open{r}", campaign_id="A", **window).campaign_id
+
+        ok, refused = run_concurrently(race, 2)
+        assert len(ok) == 1 and refused in (["coupon_in_use"], ["holdout_member"]), (ok, refused)
+    with market() as s:
+        held = s.execute(
+            select(CouponGrant.coupon_id)
+            .join(Coupon, Coupon.coupon_id == CouponGrant.coupon_id)
+            .where(CouponGrant.shopper_id == "s1", Coupon.campaign_id == "A")
+        ).all()
+    assert held == []
