@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import (
@@ -288,6 +288,65 @@ def live_holders(campaign: Campaign) -> Subquery:
     return union_all(treated, granted).subquery()
 
 
+#: A campaign in these states has contacted (or will contact at its start) its treated audience.
+CONTACTING_STATUSES = ("scheduled", "running", "completed")
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """At most `frequency_cap` campaign coupons per shopper within any `window_days`: responses fall
+    with recent grants (coupon fatigue), and the planner's effect model prices each grant as if it
+    were the first. Scheduling (`commerce.services.campaigns.frequency_capped`) and hand grants
+    (`grant_coupon`) apply it."""
+
+    frequency_cap: int = 3
+    window_days: int = 28
+
+    def __post_init__(self):
+        if self.frequency_cap < 1 or self.window_days < 1:
+            raise ValueError("frequency_cap and window_days must be at least 1")
+
+
+def nearby_contacts(campaign_id: str, at: datetime, policy: ContactPolicy) -> Subquery:
+    """(shopper_id) once per contact less than `window_days` before or after `at` (a campaign's start,
+    or a hand grant's time), other campaigns' than `campaign_id` only: the treated audience of every
+    scheduled, running or completed campaign, contacted at its start (whenever it was launched), and
+    campaign grants given by hand to a shopper outside such an audience, at their grant time. Both
+    directions, so the contacts planned or made later count as much as the earlier ones."""
+    since = at - timedelta(days=policy.window_days)
+    until = at + timedelta(days=policy.window_days)
+    in_audience = (
+        exists()
+        .where(
+            CampaignMember.campaign_id == CouponGrant.campaign_id,  # the (campaign, shopper) unique index
+            CampaignMember.shopper_id == CouponGrant.shopper_id,
+            CampaignMember.arm != CONTROL,
+            Campaign.campaign_id == CampaignMember.campaign_id,
+            Campaign.status.in_(CONTACTING_STATUSES),
+        )
+        .correlate(CouponGrant)
+    )
+    audiences = (
+        select(CampaignMember.shopper_id)
+        .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
+        .where(
+            Campaign.status.in_(CONTACTING_STATUSES),
+            Campaign.campaign_id != campaign_id,
+            Campaign.starts_at > since,
+            Campaign.starts_at < until,
+            CampaignMember.arm != CONTROL,
+        )
+    )
+    by_hand = select(CouponGrant.shopper_id).where(
+        CouponGrant.campaign_id.is_not(None),
+        CouponGrant.campaign_id != campaign_id,
+        ~in_audience,
+        CouponGrant.granted_at > since,
+        CouponGrant.granted_at < until,
+    )
+    return union_all(audiences, by_hand).subquery()
+
+
 def grant_coupon(
     session: Session,
     coupon_id: str,
@@ -295,6 +354,7 @@ def grant_coupon(
     *,
     channel: str = "site",
     at: datetime | None = None,
+    contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
 ) -> int:
     """Give a coupon to shoppers by hand (already-granted ones are skipped) and log coupon_grant events;
     a campaign's coupon's grants carry its campaign. Returns the number of new grants.
@@ -303,16 +363,20 @@ def grant_coupon(
     valid within the campaign's window (`invalid_window`; launching bounds the coupons it has), to nobody
     its audience gives something else (the holdout, `holdout_member`; another arm), nor to one given
     another of its coupons by hand or holding a live coupon of another campaign whose window overlaps
-    (`live_coupon_held`): at most one live campaign coupon each. Such grants are serialized with
-    scheduling (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks it), so
-    neither a schedule nor an edit lands between the check and the grants. A coupon of no campaign
-    needs no rule, so its grant takes only its row: it does not queue behind a schedule. Whether the
-    coupon is a campaign's is read under its row lock in a savepoint, and if it is, the savepoint's
-    rollback gives the row back before the scheduling lock is taken (that lock, then the row: holding
-    the row while waiting for that lock could close a cycle with a schedule waiting for a campaign's
-    row and an audience being stored, whose foreign keys wait for the coupon's row).
+    (`live_coupon_held`): at most one live campaign coupon each. A grant is a contact: nobody new to the
+    coupon with `contact_policy.frequency_cap` other campaign contacts within its `window_days` of `at`
+    gets it (`frequency_capped`, the rule scheduling applies; None: no cap).
+
+    Such grants are serialized with scheduling (`lock_live_coupons`), then the coupon's row is locked
+    (as `update_coupon` locks it), so neither a schedule nor an edit lands between the checks and the
+    grants. A coupon of no campaign needs no rule, so its grant takes only its row and does not queue
+    behind a schedule. Whether the coupon is a campaign's is read under its row lock in a savepoint;
+    if it is, the savepoint's rollback gives the row back before the scheduling lock is taken (that
+    lock, then the row: holding the row while waiting for the lock could close a cycle with a schedule
+    waiting for a campaign's row and an audience being stored, whose foreign keys wait for the row).
     """
     ids = sorted(set(shopper_ids))
+    at = as_utc(at or utcnow())
     probe = session.begin_nested()
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     if coupon.campaign_id is None:
@@ -323,6 +387,8 @@ def grant_coupon(
         coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
         if coupon.campaign_id is not None:  # an edit may have taken it off its campaign meanwhile
             _check_one_live_coupon(session, coupon, ids)
+            if contact_policy is not None:
+                _check_frequency_cap(session, coupon, ids, at, contact_policy)
     return grant_audience(session, coupon_id, ids, campaign_id=coupon.campaign_id, channel=channel, at=at)
 
 
@@ -383,6 +449,31 @@ def _check_one_live_coupon(session: Session, coupon: Coupon, shopper_ids: list[s
                 f"campaign {campaign.campaign_id!r}'s audience or an overlapping campaign): at most one each",
                 code="live_coupon_held",
             )
+
+
+def _check_frequency_cap(
+    session: Session, coupon: Coupon, shopper_ids: list[str], at: datetime, policy: ContactPolicy
+) -> None:
+    """Raise unless each shopper new to this campaign coupon has fewer than `frequency_cap` other
+    contacts within `window_days` of `at` (`nearby_contacts`, scheduling's count)."""
+    contacts = nearby_contacts(coupon.campaign_id, at, policy)
+    holders = select(CouponGrant.shopper_id).where(CouponGrant.coupon_id == coupon.coupon_id)
+    capped: list[str] = []
+    for start in range(0, len(shopper_ids), 5000):
+        chunk = shopper_ids[start : start + 5000]
+        capped += session.scalars(
+            select(contacts.c.shopper_id)
+            .where(contacts.c.shopper_id.in_(chunk), contacts.c.shopper_id.not_in(holders))
+            .group_by(contacts.c.shopper_id)
+            .having(func.count() >= policy.frequency_cap)
+            .order_by(contacts.c.shopper_id)
+        )
+    if capped:
+        raise Conflict(
+            f"shoppers {capped[:5]} already have {policy.frequency_cap} campaign coupons within "
+            f"{policy.window_days} days of this grant (the frequency cap): a hand grant is a contact too",
+            code="frequency_capped",
+        )
 
 
 def grant_audience(

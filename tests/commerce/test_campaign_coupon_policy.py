@@ -132,3 +132,63 @@ def test_an_open_coupon_joining_a_campaign_while_granted_never_reaches_its_holdo
             .where(CouponGrant.shopper_id == "s1", Coupon.campaign_id == "A")
         ).all()
     assert held == []
+
+
+def test_a_hand_grant_counts_against_the_frequency_cap(market):
+    """s2 was treated by P (completed, started 10 days before the grant) and given Q's coupon by hand 20
+    days after it: with a cap of 2 in 28 days, a grant of A's coupon between them is refused
+    (`frequency_capped`, 409, as scheduling refuses), all or nothing; with a cap of 3, or none, it is
+    given. s0, who holds A's coupon already (A's audience), is re-granted it without refusal (nothing
+    new), though P treated s0 as well. Before, hand grants were never checked against the cap."""
+    from commerce.errors import Conflict
+    from commerce.services.coupons import grant_coupon
+
+    cap2 = cmp.ContactPolicy(frequency_cap=2, window_days=28)
+    with transaction(market) as s:
+        _draft(s, "P", NOW - 10 * DAY, NOW - 9 * DAY, [("s0", "t"), ("s2", "t")])
+        cmp.schedule_campaign(s, "P", at=NOW - 11 * DAY)
+        cmp.start_campaign(s, "P", at=NOW - 10 * DAY)
+        cmp.complete_campaign(s, "P", at=NOW - 9 * DAY)
+    _running(market, "Q", audience=(("s1", "t"),), start=NOW + 15 * DAY)
+    _running(market)  # A: s0 treated, s1 its holdout
+    with transaction(market) as s:
+        assert grant_coupon(s, "Q-5", ["s2"], at=NOW + 20 * DAY) == 1
+        assert grant_coupon(s, "A-5", ["s0"], at=NOW + DAY, contact_policy=cap2) == 0
+    for shoppers in (["s2"], ["s0", "s2"]):
+        with pytest.raises(Conflict) as err, transaction(market) as s:
+            grant_coupon(s, "A-5", shoppers, at=NOW + DAY, contact_policy=cap2)
+        assert err.value.code == "frequency_capped" and "['s2']" in str(err.value)
+    with market() as s:
+        assert s.scalars(select(CouponGrant.shopper_id).where(CouponGrant.coupon_id == "A-5")).all() == ["s0"]
+    for policy in (cmp.ContactPolicy(frequency_cap=3), None):
+        with transaction(market) as s:
+            assert grant_coupon(s, "A-5", ["s2"], at=NOW + DAY, contact_policy=policy) == 1
+            s.rollback()
+    with transaction(market) as s:  # 28 days or more from both contacts, s2 may be given one again
+        assert cmp.frequency_capped(s, s.get(cmp.Campaign, "A"), cap2) == {"s2"}
+        s.execute(update(CouponGrant).where(CouponGrant.coupon_id == "Q-5").values(granted_at=NOW + 29 * DAY))
+        assert grant_coupon(s, "A-5", ["s2"], at=NOW + DAY, contact_policy=cap2) == 1
+
+
+def test_hand_grants_at_once_keep_the_frequency_cap(market):
+    """Six running campaigns of disjoint windows (so the one-live-coupon rule does not bite), each one's
+    coupon given to s2 by hand at the same moment, cap 2 in 28 days: exactly two are given."""
+    from commerce.services import shoppers
+    from commerce.services.coupons import grant_coupon
+    from tests.commerce.test_concurrency import run_concurrently
+
+    n, cap2 = 6, cmp.ContactPolicy(frequency_cap=2, window_days=28)
+    with transaction(market) as s:
+        for i in range(n):
+            shoppers.create_shopper(s, f"t{i}", "Zhejiang")
+    for i in range(n):
+        _running(market, f"K{i}", audience=((f"t{i}", "t"),), start=NOW + 2 * i * DAY, days=1)
+
+    def grant(i):
+        with transaction(market) as s:
+            return grant_coupon(s, f"K{i}-5", ["s2"], at=NOW + 2 * i * DAY, contact_policy=cap2)
+
+    ok, refused = run_concurrently(grant, n)
+    assert ok == [1, 1] and refused == ["frequency_capped"] * (n - 2)
+    with market() as s:
+        assert len(s.scalars(select(CouponGrant.id).where(CouponGrant.shopper_id == "s2")).all()) == 2
