@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import IO
 
 from sqlalchemy import (
+    case,
     delete,
     func,
     or_,
@@ -380,7 +381,9 @@ def start_campaign(session: Session, campaign_id: str, at: datetime | None = Non
 def complete_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
     """running -> completed; the measurement window is [started_at, completed_at]. The campaign's
     coupons end then (uses already redeemed stay): a completed campaign holds no live coupon, which is
-    what lets the next campaign give its shoppers one."""
+    what lets the next campaign give its shoppers one. A coupon not started by then (a campaign
+    launched early and completed before, or as, its window opens) is left the empty window [at, at):
+    ending only the started ones left it live in its window, beside the next campaign's coupon."""
     at = as_utc(at or utcnow())
     session.scalars(  # coupons' rows before the campaign's, as redemption takes them
         select(Coupon.coupon_id)
@@ -391,12 +394,8 @@ def complete_campaign(session: Session, campaign_id: str, at: datetime | None = 
     campaign = _transition(session, campaign_id, "running", "completed", completed_at=at)
     session.execute(
         update(Coupon)
-        .where(
-            Coupon.campaign_id == campaign_id,
-            or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
-            or_(Coupon.starts_at.is_(None), Coupon.starts_at < at),
-        )
-        .values(ends_at=at)
+        .where(Coupon.campaign_id == campaign_id, or_(Coupon.ends_at.is_(None), Coupon.ends_at > at))
+        .values(ends_at=at, starts_at=case((Coupon.starts_at > at, at), else_=Coupon.starts_at))
         .execution_options(synchronize_session="fetch")  # loaded coupons see their new end
     )
     return campaign

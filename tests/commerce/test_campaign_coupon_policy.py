@@ -192,3 +192,29 @@ def test_hand_grants_at_once_keep_the_frequency_cap(market):
     assert ok == [1, 1] and refused == ["frequency_capped"] * (n - 2)
     with market() as s:
         assert len(s.scalars(select(CouponGrant.id).where(CouponGrant.shopper_id == "s2")).all()) == 2
+
+
+@pytest.mark.parametrize("completed_at", [NOW + DAY, NOW + 10 * DAY], ids=["before-window", "at-its-start"])
+def test_a_campaign_completed_before_its_window_opens_leaves_no_live_coupon_in_it(market, completed_at):
+    """A (window from day 10) is launched early and completed before its window opens, or at its very
+    start: its coupon kept its window (completion ended only coupons already started), so s0 held a
+    live coupon of a completed campaign, which the one-coupon rule no longer counts, beside B's
+    (overlapping A, scheduled with s0 once A completed). Completion now leaves its coupons an empty
+    window: s0 holds B's coupon only."""
+    from commerce.services.checkout import CartLine, checkout
+
+    with transaction(market) as s:
+        _draft(s, "A", NOW + 10 * DAY, NOW + 17 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)
+        cmp.complete_campaign(s, "A", at=completed_at)
+        _draft(s, "B", NOW + 12 * DAY, NOW + 20 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "B", at=completed_at)
+        cmp.start_campaign(s, "B", at=completed_at)
+    for day in (10, 12, 16):
+        with market() as s:
+            live = [c.coupon_id for c in eligible_coupons(s, "s0", NOW + day * DAY)]
+        assert live == ([] if day < 12 else ["B-5"]), (day, live)
+    with pytest.raises(ValidationError) as err, transaction(market) as s:
+        checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="A-5", at=NOW + 12 * DAY)
+    assert err.value.code == "coupon_expired"
