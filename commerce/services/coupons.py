@@ -365,7 +365,9 @@ def grant_coupon(
     another of its coupons by hand or holding a live coupon of another campaign whose window overlaps
     (`live_coupon_held`): at most one live campaign coupon each. A grant is a contact: nobody new to the
     coupon with `contact_policy.frequency_cap` other campaign contacts within its `window_days` of `at`
-    gets it (`frequency_capped`, the rule scheduling applies; None: no cap).
+    gets it (`frequency_capped`, the rule scheduling applies; None: no cap), nor does anyone once it
+    cannot be used again (`_room_left`, the storefront's rule: `campaign_budget_exhausted`,
+    `coupon_exhausted`); redemption's own conditional UPDATEs still hold the budget exactly.
 
     Such grants are serialized with scheduling (`lock_live_coupons`), then the coupon's row is locked
     (as `update_coupon` locks it), so neither a schedule nor an edit lands between the checks and the
@@ -387,6 +389,7 @@ def grant_coupon(
         coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
         if coupon.campaign_id is not None:  # an edit may have taken it off its campaign meanwhile
             _check_one_live_coupon(session, coupon, ids)
+            _check_room_left(session, coupon)
             if contact_policy is not None:
                 _check_frequency_cap(session, coupon, ids, at, contact_policy)
     return grant_audience(session, coupon_id, ids, campaign_id=coupon.campaign_id, channel=channel, at=at)
@@ -449,6 +452,30 @@ def _check_one_live_coupon(session: Session, coupon: Coupon, shopper_ids: list[s
                 f"campaign {campaign.campaign_id!r}'s audience or an overlapping campaign): at most one each",
                 code="live_coupon_held",
             )
+
+
+def _check_room_left(session: Session, coupon: Coupon) -> None:
+    """Raise unless the campaign coupon could still be used once (`_room_left`, what the storefront
+    offers by): a grant of one that cannot is a contact, and a live coupon for the one-coupon rule,
+    that gives the shopper nothing."""
+    own, campaign = session.execute(
+        select(*_room_left())
+        .select_from(Coupon)
+        .outerjoin(Campaign, Campaign.campaign_id == Coupon.campaign_id)
+        .where(Coupon.coupon_id == coupon.coupon_id)
+    ).one()
+    if not campaign:
+        raise LimitExceeded(
+            f"campaign {coupon.campaign_id!r} has no budget left for coupon {coupon.coupon_id!r}'s largest "
+            "discount: granted now, it would count as a contact and give nothing",
+            code="campaign_budget_exhausted",
+        )
+    if not own:
+        raise LimitExceeded(
+            f"coupon {coupon.coupon_id!r} has no use or budget left for its largest discount: granted now, "
+            "it would count as a contact and give nothing",
+            code="coupon_exhausted",
+        )
 
 
 def _check_frequency_cap(
@@ -672,6 +699,17 @@ def _largest_discount() -> ColumnElement:
     )
 
 
+def _room_left() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """(the coupon has a use left and budget for the most it can take off one order; its campaign's
+    budget has that too, or it has no campaign), over `coupons` outer-joined to `campaigns`: what the
+    storefront offers by, and what a hand grant of a campaign's coupon needs."""
+    largest = _largest_discount()
+    own = and_(
+        or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit), _coupon_budget_covers(largest)
+    )
+    return own, or_(Campaign.campaign_id.is_(None), _campaign_budget_covers(largest))
+
+
 def _take_campaign_budget(session: Session, coupon_id: str, amount: Decimal) -> None:
     """The campaign's budget is a hard cap over all its coupons: take `amount` from it in one
     conditional UPDATE, or raise LimitExceeded. A coupon of no campaign has no such cap."""
@@ -789,16 +827,13 @@ def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = No
         .where(CouponShopperUsage.coupon_id == Coupon.coupon_id, CouponShopperUsage.shopper_id == shopper_id)
         .scalar_subquery()
     )
-    largest = _largest_discount()
     stmt = (
         select(Coupon)
         .outerjoin(Campaign, Campaign.campaign_id == Coupon.campaign_id)
         .where(
             or_(Coupon.starts_at.is_(None), Coupon.starts_at <= at),
             or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
-            or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
-            _coupon_budget_covers(largest),
-            or_(Campaign.campaign_id.is_(None), _campaign_budget_covers(largest)),
+            *_room_left(),
             or_(own_used.is_(None), own_used < Coupon.per_shopper_limit),
             _usable_by(shopper_id),
         )

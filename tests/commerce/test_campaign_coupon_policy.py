@@ -218,3 +218,39 @@ def test_a_campaign_completed_before_its_window_opens_leaves_no_live_coupon_in_i
     with pytest.raises(ValidationError) as err, transaction(market) as s:
         checkout(s, "s0", [CartLine("p_tea", 1)], coupon_id="A-5", at=NOW + 12 * DAY)
     assert err.value.code == "coupon_expired"
+
+
+def test_a_campaign_coupon_that_cannot_be_used_again_is_not_granted_by_hand(market):
+    """A's budget of 100 has 3 left, less than its 5 CNY coupon takes: a hand grant would contact s2
+    (and make them a live coupon holder) for a coupon checkout refuses (`campaign_budget_exhausted`,
+    422, as the storefront leaves it out); a coupon of A used up refuses likewise (`coupon_exhausted`).
+    With the budget back (a refund), s2 gets it."""
+    from commerce.errors import LimitExceeded
+    from commerce.services.coupons import CouponInput, create_coupon, grant_coupon
+
+    _running(market)
+    with transaction(market) as s:
+        create_coupon(
+            s,
+            CouponInput(
+                "amount_off",
+                "1",
+                coupon_id="A-1",
+                campaign_id="A",
+                requires_grant=True,
+                usage_limit=1,
+                starts_at=NOW,
+                ends_at=NOW + 7 * DAY,
+            ),
+        )
+        s.execute(update(Coupon).where(Coupon.coupon_id == "A-1").values(used=1))
+        s.execute(update(cmp.Campaign).where(cmp.Campaign.campaign_id == "A").values(spent=Decimal("97")))
+    for coupon_id, code in (("A-5", "campaign_budget_exhausted"), ("A-1", "coupon_exhausted")):
+        with pytest.raises(LimitExceeded) as err, transaction(market) as s:
+            grant_coupon(s, coupon_id, ["s2"], at=NOW + DAY)
+        assert err.value.code == code
+    with market() as s:
+        assert s.scalars(select(CouponGrant.shopper_id)).all() == ["s0"]
+    with transaction(market) as s:
+        s.execute(update(cmp.Campaign).where(cmp.Campaign.campaign_id == "A").values(spent=Decimal("95")))
+        assert grant_coupon(s, "A-5", ["s2"], at=NOW + DAY) == 1
