@@ -254,3 +254,27 @@ def test_a_campaign_coupon_that_cannot_be_used_again_is_not_granted_by_hand(mark
     with transaction(market) as s:
         s.execute(update(cmp.Campaign).where(cmp.Campaign.campaign_id == "A").values(spent=Decimal("95")))
         assert grant_coupon(s, "A-5", ["s2"], at=NOW + DAY) == 1
+
+
+def test_a_hand_grant_and_a_schedule_at_once_keep_the_frequency_cap(market):
+    """Cap 1 in 28 days, five rounds: the coupon of running R_r to s2 by hand and the schedule of D_r
+    (a later window, not overlapping R_r, treating s2) at the same moment: exactly one wins each time
+    (`frequency_capped` for the other), since both take campaign scheduling's lock before counting."""
+    from commerce.services.coupons import grant_coupon
+    from tests.commerce.test_concurrency import run_concurrently
+
+    rounds, one = 5, cmp.ContactPolicy(frequency_cap=1, window_days=28)
+    for r in range(rounds):
+        _running(market, f"R{r}", audience=(("s0", "t"),), start=NOW + 100 * r * DAY, days=1)
+        with transaction(market) as s:
+            _draft(s, f"D{r}", NOW + (100 * r + 2) * DAY, NOW + (100 * r + 3) * DAY, [("s2", "t")])
+    for r in range(rounds):
+
+        def race(i, r=r):
+            with transaction(market) as s:
+                if i == 0:
+                    return grant_coupon(s, f"R{r}-5", ["s2"], at=NOW + 100 * r * DAY, contact_policy=one)
+                return cmp.schedule_campaign(s, f"D{r}", at=NOW, contact_policy=one).status
+
+        ok, refused = run_concurrently(race, 2)
+        assert len(ok) == 1 and refused == ["frequency_capped"], (r, ok, refused)
