@@ -5,7 +5,7 @@ completed before its window opens leaves no coupon live in it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -278,3 +278,34 @@ def test_a_hand_grant_and_a_schedule_at_once_keep_the_frequency_cap(market):
 
         ok, refused = run_concurrently(race, 2)
         assert len(ok) == 1 and refused == ["frequency_capped"], (r, ok, refused)
+
+
+def test_windows_in_other_time_zones_are_compared_as_instants(market):
+    """A ends 2026-06-08 00:00 UTC; B starts 2026-06-08 02:00 Beijing time (+08:00), which is 18:00 UTC
+    the day before: they overlap, though their wall-clock strings do not. B may not treat s0 (A's),
+    nor may A's coupon go to B's s1 by hand; C, starting at 08:00 Beijing time (A's end), may."""
+    from datetime import datetime, timezone
+
+    from commerce.errors import Conflict
+    from commerce.services.coupons import grant_coupon
+
+    beijing = timezone(timedelta(hours=8))
+    a_end = datetime(2026, 6, 8, tzinfo=UTC)
+    with transaction(market) as s:
+        _draft(s, "A", a_end - 7 * DAY, a_end, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=a_end - 7 * DAY)
+        b_start = datetime(2026, 6, 8, 2, tzinfo=beijing)
+        _draft(s, "B", b_start, b_start + DAY, [("s0", "t")])
+        _draft(s, "B2", b_start, b_start + DAY, [("s1", "t")])
+        cmp.schedule_campaign(s, "B2", at=NOW)
+        c_start = datetime(2026, 6, 8, 8, tzinfo=beijing)
+        _draft(s, "C", c_start, c_start + DAY, [("s0", "t")])
+    with pytest.raises(Conflict) as err, transaction(market) as s:
+        cmp.schedule_campaign(s, "B", at=NOW)
+    assert err.value.code == "live_coupon_held"
+    with pytest.raises(Conflict) as err, transaction(market) as s:
+        grant_coupon(s, "A-5", ["s1"], at=a_end - DAY)
+    assert err.value.code == "live_coupon_held"
+    with transaction(market) as s:
+        assert cmp.schedule_campaign(s, "C", at=NOW).status == "scheduled"
