@@ -12,9 +12,9 @@ running campaign of overlapping window, or one granted such a campaign's coupon 
 (`live_coupon_holders`, the rule the planner excludes by and hand grants check).
 Nor is a shopper contacted more than `ContactPolicy.frequency_cap` times within any `window_days`:
 scheduling refuses a campaign that would pass it (`frequency_capped`, the planner's rule too).
-Schedules and hand grants are serialized (SQLite's write lock; on PostgreSQL an advisory lock, then
-the campaign's or coupon's row: always that order), so two at once cannot together pass the
-one-coupon check, nor two schedules the frequency cap.
+Schedules and hand grants of campaign coupons are serialized (SQLite's write lock; on PostgreSQL an
+advisory lock, then the campaign's or coupon's row: always that order), so two at once cannot together
+pass the one-coupon check nor the frequency cap; a coupon of no campaign is granted without it.
 
 A treated arm's coupon must be one of the campaign's and need a grant (else the holdout, and shoppers
 of other campaigns, could use it); launching checks that again under the coupons' row locks, since a
@@ -27,18 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import IO
 
 from sqlalchemy import (
-    Select,
+    case,
     delete,
-    exists,
     func,
     or_,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -48,27 +46,17 @@ from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
 from commerce.services._util import locked_or_404, new_id, write_csv
-from commerce.services.coupons import grant_audience, live_holders, lock_live_coupons
+from commerce.services.coupons import (
+    ContactPolicy,
+    grant_audience,
+    live_holders,
+    lock_live_coupons,
+    nearby_contacts,
+)
 from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, to_money, utcnow
 
-#: A campaign in these states has contacted (or will contact at its start) its treated audience.
-CONTACTING_STATUSES = ("scheduled", "running", "completed")
 AUDIENCE_BATCH = 10_000  # members read per batch by `audience`
-
-
-@dataclass(frozen=True)
-class ContactPolicy:
-    """At most `frequency_cap` campaign coupons per shopper within any `window_days`: responses fall
-    with recent grants (coupon fatigue), and the planner's effect model prices each grant as if it
-    were the first."""
-
-    frequency_cap: int = 3
-    window_days: int = 28
-
-    def __post_init__(self):
-        if self.frequency_cap < 1 or self.window_days < 1:
-            raise ValueError("frequency_cap and window_days must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -235,46 +223,6 @@ def live_coupon_holders(session: Session, campaign: Campaign) -> set[str]:
     return set(session.scalars(select(holders.c.shopper_id).distinct()))
 
 
-def _nearby_contacts(campaign: Campaign, policy: ContactPolicy) -> Select:
-    """(shopper_id) once per contact less than `window_days` before or after `campaign`'s start,
-    other campaigns' only: the treated audience of every scheduled, running or completed campaign,
-    contacted at its start (whenever it was launched), and campaign grants given by hand to a
-    shopper outside such an audience, at their grant time. Both directions, so the campaigns
-    planned or scheduled later count as much as the earlier ones."""
-    since = campaign.starts_at - timedelta(days=policy.window_days)
-    until = campaign.starts_at + timedelta(days=policy.window_days)
-    in_audience = (
-        exists()
-        .where(
-            CampaignMember.campaign_id == CouponGrant.campaign_id,  # the (campaign, shopper) unique index
-            CampaignMember.shopper_id == CouponGrant.shopper_id,
-            CampaignMember.arm != CONTROL,
-            Campaign.campaign_id == CampaignMember.campaign_id,
-            Campaign.status.in_(CONTACTING_STATUSES),
-        )
-        .correlate(CouponGrant)
-    )
-    audiences = (
-        select(CampaignMember.shopper_id)
-        .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
-        .where(
-            Campaign.status.in_(CONTACTING_STATUSES),
-            Campaign.campaign_id != campaign.campaign_id,
-            Campaign.starts_at > since,
-            Campaign.starts_at < until,
-            CampaignMember.arm != CONTROL,
-        )
-    )
-    by_hand = select(CouponGrant.shopper_id).where(
-        CouponGrant.campaign_id.is_not(None),
-        CouponGrant.campaign_id != campaign.campaign_id,
-        ~in_audience,
-        CouponGrant.granted_at > since,
-        CouponGrant.granted_at < until,
-    )
-    return union_all(audiences, by_hand).subquery()
-
-
 def frequency_capped(
     session: Session, campaign: Campaign, policy: ContactPolicy, *, treated_only: bool = False
 ) -> set[str]:
@@ -286,7 +234,7 @@ def frequency_capped(
     the contacts in one such window, the last one scheduled saw all the others. It can refuse a
     contact that would fit (others before and after, no window holding all): the price of a rule
     that does not depend on the order."""
-    contacts = _nearby_contacts(campaign, policy)
+    contacts = nearby_contacts(campaign.campaign_id, campaign.starts_at, policy)
     stmt = select(contacts.c.shopper_id)
     if treated_only:
         stmt = stmt.where(
@@ -433,7 +381,9 @@ def start_campaign(session: Session, campaign_id: str, at: datetime | None = Non
 def complete_campaign(session: Session, campaign_id: str, at: datetime | None = None) -> Campaign:
     """running -> completed; the measurement window is [started_at, completed_at]. The campaign's
     coupons end then (uses already redeemed stay): a completed campaign holds no live coupon, which is
-    what lets the next campaign give its shoppers one."""
+    what lets the next campaign give its shoppers one. A coupon not started by then (a campaign
+    launched early and completed before, or as, its window opens) is left the empty window [at, at):
+    ending only the started ones left it live in its window, beside the next campaign's coupon."""
     at = as_utc(at or utcnow())
     session.scalars(  # coupons' rows before the campaign's, as redemption takes them
         select(Coupon.coupon_id)
@@ -444,12 +394,8 @@ def complete_campaign(session: Session, campaign_id: str, at: datetime | None = 
     campaign = _transition(session, campaign_id, "running", "completed", completed_at=at)
     session.execute(
         update(Coupon)
-        .where(
-            Coupon.campaign_id == campaign_id,
-            or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
-            or_(Coupon.starts_at.is_(None), Coupon.starts_at < at),
-        )
-        .values(ends_at=at)
+        .where(Coupon.campaign_id == campaign_id, or_(Coupon.ends_at.is_(None), Coupon.ends_at > at))
+        .values(ends_at=at, starts_at=case((Coupon.starts_at > at, at), else_=Coupon.starts_at))
         .execution_options(synchronize_session="fetch")  # loaded coupons see their new end
     )
     return campaign

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import (
@@ -261,10 +261,10 @@ def list_coupons(
 
 
 def lock_live_coupons(session: Session) -> None:
-    """Serialize what gives shoppers live campaign coupons (scheduling an audience, granting a campaign
-    coupon by hand) until the transaction ends, so two at once cannot both pass the one-live-coupon
-    check: on PostgreSQL an advisory lock (take it before any row lock), SQLite's BEGIN IMMEDIATE
-    already serializes writers."""
+    """Serialize what gives shoppers campaign coupons (scheduling an audience, granting a campaign's
+    coupon by hand; not a coupon of no campaign) until the transaction ends, so two at once cannot
+    both pass the one-live-coupon check or the frequency cap: on PostgreSQL an advisory lock (take it
+    before any row lock), SQLite's BEGIN IMMEDIATE already serializes writers."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LIVE_COUPON_LOCK_KEY})
 
@@ -288,6 +288,65 @@ def live_holders(campaign: Campaign) -> Subquery:
     return union_all(treated, granted).subquery()
 
 
+#: A campaign in these states has contacted (or will contact at its start) its treated audience.
+CONTACTING_STATUSES = ("scheduled", "running", "completed")
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    """At most `frequency_cap` campaign coupons per shopper within any `window_days`: responses fall
+    with recent grants (coupon fatigue), and the planner's effect model prices each grant as if it
+    were the first. Scheduling (`commerce.services.campaigns.frequency_capped`) and hand grants
+    (`grant_coupon`) apply it."""
+
+    frequency_cap: int = 3
+    window_days: int = 28
+
+    def __post_init__(self):
+        if self.frequency_cap < 1 or self.window_days < 1:
+            raise ValueError("frequency_cap and window_days must be at least 1")
+
+
+def nearby_contacts(campaign_id: str, at: datetime, policy: ContactPolicy) -> Subquery:
+    """(shopper_id) once per contact less than `window_days` before or after `at` (a campaign's start,
+    or a hand grant's time), other campaigns' than `campaign_id` only: the treated audience of every
+    scheduled, running or completed campaign, contacted at its start (whenever it was launched), and
+    campaign grants given by hand to a shopper outside such an audience, at their grant time. Both
+    directions, so the contacts planned or made later count as much as the earlier ones."""
+    since = at - timedelta(days=policy.window_days)
+    until = at + timedelta(days=policy.window_days)
+    in_audience = (
+        exists()
+        .where(
+            CampaignMember.campaign_id == CouponGrant.campaign_id,  # the (campaign, shopper) unique index
+            CampaignMember.shopper_id == CouponGrant.shopper_id,
+            CampaignMember.arm != CONTROL,
+            Campaign.campaign_id == CampaignMember.campaign_id,
+            Campaign.status.in_(CONTACTING_STATUSES),
+        )
+        .correlate(CouponGrant)
+    )
+    audiences = (
+        select(CampaignMember.shopper_id)
+        .join(Campaign, Campaign.campaign_id == CampaignMember.campaign_id)
+        .where(
+            Campaign.status.in_(CONTACTING_STATUSES),
+            Campaign.campaign_id != campaign_id,
+            Campaign.starts_at > since,
+            Campaign.starts_at < until,
+            CampaignMember.arm != CONTROL,
+        )
+    )
+    by_hand = select(CouponGrant.shopper_id).where(
+        CouponGrant.campaign_id.is_not(None),
+        CouponGrant.campaign_id != campaign_id,
+        ~in_audience,
+        CouponGrant.granted_at > since,
+        CouponGrant.granted_at < until,
+    )
+    return union_all(audiences, by_hand).subquery()
+
+
 def grant_coupon(
     session: Session,
     coupon_id: str,
@@ -295,6 +354,7 @@ def grant_coupon(
     *,
     channel: str = "site",
     at: datetime | None = None,
+    contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
 ) -> int:
     """Give a coupon to shoppers by hand (already-granted ones are skipped) and log coupon_grant events;
     a campaign's coupon's grants carry its campaign. Returns the number of new grants.
@@ -303,15 +363,35 @@ def grant_coupon(
     valid within the campaign's window (`invalid_window`; launching bounds the coupons it has), to nobody
     its audience gives something else (the holdout, `holdout_member`; another arm), nor to one given
     another of its coupons by hand or holding a live coupon of another campaign whose window overlaps
-    (`live_coupon_held`): at most one live campaign coupon each. Grants are serialized with scheduling
-    (`lock_live_coupons`), then the coupon's row is locked (as `update_coupon` locks it), so neither a
-    schedule nor an edit lands between the check and the grants.
+    (`live_coupon_held`): at most one live campaign coupon each. A grant is a contact: nobody new to the
+    coupon with `contact_policy.frequency_cap` other campaign contacts within its `window_days` of `at`
+    gets it (`frequency_capped`, the rule scheduling applies; None: no cap), nor does anyone once it
+    cannot be used again (`_room_left`, the storefront's rule: `campaign_budget_exhausted`,
+    `coupon_exhausted`); redemption's own conditional UPDATEs still hold the budget exactly.
+
+    Such grants are serialized with scheduling (`lock_live_coupons`), then the coupon's row is locked
+    (as `update_coupon` locks it), so neither a schedule nor an edit lands between the checks and the
+    grants. A coupon of no campaign needs no rule, so its grant takes only its row and does not queue
+    behind a schedule. Whether the coupon is a campaign's is read under its row lock in a savepoint;
+    if it is, the savepoint's rollback gives the row back before the scheduling lock is taken (that
+    lock, then the row: holding the row while waiting for the lock could close a cycle with a schedule
+    waiting for a campaign's row and an audience being stored, whose foreign keys wait for the row).
     """
-    lock_live_coupons(session)
-    coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     ids = sorted(set(shopper_ids))
-    if coupon.campaign_id is not None:
-        _check_one_live_coupon(session, coupon, ids)
+    at = as_utc(at or utcnow())
+    probe = session.begin_nested()
+    coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
+    if coupon.campaign_id is None:
+        probe.commit()
+    else:
+        probe.rollback()
+        lock_live_coupons(session)
+        coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
+        if coupon.campaign_id is not None:  # an edit may have taken it off its campaign meanwhile
+            _check_one_live_coupon(session, coupon, ids)
+            _check_room_left(session, coupon)
+            if contact_policy is not None:
+                _check_frequency_cap(session, coupon, ids, at, contact_policy)
     return grant_audience(session, coupon_id, ids, campaign_id=coupon.campaign_id, channel=channel, at=at)
 
 
@@ -372,6 +452,55 @@ def _check_one_live_coupon(session: Session, coupon: Coupon, shopper_ids: list[s
                 f"campaign {campaign.campaign_id!r}'s audience or an overlapping campaign): at most one each",
                 code="live_coupon_held",
             )
+
+
+def _check_room_left(session: Session, coupon: Coupon) -> None:
+    """Raise unless the campaign coupon could still be used once (`_room_left`, what the storefront
+    offers by): a grant of one that cannot is a contact, and a live coupon for the one-coupon rule,
+    that gives the shopper nothing."""
+    own, campaign = session.execute(
+        select(*_room_left())
+        .select_from(Coupon)
+        .outerjoin(Campaign, Campaign.campaign_id == Coupon.campaign_id)
+        .where(Coupon.coupon_id == coupon.coupon_id)
+    ).one()
+    if not campaign:
+        raise LimitExceeded(
+            f"campaign {coupon.campaign_id!r} has no budget left for coupon {coupon.coupon_id!r}'s largest "
+            "discount: granted now, it would count as a contact and give nothing",
+            code="campaign_budget_exhausted",
+        )
+    if not own:
+        raise LimitExceeded(
+            f"coupon {coupon.coupon_id!r} has no use or budget left for its largest discount: granted now, "
+            "it would count as a contact and give nothing",
+            code="coupon_exhausted",
+        )
+
+
+def _check_frequency_cap(
+    session: Session, coupon: Coupon, shopper_ids: list[str], at: datetime, policy: ContactPolicy
+) -> None:
+    """Raise unless each shopper new to this campaign coupon has fewer than `frequency_cap` other
+    contacts within `window_days` of `at` (`nearby_contacts`, scheduling's count)."""
+    contacts = nearby_contacts(coupon.campaign_id, at, policy)
+    holders = select(CouponGrant.shopper_id).where(CouponGrant.coupon_id == coupon.coupon_id)
+    capped: list[str] = []
+    for start in range(0, len(shopper_ids), 5000):
+        chunk = shopper_ids[start : start + 5000]
+        capped += session.scalars(
+            select(contacts.c.shopper_id)
+            .where(contacts.c.shopper_id.in_(chunk), contacts.c.shopper_id.not_in(holders))
+            .group_by(contacts.c.shopper_id)
+            .having(func.count() >= policy.frequency_cap)
+            .order_by(contacts.c.shopper_id)
+        )
+    if capped:
+        raise Conflict(
+            f"shoppers {capped[:5]} already have {policy.frequency_cap} campaign coupons within "
+            f"{policy.window_days} days of this grant (the frequency cap): a hand grant is a contact too",
+            code="frequency_capped",
+        )
 
 
 def grant_audience(
@@ -453,14 +582,20 @@ def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime
         raise ValidationError(f"coupon {coupon.coupon_id!r} is not valid yet", code="coupon_not_started")
     if coupon.ends_at is not None and at >= coupon.ends_at:
         raise ValidationError(f"coupon {coupon.coupon_id!r} has expired", code="coupon_expired")
-    if coupon.requires_grant and not session.scalar(
-        select(
-            exists().where(CouponGrant.coupon_id == coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
-        )
-    ):
-        raise ValidationError(
-            f"coupon {coupon.coupon_id!r} was not granted to this shopper", code="coupon_not_granted"
-        )
+    if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon.coupon_id)):
+        raise _not_granted(coupon.coupon_id)
+
+
+def _usable_by(shopper_id: str) -> ColumnElement[bool]:
+    """The coupon is open to anyone, or the shopper was granted it. A campaign's coupon is grant-only
+    whatever its `requires_grant` says (one stored open before that was refused reached the holdout
+    and other campaigns' shoppers): the one rule checkout, redemption and the storefront's list apply."""
+    granted = exists().where(CouponGrant.coupon_id == Coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
+    return or_(and_(Coupon.requires_grant.is_(False), Coupon.campaign_id.is_(None)), granted)
+
+
+def _not_granted(coupon_id: str) -> ValidationError:
+    return ValidationError(f"coupon {coupon_id!r} was not granted to this shopper", code="coupon_not_granted")
 
 
 def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list[int]]:
@@ -488,7 +623,9 @@ def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list
 def redeem(
     session: Session, coupon_id: str, shopper_id: str, amount: Decimal, order_id: int | None = None
 ) -> CouponRedemption:
-    """Atomically take one use and `amount` CNY of budget; raise LimitExceeded if any limit would break.
+    """Atomically take one use and `amount` CNY of budget; raise LimitExceeded if any limit would break,
+    or `coupon_not_granted` if the shopper may not use it (`_usable_by`, in the same UPDATE: the
+    caller's check is not the only one standing between a campaign's coupon and its holdout).
 
     Call inside a transaction and roll back on error: the counters are then untouched.
     """
@@ -499,6 +636,7 @@ def redeem(
         update(coupon_table)
         .where(
             Coupon.coupon_id == coupon_id,
+            _usable_by(shopper_id),
             or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
             _coupon_budget_covers(amount),
         )
@@ -507,6 +645,8 @@ def redeem(
     if took != 1:
         coupon = get_or_404(session, Coupon, coupon_id, "coupon")
         session.refresh(coupon)
+        if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon_id)):
+            raise _not_granted(coupon_id)
         if coupon.usage_limit is not None and coupon.used >= coupon.usage_limit:
             raise LimitExceeded(f"coupon {coupon_id!r} is used up", code="coupon_exhausted")
         raise LimitExceeded(
@@ -557,6 +697,17 @@ def _largest_discount() -> ColumnElement:
         (and_(Coupon.cap.is_not(None), Coupon.cap < bounded), Coupon.cap),
         else_=func.coalesce(bounded, literal(Decimal("0.01"))),
     )
+
+
+def _room_left() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """(the coupon has a use left and budget for the most it can take off one order; its campaign's
+    budget has that too, or it has no campaign), over `coupons` outer-joined to `campaigns`: what the
+    storefront offers by, and what a hand grant of a campaign's coupon needs."""
+    largest = _largest_discount()
+    own = and_(
+        or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit), _coupon_budget_covers(largest)
+    )
+    return own, or_(Campaign.campaign_id.is_(None), _campaign_budget_covers(largest))
 
 
 def _take_campaign_budget(session: Session, coupon_id: str, amount: Decimal) -> None:
@@ -676,19 +827,15 @@ def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = No
         .where(CouponShopperUsage.coupon_id == Coupon.coupon_id, CouponShopperUsage.shopper_id == shopper_id)
         .scalar_subquery()
     )
-    granted = exists().where(CouponGrant.coupon_id == Coupon.coupon_id, CouponGrant.shopper_id == shopper_id)
-    largest = _largest_discount()
     stmt = (
         select(Coupon)
         .outerjoin(Campaign, Campaign.campaign_id == Coupon.campaign_id)
         .where(
             or_(Coupon.starts_at.is_(None), Coupon.starts_at <= at),
             or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
-            or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
-            _coupon_budget_covers(largest),
-            or_(Campaign.campaign_id.is_(None), _campaign_budget_covers(largest)),
+            *_room_left(),
             or_(own_used.is_(None), own_used < Coupon.per_shopper_limit),
-            or_(Coupon.requires_grant.is_(False), and_(Coupon.requires_grant.is_(True), granted)),
+            _usable_by(shopper_id),
         )
         .order_by(Coupon.coupon_id)
     )
