@@ -8,11 +8,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from commerce.ads import AdBudgetDay, AdClick
 from commerce.db import transaction
-from commerce.services import ads
+from commerce.errors import Conflict, ValidationError
+from commerce.merchants import Merchant
+from commerce.services import ads, merchants
 from commerce.services.access import create_api_key
 from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
 from tests.serving.conftest import auth
@@ -95,3 +98,44 @@ def test_a_racing_repeat_click_waits_for_the_first(api, shop):  # noqa: F811
         time.sleep(0.5)  # the second click is waiting for the first's transaction
         open_session.commit()
         assert later.result(timeout=30).charged is False
+
+
+def test_look_alike_licence_numbers_are_one_licence(factory):
+    """Uniqueness was checked on the text as sent: `LIC-777`, `lic-777`, `ＬＩＣ-777` (full width),
+    `LIC‑777` (non-breaking hyphen) and `LIC-777` + U+200B were six pending merchants with one licence,
+    identical on the review page. Licence numbers are compared (and stored) in one form, and invisible
+    or direction-changing characters are refused."""
+    with transaction(factory) as s:
+        first = merchants.apply(s, merchants.MerchantApplication("Acme", "DE", "LIC-777", ["Acme"]))
+        assert first.licence_no == "LIC-777"
+    for variant in ("lic-777", "ＬＩＣ-777", "LIC\u2011777", " LIC-777 "):
+        with pytest.raises(Conflict), transaction(factory) as s:
+            merchants.apply(s, merchants.MerchantApplication("Acme", "DE", variant, ["Acme"]))
+    for variant in ("LIC-777\u200b", "\u202eLIC-777"):
+        with pytest.raises(ValidationError) as refused, transaction(factory) as s:
+            merchants.apply(s, merchants.MerchantApplication("Acme", "DE", variant, ["Acme"]))
+        assert refused.value.code == "invisible_character"
+    with factory() as s:
+        assert s.scalars(select(Merchant.licence_no)).all() == ["LIC-777"]
+
+
+def test_names_with_invisible_characters_are_refused(client, keys):
+    """A bidi override turned a merchant's name around on the review page (U+202E), and a zero-width
+    space made a second experiment (or campaign) whose name looked like the first's."""
+    application = {"name": "\u202eemoc", "country": "JP", "licence_no": "LIC-R4", "brands": ["B"]}
+    r = client.post("/v1/merchants", json=application)
+    assert r.status_code == 422 and r.json()["code"] == "invisible_character"
+    variants = [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]
+    marketer = auth(keys["marketer"])
+    r = client.post(
+        "/v1/experiments", json={"name": "homepage\u200b", "variants": variants}, headers=marketer
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invisible_character"
+    campaign = {"name": "Spring\u2066 sale", "channel": "site", "budget": "100",
+                "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2027-02-01T00:00:00Z"}  # fmt: skip
+    r = client.post("/v1/campaigns", json=campaign, headers=marketer)
+    assert r.status_code == 422 and r.json()["code"] == "invisible_character"
+    assert (
+        client.post("/v1/campaigns", json=campaign | {"name": "Spring sale"}, headers=marketer).status_code
+        == 201
+    )
