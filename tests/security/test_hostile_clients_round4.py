@@ -139,3 +139,28 @@ def test_names_with_invisible_characters_are_refused(client, keys):
         client.post("/v1/campaigns", json=campaign | {"name": "Spring sale"}, headers=marketer).status_code
         == 201
     )
+
+
+def test_a_deeply_nested_variant_config_is_a_422_not_a_500(client, keys):
+    """A variant's free-form config was stored as sent: 300 nested objects passed validation and the
+    response encoder's depth limit made the answer a plain-text 500 (the connection reset), and 400 kB
+    of config was stored for every variant."""
+    deep: dict = {}
+    inner = deep
+    for _ in range(300):
+        inner["a"] = {}
+        inner = inner["a"]
+    marketer = auth(keys["marketer"])
+    for name, config in (("deep", deep), ("wide", {"note": "x" * 5000})):
+        body = {
+            "name": name,
+            "variants": [{"name": "a", "weight": 1, "config": config}, {"name": "b", "weight": 1}],
+        }
+        r = client.post("/v1/experiments", json=body, headers=marketer)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_request", (name, r.status_code)
+    fine = {"model_alias": "challenger", "note": {"owner": {"team": "search"}}}
+    body = {
+        "name": "fine",
+        "variants": [{"name": "a", "weight": 1, "config": fine}, {"name": "b", "weight": 1}],
+    }
+    assert client.post("/v1/experiments", json=body, headers=marketer).status_code == 201
