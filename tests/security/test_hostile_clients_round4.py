@@ -17,8 +17,10 @@ from commerce.errors import Conflict, ValidationError
 from commerce.merchants import Merchant
 from commerce.services import ads, merchants
 from commerce.services.access import create_api_key
+from commerce.sqltypes import to_money
 from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
 from tests.serving.conftest import auth
+from tests.serving.test_console import sign_in
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -164,3 +166,20 @@ def test_a_deeply_nested_variant_config_is_a_422_not_a_500(client, keys):
         "variants": [{"name": "a", "weight": 1, "config": fine}, {"name": "b", "weight": 1}],
     }
     assert client.post("/v1/experiments", json=body, headers=marketer).status_code == 201
+
+
+def test_an_amount_no_money_column_holds_is_a_422(client, keys):
+    """The console's budget field reaches `to_money` as typed: `1e999999999` made its rounding raise
+    (a 500, the connection reset); amounts of 10^10 CNY or more fit no Money column either (PostgreSQL
+    refused the UPDATE: a 500 there too)."""
+    campaign = {"name": "Big", "channel": "site", "budget": "100",
+                "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2027-02-01T00:00:00Z"}  # fmt: skip
+    cid = client.post("/v1/campaigns", json=campaign, headers=auth(keys["marketer"])).json()["campaign_id"]
+    token = sign_in(client, keys["marketer"])
+    for budget in ("1e999999999", "10000000000"):
+        r = client.post(f"/console/campaigns/{cid}/plan", data={"budget": budget, "csrf_token": token})
+        assert r.status_code == 422 and "must be below" in r.text, (budget, r.status_code)
+    for amount in ("-1e999999999", "1e10"):
+        with pytest.raises(ValidationError):
+            to_money(amount)
+    assert to_money("9999999999.99") == Decimal("9999999999.99")
