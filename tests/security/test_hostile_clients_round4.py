@@ -183,3 +183,20 @@ def test_an_amount_no_money_column_holds_is_a_422(client, keys):
         with pytest.raises(ValidationError):
             to_money(amount)
     assert to_money("9999999999.99") == Decimal("9999999999.99")
+
+
+def test_the_console_cookie_is_secure_over_https(client, keys):
+    """Secure came only from CROSSCART_CONSOLE_SECURE_COOKIE: behind TLS with the setting left off, the
+    session cookie also went out over plain http:// (to anyone who made the browser load one). A request
+    that came over HTTPS (directly, or as a believed proxy says) now always gets a Secure cookie."""
+    base = "https://testserver"
+    token = CSRF.search(client.get(f"{base}/console/sign-in").text).group(1)
+    r = client.post(
+        f"{base}/console/sign-in",
+        data={"api_key": keys["admin"], "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and "; secure" in r.headers["set-cookie"].lower()
+    client.cookies.clear()
+    plain = client.get("/console/sign-in")
+    assert "secure" not in plain.headers["set-cookie"].lower()  # plain HTTP (development) still works
