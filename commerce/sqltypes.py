@@ -15,6 +15,7 @@ FEN = Decimal("0.01")
 #: Money columns: CNY with two decimals (fen). SQLite keeps NUMERIC as a binary float, so SQL that adds
 #: money wraps the sum in round(..., 2) to compare and store exact fen on both backends.
 Money = Numeric(12, 2, asdecimal=True)
+MONEY_DIGITS = 10  # Money's digits before the point: amounts from 10**10 up fit no Money column
 #: Rates and fractions such as VAT 0.1300.
 Rate = Numeric(6, 4, asdecimal=True)
 
@@ -68,7 +69,11 @@ def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
         raise ValidationError(f"{field} is not a number: {value!r}", code="invalid_money") from None
     if not amount.is_finite():
         raise ValidationError(f"{field} must be finite", code="invalid_money")
-    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
+    if amount.adjusted() < MONEY_DIGITS:  # quantizing `1e999999999` raised (a 500)
+        amount = amount.quantize(FEN, rounding=ROUND_HALF_UP)
+    if amount.adjusted() >= MONEY_DIGITS:  # no Money column holds it
+        raise ValidationError(f"{field} must be below {10**MONEY_DIGITS:,}", code="invalid_money")
+    return amount
 
 
 def round_fen(value: Decimal) -> Decimal:

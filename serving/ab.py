@@ -21,6 +21,7 @@ and restarts never double count).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -45,14 +46,38 @@ EXPLORE = "explore"
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
+#: A variant's config is a small flat-ish object: nesting deeper than this (800 levels was a 500, the
+#: response encoder's depth limit, after the row was written) or more than this many bytes of JSON is a 422.
+MAX_CONFIG_DEPTH = 8
+MAX_CONFIG_BYTES = 4096
+
+
 def _alias(value) -> bool:
     return isinstance(value, str) and ALIAS.match(value) is not None
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of a JSON value, counted no further than `limit` + 1 (no recursion to exhaust)."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        depth += 1
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+    return depth
 
 
 def check_variant_config(config: Mapping | None) -> Mapping | None:
     """Refuse page-shaping keys serving could not apply (ValueError), before an experiment starts."""
     if not config:
         return config
+    if _depth(config, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+        raise ValueError(f"config nests deeper than {MAX_CONFIG_DEPTH} levels")
+    if len(json.dumps(config, separators=(",", ":"))) > MAX_CONFIG_BYTES:
+        raise ValueError(f"config is longer than {MAX_CONFIG_BYTES} characters of JSON")
     pair = config.get(INTERLEAVE)
     if pair is not None and not (
         isinstance(pair, list) and len(pair) == 2 and all(_alias(a) for a in pair) and pair[0] != pair[1]

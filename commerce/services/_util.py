@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TypeVar
@@ -16,6 +17,9 @@ T = TypeVar("T")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # A cell starting with one of these runs as a formula when the CSV is opened in a spreadsheet.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Characters that show as nothing or reorder the text after them (zero-width, bidi controls, BOM): names
+# and licence numbers with them looked like other ones in the console, the API and exports.
+_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def get_or_404(session: Session, model: type[T], key, what: str) -> T:
@@ -47,13 +51,31 @@ def country_code(value: str, field: str = "country") -> str:
     return code
 
 
+def visible_text(text: str, field: str) -> str:
+    """`text`, refused (422) if it holds an invisible or direction-changing character."""
+    if _INVISIBLE.search(text):
+        raise ValidationError(
+            f"{field} holds an invisible or direction-changing character", code="invisible_character"
+        )
+    return text
+
+
 def required_text(value: str | None, field: str, max_len: int) -> str:
-    text = (value or "").strip()
+    text = visible_text((value or "").strip(), field)
     if not text:
         raise ValidationError(f"{field} is required", code="missing_field")
     if len(text) > max_len:
         raise ValidationError(f"{field} is longer than {max_len} characters", code="field_too_long")
     return text
+
+
+def licence_number(value: str | None) -> str:
+    """A business licence number in the one form uniqueness is checked on: NFKC (full-width letters and
+    digits become ASCII), upper case, any dash as `-`, runs of spaces as one. `LIC-7`, `lic-7`,
+    `ＬＩＣ-7` and `LIC‑7` (a non-breaking hyphen) were four registrations of one licence."""
+    text = unicodedata.normalize("NFKC", value or "").upper()
+    text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
+    return required_text(" ".join(text.split()), "licence_no", 64)
 
 
 def csv_cell(value):

@@ -4,7 +4,8 @@ charged clicks and reports.
 A click is charged through the impression token the search response carried: an HMAC-signed claim
 (campaign, keyword, product, slot, price, shopper, expiry) with a random id. Forged or altered tokens fail
 the signature; the id is the primary key of `ad_clicks`, inserted with ON CONFLICT DO NOTHING, so a
-replayed token is never charged twice; the day's spend rises by one conditional UPDATE
+replayed token is never charged twice, and a shopper's repeat clicks on one ad within a UTC day are
+recorded uncharged; the day's spend rises by one conditional UPDATE
 (`round(spent + price, 2) <= budget`), so concurrent clicks never take a campaign over its budget.
 """
 
@@ -40,7 +41,7 @@ from commerce.errors import Conflict, ValidationError
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.search.analysis import tokens
-from commerce.services._util import get_or_404, new_id, required_text
+from commerce.services._util import get_or_404, locked_or_404, new_id, required_text
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, to_money, utcnow
@@ -434,7 +435,11 @@ def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None 
                 campaign_id=campaign.campaign_id, day=day, budget=campaign.daily_budget, spent=0, clicks=0
             )
         )
-        charged = (
+        # The day's row locked before the repeat check (on PostgreSQL the insert above already waits for an
+        # open transaction that charged it): a racing click of the same shopper's is seen committed.
+        locked_or_404(session, AdBudgetDay, (campaign.campaign_id, day), "budget day")
+        repeat = claim.shopper_id is not None and _charged_today(session, claim, now)
+        charged = not repeat and (
             session.execute(
                 update(AdBudgetDay.__table__)
                 .where(
@@ -459,6 +464,27 @@ def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None 
         charged,
         price if charged else Decimal("0"),
         False,
+    )
+
+
+def _charged_today(session: Session, claim: ImpressionClaim, now: datetime) -> bool:
+    """This shopper was already billed for this ad (campaign and product) today: a repeat click is
+    recorded, not charged (each search gives a fresh token, so one shopper key searching and clicking
+    in a loop billed every click, emptying a competitor's daily budget in minutes)."""
+    start = as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (
+        session.scalar(
+            select(AdClick.token_id)
+            .where(
+                AdClick.campaign_id == claim.campaign_id,
+                AdClick.product_id == claim.product_id,
+                AdClick.shopper_id == claim.shopper_id,
+                AdClick.charged.is_(True),
+                AdClick.clicked_at >= start,
+            )
+            .limit(1)
+        )
+        is not None
     )
 
 

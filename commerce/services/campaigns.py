@@ -45,7 +45,7 @@ from commerce.campaigns import CHANNELS, CONTROL, Campaign, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
-from commerce.services._util import locked_or_404, new_id, write_csv
+from commerce.services._util import locked_or_404, new_id, required_text, write_csv
 from commerce.services.coupons import (
     ContactPolicy,
     grant_audience,
@@ -76,8 +76,7 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
         raise ValidationError(
             f"channel must be one of {CHANNELS}, got {data.channel!r}", code="invalid_channel"
         )
-    if not (data.name or "").strip():
-        raise ValidationError("name is required", code="missing_field")
+    name = required_text(data.name, "name", 200)
     budget = to_money(data.budget, field="budget")
     if budget <= 0:
         raise ValidationError("budget must be positive", code="invalid_campaign")
@@ -93,7 +92,7 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
         raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
     campaign = Campaign(
         campaign_id=campaign_id,
-        name=data.name.strip(),
+        name=name,
         channel=data.channel,
         budget=budget,
         control_share=share,

@@ -25,6 +25,7 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
+from commerce.services._util import visible_text
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 
@@ -103,6 +104,7 @@ def create_experiment(
         raise ValidationError("group-sequential inference needs the planned units per variant")
     if not name or len(name) > 100:
         raise ValidationError("experiment name must be 1-100 characters")
+    visible_text(name, "experiment name")
     if not 0 < traffic <= 1:
         raise ValidationError(f"traffic must be in (0, 1], got {traffic}")
     if planned_units_per_variant is not None and planned_units_per_variant < 1:

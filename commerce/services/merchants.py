@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from commerce.errors import Conflict, InvalidState, ValidationError
 from commerce.merchants import MERCHANT_STATUSES, BrandAuthorization, Merchant, MerchantStatusChange
-from commerce.services._util import country_code, get_or_404, new_id, required_text
+from commerce.services._util import country_code, get_or_404, licence_number, new_id, required_text
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import utcnow
 
@@ -36,7 +36,7 @@ class MerchantApplication:
 def apply(session: Session, application: MerchantApplication) -> Merchant:
     """Register a merchant as `pending`. Needs at least one brand authorization."""
     name = required_text(application.name, "name", 200)
-    licence = required_text(application.licence_no, "licence_no", 64)
+    licence = licence_number(application.licence_no)
     country = country_code(application.country)
     brands = sorted({required_text(b, "brand", 120) for b in application.brands})
     if not brands:

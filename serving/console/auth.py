@@ -1,9 +1,9 @@
 """Console sign-in: an API key is exchanged for a signed session cookie; every form carries a CSRF token.
 
-The cookie (HttpOnly, SameSite=Lax, Secure when `console_secure_cookie`) holds only the key's database
-id, a CSRF token and the issue time, signed with `console_secret`; never the key itself. Each request
-re-reads the key row, so a revoked key signs its sessions out at once. Roles are checked against
-`serving.deps.CAPABILITIES`, the rule set the API's dependencies use.
+The cookie (HttpOnly, SameSite=Lax, Secure when `console_secure_cookie` or the request came over HTTPS)
+holds only the key's database id, a CSRF token and the issue time, signed with `console_secret`; never
+the key itself. Each request re-reads the key row, so a revoked key signs its sessions out at once. Roles
+are checked against `serving.deps.CAPABILITIES`, the rule set the API's dependencies use.
 """
 
 from __future__ import annotations
@@ -76,7 +76,13 @@ class Sessions:
         except BadSignature:  # tampered, expired or signed by another secret
             return None
 
-    def write(self, response: Response, key_id: int | None, csrf: str) -> None:
+    def _secure(self, request: Request) -> bool:
+        """Secure when configured, and whenever the request came over HTTPS (a trusted proxy's
+        X-Forwarded-Proto counts): a deployment behind TLS that left the setting off sent the cookie
+        over plain HTTP too, to anyone who got the browser to load an http:// console URL."""
+        return self.secure or request.url.scheme == "https"
+
+    def write(self, request: Request, response: Response, key_id: int | None, csrf: str) -> None:
         response.set_cookie(
             COOKIE,
             self._signer.dumps({"k": key_id, "c": csrf}),
@@ -84,11 +90,13 @@ class Sessions:
             path="/console",
             httponly=True,
             samesite="lax",
-            secure=self.secure,
+            secure=self._secure(request),
         )
 
-    def clear(self, response: Response) -> None:
-        response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="lax", secure=self.secure)
+    def clear(self, request: Request, response: Response) -> None:
+        response.delete_cookie(
+            COOKIE, path="/console", httponly=True, samesite="lax", secure=self._secure(request)
+        )
 
 
 def _principal_for(state: ServingState, key_id: int) -> Principal | None:

@@ -47,12 +47,12 @@ async def sign_in_submit(
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
         return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)
     response = redirect(_safe_next(next))  # a new CSRF token with the new privilege
-    request.app.state.console_sessions.write(response, principal.key_id, secrets.token_urlsafe(24))
+    request.app.state.console_sessions.write(request, response, principal.key_id, secrets.token_urlsafe(24))
     return response
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request):
     response = redirect("/console/sign-in")
-    request.app.state.console_sessions.clear(response)
+    request.app.state.console_sessions.clear(request, response)
     return response

@@ -71,7 +71,7 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
     )
     if getattr(request.state, "console_new_cookie", False):
         key_id = session.principal.key_id if session.principal else None
-        request.app.state.console_sessions.write(response, key_id, session.csrf)
+        request.app.state.console_sessions.write(request, response, key_id, session.csrf)
     return response
 
 

@@ -148,11 +148,15 @@ def search(
 
 @router.post("/search/clicks", response_model=ClickOut)
 def search_click(body: ClickIn, search: SearchDep, principal: Storefront) -> ClickOut:
-    """A shopper clicked a sponsored result: charged once per impression token, within the budget.
-    Forged or expired tokens are refused (422); a replayed one is acknowledged and not charged."""
+    """A shopper clicked a sponsored result: charged once per impression token, within the budget, and once
+    a day per shopper and ad. Forged or expired tokens are refused (422); a replayed one is acknowledged
+    and not charged. A shopper key clicks only results shown to it: an anonymous search's token has no
+    shopper to count repeats against."""
     claim = search.verify(body.token)
     if claim.shopper_id is not None:
         ensure_shopper(principal, claim.shopper_id)
+    elif principal.role == "shopper":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a shopper key clicks only its own search results")
     result = search.click(claim)
     return ClickOut(
         product_id=result.product_id,
