@@ -15,7 +15,7 @@ def evaluate_forecast(
     time_format: str | None = typer.Option(
         None, help="Time layout in strftime codes, e.g. '%m/%d/%Y %H:%M' (default: guessed)."
     ),
-    sep: str = typer.Option(",", help="CSV delimiter."),
+    sep: str | None = typer.Option(None, help="CSV delimiter (default: found from the header line)."),
     freq: str = typer.Option("W", help="Period: D, W, M (or a pandas alias such as W-MON)."),
     horizon: int = typer.Option(4, min=1, help="Periods forecast from each cutoff."),
     windows: int = typer.Option(3, min=1, help="Rolling-origin test windows of `horizon` periods each."),
