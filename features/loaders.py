@@ -10,11 +10,12 @@ Real retail logs decide a few things here:
 - Repeat events (repeat purchases) are kept one row each: `build_interactions` sums them.
 - A negative value (a returned quantity) is valid data, kept as is and counted in the report's notes;
   `build_interactions` subtracts returns from the pair's weight.
-- Text files are read as they are published: plain or compressed (`.gz`, `.bz2`, `.zst`, by extension),
-  UTF-8 with or without a BOM or, when a byte is not UTF-8, Latin-1 (noted); CRLF or LF line ends; blank
-  lines skipped; the delimiter (`,`, tab, `;`, `|`) found from the header line unless given. A file without
-  a header line names its columns by position, `#1`, `#2`, ... (1-based). Problems that make a file
-  unreadable (empty, an unclosed quote, a column it lacks) raise `ValueError` naming the file (and row).
+- Text files are read as they are published: plain, compressed (`.gz`, `.bz2`, `.zst`, by extension) or
+  a zip of one file (an Excel workbook is refused); UTF-8 with or without a BOM or, when a byte is not
+  UTF-8, Latin-1 (noted); CRLF or LF line ends; blank lines skipped; the delimiter (`,`, tab, `;`, `|`)
+  found from the header line unless given. A file without a header line names its columns by position,
+  `#1`, `#2`, ... (1-based). Problems that make a file unreadable (empty, an unclosed quote, a column it
+  lacks or names twice) raise `ValueError` naming the file (and row). docs/data-contracts.md has it all.
 - `load_events` collapses rows identical in every column read when their times carry a time of day: one
   event logged twice. Date-only times (and `load_sales`, which reads too few columns to tell two stores'
   equal sale lines apart) keep them and count them in the notes.
@@ -23,6 +24,7 @@ Real retail logs decide a few things here:
 from __future__ import annotations
 
 import csv as csv_module
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,18 +180,17 @@ def load_movielens(path: str | Path) -> tuple[pd.DataFrame, LoadReport]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no MovieLens ratings file at {path}")
-    head = _first_line(path)[0]
+    source = _unpacked(path)
+    head = _first_line(path, source)[0]
     if head.replace(" ", "").lower().startswith("userid,movieid,rating"):
         return load_events(
             path, user_col="userId", item_col="movieId", time_col="timestamp", value_col="rating", sep=","
         )
     names = ["user", "item", "rating", "ts"]
     if "::" in head:  # pyarrow reads one-character delimiters only; the ids and numbers never hold a tab
-        with _open_text_bytes(path) as stream:
-            text = stream.read().replace(b"::", b"\t")
-        raw, broken, notes = _read_text_table(path, sep="\t", names=names, source=_buffer(text))
-    else:
-        raw, broken, notes = _read_text_table(path, sep="\t", names=names)
+        with _open_text_bytes(path, source) as stream:
+            source = _buffer(stream.read().replace(b"::", b"\t"))
+    raw, broken, notes = _read_text_table(path, sep="\t", names=names, source=source)
     events, report = clean_events(
         raw, source=str(path), user_col="user", item_col="item", time_col="ts", value_col="rating"
     )
@@ -310,34 +311,43 @@ def _read_columns(path: Path, wanted: list[str], sep: str | None) -> tuple[pd.Da
         raise ValueError(f"{path}: name every column or give every one by position (#N), not a mix")
     if sep is not None and len(sep) != 1:
         raise ValueError(f"the delimiter must be one character, got {sep!r}")
-    head, blank_lines = _first_line(path)
+    source = _unpacked(path)
+    head, blank_lines = _first_line(path, source)
     sep = sep or _find_delimiter(head, None if by_position else wanted)
     fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
+    read = dict(sep=sep, columns=wanted, source=source)
     if by_position:
         names = [f"#{n}" for n in range(1, len(fields) + 1)]
         beyond = [c for c in wanted if _position(c) > len(fields)]
         if beyond:
             raise ValueError(f"{path} has {len(fields)} fields a line (delimiter {sep!r}): no {beyond[0]}")
-        return _read_text_table(path, sep=sep, names=names, columns=wanted, skip_rows=blank_lines)
+        return _read_text_table(path, names=names, skip_rows=blank_lines, **read)
     _require_columns(wanted, fields, path)
-    return _read_text_table(path, sep=sep, names=fields, columns=wanted, skip_rows=blank_lines + 1)
+    twice = [c for c in wanted if fields.count(c) > 1]
+    if twice:
+        raise ValueError(f"{path}: the header names column {twice[0]!r} more than once")
+    return _read_text_table(path, names=fields, skip_rows=blank_lines + 1, **read)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A whole delimited text file (a campaign file, a calendar: one row per unit) as pandas reads it,
-    under the text rules of the module docstring (compressed, BOM, blank lines, delimiter found from the
-    header line, Latin-1 when not UTF-8; names and fields stripped). An empty or unparsable file is a
-    `ValueError` naming it (and, from pandas, the line)."""
+def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.DataFrame:
+    """A whole delimited text file (a campaign file, a calendar, an experiment's event log) as pandas
+    reads it (`dtype` as in `pandas.read_csv`), under the text rules of the module docstring
+    (compressed, BOM, blank lines, delimiter found from the header line, Latin-1 when not UTF-8; names
+    and fields stripped). An empty or unparsable file is a `ValueError` naming it (and, from pandas,
+    the line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
-    sep = _find_delimiter(_first_line(path)[0], None)
-    read = dict(sep=sep, skipinitialspace=True, compression="infer")
+    source = _unpacked(path)
+    sep = _find_delimiter(_first_line(path, source)[0], None)
+    read = dict(sep=sep, skipinitialspace=True, dtype=dtype)
+    member = _open_text_bytes(path, source).read() if source is not None else None
+    data = (lambda: io.BytesIO(member)) if member is not None else (lambda: path)
     try:
         try:
-            frame = pd.read_csv(path, encoding="utf-8-sig", **read)
+            frame = pd.read_csv(data(), encoding="utf-8-sig", **read)
         except UnicodeDecodeError:
-            frame = pd.read_csv(path, encoding="latin-1", **read)
+            frame = pd.read_csv(data(), encoding="latin-1", **read)
     except pd.errors.ParserError as exc:
         raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -367,10 +377,35 @@ def _find_delimiter(head: str, wanted: list[str] | None) -> str:
     return max(DELIMITERS, key=lambda sep: len(splits[sep]))  # ties: the earlier, "," first
 
 
-def _open_text_bytes(path: Path):
-    """A binary stream of the file's bytes, decompressed by its extension (.gz, .bz2, .zst, ...)."""
+def _unpacked(path: Path):
+    """The one file of a zip archive (Kaggle's downloads), in memory, or None when `path` is no zip
+    (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks and archives of several files are
+    refused by name."""
+    import zipfile
+
+    with open(path, "rb") as file:
+        magic = file.read(8)
+    if magic == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+        if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
+            raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
+        if len(names) != 1:
+            raise ValueError(f"{path} is a zip archive of {len(names)} files: unzip it and name one")
+        return _buffer(archive.read(names[0]))
+
+
+def _open_text_bytes(path: Path, source=None):
+    """A binary stream of the file's bytes: `source` (an unpacked archive member) from its start, or
+    the file decompressed by its extension (.gz, .bz2, .zst, ...)."""
     import pyarrow as pa
 
+    if source is not None:
+        source.seek(0)
+        return pa.BufferReader(source.read_buffer())
     return pa.input_stream(str(path), compression="detect")
 
 
@@ -380,10 +415,10 @@ def _buffer(data: bytes):
     return pa.BufferReader(data)
 
 
-def _first_line(path: Path) -> tuple[str, int]:
+def _first_line(path: Path, source=None) -> tuple[str, int]:
     """The first non-blank line (BOM and line end removed; Latin-1 when it is not UTF-8) and the number
     of blank lines before it. An empty file is refused by name."""
-    with _open_text_bytes(path) as stream:
+    with _open_text_bytes(path, source) as stream:
         chunk = stream.read(1 << 20)
     lines = chunk.splitlines()
     blank = 0

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crosscart.cli import app
-from features.loaders import load_events, load_movielens, load_sales
+from features.loaders import load_events, load_movielens, load_order_lines, load_sales
 from training.evaluate_uplift import load_campaign
 
 UTC = "UTC"
@@ -430,3 +430,63 @@ def test_dunnhumby_zero_quantity_lines_are_no_purchase(tmp_path):
     )  # fmt: skip
     setup = prepare_next_basket(dataset, "last-basket:1.0:0")
     assert setup.targets == {"2375": {"1036325"}, "1364": {"1004906"}}
+
+
+def test_kaggle_zip_downloads_are_read_and_workbooks_refused(tmp_path):
+    import zipfile
+
+    lines, orders = _instacart(tmp_path)
+    for path in (lines, orders):  # Kaggle serves orders.csv.zip: one CSV inside
+        with zipfile.ZipFile(f"{path}.zip", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(path, path.name)
+    zipped, _ = load_order_lines(
+        f"{lines}.zip", f"{orders}.zip", user_col="user_id", item_col="product_id", basket_col="order_id"
+    )
+    plain, _ = load_order_lines(
+        lines, orders, user_col="user_id", item_col="product_id", basket_col="order_id"
+    )
+    pd.testing.assert_frame_equal(zipped, plain)
+    both = tmp_path / "instacart-market-basket-analysis.zip"
+    with zipfile.ZipFile(both, "w") as archive:
+        archive.write(lines, lines.name)
+        archive.write(orders, orders.name)
+    with pytest.raises(ValueError, match=r"instacart-market-basket-analysis.zip is a zip archive of 2 files"):
+        load_events(both, user_col="user_id", item_col="product_id")
+    workbook = tmp_path / "Online Retail.xlsx"  # as UCI publishes it
+    with zipfile.ZipFile(workbook, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    result = _invoke([
+        "evaluate", "recommender", "--data", f"events:{workbook}", "--user-col", "CustomerID",
+        "--item-col", "StockCode",
+    ])  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        result.output.strip().splitlines()[-1]
+        == f"error: {workbook} is an Excel workbook: save it as CSV first"
+    )
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    path = _write(tmp_path / "export.csv", ["id,id,sku", "7,8,a", "7,9,b"])
+    with pytest.raises(ValueError, match=r"export.csv: the header names column 'id' more than once"):
+        load_events(path, user_col="id", item_col="sku")
+
+
+def test_an_experiment_log_in_latin1_reads_like_utf8(tmp_path):
+    from experiments.ab.simulation import SCENARIOS, simulate_events
+
+    events = simulate_events(SCENARIOS["recommender"], 1500, seed=1, experiment="rec")
+    events["unit_id"] = "Müller-" + events["unit_id"].astype(str)
+    reports = []
+    for encoding in ("utf-8", "latin-1"):
+        path = tmp_path / f"events-{encoding}.csv"
+        events.to_csv(path, index=False, encoding=encoding)
+        result = _invoke(["experiment", "analyze", "--events", str(path), "--experiment", "rec", "--json"])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.output))
+    assert reports[0] == reports[1]
+    empty = _write(tmp_path / "events.csv", [""])
+    result = _invoke(["experiment", "analyze", "--events", str(empty), "--experiment", "rec"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"error: {empty} is empty (no header or data line)"
