@@ -11,11 +11,12 @@ Real retail logs decide a few things here:
 - A negative value (a returned quantity) is valid data, kept as is and counted in the report's notes;
   `build_interactions` subtracts returns from the pair's weight.
 - Text files are read as they are published: plain, compressed (`.gz`, `.bz2`, `.zst`, by extension) or
-  a zip of one file (an Excel workbook is refused); UTF-8 with or without a BOM or, when a byte is not
-  UTF-8, Latin-1 (noted); CRLF or LF line ends; blank lines skipped; the delimiter (`,`, tab, `;`, `|`)
-  found from the header line unless given. A file without a header line names its columns by position,
-  `#1`, `#2`, ... (1-based). Problems that make a file unreadable (empty, an unclosed quote, a column it
-  lacks or names twice) raise `ValueError` naming the file (and row). docs/data-contracts.md has it all.
+  a zip of one file (an Excel workbook is refused); UTF-8 with or without a BOM, UTF-16 with a BOM or,
+  when a byte is not UTF-8, Latin-1 (noted); CRLF or LF line ends; blank lines skipped; the delimiter
+  (`,`, tab, `;`, `|`) found from the header line unless given. A file without a header line names its
+  columns by position, `#1`, `#2`, ... (1-based). Problems that make a file unreadable (empty, an
+  unclosed quote, a column it lacks or names twice) raise `ValueError` naming the file (and row).
+  docs/data-contracts.md has it all.
 - `load_events` collapses rows identical in every column read when their times carry a time of day: one
   event logged twice. Date-only times (and `load_sales`, which reads too few columns to tell two stores'
   equal sale lines apart) keep them and count them in the notes.
@@ -378,15 +379,17 @@ def _find_delimiter(head: str, wanted: list[str] | None) -> str:
 
 
 def _unpacked(path: Path):
-    """The one file of a zip archive (Kaggle's downloads), in memory, or None when `path` is no zip
-    (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks and archives of several files are
-    refused by name."""
+    """The one file of a zip archive (Kaggle's downloads) or a UTF-16 file, in memory as UTF-8, or None
+    for other files (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks and archives of
+    several files are refused by name."""
     import zipfile
 
     with open(path, "rb") as file:
         magic = file.read(8)
     if magic == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
+    if magic[:2] in UTF16_BOMS:
+        return _buffer(_as_utf8(path.read_bytes()))
     if not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
@@ -395,7 +398,15 @@ def _unpacked(path: Path):
             raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
         if len(names) != 1:
             raise ValueError(f"{path} is a zip archive of {len(names)} files: unzip it and name one")
-        return _buffer(archive.read(names[0]))
+        return _buffer(_as_utf8(archive.read(names[0])))
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """UTF-16 with a BOM (Excel's "Unicode text" export) as UTF-8; other bytes as they are."""
+    return data.decode("utf-16").encode("utf-8") if data[:2] in UTF16_BOMS else data
 
 
 def _open_text_bytes(path: Path, source=None):

@@ -490,3 +490,15 @@ def test_an_experiment_log_in_latin1_reads_like_utf8(tmp_path):
     result = _invoke(["experiment", "analyze", "--events", str(empty), "--experiment", "rec"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == f"error: {empty} is empty (no header or data line)"
+
+
+def test_an_excel_unicode_text_export_is_utf16_with_tabs(tmp_path):
+    lines = [line.replace(",", "\t").replace('"', "") for line in _online_retail_lines("CAFÉ CRÈME")]
+    utf16 = _write(tmp_path / "Online Retail.txt", lines, encoding="utf-16", crlf=True)  # BOM included
+    utf8 = _write(tmp_path / "online_retail.tsv", lines)
+    columns = dict(
+        user_col="CustomerID", item_col="Description", time_col="InvoiceDate", value_col="Quantity"
+    )
+    read, report = load_events(utf16, **columns)
+    pd.testing.assert_frame_equal(read, load_events(utf8, **columns)[0])
+    assert read["item_id"].iloc[0] == "CAFÉ CRÈME, RED" and report.rows_read == 39
