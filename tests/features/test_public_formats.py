@@ -493,7 +493,9 @@ def test_an_experiment_log_in_latin1_reads_like_utf8(tmp_path):
 
 
 def test_an_excel_unicode_text_export_is_utf16_with_tabs(tmp_path):
-    lines = [line.replace(",", "\t").replace('"', "") for line in _online_retail_lines("CAFÉ CRÈME")]
+    import csv
+
+    lines = ["\t".join(fields) for fields in csv.reader(_online_retail_lines("CAFÉ CRÈME"))]
     utf16 = _write(tmp_path / "Online Retail.txt", lines, encoding="utf-16", crlf=True)  # BOM included
     utf8 = _write(tmp_path / "online_retail.tsv", lines)
     columns = dict(
