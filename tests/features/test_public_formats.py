@@ -195,7 +195,7 @@ def test_taobao_user_behavior_headerless_with_its_own_event_types(tmp_path):
     lines = []
     for n in range(60):  # UserBehavior.csv: user, item, category, behaviour (pv, fav, cart, buy), unix time
         kind = ("pv", "pv", "fav", "cart", "buy")[n % 5]
-        lines.append(f"{1 + n % 6},{2268318 + n % 9},2520377,{kind},{1511544070 + n * 600}")
+        lines.append(f"{1 + n % 6},{2268318 + n % 25},2520377,{kind},{1511544070 + n * 600}")
     path = _write(tmp_path / "UserBehavior.csv", lines)
     result = _invoke([
         "evaluate", "recommender", "--data", f"events:{path}", "--user-col", "#1", "--item-col", "#2",
@@ -203,7 +203,7 @@ def test_taobao_user_behavior_headerless_with_its_own_event_types(tmp_path):
         "--split", "temporal:0.8", "--models", "popularity", "--json",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "read 60 rows, kept 60" in result.output
+    assert "read 60 rows, kept 60" in result.output and _json_rows(result.output)[0]["n_users"] > 0
 
 
 def test_movielens_100k_1m_and_20m_layouts_read_alike(tmp_path):
@@ -504,3 +504,23 @@ def test_an_excel_unicode_text_export_is_utf16_with_tabs(tmp_path):
     read, report = load_events(utf16, **columns)
     pd.testing.assert_frame_equal(read, load_events(utf8, **columns)[0])
     assert read["item_id"].iloc[0] == "CAFÉ CRÈME, RED" and report.rows_read == 39
+
+
+@pytest.mark.parametrize(
+    ("command", "outcome"),
+    [
+        (["evaluate", "recommender", "--user-col", "u", "--item-col", "i", "--time-col", "t",
+          "--split", "temporal:0.5", "--models", "popularity,itemknn,ease"],
+         "error: split 'temporal:0.5' leaves no test user with an item to find"),
+        (["evaluate", "next-basket", "--user-col", "u", "--item-col", "i", "--basket-col", "t",
+          "--time-col", "t", "--split", "last-basket:1.0:0", "--models", "tifuknn"], '"n_users": 1'),
+        (["evaluate", "session", "--session-col", "u", "--item-col", "i", "--time-col", "t",
+          "--models", "pop,stan"], "error: the split leaves no training or no test clicks"),
+        (["evaluate", "forecast", "--item-col", "i", "--time-col", "t", "--quantity-col", "q",
+          "--freq", "D"], "error: no item has 21 periods of history"),
+    ],
+)  # fmt: skip
+def test_one_shopper_and_one_item_is_answered_not_crashed(tmp_path, command, outcome):
+    path = _write(tmp_path / "one.csv", ["u,i,t,q", "0001,sku,2020-01-01,1", "0001,sku,2020-01-02,1"])
+    result = _invoke([*command, "--data", f"events:{path}", "--json"])
+    assert result.exit_code in (0, 2) and outcome in result.output, result.output
