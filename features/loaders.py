@@ -522,7 +522,10 @@ def _require_columns(wanted: list[str], available, path: Path) -> None:
             shown += f", ... ({len(available) - 12} more)"
         hint = ""
         if sum(bool(re.fullmatch(r"d_\d+|\d{4}-\d{2}-\d{2}", str(c))) for c in available) > 12:
-            hint = "; it is wide (a column per day, like M5's d_1..): melt it to one row per item and day"
+            hint = (
+                "; it is wide (a column per day, like M5's d_1..): evaluate forecast reads it with"
+                " --first-day DATE, else melt it to one row per item and day"
+            )
         raise ValueError(f"{path} has no column(s) {missing}; it has {shown}{hint}")
 
 
@@ -655,4 +658,69 @@ def load_sales(
     if repeated:
         report.notes["rows repeating an earlier row (kept)"] = repeated
     sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
+    return sales, report
+
+
+def load_wide_sales(
+    path: str | Path, *, item_col: str, first_day: str, sep: str | None = None
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Read a wide sales table, one row per series and one column per day (M5's `d_1..d_1941`; d_1 is
+    `first_day`), into the `item_id`, `ts`, `quantity` rows of `load_sales`, summed per item and day.
+
+    Rows with a missing item are dropped and counted; an empty or non-numeric cell is a `ValueError`
+    naming the file (M5 has none: a gap would be silently read as no sales otherwise)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no sales file at {path}")
+    start = pd.Timestamp(first_day)
+    start = start.tz_convert("UTC") if start.tz else start.tz_localize("UTC")
+    source = _unpacked(path)
+    head, blank_lines = _first_line(path, source)
+    sep = sep or _find_delimiter(head, [item_col])
+    fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
+    _require_columns([item_col], fields, path)
+    days = [f for f in fields if re.fullmatch(r"d_[1-9]\d*", f)]
+    if not days:
+        raise ValueError(f"{path} has no day columns d_1, d_2, ...: not a wide sales table")
+    broken = 0
+
+    def skip_and_count(_row) -> str:
+        nonlocal broken
+        broken += 1
+        return "skip"
+
+    try:
+        table = csv.read_csv(
+            source if source is not None else path,
+            read_options=csv.ReadOptions(column_names=fields, skip_rows=blank_lines + 1),
+            parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
+            convert_options=csv.ConvertOptions(
+                include_columns=[item_col, *days],
+                column_types={item_col: pa.string(), **dict.fromkeys(days, pa.float64())},
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
+    report = LoadReport(source=str(path), rows_read=table.num_rows)
+    report.add_unparsed(broken)
+    gaps = [d for d in days if table[d].null_count]
+    if gaps:
+        raise ValueError(f"{path}: column {gaps[0]} has {table[gaps[0]].null_count} empty cells")
+    items = _ids(table[item_col].to_pandas())
+    report.add_dropped("missing id", int(items.isna().sum()))
+    values = np.column_stack([table[d].to_numpy() for d in days])[items.notna().to_numpy()]
+    per_item = pd.DataFrame(values, index=items.dropna().to_numpy()).groupby(level=0, sort=True).sum()
+    offsets = np.array([int(d[2:]) - 1 for d in days])
+    item_idx, day_idx = np.indices(per_item.shape)
+    report.notes[f"wide table: {len(days)} day columns from {start.date()}"] = len(per_item)
+    sales = pd.DataFrame(
+        {
+            "item_id": per_item.index.to_numpy()[item_idx.ravel()],
+            "ts": (start + pd.to_timedelta(offsets[day_idx.ravel()], unit="D")).as_unit("ns"),
+            "quantity": per_item.to_numpy().ravel(),
+        }
+    )
     return sales, report

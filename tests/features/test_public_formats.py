@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -524,3 +525,40 @@ def test_one_shopper_and_one_item_is_answered_not_crashed(tmp_path, command, out
     path = _write(tmp_path / "one.csv", ["u,i,t,q", "0001,sku,2020-01-01,1", "0001,sku,2020-01-02,1"])
     result = _invoke([*command, "--data", f"events:{path}", "--json"])
     assert result.exit_code in (0, 2) and outcome in result.output, result.output
+
+
+def test_m5_wide_table_forecasts_as_its_long_form(tmp_path):
+    # sales_train_evaluation.csv: one row per item and store, a column per day from d_1 (2011-01-29);
+    # its long form (a row per store, item and day) must give the same demand and the same scores.
+    rng = np.random.default_rng(0)
+    n_days, first_day = 70, pd.Timestamp("2011-01-29")
+    wide = ["id,item_id,dept_id,cat_id,store_id,state_id," + ",".join(f"d_{n}" for n in range(1, n_days + 1))]
+    long = ["date,store_id,item_id,sales"]
+    for item in ("HOBBIES_1_001", "FOODS_3_090"):
+        for store in ("CA_1", "TX_2"):
+            sold = rng.poisson(3, n_days)
+            wide.append(f"{item}_{store}_evaluation,{item},X,Y,{store},CA," + ",".join(map(str, sold)))
+            long += [
+                f"{(first_day + pd.Timedelta(days=d)).date()},{store},{item},{q}" for d, q in enumerate(sold)
+            ]
+    wide_path = _write(tmp_path / "sales_train_evaluation.csv", wide, crlf=True)
+    long_path = _write(tmp_path / "sales_long.csv", long)
+    rows = []
+    for data, columns in [
+        (wide_path, ["--first-day", "2011-01-29"]),
+        (long_path, ["--time-col", "date", "--quantity-col", "sales"]),
+    ]:
+        result = _invoke([
+            "evaluate", "forecast", "--data", f"events:{data}", "--item-col", "item_id", *columns,
+            "--freq", "D", "--horizon", "7", "--windows", "2", "--models", "naive,seasonal_naive", "--json",
+        ])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        rows.append(
+            [{k: v for k, v in row.items() if k != "fit_seconds"} for row in _json_rows(result.output)]
+        )
+    assert rows[0] == rows[1] and rows[0][0]["n_series"] == 2
+    result = _invoke([
+        "evaluate", "forecast", "--data", f"events:{wide_path}", "--item-col", "item_id", "--first-day",
+        "2011-01-29", "--quantity-col", "sales",
+    ])  # fmt: skip
+    assert result.exit_code == 2 and "Invalid value for --first-day" in result.output
