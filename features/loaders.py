@@ -10,10 +10,23 @@ Real retail logs decide a few things here:
 - Repeat events (repeat purchases) are kept one row each: `build_interactions` sums them.
 - A negative value (a returned quantity) is valid data, kept as is and counted in the report's notes;
   `build_interactions` subtracts returns from the pair's weight.
+- Text files are read as they are published: plain, compressed (`.gz`, `.bz2`, `.zst`, by extension) or
+  a zip of one file (an Excel workbook is refused); UTF-8 with or without a BOM, UTF-16 with a BOM or,
+  when a byte is not UTF-8, Latin-1 (noted); CRLF or LF line ends; blank lines skipped; the delimiter
+  (`,`, tab, `;`, `|`) found from the header line unless given. A file without a header line names its
+  columns by position, `#1`, `#2`, ... (1-based). Problems that make a file unreadable (empty, an
+  unclosed quote, a column it lacks or names twice) raise `ValueError` naming the file (and row).
+  docs/data-contracts.md has it all.
+- `load_events` collapses rows identical in every column read when their times carry a time of day: one
+  event logged twice. Date-only times (and `load_sales`, which reads too few columns to tell two stores'
+  equal sale lines apart) keep them and count them in the notes.
 """
 
 from __future__ import annotations
 
+import csv as csv_module
+import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,49 +86,117 @@ def load_events(
     time_col: str | None = None,
     event_col: str | None = None,
     value_col: str | None = None,
-    sep: str = ",",
+    sep: str | None = None,
     time_format: str | None = None,
     basket_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Read a CSV or Parquet event file (or Parquet directory) with the given column names.
+    """Read a CSV or Parquet event file (or Parquet directory) with the given column names (`#N`
+    positions for a text file without a header line; see the module docstring for the text rules).
 
-    Time may be unix seconds, ISO-8601 strings, or another layout: `time_format` (strftime codes) or,
-    without it, the common layout that reads most values (noted in the report). Ids are read as
-    strings so leading zeros survive.
-    `sep` is the CSV delimiter; a line with the wrong number of fields is counted and skipped.
+    Time may be unix seconds (milliseconds or microseconds when a numbers-only column is that large),
+    ISO-8601 strings, or another layout: `time_format` (strftime codes) or, without it, the common
+    layout that reads most values (noted in the report). Ids are read as strings so leading zeros survive.
+    `sep` is the CSV delimiter (default: found from the header line); a line with the wrong number of
+    fields is counted and skipped.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no event file at {path}")
     wanted = [c for c in (user_col, item_col, time_col, event_col, value_col, basket_col) if c]
-    if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
-
-        available = pq.ParquetDataset(path).schema.names
-        _require_columns(wanted, available, path)
-        raw, broken = pd.read_parquet(path, columns=wanted), 0
-    else:
-        header = pd.read_csv(path, sep=sep, nrows=0).columns
-        _require_columns(wanted, header, path)
-        raw, broken = _read_text_table(path, sep=sep, columns=wanted)
+    raw, broken, notes = _read_columns(path, wanted, sep)
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
         event_col=event_col, value_col=value_col, time_format=time_format, basket_col=basket_col,
     )  # fmt: skip
     report.add_unparsed(broken)
+    report.notes.update(notes)
+    return _collapse_repeats(events, report, timed=time_col is not None)
+
+
+def load_order_lines(
+    lines_path: str | Path,
+    orders_path: str | Path,
+    *,
+    user_col: str,
+    item_col: str,
+    basket_col: str,
+    time_col: str | None = None,
+    value_col: str | None = None,
+    time_format: str | None = None,
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Order lines (basket, item[, value]) whose shopper and time are in a second file, one row per
+    basket, joined on `basket_col`: Instacart's `order_products__prior.csv` beside `orders.csv`.
+
+    The item and value columns are looked up in the lines file, the user and time columns in the orders
+    file (the basket column is in both). A line whose basket is not in the orders file is dropped as a
+    missing id; an orders file naming a basket twice is refused. Otherwise the rules of `load_events`.
+    """
+    lines_path, orders_path = Path(lines_path), Path(orders_path)
+    for path in (lines_path, orders_path):
+        if not path.exists():
+            raise FileNotFoundError(f"no order file at {path}")
+    line_columns = [basket_col, item_col, *([value_col] if value_col else [])]
+    lines, broken, notes = _read_columns(lines_path, line_columns, None)
+    order_columns = [basket_col, user_col, *([time_col] if time_col else [])]
+    orders, orders_broken, orders_notes = _read_columns(orders_path, order_columns, None)
+    key = _ids(orders[basket_col])
+    orders, key = orders[key.notna().to_numpy()], key.dropna()
+    twice = key.duplicated()
+    if twice.any():
+        raise ValueError(f"{orders_path}: basket {key[twice].iloc[0]!r} is named by more than one row")
+    orders = orders.drop(columns=[basket_col]).set_index(key.to_numpy())
+    joined = orders.reindex(_ids(lines[basket_col]).to_numpy())
+    raw = pd.concat([lines.reset_index(drop=True), joined.reset_index(drop=True)], axis=1)
+    events, report = clean_events(
+        raw, source=str(lines_path), user_col=user_col, item_col=item_col, time_col=time_col,
+        value_col=value_col, time_format=time_format, basket_col=basket_col,
+    )  # fmt: skip
+    report.add_unparsed(broken)
+    if orders_broken:
+        report.notes[f"{orders_path.name}: lines with a wrong number of fields (skipped)"] = orders_broken
+    report.notes.update(notes)
+    report.notes.update({f"{orders_path.name}: {what}": n for what, n in orders_notes.items()})
+    return _collapse_repeats(events, report, timed=time_col is not None)
+
+
+def _collapse_repeats(
+    events: pd.DataFrame, report: LoadReport, *, timed: bool
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Drop rows identical to an earlier one when the times have a time of day (one event logged twice);
+    with dates only or no times, keep them (repeat purchases) and count them in the notes."""
+    repeated = events.duplicated().to_numpy()
+    if repeated.any():
+        if timed and bool((events["ts"] != events["ts"].dt.normalize()).any()):
+            report.add_dropped("duplicate row", int(repeated.sum()))
+            events = events[~repeated].reset_index(drop=True)
+        else:
+            report.notes["rows repeating an earlier row (kept)"] = int(repeated.sum())
     return events, report
 
 
 def load_movielens(path: str | Path) -> tuple[pd.DataFrame, LoadReport]:
-    """Read MovieLens `u.data` (tab-separated user, item, rating, unix time); the rating becomes `value`."""
+    """Read MovieLens ratings, the rating as `value`: `u.data` (100K: tab-separated user, item, rating,
+    unix time), `ratings.dat` (1M, 10M: `user::item::rating::time`) or `ratings.csv` (20M, 25M, 32M,
+    latest: header `userId,movieId,rating,timestamp`). The layout is read from the first line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no MovieLens ratings file at {path}")
-    raw, broken = _read_text_table(path, sep="\t", names=["user", "item", "rating", "ts"])
+    source = _unpacked(path)
+    head = _first_line(path, source)[0]
+    if head.replace(" ", "").lower().startswith("userid,movieid,rating"):
+        return load_events(
+            path, user_col="userId", item_col="movieId", time_col="timestamp", value_col="rating", sep=","
+        )
+    names = ["user", "item", "rating", "ts"]
+    if "::" in head:  # pyarrow reads one-character delimiters only; the ids and numbers never hold a tab
+        with _open_text_bytes(path, source) as stream:
+            source = _buffer(stream.read().replace(b"::", b"\t"))
+    raw, broken, notes = _read_text_table(path, sep="\t", names=names, source=source)
     events, report = clean_events(
         raw, source=str(path), user_col="user", item_col="item", time_col="ts", value_col="rating"
     )
     report.add_unparsed(broken)
+    report.notes.update(notes)
     return events, report
 
 
@@ -215,36 +296,237 @@ def clean_events(
     return events, report
 
 
+def _read_columns(path: Path, wanted: list[str], sep: str | None) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """The `wanted` columns of a Parquet file or directory, or of a delimited text file (as strings):
+    `(frame, lines with a wrong field count, notes)`."""
+    wanted = list(dict.fromkeys(wanted))  # one column may serve twice (Ta-Feng: the day is the basket)
+    by_position = [c for c in wanted if _position(c) is not None]
+    if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        if by_position:
+            raise ValueError(f"{path}: columns by position ({by_position[0]}) are for headerless text files")
+        _require_columns(wanted, pq.ParquetDataset(path).schema.names, path)
+        return pd.read_parquet(path, columns=wanted), 0, {}
+    if by_position and len(by_position) != len(wanted):
+        raise ValueError(f"{path}: name every column or give every one by position (#N), not a mix")
+    if sep is not None and len(sep) != 1:
+        raise ValueError(f"the delimiter must be one character, got {sep!r}")
+    source = _unpacked(path)
+    head, blank_lines = _first_line(path, source)
+    sep = sep or _find_delimiter(head, None if by_position else wanted)
+    fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
+    read = dict(sep=sep, columns=wanted, source=source)
+    if by_position:
+        names = [f"#{n}" for n in range(1, len(fields) + 1)]
+        beyond = [c for c in wanted if _position(c) > len(fields)]
+        if beyond:
+            raise ValueError(f"{path} has {len(fields)} fields a line (delimiter {sep!r}): no {beyond[0]}")
+        return _read_text_table(path, names=names, skip_rows=blank_lines, **read)
+    _require_columns(wanted, fields, path)
+    twice = [c for c in wanted if fields.count(c) > 1]
+    if twice:
+        raise ValueError(f"{path}: the header names column {twice[0]!r} more than once")
+    return _read_text_table(path, names=fields, skip_rows=blank_lines + 1, **read)
+
+
+def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.DataFrame:
+    """A whole delimited text file (a campaign file, a calendar, an experiment's event log) as pandas
+    reads it (`dtype` as in `pandas.read_csv`), under the text rules of the module docstring
+    (compressed, BOM, blank lines, delimiter found from the header line, Latin-1 when not UTF-8; names
+    and fields stripped). An empty or unparsable file is a `ValueError` naming it (and, from pandas,
+    the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {path}")
+    source = _unpacked(path)
+    sep = _find_delimiter(_first_line(path, source)[0], None)
+    read = dict(sep=sep, skipinitialspace=True, dtype=dtype)
+    member = _open_text_bytes(path, source).read() if source is not None else None
+    data = (lambda: io.BytesIO(member)) if member is not None else (lambda: path)
+    try:
+        try:
+            frame = pd.read_csv(data(), encoding="utf-8-sig", **read)
+        except UnicodeDecodeError:
+            frame = pd.read_csv(data(), encoding="latin-1", **read)
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for column in frame.select_dtypes("object").columns:  # mixed columns keep their non-text values
+        frame[column] = frame[column].map(lambda v: v.strip() if isinstance(v, str) else v)
+    return frame
+
+
+def _position(column: str) -> int | None:
+    """N for a column given as `#N` (1-based), else None."""
+    if column.startswith("#") and column[1:].isdigit() and int(column[1:]) >= 1:
+        return int(column[1:])
+    return None
+
+
+DELIMITERS = (",", "\t", ";", "|")
+
+
+def _find_delimiter(head: str, wanted: list[str] | None) -> str:
+    """The delimiter whose split of the header line holds every wanted column name or, for a headerless
+    file (`wanted` None) or when none does, the one that splits the line into the most fields."""
+    splits = {sep: [f.strip() for f in next(csv_module.reader([head], delimiter=sep))] for sep in DELIMITERS}
+    if wanted:
+        for sep, fields in splits.items():
+            if set(wanted) <= set(fields):
+                return sep
+    return max(DELIMITERS, key=lambda sep: len(splits[sep]))  # ties: the earlier, "," first
+
+
+def _unpacked(path: Path):
+    """The one file of a zip archive (Kaggle's downloads) or a UTF-16 file, in memory as UTF-8, or None
+    for other files (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks and archives of
+    several files are refused by name."""
+    import zipfile
+
+    with open(path, "rb") as file:
+        magic = file.read(8)
+    if magic == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
+    if magic[:2] in UTF16_BOMS:
+        return _buffer(_as_utf8(path.read_bytes()))
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+        if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
+            raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
+        if len(names) != 1:
+            raise ValueError(f"{path} is a zip archive of {len(names)} files: unzip it and name one")
+        return _buffer(_as_utf8(archive.read(names[0])))
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """UTF-16 with a BOM (Excel's "Unicode text" export) as UTF-8; other bytes as they are."""
+    return data.decode("utf-16").encode("utf-8") if data[:2] in UTF16_BOMS else data
+
+
+def _open_text_bytes(path: Path, source=None):
+    """A binary stream of the file's bytes: `source` (an unpacked archive member) from its start, or
+    the file decompressed by its extension (.gz, .bz2, .zst, ...)."""
+    import pyarrow as pa
+
+    if source is not None:
+        source.seek(0)
+        return pa.BufferReader(source.read_buffer())
+    return pa.input_stream(str(path), compression="detect")
+
+
+def _buffer(data: bytes):
+    import pyarrow as pa
+
+    return pa.BufferReader(data)
+
+
+def _first_line(path: Path, source=None) -> tuple[str, int]:
+    """The first non-blank line (BOM and line end removed; Latin-1 when it is not UTF-8) and the number
+    of blank lines before it. An empty file is refused by name."""
+    with _open_text_bytes(path, source) as stream:
+        chunk = stream.read(1 << 20)
+    lines = chunk.splitlines()
+    blank = 0
+    for line in lines:
+        if line.strip():
+            try:
+                return line.decode("utf-8-sig"), blank
+            except UnicodeDecodeError:
+                return line.decode("latin-1"), blank
+        blank += 1
+    raise ValueError(f"{path} is empty (no header or data line)")
+
+
 def _read_text_table(
-    path: Path, *, sep: str, columns: list[str] | None = None, names: list[str] | None = None
-) -> tuple[pd.DataFrame, int]:
-    """Read a delimited text file as strings with pyarrow (fast); count rows with a wrong field count."""
+    path: Path,
+    *,
+    sep: str,
+    names: list[str],
+    columns: list[str] | None = None,
+    skip_rows: int = 0,
+    source=None,
+) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast): `(frame,
+    lines with a wrong field count, notes)`. Not UTF-8: read again as Latin-1 and noted. A pyarrow error
+    or a field running over a line end (an unclosed quote swallows the rest of the file) is a
+    `ValueError` naming the file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     from pyarrow import csv
 
+    columns = columns or names
+    notes: dict[str, int] = {}
     broken = 0
+    overrun: list[str] = []
 
-    def skip_and_count(_row) -> str:
+    def skip_and_count(row) -> str:
         nonlocal broken
+        if "\n" in row.text or "\r" in row.text:  # a quote left open: the rest of the file is one row
+            overrun.append(row.text.splitlines()[0][:60])
+            return "error"
         broken += 1
         return "skip"
 
-    table = csv.read_csv(
-        path,
-        read_options=csv.ReadOptions(column_names=names),
-        parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
-        convert_options=csv.ConvertOptions(
-            include_columns=columns or names,
-            column_types=dict.fromkeys(columns or names, "string"),
-            strings_can_be_null=False,
-        ),
-    )
-    return table.to_pandas(), broken
+    def read(encoding: str) -> pa.Table:
+        nonlocal broken
+        broken = 0
+        if source is not None:
+            source.seek(0)
+        return csv.read_csv(
+            source if source is not None else path,
+            read_options=csv.ReadOptions(column_names=names, skip_rows=skip_rows, encoding=encoding),
+            parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
+            convert_options=csv.ConvertOptions(
+                include_columns=columns,
+                column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=False,
+            ),
+        )
+
+    try:
+        try:
+            table = read("utf8")
+        except pa.ArrowInvalid as exc:
+            if "UTF8" not in str(exc) and "utf-8" not in str(exc).lower():
+                raise
+            table = read("latin-1")
+            notes["file read as Latin-1 (not UTF-8)"] = table.num_rows
+    except pa.ArrowInvalid as exc:
+        if overrun:
+            raise ValueError(
+                f"{path}: the row starting {overrun[0]!r} runs over a line end (an unclosed quote?)"
+            ) from None
+        raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
+    for column in columns:  # in pyarrow: 30x faster than pandas' str.contains
+        multiline = pc.match_substring(table[column], "\n")
+        if pc.any(multiline).as_py():
+            row = int(np.argmax(multiline.to_numpy())) + 1
+            raise ValueError(
+                f"{path}: data row {row}, column {column}: a field runs over a line end (an unclosed quote?)"
+            )
+    return table.to_pandas(), broken, notes
 
 
 def _require_columns(wanted: list[str], available, path: Path) -> None:
+    available = list(available)
     missing = [c for c in wanted if c not in set(available)]
     if missing:
-        raise ValueError(f"{path} has no column(s) {missing}; it has {list(available)}")
+        shown = ", ".join(map(str, available[:12]))
+        if len(available) > 12:
+            shown += f", ... ({len(available) - 12} more)"
+        hint = ""
+        if sum(bool(re.fullmatch(r"d_\d+|\d{4}-\d{2}-\d{2}", str(c))) for c in available) > 12:
+            hint = (
+                "; it is wide (a column per day, like M5's d_1..): evaluate forecast reads it with"
+                " --first-day DATE, else melt it to one row per item and day"
+            )
+        raise ValueError(f"{path} has no column(s) {missing}; it has {shown}{hint}")
 
 
 def _ids(column: pd.Series) -> pd.Series:
@@ -263,11 +545,14 @@ TIME_LAYOUTS = (
 
 
 def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.Series, str | None]:
-    """Unix seconds (numbers or digit strings), ISO-8601 strings (no offset: taken as UTC), or one other
-    layout (`time_format`, or the layout from TIME_LAYOUTS that reads most values) to UTC.
+    """Unix times (numbers or digit strings), ISO-8601 strings (no offset: taken as UTC; a trailing
+    ` UTC` or `Z` is an offset), or one other layout (`time_format`, or the layout from TIME_LAYOUTS that
+    reads most values) to UTC.
 
-    Returns the times and the non-ISO layout used, if any. Unreadable or out-of-range values (e.g.
-    milliseconds read as seconds) become NaT, so they are counted as bad timestamps, not guessed at."""
+    Unix times are seconds, except in a column of numbers only whose median is too large for seconds:
+    milliseconds (RetailRocket) or microseconds by its size (`UNIX_UNITS`). Returns the times and the
+    layout or unit used when it is not ISO or seconds. Unreadable or out-of-range values (e.g. a
+    millisecond value among seconds) become NaT, so they are counted as bad timestamps, not guessed at."""
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return _nanoseconds(column.dt.tz_convert("UTC")), None
     if pd.api.types.is_datetime64_dtype(column.dtype):
@@ -277,16 +562,18 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
         layout_read = pd.to_datetime(text, utc=True, errors="coerce", format=time_format)
         return _nanoseconds(layout_read).where(column.notna()), time_format
     if pd.api.types.is_numeric_dtype(column.dtype):
-        return _from_unix_seconds(column.astype("float64")), None
+        return _from_unix(column.astype("float64"), all_numbers=True)
     numeric = pd.to_numeric(text, errors="coerce")
     is_number = numeric.notna().to_numpy()
     parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     layout = None
     if is_number.any():
-        parsed[is_number] = _from_unix_seconds(numeric[is_number])
+        parsed[is_number], layout = _from_unix(numeric[is_number], all_numbers=bool(is_number.all()))
     if not is_number.all():
         rest = text[~is_number]
-        iso = pd.to_datetime(rest, utc=True, errors="coerce", format="ISO8601")
+        iso = pd.to_datetime(
+            rest.str.replace(r"\s+(?:UTC|GMT)$", "Z", regex=True), utc=True, errors="coerce", format="ISO8601"
+        )
         unread = iso.isna() & column[~is_number].notna()
         if unread.any():
             layout = _guess_layout(rest[unread])
@@ -310,9 +597,30 @@ def _guess_layout(text: pd.Series, sample: int = 5000) -> str | None:
 _NS_RANGE = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))
 
 
-def _from_unix_seconds(seconds: pd.Series) -> pd.Series:
-    in_range = seconds.abs() < _NS_RANGE[1].timestamp()
-    return _nanoseconds(pd.to_datetime(seconds.where(in_range), unit="s", utc=True))
+UNIX_UNITS = (("seconds", "s", 1e11), ("milliseconds", "ms", 1e14), ("microseconds", "us", 1e17))
+"""(unit, pandas code, bound): a unix time whose size is below the bound, and at least the previous
+unit's bound, is in that unit (1e11 seconds and 1e14 milliseconds are both the year 5138)."""
+
+
+def _from_unix(values: pd.Series, *, all_numbers: bool) -> tuple[pd.Series, str | None]:
+    """Unix times to UTC, and the unit's name when not seconds. The unit is seconds unless the column
+    holds numbers only and its median size is past seconds' bound; values outside the unit's size band
+    (a seconds value among milliseconds) become NaT."""
+    size = values.abs()
+    low, (unit, code, high) = 0.0, UNIX_UNITS[0]
+    if all_numbers and len(values):
+        for lower, (name, name_code, bound) in zip((0.0, 1e11, 1e14), UNIX_UNITS, strict=True):
+            if size.median() < bound:
+                low, unit, code, high = lower, name, name_code, bound
+                break
+    per_second = {"s": 1.0, "ms": 1e3, "us": 1e6}[code]
+    valid = (size >= low) & (size < high) & (size / per_second < _NS_RANGE[1].timestamp())
+    if code == "s":  # fractional seconds are common ("1433221332.117")
+        parsed = pd.to_datetime(values.where(valid), unit="s", utc=True)
+    else:  # whole units as integers: through float64 they would be off by up to 256 ns
+        whole = values.where(valid, 0).round().astype("int64")
+        parsed = pd.to_datetime(whole, unit=code, utc=True).where(valid)
+    return _nanoseconds(parsed), None if code == "s" else f"unix {unit}"
 
 
 def _nanoseconds(ts: pd.Series) -> pd.Series:
@@ -326,31 +634,93 @@ def load_sales(
     item_col: str,
     time_col: str,
     quantity_col: str,
-    sep: str = ",",
+    sep: str | None = None,
     time_format: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read a sales file (one row per sale line) into `item_id`, `ts`, `quantity`.
 
     The same rules as `load_events`: rows with a missing item, unreadable time or non-numeric quantity
     are dropped and counted; negative quantities (returns, cancellations) are kept and noted, so that
-    demand per period can net them out.
+    demand per period can net them out. Identical rows are kept (two stores' equal sales of one item on
+    one day look the same once the store is not read) and counted in the notes.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no sales file at {path}")
-    wanted = [item_col, time_col, quantity_col]
-    if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
-
-        _require_columns(wanted, pq.ParquetDataset(path).schema.names, path)
-        raw, broken = pd.read_parquet(path, columns=wanted), 0
-    else:
-        _require_columns(wanted, pd.read_csv(path, sep=sep, nrows=0).columns, path)
-        raw, broken = _read_text_table(path, sep=sep, columns=wanted)
+    raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep)
     events, report = clean_events(
         raw, source=str(path), user_col=item_col, item_col=item_col, time_col=time_col,
         value_col=quantity_col, time_format=time_format,
     )  # fmt: skip
     report.add_unparsed(broken)
+    report.notes.update(notes)
+    repeated = int(events.duplicated().sum())
+    if repeated:
+        report.notes["rows repeating an earlier row (kept)"] = repeated
     sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
+    return sales, report
+
+
+def load_wide_sales(
+    path: str | Path, *, item_col: str, first_day: str, sep: str | None = None
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Read a wide sales table, one row per series and one column per day (M5's `d_1..d_1941`; d_1 is
+    `first_day`), into the `item_id`, `ts`, `quantity` rows of `load_sales`, summed per item and day.
+
+    Rows with a missing item are dropped and counted; an empty or non-numeric cell is a `ValueError`
+    naming the file (M5 has none: a gap would be silently read as no sales otherwise)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no sales file at {path}")
+    start = pd.Timestamp(first_day)
+    start = start.tz_convert("UTC") if start.tz else start.tz_localize("UTC")
+    source = _unpacked(path)
+    head, blank_lines = _first_line(path, source)
+    sep = sep or _find_delimiter(head, [item_col])
+    fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
+    _require_columns([item_col], fields, path)
+    days = [f for f in fields if re.fullmatch(r"d_[1-9]\d*", f)]
+    if not days:
+        raise ValueError(f"{path} has no day columns d_1, d_2, ...: not a wide sales table")
+    broken = 0
+
+    def skip_and_count(_row) -> str:
+        nonlocal broken
+        broken += 1
+        return "skip"
+
+    try:
+        table = csv.read_csv(
+            source if source is not None else path,
+            read_options=csv.ReadOptions(column_names=fields, skip_rows=blank_lines + 1),
+            parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
+            convert_options=csv.ConvertOptions(
+                include_columns=[item_col, *days],
+                column_types={item_col: pa.string(), **dict.fromkeys(days, pa.float64())},
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
+    report = LoadReport(source=str(path), rows_read=table.num_rows)
+    report.add_unparsed(broken)
+    gaps = [d for d in days if table[d].null_count]
+    if gaps:
+        raise ValueError(f"{path}: column {gaps[0]} has {table[gaps[0]].null_count} empty cells")
+    items = _ids(table[item_col].to_pandas())
+    report.add_dropped("missing id", int(items.isna().sum()))
+    values = np.column_stack([table[d].to_numpy() for d in days])[items.notna().to_numpy()]
+    per_item = pd.DataFrame(values, index=items.dropna().to_numpy()).groupby(level=0, sort=True).sum()
+    offsets = np.array([int(d[2:]) - 1 for d in days])
+    item_idx, day_idx = np.indices(per_item.shape)
+    report.notes[f"wide table: {len(days)} day columns from {start.date()}"] = len(per_item)
+    sales = pd.DataFrame(
+        {
+            "item_id": per_item.index.to_numpy()[item_idx.ravel()],
+            "ts": (start + pd.to_timedelta(offsets[day_idx.ravel()], unit="D")).as_unit("ns"),
+            "quantity": per_item.to_numpy().ravel(),
+        }
+    )
     return sales, report

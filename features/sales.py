@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.loaders import read_table
+
 #: pandas renamed period-end aliases; accept the short forms people type.
 _FREQ_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "H": "h"}
 
@@ -57,7 +59,7 @@ def demand_series(sales: pd.DataFrame, freq: str, until=None) -> pd.DataFrame:
 def load_event_calendar(path: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Known promotion windows from a CSV or Parquet file with `start` and `end` columns (end exclusive;
     dates or times, UTC when no zone is given): the platform's planned discount seasons and sales."""
-    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else read_table(path)
     missing = {"start", "end"} - set(frame.columns)
     if missing:
         raise ValueError(f"the events calendar needs columns start and end (missing {sorted(missing)})")

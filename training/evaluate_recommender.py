@@ -121,6 +121,11 @@ def prepare(
     fresh = marked[marked["_merge"] == "left_only"]
     kept = test_pairs if include_seen else fresh
     relevant = {user: set(items) for user, items in kept.groupby("user_id", sort=True)["item_id"]}
+    if not relevant:  # metrics over no user would print as zeros, not as "nothing to score"
+        raise ValueError(
+            f"split {split!r} leaves no test user with an item to find: every test pair is a return or was"
+            " seen in train" + ("" if include_seen else " (--include-seen keeps repeat purchases)")
+        )
     n_cold = sum(1 for user in relevant if user not in train.user_index)
     history = None
     if include_seen:

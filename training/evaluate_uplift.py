@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.uplift_metrics import plot_uplift_report, qini_auc_score, uplift_at_k, uplift_auc_score
+from features.loaders import read_table
 from models.uplift.base import is_binary_outcome
 from models.uplift.selection import make_model
 
@@ -53,8 +54,10 @@ def load_campaign(
     outcome_col: str,
     feature_cols: list[str] | None = None,
 ) -> CampaignData:
-    """Select treated/control rows, encode features; values are compared as strings (`1` matches 1)."""
-    df = pd.read_csv(data) if isinstance(data, (str, Path)) else data
+    """Select treated/control rows, encode features; values are compared as strings (`1` matches 1).
+
+    A path is read by `features.loaders.read_table` (compressed, BOM, Latin-1, delimiter found)."""
+    df = read_table(data) if isinstance(data, (str, Path)) else data
     for col in [treatment_col, outcome_col, *(feature_cols or [])]:
         if col not in df.columns:
             raise ValueError(f"column {col!r} not in the data (columns: {', '.join(map(str, df.columns))})")
@@ -71,8 +74,12 @@ def load_campaign(
     treatment = labels[keep].isin(treated_values).to_numpy().astype(int)
     outcome = pd.to_numeric(df[outcome_col], errors="coerce")
     if outcome.isna().any():
+        first = int(np.argmax(outcome.isna().to_numpy()))
+        value = df[outcome_col].iloc[first]
         raise ValueError(
             f"outcome column {outcome_col!r} has {int(outcome.isna().sum())} missing/non-numeric rows"
+            f" (first: data row {int(np.flatnonzero(keep)[first]) + 1},"
+            f" {'empty' if pd.isna(value) else repr(str(value))})"
         )
     features = feature_cols or [c for c in df.columns if c not in (treatment_col, outcome_col)]
     dropped = (

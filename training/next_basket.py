@@ -8,9 +8,9 @@ other shopper's baskets are all training data (they shape popularity and neighbo
 fitted on all history and asked for k items per test shopper with past items allowed, and are
 scored on every test shopper (`experiments.repeat_metrics.basket_metrics`).
 
-Real baskets are messy: an item listed twice in one basket counts once, rows with a negative value
-(returns) are not purchases and are left out, and target items never seen in training stay in the
-target (they count against recall like any miss).
+Real baskets are messy: an item listed twice in one basket counts once, rows with a negative or zero
+value (returns, Dunnhumby's zero-quantity lines) are not purchases and are left out, and target items
+never seen in training stay in the target (they count against recall like any miss).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 
 from experiments.repeat_metrics import basket_metrics
 from features.interactions import InteractionData, build_interactions
-from features.loaders import clean_events, load_events
+from features.loaders import clean_events, load_events, load_order_lines
 from models.recommenders.base import Recommender
 from training.evaluate_recommender import Dataset, make_model
 
@@ -53,9 +53,12 @@ def load_basket_data(
     time_col: str | None = None,
     time_format: str | None = None,
     value_col: str | None = None,
+    orders: str | None = None,
 ) -> Dataset:
     """`events:FILE` (needs the user, item and basket columns) or `synthetic:DIR` (the generated
-    marketplace's purchases; a basket is one checkout session)."""
+    marketplace's purchases; a basket is one checkout session). With `orders` (a file with one row per
+    basket), FILE holds order lines and the shopper and time come from `orders`, joined on the basket
+    column (`features.loaders.load_order_lines`: Instacart)."""
     kind, sep, location = spec.partition(":")
     if not sep or kind not in ("events", "synthetic") or not location:
         raise ValueError(f"bad data spec {spec!r}; expected events:FILE or synthetic:DIR")
@@ -63,11 +66,15 @@ def load_basket_data(
     if kind == "events":
         if not (user_col and item_col and basket_col):
             raise ValueError("events:FILE needs --user-col, --item-col and --basket-col")
-        events, report = load_events(
-            path, user_col=user_col, item_col=item_col, basket_col=basket_col, time_col=time_col,
+        columns = dict(
+            user_col=user_col, item_col=item_col, basket_col=basket_col, time_col=time_col,
             time_format=time_format, value_col=value_col,
         )  # fmt: skip
-        return Dataset(events, report)
+        if orders:
+            return Dataset(*load_order_lines(path, orders, **columns))
+        return Dataset(*load_events(path, **columns))
+    if orders:
+        raise ValueError("an orders file goes with events:FILE (order lines), not synthetic:DIR")
     if not (path / "events").is_dir():
         raise FileNotFoundError(f"{path} is not a generated marketplace (no events/ directory)")
     raw = pd.read_parquet(
@@ -120,7 +127,7 @@ def prepare_next_basket(dataset: Dataset, split: str) -> NextBasketSetup:
     if "basket_id" not in events.columns:
         raise ValueError("next-basket evaluation needs a basket column")
     if "value" in events.columns:
-        events = events[events["value"] >= 0]
+        events = events[events["value"] > 0]
     if events.empty:
         raise ValueError(f"no usable purchases in {dataset.report.source}")
     events = events.assign(basket_seq=order_baskets(events))

@@ -10,12 +10,17 @@ DEFAULT_MODELS = "seasonal_naive,naive,window_average,auto_ets,croston_sba,imapa
 def evaluate_forecast(
     data: str = typer.Option(..., help="events:FILE (CSV or Parquet; one row per sale line)"),
     item_col: str = typer.Option(..., help="The item (product, SKU) column."),
-    time_col: str = typer.Option(..., help="Sale time (unix seconds, ISO-8601, or a common layout)."),
-    quantity_col: str = typer.Option(..., help="Units sold; negative values (returns) net out."),
+    time_col: str | None = typer.Option(None, help="Sale time (unix seconds, ISO-8601, or a common layout)."),
+    quantity_col: str | None = typer.Option(None, help="Units sold; negative values (returns) net out."),
+    first_day: str | None = typer.Option(
+        None,
+        help="A wide table (a column d_1, d_2, ... per day, as M5) starting on this date (M5: 2011-01-29),"
+        " instead of --time-col and --quantity-col.",
+    ),
     time_format: str | None = typer.Option(
         None, help="Time layout in strftime codes, e.g. '%m/%d/%Y %H:%M' (default: guessed)."
     ),
-    sep: str = typer.Option(",", help="CSV delimiter."),
+    sep: str | None = typer.Option(None, help="CSV delimiter (default: found from the header line)."),
     freq: str = typer.Option("W", help="Period: D, W, M (or a pandas alias such as W-MON)."),
     horizon: int = typer.Option(4, min=1, help="Periods forecast from each cutoff."),
     windows: int = typer.Option(3, min=1, help="Rolling-origin test windows of `horizon` periods each."),
@@ -37,7 +42,7 @@ def evaluate_forecast(
     """
     import json
 
-    from features.loaders import load_sales
+    from features.loaders import load_sales, load_wide_sales
     from features.sales import demand_series, load_event_calendar
     from training.evaluate_forecast import evaluate_forecasters
 
@@ -47,11 +52,20 @@ def evaluate_forecast(
     names = [name.strip() for name in models.split(",") if name.strip()]
     if not names:
         raise typer.BadParameter("give at least one model name", param_hint="--models")
+    if (first_day is None) != (time_col is not None and quantity_col is not None) or (
+        first_day is not None and (time_col or quantity_col)
+    ):
+        raise typer.BadParameter(
+            "give --time-col and --quantity-col, or --first-day for a wide table", param_hint="--first-day"
+        )
     try:
-        sales, report = load_sales(
-            path, item_col=item_col, time_col=time_col, quantity_col=quantity_col, sep=sep,
-            time_format=time_format,
-        )  # fmt: skip
+        if first_day is not None:
+            sales, report = load_wide_sales(path, item_col=item_col, first_day=first_day, sep=sep)
+        else:
+            sales, report = load_sales(
+                path, item_col=item_col, time_col=time_col, quantity_col=quantity_col, sep=sep,
+                time_format=time_format,
+            )  # fmt: skip
         typer.echo(report.summary(), err=True)
         calendar = load_event_calendar(events_calendar) if events_calendar else []
         series = demand_series(sales, freq)

@@ -25,7 +25,12 @@ def evaluate_next_basket(
         None, help="events: time layout in strftime codes, e.g. '%d/%m/%Y %H:%M' (default: guessed)."
     ),
     value_col: str | None = typer.Option(
-        None, help="events: quantity column; negative rows (returns) are dropped."
+        None, help="events: quantity column; negative and zero rows (returns) are dropped."
+    ),
+    orders: str | None = typer.Option(
+        None,
+        help="events: a file with one row per basket holding the user (and time) columns, joined to the"
+        " order lines of FILE on --basket-col (Instacart: orders.csv beside order_products__prior.csv).",
     ),
 ) -> None:
     """Fit each model on all history and score its top-k list against each test shopper's last basket
@@ -44,7 +49,7 @@ def evaluate_next_basket(
     try:
         dataset = load_basket_data(
             data, user_col=user_col, item_col=item_col, basket_col=basket_col, time_col=time_col,
-            time_format=time_format, value_col=value_col,
+            time_format=time_format, value_col=value_col, orders=orders,
         )  # fmt: skip
         typer.echo(dataset.report.summary(), err=True)
         setup = prepare_next_basket(dataset, split)

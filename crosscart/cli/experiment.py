@@ -181,13 +181,15 @@ def stop(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
 def _read_events(path: Path):
     import pandas as pd
 
+    from features.loaders import read_table
+
     if not path.exists():
         raise FileNotFoundError(f"no event file at {path}")
     suffix = path.suffix.lower()
     if path.is_dir() or suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".csv":
-        return pd.read_csv(path, dtype={"unit_id": str, "variant": str, "experiment": str})
+        return read_table(path, dtype={"unit_id": "str", "variant": "str", "experiment": "str"})
     if suffix in (".jsonl", ".ndjson"):
         return pd.read_json(path, lines=True, dtype={"unit_id": str})
     raise ValueError(f"{path}: use .parquet, .csv or .jsonl")

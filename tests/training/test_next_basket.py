@@ -76,7 +76,7 @@ def test_last_basket_split_on_a_messy_file(tmp_path):
         f"events:{_write(tmp_path)}", user_col="shopper", item_col="sku", basket_col="order",
         time_col="when", value_col="qty",
     )  # fmt: skip
-    assert dataset.report.dropped == {"missing id": 1, "missing basket id": 1}
+    assert dataset.report.dropped == {"duplicate row": 1, "missing id": 1, "missing basket id": 1}
     setup = prepare_next_basket(dataset, "last-basket:1.0:0")
     # 007 and 008 have 2+ baskets (008's return is no purchase), 009 has one: never a test shopper
     assert setup.n_eligible == 2 and sorted(setup.targets) == ["007", "008"]
