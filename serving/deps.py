@@ -124,7 +124,7 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
             if not isinstance(exc, DatabaseBusy):
                 state.db_health.failed(exc)
             return stale
-        state.db_health.succeeded()
+        state.db_health.succeeded(read=True)
         state.principals.put(key, principal)
     if principal is None:
         state.auth_failures.failed(client)

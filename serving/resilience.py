@@ -80,6 +80,18 @@ def is_read_only(error: BaseException) -> bool:
     )
 
 
+DISK_FULL = ("SQLITE_FULL", "53100")  # SQLite's error name, PostgreSQL's SQLSTATE: no room to write
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """An outage for writes only (a read-only server, a full disk): reads that succeed meanwhile do not
+    end it."""
+    if is_read_only(error):
+        return True
+    orig = getattr(error, "orig", None)
+    return any(getattr(orig, name, None) in DISK_FULL for name in ("sqlite_errorname", "sqlstate"))
+
+
 def unavailable_detail(error: BaseException) -> str:
     """What a 503 for `error` (an outage) tells the client."""
     if is_read_only(error):
@@ -109,6 +121,7 @@ class DatabaseHealth:
     def __init__(self) -> None:
         self.down_since: float | None = None
         self.read_only = False  # down because the server takes no writes (it still answers reads)
+        self.writes_only = False  # down for writes only (read-only, a full disk): a read does not end it
         self.last_error: str | None = None
         self.refused = 0
         self._checked_at = -1e9
@@ -124,12 +137,15 @@ class DatabaseHealth:
             if self.down_since is None:
                 self.down_since = time.monotonic()
                 self.read_only = is_read_only(error)
+                self.writes_only = refuses_writes(error)
                 first_line = (str(error).splitlines() or [""])[0]
                 self.last_error = f"{type(error).__name__}: {first_line}"
                 log.error("database unavailable, answering 503 until it is back: %s", self.last_error)
 
-    def succeeded(self) -> None:
-        if self.down_since is None:  # the common case: no lock
+    def succeeded(self, read: bool = False) -> None:
+        """The database answered: a write, or with `read`, a read only (which ends no write outage: with
+        a full disk every new key's lookup logged "back" and the next write "unavailable" again)."""
+        if self.down_since is None or (read and self.writes_only):  # the common case: no lock
             return
         with self._lock:
             if self.down_since is not None:
@@ -138,7 +154,8 @@ class DatabaseHealth:
                     time.monotonic() - self.down_since,
                     self.refused,
                 )
-            self.down_since, self.last_error, self.refused, self.read_only = None, None, 0, False
+            self.down_since, self.last_error, self.refused = None, None, 0
+            self.read_only = self.writes_only = False
 
     async def check(self, engine: Engine, gate: DatabaseGate, every: float = 1.0) -> bool:
         """Up or not, probing at most every `every` seconds on the key lookups' slots and threads (a
