@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from commerce.db import read_only
 from commerce.services.access import authenticate_many
-from serving.resilience import CommitOutcomeUnknown, DatabaseBusy, is_outage
+from serving.resilience import CommitOutcomeUnknown, DatabaseBusy, is_outage, is_read_only
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
 
@@ -69,7 +69,7 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
         try:
             await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
         except Exception as exc:
-            if not is_outage(exc):
+            if not is_outage(exc) or is_read_only(exc):  # refused at the flush: nothing was kept
                 if isinstance(exc, DBAPIError):  # the database refused it (a lock wait, a constraint): not
                     request.state.commit_sent = False  # kept, so the key is freed for the retry asked for
                 raise
@@ -124,7 +124,7 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
             if not isinstance(exc, DatabaseBusy):
                 state.db_health.failed(exc)
             return stale
-        state.db_health.succeeded()
+        state.db_health.succeeded(read=True)
         state.principals.put(key, principal)
     if principal is None:
         state.auth_failures.failed(client)

@@ -25,6 +25,7 @@ from serving.resilience import (
     DatabaseBusy,
     is_lock_timeout,
     is_outage,
+    unavailable_detail,
 )
 from training.registry_view import RegistryUnavailable
 
@@ -203,7 +204,7 @@ def install(app: FastAPI) -> None:
         if not is_outage(exc):
             raise exc
         request.app.state.serving.db_health.failed(exc)
-        return _unavailable("the database is unavailable; retry shortly", RETRY_AFTER_SECONDS, path)
+        return _unavailable(unavailable_detail(exc), RETRY_AFTER_SECONDS, path)
 
     @app.exception_handler(CommitOutcomeUnknown)
     async def commit_outcome_unknown(request: Request, exc: CommitOutcomeUnknown) -> JSONResponse:

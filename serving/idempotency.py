@@ -30,7 +30,13 @@ from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving import deps
 from serving.errors import CODE_BY_STATUS, OUTCOME_UNKNOWN, PROBLEM_JSON, problem, send_problem
-from serving.resilience import RETRY_AFTER_SECONDS, DatabaseBusy, is_lock_timeout, is_outage
+from serving.resilience import (
+    RETRY_AFTER_SECONDS,
+    DatabaseBusy,
+    is_lock_timeout,
+    is_outage,
+    unavailable_detail,
+)
 
 log = logging.getLogger(__name__)
 HEADER = b"idempotency-key"
@@ -105,7 +111,7 @@ class IdempotencyMiddleware:
             if not is_outage(exc):
                 raise
             scope["app"].state.serving.db_health.failed(exc)
-            return await _unavailable(send, scope)
+            return await _unavailable(send, scope, exc)
 
         replayed = False
 
@@ -186,7 +192,7 @@ class IdempotencyMiddleware:
                 return False
             if not is_outage(exc):
                 raise
-            await _unavailable(send, scope)
+            await _unavailable(send, scope, exc)
             return False
         return True
 
@@ -232,9 +238,9 @@ def _commit_sent(scope) -> bool:
     return bool(scope.get("state", {}).get("commit_sent"))
 
 
-async def _unavailable(send, scope) -> None:
+async def _unavailable(send, scope, error: BaseException) -> None:
     retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
-    await send_problem(send, scope, 503, "unavailable", "the database is unavailable; retry shortly", retry)
+    await send_problem(send, scope, 503, "unavailable", unavailable_detail(error), retry)
 
 
 async def _busy(send, scope) -> None:

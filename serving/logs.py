@@ -19,7 +19,9 @@ import atexit
 import json
 import logging
 import re
+import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from random import getrandbits
 
@@ -44,6 +46,9 @@ _ZEROS = b"0" * 17
 MASK = "[redacted]"
 FLUSH_SECONDS = 0.05  # an access line reaches the stream this long after its request at the latest
 FLUSH_BYTES = 4000  # below PIPE_BUF (4096): one write to a pipe is never interleaved with another's
+BACKLOG_BYTES = 1 << 20  # log text waiting for a stream that does not keep up; past it lines are dropped
+WRITER_IDLE_SECONDS = 10.0  # a writer thread with nothing to write this long ends
+DRAIN_SECONDS = 2.0  # the longest a flush (at shutdown, or a test reading the stream) waits for the writer
 
 
 def _digit_run(text: str) -> bool:
@@ -101,22 +106,82 @@ def _redact_event(_, __, event: dict) -> dict:
     return event
 
 
-class _HandlerStream:
-    """structlog's output: each rendered line is written to the stream of the root handler that renders
-    the other libraries' records, under that handler's lock, so lines of the two never interleave and
-    redirecting the handler (`setStream`) moves both."""
+class QueuedStreamHandler(logging.StreamHandler):
+    """The root handler: what is logged is queued (at most BACKLOG_BYTES) and written to `stream` by a
+    daemon thread, one write and flush per queued text, so a write never splits a line. Written on the
+    logging thread (the event loop, for the access lines), a stream that stopped taking lines (a stuck
+    log collector with the pipe full, a stalled disk) held the whole API; now it costs lines, counted,
+    and the count is written once the stream takes lines again."""
 
-    def __init__(self, handler: logging.StreamHandler, name: str | None):
+    def __init__(self, stream=None) -> None:
+        super().__init__(stream)
+        self.dropped = 0
+        self._queue: deque[str] = deque()
+        self._size = 0
+        self._writing = False
+        self._ready = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.enqueue(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+    def enqueue(self, text: str) -> None:
+        with self._ready:
+            if self._size + len(text) > BACKLOG_BYTES:
+                self.dropped += text.count("\n") or 1
+                return
+            self._queue.append(text)
+            self._size += len(text)
+            if self._writer is None or not self._writer.is_alive():  # first use, or after a fork
+                self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
+                self._writer.start()
+            self._ready.notify()
+
+    def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
+        """Wait until what was queued is written (at most `timeout`); False if it was not."""
+        with self._ready:
+            return self._ready.wait_for(lambda: not self._queue and not self._writing, timeout)
+
+    def _write_forever(self) -> None:
+        while True:
+            with self._ready:
+                self._writing = False
+                self._ready.notify_all()
+                if not self._ready.wait_for(lambda: self._queue, WRITER_IDLE_SECONDS):
+                    self._writer = None  # idle: the next line starts another
+                    return
+                text, dropped = self._queue.popleft(), self.dropped
+                self._size -= len(text)
+                self.dropped, self._writing = 0, True
+            if dropped:
+                text = _dropped_line(dropped) + text
+            stream = self.stream
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream: as `logging` does, logging goes on
+                pass
+
+
+def _dropped_line(count: int) -> str:
+    fields = {"event": "log lines dropped: the log stream did not keep up", "dropped": count}
+    fields.update(level="error", logger=__name__, timestamp=_timestamp())
+    return orjson.dumps(fields).decode() + "\n"
+
+
+class _HandlerStream:
+    """structlog's output: each rendered line goes to the root handler that renders the other libraries'
+    records (its queue, so lines of the two never interleave and redirecting the handler with
+    `setStream` moves both)."""
+
+    def __init__(self, handler: QueuedStreamHandler, name: str | None):
         self.handler, self.name = handler, name
 
     def msg(self, line: str) -> None:
-        handler = self.handler
-        with handler.lock:
-            try:
-                handler.stream.write(line + "\n")
-                handler.stream.flush()
-            except (OSError, ValueError):  # a closed or broken stream: as `logging` does, the caller goes on
-                pass
+        self.handler.enqueue(line + "\n")
 
     debug = info = warning = warn = error = critical = exception = fatal = msg
 
@@ -169,9 +234,11 @@ _access_lines: _AccessLines | None = None
 
 
 def flush_access_lines() -> None:
-    """Write the access lines still waiting for their batch (at shutdown; tests reading the stream)."""
+    """Write the access lines still waiting for their batch, and wait (at most DRAIN_SECONDS) for what
+    is queued to reach the stream (at shutdown; tests reading the stream)."""
     if _access_lines is not None:
         _access_lines.flush()
+        _access_lines.stream.handler.drain()
 
 
 atexit.register(flush_access_lines)
@@ -185,7 +252,7 @@ def configure_logging(level: str = "info", json_format: bool = True) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_crosscart", False)), None)
     if handler is None:
-        handler = logging.StreamHandler()
+        handler = QueuedStreamHandler()
         handler._crosscart = True
         root.addHandler(handler)
     renderer = (

@@ -102,7 +102,9 @@ def publish_to_redis(directory: str | Path, url: str) -> int:
 
 
 def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) -> PrecomputedLists | None:
-    """The batch `publish_to_redis` last published, or None; `current` when it is still that batch."""
+    """The batch `publish_to_redis` last published, or None; `current` when it is still that batch.
+    Raises when the batch `current` came from is gone (Redis flushed, or restarted without persistence),
+    so that the replica keeps serving it rather than scoring every page online until the next publish."""
     import io
 
     import pandas as pd
@@ -112,6 +114,11 @@ def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) ->
     try:
         raw = client.get(REDIS_META)
         if raw is None:
+            if current is not None:
+                raise LookupError(
+                    "the published batch is gone from Redis (flushed or restarted): serving the loaded "
+                    "one until `crosscart batch-score --redis` publishes again"
+                )
             return None
         meta = json.loads(raw)
         if current is not None and current.stamp == meta["stamp"]:

@@ -52,6 +52,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired waiting for a row lock
 SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
+READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL: a write on a server taking none (a standby, a failover)
+
+
+class DatabaseReadOnly(Exception):
+    """The server answers but takes no writes (a hot standby, `default_transaction_read_only` on)."""
 
 
 def is_lock_timeout(error: BaseException) -> bool:
@@ -65,12 +70,48 @@ def is_lock_timeout(error: BaseException) -> bool:
     )
 
 
+def is_read_only(error: BaseException) -> bool:
+    """The server refused a write because it takes none now: after a failover to a standby, or with
+    `default_transaction_read_only` on. It was a 500 on every write; like an outage, it passes (a
+    write through `commerce.db.read_only` is refused the same way: a bug that would read as this)."""
+    return isinstance(error, DatabaseReadOnly) or (
+        isinstance(error, exc.DBAPIError)
+        and getattr(error.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION
+    )
+
+
+DISK_FULL = ("SQLITE_FULL", "53100")  # SQLite's error name, PostgreSQL's SQLSTATE: no room to write
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """An outage for writes only (a read-only server, a full disk): reads that succeed meanwhile do not
+    end it."""
+    if is_read_only(error):
+        return True
+    orig = getattr(error, "orig", None)
+    return any(getattr(orig, name, None) in DISK_FULL for name in ("sqlite_errorname", "sqlstate"))
+
+
+def unavailable_detail(error: BaseException) -> str:
+    """What a 503 for `error` (an outage) tells the client."""
+    if is_read_only(error):
+        return "the database takes no writes right now; retry shortly"
+    return "the database is unavailable; retry shortly"
+
+
 def is_outage(error: BaseException) -> bool:
     if is_lock_timeout(error):
         return False
-    return isinstance(error, OUTAGE_ERRORS) or (
-        isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    return (
+        isinstance(error, OUTAGE_ERRORS)
+        or is_read_only(error)
+        or (isinstance(error, exc.DBAPIError) and error.connection_invalidated)
     )
+
+
+# Whether the server would refuse a write: in recovery (a standby) or read-only by default. The probe's
+# own transaction is READ ONLY, so `transaction_read_only` would always say so.
+READ_ONLY_SQL = "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'"
 
 
 class DatabaseHealth:
@@ -79,6 +120,8 @@ class DatabaseHealth:
 
     def __init__(self) -> None:
         self.down_since: float | None = None
+        self.read_only = False  # down because the server takes no writes (it still answers reads)
+        self.writes_only = False  # down for writes only (read-only, a full disk): a read does not end it
         self.last_error: str | None = None
         self.refused = 0
         self._checked_at = -1e9
@@ -93,12 +136,16 @@ class DatabaseHealth:
             self.refused += 1
             if self.down_since is None:
                 self.down_since = time.monotonic()
+                self.read_only = is_read_only(error)
+                self.writes_only = refuses_writes(error)
                 first_line = (str(error).splitlines() or [""])[0]
                 self.last_error = f"{type(error).__name__}: {first_line}"
                 log.error("database unavailable, answering 503 until it is back: %s", self.last_error)
 
-    def succeeded(self) -> None:
-        if self.down_since is None:  # the common case: no lock
+    def succeeded(self, read: bool = False) -> None:
+        """The database answered: a write, or with `read`, a read only (which ends no write outage: with
+        a full disk every new key's lookup logged "back" and the next write "unavailable" again)."""
+        if self.down_since is None or (read and self.writes_only):  # the common case: no lock
             return
         with self._lock:
             if self.down_since is not None:
@@ -108,6 +155,7 @@ class DatabaseHealth:
                     self.refused,
                 )
             self.down_since, self.last_error, self.refused = None, None, 0
+            self.read_only = self.writes_only = False
 
     async def check(self, engine: Engine, gate: DatabaseGate, every: float = 1.0) -> bool:
         """Up or not, probing at most every `every` seconds on the key lookups' slots and threads (a
@@ -124,11 +172,16 @@ class DatabaseHealth:
 
     def probe(self, engine: Engine) -> bool:
         """One `SELECT 1` (readiness checks while down), read-only so that SQLite's write lock held by a
-        writer does not hold it up; records the outcome."""
+        writer does not hold it up; records the outcome. On PostgreSQL it also asks whether the server
+        takes writes (`SELECT 1` alone answered "up" from a standby refusing every write)."""
         try:
             with engine.connect() as conn:
                 conn.execution_options(**read_only_options(engine))
-                conn.execute(text("SELECT 1"))
+                if engine.dialect.name == "postgresql":
+                    if conn.execute(text(READ_ONLY_SQL)).scalar():
+                        raise DatabaseReadOnly("the database takes no writes (a standby, or read-only)")
+                else:
+                    conn.execute(text("SELECT 1"))
         except Exception as error:
             if is_lock_timeout(error):  # not expected read-only (WAL recovery?); busy, never an outage
                 self.succeeded()

@@ -162,6 +162,10 @@ def load_ranker(path: str | None):
     except FileNotFoundError:
         log.warning("search ranker %s not found: ranking by BM25", path)
         return None
+    except Exception as exc:  # truncated or corrupt: the API refused to start, naming no file
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("search ranker %s cannot be loaded (%s): ranking by BM25", path, reason)
+        return None
 
 
 class SearchService:

@@ -20,7 +20,10 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    database: Literal["up", "unavailable"]
+    database: Literal["up", "read-only", "unavailable"] = Field(
+        description="`read-only`: the server answers but takes no writes (a standby after a failover); "
+        "writes are refused with 503 meanwhile."
+    )
     redis: Literal["up", "unavailable", "not configured"] = Field(
         description="The shared rate-limit store; while unavailable each replica counts locally (not a "
         "reason to be unready)."
@@ -59,7 +62,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
     broken = state.models.broken
     body = Readiness(
         ready=catalog is not None and state.models.decided and database_up,
-        database="up" if database_up else "unavailable",
+        database="up" if database_up else "read-only" if state.db_health.read_only else "unavailable",
         redis=state.limiter.shared_store,
         revocations=(
             "not configured"

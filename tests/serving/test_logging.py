@@ -228,14 +228,16 @@ def test_a_broken_log_stream_does_not_fail_requests(client):
 def test_the_access_line_masks_exactly_what_masking_each_field_does(texts, secret, at):
     """The access line tests all its fields at once before masking any (serving.logs._AccessLines.write):
     what reaches the line is what masking field by field gives."""
-    from serving.logs import _AccessLines, _HandlerStream, _redact_event
+    from serving.logs import QueuedStreamHandler, _AccessLines, _HandlerStream, _redact_event
 
     texts = [*texts[:at], f"{texts[0]}{secret}", *texts[at:]]
     fields = {f"f{i}": text for i, text in enumerate(texts)} | {"status": 200, "role": None}
     stream = _Writes()
-    lines = _AccessLines(_HandlerStream(logging.StreamHandler(stream), "test"), logging.INFO, True)
+    handler = QueuedStreamHandler(stream)
+    lines = _AccessLines(_HandlerStream(handler, "test"), logging.INFO, True)
     lines.write(dict(fields))
     lines.flush()
+    assert handler.drain()
     written = json.loads(stream.getvalue())
     expected = _redact_event(None, None, dict(fields))
     assert {name: written[name] for name in expected} == expected

@@ -1,0 +1,52 @@
+"""SQLite's disk full (`database or disk is full`, simulated with `max_page_count`): writes are refused
+with 503 and change nothing, and the outage is logged once. Reads still succeed meanwhile, and every
+new key's lookup ended the outage: each refused write logged "database unavailable" and the next
+lookup "database back" (a pair per refused checkout: 24 of 40 here). A read no longer ends an outage for
+writes; the readiness probe or a write that succeeds does."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event
+
+from tests.resilience.conftest import fault_settings, invariants, make_keys, seeded_factory
+from tests.serving.conftest import auth
+
+BUYERS = 40
+
+
+def test_a_full_disk_refuses_writes_and_is_logged_once_while_new_keys_are_read(
+    database_url, tmp_path, open_client, caplog
+):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a full disk is simulated with SQLite's max_page_count")
+    factory = seeded_factory(database_url, buyers=BUYERS, stock=1000)
+    keys = make_keys(factory, buyers=BUYERS)
+    client = open_client(fault_settings(tmp_path), factory)
+    engine = factory.kw["bind"]
+    with engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+
+    def full(dbapi_conn, _record):  # the file may not grow: the disk is full
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
+
+    event.listen(engine, "connect", full)
+    engine.dispose()
+    statuses = []
+    for i in range(BUYERS):  # each buyer's key is new to the cache: a read that succeeds
+        order = {"lines": [{"product_id": "p01", "quantity": 1}]}
+        r = client.post(f"/v1/shoppers/b{i}/orders", json=order, headers=auth(keys[f"b{i}"]))
+        statuses.append(r.status_code)
+        assert r.status_code in (201, 503), r.text
+    refused = statuses.count(503)
+    assert refused >= 10 and statuses[-1] == 503  # the free pages ran out
+    assert invariants(factory)["orders"] == statuses.count(201)  # a refusal changed nothing
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("database unavailable" in m for m in messages) == 1  # was one per refused checkout
+    assert not any("database back" in m for m in messages)
+
+    event.remove(engine, "connect", full)
+    engine.dispose()  # room again
+    assert client.get("/ready").json()["database"] == "up"
+    assert any("database back" in r.getMessage() for r in caplog.records)
+    engine.dispose()
