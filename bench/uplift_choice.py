@@ -5,11 +5,14 @@ spend), on several simulated files of 64,000 customers (`models.uplift.simulate.
     .venv/bin/python -m bench.uplift_choice [--seeds 8,9,10] [--models auto,blend] [--quick] [--out F]
     .venv/bin/python -m bench.uplift_choice --merge a.json,b.json   # seeds run in parallel, one summary
     .venv/bin/python -m bench.uplift_choice --reuse old.json        # re-run only changed choices
+    .venv/bin/python -m bench.uplift_choice --auto auto-nested      # the rule set by nested CV
 
 Each file is split 50/50 (stratified, seed 42) as `crosscart evaluate uplift` does; `auto` chooses on
 the training half only. The default seeds were not used to choose `auto`'s default blend (seeds
 0-7 were). Prints one line per (seed, arm, outcome), then per arm and outcome the mean gap over
-seeds, and writes bench/results/uplift_choice.json.
+seeds, and writes bench/results/uplift_choice.json. Every choice rule's pick (`NESTED_RULES`; `rule`
+is `auto`'s) is also scored on the test half (`by_rule`), so a run with `--auto auto-nested` shows
+the rule before and after nested cross-validation on the same files.
 """
 
 from __future__ import annotations
