@@ -5,11 +5,14 @@ spend), on several simulated files of 64,000 customers (`models.uplift.simulate.
     .venv/bin/python -m bench.uplift_choice [--seeds 8,9,10] [--models auto,blend] [--quick] [--out F]
     .venv/bin/python -m bench.uplift_choice --merge a.json,b.json   # seeds run in parallel, one summary
     .venv/bin/python -m bench.uplift_choice --reuse old.json        # re-run only changed choices
+    .venv/bin/python -m bench.uplift_choice --auto auto-nested      # the rule set by nested CV
 
 Each file is split 50/50 (stratified, seed 42) as `crosscart evaluate uplift` does; `auto` chooses on
 the training half only. The default seeds were not used to choose `auto`'s default blend (seeds
 0-7 were). Prints one line per (seed, arm, outcome), then per arm and outcome the mean gap over
-seeds, and writes bench/results/uplift_choice.json.
+seeds, and writes bench/results/uplift_choice.json. Every choice rule's pick (`NESTED_RULES`; `rule`
+is `auto`'s) is also scored on the test half (`by_rule`), so a run with `--auto auto-nested` shows
+the rule before and after nested cross-validation on the same files.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from models.uplift.selection import NESTED_RULES  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "uplift_choice.json"
 ARMS = ("Mens E-Mail", "Womens E-Mail")
 OUTCOMES = ("visit", "conversion", "spend")
 
 
-def run_pair(data, arm: str, outcome: str, models: list[str]) -> dict:
+def run_pair(data, arm: str, outcome: str, models: list[str], auto_key: str = "auto") -> dict:
     from training.evaluate_uplift import evaluate_models, load_campaign, split_campaign
 
     campaign = load_campaign(data, "segment", arm, "No E-Mail", outcome)
@@ -40,7 +45,7 @@ def run_pair(data, arm: str, outcome: str, models: list[str]) -> dict:
     seconds = time.perf_counter() - t0
     ours = {r["model"]: r for r in rows if not r.get("baseline")}
     base = {r["model"]: r for r in rows if r.get("baseline")}
-    auto = ours["auto"]
+    auto = ours[auto_key]
     verdict = {}
     for metric in ("qini_auc", "uplift@30"):
         gap = auto["vs_baselines"][metric]
@@ -55,12 +60,46 @@ def run_pair(data, arm: str, outcome: str, models: list[str]) -> dict:
     return {
         "arm": arm,
         "outcome": outcome,
+        "auto_key": auto_key,
         "chosen": auto["chosen"],
+        "rule": auto["rule"],
         "verdict": verdict,
-        "rows": [{k: v for k, v in r.items() if k != "cv"} for r in rows],
+        "rows": [{k: v for k, v in r.items() if k not in ("cv", "nested")} for r in rows],
         "auto_cv": auto["cv"],
+        "auto_nested": auto["nested"],
+        "by_rule": by_rule(train, test, auto, base),
         "seconds": seconds,
     }
+
+
+def by_rule(train, test, auto: dict, base: dict) -> dict[str, dict]:
+    """Every choice rule's pick on the training half (`choice_by_rule`), scored on the test half like
+    `auto`: `rule` is what `auto` chose before nested cross-validation, the others what it would
+    choose under each rule nested cross-validation weighs. Picks equal to `auto`'s reuse its row;
+    the others are fitted on the training half (seeded as `auto`'s refit)."""
+    from models.uplift.base import is_binary_outcome
+    from models.uplift.selection import UpliftEnsemble, make_model
+    from training.evaluate_uplift import compare_to_baselines, score, sklift_baselines
+
+    scored = {auto["chosen"]: {m: auto[m] for m in ("qini_auc", "uplift@30", "vs_baselines")}}
+    base_preds = None
+    for key in dict.fromkeys(auto["choice_by_rule"].values()):
+        if key in scored:
+            continue
+        if base_preds is None:
+            base_preds = sklift_baselines(train, test, 42)[1]
+        if "+" in key:
+            model = UpliftEnsemble(tuple(key.split("+")), standardise=True, random_state=42)
+        else:
+            model = make_model(key, binary=is_binary_outcome(train.outcome), random_state=42)
+        uplift = np.asarray(model.fit(train.X, train.treatment, train.outcome).predict_uplift(test.X), float)
+        row = score(test.outcome, uplift, test.treatment)
+        scored[key] = {
+            "qini_auc": row["qini_auc"],
+            "uplift@30": row["uplift@30"],
+            "vs_baselines": compare_to_baselines(test, uplift, base_preds, seed=42),
+        }
+    return {rule: {"chosen": key, **scored[key]} for rule, key in auto["choice_by_rule"].items()}
 
 
 def main() -> None:
@@ -70,6 +109,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="8,9,10")
     parser.add_argument("--models", default="auto,blend")
     parser.add_argument("--rows", type=int, default=64_000)
+    parser.add_argument(
+        "--auto",
+        default="auto",
+        choices=("auto", "auto-nested"),
+        help="The model judged as `auto` (`auto-nested`: its choice rule set by nested cross-validation).",
+    )
     parser.add_argument("--quick", action="store_true", help="One seed, 16,000 rows.")
     parser.add_argument("--out", type=Path, default=RESULTS, help="Results JSON (default %(default)s).")
     parser.add_argument(
@@ -91,14 +136,15 @@ def main() -> None:
     if args.quick:
         args.seeds, args.rows = "0", 16_000
     models = [m for m in args.models.split(",") if m]
-    if "auto" not in models:
-        models.insert(0, "auto")
+    models = [args.auto if m == "auto" else m for m in models]
+    if args.auto not in models:
+        models.insert(0, args.auto)
     t0 = time.perf_counter()
     pairs = []
     print(
         f"{'seed':>4} {'arm':<14}{'outcome':<11}"
         f"{'qini auto':>10}{'best sklift':>12}{'gap (se)':>18}"
-        f"{'u@30 auto':>11}{'best sklift':>12}{'gap (se)':>18}{'both':>6}{'s':>5}  auto's choice"
+        f"{'u@30 auto':>11}{'best sklift':>12}{'gap (se)':>18}{'both':>6}{'s':>5}  auto's choice (rule)"
     )
     reusable = _reusable(args, models)
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -109,7 +155,7 @@ def main() -> None:
                 if r is None:
                     if data is None:
                         data, _ = hillstrom_like(n=args.rows, seed=seed)
-                    r = run_pair(data, arm, outcome, models)
+                    r = run_pair(data, arm, outcome, models, args.auto)
                     r["seed"] = seed
                 else:
                     r = {**r, "reused": True}
@@ -122,7 +168,7 @@ def main() -> None:
                     f"{u['auto']:>11.4f}{u['best_baseline_value']:>12.4f}"
                     f"{u['gap']:>+10.4f} ({u['gap_se']:.4f})"
                     f"{'yes' if q['matches'] and u['matches'] else 'no':>6}{r['seconds']:>5.0f}"
-                    f"  {r['chosen']}",
+                    f"  {r['chosen']} ({r.get('rule')})",
                     flush=True,
                 )
                 _write(pairs, args, t0, final=False)  # partial results survive an interrupted run
@@ -136,31 +182,36 @@ def _reusable(args, models: list[str]) -> dict[tuple, dict]:
     re-run would give; only pairs whose choice changes are re-run."""
     if args.reuse is None:
         return {}
-    from models.uplift.selection import AutoUplift, decide
+    from models.uplift.selection import decide, make_model, rule_choice
 
     old = json.loads(args.reuse.read_text())
-    if old["args"]["rows"] != args.rows or old["args"]["models"].split(",") != models:
-        raise SystemExit(f"{args.reuse.name} was run with other --rows or --models")
-    auto = AutoUplift()
+    old_auto = old["args"].get("auto", "auto")
+    old_models = [old_auto if m == "auto" else m for m in old["args"]["models"].split(",")]
+    if old["args"]["rows"] != args.rows or old_models != models:
+        raise SystemExit(f"{args.reuse.name} was run with other --rows, --models or --auto")
+    auto = make_model(models[0])
 
     def same(p: dict) -> bool:
         cv = p["auto_cv"]
         if auto.anchors and not all("lead_of_reference" in v for v in cv.values()):
             return False  # stored before anchors: the summary cannot replay today's rule
-        chosen = decide(
-            cv, list(cv), auto.default, auto.default_se, auto.combine, auto.anchors, auto.anchor_se
-        )
-        return chosen == p["chosen"]
+        if "by_rule" not in p:
+            return False  # stored before nested cross-validation: no per-rule picks to report
+        nested = p["auto_nested"] if auto.nested else None
+        rule = "rule" if nested is None else decide(nested, list(nested), "rule", auto.rule_se, False)
+        args = (list(cv), auto.default, auto.default_se, auto.combine, auto.anchors, auto.anchor_se)
+        return rule == p["rule"] and rule_choice(rule, cv, *args) == p["chosen"]
 
     return {(p["seed"], p["arm"], p["outcome"]): p for p in old["pairs"] if same(p)}
 
 
-def per_pair_summary(pairs: list[dict]) -> list[dict]:
+def per_pair_summary(pairs: list[dict], rule: str | None = None) -> list[dict]:
     """Per arm and outcome, over seeds: auto's mean gap to the best scikit-uplift model and its
     standard error over seeds, against two yardsticks. `vs_best_fixed`: the one baseline with the
     best mean over seeds on that metric (what a marketer would otherwise run); `vs_best_per_seed`:
     the best baseline of each seed's test set (an oracle that picks the luckiest of six on the
-    test rows, so even a model equal to the best baseline on average trails it)."""
+    test rows, so even a model equal to the best baseline on average trails it). With a `rule`
+    (`NESTED_RULES`), auto's scores are those of that rule's pick (`by_rule`)."""
     out = []
     for arm in ARMS:
         for outcome in OUTCOMES:
@@ -171,7 +222,14 @@ def per_pair_summary(pairs: list[dict]) -> list[dict]:
             for name in ("vs_best_fixed", "vs_best_per_seed"):
                 entry[name] = {}
             for metric in ("qini_auc", "uplift@30"):
-                auto = np.array([next(r for r in p["rows"] if r["model"] == "auto")[metric] for p in runs])
+                auto = np.array(
+                    [
+                        p["by_rule"][rule][metric]
+                        if rule
+                        else next(r for r in p["rows"] if r["model"] == p.get("auto_key", "auto"))[metric]
+                        for p in runs
+                    ]
+                )
                 base = {
                     r["model"]: [] for r in runs[0]["rows"] if r.get("baseline")
                 }  # the same baselines in every seed
@@ -200,6 +258,8 @@ def _write(pairs: list[dict], args, t0: float, final: bool) -> None:
     )
     mean_gap = {m: float(np.mean([p["verdict"][m]["gap"] for p in pairs])) for m in ("qini_auc",)}
     summary = per_pair_summary(pairs)
+    rules = [r for r in NESTED_RULES if all(r in p.get("by_rule", {}) for p in pairs)]
+    by_rule = {r: per_pair_summary(pairs, r) for r in rules}
     if final:
         print(
             f"\nauto >= best scikit-uplift model on both metrics: {both}/{len(pairs)} (seed, pair)s; "
@@ -216,8 +276,26 @@ def _write(pairs: list[dict], args, t0: float, final: bool) -> None:
                 for m in ("qini_auc", "uplift@30")
             ]
             print(f"{s['arm']:<14}{s['outcome']:<11}{cells[0]:>22}{cells[1]:>22}{cells[2]:>24}{cells[3]:>24}")
+        if by_rule:
+            print(
+                "\nper choice rule, mean over seeds of the pick minus the best fixed scikit-uplift model "
+                "(qini / uplift@30; `rule` = auto before nested cross-validation):"
+            )
+            print(f"{'arm':<14}{'outcome':<11}" + "".join(f"{r:>30}" for r in rules))
+            for i, s in enumerate(summary):
+                cells = [
+                    f"{by_rule[r][i]['vs_best_fixed']['qini_auc']['gap']:+.4f} / "
+                    f"{by_rule[r][i]['vs_best_fixed']['uplift@30']['gap']:+.4f}"
+                    for r in rules
+                ]
+                print(f"{s['arm']:<14}{s['outcome']:<11}" + "".join(f"{c:>30}" for c in cells))
+            print(
+                "rules nested cross-validation chose:",
+                {r: sum(p.get("rule") == r for p in pairs) for r in rules},
+            )
     result = {
         "per_pair": summary,
+        "per_pair_by_rule": by_rule,
         "auto_matches_best_fixed_baseline_on_both_by_mean": sum(
             all(s["vs_best_fixed"][m]["gap"] >= -1e-9 for m in ("qini_auc", "uplift@30")) for s in summary
         ),

@@ -268,9 +268,13 @@ def evaluate_models(
         row = {"model": key, **score(test.outcome, uplift, test.treatment)}
         if plots_dir is not None:
             plot_uplift_report(test.outcome, uplift, test.treatment, plots_dir, prefix=key.replace("-", "_"))
-        if key == "auto":
+        if key.startswith("auto"):
             row["chosen"] = model.best_key_
             row["cv"] = model.cv_scores_
+            row["rule"] = model.rule_
+            row["choice_by_rule"] = model.choice_by_rule_
+            row["nested"] = model.nested_scores_
+            row["nested_skipped"] = model.nested_skipped_
         rows.append(row)
     if baselines:
         base_rows, base_preds = sklift_baselines(train, test, random_state)

@@ -29,7 +29,7 @@ def evaluate_uplift(
         "auto,blend,s,t,ct,si-lr",
         "--models",
         help="Comma-separated model keys (models.uplift.selection.MODEL_KEYS), e.g. "
-        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,ens,blend,auto.",
+        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,ens,blend,auto,auto-nested.",
     ),
     baselines: bool = typer.Option(
         True,

@@ -48,7 +48,8 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
     interactions), t-lr, x-lr, ct-lr (logistic/ridge);
     s-2p, s-lr-2p (two-part: the S-learner's uplift on y > 0 times the order value, for spend);
     ens (mean of LightGBM and linear learners); blend (standardised mean of `blend_members`);
-    auto (chosen by repeated cross-validation)."""
+    auto (chosen by repeated cross-validation); auto-nested (its choice rule set by nested
+    cross-validation)."""
     lgbm = {"s": SLearner, "t": TLearner, "x": XLearner, "dr": DRLearner, "ct": ClassTransformation}
     if key in lgbm:
         return lgbm[key](control=control, random_state=random_state)
@@ -75,12 +76,14 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
         )
     if key == "auto":
         return AutoUplift(control=control, random_state=random_state)
+    if key == "auto-nested":
+        return AutoUplift(nested=True, control=control, random_state=random_state)
     raise ValueError(f"unknown uplift model {key!r}; choose from {', '.join(MODEL_KEYS)}")
 
 
 MODEL_KEYS = (
     "s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "s-2p", "s-lr-2p", "ens", "blend",
-    "auto",
+    "auto", "auto-nested",
 )  # fmt: skip
 # Both S-learners share every row between arms (low variance); trees and a linear model err in
 # different places. On held-out Hillstrom-like seeds this pair beat each member and larger mixes.
@@ -288,6 +291,69 @@ def decide(
     return level[0]
 
 
+# The choice rules nested cross-validation weighs (`AutoUplift(nested=True)`), each a function of one
+# cross-validation summary: `rule` is `decide` with `AutoUplift`'s settings (what `auto` did before
+# nested cross-validation, and what it keeps unless the outer folds show another rule clearly
+# better), `default` never leaves the blend, `default+anchor` always averages in the better-scoring
+# anchor, `default+best` always averages in the best candidate, `best` takes it alone.
+NESTED_RULES = ("rule", "default", "default+anchor", "default+best", "best")
+
+
+def rule_choice(
+    rule: str, summary, order, default, default_se: float, combine: bool, anchors=(), anchor_se: float = 1.0
+) -> str:
+    """The model key a choice rule (`NESTED_RULES`) gives for one cross-validation summary."""
+    if rule == "rule" or default not in summary:
+        return decide(summary, order, default, default_se, combine, anchors, anchor_se)
+    best = max(summary, key=lambda k: summary[k]["combined"])
+    if rule == "default":
+        return default
+    if rule == "default+anchor":
+        scored = [a for a in anchors if a in summary and a != default]
+        return f"{default}+{max(scored, key=lambda k: summary[k]['combined'])}" if scored else default
+    if rule == "default+best":
+        return default if best == default else f"{default}+{best}"
+    if rule == "best":
+        return best
+    raise ValueError(f"unknown choice rule {rule!r}; choose from {', '.join(NESTED_RULES)}")
+
+
+def _key_prediction(key: str, preds: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Held-out predictions of a model key on `rows`: a "+"-joined key is the standardised average of
+    its members there, as `UpliftEnsemble(standardise=True)` ranks them."""
+    members = key.split("+")
+    if len(members) == 1:
+        return preds[key][rows]
+    return _standardised_mean([preds[m][rows] for m in members], [(None, np.arange(len(rows)))])
+
+
+def _add_ensembles(preds: dict[str, np.ndarray], candidates, binary: bool, folds) -> None:
+    """Held-out predictions of the ensemble candidates from their members' (no extra fits): `ens`
+    averaged, `blend` standardised within each held-out fold."""
+    if "ens" in candidates:
+        preds["ens"] = np.mean([preds[m] for m in ENSEMBLE_MEMBERS], axis=0)
+    if "blend" in candidates:
+        preds["blend"] = _standardised_mean([preds[m] for m in blend_members(binary)], folds)
+
+
+# Fewest rows of each arm (and of the control) in every fold for cross-validated scores to be read.
+MIN_FOLD_ROWS = 10
+
+
+def _fold_problem(t, y, arms, control, splits) -> str | None:
+    """Why these folds cannot score candidates (None when they can): every fold must hold at least
+    `MIN_FOLD_ROWS` rows of each arm and of the control, with a nonzero outcome among them, so that
+    every fit on the other folds sees each arm respond and every held-out Qini and uplift@30 is
+    defined. Tiny files, or a rare outcome split too finely, fail this."""
+    for folds in splits:
+        for _, block in folds:
+            for arm in [control, *arms]:
+                rows = t[block] == arm
+                if rows.sum() < MIN_FOLD_ROWS or not (y[block][rows] != 0).any():
+                    return f"a fold with fewer than {MIN_FOLD_ROWS} rows or no response in arm {arm!r}"
+    return None
+
+
 class AutoUplift(UpliftModel):
     """Chooses among `candidates` (model keys, simplest first) by repeated cross-validation on the
     training rows only, then refits the choice on all of them.
@@ -309,6 +375,17 @@ class AutoUplift(UpliftModel):
     the default stays; with a strong signal few candidates stay level and the best ones decide.
     Ensemble candidates (`ens`, `blend`) are scored from their members' held-out predictions (the
     same fits, averaged; `blend` standardised within each held-out fold), so they cost no extra fits.
+
+    That procedure is itself a choice, and the folds that made it cannot judge it. With `nested`
+    (and `cv` >= 3), nested cross-validation does (`_nested_rule`): each fold is an outer test fold in
+    turn, the inner choice runs on the other folds alone, and each rule of `NESTED_RULES` (today's
+    `decide`, never leaving the default, always averaging in an anchor or the best candidate, the
+    best alone) is scored on the outer fold by the pick it made there. `decide` then keeps today's
+    rule unless another beats it by more than `rule_se` standard errors on both metrics; `rule_`
+    names the rule, `choice_by_rule_` each rule's pick on the full cross-validation, `nested_scores_`
+    the rules' outer scores (None when `nested_skipped_` says why nested cross-validation did not
+    run). Folds too small to score (fewer than `MIN_FOLD_ROWS` rows of an arm, or no response in
+    one: `cv_skipped_`) skip the choice and fit the default.
     """
 
     def __init__(
@@ -321,6 +398,8 @@ class AutoUplift(UpliftModel):
         combine: bool = True,
         anchors=AUTO_ANCHORS,
         anchor_se: float = 1.0,
+        nested: bool = False,
+        rule_se: float = 2.0,
         control=0,
         random_state: int | None = 0,
     ):
@@ -332,6 +411,8 @@ class AutoUplift(UpliftModel):
         self.combine = combine
         self.anchors = anchors
         self.anchor_se = anchor_se
+        self.nested = nested
+        self.rule_se = rule_se
         self.control = control
         self.random_state = random_state
 
@@ -343,6 +424,10 @@ class AutoUplift(UpliftModel):
         X = X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else np.asarray(X, dtype=float)
         t = np.asarray(treatment).ravel()
         y = np.asarray(outcome, dtype=float).ravel()
+        if len(np.unique(y)) < 2:
+            raise ValueError(
+                f"the outcome takes one value ({y[0] if len(y) else 'no rows'}): no response to model"
+            )
         binary = is_binary_outcome(y)
         candidates = [k for k in self.candidates if applicable(k, binary)] or list(self.candidates)
         arms = np.unique(t[t != self.control])
@@ -352,43 +437,63 @@ class AutoUplift(UpliftModel):
             list(StratifiedKFold(self.cv, shuffle=True, random_state=seed + r).split(X, strata))
             for r in range(self.repeats)
         ]
+        self.cv_skipped_ = _fold_problem(t, y, arms, self.control, splits)
+        if self.cv_skipped_ is not None:
+            # too few rows to score anyone: the default (else the simplest candidate), unscored
+            key = self.default if self.default in candidates else candidates[0]
+            self.cv_scores_, self.choice_by_rule_ = {}, {"rule": key}
+            self.rule_, self.nested_scores_, self.nested_skipped_ = "rule", None, self.cv_skipped_
+            return self._refit(key, X, t, y, binary)
         # held-out predictions per candidate and repeat; ensembles are averaged from their members
         members = {"ens": ENSEMBLE_MEMBERS, "blend": blend_members(binary)}
         fitted = set(candidates).union(*(members[k] for k in members if k in candidates)) - set(members)
-        oof: dict[str, list[np.ndarray]] = {}
-        for key in sorted(fitted):
-            runs = []
-            for folds in splits:
-                pred = np.zeros((len(y), len(arms)))
-                for train, test in folds:
-                    model = make_model(
-                        key, binary=binary, control=self.control, random_state=self.random_state
-                    )
-                    pred[test] = np.asarray(
-                        model.fit(X[train], t[train], y[train]).predict_uplift(X[test])
-                    ).reshape(len(test), -1)
-                runs.append(pred)
-            oof[key] = runs
-        if "ens" in candidates:
-            oof["ens"] = [np.mean([oof[m][r] for m in ENSEMBLE_MEMBERS], axis=0) for r in range(self.repeats)]
-        if "blend" in candidates:
-            oof["blend"] = [
-                _standardised_mean([oof[m][r] for m in members["blend"]], folds)
-                for r, folds in enumerate(splits)
-            ]
+        self.fitted_keys_ = sorted(fitted)
+        runs = [self._heldout(X, t, y, binary, arms, folds) for folds in splits]
+        for run, folds in zip(runs, splits, strict=True):
+            _add_ensembles(run, candidates, binary, folds)
         scores = {
             key: np.array(
                 [
-                    _arm_scores(oof[key][r][test], t[test], y[test], arms, self.control)
-                    for r, folds in enumerate(splits)
+                    _arm_scores(run[key][test], t[test], y[test], arms, self.control)
+                    for run, folds in zip(runs, splits, strict=True)
                     for _, test in folds
                 ]
             )
             for key in candidates
         }
         _, self.cv_scores_ = one_se_choice(scores, candidates, reference=self.default)
-        self.best_key_ = decide(
-            self.cv_scores_,
+        rules = NESTED_RULES if self.default in candidates else ("rule",)
+        self.choice_by_rule_ = {rule: self._choose(rule, self.cv_scores_, candidates) for rule in rules}
+        self.rule_, self.nested_scores_, self.nested_skipped_ = "rule", None, None
+        if not self.nested:
+            self.nested_skipped_ = "nested=False"
+        elif len(rules) == 1:
+            self.nested_skipped_ = "no default to weigh rules against"
+        elif self.cv < 3:
+            self.nested_skipped_ = "nested cross-validation needs cv >= 3 (two inner blocks per outer fold)"
+        if self.nested_skipped_ is None:
+            self.rule_, self.nested_scores_ = self._nested_rule(
+                X, t, y, binary, arms, candidates, splits, runs
+            )
+        return self._refit(self.choice_by_rule_[self.rule_], X, t, y, binary)
+
+    def _refit(self, key: str, X, t, y, binary: bool):
+        """Fit the choice on every training row ("+"-joined keys: their standardised average)."""
+        self.best_key_ = key
+        if "+" in key:
+            self.model_ = UpliftEnsemble(
+                tuple(key.split("+")), standardise=True, control=self.control, random_state=self.random_state
+            )
+        else:
+            self.model_ = make_model(key, binary=binary, control=self.control, random_state=self.random_state)
+        self.model_.fit(X, t, y)
+        self.arms_ = self.model_.arms_
+        return self
+
+    def _choose(self, rule: str, summary, candidates) -> str:
+        return rule_choice(
+            rule,
+            summary,
             candidates,
             self.default,
             self.default_se,
@@ -396,20 +501,67 @@ class AutoUplift(UpliftModel):
             self.anchors,
             self.anchor_se,
         )
-        if "+" in self.best_key_:
-            self.model_ = UpliftEnsemble(
-                tuple(self.best_key_.split("+")),
-                standardise=True,
-                control=self.control,
-                random_state=self.random_state,
-            )
-        else:
-            self.model_ = make_model(
-                self.best_key_, binary=binary, control=self.control, random_state=self.random_state
-            )
-        self.model_.fit(X, t, y)
-        self.arms_ = self.model_.arms_
-        return self
+
+    def _heldout(self, X, t, y, binary, arms, folds) -> dict[str, np.ndarray]:
+        """Each fitted candidate's predictions on every fold's test rows from a model fitted on that
+        fold's training rows (other rows stay 0)."""
+        out = {key: np.zeros((len(y), len(arms))) for key in self.fitted_keys_}
+        for train, test in folds:
+            for key in self.fitted_keys_:
+                model = make_model(key, binary=binary, control=self.control, random_state=self.random_state)
+                model.fit(X[train], t[train], y[train])
+                out[key][test] = np.asarray(model.predict_uplift(X[test])).reshape(len(test), -1)
+        return out
+
+    def _nested_rule(self, X, t, y, binary, arms, candidates, splits, runs):
+        """The choice rule (`NESTED_RULES`) set by nested cross-validation, and its summary.
+
+        Each fold of each repeat is an outer test fold in turn. The inner choice runs on the outer
+        training part alone: for every pair of blocks (i, j) of the repeat, each candidate is fitted on
+        the other blocks and predicts blocks i and j, so outer fold i's inner folds are the blocks j != i,
+        each predicted by a model that saw neither block i nor j. Every rule picks a model from that
+        inner summary, and the pick is scored on block i with the predictions of the models fitted on
+        all blocks but i, which are the ordinary folds' own held-out predictions (`runs`, no refit).
+        The rules' outer scores then go through `one_se_choice` and `decide` as the candidates' do:
+        `rule` (today's `decide`) stays unless another rule beats it by more than `rule_se` standard
+        errors on the combined score and on both metrics.
+        """
+        outer: dict[str, list[np.ndarray]] = {rule: [] for rule in NESTED_RULES}
+        self.nested_picks_ = []  # per repeat and outer fold, each rule's pick from its inner choice
+        n = len(y)
+        for folds, run in zip(splits, runs, strict=True):
+            blocks = [test for _, test in folds]
+            pairs = [(i, j) for i in range(len(blocks)) for j in range(i + 1, len(blocks))]
+            pair_folds = [
+                (np.setdiff1d(np.arange(n), np.r_[blocks[i], blocks[j]]), np.r_[blocks[i], blocks[j]])
+                for i, j in pairs
+            ]
+            fitted = [self._heldout(X, t, y, binary, arms, [fold]) for fold in pair_folds]
+            for i, block in enumerate(blocks):
+                inner_folds = [(None, blocks[j]) for j in range(len(blocks)) if j != i]
+                inner = {key: np.zeros((n, len(arms))) for key in self.fitted_keys_}
+                for j in range(len(blocks)):
+                    if j != i:
+                        pred = fitted[pairs.index((min(i, j), max(i, j)))]
+                        for key in self.fitted_keys_:
+                            inner[key][blocks[j]] = pred[key][blocks[j]]
+                _add_ensembles(inner, candidates, binary, inner_folds)
+                scores = {
+                    key: np.array(
+                        [_arm_scores(inner[key][b], t[b], y[b], arms, self.control) for _, b in inner_folds]
+                    )
+                    for key in candidates
+                }
+                _, summary = one_se_choice(scores, candidates, reference=self.default)
+                picks = {rule: self._choose(rule, summary, candidates) for rule in NESTED_RULES}
+                self.nested_picks_.append(picks)
+                for rule, pick in picks.items():
+                    outer[rule].append(
+                        _arm_scores(_key_prediction(pick, run, block), t[block], y[block], arms, self.control)
+                    )
+        scores = {rule: np.array(v) for rule, v in outer.items()}
+        _, summary = one_se_choice(scores, NESTED_RULES, reference="rule")
+        return decide(summary, NESTED_RULES, "rule", self.rule_se, combine=False), summary
 
     def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:
         no_coupon_terms(self, coupons)

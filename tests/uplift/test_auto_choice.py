@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.uplift.selection import AutoUplift, UpliftEnsemble, applicable, decide, one_se_choice
+from models.uplift.selection import (
+    NESTED_RULES,
+    AutoUplift,
+    UpliftEnsemble,
+    applicable,
+    decide,
+    make_model,
+    one_se_choice,
+    rule_choice,
+)
 from training.evaluate_uplift import CampaignData, evaluate_models
 
 
@@ -281,8 +290,6 @@ def test_auto_keeps_its_default_unless_it_is_beaten_and_averages_the_level_candi
 
 
 def test_blend_members_follow_the_outcome():
-    from models.uplift.selection import make_model
-
     assert make_model("blend", binary=True).members == ("s", "si-lr")
     assert make_model("blend", binary=False).members == ("s", "si-lr", "s-2p", "s-lr-2p")
     assert make_model("blend").standardise
@@ -309,3 +316,109 @@ def test_auto_with_several_arms_scores_each_arm_against_control():
     assert list(auto.arms_) == ["a", "b"]
     assert auto.predict_uplift(X[:3]).shape == (3, 2)
     assert all(k in auto.cv_scores_ for k in auto.best_key_.split("+"))
+
+
+def test_rule_choice_gives_each_rules_pick_from_one_summary():
+    summary = _with_leads(
+        _summary(
+            blend=(0.10, 0.02, 0.0, 0.2, 0.1, False),
+            s=(0.10, 0.02, -0.1, 0.3, 0.2, False),
+            t=(0.09, 0.02, 0.1, 0.1, 0.2, True),
+            ct=(0.12, 0.03, 0.2, 0.0, 0.0, True),
+        ),
+        blend=(0.0, 0.0),
+        s=(0.1, 0.2),
+        t=(-0.1, 0.2),
+        ct=(-0.2, 0.1),
+    )
+    args = (("blend", "s", "t", "ct"), "blend", 2.0, True, ("s", "t"), 1.0)
+    picks = {rule: rule_choice(rule, summary, *args) for rule in NESTED_RULES}
+    assert picks == {
+        "rule": decide(summary, *args),  # today's rule, unchanged
+        "default": "blend",
+        "default+anchor": "blend+t",  # the better-scoring anchor, whatever the standard errors
+        "default+best": "blend+ct",
+        "best": "ct",
+    }
+    assert rule_choice(
+        "default+best", {**summary, "blend": {**summary["blend"], "combined": 1.0}}, *args
+    ) == ("blend")  # the default is the best: nothing to average in
+    with pytest.raises(ValueError, match="unknown choice rule"):
+        rule_choice("luckiest", summary, *args)
+
+
+NESTED = dict(candidates=("blend", "s-lr", "s", "t"), cv=3, repeats=1, nested=True, random_state=5)
+
+
+def test_nested_cv_never_reads_the_outer_test_rows_when_choosing(monkeypatch):
+    """Outer fold i's inner choice must not depend on block i: shuffling the features of block i's
+    rows (within each arm x outcome stratum, so the folds stay the same) leaves the inner candidates'
+    scores for outer fold i bit for bit the same, while the other folds' inner scores, which train
+    on block i, and the rules' outer scores on block i change."""
+    from sklearn.model_selection import StratifiedKFold
+
+    import models.uplift.selection as selection
+
+    data = _campaign(3000, 0.2, seed=9)
+    X, t, y = data.X.to_numpy(), data.treatment, data.outcome
+    strata = selection._strata(t, y)
+    blocks = [test for _, test in StratifiedKFold(3, shuffle=True, random_state=5).split(X, strata)]
+    shuffled = X.copy()
+    rng = np.random.default_rng(0)
+    for stratum in np.unique(strata[blocks[0]]):
+        rows = blocks[0][strata[blocks[0]] == stratum]
+        shuffled[rows] = X[rng.permutation(rows)]
+    calls = []
+    real = selection.one_se_choice
+
+    def spy(scores, order, reference=None):
+        calls.append({k: np.array(v) for k, v in scores.items()})
+        return real(scores, order, reference)
+
+    monkeypatch.setattr(selection, "one_se_choice", spy)
+    first = AutoUplift(**NESTED).fit(X, t, y)
+    n_calls = len(calls)
+    second = AutoUplift(**NESTED).fit(shuffled, t, y)
+    assert n_calls == len(calls) - n_calls == 1 + 3 + 1  # the choice, three inner choices, the rules
+    before, after = calls[:n_calls], calls[n_calls:]
+    for key in before[1]:  # outer fold 0's inner choice: the same scores
+        np.testing.assert_array_equal(before[1][key], after[1][key])
+    assert any(not np.array_equal(before[2][k], after[2][k]) for k in before[2])  # fold 1 trains on block 0
+    assert first.nested_picks_[0] == second.nested_picks_[0]
+    assert first.nested_scores_ != second.nested_scores_  # the picks are scored on block 0
+
+
+def test_nested_cv_is_deterministic_and_refits_the_chosen_rules_pick():
+    data = _campaign(3000, 0.2, seed=9)
+    a = AutoUplift(**NESTED).fit(data.X, data.treatment, data.outcome)
+    b = AutoUplift(**NESTED).fit(data.X, data.treatment, data.outcome)
+    assert a.nested_skipped_ is None and a.rule_ in NESTED_RULES
+    assert set(a.nested_scores_) == set(NESTED_RULES) and len(a.nested_picks_) == 3
+    assert (a.rule_, a.best_key_, a.nested_scores_, a.nested_picks_) == (
+        b.rule_, b.best_key_, b.nested_scores_, b.nested_picks_
+    )  # fmt: skip
+    assert a.best_key_ == a.choice_by_rule_[a.rule_]
+    np.testing.assert_array_equal(a.predict_uplift(data.X[:50]), b.predict_uplift(data.X[:50]))
+    other = AutoUplift(**{**NESTED, "random_state": 6}).fit(data.X, data.treatment, data.outcome)
+    assert other.nested_scores_ != a.nested_scores_  # the seed drives the folds
+    flat = AutoUplift(**{**NESTED, "nested": False}).fit(data.X, data.treatment, data.outcome)
+    assert flat.nested_scores_ is None and flat.best_key_ == a.choice_by_rule_["rule"]
+    # `auto` keeps today's rule (nested cross-validation did not improve it); `auto-nested` runs it
+    assert make_model("auto").nested is False and make_model("auto-nested").nested is True
+
+
+def test_auto_falls_back_on_tiny_data_and_refuses_an_outcome_without_response():
+    data = _campaign(3000, 0.2, seed=9)
+    tiny = AutoUplift(**NESTED).fit(data.X[:45], data.treatment[:45], data.outcome[:45])
+    assert tiny.cv_skipped_ and tiny.nested_skipped_ == tiny.cv_skipped_
+    assert (
+        tiny.best_key_ == "blend" and tiny.cv_scores_ == {} and tiny.predict_uplift(data.X[:3]).shape == (3,)
+    )
+    # one class in one arm: no control row responds, so no fold can score a candidate
+    y = np.where(data.treatment == 0, 0.0, data.outcome)
+    silent = AutoUplift(**NESTED).fit(data.X, data.treatment, y)
+    assert "no response in arm 0" in silent.cv_skipped_ and silent.best_key_ == "blend"
+    two = AutoUplift(**{**NESTED, "cv": 2}).fit(data.X, data.treatment, data.outcome)
+    assert "cv >= 3" in two.nested_skipped_ and two.rule_ == "rule" and two.cv_scores_
+    with pytest.raises(ValueError, match="one value"):
+        AutoUplift(**NESTED).fit(data.X, data.treatment, np.zeros(len(data.outcome)))

@@ -34,6 +34,9 @@ def test_simulator_has_hillstrom_shape_and_rates():
     assert 0.14 < rates.loc["Womens E-Mail", "visit"] < 0.165
     assert 0.004 < rates.loc["No E-Mail", "conversion"] < 0.008
     assert 0.009 < rates.loc["Mens E-Mail", "conversion"] < 0.014
+    assert 0.006 < rates.loc["Womens E-Mail", "conversion"] < 0.012
+    assert 0.8 < rates.loc["Womens E-Mail", "spend"] < 1.4
+    assert 0.3 < data["mens"].mean() < 0.6 and 0.3 < data["womens"].mean() < 0.6  # ~0.55 each, some both
     assert 0.5 < rates.loc["No E-Mail", "spend"] < 0.9 and 1.0 < rates.loc["Mens E-Mail", "spend"] < 1.7
     orders = data.loc[data["spend"] > 0, "spend"]
     assert (orders >= 29.99).all() and (orders <= 499).all() and orders.mean() > 1.1 * orders.median()
@@ -63,6 +66,35 @@ def test_load_pools_treatment_values_encodes_strings_and_drops_outcome_columns(h
     assert len(one_arm.outcome) == (data["segment"] != "Womens E-Mail").sum()  # other arm left out
     chosen = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "visit", ["recency", "zip_code"])
     assert list(chosen.X.columns) == ["recency", "zip_code_Rural", "zip_code_Surburban", "zip_code_Urban"]
+
+
+def test_load_reads_the_real_files_csv_format(tmp_path, hillstrom):
+    """The MineThatData file as published: a header row, history segments with a comma quoted
+    (`"6) $750 - $1,000"`), whole numbers without decimals (spend `0`), and Windows line ends. It
+    must load exactly as the same rows do from a DataFrame, for every outcome."""
+    import csv
+
+    data = hillstrom[0]
+    assert {"6) $750 - $1,000", "7) $1,000 +"} <= set(data["history_segment"])
+    path = tmp_path / "hillstrom.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")  # quotes only fields holding a comma
+        writer.writerow(data.columns)
+        for row in data.itertuples(index=False):
+            writer.writerow([f"{v:g}" if isinstance(v, float) else v for v in row])
+    text = path.read_bytes().decode()
+    assert ',"6) $750 - $1,000",' in text and ",2) $100 - $200," in text and text.endswith(",0\r\n")
+    for outcome in ("visit", "conversion", "spend"):
+        args = ("segment", "Mens E-Mail", "No E-Mail", outcome)
+        from_csv, from_frame = load_campaign(path, *args), load_campaign(data, *args)
+        pd.testing.assert_frame_equal(from_csv.X, from_frame.X)
+        np.testing.assert_array_equal(from_csv.outcome, from_frame.outcome)
+        np.testing.assert_array_equal(from_csv.treatment, from_frame.treatment)
+        assert from_csv.dropped == from_frame.dropped == tuple(c for c in OUTCOMES if c != outcome)
+    assert "history_segment_6) $750 - $1,000" in from_csv.X.columns
+
+
+OUTCOMES = ("visit", "conversion", "spend")
 
 
 @pytest.mark.parametrize(
