@@ -48,12 +48,31 @@ def _deadline(request: Request, state: ServingState) -> float:
     return deadline
 
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
+def writes_on_get(endpoint):
+    """Marks a GET endpoint that writes through its session: it gets a read-write transaction."""
+    endpoint.writes_on_get = True
+    return endpoint
+
+
+def reads_only(request: Request) -> bool:
+    """The one rule: a GET or HEAD request's transaction is read-only unless its endpoint is marked
+    `writes_on_get`. On SQLite it then begins deferred, reading a WAL snapshot instead of queueing for
+    the write lock (BEGIN IMMEDIATE) behind writers and other readers; on PostgreSQL, BEGIN READ ONLY.
+    A write through it is refused by the database: a 500, never a silent success."""
+    if request.method not in READ_ONLY_METHODS:
+        return False
+    return not getattr(request.scope.get("endpoint"), "writes_on_get", False)
+
+
 async def get_session(request: Request, state: StateDep) -> AsyncIterator[Session]:
-    """One transaction per request: committed when the endpoint returns (and its response validated),
-    rolled back if anything raised. The request first waits, on the event loop, for a database slot
-    (serving.resilience explains why); the commit runs on threads of its own."""
+    """One transaction per request (read-only when `reads_only`): committed when the endpoint returns
+    (and its response validated), rolled back if anything raised. The request first waits, on the event
+    loop, for a database slot (serving.resilience explains why); the commit runs on threads of its own."""
     async with state.db_gate.request_slot(_deadline(request, state)):
-        session = state.session_factory()
+        session = (state.read_only_sessions if reads_only(request) else state.session_factory)()
         try:
             yield session
         except BaseException:

@@ -65,8 +65,23 @@ def is_lock_timeout(error: BaseException) -> bool:
     )
 
 
+READ_ONLY_TRANSACTION = "25006"  # PostgreSQL: a write inside a READ ONLY transaction
+SQLITE_READONLY = "SQLITE_READONLY"  # SQLite: a write under PRAGMA query_only (`commerce.db.read_only`)
+
+
+def is_read_only_refusal(error: BaseException) -> bool:
+    """A write inside a read-only transaction: a bug in the code that wrote (SQLite reports it as an
+    OperationalError, like an outage), never a reason to call the database down."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    return (
+        getattr(error.orig, "sqlstate", None) == READ_ONLY_TRANSACTION
+        or getattr(error.orig, "sqlite_errorname", None) == SQLITE_READONLY
+    )
+
+
 def is_outage(error: BaseException) -> bool:
-    if is_lock_timeout(error):
+    if is_lock_timeout(error) or is_read_only_refusal(error):
         return False
     return isinstance(error, OUTAGE_ERRORS) or (
         isinstance(error, exc.DBAPIError) and error.connection_invalidated
