@@ -156,6 +156,15 @@ def read_only_options(engine: Engine) -> dict[str, bool]:
     return {"read_only": True}
 
 
+def read_only_sessions(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """`factory`'s sessions (same class and options) with `read_only_options` on every transaction they
+    begin. Lazy, unlike `read_only`: nothing is opened until the session's first statement."""
+    bind = factory.kw["bind"]
+    return sessionmaker(
+        **{**factory.kw, "bind": bind.execution_options(**read_only_options(bind))}, class_=factory.class_
+    )
+
+
 @contextmanager
 def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session with `read_only_options`, closed (rolled back) at the end: there is nothing to commit."""

@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from commerce.db import read_only
 from commerce.services.access import authenticate_many
-from serving.resilience import CommitOutcomeUnknown, DatabaseBusy, is_outage, is_read_only
+from serving.resilience import (
+    CommitOutcomeUnknown,
+    DatabaseBusy,
+    WriteInReadOnlyTransaction,
+    is_outage,
+    is_read_only,
+    refused_as_read_only,
+)
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
 
@@ -48,20 +55,49 @@ def _deadline(request: Request, state: ServingState) -> float:
     return deadline
 
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
+def writes_on_get(endpoint):
+    """Marks a GET endpoint that writes through its session: it gets a read-write transaction."""
+    endpoint.writes_on_get = True
+    return endpoint
+
+
+def reads_only(request: Request) -> bool:
+    """The one rule: a GET or HEAD request's transaction is read-only unless its endpoint is marked
+    `writes_on_get`. On SQLite it then begins deferred, reading a WAL snapshot instead of queueing for
+    the write lock (BEGIN IMMEDIATE) behind writers and other readers; on PostgreSQL, BEGIN READ ONLY.
+    A write through it is refused by the database: a 500, never a silent success."""
+    if request.method not in READ_ONLY_METHODS:
+        return False
+    return not getattr(request.scope.get("endpoint"), "writes_on_get", False)
+
+
+def _raise_if_wrote_read_only(read_only_request: bool, error: BaseException) -> None:
+    """A read-only request's write refused as read-only is the endpoint's bug (a 500), not a server
+    taking no writes (on PostgreSQL both are SQLSTATE 25006): never a 503 or the database called down."""
+    if read_only_request and refused_as_read_only(error):
+        first_line = (str(error).splitlines() or [""])[0]
+        raise WriteInReadOnlyTransaction(f"a write inside a read-only request: {first_line}") from error
+
+
 async def get_session(request: Request, state: StateDep) -> AsyncIterator[Session]:
-    """One transaction per request: committed when the endpoint returns (and its response validated),
-    rolled back if anything raised. The request first waits, on the event loop, for a database slot
-    (serving.resilience explains why); the commit runs on threads of its own."""
+    """One transaction per request (read-only when `reads_only`): committed when the endpoint returns
+    (and its response validated), rolled back if anything raised. The request first waits, on the event
+    loop, for a database slot (serving.resilience explains why); the commit runs on threads of its own."""
     async with state.db_gate.request_slot(_deadline(request, state)):
-        session = state.session_factory()
+        read_only_request = reads_only(request)
+        session = (state.read_only_sessions if read_only_request else state.session_factory)()
         try:
             yield session
-        except BaseException:
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 try:
                     await run_sync(_finish, session, False, limiter=state.db_gate.exit_threads)
                 except Exception:  # the original error is the one to report
                     log.debug("rollback failed", exc_info=True)
+            _raise_if_wrote_read_only(read_only_request, exc)
             raise
         # From here the request may have taken effect whatever happens to its response: its
         # Idempotency-Key is kept (serving.idempotency) so that a retry never runs it twice.
@@ -69,6 +105,9 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
         try:
             await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
         except Exception as exc:
+            if read_only_request and refused_as_read_only(exc):
+                request.state.commit_sent = False  # refused at the flush: nothing was kept
+            _raise_if_wrote_read_only(read_only_request, exc)
             if not is_outage(exc) or is_read_only(exc):  # refused at the flush: nothing was kept
                 if isinstance(exc, DBAPIError):  # the database refused it (a lock wait, a constraint): not
                     request.state.commit_sent = False  # kept, so the key is freed for the retry asked for

@@ -63,7 +63,8 @@ def load_precomputed(
     batch has not changed since it was loaded."""
     import pandas as pd
 
-    meta_path = Path(directory) / META_FILE
+    directory = Path(directory).resolve()  # one batch: batch-score's swap relinks `directory`
+    meta_path = directory / META_FILE
     if not meta_path.exists():
         return None
     stamp = meta_path.stat().st_mtime
@@ -84,13 +85,14 @@ def publish_to_redis(directory: str | Path, url: str) -> int:
 
     import redis
 
-    meta = json.loads((Path(directory) / META_FILE).read_text())
+    directory = Path(directory).resolve()  # one batch: batch-score's swap relinks `directory`
+    meta = json.loads((directory / META_FILE).read_text())
     stamp = time.time()
     parts_key = f"crosscart:precomputed:parts:{stamp:.6f}"
     client = redis.Redis.from_url(url)
     previous = client.get(REDIS_META)
     pipe = client.pipeline(transaction=False)
-    parts = sorted(Path(directory).glob("part-*.parquet"))
+    parts = sorted(directory.glob("part-*.parquet"))
     for part in parts:
         pipe.rpush(parts_key, part.read_bytes())
     pipe.execute()

@@ -99,8 +99,31 @@ def unavailable_detail(error: BaseException) -> str:
     return "the database is unavailable; retry shortly"
 
 
+SQLITE_READONLY = "SQLITE_READONLY"  # SQLite: a write under PRAGMA query_only (`commerce.db.read_only`)
+
+
+class WriteInReadOnlyTransaction(Exception):
+    """A write inside a transaction opened read-only (a GET's own, `serving.deps.reads_only`): a bug in
+    the code that wrote, answered 500, never an outage."""
+
+
+def is_query_only_refusal(error: BaseException) -> bool:
+    """SQLite refused a write under `query_only`: only our read-only transactions set it, so it is a bug
+    (SQLite reports it as an OperationalError, like an outage), never a reason to call the database down."""
+    return (
+        isinstance(error, exc.DBAPIError) and getattr(error.orig, "sqlite_errorname", None) == SQLITE_READONLY
+    )
+
+
+def refused_as_read_only(error: BaseException) -> bool:
+    """The database refused a write as read-only. On PostgreSQL the same SQLSTATE means a write inside a
+    READ ONLY transaction *or* a server taking no writes: only the caller knows which transaction it
+    opened (`serving.deps.get_session` tells them apart)."""
+    return is_read_only(error) or is_query_only_refusal(error)
+
+
 def is_outage(error: BaseException) -> bool:
-    if is_lock_timeout(error):
+    if is_lock_timeout(error) or is_query_only_refusal(error):
         return False
     return (
         isinstance(error, OUTAGE_ERRORS)

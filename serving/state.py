@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.db import read_only_sessions
 from crosscart.settings import Settings
 from serving.ab import AliasModels, ExposureLog, LiveExperiment
 from serving.catalog import CatalogSnapshot
@@ -52,6 +53,11 @@ class ServingState:
     session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
     revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
     precomputed: Refreshing[PrecomputedLists | None] | None = None  # batch-scored lists, when configured
+    #: `session_factory`'s read-only twin, for requests that only read (serving.deps.get_session)
+    read_only_sessions: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.read_only_sessions = read_only_sessions(self.session_factory)
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are

@@ -43,6 +43,16 @@ def test_demo_sets_everything_up_once_and_skips_finished_work(demo_env):
         events = conn.execute(text("SELECT COUNT(*) FROM events")).scalar_one()
         weights = conn.execute(text("SELECT COUNT(DISTINCT weight_g) FROM products")).scalar_one()
     engine.dispose()
+    # the data ends today, so the storefront's default ranking (best sellers of the last 7 days) is not
+    # empty: the demo's sales were all dated 2025
+    from commerce.db import make_engine, make_session_factory
+    from serving.catalog_db import load_catalog
+
+    engine = make_engine(f"sqlite:///{demo_env / 'crosscart.db'}")
+    catalog = load_catalog(make_session_factory(engine))
+    engine.dispose()
+    assert len(catalog.ranking("sales", "7d", 20)) == 20 and len(catalog.ranking("popularity", "7d", 5)) == 5
+    assert "days ago" not in first.output
     assert orders > 0 and events > 0
     assert weights > 10  # the generator's parcel weights were loaded
     assert (demo_env / "features-tiny" / "shopper_features.parquet").is_file()
@@ -99,6 +109,17 @@ def test_session_page_out_of_the_box(demo_env):
     assert page["items"][0]["reason"] == served
     # a visit whose product's category holds nothing else still gets a full page (store best sellers)
     assert len(pages[most_viewed]["items"]) == 5
+
+
+def test_a_demo_whose_data_aged_past_the_rankings_window_says_how_to_refresh_it():
+    from datetime import date
+
+    from crosscart.cli.demo import stale_data_note
+
+    end = date(2026, 11, 30)  # the data's exclusive end: its last day is the 29th
+    assert stale_data_note(end, date(2026, 12, 6)) is None  # the 7-day window still holds the 29th
+    note = stale_data_note(end, date(2026, 12, 7))
+    assert note is not None and "7 days ago" in note and "window=30d or all" in note and "var/" in note
 
 
 @pytest.mark.parametrize("command", [["demo", "--scale", "tiny"], ["serve"]])

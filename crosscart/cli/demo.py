@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import typer
@@ -18,6 +19,20 @@ import typer
 DEMO_SEED = 7
 DEMO_SESSION_MODEL = "auto"  # tuned on the marketplace's own visits (models.sessions.auto)
 DEMO_SESSION_PARAMS = {"max_predictions": 1500}  # tuning time in step with the other demo models
+RANKING_WINDOW_DAYS = 7  # /v1/rankings' default window
+
+
+def stale_data_note(data_end: date, today: date) -> str | None:
+    """What to tell the user when the demo's data (generated once, ending `data_end`) ended too long ago
+    for /v1/rankings' default window to hold any of it; None while it holds some."""
+    age = (today - data_end).days
+    if age < RANKING_WINDOW_DAYS:
+        return None
+    return (
+        f"the demo marketplace's data ends on {data_end:%Y-%m-%d} ({age} days ago), so /v1/rankings'"
+        f" default window ({RANKING_WINDOW_DAYS}d) holds none of it: ask for window=30d or all, or remove"
+        " CROSSCART_DATA_DIR (var/) and run again to regenerate data that ends today"
+    )
 
 
 def _fingerprint(*parts: object) -> str:
@@ -78,7 +93,9 @@ def demo(
     console.print(f"[green]✓[/] database schema at {schema_revision}")
 
     from features.synth import generate_marketplace
+    from features.synth.timeline import Timeline
 
+    today = datetime.now(UTC).date()
     gen_fp = _fingerprint("generate", scale, DEMO_SEED)
     if log.is_done("generate", gen_fp) and (market_dir / "manifest.json").is_file():
         console.print(f"[dim]· marketplace already generated in {market_dir}[/]")
@@ -86,10 +103,18 @@ def demo(
         from crosscart.cli.progress import progress_callback
 
         with progress_callback(console, "generate") as report:
-            manifest = generate_marketplace(market_dir, scale=scale, seed=DEMO_SEED, progress=report)
+            # the data ends today (the timeline moved by whole days), so the storefront's windows (the
+            # last 7 days' best sellers, say) hold some of it; generated once, it then ages
+            timeline = Timeline().ending_on(today)
+            manifest = generate_marketplace(
+                market_dir, scale=scale, seed=DEMO_SEED, timeline=timeline, progress=report
+            )
         log.mark("generate", gen_fp)
         console.print(f"[green]✓[/] generated {manifest['counts']}")
     manifest_fp = hashlib.sha256((market_dir / "manifest.json").read_bytes()).hexdigest()[:16]
+    data_end = datetime.fromisoformat(json.loads((market_dir / "manifest.json").read_text())["end"])
+    if (note := stale_data_note(data_end.date(), today)) is not None:
+        console.print(f"[yellow]![/] {note}", soft_wrap=True)
 
     from commerce.db import make_engine, make_session_factory
 

@@ -5,8 +5,8 @@ Times are int64 microseconds since the Unix epoch, UTC, throughout the generator
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -65,6 +65,22 @@ class Timeline:
     season_start: str = "2025-10-31"
     season_end: str = "2025-11-12"
     discount: float = 0.15
+
+    def ending_on(self, day: date) -> Timeline:
+        """This period moved by whole days so that it ends at the start (UTC) of `day`: its last day is
+        the one before, the season keeps its place in it. The generator draws from the new dates (their
+        weekdays), so one seed and one `day` always give the same marketplace."""
+        shift = day - (datetime.fromisoformat(self.start).date() + timedelta(days=self.days))
+
+        def moved(iso: str) -> str:
+            return (datetime.fromisoformat(iso).date() + shift).isoformat()
+
+        return replace(
+            self,
+            start=moved(self.start),
+            season_start=moved(self.season_start),
+            season_end=moved(self.season_end),
+        )
 
     @property
     def start_us(self) -> int:

@@ -235,6 +235,29 @@ def test_same_seed_same_bytes_other_seed_other_data(tiny, tmp_path):
     )
 
 
+def test_a_timeline_ending_on_a_day_keeps_its_shape_and_its_data_is_deterministic(tmp_path):
+    """`crosscart demo` generates data ending today (so /v1/rankings' 7-day window holds some of it)."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from features.synth.timeline import US_PER_DAY, Timeline
+
+    base, day = Timeline(), date(2026, 11, 30)
+    moved = base.ending_on(day)
+    assert moved.end_us == int(datetime(2026, 11, 30, tzinfo=UTC).timestamp()) * 1_000_000
+    assert moved.days == base.days and moved.season_name == base.season_name
+    assert moved.season_us[0] - moved.start_us == base.season_us[0] - base.start_us
+    assert moved.season_us[1] - moved.season_us[0] == base.season_us[1] - base.season_us[0]
+    assert base.ending_on(date(2025, 12, 1)) == base  # the default period already ends then
+
+    generate_marketplace(tmp_path / "a", "tiny", seed=11, timeline=moved)
+    generate_marketplace(tmp_path / "b", "tiny", seed=11, timeline=moved)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    ts = pd.read_parquet(tmp_path / "a" / "events", columns=["ts"])["ts"]
+    last_day = day - timedelta(days=1)
+    assert ts.max().date() == last_day and ts.max() < pd.Timestamp(day, tz="UTC")
+    assert ts.min() >= pd.Timestamp(moved.start_us // US_PER_DAY * 86_400, unit="s", tz="UTC")
+
+
 def _check_char(first17: str) -> str:
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     return "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]

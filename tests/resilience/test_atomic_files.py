@@ -75,7 +75,8 @@ def test_a_batch_score_that_dies_half_way_leaves_the_served_lists_whole(tmp_path
     assert failed.exit_code != 0 and isinstance(failed.exception, OSError)
     again = load_precomputed(out)  # a replica (re)loading now: the previous batch, whole (was: none)
     assert again is not None and again.stamp == served.stamp and len(again) == len(served)
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert hidden == [out.readlink().name]  # the batch served; no staging left behind
 
 
 def test_a_model_artifact_that_cannot_be_written_whole_leaves_the_previous_one(tmp_path, monkeypatch):
@@ -109,6 +110,10 @@ def test_a_model_artifact_that_cannot_be_written_whole_leaves_the_previous_one(t
     )
 
 
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 def test_a_staged_directory_is_synced_before_its_swap_and_kept_when_the_swap_fails(tmp_path, monkeypatch):
     import commerce.files
 
@@ -124,17 +129,145 @@ def test_a_staged_directory_is_synced_before_its_swap_and_kept_when_the_swap_fai
     # `out`), then the parent directory, so the swap itself is on the disk
     assert sorted(synced[:2]) == ["meta.json", "part-0.parquet"]
     assert synced[2:] == [staging.name, tmp_path.name]
-    assert (out / "part-0.parquet").read_text() == "new" and list(tmp_path.iterdir()) == [out]
+    assert (out / "part-0.parquet").read_text() == "new"
+    assert out.is_symlink() and _names(tmp_path) == sorted([out.name, staging.name])
 
     replace = commerce.files.os.replace
 
-    def staging_cannot_move(src, dst):
-        if Path(src).name.startswith(".new-"):
+    def link_cannot_move(src, dst):
+        if Path(src).name.startswith(".link-"):
             raise OSError(errno.EIO, "Input/output error")
         replace(src, dst)
 
-    monkeypatch.setattr(commerce.files.os, "replace", staging_cannot_move)
-    with pytest.raises(OSError), staged_directory(out) as staging:
-        (staging / "part-0.parquet").write_text("newer")
-    assert (out / "part-0.parquet").read_text() == "new"  # was left under a hidden .old- name
-    assert list(tmp_path.iterdir()) == [out]
+    monkeypatch.setattr(commerce.files.os, "replace", link_cannot_move)
+    with pytest.raises(OSError), staged_directory(out) as failed:
+        (failed / "part-0.parquet").write_text("newer")
+    assert (out / "part-0.parquet").read_text() == "new"
+    assert _names(tmp_path) == sorted([out.name, staging.name])  # the failed run's link and directory gone
+
+
+def test_out_is_never_missing_while_batches_are_swapped_in(tmp_path, monkeypatch):
+    """A replica polling `--out` (as CROSSCART_PRECOMPUTED_DIR) always finds a whole batch: every step of
+    the swap is checked (the two renames of directories left it missing between them), and a reader
+    thread polls through many swaps."""
+    import threading
+
+    import commerce.files
+
+    out = tmp_path / "lists"
+    out.mkdir()  # written before swaps used links: the first swap exchanges it in one step
+    (out / "meta.json").write_text("0")
+    missing, replace = [], commerce.files.os.replace
+
+    def checked_replace(src, dst):
+        replace(src, dst)
+        if not (out / "meta.json").exists():
+            missing.append((Path(src).name, Path(dst).name))
+
+    monkeypatch.setattr(commerce.files.os, "replace", checked_replace)
+    done, polls, read = threading.Event(), [0], []
+
+    def poll():
+        while not done.is_set():
+            try:
+                read.append((out / "meta.json").read_text())
+            except FileNotFoundError:
+                missing.append("reader")
+            polls[0] += 1
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for batch in range(1, 31):
+            with staged_directory(out) as staging:
+                (staging / "meta.json").write_text(str(batch))
+    finally:
+        done.set()
+        reader.join()
+    assert missing == [] and polls[0] > 30
+    assert (out / "meta.json").read_text() == "30" and set(read) <= {str(b) for b in range(31)}
+    assert out.is_symlink() and len(_names(tmp_path)) == 2  # the link and the batch it points at
+
+
+def test_without_an_exchange_a_plain_directory_is_replaced_once_by_two_renames(tmp_path, monkeypatch):
+    import commerce.files
+
+    out = tmp_path / "lists"
+    out.mkdir()
+    (out / "meta.json").write_text("old")
+    monkeypatch.setattr(commerce.files, "exchange", lambda a, b: False)  # no renameat2: macOS, old glibc
+    with staged_directory(out) as staging:
+        (staging / "meta.json").write_text("new")
+    assert out.is_symlink() and (out / "meta.json").read_text() == "new"
+    assert _names(tmp_path) == sorted([out.name, staging.name])
+
+
+def test_exchange_swaps_two_names_in_one_step(tmp_path):
+    from commerce.files import exchange
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_text("a")
+    (tmp_path / "b").symlink_to("elsewhere")
+    if not exchange(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("no renameat2 RENAME_EXCHANGE here (the fallback is tested above)")
+    assert (tmp_path / "b" / "x").read_text() == "a" and (tmp_path / "a").is_symlink()
+    with pytest.raises(FileNotFoundError):
+        exchange(tmp_path / "a", tmp_path / "missing")
+
+
+CRASH = """
+import os, sys
+from pathlib import Path
+import commerce.files as files
+step, out = sys.argv[1], Path(sys.argv[2])
+def crash(real):
+    def run(*args, **kwargs):
+        if step == "after" + real.__name__:
+            real(*args, **kwargs)
+        os._exit(9)
+    return run
+if step == "filling":
+    with files.staged_directory(out) as staging:
+        (staging / "meta.json").write_text("new")
+        os._exit(9)
+target = {"aftersymlink": "symlink", "afterreplace": "replace", "afterexchange": None}[step]
+if target:
+    setattr(files.os, target, crash(getattr(os, target)))
+else:
+    files.shutil.rmtree = lambda *a, **k: os._exit(9)  # after the exchange, before the clean-up
+with files.staged_directory(out) as staging:
+    (staging / "meta.json").write_text("new")
+"""
+
+
+@pytest.mark.parametrize(
+    "first, step",
+    [
+        *((first, step) for first in ("plain", "linked") for step in ("filling", "aftersymlink")),
+        ("linked", "afterreplace"),  # a linked `out` is relinked by a rename
+        ("plain", "afterexchange"),  # a plain one is exchanged with the link
+    ],
+)
+def test_a_crash_at_any_step_leaves_a_whole_output_and_the_next_run_cleans_up(tmp_path, step, first):
+    """The process killed (no clean-up runs) while filling, after the new link is made, after it is
+    renamed over `out` (before the previous batch is removed), or after a plain `out` was exchanged."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "lists"
+    if first == "plain":
+        out.mkdir()
+        (out / "meta.json").write_text("old")
+    else:
+        with staged_directory(out) as staging:
+            (staging / "meta.json").write_text("old")
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH)
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, str(script), step, str(out)], env={"PYTHONPATH": root})
+    assert done.returncode == 9
+    assert (out / "meta.json").read_text() in {"old", "new"}  # a whole batch, never none
+    with staged_directory(out) as staging:
+        (staging / "meta.json").write_text("next")
+    assert (out / "meta.json").read_text() == "next"
+    assert _names(tmp_path) == sorted([out.name, staging.name, script.name])  # left-overs removed

@@ -31,7 +31,9 @@ elif sys.argv[2] == "directory":
     with staged_directory(out) as staging:
         (staging / "part-0.parquet").write_text("half")
         os.kill(os.getpid(), signal.SIGKILL)
-else:  # killed between moving the previous directory aside and moving the new one in
+else:  # a plain `out` (no exchange here): killed between moving it aside and linking the new batch in
+    import commerce.files as files
+    files.exchange = lambda a, b: False
     replace = os.replace
     def replace_then_die(src, dst):
         replace(src, dst)
@@ -55,10 +57,11 @@ def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path):
     killed_writing(out, "directory")
     killed_writing(out, "directory")
     # the second run cleared the first's staged batch: at most one dead batch at a time (was one per kill)
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len(list(tmp_path.iterdir())) == 3  # the link, the batch it points at, one dead batch
     with staged_directory(out) as staging:
         (staging / "part-0.parquet").write_text("v2")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lists"]  # was 3: both dead batches, for good
+    served = out.readlink().name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lists", served])  # both dead batches gone
     assert (out / "part-0.parquet").read_text() == "v2"
 
     table = tmp_path / "features.parquet"
@@ -66,13 +69,13 @@ def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path):
     assert len(list(tmp_path.glob(".tmp-*"))) == 1
     with atomic_path(table) as tmp:
         tmp.write_text("whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.parquet", "lists"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.parquet", "lists", served])
 
 
 def test_a_previous_directory_hidden_by_a_kill_between_the_renames_is_put_back(tmp_path):
     out = tmp_path / "lists"
-    with staged_directory(out) as staging:
-        (staging / "part-0.parquet").write_text("v1")
+    out.mkdir()  # written before `out` was a link; where no exchange exists it is moved aside, then linked
+    (out / "part-0.parquet").write_text("v1")
     killed_writing(out, "between-renames")
     assert not out.exists()  # replicas find no lists until the next run
     with pytest.raises(RuntimeError), staged_directory(out):
