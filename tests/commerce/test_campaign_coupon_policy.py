@@ -309,3 +309,26 @@ def test_windows_in_other_time_zones_are_compared_as_instants(market):
     assert err.value.code == "live_coupon_held"
     with transaction(market) as s:
         assert cmp.schedule_campaign(s, "C", at=NOW).status == "scheduled"
+
+
+def test_a_coupon_whose_window_has_ended_is_not_granted_by_hand(market):
+    """A's coupon ended early while A still runs, and a coupon of no campaign ended: a hand grant of
+    either at or after its end is refused (`coupon_expired`, checkout's code; before, it was stored,
+    and A's counted as a contact that gave nothing); just before its end it is given."""
+    from commerce.services.coupons import CouponInput, create_coupon, end_coupon, grant_coupon
+
+    _running(market, audience=(("s0", "t"),))
+    with transaction(market) as s:
+        end_coupon(s, "A-5", at=NOW + 2 * DAY)
+        create_coupon(s, CouponInput("amount_off", "5", requires_grant=True, coupon_id="open", ends_at=NOW))
+    for coupon_id, ended in (("A-5", NOW + 2 * DAY), ("open", NOW)):
+        for at in (ended, ended + DAY):
+            with pytest.raises(ValidationError) as err, transaction(market) as s:
+                grant_coupon(s, coupon_id, ["s2"], at=at)
+            assert err.value.code == "coupon_expired" and coupon_id in str(err.value)
+        with market() as s:
+            holders = select(CouponGrant.shopper_id).where(CouponGrant.coupon_id == coupon_id)
+            assert s.scalars(holders).all() == (["s0"] if coupon_id == "A-5" else [])
+    with transaction(market) as s:
+        assert grant_coupon(s, "A-5", ["s2"], at=NOW + 2 * DAY - timedelta(seconds=1)) == 1
+        assert grant_coupon(s, "open", ["s2"], at=NOW - timedelta(seconds=1)) == 1
