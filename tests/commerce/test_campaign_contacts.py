@@ -258,18 +258,21 @@ def test_launch_rechecks_the_arm_coupons_under_their_lock(market):
         assert s.get(Campaign, "A").status == "scheduled" and s.scalars(select(CouponGrant)).all() == []
 
 
-def test_an_arm_coupon_anyone_can_use_is_refused(market):
-    """A campaign coupon that needs no grant (stored before creating one was refused) is usable by the
-    holdout and by shoppers holding another campaign's coupon: scheduling refuses it as an arm."""
+def test_an_arm_coupon_anyone_can_use_cannot_be_stored(market):
+    """A campaign coupon that needs no grant would be usable by the holdout and by shoppers holding
+    another campaign's coupon: the database refuses storing one (migration 0030), so the draft keeps a
+    grant-only arm and schedules."""
+    from sqlalchemy.exc import IntegrityError
+
     from commerce.coupons import Coupon
-    from commerce.errors import ValidationError
 
     with transaction(market) as s:
         _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
+    with pytest.raises(IntegrityError, match="campaign_grant_only"), transaction(market) as s:
         s.get(Coupon, "A-5").requires_grant = False
-    with pytest.raises(ValidationError) as err, transaction(market) as s:
-        cmp.schedule_campaign(s, "A", at=NOW)
-    assert err.value.code == "invalid_arm"
+    with transaction(market) as s:
+        assert s.get(Coupon, "A-5").requires_grant is True
+        assert cmp.schedule_campaign(s, "A", at=NOW).status == "scheduled"
 
 
 def test_an_arm_edit_racing_the_schedule_never_reaches_the_grants(market):

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from commerce.coupons import Coupon, CouponGrant
 from commerce.db import transaction
@@ -31,12 +32,13 @@ def _running(market, cid="A", audience=(("s0", "t"), ("s1", "control")), start=N
         cmp.start_campaign(s, cid, at=start)
 
 
-def test_a_campaign_coupon_stored_open_is_still_grant_only_at_redemption(market):
-    """A's coupon was stored without requires_grant (before that was refused; migration 0029 fixes
-    the stored ones): s1 (A's holdout) and s2 (outside A) may not use it, neither through checkout, nor
-    through `redeem` itself, nor does the storefront offer it to them; s0, granted it, may."""
+def test_a_campaign_coupon_stays_grant_only_at_redemption(market):
+    """A's coupon cannot be stored without requires_grant, not even by a raw UPDATE (the database's
+    check, migration 0030; 0029 fixed those stored before the service refused them): s1 (A's
+    holdout) and s2 (outside A) may not use it, neither through checkout, nor through `redeem`
+    itself, nor does the storefront offer it to them; s0, granted it, may."""
     _running(market)
-    with transaction(market) as s:
+    with pytest.raises(IntegrityError, match="campaign_grant_only"), transaction(market) as s:
         s.execute(update(Coupon).where(Coupon.coupon_id == "A-5").values(requires_grant=False))
     for shopper in ("s1", "s2"):
         with pytest.raises(ValidationError) as err, transaction(market) as s:
