@@ -32,7 +32,7 @@ class Coupon(Base):
 
     Store coupons carry `merchant_id` and apply only to that merchant's goods. `campaign_id` links a coupon
     to a marketing campaign (table owned by commerce.campaigns; a foreign key, migration 0027);
-    `requires_grant` limits it to shoppers with a CouponGrant.
+    `requires_grant` limits it to shoppers with a CouponGrant, and a campaign's coupon always has it.
     """
 
     __tablename__ = "coupons"
@@ -45,6 +45,8 @@ class Coupon(Base):
         CheckConstraint("budget IS NULL OR spent <= budget", name="spent_within_budget"),
         CheckConstraint("used >= 0 AND spent >= 0", name="counters_nonnegative"),
         CheckConstraint("(issuer = 'store') = (merchant_id IS NOT NULL)", name="store_has_merchant"),
+        # else anyone could use a campaign's coupon, its holdout too (migration 0030)
+        CheckConstraint("campaign_id IS NULL OR requires_grant", name="campaign_grant_only"),
     )
 
     coupon_id: Mapped[str] = mapped_column(String(64), primary_key=True)

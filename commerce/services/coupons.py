@@ -367,7 +367,9 @@ def grant_coupon(
     coupon with `contact_policy.frequency_cap` other campaign contacts within its `window_days` of `at`
     gets it (`frequency_capped`, the rule scheduling applies; None: no cap), nor does anyone once it
     cannot be used again (`_room_left`, the storefront's rule: `campaign_budget_exhausted`,
-    `coupon_exhausted`); redemption's own conditional UPDATEs still hold the budget exactly.
+    `coupon_exhausted`). No coupon is given once its window has ended by `at` (`coupon_expired`,
+    checkout's rule: a coupon ended early, say, while its campaign runs); redemption's own
+    conditional UPDATEs still hold the budget exactly.
 
     Such grants are serialized with scheduling (`lock_live_coupons`), then the coupon's row is locked
     (as `update_coupon` locks it), so neither a schedule nor an edit lands between the checks and the
@@ -388,10 +390,12 @@ def grant_coupon(
         lock_live_coupons(session)
         coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
         if coupon.campaign_id is not None:  # an edit may have taken it off its campaign meanwhile
-            _check_one_live_coupon(session, coupon, ids)
-            _check_room_left(session, coupon)
-            if contact_policy is not None:
-                _check_frequency_cap(session, coupon, ids, at, contact_policy)
+            _check_one_live_coupon(session, coupon, ids)  # first: a completed campaign's are expired
+    _check_not_expired(coupon, at)
+    if coupon.campaign_id is not None:
+        _check_room_left(session, coupon)
+        if contact_policy is not None:
+            _check_frequency_cap(session, coupon, ids, at, contact_policy)
     return grant_audience(session, coupon_id, ids, campaign_id=coupon.campaign_id, channel=channel, at=at)
 
 
@@ -580,10 +584,16 @@ def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime
     at = as_utc(at)
     if coupon.starts_at is not None and at < coupon.starts_at:
         raise ValidationError(f"coupon {coupon.coupon_id!r} is not valid yet", code="coupon_not_started")
-    if coupon.ends_at is not None and at >= coupon.ends_at:
-        raise ValidationError(f"coupon {coupon.coupon_id!r} has expired", code="coupon_expired")
+    _check_not_expired(coupon, at)
     if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon.coupon_id)):
         raise _not_granted(coupon.coupon_id)
+
+
+def _check_not_expired(coupon: Coupon, at: datetime) -> None:
+    """Raise `coupon_expired` if the coupon's window has ended by `at`: checkout refuses it, and a hand
+    grant of it would give nothing (a campaign's would still count as a contact)."""
+    if coupon.ends_at is not None and at >= coupon.ends_at:
+        raise ValidationError(f"coupon {coupon.coupon_id!r} has expired", code="coupon_expired")
 
 
 def _usable_by(shopper_id: str) -> ColumnElement[bool]:

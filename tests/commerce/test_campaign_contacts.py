@@ -143,20 +143,23 @@ def test_frequency_cap_counts_contacts_within_the_window_of_either_side_only(mar
     """A running campaign counts at its start whenever it was launched (its grants are not counted
     twice), a completed one too, a coupon granted by hand (by a running campaign to a shopper
     outside its audience) at its grant time; a draft's audience, the holdout and contacts
-    28 days or more away do not count."""
+    28 days or more away do not count. Each hand grant is made while its coupon is valid (an expired
+    one is refused): Hand runs for 68 days, so its grant is near New's start and its start far."""
+    from commerce.services import shoppers
     from commerce.services.coupons import grant_coupon
 
     with transaction(market) as s:
+        shoppers.create_shopper(s, "s3", "Zhejiang")
         _draft(s, "Run", NOW - 27 * DAY, NOW - 26 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
         cmp.schedule_campaign(s, "Run", at=NOW - 30 * DAY)
         cmp.start_campaign(s, "Run", at=NOW - 27 * DAY)
-        grant_coupon(s, "Run-5", ["s2"], at=NOW + DAY)
+        grant_coupon(s, "Run-5", ["s2"], at=NOW - 26 * DAY - DAY / 2)
         _draft(s, "Far", NOW + 28 * DAY, NOW + 29 * DAY, [("s0", "t"), ("s1", "t")])
         cmp.schedule_campaign(s, "Far", at=NOW)
-        _draft(s, "Hand", NOW - 40 * DAY, NOW - 39 * DAY, [("s2", "t")])
+        _draft(s, "Hand", NOW - 40 * DAY, NOW + 28 * DAY, [("s3", "t")])
         cmp.schedule_campaign(s, "Hand", at=NOW - 41 * DAY)
         cmp.start_campaign(s, "Hand", at=NOW - 40 * DAY)  # its start, far away, does not count
-        grant_coupon(s, "Hand-5", ["s1"], at=NOW + 27 * DAY)  # left running: its hand grant does
+        grant_coupon(s, "Hand-5", ["s1"], at=NOW + 27 * DAY)  # its hand grant, near, does
         _draft(s, "Draft", NOW + DAY, NOW + 2 * DAY, [("s0", "t"), ("s1", "t")])
         _draft(s, "New", NOW, NOW + DAY, [("s0", "t"), ("s1", "t")])
         new = s.get(Campaign, "New")
@@ -255,18 +258,21 @@ def test_launch_rechecks_the_arm_coupons_under_their_lock(market):
         assert s.get(Campaign, "A").status == "scheduled" and s.scalars(select(CouponGrant)).all() == []
 
 
-def test_an_arm_coupon_anyone_can_use_is_refused(market):
-    """A campaign coupon that needs no grant (stored before creating one was refused) is usable by the
-    holdout and by shoppers holding another campaign's coupon: scheduling refuses it as an arm."""
+def test_an_arm_coupon_anyone_can_use_cannot_be_stored(market):
+    """A campaign coupon that needs no grant would be usable by the holdout and by shoppers holding
+    another campaign's coupon: the database refuses storing one (migration 0030), so the draft keeps a
+    grant-only arm and schedules."""
+    from sqlalchemy.exc import IntegrityError
+
     from commerce.coupons import Coupon
-    from commerce.errors import ValidationError
 
     with transaction(market) as s:
         _draft(s, "A", NOW, NOW + 7 * DAY, [("s0", "t"), ("s1", "control")], share="0.5")
+    with pytest.raises(IntegrityError, match="campaign_grant_only"), transaction(market) as s:
         s.get(Coupon, "A-5").requires_grant = False
-    with pytest.raises(ValidationError) as err, transaction(market) as s:
-        cmp.schedule_campaign(s, "A", at=NOW)
-    assert err.value.code == "invalid_arm"
+    with transaction(market) as s:
+        assert s.get(Coupon, "A-5").requires_grant is True
+        assert cmp.schedule_campaign(s, "A", at=NOW).status == "scheduled"
 
 
 def test_an_arm_edit_racing_the_schedule_never_reaches_the_grants(market):

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from commerce.coupons import Coupon, CouponGrant
 from commerce.db import transaction
@@ -31,12 +32,13 @@ def _running(market, cid="A", audience=(("s0", "t"), ("s1", "control")), start=N
         cmp.start_campaign(s, cid, at=start)
 
 
-def test_a_campaign_coupon_stored_open_is_still_grant_only_at_redemption(market):
-    """A's coupon was stored without requires_grant (before that was refused; migration 0029 fixes
-    the stored ones): s1 (A's holdout) and s2 (outside A) may not use it, neither through checkout, nor
-    through `redeem` itself, nor does the storefront offer it to them; s0, granted it, may."""
+def test_a_campaign_coupon_stays_grant_only_at_redemption(market):
+    """A's coupon cannot be stored without requires_grant, not even by a raw UPDATE (the database's
+    check, migration 0030; 0029 fixed those stored before the service refused them): s1 (A's
+    holdout) and s2 (outside A) may not use it, neither through checkout, nor through `redeem`
+    itself, nor does the storefront offer it to them; s0, granted it, may."""
     _running(market)
-    with transaction(market) as s:
+    with pytest.raises(IntegrityError, match="campaign_grant_only"), transaction(market) as s:
         s.execute(update(Coupon).where(Coupon.coupon_id == "A-5").values(requires_grant=False))
     for shopper in ("s1", "s2"):
         with pytest.raises(ValidationError) as err, transaction(market) as s:
@@ -309,3 +311,26 @@ def test_windows_in_other_time_zones_are_compared_as_instants(market):
     assert err.value.code == "live_coupon_held"
     with transaction(market) as s:
         assert cmp.schedule_campaign(s, "C", at=NOW).status == "scheduled"
+
+
+def test_a_coupon_whose_window_has_ended_is_not_granted_by_hand(market):
+    """A's coupon ended early while A still runs, and a coupon of no campaign ended: a hand grant of
+    either at or after its end is refused (`coupon_expired`, checkout's code; before, it was stored,
+    and A's counted as a contact that gave nothing); just before its end it is given."""
+    from commerce.services.coupons import CouponInput, create_coupon, end_coupon, grant_coupon
+
+    _running(market, audience=(("s0", "t"),))
+    with transaction(market) as s:
+        end_coupon(s, "A-5", at=NOW + 2 * DAY)
+        create_coupon(s, CouponInput("amount_off", "5", requires_grant=True, coupon_id="open", ends_at=NOW))
+    for coupon_id, ended in (("A-5", NOW + 2 * DAY), ("open", NOW)):
+        for at in (ended, ended + DAY):
+            with pytest.raises(ValidationError) as err, transaction(market) as s:
+                grant_coupon(s, coupon_id, ["s2"], at=at)
+            assert err.value.code == "coupon_expired" and coupon_id in str(err.value)
+        with market() as s:
+            holders = select(CouponGrant.shopper_id).where(CouponGrant.coupon_id == coupon_id)
+            assert s.scalars(holders).all() == (["s0"] if coupon_id == "A-5" else [])
+    with transaction(market) as s:
+        assert grant_coupon(s, "A-5", ["s2"], at=NOW + 2 * DAY - timedelta(seconds=1)) == 1
+        assert grant_coupon(s, "open", ["s2"], at=NOW - timedelta(seconds=1)) == 1

@@ -44,7 +44,7 @@ def test_a_coupon_names_only_a_stored_campaign(market):
         update_coupon(s, "A-5", campaign_id="ghost")
     assert err.value.code == "campaign_not_found"
     with pytest.raises(IntegrityError), transaction(market) as s:
-        s.add(Coupon(coupon_id="raw", kind="amount_off", value=5, campaign_id="ghost"))
+        s.add(Coupon(coupon_id="raw", kind="amount_off", value=5, campaign_id="ghost", requires_grant=True))
     with market() as s:
         assert s.get(Coupon, "x") is None and s.get(Coupon, "raw") is None
         assert s.get(Coupon, "A-5").campaign_id == "A"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -87,6 +88,43 @@ def test_fifty_concurrent_redemptions_respect_usage_limit_and_budget(market):
         assert (ten.used, ten.spent) == (10, Decimal("299.90"))
         assert s.scalar(select(func.count()).select_from(CouponRedemption)) == 10
         assert s.scalar(select(func.count()).select_from(Order)) == 10
+
+
+def test_twenty_concurrent_redemptions_stop_exactly_at_their_campaigns_budget(market):
+    """A campaign's budget (50 CNY) fits five of its 10 CNY coupons, split over two coupons with no
+    budget or use limit of their own, granted to twenty shoppers: granting checks the budget only as
+    it stands, so redemption's conditional UPDATE on the campaign's row is what holds the cap. Twenty
+    at once: exactly five pass, the rest are refused, and the campaign's spend is the budget to the fen."""
+    from commerce.campaigns import Campaign
+    from commerce.services import campaigns as cmp
+
+    n = 20
+    _add_shoppers(market, n)
+    with transaction(market) as s:
+        cmp.create_campaign(
+            s, cmp.CampaignInput("cap", "site", "50", NOW, NOW + timedelta(days=7), "0", campaign_id="B")
+        )
+        for arm in ("B-a", "B-b"):
+            coupons.create_coupon(
+                s,
+                coupons.CouponInput("amount_off", "10", coupon_id=arm, campaign_id="B", requires_grant=True),
+            )
+        cmp.set_audience(s, "B", [(f"c{i}", "B-a" if i % 2 else "B-b") for i in range(n)])
+        cmp.schedule_campaign(s, "B", at=NOW)
+        cmp.start_campaign(s, "B", at=NOW)
+
+    def go(i):
+        with transaction(market) as s:
+            arm = "B-a" if i % 2 else "B-b"
+            return checkout(s, f"c{i}", [CartLine("p_tea", 1)], coupon_id=arm, at=NOW).discount_total
+
+    ok, refused = run_concurrently(go, n)
+    assert ok == [Decimal("10.00")] * 5 and refused == ["campaign_budget_exhausted"] * (n - 5)
+    with market() as s:
+        assert s.get(Campaign, "B").spent == Decimal("50.00")
+        assert s.get(Coupon, "B-a").spent + s.get(Coupon, "B-b").spent == Decimal("50.00")
+        assert s.scalar(select(func.sum(CouponRedemption.amount))) == Decimal("50.00")
+        assert s.scalar(select(func.count()).select_from(Order)) == 5
 
 
 def test_per_shopper_limit_holds_under_concurrency(market):
