@@ -8,6 +8,8 @@ import weakref
 
 from fastapi.testclient import TestClient
 
+import commerce.all_models  # noqa: F401  (every table on the metadata)
+from commerce.db import Base, make_engine
 from serving.app import create_app
 from tests.serving.conftest import ScriptedSource
 
@@ -42,3 +44,21 @@ def test_stopped_apps_are_freed(settings, session_factory, source):
     assert [app() for app in apps] == [None] * 3
     # one leaked app is about 25,000 objects; without leaks a few hundred remain from lazily filled caches
     assert grown < 2_000, f"{grown} objects survived three app lifecycles"
+
+
+def test_stopping_closes_the_engine_the_app_made(settings, database_url, source):
+    """An app given only settings makes its own engine; stopping it closes the pooled connections (a
+    replaced app otherwise held its database files and server connections until garbage collection)."""
+    engine = make_engine(database_url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    own = settings.model_copy(update={"database_url": database_url})
+    app = create_app(
+        own, model_source=source, uplift_source=ScriptedSource(), delivery_source=ScriptedSource(),
+        start_background=False,
+    )  # fmt: skip
+    engine = app.state.serving.session_factory.kw["bind"]
+    with TestClient(app) as client:
+        assert client.get("/v1/products").status_code == 200
+        assert engine.pool.checkedin() > 0
+    assert engine.pool.checkedin() == 0
