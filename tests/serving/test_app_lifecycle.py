@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 import commerce.all_models  # noqa: F401  (every table on the metadata)
 from commerce.db import Base, make_engine
 from serving.app import create_app
+from serving.console import campaigns
 from tests.serving.conftest import ScriptedSource
 
 PAGES = ("/health", "/ready", "/", "/docs", "/redoc", "/openapi.json", "/console/", "/v1/products",
@@ -62,3 +63,22 @@ def test_stopping_closes_the_engine_the_app_made(settings, database_url, source)
         assert client.get("/v1/products").status_code == 200
         assert engine.pool.checkedin() > 0
     assert engine.pool.checkedin() == 0
+
+
+def test_console_reports_are_bounded_and_per_app(monkeypatch, make_client):
+    """The console's report cache keeps at most its size (it was a process-wide dict growing by every
+    campaign reported, shared by every app in the process)."""
+    measured = []
+
+    def report(campaign_id, session, principal, alpha):
+        measured.append(campaign_id)
+        return {"campaign": campaign_id}
+
+    monkeypatch.setattr(campaigns.marketing_api, "report", report)
+    cache = campaigns.ReportCache(entries=2)
+    for campaign_id in ("c1", "c2", "c3", "c3", "c1"):
+        assert cache.report(None, campaign_id, None) == {"campaign": campaign_id}
+    assert len(cache) == 2
+    assert measured == ["c1", "c2", "c3", "c1"]  # c3 again from the cache, c1 evicted and measured again
+    one, other = make_client(), make_client()
+    assert one.app.state.console_reports is not other.app.state.console_reports
