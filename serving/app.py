@@ -270,6 +270,8 @@ def create_app(
             search_runner.stop()
             state.stop()
             state.metrics.close()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()
             if owned_engine is not None:  # its pooled connections (and SQLite file handles) close now
                 owned_engine.dispose()
 
@@ -325,7 +327,7 @@ def create_app(
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")
-    setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
+    tracer_provider = setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
     # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
     # callers, not cached reads): its requests skip them, and are still measured and logged
     app.add_middleware(

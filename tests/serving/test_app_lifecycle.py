@@ -4,6 +4,7 @@ outlived its lifespan kept every object it held (about 25,000 for the test app, 
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
 from fastapi.testclient import TestClient
@@ -82,3 +83,15 @@ def test_console_reports_are_bounded_and_per_app(monkeypatch, make_client):
     assert measured == ["c1", "c2", "c3", "c1"]  # c3 again from the cache, c1 evicted and measured again
     one, other = make_client(), make_client()
     assert one.app.state.console_reports is not other.app.state.console_reports
+
+
+def test_stopping_ends_the_span_exporter(make_client, settings):
+    """Tracing to a collector runs an exporting thread per app; stopping the app ends it (it ran, and kept
+    the provider and its queued spans, until the process exited)."""
+    threads = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")}
+    # a port of this suite's range with nothing listening: export fails quietly, which is not the point
+    client = make_client(settings=settings.model_copy(update={"otel_endpoint": "http://127.0.0.1:18661"}))
+    started = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")} - threads
+    assert started
+    client.__exit__(None, None, None)
+    assert not any(t.is_alive() for t in started)
