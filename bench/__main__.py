@@ -23,6 +23,7 @@ MODULES = [
     "bench.next_basket",
     "bench.sessions",
     "bench.console",
+    "bench.memory",
 ]
 
 

@@ -144,6 +144,7 @@ def create_app(
     from serving.sessions import SessionState, load_session_version
 
     settings = settings or get_settings()
+    owned_engine = None  # the engine this app made itself, disposed when it stops
     if session_factory is None:
         # Every slot (requests, key lookups, background refreshes) has its connection: no one waits on
         # the pool, and a pool that is somehow empty fails fast into a 503.
@@ -157,6 +158,7 @@ def create_app(
             pool_timeout=settings.db_wait_seconds,
         )
         session_factory = make_session_factory(engine)
+        owned_engine = engine
     db_gate = _gate(settings, session_factory)
     bound_mlflow_waits(os.environ)
     uri = settings.resolved_mlflow_uri
@@ -268,6 +270,10 @@ def create_app(
             search_runner.stop()
             state.stop()
             state.metrics.close()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()
+            if owned_engine is not None:  # its pooled connections (and SQLite file handles) close now
+                owned_engine.dispose()
 
         # In a worker thread: the first loads query the database (and Redis, for precomputed lists, through
         # a blocking client) and stopping joins threads, which must never hold the event loop.
@@ -321,7 +327,7 @@ def create_app(
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     configure_logging(settings.log_level, json_format=settings.log_format == "json")
-    setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
+    tracer_provider = setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
     # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
     # callers, not cached reads): its requests skip them, and are still measured and logged
     app.add_middleware(

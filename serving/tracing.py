@@ -12,7 +12,9 @@ SERVICE_NAME = "crosscart-api"
 
 def setup_tracing(app: FastAPI, engine: Engine, endpoint: str, exporter=None):
     """Instrument `app` and `engine`; returns the tracer provider, or None when tracing is off. `exporter`
-    replaces the OTLP exporter (tests pass an in-memory one)."""
+    replaces the OTLP exporter (tests pass an in-memory one). The caller shuts the provider down when the
+    app stops (exporting what is queued, ending the exporter's thread): not at process exit, where
+    OpenTelemetry's own hook kept every app's provider, exporter and queued spans alive until then."""
     if not endpoint and exporter is None:
         return None
     from opentelemetry import trace
@@ -23,7 +25,9 @@ def setup_tracing(app: FastAPI, engine: Engine, endpoint: str, exporter=None):
 
     from serving.recommend import trace_scoring
 
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": SERVICE_NAME}), shutdown_on_exit=False
+    )
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -53,6 +53,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         secure=settings.console_secure_cookie,
         max_age_seconds=int(settings.console_session_hours * 3600),
     )
+    app.state.console_reports = campaigns.ReportCache()
     for module in (home, campaigns, coupons, science, admin, shop, keyword_ads):
         app.include_router(
             module.router, prefix=PREFIX, include_in_schema=False, dependencies=[Depends(verify_csrf)]

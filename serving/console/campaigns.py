@@ -9,11 +9,12 @@ Planning, transitions, export and the report call the API router functions of `s
 from __future__ import annotations
 
 import math
-import time
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -154,19 +155,32 @@ def _detail(session, campaign_id: str, principal) -> dict:
 
 
 REPORT_CACHE_SECONDS = 600.0
-_reports: dict[str, tuple[float, object]] = {}
+REPORT_CACHE_ENTRIES = 256
 
 
-def cached_report(session, campaign_id: str, principal):
-    """The API's measurement report of a completed campaign, kept for 10 minutes per process: measuring
-    reads every member's purchases in the window (seconds on the demo data), and a completed campaign's
-    window is closed."""
-    hit = _reports.get(campaign_id)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
-    report = marketing_api.report(campaign_id, session, principal, 0.3)
-    _reports[campaign_id] = (time.monotonic() + REPORT_CACHE_SECONDS, report)
-    return report
+class ReportCache:
+    """Completed campaigns' measurement reports, kept for 10 minutes per app: measuring reads every
+    member's purchases in the window (seconds on the demo data), and a completed campaign's window is
+    closed. At most `REPORT_CACHE_ENTRIES`, least recently used out first (a process-wide dict grew by
+    every campaign ever reported and served one app's report to another app on another database)."""
+
+    def __init__(self, entries: int = REPORT_CACHE_ENTRIES, seconds: float = REPORT_CACHE_SECONDS):
+        self._cache: TTLCache[str, object] = TTLCache(entries, seconds)
+        self._lock = threading.Lock()  # requests read and write from the thread pool
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    def report(self, session, campaign_id: str, principal):
+        with self._lock:
+            hit = self._cache.get(campaign_id)
+        if hit is not None:
+            return hit
+        report = marketing_api.report(campaign_id, session, principal, 0.3)
+        with self._lock:
+            self._cache[campaign_id] = report
+        return report
 
 
 @router.get("/{campaign_id}")
@@ -259,7 +273,7 @@ async def report_fragment(request: Request, campaign_id: str, session: SessionDe
 
     def measure():
         campaign = marketing_api.get_campaign(campaign_id, session, principal)
-        report = cached_report(session, campaign_id, principal)
+        report = request.app.state.console_reports.report(session, campaign_id, principal)
         return campaign, report
 
     found, error = await run_in_threadpool(attempt, None, measure)
