@@ -33,6 +33,9 @@ class ApiKey(Base):
     merchant_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: Console sessions carry the value they were signed in under; signing out increments it, so a copied
+    #: session cookie stops working on every replica (the row is read on every console request anyway).
+    console_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"ApiKey(id={self.id}, hint={self.hint!r}, role={self.role!r})"

@@ -17,9 +17,55 @@ T = TypeVar("T")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # A cell starting with one of these runs as a formula when the CSV is opened in a spreadsheet.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# Characters that show as nothing or reorder the text after them (zero-width, bidi controls, BOM): names
-# and licence numbers with them looked like other ones in the console, the API and exports.
-_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Characters that show as nothing or reorder the text after them: names and licence numbers with them
+# looked like other ones in the console, the API and exports. Every format character (Unicode category Cf:
+# zero-width space, bidi controls, BOM, soft hyphen, word joiner, tags...), line and paragraph
+# separators, and the blank fillers that are letters or marks by category.
+_INVISIBLE_OTHER = frozenset("\u034f\u115f\u1160\u3164\uffa0")
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
+# A subdivision flag (England: U+1F3F4, tag letters, cancel tag) is the one use of the invisible tags.
+_FLAG_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+# Latin, Greek and Cyrillic letters below U+0600 and in these blocks: a joiner between two of them
+# changes nothing visible (at most a ligature), so it only makes a look-alike.
+_ALPHABETIC = ((0x1E00, 0x1FFF), (0x2C60, 0x2C7F), (0xA640, 0xA7FF), (0xAB30, 0xAB6F), (0xFF00, 0xFFEF))
+
+
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cf", "Zl", "Zp") or ch in _INVISIBLE_OTHER
+
+
+def _emoji_side(ch: str) -> bool:
+    """An emoji, skin-tone modifier or emoji presentation selector: ZWJ sequences join these."""
+    return (unicodedata.category(ch) in ("So", "Sk") and ord(ch) >= 0x2000) or ch == "\ufe0f"
+
+
+def _joining_script(ch: str) -> bool:
+    """A letter or mark of a script where ZWJ / ZWNJ choose the shape (Arabic and Persian, Indic,
+    ...): not Latin, Greek or Cyrillic."""
+    cp = ord(ch)
+    return (
+        unicodedata.category(ch)[0] in "LM"
+        and cp >= 0x0600
+        and not any(lo <= cp <= hi for lo, hi in _ALPHABETIC)
+    )
+
+
+def _hides(text: str) -> bool:
+    """Whether `text` holds a character that hides or disguises text. ZWNJ and ZWJ are
+    written between letters of joining scripts (Persian `می‌خواهم`, Devanagari conjuncts) and inside
+    emoji sequences (👩‍💻); anywhere else (between Latin letters, at an end, doubled) they are refused."""
+    text = _FLAG_TAGS.sub("\U0001f3f4", text)
+    for i, ch in enumerate(text):
+        if not _invisible(ch):
+            continue
+        if ch in _JOINERS and 0 < i < len(text) - 1:
+            before, after = text[i - 1], text[i + 1]
+            if (_emoji_side(before) and _emoji_side(after)) or (
+                _joining_script(before) and _joining_script(after)
+            ):
+                continue
+        return True
+    return False
 
 
 def get_or_404(session: Session, model: type[T], key, what: str) -> T:
@@ -52,8 +98,8 @@ def country_code(value: str, field: str = "country") -> str:
 
 
 def visible_text(text: str, field: str) -> str:
-    """`text`, refused (422) if it holds an invisible or direction-changing character."""
-    if _INVISIBLE.search(text):
+    """`text`, refused (422) if it holds an invisible or direction-changing character (`_hides`)."""
+    if _hides(text):
         raise ValidationError(
             f"{field} holds an invisible or direction-changing character", code="invisible_character"
         )

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commerce.access import KEY_PREFIX, ROLES, ApiKey
@@ -88,6 +88,14 @@ def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
         key.revoked_at = datetime.now(UTC)
         session.flush()
     return key
+
+
+def end_console_sessions(session: Session, key_id: int) -> None:
+    """Sign every console session of the key out: cookies carry the generation they were issued under,
+    and a session whose generation is no longer the key's is refused (on every replica: it is a row)."""
+    session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(console_generation=ApiKey.console_generation + 1)
+    )
 
 
 def list_api_keys(

@@ -20,14 +20,23 @@ PREFIX = "/console"
 #: On every console response: no other site may frame a page (clickjacking), nor a browser guess a type.
 SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
+)
+#: Only the console's own files run or style a page: no inline script, handler or style (an injected
+#: `<script>` or `onclick` does nothing), no plugin, no `<base>` redirecting relative URLs, forms post
+#: only to the console, and no framing. htmx is told not to add its indicator `<style>` nor to eval
+#: (`base.html`'s htmx-config); the slider's handler is in static/console.js.
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware adding SECURITY_HEADERS to the responses under the console's prefix."""
+    """Pure ASGI middleware adding SECURITY_HEADERS to the responses under the console's prefix, and
+    CONTENT_SECURITY_POLICY to those without a policy of their own (plots bring a stricter, sandboxed
+    one, `serving.routers.models.PLOT_HEADERS`, whose inline SVG styles the console's would block)."""
 
     def __init__(self, app):
         self.app = app
@@ -38,7 +47,10 @@ class SecurityHeaders:
 
         async def add_headers(message):
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+                headers = [*message.get("headers", ()), *SECURITY_HEADERS]
+                if not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY))
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, add_headers)

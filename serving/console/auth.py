@@ -1,8 +1,10 @@
 """Console sign-in: an API key is exchanged for a signed session cookie; every form carries a CSRF token.
 
 The cookie (HttpOnly, SameSite=Lax, Secure when `console_secure_cookie` or the request came over HTTPS)
-holds only the key's database id, a CSRF token and the issue time, signed with `console_secret`; never
-the key itself. Each request re-reads the key row, so a revoked key signs its sessions out at once. Roles
+holds only the key's database id, the key's console generation, a CSRF token and the issue time, signed
+with `console_secret`; never the key itself. Each request re-reads the key row, so a revoked key signs its
+sessions out at once, and so does signing out, which increments the key's generation: a copied cookie is
+refused on every replica, with no extra query (the row was read anyway). Roles
 are checked against `serving.deps.CAPABILITIES`, the rule set the API's dependencies use.
 """
 
@@ -18,8 +20,8 @@ from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from commerce.access import ApiKey
-from commerce.db import read_only
-from commerce.services.access import authenticate
+from commerce.db import read_only, transaction
+from commerce.services.access import authenticate, end_console_sessions
 from serving.deps import CAPABILITIES, StateDep, check_role
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
@@ -82,10 +84,12 @@ class Sessions:
         over plain HTTP too, to anyone who got the browser to load an http:// console URL."""
         return self.secure or request.url.scheme == "https"
 
-    def write(self, request: Request, response: Response, key_id: int | None, csrf: str) -> None:
+    def write(
+        self, request: Request, response: Response, key_id: int | None, csrf: str, generation: int = 0
+    ) -> None:
         response.set_cookie(
             COOKIE,
-            self._signer.dumps({"k": key_id, "c": csrf}),
+            self._signer.dumps({"k": key_id, "c": csrf, "g": generation}),
             max_age=self.max_age,
             path="/console",
             httponly=True,
@@ -99,21 +103,33 @@ class Sessions:
         )
 
 
-def _principal_for(state: ServingState, key_id: int) -> Principal | None:
+def _principal(key: ApiKey) -> Principal:
+    return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
+
+
+def _principal_for(state: ServingState, key_id: int, generation: object) -> Principal | None:
+    """The key's principal while the key is live and the session is of its current generation."""
     with read_only(state.session_factory) as session:
         key = session.get(ApiKey, key_id)
-        if key is None or key.revoked_at is not None:
+        if key is None or key.revoked_at is not None or key.console_generation != generation:
             return None
-        return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
+        return _principal(key)
 
 
-def sign_in(state: ServingState, plaintext: str) -> Principal | None:
-    """The key's principal (the API's `authenticate`), or None for an unknown or revoked key."""
+def sign_in(state: ServingState, plaintext: str) -> tuple[Principal, int] | None:
+    """The key's principal (the API's `authenticate`) and its console generation, or None for an
+    unknown or revoked key."""
     with read_only(state.session_factory) as session:
         key = authenticate(session, plaintext.strip())
         if key is None:
             return None
-        return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
+        return _principal(key), key.console_generation
+
+
+def sign_out(state: ServingState, key_id: int) -> None:
+    """End every console session of the key (`end_console_sessions`), not just this browser's cookie."""
+    with transaction(state.session_factory) as session:
+        end_console_sessions(session, key_id)
 
 
 async def console_session(request: Request, state: StateDep) -> ConsoleSession:
@@ -130,7 +146,7 @@ async def console_session(request: Request, state: StateDep) -> ConsoleSession:
     else:
         principal = None
         if data.get("k") is not None:
-            principal = await run_in_threadpool(_principal_for, state, int(data["k"]))
+            principal = await run_in_threadpool(_principal_for, state, int(data["k"]), data.get("g"))
         found = ConsoleSession(csrf=data["c"], principal=principal)
     request.state.console_session = found
     if found.principal is not None:  # a page costs what an API call does: it counts against the key

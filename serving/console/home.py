@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
-from serving.console.auth import SessionCookie, SignedIn, sign_in
+from serving.console.auth import SessionCookie, SignedIn, sign_in, sign_out
 from serving.console.web import nav_for, redirect, render
 from serving.deps import StateDep
 from serving.security import ANONYMOUS, Principal
@@ -42,17 +42,22 @@ async def sign_in_submit(
     client = request.client.host if request.client else ""
     decision = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
     allowed = decision is None or decision.allowed
-    principal = await run_in_threadpool(sign_in, state, api_key) if allowed else None
-    if principal is None:
+    found = await run_in_threadpool(sign_in, state, api_key) if allowed else None
+    if found is None:
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
         return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)
     response = redirect(_safe_next(next))  # a new CSRF token with the new privilege
-    request.app.state.console_sessions.write(request, response, principal.key_id, secrets.token_urlsafe(24))
+    principal, generation = found
+    sessions = request.app.state.console_sessions
+    sessions.write(request, response, principal.key_id, secrets.token_urlsafe(24), generation)
     return response
 
 
 @router.post("/sign-out")
-async def sign_out(request: Request):
+async def sign_out_submit(request: Request, state: StateDep, session: SessionCookie):
+    """Delete the cookie and end the key's sessions on the server: a copy of the cookie is refused."""
+    if session.principal is not None:
+        await run_in_threadpool(sign_out, state, session.principal.key_id)
     response = redirect("/console/sign-in")
     request.app.state.console_sessions.clear(request, response)
     return response

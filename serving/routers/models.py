@@ -126,7 +126,9 @@ def read_plot(state: ServingState, name: str, version: str, path: str) -> bytes:
 #: viewer's console session when the plot is opened. It is served as an inert, sandboxed document.
 PLOT_HEADERS = {
     "Cache-Control": "private, max-age=3600",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
 }
 

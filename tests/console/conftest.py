@@ -147,8 +147,17 @@ def driver(needs_browser):
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     browser.set_page_load_timeout(30)
+    # Before any of a page's own code: record what its Content-Security-Policy blocks (`Console.check`).
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     yield browser
     browser.quit()
+
+
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(
+  `${e.effectiveDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));
+"""
 
 
 @pytest.fixture(scope="session")

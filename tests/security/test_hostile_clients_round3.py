@@ -137,8 +137,10 @@ def test_svg_plots_cannot_run_script_in_the_console(client, keys, settings, monk
     console = client.get(f"/console{path}")
     for r in (api, console):
         assert r.status_code == 200 and r.content == SVG
-        policy = r.headers.get_list("content-security-policy")
-        assert any("sandbox" in p and "default-src 'none'" in p for p in policy), policy
+        policy = r.headers.get_list("content-security-policy")  # the plot's own, not the console's too
+        assert policy == [models_api.PLOT_HEADERS["Content-Security-Policy"]], policy
+        assert "sandbox" in policy[0] and "default-src 'none'" in policy[0]
+        assert "frame-ancestors 'none'" in policy[0]
         assert "nosniff" in r.headers["x-content-type-options"]
 
 

@@ -51,6 +51,26 @@ def test_sign_in_sets_a_hardened_cookie_and_sign_out_clears_it(client, keys):
     )
 
 
+def test_sign_out_ends_the_session_on_every_replica(make_client, settings, keys):
+    """A copy of the cookie taken before signing out is refused afterwards, by this app and by another
+    one sharing the secret and the database (another replica); signing in again works."""
+    shared = settings.model_copy(update={"console_secret": "shared-console-secret"})
+    first, second = make_client(settings=shared), make_client(settings=shared)
+    token = sign_in(first, keys["marketer"])
+    copied = first.cookies[COOKIE]
+    second.cookies.set(COOKIE, copied, path="/console")
+    assert second.get("/console/campaigns").status_code == 200
+    out = first.post("/console/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303
+    for client in (first, second):
+        client.cookies.clear()
+        client.cookies.set(COOKIE, copied, path="/console")
+        r = client.get("/console/campaigns", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
+    sign_in(first, keys["marketer"])
+    assert first.get("/console/campaigns").status_code == 200
+
+
 def test_secure_cookie_follows_the_setting(make_client, settings, keys):
     client = make_client(settings=settings.model_copy(update={"console_secure_cookie": True}))
     token = CSRF.search(client.get("/console/sign-in").text).group(1)
