@@ -61,7 +61,6 @@ def _execute(url: str, sql: str) -> None:
 def test_0030_makes_the_database_refuse_an_open_campaign_coupon(database_url):
     seed_at(database_url, BEFORE, ROWS)
     migrate.upgrade(database_url)
-    assert migrate.current(database_url) == "0030_campaign_coupon_grant_check"
     kept = [("c-any", None, False), ("c-arm", "k1", True), ("c-own", None, True)]
     assert [(c, k, bool(g)) for c, k, g in query(database_url, COUPONS)] == kept
     assert len(query(database_url, "SELECT id FROM coupon_grants")) == 3  # the copy kept what points at it

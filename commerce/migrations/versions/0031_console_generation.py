@@ -5,8 +5,8 @@ cookie stayed valid until it expired. `api_keys.console_generation` is the gener
 must carry; signing out increments it (serving/console/auth.py). Existing keys start at 0. Cookies
 issued before the upgrade carry no generation and are refused: their holders sign in again.
 
-Revision ID: 0030_console_generation
-Revises: 0029_campaign_coupons_grant_only
+Revision ID: 0031_console_generation
+Revises: 0030_campaign_coupon_grant_check
 Create Date: 2026-11-30 21:40:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0030_console_generation"
-down_revision: str | None = "0029_campaign_coupons_grant_only"
+revision: str = "0031_console_generation"
+down_revision: str | None = "0030_campaign_coupon_grant_check"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
