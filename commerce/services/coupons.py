@@ -209,8 +209,6 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
             f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
         )
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
-    current = {f: getattr(coupon, f) for f in EDITABLE}
-    values = _terms(session, CouponInput(**{**current, **changes}))
     unused = and_(
         Coupon.coupon_id == coupon_id,
         Coupon.used == 0,
@@ -222,15 +220,22 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
             Campaign.status != "draft",
         ),
     )
+    in_use = InvalidState(
+        f"coupon {coupon_id!r} has been granted or used, or a scheduled campaign's audience is to "
+        "get it; retire it and create a new one",
+        code="coupon_in_use",
+    )
+    # Before the terms are checked: a completed campaign's coupon not started by then holds the empty
+    # window [at, at), and its edit is refused for being in use, not for a window nobody asked to change.
+    if not session.scalar(select(exists().where(unused))):
+        raise in_use
+    current = {f: getattr(coupon, f) for f in EDITABLE}
+    values = _terms(session, CouponInput(**{**current, **changes}))
     took = session.execute(
         update(Coupon.__table__).where(unused).values(**values).execution_options(synchronize_session=False)
     ).rowcount
     if took != 1:
-        raise InvalidState(
-            f"coupon {coupon_id!r} has been granted or used, or a scheduled campaign's audience is to "
-            "get it; retire it and create a new one",
-            code="coupon_in_use",
-        )
+        raise in_use
     session.refresh(coupon)
     return coupon
 

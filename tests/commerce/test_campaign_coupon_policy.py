@@ -334,3 +334,20 @@ def test_a_coupon_whose_window_has_ended_is_not_granted_by_hand(market):
     with transaction(market) as s:
         assert grant_coupon(s, "A-5", ["s2"], at=NOW + 2 * DAY - timedelta(seconds=1)) == 1
         assert grant_coupon(s, "open", ["s2"], at=NOW - timedelta(seconds=1)) == 1
+
+
+def test_a_coupon_left_the_empty_window_is_refused_for_being_in_use_not_for_its_window(market):
+    """Completing a campaign before its window opens leaves its coupon [at, at); an edit of that coupon
+    (granted at launch) was refused with `invalid_window`, for a window nobody asked to change (the
+    console's coupon form said "ends_at must be after starts_at"), instead of `coupon_in_use`."""
+    from commerce.errors import InvalidState
+    from commerce.services.coupons import update_coupon
+
+    with transaction(market) as s:
+        _draft(s, "A", NOW + 10 * DAY, NOW + 17 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)
+        cmp.complete_campaign(s, "A", at=NOW + DAY)
+    with pytest.raises(InvalidState) as err, transaction(market) as s:
+        update_coupon(s, "A-5", min_spend=10)
+    assert err.value.code == "coupon_in_use"
