@@ -85,7 +85,9 @@ def shrunk_logit_slopes(
     logit p = offset + a[g] + b[g] * x with a ~ N(0, va), b ~ N(0, vb) independent; va and vb are
     estimated by EM (Laplace approximation: each group's posterior mode and inverse Hessian, found by
     Newton steps on the 2 x 2 system, vectorised over groups). Returns (b, posterior variance of b);
-    a group without rows has b = 0 and the prior variance."""
+    a group without rows has b = 0 and the prior variance. The EM averages over groups with rows only:
+    an empty group's term is the current variance itself, so shoppers without the behaviour slowed
+    the EM to a false stop and the estimates depended on how many of them were passed."""
     group = np.asarray(group, dtype=np.int64)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(successes, dtype=np.float64)
@@ -98,6 +100,10 @@ def shrunk_logit_slopes(
     def sums(w):
         return np.bincount(group, weights=w, minlength=n_groups)
 
+    seen = sums(n) > 0
+    if not seen.any():
+        return b, np.full(n_groups, vb)
+
     for _ in range(EM_ROUNDS):
         for _ in range(NEWTON_STEPS):
             p = expit(offset + a[group] + b[group] * x)
@@ -108,8 +114,8 @@ def shrunk_logit_slopes(
             a += (hbb * ga - hab * gb) / det
             b += (haa * gb - hab * ga) / det
         sa, sb = hbb / det, haa / det  # posterior variances (inverse Hessian's diagonal)
-        va_new = max(float(np.mean(a * a + sa)), MIN_VARIANCE)
-        vb_new = max(float(np.mean(b * b + sb)), MIN_VARIANCE)
+        va_new = max(float(np.mean((a * a + sa)[seen])), MIN_VARIANCE)
+        vb_new = max(float(np.mean((b * b + sb)[seen])), MIN_VARIANCE)
         done = abs(va_new - va) < 1e-4 * va and abs(vb_new - vb) < 1e-4 * vb
         va, vb = va_new, vb_new
         if done:
