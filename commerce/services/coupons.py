@@ -582,6 +582,8 @@ def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime
         raise ValidationError(f"coupon {coupon.coupon_id!r} is not valid yet", code="coupon_not_started")
     if coupon.ends_at is not None and at >= coupon.ends_at:
         raise ValidationError(f"coupon {coupon.coupon_id!r} has expired", code="coupon_expired")
+    if coupon.requires_grant is False and coupon.campaign_id is None:
+        return  # open to anyone (`_usable_by`'s first branch, on the loaded row): no query per checkout
     if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon.coupon_id)):
         raise _not_granted(coupon.coupon_id)
 
