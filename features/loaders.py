@@ -549,10 +549,11 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
     ` UTC` or `Z` is an offset), or one other layout (`time_format`, or the layout from TIME_LAYOUTS that
     reads most values) to UTC.
 
-    Unix times are seconds, except in a column of numbers only whose median is too large for seconds:
-    milliseconds (RetailRocket) or microseconds by its size (`UNIX_UNITS`). Returns the times and the
-    layout or unit used when it is not ISO or seconds. Unreadable or out-of-range values (e.g. a
-    millisecond value among seconds) become NaT, so they are counted as bad timestamps, not guessed at."""
+    Unix times are seconds, except in a column of numbers only (empty cells aside) whose median is too
+    large for seconds: milliseconds (RetailRocket) or microseconds by its size (`UNIX_UNITS`). Returns
+    the times and the layout or unit used when it is not ISO or seconds. Unreadable or out-of-range
+    values (e.g. a millisecond value among seconds) become NaT, so they are counted as bad timestamps,
+    not guessed at."""
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return _nanoseconds(column.dt.tz_convert("UTC")), None
     if pd.api.types.is_datetime64_dtype(column.dtype):
@@ -565,16 +566,18 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
         return _from_unix(column.astype("float64"), all_numbers=True)
     numeric = pd.to_numeric(text, errors="coerce")
     is_number = numeric.notna().to_numpy()
+    blank = column.isna().to_numpy() | (text == "").to_numpy()  # a missing time: NaT, says nothing of units
     parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     layout = None
     if is_number.any():
-        parsed[is_number], layout = _from_unix(numeric[is_number], all_numbers=bool(is_number.all()))
+        only_numbers = bool((is_number | blank).all())
+        parsed[is_number], layout = _from_unix(numeric[is_number], all_numbers=only_numbers)
     if not is_number.all():
         rest = text[~is_number]
         iso = pd.to_datetime(
             rest.str.replace(r"\s+(?:UTC|GMT)$", "Z", regex=True), utc=True, errors="coerce", format="ISO8601"
         )
-        unread = iso.isna() & column[~is_number].notna()
+        unread = iso.isna() & ~blank[~is_number]
         if unread.any():
             layout = _guess_layout(rest[unread])
             if layout is not None:
