@@ -25,7 +25,6 @@ Real retail logs decide a few things here:
 from __future__ import annotations
 
 import csv as csv_module
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,13 +341,17 @@ def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.Data
     source = _unpacked(path)
     sep = _find_delimiter(_first_line(path, source)[0], None)
     read = dict(sep=sep, skipinitialspace=True, dtype=dtype)
-    member = _open_text_bytes(path, source).read() if source is not None else None
-    data = (lambda: io.BytesIO(member)) if member is not None else (lambda: path)
+
+    def parse(encoding: str) -> pd.DataFrame:
+        # decompressed by pyarrow, as the other readers do (pandas wants zstandard for .zst)
+        with _open_text_bytes(path, source) as stream:
+            return pd.read_csv(stream, encoding=encoding, **read)
+
     try:
         try:
-            frame = pd.read_csv(data(), encoding="utf-8-sig", **read)
+            frame = parse("utf-8-sig")
         except UnicodeDecodeError:
-            frame = pd.read_csv(data(), encoding="latin-1", **read)
+            frame = parse("latin-1")
     except pd.errors.ParserError as exc:
         raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]

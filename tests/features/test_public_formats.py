@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -259,6 +260,11 @@ def test_hillstrom_latin1_bom_gzip_and_blank_lines(tmp_path):
     assert "zip_code_Surburbé" in campaign.X.columns and len(campaign.outcome) == 120
     packed = _write(tmp_path / "hillstrom.csv.gz", ["", *_hillstrom_lines()], bom=True, crlf=True, gz=True)
     campaign = load_campaign(packed, "segment", "Mens E-Mail,Womens E-Mail", "No E-Mail", "visit")
+    assert int(campaign.treatment.sum()) == 80 and campaign.outcome.sum() == 30
+    zstd = tmp_path / "hillstrom.csv.zst"  # pandas alone wanted the zstandard package (an ImportError)
+    with pa.output_stream(str(zstd), compression="zstd") as stream:
+        stream.write("\n".join(_hillstrom_lines()).encode())
+    campaign = load_campaign(zstd, "segment", "Mens E-Mail,Womens E-Mail", "No E-Mail", "visit")
     assert int(campaign.treatment.sum()) == 80 and campaign.outcome.sum() == 30
     lines = _hillstrom_lines()
     lines[5] = lines[5].rsplit(",", 3)[0] + ",,0,0"  # no visit recorded
