@@ -47,7 +47,7 @@ from commerce.coupons import (
 )
 from commerce.errors import Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from commerce.merchants import Merchant
-from commerce.services._util import get_or_404, locked_or_404, new_id
+from commerce.services._util import get_or_404, locked_or_404, new_id, visible_text
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
@@ -97,6 +97,7 @@ def _terms(session: Session, data: CouponInput) -> dict:
     """The validated column values of `data` (create and edit share this one rule set)."""
     if nulls := [f for f in REQUIRED_TERMS if getattr(data, f) is None]:  # an edit sending `null`
         raise ValidationError(f"{', '.join(nulls)} cannot be null", code="invalid_coupon")
+    visible_text(data.name or "", "name")  # shoppers see it in the storefront's coupon list
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
     if isinstance(data.value, float):
