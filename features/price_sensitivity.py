@@ -139,6 +139,25 @@ def _pooled_logit(
     return model.coef_[0], float(model.intercept_[0])
 
 
+def _population_plus_shrunk(
+    shoppers: pd.Series, X: np.ndarray, successes: np.ndarray, trials: np.ndarray, index: pd.Index
+) -> pd.Series:
+    """Per shopper of `index`: the pooled logit's slope on X's first column (the price position), plus
+    the shopper's shrunk deviation from it (`shrunk_logit_slopes`, the pooled fit as offset); NaN
+    everywhere when every trial went one way."""
+    fitted = _pooled_logit(X, successes, trials)
+    if fitted is None:
+        return pd.Series(np.nan, index=index)
+    coef, intercept = fitted
+    offset = intercept + X @ coef
+    code = index.get_indexer(shoppers)
+    keep = code >= 0
+    b, _ = shrunk_logit_slopes(
+        code[keep], X[keep, 0], successes[keep], trials[keep], offset[keep], len(index)
+    )
+    return pd.Series(coef[0] + b, index=index)
+
+
 def _cart_slope(views: pd.DataFrame, carts: pd.DataFrame, ladder: pd.DataFrame, index: pd.Index) -> pd.Series:
     """`price_slope_cart` per shopper of `index` (see the module docstring)."""
     out = pd.Series(np.nan, index=index)
@@ -154,15 +173,7 @@ def _cart_slope(views: pd.DataFrame, carts: pd.DataFrame, ladder: pd.DataFrame, 
     x = counts["position"].to_numpy()
     X = np.column_stack([x, log_pop])
     y, n = counts["c"].to_numpy(dtype=float), counts["n"].to_numpy(dtype=float)
-    fitted = _pooled_logit(X, y, n)
-    if fitted is None:
-        return out
-    coef, intercept = fitted
-    offset = intercept + X @ coef
-    code = index.get_indexer(counts["shopper_id"])
-    keep = code >= 0
-    b, _ = shrunk_logit_slopes(code[keep], x[keep], y[keep], n[keep], offset[keep], len(index))
-    return pd.Series(coef[0] + b, index=index)
+    return _population_plus_shrunk(counts["shopper_id"], X, y, n, index)
 
 
 def _view_tilt(views: pd.DataFrame, ladder: pd.DataFrame, index: pd.Index) -> pd.Series:
@@ -212,15 +223,7 @@ def _search_slope(search_logs: pd.DataFrame, ladder: pd.DataFrame, index: pd.Ind
     x = grouped["position"].to_numpy()
     X = np.column_stack([x, log_pop, slot])
     y, n = grouped["sum"].to_numpy(dtype=float), grouped["size"].to_numpy(dtype=float)
-    fitted = _pooled_logit(X, y, n)
-    if fitted is None:
-        return out
-    coef, intercept = fitted
-    offset = intercept + X @ coef
-    code = index.get_indexer(grouped["shopper_id"])
-    keep = code >= 0
-    b, _ = shrunk_logit_slopes(code[keep], x[keep], y[keep], n[keep], offset[keep], len(index))
-    return pd.Series(coef[0] + b, index=index)
+    return _population_plus_shrunk(grouped["shopper_id"], X, y, n, index)
 
 
 def shopper_price_sensitivity(
