@@ -17,9 +17,13 @@ T = TypeVar("T")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # A cell starting with one of these runs as a formula when the CSV is opened in a spreadsheet.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# Characters that show as nothing or reorder the text after them (zero-width, bidi controls, BOM): names
-# and licence numbers with them looked like other ones in the console, the API and exports.
-_INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Characters that show as nothing or reorder the text after them (zero-width, bidi controls, BOM, soft
+# hyphen, Arabic letter mark, Mongolian vowel separator, grapheme joiner, Hangul fillers, tag characters):
+# names and licence numbers with them looked like other ones in the console, the API and exports.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\u3164\ufeff"
+    "\uffa0\U000e0000-\U000e007f]"
+)
 
 
 def get_or_404(session: Session, model: type[T], key, what: str) -> T:

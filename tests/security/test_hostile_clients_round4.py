@@ -214,3 +214,16 @@ def test_coupon_and_variant_names_with_invisible_characters_are_refused(client, 
     with pytest.raises(ValidationError) as refused, transaction(factory) as s:
         coupons.create_coupon(s, coupons.CouponInput("amount_off", "5", name="\u202e5 off", coupon_id="rtl"))
     assert refused.value.code == "invisible_character"
+
+
+HIDDEN = ["\u061c", "\u00ad", "\u3164", "\u180e", "\U000e0041", "\u034f"]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=lambda c: f"U+{ord(c):04X}")
+def test_other_invisible_characters_are_refused_too(factory, hidden):
+    """The rule listed zero-width, bidi-embedding and BOM characters but not the Arabic letter mark (a
+    bidi control too), the soft hyphen, Hangul fillers, the Mongolian vowel separator, tag characters or
+    the grapheme joiner: each still made `Acme` + it a second merchant that looked like `Acme`."""
+    with pytest.raises(ValidationError) as refused, transaction(factory) as s:
+        merchants.apply(s, merchants.MerchantApplication(f"Acme{hidden}", "DE", "LIC-9", ["Acme"]))
+    assert refused.value.code == "invisible_character"
