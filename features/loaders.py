@@ -660,9 +660,7 @@ def load_sales(
     )  # fmt: skip
     report.add_unparsed(broken)
     report.notes.update(notes)
-    repeated = int(events.duplicated().sum())
-    if repeated:
-        report.notes["rows repeating an earlier row (kept)"] = repeated
+    events, report = _collapse_repeats(events, report, timed=False)  # kept, and counted in the notes
     sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
     return sales, report
 
