@@ -30,6 +30,7 @@ from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import Keyring, normalize_id_number
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
+from commerce.services._util import licence_number
 from commerce.services.coupons import check_coupon_id
 from commerce.services.events import append_event_table
 from commerce.services.logistics import seed_default_partners
@@ -112,7 +113,14 @@ def _merchants(session: Session, data_dir: Path) -> int:
     insert_ignore(
         session,
         Merchant.__table__,
-        ({**{k: r[k] for k in keys}, "reviewed_at": r.get("status_changed_at")} for r in rows),
+        (
+            {
+                **{k: r[k] for k in keys},
+                "licence_no": licence_number(r["licence_no"]),  # the one form `merchants.apply` compares
+                "reviewed_at": r.get("status_changed_at"),
+            }
+            for r in rows
+        ),
         ["merchant_id"],
     )
     insert_ignore(

@@ -25,7 +25,6 @@ Real retail logs decide a few things here:
 from __future__ import annotations
 
 import csv as csv_module
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,13 +341,17 @@ def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.Data
     source = _unpacked(path)
     sep = _find_delimiter(_first_line(path, source)[0], None)
     read = dict(sep=sep, skipinitialspace=True, dtype=dtype)
-    member = _open_text_bytes(path, source).read() if source is not None else None
-    data = (lambda: io.BytesIO(member)) if member is not None else (lambda: path)
+
+    def parse(encoding: str) -> pd.DataFrame:
+        # decompressed by pyarrow, as the other readers do (pandas wants zstandard for .zst)
+        with _open_text_bytes(path, source) as stream:
+            return pd.read_csv(stream, encoding=encoding, **read)
+
     try:
         try:
-            frame = pd.read_csv(data(), encoding="utf-8-sig", **read)
+            frame = parse("utf-8-sig")
         except UnicodeDecodeError:
-            frame = pd.read_csv(data(), encoding="latin-1", **read)
+            frame = parse("latin-1")
     except pd.errors.ParserError as exc:
         raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -549,10 +552,11 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
     ` UTC` or `Z` is an offset), or one other layout (`time_format`, or the layout from TIME_LAYOUTS that
     reads most values) to UTC.
 
-    Unix times are seconds, except in a column of numbers only whose median is too large for seconds:
-    milliseconds (RetailRocket) or microseconds by its size (`UNIX_UNITS`). Returns the times and the
-    layout or unit used when it is not ISO or seconds. Unreadable or out-of-range values (e.g. a
-    millisecond value among seconds) become NaT, so they are counted as bad timestamps, not guessed at."""
+    Unix times are seconds, except in a column of numbers only (empty cells aside) whose median is too
+    large for seconds: milliseconds (RetailRocket) or microseconds by its size (`UNIX_UNITS`). Returns
+    the times and the layout or unit used when it is not ISO or seconds. Unreadable or out-of-range
+    values (e.g. a millisecond value among seconds) become NaT, so they are counted as bad timestamps,
+    not guessed at."""
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return _nanoseconds(column.dt.tz_convert("UTC")), None
     if pd.api.types.is_datetime64_dtype(column.dtype):
@@ -565,16 +569,18 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
         return _from_unix(column.astype("float64"), all_numbers=True)
     numeric = pd.to_numeric(text, errors="coerce")
     is_number = numeric.notna().to_numpy()
+    blank = column.isna().to_numpy() | (text == "").to_numpy()  # a missing time: NaT, says nothing of units
     parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     layout = None
     if is_number.any():
-        parsed[is_number], layout = _from_unix(numeric[is_number], all_numbers=bool(is_number.all()))
+        only_numbers = bool((is_number | blank).all())
+        parsed[is_number], layout = _from_unix(numeric[is_number], all_numbers=only_numbers)
     if not is_number.all():
         rest = text[~is_number]
         iso = pd.to_datetime(
             rest.str.replace(r"\s+(?:UTC|GMT)$", "Z", regex=True), utc=True, errors="coerce", format="ISO8601"
         )
-        unread = iso.isna() & column[~is_number].notna()
+        unread = iso.isna() & ~blank[~is_number]
         if unread.any():
             layout = _guess_layout(rest[unread])
             if layout is not None:
@@ -654,9 +660,7 @@ def load_sales(
     )  # fmt: skip
     report.add_unparsed(broken)
     report.notes.update(notes)
-    repeated = int(events.duplicated().sum())
-    if repeated:
-        report.notes["rows repeating an earlier row (kept)"] = repeated
+    events, report = _collapse_repeats(events, report, timed=False)  # kept, and counted in the notes
     sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
     return sales, report
 

@@ -85,7 +85,9 @@ def shrunk_logit_slopes(
     logit p = offset + a[g] + b[g] * x with a ~ N(0, va), b ~ N(0, vb) independent; va and vb are
     estimated by EM (Laplace approximation: each group's posterior mode and inverse Hessian, found by
     Newton steps on the 2 x 2 system, vectorised over groups). Returns (b, posterior variance of b);
-    a group without rows has b = 0 and the prior variance."""
+    a group without rows has b = 0 and the prior variance. The EM averages over groups with rows only:
+    an empty group's term is the current variance itself, so shoppers without the behaviour slowed
+    the EM to a false stop and the estimates depended on how many of them were passed."""
     group = np.asarray(group, dtype=np.int64)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(successes, dtype=np.float64)
@@ -98,6 +100,10 @@ def shrunk_logit_slopes(
     def sums(w):
         return np.bincount(group, weights=w, minlength=n_groups)
 
+    seen = sums(n) > 0
+    if not seen.any():
+        return b, np.full(n_groups, vb)
+
     for _ in range(EM_ROUNDS):
         for _ in range(NEWTON_STEPS):
             p = expit(offset + a[group] + b[group] * x)
@@ -108,8 +114,8 @@ def shrunk_logit_slopes(
             a += (hbb * ga - hab * gb) / det
             b += (haa * gb - hab * ga) / det
         sa, sb = hbb / det, haa / det  # posterior variances (inverse Hessian's diagonal)
-        va_new = max(float(np.mean(a * a + sa)), MIN_VARIANCE)
-        vb_new = max(float(np.mean(b * b + sb)), MIN_VARIANCE)
+        va_new = max(float(np.mean((a * a + sa)[seen])), MIN_VARIANCE)
+        vb_new = max(float(np.mean((b * b + sb)[seen])), MIN_VARIANCE)
         done = abs(va_new - va) < 1e-4 * va and abs(vb_new - vb) < 1e-4 * vb
         va, vb = va_new, vb_new
         if done:
@@ -133,6 +139,25 @@ def _pooled_logit(
     return model.coef_[0], float(model.intercept_[0])
 
 
+def _population_plus_shrunk(
+    shoppers: pd.Series, X: np.ndarray, successes: np.ndarray, trials: np.ndarray, index: pd.Index
+) -> pd.Series:
+    """Per shopper of `index`: the pooled logit's slope on X's first column (the price position), plus
+    the shopper's shrunk deviation from it (`shrunk_logit_slopes`, the pooled fit as offset); NaN
+    everywhere when every trial went one way."""
+    fitted = _pooled_logit(X, successes, trials)
+    if fitted is None:
+        return pd.Series(np.nan, index=index)
+    coef, intercept = fitted
+    offset = intercept + X @ coef
+    code = index.get_indexer(shoppers)
+    keep = code >= 0
+    b, _ = shrunk_logit_slopes(
+        code[keep], X[keep, 0], successes[keep], trials[keep], offset[keep], len(index)
+    )
+    return pd.Series(coef[0] + b, index=index)
+
+
 def _cart_slope(views: pd.DataFrame, carts: pd.DataFrame, ladder: pd.DataFrame, index: pd.Index) -> pd.Series:
     """`price_slope_cart` per shopper of `index` (see the module docstring)."""
     out = pd.Series(np.nan, index=index)
@@ -148,15 +173,7 @@ def _cart_slope(views: pd.DataFrame, carts: pd.DataFrame, ladder: pd.DataFrame, 
     x = counts["position"].to_numpy()
     X = np.column_stack([x, log_pop])
     y, n = counts["c"].to_numpy(dtype=float), counts["n"].to_numpy(dtype=float)
-    fitted = _pooled_logit(X, y, n)
-    if fitted is None:
-        return out
-    coef, intercept = fitted
-    offset = intercept + X @ coef
-    code = index.get_indexer(counts["shopper_id"])
-    keep = code >= 0
-    b, _ = shrunk_logit_slopes(code[keep], x[keep], y[keep], n[keep], offset[keep], len(index))
-    return pd.Series(coef[0] + b, index=index)
+    return _population_plus_shrunk(counts["shopper_id"], X, y, n, index)
 
 
 def _view_tilt(views: pd.DataFrame, ladder: pd.DataFrame, index: pd.Index) -> pd.Series:
@@ -206,15 +223,7 @@ def _search_slope(search_logs: pd.DataFrame, ladder: pd.DataFrame, index: pd.Ind
     x = grouped["position"].to_numpy()
     X = np.column_stack([x, log_pop, slot])
     y, n = grouped["sum"].to_numpy(dtype=float), grouped["size"].to_numpy(dtype=float)
-    fitted = _pooled_logit(X, y, n)
-    if fitted is None:
-        return out
-    coef, intercept = fitted
-    offset = intercept + X @ coef
-    code = index.get_indexer(grouped["shopper_id"])
-    keep = code >= 0
-    b, _ = shrunk_logit_slopes(code[keep], x[keep], y[keep], n[keep], offset[keep], len(index))
-    return pd.Series(coef[0] + b, index=index)
+    return _population_plus_shrunk(grouped["shopper_id"], X, y, n, index)
 
 
 def shopper_price_sensitivity(

@@ -47,7 +47,7 @@ from commerce.coupons import (
 )
 from commerce.errors import Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from commerce.merchants import Merchant
-from commerce.services._util import get_or_404, locked_or_404, new_id
+from commerce.services._util import get_or_404, locked_or_404, new_id, visible_text
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
@@ -97,6 +97,7 @@ def _terms(session: Session, data: CouponInput) -> dict:
     """The validated column values of `data` (create and edit share this one rule set)."""
     if nulls := [f for f in REQUIRED_TERMS if getattr(data, f) is None]:  # an edit sending `null`
         raise ValidationError(f"{', '.join(nulls)} cannot be null", code="invalid_coupon")
+    visible_text(data.name or "", "name")  # shoppers see it in the storefront's coupon list
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
     if isinstance(data.value, float):
@@ -590,6 +591,8 @@ def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime
     if coupon.starts_at is not None and at < coupon.starts_at:
         raise ValidationError(f"coupon {coupon.coupon_id!r} is not valid yet", code="coupon_not_started")
     _check_not_expired(coupon, at)
+    if coupon.requires_grant is False and coupon.campaign_id is None:
+        return  # open to anyone (`_usable_by`'s first branch, on the loaded row): no query per checkout
     if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon.coupon_id)):
         raise _not_granted(coupon.coupon_id)
 

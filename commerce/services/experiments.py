@@ -45,6 +45,7 @@ def _variants(variants: Mapping[str, float] | Sequence[tuple]) -> list[tuple[str
         name, weight, config = (*item, None) if len(item) == 2 else item
         if not name or len(name) > 64:
             raise ValidationError(f"variant name {name!r} must be 1-64 characters")
+        visible_text(str(name), "variant name")  # `a` and `a` + U+200B were two look-alike variants
         try:
             weight = float(weight)
         except (TypeError, ValueError):

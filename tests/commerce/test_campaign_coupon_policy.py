@@ -351,3 +351,25 @@ def test_a_coupon_left_the_empty_window_is_refused_for_being_in_use_not_for_its_
     with pytest.raises(InvalidState) as err, transaction(market) as s:
         update_coupon(s, "A-5", min_spend=10)
     assert err.value.code == "coupon_in_use"
+
+
+def test_an_open_coupon_costs_checkout_no_grant_query(market):
+    """`check_usable` asked the database on every checkout with a coupon, an open one too (the grant
+    rule moved into SQL): an extra query per request. An open coupon of no campaign needs none; a
+    grant-only one is still checked."""
+    from sqlalchemy import event
+
+    from commerce.services.coupons import CouponInput, check_usable, create_coupon
+
+    with transaction(market) as s:
+        create_coupon(s, CouponInput("amount_off", "5", coupon_id="open"))
+        create_coupon(s, CouponInput("amount_off", "5", coupon_id="vip", requires_grant=True))
+    statements: list[str] = []
+    with market() as s:
+        open_coupon, vip = s.get(Coupon, "open"), s.get(Coupon, "vip")
+        event.listen(s.get_bind(), "before_cursor_execute", lambda *a: statements.append(a[2]))
+        check_usable(s, open_coupon, "s1", NOW)
+        assert statements == []
+        with pytest.raises(ValidationError) as err:
+            check_usable(s, vip, "s1", NOW)
+        assert err.value.code == "coupon_not_granted" and len(statements) == 1

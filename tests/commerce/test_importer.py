@@ -575,3 +575,23 @@ def test_a_split_sessions_coupon_is_redeemed_once(factory, tmp_path):
         assert len(mine) == 1 and s.get(Order, mine[0].order_id).import_ref == "H1"
         assert s.scalar(select(Order.coupon_id).where(Order.import_ref == "H2")) is None
         assert s.get(Coupon, "CP1").used == 2  # U0 and U1
+
+
+def test_imported_licence_numbers_are_stored_in_the_form_applications_are_checked_in(factory, tmp_path):
+    """The import stored licence numbers as written, so an imported `l‑1` (lower case, a non-breaking
+    hyphen) did not stop a merchant applying with `L-1`: one licence, two merchants."""
+    from commerce.db import transaction
+    from commerce.errors import Conflict
+    from commerce.merchants import Merchant
+    from commerce.services import merchants
+
+    write_market(tmp_path / "m")
+    path = tmp_path / "m" / "merchants.parquet"
+    table = pq.read_table(path)
+    column = table.schema.get_field_index("licence_no")
+    pq.write_table(table.set_column(column, "licence_no", pa.array(["l\u20110", "L1"])), path)
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    with factory() as s:
+        assert s.scalars(select(Merchant.licence_no).order_by(Merchant.merchant_id)).all() == ["L-0", "L1"]
+    with pytest.raises(Conflict), transaction(factory) as s:
+        merchants.apply(s, merchants.MerchantApplication("Other", "FR", "L-0", ["Other"]))

@@ -185,6 +185,22 @@ def test_shrinkage_pulls_noise_to_zero_and_keeps_real_spread():
         assert (var > 0).all()
 
 
+def test_shoppers_without_rows_do_not_change_the_others_estimates():
+    """Groups without rows (shoppers who never viewed) once entered EM's variance average at the
+    current variance, slowing it to a false stop: the more of them, the less shrinkage was learnt."""
+    rng = np.random.default_rng(5)
+    groups, per = 200, 40
+    g = np.repeat(np.arange(groups), per)
+    x = rng.normal(0, 1, len(g))
+    true = rng.normal(0, 0.8, groups)
+    y = (rng.random(len(g)) < expit(-1.0 + true[g] * x)).astype(float)
+    trials, offset = np.ones(len(g)), np.full(len(g), -1.0)
+    alone, _ = shrunk_logit_slopes(g, x, y, trials, offset, groups)
+    among, var = shrunk_logit_slopes(g, x, y, trials, offset, groups * 50)
+    np.testing.assert_allclose(among[:groups], alone, atol=1e-6)
+    assert (among[groups:] == 0).all() and (var[groups:] > 0).all()
+
+
 def test_cli_writes_every_shoppers_estimates_and_reads_search_logs_when_present(tmp_path):
     from typer.testing import CliRunner
 

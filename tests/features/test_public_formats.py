@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -151,6 +152,20 @@ def test_retailrocket_millisecond_times(tmp_path):
     assert report.dropped == {"bad timestamp": 1}
 
 
+def test_an_empty_time_cell_does_not_turn_milliseconds_into_seconds(tmp_path):
+    """The unit is chosen only for a column of numbers, and an empty cell counted as not a number: one
+    row without a time made every millisecond value out of range for seconds (all rows dropped)."""
+    lines = ["timestamp,visitorid,event,itemid"]
+    lines += [f"{1433221332117 + n * 1000},{n},view,{n}" for n in range(10)]
+    lines.append(",99,view,99")
+    events, report = load_events(
+        _write(tmp_path / "events.csv", lines), user_col="visitorid", item_col="itemid", time_col="timestamp"
+    )
+    assert len(events) == 10 and events["ts"].min() == pd.Timestamp("2015-06-02 05:02:12.117", tz=UTC)
+    assert report.notes["times read as unix milliseconds"] == 10
+    assert report.dropped == {"bad timestamp": 1}
+
+
 def _yoochoose_lines():
     """yoochoose-clicks.dat: no header; session, ISO time with Z, item, category; sessions interleave."""
     lines = []
@@ -245,6 +260,11 @@ def test_hillstrom_latin1_bom_gzip_and_blank_lines(tmp_path):
     assert "zip_code_Surburbé" in campaign.X.columns and len(campaign.outcome) == 120
     packed = _write(tmp_path / "hillstrom.csv.gz", ["", *_hillstrom_lines()], bom=True, crlf=True, gz=True)
     campaign = load_campaign(packed, "segment", "Mens E-Mail,Womens E-Mail", "No E-Mail", "visit")
+    assert int(campaign.treatment.sum()) == 80 and campaign.outcome.sum() == 30
+    zstd = tmp_path / "hillstrom.csv.zst"  # pandas alone wanted the zstandard package (an ImportError)
+    with pa.output_stream(str(zstd), compression="zstd") as stream:
+        stream.write("\n".join(_hillstrom_lines()).encode())
+    campaign = load_campaign(zstd, "segment", "Mens E-Mail,Womens E-Mail", "No E-Mail", "visit")
     assert int(campaign.treatment.sum()) == 80 and campaign.outcome.sum() == 30
     lines = _hillstrom_lines()
     lines[5] = lines[5].rsplit(",", 3)[0] + ",,0,0"  # no visit recorded

@@ -15,7 +15,7 @@ from commerce.ads import AdBudgetDay, AdClick
 from commerce.db import transaction
 from commerce.errors import Conflict, ValidationError
 from commerce.merchants import Merchant
-from commerce.services import ads, merchants
+from commerce.services import ads, coupons, merchants
 from commerce.services.access import create_api_key
 from commerce.sqltypes import to_money
 from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
@@ -200,3 +200,30 @@ def test_the_console_cookie_is_secure_over_https(client, keys):
     client.cookies.clear()
     plain = client.get("/console/sign-in")
     assert "secure" not in plain.headers["set-cookie"].lower()  # plain HTTP (development) still works
+
+
+def test_coupon_and_variant_names_with_invisible_characters_are_refused(client, keys):
+    """The invisible-character rule reached merchant, experiment and campaign names but not a coupon's
+    name (shown to shoppers in the storefront's list) nor a variant's (`a` and `a` + U+200B passed the
+    unique-names check as two look-alike variants)."""
+    marketer = auth(keys["marketer"])
+    variants = [{"name": "a", "weight": 1}, {"name": "a\u200b", "weight": 1}]
+    r = client.post("/v1/experiments", json={"name": "look-alike", "variants": variants}, headers=marketer)
+    assert r.status_code == 422 and r.json()["code"] == "invisible_character", r.text
+    factory = client.app.state.serving.session_factory
+    with pytest.raises(ValidationError) as refused, transaction(factory) as s:
+        coupons.create_coupon(s, coupons.CouponInput("amount_off", "5", name="\u202e5 off", coupon_id="rtl"))
+    assert refused.value.code == "invisible_character"
+
+
+HIDDEN = ["\u061c", "\u00ad", "\u3164", "\u180e", "\U000e0041", "\u034f"]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=lambda c: f"U+{ord(c):04X}")
+def test_other_invisible_characters_are_refused_too(factory, hidden):
+    """The rule listed zero-width, bidi-embedding and BOM characters but not the Arabic letter mark (a
+    bidi control too), the soft hyphen, Hangul fillers, the Mongolian vowel separator, tag characters or
+    the grapheme joiner: each still made `Acme` + it a second merchant that looked like `Acme`."""
+    with pytest.raises(ValidationError) as refused, transaction(factory) as s:
+        merchants.apply(s, merchants.MerchantApplication(f"Acme{hidden}", "DE", "LIC-9", ["Acme"]))
+    assert refused.value.code == "invisible_character"
