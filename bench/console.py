@@ -39,6 +39,16 @@ def build_tiny_demo(data_dir: Path) -> None:
     )  # fmt: skip
 
 
+def tiny_demo_dir(data_dir: Path | None) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """`data_dir` resolved, or a tiny demo built into a temporary directory (returned for clean-up)."""
+    if data_dir is not None:
+        return data_dir.resolve(), None
+    tmp = tempfile.TemporaryDirectory()
+    print("building the tiny demo ...", flush=True)
+    build_tiny_demo(Path(tmp.name))
+    return Path(tmp.name).resolve(), tmp
+
+
 def timed(client, path: str, repeat: int, headers: dict | None = None) -> tuple[list[float], bytes]:
     client.get(path, headers=headers)  # warm-up: imports, template compilation, first registry read
     times = []
@@ -66,14 +76,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=40)
     args = parser.parse_args()
 
-    tmp = None
-    data_dir = args.data_dir
-    if data_dir is None:
-        tmp = tempfile.TemporaryDirectory()
-        data_dir = Path(tmp.name)
-        print("building the tiny demo ...", flush=True)
-        build_tiny_demo(data_dir)
-    data_dir = data_dir.resolve()
+    data_dir, tmp = tiny_demo_dir(args.data_dir)
     markets = list(data_dir.glob("marketplace-*"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{data_dir / 'mlflow.db'}"
     from fastapi.testclient import TestClient

@@ -203,22 +203,25 @@ def invariants(url: str, seeded: dict, created_201: int, outcome_unknown: int = 
 # ---------------------------------------------------------------- the API process
 
 
+class NoRegistry:
+    """No models: recommendations from catalog popularity, the serving path without MLflow."""
+
+    def champion(self):
+        return None
+
+    def for_alias(self, alias):
+        return self
+
+    def load(self, version):
+        raise LookupError(version)
+
+
 def serve(config: dict) -> None:
     import uvicorn
 
     from crosscart.settings import Settings
     from serving.app import create_app
     from serving.http import PROTOCOL
-
-    class NoRegistry:  # recommendations from catalog popularity: the memory path without MLflow
-        def champion(self):
-            return None
-
-        def for_alias(self, alias):
-            return self
-
-        def load(self, version):
-            raise LookupError(version)
 
     settings = Settings(
         data_dir=Path(config["workdir"]),

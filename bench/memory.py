@@ -18,13 +18,12 @@ import gc
 import os
 import random
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from bench.console import build_tiny_demo
+from bench.console import tiny_demo_dir
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -94,14 +93,7 @@ def main() -> int:
     parser.add_argument("--reloads", type=int, default=50, help="recommender reloads (+ refreshes)")
     args = parser.parse_args()
 
-    tmp = None
-    data_dir = args.data_dir
-    if data_dir is None:
-        tmp = tempfile.TemporaryDirectory()
-        data_dir = Path(tmp.name)
-        print("building the tiny demo ...", flush=True)
-        build_tiny_demo(data_dir)
-    data_dir = data_dir.resolve()
+    data_dir, tmp = tiny_demo_dir(args.data_dir)
     import json
     import logging
 
