@@ -28,10 +28,11 @@ _traced = False  # no request is traced until `setup_tracing` calls `trace_scori
 _NO_SPAN = nullcontext()
 
 
-def trace_scoring() -> None:
-    """Requests are traced from now on: scoring inside a traced request gets its span."""
-    global _traced
-    _traced = True
+def trace_scoring(tracer) -> None:
+    """Requests are traced from now on: scoring inside a traced request gets its span, from `tracer` (the
+    latest traced app's provider: the global provider is the first app's, shut down when it stopped)."""
+    global _traced, _tracer
+    _tracer, _traced = tracer, True
 
 
 def _scoring_span(model: ModelSnapshot):

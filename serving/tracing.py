@@ -36,9 +36,8 @@ def setup_tracing(app: FastAPI, engine: Engine, endpoint: str, exporter=None):
         )
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # the scoring spans use the global provider; the first app of a process sets it
-    trace.set_tracer_provider(provider)
-    trace_scoring()
+    trace.set_tracer_provider(provider)  # for libraries' own spans; only the first app of a process sets it
+    trace_scoring(provider.get_tracer("crosscart.serving"))
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="health,ready,metrics")
     trace_statements(engine, provider.get_tracer("crosscart.sql"))
     return provider
