@@ -38,6 +38,12 @@ def _invoke(args):
     return result
 
 
+def _refusal(result) -> str:
+    """The one line a refused command ends with (exit code 2)."""
+    assert result.exit_code == 2, result.output
+    return result.output.strip().splitlines()[-1]
+
+
 def _json_rows(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
@@ -289,8 +295,7 @@ def test_an_empty_file_is_refused_by_name(tmp_path, command):
     path.write_bytes(b"\r\n\n")
     data = str(path) if command[1] == "uplift" else f"events:{path}"
     result = _invoke([*command, "--data", data])
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == f"error: {path} is empty (no header or data line)"
+    assert _refusal(result) == f"error: {path} is empty (no header or data line)"
 
 
 def test_an_unclosed_quote_is_refused_with_its_row(tmp_path):
@@ -347,8 +352,7 @@ def test_a_wide_sales_table_is_refused_with_a_short_hint(tmp_path):
         "evaluate", "forecast", "--data", f"events:{path}", "--item-col", "item_id", "--time-col", "date",
         "--quantity-col", "sales",
     ])  # fmt: skip
-    assert result.exit_code == 2
-    message = result.output.strip().splitlines()[-1]
+    message = _refusal(result)
     assert (
         len(message) < 400 and "(1935 more)" in message and "melt it to one row per item and day" in message
     )
@@ -423,11 +427,7 @@ def test_instacart_lines_take_shopper_and_order_number_from_orders(tmp_path):
         "evaluate", "next-basket", "--data", f"events:{lines}", "--orders", str(twice),
         "--user-col", "user_id", "--item-col", "product_id", "--basket-col", "order_id",
     ])  # fmt: skip
-    assert result.exit_code == 2
-    assert (
-        result.output.strip().splitlines()[-1]
-        == f"error: {twice}: basket '2536330' is named by more than one row"
-    )
+    assert _refusal(result) == f"error: {twice}: basket '2536330' is named by more than one row"
 
 
 def test_dunnhumby_zero_quantity_lines_are_no_purchase(tmp_path):
@@ -481,11 +481,7 @@ def test_kaggle_zip_downloads_are_read_and_workbooks_refused(tmp_path):
         "evaluate", "recommender", "--data", f"events:{workbook}", "--user-col", "CustomerID",
         "--item-col", "StockCode",
     ])  # fmt: skip
-    assert result.exit_code == 2
-    assert (
-        result.output.strip().splitlines()[-1]
-        == f"error: {workbook} is an Excel workbook: save it as CSV first"
-    )
+    assert _refusal(result) == f"error: {workbook} is an Excel workbook: save it as CSV first"
 
 
 def test_a_header_naming_a_column_twice_is_refused(tmp_path):
@@ -509,8 +505,7 @@ def test_an_experiment_log_in_latin1_reads_like_utf8(tmp_path):
     assert reports[0] == reports[1]
     empty = _write(tmp_path / "events.csv", [""])
     result = _invoke(["experiment", "analyze", "--events", str(empty), "--experiment", "rec"])
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == f"error: {empty} is empty (no header or data line)"
+    assert _refusal(result) == f"error: {empty} is empty (no header or data line)"
 
 
 def test_an_excel_unicode_text_export_is_utf16_with_tabs(tmp_path):
