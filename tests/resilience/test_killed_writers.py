@@ -153,3 +153,26 @@ def test_leftovers_named_before_locks_go_once_a_day_old(tmp_path):
     with staged_directory(out) as staging:
         (staging / "part-0.parquet").write_text("v1")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lists", out.readlink().name, recent.name])
+
+
+def test_a_lock_file_removed_before_its_writer_locked_it_is_not_used(tmp_path, monkeypatch):
+    """A cleaner that finds a new lock file before its writer has locked it takes the writer for dead and
+    removes it; the writer then takes another, so that its entries never go without a lock file."""
+    import fcntl
+
+    flock, removed = fcntl.flock, []
+
+    def cleaner_first(fd, operation):
+        if not removed:
+            removed.extend(tmp_path.glob(".lock-*"))
+            for lock in removed:
+                lock.unlink()
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", cleaner_first)
+    out = tmp_path / "lists"
+    with staged_directory(out) as staging:
+        writer = staging.name.split(".")[1].removeprefix("new-")
+        assert len(removed) == 1 and writer not in removed[0].name
+        assert (tmp_path / f".lock-{writer}.lists").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lists", out.readlink().name])
