@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import re
 import shutil
-import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,49 +24,114 @@ def _sync(path: Path) -> None:
         os.close(fd)
 
 
-def _beside(path: Path, tag: str) -> Path:
-    """An unused hidden name next to `path` (same filesystem, so a rename moves it in one step), ending
-    as `path` does (writers that pick compression by extension pick the same); the caller creates it,
-    so it gets the usual permissions (mkstemp's would be private to this user). It names the writing
-    host and process, so that a later writer can tell a dead writer's leftovers (`_clear_leftovers`)."""
-    return path.with_name(f".{tag}-{socket.gethostname()}~{os.getpid()}-{uuid.uuid4().hex}.{path.name}")
+def _beside(path: Path, tag: str, writer: str) -> Path:
+    """A hidden name next to `path` for `writer`'s (`_writer`) entry `tag` (same filesystem, so a rename
+    moves it in one step), ending as `path` does (writers that pick compression by extension pick the
+    same); the caller creates it, so it gets the usual permissions (mkstemp's would be private to this
+    user)."""
+    return path.with_name(f".{tag}-{writer}.{path.name}")
 
 
-def _alive(pid: int) -> bool:
+#: Ids of the writers this process runs now (its threads'): on NFS `flock` is a POSIX lock, which
+#: another descriptor of the same process does not conflict with, so the lock cannot tell them apart.
+_held: set[str] = set()
+#: Pre-lock names (`.tag-host~pid-uuid.name`) carry no lock to test: such leftovers go when this old.
+LEGACY_AGE_SECONDS = 24 * 3600
+
+
+@contextmanager
+def _writer(path: Path) -> Iterator[str]:
+    """An id for this write's entries beside `path`, its lock file `.lock-<id>.<name>` held (`flock`,
+    exclusive) until the block ends. The lock is the liveness proof `_clear_leftovers` tests: the kernel
+    drops it when the process dies however it dies, in any container sharing the volume, where a host
+    name and a pid (the names before) are not unique across containers nor PID namespaces. A cleaner
+    that found the new file before it was locked may have removed it: then another id is taken."""
+    while True:
+        writer = uuid.uuid4().hex
+        lock = _beside(path, "lock", writer)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            ours = os.path.samestat(os.stat(lock), os.fstat(fd))
+        except FileNotFoundError:
+            ours = False
+        if ours:
+            break
+        os.close(fd)
+    _held.add(writer)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        yield writer
+    finally:
+        lock.unlink(missing_ok=True)  # still held: no cleaner takes this writer for dead before
+        os.close(fd)
+        _held.discard(writer)
 
 
-#: Names of what this process is writing now (its threads'): its other leftovers are as stale as a dead
-#: process's (a long-running process, or a test, wrote the previous batch and then replaced it).
-_writing: set[str] = set()
+@contextmanager
+def _dead(lock: Path) -> Iterator[bool]:
+    """Whether the writer of `lock` has ended (no lock file, or its lock free), its lock held meanwhile
+    so that it is not reused; a live writer's lock, held by another process or thread, is not waited for."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def _clear_leftovers(path: Path) -> None:
-    """Remove what writers of `path` that died on this host (SIGKILL, the OOM killer) left beside it:
-    a killed batch-score left its whole staged batch each time. A previous directory that a kill
-    between `_publish`'s two renames left hidden is put back first when `path` is missing. The directory
-    `path` links to is kept (its writer has exited: it is the current contents), and so are leftovers of
-    live processes and of other hosts (shared storage)."""
-    name = re.compile(rf"\.(new|old|tmp|link)-(.+)~(\d+)-[0-9a-f]{{32}}\.{re.escape(path.name)}")
-    host = socket.gethostname()
-    current = os.readlink(path) if path.is_symlink() else None
+    """Remove what writers of `path` that died (SIGKILL, the OOM killer) left beside it: a killed
+    batch-score left its whole staged batch each time. A previous directory that a kill between
+    `_publish`'s two renames left hidden is put back first when `path` is missing. A writer is dead
+    when its lock is free (`_writer`); the directory `path` links to is kept (read after the writer is
+    found dead, so a writer that just published and ended is seen published). Leftovers named before
+    locks (`.tag-host~pid-uuid.name`) are removed once older than `LEGACY_AGE_SECONDS`."""
+    name = re.compile(rf"\.(new|old|tmp|link|lock)-(.+~\d+-)?([0-9a-f]{{32}})\.{re.escape(path.name)}")
+    writers: dict[str, list[tuple[str, Path]]] = {}
     for entry in path.parent.iterdir():
         found = name.fullmatch(entry.name)
-        if found is None or entry.name == current or found[2] != host:
+        if found is None:
             continue
-        pid = int(found[3])
-        if entry.name in _writing if pid == os.getpid() else _alive(pid):
-            continue
-        if found[1] == "old" and not os.path.lexists(path):
-            os.replace(entry, path)
-        else:
-            _remove(entry)
+        if found[2] is None:
+            if found[3] not in _held:
+                writers.setdefault(found[3], []).append((found[1], entry))
+        elif found[1] != "lock" and _age(entry) > LEGACY_AGE_SECONDS:
+            _clear(path, found[1], entry)
+    for writer, entries in writers.items():
+        lock = _beside(path, "lock", writer)
+        with _dead(lock) as dead:
+            if not dead:
+                continue
+            for tag, entry in entries:
+                if tag != "lock":
+                    _clear(path, tag, entry)
+            lock.unlink(missing_ok=True)
+
+
+def _age(entry: Path) -> float:
+    try:
+        return time.time() - entry.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _clear(path: Path, tag: str, entry: Path) -> None:
+    """Remove a dead writer's `entry`, unless `path` links to it; a hidden previous directory (`old`)
+    goes back to `path` when `path` is missing."""
+    if path.is_symlink() and os.readlink(path) == entry.name:
+        return
+    if tag == "old" and not os.path.lexists(path):
+        os.replace(entry, path)
+    else:
+        _remove(entry)
 
 
 def _remove(entry: Path) -> None:
@@ -83,17 +149,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(path)
-    tmp = _beside(path, "tmp")
-    _writing.add(tmp.name)
-    try:
-        yield tmp
-        _sync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        _writing.discard(tmp.name)
+    with _writer(path) as writer:
+        tmp = _beside(path, "tmp", writer)
+        try:
+            yield tmp
+            _sync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     _sync(path.parent)  # the rename itself, so a finished write survives a crash
 
 
@@ -113,30 +177,28 @@ def staged_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(path)
-    staging = _beside(path, "new")
-    staging.mkdir()
-    _writing.add(staging.name)
-    try:
-        yield staging
-        for root, _dirs, files in os.walk(staging):
-            for name in files:
-                _sync(Path(root, name))
-            _sync(Path(root))
-        previous = _publish(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        _writing.discard(staging.name)
-    _sync(path.parent)
-    if previous is not None:
-        _remove(previous)
+    with _writer(path) as writer:
+        staging = _beside(path, "new", writer)
+        staging.mkdir()
+        try:
+            yield staging
+            for root, _dirs, files in os.walk(staging):
+                for name in files:
+                    _sync(Path(root, name))
+                _sync(Path(root))
+            previous = _publish(staging, path, writer)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _sync(path.parent)
+        if previous is not None:
+            _remove(previous)
 
 
-def _publish(directory: Path, path: Path) -> Path | None:
+def _publish(directory: Path, path: Path, writer: str) -> Path | None:
     """Point `path` at `directory` (a sibling), replacing what `path` was in one step; returns what the
     previous contents are now named (None if there were none), for the caller to remove."""
-    link = _beside(path, "link")
+    link = _beside(path, "link", writer)
     os.symlink(directory.name, link)  # relative: the pair keeps working when its parent moves
     try:
         if path.is_symlink():
@@ -148,7 +210,7 @@ def _publish(directory: Path, path: Path) -> Path | None:
             return None
         if exchange(link, path):  # `link` now names the plain directory
             return link
-        old = _beside(path, "old")
+        old = _beside(path, "old", writer)
         os.replace(path, old)
         try:
             os.replace(link, path)

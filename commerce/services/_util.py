@@ -30,6 +30,33 @@ _FLAG_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
 _ALPHABETIC = ((0x1E00, 0x1FFF), (0x2C60, 0x2C7F), (0xA640, 0xA7FF), (0xAB30, 0xAB6F), (0xFF00, 0xFFEF))
 
 
+# Cursive scripts (Arabic, Syriac, N'Ko, Mongolian): a letter there joins both sides unless listed below,
+# from the Unicode Character Database's ArabicShaping.txt (Joining_Type; Python's unicodedata has none).
+_CURSIVE = (
+    (0x0600, 0x06FF),
+    (0x0700, 0x074F),
+    (0x0750, 0x077F),
+    (0x07C0, 0x07FF),
+    (0x08A0, 0x08FF),
+    (0x1800, 0x18AF),
+)
+# Right-joining only (alef, dal, thal, reh, zain, waw, teh marbuta, yeh barree and their variants;
+# Syriac alaph, dalath, he, waw, zain, ...) and non-joining letters (hamza, high hamza, low alef): a ZWNJ
+# after one of these, or before a non-joining one, changes nothing.
+_RIGHT_JOINING = frozenset(
+    "\u0622\u0623\u0624\u0625\u0627\u0629\u062f\u0630\u0631\u0632\u0648\u0671\u0672\u0673\u0675\u0676\u0677"
+    + "".join(map(chr, range(0x0688, 0x069A)))
+    + "\u06c0"
+    + "".join(map(chr, range(0x06C3, 0x06CC)))
+    + "\u06cd\u06cf\u06d2\u06d3\u06d5\u06ee\u06ef"
+    + "\u0710\u0715\u0716\u0717\u0718\u0719\u071e\u0728\u072a\u072c\u072f\u074d"
+    + "\u0759\u075a\u075b\u076b\u076c\u0771\u0773\u0774\u0778\u0779"
+    + "\u08aa\u08ab\u08ac\u08ae\u08b1\u08b2\u08b9"
+)
+_NON_JOINING = frozenset("\u0621\u0674\u08ad")
+_VIRAMA = 9  # canonical combining class of viramas (Devanagari ्, Bengali, Tamil pulli, Myanmar, Khmer coeng)
+
+
 def _invisible(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cf", "Zl", "Zp") or ch in _INVISIBLE_OTHER
 
@@ -40,8 +67,8 @@ def _emoji_side(ch: str) -> bool:
 
 
 def _joining_script(ch: str) -> bool:
-    """A letter or mark of a script where ZWJ / ZWNJ choose the shape (Arabic and Persian, Indic,
-    ...): not Latin, Greek or Cyrillic."""
+    """A letter or mark of a script where ZWJ chooses the shape (Arabic and Persian, Indic, ...): not
+    Latin, Greek or Cyrillic."""
     cp = ord(ch)
     return (
         unicodedata.category(ch)[0] in "LM"
@@ -50,17 +77,49 @@ def _joining_script(ch: str) -> bool:
     )
 
 
+def _cursive_letter(ch: str) -> bool:
+    cp = ord(ch)
+    return unicodedata.category(ch) in ("Lo", "Lm") and any(lo <= cp <= hi for lo, hi in _CURSIVE)
+
+
+def _zwnj_shows(text: str, i: int) -> bool:
+    """Whether the ZWNJ at `text[i]` changes what is shown: it parts two cursive letters that would
+    join (the first, past its vowel marks, joins on to the next: not alef, dal, reh, waw... nor hamza;
+    the next joins back: not hamza), as in Persian `می‌خواهم`, or it stands beside a virama, where it
+    keeps a conjunct apart (Devanagari `क्‌ष`, Bengali `র‌্য`)."""
+    before, after = text[i - 1], text[i + 1]
+    if (unicodedata.combining(before) == _VIRAMA and _joining_script(after)) or (
+        unicodedata.combining(after) == _VIRAMA and _joining_script(before)
+    ):
+        return True
+    j = i - 1
+    while j > 0 and unicodedata.category(text[j]) in ("Mn", "Me"):
+        j -= 1
+    base = text[j]
+    return (
+        _cursive_letter(base)
+        and _cursive_letter(after)
+        and base not in _RIGHT_JOINING
+        and base not in _NON_JOINING
+        and after not in _NON_JOINING
+    )
+
+
 def _hides(text: str) -> bool:
-    """Whether `text` holds a character that hides or disguises text. ZWNJ and ZWJ are
-    written between letters of joining scripts (Persian `می‌خواهم`, Devanagari conjuncts) and inside
-    emoji sequences (👩‍💻); anywhere else (between Latin letters, at an end, doubled) they are refused."""
+    """Whether `text` holds a character that hides or disguises text. ZWJ is written between letters of
+    joining scripts (Devanagari half forms) and inside emoji sequences (👩‍💻); ZWNJ only where it
+    shows (`_zwnj_shows`: Persian `می‌خواهم`, Indic conjuncts). Anywhere else (between Latin letters,
+    after an Arabic alef, between two Chinese characters, at an end, doubled) they are refused."""
     text = _FLAG_TAGS.sub("\U0001f3f4", text)
     for i, ch in enumerate(text):
         if not _invisible(ch):
             continue
         if ch in _JOINERS and 0 < i < len(text) - 1:
             before, after = text[i - 1], text[i + 1]
-            if (_emoji_side(before) and _emoji_side(after)) or (
+            if ch == "\u200c":
+                if _zwnj_shows(text, i):
+                    continue
+            elif (_emoji_side(before) and _emoji_side(after)) or (
                 _joining_script(before) and _joining_script(after)
             ):
                 continue

@@ -336,6 +336,6 @@ def checkout(
         )
     )
     if coupon_id is not None:
-        coupon_service.redeem(session, coupon_id, shopper_id, order.discount_total, order.order_id)
+        coupon_service.redeem(session, coupon_id, shopper_id, order.discount_total, order.order_id, at=at)
     session.flush()
     return order

@@ -597,6 +597,14 @@ def check_usable(session: Session, coupon: Coupon, shopper_id: str, at: datetime
         raise _not_granted(coupon.coupon_id)
 
 
+def _in_window(at: datetime) -> ColumnElement[bool]:
+    """The coupon's window holds `at` (`check_usable`'s rule, in SQL: redemption and the storefront)."""
+    return and_(
+        or_(Coupon.starts_at.is_(None), Coupon.starts_at <= at),
+        or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
+    )
+
+
 def _check_not_expired(coupon: Coupon, at: datetime) -> None:
     """Raise `coupon_expired` if the coupon's window has ended by `at`: checkout refuses it, and a hand
     grant of it would give nothing (a campaign's would still count as a contact)."""
@@ -639,21 +647,32 @@ def discount_for(coupon: Coupon, lines: list[PricedLine]) -> tuple[Decimal, list
 
 
 def redeem(
-    session: Session, coupon_id: str, shopper_id: str, amount: Decimal, order_id: int | None = None
+    session: Session,
+    coupon_id: str,
+    shopper_id: str,
+    amount: Decimal,
+    order_id: int | None = None,
+    *,
+    at: datetime | None = None,
 ) -> CouponRedemption:
-    """Atomically take one use and `amount` CNY of budget; raise LimitExceeded if any limit would break,
-    or `coupon_not_granted` if the shopper may not use it (`_usable_by`, in the same UPDATE: the
-    caller's check is not the only one standing between a campaign's coupon and its holdout).
+    """Atomically take one use and `amount` CNY of budget at `at` (default now); raise LimitExceeded if
+    any limit would break, `coupon_not_granted` if the shopper may not use it (`_usable_by`, in the same
+    UPDATE: the caller's check is not the only one standing between a campaign's coupon and its
+    holdout), `coupon_not_started` / `coupon_expired` outside its window (`_in_window`, in the UPDATE
+    too: a coupon granted ahead of its start, or ended while a checkout was between its check and this,
+    is not redeemed).
 
     Call inside a transaction and roll back on error: the counters are then untouched.
     """
     if amount < 0:
         raise ValidationError("redemption amount must be >= 0", code="invalid_money")
+    at = as_utc(at or utcnow())
     coupon_table = Coupon.__table__
     took = session.execute(
         update(coupon_table)
         .where(
             Coupon.coupon_id == coupon_id,
+            _in_window(at),
             _usable_by(shopper_id),
             or_(Coupon.usage_limit.is_(None), Coupon.used < Coupon.usage_limit),
             _coupon_budget_covers(amount),
@@ -663,8 +682,7 @@ def redeem(
     if took != 1:
         coupon = get_or_404(session, Coupon, coupon_id, "coupon")
         session.refresh(coupon)
-        if not session.scalar(select(_usable_by(shopper_id)).where(Coupon.coupon_id == coupon_id)):
-            raise _not_granted(coupon_id)
+        check_usable(session, coupon, shopper_id, at)  # outside its window, or not granted
         if coupon.usage_limit is not None and coupon.used >= coupon.usage_limit:
             raise LimitExceeded(f"coupon {coupon_id!r} is used up", code="coupon_exhausted")
         raise LimitExceeded(
@@ -849,8 +867,7 @@ def eligible_coupons(session: Session, shopper_id: str, at: datetime | None = No
         select(Coupon)
         .outerjoin(Campaign, Campaign.campaign_id == Coupon.campaign_id)
         .where(
-            or_(Coupon.starts_at.is_(None), Coupon.starts_at <= at),
-            or_(Coupon.ends_at.is_(None), Coupon.ends_at > at),
+            _in_window(at),
             *_room_left(),
             or_(own_used.is_(None), own_used < Coupon.per_shopper_limit),
             _usable_by(shopper_id),

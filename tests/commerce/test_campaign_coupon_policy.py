@@ -45,7 +45,7 @@ def test_a_campaign_coupon_stays_grant_only_at_redemption(market):
             checkout(s, shopper, [CartLine("p_tea", 1)], coupon_id="A-5", at=NOW + DAY)
         assert err.value.code == "coupon_not_granted"
         with pytest.raises(ValidationError) as err, transaction(market) as s:
-            redeem(s, "A-5", shopper, Decimal("5"))
+            redeem(s, "A-5", shopper, Decimal("5"), at=NOW + DAY)
         assert err.value.code == "coupon_not_granted"
         with market() as s:
             assert eligible_coupons(s, shopper, NOW + DAY) == []

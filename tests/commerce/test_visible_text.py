@@ -1,6 +1,9 @@
 """Names refuse characters that hide or disguise text, but keep the joiners real scripts and emoji use:
 the round-4 rule refused ZWNJ / ZWJ everywhere, so a Persian shop name, a Devanagari conjunct or a
-family emoji was a 422 `invisible_character`."""
+family emoji was a 422 `invisible_character`. Session 7 then kept a ZWNJ between any two letters of
+non-Latin scripts, where most show nothing (after an Arabic alef, dal, reh or waw, which never join
+on; between Chinese characters): it is kept only where it parts two letters that would join, or
+beside a virama."""
 
 from __future__ import annotations
 
@@ -11,6 +14,11 @@ from commerce.services._util import required_text, visible_text
 
 ALLOWED = {
     "persian ZWNJ": "می\u200cخواهم",
+    "persian plural (beh, ZWNJ, heh)": "کتاب\u200cها",
+    "ZWNJ after a vowel mark on a joining letter": "بَ\u200cب",
+    "devanagari ZWNJ after virama (no conjunct)": "क्\u200cष",
+    "bengali ZWNJ before virama (ra, ya-phala)": "র\u200c্য",
+    "syriac ZWNJ after beth": "ܒ\u200cܒ",
     "devanagari ZWJ after virama": "क्\u200dष",
     "malayalam ZWJ (chillu)": "ന്\u200dമ",
     "family emoji": "\U0001f468\u200d\U0001f469\u200d\U0001f467 toys",
@@ -27,6 +35,17 @@ REFUSED = {
     "ZWJ between Latin letters": "home\u200dpage",
     "ZWJ between Cyrillic letters": "мир\u200dмир",
     "ZWNJ at the end": "می\u200c",
+    "ZWNJ after alef (joins nothing after it)": "ا\u200cب",
+    "ZWNJ between alef and dal": "ا\u200cد",
+    "ZWNJ after reh": "ر\u200cب",
+    "ZWNJ after waw": "و\u200cب",
+    "ZWNJ after a vowel mark on dal": "دَ\u200cب",
+    "ZWNJ before hamza": "ب\u200cء",
+    "ZWNJ after syriac alaph": "ܐ\u200cܒ",
+    "ZWNJ between Chinese characters": "中\u200c文",
+    "ZWNJ between Thai letters": "ก\u200cข",
+    "ZWNJ between Devanagari consonants (no virama)": "क\u200cष",
+    "ZWNJ after a virama, before a Latin letter": "क्\u200ca",
     "ZWJ at the start": "\u200d\U0001f469",
     "two joiners": "می\u200c\u200cخواهم",
     "ZWJ between emoji and a letter": "\U0001f469\u200da",
