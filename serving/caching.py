@@ -1,6 +1,7 @@
-"""HTTP caching for the public catalog and ranking reads: a strong `ETag` (hash of the body),
+"""HTTP caching, in one place: the public catalog and ranking reads get a strong `ETag` (hash of the body),
 `304 Not Modified` when `If-None-Match` matches, and `Cache-Control` (public for anonymous callers,
-private for keyed ones, whose answers may differ by role), with `Vary: Authorization`."""
+private for keyed ones, whose answers may differ by role), with `Vary: Authorization`; every other answer
+to a key, and every console page, is `no-store`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,20 @@ import hashlib
 
 CACHED_PREFIXES = ("/v1/products", "/v1/rankings", "/v1/categories")
 MAX_AGE_SECONDS = 30
+#: An answer that is the caller's own: kept by no cache, the browser's (back button, disk) included. Without
+#: it, a key's orders, its new API key or a signed-in console page (each with the session's CSRF token)
+#: carried no Cache-Control at all.
+NO_STORE = (b"cache-control", b"no-store")
+CONSOLE, CONSOLE_STATIC = "/console", "/console/static/"
+
+
+def is_private(scope) -> bool:
+    """A request whose answer is the caller's: one with a key, or a console page (not its static files,
+    the same for everyone)."""
+    path = scope["path"]
+    if path.startswith(CONSOLE):
+        return not path.startswith(CONSOLE_STATIC)
+    return any(name == b"authorization" for name, _ in scope["headers"])
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
@@ -20,12 +35,20 @@ class ConditionalGet:
         self.app, self.prefixes, self.max_age = app, prefixes, max_age
 
     async def __call__(self, scope, receive, send):
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in ("GET", "HEAD")
-            or not scope["path"].startswith(self.prefixes)
-        ):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope["method"] not in ("GET", "HEAD") or not scope["path"].startswith(self.prefixes):
+            if not is_private(scope):
+                return await self.app(scope, receive, send)
+
+            async def no_store(message):
+                if message["type"] == "http.response.start":
+                    headers = message.get("headers", [])
+                    if not any(name.lower() == b"cache-control" for name, _ in headers):
+                        message = {**message, "headers": [*headers, NO_STORE]}
+                await send(message)
+
+            return await self.app(scope, receive, no_store)
         headers = dict(scope.get("headers", ()))
         visibility = b"private" if b"authorization" in headers else b"public"
         start, chunks = None, []

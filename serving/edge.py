@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from serving.caching import NO_STORE
 from serving.fastpath import RecommendationFastPath
 from serving.logs import (
     REQUEST_ID,
@@ -56,7 +57,7 @@ class RequestEdge:
                 body = await self.fast.answer(scope)
             if body is not None:
                 status = 200
-                headers = [_JSON, (b"content-length", b"%d" % len(body))]
+                headers = [_JSON, (b"content-length", b"%d" % len(body)), NO_STORE]  # a key's page
                 if request_id is not None:
                     headers.append((REQUEST_ID_HEADER, request_id.encode()))
                 await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -88,9 +88,7 @@ async def create_key(request: Request, session: SessionDep, principal: AdminOnly
     if error:
         return await _keys(request, session, principal, status_code=422, error=error)
     session.commit()
-    response = await _keys(request, session, principal, status_code=201, created=created)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return await _keys(request, session, principal, status_code=201, created=created)  # no-store: caching.py
 
 
 @router.post("/keys/{key_id}/revoke")
