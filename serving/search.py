@@ -53,7 +53,7 @@ class SearchConfig:
     # a per-replica index (memory, FTS5) changes only through this replica's reconcile and writes,
     # which clear the cache, so its entries serve until then.
     cache_seconds: float = 30.0
-    cache_entries: int = 20_000  # least recently used lookups go first
+    cache_entries: int = 20_000  # least recently used lookups go first (see `LookupCache`)
     ctr_prior: float = 0.02  # predicted click rate of an ad without history
     ctr_prior_weight: float = 200.0  # impressions the prior is worth
     ranker_path: str | None = None
@@ -168,6 +168,38 @@ def load_ranker(path: str | None):
         return None
 
 
+class LookupCache:
+    """A segmented LRU of index lookups: a new entry waits in a small probation segment (a tenth of
+    the entries) and moves to the protected rest when it is asked for again. Anyone may search, so a
+    client sending one-off queries (each entry holds ~100 hits, ~15 KB) would otherwise push every
+    head query out of a plain LRU; here it only churns probation, and the queries traffic repeats
+    stay. Callers hold the lock."""
+
+    def __init__(self, entries: int) -> None:
+        probation = max(1, entries // 10)
+        self._probation: LRUCache[tuple, tuple[float, list[Hit]]] = LRUCache(probation)
+        self._protected: LRUCache[tuple, tuple[float, list[Hit]]] = LRUCache(max(1, entries - probation))
+
+    def __len__(self) -> int:
+        return len(self._probation) + len(self._protected)
+
+    def get(self, key: tuple) -> tuple[float, list[Hit]] | None:
+        found = self._protected.get(key)
+        if found is None and (found := self._probation.pop(key, None)) is not None:
+            self._protected[key] = found  # asked for twice: worth keeping
+        return found
+
+    def __setitem__(self, key: tuple, value: tuple[float, list[Hit]]) -> None:
+        if key in self._protected:
+            self._protected[key] = value  # refreshed after expiry: stays protected
+        else:
+            self._probation[key] = value
+
+    def clear(self) -> None:
+        self._probation.clear()
+        self._protected.clear()
+
+
 class SearchService:
     def __init__(
         self,
@@ -185,7 +217,7 @@ class SearchService:
         self.impressions = ImpressionLog(session_factory)
         self._local_spend: dict[str, Decimal] = {}  # clicks charged by this replica since the last load
         self._random = random.Random()
-        self._cache: LRUCache[tuple, tuple[float, list[Hit]]] = LRUCache(config.cache_entries)
+        self._cache = LookupCache(config.cache_entries)
         self._cache_lock = threading.Lock()
         self._cache_ttl = config.cache_seconds if index.shared else math.inf
         self._brand_of: dict[str, str] = {}  # product -> brand, for shopper brand affinity

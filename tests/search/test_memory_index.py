@@ -125,16 +125,32 @@ def ids(result) -> list[str]:
 
 def test_lookup_cache_is_bounded_and_shared_across_shoppers(shop):
     index = CountingIndex()
-    svc = service(shop, index, cache_entries=3)
+    svc = service(shop, index, cache_entries=4)  # probation 1, protected 3
     for q in ["cream", "耳机", "karimi", "sneakers", "serum"]:
         svc.search(q)
+        svc.search(q, shopper_id="s1")  # asked for twice: protected
     assert len(svc._cache) == 3
     before = index.lookups
-    svc.search("serum", shopper_id="s1")
     svc.search("serum", shopper_id="s2")
+    svc.search("sneakers", shopper_id="s3")
     assert index.lookups == before  # the most recent lookups stay, whoever searches
     svc.search("cream")
     assert index.lookups == before + 1  # the least recently used went first
+
+
+def test_one_off_queries_do_not_push_out_repeated_ones(shop):
+    index = CountingIndex()
+    svc = service(shop, index, cache_entries=20)
+    for _ in range(2):
+        svc.search("serum")
+        svc.search("耳机")
+    for i in range(200):  # a client flooding unique queries
+        svc.search(f"cream {i}")
+    assert len(svc._cache) <= 20
+    before = index.lookups
+    svc.search("serum")
+    svc.search("耳机")
+    assert index.lookups == before
 
 
 def test_per_replica_index_serves_cached_lookups_until_it_changes(shop):
