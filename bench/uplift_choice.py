@@ -6,6 +6,7 @@ spend), on several simulated files of 64,000 customers (`models.uplift.simulate.
     .venv/bin/python -m bench.uplift_choice --merge a.json,b.json   # seeds run in parallel, one summary
     .venv/bin/python -m bench.uplift_choice --reuse old.json        # re-run only changed choices
     .venv/bin/python -m bench.uplift_choice --auto auto-nested      # the rule set by nested CV
+    .venv/bin/python -m bench.uplift_choice --outcomes conversion   # one outcome only
 
 Each file is split 50/50 (stratified, seed 42) as `crosscart evaluate uplift` does; `auto` chooses on
 the training half only. The default seeds were not used to choose `auto`'s default blend (seeds
@@ -78,7 +79,7 @@ def by_rule(train, test, auto: dict, base: dict) -> dict[str, dict]:
     choose under each rule nested cross-validation weighs. Picks equal to `auto`'s reuse its row;
     the others are fitted on the training half (seeded as `auto`'s refit)."""
     from models.uplift.base import is_binary_outcome
-    from models.uplift.selection import UpliftEnsemble, make_model
+    from models.uplift.selection import UpliftEnsemble, gate_params, make_model
     from training.evaluate_uplift import compare_to_baselines, score, sklift_baselines
 
     scored = {auto["chosen"]: {m: auto[m] for m in ("qini_auc", "uplift@30", "vs_baselines")}}
@@ -92,7 +93,8 @@ def by_rule(train, test, auto: dict, base: dict) -> dict[str, dict]:
             model = UpliftEnsemble(tuple(key.split("+")), standardise=True, random_state=42)
         else:
             model = make_model(key, binary=is_binary_outcome(train.outcome), random_state=42)
-        uplift = np.asarray(model.fit(train.X, train.treatment, train.outcome).predict_uplift(test.X), float)
+        model.fit(train.X, train.treatment, train.outcome, **gate_params(key, train.gate))
+        uplift = np.asarray(model.predict_uplift(test.X), float)
         row = score(test.outcome, uplift, test.treatment)
         scored[key] = {
             "qini_auc": row["qini_auc"],
@@ -109,6 +111,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="8,9,10")
     parser.add_argument("--models", default="auto,blend")
     parser.add_argument("--rows", type=int, default=64_000)
+    parser.add_argument(
+        "--outcomes",
+        default=",".join(OUTCOMES),
+        help="Outcomes to run (comma-separated; default all): a change that only moves one outcome's "
+        "choices (the funnel: conversion) is re-run on that outcome alone.",
+    )
     parser.add_argument(
         "--auto",
         default="auto",
@@ -150,7 +158,7 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         data = None
         for arm in ARMS:
-            for outcome in OUTCOMES:
+            for outcome in [o for o in OUTCOMES if o in args.outcomes.split(",")]:
                 r = reusable.get((seed, arm, outcome))
                 if r is None:
                     if data is None:
@@ -199,7 +207,8 @@ def _reusable(args, models: list[str]) -> dict[tuple, dict]:
             return False  # stored before nested cross-validation: no per-rule picks to report
         nested = p["auto_nested"] if auto.nested else None
         rule = "rule" if nested is None else decide(nested, list(nested), "rule", auto.rule_se, False)
-        args = (list(cv), auto.default, auto.default_se, auto.combine, auto.anchors, auto.anchor_se)
+        default = auto.gated_default if auto.gated_default in cv else auto.default  # scored: a gate
+        args = (list(cv), default, auto.default_se, auto.combine, auto.anchors, auto.anchor_se)
         return rule == p["rule"] and rule_choice(rule, cv, *args) == p["chosen"]
 
     return {(p["seed"], p["arm"], p["outcome"]): p for p in old["pairs"] if same(p)}

@@ -17,7 +17,7 @@ import pandas as pd
 from experiments.uplift_metrics import plot_uplift_report, qini_auc_score, uplift_at_k, uplift_auc_score
 from features.loaders import read_table
 from models.uplift.base import is_binary_outcome
-from models.uplift.selection import make_model
+from models.uplift.selection import gate_params, make_model
 
 __all__ = [
     "CampaignData",
@@ -27,6 +27,7 @@ __all__ = [
     "parse_split",
     "sklift_baselines",
     "compare_to_baselines",
+    "find_gate",
 ]
 
 
@@ -36,6 +37,8 @@ class CampaignData:
     treatment: np.ndarray  # 1 treated, 0 control
     outcome: np.ndarray
     dropped: tuple[str, ...] = ()  # columns left out as post-treatment outcomes
+    gate: np.ndarray | None = None  # the 0/1 step the outcome is reached through (`find_gate`)
+    gate_col: str | None = None
 
 
 def _values(spec: str | list[str]) -> list[str]:
@@ -95,7 +98,36 @@ def load_campaign(
     X = pd.get_dummies(df[features], dtype=float, dummy_na=False)
     if X.isna().any().any():
         X = X.fillna(X.median(numeric_only=True))
-    return CampaignData(X=X, treatment=treatment, outcome=outcome.to_numpy(dtype=float), dropped=dropped)
+    others = [c for c in df.columns if c not in (treatment_col, outcome_col, *features)]
+    gate_col = find_gate(df[others], outcome)
+    return CampaignData(
+        X=X,
+        treatment=treatment,
+        outcome=outcome.to_numpy(dtype=float),
+        dropped=dropped,
+        gate=None if gate_col is None else df[gate_col].to_numpy(dtype=float),
+        gate_col=gate_col,
+    )
+
+
+def find_gate(columns: pd.DataFrame, outcome: pd.Series) -> str | None:
+    """The funnel step a rare outcome is reached through, when the file has one: of the columns that
+    are not features (by default the outcome-like ones `_looks_like_outcome` left out), a 0/1 column
+    that is 1 wherever the outcome is nonzero and more often than that (Hillstrom's `visit` for
+    `conversion`); of several, the most frequent (the most events to borrow). `funnel` (and `auto`,
+    which weighs it) learn the outcome as P(gate) x the outcome given the gate; None when no column is one.
+    """
+    positive = (outcome != 0).to_numpy()
+    found = {}
+    for name in columns.columns:
+        values = pd.to_numeric(columns[name], errors="coerce")
+        if values.isna().any() or not values.isin([0, 1]).all():
+            continue
+        gate = values.to_numpy() == 1
+        if (positive & ~gate).any() or not (gate & ~positive).any() or gate.all():
+            continue
+        found[name] = gate.sum()
+    return max(found, key=found.get) if found else None
 
 
 def _looks_like_outcome(column: pd.Series, outcome: pd.Series) -> bool:
@@ -156,7 +188,12 @@ def split_campaign(
 
     def take(idx):
         return CampaignData(
-            data.X.iloc[idx].reset_index(drop=True), data.treatment[idx], data.outcome[idx], data.dropped
+            data.X.iloc[idx].reset_index(drop=True),
+            data.treatment[idx],
+            data.outcome[idx],
+            data.dropped,
+            None if data.gate is None else data.gate[idx],
+            data.gate_col,
         )
 
     return take(idx_train), take(idx_test)
@@ -262,7 +299,9 @@ def evaluate_models(
     rows, predictions = [], {}
     for key in models:
         model = make_model(key, binary=binary, random_state=random_state)
-        model.fit(train.X, train.treatment, train.outcome)
+        if key == "funnel" and train.gate is None:
+            raise ValueError("funnel needs a gate: a 0/1 column (a visit) wherever the outcome is nonzero")
+        model.fit(train.X, train.treatment, train.outcome, **gate_params(key, train.gate))
         uplift = np.asarray(model.predict_uplift(test.X), dtype=float)
         predictions[key] = uplift
         row = {"model": key, **score(test.outcome, uplift, test.treatment)}
@@ -275,6 +314,7 @@ def evaluate_models(
             row["choice_by_rule"] = model.choice_by_rule_
             row["nested"] = model.nested_scores_
             row["nested_skipped"] = model.nested_skipped_
+            row["gate"] = train.gate_col
         rows.append(row)
     if baselines:
         base_rows, base_preds = sklift_baselines(train, test, random_state)

@@ -7,6 +7,7 @@ from models.uplift.base import BaseUpliftModel
 from models.uplift.learners import (
     ClassTransformation,
     DRLearner,
+    FunnelLearner,
     SLearner,
     TLearner,
     TwoPartLearner,
@@ -22,6 +23,7 @@ __all__ = [
     "DRLearner",
     "ClassTransformation",
     "TwoPartLearner",
+    "FunnelLearner",
     "AutoUplift",
     "UpliftEnsemble",
     "MODEL_KEYS",

@@ -135,13 +135,14 @@ class BaseUpliftModel(UpliftModel):
             raise ValueError("no treated rows")
         return X, t, y, arms
 
-    def fit(self, X, treatment, outcome):
-        """Learn the effect of every arm against control; returns self."""
+    def fit(self, X, treatment, outcome, **fit_params):
+        """Learn the effect of every arm against control; returns self. `fit_params` go to
+        `_fit_arms` (a learner that takes none refuses them)."""
         X, t, y, arms = self._validate(X, treatment, outcome)
         self.arms_ = arms
         self.n_features_in_ = X.shape[1]
         self.binary_ = is_binary_outcome(y)
-        self._fit_arms(X, t, y)
+        self._fit_arms(X, t, y, **fit_params)
         return self
 
     def predict_uplift(self, X, coupons: pd.DataFrame | None = None) -> np.ndarray:

@@ -21,6 +21,7 @@ from models.uplift.base import UpliftModel, is_binary_outcome, no_coupon_terms
 from models.uplift.learners import (
     ClassTransformation,
     DRLearner,
+    FunnelLearner,
     SLearner,
     TLearner,
     TwoPartLearner,
@@ -29,7 +30,7 @@ from models.uplift.learners import (
 
 __all__ = [
     "MODEL_KEYS", "make_model", "AutoUplift", "UpliftEnsemble", "cv_qini", "one_se_choice", "decide",
-    "blend_members",
+    "blend_members", "takes_gate", "gate_params",
 ]  # fmt: skip
 
 
@@ -47,9 +48,10 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
     """A fresh model by short name: s, t, x, dr, ct (LightGBM); s-lr, si-lr (with feature x arm
     interactions), t-lr, x-lr, ct-lr (logistic/ridge);
     s-2p, s-lr-2p (two-part: the S-learner's uplift on y > 0 times the order value, for spend);
-    ens (mean of LightGBM and linear learners); blend (standardised mean of `blend_members`);
-    auto (chosen by repeated cross-validation); auto-nested (its choice rule set by nested
-    cross-validation)."""
+    funnel (a rare outcome through its more frequent gate: `fit(..., gate=)`), funnel-blend (its
+    standardised mean with the blend); ens (mean of LightGBM and linear learners); blend
+    (standardised mean of `blend_members`); auto (chosen by repeated cross-validation); auto-nested
+    (its choice rule set by nested cross-validation)."""
     lgbm = {"s": SLearner, "t": TLearner, "x": XLearner, "dr": DRLearner, "ct": ClassTransformation}
     if key in lgbm:
         return lgbm[key](control=control, random_state=random_state)
@@ -65,6 +67,12 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
     if key == "ct-lr":
         # the transformed target is binary for binary outcomes, continuous otherwise
         return ClassTransformation(_linear(binary), control=control, random_state=random_state)
+    if key == "funnel":
+        return FunnelLearner(control=control, random_state=random_state)
+    if key == "funnel-blend":
+        return UpliftEnsemble(
+            ("blend", "funnel"), standardise=True, control=control, random_state=random_state
+        )
     if key in ("s-2p", "s-lr-2p"):
         inner = make_model(key[:-3], binary=True, control=control, random_state=random_state)
         return TwoPartLearner(inner, control=control, random_state=random_state)
@@ -82,8 +90,8 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
 
 
 MODEL_KEYS = (
-    "s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "s-2p", "s-lr-2p", "ens", "blend",
-    "auto", "auto-nested",
+    "s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "s-2p", "s-lr-2p", "funnel", "ens",
+    "blend", "funnel-blend", "auto", "auto-nested",
 )  # fmt: skip
 # Both S-learners share every row between arms (low variance); trees and a linear model err in
 # different places. On held-out Hillstrom-like seeds this pair beat each member and larger mixes.
@@ -92,7 +100,8 @@ ENSEMBLE_MEMBERS = ("s", "s-lr")
 # is statistically level with the best. Linear learners (few parameters, stable rankings) lead, the
 # low-variance ensemble of the two S-learners next, then the trees from least to most variance.
 AUTO_CANDIDATES = (
-    "blend", "s-lr", "si-lr", "t-lr", "x-lr", "s-lr-2p", "ens", "s-2p", "s", "x", "t", "dr", "ct"
+    "blend", "funnel-blend", "s-lr", "si-lr", "t-lr", "x-lr", "s-lr-2p", "ens", "s-2p", "s", "funnel", "x",
+    "t", "dr", "ct",
 )  # fmt: skip
 # The blend: the S-learner on our regularised LightGBM (scikit-uplift's SoloModel on the same trees)
 # and the logistic/ridge S-learner with arm interactions, plus their two-part versions for
@@ -109,15 +118,33 @@ def blend_members(binary: bool) -> tuple[str, ...]:
     return tuple(k for k in BLEND_MEMBERS if applicable(k, binary))
 
 
-def applicable(key: str, binary: bool) -> bool:
+def applicable(key: str, binary: bool, gated: bool = False) -> bool:
     """Two-part models are for continuous outcomes (on a 0/1 outcome they equal their inner model);
     a linear S-learner without interactions predicts the same uplift for every row of a continuous
-    outcome (an additive arm effect), so it cannot rank and is left out there."""
+    outcome (an additive arm effect), so it cannot rank and is left out there. The funnel needs a
+    gate, and is a candidate for 0/1 outcomes only (spend has the two-part models; the funnel was not
+    measured on it)."""
+    if key in GATED_KEYS:
+        return gated and binary
     if key.endswith("-2p"):
         return not binary
     if key == "s-lr":
         return binary
     return True
+
+
+# Keys whose fit needs a gate (`fit(..., gate=)`): the funnel and the blend averaged with it.
+GATED_KEYS = ("funnel", "funnel-blend")
+
+
+def takes_gate(key: str) -> bool:
+    """Whether fitting the model key needs (`funnel`, an average with it) or uses (`auto`) a gate."""
+    return key.startswith("auto") or any(k in GATED_KEYS for k in key.split("+"))
+
+
+def gate_params(key: str, gate, rows=slice(None)) -> dict:
+    """`fit` keyword arguments of a model key: the gate (of `rows`) for the keys that take one."""
+    return {"gate": np.asarray(gate)[rows]} if gate is not None and takes_gate(key) else {}
 
 
 AUTO_METRICS = ("qini_auc", "uplift@30")
@@ -332,8 +359,10 @@ def _add_ensembles(preds: dict[str, np.ndarray], candidates, binary: bool, folds
     averaged, `blend` standardised within each held-out fold."""
     if "ens" in candidates:
         preds["ens"] = np.mean([preds[m] for m in ENSEMBLE_MEMBERS], axis=0)
-    if "blend" in candidates:
+    if "blend" in candidates or "funnel-blend" in candidates:
         preds["blend"] = _standardised_mean([preds[m] for m in blend_members(binary)], folds)
+    if "funnel-blend" in candidates:
+        preds["funnel-blend"] = _standardised_mean([preds["blend"], preds["funnel"]], folds)
 
 
 # Fewest rows of each arm (and of the control) in every fold for cross-validated scores to be read.
@@ -394,6 +423,7 @@ class AutoUplift(UpliftModel):
         cv: int = 3,
         repeats: int = 2,
         default: str | None = "blend",
+        gated_default: str | None = "funnel-blend",
         default_se: float = 2.0,
         combine: bool = True,
         anchors=AUTO_ANCHORS,
@@ -407,6 +437,7 @@ class AutoUplift(UpliftModel):
         self.cv = cv
         self.repeats = repeats
         self.default = default
+        self.gated_default = gated_default
         self.default_se = default_se
         self.combine = combine
         self.anchors = anchors
@@ -416,7 +447,11 @@ class AutoUplift(UpliftModel):
         self.control = control
         self.random_state = random_state
 
-    def fit(self, X, treatment, outcome):
+    def fit(self, X, treatment, outcome, gate=None):
+        """`gate`: an optional 0/1 step the outcome is reached through (a visit, for a purchase). For
+        a 0/1 outcome it adds the `funnel` and `funnel-blend` candidates and makes `gated_default`
+        (`funnel-blend`) the default the folds must beat (`default_`); the test rows' gate is never
+        needed."""
         if not self.candidates:
             raise ValueError("AutoUplift needs at least one candidate model")
         if self.cv < 2 or self.repeats < 1:
@@ -429,7 +464,13 @@ class AutoUplift(UpliftModel):
                 f"the outcome takes one value ({y[0] if len(y) else 'no rows'}): no response to model"
             )
         binary = is_binary_outcome(y)
-        candidates = [k for k in self.candidates if applicable(k, binary)] or list(self.candidates)
+        gate = None if gate is None else np.asarray(gate, dtype=float).ravel()
+        candidates = [k for k in self.candidates if applicable(k, binary, gate is not None)] or [
+            k for k in self.candidates if k not in GATED_KEYS
+        ]
+        # with a gate the funnel, when it applies, is the default the folds must beat
+        gated = gate is not None and self.gated_default in candidates
+        self.default_ = self.gated_default if gated else self.default
         arms = np.unique(t[t != self.control])
         strata = _strata(t, y)
         seed = 0 if self.random_state is None else int(self.random_state)
@@ -440,15 +481,19 @@ class AutoUplift(UpliftModel):
         self.cv_skipped_ = _fold_problem(t, y, arms, self.control, splits)
         if self.cv_skipped_ is not None:
             # too few rows to score anyone: the default (else the simplest candidate), unscored
-            key = self.default if self.default in candidates else candidates[0]
+            key = self.default_ if self.default_ in candidates else candidates[0]
             self.cv_scores_, self.choice_by_rule_ = {}, {"rule": key}
             self.rule_, self.nested_scores_, self.nested_skipped_ = "rule", None, self.cv_skipped_
-            return self._refit(key, X, t, y, binary)
+            return self._refit(key, X, t, y, binary, gate)
         # held-out predictions per candidate and repeat; ensembles are averaged from their members
-        members = {"ens": ENSEMBLE_MEMBERS, "blend": blend_members(binary)}
+        members = {
+            "ens": ENSEMBLE_MEMBERS,
+            "blend": blend_members(binary),
+            "funnel-blend": (*blend_members(binary), "funnel"),
+        }
         fitted = set(candidates).union(*(members[k] for k in members if k in candidates)) - set(members)
         self.fitted_keys_ = sorted(fitted)
-        runs = [self._heldout(X, t, y, binary, arms, folds) for folds in splits]
+        runs = [self._heldout(X, t, y, binary, arms, folds, gate) for folds in splits]
         for run, folds in zip(runs, splits, strict=True):
             _add_ensembles(run, candidates, binary, folds)
         scores = {
@@ -461,8 +506,8 @@ class AutoUplift(UpliftModel):
             )
             for key in candidates
         }
-        _, self.cv_scores_ = one_se_choice(scores, candidates, reference=self.default)
-        rules = NESTED_RULES if self.default in candidates else ("rule",)
+        _, self.cv_scores_ = one_se_choice(scores, candidates, reference=self.default_)
+        rules = NESTED_RULES if self.default_ in candidates else ("rule",)
         self.choice_by_rule_ = {rule: self._choose(rule, self.cv_scores_, candidates) for rule in rules}
         self.rule_, self.nested_scores_, self.nested_skipped_ = "rule", None, None
         if not self.nested:
@@ -473,11 +518,11 @@ class AutoUplift(UpliftModel):
             self.nested_skipped_ = "nested cross-validation needs cv >= 3 (two inner blocks per outer fold)"
         if self.nested_skipped_ is None:
             self.rule_, self.nested_scores_ = self._nested_rule(
-                X, t, y, binary, arms, candidates, splits, runs
+                X, t, y, binary, arms, candidates, splits, runs, gate
             )
-        return self._refit(self.choice_by_rule_[self.rule_], X, t, y, binary)
+        return self._refit(self.choice_by_rule_[self.rule_], X, t, y, binary, gate)
 
-    def _refit(self, key: str, X, t, y, binary: bool):
+    def _refit(self, key: str, X, t, y, binary: bool, gate=None):
         """Fit the choice on every training row ("+"-joined keys: their standardised average)."""
         self.best_key_ = key
         if "+" in key:
@@ -486,7 +531,7 @@ class AutoUplift(UpliftModel):
             )
         else:
             self.model_ = make_model(key, binary=binary, control=self.control, random_state=self.random_state)
-        self.model_.fit(X, t, y)
+        self.model_.fit(X, t, y, **gate_params(key, gate))
         self.arms_ = self.model_.arms_
         return self
 
@@ -495,25 +540,25 @@ class AutoUplift(UpliftModel):
             rule,
             summary,
             candidates,
-            self.default,
+            self.default_,
             self.default_se,
             self.combine,
             self.anchors,
             self.anchor_se,
         )
 
-    def _heldout(self, X, t, y, binary, arms, folds) -> dict[str, np.ndarray]:
+    def _heldout(self, X, t, y, binary, arms, folds, gate=None) -> dict[str, np.ndarray]:
         """Each fitted candidate's predictions on every fold's test rows from a model fitted on that
         fold's training rows (other rows stay 0)."""
         out = {key: np.zeros((len(y), len(arms))) for key in self.fitted_keys_}
         for train, test in folds:
             for key in self.fitted_keys_:
                 model = make_model(key, binary=binary, control=self.control, random_state=self.random_state)
-                model.fit(X[train], t[train], y[train])
+                model.fit(X[train], t[train], y[train], **gate_params(key, gate, train))
                 out[key][test] = np.asarray(model.predict_uplift(X[test])).reshape(len(test), -1)
         return out
 
-    def _nested_rule(self, X, t, y, binary, arms, candidates, splits, runs):
+    def _nested_rule(self, X, t, y, binary, arms, candidates, splits, runs, gate=None):
         """The choice rule (`NESTED_RULES`) set by nested cross-validation, and its summary.
 
         Each fold of each repeat is an outer test fold in turn. The inner choice runs on the outer
@@ -536,7 +581,7 @@ class AutoUplift(UpliftModel):
                 (np.setdiff1d(np.arange(n), np.r_[blocks[i], blocks[j]]), np.r_[blocks[i], blocks[j]])
                 for i, j in pairs
             ]
-            fitted = [self._heldout(X, t, y, binary, arms, [fold]) for fold in pair_folds]
+            fitted = [self._heldout(X, t, y, binary, arms, [fold], gate) for fold in pair_folds]
             for i, block in enumerate(blocks):
                 inner_folds = [(None, blocks[j]) for j in range(len(blocks)) if j != i]
                 inner = {key: np.zeros((n, len(arms))) for key in self.fitted_keys_}
@@ -552,7 +597,7 @@ class AutoUplift(UpliftModel):
                     )
                     for key in candidates
                 }
-                _, summary = one_se_choice(scores, candidates, reference=self.default)
+                _, summary = one_se_choice(scores, candidates, reference=self.default_)
                 picks = {rule: self._choose(rule, summary, candidates) for rule in NESTED_RULES}
                 self.nested_picks_.append(picks)
                 for rule, pick in picks.items():
@@ -588,13 +633,14 @@ class UpliftEnsemble(UpliftModel):
         self.control = control
         self.random_state = random_state
 
-    def fit(self, X, treatment, outcome):
+    def fit(self, X, treatment, outcome, gate=None):
+        """`gate` goes to the members that take one (`funnel`)."""
         if not self.members:
             raise ValueError("UpliftEnsemble needs at least one member model")
         binary = is_binary_outcome(np.asarray(outcome, dtype=float))
         self.models_ = [
             make_model(key, binary=binary, control=self.control, random_state=self.random_state).fit(
-                X, treatment, outcome
+                X, treatment, outcome, **gate_params(key, gate)
             )
             for key in self.members
         ]

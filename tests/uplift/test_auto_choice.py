@@ -15,6 +15,7 @@ from models.uplift.selection import (
     make_model,
     one_se_choice,
     rule_choice,
+    takes_gate,
 )
 from training.evaluate_uplift import CampaignData, evaluate_models
 
@@ -422,3 +423,72 @@ def test_auto_falls_back_on_tiny_data_and_refuses_an_outcome_without_response():
     assert "cv >= 3" in two.nested_skipped_ and two.rule_ == "rule" and two.cv_scores_
     with pytest.raises(ValueError, match="one value"):
         AutoUplift(**NESTED).fit(data.X, data.treatment, np.zeros(len(data.outcome)))
+
+
+def _funnel_campaign(n: int, seed: int) -> CampaignData:
+    """The mail lifts visits from 20% to 35% where x0 > 0 only; a visit converts with 10%, mail or
+    not: conversion (~2-3%) carries the visit's signal, diluted by ten."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 4)), columns=[f"x{i}" for i in range(4)])
+    t = rng.integers(0, 2, n)
+    visit = (rng.random(n) < 0.2 + 0.15 * t * (X["x0"] > 0)).astype(float)
+    conversion = visit * (rng.random(n) < 0.1)
+    return CampaignData(X=X, treatment=t, outcome=conversion, gate=visit, gate_col="visit")
+
+
+def test_auto_weighs_the_funnel_only_with_a_gate_and_fits_it_on_each_folds_own_gate(monkeypatch):
+    from models.uplift.learners import FunnelLearner
+
+    data = _funnel_campaign(6000, seed=0)
+    kwargs = dict(candidates=("blend", "s", "t", "funnel"), cv=3, repeats=1)
+    without = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
+    assert "funnel" not in without.cv_scores_ and "funnel" not in without.best_key_
+    gates = []
+    fit_arms = FunnelLearner._fit_arms
+
+    def spy(self, X, t, y, gate=None):
+        gates.append((len(y), np.asarray(gate).copy(), y.copy()))
+        return fit_arms(self, X, t, y, gate=gate)
+
+    monkeypatch.setattr(FunnelLearner, "_fit_arms", spy)
+    auto = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome, gate=data.gate)
+    assert "funnel" in auto.cv_scores_
+    # three training folds of two thirds of the rows, then the refit on every row when chosen
+    assert [n for n, _, _ in gates][:3] == [4000] * 3
+    for _, gate, y in gates:  # each fit got its own rows' gate, aligned with their outcomes
+        assert ((y != 0) <= (gate == 1)).all() and gate.sum() > 3 * (y != 0).sum()
+    assert applicable("funnel", binary=True, gated=True)
+    assert not applicable("funnel", binary=True) and not applicable("funnel", binary=False, gated=True)
+
+
+def test_with_a_gate_the_default_is_the_blend_averaged_with_the_funnel_scored_from_its_members():
+    data = _funnel_campaign(4000, seed=3)
+    kwargs = dict(candidates=("blend", "funnel-blend", "s", "t", "funnel"), cv=3, repeats=1)
+    gated = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome, gate=data.gate)
+    assert gated.default_ == "funnel-blend"
+    # scored from the blend's and the funnel's held-out predictions: no fit of its own
+    assert "funnel-blend" in gated.cv_scores_ and "funnel-blend" not in gated.fitted_keys_
+    assert {"s", "si-lr", "funnel"} <= set(gated.fitted_keys_)
+    # the anchors are weighed against the gated default: its lead over them is what the summary holds
+    assert gated.cv_scores_["funnel-blend"]["lead_of_reference"] == 0
+    assert gated.best_key_.split("+")[0] in ("funnel-blend", "s", "t", "funnel", "blend")
+    plain = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
+    assert plain.default_ == "blend" and "funnel-blend" not in plain.cv_scores_
+    assert plain.cv_scores_["blend"]["lead_of_reference"] == 0
+    for key in ("funnel-blend", "funnel-blend+s"):
+        assert takes_gate(key)
+    assert not takes_gate("blend+s")
+    # a spend outcome keeps the blend: the funnel is weighed on 0/1 outcomes only
+    spend = data.outcome * 50.0
+    assert AutoUplift(**kwargs).fit(data.X, data.treatment, spend, gate=data.gate).default_ == "blend"
+
+
+def test_evaluate_models_hands_the_training_gate_to_models_that_take_one():
+    train, test = _funnel_campaign(3000, seed=1), _funnel_campaign(3000, seed=2)
+    rows = {r["model"]: r for r in evaluate_models(train, test, ["funnel", "s"])}
+    assert np.isfinite(rows["funnel"]["qini_auc"])
+    gateless = CampaignData(train.X, train.treatment, train.outcome)
+    with pytest.raises(ValueError, match="funnel needs a gate"):
+        evaluate_models(gateless, test, ["funnel"])

@@ -190,3 +190,21 @@ def test_regularised_models_beat_default_lightgbm_s_learner_on_hillstrom_like_da
     best = max(evaluate_models(train, test, ["s", "s-lr", "x"]), key=lambda r: r["qini_auc"])
     assert best["qini_auc"] > ref["qini_auc"]
     assert best["uplift@30"] > ref["uplift@30"]
+
+
+def test_load_finds_the_gate_a_rare_outcome_is_reached_through(hillstrom):
+    data, _ = hillstrom
+    args = ("segment", "Mens E-Mail", "No E-Mail")
+    conversion = load_campaign(data, *args, "conversion")
+    assert conversion.gate_col == "visit"
+    np.testing.assert_array_equal(conversion.gate, load_campaign(data, *args, "visit").outcome)
+    assert load_campaign(data, *args, "spend").gate_col == "visit"  # of visit and conversion, the likelier
+    assert load_campaign(data, *args, "visit").gate is None  # nothing comes before a visit
+    # a chosen feature is no gate; without the visit column there is none
+    assert load_campaign(data, *args, "conversion", ["recency", "visit"]).gate is None
+    assert load_campaign(data.drop(columns="visit"), *args, "conversion").gate is None
+    # the split keeps each row's gate with its outcome
+    for half in split_campaign(conversion, 0.5, 42):
+        assert half.gate_col == "visit" and len(half.gate) == len(half.outcome)
+        assert ((half.outcome != 0) <= (half.gate == 1)).all()
+        assert half.gate.sum() > 3 * half.outcome.sum()

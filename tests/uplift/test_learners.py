@@ -12,6 +12,7 @@ from models.uplift import (
     AutoUplift,
     ClassTransformation,
     DRLearner,
+    FunnelLearner,
     SLearner,
     TLearner,
     UpliftEnsemble,
@@ -125,3 +126,46 @@ def test_clear_errors():
         fitted.predict_uplift(X[:, :2])
     with pytest.raises(ValueError, match="unknown uplift model"):
         make_model("nope")
+
+
+def funnel_data(n=20_000, seed=0):
+    """The mail lifts visits from 20% to 30% everywhere; a visit converts with 50% where x0 > 0, 10%
+    elsewhere, mail or not: the true conversion uplift is 0.1 x 0.5 = 0.05 where x0 > 0, 0.01 elsewhere."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    t = rng.integers(0, 2, n)
+    visit = (rng.random(n) < 0.2 + 0.1 * t).astype(int)
+    conversion = visit * (rng.random(n) < np.where(X[:, 0] > 0, 0.5, 0.1))
+    return X, t, conversion, visit
+
+
+def test_funnel_multiplies_the_gate_by_the_outcome_given_the_gate():
+    X, t, y, visit = funnel_data()
+    model = FunnelLearner().fit(X, t, y, gate=visit)
+    u = model.predict_uplift(X)
+    high = X[:, 0] > 0
+    # P(visit) x P(conversion | visit): 0.05 and 0.01; a second stage fitted on every row instead of
+    # the visits (P(conversion) = P(visit) x P(conversion | visit)) would give 0.1 x 0.5 x 0.5 = 0.025
+    assert u[high].mean() == pytest.approx(0.05, abs=0.01)
+    assert u[~high].mean() == pytest.approx(0.01, abs=0.01)
+    level = model.gate_.predict_level(X, 1) * model.given_gate_.predict_level(X, 1)
+    np.testing.assert_allclose(u, level - model.gate_.predict_level(X) * model.given_gate_.predict_level(X))
+    assert make_model("funnel").fit(X, t, y, gate=visit).predict_uplift(X[:3]) == pytest.approx(u[:3])
+    # the blend averaged with the funnel: each on its training predictions' scale, the funnel with its gate
+    both = make_model("funnel-blend").fit(X, t, y, gate=visit)
+    assert both.members == ("blend", "funnel") and both.standardise
+    np.testing.assert_allclose(both.models_[1].predict_uplift(X[:50]), u[:50])
+
+
+def test_funnel_refuses_a_missing_or_wrong_gate():
+    X, t, y, visit = funnel_data(n=2000)
+    with pytest.raises(ValueError, match="needs gate"):
+        FunnelLearner().fit(X, t, y)
+    with pytest.raises(ValueError, match="no funnel step"):
+        FunnelLearner().fit(X, t, y, gate=1 - visit)
+    with pytest.raises(ValueError, match="one value per row"):
+        FunnelLearner().fit(X, t, y, gate=visit[:10])
+    with pytest.raises(ValueError, match="the gate is the outcome"):
+        FunnelLearner().fit(X, t, y, gate=y)
+    with pytest.raises(TypeError):
+        SLearner().fit(X, t, y, gate=visit)  # learners without a gate refuse one
