@@ -106,6 +106,9 @@ class AdClick(Base):
     keyword_id: Mapped[int] = mapped_column(ForeignKey("ad_keywords.keyword_id"))
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
     shopper_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    #: An anonymous search's client (`commerce.services.ads.client_tag`), whose repeat clicks on an ad in
+    #: a day are not billed, as a shopper's are not.
+    client: Mapped[str | None] = mapped_column(String(32), default=None)
     slot: Mapped[int] = mapped_column(Integer)
     price: Mapped[Decimal] = mapped_column(Money)  # what was billed (0 when not charged)
     charged: Mapped[bool] = mapped_column(Boolean)

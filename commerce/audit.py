@@ -19,6 +19,7 @@ from commerce.sqltypes import UTCDateTime
 AUDIT_ACTIONS = (
     "api_key.created",
     "api_key.revoked",
+    "api_key.console_sessions_ended",
     "merchant.reviewed",
     "product.price_changed",
     "product.self_operated",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import repeat
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 WINDOWS = ("1d", "7d", "30d", "all")
+WINDOW_DAYS = {"1d": 1, "7d": 7, "30d": 30}  # "all": every event up to the end, no start
 # Weight of each behaviour in the popularity score: buying says more than looking.
 POPULARITY_WEIGHTS = {"view": 1.0, "favorite": 2.0, "cart": 3.0, "purchase": 5.0}
 
@@ -41,6 +43,7 @@ class CatalogSnapshot:
     sponsored: np.ndarray  # product positions with an active paid slot, best paying first
     category_parent: dict[str, str | None]
     built_at: float = field(default_factory=time.time)
+    as_of: datetime = field(default_factory=lambda: datetime.now(UTC))  # where the windows end
     index: dict[str, int] = field(init=False, repr=False)
     popular_order: np.ndarray = field(init=False, repr=False)  # eligible positions, most popular first
     _masks: dict = field(init=False, repr=False)
@@ -115,6 +118,12 @@ class CatalogSnapshot:
             part = order[start : start + chunk]
             yield from part[mask[part]].tolist()
 
+    def window_bounds(self, window: str) -> tuple[datetime | None, datetime, int | None]:
+        """(start, end, days) of a ranking window: it ends at the snapshot's `as_of` (the reload that
+        counted it); `all` has no start and no length."""
+        days = WINDOW_DAYS.get(window)
+        return (None if days is None else self.as_of - timedelta(days=days)), self.as_of, days
+
     def ranking(
         self, by: str, window: str, limit: int, offset: int = 0, **filters: str | None
     ) -> list[tuple[int, float]]:
@@ -157,8 +166,9 @@ class CatalogSnapshot:
         activity: pd.DataFrame | None = None,
         purchases: pd.DataFrame | None = None,
         sponsored: Sequence[str] = (),
+        as_of: datetime | None = None,
     ) -> CatalogSnapshot:
-        """Build from plain tables.
+        """Build from plain tables; `as_of` is when the activity windows end (default: now).
 
         - products: product_id, title, merchant_id, category_id, origin_country, price (Decimal),
           fulfillment, sellable (bool: listed, merchant approved, units available)
@@ -214,4 +224,5 @@ class CatalogSnapshot:
             purchased=bought,
             sponsored=np.array([index[p] for p in sponsored if p in index], dtype=np.int64),
             category_parent=parent,
+            as_of=as_of or datetime.now(UTC),
         )

@@ -15,9 +15,7 @@ from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.promotions import SponsoredPlacement
 from commerce.services.catalog import sellable_product_ids
 from commerce.shoppers import Shopper
-from serving.catalog import POPULARITY_WEIGHTS, CatalogSnapshot
-
-WINDOW_DAYS = {"1d": 1, "7d": 7, "30d": 30}
+from serving.catalog import POPULARITY_WEIGHTS, WINDOW_DAYS, CatalogSnapshot
 
 
 def _frame(session: Session, query) -> pd.DataFrame:
@@ -61,7 +59,7 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
         ).all()
     products["sellable"] = products["product_id"].isin(sellable)
     return CatalogSnapshot.from_frames(
-        products, categories, pd.concat(activity, ignore_index=True), purchases, sponsored
+        products, categories, pd.concat(activity, ignore_index=True), purchases, sponsored, as_of=now
     )
 
 

@@ -327,11 +327,14 @@ class SearchService:
         q: str,
         *,
         shopper_id: str | None = None,
+        client: str = "",
         filters: Filters = Filters(),
         limit: int = 20,
         offset: int = 0,
         now: datetime | None = None,
     ) -> SearchResult:
+        """`client` is the searching client's address: an anonymous search's ad tokens carry a tag of it
+        (`ads.client_tag`), so its clicks are billed once per ad and day like a shopper's."""
         now = now or datetime.now(UTC)
         parsed = self.parser.parse(q)
         if parsed.origin is not None and filters.origin is None:
@@ -347,7 +350,8 @@ class SearchService:
             parsed, ranked[offset : offset + limit], len(ranked), model_version=self.model_version
         )
         if offset == 0 and self.config.slots > 0 and parsed.terms:
-            result.sponsored = self._sponsored(parsed, hits, filters, shopper_id, now)
+            viewer = ads.client_tag(self.config.token_secret, client) if shopper_id is None else None
+            result.sponsored = self._sponsored(parsed, hits, filters, shopper_id, viewer, now)
         return result
 
     # --- sponsored results ----------------------------------------------------------------------------
@@ -358,7 +362,13 @@ class SearchService:
         return (clicks + self.config.ctr_prior * w) / (imps + w)
 
     def _sponsored(
-        self, parsed: ParsedQuery, hits: list[Hit], filters: Filters, shopper_id: str | None, now: datetime
+        self,
+        parsed: ParsedQuery,
+        hits: list[Hit],
+        filters: Filters,
+        shopper_id: str | None,
+        client: str | None,
+        now: datetime,
     ) -> list[SponsoredResult]:
         snapshot = self.ads_snapshot
         if not snapshot.ads:
@@ -413,6 +423,7 @@ class SearchService:
                 slot=win.slot,
                 price=win.price,
                 shopper_id=shopper_id,
+                client=client,
                 now=now,
             )
             self.impressions.note(claim, now)

@@ -1,19 +1,20 @@
-"""API keys: create, authenticate, revoke, list.
+"""API keys: create, authenticate, revoke, list; and the console sessions signed in with them.
 
 Keys are 256-bit random tokens shown once at creation; only their SHA-256 is stored, so a leaked database
-does not leak usable keys (a slow hash buys nothing against a high-entropy secret).
+does not leak usable keys (a slow hash buys nothing against a high-entropy secret). Console session ids
+are stored the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from commerce.access import KEY_PREFIX, ROLES, ApiKey
+from commerce.access import KEY_PREFIX, ROLES, ApiKey, ConsoleSession
 from commerce.merchants import Merchant
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
@@ -82,20 +83,50 @@ def authenticate_many(session: Session, plaintexts: list[str]) -> dict[str, ApiK
 
 
 def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
-    """Revoke a key (kept for audit); None when no such key exists."""
+    """Revoke a key (kept for audit) and delete its console sessions; None when no such key exists."""
     key = session.get(ApiKey, key_id)
     if key is not None and key.revoked_at is None:
         key.revoked_at = datetime.now(UTC)
+        end_console_sessions(session, key_id)
         session.flush()
     return key
 
 
-def end_console_sessions(session: Session, key_id: int) -> None:
-    """Sign every console session of the key out: cookies carry the generation they were issued under,
-    and a session whose generation is no longer the key's is refused (on every replica: it is a row)."""
-    session.execute(
-        update(ApiKey).where(ApiKey.id == key_id).values(console_generation=ApiKey.console_generation + 1)
+def start_console_session(session: Session, key_id: int, lifetime: timedelta, now: datetime) -> str:
+    """A new console session of the key, valid for `lifetime`; returns its id (for the cookie, never
+    stored). Every expired session is deleted first, so rows never outlive their cookies by more than the
+    time to the next sign-in."""
+    session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
+    session_id = secrets.token_urlsafe(32)
+    session.add(
+        ConsoleSession(id_hash=hash_key(session_id), key_id=key_id, created_at=now, expires_at=now + lifetime)
     )
+    session.flush()
+    return session_id
+
+
+def console_session_key(session: Session, session_id: str, now: datetime) -> ApiKey | None:
+    """The live key an unexpired, not signed-out console session belongs to; None otherwise."""
+    return session.scalar(
+        select(ApiKey)
+        .join(ConsoleSession, ConsoleSession.key_id == ApiKey.id)
+        .where(
+            ConsoleSession.id_hash == hash_key(session_id),
+            ConsoleSession.expires_at > now,
+            ApiKey.revoked_at.is_(None),
+        )
+    )
+
+
+def end_console_session(session: Session, session_id: str) -> None:
+    """Sign one browser out: its session row goes, so a copy of its cookie is refused on every replica;
+    the key's other sessions stay."""
+    session.execute(delete(ConsoleSession).where(ConsoleSession.id_hash == hash_key(session_id)))
+
+
+def end_console_sessions(session: Session, key_id: int) -> int:
+    """Sign every console session of the key out (an admin's "sign out everywhere"); how many ended."""
+    return session.execute(delete(ConsoleSession).where(ConsoleSession.key_id == key_id)).rowcount
 
 
 def list_api_keys(

@@ -2,10 +2,11 @@
 charged clicks and reports.
 
 A click is charged through the impression token the search response carried: an HMAC-signed claim
-(campaign, keyword, product, slot, price, shopper, expiry) with a random id. Forged or altered tokens fail
-the signature; the id is the primary key of `ad_clicks`, inserted with ON CONFLICT DO NOTHING, so a
-replayed token is never charged twice, and a shopper's repeat clicks on one ad within a UTC day are
-recorded uncharged; the day's spend rises by one conditional UPDATE
+(campaign, keyword, product, slot, price, shopper or, for an anonymous search, a tag of the searching
+client's address, expiry) with a random id. Forged or altered tokens fail the signature; the id is the
+primary key of `ad_clicks`, inserted with ON CONFLICT DO NOTHING, so a replayed token is never charged
+twice, and a shopper's (or an anonymous client's) repeat clicks on one ad within a UTC day are recorded
+uncharged; the day's spend rises by one conditional UPDATE
 (`round(spent + price, 2) <= budget`), so concurrent clicks never take a campaign over its budget.
 """
 
@@ -316,6 +317,8 @@ class ImpressionClaim:
     price: str  # decimal CNY per click
     shopper_id: str | None
     expires_at: int  # unix seconds
+    # An anonymous search's client (`client_tag`); None with a shopper, and in tokens issued before it.
+    client: str | None = None
 
 
 def _b64(raw: bytes) -> str:
@@ -334,6 +337,7 @@ def new_claim(
     slot: int,
     price: Decimal,
     shopper_id: str | None,
+    client: str | None = None,
     now: datetime | None = None,
 ) -> ImpressionClaim:
     expires = as_utc(now or utcnow()) + TOKEN_TTL
@@ -346,7 +350,14 @@ def new_claim(
         price=str(price),
         shopper_id=shopper_id,
         expires_at=int(expires.timestamp()),
+        client=client,
     )
+
+
+def client_tag(secret: str, address: str) -> str:
+    """Who searched, for an anonymous search's ad tokens: a keyed hash of the client address (the token
+    is readable and `ad_clicks` keeps it; the bare address would be a log of visitors' IPs)."""
+    return hmac.new(secret.encode(), f"client:{address}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def sign_token(secret: str, claim: ImpressionClaim) -> str:
@@ -417,6 +428,7 @@ def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None 
             keyword_id=claim.keyword_id,
             product_id=claim.product_id,
             shopper_id=claim.shopper_id,
+            client=claim.client,
             slot=claim.slot,
             price=Decimal("0"),
             charged=False,
@@ -436,9 +448,9 @@ def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None 
             )
         )
         # The day's row locked before the repeat check (on PostgreSQL the insert above already waits for an
-        # open transaction that charged it): a racing click of the same shopper's is seen committed.
+        # open transaction that charged it): a racing click of the same viewer's is seen committed.
         locked_or_404(session, AdBudgetDay, (campaign.campaign_id, day), "budget day")
-        repeat = claim.shopper_id is not None and _charged_today(session, claim, now)
+        repeat = _charged_today(session, claim, now)
         charged = not repeat and (
             session.execute(
                 update(AdBudgetDay.__table__)
@@ -468,9 +480,17 @@ def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None 
 
 
 def _charged_today(session: Session, claim: ImpressionClaim, now: datetime) -> bool:
-    """This shopper was already billed for this ad (campaign and product) today: a repeat click is
-    recorded, not charged (each search gives a fresh token, so one shopper key searching and clicking
-    in a loop billed every click, emptying a competitor's daily budget in minutes)."""
+    """This shopper, or for an anonymous search this client, was already billed for this ad (campaign
+    and product) today: a repeat click is recorded, not charged (each search gives a fresh token, so one
+    shopper key, or one anonymous client, searching and clicking in a loop billed every click, emptying
+    a competitor's daily budget in minutes). A claim naming neither (a token issued before anonymous
+    searches were tagged, valid an hour at most) has nobody to count repeats against."""
+    if claim.shopper_id is not None:
+        viewer = AdClick.shopper_id == claim.shopper_id
+    elif claim.client is not None:
+        viewer = AdClick.client == claim.client
+    else:
+        return False
     start = as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
     return (
         session.scalar(
@@ -478,7 +498,7 @@ def _charged_today(session: Session, claim: ImpressionClaim, now: datetime) -> b
             .where(
                 AdClick.campaign_id == claim.campaign_id,
                 AdClick.product_id == claim.product_id,
-                AdClick.shopper_id == claim.shopper_id,
+                viewer,
                 AdClick.charged.is_(True),
                 AdClick.clicked_at >= start,
             )

@@ -1,5 +1,6 @@
 """Admin pages: the merchant review queue (approve, reject with a reason) and API keys (create, shown
-once; revoke), through `serving.routers.catalog` and `serving.routers.keys`."""
+once; revoke; sign out of the console everywhere), through `serving.routers.catalog` and
+`serving.routers.keys`."""
 
 from __future__ import annotations
 
@@ -98,4 +99,13 @@ async def revoke_key(
     _, error = attempt(session, lambda: keys_api.revoke_key(key_id, session, state, principal))
     if error:
         return await _keys(request, session, principal, status_code=409, error=error)
+    return redirect("/console/keys")
+
+
+@router.post("/keys/{key_id}/sign-out")
+async def end_key_sessions(request: Request, key_id: int, session: SessionDep, principal: AdminOnly):
+    """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
+    _, error = attempt(session, lambda: keys_api.end_key_console_sessions(key_id, session, principal))
+    if error:
+        return await _keys(request, session, principal, status_code=404, error=error)
     return redirect("/console/keys")

@@ -1,10 +1,10 @@
 """Console sign-in: an API key is exchanged for a signed session cookie; every form carries a CSRF token.
 
 The cookie (HttpOnly, SameSite=Lax, Secure when `console_secure_cookie` or the request came over HTTPS)
-holds only the key's database id, the key's console generation, a CSRF token and the issue time, signed
-with `console_secret`; never the key itself. Each request re-reads the key row, so a revoked key signs its
-sessions out at once, and so does signing out, which increments the key's generation: a copied cookie is
-refused on every replica, with no extra query (the row was read anyway). Roles
+holds only a console session id, a CSRF token and the issue time, signed with `console_secret`; never the
+key itself. Each request reads the session's row joined to its key's (one query, as the key row alone
+was before), so a revoked key signs its sessions out at once, and signing out deletes this browser's
+row: a copied cookie is refused on every replica while the key's other browsers stay signed in. Roles
 are checked against `serving.deps.CAPABILITIES`, the rule set the API's dependencies use.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Response
@@ -21,7 +22,13 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from commerce.access import ApiKey
 from commerce.db import read_only, transaction
-from commerce.services.access import authenticate, end_console_sessions
+from commerce.services.access import (
+    authenticate,
+    console_session_key,
+    end_console_session,
+    start_console_session,
+)
+from commerce.sqltypes import utcnow
 from serving.deps import CAPABILITIES, StateDep, check_role
 from serving.security import ANONYMOUS, Principal
 from serving.state import ServingState
@@ -53,10 +60,11 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True)
 class ConsoleSession:
-    """The cookie's content: the principal when signed in, and the CSRF token of this browser."""
+    """The cookie's content: the principal and session id when signed in, and this browser's CSRF token."""
 
     csrf: str
     principal: Principal | None = None
+    session_id: str | None = None
 
     def may(self, capability: str) -> bool:
         return self.principal is not None and self.principal.role in CAPABILITIES[capability]
@@ -84,12 +92,14 @@ class Sessions:
         over plain HTTP too, to anyone who got the browser to load an http:// console URL."""
         return self.secure or request.url.scheme == "https"
 
-    def write(
-        self, request: Request, response: Response, key_id: int | None, csrf: str, generation: int = 0
-    ) -> None:
+    @property
+    def lifetime(self) -> timedelta:
+        return timedelta(seconds=self.max_age)
+
+    def write(self, request: Request, response: Response, session_id: str | None, csrf: str) -> None:
         response.set_cookie(
             COOKIE,
-            self._signer.dumps({"k": key_id, "c": csrf, "g": generation}),
+            self._signer.dumps({"s": session_id, "c": csrf}),
             max_age=self.max_age,
             path="/console",
             httponly=True,
@@ -107,29 +117,27 @@ def _principal(key: ApiKey) -> Principal:
     return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
 
 
-def _principal_for(state: ServingState, key_id: int, generation: object) -> Principal | None:
-    """The key's principal while the key is live and the session is of its current generation."""
+def _principal_for(state: ServingState, session_id: str) -> Principal | None:
+    """The key's principal while the session has not ended or expired and the key is live."""
     with read_only(state.session_factory) as session:
-        key = session.get(ApiKey, key_id)
-        if key is None or key.revoked_at is not None or key.console_generation != generation:
-            return None
-        return _principal(key)
+        key = console_session_key(session, session_id, utcnow())
+        return None if key is None else _principal(key)
 
 
-def sign_in(state: ServingState, plaintext: str) -> tuple[Principal, int] | None:
-    """The key's principal (the API's `authenticate`) and its console generation, or None for an
+def sign_in(state: ServingState, plaintext: str, lifetime: timedelta) -> tuple[Principal, str] | None:
+    """The key's principal (the API's `authenticate`) and a new console session's id, or None for an
     unknown or revoked key."""
-    with read_only(state.session_factory) as session:
+    with transaction(state.session_factory) as session:
         key = authenticate(session, plaintext.strip())
         if key is None:
             return None
-        return _principal(key), key.console_generation
+        return _principal(key), start_console_session(session, key.id, lifetime, utcnow())
 
 
-def sign_out(state: ServingState, key_id: int) -> None:
-    """End every console session of the key (`end_console_sessions`), not just this browser's cookie."""
+def sign_out(state: ServingState, session_id: str) -> None:
+    """End this browser's console session (`end_console_session`); the key's other sessions stay."""
     with transaction(state.session_factory) as session:
-        end_console_sessions(session, key_id)
+        end_console_session(session, session_id)
 
 
 async def console_session(request: Request, state: StateDep) -> ConsoleSession:
@@ -144,10 +152,10 @@ async def console_session(request: Request, state: StateDep) -> ConsoleSession:
         found = ConsoleSession(csrf=secrets.token_urlsafe(24))
         request.state.console_new_cookie = True
     else:
-        principal = None
-        if data.get("k") is not None:
-            principal = await run_in_threadpool(_principal_for, state, int(data["k"]), data.get("g"))
-        found = ConsoleSession(csrf=data["c"], principal=principal)
+        principal, session_id = None, data.get("s")
+        if isinstance(session_id, str):
+            principal = await run_in_threadpool(_principal_for, state, session_id)
+        found = ConsoleSession(csrf=data["c"], principal=principal, session_id=session_id)
     request.state.console_session = found
     if found.principal is not None:  # a page costs what an API call does: it counts against the key
         decision = await state.limiter.check(found.principal)

@@ -42,22 +42,23 @@ async def sign_in_submit(
     client = request.client.host if request.client else ""
     decision = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
     allowed = decision is None or decision.allowed
-    found = await run_in_threadpool(sign_in, state, api_key) if allowed else None
+    sessions = request.app.state.console_sessions
+    found = await run_in_threadpool(sign_in, state, api_key, sessions.lifetime) if allowed else None
     if found is None:
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
         return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)
     response = redirect(_safe_next(next))  # a new CSRF token with the new privilege
-    principal, generation = found
-    sessions = request.app.state.console_sessions
-    sessions.write(request, response, principal.key_id, secrets.token_urlsafe(24), generation)
+    _, session_id = found
+    sessions.write(request, response, session_id, secrets.token_urlsafe(24))
     return response
 
 
 @router.post("/sign-out")
 async def sign_out_submit(request: Request, state: StateDep, session: SessionCookie):
-    """Delete the cookie and end the key's sessions on the server: a copy of the cookie is refused."""
-    if session.principal is not None:
-        await run_in_threadpool(sign_out, state, session.principal.key_id)
+    """Delete the cookie and end this browser's session on the server: a copy of the cookie is refused;
+    the key's sessions in other browsers go on."""
+    if session.session_id is not None:
+        await run_in_threadpool(sign_out, state, session.session_id)
     response = redirect("/console/sign-in")
     request.app.state.console_sessions.clear(request, response)
     return response

@@ -69,9 +69,8 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
         },
         status_code=status_code,
     )
-    if getattr(request.state, "console_new_cookie", False):
-        key_id = session.principal.key_id if session.principal else None
-        request.app.state.console_sessions.write(request, response, key_id, session.csrf)
+    if getattr(request.state, "console_new_cookie", False):  # an anonymous browser's first page
+        request.app.state.console_sessions.write(request, response, None, session.csrf)
     return response
 
 

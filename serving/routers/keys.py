@@ -1,14 +1,15 @@
-"""API keys (admin only): create, list, revoke."""
+"""API keys (admin only): create, list, revoke, end a key's console sessions."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 
-from commerce.services.access import create_api_key, list_api_keys, revoke_api_key
+from commerce.access import ApiKey
+from commerce.services.access import create_api_key, end_console_sessions, list_api_keys, revoke_api_key
 from serving.audit import audit
 from serving.deps import Admin, SessionDep, StateDep
 from serving.routers.common import IntId, PageLimit, PageOffset
-from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Role
+from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ConsoleSessionsEnded, Role
 from serving.schemas.base import PageOut
 
 router = APIRouter(prefix="/api-keys", tags=["access"])
@@ -68,3 +69,15 @@ def revoke_key(
     if state.revocations is not None:  # after the commit (the session closes before background tasks)
         background.add_task(state.revocations.publish, key.key_hash)
     return ApiKeyOut.model_validate(key, from_attributes=True)
+
+
+@router.delete("/{key_id}/console-sessions", response_model=ConsoleSessionsEnded)
+def end_key_console_sessions(key_id: IntId, session: SessionDep, admin: Admin) -> ConsoleSessionsEnded:
+    """Sign the key out of the console in every browser ("sign out everywhere"), on every replica: the
+    session rows go, so their cookies are refused. The key itself keeps working; its holder signs in
+    again. (Signing out in the console ends that browser's session only.)"""
+    if session.get(ApiKey, key_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
+    ended = end_console_sessions(session, key_id)
+    audit(session, admin, "api_key.console_sessions_ended", "api_key", key_id, ended=ended)
+    return ConsoleSessionsEnded(key_id=key_id, ended=ended)

@@ -22,6 +22,7 @@ from serving.schemas.recommendations import (
     BuyAgainQuery,
     RankedProduct,
     RankingPage,
+    RankingPeriod,
     RecommendationPage,
     RecommendationQuery,
     SimilarPage,
@@ -297,6 +298,7 @@ async def rankings(
     ranked = catalog.ranking(
         by, window, limit, offset, category=category, fulfillment=fulfillment, origin=origin
     )
+    start, end, days = catalog.window_bounds(window)
     return RankingPage(
         by=by,
         window=window,
@@ -304,4 +306,5 @@ async def rankings(
             RankedProduct(**card(catalog, pos), rank=offset + i, value=value)
             for i, (pos, value) in enumerate(ranked, start=1)
         ],
+        period=RankingPeriod(start=start, end=end, days=days),
     )

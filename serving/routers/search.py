@@ -82,6 +82,7 @@ def _subtree(state, category: str) -> frozenset[str]:
 
 @router.get("/search", response_model=SearchOut)
 def search(
+    request: Request,
     search: SearchDep,
     state: StateDep,
     principal: PrincipalDep,
@@ -110,7 +111,10 @@ def search(
         merchant_id=merchant_id,
         fulfillment=fulfillment,
     )
-    result = search.search(q, shopper_id=shopper_id, filters=filters, limit=limit, offset=offset)
+    client = request.client.host if request.client else ""  # a trusted proxy's X-Forwarded-For counts
+    result = search.search(
+        q, shopper_id=shopper_id, client=client, filters=filters, limit=limit, offset=offset
+    )
     p = result.parsed
     # SearchOut's JSON built directly: validating 20-odd cards twice (construction, then response_model)
     # cost more than the search itself. tests/search/test_api.py checks it against SearchOut.
@@ -149,9 +153,9 @@ def search(
 @router.post("/search/clicks", response_model=ClickOut)
 def search_click(body: ClickIn, search: SearchDep, principal: Storefront) -> ClickOut:
     """A shopper clicked a sponsored result: charged once per impression token, within the budget, and once
-    a day per shopper and ad. Forged or expired tokens are refused (422); a replayed one is acknowledged
-    and not charged. A shopper key clicks only results shown to it: an anonymous search's token has no
-    shopper to count repeats against."""
+    a day per shopper and ad (per searching client address for an anonymous search's token). Forged or
+    expired tokens are refused (422); a replayed one is acknowledged and not charged. A shopper key clicks
+    only results shown to it."""
     claim = search.verify(body.token)
     if claim.shopper_id is not None:
         ensure_shopper(principal, claim.shopper_id)

@@ -33,3 +33,8 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret; store it now, it cannot be shown again.")
+
+
+class ConsoleSessionsEnded(BaseModel):
+    key_id: int
+    ended: int = Field(description="Console sessions of the key signed out (their cookies are refused).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -116,7 +117,17 @@ class RankedProduct(ProductCard):
     value: float = Field(description="Units sold or weighted popularity over the window.")
 
 
+class RankingPeriod(BaseModel):
+    """The time span a ranking counted: `window` said only its name, so a client could not tell which
+    days a "7d" best-seller list covered (it ends at the catalog's last reload, not at the request)."""
+
+    start: datetime | None = Field(description="Inclusive; null for window=all (every event up to `end`).")
+    end: datetime = Field(description="When the counts were taken: the catalog's last reload (UTC).")
+    days: int | None = Field(description="The window's length in days; null for window=all.")
+
+
 class RankingPage(BaseModel):
     by: Literal["sales", "popularity"]
     window: Literal["1d", "7d", "30d", "all"]
     items: list[RankedProduct]
+    period: RankingPeriod

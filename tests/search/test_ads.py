@@ -40,7 +40,7 @@ def _campaign(factory, budget="10.00", bid="1.00"):
         return c.campaign_id, [k.keyword_id for k in ads.campaign_keywords(s, c.campaign_id)]
 
 
-def _claim(campaign_id, keyword_id, price="0.70", shopper="s0", product="P1", now=NOW):
+def _claim(campaign_id, keyword_id, price="0.70", shopper="s0", product="P1", now=NOW, client=None):
     return ads.new_claim(
         campaign_id=campaign_id,
         keyword_id=keyword_id,
@@ -48,6 +48,7 @@ def _claim(campaign_id, keyword_id, price="0.70", shopper="s0", product="P1", no
         slot=1,
         price=Decimal(price),
         shopper_id=shopper,
+        client=client,
         now=now,
     )
 
@@ -116,6 +117,28 @@ def test_replayed_token_is_charged_once(shop):
     with shop() as s:
         assert s.scalar(select(AdBudgetDay.spent)) == Decimal("0.70")
         assert s.scalar(select(func.count()).select_from(AdClick)) == 1
+
+
+def test_an_anonymous_client_is_billed_once_per_ad_and_day(shop):
+    """Anonymous searches carry the searching client's tag: one client's clicks on an ad, over any number
+    of searches (fresh tokens each) and replays, bill once a UTC day; another client bills once too, and
+    the next day bills again."""
+    cid, (kid, _) = _campaign(shop)
+    one, other = ads.client_tag("secret", "198.51.100.7"), ads.client_tag("secret", "203.0.113.9")
+    assert one != other and len(one) == 32 and "198.51" not in one
+    searches = [_claim(cid, kid, shopper=None, client=one) for _ in range(20)]
+    results = []
+    for claim in [*searches, searches[0], searches[0], _claim(cid, kid, shopper=None, client=other)]:
+        with transaction(shop) as s:
+            results.append(ads.charge_click(s, claim, NOW + timedelta(minutes=1)))
+    assert [r.charged for r in results] == [True] + [False] * 21 + [True]
+    assert [r.replay for r in results[20:22]] == [True, True]
+    with transaction(shop) as s:
+        tomorrow = ads.charge_click(s, _claim(cid, kid, shopper=None, client=one), NOW + timedelta(days=1))
+    assert tomorrow.charged
+    with shop() as s:
+        assert s.scalar(select(func.sum(AdBudgetDay.spent))) == Decimal("2.10")  # 3 clicks at 0.70
+        assert s.scalar(select(func.count()).select_from(AdClick).where(AdClick.client == one)) == 21
 
 
 def test_fifty_concurrent_clicks_never_exceed_the_budget(shop):

@@ -79,6 +79,30 @@ def test_a_shopper_clicking_in_a_loop_pays_one_click_per_ad_and_day(api, shop): 
         assert len(s.scalars(select(AdClick)).all()) == 6  # every click is still recorded
 
 
+def test_an_anonymous_client_clicking_in_a_loop_pays_one_click_per_ad_and_day(api, shop):  # noqa: F811
+    """An anonymous search's tokens named no shopper, so one client that searched without a key and had
+    the storefront send each click was billed for every one (10 of 10 before; 60 keyless searches a
+    minute per address empty any daily budget). Its tokens now carry a tag of its address: one billed
+    click per ad and UTC day, replays never billed; another address is billed for its own click."""
+    keys = _keys(shop)
+    cid = _keyword_campaign(api, keys["m1"])
+    store = auth(keys["storefront"])
+    charged = []
+    for _ in range(10):
+        token = _ad_token(api, keys["storefront"], shopper_id=None)  # a keyless search, a fresh token
+        for _ in range(3):  # the click, then two replays of it
+            charged.append(
+                api.post("/v1/search/clicks", json={"token": token}, headers=store).json()["charged"]
+            )
+    assert charged.count(True) == 1 and charged[0] is True
+    other = api.app.state.search.search("保湿面霜", client="203.0.113.9").sponsored[0].token
+    assert api.post("/v1/search/clicks", json={"token": other}, headers=store).json()["charged"] is True
+    with shop() as s:
+        day = s.scalars(select(AdBudgetDay).where(AdBudgetDay.campaign_id == cid)).one()
+        assert (day.spent, day.clicks) == (Decimal("0.60"), 2)  # two clients, one click each, 0.30
+        assert len(s.scalars(select(AdClick)).all()) == 11  # every click recorded, replays once
+
+
 def test_a_racing_repeat_click_waits_for_the_first(api, shop):  # noqa: F811
     """A second click of the shopper's arriving while the first's transaction is still open waits for it
     (the day's budget row), then sees the first charged: it is not billed too."""

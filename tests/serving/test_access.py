@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -11,7 +12,7 @@ from commerce.access import ApiKey
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.services.access import authenticate, create_api_key, hash_key, revoke_api_key
 from crosscart.cli.demo_keys import create_demo_keys
-from tests.serving.conftest import seed_marketplace
+from tests.serving.conftest import NOW, seed_marketplace
 
 
 @pytest.fixture
@@ -76,3 +77,16 @@ def test_catalog_snapshot_from_database(factory):
     assert (
         bool(catalog.repurchasable[catalog.index["p01"]]) and not catalog.repurchasable[catalog.index["p03"]]
     )
+
+
+def test_catalog_windows_end_where_the_snapshot_says(factory):
+    """The period /v1/rankings reports is the one the counts came from: loaded as of 59 days ago, the
+    7-day window holds p08's sale of 60 days ago and states those 7 days."""
+    from serving.catalog_db import load_catalog
+
+    seed_marketplace(factory)
+    as_of = NOW - timedelta(days=59)
+    catalog = load_catalog(factory, now=as_of)
+    assert catalog.window_bounds("7d") == (as_of - timedelta(days=7), as_of, 7)
+    assert catalog.window_bounds("all") == (None, as_of, None)
+    assert catalog.sales["7d"][catalog.index["p08"]] == 60 and catalog.sales["7d"][catalog.index["p05"]] == 0

@@ -157,6 +157,7 @@ MATRIX = [
     ("GET", "/v1/api-keys", None, {"admin"}, 403),
     ("POST", "/v1/api-keys", {"role": "storefront"}, {"admin"}, 403),
     ("DELETE", "/v1/api-keys/999", None, {"admin"}, 403),
+    ("DELETE", "/v1/api-keys/999/console-sessions", None, {"admin"}, 403),
 ]
 
 # Object-level refusals: a second shopper or merchant passes the role check but not the ownership one.

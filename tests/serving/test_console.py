@@ -9,8 +9,9 @@ import pytest
 
 from commerce.coupons import Coupon
 from commerce.db import transaction
-from commerce.services.access import revoke_api_key
+from commerce.services.access import authenticate, revoke_api_key
 from serving.console.auth import COOKIE
+from tests.serving.conftest import auth
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -69,6 +70,46 @@ def test_sign_out_ends_the_session_on_every_replica(make_client, settings, keys)
         assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
     sign_in(first, keys["marketer"])
     assert first.get("/console/campaigns").status_code == 200
+
+
+def _refused(client) -> bool:
+    r = client.get("/console/campaigns", follow_redirects=False)
+    return r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
+
+
+def test_sign_out_leaves_the_keys_other_browsers_signed_in(make_client, settings, keys, session_factory):
+    """Signing out ends that browser's session only (before, every browser of the key was signed out); an
+    admin ends them all, on every replica, through the API or the console's keys page."""
+    shared = settings.model_copy(update={"console_secret": "shared-console-secret"})
+    laptop, phone, other_replica = (make_client(settings=shared) for _ in range(3))
+    token = sign_in(laptop, keys["marketer"])
+    sign_in(phone, keys["marketer"])
+    other_replica.cookies.set(COOKIE, phone.cookies[COOKIE], path="/console")
+    copied = laptop.cookies[COOKIE]
+    assert (
+        laptop.post("/console/sign-out", data={"csrf_token": token}, follow_redirects=False).status_code
+        == 303
+    )
+    laptop.cookies.set(COOKIE, copied, path="/console")
+    assert _refused(laptop)
+    assert not _refused(phone) and not _refused(other_replica)
+    with transaction(session_factory) as s:
+        key_id = authenticate(s, keys["marketer"]).id
+    ended = laptop.delete(f"/v1/api-keys/{key_id}/console-sessions", headers=auth(keys["admin"]))
+    assert ended.status_code == 200 and ended.json() == {"key_id": key_id, "ended": 1}
+    assert _refused(phone) and _refused(other_replica)
+    assert (
+        laptop.delete("/v1/api-keys/99999/console-sessions", headers=auth(keys["admin"])).status_code == 404
+    )
+    admin_token = sign_in(laptop, keys["admin"])
+    sign_in(phone, keys["marketer"])
+    keys_page = laptop.get("/console/keys").text
+    assert f'action="/console/keys/{key_id}/sign-out"' in keys_page
+    done = laptop.post(
+        f"/console/keys/{key_id}/sign-out", data={"csrf_token": admin_token}, follow_redirects=False
+    )
+    assert done.status_code == 303 and _refused(phone)
+    assert laptop.get("/console/keys").status_code == 200  # the admin's own session is untouched
 
 
 def test_secure_cookie_follows_the_setting(make_client, settings, keys):

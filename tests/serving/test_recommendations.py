@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.serving.conftest import auth
 
 NEVER = {"p09", "p10", "p11", "p12"}  # pending merchant, suspended merchant, delisted, out of stock
@@ -95,6 +97,20 @@ def test_similar_and_rankings(client, keys):
     assert all_time["items"][0]["product_id"] == "p08"  # 60 units, long ago
     korean = client.get("/v1/rankings", params={"window": "7d", "origin": "KR"}).json()
     assert {i["origin_country"] for i in korean["items"]} == {"KR"}
+
+
+def test_rankings_state_the_period_they_counted(client):
+    """The default 7-day window's start, end and length are in the response, next to the keys clients
+    already read; `all` has no start."""
+    week = client.get("/v1/rankings").json()
+    assert set(week) == {"by", "window", "items", "period"} and week["window"] == "7d"
+    period = week["period"]
+    start, end = datetime.fromisoformat(period["start"]), datetime.fromisoformat(period["end"])
+    assert period["days"] == 7 and end - start == timedelta(days=7)
+    assert datetime.now(UTC) - timedelta(minutes=10) < end <= datetime.now(UTC)
+    everything = client.get("/v1/rankings", params={"window": "all"}).json()["period"]
+    assert everything["start"] is None and everything["days"] is None
+    assert datetime.fromisoformat(everything["end"]) == end  # one snapshot: one end for every window
 
 
 def test_fast_path_answers_like_the_route_and_leaves_the_rest_to_it(client, keys, monkeypatch):
