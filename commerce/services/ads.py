@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -360,8 +360,14 @@ def client_tag(secret: str, address: str) -> str:
     return hmac.new(secret.encode(), f"client:{address}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+_CLAIM_FIELDS = frozenset(f.name for f in fields(ImpressionClaim))
+
+
 def sign_token(secret: str, claim: ImpressionClaim) -> str:
-    body = _b64(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
+    # A field at its default is left out, and `verify_token` ignores fields it does not know: during a
+    # rolling deploy, replicas of the previous and the next release read each other's tokens.
+    data = {k: v for k, v in asdict(claim).items() if not (k == "client" and v is None)}
+    body = _b64(json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(mac)}"
 
@@ -377,7 +383,7 @@ def verify_token(secret: str, token: str, now: datetime | None = None) -> Impres
         good = False
     if not good:
         raise ValidationError("invalid impression token", code="invalid_token")
-    claim = ImpressionClaim(**json.loads(_unb64(body)))
+    claim = ImpressionClaim(**{k: v for k, v in json.loads(_unb64(body)).items() if k in _CLAIM_FIELDS})
     if as_utc(now or utcnow()).timestamp() > claim.expires_at:
         raise ValidationError("impression token expired", code="expired_token")
     return claim
