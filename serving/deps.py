@@ -114,7 +114,7 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
                 raise
             state.db_health.failed(exc)
             raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc
-        state.db_health.succeeded()
+        state.db_health.succeeded(read=read_only_request)  # a GET's commit proves nothing about writes
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
