@@ -52,7 +52,15 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired waiting for a row lock
+# PostgreSQL ended the statement or transaction for contention, rolling it back: a retry is safe.
+CONTENTION_SQLSTATES = frozenset(
+    {
+        "55P03",  # lock_not_available: `lock_timeout` expired waiting for a row lock
+        "40P01",  # deadlock_detected: a lock cycle with another writer, this transaction chosen to end
+        "40001",  # serialization_failure
+        "57014",  # query_canceled: `statement_timeout` (a wait for rows other writers hold, a slow query)
+    }
+)
 SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
 READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL: a write on a server taking none (a standby, a failover)
 
@@ -61,13 +69,15 @@ class DatabaseReadOnly(Exception):
     """The server answers but takes no writes (a hot standby, `default_transaction_read_only` on)."""
 
 
-def is_lock_timeout(error: BaseException) -> bool:
-    """A row (on SQLite, the database) stayed locked by other writers past the lock wait: the database is
-    busy, not gone."""
+def is_contention(error: BaseException) -> bool:
+    """The database is busy, not gone: a row (on SQLite, the database) stayed locked by other writers past
+    the lock wait, a deadlock, or a statement past `statement_timeout`. Each was rolled back; the last
+    two were taken for an outage (503 with `Retry-After: 5`, the database reported down for one
+    statement that waited)."""
     if not isinstance(error, exc.DBAPIError):
         return False
     return (
-        getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+        getattr(error.orig, "sqlstate", None) in CONTENTION_SQLSTATES
         or getattr(error.orig, "sqlite_errorname", None) == SQLITE_BUSY
     )
 
@@ -145,7 +155,7 @@ def refused_as_read_only(error: BaseException) -> bool:
 
 
 def is_outage(error: BaseException) -> bool:
-    if is_lock_timeout(error) or is_query_only_refusal(error):
+    if is_contention(error) or is_query_only_refusal(error):
         return False
     return (
         isinstance(error, OUTAGE_ERRORS)
@@ -237,7 +247,7 @@ class DatabaseHealth:
                     conn.execute(text("SELECT 1"))
                     room = not self.disk_full or sqlite_has_room(conn, engine.url.database)
         except Exception as error:
-            if is_lock_timeout(error):  # not expected read-only (WAL recovery?); busy, never an outage
+            if is_contention(error):  # not expected read-only (WAL recovery?); busy, never an outage
                 self.succeeded()
                 return True
             if not is_outage(error):
