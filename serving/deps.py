@@ -19,6 +19,7 @@ from serving.resilience import (
     CommitOutcomeUnknown,
     DatabaseBusy,
     WriteInReadOnlyTransaction,
+    is_contention,
     is_outage,
     is_read_only,
     refused_as_read_only,
@@ -114,7 +115,7 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
                 raise
             state.db_health.failed(exc)
             raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc
-        state.db_health.succeeded()
+        state.db_health.succeeded(read=read_only_request)  # a GET's commit proves nothing about writes
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -157,10 +158,11 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
         try:
             principal = await state.key_lookups.lookup(key, _deadline(request, state))
         except Exception as exc:
-            stale = state.principals.stale(key) if is_outage(exc) else None
+            busy = isinstance(exc, DatabaseBusy) or is_contention(exc)  # busy, not down: no outage
+            stale = state.principals.stale(key) if busy or is_outage(exc) else None
             if stale is None:
                 raise
-            if not isinstance(exc, DatabaseBusy):
+            if not busy:
                 state.db_health.failed(exc)
             return stale
         state.db_health.succeeded(read=True)

@@ -23,7 +23,7 @@ from serving.resilience import (
     RETRY_AFTER_SECONDS,
     CommitOutcomeUnknown,
     DatabaseBusy,
-    is_lock_timeout,
+    is_contention,
     is_outage,
     unavailable_detail,
 )
@@ -194,11 +194,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.TimeoutError)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
-        a row lock held past `lock_timeout` (busy, not an outage); any other database error is a bug and
-        stays a 500."""
+        contention (a row lock past `lock_timeout`, a deadlock, `statement_timeout`: rolled back, busy
+        rather than down; PostgreSQL's own log has the statements); any other database error is a bug
+        and stays a 500."""
         path = request.url.path
-        if is_lock_timeout(exc):
-            return _unavailable("the goods or coupon are in demand right now; retry shortly", 1, path)
+        if is_contention(exc):
+            return _unavailable("the database is busy right now; retry shortly", 1, path)
         if _nul_in_text(exc):
             return problem_response(422, "invalid_request", "text may not contain NUL (\\u0000)", path)
         if not is_outage(exc):

@@ -33,7 +33,7 @@ from serving.errors import CODE_BY_STATUS, OUTCOME_UNKNOWN, PROBLEM_JSON, proble
 from serving.resilience import (
     RETRY_AFTER_SECONDS,
     DatabaseBusy,
-    is_lock_timeout,
+    is_contention,
     is_outage,
     unavailable_detail,
 )
@@ -106,7 +106,7 @@ class IdempotencyMiddleware:
             if not claim.won:
                 return await self._replay(scope, send, caller, secret, key_text, claim)
         except (DBAPIError, SATimeoutError) as exc:
-            if is_lock_timeout(exc):  # another request holds the key's row (or SQLite's write lock)
+            if is_contention(exc):  # another request holds the key's row (or SQLite's write lock)
                 return await _busy(send, scope)
             if not is_outage(exc):
                 raise
@@ -187,7 +187,7 @@ class IdempotencyMiddleware:
             await send_problem(send, scope, exc.status_code, code, str(exc.detail), headers)
             return False
         except Exception as exc:  # the key lookup: the database gone, busy, or every slot taken
-            if isinstance(exc, DatabaseBusy) or is_lock_timeout(exc):
+            if isinstance(exc, DatabaseBusy) or is_contention(exc):
                 await _busy(send, scope)
                 return False
             if not is_outage(exc):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -50,7 +52,15 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired waiting for a row lock
+# PostgreSQL ended the statement or transaction for contention, rolling it back: a retry is safe.
+CONTENTION_SQLSTATES = frozenset(
+    {
+        "55P03",  # lock_not_available: `lock_timeout` expired waiting for a row lock
+        "40P01",  # deadlock_detected: a lock cycle with another writer, this transaction chosen to end
+        "40001",  # serialization_failure
+        "57014",  # query_canceled: `statement_timeout` (a wait for rows other writers hold, a slow query)
+    }
+)
 SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
 READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL: a write on a server taking none (a standby, a failover)
 
@@ -59,13 +69,15 @@ class DatabaseReadOnly(Exception):
     """The server answers but takes no writes (a hot standby, `default_transaction_read_only` on)."""
 
 
-def is_lock_timeout(error: BaseException) -> bool:
-    """A row (on SQLite, the database) stayed locked by other writers past the lock wait: the database is
-    busy, not gone."""
+def is_contention(error: BaseException) -> bool:
+    """The database is busy, not gone: a row (on SQLite, the database) stayed locked by other writers past
+    the lock wait, a deadlock, or a statement past `statement_timeout`. Each was rolled back; the last
+    two were taken for an outage (503 with `Retry-After: 5`, the database reported down for one
+    statement that waited)."""
     if not isinstance(error, exc.DBAPIError):
         return False
     return (
-        getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+        getattr(error.orig, "sqlstate", None) in CONTENTION_SQLSTATES
         or getattr(error.orig, "sqlite_errorname", None) == SQLITE_BUSY
     )
 
@@ -83,13 +95,33 @@ def is_read_only(error: BaseException) -> bool:
 DISK_FULL = ("SQLITE_FULL", "53100")  # SQLite's error name, PostgreSQL's SQLSTATE: no room to write
 
 
+def is_disk_full(error: BaseException) -> bool:
+    orig = getattr(error, "orig", None)
+    return any(getattr(orig, name, None) in DISK_FULL for name in ("sqlite_errorname", "sqlstate"))
+
+
 def refuses_writes(error: BaseException) -> bool:
     """An outage for writes only (a read-only server, a full disk): reads that succeed meanwhile do not
     end it."""
-    if is_read_only(error):
-        return True
-    orig = getattr(error, "orig", None)
-    return any(getattr(orig, name, None) in DISK_FULL for name in ("sqlite_errorname", "sqlstate"))
+    return is_read_only(error) or is_disk_full(error)
+
+
+ROOM_BYTES = 1 << 20  # free space a full-disk outage needs back before the probe ends it (many checkouts)
+DISK_FULL_RETRY_SECONDS = 30.0  # where the probe cannot see the disk (PostgreSQL's server): writes retry
+
+
+def sqlite_has_room(conn, database: str | None) -> bool:
+    """Room to write again after SQLite's disk was full: ROOM_BYTES of free pages under the database's
+    page limit (`max_page_count`) and on the file's filesystem. A `SELECT 1` proves neither: answering
+    "up" on it ended a full-disk outage once a second, each next write starting it again."""
+    page_size, pages, limit, free_pages = (
+        conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        for name in ("page_size", "page_count", "max_page_count", "freelist_count")
+    )
+    if (limit - pages + free_pages) * page_size < ROOM_BYTES:
+        return False
+    folder = os.path.dirname(os.path.abspath(database)) if database and database != ":memory:" else None
+    return folder is None or not os.path.isdir(folder) or shutil.disk_usage(folder).free >= ROOM_BYTES
 
 
 def unavailable_detail(error: BaseException) -> str:
@@ -123,7 +155,7 @@ def refused_as_read_only(error: BaseException) -> bool:
 
 
 def is_outage(error: BaseException) -> bool:
-    if is_lock_timeout(error) or is_query_only_refusal(error):
+    if is_contention(error) or is_query_only_refusal(error):
         return False
     return (
         isinstance(error, OUTAGE_ERRORS)
@@ -145,6 +177,7 @@ class DatabaseHealth:
         self.down_since: float | None = None
         self.read_only = False  # down because the server takes no writes (it still answers reads)
         self.writes_only = False  # down for writes only (read-only, a full disk): a read does not end it
+        self.disk_full = False  # down for a full disk: the probe ends it only once it sees room again
         self.last_error: str | None = None
         self.refused = 0
         self._checked_at = -1e9
@@ -161,6 +194,7 @@ class DatabaseHealth:
                 self.down_since = time.monotonic()
                 self.read_only = is_read_only(error)
                 self.writes_only = refuses_writes(error)
+                self.disk_full = is_disk_full(error)
                 first_line = (str(error).splitlines() or [""])[0]
                 self.last_error = f"{type(error).__name__}: {first_line}"
                 log.error("database unavailable, answering 503 until it is back: %s", self.last_error)
@@ -178,7 +212,7 @@ class DatabaseHealth:
                     self.refused,
                 )
             self.down_since, self.last_error, self.refused = None, None, 0
-            self.read_only = self.writes_only = False
+            self.read_only = self.writes_only = self.disk_full = False
 
     async def check(self, engine: Engine, gate: DatabaseGate, every: float = 1.0) -> bool:
         """Up or not, probing at most every `every` seconds on the key lookups' slots and threads (a
@@ -196,22 +230,31 @@ class DatabaseHealth:
     def probe(self, engine: Engine) -> bool:
         """One `SELECT 1` (readiness checks while down), read-only so that SQLite's write lock held by a
         writer does not hold it up; records the outcome. On PostgreSQL it also asks whether the server
-        takes writes (`SELECT 1` alone answered "up" from a standby refusing every write)."""
+        takes writes (`SELECT 1` alone answered "up" from a standby refusing every write). A full-disk
+        outage ends when SQLite has room again (`sqlite_has_room`), or, on PostgreSQL, whose server's disk
+        it cannot see, once DISK_FULL_RETRY_SECONDS old (the next write tries); until then a write that
+        succeeds ends it."""
+        room = True
         try:
             with engine.connect() as conn:
                 conn.execution_options(**read_only_options(engine))
                 if engine.dialect.name == "postgresql":
                     if conn.execute(text(READ_ONLY_SQL)).scalar():
                         raise DatabaseReadOnly("the database takes no writes (a standby, or read-only)")
+                    since = self.down_since or 0.0
+                    room = not self.disk_full or time.monotonic() - since >= DISK_FULL_RETRY_SECONDS
                 else:
                     conn.execute(text("SELECT 1"))
+                    room = not self.disk_full or sqlite_has_room(conn, engine.url.database)
         except Exception as error:
-            if is_lock_timeout(error):  # not expected read-only (WAL recovery?); busy, never an outage
+            if is_contention(error):  # not expected read-only (WAL recovery?); busy, never an outage
                 self.succeeded()
                 return True
             if not is_outage(error):
                 raise
             self.failed(error)
+            return False
+        if not room:
             return False
         self.succeeded()
         return True

@@ -105,36 +105,73 @@ class RedisSessions:
         return [m.decode().partition(_SEP)[2] for m in await self._async[1].zrange(key, 0, -1)]
 
 
+STORE_RETRY_SECONDS = (
+    5.0  # after a Redis failure, sessions stay in process this long before it is asked again
+)
+
+
 class SessionState:
-    """The service's session store: Redis when `redis_url` is set, else (and whenever Redis fails) memory."""
+    """The service's session store: Redis when `redis_url` is set, else memory. After a Redis failure,
+    memory for STORE_RETRY_SECONDS without asking Redis (a frozen Redis made every event write and
+    session page wait its timeout and log a warning), the outage logged once; then the next call tries
+    Redis again (one timeout per STORE_RETRY_SECONDS at most while it stays down)."""
 
     def __init__(self, max_items: int = 30, ttl_seconds: float = 1800.0, redis_url: str = ""):
         self.memory = MemorySessions(max_items, ttl_seconds)
         self.shared = RedisSessions(redis_url, max_items, ttl_seconds) if redis_url else None
         self.ranker = SessionRanker()
+        self._retry_at: float | None = None  # Redis failed: memory only until then
+        self._lock = threading.Lock()
+
+    def _redis(self) -> RedisSessions | None:
+        """Redis, unless it failed less than STORE_RETRY_SECONDS ago."""
+        retry_at = self._retry_at
+        if self.shared is None or (retry_at is not None and time.monotonic() < retry_at):
+            return None
+        return self.shared
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self._retry_at is None:
+                log.warning("session store unavailable, keeping sessions in process: %s", error)
+            self._retry_at = time.monotonic() + STORE_RETRY_SECONDS
+
+    def _answered(self) -> None:
+        if self._retry_at is not None:
+            with self._lock:
+                if self._retry_at is not None:
+                    log.warning("session store back")
+                self._retry_at = None
 
     def record(self, owner: int, session_id: str, clicks: Sequence[Click]) -> bool:
         """Add clicks to a session; False (nothing stored) for an id that is not a valid token."""
         if not clicks or not SESSION_ID.match(session_id):
             return False
         key = session_key(owner, session_id)
-        if self.shared is not None:
+        shared = self._redis()
+        if shared is not None:
             try:
-                self.shared.add(key, clicks)
-                return True
+                shared.add(key, clicks)
             except Exception as exc:  # Redis down: keep the visit in process rather than lose it
-                log.warning("session store unavailable, keeping session in process: %s", exc)
+                self._failed(exc)
+            else:
+                self._answered()
+                return True
         self.memory.add(key, clicks)
         return True
 
     async def items(self, owner: int, session_id: str) -> list[str]:
         """The session's products, oldest first (repeats kept); empty if unknown, expired or not owned."""
         key = session_key(owner, session_id)
-        if self.shared is not None:
+        shared = self._redis()
+        if shared is not None:
             try:
-                return await self.shared.items(key) or self.memory.items(key)
+                items = await shared.items(key)
             except Exception as exc:
-                log.warning("session store unavailable, reading in-process sessions: %s", exc)
+                self._failed(exc)
+            else:
+                self._answered()
+                return items or self.memory.items(key)
         return self.memory.items(key)
 
 

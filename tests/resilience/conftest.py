@@ -64,7 +64,12 @@ POOL_SLOTS = 3  # request slots: small, so a few concurrent requests already que
 
 
 def seeded_factory(
-    url: str, slots: int = POOL_SLOTS, buyers: int = 0, stock: int = 10, lock_timeout: float | None = None
+    url: str,
+    slots: int = POOL_SLOTS,
+    buyers: int = 0,
+    stock: int = 10,
+    lock_timeout: float | None = None,
+    statement_timeout: float = 20,
 ):
     """The serving test marketplace (products p01..p12, shoppers s1..s3), a capped coupon, and `buyers`
     more shoppers b0.. with identities; product p01 has `stock` units."""
@@ -73,7 +78,7 @@ def seeded_factory(
         pool_size=slots + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
         max_overflow=0,
         pool_timeout=5,
-        statement_timeout=20,
+        statement_timeout=statement_timeout,
         lock_timeout=lock_timeout,
     )
     if engine.dialect.name == "postgresql":
