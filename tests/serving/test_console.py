@@ -319,3 +319,25 @@ def test_experiment_page_names_the_inference_in_force(
     if inference == "fixed":
         assert "p = " not in m.group(1)  # no naive p-value before the horizon
         assert "Keep running" in page  # and the decision waits
+
+
+def test_api_problems_under_the_console_are_pages_not_json(client, keys):
+    """An unknown address, a malformed query and an unknown id were answered with the API's problem JSON;
+    a person gets the console's error page, with the same status, and the API keeps its JSON."""
+    sign_in(client, keys["merchant"])
+    for path, status, message in (
+        ("/console/no-such-page", 404, "There is no console page at /console/no-such-page."),
+        ("/console/keyword-campaigns?offset=-1", 422, "greater than or equal to 0"),
+        ("/console/keyword-campaigns/kc_missing", 404, "unknown keyword campaign"),
+    ):
+        r = client.get(path)
+        assert r.status_code == status, path
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert "<h1>" in r.text and message in r.text and "Back to the console" in r.text, r.text
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    api = client.get(
+        "/v1/keyword-campaigns/kc_missing", headers={"Authorization": f"Bearer {keys['merchant']}"}
+    )
+    assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
+    static = client.get("/console/static/no-such-file.css")
+    assert static.status_code == 404 and not static.headers["content-type"].startswith("text/html")
