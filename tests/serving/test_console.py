@@ -341,3 +341,20 @@ def test_api_problems_under_the_console_are_pages_not_json(client, keys):
     assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
     static = client.get("/console/static/no-such-file.css")
     assert static.status_code == 404 and not static.headers["content-type"].startswith("text/html")
+
+
+def test_an_admin_revokes_a_key_and_its_console_session_ends(client, keys, make_client):
+    """Revoke called the API's function without its background tasks: every console revoke was a 500."""
+    other = make_client()
+    sign_in(other, keys["data_scientist"])
+    assert other.get("/console/experiments").status_code == 200
+    token = sign_in(client, keys["admin"])
+    page = client.get("/console/keys").text
+    key_id = re.search(r'id="revoke-(\d+)"[^>]*data-confirm="Revoke key \d+ \(data_scientist\)', page)
+    assert key_id, page
+    r = client.post(
+        f"/console/keys/{key_id.group(1)}/revoke", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/keys"
+    assert f'id="revoke-{key_id.group(1)}"' not in client.get("/console/keys").text
+    assert other.get("/console/experiments", follow_redirects=False).status_code == 303  # to sign-in
