@@ -358,3 +358,33 @@ def test_an_admin_revokes_a_key_and_its_console_session_ends(client, keys, make_
     assert r.status_code == 303 and r.headers["location"] == "/console/keys"
     assert f'id="revoke-{key_id.group(1)}"' not in client.get("/console/keys").text
     assert other.get("/console/experiments", follow_redirects=False).status_code == 303  # to sign-in
+
+
+def test_a_merchant_chooses_its_logistics_partner_on_its_shop_page(client, keys, session_factory):
+    """The shipping rule (`PUT /v1/merchants/{id}/shipping-rule`) had no console page: a merchant could not
+    choose who ships its orders. A refused rule keeps what was typed."""
+    from commerce.services.logistics import seed_default_partners
+
+    with transaction(session_factory) as s:
+        seed_default_partners(s)
+    token = sign_in(client, keys["merchant"])
+    page = client.get("/console/shop").text
+    assert "No rule set: orders ship with the fastest partner" in page
+    r = client.post(
+        "/console/shop/shipping-rule",
+        data={"csrf_token": token, "partner_id": "sf-bonded"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/shop"
+    assert "Orders ship with <strong>SF Express Bonded</strong>" in client.get("/console/shop").text
+    r = client.post(
+        "/console/shop/shipping-rule", data={"csrf_token": token, "max_days": "4"}, follow_redirects=False
+    )
+    assert "cheapest partner that arrives within <strong>4 days</strong>" in client.get("/console/shop").text
+    bad = client.post("/console/shop/shipping-rule", data={"csrf_token": token, "max_days": "99"})
+    assert bad.status_code == 422 and 'id="rule-error"' in bad.text and "less than or equal to 60" in bad.text
+    assert 'name="max_days" type="number" min="1" max="60" value="99"' in bad.text  # the input is kept
+    api = client.get(
+        "/v1/merchants/m1/shipping-rule", headers={"Authorization": f"Bearer {keys['merchant']}"}
+    )
+    assert api.json()["max_days"] == 4 and api.json()["partner_id"] is None  # the refused one changed nothing
