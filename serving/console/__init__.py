@@ -8,13 +8,16 @@ the API's own router functions and services with the signed-in principal, after 
 
 from __future__ import annotations
 
+import json
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from crosscart.settings import Settings
 from serving.console import admin, campaigns, coupons, home, keyword_ads, science, shop
 from serving.console.auth import Forbidden, Sessions, SignInRequired, TooManyRequests, verify_csrf
-from serving.console.web import HERE, redirect, render
+from serving.console.web import HERE, redirect, render, templates
+from serving.errors import PROBLEM_JSON
 
 PREFIX = "/console"
 #: On every console response: no other site may frame a page (clickjacking), nor a browser guess a type.
@@ -56,10 +59,79 @@ class SecurityHeaders:
         await self.app(scope, receive, add_headers)
 
 
+#: Page titles for the statuses a console user meets as an API problem; others keep the problem's title.
+PROBLEM_TITLES = {
+    404: "Not found",
+    409: "Not done",
+    413: "Too large",
+    422: "Not accepted",
+    503: "Unavailable",
+}
+
+
+def problem_page(status: int, body: bytes, path: str) -> bytes:
+    """The console's error page for an API problem document (status, title, detail)."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        problem = {}
+    detail = problem.get("detail") or "The request could not be answered."
+    if status == 404 and detail == "Not Found":  # no route: say which address
+        detail = f"There is no console page at {path}."
+    title = PROBLEM_TITLES.get(status) or problem.get("title") or "Error"
+    return templates.get_template("error.html").render(title=title, message=detail, path=path).encode()
+
+
+class ProblemPages:
+    """Pure ASGI middleware: a problem document (application/problem+json) answered under the console's
+    prefix becomes the console's error page, same status and headers. The console's routes reuse the
+    API's code, whose refusals the app's handlers turn into problem JSON: an unknown address, a malformed
+    query, an unknown id or a busy database showed a person raw JSON. Static files are left alone."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX) or path.startswith(f"{PREFIX}/static/"):
+            return await self.app(scope, receive, send)
+        start: dict | None = None
+        body = b""
+
+        async def to_page(message):
+            nonlocal start, body
+            if message["type"] == "http.response.start":
+                types = [v for k, v in message.get("headers", ()) if k.lower() == b"content-type"]
+                if types and types[0].split(b";")[0].strip() == PROBLEM_JSON.encode():
+                    start = message
+                    return
+            if start is None:
+                return await send(message)
+            body += message.get("body", b"")
+            if message.get("more_body"):
+                return
+            page = problem_page(start["status"], body, path)
+            kept = [
+                (k, v)
+                for k, v in start.get("headers", ())
+                if k.lower() not in (b"content-type", b"content-length")
+            ]
+            headers = [
+                *kept,
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(page)).encode()),
+            ]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, to_page)
+
+
 def install(app: FastAPI, settings: Settings) -> None:
-    """Mount the console on `app`: its routes, static files, security headers and the 403 / sign-in
-    handling."""
-    app.add_middleware(SecurityHeaders)
+    """Mount the console on `app`: its routes, static files, security headers, problem pages and the
+    403 / sign-in handling."""
+    app.add_middleware(ProblemPages)
+    app.add_middleware(SecurityHeaders)  # outside ProblemPages: its pages get the headers too
     app.state.console_sessions = Sessions(
         settings.console_secret,
         secure=settings.console_secure_cookie,

@@ -94,9 +94,15 @@ async def create_key(request: Request, session: SessionDep, principal: AdminOnly
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(
-    request: Request, key_id: int, session: SessionDep, state: StateDep, principal: AdminOnly
+    request: Request,
+    key_id: int,
+    session: SessionDep,
+    state: StateDep,
+    principal: AdminOnly,
+    background: BackgroundTasks,
 ):
-    _, error = attempt(session, lambda: keys_api.revoke_key(key_id, session, state, principal))
+    """Through the API's revoke: its background task tells the other replicas (with Redis)."""
+    _, error = attempt(session, lambda: keys_api.revoke_key(key_id, session, state, principal, background))
     if error:
         return await _keys(request, session, principal, status_code=409, error=error)
     return redirect("/console/keys")

@@ -1,6 +1,6 @@
-"""Merchant page: its own products with stock (set a location's quantity) and its orders to ship,
-through `serving.routers.catalog` (which applies the ownership check) and
-`commerce.services.merchant_orders`."""
+"""Merchant page: its own products with stock (set a location's quantity), its orders to ship and its
+shipping rule (which logistics partner ships its orders), through `serving.routers.catalog` and
+`serving.routers.logistics` (which apply the ownership check) and `commerce.services.merchant_orders`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 
+from commerce.services import logistics
 from commerce.services.merchant_orders import orders_to_ship
 from serving.console.auth import MerchantOnly
 from serving.console.web import attempt, redirect, render
 from serving.deps import SessionDep, StateDep, ensure_merchant
 from serving.routers import catalog as catalog_api
+from serving.routers import logistics as logistics_api
 from serving.routers.common import PageOffset
 from serving.schemas.catalog import StockSet
+from serving.schemas.logistics import ShippingRuleIn
 
 router = APIRouter(prefix="/shop")
 
@@ -38,6 +41,12 @@ async def shop(
     merchant_id = _merchant_id(principal, merchant)
     if merchant_id is None:
         return await render(request, "shop.html", title="Shop", merchant_id=None)
+    return await _shop_page(request, session, principal, merchant_id, offset)
+
+
+async def _shop_page(
+    request: Request, session, principal, merchant_id: str, offset: int = 0, status_code: int = 200, **extra
+):
     ensure_merchant(principal, merchant_id)
     products, error = attempt(
         None,
@@ -45,9 +54,38 @@ async def shop(
     )
     orders = orders_to_ship(session, merchant_id, limit=PAGE + 1)
     return await render(
-        request, "shop.html", title="My shop", merchant_id=merchant_id, products=products,
-        orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
+        request, "shop.html", status_code=status_code, title="My shop", merchant_id=merchant_id,
+        products=products, orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
+        rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
+        partners=logistics.list_partners(session), **extra,
     )  # fmt: skip
+
+
+@router.post("/shipping-rule")
+async def set_shipping_rule(
+    request: Request,
+    session: SessionDep,
+    principal: MerchantOnly,
+    merchant_id: Annotated[str, Form(max_length=64)] = "",
+    partner_id: Annotated[str, Form(max_length=64)] = "",
+    max_days: Annotated[str, Form(max_length=8)] = "",
+):
+    """Ship with the chosen partner, or (no partner chosen) the cheapest arriving within `max_days`."""
+    merchant_id = principal.merchant_id or merchant_id
+    ensure_merchant(principal, merchant_id)
+
+    def run():
+        body = ShippingRuleIn(partner_id=partner_id or None, max_days=max_days or None)
+        return logistics_api.set_shipping_rule(merchant_id, body, session, principal)
+
+    _, error = attempt(session, run)
+    if error:
+        form = {"partner_id": partner_id, "max_days": max_days}
+        return await _shop_page(
+            request, session, principal, merchant_id, status_code=422, rule_error=error, rule_form=form
+        )
+    suffix = "" if principal.merchant_id else f"?merchant={merchant_id}"
+    return redirect(f"/console/shop{suffix}")
 
 
 @router.post("/products/{product_id}/stock")

@@ -4,6 +4,7 @@ action and report a refusal on the page instead of a JSON error."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -30,6 +31,24 @@ def segment(value: object) -> str:
 
 
 templates.env.filters["seg"] = segment
+
+
+def coupon_terms(coupon) -> str:
+    """A coupon's terms as a person reads them, "15% off, cap 60.00 CNY, min spend 199.00 CNY": the
+    stored four-decimal values read "15.0000% off" and "30.0000 CNY off", amounts without a currency."""
+    value = Decimal(str(coupon.value))
+    if coupon.kind == "percent_off":
+        parts = [f"{(value * 100).normalize():f}% off"]
+    else:
+        parts = [f"{value:,.2f} CNY off"]
+    if coupon.cap:
+        parts.append(f"cap {Decimal(str(coupon.cap)):,.2f} CNY")
+    if coupon.min_spend:
+        parts.append(f"min spend {Decimal(str(coupon.min_spend)):,.2f} CNY")
+    return ", ".join(parts)
+
+
+templates.env.filters["coupon_terms"] = coupon_terms
 
 # (label, path, capability): the navigation shows an entry only to roles with its capability.
 NAV = (

@@ -360,3 +360,72 @@ def test_experiment_page_names_the_inference_in_force(
     if inference == "fixed":
         assert "p = " not in m.group(1)  # no naive p-value before the horizon
         assert "Keep running" in page  # and the decision waits
+
+
+def test_api_problems_under_the_console_are_pages_not_json(client, keys):
+    """An unknown address, a malformed query and an unknown id were answered with the API's problem JSON;
+    a person gets the console's error page, with the same status, and the API keeps its JSON."""
+    sign_in(client, keys["merchant"])
+    for path, status, message in (
+        ("/console/no-such-page", 404, "There is no console page at /console/no-such-page."),
+        ("/console/keyword-campaigns?offset=-1", 422, "greater than or equal to 0"),
+        ("/console/keyword-campaigns/kc_missing", 404, "unknown keyword campaign"),
+    ):
+        r = client.get(path)
+        assert r.status_code == status, path
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert "<h1>" in r.text and message in r.text and "Back to the console" in r.text, r.text
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    api = client.get(
+        "/v1/keyword-campaigns/kc_missing", headers={"Authorization": f"Bearer {keys['merchant']}"}
+    )
+    assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
+    static = client.get("/console/static/no-such-file.css")
+    assert static.status_code == 404 and not static.headers["content-type"].startswith("text/html")
+
+
+def test_an_admin_revokes_a_key_and_its_console_session_ends(client, keys, make_client):
+    """Revoke called the API's function without its background tasks: every console revoke was a 500."""
+    other = make_client()
+    sign_in(other, keys["data_scientist"])
+    assert other.get("/console/experiments").status_code == 200
+    token = sign_in(client, keys["admin"])
+    page = client.get("/console/keys").text
+    key_id = re.search(r'id="revoke-(\d+)"[^>]*data-confirm="Revoke key \d+ \(data_scientist\)', page)
+    assert key_id, page
+    r = client.post(
+        f"/console/keys/{key_id.group(1)}/revoke", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/keys"
+    assert f'id="revoke-{key_id.group(1)}"' not in client.get("/console/keys").text
+    assert other.get("/console/experiments", follow_redirects=False).status_code == 303  # to sign-in
+
+
+def test_a_merchant_chooses_its_logistics_partner_on_its_shop_page(client, keys, session_factory):
+    """The shipping rule (`PUT /v1/merchants/{id}/shipping-rule`) had no console page: a merchant could not
+    choose who ships its orders. A refused rule keeps what was typed."""
+    from commerce.services.logistics import seed_default_partners
+
+    with transaction(session_factory) as s:
+        seed_default_partners(s)
+    token = sign_in(client, keys["merchant"])
+    page = client.get("/console/shop").text
+    assert "No rule set: orders ship with the fastest partner" in page
+    r = client.post(
+        "/console/shop/shipping-rule",
+        data={"csrf_token": token, "partner_id": "sf-bonded"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/shop"
+    assert "Orders ship with <strong>SF Express Bonded</strong>" in client.get("/console/shop").text
+    r = client.post(
+        "/console/shop/shipping-rule", data={"csrf_token": token, "max_days": "4"}, follow_redirects=False
+    )
+    assert "cheapest partner that arrives within <strong>4 days</strong>" in client.get("/console/shop").text
+    bad = client.post("/console/shop/shipping-rule", data={"csrf_token": token, "max_days": "99"})
+    assert bad.status_code == 422 and 'id="rule-error"' in bad.text and "less than or equal to 60" in bad.text
+    assert 'name="max_days" type="number" min="1" max="60" value="99"' in bad.text  # the input is kept
+    api = client.get(
+        "/v1/merchants/m1/shipping-rule", headers={"Authorization": f"Bearer {keys['merchant']}"}
+    )
+    assert api.json()["max_days"] == 4 and api.json()["partner_id"] is None  # the refused one changed nothing

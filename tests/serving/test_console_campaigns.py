@@ -202,3 +202,22 @@ def test_every_view_shows_the_campaigns_own_spent(
     sign_in(client, keys["marketer"])
     assert re.search(r'<td class="num">7\.25</td>', client.get("/console/campaigns").text)
     assert 'id="campaign-spent">7.25<' in client.get(f"/console/campaigns/{campaign}").text
+
+
+def test_coupon_terms_read_as_a_person_would(client, keys, session_factory, campaign):  # noqa: F811
+    """Terms are stored with four decimals: the list and the campaign page showed "15.0000% off" and
+    "10.0000 CNY off", and a cap and minimum spend without their currency."""
+    with transaction(session_factory) as s:
+        create_coupon(
+            s,
+            CouponInput(
+                kind="percent_off", value="0.15", cap="60", min_spend="199", campaign_id=campaign,
+                requires_grant=True, coupon_id="P15",
+            ),
+        )  # fmt: skip
+    sign_in(client, keys["marketer"])
+    listed = client.get("/console/coupons").text
+    page = client.get(f"/console/campaigns/{campaign}").text
+    for html in (listed, page):
+        assert "15% off, cap 60.00 CNY, min spend 199.00 CNY" in html
+        assert "10.00 CNY off" in html and ".0000" not in html
