@@ -32,7 +32,8 @@ class StreamShape:
     item_zipf: float = 1.1
     fade_days: float = 8.0  # an item's pull halves about every fade_days x ln 2 after launch
     one_click_share: float = 0.4  # geometric length: P(1) = this
-    long_visit_share: float = 0.1  # visits with an extra geometric(0.1) clicks
+    long_visit_share: float = 0.1  # visits with an extra geometric(long_visit_extra) clicks
+    long_visit_extra: float = 0.1
     repeat: float = 0.15  # next click repeats an earlier click of the visit
     successor: float = 0.3  # next click is the current item's usual successor
     switch: float = 0.08  # next click starts a new topic
@@ -77,7 +78,7 @@ def click_stream(
     day = np.minimum((start // DAY).astype(np.int64), days - 1)
     length = rng.geometric(shape.one_click_share, n_sessions)
     long_visit = rng.random(n_sessions) < shape.long_visit_share
-    length[long_visit] += rng.geometric(0.1, int(long_visit.sum()))
+    length[long_visit] += rng.geometric(shape.long_visit_extra, int(long_visit.sum()))
     max_len = int(length.max())
     clicks = np.full((n_sessions, max_len), -1, dtype=np.int64)
     everything_lo, everything_hi = np.zeros(n_sessions, np.int64), np.full(n_sessions, n_items)

@@ -186,6 +186,27 @@ def test_auto_tunes_on_the_newest_training_sessions_and_refits_on_all():
     assert make_session_model("auto").fit(too_small).chosen_ == ("vstan", {})
 
 
+def _candidate(model: str, params: dict, rule_weight: float, hr: float, mrr: float) -> dict:
+    return {"model": model, "params": params, "rule_weight": rule_weight, "hr@20": hr, "mrr@20": mrr,
+            "terms": ["hr@20", "mrr@20"], "score": hr + mrr}  # fmt: skip
+
+
+def test_auto_clears_every_published_baseline_on_every_metric():
+    from models.sessions.auto import WIDE, choose
+
+    rows = [
+        _candidate("sr", {}, 1.0, 0.72, 0.414),  # the best mrr@20 of the baselines
+        _candidate("vsknn", {}, 0.0, 0.75, 0.394),  # the best hr@20
+        _candidate("stan", {}, 0.0, 0.71, 0.392),
+        _candidate("vsknn", WIDE, 0.0, 0.77, 0.405),  # best hr + mrr, but below the rules' mrr@20
+        _candidate("vsknn", WIDE, 0.3, 0.755, 0.416),  # the only one at least as good as each baseline
+    ]
+    assert choose(rows) is rows[-1]
+    # none clears both bars: the smallest worst shortfall, not the biggest hr@20 + mrr@20
+    behind = [*rows[:4], _candidate("stan", WIDE, 0.2, 0.745, 0.41)]
+    assert choose(behind) is behind[-1]
+
+
 def test_top_k_neighbours_only(sessions):
     one = make_session_model("stan", k=1, sample_size=10, lambda_snh=1.0).fit(sessions)
     # S4 is the most similar neighbour (newest, shares the last click): only its items score
