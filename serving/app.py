@@ -308,9 +308,7 @@ def create_app(
     errors.install(app)
     docs_pages.install(app)
     app.include_router(health.router)
-    v1 = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(current_principal), Depends(enforce_field_access)]
-    )
+    v1 = APIRouter(dependencies=[Depends(current_principal), Depends(enforce_field_access)])
     # Routes match in this order: the hottest (recommendations, search) first, since every route tried
     # before the right one costs a request CPU (search, matched last, spent a quarter of its time there).
     for module in (
@@ -318,7 +316,7 @@ def create_app(
         models, keys, audit, sessions,
     ):  # fmt: skip
         v1.include_router(module.router)
-    app.include_router(v1)
+    app.include_router(v1, prefix=API_PREFIX)
     console.install(app, settings)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
     document_idempotency(app, API_PREFIX)

@@ -96,10 +96,10 @@ def study_file(tmp_path):
     return path
 
 
-def test_run_study_logs_parent_and_children_and_writes_the_report(study_file, tmp_path):
+def test_run_study_logs_parent_and_children_and_writes_the_report(study_file, tmp_path, tracking_uri):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     study = load_study(study_file)
     result = run_study(study, tmp_path / "out", tracking_uri=uri, factory=tiny_factory, log=lambda _: None)
     # noise=0 cannot depend on the seed... but the factory passes random_state, so each seed runs.

@@ -48,12 +48,12 @@ def test_an_export_that_fails_does_not_truncate_the_last_one(tmp_path, monkeypat
     assert list(out.parent.iterdir()) == [out]
 
 
-def test_a_batch_score_that_dies_half_way_leaves_the_served_lists_whole(tmp_path, monkeypatch):
+def test_a_batch_score_that_dies_half_way_leaves_the_served_lists_whole(tmp_path, monkeypatch, tracking_uri):
     import training.batch_scoring
     from serving.precomputed import load_precomputed
     from tests.training.test_batch_scoring import _register_recommender
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     model = _register_recommender(uri)
     out = tmp_path / "lists"
     base = ["batch-score", "--model", "recs", "--tracking-uri", uri, "--n", "4", "--chunk-size", "10"]

@@ -33,9 +33,9 @@ def test_corrupt_artifact_serves_popularity(make_client, keys):
     assert "failed to load" in body["model"]["fallback_reason"]
 
 
-def test_empty_mlflow_registry_falls_back(tmp_path):
+def test_empty_mlflow_registry_falls_back(tracking_uri):
     """The real registry client: a fresh MLflow database has no champion."""
-    source = MlflowModelSource(f"sqlite:///{tmp_path / 'mlflow.db'}", "crosscart-recommender", "champion")
+    source = MlflowModelSource(tracking_uri, "crosscart-recommender", "champion")
     store = ModelStore(source, "crosscart-recommender")
     store.refresh()
     assert store.current.recommender is None

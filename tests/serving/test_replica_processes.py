@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 
 from commerce.db import transaction
 from commerce.services.experiments import create_experiment, exposure_counts, start_experiment
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, fresh_mlflow_db
 from tests.resilience.conftest import make_keys, seeded_factory
 from tests.serving.conftest import IDENTITY_KEY, auth
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def shared(tmp_path, postgres_reason):
+def shared(tmp_path, postgres_reason, empty_mlflow_db):
     """A PostgreSQL schema seeded with the serving marketplace, keys and a running experiment; Redis db 13."""
     if postgres_reason is not None:
         pytest.skip(postgres_reason)
@@ -52,10 +52,8 @@ def shared(tmp_path, postgres_reason):
             s, "replica-exp", [("control", 1, {}), ("treatment", 1, {"model_alias": "champion"})]
         )
         start_experiment(s, "replica-exp")
-    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    from mlflow import MlflowClient  # the registry's tables, made once rather than raced by the replicas
-
-    MlflowClient(tracking_uri=mlflow_uri).search_registered_models()
+    # the registry's tables, made before the replicas start rather than raced by them
+    mlflow_uri = fresh_mlflow_db(empty_mlflow_db, tmp_path / "mlflow.db")
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

@@ -1,38 +1,13 @@
-"""Fixtures for the training tests: small planted event files and a fresh MLflow registry per test.
-
-Creating an MLflow SQLite database runs ~40 Alembic migrations (seconds); the session makes one empty
-database and every test gets its own copy, so tests stay isolated and fast.
-"""
+"""Fixtures for the training tests: small planted event files (a fresh MLflow registry per test is the
+root conftest's `tracking_uri`)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()  # creates and migrates the schema
-    return path
-
-
-@pytest.fixture
-def tracking_uri(tmp_path, empty_mlflow_db) -> str:
-    target = tmp_path / "mlruns-db" / "mlflow.db"
-    target.parent.mkdir()
-    shutil.copy(empty_mlflow_db, target)
-    return f"sqlite:///{target}"
 
 
 def planted_events(n_users: int = 80, n_late_users: int = 8, seed: int = 0) -> pd.DataFrame:

@@ -185,8 +185,8 @@ def test_plan_from_database_refuses_what_it_cannot_price(factory):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_missing_registered_model_is_a_clear_error(factory, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_missing_registered_model_is_a_clear_error(factory, tracking_uri):
+    uri = tracking_uri
     with pytest.raises(ModelUnavailable, match="no uplift model registered as crosscart-uplift@champion"):
         load_uplift_model(uri, "crosscart-uplift", "champion")
     with pytest.raises(ModelUnavailable, match="crosscart train uplift"):

@@ -17,6 +17,7 @@ from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.shoppers import create_shopper
 from crosscart.cli import app
 from crosscart.settings import get_settings
+from tests.conftest import fresh_mlflow_db
 
 
 @pytest.fixture
@@ -105,10 +106,12 @@ def test_unknown_campaign_exits_with_message(db_env):
     assert result.exit_code == 2 and "unknown campaign" in result.output
 
 
-def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_path):
+def test_train_uplift_logs_registers_and_plans_from_the_database(db_env, tmp_path, empty_mlflow_db):
     """Train on a tiny marketplace, register, then plan a stored campaign for its shoppers with the
     registered model, with a freshly fitted one, and refuse to plan without any model."""
     from features.synth import generate_marketplace
+
+    fresh_mlflow_db(empty_mlflow_db, tmp_path / "mlflow.db")  # the data directory's (empty) registry
 
     market = tmp_path / "market"
     generate_marketplace(market, "tiny", seed=7)  # the demo's seed: enough past-campaign buyers per arm
