@@ -208,3 +208,18 @@ def test_load_finds_the_gate_a_rare_outcome_is_reached_through(hillstrom):
         assert half.gate_col == "visit" and len(half.gate) == len(half.outcome)
         assert ((half.outcome != 0) <= (half.gate == 1)).all()
         assert half.gate.sum() > 3 * half.outcome.sum()
+
+
+@pytest.mark.parametrize(("missing", "found"), [(0.005, True), (0.05, False)])
+def test_a_gate_may_miss_a_few_of_the_outcomes_events(missing, found):
+    """A purchase logged without its visit (a tracking gap) keeps visit the gate when it is rare, and
+    that row counts as gated; when many purchases lack a visit, visit is no funnel step."""
+    data, _ = hillstrom_like(n=64_000, seed=0)
+    in_pair = data["segment"].isin(["Mens E-Mail", "No E-Mail"]).to_numpy()
+    buyers = np.flatnonzero((data["conversion"].to_numpy() == 1) & in_pair)
+    lost = buyers[: max(1, int(missing * len(buyers)))]
+    data.loc[lost, "visit"] = 0
+    campaign = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "conversion")
+    assert (campaign.gate_col == "visit") is found
+    if found:
+        assert np.all(campaign.gate[campaign.outcome != 0] == 1)
