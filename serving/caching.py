@@ -25,6 +25,14 @@ def is_private(scope) -> bool:
     return any(name == b"authorization" for name, _ in scope["headers"])
 
 
+def _no_store(start: dict) -> dict:
+    """A response start message with `no-store` unless it says how to cache already."""
+    headers = start.get("headers", [])
+    if any(name.lower() == b"cache-control" for name, _ in headers):
+        return start
+    return {**start, "headers": [*headers, NO_STORE]}
+
+
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
     tags = [t.strip().removeprefix(b"W/") for t in if_none_match.split(b",")]
     return b"*" in tags or etag in tags
@@ -42,11 +50,7 @@ class ConditionalGet:
                 return await self.app(scope, receive, send)
 
             async def no_store(message):
-                if message["type"] == "http.response.start":
-                    headers = message.get("headers", [])
-                    if not any(name.lower() == b"cache-control" for name, _ in headers):
-                        message = {**message, "headers": [*headers, NO_STORE]}
-                await send(message)
+                await send(_no_store(message) if message["type"] == "http.response.start" else message)
 
             return await self.app(scope, receive, no_store)
         headers = dict(scope.get("headers", ()))
@@ -69,8 +73,8 @@ class ConditionalGet:
         await self.app(scope, receive, hold)
 
     async def _finish(self, send, start, body: bytes, if_none_match: bytes | None, visibility: bytes) -> None:
-        if start["status"] != 200:
-            await send(start)
+        if start["status"] != 200:  # a refusal: not the shared read, so a key's is its own (no-store)
+            await send(_no_store(start) if visibility == b"private" else start)
             await send({"type": "http.response.body", "body": body})
             return
         etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'

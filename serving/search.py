@@ -219,6 +219,7 @@ class SearchService:
         self._random = random.Random()
         self._cache = LookupCache(config.cache_entries)
         self._cache_lock = threading.Lock()
+        self._cache_generation = 0  # clears so far: a lookup that overlapped one is not cached
         self._cache_ttl = config.cache_seconds if index.shared else math.inf
         self._brand_of: dict[str, str] = {}  # product -> brand, for shopper brand affinity
 
@@ -257,6 +258,7 @@ class SearchService:
         """Forget cached lookups (and the parser's remembered typo corrections)."""
         with self._cache_lock:
             self._cache.clear()
+            self._cache_generation += 1
         self.parser.forget_corrections()
 
     # --- searching ------------------------------------------------------------------------------------
@@ -265,16 +267,19 @@ class SearchService:
         """Index lookups through a bounded LRU cache, keyed on the query alone (shoppers share entries):
         search traffic repeats its head queries. Any change to the index through this replica (its own
         writes, the periodic reconcile) clears the cache at once; on an index other replicas also write,
-        entries live at most `cache_seconds` (the reconcile interval)."""
+        entries live at most `cache_seconds` (the reconcile interval). A lookup the cache was cleared
+        during is not kept: it may have read the contents from before the change."""
         key = (query, limit, filters, fields)
         now = time.monotonic()
         with self._cache_lock:
             found = self._cache.get(key)
+            generation = self._cache_generation
         if found is not None and now - found[0] < self._cache_ttl:
             return found[1]
         hits = self.index.match(query, limit, filters, field_scores=fields)
         with self._cache_lock:
-            self._cache[key] = (now, hits)
+            if generation == self._cache_generation:
+                self._cache[key] = (now, hits)
         return hits
 
     def _retrieve(self, parsed: ParsedQuery, filters: Filters) -> list[Hit]:

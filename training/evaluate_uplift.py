@@ -17,7 +17,7 @@ import pandas as pd
 from experiments.uplift_metrics import plot_uplift_report, qini_auc_score, uplift_at_k, uplift_auc_score
 from features.loaders import read_table
 from models.uplift.base import is_binary_outcome
-from models.uplift.selection import gate_params, make_model
+from models.uplift.selection import GATED_KEYS, gate_params, make_model
 
 __all__ = [
     "CampaignData",
@@ -315,8 +315,8 @@ def evaluate_models(
     rows, predictions = [], {}
     for key in models:
         model = make_model(key, binary=binary, random_state=random_state)
-        if key == "funnel" and train.gate is None:
-            raise ValueError("funnel needs a gate: a 0/1 column (a visit) wherever the outcome is nonzero")
+        if key in GATED_KEYS and train.gate is None:
+            raise ValueError(f"{key} needs a gate: a 0/1 column (a visit) wherever the outcome is nonzero")
         model.fit(train.X, train.treatment, train.outcome, **gate_params(key, train.gate))
         uplift = np.asarray(model.predict_uplift(test.X), dtype=float)
         predictions[key] = uplift

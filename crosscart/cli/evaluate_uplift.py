@@ -29,7 +29,7 @@ def evaluate_uplift(
         "auto,blend,s,t,ct,si-lr",
         "--models",
         help="Comma-separated model keys (models.uplift.selection.MODEL_KEYS), e.g. "
-        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,funnel,ens,blend,auto,auto-nested.",
+        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,funnel,ens,blend,funnel-blend,auto,auto-nested.",
     ),
     baselines: bool = typer.Option(
         True,
@@ -52,7 +52,7 @@ def evaluate_uplift(
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from models.uplift.selection import MODEL_KEYS
+    from models.uplift.selection import MODEL_KEYS, takes_gate
     from training.evaluate_uplift import evaluate_models, load_campaign, parse_split, split_campaign
 
     keys = [k.strip() for k in models.split(",") if k.strip()]
@@ -71,7 +71,7 @@ def evaluate_uplift(
         raise typer.Exit(2) from exc
     if campaign.dropped:
         typer.echo(f"left out as outcome-like columns: {', '.join(campaign.dropped)}", err=True)
-    if campaign.gate_col and any(k == "funnel" or k.startswith("auto") for k in keys):
+    if campaign.gate_col and any(takes_gate(k) for k in keys):
         typer.echo(f"gate of the funnel candidate (met before the outcome): {campaign.gate_col}", err=True)
     with working("fitting and scoring uplift models"):
         rows = evaluate_models(train, test, keys, random_state=seed, plots_dir=plots, baselines=baselines)

@@ -124,13 +124,18 @@ def _principal_for(state: ServingState, session_id: str) -> Principal | None:
         return None if key is None else _principal(key)
 
 
-def sign_in(state: ServingState, plaintext: str, lifetime: timedelta) -> tuple[Principal, str] | None:
+def sign_in(
+    state: ServingState, plaintext: str, lifetime: timedelta, replacing: str | None = None
+) -> tuple[Principal, str] | None:
     """The key's principal (the API's `authenticate`) and a new console session's id, or None for an
-    unknown or revoked key."""
+    unknown or revoked key. The browser's session being `replacing` ends, as signing out would end it:
+    its cookie is overwritten, and a copy of it would otherwise stay valid for the rest of its hours."""
     with transaction(state.session_factory) as session:
         key = authenticate(session, plaintext.strip())
         if key is None:
             return None
+        if replacing is not None:
+            end_console_session(session, replacing)
         return _principal(key), start_console_session(session, key.id, lifetime, utcnow())
 
 

@@ -35,15 +35,21 @@ async def sign_in_page(request: Request, next: str | None = None):
 async def sign_in_submit(
     request: Request,
     state: StateDep,
+    session: SessionCookie,
     api_key: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form()] = "/console",
 ):
-    """Check the key as the API does (and count the attempt against the anonymous rate limit)."""
+    """Check the key as the API does (and count the attempt against the anonymous rate limit); the
+    browser's previous session, if any, ends (`sign_in`)."""
     client = request.client.host if request.client else ""
     decision = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
     allowed = decision is None or decision.allowed
     sessions = request.app.state.console_sessions
-    found = await run_in_threadpool(sign_in, state, api_key, sessions.lifetime) if allowed else None
+    found = (
+        await run_in_threadpool(sign_in, state, api_key, sessions.lifetime, session.session_id)
+        if allowed
+        else None
+    )
     if found is None:
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
         return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)

@@ -185,3 +185,40 @@ def test_shared_index_lookups_expire(shop, tmp_path):
     svc.search("cream")
     index.remove(["P1"])  # as another process would, behind this replica's back
     assert "P1" not in ids(svc.search("cream"))
+
+
+class WriteDuringLookup(MemoryIndex):
+    """An index whose first lookup is overtaken by a write through the replica: the write lands and
+    clears the cache while the lookup (started on the old contents) is still running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during = None
+
+    def match(self, *args, **kwargs):
+        hits = super().match(*args, **kwargs)
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()
+        return hits
+
+
+def test_a_lookup_overtaken_by_a_write_is_not_cached(shop):
+    """A lookup that started before a write and ended after the write cleared the cache stored what it
+    found on the old contents; on a per-replica index (no time limit) that answer was served until the
+    next change: here a delisted product kept showing."""
+    index = WriteDuringLookup()
+    svc = service(shop, index)
+    found = ids(svc.search("cream"))
+    assert found
+    gone = found[0]
+    svc.clear_cache()
+
+    def delist():
+        with transaction(shop) as s:
+            catalog.update_product(s, gone, status="delisted")
+        svc.products_changed(product_ids=[gone])
+
+    index.during = delist
+    svc.search("cream")  # started before the delisting: may still show it
+    assert gone not in ids(svc.search("cream"))

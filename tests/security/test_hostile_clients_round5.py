@@ -47,6 +47,7 @@ def test_answers_to_a_key_and_console_pages_are_not_stored(client, keys):
         client.get("/v1/shoppers/s1/orders", headers=shopper),
         client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"])),
         client.get("/v1/orders/999999", headers=shopper),  # refusals too
+        client.get("/v1/products/no-such-product", headers=shopper),  # the catalog's refusals as well
     ]
     sign_in(client, keys["admin"])
     private += [client.get("/console"), client.get("/console/keys"), client.get("/console/sign-in")]

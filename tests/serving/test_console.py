@@ -429,3 +429,22 @@ def test_a_merchant_chooses_its_logistics_partner_on_its_shop_page(client, keys,
         "/v1/merchants/m1/shipping-rule", headers={"Authorization": f"Bearer {keys['merchant']}"}
     )
     assert api.json()["max_days"] == 4 and api.json()["partner_id"] is None  # the refused one changed nothing
+
+
+def test_signing_in_again_ends_the_session_it_replaces(make_client, settings, keys):
+    """A browser signed in as one key that signs in with another (or the same) key gets a new session;
+    the one its cookie held ends, as signing out would end it: a copy of the old cookie (an admin's, on
+    a shared computer a shopper then signed in on) was valid for the rest of its hours."""
+    client = make_client(settings=settings)
+    token = sign_in(client, keys["admin"])
+    copied = client.cookies[COOKIE]
+    r = client.post(
+        "/console/sign-in",
+        data={"api_key": keys["marketer"], "csrf_token": token, "next": "/console"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert client.get("/console/campaigns").status_code == 200  # the new session works
+    client.cookies.clear()
+    client.cookies.set(COOKIE, copied, path="/console")
+    assert _refused(client)

@@ -223,3 +223,16 @@ def test_a_gate_may_miss_a_few_of_the_outcomes_events(missing, found):
     assert (campaign.gate_col == "visit") is found
     if found:
         assert np.all(campaign.gate[campaign.outcome != 0] == 1)
+
+
+@pytest.mark.parametrize("key", ["funnel", "funnel-blend"])
+def test_a_gated_model_without_a_gate_is_refused_by_name(hillstrom, key):
+    """`funnel-blend` needs a gate as `funnel` does (`selection.takes_gate`, the one rule): without one
+    (nothing comes before a visit) evaluation says so by name, before fitting anything."""
+    from training.evaluate_uplift import evaluate_models
+
+    data, _ = hillstrom
+    visit = load_campaign(data, "segment", "Mens E-Mail", "No E-Mail", "visit")
+    train, test = split_campaign(visit, 0.5, seed=0)
+    with pytest.raises(ValueError, match=f"{key} needs a gate"):
+        evaluate_models(train, test, [key])

@@ -8,7 +8,7 @@ as sessions start. The generation column goes; cookies issued before the upgrade
 and are refused: their holders sign in again.
 
 Revision ID: 0033_console_sessions
-Revises: 0031_console_generation
+Revises: 0032_licence_normal_form
 Create Date: 2026-11-30 23:30:00
 """
 
