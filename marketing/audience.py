@@ -27,7 +27,9 @@ def coupon_terms(session: Session, campaign_id: str) -> pd.DataFrame:
         session.scalars(select(Coupon).where(Coupon.campaign_id == campaign_id).order_by(Coupon.coupon_id))
     )
     if not coupons:
-        raise ValueError(f"campaign {campaign_id!r} has no coupons (create them with its campaign_id)")
+        raise ValueError(
+            f"Campaign {campaign_id!r} has no coupon to offer yet: create one for this campaign first."
+        )
     return pd.DataFrame(
         {
             "coupon_id": [c.coupon_id for c in coupons],
@@ -39,6 +41,14 @@ def coupon_terms(session: Session, campaign_id: str) -> pd.DataFrame:
     )
 
 
+def _nobody_matches(region: str | None, segment: str | None) -> str:
+    """The refusal as a marketer reads it ("segment=None" was the query, not a reason)."""
+    where = [f"{kind} {value!r}" for kind, value in (("region", region), ("segment", segment)) if value]
+    if not where:
+        return "There are no shoppers to plan for yet."
+    return f"There are no shoppers in {' and '.join(where)}: choose another region or segment."
+
+
 def candidate_shoppers(session: Session, region: str | None, segment: str | None) -> pd.DataFrame:
     """The database's shoppers, optionally of one region / segment; ValueError when none match."""
     query = select(Shopper.shopper_id, Shopper.region, Shopper.segment, Shopper.created_at)
@@ -48,7 +58,7 @@ def candidate_shoppers(session: Session, region: str | None, segment: str | None
         query = query.where(Shopper.segment == segment)
     rows = session.execute(query.order_by(Shopper.shopper_id)).all()
     if not rows:
-        raise ValueError(f"no shoppers in the database match region={region!r}, segment={segment!r}")
+        raise ValueError(_nobody_matches(region, segment))
     return pd.DataFrame(rows, columns=["shopper_id", "region", "segment", "created_at"])
 
 

@@ -92,7 +92,10 @@ def plan_and_store(
         blocked = set().union(*excluded.values()) if excluded else set()
         candidates = candidates[~candidates["shopper_id"].isin(blocked)]
         if candidates.empty:
-            raise ValueError("the contact policy leaves no shopper to plan for")
+            raise ValueError(
+                "Every shopper in this audience was contacted too recently (contact policy): "
+                "nobody is left to plan for."
+            )
         plan = planner.plan_campaign(
             candidates,
             terms,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import Select, exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from commerce.bulk import insert_ignore
 from commerce.catalog import (
@@ -124,6 +124,13 @@ def list_categories(session: Session, *, parent_id: str | None = None, limit: in
     if parent_id is not None:
         stmt = stmt.where(Category.parent_id == parent_id)
     return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def leaf_categories(session: Session, *, limit: int = 500) -> list[Category]:
+    """The categories a product may be published in (create_product refuses the others), by name."""
+    child = aliased(Category)
+    stmt = select(Category).where(~exists().where(child.parent_id == Category.category_id))
+    return list(session.scalars(stmt.order_by(Category.name, Category.category_id).limit(limit)))
 
 
 @dataclass(frozen=True)

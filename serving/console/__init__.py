@@ -9,6 +9,7 @@ the API's own router functions and services with the signed-in principal, after 
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -18,6 +19,9 @@ from serving.console import admin, campaigns, coupons, home, keyword_ads, scienc
 from serving.console.auth import Forbidden, Sessions, SignInRequired, TooManyRequests, verify_csrf
 from serving.console.web import HERE, redirect, render, templates
 from serving.errors import PROBLEM_JSON
+from serving.logs import REQUEST_ID
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/console"
 #: On every console response: no other site may frame a page (clickjacking), nor a browser guess a type.
@@ -65,6 +69,7 @@ PROBLEM_TITLES = {
     409: "Not done",
     413: "Too large",
     422: "Not accepted",
+    500: "Something went wrong",
     503: "Unavailable",
 }
 
@@ -82,11 +87,25 @@ def problem_page(status: int, body: bytes, path: str) -> bytes:
     return templates.get_template("error.html").render(title=title, message=detail, path=path).encode()
 
 
+def crash_page(path: str) -> bytes:
+    """The console's error page for a crash: what happened in a person's words and the request id (the
+    log line's `request_id`, the response's X-Request-ID), never the exception itself."""
+    message = "The console failed to answer this request. Try again; if it keeps failing, tell support."
+    return (
+        templates.get_template("error.html")
+        .render(title=PROBLEM_TITLES[500], message=message, path=path, request_id=REQUEST_ID.get())
+        .encode()
+    )
+
+
 class ProblemPages:
     """Pure ASGI middleware: a problem document (application/problem+json) answered under the console's
     prefix becomes the console's error page, same status and headers. The console's routes reuse the
     API's code, whose refusals the app's handlers turn into problem JSON: an unknown address, a malformed
-    query, an unknown id or a busy database showed a person raw JSON. Static files are left alone."""
+    query, an unknown id or a busy database showed a person raw JSON. An exception no handler answers
+    (a crash, which Starlette answered with a bare "Internal Server Error") is logged here, with its
+    traceback and the request id, and answered with the error page naming that id. Static files are left
+    alone."""
 
     def __init__(self, app):
         self.app = app
@@ -124,7 +143,24 @@ class ProblemPages:
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": page})
 
-        await self.app(scope, receive, to_page)
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await to_page(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if started:  # part of a response is out: the server can only drop the connection
+                raise
+            log.exception("console request failed")  # its request id leads to the access line (path)
+            page = crash_page(path)
+            headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"%d" % len(page))]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": page})
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -17,10 +17,9 @@ from fastapi.responses import Response
 
 from commerce.errors import DomainError
 from commerce.services import ads
-from serving.console.auth import Forbidden, MerchantOnly
-from serving.console.web import attempt, message_of, redirect, render
+from serving.console.auth import Forbidden, MerchantOnly, merchant_of
+from serving.console.web import attempt, redirect, refusal, render
 from serving.deps import SessionDep, ensure_merchant
-from serving.errors import status_for
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
@@ -39,22 +38,8 @@ PICKER_LIMIT = 200  # promotable products offered as checkboxes; others by id
 REPORT_DAYS = 30
 
 
-def _merchant_id(principal: Principal, requested: str | None) -> str | None:
-    """A merchant key works on its own campaigns; an admin picks a merchant with ?merchant=."""
-    return principal.merchant_id or (requested or None)
-
-
 def _suffix(principal: Principal, merchant_id: str) -> str:
     return "" if principal.merchant_id else "?" + urlencode({"merchant": merchant_id})
-
-
-def _refusal(exc: Exception) -> tuple[int, str]:
-    """A refused action as (HTTP status, message): 403 / 404 from the router, the domain's own status."""
-    if isinstance(exc, HTTPException):
-        return exc.status_code, str(exc.detail)
-    if isinstance(exc, DomainError):
-        return status_for(exc), exc.message
-    return 422, message_of(exc)
 
 
 async def _campaign_or_error(request: Request, session, principal: Principal, campaign_id: str):
@@ -109,7 +94,7 @@ async def campaign_list(
     merchant: str | None = None,
     offset: PageOffset = 0,
 ):
-    merchant_id = _merchant_id(principal, merchant)
+    merchant_id = merchant_of(session, principal, merchant)
     if merchant_id is None:
         return await render(request, "keyword_campaigns.html", title="Keyword ads", merchant_id=None)
     ensure_merchant(principal, merchant_id)
@@ -145,7 +130,7 @@ async def new_campaign(
     merchant: str | None = None,
     offset: PageOffset = 0,
 ):
-    merchant_id = _merchant_id(principal, merchant)
+    merchant_id = merchant_of(session, principal, merchant)
     if merchant_id is None:
         return redirect(BASE)
     ensure_merchant(principal, merchant_id)
@@ -161,7 +146,7 @@ async def create_campaign(
     search: search_api.SearchDep,
 ):
     form = await request.form()
-    merchant_id = _merchant_id(principal, form.get("merchant_id"))
+    merchant_id = merchant_of(session, principal, form.get("merchant_id"))
     if merchant_id is None:
         return redirect(BASE)
 
@@ -237,7 +222,7 @@ async def _act(request: Request, session, principal: Principal, campaign_id: str
         action()
     except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         session.rollback()
-        status_code, message = _refusal(exc)
+        status_code, message = refusal(exc)
         if status_code == 403:
             raise Forbidden(message) from exc
         return await _campaign_view(

@@ -1,33 +1,36 @@
-"""Merchant page: its own products with stock (set a location's quantity), its orders to ship and its
-shipping rule (which logistics partner ships its orders), through `serving.routers.catalog` and
-`serving.routers.logistics` (which apply the ownership check) and `commerce.services.merchant_orders`."""
+"""Merchant page: its own products with stock (set a location's quantity), a new product's listing, its
+orders to ship and its shipping rule (which logistics partner ships its orders), through
+`serving.routers.catalog` and `serving.routers.logistics` (which apply the ownership check) and
+`commerce.services.merchant_orders`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 
+from commerce.errors import DomainError
 from commerce.services import logistics
+from commerce.services.catalog import leaf_categories
 from commerce.services.merchant_orders import orders_to_ship
-from serving.console.auth import MerchantOnly
-from serving.console.web import attempt, redirect, render
+from commerce.services.merchants import get_merchant
+from serving.console.auth import Forbidden, MerchantOnly, merchant_of
+from serving.console.web import attempt, redirect, refusal, render
 from serving.deps import SessionDep, StateDep, ensure_merchant
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
 from serving.routers.common import PageOffset
-from serving.schemas.catalog import StockSet
+from serving.schemas.catalog import ProductCreate, StockSet
 from serving.schemas.logistics import ShippingRuleIn
 
 router = APIRouter(prefix="/shop")
 
 
-def _merchant_id(principal, requested: str | None) -> str | None:
-    """A merchant key sees its own shop; an admin picks one with ?merchant=."""
-    return principal.merchant_id or requested
-
-
 PAGE = 25
+STOCK_ROWS = 3  # initial stock locations on the new-product form; more through "Set stock" afterwards
+#: The new-product form's fields: the API's ProductCreate without the admin-only terms (self-operated,
+#: cost price; serving.field_access), which the console does not offer.
+PRODUCT_FIELDS = ("title", "sku", "category_id", "brand", "origin_country", "price", "fulfillment")
 
 
 @router.get("")
@@ -38,7 +41,7 @@ async def shop(
     merchant: str | None = None,
     offset: PageOffset = 0,
 ):
-    merchant_id = _merchant_id(principal, merchant)
+    merchant_id = merchant_of(session, principal, merchant)
     if merchant_id is None:
         return await render(request, "shop.html", title="Shop", merchant_id=None)
     return await _shop_page(request, session, principal, merchant_id, offset)
@@ -57,7 +60,9 @@ async def _shop_page(
         request, "shop.html", status_code=status_code, title="My shop", merchant_id=merchant_id,
         products=products, orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
         rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
-        partners=logistics.list_partners(session), **extra,
+        partners=logistics.list_partners(session), categories=leaf_categories(session),
+        brands=sorted(b.brand for b in get_merchant(session, merchant_id).brands),
+        warehouses=logistics.list_warehouses(session), stock_rows=range(STOCK_ROWS), **extra,
     )  # fmt: skip
 
 
@@ -71,7 +76,9 @@ async def set_shipping_rule(
     max_days: Annotated[str, Form(max_length=8)] = "",
 ):
     """Ship with the chosen partner, or (no partner chosen) the cheapest arriving within `max_days`."""
-    merchant_id = principal.merchant_id or merchant_id
+    merchant_id = merchant_of(session, principal, merchant_id)
+    if merchant_id is None:
+        return redirect("/console/shop")
     ensure_merchant(principal, merchant_id)
 
     def run():
@@ -108,4 +115,42 @@ async def set_stock(
     if error:
         return await render(request, "error.html", status_code=422, title="Stock not changed", message=error)
     suffix = "" if principal.merchant_id else f"?merchant={product.merchant_id}"
+    return redirect(f"/console/shop{suffix}")
+
+
+def _stock_of(form) -> dict[str, str]:
+    """The filled stock rows of the new-product form, location -> units (validated by ProductCreate)."""
+    rows = ((form.get(f"location_{i}") or "", form.get(f"units_{i}") or "0") for i in range(STOCK_ROWS))
+    return {location.strip(): units for location, units in rows if location.strip()}
+
+
+@router.post("/products")
+async def new_product(
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    principal: MerchantOnly,
+    background: BackgroundTasks,
+):
+    """List a new product through the API's `POST /v1/merchants/{id}/products` (ownership, validation and
+    the merchant's standing are its checks); a refusal shows the form again with the reason and the input."""
+    form = await request.form()
+    merchant_id = merchant_of(session, principal, form.get("merchant_id"))
+    if merchant_id is None:
+        return redirect("/console/shop")
+    fields = {name: (form.get(name) or "").strip() for name in PRODUCT_FIELDS}
+    try:
+        body = ProductCreate(**fields, stock=_stock_of(form))
+        catalog_api.publish_product(merchant_id, body, session, state, principal, request, background)
+    except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        session.rollback()
+        status_code, message = refusal(exc)
+        if status_code == 403:
+            raise Forbidden(message) from exc
+        typed = {**fields, **{k: form.get(k) or "" for k in form if k.startswith(("location_", "units_"))}}
+        return await _shop_page(
+            request, session, principal, merchant_id, status_code=status_code, product_error=message,
+            product_form=typed,
+        )  # fmt: skip
+    suffix = "" if principal.merchant_id else f"?merchant={merchant_id}"
     return redirect(f"/console/shop{suffix}")

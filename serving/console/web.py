@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from commerce.errors import DomainError
 from serving.console.auth import CSRF_FIELD, CSRF_HEADER, ConsoleSession, console_session
+from serving.errors import status_for
 
 HERE = Path(__file__).parent
 HTMX = "vendor/htmx-2.0.11.min.js"
@@ -107,6 +108,15 @@ def message_of(exc: Exception) -> str:
     if isinstance(exc, SchemaError):
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
     return str(exc)
+
+
+def refusal(exc: Exception) -> tuple[int, str]:
+    """A refused action as (HTTP status, message): 403 / 404 from the router, the domain's own status."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code, str(exc.detail)
+    if isinstance(exc, DomainError):
+        return status_for(exc), exc.message
+    return 422, message_of(exc)
 
 
 def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, str | None]:

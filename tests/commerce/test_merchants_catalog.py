@@ -82,7 +82,7 @@ BAD_INPUTS = [
     (lambda s: catalog.create_product(s, _product(merchant_id="ghost")), NotFound, "merchant_not_found"),
     (lambda s: catalog.create_product(s, _product(brand="Acme")), ValidationError, "brand_not_authorized"),
     (
-        lambda s: catalog.create_product(s, _product(category_id="beauty")),
+        lambda s: catalog.create_product(s, _product("m_ok", brand="Acme", category_id="beauty")),
         ValidationError,
         "category_not_leaf",
     ),
@@ -154,3 +154,12 @@ def test_stock_cannot_drop_below_reserved_units(market):
         assert catalog.category_subtree(s, "beauty") == {"beauty", "cosmetics"}
         page = catalog.list_products(s, category_id="beauty", limit=5)
         assert [p.product_id for p in page.items] == ["p_cream"]
+
+
+def test_leaf_categories_are_those_create_product_accepts(market):
+    """The console's new-product form offers these; a category with children is refused by create_product."""
+    with transaction(market) as s:
+        leaves = [c.category_id for c in catalog.leaf_categories(s)]
+        assert "root" not in leaves and "beauty" not in leaves and {"cosmetics", "food"} <= set(leaves)
+        with pytest.raises(ValidationError, match="leaf categories"):
+            catalog.create_product(s, _product("m_ok", brand="Acme", category_id="beauty"))

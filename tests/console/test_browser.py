@@ -225,7 +225,7 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
 
     console.fill(region="Atlantis")  # htmx swaps the refusal (422) in: it was dropped, the page unchanged
     console.by_id("plan-button").click()
-    console.wait(lambda d: "no shoppers in the database match region='Atlantis'" in d.page_source)
+    console.wait(lambda d: "There are no shoppers in region 'Atlantis'" in d.page_source)
     console.check("campaign-plan-refused")
     console.fill(region="", budget="250")
     console.tab_to("el.id === 'plan-button'")  # htmx swaps the plan in without a page load

@@ -167,7 +167,7 @@ def test_plan_from_database_refuses_what_it_cannot_price(factory):
         cmp.create_campaign(
             s, cmp.CampaignInput("Bare", "site", "10", START, START + DAY, "0.1", campaign_id="CMP-0")
         )
-    with pytest.raises(ValueError, match="no coupons"):
+    with pytest.raises(ValueError, match="no coupon to offer"):
         plan_and_store(factory, "CMP-0", model=_effect_model())
     with transaction(factory) as s:
         cmp.set_audience(s, "CMP-P", [("S00", "A10"), ("S01", "control")])
