@@ -82,6 +82,14 @@ def _cursive_letter(ch: str) -> bool:
     return unicodedata.category(ch) in ("Lo", "Lm") and any(lo <= cp <= hi for lo, hi in _CURSIVE)
 
 
+def _base_before(text: str, i: int) -> str:
+    """The letter before `text[i]`, past its vowel marks."""
+    j = i - 1
+    while j > 0 and unicodedata.category(text[j]) in ("Mn", "Me"):
+        j -= 1
+    return text[j]
+
+
 def _zwnj_shows(text: str, i: int) -> bool:
     """Whether the ZWNJ at `text[i]` changes what is shown: it parts two cursive letters that would
     join (the first, past its vowel marks, joins on to the next: not alef, dal, reh, waw... nor hamza;
@@ -92,10 +100,7 @@ def _zwnj_shows(text: str, i: int) -> bool:
         unicodedata.combining(after) == _VIRAMA and _joining_script(before)
     ):
         return True
-    j = i - 1
-    while j > 0 and unicodedata.category(text[j]) in ("Mn", "Me"):
-        j -= 1
-    base = text[j]
+    base = _base_before(text, i)
     return (
         _cursive_letter(base)
         and _cursive_letter(after)
@@ -103,6 +108,22 @@ def _zwnj_shows(text: str, i: int) -> bool:
         and base not in _NON_JOINING
         and after not in _NON_JOINING
     )
+
+
+def _drop_silent_zwnj(text: str) -> str:
+    """`text` without the ZWNJs that sit between two cursive letters yet part nothing (after alef, dal,
+    reh, waw..., before hamza): Persian writers put one before every `ها` by habit (`دیوار‌ها`), and
+    it shows nothing there, so it is dropped rather than refused, and the two spellings are one."""
+    drop = {
+        i
+        for i, ch in enumerate(text)
+        if ch == "\u200c"
+        and 0 < i < len(text) - 1
+        and _cursive_letter(_base_before(text, i))
+        and _cursive_letter(text[i + 1])
+        and not _zwnj_shows(text, i)
+    }
+    return "".join(ch for i, ch in enumerate(text) if i not in drop) if drop else text
 
 
 def _hides(text: str) -> bool:
@@ -157,7 +178,9 @@ def country_code(value: str, field: str = "country") -> str:
 
 
 def visible_text(text: str, field: str) -> str:
-    """`text`, refused (422) if it holds an invisible or direction-changing character (`_hides`)."""
+    """`text` as stored, refused (422) if it holds an invisible or direction-changing character
+    (`_hides`); a ZWNJ that parts no letters of a cursive word is dropped (`_drop_silent_zwnj`)."""
+    text = _drop_silent_zwnj(text)
     if _hides(text):
         raise ValidationError(
             f"{field} holds an invisible or direction-changing character", code="invisible_character"

@@ -97,7 +97,7 @@ def _terms(session: Session, data: CouponInput) -> dict:
     """The validated column values of `data` (create and edit share this one rule set)."""
     if nulls := [f for f in REQUIRED_TERMS if getattr(data, f) is None]:  # an edit sending `null`
         raise ValidationError(f"{', '.join(nulls)} cannot be null", code="invalid_coupon")
-    visible_text(data.name or "", "name")  # shoppers see it in the storefront's coupon list
+    name = visible_text(data.name or "", "name")  # shoppers see it in the storefront's coupon list
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
     if isinstance(data.value, float):
@@ -148,7 +148,7 @@ def _terms(session: Session, data: CouponInput) -> dict:
     elif data.issuer != "platform" or data.merchant_id is not None:
         raise ValidationError("issuer is 'platform' (no merchant_id) or 'store'", code="invalid_coupon")
     return dict(
-        name=data.name,
+        name=name,
         issuer=data.issuer,
         merchant_id=data.merchant_id,
         campaign_id=data.campaign_id,

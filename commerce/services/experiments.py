@@ -45,7 +45,7 @@ def _variants(variants: Mapping[str, float] | Sequence[tuple]) -> list[tuple[str
         name, weight, config = (*item, None) if len(item) == 2 else item
         if not name or len(name) > 64:
             raise ValidationError(f"variant name {name!r} must be 1-64 characters")
-        visible_text(str(name), "variant name")  # `a` and `a` + U+200B were two look-alike variants
+        name = visible_text(str(name), "variant name")  # `a`, `a` + U+200B were two look-alike variants
         try:
             weight = float(weight)
         except (TypeError, ValueError):
@@ -105,7 +105,7 @@ def create_experiment(
         raise ValidationError("group-sequential inference needs the planned units per variant")
     if not name or len(name) > 100:
         raise ValidationError("experiment name must be 1-100 characters")
-    visible_text(name, "experiment name")
+    name = visible_text(name, "experiment name")
     if not 0 < traffic <= 1:
         raise ValidationError(f"traffic must be in (0, 1], got {traffic}")
     if planned_units_per_variant is not None and planned_units_per_variant < 1:

@@ -3,7 +3,8 @@ the round-4 rule refused ZWNJ / ZWJ everywhere, so a Persian shop name, a Devana
 family emoji was a 422 `invisible_character`. Session 7 then kept a ZWNJ between any two letters of
 non-Latin scripts, where most show nothing (after an Arabic alef, dal, reh or waw, which never join
 on; between Chinese characters): it is kept only where it parts two letters that would join, or
-beside a virama."""
+beside a virama. Between two cursive letters where it parts nothing (Persian writers put one before
+every `ها`), it is dropped rather than refused, so the two spellings are one name."""
 
 from __future__ import annotations
 
@@ -29,19 +30,23 @@ ALLOWED = {
     + "\U000e007f fans",
 }
 
+DROPPED = {
+    "ZWNJ after alef (joins nothing after it)": ("ا\u200cب", "اب"),
+    "ZWNJ between alef and dal": ("ا\u200cد", "اد"),
+    "ZWNJ after reh (persian plural)": ("دیوار\u200cها", "دیوارها"),
+    "ZWNJ after waw": ("و\u200cب", "وب"),
+    "ZWNJ after a vowel mark on dal": ("دَ\u200cب", "دَب"),
+    "ZWNJ before hamza": ("ب\u200cء", "بء"),
+    "ZWNJ after syriac alaph": ("ܐ\u200cܒ", "ܐܒ"),
+    "one silent, one parting": ("کار\u200cها می\u200cخواهم", "کارها می\u200cخواهم"),
+}
+
 REFUSED = {
     "zero-width space": "home\u200bpage",
     "ZWNJ between Latin letters": "home\u200cpage",
     "ZWJ between Latin letters": "home\u200dpage",
     "ZWJ between Cyrillic letters": "мир\u200dмир",
     "ZWNJ at the end": "می\u200c",
-    "ZWNJ after alef (joins nothing after it)": "ا\u200cب",
-    "ZWNJ between alef and dal": "ا\u200cد",
-    "ZWNJ after reh": "ر\u200cب",
-    "ZWNJ after waw": "و\u200cب",
-    "ZWNJ after a vowel mark on dal": "دَ\u200cب",
-    "ZWNJ before hamza": "ب\u200cء",
-    "ZWNJ after syriac alaph": "ܐ\u200cܒ",
     "ZWNJ between Chinese characters": "中\u200c文",
     "ZWNJ between Thai letters": "ก\u200cข",
     "ZWNJ between Devanagari consonants (no virama)": "क\u200cष",
@@ -72,3 +77,9 @@ def test_characters_that_hide_text_are_refused(text):
     with pytest.raises(ValidationError) as refused:
         visible_text(text, "name")
     assert refused.value.code == "invisible_character"
+
+
+@pytest.mark.parametrize(("text", "stored"), DROPPED.values(), ids=DROPPED.keys())
+def test_a_zwnj_that_parts_nothing_in_a_cursive_word_is_dropped(text, stored):
+    assert visible_text(text, "name") == stored
+    assert required_text(f" {text} ", "name", 200) == stored
