@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bench import write_result
+from bench.realistic import write_messy_csv
 
 RECOMMENDER_MODELS = ("popularity", "personal-topfreq", "gp-topfreq", "tifuknn", "als", "ranker")
 BASKET_MODELS = ("popularity", "personal-topfreq", "gp-topfreq", "tifuknn", "ranker")
@@ -63,13 +64,7 @@ def grocery_csv(path: Path, n_shoppers: int, n_items: int = 4000, seed: int = 0)
                 rows.append(
                     (f"C{s:06d}", f"SKU-{item:05d}", f"T{s:06d}-{b:02d}", stamp.strftime("%d/%m/%Y %H:%M"))
                 )
-    frame = pd.DataFrame(rows, columns=["customer", "sku", "transaction", "time"])
-    frame["qty"] = rng.integers(1, 4, len(frame))
-    messy = frame.sample(frac=0.01, random_state=seed)  # duplicate rows
-    frame = pd.concat([frame, messy]).sample(frac=1.0, random_state=seed + 1)
-    frame.loc[frame.sample(frac=0.005, random_state=seed + 2).index, "sku"] = None  # missing values
-    frame.to_csv(path, index=False)
-    return path
+    return write_messy_csv(rows, path, rng, seed)
 
 
 def ratios(rows: list[dict], metric: str) -> dict[str, float]:

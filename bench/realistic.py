@@ -24,6 +24,18 @@ import pandas as pd
 DAY = 86_400.0
 
 
+def write_messy_csv(rows: list[tuple], path: Path, rng: np.random.Generator, seed: int) -> Path:
+    """Basket rows (customer, sku, transaction, time) as a real export looks: a quantity column, 1% of
+    rows duplicated, shuffled, 0.5% of SKUs missing."""
+    frame = pd.DataFrame(rows, columns=["customer", "sku", "transaction", "time"])
+    frame["qty"] = rng.integers(1, 4, len(frame))
+    messy = frame.sample(frac=0.01, random_state=seed)  # duplicate rows
+    frame = pd.concat([frame, messy]).sample(frac=1.0, random_state=seed + 1)
+    frame.loc[frame.sample(frac=0.005, random_state=seed + 2).index, "sku"] = None  # missing values
+    frame.to_csv(path, index=False)
+    return path
+
+
 def hard_grocery_csv(
     path: Path, n_shoppers: int, n_items: int = 20_000, days: int = 365, seed: int = 0
 ) -> Path:
@@ -78,13 +90,7 @@ def hard_grocery_csv(
                 staples[rng.integers(0, len(staples))] = popular(day, 1)[0]
             stamp = (pd.Timestamp("2025-01-01") + pd.Timedelta(days=int(day))).strftime("%d/%m/%Y")
             rows.extend((f"C{s:06d}", f"SKU-{item:05d}", f"T{s:06d}-{b:03d}", stamp) for item in items)
-    frame = pd.DataFrame(rows, columns=["customer", "sku", "transaction", "time"])
-    frame["qty"] = rng.integers(1, 4, len(frame))
-    messy = frame.sample(frac=0.01, random_state=seed)  # duplicate rows
-    frame = pd.concat([frame, messy]).sample(frac=1.0, random_state=seed + 1)
-    frame.loc[frame.sample(frac=0.005, random_state=seed + 2).index, "sku"] = None  # missing values
-    frame.to_csv(path, index=False)
-    return path
+    return write_messy_csv(rows, path, rng, seed)
 
 
 HARD_SHAPE = dict(
