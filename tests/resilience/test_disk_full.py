@@ -30,15 +30,19 @@ def full_disk(engine) -> object:
     return full
 
 
-def test_a_full_disk_refuses_writes_and_is_logged_once_while_new_keys_are_read(
-    database_url, tmp_path, open_client, caplog
-):
+def _marketplace(database_url, tmp_path, open_client):
+    """A seeded SQLite marketplace with a key per buyer, served; skips on PostgreSQL."""
     if not database_url.startswith("sqlite"):
         pytest.skip("a full disk is simulated with SQLite's max_page_count")
     factory = seeded_factory(database_url, buyers=BUYERS, stock=1000)
     keys = make_keys(factory, buyers=BUYERS)
-    client = open_client(fault_settings(tmp_path), factory)
-    engine = factory.kw["bind"]
+    return factory, keys, open_client(fault_settings(tmp_path), factory), factory.kw["bind"]
+
+
+def test_a_full_disk_refuses_writes_and_is_logged_once_while_new_keys_are_read(
+    database_url, tmp_path, open_client, caplog
+):
+    factory, keys, client, engine = _marketplace(database_url, tmp_path, open_client)
     full = full_disk(engine)
     statuses = []
     for i in range(BUYERS):  # each buyer's key is new to the cache: a read that succeeds
@@ -63,12 +67,7 @@ def test_a_full_disk_refuses_writes_and_is_logged_once_while_new_keys_are_read(
 def test_neither_a_get_nor_the_readiness_probe_ends_a_full_disk_outage(
     database_url, tmp_path, open_client, caplog
 ):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("a full disk is simulated with SQLite's max_page_count")
-    factory = seeded_factory(database_url, buyers=BUYERS, stock=1000)
-    keys = make_keys(factory, buyers=BUYERS)
-    client = open_client(fault_settings(tmp_path), factory)
-    engine = factory.kw["bind"]
+    factory, keys, client, engine = _marketplace(database_url, tmp_path, open_client)
     health = client.app.state.serving.db_health
     order = {"lines": [{"product_id": "p01", "quantity": 1}]}
     buyers = iter(range(BUYERS))
