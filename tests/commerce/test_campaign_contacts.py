@@ -30,6 +30,16 @@ def _draft(session, cid, start, end, audience, share="0"):
     )
 
 
+def _completed_before_its_window(market):
+    """Campaign A (coupon A-5 granted to s0) launched at NOW for days 10-17 and completed on day 1,
+    before its coupon ever started."""
+    with transaction(market) as s:
+        _draft(s, "A", NOW + 10 * DAY, NOW + 17 * DAY, [("s0", "t")])
+        cmp.schedule_campaign(s, "A", at=NOW)
+        cmp.start_campaign(s, "A", at=NOW)
+        cmp.complete_campaign(s, "A", at=NOW + DAY)
+
+
 def test_scheduling_refuses_a_shopper_a_second_live_coupon(market):
     """A treats s0 (s1 its holdout). B overlaps A and treats s0: refused, and stays a draft. C overlaps
     A but treats only s2 and A's holdout s1 (who holds no coupon): scheduled. D starts as A ends."""

@@ -19,7 +19,7 @@ from commerce.services import campaigns as cmp
 from commerce.services.checkout import CartLine, checkout
 from commerce.services.coupons import eligible_coupons, redeem
 from tests.commerce.conftest import NOW
-from tests.commerce.test_campaign_contacts import _draft
+from tests.commerce.test_campaign_contacts import _completed_before_its_window, _draft
 
 DAY = timedelta(days=1)
 
@@ -343,11 +343,7 @@ def test_a_coupon_left_the_empty_window_is_refused_for_being_in_use_not_for_its_
     from commerce.errors import InvalidState
     from commerce.services.coupons import update_coupon
 
-    with transaction(market) as s:
-        _draft(s, "A", NOW + 10 * DAY, NOW + 17 * DAY, [("s0", "t")])
-        cmp.schedule_campaign(s, "A", at=NOW)
-        cmp.start_campaign(s, "A", at=NOW)
-        cmp.complete_campaign(s, "A", at=NOW + DAY)
+    _completed_before_its_window(market)
     with pytest.raises(InvalidState) as err, transaction(market) as s:
         update_coupon(s, "A-5", min_spend=10)
     assert err.value.code == "coupon_in_use"

@@ -24,7 +24,7 @@ from commerce.services.coupons import (
     redeem,
 )
 from tests.commerce.conftest import NOW
-from tests.commerce.test_campaign_contacts import _draft
+from tests.commerce.test_campaign_contacts import _completed_before_its_window, _draft
 
 DAY = timedelta(days=1)
 
@@ -79,11 +79,7 @@ def test_a_campaign_launched_early_grants_ahead_of_its_window_redeemed_only_in_i
 
 @pytest.mark.parametrize("at", [NOW + 2 * DAY, NOW + 12 * DAY], ids=["before-its-window", "in-its-window"])
 def test_a_completed_campaigns_coupon_that_never_started_is_not_granted(market, at):
-    with transaction(market) as s:
-        _draft(s, "A", NOW + 10 * DAY, NOW + 17 * DAY, [("s0", "t")])
-        cmp.schedule_campaign(s, "A", at=NOW)
-        cmp.start_campaign(s, "A", at=NOW)
-        cmp.complete_campaign(s, "A", at=NOW + DAY)
+    _completed_before_its_window(market)
     with pytest.raises(InvalidState) as err, transaction(market) as s:
         grant_coupon(s, "A-5", ["s2"], at=at)
     assert err.value.code == "campaign_not_running"
