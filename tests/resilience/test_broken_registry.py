@@ -19,7 +19,8 @@ from crosscart.cli import app as cli
 from crosscart.settings import get_settings
 from models.recommenders import make_recommender
 from serving.model_store import MlflowModelSource, ModelStore
-from tests.resilience.conftest import fault_settings, seeded_factory
+from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
+from tests.serving.conftest import auth
 from tests.training.conftest import planted_events
 from training.pyfunc import log_recommender
 from training.registry import register_and_maybe_promote
@@ -125,3 +126,29 @@ def test_doctor_fails_a_champion_whose_artifact_is_gone(registry, monkeypatch, t
     store = ModelStore(MlflowModelSource(uri, "recs", "champion"), "recs")  # and serving falls back
     assert store.refresh() and store.current.recommender is None
     assert store.broken == ("1", "failed to load: ModelUnavailable")
+
+
+def test_registry_routes_answer_503_for_a_spoiled_file(registry, tmp_path, open_client):
+    """`/v1/models` and promotions on a registry file overwritten were 500s (with the registry's SQL in
+    the log), and on a missing one an empty list ("nothing registered") from a registry they created."""
+    uri, path = registry
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    client = open_client(fault_settings(tmp_path, mlflow_uri=uri, model_name="recs"), factory)
+    admin = auth(keys["admin"])
+    promote = "/v1/models/recs/aliases/champion"
+    listed = {m["name"]: m["versions"] for m in client.get("/v1/models", headers=admin).json()}
+    assert [v["version"] for v in listed["recs"]] == ["1"]
+    for spoil in (
+        lambda: path.write_bytes(b"\0" * 4096),
+        path.unlink,
+    ):
+        spoil()
+        for r in (  # the promotion first: it empties the routes' registry cache
+            client.put(promote, json={"version": "1"}, headers=admin),
+            client.get("/v1/models", headers=admin),
+        ):
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "unavailable" and r.headers["retry-after"] == "5"
+            assert str(path) not in r.text
+    assert not path.exists()
