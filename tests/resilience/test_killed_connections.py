@@ -102,3 +102,26 @@ def test_a_connection_killed_mid_request_is_a_503_that_changed_nothing(killable)
     assert _serves(client, keys, "b2") == [200, 200, 201]  # the next requests succeed
     ready = client.get("/ready").json()  # unavailable from the 503 until a probe or a request succeeds
     assert ready["ready"] is True and ready["database"] == "up"
+
+
+def test_a_slow_index_build_does_not_outlast_the_idle_transaction_timeout(
+    database_url, tmp_path, open_client
+):
+    """The search refresh wrote the index inside its read transaction and read again after: a build
+    longer than PostgreSQL's idle-in-transaction timeout (the API's statement timeout; seen at start on
+    a loaded host) ended the connection and the refresh failed with the vocabulary and ads not loaded."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("idle_in_transaction_session_timeout is PostgreSQL's")
+    factory = seeded_factory(database_url, statement_timeout=1)
+    service = open_client(fault_settings(tmp_path), factory).app.state.search
+    upsert = service.index.upsert
+
+    def slow_upsert(docs):
+        time.sleep(1.5)  # a large catalog's first build on a loaded host
+        return upsert(docs)
+
+    service.index.upsert, service.index.fingerprints = slow_upsert, dict  # every document rewritten
+    parser = service.parser
+    service.refresh()  # raised InternalError (IdleInTransactionSessionTimeout) at its next query
+    assert service.parser is not parser and service.parser.vocabulary.latin_terms  # rebuilt
+    factory.kw["bind"].dispose()
