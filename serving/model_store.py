@@ -168,22 +168,14 @@ class MlflowModelSource:
     ):
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self._loader = loader
-        self._client = None
-
-    def _get_client(self):
-        if self._client is None:
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-        return self._client
 
     def for_alias(self, alias: str) -> MlflowModelSource:
         return MlflowModelSource(self.tracking_uri, self.name, alias, self._loader)
 
     def champion(self) -> str | None:
-        from training.registry import champion_version
+        from training.registry import champion_version, registry_client
 
-        found = champion_version(self._get_client(), self.name, self.alias)
+        found = champion_version(registry_client(self.tracking_uri), self.name, self.alias)
         return None if found is None else str(found.version)
 
     def load(self, version: str) -> Any:
@@ -216,6 +208,7 @@ class ModelStore:
         self.on_change: Callable[[ModelSnapshot], object] | None = None  # e.g. the model-version metric
         self._current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
         self.broken: tuple[str, str] | None = None  # (version, why) the alias points at but cannot load
+        self.registry_error: str | None = None  # why the last alias check failed (None: it succeeded)
         self.swaps = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -247,11 +240,14 @@ class ModelStore:
             return self._set_fallback("no model registry configured")
         try:
             version = self.source.champion()
-        except Exception as exc:  # registry unreachable: keep whatever we serve now
+        except Exception as exc:  # registry unreachable or unreadable: keep whatever we serve now
             log.warning("model registry check failed: %s", exc)
+            # a registry file missing or corrupt says which (its path only in the log); else the type
+            self.registry_error = f"registry unavailable: {getattr(exc, 'problem', type(exc).__name__)}"
             if self.current.recommender is None:
-                return self._set_fallback(f"registry unavailable: {type(exc).__name__}")
+                return self._set_fallback(self.registry_error)
             return False
+        self.registry_error = None
         if version is None:
             return self._set_fallback(f"no model registered as {self.name}")
         if version == self.current.version or (self.broken is not None and version == self.broken[0]):

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.ads import AdClick, AdImpression
 from commerce.db import read_only, transaction
-from commerce.search.documents import load_documents, rebuild, refresh_products
-from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict
+from commerce.search.documents import load_documents, refresh_products
+from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict, sync
 from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
@@ -232,15 +232,19 @@ class SearchService:
     def refresh(self, now: datetime | None = None) -> None:
         """Reconcile the index with the database, rebuild the query vocabulary, reload live ads."""
         now = now or datetime.now(UTC)
-        with read_only(self.session_factory) as session:  # the index is written through its own engine
-            changed = rebuild(self.index, session)
-            if changed["written"] or changed["removed"]:
-                self.clear_cache()
-            if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
-                docs = list(load_documents(session))
-                self.parser = QueryParser(Vocabulary.from_documents(docs))
-                self._brand_of = {d.product_id: d.brand for d in docs}
-            self.ads_snapshot = AdsSnapshot.load(session, now)
+        with read_only(self.session_factory) as session:
+            docs = list(load_documents(session))
+            ads = AdsSnapshot.load(session, now)
+        # The index is written (through its own engine) once the read transaction has ended: a first
+        # build of a large catalog, in it, outlasted PostgreSQL's idle-in-transaction timeout (the API's
+        # statement timeout), which ended the connection and failed the refresh at its next query.
+        changed = sync(self.index, docs)
+        if changed["written"] or changed["removed"]:
+            self.clear_cache()
+        if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
+            self.parser = QueryParser(Vocabulary.from_documents(docs))
+            self._brand_of = {d.product_id: d.brand for d in docs}
+        self.ads_snapshot = ads
         self._local_spend = {}
 
     def refresh_ads(self, now: datetime | None = None) -> None:

@@ -29,7 +29,8 @@ def test_a_fresh_deployment_is_told_what_to_fix(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert checks["database"]["status"] == "fail" and "crosscart db upgrade" in checks["database"]["fix"]
     assert checks["identity key"]["status"] == "fail"
-    assert checks["recommender"]["status"] == "fail" and checks["uplift model"]["status"] == "warn"
+    assert checks["mlflow"]["status"] == "fail" and "missing" in checks["mlflow"]["detail"]
+    assert "train a model" in checks["mlflow"]["fix"] and not (tmp_path / "m.db").exists()  # not created
     assert checks["redis"]["status"] == "warn" and checks["data dir"]["status"] == "ok"
 
 

@@ -57,6 +57,53 @@ class ModelUnavailable(RuntimeError):
     """No servable model: the registry, the version or its artifact is missing, unreachable or corrupt."""
 
 
+class RegistryUnreadable(ModelUnavailable):
+    """The registry's SQLite database file is missing, empty or not a database. `problem` says which
+    without the path (for /ready); the message adds the path (logs, `crosscart doctor`)."""
+
+    def __init__(self, problem: str, path: Path) -> None:
+        super().__init__(f"{problem}: {path}")
+        self.problem = problem
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_registry_path(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI; None for any other store (a server, in memory)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def registry_client(tracking_uri: str) -> MlflowClient:
+    """A client of an existing registry, for its readers (serving, `crosscart doctor`, batch scoring).
+
+    MLflow creates a SQLite registry whose file is missing, and fills an empty one: a lost, mistyped or
+    emptied `mlflow.db` became a fresh empty registry (dozens of migrations of CPU), read as "no model
+    registered", and `crosscart doctor` created it while checking. A file that is not SQLite failed later
+    with a bare `DatabaseError`. Raises RegistryUnreadable instead, on every call (a stat and 16 bytes),
+    so a file removed or overwritten under a running reader is noticed at its next poll."""
+    from mlflow import MlflowClient
+
+    path = sqlite_registry_path(tracking_uri)
+    if path is not None:
+        try:
+            with path.open("rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            raise RegistryUnreadable("the registry database file is missing", path) from None
+        except OSError as exc:
+            problem = f"the registry database file cannot be read ({exc.strerror})"
+            raise RegistryUnreadable(problem, path) from exc
+        if not header:
+            raise RegistryUnreadable("the registry database file is empty", path)
+        if header != SQLITE_HEADER:
+            raise RegistryUnreadable("the registry database file is not a SQLite database (corrupt?)", path)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
 @dataclass(frozen=True)
 class Promotion:
     """What `register_and_maybe_promote` did, and why."""
@@ -228,16 +275,47 @@ def load_artifact(
         raise ModelUnavailable(f"cannot load {name} version {version}: {type(exc).__name__}: {exc}") from exc
 
 
+def artifact_problem(tracking_uri: str, name: str, version: str | int, key: str = ARTIFACT_KEY) -> str | None:
+    """Why version `version` of `name` could not be loaded for want of its `key` artifact file (the
+    files removed from the artifact store, a version logged half-way), or None when the file is there.
+    Reads the version's small MLmodel file and lists the artifact's folder: no model is downloaded, so
+    `crosscart doctor` can ask it of the champion (which said "ok" while serving fell back)."""
+    import mlflow
+    from mlflow.models import Model
+
+    try:
+        source = registry_client(tracking_uri).get_model_version_download_uri(name, str(version))
+        with tempfile.TemporaryDirectory(prefix="crosscart-doctor-") as tmp:
+            try:
+                mlmodel = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{source}/MLmodel", dst_path=tmp, tracking_uri=tracking_uri
+                )
+            except Exception as exc:
+                return f"its MLmodel file cannot be read ({type(exc).__name__}) under {source}"
+            flavor = Model.load(mlmodel).flavors.get("python_function", {})
+        entry = (flavor.get("artifacts") or {}).get(key)
+        if not entry:
+            return f"it has no {key!r} artifact"
+        folder, _, file = entry["path"].rpartition("/")
+        listed = mlflow.artifacts.list_artifacts(
+            artifact_uri=f"{source}/{folder}" if folder else source, tracking_uri=tracking_uri
+        )
+        if not any(info.path.rpartition("/")[2] == file and (info.file_size or 0) > 0 for info in listed):
+            return f"its artifact file {entry['path']} is missing or empty under {source}"
+    except Exception as exc:  # the registry or the artifact store could not be read
+        return f"its artifacts cannot be listed: {type(exc).__name__}: {exc}"
+    return None
+
+
 def _download_and_load(
     tracking_uri: str, name: str, version: str, key: str, load: Callable[[Path], T], dst: Path
 ) -> T:
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.models import Model
 
     # resolve the version through a client bound to this registry: a `models:/` URI would be resolved
     # against the process-wide registry URI, which a serving process never sets
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
     source = client.get_model_version_download_uri(name, version)
     local = Path(
         mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri)

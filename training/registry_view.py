@@ -20,12 +20,14 @@ class RegistryUnavailable(Exception):
 
 def _unreachable(error: BaseException) -> bool:
     """MLflow wraps a failed HTTP call (refused, timed out, 5xx after its retries) in an MlflowException
-    raised while handling the `requests` error."""
+    raised while handling the `requests` error, and so a SQLite registry's database error (a file cut
+    short: "database disk image is malformed")."""
     import requests
+    from sqlalchemy.exc import SQLAlchemyError
 
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, (requests.RequestException, OSError)):
+        if isinstance(seen, (requests.RequestException, OSError, SQLAlchemyError)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -38,9 +40,16 @@ def _missing(error: BaseException) -> bool:
 @contextmanager
 def _reaching_registry() -> Iterator[None]:
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.registry import RegistryUnreadable
 
     try:
         yield
+    except RegistryUnreadable as exc:  # a SQLite registry file missing, empty or not a database
+        raise RegistryUnavailable(exc.problem) from exc
+    except SQLAlchemyError as exc:  # a SQLite registry cut short: a 500, its SQL in the log, before
+        raise RegistryUnavailable(f"the registry database cannot be read: {type(exc).__name__}") from exc
     except MlflowException as exc:
         if _unreachable(exc):
             raise RegistryUnavailable(str(exc).splitlines()[0]) from exc
@@ -60,9 +69,9 @@ class VersionView:
 
 
 def _client(tracking_uri: str):
-    from mlflow import MlflowClient
+    from training.registry import registry_client  # never creates a missing registry file
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return registry_client(tracking_uri)
 
 
 def model_versions(tracking_uri: str, name: str) -> list[VersionView]:
@@ -70,8 +79,8 @@ def model_versions(tracking_uri: str, name: str) -> list[VersionView]:
     when MLflow does not answer (an empty list then would read as "nothing registered")."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
     with _reaching_registry():
+        client = _client(tracking_uri)
         try:
             aliases = client.get_registered_model(name).aliases or {}
         except MlflowException as exc:
@@ -115,8 +124,8 @@ def set_alias(tracking_uri: str, name: str, version: str, alias: str = "champion
     RegistryUnavailable if MLflow does not answer."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
     with _reaching_registry():
+        client = _client(tracking_uri)
         try:
             client.get_model_version(name, version)
         except MlflowException as exc:

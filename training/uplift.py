@@ -34,6 +34,7 @@ from training.registry import (
     champion_version,
     load_artifact,
     register_and_maybe_promote,
+    registry_client,
 )
 from training.tracking import metric_key, use_tracking
 
@@ -189,9 +190,7 @@ def load_uplift_version(tracking_uri: str, name: str, version: str | int) -> Ser
 def load_uplift_model(tracking_uri: str, name: str, alias: str = "champion") -> ServedCouponUplift:
     """The uplift model registered as `name@alias`; ModelUnavailable (clear message) when there is
     none or it cannot be loaded."""
-    from mlflow import MlflowClient  # slow to import: only when a model is actually loaded
-
-    version = champion_version(MlflowClient(tracking_uri=tracking_uri), name, alias)
+    version = champion_version(registry_client(tracking_uri), name, alias)
     if version is None:
         raise ModelUnavailable(
             f"no uplift model registered as {name}@{alias}; run `crosscart train uplift --data DIR` "

@@ -55,18 +55,22 @@ def batch_score(
         raise typer.Exit(2)
     name, alias = model or settings.model_name, alias or settings.model_alias
     spec = cluster if cluster is not None else settings.dask_scheduler
-    from mlflow import MlflowClient
 
     from commerce.files import staged_directory
     from features.cluster import dask_client
     from serving.precomputed import publish_to_redis, write_meta
     from training.batch_scoring import read_scores, score_all
-    from training.registry import ModelUnavailable, champion_version, load_recommender_version
+    from training.registry import (
+        ModelUnavailable,
+        champion_version,
+        load_recommender_version,
+        registry_client,
+    )
     from training.tracking import check_tracking_uri
 
     try:
         uri = check_tracking_uri(tracking_uri or settings.resolved_mlflow_uri)
-        version = champion_version(MlflowClient(tracking_uri=uri), name, alias)
+        version = champion_version(registry_client(uri), name, alias)
         if version is None:
             raise ValueError(f"no version of {name!r} carries the alias {alias!r}: train and register one")
         recommender = load_recommender_version(uri, name, version.version)

@@ -54,32 +54,50 @@ def _database(settings) -> list[Check]:
 
 
 def _registry(settings) -> list[Check]:
-    from mlflow import MlflowClient
+    from training.registry import (
+        ARTIFACT_KEY,
+        UPLIFT_KEY,
+        RegistryUnreadable,
+        artifact_problem,
+        champion_version,
+        registry_client,
+    )
 
-    from training.registry import champion_version
-
+    uri = settings.resolved_mlflow_uri
     try:
-        client = MlflowClient(
-            tracking_uri=settings.resolved_mlflow_uri, registry_uri=settings.resolved_mlflow_uri
-        )
+        client = registry_client(uri)  # never creates a missing registry file
         client.search_experiments(max_results=1)
+    except RegistryUnreadable as exc:
+        fix = (
+            "point CROSSCART_MLFLOW_URI at the registry, restore it from its backup (with its artifacts), "
+            "or, on a new deployment, train a model (`crosscart train ...`, `crosscart demo`) to create it"
+        )
+        return [Check("mlflow", "fail", str(exc), fix)]
     except Exception as exc:
-        return [Check("mlflow", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_MLFLOW_URI")]
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        return [Check("mlflow", "fail", f"cannot be read: {type(exc).__name__}: {first_line}",
+                      "check CROSSCART_MLFLOW_URI")]  # fmt: skip
     checks = [Check("mlflow", "ok", "reachable")]
-    for what, name, required in (
-        ("recommender", settings.model_name, True),
-        ("uplift model", settings.uplift_model_name, False),
+    for what, name, key, required in (
+        ("recommender", settings.model_name, ARTIFACT_KEY, True),
+        ("uplift model", settings.uplift_model_name, UPLIFT_KEY, False),
     ):
         try:
             version = champion_version(client, name, settings.model_alias)
         except Exception:
             version = None
-        if version is not None:
-            checks.append(Check(what, "ok", f"{name}@{settings.model_alias} is version {version.version}"))
-        else:
+        if version is None:
             fix = "train and register one (`crosscart train ...`, or `crosscart demo`)"
             detail = f"no {name}@{settings.model_alias}"
             checks.append(Check(what, "fail" if required else "warn", detail, fix))
+            continue
+        label = f"{name}@{settings.model_alias} is version {version.version}"
+        problem = artifact_problem(uri, name, version.version, key)
+        if problem is None:
+            checks.append(Check(what, "ok", label))
+        else:  # serving falls back (or keeps the version it loaded before, until it restarts)
+            fix = "restore the artifact store from its backup, or train and promote a new version"
+            checks.append(Check(what, "fail" if required else "warn", f"{label}, but {problem}", fix))
     return checks
 
 

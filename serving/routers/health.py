@@ -42,7 +42,19 @@ class Readiness(BaseModel):
         description="The alias points at a version that cannot be served (the previous model or the "
         "popularity fallback answers meanwhile); null when it points at what is served."
     )
+    registry_error: str | None = Field(
+        None,
+        description="Why the last check of the model alias failed (the registry unreachable, or its "
+        "database file missing or corrupt): the loaded model, or the popularity fallback, answers "
+        "meanwhile; null when the check succeeded.",
+    )
     uplift_model_version: str | None
+    precomputed_error: str | None = Field(
+        None,
+        description="Why the last load of the `crosscart batch-score` lists failed (a part cut short or "
+        "corrupt): the batch loaded before keeps serving, or pages are scored online; null when it "
+        "succeeded or no lists are configured.",
+    )
 
 
 @router.get("/health", response_model=Health)
@@ -77,7 +89,9 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         model_version=model.version,
         fallback_reason=model.fallback_reason,
         model_alias_error=None if broken is None else f"version {broken[0]} {broken[1]}",
+        registry_error=state.models.registry_error,
         uplift_model_version=state.uplift.current.version,
+        precomputed_error=None if state.precomputed is None else state.precomputed.last_error,
     )
     if not body.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -3,6 +3,7 @@ it serves, falls back to online scoring otherwise, and says which source answere
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pandas as pd
@@ -67,7 +68,6 @@ def test_a_new_batch_is_loaded_and_an_unchanged_one_is_kept(tmp_path):
     assert len(first) == 1 and first.lookup("s9") is None
     assert list(first.lookup("s1")[0]) == LISTS["s1"]
     assert load_precomputed(directory, first) is first  # same batch: not read again
-    import os
 
     write_lists(directory, {"s1": ["p02"], "s2": ["p04", "p06"]}, n=2)
     os.utime(directory / "_precomputed.json", (first.stamp + 5, first.stamp + 5))
@@ -96,3 +96,37 @@ def test_lists_published_to_redis_are_served_by_replicas_without_the_files(
     write_lists(tmp_path / "next", {"s1": ["p02"]}, n=1)
     publish_to_redis(tmp_path / "next", url)
     assert list(load_precomputed_redis(url, first).lookup("s1")[0]) == ["p02"]
+
+
+def _spoil(directory, cut: bool) -> None:
+    """A part cut short (a copy interrupted, a full disk) or overwritten, under a meta that announces a new
+    batch (so replicas read it)."""
+    part = directory / "part-00000.parquet"
+    data = part.read_bytes()
+    part.write_bytes(data[: len(data) // 2] if cut else b"\x00" * len(data))
+    write_meta(directory, MODEL, "1", 6)
+    os.utime(directory / "_precomputed.json", (1, 1))  # a stamp of its own, whatever the clock's resolution
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["cut-short", "overwritten"])
+def test_a_corrupt_part_keeps_the_loaded_batch_and_ready_names_it(make_client, keys, settings, tmp_path, cut):
+    """Round 6 fault injection: at a reload the batch loaded before keeps serving; at start pages are
+    scored online; `/ready` says why either way (it said nothing)."""
+    directory = write_lists(tmp_path / "lists")
+    client = make_client(settings=settings.model_copy(update={"precomputed_dir": str(directory)}))
+    storefront = auth(keys["storefront"])
+    assert client.get("/ready").json()["precomputed_error"] is None
+    _spoil(directory, cut)
+    assert not client.app.state.serving.precomputed.refresh()
+    page = client.get("/v1/shoppers/s1/recommendations", params={"n": 3}, headers=storefront)
+    assert page.status_code == 200 and page.json()["model"]["source"] == "precomputed"
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and "Parquet" in ready["precomputed_error"]
+
+    started = make_client(settings=settings.model_copy(update={"precomputed_dir": str(directory)}))
+    page = started.get("/v1/shoppers/s1/recommendations", params={"n": 3}, headers=storefront)
+    assert page.status_code == 200 and page.json()["model"]["source"] == "online"
+    assert "Parquet" in started.get("/ready").json()["precomputed_error"]
+    write_lists(directory)  # the next batch-score
+    assert started.app.state.serving.precomputed.refresh()
+    assert started.get("/ready").json()["precomputed_error"] is None
