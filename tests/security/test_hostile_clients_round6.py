@@ -13,8 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from commerce.ads import AdBudgetDay
+from commerce.db import transaction
+from commerce.services import shoppers
+from commerce.services.access import create_api_key
 from serving.http import server_options
 from tests.conftest import POSTGRES_URL
 from tests.resilience.conftest import (
@@ -25,6 +29,7 @@ from tests.resilience.conftest import (
     running_server,
     seeded_factory,
 )
+from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
 from tests.serving.conftest import ScriptedSource, auth
 
 PORTS = range(18661, 18680)  # this helper's range
@@ -202,3 +207,42 @@ def test_names_carry_no_hidden_sentence_nor_stacked_marks(live):
         # Scotland's flag, Vietnamese and Tibetan stacks are still names
         for i, name in enumerate([f"Acme \U0001f3f4{_tags('gbsct')}\U000e007f", "Tiếng Việt", "བསྒྲུབས"]):
             assert apply(name, f"R6-OK-{i}").status_code == 201
+
+
+@pytest.mark.slow  # the search shop takes 20-35 s to set up on a loaded host
+def test_concurrent_clicks_stop_at_the_daily_budget(api, shop):  # noqa: F811
+    """Six shoppers click one keyword ad at once (0.30 a click, 1.00 a day): three clicks are charged,
+    the others recorded free, and the day's spend stays within its budget (held)."""
+    with transaction(shop) as s:
+        merchant = create_api_key(s, "merchant", merchant_id="M1")[1]
+        for i in range(3, 6):
+            shoppers.create_shopper(s, f"s{i}", "Zhejiang")
+        clickers = [create_api_key(s, "shopper", shopper_id=f"s{i}")[1] for i in range(6)]
+    body = {
+        "name": "cream rush",
+        "daily_budget": "1.00",
+        "product_ids": ["P1"],
+        "keywords": [{"keyword": "面霜", "match_type": "broad", "bid": "0.80"}],
+    }
+    made = api.post("/v1/merchants/M1/keyword-campaigns", json=body, headers=auth(merchant))
+    assert made.status_code == 201, made.text
+    tokens = []
+    for i, key in enumerate(clickers):
+        found = api.get(
+            "/v1/search", params={"q": "保湿面霜", "shopper_id": f"s{i}"}, headers=auth(key)
+        ).json()
+        tokens.append(found["sponsored"][0]["impression_token"])
+
+    def click(i: int) -> bool:
+        return api.post("/v1/search/clicks", json={"token": tokens[i]}, headers=auth(clickers[i])).json()[
+            "charged"
+        ]
+
+    with ThreadPoolExecutor(len(clickers)) as pool:
+        charged = list(pool.map(click, range(len(clickers))))
+    assert sorted(charged) == [False] * 3 + [True] * 3
+    with shop() as s:
+        day = s.scalars(
+            select(AdBudgetDay).where(AdBudgetDay.campaign_id == made.json()["campaign_id"])
+        ).one()
+        assert (str(day.spent), day.clicks) == ("0.90", 3)
