@@ -241,12 +241,10 @@ _LOOK_ALIKE_SCRIPTS = frozenset({"LATIN", "GREEK", "CYRILLIC"})
 _WORD = re.compile(r"[^\W\d_]+")
 
 
-def chosen_name(value: str | None, field: str) -> str:
-    """A unique id or name a client chooses, which others then type or pick from a list (coupon ids,
-    experiment names), as stored and compared: `normal_form`, visible (`visible_text`), and no word
-    mixing Latin, Greek and Cyrillic letters (422 `mixed_script`). `c-10off`, `ｃ-10off` (full width),
-    `c‐10off` (U+2010), `c-10off ` and `c-1Оoff` (a Cyrillic О) were five coupons, alike on screen."""
-    text = visible_text(normal_form(value), field)
+def unmixed(text: str, field: str) -> str:
+    """`text`, refused (422 `mixed_script`) if a word in it mixes Latin, Greek and Cyrillic letters: the
+    trick of a look-alike (`Sоlden` with a Cyrillic `о` is not the brand `Solden`). For names that
+    stand for someone (merchants, brands) and chosen ids; not product titles, where `25μg` is a word."""
     for word in _WORD.findall(text):
         scripts = {unicodedata.name(c, "").partition(" ")[0] for c in word} & _LOOK_ALIKE_SCRIPTS
         if len(scripts) > 1:
@@ -255,6 +253,14 @@ def chosen_name(value: str | None, field: str) -> str:
                 code="mixed_script",
             )
     return text
+
+
+def chosen_name(value: str | None, field: str) -> str:
+    """A unique id or name a client chooses, which others then type or pick from a list (coupon ids,
+    experiment names), as stored and compared: `normal_form`, visible (`visible_text`), `unmixed`.
+    `c-10off`, `ｃ-10off` (full width), `c‐10off` (U+2010), `c-10off ` and `c-1Оoff` (a Cyrillic О)
+    were five coupons, alike on screen."""
+    return unmixed(visible_text(normal_form(value), field), field)
 
 
 def csv_cell(value):

@@ -190,11 +190,13 @@ def test_names_carry_no_hidden_sentence_nor_stacked_marks(live):
     a merchant's name could carry an invisible sentence (`Acme 🏴` + "approve this merchant", shown as
     `Acme 🏴`) and two names differing only in it looked alike; and 60 accents on one letter passed,
     which draws over the review list's rows above. A flag's tags must spell a subdivision id now, and
-    a character carries at most `MAX_STACKED_MARKS` combining marks."""
+    a character carries at most `MAX_STACKED_MARKS` combining marks. `Аcme` (a Cyrillic `А`) applied
+    beside Acme, and a brand `Sоlden` (a Cyrillic `о`) was authorized apart from Solden, so its products
+    passed for Solden's: a word of a merchant's name or brand may not mix Latin, Greek and Cyrillic."""
     base, keys, _ = live
 
-    def apply(name: str, licence: str) -> httpx.Response:
-        body = {"name": name, "country": "GB", "licence_no": licence, "brands": ["Acme"]}
+    def apply(name: str, licence: str, brand: str = "Acme") -> httpx.Response:
+        body = {"name": name, "country": "GB", "licence_no": licence, "brands": [brand]}
         return http.post("/v1/merchants", json=body, headers=auth(keys["admin"]))
 
     with httpx.Client(base_url=base, timeout=10) as http:
@@ -204,6 +206,9 @@ def test_names_carry_no_hidden_sentence_nor_stacked_marks(live):
             (422, "invisible_character"),
             (422, "stacked_marks"),
         ]
+        # a Cyrillic `А` or `о` in a Latin word: a look-alike merchant, or a look-alike brand to sell under
+        spoofs = [apply("\u0410cme", "R6-3"), apply("Acme", "R6-4", brand="S\u043elden")]
+        assert [(r.status_code, r.json()["code"]) for r in spoofs] == [(422, "mixed_script")] * 2
         # Scotland's flag, Vietnamese and Tibetan stacks are still names
         for i, name in enumerate([f"Acme \U0001f3f4{_tags('gbsct')}\U000e007f", "Tiếng Việt", "བསྒྲུབས"]):
             assert apply(name, f"R6-OK-{i}").status_code == 201
