@@ -24,7 +24,7 @@ from serving.resilience import (
     is_read_only,
     refused_as_read_only,
 )
-from serving.security import ANONYMOUS, Principal
+from serving.security import ANONYMOUS, Principal, client_address
 from serving.state import ServingState
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,11 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
     return principal
 
 
+def request_client(request: Request) -> str:
+    """The client address an anonymous caller is counted by (`serving.security.client_address`)."""
+    return client_address(request.client.host if request.client else None)
+
+
 async def current_principal(
     request: Request,
     state: StateDep,
@@ -183,7 +188,7 @@ async def current_principal(
     known = getattr(request.state, "principal", None)
     if known is not None:  # admitted already, for its Idempotency-Key (serving.idempotency): counted once
         return known
-    client = request.client.host if request.client else ""
+    client = request_client(request)
     if credentials is None:
         principal = Principal(role=ANONYMOUS, client=client)
     else:

@@ -14,6 +14,7 @@ behind a circuit breaker that counts locally while Redis is slow or gone.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import threading
@@ -34,6 +35,23 @@ AUTH_POLL_SECONDS = 1.0  # answers stand this long while revocations cannot be p
 AUTH_RETRY_SECONDS = 5.0  # while the database is down, how often one request re-checks a stale key
 ANONYMOUS = "anonymous"
 WINDOW_SECONDS = 60  # rate limits are per minute
+IPV6_CLIENT_PREFIX = 64  # one IPv6 client: a subscriber is handed a whole /64 (RFC 6177)
+
+
+def client_address(host: str | None) -> str:
+    """The address an anonymous caller's limits count against (rate limit, failed-key throttle, ad-click
+    billing): an IPv4 address as it is, an IPv6 one as its /64. A host given a /64 picks any of its 2^64
+    addresses per request, so counting whole IPv6 addresses let it change address for every request and
+    never meet a limit. An IPv4-mapped IPv6 address is its IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        return host or ""  # not an address (a test client's name, a Unix socket): as it is
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)

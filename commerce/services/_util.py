@@ -23,8 +23,16 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # separators, and the blank fillers that are letters or marks by category.
 _INVISIBLE_OTHER = frozenset("\u034f\u115f\u1160\u3164\uffa0")
 _JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
-# A subdivision flag (England: U+1F3F4, tag letters, cancel tag) is the one use of the invisible tags.
-_FLAG_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+# A subdivision flag (England: U+1F3F4, tag letters, cancel tag) is the one use of the invisible tags: its
+# tags spell a Unicode subdivision id (UTS #51: a region, 2 letters or 3 digits, then 1-4 letters or
+# digits, lower case). Any run of tags passed before, so a "flag" could carry a hidden sentence.
+_TAG_ALNUM = "[\U000e0030-\U000e0039\U000e0061-\U000e007a]"
+_FLAG_TAGS = re.compile(
+    f"\U0001f3f4(?:[\U000e0061-\U000e007a]{{2}}|[\U000e0030-\U000e0039]{{3}}){_TAG_ALNUM}{{1,4}}\U000e007f"
+)
+# Combining marks stacked on one character: real writing puts a few (Vietnamese 2, Hebrew points and
+# accents, Tibetan stacks up to about 6); dozens draw over the lines above and below ("Zalgo" text).
+MAX_STACKED_MARKS = 8
 # Latin, Greek and Cyrillic letters below U+0600 and in these blocks: a joiner between two of them
 # changes nothing visible (at most a ligature), so it only makes a look-alike.
 _ALPHABETIC = ((0x1E00, 0x1FFF), (0x2C60, 0x2C7F), (0xA640, 0xA7FF), (0xAB30, 0xAB6F), (0xFF00, 0xFFEF))
@@ -177,13 +185,28 @@ def country_code(value: str, field: str = "country") -> str:
     return code
 
 
+def _most_stacked_marks(text: str) -> int:
+    """The longest run of non-spacing or enclosing combining marks in `text`."""
+    most = run = 0
+    for ch in text:
+        run = run + 1 if unicodedata.category(ch) in ("Mn", "Me") else 0
+        most = max(most, run)
+    return most
+
+
 def visible_text(text: str, field: str) -> str:
     """`text` as stored, refused (422) if it holds an invisible or direction-changing character
-    (`_hides`); a ZWNJ that parts no letters of a cursive word is dropped (`_drop_silent_zwnj`)."""
+    (`_hides`) or more than `MAX_STACKED_MARKS` combining marks on one character; a ZWNJ that parts no
+    letters of a cursive word is dropped (`_drop_silent_zwnj`)."""
     text = _drop_silent_zwnj(text)
     if _hides(text):
         raise ValidationError(
             f"{field} holds an invisible or direction-changing character", code="invisible_character"
+        )
+    if _most_stacked_marks(text) > MAX_STACKED_MARKS:
+        raise ValidationError(
+            f"{field} stacks more than {MAX_STACKED_MARKS} combining marks on one character",
+            code="stacked_marks",
         )
     return text
 
@@ -197,13 +220,47 @@ def required_text(value: str | None, field: str, max_len: int) -> str:
     return text
 
 
-def licence_number(value: str | None) -> str:
-    """A business licence number in the one form uniqueness is checked on: NFKC (full-width letters and
-    digits become ASCII), upper case, any dash as `-`, runs of spaces as one. `LIC-7`, `lic-7`,
-    `ＬＩＣ-7` and `LIC‑7` (a non-breaking hyphen) were four registrations of one licence."""
-    text = unicodedata.normalize("NFKC", value or "").upper()
+def normal_form(value: str | None) -> str:
+    """Text in the one form look-alikes share: NFKC (full-width letters and digits become ASCII, a
+    no-break or ideographic space a space, `ﬁ` is `fi`), any dash as `-`, runs of spaces as one, none at
+    either end. Tabs and line breaks stay, for the rule of the field to refuse."""
+    text = unicodedata.normalize("NFKC", value or "")
     text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
-    return required_text(" ".join(text.split()), "licence_no", 64)
+    return re.sub(" {2,}", " ", text).strip(" ")
+
+
+def licence_number(value: str | None) -> str:
+    """A business licence number in the one form uniqueness is checked on (`normal_form`, upper case, any
+    whitespace as one space). `LIC-7`, `lic-7`, `ＬＩＣ-7` and `LIC‑7` (a non-breaking hyphen) were four
+    registrations of one licence."""
+    return required_text(" ".join(normal_form(value).upper().split()), "licence_no", 64)
+
+
+# Scripts whose letters look like each other's (`a` and Cyrillic `а`, `o` and Greek `ο`).
+_LOOK_ALIKE_SCRIPTS = frozenset({"LATIN", "GREEK", "CYRILLIC"})
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def unmixed(text: str, field: str) -> str:
+    """`text`, refused (422 `mixed_script`) if a word in it mixes Latin, Greek and Cyrillic letters: the
+    trick of a look-alike (`Sоlden` with a Cyrillic `о` is not the brand `Solden`). For names that
+    stand for someone (merchants, brands) and chosen ids; not product titles, where `25μg` is a word."""
+    for word in _WORD.findall(text):
+        scripts = {unicodedata.name(c, "").partition(" ")[0] for c in word} & _LOOK_ALIKE_SCRIPTS
+        if len(scripts) > 1:
+            raise ValidationError(
+                f"{field} {text!r}: the word {word!r} mixes {' and '.join(sorted(scripts)).lower()} letters",
+                code="mixed_script",
+            )
+    return text
+
+
+def chosen_name(value: str | None, field: str) -> str:
+    """A unique id or name a client chooses, which others then type or pick from a list (coupon ids,
+    experiment names), as stored and compared: `normal_form`, visible (`visible_text`), `unmixed`.
+    `c-10off`, `ｃ-10off` (full width), `c‐10off` (U+2010), `c-10off ` and `c-1Оoff` (a Cyrillic О)
+    were five coupons, alike on screen."""
+    return unmixed(visible_text(normal_form(value), field), field)
 
 
 def csv_cell(value):

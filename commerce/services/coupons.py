@@ -47,7 +47,7 @@ from commerce.coupons import (
 )
 from commerce.errors import Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from commerce.merchants import Merchant
-from commerce.services._util import get_or_404, locked_or_404, new_id, visible_text
+from commerce.services._util import chosen_name, get_or_404, locked_or_404, new_id, visible_text
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
@@ -169,7 +169,9 @@ def _terms(session: Session, data: CouponInput) -> dict:
 
 
 def check_coupon_id(coupon_id: str) -> str:
-    """The one coupon id rule (`COUPON_ID_PATTERN`), for every way a coupon is created."""
+    """The one coupon id rule, for every way a coupon is created: the id as stored, in its one form
+    (`chosen_name`: no two coupons look alike), matching `COUPON_ID_PATTERN`."""
+    coupon_id = chosen_name(coupon_id, "coupon_id")
     if not re.fullmatch(COUPON_ID_PATTERN, coupon_id):
         raise ValidationError(
             f"coupon_id {coupon_id!r}: 1-64 characters starting with a letter, digit or _; no control,"
@@ -182,8 +184,7 @@ def check_coupon_id(coupon_id: str) -> str:
 def create_coupon(session: Session, data: CouponInput) -> Coupon:
     """Validate and store a coupon. Store coupons must be scoped to their merchant or its products."""
     values = _terms(session, data)
-    coupon_id = data.coupon_id or new_id("c")
-    check_coupon_id(coupon_id)
+    coupon_id = check_coupon_id(data.coupon_id or new_id("c"))
     if session.get(Coupon, coupon_id) is not None:
         raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
     coupon = Coupon(coupon_id=coupon_id, **values)

@@ -25,7 +25,7 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
-from commerce.services._util import visible_text
+from commerce.services._util import chosen_name
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 
@@ -43,9 +43,9 @@ def _variants(variants: Mapping[str, float] | Sequence[tuple]) -> list[tuple[str
     out = []
     for item in items:
         name, weight, config = (*item, None) if len(item) == 2 else item
+        name = chosen_name(str(name or ""), "variant name")  # `a`, `a` + U+200B, `ａ` were three look-alikes
         if not name or len(name) > 64:
             raise ValidationError(f"variant name {name!r} must be 1-64 characters")
-        name = visible_text(str(name), "variant name")  # `a`, `a` + U+200B were two look-alike variants
         try:
             weight = float(weight)
         except (TypeError, ValueError):
@@ -103,9 +103,12 @@ def create_experiment(
         raise ValidationError(f"inference must be one of {INFERENCES}, got {inference!r}")
     if inference == "group-sequential" and planned_units_per_variant is None:
         raise ValidationError("group-sequential inference needs the planned units per variant")
+    name = chosen_name(name, "experiment name")  # `promo` and `ｐｒｏｍｏ` were two experiments
     if not name or len(name) > 100:
         raise ValidationError("experiment name must be 1-100 characters")
-    name = visible_text(name, "experiment name")
+    # `home` and `ｈｏｍｅ` were two layers: experiments meant to exclude each other overlapped
+    if layer is not None:
+        layer = chosen_name(layer, "layer")
     if not 0 < traffic <= 1:
         raise ValidationError(f"traffic must be in (0, 1], got {traffic}")
     if planned_units_per_variant is not None and planned_units_per_variant < 1:

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from serving.console.auth import SessionCookie, SignedIn, sign_in, sign_out
 from serving.console.web import nav_for, redirect, render
-from serving.deps import StateDep
+from serving.deps import StateDep, request_client
 from serving.security import ANONYMOUS, Principal
 
 router = APIRouter()
@@ -41,8 +41,7 @@ async def sign_in_submit(
 ):
     """Check the key as the API does (and count the attempt against the anonymous rate limit); the
     browser's previous session, if any, ends (`sign_in`)."""
-    client = request.client.host if request.client else ""
-    decision = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
+    decision = await state.limiter.check(Principal(role=ANONYMOUS, client=request_client(request)))
     allowed = decision is None or decision.allowed
     sessions = request.app.state.console_sessions
     found = (

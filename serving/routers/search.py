@@ -26,6 +26,7 @@ from serving.deps import (
     Storefront,
     ensure_merchant,
     ensure_shopper,
+    request_client,
 )
 from serving.routers.common import IntId, PageLimit, PageOffset
 from serving.schemas.base import PageOut
@@ -111,7 +112,7 @@ def search(
         merchant_id=merchant_id,
         fulfillment=fulfillment,
     )
-    client = request.client.host if request.client else ""  # a trusted proxy's X-Forwarded-For counts
+    client = request_client(request)  # a trusted proxy's X-Forwarded-For counts; IPv6: the /64
     result = search.search(
         q, shopper_id=shopper_id, client=client, filters=filters, limit=limit, offset=offset
     )
