@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import shutil
 import sys
 import threading
 import time
 import traceback
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -62,6 +64,34 @@ def running_server(app, port: int, **config):
 
 POOL_SLOTS = 3  # request slots: small, so a few concurrent requests already queue for them
 
+# This process's SQLite file of `_seed`'s rows, made once by `seeded_template` (each xdist worker its own)
+_SQLITE_TEMPLATE: list[Path] = []
+
+
+def _seed(factory) -> None:
+    """The serving test marketplace (products p01..p12, shoppers s1..s3) and a capped coupon."""
+    seed_marketplace(factory)
+    with transaction(factory) as s:
+        create_coupon(
+            s,
+            CouponInput(
+                kind="percent_off", value="0.1", cap="5", usage_limit=100, coupon_id="c-capped", min_spend="0"
+            ),
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def seeded_template(tmp_path_factory) -> Path:
+    """`_seed`'s SQLite database, made once: `seeded_factory` copies it instead of creating the schema
+    and seeding per test (about 0.3 s of CPU and many disk syncs each)."""
+    path = tmp_path_factory.mktemp("resilience-template") / "seeded.db"
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    _seed(make_session_factory(engine))
+    engine.dispose()  # the last connection's close checkpoints the WAL into the file
+    _SQLITE_TEMPLATE[:] = [path]
+    return path
+
 
 def seeded_factory(
     url: str,
@@ -71,8 +101,11 @@ def seeded_factory(
     lock_timeout: float | None = None,
     statement_timeout: float = 20,
 ):
-    """The serving test marketplace (products p01..p12, shoppers s1..s3), a capped coupon, and `buyers`
-    more shoppers b0.. with identities; product p01 has `stock` units."""
+    """`_seed`'s rows, and `buyers` more shoppers b0.. with identities; product p01 has `stock` units.
+    A SQLite database starts as a copy of `seeded_template` when this process has made one."""
+    template = url.startswith("sqlite") and _SQLITE_TEMPLATE
+    if template:
+        shutil.copy(_SQLITE_TEMPLATE[0], make_url(url).database)
     engine = make_engine(
         url,
         pool_size=slots + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
@@ -84,17 +117,12 @@ def seeded_factory(
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql(_postgres_ddl())
-    else:
+    elif not template:
         Base.metadata.create_all(engine)
     factory = make_session_factory(engine)
-    seed_marketplace(factory)
+    if not template:
+        _seed(factory)
     with transaction(factory) as s:
-        create_coupon(
-            s,
-            CouponInput(
-                kind="percent_off", value="0.1", cap="5", usage_limit=100, coupon_id="c-capped", min_spend="0"
-            ),
-        )
         s.execute(update(Stock).where(Stock.product_id == "p01").values(quantity=stock))
         for i in range(buyers):
             shoppers.create_shopper(s, f"b{i}", "Shanghai")

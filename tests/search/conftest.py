@@ -12,7 +12,7 @@ from commerce.services.access import create_api_key
 from commerce.services.logistics import seed_default_partners
 from crosscart.settings import Settings
 from serving.app import create_app
-from tests.commerce.conftest import engine, factory  # noqa: F401  (fixtures reused)
+from tests.commerce.conftest import engine, factory, sqlite_templates  # noqa: F401  (fixtures reused)
 from tests.serving.conftest import ScriptedSource, TinyRecommender
 
 CATEGORIES = [

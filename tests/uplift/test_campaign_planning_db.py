@@ -3,11 +3,14 @@ effects from a fitted or registered model, the campaign's amount-off and percent
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import make_url
 
 import commerce.all_models  # noqa: F401  (complete metadata)
 from commerce.db import Base, make_engine, make_session_factory, transaction
@@ -87,11 +90,32 @@ def _effect_model(kinds=("amount_off", "percent_off")) -> CouponEffectModel:
     )
 
 
-@pytest.fixture
-def factory(database_url):
-    engine = make_engine(database_url)
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory) -> Path:
+    """`_seed`'s SQLite database, made once for the module; `factory` copies it for each test."""
+    path = tmp_path_factory.mktemp("planning-template") / "planning.db"
+    engine = make_engine(f"sqlite:///{path}")
     Base.metadata.create_all(engine)
+    _seed(make_session_factory(engine))
+    engine.dispose()  # the last connection's close checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture
+def factory(database_url, sqlite_template):
+    if database_url.startswith("sqlite"):
+        shutil.copy(sqlite_template, make_url(database_url).database)
+    engine = make_engine(database_url)
     factory = make_session_factory(engine)
+    if engine.dialect.name != "sqlite":
+        Base.metadata.create_all(engine)
+        _seed(factory)
+    yield factory
+    engine.dispose()
+
+
+def _seed(factory) -> None:
+    """Shoppers S00..S39 (even ones bought last week), their views, campaign CMP-P with coupons A10, P5."""
     with transaction(factory) as s:
         events = []
         for i in range(40):
@@ -128,8 +152,6 @@ def factory(database_url):
                 coupon_id="P5",
             ),
         )
-    yield factory
-    engine.dispose()
 
 
 def test_plan_from_database_targets_persuadable_shoppers_within_budget(factory, tmp_path):

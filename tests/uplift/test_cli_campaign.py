@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from commerce import migrate
 from commerce.db import make_engine, make_session_factory, transaction
 from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.shoppers import create_shopper
@@ -21,9 +21,9 @@ from tests.conftest import fresh_mlflow_db
 
 
 @pytest.fixture
-def db_env(tmp_path, monkeypatch):
+def db_env(tmp_path, monkeypatch, migrated_sqlite):
+    shutil.copy(migrated_sqlite, tmp_path / "crosscart.db")  # migrated: the CLI needs the campaigns tables
     url = f"sqlite:///{tmp_path / 'crosscart.db'}"
-    migrate.upgrade(url)  # the campaigns migration must create what the CLI needs
     monkeypatch.setenv("CROSSCART_DATABASE_URL", url)
     monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
