@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-AXE = (Path(__file__).parent / "vendor" / "axe-4.11.4.min.js").read_text()
 # A real browser on a loaded 2-core machine sometimes reads a page while it is being replaced; a test
 # that fails that way runs again (up to twice) before it counts as failed. Logic errors fail every run.
 EXPERIMENT_ATTEMPTS = itertools.count(1)
@@ -61,8 +60,8 @@ class Console:
         # relayouts and three more round trips per page
         shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True})
         (self.artifacts / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
-        violations = self.driver.execute_async_script(  # one script: no page change between load and run
-            AXE + ";const done = arguments[arguments.length - 1];"
+        violations = self.driver.execute_async_script(  # axe is on every page from its start (conftest)
+            "const done = arguments[arguments.length - 1];"
             "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations));"
         )
         bad = [

@@ -193,3 +193,4 @@ def test_shipments_page_through_newest_first_and_say_when_there_are_none(client,
         shop.PAGE = old
     assert "1–2 of 3 shipped orders." in first and 'href="/console/shop/orders?offset=2">Next' in first
     assert f"Order {ids[0]}<" in second and f"Order {ids[0]}<" not in first
+    assert "3 of 3 shipped orders." in second  # one row: not "3–3 of 3"
