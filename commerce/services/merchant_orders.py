@@ -1,23 +1,101 @@
-"""A merchant's orders waiting to ship: paid or cleared through customs, with one of its goods."""
+"""A merchant's orders: those waiting to ship (paid or cleared through customs) and those shipped, with
+their parcel's carrier and latest scan; an order is a merchant's when one of its lines is that merchant's
+goods. Read-only: the order state machine is `commerce.services.orders`."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commerce.catalog import Product
+from commerce.errors import NotFound
+from commerce.logistics import LogisticsPartner, Shipment, TrackingEvent
 from commerce.orders import Order, OrderLine
+from commerce.services.pagination import Page, paginate
 
 TO_SHIP = ("paid", "customs_cleared")
+
+
+def _mine(merchant_id: str):
+    return select(OrderLine.order_id).where(OrderLine.merchant_id == merchant_id)
 
 
 def orders_to_ship(session: Session, merchant_id: str, *, limit: int = 25) -> list[Order]:
     """Oldest first (first paid, first shipped), at most `limit`; one query through the lines' merchant
     index, no count."""
-    mine = select(OrderLine.order_id).where(OrderLine.merchant_id == merchant_id)
     stmt = (
         select(Order)
-        .where(Order.order_id.in_(mine), Order.status.in_(TO_SHIP))
+        .where(Order.order_id.in_(_mine(merchant_id)), Order.status.in_(TO_SHIP))
         .order_by(Order.order_id)
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class ShippedOrder:
+    """A shipped order as the merchant's list shows it: its parcel, carrier and latest scan."""
+
+    order: Order
+    shipment: Shipment
+    carrier: str
+    latest: TrackingEvent | None
+
+
+def latest_scan(shipment: Shipment) -> TrackingEvent | None:
+    """The parcel's most recent scan by when it happened (scans may be reported out of order)."""
+    return max(shipment.events, key=lambda e: (e.occurred_at, e.id), default=None)
+
+
+def shipped_orders(
+    session: Session, merchant_id: str, *, limit: int = 25, offset: int = 0
+) -> Page[ShippedOrder]:
+    """Orders with the merchant's goods that left the warehouse (they have a shipment), the most recently
+    shipped first: delivered, completed and refunded-after-shipping ones too."""
+    stmt = (
+        select(Shipment)
+        .where(Shipment.order_id.in_(_mine(merchant_id)))
+        .order_by(Shipment.created_at.desc(), Shipment.id.desc())
+    )
+    page = paginate(session, stmt, limit=limit, offset=offset)
+    orders = {
+        o.order_id: o
+        for o in session.scalars(select(Order).where(Order.order_id.in_([s.order_id for s in page.items])))
+    }
+    names = dict(session.execute(select(LogisticsPartner.partner_id, LogisticsPartner.name)).all())
+    items = [
+        ShippedOrder(orders[s.order_id], s, names.get(s.partner_id, s.partner_id), latest_scan(s))
+        for s in page.items
+    ]
+    return Page(items=items, total=page.total, limit=page.limit, offset=page.offset)
+
+
+@dataclass(frozen=True)
+class MerchantOrder:
+    """One order as its merchant sees it: only its own lines, the parcel (None before shipping) and its
+    carrier's name."""
+
+    order: Order
+    lines: list[OrderLine]
+    shipment: Shipment | None
+    carrier: str
+    titles: dict[str, str]  # product_id -> title, for its lines
+
+
+def merchant_order(session: Session, merchant_id: str, order_id: int) -> MerchantOrder:
+    """An order holding the merchant's goods; any other order is reported as not found (no existence
+    leak, as for a shopper's orders)."""
+    order = session.get(Order, order_id)
+    lines = [line for line in order.lines if line.merchant_id == merchant_id] if order is not None else []
+    if not lines:
+        raise NotFound(f"unknown order {order_id}", code="order_not_found")
+    shipment = session.scalar(select(Shipment).where(Shipment.order_id == order_id))
+    partner = session.get(LogisticsPartner, order.partner_id)
+    ids = {line.product_id for line in lines}
+    titles = dict(
+        session.execute(select(Product.product_id, Product.title).where(Product.product_id.in_(ids))).all()
+    )
+    carrier = partner.name if partner is not None else order.partner_id
+    return MerchantOrder(order, lines, shipment, carrier, titles)

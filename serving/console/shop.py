@@ -1,7 +1,9 @@
 """Merchant page: its own products with stock (set a location's quantity), a new product's listing, its
 orders to ship and its shipping rule (which logistics partner ships its orders), through
 `serving.routers.catalog` and `serving.routers.logistics` (which apply the ownership check) and
-`commerce.services.merchant_orders`."""
+`commerce.services.merchant_orders`; its shipped orders and one order's tracking (read-only): carrier,
+tracking number, every status change and carrier scan in time order (`commerce.services.orders.trace_order`,
+what `GET /v1/orders/{id}/tracking` answers) and the delivery window promised at checkout."""
 
 from __future__ import annotations
 
@@ -12,14 +14,16 @@ from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from commerce.errors import DomainError
 from commerce.services import logistics
 from commerce.services.catalog import leaf_categories
-from commerce.services.merchant_orders import orders_to_ship
+from commerce.services.merchant_orders import merchant_order, orders_to_ship, shipped_orders
 from commerce.services.merchants import get_merchant
+from commerce.services.orders import trace_order
+from commerce.sqltypes import utcnow
 from serving.console.auth import Forbidden, MerchantOnly, merchant_of
 from serving.console.web import attempt, redirect, refusal, render
 from serving.deps import SessionDep, StateDep, ensure_merchant
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
-from serving.routers.common import PageOffset
+from serving.routers.common import IntId, PageOffset
 from serving.schemas.catalog import ProductCreate, StockSet
 from serving.schemas.logistics import ShippingRuleIn
 
@@ -56,13 +60,63 @@ async def _shop_page(
         lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, offset),
     )
     orders = orders_to_ship(session, merchant_id, limit=PAGE + 1)
+    merchant = get_merchant(session, merchant_id)
     return await render(
         request, "shop.html", status_code=status_code, title="My shop", merchant_id=merchant_id,
         products=products, orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
         rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
         partners=logistics.list_partners(session), categories=leaf_categories(session),
-        brands=sorted(b.brand for b in get_merchant(session, merchant_id).brands),
+        brands=sorted(b.brand for b in merchant.brands), merchant_name=merchant.name,
         warehouses=logistics.list_warehouses(session), stock_rows=range(STOCK_ROWS), **extra,
+    )  # fmt: skip
+
+
+def _query(principal, merchant_id: str) -> str:
+    """The `merchant=` query an admin's links carry (a merchant key's pages are always its own)."""
+    return "" if principal.merchant_id else f"merchant={merchant_id}"
+
+
+@router.get("/orders")
+async def shipped(
+    request: Request,
+    session: SessionDep,
+    principal: MerchantOnly,
+    merchant: str | None = None,
+    offset: PageOffset = 0,
+):
+    """The merchant's shipped orders, most recently shipped first, with carrier and latest scan."""
+    merchant_id = merchant_of(session, principal, merchant)
+    if merchant_id is None:
+        return await render(
+            request, "shop.html", title="Shipments", merchant_id=None, action=request.url.path
+        )
+    ensure_merchant(principal, merchant_id)
+    page = shipped_orders(session, merchant_id, limit=PAGE, offset=offset)
+    query = _query(principal, merchant_id)
+    return await render(
+        request, "shipments.html", title="Shipments", merchant_id=merchant_id, page=page, query=query,
+        now=utcnow(),
+    )  # fmt: skip
+
+
+@router.get("/orders/{order_id}")
+async def order_tracking(
+    request: Request,
+    order_id: IntId,
+    session: SessionDep,
+    principal: MerchantOnly,
+    merchant: str | None = None,
+):
+    """One of the merchant's orders: its own lines, the parcel and every step in time order. Another
+    merchant's order is a 404, as a missing one."""
+    merchant_id = merchant_of(session, principal, merchant)
+    if merchant_id is None:
+        return redirect("/console/shop/orders")
+    ensure_merchant(principal, merchant_id)
+    view = merchant_order(session, merchant_id, order_id)
+    return await render(
+        request, "order.html", title=f"Order {order_id}", merchant_id=merchant_id, view=view,
+        steps=trace_order(session, order_id), query=_query(principal, merchant_id), now=utcnow(),
     )  # fmt: skip
 
 

@@ -51,6 +51,39 @@ def coupon_terms(coupon) -> str:
 
 templates.env.filters["coupon_terms"] = coupon_terms
 
+
+def cny(amount) -> str:
+    """An amount as the console shows money: two decimals, thousands grouped ("1,234.30"); a raw stored
+    value read "1234.3" on one page and "1,234.30" on the next. Form inputs keep the raw value."""
+    return f"{Decimal(str(amount)):,.2f}"
+
+
+templates.env.filters["cny"] = cny
+
+DELIVERED = ("delivered", "completed")
+
+
+def expected_delivery(order, now) -> str:
+    """What a merchant reads about an order's arrival: the window promised at checkout (timed by the
+    delivery-time model when one was loaded, else the partner's published days) as UTC dates, whether it
+    is late, or that it arrived. One wording for the shipments list and the order page."""
+    if order.status in DELIVERED:
+        return "delivered"
+    if order.status in ("cancelled", "refunded"):
+        return f"none ({order.status})"
+    earliest, latest = order.delivery_earliest, order.delivery_latest
+    window = (
+        f"{earliest:%Y-%m-%d} to {latest:%Y-%m-%d}"
+        if earliest.date() != latest.date()
+        else f"{latest:%Y-%m-%d}"
+    )
+    if now > latest:
+        return f"late: promised by {latest:%Y-%m-%d}"
+    return window
+
+
+templates.env.filters["expected_delivery"] = expected_delivery
+
 # (label, path, capability): the navigation shows an entry only to roles with its capability.
 NAV = (
     ("Campaigns", "/console/campaigns", "marketing"),
@@ -60,6 +93,7 @@ NAV = (
     ("Merchant review", "/console/merchants", "admin"),
     ("API keys", "/console/keys", "admin"),
     ("My shop", "/console/shop", "merchant"),
+    ("Shipments", "/console/shop/orders", "merchant"),
     ("Keyword ads", "/console/keyword-campaigns", "merchant"),
 )
 
@@ -79,7 +113,9 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
         {
             "session": session,
             "principal": session.principal,
-            "nav": nav_for(session),
+            "nav": (nav := nav_for(session)),
+            # the entry the page is under: the longest matching path ("Shipments" under "My shop")
+            "nav_current": max((h for _, h in nav if request.url.path.startswith(h)), key=len, default=None),
             "csrf": session.csrf,
             "csrf_field": CSRF_FIELD,
             "csrf_header": CSRF_HEADER,

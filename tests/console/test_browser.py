@@ -7,6 +7,7 @@ keyboard (Tab / Enter) to show they work without a mouse.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
@@ -17,11 +18,20 @@ from pathlib import Path
 
 import pytest
 
-AXE = (Path(__file__).parent / "vendor" / "axe-4.11.4.min.js").read_text()
 # A real browser on a loaded 2-core machine sometimes reads a page while it is being replaced; a test
 # that fails that way runs again (up to twice) before it counts as failed. Logic errors fail every run.
 EXPERIMENT_ATTEMPTS = itertools.count(1)
-pytestmark = [pytest.mark.usefixtures("needs_browser"), pytest.mark.flaky(reruns=2, reruns_delay=1)]
+# One xdist worker runs them all (`--dist loadgroup`): the demo, the server and Chromium are session
+# fixtures, which each worker would otherwise build again. The 300 s limit times each test's own steps
+# (16-36 s on a loaded host): the session's setup (the tiny demo, 166-207 s of wall time at load 15-24
+# on 2 cores) fell on whichever test ran first and took it near the limit; the setup keeps its own
+# bounds (the demo's subprocess timeout, the server's start deadline, Chromium's page-load timeout).
+pytestmark = [
+    pytest.mark.usefixtures("needs_browser"),
+    pytest.mark.flaky(reruns=2, reruns_delay=1),
+    pytest.mark.xdist_group("console-browser"),
+    pytest.mark.timeout(300, func_only=True),
+]
 
 
 class Console:
@@ -50,12 +60,12 @@ class Console:
         violation."""
         blocked = self.driver.execute_script("return window.__cspViolations;")
         assert blocked == [], f"{name}: the console's CSP blocked {blocked}"
-        height = self.driver.execute_script("return document.documentElement.scrollHeight;")
-        self.driver.set_window_size(1280, min(max(height + 140, 1000), 6000))  # the whole page
-        self.driver.save_screenshot(str(self.artifacts / f"{name}.png"))
-        self.driver.set_window_size(1280, 1000)
-        violations = self.driver.execute_async_script(  # one script: no page change between load and run
-            AXE + ";const done = arguments[arguments.length - 1];"
+        # the whole page in one DevTools call: resizing the window to the page's height and back cost two
+        # relayouts and three more round trips per page
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True})
+        (self.artifacts / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+        violations = self.driver.execute_async_script(  # axe is on every page from its start (conftest)
+            "const done = arguments[arguments.length - 1];"
             "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations));"
         )
         bad = [
@@ -163,7 +173,7 @@ FORBIDDEN = {
 NAV = {
     "storefront": [],
     "shopper1": [],
-    "merchant": ["My shop", "Keyword ads"],
+    "merchant": ["My shop", "Shipments", "Keyword ads"],
     "marketer": ["Campaigns", "Coupons", "Experiments"],
     "data_scientist": ["Experiments", "Models"],
     "admin": [
@@ -174,6 +184,7 @@ NAV = {
         "Merchant review",
         "API keys",
         "My shop",
+        "Shipments",
         "Keyword ads",
     ],
 }
@@ -370,12 +381,50 @@ def test_admin_approves_a_merchant_and_creates_a_key_shown_once(console, demo, s
     console.wait(lambda d: "Unknown or revoked API key" in d.page_source)
 
 
-def test_merchant_sees_its_products_stock_and_orders(console, demo):
+def _shipped_order(server: str, demo: dict) -> tuple[int, str]:
+    """An order of the merchant's sample product, paid, cleared, shipped and scanned once, through the API
+    (the shopper's key, then the back office's admin key): (order id, tracking number)."""
+    shopper, admin = demo["keys"]["shopper1"], demo["keys"]["admin"]
+    body = {"lines": [{"product_id": demo["samples"]["product"], "quantity": 1}]}
+    order_id = _api(server, f"/v1/shoppers/{demo['samples']['shoppers'][0]}/orders", shopper, body)[
+        "order_id"
+    ]
+    tracking_no = f"SF-BROWSER-{order_id}"
+    _api(server, f"/v1/orders/{order_id}/payment", admin, {"payment_ref": tracking_no})
+    _api(server, f"/v1/orders/{order_id}/status", admin, {"status": "customs_cleared"})
+    _api(server, f"/v1/orders/{order_id}/shipment", admin, {"tracking_no": tracking_no, "location": "Ningbo"})
+    _api(
+        server,
+        f"/v1/orders/{order_id}/tracking",
+        admin,
+        {"status": "arrived_at_hub", "location": "杭州转运中心"},
+    )
+    return order_id, tracking_no
+
+
+def test_merchant_sees_its_products_stock_orders_and_a_shipped_orders_tracking(console, demo, server):
+    order_id, tracking_no = _shipped_order(server, demo)
     console.sign_in(demo["keys"]["merchant"])
     console.open("/console/shop")
     assert demo["samples"]["product"] in console.text()
     assert "Orders to ship" in console.text()
     console.check("shop")
+    console.tab_to("el.textContent === 'Shipments'")  # keyboard, from the navigation
+    console.wait(lambda d: d.find_element("tag name", "h1").text == "Shipments")
+    assert tracking_no in console.by_id("shipments").text
+    assert "arrived at hub, 杭州转运中心" in console.by_id("shipments").text
+    console.check("shipments")
+    console.tab_to(f"el.textContent === 'Order {order_id}'")
+    console.wait(lambda d: d.find_element("tag name", "h1").text == f"Order {order_id}")
+    assert (
+        console.by_id("tracking-no").text == tracking_no and console.by_id("order-status").text == "shipped"
+    )
+    steps = [li.text for li in console.driver.find_elements("css selector", "#tracking li")]
+    assert [s.split(" · ")[1] for s in steps[-4:]] == [
+        "order customs cleared", "order shipped", "carrier scan: shipped", "carrier scan: arrived at hub",
+    ], steps  # fmt: skip
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d( to \d{4}-\d\d-\d\d)?", console.by_id("expected-delivery").text)
+    console.check("order-tracking")
     console.sign_out()
 
 
@@ -459,14 +508,19 @@ def test_every_list_fits_a_phone_screen(console, demo):
     phone = {"width": 375, "height": 800, "deviceScaleFactor": 1, "mobile": True}
     console.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", phone)
     try:
-        for path in (*PHONE_PAGES, f"/console/shop?merchant={demo['samples']['merchant']}"):
+        merchant = demo["samples"]["merchant"]
+        for path in (
+            *PHONE_PAGES,
+            f"/console/shop?merchant={merchant}",
+            f"/console/shop/orders?merchant={merchant}",
+        ):
             console.open(path)
             console.wait(lambda d: d.execute_script("return document.readyState;") == "complete")
             page, screen = console.driver.execute_script(
                 "return [document.documentElement.scrollWidth, window.innerWidth];"
             )
             assert page <= screen == 375, f"{path}: the page is {page} px wide on a {screen} px screen"
-            console.check("phone-" + path.strip("/").replace("/", "-").split("?")[0])
+            console.check("phone-" + path.split("?")[0].strip("/").replace("/", "-"))
     finally:
         console.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     console.sign_out()

@@ -147,9 +147,10 @@ NAV = {
         "Merchant review",
         "API keys",
         "My shop",
+        "Shipments",
         "Keyword ads",
     },
-    "merchant": {"My shop", "Keyword ads"},
+    "merchant": {"My shop", "Shipments", "Keyword ads"},
     "storefront": set(),
     "shopper": set(),
 }
@@ -160,6 +161,7 @@ PAGES = {
     "/console/merchants": "admin",
     "/console/keys": "admin",
     "/console/shop": "merchant",
+    "/console/shop/orders": "merchant",
     "/console/keyword-campaigns": "merchant",
 }
 ALLOWED = {
@@ -259,7 +261,7 @@ def test_merchant_shop_lists_its_orders_to_ship_and_sets_stock(client, keys, ses
     token = sign_in(client, keys["merchant"])  # bound to m1; the seed's order 1 (paid) holds p01 and p03
     page = client.get("/console/shop")
     assert page.status_code == 200 and "Merchant <strong>m1</strong>" in page.text
-    assert re.search(r"<td>1</td><td>paid</td>", page.text)
+    assert '<td><a href="/console/shop/orders/1">Order 1</a></td><td>paid</td>' in page.text
     assert "p01" in page.text and "p05" not in page.text  # only its own products
     r = client.post(
         "/console/shop/products/p02/stock", data={"csrf_token": token, "location": "ow1", "quantity": "9"}

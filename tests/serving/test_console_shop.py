@@ -113,3 +113,84 @@ def test_a_merchant_not_approved_is_answered_as_the_api_answers(
     else:
         assert r.status_code == api.status_code and 'id="product-error"' in r.text
         assert api.json()["detail"].replace("'", "&#39;") in r.text
+
+
+def _shipped_order(session_factory, product_id: str, tracking_no: str, scans=()) -> int:
+    """A paid, cleared and shipped order of `product_id` for shopper s1, with carrier `scans` recorded
+    out of time order (status, location, hours after shipping)."""
+    from datetime import timedelta
+
+    from commerce.services import orders
+    from commerce.services.checkout import CartLine, checkout
+    from commerce.sqltypes import utcnow
+
+    now = utcnow()
+    with transaction(session_factory) as s:
+        order_id = checkout(s, "s1", [CartLine(product_id, 1)], at=now - timedelta(days=2)).order_id
+        orders.pay_order(s, order_id, f"pay-{tracking_no}", at=now - timedelta(days=2))
+        orders.clear_customs(s, order_id, at=now - timedelta(days=1, hours=12))
+        shipped_at = now - timedelta(days=1)
+        orders.ship_order(s, order_id, tracking_no, location="Ningbo bonded zone", at=shipped_at)
+        for status, location, hours in scans:
+            orders.add_tracking_event(
+                s, order_id, status, location=location, at=shipped_at + timedelta(hours=hours)
+            )
+    return order_id
+
+
+def test_a_merchant_reads_its_shipped_orders_tracking_and_no_one_elses(client, keys, session_factory):
+    """Shipments list -> order page: carrier, tracking number, every step in time order (a scan reported
+    late still sits where it happened), the promised window; another merchant's order is a 404 as a
+    missing one, and the pages are read-only (no form posts anywhere but sign-out)."""
+    scans = [("arrived_at_hub", "Hangzhou hub", 6), ("departed_origin", "Ningbo", 2)]  # reported late first
+    mine = _shipped_order(session_factory, "p01", "SF-MINE-1", scans)
+    theirs = _shipped_order(session_factory, "p05", "SF-M2-1")  # m2's goods
+    sign_in(client, keys["merchant"])  # bound to m1
+    listing = client.get("/console/shop/orders")
+    assert listing.status_code == 200
+    assert "SF-MINE-1" in listing.text and "SF-M2-1" not in listing.text
+    assert "arrived at hub, Hangzhou hub" in listing.text  # the latest scan by time, not by report order
+    assert f'href="/console/shop/orders/{mine}"' in listing.text
+    assert (
+        'aria-current="page">Shipments<' in listing.text
+        and 'aria-current="page">My shop<' not in listing.text
+    )
+
+    page = client.get(f"/console/shop/orders/{mine}").text
+    assert 'id="tracking-no">SF-MINE-1<' in page and 'id="order-status">shipped<' in page
+    timeline = page[page.index('id="tracking"') :]
+    order = ["order paid", "order customs cleared", "order shipped", "departed origin", "arrived at hub"]
+    positions = [
+        timeline.index(step.split(" ", 1)[1] if step.startswith("order") else step) for step in order
+    ]
+    assert positions == sorted(positions), timeline[:2000]
+    assert " to " in page.split('id="expected-delivery">')[1].split("<")[0]  # the promised window, as dates
+    assert "<form" not in page.split("<main", 1)[1]  # read-only
+    assert client.get(f"/console/shop/orders/{theirs}").status_code == 404
+    assert client.get("/console/shop/orders/999999").status_code == 404
+    assert (
+        client.get(f"/console/shop/orders/{mine}?merchant=m2").status_code == 200
+    )  # a merchant key: its own
+
+    sign_in(client, keys["admin"])  # an admin names the merchant
+    assert "SF-M2-1" in client.get("/console/shop/orders?merchant=m2").text
+    assert client.get(f"/console/shop/orders/{mine}?merchant=m2").status_code == 404
+    assert "Merchant id" in client.get("/console/shop/orders").text  # asks which merchant first
+
+
+def test_shipments_page_through_newest_first_and_say_when_there_are_none(client, keys, session_factory):
+    from serving.console import shop
+
+    sign_in(client, keys["merchant2"])  # m2: nothing shipped yet
+    empty = client.get("/console/shop/orders").text
+    assert "No shipped orders yet" in empty and "0 shipped orders." in empty
+    ids = [_shipped_order(session_factory, "p05", f"SF-P-{i}") for i in range(3)]
+    old, shop.PAGE = shop.PAGE, 2
+    try:
+        first = client.get("/console/shop/orders").text
+        second = client.get("/console/shop/orders?offset=2").text
+    finally:
+        shop.PAGE = old
+    assert "1–2 of 3 shipped orders." in first and 'href="/console/shop/orders?offset=2">Next' in first
+    assert f"Order {ids[0]}<" in second and f"Order {ids[0]}<" not in first
+    assert "3 of 3 shipped orders." in second  # one row: not "3–3 of 3"

@@ -106,7 +106,7 @@ def test_console_lists_page_with_their_filters(client, keys):
     assert first.status_code == 200 and "1–3 of 3 campaigns." in first.text
     assert "Previous" not in first.text and "Next" not in first.text
     last = client.get("/console/campaigns?status=draft&offset=2")
-    assert "3–3 of 3 campaigns." in last.text and last.text.count("Week ") == 1
+    assert "3 of 3 campaigns." in last.text and last.text.count("Week ") == 1
     assert 'href="/console/campaigns?status=draft&amp;offset=0">Previous' in last.text  # the filter stays
     assert "0 campaigns." in client.get("/console/campaigns?status=running").text
 
