@@ -20,8 +20,10 @@ install: $(STAMP)
 run: install
 	$(BIN)/crosscart demo
 
+# two workers by default (the 2-core target machine); TEST_WORKERS=0 runs serially
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # the slow test suites, then every benchmark (tables on stdout, JSON in bench/results/)
 bench: install
