@@ -29,11 +29,6 @@ _BASE_PORT = int(os.environ.get("CROSSCART_TEST_PORT_BASE", "18120"))
 PORTS = range(_BASE_PORT, _BASE_PORT + 10)
 
 
-def pytest_configure(config):
-    # pytest-xdist registers it too; without xdist installed, --strict-markers would refuse the module
-    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker (--dist loadgroup)")
-
-
 def _browser_reason() -> str | None:
     for name in ("chromium", "chromedriver"):
         if shutil.which(name) is None:
