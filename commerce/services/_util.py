@@ -200,8 +200,10 @@ def required_text(value: str | None, field: str, max_len: int) -> str:
 def licence_number(value: str | None) -> str:
     """A business licence number in the one form uniqueness is checked on: NFKC (full-width letters and
     digits become ASCII), upper case, any dash as `-`, runs of spaces as one. `LIC-7`, `lic-7`,
-    `ＬＩＣ-7` and `LIC‑7` (a non-breaking hyphen) were four registrations of one licence."""
-    text = unicodedata.normalize("NFKC", value or "").upper()
+    `ＬＩＣ-7` and `LIC‑7` (a non-breaking hyphen) were four registrations of one licence. NFKC again
+    after upper case: upper-casing `ΐ` (U+0390) or `ß` before an accent gives letters NFKC composes, so
+    the form was not stable (normalising it again changed it; every BMP code point is tested)."""
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value or "").upper())
     text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
     return required_text(" ".join(text.split()), "licence_no", 64)
 
