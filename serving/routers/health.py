@@ -43,6 +43,11 @@ class Readiness(BaseModel):
         "popularity fallback answers meanwhile); null when it points at what is served."
     )
     uplift_model_version: str | None
+    untrusted_proxy: str | None = Field(
+        default=None,
+        description="An address that sent X-Forwarded-For without being in CROSSCART_FORWARDED_ALLOW_IPS:"
+        " every visitor behind it counts as one client; null when none was seen by this worker.",
+    )
 
 
 @router.get("/health", response_model=Health)
@@ -78,6 +83,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         fallback_reason=model.fallback_reason,
         model_alias_error=None if broken is None else f"version {broken[0]} {broken[1]}",
         uplift_model_version=state.uplift.current.version,
+        untrusted_proxy=None if state.proxy_check is None else state.proxy_check.seen_from,
     )
     if not body.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
