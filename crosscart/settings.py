@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     )
     search_index_path: str = Field(default=":memory:", description="FTS5 index file (:memory: = in RAM).")
     search_ranker_path: str = Field(default="", description="Fitted search ranker (joblib); empty: BM25.")
+    search_cache_mb: float = Field(
+        default=64.0,
+        gt=0,
+        description="Estimated memory a worker's cache of search lookups may hold (MB); least recently"
+        " used lookups go first.",
+    )
     ads_token_secret: str = Field(
         default="",
         description="Secret signing sponsored-result impression tokens (HMAC); empty: a random one per"

@@ -35,6 +35,7 @@ from serving.logs import configure_logging
 from serving.middleware import BodySizeLimit, Metrics, RateLimitHeaders
 from serving.model_store import MlflowModelSource, ModelSource, ModelStore, bound_mlflow_waits
 from serving.precomputed import load_precomputed, load_precomputed_redis
+from serving.proxies import UntrustedProxyCheck
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import (
@@ -328,8 +329,13 @@ def create_app(
     tracer_provider = setup_tracing(app, session_factory.kw["bind"], settings.otel_endpoint, span_exporter)
     # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
     # callers, not cached reads): its requests skip them, and are still measured and logged
+    state.proxy_check = UntrustedProxyCheck(settings.forwarded_allow_ips)
     app.add_middleware(
-        RequestEdge, metrics=state.metrics, fast=RecommendationFastPath(state), access_log=settings.access_log
+        RequestEdge,
+        metrics=state.metrics,
+        fast=RecommendationFastPath(state),
+        access_log=settings.access_log,
+        proxy_check=state.proxy_check,
     )
     app.add_middleware(DeadlineStamp, gate=db_gate)
     return app

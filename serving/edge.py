@@ -24,6 +24,7 @@ from serving.logs import (
     route_template,
 )
 from serving.middleware import Metrics
+from serving.proxies import UntrustedProxyCheck
 
 _JSON = (b"content-type", b"application/json")
 
@@ -34,9 +35,15 @@ class RequestEdge:
     the request metrics (route template and status, latency until the app returns), and `fast`'s answers."""
 
     def __init__(
-        self, app, metrics: Metrics, fast: RecommendationFastPath | None = None, access_log: bool = True
+        self,
+        app,
+        metrics: Metrics,
+        fast: RecommendationFastPath | None = None,
+        access_log: bool = True,
+        proxy_check: UntrustedProxyCheck | None = None,
     ):
         self.app, self.metrics, self.fast, self.access_log = app, metrics, fast, access_log
+        self.proxy_check = proxy_check  # asked until it has seen an untrusted proxy, then dropped
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -48,6 +55,8 @@ class RequestEdge:
             finally:
                 flush_access_lines()
         started = time.perf_counter()
+        if self.proxy_check is not None and self.proxy_check.check(scope):
+            self.proxy_check = None
         request_id = request_id_of(scope["headers"]) if self.access_log else None
         bound = REQUEST_ID.set(request_id) if request_id is not None else None
         status, logged, template = 500, request_id is None, None

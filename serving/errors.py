@@ -7,6 +7,7 @@ middleware alike; every /v1 operation documents the refusals it can give.
 from __future__ import annotations
 
 import json
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -23,11 +24,14 @@ from serving.resilience import (
     RETRY_AFTER_SECONDS,
     CommitOutcomeUnknown,
     DatabaseBusy,
+    is_cancel_request,
     is_contention,
     is_outage,
     unavailable_detail,
 )
 from training.registry_view import RegistryUnavailable
+
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:crosscart:problem:"
@@ -195,9 +199,16 @@ def install(app: FastAPI) -> None:
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
         contention (a row lock past `lock_timeout`, a deadlock, `statement_timeout`: rolled back, busy
-        rather than down; PostgreSQL's own log has the statements); any other database error is a bug
-        and stays a 500."""
+        rather than down, `Retry-After: 1`; PostgreSQL's own log has the statements); any other database
+        error is a bug and stays a 500. A statement an operator cancelled (`pg_cancel_backend`) is
+        rolled back too and the database is up, but it is logged and answered `Retry-After: 5`: it was
+        stopped on purpose (a runaway query, locks cleared for maintenance), so not re-run at once."""
         path = request.url.path
+        if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
+            log.warning("database statement cancelled by a cancel request (pg_cancel_backend?): %s %s",
+                        request.method, path)  # fmt: skip
+            detail = "the database cancelled this request's statement; nothing was kept; retry shortly"
+            return _unavailable(detail, RETRY_AFTER_SECONDS, path)
         if is_contention(exc):
             return _unavailable("the database is busy right now; retry shortly", 1, path)
         if _nul_in_text(exc):

@@ -58,7 +58,8 @@ CONTENTION_SQLSTATES = frozenset(
         "55P03",  # lock_not_available: `lock_timeout` expired waiting for a row lock
         "40P01",  # deadlock_detected: a lock cycle with another writer, this transaction chosen to end
         "40001",  # serialization_failure
-        "57014",  # query_canceled: `statement_timeout` (a wait for rows other writers hold, a slow query)
+        "57014",  # query_canceled: `statement_timeout` (a wait for rows other writers hold, a slow query),
+        # or a cancel request (`is_cancel_request`)
     }
 )
 SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
@@ -80,6 +81,22 @@ def is_contention(error: BaseException) -> bool:
         getattr(error.orig, "sqlstate", None) in CONTENTION_SQLSTATES
         or getattr(error.orig, "sqlite_errorname", None) == SQLITE_BUSY
     )
+
+
+QUERY_CANCELED = "57014"
+
+
+def is_cancel_request(error: BaseException) -> bool:
+    """57014 from a cancel request (an operator's `pg_cancel_backend`, a client's cancel) rather than
+    `statement_timeout`: PostgreSQL tells them apart only by the message ("canceling statement due to
+    user request" / "... statement timeout"). Both were rolled back and neither means the database is
+    down, so both stay contention; the answer differs (`serving.errors`). With `lc_messages` other than
+    English the message is translated and a cancel reads as a timeout (busy), as before."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) != QUERY_CANCELED:
+        return False
+    message = getattr(getattr(orig, "diag", None), "message_primary", None) or str(orig)
+    return "user request" in message
 
 
 def is_read_only(error: BaseException) -> bool:

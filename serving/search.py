@@ -9,9 +9,11 @@ impressions are written in batches off the request path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +55,7 @@ class SearchConfig:
     # a per-replica index (memory, FTS5) changes only through this replica's reconcile and writes,
     # which clear the cache, so its entries serve until then.
     cache_seconds: float = 30.0
-    cache_entries: int = 20_000  # least recently used lookups go first (see `LookupCache`)
+    cache_bytes: int = 64 * 2**20  # estimated size of the cached lookups; least recently used go first
     ctr_prior: float = 0.02  # predicted click rate of an ad without history
     ctr_prior_weight: float = 200.0  # impressions the prior is worth
     ranker_path: str | None = None
@@ -168,32 +170,88 @@ def load_ranker(path: str | None):
         return None
 
 
-class LookupCache:
-    """A segmented LRU of index lookups: a new entry waits in a small probation segment (a tenth of
-    the entries) and moves to the protected rest when it is asked for again. Anyone may search, so a
-    client sending one-off queries (each entry holds ~100 hits, ~15 KB) would otherwise push every
-    head query out of a plain LRU; here it only churns probation, and the queries traffic repeats
-    stay. Callers hold the lock."""
+def entry_bytes(key: tuple, hits: list[Hit], *, documents: bool) -> int:
+    """Estimated bytes a cached lookup holds: its key's terms, the hit list, each hit with its score and
+    per-field scores, and its document when the index built it for this lookup (`documents`; the memory
+    index's hits point at documents it keeps anyway). Measured per entry by RSS with 100 hits: ~11 KB
+    (memory index), ~46 KB (with per-field scores), ~130 KB (FTS5 or PostgreSQL: documents parsed per
+    hit), so a count bound meant 0.2 to 2.6 GB per worker. Up to three hits are sized and the rest
+    assumed alike: sizing all of them would cost more than some lookups."""
+    query = key[0]
+    size = _ENTRY_OVERHEAD + sum(sys.getsizeof(t) for group in query.groups for t in group)
+    size += sys.getsizeof(hits)
+    if not hits:
+        return size
+    sample = hits[:: max(1, len(hits) // 3)][:3]
+    per_hit = sum(_hit_bytes(h, documents) for h in sample) / len(sample)
+    return size + round(per_hit * len(hits))
 
-    def __init__(self, entries: int) -> None:
-        probation = max(1, entries // 10)
-        self._probation: LRUCache[tuple, tuple[float, list[Hit]]] = LRUCache(probation)
-        self._protected: LRUCache[tuple, tuple[float, list[Hit]]] = LRUCache(max(1, entries - probation))
+
+_ENTRY_OVERHEAD = 600  # key and value tuples, the query and filter objects, the LRU's own bookkeeping
+
+
+def _hit_bytes(hit: Hit, documents: bool) -> int:
+    size = sys.getsizeof(hit) + sys.getsizeof(hit.score)
+    if hit.field_scores:
+        size += sys.getsizeof(hit.field_scores) + sum(map(sys.getsizeof, hit.field_scores.values()))
+    if documents:
+        doc = hit.document
+        size += sys.getsizeof(doc) + sys.getsizeof(doc.__dict__) + sys.getsizeof(hit.product_id)
+        for value in doc.__dict__.values():
+            size += sys.getsizeof(value)
+            if isinstance(value, tuple):
+                size += sum(map(sys.getsizeof, value))
+    return size
+
+
+_Entry = tuple[float, list[Hit], int]  # when stored, the hits, their estimated bytes
+
+
+def _entry_size(entry: _Entry) -> int:
+    return entry[2]
+
+
+class LookupCache:
+    """A segmented LRU of index lookups bounded by their estimated bytes (`entry_bytes`): a new entry
+    waits in a small probation segment (a tenth of the bytes) and moves to the protected rest when it
+    is asked for again. Anyone may search, so a client sending one-off queries would otherwise push
+    every head query out of a plain LRU; here it only churns probation, and the queries traffic repeats
+    stay. A bound in entries would not bound memory: an entry's size varies twelvefold with the
+    backend and the ranker. Callers hold the lock."""
+
+    def __init__(self, max_bytes: int, size: Callable[[tuple, list[Hit]], int]) -> None:
+        probation = max(1, max_bytes // 10)
+        self._size = size
+        self._probation: LRUCache[tuple, _Entry] = LRUCache(probation, getsizeof=_entry_size)
+        protected = max(1, max_bytes - probation)
+        self._protected: LRUCache[tuple, _Entry] = LRUCache(protected, getsizeof=_entry_size)
 
     def __len__(self) -> int:
         return len(self._probation) + len(self._protected)
 
+    @property
+    def bytes(self) -> int:
+        return int(self._probation.currsize + self._protected.currsize)
+
     def get(self, key: tuple) -> tuple[float, list[Hit]] | None:
         found = self._protected.get(key)
         if found is None and (found := self._probation.pop(key, None)) is not None:
-            self._protected[key] = found  # asked for twice: worth keeping
-        return found
+            self._store(self._protected, key, found)  # asked for twice: worth keeping
+        return None if found is None else (found[0], found[1])
 
     def __setitem__(self, key: tuple, value: tuple[float, list[Hit]]) -> None:
+        entry = (value[0], value[1], self._size(key, value[1]))
         if key in self._protected:
-            self._protected[key] = value  # refreshed after expiry: stays protected
+            self._store(self._protected, key, entry)  # refreshed after expiry: stays protected
         else:
-            self._probation[key] = value
+            self._store(self._probation, key, entry)
+
+    @staticmethod
+    def _store(segment: LRUCache, key: tuple, entry: _Entry) -> None:
+        if entry[2] <= segment.maxsize:  # one lookup bigger than the segment is not kept at all
+            segment[key] = entry
+        else:
+            segment.pop(key, None)
 
     def clear(self) -> None:
         self._probation.clear()
@@ -217,7 +275,9 @@ class SearchService:
         self.impressions = ImpressionLog(session_factory)
         self._local_spend: dict[str, Decimal] = {}  # clicks charged by this replica since the last load
         self._random = random.Random()
-        self._cache = LookupCache(config.cache_entries)
+        self._cache = LookupCache(
+            config.cache_bytes, functools.partial(entry_bytes, documents=not index.hits_share_documents)
+        )
         self._cache_lock = threading.Lock()
         self._cache_generation = 0  # clears so far: a lookup that overlapped one is not cached
         self._cache_ttl = config.cache_seconds if index.shared else math.inf

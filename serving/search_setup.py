@@ -25,6 +25,7 @@ def build_search(
         reserve=Decimal(settings.ad_reserve_price),
         ranker_path=settings.search_ranker_path or None,
         cache_seconds=every_seconds,  # other replicas' writes show within the refresh interval
+        cache_bytes=int(settings.search_cache_mb * 2**20),
     )
     service = SearchService(
         index,

@@ -16,6 +16,7 @@ from serving.key_lookups import KeyLookups
 from serving.middleware import Metrics
 from serving.model_store import ModelStore
 from serving.precomputed import PrecomputedLists
+from serving.proxies import UntrustedProxyCheck
 from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import DatabaseGate, DatabaseHealth
@@ -53,6 +54,7 @@ class ServingState:
     session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
     revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
     precomputed: Refreshing[PrecomputedLists | None] | None = None  # batch-scored lists, when configured
+    proxy_check: UntrustedProxyCheck | None = None  # set by create_app from `forwarded_allow_ips`
     #: `session_factory`'s read-only twin, for requests that only read (serving.deps.get_session)
     read_only_sessions: sessionmaker[Session] = field(init=False)
 

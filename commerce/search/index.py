@@ -125,6 +125,7 @@ class Hit(NamedTuple):
 class SearchIndex(Protocol):
     backend: str
     shared: bool  # other processes may write it (so a replica's cached lookups can go stale)
+    hits_share_documents: bool  # hits point at documents the index keeps (not parsed per lookup)
 
     def ensure(self) -> None: ...
     def fingerprints(self) -> dict[str, str]: ...
@@ -177,6 +178,7 @@ class Fts5Index:
     connections); a query takes a few milliseconds, so the lock is not the bottleneck at API rates."""
 
     backend = "sqlite-fts5"
+    hits_share_documents = False
 
     def __init__(self, path: str = ":memory:"):
         self.path = path
@@ -327,6 +329,7 @@ class PostgresIndex:
     so Chinese tokens pass through). Writes are visible to every replica as soon as they commit."""
 
     backend = "postgresql"
+    hits_share_documents = False
     shared = True
 
     def __init__(self, engine: Engine, table: str = "search_documents"):

@@ -65,6 +65,7 @@ class MemoryIndex:
 
     backend = "memory"
     shared = False
+    hits_share_documents = True
     _FILTERS = ("origin", "category_id", "merchant_id", "fulfillment")
 
     def __init__(self) -> None:

@@ -232,8 +232,11 @@ def normal_form(value: str | None) -> str:
 def licence_number(value: str | None) -> str:
     """A business licence number in the one form uniqueness is checked on (`normal_form`, upper case, any
     whitespace as one space). `LIC-7`, `lic-7`, `ＬＩＣ-7` and `LIC‑7` (a non-breaking hyphen) were four
-    registrations of one licence."""
-    return required_text(" ".join(normal_form(value).upper().split()), "licence_no", 64)
+    registrations of one licence. NFKC again after upper case: upper-casing `ΐ` (U+0390) or `ß` before
+    an accent gives letters NFKC composes, so the form was not stable (normalising it again changed
+    it; every BMP code point is tested)."""
+    upper = unicodedata.normalize("NFKC", normal_form(value).upper())
+    return required_text(" ".join(upper.split()), "licence_no", 64)
 
 
 # Scripts whose letters look like each other's (`a` and Cyrillic `а`, `o` and Greek `ο`).

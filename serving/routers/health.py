@@ -55,6 +55,11 @@ class Readiness(BaseModel):
         "corrupt): the batch loaded before keeps serving, or pages are scored online; null when it "
         "succeeded or no lists are configured.",
     )
+    untrusted_proxy: str | None = Field(
+        default=None,
+        description="An address that sent X-Forwarded-For without being in CROSSCART_FORWARDED_ALLOW_IPS:"
+        " every visitor behind it counts as one client; null when none was seen by this worker.",
+    )
 
 
 @router.get("/health", response_model=Health)
@@ -92,6 +97,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         registry_error=state.models.registry_error,
         uplift_model_version=state.uplift.current.version,
         precomputed_error=None if state.precomputed is None else state.precomputed.last_error,
+        untrusted_proxy=None if state.proxy_check is None else state.proxy_check.seen_from,
     )
     if not body.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

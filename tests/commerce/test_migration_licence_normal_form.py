@@ -10,8 +10,9 @@ import pytest
 
 from commerce import migrate
 from commerce.db import make_engine, make_session_factory, transaction
-from commerce.errors import Conflict
+from commerce.errors import Conflict, ValidationError
 from commerce.services import merchants
+from commerce.services._util import licence_number
 from tests.commerce.migration_data import query, seed_at
 
 BEFORE = "0031_console_generation"
@@ -88,5 +89,72 @@ def test_0032_normal_licence_refuses_a_second_registration(database_url):
             transaction(make_session_factory(engine)) as session,
         ):
             merchants.apply(session, merchants.MerchantApplication("New", "DE", "LIC-5", ["B"]))
+    finally:
+        engine.dispose()
+
+
+def test_the_licence_normal_form_is_stable_for_every_bmp_code_point():
+    """Normalising a normal form again must not change it, or a stored licence never matches the same
+    number typed again: upper-casing `ΐ` (U+0390) or `ß` before an accent gave letters NFKC composes.
+    Each BMP code point alone and before a combining acute accent (~1 s)."""
+    unstable = []
+    for cp in range(0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        for typed in (chr(cp), chr(cp) + "\u0301"):
+            try:
+                once = licence_number(typed)
+            except ValidationError:
+                continue  # refused (invisible, empty): nothing stored
+            if licence_number(once) != once:
+                unstable.append(f"U+{cp:04X}")
+    assert unstable == []
+
+
+RECOMPOSE = [  # stored in 0032's form; 0035 composes them
+    ("g1", "GR", "\u0399\u0308\u0301-1", "01"),  # ΐ upper-cased by 0032: Ϊ + combining acute
+    ("g2", "GR", "\u0399\u0308\u0301-2", "02"),  # its new form is held by g3 already: flagged
+    ("g3", "GR", "\u03aa\u0301-2", "03"),
+    ("g4", "GR", "lic-1", "04"),  # flagged by 0032 (left as typed): untouched
+    ("g6", "GR", "\u3000", "06"),  # no valid normal form: untouched
+    ("g5", "GR", "OK-1", "05"),
+]
+
+
+def test_0035_recomposes_stored_licences_and_flags_collisions(database_url, caplog):
+    seed_at(
+        database_url,
+        "0034_ad_click_client",
+        [
+            "INSERT INTO merchants (merchant_id, name, country, licence_no, status, created_at) VALUES"
+            f" ('{m}', 'N', '{c}', '{lic}', 'approved', '2026-01-{day} 00:00:00')"
+            for m, c, lic, day in RECOMPOSE
+        ]
+        + ["UPDATE merchants SET status_reason = 'review: ... (migration 0032)' WHERE merchant_id = 'g4'"],
+    )
+    with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
+        migrate.upgrade(database_url)
+    after = [
+        ("g1", "\u03aa\u0301-1"),
+        ("g2", "\u0399\u0308\u0301-2"),
+        ("g3", "\u03aa\u0301-2"),
+        ("g4", "lic-1"),
+        ("g5", "OK-1"),
+        ("g6", "\u3000"),
+    ]
+    assert query(database_url, LICENCES) == after
+    flags = query(database_url, FLAGS)
+    assert [m for m, *_ in flags] == ["g2"] and "migration 0035" in flags[0][3]
+    assert "0035: 1 licence numbers recomposed" in caplog.text
+    migrate.downgrade(database_url, "0034_ad_click_client")
+    migrate.upgrade(database_url)  # again: flagged once
+    assert query(database_url, FLAGS) == flags and query(database_url, LICENCES) == after
+    engine = make_engine(database_url)
+    try:
+        with (
+            pytest.raises(Conflict, match="already registered"),
+            transaction(make_session_factory(engine)) as session,
+        ):  # ΐ typed again now matches g1
+            merchants.apply(session, merchants.MerchantApplication("New", "GR", "\u0390-1", ["B"]))
     finally:
         engine.dispose()

@@ -110,3 +110,39 @@ def test_a_key_recheck_ended_by_the_statement_timeout_serves_the_cached_key(
     assert not any("database unavailable" in r.getMessage() for r in caplog.records)
     assert state.db_health.up
     factory.kw["bind"].dispose()
+
+
+def test_a_statement_an_operator_cancels_is_logged_and_retried_later_not_busy(
+    pg_only, tmp_path, open_client, caplog
+):
+    """`pg_cancel_backend` ends a statement with the same SQLSTATE as `statement_timeout` (57014), so it
+    was answered "busy, retry in 1 s" and left no line. It was stopped on purpose: it is logged and
+    answered `Retry-After: 5`, the database still up and nothing kept."""
+    factory = seeded_factory(pg_only, buyers=1)
+    keys = make_keys(factory, buyers=1)
+    client = open_client(fault_settings(tmp_path), factory)
+    engine = factory.kw["bind"]
+    order = lambda: client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))  # noqa: E731
+    blocked = "SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"
+    with create_engine(pg_only).connect() as other, ThreadPoolExecutor(1) as pool:
+        with other.begin():
+            holder = other.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            other.execute(text(LOCK), {"p": "p01"})
+            pending = pool.submit(order)  # waits for p01
+            deadline = time.monotonic() + 20
+            with engine.connect() as admin:
+                while not (pids := admin.execute(text(blocked), {"holder": holder}).scalars().all()):
+                    admin.rollback()
+                    assert not pending.done() and time.monotonic() < deadline, "never waited for the lock"
+                    time.sleep(0.02)
+                assert admin.execute(text("SELECT pg_cancel_backend(:p)"), {"p": pids[0]}).scalar()
+            response = pending.result(timeout=30)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5", response.text
+    assert "cancelled this request's statement" in response.json()["detail"]
+    assert any("cancelled by a cancel request" in r.getMessage() for r in caplog.records)
+    assert not any("database unavailable" in r.getMessage() for r in caplog.records)
+    client.app.state.serving.db_health._checked_at = -1e9
+    assert client.get("/ready").json()["database"] == "up"
+    assert invariants(factory)["orders"] == 0
+    assert order().status_code == 201
+    engine.dispose()

@@ -7,12 +7,12 @@ import random
 
 import pytest
 
-from commerce.db import transaction
+from commerce.db import read_only, transaction
 from commerce.search.documents import load_documents
-from commerce.search.index import Filters, Fts5Index, MatchQuery, SearchDocument
+from commerce.search.index import Filters, Fts5Index, Hit, MatchQuery, SearchDocument
 from commerce.search.memory import MemoryIndex, fold
 from commerce.services import catalog
-from serving.search import SearchConfig, SearchService
+from serving.search import LookupCache, SearchConfig, SearchService, entry_bytes
 
 WORDS = ["cream", "crème", "serum", "face", "night", "gold", "面霜", "精华", "耳机", "运动鞋", "max", "mini"]
 BRANDS = ["Karimi", "Sorin", "Velmar", "Lunette"]
@@ -123,30 +123,57 @@ def ids(result) -> list[str]:
     return [h.product_id for h, _ in result.items]
 
 
-def test_lookup_cache_is_bounded_and_shared_across_shoppers(shop):
+def test_lookup_cache_evicts_by_bytes_least_recently_used_first():
+    cache = LookupCache(3_000, lambda key, hits: 100 * len(hits))  # probation 300 bytes, protected 2,700
+    hit = Hit("P1", 1.0, None)
+    for n in range(11):
+        cache[(n,)] = (0.0, [hit] * 3)
+        assert cache.get((n,)) is not None  # asked for again: protected (300 bytes each)
+    assert [k for (k,) in cache._protected] == list(range(2, 11)) and cache.bytes == 2_700  # 0, 1 went
+    cache[("big",)] = (0.0, [hit] * 4)  # 400 bytes: more than probation holds, so not kept at all
+    assert cache.get(("big",)) is None and cache.bytes == 2_700
+    cache[("small",)] = (0.0, [hit] * 2)
+    cache[("other",)] = (0.0, [hit] * 2)  # one-off lookups churn probation only
+    assert cache.get(("small",)) is None and cache.get((2,)) is not None
+
+
+def test_entry_estimate_counts_documents_only_where_lookups_parse_them(shop):
+    memory, fts5 = MemoryIndex(), Fts5Index()
+    with read_only(shop) as s:
+        docs = list(load_documents(s))
+    memory.upsert(docs)
+    fts5.upsert(docs)
+    query = MatchQuery((("cream", "serum", "perfume", "sneakers"),))
+    key = (query, 100, Filters(), True)
+    shared = entry_bytes(key, memory.match(query, 100, field_scores=True), documents=False)
+    parsed = entry_bytes(key, fts5.match(query, 100, field_scores=True), documents=True)
+    assert 1_000 < shared < parsed  # FTS5 and PostgreSQL build each hit's document per lookup
+    assert entry_bytes(key, [], documents=True) < 1_000
+
+
+def test_lookup_cache_is_bounded_by_bytes_and_shared_across_shoppers(shop):
     index = CountingIndex()
-    svc = service(shop, index, cache_entries=4)  # probation 1, protected 3
-    for q in ["cream", "耳机", "karimi", "sneakers", "serum"]:
-        svc.search(q)
-        svc.search(q, shopper_id="s1")  # asked for twice: protected
-    assert len(svc._cache) == 3
+    svc = service(shop, index, cache_bytes=60_000)
+    for i in range(40):
+        svc.search(f"cream serum {i}")
+        svc.search(f"cream serum {i}", shopper_id="s1")  # asked for twice: protected
+    assert 0 < svc._cache.bytes <= 60_000
     before = index.lookups
-    svc.search("serum", shopper_id="s2")
-    svc.search("sneakers", shopper_id="s3")
+    svc.search("cream serum 39", shopper_id="s2")
     assert index.lookups == before  # the most recent lookups stay, whoever searches
-    svc.search("cream")
-    assert index.lookups == before + 1  # the least recently used went first
+    svc.search("cream serum 0")
+    assert index.lookups > before  # the least recently used went first
 
 
 def test_one_off_queries_do_not_push_out_repeated_ones(shop):
     index = CountingIndex()
-    svc = service(shop, index, cache_entries=20)
+    svc = service(shop, index, cache_bytes=200_000)
     for _ in range(2):
         svc.search("serum")
         svc.search("耳机")
     for i in range(200):  # a client flooding unique queries
         svc.search(f"cream {i}")
-    assert len(svc._cache) <= 20
+    assert svc._cache.bytes <= 200_000
     before = index.lookups
     svc.search("serum")
     svc.search("耳机")
