@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.distributed import OUTPUTS, run_feature_job, run_training_set
+from features.distributed import OUTPUTS, run_feature_job
 from features.synth.generator import generate_marketplace
 from tests.features.test_distributed import THREE_PARTS, _read
 
@@ -103,10 +103,6 @@ def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keep
     c, client = cluster
     out = tmp_path / "out"
     before = _outputs(run_feature_job(market, out, partitions=4, half_life_days=30.0))
-    ev = pd.read_parquet(market / "events")
-    buys = ev[ev["event_type"] == "purchase"].tail(40)
-    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
-    ts_before = pd.read_parquet(run_training_set(market, labels, out / "training_set", partitions=3))
     markers = tmp_path / "markers"
     markers.mkdir()
     allowed, c.scheduler.allowed_failures = c.scheduler.allowed_failures, 0  # the first death fails a task
@@ -114,23 +110,17 @@ def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keep
         _arm(client, markers, "_partition_job", times=1)
         with pytest.raises(KilledWorker):
             run_feature_job(market, out, partitions=4, half_life_days=7.0, client=client)
-        _disarm(client)
-        _arm(client, markers, "_join_partition", times=2)
-        with pytest.raises(KilledWorker):
-            run_training_set(market, labels, out / "training_set", client=client, partitions=3)
     finally:
         c.scheduler.allowed_failures = allowed
         _disarm(client)
     after = _outputs({name: out / name for name in OUTPUTS})
     for name, frame in before.items():  # were removed, then part of them rewritten with 7-day weights
         pd.testing.assert_frame_equal(frame, after[name], check_exact=True)
-    pd.testing.assert_frame_equal(ts_before, pd.read_parquet(out / "training_set"), check_exact=True)
     # Tasks still running when the job failed may leave a hidden staged directory: never published, and
     # removed by the next write of that output once they are done
     _idle(client)
     run_feature_job(market, out, partitions=4, half_life_days=30.0)
-    run_training_set(market, labels, out / "training_set", partitions=3)
-    published = {os.readlink(out / name) for name in (*OUTPUTS, "training_set")}
+    published = {os.readlink(out / name) for name in OUTPUTS}
     assert {p.name for p in out.iterdir() if p.name.startswith(".new-")} == published
 
 

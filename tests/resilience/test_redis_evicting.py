@@ -6,6 +6,7 @@ if it were whole (shoppers missing from it, silently scored online)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -21,7 +22,7 @@ from serving.precomputed import REDIS_META, load_precomputed_redis, publish_to_r
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
-PORT = 18640
+PORT = 18640 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])  # one server per xdist worker
 URL = f"redis://127.0.0.1:{PORT}/0"
 MAXMEMORY = 3 * 2**20
 
