@@ -17,17 +17,21 @@ appended to one Arrow file per partition on disk, then the partitions run one af
 product counts are summed in the same tree as on a cluster, so memory is one batch, then one
 partition, whatever the size of the log (with Dask's synchronous scheduler and disk shuffle instead,
 the peak grew with the log: 1.1 GB at 1M events, 3.5 GB at 10M, past 10 GB at 51M; docs/scale.md).
+Every output is written into a directory beside it and published when the whole job has succeeded
+(`commerce.files.staged_directory`): a job that fails (a Dask worker killed past the scheduler's
+retries, a full disk) leaves the previous outputs whole instead of removed and half rewritten.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from commerce.files import staged_directory
 from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
 from features.tables import (
     EVENT_COLUMNS,
@@ -70,15 +74,14 @@ def run_feature_job(
         raise ValueError(f"partitions must be >= 1, got {n}")
     products = pd.read_parquet(data / "products.parquet")
     categories = pd.read_parquet(data / "categories.parquet")
-    for name in OUTPUTS:
-        if (out / name).exists():
-            shutil.rmtree(out / name)
-        (out / name).mkdir(parents=True)
-    job = (weights, half_life_days, out)
-    if client is None:
-        _stream_feature_job(data, out, as_of, n, products, categories, job)
-    else:
-        _dask_feature_job(data, as_of, n, products, categories, job, client)
+    out.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:  # published together once every part is written (see the module)
+        dirs = {name: stack.enter_context(staged_directory(out / name)) for name in OUTPUTS}
+        job = (weights, half_life_days, dirs)
+        if client is None:
+            _stream_feature_job(data, out, as_of, n, products, categories, job)
+        else:
+            _dask_feature_job(data, as_of, n, products, categories, job, client)
     return {name: out / name for name in OUTPUTS}
 
 
@@ -90,7 +93,7 @@ def _stream_feature_job(data: Path, out: Path, as_of, n: int, products, categori
         counts = _TreeSum(n)
         for i, events, shoppers in parts:
             counts.add(_partition_job(events, shoppers, products, categories, as_of, *job, i))
-    _write_product_features(counts.total, products, categories, as_of, out)
+    _write_product_features(counts.total, products, categories, as_of, job[2])
 
 
 class ShopperPartitions:
@@ -209,10 +212,10 @@ def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, clie
         shoppers = _by_shopper(dd.read_parquet(data / "shoppers.parquet"), n, "p2p")
         catalog = dask.delayed(products, pure=True)
         tree = dask.delayed(categories, pure=True)
-        weights, half_life_days, out = job
+        weights, half_life_days, dirs = job
         part = dask.delayed(_partition_job, pure=True)
         partials = [
-            part(ev, sh, catalog, tree, as_of, weights, half_life_days, out, i)
+            part(ev, sh, catalog, tree, as_of, weights, half_life_days, dirs, i)
             for i, (ev, sh) in enumerate(zip(by_shopper.to_delayed(), shoppers.to_delayed(), strict=True))
         ]
         combine = dask.delayed(_combine_counts, pure=True)
@@ -220,7 +223,7 @@ def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, clie
             partials = [
                 combine(partials[i : i + COMBINE_FAN_IN]) for i in range(0, len(partials), COMBINE_FAN_IN)
             ]
-        final = dask.delayed(_write_product_features, pure=True)(partials[0], catalog, tree, as_of, out)
+        final = dask.delayed(_write_product_features, pure=True)(partials[0], catalog, tree, as_of, dirs)
         dask.compute(final, scheduler=client)
 
 
@@ -249,7 +252,7 @@ def _partition_job(
     as_of: pd.Timestamp,
     weights: dict[str, float],
     half_life_days: float | None,
-    out: Path,
+    dirs: Mapping[str, Path],
     index: int,
 ) -> pd.DataFrame:
     """Write one shopper partition's interactions and shopper features; return its product counts."""
@@ -258,9 +261,9 @@ def _partition_job(
     ev = ev.astype({c: str for c in ("shopper_id", "product_id", "event_type")})
     ev = ev.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
     name = f"part-{index:05d}.parquet"
-    _write(interaction_rows(ev, as_of, weights, half_life_days), out / "interactions" / name, index=False)
+    _write(interaction_rows(ev, as_of, weights, half_life_days), dirs["interactions"] / name, index=False)
     table = shopper_features(ev, products, as_of, shoppers=shoppers, categories=categories)
-    _write(table, out / "shopper_features" / name)
+    _write(table, dirs["shopper_features"] / name)
     return product_event_counts(ev, as_of)
 
 
@@ -313,10 +316,14 @@ def _combine_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _write_product_features(
-    counts: pd.DataFrame, products: pd.DataFrame, categories: pd.DataFrame, as_of: pd.Timestamp, out: Path
+    counts: pd.DataFrame,
+    products: pd.DataFrame,
+    categories: pd.DataFrame,
+    as_of: pd.Timestamp,
+    dirs: Mapping[str, Path],
 ) -> int:
     table = product_features_from_counts(counts, products, as_of, categories=categories)
-    _write(table, out / "product_features" / "part-00000.parquet")
+    _write(table, dirs["product_features"] / "part-00000.parquet")
     return len(table)
 
 
@@ -340,9 +347,6 @@ def run_training_set(
     the log, as in the feature job), with one as a Dask graph (peer-to-peer shuffle) on its workers.
     `partitions` defaults to the number of event part files in-process, to Dask's partitions on one.
     """
-    import dask
-    import dask.dataframe as dd
-
     data, out = Path(data_dir), Path(out_dir)
     if not (data / "events").is_dir():
         raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
@@ -357,12 +361,21 @@ def run_training_set(
     needs = {as_of: group["product_id"].unique() for as_of, group in labels.groupby("_snapshot", sort=True)}
     products = pd.read_parquet(data / "products.parquet")
     categories = pd.read_parquet(data / "categories.parquet")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    if client is None:
-        _stream_training_set(data, labels, out, partitions, needs, products, categories)
-        return out
+    with staged_directory(out) as staging:  # published once every part is written (see the module)
+        if client is None:
+            _stream_training_set(data, labels, staging, partitions, needs, products, categories)
+        else:
+            _dask_training_set(data, labels, staging, partitions, needs, products, categories, client)
+    return out
+
+
+def _dask_training_set(
+    data: Path, labels, out: Path, partitions, needs, products, categories, client
+) -> None:
+    """`run_training_set` as one Dask graph on `client`'s workers (peer-to-peer shuffle by shopper)."""
+    import dask
+    import dask.dataframe as dd
+
     with dask.config.set({"dataframe.convert-string": False}):
         events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
         n = partitions or events.npartitions
@@ -381,7 +394,6 @@ def run_training_set(
         join = dask.delayed(_join_partition, pure=True)
         writes = [join(rows, product_snapshots, out, i) for i, (_, rows) in enumerate(snapshots)]
         dask.compute(*writes, scheduler=client)
-    return out
 
 
 def _stream_training_set(data: Path, labels, out: Path, partitions, needs, products, categories) -> None:

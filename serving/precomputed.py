@@ -80,7 +80,10 @@ REDIS_META = "crosscart:precomputed:meta"  # JSON: model, version, n, stamp, par
 def publish_to_redis(directory: str | Path, url: str) -> int:
     """Copy the batch in `directory` (parts and meta) to Redis, for replicas without shared storage;
     returns the number of parts. The new parts go under a key of their own and the meta is switched to
-    them in one SET, so a replica never reads half of two batches; the previous batch's parts expire."""
+    them in one SET, so a replica never reads half of two batches; the previous batch's parts expire.
+    Raises, leaving the previous batch published, when Redis evicted part of the new one as it was
+    written (a full Redis with an evicting `maxmemory-policy`): replicas took half a batch for a whole
+    one. The meta holds the part count, which `load_precomputed_redis` checks too."""
     import time
 
     import redis
@@ -95,8 +98,16 @@ def publish_to_redis(directory: str | Path, url: str) -> int:
     parts = sorted(directory.glob("part-*.parquet"))
     for part in parts:
         pipe.rpush(parts_key, part.read_bytes())
-    pipe.execute()
-    client.set(REDIS_META, json.dumps({**meta, "stamp": stamp, "parts": parts_key}))
+    pipe.llen(parts_key)
+    stored = pipe.execute()[-1]
+    if stored != len(parts):
+        client.delete(parts_key)
+        client.close()
+        raise RuntimeError(
+            f"Redis kept {stored} of the batch's {len(parts)} parts (it evicted the rest: it is full and its "
+            "maxmemory-policy evicts keys); the previous batch stays published"
+        )
+    client.set(REDIS_META, json.dumps({**meta, "stamp": stamp, "parts": parts_key, "count": len(parts)}))
     if previous is not None:  # replicas loading it right now get a minute to finish
         client.expire(json.loads(previous)["parts"], 60)
     client.close()
@@ -106,7 +117,8 @@ def publish_to_redis(directory: str | Path, url: str) -> int:
 def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) -> PrecomputedLists | None:
     """The batch `publish_to_redis` last published, or None; `current` when it is still that batch.
     Raises when the batch `current` came from is gone (Redis flushed, or restarted without persistence),
-    so that the replica keeps serving it rather than scoring every page online until the next publish."""
+    so that the replica keeps serving it rather than scoring every page online until the next publish,
+    and when the published batch lacks parts (evicted by a full Redis): never half a batch."""
     import io
 
     import pandas as pd
@@ -128,6 +140,13 @@ def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) ->
         blobs = client.lrange(meta["parts"], 0, -1)
     finally:
         client.close()
+    if len(blobs) != meta.get("count", len(blobs)) or not blobs:
+        raise LookupError(
+            f"Redis holds {len(blobs)} of the published batch's {meta.get('count', '?')} parts (evicted: "
+            "give Redis room or maxmemory-policy noeviction); "
+            + ("serving the loaded one" if current is not None else "scoring online")
+            + " until `crosscart batch-score --redis` publishes again"
+        )
     frames = [pd.read_parquet(io.BytesIO(blob), columns=list(COLUMNS)) for blob in blobs]
     return _build(meta, meta["stamp"], pd.concat(frames, ignore_index=True))
 

@@ -7,13 +7,18 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commerce.errors import NotFound, ValidationError
 
 T = TypeVar("T")
+# How far ahead of this process's clock a stored time may stand and still be taken as written "now" by
+# another replica (clocks in sync drift by milliseconds; NTP steps and resumed VMs by hours or days).
+CLOCK_SKEW = timedelta(minutes=5)
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # A cell starting with one of these runs as a formula when the CSV is opened in a spreadsheet.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -154,6 +159,17 @@ def _hides(text: str) -> bool:
                 continue
         return True
     return False
+
+
+def deletion_time(session: Session, now: datetime) -> datetime:
+    """The time a clean-up by age deletes up to: `now` (this process's clock), but never past the
+    database server's clock on PostgreSQL. A replica whose clock jumped forward deleted, as expired, rows
+    the others wrote a minute ago (every console session, every Idempotency-Key); one clock shared by
+    all replicas bounds it. SQLite runs on this host's clock: nothing to compare with."""
+    if session.get_bind().dialect.name != "postgresql":
+        return now
+    server = session.scalar(select(func.now()))
+    return min(now, server) if server is not None else now
 
 
 def get_or_404(session: Session, model: type[T], key, what: str) -> T:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from commerce.access import KEY_PREFIX, ROLES, ApiKey, ConsoleSession
 from commerce.merchants import Merchant
+from commerce.services._util import CLOCK_SKEW, deletion_time
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
 
@@ -96,7 +97,8 @@ def start_console_session(session: Session, key_id: int, lifetime: timedelta, no
     """A new console session of the key, valid for `lifetime`; returns its id (for the cookie, never
     stored). Every expired session is deleted first, so rows never outlive their cookies by more than the
     time to the next sign-in."""
-    session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
+    cutoff = deletion_time(session, now)
+    session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= cutoff))
     session_id = secrets.token_urlsafe(32)
     session.add(
         ConsoleSession(id_hash=hash_key(session_id), key_id=key_id, created_at=now, expires_at=now + lifetime)
@@ -106,13 +108,16 @@ def start_console_session(session: Session, key_id: int, lifetime: timedelta, no
 
 
 def console_session_key(session: Session, session_id: str, now: datetime) -> ApiKey | None:
-    """The live key an unexpired, not signed-out console session belongs to; None otherwise."""
+    """The live key an unexpired, not signed-out console session belongs to; None otherwise. A session
+    dated more than `CLOCK_SKEW` ahead of `now` was started on a clock that ran ahead: its expiry is as
+    far ahead, so it is refused rather than left to outlive its lifetime by the jump."""
     return session.scalar(
         select(ApiKey)
         .join(ConsoleSession, ConsoleSession.key_id == ApiKey.id)
         .where(
             ConsoleSession.id_hash == hash_key(session_id),
             ConsoleSession.expires_at > now,
+            ConsoleSession.created_at <= now + CLOCK_SKEW,
             ApiKey.revoked_at.is_(None),
         )
     )

@@ -1,7 +1,10 @@
 """Idempotency keys (IETF draft "The Idempotency-Key HTTP Header Field"): the first request with a key
 claims it, its response is stored, and a replay with the same key and the same request gets the stored
 response instead of a second effect. The claim is an INSERT guarded by the (caller, key) unique
-constraint, so of two racing requests exactly one runs. Keys expire after `KEY_TTL`.
+constraint, so of two racing requests exactly one runs. Keys expire after `KEY_TTL` for a different
+request only: the same request under an expired key still gets the stored response, because the clock
+that expired it may have jumped (an NTP step, a VM resumed: a checkout retried a second later ran twice
+after a forward jump past 24 h), and a retry of the very same request is never meant to run twice.
 
 Stored bodies are encrypted (AES-GCM, `seal`): a response may hold a secret (a new API key) that the
 database otherwise keeps only as a hash, so a dump of the table must not yield it. The key is derived
@@ -25,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.idempotency import IdempotentRequest
+from commerce.services._util import deletion_time
 
 KEY_TTL = timedelta(hours=24)
 SEALED = b"\x00idem1:"  # format and version of an encrypted body; a JSON body never starts with NUL
@@ -76,6 +80,7 @@ def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: st
                 IdempotentRequest.caller == caller,
                 IdempotentRequest.key == key,
                 IdempotentRequest.created_at < at - KEY_TTL,
+                IdempotentRequest.fingerprint != fingerprint,
             )
         )
         session.add(IdempotentRequest(caller=caller, key=key, fingerprint=fingerprint, created_at=at))
@@ -125,6 +130,10 @@ def release(factory: sessionmaker[Session], caller: str, key: str) -> None:
 
 
 def purge_expired(factory: sessionmaker[Session], at: datetime) -> int:
+    """Delete keys older than `KEY_TTL` before `at` (never past the database server's clock,
+    `deletion_time`): a purge host whose clock jumped forward deleted the keys other replicas had just
+    claimed, and their retries ran again."""
     with factory.begin() as session:
+        at = deletion_time(session, at)
         result = session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < at - KEY_TTL))
         return result.rowcount or 0

@@ -14,7 +14,7 @@ concurrent payments. Cancelling or refunding takes it back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
@@ -95,12 +95,27 @@ def _move(
     ).rowcount
     if done != 1:
         raise InvalidState(f"order {order_id} changed status concurrently; reload and retry")
+    at = _after_last_step(session, order_id, at)
     session.add(
         OrderStatusChange(order_id=order_id, from_status=current, to_status=to, reason=reason, changed_at=at)
     )
     session.flush()
     session.refresh(order)
     return order
+
+
+def _after_last_step(session: Session, order_id: int, at: datetime) -> datetime:
+    """`at`, or just after the order's latest status change or carrier scan when `at` is not later. The
+    trace is sorted by these times: a step recorded by a replica whose clock was behind (a backward
+    jump) was listed before the steps it followed ("arrived at hub" before "shipped")."""
+    changed = select(func.max(OrderStatusChange.changed_at)).where(OrderStatusChange.order_id == order_id)
+    scanned = (
+        select(func.max(TrackingEvent.occurred_at))
+        .join(Shipment, Shipment.id == TrackingEvent.shipment_id)
+        .where(Shipment.order_id == order_id)
+    )
+    latest = [as_utc(t) for t in (session.scalar(changed), session.scalar(scanned)) if t is not None]
+    return at if not latest or at > max(latest) else max(latest) + timedelta(microseconds=1)
 
 
 def _adjust_stock(session: Session, order: Order, *, reserved: int, quantity: int) -> None:
@@ -198,6 +213,7 @@ def ship_order(
     at = as_utc(at or utcnow())
     tracking_no = required_text(tracking_no, "tracking_no", 64)
     order = _move(session, order_id, "shipped", at=at)
+    at = _after_last_step(session, order_id, at)
     shipment = Shipment(
         order_id=order.order_id, partner_id=order.partner_id, tracking_no=tracking_no, created_at=at
     )
@@ -225,7 +241,7 @@ def add_tracking_event(
         status=required_text(status, "status", 64),
         location=location,
         note=note,
-        occurred_at=as_utc(at or utcnow()),
+        occurred_at=_after_last_step(session, order_id, as_utc(at or utcnow())),
     )
     session.add(event)
     session.flush()

@@ -165,10 +165,30 @@ def _redis(settings) -> list[Check]:
         ]
     import redis
 
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
+        client.ping()
     except Exception as exc:
         return [Check("redis", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_REDIS_URL")]
+    try:
+        config = client.config_get("maxmemory*")
+    except redis.RedisError:  # CONFIG disabled (managed Redis): the policy cannot be seen from here
+        return [Check("redis", "ok", "reachable (eviction policy not readable)")]
+    finally:
+        client.close()
+    policy = config.get("maxmemory-policy", "noeviction")
+    if int(config.get("maxmemory", 0) or 0) and policy != "noeviction":
+        # evicted rate-limit counters stop the limit holding (60 calls at 50 a minute, none refused) and
+        # an evicted batch of lists is refused; with noeviction a full Redis fails writes, and the
+        # replicas count and keep sessions locally until it has room (docs/operations.md)
+        return [
+            Check(
+                "redis",
+                "warn",
+                f"full, it evicts keys (maxmemory-policy {policy}): rate limits stop holding",
+                "CONFIG SET maxmemory-policy noeviction (or give it no maxmemory, or a Redis of its own)",
+            )
+        ]
     return [Check("redis", "ok", "reachable")]
 
 

@@ -98,3 +98,22 @@ def test_order_is_traceable_end_to_end(market):
         ("tracking", "delivered"),
         ("status", "completed"),
     ]
+
+
+def test_the_trace_keeps_recording_order_when_a_replica_clock_is_behind(market):
+    with transaction(market) as s:
+        order = checkout(s, "s0", [CartLine("p_mail", 1)], partner_id="ems-intl", at=NOW)
+        orders.pay_order(s, order.order_id, "p", at=NOW + timedelta(hours=1))
+        orders.clear_customs(s, order.order_id, at=NOW + timedelta(days=1))
+        orders.ship_order(s, order.order_id, "EMS1", at=NOW + timedelta(days=2))
+        behind = NOW + timedelta(days=1, hours=2)  # the next steps recorded by a replica a day behind
+        orders.add_tracking_event(s, order.order_id, "arrived_hub", at=behind)
+        orders.deliver_order(s, order.order_id, at=behind + timedelta(hours=1))
+        trace = orders.trace_order(s, order.order_id)
+    assert [(t.kind, t.status) for t in trace][-4:] == [  # was: arrived_hub and delivered before shipped
+        ("tracking", "shipped"),
+        ("tracking", "arrived_hub"),
+        ("status", "delivered"),
+        ("tracking", "delivered"),
+    ]
+    assert all(a.at < b.at for a, b in zip(trace, trace[1:], strict=False))  # never before what it follows

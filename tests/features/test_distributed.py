@@ -195,3 +195,24 @@ def test_campaign_training_table_streams_shopper_partitions_to_the_in_memory_row
         pd.testing.assert_series_equal(labels["campaign_id"], expected["campaign_id"])
         assert labels["arm"].tolist() == expected["arm"].tolist()
         assert labels["spend"].tolist() == expected["spend"].astype(float).tolist()
+
+
+def test_a_training_set_that_fails_half_way_leaves_the_previous_one_whole(market, tmp_path, monkeypatch):
+    import features.distributed as job
+
+    ev = read_marketplace(market)["events"]
+    buys = ev[ev["event_type"] == "purchase"].tail(40)
+    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+    before = pd.read_parquet(job.run_training_set(market, labels, tmp_path / "ts", partitions=3))
+    join = job._join_partition
+
+    def fails_at_the_second(rows, product_snapshots, out, index):  # a worker lost, a full disk
+        if index == 1:
+            raise OSError("no space left on device")
+        return join(rows, product_snapshots, out, index)
+
+    monkeypatch.setattr(job, "_join_partition", fails_at_the_second)
+    with pytest.raises(OSError):
+        job.run_training_set(market, labels.head(10), tmp_path / "ts", partitions=3)
+    # was: the previous set removed and the first partition of the new one in its place
+    pd.testing.assert_frame_equal(before, pd.read_parquet(tmp_path / "ts"), check_exact=True)

@@ -1,0 +1,131 @@
+"""A Dask worker process killed in the middle of the scale-out feature job (the OOM killer, a node
+drained): the job completes with the same outputs when the scheduler can rerun the lost work elsewhere,
+or fails with Dask's error, and then leaves the previous outputs whole, never half rewritten."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.distributed import OUTPUTS, run_feature_job
+from features.synth.generator import generate_marketplace
+from tests.features.test_distributed import THREE_PARTS, _read
+
+pytestmark = pytest.mark.slow  # two worker processes and their restarts: about a minute of CPU
+
+
+class KillAtTask:
+    """A worker plugin: the worker that starts a task whose key begins with `prefix` dies at once
+    (`os._exit`), `times` times in all across the cluster (one marker file per death)."""
+
+    name = "kill-at-task"
+
+    def __init__(self, markers: Path, prefix: str, times: int):
+        self.markers, self.prefix, self.times = str(markers), prefix, times
+
+    def setup(self, worker) -> None:
+        pass
+
+    def teardown(self, worker) -> None:
+        pass
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if finish != "executing" or not str(name).startswith(self.prefix):
+            return
+        for i in range(self.times):
+            try:
+                os.close(os.open(os.path.join(self.markers, f"kill-{i}"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                continue
+            os._exit(1)
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    path = tmp_path_factory.mktemp("market")
+    generate_marketplace(path, THREE_PARTS, seed=5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as c,
+        Client(c) as client,
+    ):
+        yield c, client
+
+
+def _outputs(paths) -> dict[str, pd.DataFrame]:
+    return {name: _read(name, path) for name, path in paths.items()}
+
+
+def _arm(client, tmp_path: Path, prefix: str, times: int) -> None:
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    plugin = type("KillAtTaskPlugin", (KillAtTask, WorkerPlugin), {})(tmp_path, prefix, times)
+    client.register_plugin(plugin)
+
+
+def _disarm(client) -> None:
+    client.unregister_worker_plugin(KillAtTask.name)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, cluster, tmp_path):
+    c, client = cluster
+    expected = _outputs(run_feature_job(market, tmp_path / "in-process", partitions=4, half_life_days=30.0))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    _arm(client, markers, "_partition_job", times=1)
+    try:
+        paths = run_feature_job(market, tmp_path / "out", partitions=4, half_life_days=30.0, client=client)
+    finally:
+        _disarm(client)
+    assert (markers / "kill-0").exists()  # a worker did die in the job
+    for name, frame in _outputs(paths).items():
+        assert len(frame) > 0
+        pd.testing.assert_frame_equal(expected[name], frame, check_exact=True)
+
+
+def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keeps_the_old_outputs(
+    market, cluster, tmp_path
+):
+    from distributed import KilledWorker
+
+    c, client = cluster
+    out = tmp_path / "out"
+    before = _outputs(run_feature_job(market, out, partitions=4, half_life_days=30.0))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    allowed, c.scheduler.allowed_failures = c.scheduler.allowed_failures, 0  # the first death fails a task
+    try:
+        _arm(client, markers, "_partition_job", times=1)
+        with pytest.raises(KilledWorker):
+            run_feature_job(market, out, partitions=4, half_life_days=7.0, client=client)
+    finally:
+        c.scheduler.allowed_failures = allowed
+        _disarm(client)
+    after = _outputs({name: out / name for name in OUTPUTS})
+    for name, frame in before.items():  # were removed, then part of them rewritten with 7-day weights
+        pd.testing.assert_frame_equal(frame, after[name], check_exact=True)
+    # Tasks still running when the job failed may leave a hidden staged directory: never published, and
+    # removed by the next write of that output once they are done
+    _idle(client)
+    run_feature_job(market, out, partitions=4, half_life_days=30.0)
+    published = {os.readlink(out / name) for name in OUTPUTS}
+    assert {p.name for p in out.iterdir() if p.name.startswith(".new-")} == published
+
+
+def _idle(client) -> None:
+    for _ in range(600):
+        if not any(client.processing().values()):
+            return
+        time.sleep(0.1)

@@ -1,0 +1,146 @@
+"""Redis full and evicting keys (`maxmemory` with `allkeys-lru`, a Redis shared with other work): rate-limit
+counters and live sessions may be forgotten (their design allows it), but no request fails, and the
+published precomputed lists are either whole or not used: an evicted or half-evicted batch was loaded as
+if it were whole (shoppers missing from it, silently scored online)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from crosscart.cli.doctor import _redis
+from serving.precomputed import REDIS_META, load_precomputed_redis, publish_to_redis, write_meta
+from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
+from tests.serving.conftest import auth
+
+PORT = 18640 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])  # one server per xdist worker
+URL = f"redis://127.0.0.1:{PORT}/0"
+MAXMEMORY = 3 * 2**20
+
+
+@pytest.fixture(scope="module")
+def evicting_redis(tmp_path_factory):
+    """A redis-server of our own on PORT: 3 MiB, least recently used keys evicted, no persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server")
+    directory = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        [binary, "--port", str(PORT), "--bind", "127.0.0.1", "--maxmemory", str(MAXMEMORY),
+         "--maxmemory-policy", "allkeys-lru", "--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis.from_url(URL, socket_timeout=2)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield client
+    client.close()
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def clean(evicting_redis):
+    evicting_redis.flushdb()
+    return evicting_redis
+
+
+def _batch(tmp_path, parts: int, shoppers_per_part: int):
+    """A batch of `parts` part files with random scores (incompressible: each part about 0.5 MiB)."""
+    directory = tmp_path / "lists"
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(parts):
+        shoppers = np.repeat([f"x{i}-{j}" for j in range(shoppers_per_part)], 6)
+        rows = pd.DataFrame(
+            {
+                "shopper_id": shoppers,
+                "rank": np.tile(np.arange(1, 7), shoppers_per_part),
+                "product_id": rng.choice([f"p{k:02d}" for k in range(1, 13)], len(shoppers)),
+                "score": rng.random(len(shoppers)),
+            }
+        )
+        rows.to_parquet(directory / f"part-{i:05d}.parquet", index=False)
+    write_meta(directory, "crosscart-recommender", "1", 6)
+    return directory
+
+
+def test_a_batch_evicted_while_it_is_published_is_not_switched_to(tmp_path, clean):
+    small = _batch(tmp_path / "small", parts=1, shoppers_per_part=200)
+    publish_to_redis(small, URL)
+    whole = load_precomputed_redis(URL)
+    big = _batch(tmp_path / "big", parts=8, shoppers_per_part=12_000)  # more than Redis holds
+    with pytest.raises((RuntimeError, redis.ResponseError)):
+        publish_to_redis(big, URL)
+    # a replica starting now loads the previous batch whole, or, if Redis evicted it for the new one's
+    # parts, none (saying why); never part of the new batch (was: the parts Redis had kept)
+    try:
+        loaded = load_precomputed_redis(URL)
+    except LookupError as exc:
+        assert "evicted" in str(exc)
+    else:  # None: its meta was evicted too
+        assert loaded is None or len(loaded) == len(whole) == 200
+
+
+def test_a_batch_whose_parts_were_evicted_is_refused_and_the_loaded_one_kept(tmp_path, clean):
+    publish_to_redis(_batch(tmp_path, parts=2, shoppers_per_part=100), URL)
+    current = load_precomputed_redis(URL)
+    parts_key = json.loads(clean.get(REDIS_META))["parts"]
+    clean.rpop(parts_key)  # as if half of the list were gone
+    with pytest.raises(LookupError, match="evicted"):
+        load_precomputed_redis(URL)  # a replica starting now scores online, saying why
+    assert load_precomputed_redis(URL, current) is current  # the loaded batch is kept
+    clean.delete(parts_key)
+    with pytest.raises(LookupError, match="evicted"):
+        load_precomputed_redis(URL)
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "noeviction"])
+def test_rate_limits_and_sessions_on_a_full_redis_never_fail_a_request(tmp_path, open_client, clean, policy):
+    """Evicting (`allkeys-lru`), the rate-limit counters went with the other keys: 60 calls at 50 a
+    minute, none refused (10 refused with room). With `noeviction` a full Redis refuses writes, the
+    replica counts and keeps sessions in process (its breakers) and the limit holds: the policy
+    `crosscart doctor` asks for."""
+    clean.config_set("maxmemory-policy", policy)
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    settings = fault_settings(tmp_path, redis_url=URL, rate_limit_per_minute=50, redis_timeout_seconds=1)
+    client = open_client(settings, factory)
+    filler, storefront, session = b"f" * 200_000, auth(keys["storefront"]), "evicting-session-0001"
+    statuses, throttled = [], 0
+    try:
+        for i in range(60):
+            try:  # memory pressure from other work sharing the Redis
+                clean.set(f"other-tenant:{i}", filler)
+            except redis.ResponseError:  # noeviction: full
+                pass
+            event = {"event_id": f"e{i}", "ts": datetime.now(UTC).isoformat(), "shopper_id": "s2",
+                     "event_type": "view", "product_id": f"p0{1 + i % 8}", "session_id": session}  # fmt: skip
+            posted = client.post("/v1/events", json={"events": [event]}, headers=storefront)
+            live = client.get(f"/v1/sessions/{session}/recommendations", headers=storefront)
+            page = client.get("/v1/shoppers/s1/recommendations", params={"n": 3}, headers=auth(keys["s1"]))
+            statuses += [posted.status_code, live.status_code, page.status_code]
+            throttled += page.status_code == 429
+        assert all(s < 500 for s in statuses), sorted(set(statuses))
+        assert posted.json()["session_events"] == 1 and live.status_code == 200
+        doctor = _redis(settings)[0]
+    finally:
+        clean.config_set("maxmemory-policy", "allkeys-lru")
+    if policy == "noeviction":
+        assert throttled >= 10 and doctor.status == "ok"
+    else:
+        assert clean.info("stats")["evicted_keys"] > 0
+        assert doctor.status == "warn" and "evicts keys" in doctor.detail
