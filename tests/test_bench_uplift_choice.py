@@ -58,7 +58,7 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         _pair(10, "spend", "blend+t", _cv(3.0), "rule", NESTED),
         # stored before nested cross-validation (no per-rule picks): re-run
         {k: v for k, v in _pair(11, "visit", "blend+t", _cv(1.0)).items() if k != "by_rule"},
-        # a gate (the funnel default was scored): no anchor guards it, so `t` is no longer averaged in
+        # a gate (the funnel default was scored): its anchors (`gated_anchors`) average the level `t` in
         _pair(12, "conversion", "funnel-blend+t", GATED),
         _pair(12, "spend", "funnel-blend", GATED),
     ]
@@ -70,7 +70,7 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         (8, "Mens E-Mail", "visit"),
         (9, "Mens E-Mail", "spend"),
         (10, "Mens E-Mail", "spend"),
-        (12, "Mens E-Mail", "spend"),
+        (12, "Mens E-Mail", "conversion"),
     }
     # `auto-nested` follows the outer folds: `default`, the blend, as stored for pair 10's visit
     nested = tmp_path / "nested.json"
@@ -82,7 +82,7 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         (8, "Mens E-Mail", "visit"),
         (9, "Mens E-Mail", "spend"),
         (10, "Mens E-Mail", "visit"),
-        (12, "Mens E-Mail", "spend"),
+        (12, "Mens E-Mail", "conversion"),
     }
     assert _reusable(Namespace(reuse=None, rows=64_000), ["auto", "blend"]) == {}
     with pytest.raises(SystemExit, match="other --rows, --models or --auto"):

@@ -476,11 +476,11 @@ def test_with_a_gate_the_default_is_the_blend_averaged_with_the_funnel_scored_fr
     # the anchors are weighed against the gated default: its lead over them is what the summary holds
     assert gated.cv_scores_["funnel-blend"]["lead_of_reference"] == 0
     assert gated.best_key_.split("+")[0] in ("funnel-blend", "s", "t", "funnel", "blend")
-    # no anchor guards the funnel default (`gated_anchors`): the choice is `decide` without them
-    assert gated.anchors_ == () and gated.choice_by_rule_["default+anchor"] == "funnel-blend"
-    assert gated.best_key_ == decide(gated.cv_scores_, kwargs["candidates"], "funnel-blend", 2.0, True)
-    guarded = AutoUplift(**kwargs, gated_anchors=("s", "t"))
-    assert guarded.fit(data.X, data.treatment, data.outcome, gate=data.gate).anchors_ == ("s", "t")
+    assert gated.anchors_ == ("s", "t")
+    # `gated_anchors=()`: no anchor guards the funnel default, the choice is `decide` without them
+    bare = AutoUplift(**kwargs, gated_anchors=()).fit(data.X, data.treatment, data.outcome, gate=data.gate)
+    assert bare.anchors_ == () and bare.choice_by_rule_["default+anchor"] == "funnel-blend"
+    assert bare.best_key_ == decide(bare.cv_scores_, kwargs["candidates"], "funnel-blend", 2.0, True)
     plain = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
     assert plain.default_ == "blend" and "funnel-blend" not in plain.cv_scores_
     assert plain.anchors_ == ("s", "t")  # without a gate the blend keeps its anchors
