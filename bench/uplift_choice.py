@@ -201,14 +201,16 @@ def _reusable(args, models: list[str]) -> dict[tuple, dict]:
 
     def same(p: dict) -> bool:
         cv = p["auto_cv"]
-        if auto.anchors and not all("lead_of_reference" in v for v in cv.values()):
+        gated = auto.gated_default in cv  # scored: the file had a gate
+        anchors = auto.gated_anchors if gated else auto.anchors
+        if anchors and not all("lead_of_reference" in v for v in cv.values()):
             return False  # stored before anchors: the summary cannot replay today's rule
         if "by_rule" not in p:
             return False  # stored before nested cross-validation: no per-rule picks to report
         nested = p["auto_nested"] if auto.nested else None
         rule = "rule" if nested is None else decide(nested, list(nested), "rule", auto.rule_se, False)
-        default = auto.gated_default if auto.gated_default in cv else auto.default  # scored: a gate
-        args = (list(cv), default, auto.default_se, auto.combine, auto.anchors, auto.anchor_se)
+        default = auto.gated_default if gated else auto.default
+        args = (list(cv), default, auto.default_se, auto.combine, anchors, auto.anchor_se)
         return rule == p["rule"] and rule_choice(rule, cv, *args) == p["chosen"]
 
     return {(p["seed"], p["arm"], p["outcome"]): p for p in old["pairs"] if same(p)}

@@ -33,6 +33,9 @@ def _pair(seed: int, outcome: str, chosen: str, cv: dict, rule: str = "rule", ne
             "rule": rule, "auto_nested": nested, "by_rule": {}}  # fmt: skip
 
 
+# a file with a gate: the funnel default in the blend's place, `t` level with it (1 SE)
+GATED = {"funnel-blend" if k == "blend" else k: v for k, v in _cv(1.0).items()}
+
 # the outer folds: `default` (never leave the blend) beats today's rule by 3 SE on both metrics
 NESTED = {
     "rule": {"qini_auc": 0.10, "uplift@30": 0.02, "combined": -1.0, "gap_to_best": 3.0, "gap_se": 1.0},
@@ -55,6 +58,9 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         _pair(10, "spend", "blend+t", _cv(3.0), "rule", NESTED),
         # stored before nested cross-validation (no per-rule picks): re-run
         {k: v for k, v in _pair(11, "visit", "blend+t", _cv(1.0)).items() if k != "by_rule"},
+        # a gate (the funnel default was scored): its anchors (`gated_anchors`) average the level `t` in
+        _pair(12, "conversion", "funnel-blend+t", GATED),
+        _pair(12, "spend", "funnel-blend", GATED),
     ]
     old.write_text(json.dumps({"args": {"rows": 64_000, "models": "auto,blend"}, "pairs": pairs}))
     args = Namespace(reuse=old, rows=64_000)
@@ -64,6 +70,7 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         (8, "Mens E-Mail", "visit"),
         (9, "Mens E-Mail", "spend"),
         (10, "Mens E-Mail", "spend"),
+        (12, "Mens E-Mail", "conversion"),
     }
     # `auto-nested` follows the outer folds: `default`, the blend, as stored for pair 10's visit
     nested = tmp_path / "nested.json"
@@ -75,6 +82,7 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         (8, "Mens E-Mail", "visit"),
         (9, "Mens E-Mail", "spend"),
         (10, "Mens E-Mail", "visit"),
+        (12, "Mens E-Mail", "conversion"),
     }
     assert _reusable(Namespace(reuse=None, rows=64_000), ["auto", "blend"]) == {}
     with pytest.raises(SystemExit, match="other --rows, --models or --auto"):

@@ -29,7 +29,8 @@ def evaluate_uplift(
         "auto,blend,s,t,ct,si-lr",
         "--models",
         help="Comma-separated model keys (models.uplift.selection.MODEL_KEYS), e.g. "
-        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,funnel,ens,blend,funnel-blend,auto,auto-nested.",
+        "s,t,x,dr,ct,s-lr,si-lr,t-lr,x-lr,ct-lr,s-2p,s-lr-2p,funnel,funnel-2p,ens,blend,funnel-blend,auto,"
+        "auto-nested.",
     ),
     baselines: bool = typer.Option(
         True,

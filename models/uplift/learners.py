@@ -183,6 +183,8 @@ class TwoPartLearner(BaseUpliftModel):
     y > 0) learns who the mail makes buy, and one regressor over every arm's buyers (`estimator`,
     the regularised LightGBM by default) the order value. The mail is assumed to move whether a
     shopper buys rather than how much a buyer spends (so the order value model ignores the arm).
+    With a `FunnelLearner` as `uplift_learner`, `fit(..., gate=visit)` learns the purchase through
+    its visit: E[spend] = P(visit) x P(buy | visit) x E[spend | buy].
     """
 
     def __init__(self, uplift_learner=None, estimator=None, control=0, random_state: int | None = 0):
@@ -191,7 +193,7 @@ class TwoPartLearner(BaseUpliftModel):
         self.control = control
         self.random_state = random_state
 
-    def _fit_arms(self, X, t, y) -> None:
+    def _fit_arms(self, X, t, y, gate=None) -> None:
         if (y < 0).any():
             raise ValueError("a two-part model needs a non-negative outcome")
         bought = y > 0
@@ -199,7 +201,8 @@ class TwoPartLearner(BaseUpliftModel):
             raise ValueError("a two-part model needs at least two rows with a positive outcome")
         inner = self.uplift_learner if self.uplift_learner is not None else SLearner()
         self.purchase_ = clone(inner).set_params(control=self.control, random_state=self.random_state)
-        self.purchase_.fit(X, t, bought.astype(float))
+        # a gate (a visit) goes to a purchase learner that takes one (`FunnelLearner`); others refuse it
+        self.purchase_.fit(X, t, bought.astype(float), **({} if gate is None else {"gate": gate}))
         self.value_ = self._make(False).fit(X[bought], y[bought])
 
     def _predict_arm(self, X, arm) -> np.ndarray:

@@ -49,9 +49,10 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
     interactions), t-lr, x-lr, ct-lr (logistic/ridge);
     s-2p, s-lr-2p (two-part: the S-learner's uplift on y > 0 times the order value, for spend);
     funnel (a rare outcome through its more frequent gate: `fit(..., gate=)`), funnel-blend (its
-    standardised mean with the blend); ens (mean of LightGBM and linear learners); blend
-    (standardised mean of `blend_members`); auto (chosen by repeated cross-validation); auto-nested
-    (its choice rule set by nested cross-validation)."""
+    standardised mean with the blend), funnel-2p (spend: the funnel's purchase uplift through the
+    gate times the order value, E[spend] = P(visit) P(buy | visit) E[spend | buy]); ens (mean of
+    LightGBM and linear learners); blend (standardised mean of `blend_members`); auto (chosen by
+    repeated cross-validation); auto-nested (its choice rule set by nested cross-validation)."""
     lgbm = {"s": SLearner, "t": TLearner, "x": XLearner, "dr": DRLearner, "ct": ClassTransformation}
     if key in lgbm:
         return lgbm[key](control=control, random_state=random_state)
@@ -73,7 +74,7 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
         return UpliftEnsemble(
             ("blend", "funnel"), standardise=True, control=control, random_state=random_state
         )
-    if key in ("s-2p", "s-lr-2p"):
+    if key in ("s-2p", "s-lr-2p", "funnel-2p"):
         inner = make_model(key[:-3], binary=True, control=control, random_state=random_state)
         return TwoPartLearner(inner, control=control, random_state=random_state)
     if key == "ens":
@@ -90,8 +91,8 @@ def make_model(key: str, *, binary: bool = True, control=0, random_state: int | 
 
 
 MODEL_KEYS = (
-    "s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "s-2p", "s-lr-2p", "funnel", "ens",
-    "blend", "funnel-blend", "auto", "auto-nested",
+    "s", "t", "x", "dr", "ct", "s-lr", "si-lr", "t-lr", "x-lr", "ct-lr", "s-2p", "s-lr-2p", "funnel",
+    "funnel-2p", "ens", "blend", "funnel-blend", "auto", "auto-nested",
 )  # fmt: skip
 # Both S-learners share every row between arms (low variance); trees and a linear model err in
 # different places. On held-out Hillstrom-like seeds this pair beat each member and larger mixes.
@@ -122,8 +123,11 @@ def applicable(key: str, binary: bool, gated: bool = False) -> bool:
     """Two-part models are for continuous outcomes (on a 0/1 outcome they equal their inner model);
     a linear S-learner without interactions predicts the same uplift for every row of a continuous
     outcome (an additive arm effect), so it cannot rank and is left out there. The funnel needs a
-    gate, and is a candidate for 0/1 outcomes only (spend has the two-part models; the funnel was not
-    measured on it)."""
+    gate: `funnel` and `funnel-blend` are for 0/1 outcomes, `funnel-2p` (the two-part version) for
+    continuous ones (spend; no `auto` candidate: it did not beat `auto` beyond noise, see
+    docs/marketing.md)."""
+    if key == "funnel-2p":
+        return gated and not binary
     if key in GATED_KEYS:
         return gated and binary
     if key.endswith("-2p"):
@@ -133,8 +137,9 @@ def applicable(key: str, binary: bool, gated: bool = False) -> bool:
     return True
 
 
-# Keys whose fit needs a gate (`fit(..., gate=)`): the funnel and the blend averaged with it.
-GATED_KEYS = ("funnel", "funnel-blend")
+# Keys whose fit needs a gate (`fit(..., gate=)`): the funnel, its two-part version for spend and the
+# blend averaged with the funnel.
+GATED_KEYS = ("funnel", "funnel-2p", "funnel-blend")
 
 
 def takes_gate(key: str) -> bool:
@@ -397,7 +402,8 @@ class AutoUplift(UpliftModel):
     When the default stays, an `anchor` (scikit-uplift's S or T learner, `s`, `t`) it does not lead
     by more than `anchor_se` standard errors is averaged in (`blend+s`): shrinkage toward the
     learners a marketer would otherwise run when the folds cannot rank them below the default.
-    `best_key_` names the choice (members joined by "+").
+    With a gate the default is `gated_default` and the anchors `gated_anchors` (`s`, `t` by
+    default; `anchors_` holds the ones used). `best_key_` names the choice (members joined by "+").
 
     Picking the single best mean Qini over-fits the folds when the signal is weak (on Hillstrom-like
     conversion and spend the fold-to-fold spread of Qini exceeds the gaps between learners): then
@@ -428,6 +434,7 @@ class AutoUplift(UpliftModel):
         combine: bool = True,
         anchors=AUTO_ANCHORS,
         anchor_se: float = 1.0,
+        gated_anchors=AUTO_ANCHORS,
         nested: bool = False,
         rule_se: float = 2.0,
         control=0,
@@ -442,6 +449,7 @@ class AutoUplift(UpliftModel):
         self.combine = combine
         self.anchors = anchors
         self.anchor_se = anchor_se
+        self.gated_anchors = gated_anchors
         self.nested = nested
         self.rule_se = rule_se
         self.control = control
@@ -471,6 +479,9 @@ class AutoUplift(UpliftModel):
         # with a gate the funnel, when it applies, is the default the folds must beat
         gated = gate is not None and self.gated_default in candidates
         self.default_ = self.gated_default if gated else self.default
+        # anchors weighed against the funnel default: the same as without a gate unless set (dropping
+        # them gained Qini within noise on held-out seeds, docs/marketing.md)
+        self.anchors_ = tuple(self.gated_anchors if gated else self.anchors)
         arms = np.unique(t[t != self.control])
         strata = _strata(t, y)
         seed = 0 if self.random_state is None else int(self.random_state)
@@ -543,7 +554,7 @@ class AutoUplift(UpliftModel):
             self.default_,
             self.default_se,
             self.combine,
-            self.anchors,
+            self.anchors_,
             self.anchor_se,
         )
 

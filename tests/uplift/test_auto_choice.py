@@ -461,6 +461,8 @@ def test_auto_weighs_the_funnel_only_with_a_gate_and_fits_it_on_each_folds_own_g
         assert ((y != 0) <= (gate == 1)).all() and gate.sum() > 3 * (y != 0).sum()
     assert applicable("funnel", binary=True, gated=True)
     assert not applicable("funnel", binary=True) and not applicable("funnel", binary=False, gated=True)
+    assert applicable("funnel-2p", binary=False, gated=True)
+    assert not applicable("funnel-2p", binary=False) and not applicable("funnel-2p", binary=True, gated=True)
 
 
 def test_with_a_gate_the_default_is_the_blend_averaged_with_the_funnel_scored_from_its_members():
@@ -474,8 +476,14 @@ def test_with_a_gate_the_default_is_the_blend_averaged_with_the_funnel_scored_fr
     # the anchors are weighed against the gated default: its lead over them is what the summary holds
     assert gated.cv_scores_["funnel-blend"]["lead_of_reference"] == 0
     assert gated.best_key_.split("+")[0] in ("funnel-blend", "s", "t", "funnel", "blend")
+    assert gated.anchors_ == ("s", "t")
+    # `gated_anchors=()`: no anchor guards the funnel default, the choice is `decide` without them
+    bare = AutoUplift(**kwargs, gated_anchors=()).fit(data.X, data.treatment, data.outcome, gate=data.gate)
+    assert bare.anchors_ == () and bare.choice_by_rule_["default+anchor"] == "funnel-blend"
+    assert bare.best_key_ == decide(bare.cv_scores_, kwargs["candidates"], "funnel-blend", 2.0, True)
     plain = AutoUplift(**kwargs).fit(data.X, data.treatment, data.outcome)
     assert plain.default_ == "blend" and "funnel-blend" not in plain.cv_scores_
+    assert plain.anchors_ == ("s", "t")  # without a gate the blend keeps its anchors
     assert plain.cv_scores_["blend"]["lead_of_reference"] == 0
     for key in ("funnel-blend", "funnel-blend+s"):
         assert takes_gate(key)

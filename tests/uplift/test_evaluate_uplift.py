@@ -225,7 +225,7 @@ def test_a_gate_may_miss_a_few_of_the_outcomes_events(missing, found):
         assert np.all(campaign.gate[campaign.outcome != 0] == 1)
 
 
-@pytest.mark.parametrize("key", ["funnel", "funnel-blend"])
+@pytest.mark.parametrize("key", ["funnel", "funnel-2p", "funnel-blend"])
 def test_a_gated_model_without_a_gate_is_refused_by_name(hillstrom, key):
     """`funnel-blend` needs a gate as `funnel` does (`selection.takes_gate`, the one rule): without one
     (nothing comes before a visit) evaluation says so by name, before fitting anything."""

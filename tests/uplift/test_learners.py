@@ -157,6 +157,21 @@ def test_funnel_multiplies_the_gate_by_the_outcome_given_the_gate():
     np.testing.assert_allclose(both.models_[1].predict_uplift(X[:50]), u[:50])
 
 
+def test_funnel_two_part_learns_spend_through_the_visit():
+    """`funnel-2p`: spend = the funnel's purchase uplift through the visit x the order value."""
+    X, t, conversion, visit = funnel_data()
+    value = np.where(X[:, 1] > 0, 100.0, 50.0)
+    model = make_model("funnel-2p", binary=False).fit(X, t, conversion * value, gate=visit)
+    assert isinstance(model.purchase_, FunnelLearner)
+    u = model.predict_uplift(X)
+    high, big = X[:, 0] > 0, X[:, 1] > 0
+    # true uplift: 0.05 or 0.01 (the funnel's, see funnel_data) x an order value of 100 or 50
+    for rows, truth in ((high & big, 5.0), (high & ~big, 2.5), (~high & big, 1.0), (~high & ~big, 0.5)):
+        assert u[rows].mean() == pytest.approx(truth, abs=0.25 * truth + 0.3)
+    with pytest.raises(ValueError, match="needs gate"):
+        make_model("funnel-2p", binary=False).fit(X, t, conversion * value)
+
+
 def test_funnel_refuses_a_missing_or_wrong_gate():
     X, t, y, visit = funnel_data(n=2000)
     with pytest.raises(ValueError, match="needs gate"):
