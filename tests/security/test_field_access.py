@@ -303,6 +303,13 @@ class Schemas:
 
 
 @pytest.fixture
+def settings(settings, tracking_uri):
+    """An empty MLflow registry behind /v1/models: a missing one is a 503 by design (the registry
+    readers never create one), which the matrix below would count as a server error."""
+    return settings.model_copy(update={"mlflow_uri": tracking_uri})
+
+
+@pytest.fixture
 def schemas(client) -> Schemas:
     return Schemas(client.app.openapi())
 
