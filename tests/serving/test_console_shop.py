@@ -139,17 +139,18 @@ def _shipped_order(session_factory, product_id: str, tracking_no: str, scans=())
 
 
 def test_a_merchant_reads_its_shipped_orders_tracking_and_no_one_elses(client, keys, session_factory):
-    """Shipments list -> order page: carrier, tracking number, every step in time order (a scan reported
-    late still sits where it happened), the promised window; another merchant's order is a 404 as a
-    missing one, and the pages are read-only (no form posts anywhere but sign-out)."""
-    scans = [("arrived_at_hub", "Hangzhou hub", 6), ("departed_origin", "Ningbo", 2)]  # reported late first
+    """Shipments list -> order page: carrier, tracking number, every step in time order, the promised
+    window; another merchant's order is a 404 as a missing one, and the pages are read-only (no form
+    posts anywhere but sign-out). (A scan is dated when it is recorded, never before the order's latest
+    step: `commerce.services.orders._after_last_step`.)"""
+    scans = [("departed_origin", "Ningbo", 2), ("arrived_at_hub", "Hangzhou hub", 6)]
     mine = _shipped_order(session_factory, "p01", "SF-MINE-1", scans)
     theirs = _shipped_order(session_factory, "p05", "SF-M2-1")  # m2's goods
     sign_in(client, keys["merchant"])  # bound to m1
     listing = client.get("/console/shop/orders")
     assert listing.status_code == 200
     assert "SF-MINE-1" in listing.text and "SF-M2-1" not in listing.text
-    assert "arrived at hub, Hangzhou hub" in listing.text  # the latest scan by time, not by report order
+    assert "arrived at hub, Hangzhou hub" in listing.text  # the latest scan
     assert f'href="/console/shop/orders/{mine}"' in listing.text
     assert (
         'aria-current="page">Shipments<' in listing.text
