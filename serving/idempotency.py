@@ -291,7 +291,8 @@ def document(app, prefix: str = "/v1") -> None:
                             "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                             "description": "Retry safely: a repeat with the same key returns the first "
-                            "response (header Idempotent-Replayed) without a second effect; keys last 24 h.",
+                            "response (header Idempotent-Replayed) without a second effect; a key is free "
+                            "for another request after 24 h (the same request is replayed after that too).",
                         }
                     )
         return schema
