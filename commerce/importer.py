@@ -239,6 +239,19 @@ def _campaigns(data_dir: Path) -> dict[str, dict[str, Any]]:
     return {r["campaign_id"]: r for r in _read(path)} if path.exists() else {}
 
 
+def _coupon_id(raw: str) -> str:
+    """A coupon id of the files, refused unless already in the one form coupons are stored in
+    (`check_coupon_id`): the events' grants, the order history and the campaigns name the coupon by the
+    file's id, so a coupon stored as `CP1` for a file's `ＣＰ1` left them pointing at nothing (the grants'
+    foreign key failed after the catalog was committed)."""
+    stored = check_coupon_id(raw)
+    if stored != raw:
+        raise ValidationError(
+            f"coupon {raw!r} is stored as {stored!r}: name it so in every file", code="invalid_coupon"
+        )
+    return stored
+
+
 def _coupons(session: Session, data_dir: Path, campaigns: dict[str, dict[str, Any]]) -> int:
     path = data_dir / "coupons.parquet"
     rows = _read(path) if path.exists() else []
@@ -252,7 +265,7 @@ def _coupons(session: Session, data_dir: Path, campaigns: dict[str, dict[str, An
             )
         campaign = campaigns.get(r["campaign_id"], {})
         return {
-            "coupon_id": check_coupon_id(r["coupon_id"]),
+            "coupon_id": _coupon_id(r["coupon_id"]),
             "name": r["coupon_id"],
             "issuer": "platform",
             "campaign_id": None,  # a foreign key: past campaigns link their coupons once stored (history)

@@ -205,10 +205,8 @@ def install(app: FastAPI) -> None:
         stopped on purpose (a runaway query, locks cleared for maintenance), so not re-run at once."""
         path = request.url.path
         if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
-            log.warning("database statement cancelled by a cancel request (pg_cancel_backend?): %s %s",
-                        request.method, path)  # fmt: skip
-            detail = "the database cancelled this request's statement; nothing was kept; retry shortly"
-            return _unavailable(detail, RETRY_AFTER_SECONDS, path)
+            log_cancelled(request.method, path)
+            return _unavailable(CANCELLED_DETAIL, RETRY_AFTER_SECONDS, path)
         if is_contention(exc):
             return _unavailable("the database is busy right now; retry shortly", 1, path)
         if _nul_in_text(exc):
@@ -251,6 +249,15 @@ def _nul_in_text(exc: Exception) -> bool:
     """PostgreSQL refused a NUL character in a string the request carried (a path, query or body field):
     the client's mistake, not the server's (it was a 500 for every text input on PostgreSQL)."""
     return isinstance(exc, sa_exc.DataError) and "NUL (0x00)" in str(exc.orig)
+
+
+CANCELLED_DETAIL = "the database cancelled this request's statement; nothing was kept; retry shortly"
+
+
+def log_cancelled(method: str, path: str) -> None:
+    """The line a statement cancelled by a cancel request leaves (`is_cancel_request`): answered 503 with
+    `CANCELLED_DETAIL` and `Retry-After: RETRY_AFTER_SECONDS`, here and by `serving.idempotency`."""
+    log.warning("database statement cancelled by a cancel request (pg_cancel_backend?): %s %s", method, path)
 
 
 def _unavailable(detail: str, retry_after: int, instance: str) -> JSONResponse:

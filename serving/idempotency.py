@@ -29,10 +29,19 @@ from starlette.requests import Request
 from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving import deps
-from serving.errors import CODE_BY_STATUS, OUTCOME_UNKNOWN, PROBLEM_JSON, problem, send_problem
+from serving.errors import (
+    CANCELLED_DETAIL,
+    CODE_BY_STATUS,
+    OUTCOME_UNKNOWN,
+    PROBLEM_JSON,
+    log_cancelled,
+    problem,
+    send_problem,
+)
 from serving.resilience import (
     RETRY_AFTER_SECONDS,
     DatabaseBusy,
+    is_cancel_request,
     is_contention,
     is_outage,
     unavailable_detail,
@@ -106,6 +115,8 @@ class IdempotencyMiddleware:
             if not claim.won:
                 return await self._replay(scope, send, caller, secret, key_text, claim)
         except (DBAPIError, SATimeoutError) as exc:
+            if is_cancel_request(exc):  # an operator's cancel, as serving.errors answers it
+                return await _cancelled(send, scope)
             if is_contention(exc):  # another request holds the key's row (or SQLite's write lock)
                 return await _busy(send, scope)
             if not is_outage(exc):
@@ -187,6 +198,9 @@ class IdempotencyMiddleware:
             await send_problem(send, scope, exc.status_code, code, str(exc.detail), headers)
             return False
         except Exception as exc:  # the key lookup: the database gone, busy, or every slot taken
+            if is_cancel_request(exc):
+                await _cancelled(send, scope)
+                return False
             if isinstance(exc, DatabaseBusy) or is_contention(exc):
                 await _busy(send, scope)
                 return False
@@ -243,6 +257,13 @@ async def _unavailable(send, scope, error: BaseException) -> None:
     await send_problem(send, scope, 503, "unavailable", unavailable_detail(error), retry)
 
 
+async def _cancelled(send, scope) -> None:
+    """As serving.errors answers a statement a cancel request ended: logged, nothing kept, retry in 5 s."""
+    log_cancelled(scope["method"], scope["path"])
+    retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+    await send_problem(send, scope, 503, "unavailable", CANCELLED_DETAIL, retry)
+
+
 async def _busy(send, scope) -> None:
     """As serving.errors answers a lock wait or a full set of slots: nothing was changed, retry in 1 s."""
     await send_problem(
@@ -270,7 +291,8 @@ def document(app, prefix: str = "/v1") -> None:
                             "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                             "description": "Retry safely: a repeat with the same key returns the first "
-                            "response (header Idempotent-Replayed) without a second effect; keys last 24 h.",
+                            "response (header Idempotent-Replayed) without a second effect; a key is free "
+                            "for another request after 24 h (the same request is replayed after that too).",
                         }
                     )
         return schema

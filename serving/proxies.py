@@ -39,8 +39,9 @@ class UntrustedProxyCheck:
             return False
         if not (address.is_private or address.is_loopback) or any(address in n for n in self.trusted):
             return False
-        if self.trusted and client[0] in forwarded.decode("latin-1"):
-            return False  # uvicorn believed a trusted proxy: this is the forwarded client, not a proxy
+        entries = {entry.strip() for entry in forwarded.decode("latin-1").split(",")}
+        if self.trusted and client[0] in entries:
+            return False  # uvicorn believed a trusted proxy: this is a forwarded client (a whole entry)
         self.seen_from = client[0]
         log.warning(
             "requests come through a proxy that is not trusted: %s sent X-Forwarded-For but is not in"

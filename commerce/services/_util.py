@@ -263,8 +263,10 @@ _WORD = re.compile(r"[^\W\d_]+")
 def unmixed(text: str, field: str) -> str:
     """`text`, refused (422 `mixed_script`) if a word in it mixes Latin, Greek and Cyrillic letters: the
     trick of a look-alike (`Sоlden` with a Cyrillic `о` is not the brand `Solden`). For names that
-    stand for someone (merchants, brands) and chosen ids; not product titles, where `25μg` is a word."""
-    for word in _WORD.findall(text):
+    stand for someone (merchants, brands) and chosen ids; not product titles, where `25μg` is a word.
+    Words are read through NFKC: a full-width or mathematical letter's name gives no script (`Ｓоｌｄｅｎ`
+    passed), what it stands for does. `text` is returned as it was."""
+    for word in _WORD.findall(unicodedata.normalize("NFKC", text)):
         scripts = {unicodedata.name(c, "").partition(" ")[0] for c in word} & _LOOK_ALIKE_SCRIPTS
         if len(scripts) > 1:
             raise ValidationError(

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,11 +75,14 @@ class Claim:
 
 def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: str, at: datetime) -> Claim:
     with factory() as session:
+        expired = at - KEY_TTL
+        if session.get_bind().dialect.name == "postgresql":  # as `deletion_time`, in the same statement
+            expired = func.least(expired, func.now() - KEY_TTL)
         session.execute(
             delete(IdempotentRequest).where(
                 IdempotentRequest.caller == caller,
                 IdempotentRequest.key == key,
-                IdempotentRequest.created_at < at - KEY_TTL,
+                IdempotentRequest.created_at < expired,
                 IdempotentRequest.fingerprint != fingerprint,
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Response, status
@@ -12,6 +13,14 @@ from serving.deps import StateDep
 from serving.http import HEALTH_BODY
 
 router = APIRouter(tags=["operations"])
+# An absolute file path of two or more parts (not inside a URL): cut to its file name in what /ready says
+_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/]+){2,}")
+
+
+def _without_paths(error: str | None) -> str | None:
+    """`error` with absolute file paths cut to their last part: /ready answers anyone, so it names the
+    file, not where the host keeps it (the log has the whole message, as for `registry_error`)."""
+    return None if error is None else _PATH.sub(lambda m: m.group(0).rsplit("/", 1)[1], error)
 
 
 class Health(BaseModel):
@@ -96,7 +105,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         model_alias_error=None if broken is None else f"version {broken[0]} {broken[1]}",
         registry_error=state.models.registry_error,
         uplift_model_version=state.uplift.current.version,
-        precomputed_error=None if state.precomputed is None else state.precomputed.last_error,
+        precomputed_error=None if state.precomputed is None else _without_paths(state.precomputed.last_error),
         untrusted_proxy=None if state.proxy_check is None else state.proxy_check.seen_from,
     )
     if not body.ready:

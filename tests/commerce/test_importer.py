@@ -287,6 +287,23 @@ def test_dangling_references_are_refused_and_load_nothing(factory, tmp_path):
     assert set(_counts(factory).values()) == {0}
 
 
+def test_a_coupon_id_not_in_its_stored_form_is_refused_by_the_import(factory, tmp_path):
+    """The coupon was stored as `CP1` (`check_coupon_id`'s one form) while the file's grants, history and
+    campaigns name it `ＣＰ1` (full width): they would point at no coupon."""
+    write_market(tmp_path / "m")
+    coupons = tmp_path / "m" / "coupons.parquet"
+    pq.write_table(pq.read_table(coupons).set_column(0, "coupon_id", pa.array(["\uff23\uff301"])), coupons)
+    part = tmp_path / "m" / "events" / "part-00001.parquet"
+    events = pq.read_table(part)
+    column = events.schema.get_field_index("coupon_id")
+    ids = ["\uff23\uff301" if c == "CP1" else c for c in events.column("coupon_id").to_pylist()]
+    pq.write_table(events.set_column(column, "coupon_id", pa.array(ids, pa.string())), part)
+    with pytest.raises(ValidationError) as err:
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    assert err.value.code == "invalid_coupon" and "'CP1'" in err.value.message
+    assert set(_counts(factory).values()) == {0}
+
+
 def test_a_coupon_id_that_create_coupon_refuses_is_refused_by_the_import_too(factory, tmp_path):
     write_market(tmp_path / "m")
     coupons = tmp_path / "m" / "coupons.parquet"

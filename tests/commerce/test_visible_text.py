@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from commerce.errors import ValidationError
-from commerce.services._util import required_text, visible_text
+from commerce.services._util import required_text, unmixed, visible_text
 
 ALLOWED = {
     "persian ZWNJ": "می\u200cخواهم",
@@ -83,3 +83,19 @@ def test_characters_that_hide_text_are_refused(text):
 def test_a_zwnj_that_parts_nothing_in_a_cursive_word_is_dropped(text, stored):
     assert visible_text(text, "name") == stored
     assert required_text(f" {text} ", "name", 200) == stored
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\uff33\u043e\uff4c\uff44\uff45\uff4e",  # Ｓоｌｄｅｎ: full-width Latin around a Cyrillic о
+        "\U0001d412\u043e\U0001d425\U0001d41d\U0001d41e\U0001d427",  # mathematical bold, a Cyrillic о
+    ],
+)
+def test_a_word_mixing_scripts_through_compatibility_letters_is_refused(text):
+    """A full-width or mathematical letter's name starts with FULLWIDTH or MATHEMATICAL, not its script:
+    read through NFKC (what it stands for), the word mixes Latin and Cyrillic like `Sоlden`."""
+    with pytest.raises(ValidationError) as err:
+        unmixed(text, "brand")
+    assert err.value.code == "mixed_script"
+    assert unmixed("\uff33olden", "brand") == "\uff33olden"  # one script: unchanged

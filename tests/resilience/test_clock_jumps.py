@@ -66,3 +66,17 @@ def test_a_replica_a_day_ahead_keeps_the_others_keys_and_sessions_and_starts_non
             assert purged == 0 and idempotency.lookup(factory, "key:abc", "k") is not None
         else:  # SQLite: one host, one clock; nothing to compare with
             assert console_session_key(s, here, now) is None and purged == 1
+
+
+def test_a_replica_a_day_ahead_frees_no_key_another_replica_just_claimed(market):
+    """A key reused for another request, on a replica a day ahead: its claim deleted the other replica's
+    claim of a minute ago as expired and ran; a retry of the first request then ran it again. On
+    PostgreSQL the claim's clean-up never deletes past the database server's clock either."""
+    factory, postgres = market
+    now = utcnow()
+    assert idempotency.claim(factory, "key:abc", "k", "first", now).won
+    reused = idempotency.claim(factory, "key:abc", "k", "second", now + DAY_AHEAD)
+    if postgres:
+        assert not reused.won and reused.mismatch  # 422 for the reuse; the first stays replayable
+    else:  # SQLite: one host, one clock
+        assert reused.won

@@ -146,3 +146,45 @@ def test_a_statement_an_operator_cancels_is_logged_and_retried_later_not_busy(
     assert invariants(factory)["orders"] == 0
     assert order().status_code == 201
     engine.dispose()
+
+
+def test_a_cancelled_idempotency_claim_is_answered_as_a_cancel_not_busy(
+    pg_only, tmp_path, open_client, caplog
+):
+    """The Idempotency-Key claim (its INSERT waits while another request's claim of the key is not yet
+    committed) answered a cancel as contention, "busy, retry in 1 s" without a line, while the same
+    cancel inside the request is logged and `Retry-After: 5` (`serving.errors`): one answer for both."""
+    from serving.idempotency import _caller
+
+    factory = seeded_factory(pg_only, buyers=1)
+    keys = make_keys(factory, buyers=1)
+    client = open_client(fault_settings(tmp_path), factory)
+    engine = factory.kw["bind"]
+    headers = {**auth(keys["b0"]), "Idempotency-Key": "k-cancelled"}
+    caller = _caller({"headers": [(b"authorization", headers["Authorization"].encode())]})[0]
+    order = lambda: client.post("/v1/shoppers/b0/orders", json=ORDER, headers=headers)  # noqa: E731
+    blocked = "SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"
+    with create_engine(pg_only).connect() as other, ThreadPoolExecutor(1) as pool:
+        with other.begin():
+            holder = other.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            other.execute(
+                text("INSERT INTO idempotent_requests (caller, key, fingerprint, created_at)"
+                     " VALUES (:c, 'k-cancelled', 'other', now())"),
+                {"c": caller},
+            )  # fmt: skip
+            pending = pool.submit(order)  # its claim waits for this uncommitted one
+            deadline = time.monotonic() + 20
+            with engine.connect() as admin:
+                while not (pids := admin.execute(text(blocked), {"holder": holder}).scalars().all()):
+                    admin.rollback()
+                    assert not pending.done() and time.monotonic() < deadline, "never waited for the key"
+                    time.sleep(0.02)
+                assert admin.execute(text("SELECT pg_cancel_backend(:p)"), {"p": pids[0]}).scalar()
+            response = pending.result(timeout=30)
+            other.rollback()
+    assert response.status_code == 503 and response.headers["retry-after"] == "5", response.text
+    assert "cancelled this request's statement" in response.json()["detail"]
+    assert any("cancelled by a cancel request" in r.getMessage() for r in caplog.records)
+    assert invariants(factory)["orders"] == 0
+    assert order().status_code == 201  # the key is free: the cancelled claim kept nothing
+    engine.dispose()

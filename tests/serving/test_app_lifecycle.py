@@ -4,6 +4,7 @@ outlived its lifespan kept every object it held (about 25,000 for the test app, 
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 import weakref
 
@@ -89,9 +90,13 @@ def test_stopping_ends_the_span_exporter(make_client, settings):
     """Tracing to a collector runs an exporting thread per app; stopping the app ends it (it ran, and kept
     the provider and its queued spans, until the process exited)."""
     threads = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")}
-    # a port of this suite's range with nothing listening: export fails quietly, which is not the point
-    client = make_client(settings=settings.model_copy(update={"otel_endpoint": "http://127.0.0.1:18661"}))
-    started = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")} - threads
-    assert started
-    client.__exit__(None, None, None)
+    # a port bound and never listening: export fails quietly (not the point), and no test on the other
+    # xdist worker can be serving there (18661 was in round 6's range: spans went to its live server)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        client = make_client(settings=settings.model_copy(update={"otel_endpoint": endpoint}))
+        started = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")} - threads
+        assert started
+        client.__exit__(None, None, None)
     assert not any(t.is_alive() for t in started)

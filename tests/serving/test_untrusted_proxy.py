@@ -41,3 +41,12 @@ def test_ready_names_the_untrusted_proxy_after_its_first_request(client, caplog)
             proxied.get("/v1/products", headers={"X-Forwarded-For": "203.0.113.9"})
     assert client.get("/ready").json()["untrusted_proxy"] == "10.0.0.5"
     assert sum("not trusted" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_untrusted_proxy_whose_address_is_part_of_a_forwarded_one_is_still_seen():
+    """`172.16.0.1` is not the forwarded client `172.16.0.12` (nor one of `10.0.0.7, 172.16.0.19`): only a
+    whole entry of the header is what uvicorn put in place of a trusted proxy's address."""
+    trusted = UntrustedProxyCheck("10.0.0.0/8")
+    assert trusted.check(scope("172.16.0.1", "172.16.0.12")) and trusted.seen_from == "172.16.0.1"
+    assert UntrustedProxyCheck("10.0.0.0/8").check(scope("172.16.0.1", "10.0.0.7, 172.16.0.19"))
+    assert not UntrustedProxyCheck("10.0.0.0/8").check(scope("172.16.0.1", "203.0.113.9, 172.16.0.1"))
