@@ -20,14 +20,13 @@ ORDER = {"lines": [{"product_id": "p01", "quantity": 1}, {"product_id": "p03", "
 LOCK = "SELECT id FROM stock WHERE product_id = :p FOR UPDATE"
 
 
-def wait_for_lock_waiter(engine, pending, timeout: float = 20.0) -> None:
-    """Until another backend waits for a row lock (the checkout `pending`)."""
-    waiting = (
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-    )
+def wait_for_lock_waiter(engine, pending, blocker_pid: int, timeout: float = 20.0) -> None:
+    """Until a backend waits for a lock `blocker_pid` holds (the checkout `pending`): any backend waiting
+    on any lock could be another test's, on the other xdist worker, and the cycle was then never made."""
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE :blocker = ANY(pg_blocking_pids(pid))")
     deadline = time.monotonic() + timeout
     with engine.connect() as conn:
-        while conn.execute(text(waiting)).scalar() == 0:
+        while conn.execute(waiting, {"blocker": blocker_pid}).scalar() == 0:
             conn.rollback()  # pg_stat_activity is read once per transaction
             assert not pending.done(), pending.result().text
             assert time.monotonic() < deadline, "the checkout never waited for the lock"
@@ -64,7 +63,7 @@ def test_a_deadlock_with_another_writer_is_busy_and_the_retry_succeeds(
             )  # the checkout's backend finds the cycle
             other.execute(text(LOCK), {"p": "p03"})
             pending = pool.submit(order)  # locks p01, then waits for p03
-            wait_for_lock_waiter(engine, pending)
+            wait_for_lock_waiter(engine, pending, other.exec_driver_sql("SELECT pg_backend_pid()").scalar())
             other.execute(text(LOCK), {"p": "p01"})  # a cycle: PostgreSQL ends the checkout's transaction
         response = pending.result(timeout=30)
     assert_busy_not_down(client, response, caplog)
