@@ -170,8 +170,9 @@ def staged_directory(path: str | Path) -> Iterator[Path]:
     `path` is a symbolic link to the hidden directory holding the current contents: publishing renames a
     new link over it (`os.replace`, one step), so a reader always finds `path`, the previous contents or
     the new, never neither (two renames of directories left it missing in between). A reader that
-    resolves `path` once reads one version throughout. After the switch the previous version is
-    removed, as `_clear_leftovers` removes what writers that died left beside `path`. A `path` that is
+    resolves `path` once reads one version until the switch: the previous version is then removed, as
+    `_clear_leftovers` removes what writers that died left beside `path`, so a reader still in it finds
+    its files gone and reads again (the precomputed lists keep the batch they had and retry). A `path` that is
     still a plain directory (written before links) is exchanged with the new link in one step
     (`exchange`); where that is unavailable, by two renames, missing for that instant, once."""
     path = Path(path)
