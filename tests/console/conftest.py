@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
@@ -51,17 +52,6 @@ def needs_browser(browser_reason):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and the browser tests cannot run: {browser_reason}")
         pytest.skip(browser_reason)
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +87,7 @@ def demo(needs_browser, tmp_path_factory, migrated_sqlite, empty_mlflow_db) -> d
 @pytest.fixture(scope="session")
 def server(demo) -> str:
     """The app under uvicorn on a free port of `PORTS`; stopped after the session."""
-    port = _free_port()
+    port = free_port(PORTS)
     data = demo["dir"]
     env = {
         **os.environ,

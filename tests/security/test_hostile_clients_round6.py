@@ -6,7 +6,6 @@ held, and stay here so that they keep holding (docs/api.md lists what else held)
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ from commerce.db import transaction
 from commerce.services import shoppers
 from commerce.services.access import create_api_key
 from serving.http import server_options
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, free_port
 from tests.resilience.conftest import (
     fault_app,
     fault_settings,
@@ -35,17 +34,6 @@ from tests.serving.conftest import ScriptedSource, auth
 PORTS = range(18661, 18680)  # this helper's range
 BUYERS = 8
 ANONYMOUS_PER_MINUTE = 3
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -70,7 +58,7 @@ def live(request, tmp_path_factory, postgres_reason):
     settings = fault_settings(
         tmp, db_pool_size=BUYERS, db_wait_seconds=10, rate_limit_anonymous_per_minute=ANONYMOUS_PER_MINUTE
     )
-    port = _free_port()
+    port = free_port(PORTS)
     app = fault_app(settings, factory, delivery_source=ScriptedSource())  # no registry to create
     try:
         with running_server(app, port, **server_options(5, "127.0.0.1", 5)) as server:
