@@ -23,7 +23,7 @@ run: install
 # two workers by default (the 2-core target machine); TEST_WORKERS=0 runs serially
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # the slow test suites, then every benchmark (tables on stdout, JSON in bench/results/)
 bench: install

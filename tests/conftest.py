@@ -4,9 +4,12 @@
 PostgreSQL tests skip with a reason when the server is unreachable, except under CI (`CI=true`),
 where they fail so that they can never silently skip.
 
-`make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`); `pytest_collection_modifyitems`
-below keeps each test module on one worker, so module and session fixtures are built once per module as
-in a serial run.
+`make test` runs the suite on two pytest-xdist workers (`--dist loadfile`): each test module runs whole on
+one worker, so its module fixtures are built once, as in a serial run; session fixtures once per worker.
+Modules that run at the same time must not share a resource beyond their own tmp_path: each module that
+talks to the local Redis uses a database number of its own (6, 10-13, 15), each live server its own ports.
+(`--dist loadgroup` would let modules share a worker, but pytest-xdist 3.8's groups do nothing under
+pytest 9.2: it renames nodes through `_nodeid`, which pytest 9.2 no longer reads.)
 """
 
 from __future__ import annotations
@@ -50,33 +53,6 @@ def _postgres_available() -> str | None:
         return None
     except Exception as exc:  # any driver or network error means "not available"
         return f"PostgreSQL at {POSTGRES_URL} unreachable: {type(exc).__name__}: {exc}".splitlines()[0]
-
-
-# Modules that share one resource beyond their own tmp_path run on the same xdist worker, one after
-# another: every browser test drives one demo and one live server (a session fixture, built once per
-# worker), and the Redis tests use fixed database numbers of the one local server, some flushing them.
-SHARED_GROUPS = {
-    "tests/console/": "console",
-    "tests/serving/test_replica_processes.py": "redis",
-    "tests/serving/test_precomputed.py": "redis",
-    "tests/serving/test_sessions.py": "redis",
-    "tests/serving/test_limits.py": "redis",
-    "tests/resilience/test_redis_flushed.py": "redis",
-    "tests/resilience/test_replicas.py": "redis",
-}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under `--dist loadgroup`, one xdist group per test module (a shared group where `SHARED_GROUPS`
-    says so): pytest-xdist would otherwise hand single tests of a module to both workers, and each
-    would build the module's fixtures."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        module = item.nodeid.split("::", 1)[0]
-        group = next((g for prefix, g in SHARED_GROUPS.items() if module.startswith(prefix)), module)
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,11 @@ import pytest
 # A real browser on a loaded 2-core machine sometimes reads a page while it is being replaced; a test
 # that fails that way runs again (up to twice) before it counts as failed. Logic errors fail every run.
 EXPERIMENT_ATTEMPTS = itertools.count(1)
-# One xdist worker runs them all (tests/conftest.py's SHARED_GROUPS): the demo, the server and Chromium
-# are session fixtures, which each worker would otherwise build again. The 300 s limit times each
-# test's own steps (16-36 s on a loaded host): the session's setup (the tiny demo, 166-207 s of wall
-# time at load 15-24 on 2 cores) fell on whichever test ran first and took it near the limit; the
-# setup keeps its own bounds (the demo's subprocess timeout, the server's start deadline, Chromium's
-# page-load timeout).
+# One xdist worker runs this module whole (`--dist loadfile`): the demo, the server and Chromium are
+# session fixtures, built once. The 300 s limit times each test's own steps (16-36 s on a loaded host):
+# the session's setup (the tiny demo, 166-207 s of wall time at load 15-24 on 2 cores) fell on
+# whichever test ran first and took it near the limit; the setup keeps its own bounds (the demo's
+# subprocess timeout, the server's start deadline, Chromium's page-load timeout).
 pytestmark = [
     pytest.mark.usefixtures("needs_browser"),
     pytest.mark.flaky(reruns=2, reruns_delay=1),

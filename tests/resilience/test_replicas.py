@@ -16,7 +16,7 @@ from sqlalchemy import exc
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = "redis://127.0.0.1:6379/10"
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_the_window_slides_rather_than_resetting_on_the_minute():
 
 def test_redis_counters_are_shared_between_replicas():
     redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/13"
+    url = "redis://127.0.0.1:6379/11"
     try:
         redis.Redis.from_url(url, socket_timeout=0.5).ping()
     except redis.exceptions.RedisError:

@@ -80,7 +80,7 @@ def test_lists_published_to_redis_are_served_by_replicas_without_the_files(
     make_client, keys, settings, tmp_path
 ):
     redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/13"
+    url = "redis://127.0.0.1:6379/12"
     try:
         redis.Redis.from_url(url, socket_timeout=0.5).ping()
     except redis.exceptions.RedisError:
