@@ -22,8 +22,8 @@ from tests.resilience.conftest import (
 )
 from tests.serving.conftest import auth
 
-# A port of these per test: under `make test`'s two workers 18750 was once still taken when the next
-# test of this module bound it (the holder was not found; alone the module passes every time).
+# A free port of these per test, not one fixed port: tests of this module once ran on both xdist workers
+# at the same time (`--dist loadgroup` splitting modules, see tests/conftest.py) and clashed on 18750.
 PROXY_PORTS = range(18754, 18760)
 ORDER = {"lines": [{"product_id": "p01", "quantity": 1}]}
 ANSWER_WITHIN = 30  # seconds: far above the 1 s statement timeout + grace, far below "never"
