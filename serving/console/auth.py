@@ -28,7 +28,6 @@ from commerce.services.access import (
     end_console_session,
     start_console_session,
 )
-from commerce.services.merchants import get_merchant
 from commerce.sqltypes import utcnow
 from serving.deps import CAPABILITIES, StateDep, check_role
 from serving.security import ANONYMOUS, Principal
@@ -213,13 +212,3 @@ Experiments = Annotated[Principal, Depends(need("experiments"))]
 Models = Annotated[Principal, Depends(need("models"))]
 AdminOnly = Annotated[Principal, Depends(need("admin"))]
 MerchantOnly = Annotated[Principal, Depends(need("merchant"))]
-
-
-def merchant_of(db, principal: Principal, requested: str | None) -> str | None:
-    """The merchant a merchant page works on: a merchant key's own; for an admin the one asked for
-    (`?merchant=`, a form's `merchant_id`), which must exist (404): an unknown id showed an empty shop, as
-    if that merchant had no products."""
-    merchant_id = principal.merchant_id or (requested or None)
-    if merchant_id is not None and not principal.merchant_id:
-        get_merchant(db, merchant_id)
-    return merchant_id

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from fastapi.responses import Response
 
 from commerce.errors import DomainError
 from commerce.services import ads
-from serving.console.auth import Forbidden, MerchantOnly, merchant_of
+from serving.console.auth import Forbidden, MerchantOnly
+from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
 from serving.console.web import attempt, redirect, refusal, render
-from serving.deps import SessionDep, ensure_merchant
+from serving.deps import SessionDep
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
@@ -36,10 +36,6 @@ MATCH_TYPES = (
 KEYWORD_ROWS = 5  # keyword rows on the create form; more can be added on the campaign page
 PICKER_LIMIT = 200  # promotable products offered as checkboxes; others by id
 REPORT_DAYS = 30
-
-
-def _suffix(principal: Principal, merchant_id: str) -> str:
-    return "" if principal.merchant_id else "?" + urlencode({"merchant": merchant_id})
 
 
 async def _campaign_or_error(request: Request, session, principal: Principal, campaign_id: str):
@@ -87,25 +83,19 @@ def _midnight(day: date) -> datetime:
 
 
 @router.get("")
-async def campaign_list(
-    request: Request,
-    session: SessionDep,
-    principal: MerchantOnly,
-    merchant: str | None = None,
-    offset: PageOffset = 0,
-):
-    merchant_id = merchant_of(session, principal, merchant)
-    if merchant_id is None:
-        return await render(request, "keyword_campaigns.html", title="Keyword ads", merchant_id=None)
-    ensure_merchant(principal, merchant_id)
+async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffset = 0):
+    if scope.merchant_id is None:
+        return await merchant_picker(request, "Keyword ads")
     page, error = attempt(
         None,
-        lambda: search_api.list_keyword_campaigns(merchant_id, session, principal, MAX_N, offset),
+        lambda: search_api.list_keyword_campaigns(
+            scope.merchant_id, scope.db, scope.principal, MAX_N, offset
+        ),
     )
-    spent = {c.campaign_id: ads.spent_on(session, c.campaign_id) for c in page.items} if page else {}
+    spent = {c.campaign_id: ads.spent_on(scope.db, c.campaign_id) for c in page.items} if page else {}
     return await render(
-        request, "keyword_campaigns.html", title="Keyword ads", merchant_id=merchant_id,
-        page=page, spent=spent, suffix=_suffix(principal, merchant_id), error=error,
+        request, "keyword_campaigns.html", title="Keyword ads", merchant_id=scope.merchant_id,
+        page=page, spent=spent, suffix=scope.query, error=error,
     )  # fmt: skip
 
 
@@ -117,24 +107,16 @@ async def _new_form(
         request, "keyword_campaign_new.html", status_code=422 if error else 200, title="New keyword campaign",
         merchant_id=merchant_id, products=products[:PICKER_LIMIT], more_products=len(products) > PICKER_LIMIT,
         form=form, picked=set(form.getlist("product_ids")) if hasattr(form, "getlist") else set(),
-        rows=range(KEYWORD_ROWS), match_types=MATCH_TYPES, suffix=_suffix(principal, merchant_id),
+        rows=range(KEYWORD_ROWS), match_types=MATCH_TYPES, suffix=merchant_query(principal, merchant_id),
         error=error,
     )  # fmt: skip
 
 
 @router.get("/new")
-async def new_campaign(
-    request: Request,
-    session: SessionDep,
-    principal: MerchantOnly,
-    merchant: str | None = None,
-    offset: PageOffset = 0,
-):
-    merchant_id = merchant_of(session, principal, merchant)
-    if merchant_id is None:
+async def new_campaign(request: Request, scope: MerchantPage):
+    if scope.merchant_id is None:
         return redirect(BASE)
-    ensure_merchant(principal, merchant_id)
-    return await _new_form(request, session, principal, merchant_id, {})
+    return await _new_form(request, scope.db, scope.principal, scope.merchant_id, {})
 
 
 @router.post("/new")
@@ -208,7 +190,8 @@ async def _campaign_view(
         request, "keyword_campaign.html", status_code=status_code, title=f"Keyword campaign {campaign.name}",
         campaign=campaign, spent_today=ads.spent_on(session, campaign_id), report=report,
         report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
-        match_types=MATCH_TYPES, list_path=BASE + _suffix(principal, campaign.merchant_id), error=error,
+        match_types=MATCH_TYPES, list_path=BASE + merchant_query(principal, campaign.merchant_id),
+        error=error,
     )  # fmt: skip
 
 

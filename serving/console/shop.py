@@ -18,9 +18,10 @@ from commerce.services.merchant_orders import merchant_order, orders_to_ship, sh
 from commerce.services.merchants import get_merchant
 from commerce.services.orders import trace_order
 from commerce.sqltypes import utcnow
-from serving.console.auth import Forbidden, MerchantOnly, merchant_of
+from serving.console.auth import Forbidden, MerchantOnly
+from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
 from serving.console.web import attempt, redirect, refusal, render
-from serving.deps import SessionDep, StateDep, ensure_merchant
+from serving.deps import SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
 from serving.routers.common import IntId, PageOffset
@@ -38,23 +39,15 @@ PRODUCT_FIELDS = ("title", "sku", "category_id", "brand", "origin_country", "pri
 
 
 @router.get("")
-async def shop(
-    request: Request,
-    session: SessionDep,
-    principal: MerchantOnly,
-    merchant: str | None = None,
-    offset: PageOffset = 0,
-):
-    merchant_id = merchant_of(session, principal, merchant)
-    if merchant_id is None:
-        return await render(request, "shop.html", title="Shop", merchant_id=None)
-    return await _shop_page(request, session, principal, merchant_id, offset)
+async def shop(request: Request, scope: MerchantPage, offset: PageOffset = 0):
+    if scope.merchant_id is None:
+        return await merchant_picker(request, "Shop")
+    return await _shop_page(request, scope.db, scope.principal, scope.merchant_id, offset)
 
 
 async def _shop_page(
     request: Request, session, principal, merchant_id: str, offset: int = 0, status_code: int = 200, **extra
 ):
-    ensure_merchant(principal, merchant_id)
     products, error = attempt(
         None,
         lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, offset),
@@ -71,52 +64,28 @@ async def _shop_page(
     )  # fmt: skip
 
 
-def _query(principal, merchant_id: str) -> str:
-    """The `merchant=` query an admin's links carry (a merchant key's pages are always its own)."""
-    return "" if principal.merchant_id else f"merchant={merchant_id}"
-
-
 @router.get("/orders")
-async def shipped(
-    request: Request,
-    session: SessionDep,
-    principal: MerchantOnly,
-    merchant: str | None = None,
-    offset: PageOffset = 0,
-):
+async def shipped(request: Request, scope: MerchantPage, offset: PageOffset = 0):
     """The merchant's shipped orders, most recently shipped first, with carrier and latest scan."""
-    merchant_id = merchant_of(session, principal, merchant)
-    if merchant_id is None:
-        return await render(
-            request, "shop.html", title="Shipments", merchant_id=None, action=request.url.path
-        )
-    ensure_merchant(principal, merchant_id)
-    page = shipped_orders(session, merchant_id, limit=PAGE, offset=offset)
-    query = _query(principal, merchant_id)
+    if scope.merchant_id is None:
+        return await merchant_picker(request, "Shipments")
+    page = shipped_orders(scope.db, scope.merchant_id, limit=PAGE, offset=offset)
     return await render(
-        request, "shipments.html", title="Shipments", merchant_id=merchant_id, page=page, query=query,
-        now=utcnow(),
+        request, "shipments.html", title="Shipments", merchant_id=scope.merchant_id, page=page,
+        query=scope.query, now=utcnow(),
     )  # fmt: skip
 
 
 @router.get("/orders/{order_id}")
-async def order_tracking(
-    request: Request,
-    order_id: IntId,
-    session: SessionDep,
-    principal: MerchantOnly,
-    merchant: str | None = None,
-):
+async def order_tracking(request: Request, order_id: IntId, scope: MerchantPage):
     """One of the merchant's orders: its own lines, the parcel and every step in time order. Another
     merchant's order is a 404, as a missing one."""
-    merchant_id = merchant_of(session, principal, merchant)
-    if merchant_id is None:
+    if scope.merchant_id is None:
         return redirect("/console/shop/orders")
-    ensure_merchant(principal, merchant_id)
-    view = merchant_order(session, merchant_id, order_id)
+    view = merchant_order(scope.db, scope.merchant_id, order_id)
     return await render(
-        request, "order.html", title=f"Order {order_id}", merchant_id=merchant_id, view=view,
-        steps=trace_order(session, order_id), query=_query(principal, merchant_id), now=utcnow(),
+        request, "order.html", title=f"Order {order_id}", merchant_id=scope.merchant_id, view=view,
+        steps=trace_order(scope.db, order_id), query=scope.query, now=utcnow(),
     )  # fmt: skip
 
 
@@ -133,7 +102,6 @@ async def set_shipping_rule(
     merchant_id = merchant_of(session, principal, merchant_id)
     if merchant_id is None:
         return redirect("/console/shop")
-    ensure_merchant(principal, merchant_id)
 
     def run():
         body = ShippingRuleIn(partner_id=partner_id or None, max_days=max_days or None)
@@ -145,8 +113,7 @@ async def set_shipping_rule(
         return await _shop_page(
             request, session, principal, merchant_id, status_code=422, rule_error=error, rule_form=form
         )
-    suffix = "" if principal.merchant_id else f"?merchant={merchant_id}"
-    return redirect(f"/console/shop{suffix}")
+    return redirect(f"/console/shop{merchant_query(principal, merchant_id)}")
 
 
 @router.post("/products/{product_id}/stock")
@@ -168,8 +135,7 @@ async def set_stock(
     product, error = attempt(session, run)
     if error:
         return await render(request, "error.html", status_code=422, title="Stock not changed", message=error)
-    suffix = "" if principal.merchant_id else f"?merchant={product.merchant_id}"
-    return redirect(f"/console/shop{suffix}")
+    return redirect(f"/console/shop{merchant_query(principal, product.merchant_id)}")
 
 
 def _stock_of(form) -> dict[str, str]:
@@ -206,5 +172,4 @@ async def new_product(
             request, session, principal, merchant_id, status_code=status_code, product_error=message,
             product_form=typed,
         )  # fmt: skip
-    suffix = "" if principal.merchant_id else f"?merchant={merchant_id}"
-    return redirect(f"/console/shop{suffix}")
+    return redirect(f"/console/shop{merchant_query(principal, merchant_id)}")

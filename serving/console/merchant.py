@@ -1,0 +1,65 @@
+"""Which merchant a merchant page (My shop, Shipments, Keyword ads) works on: a merchant key's own; for an
+admin the one named (`?merchant=`, a form's `merchant_id`), and, none named yet, a page asking for its
+id. The shop and keyword-ad views each resolved this, checked it and rendered their own picker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from commerce.services.merchants import get_merchant
+from serving.console.auth import MerchantOnly
+from serving.console.web import render
+from serving.deps import SessionDep, ensure_merchant
+from serving.security import Principal
+
+
+def merchant_of(db: Session, principal: Principal, requested: str | None) -> str | None:
+    """The merchant a merchant page works on: a merchant key's own; for an admin the one asked for, which
+    must exist (404): an unknown id showed an empty shop, as if that merchant had no products. The API's
+    object-level check (`ensure_merchant`) applies as on its own merchant routes."""
+    merchant_id = principal.merchant_id or (requested or None)
+    if merchant_id is not None:
+        if not principal.merchant_id:
+            get_merchant(db, merchant_id)
+        ensure_merchant(principal, merchant_id)
+    return merchant_id
+
+
+def merchant_query(principal: Principal, merchant_id: str) -> str:
+    """The `?merchant=` an admin's links carry to stay on this merchant's pages; nothing for a merchant
+    key, whose pages are always its own."""
+    return "" if principal.merchant_id else "?" + urlencode({"merchant": merchant_id})
+
+
+@dataclass(frozen=True)
+class MerchantScope:
+    """A merchant page's request: its database session, the principal and the merchant it works on (None:
+    an admin who has not named one yet)."""
+
+    db: Session
+    principal: Principal
+    merchant_id: str | None
+
+    @property
+    def query(self) -> str:
+        return "" if self.merchant_id is None else merchant_query(self.principal, self.merchant_id)
+
+
+async def merchant_scope(
+    session: SessionDep, principal: MerchantOnly, merchant: str | None = None
+) -> MerchantScope:
+    return MerchantScope(session, principal, merchant_of(session, principal, merchant))
+
+
+MerchantPage = Annotated[MerchantScope, Depends(merchant_scope)]
+
+
+async def merchant_picker(request: Request, title: str) -> Response:
+    """The page asking an admin which merchant; its form comes back to the page asked for."""
+    return await render(request, "merchant_picker.html", title=title)
