@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 
 from commerce.access import ROLES
 from serving.console.auth import AdminOnly
-from serving.console.web import attempt, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import keys as keys_api
@@ -61,6 +61,8 @@ async def review(
 
 async def _keys(request: Request, session, principal, status_code: int = 200, offset: int = 0, **extra):
     page = keys_api.list_keys(session, principal, None, MAX_N, offset)
+    if moved := past_the_end(request, page):
+        return moved
     return await render(
         request, "keys.html", status_code=status_code, title="API keys", page=page, roles=ROLES, **extra
     )

@@ -24,7 +24,7 @@ from commerce.services import campaign_overview as overview
 from commerce.services import coupons as coupon_service
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
-from serving.console.web import attempt, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
@@ -65,6 +65,8 @@ async def campaign_list(
         return overview.list_campaigns(session, status=status or None, limit=MAX_N, offset=offset)
 
     page, error = attempt(None, run)
+    if moved := past_the_end(request, page):
+        return moved
     return await render(
         request,
         "campaigns.html",

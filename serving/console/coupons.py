@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from serving.console.auth import Marketing
 from serving.console.campaigns import _utc, coupon_value, scope_of
-from serving.console.web import attempt, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, render
 from serving.deps import SessionDep
 from serving.routers import coupons as coupon_api
 from serving.routers.common import PageOffset
@@ -20,6 +20,8 @@ KINDS = (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)"))
 @router.get("")
 async def coupon_list(request: Request, session: SessionDep, principal: Marketing, offset: PageOffset = 0):
     page, error = attempt(None, lambda: coupon_api.list_coupons(session, principal, None, 50, offset))
+    if moved := past_the_end(request, page):
+        return moved
     return await render(request, "coupons.html", title="Coupons", page=page, error=error)
 
 

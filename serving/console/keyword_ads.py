@@ -18,7 +18,7 @@ from commerce.errors import DomainError
 from commerce.services import ads
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import attempt, redirect, refusal, render
+from serving.console.web import attempt, past_the_end, redirect, refusal, render
 from serving.deps import SessionDep
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, PageOffset
@@ -92,6 +92,8 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
             scope.merchant_id, scope.db, scope.principal, MAX_N, offset
         ),
     )
+    if moved := past_the_end(request, page):
+        return moved
     spent = {c.campaign_id: ads.spent_on(scope.db, c.campaign_id) for c in page.items} if page else {}
     return await render(
         request, "keyword_campaigns.html", title="Keyword ads", merchant_id=scope.merchant_id,

@@ -19,7 +19,7 @@ from commerce.events import BehaviorEvent
 from commerce.services import experiments as store
 from serving.console.auth import AdminOnly, Experiments, Models
 from serving.console.charts import interval_chart
-from serving.console.web import attempt, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import experiments as experiments_api
 from serving.routers import models as models_api
@@ -132,6 +132,8 @@ async def experiment_list(
     request: Request, session: SessionDep, principal: Experiments, offset: PageOffset = 0
 ):
     page = experiments_api.list_experiments(session, principal, None, MAX_N, offset)
+    if moved := past_the_end(request, page):
+        return moved
     return await render(request, "experiments.html", title="Experiments", page=page)
 
 

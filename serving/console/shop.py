@@ -20,7 +20,7 @@ from commerce.services.orders import trace_order
 from commerce.sqltypes import utcnow
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import attempt, redirect, refusal, render
+from serving.console.web import attempt, past_the_end, redirect, refusal, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
@@ -52,10 +52,13 @@ async def _shop_page(
         None,
         lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, offset),
     )
+    if moved := past_the_end(request, products):
+        return moved
     orders = orders_to_ship(session, merchant_id, limit=PAGE + 1)
     merchant = get_merchant(session, merchant_id)
     return await render(
         request, "shop.html", status_code=status_code, title="My shop", merchant_id=merchant_id,
+        query=merchant_query(principal, merchant_id),
         products=products, orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
         rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
         partners=logistics.list_partners(session), categories=leaf_categories(session),
@@ -70,6 +73,8 @@ async def shipped(request: Request, scope: MerchantPage, offset: PageOffset = 0)
     if scope.merchant_id is None:
         return await merchant_picker(request, "Shipments")
     page = shipped_orders(scope.db, scope.merchant_id, limit=PAGE, offset=offset)
+    if moved := past_the_end(request, page):
+        return moved
     return await render(
         request, "shipments.html", title="Shipments", merchant_id=scope.merchant_id, page=page,
         query=scope.query, now=utcnow(),

@@ -136,6 +136,17 @@ def redirect(path: str, *ids: object) -> RedirectResponse:
     return RedirectResponse("/".join([path, *map(segment, ids)]), status_code=303)
 
 
+def past_the_end(request: Request, page) -> RedirectResponse | None:
+    """Every console list's rule for an offset past its last item (a stale link, a typed address): the
+    redirect to its last page, the address keeping its other parameters; it read "1251 of 60" over an
+    empty table. None when the page has items to show, or is the first."""
+    if page is None or page.offset == 0 or page.offset < page.total:
+        return None
+    last = (page.total - 1) // page.limit * page.limit if page.total else 0
+    url = request.url.include_query_params(offset=last) if last else request.url.remove_query_params("offset")
+    return redirect(f"{url.path}?{url.query}" if url.query else url.path)
+
+
 def message_of(exc: Exception) -> str:
     if isinstance(exc, DomainError):
         return exc.message
