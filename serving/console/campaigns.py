@@ -193,15 +193,18 @@ async def campaign_page(request: Request, campaign_id: str, session: SessionDep,
     return await render(request, "campaign.html", title=context["campaign"].name, **context)
 
 
-def plan_view(plan, campaign) -> dict:
+def plan_view(plan) -> dict:
     """The planner's curve as charts: expected profit and audience size against budget (cumulative cost),
-    with the chosen budget marked; the forecast beside the past randomised campaigns' estimate."""
+    with the chosen plan marked at its expected cost (the treated part's), not at the budget: a plan stops
+    short of a budget larger than its profitable audience costs, and the marker stood beyond the plan,
+    stretching the axis to the budget; the forecast beside the past randomised campaigns' estimate."""
     curve = [row for row in plan.curve if row.get("cumulative_cost") is not None]
     cost = [float(r["cumulative_cost"]) for r in curve]
     profit = [float(r["cumulative_profit"]) for r in curve]
     size = [float(r["audience_size"]) for r in curve]
     cost, profit, size = thin(cost, profit, size)
-    budget = float(campaign.budget)
+    chosen = float(plan.summary["expected_cost"])
+    label = f"chosen plan {chosen:,.0f}"
     return {
         "plan": plan,
         "summary": plan.summary,
@@ -209,12 +212,12 @@ def plan_view(plan, campaign) -> dict:
         "profit_chart": line_chart(
             "curve-profit", "Expected incremental profit against budget", cost,
             [("expected incremental profit (CNY)", profit)], x_label="budget (expected coupon cost, CNY)",
-            y_label="expected incremental profit", marker=budget, marker_label=f"chosen {budget:,.0f}",
+            y_label="expected incremental profit", marker=chosen, marker_label=label,
         ),
         "size_chart": line_chart(
             "curve-size", "Audience size against budget", cost, [("shoppers given a coupon", size)],
-            x_label="budget (expected coupon cost, CNY)", y_label="audience size", marker=budget,
-            marker_label=f"chosen {budget:,.0f}",
+            x_label="budget (expected coupon cost, CNY)", y_label="audience size", marker=chosen,
+            marker_label=label,
         ),
     }  # fmt: skip
 
@@ -235,16 +238,16 @@ async def plan(
 
     def run():
         with transaction(state.session_factory) as own:
-            campaign = overview.set_draft_budget(own, campaign_id, budget)
+            overview.set_draft_budget(own, campaign_id, budget)
         body = PlanIn(region=region or None, segment=segment or None, margin_rate=margin_rate)
-        return marketing_api.plan_campaign(campaign_id, body, state, principal), campaign
+        return marketing_api.plan_campaign(campaign_id, body, state, principal)
 
     result, error = await run_in_threadpool(attempt, session, run)
     context, detail_error = attempt(None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
         return await render(request, "error.html", status_code=404, title="Not found", message=detail_error)
     if result is not None:
-        context.update(plan_view(result[0], result[1]))
+        context.update(plan_view(result))
     fragment = bool(request.headers.get("HX-Request"))  # htmx swaps the plan and the budget figure
     template = "_plan.html" if fragment else "campaign.html"
     return await render(

@@ -19,7 +19,7 @@ from commerce.services import campaigns as cmp
 from commerce.services.coupons import CouponInput, create_coupon
 from features.campaign_features import NUMERIC_FEATURES
 from models.uplift.base import CouponUpliftModel
-from serving.console.charts import line_chart, thin
+from serving.console.charts import PAD_L, PAD_R, WIDTH, line_chart, thin
 from tests.marketing.history import store_randomized_campaign
 from tests.serving.conftest import ScriptedSource, auth
 from tests.serving.test_campaign_plan import START, campaign, effect_model  # noqa: F401  (fixtures)
@@ -45,7 +45,8 @@ def test_marketer_plans_launches_completes_and_reads_the_report(make_client, key
     assert planned.status_code == 200, planned.text
     assert planned.text.startswith('<div id="plan-result"')  # the htmx fragment only
     assert "Plan at budget 80.00" in planned.text and 'id="curve-profit"' in planned.text
-    assert "chosen 80" in planned.text and 'id="schedule-button"' in planned.text
+    cost = re.search(r"Expected cost</dt><dd>([\d,]+) CNY", planned.text)[1]  # the plan's, marked
+    assert planned.text.count(f">chosen plan {cost}<") == 2 and 'id="schedule-button"' in planned.text
     assert "No estimate from past randomised campaigns: no completed campaign" in planned.text
     treated = int(re.search(r"Audience \(with coupon\)</dt><dd>(\d+)", planned.text)[1])
     assert treated >= 4
@@ -221,3 +222,28 @@ def test_coupon_terms_read_as_a_person_would(client, keys, session_factory, camp
     for html in (listed, page):
         assert "15% off, cap 60.00 CNY, min spend 199.00 CNY" in html
         assert "10.00 CNY off" in html and ".0000" not in html
+
+
+def test_the_marker_stands_at_the_plan_chosen_not_at_the_budget(make_client, keys, session_factory):
+    """A budget far above what the whole profitable audience costs: the plan stops short of it, and the
+    charts mark the plan (its expected cost); the marker stood at the budget, beyond the curve's end."""
+    with transaction(session_factory) as s:
+        cmp.create_campaign(s, cmp.CampaignInput("Big", "email", "90000", START, START + timedelta(days=7),
+                                                 "0.2", campaign_id="CMP-BIG"))  # fmt: skip
+        create_coupon(s, CouponInput(kind="amount_off", value="30", min_spend="199", campaign_id="CMP-BIG",
+                                     requires_grant=True, coupon_id="B30"))  # fmt: skip
+    client = make_client(uplift_source=ScriptedSource(versions={"1": FixedEffects(0.5, 125.0)}, alias="1"))
+    token = sign_in(client, keys["marketer"])
+    page = client.post(
+        "/console/campaigns/CMP-BIG/plan",
+        data={"csrf_token": token, "budget": "90000"},
+        headers={"HX-Request": "true"},
+    ).text
+    assert "Plan at budget 90,000.00" in page
+    cost = re.search(r"Expected cost</dt><dd>([\d,]+) CNY", page)[1]
+    assert 0 < int(cost.replace(",", "")) < 9_000  # every profitable shopper costs a fraction of it
+    for chart in ("curve-profit", "curve-size"):
+        svg = page[page.index(f'<svg id="{chart}"') :].split("</svg>", 1)[0]
+        assert f">chosen plan {cost}<" in svg and "90,000" not in svg  # nor an axis stretched to it
+        x = float(re.search(r'<line x1="([\d.]+)"[^>]*class="marker"', svg)[1])
+        assert PAD_L < x < WIDTH - PAD_R
