@@ -28,6 +28,10 @@ ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 # Ten ports from CROSSCART_TEST_PORT_BASE (default 18120), so parallel checkouts do not collide.
 _BASE_PORT = int(os.environ.get("CROSSCART_TEST_PORT_BASE", "18120"))
 PORTS = range(_BASE_PORT, _BASE_PORT + 10)
+#: The most one step may take: a page load, a script (axe-core), a wait for a page's state, an API call,
+#: the server's start. A step took up to 36 s at load 24 on 2 cores and 30 s was the page-load and script
+#: limit; every use is a bound on a poll or an await, never a pause, so an idle machine is not slowed.
+STEP_SECONDS = 120
 
 
 def _browser_reason() -> str | None:
@@ -106,7 +110,7 @@ def server(demo) -> str:
         env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + STEP_SECONDS
     try:
         while True:
             if proc.poll() is not None:
@@ -140,7 +144,8 @@ def driver(needs_browser):
                 "--window-size=1280,1000", "--disable-extensions"):  # fmt: skip
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    browser.set_page_load_timeout(30)
+    browser.set_page_load_timeout(STEP_SECONDS)
+    browser.set_script_timeout(STEP_SECONDS)  # axe-core's run (`Console.check`); 30 s by default
     # Before any of a page's own code: record what its Content-Security-Policy blocks (`Console.check`).
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     # axe-core on every page from its start, sent to the browser once: sending its 0.5 MB with each check

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.console.conftest import STEP_SECONDS
+
 # A real browser on a loaded 2-core machine sometimes reads a page while it is being replaced; a test
 # that fails that way runs again (up to twice) before it counts as failed. Logic errors fail every run.
 EXPERIMENT_ATTEMPTS = itertools.count(1)
@@ -98,7 +100,7 @@ class Console:
         self.driver.delete_all_cookies()
         self.open("/console/sign-in")
         # autofocus applies at a rendering update, which on a loaded machine can come after the load
-        self.wait(lambda d: d.switch_to.active_element.get_attribute("id") == "api_key", timeout=10)
+        self.wait(lambda d: d.switch_to.active_element.get_attribute("id") == "api_key")
         self.keys(key, Keys.ENTER)
         self.wait(lambda d: "Signed in as" in d.find_element("tag name", "body").text)
 
@@ -106,7 +108,7 @@ class Console:
         self.driver.find_element("xpath", "//button[text()='Sign out']").click()
         self.wait(lambda d: d.current_url.endswith("/console/sign-in"))
 
-    def wait(self, condition, timeout: float = 30):
+    def wait(self, condition, timeout: float = STEP_SECONDS):
         """Until `condition(driver)` holds; elements replaced meanwhile (page loads, htmx swaps) retry."""
         from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
@@ -115,6 +117,15 @@ class Console:
         # htmx swaps are all WebDriverExceptions; a condition that never holds still ends in a timeout.
         ignored = (WebDriverException,)
         return WebDriverWait(self.driver, timeout, ignored_exceptions=ignored).until(condition)
+
+    def arrive(self, address: str) -> None:
+        """Until the browser shows a page whose URL contains `address`, loaded: a click's navigation
+        changes the URL when it commits, before the new page's elements are all there to read."""
+        self.wait(
+            lambda d: (
+                address in d.current_url and d.execute_script("return document.readyState;") == "complete"
+            )
+        )
 
     def submit(self, button_id: str, confirm: bool | None = None) -> None:
         """Click a form's button; return once the page that answers it has replaced this one. A button
@@ -131,7 +142,7 @@ class Console:
         if confirm is not None:
             from selenium.webdriver.support.expected_conditions import alert_is_present
 
-            dialog = self.wait(alert_is_present(), timeout=5)
+            dialog = self.wait(alert_is_present())
             if not confirm:
                 dialog.dismiss()
                 return
@@ -229,7 +240,7 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
         kind="amount_off", value="10", min_spend="0",
     )  # fmt: skip
     console.driver.find_element("name", "usage_limit").send_keys(Keys.ENTER)  # submit by keyboard
-    console.wait(lambda d: "/console/campaigns/cmp" in d.current_url)
+    console.arrive("/console/campaigns/cmp")
     assert console.by_id("campaign-status").text == "draft"
     console.check("campaign-draft")
 
@@ -282,7 +293,7 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     console.check("coupons")
     coupon = console.driver.find_element("xpath", "//td[contains(., 'Browser spring coupon')]/a")
     coupon.click()
-    console.wait(lambda d: "/console/coupons/c_" in d.current_url)
+    console.arrive("/console/coupons/c_")
     console.fill(min_spend="5")
     console.submit("save-coupon")  # granted at launch: the API's rule refuses the edit
     console.wait(lambda d: "granted or used" in d.page_source)
@@ -308,7 +319,7 @@ def test_data_scientist_runs_an_experiment_and_compares_models_and_an_admin_prom
     console.check("experiment-new")
     console.fill(name=name, description="challenger recommender", planned_units="200")
     console.driver.find_element("xpath", "//button[text()='Create draft']").click()
-    console.wait(lambda d: d.current_url.endswith(f"/console/experiments/{name}"))
+    console.arrive(f"/console/experiments/{name}")
     console.submit("start-experiment")
     console.wait(lambda d: d.find_element("id", "experiment-status").text == "running")
     assert "challenger" in console.text()
@@ -342,7 +353,7 @@ def test_admin_approves_a_merchant_and_creates_a_key_shown_once(console, demo, s
     request = urllib.request.Request(
         f"{server}/v1/merchants", data=body.encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as r:
+    with urllib.request.urlopen(request, timeout=STEP_SECONDS) as r:
         merchant_id = json.loads(r.read())["merchant_id"]
     console.sign_in(demo["keys"]["admin"])
     console.open("/console/merchants")
@@ -436,7 +447,7 @@ def _api(server: str, path: str, key: str, body: dict | None = None, method: str
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         method=method,
     )
-    with urllib.request.urlopen(request, timeout=30) as r:
+    with urllib.request.urlopen(request, timeout=STEP_SECONDS) as r:
         return json.loads(r.read())
 
 
@@ -462,7 +473,7 @@ def test_merchant_runs_a_keyword_campaign_and_reads_its_report(console, demo, se
         name="Browser keyword week", daily_budget="20", keyword_0=keyword, match_0="broad", bid_0="1.50"
     )
     console.submit("create-keyword-campaign")
-    console.wait(lambda d: "/console/keyword-campaigns/kc_" in d.current_url)
+    console.arrive("/console/keyword-campaigns/kc_")
     assert console.by_id("campaign-status").text == "active"
     cid = console.driver.current_url.rsplit("/", 1)[1]
 
