@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from fastapi import APIRouter, Response, status
@@ -11,16 +10,9 @@ from pydantic import BaseModel, Field
 
 from serving.deps import StateDep
 from serving.http import HEALTH_BODY
+from serving.refresh import FailureCode
 
 router = APIRouter(tags=["operations"])
-# An absolute file path of two or more parts (not inside a URL): cut to its file name in what /ready says
-_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/]+){2,}")
-
-
-def _without_paths(error: str | None) -> str | None:
-    """`error` with absolute file paths cut to their last part: /ready answers anyone, so it names the
-    file, not where the host keeps it (the log has the whole message, as for `registry_error`)."""
-    return None if error is None else _PATH.sub(lambda m: m.group(0).rsplit("/", 1)[1], error)
 
 
 class Health(BaseModel):
@@ -43,26 +35,34 @@ class Readiness(BaseModel):
         "configured` (no Redis: other replicas' revocations take up to the key cache's 30 s)."
     )
     catalog_products: int | None
-    catalog_error: str | None
+    catalog_error: FailureCode | None = Field(
+        description="Why the last catalog reload failed, in one word (the whole message is in the log, "
+        "`refreshing catalog failed`): `unavailable` (the database), `missing`, `unreadable`, `corrupt` or "
+        "`failed`; the snapshot loaded before keeps serving. The *_error fields answer anyone, so they "
+        "never carry an exception's text (paths, SQL, host names)."
+    )
     model: str
     model_version: str | None
     fallback_reason: str | None
-    model_alias_error: str | None = Field(
+    model_alias_error: Literal["load-failed", "score-failed"] | None = Field(
         description="The alias points at a version that cannot be served (the previous model or the "
-        "popularity fallback answers meanwhile); null when it points at what is served."
+        "popularity fallback answers meanwhile; the log names the version and the error); null when it "
+        "points at what is served."
     )
-    registry_error: str | None = Field(
+    registry_error: FailureCode | None = Field(
         None,
-        description="Why the last check of the model alias failed (the registry unreachable, or its "
-        "database file missing or corrupt): the loaded model, or the popularity fallback, answers "
-        "meanwhile; null when the check succeeded.",
+        description="Why the last check of the model alias failed: `unavailable` (the registry "
+        "unreachable), or its database file `missing`, `unreadable` or `corrupt` (the log and `crosscart "
+        "doctor` name the file): the loaded model, or the popularity fallback, answers meanwhile; null "
+        "when the check succeeded.",
     )
     uplift_model_version: str | None
-    precomputed_error: str | None = Field(
+    precomputed_error: FailureCode | None = Field(
         None,
-        description="Why the last load of the `crosscart batch-score` lists failed (a part cut short or "
-        "corrupt): the batch loaded before keeps serving, or pages are scored online; null when it "
-        "succeeded or no lists are configured.",
+        description="Why the last load of the `crosscart batch-score` lists failed (`corrupt`: a part cut "
+        "short; `missing`: the published batch or a part gone from Redis; the log has the message): the "
+        "batch loaded before keeps serving, or pages are scored online; null when it succeeded or no "
+        "lists are configured.",
     )
     untrusted_proxy: str | None = Field(
         default=None,
@@ -98,14 +98,14 @@ async def ready(state: StateDep, response: Response) -> Readiness:
             else "polling"
         ),
         catalog_products=None if catalog is None else len(catalog),
-        catalog_error=state.catalog.last_error,
+        catalog_error=state.catalog.error_code,
         model=model.model_label,
         model_version=model.version,
         fallback_reason=model.fallback_reason,
-        model_alias_error=None if broken is None else f"version {broken[0]} {broken[1]}",
+        model_alias_error=None if broken is None else broken[1],
         registry_error=state.models.registry_error,
         uplift_model_version=state.uplift.current.version,
-        precomputed_error=None if state.precomputed is None else _without_paths(state.precomputed.last_error),
+        precomputed_error=None if state.precomputed is None else state.precomputed.error_code,
         untrusted_proxy=None if state.proxy_check is None else state.proxy_check.seen_from,
     )
     if not body.ready:
