@@ -25,9 +25,10 @@ class Readiness(BaseModel):
         description="`read-only`: the server answers but takes no writes (a standby after a failover); "
         "writes are refused with 503 meanwhile."
     )
-    redis: Literal["up", "unavailable", "not configured"] = Field(
-        description="The shared rate-limit store; while unavailable each replica counts locally (not a "
-        "reason to be unready)."
+    redis: Literal["up", "unavailable", "evicting", "not configured"] = Field(
+        description="The shared rate-limit store; while unavailable, or `evicting` (full, it would evict "
+        "the counters: a `maxmemory` with a policy other than `noeviction`), each replica counts locally "
+        "(not a reason to be unready)."
     )
     revocations: Literal["pushed", "polling", "not configured"] = Field(
         description="How key revocations from other replicas reach this one: `pushed` over Redis (within "
