@@ -208,9 +208,10 @@ class ModelStore:
         self.decided = False  # the first check finished: serving a model or, knowingly, the fallback
         self.on_change: Callable[[ModelSnapshot], object] | None = None  # e.g. the model-version metric
         self._current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
-        # (version, "load-failed" or "score-failed") the alias points at but cannot serve
-        self.broken: tuple[str, str] | None = None
+        # (version, "load-failed" or "score-failed", the error) the alias points at but cannot serve
+        self.broken: tuple[str, str, str] | None = None
         self.registry_error: FailureCode | None = None  # why the last alias check failed (None: it succeeded)
+        self.registry_message: str | None = None  # and the error's whole message (admins only: paths, hosts)
         self.swaps = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -244,14 +245,15 @@ class ModelStore:
             version = self.source.champion()
         except Exception as exc:  # registry unreachable or unreadable: keep whatever we serve now
             log.warning("model registry check failed: %s", exc)
-            # one word (a registry file missing or corrupt says which): the message, which can name the
-            # file's path or the server's address, only in the log
+            # one word for /ready (a registry file missing or corrupt says which); the message, which can
+            # name the file's path or the server's address, for the log and admins
             code = failure_code(exc)  # an error of no known kind (MLflow's own): the registry did not answer
             self.registry_error = "unavailable" if code == "failed" else code
+            self.registry_message = f"{type(exc).__name__}: {exc}"
             if self.current.recommender is None:
                 return self._set_fallback(f"registry {self.registry_error}")
             return False
-        self.registry_error = None
+        self.registry_error = self.registry_message = None
         if version is None:
             return self._set_fallback(f"no model registered as {self.name}")
         if version == self.current.version or (self.broken is not None and version == self.broken[0]):
@@ -261,7 +263,7 @@ class ModelStore:
             recommender = self.source.load(version)
         except Exception as exc:  # corrupt or missing artifact
             log.error("loading %s version %s failed: %s", self.name, version, exc)
-            self.broken = (version, "load-failed")
+            self.broken = (version, "load-failed", f"{type(exc).__name__}: {exc}")
             if self.current.recommender is None:
                 self.current = ModelSnapshot(
                     name=self.name,
@@ -277,7 +279,7 @@ class ModelStore:
                 self.warm_up(snapshot)
             except Exception as exc:  # a model that cannot score is as unusable as one that cannot load
                 log.error("warming %s version %s failed: %s", self.name, version, exc)
-                self.broken = (version, "score-failed")
+                self.broken = (version, "score-failed", f"{type(exc).__name__}: {exc}")
                 return False
         self.swaps += 1
         self.current = snapshot

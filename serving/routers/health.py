@@ -8,11 +8,12 @@ from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from serving.deps import StateDep
+from serving.deps import Admin, StateDep
 from serving.http import HEALTH_BODY
 from serving.refresh import FailureCode
 
 router = APIRouter(tags=["operations"])
+admin_router = APIRouter(tags=["operations"])  # under /v1, behind a key
 
 
 class Health(BaseModel):
@@ -112,6 +113,32 @@ async def ready(state: StateDep, response: Response) -> Readiness:
     if not body.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return body
+
+
+class ReadinessDetails(BaseModel):
+    """The whole messages behind `/ready`'s one-word errors (null: that check passed)."""
+
+    database_error: str | None = Field(description="The error that began the current database outage.")
+    catalog_error: str | None
+    model_alias_version: str | None = Field(description="The version the alias points at that cannot serve.")
+    model_alias_error: str | None
+    registry_error: str | None
+    precomputed_error: str | None
+
+
+@admin_router.get("/ready/details", response_model=ReadinessDetails)
+def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
+    """Why `/ready`'s checks fail, as the log says it (admin only: the messages can name file paths, SQL,
+    host names); what an operator without access to the logs reads next to `crosscart doctor`."""
+    broken = state.models.broken
+    return ReadinessDetails(
+        database_error=state.db_health.last_error,
+        catalog_error=state.catalog.last_error,
+        model_alias_version=None if broken is None else broken[0],
+        model_alias_error=None if broken is None else broken[2],
+        registry_error=state.models.registry_message,
+        precomputed_error=None if state.precomputed is None else state.precomputed.last_error,
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -129,7 +129,7 @@ def test_doctor_fails_a_champion_whose_artifact_is_gone(registry, monkeypatch, t
     assert "restore the artifact store" in checks["recommender"]["fix"]
     store = ModelStore(MlflowModelSource(uri, "recs", "champion"), "recs")  # and serving falls back
     assert store.refresh() and store.current.recommender is None
-    assert store.broken == ("1", "load-failed")
+    assert store.broken[:2] == ("1", "load-failed")
 
 
 def test_registry_routes_answer_503_for_a_spoiled_file(registry, tmp_path, open_client):

@@ -1,5 +1,6 @@
 """Session 10: `/ready` answers anyone, so each failing check says one stable word, never the exception's
-text (it carried file paths, SQL, host names and the registry's URL); the whole message goes to the log."""
+text (it carried file paths, SQL, host names and the registry's URL); the whole message goes to the log and
+to admins (`GET /v1/ready/details`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from sqlalchemy import exc
 
 from serving.refresh import failure_code
-from tests.resilience.conftest import fault_settings, recommender_source, seeded_factory
+from tests.resilience.conftest import fault_settings, make_keys, recommender_source, seeded_factory
+from tests.serving.conftest import auth
 from training.registry import RegistryUnreadable
 
 SECRETS = ("/srv/crosscart/secret", "s3cret", "mlflow.internal", "SELECT", "10.0.0.7")
@@ -32,6 +34,7 @@ class UnreachableRegistry:
 
 def test_ready_says_one_word_per_failing_check_and_logs_the_message(tmp_path, open_client, caplog):
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
     source = recommender_source()
     client = open_client(
         fault_settings(tmp_path, precomputed_dir=str(tmp_path / "lists")), factory, model_source=source
@@ -58,6 +61,16 @@ def test_ready_says_one_word_per_failing_check_and_logs_the_message(tmp_path, op
     assert not any(secret in ready.text for secret in SECRETS), ready.text
     logged = caplog.text  # what an operator reads instead
     assert "10.0.0.7" in logged and "/srv/crosscart/secret" in logged and "mlflow.internal" in logged
+
+    details = client.get("/v1/ready/details", headers=auth(keys["admin"]))
+    assert details.status_code == 200
+    said = details.json()
+    assert "10.0.0.7" in said["catalog_error"] and "/srv/crosscart/secret" in said["precomputed_error"]
+    assert "mlflow.internal" in said["registry_error"] and said["model_alias_version"] == "2"
+    assert said["model_alias_error"] == "OSError: artifact of version 2 is corrupt"
+    for who in ("marketer", "storefront", "s1"):
+        assert client.get("/v1/ready/details", headers=auth(keys[who])).status_code == 403
+    assert client.get("/v1/ready/details").status_code == 401
 
 
 def test_a_registry_never_reached_is_the_fallback_reason_without_its_address(tmp_path, open_client):
