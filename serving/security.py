@@ -285,7 +285,8 @@ class CircuitBreaker:
             await asyncio.sleep(self.retry_seconds)
             try:
                 await self._probe()
-            except Exception:
+            except Exception as exc:  # still down, or down another way (evicting, then unreachable)
+                self.error = exc
                 continue
             log.warning("%s back after %.1f s", self.name, time.monotonic() - self.open_since)
             self.open_since = self.error = None
