@@ -317,6 +317,7 @@ def create_app(
         models, keys, audit, sessions,
     ):  # fmt: skip
         v1.include_router(module.router)
+    v1.include_router(health.admin_router)
     app.include_router(v1, prefix=API_PREFIX)
     console.install(app, settings)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)

@@ -22,6 +22,7 @@ from models.logistics.delivery import DeliveryTimeModel
 from models.recommenders.base import Recommender
 from models.recommenders.common import top_n
 from models.uplift.base import CouponUpliftModel
+from serving.refresh import FailureCode, failure_code
 
 log = logging.getLogger(__name__)
 _EMPTY = (np.array([], dtype=object), np.array([], dtype=np.float32))
@@ -207,8 +208,10 @@ class ModelStore:
         self.decided = False  # the first check finished: serving a model or, knowingly, the fallback
         self.on_change: Callable[[ModelSnapshot], object] | None = None  # e.g. the model-version metric
         self._current = ModelSnapshot(name=name, version=None, recommender=None, fallback_reason="not loaded")
-        self.broken: tuple[str, str] | None = None  # (version, why) the alias points at but cannot load
-        self.registry_error: str | None = None  # why the last alias check failed (None: it succeeded)
+        # (version, "load-failed" or "score-failed", the error) the alias points at but cannot serve
+        self.broken: tuple[str, str, str] | None = None
+        self.registry_error: FailureCode | None = None  # why the last alias check failed (None: it succeeded)
+        self.registry_message: str | None = None  # and the error's whole message (admins only: paths, hosts)
         self.swaps = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,12 +245,15 @@ class ModelStore:
             version = self.source.champion()
         except Exception as exc:  # registry unreachable or unreadable: keep whatever we serve now
             log.warning("model registry check failed: %s", exc)
-            # a registry file missing or corrupt says which (its path only in the log); else the type
-            self.registry_error = f"registry unavailable: {getattr(exc, 'problem', type(exc).__name__)}"
+            # one word for /ready (a registry file missing or corrupt says which); the message, which can
+            # name the file's path or the server's address, for the log and admins
+            code = failure_code(exc)  # an error of no known kind (MLflow's own): the registry did not answer
+            self.registry_error = "unavailable" if code == "failed" else code
+            self.registry_message = f"{type(exc).__name__}: {exc}"
             if self.current.recommender is None:
-                return self._set_fallback(self.registry_error)
+                return self._set_fallback(f"registry {self.registry_error}")
             return False
-        self.registry_error = None
+        self.registry_error = self.registry_message = None
         if version is None:
             return self._set_fallback(f"no model registered as {self.name}")
         if version == self.current.version or (self.broken is not None and version == self.broken[0]):
@@ -257,13 +263,13 @@ class ModelStore:
             recommender = self.source.load(version)
         except Exception as exc:  # corrupt or missing artifact
             log.error("loading %s version %s failed: %s", self.name, version, exc)
-            self.broken = (version, f"failed to load: {type(exc).__name__}")
+            self.broken = (version, "load-failed", f"{type(exc).__name__}: {exc}")
             if self.current.recommender is None:
                 self.current = ModelSnapshot(
                     name=self.name,
                     version=version,
                     recommender=None,
-                    fallback_reason=f"version {version} failed to load: {type(exc).__name__}",
+                    fallback_reason=f"version {version} failed to load",
                 )
                 return True
             return False
@@ -273,7 +279,7 @@ class ModelStore:
                 self.warm_up(snapshot)
             except Exception as exc:  # a model that cannot score is as unusable as one that cannot load
                 log.error("warming %s version %s failed: %s", self.name, version, exc)
-                self.broken = (version, f"failed to score: {type(exc).__name__}")
+                self.broken = (version, "score-failed", f"{type(exc).__name__}: {exc}")
                 return False
         self.swaps += 1
         self.current = snapshot

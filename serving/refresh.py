@@ -5,19 +5,51 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
+
+from serving.resilience import is_outage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+FailureCode = Literal["missing", "unreadable", "corrupt", "unavailable", "failed"]
+
+
+def failure_code(error: BaseException) -> FailureCode:
+    """Why a load failed, in one stable word: what /ready says to anyone who asks. An exception's text
+    can hold file paths, SQL, host names and URLs with credentials, so it goes to the log only."""
+    import pickle
+    import zipfile
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from training.registry import ModelUnavailable, RegistryUnreadable
+
+    if isinstance(error, RegistryUnreadable):
+        return error.kind
+    if isinstance(error, FileNotFoundError | LookupError):  # a file, a published batch or a part gone
+        return "missing"
+    if is_outage(error) or isinstance(
+        error, ConnectionError | TimeoutError | RedisConnectionError | RedisTimeoutError | ModelUnavailable
+    ):
+        return "unavailable"
+    if isinstance(error, OSError):  # permissions, I/O errors
+        return "unreadable"
+    if isinstance(error, ValueError | EOFError | pickle.UnpicklingError | zipfile.BadZipFile):
+        return "corrupt"  # cut short or not what it should be (Parquet, joblib, JSON)
+    return "failed"
+
 
 class Refreshing(Generic[T]):
-    """Holds `current` (None until the first successful load); a failed reload keeps the previous value."""
+    """Holds `current` (None until the first successful load); a failed reload keeps the previous value
+    and says why in `last_error` (the whole message, logged) and `error_code` (`failure_code`)."""
 
     def __init__(self, name: str, loader: Callable[[], T], every_seconds: float):
         self.name, self._loader, self.every_seconds = name, loader, every_seconds
         self.current: T | None = None
         self.last_error: str | None = None
+        self.error_code: FailureCode | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -26,11 +58,11 @@ class Refreshing(Generic[T]):
         try:
             value = self._loader()
         except Exception as exc:  # a failed refresh must never take the service down
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error, self.error_code = f"{type(exc).__name__}: {exc}", failure_code(exc)
             log.warning("refreshing %s failed: %s", self.name, self.last_error)
             return False
         self.current = value
-        self.last_error = None
+        self.last_error = self.error_code = None
         return True
 
     def start(self) -> None:

@@ -33,6 +33,7 @@ from commerce.search.documents import load_documents, refresh_products
 from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict, sync
 from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
+from commerce.services._util import server_bounded
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
 from features.search_features import EMPTY_PROFILE, ShopperProfile, search_features
 from serving.batch_writer import Backlog, PeriodicFlush
@@ -70,6 +71,9 @@ class AdsSnapshot:
     ads: list[ads.LiveAd]
     ctr: dict[tuple[str, str], tuple[int, int]]  # (campaign, product) -> (clicks, impressions), 30 days
     day: str
+    # how far this replica's clock ran ahead of the database server's at the load: pacing runs on the
+    # server's day and hour, the one clicks are billed to (`ads.charge_click`)
+    ahead: timedelta = timedelta(0)
     by_word: dict[str, list[ads.LiveAd]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,7 +104,8 @@ class AdsSnapshot:
             )
         )
         ctr = {(c, p): (clicks.get((c, p), 0), n) for c, p, n in imps}
-        return cls(ads.live_ads(session, now), ctr, ads.day_key(now))
+        at = server_bounded(session, now)
+        return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
 
 
 @dataclass
@@ -445,10 +450,11 @@ class SearchService:
         matched = snapshot.matching(parsed.terms)
         if not matched:
             return []
-        elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86400
+        clock = now - snapshot.ahead
+        elapsed = (clock - clock.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86400
         live = []
         for ad in matched:
-            spent = ad.spent_today if snapshot.day == ads.day_key(now) else Decimal("0")
+            spent = ad.spent_today if snapshot.day == ads.day_key(clock) else Decimal("0")
             spent += self._local_spend.get(ad.campaign_id, Decimal("0"))
             if spent + ad.bid > ad.daily_budget:  # cannot pay another click at its bid
                 continue

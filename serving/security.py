@@ -8,7 +8,7 @@ database is unreachable a key seen valid keeps working for up to `stale_seconds`
 memory through an outage). Unknown keys are remembered apart, so guessing is neither free nor able to push
 valid keys out, and failed checks are throttled per client address before any lookup. Rate limits are
 sliding windows from the `limits` library, counted in Redis when configured, so every replica shares them,
-behind a circuit breaker that counts locally while Redis is slow or gone.
+behind a circuit breaker that counts locally while Redis is slow or gone, or may evict their keys.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cachetools import LRUCache
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.exceptions import ResponseError
 
 from commerce.services.access import hash_key
 
@@ -36,6 +37,7 @@ AUTH_RETRY_SECONDS = 5.0  # while the database is down, how often one request re
 ANONYMOUS = "anonymous"
 WINDOW_SECONDS = 60  # rate limits are per minute
 IPV6_CLIENT_PREFIX = 64  # one IPv6 client: a subscriber is handed a whole /64 (RFC 6177)
+STORE_VERIFY_SECONDS = 60.0  # how often the shared store's eviction policy is read again (CONFIG can change)
 
 
 def client_address(host: str | None) -> str:
@@ -184,16 +186,31 @@ class FailedAuthThrottle:
             self._failures[client] = (window, count + 1 if seen == window else 1)
 
 
+class EvictingStore(Exception):
+    """The shared store may evict the limiter's keys: a `maxmemory` with a `maxmemory-policy` other than
+    `noeviction` (the `volatile-*` ones included: every counter has a TTL). Full, it forgot the counters
+    with the other keys (60 calls at 50 a minute, none refused), so the limiter counts locally instead."""
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(
+            f"the rate-limit store evicts keys when full (maxmemory-policy {policy}): counting in this "
+            "process until it does not; CONFIG SET maxmemory-policy noeviction, or give the limiter a Redis "
+            "without maxmemory"
+        )
+        self.policy = policy
+
+
 class SharedStore:
     """The `limits` library's async Redis storage, shared by every replica, made inside the serving loop on
     first use (an app may be built in one thread and served from another). redis-py's asyncio client, so a
     slow Redis never blocks the event loop; every call is also bounded by `timeout` (a connect that never
-    completes included)."""
+    completes included). `verify` refuses a store that may evict the counters (`EvictingStore`)."""
 
     def __init__(self, url: str, timeout: float = 0.25) -> None:
         self.url, self.timeout = url, timeout
         self._limiter = self._make()  # here, not on the event loop: the first one imports for a second
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.verified_at = -math.inf
 
     def _make(self) -> SlidingWindowCounterRateLimiter:
         storage = RedisStorage(
@@ -215,8 +232,22 @@ class SharedStore:
 
     async def ping(self) -> None:
         async with asyncio.timeout(self.timeout):
-            if not await self.limiter().storage.check():
-                raise ConnectionError("rate-limit store did not answer PING")
+            await self.verify()
+
+    async def verify(self) -> None:
+        """PING, then read the eviction policy (at most every STORE_VERIFY_SECONDS while it passes). A
+        Redis that hides CONFIG (a managed one) passes: `crosscart doctor` says it cannot tell."""
+        storage = self.limiter().storage
+        if not await storage.check():
+            raise ConnectionError("rate-limit store did not answer PING")
+        try:
+            config = await storage.bridge.get_connection().config_get("maxmemory*")
+        except ResponseError:  # CONFIG renamed away or not granted: the policy cannot be seen from here
+            config = {}
+        policy = config.get("maxmemory-policy", "noeviction")
+        if int(config.get("maxmemory", 0) or 0) and policy != "noeviction":
+            raise EvictingStore(policy)
+        self.verified_at = time.monotonic()
 
 
 class CircuitBreaker:
@@ -229,6 +260,7 @@ class CircuitBreaker:
     def __init__(self, name: str, probe, retry_seconds: float = 5.0):
         self.name, self._probe, self.retry_seconds = name, probe, retry_seconds
         self.open_since: float | None = None
+        self.error: BaseException | None = None  # what opened it
         self.trips = 0
         self._task: asyncio.Task | None = None
 
@@ -239,9 +271,13 @@ class CircuitBreaker:
     def trip(self, error: BaseException) -> None:
         if self.open_since is not None:
             return
-        self.open_since = time.monotonic()
+        self.open_since, self.error = time.monotonic(), error
         self.trips += 1
-        log.warning("%s unavailable (%s), falling back to local counting", self.name, type(error).__name__)
+        if isinstance(error, EvictingStore):
+            log.warning("%s: %s", self.name, error)
+        else:
+            why = type(error).__name__
+            log.warning("%s unavailable (%s), falling back to local counting", self.name, why)
         self._task = asyncio.get_running_loop().create_task(self._retry())
 
     async def _retry(self) -> None:
@@ -249,10 +285,11 @@ class CircuitBreaker:
             await asyncio.sleep(self.retry_seconds)
             try:
                 await self._probe()
-            except Exception:
+            except Exception as exc:  # still down, or down another way (evicting, then unreachable)
+                self.error = exc
                 continue
             log.warning("%s back after %.1f s", self.name, time.monotonic() - self.open_since)
-            self.open_since = None
+            self.open_since = self.error = None
 
     def stop(self) -> None:
         if self._task is not None:
@@ -285,8 +322,8 @@ class RateLimiter:
     """Per-principal requests per minute, a sliding window counter from the maintained `limits` library.
     Roles in `unthrottled` (the storefront by default) pass freely.
 
-    With Redis slow or down the limiter counts in-process (behind a circuit breaker) rather than refusing
-    traffic, letting it through uncounted, or making requests wait for Redis.
+    With Redis slow or down, or evicting keys when full, the limiter counts in-process (behind a circuit
+    breaker) rather than refusing traffic, letting it through uncounted, or making requests wait for Redis.
     """
 
     def __init__(
@@ -310,10 +347,13 @@ class RateLimiter:
 
     @property
     def shared_store(self) -> str:
-        """`up`, `unavailable` (counting locally until it answers again) or `not configured`."""
+        """`up`, `unavailable` (counting locally until it answers again), `evicting` (counting locally
+        until its policy is `noeviction`) or `not configured`."""
         if self._shared is None:
             return "not configured"
-        return "up" if self.breaker.closed else "unavailable"
+        if self.breaker.closed:
+            return "up"
+        return "evicting" if isinstance(self.breaker.error, EvictingStore) else "unavailable"
 
     def limit_for(self, principal: Principal) -> int | None:
         if principal.role in self.unthrottled:
@@ -335,8 +375,10 @@ class RateLimiter:
         if self._shared is not None and self.breaker.closed:
             try:
                 async with asyncio.timeout(self._shared.timeout):  # both round trips together
+                    if time.monotonic() - self._shared.verified_at > STORE_VERIFY_SECONDS:
+                        await self._shared.verify()  # one request a minute pays two more round trips
                     return await self._decide(self._shared.limiter(), item, key, principal)
-            except Exception as exc:  # Redis down or frozen: count locally until it answers again
+            except Exception as exc:  # Redis down, frozen or evicting: count locally until it is not
                 self.breaker.trip(exc)
         return await self._decide(self._local_limiter(), item, key, principal)
 

@@ -59,11 +59,12 @@ class ModelUnavailable(RuntimeError):
 
 class RegistryUnreadable(ModelUnavailable):
     """The registry's SQLite database file is missing, empty or not a database. `problem` says which
-    without the path (for /ready); the message adds the path (logs, `crosscart doctor`)."""
+    without the path, `kind` in one word (`missing`, `unreadable` or `corrupt`, what /ready says); the
+    message adds the path (logs, `crosscart doctor`)."""
 
-    def __init__(self, problem: str, path: Path) -> None:
+    def __init__(self, problem: str, path: Path, kind: str = "corrupt") -> None:
         super().__init__(f"{problem}: {path}")
-        self.problem = problem
+        self.problem, self.kind = problem, kind
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -93,10 +94,10 @@ def registry_client(tracking_uri: str) -> MlflowClient:
             with path.open("rb") as f:
                 header = f.read(len(SQLITE_HEADER))
         except FileNotFoundError:
-            raise RegistryUnreadable("the registry database file is missing", path) from None
+            raise RegistryUnreadable("the registry database file is missing", path, "missing") from None
         except OSError as exc:
             problem = f"the registry database file cannot be read ({exc.strerror})"
-            raise RegistryUnreadable(problem, path) from exc
+            raise RegistryUnreadable(problem, path, "unreadable") from exc
         if not header:
             raise RegistryUnreadable("the registry database file is empty", path)
         if header != SQLITE_HEADER:

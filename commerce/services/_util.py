@@ -161,11 +161,12 @@ def _hides(text: str) -> bool:
     return False
 
 
-def deletion_time(session: Session, now: datetime) -> datetime:
-    """The time a clean-up by age deletes up to: `now` (this process's clock), but never past the
-    database server's clock on PostgreSQL. A replica whose clock jumped forward deleted, as expired, rows
-    the others wrote a minute ago (every console session, every Idempotency-Key); one clock shared by
-    all replicas bounds it. SQLite runs on this host's clock: nothing to compare with."""
+def server_bounded(session: Session, now: datetime) -> datetime:
+    """`now` (this process's clock), but never past the database server's clock on PostgreSQL: the time
+    a clean-up by age deletes up to and the day a keyword ad's budget is charged to. A replica whose
+    clock jumped forward deleted, as expired, rows the others wrote a minute ago (every console session,
+    every Idempotency-Key), and billed clicks to the next day's budget before midnight; one clock shared
+    by all replicas bounds it. SQLite runs on this host's clock: nothing to compare with."""
     if session.get_bind().dialect.name != "postgresql":
         return now
     server = session.scalar(select(func.now()))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from commerce.access import KEY_PREFIX, ROLES, ApiKey, ConsoleSession
 from commerce.merchants import Merchant
-from commerce.services._util import CLOCK_SKEW, deletion_time
+from commerce.services._util import CLOCK_SKEW, server_bounded
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
 
@@ -97,7 +97,7 @@ def start_console_session(session: Session, key_id: int, lifetime: timedelta, no
     """A new console session of the key, valid for `lifetime`; returns its id (for the cookie, never
     stored). Every expired session is deleted first, so rows never outlive their cookies by more than the
     time to the next sign-in."""
-    cutoff = deletion_time(session, now)
+    cutoff = server_bounded(session, now)
     session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= cutoff))
     session_id = secrets.token_urlsafe(32)
     session.add(

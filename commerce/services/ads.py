@@ -42,7 +42,7 @@ from commerce.errors import Conflict, ValidationError
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.search.analysis import tokens
-from commerce.services._util import get_or_404, locked_or_404, new_id, required_text
+from commerce.services._util import get_or_404, locked_or_404, new_id, required_text, server_bounded
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, to_money, utcnow
@@ -423,8 +423,10 @@ class ClickResult:
 
 def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None = None) -> ClickResult:
     """Record a click on a verified claim and bill it if the campaign is active and today's budget covers
-    the price. Safe under concurrency on SQLite and PostgreSQL (see the module docstring)."""
-    now = as_utc(now or utcnow())
+    the price. Safe under concurrency on SQLite and PostgreSQL (see the module docstring). The click is
+    dated, and its day's budget chosen, by `now` bounded by the database server's clock (`server_bounded`):
+    a replica whose clock jumped past midnight opened the next day's budget early."""
+    now = server_bounded(session, as_utc(now or utcnow()))
     price = to_money(claim.price, field="price")
     inserted = session.execute(
         insert_ignore_stmt(session, AdClick.__table__, ["token_id"])

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.idempotency import IdempotentRequest
-from commerce.services._util import deletion_time
+from commerce.services._util import server_bounded
 
 KEY_TTL = timedelta(hours=24)
 SEALED = b"\x00idem1:"  # format and version of an encrypted body; a JSON body never starts with NUL
@@ -76,7 +76,7 @@ class Claim:
 def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: str, at: datetime) -> Claim:
     with factory() as session:
         expired = at - KEY_TTL
-        if session.get_bind().dialect.name == "postgresql":  # as `deletion_time`, in the same statement
+        if session.get_bind().dialect.name == "postgresql":  # as `server_bounded`, in the same statement
             expired = func.least(expired, func.now() - KEY_TTL)
         session.execute(
             delete(IdempotentRequest).where(
@@ -134,9 +134,9 @@ def release(factory: sessionmaker[Session], caller: str, key: str) -> None:
 
 def purge_expired(factory: sessionmaker[Session], at: datetime) -> int:
     """Delete keys older than `KEY_TTL` before `at` (never past the database server's clock,
-    `deletion_time`): a purge host whose clock jumped forward deleted the keys other replicas had just
+    `server_bounded`): a purge host whose clock jumped forward deleted the keys other replicas had just
     claimed, and their retries ran again."""
     with factory.begin() as session:
-        at = deletion_time(session, at)
+        at = server_bounded(session, at)
         result = session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < at - KEY_TTL))
         return result.rowcount or 0

@@ -178,14 +178,16 @@ def _redis(settings) -> list[Check]:
         client.close()
     policy = config.get("maxmemory-policy", "noeviction")
     if int(config.get("maxmemory", 0) or 0) and policy != "noeviction":
-        # evicted rate-limit counters stop the limit holding (60 calls at 50 a minute, none refused) and
-        # an evicted batch of lists is refused; with noeviction a full Redis fails writes, and the
-        # replicas count and keep sessions locally until it has room (docs/operations.md)
+        # the API counts rate limits in each replica rather than in a store that forgets them (60 calls at
+        # 50 a minute, none refused), and an evicted batch of lists is refused; with noeviction a full
+        # Redis fails writes, and the replicas count and keep sessions locally until it has room
+        # (docs/operations.md)
         return [
             Check(
                 "redis",
                 "warn",
-                f"full, it evicts keys (maxmemory-policy {policy}): rate limits stop holding",
+                f"full, it evicts keys (maxmemory-policy {policy}): each API replica counts rate limits "
+                "on its own, live sessions and published lists may be lost",
                 "CONFIG SET maxmemory-policy noeviction (or give it no maxmemory, or a Redis of its own)",
             )
         ]

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from serving.deps import StateDep
+from serving.deps import Admin, StateDep
 from serving.http import HEALTH_BODY
+from serving.refresh import FailureCode
 
 router = APIRouter(tags=["operations"])
-# An absolute file path of two or more parts (not inside a URL): cut to its file name in what /ready says
-_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/]+){2,}")
-
-
-def _without_paths(error: str | None) -> str | None:
-    """`error` with absolute file paths cut to their last part: /ready answers anyone, so it names the
-    file, not where the host keeps it (the log has the whole message, as for `registry_error`)."""
-    return None if error is None else _PATH.sub(lambda m: m.group(0).rsplit("/", 1)[1], error)
+admin_router = APIRouter(tags=["operations"])  # under /v1, behind a key
 
 
 class Health(BaseModel):
@@ -33,9 +26,10 @@ class Readiness(BaseModel):
         description="`read-only`: the server answers but takes no writes (a standby after a failover); "
         "writes are refused with 503 meanwhile."
     )
-    redis: Literal["up", "unavailable", "not configured"] = Field(
-        description="The shared rate-limit store; while unavailable each replica counts locally (not a "
-        "reason to be unready)."
+    redis: Literal["up", "unavailable", "evicting", "not configured"] = Field(
+        description="The shared rate-limit store; while unavailable, or `evicting` (full, it would evict "
+        "the counters: a `maxmemory` with a policy other than `noeviction`), each replica counts locally "
+        "(not a reason to be unready)."
     )
     revocations: Literal["pushed", "polling", "not configured"] = Field(
         description="How key revocations from other replicas reach this one: `pushed` over Redis (within "
@@ -43,26 +37,34 @@ class Readiness(BaseModel):
         "configured` (no Redis: other replicas' revocations take up to the key cache's 30 s)."
     )
     catalog_products: int | None
-    catalog_error: str | None
+    catalog_error: FailureCode | None = Field(
+        description="Why the last catalog reload failed, in one word (the whole message is in the log, "
+        "`refreshing catalog failed`): `unavailable` (the database), `missing`, `unreadable`, `corrupt` or "
+        "`failed`; the snapshot loaded before keeps serving. The *_error fields answer anyone, so they "
+        "never carry an exception's text (paths, SQL, host names)."
+    )
     model: str
     model_version: str | None
     fallback_reason: str | None
-    model_alias_error: str | None = Field(
+    model_alias_error: Literal["load-failed", "score-failed"] | None = Field(
         description="The alias points at a version that cannot be served (the previous model or the "
-        "popularity fallback answers meanwhile); null when it points at what is served."
+        "popularity fallback answers meanwhile; the log names the version and the error); null when it "
+        "points at what is served."
     )
-    registry_error: str | None = Field(
+    registry_error: FailureCode | None = Field(
         None,
-        description="Why the last check of the model alias failed (the registry unreachable, or its "
-        "database file missing or corrupt): the loaded model, or the popularity fallback, answers "
-        "meanwhile; null when the check succeeded.",
+        description="Why the last check of the model alias failed: `unavailable` (the registry "
+        "unreachable), or its database file `missing`, `unreadable` or `corrupt` (the log and `crosscart "
+        "doctor` name the file): the loaded model, or the popularity fallback, answers meanwhile; null "
+        "when the check succeeded.",
     )
     uplift_model_version: str | None
-    precomputed_error: str | None = Field(
+    precomputed_error: FailureCode | None = Field(
         None,
-        description="Why the last load of the `crosscart batch-score` lists failed (a part cut short or "
-        "corrupt): the batch loaded before keeps serving, or pages are scored online; null when it "
-        "succeeded or no lists are configured.",
+        description="Why the last load of the `crosscart batch-score` lists failed (`corrupt`: a part cut "
+        "short; `missing`: the published batch or a part gone from Redis; the log has the message): the "
+        "batch loaded before keeps serving, or pages are scored online; null when it succeeded or no "
+        "lists are configured.",
     )
     untrusted_proxy: str | None = Field(
         default=None,
@@ -98,19 +100,45 @@ async def ready(state: StateDep, response: Response) -> Readiness:
             else "polling"
         ),
         catalog_products=None if catalog is None else len(catalog),
-        catalog_error=state.catalog.last_error,
+        catalog_error=state.catalog.error_code,
         model=model.model_label,
         model_version=model.version,
         fallback_reason=model.fallback_reason,
-        model_alias_error=None if broken is None else f"version {broken[0]} {broken[1]}",
+        model_alias_error=None if broken is None else broken[1],
         registry_error=state.models.registry_error,
         uplift_model_version=state.uplift.current.version,
-        precomputed_error=None if state.precomputed is None else _without_paths(state.precomputed.last_error),
+        precomputed_error=None if state.precomputed is None else state.precomputed.error_code,
         untrusted_proxy=None if state.proxy_check is None else state.proxy_check.seen_from,
     )
     if not body.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return body
+
+
+class ReadinessDetails(BaseModel):
+    """The whole messages behind `/ready`'s one-word errors (null: that check passed)."""
+
+    database_error: str | None = Field(description="The error that began the current database outage.")
+    catalog_error: str | None
+    model_alias_version: str | None = Field(description="The version the alias points at that cannot serve.")
+    model_alias_error: str | None
+    registry_error: str | None
+    precomputed_error: str | None
+
+
+@admin_router.get("/ready/details", response_model=ReadinessDetails)
+def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
+    """Why `/ready`'s checks fail, as the log says it (admin only: the messages can name file paths, SQL,
+    host names); what an operator without access to the logs reads next to `crosscart doctor`."""
+    broken = state.models.broken
+    return ReadinessDetails(
+        database_error=state.db_health.last_error,
+        catalog_error=state.catalog.last_error,
+        model_alias_version=None if broken is None else broken[0],
+        model_alias_error=None if broken is None else broken[2],
+        registry_error=state.models.registry_message,
+        precomputed_error=None if state.precomputed is None else state.precomputed.last_error,
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

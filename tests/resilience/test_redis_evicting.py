@@ -1,10 +1,12 @@
-"""Redis full and evicting keys (`maxmemory` with `allkeys-lru`, a Redis shared with other work): rate-limit
-counters and live sessions may be forgotten (their design allows it), but no request fails, and the
-published precomputed lists are either whole or not used: an evicted or half-evicted batch was loaded as
-if it were whole (shoppers missing from it, silently scored online)."""
+"""Redis full and evicting keys (`maxmemory` with `allkeys-lru`, a Redis shared with other work): live
+sessions may be forgotten (their design allows it), but no request fails; rate limits are counted in each
+replica instead of in a store that forgets them; and the published precomputed lists are either whole or
+not used: an evicted or half-evicted batch was loaded as if it were whole (shoppers missing from it,
+silently scored online)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import redis
 
 from crosscart.cli.doctor import _redis
 from serving.precomputed import REDIS_META, load_precomputed_redis, publish_to_redis, write_meta
+from serving.security import Principal, RateLimiter
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
@@ -111,9 +114,10 @@ def test_a_batch_whose_parts_were_evicted_is_refused_and_the_loaded_one_kept(tmp
 @pytest.mark.parametrize("policy", ["allkeys-lru", "noeviction"])
 def test_rate_limits_and_sessions_on_a_full_redis_never_fail_a_request(tmp_path, open_client, clean, policy):
     """Evicting (`allkeys-lru`), the rate-limit counters went with the other keys: 60 calls at 50 a
-    minute, none refused (10 refused with room). With `noeviction` a full Redis refuses writes, the
-    replica counts and keeps sessions in process (its breakers) and the limit holds: the policy
-    `crosscart doctor` asks for."""
+    minute, none refused (10 refused with room). The limiter now sees the policy and counts in process,
+    `/ready` saying `redis: evicting`. With `noeviction` a full Redis refuses writes, the replica counts
+    and keeps sessions in process (its breakers) and the limit holds: the policy `crosscart doctor` asks
+    for."""
     clean.config_set("maxmemory-policy", policy)
     factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
     keys = make_keys(factory)
@@ -137,10 +141,40 @@ def test_rate_limits_and_sessions_on_a_full_redis_never_fail_a_request(tmp_path,
         assert all(s < 500 for s in statuses), sorted(set(statuses))
         assert posted.json()["session_events"] == 1 and live.status_code == 200
         doctor = _redis(settings)[0]
+        store = client.get("/ready").json()["redis"]
     finally:
         clean.config_set("maxmemory-policy", "allkeys-lru")
+    assert throttled >= 10  # was 0 while evicting
     if policy == "noeviction":
-        assert throttled >= 10 and doctor.status == "ok"
+        assert doctor.status == "ok" and store in ("up", "unavailable")
     else:
-        assert clean.info("stats")["evicted_keys"] > 0
+        assert clean.info("stats")["evicted_keys"] > 0 and store == "evicting"
         assert doctor.status == "warn" and "evicts keys" in doctor.detail
+        assert not clean.keys("crosscart:rl*")  # no counter was written to a store that forgets them
+
+
+def test_the_limiter_follows_the_eviction_policy_as_it_changes(clean, caplog):
+    """A policy set to an evicting one (`volatile-lru` too: every counter has a TTL) while the replica
+    runs is seen within STORE_VERIFY_SECONDS; set back to `noeviction`, the breaker's probe sees it and
+    the counters are shared again."""
+    clean.config_set("maxmemory-policy", "volatile-lru")
+    limiter = RateLimiter(3, 3, URL, redis_timeout=1, retry_seconds=0.1)
+    principal = Principal(role="shopper", key_id=7)
+
+    async def run():
+        local = [(await limiter.check(principal)).allowed for _ in range(4)]
+        evicting = limiter.shared_store
+        clean.config_set("maxmemory-policy", "noeviction")
+        await asyncio.sleep(0.5)  # the breaker's probe, every 0.1 s
+        back = limiter.shared_store
+        await limiter.check(principal)
+        limiter.stop()
+        return local, evicting, back
+
+    try:
+        local, evicting, back = asyncio.run(run())
+    finally:
+        clean.config_set("maxmemory-policy", "allkeys-lru")
+    assert local == [True, True, True, False] and evicting == "evicting" and back == "up"
+    assert clean.keys("crosscart:rl*")  # counted in Redis again
+    assert "maxmemory-policy volatile-lru" in caplog.text and limiter.breaker.trips == 1

@@ -20,6 +20,8 @@ from commerce.errors import ValidationError
 from commerce.identity import Keyring
 from commerce.services import ads, orders, revenue, shoppers
 from commerce.services.checkout import CartLine, checkout
+from commerce.sqltypes import utcnow
+from serving.search import AdsSnapshot
 from tests.commerce.conftest import IDENTITY_KEY, make_id_number
 from tests.commerce.test_concurrency import WORKERS, run_concurrently
 
@@ -153,6 +155,31 @@ def test_an_anonymous_client_is_billed_once_per_ad_and_day(shop):
     with shop() as s:
         assert s.scalar(select(func.sum(AdBudgetDay.spent))) == Decimal("2.10")  # 3 clicks at 0.70
         assert s.scalar(select(func.count()).select_from(AdClick).where(AdClick.client == one)) == 21
+
+
+def test_a_clock_jumped_past_midnight_does_not_open_the_next_days_budget(shop):
+    """A replica's clock stepped forward across midnight (an NTP step, a resumed VM): its clicks were
+    billed to the next day's budget while today's was spent, and its searches paced on tomorrow's empty
+    spend. On PostgreSQL the day is the database server's, as the Idempotency-Key's expiry; SQLite runs
+    on this host's one clock, nothing to compare with."""
+    postgres = shop.kw["bind"].dialect.name == "postgresql"
+    cid, (kid, _) = _campaign(shop, budget="1.00")  # a 0.70 click leaves no room for another
+    now = utcnow()
+    jumped = (now + timedelta(days=1)).replace(hour=0, minute=5)  # just past the coming midnight
+    one, other = ads.client_tag("secret", "198.51.100.7"), ads.client_tag("secret", "203.0.113.9")
+    with transaction(shop) as s:
+        assert ads.charge_click(s, _claim(cid, kid, shopper=None, client=one, now=now), now).charged
+    with transaction(shop) as s:
+        late = ads.charge_click(s, _claim(cid, kid, shopper=None, client=other, now=jumped), jumped)
+        snapshot = AdsSnapshot.load(s, jumped)
+    with shop() as s:
+        days = sorted(s.scalars(select(AdBudgetDay.day)))
+    if postgres:
+        assert not late.charged and days == [ads.day_key(now)]  # was charged to tomorrow's budget
+        assert snapshot.day == ads.day_key(now) and snapshot.ads[0].spent_today == Decimal("0.70")
+        assert ads.day_key(jumped - snapshot.ahead) == snapshot.day  # pacing on the server's day
+    else:
+        assert late.charged and days == [ads.day_key(now), ads.day_key(jumped)]
 
 
 def test_fifty_concurrent_clicks_never_exceed_the_budget(shop):

@@ -1,0 +1,100 @@
+"""Session 10: `/ready` answers anyone, so each failing check says one stable word, never the exception's
+text (it carried file paths, SQL, host names and the registry's URL); the whole message goes to the log and
+to admins (`GET /v1/ready/details`)."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import pytest
+from sqlalchemy import exc
+
+from serving.refresh import failure_code
+from tests.resilience.conftest import fault_settings, make_keys, recommender_source, seeded_factory
+from tests.serving.conftest import auth
+from training.registry import RegistryUnreadable
+
+SECRETS = ("/srv/crosscart/secret", "s3cret", "mlflow.internal", "SELECT", "10.0.0.7")
+
+
+def _failing(error: BaseException):
+    def load():
+        raise error
+
+    return load
+
+
+class UnreachableRegistry:
+    """A registry whose every check fails with a message naming its address and password."""
+
+    def champion(self):
+        raise RuntimeError("API request to http://admin:s3cret@mlflow.internal:5000/api/2.0 failed")
+
+
+def test_ready_says_one_word_per_failing_check_and_logs_the_message(tmp_path, open_client, caplog):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    source = recommender_source()
+    client = open_client(
+        fault_settings(tmp_path, precomputed_dir=str(tmp_path / "lists")), factory, model_source=source
+    )
+    state = client.app.state.serving
+    down = exc.OperationalError(
+        "SELECT * FROM products", {}, Exception("could not connect to server at 10.0.0.7, password s3cret")
+    )
+    state.catalog._loader = _failing(down)
+    state.precomputed._loader = _failing(
+        pickle.UnpicklingError("part /srv/crosscart/secret/part-0 cut short")
+    )
+    source.alias, source.broken = "2", {"2"}  # ScriptedSource: OSError naming the artifact
+    with caplog.at_level(logging.WARNING):
+        assert not state.catalog.refresh() and not state.precomputed.refresh()
+        state.models.refresh()
+        state.models.source = UnreachableRegistry()
+        state.models.refresh()
+    ready = client.get("/ready")
+    assert ready.status_code == 200  # the loaded catalog and model keep serving
+    body = ready.json()
+    assert body["catalog_error"] == "unavailable" and body["precomputed_error"] == "corrupt"
+    assert body["model_alias_error"] == "load-failed" and body["registry_error"] == "unavailable"
+    assert not any(secret in ready.text for secret in SECRETS), ready.text
+    logged = caplog.text  # what an operator reads instead
+    assert "10.0.0.7" in logged and "/srv/crosscart/secret" in logged and "mlflow.internal" in logged
+
+    details = client.get("/v1/ready/details", headers=auth(keys["admin"]))
+    assert details.status_code == 200
+    said = details.json()
+    assert "10.0.0.7" in said["catalog_error"] and "/srv/crosscart/secret" in said["precomputed_error"]
+    assert "mlflow.internal" in said["registry_error"] and said["model_alias_version"] == "2"
+    assert said["model_alias_error"] == "OSError: artifact of version 2 is corrupt"
+    for who in ("marketer", "storefront", "s1"):
+        assert client.get("/v1/ready/details", headers=auth(keys[who])).status_code == 403
+    assert client.get("/v1/ready/details").status_code == 401
+
+
+def test_a_registry_never_reached_is_the_fallback_reason_without_its_address(tmp_path, open_client):
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    client = open_client(fault_settings(tmp_path), factory, model_source=UnreachableRegistry())
+    ready = client.get("/ready").json()
+    assert ready["registry_error"] == "unavailable" and ready["fallback_reason"] == "registry unavailable"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (FileNotFoundError(2, "No such file", "/srv/x"), "missing"),
+        (LookupError("the published batch is gone from Redis"), "missing"),
+        (PermissionError(13, "Permission denied", "/srv/x"), "unreadable"),
+        (ConnectionError("refused"), "unavailable"),
+        (exc.OperationalError("SELECT 1", {}, Exception("gone")), "unavailable"),
+        (ValueError("Parquet magic bytes not found"), "corrupt"),
+        (EOFError(), "corrupt"),
+        (RegistryUnreadable("the registry database file is missing", "/srv/mlflow.db", "missing"), "missing"),
+        (RegistryUnreadable("the registry database file is empty", "/srv/mlflow.db"), "corrupt"),
+        (RuntimeError("anything else"), "failed"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else value,
+)
+def test_failure_code(error, code):
+    assert failure_code(error) == code
