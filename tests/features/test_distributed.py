@@ -10,31 +10,16 @@ import pytest
 from features.cluster import dask_client, parse_cluster_spec
 from features.distributed import read_interactions, run_feature_job
 from features.interactions import build_interactions
-from features.synth.generator import Scale, generate_marketplace
 from features.tables import product_features, read_marketplace, shopper_features
+from tests.features.conftest import read_output
 
-# three event part files, so the shuffle really moves shoppers' events between partitions
-THREE_PARTS = Scale("three-parts", 600, 200, 40, 20, 9.0, 200)
-
-
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    path = tmp_path_factory.mktemp("market")
-    generate_marketplace(path, THREE_PARTS, seed=5)
-    return path
+# `market`: tests/features/conftest.py
 
 
 @pytest.fixture(scope="module")
 def in_process(market, tmp_path_factory):
     out = tmp_path_factory.mktemp("inproc")
     return run_feature_job(market, out, partitions=4, half_life_days=30.0)
-
-
-def _read(name: str, path) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
-    if name == "interactions":
-        return frame.sort_values(["shopper_id", "product_id"]).reset_index(drop=True)
-    return frame.sort_index()
 
 
 def test_local_cluster_gives_row_for_row_equal_outputs(market, in_process, tmp_path):
@@ -48,7 +33,7 @@ def test_local_cluster_gives_row_for_row_equal_outputs(market, in_process, tmp_p
     ):
         on_cluster = run_feature_job(market, tmp_path, partitions=4, half_life_days=30.0, client=client)
     for name, path in in_process.items():
-        local, remote = _read(name, path), _read(name, on_cluster[name])
+        local, remote = read_output(name, path), read_output(name, on_cluster[name])
         assert len(local) > 0
         pd.testing.assert_frame_equal(local, remote, check_exact=True)
 
@@ -59,7 +44,7 @@ def test_outputs_match_the_in_memory_feature_functions(market, in_process):
     shoppers = shopper_features(
         m["events"], m["products"], as_of, shoppers=m["shoppers"], categories=m["categories"]
     )
-    got = _read("shopper_features", in_process["shopper_features"])
+    got = read_output("shopper_features", in_process["shopper_features"])
     assert len(got) == len(m["shoppers"])  # shoppers without events too, each exactly once
     pd.testing.assert_frame_equal(
         shoppers.astype({"top_category_id": object}).fillna(np.nan),
@@ -67,7 +52,7 @@ def test_outputs_match_the_in_memory_feature_functions(market, in_process):
         check_dtype=False,
     )
     products = product_features(m["events"], m["products"], as_of, categories=m["categories"])
-    pd.testing.assert_frame_equal(products, _read("product_features", in_process["product_features"]))
+    pd.testing.assert_frame_equal(products, read_output("product_features", in_process["product_features"]))
 
     ev = m["events"][m["events"]["event_type"].isin(["view", "favorite", "cart", "purchase"])]
     expected = build_interactions(
@@ -124,8 +109,8 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
     assert "shopper_features" in result.output and "training_set" in result.output
     assert len(pd.read_parquet(tmp_path / "a" / "training_set")) == 20
     pd.testing.assert_frame_equal(
-        _read("shopper_features", tmp_path / "a" / "shopper_features"),
-        _read("shopper_features", in_process["shopper_features"]),
+        read_output("shopper_features", tmp_path / "a" / "shopper_features"),
+        read_output("shopper_features", in_process["shopper_features"]),
     )
     monkeypatch.setenv("CROSSCART_DASK_SCHEDULER", "spark://nowhere")
     get_settings.cache_clear()

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from features.distributed import OUTPUTS, run_feature_job
-from features.synth.generator import generate_marketplace
-from tests.features.test_distributed import THREE_PARTS, _read
+from tests.features.conftest import market, read_output  # noqa: F401  (the three-part marketplace)
 
 pytestmark = pytest.mark.slow  # two worker processes and their restarts: about a minute of CPU
 
@@ -46,13 +45,6 @@ class KillAtTask:
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    path = tmp_path_factory.mktemp("market")
-    generate_marketplace(path, THREE_PARTS, seed=5)
-    return path
-
-
-@pytest.fixture(scope="module")
 def cluster():
     from distributed import Client, LocalCluster
 
@@ -64,7 +56,7 @@ def cluster():
 
 
 def _outputs(paths) -> dict[str, pd.DataFrame]:
-    return {name: _read(name, path) for name, path in paths.items()}
+    return {name: read_output(name, path) for name, path in paths.items()}
 
 
 def _arm(client, tmp_path: Path, prefix: str, times: int) -> None:
@@ -79,7 +71,7 @@ def _disarm(client) -> None:
     client.wait_for_workers(2, timeout=60)
 
 
-def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, cluster, tmp_path):
+def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, cluster, tmp_path):  # noqa: F811
     c, client = cluster
     expected = _outputs(run_feature_job(market, tmp_path / "in-process", partitions=4, half_life_days=30.0))
     markers = tmp_path / "markers"
@@ -96,7 +88,9 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, c
 
 
 def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keeps_the_old_outputs(
-    market, cluster, tmp_path
+    market,  # noqa: F811
+    cluster,
+    tmp_path,
 ):
     from distributed import KilledWorker
 
