@@ -3,12 +3,15 @@ the in-memory pandas feature functions."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.cluster import dask_client, parse_cluster_spec
-from features.distributed import read_interactions, run_feature_job
+from features.distributed import _join_partition, read_interactions, run_feature_job
 from features.interactions import build_interactions
 from features.tables import product_features, read_marketplace, shopper_features
 from tests.features.conftest import read_output
@@ -201,3 +204,48 @@ def test_a_training_set_that_fails_half_way_leaves_the_previous_one_whole(market
         job.run_training_set(market, labels.head(10), tmp_path / "ts", partitions=3)
     # was: the previous set removed and the first partition of the new one in its place
     pd.testing.assert_frame_equal(before, pd.read_parquet(tmp_path / "ts"), check_exact=True)
+
+
+_RELEASE_JOIN = threading.Event()
+
+
+def _join_never_returning_at_the_second(rows, product_snapshots, out, index):
+    """`_join_partition`, but the second partition's does not return until `_RELEASE_JOIN` (module-level:
+    the cluster pickles its tasks by reference, even in-process)."""
+    if index == 1:
+        _RELEASE_JOIN.wait(120)
+    return _join_partition(rows, product_snapshots, out, index)
+
+
+def test_a_cluster_training_set_that_stops_progressing_fails_in_bounded_time_and_keeps_the_previous_one(
+    market, tmp_path, monkeypatch
+):
+    """A join whose work never comes back (a P2P shuffle restarted while workers come and go can wait
+    for ever) made the client wait with no limit: a worker killed at the join once hung the job past 300 s.
+    Now the job is cancelled once no task has finished for `stall_seconds`, and publishes nothing."""
+    from distributed import Client, LocalCluster
+
+    import features.distributed as job
+    from features.cluster import ClusterJobStalled
+
+    ev = read_marketplace(market)["events"]
+    buys = ev[ev["event_type"] == "purchase"].tail(40)
+    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+    before = pd.read_parquet(job.run_training_set(market, labels, tmp_path / "ts", partitions=3))
+    monkeypatch.setattr(job, "_join_partition", _join_never_returning_at_the_second)
+    _RELEASE_JOIN.clear()
+    with (
+        LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        started = time.monotonic()
+        try:
+            with pytest.raises(ClusterJobStalled, match=r"training set: no task .* finished for \d+ s"):
+                job.run_training_set(market, labels.head(10), tmp_path / "ts", client=client, stall_seconds=4)
+        finally:
+            _RELEASE_JOIN.set()
+        assert time.monotonic() - started < 60  # the shuffles and joins, then 4 s without progress
+    pd.testing.assert_frame_equal(before, pd.read_parquet(tmp_path / "ts"), check_exact=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".new-")) == [
+        (tmp_path / "ts").readlink().name  # the staged set of the cancelled job removed
+    ]
