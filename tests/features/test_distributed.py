@@ -106,7 +106,7 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
     events = pd.read_parquet(market / "events")
     labels = events[events["event_type"] == "purchase"].tail(20)[["shopper_id", "product_id", "ts"]]
     labels.rename(columns={"ts": "label_ts"}).assign(label=1).to_parquet(tmp_path / "labels.parquet")
-    extra = ["--cluster", "", "--labels", str(tmp_path / "labels.parquet")]
+    extra = ["--cluster", "", "--labels", str(tmp_path / "labels.parquet"), "--stall-seconds", "30"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), *extra])
     assert result.exit_code == 0, result.output
     assert "shopper_features" in result.output and "training_set" in result.output
@@ -123,6 +123,27 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
         get_settings.cache_clear()
     assert result.exit_code == 1
     assert "cluster spec 'spark://nowhere'" in result.output
+
+
+def test_cli_job_says_when_the_cluster_stalled(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import features.distributed as job
+    from crosscart.cli import app
+    from features.cluster import ClusterJobStalled
+
+    def stalled(*args, stall_seconds, **kwargs):
+        raise ClusterJobStalled(
+            f"feature job: no task on the Dask cluster finished for {stall_seconds:.0f} s"
+        )
+
+    monkeypatch.setattr(job, "run_feature_job", stalled)
+    args = ["features", "job", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--cluster", ""]
+    result = CliRunner().invoke(app, [*args, "--stall-seconds", "42"])
+    assert result.exit_code == 1  # a line, not a traceback
+    assert result.output.strip().splitlines()[-1] == (
+        "error: feature job: no task on the Dask cluster finished for 42 s"
+    )
 
 
 def test_training_set_equals_the_in_memory_one_in_process_and_on_a_cluster(market, tmp_path):
