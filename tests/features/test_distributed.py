@@ -90,6 +90,46 @@ def test_cluster_specs():
         assert client is None
 
 
+_HOLD = threading.Event()
+
+
+def _held(x):
+    _HOLD.wait(60)
+    return x
+
+
+async def _lose_worker(address: str, dask_scheduler=None) -> None:
+    await dask_scheduler.remove_worker(address, stimulus_id="test-worker-lost", close=False)
+
+
+def test_a_stalled_cluster_job_names_the_worker_it_lost():
+    """The scheduler losing a worker mid-job is said (logged, and named when the job then stalls)."""
+    import re
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from features.cluster import ClusterJobStalled, compute_on
+
+    _HOLD.clear()
+    with (
+        LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert compute_on(client, [dask.delayed(sum)([1, 2])], what="a sum") == [3]
+        lost = sorted(client.scheduler_info()["workers"])[1]
+        timer = threading.Timer(1.0, client.run_on_scheduler, (_lose_worker, lost))
+        timer.start()
+        try:
+            with pytest.raises(
+                ClusterJobStalled, match=rf"a held task: .* since it lost worker\(s\) {re.escape(lost)}"
+            ):
+                compute_on(client, [dask.delayed(_held, pure=False)(1)], what="a held task", stall_seconds=6)
+        finally:
+            timer.join()
+            _HOLD.set()
+
+
 def test_missing_events_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no events/ directory"):
         run_feature_job(tmp_path, tmp_path / "out")
