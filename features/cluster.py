@@ -6,16 +6,28 @@ Specs (the CLI's `--cluster` and the `CROSSCART_DASK_SCHEDULER` setting; callers
 - `local:N`: a `distributed.LocalCluster` of N single-threaded worker processes, for this run only;
 - `tcp://HOST:PORT` (or `tls://...`): an existing scheduler; its workers must see the same paths
   (shared or network storage) as this process.
+
+Jobs wait for their results on a cluster through `compute_on`, which gives up on a stalled cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from distributed import Client
+
+log = logging.getLogger(__name__)
+#: How long a job on a cluster may go without any task finishing before it is given up (seconds)
+STALL_SECONDS = 300.0
+
+
+class ClusterJobStalled(RuntimeError):
+    """A job on a Dask cluster where no task finished for `stall_seconds`: it was cancelled."""
 
 
 def parse_cluster_spec(spec: str | None) -> tuple[str, int | str] | None:
@@ -59,3 +71,52 @@ def dask_client(spec: str | None) -> Iterator[Client | None]:
     else:
         with Client(value, timeout="10s") as client:
             yield client
+
+
+def compute_on(
+    client: Client, tasks: Sequence[Any], *, what: str, stall_seconds: float = STALL_SECONDS
+) -> list[Any]:
+    """`dask.compute(*tasks, scheduler=client)` that cannot wait forever: the results, or the first
+    task's error, or ClusterJobStalled once no task on the cluster has finished for `stall_seconds`.
+
+    A worker lost mid-job (killed, OOM, a node drained) is logged, and the scheduler reruns its work
+    on the others. That recovery is the scheduler's and the peer-to-peer shuffle's, and it has gaps
+    (a shuffle restarted while workers come and go can wait for ever: dask/distributed#8088, #8411):
+    a training set whose worker was killed at the final join once waited past 300 s, the client
+    gathering with no timeout and nothing said. A stall fails the job instead; the callers publish
+    their outputs only after success (`commerce.files.staged_directory`), so nothing half-written is
+    published. Progress is any task of the cluster finishing (the scheduler's summed task durations):
+    one long task is progress when it ends, so `stall_seconds` must exceed the longest single task;
+    other jobs on a shared cluster count too (the guard then waits longer, never less)."""
+
+    def state(dask_scheduler) -> tuple[float, list[str]]:  # runs on the scheduler (pickled by value)
+        done = sum(sum(p.all_durations.values()) for p in dask_scheduler.task_prefixes.values())
+        return done, list(dask_scheduler.workers)
+
+    futures = client.compute(list(tasks))
+    try:
+        progress, workers = client.run_on_scheduler(state)
+        seen, lost = set(workers), []
+        checked = moved = time.monotonic()
+        while not all(f.done() for f in futures) and not any(f.status == "error" for f in futures):
+            time.sleep(0.05)
+            now = time.monotonic()
+            if now - checked < min(1.0, stall_seconds / 4):
+                continue
+            checked = now
+            done, workers = client.run_on_scheduler(state)
+            for address in seen - set(workers):
+                lost.append(address)
+                log.warning("%s: Dask worker %s lost mid-job; the scheduler reruns its work", what, address)
+            seen = set(workers)
+            if done != progress:
+                progress, moved = done, now
+            elif now - moved >= stall_seconds:
+                because = f" since it lost worker(s) {', '.join(lost)}" if lost else ""
+                raise ClusterJobStalled(
+                    f"{what}: no task on the Dask cluster finished for {now - moved:.0f} s{because}; "
+                    "cancelled, nothing published"
+                )
+        return client.gather(futures)
+    finally:
+        client.cancel([f for f in futures if not f.done()], force=True)

@@ -19,7 +19,8 @@ partition, whatever the size of the log (with Dask's synchronous scheduler and d
 the peak grew with the log: 1.1 GB at 1M events, 3.5 GB at 10M, past 10 GB at 51M; docs/scale.md).
 Every output is written into a directory beside it and published when the whole job has succeeded
 (`commerce.files.staged_directory`): a job that fails (a Dask worker killed past the scheduler's
-retries, a full disk) leaves the previous outputs whole instead of removed and half rewritten.
+retries, a full disk, a cluster on which nothing finished for `stall_seconds`: `compute_on`) leaves
+the previous outputs whole instead of removed and half rewritten.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import staged_directory
+from features.cluster import STALL_SECONDS, compute_on
 from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
 from features.tables import (
     EVENT_COLUMNS,
@@ -58,12 +60,14 @@ def run_feature_job(
     partitions: int | None = None,
     event_weights: Mapping[str, float] | None = None,
     half_life_days: float | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> dict[str, Path]:
     """Write interactions/, shopper_features/ and product_features/ (Parquet part files) under `out_dir`.
 
     `as_of`: use events strictly before it (default: just after the last event). `client`: a
     `distributed.Client` to run on (None: in-process, streaming). `partitions`: shopper partitions
     (default: the number of event part files); memory per task is about one partition's events.
+    `stall_seconds`: on a cluster, give up when no task finished for that long (`compute_on`).
     """
     data, out = Path(data_dir), Path(out_dir)
     if not (data / "events").is_dir():
@@ -81,7 +85,7 @@ def run_feature_job(
         if client is None:
             _stream_feature_job(data, out, as_of, n, products, categories, job)
         else:
-            _dask_feature_job(data, as_of, n, products, categories, job, client)
+            _dask_feature_job(data, as_of, n, products, categories, job, client, stall_seconds)
     return {name: out / name for name in OUTPUTS}
 
 
@@ -197,7 +201,7 @@ class _TreeSum:
             self.add(_combine_counts(group), level + 1)
 
 
-def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, client) -> None:
+def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, client, stall_seconds) -> None:
     """The feature job as one Dask graph on `client`'s workers (peer-to-peer shuffle by shopper)."""
     import dask
     import dask.dataframe as dd
@@ -205,7 +209,9 @@ def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, clie
     with dask.config.set({"dataframe.convert-string": False}):
         events = dd.read_parquet(data / "events", columns=list(EVENT_COLUMNS))
         if as_of is None:
-            last = events["ts"].max().compute(scheduler=client)
+            (last,) = compute_on(
+                client, [events["ts"].max()], what="feature job", stall_seconds=stall_seconds
+            )
             as_of = pd.Timestamp(last) + pd.Timedelta(microseconds=1)
         as_of = as_utc(as_of)
         by_shopper = _by_shopper(events, n, "p2p")
@@ -224,7 +230,7 @@ def _dask_feature_job(data: Path, as_of, n: int, products, categories, job, clie
                 combine(partials[i : i + COMBINE_FAN_IN]) for i in range(0, len(partials), COMBINE_FAN_IN)
             ]
         final = dask.delayed(_write_product_features, pure=True)(partials[0], catalog, tree, as_of, dirs)
-        dask.compute(final, scheduler=client)
+        compute_on(client, [final], what="feature job", stall_seconds=stall_seconds)
 
 
 def _by_shopper(frame, n: int, method: str):
@@ -335,6 +341,7 @@ def run_training_set(
     client=None,
     partitions: int | None = None,
     snapshot_freq: str | None = "1D",
+    stall_seconds: float = STALL_SECONDS,
 ) -> Path:
     """`features.training_sets.training_set` out of core: the same rows, as `out_dir/part-*.parquet`
     with a leading `label_row` (the row's position in `labels`; `read_training_set` restores the order).
@@ -346,6 +353,7 @@ def run_training_set(
     a client through `ShopperPartitions` (Dask's disk shuffle with the synchronous scheduler grew with
     the log, as in the feature job), with one as a Dask graph (peer-to-peer shuffle) on its workers.
     `partitions` defaults to the number of event part files in-process, to Dask's partitions on one.
+    `stall_seconds`: on a cluster, give up when no task finished for that long (`compute_on`).
     """
     data, out = Path(data_dir), Path(out_dir)
     if not (data / "events").is_dir():
@@ -365,12 +373,14 @@ def run_training_set(
         if client is None:
             _stream_training_set(data, labels, staging, partitions, needs, products, categories)
         else:
-            _dask_training_set(data, labels, staging, partitions, needs, products, categories, client)
+            _dask_training_set(
+                data, labels, staging, partitions, needs, products, categories, client, stall_seconds
+            )
     return out
 
 
 def _dask_training_set(
-    data: Path, labels, out: Path, partitions, needs, products, categories, client
+    data: Path, labels, out: Path, partitions, needs, products, categories, client, stall_seconds
 ) -> None:
     """`run_training_set` as one Dask graph on `client`'s workers (peer-to-peer shuffle by shopper)."""
     import dask
@@ -393,7 +403,7 @@ def _dask_training_set(
         )
         join = dask.delayed(_join_partition, pure=True)
         writes = [join(rows, product_snapshots, out, i) for i, (_, rows) in enumerate(snapshots)]
-        dask.compute(*writes, scheduler=client)
+        compute_on(client, writes, what="training set", stall_seconds=stall_seconds)
 
 
 def _stream_training_set(data: Path, labels, out: Path, partitions, needs, products, categories) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.cluster import compute_on
 from models.recommenders.base import Recommender
 from models.recommenders.common import MatrixRecommender
 
@@ -58,7 +59,7 @@ def score_all(
         for k, start in enumerate(range(0, len(ids), chunk_size))
     ]
     if client is not None:
-        dask.compute(*tasks, scheduler=client)
+        compute_on(client, tasks, what="batch-score")
     elif workers > 1:
         dask.compute(*tasks, scheduler="threads", num_workers=workers)
     else:

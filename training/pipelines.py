@@ -38,6 +38,7 @@ CURVE_KS = (1, 5, 10, 20, 50)
 MODEL_ARTIFACT = "model"
 FINGERPRINT_TAG = "crosscart.data_fingerprint"
 DEMO_FINGERPRINT_TAG = "crosscart.demo_fingerprint"
+PROMOTED_TAG = "crosscart.promoted"  # on a run, once its version was judged against the champion
 # the demo's shoppers rebuy (repurchasable categories) and serving shows those repeats: the ranker, which
 # decides between buying again and exploring, is scored against the rest with repeats counted
 DEMO_MODELS = ("popularity", "gp-topfreq", "als", "ranker")
@@ -297,7 +298,7 @@ def train_recommender(
             mlflow.set_tags(
                 {
                     "crosscart.registered_version": promotion.version,
-                    "crosscart.promoted": str(promotion.promoted).lower(),
+                    PROMOTED_TAG: str(promotion.promoted).lower(),
                 }
             )
     return TrainingResult(run.info.run_id, model, params, metric, value, figures, promotion)
@@ -430,6 +431,19 @@ def demo_fingerprint(
     return digest.hexdigest()[:16]
 
 
+def _judged(client, version) -> bool:
+    """Whether the training that registered `version` got to its promotion decision (its run's
+    PROMOTED_TAG, set just after it). A training killed between registering and deciding
+    (SIGKILL, the OOM killer) left a version never compared with the champion: the demo's rerun counted
+    its model as done and skipped it, so a better model was never promoted."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return PROMOTED_TAG in client.get_run(version.run_id).data.tags
+    except MlflowException:  # the run was deleted
+        return False
+
+
 def train_demo_recommender(
     settings,
     data_dir: str | Path,
@@ -443,9 +457,10 @@ def train_demo_recommender(
     """Train `models` on the generated marketplace in `data_dir`, register them, promote the best.
 
     Re-running is cheap and resumable: versions carry a fingerprint of the data and configuration;
-    models already registered with it are not trained again, and when all are and the champion has
-    it too, nothing happens (`skipped`). When the champion came from other data its metric is not
-    comparable, so the first model trained on the new data takes the alias and the rest must beat it.
+    models already registered with it and judged against the champion (`_judged`) are not trained
+    again, and when all are and the champion has it too, nothing happens (`skipped`). When the
+    champion came from other data its metric is not comparable, so the first model trained on the
+    new data takes the alias and the rest must beat it.
     """
     from mlflow import MlflowClient
 
@@ -458,7 +473,7 @@ def train_demo_recommender(
     registered = {
         version.tags.get("crosscart.model")
         for version in client.search_model_versions(f"name = '{settings.model_name}'")
-        if (version.tags or {}).get(DEMO_FINGERPRINT_TAG) == fingerprint
+        if (version.tags or {}).get(DEMO_FINGERPRINT_TAG) == fingerprint and _judged(client, version)
     }
     todo = [model for model in models if model not in registered]
     if current and not todo:

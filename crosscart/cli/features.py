@@ -8,6 +8,7 @@ import typer
 
 from commerce.files import atomic_path
 from crosscart.cli.progress import working
+from features.cluster import STALL_SECONDS
 
 app = typer.Typer(help="Feature tables and point-in-time training sets.", no_args_is_help=True)
 
@@ -74,20 +75,29 @@ def job(
         None, help="Parquet labels (shopper_id, product_id, label_ts, label): also write training_set/."
     ),
     snapshot_freq: str = typer.Option("1D", help="Training-set snapshot granularity, or 'exact'."),
+    stall_seconds: float = typer.Option(
+        STALL_SECONDS, min=1, help="On a cluster, give up when no task finished for this long."
+    ),
 ) -> None:
     """Out-of-core feature job on Dask: interactions, feature tables and (with --labels) a point-in-time
     training set, as partitioned Parquet."""
     import pandas as pd
 
     from crosscart.settings import get_settings
-    from features.cluster import dask_client
+    from features.cluster import ClusterJobStalled, dask_client
     from features.distributed import run_feature_job, run_training_set
 
     spec = cluster if cluster is not None else get_settings().dask_scheduler
     try:
         with dask_client(spec) as client, working("running the feature job"):
             paths = run_feature_job(
-                data, out, as_of=as_of, client=client, partitions=partitions, half_life_days=half_life_days
+                data,
+                out,
+                as_of=as_of,
+                client=client,
+                partitions=partitions,
+                half_life_days=half_life_days,
+                stall_seconds=stall_seconds,
             )
             if labels is not None:
                 paths["training_set"] = run_training_set(
@@ -97,8 +107,9 @@ def job(
                     client=client,
                     partitions=partitions,
                     snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
+                    stall_seconds=stall_seconds,
                 )
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ClusterJobStalled) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     for name, path in paths.items():

@@ -3,38 +3,26 @@ the in-memory pandas feature functions."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.cluster import dask_client, parse_cluster_spec
-from features.distributed import read_interactions, run_feature_job
+from features.distributed import _join_partition, read_interactions, run_feature_job
 from features.interactions import build_interactions
-from features.synth.generator import Scale, generate_marketplace
 from features.tables import product_features, read_marketplace, shopper_features
+from tests.features.conftest import read_output
 
-# three event part files, so the shuffle really moves shoppers' events between partitions
-THREE_PARTS = Scale("three-parts", 600, 200, 40, 20, 9.0, 200)
-
-
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    path = tmp_path_factory.mktemp("market")
-    generate_marketplace(path, THREE_PARTS, seed=5)
-    return path
+# `market`: tests/features/conftest.py
 
 
 @pytest.fixture(scope="module")
 def in_process(market, tmp_path_factory):
     out = tmp_path_factory.mktemp("inproc")
     return run_feature_job(market, out, partitions=4, half_life_days=30.0)
-
-
-def _read(name: str, path) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
-    if name == "interactions":
-        return frame.sort_values(["shopper_id", "product_id"]).reset_index(drop=True)
-    return frame.sort_index()
 
 
 def test_local_cluster_gives_row_for_row_equal_outputs(market, in_process, tmp_path):
@@ -48,7 +36,7 @@ def test_local_cluster_gives_row_for_row_equal_outputs(market, in_process, tmp_p
     ):
         on_cluster = run_feature_job(market, tmp_path, partitions=4, half_life_days=30.0, client=client)
     for name, path in in_process.items():
-        local, remote = _read(name, path), _read(name, on_cluster[name])
+        local, remote = read_output(name, path), read_output(name, on_cluster[name])
         assert len(local) > 0
         pd.testing.assert_frame_equal(local, remote, check_exact=True)
 
@@ -59,7 +47,7 @@ def test_outputs_match_the_in_memory_feature_functions(market, in_process):
     shoppers = shopper_features(
         m["events"], m["products"], as_of, shoppers=m["shoppers"], categories=m["categories"]
     )
-    got = _read("shopper_features", in_process["shopper_features"])
+    got = read_output("shopper_features", in_process["shopper_features"])
     assert len(got) == len(m["shoppers"])  # shoppers without events too, each exactly once
     pd.testing.assert_frame_equal(
         shoppers.astype({"top_category_id": object}).fillna(np.nan),
@@ -67,7 +55,7 @@ def test_outputs_match_the_in_memory_feature_functions(market, in_process):
         check_dtype=False,
     )
     products = product_features(m["events"], m["products"], as_of, categories=m["categories"])
-    pd.testing.assert_frame_equal(products, _read("product_features", in_process["product_features"]))
+    pd.testing.assert_frame_equal(products, read_output("product_features", in_process["product_features"]))
 
     ev = m["events"][m["events"]["event_type"].isin(["view", "favorite", "cart", "purchase"])]
     expected = build_interactions(
@@ -102,6 +90,46 @@ def test_cluster_specs():
         assert client is None
 
 
+_HOLD = threading.Event()
+
+
+def _held(x):
+    _HOLD.wait(60)
+    return x
+
+
+async def _lose_worker(address: str, dask_scheduler=None) -> None:
+    await dask_scheduler.remove_worker(address, stimulus_id="test-worker-lost", close=False)
+
+
+def test_a_stalled_cluster_job_names_the_worker_it_lost():
+    """The scheduler losing a worker mid-job is said (logged, and named when the job then stalls)."""
+    import re
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from features.cluster import ClusterJobStalled, compute_on
+
+    _HOLD.clear()
+    with (
+        LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert compute_on(client, [dask.delayed(sum)([1, 2])], what="a sum") == [3]
+        lost = sorted(client.scheduler_info()["workers"])[1]
+        timer = threading.Timer(1.0, client.run_on_scheduler, (_lose_worker, lost))
+        timer.start()
+        try:
+            with pytest.raises(
+                ClusterJobStalled, match=rf"a held task: .* since it lost worker\(s\) {re.escape(lost)}"
+            ):
+                compute_on(client, [dask.delayed(_held, pure=False)(1)], what="a held task", stall_seconds=6)
+        finally:
+            timer.join()
+            _HOLD.set()
+
+
 def test_missing_events_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no events/ directory"):
         run_feature_job(tmp_path, tmp_path / "out")
@@ -118,14 +146,14 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
     events = pd.read_parquet(market / "events")
     labels = events[events["event_type"] == "purchase"].tail(20)[["shopper_id", "product_id", "ts"]]
     labels.rename(columns={"ts": "label_ts"}).assign(label=1).to_parquet(tmp_path / "labels.parquet")
-    extra = ["--cluster", "", "--labels", str(tmp_path / "labels.parquet")]
+    extra = ["--cluster", "", "--labels", str(tmp_path / "labels.parquet"), "--stall-seconds", "30"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), *extra])
     assert result.exit_code == 0, result.output
     assert "shopper_features" in result.output and "training_set" in result.output
     assert len(pd.read_parquet(tmp_path / "a" / "training_set")) == 20
     pd.testing.assert_frame_equal(
-        _read("shopper_features", tmp_path / "a" / "shopper_features"),
-        _read("shopper_features", in_process["shopper_features"]),
+        read_output("shopper_features", tmp_path / "a" / "shopper_features"),
+        read_output("shopper_features", in_process["shopper_features"]),
     )
     monkeypatch.setenv("CROSSCART_DASK_SCHEDULER", "spark://nowhere")
     get_settings.cache_clear()
@@ -135,6 +163,27 @@ def test_cli_job_runs_and_reads_the_scheduler_setting(market, in_process, tmp_pa
         get_settings.cache_clear()
     assert result.exit_code == 1
     assert "cluster spec 'spark://nowhere'" in result.output
+
+
+def test_cli_job_says_when_the_cluster_stalled(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import features.distributed as job
+    from crosscart.cli import app
+    from features.cluster import ClusterJobStalled
+
+    def stalled(*args, stall_seconds, **kwargs):
+        raise ClusterJobStalled(
+            f"feature job: no task on the Dask cluster finished for {stall_seconds:.0f} s"
+        )
+
+    monkeypatch.setattr(job, "run_feature_job", stalled)
+    args = ["features", "job", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--cluster", ""]
+    result = CliRunner().invoke(app, [*args, "--stall-seconds", "42"])
+    assert result.exit_code == 1  # a line, not a traceback
+    assert result.output.strip().splitlines()[-1] == (
+        "error: feature job: no task on the Dask cluster finished for 42 s"
+    )
 
 
 def test_training_set_equals_the_in_memory_one_in_process_and_on_a_cluster(market, tmp_path):
@@ -216,3 +265,48 @@ def test_a_training_set_that_fails_half_way_leaves_the_previous_one_whole(market
         job.run_training_set(market, labels.head(10), tmp_path / "ts", partitions=3)
     # was: the previous set removed and the first partition of the new one in its place
     pd.testing.assert_frame_equal(before, pd.read_parquet(tmp_path / "ts"), check_exact=True)
+
+
+_RELEASE_JOIN = threading.Event()
+
+
+def _join_never_returning_at_the_second(rows, product_snapshots, out, index):
+    """`_join_partition`, but the second partition's does not return until `_RELEASE_JOIN` (module-level:
+    the cluster pickles its tasks by reference, even in-process)."""
+    if index == 1:
+        _RELEASE_JOIN.wait(120)
+    return _join_partition(rows, product_snapshots, out, index)
+
+
+def test_a_cluster_training_set_that_stops_progressing_fails_in_bounded_time_and_keeps_the_previous_one(
+    market, tmp_path, monkeypatch
+):
+    """A join whose work never comes back (a P2P shuffle restarted while workers come and go can wait
+    for ever) made the client wait with no limit: a worker killed at the join once hung the job past 300 s.
+    Now the job is cancelled once no task has finished for `stall_seconds`, and publishes nothing."""
+    from distributed import Client, LocalCluster
+
+    import features.distributed as job
+    from features.cluster import ClusterJobStalled
+
+    ev = read_marketplace(market)["events"]
+    buys = ev[ev["event_type"] == "purchase"].tail(40)
+    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+    before = pd.read_parquet(job.run_training_set(market, labels, tmp_path / "ts", partitions=3))
+    monkeypatch.setattr(job, "_join_partition", _join_never_returning_at_the_second)
+    _RELEASE_JOIN.clear()
+    with (
+        LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        started = time.monotonic()
+        try:
+            with pytest.raises(ClusterJobStalled, match=r"training set: no task .* finished for \d+ s"):
+                job.run_training_set(market, labels.head(10), tmp_path / "ts", client=client, stall_seconds=4)
+        finally:
+            _RELEASE_JOIN.set()
+        assert time.monotonic() - started < 60  # the shuffles and joins, then 4 s without progress
+    pd.testing.assert_frame_equal(before, pd.read_parquet(tmp_path / "ts"), check_exact=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".new-")) == [
+        (tmp_path / "ts").readlink().name  # the staged set of the cancelled job removed
+    ]

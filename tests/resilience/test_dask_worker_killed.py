@@ -1,6 +1,7 @@
-"""A Dask worker process killed in the middle of the scale-out feature job (the OOM killer, a node
-drained): the job completes with the same outputs when the scheduler can rerun the lost work elsewhere,
-or fails with Dask's error, and then leaves the previous outputs whole, never half rewritten."""
+"""A Dask worker process killed in the middle of the scale-out feature job or training set (the OOM
+killer, a node drained): the job completes with the same outputs when the scheduler can rerun the lost
+work elsewhere, or fails with Dask's error (or `ClusterJobStalled` once nothing finished for its
+`stall_seconds`), and then leaves the previous outputs whole, never half rewritten."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.distributed import OUTPUTS, run_feature_job
-from features.synth.generator import generate_marketplace
-from tests.features.test_distributed import THREE_PARTS, _read
+from features.cluster import ClusterJobStalled
+from features.distributed import OUTPUTS, read_training_set, run_feature_job, run_training_set
+from tests.features.conftest import market, read_output  # noqa: F401  (the three-part marketplace)
 
 pytestmark = pytest.mark.slow  # two worker processes and their restarts: about a minute of CPU
 
@@ -46,25 +47,24 @@ class KillAtTask:
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    path = tmp_path_factory.mktemp("market")
-    generate_marketplace(path, THREE_PARTS, seed=5)
-    return path
-
-
-@pytest.fixture(scope="module")
 def cluster():
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as c,
+        LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c,
         Client(c) as client,
     ):
         yield c, client
 
 
+def _labels(data) -> pd.DataFrame:
+    ev = pd.read_parquet(data / "events")
+    buys = ev[ev["event_type"] == "purchase"].tail(40)
+    return buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+
+
 def _outputs(paths) -> dict[str, pd.DataFrame]:
-    return {name: _read(name, path) for name, path in paths.items()}
+    return {name: read_output(name, path) for name, path in paths.items()}
 
 
 def _arm(client, tmp_path: Path, prefix: str, times: int) -> None:
@@ -79,7 +79,7 @@ def _disarm(client) -> None:
     client.wait_for_workers(2, timeout=60)
 
 
-def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, cluster, tmp_path):
+def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, cluster, tmp_path):  # noqa: F811
     c, client = cluster
     expected = _outputs(run_feature_job(market, tmp_path / "in-process", partitions=4, half_life_days=30.0))
     markers = tmp_path / "markers"
@@ -96,7 +96,9 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_outputs_are_whole(market, c
 
 
 def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keeps_the_old_outputs(
-    market, cluster, tmp_path
+    market,  # noqa: F811
+    cluster,
+    tmp_path,
 ):
     from distributed import KilledWorker
 
@@ -129,3 +131,56 @@ def _idle(client) -> None:
         if not any(client.processing().values()):
             return
         time.sleep(0.1)
+
+
+def test_a_worker_killed_at_the_training_sets_join_is_replaced_or_the_job_ends_in_bounded_time(
+    market,  # noqa: F811
+    cluster,
+    tmp_path,
+):
+    """The fault that once hung past 300 s: the worker running a partition's final join dies. It lost the
+    snapshots and shuffle outputs it held, so the scheduler restarts the P2P shuffles and reruns them.
+    Either the set is whole and equal to the in-process one, or the job stops once nothing finished
+    for `stall_seconds` and the previous set stays published; never a wait without end."""
+    c, client = cluster
+    labels, out = _labels(market), tmp_path / "ts"
+    expected = read_training_set(run_training_set(market, labels, tmp_path / "in-process", partitions=3))
+    before = pd.read_parquet(run_training_set(market, labels.head(10), out, partitions=3))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    _arm(client, markers, "_join_partition", times=1)
+    started = time.monotonic()
+    try:
+        run_training_set(market, labels, out, client=client, partitions=3, stall_seconds=60)
+    except ClusterJobStalled:
+        pd.testing.assert_frame_equal(before, pd.read_parquet(out), check_exact=True)
+    else:
+        pd.testing.assert_frame_equal(expected, read_training_set(out), check_exact=True)
+    finally:
+        elapsed = time.monotonic() - started
+        _disarm(client)
+    assert (markers / "kill-0").exists()  # a worker did die in the job
+    assert elapsed < 240  # 40-60 s here on a loaded host
+
+
+def test_a_training_set_that_loses_more_workers_than_the_scheduler_retries_keeps_the_previous_one(
+    market,  # noqa: F811
+    cluster,
+    tmp_path,
+):
+    from distributed import KilledWorker
+
+    c, client = cluster
+    labels, out = _labels(market), tmp_path / "ts"
+    before = pd.read_parquet(run_training_set(market, labels, out, partitions=3))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    allowed, c.scheduler.allowed_failures = c.scheduler.allowed_failures, 0
+    try:
+        _arm(client, markers, "_join_partition", times=1)
+        with pytest.raises((KilledWorker, ClusterJobStalled)):
+            run_training_set(market, labels.head(10), out, client=client, partitions=3, stall_seconds=60)
+    finally:
+        c.scheduler.allowed_failures = allowed
+        _disarm(client)
+    pd.testing.assert_frame_equal(before, pd.read_parquet(out), check_exact=True)

@@ -123,7 +123,7 @@ def test_coupon_uplift_of_every_shopper_equals_the_in_memory_scores(tmp_path):
     gives on the whole event log in memory."""
     from features.campaign_features import encode_features, shopper_history_features
     from features.synth import generate_marketplace
-    from tests.features.test_distributed import THREE_PARTS
+    from tests.features.conftest import THREE_PARTS
     from training.batch_scoring import score_coupon_uplift
     from training.uplift import fit_effect_model
 
@@ -156,7 +156,7 @@ def test_cli_also_scores_every_shoppers_coupon_uplift_with_the_registered_model(
 
     from crosscart.cli import app
     from features.synth import generate_marketplace
-    from tests.features.test_distributed import THREE_PARTS
+    from tests.features.conftest import THREE_PARTS
     from training.batch_scoring import score_coupon_uplift
     from training.uplift import load_uplift_model, train_uplift_model
 

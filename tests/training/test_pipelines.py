@@ -217,6 +217,35 @@ def test_demo_trains_once_per_data_resumes_and_retrains_when_data_changes(
         train_demo_recommender(settings, tmp_path / "nowhere")
 
 
+def test_demo_trains_again_a_model_whose_training_died_between_registering_and_promoting(
+    tracking_uri, tmp_path, monkeypatch
+):
+    """A demo killed after registering a model's version but before judging it against the champion
+    (SIGKILL there: tests/resilience/test_killed_training.py) left a version never compared; the rerun
+    counted the model as done and was skipped: itemknn, which beats popularity, never promoted."""
+    settings = Settings(data_dir=tmp_path / "var", mlflow_uri=tracking_uri)
+    market = _marketplace(tmp_path / "market", seed=0)
+    register = mlflow.register_model
+
+    def registered_then_killed(*args, **kwargs):
+        version = register(*args, **kwargs)
+        if kwargs["tags"]["crosscart.model"] == "itemknn":
+            raise KeyboardInterrupt  # the process ends before the alias is compared and moved
+        return version
+
+    monkeypatch.setattr(mlflow, "register_model", registered_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_demo_recommender(settings, market, models=("popularity", "itemknn"))
+    monkeypatch.setattr(mlflow, "register_model", register)
+    client = MlflowClient(tracking_uri)
+    assert str(champion_version(client, settings.model_name, settings.model_alias).version) == "1"
+
+    rerun = train_demo_recommender(settings, market, models=("popularity", "itemknn"))
+    assert not rerun.skipped and [r.model for r in rerun.results] == ["itemknn"]  # was: skipped
+    assert rerun.results[0].promotion.promoted and rerun.champion_version == "3"  # v2: never judged
+    assert train_demo_recommender(settings, market, models=("popularity", "itemknn")).skipped
+
+
 def test_cli_train_and_search(tracking_uri, events_file):
     from crosscart.cli import app
 
