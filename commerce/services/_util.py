@@ -276,12 +276,20 @@ def unmixed(text: str, field: str) -> str:
     return text
 
 
+def lookup_name(value: str | None) -> str:
+    """A chosen id or name (`chosen_name`) in the form it is stored in, for every lookup by it:
+    `normal_form`, a ZWNJ that parts nothing dropped. `ＳＡＶＥ１０` typed at checkout (a Chinese input
+    method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. Nothing is
+    refused here: a name no rule would store is not found."""
+    return _drop_silent_zwnj(normal_form(value))
+
+
 def chosen_name(value: str | None, field: str) -> str:
     """A unique id or name a client chooses, which others then type or pick from a list (coupon ids,
-    experiment names), as stored and compared: `normal_form`, visible (`visible_text`), `unmixed`.
+    experiment names), as stored and compared: `lookup_name`, visible (`visible_text`), `unmixed`.
     `c-10off`, `ｃ-10off` (full width), `c‐10off` (U+2010), `c-10off ` and `c-1Оoff` (a Cyrillic О)
     were five coupons, alike on screen."""
-    return unmixed(visible_text(normal_form(value), field), field)
+    return unmixed(visible_text(lookup_name(value), field), field)
 
 
 def csv_cell(value):

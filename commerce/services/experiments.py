@@ -25,13 +25,14 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
-from commerce.services._util import chosen_name
+from commerce.services._util import chosen_name, lookup_name
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 
 
 def get_experiment(session: Session, name: str) -> Experiment:
-    exp = session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
+    """The experiment a client names in any look-alike form of its name (`lookup_name`)."""
+    exp = session.scalars(select(Experiment).where(Experiment.name == lookup_name(name))).one_or_none()
     if exp is None:
         raise NotFound(f"no experiment named {name!r}", code="experiment_not_found")
     return exp
@@ -192,6 +193,7 @@ def record_exposure(
     exp = get_experiment(session, experiment)
     if exp.status != "running":
         raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
+    variant = lookup_name(variant)
     if variant not in {v.name for v in exp.variants}:
         raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
     if not unit_id or len(unit_id) > 128:
@@ -254,6 +256,7 @@ def record_impressions(session: Session, experiment: str, variant: str, unit_id:
     exp = get_experiment(session, experiment)
     if exp.status != "running":
         raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
+    variant = lookup_name(variant)
     if variant not in {v.name for v in exp.variants}:
         raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
     when = as_utc(ts) if ts else utcnow()
