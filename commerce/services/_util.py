@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
+import icu
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -290,6 +291,31 @@ def chosen_name(value: str | None, field: str) -> str:
     `c-10off`, `ｃ-10off` (full width), `c‐10off` (U+2010), `c-10off ` and `c-1Оoff` (a Cyrillic О)
     were five coupons, alike on screen."""
     return unmixed(visible_text(lookup_name(value), field), field)
+
+
+_SPOOF = icu.SpoofChecker()  # read-only after construction: ICU allows concurrent use from threads
+
+
+def skeleton(text: str) -> str:
+    """Unicode's skeleton of `text` (UTS #39, ICU's data): two strings look alike exactly when their
+    skeletons are equal. Cyrillic `РАУ` and Latin `PAY` share `PAY`; `rn` and `m` share one too."""
+    return _SPOOF.getSkeleton(0, text)
+
+
+def not_confusable(name: str, existing: Iterable[str], field: str) -> str:
+    """`name`, refused (422 `confusable_name`) if it looks like (`skeleton`) one of `existing` that is
+    another name. `unmixed` sees one word at a time, so a name spelt wholly in Cyrillic or Greek
+    look-alikes (`ѕаvе` for `save`) passed beside the Latin one; a genuine Chinese, Cyrillic or Greek
+    name looks like no Latin one and passes."""
+    key = skeleton(name)
+    for other in existing:
+        if other != name and skeleton(other) == key:
+            raise ValidationError(
+                f"{field} {name!r} looks like the existing {other!r} (Unicode confusables, UTS #39): "
+                "choose a name that reads differently",
+                code="confusable_name",
+            )
+    return name
 
 
 def csv_cell(value):

@@ -9,7 +9,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from commerce.errors import Conflict, InvalidState, ValidationError
 from commerce.merchants import MERCHANT_STATUSES, BrandAuthorization, Merchant, MerchantStatusChange
-from commerce.services._util import country_code, get_or_404, licence_number, new_id, required_text, unmixed
+from commerce.services._util import (
+    country_code,
+    get_or_404,
+    licence_number,
+    new_id,
+    not_confusable,
+    required_text,
+    unmixed,
+)
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import utcnow
 
@@ -42,6 +50,8 @@ def _brand(value: str) -> str:
 def apply(session: Session, application: MerchantApplication) -> Merchant:
     """Register a merchant as `pending`. Needs at least one brand authorization."""
     name = unmixed(required_text(application.name, "name", 200), "name")
+    # a whole-word look-alike (`АСМЕ` in Cyrillic beside `ACME`) is refused; the same name is not
+    not_confusable(name, session.scalars(select(Merchant.name).distinct()), "name")
     licence = licence_number(application.licence_no)
     country = country_code(application.country)
     brands = sorted({_brand(b) for b in application.brands})
