@@ -6,13 +6,14 @@ import csv
 import re
 import unicodedata
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
 import icu
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from commerce.errors import NotFound, ValidationError
 
@@ -316,6 +317,16 @@ def not_confusable(name: str, existing: Iterable[str], field: str) -> str:
                 code="confusable_name",
             )
     return name
+
+
+def unlike_stored(session: Session, name: str, column: InstrumentedAttribute[str], field: str) -> str:
+    """`name`, refused (`not_confusable`) if it looks like a stored value of `column`. On PostgreSQL the
+    check is serialized per column until the transaction ends (an advisory lock; SQLite's BEGIN
+    IMMEDIATE already serializes writers): `PAY` and `РАУ` created at the same moment both passed."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"look-alike:{column.class_.__tablename__}.{column.key}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    return not_confusable(name, session.scalars(select(column).distinct()), field)
 
 
 def csv_cell(value):

@@ -53,7 +53,7 @@ from commerce.services._util import (
     locked_or_404,
     lookup_name,
     new_id,
-    not_confusable,
+    unlike_stored,
     visible_text,
 )
 from commerce.services.events import record_events
@@ -195,7 +195,7 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
     coupon_id = check_coupon_id(data.coupon_id or new_id("c"))
     if session.get(Coupon, coupon_id) is not None:
         raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
-    not_confusable(coupon_id, session.scalars(select(Coupon.coupon_id)), "coupon_id")  # `ѕаvе` (Cyrillic)
+    unlike_stored(session, coupon_id, Coupon.coupon_id, "coupon_id")  # `ѕаѵе` (Cyrillic) beside `save`
     coupon = Coupon(coupon_id=coupon_id, **values)
     session.add(coupon)
     session.flush()

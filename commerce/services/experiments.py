@@ -25,7 +25,7 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
-from commerce.services._util import chosen_name, lookup_name, not_confusable
+from commerce.services._util import chosen_name, lookup_name, not_confusable, unlike_stored
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 
@@ -120,13 +120,13 @@ def create_experiment(
     parsed = _variants(variants)
     if session.scalars(select(Experiment.id).where(Experiment.name == name)).first() is not None:
         raise Conflict(f"experiment {name!r} already exists", code="experiment_exists")
-    not_confusable(name, session.scalars(select(Experiment.name)), "experiment name")
+    unlike_stored(session, name, Experiment.name, "experiment name")
     layer_row = None
     start, end = 0.0, traffic
     if layer is not None:
         layer_row = session.scalars(select(ExperimentLayer).where(ExperimentLayer.name == layer)).first()
         if layer_row is None:  # a look-alike of another layer would overlap the experiments it excludes
-            not_confusable(layer, session.scalars(select(ExperimentLayer.name)), "layer")
+            unlike_stored(session, layer, ExperimentLayer.name, "layer")
             layer_row = ExperimentLayer(name=layer, salt=f"layer:{layer}:{secrets.token_hex(4)}")
             session.add(layer_row)
             session.flush()

@@ -14,8 +14,8 @@ from commerce.services._util import (
     get_or_404,
     licence_number,
     new_id,
-    not_confusable,
     required_text,
+    unlike_stored,
     unmixed,
 )
 from commerce.services.pagination import Page, paginate
@@ -51,7 +51,7 @@ def apply(session: Session, application: MerchantApplication) -> Merchant:
     """Register a merchant as `pending`. Needs at least one brand authorization."""
     name = unmixed(required_text(application.name, "name", 200), "name")
     # a whole-word look-alike (`АСМЕ` in Cyrillic beside `ACME`) is refused; the same name is not
-    not_confusable(name, session.scalars(select(Merchant.name).distinct()), "name")
+    unlike_stored(session, name, Merchant.name, "name")
     licence = licence_number(application.licence_no)
     country = country_code(application.country)
     brands = sorted({_brand(b) for b in application.brands})
