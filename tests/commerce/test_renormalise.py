@@ -18,7 +18,8 @@ from commerce.services.campaigns import CampaignInput, create_campaign
 from commerce.services.coupons import get_coupon, grant_audience
 from commerce.services.experiments import get_experiment
 from crosscart.cli.db import app
-from crosscart.settings import get_settings
+from crosscart.cli.doctor import _stored_names
+from crosscart.settings import Settings, get_settings
 from tests.commerce.conftest import NOW
 
 OLD = "\uff4f\uff4c\uff44-\uff11"  # ｏｌｄ-１, stored before ids were normalised; its form is old-1
@@ -120,3 +121,12 @@ def test_renormalise_rewrites_old_names_with_their_references(market, database_u
 
     again = _run(database_url, monkeypatch, tmp_path, "--dry-run")
     assert again.output.strip().endswith("5 names not in normal form, 0 renormalised, 5 left"), again.output
+
+
+def test_doctor_warns_of_names_no_lookup_finds(market, database_url, tmp_path):
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    assert [c.status for c in _stored_names(settings)] == ["ok"]
+    _seed_old_names(market)
+    (check,) = _stored_names(settings)
+    assert check.status == "warn" and check.detail.startswith("9 not in normal form")
+    assert "crosscart db renormalise --dry-run" in check.fix
