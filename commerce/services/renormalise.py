@@ -42,8 +42,9 @@ COUPON_REFERENCES = (
 
 @dataclass(frozen=True)
 class Rename:
-    """A stored name not in its normal form. `clash`: the other stored names of that form (in the same
-    experiment, for a variant); with any, or an empty form, it is left as it is."""
+    """A stored name not in its normal form. `clash`: the other stored names of that form, or that form
+    itself stored (in the same experiment, for a variant); with any, or a form empty or longer than the
+    column (`limit`: NFKC spells `㍿` in 4 letters), it is left as it is."""
 
     kind: str  # coupon, experiment, layer or variant
     key: str | int  # the row: a coupon's id, else the row id
@@ -51,17 +52,18 @@ class Rename:
     normal: str
     scope: str = ""  # a variant's experiment
     clash: tuple[str, ...] = ()
+    limit: int = 64
 
     @property
     def safe(self) -> bool:
-        return bool(self.normal) and not self.clash
+        return 0 < len(self.normal) <= self.limit and not self.clash
 
     def describe(self) -> str:
         where = f" of experiment {self.scope!r}" if self.scope else ""
         if self.safe:
             return f"{self.kind}{where} {self.stored!r} -> {self.normal!r}"
-        if not self.normal:
-            why = "its normal form is empty"
+        if not 0 < len(self.normal) <= self.limit:
+            why = f"its normal form {self.normal!r} is empty or longer than {self.limit} characters"
         elif self.normal in self.clash:
             why = f"{self.normal!r} is stored already"
         else:
@@ -69,18 +71,21 @@ class Rename:
         return f"{self.kind}{where} {self.stored!r}: left as it is ({why})"
 
 
-def _plan(kind: str, rows) -> list[Rename]:
-    """Renames of (key, scope, name) rows whose name is not in normal form; names clash within a scope."""
+def _plan(kind: str, rows, column) -> list[Rename]:
+    """Renames of (key, scope, name) rows of `column` whose name is not in normal form; names clash
+    within a scope."""
     rows = list(rows)
-    by_form: dict[tuple[str, str], list[str]] = defaultdict(list)
+    by_form: dict[tuple[str, str], set[str]] = defaultdict(set)
+    stored = {(scope, name) for _, scope, name in rows}
     for _, scope, name in rows:
-        by_form[scope, lookup_name(name)].append(name)
+        by_form[scope, lookup_name(name)].add(name)
     out = []
     for key, scope, name in rows:
         normal = lookup_name(name)
         if normal != name:
-            clash = tuple(sorted(n for n in by_form[scope, normal] if n != name))
-            out.append(Rename(kind, key, name, normal, scope, clash))
+            taken = by_form[scope, normal] | ({normal} if (scope, normal) in stored else set())
+            clash = tuple(sorted(taken - {name}))
+            out.append(Rename(kind, key, name, normal, scope, clash, column.type.length))
     return out
 
 
@@ -97,9 +102,10 @@ def unnormalised(session: Session) -> list[Rename]:
         for kind, model in (("experiment", Experiment), ("layer", ExperimentLayer))
     }
     return [
-        *_plan("coupon", ((c, "", c) for c in coupons)),
-        *(r for kind, rows in named.items() for r in _plan(kind, ((k, "", n) for k, n in rows))),
-        *_plan("variant", session.execute(variants).all()),
+        *_plan("coupon", ((c, "", c) for c in coupons), Coupon.coupon_id),
+        *_plan("experiment", ((k, "", n) for k, n in named["experiment"]), Experiment.name),
+        *_plan("layer", ((k, "", n) for k, n in named["layer"]), ExperimentLayer.name),
+        *_plan("variant", session.execute(variants).all(), ExperimentVariant.name),
     ]
 
 

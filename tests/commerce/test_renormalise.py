@@ -23,6 +23,7 @@ from crosscart.settings import Settings, get_settings
 from tests.commerce.conftest import NOW
 
 OLD = "\uff4f\uff4c\uff44-\uff11"  # ｏｌｄ-１, stored before ids were normalised; its form is old-1
+LONG = "k" * 62 + "\u337f"  # ㍿ is 株式会社 in NFKC: 66 characters, more than a coupon id holds
 
 
 def _coupon(coupon_id: str, **fields) -> Coupon:
@@ -41,6 +42,7 @@ def _seed_old_names(factory) -> None:
             _coupon(OLD, campaign_id="cmp-old", requires_grant=True, used=1, spent=Decimal("5")),
             _coupon("DUP"), _coupon("\uff24\uff35\uff30"),  # ＤＵＰ beside DUP
             _coupon("x\u20101"), _coupon("\uff58-1"),  # x‐1 (U+2010) and ｘ-1: both are x-1
+            _coupon(LONG),
         ])  # fmt: skip
         s.flush()
         probabilities = {OLD: 0.5, "control": 0.5}
@@ -82,6 +84,7 @@ LEFT = [
     "coupon 'ＤＵＰ': left as it is ('DUP' is stored already)",
     "experiment 'Ｘ': left as it is ('X' is stored already)",
     "variant of experiment 'Ｘ' 'ｃ': left as it is ('c' is stored already)",
+    f"coupon {LONG!r}: left as it is (its normal form {'k' * 62 + '株式会社'!r} is empty or longer than 64",
 ]
 
 
@@ -92,13 +95,13 @@ def test_renormalise_rewrites_old_names_with_their_references(market, database_u
     assert "coupon 'ｏｌｄ-１' -> 'old-1'" in dry.output and "layer 'ｈｏｍｅ' -> 'home'" in dry.output
     assert "variant of experiment 'ｐｒｏｍｏ' 'ａ' -> 'a'" in dry.output
     assert all(line in dry.output for line in LEFT), dry.output
-    assert dry.output.strip().endswith("9 names not in normal form, 0 renormalised, 9 left")
+    assert dry.output.strip().endswith("10 names not in normal form, 0 renormalised, 10 left")
     with transaction(market) as s:
         assert s.get(Coupon, OLD) is not None and s.get(Coupon, "old-1") is None  # --dry-run changed nothing
 
     done = _run(database_url, monkeypatch, tmp_path)
     assert done.exit_code == 1 and all(line in done.output for line in LEFT), done.output
-    assert done.output.strip().endswith("9 names not in normal form, 4 renormalised, 5 left")
+    assert done.output.strip().endswith("10 names not in normal form, 4 renormalised, 6 left")
     with transaction(market) as s:
         assert s.get(Coupon, OLD) is None
         coupon = get_coupon(s, OLD)  # every spelling finds it now
@@ -112,7 +115,7 @@ def test_renormalise_rewrites_old_names_with_their_references(market, database_u
         assert (promo.salt, promo.layer.name, promo.layer.salt) == ("ｐｒｏｍｏ", "home", "layer:ｈｏｍｅ:1")
         assert [v.name for v in promo.variants] == ["a", "b"]
         assert s.scalar(select(ExperimentExposure.variant)) == "a"
-        for unchanged in ("DUP", "\uff24\uff35\uff30", "x\u20101", "\uff58-1"):
+        for unchanged in ("DUP", "\uff24\uff35\uff30", "x\u20101", "\uff58-1", LONG):
             assert s.get(Coupon, unchanged) is not None
         assert (
             s.scalar(select(func.count()).select_from(Experiment).where(Experiment.name.in_(["X", "Ｘ"])))
@@ -120,7 +123,7 @@ def test_renormalise_rewrites_old_names_with_their_references(market, database_u
         )
 
     again = _run(database_url, monkeypatch, tmp_path, "--dry-run")
-    assert again.output.strip().endswith("5 names not in normal form, 0 renormalised, 5 left"), again.output
+    assert again.output.strip().endswith("6 names not in normal form, 0 renormalised, 6 left"), again.output
 
 
 def test_doctor_warns_of_names_no_lookup_finds(market, database_url, tmp_path):
@@ -128,5 +131,5 @@ def test_doctor_warns_of_names_no_lookup_finds(market, database_url, tmp_path):
     assert [c.status for c in _stored_names(settings)] == ["ok"]
     _seed_old_names(market)
     (check,) = _stored_names(settings)
-    assert check.status == "warn" and check.detail.startswith("9 not in normal form")
+    assert check.status == "warn" and check.detail.startswith("10 not in normal form")
     assert "crosscart db renormalise --dry-run" in check.fix
