@@ -24,7 +24,10 @@ def _problem(response) -> tuple[int, str | None]:
 def test_a_coupon_id_in_whole_script_look_alikes_is_refused(client, keys):
     assert _coupon(client, keys, "PAY").status_code == 201
     assert _coupon(client, keys, "save").status_code == 201
-    for fake in ("\u0420\u0410\u0423", "\u0455\u0430\u0475\u0435"):  # РАУ; ѕаѵе (Cyrillic dze, a, izhitsa, ie)
+    for fake in (
+        "\u0420\u0410\u0423",
+        "\u0455\u0430\u0475\u0435",
+    ):  # РАУ; ѕаѵе (Cyrillic dze, a, izhitsa, ie)
         refused = _coupon(client, keys, fake)
         assert _problem(refused) == (422, "confusable_name"), refused.text
         assert "looks like the existing" in refused.json()["detail"]
@@ -55,15 +58,19 @@ def test_experiment_variant_and_layer_names_in_look_alikes_are_refused(client, k
     assert _problem(experiment("Mocква")) == (422, "mixed_script")
 
 
-def test_a_merchant_name_in_look_alikes_is_refused(client):
-    def apply(name: str, licence: str):
-        body = {"name": name, "country": "NZ", "licence_no": licence, "brands": ["Kiwi"]}
+def test_a_merchant_name_or_brand_in_look_alikes_is_refused(client):
+    def apply(name: str, licence: str, brands=("Kiwi",)):
+        body = {"name": name, "country": "NZ", "licence_no": licence, "brands": list(brands)}
         return client.post("/v1/merchants", json=body)
 
-    assert apply("ACME", "NZ-1").status_code == 201
+    assert apply("ACME", "NZ-1", brands=["ACME"]).status_code == 201
     assert _problem(apply("\u0410\u0421\u041c\u0415", "NZ-2")) == (422, "confusable_name")  # АСМЕ
     assert apply("ACME", "NZ-3").status_code == 201  # the same name: names are not unique, as before
     assert apply("\u0422\u0440\u0435\u0439\u0434", "NZ-4").status_code == 201  # Трейд
+    # brands: the products of one authorized for a Cyrillic АСМЕ would pass for ACME's
+    assert _problem(apply("Reseller", "NZ-5", ["\u0410\u0421\u041c\u0415"])) == (422, "confusable_name")
+    assert _problem(apply("Reseller", "NZ-6", ["TOP", "\u0422\u041e\u0420"])) == (422, "confusable_name")
+    assert apply("Reseller", "NZ-7", ["ACME", "\u0422\u0440\u0435\u0439\u0434"]).status_code == 201
 
 
 @pytest.mark.parametrize(
