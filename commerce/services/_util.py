@@ -306,7 +306,7 @@ def skeleton(text: str) -> str:
 def not_confusable(name: str, existing: Iterable[str], field: str) -> str:
     """`name`, refused (422 `confusable_name`) if it looks like (`skeleton`) one of `existing` that is
     another name. `unmixed` sees one word at a time, so a name spelt wholly in Cyrillic or Greek
-    look-alikes (`ѕаvе` for `save`) passed beside the Latin one; a genuine Chinese, Cyrillic or Greek
+    look-alikes (`ѕаѵе` for `save`) passed beside the Latin one; a genuine Chinese, Cyrillic or Greek
     name looks like no Latin one and passes."""
     key = skeleton(name)
     for other in existing:
