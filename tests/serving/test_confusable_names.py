@@ -1,6 +1,6 @@
 """A chosen name spelt wholly in another script's look-alike letters is refused beside the existing name it
 looks like (Unicode's skeletons, UTS #39): `unmixed` reads one word at a time, so Cyrillic `РАУ` passed
-beside `PAY`, `ѕаvе` beside `save`. A genuine Chinese, Cyrillic or Greek name that looks like no stored
+beside `PAY`, `ѕаѵе` beside `save`. A genuine Chinese, Cyrillic or Greek name that looks like no stored
 one passes."""
 
 from __future__ import annotations
