@@ -24,6 +24,7 @@ MODULES = [
     "bench.sessions",
     "bench.console",
     "bench.memory",
+    "bench.look_alikes",
 ]
 
 

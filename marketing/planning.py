@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.campaigns import CONTROL
 from commerce.db import transaction
 from commerce.errors import InvalidState
+from commerce.services._util import lookup_name
 from commerce.services.campaigns import check_measurable, get_campaign, set_audience
 from features.campaign_features import encode_features
 from marketing.audience import audience_features, coupon_terms
@@ -88,6 +89,8 @@ def plan_and_store(
             X = encode_features(table, list(model.feature_names_in_))
             candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
             cost_safety = model.cost_factor_
+        else:  # a coupon named in a look-alike form (`ＳＡＶＥ１０`) is the campaign's `SAVE10`
+            candidates = candidates.assign(coupon_id=candidates["coupon_id"].map(lookup_name))
         excluded = {} if contact_policy is None else contact_exclusions(session, campaign, contact_policy)
         blocked = set().union(*excluded.values()) if excluded else set()
         candidates = candidates[~candidates["shopper_id"].isin(blocked)]

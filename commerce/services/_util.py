@@ -6,12 +6,14 @@ import csv
 import re
 import unicodedata
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+import icu
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from commerce.errors import NotFound, ValidationError
 
@@ -277,12 +279,55 @@ def unmixed(text: str, field: str) -> str:
     return text
 
 
+def lookup_name(value: str | None) -> str:
+    """A chosen id or name (`chosen_name`) in the form it is stored in, for every lookup by it:
+    `normal_form`, a ZWNJ that parts nothing dropped. `ＳＡＶＥ１０` typed at checkout (a Chinese input
+    method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. Nothing is
+    refused here: a name no rule would store is not found."""
+    return _drop_silent_zwnj(normal_form(value))
+
+
 def chosen_name(value: str | None, field: str) -> str:
     """A unique id or name a client chooses, which others then type or pick from a list (coupon ids,
-    experiment names), as stored and compared: `normal_form`, visible (`visible_text`), `unmixed`.
+    experiment names), as stored and compared: `lookup_name`, visible (`visible_text`), `unmixed`.
     `c-10off`, `ｃ-10off` (full width), `c‐10off` (U+2010), `c-10off ` and `c-1Оoff` (a Cyrillic О)
     were five coupons, alike on screen."""
-    return unmixed(visible_text(normal_form(value), field), field)
+    return unmixed(visible_text(lookup_name(value), field), field)
+
+
+_SPOOF = icu.SpoofChecker()  # read-only after construction: ICU allows concurrent use from threads
+
+
+def skeleton(text: str) -> str:
+    """Unicode's skeleton of `text` (UTS #39, ICU's data): two strings look alike exactly when their
+    skeletons are equal. Cyrillic `РАУ` and Latin `PAY` share `PAY`; `rn` and `m` share one too."""
+    return _SPOOF.getSkeleton(0, text)
+
+
+def not_confusable(name: str, existing: Iterable[str], field: str) -> str:
+    """`name`, refused (422 `confusable_name`) if it looks like (`skeleton`) one of `existing` that is
+    another name. `unmixed` sees one word at a time, so a name spelt wholly in Cyrillic or Greek
+    look-alikes (`ѕаѵе` for `save`) passed beside the Latin one; a genuine Chinese, Cyrillic or Greek
+    name looks like no Latin one and passes."""
+    key = skeleton(name)
+    for other in existing:
+        if other != name and skeleton(other) == key:
+            raise ValidationError(
+                f"{field} {name!r} looks like the existing {other!r} (Unicode confusables, UTS #39): "
+                "choose a name that reads differently",
+                code="confusable_name",
+            )
+    return name
+
+
+def unlike_stored(session: Session, name: str, column: InstrumentedAttribute[str], field: str) -> str:
+    """`name`, refused (`not_confusable`) if it looks like a stored value of `column`. On PostgreSQL the
+    check is serialized per column until the transaction ends (an advisory lock; SQLite's BEGIN
+    IMMEDIATE already serializes writers): `PAY` and `РАУ` created at the same moment both passed."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"look-alike:{column.class_.__tablename__}.{column.key}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    return not_confusable(name, session.scalars(select(column).distinct()), field)
 
 
 def csv_cell(value):

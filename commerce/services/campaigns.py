@@ -45,7 +45,7 @@ from commerce.campaigns import CHANNELS, CONTROL, Campaign, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
-from commerce.services._util import locked_or_404, new_id, required_text, write_csv
+from commerce.services._util import locked_or_404, lookup_name, new_id, required_text, write_csv
 from commerce.services.coupons import (
     ContactPolicy,
     grant_audience,
@@ -131,7 +131,7 @@ def set_audience(
         raise InvalidState(
             f"campaign {campaign_id!r} is {campaign.status}; only a draft's audience may change"
         )
-    pairs = list(members)
+    pairs = [(s, lookup_name(a)) for s, a in members]  # an arm names a coupon (`lookup_name`)
     shoppers = [s for s, _ in pairs]
     if len(set(shoppers)) != len(shoppers):
         raise ValidationError(
@@ -172,7 +172,7 @@ def set_audience(
 def _arm_probabilities(shopper: str, arm: str, probs: Mapping[str, float], coupons: set[str]) -> dict:
     """A shopper's logged arm probabilities, checked: known arms, each in [0, 1], summing to 1, and
     the arm the shopper got possible (else the log contradicts itself)."""
-    out = {str(a): float(p) for a, p in probs.items()}
+    out = {lookup_name(str(a)): float(p) for a, p in probs.items()}
     if unknown := sorted(a for a in out if a != CONTROL and a not in coupons):
         raise ValidationError(
             f"arm probabilities of {shopper!r} name unknown arms {unknown[:5]}", code="invalid_arm"

@@ -19,7 +19,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from commerce.catalog import Product, Stock
-from commerce.coupons import Coupon
 from commerce.errors import LimitExceeded, NotFound, OutOfStock, ValidationError
 from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, OrderStatusChange
 from commerce.services import coupons as coupon_service
@@ -202,7 +201,8 @@ def quote(
     gross = [round_fen(prices[p.product_id] * wanted[p.product_id]) for p in ordered]
     discounts = [Decimal("0.00")] * len(ordered)
     if coupon_id is not None:
-        coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+        coupon = coupon_service.get_coupon(session, coupon_id)  # `ＳＡＶＥ１０` as typed is `SAVE10`
+        coupon_id = coupon.coupon_id
         coupon_service.check_usable(session, coupon, shopper_id, at)
         paths = category_paths(session)
         priced = [
@@ -295,7 +295,7 @@ def checkout(
         fulfillment=q.fulfillment,
         partner_id=plan.partner_id,
         tax_regime=q.tax_regime,
-        coupon_id=coupon_id,
+        coupon_id=q.coupon_id,
         identity_digest=identity.id_digest,
         declared_name=identity.real_name,
         goods_total=q.goods_total,
@@ -335,7 +335,7 @@ def checkout(
             order_id=order.order_id, from_status=None, to_status="pending_payment", changed_at=at
         )
     )
-    if coupon_id is not None:
-        coupon_service.redeem(session, coupon_id, shopper_id, order.discount_total, order.order_id, at=at)
+    if q.coupon_id is not None:
+        coupon_service.redeem(session, q.coupon_id, shopper_id, order.discount_total, order.order_id, at=at)
     session.flush()
     return order

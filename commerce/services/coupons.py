@@ -47,7 +47,15 @@ from commerce.coupons import (
 )
 from commerce.errors import Conflict, InvalidState, LimitExceeded, NotFound, ValidationError
 from commerce.merchants import Merchant
-from commerce.services._util import chosen_name, get_or_404, locked_or_404, new_id, visible_text
+from commerce.services._util import (
+    chosen_name,
+    get_or_404,
+    locked_or_404,
+    lookup_name,
+    new_id,
+    unlike_stored,
+    visible_text,
+)
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
@@ -187,6 +195,7 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
     coupon_id = check_coupon_id(data.coupon_id or new_id("c"))
     if session.get(Coupon, coupon_id) is not None:
         raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
+    unlike_stored(session, coupon_id, Coupon.coupon_id, "coupon_id")  # `ѕаѵе` (Cyrillic) beside `save`
     coupon = Coupon(coupon_id=coupon_id, **values)
     session.add(coupon)
     session.flush()
@@ -210,6 +219,7 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
         raise ValidationError(
             f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
         )
+    coupon_id = lookup_name(coupon_id)
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     unused = and_(
         Coupon.coupon_id == coupon_id,
@@ -244,7 +254,7 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
 
 def end_coupon(session: Session, coupon_id: str, at: datetime | None = None) -> Coupon:
     """Retire a coupon from `at` (default now); uses already redeemed stay valid. Never extends a window."""
-    coupon = get_or_404(session, Coupon, coupon_id, "coupon")
+    coupon = get_coupon(session, coupon_id)
     at = as_utc(at or utcnow())
     if coupon.starts_at is not None and at <= coupon.starts_at:
         raise ValidationError("a coupon cannot end before it starts", code="invalid_window")
@@ -255,7 +265,8 @@ def end_coupon(session: Session, coupon_id: str, at: datetime | None = None) -> 
 
 
 def get_coupon(session: Session, coupon_id: str) -> Coupon:
-    return get_or_404(session, Coupon, coupon_id, "coupon")
+    """The coupon a client names by its id in any look-alike form (`lookup_name`)."""
+    return get_or_404(session, Coupon, lookup_name(coupon_id), "coupon")
 
 
 def list_coupons(
@@ -388,6 +399,7 @@ def grant_coupon(
     """
     ids = sorted(set(shopper_ids))
     at = as_utc(at or utcnow())
+    coupon_id = lookup_name(coupon_id)
     probe = session.begin_nested()
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     if coupon.campaign_id is None:
@@ -668,6 +680,7 @@ def redeem(
     if amount < 0:
         raise ValidationError("redemption amount must be >= 0", code="invalid_money")
     at = as_utc(at or utcnow())
+    coupon_id = lookup_name(coupon_id)
     coupon_table = Coupon.__table__
     took = session.execute(
         update(coupon_table)

@@ -25,13 +25,14 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
-from commerce.services._util import chosen_name
+from commerce.services._util import chosen_name, lookup_name, not_confusable, unlike_stored
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, utcnow
 
 
 def get_experiment(session: Session, name: str) -> Experiment:
-    exp = session.scalars(select(Experiment).where(Experiment.name == name)).one_or_none()
+    """The experiment a client names in any look-alike form of its name (`lookup_name`)."""
+    exp = session.scalars(select(Experiment).where(Experiment.name == lookup_name(name))).one_or_none()
     if exp is None:
         raise NotFound(f"no experiment named {name!r}", code="experiment_not_found")
     return exp
@@ -57,6 +58,9 @@ def _variants(variants: Mapping[str, float] | Sequence[tuple]) -> list[tuple[str
         raise ValidationError("an experiment needs at least two variants")
     if len({n for n, _, _ in out}) != len(out):
         raise ValidationError("variant names must be unique")
+    names = [n for n, _, _ in out]
+    for i, name in enumerate(names):  # `a` and a Cyrillic `а`
+        not_confusable(name, names[:i], "variant name")
     return out
 
 
@@ -116,11 +120,13 @@ def create_experiment(
     parsed = _variants(variants)
     if session.scalars(select(Experiment.id).where(Experiment.name == name)).first() is not None:
         raise Conflict(f"experiment {name!r} already exists", code="experiment_exists")
+    unlike_stored(session, name, Experiment.name, "experiment name")
     layer_row = None
     start, end = 0.0, traffic
     if layer is not None:
         layer_row = session.scalars(select(ExperimentLayer).where(ExperimentLayer.name == layer)).first()
-        if layer_row is None:
+        if layer_row is None:  # a look-alike of another layer would overlap the experiments it excludes
+            unlike_stored(session, layer, ExperimentLayer.name, "layer")
             layer_row = ExperimentLayer(name=layer, salt=f"layer:{layer}:{secrets.token_hex(4)}")
             session.add(layer_row)
             session.flush()
@@ -192,6 +198,7 @@ def record_exposure(
     exp = get_experiment(session, experiment)
     if exp.status != "running":
         raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
+    variant = lookup_name(variant)
     if variant not in {v.name for v in exp.variants}:
         raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
     if not unit_id or len(unit_id) > 128:
@@ -254,6 +261,7 @@ def record_impressions(session: Session, experiment: str, variant: str, unit_id:
     exp = get_experiment(session, experiment)
     if exp.status != "running":
         raise InvalidState(f"experiment {experiment!r} is {exp.status}, not running")
+    variant = lookup_name(variant)
     if variant not in {v.name for v in exp.variants}:
         raise ValidationError(f"experiment {experiment!r} has no variant {variant!r}")
     when = as_utc(ts) if ts else utcnow()

@@ -9,7 +9,16 @@ from sqlalchemy.orm import Session, selectinload
 
 from commerce.errors import Conflict, InvalidState, ValidationError
 from commerce.merchants import MERCHANT_STATUSES, BrandAuthorization, Merchant, MerchantStatusChange
-from commerce.services._util import country_code, get_or_404, licence_number, new_id, required_text, unmixed
+from commerce.services._util import (
+    country_code,
+    get_or_404,
+    licence_number,
+    new_id,
+    not_confusable,
+    required_text,
+    unlike_stored,
+    unmixed,
+)
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import utcnow
 
@@ -33,18 +42,24 @@ class MerchantApplication:
     merchant_id: str | None = None
 
 
-def _brand(value: str) -> str:
+def _brand(session: Session, value: str) -> str:
     """A brand a merchant is authorized for: `Sоlden` (a Cyrillic `о`) was an authorization of its own,
-    and its products looked like Solden's to shoppers and on the review page."""
-    return unmixed(required_text(value, "brand", 120), "brand")
+    and its products looked like Solden's to shoppers and on the review page; so was `АСМЕ`, all
+    Cyrillic, beside `ACME` (`unlike_stored`; the same brand held by another merchant is no look-alike)."""
+    brand = unmixed(required_text(value, "brand", 120), "brand")
+    return unlike_stored(session, brand, BrandAuthorization.brand, "brand")
 
 
 def apply(session: Session, application: MerchantApplication) -> Merchant:
     """Register a merchant as `pending`. Needs at least one brand authorization."""
     name = unmixed(required_text(application.name, "name", 200), "name")
+    # a whole-word look-alike (`АСМЕ` in Cyrillic beside `ACME`) is refused; the same name is not
+    unlike_stored(session, name, Merchant.name, "name")
     licence = licence_number(application.licence_no)
     country = country_code(application.country)
-    brands = sorted({_brand(b) for b in application.brands})
+    brands = sorted({_brand(session, b) for b in application.brands})
+    for i, brand in enumerate(brands):  # `ACME` and `АСМЕ` in one application
+        not_confusable(brand, brands[:i], "brand")
     if not brands:
         raise ValidationError("at least one brand authorization is required", code="missing_brands")
     if session.scalar(select(Merchant).where(Merchant.country == country, Merchant.licence_no == licence)):
@@ -102,7 +117,7 @@ def reinstate(session: Session, merchant_id: str, reason: str | None = None) -> 
 
 def add_brand(session: Session, merchant_id: str, brand: str, document_ref: str | None = None) -> Merchant:
     merchant = get_or_404(session, Merchant, merchant_id, "merchant")
-    brand = _brand(brand)
+    brand = _brand(session, brand)
     if any(b.brand == brand for b in merchant.brands):
         raise Conflict(f"merchant {merchant_id!r} already holds brand {brand!r}", code="duplicate_brand")
     merchant.brands.append(BrandAuthorization(brand=brand, document_ref=document_ref))

@@ -142,3 +142,27 @@ def campaign_spend(
     typer.echo(f"{len(found)} campaigns differed, {len(found) - len(left)} repaired, {len(left)} left")
     if left:
         raise typer.Exit(1)
+
+
+@app.command("renormalise")
+def renormalise(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; change nothing."),
+) -> None:
+    """Coupon ids and experiment, layer and variant names stored before they were normalised (before
+    round 6): lookups read names in their normal form, so these could not be found. Lists each and
+    rewrites it, with every row that names it; one whose normal form another stored name holds or shares
+    is reported and left as it is. Exit 1 while any is left (or, with --dry-run, any is found)."""
+    import commerce.all_models  # noqa: F401  (complete metadata)
+    from commerce.db import make_engine, make_session_factory, transaction
+    from commerce.services import renormalise as names
+
+    engine = make_engine(_url())
+    with transaction(make_session_factory(engine)) as session:
+        found = names.unnormalised(session) if dry_run else names.renormalise(session)
+    engine.dispose()
+    for r in found:
+        typer.echo(r.describe())
+    done = 0 if dry_run else sum(r.safe for r in found)
+    typer.echo(f"{len(found)} names not in normal form, {done} renormalised, {len(found) - done} left")
+    if len(found) > done:
+        raise typer.Exit(1)

@@ -243,6 +243,7 @@ def analyze(
         from commerce.services import experiments as ex
 
         definition = _db_call(ex.get_experiment, experiment)
+        experiment = definition["name"]  # the stored name: the event log's rows carry it
         shares = shares or {v["name"]: v["weight"] for v in definition["variants"]}
         planned_units = planned_units or definition["planned_units_per_variant"]
         method = method or definition["inference"]

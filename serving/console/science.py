@@ -92,12 +92,12 @@ def analysis(session: Session, name: str) -> dict | None:
     from experiments.ab.analysis import analyze
 
     exp = store.get_experiment(session, name)
-    events = event_log(session, name)
+    events = event_log(session, exp.name)
     if events.empty:
         return None
     return analyze(
         events,
-        name,
+        exp.name,
         metrics=[exp.primary_metric],
         guardrails={m: "decrease" for m in METRIC_CHOICES if m != exp.primary_metric},
         expected_shares={v.name: v.weight for v in exp.variants},

@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from commerce.experiments import Experiment
 from commerce.services import experiments as store
+from commerce.services._util import lookup_name
 from experiments.ab.assignment import ExperimentSpec, assign
 from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.routers.common import PageLimit, PageOffset
@@ -102,14 +103,15 @@ def log_exposure(name: str, body: ExposureIn, session: SessionDep, principal: St
     key naming another (or a unit outside the experiment's traffic) would pick its own arm."""
     ensure_shopper(principal, body.unit_id)
     exp = store.get_experiment(session, name)
+    variant = lookup_name(body.variant)  # as `record_exposure` reads it
     if exp.status == "running":
         assigned = assign(ExperimentSpec.from_config(exp.as_config()), body.unit_id)
-        if body.variant != assigned:
+        if variant != assigned:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"unit {body.unit_id!r} is not assigned variant {body.variant!r} of {name!r}",
+                f"unit {body.unit_id!r} is not assigned variant {variant!r} of {exp.name!r}",
             )
-    return ExposureLogged(first_exposure=store.record_exposure(session, name, body.variant, body.unit_id))
+    return ExposureLogged(first_exposure=store.record_exposure(session, exp.name, variant, body.unit_id))
 
 
 @router.get("/{name}/exposures", response_model=ExposureSummary)
@@ -118,6 +120,7 @@ def exposure_summary(name: str, session: SessionDep, _: Experimenter) -> Exposur
     from experiments.ab.analysis import srm_check
 
     exp = store.get_experiment(session, name)
+    name = exp.name  # the stored name, whichever look-alike of it the path gave
     counts = store.exposure_counts(session, name)
     srm = srm_check(counts, {v.name: v.weight for v in exp.variants}) if sum(counts.values()) else None
     return ExposureSummary(
@@ -149,6 +152,7 @@ def experiment_results(
     from experiments.ab.sequential_report import sequential_report
 
     exp = store.get_experiment(session, name)
+    name = exp.name  # the analysis selects the event log's rows by it
     method = method or exp.inference
     events = pd.DataFrame(store.event_log(session, name))
     if events.empty:

@@ -1,0 +1,164 @@
+"""Chosen ids and names stored before they were normalised (coupon ids, experiment, variant and layer
+names created before round 6, `chosen_name`): every lookup reads a name in its normal form
+(`lookup_name`), so such a row could no longer be found by any spelling of it. `unnormalised` lists them;
+`renormalise` rewrites each to its normal form with everything that names it, except where that form is
+taken (another row holds it, or two stored names share it): those are reported and left as they are.
+
+Salts stay as stored (an experiment's defaults to its name, a layer's holds it): units keep their
+variants. Run `crosscart db renormalise --dry-run` first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import String, delete, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from commerce.campaigns import CampaignMember
+from commerce.coupons import Coupon, CouponGrant, CouponRedemption, CouponShopperUsage
+from commerce.events import BehaviorEvent
+from commerce.experiments import (
+    Experiment,
+    ExperimentExposure,
+    ExperimentImpression,
+    ExperimentLayer,
+    ExperimentVariant,
+)
+from commerce.orders import Order
+from commerce.services._util import lookup_name
+
+#: Columns that name a coupon by its id, besides `coupons.coupon_id` (foreign keys and the event log).
+COUPON_REFERENCES = (
+    CouponGrant.coupon_id,
+    CouponShopperUsage.coupon_id,
+    CouponRedemption.coupon_id,
+    Order.coupon_id,
+    CampaignMember.coupon_id,
+    BehaviorEvent.coupon_id,
+)
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A stored name not in its normal form. `clash`: the other stored names of that form, or that form
+    itself stored (in the same experiment, for a variant); with any, or a form empty or longer than the
+    column (`limit`: NFKC spells `㍿` in 4 letters), it is left as it is."""
+
+    kind: str  # coupon, experiment, layer or variant
+    key: str | int  # the row: a coupon's id, else the row id
+    stored: str
+    normal: str
+    scope: str = ""  # a variant's experiment
+    clash: tuple[str, ...] = ()
+    limit: int = 64
+
+    @property
+    def safe(self) -> bool:
+        return 0 < len(self.normal) <= self.limit and not self.clash
+
+    def describe(self) -> str:
+        where = f" of experiment {self.scope!r}" if self.scope else ""
+        if self.safe:
+            return f"{self.kind}{where} {self.stored!r} -> {self.normal!r}"
+        if not 0 < len(self.normal) <= self.limit:
+            why = f"its normal form {self.normal!r} is empty or longer than {self.limit} characters"
+        elif self.normal in self.clash:
+            why = f"{self.normal!r} is stored already"
+        else:
+            why = f"{', '.join(map(repr, self.clash))} has the same normal form {self.normal!r}"
+        return f"{self.kind}{where} {self.stored!r}: left as it is ({why})"
+
+
+def _plan(kind: str, rows, column) -> list[Rename]:
+    """Renames of (key, scope, name) rows of `column` whose name is not in normal form; names clash
+    within a scope."""
+    rows = list(rows)
+    by_form: dict[tuple[str, str], set[str]] = defaultdict(set)
+    stored = {(scope, name) for _, scope, name in rows}
+    for _, scope, name in rows:
+        by_form[scope, lookup_name(name)].add(name)
+    out = []
+    for key, scope, name in rows:
+        normal = lookup_name(name)
+        if normal != name:
+            taken = by_form[scope, normal] | ({normal} if (scope, normal) in stored else set())
+            clash = tuple(sorted(taken - {name}))
+            out.append(Rename(kind, key, name, normal, scope, clash, column.type.length))
+    return out
+
+
+def unnormalised(session: Session) -> list[Rename]:
+    """Every stored coupon id, experiment, layer and variant name not in its normal form."""
+    variants = (
+        select(ExperimentVariant.id, Experiment.name, ExperimentVariant.name)
+        .join(Experiment, Experiment.id == ExperimentVariant.experiment_id)
+        .order_by(ExperimentVariant.id)
+    )
+    coupons = session.scalars(select(Coupon.coupon_id).order_by(Coupon.coupon_id)).all()
+    named = {
+        kind: session.execute(select(model.id, model.name).order_by(model.id)).all()
+        for kind, model in (("experiment", Experiment), ("layer", ExperimentLayer))
+    }
+    return [
+        *_plan("coupon", ((c, "", c) for c in coupons), Coupon.coupon_id),
+        *_plan("experiment", ((k, "", n) for k, n in named["experiment"]), Experiment.name),
+        *_plan("layer", ((k, "", n) for k, n in named["layer"]), ExperimentLayer.name),
+        *_plan("variant", session.execute(variants).all(), ExperimentVariant.name),
+    ]
+
+
+def _rename_coupon(session: Session, old: str, new: str) -> None:
+    """A coupon's id is its primary key, referenced without ON UPDATE CASCADE: the row is copied under the
+    new id, every reference moved to it, then the old row deleted (each step keeps the foreign keys)."""
+    table = Coupon.__table__
+    rest = [c for c in table.c if c.name != "coupon_id"]
+    session.execute(
+        insert(table).from_select(
+            ["coupon_id", *(c.name for c in rest)],
+            select(literal(new, String), *rest).where(table.c.coupon_id == old),
+        )
+    )
+    for column in COUPON_REFERENCES:
+        session.execute(update(column.class_).where(column == old).values({column.key: new}))
+    session.execute(update(CampaignMember).where(CampaignMember.arm == old).values(arm=new))
+    campaign_id = session.scalar(select(Coupon.campaign_id).where(Coupon.coupon_id == new))
+    logged = select(CampaignMember).where(
+        CampaignMember.campaign_id == campaign_id, CampaignMember.arm_probabilities.is_not(None)
+    )
+    for member in session.scalars(logged) if campaign_id is not None else ():
+        probabilities = member.arm_probabilities  # {arm: probability}, the holdout's and other arms' too
+        if old in probabilities:
+            member.arm_probabilities = {(new if a == old else a): p for a, p in probabilities.items()}
+    session.flush()
+    session.execute(delete(table).where(table.c.coupon_id == old))
+
+
+def _rename_variant(session: Session, variant_id: int, old: str, new: str) -> None:
+    experiment_id = session.scalar(
+        select(ExperimentVariant.experiment_id).where(ExperimentVariant.id == variant_id)
+    )
+    session.execute(update(ExperimentVariant).where(ExperimentVariant.id == variant_id).values(name=new))
+    for table in (ExperimentExposure, ExperimentImpression):  # exposures and impressions name it
+        session.execute(
+            update(table)
+            .where(table.experiment_id == experiment_id, table.variant == old)
+            .values(variant=new)
+        )
+
+
+def renormalise(session: Session) -> list[Rename]:
+    """Rewrite each stored name of `unnormalised` that can be (`Rename.safe`) to its normal form, with
+    the rows that name it; returns them all, the ones left unchanged too."""
+    found = unnormalised(session)
+    for r in (r for r in found if r.safe):
+        if r.kind == "coupon":
+            _rename_coupon(session, r.stored, r.normal)
+        elif r.kind == "variant":
+            _rename_variant(session, r.key, r.stored, r.normal)
+        else:
+            model = Experiment if r.kind == "experiment" else ExperimentLayer
+            session.execute(update(model).where(model.id == r.key).values(name=r.normal))
+    session.flush()
+    return found
