@@ -11,7 +11,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -87,14 +87,16 @@ def _dead(lock: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def _clear_leftovers(path: Path) -> None:
+def _clear_leftovers(path: Path, grace: float = 0.0) -> None:
     """Remove what writers of `path` that died (SIGKILL, the OOM killer) left beside it: a killed
     batch-score left its whole staged batch each time. A previous directory that a kill between
     `_publish`'s two renames left hidden is put back first when `path` is missing. A writer is dead
-    when its lock is free (`_writer`); the directory `path` links to is kept (read after the writer is
-    found dead, so a writer that just published and ended is seen published). Leftovers named before
-    locks (`.tag-host~pid-uuid.name`) are removed once older than `LEGACY_AGE_SECONDS`."""
-    name = re.compile(rf"\.(new|old|tmp|link|lock)-(.+~\d+-)?([0-9a-f]{{32}})\.{re.escape(path.name)}")
+    when its lock is free (`_writer`); the directories `path` and `previous_version(path)` link to are
+    kept (read after the writer is found dead, so a writer that just published and ended is seen
+    published), and so is an entry changed less than `grace` seconds ago (a superseded version is
+    stamped when it is superseded: `_keep_previous`). Leftovers named before locks
+    (`.tag-host~pid-uuid.name`) are removed once older than `LEGACY_AGE_SECONDS`."""
+    name = re.compile(rf"\.(new|old|tmp|link|prev|lock)-(.+~\d+-)?([0-9a-f]{{32}})\.{re.escape(path.name)}")
     writers: dict[str, list[tuple[str, Path]]] = {}
     for entry in path.parent.iterdir():
         found = name.fullmatch(entry.name)
@@ -104,7 +106,7 @@ def _clear_leftovers(path: Path) -> None:
             if found[3] not in _held:
                 writers.setdefault(found[3], []).append((found[1], entry))
         elif found[1] != "lock" and _age(entry) > LEGACY_AGE_SECONDS:
-            _clear(path, found[1], entry)
+            _clear(path, found[1], entry, grace)
     for writer, entries in writers.items():
         lock = _beside(path, "lock", writer)
         with _dead(lock) as dead:
@@ -112,7 +114,7 @@ def _clear_leftovers(path: Path) -> None:
                 continue
             for tag, entry in entries:
                 if tag != "lock":
-                    _clear(path, tag, entry)
+                    _clear(path, tag, entry, grace)
             lock.unlink(missing_ok=True)
 
 
@@ -123,14 +125,15 @@ def _age(entry: Path) -> float:
         return 0.0
 
 
-def _clear(path: Path, tag: str, entry: Path) -> None:
-    """Remove a dead writer's `entry`, unless `path` links to it; a hidden previous directory (`old`)
-    goes back to `path` when `path` is missing."""
-    if path.is_symlink() and os.readlink(path) == entry.name:
+def _clear(path: Path, tag: str, entry: Path, grace: float) -> None:
+    """Remove a dead writer's `entry`, unless `path` or `previous_version(path)` links to it or it
+    changed less than `grace` seconds ago; a hidden previous directory (`old`) goes back to `path` when
+    `path` is missing."""
+    if any(link.is_symlink() and os.readlink(link) == entry.name for link in (path, previous_version(path))):
         return
     if tag == "old" and not os.path.lexists(path):
         os.replace(entry, path)
-    else:
+    elif _age(entry) >= grace:
         _remove(entry)
 
 
@@ -162,7 +165,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_directory(path: str | Path) -> Iterator[Path]:
+def staged_directory(path: str | Path, grace: float = 0.0) -> Iterator[Path]:
     """A new directory beside `path` for the block to fill, published as `path` when the block succeeds
     and removed when it fails, so a run that dies half-way leaves the previous contents whole for their
     readers. What the block wrote is synced before it is published, as `atomic_path` syncs its file.
@@ -170,14 +173,20 @@ def staged_directory(path: str | Path) -> Iterator[Path]:
     `path` is a symbolic link to the hidden directory holding the current contents: publishing renames a
     new link over it (`os.replace`, one step), so a reader always finds `path`, the previous contents or
     the new, never neither (two renames of directories left it missing in between). A reader that
-    resolves `path` once reads one version until the switch: the previous version is then removed, as
-    `_clear_leftovers` removes what writers that died left beside `path`, so a reader still in it finds
-    its files gone and reads again (the precomputed lists keep the batch they had and retry). A `path` that is
-    still a plain directory (written before links) is exchanged with the new link in one step
-    (`exchange`); where that is unavailable, by two renames, missing for that instant, once."""
+    resolves `path` once reads one version: the version it replaces is kept, linked from
+    `previous_version(path)`, until the next publish, and then for `grace` seconds more from when it was
+    replaced, so a reader that resolved `path` before a publish finishes in the version it resolved
+    (removing the replaced version at once, as before, left such a reader with its files gone). Older
+    versions, and what writers that died left beside `path` (`_clear_leftovers`), are removed before and
+    after each publish: the disk holds the current version, the previous one and those replaced within
+    `grace`. Writers publishing `path` at once each publish whole; the last one's is current, and what
+    the others published in between is removed with the leftovers. A `path` that is still a plain
+    directory (written before links) is exchanged with the new link in one step (`exchange`); where
+    that is unavailable, by two renames, missing for that instant, once; no reader resolved it to another
+    name, so it is removed at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(path)
+    _clear_leftovers(path, grace)
     with _writer(path) as writer:
         staging = _beside(path, "new", writer)
         staging.mkdir()
@@ -187,25 +196,33 @@ def staged_directory(path: str | Path) -> Iterator[Path]:
                 for name in files:
                     _sync(Path(root, name))
                 _sync(Path(root))
-            previous = _publish(staging, path, writer)
+            plain = _publish(staging, path, writer)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _sync(path.parent)
-        if previous is not None:
-            _remove(previous)
+        if plain is not None:
+            _remove(plain)
+    _clear_leftovers(path, grace)  # the version the previous one replaced, unless within `grace`
+
+
+def previous_version(path: str | Path) -> Path:
+    """The link beside `path` to the version `staged_directory` last replaced, kept for its readers."""
+    path = Path(path)
+    return path.with_name(f".previous.{path.name}")
 
 
 def _publish(directory: Path, path: Path, writer: str) -> Path | None:
-    """Point `path` at `directory` (a sibling), replacing what `path` was in one step; returns what the
-    previous contents are now named (None if there were none), for the caller to remove."""
+    """Point `path` at `directory` (a sibling), replacing what `path` was in one step. A linked version
+    is linked from `previous_version(path)` before it is replaced, so it is never unlinked from both;
+    returns what a plain directory `path` is now named (None otherwise), for the caller to remove."""
     link = _beside(path, "link", writer)
     os.symlink(directory.name, link)  # relative: the pair keeps working when its parent moves
     try:
         if path.is_symlink():
-            previous = path.parent / os.readlink(path)
+            _keep_previous(path, os.readlink(path), writer)
             os.replace(link, path)
-            return previous if previous.name != directory.name else None
+            return None
         if not path.exists():
             os.replace(link, path)
             return None
@@ -222,6 +239,20 @@ def _publish(directory: Path, path: Path, writer: str) -> Path | None:
     except BaseException:
         if os.path.lexists(link) and link.is_symlink():
             link.unlink()
+        raise
+
+
+def _keep_previous(path: Path, version: str, writer: str) -> None:
+    """Link `previous_version(path)` to `version` (the name of a directory beside `path`), stamped now:
+    the grace of a replaced version counts from its modification time (`_clear_leftovers`)."""
+    with suppress(FileNotFoundError):  # a dangling `path` (its version removed by hand) is relinked
+        os.utime(path.parent / version)
+    link = _beside(path, "prev", writer)
+    os.symlink(version, link)
+    try:
+        os.replace(link, previous_version(path))
+    except BaseException:
+        link.unlink(missing_ok=True)
         raise
 
 

@@ -297,13 +297,17 @@ class SearchService:
     def refresh(self, now: datetime | None = None) -> None:
         """Reconcile the index with the database, rebuild the query vocabulary, reload live ads."""
         now = now or datetime.now(UTC)
+        self.index.ensure()
+        # Read before the documents: a product re-indexed after this (a write committed during the
+        # refresh, `products_changed` here or on another replica sharing the index) is kept as written.
+        before = self.index.fingerprints()
         with read_only(self.session_factory) as session:
             docs = list(load_documents(session))
             ads = AdsSnapshot.load(session, now)
         # The index is written (through its own engine) once the read transaction has ended: a first
         # build of a large catalog, in it, outlasted PostgreSQL's idle-in-transaction timeout (the API's
         # statement timeout), which ended the connection and failed the refresh at its next query.
-        changed = sync(self.index, docs)
+        changed = sync(self.index, docs, before=before)
         if changed["written"] or changed["removed"]:
             self.clear_cache()
         if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:

@@ -52,8 +52,10 @@ def load_documents(
 
 
 def rebuild(index: SearchIndex, session: Session) -> dict[str, int]:
-    """Make the index match every sellable product (the full build and the periodic reconcile)."""
-    return sync(index, load_documents(session))
+    """Make the index match every sellable product (the full build); what is re-indexed while it reads
+    is left as written (`sync`'s `before`, read before `session` reads the catalog)."""
+    index.ensure()
+    return sync(index, load_documents(session), before=index.fingerprints())
 
 
 def refresh_products(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
 from typing import NamedTuple, Protocol
@@ -129,26 +129,46 @@ class SearchIndex(Protocol):
 
     def ensure(self) -> None: ...
     def fingerprints(self) -> dict[str, str]: ...
-    def upsert(self, docs: Iterable[SearchDocument]) -> int: ...
-    def remove(self, product_ids: Iterable[str]) -> int: ...
+    # With `expected` (fingerprints, see `still`), only the products whose entry is still as it says are
+    # written or removed, each checked and written in one step; both return how many were.
+    def upsert(self, docs: Iterable[SearchDocument], expected: Mapping[str, str] | None = None) -> int: ...
+    def remove(self, product_ids: Iterable[str], expected: Mapping[str, str] | None = None) -> int: ...
     def count(self) -> int: ...
     def match(
         self, query: MatchQuery, limit: int, filters: Filters = Filters(), *, field_scores: bool = False
     ) -> list[Hit]: ...
 
 
-def sync(index: SearchIndex, docs: Iterable[SearchDocument], *, batch: int = 2_000) -> dict[str, int]:
+def still(expected: Mapping[str, str] | None, product_id: str, fingerprint: str | None) -> bool:
+    """Whether an entry (`fingerprint`, None when there is none) is as `expected` has it (no entry when
+    `product_id` is not in it); always without `expected`."""
+    return expected is None or expected.get(product_id) == fingerprint
+
+
+def sync(
+    index: SearchIndex,
+    docs: Iterable[SearchDocument],
+    *,
+    before: Mapping[str, str] | None = None,
+    batch: int = 2_000,
+) -> dict[str, int]:
     """Make the index hold exactly `docs`: changed or new documents are (re)written, others removed.
-    Unchanged documents cost a fingerprint comparison, so a periodic reconcile is cheap."""
+    Unchanged documents cost a fingerprint comparison, so a periodic reconcile is cheap.
+
+    `before`: the index's fingerprints, read before `docs` were read from the database. A product whose
+    entry changed since was re-indexed (`refresh_products`, by this replica or another sharing the
+    index) after a write that `docs` may predate: it is left as it is. The reconcile wrote its older
+    copy over such a product, or removed one created meanwhile, and search missed the write until the
+    next reconcile (up to 30 s)."""
     index.ensure()
-    current = index.fingerprints()
+    current = index.fingerprints() if before is None else before
     changed, seen = [], set()
     for doc in docs:
         seen.add(doc.product_id)
         if current.get(doc.product_id) != doc.fingerprint():
             changed.append(doc)
-    written = sum(index.upsert(changed[i : i + batch]) for i in range(0, len(changed), batch))
-    removed = index.remove([p for p in current if p not in seen])
+    written = sum(index.upsert(changed[i : i + batch], before) for i in range(0, len(changed), batch))
+    removed = index.remove([p for p in current if p not in seen], before)
     return {"written": written, "removed": removed, "total": len(seen)}
 
 
@@ -204,19 +224,22 @@ class Fts5Index:
         with self._lock:
             return dict(self._conn.execute("SELECT product_id, fingerprint FROM search_meta"))
 
-    def upsert(self, docs: Iterable[SearchDocument]) -> int:
+    def upsert(self, docs: Iterable[SearchDocument], expected: Mapping[str, str] | None = None) -> int:
         rows = [(d, d.field_text()) for d in docs]  # segment outside the lock
+        written = 0
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN")
+            cur.execute("BEGIN IMMEDIATE")  # read and write in one step for other processes on the file too
             try:
                 for doc, fields in rows:
                     found = cur.execute(
-                        "SELECT rowid FROM search_meta WHERE product_id = ?", (doc.product_id,)
+                        "SELECT rowid, fingerprint FROM search_meta WHERE product_id = ?", (doc.product_id,)
                     ).fetchone()
+                    if not still(expected, doc.product_id, found and found[1]):
+                        continue
                     if found is not None:
-                        cur.execute("DELETE FROM search_fts WHERE rowid = ?", found)
-                        cur.execute("DELETE FROM search_meta WHERE rowid = ?", found)
+                        cur.execute("DELETE FROM search_fts WHERE rowid = ?", found[:1])
+                        cur.execute("DELETE FROM search_meta WHERE rowid = ?", found[:1])
                     cur.execute(
                         "INSERT INTO search_meta (product_id, fingerprint, origin, category_id, merchant_id,"
                         " fulfillment, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -234,23 +257,26 @@ class Fts5Index:
                         f"INSERT INTO search_fts (rowid, {', '.join(FIELDS)}) VALUES (?, ?, ?, ?, ?, ?)",
                         (cur.lastrowid, *(fields[f] for f in FIELDS)),
                     )
+                    written += 1
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return len(rows)
+        return written
 
-    def remove(self, product_ids: Iterable[str]) -> int:
+    def remove(self, product_ids: Iterable[str], expected: Mapping[str, str] | None = None) -> int:
         ids = list(product_ids)
         removed = 0
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN")
+            cur.execute("BEGIN IMMEDIATE")
             for pid in ids:
-                found = cur.execute("SELECT rowid FROM search_meta WHERE product_id = ?", (pid,)).fetchone()
-                if found is not None:
-                    cur.execute("DELETE FROM search_fts WHERE rowid = ?", found)
-                    cur.execute("DELETE FROM search_meta WHERE rowid = ?", found)
+                found = cur.execute(
+                    "SELECT rowid, fingerprint FROM search_meta WHERE product_id = ?", (pid,)
+                ).fetchone()
+                if found is not None and still(expected, pid, found[1]):
+                    cur.execute("DELETE FROM search_fts WHERE rowid = ?", found[:1])
+                    cur.execute("DELETE FROM search_meta WHERE rowid = ?", found[:1])
                     removed += 1
             cur.execute("COMMIT")
         return removed
@@ -355,7 +381,7 @@ class PostgresIndex:
         with self.engine.connect() as conn:
             return dict(conn.execute(text(f"SELECT product_id, fingerprint FROM {self.table}")).all())
 
-    def upsert(self, docs: Iterable[SearchDocument]) -> int:
+    def upsert(self, docs: Iterable[SearchDocument], expected: Mapping[str, str] | None = None) -> int:
         rows = []
         for doc in docs:
             fields = doc.field_text()
@@ -373,28 +399,50 @@ class PostgresIndex:
             )
         if not rows:
             return 0
+        columns = ("fingerprint", "origin", "category_id", "merchant_id", "fulfillment", "doc")
         tsv = " || ".join(f"setweight(to_tsvector('simple', :f_{f}), '{_PG_WEIGHT[f]}')" for f in FIELDS)
+        insert = (
+            f"INSERT INTO {self.table} (product_id, {', '.join(columns)}, tsv)"
+            f" VALUES (:product_id, {', '.join(':' + c for c in columns)}, {tsv}) ON CONFLICT (product_id)"
+        )
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    f"INSERT INTO {self.table} (product_id, fingerprint, origin, category_id, merchant_id,"
-                    f" fulfillment, doc, tsv) VALUES (:product_id, :fingerprint, :origin, :category_id,"
-                    f" :merchant_id, :fulfillment, :doc, {tsv}) ON CONFLICT (product_id) DO UPDATE SET"
-                    " fingerprint = EXCLUDED.fingerprint, origin = EXCLUDED.origin,"
-                    " category_id = EXCLUDED.category_id, merchant_id = EXCLUDED.merchant_id,"
-                    " fulfillment = EXCLUDED.fulfillment, doc = EXCLUDED.doc, tsv = EXCLUDED.tsv"
-                ),
-                rows,
-            )
-        return len(rows)
+            if expected is None:
+                updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*columns, "tsv"))
+                return conn.execute(text(f"{insert} DO UPDATE SET {updates}"), rows).rowcount
+            # one statement a row, each checking the entry it writes: absent, or as `expected`
+            new = [row for row in rows if row["product_id"] not in expected]
+            old = [
+                {**row, "expected": expected[row["product_id"]]}
+                for row in rows
+                if row["product_id"] in expected
+            ]
+            written = conn.execute(text(f"{insert} DO NOTHING"), new).rowcount if new else 0
+            if old:
+                updates = ", ".join(f"{c} = :{c}" for c in columns)
+                written += conn.execute(
+                    text(
+                        f"UPDATE {self.table} SET {updates}, tsv = {tsv}"
+                        " WHERE product_id = :product_id AND fingerprint = :expected"
+                    ),
+                    old,
+                ).rowcount
+            return written
 
-    def remove(self, product_ids: Iterable[str]) -> int:
+    def remove(self, product_ids: Iterable[str], expected: Mapping[str, str] | None = None) -> int:
         ids = list(product_ids)
         if not ids:
             return 0
         with self.engine.begin() as conn:
+            if expected is None:
+                return conn.execute(
+                    text(f"DELETE FROM {self.table} WHERE product_id = ANY(:ids)"), {"ids": ids}
+                ).rowcount
+            kept = [{"product_id": p, "expected": expected[p]} for p in ids if p in expected]
+            if not kept:
+                return 0
             return conn.execute(
-                text(f"DELETE FROM {self.table} WHERE product_id = ANY(:ids)"), {"ids": ids}
+                text(f"DELETE FROM {self.table} WHERE product_id = :product_id AND fingerprint = :expected"),
+                kept,
             ).rowcount
 
     def count(self) -> int:

@@ -14,12 +14,12 @@ import math
 import sys
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import numpy as np
 
-from commerce.search.index import FIELD_WEIGHTS, FIELDS, Filters, Hit, MatchQuery, SearchDocument
+from commerce.search.index import FIELD_WEIGHTS, FIELDS, Filters, Hit, MatchQuery, SearchDocument, still
 
 #: FTS5's bm25() constants (sqlite/ext/fts5/fts5_aux.c).
 K1, B = 1.2, 0.75
@@ -96,7 +96,7 @@ class MemoryIndex:
         with self._lock:
             return len(self._slot)
 
-    def upsert(self, docs: Iterable[SearchDocument]) -> int:
+    def upsert(self, docs: Iterable[SearchDocument], expected: Mapping[str, str] | None = None) -> int:
         rows = []
         for doc in docs:  # segment outside the lock
             counts: dict[str, list[int]] = {}
@@ -110,6 +110,11 @@ class MemoryIndex:
                 length += len(words)
             rows.append((doc, counts, length))
         with self._lock:
+            rows = [
+                row
+                for row in rows
+                if still(expected, row[0].product_id, self._fingerprints.get(row[0].product_id))
+            ]
             self._drop([doc.product_id for doc, _, _ in rows if doc.product_id in self._slot])
             added: dict[str, list[tuple[int, list[int]]]] = {}
             for doc, counts, length in rows:
@@ -129,9 +134,11 @@ class MemoryIndex:
             self._pid_rank = None
         return len(rows)
 
-    def remove(self, product_ids: Iterable[str]) -> int:
+    def remove(self, product_ids: Iterable[str], expected: Mapping[str, str] | None = None) -> int:
         with self._lock:
-            return self._drop([p for p in set(product_ids) if p in self._slot])
+            return self._drop(
+                [p for p in set(product_ids) if p in self._slot and still(expected, p, self._fingerprints[p])]
+            )
 
     def _place(self, doc: SearchDocument, terms: tuple[str, ...], length: int) -> int:
         if self._free:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from commerce import migrate
-from commerce.files import atomic_path, staged_directory
+from commerce.files import atomic_path, previous_version, staged_directory
 from crosscart.cli import app
 from crosscart.settings import get_settings
 
@@ -143,15 +143,17 @@ def test_a_staged_directory_is_synced_before_its_swap_and_kept_when_the_swap_fai
     with pytest.raises(OSError), staged_directory(out) as failed:
         (failed / "part-0.parquet").write_text("newer")
     assert (out / "part-0.parquet").read_text() == "new"
-    assert _names(tmp_path) == sorted([out.name, staging.name])  # the failed run's link and directory gone
+    # the failed run's link and directory gone; the served batch was linked as the previous one first
+    assert _names(tmp_path) == sorted([out.name, previous_version(out).name, staging.name])
+    assert previous_version(out).readlink() == out.readlink()
 
 
 def test_out_is_never_missing_while_batches_are_swapped_in(tmp_path, monkeypatch):
     """A replica polling `--out` (as CROSSCART_PRECOMPUTED_DIR) always finds it: every step of the swap is
     checked (the two renames of directories left it missing between them), and a reader thread polls
-    through many swaps. A read that resolved the previous batch just as it was removed finds its file
-    gone (seen once in 30 swaps on a loaded host; `staged_directory` says why readers retry): that is
-    counted apart, never as `--out` missing."""
+    through many swaps. A read that resolved a batch finds its file gone only once two more batches were
+    swapped in since (the replaced batch is kept until the next swap): it was seen after one swap, once
+    in 30 on a loaded host, when the replaced batch was removed at once."""
     import os
     import threading
 
@@ -160,12 +162,13 @@ def test_out_is_never_missing_while_batches_are_swapped_in(tmp_path, monkeypatch
     out = tmp_path / "lists"
     out.mkdir()  # written before swaps used links: the first swap exchanges it in one step
     (out / "meta.json").write_text("0")
-    missing, replace = [], commerce.files.os.replace
+    missing, replace, swaps = [], commerce.files.os.replace, [0]
 
     def checked_replace(src, dst):
         replace(src, dst)
         if not (out / "meta.json").exists():
             missing.append((Path(src).name, Path(dst).name))
+        swaps[0] += Path(dst) == out
 
     monkeypatch.setattr(commerce.files.os, "replace", checked_replace)
     done, polls, read = threading.Event(), [0], []
@@ -174,11 +177,12 @@ def test_out_is_never_missing_while_batches_are_swapped_in(tmp_path, monkeypatch
         while not done.is_set():
             if not os.path.lexists(out):
                 missing.append("reader")
+            swapped = swaps[0]
             try:
-                read.append((out / "meta.json").read_text())
+                read.append((out.resolve() / "meta.json").read_text())
             except FileNotFoundError:
-                if not (out / "meta.json").exists():  # the current batch, read again: never missing
-                    missing.append("reader, read again")
+                if swaps[0] - swapped < 2:  # resolved the batch served at `swapped` or a later one
+                    missing.append(f"read after {swaps[0] - swapped} swaps")
             polls[0] += 1
 
     reader = threading.Thread(target=poll)
@@ -192,7 +196,99 @@ def test_out_is_never_missing_while_batches_are_swapped_in(tmp_path, monkeypatch
         reader.join()
     assert missing == [] and polls[0] > 30
     assert (out / "meta.json").read_text() == "30" and set(read) <= {str(b) for b in range(31)}
-    assert out.is_symlink() and len(_names(tmp_path)) == 2  # the link and the batch it points at
+    assert out.is_symlink() and (previous_version(out) / "meta.json").read_text() == "29"
+    assert len(_names(tmp_path)) == 4  # the two links and the two batches they point at
+
+
+def _publish(out: Path, version: str, parts: int = 5, **kwargs) -> Path:
+    with staged_directory(out, **kwargs) as staging:
+        for part in range(parts):
+            (staging / f"part-{part}.parquet").write_text(f"{version}/{part}")
+    return staging
+
+
+def test_a_reader_in_the_replaced_version_reads_every_file_until_the_next_publish(tmp_path):
+    """A replica resolves `--out` once (`load_precomputed`) and reads the parts one by one: a batch-score
+    finishing in between removed the batch it was in, so the parts after the swap were gone."""
+    out = tmp_path / "lists"
+    first = _publish(out, "v1")
+    held = out.resolve()
+    assert (held / "part-0.parquet").read_text() == "v1/0"
+    second = _publish(out, "v2")
+    assert [(held / f"part-{p}.parquet").read_text() for p in range(5)] == [f"v1/{p}" for p in range(5)]
+    assert (out / "part-0.parquet").read_text() == "v2/0" and previous_version(out).resolve() == held
+
+    third = _publish(out, "v3")  # two publishes later the first batch goes
+    assert not first.exists() and previous_version(out).resolve() == second
+    assert _names(tmp_path) == sorted([out.name, previous_version(out).name, second.name, third.name])
+
+
+def test_the_disk_holds_two_versions_over_many_publishes(tmp_path):
+    out = tmp_path / "lists"
+    for version in range(40):
+        _publish(out, str(version), parts=2)
+        assert len(_names(tmp_path)) == (2 if version == 0 else 4)
+    assert (previous_version(out) / "part-1.parquet").read_text() == "38/1"
+
+
+def test_replaced_versions_are_kept_for_the_grace_period(tmp_path):
+    """With `grace`, a replaced version stays that long after it was replaced, however many publishes
+    follow (readers slower than the publishes), and goes with the first publish after."""
+    import os
+    import time
+
+    out = tmp_path / "lists"
+    first = _publish(out, "v1", grace=60)
+    held = out.resolve()
+    for version in ("v2", "v3", "v4"):
+        _publish(out, version, grace=60)
+    assert (held / "part-4.parquet").read_text() == "v1/4"
+    assert len([name for name in _names(tmp_path) if name.startswith(".new-")]) == 4
+    long_ago = time.time() - 61
+    os.utime(first, (long_ago, long_ago))  # replaced 61 s ago
+    _publish(out, "v5", grace=60)
+    assert not first.exists() and len([name for name in _names(tmp_path) if name.startswith(".new-")]) == 4
+    _publish(out, "v6")  # no grace: the current and the previous version only
+    assert len(_names(tmp_path)) == 4
+
+
+def test_concurrent_writers_each_publish_whole_and_leave_two_versions(tmp_path):
+    """Threads publishing one `out` at once (each its `_writer` lock): no writer loses its staged files to
+    another's clean-up, `out` always holds a whole batch, and once they are done a publish leaves the
+    current and the previous version only."""
+    import threading
+
+    out = tmp_path / "lists"
+    _publish(out, "w0-0")
+    errors, done, seen = [], threading.Event(), []
+
+    def write(writer):
+        try:
+            for version in range(8):
+                _publish(out, f"w{writer}-{version}")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def read():
+        while not done.is_set():
+            held = out.resolve()
+            try:
+                seen.append({(held / f"part-{p}.parquet").read_text().split("/")[0] for p in range(5)})
+            except FileNotFoundError:
+                pass  # concurrent writers: a version current for an instant may go at once
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(1, 5)]
+    reader = threading.Thread(target=read)
+    for thread in [reader, *writers]:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert errors == [] and seen and all(len(parts) == 1 for parts in seen)  # one batch per read
+    last = _publish(out, "last")
+    previous = previous_version(out).readlink().name
+    assert _names(tmp_path) == sorted([out.name, previous_version(out).name, last.name, previous])
 
 
 def test_without_an_exchange_a_plain_directory_is_replaced_once_by_two_renames(tmp_path, monkeypatch):
@@ -226,19 +322,23 @@ import os, sys
 from pathlib import Path
 import commerce.files as files
 step, out = sys.argv[1], Path(sys.argv[2])
-def crash(real):
+def crash_after(name, when=lambda *args: True):
+    real = getattr(os, name)
     def run(*args, **kwargs):
-        if step == "after" + real.__name__:
-            real(*args, **kwargs)
-        os._exit(9)
-    return run
+        real(*args, **kwargs)
+        if when(*args):
+            os._exit(9)
+    setattr(files.os, name, run)
 if step == "filling":
     with files.staged_directory(out) as staging:
         (staging / "meta.json").write_text("new")
         os._exit(9)
-target = {"aftersymlink": "symlink", "afterreplace": "replace", "afterexchange": None}[step]
-if target:
-    setattr(files.os, target, crash(getattr(os, target)))
+elif step == "aftersymlink":
+    crash_after("symlink")
+elif step == "afterprevious":  # the served batch linked as the previous one, not yet replaced
+    crash_after("replace", lambda src, dst: Path(dst) == files.previous_version(out))
+elif step == "afterreplace":
+    crash_after("replace", lambda src, dst: Path(dst) == out)
 else:
     files.shutil.rmtree = lambda *a, **k: os._exit(9)  # after the exchange, before the clean-up
 with files.staged_directory(out) as staging:
@@ -250,13 +350,16 @@ with files.staged_directory(out) as staging:
     "first, step",
     [
         *((first, step) for first in ("plain", "linked") for step in ("filling", "aftersymlink")),
-        ("linked", "afterreplace"),  # a linked `out` is relinked by a rename
+        ("linked", "afterprevious"),  # a linked `out`'s batch is linked as the previous one
+        ("linked", "afterreplace"),  # then `out` is relinked by a rename
         ("plain", "afterexchange"),  # a plain one is exchanged with the link
     ],
 )
 def test_a_crash_at_any_step_leaves_a_whole_output_and_the_next_run_cleans_up(tmp_path, step, first):
-    """The process killed (no clean-up runs) while filling, after the new link is made, after it is
-    renamed over `out` (before the previous batch is removed), or after a plain `out` was exchanged."""
+    """The process killed (no clean-up runs) while filling, after the new link is made, after the served
+    batch is linked as the previous one, after the new link is renamed over `out` (before the batch
+    before the previous one is removed), or after a plain `out` was exchanged. The next run leaves the
+    current batch, the previous one (a whole batch) and nothing else."""
     import subprocess
     import sys
 
@@ -276,4 +379,7 @@ def test_a_crash_at_any_step_leaves_a_whole_output_and_the_next_run_cleans_up(tm
     with staged_directory(out) as staging:
         (staging / "meta.json").write_text("next")
     assert (out / "meta.json").read_text() == "next"
-    assert _names(tmp_path) == sorted([out.name, staging.name, script.name])  # left-overs removed
+    previous = previous_version(out)
+    kept = [previous.name, previous.readlink().name] if previous.is_symlink() else []
+    assert _names(tmp_path) == sorted([out.name, staging.name, script.name, *kept])  # left-overs removed
+    assert not kept or (previous / "meta.json").read_text() in {"old", "new"}

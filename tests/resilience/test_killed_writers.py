@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from commerce.files import LEGACY_AGE_SECONDS, atomic_path, staged_directory
+from commerce.files import LEGACY_AGE_SECONDS, atomic_path, previous_version, staged_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLED_WRITING = """
@@ -56,16 +56,17 @@ def killed_writing(out: Path, what: str) -> None:
 
 def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path):
     out = tmp_path / "lists"
-    with staged_directory(out) as staging:
-        (staging / "part-0.parquet").write_text("v1")
+    with staged_directory(out) as first:
+        (first / "part-0.parquet").write_text("v1")
     killed_writing(out, "directory")
     killed_writing(out, "directory")
     # the second run cleared the first's staged batch: at most one dead batch at a time (was one per kill)
     assert len(list(tmp_path.iterdir())) == 4  # the link, the batch it points at, one dead batch + its lock
     with staged_directory(out) as staging:
         (staging / "part-0.parquet").write_text("v2")
-    served = out.readlink().name
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lists", served])  # both dead batches gone
+    served, previous = out.readlink().name, previous_version(out).name
+    # both dead batches gone; v1 kept for its readers until the next publish
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lists", served, previous, first.name])
     assert (out / "part-0.parquet").read_text() == "v2"
 
     table = tmp_path / "features.parquet"
@@ -73,7 +74,9 @@ def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path):
     assert len(list(tmp_path.glob(".tmp-*"))) == 1
     with atomic_path(table) as tmp:
         tmp.write_text("whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.parquet", "lists", served])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["features.parquet", "lists", served, previous, first.name]
+    )
 
 
 def test_a_previous_directory_hidden_by_a_kill_between_the_renames_is_put_back(tmp_path):
@@ -139,7 +142,12 @@ def test_a_writer_in_another_container_is_alive_while_it_runs(tmp_path, what, pi
     with staged_directory(out) if what == "directory" else atomic_path(out) as mine:
         (mine / "part-0.parquet" if what == "directory" else mine).write_text("again")
     left = {p.name for p in tmp_path.iterdir()}
-    assert left == ({"lists", out.readlink().name} if what == "directory" else {"features.parquet"})
+    if what == "directory":  # the current batch and "mine", kept as the previous one
+        previous = previous_version(out)
+        assert left == {"lists", out.readlink().name, previous.name, previous.readlink().name}
+        assert (previous / "part-0.parquet").read_text() == "mine"
+    else:
+        assert left == {"features.parquet"}
 
 
 def test_leftovers_named_before_locks_go_once_a_day_old(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from commerce.files import previous_version
 from tests.training.test_batch_scoring import _register_recommender
 from training.batch_scoring import read_scores
 
@@ -43,5 +44,6 @@ def test_a_terminated_batch_score_leaves_the_previous_batch_and_a_rerun_complete
     assert out.resolve() == served and read_scores(out).equals(before)  # the replicas' batch, whole
 
     assert subprocess.run(command, env=env, cwd=ROOT, capture_output=True).returncode == 0
-    assert sorted(p.name for p in out.parent.iterdir()) == sorted(["lists", out.resolve().name])
+    kept = [previous_version(out).name, served.name]  # the replaced batch, kept until the next run
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(["lists", out.resolve().name, *kept])
     assert out.resolve() != served and read_scores(out).equals(before)  # the same model's lists again
