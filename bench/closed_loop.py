@@ -112,8 +112,6 @@ def main() -> None:
     ap.add_argument("--explore-share", type=float, default=0.1, help="closed loop: first round's probe share")
     ap.add_argument("--explore-floor", type=float, default=0.02, help="closed loop: lowest probe share")
     ap.add_argument("--explore-decay", type=float, default=0.5, help="closed loop: share x round ** -this")
-    ap.add_argument("--plan-on", default="mean", help="closed loop: mean or thompson")
-    ap.add_argument("--probe-on", default="promise", help="closed loop: promise or regret")
     ap.add_argument("--name", default="closed_loop", help="results file stem in bench/results/")
     args = ap.parse_args()
     rules = {
@@ -123,8 +121,6 @@ def main() -> None:
         "explore_share": args.explore_share,
         "explore_floor": args.explore_floor,
         "explore_decay": args.explore_decay,
-        "plan_on": args.plan_on,
-        "probe_on": args.probe_on,
     }
     warnings.filterwarnings("ignore", category=FutureWarning)
     all_rows, timings = [], {}

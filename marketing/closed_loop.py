@@ -98,9 +98,6 @@ RECENT_ROUNDS = 2  # the history's "recent offers": coupons in the last two roun
 LOOP_SCALES = {"tiny": Scale("loop-tiny", 3000, 200, 40, 20, 9.0, 3000), "demo": SCALES["demo"]}
 LOOP_LEARNERS = ("terms", "auto", "logistic", "lgbm")
 LOOP_HISTORY = ("posterior", "features")
-LOOP_PLAN_ON = ("mean", "thompson")
-LOOP_PROBE_ON = ("promise", "regret")
-REGRET_DRAWS = 16  # posterior draws per round for the probe's expected loss of each plan decision
 MIN_HISTORY_ROWS = 200  # fewer logged campaign rows than this: the closed loop keeps the static model
 COST_MARGIN = 1.1  # on the model's predicted cost of the probe (its cost is the plan's own spend)
 PILOT_COST_PER_ROW = 0.5  # before any exploration, a randomised row is budgeted at half the mean face
@@ -150,14 +147,6 @@ class LoopSettings:
     # previous `cap_window` rounds (None: no cap)
     frequency_cap: int | None = None
     cap_window: int = 3
-    # what the closed loop plans on, given each shopper's posterior (`history` posterior): `mean` (the
-    # posterior means) or `thompson` (one draw per shopper and round: a shopper whose answer is
-    # uncertain is sometimes planned, so learning goes where the plan acts)
-    plan_on: str = "mean"
-    # where the probe looks once each shopper has a posterior: `promise` (predicted uplift over the
-    # coupons had so far) or `regret` (the posterior's expected loss of the plan's decision for the
-    # shopper: the value of learning their answer for the plan)
-    probe_on: str = "promise"
 
     def __post_init__(self):
         if self.rounds < 1:
@@ -174,10 +163,6 @@ class LoopSettings:
             raise ValueError("frequency_cap must be at least 1 (or None)")
         if self.history not in LOOP_HISTORY:
             raise ValueError(f"history must be one of {LOOP_HISTORY}, got {self.history!r}")
-        if self.probe_on not in LOOP_PROBE_ON:
-            raise ValueError(f"probe_on must be one of {LOOP_PROBE_ON}, got {self.probe_on!r}")
-        if self.plan_on not in LOOP_PLAN_ON:
-            raise ValueError(f"plan_on must be one of {LOOP_PLAN_ON}, got {self.plan_on!r}")
         if self.learner not in LOOP_LEARNERS:
             raise ValueError(f"learner must be one of {LOOP_LEARNERS}, got {self.learner!r}")
         if unknown := set(self.strategies) - set(STRATEGIES):
@@ -871,13 +856,11 @@ class _Personalised(CouponUpliftModel):
             return self.base_.iloc[rows].reset_index(drop=True)
         return self.model.predict_candidates(X, shopper_ids, coupons)
 
-    def predict_candidates(self, X, shopper_ids, coupons=None, multipliers=None) -> pd.DataFrame:
-        """`multipliers`: every shopper's (a, r) to use instead of the posterior means (a draw)."""
+    def predict_candidates(self, X, shopper_ids, coupons=None) -> pd.DataFrame:
         cand = self.population_candidates(X, shopper_ids, coupons)
         ids = cand["shopper_id"].to_numpy(dtype=int)
         p0, p1 = cand["p_control"].to_numpy(), cand["p_treated"].to_numpy()
-        a, r = multipliers if multipliers is not None else (self.response_.a_, self.response_.r_)
-        a, r = a[ids], r[ids]
+        a, r = self.response_.a_[ids], self.response_.r_[ids]
         q0 = np.clip(a * p0, 1e-3, 0.995)
         q1 = np.clip(q0 + r * (p1 - p0), 1e-3, 0.995)
         out = cand.assign(
@@ -972,16 +955,7 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         per_row = np.full(len(pool), PILOT_COST_PER_ROW * float(coupons["face_value"].mean()))
         weight = np.ones(len(pool))
     else:
-        draw = (
-            model.response_.sample(rng)
-            if s.plan_on == "thompson" and isinstance(model, _Personalised)
-            else None
-        )
-        cand = (
-            model.predict_candidates(X.iloc[pool], pool, coupons, multipliers=draw)
-            if draw is not None
-            else model.predict_candidates(X.iloc[pool], pool, coupons)
-        )
+        cand = model.predict_candidates(X.iloc[pool], pool, coupons)
         # realised over predicted cost of the earlier learned plans, once they predicted a material
         # spend (a ratio of crumbs is noise): the plan aims at the budget in expectation, and the hard
         # cap, not a margin, keeps the noise around it from overspending
@@ -1000,8 +974,6 @@ def _round_plan(strategy, market, X, model, static_all, calib, s: LoopSettings, 
         uplift = (opts["p_treated"] - opts["p_control"]).to_numpy().reshape(k, len(pool)).max(axis=0)
         weight = _probe_weight(uplift, X["loop_offers"].to_numpy()[pool])
     rows, arms, planned = _plan(cand, coupons, budget, s, safety, rng)
-    if s.probe_on == "regret" and isinstance(model, _Personalised):
-        weight = _decision_regret(model, X.iloc[pool], pool, opts, rows, planned, s, rng)
     inclusion = np.zeros(n)
     inclusion[pool] = _inclusion(weight, per_row, share * s.budget)
     propensity = _logging_propensity(eligible, k, rows, arms, planned, inclusion)
@@ -1028,34 +1000,6 @@ def _probe_weight(uplift: np.ndarray, offers: np.ndarray) -> np.ndarray:
     persuadable makes their history informative, one on a sure thing or a lost cause mostly costs."""
     promise = np.clip(uplift, 0.0, None) + PROBE_FLOOR
     focused = promise / np.sqrt(1.0 + offers)
-    return (1 - PROBE_UNIFORM) * focused / focused.mean() + PROBE_UNIFORM
-
-
-def _decision_regret(model, X, pool, opts, rows, planned, s: LoopSettings, rng) -> np.ndarray:
-    """Probe weights from the value of information for the plan: each pool shopper's expected loss,
-    over draws of their posterior multipliers, of the plan's decision for them (its coupon, or none)
-    against the best decision under the draw, at the plan's price of budget (the lowest profit per
-    cost it bought). Near the plan's threshold, with a wide posterior, the decision is a coin toss
-    and the shopper's answer is worth most; mixed with a uniform share as `_probe_weight` does."""
-    coupons, k, m = s.coupons, len(s.coupons), len(pool)
-    profit = opts["profit"].to_numpy().reshape(k, m).T
-    cost = opts["cost"].to_numpy().reshape(k, m).T
-    at = np.full(m, -1)  # each pool shopper's position in the plan's audience
-    at[np.searchsorted(pool, rows)] = np.asarray(planned) - 1
-    chosen = at >= 0
-    ratio = profit[chosen, at[chosen]] / np.maximum(cost[chosen, at[chosen]], 1e-9)
-    lam = max(float(np.quantile(ratio, 0.01)), 0.0) if chosen.any() else 0.0
-    loss = np.zeros(m)
-    for _ in range(REGRET_DRAWS):
-        draw = model.response_.sample(rng)
-        cand = model.predict_candidates(X, pool, coupons, multipliers=draw)
-        d = score_options(cand, coupons, s.margin_rate)
-        net = (d["profit"].to_numpy() - lam * d["cost"].to_numpy()).reshape(k, m).T
-        best = np.maximum(net.max(axis=1), 0.0)
-        mine = np.where(chosen, net[np.arange(m), np.maximum(at, 0)], 0.0)
-        loss += best - mine
-    loss /= REGRET_DRAWS
-    focused = loss + 1e-3 * max(float(loss.mean()), 1e-9)
     return (1 - PROBE_UNIFORM) * focused / focused.mean() + PROBE_UNIFORM
 
 
