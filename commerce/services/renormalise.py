@@ -28,6 +28,7 @@ from commerce.experiments import (
 )
 from commerce.orders import Order
 from commerce.services._util import lookup_name
+from commerce.sqltypes import renamed
 
 #: Columns that name a coupon by its id, besides `coupons.coupon_id` (foreign keys and the event log).
 COUPON_REFERENCES = (
@@ -113,11 +114,12 @@ def _rename_coupon(session: Session, old: str, new: str) -> None:
     """A coupon's id is its primary key, referenced without ON UPDATE CASCADE: the row is copied under the
     new id, every reference moved to it, then the old row deleted (each step keeps the foreign keys)."""
     table = Coupon.__table__
-    rest = [c for c in table.c if c.name != "coupon_id"]
+    values = renamed(Coupon.coupon_id, new)  # its id and the id's skeleton
+    rest = [c for c in table.c if c.name not in values]
     session.execute(
         insert(table).from_select(
-            ["coupon_id", *(c.name for c in rest)],
-            select(literal(new, String), *rest).where(table.c.coupon_id == old),
+            [*values, *(c.name for c in rest)],
+            select(*(literal(v, String) for v in values.values()), *rest).where(table.c.coupon_id == old),
         )
     )
     for column in COUPON_REFERENCES:
@@ -159,6 +161,6 @@ def renormalise(session: Session) -> list[Rename]:
             _rename_variant(session, r.key, r.stored, r.normal)
         else:
             model = Experiment if r.kind == "experiment" else ExperimentLayer
-            session.execute(update(model).where(model.id == r.key).values(name=r.normal))
+            session.execute(update(model).where(model.id == r.key).values(renamed(model.name, r.normal)))
     session.flush()
     return found

@@ -17,6 +17,7 @@ from commerce.experiments import Experiment, ExperimentExposure, ExperimentLayer
 from commerce.services.campaigns import CampaignInput, create_campaign
 from commerce.services.coupons import get_coupon, grant_audience
 from commerce.services.experiments import get_experiment
+from commerce.sqltypes import SKELETON, skeleton
 from crosscart.cli.db import app
 from crosscart.cli.doctor import _stored_names
 from crosscart.settings import Settings, get_settings
@@ -121,6 +122,9 @@ def test_renormalise_rewrites_old_names_with_their_references(market, database_u
             s.scalar(select(func.count()).select_from(Experiment).where(Experiment.name.in_(["X", "Ｘ"])))
             == 2
         )
+        for column in (Coupon.coupon_id, Experiment.name, ExperimentLayer.name):  # look-alike lookups
+            rows = s.execute(select(column, getattr(column.class_, column.key + SKELETON))).all()
+            assert [(name, key) for name, key in rows if key != skeleton(name)] == [], str(column)
 
     again = _run(database_url, monkeypatch, tmp_path, "--dry-run")
     assert again.output.strip().endswith("6 names not in normal form, 0 renormalised, 6 left"), again.output
