@@ -2,11 +2,13 @@
 
     .venv/bin/python -m bench.look_alikes [--sizes 1000,10000,100000] [--repeats 20]
 
-`create_coupon` checks a new id's Unicode skeleton against every stored one
-(`commerce.services._util.unlike_stored`). Per size, a SQLite database in a temporary folder holds that
-many coupons; a coupon is then created `repeats` times (each rolled back) with the check, and as many
-times with it replaced by a pass-through (the baseline), alternating. CPU time of this process, median
-per creation; writes bench/results/look_alikes.json.
+`create_coupon` refuses a new id whose Unicode skeleton a stored other id has
+(`commerce.services._util.unlike_stored`): one lookup on the indexed `coupons.coupon_id_skeleton`
+(migration 0036; before, the skeleton of every stored id per creation: 231 ms of CPU at 100,000 against
+1.5 ms without, in the run that wrote the JSON). Per size, a SQLite database in a temporary folder holds
+that many coupons (their skeletons set on insert); a coupon is then created `repeats` times (each rolled
+back) with the check, and as many times with it replaced by a pass-through (the baseline), alternating.
+CPU time of this process, median per creation; writes bench/results/look_alikes.json.
 """
 
 from __future__ import annotations

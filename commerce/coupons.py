@@ -13,7 +13,7 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, Numeric, S
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.db import Base
-from commerce.sqltypes import Money, UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import Money, UTCDateTime, skeleton_of, str_enum, utcnow
 
 COUPON_KINDS = ("amount_off", "percent_off")
 SCOPE_TYPES = ("platform", "category", "merchant", "product")
@@ -50,6 +50,7 @@ class Coupon(Base):
     )
 
     coupon_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    coupon_id_skeleton: Mapped[str] = skeleton_of("coupon_id")
     name: Mapped[str] = mapped_column(String(200), default="")
     issuer: Mapped[str] = mapped_column(str_enum("coupon_issuer", ISSUERS), default="platform")
     merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.merchant_id"), default=None)

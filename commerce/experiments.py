@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
-from commerce.sqltypes import UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import UTCDateTime, skeleton_of, str_enum, utcnow
 
 STATUSES = ("draft", "running", "stopped")
 #: How results may be read: fixed horizon, or peeking-safe (experiments.ab.sequential). Chosen up front.
@@ -30,6 +30,7 @@ class ExperimentLayer(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    name_skeleton: Mapped[str] = skeleton_of("name")
     salt: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -39,6 +40,7 @@ class Experiment(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    name_skeleton: Mapped[str] = skeleton_of("name")
     description: Mapped[str] = mapped_column(String(500), default="")
     salt: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(str_enum("experiment_status", STATUSES), default="draft")

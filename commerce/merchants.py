@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
-from commerce.sqltypes import UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import UTCDateTime, skeleton_of, str_enum, utcnow
 
 MERCHANT_STATUSES = ("pending", "approved", "rejected", "suspended")
 
@@ -21,6 +21,7 @@ class Merchant(Base):
 
     merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    name_skeleton: Mapped[str] = skeleton_of("name")
     country: Mapped[str] = mapped_column(String(2))
     licence_no: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(str_enum("merchant_status", MERCHANT_STATUSES), default="pending")
@@ -45,6 +46,7 @@ class BrandAuthorization(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.merchant_id"), index=True)
     brand: Mapped[str] = mapped_column(String(120))
+    brand_skeleton: Mapped[str] = skeleton_of("brand")
     document_ref: Mapped[str | None] = mapped_column(String(200), default=None)
 
     merchant: Mapped[Merchant] = relationship(back_populates="brands")

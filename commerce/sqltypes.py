@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import DateTime, Enum, Numeric
+import icu
+from sqlalchemy import DateTime, Enum, Numeric, Text
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from commerce.errors import ValidationError
@@ -78,3 +81,31 @@ def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
 
 def round_fen(value: Decimal) -> Decimal:
     return value.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+_SPOOF = icu.SpoofChecker()  # read-only after construction: ICU allows concurrent use from threads
+#: The column beside a name that holds its `skeleton`: `coupon_id_skeleton` for `coupon_id`.
+SKELETON = "_skeleton"
+
+
+def skeleton(text: str) -> str:
+    """Unicode's skeleton of `text` (UTS #39, ICU's data): two strings look alike exactly when their
+    skeletons are equal. Cyrillic `РАУ` and Latin `PAY` share `PAY`; `rn` and `m` share one too."""
+    return _SPOOF.getSkeleton(0, text)
+
+
+def skeleton_of(source: str) -> MappedColumn:
+    """The column `<source>_skeleton`: `skeleton` of column `source`, indexed, so a look-alike is one
+    lookup (`commerce.services._util.unlike_stored`) rather than a skeleton of every stored name per
+    write. Set by every INSERT, ORM or Core, one row or many (a column default reading the row's
+    `source`); a rename writes both (`renamed`)."""
+
+    def of_row(context: DefaultExecutionContext) -> str:
+        return skeleton(context.get_current_parameters()[source])
+
+    return mapped_column(Text, index=True, default=of_row)
+
+
+def renamed(column: InstrumentedAttribute[str], value: str) -> dict[str, str]:
+    """The values that rename a row's `column` (one with a `skeleton_of` beside it) to `value`."""
+    return {column.key: value, column.key + SKELETON: skeleton(value)}

@@ -6,6 +6,9 @@ taken (another row holds it, or two stored names share it): those are reported a
 
 Salts stay as stored (an experiment's defaults to its name, a layer's holds it): units keep their
 variants. Run `crosscart db renormalise --dry-run` first.
+
+It also recomputes stored skeletons the live ICU data no longer gives (`stale_skeletons`: a PyICU upgrade
+changed the confusables), which the look-alike check looks up (`commerce.sqltypes.skeleton_of`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import String, delete, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from commerce.campaigns import CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption, CouponShopperUsage
@@ -26,8 +29,10 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
+from commerce.merchants import BrandAuthorization, Merchant
 from commerce.orders import Order
 from commerce.services._util import lookup_name
+from commerce.sqltypes import SKELETON, renamed, skeleton
 
 #: Columns that name a coupon by its id, besides `coupons.coupon_id` (foreign keys and the event log).
 COUPON_REFERENCES = (
@@ -38,6 +43,9 @@ COUPON_REFERENCES = (
     CampaignMember.coupon_id,
     BehaviorEvent.coupon_id,
 )
+
+#: Names refused as look-alikes by the skeleton stored beside them (`unlike_stored`).
+LOOKED_UP = (Coupon.coupon_id, Merchant.name, BrandAuthorization.brand, Experiment.name, ExperimentLayer.name)
 
 
 @dataclass(frozen=True)
@@ -113,11 +121,12 @@ def _rename_coupon(session: Session, old: str, new: str) -> None:
     """A coupon's id is its primary key, referenced without ON UPDATE CASCADE: the row is copied under the
     new id, every reference moved to it, then the old row deleted (each step keeps the foreign keys)."""
     table = Coupon.__table__
-    rest = [c for c in table.c if c.name != "coupon_id"]
+    values = renamed(Coupon.coupon_id, new)  # its id and the id's skeleton
+    rest = [c for c in table.c if c.name not in values]
     session.execute(
         insert(table).from_select(
-            ["coupon_id", *(c.name for c in rest)],
-            select(literal(new, String), *rest).where(table.c.coupon_id == old),
+            [*values, *(c.name for c in rest)],
+            select(*(literal(v, String) for v in values.values()), *rest).where(table.c.coupon_id == old),
         )
     )
     for column in COUPON_REFERENCES:
@@ -148,9 +157,22 @@ def _rename_variant(session: Session, variant_id: int, old: str, new: str) -> No
         )
 
 
+def stale_skeletons(session: Session) -> list[tuple[InstrumentedAttribute[str], str, str]]:
+    """(column, name, its skeleton now) of each stored name of `LOOKED_UP` whose stored skeleton is
+    another: the look-alike check would miss it."""
+    out = []
+    for column in LOOKED_UP:
+        stored = getattr(column.class_, column.key + SKELETON)
+        for name, key in session.execute(select(column, stored).distinct().order_by(column, stored)):
+            if key != (now := skeleton(name)):
+                out.append((column, name, now))
+    return out
+
+
 def renormalise(session: Session) -> list[Rename]:
     """Rewrite each stored name of `unnormalised` that can be (`Rename.safe`) to its normal form, with
-    the rows that name it; returns them all, the ones left unchanged too."""
+    the rows that name it, and each of `stale_skeletons`; returns the renames, the ones left unchanged
+    too."""
     found = unnormalised(session)
     for r in (r for r in found if r.safe):
         if r.kind == "coupon":
@@ -159,6 +181,8 @@ def renormalise(session: Session) -> list[Rename]:
             _rename_variant(session, r.key, r.stored, r.normal)
         else:
             model = Experiment if r.kind == "experiment" else ExperimentLayer
-            session.execute(update(model).where(model.id == r.key).values(name=r.normal))
+            session.execute(update(model).where(model.id == r.key).values(renamed(model.name, r.normal)))
+    for column, name, _ in stale_skeletons(session):
+        session.execute(update(column.class_).where(column == name).values(renamed(column, name)))
     session.flush()
     return found

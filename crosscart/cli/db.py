@@ -151,18 +151,24 @@ def renormalise(
     """Coupon ids and experiment, layer and variant names stored before they were normalised (before
     round 6): lookups read names in their normal form, so these could not be found. Lists each and
     rewrites it, with every row that names it; one whose normal form another stored name holds or shares
-    is reported and left as it is. Exit 1 while any is left (or, with --dry-run, any is found)."""
+    is reported and left as it is. Stored skeletons ICU no longer gives (the look-alike check's keys)
+    are recomputed. Exit 1 while any name is left (or, with --dry-run, any name or skeleton is found)."""
     import commerce.all_models  # noqa: F401  (complete metadata)
     from commerce.db import make_engine, make_session_factory, transaction
     from commerce.services import renormalise as names
 
     engine = make_engine(_url())
     with transaction(make_session_factory(engine)) as session:
+        stale = names.stale_skeletons(session)
         found = names.unnormalised(session) if dry_run else names.renormalise(session)
     engine.dispose()
     for r in found:
         typer.echo(r.describe())
+    for column, name, key in stale:
+        typer.echo(f"{column} {name!r}: skeleton {key!r} {'to store' if dry_run else 'stored'}")
     done = 0 if dry_run else sum(r.safe for r in found)
     typer.echo(f"{len(found)} names not in normal form, {done} renormalised, {len(found) - done} left")
-    if len(found) > done:
+    if stale:
+        typer.echo(f"{len(stale)} stored skeletons out of date{'' if dry_run else ', recomputed'}")
+    if len(found) > done or (dry_run and stale):
         raise typer.Exit(1)

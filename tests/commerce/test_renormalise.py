@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from commerce.campaigns import CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption, CouponShopperUsage
 from commerce.db import transaction
+from commerce.errors import ValidationError
 from commerce.events import BehaviorEvent
 from commerce.experiments import Experiment, ExperimentExposure, ExperimentLayer, ExperimentVariant
 from commerce.services.campaigns import CampaignInput, create_campaign
-from commerce.services.coupons import get_coupon, grant_audience
+from commerce.services.coupons import CouponInput, create_coupon, get_coupon, grant_audience
 from commerce.services.experiments import get_experiment
+from commerce.sqltypes import SKELETON, skeleton
 from crosscart.cli.db import app
 from crosscart.cli.doctor import _stored_names
 from crosscart.settings import Settings, get_settings
@@ -121,6 +124,9 @@ def test_renormalise_rewrites_old_names_with_their_references(market, database_u
             s.scalar(select(func.count()).select_from(Experiment).where(Experiment.name.in_(["X", "Ｘ"])))
             == 2
         )
+        for column in (Coupon.coupon_id, Experiment.name, ExperimentLayer.name):  # look-alike lookups
+            rows = s.execute(select(column, getattr(column.class_, column.key + SKELETON))).all()
+            assert [(name, key) for name, key in rows if key != skeleton(name)] == [], str(column)
 
     again = _run(database_url, monkeypatch, tmp_path, "--dry-run")
     assert again.output.strip().endswith("6 names not in normal form, 0 renormalised, 6 left"), again.output
@@ -133,3 +139,19 @@ def test_doctor_warns_of_names_no_lookup_finds(market, database_url, tmp_path):
     (check,) = _stored_names(settings)
     assert check.status == "warn" and check.detail.startswith("10 not in normal form")
     assert "crosscart db renormalise --dry-run" in check.fix
+
+
+def test_renormalise_recomputes_skeletons_icu_no_longer_gives(market, database_url, monkeypatch, tmp_path):
+    """A stored skeleton other than ICU's now (its confusables changed with a PyICU upgrade) hides the
+    name from the look-alike check; renormalise lists it with --dry-run and stores the right one."""
+    with transaction(market) as s:
+        s.add(_coupon("PAY"))
+        s.flush()
+        s.execute(update(Coupon).values(coupon_id_skeleton="P4Y"))  # as older ICU data gave it
+    dry = _run(database_url, monkeypatch, tmp_path, "--dry-run")
+    assert dry.exit_code == 1 and "Coupon.coupon_id 'PAY': skeleton 'PAY' to store" in dry.output, dry.output
+    assert dry.output.strip().endswith("1 stored skeletons out of date")
+    done = _run(database_url, monkeypatch, tmp_path)
+    assert done.exit_code == 0 and done.output.strip().endswith("out of date, recomputed"), done.output
+    with pytest.raises(ValidationError, match="looks like the existing 'PAY'"), transaction(market) as s:
+        create_coupon(s, CouponInput(kind="amount_off", value="5", coupon_id="\u0420\u0410\u0423"))  # РАУ

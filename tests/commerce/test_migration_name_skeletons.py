@@ -1,0 +1,83 @@
+"""Migration 0036 on names stored before their skeletons were: each coupon id, merchant name, brand,
+experiment and layer name gets its Unicode skeleton (UTS #39) beside it, look-alikes stored side by side
+one skeleton, over more rows than one backfill batch; the look-alike check then finds them by it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect
+
+from commerce import migrate
+from commerce.db import make_engine, make_session_factory, transaction
+from commerce.errors import ValidationError
+from commerce.services import coupons
+from commerce.sqltypes import skeleton
+from tests.commerce.migration_data import query, seed_at
+
+BEFORE = "0035_licence_recompose"
+NOW = "'2026-06-01 12:00:00+00:00'"
+MANY = 2_500  # more than the migration's batch of 2,000
+COUPON = "('{}', '', 'platform', 'amount_off', 5, 0, 'platform', 1, false, 0, 0, " + NOW + ")"
+ROWS = [
+    "INSERT INTO coupons (coupon_id, name, issuer, kind, value, min_spend, scope_type, per_shopper_limit,"
+    " requires_grant, used, spent, created_at) VALUES "
+    + ", ".join(
+        COUPON.format(c) for c in ["PAY", "\u0420\u0410\u0423", *(f"c-{i:04d}" for i in range(MANY))]
+    ),
+    "INSERT INTO merchants (merchant_id, name, country, licence_no, status, created_at) VALUES"
+    f" ('m1', 'ACME', 'DE', 'L-1', 'approved', {NOW}), ('m2', '\u0410\u0421\u041c\u0415', 'DE', 'L-2',"
+    f" 'approved', {NOW})",
+    "INSERT INTO brand_authorizations (id, merchant_id, brand) VALUES (1, 'm1', 'Solden'),"
+    " (2, 'm2', 'Solden'), (3, 'm2', '\u0405olden')",
+    f"INSERT INTO experiment_layers (id, name, salt, created_at) VALUES (1, 'home', 's', {NOW})",
+    "INSERT INTO experiments (id, name, description, salt, status, layer_id, traffic_start, traffic_end,"
+    " primary_metric, inference, created_at) VALUES"
+    f" (1, 'promo', '', 's', 'draft', 1, 0, 1, 'conversion', 'fixed', {NOW}),"
+    f" (2, 'prorno', '', 's', 'draft', NULL, 0, 1, 'conversion', 'fixed', {NOW})",
+]
+SKELETONS = {
+    "coupons": ("coupon_id", [("PAY", "PAY"), ("\u0420\u0410\u0423", "PAY")]),  # Cyrillic РАУ
+    "merchants": ("name", [("ACME", "ACME"), ("\u0410\u0421\u041c\u0415", "ACME")]),
+    "brand_authorizations": (
+        "brand",
+        [("Solden", "Solden"), ("Solden", "Solden"), ("\u0405olden", "Solden")],
+    ),
+    "experiment_layers": ("name", [("home", "horne")]),
+    "experiments": ("name", [("promo", "prorno"), ("prorno", "prorno")]),  # rn looks like m
+}
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_0036_backfills_skeletons_and_look_alikes_are_found_by_them(database_url):
+    seed_at(database_url, BEFORE, ROWS)
+    migrate.upgrade(database_url)
+    for table, (name, expected) in SKELETONS.items():
+        rows = query(database_url, f"SELECT {name}, {name}_skeleton FROM {table} ORDER BY {name}")
+        assert sorted(r for r in rows if r in expected) == sorted(expected), table
+        assert [(n, key) for n, key in rows if key != skeleton(n)] == [], table  # every batch filled
+    assert migrate.schema_diff(database_url) == []
+
+    engine = make_engine(database_url)
+    try:
+        with (
+            pytest.raises(ValidationError, match="looks like the existing") as refused,
+            transaction(make_session_factory(engine)) as s,
+        ):
+            greek = "\u03a1\u0391\u03a5"  # ΡΑΥ: a third spelling of PAY
+            coupons.create_coupon(s, coupons.CouponInput(kind="amount_off", value="5", coupon_id=greek))
+        assert refused.value.code == "confusable_name"
+    finally:
+        engine.dispose()
+
+    migrate.downgrade(database_url, BEFORE)
+    assert all(f"{name}_skeleton" not in _columns(database_url, t) for t, (name, _) in SKELETONS.items())
+    assert len(query(database_url, "SELECT coupon_id FROM coupons")) == MANY + 2  # rows kept
+    migrate.upgrade(database_url)  # and up again
+    assert migrate.schema_diff(database_url) == []
