@@ -10,6 +10,7 @@ import pickle
 import pytest
 from sqlalchemy import exc
 
+from serving.precomputed import BatchMissing
 from serving.refresh import failure_code
 from tests.resilience.conftest import fault_settings, make_keys, recommender_source, seeded_factory
 from tests.serving.conftest import auth
@@ -84,7 +85,9 @@ def test_a_registry_never_reached_is_the_fallback_reason_without_its_address(tmp
     ("error", "code"),
     [
         (FileNotFoundError(2, "No such file", "/srv/x"), "missing"),
-        (LookupError("the published batch is gone from Redis"), "missing"),
+        (BatchMissing("the published batch is gone from Redis"), "missing"),
+        (KeyError("stamp"), "failed"),  # a loader's bug or malformed input: was `missing`
+        (IndexError("list index out of range"), "failed"),
         (PermissionError(13, "Permission denied", "/srv/x"), "unreadable"),
         (ConnectionError("refused"), "unavailable"),
         (exc.OperationalError("SELECT 1", {}, Exception("gone")), "unavailable"),
