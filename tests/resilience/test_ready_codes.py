@@ -68,6 +68,8 @@ def test_ready_says_one_word_per_failing_check_and_logs_the_message(tmp_path, op
     said = details.json()
     assert "10.0.0.7" in said["catalog_error"] and "/srv/crosscart/secret" in said["precomputed_error"]
     assert "mlflow.internal" in said["registry_error"] and said["model_alias_version"] == "2"
+    assert "s3cret" not in said["registry_error"]  # the URL's password: an admin key is not the servers'
+    assert "http://[redacted]@mlflow.internal:5000" in said["registry_error"]
     assert said["model_alias_error"] == "OSError: artifact of version 2 is corrupt"
     for who in ("marketer", "storefront", "s1"):
         assert client.get("/v1/ready/details", headers=auth(keys[who])).status_code == 403
