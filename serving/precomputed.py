@@ -24,6 +24,11 @@ META_FILE = "_precomputed.json"  # pyarrow skips files starting with "_" when re
 COLUMNS = ("shopper_id", "rank", "product_id", "score")
 
 
+class BatchMissing(LookupError):
+    """The published batch, or some of its parts, is gone from Redis (flushed, restarted, evicted):
+    `/ready` says `missing` (`serving.refresh.failure_code`)."""
+
+
 @dataclass(frozen=True)
 class PrecomputedLists:
     model: str  # registered model name
@@ -129,7 +134,7 @@ def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) ->
         raw = client.get(REDIS_META)
         if raw is None:
             if current is not None:
-                raise LookupError(
+                raise BatchMissing(
                     "the published batch is gone from Redis (flushed or restarted): serving the loaded "
                     "one until `crosscart batch-score --redis` publishes again"
                 )
@@ -141,7 +146,7 @@ def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) ->
     finally:
         client.close()
     if len(blobs) != meta.get("count", len(blobs)) or not blobs:
-        raise LookupError(
+        raise BatchMissing(
             f"Redis holds {len(blobs)} of the published batch's {meta.get('count', '?')} parts (evicted: "
             "give Redis room or maxmemory-policy noeviction); "
             + ("serving the loaded one" if current is not None else "scoring online")

@@ -24,11 +24,14 @@ def failure_code(error: BaseException) -> FailureCode:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    from serving.precomputed import BatchMissing
     from training.registry import ModelUnavailable, RegistryUnreadable
 
     if isinstance(error, RegistryUnreadable):
         return error.kind
-    if isinstance(error, FileNotFoundError | LookupError):  # a file, a published batch or a part gone
+    # a file, a published batch or a part gone; not any LookupError: a KeyError or IndexError is a
+    # loader's bug or a malformed input, not something gone
+    if isinstance(error, FileNotFoundError | BatchMissing):
         return "missing"
     if is_outage(error) or isinstance(
         error, ConnectionError | TimeoutError | RedisConnectionError | RedisTimeoutError | ModelUnavailable

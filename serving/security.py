@@ -234,6 +234,16 @@ class SharedStore:
         async with asyncio.timeout(self.timeout):
             await self.verify()
 
+    def verify_due(self) -> bool:
+        """Whether this request reads the eviction policy again (STORE_VERIFY_SECONDS passed), claiming
+        the read: the requests arriving while it runs do not read it too (on the first use, every
+        request of a burst did, each paying the round trips)."""
+        now = time.monotonic()
+        if now - self.verified_at <= STORE_VERIFY_SECONDS:
+            return False
+        self.verified_at = now
+        return True
+
     async def verify(self) -> None:
         """PING, then read the eviction policy (at most every STORE_VERIFY_SECONDS while it passes). A
         Redis that hides CONFIG (a managed one) passes: `crosscart doctor` says it cannot tell."""
@@ -375,7 +385,7 @@ class RateLimiter:
         if self._shared is not None and self.breaker.closed:
             try:
                 async with asyncio.timeout(self._shared.timeout):  # both round trips together
-                    if time.monotonic() - self._shared.verified_at > STORE_VERIFY_SECONDS:
+                    if self._shared.verify_due():
                         await self._shared.verify()  # one request a minute pays two more round trips
                     return await self._decide(self._shared.limiter(), item, key, principal)
             except Exception as exc:  # Redis down, frozen or evicting: count locally until it is not

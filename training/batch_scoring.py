@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.cluster import compute_on
+from features.cluster import STALL_SECONDS, compute_on
 from models.recommenders.base import Recommender
 from models.recommenders.common import MatrixRecommender
 
@@ -34,9 +34,11 @@ def score_all(
     chunk_size: int = 5_000,
     client=None,
     workers: int = 1,
+    stall_seconds: float = STALL_SECONDS,
 ) -> Path:
     """Write the top-`n` unseen items of every shopper the model knows (or of `shopper_ids`) to
-    `out_dir/part-*.parquet` (replacing earlier parts) and return `out_dir`."""
+    `out_dir/part-*.parquet` (replacing earlier parts) and return `out_dir`. `stall_seconds`: on a
+    cluster, give up when no task finished for that long (`compute_on`; above one chunk's time)."""
     import dask
 
     if n < 1 or chunk_size < 1 or workers < 1:
@@ -59,7 +61,7 @@ def score_all(
         for k, start in enumerate(range(0, len(ids), chunk_size))
     ]
     if client is not None:
-        compute_on(client, tasks, what="batch-score")
+        compute_on(client, tasks, what="batch-score", stall_seconds=stall_seconds)
     elif workers > 1:
         dask.compute(*tasks, scheduler="threads", num_workers=workers)
     else:

@@ -172,7 +172,13 @@ def set_audience(
 def _arm_probabilities(shopper: str, arm: str, probs: Mapping[str, float], coupons: set[str]) -> dict:
     """A shopper's logged arm probabilities, checked: known arms, each in [0, 1], summing to 1, and
     the arm the shopper got possible (else the log contradicts itself)."""
-    out = {lookup_name(str(a)): float(p) for a, p in probs.items()}
+    out: dict[str, float] = {}
+    for a, p in probs.items():  # `N30` and `Ｎ３０` are one arm: the later one overwrote the other
+        if (arm_of := lookup_name(str(a))) in out:
+            raise ValidationError(
+                f"arm probabilities of {shopper!r} name arm {arm_of!r} twice", code="invalid_arm"
+            )
+        out[arm_of] = float(p)
     if unknown := sorted(a for a in out if a != CONTROL and a not in coupons):
         raise ValidationError(
             f"arm probabilities of {shopper!r} name unknown arms {unknown[:5]}", code="invalid_arm"

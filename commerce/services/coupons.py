@@ -178,13 +178,19 @@ def _terms(session: Session, data: CouponInput) -> dict:
 
 def check_coupon_id(coupon_id: str) -> str:
     """The one coupon id rule, for every way a coupon is created: the id as stored, in its one form
-    (`chosen_name`: no two coupons look alike), matching `COUPON_ID_PATTERN`."""
+    (`chosen_name`: no two coupons look alike), matching `COUPON_ID_PATTERN`, and not `control`: a
+    campaign's audience names the holdout arm so, and a coupon `control` in it treated no one (every
+    member given it was stored as holdout)."""
     coupon_id = chosen_name(coupon_id, "coupon_id")
     if not re.fullmatch(COUPON_ID_PATTERN, coupon_id):
         raise ValidationError(
             f"coupon_id {coupon_id!r}: 1-64 characters starting with a letter, digit or _; no control,"
             " invisible or direction-changing character and no `/`",
             code="invalid_coupon",
+        )
+    if coupon_id == CONTROL:
+        raise ValidationError(
+            f"coupon_id {CONTROL!r} names a campaign's holdout arm: choose another id", code="invalid_coupon"
         )
     return coupon_id
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import String, delete, insert, literal, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from commerce.campaigns import CampaignMember
+from commerce.campaigns import CONTROL, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption, CouponShopperUsage
 from commerce.events import BehaviorEvent
 from commerce.experiments import (
@@ -52,7 +52,8 @@ LOOKED_UP = (Coupon.coupon_id, Merchant.name, BrandAuthorization.brand, Experime
 class Rename:
     """A stored name not in its normal form. `clash`: the other stored names of that form, or that form
     itself stored (in the same experiment, for a variant); with any, or a form empty or longer than the
-    column (`limit`: NFKC spells `㍿` in 4 letters), it is left as it is."""
+    column (`limit`: NFKC spells `㍿` in 4 letters), or a coupon id whose form is `control` (the holdout
+    arm's name: its audience would become the holdout), it is left as it is."""
 
     kind: str  # coupon, experiment, layer or variant
     key: str | int  # the row: a coupon's id, else the row id
@@ -63,8 +64,12 @@ class Rename:
     limit: int = 64
 
     @property
+    def reserved(self) -> bool:
+        return self.kind == "coupon" and self.normal == CONTROL
+
+    @property
     def safe(self) -> bool:
-        return 0 < len(self.normal) <= self.limit and not self.clash
+        return 0 < len(self.normal) <= self.limit and not self.clash and not self.reserved
 
     def describe(self) -> str:
         where = f" of experiment {self.scope!r}" if self.scope else ""
@@ -72,6 +77,8 @@ class Rename:
             return f"{self.kind}{where} {self.stored!r} -> {self.normal!r}"
         if not 0 < len(self.normal) <= self.limit:
             why = f"its normal form {self.normal!r} is empty or longer than {self.limit} characters"
+        elif self.reserved:
+            why = f"{CONTROL!r} names a campaign's holdout arm"
         elif self.normal in self.clash:
             why = f"{self.normal!r} is stored already"
         else:

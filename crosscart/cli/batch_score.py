@@ -9,12 +9,18 @@ from pathlib import Path
 import typer
 
 from crosscart.cli.progress import working
+from features.cluster import STALL_SECONDS
 
 
 def batch_score(
     out: Path = typer.Option(..., help="Directory for part-*.parquet (shopper_id, rank, product_id, score)."),
     n: int = typer.Option(20, min=1, help="List length per shopper."),
     chunk_size: int = typer.Option(5_000, min=1, help="Shoppers per task (memory per task)."),
+    stall_seconds: float = typer.Option(
+        STALL_SECONDS,
+        min=1,
+        help="On a cluster, give up when no task finished for this long (above a chunk's time).",
+    ),
     model: str | None = typer.Option(None, help="Registered model name (default: CROSSCART_MODEL_NAME)."),
     alias: str | None = typer.Option(None, help="Registry alias (default: CROSSCART_MODEL_ALIAS)."),
     tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default: the setting)."),
@@ -77,7 +83,14 @@ def batch_score(
         # scored aside and swapped in whole: replicas keep the previous lists while this runs or if it fails
         with staged_directory(out) as staging:
             with dask_client(spec) as client, working("scoring every shopper"):
-                score_all(recommender, staging, n=n, chunk_size=chunk_size, client=client)
+                score_all(
+                    recommender,
+                    staging,
+                    n=n,
+                    chunk_size=chunk_size,
+                    client=client,
+                    stall_seconds=stall_seconds,
+                )
             write_meta(staging, name, version.version, n)  # the API serves the lists for this version only
         path = out
     except (ValueError, ModelUnavailable, ClusterJobStalled) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Response, status
@@ -10,10 +11,19 @@ from pydantic import BaseModel, Field
 
 from serving.deps import Admin, StateDep
 from serving.http import HEALTH_BODY
+from serving.logs import MASK, redact
 from serving.refresh import FailureCode
 
 router = APIRouter(tags=["operations"])
 admin_router = APIRouter(tags=["operations"])  # under /v1, behind a key
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")  # `user:password@` in a URL
+
+
+def _for_admins(message: str | None) -> str | None:
+    """A failing check's message as `/v1/ready/details` shows it: paths, SQL and host names kept (what the
+    operator needs), credentials not: the user and password of a URL (an MLflow or Redis address with
+    them in it), keys and ID numbers (`serving.logs.redact`). An admin key is not the servers' secrets."""
+    return None if message is None else redact(_URL_CREDENTIALS.sub(f"{MASK}@", message))
 
 
 class Health(BaseModel):
@@ -132,12 +142,12 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
     host names); what an operator without access to the logs reads next to `crosscart doctor`."""
     broken = state.models.broken
     return ReadinessDetails(
-        database_error=state.db_health.last_error,
-        catalog_error=state.catalog.last_error,
+        database_error=_for_admins(state.db_health.last_error),
+        catalog_error=_for_admins(state.catalog.last_error),
         model_alias_version=None if broken is None else broken[0],
-        model_alias_error=None if broken is None else broken[2],
-        registry_error=state.models.registry_message,
-        precomputed_error=None if state.precomputed is None else state.precomputed.last_error,
+        model_alias_error=None if broken is None else _for_admins(broken[2]),
+        registry_error=_for_admins(state.models.registry_message),
+        precomputed_error=None if state.precomputed is None else _for_admins(state.precomputed.last_error),
     )
 
 

@@ -45,6 +45,9 @@ BAD_COUPONS = [
         C("amount_off", "5", issuer="store", merchant_id="m_ok", scope_type="product", scope_id="p_bad"),
         ValidationError,
     ),
+    # the holdout arm's name: a campaign's shoppers given coupon `control` were stored as its holdout
+    (C("amount_off", "5", coupon_id="control"), ValidationError),
+    (C("amount_off", "5", coupon_id="\uff43\uff4f\uff4e\uff54\uff52\uff4f\uff4c"), ValidationError),
 ]
 
 

@@ -155,3 +155,26 @@ def test_renormalise_recomputes_skeletons_icu_no_longer_gives(market, database_u
     assert done.exit_code == 0 and done.output.strip().endswith("out of date, recomputed"), done.output
     with pytest.raises(ValidationError, match="looks like the existing 'PAY'"), transaction(market) as s:
         create_coupon(s, CouponInput(kind="amount_off", value="5", coupon_id="\u0420\u0410\u0423"))  # РАУ
+
+
+def test_a_coupon_whose_normal_form_is_control_is_left_as_it_is(market):
+    """`ｃｏｎｔｒｏｌ` rewritten to `control` would turn the shoppers its campaign gives it into the
+    holdout (the arm of that name): it is reported and left, as the coupon id rule refuses `control`."""
+    from datetime import timedelta
+
+    from commerce.services.renormalise import renormalise
+
+    wide = "\uff43\uff4f\uff4e\uff54\uff52\uff4f\uff4c"  # ｃｏｎｔｒｏｌ
+    with transaction(market) as s:
+        create_campaign(
+            s, CampaignInput("Old", "email", "100", NOW, NOW + timedelta(days=7), campaign_id="cmp-ctl")
+        )
+        s.add(_coupon(wide, campaign_id="cmp-ctl", requires_grant=True))
+        s.flush()
+        s.add(CampaignMember(campaign_id="cmp-ctl", shopper_id="s0", arm=wide, coupon_id=wide))
+    with transaction(market) as s:
+        (found,) = renormalise(s)
+    assert not found.safe and found.describe().endswith("('control' names a campaign's holdout arm)")
+    with transaction(market) as s:
+        assert s.get(Coupon, wide) is not None and s.get(Coupon, "control") is None
+        assert s.scalar(select(CampaignMember.arm).where(CampaignMember.campaign_id == "cmp-ctl")) == wide

@@ -241,6 +241,8 @@ def test_set_audience_refuses_probabilities_that_contradict_the_arm(factory):
             ({"N30": 0.5, "control": 0.4}, "sum to 1"),
             ({"control": 1.0}, "rule out"),
             ({"N30": 0.5, "XX": 0.5}, "unknown arms"),
+            # 1.3 in all, 1 once the full-width N30 overwrote the other: it was accepted
+            ({"N30": 0.3, "\uff2e\uff13\uff10": 0.3, "control": 0.7}, "name arm 'N30' twice"),
         ):
             with pytest.raises(ValidationError, match=match):
                 cmp.set_audience(s, campaign, [("S1", "N30")], arm_probabilities={"S1": bad})

@@ -10,6 +10,7 @@ import pickle
 import pytest
 from sqlalchemy import exc
 
+from serving.precomputed import BatchMissing
 from serving.refresh import failure_code
 from tests.resilience.conftest import fault_settings, make_keys, recommender_source, seeded_factory
 from tests.serving.conftest import auth
@@ -67,6 +68,8 @@ def test_ready_says_one_word_per_failing_check_and_logs_the_message(tmp_path, op
     said = details.json()
     assert "10.0.0.7" in said["catalog_error"] and "/srv/crosscart/secret" in said["precomputed_error"]
     assert "mlflow.internal" in said["registry_error"] and said["model_alias_version"] == "2"
+    assert "s3cret" not in said["registry_error"]  # the URL's password: an admin key is not the servers'
+    assert "http://[redacted]@mlflow.internal:5000" in said["registry_error"]
     assert said["model_alias_error"] == "OSError: artifact of version 2 is corrupt"
     for who in ("marketer", "storefront", "s1"):
         assert client.get("/v1/ready/details", headers=auth(keys[who])).status_code == 403
@@ -84,7 +87,9 @@ def test_a_registry_never_reached_is_the_fallback_reason_without_its_address(tmp
     ("error", "code"),
     [
         (FileNotFoundError(2, "No such file", "/srv/x"), "missing"),
-        (LookupError("the published batch is gone from Redis"), "missing"),
+        (BatchMissing("the published batch is gone from Redis"), "missing"),
+        (KeyError("stamp"), "failed"),  # a loader's bug or malformed input: was `missing`
+        (IndexError("list index out of range"), "failed"),
         (PermissionError(13, "Permission denied", "/srv/x"), "unreadable"),
         (ConnectionError("refused"), "unavailable"),
         (exc.OperationalError("SELECT 1", {}, Exception("gone")), "unavailable"),

@@ -23,7 +23,7 @@ from commerce.services.access import create_api_key
 from commerce.services.checkout import CartLine, checkout
 from commerce.services.coupons import CouponInput, create_coupon, grant_coupon
 from commerce.services.orders import pay_order
-from commerce.services.shoppers import register_identity
+from commerce.services.shoppers import create_shopper, register_identity
 from commerce.shoppers import Shopper
 from crosscart.settings import Settings
 from serving.app import create_app
@@ -306,3 +306,28 @@ def client(make_client) -> TestClient:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def grant_only_campaign(
+    client: TestClient, marketer: dict[str, str], factory, name: str, coupon_id: str
+) -> str:
+    """A draft email campaign `name` (budget 500, half held out) with one grant-only coupon `coupon_id`
+    (20 off 100), and shoppers s4-s40 beside the seeded ones: what a plan's candidates can name."""
+    with transaction(factory) as s:
+        for i in range(4, 41):
+            create_shopper(s, f"s{i}", "east")
+    window = {"starts_at": NOW.isoformat(), "ends_at": (NOW + timedelta(days=7)).isoformat()}
+    made = client.post(
+        "/v1/campaigns",
+        json={"name": name, "channel": "email", "budget": "500.00", "control_share": "0.5", **window},
+        headers=marketer,
+    )
+    assert made.status_code == 201, made.text
+    campaign_id = made.json()["campaign_id"]
+    with transaction(factory) as s:
+        coupon = CouponInput(
+            kind="amount_off", value="20", min_spend="100", campaign_id=campaign_id, requires_grant=True,
+            coupon_id=coupon_id,
+        )  # fmt: skip
+        create_coupon(s, coupon)
+    return campaign_id

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
-from commerce.db import transaction
-from commerce.services.coupons import CouponInput, create_coupon
-from commerce.services.shoppers import create_shopper
-from tests.serving.conftest import NOW, auth
+from tests.serving.conftest import NOW, auth, grant_only_campaign
 
 
 def test_merchant_application_review_and_publishing(client, keys):
@@ -295,35 +291,7 @@ def test_experiments_and_variant_in_recommendations(client, keys):
 
 def test_campaign_lifecycle_plan_export_report(client, keys, session_factory):
     marketer = auth(keys["marketer"])
-    with transaction(session_factory) as s:
-        for i in range(4, 41):
-            create_shopper(s, f"s{i}", "east")
-    created = client.post(
-        "/v1/campaigns",
-        json={
-            "name": "Double 11",
-            "channel": "email",
-            "budget": "500.00",
-            "control_share": "0.5",
-            "starts_at": NOW.isoformat(),
-            "ends_at": (NOW + timedelta(days=7)).isoformat(),
-        },
-        headers=marketer,
-    )
-    assert created.status_code == 201, created.text
-    cid = created.json()["campaign_id"]
-    with transaction(session_factory) as s:
-        create_coupon(
-            s,
-            CouponInput(
-                kind="amount_off",
-                value="20",
-                min_spend="100",
-                campaign_id=cid,
-                requires_grant=True,
-                coupon_id="c-camp",
-            ),
-        )
+    cid = grant_only_campaign(client, marketer, session_factory, "Double 11", "c-camp")
     candidates = [
         {
             "shopper_id": f"s{i}",

@@ -108,6 +108,33 @@ def test_redis_down_falls_back_to_local_counting():
     assert limiter.breaker.trips == 1  # opened once, then counted locally without asking again
 
 
+def test_a_burst_reads_the_eviction_policy_once(monkeypatch):
+    """The shared store's policy is read once a minute (`SharedStore.verify`): every request of a burst
+    arriving while the read was in flight read it too (20 reads for 20 requests on the first use)."""
+    from serving.security import RateDecision
+
+    limiter = RateLimiter(100, 100, "redis://127.0.0.1:9/0", redis_timeout=5)
+    reads = []
+
+    async def verify():
+        reads.append(1)
+        await asyncio.sleep(0.05)  # CONFIG GET's round trip
+        limiter._shared.verified_at = time.monotonic()
+
+    async def decide(_limiter, item, _key, _principal):
+        return RateDecision(True, item.amount, item.amount - 1, 60, "per-key")
+
+    monkeypatch.setattr(limiter._shared, "verify", verify)
+    monkeypatch.setattr(RateLimiter, "_decide", staticmethod(decide))
+
+    async def burst():
+        return await asyncio.gather(*(limiter.check(Principal(role="shopper", key_id=i)) for i in range(20)))
+
+    assert all(d.allowed for d in asyncio.run(burst()))
+    limiter.stop()
+    assert len(reads) == 1 and limiter.breaker.closed
+
+
 def test_body_size_limit(make_client, keys, settings):
     client = make_client(settings=settings.model_copy(update={"max_body_bytes": 2_000}))
     event = {

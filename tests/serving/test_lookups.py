@@ -5,15 +5,12 @@ same look-alike was refused as a duplicate."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from commerce.db import transaction
-from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.experiments import get_experiment
-from commerce.services.shoppers import create_shopper
 from experiments.ab.assignment import ExperimentSpec, assign
-from tests.serving.conftest import NOW, auth
+from tests.serving.conftest import auth, grant_only_campaign
 
 _WIDE = {c: chr(ord(c) + 0xFEE0) for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
@@ -65,28 +62,7 @@ def test_coupon_admin_finds_a_coupon_by_a_look_alike_id(client, keys):
 
 def test_a_campaign_plan_names_its_coupon_in_a_look_alike_form(client, keys, session_factory):
     marketer = auth(keys["marketer"])
-    with transaction(session_factory) as s:
-        for i in range(4, 41):
-            create_shopper(s, f"s{i}", "east")
-    window = {"starts_at": NOW.isoformat(), "ends_at": (NOW + timedelta(days=7)).isoformat()}
-    made = client.post(
-        "/v1/campaigns",
-        json={"name": "Wide", "channel": "email", "budget": "500.00", "control_share": "0.5", **window},
-        headers=marketer,
-    )
-    cid = made.json()["campaign_id"]
-    with transaction(session_factory) as s:
-        create_coupon(
-            s,
-            CouponInput(
-                kind="amount_off",
-                value="20",
-                min_spend="100",
-                campaign_id=cid,
-                requires_grant=True,
-                coupon_id="CAMP-7",
-            ),  # fmt: skip
-        )
+    cid = grant_only_campaign(client, marketer, session_factory, "Wide", "CAMP-7")
     candidates = [
         {"shopper_id": f"s{i}", "coupon_id": wide("camp-7").upper(), "p_control": 0.1,
          "p_treated": 0.1 + i / 200, "spend_control": 150.0, "spend_treated": 160.0}

@@ -118,6 +118,33 @@ def test_cli_scores_the_registered_champion(tracking_uri, tmp_path):
     assert "carries the alias 'nowhere'" in missing.output
 
 
+def test_cli_batch_score_gives_up_on_a_stalled_cluster_after_stall_seconds(
+    tracking_uri, tmp_path, monkeypatch
+):
+    """`--stall-seconds` reaches the cluster wait (`compute_on`), as `crosscart features job`'s: a chunk
+    longer than the 300 s default failed every run with no way to allow it; a stall is one error line."""
+    from typer.testing import CliRunner
+
+    import training.batch_scoring as scoring
+    from crosscart.cli import app
+    from features.cluster import ClusterJobStalled
+
+    def stalled(*args, stall_seconds, **kwargs):
+        raise ClusterJobStalled(
+            f"batch-score: no task on the Dask cluster finished for {stall_seconds:.0f} s"
+        )
+
+    _register_recommender(tracking_uri)
+    monkeypatch.setattr(scoring, "score_all", stalled)
+    base = ["batch-score", "--model", "recs", "--tracking-uri", tracking_uri, "--cluster", ""]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "lists"), "--stall-seconds", "900"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "error: batch-score: no task on the Dask cluster finished for 900 s"
+    )
+    assert not (tmp_path / "lists").exists()  # nothing published
+
+
 def test_coupon_uplift_of_every_shopper_equals_the_in_memory_scores(tmp_path):
     """Scored a shopper partition at a time, every shopper's uplift per coupon kind is what the model
     gives on the whole event log in memory."""
