@@ -7,6 +7,7 @@ spend), on several simulated files of 64,000 customers (`models.uplift.simulate.
     .venv/bin/python -m bench.uplift_choice --reuse old.json        # re-run only changed choices
     .venv/bin/python -m bench.uplift_choice --auto auto-nested      # the rule set by nested CV
     .venv/bin/python -m bench.uplift_choice --outcomes conversion   # one outcome only
+    .venv/bin/python -m bench.uplift_choice --arms "Womens E-Mail"  # one arm only
 
 Each file is split 50/50 (stratified, seed 42) as `crosscart evaluate uplift` does; `auto` chooses on
 the training half only. The default seeds were not used to choose `auto`'s default blend (seeds
@@ -118,6 +119,12 @@ def main() -> None:
         "choices (the funnel: conversion) is re-run on that outcome alone.",
     )
     parser.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        help="Arms to run (comma-separated; default all): a question about one arm's pairs gets more "
+        "seeds in the same time.",
+    )
+    parser.add_argument(
         "--auto",
         default="auto",
         choices=("auto", "auto-nested"),
@@ -157,7 +164,7 @@ def main() -> None:
     reusable = _reusable(args, models)
     for seed in [int(s) for s in args.seeds.split(",")]:
         data = None
-        for arm in ARMS:
+        for arm in [a for a in ARMS if a in args.arms.split(",")]:
             for outcome in [o for o in OUTCOMES if o in args.outcomes.split(",")]:
                 r = reusable.get((seed, arm, outcome))
                 if r is None:
