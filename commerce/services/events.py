@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore_stmt
 from commerce.errors import ValidationError
+from commerce.services._util import lookup_name
 from commerce.events import (
     CLIENT_ID_PREFIX,
     EVENT_COLUMNS,
@@ -43,6 +44,8 @@ def _clean(event: Mapping[str, Any]) -> dict[str, Any]:
     row["ts"] = as_utc(row["ts"])
     row["quantity"] = int(row["quantity"] if row["quantity"] is not None else 1)
     row["value"] = float(row["value"] or 0.0)
+    if row["coupon_id"] is not None:  # stored as every lookup of a coupon reads it, so `ＳＡＶＥ１０` counts
+        row["coupon_id"] = lookup_name(row["coupon_id"]) or None  # for SAVE10; blank names none
     return row
 
 
