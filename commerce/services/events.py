@@ -1,5 +1,4 @@
-"""The behaviour event log: idempotent batch inserts and export to the Parquet events contract.
-"""
+"""The behaviour event log: idempotent batch inserts and export to the Parquet events contract."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore_stmt
 from commerce.errors import ValidationError
-from commerce.services._util import lookup_name
 from commerce.events import (
     CLIENT_ID_PREFIX,
     EVENT_COLUMNS,
@@ -22,6 +20,7 @@ from commerce.events import (
     BehaviorEvent,
     events_arrow_schema,
 )
+from commerce.services._util import lookup_name
 from commerce.sqltypes import as_utc
 
 EXPORT_BATCH_ROWS = 200_000
