@@ -26,8 +26,16 @@ log = logging.getLogger(__name__)
 STALL_SECONDS = 300.0
 
 
-class ClusterJobStalled(RuntimeError):
+class ClusterJobFailed(RuntimeError):
+    """A job the Dask cluster itself failed (not one of its tasks): the commands say so in one line."""
+
+
+class ClusterJobStalled(ClusterJobFailed):
     """A job on a Dask cluster where no task finished for `stall_seconds`: it was cancelled."""
+
+
+class ClusterUnreachable(ClusterJobFailed):
+    """The Dask scheduler could not be reached, before or during a job (it died, or the network to it)."""
 
 
 def parse_cluster_spec(spec: str | None) -> tuple[str, int | str] | None:
@@ -69,7 +77,11 @@ def dask_client(spec: str | None) -> Iterator[Client | None]:
         ):
             yield client
     else:
-        with Client(value, timeout="10s") as client:
+        try:
+            client = Client(value, timeout="10s")
+        except OSError as exc:
+            raise ClusterUnreachable(f"cannot reach the Dask scheduler {value}: {exc}") from exc
+        with client:
             yield client
 
 
@@ -77,7 +89,8 @@ def compute_on(
     client: Client, tasks: Sequence[Any], *, what: str, stall_seconds: float = STALL_SECONDS
 ) -> list[Any]:
     """`dask.compute(*tasks, scheduler=client)` that cannot wait forever: the results, or the first
-    task's error, or ClusterJobStalled once no task on the cluster has finished for `stall_seconds`.
+    task's error, or ClusterJobStalled once no task on the cluster has finished for `stall_seconds`,
+    or ClusterUnreachable when the scheduler is gone (distributed's OSError / CommClosedError).
 
     A worker lost mid-job (killed, OOM, a node drained) is logged, and the scheduler reruns its work
     on the others. That recovery is the scheduler's and the peer-to-peer shuffle's, and it has gaps
@@ -93,8 +106,9 @@ def compute_on(
         done = sum(sum(p.all_durations.values()) for p in dask_scheduler.task_prefixes.values())
         return done, list(dask_scheduler.workers)
 
-    futures = client.compute(list(tasks))
+    futures = []
     try:
+        futures = client.compute(list(tasks))
         progress, workers = client.run_on_scheduler(state)
         seen, lost = set(workers), []
         checked = moved = time.monotonic()
@@ -118,5 +132,11 @@ def compute_on(
                     "cancelled, nothing published"
                 )
         return client.gather(futures)
+    except OSError as exc:  # CommClosedError is one; a task's own (a missing input) marks its future
+        if any(f.status == "error" for f in futures):
+            raise
+        raise ClusterUnreachable(
+            f"{what}: lost the Dask scheduler mid-job ({exc}); nothing published"
+        ) from exc
     finally:
         client.cancel([f for f in futures if not f.done()], force=True)

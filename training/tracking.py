@@ -8,7 +8,10 @@ backend, artifacts go to `mlartifacts/` beside the database file, so a data dire
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -18,6 +21,10 @@ if TYPE_CHECKING:
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https", "databricks")
+#: Tags naming the process a run was started by (every fluent `mlflow.start_run` after `use_tracking`)
+PID_TAG, HOST_TAG, ENDED_TAG = "crosscart.pid", "crosscart.host", "crosscart.ended_because"
+#: A RUNNING run whose process cannot be checked (another host, or untagged) is abandoned after this long
+ABANDONED_AFTER_SECONDS = 7 * 24 * 3600.0
 
 
 def check_tracking_uri(uri: str) -> str:
@@ -56,9 +63,13 @@ def use_tracking(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
+    context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")  # tags of every run started
+    context.update({PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps(context)
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is not None:
+        end_abandoned_runs(client, found.experiment_id)
         return client, found.experiment_id
     from mlflow.exceptions import MlflowException
 
@@ -70,6 +81,41 @@ def use_tracking(uri: str, experiment: str) -> tuple[MlflowClient, str]:
         if found is None:
             raise
         return client, found.experiment_id
+
+
+def _process_gone(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):  # alive as another user / not a pid we wrote
+        return False
+    return False
+
+
+def end_abandoned_runs(
+    client: MlflowClient, experiment_id: str, *, max_age: float = ABANDONED_AFTER_SECONDS
+) -> list[str]:
+    """Mark KILLED (tagged `crosscart.ended_because`) the runs of `experiment_id` still RUNNING whose
+    process is gone: a training SIGKILLed mid-run (the OOM killer, a node drain) never ends its run,
+    which stayed RUNNING for ever. Gone: its pid (`PID_TAG`) is not alive on this host, or, for a run
+    of another host or untagged, it started more than `max_age` seconds ago. Returns their ids."""
+    host, now = socket.gethostname(), time.time()
+    ended = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        tags, started = run.data.tags, (run.info.start_time or 0) / 1000
+        if tags.get(HOST_TAG) == host and PID_TAG in tags:
+            if not _process_gone(tags[PID_TAG]):
+                continue
+            because = f"process {tags[PID_TAG]} on {host} ended without ending its run"
+        elif now - started > max_age:
+            because = f"still RUNNING {(now - started) / 3600:.0f} h after it started, its process unknown"
+        else:
+            continue
+        client.set_tag(run.info.run_id, ENDED_TAG, because)
+        client.set_terminated(run.info.run_id, "KILLED")
+        ended.append(run.info.run_id)
+    return ended
 
 
 def metric_key(metric: str) -> str:

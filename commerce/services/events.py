@@ -1,5 +1,4 @@
-"""The behaviour event log: idempotent batch inserts and export to the Parquet events contract.
-"""
+"""The behaviour event log: idempotent batch inserts and export to the Parquet events contract."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from commerce.events import (
     BehaviorEvent,
     events_arrow_schema,
 )
+from commerce.services._util import lookup_name
 from commerce.sqltypes import as_utc
 
 EXPORT_BATCH_ROWS = 200_000
@@ -43,6 +43,8 @@ def _clean(event: Mapping[str, Any]) -> dict[str, Any]:
     row["ts"] = as_utc(row["ts"])
     row["quantity"] = int(row["quantity"] if row["quantity"] is not None else 1)
     row["value"] = float(row["value"] or 0.0)
+    if row["coupon_id"] is not None:  # stored as every lookup of a coupon reads it, so `ＳＡＶＥ１０` counts
+        row["coupon_id"] = lookup_name(row["coupon_id"]) or None  # for SAVE10; blank names none
     return row
 
 

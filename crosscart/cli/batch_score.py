@@ -63,7 +63,7 @@ def batch_score(
     spec = cluster if cluster is not None else settings.dask_scheduler
 
     from commerce.files import staged_directory
-    from features.cluster import ClusterJobStalled, dask_client
+    from features.cluster import ClusterJobFailed, dask_client
     from serving.precomputed import publish_to_redis, write_meta
     from training.batch_scoring import read_scores, score_all
     from training.registry import (
@@ -93,7 +93,7 @@ def batch_score(
                 )
             write_meta(staging, name, version.version, n)  # the API serves the lists for this version only
         path = out
-    except (ValueError, ModelUnavailable, ClusterJobStalled) as exc:
+    except (ValueError, ModelUnavailable, ClusterJobFailed) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if redis:

@@ -84,7 +84,7 @@ def job(
     import pandas as pd
 
     from crosscart.settings import get_settings
-    from features.cluster import ClusterJobStalled, dask_client
+    from features.cluster import ClusterJobFailed, dask_client
     from features.distributed import run_feature_job, run_training_set
 
     spec = cluster if cluster is not None else get_settings().dask_scheduler
@@ -109,7 +109,7 @@ def job(
                     snapshot_freq=None if snapshot_freq == "exact" else snapshot_freq,
                     stall_seconds=stall_seconds,
                 )
-    except (FileNotFoundError, ValueError, ClusterJobStalled) as exc:
+    except (FileNotFoundError, ValueError, ClusterJobFailed) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     for name, path in paths.items():

@@ -12,7 +12,7 @@ from commerce.errors import ValidationError
 from commerce.events import BehaviorEvent
 from commerce.identity import Keyring, id_digest
 from commerce.services import shoppers
-from commerce.services.events import export_events, record_events
+from commerce.services.events import client_event_id, export_events, record_events
 from commerce.shoppers import ShopperIdentity
 from tests.commerce.conftest import IDENTITY_KEY, NOW, make_id_number
 
@@ -80,3 +80,16 @@ def test_invalid_identity_is_refused_and_changes_nothing(market):
         assert valid not in repr(ident) and valid[-4:] in repr(ident)
         view = shoppers.get_identity(s, "s0")
         assert valid not in str(view) and ident.id_digest not in str(view) and view.masked_name == "S********"
+
+
+def test_a_coupon_id_is_stored_in_the_form_lookups_read(factory):
+    """A storefront posting `ＳＡＶＥ１０` (full width) or ` SAVE‐10 ` (U+2010, spaces) names coupon SAVE10:
+    the event is stored under the id every coupon lookup reads (`lookup_name`), or its redemptions and
+    views would count apart."""
+    sent = ["ＳＡＶＥ１０", " SAVE\u201010 ", "SAVE10", "  "]
+    with transaction(factory) as s:
+        record_events(s, [_event(i, coupon_id=c) for i, c in enumerate(sent)], client="k1")
+    with factory() as s:
+        stored = dict(s.execute(select(BehaviorEvent.event_id, BehaviorEvent.coupon_id)).all())
+    expected = ["SAVE10", "SAVE-10", "SAVE10", None]
+    assert stored == {client_event_id("k1", f"e{i}"): c for i, c in enumerate(expected)}

@@ -81,3 +81,33 @@ def test_0036_backfills_skeletons_and_look_alikes_are_found_by_them(database_url
     assert len(query(database_url, "SELECT coupon_id FROM coupons")) == MANY + 2  # rows kept
     migrate.upgrade(database_url)  # and up again
     assert migrate.schema_diff(database_url) == []
+
+
+def test_a_name_inserted_without_its_skeleton_is_listed_filled_and_then_refused(database_url):
+    """0036 left SQLite's `*_skeleton` columns an empty default: a raw INSERT naming no skeleton stored
+    '' and the look-alike check missed the row. `renormalise --dry-run` lists it (`stale_skeletons`),
+    0037 fills it, and from then on such an INSERT is refused on SQLite as on PostgreSQL."""
+    from sqlalchemy.exc import IntegrityError
+
+    from commerce.coupons import Coupon
+    from commerce.services.renormalise import stale_skeletons
+
+    columns = ROWS[0].split(" VALUES ")[0]
+    pay = f"{columns} VALUES {COUPON.format('PAY')}"  # names no skeleton: '' on SQLite at 0036
+    given = columns[:-1] + ", coupon_id_skeleton) VALUES " + COUPON.format("{}")[:-1] + ", '{}')"
+    rows = [given.format("PAY", "PAY"), given.format("\u0420\u0410\u0423", "")]  # Cyrillic РАУ, ''
+    seed_at(database_url, "0036_name_skeletons", rows)
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s:
+            assert stale_skeletons(s) == [(Coupon.coupon_id, "\u0420\u0410\u0423", "PAY")]
+        migrate.upgrade(database_url)
+        with make_session_factory(engine)() as s:
+            assert stale_skeletons(s) == []
+        with pytest.raises(IntegrityError, match="coupon_id_skeleton"), engine.begin() as conn:
+            conn.exec_driver_sql(pay.replace("'PAY'", "'P\u0391Y'", 1))  # Greek Α; no skeleton named
+    finally:
+        engine.dispose()
+    assert query(database_url, "SELECT coupon_id_skeleton FROM coupons") == [("PAY",), ("PAY",)]
+    migrate.downgrade(database_url, "0036_name_skeletons")
+    migrate.upgrade(database_url)

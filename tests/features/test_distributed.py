@@ -130,6 +130,53 @@ def test_a_stalled_cluster_job_names_the_worker_it_lost():
             _HOLD.set()
 
 
+def _missing_file(x):
+    raise FileNotFoundError(f"no part {x}")
+
+
+def test_a_job_whose_scheduler_dies_is_one_clear_error_and_a_task_error_stays_itself():
+    """The scheduler dying mid-job surfaced as distributed's OSError (`Timed out trying to connect`) or
+    CommClosedError, which no command caught: a traceback. It is ClusterUnreachable now, which the
+    commands print as one line; a task's own OSError (a missing input) is still that error."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from features.cluster import ClusterUnreachable, compute_on
+
+    _HOLD.clear()
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+        LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        with pytest.raises(FileNotFoundError, match="no part 7"):
+            compute_on(client, [dask.delayed(_missing_file)(7)], what="a read")
+        timer = threading.Timer(1.0, client.sync, (cluster.scheduler.close,))
+        timer.start()
+        try:
+            with pytest.raises(ClusterUnreachable, match="a held task: lost the Dask scheduler mid-job"):
+                compute_on(client, [dask.delayed(_held, pure=False)(1)], what="a held task", stall_seconds=60)
+        finally:
+            timer.join()
+            _HOLD.set()
+
+
+def test_cli_job_to_a_closed_scheduler_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+    from tests.conftest import free_port
+
+    address = f"tcp://127.0.0.1:{free_port(range(18960, 18980))}"  # nothing listens there
+    args = ["features", "job", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--cluster", address]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output  # a line, not a traceback
+    assert (
+        result.output.strip().splitlines()[-1].startswith(f"error: cannot reach the Dask scheduler {address}")
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_events_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no events/ directory"):
         run_feature_job(tmp_path, tmp_path / "out")

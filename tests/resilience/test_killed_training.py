@@ -20,6 +20,7 @@ from crosscart.cli.doctor import run_checks
 from crosscart.settings import Settings
 from tests.training.conftest import planted_events
 from training.registry import champion_version, load_recommender_version, registry_client
+from training.tracking import ENDED_TAG
 
 pytestmark = pytest.mark.slow  # six `crosscart train` processes: about 55 s of CPU
 
@@ -95,3 +96,10 @@ def test_training_killed_at_each_step_keeps_a_loadable_champion_and_a_rerun_prom
     assert str(champion.version) == "4"
     assert load_recommender_version(tracking_uri, NAME, champion.version).recommend(["u1"], n=3)[0]
     assert _recommender_check(tmp_path, tracking_uri).status == "ok"
+    # each killed run was ended by the next start (`training.tracking.end_abandoned_runs`), saying why
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100)
+    statuses = sorted(r.info.status for r in runs if r.info.status != "FINISHED")
+    assert statuses == ["KILLED"] * 4
+    assert all(
+        "ended without ending its run" in r.data.tags[ENDED_TAG] for r in runs if r.info.status == "KILLED"
+    )
