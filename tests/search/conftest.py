@@ -7,6 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commerce.db import transaction
+from commerce.search.documents import rebuild
+from commerce.search.index import Fts5Index, PostgresIndex, SearchIndex
+from commerce.search.memory import MemoryIndex
 from commerce.services import catalog, merchants, shoppers
 from commerce.services.access import create_api_key
 from commerce.services.logistics import seed_default_partners
@@ -74,6 +77,15 @@ def shop(factory):  # noqa: F811
     return factory
 
 
+def search_app(shop, settings: Settings, **kwargs):
+    """The app over the search shop with a one-version recommender and no uplift model: what every search
+    test serves (`kwargs` go to `create_app`, e.g. `start_background`, `catalog_refresh_seconds`)."""
+    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
+    return create_app(
+        settings, session_factory=shop, model_source=source, uplift_source=ScriptedSource(), **kwargs
+    )
+
+
 @pytest.fixture
 def api(shop, engine, tmp_path):  # noqa: F811
     backend = "postgresql" if engine.dialect.name == "postgresql" else "memory"  # memory: the default
@@ -84,16 +96,20 @@ def api(shop, engine, tmp_path):  # noqa: F811
         search_backend=backend,
         ads_token_secret="api-test-secret",
     )
-    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
-    app = create_app(
-        settings,
-        session_factory=shop,
-        model_source=source,
-        uplift_source=ScriptedSource(),
-        start_background=False,
-    )
-    with TestClient(app) as client:
+    with TestClient(search_app(shop, settings, start_background=False)) as client:
         yield client
+
+
+@pytest.fixture(params=["database", "memory"])
+def index(request, shop, engine) -> SearchIndex:  # noqa: F811
+    """The shop's documents in an index of each kind: the database's own (FTS5 or PostgreSQL) and memory."""
+    if request.param == "memory":
+        idx: SearchIndex = MemoryIndex()
+    else:
+        idx = Fts5Index() if engine.dialect.name == "sqlite" else PostgresIndex(engine)
+    with shop() as session:
+        rebuild(idx, session)
+    return idx
 
 
 @pytest.fixture

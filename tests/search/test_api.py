@@ -13,9 +13,9 @@ from commerce.ads import AdBudgetDay, AdImpression
 from commerce.db import transaction
 from commerce.services.access import create_api_key
 from crosscart.settings import Settings
-from serving.app import create_app
 from serving.schemas.search import SearchOut
-from tests.serving.conftest import ScriptedSource, TinyRecommender, auth
+from tests.search.conftest import search_app
+from tests.serving.conftest import auth
 
 
 def ids(body) -> list[str]:
@@ -173,15 +173,7 @@ def test_learned_ranker_is_served_with_its_version(shop, engine, tmp_path):
         search_backend="postgresql" if engine.dialect.name == "postgresql" else "fts5",
         search_ranker_path=str(tmp_path / "ranker.joblib"),
     )
-    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
-    app = create_app(
-        settings,
-        session_factory=shop,
-        model_source=source,
-        uplift_source=ScriptedSource(),
-        start_background=False,
-    )
-    with TestClient(app) as client:
+    with TestClient(search_app(shop, settings, start_background=False)) as client:
         body = client.get("/v1/search", params={"q": "cream"}).json()
     assert body["model_version"] == ranker.version_
     assert set(ids(body)) == {"P1", "P6"}
@@ -197,14 +189,7 @@ def test_another_replicas_writes_reach_search_within_the_refresh_interval(api, k
         rate_limit_anonymous_per_minute=10_000,
         search_backend="postgresql" if engine.dialect.name == "postgresql" else "memory",
     )
-    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
-    other = create_app(
-        settings,
-        session_factory=shop,
-        model_source=source,
-        uplift_source=ScriptedSource(),
-        catalog_refresh_seconds=every,
-    )
+    other = search_app(shop, settings, catalog_refresh_seconds=every)
 
     def seen_by_b(query: str, want: bool, client: TestClient) -> float:
         started = time.monotonic()

@@ -11,13 +11,12 @@ from dataclasses import replace
 import pytest
 from fastapi.testclient import TestClient
 
-from commerce.search.documents import load_documents, rebuild
-from commerce.search.index import Fts5Index, PostgresIndex, SearchIndex, sync
-from commerce.search.memory import MemoryIndex
+from commerce.search.documents import load_documents
+from commerce.search.index import sync
 from crosscart.settings import Settings
-from serving.app import create_app
+from tests.search.conftest import search_app
 from tests.search.test_api import ids
-from tests.serving.conftest import ScriptedSource, TinyRecommender, auth
+from tests.serving.conftest import auth
 
 NEW = {
     "sku": "SKU-P9", "title": "Karimi 香水 Perfume Rose", "category_id": "C01-02", "brand": "Karimi",
@@ -36,15 +35,7 @@ def replica(request, shop, engine, tmp_path):
         search_index_path=str(tmp_path / "search.db"),
         ads_token_secret="refresh-race-secret",
     )
-    source = ScriptedSource(versions={"1": TinyRecommender({}, set())}, alias="1")
-    app = create_app(
-        settings,
-        session_factory=shop,
-        model_source=source,
-        uplift_source=ScriptedSource(),
-        start_background=False,
-    )
-    with TestClient(app) as client:
+    with TestClient(search_app(shop, settings, start_background=False)) as client:
         yield client
 
 
@@ -85,17 +76,6 @@ def test_a_write_during_a_refresh_is_searchable_when_the_refresh_ends(replica, k
     monkeypatch.setattr(serving.search, "sync", real_sync)
     service.refresh()  # the next refresh, with nothing written during it, agrees
     assert search("香水") == [] and service.index.count() == 7
-
-
-@pytest.fixture(params=["database", "memory"])
-def index(request, shop, engine) -> SearchIndex:
-    if request.param == "memory":
-        idx: SearchIndex = MemoryIndex()
-    else:
-        idx = Fts5Index() if engine.dialect.name == "sqlite" else PostgresIndex(engine)
-    with shop() as session:
-        rebuild(idx, session)
-    return idx
 
 
 def test_sync_leaves_what_was_re_indexed_after_its_snapshot(index, shop):

@@ -8,21 +8,9 @@ import pytest
 
 from commerce.db import transaction
 from commerce.search.documents import load_documents, rebuild, refresh_products
-from commerce.search.index import Filters, Fts5Index, MatchQuery, PostgresIndex, SearchIndex
-from commerce.search.memory import MemoryIndex
+from commerce.search.index import Filters, MatchQuery, SearchIndex
 from commerce.search.query import QueryParser, Vocabulary
 from commerce.services import catalog
-
-
-@pytest.fixture(params=["database", "memory"])
-def index(request, shop, engine) -> SearchIndex:
-    if request.param == "memory":
-        idx: SearchIndex = MemoryIndex()
-    else:
-        idx = Fts5Index() if engine.dialect.name == "sqlite" else PostgresIndex(engine)
-    with shop() as session:
-        rebuild(idx, session)
-    return idx
 
 
 @pytest.fixture
