@@ -72,9 +72,16 @@ def _product_ids_of(form) -> list[str]:
 
 
 def _report_window(start: str | None, end: str | None) -> tuple[date, date]:
-    """The report's days (both inclusive, UTC); default: the last 30 days up to today."""
+    """The report's days (both inclusive, UTC); default: the last 30 days up to today. ValueError for a
+    malformed day, or one at the calendar's ends: the window ends at midnight after `last`, which
+    9999-12-31 does not have, and 30 days before 0001-01-01 do not exist either (both were 500s)."""
     last = date.fromisoformat(end) if end else datetime.now(UTC).date()
-    first = date.fromisoformat(start) if start else last - timedelta(days=REPORT_DAYS - 1)
+    if last == date.max:
+        raise ValueError("no day after the last day of the calendar")
+    try:
+        first = date.fromisoformat(start) if start else last - timedelta(days=REPORT_DAYS - 1)
+    except OverflowError as exc:
+        raise ValueError("the window starts before the first day of the calendar") from exc
     return first, last
 
 
@@ -181,7 +188,7 @@ async def _campaign_view(
         first, last = _report_window(start, end)
     except ValueError:
         first, last = _report_window(None, None)
-        report_error = "Dates must look like 2026-06-01; showing the last 30 days."
+        report_error = "Dates must look like 2026-06-01 (years 1 to 9999); showing the last 30 days."
     report, refused = attempt(
         None,
         lambda: search_api.keyword_campaign_report(

@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from commerce.campaigns import Campaign
 from commerce.db import read_only
@@ -25,7 +24,7 @@ from models.uplift.base import CouponUpliftModel
 from serving.audit import audit
 from serving.deps import Marketer, SessionDep, StateDep
 from serving.routers.common import PageLimit, PageOffset
-from serving.schemas.base import PageOut
+from serving.schemas.base import Instant, PageOut
 from serving.schemas.marketing import (
     CampaignCreate,
     CampaignOut,
@@ -62,9 +61,7 @@ def list_campaigns(
     _: Marketer,
     status: CampaignStatus | None = None,
     channel: Channel | None = None,
-    active_at: Annotated[
-        AwareDatetime | None, Query(description="Only campaigns running at this time.")
-    ] = None,
+    active_at: Annotated[Instant | None, Query(description="Only campaigns running at this time.")] = None,
     name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case.")] = None,
     limit: PageLimit = 50,
     offset: PageOffset = 0,

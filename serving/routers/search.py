@@ -29,7 +29,7 @@ from serving.deps import (
     request_client,
 )
 from serving.routers.common import IntId, PageLimit, PageOffset
-from serving.schemas.base import PageOut
+from serving.schemas.base import Instant, PageOut
 from serving.schemas.search import (
     ClickIn,
     ClickOut,
@@ -306,8 +306,8 @@ def keyword_campaign_report(
     campaign_id: str,
     session: SessionDep,
     principal: MerchantOrAdmin,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
 ) -> KeywordCampaignReport:
     """Impressions, clicks, CTR, spend, attributed orders (clicking shopper bought the product within
     7 days) and ROAS over [start, end) (default: the last 30 days)."""

@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from commerce.coupons import COUPON_ID_PATTERN
-from serving.schemas.base import RequestModel
+from serving.schemas.base import Instant, RequestModel
 
 Kind = Literal["amount_off", "percent_off"]
 Scope = Literal["platform", "category", "merchant", "product"]
@@ -34,8 +34,8 @@ class CouponTerms(RequestModel):
         default=None, ge=1, le=2**31 - 1, description="Total uses; none = unlimited."
     )
     budget: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     requires_grant: bool = Field(default=False, description="Only shoppers granted it (e.g. by a campaign).")
     campaign_id: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -63,8 +63,8 @@ class CouponEdit(RequestModel):
     per_shopper_limit: int | None = Field(default=None, ge=1, le=1_000_000)
     usage_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)
     budget: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     requires_grant: bool | None = None
     campaign_id: str | None = Field(default=None, min_length=1, max_length=64)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from commerce.events import BehaviourEventType
 from commerce.services.checkout import MAX_LINE_QUANTITY
-from serving.schemas.base import RequestModel
+from serving.schemas.base import Instant, RequestModel
 
 MAX_BATCH = 1000
 #: How far ahead of the server's clock an event may be stamped: device clocks drift, but an event from
@@ -23,7 +23,7 @@ class EventIn(RequestModel):
         description="Client-chosen; re-sending it with the same key is a no-op. Stored in the key's own "
         "namespace, so it never clashes with another sender's ids or the server's.",
     )
-    ts: AwareDatetime
+    ts: Instant
     shopper_id: str = Field(min_length=1, max_length=64)
     event_type: BehaviourEventType = Field(
         description="Behaviour only: purchases and coupon events are logged by the server itself."

@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from commerce.campaigns import CAMPAIGN_STATUSES, CHANNELS
-from serving.schemas.base import RequestModel
+from serving.schemas.base import Instant, RequestModel
 
 Channel = Literal[CHANNELS]  # defined once, in commerce.campaigns
 CampaignStatus = Literal[CAMPAIGN_STATUSES]
@@ -23,8 +23,8 @@ class CampaignCreate(RequestModel):
     budget: Decimal = Field(
         gt=0, max_digits=12, decimal_places=2, description="Cap on expected coupon cost, CNY."
     )
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     control_share: Decimal = Field(default=Decimal("0.1"), ge=0, lt=1, max_digits=5, decimal_places=4)
 
 
