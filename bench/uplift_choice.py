@@ -37,11 +37,13 @@ ARMS = ("Mens E-Mail", "Womens E-Mail")
 OUTCOMES = ("visit", "conversion", "spend")
 
 
-def run_pair(data, arm: str, outcome: str, models: list[str], auto_key: str = "auto") -> dict:
+def run_pair(
+    data, arm: str, outcome: str, models: list[str], auto_key: str = "auto", split_seed: int = 42
+) -> dict:
     from training.evaluate_uplift import evaluate_models, load_campaign, split_campaign
 
     campaign = load_campaign(data, "segment", arm, "No E-Mail", outcome)
-    train, test = split_campaign(campaign, 0.5, 42)
+    train, test = split_campaign(campaign, 0.5, split_seed)
     t0 = time.perf_counter()
     rows = evaluate_models(train, test, models, random_state=42, baselines=True)
     seconds = time.perf_counter() - t0
@@ -106,10 +108,21 @@ def by_rule(train, test, auto: dict, base: dict) -> dict[str, dict]:
 
 
 def main() -> None:
+    from features.loaders import read_table
     from models.uplift.simulate import hillstrom_like
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="8,9,10")
+    parser.add_argument(
+        "--seeds",
+        default="8,9,10",
+        help="Simulated files' seeds; with --data, the seeds of the 50/50 split of that one file.",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="A real campaign file with Hillstrom's columns instead of simulated ones "
+        "(`python -m bench.hillstrom` fetches the real file to var/data/hillstrom.csv).",
+    )
     parser.add_argument("--models", default="auto,blend")
     parser.add_argument("--rows", type=int, default=64_000)
     parser.add_argument(
@@ -162,15 +175,17 @@ def main() -> None:
         f"{'u@30 auto':>11}{'best sklift':>12}{'gap (se)':>18}{'both':>6}{'s':>5}  auto's choice (rule)"
     )
     reusable = _reusable(args, models)
+    real = None if args.data is None else read_table(args.data)
     for seed in [int(s) for s in args.seeds.split(",")]:
-        data = None
+        data = real
         for arm in [a for a in ARMS if a in args.arms.split(",")]:
             for outcome in [o for o in OUTCOMES if o in args.outcomes.split(",")]:
                 r = reusable.get((seed, arm, outcome))
                 if r is None:
                     if data is None:
                         data, _ = hillstrom_like(n=args.rows, seed=seed)
-                    r = run_pair(data, arm, outcome, models, args.auto)
+                    split_seed = 42 if real is None else seed
+                    r = run_pair(data, arm, outcome, models, args.auto, split_seed)
                     r["seed"] = seed
                 else:
                     r = {**r, "reused": True}
@@ -191,7 +206,7 @@ def main() -> None:
 
 
 def _reusable(args, models: list[str]) -> dict[tuple, dict]:
-    """Pairs of the `--reuse` file (same rows and models) whose stored cross-validation summary
+    """Pairs of the `--reuse` file (same rows or data file, same models) whose stored cross-validation summary
     leads today's `decide` with `AutoUplift`'s defaults to the choice made then. The split, the
     candidates' fits and the refit are seeded and deterministic, so such a pair's rows are what a
     re-run would give; only pairs whose choice changes are re-run."""
@@ -202,8 +217,9 @@ def _reusable(args, models: list[str]) -> dict[tuple, dict]:
     old = json.loads(args.reuse.read_text())
     old_auto = old["args"].get("auto", "auto")
     old_models = [old_auto if m == "auto" else m for m in old["args"]["models"].split(",")]
-    if old["args"]["rows"] != args.rows or old_models != models:
-        raise SystemExit(f"{args.reuse.name} was run with other --rows, --models or --auto")
+    data = None if args.data is None else args.data.name
+    if old["args"]["rows"] != args.rows or old_models != models or old["args"].get("data") != data:
+        raise SystemExit(f"{args.reuse.name} was run with other --rows, --models, --auto or --data")
     auto = make_model(models[0])
 
     def same(p: dict) -> bool:

@@ -63,7 +63,7 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
         _pair(12, "spend", "funnel-blend", GATED),
     ]
     old.write_text(json.dumps({"args": {"rows": 64_000, "models": "auto,blend"}, "pairs": pairs}))
-    args = Namespace(reuse=old, rows=64_000)
+    args = Namespace(reuse=old, rows=64_000, data=None)
     # `auto` keeps today's rule whatever the outer folds said: pair 10's stored `default` is re-run
     kept = _reusable(args, ["auto", "blend"])
     assert set(kept) == {
@@ -77,17 +77,20 @@ def test_reuse_copies_only_pairs_whose_choice_is_unchanged(tmp_path):
     nested.write_text(
         json.dumps({"args": {"rows": 64_000, "models": "auto,blend", "auto": "auto-nested"}, "pairs": pairs})
     )
-    kept = _reusable(Namespace(reuse=nested, rows=64_000), ["auto-nested", "blend"])
+    kept = _reusable(Namespace(reuse=nested, rows=64_000, data=None), ["auto-nested", "blend"])
     assert set(kept) == {
         (8, "Mens E-Mail", "visit"),
         (9, "Mens E-Mail", "spend"),
         (10, "Mens E-Mail", "visit"),
         (12, "Mens E-Mail", "conversion"),
     }
-    assert _reusable(Namespace(reuse=None, rows=64_000), ["auto", "blend"]) == {}
-    with pytest.raises(SystemExit, match="other --rows, --models or --auto"):
-        _reusable(Namespace(reuse=old, rows=16_000), ["auto", "blend"])
-    with pytest.raises(SystemExit, match="other --rows, --models or --auto"):
+    assert _reusable(Namespace(reuse=None, rows=64_000, data=None), ["auto", "blend"]) == {}
+    with pytest.raises(SystemExit, match="other --rows, --models, --auto or --data"):
+        _reusable(Namespace(reuse=old, rows=16_000, data=None), ["auto", "blend"])
+    with pytest.raises(SystemExit, match="other --rows, --models, --auto or --data"):
         _reusable(args, ["auto"])
-    with pytest.raises(SystemExit, match="other --rows, --models or --auto"):
+    with pytest.raises(SystemExit, match="other --rows, --models, --auto or --data"):
         _reusable(args, ["auto-nested", "blend"])
+    # simulated pairs are never reused for a real file's (or the other way round)
+    with pytest.raises(SystemExit, match="--data"):
+        _reusable(Namespace(reuse=old, rows=64_000, data=tmp_path / "hillstrom.csv"), ["auto", "blend"])
