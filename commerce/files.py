@@ -8,6 +8,7 @@ import fcntl
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +38,21 @@ def _beside(path: Path, tag: str, writer: str) -> Path:
 _held: set[str] = set()
 #: Pre-lock names (`.tag-host~pid-uuid.name`) carry no lock to test: such leftovers go when this old.
 LEGACY_AGE_SECONDS = 24 * 3600
+#: How long `staged_directory` waits for another publisher of the same path before `PublishBusy`.
+PUBLISH_WAIT_SECONDS = 60.0
+#: This process's publishers by path: `flock` does not order two threads on NFS (see `_held`).
+_publishing: dict[str, threading.Lock] = {}
+
+
+class PublishBusy(TimeoutError):
+    """Another writer has been publishing the same path for PUBLISH_WAIT_SECONDS (a hung file system, or a
+    stuck process holding `.publish.NAME`)."""
+
+    def __init__(self, path: Path, waited: float) -> None:
+        super().__init__(
+            f"{path}: another writer is still publishing it after {waited:.0f} s (it holds "
+            f"{publish_lock(path)}); nothing was published, the staged contents are removed"
+        )
 
 
 @contextmanager
@@ -67,6 +83,52 @@ def _writer(path: Path) -> Iterator[str]:
         _held.discard(writer)
 
 
+def publish_lock(path: Path) -> Path:
+    """The lock file beside `path` its publishers take in turn (`_publishing_turn`)."""
+    return path.with_name(f".publish.{path.name}")
+
+
+@contextmanager
+def _publishing_turn(path: Path) -> Iterator[None]:
+    """Hold the turn to publish `path` (`flock` on `publish_lock(path)`, and this process's lock for the
+    path), waiting at most PUBLISH_WAIT_SECONDS, then `PublishBusy`. Unordered, two publishers both linked
+    the version they found as the previous one, and the one published in between was linked from neither
+    and removed at the next publish, its readers' grace ignored. The holder removes the file before it
+    lets go; a waiter that then locks the removed file tries again, as `_writer` does."""
+    wait = PUBLISH_WAIT_SECONDS
+    deadline = time.monotonic() + wait
+    local = _publishing.setdefault(str(path.absolute()), threading.Lock())
+    if not local.acquire(timeout=wait):
+        raise PublishBusy(path, wait)
+    try:
+        lock, pause = publish_lock(path), 0.001
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise PublishBusy(path, wait) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+                continue
+            try:
+                ours = os.path.samestat(os.stat(lock), os.fstat(fd))
+            except FileNotFoundError:
+                ours = False
+            if ours:
+                break
+            os.close(fd)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            os.close(fd)
+    finally:
+        local.release()
+
+
 @contextmanager
 def _dead(lock: Path) -> Iterator[bool]:
     """Whether the writer of `lock` has ended (no lock file, or its lock free), its lock held meanwhile
@@ -95,7 +157,8 @@ def _clear_leftovers(path: Path, grace: float = 0.0) -> None:
     kept (read after the writer is found dead, so a writer that just published and ended is seen
     published), and so is an entry changed less than `grace` seconds ago (a superseded version is
     stamped when it is superseded: `_keep_previous`). Leftovers named before locks
-    (`.tag-host~pid-uuid.name`) are removed once older than `LEGACY_AGE_SECONDS`."""
+    (`.tag-host~pid-uuid.name`) are removed once older than `LEGACY_AGE_SECONDS`; a publish lock
+    (`publish_lock`) once no publisher holds it."""
     name = re.compile(rf"\.(new|old|tmp|link|prev|lock)-(.+~\d+-)?([0-9a-f]{{32}})\.{re.escape(path.name)}")
     writers: dict[str, list[tuple[str, Path]]] = {}
     for entry in path.parent.iterdir():
@@ -116,6 +179,9 @@ def _clear_leftovers(path: Path, grace: float = 0.0) -> None:
                 if tag != "lock":
                     _clear(path, tag, entry, grace)
             lock.unlink(missing_ok=True)
+    with _dead(publish_lock(path)) as dead:  # a publisher killed in its turn left it (`_publishing_turn`)
+        if dead:
+            publish_lock(path).unlink(missing_ok=True)
 
 
 def _age(entry: Path) -> float:
@@ -179,8 +245,9 @@ def staged_directory(path: str | Path, grace: float = 0.0) -> Iterator[Path]:
     (removing the replaced version at once, as before, left such a reader with its files gone). Older
     versions, and what writers that died left beside `path` (`_clear_leftovers`), are removed before and
     after each publish: the disk holds the current version, the previous one and those replaced within
-    `grace`. Writers publishing `path` at once each publish whole; the last one's is current, and what
-    the others published in between is removed with the leftovers. A `path` that is still a plain
+    `grace`. Writers of `path` at once fill their directories at once and publish in turn
+    (`_publishing_turn`: each waits up to PUBLISH_WAIT_SECONDS for the one publishing, then `PublishBusy`),
+    so each version is current, then previous, in the order published. A `path` that is still a plain
     directory (written before links) is exchanged with the new link in one step (`exchange`); where
     that is unavailable, by two renames, missing for that instant, once; no reader resolved it to another
     name, so it is removed at once."""
@@ -196,7 +263,8 @@ def staged_directory(path: str | Path, grace: float = 0.0) -> Iterator[Path]:
                 for name in files:
                     _sync(Path(root, name))
                 _sync(Path(root))
-            plain = _publish(staging, path, writer)
+            with _publishing_turn(path):
+                plain = _publish(staging, path, writer)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(default=30.0, description="How often the API checks the alias.")
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")
+    rate_limit_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="API replicas sharing the rate limits: without Redis (down, evicting or not configured)"
+        " each replica admits limit // this, at least 1, so all of them together admit about the limit.",
+    )
     max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
     log_level: str = Field(default="info", description="Root log level of the API.")
     log_format: Literal["json", "console"] = Field(default="json", description="JSON lines or terminal text.")

@@ -204,6 +204,7 @@ def create_app(
             settings.rate_limit_anonymous_per_minute,
             settings.redis_url,
             redis_timeout=settings.redis_timeout_seconds,
+            replicas=settings.rate_limit_replicas,
         ),
         metrics=Metrics(settings.prometheus_multiproc_dir),
         db_gate=db_gate,

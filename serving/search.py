@@ -33,7 +33,6 @@ from commerce.search.documents import load_documents, refresh_products
 from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict, sync
 from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
-from commerce.services._util import server_bounded
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
 from features.search_features import EMPTY_PROFILE, ShopperProfile, search_features
 from serving.batch_writer import Backlog, PeriodicFlush
@@ -104,7 +103,7 @@ class AdsSnapshot:
             )
         )
         ctr = {(c, p): (clicks.get((c, p), 0), n) for c, p, n in imps}
-        at = server_bounded(session, now)
+        at = ads.billing_clock(session, now)
         return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
 
 

@@ -334,6 +334,9 @@ class RateLimiter:
 
     With Redis slow or down, or evicting keys when full, the limiter counts in-process (behind a circuit
     breaker) rather than refusing traffic, letting it through uncounted, or making requests wait for Redis.
+    Counted in-process (so too without Redis), a replica admits its share of a limit, `max(1, limit //
+    replicas)`: each admitted the whole limit, so `replicas` replicas behind a balancer admitted that many
+    times the limit while Redis was down (3 replicas at 10 a minute: 30).
     """
 
     def __init__(
@@ -344,10 +347,13 @@ class RateLimiter:
         unthrottled: tuple[str, ...] = ("storefront",),
         redis_timeout: float = 0.25,
         retry_seconds: float = 5.0,
+        replicas: int = 1,
     ) -> None:
         self.per_minute, self.anonymous_per_minute = per_minute, anonymous_per_minute
         self.unthrottled = unthrottled
-        self._items = {n: RateLimitItemPerMinute(n) for n in {per_minute, anonymous_per_minute}}
+        amounts = {per_minute, anonymous_per_minute}
+        self._items = {n: RateLimitItemPerMinute(n) for n in amounts}
+        self._local_items = {n: RateLimitItemPerMinute(max(1, n // replicas)) for n in amounts}
         self._local: SlidingWindowCounterRateLimiter | None = None
         self._local_loop: asyncio.AbstractEventLoop | None = None
         self._shared = SharedStore(redis_url, redis_timeout) if redis_url else None
@@ -390,7 +396,7 @@ class RateLimiter:
                     return await self._decide(self._shared.limiter(), item, key, principal)
             except Exception as exc:  # Redis down, frozen or evicting: count locally until it is not
                 self.breaker.trip(exc)
-        return await self._decide(self._local_limiter(), item, key, principal)
+        return await self._decide(self._local_limiter(), self._local_items[limit], key, principal)
 
     @staticmethod
     async def _decide(limiter, item, key: str, principal: Principal) -> RateDecision:

@@ -32,6 +32,7 @@ def test_a_fresh_deployment_is_told_what_to_fix(tmp_path, monkeypatch):
     assert checks["mlflow"]["status"] == "fail" and "missing" in checks["mlflow"]["detail"]
     assert "train a model" in checks["mlflow"]["fix"] and not (tmp_path / "m.db").exists()  # not created
     assert checks["redis"]["status"] == "warn" and checks["data dir"]["status"] == "ok"
+    assert "each admits limit // 1, CROSSCART_RATE_LIMIT_REPLICAS" in checks["redis"]["detail"]
 
 
 def test_a_migrated_database_and_a_real_key_pass_those_checks(tmp_path, monkeypatch):

@@ -23,6 +23,8 @@ _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https", "databricks")
 #: Tags naming the process a run was started by (every fluent `mlflow.start_run` after `use_tracking`)
 PID_TAG, HOST_TAG, ENDED_TAG = "crosscart.pid", "crosscart.host", "crosscart.ended_because"
+#: When that process started (`process_start`): a pid alone is reused, by a restarted container's trainer
+START_TAG = "crosscart.process_start"
 #: A RUNNING run whose process cannot be checked (another host, or untagged) is abandoned after this long
 ABANDONED_AFTER_SECONDS = 7 * 24 * 3600.0
 
@@ -65,6 +67,8 @@ def use_tracking(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     mlflow.set_tracking_uri(uri)
     context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")  # tags of every run started
     context.update({PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+    if (started := process_start(os.getpid())) is not None:
+        context[START_TAG] = started
     os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps(context)
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
@@ -83,14 +87,52 @@ def use_tracking(uri: str, experiment: str) -> tuple[MlflowClient, str]:
         return client, found.experiment_id
 
 
-def _process_gone(pid: str) -> bool:
+def process_start(pid: int) -> str | None:
+    """Which process `pid` is, told apart from a later one given the same pid: `BOOT_ID/TICKS`, the
+    kernel's boot id and the process's start time in clock ticks since boot (field 22 of
+    /proc/PID/stat); without /proc, psutil's boot and creation times where it is installed. None when
+    the process is gone or cannot be told."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():  # a Linux /proc without this pid: gone
+            return None
+        return _psutil_start(pid)
+    except OSError:
+        return None
+    # the name (field 2) is in parentheses and may hold any character: count fields after the last ")"
+    return f"{boot}/{stat.rsplit(')', 1)[1].split()[22 - 3]}"
+
+
+def _psutil_start(pid: int) -> str | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return f"{psutil.boot_time():.0f}/{psutil.Process(pid).create_time():.3f}"
+    except psutil.Error:
+        return None
+
+
+def _process_gone(pid: str, started: str | None) -> bool:
+    """Whether the process that tagged a run (`pid`, and `started`, its `START_TAG` where it has one) has
+    ended. A pid that is alive may be another process's: a trainer restarted in a fresh container gets
+    the pid its killed predecessor had (PID namespaces number from 1), and its run was kept RUNNING for
+    as long as the new process lived; the start identity tells them apart."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, ValueError, OverflowError):  # alive as another user / not a pid we wrote
+    except PermissionError:  # alive as another user
+        pass
+    except (ValueError, OverflowError):  # not a pid we wrote
         return False
-    return False
+    if started is None:  # a run tagged before START_TAG: its pid is all there is
+        return False
+    now = process_start(int(pid))
+    return now is not None and now != started
 
 
 def end_abandoned_runs(
@@ -98,14 +140,15 @@ def end_abandoned_runs(
 ) -> list[str]:
     """Mark KILLED (tagged `crosscart.ended_because`) the runs of `experiment_id` still RUNNING whose
     process is gone: a training SIGKILLed mid-run (the OOM killer, a node drain) never ends its run,
-    which stayed RUNNING for ever. Gone: its pid (`PID_TAG`) is not alive on this host, or, for a run
-    of another host or untagged, it started more than `max_age` seconds ago. Returns their ids."""
+    which stayed RUNNING for ever. Gone: its pid (`PID_TAG`) is not alive on this host, or is alive as
+    another process (its start, `START_TAG`, differs), or, for a run of another host or untagged, it
+    started more than `max_age` seconds ago. Returns their ids."""
     host, now = socket.gethostname(), time.time()
     ended = []
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
         tags, started = run.data.tags, (run.info.start_time or 0) / 1000
         if tags.get(HOST_TAG) == host and PID_TAG in tags:
-            if not _process_gone(tags[PID_TAG]):
+            if not _process_gone(tags[PID_TAG], tags.get(START_TAG)):
                 continue
             because = f"process {tags[PID_TAG]} on {host} ended without ending its run"
         elif now - started > max_age:

@@ -94,12 +94,21 @@ def promotable_products(
     return list(session.scalars(stmt.limit(limit)))
 
 
+def billing_clock(session: Session, now: datetime | None = None) -> datetime:
+    """The time clicks are billed at, and so the day whose budget they are charged to (`day_key`, UTC):
+    `now` (default this process's clock) bounded by the database server's clock (`server_bounded`).
+    The one clock for billing and for every display of a day's spend: the console's "spent today" read
+    this process's clock, so a replica whose clock ran past midnight showed the next day's zero while
+    every click was still billed to the day before."""
+    return server_bounded(session, as_utc(now or utcnow()))
+
+
 def spent_on(session: Session, campaign_id: str, at: datetime | None = None) -> Decimal:
-    """What the campaign has been charged on the UTC day of `at` (default today), for pacing displays."""
+    """What the campaign has been charged on the billing day of `at` (default `billing_clock`: today as
+    billing counts it), for pacing displays."""
+    day = day_key(at or billing_clock(session))
     spent = session.scalar(
-        select(AdBudgetDay.spent).where(
-            AdBudgetDay.campaign_id == campaign_id, AdBudgetDay.day == day_key(at or utcnow())
-        )
+        select(AdBudgetDay.spent).where(AdBudgetDay.campaign_id == campaign_id, AdBudgetDay.day == day)
     )
     return spent if spent is not None else Decimal("0.00")
 
@@ -267,8 +276,9 @@ class LiveAd:
 
 
 def live_ads(session: Session, now: datetime | None = None) -> list[LiveAd]:
-    """Active keywords of active campaigns of approved merchants, with today's spend."""
-    today = day_key(now or utcnow())
+    """Active keywords of active campaigns of approved merchants, with the spend of the billing day of
+    `now` (default `billing_clock`)."""
+    today = day_key(now or billing_clock(session))
     products: dict[str, list[str]] = {}
     for cid, pid in session.execute(
         select(KeywordCampaignProduct.campaign_id, KeywordCampaignProduct.product_id)
@@ -424,9 +434,9 @@ class ClickResult:
 def charge_click(session: Session, claim: ImpressionClaim, now: datetime | None = None) -> ClickResult:
     """Record a click on a verified claim and bill it if the campaign is active and today's budget covers
     the price. Safe under concurrency on SQLite and PostgreSQL (see the module docstring). The click is
-    dated, and its day's budget chosen, by `now` bounded by the database server's clock (`server_bounded`):
+    dated, and its day's budget chosen, by `billing_clock` (`now` bounded by the database server's clock):
     a replica whose clock jumped past midnight opened the next day's budget early."""
-    now = server_bounded(session, as_utc(now or utcnow()))
+    now = billing_clock(session, now)
     price = to_money(claim.price, field="price")
     inserted = session.execute(
         insert_ignore_stmt(session, AdClick.__table__, ["token_id"])

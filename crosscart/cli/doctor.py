@@ -162,7 +162,13 @@ def _identity_versions(settings) -> list[Check]:
 def _redis(settings) -> list[Check]:
     if not settings.redis_url:
         return [
-            Check("redis", "warn", "not configured: rate limits are per replica", "set CROSSCART_REDIS_URL")
+            Check(
+                "redis",
+                "warn",
+                f"not configured: rate limits are per replica (each admits limit // "
+                f"{settings.rate_limit_replicas}, CROSSCART_RATE_LIMIT_REPLICAS)",
+                "set CROSSCART_REDIS_URL",
+            )
         ]
     import redis
 
@@ -188,7 +194,8 @@ def _redis(settings) -> list[Check]:
                 "redis",
                 "warn",
                 f"full, it evicts keys (maxmemory-policy {policy}): each API replica counts rate limits "
-                "on its own, live sessions and published lists may be lost",
+                f"on its own (limit // {settings.rate_limit_replicas}, CROSSCART_RATE_LIMIT_REPLICAS), "
+                "live sessions and published lists may be lost",
                 "CONFIG SET maxmemory-policy noeviction (or give it no maxmemory, or a Redis of its own)",
             )
         ]

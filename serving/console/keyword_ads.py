@@ -101,10 +101,11 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
     )
     if moved := past_the_end(request, page):
         return moved
-    spent = {c.campaign_id: ads.spent_on(scope.db, c.campaign_id) for c in page.items} if page else {}
+    at = ads.billing_clock(scope.db)  # today as billing counts it, not as this replica's clock does
+    spent = {c.campaign_id: ads.spent_on(scope.db, c.campaign_id, at) for c in page.items} if page else {}
     return await render(
         request, "keyword_campaigns.html", title="Keyword ads", merchant_id=scope.merchant_id,
-        page=page, spent=spent, suffix=scope.query, error=error,
+        page=page, spent=spent, billing_day=ads.day_key(at), suffix=scope.query, error=error,
     )  # fmt: skip
 
 
@@ -189,6 +190,7 @@ async def _campaign_view(
     except ValueError:
         first, last = _report_window(None, None)
         report_error = "Dates must look like 2026-06-01 (years 1 to 9999); showing the last 30 days."
+    at = ads.billing_clock(session)  # today as billing counts it, not as this replica's clock does
     report, refused = attempt(
         None,
         lambda: search_api.keyword_campaign_report(
@@ -197,8 +199,8 @@ async def _campaign_view(
     )
     return await render(
         request, "keyword_campaign.html", status_code=status_code, title=f"Keyword campaign {campaign.name}",
-        campaign=campaign, spent_today=ads.spent_on(session, campaign_id), report=report,
-        report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
+        campaign=campaign, spent_today=ads.spent_on(session, campaign_id, at), billing_day=ads.day_key(at),
+        report=report, report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
         match_types=MATCH_TYPES, list_path=BASE + merchant_query(principal, campaign.merchant_id),
         error=error,
     )  # fmt: skip

@@ -183,3 +183,29 @@ def test_a_merchant_reaches_only_its_own_keyword_campaigns(api, keys, shop):
         assert r.status_code == 403 and "may not use this page" in r.text
     api.cookies.clear()
     assert api.get(BASE, follow_redirects=False).headers["location"].startswith("/console/sign-in")
+
+
+def test_spent_today_around_midnight_is_the_day_billing_charges(api, keys, shop, monkeypatch):
+    """A replica whose clock ran past midnight before the database server's (an NTP step, a resumed VM):
+    billing charged its click to the server's day (`ads.billing_clock`), but the console's "spent today"
+    read this replica's clock and showed the new day's 0.00 (PostgreSQL; SQLite has the one clock).
+    Both now read the billing clock."""
+    from sqlalchemy import select
+
+    from commerce.ads import AdBudgetDay
+    from commerce.services import ads
+    from commerce.sqltypes import utcnow
+    from tests.search.test_ads import _claim
+
+    made = _campaign(api, keys["m1"], budget="5.00").json()
+    cid, kid = made["campaign_id"], made["keywords"][0]["keyword_id"]
+    jumped = (utcnow() + timedelta(days=1)).replace(hour=0, minute=0, second=1)  # just past midnight
+    monkeypatch.setattr(ads, "utcnow", lambda: jumped)  # this replica's clock, for billing and console
+    with transaction(shop) as s:
+        assert ads.charge_click(s, _claim(cid, kid, now=jumped)).charged
+    with shop() as s:
+        (billed,) = s.execute(select(AdBudgetDay.day, AdBudgetDay.spent)).all()
+    sign_in(api, keys["m1"])
+    page, listed = api.get(f"{BASE}/{cid}").text, api.get(BASE).text
+    assert f"{billed.spent:.2f}" == figure(page, "spent-today") == figure(listed, f"spent-{cid}") == "0.70"
+    assert figure(listed, "billing-day") == billed.day and f"billing day {billed.day}" in page

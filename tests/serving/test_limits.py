@@ -108,6 +108,37 @@ def test_redis_down_falls_back_to_local_counting():
     assert limiter.breaker.trips == 1  # opened once, then counted locally without asking again
 
 
+def test_replicas_counting_without_redis_admit_about_the_limit_together():
+    """Redis down, each replica counted the whole limit in-process: 3 replicas at 10 a minute admitted
+    30 calls of one key (round robin, as a balancer). With `rate_limit_replicas` each admits its share,
+    10 // 3 = 3, so 9 together; a limit below the replicas still admits 1 a replica."""
+    principal = Principal(role="shopper", key_id=1)
+
+    async def admitted(per_minute: int, replicas: int) -> int:
+        fleet = [RateLimiter(per_minute, 60, "redis://127.0.0.1:1/0", replicas=replicas) for _ in range(3)]
+        allowed = [(await limiter.check(principal)).allowed for _ in range(20) for limiter in fleet]
+        for limiter in fleet:
+            limiter.stop()
+        return sum(allowed)
+
+    assert asyncio.run(admitted(10, 1)) == 30  # one replica, or replicas that did not say how many
+    assert asyncio.run(admitted(10, 3)) == 9
+    assert asyncio.run(admitted(2, 3)) == 3
+
+
+def test_the_replicas_share_is_the_limit_a_throttled_response_states(make_client, keys, settings):
+    dead = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "rate_limit_per_minute": 10, "rate_limit_replicas": 3}
+    )
+    client = make_client(settings=dead)
+    codes = [
+        client.get("/v1/shoppers/s1/orders", headers=auth(keys["shopper"])).status_code for _ in range(5)
+    ]
+    assert codes == [200, 200, 200, 429, 429]  # the first call found Redis down: all counted here
+    limited = client.get("/v1/shoppers/s1/orders", headers=auth(keys["shopper"]))
+    assert limited.headers["ratelimit-policy"] == '"per-key";q=3;w=60'
+
+
 def test_a_burst_reads_the_eviction_policy_once(monkeypatch):
     """The shared store's policy is read once a minute (`SharedStore.verify`): every request of a burst
     arriving while the read was in flight read it too (20 reads for 20 requests on the first use)."""

@@ -81,3 +81,80 @@ def test_runs_whose_process_is_gone_are_ended_at_the_next_start(tracking_uri, mo
     }  # fmt: skip
     assert after["killed"].data.tags[ENDED_TAG].endswith("ended without ending its run")
     assert after["old"].data.tags[ENDED_TAG].startswith("still RUNNING 192 h after it started")
+
+
+def test_a_run_of_an_earlier_process_given_the_same_pid_is_ended(tracking_uri):
+    """A trainer SIGKILLed in a container restarted with the same pid (PID namespaces number from 1; a
+    host rebooted reuses pids too): its run's pid was alive, as the new process, so the run stayed
+    RUNNING for as long as that lived. Runs carry when their process started (boot id and start ticks,
+    `crosscart.process_start`), and a live pid that started at another time is another process."""
+    import socket
+
+    import mlflow
+
+    from training.tracking import ENDED_TAG, HOST_TAG, PID_TAG, START_TAG, process_start, use_tracking
+
+    client, experiment_id = use_tracking(tracking_uri, "reused-pid")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        started = client.get_run(run.info.run_id).data.tags[START_TAG]
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert started == process_start(os.getpid()) and started.startswith(f"{boot}/")
+
+    here, pid = socket.gethostname(), str(os.getpid())
+    runs = {
+        "this process": client.create_run(
+            experiment_id, tags={PID_TAG: pid, HOST_TAG: here, START_TAG: started}
+        ),
+        "its pid before": client.create_run(
+            experiment_id, tags={PID_TAG: pid, HOST_TAG: here, START_TAG: f"{boot}/1"}
+        ),
+        "before a reboot": client.create_run(
+            experiment_id,
+            tags={PID_TAG: pid, HOST_TAG: here, START_TAG: "another-boot/" + started.split("/")[1]},
+        ),
+        "untagged start": client.create_run(experiment_id, tags={PID_TAG: pid, HOST_TAG: here}),
+    }
+    use_tracking(tracking_uri, "reused-pid")
+    after = {k: client.get_run(r.info.run_id) for k, r in runs.items()}
+    assert {k: r.info.status for k, r in after.items()} == {
+        "this process": "RUNNING", "its pid before": "KILLED", "before a reboot": "KILLED",
+        "untagged start": "RUNNING",
+    }  # fmt: skip
+    assert (
+        after["its pid before"].data.tags[ENDED_TAG]
+        == f"process {pid} on {here} ended without ending its run"
+    )
+
+
+def test_without_proc_the_start_comes_from_psutil(monkeypatch):
+    """Where there is no /proc (macOS), psutil's boot and creation times tell the process; without psutil
+    either, nothing does (the pid alone is used, as before)."""
+    import sys
+    import types
+
+    import training.tracking as tracking
+
+    real = tracking.Path
+
+    def no_proc(path, *args):
+        return real("/nonexistent" + str(path)) if str(path).startswith("/proc") else real(path, *args)
+
+    monkeypatch.setattr(tracking, "Path", no_proc)
+    monkeypatch.setitem(sys.modules, "psutil", None)  # not installed
+    assert tracking.process_start(os.getpid()) is None
+
+    class Error(Exception):
+        pass
+
+    class Process:
+        def __init__(self, pid):
+            if pid != os.getpid():
+                raise Error(pid)
+
+        def create_time(self):
+            return 1700000000.25
+
+    fake = types.SimpleNamespace(boot_time=lambda: 1699990000.0, Process=Process, Error=Error)
+    monkeypatch.setitem(sys.modules, "psutil", fake)
+    assert tracking.process_start(os.getpid()) == "1699990000/1700000000.250"
+    assert tracking.process_start(os.getpid() + 10**6) is None
