@@ -30,7 +30,7 @@ from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import Keyring, normalize_id_number
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
-from commerce.services._util import licence_number
+from commerce.services._util import given_id, licence_number
 from commerce.services.coupons import check_coupon_id
 from commerce.services.events import append_event_table
 from commerce.services.logistics import seed_default_partners
@@ -116,6 +116,7 @@ def _merchants(session: Session, data_dir: Path) -> int:
         (
             {
                 **{k: r[k] for k in keys},
+                "merchant_id": given_id(r["merchant_id"], "merchant_id"),
                 "licence_no": licence_number(r["licence_no"]),  # the one form `merchants.apply` compares
                 "reviewed_at": r.get("status_changed_at"),
             }
@@ -160,7 +161,13 @@ def _products(session: Session, data_dir: Path) -> int:
             cost = (price * SELF_OPERATED_COST_RATIO).quantize(Decimal("0.01"))
         parcel = parcels.get(r["product_id"], {})
         size = {k: int(parcel[k]) for k in ("weight_g", "volume_cm3") if parcel.get(k) is not None}
-        return {**{k: r[k] for k in keys}, "price": price, "cost_price": cost, **size}
+        return {
+            **{k: r[k] for k in keys},
+            "product_id": given_id(r["product_id"], "product_id"),
+            "price": price,
+            "cost_price": cost,
+            **size,
+        }
 
     insert_ignore(session, Product.__table__, (product(r) for r in rows), ["product_id"])
     insert_ignore(

@@ -19,6 +19,7 @@ from commerce.services import ads
 from commerce.services._util import get_or_404
 from commerce.services.catalog import category_subtree
 from serving.deps import (
+    ChosenId,
     MerchantOrAdmin,
     PrincipalDep,
     SessionDep,
@@ -202,7 +203,7 @@ def _owned(session, principal: Principal, campaign_id: str) -> KeywordCampaign:
     status_code=status.HTTP_201_CREATED,
 )
 def create_keyword_campaign(
-    merchant_id: str,
+    merchant_id: ChosenId,
     body: KeywordCampaignIn,
     session: SessionDep,
     search: SearchDep,
@@ -226,7 +227,7 @@ def create_keyword_campaign(
 
 @router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=PageOut[KeywordCampaignOut])
 def list_keyword_campaigns(
-    merchant_id: str,
+    merchant_id: ChosenId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     limit: PageLimit = 50,
