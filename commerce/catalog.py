@@ -33,6 +33,7 @@ class Category(Base):
     )
 
     category_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category_id_skeleton: Mapped[str] = skeleton_of("category_id")
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("categories.category_id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     vat_rate: Mapped[Decimal] = mapped_column(Rate, default=DEFAULT_VAT_RATE)

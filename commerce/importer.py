@@ -91,7 +91,7 @@ def _categories(session: Session, data_dir: Path) -> int:
         Category.__table__,
         (
             {
-                "category_id": r["category_id"],
+                "category_id": given_id(r["category_id"], "category_id"),
                 "parent_id": r["parent_id"],
                 "name": r["name"],
                 "vat_rate": _rate(r["vat_rate"]),
@@ -190,7 +190,11 @@ def _products(session: Session, data_dir: Path) -> int:
 def _shoppers(session: Session, data_dir: Path, keyring: Keyring) -> tuple[int, int]:
     rows = _read(data_dir / "shoppers.parquet")
     keys = ("shopper_id", "region", "segment", "created_at")
-    insert_ignore(session, Shopper.__table__, ({k: r[k] for k in keys} for r in rows), ["shopper_id"])
+
+    def shopper(r: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: r[k] for k in keys}, "shopper_id": given_id(r["shopper_id"], "shopper_id")}
+
+    insert_ignore(session, Shopper.__table__, map(shopper, rows), ["shopper_id"])
     identity_rows = _read(data_dir / "identities.parquet")
     _require_known(
         session, "shopper ids in identities", Shopper.shopper_id, {r["shopper_id"] for r in identity_rows}

@@ -38,8 +38,9 @@ async def get_state(request: Request) -> ServingState:
 
 
 StateDep = Annotated[ServingState, Depends(get_state)]
-#: A merchant, product or campaign id in a URL, read in the one form ids are stored in (`lookup_name`):
-#: `/v1/products/ｐ1` (a Chinese input method's full width) or `p1%20` names product `p1`.
+#: A chosen id (merchant, product, campaign, keyword campaign, category; a shopper's in its orders and
+#: coupons) in a URL, read in the one form ids are stored in (`lookup_name`): `/v1/products/ｐ1` (a
+#: Chinese input method's full width) or `p1%20` names product `p1`.
 ChosenId = Annotated[str, AfterValidator(lookup_name)]
 
 

@@ -49,7 +49,7 @@ class CategoryInput:
 
 
 def create_category(session: Session, data: CategoryInput) -> Category:
-    category_id = required_text(data.category_id, "category_id", 64)
+    category_id = chosen_id(session, data.category_id, Category.category_id, "category_id")
     if session.get(Category, category_id) is not None:
         raise Conflict(f"category {category_id!r} already exists", code="duplicate_category")
     if data.parent_id is not None:
@@ -70,7 +70,8 @@ def create_category(session: Session, data: CategoryInput) -> Category:
 
 
 def get_category(session: Session, category_id: str) -> Category:
-    return get_or_404(session, Category, category_id, "category")
+    """The category a client names by its id in any look-alike form (`lookup_name`)."""
+    return get_or_404(session, Category, lookup_name(category_id), "category")
 
 
 def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:

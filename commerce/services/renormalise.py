@@ -7,9 +7,10 @@ taken (another row holds it, or two stored names share it): those are reported a
 Salts stay as stored (an experiment's defaults to its name, a layer's holds it): units keep their
 variants. Run `crosscart db renormalise --dry-run` first.
 
-Merchant, product and campaign ids stored in another form than `commerce.services._util.id_form` are
-listed too, and left as they are: besides the rows of many tables, trained models, feature files, search
-indexes and API keys outside this database name them, so each needs renaming by hand (or keeping).
+Other chosen ids (merchant, product, campaign, keyword campaign, category and shopper ids, `KEPT_IDS`)
+stored in another form than `commerce.services._util.id_form` are listed too, and left as they are:
+besides the rows of many tables, trained models, feature files, search indexes and API keys outside this
+database name them, so each needs renaming by hand (or keeping).
 
 It also recomputes stored skeletons the live ICU data no longer gives (`stale_skeletons`: a PyICU upgrade
 changed the confusables), which the look-alike check looks up (`commerce.sqltypes.skeleton_of`).
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 from sqlalchemy import String, delete, insert, literal, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from commerce.ads import KeywordCampaign
 from commerce.campaigns import CONTROL, Campaign, CampaignMember
-from commerce.catalog import Product
+from commerce.catalog import Category, Product
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption, CouponShopperUsage
 from commerce.events import BehaviorEvent
 from commerce.experiments import (
@@ -37,6 +39,7 @@ from commerce.experiments import (
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.orders import Order
 from commerce.services._util import lookup_name
+from commerce.shoppers import Shopper
 from commerce.sqltypes import SKELETON, renamed, skeleton
 
 #: Columns that name a coupon by its id, besides `coupons.coupon_id` (foreign keys and the event log).
@@ -50,7 +53,14 @@ COUPON_REFERENCES = (
 )
 
 #: Chosen ids listed when not in their stored form, never rewritten (see above): kind -> column.
-KEPT_IDS = {"merchant": Merchant.merchant_id, "product": Product.product_id, "campaign": Campaign.campaign_id}
+KEPT_IDS = {
+    "merchant": Merchant.merchant_id,
+    "product": Product.product_id,
+    "campaign": Campaign.campaign_id,
+    "keyword campaign": KeywordCampaign.campaign_id,
+    "category": Category.category_id,
+    "shopper": Shopper.shopper_id,
+}
 #: Names and ids refused as look-alikes by the skeleton stored beside them (`unlike_stored`).
 LOOKED_UP = (
     Coupon.coupon_id,
@@ -67,8 +77,8 @@ class Rename:
     """A stored name not in its normal form. `clash`: the other stored names of that form, or that form
     itself stored (in the same experiment, for a variant); with any, or a form empty or longer than the
     column (`limit`: NFKC spells `㍿` in 4 letters), or a coupon id whose form is `control` (the holdout
-    arm's name: its audience would become the holdout), or a merchant, product or campaign id
-    (`KEPT_IDS`), it is left as it is."""
+    arm's name: its audience would become the holdout), or another chosen id (`KEPT_IDS`), it is left
+    as it is."""
 
     kind: str  # coupon, experiment, layer, variant, or one of `KEPT_IDS`
     key: str | int  # the row: a coupon's (merchant's, ...) id, else the row id
@@ -127,8 +137,8 @@ def _plan(kind: str, rows, column) -> list[Rename]:
 
 
 def unnormalised(session: Session) -> list[Rename]:
-    """Every stored coupon id, experiment, layer and variant name, merchant, product and campaign id not
-    in its normal form."""
+    """Every stored coupon id, experiment, layer and variant name and chosen id (`KEPT_IDS`) not in its
+    normal form."""
     variants = (
         select(ExperimentVariant.id, Experiment.name, ExperimentVariant.name)
         .join(Experiment, Experiment.id == ExperimentVariant.experiment_id)

@@ -153,7 +153,7 @@ def review(
     responses={404: {"description": "unknown category"}},
 )
 def set_category_commission(
-    category_id: str, body: CommissionSet, session: SessionDep, state: StateDep, principal: Admin
+    category_id: ChosenId, body: CommissionSet, session: SessionDep, state: StateDep, principal: Admin
 ) -> CommissionOut:
     """Set the category's commission rate (admins only; audited with the old and new rate). Orders keep
     the commission computed when they were placed, so the change applies to later orders only."""

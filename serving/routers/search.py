@@ -242,14 +242,14 @@ def list_keyword_campaigns(
 
 @router.get("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
 def get_keyword_campaign(
-    campaign_id: str, session: SessionDep, principal: MerchantOrAdmin
+    campaign_id: ChosenId, session: SessionDep, principal: MerchantOrAdmin
 ) -> KeywordCampaignOut:
     return _campaign_out(session, _owned(session, principal, campaign_id))
 
 
 @router.patch("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
 def update_keyword_campaign(
-    campaign_id: str,
+    campaign_id: ChosenId,
     body: KeywordCampaignPatch,
     session: SessionDep,
     search: SearchDep,
@@ -269,7 +269,7 @@ def update_keyword_campaign(
     status_code=status.HTTP_201_CREATED,
 )
 def add_keyword(
-    campaign_id: str,
+    campaign_id: ChosenId,
     body: KeywordIn,
     session: SessionDep,
     search: SearchDep,
@@ -284,7 +284,7 @@ def add_keyword(
 
 @router.patch("/keyword-campaigns/{campaign_id}/keywords/{keyword_id}", response_model=KeywordOut)
 def update_keyword(
-    campaign_id: str,
+    campaign_id: ChosenId,
     keyword_id: IntId,
     body: KeywordPatch,
     session: SessionDep,
@@ -304,7 +304,7 @@ def update_keyword(
 
 @router.get("/keyword-campaigns/{campaign_id}/report", response_model=KeywordCampaignReport)
 def keyword_campaign_report(
-    campaign_id: str,
+    campaign_id: ChosenId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     start: Instant | None = None,

@@ -1,6 +1,7 @@
-"""Migration 0038 on merchant, product and campaign ids stored before their skeletons were: each gets its
-Unicode skeleton (UTS #39) beside it, look-alikes stored side by side one skeleton (the index is not
-unique, so they stay), over more rows than one backfill batch; a new look-alike is then refused by it."""
+"""Migration 0038 on merchant, product, campaign, keyword campaign, category and shopper ids stored before
+their skeletons were: each gets its Unicode skeleton (UTS #39) beside it, look-alikes stored side by side
+one skeleton (the index is not unique, so they stay), over more rows than one backfill batch; a new
+look-alike is then refused by it."""
 
 from __future__ import annotations
 
@@ -32,11 +33,17 @@ ROWS = [
     + ", ".join(PRODUCT.format(p, p) for p in ["p1", CYRILLIC_P1, *(f"p-{i:04d}" for i in range(MANY))]),
     "INSERT INTO campaigns (campaign_id, name, channel, status, budget, spent, control_share, starts_at,"
     " ends_at, created_at) VALUES " + ", ".join(CAMPAIGN.format(c) for c in ["k1", "kl", "\uff4b2"]),
+    "INSERT INTO keyword_campaigns (campaign_id, merchant_id, name, daily_budget, status, created_at) VALUES"
+    f" ('kc0', 'm1', 'A', 5, 'active', {NOW}), ('kcO', 'm1', 'B', 5, 'active', {NOW})",
+    f"INSERT INTO shoppers (shopper_id, region, created_at) VALUES ('U0', 'R', {NOW}), ('UO', 'R', {NOW})",
 ]
 SKELETONS = {
     "merchants": ("merchant_id", [("m1", "rnl"), ("ml", "rnl")]),
     "products": ("product_id", [("p1", "pl"), (CYRILLIC_P1, "pl")]),
     "campaigns": ("campaign_id", [("k1", "kl"), ("kl", "kl")]),
+    "keyword_campaigns": ("campaign_id", [("kc0", "kcO"), ("kcO", "kcO")]),
+    "categories": ("category_id", [("c", "c")]),
+    "shoppers": ("shopper_id", [("U0", "UO"), ("UO", "UO")]),
 }
 
 

@@ -1,4 +1,5 @@
-"""id skeletons: merchant, product and campaign ids keep their Unicode skeleton, as coupon ids do
+"""id skeletons: merchant, product, campaign, keyword campaign, category and shopper ids keep their
+Unicode skeleton, as coupon ids do
 
 A client may choose these ids. `p1`, `ｐ1` (full width), `p1 ` and a Cyrillic `р1` were four records
 alike on screen; new ids are now stored in their normal form and refused when their skeleton (UTS #39)
@@ -27,7 +28,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # table: its id (the primary key)
-IDS = {"merchants": "merchant_id", "products": "product_id", "campaigns": "campaign_id"}
+IDS = {
+    "merchants": "merchant_id",
+    "products": "product_id",
+    "campaigns": "campaign_id",
+    "keyword_campaigns": "campaign_id",
+    "categories": "category_id",
+    "shoppers": "shopper_id",
+}
 BATCH = 2_000
 
 
