@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, Str
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.db import Base
-from commerce.sqltypes import Money, UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import Money, UTCDateTime, skeleton_of, str_enum, utcnow
 
 MATCH_TYPES = ("exact", "phrase", "broad")
 AD_CAMPAIGN_STATUSES = ("active", "paused", "ended")
@@ -27,6 +27,7 @@ class KeywordCampaign(Base):
     __table_args__ = (CheckConstraint("daily_budget > 0", name="budget_positive"),)
 
     campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id_skeleton: Mapped[str] = skeleton_of("campaign_id")
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.merchant_id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     daily_budget: Mapped[Decimal] = mapped_column(Money)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.db import Base
-from commerce.sqltypes import Money, Rate, UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import Money, Rate, UTCDateTime, skeleton_of, str_enum, utcnow
 
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "completed")
 
@@ -52,6 +52,7 @@ class Campaign(Base):
     )
 
     campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id_skeleton: Mapped[str] = skeleton_of("campaign_id")
     name: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(str_enum("campaign_channel", CHANNELS))
     status: Mapped[str] = mapped_column(str_enum("campaign_status", CAMPAIGN_STATUSES), default="draft")

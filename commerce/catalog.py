@@ -10,7 +10,7 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Un
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
-from commerce.sqltypes import Money, Rate, UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import Money, Rate, UTCDateTime, skeleton_of, str_enum, utcnow
 
 Fulfillment = Literal["bonded", "direct_mail"]  # bonded import (customs 1210), direct mail (9610)
 FULFILLMENT_MODES: tuple[str, ...] = get_args(Fulfillment)
@@ -33,6 +33,7 @@ class Category(Base):
     )
 
     category_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category_id_skeleton: Mapped[str] = skeleton_of("category_id")
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("categories.category_id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     vat_rate: Mapped[Decimal] = mapped_column(Rate, default=DEFAULT_VAT_RATE)
@@ -54,6 +55,7 @@ class Product(Base):
     )
 
     product_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product_id_skeleton: Mapped[str] = skeleton_of("product_id")
     sku: Mapped[str] = mapped_column(String(64), unique=True)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.merchant_id"), index=True)
     title: Mapped[str] = mapped_column(String(300))

@@ -13,18 +13,13 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, Numeric, S
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.db import Base
-from commerce.sqltypes import Money, UTCDateTime, skeleton_of, str_enum, utcnow
+from commerce.sqltypes import CHOSEN_ID_PATTERN, Money, UTCDateTime, skeleton_of, str_enum, utcnow
 
 COUPON_KINDS = ("amount_off", "percent_off")
 SCOPE_TYPES = ("platform", "category", "merchant", "product")
 ISSUERS = ("platform", "store")
-# A coupon id is a cell in exported CSV: it starts with a letter, digit or `_`, so it never reads as a
-# spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR), and holds no control character. It is one URL path
-# segment: no `/` (decoded from `%2F` before routing, such an id was out of reach of every API and console
-# URL, so nobody could edit or retire it). It holds no invisible or direction-changing character (zero
-# width, bidi overrides, BOM): `c-10off` and `c-10off\u200b` looked the same in the console and exports.
-# Other characters stay allowed (ids such as `c-10off?x` exist; the console percent-encodes ids in URLs).
-COUPON_ID_PATTERN = r"^\w[^\x00-\x1f\x7f/\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]{0,63}$"
+#: A coupon id is a chosen id (`commerce.sqltypes.CHOSEN_ID_PATTERN`).
+COUPON_ID_PATTERN = CHOSEN_ID_PATTERN
 
 
 class Coupon(Base):

@@ -41,8 +41,6 @@ EVENT_COLUMNS = (
 )
 
 
-
-
 class BehaviorEvent(Base):
     """One shopper action. Never updated or deleted; `event_id` makes re-sends no-ops.
 

@@ -39,6 +39,7 @@ from commerce.coupons import Coupon, CouponRedemption, CouponShopperUsage
 from commerce.errors import ValidationError
 from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, OrderStatusChange
 from commerce.services import campaigns as cm
+from commerce.services._util import given_id
 from commerce.services.catalog import category_paths
 from commerce.services.checkout import customs_year
 from commerce.services.coupons import PricedLine, in_scope, recount_campaign_spend
@@ -442,7 +443,7 @@ def load_campaign_history(session: Session, data_dir: Path) -> dict[str, int]:
         for coupon_id, cid in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
             coupons[cid].append(coupon_id)
     for c in sorted(pq.read_table(path).to_pylist(), key=lambda r: (r["start"], r["campaign_id"])):
-        cid = c["campaign_id"]
+        cid = given_id(c["campaign_id"], "campaign_id")  # the audience and coupons name it so
         if session.get(Campaign, cid) is not None:
             continue
         audience = sorted(members.get(cid, []))

@@ -30,7 +30,7 @@ from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import Keyring, normalize_id_number
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
-from commerce.services._util import licence_number
+from commerce.services._util import given_id, licence_number
 from commerce.services.coupons import check_coupon_id
 from commerce.services.events import append_event_table
 from commerce.services.logistics import seed_default_partners
@@ -91,7 +91,7 @@ def _categories(session: Session, data_dir: Path) -> int:
         Category.__table__,
         (
             {
-                "category_id": r["category_id"],
+                "category_id": given_id(r["category_id"], "category_id"),
                 "parent_id": r["parent_id"],
                 "name": r["name"],
                 "vat_rate": _rate(r["vat_rate"]),
@@ -116,6 +116,7 @@ def _merchants(session: Session, data_dir: Path) -> int:
         (
             {
                 **{k: r[k] for k in keys},
+                "merchant_id": given_id(r["merchant_id"], "merchant_id"),
                 "licence_no": licence_number(r["licence_no"]),  # the one form `merchants.apply` compares
                 "reviewed_at": r.get("status_changed_at"),
             }
@@ -160,7 +161,13 @@ def _products(session: Session, data_dir: Path) -> int:
             cost = (price * SELF_OPERATED_COST_RATIO).quantize(Decimal("0.01"))
         parcel = parcels.get(r["product_id"], {})
         size = {k: int(parcel[k]) for k in ("weight_g", "volume_cm3") if parcel.get(k) is not None}
-        return {**{k: r[k] for k in keys}, "price": price, "cost_price": cost, **size}
+        return {
+            **{k: r[k] for k in keys},
+            "product_id": given_id(r["product_id"], "product_id"),
+            "price": price,
+            "cost_price": cost,
+            **size,
+        }
 
     insert_ignore(session, Product.__table__, (product(r) for r in rows), ["product_id"])
     insert_ignore(
@@ -183,7 +190,11 @@ def _products(session: Session, data_dir: Path) -> int:
 def _shoppers(session: Session, data_dir: Path, keyring: Keyring) -> tuple[int, int]:
     rows = _read(data_dir / "shoppers.parquet")
     keys = ("shopper_id", "region", "segment", "created_at")
-    insert_ignore(session, Shopper.__table__, ({k: r[k] for k in keys} for r in rows), ["shopper_id"])
+
+    def shopper(r: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: r[k] for k in keys}, "shopper_id": given_id(r["shopper_id"], "shopper_id")}
+
+    insert_ignore(session, Shopper.__table__, map(shopper, rows), ["shopper_id"])
     identity_rows = _read(data_dir / "identities.parquet")
     _require_known(
         session, "shopper ids in identities", Shopper.shopper_id, {r["shopper_id"] for r in identity_rows}

@@ -20,6 +20,7 @@ class Merchant(Base):
     __table_args__ = (UniqueConstraint("country", "licence_no"),)
 
     merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id_skeleton: Mapped[str] = skeleton_of("merchant_id")
     name: Mapped[str] = mapped_column(String(200))
     name_skeleton: Mapped[str] = skeleton_of("name")
     country: Mapped[str] = mapped_column(String(2))

@@ -8,13 +8,14 @@ from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
-from commerce.sqltypes import UTCDateTime, utcnow
+from commerce.sqltypes import UTCDateTime, skeleton_of, utcnow
 
 
 class Shopper(Base):
     __tablename__ = "shoppers"
 
     shopper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shopper_id_skeleton: Mapped[str] = skeleton_of("shopper_id")
     region: Mapped[str] = mapped_column(String(64))
     segment: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

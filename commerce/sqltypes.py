@@ -54,6 +54,16 @@ def str_enum(name: str, values: tuple[str, ...]) -> Enum:
     )
 
 
+# An id a client chooses (coupon, merchant, product, campaign) is a cell in exported CSV: it starts with a
+# letter, digit or `_`, so it never reads as a spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR), and holds
+# no control character. It is one URL path segment: no `/` (decoded from `%2F` before routing, such an id
+# was out of reach of every API and console URL, so nobody could edit or retire it). It holds no invisible
+# or direction-changing character (zero width, bidi overrides, BOM): `c-10off` and `c-10off\u200b` looked
+# the same in the console and exports. Other characters stay allowed (ids such as `c-10off?x` exist; the
+# console percent-encodes ids in URLs). Checked on the id's normal form (`commerce.services._util.chosen_id`).
+CHOSEN_ID_PATTERN = r"^\w[^\x00-\x1f\x7f/\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]{0,63}$"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     otel_endpoint: str = Field(
         default="", description="OTLP/HTTP endpoint for traces (e.g. http://collector:4318); empty: off."
     )
+    max_event_age_days: int = Field(
+        default=400, ge=1, description="Events sent stamped earlier than this many days ago are refused."
+    )
     pending_order_ttl_minutes: float = Field(
         default=30.0, gt=0, description="Unpaid orders older than this expire, giving back stock and coupons."
     )

@@ -10,10 +10,12 @@ import anyio
 from anyio.to_thread import run_sync
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from commerce.db import read_only
+from commerce.services._util import lookup_name
 from commerce.services.access import authenticate_many
 from serving.resilience import (
     CommitOutcomeUnknown,
@@ -36,6 +38,10 @@ async def get_state(request: Request) -> ServingState:
 
 
 StateDep = Annotated[ServingState, Depends(get_state)]
+#: A chosen id (merchant, product, campaign, keyword campaign, category; a shopper's in its orders and
+#: coupons) in a URL, read in the one form ids are stored in (`lookup_name`): `/v1/products/ｐ1` (a
+#: Chinese input method's full width) or `p1%20` names product `p1`.
+ChosenId = Annotated[str, AfterValidator(lookup_name)]
 
 
 def _finish(session: Session, commit: bool) -> None:

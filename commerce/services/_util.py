@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from commerce.errors import NotFound, ValidationError
-from commerce.sqltypes import SKELETON, skeleton
+from commerce.sqltypes import CHOSEN_ID_PATTERN, SKELETON, skeleton
 
 T = TypeVar("T")
 # How far ahead of this process's clock a stored time may stand and still be taken as written "now" by
@@ -330,6 +330,40 @@ def unlike_stored(session: Session, name: str, column: InstrumentedAttribute[str
     if other is not None:
         raise _look_alike(name, other, field)
     return name
+
+
+def id_form(value: str | None, field: str) -> str:
+    """An id a client chooses (a merchant, product or campaign id) in the one form it is stored in: its
+    normal form (`lookup_name`: `ｐ1` and `p1 ` are `p1`), refused (422 `invalid_id`) unless that matches
+    `CHOSEN_ID_PATTERN` (`p1` + U+200B), then by `chosen_name`'s rules (`mixed_script`)."""
+    normal = lookup_name(value)
+    if not re.fullmatch(CHOSEN_ID_PATTERN, normal):
+        raise ValidationError(
+            f"{field} {value!r}: 1-64 characters starting with a letter, digit or _; no control,"
+            " invisible or direction-changing character and no `/`",
+            code="invalid_id",
+        )
+    return chosen_name(normal, field)
+
+
+def chosen_id(session: Session, value: str, column: InstrumentedAttribute[str], field: str) -> str:
+    """The one rule for the id of a new row of `column` that a client chose: `id_form`, refused (422
+    `confusable_name`) if it looks like a stored other id (`unlike_stored`: a Cyrillic `р1` beside
+    `p1`). Call it before looking for the id itself: on PostgreSQL `unlike_stored` waits for a
+    look-alike created meanwhile, so the duplicate check after it sees that row committed."""
+    return unlike_stored(session, id_form(value, field), column, field)
+
+
+def given_id(value: str, field: str) -> str:
+    """An id a file names rows by (the bulk importer), refused (422 `invalid_id`) unless it is already
+    in its stored form (`id_form`): the other files name the row by the same spelling, so a product
+    stored as `p1` for a file's `ｐ1` left its stock, events and orders pointing at nothing."""
+    stored = id_form(value, field)
+    if stored != value:
+        raise ValidationError(
+            f"{field} {value!r} would be stored as {stored!r}: name it so in every file", code="invalid_id"
+        )
+    return stored
 
 
 def csv_cell(value):

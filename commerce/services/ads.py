@@ -42,7 +42,14 @@ from commerce.errors import Conflict, ValidationError
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order, OrderLine
 from commerce.search.analysis import tokens
-from commerce.services._util import get_or_404, locked_or_404, new_id, required_text, server_bounded
+from commerce.services._util import (
+    chosen_id,
+    get_or_404,
+    locked_or_404,
+    new_id,
+    required_text,
+    server_bounded,
+)
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, to_money, utcnow
@@ -137,7 +144,7 @@ def create_campaign(
         raise ValidationError(
             f"not this merchant's sellable products: {refused}", code="products_not_promotable"
         )
-    campaign_id = campaign_id or new_id("kc")
+    campaign_id = chosen_id(session, campaign_id or new_id("kc"), KeywordCampaign.campaign_id, "campaign_id")
     if session.get(KeywordCampaign, campaign_id) is not None:
         raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
     campaign = KeywordCampaign(

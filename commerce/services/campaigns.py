@@ -45,7 +45,14 @@ from commerce.campaigns import CHANNELS, CONTROL, Campaign, CampaignMember
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.orders import COUNTED_STATUSES, Order
-from commerce.services._util import locked_or_404, lookup_name, new_id, required_text, write_csv
+from commerce.services._util import (
+    chosen_id,
+    locked_or_404,
+    lookup_name,
+    new_id,
+    required_text,
+    write_csv,
+)
 from commerce.services.coupons import (
     ContactPolicy,
     grant_audience,
@@ -87,7 +94,7 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
         raise ValidationError("control_share must be in [0, 1)", code="invalid_campaign")
     if as_utc(data.ends_at) <= as_utc(data.starts_at):
         raise ValidationError("ends_at must be after starts_at", code="invalid_window")
-    campaign_id = data.campaign_id or new_id("cmp")
+    campaign_id = chosen_id(session, data.campaign_id or new_id("cmp"), Campaign.campaign_id, "campaign_id")
     if session.get(Campaign, campaign_id) is not None:
         raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
     campaign = Campaign(
@@ -105,7 +112,8 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
 
 
 def get_campaign(session: Session, campaign_id: str) -> Campaign:
-    campaign = session.get(Campaign, campaign_id)
+    """The campaign a client names by its id in any look-alike form (`lookup_name`)."""
+    campaign = session.get(Campaign, lookup_name(campaign_id))
     if campaign is None:
         raise NotFound(f"unknown campaign {campaign_id!r}", code="campaign_not_found")
     return campaign

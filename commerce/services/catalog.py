@@ -22,7 +22,7 @@ from commerce.catalog import (
 from commerce.errors import Conflict, ValidationError
 from commerce.logistics import Warehouse
 from commerce.merchants import Merchant
-from commerce.services._util import country_code, get_or_404, new_id, required_text
+from commerce.services._util import chosen_id, country_code, get_or_404, lookup_name, new_id, required_text
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import to_money
 
@@ -49,7 +49,7 @@ class CategoryInput:
 
 
 def create_category(session: Session, data: CategoryInput) -> Category:
-    category_id = required_text(data.category_id, "category_id", 64)
+    category_id = chosen_id(session, data.category_id, Category.category_id, "category_id")
     if session.get(Category, category_id) is not None:
         raise Conflict(f"category {category_id!r} already exists", code="duplicate_category")
     if data.parent_id is not None:
@@ -70,7 +70,8 @@ def create_category(session: Session, data: CategoryInput) -> Category:
 
 
 def get_category(session: Session, category_id: str) -> Category:
-    return get_or_404(session, Category, category_id, "category")
+    """The category a client names by its id in any look-alike form (`lookup_name`)."""
+    return get_or_404(session, Category, lookup_name(category_id), "category")
 
 
 def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:
@@ -188,7 +189,7 @@ def create_product(session: Session, data: ProductInput) -> Product:
     sku = required_text(data.sku, "sku", 64)
     if session.scalar(select(exists().where(Product.sku == sku))):
         raise Conflict(f"sku {sku!r} already exists", code="duplicate_sku")
-    product_id = data.product_id or new_id("p")
+    product_id = chosen_id(session, data.product_id or new_id("p"), Product.product_id, "product_id")
     if session.get(Product, product_id) is not None:
         raise Conflict(f"product {product_id!r} already exists", code="duplicate_product")
     product = Product(
@@ -282,7 +283,8 @@ def set_stock(session: Session, product_id: str, location: str, quantity: int) -
 
 
 def get_product(session: Session, product_id: str) -> Product:
-    return get_or_404(session, Product, product_id, "product")
+    """The product a client names by its id in any look-alike form (`lookup_name`)."""
+    return get_or_404(session, Product, lookup_name(product_id), "product")
 
 
 def list_products(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from commerce.events import (
     events_arrow_schema,
 )
 from commerce.services._util import lookup_name
-from commerce.sqltypes import as_utc
+from commerce.sqltypes import as_utc, utcnow
 
 EXPORT_BATCH_ROWS = 200_000
 
@@ -54,16 +54,27 @@ def client_event_id(source: str | int, event_id: str) -> str:
 
 
 def record_events(
-    session: Session, events: Iterable[Mapping[str, Any]], *, client: str | int | None = None
+    session: Session,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    client: str | int | None = None,
+    max_age: timedelta | None = None,
 ) -> int:
     """Append a batch of events; ones whose event_id is already stored are skipped. Returns rows inserted.
 
     `client` names the sender of events that come from outside (an API key): their ids go into that
     sender's namespace, so a retry is still a no-op but no client id can equal a server id or another
     sender's. Without `client` (the server's own events) ids in the client namespace are refused.
-    The whole batch is validated before anything is written, so a bad event changes nothing.
+    An event stamped more than `max_age` ago is refused (422 `ts_too_old`; the API passes the setting
+    `max_event_age_days`): a client backdating events by years wrote into the history that features,
+    models and past experiments were computed from. The whole batch is validated before anything is
+    written, so a bad event changes nothing.
     """
     rows = [_clean(e) for e in events]
+    if max_age is not None and (old := [r["event_id"] for r in rows if r["ts"] < utcnow() - max_age]):
+        raise ValidationError(
+            f"events stamped more than {max_age.days} days ago: {old[:5]}", code="ts_too_old"
+        )
     for row in rows:
         if client is not None:
             row["event_id"] = client_event_id(client, row["event_id"])

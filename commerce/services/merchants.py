@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session, selectinload
 from commerce.errors import Conflict, InvalidState, ValidationError
 from commerce.merchants import MERCHANT_STATUSES, BrandAuthorization, Merchant, MerchantStatusChange
 from commerce.services._util import (
+    chosen_id,
     country_code,
     get_or_404,
     licence_number,
+    lookup_name,
     new_id,
     not_confusable,
     required_text,
@@ -64,7 +66,9 @@ def apply(session: Session, application: MerchantApplication) -> Merchant:
         raise ValidationError("at least one brand authorization is required", code="missing_brands")
     if session.scalar(select(Merchant).where(Merchant.country == country, Merchant.licence_no == licence)):
         raise Conflict(f"licence {licence!r} ({country}) is already registered", code="duplicate_licence")
-    merchant_id = application.merchant_id or new_id("m")
+    merchant_id = chosen_id(
+        session, application.merchant_id or new_id("m"), Merchant.merchant_id, "merchant_id"
+    )
     if session.get(Merchant, merchant_id) is not None:
         raise Conflict(f"merchant {merchant_id!r} already exists", code="duplicate_merchant")
     merchant = Merchant(
@@ -126,7 +130,8 @@ def add_brand(session: Session, merchant_id: str, brand: str, document_ref: str 
 
 
 def get_merchant(session: Session, merchant_id: str) -> Merchant:
-    return get_or_404(session, Merchant, merchant_id, "merchant")
+    """The merchant a client names by its id in any look-alike form (`lookup_name`)."""
+    return get_or_404(session, Merchant, lookup_name(merchant_id), "merchant")
 
 
 def list_merchants(

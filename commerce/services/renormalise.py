@@ -7,6 +7,11 @@ taken (another row holds it, or two stored names share it): those are reported a
 Salts stay as stored (an experiment's defaults to its name, a layer's holds it): units keep their
 variants. Run `crosscart db renormalise --dry-run` first.
 
+Other chosen ids (merchant, product, campaign, keyword campaign, category and shopper ids, `KEPT_IDS`)
+stored in another form than `commerce.services._util.id_form` are listed too, and left as they are:
+besides the rows of many tables, trained models, feature files, search indexes and API keys outside this
+database name them, so each needs renaming by hand (or keeping).
+
 It also recomputes stored skeletons the live ICU data no longer gives (`stale_skeletons`: a PyICU upgrade
 changed the confusables), which the look-alike check looks up (`commerce.sqltypes.skeleton_of`).
 """
@@ -19,7 +24,9 @@ from dataclasses import dataclass
 from sqlalchemy import String, delete, insert, literal, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from commerce.campaigns import CONTROL, CampaignMember
+from commerce.ads import KeywordCampaign
+from commerce.campaigns import CONTROL, Campaign, CampaignMember
+from commerce.catalog import Category, Product
 from commerce.coupons import Coupon, CouponGrant, CouponRedemption, CouponShopperUsage
 from commerce.events import BehaviorEvent
 from commerce.experiments import (
@@ -32,6 +39,7 @@ from commerce.experiments import (
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.orders import Order
 from commerce.services._util import lookup_name
+from commerce.shoppers import Shopper
 from commerce.sqltypes import SKELETON, renamed, skeleton
 
 #: Columns that name a coupon by its id, besides `coupons.coupon_id` (foreign keys and the event log).
@@ -44,8 +52,24 @@ COUPON_REFERENCES = (
     BehaviorEvent.coupon_id,
 )
 
-#: Names refused as look-alikes by the skeleton stored beside them (`unlike_stored`).
-LOOKED_UP = (Coupon.coupon_id, Merchant.name, BrandAuthorization.brand, Experiment.name, ExperimentLayer.name)
+#: Chosen ids listed when not in their stored form, never rewritten (see above): kind -> column.
+KEPT_IDS = {
+    "merchant": Merchant.merchant_id,
+    "product": Product.product_id,
+    "campaign": Campaign.campaign_id,
+    "keyword campaign": KeywordCampaign.campaign_id,
+    "category": Category.category_id,
+    "shopper": Shopper.shopper_id,
+}
+#: Names and ids refused as look-alikes by the skeleton stored beside them (`unlike_stored`).
+LOOKED_UP = (
+    Coupon.coupon_id,
+    Merchant.name,
+    BrandAuthorization.brand,
+    Experiment.name,
+    ExperimentLayer.name,
+    *KEPT_IDS.values(),
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +77,11 @@ class Rename:
     """A stored name not in its normal form. `clash`: the other stored names of that form, or that form
     itself stored (in the same experiment, for a variant); with any, or a form empty or longer than the
     column (`limit`: NFKC spells `㍿` in 4 letters), or a coupon id whose form is `control` (the holdout
-    arm's name: its audience would become the holdout), it is left as it is."""
+    arm's name: its audience would become the holdout), or another chosen id (`KEPT_IDS`), it is left
+    as it is."""
 
-    kind: str  # coupon, experiment, layer or variant
-    key: str | int  # the row: a coupon's id, else the row id
+    kind: str  # coupon, experiment, layer, variant, or one of `KEPT_IDS`
+    key: str | int  # the row: a coupon's (merchant's, ...) id, else the row id
     stored: str
     normal: str
     scope: str = ""  # a variant's experiment
@@ -69,13 +94,20 @@ class Rename:
 
     @property
     def safe(self) -> bool:
-        return 0 < len(self.normal) <= self.limit and not self.clash and not self.reserved
+        return (
+            0 < len(self.normal) <= self.limit
+            and not self.clash
+            and not self.reserved
+            and self.kind not in KEPT_IDS
+        )
 
     def describe(self) -> str:
         where = f" of experiment {self.scope!r}" if self.scope else ""
         if self.safe:
             return f"{self.kind}{where} {self.stored!r} -> {self.normal!r}"
-        if not 0 < len(self.normal) <= self.limit:
+        if self.kind in KEPT_IDS:
+            why = f"rename it to {self.normal!r} by hand: models, features and keys name it too"
+        elif not 0 < len(self.normal) <= self.limit:
             why = f"its normal form {self.normal!r} is empty or longer than {self.limit} characters"
         elif self.reserved:
             why = f"{CONTROL!r} names a campaign's holdout arm"
@@ -105,13 +137,15 @@ def _plan(kind: str, rows, column) -> list[Rename]:
 
 
 def unnormalised(session: Session) -> list[Rename]:
-    """Every stored coupon id, experiment, layer and variant name not in its normal form."""
+    """Every stored coupon id, experiment, layer and variant name and chosen id (`KEPT_IDS`) not in its
+    normal form."""
     variants = (
         select(ExperimentVariant.id, Experiment.name, ExperimentVariant.name)
         .join(Experiment, Experiment.id == ExperimentVariant.experiment_id)
         .order_by(ExperimentVariant.id)
     )
     coupons = session.scalars(select(Coupon.coupon_id).order_by(Coupon.coupon_id)).all()
+    ids = {kind: session.scalars(select(c).order_by(c)).all() for kind, c in KEPT_IDS.items()}
     named = {
         kind: session.execute(select(model.id, model.name).order_by(model.id)).all()
         for kind, model in (("experiment", Experiment), ("layer", ExperimentLayer))
@@ -121,6 +155,7 @@ def unnormalised(session: Session) -> list[Rename]:
         *_plan("experiment", ((k, "", n) for k, n in named["experiment"]), Experiment.name),
         *_plan("layer", ((k, "", n) for k, n in named["layer"]), ExperimentLayer.name),
         *_plan("variant", session.execute(variants).all(), ExperimentVariant.name),
+        *(r for kind, c in KEPT_IDS.items() for r in _plan(kind, ((i, "", i) for i in ids[kind]), c)),
     ]
 
 

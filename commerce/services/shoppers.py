@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from commerce.errors import Conflict, ValidationError
 from commerce.identity import Keyring, normalize_id_number
 from commerce.orders import AnnualSpend, Order
-from commerce.services._util import get_or_404, required_text
+from commerce.services._util import chosen_id, get_or_404, lookup_name, required_text
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper, ShopperIdentity
 from commerce.sqltypes import utcnow
@@ -21,7 +21,7 @@ from commerce.tax import ANNUAL_LIMIT
 
 
 def create_shopper(session: Session, shopper_id: str, region: str, segment: str | None = None) -> Shopper:
-    shopper_id = required_text(shopper_id, "shopper_id", 64)
+    shopper_id = chosen_id(session, shopper_id, Shopper.shopper_id, "shopper_id")
     if session.get(Shopper, shopper_id) is not None:
         raise Conflict(f"shopper {shopper_id!r} already exists", code="duplicate_shopper")
     shopper = Shopper(shopper_id=shopper_id, region=required_text(region, "region", 64), segment=segment)
@@ -31,7 +31,8 @@ def create_shopper(session: Session, shopper_id: str, region: str, segment: str 
 
 
 def get_shopper(session: Session, shopper_id: str) -> Shopper:
-    return get_or_404(session, Shopper, shopper_id, "shopper")
+    """The shopper a client names by its id in any look-alike form (`lookup_name`)."""
+    return get_or_404(session, Shopper, lookup_name(shopper_id), "shopper")
 
 
 def list_shoppers(

@@ -151,7 +151,8 @@ def renormalise(
     """Coupon ids and experiment, layer and variant names stored before they were normalised (before
     round 6): lookups read names in their normal form, so these could not be found. Lists each and
     rewrites it, with every row that names it; one whose normal form another stored name holds or shares
-    is reported and left as it is. Stored skeletons ICU no longer gives (the look-alike check's keys)
+    is reported and left as it is, as is every merchant, product or campaign id not in normal form
+    (listed: rename it by hand). Stored skeletons ICU no longer gives (the look-alike check's keys)
     are recomputed. Exit 1 while any name is left (or, with --dry-run, any name or skeleton is found).
     Run it while the shop is quiet: a coupon renamed under a running checkout can roll either back."""
     import commerce.all_models  # noqa: F401  (complete metadata)

@@ -214,7 +214,7 @@ def _data_dir(settings) -> list[Check]:
 
 
 def _stored_names(settings) -> list[Check]:
-    """Names stored before round 6 in another form than the one lookups read cannot be found
+    """Names and chosen ids stored in another form than the one lookups read cannot be found
     (`commerce.services.renormalise`)."""
     import commerce.all_models  # noqa: F401
     from commerce.db import make_engine, make_session_factory, read_only
@@ -237,7 +237,7 @@ def _stored_names(settings) -> list[Check]:
                 "run `crosscart db renormalise --dry-run`, then without --dry-run (docs/commerce.md)",
             )
         ]
-    return [Check("stored names", "ok", "coupon ids and experiment names in normal form")]
+    return [Check("stored names", "ok", "chosen ids and experiment names in normal form")]
 
 
 def run_checks(settings) -> list[Check]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, status
 
@@ -21,10 +21,12 @@ def post_events(
     """Record a batch atomically (all or nothing). A shopper key may only send its own events. Ids live
     in the calling key's namespace: a retry is a no-op, and no id can shadow a server-logged event.
     Product events with a `session_id` (a 16-64 character token) also update that live session, for
-    this key."""
+    this key. An event stamped more than `max_event_age_days` ago is refused (422 `ts_too_old`)."""
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
-    inserted = record_events(session, [e.model_dump() for e in batch.events], client=principal.key_id)
+    events = [e.model_dump() for e in batch.events]
+    max_age = timedelta(days=state.settings.max_event_age_days)
+    inserted = record_events(session, events, client=principal.key_id, max_age=max_age)
     live = clicks_by_session(batch.events)
     tracked = sum(len(c) for sid, c in live.items() if state.sessions.record(principal.key_id, sid, c))
     return EventsAccepted(

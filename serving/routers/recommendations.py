@@ -12,7 +12,7 @@ from pydantic_core import to_json
 from commerce.catalog import Fulfillment
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
-from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
+from serving.deps import ChosenId, PrincipalDep, StateDep, Storefront, ensure_shopper
 from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
 from serving.recommend import Page, buy_again, recommend
@@ -252,7 +252,7 @@ async def shopper_buy_again(
 
 @router.get("/products/{product_id}/similar", response_model=SimilarPage)
 async def similar_products(
-    product_id: str,
+    product_id: ChosenId,
     state: StateDep,
     _: PrincipalDep,
     n: Annotated[int, Query(ge=1, le=MAX_N)] = 10,

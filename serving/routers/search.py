@@ -19,6 +19,7 @@ from commerce.services import ads
 from commerce.services._util import get_or_404
 from commerce.services.catalog import category_subtree
 from serving.deps import (
+    ChosenId,
     MerchantOrAdmin,
     PrincipalDep,
     SessionDep,
@@ -202,7 +203,7 @@ def _owned(session, principal: Principal, campaign_id: str) -> KeywordCampaign:
     status_code=status.HTTP_201_CREATED,
 )
 def create_keyword_campaign(
-    merchant_id: str,
+    merchant_id: ChosenId,
     body: KeywordCampaignIn,
     session: SessionDep,
     search: SearchDep,
@@ -226,7 +227,7 @@ def create_keyword_campaign(
 
 @router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=PageOut[KeywordCampaignOut])
 def list_keyword_campaigns(
-    merchant_id: str,
+    merchant_id: ChosenId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     limit: PageLimit = 50,
@@ -241,14 +242,14 @@ def list_keyword_campaigns(
 
 @router.get("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
 def get_keyword_campaign(
-    campaign_id: str, session: SessionDep, principal: MerchantOrAdmin
+    campaign_id: ChosenId, session: SessionDep, principal: MerchantOrAdmin
 ) -> KeywordCampaignOut:
     return _campaign_out(session, _owned(session, principal, campaign_id))
 
 
 @router.patch("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
 def update_keyword_campaign(
-    campaign_id: str,
+    campaign_id: ChosenId,
     body: KeywordCampaignPatch,
     session: SessionDep,
     search: SearchDep,
@@ -268,7 +269,7 @@ def update_keyword_campaign(
     status_code=status.HTTP_201_CREATED,
 )
 def add_keyword(
-    campaign_id: str,
+    campaign_id: ChosenId,
     body: KeywordIn,
     session: SessionDep,
     search: SearchDep,
@@ -283,7 +284,7 @@ def add_keyword(
 
 @router.patch("/keyword-campaigns/{campaign_id}/keywords/{keyword_id}", response_model=KeywordOut)
 def update_keyword(
-    campaign_id: str,
+    campaign_id: ChosenId,
     keyword_id: IntId,
     body: KeywordPatch,
     session: SessionDep,
@@ -303,7 +304,7 @@ def update_keyword(
 
 @router.get("/keyword-campaigns/{campaign_id}/report", response_model=KeywordCampaignReport)
 def keyword_campaign_report(
-    campaign_id: str,
+    campaign_id: ChosenId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     start: Instant | None = None,

@@ -612,3 +612,27 @@ def test_imported_licence_numbers_are_stored_in_the_form_applications_are_checke
         assert s.scalars(select(Merchant.licence_no).order_by(Merchant.merchant_id)).all() == ["L-0", "L1"]
     with pytest.raises(Conflict), transaction(factory) as s:
         merchants.apply(s, merchants.MerchantApplication("Other", "FR", "L-0", ["Other"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "column", "given"),
+    [
+        ("merchants.parquet", "merchant_id", "\uff2d0"),  # Ｍ0, full width: stored as M0
+        ("products.parquet", "product_id", "P0 "),
+        ("campaigns.parquet", "campaign_id", "\uff2b1"),  # Ｋ1
+        ("products.parquet", "product_id", "P0\u200b"),  # no form of it is an id
+        ("shoppers.parquet", "shopper_id", "\uff35\uff10"),  # Ｕ０
+        ("categories.parquet", "category_id", " C1"),
+    ],
+)
+def test_an_id_not_in_its_stored_form_is_refused_by_the_import(factory, tmp_path, name, column, given):
+    """A chosen id is stored in its one form (`chosen_id`), while the other files name the row by the
+    file's spelling: stock, events, orders, identities and audiences would point at nothing."""
+    write_market(tmp_path / "m")
+    path = tmp_path / "m" / name
+    table = pq.read_table(path)
+    ids = [*table.column(column).to_pylist()[:-1], given]  # the last row: a leaf category
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, pa.array(ids)), path)
+    with pytest.raises(ValidationError) as err:
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    assert err.value.code == "invalid_id" and repr(given) in err.value.message

@@ -178,3 +178,40 @@ def test_a_coupon_whose_normal_form_is_control_is_left_as_it_is(market):
     with transaction(market) as s:
         assert s.get(Coupon, wide) is not None and s.get(Coupon, "control") is None
         assert s.scalar(select(CampaignMember.arm).where(CampaignMember.campaign_id == "cmp-ctl")) == wide
+
+
+def test_chosen_ids_not_in_normal_form_are_listed_and_kept(market, database_url, monkeypatch, tmp_path):
+    """A merchant, product or campaign id stored in another form than `chosen_id` stores is listed (dry
+    run, renormalise, doctor) and left as it is: models, features, search indexes and keys name it too.
+    Its stored skeleton is recomputed like a name's."""
+    from datetime import timedelta
+
+    from commerce.catalog import Product
+    from commerce.merchants import Merchant
+
+    wide = "\uff50\uff19"  # ｐ９
+    with transaction(market) as s:
+        s.add(Merchant(merchant_id="m_old ", name="Old", country="JP", licence_no="L-old"))
+        old = dict(sku="SKU-old", merchant_id="m_ok", title="T", category_id="food", brand="Acme")
+        s.add(Product(product_id=wide, origin_country="JP", price=Decimal("1"), fulfillment="bonded", **old))
+        create_campaign(s, CampaignInput("C", "email", "100", NOW, NOW + timedelta(days=7), campaign_id="k1"))
+        s.flush()
+        s.execute(update(Product).where(Product.product_id == "p_tea").values(product_id_skeleton="stale"))
+    why = "by hand: models, features and keys name it too"
+    kept = [
+        f"merchant 'm_old ': left as it is (rename it to 'm_old' {why})",
+        f"product 'ｐ９': left as it is (rename it to 'p9' {why})",
+    ]
+    dry = _run(database_url, monkeypatch, tmp_path, "--dry-run")
+    assert dry.exit_code == 1 and all(k in dry.output for k in kept), dry.output
+    assert "Product.product_id 'p_tea': skeleton 'p_tea' to store" in dry.output
+    assert dry.output.strip().endswith(
+        "2 names not in normal form, 0 renormalised, 2 left\n1 stored skeletons out of date"
+    )
+    done = _run(database_url, monkeypatch, tmp_path)
+    assert done.exit_code == 1 and all(k in done.output for k in kept), done.output
+    with market() as s:
+        assert s.get(Product, wide) is not None and s.get(Merchant, "m_old ") is not None
+        assert s.scalar(select(Product.product_id_skeleton).where(Product.product_id == "p_tea")) == "p_tea"
+    (check,) = _stored_names(Settings(database_url=database_url, data_dir=tmp_path))
+    assert check.status == "warn" and check.detail.startswith("2 not in normal form")

@@ -20,6 +20,7 @@ from commerce.services._util import FORMULA_START, csv_cell
 from commerce.services.coupons import CouponInput, create_coupon
 from commerce.services.logistics import seed_default_partners
 from commerce.services.shoppers import create_shopper
+from commerce.shoppers import Shopper
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -174,9 +175,9 @@ def test_campaign_input_validation(factory, change, message):
 def test_the_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(factory, draft):
     evil = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)"]
     with transaction(factory) as s:
-        for shopper in evil:
-            create_shopper(s, shopper, "Shanghai")
-        # a coupon id stored before ids were checked (create_coupon refuses it now)
+        # shopper ids and a coupon id stored before ids were checked (create_shopper and create_coupon
+        # refuse them now)
+        s.add_all(Shopper(shopper_id=shopper, region="Shanghai") for shopper in evil)
         s.execute(update(Coupon).where(Coupon.coupon_id == "CP10").values(coupon_id="-CP10"))
     with transaction(factory) as s:
         members = [(evil[0], "CP30"), (evil[1], "-CP10"), (evil[2], "control"), (evil[3], "control")]
