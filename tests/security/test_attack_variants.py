@@ -83,7 +83,7 @@ def test_unlisted_attack_variants_change_nothing(client, keys, session_factory):
         ("admin", _view(event_id="r2", product_id="p04", ts=(NOW - timedelta(days=20)).isoformat())),
         ("shopper", _view(event_id="r3", product_id="p05", session_id="s" * 32)),
         ("shopper2", _view(event_id="r4", shopper_id="s2", product_id="p05",
-                           ts=(NOW - timedelta(days=400)).isoformat())),
+                           ts=(NOW - timedelta(days=399)).isoformat())),  # inside max_event_age_days
         ("storefront", _view(event_id="r5", product_id="p11")),  # a delisted product
         ("storefront", _view(event_id="r6", shopper_id="ghost")),  # an invented (or anonymous) visitor
         ("storefront", _view(event_id="r7", product_id="p99")),  # an unknown product
