@@ -182,6 +182,9 @@ def _clear_leftovers(path: Path, grace: float = 0.0) -> None:
                 if tag != "lock":
                     _clear(path, tag, entry, grace)
             lock.unlink(missing_ok=True)
+    turn = _publishing.get(str(path.absolute()))
+    if turn is not None and turn.locked():  # this process publishing: its lock is not tested (`_held`)
+        return
     with _dead(publish_lock(path)) as dead:  # a publisher killed in its turn left it (`_publishing_turn`)
         if dead:
             publish_lock(path).unlink(missing_ok=True)

@@ -150,3 +150,16 @@ def test_clearing_leftovers_never_removes_the_lock_file_of_a_publisher_in_its_tu
     finally:
         turn.__exit__(None, None, None)
     assert not lock.exists()
+
+
+def test_a_clean_up_leaves_the_publish_lock_its_own_process_holds(tmp_path, monkeypatch):
+    """On NFS `flock` is a POSIX lock, held by the process: a clean-up in another thread of the publishing
+    process locked the publish lock as free, removed it (and, closing its descriptor, dropped the
+    holder's lock), so another process could take a turn at once. `fcntl.lockf` is that lock here."""
+    out = tmp_path / "lists"
+    _publish(out, "current")
+    monkeypatch.setattr(fcntl, "flock", fcntl.lockf)
+    with files._publishing_turn(out):
+        files._clear_leftovers(out)
+        assert files.publish_lock(out).exists()
+    assert not files.publish_lock(out).exists()
