@@ -132,7 +132,10 @@ def _publishing_turn(path: Path) -> Iterator[None]:
 @contextmanager
 def _dead(lock: Path) -> Iterator[bool]:
     """Whether the writer of `lock` has ended (no lock file, or its lock free), its lock held meanwhile
-    so that it is not reused; a live writer's lock, held by another process or thread, is not waited for."""
+    so that it is not reused; a live writer's lock, held by another process or thread, is not waited for.
+    A lock freed and removed between opening and locking it is not taken for dead: the file at `lock`
+    may then be a new one, held (`publish_lock` is one name, created anew at each turn), and removing it
+    let a third publisher create another and publish alongside its holder."""
     try:
         fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError:
@@ -141,10 +144,10 @@ def _dead(lock: Path) -> Iterator[bool]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
+            same = os.path.samestat(os.stat(lock), os.fstat(fd))
+        except (BlockingIOError, FileNotFoundError):
+            same = False
+        yield same
     finally:
         os.close(fd)
 
@@ -179,6 +182,9 @@ def _clear_leftovers(path: Path, grace: float = 0.0) -> None:
                 if tag != "lock":
                     _clear(path, tag, entry, grace)
             lock.unlink(missing_ok=True)
+    turn = _publishing.get(str(path.absolute()))
+    if turn is not None and turn.locked():  # this process publishing: its lock is not tested (`_held`)
+        return
     with _dead(publish_lock(path)) as dead:  # a publisher killed in its turn left it (`_publishing_turn`)
         if dead:
             publish_lock(path).unlink(missing_ok=True)

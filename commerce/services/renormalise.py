@@ -105,16 +105,16 @@ class Rename:
         where = f" of experiment {self.scope!r}" if self.scope else ""
         if self.safe:
             return f"{self.kind}{where} {self.stored!r} -> {self.normal!r}"
-        if self.kind in KEPT_IDS:
-            why = f"rename it to {self.normal!r} by hand: models, features and keys name it too"
-        elif not 0 < len(self.normal) <= self.limit:
+        if not 0 < len(self.normal) <= self.limit:
             why = f"its normal form {self.normal!r} is empty or longer than {self.limit} characters"
         elif self.reserved:
             why = f"{CONTROL!r} names a campaign's holdout arm"
         elif self.normal in self.clash:
             why = f"{self.normal!r} is stored already"
-        else:
+        elif self.clash:
             why = f"{', '.join(map(repr, self.clash))} has the same normal form {self.normal!r}"
+        else:  # a chosen id (`KEPT_IDS`) whose normal form is free: the advice names it only then
+            why = f"rename it to {self.normal!r} by hand: models, features and keys name it too"
         return f"{self.kind}{where} {self.stored!r}: left as it is ({why})"
 
 

@@ -17,6 +17,15 @@ from crosscart.cli.progress import working
 app = typer.Typer(help="Coupon campaigns: plan, schedule, run, export, measure.", no_args_is_help=True)
 
 
+def _stored_id(value: str) -> str:
+    """A campaign id argument in the form ids are stored in (`lookup_name`), as the API's URLs read it
+    (`serving.deps.ChosenId`): `get_campaign` found `ｃｍｐ１` for `cmp1`, but the audience, the moves and
+    the export read the id as typed (`plan` refused after all its work, `export` wrote no rows)."""
+    from commerce.services._util import lookup_name
+
+    return lookup_name(value)
+
+
 def _factory():
     from commerce.db import make_engine, make_session_factory
     from crosscart.settings import get_settings
@@ -97,7 +106,7 @@ def list_(
 
 @app.command("plan")
 def plan(
-    campaign_id: str = typer.Argument(...),
+    campaign_id: str = typer.Argument(..., callback=_stored_id),
     candidates: Path | None = typer.Option(
         None,
         "--candidates",
@@ -220,7 +229,7 @@ def _plan_table(summary: dict) -> str:
 
 
 @app.command("schedule")
-def schedule(campaign_id: str = typer.Argument(...)) -> None:
+def schedule(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
     """draft -> scheduled (needs an audience with treated shoppers and a holdout)."""
     from commerce.services.campaigns import schedule_campaign
 
@@ -228,7 +237,7 @@ def schedule(campaign_id: str = typer.Argument(...)) -> None:
 
 
 @app.command("launch")
-def launch(campaign_id: str = typer.Argument(...)) -> None:
+def launch(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
     """scheduled -> running: grant the coupons over the campaign's channel (the API's `launch` too);
     recorded in the audit log as the operator's action."""
     from commerce.services.audit import record
@@ -244,7 +253,7 @@ def launch(campaign_id: str = typer.Argument(...)) -> None:
 
 
 @app.command("complete")
-def complete(campaign_id: str = typer.Argument(...)) -> None:
+def complete(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
     """running -> completed: closes the measurement window."""
     from commerce.services.campaigns import complete_campaign
 
@@ -253,7 +262,7 @@ def complete(campaign_id: str = typer.Argument(...)) -> None:
 
 @app.command("export")
 def export(
-    campaign_id: str = typer.Argument(...),
+    campaign_id: str = typer.Argument(..., callback=_stored_id),
     out: Path = typer.Option(..., "--out", dir_okay=False, help="CSV file to write."),
 ) -> None:
     """Write the audience (shopper_id, arm, coupon_id, channel, grant_id) as CSV."""
@@ -268,7 +277,7 @@ def export(
 
 @app.command("report")
 def report(
-    campaign_id: str = typer.Argument(...),
+    campaign_id: str = typer.Argument(..., callback=_stored_id),
     margin: float = typer.Option(0.3, "--margin", help="Gross margin rate on incremental revenue."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -215,3 +215,13 @@ def test_chosen_ids_not_in_normal_form_are_listed_and_kept(market, database_url,
         assert s.scalar(select(Product.product_id_skeleton).where(Product.product_id == "p_tea")) == "p_tea"
     (check,) = _stored_names(Settings(database_url=database_url, data_dir=tmp_path))
     assert check.status == "warn" and check.detail.startswith("2 not in normal form")
+
+
+def test_a_chosen_id_whose_normal_form_is_taken_is_not_to_be_renamed_to_it():
+    """`ｐ１` beside `p1`: the listing advised renaming it to `p1` by hand, an id another row holds."""
+    from commerce.services.renormalise import Rename
+
+    wide = Rename("product", "\uff50\uff11", "\uff50\uff11", "p1", clash=("p1",))
+    assert wide.describe() == "product 'ｐ１': left as it is ('p1' is stored already)"
+    alike = Rename("merchant", "m1 ", "m1 ", "m1", clash=("\uff4d1",))
+    assert alike.describe() == "merchant 'm1 ': left as it is ('ｍ1' has the same normal form 'm1')"

@@ -6,6 +6,8 @@ removed with the leftovers at the next publish, not the one after, nor `grace` a
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 import threading
@@ -115,3 +117,49 @@ def test_a_publisher_waits_its_turn_then_gives_up_saying_why(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".new-")] == [out.resolve().name]
     _publish(out, "next")  # the turn is free again, and its lock file gone with it
     assert (out / "part-0").read_text() == "next" and not files.publish_lock(out).exists()
+
+
+def test_clearing_leftovers_never_removes_the_lock_file_of_a_publisher_in_its_turn(tmp_path, monkeypatch):
+    """A clean-up opens the publish lock; its holder lets go (removing it) before the clean-up locks the
+    file it opened, and the next publisher takes its turn on a new lock file. The clean-up found its own
+    file free and removed the new one by name, so a third publisher could create another and publish at
+    the same time as the second."""
+    out = tmp_path / "lists"
+    _publish(out, "current")
+    lock, turn, real_open = files.publish_lock(out), files._publishing_turn(out), os.open
+    lock.touch()  # held by a publisher, about to let go
+
+    def open_then_turn_passes(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        if Path(path) == lock and not flags & os.O_CREAT:  # the clean-up's open
+            monkeypatch.setattr(os, "open", real_open)
+            lock.unlink()  # the holder lets go
+            turn.__enter__()  # the next publisher's turn, on a new lock file
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_turn_passes)
+    try:
+        files._clear_leftovers(out)
+        assert lock.exists()  # was removed under the publisher holding it
+        other = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    finally:
+        turn.__exit__(None, None, None)
+    assert not lock.exists()
+
+
+def test_a_clean_up_leaves_the_publish_lock_its_own_process_holds(tmp_path, monkeypatch):
+    """On NFS `flock` is a POSIX lock, held by the process: a clean-up in another thread of the publishing
+    process locked the publish lock as free, removed it (and, closing its descriptor, dropped the
+    holder's lock), so another process could take a turn at once. `fcntl.lockf` is that lock here."""
+    out = tmp_path / "lists"
+    _publish(out, "current")
+    monkeypatch.setattr(fcntl, "flock", fcntl.lockf)
+    with files._publishing_turn(out):
+        files._clear_leftovers(out)
+        assert files.publish_lock(out).exists()
+    assert not files.publish_lock(out).exists()

@@ -220,3 +220,35 @@ def test_plan_prints_the_forecast_beside_the_policy_value_and_warns(db_env, tmp_
                 "disagreement", "message", "reason"} <= set(value)  # fmt: skip
         assert value["disagreement"] is warned and value["rows_used"] == summary["treated"]
         assert f"{value['dr_low']:,.0f} to {value['dr_high']:,.0f}" in table
+
+
+def test_campaign_commands_read_the_id_in_any_look_alike_form(db_env, tmp_path):
+    """`ｓｐｒｉｎｇ－７` (full width, as a Chinese input method types it) is campaign `spring-7` for every
+    command, as for `get_campaign` and the API's URLs: `plan` found the campaign, then refused to store
+    its audience (unknown campaign) after all the work, `export` wrote no rows, `schedule` said unknown."""
+    campaign_id, typed = "spring-7", "\uff53\uff50\uff52\uff49\uff4e\uff47\uff0d\uff17"
+    invoke(
+        "campaign", "create", "--id", campaign_id, "--name", "Spring", "--channel", "social", "--budget",
+        "40", "--starts", "2026-06-01T00:00:00", "--ends", "2026-06-08T00:00:00", "--control-share", "0.25",
+    )  # fmt: skip
+    engine = make_engine(db_env)
+    with transaction(make_session_factory(engine)) as s:
+        for i in range(20):
+            create_shopper(s, f"S{i:02d}", "Beijing")
+        coupon = CouponInput(
+            "amount_off", "20", campaign_id=campaign_id, coupon_id="K20", requires_grant=True
+        )
+        create_coupon(s, coupon)
+    engine.dispose()
+    cand = pd.DataFrame({"shopper_id": [f"S{i:02d}" for i in range(20)], "coupon_id": "K20"})
+    cand = cand.assign(p_control=0.1, p_treated=0.4, spend_control=30.0, spend_treated=120.0)
+    cand.to_csv(tmp_path / "candidates.csv", index=False)
+    summary = json.loads(
+        invoke("campaign", "plan", typed, "--candidates", str(tmp_path / "candidates.csv"), "--json")
+    )
+    assert summary["treated"] >= 1 and summary["holdout"] >= 1
+    assert invoke("campaign", "schedule", typed) == "scheduled"
+    assert invoke("campaign", "launch", typed) == "running"
+    invoke("campaign", "export", typed, "--out", str(tmp_path / "audience.csv"))
+    assert len(list(csv.DictReader((tmp_path / "audience.csv").open()))) == summary["audience"]
+    assert invoke("campaign", "complete", typed) == "completed"
