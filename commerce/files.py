@@ -67,11 +67,7 @@ def _writer(path: Path) -> Iterator[str]:
         lock = _beside(path, "lock", writer)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            ours = os.path.samestat(os.stat(lock), os.fstat(fd))
-        except FileNotFoundError:
-            ours = False
-        if ours:
+        if _still_at(lock, fd):
             break
         os.close(fd)
     _held.add(writer)
@@ -81,6 +77,15 @@ def _writer(path: Path) -> Iterator[str]:
         lock.unlink(missing_ok=True)  # still held: no cleaner takes this writer for dead before
         os.close(fd)
         _held.discard(writer)
+
+
+def _still_at(lock: Path, fd: int) -> bool:
+    """Whether the file open as `fd` is still the one at `lock`: a lock file is removed by its holder
+    before it lets go, so a file locked after that is no longer anyone's turn."""
+    try:
+        return os.path.samestat(os.stat(lock), os.fstat(fd))
+    except FileNotFoundError:
+        return False
 
 
 def publish_lock(path: Path) -> Path:
@@ -113,11 +118,7 @@ def _publishing_turn(path: Path) -> Iterator[None]:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
                 continue
-            try:
-                ours = os.path.samestat(os.stat(lock), os.fstat(fd))
-            except FileNotFoundError:
-                ours = False
-            if ours:
+            if _still_at(lock, fd):
                 break
             os.close(fd)
         try:
@@ -144,8 +145,8 @@ def _dead(lock: Path) -> Iterator[bool]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            same = os.path.samestat(os.stat(lock), os.fstat(fd))
-        except (BlockingIOError, FileNotFoundError):
+            same = _still_at(lock, fd)
+        except BlockingIOError:
             same = False
         yield same
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from commerce import migrate
 from commerce.db import make_engine
@@ -16,6 +16,14 @@ def seed_at(url: str, revision: str, rows: list[str]) -> None:
         with engine.begin() as conn:
             for sql in rows:
                 conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
     finally:
         engine.dispose()
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect
 
 from commerce import migrate
 from commerce.db import make_engine, make_session_factory, transaction
 from commerce.errors import ValidationError
 from commerce.services import campaigns
 from commerce.sqltypes import skeleton
-from tests.commerce.migration_data import query, seed_at
+from tests.commerce.migration_data import columns, query, seed_at
 
 BEFORE = "0037_skeleton_required"
 NOW = "'2026-06-01 12:00:00+00:00'"
@@ -47,14 +46,6 @@ SKELETONS = {
 }
 
 
-def _columns(url: str, table: str) -> set[str]:
-    engine = make_engine(url)
-    try:
-        return {c["name"] for c in inspect(engine).get_columns(table)}
-    finally:
-        engine.dispose()
-
-
 def test_0038_backfills_id_skeletons_and_look_alikes_are_found_by_them(database_url):
     seed_at(database_url, BEFORE, ROWS)
     migrate.upgrade(database_url)
@@ -83,7 +74,7 @@ def test_0038_backfills_id_skeletons_and_look_alikes_are_found_by_them(database_
         engine.dispose()
 
     migrate.downgrade(database_url, BEFORE)
-    assert all(f"{key}_skeleton" not in _columns(database_url, t) for t, (key, _) in SKELETONS.items())
+    assert all(f"{key}_skeleton" not in columns(database_url, t) for t, (key, _) in SKELETONS.items())
     assert len(query(database_url, "SELECT campaign_id FROM campaigns")) == 4  # rows kept
     migrate.upgrade(database_url)  # and up again
     assert migrate.schema_diff(database_url) == []

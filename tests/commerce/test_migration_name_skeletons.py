@@ -5,14 +5,13 @@ one skeleton, over more rows than one backfill batch; the look-alike check then 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect
 
 from commerce import migrate
 from commerce.db import make_engine, make_session_factory, transaction
 from commerce.errors import ValidationError
 from commerce.services import coupons
 from commerce.sqltypes import skeleton
-from tests.commerce.migration_data import query, seed_at
+from tests.commerce.migration_data import columns, query, seed_at
 
 BEFORE = "0035_licence_recompose"
 NOW = "'2026-06-01 12:00:00+00:00'"
@@ -47,14 +46,6 @@ SKELETONS = {
 }
 
 
-def _columns(url: str, table: str) -> set[str]:
-    engine = make_engine(url)
-    try:
-        return {c["name"] for c in inspect(engine).get_columns(table)}
-    finally:
-        engine.dispose()
-
-
 def test_0036_backfills_skeletons_and_look_alikes_are_found_by_them(database_url):
     seed_at(database_url, BEFORE, ROWS)
     migrate.upgrade(database_url)
@@ -77,7 +68,7 @@ def test_0036_backfills_skeletons_and_look_alikes_are_found_by_them(database_url
         engine.dispose()
 
     migrate.downgrade(database_url, BEFORE)
-    assert all(f"{name}_skeleton" not in _columns(database_url, t) for t, (name, _) in SKELETONS.items())
+    assert all(f"{name}_skeleton" not in columns(database_url, t) for t, (name, _) in SKELETONS.items())
     assert len(query(database_url, "SELECT coupon_id FROM coupons")) == MANY + 2  # rows kept
     migrate.upgrade(database_url)  # and up again
     assert migrate.schema_diff(database_url) == []
