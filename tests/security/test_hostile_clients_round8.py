@@ -1,0 +1,79 @@
+"""Round 8 of attacking the API as a hostile client, on SQLite and PostgreSQL (the bilingual shop of
+tests/search). Each test failed before its fix."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.search.conftest import api, keys, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
+from tests.serving.conftest import auth
+
+RACE_ROUNDS = 6
+RACERS = 4
+
+
+def _race(api, requests: list[tuple[str, str, dict]]) -> list:  # noqa: F811
+    """Send `requests` at once (threads released together by a barrier); their responses."""
+    barrier = threading.Barrier(len(requests))
+
+    def send(request):
+        method, url, kwargs = request
+        barrier.wait()
+        return api.request(method, url, **kwargs)
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        return list(pool.map(send, requests))
+
+
+def _creates(keys, n: int) -> dict[str, tuple[str, str, dict]]:  # noqa: F811
+    """One create per unique thing, round `n`: a coupon id, a merchant's licence, a product's SKU."""
+    return {
+        "coupon": (
+            "POST",
+            "/v1/coupons",
+            {
+                "json": {"coupon_id": f"RACE{n}", "kind": "amount_off", "value": "5"},
+                "headers": auth(keys["admin"]),
+            },
+        ),
+        "merchant": (
+            "POST",
+            "/v1/merchants",
+            {"json": {"name": f"Race {n}", "country": "JP", "licence_no": f"LIC-RACE-{n}", "brands": ["Ra"]}},
+        ),
+        "product": (
+            "POST",
+            "/v1/merchants/M1/products",
+            {
+                "json": {
+                    "sku": f"SKU-RACE-{n}",
+                    "title": f"Karimi race {n}",
+                    "category_id": "C01-02",
+                    "brand": "Karimi",
+                    "origin_country": "JP",
+                    "price": "10.00",
+                    "fulfillment": "bonded",
+                },
+                "headers": auth(keys["m1"]),
+            },
+        ),
+    }
+
+
+@pytest.mark.parametrize("thing", ["coupon", "merchant", "product"])
+def test_a_lost_creation_race_is_a_409(api, keys, thing):  # noqa: F811
+    """Two creates of one unique thing at once both passed the service's "already exists?" read on
+    PostgreSQL; the loser's INSERT hit the unique constraint, an IntegrityError answered 500. It is the
+    409 `conflict` problem a retry would get; exactly one create wins each round."""
+    api._transport.raise_server_exceptions = False
+    for n in range(RACE_ROUNDS):
+        request = _creates(keys, n)[thing]
+        responses = _race(api, [request] * RACERS)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201] + [409] * (RACERS - 1), (thing, n, [r.text for r in responses])
+        for lost in (r for r in responses if r.status_code == 409):
+            assert lost.headers["content-type"] == "application/problem+json"
+            assert lost.json()["status"] == 409
