@@ -63,7 +63,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
-    """Parse an amount as Decimal CNY rounded to the fen. Floats are refused: they cannot hold fen exactly."""
+    """Parse an amount as Decimal CNY rounded to the fen (a negative zero is 0.00). Floats are refused: they
+    cannot hold fen exactly."""
     if isinstance(value, float):
         raise ValidationError(f"{field} must be a Decimal or string, not float", code="invalid_money")
     try:
@@ -76,7 +77,7 @@ def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
         amount = amount.quantize(FEN, rounding=ROUND_HALF_UP)
     if amount.adjusted() >= MONEY_DIGITS:  # no Money column holds it
         raise ValidationError(f"{field} must be below {10**MONEY_DIGITS:,}", code="invalid_money")
-    return amount
+    return amount.copy_abs() if amount.is_zero() else amount  # "-0" was kept and shown as -0.00
 
 
 def round_fen(value: Decimal) -> Decimal:

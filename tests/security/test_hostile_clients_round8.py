@@ -77,3 +77,18 @@ def test_a_lost_creation_race_is_a_409(api, keys, thing):  # noqa: F811
         for lost in (r for r in responses if r.status_code == 409):
             assert lost.headers["content-type"] == "application/problem+json"
             assert lost.json()["status"] == 409
+
+
+@pytest.mark.parametrize("zero", ["-0", "-0.00", "-0.0000", "-0E+3"])
+def test_negative_zero_money_is_zero(api, keys, zero):  # noqa: F811
+    """`min_spend: "-0"` passes `ge=0` and was stored and answered as `-0.00` (and a product's admin-only
+    cost price alike): every amount is parsed by one `to_money`, which now gives plain 0.00."""
+    made = api.post(
+        "/v1/coupons",
+        json={"kind": "amount_off", "value": "5", "min_spend": zero},
+        headers=auth(keys["admin"]),
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["min_spend"] == "0.00"
+    again = api.get(f"/v1/coupons/{made.json()['coupon_id']}", headers=auth(keys["admin"]))
+    assert again.json()["min_spend"] == "0.00"
