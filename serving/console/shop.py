@@ -63,7 +63,8 @@ async def _shop_page(
         rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
         partners=logistics.list_partners(session), categories=leaf_categories(session),
         brands=sorted(b.brand for b in merchant.brands), merchant_name=merchant.name,
-        warehouses=logistics.list_warehouses(session), stock_rows=range(STOCK_ROWS), **extra,
+        warehouses=logistics.list_warehouses(session, merchant_id=merchant_id), stock_rows=range(STOCK_ROWS),
+        **extra,
     )  # fmt: skip
 
 

@@ -92,3 +92,20 @@ def test_negative_zero_money_is_zero(api, keys, zero):  # noqa: F811
     assert made.json()["min_spend"] == "0.00"
     again = api.get(f"/v1/coupons/{made.json()['coupon_id']}", headers=auth(keys["admin"]))
     assert again.json()["min_spend"] == "0.00"
+
+
+def test_my_shop_lists_no_other_merchants_locations(api, keys):  # noqa: F811
+    """The new-product form's location list was every warehouse: partners' and each merchant's own, so
+    M1's page named M2's private stock location (where it keeps goods, and how many it has made). A
+    merchant sees the partners' warehouses and the locations of its own stock only."""
+    from tests.serving.test_console import sign_in
+
+    for product, location, key in (("P3", "m2-secret-depot", "m2"), ("P1", "m1-own-shed", "m1")):
+        url = f"/v1/products/{product}/stock/{location}"
+        put = api.put(url, json={"quantity": 3}, headers=auth(keys[key]))
+        assert put.status_code == 200, put.text
+    sign_in(api, keys["m1"])
+    page = api.get("/console/shop")
+    assert page.status_code == 200, page.text
+    assert "m2-secret-depot" not in page.text
+    assert 'value="m1-own-shed"' in page.text and 'value="bonded-default"' in page.text
