@@ -199,10 +199,11 @@ def install(app: FastAPI) -> None:
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
         contention (a row lock past `lock_timeout`, a deadlock, `statement_timeout`: rolled back, busy
-        rather than down, `Retry-After: 1`; PostgreSQL's own log has the statements); any other database
-        error is a bug and stays a 500. A statement an operator cancelled (`pg_cancel_backend`) is
-        rolled back too and the database is up, but it is logged and answered `Retry-After: 5`: it was
-        stopped on purpose (a runaway query, locks cleared for maintenance), so not re-run at once."""
+        rather than down, `Retry-After: 1`; PostgreSQL's own log has the statements); a create that lost
+        a uniqueness race is a 409 (`lost_race`); any other database error is a bug and stays a 500. A
+        statement an operator cancelled (`pg_cancel_backend`) is rolled back too and the database is up,
+        but it is logged and answered `Retry-After: 5`: it was stopped on purpose (a runaway query, locks
+        cleared for maintenance), so not re-run at once."""
         path = request.url.path
         if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
             log_cancelled(request.method, path)
