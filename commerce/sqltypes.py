@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -62,11 +63,20 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: A number written as text (a JSON string, a form field, an argument): ASCII digits with an optional sign,
+#: point and exponent. Python's Decimal (and pydantic's int) also read any Unicode digit (`١٢`, `１２`),
+#: `_` digit groups and surrounding spaces, so `"١٢"` was a price of 12.00 and `"1_000"` one of 1,000.00:
+#: a number a reviewer, a log search or another system reads otherwise, or not at all.
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
     """Parse an amount as Decimal CNY rounded to the fen (a negative zero is 0.00). Floats are refused: they
     cannot hold fen exactly."""
     if isinstance(value, float):
         raise ValidationError(f"{field} must be a Decimal or string, not float", code="invalid_money")
+    if isinstance(value, str) and not NUMBER.fullmatch(value):
+        raise ValidationError(f"{field} must be in ASCII digits, not {value[:40]!r}", code="invalid_money")
     try:
         amount = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):

@@ -7,9 +7,13 @@ visible, and what a known field may be set by is decided by serving.field_access
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from decimal import Decimal
+from types import UnionType
+from typing import Annotated, Generic, TypeVar, Union, get_args, get_origin
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from commerce.sqltypes import NUMBER
 
 T = TypeVar("T")
 
@@ -27,8 +31,37 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
+def _ascii_numbers(annotation, value) -> None:
+    """Refuse a number in `value` written as text other than `NUMBER` allows, where `annotation` (a field's
+    type: `Decimal`, `int | None`, `dict[str, int]`, `list[Decimal]`, ...) expects one."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        _ascii_numbers(args[0], value)
+    elif origin in (Union, UnionType):
+        kinds = [kind for kind in args if kind is not type(None)]
+        if len(kinds) == 1:  # `X | None`; a union of several kinds is left to pydantic
+            _ascii_numbers(kinds[0], value)
+    elif isinstance(value, str):
+        if annotation in (int, float, Decimal) and not NUMBER.fullmatch(value):
+            raise ValueError(f"write the number in ASCII digits (e.g. 12.50), not {value[:40]!r}")
+    elif origin in (list, tuple, set, frozenset) and isinstance(value, list) and args:
+        for item in value:
+            _ascii_numbers(args[0], item)
+    elif origin is dict and isinstance(value, dict) and len(args) == 2:
+        for item in value.values():
+            _ascii_numbers(args[1], item)
+
+
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_in_ascii(cls, value, info: ValidationInfo):
+        """Every number a body gives as text is written in ASCII digits (`commerce.sqltypes.NUMBER`):
+        pydantic's Decimal read `"١٢"` as 12 and its int `"1_0"` as 10."""
+        _ascii_numbers(cls.model_fields[info.field_name].annotation, value)
+        return value
 
 
 class PageOut(BaseModel, Generic[T]):

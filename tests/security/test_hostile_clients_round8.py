@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 
+from commerce.errors import ValidationError
+from commerce.sqltypes import to_money
 from tests.search.conftest import api, keys, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
 from tests.serving.conftest import auth
 
@@ -173,3 +176,64 @@ def test_the_fast_path_reads_a_query_as_the_route_does(api, keys, monkeypatch): 
             assert (fast.status_code, fast.json()) == (routed.status_code, routed.json()), (path, query)
         assert api.get(path, headers=storefront).status_code == 200
     assert sum(body is not None for body in answered) >= 10  # the fast path did answer
+
+
+#: Numbers as text that Python's Decimal or pydantic's int read, and no client writes: Arabic-Indic and
+#: full-width digits, a digit group `_`, spaces (a no-break space too) and line breaks around them.
+LENIENT_NUMBERS = ["١٢", "１２.５", "1_000", " 12", "12 ", "12\n", "\u00a012", "1\u066b5"]
+
+
+def _product(price: str, stock: dict | None = None) -> dict:
+    return {
+        "sku": f"SKU-N-{price.encode().hex()}",
+        "title": "Karimi number",
+        "category_id": "C01-02",
+        "brand": "Karimi",
+        "origin_country": "JP",
+        "price": price,
+        "fulfillment": "bonded",
+        "stock": stock or {},
+    }
+
+
+@pytest.mark.parametrize("number", LENIENT_NUMBERS)
+def test_a_number_is_written_in_ascii_digits(api, keys, number):  # noqa: F811
+    """`"price": "١٢"` listed a product at 12.00, `"１２.５"` at 12.50 and `"1_000"` at 1,000.00, and
+    `"quantity": "1_0"` set 10 units: Python's Decimal and pydantic read any Unicode digit, `_` groups and
+    surrounding spaces, so an amount a reviewer, a log search or another system reads differently (or
+    not at all) was stored as a number. A number sent as text is ASCII digits with an optional sign, point
+    and exponent (`commerce.sqltypes.NUMBER`), in every request body (422) and wherever money is parsed."""
+    m1 = auth(keys["m1"])
+    listed = api.post("/v1/merchants/M1/products", json=_product(number), headers=m1)
+    assert listed.status_code == 422, listed.text
+    stocked = api.post("/v1/merchants/M1/products", json=_product("5.00", {"HZ-1": number}), headers=m1)
+    assert stocked.status_code == 422, stocked.text
+    quantity = api.put("/v1/products/P1/stock/HZ-1", json={"quantity": number}, headers=m1)
+    assert quantity.status_code == 422, quantity.text
+    coupon = {"kind": "amount_off", "value": "5", "min_spend": number}
+    assert api.post("/v1/coupons", json=coupon, headers=auth(keys["admin"])).status_code == 422
+    with pytest.raises(ValidationError):
+        to_money(number)
+
+
+def test_plain_numbers_still_pass(api, keys):  # noqa: F811
+    m1 = auth(keys["m1"])
+    for price, stored in (("12", "12.00"), ("12.5", "12.50"), ("+12.50", "12.50"), ("1.2e1", "12.00")):
+        listed = api.post("/v1/merchants/M1/products", json=_product(price, {"HZ-1": "3"}), headers=m1)
+        assert listed.status_code == 201, listed.text
+        assert listed.json()["price"] == stored
+    assert api.post("/v1/merchants/M1/products", json=_product("7.25"), headers=m1).json()["price"] == "7.25"
+    assert to_money(" 12 ".strip()) == Decimal("12.00")
+
+
+def test_the_console_coupon_value_is_in_ascii_digits(api, keys):  # noqa: F811
+    """The console's coupon forms read the value with Decimal before the API's schema saw it, so `١٥` was
+    a coupon of 15.00 off there while the API refuses it."""
+    from tests.serving.test_console import sign_in
+
+    token = sign_in(api, keys["admin"])
+    for value, coupon_id in (("١٥", "ar-15"), ("1_5", "us-15"), (" 5 ", "ok-5")):
+        body = {"kind": "amount_off", "value": value, "coupon_id": coupon_id, "csrf_token": token}
+        made = api.post("/console/coupons/new", data=body, follow_redirects=False)
+        assert made.status_code == (303 if coupon_id == "ok-5" else 422), (value, made.status_code)
+    assert api.get("/v1/coupons/ok-5", headers=auth(keys["admin"])).json()["value"] == "5.0000"
