@@ -251,3 +251,20 @@ def test_the_console_stock_quantity_is_in_ascii_digits(api, keys):  # noqa: F811
         assert done.status_code == status, (quantity, done.status_code)
     stock = api.get("/v1/products/P1", headers=auth(keys["m1"])).json()["stock"]
     assert [(s["location"], s["quantity"]) for s in stock] == [("HZ-1", 7)]
+
+
+def test_the_console_experiment_form_reads_numbers_as_the_api(api, keys):  # noqa: F811
+    """The console's new-experiment form read traffic, weights and planned units with Python's float and
+    int: `٠.٥` was half the traffic, `1_5` 15 units per variant. They go to the API's schema as typed."""
+    from tests.serving.test_console import sign_in
+
+    token = sign_in(api, keys["admin"])
+    base = {"csrf_token": token, "primary_metric": "conversion", "variant0_name": "control",
+            "variant0_weight": "1", "variant1_name": "treatment", "variant1_weight": "1"}  # fmt: skip
+    for i, odd in enumerate(({"traffic": "٠.٥"}, {"planned_units": "1_5"}, {"variant1_weight": " 2"})):
+        made = api.post("/console/experiments/new", data={**base, "name": f"num-{i}", **odd})
+        assert made.status_code == 422, (odd, made.status_code)
+    fine = {**base, "name": "num-ok", "traffic": "0.5", "planned_units": "15"}
+    assert api.post("/console/experiments/new", data=fine, follow_redirects=False).status_code == 303
+    made = api.get("/v1/experiments/num-ok", headers=auth(keys["admin"])).json()
+    assert (made["traffic_end"] - made["traffic_start"], made["planned_units_per_variant"]) == (0.5, 15)
