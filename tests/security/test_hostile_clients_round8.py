@@ -16,6 +16,13 @@ from tests.serving.conftest import auth
 
 RACE_ROUNDS = 6
 RACERS = 4
+#: The service's own code for a duplicate found before the INSERT (the race's loser gets `already_exists`).
+DUPLICATE = {
+    "coupon": "duplicate_coupon",
+    "merchant": "duplicate_licence",
+    "product": "duplicate_sku",
+    "keyword": "duplicate_keyword",
+}
 
 
 def _race(api, requests: list[tuple[str, str, dict]]) -> list:  # noqa: F811
@@ -31,9 +38,18 @@ def _race(api, requests: list[tuple[str, str, dict]]) -> list:  # noqa: F811
         return list(pool.map(send, requests))
 
 
-def _creates(keys, n: int) -> dict[str, tuple[str, str, dict]]:  # noqa: F811
-    """One create per unique thing, round `n`: a coupon id, a merchant's licence, a product's SKU."""
+def _creates(keys, n: int, campaign: str) -> dict[str, tuple[str, str, dict]]:  # noqa: F811
+    """One create per unique thing, round `n`: a coupon id, a merchant's licence, a product's SKU, a
+    keyword of keyword campaign `campaign`."""
     return {
+        "keyword": (
+            "POST",
+            f"/v1/keyword-campaigns/{campaign}/keywords",
+            {
+                "json": {"keyword": f"race {n}", "match_type": "exact", "bid": "0.50"},
+                "headers": auth(keys["m1"]),
+            },
+        ),
         "coupon": (
             "POST",
             "/v1/coupons",
@@ -66,20 +82,23 @@ def _creates(keys, n: int) -> dict[str, tuple[str, str, dict]]:  # noqa: F811
     }
 
 
-@pytest.mark.parametrize("thing", ["coupon", "merchant", "product"])
+@pytest.mark.parametrize("thing", ["coupon", "merchant", "product", "keyword"])
 def test_a_lost_creation_race_is_a_409(api, keys, thing):  # noqa: F811
     """Two creates of one unique thing at once both passed the service's "already exists?" read on
     PostgreSQL; the loser's INSERT hit the unique constraint, an IntegrityError answered 500. It is the
-    409 `conflict` problem a retry would get; exactly one create wins each round."""
+    409 `already_exists` problem; exactly one create wins each round."""
     api._transport.raise_server_exceptions = False
+    body = {"name": "race", "daily_budget": "100.00", "product_ids": ["P1"]}
+    made = api.post("/v1/merchants/M1/keyword-campaigns", json=body, headers=auth(keys["m1"]))
+    assert made.status_code == 201, made.text
     for n in range(RACE_ROUNDS):
-        request = _creates(keys, n)[thing]
+        request = _creates(keys, n, made.json()["campaign_id"])[thing]
         responses = _race(api, [request] * RACERS)
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [201] + [409] * (RACERS - 1), (thing, n, [r.text for r in responses])
         for lost in (r for r in responses if r.status_code == 409):
             assert lost.headers["content-type"] == "application/problem+json"
-            assert lost.json()["status"] == 409
+            assert lost.json()["code"] in ("already_exists", DUPLICATE[thing])
 
 
 @pytest.mark.parametrize("zero", ["-0", "-0.00", "-0.0000", "-0E+3"])
