@@ -64,9 +64,9 @@ def as_utc(value: datetime) -> datetime:
 
 
 #: A number written as text (a JSON string, a form field, an argument): ASCII digits with an optional sign,
-#: point and exponent. Python's Decimal (and pydantic's int) also read any Unicode digit (`١٢`, `１２`),
-#: `_` digit groups and surrounding spaces, so `"١٢"` was a price of 12.00 and `"1_000"` one of 1,000.00:
-#: a number a reviewer, a log search or another system reads otherwise, or not at all.
+#: point and exponent. Python's Decimal also reads any Unicode digit (`١٢`, `１２`), and it and pydantic's
+#: int `_` digit groups and surrounding spaces, so `"١٢"` was a price of 12.00 and `"1_000"` one of
+#: 1,000.00: a number a reviewer, a log search or another system reads otherwise, or not at all.
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
