@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from commerce.errors import ValidationError
-from commerce.sqltypes import to_money
+from commerce.sqltypes import to_money, to_rate
 from tests.search.conftest import api, keys, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
 from tests.serving.conftest import auth
 
@@ -287,3 +287,20 @@ def test_the_console_experiment_form_reads_numbers_as_the_api(api, keys):  # noq
     assert api.post("/console/experiments/new", data=fine, follow_redirects=False).status_code == 303
     made = api.get("/v1/experiments/num-ok", headers=auth(keys["admin"])).json()
     assert (made["traffic_end"] - made["traffic_start"], made["planned_units_per_variant"]) == (0.5, 15)
+
+
+def test_a_campaign_share_of_negative_zero_is_zero(api, keys):  # noqa: F811
+    """`control_share: "-0"` passes `ge=0`; the created campaign answered `-0` (stored as 0.0000, so read
+    back otherwise). A share is parsed as money is (`commerce.sqltypes.to_rate`): 0.0000 both times."""
+    body = {"name": "zero holdout", "channel": "email", "budget": "10", "control_share": "-0",
+            "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2027-02-01T00:00:00Z"}  # fmt: skip
+    made = api.post("/v1/campaigns", json=body, headers=auth(keys["admin"]))
+    assert made.status_code == 201, made.text
+    again = api.get(f"/v1/campaigns/{made.json()['campaign_id']}", headers=auth(keys["admin"]))
+    assert made.json()["control_share"] == again.json()["control_share"] == "0.0000"
+    for share in ("-0", "-0.0000", "0.1", "NaN", "١"):
+        if share in ("NaN", "١"):
+            with pytest.raises(ValidationError):
+                to_rate(share, field="control_share")
+        else:
+            assert str(to_rate(share, field="control_share")) in ("0.0000", "0.1000")
