@@ -304,3 +304,14 @@ def test_a_campaign_share_of_negative_zero_is_zero(api, keys):  # noqa: F811
                 to_rate(share, field="control_share")
         else:
             assert str(to_rate(share, field="control_share")) in ("0.0000", "0.1000")
+
+
+def test_a_commission_of_negative_zero_is_zero(api, keys):  # noqa: F811
+    """A category's commission (and tax rates) of `-0` was answered `-0` and audited as `-0`; the rates
+    are parsed by `to_rate` too."""
+    admin = auth(keys["admin"])
+    done = api.put("/v1/categories/C01-02/commission", json={"commission_rate": "-0"}, headers=admin)
+    assert done.status_code == 200, done.text
+    assert done.json()["commission_rate"] == "0.0000"
+    again = api.put("/v1/categories/C01-02/commission", json={"commission_rate": "0.05"}, headers=admin)
+    assert again.json()["previous_rate"] == "0.0000" and again.json()["commission_rate"] == "0.0500"
