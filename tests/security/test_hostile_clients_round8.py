@@ -315,3 +315,15 @@ def test_a_commission_of_negative_zero_is_zero(api, keys):  # noqa: F811
     assert done.json()["commission_rate"] == "0.0000"
     again = api.put("/v1/categories/C01-02/commission", json={"commission_rate": "0.05"}, headers=admin)
     assert again.json()["previous_rate"] == "0.0000" and again.json()["commission_rate"] == "0.0500"
+
+
+def test_a_season_discount_of_negative_zero_is_zero(shop):  # noqa: F811
+    from datetime import UTC, datetime, timedelta
+
+    from commerce.db import transaction
+    from commerce.services import pricing
+
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    with transaction(shop) as s:
+        season = pricing.create_season(s, "zero", "Zero", start, start + timedelta(days=1), discount="-0")
+        assert str(season.discount) == "0.0000"
