@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -21,6 +22,8 @@ Money = Numeric(12, 2, asdecimal=True)
 MONEY_DIGITS = 10  # Money's digits before the point: amounts from 10**10 up fit no Money column
 #: Rates and fractions such as VAT 0.1300.
 Rate = Numeric(6, 4, asdecimal=True)
+RATE_DIGITS = 2  # Rate's digits before the point
+RATE_PLACES = Decimal("0.0001")
 
 
 class UTCDateTime(TypeDecorator):
@@ -72,21 +75,47 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
-    """Parse an amount as Decimal CNY rounded to the fen. Floats are refused: they cannot hold fen exactly."""
+#: A number written as text (a JSON string, a form field, an argument): ASCII digits with an optional sign,
+#: point and exponent. Python's Decimal also reads any Unicode digit (`١٢`, `１２`), and it and pydantic's
+#: int `_` digit groups and surrounding spaces, so `"١٢"` was a price of 12.00 and `"1_000"` one of
+#: 1,000.00: a number a reviewer, a log search or another system reads otherwise, or not at all.
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _decimal(value: Decimal | int | str, field: str, code: str) -> Decimal:
+    """A finite Decimal from `value` (a string written as `NUMBER` says); floats are refused: they cannot
+    hold decimals exactly."""
     if isinstance(value, float):
-        raise ValidationError(f"{field} must be a Decimal or string, not float", code="invalid_money")
+        raise ValidationError(f"{field} must be a Decimal or string, not float", code=code)
+    if isinstance(value, str) and not NUMBER.fullmatch(value):
+        raise ValidationError(f"{field} must be in ASCII digits, not {value[:40]!r}", code=code)
     try:
-        amount = Decimal(value)
+        number = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
-        raise ValidationError(f"{field} is not a number: {value!r}", code="invalid_money") from None
-    if not amount.is_finite():
-        raise ValidationError(f"{field} must be finite", code="invalid_money")
+        raise ValidationError(f"{field} is not a number: {value!r}", code=code) from None
+    if not number.is_finite():
+        raise ValidationError(f"{field} must be finite", code=code)
+    return number
+
+
+def to_money(value: Decimal | int | str, *, field: str = "amount") -> Decimal:
+    """Parse an amount as Decimal CNY rounded to the fen (a negative zero is 0.00)."""
+    amount = _decimal(value, field, "invalid_money")
     if amount.adjusted() < MONEY_DIGITS:  # quantizing `1e999999999` raised (a 500)
         amount = amount.quantize(FEN, rounding=ROUND_HALF_UP)
     if amount.adjusted() >= MONEY_DIGITS:  # no Money column holds it
         raise ValidationError(f"{field} must be below {10**MONEY_DIGITS:,}", code="invalid_money")
-    return amount
+    return amount.copy_abs() if amount.is_zero() else amount  # "-0" was kept and shown as -0.00
+
+
+def to_rate(value: Decimal | int | str, *, field: str, code: str = "invalid_rate") -> Decimal:
+    """Parse a rate or share (a `Rate` column: four decimals) as `to_money` parses amounts; a negative zero
+    is 0.0000, and 100 or more (no Rate column holds it) is refused. The caller checks its own range."""
+    rate = _decimal(value, field, code)
+    if rate.adjusted() >= RATE_DIGITS:
+        raise ValidationError(f"{field} must be below {10**RATE_DIGITS}", code=code)
+    rate = rate.quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+    return rate.copy_abs() if rate.is_zero() else rate
 
 
 def round_fen(value: Decimal) -> Decimal:

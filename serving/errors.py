@@ -199,10 +199,11 @@ def install(app: FastAPI) -> None:
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
         contention (a row lock past `lock_timeout`, a deadlock, `statement_timeout`: rolled back, busy
-        rather than down, `Retry-After: 1`; PostgreSQL's own log has the statements); any other database
-        error is a bug and stays a 500. A statement an operator cancelled (`pg_cancel_backend`) is
-        rolled back too and the database is up, but it is logged and answered `Retry-After: 5`: it was
-        stopped on purpose (a runaway query, locks cleared for maintenance), so not re-run at once."""
+        rather than down, `Retry-After: 1`; PostgreSQL's own log has the statements); a create that lost
+        a uniqueness race is a 409 (`lost_race`); any other database error is a bug and stays a 500. A
+        statement an operator cancelled (`pg_cancel_backend`) is rolled back too and the database is up,
+        but it is logged and answered `Retry-After: 5`: it was stopped on purpose (a runaway query, locks
+        cleared for maintenance), so not re-run at once."""
         path = request.url.path
         if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
             log_cancelled(request.method, path)
@@ -211,6 +212,8 @@ def install(app: FastAPI) -> None:
             return _unavailable("the database is busy right now; retry shortly", 1, path)
         if _nul_in_text(exc):
             return problem_response(422, "invalid_request", "text may not contain NUL (\\u0000)", path)
+        if lost_race(exc):
+            return problem_response(409, "already_exists", LOST_RACE_DETAIL, path)
         if not is_outage(exc):
             raise exc
         request.app.state.serving.db_health.failed(exc)
@@ -249,6 +252,24 @@ def _nul_in_text(exc: Exception) -> bool:
     """PostgreSQL refused a NUL character in a string the request carried (a path, query or body field):
     the client's mistake, not the server's (it was a 500 for every text input on PostgreSQL)."""
     return isinstance(exc, sa_exc.DataError) and "NUL (0x00)" in str(exc.orig)
+
+
+#: A unique constraint's refusal: SQLSTATE 23505 on PostgreSQL, SQLite's extended result codes.
+UNIQUE_VIOLATIONS = ("23505", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+LOST_RACE_DETAIL = (
+    "another request created the same thing at the same moment and was kept; nothing of this one was: "
+    "read it back before retrying"
+)
+
+
+def lost_race(exc: Exception) -> bool:
+    """A create lost a race: every service checks "already exists?" before its INSERT (a 409 with its own
+    code), but two requests at once on PostgreSQL both pass that read and the loser's INSERT meets the
+    unique constraint. That is the same 409 a moment later, not a server error (it was a 500)."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, sa_exc.IntegrityError) and any(
+        getattr(orig, name, None) in UNIQUE_VIOLATIONS for name in ("sqlstate", "sqlite_errorname")
+    )
 
 
 CANCELLED_DETAIL = "the database cancelled this request's statement; nothing was kept; retry shortly"

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 from types import SimpleNamespace
-from urllib.parse import parse_qsl
+from typing import get_args, get_origin
 
 from fastapi import HTTPException
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
 
 from serving.deps import STOREFRONT_ROLES, access_refusal
 from serving.routers.recommendations import shopper_page_json
@@ -32,6 +33,24 @@ SESSION_PATH = re.compile(r"^/v1/sessions/([^/]+)/recommendations$")
 SESSION_ROUTE = SimpleNamespace(path="/v1/sessions/{session_id}/recommendations")
 QUERY_CACHE_SIZE = 4096
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
+
+
+def route_params(query_string: bytes, model: type[BaseModel]) -> dict:
+    """`model`'s fields from a query string as FastAPI gives them to the route's query model: parsed by
+    Starlette's `QueryParams` (blank values kept, `+` a space, bytes that are no UTF-8 replaced), a list
+    field every value of its name, any other field the last one. Dropping blank values here made `?n=` a
+    page from the fast path and a 422 from the route."""
+    received = QueryParams(query_string)
+    return {
+        name: received.getlist(name) if _is_list(field.annotation) else received[name]
+        for name, field in model.model_fields.items()
+        if name in received
+    }
+
+
+def _is_list(annotation) -> bool:
+    """`list[str]` or `list[str] | None`."""
+    return any(get_origin(kind) is list for kind in (annotation, *get_args(annotation)))
 
 
 class RecommendationFastPath:
@@ -112,13 +131,7 @@ class RecommendationFastPath:
         """The validated query, remembered per query string: storefronts send a handful of them."""
         query = self._queries.get((model, query_string))
         if query is None:
-            params: dict = {}
-            for name, value in parse_qsl(query_string.decode("latin-1")):
-                if name == "product_id":
-                    params.setdefault(name, []).append(value)
-                else:
-                    params[name] = value
-            query = model.model_validate(params)  # invalid ones raise: never remembered
+            query = model.model_validate(route_params(query_string, model))  # invalid ones raise: never kept
             if len(self._queries) >= QUERY_CACHE_SIZE:
                 self._queries.clear()
             self._queries[(model, query_string)] = query

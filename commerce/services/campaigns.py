@@ -61,7 +61,7 @@ from commerce.services.coupons import (
     nearby_contacts,
 )
 from commerce.shoppers import Shopper
-from commerce.sqltypes import as_utc, to_money, utcnow
+from commerce.sqltypes import as_utc, to_money, to_rate, utcnow
 
 AUDIENCE_BATCH = 10_000  # members read per batch by `audience`
 
@@ -87,9 +87,7 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
     budget = to_money(data.budget, field="budget")
     if budget <= 0:
         raise ValidationError("budget must be positive", code="invalid_campaign")
-    if isinstance(data.control_share, float):
-        raise ValidationError("control_share must be a Decimal or string, not float", code="invalid_campaign")
-    share = Decimal(data.control_share)
+    share = to_rate(data.control_share, field="control_share", code="invalid_campaign")
     if not 0 <= share < 1:
         raise ValidationError("control_share must be in [0, 1)", code="invalid_campaign")
     if as_utc(data.ends_at) <= as_utc(data.starts_at):

@@ -24,13 +24,11 @@ from commerce.logistics import Warehouse
 from commerce.merchants import Merchant
 from commerce.services._util import chosen_id, country_code, get_or_404, lookup_name, new_id, required_text
 from commerce.services.pagination import Page, paginate
-from commerce.sqltypes import to_money
+from commerce.sqltypes import to_money, to_rate
 
 
 def _rate(value: Decimal | str | int, field_name: str) -> Decimal:
-    if isinstance(value, float):
-        raise ValidationError(f"{field_name} must be a Decimal or string, not float", code="invalid_rate")
-    rate = Decimal(value)
+    rate = to_rate(value, field=field_name)
     if not Decimal(0) <= rate < Decimal(1):
         raise ValidationError(f"{field_name} must be in [0, 1), got {rate}", code="invalid_rate")
     return rate

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore
@@ -117,10 +117,18 @@ def seed_default_partners(session: Session) -> None:
     )
 
 
-def list_warehouses(session: Session, mode: str | None = None) -> list[Warehouse]:
+def list_warehouses(
+    session: Session, mode: str | None = None, *, merchant_id: str | None = None
+) -> list[Warehouse]:
+    """Warehouses by id; for `merchant_id`, only those it may see: the partners' and the locations its own
+    stock names. A merchant's own location is registered by name with no owner (`register_location`), so
+    another merchant's is never listed to it (where that merchant keeps goods is its business)."""
     stmt = select(Warehouse).order_by(Warehouse.warehouse_id)
     if mode is not None:
         stmt = stmt.where(Warehouse.mode == mode)
+    if merchant_id is not None:
+        own = select(Stock.location).join(Product).where(Product.merchant_id == merchant_id)
+        stmt = stmt.where(or_(Warehouse.partner_id.is_not(None), Warehouse.warehouse_id.in_(own)))
     return list(session.scalars(stmt))
 
 

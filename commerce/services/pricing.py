@@ -12,7 +12,7 @@ from commerce.catalog import Product
 from commerce.errors import Conflict, ValidationError
 from commerce.promotions import DiscountSeason, PriceWindow
 from commerce.services._util import get_or_404
-from commerce.sqltypes import as_utc, round_fen, to_money
+from commerce.sqltypes import as_utc, round_fen, to_money, to_rate
 
 
 def effective_prices(session: Session, products: list[Product], at: datetime) -> dict[str, Decimal]:
@@ -76,7 +76,7 @@ def create_season(
     ends_at: datetime,
     discount: Decimal | str = "0",
 ) -> DiscountSeason:
-    rate = Decimal(discount)
+    rate = to_rate(discount, field="discount")
     if not Decimal(0) <= rate < Decimal(1):
         raise ValidationError("season discount must be in [0, 1)", code="invalid_rate")
     if as_utc(ends_at) <= as_utc(starts_at):

@@ -22,6 +22,7 @@ from commerce.campaigns import CAMPAIGN_STATUSES
 from commerce.db import transaction
 from commerce.services import campaign_overview as overview
 from commerce.services import coupons as coupon_service
+from commerce.sqltypes import NUMBER
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
 from serving.console.web import attempt, past_the_end, redirect, render
@@ -44,7 +45,11 @@ def _utc(value: str) -> datetime:
 
 
 def coupon_value(kind: str, value: str) -> Decimal:
-    """The form asks percent-off coupons in percent (15 = 15%); the API stores the fraction."""
+    """The form asks percent-off coupons in percent (15 = 15%); the API stores the fraction. The value
+    is written as the API takes numbers (`commerce.sqltypes.NUMBER`): Decimal alone read `١٥` as 15."""
+    value = value.strip()
+    if not NUMBER.fullmatch(value):
+        raise ValueError(f"value {value[:40]!r} is not a number in ASCII digits")
     try:
         amount = Decimal(value)
     except InvalidOperation as exc:

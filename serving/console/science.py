@@ -147,6 +147,7 @@ async def new_experiment(request: Request, _: Experiments):
 
 @router.post("/experiments/new")
 async def create_experiment(request: Request, session: SessionDep, principal: Experiments):
+    """Numbers go to the API's schema as typed: Python's float and int read `٠.٥` and `1_5`."""
     form = await request.form()
 
     def create():
@@ -155,7 +156,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
             name = (form.get(f"variant{i}_name") or "").strip()
             if name:
                 alias = (form.get(f"variant{i}_alias") or "").strip()
-                weight = float(form.get(f"variant{i}_weight") or 1)
+                weight = form.get(f"variant{i}_weight") or "1"
                 variants.append(
                     {"name": name, "weight": weight, "config": {"model_alias": alias} if alias else None}
                 )
@@ -163,9 +164,9 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
             name=form.get("name") or "",
             description=form.get("description") or "",
             layer=form.get("layer") or None,
-            traffic=float(form.get("traffic") or 1),
+            traffic=form.get("traffic") or "1",
             primary_metric=form.get("primary_metric") or "conversion",
-            planned_units_per_variant=int(form["planned_units"]) if form.get("planned_units") else None,
+            planned_units_per_variant=form.get("planned_units") or None,
             inference=form.get("inference") or "fixed",
             variants=variants,
         )

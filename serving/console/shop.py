@@ -63,7 +63,8 @@ async def _shop_page(
         rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
         partners=logistics.list_partners(session), categories=leaf_categories(session),
         brands=sorted(b.brand for b in merchant.brands), merchant_name=merchant.name,
-        warehouses=logistics.list_warehouses(session), stock_rows=range(STOCK_ROWS), **extra,
+        warehouses=logistics.list_warehouses(session, merchant_id=merchant_id), stock_rows=range(STOCK_ROWS),
+        **extra,
     )  # fmt: skip
 
 
@@ -130,8 +131,11 @@ async def set_stock(
     principal: MerchantOnly,
     background: BackgroundTasks,
     location: Annotated[str, Form(min_length=1, max_length=64)],
-    quantity: Annotated[int, Form()],
+    quantity: Annotated[str, Form(max_length=16)],
 ):
+    """Set a location's units through the API's `set_stock`; the quantity is read by its schema (`StockSet`),
+    not as FastAPI reads an int form field (`1_0` was 10 units)."""
+
     def run():
         return catalog_api.set_stock(
             product_id, location, StockSet(quantity=quantity), session, state, principal, request, background

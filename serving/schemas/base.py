@@ -7,9 +7,15 @@ visible, and what a known field may be set by is decided by serving.field_access
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from decimal import Decimal
+from functools import cache
+from types import UnionType
+from typing import Annotated, Generic, TypeVar, Union, get_args, get_origin
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic.fields import FieldInfo
+
+from commerce.sqltypes import NUMBER
 
 T = TypeVar("T")
 
@@ -27,8 +33,55 @@ def _in_utc(value: datetime) -> datetime:
 Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
+def _numeric(annotation) -> bool:
+    """Whether a field of type `annotation` holds a number somewhere (`Decimal`, `int | None`,
+    `dict[str, Units]`, `list[Decimal]`, ...); `bool` and `Any` do not count."""
+    if annotation in (int, float, Decimal):
+        return True
+    return any(_numeric(arg) for arg in get_args(annotation) if not isinstance(arg, FieldInfo))
+
+
+@cache
+def _numeric_fields(model: type[BaseModel]) -> tuple[tuple[str, object], ...]:
+    """(name, annotation) of `model`'s fields that hold numbers: computed once per model."""
+    return tuple((name, f.annotation) for name, f in model.model_fields.items() if _numeric(f.annotation))
+
+
+def _ascii_numbers(annotation, value, field: str) -> None:
+    """Refuse a number in `value` written as text other than `NUMBER` allows, where `annotation` (a field's
+    type) expects one."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        _ascii_numbers(args[0], value, field)
+    elif origin in (Union, UnionType):
+        kinds = [kind for kind in args if kind is not type(None)]
+        if len(kinds) == 1:  # `X | None`; a union of several kinds is left to pydantic
+            _ascii_numbers(kinds[0], value, field)
+    elif isinstance(value, str):
+        if annotation in (int, float, Decimal) and not NUMBER.fullmatch(value):
+            raise ValueError(f"{field}: write the number in ASCII digits (e.g. 12.50), not {value[:40]!r}")
+    elif origin in (list, tuple, set, frozenset) and isinstance(value, list) and args:
+        for item in value:
+            _ascii_numbers(args[0], item, field)
+    elif origin is dict and isinstance(value, dict) and len(args) == 2:
+        for item in value.values():
+            _ascii_numbers(args[1], item, field)
+
+
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_in_ascii(cls, data):
+        """Every number a body gives as text is written in ASCII digits (`commerce.sqltypes.NUMBER`):
+        pydantic's Decimal read `"١٢"` as 12 and its int `"1_0"` as 10. One check per object, over its
+        number fields only: a validator per field made a 1,000-event batch 6 times slower to validate."""
+        if isinstance(data, dict):
+            for name, annotation in _numeric_fields(cls):
+                if name in data:
+                    _ascii_numbers(annotation, data[name], name)
+        return data
 
 
 class PageOut(BaseModel, Generic[T]):
