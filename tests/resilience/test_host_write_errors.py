@@ -126,3 +126,50 @@ def test_a_command_whose_output_the_disk_refuses_exits_1_with_one_line(
     assert os.strerror(code) in lines[0] and str(out.parent) in lines[0]
     assert out.read_text() == "shopper_id,arm\ns1,c1\n"
     assert list(out.parent.iterdir()) == [out]
+
+
+def test_an_events_export_the_disk_fills_half_way_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    """`export_events` removed the previous parts, then wrote the new ones in place: a disk full at the
+    second part left one new part (and half of the next) where the whole previous export had been. Now
+    the parts are staged and published together, so the reader sees one whole export or the other."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from commerce.db import transaction
+    from commerce.services.events import export_events, record_events
+
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'crosscart.db'}")
+    at = pd.Timestamp("2026-06-01T12:00:00Z").to_pydatetime()
+    events = [
+        {"event_id": f"e{i}", "ts": at, "shopper_id": "s1", "product_id": "p01", "event_type": "view"}
+        for i in range(5)
+    ]
+    out = tmp_path / "events"
+    with transaction(factory) as s:
+        record_events(s, events[:3])
+    with factory() as s:
+        export_events(s, out, batch_rows=10)
+    previous = sorted(pd.read_parquet(out).event_id)
+    with transaction(factory) as s:
+        record_events(s, events[3:])
+
+    write_table, written = pq.write_table, []
+
+    def disk_fills_up(table, where, **kwargs):
+        written.append(where)
+        if len(written) == 2:
+            Path(where).write_bytes(b"PAR1 half a part")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+        write_table(table, where, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", disk_fills_up)
+    with pytest.raises(OSError), factory() as s:
+        export_events(s, out, batch_rows=10)
+    assert sorted(pd.read_parquet(out).event_id) == previous  # the previous export, whole
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [out.readlink().name]
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+    with factory() as s:
+        paths = export_events(s, out, batch_rows=10)
+    assert paths == sorted(out.glob("part-*.parquet")) and len(paths) > 2
+    assert sorted(pd.read_parquet(out).event_id) == sorted([*previous, "e3", "e4"])
