@@ -15,6 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+#: How the host's storage refuses a write: full (ENOSPC, EDQUOT: a quota), mounted read-only (EROFS) or
+#: failing (EIO). Not a bug of the writer: the API answers it as a problem (serving/errors.py), a command
+#: in one line (crosscart/cli), where either gave a traceback.
+STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+STORAGE_REFUSALS = STORAGE_FULL | {errno.EROFS, errno.EIO}
+
+
+def is_storage_refusal(exc: BaseException) -> bool:
+    """Whether `exc` is the host's storage refusing a write (STORAGE_REFUSALS)."""
+    return isinstance(exc, OSError) and exc.errno in STORAGE_REFUSALS
+
 
 def _sync(path: Path) -> None:
     """Flush `path` (a file, or a directory's entries) to the disk."""

@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
+from commerce.files import STORAGE_FULL, is_storage_refusal
 from serving.resilience import (
     RETRY_AFTER_SECONDS,
     CommitOutcomeUnknown,
@@ -52,6 +53,7 @@ CODE_BY_STATUS = {
     422: "invalid_request",
     429: "rate_limited",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -236,6 +238,22 @@ def install(app: FastAPI) -> None:
         waits for it."""
         detail = "the model registry is unavailable; retry shortly"
         return _unavailable(detail, RETRY_AFTER_SECONDS, request.url.path)
+
+    @app.exception_handler(OSError)
+    async def storage_refused(request: Request, exc: OSError) -> JSONResponse:
+        """The host's storage refused a file this request wrote (`commerce.files.is_storage_refusal`):
+        full is a 507, read-only or failing a 503 with Retry-After; the file is named in the log only
+        (a host path is not the caller's business). Any other OSError is a bug and stays a 500."""
+        if not is_storage_refusal(exc):
+            raise exc
+        path = request.url.path
+        log.error("host storage refused a write (%s): %s %s", exc, request.method, path)
+        if exc.errno in STORAGE_FULL:
+            detail = "the server's disk is full; retry once room is made"
+            return problem_response(507, CODE_BY_STATUS[507], detail, path)
+        detail = "the server's storage refused a write (read-only or failing); retry shortly"
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return problem_response(503, "storage_unavailable", detail, path, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

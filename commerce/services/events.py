@@ -20,6 +20,7 @@ from commerce.events import (
     BehaviorEvent,
     events_arrow_schema,
 )
+from commerce.files import staged_directory
 from commerce.services._util import lookup_name
 from commerce.sqltypes import as_utc, utcnow
 
@@ -145,30 +146,29 @@ def export_events(
 ) -> list[Path]:
     """Write every event as `out_dir/part-NNNNN.parquet` in the contract's events schema; return the paths.
 
-    Read them back with `pandas.read_parquet(out_dir)`. Stale part files from an earlier export are removed.
+    Read them back with `pandas.read_parquet(out_dir)`. The parts are written beside `out_dir` and
+    published together (`commerce.files.staged_directory`): the previous export's parts were removed
+    first and the new ones written in place, so a failure half-way (a full disk) left part of the new
+    export, and half a part, where the whole previous one had been.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = events_arrow_schema()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("part-*.parquet"):
-        stale.unlink()
     columns = [getattr(BehaviorEvent, c) for c in EVENT_COLUMNS]
     result = session.execute(
         select(*columns)
         .order_by(BehaviorEvent.ts, BehaviorEvent.event_id)
         .execution_options(yield_per=batch_rows)
     )
-    paths: list[Path] = []
-    for part in result.partitions():
-        table = pa.Table.from_pylist([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in part], schema)
-        path = out / f"part-{len(paths):05d}.parquet"
-        pq.write_table(table, path)
-        paths.append(path)
-    if not paths:  # an empty log still yields a readable, typed dataset
-        path = out / "part-00000.parquet"
-        pq.write_table(schema.empty_table(), path)
-        paths.append(path)
-    return paths
+    names: list[str] = []
+    with staged_directory(out) as staging:
+        for part in result.partitions():
+            table = pa.Table.from_pylist([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in part], schema)
+            names.append(f"part-{len(names):05d}.parquet")
+            pq.write_table(table, staging / names[-1])
+        if not names:  # an empty log still yields a readable, typed dataset
+            names.append("part-00000.parquet")
+            pq.write_table(schema.empty_table(), staging / names[-1])
+    return [out / name for name in names]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import typer
+from typer.core import TyperGroup
 
 from crosscart.cli import (
     batch_score,
@@ -38,8 +39,28 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # implicit's solvers parallelise themselves; a threaded BLAS underneath only slows them down.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+
+class _Commands(TyperGroup):
+    """Every command: the host's storage refusing a write (`commerce.files.is_storage_refusal`: a full,
+    read-only or failing disk) ends it with one line naming the file, exit 1, where it printed a
+    traceback (83 lines for `campaign export`); any other exception is still a bug and shows its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            from commerce.files import is_storage_refusal
+
+            if not is_storage_refusal(exc):
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: cannot write{where}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from exc
+
+
 app = typer.Typer(
     name="crosscart",
+    cls=_Commands,
     help="CrossCart: recommendations and precision marketing for cross-border marketplaces.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

@@ -139,7 +139,11 @@ def plot_response(data: bytes, path: str) -> Response:
     return Response(data, media_type=media, headers=PLOT_HEADERS)
 
 
-@router.get("/{name}/versions/{version}/{path:path}", response_class=Response)
+@router.get(
+    "/{name}/versions/{version}/{path:path}",
+    response_class=Response,
+    responses={507: {"description": "the server's disk is full: the plot cannot be copied"}},
+)
 async def plot(name: str, version: str, path: str, state: StateDep, _: ModelReader) -> Response:
     """A plot of the version's training run (PNG or SVG)."""
     return plot_response(await run_in_threadpool(read_plot, state, name, version, path), path)
