@@ -7,7 +7,7 @@ import re
 import unicodedata
 import uuid
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
@@ -285,6 +285,19 @@ def lookup_name(value: str | None) -> str:
     method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. Nothing is
     refused here: a name no rule would store is not found."""
     return _drop_silent_zwnj(normal_form(value))
+
+
+def stored_form(value: str, exists: Callable[[str], bool]) -> str:
+    """The id `value` names, for every lookup by a chosen id: `value` itself if a row has it, else its
+    normal form (`lookup_name`). New ids are stored normalised, but a row stored before that rule (`p 1`
+    with two spaces, `p–1` with an en dash, full-width `ｐ１`) keeps its id: read only in normal form
+    it was a 404 by every spelling, and a shopper key bound to it a 403 at checkout."""
+    return value if exists(value) else lookup_name(value)
+
+
+def stored_key(session: Session, model: type, value: str) -> str:
+    """`stored_form` for a row of `model` by its primary key (a second `get` of it hits the identity map)."""
+    return stored_form(value, lambda key: session.get(model, key) is not None)
 
 
 def chosen_name(value: str | None, field: str) -> str:

@@ -22,7 +22,7 @@ from commerce.catalog import (
 from commerce.errors import Conflict, ValidationError
 from commerce.logistics import Warehouse
 from commerce.merchants import Merchant
-from commerce.services._util import chosen_id, country_code, get_or_404, lookup_name, new_id, required_text
+from commerce.services._util import chosen_id, country_code, get_or_404, new_id, required_text, stored_key
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import to_money
 
@@ -70,8 +70,8 @@ def create_category(session: Session, data: CategoryInput) -> Category:
 
 
 def get_category(session: Session, category_id: str) -> Category:
-    """The category a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Category, lookup_name(category_id), "category")
+    """The category a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Category, stored_key(session, Category, category_id), "category")
 
 
 def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:
@@ -283,8 +283,8 @@ def set_stock(session: Session, product_id: str, location: str, quantity: int) -
 
 
 def get_product(session: Session, product_id: str) -> Product:
-    """The product a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Product, lookup_name(product_id), "product")
+    """The product a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Product, stored_key(session, Product, product_id), "product")
 
 
 def list_products(

@@ -51,8 +51,8 @@ from commerce.services._util import (
     chosen_name,
     get_or_404,
     locked_or_404,
-    lookup_name,
     new_id,
+    stored_key,
     unlike_stored,
     visible_text,
 )
@@ -225,7 +225,7 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
         raise ValidationError(
             f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
         )
-    coupon_id = lookup_name(coupon_id)
+    coupon_id = stored_key(session, Coupon, coupon_id)
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     unused = and_(
         Coupon.coupon_id == coupon_id,
@@ -271,8 +271,8 @@ def end_coupon(session: Session, coupon_id: str, at: datetime | None = None) -> 
 
 
 def get_coupon(session: Session, coupon_id: str) -> Coupon:
-    """The coupon a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Coupon, lookup_name(coupon_id), "coupon")
+    """The coupon a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Coupon, stored_key(session, Coupon, coupon_id), "coupon")
 
 
 def list_coupons(
@@ -405,7 +405,7 @@ def grant_coupon(
     """
     ids = sorted(set(shopper_ids))
     at = as_utc(at or utcnow())
-    coupon_id = lookup_name(coupon_id)
+    coupon_id = stored_key(session, Coupon, coupon_id)
     probe = session.begin_nested()
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     if coupon.campaign_id is None:
@@ -686,7 +686,7 @@ def redeem(
     if amount < 0:
         raise ValidationError("redemption amount must be >= 0", code="invalid_money")
     at = as_utc(at or utcnow())
-    coupon_id = lookup_name(coupon_id)
+    coupon_id = stored_key(session, Coupon, coupon_id)
     coupon_table = Coupon.__table__
     took = session.execute(
         update(coupon_table)

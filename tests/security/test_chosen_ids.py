@@ -7,7 +7,9 @@ moment on PostgreSQL. Events stamped beyond `max_event_age_days` are refused (`t
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +21,8 @@ from commerce.db import transaction
 from commerce.errors import Conflict, DomainError, ValidationError
 from commerce.merchants import Merchant
 from commerce.services import ads, campaigns, catalog, merchants, shoppers
-from commerce.services._util import lookup_name
+from commerce.services._util import lookup_name, stored_key
+from commerce.services.access import create_api_key
 from commerce.services.events import record_events
 from commerce.shoppers import Shopper
 from commerce.sqltypes import SKELETON, skeleton
@@ -83,7 +86,7 @@ KINDS = {
     "keyword campaign": (
         lambda s, i, n: _keyword_campaign(s, i),
         KeywordCampaign.campaign_id,
-        lambda s, i: s.get(KeywordCampaign, lookup_name(i)),  # the API's `ChosenId` reads it so
+        lambda s, i: s.get(KeywordCampaign, stored_key(s, KeywordCampaign, i)),  # as the API's URLs
     ),
     "category": (
         lambda s, i, n: catalog.create_category(s, catalog.CategoryInput(i, f"Cat {n}")).category_id,
@@ -178,6 +181,30 @@ def test_look_alikes_created_at_once_make_one_row(market, kind, ids):
         assert [k for _, k in _skeletons(s, kind) if k == skeleton("p1")] == ["pl"]
 
 
+# Ids stored before they were normalised: full width, a space after, an en dash, two spaces.
+OLD_IDS = ["\uff501", "p1 ", "p\u20131", "p  1"]
+
+
+def _as_sent(monkeypatch) -> None:
+    """Ids stored as the client sent them, as before `chosen_id` normalised them."""
+    for module in (ads, campaigns, catalog, merchants, shoppers):
+        monkeypatch.setattr(module, "chosen_id", lambda session, value, column, field: value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("old", OLD_IDS)
+def test_a_row_stored_before_ids_were_normalised_is_found_by_its_id(market, monkeypatch, kind, old):
+    with monkeypatch.context() as m, transaction(market) as s:
+        _as_sent(m)
+        assert _create(s, kind, old) == old
+        assert _create(s, kind, lookup_name(old), 2) == lookup_name(old)
+    column, get = KINDS[kind][1:]
+    with market() as s:
+        assert getattr(get(s, old), column.key) == old  # the exact id first
+        assert getattr(get(s, lookup_name(old)), column.key) == lookup_name(old)
+        assert getattr(get(s, " " + lookup_name(old)), column.key) == lookup_name(old)  # else its normal form
+
+
 def test_an_event_stamped_too_long_ago_is_refused(market):
     old = {"event_id": "e-old", "ts": datetime.now(UTC) - timedelta(days=31), "shopper_id": "s0"}
     event = {**old, "event_type": "view", "product_id": "p_tea"}
@@ -220,3 +247,22 @@ def test_the_api_refuses_events_older_than_the_setting(make_client, settings, ke
     recent = {**event, "ts": (NOW - timedelta(days=29)).isoformat()}
     ok = client.post("/v1/events", json={"events": [recent]}, headers=auth(keys["storefront"]))
     assert ok.status_code == 202
+
+
+def test_urls_reach_rows_stored_before_ids_were_normalised(client, keys, session_factory, monkeypatch):
+    old = "s\u20131 "  # an en dash and a space after: stored so before ids were normalised
+    with monkeypatch.context() as m, transaction(session_factory) as s:
+        _as_sent(m)
+        shoppers.create_shopper(s, old, "Zhejiang")
+        product = replace(_product("p  05", "SKU-old"), merchant_id="m1", category_id="beauty", brand="B")
+        catalog.create_product(s, product)  # two spaces
+        key = create_api_key(s, "shopper", shopper_id=old)[1]
+    admin = auth(keys["admin"])
+    assert client.get(f"/v1/products/{quote('p  05')}", headers=admin).json()["product_id"] == "p  05"
+    assert client.get("/v1/products/p05", headers=admin).json()["product_id"] == "p05"
+    assert client.get(f"/v1/products/{quote('p 05')}", headers=admin).status_code == 404  # no such id
+    orders = client.get(f"/v1/shoppers/{quote(old)}/orders", headers=auth(key))
+    assert (orders.status_code, orders.json()["total"]) == (200, 0)  # was a 403: the URL read as `s-1`
+    cart = {"lines": [{"product_id": "p05", "quantity": 1}]}
+    placed = client.post(f"/v1/shoppers/{quote(old)}/orders", json=cart, headers=auth(key))
+    assert placed.status_code not in (403, 404), placed.json()
