@@ -291,8 +291,10 @@ def stored_form(value: str, exists: Callable[[str], bool]) -> str:
     """The id `value` names, for every lookup by a chosen id: `value` itself if a row has it, else its
     normal form (`lookup_name`). New ids are stored normalised, but a row stored before that rule (`p 1`
     with two spaces, `p–1` with an en dash, full-width `ｐ１`) keeps its id: read only in normal form
-    it was a 404 by every spelling, and a shopper key bound to it a 403 at checkout."""
-    return value if exists(value) else lookup_name(value)
+    it was a 404 by every spelling, and a shopper key bound to it a 403 at checkout. An id already in
+    normal form is that form: nothing to look up."""
+    normal = lookup_name(value)
+    return value if normal != value and exists(value) else normal
 
 
 def stored_key(session: Session, model: type, value: str) -> str:

@@ -52,11 +52,10 @@ def create_category(session: Session, data: CategoryInput) -> Category:
     category_id = chosen_id(session, data.category_id, Category.category_id, "category_id")
     if session.get(Category, category_id) is not None:
         raise Conflict(f"category {category_id!r} already exists", code="duplicate_category")
-    if data.parent_id is not None:
-        get_or_404(session, Category, data.parent_id, "category")
+    parent = None if data.parent_id is None else get_category(session, data.parent_id)
     category = Category(
         category_id=category_id,
-        parent_id=data.parent_id,
+        parent_id=None if parent is None else parent.category_id,
         name=required_text(data.name, "name", 200),
         vat_rate=_rate(data.vat_rate, "vat_rate"),
         consumption_tax_rate=_rate(data.consumption_tax_rate, "consumption_tax_rate"),
@@ -174,7 +173,7 @@ def create_product(session: Session, data: ProductInput) -> Product:
         raise ValidationError("self-operated products need a cost_price", code="missing_cost_price")
     if data.fulfillment not in FULFILLMENT_MODES:
         raise ValidationError(f"fulfillment must be one of {FULFILLMENT_MODES}", code="invalid_fulfillment")
-    merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
+    merchant = get_or_404(session, Merchant, stored_key(session, Merchant, data.merchant_id), "merchant")
     if merchant.status == "rejected":
         raise ValidationError(f"merchant {merchant.merchant_id!r} was rejected", code="merchant_rejected")
     brand = required_text(data.brand, "brand", 120)
@@ -183,8 +182,8 @@ def create_product(session: Session, data: ProductInput) -> Product:
             f"merchant {merchant.merchant_id!r} holds no authorization for brand {brand!r}",
             code="brand_not_authorized",
         )
-    get_or_404(session, Category, data.category_id, "category")
-    if session.scalar(select(exists().where(Category.parent_id == data.category_id))):
+    category_id = get_category(session, data.category_id).category_id  # `ｆｏｏｄ` names `food`
+    if session.scalar(select(exists().where(Category.parent_id == category_id))):
         raise ValidationError("products belong to leaf categories", code="category_not_leaf")
     sku = required_text(data.sku, "sku", 64)
     if session.scalar(select(exists().where(Product.sku == sku))):
@@ -197,7 +196,7 @@ def create_product(session: Session, data: ProductInput) -> Product:
         sku=sku,
         merchant_id=merchant.merchant_id,
         title=required_text(data.title, "title", 300),
-        category_id=data.category_id,
+        category_id=category_id,
         brand=brand,
         origin_country=country_code(data.origin_country, "origin_country"),
         price=price,

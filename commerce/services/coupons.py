@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -135,9 +135,12 @@ def _terms(session: Session, data: CouponInput) -> dict:
         raise ValidationError(f"scope_type must be one of {SCOPE_TYPES}", code="invalid_coupon")
     if (data.scope_type == "platform") != (data.scope_id is None):
         raise ValidationError("scope_id is required except for platform scope", code="invalid_coupon")
+    # The ids it names are stored as every lookup reads them (`stored_key`): `ｍ1` names merchant `m1`.
     if data.scope_id is not None:
+        data = replace(data, scope_id=stored_key(session, SCOPE_MODELS[data.scope_type], data.scope_id))
         get_or_404(session, SCOPE_MODELS[data.scope_type], data.scope_id, data.scope_type)
     if data.campaign_id is not None:
+        data = replace(data, campaign_id=stored_key(session, Campaign, data.campaign_id))
         get_or_404(session, Campaign, data.campaign_id, "campaign")
         if not data.requires_grant:  # else anyone could use it: the holdout, other campaigns' shoppers
             raise ValidationError(
@@ -146,6 +149,8 @@ def _terms(session: Session, data: CouponInput) -> dict:
                 code="invalid_arm",
             )
     if data.issuer == "store":
+        if data.merchant_id is not None:
+            data = replace(data, merchant_id=stored_key(session, Merchant, data.merchant_id))
         merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
         owns = (data.scope_type == "merchant" and data.scope_id == merchant.merchant_id) or (
             data.scope_type == "product"

@@ -14,13 +14,14 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
-from commerce.ads import KeywordCampaign
+from commerce.ads import KeywordCampaign, KeywordCampaignProduct
 from commerce.campaigns import Campaign
 from commerce.catalog import Category, Product
 from commerce.db import transaction
 from commerce.errors import Conflict, DomainError, ValidationError
+from commerce.events import BehaviorEvent
 from commerce.merchants import Merchant
-from commerce.services import ads, campaigns, catalog, merchants, shoppers
+from commerce.services import ads, campaigns, catalog, coupons, merchants, shoppers
 from commerce.services._util import lookup_name, stored_key
 from commerce.services.access import create_api_key
 from commerce.services.events import record_events
@@ -205,6 +206,35 @@ def test_a_row_stored_before_ids_were_normalised_is_found_by_its_id(market, monk
         assert getattr(get(s, " " + lookup_name(old)), column.key) == lookup_name(old)  # else its normal form
 
 
+def test_ids_a_request_names_are_read_as_lookups_read_them(market):
+    """A product's category and merchant, a keyword campaign's products, a coupon's scope and campaign
+    named in a look-alike form (full width, a space after) are the stored rows, and stored by their ids:
+    they were a 404."""
+    with transaction(market) as s:
+        product = catalog.create_product(
+            s,
+            replace(
+                _product("p2", "SKU-w"), merchant_id="\uff4d_ok", category_id="\uff46\uff4f\uff4f\uff44 "
+            ),
+        )
+        assert (product.merchant_id, product.category_id) == ("m_ok", "food")
+        kc = ads.create_campaign(
+            s, "m_ok ", name="Tea", daily_budget="10", product_ids=["\uff50_\uff54\uff45\uff41", "p_tea "]
+        )
+        promoted = s.scalars(
+            select(KeywordCampaignProduct.product_id).where(
+                KeywordCampaignProduct.campaign_id == kc.campaign_id
+            )
+        )
+        assert (kc.merchant_id, sorted(promoted)) == ("m_ok", ["p_tea"])
+        campaigns.create_campaign(s, _campaign("cmp1"))
+        terms = dict(kind="amount_off", value="5", requires_grant=True, campaign_id="\uff43mp1 ")
+        coupon = coupons.create_coupon(
+            s, coupons.CouponInput(scope_type="product", scope_id="p2\u3000", **terms)
+        )
+        assert (coupon.scope_id, coupon.campaign_id) == ("p2", "cmp1")
+
+
 def test_an_event_stamped_too_long_ago_is_refused(market):
     old = {"event_id": "e-old", "ts": datetime.now(UTC) - timedelta(days=31), "shopper_id": "s0"}
     event = {**old, "event_type": "view", "product_id": "p_tea"}
@@ -266,3 +296,17 @@ def test_urls_reach_rows_stored_before_ids_were_normalised(client, keys, session
     cart = {"lines": [{"product_id": "p05", "quantity": 1}]}
     placed = client.post(f"/v1/shoppers/{quote(old)}/orders", json=cart, headers=auth(key))
     assert placed.status_code not in (403, 404), placed.json()
+
+
+def test_an_event_posted_in_a_look_alike_form_names_the_stored_rows(client, keys, session_factory):
+    event = {"event_id": "wide-1", "ts": NOW.isoformat(), "event_type": "view"}
+    event |= {"shopper_id": "\uff531", "product_id": "\uff50\uff10\uff15"}  # ｓ1, ｐ０５
+    posted = client.post("/v1/events", json={"events": [event]}, headers=auth(keys["storefront"]))
+    assert posted.status_code == 202, posted.json()
+    with session_factory() as s:
+        stored = s.execute(
+            select(BehaviorEvent.shopper_id, BehaviorEvent.product_id).where(
+                BehaviorEvent.event_id.endswith(":wide-1")
+            )
+        ).one()
+    assert tuple(stored) == ("s1", "p05")
