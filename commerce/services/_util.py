@@ -279,11 +279,18 @@ def unmixed(text: str, field: str) -> str:
     return text
 
 
-def lookup_name(value: str | None) -> str:
+def lookup_name(value: str | None, field: str = "id") -> str:
     """A chosen id or name (`chosen_name`) in the form it is stored in, for every lookup by it:
     `normal_form`, a ZWNJ that parts nothing dropped. `ＳＡＶＥ１０` typed at checkout (a Chinese input
-    method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. Nothing is
-    refused here: a name no rule would store is not found."""
+    method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. A name no
+    rule would store is not found; only a value that is not text (an integer column of an imported
+    Parquet file, a CSV cell left empty, a library caller's number) is refused, 422 `invalid_id`: it
+    was a TypeError, a 500."""
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(
+            f"{field} {value!r} is not text but {type(value).__name__}: ids and names are strings",
+            code="invalid_id",
+        )
     return _drop_silent_zwnj(normal_form(value))
 
 
@@ -351,7 +358,7 @@ def id_form(value: str | None, field: str) -> str:
     """An id a client chooses (a merchant, product or campaign id) in the one form it is stored in: its
     normal form (`lookup_name`: `ｐ1` and `p1 ` are `p1`), refused (422 `invalid_id`) unless that matches
     `CHOSEN_ID_PATTERN` (`p1` + U+200B), then by `chosen_name`'s rules (`mixed_script`)."""
-    normal = lookup_name(value)
+    normal = lookup_name(value, field)
     if not re.fullmatch(CHOSEN_ID_PATTERN, normal):
         raise ValidationError(
             f"{field} {value!r}: 1-64 characters starting with a letter, digit or _; no control,"

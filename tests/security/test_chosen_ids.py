@@ -235,6 +235,18 @@ def test_ids_a_request_names_are_read_as_lookups_read_them(market):
         assert (coupon.scope_id, coupon.campaign_id) == ("p2", "cmp1")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_id_that_is_not_text_is_a_422(market, kind):
+    """A library caller's or a file's number as an id is refused as `invalid_id`, when creating and when
+    looking up: it was a TypeError (a 500 through the API)."""
+    with pytest.raises(ValidationError) as created, transaction(market) as s:
+        _create(s, kind, 7)
+    with pytest.raises(ValidationError) as found, market() as s:
+        KINDS[kind][2](s, 7)
+    assert created.value.code == found.value.code == "invalid_id"
+    assert "7 is not text but int" in created.value.message
+
+
 def test_an_event_stamped_too_long_ago_is_refused(market):
     old = {"event_id": "e-old", "ts": datetime.now(UTC) - timedelta(days=31), "shopper_id": "s0"}
     event = {**old, "event_type": "view", "product_id": "p_tea"}
