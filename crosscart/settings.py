@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     rate_limit_replicas: int = Field(
         default=1,
         ge=1,
-        description="API replicas sharing the rate limits: without Redis (down, evicting or not configured)"
-        " each replica admits limit // this, at least 1, so all of them together admit about the limit.",
+        description="API processes sharing the rate limits (hosts x `crosscart serve --workers`): without"
+        " Redis (down, evicting or not configured) each process admits limit // this, at least 1, so all"
+        " of them together admit about the limit.",
     )
     max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
     log_level: str = Field(default="info", description="Root log level of the API.")

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
 from anyio.to_thread import run_sync
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from commerce.ads import KeywordCampaign
+from commerce.campaigns import Campaign
+from commerce.catalog import Category, Product
 from commerce.db import read_only
-from commerce.services._util import lookup_name
+from commerce.merchants import Merchant
+from commerce.services._util import stored_key
 from commerce.services.access import authenticate_many
+from commerce.shoppers import Shopper
 from serving.resilience import (
     CommitOutcomeUnknown,
     DatabaseBusy,
@@ -38,10 +43,6 @@ async def get_state(request: Request) -> ServingState:
 
 
 StateDep = Annotated[ServingState, Depends(get_state)]
-#: A chosen id (merchant, product, campaign, keyword campaign, category; a shopper's in its orders and
-#: coupons) in a URL, read in the one form ids are stored in (`lookup_name`): `/v1/products/ｐ1` (a
-#: Chinese input method's full width) or `p1%20` names product `p1`.
-ChosenId = Annotated[str, AfterValidator(lookup_name)]
 
 
 def _finish(session: Session, commit: bool) -> None:
@@ -125,6 +126,34 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def stored_id(model: type, name: str):
+    """The type of path parameter `name`, a chosen id of a `model` row (merchant, product, campaign,
+    keyword campaign, category; a shopper's in its orders and coupons), read as `stored_key` reads it:
+    as sent if a row has that id (one stored before ids were normalised), else in the one form ids are
+    stored in, so `/v1/products/ｐ1` (a Chinese input method's full width) or `p1%20` names product
+    `p1`. The endpoint and `ensure_shopper` see the id of the row, not the spelling in the URL."""
+
+    def resolve(session: SessionDep, **path: str) -> str:
+        return stored_key(session, model, path[name])
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    resolve.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(name, keyword, annotation=Annotated[str, Path()]),
+            inspect.Parameter("session", keyword, annotation=SessionDep),
+        ]
+    )
+    return Annotated[str, Depends(resolve)]
+
+
+MerchantId = stored_id(Merchant, "merchant_id")
+ProductId = stored_id(Product, "product_id")
+CategoryId = stored_id(Category, "category_id")
+ShopperId = stored_id(Shopper, "shopper_id")
+CampaignId = stored_id(Campaign, "campaign_id")
+KeywordCampaignId = stored_id(KeywordCampaign, "campaign_id")
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cc_...`")
 

@@ -7,7 +7,7 @@ import re
 import unicodedata
 import uuid
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
@@ -279,12 +279,34 @@ def unmixed(text: str, field: str) -> str:
     return text
 
 
-def lookup_name(value: str | None) -> str:
+def lookup_name(value: str | None, field: str = "id") -> str:
     """A chosen id or name (`chosen_name`) in the form it is stored in, for every lookup by it:
     `normal_form`, a ZWNJ that parts nothing dropped. `ＳＡＶＥ１０` typed at checkout (a Chinese input
-    method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. Nothing is
-    refused here: a name no rule would store is not found."""
+    method's full width) was a 404 for `SAVE10`, as `ｐｒｏｍｏ` was for experiment `promo`. A name no
+    rule would store is not found; only a value that is not text (an integer column of an imported
+    Parquet file, a CSV cell left empty, a library caller's number) is refused, 422 `invalid_id`: it
+    was a TypeError, a 500."""
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(
+            f"{field} {value!r} is not text but {type(value).__name__}: ids and names are strings",
+            code="invalid_id",
+        )
     return _drop_silent_zwnj(normal_form(value))
+
+
+def stored_form(value: str, exists: Callable[[str], bool]) -> str:
+    """The id `value` names, for every lookup by a chosen id: `value` itself if a row has it, else its
+    normal form (`lookup_name`). New ids are stored normalised, but a row stored before that rule (`p 1`
+    with two spaces, `p–1` with an en dash, full-width `ｐ１`) keeps its id: read only in normal form
+    it was a 404 by every spelling, and a shopper key bound to it a 403 at checkout. An id already in
+    normal form is that form: nothing to look up."""
+    normal = lookup_name(value)
+    return value if normal != value and exists(value) else normal
+
+
+def stored_key(session: Session, model: type, value: str) -> str:
+    """`stored_form` for a row of `model` by its primary key (a second `get` of it hits the identity map)."""
+    return stored_form(value, lambda key: session.get(model, key) is not None)
 
 
 def chosen_name(value: str | None, field: str) -> str:
@@ -336,7 +358,7 @@ def id_form(value: str | None, field: str) -> str:
     """An id a client chooses (a merchant, product or campaign id) in the one form it is stored in: its
     normal form (`lookup_name`: `ｐ1` and `p1 ` are `p1`), refused (422 `invalid_id`) unless that matches
     `CHOSEN_ID_PATTERN` (`p1` + U+200B), then by `chosen_name`'s rules (`mixed_script`)."""
-    normal = lookup_name(value)
+    normal = lookup_name(value, field)
     if not re.fullmatch(CHOSEN_ID_PATTERN, normal):
         raise ValidationError(
             f"{field} {value!r}: 1-64 characters starting with a letter, digit or _; no control,"

@@ -49,6 +49,7 @@ from commerce.services._util import (
     new_id,
     required_text,
     server_bounded,
+    stored_key,
 )
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
@@ -132,10 +133,11 @@ def create_campaign(
 ) -> KeywordCampaign:
     """A keyword campaign of an approved merchant, promoting its own products that are approved for sale
     (listed, in stock, merchant approved)."""
+    merchant_id = stored_key(session, Merchant, merchant_id)
     merchant = get_or_404(session, Merchant, merchant_id, "merchant")
     if merchant.status != "approved":
         raise ValidationError(f"merchant {merchant_id!r} is not approved", code="merchant_not_approved")
-    wanted = sorted(set(product_ids))
+    wanted = sorted({stored_key(session, Product, p) for p in product_ids})  # `ｐ1` names `p1`
     if not wanted:
         raise ValidationError("a campaign promotes at least one product", code="missing_products")
     promotable = {p.product_id for p in promotable_products(session, merchant_id, wanted)}

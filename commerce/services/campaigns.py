@@ -51,6 +51,7 @@ from commerce.services._util import (
     lookup_name,
     new_id,
     required_text,
+    stored_key,
     write_csv,
 )
 from commerce.services.coupons import (
@@ -110,8 +111,8 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
 
 
 def get_campaign(session: Session, campaign_id: str) -> Campaign:
-    """The campaign a client names by its id in any look-alike form (`lookup_name`)."""
-    campaign = session.get(Campaign, lookup_name(campaign_id))
+    """The campaign a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    campaign = session.get(Campaign, stored_key(session, Campaign, campaign_id))
     if campaign is None:
         raise NotFound(f"unknown campaign {campaign_id!r}", code="campaign_not_found")
     return campaign

@@ -22,7 +22,7 @@ from commerce.catalog import (
 from commerce.errors import Conflict, ValidationError
 from commerce.logistics import Warehouse
 from commerce.merchants import Merchant
-from commerce.services._util import chosen_id, country_code, get_or_404, lookup_name, new_id, required_text
+from commerce.services._util import chosen_id, country_code, get_or_404, new_id, required_text, stored_key
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import to_money, to_rate
 
@@ -50,11 +50,10 @@ def create_category(session: Session, data: CategoryInput) -> Category:
     category_id = chosen_id(session, data.category_id, Category.category_id, "category_id")
     if session.get(Category, category_id) is not None:
         raise Conflict(f"category {category_id!r} already exists", code="duplicate_category")
-    if data.parent_id is not None:
-        get_or_404(session, Category, data.parent_id, "category")
+    parent = None if data.parent_id is None else get_category(session, data.parent_id)
     category = Category(
         category_id=category_id,
-        parent_id=data.parent_id,
+        parent_id=None if parent is None else parent.category_id,
         name=required_text(data.name, "name", 200),
         vat_rate=_rate(data.vat_rate, "vat_rate"),
         consumption_tax_rate=_rate(data.consumption_tax_rate, "consumption_tax_rate"),
@@ -68,8 +67,8 @@ def create_category(session: Session, data: CategoryInput) -> Category:
 
 
 def get_category(session: Session, category_id: str) -> Category:
-    """The category a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Category, lookup_name(category_id), "category")
+    """The category a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Category, stored_key(session, Category, category_id), "category")
 
 
 def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:
@@ -172,7 +171,7 @@ def create_product(session: Session, data: ProductInput) -> Product:
         raise ValidationError("self-operated products need a cost_price", code="missing_cost_price")
     if data.fulfillment not in FULFILLMENT_MODES:
         raise ValidationError(f"fulfillment must be one of {FULFILLMENT_MODES}", code="invalid_fulfillment")
-    merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
+    merchant = get_or_404(session, Merchant, stored_key(session, Merchant, data.merchant_id), "merchant")
     if merchant.status == "rejected":
         raise ValidationError(f"merchant {merchant.merchant_id!r} was rejected", code="merchant_rejected")
     brand = required_text(data.brand, "brand", 120)
@@ -181,8 +180,8 @@ def create_product(session: Session, data: ProductInput) -> Product:
             f"merchant {merchant.merchant_id!r} holds no authorization for brand {brand!r}",
             code="brand_not_authorized",
         )
-    get_or_404(session, Category, data.category_id, "category")
-    if session.scalar(select(exists().where(Category.parent_id == data.category_id))):
+    category_id = get_category(session, data.category_id).category_id  # `ｆｏｏｄ` names `food`
+    if session.scalar(select(exists().where(Category.parent_id == category_id))):
         raise ValidationError("products belong to leaf categories", code="category_not_leaf")
     sku = required_text(data.sku, "sku", 64)
     if session.scalar(select(exists().where(Product.sku == sku))):
@@ -195,7 +194,7 @@ def create_product(session: Session, data: ProductInput) -> Product:
         sku=sku,
         merchant_id=merchant.merchant_id,
         title=required_text(data.title, "title", 300),
-        category_id=data.category_id,
+        category_id=category_id,
         brand=brand,
         origin_country=country_code(data.origin_country, "origin_country"),
         price=price,
@@ -281,8 +280,8 @@ def set_stock(session: Session, product_id: str, location: str, quantity: int) -
 
 
 def get_product(session: Session, product_id: str) -> Product:
-    """The product a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Product, lookup_name(product_id), "product")
+    """The product a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Product, stored_key(session, Product, product_id), "product")
 
 
 def list_products(

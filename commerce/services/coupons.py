@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -51,8 +51,8 @@ from commerce.services._util import (
     chosen_name,
     get_or_404,
     locked_or_404,
-    lookup_name,
     new_id,
+    stored_key,
     unlike_stored,
     visible_text,
 )
@@ -135,9 +135,12 @@ def _terms(session: Session, data: CouponInput) -> dict:
         raise ValidationError(f"scope_type must be one of {SCOPE_TYPES}", code="invalid_coupon")
     if (data.scope_type == "platform") != (data.scope_id is None):
         raise ValidationError("scope_id is required except for platform scope", code="invalid_coupon")
+    # The ids it names are stored as every lookup reads them (`stored_key`): `ｍ1` names merchant `m1`.
     if data.scope_id is not None:
+        data = replace(data, scope_id=stored_key(session, SCOPE_MODELS[data.scope_type], data.scope_id))
         get_or_404(session, SCOPE_MODELS[data.scope_type], data.scope_id, data.scope_type)
     if data.campaign_id is not None:
+        data = replace(data, campaign_id=stored_key(session, Campaign, data.campaign_id))
         get_or_404(session, Campaign, data.campaign_id, "campaign")
         if not data.requires_grant:  # else anyone could use it: the holdout, other campaigns' shoppers
             raise ValidationError(
@@ -146,6 +149,8 @@ def _terms(session: Session, data: CouponInput) -> dict:
                 code="invalid_arm",
             )
     if data.issuer == "store":
+        if data.merchant_id is not None:
+            data = replace(data, merchant_id=stored_key(session, Merchant, data.merchant_id))
         merchant = get_or_404(session, Merchant, data.merchant_id, "merchant")
         owns = (data.scope_type == "merchant" and data.scope_id == merchant.merchant_id) or (
             data.scope_type == "product"
@@ -225,7 +230,7 @@ def update_coupon(session: Session, coupon_id: str, **changes) -> Coupon:
         raise ValidationError(
             f"cannot edit {unknown}; editable: {', '.join(EDITABLE)}", code="invalid_coupon"
         )
-    coupon_id = lookup_name(coupon_id)
+    coupon_id = stored_key(session, Coupon, coupon_id)
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     unused = and_(
         Coupon.coupon_id == coupon_id,
@@ -271,8 +276,8 @@ def end_coupon(session: Session, coupon_id: str, at: datetime | None = None) -> 
 
 
 def get_coupon(session: Session, coupon_id: str) -> Coupon:
-    """The coupon a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Coupon, lookup_name(coupon_id), "coupon")
+    """The coupon a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Coupon, stored_key(session, Coupon, coupon_id), "coupon")
 
 
 def list_coupons(
@@ -405,7 +410,7 @@ def grant_coupon(
     """
     ids = sorted(set(shopper_ids))
     at = as_utc(at or utcnow())
-    coupon_id = lookup_name(coupon_id)
+    coupon_id = stored_key(session, Coupon, coupon_id)
     probe = session.begin_nested()
     coupon = locked_or_404(session, Coupon, coupon_id, "coupon")
     if coupon.campaign_id is None:
@@ -686,7 +691,7 @@ def redeem(
     if amount < 0:
         raise ValidationError("redemption amount must be >= 0", code="invalid_money")
     at = as_utc(at or utcnow())
-    coupon_id = lookup_name(coupon_id)
+    coupon_id = stored_key(session, Coupon, coupon_id)
     coupon_table = Coupon.__table__
     took = session.execute(
         update(coupon_table)

@@ -11,6 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore_stmt
+from commerce.campaigns import Campaign
+from commerce.catalog import Product
+from commerce.coupons import Coupon
 from commerce.errors import ValidationError
 from commerce.events import (
     CLIENT_ID_PREFIX,
@@ -21,7 +24,8 @@ from commerce.events import (
     events_arrow_schema,
 )
 from commerce.files import staged_directory
-from commerce.services._util import lookup_name
+from commerce.services._util import stored_key
+from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, utcnow
 
 EXPORT_BATCH_ROWS = 200_000
@@ -44,9 +48,24 @@ def _clean(event: Mapping[str, Any]) -> dict[str, Any]:
     row["ts"] = as_utc(row["ts"])
     row["quantity"] = int(row["quantity"] if row["quantity"] is not None else 1)
     row["value"] = float(row["value"] or 0.0)
-    if row["coupon_id"] is not None:  # stored as every lookup of a coupon reads it, so `ＳＡＶＥ１０` counts
-        row["coupon_id"] = lookup_name(row["coupon_id"]) or None  # for SAVE10; blank names none
     return row
+
+
+#: The ids an event names, and what they name.
+_REFERENCES = {"shopper_id": Shopper, "product_id": Product, "campaign_id": Campaign, "coupon_id": Coupon}
+
+
+def _as_stored(session: Session, row: dict[str, Any]) -> None:
+    """`row`'s ids as every lookup reads them (`stored_key`), so the event names the stored row:
+    `ｐ1` and `ＳＡＶＥ１０` were logged as sent while the product is `p1` and the coupon `SAVE10`, and
+    features, models and campaign reports never joined them. A blank optional id names none."""
+    for column, model in _REFERENCES.items():
+        if row[column] is not None:
+            row[column] = stored_key(session, model, row[column]) or None
+    if not row["shopper_id"]:
+        raise ValidationError("event field 'shopper_id' is required", code="invalid_event")
+    if row["event_type"] in PRODUCT_EVENTS and not row["product_id"]:
+        raise ValidationError(f"{row['event_type']} events need a product_id", code="invalid_event")
 
 
 def client_event_id(source: str | int, event_id: str) -> str:
@@ -72,6 +91,8 @@ def record_events(
     written, so a bad event changes nothing.
     """
     rows = [_clean(e) for e in events]
+    for row in rows:
+        _as_stored(session, row)
     if max_age is not None and (old := [r["event_id"] for r in rows if r["ts"] < utcnow() - max_age]):
         raise ValidationError(
             f"events stamped more than {max_age.days} days ago: {old[:5]}", code="ts_too_old"

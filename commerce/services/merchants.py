@@ -14,10 +14,10 @@ from commerce.services._util import (
     country_code,
     get_or_404,
     licence_number,
-    lookup_name,
     new_id,
     not_confusable,
     required_text,
+    stored_key,
     unlike_stored,
     unmixed,
 )
@@ -130,8 +130,8 @@ def add_brand(session: Session, merchant_id: str, brand: str, document_ref: str 
 
 
 def get_merchant(session: Session, merchant_id: str) -> Merchant:
-    """The merchant a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Merchant, lookup_name(merchant_id), "merchant")
+    """The merchant a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Merchant, stored_key(session, Merchant, merchant_id), "merchant")
 
 
 def list_merchants(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from commerce.errors import Conflict, ValidationError
 from commerce.identity import Keyring, normalize_id_number
 from commerce.orders import AnnualSpend, Order
-from commerce.services._util import chosen_id, get_or_404, lookup_name, required_text
+from commerce.services._util import chosen_id, get_or_404, required_text, stored_key
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper, ShopperIdentity
 from commerce.sqltypes import utcnow
@@ -31,8 +31,8 @@ def create_shopper(session: Session, shopper_id: str, region: str, segment: str 
 
 
 def get_shopper(session: Session, shopper_id: str) -> Shopper:
-    """The shopper a client names by its id in any look-alike form (`lookup_name`)."""
-    return get_or_404(session, Shopper, lookup_name(shopper_id), "shopper")
+    """The shopper a client names by its id, as stored or in any look-alike form (`stored_key`)."""
+    return get_or_404(session, Shopper, stored_key(session, Shopper, shopper_id), "shopper")
 
 
 def list_shoppers(

@@ -18,12 +18,16 @@ app = typer.Typer(help="Coupon campaigns: plan, schedule, run, export, measure."
 
 
 def _stored_id(value: str) -> str:
-    """A campaign id argument in the form ids are stored in (`lookup_name`), as the API's URLs read it
-    (`serving.deps.ChosenId`): `get_campaign` found `ｃｍｐ１` for `cmp1`, but the audience, the moves and
-    the export read the id as typed (`plan` refused after all its work, `export` wrote no rows)."""
-    from commerce.services._util import lookup_name
+    """A campaign id argument as the API's URLs read it (`serving.deps.stored_id`: as typed if a
+    campaign has it, else in its normal form): `get_campaign` found `ｃｍｐ１` for `cmp1`, but the
+    audience, the moves and the export read the id as typed (`plan` refused after all its work, `export`
+    wrote no rows)."""
+    from commerce.campaigns import Campaign
+    from commerce.db import read_only
+    from commerce.services._util import stored_key
 
-    return lookup_name(value)
+    with read_only(_factory()) as session:
+        return stored_key(session, Campaign, value)
 
 
 def _factory():

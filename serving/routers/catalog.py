@@ -15,9 +15,11 @@ from serving.audit import audit
 from serving.delivery import promised_delivery
 from serving.deps import (
     Admin,
-    ChosenId,
+    CategoryId,
+    MerchantId,
     MerchantOrAdmin,
     PrincipalDep,
+    ProductId,
     SessionDep,
     StateDep,
     ensure_merchant,
@@ -107,14 +109,14 @@ def list_merchants(
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantOut)
-def get_merchant(merchant_id: ChosenId, session: SessionDep, principal: MerchantOrAdmin) -> MerchantOut:
+def get_merchant(merchant_id: MerchantId, session: SessionDep, principal: MerchantOrAdmin) -> MerchantOut:
     ensure_merchant(principal, merchant_id)
     return _merchant(merchants.get_merchant(session, merchant_id))
 
 
 @router.post("/merchants/{merchant_id}/review", response_model=MerchantOut)
 def review(
-    merchant_id: ChosenId,
+    merchant_id: MerchantId,
     body: MerchantReview,
     session: SessionDep,
     state: StateDep,
@@ -153,7 +155,7 @@ def review(
     responses={404: {"description": "unknown category"}},
 )
 def set_category_commission(
-    category_id: ChosenId, body: CommissionSet, session: SessionDep, state: StateDep, principal: Admin
+    category_id: CategoryId, body: CommissionSet, session: SessionDep, state: StateDep, principal: Admin
 ) -> CommissionOut:
     """Set the category's commission rate (admins only; audited with the old and new rate). Orders keep
     the commission computed when they were placed, so the change applies to later orders only."""
@@ -193,7 +195,7 @@ def list_categories(
     "/merchants/{merchant_id}/products", response_model=ProductOut, status_code=status.HTTP_201_CREATED
 )
 def publish_product(
-    merchant_id: ChosenId,
+    merchant_id: MerchantId,
     body: ProductCreate,
     session: SessionDep,
     state: StateDep,
@@ -222,7 +224,7 @@ def publish_product(
 
 @router.get("/merchants/{merchant_id}/products", response_model=PageOut[ProductOut])
 def merchant_products(
-    merchant_id: ChosenId,
+    merchant_id: MerchantId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     status: Literal["listed", "delisted"] | None = None,
@@ -237,7 +239,7 @@ def merchant_products(
 
 @router.patch("/products/{product_id}", response_model=ProductOut)
 def update_product(
-    product_id: ChosenId,
+    product_id: ProductId,
     body: ProductUpdate,
     session: SessionDep,
     state: StateDep,
@@ -265,7 +267,7 @@ def update_product(
 
 @router.put("/products/{product_id}/stock/{location}", response_model=ProductOut)
 def set_stock(
-    product_id: ChosenId,
+    product_id: ProductId,
     location: str,
     body: StockSet,
     session: SessionDep,
@@ -323,7 +325,7 @@ async def search_products(
 
 @router.get("/products/{product_id}", response_model=ProductOut)
 def get_product(
-    product_id: ChosenId,
+    product_id: ProductId,
     session: SessionDep,
     state: StateDep,
     principal: PrincipalDep,

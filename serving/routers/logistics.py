@@ -11,7 +11,15 @@ from fastapi import APIRouter, HTTPException, Query, status
 from commerce.services import logistics
 from commerce.sqltypes import utcnow
 from serving.delivery import delivery_quote
-from serving.deps import ChosenId, MerchantOrAdmin, SessionDep, StateDep, Storefront, ensure_merchant
+from serving.deps import (
+    MerchantId,
+    MerchantOrAdmin,
+    ProductId,
+    SessionDep,
+    StateDep,
+    Storefront,
+    ensure_merchant,
+)
 from serving.replenishment import merchant_replenishment
 from serving.schemas.logistics import (
     DeliveryOptionOut,
@@ -41,7 +49,7 @@ def list_partners(session: SessionDep, _: Storefront) -> list[PartnerOut]:
 
 @router.get("/products/{product_id}/delivery", response_model=DeliveryQuoteOut)
 def product_delivery(
-    product_id: ChosenId,
+    product_id: ProductId,
     region: Region,
     session: SessionDep,
     state: StateDep,
@@ -77,7 +85,7 @@ def _rule(rule) -> ShippingRuleOut:
 
 @router.put("/merchants/{merchant_id}/shipping-rule", response_model=ShippingRuleOut)
 def set_shipping_rule(
-    merchant_id: ChosenId, body: ShippingRuleIn, session: SessionDep, principal: MerchantOrAdmin
+    merchant_id: MerchantId, body: ShippingRuleIn, session: SessionDep, principal: MerchantOrAdmin
 ) -> ShippingRuleOut:
     """Ship with one partner, or with the cheapest partner that arrives within `max_days` at 80%."""
     ensure_merchant(principal, merchant_id)
@@ -88,7 +96,7 @@ def set_shipping_rule(
 
 @router.get("/merchants/{merchant_id}/shipping-rule", response_model=ShippingRuleOut | None)
 def get_shipping_rule(
-    merchant_id: ChosenId, session: SessionDep, principal: MerchantOrAdmin
+    merchant_id: MerchantId, session: SessionDep, principal: MerchantOrAdmin
 ) -> ShippingRuleOut | None:
     """The merchant's rule; null when none is set (orders then ship with the fastest partner)."""
     ensure_merchant(principal, merchant_id)
@@ -98,7 +106,7 @@ def get_shipping_rule(
 
 @router.get("/merchants/{merchant_id}/replenishment", response_model=list[ReplenishmentOut])
 def replenishment(
-    merchant_id: ChosenId,
+    merchant_id: MerchantId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     weeks: Annotated[int, Query(ge=2, le=26, description="Weeks forecast")] = 4,

@@ -22,7 +22,7 @@ from marketing.measurement import measure_stored_campaign
 from marketing.planning import plan_and_store
 from models.uplift.base import CouponUpliftModel
 from serving.audit import audit
-from serving.deps import ChosenId, Marketer, SessionDep, StateDep
+from serving.deps import CampaignId, Marketer, SessionDep, StateDep
 from serving.routers.common import PageLimit, PageOffset
 from serving.schemas.base import Instant, PageOut
 from serving.schemas.marketing import (
@@ -80,12 +80,12 @@ def create_campaign(body: CampaignCreate, session: SessionDep, _: Marketer) -> C
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-def get_campaign(campaign_id: ChosenId, session: SessionDep, _: Marketer) -> CampaignOut:
+def get_campaign(campaign_id: CampaignId, session: SessionDep, _: Marketer) -> CampaignOut:
     return _out(campaigns.get_campaign(session, campaign_id))
 
 
 @router.post("/{campaign_id}/plan", response_model=PlanOut)
-def plan_campaign(campaign_id: ChosenId, body: PlanIn, state: StateDep, _: Marketer) -> PlanOut:
+def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, _: Marketer) -> PlanOut:
     """Choose who gets which of the campaign's coupons (at most one each) to maximise expected incremental
     profit within the budget, with a random holdout; stores the result as the draft's audience.
 
@@ -93,10 +93,10 @@ def plan_campaign(campaign_id: ChosenId, body: PlanIn, state: StateDep, _: Marke
     uplift model this replica serves, as `crosscart campaign plan` does (marketing.planning.plan_and_store);
     with `candidates`, your own effect predictions are planned against the campaign's coupon terms.
     `policy_value` sets the plan's forecast profit beside its estimate from past randomised campaigns."""
+    with read_only(state.session_factory) as s:  # 404 before 503; no read lock left open while planning
+        campaign_id = campaigns.get_campaign(s, campaign_id).campaign_id
     model, candidates = None, None
     if body.candidates is None:
-        with read_only(state.session_factory) as s:  # 404 before 503; no read lock left open while planning
-            campaigns.get_campaign(s, campaign_id)
         model = _served_effect_model(state)
     else:
         candidates = pd.DataFrame([c.model_dump() for c in body.candidates])
@@ -142,7 +142,7 @@ def _served_effect_model(state: ServingState) -> CouponUpliftModel:
 
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut)
 def move_campaign(
-    campaign_id: ChosenId,
+    campaign_id: CampaignId,
     action: Literal["schedule", "launch", "complete"],
     session: SessionDep,
     principal: Marketer,
@@ -167,7 +167,7 @@ def move_campaign(
         200: {"content": {"text/csv": {}}, "description": "shopper_id, arm, coupon_id, channel, grant_id"}
     },
 )
-def export_audience(campaign_id: ChosenId, session: SessionDep, _: Marketer) -> Response:
+def export_audience(campaign_id: CampaignId, session: SessionDep, _: Marketer) -> Response:
     """The audience as CSV, one row per shopper (arm = coupon id or `control`)."""
     out = io.StringIO()
     campaigns.export_audience_csv(session, campaign_id, out)
@@ -184,7 +184,7 @@ def export_audience(campaign_id: ChosenId, session: SessionDep, _: Marketer) -> 
     responses={409: {"description": "the campaign is not completed yet"}},
 )
 def report(
-    campaign_id: ChosenId,
+    campaign_id: CampaignId,
     session: SessionDep,
     _: Marketer,
     margin_rate: Annotated[float, Query(gt=0, le=1)] = 0.3,

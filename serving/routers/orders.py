@@ -23,7 +23,7 @@ from marketing.audience import current_features
 from serving.audit import audit
 from serving.coupons import rank_coupons
 from serving.delivery import model_estimator
-from serving.deps import Admin, ChosenId, SessionDep, ShopperSelf, StateDep, Storefront, ensure_shopper
+from serving.deps import Admin, SessionDep, ShopperId, ShopperSelf, StateDep, Storefront, ensure_shopper
 from serving.routers.common import IntId, PageLimit, PageOffset
 from serving.schemas.base import PageOut
 from serving.schemas.orders import (
@@ -100,7 +100,7 @@ def _checkout(session, state, shopper_id: str, body: CheckoutIn) -> Order:
 
 @router.post("/shoppers/{shopper_id}/cart/quote", response_model=OrderOut)
 def quote_cart(
-    shopper_id: ChosenId, body: CheckoutIn, session: SessionDep, state: StateDep, principal: Storefront
+    shopper_id: ShopperId, body: CheckoutIn, session: SessionDep, state: StateDep, principal: Storefront
 ) -> OrderOut:
     """Price a cart exactly as checkout would (tax per line, customs limits, coupon) without keeping
     anything: the checkout runs and is rolled back, so no stock is reserved and no coupon is used."""
@@ -112,7 +112,7 @@ def quote_cart(
 
 @router.post("/shoppers/{shopper_id}/orders", response_model=OrderOut, status_code=status.HTTP_201_CREATED)
 def checkout(
-    shopper_id: ChosenId, body: CheckoutIn, session: SessionDep, state: StateDep, principal: ShopperSelf
+    shopper_id: ShopperId, body: CheckoutIn, session: SessionDep, state: StateDep, principal: ShopperSelf
 ) -> OrderOut:
     """Place an order (pending payment): stock is reserved and the coupon redeemed atomically. Unpaid
     orders expire after the payment window (default 30 min), and a shopper holds at most a few (422
@@ -123,7 +123,7 @@ def checkout(
 
 @router.get("/shoppers/{shopper_id}/orders", response_model=PageOut[OrderOut])
 def list_orders(
-    shopper_id: ChosenId,
+    shopper_id: ShopperId,
     session: SessionDep,
     principal: ShopperSelf,
     status: OrderStatus | None = None,
@@ -243,7 +243,7 @@ def refund_order(order_id: IntId, body: ReasonIn, session: SessionDep, admin: Ad
 
 @router.get("/shoppers/{shopper_id}/coupons", response_model=CouponPage)
 def shopper_coupons(
-    shopper_id: ChosenId,
+    shopper_id: ShopperId,
     session: SessionDep,
     state: StateDep,
     principal: Storefront,

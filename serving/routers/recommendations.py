@@ -10,9 +10,10 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic_core import to_json
 
 from commerce.catalog import Fulfillment
+from commerce.services._util import stored_form
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
-from serving.deps import ChosenId, PrincipalDep, StateDep, Storefront, ensure_shopper
+from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
 from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
 from serving.recommend import Page, buy_again, recommend
@@ -252,7 +253,7 @@ async def shopper_buy_again(
 
 @router.get("/products/{product_id}/similar", response_model=SimilarPage)
 async def similar_products(
-    product_id: ChosenId,
+    product_id: str,
     state: StateDep,
     _: PrincipalDep,
     n: Annotated[int, Query(ge=1, le=MAX_N)] = 10,
@@ -260,6 +261,7 @@ async def similar_products(
 ) -> SimilarPage:
     """Products bought together with this one ("also bought"), filled from its category's best sellers."""
     catalog = catalog_or_503(state)
+    product_id = stored_form(product_id, catalog.index.__contains__)
     pos = catalog.index.get(product_id)
     if pos is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")

@@ -19,7 +19,8 @@ from commerce.services import ads
 from commerce.services._util import get_or_404
 from commerce.services.catalog import category_subtree
 from serving.deps import (
-    ChosenId,
+    KeywordCampaignId,
+    MerchantId,
     MerchantOrAdmin,
     PrincipalDep,
     SessionDep,
@@ -203,7 +204,7 @@ def _owned(session, principal: Principal, campaign_id: str) -> KeywordCampaign:
     status_code=status.HTTP_201_CREATED,
 )
 def create_keyword_campaign(
-    merchant_id: ChosenId,
+    merchant_id: MerchantId,
     body: KeywordCampaignIn,
     session: SessionDep,
     search: SearchDep,
@@ -227,7 +228,7 @@ def create_keyword_campaign(
 
 @router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=PageOut[KeywordCampaignOut])
 def list_keyword_campaigns(
-    merchant_id: ChosenId,
+    merchant_id: MerchantId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     limit: PageLimit = 50,
@@ -242,14 +243,14 @@ def list_keyword_campaigns(
 
 @router.get("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
 def get_keyword_campaign(
-    campaign_id: ChosenId, session: SessionDep, principal: MerchantOrAdmin
+    campaign_id: KeywordCampaignId, session: SessionDep, principal: MerchantOrAdmin
 ) -> KeywordCampaignOut:
     return _campaign_out(session, _owned(session, principal, campaign_id))
 
 
 @router.patch("/keyword-campaigns/{campaign_id}", response_model=KeywordCampaignOut)
 def update_keyword_campaign(
-    campaign_id: ChosenId,
+    campaign_id: KeywordCampaignId,
     body: KeywordCampaignPatch,
     session: SessionDep,
     search: SearchDep,
@@ -269,7 +270,7 @@ def update_keyword_campaign(
     status_code=status.HTTP_201_CREATED,
 )
 def add_keyword(
-    campaign_id: ChosenId,
+    campaign_id: KeywordCampaignId,
     body: KeywordIn,
     session: SessionDep,
     search: SearchDep,
@@ -284,7 +285,7 @@ def add_keyword(
 
 @router.patch("/keyword-campaigns/{campaign_id}/keywords/{keyword_id}", response_model=KeywordOut)
 def update_keyword(
-    campaign_id: ChosenId,
+    campaign_id: KeywordCampaignId,
     keyword_id: IntId,
     body: KeywordPatch,
     session: SessionDep,
@@ -304,7 +305,7 @@ def update_keyword(
 
 @router.get("/keyword-campaigns/{campaign_id}/report", response_model=KeywordCampaignReport)
 def keyword_campaign_report(
-    campaign_id: ChosenId,
+    campaign_id: KeywordCampaignId,
     session: SessionDep,
     principal: MerchantOrAdmin,
     start: Instant | None = None,

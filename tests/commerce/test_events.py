@@ -93,3 +93,21 @@ def test_a_coupon_id_is_stored_in_the_form_lookups_read(factory):
         stored = dict(s.execute(select(BehaviorEvent.event_id, BehaviorEvent.coupon_id)).all())
     expected = ["SAVE10", "SAVE-10", "SAVE10", None]
     assert stored == {client_event_id("k1", f"e{i}"): c for i, c in enumerate(expected)}
+
+
+def test_the_ids_an_event_names_are_stored_as_lookups_read_them(market):
+    """`ｐ_ｔｅａ` (full width) or `p_tea ` is product `p_tea`: the event names the stored row, as the
+    coupon id does, so features and reports join it; an id blank once read names none (refused where
+    the event needs it)."""
+    sent = {"shopper_id": "\uff530", "product_id": "p_tea ", "campaign_id": " cmp\u20131", "coupon_id": None}
+    with transaction(market) as s:
+        record_events(s, [_event(1, **sent)], client="k1")
+    with market() as s:
+        row = s.execute(
+            select(BehaviorEvent.shopper_id, BehaviorEvent.product_id, BehaviorEvent.campaign_id)
+        ).one()
+    assert tuple(row) == ("s0", "p_tea", "cmp-1")
+    for blank in ({"shopper_id": " "}, {"product_id": "\u3000"}):
+        with pytest.raises(ValidationError) as err, transaction(market) as s:
+            record_events(s, [_event(2, **blank)], client="k1")
+        assert err.value.code == "invalid_event"

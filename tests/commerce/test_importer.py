@@ -636,3 +636,19 @@ def test_an_id_not_in_its_stored_form_is_refused_by_the_import(factory, tmp_path
     with pytest.raises(ValidationError) as err:
         load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
     assert err.value.code == "invalid_id" and repr(given) in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "column"), [("shoppers.parquet", "shopper_id"), ("campaigns.parquet", "campaign_id")]
+)
+def test_an_id_column_of_numbers_is_refused_by_the_import(factory, tmp_path, name, column):
+    """An id column written as integers (a spreadsheet export, `pd.to_parquet` of numeric ids) is a 422
+    `invalid_id` naming the value: it was a TypeError."""
+    write_market(tmp_path / "m")
+    path = tmp_path / "m" / name
+    table = pq.read_table(path)
+    ids = pa.array(range(1, table.num_rows + 1), pa.int64())
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, ids), path)
+    with pytest.raises(ValidationError) as err:
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    assert err.value.code == "invalid_id" and "is not text but int" in err.value.message

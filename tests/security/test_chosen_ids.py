@@ -7,19 +7,23 @@ moment on PostgreSQL. Events stamped beyond `max_event_age_days` are refused (`t
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
 
-from commerce.ads import KeywordCampaign
+from commerce.ads import KeywordCampaign, KeywordCampaignProduct
 from commerce.campaigns import Campaign
 from commerce.catalog import Category, Product
 from commerce.db import transaction
 from commerce.errors import Conflict, DomainError, ValidationError
+from commerce.events import BehaviorEvent
 from commerce.merchants import Merchant
-from commerce.services import ads, campaigns, catalog, merchants, shoppers
-from commerce.services._util import lookup_name
+from commerce.services import ads, campaigns, catalog, coupons, merchants, shoppers
+from commerce.services._util import lookup_name, stored_key
+from commerce.services.access import create_api_key
 from commerce.services.events import record_events
 from commerce.shoppers import Shopper
 from commerce.sqltypes import SKELETON, skeleton
@@ -83,7 +87,7 @@ KINDS = {
     "keyword campaign": (
         lambda s, i, n: _keyword_campaign(s, i),
         KeywordCampaign.campaign_id,
-        lambda s, i: s.get(KeywordCampaign, lookup_name(i)),  # the API's `ChosenId` reads it so
+        lambda s, i: s.get(KeywordCampaign, stored_key(s, KeywordCampaign, i)),  # as the API's URLs
     ),
     "category": (
         lambda s, i, n: catalog.create_category(s, catalog.CategoryInput(i, f"Cat {n}")).category_id,
@@ -178,6 +182,71 @@ def test_look_alikes_created_at_once_make_one_row(market, kind, ids):
         assert [k for _, k in _skeletons(s, kind) if k == skeleton("p1")] == ["pl"]
 
 
+# Ids stored before they were normalised: full width, a space after, an en dash, two spaces.
+OLD_IDS = ["\uff501", "p1 ", "p\u20131", "p  1"]
+
+
+def _as_sent(monkeypatch) -> None:
+    """Ids stored as the client sent them, as before `chosen_id` normalised them."""
+    for module in (ads, campaigns, catalog, merchants, shoppers):
+        monkeypatch.setattr(module, "chosen_id", lambda session, value, column, field: value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("old", OLD_IDS)
+def test_a_row_stored_before_ids_were_normalised_is_found_by_its_id(market, monkeypatch, kind, old):
+    with monkeypatch.context() as m, transaction(market) as s:
+        _as_sent(m)
+        assert _create(s, kind, old) == old
+        assert _create(s, kind, lookup_name(old), 2) == lookup_name(old)
+    column, get = KINDS[kind][1:]
+    with market() as s:
+        assert getattr(get(s, old), column.key) == old  # the exact id first
+        assert getattr(get(s, lookup_name(old)), column.key) == lookup_name(old)
+        assert getattr(get(s, " " + lookup_name(old)), column.key) == lookup_name(old)  # else its normal form
+
+
+def test_ids_a_request_names_are_read_as_lookups_read_them(market):
+    """A product's category and merchant, a keyword campaign's products, a coupon's scope and campaign
+    named in a look-alike form (full width, a space after) are the stored rows, and stored by their ids:
+    they were a 404."""
+    with transaction(market) as s:
+        product = catalog.create_product(
+            s,
+            replace(
+                _product("p2", "SKU-w"), merchant_id="\uff4d_ok", category_id="\uff46\uff4f\uff4f\uff44 "
+            ),
+        )
+        assert (product.merchant_id, product.category_id) == ("m_ok", "food")
+        kc = ads.create_campaign(
+            s, "m_ok ", name="Tea", daily_budget="10", product_ids=["\uff50_\uff54\uff45\uff41", "p_tea "]
+        )
+        promoted = s.scalars(
+            select(KeywordCampaignProduct.product_id).where(
+                KeywordCampaignProduct.campaign_id == kc.campaign_id
+            )
+        )
+        assert (kc.merchant_id, sorted(promoted)) == ("m_ok", ["p_tea"])
+        campaigns.create_campaign(s, _campaign("cmp1"))
+        terms = dict(kind="amount_off", value="5", requires_grant=True, campaign_id="\uff43mp1 ")
+        coupon = coupons.create_coupon(
+            s, coupons.CouponInput(scope_type="product", scope_id="p2\u3000", **terms)
+        )
+        assert (coupon.scope_id, coupon.campaign_id) == ("p2", "cmp1")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_id_that_is_not_text_is_a_422(market, kind):
+    """A library caller's or a file's number as an id is refused as `invalid_id`, when creating and when
+    looking up: it was a TypeError (a 500 through the API)."""
+    with pytest.raises(ValidationError) as created, transaction(market) as s:
+        _create(s, kind, 7)
+    with pytest.raises(ValidationError) as found, market() as s:
+        KINDS[kind][2](s, 7)
+    assert created.value.code == found.value.code == "invalid_id"
+    assert "7 is not text but int" in created.value.message
+
+
 def test_an_event_stamped_too_long_ago_is_refused(market):
     old = {"event_id": "e-old", "ts": datetime.now(UTC) - timedelta(days=31), "shopper_id": "s0"}
     event = {**old, "event_type": "view", "product_id": "p_tea"}
@@ -220,3 +289,36 @@ def test_the_api_refuses_events_older_than_the_setting(make_client, settings, ke
     recent = {**event, "ts": (NOW - timedelta(days=29)).isoformat()}
     ok = client.post("/v1/events", json={"events": [recent]}, headers=auth(keys["storefront"]))
     assert ok.status_code == 202
+
+
+def test_urls_reach_rows_stored_before_ids_were_normalised(client, keys, session_factory, monkeypatch):
+    old = "s\u20131 "  # an en dash and a space after: stored so before ids were normalised
+    with monkeypatch.context() as m, transaction(session_factory) as s:
+        _as_sent(m)
+        shoppers.create_shopper(s, old, "Zhejiang")
+        product = replace(_product("p  05", "SKU-old"), merchant_id="m1", category_id="beauty", brand="B")
+        catalog.create_product(s, product)  # two spaces
+        key = create_api_key(s, "shopper", shopper_id=old)[1]
+    admin = auth(keys["admin"])
+    assert client.get(f"/v1/products/{quote('p  05')}", headers=admin).json()["product_id"] == "p  05"
+    assert client.get("/v1/products/p05", headers=admin).json()["product_id"] == "p05"
+    assert client.get(f"/v1/products/{quote('p 05')}", headers=admin).status_code == 404  # no such id
+    orders = client.get(f"/v1/shoppers/{quote(old)}/orders", headers=auth(key))
+    assert (orders.status_code, orders.json()["total"]) == (200, 0)  # was a 403: the URL read as `s-1`
+    cart = {"lines": [{"product_id": "p05", "quantity": 1}]}
+    placed = client.post(f"/v1/shoppers/{quote(old)}/orders", json=cart, headers=auth(key))
+    assert placed.status_code not in (403, 404), placed.json()
+
+
+def test_an_event_posted_in_a_look_alike_form_names_the_stored_rows(client, keys, session_factory):
+    event = {"event_id": "wide-1", "ts": NOW.isoformat(), "event_type": "view"}
+    event |= {"shopper_id": "\uff531", "product_id": "\uff50\uff10\uff15"}  # ｓ1, ｐ０５
+    posted = client.post("/v1/events", json={"events": [event]}, headers=auth(keys["storefront"]))
+    assert posted.status_code == 202, posted.json()
+    with session_factory() as s:
+        stored = s.execute(
+            select(BehaviorEvent.shopper_id, BehaviorEvent.product_id).where(
+                BehaviorEvent.event_id.endswith(":wide-1")
+            )
+        ).one()
+    assert tuple(stored) == ("s1", "p05")
