@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(default=30.0, description="How often the API checks the alias.")
     rate_limit_per_minute: int = Field(default=600, description="Requests per key per minute.")
     rate_limit_anonymous_per_minute: int = Field(default=60, description="Per client IP without a key.")
+    event_rate_limit_per_minute: int = Field(
+        default=6_000,
+        ge=1_000,  # one full batch (1,000 events) must always fit
+        description="Events per throttled key per minute, each event of a POST /v1/events batch counted (a"
+        " batch over what is left is refused whole, 429); the storefront role is not throttled.",
+    )
     rate_limit_replicas: int = Field(
         default=1,
         ge=1,

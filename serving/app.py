@@ -205,6 +205,7 @@ def create_app(
             settings.redis_url,
             redis_timeout=settings.redis_timeout_seconds,
             replicas=settings.rate_limit_replicas,
+            events_per_minute=settings.event_rate_limit_per_minute,
         ),
         metrics=Metrics(settings.prometheus_multiproc_dir),
         db_gate=db_gate,

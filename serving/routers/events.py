@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, status
+from anyio import from_thread
+from fastapi import APIRouter, HTTPException, status
 
 from commerce.services.events import record_events
 from serving.deps import SessionDep, StateDep, Storefront, ensure_shopper
@@ -21,9 +22,17 @@ def post_events(
     """Record a batch atomically (all or nothing). A shopper key may only send its own events. Ids live
     in the calling key's namespace: a retry is a no-op, and no id can shadow a server-logged event.
     Product events with a `session_id` (a 16-64 character token) also update that live session, for
-    this key. An event stamped more than `max_event_age_days` ago is refused (422 `ts_too_old`)."""
+    this key. An event stamped more than `max_event_age_days` ago is refused (422 `ts_too_old`); a
+    throttled key over its event quota (`event_rate_limit_per_minute`) gets 429, nothing recorded."""
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
+    quota = from_thread.run(state.limiter.check_events, principal, len(batch.events))
+    if quota is not None and not quota.allowed:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"event quota of {quota.limit} events per minute exceeded ({quota.remaining} left)",
+            headers=quota.headers(),
+        )
     events = [e.model_dump() for e in batch.events]
     max_age = timedelta(days=state.settings.max_event_age_days)
     inserted = record_events(session, events, client=principal.key_id, max_age=max_age)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -53,6 +54,45 @@ def test_throttled_responses_carry_ratelimit_headers(make_client, keys, settings
     assert "ratelimit" not in storefront.headers
     documented = client.get("/openapi.json").json()["paths"]["/v1/shoppers/{shopper_id}/orders"]["get"]
     assert set(documented["responses"]["429"]["headers"]) == {"Retry-After", "RateLimit", "RateLimit-Policy"}
+
+
+def _visits(shopper: str, start: int, count: int) -> dict:
+    return {
+        "events": [
+            {"event_id": f"q{start + i}", "shopper_id": shopper, "event_type": "view", "product_id": "p02",
+             "ts": datetime.now(UTC).isoformat()}
+            for i in range(count)
+        ]
+    }
+
+
+def test_a_shoppers_events_have_a_quota_counted_per_event(make_client, keys, settings):
+    """600 requests a minute of 1,000 events each let one shopper key write 600,000 rows a minute: events
+    are counted one by one, and a batch over what is left is refused whole, nothing recorded."""
+    client = make_client(settings=settings.model_copy(update={"event_rate_limit_per_minute": 1_000}))
+    shopper = auth(keys["shopper"])
+    first = client.post("/v1/events", json=_visits("s1", 0, 600), headers=shopper)
+    assert first.status_code == 202 and first.json()["inserted"] == 600
+    refused = client.post("/v1/events", json=_visits("s1", 600, 401), headers=shopper)
+    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+    assert refused.headers["ratelimit-policy"] == '"events-per-key";q=1000;w=60'
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    fits = client.post("/v1/events", json=_visits("s1", 600, 400), headers=shopper)
+    assert fits.status_code == 202 and fits.json()["inserted"] == 400  # the refused batch wrote nothing
+    assert client.post("/v1/events", json=_visits("s1", 1_000, 1), headers=shopper).status_code == 429
+    # The quota is the key's own; the storefront role is not throttled.
+    other = client.post("/v1/events", json=_visits("s2", 0, 1_000), headers=auth(keys["shopper2"]))
+    assert other.status_code == 202
+    storefront = auth(keys["storefront"])
+    batches = [_visits("s1", 10_000 * (k + 1), 1_000) for k in range(3)]
+    assert {client.post("/v1/events", json=b, headers=storefront).status_code for b in batches} == {202}
+
+
+def test_the_event_quota_admits_one_whole_batch_at_least():
+    from crosscart.settings import Settings
+
+    with pytest.raises(ValueError, match="event_rate_limit_per_minute"):
+        Settings(event_rate_limit_per_minute=999)
 
 
 def test_the_window_slides_rather_than_resetting_on_the_minute():
@@ -152,7 +192,7 @@ def test_a_burst_reads_the_eviction_policy_once(monkeypatch):
         await asyncio.sleep(0.05)  # CONFIG GET's round trip
         limiter._shared.verified_at = time.monotonic()
 
-    async def decide(_limiter, item, _key, _principal):
+    async def decide(_limiter, item, _key, _policy, _cost):
         return RateDecision(True, item.amount, item.amount - 1, 60, "per-key")
 
     monkeypatch.setattr(limiter._shared, "verify", verify)
