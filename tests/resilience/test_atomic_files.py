@@ -383,3 +383,59 @@ def test_a_crash_at_any_step_leaves_a_whole_output_and_the_next_run_cleans_up(tm
     kept = [previous.name, previous.readlink().name] if previous.is_symlink() else []
     assert _names(tmp_path) == sorted([out.name, staging.name, script.name, *kept])  # left-overs removed
     assert not kept or (previous / "meta.json").read_text() in {"old", "new"}
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for the test (`umask(mask)`), restored after it."""
+    import os
+
+    before = os.umask(0o022)
+    os.umask(before)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o077], ids=["umask002", "umask077"])
+@pytest.mark.parametrize("mode", [0o600, 0o644])
+def test_atomic_path_publishes_exactly_the_mode_asked_whatever_the_umask(tmp_path, umask, mask, mode):
+    """The temporary followed the umask (0664 under 002: a secret readable by the group, while written
+    and once published; 0600 under 077 where 0644 was asked). It is now private while written and has
+    exactly `mode` once published, a new file or one replacing another."""
+    umask(mask)
+    out = tmp_path / "keys.json"
+    for text in ("first", "second"):
+        with atomic_path(out, mode=mode) as tmp:
+            assert tmp.stat().st_mode & 0o777 == 0o600  # no other user opens it while it is written
+            tmp.write_text(text)
+        assert out.read_text() == text and out.stat().st_mode & 0o777 == mode
+    assert _names(tmp_path) == [out.name]
+
+
+def test_a_write_that_fails_keeps_the_previous_file_and_its_mode(tmp_path, monkeypatch, umask):
+    """A full disk mid-write (os.write refusing after the first block) leaves the previous file as it was,
+    contents and mode, and no temporary beside it."""
+    import os
+
+    umask(0o002)
+    out = tmp_path / "keys.json"
+    with atomic_path(out, mode=0o600) as tmp:
+        tmp.write_text("previous")
+    write, calls = os.write, []
+
+    def disk_fills_up(fd, data):
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(fd, data[:10])
+
+    monkeypatch.setattr(os, "write", disk_fills_up)
+    with pytest.raises(OSError, match="No space"), atomic_path(out, mode=0o600) as tmp:
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            os.write(fd, b"x" * 100)
+            os.write(fd, b"y" * 100)
+        finally:
+            os.close(fd)
+    assert out.read_text() == "previous" and out.stat().st_mode & 0o777 == 0o600
+    assert calls == [100, 100] and _names(tmp_path) == [out.name]
