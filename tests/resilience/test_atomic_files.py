@@ -439,3 +439,25 @@ def test_a_write_that_fails_keeps_the_previous_file_and_its_mode(tmp_path, monke
             os.close(fd)
     assert out.read_text() == "previous" and out.stat().st_mode & 0o777 == 0o600
     assert calls == [100, 100] and _names(tmp_path) == [out.name]
+
+
+def test_search_logs_that_fail_half_way_leave_the_previous_log(tmp_path, monkeypatch):
+    """`simulate_search_logs` wrote `search_logs.parquet` in place: a full disk mid-write left half a
+    Parquet file (unreadable) where the previous log was."""
+    from features.synth import generate_marketplace
+    from features.synth.search_logs import SEARCH_LOGS, simulate_search_logs
+
+    market = tmp_path / "m"
+    generate_marketplace(market, "tiny", seed=4)
+    simulate_search_logs(market, seed=4, max_searches=40)
+    before = (market / SEARCH_LOGS).read_bytes()
+
+    def disk_fills_up(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_fills_up)
+    with pytest.raises(OSError, match="No space"):
+        simulate_search_logs(market, seed=5, max_searches=40)
+    assert (market / SEARCH_LOGS).read_bytes() == before
+    assert not [p.name for p in market.iterdir() if p.name.startswith(".")]  # no temporary left
