@@ -441,6 +441,58 @@ def test_a_write_that_fails_keeps_the_previous_file_and_its_mode(tmp_path, monke
     assert calls == [100, 100] and _names(tmp_path) == [out.name]
 
 
+def _figures_fail_at(monkeypatch, nth: int) -> None:
+    """Matplotlib's `savefig` writes half a PNG and hits a full disk at its `nth` call."""
+    from matplotlib.figure import Figure
+
+    savefig, calls = Figure.savefig, []
+
+    def disk_fills_up(self, fname, *args, **kwargs):
+        calls.append(fname)
+        if len(calls) == nth:
+            Path(fname).write_bytes(b"half a PNG")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", disk_fills_up)
+
+
+def _digest(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("writer", ["ab_report", "uplift_plots"])
+def test_reports_and_plots_that_fail_half_way_leave_the_previous_files_whole(tmp_path, monkeypatch, writer):
+    """The A/B report and the uplift plots wrote their files in place: a full disk at the second figure
+    left it half written (an unreadable PNG) under the previous one's name. Each file is now replaced
+    whole or not at all (`atomic_path`): what was not rewritten is the previous file, no temporary left."""
+    import numpy as np
+
+    from experiments.ab.report import write_report
+    from experiments.uplift_metrics import plot_uplift_report
+    from tests.ab.test_report import full_report
+
+    out = tmp_path / "out"
+    rng = np.random.default_rng(1)
+    y, t, u = rng.integers(0, 2, 200), rng.integers(0, 2, 200), rng.normal(size=200)
+
+    def write():
+        if writer == "ab_report":
+            write_report(full_report(), out)
+        else:
+            plot_uplift_report(y, u, t, out, prefix="m")
+
+    write()
+    before = _digest(out)
+    _figures_fail_at(monkeypatch, 2)
+    with pytest.raises(OSError, match="No space"):
+        write()
+    after = _digest(out)
+    assert after.keys() == before.keys()  # no temporary left
+    assert all(after[name][:4] == b"\x89PNG" for name in after if name.endswith(".png"))  # none half
+    assert all(after[name] == before[name] for name in after if not name.endswith(".png"))
+
+
 def test_search_logs_that_fail_half_way_leave_the_previous_log(tmp_path, monkeypatch):
     """`simulate_search_logs` wrote `search_logs.parquet` in place: a full disk mid-write left half a
     Parquet file (unreadable) where the previous log was."""
