@@ -461,36 +461,44 @@ def _digest(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
-@pytest.mark.parametrize("writer", ["ab_report", "uplift_plots"])
+@pytest.mark.parametrize("writer", ["ab_report", "uplift_plots", "study_report"])
 def test_reports_and_plots_that_fail_half_way_leave_the_previous_files_whole(tmp_path, monkeypatch, writer):
-    """The A/B report and the uplift plots wrote their files in place: a full disk at the second figure
-    left it half written (an unreadable PNG) under the previous one's name. Each file is now replaced
-    whole or not at all (`atomic_path`): what was not rewritten is the previous file, no temporary left."""
+    """The A/B report, the uplift plots and the study report wrote their files in place: a full disk at
+    a figure left it half written (an unreadable PNG) under the previous one's name. Each file is now
+    replaced whole or not at all (`atomic_path`): every PNG is whole, the report written after the
+    failure is the previous one, no temporary is left."""
     import numpy as np
 
     from experiments.ab.report import write_report
     from experiments.uplift_metrics import plot_uplift_report
     from tests.ab.test_report import full_report
+    from tests.ab.test_study import STUDY, tiny_factory, write_ratings
+    from training.study import load_study, run_study
 
     out = tmp_path / "out"
     rng = np.random.default_rng(1)
     y, t, u = rng.integers(0, 2, 200), rng.integers(0, 2, 200), rng.normal(size=200)
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(STUDY.format(data=write_ratings(tmp_path / "u.data")))
 
     def write():
         if writer == "ab_report":
             write_report(full_report(), out)
-        else:
+        elif writer == "uplift_plots":
             plot_uplift_report(y, u, t, out, prefix="m")
+        else:
+            run_study(load_study(study_file, seeds=[7]), out, tracking_uri=None, factory=tiny_factory,
+                      log=lambda _: None)  # fmt: skip
 
     write()
     before = _digest(out)
-    _figures_fail_at(monkeypatch, 2)
+    _figures_fail_at(monkeypatch, 1 if writer == "study_report" else 2)
     with pytest.raises(OSError, match="No space"):
         write()
     after = _digest(out)
     assert after.keys() == before.keys()  # no temporary left
     assert all(after[name][:4] == b"\x89PNG" for name in after if name.endswith(".png"))  # none half
-    assert all(after[name] == before[name] for name in after if not name.endswith(".png"))
+    assert all(after[name] == before[name] for name in after if name.startswith("report."))
 
 
 def test_search_logs_that_fail_half_way_leave_the_previous_log(tmp_path, monkeypatch):
