@@ -54,7 +54,8 @@ def main() -> None:
 
     started = time.perf_counter()
     rec, coupon = SCENARIOS["recommender"], SCENARIOS["coupon"]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as work:
+        tmp = f"{work}/market"  # generated as a link inside `work`, removed with it
         from features.synth.generator import generate_marketplace
 
         generate_marketplace(tmp, "tiny", seed=args.seed)

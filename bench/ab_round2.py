@@ -118,7 +118,8 @@ def main() -> None:
     started = time.perf_counter()
     result = {"peeking": peeking(args.runs, args.seed)}
     timings["peeking_s"] = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as work:
+        tmp = f"{work}/market"  # generated as a link inside `work`, removed with it
         generate_marketplace(tmp, "tiny", seed=args.seed)
         world = build_world(tmp, models())
         offline = offline_metrics(tmp, models())

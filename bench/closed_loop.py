@@ -126,9 +126,10 @@ def main() -> None:
     all_rows, timings = [], {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
-            generate_marketplace(tmp, scale=LOOP_SCALES[args.scale], seed=seed)
+            directory = Path(tmp) / "market"
+            generate_marketplace(directory, scale=LOOP_SCALES[args.scale], seed=seed)
             settings = LoopSettings(rounds=args.rounds, seed=seed)
-            market = load_loop_market(tmp, settings.coupons, settings.margin_rate, seed=seed)
+            market = load_loop_market(directory, settings.coupons, settings.margin_rate, seed=seed)
             for budget in [float(b) for b in args.budgets.split(",")]:
                 t0 = time.perf_counter()
                 s = LoopSettings(rounds=args.rounds, budget=budget, seed=seed, **rules)

@@ -241,7 +241,8 @@ def _without_deal(market):
 def run_config(name: str, seed: int, budgets: list[float], rounds: int, scale: str) -> dict:
     worlds, deal = CONFIGS[name]
     out = {"worlds": list(worlds), "deal_features": deal, "runs": {}}
-    with tempfile.TemporaryDirectory(prefix="loop-signal-") as tmp, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="loop-signal-") as work, contextlib.ExitStack() as stack:
+        tmp = f"{work}/market"  # generated as a link inside `work`, removed with it
         if "season" in worlds:
             stack.enter_context(season_by_sensitivity())
         if "history" in worlds:

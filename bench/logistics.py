@@ -153,7 +153,8 @@ def main() -> None:
     parser.add_argument("--forecast-models", nargs="+", default=FORECAST_MODELS, choices=FORECASTERS)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as work:
+        tmp = f"{work}/market"  # generated as a link inside `work`, removed with it
         generate_marketplace(tmp, args.scale, seed=args.seed)
         generate_shipments(tmp, seed=args.seed)
         shipments = pd.read_parquet(f"{tmp}/shipments.parquet")
@@ -190,7 +191,8 @@ def main() -> None:
     }
     for seed in args.forecast_seeds:
         if seed != args.seed:
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as work:
+                tmp = f"{work}/market"  # generated as a link inside `work`, removed with it
                 generate_marketplace(tmp, args.scale, seed=seed)
                 other = pd.read_parquet(f"{tmp}/events", columns=EVENT_COLUMNS)
                 other_seasons = pd.read_parquet(f"{tmp}/seasons.parquet")

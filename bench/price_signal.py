@@ -111,7 +111,7 @@ def information_ceiling(directory: Path, events: pd.DataFrame, products: pd.Data
 
 def measure(seed: int, scale: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="price-signal-") as tmp:
-        directory = Path(tmp)
+        directory = Path(tmp) / "market"  # generated as a link inside `tmp`, removed with it
         generate_marketplace(directory, scale=LOOP_SCALES[scale], seed=seed)
         simulate_search_logs(directory, seed=seed)
         settings = LoopSettings(seed=seed)

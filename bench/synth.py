@@ -30,7 +30,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "events": m["counts"]["eve
 
 
 def run(scale: str, parts: str) -> dict:
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as work:
+        out = f"{work}/market"  # generated as a link inside `work`, removed with it
         proc = subprocess.run(
             [sys.executable, "-c", CHILD, out, scale, parts],
             capture_output=True,

@@ -229,17 +229,30 @@ def _remove(entry: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """A temporary path beside `path` for the block to write; synced and renamed over `path` when the
     block succeeds, removed when it fails. Writing `path` in place left a truncated or half-written file
-    that looked finished (a full disk, a failed query, a crash) and destroyed the previous one."""
+    that looked finished (a full disk, a failed query, a crash) and destroyed the previous one.
+
+    With `mode`, the published file has exactly those permission bits whatever the process umask (a
+    secret written under umask 002 was group-readable): the temporary is created empty and private to
+    this user before the block writes it (writers that open it for writing keep its bits), and given
+    `mode` just before the rename. Without, it gets the usual permissions (the umask's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(path)
     with _writer(path) as writer:
         tmp = _beside(path, "tmp", writer)
         try:
+            if mode is not None:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    os.fchmod(fd, 0o600)  # not the umask's bits: no other user opens it meanwhile
+                finally:
+                    os.close(fd)
             yield tmp
+            if mode is not None:
+                os.chmod(tmp, mode)
             _sync(tmp)
             os.replace(tmp, path)
         except BaseException:

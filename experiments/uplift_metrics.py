@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from commerce.files import atomic_path
+
 __all__ = [
     "qini_curve",
     "perfect_qini_curve",
@@ -228,7 +230,8 @@ def plot_uplift_report(y_true, uplift, treatment, out_dir: Path, prefix: str = "
         ax.set_ylabel("incremental responders")
         ax.legend()
         path = out_dir / f"{prefix}_{name}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     cal = uplift_calibration(y_true, uplift, treatment)
@@ -241,7 +244,8 @@ def plot_uplift_report(y_true, uplift, treatment, out_dir: Path, prefix: str = "
     ax.set_ylabel("uplift")
     ax.legend()
     path = out_dir / f"{prefix}_calibration.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
     paths.append(path)
     return paths

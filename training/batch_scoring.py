@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from commerce.files import staged_directory
 from features.cluster import STALL_SECONDS, compute_on
 from models.recommenders.base import Recommender
 from models.recommenders.common import MatrixRecommender
@@ -145,18 +146,17 @@ def score_coupon_uplift(
     The features are the served model's (`shopper_history_features` of each shopper's events before
     `as_of`, encoded to the model's columns), computed a shopper partition at a time
     (`features.distributed.ShopperPartitions`) and scored with one `predict_uplift` call per
-    partition, so memory is one partition's events whatever the number of shoppers."""
+    partition, so memory is one partition's events whatever the number of shoppers. The parts are
+    published together when all are written (`commerce.files.staged_directory`): a run that fails
+    leaves the previous scores whole, where it left them removed and its own parts half written."""
     from features.campaign_features import encode_features, shopper_history_features
     from features.distributed import ShopperPartitions
 
     data, out = Path(data_dir), Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     arms = [str(a) for a in model.arms_ if str(a) != "control"]
     columns = list(model.feature_names_in_)
     n = partitions or max(1, len(list((data / "events").glob("*.parquet"))))
-    with ShopperPartitions(data, n, workdir=out) as parts:
+    with staged_directory(out) as staging, ShopperPartitions(data, n, workdir=staging) as parts:
         for i, events, shoppers in parts:
             if shoppers.empty:
                 continue
@@ -165,6 +165,6 @@ def score_coupon_uplift(
             scores = np.asarray(model.predict_uplift(X), dtype=np.float64).reshape(len(X), -1)
             frame = pd.DataFrame(scores, columns=arms, index=X.index.astype(str))
             frame.rename_axis("shopper_id").reset_index().to_parquet(
-                out / f"part-{i:05d}.parquet", index=False
+                staging / f"part-{i:05d}.parquet", index=False
             )
     return out

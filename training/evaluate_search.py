@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from commerce.files import atomic_path
 from features.search_features import FEATURES
 from features.synth.search_logs import SEARCH_LOGS, simulate_search_logs
 from training.search_ranker import (
@@ -208,7 +209,8 @@ def evaluate_search(
         result["true_relevance"] = compare(rand_log, rand_scores, k, seed, gains=rand_log["true_attraction"])
         result["true_relevance_all_traffic"] = compare(test, scores, k, seed, gains=test["true_attraction"])
     if save_ranker is not None:
-        joblib.dump(debiased, save_ranker)
+        with atomic_path(save_ranker) as tmp:  # a full disk leaves the previous ranker, not half of this one
+            joblib.dump(debiased, tmp)
         result["saved_ranker"] = str(Path(save_ranker).name)
     report("done", 5, 5)
     return result

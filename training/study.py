@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from commerce.files import atomic_path
 from models.recommenders.base import Recommender
 from training.evaluate_recommender import evaluate_model, load_dataset, make_model, prepare
 from training.search import grid_points
@@ -304,22 +305,23 @@ def _fmt(mean: float, low: float, high: float) -> str:
 def write_report(
     study: Study, runs: pd.DataFrame, summary: pd.DataFrame, out_dir: Path, parent_run_id: str | None
 ) -> Path:
-    """report.md with the summary table and plot, plus runs.csv, summary.csv and summary.json."""
+    """report.md with the summary table and plot, plus runs.csv, summary.csv and summary.json, each
+    written whole or not at all (`commerce.files.atomic_path`)."""
     metrics = study.metric_names
-    runs.to_csv(out_dir / "runs.csv", index=False)
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    (out_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "study": study.name,
-                "sha256": study.source_sha256,
-                "mlflow_parent_run": parent_run_id,
-                "summary": summary.replace({np.nan: None}).to_dict(orient="records"),
-            },
-            indent=2,
-        )
-    )
-    _figure(summary, metrics).savefig(out_dir / "metrics.png", dpi=110)
+    with atomic_path(out_dir / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
+    document = {
+        "study": study.name,
+        "sha256": study.source_sha256,
+        "mlflow_parent_run": parent_run_id,
+        "summary": summary.replace({np.nan: None}).to_dict(orient="records"),
+    }
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(document, indent=2))
+    with atomic_path(out_dir / "metrics.png") as tmp:
+        _figure(summary, metrics).savefig(tmp, dpi=110)
 
     lines = [f"# Study: {study.name}", ""]
     if study.description:
@@ -370,5 +372,6 @@ def write_report(
             + f" | {r['fit_seconds']:.2f} |"
         )
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

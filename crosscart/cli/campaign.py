@@ -357,9 +357,9 @@ def simulate_loop(
     with tempfile.TemporaryDirectory(prefix="crosscart-loop-") as tmp:
         directory = data
         if directory is None:
+            directory = Path(tmp) / "market"  # published as a link into `tmp`: all removed with it
             with working(f"generating a {scale} marketplace"):
-                generate_marketplace(tmp, scale=LOOP_SCALES[scale], seed=seed)
-            directory = Path(tmp)
+                generate_marketplace(directory, scale=LOOP_SCALES[scale], seed=seed)
         with working("learning today's planner"):
             market = load_loop_market(directory, settings.coupons, margin, seed=seed)
         with working(f"running {rounds} rounds"):

@@ -2,6 +2,14 @@
 
 Re-running keeps the keys already in the file that still authenticate (plaintext cannot be recovered
 from the database, so the file is the only copy) and creates only what is missing.
+
+The file is written whole, mode 600 whatever the umask (`commerce.files.atomic_path`), inside the
+transaction that creates the keys and published after it commits: a write that fails (a full disk)
+rolls the new keys back and leaves the previous file whole (it was truncated, and written 664 under
+umask 002); a commit that fails leaves the previous file too, its keys still valid. Only the rename
+after a commit can fail with keys stored but not written: their plaintext is lost, so they are unusable,
+and the next run, not finding them in the file, creates others. Committing first, then writing, left
+that state on every failed write; writing, then committing, left a file of keys that do not exist.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.campaigns import Campaign
 from commerce.catalog import Product
 from commerce.db import transaction
+from commerce.files import atomic_path
 from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order
 from commerce.services.access import authenticate, create_api_key
@@ -57,7 +66,7 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
     {"keys": {label: {"role", "key", "shopper_id"?, "merchant_id"?}}, "samples": {...}}."""
     path = Path(data_dir) / FILE_NAME
     previous = json.loads(path.read_text()).get("keys", {}) if path.exists() else {}
-    with transaction(session_factory) as session:
+    with atomic_path(path, mode=0o600) as tmp, transaction(session_factory) as session:  # see the module
         samples = _sample_ids(session)
         wanted: dict[str, dict] = {
             "storefront": {"role": "storefront"},
@@ -81,10 +90,8 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
             key, plaintext = create_api_key(session, spec["role"], name=f"demo {label}", **binding)
             record(session, "api_key.created", "api_key", key.id, actor_role="operator", detail=spec)
             keys[label] = {**spec, "key": plaintext}
-    document = {"keys": keys, "samples": samples}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    path.chmod(0o600)
+        document = {"keys": keys, "samples": samples}
+        tmp.write_text(json.dumps(document, indent=2) + "\n")
     return document
 
 

@@ -17,7 +17,7 @@ class ScaleName(StrEnum):
 def generate(
     scale: ScaleName = typer.Option(ScaleName.demo, help="tiny (tests), demo (~1M events) or large (~50M)."),
     seed: int = typer.Option(0, help="Same seed, same bytes."),
-    out: Path = typer.Option(..., help="Output directory (its events/ and truth/ are replaced)."),
+    out: Path = typer.Option(..., help="Output directory, replaced whole when written."),
     parts: int | None = typer.Option(None, min=1, help="Stop after this many shopper blocks (a slice)."),
     load_db: bool = typer.Option(
         False, "--load-db", help="Then migrate the configured database and load it (as `crosscart db load`)."

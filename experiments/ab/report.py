@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from commerce.files import atomic_path
+
 
 def _figure() -> tuple[Figure, object]:
     fig = Figure(figsize=(7, 4), dpi=80)
@@ -167,14 +169,17 @@ def _markdown(report: dict, pngs: list[str]) -> str:
 
 def write_report(report: dict, out_dir: str | Path) -> Path:
     """report.json, report.md and one PNG per figure under `out_dir` (the CLI may log the directory to
-    MLflow with `training.tracking.log_directory`)."""
+    MLflow with `training.tracking.log_directory`), each written whole or not at all
+    (`commerce.files.atomic_path`)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pngs = []
     for name, fig in figures(report).items():
-        fig.savefig(out / f"{name}.png")
+        with atomic_path(out / f"{name}.png") as tmp:
+            fig.savefig(tmp)
         pngs.append(f"{name}.png")
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
     path = out / "report.md"
-    path.write_text(_markdown(report, pngs))
+    with atomic_path(path) as tmp:
+        tmp.write_text(_markdown(report, pngs))
     return path

@@ -8,7 +8,6 @@ peak memory depends on the block size, not on the scale.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from commerce.events import events_arrow_schema
+from commerce.files import staged_directory
 from features.synth.campaigns import ALL_COUPONS, CAMPAIGNS, CampaignRows, campaign_tables, run_campaigns
 from features.synth.catalog import TS, Catalog, build_catalog
 from features.synth.events import EVENT_TYPES, Events, organic_events
@@ -159,21 +159,43 @@ def generate_marketplace(
     max_parts: int | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Generate the marketplace into `out` (replacing earlier output there) and return the manifest.
+    """Generate the marketplace into `out` and return the manifest.
+
+    `out` is published whole when every file is written (`commerce.files.staged_directory`: `out`
+    becomes a link to the new version, the previous one kept until the next generation): a run that
+    fails (a full disk, an interrupt) leaves the previous marketplace as it was, where it was left with
+    its events replaced by the parts written so far. Files that are not the generator's (search logs
+    simulated on the previous marketplace) are not carried over: they describe other data. A directory
+    holding other files but no manifest.json is not a marketplace and is refused rather than replaced.
 
     `max_parts` stops after that many shopper blocks: a slice of a large scale, for memory checks.
     """
     if isinstance(scale, str) and scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(SCALES)}")
-    sc = SCALES[scale] if isinstance(scale, str) else scale
-    timeline = timeline or Timeline()
-    params = params or ModelParams()
     out = Path(out)
-    for stale in ("events", "truth"):
-        if (out / stale).exists():
-            shutil.rmtree(out / stale)
-    (out / "events").mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(exist_ok=True)
+    if out.is_dir() and not out.is_symlink() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise FileExistsError(
+            f"{out} holds other files and no manifest.json (not a generated marketplace): generating"
+            " replaces the directory whole, so choose a new or empty one"
+        )
+    sc = SCALES[scale] if isinstance(scale, str) else scale
+    timeline, params = timeline or Timeline(), params or ModelParams()
+    with staged_directory(out) as staging:
+        return _generate(staging, sc, seed, timeline, params, max_parts, progress)
+
+
+def _generate(
+    out: Path,
+    sc: Scale,
+    seed: int,
+    timeline: Timeline,
+    params: ModelParams,
+    max_parts: int | None,
+    progress: Progress | None,
+) -> dict:
+    """`generate_marketplace` into the empty directory `out`."""
+    (out / "events").mkdir()
+    (out / "truth").mkdir()
     n_blocks = -(-sc.n_shoppers // sc.shoppers_per_part)
     if max_parts is not None:
         n_blocks = min(n_blocks, max_parts)

@@ -2,7 +2,8 @@
 shopper clicked, carted and bought, with position bias.
 
 Reads a `generate_marketplace` output (products, the search events, and the truth tables) and writes
-`search_logs.parquet` next to it. Deterministic for a seed.
+`search_logs.parquet` next to it (whole or not at all: `commerce.files.atomic_path`). Deterministic for a
+seed.
 
 - Queries: each search event names a leaf category or a brand; half the category queries are typed in
   Chinese (the leaf's Chinese name), the rest in English.
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from commerce.files import atomic_path
 from commerce.search.index import Fts5Index, SearchDocument
 from commerce.search.lexicon import CATEGORY_ZH
 from commerce.search.query import QueryParser, Vocabulary
@@ -207,5 +209,6 @@ def simulate_search_logs(
         rows["true_attraction"] += attraction.tolist()
         rows["true_examination"] += examine[:n].tolist()
     log = pd.DataFrame(rows)
-    log.to_parquet(data_dir / SEARCH_LOGS, index=False)
+    with atomic_path(data_dir / SEARCH_LOGS) as tmp:  # a failed write leaves the previous log whole
+        log.to_parquet(tmp, index=False)
     return log

@@ -462,6 +462,46 @@ def test_unknown_scale_is_refused(tmp_path):
         generate_marketplace(tmp_path, "huge")
 
 
+def test_a_generation_that_fails_leaves_the_previous_marketplace_whole(tmp_path, monkeypatch):
+    """Generating was in place: events/ and truth/ removed, then written part by part, so a run that
+    failed (a full disk at the shipments, here) left the previous marketplace gone and a new one half
+    written beside its old manifest. It is now published whole: a failed run changes nothing, the next
+    replaces everything, files of the previous data (its search logs) included."""
+    import errno
+
+    import features.synth.generator as generator
+    from commerce.files import previous_version
+
+    out = tmp_path / "m"
+    generate_marketplace(out, "tiny", seed=11)
+    (out / "search_logs.parquet").write_bytes(b"logs of seed 11")
+    before, shipments = _digest(out), generator.generate_shipments
+
+    def disk_fills_up(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(generator, "generate_shipments", disk_fills_up)
+    with pytest.raises(OSError, match="No space"):
+        generate_marketplace(out, "tiny", seed=12)
+    assert _digest(out) == before
+    monkeypatch.setattr(generator, "generate_shipments", shipments)
+    generate_marketplace(out, "tiny", seed=12)
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 12
+    assert not (out / "search_logs.parquet").exists()
+    previous = previous_version(out)
+    assert (previous / "search_logs.parquet").read_bytes() == b"logs of seed 11"  # until the next one
+    assert sorted(tmp_path.iterdir()) == sorted([out, out.resolve(), previous, previous.resolve()])
+
+
+def test_a_directory_that_is_not_a_marketplace_is_refused_not_replaced(tmp_path):
+    """Generating replaces `out` whole: a directory holding other files (the data directory, by mistake)
+    is refused, where its events/ and truth/ were replaced and the rest kept."""
+    (tmp_path / "crosscart.db").write_text("the database")
+    with pytest.raises(FileExistsError, match="no manifest.json"):
+        generate_marketplace(tmp_path, "tiny", seed=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["crosscart.db"]
+
+
 def test_cli_generates(tmp_path):
     from crosscart.cli import app
 

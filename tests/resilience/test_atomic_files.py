@@ -383,3 +383,141 @@ def test_a_crash_at_any_step_leaves_a_whole_output_and_the_next_run_cleans_up(tm
     kept = [previous.name, previous.readlink().name] if previous.is_symlink() else []
     assert _names(tmp_path) == sorted([out.name, staging.name, script.name, *kept])  # left-overs removed
     assert not kept or (previous / "meta.json").read_text() in {"old", "new"}
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for the test (`umask(mask)`), restored after it."""
+    import os
+
+    before = os.umask(0o022)
+    os.umask(before)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o077], ids=["umask002", "umask077"])
+@pytest.mark.parametrize("mode", [0o600, 0o644])
+def test_atomic_path_publishes_exactly_the_mode_asked_whatever_the_umask(tmp_path, umask, mask, mode):
+    """The temporary followed the umask (0664 under 002: a secret readable by the group, while written
+    and once published; 0600 under 077 where 0644 was asked). It is now private while written and has
+    exactly `mode` once published, a new file or one replacing another."""
+    umask(mask)
+    out = tmp_path / "keys.json"
+    for text in ("first", "second"):
+        with atomic_path(out, mode=mode) as tmp:
+            assert tmp.stat().st_mode & 0o777 == 0o600  # no other user opens it while it is written
+            tmp.write_text(text)
+        assert out.read_text() == text and out.stat().st_mode & 0o777 == mode
+    assert _names(tmp_path) == [out.name]
+
+
+def test_a_write_that_fails_keeps_the_previous_file_and_its_mode(tmp_path, monkeypatch, umask):
+    """A full disk mid-write (os.write refusing after the first block) leaves the previous file as it was,
+    contents and mode, and no temporary beside it."""
+    import os
+
+    umask(0o002)
+    out = tmp_path / "keys.json"
+    with atomic_path(out, mode=0o600) as tmp:
+        tmp.write_text("previous")
+    write, calls = os.write, []
+
+    def disk_fills_up(fd, data):
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(fd, data[:10])
+
+    monkeypatch.setattr(os, "write", disk_fills_up)
+    with pytest.raises(OSError, match="No space"), atomic_path(out, mode=0o600) as tmp:
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            os.write(fd, b"x" * 100)
+            os.write(fd, b"y" * 100)
+        finally:
+            os.close(fd)
+    assert out.read_text() == "previous" and out.stat().st_mode & 0o777 == 0o600
+    assert calls == [100, 100] and _names(tmp_path) == [out.name]
+
+
+def _figures_fail_at(monkeypatch, nth: int) -> None:
+    """Matplotlib's `savefig` writes half a PNG and hits a full disk at its `nth` call."""
+    from matplotlib.figure import Figure
+
+    savefig, calls = Figure.savefig, []
+
+    def disk_fills_up(self, fname, *args, **kwargs):
+        calls.append(fname)
+        if len(calls) == nth:
+            Path(fname).write_bytes(b"half a PNG")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", disk_fills_up)
+
+
+def _digest(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("writer", ["ab_report", "uplift_plots", "study_report"])
+def test_reports_and_plots_that_fail_half_way_leave_the_previous_files_whole(tmp_path, monkeypatch, writer):
+    """The A/B report, the uplift plots and the study report wrote their files in place: a full disk at
+    a figure left it half written (an unreadable PNG) under the previous one's name. Each file is now
+    replaced whole or not at all (`atomic_path`): every PNG is whole, the report written after the
+    failure is the previous one, no temporary is left."""
+    import numpy as np
+
+    from experiments.ab.report import write_report
+    from experiments.uplift_metrics import plot_uplift_report
+    from tests.ab.test_report import full_report
+    from tests.ab.test_study import STUDY, tiny_factory, write_ratings
+    from training.study import load_study, run_study
+
+    out = tmp_path / "out"
+    rng = np.random.default_rng(1)
+    y, t, u = rng.integers(0, 2, 200), rng.integers(0, 2, 200), rng.normal(size=200)
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(STUDY.format(data=write_ratings(tmp_path / "u.data")))
+
+    def write():
+        if writer == "ab_report":
+            write_report(full_report(), out)
+        elif writer == "uplift_plots":
+            plot_uplift_report(y, u, t, out, prefix="m")
+        else:
+            run_study(load_study(study_file, seeds=[7]), out, tracking_uri=None, factory=tiny_factory,
+                      log=lambda _: None)  # fmt: skip
+
+    write()
+    before = _digest(out)
+    _figures_fail_at(monkeypatch, 1 if writer == "study_report" else 2)
+    with pytest.raises(OSError, match="No space"):
+        write()
+    after = _digest(out)
+    assert after.keys() == before.keys()  # no temporary left
+    assert all(after[name][:4] == b"\x89PNG" for name in after if name.endswith(".png"))  # none half
+    assert all(after[name] == before[name] for name in after if name.startswith("report."))
+
+
+def test_search_logs_that_fail_half_way_leave_the_previous_log(tmp_path, monkeypatch):
+    """`simulate_search_logs` wrote `search_logs.parquet` in place: a full disk mid-write left half a
+    Parquet file (unreadable) where the previous log was."""
+    from features.synth import generate_marketplace
+    from features.synth.search_logs import SEARCH_LOGS, simulate_search_logs
+
+    market = tmp_path / "m"
+    generate_marketplace(market, "tiny", seed=4)
+    simulate_search_logs(market, seed=4, max_searches=40)
+    before = (market / SEARCH_LOGS).read_bytes()
+
+    def disk_fills_up(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_fills_up)
+    with pytest.raises(OSError, match="No space"):
+        simulate_search_logs(market, seed=5, max_searches=40)
+    assert (market / SEARCH_LOGS).read_bytes() == before
+    assert not [p.name for p in market.iterdir() if p.name.startswith(".")]  # no temporary left

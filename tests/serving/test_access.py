@@ -90,3 +90,63 @@ def test_catalog_windows_end_where_the_snapshot_says(factory):
     assert catalog.window_bounds("7d") == (as_of - timedelta(days=7), as_of, 7)
     assert catalog.window_bounds("all") == (None, as_of, None)
     assert catalog.sales["7d"][catalog.index["p08"]] == 60 and catalog.sales["7d"][catalog.index["p05"]] == 0
+
+
+def test_demo_keys_are_private_and_written_whole_with_the_keys_they_hold(factory, tmp_path, monkeypatch):
+    """The keys file (the keys' only copy) is 600 whatever the umask, never readable by others while it
+    is written: it was written in place, 664 under umask 002 until its chmod. A write that fails (a full
+    disk) or a commit that fails leaves the previous file whole and no key created: the write truncated
+    the previous file, with the new keys committed."""
+    import errno
+    import os
+    from pathlib import Path
+
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    seed_marketplace(factory)
+    data = tmp_path / "data"  # beside the SQLite file
+    path = data / "demo-keys.json"
+    write_text, modes = Path.write_text, []
+
+    def recorded(self, data, *args, **kwargs):
+        written = write_text(self, data, *args, **kwargs)
+        modes.append(self.stat().st_mode & 0o777)
+        return written
+
+    def disk_fills_up(self, data, *args, **kwargs):
+        write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def keys() -> int:
+        with factory() as s:
+            return s.scalar(select(func.count()).select_from(ApiKey))
+
+    mask = os.umask(0o002)
+    try:
+        monkeypatch.setattr(Path, "write_text", recorded)
+        first = create_demo_keys(factory, data)
+        assert modes == [0o600] and path.stat().st_mode & 0o777 == 0o600
+        previous, created = path.read_text(), keys()
+        with transaction(factory) as s:  # the next run creates an admin key again
+            revoke_api_key(s, authenticate(s, first["keys"]["admin"]["key"]).id)
+
+        monkeypatch.setattr(Path, "write_text", disk_fills_up)
+        with pytest.raises(OSError, match="No space"):
+            create_demo_keys(factory, data)
+        assert path.read_text() == previous and keys() == created
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+        commit = Session.commit
+        monkeypatch.setattr(Session, "commit", lambda self: (_ for _ in ()).throw(RuntimeError("lost")))
+        with pytest.raises(RuntimeError, match="lost"):
+            create_demo_keys(factory, data)
+        assert path.read_text() == previous and keys() == created  # the file's keys still the valid ones
+
+        monkeypatch.setattr(Session, "commit", commit)
+        again = create_demo_keys(factory, data)
+    finally:
+        os.umask(mask)
+    assert keys() == created + 1 and again["keys"]["admin"] != first["keys"]["admin"]
+    assert json.loads(path.read_text()) == again and path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in data.iterdir()) == [path.name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pandas as pd
 import pytest
 
@@ -171,6 +173,21 @@ def test_coupon_uplift_of_every_shopper_equals_the_in_memory_scores(tmp_path):
     pd.testing.assert_frame_equal(
         got.set_index("shopper_id").sort_index(), expected.sort_index(), check_names=False, rtol=1e-12
     )
+
+    # a run that fails half-way (a full disk at the second partition) leaves the previous scores whole:
+    # they were removed first, and its first part written in their place
+    predict, calls = model.predict_uplift, []
+
+    def disk_fills_up(X):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return predict(X)
+
+    model.predict_uplift = disk_fills_up
+    with pytest.raises(OSError, match="No space"):
+        score_coupon_uplift(model, market, tmp_path / "u", as_of=as_of, partitions=4)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "u"), got)
 
 
 def test_cli_also_scores_every_shoppers_coupon_uplift_with_the_registered_model(tracking_uri, tmp_path):
