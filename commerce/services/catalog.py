@@ -255,8 +255,12 @@ def register_location(session: Session, location: str, mode: str, merchant_id: s
         [{"warehouse_id": location, "name": location, "mode": mode, "owner_merchant_id": merchant_id}],
         ["warehouse_id"],
     )
+    # under a share lock (PostgreSQL): an admin assigning the owner meanwhile (`set_location_owner`,
+    # FOR UPDATE) is waited for and seen, instead of stock landing at what is then another's location
     held, usable = session.execute(
-        select(Warehouse.mode, usable_by(merchant_id)).where(Warehouse.warehouse_id == location)
+        select(Warehouse.mode, usable_by(merchant_id))
+        .where(Warehouse.warehouse_id == location)
+        .with_for_update(read=True, of=Warehouse)
     ).one()
     if not usable:
         raise Forbidden(f"location {location!r} is another merchant's own", code="location_forbidden")

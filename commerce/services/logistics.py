@@ -138,15 +138,15 @@ def list_warehouses(
     return list(session.scalars(stmt))
 
 
-def get_location(session: Session, location: str) -> Warehouse:
-    return get_or_404(session, Warehouse, location, "location")
-
-
-def set_location_owner(session: Session, location: str, merchant_id: str | None) -> Warehouse:
+def set_location_owner(
+    session: Session, location: str, merchant_id: str | None
+) -> tuple[Warehouse, str | None]:
     """Make a location one merchant's own (`merchant_id`) or a platform location again (None): how a
     location registered before owners, or one left shared, is claimed. Refused while another merchant's
-    products have stock rows there, which would then sit at a location that is not theirs."""
+    products have stock rows there, which would then sit at a location that is not theirs. Returns the
+    location and its previous owner (read under the row lock, for the audit entry)."""
     warehouse = locked_or_404(session, Warehouse, location, "location")
+    previous = warehouse.owner_merchant_id
     if merchant_id is not None:
         merchant_id = get_or_404(
             session, Merchant, stored_key(session, Merchant, merchant_id), "merchant"
@@ -162,7 +162,7 @@ def set_location_owner(session: Session, location: str, merchant_id: str | None)
             )
     warehouse.owner_merchant_id = merchant_id
     session.flush()
-    return warehouse
+    return warehouse, previous
 
 
 @dataclass(frozen=True)

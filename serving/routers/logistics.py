@@ -65,8 +65,7 @@ def set_location_owner(
     """Make a stock location one merchant's own (only it may stock or see it) or, with null, a platform
     location any merchant may use: how a location registered before owners existed is claimed. Audited
     with the old and new owner."""
-    old = logistics.get_location(session, location).owner_merchant_id
-    w = logistics.set_location_owner(session, location, body.merchant_id)
+    w, old = logistics.set_location_owner(session, location, body.merchant_id)
     audit(session, admin, "location.owner_changed", "location", location, old=old, new=w.owner_merchant_id)
     return LocationOut(
         location=w.warehouse_id, name=w.name, mode=w.mode, partner_id=w.partner_id, region=w.region,

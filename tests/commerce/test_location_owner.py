@@ -4,6 +4,9 @@ goods from the refusal; platform locations (no owner, the fixture's `HZ-1`) serv
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from commerce.db import transaction
@@ -56,10 +59,34 @@ def test_an_owner_is_assigned_only_where_no_other_merchants_goods_are(market):
             logistics.set_location_owner(s, "HZ-1", "m_ok")  # m_sus's p_bad is stocked there
         assert refused.value.code == "location_in_use"
     with transaction(market) as s:
-        assert logistics.set_location_owner(s, "HZ-2", "m_ok").owner_merchant_id == "m_ok"
-        assert logistics.set_location_owner(s, "bonded-north", "m_sus").owner_merchant_id == "m_sus"
+        assert logistics.set_location_owner(s, "HZ-2", "m_ok")[1] == "m_ok"  # already its own
+        warehouse, previous = logistics.set_location_owner(s, "bonded-north", "m_sus")
+        assert (warehouse.owner_merchant_id, previous) == ("m_sus", None)
     with transaction(market) as s, pytest.raises(Forbidden):
         catalog.set_stock(s, "p_tea", "bonded-north", 1)
     with transaction(market) as s:
-        assert logistics.set_location_owner(s, "bonded-north", None).owner_merchant_id is None
+        assert logistics.set_location_owner(s, "bonded-north", None)[0].owner_merchant_id is None
         assert catalog.set_stock(s, "p_tea", "bonded-north", 1).quantity == 1
+
+
+def test_stock_set_while_an_admin_assigns_the_owner_waits_and_is_refused(market):
+    """On PostgreSQL a stock set read the location's owner without a lock: once an admin's assignment had
+    locked the location and before it wrote the owner, the stock set read no owner, waited only at its
+    insert's foreign-key check (so the admin's count of other merchants' stock missed it) and then stocked
+    the goods at what was now another merchant's own location. It reads the owner under a share lock, so
+    it waits for the assignment and sees it (SQLite serializes the two writers anyway)."""
+    with ThreadPoolExecutor(max_workers=1) as pool, transaction(market) as s:
+        s.get(Warehouse, "bonded-north", with_for_update=True)  # `set_location_owner`'s first step
+        racer = pool.submit(_set_stock, market, "p_bad", "bonded-north")
+        time.sleep(0.5)
+        assert not racer.done()  # waits for the admin's transaction
+        logistics.set_location_owner(s, "bonded-north", "m_ok")
+    with pytest.raises(Forbidden):
+        racer.result(timeout=30)
+    with market() as s:
+        assert [r.location for r in s.get(catalog.Product, "p_bad").stock] == ["HZ-1"]
+
+
+def _set_stock(factory, product_id: str, location: str) -> None:
+    with transaction(factory) as s:
+        catalog.set_stock(s, product_id, location, 1)
