@@ -67,15 +67,21 @@ def test_a_product_created_there_is_refused_before_its_mode_is_compared(api, key
 
 
 def test_my_shop_never_lists_another_merchants_own_location(api, keys, m1_location):  # noqa: F811
-    """After M2 stocked a unit there, its My-shop page listed M1's location among its own."""
+    """After M2 stocked a unit there, its My-shop page listed M1's location among its own. Its new-product
+    form naming the location is shown again with the refusal and the input (not listed, as before)."""
     from tests.serving.test_console import sign_in
 
     api.put(f"/v1/products/P3/stock/{m1_location}", json={"quantity": 1}, headers=auth(keys["m2"]))
-    sign_in(api, keys["m2"])
+    token = sign_in(api, keys["m2"])
     page = api.get("/console/shop")
     assert page.status_code == 200, page.text
     assert m1_location not in page.text
     assert 'value="HZ-1"' in page.text and 'value="bonded-default"' in page.text  # platform and partners'
+    form = {**_product("direct_mail", {}), "location_0": m1_location, "units_0": "1", "csrf_token": token}
+    del form["stock"]
+    refused = api.post("/console/shop/products", data=form, follow_redirects=False)
+    assert refused.status_code == 403, refused.text
+    assert "is another merchant&#39;s own" in refused.text and f'value="{m1_location}"' in refused.text
 
 
 def test_an_admin_assigns_and_clears_a_locations_owner(api, keys):  # noqa: F811
