@@ -24,6 +24,7 @@ AUDIT_ACTIONS = (
     "product.price_changed",
     "product.self_operated",
     "category.commission_changed",
+    "location.owner_changed",
     "refund.requested",
     "refund.completed",
     "refund.rejected",

@@ -27,6 +27,12 @@ class ValidationError(DomainError):
     code = "validation_error"
 
 
+class Forbidden(DomainError):
+    """The caller may not use an entity that exists, e.g. another merchant's own location (HTTP 403)."""
+
+    code = "forbidden"
+
+
 class NotFound(DomainError):
     """A referenced entity does not exist (HTTP 404)."""
 

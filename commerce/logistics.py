@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    or_,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.catalog import FULFILLMENT_MODES
@@ -71,7 +81,7 @@ class LogisticsPartner(Base):
 class Warehouse(Base):
     """Where stock is held: a bonded zone in China (bonded goods) or an overseas warehouse (direct mail),
     usually run by a logistics partner. Stock rows name their warehouse; a location a merchant names that
-    is not a partner's warehouse is registered as the merchant's own, for the product's mode."""
+    is not registered yet becomes that merchant's own, for the product's mode (`usable_by`)."""
 
     __tablename__ = "warehouses"
 
@@ -83,6 +93,17 @@ class Warehouse(Base):
     #: Province of a bonded zone (sets the lane to each destination); None: East China or abroad.
     region: Mapped[str | None] = mapped_column(String(64), default=None)
     country: Mapped[str | None] = mapped_column(String(2), default=None)
+    #: The merchant whose own location it is: only its goods are stocked there, and only it sees the
+    #: location. None: a partner's or platform location any merchant may use (and legacy shared ones).
+    owner_merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.merchant_id"), default=None)
+
+
+def usable_by(merchant_id: str) -> ColumnElement[bool]:
+    """The one rule for which locations a merchant may pick (stock, list, see): platform locations (no
+    owner) and its own. Another merchant's own location is where that merchant keeps goods: its
+    business, neither to be stocked nor named to anyone else."""
+    owner = Warehouse.owner_merchant_id
+    return or_(owner.is_(None), owner == merchant_id)
 
 
 class RateCard(Base):

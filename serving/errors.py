@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
-from commerce.errors import Conflict, DomainError, LimitExceeded, NotFound, ValidationError
+from commerce.errors import Conflict, DomainError, Forbidden, LimitExceeded, NotFound, ValidationError
 from commerce.files import STORAGE_FULL, is_storage_refusal
 from serving.resilience import (
     RETRY_AFTER_SECONDS,
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:crosscart:problem:"
 STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),  # InvalidState and OutOfStock too
     (ValidationError, 422),

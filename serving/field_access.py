@@ -108,6 +108,7 @@ FIELD_ROLES: dict[str, dict[str, FieldRoles]] = {
     "KeywordPatch": _open("bid", "status"),
     # logistics: a merchant's own shipping rule
     "ShippingRuleIn": _open("partner_id", "max_days"),
+    "LocationOwnerIn": _open("merchant_id"),
     # access
     "ApiKeyCreate": _open("role", "name", "shopper_id", "merchant_id"),
 }

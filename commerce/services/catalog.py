@@ -19,8 +19,8 @@ from commerce.catalog import (
     Product,
     Stock,
 )
-from commerce.errors import Conflict, ValidationError
-from commerce.logistics import Warehouse
+from commerce.errors import Conflict, Forbidden, ValidationError
+from commerce.logistics import Warehouse, usable_by
 from commerce.merchants import Merchant
 from commerce.services._util import chosen_id, country_code, get_or_404, new_id, required_text, stored_key
 from commerce.services.pagination import Page, paginate
@@ -205,7 +205,9 @@ def create_product(session: Session, data: ProductInput) -> Product:
     )
     session.add(product)
     for location, qty in data.stock.items():
-        location = register_location(session, required_text(location, "location", 64), product.fulfillment)
+        location = register_location(
+            session, required_text(location, "location", 64), product.fulfillment, product.merchant_id
+        )
         session.add(Stock(product=product, location=location, quantity=_quantity(qty)))
     session.flush()
     return product
@@ -241,17 +243,27 @@ def update_product(
     return product
 
 
-def register_location(session: Session, location: str, mode: str) -> str:
-    """The warehouse a stock location names: a partner's warehouse, or else the merchant's own location,
-    registered on first use for the product's mode. Cross-border rule: bonded goods are held only in
-    bonded warehouses and direct-mail goods only abroad, so a warehouse holds goods of one mode."""
+def register_location(session: Session, location: str, mode: str, merchant_id: str) -> str:
+    """The warehouse a merchant's stock location names: one it may use (`usable_by`), else the merchant's
+    own location, registered on first use for the product's mode and owned by it. Another merchant's own
+    location is refused before its mode is compared, so the refusal tells nothing of what it holds.
+    Cross-border rule: bonded goods are held only in bonded warehouses and direct-mail goods only abroad,
+    so a warehouse holds goods of one mode."""
     insert_ignore(
         session,
         Warehouse.__table__,
-        [{"warehouse_id": location, "name": location, "mode": mode}],
+        [{"warehouse_id": location, "name": location, "mode": mode, "owner_merchant_id": merchant_id}],
         ["warehouse_id"],
     )
-    held = session.scalar(select(Warehouse.mode).where(Warehouse.warehouse_id == location))
+    # under a share lock (PostgreSQL): an admin assigning the owner meanwhile (`set_location_owner`,
+    # FOR UPDATE) is waited for and seen, instead of stock landing at what is then another's location
+    held, usable = session.execute(
+        select(Warehouse.mode, usable_by(merchant_id))
+        .where(Warehouse.warehouse_id == location)
+        .with_for_update(read=True, of=Warehouse)
+    ).one()
+    if not usable:
+        raise Forbidden(f"location {location!r} is another merchant's own", code="location_forbidden")
     if held != mode:
         raise ValidationError(f"warehouse {location!r} holds {held} goods, not {mode}", code="warehouse_mode")
     return location
@@ -261,7 +273,9 @@ def set_stock(session: Session, product_id: str, location: str, quantity: int) -
     """Set on-hand units at a location; refused below the units already reserved by unpaid orders."""
     product = get_or_404(session, Product, product_id, "product")
     quantity = _quantity(quantity)
-    location = register_location(session, required_text(location, "location", 64), product.fulfillment)
+    location = register_location(
+        session, required_text(location, "location", 64), product.fulfillment, product.merchant_id
+    )
     row = session.scalar(select(Stock).where(Stock.product_id == product_id, Stock.location == location))
     if row is None:
         row = Stock(product_id=product_id, location=location, quantity=quantity, reserved=0)

@@ -8,16 +8,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore
 from commerce.catalog import FULFILLMENT_MODES, Product, Stock
-from commerce.errors import NotFound, OutOfStock, ValidationError
-from commerce.logistics import LogisticsPartner, RateCard, ShippingRule, Warehouse, lane_zone, zone_of
+from commerce.errors import Conflict, NotFound, OutOfStock, ValidationError
+from commerce.logistics import (
+    LogisticsPartner,
+    RateCard,
+    ShippingRule,
+    Warehouse,
+    lane_zone,
+    usable_by,
+    zone_of,
+)
 from commerce.merchants import Merchant
 from commerce.orders import LineAllocation, Order, OrderLine
-from commerce.services._util import get_or_404, required_text
+from commerce.services._util import get_or_404, locked_or_404, required_text, stored_key
 from commerce.sqltypes import as_utc, round_fen
 
 #: Seed partners: bonded goods ship from a domestic bonded zone (1-3 days), direct mail from abroad (4-7).
@@ -120,16 +128,41 @@ def seed_default_partners(session: Session) -> None:
 def list_warehouses(
     session: Session, mode: str | None = None, *, merchant_id: str | None = None
 ) -> list[Warehouse]:
-    """Warehouses by id; for `merchant_id`, only those it may see: the partners' and the locations its own
-    stock names. A merchant's own location is registered by name with no owner (`register_location`), so
-    another merchant's is never listed to it (where that merchant keeps goods is its business)."""
+    """Warehouses by id; for `merchant_id`, only those it may use (`usable_by`): another merchant's own
+    location is never listed to it (where that merchant keeps goods is its business)."""
     stmt = select(Warehouse).order_by(Warehouse.warehouse_id)
     if mode is not None:
         stmt = stmt.where(Warehouse.mode == mode)
     if merchant_id is not None:
-        own = select(Stock.location).join(Product).where(Product.merchant_id == merchant_id)
-        stmt = stmt.where(or_(Warehouse.partner_id.is_not(None), Warehouse.warehouse_id.in_(own)))
+        stmt = stmt.where(usable_by(merchant_id))
     return list(session.scalars(stmt))
+
+
+def set_location_owner(
+    session: Session, location: str, merchant_id: str | None
+) -> tuple[Warehouse, str | None]:
+    """Make a location one merchant's own (`merchant_id`) or a platform location again (None): how a
+    location registered before owners, or one left shared, is claimed. Refused while another merchant's
+    products have stock rows there, which would then sit at a location that is not theirs. Returns the
+    location and its previous owner (read under the row lock, for the audit entry)."""
+    warehouse = locked_or_404(session, Warehouse, location, "location")
+    previous = warehouse.owner_merchant_id
+    if merchant_id is not None:
+        merchant_id = get_or_404(
+            session, Merchant, stored_key(session, Merchant, merchant_id), "merchant"
+        ).merchant_id
+        others = session.scalar(
+            select(func.count(Product.merchant_id.distinct()))
+            .join(Stock, Stock.product_id == Product.product_id)
+            .where(Stock.location == location, Product.merchant_id != merchant_id)
+        )
+        if others:
+            raise Conflict(
+                f"location {location!r} holds stock of {others} other merchant(s)", code="location_in_use"
+            )
+    warehouse.owner_merchant_id = merchant_id
+    session.flush()
+    return warehouse, previous
 
 
 @dataclass(frozen=True)

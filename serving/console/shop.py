@@ -174,7 +174,7 @@ async def new_product(
     except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         session.rollback()
         status_code, message = refusal(exc)
-        if status_code == 403:
+        if status_code == 403 and not isinstance(exc, DomainError):  # not its shop; a location is input
             raise Forbidden(message) from exc
         typed = {**fields, **{k: form.get(k) or "" for k in form if k.startswith(("location_", "units_"))}}
         return await _shop_page(

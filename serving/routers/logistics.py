@@ -1,17 +1,19 @@
-"""Logistics: partners, delivery quotes (price and predicted window per partner), merchants' shipping
-rules and replenishment hints. Thin over commerce.services.logistics, serving.delivery and
-serving.replenishment."""
+"""Logistics: partners, stock locations' owners (admins), delivery quotes (price and predicted window per
+partner), merchants' shipping rules and replenishment hints. Thin over commerce.services.logistics,
+serving.delivery and serving.replenishment."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from commerce.services import logistics
 from commerce.sqltypes import utcnow
+from serving.audit import audit
 from serving.delivery import delivery_quote
 from serving.deps import (
+    Admin,
     MerchantId,
     MerchantOrAdmin,
     ProductId,
@@ -24,6 +26,8 @@ from serving.replenishment import merchant_replenishment
 from serving.schemas.logistics import (
     DeliveryOptionOut,
     DeliveryQuoteOut,
+    LocationOut,
+    LocationOwnerIn,
     PartnerOut,
     ReplenishmentOut,
     ShippingRuleIn,
@@ -45,6 +49,28 @@ def list_partners(session: SessionDep, _: Storefront) -> list[PartnerOut]:
         )
         for p in logistics.list_partners(session)
     ]
+
+
+@router.put(
+    "/logistics/locations/{location}/owner",
+    response_model=LocationOut,
+    responses={409: {"description": "other merchants' goods are stocked there"}},
+)
+def set_location_owner(
+    location: Annotated[str, Path(min_length=1, max_length=64)],
+    body: LocationOwnerIn,
+    session: SessionDep,
+    admin: Admin,
+) -> LocationOut:
+    """Make a stock location one merchant's own (only it may stock or see it) or, with null, a platform
+    location any merchant may use: how a location registered before owners existed is claimed. Audited
+    with the old and new owner."""
+    w, old = logistics.set_location_owner(session, location, body.merchant_id)
+    audit(session, admin, "location.owner_changed", "location", location, old=old, new=w.owner_merchant_id)
+    return LocationOut(
+        location=w.warehouse_id, name=w.name, mode=w.mode, partner_id=w.partner_id, region=w.region,
+        country=w.country, owner_merchant_id=w.owner_merchant_id,
+    )  # fmt: skip
 
 
 @router.get("/products/{product_id}/delivery", response_model=DeliveryQuoteOut)

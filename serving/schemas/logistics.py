@@ -1,4 +1,5 @@
-"""Logistics shapes: partners, delivery quotes per partner, merchants' shipping rules, replenishment."""
+"""Logistics shapes: partners, stock locations, delivery quotes per partner, merchants' shipping rules,
+replenishment."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ class PartnerOut(BaseModel):
     mode: str = Field(description="bonded | direct_mail")
     min_days: int
     max_days: int
+
+
+class LocationOwnerIn(RequestModel):
+    merchant_id: str | None = Field(
+        min_length=1, max_length=64, description="The merchant whose own location it becomes; null: anyone's"
+    )
+
+
+class LocationOut(BaseModel):
+    location: str
+    name: str
+    mode: str = Field(description="bonded | direct_mail")
+    partner_id: str | None = Field(description="The logistics partner running it; null: a merchant's own")
+    region: str | None
+    country: str | None
+    owner_merchant_id: str | None = Field(
+        description="Only this merchant may stock or see it; null: any merchant may (a platform location)"
+    )
 
 
 class DeliveryOptionOut(BaseModel):

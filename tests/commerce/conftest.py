@@ -20,6 +20,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 import commerce.all_models  # noqa: F401  (complete metadata)
 from commerce.db import Base, make_engine, make_session_factory, transaction
 from commerce.identity import Keyring, check_char
+from commerce.logistics import Warehouse
 from commerce.services import catalog, merchants, shoppers
 from commerce.services.logistics import seed_default_partners
 
@@ -117,6 +118,7 @@ def seed_market(factory) -> None:
             )
             merchants.approve(s, mid)
         merchants.suspend(s, "m_sus", "counterfeit complaints")
+        s.add(Warehouse(warehouse_id="HZ-1", name="Platform depot", mode="bonded"))  # no owner: both stock it
         products = [
             ("p_cream", "m_ok", "cosmetics", "Acme", "300.00", "bonded", False, None, {"HZ-1": 5}),
             ("p_tea", "m_ok", "food", "Acme", "99.90", "bonded", False, None, {"HZ-1": 100, "HZ-2": 100}),

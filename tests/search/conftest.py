@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commerce.db import transaction
+from commerce.logistics import Warehouse
 from commerce.search.documents import rebuild
 from commerce.search.index import Fts5Index, PostgresIndex, SearchIndex
 from commerce.search.memory import MemoryIndex
@@ -56,6 +57,7 @@ def shop(factory):  # noqa: F811
                 s, merchants.MerchantApplication(mid, country, f"LIC-{mid}", brands, merchant_id=mid)
             )
             merchants.approve(s, mid)
+        s.add(Warehouse(warehouse_id="HZ-1", name="Platform depot", mode="bonded"))  # no owner: all stock it
         for pid, mid, title, cat, brand, origin, price in PRODUCTS:
             catalog.create_product(
                 s,

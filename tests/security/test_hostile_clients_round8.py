@@ -119,7 +119,8 @@ def test_negative_zero_money_is_zero(api, keys, zero):  # noqa: F811
 def test_my_shop_lists_no_other_merchants_locations(api, keys):  # noqa: F811
     """The new-product form's location list was every warehouse: partners' and each merchant's own, so
     M1's page named M2's private stock location (where it keeps goods, and how many it has made). A
-    merchant sees the partners' warehouses and the locations of its own stock only."""
+    merchant sees the locations it may use only (`commerce.logistics.usable_by`): partners', platform and
+    its own."""
     from tests.serving.test_console import sign_in
 
     for product, location, key in (("P3", "m2-secret-depot", "m2"), ("P1", "m1-own-shed", "m1")):

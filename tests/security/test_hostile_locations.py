@@ -1,0 +1,129 @@
+"""Hostile merchant M2 against M1's own stock location, on SQLite and PostgreSQL (the bilingual shop of
+tests/search, whose `HZ-1` is a platform location every merchant stocks). Locations had no owner: M2
+could stock units at M1's private location, create a product there, learn which goods it holds from a
+422 and then see it listed in its My-shop page. Each test failed before the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.search.conftest import api, keys, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
+from tests.serving.conftest import auth
+
+OWN = "m1-own-shed"
+
+
+def _product(fulfillment: str, stock: dict) -> dict:
+    return {
+        "sku": f"SKU-SNEAK-{fulfillment}",
+        "title": "Velmar sneak",
+        "category_id": "C06-01",
+        "brand": "Velmar",
+        "origin_country": "DE",
+        "price": "10.00",
+        "fulfillment": fulfillment,
+        "stock": stock,
+    }
+
+
+@pytest.fixture
+def m1_location(api, keys):  # noqa: F811
+    """M1 stocks P1 (bonded) at a location of its own, which registers it as M1's."""
+    put = api.put(f"/v1/products/P1/stock/{OWN}", json={"quantity": 3}, headers=auth(keys["m1"]))
+    assert put.status_code == 200, put.text
+    return OWN
+
+
+def _forbidden(response, location: str = OWN) -> None:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "location_forbidden"
+    assert problem["detail"] == f"location {location!r} is another merchant's own"  # nothing of its goods
+
+
+def test_another_merchant_cannot_stock_at_a_merchants_own_location(api, keys, m1_location):  # noqa: F811
+    for key in ("m2", "admin"):  # the goods would be M2's, whoever sends it
+        _forbidden(
+            api.put(f"/v1/products/P3/stock/{m1_location}", json={"quantity": 5}, headers=auth(keys[key]))
+        )
+    stock = api.get("/v1/products/P3", headers=auth(keys["m2"])).json()["stock"]
+    assert m1_location not in {s["location"] for s in stock}
+    assert api.put(
+        f"/v1/products/P1/stock/{m1_location}", json={"quantity": 4}, headers=auth(keys["m1"])
+    ).is_success
+
+
+@pytest.mark.parametrize("fulfillment", ["bonded", "direct_mail"])
+def test_a_product_created_there_is_refused_before_its_mode_is_compared(api, keys, m1_location, fulfillment):  # noqa: F811
+    """A direct-mail product there answered 422 `warehouse 'm1-own-shed' holds bonded goods`, a bonded one
+    201: either way M2 learnt what M1 keeps there. Both are the same 403, and no product is created."""
+    before = api.get("/v1/merchants/M2/products", headers=auth(keys["m2"])).json()["total"]
+    made = api.post(
+        "/v1/merchants/M2/products", json=_product(fulfillment, {m1_location: 1}), headers=auth(keys["m2"])
+    )
+    _forbidden(made)
+    assert api.get("/v1/merchants/M2/products", headers=auth(keys["m2"])).json()["total"] == before
+
+
+def test_my_shop_never_lists_another_merchants_own_location(api, keys, m1_location):  # noqa: F811
+    """After M2 stocked a unit there, its My-shop page listed M1's location among its own. Its new-product
+    form naming the location is shown again with the refusal and the input (not listed, as before)."""
+    from tests.serving.test_console import sign_in
+
+    api.put(f"/v1/products/P3/stock/{m1_location}", json={"quantity": 1}, headers=auth(keys["m2"]))
+    token = sign_in(api, keys["m2"])
+    page = api.get("/console/shop")
+    assert page.status_code == 200, page.text
+    assert m1_location not in page.text
+    assert 'value="HZ-1"' in page.text and 'value="bonded-default"' in page.text  # platform and partners'
+    form = {**_product("direct_mail", {}), "location_0": m1_location, "units_0": "1", "csrf_token": token}
+    del form["stock"]
+    refused = api.post("/console/shop/products", data=form, follow_redirects=False)
+    assert refused.status_code == 403, refused.text
+    assert "is another merchant&#39;s own" in refused.text and f'value="{m1_location}"' in refused.text
+
+
+def test_an_admin_assigns_and_clears_a_locations_owner(api, keys):  # noqa: F811
+    """A location without an owner could never become one merchant's: an admin now assigns one (audited),
+    refused while other merchants' goods are stocked there, and clears it back to a platform location."""
+    owner = "/v1/logistics/locations/bonded-north/owner"
+    assert api.put(owner, json={"merchant_id": "M2"}, headers=auth(keys["m2"])).status_code == 403
+    given = api.put(owner, json={"merchant_id": "M2"}, headers=auth(keys["admin"]))
+    assert given.status_code == 200, given.text
+    assert given.json()["owner_merchant_id"] == "M2" and given.json()["partner_id"] == "yto-bonded"
+    _forbidden(
+        api.put("/v1/products/P1/stock/bonded-north", json={"quantity": 2}, headers=auth(keys["m1"])),
+        "bonded-north",
+    )
+    assert api.put(
+        "/v1/products/P3/stock/bonded-north", json={"quantity": 2}, headers=auth(keys["m2"])
+    ).is_success
+
+    taken = api.put(owner, json={"merchant_id": "M1"}, headers=auth(keys["admin"]))  # M2's goods are there
+    assert taken.status_code == 409 and taken.json()["code"] == "location_in_use", taken.text
+    shared = api.put(
+        "/v1/logistics/locations/HZ-1/owner", json={"merchant_id": "M1"}, headers=auth(keys["admin"])
+    )
+    assert shared.status_code == 409, shared.text  # every merchant's goods are at the platform's HZ-1
+    for location, merchant, code in (
+        ("nowhere", "M1", "location_not_found"),
+        ("bonded-north", "M9", "merchant_not_found"),
+    ):
+        missing = api.put(
+            f"/v1/logistics/locations/{location}/owner",
+            json={"merchant_id": merchant},
+            headers=auth(keys["admin"]),
+        )
+        assert (missing.status_code, missing.json()["code"]) == (404, code)
+
+    cleared = api.put(owner, json={"merchant_id": None}, headers=auth(keys["admin"]))
+    assert cleared.status_code == 200 and cleared.json()["owner_merchant_id"] is None
+    assert api.put(
+        "/v1/products/P1/stock/bonded-north", json={"quantity": 2}, headers=auth(keys["m1"])
+    ).is_success
+    log = api.get("/v1/audit-log", params={"action": "location.owner_changed"}, headers=auth(keys["admin"]))
+    assert [(e["target_id"], e["detail"]) for e in reversed(log.json()["items"])] == [
+        ("bonded-north", {"old": None, "new": "M2"}),
+        ("bonded-north", {"old": "M2", "new": None}),
+    ]
