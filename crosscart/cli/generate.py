@@ -30,8 +30,12 @@ def generate(
     from features.synth import generate_marketplace
 
     console = Console()
-    with progress_callback(console, "generate") as report:
-        manifest = generate_marketplace(out, scale.value, seed, max_parts=parts, progress=report)
+    try:
+        with progress_callback(console, "generate") as report:
+            manifest = generate_marketplace(out, scale.value, seed, max_parts=parts, progress=report)
+    except FileExistsError as exc:  # --out names a directory of other files: nothing was written
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     console.print(
         f"wrote {out}: {manifest['counts']['events']:,} events, "
         f"{manifest['counts']['shoppers.parquet']:,} shoppers, "

@@ -496,9 +496,13 @@ def test_a_generation_that_fails_leaves_the_previous_marketplace_whole(tmp_path,
 def test_a_directory_that_is_not_a_marketplace_is_refused_not_replaced(tmp_path):
     """Generating replaces `out` whole: a directory holding other files (the data directory, by mistake)
     is refused, where its events/ and truth/ were replaced and the rest kept."""
+    from crosscart.cli import app
+
     (tmp_path / "crosscart.db").write_text("the database")
     with pytest.raises(FileExistsError, match="no manifest.json"):
         generate_marketplace(tmp_path, "tiny", seed=1)
+    result = CliRunner().invoke(app, ["generate", "--scale", "tiny", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and f"\nerror: {tmp_path} holds other files" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["crosscart.db"]
 
 
