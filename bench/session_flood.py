@@ -1,13 +1,13 @@
 """A shopper key flooding live sessions: what one 1,000-visit event batch costs, how many Redis keys a
 flood of invented session ids leaves, and how a merchant's stock PUT fares meanwhile.
 
-    .venv/bin/python -m bench.session_flood [--seconds 20] [--redis redis://127.0.0.1:6379/13]
+    .venv/bin/python -m bench.session_flood [--seconds 20] [--rate 0] [--redis redis://127.0.0.1:6379/13]
 
 The API (the tiny marketplace of tests/serving in a PostgreSQL schema of its own, live sessions in the
 given Redis database, which must hold none) runs in a child process under uvicorn; this process sends
-the load: 3 threads posting batches of 1,000 views in new session ids with a shopper key, while a
-merchant sets a stock level every 50 ms. Prints one JSON object; nothing is written to bench/results.
-Session keys and the schema are deleted afterwards.
+the load: 3 threads posting batches of 1,000 views in new session ids with a shopper key (as fast as
+answered, or `--rate` batches/s in all), while a merchant sets a stock level every 50 ms. Prints one
+JSON object; nothing is written to bench/results. Session keys and the schema are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _quantiles(samples: list[float]) -> dict:
     return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "max": round(ordered[-1], 3)}
 
 
-def measure(seconds: float, redis_url: str, postgres_url: str, flooders: int = 3) -> dict:
+def measure(seconds: float, redis_url: str, postgres_url: str, rate: float, flooders: int = 3) -> dict:
     import httpx
     import redis
 
@@ -120,7 +120,7 @@ def measure(seconds: float, redis_url: str, postgres_url: str, flooders: int = 3
     merchant = {"Authorization": f"Bearer {keys['merchant']}"}
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
-            for _ in range(300):
+            for _ in range(1200):  # a loaded host takes a while to start the API
                 try:
                     if client.get("/health").status_code == 200:
                         break
@@ -139,11 +139,16 @@ def measure(seconds: float, redis_url: str, postgres_url: str, flooders: int = 3
             stop = threading.Event()
             batches = [0]
 
+            period = flooders / rate if rate else 0.0  # each client's pace; 0: as fast as answered
+
             def flood():
                 with httpx.Client(base_url=base, timeout=60) as own:
+                    due = time.monotonic()
                     while not stop.is_set():
                         own.post("/v1/events", json=_batch(), headers=shopper)
                         batches[0] += 1
+                        due += period
+                        time.sleep(max(0.0, due - time.monotonic()))
 
             threads = [threading.Thread(target=flood) for _ in range(flooders)]
             for t in threads:
@@ -167,6 +172,7 @@ def measure(seconds: float, redis_url: str, postgres_url: str, flooders: int = 3
         result = {
             "batch_seconds_quiet": [round(s, 3) for s in quiet[1:]],
             "flood_seconds": seconds,
+            "flood_rate": rate or "closed loop",
             "flood_batches": batches[0],
             "redis_keys_after": store.dbsize(),
             "session_keys_after": session_keys,
@@ -188,10 +194,11 @@ def measure(seconds: float, redis_url: str, postgres_url: str, flooders: int = 3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=0.0, help="batches/s in all (0: closed loop)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    print(json.dumps(measure(args.seconds, args.redis, args.postgres)))
+    print(json.dumps(measure(args.seconds, args.redis, args.postgres, args.rate)))
 
 
 if __name__ == "__main__":
