@@ -334,7 +334,8 @@ def _catalog(work: Path):
 
     market = work / "market"
     products = pd.read_parquet(market / "products.parquet")
-    products["sellable"] = (products["status"] == "listed") & (products["stock"] > 0)
+    products["public"] = products["status"] == "listed"
+    products["sellable"] = products["public"] & (products["stock"] > 0)
     categories = pd.read_parquet(
         market / "categories.parquet", columns=["category_id", "parent_id", "repurchasable"]
     )

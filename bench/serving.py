@@ -67,6 +67,7 @@ def synthetic_world(n_products: int, n_shoppers: int, seed: int = 7):
             "sellable": rng.random(n_products) < 0.95,
         }
     )
+    products["public"] = products["sellable"]  # the unsellable 5% stand for delisted products
     per_user = 30
     users = np.repeat(np.arange(n_shoppers), per_user)
     items = rng.choice(n_products, size=len(users), p=pop)

@@ -36,6 +36,7 @@ class CatalogSnapshot:
     prices: np.ndarray  # Decimal objects: money stays exact up to the response
     bonded: np.ndarray  # bool: fulfilled from a bonded warehouse (fast delivery)
     eligible: np.ndarray  # bool: may be shown at all
+    public: np.ndarray  # bool: listed from an approved merchant, in stock or not (its page is public)
     repurchasable: np.ndarray  # bool: category allows recommending it again after a purchase
     sales: dict[str, np.ndarray]  # window -> units sold
     popularity: dict[str, np.ndarray]  # window -> distinct shoppers per behaviour, weighted
@@ -171,7 +172,8 @@ class CatalogSnapshot:
         """Build from plain tables; `as_of` is when the activity windows end (default: now).
 
         - products: product_id, title, merchant_id, category_id, origin_country, price (Decimal),
-          fulfillment, sellable (bool: listed, merchant approved, units available)
+          fulfillment, sellable (bool: listed, merchant approved, units available), public (bool:
+          listed, merchant approved)
         - categories: category_id, parent_id, repurchasable
         - activity: window (one of WINDOWS), product_id, event_type, count (distinct shoppers),
           quantity
@@ -218,6 +220,7 @@ class CatalogSnapshot:
             prices=np.array([Decimal(str(p)) for p in products["price"]], dtype=object),
             bonded=(products["fulfillment"] == "bonded").to_numpy(dtype=bool),
             eligible=products["sellable"].to_numpy(dtype=bool),
+            public=products["public"].to_numpy(dtype=bool),
             repurchasable=np.array([repurchasable_by_cat.get(c, False) for c in cat_ids], dtype=bool),
             sales=sales,
             popularity=popularity,

@@ -24,11 +24,12 @@ def _frame(session: Session, query) -> pd.DataFrame:
 
 
 def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = None) -> CatalogSnapshot:
-    """Products with sellability (commerce's definition, in stock), categories, windowed activity,
+    """Products with sellability (commerce's definition, in stock and not), categories, windowed activity,
     purchases and live sponsored slots."""
     now = now or datetime.now(UTC)
     with read_only(session_factory) as session:
         sellable = sellable_product_ids(session, in_stock=True)
+        public = sellable_product_ids(session)
         products = _frame(
             session,
             select(
@@ -58,6 +59,7 @@ def load_catalog(session_factory: sessionmaker[Session], now: datetime | None = 
             .order_by(func.sum(SponsoredPlacement.spend).desc(), SponsoredPlacement.product_id)
         ).all()
     products["sellable"] = products["product_id"].isin(sellable)
+    products["public"] = products["product_id"].isin(public)
     return CatalogSnapshot.from_frames(
         products, categories, pd.concat(activity, ignore_index=True), purchases, sponsored, as_of=now
     )

@@ -300,6 +300,20 @@ def ensure_shopper(principal: Principal, shopper_id: str) -> None:
         raise refusal
 
 
+def product_owner(principal: Principal, merchant_id: str) -> bool:
+    """Admins and the product's own merchant: they see a product whatever its status."""
+    return principal.role == "admin" or (
+        principal.role == "merchant" and principal.merchant_id == merchant_id
+    )
+
+
+def ensure_product_visible(principal: Principal, product_id: str, merchant_id: str, public: bool) -> None:
+    """The one rule for every product endpoint (its page, its similar items): a product that is not
+    public (listed from an approved merchant, in stock or not) is 404 to all but its owners."""
+    if not public and not product_owner(principal, merchant_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
+
+
 def ensure_merchant(principal: Principal, merchant_id: str) -> None:
     """Object-level check: a merchant key reaches only its own merchant's data."""
     if principal.role == "merchant" and principal.merchant_id != merchant_id:

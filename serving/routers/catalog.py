@@ -23,6 +23,8 @@ from serving.deps import (
     SessionDep,
     StateDep,
     ensure_merchant,
+    ensure_product_visible,
+    product_owner,
 )
 from serving.routers.common import PageLimit, PageOffset, card, catalog_or_503
 from serving.schemas.base import PageOut
@@ -337,12 +339,9 @@ def get_product(
     region, an in-stock listed product also shows the delivery window checkout would promise for one
     unit (anyone sees that and whether it is in stock, never where or how much)."""
     product = products.get_product(session, product_id)
-    owner = principal.role == "admin" or (
-        principal.role == "merchant" and principal.merchant_id == product.merchant_id
-    )
-    if not owner and not products.sellable_products(session, [product_id]):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
-    out = _product(product, owner=owner)
+    public = bool(products.sellable_products(session, [product_id]))
+    ensure_product_visible(principal, product_id, product.merchant_id, public)
+    out = _product(product, owner=product_owner(principal, product.merchant_id))
     if region is not None and out.in_stock and product.status == "listed":
         out.delivery = promised_delivery(session, state.delivery.current, product_id, region, utcnow())
     return out

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, status
 from commerce.services.events import record_events
 from serving.deps import SessionDep, StateDep, Storefront, ensure_shopper
 from serving.schemas.events import EventBatch, EventsAccepted
-from serving.sessions import clicks_by_session
+from serving.sessions import clicks_by_session, live_session_limit
 
 router = APIRouter(tags=["events"])
 
@@ -22,8 +22,9 @@ def post_events(
     """Record a batch atomically (all or nothing). A shopper key may only send its own events. Ids live
     in the calling key's namespace: a retry is a no-op, and no id can shadow a server-logged event.
     Product events with a `session_id` (a 16-64 character token) also update that live session, for
-    this key. An event stamped more than `max_event_age_days` ago is refused (422 `ts_too_old`); a
-    throttled key over its event quota (`event_rate_limit_per_minute`) gets 429, nothing recorded."""
+    this key (a shopper key keeps its newest SHOPPER_LIVE_SESSIONS). An event stamped more than
+    `max_event_age_days` ago is refused (422 `ts_too_old`); a throttled key over its event quota
+    (`event_rate_limit_per_minute`) gets 429, nothing recorded."""
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
     quota = from_thread.run(state.limiter.check_events, principal, len(batch.events))
@@ -36,8 +37,8 @@ def post_events(
     events = [e.model_dump() for e in batch.events]
     max_age = timedelta(days=state.settings.max_event_age_days)
     inserted = record_events(session, events, client=principal.key_id, max_age=max_age)
-    live = clicks_by_session(batch.events)
-    tracked = sum(len(c) for sid, c in live.items() if state.sessions.record(principal.key_id, sid, c))
+    limit = live_session_limit(principal.role)
+    tracked = state.sessions.record(principal.key_id, clicks_by_session(batch.events), limit)
     return EventsAccepted(
         session_events=tracked,
         received=len(batch.events),

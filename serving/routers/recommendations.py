@@ -13,7 +13,7 @@ from commerce.catalog import Fulfillment
 from commerce.services._util import stored_form
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
-from serving.deps import PrincipalDep, StateDep, Storefront, ensure_shopper
+from serving.deps import PrincipalDep, StateDep, Storefront, ensure_product_visible, ensure_shopper
 from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
 from serving.recommend import Page, buy_again, recommend
@@ -255,16 +255,18 @@ async def shopper_buy_again(
 async def similar_products(
     product_id: str,
     state: StateDep,
-    _: PrincipalDep,
+    principal: PrincipalDep,
     n: Annotated[int, Query(ge=1, le=MAX_N)] = 10,
     fulfillment: Fulfillment | None = None,
 ) -> SimilarPage:
-    """Products bought together with this one ("also bought"), filled from its category's best sellers."""
+    """Products bought together with this one ("also bought"), filled from its category's best sellers;
+    404 where the product's page is (from the catalog in memory: no database read)."""
     catalog = catalog_or_503(state)
     product_id = stored_form(product_id, catalog.index.__contains__)
     pos = catalog.index.get(product_id)
     if pos is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
+    ensure_product_visible(principal, product_id, catalog.merchant_list[pos], bool(catalog.public[pos]))
     model = state.models.current
     page = recommend(
         catalog,

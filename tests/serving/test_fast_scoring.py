@@ -48,6 +48,7 @@ def catalog() -> CatalogSnapshot:
             "price": Decimal("1.00"),
             "fulfillment": ["bonded" if i % 2 else "direct_mail" for i in range(len(ids))],
             "sellable": [i % 5 != 0 for i in range(len(ids))],
+            "public": [i % 5 != 0 for i in range(len(ids))],
         }
     )
     categories = pd.DataFrame(

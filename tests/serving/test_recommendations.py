@@ -162,7 +162,7 @@ def test_buy_again_orders_by_model_score_then_popularity():
     ids = [f"q{i}" for i in range(6)]
     products = pd.DataFrame(
         {"product_id": ids, "title": ids, "merchant_id": "m", "category_id": ["food"] * 5 + ["toys"],
-         "origin_country": "JP", "price": "1.00", "fulfillment": "bonded", "sellable": True}
+         "origin_country": "JP", "price": "1.00", "fulfillment": "bonded", "sellable": True, "public": True}
     )  # fmt: skip
     categories = pd.DataFrame(
         {"category_id": ["food", "toys"], "parent_id": [None, None], "repurchasable": [True, False]}
@@ -183,3 +183,22 @@ def test_buy_again_orders_by_model_score_then_popularity():
     page = compose(catalog, model, "s", n=10)
     got = [(catalog.product_ids[p.position], p.reason) for p in page.picks]
     assert got == [("q1", "tiny:repeat"), ("q0", "tiny:repeat"), ("q4", "history"), ("q3", "history")]
+
+
+def test_similar_answers_where_the_product_page_does(client, keys):
+    """Delisted (p11), pending (p09) or suspended (p10) merchants' products are 404 to all but their
+    owners on their page, and so on /similar (it answered 200 with recommendations); out of stock (p12)
+    still shows."""
+    callers = {
+        "anonymous": {},
+        **{k: auth(keys[k]) for k in ("storefront", "merchant", "merchant2", "admin")},
+    }
+    seen = {}
+    for pid in ("p05", "p09", "p10", "p11", "p12", "nope"):
+        for name, headers in callers.items():
+            page = client.get(f"/v1/products/{pid}", headers=headers).status_code
+            similar = client.get(f"/v1/products/{pid}/similar", headers=headers).status_code
+            assert similar == page, (pid, name)
+            seen[pid, name] = similar
+    assert seen["p11", "storefront"] == seen["p11", "anonymous"] == seen["p10", "storefront"] == 404
+    assert seen["p11", "merchant"] == seen["p11", "admin"] == seen["p12", "storefront"] == 200  # m1 owns p11

@@ -143,9 +143,9 @@ def test_blend_reranks_the_session_candidates_by_long_term_taste():
 def test_memory_sessions_are_bounded_and_expire():
     now = [0.0]
     store = MemorySessions(max_items=3, ttl_seconds=60, clock=lambda: now[0])
-    store.add("k", [Click(f"e{i}", float(i), f"p{i}") for i in range(5)])
+    store.add(1, {"k": [Click(f"e{i}", float(i), f"p{i}") for i in range(5)]})
     assert store.items("k") == ["p2", "p3", "p4"]  # the newest three, oldest first
-    store.add("k", [Click("e1", 1.0, "p1")])  # older than everything kept: trimmed again
+    store.add(1, {"k": [Click("e1", 1.0, "p1")]})  # older than everything kept: trimmed again
     assert store.items("k") == ["p2", "p3", "p4"]
     now[0] = 59.0
     assert store.items("k") == ["p2", "p3", "p4"]
@@ -164,15 +164,15 @@ def test_redis_store_on_db15():
     token = "t" + uuid.uuid4().hex
     try:
         clicks = [Click(f"e{i}", 100.0 + i, f"p{i}") for i in range(4)]
-        assert state.record(7, token, clicks[:2])
-        assert state.record(7, token, clicks)  # e0 and e1 again: stored once
+        assert state.record(7, {token: clicks[:2]}) == 2
+        assert state.record(7, {token: clicks}) == 4  # e0 and e1 again: stored once
         assert asyncio.run(state.items(7, token)) == ["p1", "p2", "p3"]
         assert asyncio.run(state.items(8, token)) == []  # another key
         client = redis.Redis.from_url(url)
         keys = client.keys("crosscart:session:7:*")
         assert len(keys) == 1 and token.encode() not in keys[0]  # the id itself is not stored
         assert 0 < client.ttl(keys[0]) <= 30
-        assert not state.record(7, "short", clicks)
+        assert state.record(7, {"short": clicks}) == 0
     finally:
         redis.Redis.from_url(url).delete(*redis.Redis.from_url(url).keys("crosscart:session:7:*") or ["none"])
 
@@ -180,7 +180,7 @@ def test_redis_store_on_db15():
 def test_redis_failure_keeps_sessions_in_process():
     state = SessionState(max_items=3, ttl_seconds=30, redis_url="redis://127.0.0.1:1/15")
     token = "t" + uuid.uuid4().hex
-    assert state.record(1, token, [Click("e1", 1.0, "p1")])
+    assert state.record(1, {token: [Click("e1", 1.0, "p1")]}) == 1
     assert asyncio.run(state.items(1, token)) == ["p1"]
 
 
