@@ -2,6 +2,7 @@
 flood of invented session ids leaves, and how a merchant's stock PUT fares meanwhile.
 
     .venv/bin/python -m bench.session_flood [--seconds 20] [--rate 0] [--redis redis://127.0.0.1:6379/13]
+        [--event-quota 6000]
 
 The API (the tiny marketplace of tests/serving in a PostgreSQL schema of its own, live sessions in the
 given Redis database, which must hold none) runs in a child process under uvicorn; this process sends
@@ -23,11 +24,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from crosscart.settings import Settings
+
 PORT = 8731
 BATCH = 1000
 
 
-def _serve(workdir: Path, url: str, redis_url: str) -> None:
+def _serve(workdir: Path, url: str, redis_url: str, event_quota: int) -> None:
     import uvicorn
 
     from crosscart.settings import Settings
@@ -40,6 +43,7 @@ def _serve(workdir: Path, url: str, redis_url: str) -> None:
         redis_url=redis_url,
         rate_limit_per_minute=1_000_000,
         rate_limit_anonymous_per_minute=1_000_000,
+        event_rate_limit_per_minute=event_quota,
         model_poll_seconds=3600,
         access_log=False,
     )
@@ -97,7 +101,9 @@ def _quantiles(samples: list[float]) -> dict:
     return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "max": round(ordered[-1], 3)}
 
 
-def measure(seconds: float, redis_url: str, postgres_url: str, rate: float, flooders: int = 3) -> dict:
+def measure(
+    seconds: float, redis_url: str, postgres_url: str, rate: float, event_quota: int, flooders: int = 3
+) -> dict:
     import httpx
     import redis
 
@@ -113,7 +119,8 @@ def measure(seconds: float, redis_url: str, postgres_url: str, rate: float, floo
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{postgres_url}?options=-csearch_path%3D{schema}"
     keys = _seed(url)
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(workdir, url, redis_url))
+    serve_args = (workdir, url, redis_url, event_quota)
+    server = multiprocessing.get_context("spawn").Process(target=_serve, args=serve_args)
     server.start()
     base = f"http://127.0.0.1:{PORT}"
     shopper = {"Authorization": f"Bearer {keys['shopper']}"}
@@ -137,7 +144,7 @@ def measure(seconds: float, redis_url: str, postgres_url: str, rate: float, floo
                 assert answer.status_code == 202, answer.text
 
             stop = threading.Event()
-            batches = [0]
+            batches = {202: 0, 429: 0}
 
             period = flooders / rate if rate else 0.0  # each client's pace; 0: as fast as answered
 
@@ -145,8 +152,8 @@ def measure(seconds: float, redis_url: str, postgres_url: str, rate: float, floo
                 with httpx.Client(base_url=base, timeout=60) as own:
                     due = time.monotonic()
                     while not stop.is_set():
-                        own.post("/v1/events", json=_batch(), headers=shopper)
-                        batches[0] += 1
+                        status = own.post("/v1/events", json=_batch(), headers=shopper).status_code
+                        batches[status] = batches.get(status, 0) + 1
                         due += period
                         time.sleep(max(0.0, due - time.monotonic()))
 
@@ -173,7 +180,10 @@ def measure(seconds: float, redis_url: str, postgres_url: str, rate: float, floo
             "batch_seconds_quiet": [round(s, 3) for s in quiet[1:]],
             "flood_seconds": seconds,
             "flood_rate": rate or "closed loop",
-            "flood_batches": batches[0],
+            "event_quota_per_minute": event_quota,
+            "flood_batches": sum(batches.values()),
+            "flood_batches_recorded": batches[202],
+            "flood_batches_refused": batches[429],
             "redis_keys_after": store.dbsize(),
             "session_keys_after": session_keys,
             "redis_memory_mb_added": round((store.info("memory")["used_memory"] - memory_before) / 1e6, 1),
@@ -197,8 +207,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="batches/s in all (0: closed loop)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--event-quota",
+        type=int,
+        default=Settings.model_fields["event_rate_limit_per_minute"].default,
+        help="the shopper key's events a minute (CROSSCART_EVENT_RATE_LIMIT_PER_MINUTE; 10**9: none)",
+    )
     args = parser.parse_args()
-    print(json.dumps(measure(args.seconds, args.redis, args.postgres, args.rate)))
+    print(json.dumps(measure(args.seconds, args.redis, args.postgres, args.rate, args.event_quota)))
 
 
 if __name__ == "__main__":
