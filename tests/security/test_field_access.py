@@ -217,6 +217,10 @@ FULL_BODIES = {
         "/v1/keyword-campaigns/kc-none/keywords/1",
         lambda: {"bid": "1.50", "status": "paused"},
     ),
+    ("PUT", "/v1/logistics/locations/{location}/owner"): (
+        "/v1/logistics/locations/wh1/owner",
+        lambda: {"merchant_id": "m1"},
+    ),
     ("PUT", "/v1/merchants/{merchant_id}/shipping-rule"): (
         "/v1/merchants/m1/shipping-rule",
         lambda: {"partner_id": "lp1", "max_days": 3},
