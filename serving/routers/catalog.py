@@ -25,7 +25,7 @@ from serving.deps import (
     ensure_merchant,
 )
 from serving.routers.common import PageLimit, PageOffset, card, catalog_or_503
-from serving.schemas.base import PageOut, PlainInt
+from serving.schemas.base import PLAIN_INT, PageOut
 from serving.schemas.catalog import (
     CategoryOut,
     CommissionOut,
@@ -179,7 +179,7 @@ def list_categories(
     session: SessionDep,
     _: PrincipalDep,
     parent_id: str | None = None,
-    limit: Annotated[PlainInt, Query(ge=1, le=500)] = 500,
+    limit: Annotated[int, Query(ge=1, le=500), PLAIN_INT] = 500,
     offset: PageOffset = 0,
 ) -> PageOut[CategoryOut]:
     page = products.list_categories(session, parent_id=parent_id, limit=limit, offset=offset)

@@ -39,17 +39,17 @@ Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 #: ` 5`, `05` and `5.0` for an integer, `9e-1` and `.9` for a decimal, a unix timestamp for a time. The
 #: plain subset of `commerce.sqltypes.NUMBER` (a body's numbers): no sign but `-`, no leading zero, no
 #: exponent.
-PLAIN_INTEGER = re.compile(r"0|-?[1-9][0-9]*", re.ASCII)
-PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
-PLAIN_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+INTEGER_TEXT = re.compile(r"0|-?[1-9][0-9]*", re.ASCII)
+DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
+DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 #: RFC 3339: a day, `T`, hours and minutes (seconds and up to 6 decimals optional), `Z` or an offset.
-PLAIN_INSTANT = re.compile(
-    PLAIN_DAY.pattern + r"T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})",
+INSTANT_TEXT = re.compile(
+    DAY_TEXT.pattern + r"T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})",
     re.ASCII,
 )
 
 
-def _plain(pattern: re.Pattern, example: str):
+def _plain(pattern: re.Pattern, example: str) -> BeforeValidator:
     """A check that a parameter's text is written as `pattern` says, before pydantic reads it."""
 
     def check(value):
@@ -60,17 +60,19 @@ def _plain(pattern: re.Pattern, example: str):
     return BeforeValidator(check)
 
 
-#: The types of every number and time a query or path parameter carries (tests/serving/test_strict_params.py
-#: checks every route uses them).
-PlainInt = Annotated[int, _plain(PLAIN_INTEGER, "12 or -3")]
-PlainFloat = Annotated[float, _plain(PLAIN_DECIMAL, "0.95 or 12")]
-PlainInstant = Annotated[Instant, _plain(PLAIN_INSTANT, "2026-06-01T08:00:00Z or 2026-06-01T16:00+08:00")]
+#: The checks of every number and time a query or path parameter carries, written last in its
+#: `Annotated` (`Annotated[int, Query(ge=1, le=100), PLAIN_INT]`): before the bounds, pydantic cannot put
+#: them in the integer's schema and the OpenAPI document says `ge` where it means `minimum`.
+#: tests/serving/test_strict_params.py checks every route's parameters.
+PLAIN_INT = _plain(INTEGER_TEXT, "12 or -3")
+PLAIN_FLOAT = _plain(DECIMAL_TEXT, "0.95 or 12")
+PLAIN_INSTANT = _plain(INSTANT_TEXT, "2026-06-01T08:00:00Z or 2026-06-01T16:00+08:00")
 
 
 def plain_day(text: str) -> date:
     """A calendar day written `YYYY-MM-DD` (ValueError otherwise): `date.fromisoformat` also reads
     `20260601` and `2026-W22-1`."""
-    if not PLAIN_DAY.fullmatch(text):
+    if not DAY_TEXT.fullmatch(text):
         raise ValueError(f"write the day as YYYY-MM-DD, not {text[:40]!r}")
     return date.fromisoformat(text)
 

@@ -12,6 +12,7 @@ from types import UnionType
 from typing import Annotated, Union, get_args, get_origin
 from urllib.parse import quote
 
+import annotated_types
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from commerce.db import transaction
 from commerce.services.access import create_api_key
 from serving import fastpath
-from serving.schemas.base import PlainFloat, PlainInstant, PlainInt
+from serving.schemas.base import PLAIN_FLOAT, PLAIN_INSTANT, PLAIN_INT
 from tests.search.conftest import api, engine, factory, shop, sqlite_templates  # noqa: F401
 from tests.search.test_api import _campaign
 from tests.serving.conftest import auth
@@ -141,7 +142,7 @@ def test_the_console_report_reads_only_a_plain_day(api, shop):  # noqa: F811
 
 
 NUMERIC = (int, float, Decimal, datetime, date)
-PLAIN = [get_args(kind)[-1] for kind in (PlainInt, PlainFloat, PlainInstant)]
+PLAIN = (PLAIN_INT, PLAIN_FLOAT, PLAIN_INSTANT)
 
 
 def _parameters(dependant):
@@ -171,9 +172,16 @@ def _kinds(annotation, metadata=()):
         yield annotation, metadata
 
 
+def _plain_after_bounds(metadata: tuple) -> bool:
+    """A plain check is there, after every bound: before one, the OpenAPI schema said `ge` for `minimum`."""
+    at = [i for i, check in enumerate(metadata) if any(check is plain for plain in PLAIN)]
+    bounds = [i for i, m in enumerate(metadata) if isinstance(m, annotated_types.BaseMetadata)]
+    return bool(at) and all(i < at[-1] for i in bounds)
+
+
 def test_every_numeric_or_time_parameter_of_every_route_is_plain(client):
     """A new route that reads a number or a time from its path or query with a bare `int`, `float` or
-    `datetime` fails here: it would take `1_0`, `１０` or a unix timestamp again."""
+    `datetime` fails here: it would take `1_0`, `+5` or a unix timestamp again."""
     checked, lenient = [], []
     for context in iter_route_contexts(client.app.routes):
         route = context.original_route
@@ -183,10 +191,22 @@ def test_every_numeric_or_time_parameter_of_every_route_is_plain(client):
             for kind, more in _kinds(annotation, tuple(metadata)):
                 if isinstance(kind, type) and issubclass(kind, NUMERIC) and kind is not bool:
                     checked.append((context.path, name))
-                    if not any(check in PLAIN for check in more):
+                    if not _plain_after_bounds(more):
                         lenient.append((context.path, where, name, kind.__name__))
     assert not lenient, lenient
     assert ("/v1/orders/{order_id}", "order_id") in checked  # the walk reached path parameters,
     assert ("/v1/shoppers/{shopper_id}/recommendations", "n") in checked  # query models' fields,
     assert ("/console/keys/{key_id}/revoke", "key_id") in checked  # and the console (not in OpenAPI)
     assert len(checked) > 50
+    spec = client.get("/openapi.json").json()
+    schemas = [
+        p["schema"]
+        for item in spec["paths"].values()
+        for op in item.values()
+        for p in op.get("parameters", [])
+    ]
+    assert not [s for s in schemas if {"ge", "le", "gt", "lt"} & set(s)]  # bounds are minimum/maximum
+    limit = next(
+        p["schema"] for p in spec["paths"]["/v1/rankings"]["get"]["parameters"] if p["name"] == "limit"
+    )
+    assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 100)
