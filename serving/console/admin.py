@@ -14,7 +14,7 @@ from serving.console.web import attempt, past_the_end, redirect, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import keys as keys_api
-from serving.routers.common import MAX_N, PageOffset
+from serving.routers.common import MAX_N, IntId, PageOffset
 from serving.schemas.access import ApiKeyCreate
 from serving.schemas.catalog import MerchantReview
 
@@ -97,7 +97,7 @@ async def create_key(request: Request, session: SessionDep, principal: AdminOnly
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(
     request: Request,
-    key_id: int,
+    key_id: IntId,
     session: SessionDep,
     state: StateDep,
     principal: AdminOnly,
@@ -111,7 +111,7 @@ async def revoke_key(
 
 
 @router.post("/keys/{key_id}/sign-out")
-async def end_key_sessions(request: Request, key_id: int, session: SessionDep, principal: AdminOnly):
+async def end_key_sessions(request: Request, key_id: IntId, session: SessionDep, principal: AdminOnly):
     """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
     _, error = attempt(session, lambda: keys_api.end_key_console_sessions(key_id, session, principal))
     if error:

@@ -21,7 +21,8 @@ from serving.console.merchant import MerchantPage, merchant_of, merchant_picker,
 from serving.console.web import attempt, past_the_end, redirect, refusal, render
 from serving.deps import SessionDep
 from serving.routers import search as search_api
-from serving.routers.common import MAX_N, PageOffset
+from serving.routers.common import MAX_N, IntId, PageOffset
+from serving.schemas.base import plain_day
 from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
 from serving.security import Principal
 
@@ -73,13 +74,13 @@ def _product_ids_of(form) -> list[str]:
 
 def _report_window(start: str | None, end: str | None) -> tuple[date, date]:
     """The report's days (both inclusive, UTC); default: the last 30 days up to today. ValueError for a
-    malformed day, or one at the calendar's ends: the window ends at midnight after `last`, which
-    9999-12-31 does not have, and 30 days before 0001-01-01 do not exist either (both were 500s)."""
-    last = date.fromisoformat(end) if end else datetime.now(UTC).date()
+    day not written YYYY-MM-DD, or one at the calendar's ends: the window ends at midnight after `last`,
+    which 9999-12-31 does not have, and 30 days before 0001-01-01 do not exist either (both were 500s)."""
+    last = plain_day(end) if end else datetime.now(UTC).date()
     if last == date.max:
         raise ValueError("no day after the last day of the calendar")
     try:
-        first = date.fromisoformat(start) if start else last - timedelta(days=REPORT_DAYS - 1)
+        first = plain_day(start) if start else last - timedelta(days=REPORT_DAYS - 1)
     except OverflowError as exc:
         raise ValueError("the window starts before the first day of the calendar") from exc
     return first, last
@@ -272,7 +273,7 @@ async def add_keyword(
 async def update_keyword(
     request: Request,
     campaign_id: str,
-    keyword_id: int,
+    keyword_id: IntId,
     session: SessionDep,
     principal: MerchantOnly,
     background: BackgroundTasks,

@@ -27,7 +27,7 @@ from serving.deps import (
     product_owner,
 )
 from serving.routers.common import PageLimit, PageOffset, card, catalog_or_503
-from serving.schemas.base import PageOut
+from serving.schemas.base import PLAIN_INT, PageOut
 from serving.schemas.catalog import (
     CategoryOut,
     CommissionOut,
@@ -181,7 +181,7 @@ def list_categories(
     session: SessionDep,
     _: PrincipalDep,
     parent_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+    limit: Annotated[int, Query(ge=1, le=500), PLAIN_INT] = 500,
     offset: PageOffset = 0,
 ) -> PageOut[CategoryOut]:
     page = products.list_categories(session, parent_id=parent_id, limit=limit, offset=offset)

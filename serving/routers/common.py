@@ -7,14 +7,15 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Query, status
 
 from serving.catalog import CatalogSnapshot
+from serving.schemas.base import PLAIN_INT
 from serving.state import ServingState
 
 MAX_N = 100
 # Database integer keys: bounded so a huge id is a 422, not a driver overflow.
-IntId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IntId = Annotated[int, Path(ge=1, le=2**31 - 1), PLAIN_INT]
 # Every list endpoint pages the same way: limit/offset query parameters, `PageOut` responses.
-PageLimit = Annotated[int, Query(ge=1, le=MAX_N, description="Items per page.")]
-PageOffset = Annotated[int, Query(ge=0, le=100_000, description="Items to skip.")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_N, description="Items per page."), PLAIN_INT]
+PageOffset = Annotated[int, Query(ge=0, le=100_000, description="Items to skip."), PLAIN_INT]
 
 
 def catalog_or_503(state: ServingState) -> CatalogSnapshot:

@@ -23,6 +23,7 @@ from serving.deps import (
     ensure_merchant,
 )
 from serving.replenishment import merchant_replenishment
+from serving.schemas.base import PLAIN_FLOAT, PLAIN_INT
 from serving.schemas.logistics import (
     DeliveryOptionOut,
     DeliveryQuoteOut,
@@ -80,7 +81,7 @@ def product_delivery(
     session: SessionDep,
     state: StateDep,
     _: Storefront,
-    quantity: Annotated[int, Query(ge=1, le=999)] = 1,
+    quantity: Annotated[int, Query(ge=1, le=999), PLAIN_INT] = 1,
 ) -> DeliveryQuoteOut:
     """What each partner charges to ship the product to `region` and when it would arrive (80% window),
     and the partner the merchant's shipping rule picks: the window the storefront promises."""
@@ -135,9 +136,9 @@ def replenishment(
     merchant_id: MerchantId,
     session: SessionDep,
     principal: MerchantOrAdmin,
-    weeks: Annotated[int, Query(ge=2, le=26, description="Weeks forecast")] = 4,
-    lead_time_weeks: Annotated[int, Query(ge=1, le=12)] = 2,
-    service_level: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
+    weeks: Annotated[int, Query(ge=2, le=26, description="Weeks forecast"), PLAIN_INT] = 4,
+    lead_time_weeks: Annotated[int, Query(ge=1, le=12), PLAIN_INT] = 2,
+    service_level: Annotated[float, Query(ge=0.5, le=0.999), PLAIN_FLOAT] = 0.95,
 ) -> list[ReplenishmentOut]:
     """Per bonded product and warehouse: weekly demand forecast, safety stock, reorder point and the
     quantity to order now (0 when stock covers the lead time), largest orders first."""

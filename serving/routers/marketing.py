@@ -24,7 +24,7 @@ from models.uplift.base import CouponUpliftModel
 from serving.audit import audit
 from serving.deps import CampaignId, Marketer, SessionDep, StateDep
 from serving.routers.common import PageLimit, PageOffset
-from serving.schemas.base import Instant, PageOut
+from serving.schemas.base import PLAIN_FLOAT, PLAIN_INSTANT, Instant, PageOut
 from serving.schemas.marketing import (
     CampaignCreate,
     CampaignOut,
@@ -61,7 +61,9 @@ def list_campaigns(
     _: Marketer,
     status: CampaignStatus | None = None,
     channel: Channel | None = None,
-    active_at: Annotated[Instant | None, Query(description="Only campaigns running at this time.")] = None,
+    active_at: Annotated[
+        Instant | None, Query(description="Only campaigns running at this time."), PLAIN_INSTANT
+    ] = None,
     name: Annotated[str | None, Query(max_length=200, description="Part of the name, any case.")] = None,
     limit: PageLimit = 50,
     offset: PageOffset = 0,
@@ -187,7 +189,7 @@ def report(
     campaign_id: CampaignId,
     session: SessionDep,
     _: Marketer,
-    margin_rate: Annotated[float, Query(gt=0, le=1)] = 0.3,
+    margin_rate: Annotated[float, Query(gt=0, le=1), PLAIN_FLOAT] = 0.3,
 ) -> CampaignReport:
     """Treated versus holdout of a completed campaign: incremental conversion rate, revenue and ROI with
     95% confidence intervals."""

@@ -18,6 +18,7 @@ from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
 from serving.recommend import Page, buy_again, recommend
 from serving.routers.common import MAX_N, card, catalog_or_503
+from serving.schemas.base import PLAIN_INT
 from serving.schemas.recommendations import (
     BuyAgainPage,
     BuyAgainQuery,
@@ -256,7 +257,7 @@ async def similar_products(
     product_id: str,
     state: StateDep,
     principal: PrincipalDep,
-    n: Annotated[int, Query(ge=1, le=MAX_N)] = 10,
+    n: Annotated[int, Query(ge=1, le=MAX_N), PLAIN_INT] = 10,
     fulfillment: Fulfillment | None = None,
 ) -> SimilarPage:
     """Products bought together with this one ("also bought"), filled from its category's best sellers;
@@ -294,8 +295,8 @@ async def rankings(
     category: str | None = None,
     origin: Annotated[str | None, Query(min_length=2, max_length=2, description="ISO country")] = None,
     fulfillment: Fulfillment | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_N), PLAIN_INT] = 20,
+    offset: Annotated[int, Query(ge=0, le=10_000), PLAIN_INT] = 0,
 ) -> RankingPage:
     """Best sellers or most popular products over a window, among products that can be bought."""
     catalog = catalog_or_503(state)

@@ -31,7 +31,7 @@ from serving.deps import (
     request_client,
 )
 from serving.routers.common import IntId, PageLimit, PageOffset
-from serving.schemas.base import Instant, PageOut
+from serving.schemas.base import PLAIN_INSTANT, PLAIN_INT, Instant, PageOut
 from serving.schemas.search import (
     ClickIn,
     ClickOut,
@@ -95,8 +95,8 @@ def search(
     origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
     fulfillment: Literal["bonded", "direct_mail"] | None = None,
     merchant_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100), PLAIN_INT] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000), PLAIN_INT] = 0,
 ) -> Response:
     """Organic results ranked for the query (and the shopper, with the learned ranker), plus at most N
     sponsored results, flagged, for fixed positions of the first page."""
@@ -308,8 +308,8 @@ def keyword_campaign_report(
     campaign_id: KeywordCampaignId,
     session: SessionDep,
     principal: MerchantOrAdmin,
-    start: Instant | None = None,
-    end: Instant | None = None,
+    start: Annotated[Instant | None, PLAIN_INSTANT] = None,
+    end: Annotated[Instant | None, PLAIN_INSTANT] = None,
 ) -> KeywordCampaignReport:
     """Impressions, clicks, CTR, spend, attributed orders (clicking shopper bought the product within
     7 days) and ROAS over [start, end) (default: the last 30 days)."""

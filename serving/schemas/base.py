@@ -1,4 +1,5 @@
-"""The base of every request body: unknown fields are refused (422), never silently dropped.
+"""The base of every request body: unknown fields are refused (422), never silently dropped; and the plain
+types of every number and time a query or path parameter carries.
 
 Mass assignment starts with a field the server did not expect; refusing unknown fields makes such attempts
 visible, and what a known field may be set by is decided by serving.field_access.
@@ -6,13 +7,14 @@ visible, and what a known field may be set by is decided by serving.field_access
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from types import UnionType
 from typing import Annotated, Generic, TypeVar, Union, get_args, get_origin
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic.fields import FieldInfo
 
 from commerce.sqltypes import NUMBER
@@ -31,6 +33,48 @@ def _in_utc(value: datetime) -> datetime:
 #: passed `AwareDatetime` and overflowed where it was stored or compared (a 500); a naive one was
 #: compared with the server's aware clock (a 500 too).
 Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+#: How a query or path parameter writes a number or a time: one spelling each, in ASCII, so what a proxy's
+#: log, a cache key or a reviewer reads is what the server read. Pydantic and FastAPI took `1_0`, `+5`,
+#: ` 5`, `05` and `5.0` for an integer, `9e-1` and `.9` for a decimal, a unix timestamp for a time. The
+#: plain subset of `commerce.sqltypes.NUMBER` (a body's numbers): no sign but `-`, no leading zero, no
+#: exponent.
+INTEGER_TEXT = re.compile(r"0|-?[1-9][0-9]*", re.ASCII)
+DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
+DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+#: RFC 3339: a day, `T`, hours and minutes (seconds and up to 6 decimals optional), `Z` or an offset.
+INSTANT_TEXT = re.compile(
+    DAY_TEXT.pattern + r"T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+
+
+def _plain(pattern: re.Pattern, example: str) -> BeforeValidator:
+    """A check that a parameter's text is written as `pattern` says, before pydantic reads it."""
+
+    def check(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(f"write it as plain ASCII text like {example}, not {str(value)[:40]!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+#: The checks of every number and time a query or path parameter carries, written last in its
+#: `Annotated` (`Annotated[int, Query(ge=1, le=100), PLAIN_INT]`): before the bounds, pydantic cannot put
+#: them in the integer's schema and the OpenAPI document says `ge` where it means `minimum`.
+#: tests/serving/test_strict_params.py checks every route's parameters.
+PLAIN_INT = _plain(INTEGER_TEXT, "12 or -3")
+PLAIN_FLOAT = _plain(DECIMAL_TEXT, "0.95 or 12")
+PLAIN_INSTANT = _plain(INSTANT_TEXT, "2026-06-01T08:00:00Z or 2026-06-01T16:00+08:00")
+
+
+def plain_day(text: str) -> date:
+    """A calendar day written `YYYY-MM-DD` (ValueError otherwise): `date.fromisoformat` also reads
+    `20260601` and `2026-W22-1`."""
+    if not DAY_TEXT.fullmatch(text):
+        raise ValueError(f"write the day as YYYY-MM-DD, not {text[:40]!r}")
+    return date.fromisoformat(text)
 
 
 def _numeric(annotation) -> bool:

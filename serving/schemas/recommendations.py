@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from commerce.catalog import Fulfillment
+from serving.schemas.base import PLAIN_INT
 
 
 class RecommendationQuery(BaseModel):
     """Query parameters of the recommendations endpoint."""
 
-    n: int = Field(default=10, ge=1, le=100, description="Products on the page.")
+    n: Annotated[int, PLAIN_INT] = Field(default=10, ge=1, le=100, description="Products on the page.")
     category: str | None = Field(default=None, description="Only this category and its sub-categories.")
     fulfillment: Fulfillment | None = Field(default=None, description="`bonded`: fast-delivery goods only.")
     context: Literal["home", "cart", "product"] = "home"
@@ -93,7 +94,7 @@ class RecommendationPage(BaseModel):
 class BuyAgainQuery(BaseModel):
     """Query parameters of the buy-again endpoint."""
 
-    n: int = Field(default=10, ge=1, le=100, description="Products in the list.")
+    n: Annotated[int, PLAIN_INT] = Field(default=10, ge=1, le=100, description="Products in the list.")
     category: str | None = Field(default=None, description="Only this category and its sub-categories.")
     fulfillment: Literal["bonded", "direct_mail"] | None = None
 
