@@ -26,6 +26,7 @@ from commerce.services.orders import pay_order
 from commerce.services.shoppers import create_shopper, register_identity
 from commerce.shoppers import Shopper
 from crosscart.settings import Settings
+from serving import fastpath
 from serving.app import create_app
 
 NOW = datetime.now(UTC)
@@ -331,3 +332,17 @@ def grant_only_campaign(
         )  # fmt: skip
         create_coupon(s, coupon)
     return campaign_id
+
+
+@pytest.fixture
+def answered(monkeypatch) -> list:
+    """What the fast path returned for each request it was asked about (None: FastAPI answered)."""
+    seen: list = []
+    original = fastpath.RecommendationFastPath.answer
+
+    async def spy(self, scope):
+        seen.append(await original(self, scope))
+        return seen[-1]
+
+    monkeypatch.setattr(fastpath.RecommendationFastPath, "answer", spy)
+    return seen

@@ -11,26 +11,11 @@ import re
 
 import pytest
 
-from serving import fastpath
 from serving.logs import flush_access_lines
 from tests.serving.conftest import auth
 
 URL = "/v1/shoppers/s1/recommendations"
 TEMPLATE = "/v1/shoppers/{shopper_id}/recommendations"
-
-
-@pytest.fixture
-def answered(monkeypatch) -> list:
-    """What the fast path returned for each request it was asked about (None: FastAPI answered)."""
-    seen: list = []
-    original = fastpath.RecommendationFastPath.answer
-
-    async def spy(self, scope):
-        seen.append(await original(self, scope))
-        return seen[-1]
-
-    monkeypatch.setattr(fastpath.RecommendationFastPath, "answer", spy)
-    return seen
 
 
 @pytest.fixture

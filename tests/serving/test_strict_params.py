@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from commerce.db import transaction
 from commerce.services.access import create_api_key
-from serving import fastpath
 from serving.schemas.base import PLAIN_FLOAT, PLAIN_INSTANT, PLAIN_INT
 from tests.search.conftest import api, engine, factory, shop, sqlite_templates  # noqa: F401
 from tests.search.test_api import _campaign
@@ -65,20 +64,6 @@ def _url(path: str, value: str) -> str:
     return path.format(quote(value, safe=""))
 
 
-@pytest.fixture
-def fast_answers(monkeypatch) -> list:
-    """What the recommendation fast path answered (None: it left the request to FastAPI)."""
-    seen: list = []
-    original = fastpath.RecommendationFastPath.answer
-
-    async def spy(self, scope):
-        seen.append(await original(self, scope))
-        return seen[-1]
-
-    monkeypatch.setattr(fastpath.RecommendationFastPath, "answer", spy)
-    return seen
-
-
 @pytest.mark.parametrize(("route", "bad"), CASES, ids=[f"{r[2][1]}={b!r}" for r, b in CASES])
 def test_a_number_or_time_not_written_plainly_is_a_422_naming_the_parameter(client, keys, route, bad):
     role, path, loc, good = route
@@ -92,17 +77,17 @@ def test_a_number_or_time_not_written_plainly_is_a_422_naming_the_parameter(clie
     assert [e["loc"] for e in body["errors"]] == [list(loc)]
 
 
-def test_the_fast_path_leaves_a_number_not_written_plainly_to_the_route(client, keys, fast_answers):
+def test_the_fast_path_leaves_a_number_not_written_plainly_to_the_route(client, keys, answered):
     """It validates the query with the route's model: `?n=1_0` was a page of 10 there, a 422 now."""
     storefront = auth(keys["storefront"])
     url = "/v1/shoppers/s1/recommendations"
     assert client.get(url, params={"n": "5"}, headers=storefront).status_code == 200
-    fast_answers.clear()
+    answered.clear()
     assert client.get(url, params={"n": "3"}, headers=storefront).status_code == 200
-    assert fast_answers[-1] is not None  # the fast path answers a plain query
+    assert answered[-1] is not None  # the fast path answers a plain query
     for bad in ("1_0", "１０", "+3", "03"):
         assert client.get(url, params={"n": bad}, headers=storefront).status_code == 422, bad
-        assert fast_answers[-1] is None, bad
+        assert answered[-1] is None, bad
 
 
 @pytest.mark.parametrize(
