@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from commerce.bulk import insert_ignore
@@ -26,6 +26,7 @@ from commerce.logistics import (
 from commerce.merchants import Merchant
 from commerce.orders import LineAllocation, Order, OrderLine
 from commerce.services._util import get_or_404, locked_or_404, required_text, stored_key
+from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import as_utc, round_fen
 
 #: Seed partners: bonded goods ship from a domestic bonded zone (1-3 days), direct mail from abroad (4-7).
@@ -125,9 +126,7 @@ def seed_default_partners(session: Session) -> None:
     )
 
 
-def list_warehouses(
-    session: Session, mode: str | None = None, *, merchant_id: str | None = None
-) -> list[Warehouse]:
+def _warehouses(mode: str | None, merchant_id: str | None) -> Select[tuple[Warehouse]]:
     """Warehouses by id; for `merchant_id`, only those it may use (`usable_by`): another merchant's own
     location is never listed to it (where that merchant keeps goods is its business)."""
     stmt = select(Warehouse).order_by(Warehouse.warehouse_id)
@@ -135,7 +134,36 @@ def list_warehouses(
         stmt = stmt.where(Warehouse.mode == mode)
     if merchant_id is not None:
         stmt = stmt.where(usable_by(merchant_id))
-    return list(session.scalars(stmt))
+    return stmt
+
+
+def list_warehouses(
+    session: Session, mode: str | None = None, *, merchant_id: str | None = None
+) -> list[Warehouse]:
+    return list(session.scalars(_warehouses(mode, merchant_id)))
+
+
+def locations_page(
+    session: Session,
+    *,
+    merchant_id: str | None = None,
+    owner: str | None = None,
+    unowned: bool = False,
+    mode: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[Warehouse]:
+    """One page of the locations `merchant_id` may use (all of them for None, an admin), narrowed to one
+    owner's own or, with `unowned`, to platform and unclaimed ones: how an admin finds the locations
+    registered before owners existed that a merchant should own."""
+    if owner is not None and unowned:
+        raise ValidationError("ask for one owner or for unowned locations, not both", code="invalid_filter")
+    stmt = _warehouses(mode, merchant_id)
+    if owner is not None:
+        stmt = stmt.where(Warehouse.owner_merchant_id == stored_key(session, Merchant, owner))
+    if unowned:
+        stmt = stmt.where(Warehouse.owner_merchant_id.is_(None))
+    return paginate(session, stmt, limit=limit, offset=offset)
 
 
 def set_location_owner(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
+from commerce.catalog import Fulfillment
 from commerce.services import logistics
 from commerce.sqltypes import utcnow
 from serving.audit import audit
@@ -23,7 +24,8 @@ from serving.deps import (
     ensure_merchant,
 )
 from serving.replenishment import merchant_replenishment
-from serving.schemas.base import PLAIN_FLOAT, PLAIN_INT
+from serving.routers.common import PageLimit, PageOffset
+from serving.schemas.base import PLAIN_FLOAT, PLAIN_INT, PageOut
 from serving.schemas.logistics import (
     DeliveryOptionOut,
     DeliveryQuoteOut,
@@ -52,6 +54,34 @@ def list_partners(session: SessionDep, _: Storefront) -> list[PartnerOut]:
     ]
 
 
+def _location(w) -> LocationOut:
+    return LocationOut(
+        location=w.warehouse_id, name=w.name, mode=w.mode, partner_id=w.partner_id, region=w.region,
+        country=w.country, owner_merchant_id=w.owner_merchant_id,
+    )  # fmt: skip
+
+
+@router.get("/logistics/locations", response_model=PageOut[LocationOut])
+def list_locations(
+    session: SessionDep,
+    principal: MerchantOrAdmin,
+    owner: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="Only this merchant's own locations")
+    ] = None,
+    unowned: Annotated[bool, Query(description="Only platform locations and unclaimed ones")] = False,
+    mode: Fulfillment | None = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+) -> PageOut[LocationOut]:
+    """Stock locations by id: a merchant's key lists those it may stock (platform locations and its own),
+    an admin's all of them, e.g. `?unowned=true` to find the ones registered before owners existed."""
+    page = logistics.locations_page(
+        session, merchant_id=principal.merchant_id, owner=owner, unowned=unowned, mode=mode,
+        limit=limit, offset=offset,
+    )  # fmt: skip
+    return PageOut(items=[_location(w) for w in page.items], total=page.total, limit=limit, offset=offset)
+
+
 @router.put(
     "/logistics/locations/{location}/owner",
     response_model=LocationOut,
@@ -68,10 +98,7 @@ def set_location_owner(
     with the old and new owner."""
     w, old = logistics.set_location_owner(session, location, body.merchant_id)
     audit(session, admin, "location.owner_changed", "location", location, old=old, new=w.owner_merchant_id)
-    return LocationOut(
-        location=w.warehouse_id, name=w.name, mode=w.mode, partner_id=w.partner_id, region=w.region,
-        country=w.country, owner_merchant_id=w.owner_merchant_id,
-    )  # fmt: skip
+    return _location(w)
 
 
 @router.get("/products/{product_id}/delivery", response_model=DeliveryQuoteOut)

@@ -127,3 +127,32 @@ def test_an_admin_assigns_and_clears_a_locations_owner(api, keys):  # noqa: F811
         ("bonded-north", {"old": None, "new": "M2"}),
         ("bonded-north", {"old": "M2", "new": None}),
     ]
+
+
+def test_locations_are_listed_as_they_may_be_used(api, keys, m1_location):  # noqa: F811
+    """A merchant lists the locations it may stock, never another's own; an admin lists all and finds the
+    unclaimed ones (there was no way to find them before an owner could be assigned)."""
+
+    def listed(key: str, **params) -> dict[str, str | None]:
+        answer = api.get("/v1/logistics/locations", params=params, headers=auth(keys[key]))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["total"] == len(answer.json()["items"])
+        return {item["location"]: item["owner_merchant_id"] for item in answer.json()["items"]}
+
+    assert listed("m1")[m1_location] == "M1" and "HZ-1" in listed("m1")
+    assert m1_location not in listed("m2") and "HZ-1" in listed("m2")
+    assert m1_location not in listed("m2", owner="M1")  # asking by owner does not reach past the rule
+    everything = listed("admin")
+    assert everything[m1_location] == "M1" and everything["HZ-1"] is None
+    assert listed("admin", owner="M1") == {m1_location: "M1"}
+    unowned = listed("admin", unowned="true")
+    assert m1_location not in unowned and set(unowned.values()) == {None} and "HZ-1" in unowned
+    assert set(listed("admin", mode="bonded")) < set(everything)
+
+    both = api.get(
+        "/v1/logistics/locations", params={"owner": "M1", "unowned": "true"}, headers=auth(keys["admin"])
+    )
+    assert (both.status_code, both.json()["code"]) == (422, "invalid_filter")
+    for key in ("shopper", "storefront"):
+        assert api.get("/v1/logistics/locations", headers=auth(keys[key])).status_code == 403
+    assert api.get("/v1/logistics/locations").status_code == 401
