@@ -31,7 +31,7 @@ from serving.resilience import (
     is_read_only,
     refused_as_read_only,
 )
-from serving.security import ANONYMOUS, Principal, client_address
+from serving.security import ANONYMOUS, Principal, RateDecision, client_address
 from serving.state import ServingState
 
 log = logging.getLogger(__name__)
@@ -231,14 +231,15 @@ async def current_principal(
     decision = await state.limiter.check(principal)
     if decision is not None:
         request.state.rate_limit = decision  # RateLimitHeaders adds its headers to the response
-        if not decision.allowed:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                detail=f"rate limit of {decision.limit} requests per minute exceeded",
-                headers=decision.headers(),
-            )
+        ensure_within(decision, f"rate limit of {decision.limit} requests per minute exceeded")
     request.state.principal = principal  # for the access log
     return principal
+
+
+def ensure_within(decision: RateDecision | None, detail: str) -> None:
+    """A refused quota (requests or events) is a 429 carrying its RateLimit headers and Retry-After."""
+    if decision is not None and not decision.allowed:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=detail, headers=decision.headers())
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from anyio import from_thread
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 
 from commerce.services.events import record_events
-from serving.deps import SessionDep, StateDep, Storefront, ensure_shopper
+from serving.deps import SessionDep, StateDep, Storefront, ensure_shopper, ensure_within
 from serving.schemas.events import EventBatch, EventsAccepted
 from serving.sessions import clicks_by_session, live_session_limit
 
@@ -28,12 +28,9 @@ def post_events(
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
     quota = from_thread.run(state.limiter.check_events, principal, len(batch.events))
-    if quota is not None and not quota.allowed:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"event quota of {quota.limit} events per minute exceeded ({quota.remaining} left)",
-            headers=quota.headers(),
-        )
+    if quota is not None:
+        detail = f"event quota of {quota.limit} events per minute exceeded ({quota.remaining} left)"
+        ensure_within(quota, detail)
     events = [e.model_dump() for e in batch.events]
     max_age = timedelta(days=state.settings.max_event_age_days)
     inserted = record_events(session, events, client=principal.key_id, max_age=max_age)
