@@ -29,11 +29,6 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("time out of range in UTC") from None
 
 
-#: Every time a request carries: with its offset, and one that UTC can hold. `9999-12-31T23:59-14:00`
-#: passed `AwareDatetime` and overflowed where it was stored or compared (a 500); a naive one was
-#: compared with the server's aware clock (a 500 too).
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
-
 #: How a query or path parameter writes a number or a time: one spelling each, in ASCII, so what a proxy's
 #: log, a cache key or a reviewer reads is what the server read. Pydantic and FastAPI took `1_0`, `+5`,
 #: ` 5`, `05` and `5.0` for an integer, `9e-1` and `.9` for a decimal, a unix timestamp for a time. The
@@ -67,6 +62,21 @@ def _plain(pattern: re.Pattern, example: str) -> BeforeValidator:
 PLAIN_INT = _plain(INTEGER_TEXT, "12 or -3")
 PLAIN_FLOAT = _plain(DECIMAL_TEXT, "0.95 or 12")
 PLAIN_INSTANT = _plain(INSTANT_TEXT, "2026-06-01T08:00:00Z or 2026-06-01T16:00+08:00")
+
+
+def _written_instant(value):
+    """A time a body gives as text is written as RFC 3339 (`INSTANT_TEXT`); a `datetime` from Python
+    callers (the console's forms) passes. Pydantic also read `1780000000`, `"1780000000"` and
+    `"2026-06-01 08:00Z"`."""
+    if isinstance(value, datetime) or (isinstance(value, str) and INSTANT_TEXT.fullmatch(value)):
+        return value
+    raise ValueError(f"write the time as RFC 3339 text like 2026-06-01T08:00:00Z, not {str(value)[:40]!r}")
+
+
+#: Every time a request carries: written as RFC 3339 text, with its offset, and one that UTC can hold.
+#: `9999-12-31T23:59-14:00` passed `AwareDatetime` and overflowed where it was stored or compared (a
+#: 500); a naive one was compared with the server's aware clock (a 500 too).
+Instant = Annotated[AwareDatetime, BeforeValidator(_written_instant), AfterValidator(_in_utc)]
 
 
 def plain_day(text: str) -> date:

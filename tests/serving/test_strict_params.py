@@ -15,7 +15,7 @@ from urllib.parse import quote
 import annotated_types
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, FutureDatetime, NaiveDatetime, PastDatetime
 
 from commerce.db import transaction
 from commerce.services.access import create_api_key
@@ -195,3 +195,71 @@ def test_every_numeric_or_time_parameter_of_every_route_is_plain(client):
         p["schema"] for p in spec["paths"]["/v1/rankings"]["get"]["parameters"] if p["name"] == "limit"
     )
     assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 100)
+
+
+BAD_BODY_INSTANTS = [1780000000, 1780000000.5, *BAD_INSTANTS]
+
+
+@pytest.mark.parametrize("bad", BAD_BODY_INSTANTS, ids=repr)
+def test_a_body_time_not_written_as_rfc_3339_is_a_422_naming_the_field(client, keys, bad):
+    """Pydantic read a JSON number, a numeric string or `2026-06-01 08:00Z` as a time: a body's times have
+    the query's one spelling too (`serving.schemas.base.Instant`)."""
+    event = {"event_id": "e-1", "ts": bad, "shopper_id": "s1", "event_type": "view", "product_id": "p02"}
+    refused = client.post("/v1/events", json={"events": [event]}, headers=auth(keys["shopper"]))
+    assert refused.status_code == 422, (bad, refused.text)
+    assert [e["loc"] for e in refused.json()["errors"]] == [["body", "events", 0, "ts"]]
+    coupon = {"coupon_id": "c-1", "kind": "amount_off", "value": "1", "min_spend": "0", "starts_at": bad}
+    refused = client.post("/v1/coupons", json=coupon, headers=auth(keys["marketer"]))
+    assert refused.status_code == 422, (bad, refused.text)
+    assert [e["loc"] for e in refused.json()["errors"]] == [["body", "starts_at"]]
+
+
+def test_a_body_time_written_as_rfc_3339_is_read_in_utc(client, keys):
+    coupon = {"coupon_id": "c-2", "kind": "amount_off", "value": "1", "min_spend": "0"}
+    made = client.post(
+        "/v1/coupons",
+        json={**coupon, "starts_at": "2026-06-01T16:00:00.5+08:00", "ends_at": "2026-06-02T08:00Z"},
+        headers=auth(keys["marketer"]),
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["starts_at"].startswith("2026-06-01T08:00:00.5")
+    assert made.json()["ends_at"].startswith("2026-06-02T08:00:00")
+
+
+#: pydantic's time types (not `datetime` subclasses at run time)
+TIMES = (AwareDatetime, NaiveDatetime, PastDatetime, FutureDatetime)
+
+
+def _time_fields(model: type[BaseModel], seen: set):
+    """(model, field, metadata) of every time field a body model holds, nested models' included."""
+    if model in seen:
+        return
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        for kind, more in _kinds(field.annotation, tuple(field.metadata)):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                yield from _time_fields(kind, seen)
+            for arg in get_args(kind):  # list[Model], dict[str, Model]
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    yield from _time_fields(arg, seen)
+            if kind in TIMES or (isinstance(kind, type) and issubclass(kind, datetime)):
+                yield model.__name__, name, more
+
+
+def test_every_time_field_of_every_request_body_is_an_instant(client):
+    """A new body field typed `datetime` would take a unix timestamp again: every one is `Instant`."""
+    from serving.schemas.base import _written_instant
+
+    seen: set = set()
+    fields = []
+    for context in iter_route_contexts(client.app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            body = route.body_field.field_info.annotation
+            if isinstance(body, type) and issubclass(body, BaseModel):
+                fields.extend(_time_fields(body, seen))
+    assert ("EventIn", "ts") in [(m, f) for m, f, _ in fields]
+    lenient = [
+        (m, f) for m, f, more in fields if not any(getattr(v, "func", None) is _written_instant for v in more)
+    ]
+    assert not lenient, lenient
