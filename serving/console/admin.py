@@ -55,7 +55,9 @@ async def review(
 
     _, error = attempt(session, run)
     if error:
-        return await _queue(request, session, principal, status_code=422, error=error, failed=merchant_id)
+        return await _queue(
+            request, session, principal, status_code=error.status_code, error=error, failed=merchant_id
+        )
     return redirect("/console/merchants")
 
 
@@ -89,7 +91,7 @@ async def create_key(request: Request, session: SessionDep, principal: AdminOnly
 
     created, error = attempt(session, run)
     if error:
-        return await _keys(request, session, principal, status_code=422, error=error)
+        return await _keys(request, session, principal, status_code=error.status_code, error=error)
     session.commit()
     return await _keys(request, session, principal, status_code=201, created=created)  # no-store: caching.py
 
@@ -106,7 +108,7 @@ async def revoke_key(
     """Through the API's revoke: its background task tells the other replicas (with Redis)."""
     _, error = attempt(session, lambda: keys_api.revoke_key(key_id, session, state, principal, background))
     if error:
-        return await _keys(request, session, principal, status_code=409, error=error)
+        return await _keys(request, session, principal, status_code=error.status_code, error=error)
     return redirect("/console/keys")
 
 
@@ -115,5 +117,5 @@ async def end_key_sessions(request: Request, key_id: IntId, session: SessionDep,
     """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
     _, error = attempt(session, lambda: keys_api.end_key_console_sessions(key_id, session, principal))
     if error:
-        return await _keys(request, session, principal, status_code=404, error=error)
+        return await _keys(request, session, principal, status_code=error.status_code, error=error)
     return redirect("/console/keys")

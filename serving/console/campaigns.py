@@ -25,7 +25,7 @@ from commerce.services import coupons as coupon_service
 from commerce.sqltypes import NUMBER
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
-from serving.console.web import attempt, past_the_end, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
@@ -143,7 +143,8 @@ async def create_campaign(
     if error:
         form = await request.form()
         return await render(
-            request, "campaign_new.html", status_code=422, title="New campaign", form=form, error=error,
+            request, "campaign_new.html", status_code=error.status_code, title="New campaign", form=form,
+            error=error,
             channels=CHANNELS,
         )  # fmt: skip
     return redirect("/console/campaigns", campaign.campaign_id)
@@ -194,7 +195,7 @@ class ReportCache:
 async def campaign_page(request: Request, campaign_id: str, session: SessionDep, principal: Marketing):
     context, error = attempt(None, lambda: _detail(session, campaign_id, principal))
     if error:
-        return await render(request, "error.html", status_code=404, title="Not found", message=error)
+        return await refusal_page(request, "Not found", error)
     return await render(request, "campaign.html", title=context["campaign"].name, **context)
 
 
@@ -250,7 +251,7 @@ async def plan(
     result, error = await run_in_threadpool(attempt, session, run)
     context, detail_error = attempt(None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
-        return await render(request, "error.html", status_code=404, title="Not found", message=detail_error)
+        return await refusal_page(request, "Not found", detail_error)
     if result is not None:
         context.update(plan_view(result))
     fragment = bool(request.headers.get("HX-Request"))  # htmx swaps the plan and the budget figure
@@ -272,7 +273,12 @@ async def move(request: Request, campaign_id: str, action: str, session: Session
     if error:
         context, _ = attempt(None, lambda: _detail(session, campaign_id, principal))
         return await render(
-            request, "campaign.html", status_code=409, title="Campaign", action_error=error, **(context or {})
+            request,
+            "campaign.html",
+            status_code=error.status_code,
+            title="Campaign",
+            action_error=error,
+            **(context or {}),
         )
     return redirect("/console/campaigns", campaign_id)
 

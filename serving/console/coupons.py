@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from serving.console.auth import Marketing
 from serving.console.campaigns import _utc, coupon_value, scope_of
-from serving.console.web import attempt, past_the_end, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep
 from serving.routers import coupons as coupon_api
 from serving.routers.common import PageOffset
@@ -81,8 +81,8 @@ async def create_coupon(request: Request, session: SessionDep, principal: Market
     )
     if error:
         return await render(
-            request, "coupon_form.html", status_code=422, title="New coupon", form=form, kinds=KINDS,
-            coupon=None, error=error,
+            request, "coupon_form.html", status_code=error.status_code, title="New coupon", form=form,
+            kinds=KINDS, coupon=None, error=error,
         )  # fmt: skip
     return redirect("/console/coupons", coupon.coupon_id)
 
@@ -91,7 +91,7 @@ async def create_coupon(request: Request, session: SessionDep, principal: Market
 async def coupon_page(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
     coupon, error = attempt(None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
     if error:
-        return await render(request, "error.html", status_code=404, title="Not found", message=error)
+        return await refusal_page(request, "Not found", error)
     return await render(
         request, "coupon_form.html", title=f"Coupon {coupon_id}", form=_form_of(coupon), kinds=KINDS,
         coupon=coupon,
@@ -110,8 +110,8 @@ async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, pri
     if error:
         coupon, _ = attempt(None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
         return await render(
-            request, "coupon_form.html", status_code=409, title=f"Coupon {coupon_id}", form=form,
-            kinds=KINDS, coupon=coupon, error=error,
+            request, "coupon_form.html", status_code=error.status_code, title=f"Coupon {coupon_id}",
+            form=form, kinds=KINDS, coupon=coupon, error=error,
         )  # fmt: skip
     return redirect("/console/coupons", coupon_id)
 
@@ -120,5 +120,5 @@ async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, pri
 async def retire_coupon(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
     _, error = attempt(session, lambda: coupon_api.retire_coupon(coupon_id, session, principal))
     if error:
-        return await render(request, "error.html", status_code=409, title="Cannot retire", message=error)
+        return await refusal_page(request, "Cannot retire", error)
     return redirect("/console/coupons", coupon_id)

@@ -14,11 +14,10 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from fastapi.responses import Response
 
-from commerce.errors import DomainError
 from commerce.services import ads
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import attempt, past_the_end, redirect, refusal, render
+from serving.console.web import Refusal, attempt, past_the_end, redirect, render
 from serving.deps import SessionDep
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, IntId, PageOffset
@@ -111,11 +110,12 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
 
 
 async def _new_form(
-    request: Request, session, principal: Principal, merchant_id: str, form: Any, error: str | None = None
+    request: Request, session, principal: Principal, merchant_id: str, form: Any, error: Refusal | None = None
 ) -> Response:
     products = ads.promotable_products(session, merchant_id, limit=PICKER_LIMIT + 1)
     return await render(
-        request, "keyword_campaign_new.html", status_code=422 if error else 200, title="New keyword campaign",
+        request, "keyword_campaign_new.html", status_code=error.status_code if error else 200,
+        title="New keyword campaign",
         merchant_id=merchant_id, products=products[:PICKER_LIMIT], more_products=len(products) > PICKER_LIMIT,
         form=form, picked=set(form.getlist("product_ids")) if hasattr(form, "getlist") else set(),
         rows=range(KEYWORD_ROWS), match_types=MATCH_TYPES, suffix=merchant_query(principal, merchant_id),
@@ -213,15 +213,12 @@ async def _act(request: Request, session, principal: Principal, campaign_id: str
     _, page = await _campaign_or_error(request, session, principal, campaign_id)
     if page is not None:
         return page
-    try:
-        action()
-    except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        session.rollback()
-        status_code, message = refusal(exc)
-        if status_code == 403:
-            raise Forbidden(message) from exc
+    _, refused = attempt(session, action)
+    if refused is not None:
+        if refused.status_code == 403:
+            raise Forbidden(refused.message)
         return await _campaign_view(
-            request, session, principal, campaign_id, error=message, status_code=status_code
+            request, session, principal, campaign_id, error=refused.message, status_code=refused.status_code
         )
     return redirect(BASE, campaign_id)
 

@@ -19,7 +19,7 @@ from commerce.events import BehaviorEvent
 from commerce.services import experiments as store
 from serving.console.auth import AdminOnly, Experiments, Models
 from serving.console.charts import interval_chart
-from serving.console.web import attempt, past_the_end, redirect, render
+from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import experiments as experiments_api
 from serving.routers import models as models_api
@@ -175,7 +175,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
     made, error = attempt(session, create)
     if error:
         return await render(
-            request, "experiment_new.html", status_code=422, title="New experiment", form=form,
+            request, "experiment_new.html", status_code=error.status_code, title="New experiment", form=form,
             metrics=METRIC_CHOICES, inference_methods=INFERENCE_METHODS, error=error,
         )  # fmt: skip
     return redirect("/console/experiments", made.name)
@@ -185,7 +185,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
 async def experiment_page(request: Request, name: str, session: SessionDep, principal: Experiments):
     exp, error = attempt(None, lambda: experiments_api.get_experiment(name, session, principal))
     if error:
-        return await render(request, "error.html", status_code=404, title="Not found", message=error)
+        return await refusal_page(request, "Not found", error)
     report, analysis_error = attempt(None, lambda: analysis(session, name))
     context = {
         "experiment": exp, "report": report, "analysis_error": analysis_error,
@@ -218,7 +218,7 @@ async def move_experiment(
     call = experiments_api.start_experiment if action == "start" else experiments_api.stop_experiment
     _, error = attempt(session, lambda: call(name, session, state, principal))
     if error:
-        return await render(request, "error.html", status_code=409, title="Cannot do that", message=error)
+        return await refusal_page(request, "Cannot do that", error)
     return redirect("/console/experiments", name)
 
 

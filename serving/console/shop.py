@@ -20,7 +20,7 @@ from commerce.services.orders import trace_order
 from commerce.sqltypes import utcnow
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import attempt, past_the_end, redirect, refusal, render
+from serving.console.web import attempt, past_the_end, redirect, refusal, refusal_page, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
@@ -117,7 +117,13 @@ async def set_shipping_rule(
     if error:
         form = {"partner_id": partner_id, "max_days": max_days}
         return await _shop_page(
-            request, session, principal, merchant_id, status_code=422, rule_error=error, rule_form=form
+            request,
+            session,
+            principal,
+            merchant_id,
+            status_code=error.status_code,
+            rule_error=error,
+            rule_form=form,
         )
     return redirect(f"/console/shop{merchant_query(principal, merchant_id)}")
 
@@ -143,7 +149,7 @@ async def set_stock(
 
     product, error = attempt(session, run)
     if error:
-        return await render(request, "error.html", status_code=422, title="Stock not changed", message=error)
+        return await refusal_page(request, "Stock not changed", error)
     return redirect(f"/console/shop{merchant_query(principal, product.merchant_id)}")
 
 
@@ -173,7 +179,8 @@ async def new_product(
         catalog_api.publish_product(merchant_id, body, session, state, principal, request, background)
     except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         session.rollback()
-        status_code, message = refusal(exc)
+        refused = refusal(exc)
+        status_code, message = refused.status_code, refused.message
         if status_code == 403 and not isinstance(exc, DomainError):  # not its shop; a location is input
             raise Forbidden(message) from exc
         typed = {**fields, **{k: form.get(k) or "" for k in form if k.startswith(("location_", "units_"))}}

@@ -4,6 +4,7 @@ action and report a refusal on the page instead of a JSON error."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -157,21 +158,38 @@ def message_of(exc: Exception) -> str:
     return str(exc)
 
 
-def refusal(exc: Exception) -> tuple[int, str]:
-    """A refused action as (HTTP status, message): 403 / 404 from the router, the domain's own status."""
+@dataclass(frozen=True)
+class Refusal:
+    """A refused action as the page shows it: the status the API would have answered (403 / 404 from the
+    router, the domain error's own, 422 for bad input) and its message (`str()` of it, as templates print
+    it). Every console form answers with it, so a 403 or 409 is not shown as a 422."""
+
+    status_code: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def refusal(exc: Exception) -> Refusal:
     if isinstance(exc, HTTPException):
-        return exc.status_code, str(exc.detail)
+        return Refusal(exc.status_code, str(exc.detail))
     if isinstance(exc, DomainError):
-        return status_for(exc), exc.message
-    return 422, message_of(exc)
+        return Refusal(status_for(exc), exc.message)
+    return Refusal(422, message_of(exc))
 
 
-def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, str | None]:
+async def refusal_page(request: Request, title: str, refused: Refusal) -> HTMLResponse:
+    """The error page for a refused action, with the refusal's own status."""
+    return await render(request, "error.html", status_code=refused.status_code, title=title, message=refused)
+
+
+def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, Refusal | None]:
     """Run an action through the API's code; a refusal (domain rule, HTTP error, bad input) rolls the
-    request's transaction back and comes back as a message for the page."""
+    request's transaction back and comes back for the page to show."""
     try:
         return action(), None
     except (DomainError, HTTPException, SchemaError, ValueError) as exc:
         if session is not None:
             session.rollback()
-        return None, message_of(exc)
+        return None, refusal(exc)

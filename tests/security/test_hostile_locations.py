@@ -84,6 +84,27 @@ def test_my_shop_never_lists_another_merchants_own_location(api, keys, m1_locati
     assert "is another merchant&#39;s own" in refused.text and f'value="{m1_location}"' in refused.text
 
 
+def test_the_console_set_stock_form_answers_the_apis_status(api, keys, m1_location):  # noqa: F811
+    """Its "Set stock" form showed every refusal as a 422: another merchant's own location is the API's 403,
+    an unknown product its 404, a bad quantity still a 422; nothing is stocked."""
+    from tests.serving.test_console import sign_in
+
+    token = sign_in(api, keys["m2"])
+
+    def set_stock(product: str, location: str, quantity: str):
+        form = {"location": location, "quantity": quantity, "csrf_token": token}
+        return api.post(f"/console/shop/products/{product}/stock", data=form, follow_redirects=False)
+
+    refused = set_stock("P3", m1_location, "5")
+    assert refused.status_code == 403, refused.text
+    assert "is another merchant&#39;s own" in refused.text
+    assert set_stock("no-such-product", "HZ-1", "5").status_code == 404
+    assert set_stock("P3", "HZ-1", "1_0").status_code == 422
+    stock = api.get("/v1/products/P3", headers=auth(keys["m2"])).json()["stock"]
+    assert m1_location not in {s["location"] for s in stock}
+    assert set_stock("P3", "HZ-1", "7").status_code == 303
+
+
 def test_an_admin_assigns_and_clears_a_locations_owner(api, keys):  # noqa: F811
     """A location without an owner could never become one merchant's: an admin now assigns one (audited),
     refused while other merchants' goods are stocked there, and clears it back to a platform location."""
