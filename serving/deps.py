@@ -242,6 +242,13 @@ def ensure_within(decision: RateDecision | None, detail: str) -> None:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=detail, headers=decision.headers())
 
 
+def ensure_events_within(quota: RateDecision | None) -> None:
+    """A refused event quota (`RateLimiter.check_events` or `events_left`): the 429 `ensure_within` gives."""
+    if quota is not None:
+        detail = f"event quota of {quota.limit} events per minute exceeded ({quota.remaining} left)"
+        ensure_within(quota, detail)
+
+
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
