@@ -36,7 +36,12 @@ from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, round_fen, utcnow
 from commerce.tax import ANNUAL_LIMIT, TaxRates, allocate, line_tax, order_regime
 
-MAX_LINE_QUANTITY = 999
+#: The units of one product an order may hold, and so the most a stock probe may ask about (the delivery
+#: quote's `quantity`, a cart line): public, the same for every product. Carts of up to 100 lines of 999
+#: units answered "in stock" or 409 for any quantity, so ten probes found a rival's exact stock; now every
+#: stock from this threshold up answers every probe alike (docs/commerce.md). Cross-border retail goods
+#: are for personal use, and the 5,000 CNY order limit stops most orders well before it anyway.
+MAX_UNITS_PER_PRODUCT = 99
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,13 @@ def _merge(lines: Sequence[CartLine]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for line in lines:
         q = line.quantity
-        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= MAX_LINE_QUANTITY:
-            raise ValidationError(
-                f"quantity must be an integer in 1..{MAX_LINE_QUANTITY}", code="invalid_quantity"
-            )
+        if isinstance(q, bool) or not isinstance(q, int) or q < 1:
+            raise ValidationError("quantity must be a positive integer", code="invalid_quantity")
         merged[line.product_id] = merged.get(line.product_id, 0) + q
+    if over := sorted(pid for pid, q in merged.items() if q > MAX_UNITS_PER_PRODUCT):
+        raise ValidationError(
+            f"at most {MAX_UNITS_PER_PRODUCT} units of one product per order: {over}", code="invalid_quantity"
+        )
     return merged
 
 

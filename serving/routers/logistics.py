@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from commerce.catalog import Fulfillment
 from commerce.services import logistics
+from commerce.services.checkout import MAX_UNITS_PER_PRODUCT
 from commerce.sqltypes import utcnow
 from serving.audit import audit
 from serving.delivery import delivery_quote
@@ -108,7 +109,7 @@ def product_delivery(
     session: SessionDep,
     state: StateDep,
     _: Storefront,
-    quantity: Annotated[int, Query(ge=1, le=999), PLAIN_INT] = 1,
+    quantity: Annotated[int, Query(ge=1, le=MAX_UNITS_PER_PRODUCT), PLAIN_INT] = 1,
 ) -> DeliveryQuoteOut:
     """What each partner charges to ship the product to `region` and when it would arrive (80% window),
     and the partner the merchant's shipping rule picks: the window the storefront promises."""

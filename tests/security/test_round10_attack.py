@@ -4,9 +4,13 @@ failed before its fix."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
+from commerce.catalog import Product
+from commerce.db import transaction
+from commerce.services.logistics import seed_default_partners
 from tests.serving.conftest import auth
 
 
@@ -57,3 +61,47 @@ def test_a_key_over_its_request_quota_is_refused_before_its_body_is_parsed(throt
         throttled.get("/v1/shoppers/s1/orders", headers=shopper)
     refused = throttled.post("/v1/events", content=b"not json", headers=shopper)
     assert refused.status_code == 429 and refused.headers["ratelimit-policy"] == '"per-key";q=5;w=60'
+
+
+PROBES = (1, 5, 6, 50, 98, 99, 100, 149, 150, 151, 999)
+
+
+def _probe(client, shopper: dict, quantity: int) -> tuple:
+    """What a shopper learns about p05's stock from `quantity` units: the delivery quote's `in_stock`, and
+    a cart of that many units (priced 1 fen, so that no customs limit answers first)."""
+    delivery = client.get(
+        "/v1/products/p05/delivery", params={"region": "Zhejiang", "quantity": quantity}, headers=shopper
+    )
+    cart = {"lines": [{"product_id": "p05", "quantity": quantity}]}
+    quote = client.post("/v1/shoppers/s1/cart/quote", json=cart, headers=shopper)
+    split = {"lines": [{"product_id": "p05", "quantity": (quantity + 1) // 2}] * 2}
+    merged = client.post("/v1/shoppers/s1/cart/quote", json=split, headers=shopper)
+    return (
+        delivery.status_code,
+        delivery.json().get("in_stock"),
+        quote.status_code,
+        quote.json().get("code"),
+        merged.status_code,
+        merged.json().get("code"),
+    )
+
+
+def test_a_shopper_cannot_binary_search_a_products_stock_above_the_public_threshold(
+    client, keys, session_factory
+):
+    """The delivery quote (`?quantity=` up to 999) and the cart (lines of up to 999 units, repeated up to
+    100 times) answered "in stock" or 409 for any quantity: ten probes found a rival's exact stock. Now no
+    order holds more than MAX_UNITS_PER_PRODUCT of one product, and no probe may ask more, so every stock
+    from the threshold up answers every probe alike; below it, the cart's 409 stays (5 left, 6 wanted)."""
+    with transaction(session_factory) as s:
+        seed_default_partners(s)  # rate cards for the delivery quote
+        s.get(Product, "p05").price = Decimal("0.01")
+    merchant, shopper = auth(keys["merchant2"]), auth(keys["shopper"])
+    answers = {}
+    for stock in (5, 150, 4_000):
+        put = client.put("/v1/products/p05/stock/wh1", json={"quantity": stock}, headers=merchant)
+        assert put.status_code == 200, put.text
+        answers[stock] = [_probe(client, shopper, q) for q in PROBES]
+    assert answers[150] == answers[4_000]
+    low = dict(zip(PROBES, answers[5], strict=True))
+    assert low[5][:4] == (200, True, 200, None) and low[6][:4] == (200, False, 409, "out_of_stock")
