@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from commerce.catalog import Product, Stock
-from commerce.errors import LimitExceeded, NotFound, OutOfStock, ValidationError
+from commerce.errors import LimitExceeded, OutOfStock, ValidationError
 from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, OrderStatusChange
 from commerce.services import coupons as coupon_service
 from commerce.services._util import get_or_404
@@ -191,8 +191,8 @@ def quote(
         )
     products = {p.product_id: p for p in sellable_products(session, wanted)}
     if missing := [pid for pid in wanted if pid not in products]:
-        if any(session.get(Product, pid) is None for pid in missing):
-            raise NotFound(f"unknown products {missing}", code="product_not_found")
+        # one answer whether a product does not exist or is not public (a pending merchant's, a delisted
+        # one): the cart must not tell which ids exist where the product page answers 404 for both
         raise ValidationError(f"products not for sale: {missing}", code="not_sellable")
     modes = {p.fulfillment for p in products.values()}
     if len(modes) != 1:

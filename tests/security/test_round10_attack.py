@@ -105,3 +105,44 @@ def test_a_shopper_cannot_binary_search_a_products_stock_above_the_public_thresh
     assert answers[150] == answers[4_000]
     low = dict(zip(PROBES, answers[5], strict=True))
     assert low[5][:4] == (200, True, 200, None) and low[6][:4] == (200, False, 409, "out_of_stock")
+
+
+HIDDEN = ("p09", "p10", "p11")  # listed by a pending merchant, by a suspended one; delisted
+
+
+def _answers(client, headers: dict, product_id: str) -> list[tuple]:
+    """Every answer about one product a storefront caller can ask for: its page, its similar items, its
+    delivery quote, a cart quote holding it, and a checkout of it."""
+    cart = {"lines": [{"product_id": product_id, "quantity": 1}]}
+    responses = [
+        client.get(f"/v1/products/{product_id}", headers=headers),
+        client.get(f"/v1/products/{product_id}/similar", headers=headers),
+        client.get(f"/v1/products/{product_id}/delivery", params={"region": "Zhejiang"}, headers=headers),
+        client.post("/v1/shoppers/s1/cart/quote", json=cart, headers=headers),
+        client.post("/v1/shoppers/s1/orders", json=cart, headers=headers),
+    ]
+    return [(r.status_code, r.json().get("code"), r.json().get("detail")) for r in responses]
+
+
+def test_a_product_that_is_not_public_answers_as_one_that_does_not_exist(client, keys, session_factory):
+    """A product that is not public is 404 to all but its owners, yet the page said `not_found` ("no
+    product") for it and `product_not_found` ("unknown product") for a made-up id, the delivery quote
+    answered 200 for a pending or suspended merchant's listed goods (in stock or not, weight, shipping
+    rule), and the cart said `not_sellable` for it and 404 for a made-up id: three ways to learn which ids
+    a merchant not yet approved is preparing. Every answer about it is now the made-up id's."""
+    with transaction(session_factory) as s:
+        seed_default_partners(s)  # rate cards for the delivery quote
+    shopper = auth(keys["shopper"])
+    for hidden in HIDDEN:
+        made_up = "q" + hidden[1:]
+        got, expected = _answers(client, shopper, hidden), _answers(client, shopper, made_up)
+        renamed = [
+            tuple(x.replace(made_up, hidden) if isinstance(x, str) else x for x in answer)
+            for answer in expected
+        ]
+        assert got == renamed, hidden
+        assert [status for status, _, _ in got] == [404, 404, 404, 422, 422]
+    # its owners (an admin here) still quote it
+    owner = auth(keys["admin"])
+    quote = client.get("/v1/products/p09/delivery", params={"region": "Zhejiang"}, headers=owner)
+    assert quote.status_code == 200 and quote.json()["in_stock"] is True
