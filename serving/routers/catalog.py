@@ -86,7 +86,9 @@ def _product(p: Product, *, owner: bool = True) -> ProductOut:
 
 
 def _owned_product(session, principal: Principal, product_id: str) -> Product:
-    product = products.get_product(session, product_id)
+    """The caller's own product to change: one it may not even see is a made-up id's 404, not a 403 that
+    says it exists (`visible_product`); another merchant's public one is 403."""
+    product = visible_product(session, principal, product_id)
     ensure_merchant(principal, product.merchant_id)
     return product
 

@@ -146,3 +146,22 @@ def test_a_product_that_is_not_public_answers_as_one_that_does_not_exist(client,
     owner = auth(keys["admin"])
     quote = client.get("/v1/products/p09/delivery", params={"region": "Zhejiang"}, headers=owner)
     assert quote.status_code == 200 and quote.json()["in_stock"] is True
+
+
+def test_another_merchants_hidden_product_answers_a_write_as_a_made_up_id(client, keys):
+    """A merchant key writing another merchant's product got 403 for one that exists and 404 for a made-up
+    id, hidden or not: a rival learnt which ids a pending merchant prepares. A product it may not see is now
+    a made-up id's 404; a public one of another merchant stays 403."""
+    rival = auth(keys["merchant"])  # m1
+    for hidden in ("p09", "p10"):  # m3's (pending), m4's (suspended)
+        made_up = "q" + hidden[1:]
+        for method, path, body in [
+            ("PATCH", "/v1/products/{}", {"price": "1.00"}),
+            ("PUT", "/v1/products/{}/stock/wh1", {"quantity": 1}),
+        ]:
+            got = client.request(method, path.format(hidden), json=body, headers=rival)
+            expected = client.request(method, path.format(made_up), json=body, headers=rival)
+            assert got.status_code == expected.status_code == 404, (method, hidden, got.text)
+            assert got.json()["detail"] == expected.json()["detail"].replace(made_up, hidden)
+    public = client.patch("/v1/products/p05", json={"price": "1.00"}, headers=rival)  # m2's, listed
+    assert public.status_code == 403
