@@ -17,6 +17,7 @@ from commerce.catalog import Product
 from commerce.errors import NotFound, OutOfStock
 from commerce.logistics import LogisticsPartner, zone_of
 from commerce.promotions import DiscountSeason
+from commerce.services._util import not_found
 from commerce.services.logistics import (
     DeliveryEstimator,
     DeliveryWindow,
@@ -96,7 +97,7 @@ def delivery_quote(
     from the goods' usual origin (East China bonded zones, or abroad), `in_stock` false."""
     product = session.get(Product, product_id)
     if product is None or product.status != "listed":
-        raise NotFound(f"unknown product {product_id!r}", code="product_not_found")
+        raise not_found("product", product_id)
     costs = {c.partner_id: c for c in product_shipping_costs(session, product_id, region, quantity)}
     if not costs:
         raise NotFound(f"no partner ships {product.fulfillment} goods to {region}", code="partner_not_found")

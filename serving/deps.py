@@ -19,7 +19,8 @@ from commerce.campaigns import Campaign
 from commerce.catalog import Category, Product
 from commerce.db import read_only
 from commerce.merchants import Merchant
-from commerce.services._util import stored_key
+from commerce.services import catalog as products
+from commerce.services._util import not_found, stored_key
 from commerce.services.access import authenticate_many
 from commerce.shoppers import Shopper
 from serving.resilience import (
@@ -242,6 +243,13 @@ def ensure_within(decision: RateDecision | None, detail: str) -> None:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=detail, headers=decision.headers())
 
 
+def ensure_events_within(quota: RateDecision | None) -> None:
+    """A refused event quota (`RateLimiter.check_events` or `events_left`): the 429 `ensure_within` gives."""
+    if quota is not None:
+        detail = f"event quota of {quota.limit} events per minute exceeded ({quota.remaining} left)"
+        ensure_within(quota, detail)
+
+
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
@@ -309,10 +317,19 @@ def product_owner(principal: Principal, merchant_id: str) -> bool:
 
 
 def ensure_product_visible(principal: Principal, product_id: str, merchant_id: str, public: bool) -> None:
-    """The one rule for every product endpoint (its page, its similar items): a product that is not
-    public (listed from an approved merchant, in stock or not) is 404 to all but its owners."""
+    """The one rule for every product endpoint (its page, its similar items, its delivery quote): a
+    product that is not public (listed from an approved merchant, in stock or not) is, to all but its
+    owners, the 404 of an id that does not exist (`not_found`), so no answer tells which ids exist."""
     if not public and not product_owner(principal, merchant_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
+        raise not_found("product", product_id)
+
+
+def visible_product(session: Session, principal: Principal, product_id: str) -> Product:
+    """The product `product_id` names, if `principal` may see it (`ensure_product_visible`)."""
+    product = products.get_product(session, product_id)
+    public = bool(products.sellable_products(session, [product_id]))
+    ensure_product_visible(principal, product_id, product.merchant_id, public)
+    return product
 
 
 def ensure_merchant(principal: Principal, merchant_id: str) -> None:

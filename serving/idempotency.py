@@ -8,9 +8,12 @@ hash of its API key, or its address when anonymous) and expire after 24 h. Store
 under a key derived from the caller's raw credential and the Idempotency-Key
 (`commerce.services.idempotency`).
 
-The caller is authenticated and counted against its rate limit before its key is claimed or replayed
-(`serving.deps.current_principal`, whose answer the route then reuses): a replay is a request like any
-other, refused to a revoked key and to a caller over its quota. With the database gone, the claim is a
+Every state-changing /v1 request, with a key or without, is admitted here before its body is read:
+the caller is authenticated and counted against its rate limit (`serving.deps.current_principal`, whose
+answer the route then reuses), and a `POST /v1/events` is refused while its event quota has not one
+event left. A refused caller's body is never read or parsed (a 1 MB batch from a key over its quota was
+parsed whole before the 429), and a replay is a request like any other, refused to a revoked key and
+to a caller over its quota. With the database gone, the claim is a
 503 like any other database outage, never a 500."""
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ async def _reused(send, scope) -> None:
 class IdempotencyMiddleware:
     def __init__(self, app, session_factory, prefix: str = "/v1"):
         self.app, self.factory, self.prefix = app, session_factory, prefix
+        self.events_path = f"{prefix}/events"
 
     async def __call__(self, scope, receive, send):
         if (
@@ -82,18 +86,18 @@ class IdempotencyMiddleware:
         ):
             return await self.app(scope, receive, send)
         key = next((v for n, v in scope.get("headers", ()) if n == HEADER), None)
-        if key is None:
-            return await self.app(scope, receive, send)
         try:
-            key_text = key.decode("ascii")
+            key_text = "" if key is None else key.decode("ascii")
         except UnicodeDecodeError:
             key_text = ""
-        if not 1 <= len(key_text) <= 255 or not key_text.isprintable():
+        if key is not None and (not 1 <= len(key_text) <= 255 or not key_text.isprintable()):
             return await send_problem(
                 send, scope, 400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII"
             )
         if not await self._admit(scope, receive, send):
             return
+        if key is None:
+            return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:
             message = await receive()
@@ -186,12 +190,15 @@ class IdempotencyMiddleware:
             log.warning("could not store the outcome of idempotency key %r: database unavailable", key)
 
     async def _admit(self, scope, receive, send) -> bool:
-        """Authenticate and rate-limit the caller as the route will (it reuses the answer); False once
-        the refusal is sent."""
+        """Authenticate and rate-limit the caller as the route will (it reuses the answer), and refuse a
+        batch of events once the caller's event quota has not one left, all before the body is read
+        (FastAPI reads and parses it before any dependency runs); False once the refusal is sent."""
         request = Request(scope, receive)
         state = scope["app"].state.serving
         try:
-            await deps.current_principal(request, state, await deps.bearer(request))
+            principal = await deps.current_principal(request, state, await deps.bearer(request))
+            if scope["method"] == "POST" and scope["path"] == self.events_path:
+                deps.ensure_events_within(await state.limiter.events_left(principal))
         except HTTPException as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
             code = CODE_BY_STATUS.get(exc.status_code, "error")

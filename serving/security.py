@@ -401,6 +401,11 @@ class RateLimiter:
         key = f"events:{principal.rate_key}"
         return await self._count(self.events_per_minute, key, "events-per-key", count)
 
+    async def events_left(self, principal: Principal) -> RateDecision | None:
+        """The event quota as it stands, nothing counted: refused when not one event is left, so that a
+        batch can be refused before its body is read (serving.idempotency); None as `check_events`."""
+        return await self.check_events(principal, 0)
+
     async def _count(self, limit: int, key: str, policy: str, cost: int = 1) -> RateDecision:
         """In the shared store while it answers, else in this process (a replica's share of `limit`)."""
         if self._shared is not None and self.breaker.closed:
@@ -415,8 +420,11 @@ class RateLimiter:
 
     @staticmethod
     async def _decide(limiter, item, key: str, policy: str, cost: int) -> RateDecision:
-        allowed = await limiter.hit(item, key, cost=cost)
+        """Count `cost` units, all or none; a cost of 0 only reads the quota (allowed while one is left)."""
+        allowed = await limiter.hit(item, key, cost=cost) if cost else None
         stats = await limiter.get_window_stats(item, key)
+        if allowed is None:
+            allowed = stats.remaining > 0
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         return RateDecision(allowed, item.amount, stats.remaining, reset, policy)
 

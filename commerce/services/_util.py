@@ -175,10 +175,15 @@ def server_bounded(session: Session, now: datetime) -> datetime:
     return min(now, server) if server is not None else now
 
 
+def not_found(what: str, key) -> NotFound:
+    """The one answer for a `what` row that does not exist, and for one the caller may not know exists."""
+    return NotFound(f"unknown {what} {key!r}", code=f"{what.replace(' ', '_')}_not_found")
+
+
 def get_or_404(session: Session, model: type[T], key, what: str) -> T:
     obj = session.get(model, key)
     if obj is None:
-        raise NotFound(f"unknown {what} {key!r}", code=f"{what.replace(' ', '_')}_not_found")
+        raise not_found(what, key)
     return obj
 
 
@@ -187,7 +192,7 @@ def locked_or_404(session: Session, model: type[T], key, what: str) -> T:
     serializes writers) and re-read, so a change committed while waiting for the lock is seen."""
     obj = session.get(model, key, with_for_update=True, populate_existing=True)
     if obj is None:
-        raise NotFound(f"unknown {what} {key!r}", code=f"{what.replace(' ', '_')}_not_found")
+        raise not_found(what, key)
     return obj
 
 

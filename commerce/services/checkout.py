@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from commerce.catalog import Product, Stock
-from commerce.errors import LimitExceeded, NotFound, OutOfStock, ValidationError
+from commerce.errors import LimitExceeded, OutOfStock, ValidationError
 from commerce.orders import AnnualSpend, LineAllocation, Order, OrderLine, OrderStatusChange
 from commerce.services import coupons as coupon_service
 from commerce.services._util import get_or_404
@@ -36,7 +36,12 @@ from commerce.shoppers import Shopper
 from commerce.sqltypes import as_utc, round_fen, utcnow
 from commerce.tax import ANNUAL_LIMIT, TaxRates, allocate, line_tax, order_regime
 
-MAX_LINE_QUANTITY = 999
+#: The units of one product an order may hold, and so the most a stock probe may ask about (the delivery
+#: quote's `quantity`, a cart line): public, the same for every product. Carts of up to 100 lines of 999
+#: units answered "in stock" or 409 for any quantity, so ten probes found a rival's exact stock; now every
+#: stock from this threshold up answers every probe alike (docs/commerce.md). Cross-border retail goods
+#: are for personal use, and the 5,000 CNY order limit stops most orders well before it anyway.
+MAX_UNITS_PER_PRODUCT = 99
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,13 @@ def _merge(lines: Sequence[CartLine]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for line in lines:
         q = line.quantity
-        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= MAX_LINE_QUANTITY:
-            raise ValidationError(
-                f"quantity must be an integer in 1..{MAX_LINE_QUANTITY}", code="invalid_quantity"
-            )
+        if isinstance(q, bool) or not isinstance(q, int) or q < 1:
+            raise ValidationError("quantity must be a positive integer", code="invalid_quantity")
         merged[line.product_id] = merged.get(line.product_id, 0) + q
+    if over := sorted(pid for pid, q in merged.items() if q > MAX_UNITS_PER_PRODUCT):
+        raise ValidationError(
+            f"at most {MAX_UNITS_PER_PRODUCT} units of one product per order: {over}", code="invalid_quantity"
+        )
     return merged
 
 
@@ -184,8 +191,8 @@ def quote(
         )
     products = {p.product_id: p for p in sellable_products(session, wanted)}
     if missing := [pid for pid in wanted if pid not in products]:
-        if any(session.get(Product, pid) is None for pid in missing):
-            raise NotFound(f"unknown products {missing}", code="product_not_found")
+        # one answer whether a product does not exist or is not public (a pending merchant's, a delisted
+        # one): the cart must not tell which ids exist where the product page answers 404 for both
         raise ValidationError(f"products not for sale: {missing}", code="not_sellable")
     modes = {p.fulfillment for p in products.values()}
     if len(modes) != 1:

@@ -23,8 +23,8 @@ from serving.deps import (
     SessionDep,
     StateDep,
     ensure_merchant,
-    ensure_product_visible,
     product_owner,
+    visible_product,
 )
 from serving.routers.common import PageLimit, PageOffset, card, catalog_or_503
 from serving.schemas.base import PLAIN_INT, PageOut
@@ -86,7 +86,9 @@ def _product(p: Product, *, owner: bool = True) -> ProductOut:
 
 
 def _owned_product(session, principal: Principal, product_id: str) -> Product:
-    product = products.get_product(session, product_id)
+    """The caller's own product to change: one it may not even see is a made-up id's 404, not a 403 that
+    says it exists (`visible_product`); another merchant's public one is 403."""
+    product = visible_product(session, principal, product_id)
     ensure_merchant(principal, product.merchant_id)
     return product
 
@@ -338,9 +340,7 @@ def get_product(
     """A product page. Unsellable products are visible only to their merchant and admins. With a
     region, an in-stock listed product also shows the delivery window checkout would promise for one
     unit (anyone sees that and whether it is in stock, never where or how much)."""
-    product = products.get_product(session, product_id)
-    public = bool(products.sellable_products(session, [product_id]))
-    ensure_product_visible(principal, product_id, product.merchant_id, public)
+    product = visible_product(session, principal, product_id)
     out = _product(product, owner=product_owner(principal, product.merchant_id))
     if region is not None and out.in_stock and product.status == "listed":
         out.delivery = promised_delivery(session, state.delivery.current, product_id, region, utcnow())

@@ -8,7 +8,7 @@ from anyio import from_thread
 from fastapi import APIRouter, status
 
 from commerce.services.events import record_events
-from serving.deps import SessionDep, StateDep, Storefront, ensure_shopper, ensure_within
+from serving.deps import SessionDep, StateDep, Storefront, ensure_events_within, ensure_shopper
 from serving.schemas.events import EventBatch, EventsAccepted
 from serving.sessions import clicks_by_session, live_session_limit
 
@@ -24,13 +24,11 @@ def post_events(
     Product events with a `session_id` (a 16-64 character token) also update that live session, for
     this key (a shopper key keeps its newest SHOPPER_LIVE_SESSIONS). An event stamped more than
     `max_event_age_days` ago is refused (422 `ts_too_old`); a throttled key over its event quota
-    (`event_rate_limit_per_minute`) gets 429, nothing recorded."""
+    (`event_rate_limit_per_minute`) gets 429, nothing recorded; with not one event left, before its body
+    is read (serving.idempotency)."""
     for event in batch.events:
         ensure_shopper(principal, event.shopper_id)
-    quota = from_thread.run(state.limiter.check_events, principal, len(batch.events))
-    if quota is not None:
-        detail = f"event quota of {quota.limit} events per minute exceeded ({quota.remaining} left)"
-        ensure_within(quota, detail)
+    ensure_events_within(from_thread.run(state.limiter.check_events, principal, len(batch.events)))
     events = [e.model_dump() for e in batch.events]
     max_age = timedelta(days=state.settings.max_event_age_days)
     inserted = record_events(session, events, client=principal.key_id, max_age=max_age)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from commerce.catalog import Fulfillment
 from commerce.services import logistics
+from commerce.services.checkout import MAX_UNITS_PER_PRODUCT
 from commerce.sqltypes import utcnow
 from serving.audit import audit
 from serving.delivery import delivery_quote
@@ -22,6 +23,7 @@ from serving.deps import (
     StateDep,
     Storefront,
     ensure_merchant,
+    visible_product,
 )
 from serving.replenishment import merchant_replenishment
 from serving.routers.common import PageLimit, PageOffset
@@ -107,11 +109,13 @@ def product_delivery(
     region: Region,
     session: SessionDep,
     state: StateDep,
-    _: Storefront,
-    quantity: Annotated[int, Query(ge=1, le=999), PLAIN_INT] = 1,
+    principal: Storefront,
+    quantity: Annotated[int, Query(ge=1, le=MAX_UNITS_PER_PRODUCT), PLAIN_INT] = 1,
 ) -> DeliveryQuoteOut:
     """What each partner charges to ship the product to `region` and when it would arrive (80% window),
-    and the partner the merchant's shipping rule picks: the window the storefront promises."""
+    and the partner the merchant's shipping rule picks: the window the storefront promises. A product
+    that is not public is 404 as its page is."""
+    visible_product(session, principal, product_id)
     quote = delivery_quote(session, state.delivery.current, product_id, region, quantity, utcnow())
     chosen = next(o for o in quote.options if o.partner_id == quote.chosen)
     return DeliveryQuoteOut(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic_core import to_json
 
 from commerce.catalog import Fulfillment
-from commerce.services._util import stored_form
+from commerce.services._util import not_found, stored_form
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
 from serving.deps import PrincipalDep, StateDep, Storefront, ensure_product_visible, ensure_shopper
@@ -266,7 +266,7 @@ async def similar_products(
     product_id = stored_form(product_id, catalog.index.__contains__)
     pos = catalog.index.get(product_id)
     if pos is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no product {product_id!r}")
+        raise not_found("product", product_id)
     ensure_product_visible(principal, product_id, catalog.merchant_list[pos], bool(catalog.public[pos]))
     model = state.models.current
     page = recommend(

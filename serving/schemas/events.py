@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field, field_validator
 
 from commerce.events import BehaviourEventType
-from commerce.services.checkout import MAX_LINE_QUANTITY
+from commerce.services.checkout import MAX_UNITS_PER_PRODUCT
 from serving.schemas.base import Instant, RequestModel
 
 MAX_BATCH = 1000
@@ -30,7 +30,7 @@ class EventIn(RequestModel):
     )
     product_id: str | None = Field(default=None, max_length=64, description="Required except for search.")
     quantity: int = Field(
-        default=1, ge=1, le=MAX_LINE_QUANTITY, description="At most what one cart line holds."
+        default=1, ge=1, le=MAX_UNITS_PER_PRODUCT, description="At most what one order holds of a product."
     )
     value: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)
     session_id: str | None = Field(default=None, max_length=64)

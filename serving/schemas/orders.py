@@ -10,12 +10,13 @@ from pydantic import BaseModel, Field
 
 from commerce.catalog import Fulfillment
 from commerce.orders import OrderStatus
+from commerce.services.checkout import MAX_UNITS_PER_PRODUCT
 from serving.schemas.base import RequestModel
 
 
 class CartLineIn(RequestModel):
     product_id: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=999)
+    quantity: int = Field(ge=1, le=MAX_UNITS_PER_PRODUCT)
 
 
 class CheckoutIn(RequestModel):
