@@ -1,6 +1,6 @@
 """Fault injection on loopback, without touching shared servers: a TCP proxy that can be cut (a database
-that goes away and comes back), a server that accepts connections and never answers (a frozen Redis) and
-an address where a connect never completes (a host that drops packets).
+that goes away and comes back) or slowed (a Redis answering late), a server that accepts connections and
+never answers (a frozen Redis) and an address where a connect never completes (a host that drops packets).
 
 Each runs its own asyncio loop in a daemon thread; the fault benchmark and the resilience tests use them.
 """
@@ -29,7 +29,11 @@ class _LoopThread:
 class TcpProxy(_LoopThread):
     """127.0.0.1:`port` -> `target`. `cut()` refuses new connections and aborts open ones (the server is
     gone); `restore()` listens again. `freeze()` keeps every connection open but forwards nothing (the
-    server is SIGSTOPped); `thaw()` lets the held bytes through."""
+    server is SIGSTOPped); `thaw()` lets the held bytes through. `delay` (seconds, 0 by default) holds
+    every chunk the server sends that long before passing it on (a server answering slowly, each round
+    trip that much longer)."""
+
+    delay = 0.0
 
     def __init__(self, port: int, target_host: str, target_port: int) -> None:
         super().__init__(f"proxy-{port}")
@@ -51,10 +55,14 @@ class TcpProxy(_LoopThread):
     def thaw(self) -> None:
         self.loop.call_soon_threadsafe(self._flowing.set)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answers: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 await self._flowing.wait()
+                if answers and self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -70,7 +78,7 @@ class TcpProxy(_LoopThread):
             return
         self._open.update((writer, up_writer))
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, answers=True))
         finally:
             self._open.difference_update((writer, up_writer))
 

@@ -285,6 +285,10 @@ class ExposureLog(PeriodicFlush):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def backlogs(self) -> tuple[Backlog, ...]:
+        return (self.exposures, self.pages)
+
     def note(self, shopper_id: str, exposed: Iterable[tuple[str, str]]) -> None:
         for experiment, variant in exposed:
             key = (experiment, shopper_id)

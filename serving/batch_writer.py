@@ -6,10 +6,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: How long `stop()` keeps retrying what is still queued while the database is away (a restart or a
+#: failover during a deploy): the first failed flush used to be the last, and the rows went with the
+#: process. Short, since it runs after the requests' shutdown grace, before the orchestrator's SIGKILL.
+FINAL_FLUSH_SECONDS = 3.0
+FINAL_FLUSH_RETRY_SECONDS = 0.5
 
 
 class Backlog:
@@ -66,6 +73,11 @@ class PeriodicFlush(ABC):
     def flush(self) -> int:
         """Write what is queued; returns how many rows were written."""
 
+    @property
+    @abstractmethod
+    def backlogs(self) -> tuple[Backlog, ...]:
+        """What is queued, by kind."""
+
     def start(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
@@ -76,9 +88,19 @@ class PeriodicFlush(ABC):
             self.flush()
 
     def stop(self) -> None:
-        """Stop the thread and write what is still queued."""
+        """Stop the thread and write what is still queued, retrying for FINAL_FLUSH_SECONDS while the
+        database is away; what is left then is logged as lost."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        deadline = time.monotonic() + FINAL_FLUSH_SECONDS
         self.flush()
+        while any(len(b) for b in self.backlogs) and time.monotonic() < deadline:
+            time.sleep(FINAL_FLUSH_RETRY_SECONDS)
+            self.flush()
+        for backlog in self.backlogs:
+            if len(backlog):
+                log.error(
+                    "stopping with the database unavailable: %d %s were not kept", len(backlog), backlog.what
+                )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import anyio
 from anyio.to_thread import run_sync
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -127,6 +128,13 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def after_commit(session: Session, work: Callable[[], None]) -> None:
+    """Run `work` once the request's transaction has committed (never if it rolls back), outside it: a
+    side effect on another store (Redis) that waits there while the transaction is open holds its locks
+    that long, SQLite's write lock included. `work` must not raise: the request has taken effect."""
+    event.listen(session, "after_commit", lambda _session: work(), once=True)
 
 
 def stored_id(model: type, name: str):

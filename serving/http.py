@@ -8,7 +8,8 @@ uvicorn cancels its keep-alive timer on any byte received and a new connection h
 client sending a header byte now and then holds a connection (and its memory) forever. These protocols
 give every request `timeout_keep_alive` seconds, from the moment the connection opens or the previous
 response ends, to complete its headers; trickling bytes does not reset the deadline. Its body, if any,
-then has that long plus a second per SLOWEST_BODY_BYTES_PER_SECOND of it.
+then has that long plus a second per SLOWEST_BODY_BYTES_PER_SECOND of it. A client that stops reading its
+answer has that long to read again (`HeaderDeadline.pause_writing`).
 
 They also stamp each request with the moment its headers were read off the socket (`ARRIVED` in the
 request state, `time.monotonic()`). Every request of a burst is read in one pass of the event loop but
@@ -76,6 +77,7 @@ class HeaderDeadline:
 
     _header_deadline: asyncio.TimerHandle | None = None
     _body_deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
     _header_bytes = 0  # read since the deadline was armed, while the headers are still incomplete
 
     def _arm(self) -> None:
@@ -107,6 +109,28 @@ class HeaderDeadline:
         if not self.transport.is_closing():
             self.transport.close()
 
+    def pause_writing(self) -> None:
+        """The client stopped reading (the transport's buffer is full): it has `timeout_keep_alive` to
+        read again. Unbounded, a client that never read a large answer held it in memory for ever (the
+        keep-alive close waits for the buffer to drain): 16 MB per connection, still held after 15 s."""
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.timeout_keep_alive, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._writing()
+        super().resume_writing()
+
+    def _writing(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_stalled(self) -> None:
+        """Drop the connection and what it still buffers (`close` would wait for the client to read it)."""
+        self._write_deadline = None
+        self.transport.abort()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
@@ -114,6 +138,7 @@ class HeaderDeadline:
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._body_read()
+        self._writing()
         super().connection_lost(exc)
 
 

@@ -80,6 +80,17 @@ def load_precomputed(
 
 
 REDIS_META = "crosscart:precomputed:meta"  # JSON: model, version, n, stamp, parts (the key of the parts)
+#: The longest a batch's move to or from Redis waits for it to connect, or to answer one socket read or
+#: write (parts are megabytes: each read waits at most this). The load waited 30 s a read, and the API's
+#: start waits for the first load: a replica started while Redis was frozen answered nothing, `/health`
+#: included, for 31 s; batch-score's publish (redis-py 5-7's defaults) waited for ever.
+BATCH_IO_SECONDS = 5.0
+
+
+def _batch_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=BATCH_IO_SECONDS, socket_timeout=BATCH_IO_SECONDS)
 
 
 def publish_to_redis(directory: str | Path, url: str) -> int:
@@ -91,13 +102,11 @@ def publish_to_redis(directory: str | Path, url: str) -> int:
     one. The meta holds the part count, which `load_precomputed_redis` checks too."""
     import time
 
-    import redis
-
     directory = Path(directory).resolve()  # one batch: batch-score's swap relinks `directory`
     meta = json.loads((directory / META_FILE).read_text())
     stamp = time.time()
     parts_key = f"crosscart:precomputed:parts:{stamp:.6f}"
-    client = redis.Redis.from_url(url)
+    client = _batch_client(url)
     previous = client.get(REDIS_META)
     pipe = client.pipeline(transaction=False)
     parts = sorted(directory.glob("part-*.parquet"))
@@ -127,9 +136,8 @@ def load_precomputed_redis(url: str, current: PrecomputedLists | None = None) ->
     import io
 
     import pandas as pd
-    import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=30)
+    client = _batch_client(url)
     try:
         raw = client.get(REDIS_META)
         if raw is None:

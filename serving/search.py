@@ -139,6 +139,10 @@ class ImpressionLog(PeriodicFlush):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def backlogs(self) -> tuple[Backlog, ...]:
+        return (self.backlog,)
+
     def note(self, claim: ads.ImpressionClaim, at: datetime) -> None:
         self.backlog.put((claim, at))
 

@@ -38,6 +38,7 @@ ANONYMOUS = "anonymous"
 WINDOW_SECONDS = 60  # rate limits are per minute
 IPV6_CLIENT_PREFIX = 64  # one IPv6 client: a subscriber is handed a whole /64 (RFC 6177)
 STORE_VERIFY_SECONDS = 60.0  # how often the shared store's eviction policy is read again (CONFIG can change)
+PROBE_ITEM = RateLimitItemPerMinute(1_000_000)  # what the breaker's probe counts: never refused
 
 
 def client_address(host: str | None) -> str:
@@ -231,8 +232,14 @@ class SharedStore:
         return self._limiter
 
     async def ping(self) -> None:
+        """The breaker's probe: `verify`, then count a hit on a key of its own. A Redis that refuses
+        writes (a read-only replica after a failover, or full under `noeviction`) answers PING and CONFIG
+        but not the counters: the probe passed, so the breaker closed every `retry_seconds`, the next
+        request failed and opened it again (two warnings per interval and per replica, `/ready` saying
+        `"redis": "up"` most of the time while every replica counted alone)."""
         async with asyncio.timeout(self.timeout):
             await self.verify()
+            await self.limiter().hit(PROBE_ITEM, "breaker-probe")
 
     def verify_due(self) -> bool:
         """Whether this request reads the eviction policy again (STORE_VERIFY_SECONDS passed), claiming

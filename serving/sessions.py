@@ -19,8 +19,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -202,10 +203,17 @@ class SessionState:
                     log.warning("session store back")
                 self._retry_at = None
 
-    def record(self, owner: int, sessions: Mapping[str, Sequence[Click]], limit: int | None = None) -> int:
+    def record(
+        self,
+        owner: int,
+        sessions: Mapping[str, Sequence[Click]],
+        limit: int | None = None,
+        later: Callable[[Callable[[], None]], None] | None = None,
+    ) -> int:
         """Add each session's clicks (session id -> clicks) for `owner`, keeping its `limit` newest
         sessions (live_session_limit); the number of clicks stored. Ids that are not valid tokens are
-        not stored."""
+        not stored. With `later`, the store is handed to it to run (serving.deps.after_commit) instead
+        of now."""
         valid = {
             session_key(owner, sid): clicks
             for sid, clicks in sessions.items()
@@ -213,7 +221,8 @@ class SessionState:
         }
         kept = newest_sessions(valid, limit)
         if kept:
-            self._store(owner, kept, limit)
+            store = partial(self._store, owner, kept, limit)
+            store() if later is None else later(store)
         return sum(len(clicks) for clicks in kept.values())
 
     def _store(self, owner: int, sessions: Mapping[str, Sequence[Click]], limit: int | None) -> None:

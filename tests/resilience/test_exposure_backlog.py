@@ -9,6 +9,7 @@ import time
 
 from sqlalchemy import func, select
 
+import serving.batch_writer
 from commerce.db import transaction
 from commerce.experiments import ExperimentImpression
 from commerce.services.experiments import create_experiment, exposure_counts, start_experiment
@@ -83,7 +84,6 @@ def test_a_row_the_database_refuses_is_dropped_not_retried_for_ever(database_url
     factory.kw["bind"].dispose()
 
 
-
 def test_the_bound_and_the_dropped_count_hold_when_request_threads_put_at_once(monkeypatch):
     counted = Backlog.__len__
 
@@ -108,3 +108,37 @@ def test_the_bound_and_the_dropped_count_hold_when_request_threads_put_at_once(m
         t.join()
     assert counted(backlog) == 50  # never past the bound, however the threads interleave
     assert backlog.dropped == 8 * 20 - 50  # every refused row counted
+
+
+def test_stopping_while_the_database_is_away_retries_then_says_what_was_lost(tmp_path, caplog, monkeypatch):
+    """The shutdown's flush was the last: with the database restarting at that moment (a deploy during a
+    failover), the exposures and ad impressions queued went with the process, logged as "will retry".
+    `stop()` now retries for FINAL_FLUSH_SECONDS, then logs what was not kept."""
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with transaction(factory) as s:
+        create_experiment(s, "e", {"a": 1, "b": 1})
+        start_experiment(s, "e")
+    down = threading.Event()
+    down.set()
+
+    def sessions():
+        if down.is_set():
+            _down()
+        return factory()
+
+    exposures = ExposureLog(sessions)
+    exposures.note("s1", [("e", "a")])
+    threading.Timer(0.6, down.clear).start()  # back 0.6 s into the shutdown
+    exposures.stop()
+    with factory() as s:
+        assert exposure_counts(s, "e") == {"a": 1, "b": 0}  # was 0: lost
+    factory.kw["bind"].dispose()
+
+    monkeypatch.setattr(serving.batch_writer, "FINAL_FLUSH_SECONDS", 0.5)
+    impressions = ImpressionLog(_down)
+    impressions.note("claim", None)
+    start = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="serving.batch_writer"):
+        impressions.stop()
+    assert time.monotonic() - start < 3  # bounded: the orchestrator's SIGKILL comes next
+    assert "1 ad impressions were not kept" in caplog.text

@@ -11,8 +11,10 @@ import threading
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 
 from bench.faultkit import Blackhole, FrozenServer
+from serving.precomputed import BATCH_IO_SECONDS
 from serving.security import CircuitBreaker
 from tests.resilience.conftest import (
     LoopWatch,
@@ -146,3 +148,22 @@ def test_startup_and_shutdown_never_call_redis_on_the_event_loop(tmp_path):
         asyncio.run(start_and_stop(watch))
     assert watch.blocking == [] and watch.stacks == [], watch.report() + "\n".join(watch.blocking)
     assert app.state.serving.precomputed.last_error is not None  # it did try Redis, in a worker thread
+
+
+def test_an_api_started_while_redis_is_frozen_serves_within_one_batch_read(tmp_path, frozen_redis):
+    """The start waits for the first load of the precomputed lists, which read Redis with a 30 s socket
+    timeout: a replica started while Redis was frozen answered nothing, `/health` included, for 31 s (long
+    enough for an orchestrator's liveness probe to kill it, again and again). It now starts within one
+    BATCH_IO_SECONDS and scores online until a batch loads."""
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    url = f"redis://127.0.0.1:{FROZEN_PORT}/0"
+    settings = fault_settings(tmp_path, redis_url=url, precomputed_redis=True)
+    start = time.monotonic()
+    with TestClient(fault_app(settings, factory, start_background=True)) as client:
+        started = time.monotonic() - start
+        assert started < BATCH_IO_SECONDS + 5, started  # was 31 s
+        assert client.get("/ready").json()["precomputed_error"] == "unavailable"
+        page = client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"]))
+        assert page.status_code == 200 and page.json()["model"]["source"] == "online"
+    factory.kw["bind"].dispose()

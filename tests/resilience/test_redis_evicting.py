@@ -178,3 +178,41 @@ def test_the_limiter_follows_the_eviction_policy_as_it_changes(clean, caplog):
     assert local == [True, True, True, False] and evicting == "evicting" and back == "up"
     assert clean.keys("crosscart:rl*")  # counted in Redis again
     assert "maxmemory-policy volatile-lru" in caplog.text and limiter.breaker.trips == 1
+
+
+@pytest.mark.parametrize("refusal", ["full", "read-only"])
+def test_a_redis_that_refuses_the_counters_writes_keeps_the_breaker_open_until_it_takes_them(
+    clean, caplog, refusal
+):
+    """Full under `noeviction`, or a read-only replica (a failover), Redis answers PING and CONFIG but
+    refuses every counter write: the breaker's probe passed, so it closed every `retry_seconds` and the
+    next request opened it again (7 trips in 1 s at a 0.1 s retry; two warnings each, `/ready` mostly
+    `up`). The probe now counts a hit itself: one trip, `unavailable`, until Redis takes writes again."""
+    limiter = RateLimiter(50, 50, URL, redis_timeout=1, retry_seconds=0.1)
+    principal = Principal(role="shopper", key_id=8)
+    clean.config_set("maxmemory-policy", "noeviction")
+    if refusal == "full":
+        clean.config_set("maxmemory", 1)  # whatever it holds is over: every write refused
+    else:
+        clean.replicaof("127.0.0.1", 1)  # a master that never answers: writes refused, reads served
+
+    async def run():
+        seen = set()
+        for _ in range(20):
+            assert (await limiter.check(principal)).allowed
+            seen.add(limiter.shared_store)
+            await asyncio.sleep(0.05)
+        clean.config_set("maxmemory", MAXMEMORY) if refusal == "full" else clean.replicaof("NO", "ONE")
+        await asyncio.sleep(0.5)  # the breaker's probe, every 0.1 s
+        back = limiter.shared_store
+        limiter.stop()
+        return seen, back
+
+    try:
+        seen, back = asyncio.run(run())
+    finally:
+        clean.config_set("maxmemory", MAXMEMORY)
+        clean.config_set("maxmemory-policy", "allkeys-lru")
+        clean.replicaof("NO", "ONE")
+    assert limiter.breaker.trips == 1 and seen == {"unavailable"}  # was 10 trips, mostly "up"
+    assert back == "up" and caplog.text.count("falling back to local counting") == 1

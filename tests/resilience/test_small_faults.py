@@ -134,3 +134,40 @@ def test_connections_that_never_finish_their_headers_are_closed(http_protocol):
             assert sock.recv(100).startswith(b"HTTP/1.1 200")
             # then trickles its next request's headers: the bytes do not extend the deadline
             assert 0.7 < _trickle(sock, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 20) < 2
+
+
+BIG = b"x" * (16 << 20)
+
+
+async def _big(scope, receive, send):
+    """16 MB answered to every request: more than the socket buffers hold."""
+    if scope["type"] == "http":
+        headers = [(b"content-length", str(len(BIG)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": BIG})
+
+
+def test_a_client_that_stops_reading_its_answer_is_dropped_with_what_it_held(http_protocol):
+    """uvicorn waits without limit for a client to read (flow control); the keep-alive timer's close waits
+    for the buffer to drain first: a client that asked for a large answer and read nothing held the
+    connection and the answer in memory for ever (16 MB, still held after 15 s). It now has the header
+    timeout to read again; a client that reads is served whole."""
+    with running_server(_big, HTTP_PORT, timeout_keep_alive=1, http=http_protocol) as server:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", HTTP_PORT))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            held = []
+            for _ in range(50):  # 5 s at most
+                held.append(len(server.server_state.connections))
+                if 1 in held and not held[-1]:
+                    break
+                time.sleep(0.1)
+            assert 1 in held and held[-1] == 0, held  # was held (and its 16 MB) for ever
+        with socket.create_connection(("127.0.0.1", HTTP_PORT), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+                time.sleep(0.01)  # a slow reader that keeps reading is not cut off
+            assert received.endswith(BIG)
