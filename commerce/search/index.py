@@ -207,6 +207,8 @@ class Fts5Index:
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
         self.ensure()
+        # a file whose tables cannot be read fails here, not at each search (the caller decides)
+        self._conn.execute("SELECT rowid FROM search_fts LIMIT 1").fetchall()
 
     def ensure(self) -> None:
         with self._lock:

@@ -40,10 +40,17 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+#: How pyarrow starts the message for an input that is not a whole Parquet file (empty, cut short, not
+#: Parquet); the message goes on with the file's path.
+UNREADABLE_PARQUET = "Could not open Parquet input source"
+
+
 class _Commands(TyperGroup):
     """Every command: the host's storage refusing a write (`commerce.files.is_storage_refusal`: a full,
     read-only or failing disk) ends it with one line naming the file, exit 1, where it printed a
-    traceback (83 lines for `campaign export`); any other exception is still a bug and shows its traceback."""
+    traceback (83 lines for `campaign export`); so does an input Parquet file cut short or overwritten
+    (`db load`, `features build`: 71-117 lines). Any other exception is still a bug and shows its
+    traceback."""
 
     def invoke(self, ctx):
         try:
@@ -55,6 +62,11 @@ class _Commands(TyperGroup):
                 raise
             where = f" {exc.filename}" if exc.filename else ""
             typer.echo(f"error: cannot write{where}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from exc
+        except ValueError as exc:  # pyarrow's ArrowInvalid
+            if not str(exc).startswith(UNREADABLE_PARQUET):
+                raise
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
 
 
