@@ -165,3 +165,24 @@ def test_another_merchants_hidden_product_answers_a_write_as_a_made_up_id(client
             assert got.json()["detail"] == expected.json()["detail"].replace(made_up, hidden)
     public = client.patch("/v1/products/p05", json={"price": "1.00"}, headers=rival)  # m2's, listed
     assert public.status_code == 403
+
+
+def test_one_address_files_a_few_merchant_applications_an_hour(make_client, settings, keys):
+    """Applying needs no key, and the anonymous request quota (60 a minute) let one address file 86,400
+    applications a day, each holding a licence number for good (`duplicate_licence`, rejected or not) and
+    answering whether one is registered: a competitor could squat a rival's licence, or a range of them.
+    Now an address (or a key) files `merchant_applications_per_hour`, refused ones counted too."""
+    client = make_client(settings=settings.model_copy(update={"merchant_applications_per_hour": 3}))
+
+    def apply(n: int, headers: dict | None = None):
+        body = {"name": f"Squat {n}", "country": "NZ", "licence_no": f"NZ-{n}", "brands": ["Kiwi"]}
+        return client.post("/v1/merchants", json=body, headers=headers or {})
+
+    assert [apply(n).status_code for n in (1, 1, 2, 3)] == [201, 409, 201, 429]  # the 409 counts
+    refused = apply(4)
+    assert refused.json()["code"] == "rate_limited"
+    assert refused.headers["ratelimit-policy"] == '"merchant-applications";q=3;w=3600'
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
+    # a key has a quota of its own; the storefront role is not throttled
+    assert apply(5, auth(keys["shopper"])).status_code == 201
+    assert {apply(n, auth(keys["storefront"])).status_code for n in range(6, 11)} == {201}
