@@ -186,3 +186,23 @@ def test_one_address_files_a_few_merchant_applications_an_hour(make_client, sett
     # a key has a quota of its own; the storefront role is not throttled
     assert apply(5, auth(keys["shopper"])).status_code == 201
     assert {apply(n, auth(keys["storefront"])).status_code for n in range(6, 11)} == {201}
+
+
+def test_a_rejected_application_does_not_hold_its_licence(client, keys):
+    """A licence number was held for good by the first application naming it, rejected or not: anyone,
+    with no key, could apply with a rival's licence, and after the admin rejected that application the
+    rival still could not apply (409 `duplicate_licence`). A rejected application holds nothing now
+    (migration 0040); a pending or approved merchant still holds its licence."""
+    admin = auth(keys["admin"])
+
+    def apply(name: str):
+        body = {"name": name, "country": "NZ", "licence_no": "NZ-777", "brands": ["Kiwi"]}
+        return client.post("/v1/merchants", json=body)
+
+    squat = apply("Squatter").json()["merchant_id"]
+    assert apply("Kiwi Co").json()["code"] == "duplicate_licence"  # pending: still held
+    reject = {"decision": "reject", "reason": "not the licence holder"}
+    assert client.post(f"/v1/merchants/{squat}/review", json=reject, headers=admin).status_code == 200
+    real = apply("Kiwi Co")
+    assert real.status_code == 201, real.text
+    assert apply("Kiwi Again").json()["code"] == "duplicate_licence"  # the holder's now
