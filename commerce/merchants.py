@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.db import Base
@@ -17,7 +17,18 @@ class Merchant(Base):
     """An overseas seller. Only `approved` merchants sell; `suspended` ones are hidden until reinstated."""
 
     __tablename__ = "merchants"
-    __table_args__ = (UniqueConstraint("country", "licence_no"),)
+    # A licence is held by one merchant that is not rejected: a rejected application (anyone may apply,
+    # naming any licence) must not keep the licence holder from applying (migration 0040).
+    __table_args__ = (
+        Index(
+            "uq_merchants_live_licence",
+            "country",
+            "licence_no",
+            unique=True,
+            sqlite_where=text("status <> 'rejected'"),
+            postgresql_where=text("status <> 'rejected'"),
+        ),
+    )
 
     merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     merchant_id_skeleton: Mapped[str] = skeleton_of("merchant_id")

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="Events per throttled key per minute, each event of a POST /v1/events batch counted (a"
         " batch over what is left is refused whole, 429); the storefront role is not throttled.",
     )
+    merchant_applications_per_hour: int = Field(
+        default=10,
+        ge=1,
+        description="Merchant applications (POST /v1/merchants) per client address, or per throttled key, per"
+        " hour; each one counts, refused ones too. An admin registers many with `crosscart db load`.",
+    )
     rate_limit_replicas: int = Field(
         default=1,
         ge=1,

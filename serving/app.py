@@ -206,6 +206,7 @@ def create_app(
             redis_timeout=settings.redis_timeout_seconds,
             replicas=settings.rate_limit_replicas,
             events_per_minute=settings.event_rate_limit_per_minute,
+            applications_per_hour=settings.merchant_applications_per_hour,
         ),
         metrics=Metrics(settings.prometheus_multiproc_dir),
         db_gate=db_gate,

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from cachetools import LRUCache
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import ResponseError
@@ -321,13 +321,14 @@ class RateDecision:
     limit: int
     remaining: int
     reset: int  # seconds until a request is allowed again (429) or the quota is back in full
-    policy: str  # "per-key", "per-address" or "events-per-key"
+    policy: str  # "per-key", "per-address", "events-per-key" or "merchant-applications"
+    window: int = WINDOW_SECONDS
 
     def headers(self) -> dict[str, str]:
         """`RateLimit-Policy` and `RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers, structured fields:
         quota `q` per window `w` seconds; remaining `r`, reset `t` seconds), plus `Retry-After` on 429."""
         headers = {
-            "RateLimit-Policy": f'"{self.policy}";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit-Policy": f'"{self.policy}";q={self.limit};w={self.window}',
             "RateLimit": f'"{self.policy}";r={self.remaining};t={self.reset}',
         }
         if not self.allowed:
@@ -356,13 +357,20 @@ class RateLimiter:
         retry_seconds: float = 5.0,
         replicas: int = 1,
         events_per_minute: int | None = None,
+        applications_per_hour: int | None = None,
     ) -> None:
         self.per_minute, self.anonymous_per_minute = per_minute, anonymous_per_minute
         self.events_per_minute = events_per_minute
         self.unthrottled = unthrottled
         amounts = {per_minute, anonymous_per_minute} | ({events_per_minute} if events_per_minute else set())
-        self._items = {n: RateLimitItemPerMinute(n) for n in amounts}
-        self._local_items = {n: RateLimitItemPerMinute(max(1, n // replicas)) for n in amounts}
+        # (the shared store's item, this process's share of it) per quota
+        self._items = {
+            n: (RateLimitItemPerMinute(n), RateLimitItemPerMinute(max(1, n // replicas))) for n in amounts
+        }
+        self._applications = None
+        if hourly := applications_per_hour:
+            share = RateLimitItemPerHour(max(1, hourly // replicas))
+            self._applications = (RateLimitItemPerHour(hourly), share)
         self._local: SlidingWindowCounterRateLimiter | None = None
         self._local_loop: asyncio.AbstractEventLoop | None = None
         self._shared = SharedStore(redis_url, redis_timeout) if redis_url else None
@@ -397,7 +405,7 @@ class RateLimiter:
         if limit is None:
             return None
         policy = "per-address" if principal.role == ANONYMOUS else "per-key"
-        return await self._count(limit, principal.rate_key, policy)
+        return await self._count(self._items[limit], principal.rate_key, policy)
 
     async def check_events(self, principal: Principal, count: int) -> RateDecision | None:
         """Count `count` recorded events of `principal` against its event quota, all or none (a batch is
@@ -406,24 +414,33 @@ class RateLimiter:
         if not self.events_per_minute or self.limit_for(principal) is None:
             return None
         key = f"events:{principal.rate_key}"
-        return await self._count(self.events_per_minute, key, "events-per-key", count)
+        return await self._count(self._items[self.events_per_minute], key, "events-per-key", count)
 
     async def events_left(self, principal: Principal) -> RateDecision | None:
         """The event quota as it stands, nothing counted: refused when not one event is left, so that a
         batch can be refused before its body is read (serving.idempotency); None as `check_events`."""
         return await self.check_events(principal, 0)
 
-    async def _count(self, limit: int, key: str, policy: str, cost: int = 1) -> RateDecision:
-        """In the shared store while it answers, else in this process (a replica's share of `limit`)."""
+    async def check_application(self, principal: Principal) -> RateDecision | None:
+        """Count one merchant application of `principal` (an anonymous caller by its address) against the
+        hourly quota; None for an unthrottled role or without one. The request quota alone let one address
+        file 86,400 applications a day, each one holding a licence number (`duplicate_licence`) for good."""
+        if self._applications is None or self.limit_for(principal) is None:
+            return None
+        key = f"applications:{principal.rate_key}"
+        return await self._count(self._applications, key, "merchant-applications")
+
+    async def _count(self, items: tuple, key: str, policy: str, cost: int = 1) -> RateDecision:
+        """In the shared store while it answers, else in this process (a replica's share of the quota)."""
         if self._shared is not None and self.breaker.closed:
             try:
                 async with asyncio.timeout(self._shared.timeout):  # both round trips together
                     if self._shared.verify_due():
                         await self._shared.verify()  # one request a minute pays two more round trips
-                    return await self._decide(self._shared.limiter(), self._items[limit], key, policy, cost)
+                    return await self._decide(self._shared.limiter(), items[0], key, policy, cost)
             except Exception as exc:  # Redis down, frozen or evicting: count locally until it is not
                 self.breaker.trip(exc)
-        return await self._decide(self._local_limiter(), self._local_items[limit], key, policy, cost)
+        return await self._decide(self._local_limiter(), items[1], key, policy, cost)
 
     @staticmethod
     async def _decide(limiter, item, key: str, policy: str, cost: int) -> RateDecision:
@@ -433,7 +450,7 @@ class RateLimiter:
         if allowed is None:
             allowed = stats.remaining > 0
         reset = max(1, math.ceil(stats.reset_time - time.time()))
-        return RateDecision(allowed, item.amount, stats.remaining, reset, policy)
+        return RateDecision(allowed, item.amount, stats.remaining, reset, policy, item.get_expiry())
 
     def stop(self) -> None:
         self.breaker.stop()

@@ -64,7 +64,10 @@ def apply(session: Session, application: MerchantApplication) -> Merchant:
         not_confusable(brand, brands[:i], "brand")
     if not brands:
         raise ValidationError("at least one brand authorization is required", code="missing_brands")
-    if session.scalar(select(Merchant).where(Merchant.country == country, Merchant.licence_no == licence)):
+    held = select(Merchant).where(
+        Merchant.country == country, Merchant.licence_no == licence, Merchant.status != "rejected"
+    )  # a rejected application holds no licence (uq_merchants_live_licence)
+    if session.scalar(held):
         raise Conflict(f"licence {licence!r} ({country}) is already registered", code="duplicate_licence")
     merchant_id = chosen_id(
         session, application.merchant_id or new_id("m"), Merchant.merchant_id, "merchant_id"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from anyio import from_thread
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, status
 
 from commerce.catalog import Fulfillment, Product
@@ -23,6 +24,7 @@ from serving.deps import (
     SessionDep,
     StateDep,
     ensure_merchant,
+    ensure_within,
     product_owner,
     visible_product,
 )
@@ -94,8 +96,11 @@ def _owned_product(session, principal: Principal, product_id: str) -> Product:
 
 
 @router.post("/merchants", response_model=MerchantOut, status_code=status.HTTP_201_CREATED)
-def apply(body: MerchantApply, session: SessionDep, _: PrincipalDep) -> MerchantOut:
-    """An overseas seller applies (no key needed); the merchant starts `pending` until an admin reviews."""
+def apply(body: MerchantApply, session: SessionDep, principal: PrincipalDep, state: StateDep) -> MerchantOut:
+    """An overseas seller applies (no key needed); the merchant starts `pending` until an admin reviews.
+    At most `merchant_applications_per_hour` per client address (or key), refused ones counted too: 429."""
+    if (quota := from_thread.run(state.limiter.check_application, principal)) is not None:
+        ensure_within(quota, f"at most {quota.limit} merchant applications an hour from one address or key")
     merchant = merchants.apply(session, merchants.MerchantApplication(**body.model_dump()))
     return _merchant(merchant)
 

@@ -95,6 +95,7 @@ def api(shop, engine, tmp_path):  # noqa: F811
         data_dir=tmp_path,
         rate_limit_per_minute=10_000,
         rate_limit_anonymous_per_minute=10_000,
+        merchant_applications_per_hour=10_000,
         search_backend=backend,
         ads_token_secret="api-test-secret",
     )

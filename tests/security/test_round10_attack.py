@@ -165,3 +165,44 @@ def test_another_merchants_hidden_product_answers_a_write_as_a_made_up_id(client
             assert got.json()["detail"] == expected.json()["detail"].replace(made_up, hidden)
     public = client.patch("/v1/products/p05", json={"price": "1.00"}, headers=rival)  # m2's, listed
     assert public.status_code == 403
+
+
+def test_one_address_files_a_few_merchant_applications_an_hour(make_client, settings, keys):
+    """Applying needs no key, and the anonymous request quota (60 a minute) let one address file 86,400
+    applications a day, each holding a licence number for good (`duplicate_licence`, rejected or not) and
+    answering whether one is registered: a competitor could squat a rival's licence, or a range of them.
+    Now an address (or a key) files `merchant_applications_per_hour`, refused ones counted too."""
+    client = make_client(settings=settings.model_copy(update={"merchant_applications_per_hour": 3}))
+
+    def apply(n: int, headers: dict | None = None):
+        body = {"name": f"Squat {n}", "country": "NZ", "licence_no": f"NZ-{n}", "brands": ["Kiwi"]}
+        return client.post("/v1/merchants", json=body, headers=headers or {})
+
+    assert [apply(n).status_code for n in (1, 1, 2, 3)] == [201, 409, 201, 429]  # the 409 counts
+    refused = apply(4)
+    assert refused.json()["code"] == "rate_limited"
+    assert refused.headers["ratelimit-policy"] == '"merchant-applications";q=3;w=3600'
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
+    # a key has a quota of its own; the storefront role is not throttled
+    assert apply(5, auth(keys["shopper"])).status_code == 201
+    assert {apply(n, auth(keys["storefront"])).status_code for n in range(6, 11)} == {201}
+
+
+def test_a_rejected_application_does_not_hold_its_licence(client, keys):
+    """A licence number was held for good by the first application naming it, rejected or not: anyone,
+    with no key, could apply with a rival's licence, and after the admin rejected that application the
+    rival still could not apply (409 `duplicate_licence`). A rejected application holds nothing now
+    (migration 0040); a pending or approved merchant still holds its licence."""
+    admin = auth(keys["admin"])
+
+    def apply(name: str):
+        body = {"name": name, "country": "NZ", "licence_no": "NZ-777", "brands": ["Kiwi"]}
+        return client.post("/v1/merchants", json=body)
+
+    squat = apply("Squatter").json()["merchant_id"]
+    assert apply("Kiwi Co").json()["code"] == "duplicate_licence"  # pending: still held
+    reject = {"decision": "reject", "reason": "not the licence holder"}
+    assert client.post(f"/v1/merchants/{squat}/review", json=reject, headers=admin).status_code == 200
+    real = apply("Kiwi Co")
+    assert real.status_code == 201, real.text
+    assert apply("Kiwi Again").json()["code"] == "duplicate_licence"  # the holder's now

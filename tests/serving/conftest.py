@@ -272,6 +272,7 @@ def settings(tmp_path) -> Settings:
         data_dir=tmp_path,
         rate_limit_per_minute=10_000,
         rate_limit_anonymous_per_minute=10_000,
+        merchant_applications_per_hour=10_000,
         identity_key=IDENTITY_KEY,
     )
 
