@@ -125,21 +125,25 @@ def test_a_chosen_id_is_stored_in_its_one_form_and_found_by_any(market, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize(("bad", "code"), NOT_IDS)
-def test_an_id_outside_the_pattern_is_refused(market, kind, bad, code):
-    with pytest.raises(ValidationError) as err, transaction(market) as s:
-        _create(s, kind, bad)
-    assert err.value.code == code
+def test_an_id_outside_the_pattern_is_refused(market, kind):
+    """Every NOT_IDS entry in one marketplace: a refused create writes nothing (a marketplace per id was
+    96 PostgreSQL and SQLite setups, a third of this module's time)."""
+    codes = {}
+    for bad, _ in NOT_IDS:
+        with pytest.raises(ValidationError) as err, transaction(market) as s:
+            _create(s, kind, bad)
+        codes[bad] = err.value.code
+    assert codes == dict(NOT_IDS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("look_alike", [CYRILLIC_P1, "pl", "pI"])
-def test_a_look_alike_of_a_stored_id_is_refused(market, kind, look_alike):
+def test_a_look_alike_of_a_stored_id_is_refused(market, kind):
     with transaction(market) as s:
         _create(s, kind, "p1")
-    with pytest.raises(ValidationError) as err, transaction(market) as s:
-        _create(s, kind, look_alike, 2)
-    assert err.value.code == "confusable_name"
+    for look_alike in (CYRILLIC_P1, "pl", "pI"):  # refused, so each meets the same stored p1
+        with pytest.raises(ValidationError) as err, transaction(market) as s:
+            _create(s, kind, look_alike, 2)
+        assert err.value.code == "confusable_name", look_alike
     with pytest.raises(ValidationError) as mixed, transaction(market) as s:
         _create(s, kind, "p\u0440", 3)  # Latin p, Cyrillic р in one word
     assert mixed.value.code == "mixed_script"
