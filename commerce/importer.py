@@ -28,6 +28,7 @@ from commerce.errors import ValidationError
 from commerce.events import EVENT_COLUMNS
 from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import Keyring, normalize_id_number
+from commerce.inputs import MARKETPLACE, check_marketplace
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
 from commerce.services._util import given_id, licence_number
@@ -334,7 +335,8 @@ def load_marketplace(
     Demo scale (1M events, 95k purchases) takes ~40 s on SQLite on a busy 2-core machine, ~19 s with
     `"purchases"`; see bench/commerce_import.py and docs/commerce.md for the per-step times.
     Catalog and people load in one transaction; events commit per batch of 100k rows; orders, then
-    campaigns, in one transaction each.
+    campaigns, in one transaction each. Every file is checked first (`commerce.inputs.check_marketplace`:
+    columns, kinds, pages), so a directory with a bad file loads nothing.
     """
     if events not in ("all", "purchases", "none"):
         raise ValidationError("events must be 'all', 'purchases' or 'none'", code="invalid_option")
@@ -344,6 +346,7 @@ def load_marketplace(
     import pyarrow.compute as pc
 
     started = time.perf_counter()
+    check_marketplace(data_dir, MARKETPLACE)  # a bad file found half-way left the tables before it loaded
     stats = ImportStats()
     campaigns = _campaigns(data_dir)
     with transaction(session_factory) as session:

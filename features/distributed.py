@@ -33,10 +33,12 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import staged_directory
+from commerce.inputs import check_marketplace
 from features.cluster import STALL_SECONDS, compute_on
 from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
 from features.tables import (
     EVENT_COLUMNS,
+    FEATURE_INPUTS,
     as_utc,
     compact_events,
     events_before,
@@ -72,6 +74,7 @@ def run_feature_job(
     data, out = Path(data_dir), Path(out_dir)
     if not (data / "events").is_dir():
         raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    check_marketplace(data, FEATURE_INPUTS, decode=False)  # out of core: pages are read once, by the job
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
     n = partitions or len(list((data / "events").glob("*.parquet")))
     if n < 1:
@@ -358,6 +361,7 @@ def run_training_set(
     data, out = Path(data_dir), Path(out_dir)
     if not (data / "events").is_dir():
         raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    check_marketplace(data, FEATURE_INPUTS, decode=False)  # out of core: pages are read once, by the job
     labels = validate_labels(labels).reset_index(drop=True)
     if labels.empty:
         raise ValueError(

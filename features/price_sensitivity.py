@@ -40,6 +40,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from commerce.files import atomic_path
+from commerce.inputs import check_marketplace
 from features.tables import as_utc
 
 __all__ = [
@@ -267,6 +268,7 @@ def build_price_sensitivity(
     d = Path(data_dir)
     if not (d / "events").is_dir():
         raise FileNotFoundError(f"{d} has no events/ directory: is it a `crosscart generate` output?")
+    check_marketplace(d, ["events", "products.parquet", "shoppers.parquet"])
     events = pd.read_parquet(
         d / "events", columns=["ts", "shopper_id", "product_id", "event_type", "session_id"]
     ).dropna(subset=["shopper_id"])

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import atomic_path
+from commerce.inputs import check_marketplace
 
 WINDOWS_DAYS = (7, 30, 90)
 PRICE_BAND_EDGES = (0.0, 100.0, 300.0, 800.0, 2000.0, np.inf)
@@ -286,11 +287,16 @@ def product_features_from_counts(
     return out.sort_index()
 
 
+#: The marketplace files (commerce.inputs.MARKETPLACE) the feature tables are built from.
+FEATURE_INPUTS = ("events", "products.parquet", "shoppers.parquet", "categories.parquet")
+
+
 def read_marketplace(data_dir: str | Path) -> dict[str, pd.DataFrame]:
     """events, products, shoppers, categories of a generated marketplace directory."""
     d = Path(data_dir)
     if not (d / "events").is_dir():
         raise FileNotFoundError(f"{d} has no events/ directory: is it a `crosscart generate` output?")
+    check_marketplace(d, FEATURE_INPUTS)
     cols = ["ts", "shopper_id", "product_id", "event_type", "value"]
     return {
         "events": pd.read_parquet(d / "events", columns=cols),

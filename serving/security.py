@@ -377,6 +377,7 @@ class RateLimiter:
         self.breaker = CircuitBreaker(
             "rate-limit store", self._shared.ping if self._shared else None, retry_seconds
         )
+        self._store_checked_at = -math.inf
 
     @property
     def shared_store(self) -> str:
@@ -387,6 +388,19 @@ class RateLimiter:
         if self.breaker.closed:
             return "up"
         return "evicting" if isinstance(self.breaker.error, EvictingStore) else "unavailable"
+
+    async def check_store(self, every: float = 1.0) -> str:
+        """`shared_store`, the closed breaker's store probed first (at most every `every` seconds, within
+        its timeout; a failure opens the breaker). Only a counted call opened it: with no throttled call
+        yet, `/ready` said `"redis": "up"` while Redis was frozen."""
+        now = time.monotonic()
+        if self._shared is not None and self.breaker.closed and now - self._store_checked_at >= every:
+            self._store_checked_at = now
+            try:
+                await self._shared.ping()
+            except Exception as exc:  # down, frozen or evicting, as in `_count`
+                self.breaker.trip(exc)
+        return self.shared_store
 
     def limit_for(self, principal: Principal) -> int | None:
         if principal.role in self.unthrottled:

@@ -40,16 +40,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-#: How pyarrow starts the message for an input that is not a whole Parquet file (empty, cut short, not
-#: Parquet); the message goes on with the file's path.
-UNREADABLE_PARQUET = "Could not open Parquet input source"
-
-
 class _Commands(TyperGroup):
     """Every command: the host's storage refusing a write (`commerce.files.is_storage_refusal`: a full,
     read-only or failing disk) ends it with one line naming the file, exit 1, where it printed a
-    traceback (83 lines for `campaign export`); so does an input Parquet file cut short or overwritten
-    (`db load`, `features build`: 71-117 lines). Any other exception is still a bug and shows its
+    traceback (83 lines for `campaign export`); so does an input Parquet file it cannot use
+    (`commerce.inputs.is_unreadable_input`: cut short, damaged pages, a column missing or of another kind;
+    `db load`, `features build`: 25-440 lines). Any other exception is still a bug and shows its
     traceback."""
 
     def invoke(self, ctx):
@@ -63,8 +59,10 @@ class _Commands(TyperGroup):
             where = f" {exc.filename}" if exc.filename else ""
             typer.echo(f"error: cannot write{where}: {exc.strerror}", err=True)
             raise typer.Exit(1) from exc
-        except ValueError as exc:  # pyarrow's ArrowInvalid
-            if not str(exc).startswith(UNREADABLE_PARQUET):
+        except ValueError as exc:  # commerce.inputs.BadInputFile, pyarrow's ArrowInvalid
+            from commerce.inputs import is_unreadable_input
+
+            if not is_unreadable_input(exc):
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc

@@ -94,14 +94,16 @@ async def health() -> Response:
 async def ready(state: StateDep, response: Response) -> Readiness:
     """Ready once the catalog snapshot is loaded, the model store has decided what to serve (a model,
     warmed up, or the popularity fallback with its reason) and the database answers (checked at most
-    once a second; reads keep being served from memory while it does not)."""
+    once a second; reads keep being served from memory while it does not). Redis is probed at most once
+    a second too, within its timeout (`CROSSCART_REDIS_TIMEOUT_SECONDS`)."""
     catalog, model = state.catalog.current, state.models.current
     database_up = await state.db_health.check(state.session_factory.kw["bind"], state.db_gate)
+    redis = await state.limiter.check_store()
     broken = state.models.broken
     body = Readiness(
         ready=catalog is not None and state.models.decided and database_up,
         database="up" if database_up else "read-only" if state.db_health.read_only else "unavailable",
-        redis=state.limiter.shared_store,
+        redis=redis,
         revocations=(
             "not configured"
             if state.revocations is None

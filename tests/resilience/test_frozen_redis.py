@@ -167,3 +167,24 @@ def test_an_api_started_while_redis_is_frozen_serves_within_one_batch_read(tmp_p
         page = client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"]))
         assert page.status_code == 200 and page.json()["model"]["source"] == "online"
     factory.kw["bind"].dispose()
+
+
+def test_ready_reports_a_frozen_redis_before_any_throttled_call_within_its_timeout(
+    tmp_path, open_client, frozen_redis
+):
+    """Only a counted call opened the breaker: with no throttled call yet, `/ready` said `"redis": "up"`
+    while Redis was frozen. It now probes the store itself, and answers within the store's timeout."""
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    timeout = 0.5
+    settings = fault_settings(
+        tmp_path, redis_url=f"redis://127.0.0.1:{FROZEN_PORT}/0", redis_timeout_seconds=timeout
+    )
+    client = open_client(settings, factory)
+    start = time.perf_counter()
+    first = client.get("/ready")
+    first_seconds = time.perf_counter() - start
+    assert first.json()["redis"] == "unavailable" and first_seconds < timeout + 1.0
+    start = time.perf_counter()
+    assert client.get("/ready").json()["redis"] == "unavailable"
+    assert time.perf_counter() - start < timeout / 2  # the breaker open: Redis not asked again
+    assert client.app.state.serving.limiter.breaker.trips == 1

@@ -1,0 +1,176 @@
+"""The input Parquet files of a generated marketplace (docs/data-contracts.md) checked before a command
+uses them, so a file it cannot use ends the command with one line naming the file and what is wrong
+(`crosscart.cli`) instead of a traceback from wherever the reader tripped (a KeyError for a renamed
+column, a TypeError for a `ts` stored as text, pyarrow's "Corrupt snappy compressed data" naming no file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+#: How pyarrow starts the message for an input that is not a whole Parquet file (empty, cut short, not
+#: Parquet); the message goes on with the file's path.
+UNREADABLE_PARQUET = "Could not open Parquet input source"
+
+#: The columns of each marketplace file (a directory for `events`: its parts) and their kind, as the
+#: contract states them. Every reader of these files relies on them, so each is required.
+MARKETPLACE: dict[str, dict[str, str]] = {
+    "categories.parquet": {
+        "category_id": "text",
+        "parent_id": "text",
+        "name": "text",
+        "vat_rate": "number",
+        "consumption_tax_rate": "number",
+        "commission_rate": "number",
+        "repurchasable": "flag",
+    },
+    "merchants.parquet": {
+        "merchant_id": "text",
+        "name": "text",
+        "country": "text",
+        "licence_no": "text",
+        "brands": "list",
+        "status": "text",
+        "created_at": "timestamp",
+    },
+    "products.parquet": {
+        "product_id": "text",
+        "sku": "text",
+        "merchant_id": "text",
+        "title": "text",
+        "category_id": "text",
+        "brand": "text",
+        "origin_country": "text",
+        "price": "number",
+        "fulfillment": "text",
+        "self_operated": "flag",
+        "stock": "number",
+        "status": "text",
+        "created_at": "timestamp",
+    },
+    "shoppers.parquet": {
+        "shopper_id": "text",
+        "region": "text",
+        "segment": "text",
+        "created_at": "timestamp",
+    },
+    "identities.parquet": {"shopper_id": "text", "real_name": "text", "id_number": "text"},
+    "seasons.parquet": {
+        "season_id": "text",
+        "name": "text",
+        "start": "timestamp",
+        "end": "timestamp",
+        "discount": "number",
+    },
+    "campaigns.parquet": {
+        "campaign_id": "text",
+        "name": "text",
+        "channel": "text",
+        "start": "timestamp",
+        "end": "timestamp",
+        "control_share": "number",
+    },
+    "coupons.parquet": {
+        "coupon_id": "text",
+        "campaign_id": "text",
+        "kind": "text",
+        "value": "number",
+        "cap": "number",
+        "min_spend": "number",
+        "scope_type": "text",
+        "scope_id": "text",
+    },
+    "assignments.parquet": {
+        "campaign_id": "text",
+        "shopper_id": "text",
+        "arm": "text",
+        "converted": "flag",
+        "spend": "number",
+        "redeemed": "flag",
+    },
+    "product_parcels.parquet": {"product_id": "text", "weight_g": "number", "volume_cm3": "number"},
+    "events": {
+        "event_id": "text",
+        "ts": "timestamp",
+        "shopper_id": "text",
+        "product_id": "text",
+        "event_type": "text",
+        "quantity": "number",
+        "value": "number",
+        "session_id": "text",
+        "campaign_id": "text",
+        "coupon_id": "text",
+        "query": "text",
+    },
+}
+
+
+class BadInputFile(ValueError):
+    """An input file a command cannot use: not a whole Parquet file, data that does not decode, or a
+    column missing or of another kind than the contract's."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+def is_unreadable_input(exc: BaseException) -> bool:
+    """Whether `exc` is an input file a command cannot use (BadInputFile, or pyarrow refusing to open a
+    file that is not whole Parquet, which names it), as opposed to a bug."""
+    return isinstance(exc, BadInputFile) or (
+        isinstance(exc, ValueError) and str(exc).startswith(UNREADABLE_PARQUET)
+    )
+
+
+def _kind(type_) -> str:
+    import pyarrow as pa
+
+    for kind, test in (
+        ("timestamp", pa.types.is_timestamp),
+        ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)),
+        ("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)),
+        ("flag", pa.types.is_boolean),
+        ("list", lambda t: pa.types.is_list(t) or pa.types.is_large_list(t)),
+    ):
+        if test(type_):
+            return kind
+    return str(type_)
+
+
+def check_file(path: Path, columns: dict[str, str], *, decode: bool = True) -> None:
+    """Raise BadInputFile unless `path` opens as Parquet and holds `columns` ({name: kind}) of their kind
+    (a column of nulls only fits any kind); with `decode`, unless those columns' pages also decode (read
+    one row group at a time: a damaged page behind an intact footer)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise BadInputFile(path, f"not a whole Parquet file ({exc})") from exc
+    for name, kind in columns.items():
+        if name not in schema.names:
+            raise BadInputFile(path, f"missing column {name}")
+        type_ = schema.field(name).type
+        if pa.types.is_dictionary(type_):
+            type_ = type_.value_type
+        if not pa.types.is_null(type_) and _kind(type_) != kind:
+            raise BadInputFile(path, f"column {name} is {type_}, not {kind}")
+    if decode:
+        try:
+            for group in range(parquet.num_row_groups):
+                parquet.read_row_group(group, columns=list(columns))
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInputFile(path, f"unreadable data ({exc})") from exc
+
+
+def check_marketplace(data_dir: Path, names: Iterable[str], *, decode: bool = True) -> None:
+    """`check_file` on each of `names` (MARKETPLACE keys) present in `data_dir` (every part of a
+    directory), before a command reads any: a missing file is for the command to refuse or skip."""
+    for name in names:
+        path = data_dir / name
+        parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.exists() else []
+        for part in parts:
+            check_file(part, MARKETPLACE[name], decode=decode)
