@@ -26,6 +26,7 @@ from serving.resilience import (
     CommitOutcomeUnknown,
     DatabaseBusy,
     is_cancel_request,
+    is_connection_limit,
     is_contention,
     is_outage,
     unavailable_detail,
@@ -211,6 +212,8 @@ def install(app: FastAPI) -> None:
         if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
             log_cancelled(request.method, path)
             return _unavailable(CANCELLED_DETAIL, RETRY_AFTER_SECONDS, path)
+        if is_connection_limit(exc):  # the pool's connections still serve: `/ready` says `degraded`
+            request.app.state.serving.db_health.connection_limited()
         if is_contention(exc):
             return _unavailable("the database is busy right now; retry shortly", 1, path)
         if _nul_in_text(exc):

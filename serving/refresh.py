@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
-from serving.resilience import is_outage
+from serving.resilience import is_connection_limit, is_outage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -33,8 +33,13 @@ def failure_code(error: BaseException) -> FailureCode:
     # loader's bug or a malformed input, not something gone
     if isinstance(error, FileNotFoundError | BatchMissing):
         return "missing"
-    if is_outage(error) or isinstance(
-        error, ConnectionError | TimeoutError | RedisConnectionError | RedisTimeoutError | ModelUnavailable
+    if (
+        is_outage(error)
+        or is_connection_limit(error)
+        or isinstance(
+            error,
+            ConnectionError | TimeoutError | RedisConnectionError | RedisTimeoutError | ModelUnavailable,
+        )
     ):
         return "unavailable"
     if isinstance(error, OSError):  # permissions, I/O errors

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import threading
@@ -62,6 +63,7 @@ CONTENTION_SQLSTATES = frozenset(
         # or a cancel request (`is_cancel_request`)
     }
 )
+TOO_MANY_CONNECTIONS = "53300"  # PostgreSQL refused a new connection: its role, database or server limit
 SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
 READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL: a write on a server taking none (a standby, a failover)
 
@@ -70,16 +72,30 @@ class DatabaseReadOnly(Exception):
     """The server answers but takes no writes (a hot standby, `default_transaction_read_only` on)."""
 
 
+def is_connection_limit(error: BaseException) -> bool:
+    """PostgreSQL refused a new connection for its limit (`CONNECTION LIMIT` of the role or database,
+    `max_connections`): SQLSTATE 53300, which psycopg raises at connect without a sqlstate, so its
+    message too. The pool's open connections still work."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    message = str(error.orig)
+    return getattr(error.orig, "sqlstate", None) == TOO_MANY_CONNECTIONS or any(
+        text in message for text in ("too many connections", "remaining connection slots are reserved")
+    )
+
+
 def is_contention(error: BaseException) -> bool:
     """The database is busy, not gone: a row (on SQLite, the database) stayed locked by other writers past
-    the lock wait, a deadlock, or a statement past `statement_timeout`. Each was rolled back; the last
-    two were taken for an outage (503 with `Retry-After: 5`, the database reported down for one
-    statement that waited)."""
+    the lock wait, a deadlock, a statement past `statement_timeout`, or a new connection refused for the
+    connection limit (`is_connection_limit`). Each was rolled back or never began; the last three were
+    taken for an outage (503 with `Retry-After: 5`, the database reported down, for one statement that
+    waited or one connection too many while the pool's served)."""
     if not isinstance(error, exc.DBAPIError):
         return False
     return (
         getattr(error.orig, "sqlstate", None) in CONTENTION_SQLSTATES
         or getattr(error.orig, "sqlite_errorname", None) == SQLITE_BUSY
+        or is_connection_limit(error)
     )
 
 
@@ -184,6 +200,8 @@ def is_outage(error: BaseException) -> bool:
 # Whether the server would refuse a write: in recovery (a standby) or read-only by default. The probe's
 # own transaction is READ ONLY, so `transaction_read_only` would always say so.
 READ_ONLY_SQL = "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'"
+#: How long `/ready` says `degraded` after a new connection was refused for the connection limit.
+DEGRADED_SECONDS = 30.0
 
 
 class DatabaseHealth:
@@ -197,12 +215,24 @@ class DatabaseHealth:
         self.disk_full = False  # down for a full disk: the probe ends it only once it sees room again
         self.last_error: str | None = None
         self.refused = 0
+        self.connection_refused_at = -math.inf
         self._checked_at = -1e9
         self._lock = threading.Lock()
 
     @property
     def up(self) -> bool:
         return self.down_since is None
+
+    @property
+    def degraded(self) -> bool:
+        """Up, but a new connection was refused for the connection limit in the last DEGRADED_SECONDS:
+        requests that find a pooled connection are served, the others refused as busy."""
+        return time.monotonic() - self.connection_refused_at < DEGRADED_SECONDS
+
+    def connection_limited(self) -> None:
+        if not self.degraded:
+            log.warning("the database refuses new connections (connection limit): serving from the pool")
+        self.connection_refused_at = time.monotonic()
 
     def failed(self, error: BaseException) -> None:
         with self._lock:
@@ -264,6 +294,8 @@ class DatabaseHealth:
                     conn.execute(text("SELECT 1"))
                     room = not self.disk_full or sqlite_has_room(conn, engine.url.database)
         except Exception as error:
+            if is_connection_limit(error):  # every pooled connection in use and no new one allowed
+                self.connection_limited()
             if is_contention(error):  # not expected read-only (WAL recovery?); busy, never an outage
                 self.succeeded()
                 return True

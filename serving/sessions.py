@@ -102,13 +102,22 @@ class MemorySessions:
             while len(self._data) > self.max_sessions:
                 self._data.popitem(last=False)
 
-    def items(self, key: str) -> list[str]:
+    def members(self, key: str) -> dict[str, float]:
+        """The session's stored members and their times ({} if unknown or expired)."""
         with self._lock:
             found = self._data.get(key)
             if found is None or found[1] < self.clock():
-                return []
-            ordered = sorted(found[0].items(), key=lambda kv: (kv[1], kv[0]))
-        return [member.partition(_SEP)[2] for member, _ in ordered]
+                return {}
+            return dict(found[0])
+
+    def items(self, key: str) -> list[str]:
+        return products(self.members(key), self.max_items)
+
+
+def products(members: Mapping[str, float], max_items: int) -> list[str]:
+    """The products of the newest `max_items` members, oldest first (ties: by member, as Redis orders)."""
+    ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))[-max_items:]
+    return [member.partition(_SEP)[2] for member, _ in ordered]
 
 
 # Delete the index's oldest sessions beyond ARGV[1] (the index holds at most ARGV[1] + one batch).
@@ -153,7 +162,7 @@ class RedisSessions:
             pipe.eval(_EVICT, 1, index, limit, self.ttl)
         pipe.execute()
 
-    async def items(self, key: str) -> list[str]:
+    async def members(self, key: str) -> dict[str, float]:
         import asyncio
 
         import redis.asyncio
@@ -162,7 +171,7 @@ class RedisSessions:
         if self._async is None or self._async[0] is not loop:
             client = redis.asyncio.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
             self._async = (loop, client)
-        return [m.decode().partition(_SEP)[2] for m in await self._async[1].zrange(key, 0, -1)]
+        return {m.decode(): ts for m, ts in await self._async[1].zrange(key, 0, -1, withscores=True)}
 
 
 STORE_RETRY_SECONDS = (
@@ -174,34 +183,52 @@ class SessionState:
     """The service's session store: Redis when `redis_url` is set, else memory. After a Redis failure,
     memory for STORE_RETRY_SECONDS without asking Redis (a frozen Redis made every event write and
     session page wait its timeout and log a warning), the outage logged once; then the next call tries
-    Redis again (one timeout per STORE_RETRY_SECONDS at most while it stays down)."""
+    Redis again (one timeout per STORE_RETRY_SECONDS at most while it stays down). A Redis that answers
+    but refuses writes (a read-only replica, full under `noeviction`) keeps serving reads meanwhile, and
+    only a write it takes ends that refusal: a read did, logging "back", the next write "unavailable"
+    again. A read merges what memory holds for the session (written while Redis failed) with Redis'
+    clicks: it read Redis alone once Redis answered, the visit's newest clicks missing."""
 
     def __init__(self, max_items: int = 30, ttl_seconds: float = 1800.0, redis_url: str = ""):
         self.memory = MemorySessions(max_items, ttl_seconds)
         self.shared = RedisSessions(redis_url, max_items, ttl_seconds) if redis_url else None
         self.ranker = SessionRanker()
         self._retry_at: float | None = None  # Redis failed: memory only until then
+        self._write_retry_at: float | None = None  # Redis refused a write: writes to memory until then
         self._lock = threading.Lock()
 
-    def _redis(self) -> RedisSessions | None:
-        """Redis, unless it failed less than STORE_RETRY_SECONDS ago."""
-        retry_at = self._retry_at
-        if self.shared is None or (retry_at is not None and time.monotonic() < retry_at):
+    def _redis(self, write: bool) -> RedisSessions | None:
+        """Redis, unless it failed (for a write: or refused one) less than STORE_RETRY_SECONDS ago."""
+        now = time.monotonic()
+        waits = (self._retry_at, self._write_retry_at if write else None)
+        if self.shared is None or any(until is not None and now < until for until in waits):
             return None
         return self.shared
 
-    def _failed(self, error: BaseException) -> None:
-        with self._lock:
-            if self._retry_at is None:
-                log.warning("session store unavailable, keeping sessions in process: %s", error)
-            self._retry_at = time.monotonic() + STORE_RETRY_SECONDS
+    def _failed(self, error: BaseException, write: bool) -> None:
+        from redis import ResponseError  # READONLY, OOM: Redis answered, refusing the write
 
-    def _answered(self) -> None:
-        if self._retry_at is not None:
-            with self._lock:
-                if self._retry_at is not None:
-                    log.warning("session store back")
-                self._retry_at = None
+        refused = write and isinstance(error, ResponseError)
+        with self._lock:
+            if self._retry_at is None and self._write_retry_at is None:
+                log.warning("session store unavailable, keeping sessions in process: %s", error)
+            until = time.monotonic() + STORE_RETRY_SECONDS
+            if refused:
+                self._write_retry_at = until
+            else:
+                self._retry_at = until
+
+    def _answered(self, write: bool) -> None:
+        """Redis took a write, or answered a read: a read ends an outage, not a refusal of writes."""
+        if self._retry_at is None and (not write or self._write_retry_at is None):
+            return  # the common case: no lock
+        with self._lock:
+            failing = self._retry_at is not None or self._write_retry_at is not None
+            self._retry_at = None
+            if write:
+                self._write_retry_at = None
+            if failing and self._write_retry_at is None:
+                log.warning("session store back")
 
     def record(
         self,
@@ -226,30 +253,32 @@ class SessionState:
         return sum(len(clicks) for clicks in kept.values())
 
     def _store(self, owner: int, sessions: Mapping[str, Sequence[Click]], limit: int | None) -> None:
-        shared = self._redis()
+        shared = self._redis(write=True)
         if shared is not None:
             try:
                 shared.add(owner, sessions, limit)
-            except Exception as exc:  # Redis down: keep the visits in process rather than lose them
-                self._failed(exc)
+            except (
+                Exception
+            ) as exc:  # Redis down or refusing: keep the visits in process rather than lose them
+                self._failed(exc, write=True)
             else:
-                self._answered()
+                self._answered(write=True)
                 return
         self.memory.add(owner, sessions, limit)
 
     async def items(self, owner: int, session_id: str) -> list[str]:
         """The session's products, oldest first (repeats kept); empty if unknown, expired or not owned."""
         key = session_key(owner, session_id)
-        shared = self._redis()
+        members = self.memory.members(key)
+        shared = self._redis(write=False)
         if shared is not None:
             try:
-                items = await shared.items(key)
+                members = {**await shared.members(key), **members}
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, write=False)
             else:
-                self._answered()
-                return items or self.memory.items(key)
-        return self.memory.items(key)
+                self._answered(write=False)
+        return products(members, self.memory.max_items)
 
 
 def clicks_by_session(events: Iterable[Any]) -> dict[str, list[Click]]:

@@ -32,9 +32,10 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    database: Literal["up", "read-only", "unavailable"] = Field(
+    database: Literal["up", "degraded", "read-only", "unavailable"] = Field(
         description="`read-only`: the server answers but takes no writes (a standby after a failover); "
-        "writes are refused with 503 meanwhile."
+        "writes are refused with 503 meanwhile. `degraded`: ready, but a new connection was refused for "
+        "the connection limit in the last 30 s; requests that need one are refused with 503 meanwhile."
     )
     redis: Literal["up", "unavailable", "evicting", "not configured"] = Field(
         description="The shared rate-limit store; while unavailable, or `evicting` (full, it would evict "
@@ -102,7 +103,13 @@ async def ready(state: StateDep, response: Response) -> Readiness:
     broken = state.models.broken
     body = Readiness(
         ready=catalog is not None and state.models.decided and database_up,
-        database="up" if database_up else "read-only" if state.db_health.read_only else "unavailable",
+        database=(
+            ("degraded" if state.db_health.degraded else "up")
+            if database_up
+            else "read-only"
+            if state.db_health.read_only
+            else "unavailable"
+        ),
         redis=redis,
         revocations=(
             "not configured"

@@ -93,6 +93,8 @@ def test_a_registry_never_reached_is_the_fallback_reason_without_its_address(tmp
         (PermissionError(13, "Permission denied", "/srv/x"), "unreadable"),
         (ConnectionError("refused"), "unavailable"),
         (exc.OperationalError("SELECT 1", {}, Exception("gone")), "unavailable"),
+        # a new connection refused for the role's limit: busy for requests, but this load did not happen
+        (exc.OperationalError("", {}, Exception('FATAL:  too many connections for role "r"')), "unavailable"),
         (ValueError("Parquet magic bytes not found"), "corrupt"),
         (EOFError(), "corrupt"),
         (RegistryUnreadable("the registry database file is missing", "/srv/mlflow.db", "missing"), "missing"),

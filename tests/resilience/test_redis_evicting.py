@@ -20,8 +20,10 @@ import pytest
 import redis
 
 from crosscart.cli.doctor import _redis
+from serving import sessions
 from serving.precomputed import REDIS_META, load_precomputed_redis, publish_to_redis, write_meta
 from serving.security import Principal, RateLimiter
+from serving.sessions import Click, SessionState
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
@@ -216,3 +218,41 @@ def test_a_redis_that_refuses_the_counters_writes_keeps_the_breaker_open_until_i
         clean.replicaof("NO", "ONE")
     assert limiter.breaker.trips == 1 and seen == {"unavailable"}  # was 10 trips, mostly "up"
     assert back == "up" and caplog.text.count("falling back to local counting") == 1
+
+
+@pytest.mark.parametrize("refusal", ["full", "read-only"])
+def test_the_live_sessions_read_what_was_written_while_redis_refused_writes(
+    clean, caplog, refusal, monkeypatch
+):
+    """Clicks refused by Redis were kept in process, but once STORE_RETRY_SECONDS passed a page read Redis
+    alone (it answers reads): the visit lost its newest clicks (for good: once Redis took writes again,
+    p0 and p4 only), and the read logged "back", the next write "unavailable" again (6 lines for 3
+    clicks). Reads now merge the clicks kept in process; only a write ends the refusal."""
+    monkeypatch.setattr(sessions, "STORE_RETRY_SECONDS", 0.05)
+    state = SessionState(max_items=10, ttl_seconds=60, redis_url=URL)
+    token = "t" + "0" * 20
+
+    def click(i):
+        state.record(1, {token: [Click(f"e{i}", 100.0 + i, f"p{i}")]})
+
+    click(0)
+    clean.config_set("maxmemory-policy", "noeviction")
+    if refusal == "full":
+        clean.config_set("maxmemory", 1)
+    else:
+        clean.replicaof("127.0.0.1", 1)
+    try:
+        seen = []
+        for i in range(1, 4):
+            click(i)  # refused by Redis: kept in process
+            time.sleep(0.1)  # past STORE_RETRY_SECONDS: Redis is asked again
+            seen.append(asyncio.run(state.items(1, token)))
+        assert seen == [[f"p{j}" for j in range(i + 1)] for i in range(1, 4)]  # was ["p0"] each time
+    finally:
+        clean.config_set("maxmemory", MAXMEMORY)
+        clean.config_set("maxmemory-policy", "allkeys-lru")
+        clean.replicaof("NO", "ONE")
+    click(4)
+    assert asyncio.run(state.items(1, token)) == [f"p{j}" for j in range(5)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "serving.sessions"]
+    assert len(lines) == 2 and lines[-1] == "session store back", lines  # was 6: back, unavailable, ...
