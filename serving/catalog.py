@@ -76,6 +76,12 @@ class CatalogSnapshot:
         found = map(self.index.get, product_ids.tolist(), repeat(-1))
         return np.fromiter(found, dtype=np.intp, count=len(product_ids))
 
+    def public_context(self, product_ids: list[str]) -> list[str]:
+        """The `product_ids` a client names as a page's context (a product page, a cart, a visit's clicks)
+        that are public. A hidden one (a pending merchant's, a delisted one) drives no page: a page it
+        seeded told that it exists, what it is like (its category first) and what is bought with it."""
+        return [p for p in product_ids if (pos := self.index.get(p)) is not None and self.public[pos]]
+
     def category_mask(self, category_id: str) -> np.ndarray:
         """Products in `category_id` or any of its descendants (cached per snapshot)."""
         key = ("category", category_id)

@@ -132,7 +132,7 @@ def _compose(
         )
     seeds = []
     if query.context != "home":
-        seeds = [catalog.index[p] for p in query.product_id if p in catalog.index]
+        seeds = [catalog.index[p] for p in catalog.public_context(query.product_id)]
     # The snapshot is read once: a concurrent swap cannot mix two models in one page.
     chosen = choose(
         state.experiments.current or (), shopper_id, state.models, state.settings.model_alias, state.aliases
@@ -198,7 +198,7 @@ def _blend_session(
     """The session model's candidates re-ranked with the long-term model's scores (`blend`, weight
     `session_blend_weight`), then the long-term model's own list, and the page's `session` report.
     Without session items or a session model the page stays long-term."""
-    items = items[-state.settings.session_max_items :]
+    items = catalog.public_context(items)[-state.settings.session_max_items :]
     session_model = state.session_models.current
     report = {"session_id": session_id, "model": session_model.model_label, "version": session_model.version}
     if not items or session_model.recommender is None:

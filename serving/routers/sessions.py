@@ -28,7 +28,7 @@ def _compose(
 ) -> tuple[CatalogSnapshot, Page, ModelSnapshot, list[str]]:
     """The page for a visit's `items` (the newest `session_max_items` of them, also returned)."""
     catalog = catalog_or_503(state)
-    items = items[-state.settings.session_max_items :]
+    items = catalog.public_context(items)[-state.settings.session_max_items :]
     snapshot = state.session_models.current
     pool = state.policy.candidate_pool
     positions, scores = state.sessions.ranker.candidates(catalog, snapshot.recommender, items, pool)

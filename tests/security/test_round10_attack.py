@@ -12,6 +12,7 @@ from commerce.catalog import Product
 from commerce.db import transaction
 from commerce.services.logistics import seed_default_partners
 from tests.serving.conftest import auth
+from tests.serving.test_sessions import session_source  # noqa: F401  (a session model for the visit pages)
 
 
 def _visits(start: int, count: int, shopper: str = "s1") -> dict:
@@ -206,3 +207,39 @@ def test_a_rejected_application_does_not_hold_its_licence(client, keys):
     real = apply("Kiwi Co")
     assert real.status_code == 201, real.text
     assert apply("Kiwi Again").json()["code"] == "duplicate_licence"  # the holder's now
+
+
+def test_a_hidden_product_drives_no_recommendation_page(client, keys):
+    """A product page or cart naming a hidden product (p09: a pending merchant's; p11: delisted) got a page
+    seeded by it (its category first, what is bought with it), another page than a made-up id's: an
+    existence oracle beside the 404 of its own page. Hidden context products are ignored now, on the
+    route (a shopper key) and on the fast path (the storefront key) alike."""
+
+    def page(role: str, context: str, product_id: str) -> list[str]:
+        params = {"context": context, "product_id": product_id}
+        r = client.get("/v1/shoppers/s1/recommendations", params=params, headers=auth(keys[role]))
+        assert r.status_code == 200, r.text
+        return [item["product_id"] for item in r.json()["items"]]
+
+    for role in ("shopper", "storefront"):
+        for context in ("product", "cart"):
+            made_up = page(role, context, "q09")
+            assert page(role, context, "p09") == page(role, context, "p11") == made_up, (role, context)
+            assert page(role, context, "p05") != made_up  # a public product still drives the page
+
+
+def test_a_hidden_product_in_a_visit_drives_no_session_page(make_client, keys, session_source):  # noqa: F811
+    """A visit's clicks are the client's own events, naming any id: a click on a hidden product seeded the
+    session page as a click on a public one does (its category first, and listed among the visit's
+    items). Hidden clicks are ignored as made-up ids are."""
+    client, storefront = make_client(session_model_source=session_source), auth(keys["storefront"])
+    pages = {}
+    for n, product in enumerate(("p09", "p11", "q09", "p02")):
+        session_id = f"visit_{product}_" + "a" * 16
+        event = {"event_id": f"v{n}", "ts": datetime.now(UTC).isoformat(), "shopper_id": "s2",
+                 "event_type": "view", "product_id": product, "session_id": session_id}  # fmt: skip
+        assert client.post("/v1/events", json={"events": [event]}, headers=storefront).status_code == 202
+        page = client.get(f"/v1/sessions/{session_id}/recommendations", headers=storefront).json()
+        pages[product] = (page["session"]["items"], [item["product_id"] for item in page["items"]])
+    assert pages["p09"] == pages["p11"] == pages["q09"] == ([], pages["q09"][1])
+    assert pages["p02"][0] == ["p02"]  # a public product still drives the visit's page
