@@ -2,7 +2,8 @@
 
 Actions: key created or revoked, merchant reviewed, price changed, self-operated terms set, category
 commission changed, refund
-requested / completed / rejected, campaign launched. Rows are only ever inserted: database triggers refuse
+requested / completed / rejected, campaign launched, experiment started or stopped, a served model's alias
+moved (promotion, rollback). Rows are only ever inserted: database triggers refuse
 UPDATE and DELETE on both SQLite and PostgreSQL, so not even a bug in this code base can rewrite history.
 """
 
@@ -30,6 +31,9 @@ AUDIT_ACTIONS = (
     "refund.rejected",
     "order.refunded",
     "campaign.launched",
+    "experiment.started",
+    "experiment.stopped",
+    "model.alias_moved",
 )
 
 

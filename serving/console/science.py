@@ -246,11 +246,13 @@ async def model_plot(name: str, version: str, path: str, state: StateDep, _: Mod
 
 @router.post("/models/{name}/promote")
 async def promote(
-    request: Request, name: str, state: StateDep, _: AdminOnly, version: Annotated[str, Form()]
+    request: Request, name: str, state: StateDep, principal: AdminOnly, version: Annotated[str, Form()]
 ):
     """Point `champion` at the version (promotion or rollback); serving picks it up on its next poll."""
     _, error = await run_in_threadpool(
-        attempt, None, lambda: models_api.move_alias(state, name, state.settings.model_alias, version)
+        attempt,
+        None,
+        lambda: models_api.move_alias(state, principal, name, state.settings.model_alias, version),
     )
     if error:
         return await render(request, "error.html", status_code=409, title="Cannot promote", message=error)

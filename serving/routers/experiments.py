@@ -9,6 +9,7 @@ from commerce.experiments import Experiment
 from commerce.services import experiments as store
 from commerce.services._util import lookup_name
 from experiments.ab.assignment import ExperimentSpec, assign
+from serving.audit import audit
 from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.routers.common import PageLimit, PageOffset
 from serving.schemas.base import PageOut
@@ -80,17 +81,27 @@ def get_experiment(name: str, session: SessionDep, _: Experimenter) -> Experimen
 
 
 @router.post("/{name}/start", response_model=ExperimentOut)
-def start_experiment(name: str, session: SessionDep, state: StateDep, _: Experimenter) -> ExperimentOut:
-    """Start now; recommendation responses report its variant once this replica's snapshot refreshes."""
-    exp = _out(store.start_experiment(session, name))
+def start_experiment(
+    name: str, session: SessionDep, state: StateDep, principal: Experimenter
+) -> ExperimentOut:
+    """Start now; recommendation responses report its variant once this replica's snapshot refreshes.
+    Audited (by id, the name in the detail), as stopping is: either changes what every shopper in its
+    traffic is shown."""
+    started = store.start_experiment(session, name)
+    audit(session, principal, "experiment.started", "experiment", started.id, name=started.name)
+    exp = _out(started)
     session.commit()
     state.experiments.refresh()
     return exp
 
 
 @router.post("/{name}/stop", response_model=ExperimentOut)
-def stop_experiment(name: str, session: SessionDep, state: StateDep, _: Experimenter) -> ExperimentOut:
-    exp = _out(store.stop_experiment(session, name))
+def stop_experiment(
+    name: str, session: SessionDep, state: StateDep, principal: Experimenter
+) -> ExperimentOut:
+    stopped = store.stop_experiment(session, name)
+    audit(session, principal, "experiment.stopped", "experiment", stopped.id, name=stopped.name)
+    exp = _out(stopped)
     session.commit()
     state.experiments.refresh()
     return exp

@@ -14,9 +14,12 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from commerce.db import transaction
 from serving.ab import ALIAS
+from serving.audit import audit
 from serving.deps import Admin, ModelReader, StateDep
 from serving.schemas.models import AliasIn, ModelVersionOut, RegisteredModelOut
+from serving.security import Principal
 from serving.state import ServingState
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -91,13 +94,17 @@ async def get_models(state: StateDep, _: ModelReader) -> list[RegisteredModelOut
     return await run_in_threadpool(list_models, state)
 
 
-def move_alias(state: ServingState, name: str, alias: str, version: str) -> None:
+def move_alias(state: ServingState, principal: Principal, name: str, alias: str, version: str) -> None:
+    """Move the alias (API and console alike) and audit it in one transaction: which version every
+    shopper is served, and who chose it, was the one privileged change the audit log did not show."""
     from training.registry_view import set_alias
 
     if not ALIAS.match(alias):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid alias {alias!r}")
     try:
-        set_alias(state.settings.resolved_mlflow_uri, _name(state, name), version, alias)
+        with transaction(state.session_factory) as session:
+            set_alias(state.settings.resolved_mlflow_uri, _name(state, name), version, alias)
+            audit(session, principal, "model.alias_moved", "model", name, alias=alias, version=version)
     except ValueError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     finally:
@@ -105,9 +112,9 @@ def move_alias(state: ServingState, name: str, alias: str, version: str) -> None
 
 
 @router.put("/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)
-async def promote(name: str, alias: str, body: AliasIn, state: StateDep, _: Admin) -> Response:
+async def promote(name: str, alias: str, body: AliasIn, state: StateDep, admin: Admin) -> Response:
     """Point `alias` at a version: promote a challenger to `champion`, or roll back to an older one."""
-    await run_in_threadpool(move_alias, state, name, alias, body.version)
+    await run_in_threadpool(move_alias, state, admin, name, alias, body.version)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
