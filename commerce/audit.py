@@ -1,10 +1,10 @@
 """The audit log: one append-only row per privileged action (who, what, on which object, when).
 
 Actions: key created or revoked, merchant reviewed, price changed, self-operated terms set, category
-commission changed, refund
-requested / completed / rejected, campaign launched, experiment started or stopped, a served model's alias
-moved (promotion, rollback). Rows are only ever inserted: database triggers refuse
-UPDATE and DELETE on both SQLite and PostgreSQL, so not even a bug in this code base can rewrite history.
+commission changed, refund requested / completed / rejected, campaign launched, coupon created, changed
+or retired, experiment started or stopped, a served model's alias moved (promotion, rollback). Rows are
+only ever inserted: database triggers refuse UPDATE and DELETE on both SQLite and PostgreSQL, so not even
+a bug in this code base can rewrite history.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ AUDIT_ACTIONS = (
     "refund.rejected",
     "order.refunded",
     "campaign.launched",
+    "coupon.created",
+    "coupon.changed",
+    "coupon.retired",
     "experiment.started",
     "experiment.stopped",
     "model.alias_moved",

@@ -65,3 +65,21 @@ def test_starting_and_stopping_an_experiment_is_audited(client, keys):
     assert [(role, detail) for _, role, _, detail in started] == [("marketer", {"name": name})]
     assert [(role, detail) for _, role, _, detail in ended] == [("data_scientist", {"name": name})]
     assert started[0][0] == ended[0][0] and started[0][2] != ended[0][2]  # one experiment, two keys
+
+
+def test_creating_changing_and_retiring_a_coupon_is_audited(client, keys):
+    """A coupon is money a marketer key gives away: one needing no grant, 50 off for anyone who checks
+    out, was created, raised or ended (the console's forms call the same routes) without an audit entry."""
+    marketer, admin = auth(keys["marketer"]), auth(keys["admin"])
+    terms = {"name": "Open", "kind": "amount_off", "value": "50", "min_spend": "60", "requires_grant": False}
+    made = client.post("/v1/coupons", json={**terms, "coupon_id": "open50"}, headers=marketer)
+    assert made.status_code == 201, made.text
+    assert client.patch("/v1/coupons/open50", json={"value": "55"}, headers=marketer).status_code == 200
+    assert client.post("/v1/coupons/open50/retire", headers=marketer).status_code == 200
+    actions = ("coupon.created", "coupon.changed", "coupon.retired")
+    entries = {action: _audited(client, admin, action) for action in actions}
+    assert all(len(found) == 1 for found in entries.values()), entries
+    assert {found[0][:2] for found in entries.values()} == {("open50", "marketer")}
+    created = entries["coupon.created"][0][3]
+    assert (created["kind"], created["value"], created["requires_grant"]) == ("amount_off", "50", False)
+    assert entries["coupon.changed"][0][3] == {"value": "55"}
