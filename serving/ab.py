@@ -193,6 +193,18 @@ class AliasModels:
                 store.stop()
 
 
+#: Registry aliases that running experiments may serve besides the champion, together. Each is a model
+#: store on every replica (a model in memory, a thread polling the registry): one marketer key starting
+#: experiments of 20 variants, each naming an alias of its own, made every replica hold and poll 80 of
+#: them after 4 starts, without bound.
+MAX_EXPERIMENT_ALIASES = 8
+
+
+def experiment_aliases(live: Iterable[LiveExperiment], champion: str) -> set[str]:
+    """The aliases the running experiments `live` serve besides the champion's: the model stores to load."""
+    return {a for e in live for a in e.served_aliases} - {champion}
+
+
 def load_live_experiments(session_factory: sessionmaker[Session]) -> list[LiveExperiment]:
     from commerce.services.experiments import running_configs
 

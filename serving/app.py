@@ -21,7 +21,7 @@ from commerce.db import make_engine, make_session_factory
 from commerce.services.pending import expire_pending_orders
 from crosscart.settings import Settings, get_settings
 from serving import console, deps, docs_pages, errors
-from serving.ab import AliasModels, ExposureLog, LiveExperiment
+from serving.ab import AliasModels, ExposureLog, LiveExperiment, experiment_aliases
 from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
@@ -172,7 +172,7 @@ def create_app(
     def load_experiments() -> list[LiveExperiment]:
         """Running experiments; loads (or drops) the model stores of the aliases their variants serve."""
         live = load_live_experiments(session_factory)
-        state.aliases.sync({a for e in live for a in e.served_aliases} - {settings.model_alias})
+        state.aliases.sync(experiment_aliases(live, settings.model_alias))
         return live
 
     def warm_up(snapshot) -> None:

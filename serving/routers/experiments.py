@@ -9,6 +9,7 @@ from commerce.experiments import Experiment
 from commerce.services import experiments as store
 from commerce.services._util import lookup_name
 from experiments.ab.assignment import ExperimentSpec, assign
+from serving.ab import MAX_EXPERIMENT_ALIASES, LiveExperiment, experiment_aliases
 from serving.audit import audit
 from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.routers.common import PageLimit, PageOffset
@@ -86,8 +87,17 @@ def start_experiment(
 ) -> ExperimentOut:
     """Start now; recommendation responses report its variant once this replica's snapshot refreshes.
     Audited (by id, the name in the detail), as stopping is: either changes what every shopper in its
-    traffic is shown."""
+    traffic is shown. 409 when the running experiments would serve more than `MAX_EXPERIMENT_ALIASES`
+    aliases besides the champion."""
     started = store.start_experiment(session, name)
+    live = [LiveExperiment.from_config(c) for c in store.running_configs(session)]  # this one included
+    served = experiment_aliases(live, state.settings.model_alias)
+    if len(served) > MAX_EXPERIMENT_ALIASES:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"running experiments would serve {len(served)} model aliases besides the champion; at most "
+            f"{MAX_EXPERIMENT_ALIASES} (each is a model every replica loads): stop one first",
+        )
     audit(session, principal, "experiment.started", "experiment", started.id, name=started.name)
     exp = _out(started)
     session.commit()

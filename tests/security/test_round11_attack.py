@@ -83,3 +83,28 @@ def test_creating_changing_and_retiring_a_coupon_is_audited(client, keys):
     created = entries["coupon.created"][0][3]
     assert (created["kind"], created["value"], created["requires_grant"]) == ("amount_off", "50", False)
     assert entries["coupon.changed"][0][3] == {"value": "55"}
+
+
+def _variants(prefix: str, count: int) -> list[dict]:
+    return [{"name": f"v{j}", "weight": 1, "config": {"model_alias": f"{prefix}-{j}"}} for j in range(count)]
+
+
+def test_running_experiments_serve_a_bounded_number_of_model_aliases(client, keys):
+    """Each alias a running experiment serves is a model store on every replica (a model in memory, a
+    thread polling the registry); a marketer key starting experiments of 20 variants, each naming an
+    alias of its own, made the replica hold 80 stores after 4 starts. Now a start that would take the
+    running experiments past MAX_EXPERIMENT_ALIASES is 409 and leaves the experiment a draft."""
+    marketer, aliases = auth(keys["marketer"]), client.app.state.serving.aliases
+    experiments = {"wide": _variants("w", 20), "six": _variants("s", 6), "three": _variants("t", 3)}
+    for name, variants in experiments.items():
+        made = client.post("/v1/experiments", json={"name": name, "variants": variants}, headers=marketer)
+        assert made.status_code == 201, made.text
+    refused = client.post("/v1/experiments/wide/start", headers=marketer)
+    assert refused.status_code == 409 and "at most 8" in refused.json()["detail"], refused.text
+    assert client.get("/v1/experiments/wide", headers=marketer).json()["status"] == "draft"
+    assert client.post("/v1/experiments/six/start", headers=marketer).status_code == 200
+    assert client.post("/v1/experiments/three/start", headers=marketer).status_code == 409  # 6 + 3
+    assert len(aliases.stores) == 6
+    assert client.post("/v1/experiments/six/stop", headers=marketer).status_code == 200
+    assert client.post("/v1/experiments/three/start", headers=marketer).status_code == 200
+    assert sorted(aliases.stores) == ["t-0", "t-1", "t-2"]
