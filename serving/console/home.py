@@ -40,9 +40,12 @@ async def sign_in_submit(
     next: Annotated[str, Form()] = "/console",
 ):
     """Check the key as the API does (and count the attempt against the anonymous rate limit); the
-    browser's previous session, if any, ends (`sign_in`)."""
-    decision = await state.limiter.check(Principal(role=ANONYMOUS, client=request_client(request)))
-    allowed = decision is None or decision.allowed
+    browser's previous session, if any, ends (`sign_in`). An unknown key counts as the API's failed key
+    checks do (`state.auth_failures`, the same count): an address over that limit, refused any key it
+    had not used before by the API, went on trying keys here at the anonymous rate."""
+    client = request_client(request)
+    decision = await state.limiter.check(Principal(role=ANONYMOUS, client=client))
+    allowed = (decision is None or decision.allowed) and not state.auth_failures.retry_after(client)
     sessions = request.app.state.console_sessions
     found = (
         await run_in_threadpool(sign_in, state, api_key, sessions.lifetime, session.session_id)
@@ -50,6 +53,8 @@ async def sign_in_submit(
         else None
     )
     if found is None:
+        if allowed:
+            state.auth_failures.failed(client)
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
         return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)
     response = redirect(_safe_next(next))  # a new CSRF token with the new privilege

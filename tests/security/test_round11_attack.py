@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tests.serving.conftest import auth
-from tests.serving.test_console import sign_in
+from tests.serving.test_console import CSRF, sign_in
 
 
 def _audited(client, admin: dict, action: str) -> list[tuple]:
@@ -108,3 +108,34 @@ def test_running_experiments_serve_a_bounded_number_of_model_aliases(client, key
     assert client.post("/v1/experiments/six/stop", headers=marketer).status_code == 200
     assert client.post("/v1/experiments/three/start", headers=marketer).status_code == 200
     assert sorted(aliases.stores) == ["t-0", "t-1", "t-2"]
+
+
+def _console_sign_in(client, key: str):
+    """One sign-in attempt through the console's form (a fresh browser: its CSRF token from the page)."""
+    client.cookies.clear()
+    token = CSRF.search(client.get("/console/sign-in").text).group(1)
+    form = {"api_key": key, "csrf_token": token, "next": "/console"}
+    return client.post("/console/sign-in", data=form, follow_redirects=False)
+
+
+def test_the_console_sign_in_counts_failed_keys_as_the_api_does(make_client, settings, keys):
+    """An address that failed 3 key checks (the limit here) gets 429 from the API for any key it has not
+    used, yet the console's sign-in form went on checking keys for it (60 a minute, the anonymous rate),
+    and its failures were not counted: the failed-key throttle was bypassed by signing in instead."""
+    client = make_client(settings=settings.model_copy(update={"auth_failures_per_minute": 3}))
+    for attempt in range(3):
+        assert _console_sign_in(client, f"cc_wrong{attempt}").status_code == 401
+    throttled = client.get("/v1/shoppers/s1/orders", headers=auth(keys["shopper"]))
+    assert throttled.status_code == 429, throttled.text  # the console's failures count for the API
+    refused = _console_sign_in(client, keys["admin"])  # a right key too, until the minute is over
+    assert refused.status_code == 401 and "Too many attempts" in refused.text
+    assert client.get("/console", follow_redirects=False).status_code == 303  # not signed in
+
+
+def test_the_api_s_failed_keys_close_the_console_sign_in_too(make_client, settings, keys):
+    """The one count, the other way round: an address the API throttles cannot sign in to try keys."""
+    client = make_client(settings=settings.model_copy(update={"auth_failures_per_minute": 3}))
+    assert _console_sign_in(client, keys["admin"]).status_code == 303  # under the limit: signed in
+    for attempt in range(3):
+        assert client.get("/v1/shoppers/s1/orders", headers=auth(f"cc_wrong{attempt}")).status_code == 401
+    assert "Too many attempts" in _console_sign_in(client, keys["admin"]).text
