@@ -1,6 +1,7 @@
 """A feature build asked for a time before every event (a mistyped `--as-of`, a window before the data)
 wrote empty feature tables over the previous ones, exit 0: `features build` published 0 shoppers where
-there had been 600, `features job` empty interactions/ and feature parts. Both now refuse the window with
+there had been 600, `features job` empty interactions/ and feature parts, `features price-sensitivity`
+every shopper's estimates at 0 (the prior alone). Each now refuses the window with
 one line naming the events and the first event's time, exit 1, the previous outputs kept."""
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ def tiny_market(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("command", "table"),
-    [("build", "shopper_features.parquet"), ("job", "interactions")],
+    [("build", "shopper_features.parquet"), ("job", "interactions"), ("price-sensitivity", "")],
 )
 def test_a_feature_window_with_no_event_is_refused_and_keeps_the_previous_tables(
     tiny_market, tmp_path, command, table
 ):
-    out = tmp_path / "features"
+    out = tmp_path / ("sensitivity.parquet" if command == "price-sensitivity" else "features")
     args = ["features", command, "--data", str(tiny_market), "--out", str(out)]
     assert CliRunner().invoke(app, args).exit_code == 0
     before = pd.read_parquet(out / table)
