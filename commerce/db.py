@@ -12,6 +12,19 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 # later means it is not answering at all (frozen, or its packets black-holed).
 ANSWER_GRACE_SECONDS = 5.0
 
+SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
+
+
+def is_sqlite_busy(error: BaseException | None) -> bool:
+    """SQLite's write lock held by another writer past the busy timeout: `error`, or an error it was
+    raised from (MLflow's SQL stores raise their own MlflowException from the driver's)."""
+    while error is not None:
+        if getattr(getattr(error, "orig", None), "sqlite_errorname", None) == SQLITE_BUSY:
+            return True
+        error = error.__cause__
+    return False
+
+
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

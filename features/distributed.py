@@ -40,6 +40,7 @@ from features.tables import (
     EVENT_COLUMNS,
     FEATURE_INPUTS,
     as_utc,
+    check_window,
     compact_events,
     events_before,
     product_event_counts,
@@ -75,6 +76,8 @@ def run_feature_job(
     if not (data / "events").is_dir():
         raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
     check_marketplace(data, FEATURE_INPUTS, decode=False)  # out of core: pages are read once, by the job
+    if as_of is not None:
+        check_window(data, as_of)
     weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
     n = partitions or len(list((data / "events").glob("*.parquet")))
     if n < 1:

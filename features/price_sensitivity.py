@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 
 from commerce.files import atomic_path
 from commerce.inputs import check_marketplace
-from features.tables import as_utc
+from features.tables import as_utc, check_window
 
 __all__ = [
     "SENSITIVITY_FEATURES",
@@ -269,6 +269,8 @@ def build_price_sensitivity(
     if not (d / "events").is_dir():
         raise FileNotFoundError(f"{d} has no events/ directory: is it a `crosscart generate` output?")
     check_marketplace(d, ["events", "products.parquet", "shoppers.parquet"])
+    if as_of is not None:
+        check_window(d, as_of)
     events = pd.read_parquet(
         d / "events", columns=["ts", "shopper_id", "product_id", "event_type", "session_id"]
     ).dropna(subset=["shopper_id"])

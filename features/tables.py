@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import atomic_path
-from commerce.inputs import check_marketplace
+from commerce.inputs import BadInputFile, check_marketplace
 
 WINDOWS_DAYS = (7, 30, 90)
 PRICE_BAND_EDGES = (0.0, 100.0, 300.0, 800.0, 2000.0, np.inf)
@@ -42,6 +42,34 @@ def compact_events(events: pd.DataFrame) -> pd.DataFrame:
     ev = events[list(EVENT_COLUMNS)]
     cats = {c: "category" for c in ("shopper_id", "product_id", "event_type") if ev[c].dtype != "category"}
     return ev.astype(cats) if cats else ev
+
+
+class EmptyWindow(BadInputFile):
+    """No event of the marketplace is before the `as_of` asked for (a mistyped date, a window before the
+    data): the feature tables would be empty and, published, replace the previous ones."""
+
+
+def check_window(data_dir: str | Path, as_of) -> None:
+    """Raise EmptyWindow unless some event in `data_dir/events` is before `as_of`, read from the parts'
+    footers (their `ts` statistics; a part without them is read), before a feature job writes anything."""
+    import pyarrow.parquet as pq
+
+    events, as_of = Path(data_dir) / "events", as_utc(as_of)
+    first = None
+    for part in sorted(events.glob("*.parquet")):
+        meta = pq.ParquetFile(part).metadata
+        column = meta.schema.to_arrow_schema().get_field_index("ts")
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics
+            if stats is not None and stats.has_min_max:
+                low = as_utc(stats.min)
+            else:
+                low = as_utc(pq.read_table(part, columns=["ts"])["ts"].to_pandas().min())
+            if not pd.isna(low) and (first is None or low < first):
+                first = low
+    if first is None or first >= as_of:
+        since = "there are none" if first is None else f"the first is at {first}"
+        raise EmptyWindow(events, f"no event before {as_of} ({since}): nothing written")
 
 
 def events_before(events: pd.DataFrame, as_of) -> pd.DataFrame:
@@ -310,7 +338,11 @@ def build_feature_tables(data_dir: str | Path, out_dir: str | Path, as_of=None) 
     """Write shopper_features.parquet and product_features.parquet for `as_of` (default: just after
     the last event). Returns the written paths."""
     m = read_marketplace(data_dir)
-    as_of = m["events"]["ts"].max() + pd.Timedelta(microseconds=1) if as_of is None else as_utc(as_of)
+    if as_of is None:
+        as_of = m["events"]["ts"].max() + pd.Timedelta(microseconds=1)
+    else:
+        check_window(data_dir, as_of)
+        as_of = as_utc(as_of)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = {

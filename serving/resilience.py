@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 import anyio
 from sqlalchemy import Engine, exc, text
 
-from commerce.db import read_only_options
+from commerce.db import is_sqlite_busy, read_only_options
 from serving.http import ARRIVED
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,6 @@ CONTENTION_SQLSTATES = frozenset(
     }
 )
 TOO_MANY_CONNECTIONS = "53300"  # PostgreSQL refused a new connection: its role, database or server limit
-SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
 READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL: a write on a server taking none (a standby, a failover)
 
 
@@ -94,7 +93,7 @@ def is_contention(error: BaseException) -> bool:
         return False
     return (
         getattr(error.orig, "sqlstate", None) in CONTENTION_SQLSTATES
-        or getattr(error.orig, "sqlite_errorname", None) == SQLITE_BUSY
+        or is_sqlite_busy(error)
         or is_connection_limit(error)
     )
 

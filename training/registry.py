@@ -183,9 +183,6 @@ def register_and_maybe_promote(
     if tracking_uri is not None:
         mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
-    champion = champion_version(client, model_name, alias)
-    champion_value = recorded_value(client, champion, metric) if champion is not None else None
-
     version_tags = {
         **(tags or {}),
         METRIC_TAG: metric,
@@ -195,7 +192,10 @@ def register_and_maybe_promote(
     version = mlflow.register_model(
         _logged_model_uri(client, run_id, artifact_name), model_name, tags=version_tags
     )
-
+    # The champion as it is now, not before registering (seconds of copying artifacts): another trainer
+    # may have promoted a better model meanwhile, which a stale comparison let this one replace.
+    champion = champion_version(client, model_name, alias)
+    champion_value = recorded_value(client, champion, metric) if champion is not None else None
     if champion is None:
         promoted, reason = True, "no champion yet"
     elif force:

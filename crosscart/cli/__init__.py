@@ -6,6 +6,7 @@ so `crosscart --help` stays instant.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import typer
@@ -38,6 +39,15 @@ from crosscart.cli import (
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # implicit's solvers parallelise themselves; a threaded BLAS underneath only slows them down.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# MLflow's SQL stores log each database error with its traceback before raising it; the command reports
+# the raised error itself (one line for a locked store, below), so that log only repeats it (60+ lines).
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+BUSY_MESSAGE = (
+    "a SQLite database this command writes (the MLflow store, or the database) is locked by another "
+    "process past the busy timeout: try again when that writer is done"
+)
 
 
 class _Commands(TyperGroup):
@@ -45,8 +55,9 @@ class _Commands(TyperGroup):
     read-only or failing disk) ends it with one line naming the file, exit 1, where it printed a
     traceback (83 lines for `campaign export`); so does an input Parquet file it cannot use
     (`commerce.inputs.is_unreadable_input`: cut short, damaged pages, a column missing or of another kind;
-    `db load`, `features build`: 25-440 lines). Any other exception is still a bug and shows its
-    traceback."""
+    `db load`, `features build`: 25-440 lines), and a SQLite database locked by another writer past the
+    busy timeout (`commerce.db.is_sqlite_busy`: MLflow's store during `train`, 100+ lines). Any other
+    exception is still a bug and shows its traceback."""
 
     def invoke(self, ctx):
         try:
@@ -65,6 +76,13 @@ class _Commands(TyperGroup):
             if not is_unreadable_input(exc):
                 raise
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        except Exception as exc:
+            from commerce.db import is_sqlite_busy
+
+            if not is_sqlite_busy(exc):
+                raise
+            typer.echo(f"error: {BUSY_MESSAGE}", err=True)
             raise typer.Exit(1) from exc
 
 

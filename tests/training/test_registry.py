@@ -160,3 +160,28 @@ def test_load_version_uses_the_given_registry_not_the_process_default(tracking_u
     finally:
         mlflow.set_tracking_uri(previous)
     assert loaded.recommend(["u1"], n=3) == fitted.recommend(["u1"], n=3)
+
+
+def test_a_trainer_registering_while_another_promotes_compares_with_the_new_champion(
+    tracking_uri, fitted, monkeypatch
+):
+    """Two trainers at once: the slow one's registration (copying its artifacts) spans the other's whole
+    promotion. It compared with the champion read before registering, so a worse model took the alias
+    over the better one promoted meanwhile."""
+    use_tracking(tracking_uri, "registry-race")
+    run = _logged_run(fitted)
+    register_and_maybe_promote(run, "model", "raced", "ndcg@10", 0.20, tracking_uri=tracking_uri)
+    register = mlflow.register_model
+
+    def registering_slowly(*args, **kwargs):
+        monkeypatch.setattr(mlflow, "register_model", register)
+        better = register_and_maybe_promote(run, "model", "raced", "ndcg@10", 0.50, tracking_uri=tracking_uri)
+        assert better.promoted and better.version == "2"
+        return register(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "register_model", registering_slowly)
+    worse = register_and_maybe_promote(run, "model", "raced", "ndcg@10", 0.30, tracking_uri=tracking_uri)
+
+    assert not worse.promoted and worse.champion_version == "2"
+    assert worse.champion_value == pytest.approx(0.50)
+    assert str(champion_version(MlflowClient(tracking_uri), "raced").version) == "2"
