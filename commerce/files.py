@@ -100,12 +100,12 @@ def _still_at(lock: Path, fd: int) -> bool:
 
 
 def publish_lock(path: Path) -> Path:
-    """The lock file beside `path` its publishers take in turn (`_publishing_turn`)."""
+    """The lock file beside `path` its publishers take in turn (`publishing_turn`)."""
     return path.with_name(f".publish.{path.name}")
 
 
 @contextmanager
-def _publishing_turn(path: Path) -> Iterator[None]:
+def publishing_turn(path: Path) -> Iterator[None]:
     """Hold the turn to publish `path` (`flock` on `publish_lock(path)`, and this process's lock for the
     path), waiting at most PUBLISH_WAIT_SECONDS, then `PublishBusy`. Unordered, two publishers both linked
     the version they found as the previous one, and the one published in between was linked from neither
@@ -197,7 +197,7 @@ def _clear_leftovers(path: Path, grace: float = 0.0) -> None:
     turn = _publishing.get(str(path.absolute()))
     if turn is not None and turn.locked():  # this process publishing: its lock is not tested (`_held`)
         return
-    with _dead(publish_lock(path)) as dead:  # a publisher killed in its turn left it (`_publishing_turn`)
+    with _dead(publish_lock(path)) as dead:  # a publisher killed in its turn left it (`publishing_turn`)
         if dead:
             publish_lock(path).unlink(missing_ok=True)
 
@@ -277,7 +277,7 @@ def staged_directory(path: str | Path, grace: float = 0.0) -> Iterator[Path]:
     versions, and what writers that died left beside `path` (`_clear_leftovers`), are removed before and
     after each publish: the disk holds the current version, the previous one and those replaced within
     `grace`. Writers of `path` at once fill their directories at once and publish in turn
-    (`_publishing_turn`: each waits up to PUBLISH_WAIT_SECONDS for the one publishing, then `PublishBusy`),
+    (`publishing_turn`: each waits up to PUBLISH_WAIT_SECONDS for the one publishing, then `PublishBusy`),
     so each version is current, then previous, in the order published. A `path` that is still a plain
     directory (written before links) is exchanged with the new link in one step (`exchange`); where
     that is unavailable, by two renames, missing for that instant, once; no reader resolved it to another
@@ -294,7 +294,7 @@ def staged_directory(path: str | Path, grace: float = 0.0) -> Iterator[Path]:
                 for name in files:
                     _sync(Path(root, name))
                 _sync(Path(root))
-            with _publishing_turn(path):
+            with publishing_turn(path):
                 plain = _publish(staging, path, writer)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

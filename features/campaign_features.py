@@ -139,7 +139,8 @@ def shopper_price_features(
 
 def encode_features(table: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """Numeric model input: NUMERIC_FEATURES plus one-hot categoricals. With `columns` (a fitted
-    model's), the result has exactly those columns; a category unseen in training gets all zeros."""
+    model's), the result has exactly those columns; a category unseen in training gets all zeros, and a
+    feature either side lacks is refused (ValueError)."""
     X = pd.concat(
         [
             table[list(NUMERIC_FEATURES)].astype(float),
@@ -152,6 +153,12 @@ def encode_features(table: pd.DataFrame, columns: list[str] | None = None) -> pd
         absent = [c for c in NUMERIC_FEATURES if c not in columns]
         if absent:
             raise ValueError(f"the model was not trained on these features: {absent}")
+        # only a category's one-hot column may be missing (unseen here: zeros); a numeric feature the
+        # model was trained on and this code no longer computes was scored as 0 for every shopper
+        dummies = tuple(f"{name}_" for name in CATEGORICAL_FEATURES)
+        gone = [c for c in columns if c not in X.columns and not c.startswith(dummies)]
+        if gone:
+            raise ValueError(f"the model needs features no longer computed: {gone}")
         X = X.reindex(columns=list(columns), fill_value=0.0)
     if not np.isfinite(X.to_numpy()).all():
         raise ValueError("the feature table has missing or infinite values")

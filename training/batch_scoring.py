@@ -148,11 +148,14 @@ def score_coupon_uplift(
     (`features.distributed.ShopperPartitions`) and scored with one `predict_uplift` call per
     partition, so memory is one partition's events whatever the number of shoppers. The parts are
     published together when all are written (`commerce.files.staged_directory`): a run that fails
-    leaves the previous scores whole, where it left them removed and its own parts half written."""
+    leaves the previous scores whole, where it left them removed and its own parts half written; so does
+    an `as_of` before every event (`check_window`), which scored every shopper as one without history."""
     from features.campaign_features import encode_features, shopper_history_features
     from features.distributed import ShopperPartitions
+    from features.tables import check_window
 
     data, out = Path(data_dir), Path(out_dir)
+    check_window(data, as_of)
     arms = [str(a) for a in model.arms_ if str(a) != "control"]
     columns = list(model.feature_names_in_)
     n = partitions or max(1, len(list((data / "events").glob("*.parquet"))))

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from commerce.files import publishing_turn
 from training.tracking import metric_key
 
 if TYPE_CHECKING:
@@ -194,20 +196,22 @@ def register_and_maybe_promote(
     )
     # The champion as it is now, not before registering (seconds of copying artifacts): another trainer
     # may have promoted a better model meanwhile, which a stale comparison let this one replace.
-    champion = champion_version(client, model_name, alias)
-    champion_value = recorded_value(client, champion, metric) if champion is not None else None
-    if champion is None:
-        promoted, reason = True, "no champion yet"
-    elif force:
-        promoted, reason = True, "forced"
-    elif champion_value is None:
-        promoted, reason = False, f"champion v{champion.version} has no recorded {metric}; kept (use force)"
-    elif is_better(value, champion_value, higher_is_better):
-        promoted, reason = True, f"{metric} {value:.6g} beats champion's {champion_value:.6g}"
-    else:
-        promoted, reason = False, f"{metric} {value:.6g} does not beat champion's {champion_value:.6g}"
-    if promoted:
-        client.set_registered_model_alias(model_name, alias, version.version)
+    with _promotion_turn(tracking_uri or mlflow.get_tracking_uri()):
+        champion = champion_version(client, model_name, alias)
+        champion_value = recorded_value(client, champion, metric) if champion is not None else None
+        if champion is None:
+            promoted, reason = True, "no champion yet"
+        elif force:
+            promoted, reason = True, "forced"
+        elif champion_value is None:
+            kept = f"champion v{champion.version} has no recorded {metric}; kept (use force)"
+            promoted, reason = False, kept
+        elif is_better(value, champion_value, higher_is_better):
+            promoted, reason = True, f"{metric} {value:.6g} beats champion's {champion_value:.6g}"
+        else:
+            promoted, reason = False, f"{metric} {value:.6g} does not beat champion's {champion_value:.6g}"
+        if promoted:
+            client.set_registered_model_alias(model_name, alias, version.version)
     return Promotion(
         model_name=model_name,
         version=str(version.version),
@@ -219,6 +223,19 @@ def register_and_maybe_promote(
         champion_version=None if champion is None else str(champion.version),
         champion_value=champion_value,
     )
+
+
+@contextmanager
+def _promotion_turn(tracking_uri: str) -> Iterator[None]:
+    """Hold the turn to compare with the champion and move its alias: MLflow has no compare-and-set, so
+    two trainers each reading the champion before the other's move let the worse one win. On a SQLite
+    store the trainers take turns (`commerce.files.publishing_turn` on the file: a lock beside it); a
+    tracking server offers no lock, and the read stays milliseconds from the move."""
+    if tracking_uri.startswith("sqlite:///"):
+        with publishing_turn(Path(tracking_uri.removeprefix("sqlite:///"))):
+            yield
+    else:
+        yield
 
 
 def _logged_model_uri(client: MlflowClient, run_id: str, artifact_name: str) -> str:

@@ -126,7 +126,7 @@ def test_clearing_leftovers_never_removes_the_lock_file_of_a_publisher_in_its_tu
     the same time as the second."""
     out = tmp_path / "lists"
     _publish(out, "current")
-    lock, turn, real_open = files.publish_lock(out), files._publishing_turn(out), os.open
+    lock, turn, real_open = files.publish_lock(out), files.publishing_turn(out), os.open
     lock.touch()  # held by a publisher, about to let go
 
     def open_then_turn_passes(path, flags, *args):
@@ -159,7 +159,7 @@ def test_a_clean_up_leaves_the_publish_lock_its_own_process_holds(tmp_path, monk
     out = tmp_path / "lists"
     _publish(out, "current")
     monkeypatch.setattr(fcntl, "flock", fcntl.lockf)
-    with files._publishing_turn(out):
+    with files.publishing_turn(out):
         files._clear_leftovers(out)
         assert files.publish_lock(out).exists()
     assert not files.publish_lock(out).exists()

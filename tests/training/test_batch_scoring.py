@@ -149,9 +149,11 @@ def test_cli_batch_score_gives_up_on_a_stalled_cluster_after_stall_seconds(
 
 def test_coupon_uplift_of_every_shopper_equals_the_in_memory_scores(tmp_path):
     """Scored a shopper partition at a time, every shopper's uplift per coupon kind is what the model
-    gives on the whole event log in memory."""
+    gives on the whole event log in memory; a run that fails, or asks for a window with no event, keeps
+    the previous scores."""
     from features.campaign_features import encode_features, shopper_history_features
     from features.synth import generate_marketplace
+    from features.tables import EmptyWindow
     from tests.features.conftest import THREE_PARTS
     from training.batch_scoring import score_coupon_uplift
     from training.uplift import fit_effect_model
@@ -187,6 +189,12 @@ def test_coupon_uplift_of_every_shopper_equals_the_in_memory_scores(tmp_path):
     model.predict_uplift = disk_fills_up
     with pytest.raises(OSError, match="No space"):
         score_coupon_uplift(model, market, tmp_path / "u", as_of=as_of, partitions=4)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "u"), got)
+
+    # an `as_of` before every event scored every shopper as one with no history, over the previous scores
+    model.predict_uplift = predict
+    with pytest.raises(EmptyWindow, match="no event before 2020-01-01"):
+        score_coupon_uplift(model, market, tmp_path / "u", as_of=pd.Timestamp("2020-01-01", tz="UTC"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "u"), got)
 
 

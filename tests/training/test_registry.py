@@ -15,6 +15,7 @@ from models.recommenders import make_recommender
 from tests.training.conftest import planted_events
 from training.pyfunc import log_recommender
 from training.registry import (
+    VALUE_TAG,
     ModelUnavailable,
     champion_version,
     load_recommender_version,
@@ -185,3 +186,36 @@ def test_a_trainer_registering_while_another_promotes_compares_with_the_new_cham
     assert not worse.promoted and worse.champion_version == "2"
     assert worse.champion_value == pytest.approx(0.50)
     assert str(champion_version(MlflowClient(tracking_uri), "raced").version) == "2"
+
+
+def test_two_trainers_on_one_sqlite_store_take_turns_to_compare_and_move_the_alias(
+    tracking_uri, fitted, monkeypatch
+):
+    """The other trainer's whole promotion between this one's read of the champion and its alias move
+    (milliseconds apart, but MLflow has no compare-and-set) let the worse model win; it now waits."""
+    import threading
+
+    import training.registry
+
+    use_tracking(tracking_uri, "registry-turns")
+    run = _logged_run(fitted)
+    register_and_maybe_promote(run, "model", "turns", "ndcg@10", 0.20, tracking_uri=tracking_uri)
+    read, other = training.registry.champion_version, []
+
+    def promote(value):
+        return register_and_maybe_promote(run, "model", "turns", "ndcg@10", value, tracking_uri=tracking_uri)
+
+    def read_then_other_trainer_promotes(*args, **kwargs):
+        champion = read(*args, **kwargs)
+        if not other:
+            other.append(threading.Thread(target=promote, args=(0.50,)))
+            other[0].start()
+            other[0].join(timeout=3)  # it finishes within its turn, or waits for ours
+        return champion
+
+    monkeypatch.setattr(training.registry, "champion_version", read_then_other_trainer_promotes)
+    assert promote(0.30).promoted
+    other[0].join()
+    monkeypatch.undo()
+    champion = champion_version(MlflowClient(tracking_uri), "turns")
+    assert float(champion.tags[VALUE_TAG]) == pytest.approx(0.50)
