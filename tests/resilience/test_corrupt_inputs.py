@@ -35,7 +35,7 @@ def _run(tmp_path, monkeypatch, args):
         get_settings.cache_clear()
 
 
-def _one_error_line(result, *words):
+def assert_one_error_line(result, *words):
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
@@ -50,7 +50,7 @@ def test_a_load_from_a_parquet_file_cut_short_exits_1_with_one_line_naming_it(tm
     pd.DataFrame({"category_id": ["root"], "parent_id": [None], "name": ["All"]}).to_parquet(path)
     path.write_bytes(path.read_bytes()[: int(path.stat().st_size * cut)])
     result, _ = _run(tmp_path, monkeypatch, ["db", "load", str(market)])
-    _one_error_line(result, str(path))
+    assert_one_error_line(result, str(path))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_a_bad_input_file_ends_the_command_with_one_line_naming_it_and_loads_not
         [str(market)] if command == "db load" else ["--data", str(market), "--out", str(tmp_path / "out")]
     )
     result, url = _run(tmp_path, monkeypatch, args)
-    _one_error_line(result, str(market / name), problem)
+    assert_one_error_line(result, str(market / name), problem)
     with create_engine(url).connect() as db:  # categories come first, events after the catalog's commit
         assert db.execute(text("SELECT count(*) FROM categories")).scalar() == 0
     assert not (tmp_path / "out").exists()
