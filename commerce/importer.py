@@ -28,7 +28,7 @@ from commerce.errors import ValidationError
 from commerce.events import EVENT_COLUMNS
 from commerce.history import load_campaign_history, load_order_history
 from commerce.identity import Keyring, normalize_id_number
-from commerce.inputs import MARKETPLACE, check_marketplace
+from commerce.inputs import INPUTS, check_marketplace
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.promotions import DiscountSeason
 from commerce.services._util import given_id, licence_number
@@ -346,7 +346,7 @@ def load_marketplace(
     import pyarrow.compute as pc
 
     started = time.perf_counter()
-    check_marketplace(data_dir, MARKETPLACE)  # a bad file found half-way left the tables before it loaded
+    check_marketplace(data_dir, INPUTS)  # a bad file found half-way left the tables before it loaded
     stats = ImportStats()
     campaigns = _campaigns(data_dir)
     with transaction(session_factory) as session:

@@ -13,8 +13,12 @@ from pathlib import Path
 #: Parquet); the message goes on with the file's path.
 UNREADABLE_PARQUET = "Could not open Parquet input source"
 
-#: The columns of each marketplace file (a directory for `events`: its parts) and their kind, as the
-#: contract states them. Every reader of these files relies on them, so each is required.
+#: The directory of event parts; its columns are the schema every writer of it uses
+#: (`commerce.events.events_arrow_schema`), so they are read from there (`contract_columns`).
+EVENTS = "events"
+
+#: The columns of each other marketplace file and their kind, as the contract states them. Every reader
+#: of these files relies on them, so each is required.
 MARKETPLACE: dict[str, dict[str, str]] = {
     "categories.parquet": {
         "category_id": "text",
@@ -90,19 +94,6 @@ MARKETPLACE: dict[str, dict[str, str]] = {
         "redeemed": "flag",
     },
     "product_parcels.parquet": {"product_id": "text", "weight_g": "number", "volume_cm3": "number"},
-    "events": {
-        "event_id": "text",
-        "ts": "timestamp",
-        "shopper_id": "text",
-        "product_id": "text",
-        "event_type": "text",
-        "quantity": "number",
-        "value": "number",
-        "session_id": "text",
-        "campaign_id": "text",
-        "coupon_id": "text",
-        "query": "text",
-    },
 }
 
 
@@ -166,11 +157,24 @@ def check_file(path: Path, columns: dict[str, str], *, decode: bool = True) -> N
             raise BadInputFile(path, f"unreadable data ({exc})") from exc
 
 
+#: Every input a marketplace directory holds.
+INPUTS = (*MARKETPLACE, EVENTS)
+
+
+def contract_columns(name: str) -> dict[str, str]:
+    """{column: kind} of the input `name` (an INPUTS entry)."""
+    if name == EVENTS:
+        from commerce.events import events_arrow_schema
+
+        return {field.name: _kind(field.type) for field in events_arrow_schema()}
+    return MARKETPLACE[name]
+
+
 def check_marketplace(data_dir: Path, names: Iterable[str], *, decode: bool = True) -> None:
-    """`check_file` on each of `names` (MARKETPLACE keys) present in `data_dir` (every part of a
+    """`check_file` on each of `names` (INPUTS entries) present in `data_dir` (every part of a
     directory), before a command reads any: a missing file is for the command to refuse or skip."""
     for name in names:
         path = data_dir / name
         parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.exists() else []
         for part in parts:
-            check_file(part, MARKETPLACE[name], decode=decode)
+            check_file(part, contract_columns(name), decode=decode)

@@ -315,7 +315,7 @@ def product_features_from_counts(
     return out.sort_index()
 
 
-#: The marketplace files (commerce.inputs.MARKETPLACE) the feature tables are built from.
+#: The marketplace inputs (commerce.inputs.INPUTS) the feature tables are built from.
 FEATURE_INPUTS = ("events", "products.parquet", "shoppers.parquet", "categories.parquet")
 
 
