@@ -106,6 +106,25 @@ def seeded_factory(
     template = url.startswith("sqlite") and _SQLITE_TEMPLATE
     if template:
         shutil.copy(_SQLITE_TEMPLATE[0], make_url(url).database)
+    # The rows are written under the default timeouts: a 1 s idle-in-transaction timeout (a test's
+    # `statement_timeout=1`) ended the seeding checkout on a loaded host, before the test began.
+    setup = make_engine(url)
+    if setup.dialect.name == "postgresql":
+        with setup.begin() as conn:
+            conn.exec_driver_sql(_postgres_ddl())
+    elif not template:
+        Base.metadata.create_all(setup)
+    setup_factory = make_session_factory(setup)
+    if not template:
+        _seed(setup_factory)
+    with transaction(setup_factory) as s:
+        s.execute(update(Stock).where(Stock.product_id == "p01").values(quantity=stock))
+        for i in range(buyers):
+            shoppers.create_shopper(s, f"b{i}", "Shanghai")
+            shoppers.register_identity(
+                s, f"b{i}", f"Buyer {i}", make_id_number(500 + i), keyring=Keyring(IDENTITY_KEY)
+            )
+    setup.dispose()
     engine = make_engine(
         url,
         pool_size=slots + AUTH_CONNECTIONS + BACKGROUND_CONNECTIONS,
@@ -114,22 +133,7 @@ def seeded_factory(
         statement_timeout=statement_timeout,
         lock_timeout=lock_timeout,
     )
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.exec_driver_sql(_postgres_ddl())
-    elif not template:
-        Base.metadata.create_all(engine)
-    factory = make_session_factory(engine)
-    if not template:
-        _seed(factory)
-    with transaction(factory) as s:
-        s.execute(update(Stock).where(Stock.product_id == "p01").values(quantity=stock))
-        for i in range(buyers):
-            shoppers.create_shopper(s, f"b{i}", "Shanghai")
-            shoppers.register_identity(
-                s, f"b{i}", f"Buyer {i}", make_id_number(500 + i), keyring=Keyring(IDENTITY_KEY)
-            )
-    return factory
+    return make_session_factory(engine)
 
 
 def proxied_engine(database_url: str, port: int, statement_timeout: float):
