@@ -148,8 +148,13 @@ MATRIX = [
     ("PUT", "/v1/merchants/m1/shipping-rule", {"max_days": 3}, {"merchant", "admin"}, 403),
     ("GET", "/v1/merchants/m1/shipping-rule", None, {"merchant", "admin"}, 403),
     ("GET", "/v1/merchants/m1/replenishment", None, {"merchant", "admin"}, 403),
-    ("POST", "/v1/coupons", lambda: {"kind": "amount_off", "value": "5", "coupon_id": f"cp-{next(_unique)}"},
-     {"marketer", "admin"}, 403),  # fmt: skip
+    (
+        "POST",
+        "/v1/coupons",
+        lambda: {"kind": "amount_off", "value": "5", "coupon_id": f"cp-{next(_unique)}"},
+        {"marketer", "admin"},
+        403,
+    ),  # fmt: skip
     ("GET", "/v1/coupons", None, {"marketer", "admin"}, 403),
     ("GET", "/v1/coupons/c-10off", None, {"marketer", "admin"}, 403),
     ("PATCH", "/v1/coupons/c-10off", {"name": "Ten off"}, {"marketer", "admin"}, 403),

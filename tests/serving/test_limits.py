@@ -59,8 +59,13 @@ def test_throttled_responses_carry_ratelimit_headers(make_client, keys, settings
 def _visits(shopper: str, start: int, count: int) -> dict:
     return {
         "events": [
-            {"event_id": f"q{start + i}", "shopper_id": shopper, "event_type": "view", "product_id": "p02",
-             "ts": datetime.now(UTC).isoformat()}
+            {
+                "event_id": f"q{start + i}",
+                "shopper_id": shopper,
+                "event_type": "view",
+                "product_id": "p02",
+                "ts": datetime.now(UTC).isoformat(),
+            }
             for i in range(count)
         ]
     }
