@@ -15,14 +15,28 @@ ANSWER_GRACE_SECONDS = 5.0
 SQLITE_BUSY = "SQLITE_BUSY"  # SQLite: another writer held the database's write lock past the busy timeout
 
 
-def is_sqlite_busy(error: BaseException | None) -> bool:
-    """SQLite's write lock held by another writer past the busy timeout: `error`, or an error it was
-    raised from (MLflow's SQL stores raise their own MlflowException from the driver's)."""
+def _sqlite_error_names(error: BaseException | None) -> Iterator[str]:
+    """SQLite's error names on `error` (the driver's, or SQLAlchemy's wrapper of it) and on the errors it
+    was raised from (MLflow's SQL stores raise their own MlflowException from the driver's)."""
     while error is not None:
-        if getattr(getattr(error, "orig", None), "sqlite_errorname", None) == SQLITE_BUSY:
-            return True
+        for raised in (error, getattr(error, "orig", None)):
+            name = getattr(raised, "sqlite_errorname", None)
+            if name:
+                yield name
         error = error.__cause__
-    return False
+
+
+def is_sqlite_busy(error: BaseException | None) -> bool:
+    """SQLite's write lock held by another writer past the busy timeout."""
+    return SQLITE_BUSY in _sqlite_error_names(error)
+
+
+def is_sqlite_damaged(error: BaseException | None) -> bool:
+    """The file's pages are not what SQLite wrote (SQLITE_CORRUPT and its extended codes, or not a
+    database at all): retrying cannot help, unlike a busy or locked database."""
+    return any(
+        name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB" for name in _sqlite_error_names(error)
+    )
 
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import joblib
 import numpy as np
@@ -28,9 +29,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.ads import AdClick, AdImpression
-from commerce.db import read_only, transaction
+from commerce.db import is_sqlite_damaged, read_only, transaction
 from commerce.search.documents import load_documents, refresh_products
-from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, restrict, sync
+from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, open_index, restrict, sync
 from commerce.search.query import ParsedQuery, QueryParser, Vocabulary
 from commerce.services import ads
 from commerce.services.auction import AdCandidate, AdWin, pacing_probability, run_auction
@@ -39,6 +40,8 @@ from serving.batch_writer import Backlog, PeriodicFlush
 from serving.catalog import CatalogSnapshot
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BM25_VERSION = "bm25"
 
@@ -290,6 +293,7 @@ class SearchService:
         self._cache_generation = 0  # clears so far: a lookup that overlapped one is not cached
         self._cache_ttl = config.cache_seconds if index.shared else math.inf
         self._brand_of: dict[str, str] = {}  # product -> brand, for shopper brand affinity
+        self._replacing = threading.Lock()
 
     @property
     def model_version(self) -> str:
@@ -297,20 +301,42 @@ class SearchService:
 
     # --- keeping current ------------------------------------------------------------------------------
 
+    def _on_index(self, use: Callable[[SearchIndex], T]) -> T:
+        """`use(index)`; an index file found damaged on the way is replaced in memory, then `use` runs
+        again on that. A file that opened can still hold damaged pages that only some lookups reach
+        (every search for one word in six answered 500 with one file); it is derived from the database,
+        so search goes on from memory, and the file is left as it is for the operator."""
+        index = self.index
+        try:
+            return use(index)
+        except Exception as exc:
+            if not (index.shared and is_sqlite_damaged(exc)):
+                raise
+            self._replace_damaged(index, exc)
+        return use(self.index)
+
+    def _replace_damaged(self, damaged: SearchIndex, exc: BaseException) -> None:
+        with self._replacing:
+            if self.index is not damaged:  # another request replaced it meanwhile
+                return
+            log.error(
+                "search index %s is damaged (%s: %s): indexing in memory until it is fixed",
+                getattr(damaged, "path", damaged.backend),
+                type(exc).__name__,
+                exc,
+            )
+            memory = open_index("fts5")
+            with read_only(self.session_factory) as session:
+                docs = list(load_documents(session))
+            sync(memory, docs)
+            self.index = memory
+            self._cache_ttl = math.inf  # only this replica writes it now, and clears the cache when it does
+            self.clear_cache()
+
     def refresh(self, now: datetime | None = None) -> None:
         """Reconcile the index with the database, rebuild the query vocabulary, reload live ads."""
         now = now or datetime.now(UTC)
-        self.index.ensure()
-        # Read before the documents: a product re-indexed after this (a write committed during the
-        # refresh, `products_changed` here or on another replica sharing the index) is kept as written.
-        before = self.index.fingerprints()
-        with read_only(self.session_factory) as session:
-            docs = list(load_documents(session))
-            ads = AdsSnapshot.load(session, now)
-        # The index is written (through its own engine) once the read transaction has ended: a first
-        # build of a large catalog, in it, outlasted PostgreSQL's idle-in-transaction timeout (the API's
-        # statement timeout), which ended the connection and failed the refresh at its next query.
-        changed = sync(self.index, docs, before=before)
+        changed, docs, ads = self._on_index(functools.partial(self._reconcile, now=now))
         if changed["written"] or changed["removed"]:
             self.clear_cache()
         if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
@@ -319,6 +345,19 @@ class SearchService:
         self.ads_snapshot = ads
         self._local_spend = {}
 
+    def _reconcile(self, index: SearchIndex, now: datetime):
+        index.ensure()
+        # Read before the documents: a product re-indexed after this (a write committed during the
+        # refresh, `products_changed` here or on another replica sharing the index) is kept as written.
+        before = index.fingerprints()
+        with read_only(self.session_factory) as session:
+            docs = list(load_documents(session))
+            ads = AdsSnapshot.load(session, now)
+        # The index is written (through its own engine) once the read transaction has ended: a first
+        # build of a large catalog, in it, outlasted PostgreSQL's idle-in-transaction timeout (the API's
+        # statement timeout), which ended the connection and failed the refresh at its next query.
+        return sync(index, docs, before=before), docs, ads
+
     def refresh_ads(self, now: datetime | None = None) -> None:
         with read_only(self.session_factory) as session:
             self.ads_snapshot = AdsSnapshot.load(session, now or datetime.now(UTC))
@@ -326,8 +365,12 @@ class SearchService:
 
     def products_changed(self, *, product_ids: Sequence[str] = (), merchant_id: str | None = None) -> None:
         """Re-index after a committed write (called by the routers as a background task)."""
-        with read_only(self.session_factory) as session:
-            refresh_products(self.index, session, product_ids=product_ids, merchant_id=merchant_id)
+
+        def refresh(index: SearchIndex) -> None:
+            with read_only(self.session_factory) as session:
+                refresh_products(index, session, product_ids=product_ids, merchant_id=merchant_id)
+
+        self._on_index(refresh)
         self.clear_cache()
 
     def clear_cache(self) -> None:
@@ -352,7 +395,7 @@ class SearchService:
             generation = self._cache_generation
         if found is not None and now - found[0] < self._cache_ttl:
             return found[1]
-        hits = self.index.match(query, limit, filters, field_scores=fields)
+        hits = self._on_index(lambda index: index.match(query, limit, filters, field_scores=fields))
         with self._cache_lock:
             if generation == self._cache_generation:
                 self._cache[key] = (now, hits)

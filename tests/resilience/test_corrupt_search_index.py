@@ -38,3 +38,29 @@ def test_an_index_file_that_cannot_be_read_is_named_and_search_is_served_from_me
     assert any(f"search index {path} cannot be opened" in r.getMessage() for r in caplog.records)
     assert path.read_bytes() == damaged
     factory.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("table", ["search_fts_idx", "search_fts_docsize"])
+def test_an_index_file_that_opens_but_fails_the_lookups_is_replaced_in_memory(
+    tmp_path, open_client, caplog, table
+):
+    """Damage that the open does not reach (a full-text table's page) used to fail every search that
+    read it with 500 ("database disk image is malformed"), at every restart."""
+    path = tmp_path / "search.db"
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    settings = fault_settings(tmp_path, search_backend="fts5", search_index_path=str(path))
+    index = open_client(settings, factory).app.state.search.index
+    index._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (root,) = index._conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * 4096 : root * 4096] = bytes(4096)
+    path.write_bytes(bytes(data))
+    damaged = path.read_bytes()
+    client = open_client(settings, factory)  # opens: the damage is in pages only lookups read
+    for _ in range(2):
+        answer = client.get("/v1/search", params={"q": "p01"})
+        assert answer.status_code == 200 and [i["product_id"] for i in answer.json()["items"]] == ["p01"]
+    named = [r for r in caplog.records if f"search index {path} is damaged" in r.getMessage()]
+    assert len(named) == 1  # replaced once, not at every lookup
+    assert path.read_bytes() == damaged
+    factory.kw["bind"].dispose()
