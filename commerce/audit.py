@@ -1,8 +1,10 @@
 """The audit log: one append-only row per privileged action (who, what, on which object, when).
 
 Actions: key created or revoked, merchant reviewed, price changed, self-operated terms set, category
-commission changed, refund requested / completed / rejected, campaign launched, coupon created, changed
-or retired, experiment started or stopped, a served model's alias moved (promotion, rollback). Rows are
+commission changed, a location's owner or a merchant's shipping rule set, refund requested / completed /
+rejected, campaign launched, coupon created, changed or retired, experiment created, started or stopped, a
+served model's alias moved (promotion, rollback), keyword campaign created or changed, keyword added or
+changed. Rows are
 only ever inserted: database triggers refuse UPDATE and DELETE on both SQLite and PostgreSQL, so not even
 a bug in this code base can rewrite history.
 """
@@ -26,6 +28,7 @@ AUDIT_ACTIONS = (
     "product.self_operated",
     "category.commission_changed",
     "location.owner_changed",
+    "shipping_rule.set",
     "refund.requested",
     "refund.completed",
     "refund.rejected",
@@ -34,9 +37,14 @@ AUDIT_ACTIONS = (
     "coupon.created",
     "coupon.changed",
     "coupon.retired",
+    "experiment.created",
     "experiment.started",
     "experiment.stopped",
     "model.alias_moved",
+    "keyword_campaign.created",
+    "keyword_campaign.changed",
+    "keyword.added",
+    "keyword.changed",
 )
 
 

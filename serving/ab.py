@@ -27,6 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,9 @@ from commerce.db import read_only
 from experiments.ab.assignment import ExperimentSpec, assign
 from serving.batch_writer import Backlog, PeriodicFlush
 from serving.model_store import ModelSnapshot, ModelSource, ModelStore
+
+if TYPE_CHECKING:
+    from commerce.experiments import Experiment
 
 log = logging.getLogger(__name__)
 MODEL_ALIAS = "model_alias"
@@ -200,9 +204,54 @@ class AliasModels:
 MAX_EXPERIMENT_ALIASES = 8
 
 
+#: Experiments running at once. Each is assigned on every recommendation page (a hash per experiment per
+#: shopper) and refreshed into every replica: with no bound, a marketer key could start thousands.
+MAX_RUNNING_EXPERIMENTS = 32
+
+#: PostgreSQL advisory lock serializing experiment starts (`start_experiment`), so two at once cannot
+#: both pass the caps above. (7_236_001 and 7_236_002 are commerce's history and coupon locks.)
+EXPERIMENT_START_LOCK_KEY = 7_236_003
+
+
 def experiment_aliases(live: Iterable[LiveExperiment], champion: str) -> set[str]:
     """The aliases the running experiments `live` serve besides the champion's: the model stores to load."""
     return {a for e in live for a in e.served_aliases} - {champion}
+
+
+def start_experiment(session: Session, name: str, champion_alias: str) -> Experiment:
+    """Start the draft experiment `name` (`commerce.services.experiments.start_experiment`) unless the
+    running experiments would then number more than `MAX_RUNNING_EXPERIMENTS` (409
+    `too_many_experiments`) or serve more than `MAX_EXPERIMENT_ALIASES` aliases besides `champion_alias`
+    (409 `too_many_model_aliases`); refused, nothing changes. The one place these caps are checked: the
+    API, the console and `crosscart experiment start` all start through it.
+
+    Starts are serialized until the caller's transaction ends (on PostgreSQL an advisory lock taken
+    before anything is read; SQLite's BEGIN IMMEDIATE already serializes writers): two starts at once
+    each saw the other's experiment still a draft and together went past the caps."""
+    from sqlalchemy import text
+
+    from commerce.errors import Conflict
+    from commerce.services import experiments as store
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EXPERIMENT_START_LOCK_KEY})
+    exp = store.get_experiment(session, name)
+    if exp.status == "draft":  # anything else is refused by the store's own state check below
+        live = [LiveExperiment.from_config(c) for c in store.running_configs(session)]
+        if len(live) + 1 > MAX_RUNNING_EXPERIMENTS:
+            raise Conflict(
+                f"{len(live)} experiments are running; at most {MAX_RUNNING_EXPERIMENTS} at once: "
+                "stop one first",
+                code="too_many_experiments",
+            )
+        served = experiment_aliases([*live, LiveExperiment.from_config(exp.as_config())], champion_alias)
+        if len(served) > MAX_EXPERIMENT_ALIASES:
+            raise Conflict(
+                f"running experiments would serve {len(served)} model aliases besides the champion; at most "
+                f"{MAX_EXPERIMENT_ALIASES} (each is a model every replica loads): stop one first",
+                code="too_many_model_aliases",
+            )
+    return store.start_experiment(session, name)
 
 
 def load_live_experiments(session_factory: sessionmaker[Session]) -> list[LiveExperiment]:

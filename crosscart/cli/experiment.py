@@ -162,10 +162,12 @@ def list_(
 
 @app.command("start")
 def start(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Start a draft experiment: the API begins assigning units to it."""
-    from commerce.services import experiments as ex
+    """Start a draft experiment: the API begins assigning units to it. Refused (exit 2, one `error:`
+    line) past the caps on running experiments and the model aliases they serve, as the API refuses."""
+    from crosscart.settings import get_settings
+    from serving.ab import start_experiment
 
-    result = _db_call(ex.start_experiment, name)
+    result = _db_call(start_experiment, name, get_settings().model_alias)
     _print(result if as_json else _line(result), as_json)
 
 

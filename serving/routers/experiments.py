@@ -9,7 +9,7 @@ from commerce.experiments import Experiment
 from commerce.services import experiments as store
 from commerce.services._util import lookup_name
 from experiments.ab.assignment import ExperimentSpec, assign
-from serving.ab import MAX_EXPERIMENT_ALIASES, LiveExperiment, experiment_aliases
+from serving import ab
 from serving.audit import audit
 from serving.deps import Experimenter, SessionDep, StateDep, Storefront, ensure_shopper
 from serving.routers.common import PageLimit, PageOffset
@@ -60,8 +60,10 @@ def list_experiments(
 
 
 @router.post("", response_model=ExperimentOut, status_code=status.HTTP_201_CREATED)
-def create_experiment(body: ExperimentCreate, session: SessionDep, _: Experimenter) -> ExperimentOut:
-    """A draft; in a layer it takes the lowest free traffic slice, so layered experiments never overlap."""
+def create_experiment(body: ExperimentCreate, session: SessionDep, principal: Experimenter) -> ExperimentOut:
+    """A draft; in a layer it takes the lowest free traffic slice, so layered experiments never overlap.
+    Audited (`experiment.created`, by id; the detail names it, its slice and its variants' configs: what
+    a later start serves)."""
     exp = store.create_experiment(
         session,
         body.name,
@@ -73,6 +75,11 @@ def create_experiment(body: ExperimentCreate, session: SessionDep, _: Experiment
         planned_units_per_variant=body.planned_units_per_variant,
         inference=body.inference,
     )
+    audit(
+        session, principal, "experiment.created", "experiment", exp.id,
+        name=exp.name, layer=body.layer, traffic=[exp.traffic_start, exp.traffic_end],
+        variants=[{"name": v.name, "weight": v.weight, "config": v.config} for v in exp.variants],
+    )  # fmt: skip
     return _out(exp)
 
 
@@ -87,17 +94,10 @@ def start_experiment(
 ) -> ExperimentOut:
     """Start now; recommendation responses report its variant once this replica's snapshot refreshes.
     Audited (by id, the name in the detail), as stopping is: either changes what every shopper in its
-    traffic is shown. 409 when the running experiments would serve more than `MAX_EXPERIMENT_ALIASES`
-    aliases besides the champion."""
-    started = store.start_experiment(session, name)
-    live = [LiveExperiment.from_config(c) for c in store.running_configs(session)]  # this one included
-    served = experiment_aliases(live, state.settings.model_alias)
-    if len(served) > MAX_EXPERIMENT_ALIASES:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"running experiments would serve {len(served)} model aliases besides the champion; at most "
-            f"{MAX_EXPERIMENT_ALIASES} (each is a model every replica loads): stop one first",
-        )
+    traffic is shown. 409 `too_many_experiments` past `MAX_RUNNING_EXPERIMENTS` running at once, 409
+    `too_many_model_aliases` when the running experiments would serve more than `MAX_EXPERIMENT_ALIASES`
+    aliases besides the champion (`serving.ab.start_experiment`, the one check)."""
+    started = ab.start_experiment(session, name, state.settings.model_alias)
     audit(session, principal, "experiment.started", "experiment", started.id, name=started.name)
     exp = _out(started)
     session.commit()

@@ -145,11 +145,19 @@ def _rule(rule) -> ShippingRuleOut:
 def set_shipping_rule(
     merchant_id: MerchantId, body: ShippingRuleIn, session: SessionDep, principal: MerchantOrAdmin
 ) -> ShippingRuleOut:
-    """Ship with one partner, or with the cheapest partner that arrives within `max_days` at 80%."""
+    """Ship with one partner, or with the cheapest partner that arrives within `max_days` at 80%.
+    Audited (`shipping_rule.set`, with the rule it replaced): it decides every order's carrier and promise."""
     ensure_merchant(principal, merchant_id)
-    return _rule(
-        logistics.set_shipping_rule(session, merchant_id, partner_id=body.partner_id, max_days=body.max_days)
+    before = logistics.get_shipping_rule(session, merchant_id)
+    old = None if before is None else {"partner_id": before.partner_id, "max_days": before.max_days}
+    rule = logistics.set_shipping_rule(
+        session, merchant_id, partner_id=body.partner_id, max_days=body.max_days
     )
+    audit(
+        session, principal, "shipping_rule.set", "merchant", rule.merchant_id,
+        partner_id=rule.partner_id, max_days=rule.max_days, old=old,
+    )  # fmt: skip
+    return _rule(rule)
 
 
 @router.get("/merchants/{merchant_id}/shipping-rule", response_model=ShippingRuleOut | None)

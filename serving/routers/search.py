@@ -18,6 +18,7 @@ from commerce.search.index import Filters
 from commerce.services import ads
 from commerce.services._util import get_or_404
 from commerce.services.catalog import category_subtree
+from serving.audit import audit
 from serving.deps import (
     KeywordCampaignId,
     MerchantId,
@@ -192,6 +193,11 @@ def _campaign_out(session, c: KeywordCampaign) -> KeywordCampaignOut:
     )
 
 
+def _changes(**fields) -> dict:
+    """The fields a PATCH sets (an omitted one is None and left as it was), for its audit entry."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def _owned(session, principal: Principal, campaign_id: str) -> KeywordCampaign:
     campaign = get_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
     ensure_merchant(principal, campaign.merchant_id)
@@ -212,7 +218,8 @@ def create_keyword_campaign(
     background: BackgroundTasks,
 ) -> KeywordCampaignOut:
     """Keywords (exact, phrase or broad match) with a bid per click and a daily budget, promoting the
-    merchant's own sellable products."""
+    merchant's own sellable products. Audited (`keyword_campaign.created`, with its budget, products and
+    keywords), as every later change of a campaign or keyword is: each spends the merchant's money."""
     ensure_merchant(principal, merchant_id)
     campaign = ads.create_campaign(
         session,
@@ -222,8 +229,16 @@ def create_keyword_campaign(
         product_ids=body.product_ids,
         keywords=[ads.KeywordInput(k.keyword, k.match_type, k.bid) for k in body.keywords],
     )
+    out = _campaign_out(session, campaign)
+    audit(
+        session, principal, "keyword_campaign.created", "keyword_campaign", campaign.campaign_id,
+        merchant_id=campaign.merchant_id, name=campaign.name, daily_budget=campaign.daily_budget,
+        product_ids=out.product_ids,
+        keywords=[{"keyword_id": k.keyword_id, "keyword": k.keyword, "match_type": k.match_type, "bid": k.bid}
+                  for k in out.keywords],
+    )  # fmt: skip
     background.add_task(search.refresh_ads)
-    return _campaign_out(session, campaign)
+    return out
 
 
 @router.get("/merchants/{merchant_id}/keyword-campaigns", response_model=PageOut[KeywordCampaignOut])
@@ -260,6 +275,10 @@ def update_keyword_campaign(
     """Change the daily budget, or pause, resume or end the campaign."""
     _owned(session, principal, campaign_id)
     campaign = ads.update_campaign(session, campaign_id, daily_budget=body.daily_budget, status=body.status)
+    audit(
+        session, principal, "keyword_campaign.changed", "keyword_campaign", campaign.campaign_id,
+        **_changes(daily_budget=body.daily_budget, status=body.status),
+    )  # fmt: skip
     background.add_task(search.refresh_ads)
     return _campaign_out(session, campaign)
 
@@ -279,6 +298,10 @@ def add_keyword(
 ) -> KeywordOut:
     _owned(session, principal, campaign_id)
     row = ads.add_keyword(session, campaign_id, ads.KeywordInput(body.keyword, body.match_type, body.bid))
+    audit(
+        session, principal, "keyword.added", "keyword", row.keyword_id,
+        campaign_id=row.campaign_id, keyword=row.keyword, match_type=row.match_type, bid=row.bid,
+    )  # fmt: skip
     background.add_task(search.refresh_ads)
     return KeywordOut.model_validate(row, from_attributes=True)
 
@@ -299,6 +322,10 @@ def update_keyword(
     if row.campaign_id != campaign_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no keyword {keyword_id} in campaign {campaign_id!r}")
     row = ads.update_keyword(session, keyword_id, bid=body.bid, status=body.status)
+    audit(
+        session, principal, "keyword.changed", "keyword", keyword_id,
+        campaign_id=row.campaign_id, **_changes(bid=body.bid, status=body.status),
+    )  # fmt: skip
     background.add_task(search.refresh_ads)
     return KeywordOut.model_validate(row, from_attributes=True)
 
