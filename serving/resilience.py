@@ -293,6 +293,11 @@ class DatabaseHealth:
                     conn.execute(text("SELECT 1"))
                     room = not self.disk_full or sqlite_has_room(conn, engine.url.database)
         except Exception as error:
+            if is_connection_limit(error) and not connections_in_use(engine):
+                # no connection in use and none allowed: nothing is served, an outage (it answered
+                # 200 `degraded`, as if the pool's connections served)
+                self.failed(error)
+                return False
             if is_connection_limit(error):  # every pooled connection in use and no new one allowed
                 self.connection_limited()
             if is_contention(error):  # not expected read-only (WAL recovery?); busy, never an outage
@@ -306,6 +311,13 @@ class DatabaseHealth:
             return False
         self.succeeded()
         return True
+
+
+def connections_in_use(engine: Engine) -> bool:
+    """Whether the engine's pool has a connection checked out (serving a request now); a pool that does
+    not count them (SQLite's) is taken to have some."""
+    checkedout = getattr(engine.pool, "checkedout", None)
+    return checkedout is None or checkedout() > 0
 
 
 def pool_capacity(engine: Engine) -> int | None:

@@ -35,7 +35,8 @@ class Readiness(BaseModel):
     database: Literal["up", "degraded", "read-only", "unavailable"] = Field(
         description="`read-only`: the server answers but takes no writes (a standby after a failover); "
         "writes are refused with 503 meanwhile. `degraded`: ready, but a new connection was refused for "
-        "the connection limit in the last 30 s; requests that need one are refused with 503 meanwhile."
+        "the connection limit in the last 30 s; requests that need one are refused with 503 meanwhile. "
+        "A refusal for the limit while no connection is in use (nothing can be served) is `unavailable`."
     )
     redis: Literal["up", "unavailable", "evicting", "not configured"] = Field(
         description="The shared rate-limit store; while unavailable, or `evicting` (full, it would evict "

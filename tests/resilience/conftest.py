@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -134,6 +135,29 @@ def seeded_factory(
         lock_timeout=lock_timeout,
     )
     return make_session_factory(engine)
+
+
+@pytest.fixture
+def limited_role(database_url):
+    """(the seeded database's factory, a login role granted its rows); the role dropped afterwards."""
+    factory = seeded_factory(database_url)
+    admin = factory.kw["bind"]
+    role = f"cc_limited_{uuid.uuid4().hex[:8]}"
+    schema = make_url(database_url).query["options"].split("=", 1)[1]
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
+        conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE test TO {role}")
+        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        conn.exec_driver_sql(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
+        conn.exec_driver_sql(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}')
+    yield factory, role
+    with admin.begin() as conn:
+        conn.exec_driver_sql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        )
+        conn.exec_driver_sql(f"DROP OWNED BY {role}")
+        conn.exec_driver_sql(f"DROP ROLE {role}")
+    admin.dispose()
 
 
 def proxied_engine(database_url: str, port: int, statement_timeout: float):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 import pytest
 from sqlalchemy import text
@@ -16,31 +15,8 @@ from sqlalchemy.engine import make_url
 
 from commerce.db import make_engine, make_session_factory
 from serving.resilience import AUTH_CONNECTIONS, BACKGROUND_CONNECTIONS
-from tests.resilience.conftest import POOL_SLOTS, fault_settings, make_keys, seeded_factory
+from tests.resilience.conftest import POOL_SLOTS, fault_settings, make_keys
 from tests.serving.conftest import auth
-
-
-@pytest.fixture
-def limited_role(database_url):
-    """(the seeded database's factory, a login role granted its rows); the role dropped afterwards."""
-    factory = seeded_factory(database_url)
-    admin = factory.kw["bind"]
-    role = f"cc_limited_{uuid.uuid4().hex[:8]}"
-    schema = make_url(database_url).query["options"].split("=", 1)[1]
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
-        conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE test TO {role}")
-        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
-        conn.exec_driver_sql(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
-        conn.exec_driver_sql(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}')
-    yield factory, role
-    with admin.begin() as conn:
-        conn.exec_driver_sql(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        )
-        conn.exec_driver_sql(f"DROP OWNED BY {role}")
-        conn.exec_driver_sql(f"DROP ROLE {role}")
-    admin.dispose()
 
 
 @pytest.mark.postgres
