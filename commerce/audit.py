@@ -5,9 +5,9 @@ commission changed, a location's owner or a merchant's shipping rule set, refund
 rejected, an order refunded or moved by an admin (payment confirmed, shipped, a tracking scan, a
 status), campaign created, planned, scheduled, launched or completed, coupon created, changed or
 retired, experiment created, started or stopped, a served model's alias moved (promotion, rollback),
-keyword campaign created or changed, keyword added or changed. Rows are
-only ever inserted: database triggers refuse UPDATE and DELETE on both SQLite and PostgreSQL, so not even
-a bug in this code base can rewrite history.
+keyword campaign created or changed, keyword added or changed. Rows are only ever inserted: database
+triggers refuse UPDATE and DELETE on both SQLite and PostgreSQL, so not even a bug in this code base can
+rewrite history.
 """
 
 from __future__ import annotations
