@@ -2,11 +2,12 @@
 
 Actions: key created or revoked, merchant reviewed, price changed, self-operated terms set, category
 commission changed, a location's owner or a merchant's shipping rule set, refund requested / completed /
-rejected, campaign launched, coupon created, changed or retired, experiment created, started or stopped, a
-served model's alias moved (promotion, rollback), keyword campaign created or changed, keyword added or
-changed. Rows are
-only ever inserted: database triggers refuse UPDATE and DELETE on both SQLite and PostgreSQL, so not even
-a bug in this code base can rewrite history.
+rejected, an order refunded or moved by an admin (payment confirmed, shipped, a tracking scan, a
+status), campaign created, planned, scheduled, launched or completed, coupon created, changed or
+retired, experiment created, started or stopped, a served model's alias moved (promotion, rollback),
+keyword campaign created or changed, keyword added or changed. Rows are only ever inserted: database
+triggers refuse UPDATE and DELETE on both SQLite and PostgreSQL, so not even a bug in this code base can
+rewrite history.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ AUDIT_ACTIONS = (
     "refund.completed",
     "refund.rejected",
     "order.refunded",
+    "order.payment_confirmed",
+    "order.shipped",
+    "order.tracking_added",
+    "order.status_changed",
+    "campaign.created",
+    "campaign.planned",
+    "campaign.scheduled",
     "campaign.launched",
+    "campaign.completed",
     "coupon.created",
     "coupon.changed",
     "coupon.retired",

@@ -12,6 +12,7 @@ outcomes; the plan's own value from earlier such campaigns is `summary["policy_v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def plan_and_store(
     method: str = "lagrangian",
     random_state: int | None = 0,
     contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
+    on_stored: Callable[[Session, planner.CampaignPlan], None] | None = None,
 ) -> planner.CampaignPlan:
     """Plan draft `campaign_id` with `model` (scoring the database's shoppers, optionally of one
     `region` / `segment`, features from the events table or the Parquet at `events_path`) or with
@@ -73,7 +75,8 @@ def plan_and_store(
     overlapping campaign, the frequency cap) are not candidates; `summary["excluded"]` counts them
     per rule. `contact_policy=None` contacts anyone. `summary["policy_value"]` is the plan's
     `marketing.plan_value.PlanValue` as a dict: the forecast beside IPS and DR estimates from the
-    stored randomised history."""
+    stored randomised history. `on_stored(session, plan)` runs in the storing transaction (the API
+    writes its audit entry there)."""
     if (model is None) == (candidates is None):
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
     with transaction(session_factory) as session:
@@ -120,6 +123,8 @@ def plan_and_store(
             list(zip(plan.assignments["shopper_id"], plan.assignments["arm"], strict=True)),
             arm_probabilities=holdout_probabilities(plan.assignments),
         )
+        if on_stored is not None:
+            on_stored(session, plan)
     return plan
 
 

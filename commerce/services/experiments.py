@@ -165,6 +165,8 @@ def list_experiments(
 
 
 def start_experiment(session: Session, name: str) -> Experiment:
+    """draft -> running, with no cap checked: the API, the console and the CLI start through
+    `serving.ab.start_experiment`, which bounds the running experiments and the aliases they serve."""
     exp = get_experiment(session, name)
     if exp.status != "draft":
         raise InvalidState(f"experiment {name!r} is {exp.status}; only a draft can start")

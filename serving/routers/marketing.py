@@ -76,9 +76,12 @@ def list_campaigns(
 
 
 @router.post("", response_model=CampaignOut, status_code=status.HTTP_201_CREATED)
-def create_campaign(body: CampaignCreate, session: SessionDep, _: Marketer) -> CampaignOut:
-    """A draft campaign; give its coupons this campaign id, then plan its audience."""
-    return _out(campaigns.create_campaign(session, campaigns.CampaignInput(**body.model_dump())))
+def create_campaign(body: CampaignCreate, session: SessionDep, principal: Marketer) -> CampaignOut:
+    """A draft campaign; give its coupons this campaign id, then plan its audience. Audited
+    (`campaign.created`, with its terms), as planning, scheduling, launching and completing it are."""
+    campaign = campaigns.create_campaign(session, campaigns.CampaignInput(**body.model_dump()))
+    audit(session, principal, "campaign.created", "campaign", campaign.campaign_id, **body.model_dump())
+    return _out(campaign)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
@@ -87,14 +90,16 @@ def get_campaign(campaign_id: CampaignId, session: SessionDep, _: Marketer) -> C
 
 
 @router.post("/{campaign_id}/plan", response_model=PlanOut)
-def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, _: Marketer) -> PlanOut:
+def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, principal: Marketer) -> PlanOut:
     """Choose who gets which of the campaign's coupons (at most one each) to maximise expected incremental
     profit within the budget, with a random holdout; stores the result as the draft's audience.
 
     Without `candidates` the database's shoppers (optionally one `region` / `segment`) are scored by the
     uplift model this replica serves, as `crosscart campaign plan` does (marketing.planning.plan_and_store);
     with `candidates`, your own effect predictions are planned against the campaign's coupon terms.
-    `policy_value` sets the plan's forecast profit beside its estimate from past randomised campaigns."""
+    `policy_value` sets the plan's forecast profit beside its estimate from past randomised campaigns.
+    Audited (`campaign.planned`, in the transaction storing the audience): with `candidates` a marketer
+    key chooses who gets the coupons, its own shopper account included."""
     with read_only(state.session_factory) as s:  # 404 before 503; no read lock left open while planning
         campaign_id = campaigns.get_campaign(s, campaign_id).campaign_id
     model, candidates = None, None
@@ -115,7 +120,12 @@ def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, _: Marketer) 
             margin_rate=body.margin_rate,
             method=body.method,
             random_state=body.seed,
-        )
+            on_stored=lambda s, plan: audit(
+                s, principal, "campaign.planned", "campaign", campaign_id,
+                source="model" if model is not None else "candidates", audience_size=len(plan.assignments),
+                region=body.region, segment=body.segment, method=body.method,
+            ),
+        )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     summary = dict(result.summary)
@@ -142,6 +152,14 @@ def _served_effect_model(state: ServingState) -> CouponUpliftModel:
     return snapshot.recommender
 
 
+#: Each lifecycle move of a campaign and its audit action.
+CAMPAIGN_MOVES_AUDITED = {
+    "schedule": "campaign.scheduled",
+    "launch": "campaign.launched",
+    "complete": "campaign.completed",
+}
+
+
 @router.post("/{campaign_id}/{action}", response_model=CampaignOut)
 def move_campaign(
     campaign_id: CampaignId,
@@ -150,15 +168,16 @@ def move_campaign(
     principal: Marketer,
 ) -> CampaignOut:
     """schedule (draft -> scheduled), launch (scheduled -> running: grants the coupons over the
-    campaign's channel), complete (running -> completed: closes the measurement window)."""
+    campaign's channel), complete (running -> completed: closes the measurement window). Each is
+    audited (`CAMPAIGN_MOVES_AUDITED`)."""
     move = {
         "schedule": campaigns.schedule_campaign,
         "launch": campaigns.start_campaign,
         "complete": campaigns.complete_campaign,
     }[action]
     campaign = move(session, campaign_id)
-    if action == "launch":
-        audit(session, principal, "campaign.launched", "campaign", campaign_id, budget=campaign.budget)
+    detail = {"budget": campaign.budget} if action == "launch" else {}
+    audit(session, principal, CAMPAIGN_MOVES_AUDITED[action], "campaign", campaign_id, **detail)
     return _out(campaign)
 
 

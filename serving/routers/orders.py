@@ -202,20 +202,36 @@ def decide_refund(
 
 
 @router.post("/orders/{order_id}/payment", response_model=OrderOut)
-def confirm_payment(order_id: IntId, body: PaymentIn, session: SessionDep, _: Admin) -> OrderOut:
-    """The payment provider confirms payment (enforces the annual customs limit atomically)."""
-    return _order(order_service.pay_order(session, order_id, body.payment_ref))
+def confirm_payment(order_id: IntId, body: PaymentIn, session: SessionDep, admin: Admin) -> OrderOut:
+    """The payment provider confirms payment (enforces the annual customs limit atomically). Audited, as
+    every admin move of an order is: an admin key marking an order paid ships goods nobody paid for."""
+    order = order_service.pay_order(session, order_id, body.payment_ref)
+    audit(session, admin, "order.payment_confirmed", "order", order_id, payment_ref=body.payment_ref)
+    return _order(order)
 
 
 @router.post("/orders/{order_id}/shipment", response_model=OrderOut)
-def ship_order(order_id: IntId, body: ShipIn, session: SessionDep, _: Admin) -> OrderOut:
-    return _order(order_service.ship_order(session, order_id, body.tracking_no, location=body.location))
+def ship_order(order_id: IntId, body: ShipIn, session: SessionDep, admin: Admin) -> OrderOut:
+    order = order_service.ship_order(session, order_id, body.tracking_no, location=body.location)
+    audit(
+        session,
+        admin,
+        "order.shipped",
+        "order",
+        order_id,
+        tracking_no=body.tracking_no,
+        location=body.location,
+    )
+    return _order(order)
 
 
 @router.post("/orders/{order_id}/tracking", response_model=list[TraceStepOut])
-def add_tracking(order_id: IntId, body: TrackingIn, session: SessionDep, _: Admin) -> list[TraceStepOut]:
+def add_tracking(order_id: IntId, body: TrackingIn, session: SessionDep, admin: Admin) -> list[TraceStepOut]:
     """Record a carrier scan; returns the whole trace."""
     order_service.add_tracking_event(session, order_id, body.status, location=body.location, note=body.note)
+    audit(
+        session, admin, "order.tracking_added", "order", order_id, status=body.status, location=body.location
+    )
     return [
         TraceStepOut(at=s.at, kind=s.kind, status=s.status, detail=s.detail)
         for s in order_service.trace_order(session, order_id)
@@ -223,14 +239,16 @@ def add_tracking(order_id: IntId, body: TrackingIn, session: SessionDep, _: Admi
 
 
 @router.post("/orders/{order_id}/status", response_model=OrderOut)
-def move_order(order_id: IntId, body: StatusIn, session: SessionDep, _: Admin) -> OrderOut:
+def move_order(order_id: IntId, body: StatusIn, session: SessionDep, admin: Admin) -> OrderOut:
     """Customs clearance, delivery and completion reported by the warehouse and carrier."""
     move = {
         "customs_cleared": order_service.clear_customs,
         "delivered": order_service.deliver_order,
         "completed": order_service.complete_order,
     }[body.status]
-    return _order(move(session, order_id))
+    order = move(session, order_id)
+    audit(session, admin, "order.status_changed", "order", order_id, status=body.status)
+    return _order(order)
 
 
 @router.post("/orders/{order_id}/refund", response_model=OrderOut)

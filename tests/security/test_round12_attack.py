@@ -16,7 +16,7 @@ from crosscart.settings import get_settings
 from serving.ab import MAX_EXPERIMENT_ALIASES, MAX_RUNNING_EXPERIMENTS
 from tests.search.conftest import api, shop  # noqa: F401  (the shop's app on SQLite and PostgreSQL)
 from tests.security.test_round11_attack import _audited
-from tests.serving.conftest import auth
+from tests.serving.conftest import auth, grant_only_campaign
 
 RACERS = 4
 PLAIN = [{"name": "control", "weight": 1}, {"name": "treatment", "weight": 1}]
@@ -206,3 +206,57 @@ def test_keyword_campaigns_and_keywords_are_audited(client, keys):
     assert found["keyword.added"][0][0] == str(keyword)
     assert found["keyword.added"][0][3]["bid"] == "1.20"
     assert found["keyword.changed"][0][3] == {"campaign_id": campaign, "bid": "9999.00"}
+
+
+def test_a_campaigns_whole_lifecycle_is_audited(client, keys, session_factory):
+    """Only a campaign's launch was audited. Planning with `candidates` lets a marketer key choose who gets
+    the coupons (its own shopper account, say) and left no entry; nor did creating, scheduling or
+    completing the campaign. Each move is audited now, the plan in the transaction that stores it."""
+    marketer, admin = auth(keys["marketer"]), auth(keys["admin"])
+    campaign = grant_only_campaign(client, marketer, session_factory, "Friends", "c-friends")
+    candidates = [
+        {"shopper_id": f"s{i}", "coupon_id": "c-friends", "p_control": 0.1, "p_treated": 0.1 + i / 200,
+         "spend_control": 150.0, "spend_treated": 160.0}
+        for i in range(1, 41)
+    ]  # fmt: skip
+    plan = client.post(f"/v1/campaigns/{campaign}/plan", json={"candidates": candidates}, headers=marketer)
+    assert plan.status_code == 200, plan.text
+    for action in ("schedule", "launch", "complete"):
+        moved = client.post(f"/v1/campaigns/{campaign}/{action}", headers=marketer)
+        assert moved.status_code == 200, moved.text
+    actions = ("created", "planned", "scheduled", "launched", "completed")
+    found = {action: _audited(client, admin, f"campaign.{action}") for action in actions}
+    assert all(len(entries) == 1 for entries in found.values()), found
+    assert {entries[0][:2] for entries in found.values()} == {(campaign, "marketer")}
+    assert found["created"][0][3]["budget"] == "500.00"
+    planned = found["planned"][0][3]
+    assert (planned["source"], planned["audience_size"]) == ("candidates", plan.json()["audience_size"])
+
+
+def test_an_admins_moves_of_an_order_are_audited(client, keys):
+    """Refunds were audited but nothing else an admin key does to an order: marking one paid (the goods
+    then ship with no payment behind them), shipping it, adding carrier scans or moving its status. Each
+    is audited now, with what it set."""
+    shopper, admin = auth(keys["shopper"]), auth(keys["admin"])
+    order = client.post(
+        "/v1/shoppers/s1/orders", json={"lines": [{"product_id": "p05", "quantity": 1}]}, headers=shopper
+    )
+    assert order.status_code == 201, order.text
+    oid = order.json()["order_id"]
+    steps = [
+        ("payment", {"payment_ref": "PAY-FAKE"}),
+        ("status", {"status": "customs_cleared"}),
+        ("shipment", {"tracking_no": "SF-9", "location": "Ningbo"}),
+        ("tracking", {"status": "in_transit", "location": "Hangzhou"}),
+    ]
+    for step, body in steps:
+        done = client.post(f"/v1/orders/{oid}/{step}", json=body, headers=admin)
+        assert done.status_code == 200, done.text
+    actions = ("payment_confirmed", "status_changed", "shipped", "tracking_added")
+    found = {action: _audited(client, admin, f"order.{action}") for action in actions}
+    assert {action: [(e[0], e[1], e[3]) for e in entries] for action, entries in found.items()} == {
+        "payment_confirmed": [(str(oid), "admin", {"payment_ref": "PAY-FAKE"})],
+        "status_changed": [(str(oid), "admin", {"status": "customs_cleared"})],
+        "shipped": [(str(oid), "admin", {"tracking_no": "SF-9", "location": "Ningbo"})],
+        "tracking_added": [(str(oid), "admin", {"status": "in_transit", "location": "Hangzhou"})],
+    }
