@@ -182,20 +182,28 @@ def test_a_damaged_labels_page_ends_the_training_set_with_one_line_naming_it(tin
     assert not out.exists()
 
 
-def test_a_damaged_search_log_page_ends_price_sensitivity_with_one_line_naming_it(tiny_market, tmp_path):
-    """`features price-sensitivity` reads DATA/search_logs.parquet when present: not checked, a damaged
-    page ended it with pyarrow's traceback."""
+@pytest.mark.parametrize("command", ["price-sensitivity", "evaluate search"])
+def test_a_damaged_search_log_page_ends_the_command_with_one_line_naming_it(tiny_market, tmp_path, command):
+    """`features price-sensitivity` and `evaluate search` read DATA/search_logs.parquet when present:
+    unchecked, a damaged page ended them with pyarrow's traceback (OSError "Corrupt snappy compressed
+    data")."""
     from features.synth.search_logs import SEARCH_LOGS, simulate_search_logs
 
     market = tmp_path / "market"
     shutil.copytree(tiny_market, market)
     simulate_search_logs(market, seed=0)
     damage_page(market / SEARCH_LOGS, "clicked")
-    out = tmp_path / "sensitivity.parquet"
-    result = CliRunner().invoke(
-        app, ["features", "price-sensitivity", "--data", str(market), "--out", str(out)]
+    out = tmp_path / "out.parquet"
+    if command == "price-sensitivity":
+        args = ["features", "price-sensitivity", "--data", str(market), "--out", str(out)]
+    else:
+        args = ["evaluate", "search", "--data", str(market), "--save-ranker", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]  # after the bar's
+    assert errors == [f"error: {market / SEARCH_LOGS}: unreadable data (Corrupt snappy compressed data.)"], (
+        result.output
     )
-    assert_error_line_naming(result, market / SEARCH_LOGS)
     assert not out.exists()
 
 
