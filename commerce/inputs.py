@@ -6,7 +6,9 @@ column, a TypeError for a `ts` stored as text, pyarrow's "Corrupt snappy compres
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: How pyarrow starts the message for an input that is not a whole Parquet file (empty, cut short, not
@@ -102,7 +104,9 @@ class BadInputFile(ValueError):
     column missing or of another kind than the contract's."""
 
     def __init__(self, path: Path, problem: str):
-        super().__init__(f"{path}: {problem}")
+        # one line whatever the reader said: pyarrow's messages run over several ("Couldn't deserialize
+        # thrift: ...\nDeserializing page header failed."), and the command prints one `error:` line
+        super().__init__(re.sub(r"\s*[\r\n]+\s*", " ", f"{path}: {problem}").strip())
         self.path = path
 
 
@@ -129,10 +133,11 @@ def _kind(type_) -> str:
     return str(type_)
 
 
-def check_file(path: Path, columns: dict[str, str], *, decode: bool = True) -> None:
+def check_file(path: Path, columns: dict[str, str], *, decode: bool = True, whole: bool = False) -> None:
     """Raise BadInputFile unless `path` opens as Parquet and holds `columns` ({name: kind}) of their kind
     (a column of nulls only fits any kind); with `decode`, unless those columns' pages also decode (read
-    one row group at a time: a damaged page behind an intact footer)."""
+    one row group at a time: a damaged page behind an intact footer); with `whole`, every column's pages
+    (a file its reader reads whole, as the labels of a training set)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -140,7 +145,7 @@ def check_file(path: Path, columns: dict[str, str], *, decode: bool = True) -> N
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
-        raise BadInputFile(path, f"not a whole Parquet file ({exc})") from exc
+        raise BadInputFile(path, f"not a whole Parquet file ({str(exc).strip()})") from exc
     for name, kind in columns.items():
         if name not in schema.names:
             raise BadInputFile(path, f"missing column {name}")
@@ -149,12 +154,12 @@ def check_file(path: Path, columns: dict[str, str], *, decode: bool = True) -> N
             type_ = type_.value_type
         if not pa.types.is_null(type_) and _kind(type_) != kind:
             raise BadInputFile(path, f"column {name} is {type_}, not {kind}")
-    if decode:
+    if decode or whole:
         try:
             for group in range(parquet.num_row_groups):
-                parquet.read_row_group(group, columns=list(columns))
+                parquet.read_row_group(group, columns=None if whole else list(columns))
         except (pa.ArrowException, OSError) as exc:
-            raise BadInputFile(path, f"unreadable data ({exc})") from exc
+            raise BadInputFile(path, f"unreadable data ({str(exc).strip()})") from exc
 
 
 #: Every input a marketplace directory holds.
@@ -178,3 +183,37 @@ def check_marketplace(data_dir: Path, names: Iterable[str], *, decode: bool = Tr
         parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.exists() else []
         for part in parts:
             check_file(part, contract_columns(name), decode=decode)
+
+
+def _is_decoding_error(exc: BaseException) -> bool:
+    """pyarrow failing on bytes it read (ArrowInvalid "Index not in dictionary bounds", OSError "Corrupt
+    snappy compressed data", "Couldn't deserialize thrift"): its OSErrors carry no errno. One with an
+    errno is the host's (a full disk, a missing file, a refused permission), for the command as before."""
+    import pyarrow as pa
+
+    return isinstance(exc, pa.ArrowException) or (isinstance(exc, OSError) and exc.errno is None)
+
+
+@contextmanager
+def traced_to_inputs(*paths: Path) -> Iterator[None]:
+    """Readers of the input files `paths` (a Parquet file, or a directory of parts) inside the block:
+    a pyarrow decoding error raised in it (`_is_decoding_error`) is traced to the input it came from and
+    raised as BadInputFile(`FILE: unreadable data (...)`), so the command prints one line naming the file
+    where pyarrow named none ("Corrupt snappy compressed data"). For a job that reads its inputs once,
+    out of core (`check_marketplace(..., decode=False)` checked their schema only): a damaged page behind
+    an intact footer is found where it is read. Each existing part is decoded whole again to find the
+    culprit, only once the block has failed; an error no input reproduces is raised unchanged (a bug).
+    Put the block's outputs inside it (`commerce.files.staged_directory`), so they are dropped first."""
+    try:
+        yield
+    except BadInputFile:
+        raise
+    except Exception as exc:
+        if not _is_decoding_error(exc):
+            raise
+        for path in paths:
+            path = Path(path)
+            parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.is_file() else []
+            for part in parts:
+                check_file(part, {}, whole=True)  # BadInputFile naming the damaged part, if it is one
+        raise

@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import staged_directory
-from commerce.inputs import check_marketplace
+from commerce.inputs import check_marketplace, traced_to_inputs
 from features.cluster import STALL_SECONDS, compute_on
 from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
 from features.tables import (
     EVENT_COLUMNS,
     FEATURE_INPUTS,
     as_utc,
+    check_label_window,
     check_window,
     compact_events,
     events_before,
@@ -82,10 +83,12 @@ def run_feature_job(
     n = partitions or len(list((data / "events").glob("*.parquet")))
     if n < 1:
         raise ValueError(f"partitions must be >= 1, got {n}")
-    products = pd.read_parquet(data / "products.parquet")
-    categories = pd.read_parquet(data / "categories.parquet")
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:  # published together once every part is written (see the module)
+        # a damaged page is found where it is read: the staged parts dropped, the file named
+        stack.enter_context(traced_to_inputs(*(data / name for name in FEATURE_INPUTS)))
+        products = pd.read_parquet(data / "products.parquet")
+        categories = pd.read_parquet(data / "categories.parquet")
         dirs = {name: stack.enter_context(staged_directory(out / name)) for name in OUTPUTS}
         job = (weights, half_life_days, dirs)
         if client is None:
@@ -370,13 +373,17 @@ def run_training_set(
         raise ValueError(
             "no labels: a training set needs at least one (shopper_id, product_id, label_ts, label)"
         )
+    check_label_window(data, labels)
     snap = labels["label_ts"] if snapshot_freq is None else labels["label_ts"].dt.floor(snapshot_freq)
     labels["_snapshot"] = snap
     labels["_row"] = np.arange(len(labels))
     needs = {as_of: group["product_id"].unique() for as_of, group in labels.groupby("_snapshot", sort=True)}
-    products = pd.read_parquet(data / "products.parquet")
-    categories = pd.read_parquet(data / "categories.parquet")
-    with staged_directory(out) as staging:  # published once every part is written (see the module)
+    with (
+        traced_to_inputs(*(data / name for name in FEATURE_INPUTS)),  # a damaged page: the file named
+        staged_directory(out) as staging,  # published once every part is written (see the module)
+    ):
+        products = pd.read_parquet(data / "products.parquet")
+        categories = pd.read_parquet(data / "categories.parquet")
         if client is None:
             _stream_training_set(data, labels, staging, partitions, needs, products, categories)
         else:

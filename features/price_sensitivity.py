@@ -40,7 +40,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from commerce.files import atomic_path
-from commerce.inputs import check_marketplace
+from commerce.inputs import check_file, check_marketplace
 from features.tables import as_utc, check_window
 
 __all__ = [
@@ -54,6 +54,15 @@ __all__ = [
 
 SENSITIVITY_FEATURES = ("price_slope_cart", "price_tilt_view")
 SEARCH_SENSITIVITY_FEATURES = ("price_slope_search",)
+#: The columns of the search impression log (`crosscart search simulate-logs`) the search slope reads,
+#: and their kind (`commerce.inputs.check_file`).
+SEARCH_LOG_COLUMNS = {
+    "ts": "timestamp",
+    "shopper_id": "text",
+    "position": "number",
+    "product_id": "text",
+    "clicked": "flag",
+}
 EM_ROUNDS = 30
 NEWTON_STEPS = 3
 MIN_VARIANCE = 1e-4  # floor of a prior variance, so a shrinkage never divides by zero
@@ -269,6 +278,10 @@ def build_price_sensitivity(
     if not (d / "events").is_dir():
         raise FileNotFoundError(f"{d} has no events/ directory: is it a `crosscart generate` output?")
     check_marketplace(d, ["events", "products.parquet", "shoppers.parquet"])
+    logs_path = d / "search_logs.parquet"
+    read_logs = search_logs and logs_path.exists()
+    if read_logs:  # its pages too: damaged ones ended the job with pyarrow's traceback, naming no file
+        check_file(logs_path, SEARCH_LOG_COLUMNS)
     if as_of is not None:
         check_window(d, as_of)
     events = pd.read_parquet(
@@ -279,12 +292,7 @@ def build_price_sensitivity(
     )
     shoppers = pd.read_parquet(d / "shoppers.parquet", columns=["shopper_id"])
     as_of = events["ts"].max() + pd.Timedelta(microseconds=1) if as_of is None else as_utc(as_of)
-    logs_path = d / "search_logs.parquet"
-    logs = (
-        pd.read_parquet(logs_path, columns=["ts", "shopper_id", "position", "product_id", "clicked"])
-        if search_logs and logs_path.exists()
-        else None
-    )
+    logs = pd.read_parquet(logs_path, columns=list(SEARCH_LOG_COLUMNS)) if read_logs else None
     table = shopper_price_sensitivity(events, products, shoppers["shopper_id"], as_of, search_logs=logs)
     with atomic_path(Path(out)) as tmp:
         table.reset_index().to_parquet(tmp, index=False)

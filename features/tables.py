@@ -44,32 +44,82 @@ def compact_events(events: pd.DataFrame) -> pd.DataFrame:
     return ev.astype(cats) if cats else ev
 
 
-class EmptyWindow(BadInputFile):
+#: How far past the last event an explicit `as_of` (and a training set's labels) may be: a job run the
+#: day after the export is fine; later, every recency and window feature would be measured from a time
+#: the data does not reach (a shopper active yesterday reads as gone for months), and is refused.
+AS_OF_TOLERANCE_DAYS = 1
+
+
+class WindowOutsideEvents(BadInputFile):
+    """A time asked of the marketplace's events that they do not cover: an `as_of` in the future or more
+    than AS_OF_TOLERANCE_DAYS after the last event, labels outside the events' span. The features would
+    be empty or measured from a time the data does not reach and, published, replace the previous ones."""
+
+
+class EmptyWindow(WindowOutsideEvents):
     """No event of the marketplace is before the `as_of` asked for (a mistyped date, a window before the
     data): the feature tables would be empty and, published, replace the previous ones."""
 
 
-def check_window(data_dir: str | Path, as_of) -> None:
-    """Raise EmptyWindow unless some event in `data_dir/events` is before `as_of`, read from the parts'
-    footers (their `ts` statistics; a part without them is read), before a feature job writes anything."""
+def event_span(data_dir: str | Path) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """(first, last) event time of `data_dir/events` (None, None without events), from the parts' footers
+    (their `ts` statistics; a part without them is read)."""
     import pyarrow.parquet as pq
 
-    events, as_of = Path(data_dir) / "events", as_utc(as_of)
-    first = None
-    for part in sorted(events.glob("*.parquet")):
+    first = last = None
+    for part in sorted((Path(data_dir) / "events").glob("*.parquet")):
         meta = pq.ParquetFile(part).metadata
         column = meta.schema.to_arrow_schema().get_field_index("ts")
         for group in range(meta.num_row_groups):
             stats = meta.row_group(group).column(column).statistics
             if stats is not None and stats.has_min_max:
-                low = as_utc(stats.min)
+                low, high = as_utc(stats.min), as_utc(stats.max)
             else:
-                low = as_utc(pq.read_table(part, columns=["ts"])["ts"].to_pandas().min())
+                ts = pq.read_table(part, columns=["ts"])["ts"].to_pandas()
+                low, high = as_utc(ts.min()), as_utc(ts.max())
             if not pd.isna(low) and (first is None or low < first):
                 first = low
+            if not pd.isna(high) and (last is None or high > last):
+                last = high
+    return first, last
+
+
+def check_window(data_dir: str | Path, as_of) -> None:
+    """Raise EmptyWindow unless some event in `data_dir/events` is before `as_of`, and WindowOutsideEvents
+    if `as_of` is in the future or more than AS_OF_TOLERANCE_DAYS after the last event (`event_span`),
+    before a feature job writes anything."""
+    events, as_of = Path(data_dir) / "events", as_utc(as_of)
+    first, last = event_span(data_dir)
     if first is None or first >= as_of:
         since = "there are none" if first is None else f"the first is at {first}"
         raise EmptyWindow(events, f"no event before {as_of} ({since}): nothing written")
+    now = pd.Timestamp.now("UTC")
+    if as_of > now:
+        raise WindowOutsideEvents(events, f"as-of {as_of} is in the future (now {now}): nothing written")
+    if as_of - last > pd.Timedelta(days=AS_OF_TOLERANCE_DAYS):
+        raise WindowOutsideEvents(
+            events,
+            f"as-of {as_of} is more than {AS_OF_TOLERANCE_DAYS} day after the last event ({last}): "
+            "nothing written",
+        )
+
+
+def check_label_window(data_dir: str | Path, labels: pd.DataFrame, source: str | Path | None = None) -> None:
+    """Raise WindowOutsideEvents, naming `source` (the labels' file) or else the events, unless every
+    label's `label_ts` (labels as `validate_labels` returns them) is within the events' span: not before
+    the first event (its features would be empty), at most AS_OF_TOLERANCE_DAYS after the last (measured
+    from a time the data does not reach)."""
+    events = Path(data_dir) / "events"
+    first, last = event_span(data_dir)
+    low, high = labels["label_ts"].min(), labels["label_ts"].max()
+    if first is None:
+        raise EmptyWindow(events, "no event at all: a training set has no features to join")
+    if low < first or high - last > pd.Timedelta(days=AS_OF_TOLERANCE_DAYS):
+        raise WindowOutsideEvents(
+            Path(source) if source is not None else events,
+            f"labels from {low} to {high} are outside the span of the events in {events} ({first} to "
+            f"{last}, labels up to {AS_OF_TOLERANCE_DAYS} day after it): nothing written",
+        )
 
 
 def events_before(events: pd.DataFrame, as_of) -> pd.DataFrame:

@@ -9,8 +9,11 @@ each exact `label_ts` with `snapshot_freq=None`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from commerce.inputs import BadInputFile, check_file
 from features.tables import (
     DAY,
     PRODUCT_EVENT_TYPES,
@@ -83,6 +86,21 @@ def validate_labels(labels: pd.DataFrame) -> pd.DataFrame:
         shopper_id=labels["shopper_id"].astype(str),
         product_id=labels["product_id"].astype(str),
     )
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """The labels file `path` as `validate_labels` returns it. It is read whole, so it is checked whole
+    first (every column's pages: a damaged page behind an intact footer, `commerce.inputs.check_file`),
+    and a problem with it is a BadInputFile naming it (one line, nothing written: the command reads it
+    before computing anything)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such labels file")
+    check_file(path, {}, whole=True)
+    try:
+        return validate_labels(pd.read_parquet(path))
+    except ValueError as exc:  # columns or times missing
+        raise BadInputFile(path, str(exc)) from exc
 
 
 def join_feature_snapshots(

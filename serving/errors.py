@@ -29,6 +29,7 @@ from serving.resilience import (
     is_connection_limit,
     is_contention,
     is_outage,
+    is_refused_outright,
     unavailable_detail,
 )
 from training.registry_view import RegistryUnavailable
@@ -212,8 +213,12 @@ def install(app: FastAPI) -> None:
         if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
             log_cancelled(request.method, path)
             return _unavailable(CANCELLED_DETAIL, RETRY_AFTER_SECONDS, path)
+        state = request.app.state.serving
+        if is_refused_outright(exc, state.session_factory.kw["bind"]):  # none in use: nothing served
+            state.db_health.failed(exc)
+            return _unavailable(unavailable_detail(exc), RETRY_AFTER_SECONDS, path)
         if is_connection_limit(exc):  # the pool's connections still serve: `/ready` says `degraded`
-            request.app.state.serving.db_health.connection_limited()
+            state.db_health.connection_limited()
         if is_contention(exc):
             return _unavailable("the database is busy right now; retry shortly", 1, path)
         if _nul_in_text(exc):

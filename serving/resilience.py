@@ -293,9 +293,7 @@ class DatabaseHealth:
                     conn.execute(text("SELECT 1"))
                     room = not self.disk_full or sqlite_has_room(conn, engine.url.database)
         except Exception as error:
-            if is_connection_limit(error) and not connections_in_use(engine):
-                # no connection in use and none allowed: nothing is served, an outage (it answered
-                # 200 `degraded`, as if the pool's connections served)
+            if is_refused_outright(error, engine):  # it answered 200 `degraded`
                 self.failed(error)
                 return False
             if is_connection_limit(error):  # every pooled connection in use and no new one allowed
@@ -318,6 +316,13 @@ def connections_in_use(engine: Engine) -> bool:
     not count them (SQLite's) is taken to have some."""
     checkedout = getattr(engine.pool, "checkedout", None)
     return checkedout is None or checkedout() > 0
+
+
+def is_refused_outright(error: BaseException, engine: Engine) -> bool:
+    """A new connection refused for the connection limit while `engine`'s pool has none in use: nothing
+    is served, an outage (`/ready` 503 `unavailable`, requests 503 with `Retry-After: 5`), not the busy
+    `degraded` of a pool whose connections serve."""
+    return is_connection_limit(error) and not connections_in_use(engine)
 
 
 def pool_capacity(engine: Engine) -> int | None:

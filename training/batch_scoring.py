@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import staged_directory
+from commerce.inputs import check_marketplace, traced_to_inputs
 from features.cluster import STALL_SECONDS, compute_on
 from models.recommenders.base import Recommender
 from models.recommenders.common import MatrixRecommender
@@ -131,6 +132,39 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path).sort_values(["shopper_id", "rank"], kind="mergesort").reset_index(drop=True)
 
 
+#: The marketplace inputs (commerce.inputs.INPUTS) `score_coupon_uplift` reads.
+COUPON_INPUTS = ("events", "shoppers.parquet")
+
+
+def coupon_as_of(data_dir: str | Path, as_of=None) -> pd.Timestamp:
+    """What `score_coupon_uplift` checks before writing anything, and the time it scores at. Its inputs:
+    whole Parquet of the contract's columns (`check_marketplace`; their pages are read once, by the
+    scoring, where a damaged one is traced to its file). The time: `as_of`, else the marketplace's end
+    (manifest.json: what `training.uplift` trains at), else just after the last event (`crosscart
+    batch-score` took the wall clock: every shopper of an export read as inactive since it was made);
+    within the events (`check_window`: not before the first, in the future, or more than
+    AS_OF_TOLERANCE_DAYS after the last). `crosscart batch-score` calls it before it publishes the lists
+    too, so a bad `--data` or `--as-of` changes nothing."""
+    import json
+
+    from features.tables import check_window, event_span
+
+    data = Path(data_dir)
+    if not (data / "events").is_dir():
+        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    check_marketplace(data, COUPON_INPUTS, decode=False)
+    if as_of is None:
+        manifest = data / "manifest.json"
+        if manifest.exists():
+            as_of = json.loads(manifest.read_text())["end"]
+        else:  # no event at all: now, refused by check_window as a window with none before it
+            last = event_span(data)[1]
+            as_of = pd.Timestamp.now("UTC") if last is None else last + pd.Timedelta(microseconds=1)
+    as_of = pd.Timestamp(as_of)
+    check_window(data, as_of)
+    return as_of
+
+
 def score_coupon_uplift(
     model,
     data_dir: str | Path,
@@ -152,14 +186,17 @@ def score_coupon_uplift(
     an `as_of` before every event (`check_window`), which scored every shopper as one without history."""
     from features.campaign_features import encode_features, shopper_history_features
     from features.distributed import ShopperPartitions
-    from features.tables import check_window
 
     data, out = Path(data_dir), Path(out_dir)
-    check_window(data, as_of)
+    as_of = coupon_as_of(data, as_of)
     arms = [str(a) for a in model.arms_ if str(a) != "control"]
     columns = list(model.feature_names_in_)
     n = partitions or max(1, len(list((data / "events").glob("*.parquet"))))
-    with staged_directory(out) as staging, ShopperPartitions(data, n, workdir=staging) as parts:
+    with (
+        traced_to_inputs(*(data / name for name in COUPON_INPUTS)),  # a damaged page: the file named
+        staged_directory(out) as staging,
+        ShopperPartitions(data, n, workdir=staging) as parts,
+    ):
         for i, events, shoppers in parts:
             if shoppers.empty:
                 continue

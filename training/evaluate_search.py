@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import atomic_path
+from commerce.inputs import traced_to_inputs
 from features.search_features import FEATURES
 from features.synth.search_logs import SEARCH_LOGS, simulate_search_logs
 from training.search_ranker import (
@@ -153,7 +154,11 @@ def evaluate_search(
     data_dir = Path(data_dir)
     report("search logs", 0, 5)
     path = data_dir / SEARCH_LOGS
-    log = pd.read_parquet(path) if path.exists() else simulate_search_logs(data_dir, seed=seed)
+    if path.exists():
+        with traced_to_inputs(path):  # a damaged page: one line naming the file, not pyarrow's traceback
+            log = pd.read_parquet(path)
+    else:
+        log = simulate_search_logs(data_dir, seed=seed)
     split = log["ts"].max() - pd.Timedelta(weeks=holdout_weeks)
     train = log[log["ts"] < split].reset_index(drop=True)
     test = log[log["ts"] >= split].reset_index(drop=True)

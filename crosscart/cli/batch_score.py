@@ -47,7 +47,7 @@ def batch_score(
         None,
         "--as-of",
         help="Coupon features from events before this time (UTC); default: the marketplace's end "
-        "(manifest.json), else now.",
+        "(manifest.json), else just after the last event.",
     ),
 ) -> None:
     """Precompute the top-N list of every shopper the registered recommender knows (the API serves them
@@ -75,6 +75,10 @@ def batch_score(
     from training.tracking import check_tracking_uri
 
     try:
+        if coupons_out is not None:  # a bad --data or --as-of refused before the lists are published
+            from training.batch_scoring import coupon_as_of
+
+            as_of = coupon_as_of(data, as_of)
         uri = check_tracking_uri(tracking_uri or settings.resolved_mlflow_uri)
         version = champion_version(registry_client(uri), name, alias)
         if version is None:
@@ -93,7 +97,7 @@ def batch_score(
                 )
             write_meta(staging, name, version.version, n)  # the API serves the lists for this version only
         path = out
-    except (ValueError, ModelUnavailable, ClusterJobFailed) as exc:
+    except (ValueError, FileNotFoundError, ModelUnavailable, ClusterJobFailed) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if redis:
@@ -111,9 +115,7 @@ def batch_score(
         _score_coupons(settings, uri, alias, data, coupons_out, as_of)
 
 
-def _score_coupons(settings, uri: str, alias: str, data: Path, out: Path, as_of: datetime | None) -> None:
-    import json
-
+def _score_coupons(settings, uri: str, alias: str, data: Path, out: Path, as_of) -> None:
     import pandas as pd
 
     from training.batch_scoring import score_coupon_uplift
@@ -121,13 +123,10 @@ def _score_coupons(settings, uri: str, alias: str, data: Path, out: Path, as_of:
     from training.uplift import load_uplift_model
 
     name = settings.uplift_model_name
-    if as_of is None:
-        manifest = data / "manifest.json"
-        as_of = json.loads(manifest.read_text())["end"] if manifest.exists() else pd.Timestamp.now("UTC")
     try:
         model = load_uplift_model(uri, name, alias)
         with working("scoring every shopper's coupon uplift"):
-            path = score_coupon_uplift(model, data, out, as_of=pd.Timestamp(as_of))
+            path = score_coupon_uplift(model, data, out, as_of=as_of)
     except (ValueError, FileNotFoundError, ModelUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -81,14 +81,17 @@ def job(
 ) -> None:
     """Out-of-core feature job on Dask: interactions, feature tables and (with --labels) a point-in-time
     training set, as partitioned Parquet."""
-    import pandas as pd
-
     from crosscart.settings import get_settings
     from features.cluster import ClusterJobFailed, dask_client
     from features.distributed import run_feature_job, run_training_set
+    from features.tables import check_label_window
+    from features.training_sets import read_labels
 
     spec = cluster if cluster is not None else get_settings().dask_scheduler
     try:
+        if labels is not None:  # refused before the feature job publishes anything
+            label_rows = read_labels(labels)
+            check_label_window(data, label_rows, labels)
         with dask_client(spec) as client, working("running the feature job"):
             paths = run_feature_job(
                 data,
@@ -102,7 +105,7 @@ def job(
             if labels is not None:
                 paths["training_set"] = run_training_set(
                     data,
-                    pd.read_parquet(labels),
+                    label_rows,
                     out / "training_set",
                     client=client,
                     partitions=partitions,
@@ -124,16 +127,17 @@ def training_set(
     snapshot_freq: str = typer.Option("1D", help="Snapshot granularity (pandas offset), or 'exact'."),
 ) -> None:
     """Join labels to features computed strictly before each label (point in time)."""
-    import pandas as pd
-
-    from features.tables import read_marketplace
+    from features.tables import check_label_window, read_marketplace
+    from features.training_sets import read_labels
     from features.training_sets import training_set as build_training_set
 
     try:
         m = read_marketplace(data)
+        label_rows = read_labels(labels)
+        check_label_window(data, label_rows, labels)
         with working("building the training set"):
             table = build_training_set(
-                pd.read_parquet(labels),
+                label_rows,
                 m["events"],
                 m["products"],
                 shoppers=m["shoppers"],

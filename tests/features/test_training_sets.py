@@ -159,4 +159,4 @@ def test_cli_training_set_on_a_generated_marketplace(tmp_path):
     args[-1] = str(tmp_path / "bad.parquet")
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)  # a message, not a traceback
-    assert "error: labels lack columns ['label_ts']" in refused.output, refused.output
+    assert f"error: {tmp_path / 'bad.parquet'}: labels lack columns ['label_ts']" in refused.output

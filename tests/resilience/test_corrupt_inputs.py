@@ -107,3 +107,137 @@ def test_a_bad_input_file_ends_the_command_with_one_line_naming_it_and_loads_not
     with create_engine(url).connect() as db:  # categories come first, events after the catalog's commit
         assert db.execute(text("SELECT count(*) FROM categories")).scalar() == 0
     assert not (tmp_path / "out").exists()
+
+
+def damage_page(path, column):
+    """Garbage in the middle of one column chunk's data pages (the middle row group's), the page headers
+    before it and the footer left whole: the file opens, its schema reads, and only reading that column
+    fails, with pyarrow's "Corrupt snappy compressed data" or "Index not in dictionary bounds", naming no
+    file."""
+    meta = pq.ParquetFile(path).metadata
+    chunk = meta.row_group(meta.num_row_groups // 2).column(
+        meta.schema.to_arrow_schema().get_field_index(column)
+    )
+    start = chunk.data_page_offset
+    size = chunk.total_compressed_size - (start - (chunk.dictionary_page_offset or start))
+    data = bytearray(path.read_bytes())
+    for i in range(start + size // 4, start + 3 * size // 4):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def write_labels(market, path, shift=pd.Timedelta(0)):
+    """Labels (shopper_id, product_id, label_ts, label) from `market`'s purchases, `shift` later."""
+    events = pd.read_parquet(market / "events")
+    buys = events[events["event_type"] == "purchase"]
+    labels = buys[["shopper_id", "product_id", "ts"]].rename(columns={"ts": "label_ts"}).assign(label=1)
+    labels.assign(label_ts=labels["label_ts"] + shift).to_parquet(path, index=False)
+    return path
+
+
+def assert_error_line_naming(result, path):
+    """Exit 1 with one `error: FILE: unreadable data (...)` line on stderr (stdout may hold what the
+    command finished before: `batch-score`'s lists)."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: unreadable data ("), result.output
+
+
+JOB_DAMAGE = {
+    "event page": ("events/part-00000.parquet", "shopper_id"),
+    "product page": ("products.parquet", "title"),
+    "shopper page": ("shoppers.parquet", "region"),
+    "labels page": ("labels.parquet", "product_id"),
+}
+
+
+@pytest.mark.parametrize("fault", JOB_DAMAGE)
+def test_a_damaged_page_ends_the_feature_job_with_one_line_naming_the_file_and_writes_nothing(
+    tiny_market, tmp_path, fault
+):
+    """`features job` checks its inputs' columns only (out of core, pages are read once, by the job): a
+    damaged page escaped as pyarrow's traceback (OSError "Corrupt snappy compressed data"), naming no
+    file; damaged labels were one line naming no file ("Index not in dictionary bounds"), after the
+    feature job had published its outputs."""
+    market = tmp_path / "market"
+    shutil.copytree(tiny_market, market)
+    labels = write_labels(market, market / "labels.parquet")
+    name, column = JOB_DAMAGE[fault]
+    damage_page(market / name, column)
+    out = tmp_path / "out"
+    args = ["features", "job", "--data", str(market), "--out", str(out), "--cluster", ""]
+    result = CliRunner().invoke(app, [*args, "--labels", str(labels)])
+    assert_error_line_naming(result, market / name)
+    assert not list(out.rglob("*.parquet"))  # nothing published, nothing left behind
+
+
+def test_a_damaged_labels_page_ends_the_training_set_with_one_line_naming_it(tiny_market, tmp_path):
+    """The labels are read whole, so they are checked whole, not only their schema."""
+    labels = write_labels(tiny_market, tmp_path / "labels.parquet")
+    damage_page(labels, "product_id")
+    out = tmp_path / "training.parquet"
+    args = ["features", "training-set", "--data", str(tiny_market), "--labels", str(labels)]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert_error_line_naming(result, labels)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["price-sensitivity", "evaluate search"])
+def test_a_damaged_search_log_page_ends_the_command_with_one_line_naming_it(tiny_market, tmp_path, command):
+    """`features price-sensitivity` and `evaluate search` read DATA/search_logs.parquet when present:
+    unchecked, a damaged page ended them with pyarrow's traceback (OSError "Corrupt snappy compressed
+    data")."""
+    from features.synth.search_logs import SEARCH_LOGS, simulate_search_logs
+
+    market = tmp_path / "market"
+    shutil.copytree(tiny_market, market)
+    simulate_search_logs(market, seed=0)
+    damage_page(market / SEARCH_LOGS, "clicked")
+    out = tmp_path / "out.parquet"
+    if command == "price-sensitivity":
+        args = ["features", "price-sensitivity", "--data", str(market), "--out", str(out)]
+    else:
+        args = ["evaluate", "search", "--data", str(market), "--save-ranker", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]  # after the bar's
+    assert errors == [f"error: {market / SEARCH_LOGS}: unreadable data (Corrupt snappy compressed data.)"], (
+        result.output
+    )
+    assert not out.exists()
+
+
+def test_a_damaged_event_page_ends_the_coupon_scoring_with_one_line_naming_it(tracking_uri, tmp_path):
+    """`batch-score --coupons-out` read its events and shoppers unchecked: a damaged page escaped as
+    pyarrow's traceback. Now one line naming the part, and no coupon scores written."""
+    from features.synth import generate_marketplace
+    from tests.features.conftest import THREE_PARTS
+    from tests.training.test_batch_scoring import _register_recommender
+    from training.uplift import train_uplift_model
+
+    market = tmp_path / "m"
+    generate_marketplace(market, THREE_PARTS, seed=5)
+    train_uplift_model(market, tracking_uri=tracking_uri, registered_name="crosscart-uplift")
+    _register_recommender(tracking_uri)
+    part = sorted((market / "events").glob("*.parquet"))[1]
+    damage_page(part, "shopper_id")
+    args = ["batch-score", "--model", "recs", "--tracking-uri", tracking_uri, "--cluster", ""]
+    args += ["--alias", "champion", "--out", str(tmp_path / "lists"), "--data", str(market)]
+    result = CliRunner().invoke(app, [*args, "--coupons-out", str(tmp_path / "coupons")])
+    assert_error_line_naming(result, part)
+    assert not (tmp_path / "coupons").exists()
+
+
+def test_a_bad_input_files_message_is_one_line():
+    """pyarrow's messages run over lines ("...don't know what type: \\nDeserializing page header
+    failed."); the command prints the message as its one `error:` line."""
+    from pathlib import Path
+
+    from commerce.inputs import BadInputFile
+
+    problem = "unreadable data (Couldn't deserialize thrift: \nDeserializing page header failed.)"
+    message = str(BadInputFile(Path("/data/products.parquet"), problem))
+    assert message == (
+        "/data/products.parquet: unreadable data (Couldn't deserialize thrift: Deserializing page header "
+        "failed.)"
+    )

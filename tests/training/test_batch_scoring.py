@@ -230,3 +230,46 @@ def test_cli_also_scores_every_shoppers_coupon_uplift_with_the_registered_model(
     expected = pd.read_parquet(score_coupon_uplift(model, market, tmp_path / "e", as_of=end))
     assert len(got) == len(pd.read_parquet(market / "shoppers.parquet")) and got.shape[1] >= 3
     pd.testing.assert_frame_equal(got, expected.sort_values("shopper_id", ignore_index=True))
+
+
+def test_cli_coupon_uplift_without_a_manifest_is_as_of_just_after_the_last_event(tracking_uri, tmp_path):
+    """An event-log export has no manifest.json: `--coupons-out` scored it as of the wall clock (every
+    shopper inactive since the export), now just after its last event; an `--as-of` more than
+    AS_OF_TOLERANCE_DAYS after it is refused before the lists are scored, nothing written."""
+    from typer.testing import CliRunner
+
+    from crosscart.cli import app
+    from features.synth import generate_marketplace
+    from features.tables import AS_OF_TOLERANCE_DAYS
+    from tests.features.conftest import THREE_PARTS
+    from training.batch_scoring import score_coupon_uplift
+    from training.uplift import load_uplift_model, train_uplift_model
+
+    market = tmp_path / "m"
+    generate_marketplace(market, THREE_PARTS, seed=5)
+    train_uplift_model(market, tracking_uri=tracking_uri, registered_name="crosscart-uplift")
+    _register_recommender(tracking_uri)
+    (market / "manifest.json").unlink()  # an export: events/ and shoppers.parquet
+    last = pd.read_parquet(market / "events", columns=["ts"])["ts"].max()
+    base = ["batch-score", "--model", "recs", "--tracking-uri", tracking_uri, "--cluster", ""]
+    base += ["--alias", "champion", "--data", str(market)]
+
+    late = (last + pd.Timedelta(days=AS_OF_TOLERANCE_DAYS, seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    refused = CliRunner().invoke(
+        app, [*base, "--out", str(tmp_path / "l0"), "--coupons-out", str(tmp_path / "c0"), "--as-of", late]
+    )
+    assert refused.exit_code == 1, refused.output
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and "more than 1 day after the last event" in lines[0], refused.output
+    assert not (tmp_path / "l0").exists() and not (tmp_path / "c0").exists()
+
+    result = CliRunner().invoke(
+        app, [*base, "--out", str(tmp_path / "l"), "--coupons-out", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    just_after = last + pd.Timedelta(microseconds=1)
+    assert f"coupon uplift as of {just_after}" in result.output
+    model = load_uplift_model(tracking_uri, "crosscart-uplift")
+    expected = pd.read_parquet(score_coupon_uplift(model, market, tmp_path / "e", as_of=just_after))
+    got = pd.read_parquet(tmp_path / "c").sort_values("shopper_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values("shopper_id", ignore_index=True))
