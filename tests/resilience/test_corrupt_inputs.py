@@ -241,3 +241,44 @@ def test_a_bad_input_files_message_is_one_line():
         "/data/products.parquet: unreadable data (Couldn't deserialize thrift: Deserializing page header "
         "failed.)"
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "decoded_again"),
+    [
+        (OSError("Corrupt snappy compressed data."), True),
+        (OSError(28, "No space left on device", "/out/part-00000.parquet"), False),
+    ],
+    ids=["decoding error no input reproduces", "the host's error (errno)"],
+)
+def test_traced_to_inputs_blames_an_input_only_when_one_reproduces_the_error(
+    tiny_market, monkeypatch, error, decoded_again
+):
+    """A decoding error that no input reproduces (the inputs whole) is raised unchanged, a bug's; an
+    OSError with an errno (a full disk while writing) is the host's, left to the command (one `cannot
+    write` line) without decoding the inputs again."""
+    from commerce import inputs
+
+    checked = []
+    check_file = inputs.check_file
+    monkeypatch.setattr(
+        inputs, "check_file", lambda path, *a, **k: (checked.append(path), check_file(path, *a, **k))
+    )
+    with pytest.raises(OSError) as raised:
+        with inputs.traced_to_inputs(tiny_market / "events", tiny_market / "products.parquet"):
+            raise error
+    assert raised.value is error
+    expected = [tiny_market / "events" / "part-00000.parquet", tiny_market / "products.parquet"]
+    assert checked == (expected if decoded_again else [])
+
+
+def test_traced_to_inputs_names_the_damaged_part(tiny_market, tmp_path):
+    from commerce.inputs import BadInputFile, traced_to_inputs
+
+    market = tmp_path / "market"
+    shutil.copytree(tiny_market, market)
+    damage_page(market / "shoppers.parquet", "region")
+    with pytest.raises(BadInputFile, match="shoppers.parquet: unreadable data") as raised:
+        with traced_to_inputs(market / "events", market / "shoppers.parquet"):
+            pd.read_parquet(market / "shoppers.parquet")
+    assert raised.value.path == market / "shoppers.parquet"
