@@ -116,7 +116,7 @@ def test_paid_orders_are_undone_only_through_a_refund_request(client, keys, sess
             "approved",
         )
     log = client.get("/v1/audit-log", params={"target_id": str(oid)}, headers=admin).json()["items"]
-    assert [e["action"] for e in log] == ["refund.completed", "refund.requested"]
+    assert [e["action"] for e in log] == ["refund.completed", "refund.requested", "order.payment_confirmed"]
 
 
 def test_unpaid_orders_still_cancel_directly(client, keys):
