@@ -124,7 +124,11 @@ def create_experiment(
     layer_row = None
     start, end = 0.0, traffic
     if layer is not None:
-        layer_row = session.scalars(select(ExperimentLayer).where(ExperimentLayer.name == layer)).first()
+        # Locked until commit: two creates at once must not both read the same free slice (PostgreSQL;
+        # SQLite's BEGIN IMMEDIATE already serializes writers)
+        layer_row = session.scalars(
+            select(ExperimentLayer).where(ExperimentLayer.name == layer).with_for_update()
+        ).first()
         if layer_row is None:  # a look-alike of another layer would overlap the experiments it excludes
             unlike_stored(session, layer, ExperimentLayer.name, "layer")
             layer_row = ExperimentLayer(name=layer, salt=f"layer:{layer}:{secrets.token_hex(4)}")
