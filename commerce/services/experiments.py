@@ -155,6 +155,17 @@ def create_experiment(
     return exp
 
 
+def creation_detail(exp: Experiment) -> dict:
+    """What an audit entry of `exp`'s creation records: its slice and its variants' configs (what a later
+    start serves)."""
+    return {
+        "name": exp.name,
+        "layer": exp.layer.name if exp.layer is not None else None,
+        "traffic": [exp.traffic_start, exp.traffic_end],
+        "variants": [{"name": v.name, "weight": v.weight, "config": v.config} for v in exp.variants],
+    }
+
+
 def _experiments(status: str | None):
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status must be one of {STATUSES}, got {status!r}")

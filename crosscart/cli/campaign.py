@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from commerce.files import atomic_path
+from crosscart.cli.audit import operator_audit
 from crosscart.cli.progress import working
 
 app = typer.Typer(help="Coupon campaigns: plan, schedule, run, export, measure.", no_args_is_help=True)
@@ -71,11 +72,19 @@ def create(
     campaign_id: str | None = typer.Option(None, "--id", help="Default: generated."),
 ) -> None:
     """Create a draft campaign; prints its id. Its arms are grant-only coupons:
-    `crosscart coupon create --campaign ID --requires-grant ...`."""
+    `crosscart coupon create --campaign ID --requires-grant ...`. Audited, with its terms."""
+    from dataclasses import asdict
+
     from commerce.services.campaigns import CampaignInput, create_campaign
 
     data = CampaignInput(name, channel, budget, starts, ends, control_share, campaign_id)
-    typer.echo(_run(lambda s: create_campaign(s, data).campaign_id))
+
+    def run(session):
+        created = create_campaign(session, data).campaign_id
+        operator_audit(session, "campaign.created", "campaign", created, **asdict(data))
+        return created
+
+    typer.echo(_run(run))
 
 
 @app.command("list")
@@ -182,6 +191,17 @@ def plan(
                 margin_rate=margin,
                 method=method,
                 random_state=seed,
+                on_stored=lambda session, stored: operator_audit(
+                    session,
+                    "campaign.planned",
+                    "campaign",
+                    campaign_id,
+                    source="model" if model is not None else "candidates",
+                    audience_size=len(stored.assignments),
+                    region=region,
+                    segment=segment,
+                    method=method,
+                ),  # fmt: skip
             )
     except (DomainError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -234,23 +254,26 @@ def _plan_table(summary: dict) -> str:
 
 @app.command("schedule")
 def schedule(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
-    """draft -> scheduled (needs an audience with treated shoppers and a holdout)."""
+    """draft -> scheduled (needs an audience with treated shoppers and a holdout); audited."""
     from commerce.services.campaigns import schedule_campaign
 
-    typer.echo(_run(lambda s: schedule_campaign(s, campaign_id).status))
+    def run(session):
+        status = schedule_campaign(session, campaign_id).status
+        operator_audit(session, "campaign.scheduled", "campaign", campaign_id)
+        return status
+
+    typer.echo(_run(run))
 
 
 @app.command("launch")
 def launch(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
     """scheduled -> running: grant the coupons over the campaign's channel (the API's `launch` too);
     recorded in the audit log as the operator's action."""
-    from commerce.services.audit import record
     from commerce.services.campaigns import start_campaign
 
     def run(session):
         campaign = start_campaign(session, campaign_id)
-        record(session, "campaign.launched", "campaign", campaign_id, actor_role="operator",
-               detail={"budget": str(campaign.budget), "via": "cli"})  # fmt: skip
+        operator_audit(session, "campaign.launched", "campaign", campaign_id, budget=str(campaign.budget))
         return campaign.status
 
     typer.echo(_run(run))
@@ -258,10 +281,15 @@ def launch(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
 
 @app.command("complete")
 def complete(campaign_id: str = typer.Argument(..., callback=_stored_id)) -> None:
-    """running -> completed: closes the measurement window."""
+    """running -> completed: closes the measurement window; audited."""
     from commerce.services.campaigns import complete_campaign
 
-    typer.echo(_run(lambda s: complete_campaign(s, campaign_id).status))
+    def run(session):
+        status = complete_campaign(session, campaign_id).status
+        operator_audit(session, "campaign.completed", "campaign", campaign_id)
+        return status
+
+    typer.echo(_run(run))
 
 
 @app.command("export")

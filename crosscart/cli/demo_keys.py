@@ -28,6 +28,7 @@ from commerce.merchants import Merchant
 from commerce.orders import COUNTED_STATUSES, Order
 from commerce.services.access import authenticate, create_api_key
 from commerce.services.audit import record
+from crosscart.cli.audit import OPERATOR
 
 FILE_NAME = "demo-keys.json"
 
@@ -88,7 +89,7 @@ def create_demo_keys(session_factory: sessionmaker[Session], data_dir: str | Pat
                     continue
             binding = {k: v for k, v in spec.items() if k != "role"}
             key, plaintext = create_api_key(session, spec["role"], name=f"demo {label}", **binding)
-            record(session, "api_key.created", "api_key", key.id, actor_role="operator", detail=spec)
+            record(session, "api_key.created", "api_key", key.id, actor_role=OPERATOR, detail=spec)
             keys[label] = {**spec, "key": plaintext}
         document = {"keys": keys, "samples": samples}
         tmp.write_text(json.dumps(document, indent=2) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.audit import operator_audit
 from crosscart.cli.progress import working
 
 app = typer.Typer(help="Online A/B experiments and offline studies.", no_args_is_help=True)
@@ -95,6 +96,17 @@ def _db_call(fn, *args, **kwargs):
         raise _fail(RuntimeError(f"{msg} (is the schema current? run `crosscart db upgrade`)")) from exc
 
 
+def _audited(change, action: str, detail=lambda exp: {"name": exp.name}):
+    """`change(session, ...)` followed, in its transaction, by the audit entry the API writes for it."""
+
+    def run(session, *args, **kwargs):
+        exp = change(session, *args, **kwargs)
+        operator_audit(session, action, "experiment", exp.id, **detail(exp))
+        return exp
+
+    return run
+
+
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="Unique experiment name (also the default salt)."),
@@ -109,7 +121,7 @@ def create(
     inference: str = typer.Option("fixed", help="How results may be read: fixed, msprt or group-sequential."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Define a draft experiment with weighted variants."""
+    """Define a draft experiment with weighted variants (audited, as the API's create is)."""
     from commerce.services import experiments as ex
 
     weights = _pairs(variant, "--variant")
@@ -125,7 +137,7 @@ def create(
             raise typer.BadParameter(f"--config {vname}: {exc}") from exc
     variants = [(v, w, configs.get(v)) for v, w in weights.items()]
     result = _db_call(
-        ex.create_experiment,
+        _audited(ex.create_experiment, "experiment.created", ex.creation_detail),
         name,
         variants,
         layer=layer,
@@ -167,16 +179,16 @@ def start(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     from crosscart.settings import get_settings
     from serving.ab import start_experiment
 
-    result = _db_call(start_experiment, name, get_settings().model_alias)
+    result = _db_call(_audited(start_experiment, "experiment.started"), name, get_settings().model_alias)
     _print(result if as_json else _line(result), as_json)
 
 
 @app.command("stop")
 def stop(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Stop a running experiment for good (its layer slice becomes free)."""
+    """Stop a running experiment for good (its layer slice becomes free); audited."""
     from commerce.services import experiments as ex
 
-    result = _db_call(ex.stop_experiment, name)
+    result = _db_call(_audited(ex.stop_experiment, "experiment.stopped"), name)
     _print(result if as_json else _line(result), as_json)
 
 

@@ -75,11 +75,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep, principal: Ex
         planned_units_per_variant=body.planned_units_per_variant,
         inference=body.inference,
     )
-    audit(
-        session, principal, "experiment.created", "experiment", exp.id,
-        name=exp.name, layer=body.layer, traffic=[exp.traffic_start, exp.traffic_end],
-        variants=[{"name": v.name, "weight": v.weight, "config": v.config} for v in exp.variants],
-    )  # fmt: skip
+    audit(session, principal, "experiment.created", "experiment", exp.id, **store.creation_detail(exp))
     return _out(exp)
 
 

@@ -17,10 +17,11 @@ runner = CliRunner()
 @pytest.fixture
 def cli_db(database_url, monkeypatch, tmp_path):
     from commerce import experiments as ex
+    from commerce.audit import AuditEntry
     from commerce.db import Base, make_engine
 
     engine = make_engine(database_url)
-    Base.metadata.create_all(engine, tables=ex.TABLES)
+    Base.metadata.create_all(engine, tables=[*ex.TABLES, AuditEntry.__table__])
     engine.dispose()
     monkeypatch.setenv("CROSSCART_DATABASE_URL", database_url)
     monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path / "var"))
@@ -62,6 +63,19 @@ def test_create_list_start_stop(cli_db):
     assert invoke("stop", "rec-challenger").exit_code == 0
     assert "stopped" in invoke("list").output
     assert invoke("create", "bad", "-v", "control=1").exit_code == 2
+    # the operator's create, start and stop are audited as the API's are; the refused start is not
+    from commerce.db import make_engine, make_session_factory, read_only
+    from commerce.services.audit import list_entries
+
+    engine = make_engine(cli_db)
+    with read_only(make_session_factory(engine)) as s:
+        entries = list_entries(s, target_type="experiment").items
+        trail = sorted((e.action, e.actor_role, json.loads(e.detail)["via"]) for e in entries)
+        created_detail = json.loads(next(e.detail for e in entries if e.action == "experiment.created"))
+    engine.dispose()
+    assert trail == [(f"experiment.{a}", "operator", "cli") for a in ("created", "started", "stopped")]
+    assert created_detail["layer"] == "home" and created_detail["traffic"] == [0.0, 0.5]
+    assert created_detail["variants"][1]["config"] == {"model_alias": "challenger"}
 
 
 def test_analyze_prints_json_with_lift_ci_and_srm(tmp_path, monkeypatch):

@@ -79,13 +79,6 @@ def test_campaign_commands_end_to_end(db_env, tmp_path):
     assert summary["expected_incremental_profit"] > 0
     assert invoke("campaign", "schedule", campaign_id) == "scheduled"
     assert invoke("campaign", "launch", campaign_id) == "running"  # named as in the API
-    from commerce.services.audit import list_entries
-
-    engine = make_engine(db_env)
-    with transaction(make_session_factory(engine)) as s:
-        launched = list_entries(s, action="campaign.launched", target_id=campaign_id).items
-    engine.dispose()
-    assert len(launched) == 1 and launched[0].actor_role == "operator"  # the CLI's launch is audited too
     out = tmp_path / "audience.csv"
     invoke("campaign", "export", campaign_id, "--out", str(out))
     rows = list(csv.DictReader(out.open()))
@@ -95,6 +88,19 @@ def test_campaign_commands_end_to_end(db_env, tmp_path):
     early = CliRunner().invoke(app, ["campaign", "report", campaign_id])
     assert early.exit_code == 2 and "once completed" in early.output
     assert invoke("campaign", "complete", campaign_id) == "completed"
+    from commerce.services.audit import list_entries
+
+    engine = make_engine(db_env)
+    with transaction(make_session_factory(engine)) as s:
+        entries = list_entries(s, target_id=campaign_id).items
+        trail = [(e.action, e.actor_role, json.loads(e.detail)) for e in reversed(entries)]
+    engine.dispose()
+    # every move of the CLI is audited as the operator's, as the API audits the key's
+    assert [a for a, *_ in trail] == [
+        f"campaign.{a}" for a in ("created", "planned", "scheduled", "launched", "completed")
+    ]
+    assert {role for _, role, _ in trail} == {"operator"} and all(d["via"] == "cli" for *_, d in trail)
+    assert trail[1][2]["source"] == "candidates" and trail[1][2]["audience_size"] == summary["audience"]
     report = json.loads(invoke("campaign", "report", campaign_id, "--json"))
     assert report["n_treated"] + report["n_holdout"] == len(rows)
     assert report["incremental_conversion_rate"] == 0.0  # nobody bought in this test window
