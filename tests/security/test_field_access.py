@@ -30,6 +30,26 @@ def _n() -> int:
 
 
 # Every operation with a body: a concrete path and a body holding every field (nested ones included).
+def _coupon_terms() -> dict:
+    """A coupon's every field but its id, as a create and a change send them."""
+    return {
+        "name": "Ten off",
+        "kind": "amount_off",
+        "value": "10",
+        "cap": None,
+        "min_spend": "50",
+        "scope_type": "category",
+        "scope_id": "beauty",
+        "per_shopper_limit": 1,
+        "usage_limit": 100,
+        "budget": "500.00",
+        "starts_at": NOW.isoformat(),
+        "ends_at": (NOW + timedelta(days=7)).isoformat(),
+        "requires_grant": False,
+        "campaign_id": None,
+    }
+
+
 FULL_BODIES = {
     ("POST", "/v1/merchants"): (
         "/v1/merchants",
@@ -175,42 +195,11 @@ FULL_BODIES = {
     ),
     ("POST", "/v1/coupons"): (
         "/v1/coupons",
-        lambda: {  # fmt: skip
-            "name": "Ten off",
-            "kind": "amount_off",
-            "value": "10",
-            "cap": None,
-            "min_spend": "50",
-            "scope_type": "category",
-            "scope_id": "beauty",
-            "per_shopper_limit": 1,
-            "usage_limit": 100,
-            "budget": "500.00",
-            "starts_at": NOW.isoformat(),
-            "ends_at": (NOW + timedelta(days=7)).isoformat(),
-            "requires_grant": False,
-            "campaign_id": None,
-            "coupon_id": f"cp-{_n()}",
-        },
+        lambda: {**_coupon_terms(), "coupon_id": f"cp-{_n()}"},
     ),
     ("PATCH", "/v1/coupons/{coupon_id}"): (
         "/v1/coupons/c-10off",
-        lambda: {  # fmt: skip
-            "name": "Ten off",
-            "kind": "amount_off",
-            "value": "10",
-            "cap": None,
-            "min_spend": "50",
-            "scope_type": "category",
-            "scope_id": "beauty",
-            "per_shopper_limit": 1,
-            "usage_limit": 100,
-            "budget": "500.00",
-            "starts_at": NOW.isoformat(),
-            "ends_at": (NOW + timedelta(days=7)).isoformat(),
-            "requires_grant": False,
-            "campaign_id": None,
-        },
+        _coupon_terms,
     ),
     ("PUT", "/v1/models/{name}/aliases/{alias}"): (
         "/v1/models/crosscart-recommender/aliases/challenger",
