@@ -305,6 +305,23 @@ def staged_directory(path: str | Path, grace: float = 0.0) -> Iterator[Path]:
     _clear_leftovers(path, grace)  # the version the previous one replaced, unless within `grace`
 
 
+@contextmanager
+def made_directory(path: str | Path) -> Iterator[Path]:
+    """`path` as a directory (made with its parents if missing) for the block to write into; one this
+    made is removed again if the block fails and leaves it empty, so a command that failed writes nothing,
+    not even the directory. Never more than an empty directory: another writer may be filling it."""
+    path = Path(path)
+    made = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if made:
+            with suppress(OSError):  # not empty (another writer's), or gone already
+                path.rmdir()
+        raise
+
+
 def previous_version(path: str | Path) -> Path:
     """The link beside `path` to the version `staged_directory` last replaced, kept for its readers."""
     path = Path(path)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from commerce.files import staged_directory
+from commerce.files import made_directory, staged_directory
 from commerce.inputs import check_marketplace, traced_to_inputs
 from features.cluster import STALL_SECONDS, compute_on
 from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
@@ -83,8 +83,8 @@ def run_feature_job(
     n = partitions or len(list((data / "events").glob("*.parquet")))
     if n < 1:
         raise ValueError(f"partitions must be >= 1, got {n}")
-    out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:  # published together once every part is written (see the module)
+        stack.enter_context(made_directory(out))
         # a damaged page is found where it is read: the staged parts dropped, the file named
         stack.enter_context(traced_to_inputs(*(data / name for name in FEATURE_INPUTS)))
         products = pd.read_parquet(data / "products.parquet")
@@ -128,10 +128,14 @@ class ShopperPartitions:
 
         self._tmp = tempfile.TemporaryDirectory(dir=self.workdir, prefix="_partitions-")
         self.spill = Path(self._tmp.name)
-        self.last_ts = _spill_by_shopper(
-            self.data / "events", list(EVENT_COLUMNS), self.n, self.spill / "events"
-        )
-        _spill_by_shopper(self.data / "shoppers.parquet", None, self.n, self.spill / "shoppers")
+        try:  # `__exit__` does not run when entering fails: a damaged page or a full disk left the spill
+            self.last_ts = _spill_by_shopper(
+                self.data / "events", list(EVENT_COLUMNS), self.n, self.spill / "events"
+            )
+            _spill_by_shopper(self.data / "shoppers.parquet", None, self.n, self.spill / "shoppers")
+        except BaseException:
+            self._tmp.cleanup()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

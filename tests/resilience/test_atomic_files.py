@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from commerce import migrate
-from commerce.files import atomic_path, previous_version, staged_directory
+from commerce.files import atomic_path, made_directory, previous_version, staged_directory
 from crosscart.cli import app
 from crosscart.settings import get_settings
 
@@ -521,3 +521,23 @@ def test_search_logs_that_fail_half_way_leave_the_previous_log(tmp_path, monkeyp
         simulate_search_logs(market, seed=5, max_searches=40)
     assert (market / SEARCH_LOGS).read_bytes() == before
     assert not [p.name for p in market.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_failed_block_removes_only_the_empty_directory_it_made(tmp_path):
+    """`made_directory`: a command that failed leaves no directory it made, and never anything more."""
+    made = tmp_path / "a" / "out"
+    with pytest.raises(RuntimeError), made_directory(made):
+        raise RuntimeError("the job failed")
+    assert not made.exists() and (tmp_path / "a").is_dir()  # only the directory asked for
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(RuntimeError), made_directory(existing):
+        raise RuntimeError("the job failed")
+    assert existing.is_dir()  # not made by it: kept
+    with pytest.raises(RuntimeError), made_directory(made) as out:
+        (out / "another-writer").write_text("x")
+        raise RuntimeError("the job failed")
+    assert (made / "another-writer").exists()  # not empty: kept whole
+    with made_directory(tmp_path / "fine") as out:
+        (out / "part").write_text("x")
+    assert (tmp_path / "fine" / "part").exists()

@@ -168,7 +168,9 @@ def test_a_damaged_page_ends_the_feature_job_with_one_line_naming_the_file_and_w
     args = ["features", "job", "--data", str(market), "--out", str(out), "--cluster", ""]
     result = CliRunner().invoke(app, [*args, "--labels", str(labels)])
     assert_error_line_naming(result, market / name)
-    assert not list(out.rglob("*.parquet"))  # nothing published, nothing left behind
+    assert not out.exists(), list(
+        out.rglob("*")
+    )  # nothing published, nothing left behind: not even the directory it made
 
 
 def test_a_damaged_labels_page_ends_the_training_set_with_one_line_naming_it(tiny_market, tmp_path):
