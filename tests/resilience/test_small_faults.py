@@ -76,7 +76,9 @@ def test_a_row_locked_too_long_is_a_busy_503_not_an_outage(database_url, tmp_pat
             json={"lines": [{"product_id": "p01", "quantity": 1}]},
             headers=auth(keys["b0"]),
         )
-        assert time.perf_counter() - start < 2
+        # the 0.3 s lock timeout ended the wait, not the 20 s statement timeout (nor the holder, who never
+        # lets go): a bound of 2 s was missed by 0.02 s once in a loaded `make test`
+        assert time.perf_counter() - start < 6
     finally:
         holder.rollback()
         holder.close()
