@@ -65,7 +65,7 @@ def plan_and_store(
     method: str = "lagrangian",
     random_state: int | None = 0,
     contact_policy: ContactPolicy | None = ContactPolicy(),  # noqa: B008 (frozen, immutable)
-    on_stored: Callable[[Session, planner.CampaignPlan], None] | None = None,
+    on_stored: Callable[[Session, dict], None] | None = None,
 ) -> planner.CampaignPlan:
     """Plan draft `campaign_id` with `model` (scoring the database's shoppers, optionally of one
     `region` / `segment`, features from the events table or the Parquet at `events_path`) or with
@@ -75,8 +75,9 @@ def plan_and_store(
     overlapping campaign, the frequency cap) are not candidates; `summary["excluded"]` counts them
     per rule. `contact_policy=None` contacts anyone. `summary["policy_value"]` is the plan's
     `marketing.plan_value.PlanValue` as a dict: the forecast beside IPS and DR estimates from the
-    stored randomised history. `on_stored(session, plan)` runs in the storing transaction (the API
-    writes its audit entry there)."""
+    stored randomised history. `on_stored(session, detail)` runs in the storing transaction with what was
+    stored (source, audience size, region, segment, method): the API and the CLI write their audit entry
+    there."""
     if (model is None) == (candidates is None):
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
     with transaction(session_factory) as session:
@@ -124,7 +125,11 @@ def plan_and_store(
             arm_probabilities=holdout_probabilities(plan.assignments),
         )
         if on_stored is not None:
-            on_stored(session, plan)
+            on_stored(session, {
+                "source": "model" if model is not None else "candidates",
+                "audience_size": len(plan.assignments),
+                "region": region, "segment": segment, "method": method,
+            })  # fmt: skip
     return plan
 
 

@@ -191,17 +191,9 @@ def plan(
                 margin_rate=margin,
                 method=method,
                 random_state=seed,
-                on_stored=lambda session, stored: operator_audit(
-                    session,
-                    "campaign.planned",
-                    "campaign",
-                    campaign_id,
-                    source="model" if model is not None else "candidates",
-                    audience_size=len(stored.assignments),
-                    region=region,
-                    segment=segment,
-                    method=method,
-                ),  # fmt: skip
+                on_stored=lambda session, detail: operator_audit(
+                    session, "campaign.planned", "campaign", campaign_id, **detail
+                ),
             )
     except (DomainError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)

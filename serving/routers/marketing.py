@@ -120,12 +120,10 @@ def plan_campaign(campaign_id: str, body: PlanIn, state: StateDep, principal: Ma
             margin_rate=body.margin_rate,
             method=body.method,
             random_state=body.seed,
-            on_stored=lambda s, plan: audit(
-                s, principal, "campaign.planned", "campaign", campaign_id,
-                source="model" if model is not None else "candidates", audience_size=len(plan.assignments),
-                region=body.region, segment=body.segment, method=body.method,
+            on_stored=lambda s, detail: audit(
+                s, principal, "campaign.planned", "campaign", campaign_id, **detail
             ),
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     summary = dict(result.summary)
