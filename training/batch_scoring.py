@@ -184,17 +184,27 @@ def score_coupon_uplift(
     published together when all are written (`commerce.files.staged_directory`): a run that fails
     leaves the previous scores whole, where it left them removed and its own parts half written; so does
     an `as_of` before every event (`check_window`), which scored every shopper as one without history."""
+    out = Path(out_dir)
+    with staged_directory(out) as staging:
+        write_coupon_uplift(model, data_dir, staging, as_of=as_of, channel=channel, partitions=partitions)
+    return out
+
+
+def write_coupon_uplift(
+    model, data_dir: str | Path, staging: Path, *, as_of, channel: str = "site", partitions: int | None = None
+) -> None:
+    """`score_coupon_uplift`'s parts, written into `staging`, a directory the caller publishes: a caller
+    publishing other outputs with them (`batch-score`'s lists) publishes all or none."""
     from features.campaign_features import encode_features, shopper_history_features
     from features.distributed import ShopperPartitions
 
-    data, out = Path(data_dir), Path(out_dir)
+    data = Path(data_dir)
     as_of = coupon_as_of(data, as_of)
     arms = [str(a) for a in model.arms_ if str(a) != "control"]
     columns = list(model.feature_names_in_)
     n = partitions or max(1, len(list((data / "events").glob("*.parquet"))))
     with (
         traced_to_inputs(*(data / name for name in COUPON_INPUTS)),  # a damaged page: the file named
-        staged_directory(out) as staging,
         ShopperPartitions(data, n, workdir=staging) as parts,
     ):
         for i, events, shoppers in parts:
@@ -207,4 +217,3 @@ def score_coupon_uplift(
             frame.rename_axis("shopper_id").reset_index().to_parquet(
                 staging / f"part-{i:05d}.parquet", index=False
             )
-    return out

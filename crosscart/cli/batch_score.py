@@ -3,6 +3,7 @@ shopper's coupon uplift from the registered uplift model, into Parquet."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def batch_score(
     """Precompute the top-N list of every shopper the registered recommender knows (the API serves them
     when CROSSCART_PRECOMPUTED_DIR points at `--out`) and, with `--coupons-out`, every shopper's coupon
     uplift per kind (shopper_id and one column per kind, a part per shopper partition)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     from crosscart.settings import get_settings
 
     settings = get_settings()
@@ -65,7 +69,7 @@ def batch_score(
     from commerce.files import staged_directory
     from features.cluster import ClusterJobFailed, dask_client
     from serving.precomputed import publish_to_redis, write_meta
-    from training.batch_scoring import read_scores, score_all
+    from training.batch_scoring import read_scores, score_all, write_coupon_uplift
     from training.registry import (
         ModelUnavailable,
         champion_version,
@@ -73,19 +77,28 @@ def batch_score(
         registry_client,
     )
     from training.tracking import check_tracking_uri
+    from training.uplift import load_uplift_model
 
     try:
-        if coupons_out is not None:  # a bad --data or --as-of refused before the lists are published
+        if coupons_out is not None:  # a bad --data or --as-of refused before anything is scored
             from training.batch_scoring import coupon_as_of
 
             as_of = coupon_as_of(data, as_of)
+            _distinct_outputs(out, coupons_out)
         uri = check_tracking_uri(tracking_uri or settings.resolved_mlflow_uri)
         version = champion_version(registry_client(uri), name, alias)
         if version is None:
             raise ValueError(f"no version of {name!r} carries the alias {alias!r}: train and register one")
         recommender = load_recommender_version(uri, name, version.version)
-        # scored aside and swapped in whole: replicas keep the previous lists while this runs or if it fails
-        with staged_directory(out) as staging:
+        uplift = None if coupons_out is None else load_uplift_model(uri, settings.uplift_model_name, alias)
+        # scored aside and swapped in whole: replicas keep the previous lists while this runs or if it
+        # fails; with --coupons-out the coupon scores are staged too and published only when both are
+        # written, so a damaged --data page no longer leaves new lists beside the old coupon scores
+        with ExitStack() as staged:
+            staging = staged.enter_context(staged_directory(out))
+            coupon_staging = None
+            if coupons_out is not None:
+                coupon_staging = staged.enter_context(staged_directory(coupons_out))
             with dask_client(spec) as client, working("scoring every shopper"):
                 score_all(
                     recommender,
@@ -96,6 +109,9 @@ def batch_score(
                     stall_seconds=stall_seconds,
                 )
             write_meta(staging, name, version.version, n)  # the API serves the lists for this version only
+            if coupon_staging is not None:
+                with working("scoring every shopper's coupon uplift"):
+                    write_coupon_uplift(uplift, data, coupon_staging, as_of=as_of)
         path = out
     except (ValueError, FileNotFoundError, ModelUnavailable, ClusterJobFailed) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -112,25 +128,16 @@ def batch_score(
         f"{len(scores):,} rows -> {path}"
     )
     if coupons_out is not None:
-        _score_coupons(settings, uri, alias, data, coupons_out, as_of)
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in coupons_out.glob("part-*.parquet"))
+        typer.echo(
+            f"{settings.uplift_model_name}@{alias} coupon uplift as of {pd.Timestamp(as_of)}: "
+            f"{rows:,} shoppers -> {coupons_out}"
+        )
 
 
-def _score_coupons(settings, uri: str, alias: str, data: Path, out: Path, as_of) -> None:
-    import pandas as pd
-
-    from training.batch_scoring import score_coupon_uplift
-    from training.registry import ModelUnavailable
-    from training.uplift import load_uplift_model
-
-    name = settings.uplift_model_name
-    try:
-        model = load_uplift_model(uri, name, alias)
-        with working("scoring every shopper's coupon uplift"):
-            path = score_coupon_uplift(model, data, out, as_of=as_of)
-    except (ValueError, FileNotFoundError, ModelUnavailable) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    import pyarrow.parquet as pq
-
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in path.glob("part-*.parquet"))
-    typer.echo(f"{name}@{alias} coupon uplift as of {pd.Timestamp(as_of)}: {rows:,} shoppers -> {path}")
+def _distinct_outputs(out: Path, coupons_out: Path) -> None:
+    """The lists and the coupon scores are two directories, neither inside the other: one published
+    over the other would replace it."""
+    a, b = out.resolve(), coupons_out.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise ValueError(f"--out {out} and --coupons-out {coupons_out} must be separate directories")

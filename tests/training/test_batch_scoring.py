@@ -221,6 +221,11 @@ def test_cli_also_scores_every_shoppers_coupon_uplift_with_the_registered_model(
     refused = CliRunner().invoke(app, [*base, "--coupons-out", str(tmp_path / "none")])
     assert refused.exit_code == 2 and "--coupons-out needs --data" in refused.output
     assert not (tmp_path / "lists").exists()
+    # one directory published over the other would replace it: refused before anything is scored
+    for clash in (tmp_path / "lists", tmp_path / "lists" / "coupons", tmp_path):
+        same = CliRunner().invoke(app, [*base, "--data", str(market), "--coupons-out", str(clash)])
+        assert same.exit_code == 1 and "must be separate directories" in same.output, same.output
+        assert not (tmp_path / "lists").exists()
 
     result = CliRunner().invoke(app, [*base, "--data", str(market), "--coupons-out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
