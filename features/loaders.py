@@ -550,6 +550,9 @@ TIME_LAYOUTS = (
     "%d.%m.%Y %H:%M",
     "%d.%m.%Y %H:%M:%S",
     "%d.%m.%Y",
+    "%d-%m-%Y %H:%M",
+    "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y",  # Walmart_Store_sales.csv: 05-02-2010 is 5 February
     "%Y/%m/%d %H:%M:%S",
     "%Y/%m/%d %H:%M",
     "%Y/%m/%d",

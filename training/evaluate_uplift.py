@@ -2,8 +2,9 @@
 
 Protocol: keep the rows of the chosen treatment value(s) and the control value(s); several treatment
 values are pooled into one treatment (e.g. both e-mail versions of the Hillstrom file against no
-e-mail); string columns are one-hot encoded; a stratified (treatment x outcome) train/test split as
-`sklearn.model_selection.train_test_split` draws it; every model is fit on train and scored on test.
+e-mail); string columns are one-hot encoded (but ids and times, `MAX_TEXT_LEVELS`, are left out); a
+stratified (treatment x outcome) train/test split as `sklearn.model_selection.train_test_split` draws
+it; every model is fit on train and scored on test.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from models.uplift.selection import GATED_KEYS, gate_params, make_model
 
 __all__ = [
     "CampaignData",
+    "MAX_TEXT_LEVELS",
     "load_campaign",
     "split_campaign",
     "evaluate_models",
@@ -40,6 +42,12 @@ class CampaignData:
     dropped: tuple[str, ...] = ()  # columns left out as post-treatment outcomes
     gate: np.ndarray | None = None  # the 0/1 step the outcome is reached through (`find_gate`)
     gate_col: str | None = None
+    too_many_levels: tuple[str, ...] = ()  # text columns left out: ids, times (`MAX_TEXT_LEVELS`)
+
+
+#: A text feature with more distinct values than this is an id or a time, not a category: one-hot
+#: encoding it would add a column per row (X5's client ids: 200k rows x 200k columns).
+MAX_TEXT_LEVELS = 100
 
 
 def _values(spec: str | list[str]) -> list[str]:
@@ -94,6 +102,8 @@ def load_campaign(
         )
     )
     features = [c for c in features if c not in dropped]
+    too_many_levels = () if feature_cols else tuple(c for c in features if _too_many_levels(df[c]))
+    features = [c for c in features if c not in too_many_levels]
     if not features:
         raise ValueError("no feature columns left")
     X = pd.get_dummies(df[features], dtype=float, dummy_na=False)
@@ -108,7 +118,14 @@ def load_campaign(
         dropped=dropped,
         gate=None if gate_col is None else gate_of(df[gate_col], outcome),
         gate_col=gate_col,
+        too_many_levels=too_many_levels,
     )
+
+
+def _too_many_levels(column: pd.Series) -> bool:
+    """A text column (one-hot encoded as a feature) with more than `MAX_TEXT_LEVELS` distinct values."""
+    text = not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+    return text and column.nunique() > MAX_TEXT_LEVELS
 
 
 def find_gate(columns: pd.DataFrame, outcome: pd.Series) -> str | None:
@@ -210,6 +227,7 @@ def split_campaign(
             data.dropped,
             None if data.gate is None else data.gate[idx],
             data.gate_col,
+            data.too_many_levels,
         )
 
     return take(idx_train), take(idx_test)

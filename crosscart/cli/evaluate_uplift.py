@@ -54,7 +54,13 @@ def evaluate_uplift(
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from models.uplift.selection import MODEL_KEYS, takes_gate
-    from training.evaluate_uplift import evaluate_models, load_campaign, parse_split, split_campaign
+    from training.evaluate_uplift import (
+        MAX_TEXT_LEVELS,
+        evaluate_models,
+        load_campaign,
+        parse_split,
+        split_campaign,
+    )
 
     keys = [k.strip() for k in models.split(",") if k.strip()]
     unknown = [k for k in keys if k not in MODEL_KEYS]
@@ -72,6 +78,12 @@ def evaluate_uplift(
         raise typer.Exit(2) from exc
     if campaign.dropped:
         typer.echo(f"left out as outcome-like columns: {', '.join(campaign.dropped)}", err=True)
+    if campaign.too_many_levels:
+        typer.echo(
+            f"left out as text with over {MAX_TEXT_LEVELS} distinct values (ids, times):"
+            f" {', '.join(campaign.too_many_levels)}",
+            err=True,
+        )
     if campaign.gate_col and any(takes_gate(k) for k in keys):
         typer.echo(f"gate of the funnel candidate (met before the outcome): {campaign.gate_col}", err=True)
     with working("fitting and scoring uplift models"):

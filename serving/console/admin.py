@@ -11,7 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from commerce.access import ROLES
 from serving.console.auth import AdminOnly
 from serving.console.web import attempt, past_the_end, redirect, render
-from serving.deps import SessionDep, StateDep
+from serving.deps import MerchantId, SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import keys as keys_api
 from serving.routers.common import MAX_N, IntId, PageOffset
@@ -39,7 +39,7 @@ async def merchant_queue(request: Request, session: SessionDep, principal: Admin
 @router.post("/merchants/{merchant_id}/review")
 async def review(
     request: Request,
-    merchant_id: str,
+    merchant_id: MerchantId,
     session: SessionDep,
     state: StateDep,
     principal: AdminOnly,

@@ -26,7 +26,7 @@ from commerce.sqltypes import NUMBER
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
 from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
-from serving.deps import SessionDep, StateDep
+from serving.deps import CampaignId, SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
 from serving.routers.common import MAX_N, PageOffset
@@ -192,7 +192,7 @@ class ReportCache:
 
 
 @router.get("/{campaign_id}")
-async def campaign_page(request: Request, campaign_id: str, session: SessionDep, principal: Marketing):
+async def campaign_page(request: Request, campaign_id: CampaignId, session: SessionDep, principal: Marketing):
     context, error = attempt(None, lambda: _detail(session, campaign_id, principal))
     if error:
         return await refusal_page(request, "Not found", error)
@@ -231,7 +231,7 @@ def plan_view(plan) -> dict:
 @router.post("/{campaign_id}/plan")
 async def plan(
     request: Request,
-    campaign_id: str,
+    campaign_id: CampaignId,
     session: SessionDep,
     state: StateDep,
     principal: Marketing,
@@ -263,7 +263,9 @@ async def plan(
 
 
 @router.post("/{campaign_id}/{action}")
-async def move(request: Request, campaign_id: str, action: str, session: SessionDep, principal: Marketing):
+async def move(
+    request: Request, campaign_id: CampaignId, action: str, session: SessionDep, principal: Marketing
+):
     """schedule, launch (grants the coupons) or complete, through the API's transition endpoint."""
     if action not in ("schedule", "launch", "complete"):
         return await render(
@@ -284,7 +286,9 @@ async def move(request: Request, campaign_id: str, action: str, session: Session
 
 
 @router.get("/{campaign_id}/report")
-async def report_fragment(request: Request, campaign_id: str, session: SessionDep, principal: Marketing):
+async def report_fragment(
+    request: Request, campaign_id: CampaignId, session: SessionDep, principal: Marketing
+):
     """The measurement report, loaded after the page (htmx) or opened on its own without script."""
 
     def measure():
@@ -301,7 +305,7 @@ async def report_fragment(request: Request, campaign_id: str, session: SessionDe
 
 
 @router.get("/{campaign_id}/audience.csv")
-def audience_csv(campaign_id: str, session: SessionDep, principal: Marketing):
+def audience_csv(campaign_id: CampaignId, session: SessionDep, principal: Marketing):
     return marketing_api.export_audience(campaign_id, session, principal)
 
 

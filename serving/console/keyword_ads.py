@@ -18,7 +18,7 @@ from commerce.services import ads
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
 from serving.console.web import Refusal, attempt, past_the_end, redirect, render
-from serving.deps import SessionDep
+from serving.deps import KeywordCampaignId, SessionDep
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, IntId, PageOffset
 from serving.schemas.base import plain_day
@@ -161,7 +161,7 @@ async def create_campaign(
 @router.get("/{campaign_id}")
 async def campaign_page(
     request: Request,
-    campaign_id: str,
+    campaign_id: KeywordCampaignId,
     session: SessionDep,
     principal: MerchantOnly,
     start: str | None = None,
@@ -226,7 +226,7 @@ async def _act(request: Request, session, principal: Principal, campaign_id: str
 @router.post("/{campaign_id}")
 async def update_campaign(
     request: Request,
-    campaign_id: str,
+    campaign_id: KeywordCampaignId,
     session: SessionDep,
     principal: MerchantOnly,
     background: BackgroundTasks,
@@ -247,7 +247,7 @@ async def update_campaign(
 @router.post("/{campaign_id}/keywords")
 async def add_keyword(
     request: Request,
-    campaign_id: str,
+    campaign_id: KeywordCampaignId,
     session: SessionDep,
     principal: MerchantOnly,
     background: BackgroundTasks,
@@ -269,7 +269,7 @@ async def add_keyword(
 @router.post("/{campaign_id}/keywords/{keyword_id}")
 async def update_keyword(
     request: Request,
-    campaign_id: str,
+    campaign_id: KeywordCampaignId,
     keyword_id: IntId,
     session: SessionDep,
     principal: MerchantOnly,

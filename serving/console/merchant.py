@@ -21,12 +21,13 @@ from serving.security import Principal
 
 def merchant_of(db: Session, principal: Principal, requested: str | None) -> str | None:
     """The merchant a merchant page works on: a merchant key's own; for an admin the one asked for, which
-    must exist (404): an unknown id showed an empty shop, as if that merchant had no products. The API's
+    must exist (404): an unknown id showed an empty shop, as if that merchant had no products. Its stored
+    id, as the API's URLs read one (`?merchant=ｍ1` is m1: the shop of the spelling was empty). The API's
     object-level check (`ensure_merchant`) applies as on its own merchant routes."""
     merchant_id = principal.merchant_id or (requested or None)
     if merchant_id is not None:
         if not principal.merchant_id:
-            get_merchant(db, merchant_id)
+            merchant_id = get_merchant(db, merchant_id).merchant_id
         ensure_merchant(principal, merchant_id)
     return merchant_id
 

@@ -21,7 +21,7 @@ from commerce.sqltypes import utcnow
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
 from serving.console.web import attempt, past_the_end, redirect, refusal, refusal_page, render
-from serving.deps import SessionDep, StateDep
+from serving.deps import ProductId, SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
 from serving.routers.common import IntId, PageOffset
@@ -131,7 +131,7 @@ async def set_shipping_rule(
 @router.post("/products/{product_id}/stock")
 async def set_stock(
     request: Request,
-    product_id: str,
+    product_id: ProductId,
     session: SessionDep,
     state: StateDep,
     principal: MerchantOnly,

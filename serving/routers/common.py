@@ -1,8 +1,9 @@
-"""Helpers shared by the routers that read the in-memory catalog."""
+"""Helpers shared by the routers: id and paging parameters, the in-memory catalog, downloads."""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import HTTPException, Path, Query, status
 
@@ -35,3 +36,14 @@ def card(catalog: CatalogSnapshot, pos: int) -> dict:
         "price": catalog.prices[pos],
         "fulfillment": "bonded" if catalog.bonded[pos] else "direct_mail",
     }
+
+
+def attachment(filename: str) -> str:
+    """The Content-Disposition of a download named `filename`, all ASCII: a quoted name when it needs no
+    escaping, else RFC 6266's `filename*` (UTF-8, percent-encoded). Names hold chosen ids, which may be
+    Chinese (not Latin-1, the only text a header carries: a 500) or hold a `"` (closing the quoted name,
+    the rest read as parameters of its own)."""
+    encoded = quote(filename, safe="")
+    if encoded == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename*=utf-8''{encoded}"

@@ -23,7 +23,7 @@ from marketing.planning import plan_and_store
 from models.uplift.base import CouponUpliftModel
 from serving.audit import audit
 from serving.deps import CampaignId, Marketer, SessionDep, StateDep
-from serving.routers.common import PageLimit, PageOffset
+from serving.routers.common import PageLimit, PageOffset, attachment
 from serving.schemas.base import PLAIN_FLOAT, PLAIN_INSTANT, Instant, PageOut
 from serving.schemas.marketing import (
     CampaignCreate,
@@ -193,7 +193,7 @@ def export_audience(campaign_id: CampaignId, session: SessionDep, _: Marketer) -
     return Response(
         out.getvalue(),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{campaign_id}-audience.csv"'},
+        headers={"Content-Disposition": attachment(f"{campaign_id}-audience.csv")},
     )
 
 

@@ -577,3 +577,16 @@ def test_m5_wide_table_forecasts_as_its_long_form(tmp_path):
         "2011-01-29", "--quantity-col", "sales",
     ])  # fmt: skip
     assert result.exit_code == 2 and "Invalid value for --first-day" in result.output
+
+
+def test_walmart_day_first_dashed_dates_are_read(tmp_path):
+    # Kaggle's Walmart_Store_sales.csv: weekly sales, Friday dates day first with dashes (05-02-2010 is
+    # 5 February 2010). No layout read them: every row was dropped as a bad timestamp.
+    lines = ["Store,Date,Weekly_Sales,Holiday_Flag,Temperature,Fuel_Price,CPI,Unemployment"]
+    for friday in pd.date_range("2010-02-05", periods=30, freq="W-FRI"):
+        lines += [f"{store},{friday:%d-%m-%Y},1643690.90,0,42.31,2.572,211.0963582,8.106" for store in (1, 2)]
+    path = _write(tmp_path / "Walmart_Store_sales.csv", lines)
+    sales, report = load_sales(path, item_col="Store", time_col="Date", quantity_col="Weekly_Sales")
+    assert report.rows_dropped == 0 and report.notes["times read as %d-%m-%Y"] == 60
+    assert sales["ts"].min() == pd.Timestamp("2010-02-05", tz=UTC)
+    assert set(sales["ts"].dt.dayofweek) == {4}  # every one a Friday

@@ -163,6 +163,39 @@ def test_cli_prints_one_json_line_per_model(tmp_path, hillstrom):
     assert rows[0]["qini_auc"] == pytest.approx(baselines["sklift-s-reg"]["qini_auc"], abs=1e-9)
 
 
+def test_ids_and_timestamps_as_text_are_left_out_not_one_hot_encoded(tmp_path):
+    """X5 RetailHero / Lenta style: a hex client id and an issue timestamp per row, `test`/`control`
+    arms, empty cells. One-hot encoding every text column made a column per client (3697 columns from
+    3000 rows; a 200k-client file asks for hundreds of GB): such columns are left out and named."""
+    rng = np.random.default_rng(0)
+    n = 600
+    issued = [f"2017-{1 + x % 12:02d}-{1 + x % 28:02d} 1{x % 10}:{x % 60:02d}:07" for x in range(n)]
+    data = pd.DataFrame({
+        "client_id": [f"{x:010x}" for x in rng.integers(0, 2**40, n)],
+        "treatment_flg": rng.choice(["test", "control"], n),
+        "first_issue_date": issued,
+        "age": np.where(rng.random(n) < 0.1, np.nan, rng.integers(18, 80, n)),
+        "gender": rng.choice(["F", "M", "U"], n),
+        "target": rng.integers(0, 2, n),
+    })  # fmt: skip
+    path = tmp_path / "uplift_train.csv"
+    data.to_csv(path, index=False)
+    campaign = load_campaign(path, "treatment_flg", "test", "control", "target")
+    assert list(campaign.X.columns) == ["age", "gender_F", "gender_M", "gender_U"]
+    assert campaign.too_many_levels == ("client_id", "first_issue_date")
+    result = CliRunner().invoke(app, [
+        "evaluate", "uplift", "--data", str(path), "--treatment-col", "treatment_flg",
+        "--treatment-value", "test", "--control-value", "control", "--outcome-col", "target",
+        "--models", "s", "--no-baselines", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "left out as text with over 100 distinct values (ids, times): client_id, first_issue_date" in (
+        result.output
+    )
+    chosen = load_campaign(path, "treatment_flg", "test", "control", "target", ["gender", "client_id"])
+    assert chosen.X.shape[1] == 3 + data["client_id"].nunique()  # named columns are used as given
+
+
 def test_cli_rejects_unknown_model_and_bad_column(tmp_path, hillstrom):
     path = tmp_path / "campaign.csv"
     hillstrom[0].to_csv(path, index=False)
