@@ -88,6 +88,7 @@ def load_events(
     sep: str | None = None,
     time_format: str | None = None,
     basket_col: str | None = None,
+    time_offset_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read a CSV or Parquet event file (or Parquet directory) with the given column names (`#N`
     positions for a text file without a header line; see the module docstring for the text rules).
@@ -96,16 +97,20 @@ def load_events(
     ISO-8601 strings, or another layout: `time_format` (strftime codes) or, without it, the common
     layout that reads most values (noted in the report). Ids are read as strings so leading zeros survive.
     `sep` is the CSV delimiter (default: found from the header line); a line with the wrong number of
-    fields is counted and skipped.
+    fields is counted and skipped. `time_offset_col` holds milliseconds added to each time (Diginetica:
+    `timeframe`, since the session's start, on the date `eventdate`; its file is not in click order).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no event file at {path}")
-    wanted = [c for c in (user_col, item_col, time_col, event_col, value_col, basket_col) if c]
+    wanted = [
+        c for c in (user_col, item_col, time_col, event_col, value_col, basket_col, time_offset_col) if c
+    ]
     raw, broken, notes = _read_columns(path, wanted, sep)
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
         event_col=event_col, value_col=value_col, time_format=time_format, basket_col=basket_col,
+        time_offset_col=time_offset_col,
     )  # fmt: skip
     report.add_unparsed(broken)
     report.notes.update(notes)
@@ -250,10 +255,12 @@ def clean_events(
     value_col: str | None = None,
     time_format: str | None = None,
     basket_col: str | None = None,
+    time_offset_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Validate and normalise an events frame; drop bad rows and count them by reason.
 
-    `basket_col` (an order or transaction id) becomes the string column `basket_id`."""
+    `basket_col` (an order or transaction id) becomes the string column `basket_id`; `time_offset_col`
+    (milliseconds) is added to the time, a row without a number there has a bad timestamp."""
     report = LoadReport(source=source, rows_read=len(raw))
     user = _ids(raw[user_col])
     item = _ids(raw[item_col])
@@ -264,6 +271,8 @@ def clean_events(
         ts, layout = _parse_time(raw[time_col], time_format)
         if layout is not None:
             report.notes[f"times read as {layout}"] = int(ts.notna().sum())
+        if time_offset_col:
+            ts = ts + pd.to_timedelta(pd.to_numeric(raw[time_offset_col], errors="coerce"), unit="ms")
         bad_ts = ts.isna() & ~bad
         report.add_dropped("bad timestamp", int(bad_ts.sum()))
         bad |= bad_ts

@@ -46,15 +46,17 @@ def load_clicks(
     event_col: str | None = None,
     event_types: Iterable[str] | None = None,
     time_format: str | None = None,
+    time_offset_col: str | None = None,
 ) -> Clicks:
     """Read `events:FILE` (CSV or Parquet). Times may be Unix seconds or ISO-8601 (or a common shop
-    layout); `event_types` keeps only those types of `event_col` (e.g. views of a mixed event log)."""
+    layout), plus `time_offset_col` milliseconds (Diginetica); `event_types` keeps only those types of
+    `event_col` (e.g. views of a mixed event log)."""
     kind, sep, location = spec.partition(":")
     if kind != "events" or not sep or not location:
         raise ValueError(f"bad data spec {spec!r}; expected events:FILE")
     events, report = load_events(
         Path(location), user_col=session_col, item_col=item_col, time_col=time_col,
-        event_col=event_col, time_format=time_format,
+        event_col=event_col, time_format=time_format, time_offset_col=time_offset_col,
     )  # fmt: skip
     if event_types is not None:
         if event_col is None:

@@ -213,6 +213,33 @@ def test_diginetica_semicolons_are_found(tmp_path):
     assert len(events) == 60 and events["item_id"].iloc[0] == "2"
 
 
+def test_diginetica_clicks_are_ordered_by_timeframe_within_the_day(tmp_path):
+    """train-item-views.csv lists a session's clicks out of time order (session 1: timeframes 526309,
+    1031018, 243569, ...); `timeframe` (milliseconds since the session's start) on `eventdate` orders
+    them, as the published preprocessing does. With the date only, the file order was taken: SR's
+    MRR@20 fell from 1.0 to 0.42 on these data."""
+    rng = np.random.default_rng(0)
+    lines = ["sessionId;userId;itemId;timeframe;eventdate"]
+    for session in range(1, 121):
+        timeframes = np.sort(rng.choice(2_000_000, size=4, replace=False))
+        items = [(session + step) % 9 + 1 for step in range(4)]  # item i is always followed by i + 1
+        for step in rng.permutation(4):
+            lines.append(f"{session};NA;{items[step]};{timeframes[step]};2016-05-{1 + session % 6:02d}")
+    path = _write(tmp_path / "train-item-views.csv", lines)
+    events, _ = load_events(
+        path, user_col="sessionId", item_col="itemId", time_col="eventdate", time_offset_col="timeframe"
+    )
+    first = lines[1].split(";")
+    assert events["ts"].iloc[0] == pd.Timestamp(first[4], tz=UTC) + pd.Timedelta(milliseconds=int(first[3]))
+    result = _invoke([
+        "evaluate", "session", "--data", f"events:{path}", "--session-col", "sessionId",
+        "--item-col", "itemId", "--time-col", "eventdate", "--time-offset-col", "timeframe",
+        "--models", "sr", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _json_rows(result.output)[0]["mrr@20"] == 1.0
+
+
 def test_taobao_user_behavior_headerless_with_its_own_event_types(tmp_path):
     lines = []
     for n in range(60):  # UserBehavior.csv: user, item, category, behaviour (pv, fav, cart, buy), unix time
