@@ -478,6 +478,13 @@ def test_dunnhumby_zero_quantity_lines_are_no_purchase(tmp_path):
     )  # fmt: skip
     setup = prepare_next_basket(dataset, "last-basket:1.0:0")
     assert setup.targets == {"2375": {"1036325"}, "1364": {"1004906"}}
+    result = _invoke([
+        "evaluate", "next-basket", "--data", f"events:{path}", "--user-col", "household_key",
+        "--item-col", "PRODUCT_ID", "--basket-col", "BASKET_ID", "--time-col", "DAY",
+        "--value-col", "QUANTITY", "--split", "last-basket:1.0:0", "--models", "popularity", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output  # the line left out is counted, not dropped unsaid
+    assert "left out 1 rows whose QUANTITY is zero or negative (no purchase)" in result.output
 
 
 def test_kaggle_zip_downloads_are_read_and_workbooks_refused(tmp_path):
