@@ -624,3 +624,31 @@ def test_walmart_day_first_dashed_dates_are_read(tmp_path):
     assert report.rows_dropped == 0 and report.notes["times read as %d-%m-%Y"] == 60
     assert sales["ts"].min() == pd.Timestamp("2010-02-05", tz=UTC)
     assert set(sales["ts"].dt.dayofweek) == {4}  # every one a Friday
+
+
+def test_dunnhumby_day_numbers_are_dated_from_first_day(tmp_path):
+    """transaction_data.csv's DAY counts days (1 to 711), it is no date: read as unix seconds, two
+    years of sales fell within 12 minutes of 1970-01-01 and evaluate forecast asked for a finer --freq.
+    It is refused with what to give, and with --first-day DAY N is that date + N - 1 (as M5's d_N)."""
+    lines = ["household_key,BASKET_ID,DAY,PRODUCT_ID,QUANTITY,SALES_VALUE,STORE_ID,RETAIL_DISC,TRANS_TIME,"
+             "WEEK_NO,COUPON_DISC,COUPON_MATCH_DISC"]  # fmt: skip
+    for day in range(1, 181):
+        for product in (1004906, 1033142):
+            lines.append(
+                f"2375,{26984851472 + day},{day},{product},{1 + day % 3},1.39,364,-0.6,1631,{day // 7},0,0"
+            )
+    path = _write(tmp_path / "transaction_data.csv", lines)
+    columns = ["--item-col", "PRODUCT_ID", "--time-col", "DAY", "--quantity-col", "QUANTITY"]
+    args = ["evaluate", "forecast", "--data", f"events:{path}", *columns, "--models", "naive", "--json"]
+    assert _refusal(_invoke(args)) == (
+        f"error: {path}: DAY holds small numbers (1 to 180), not times: if it counts days, give the date"
+        " of day 1 (--first-day DATE)"
+    )
+    result = _invoke([*args, "--first-day", "2019-01-07"])
+    assert result.exit_code == 0, result.output
+    assert _json_rows(result.output)[0]["n_series"] == 2
+    sales, _ = load_sales(
+        path, item_col="PRODUCT_ID", time_col="DAY", quantity_col="QUANTITY", first_day="2019-01-07"
+    )
+    assert sales["ts"].min() == pd.Timestamp("2019-01-07", tz=UTC)
+    assert sales["ts"].max() == pd.Timestamp("2019-01-07", tz=UTC) + pd.Timedelta(days=179)
