@@ -44,8 +44,6 @@ def train_session(
         )  # fmt: skip
         typer.echo(clicks.report.summary(), err=True)
         train, test = split_last_days(clicks.frame, parse_split(split))
-        if train.empty or test.empty:
-            raise ValueError("the split leaves no training or no test clicks")
         with working(f"training {model}"):
             result = train_session_model(
                 train, test, model, tracking_uri=tracking_uri or settings.resolved_mlflow_uri, metric=metric,

@@ -652,3 +652,24 @@ def test_dunnhumby_day_numbers_are_dated_from_first_day(tmp_path):
     )
     assert sales["ts"].min() == pd.Timestamp("2019-01-07", tz=UTC)
     assert sales["ts"].max() == pd.Timestamp("2019-01-07", tz=UTC) + pd.Timedelta(days=179)
+
+
+def test_tmall_month_day_times_are_refused_as_seconds_and_read_with_their_layout(tmp_path):
+    """IJCAI-15 Tmall user_log_format1.csv: time_stamp is month and day (829 is 29 August). Read as unix
+    seconds, half a year of clicks fell within 10 minutes and the split said only that it left no
+    training or no test clicks, not why."""
+    lines = ["user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type"]
+    for user in range(40):
+        for step in range(3):
+            day = pd.Timestamp("2015-05-11") + pd.Timedelta(days=user * 4 + step)
+            lines.append(f"{328862 + user},{1 + (user + step) % 7},1505,4,,{day.month}{day.day:02d},0")
+    path = _write(tmp_path / "user_log_format1.csv", lines)
+    args = ["evaluate", "session", "--data", f"events:{path}", "--session-col", "user_id", "--item-col"]
+    args += ["item_id", "--time-col", "time_stamp", "--models", "pop", "--json"]
+    assert _refusal(_invoke(args)) == (
+        "error: the split leaves no training or no test clicks: the clicks span 505 seconds (not unix"
+        " seconds? give --time-format)"
+    )
+    result = _invoke([*args, "--time-format", "%m%d"])
+    assert result.exit_code == 0, result.output
+    assert "train clicks: 117; test clicks: 3" in result.output
