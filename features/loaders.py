@@ -88,6 +88,7 @@ def load_events(
     sep: str | None = None,
     time_format: str | None = None,
     basket_col: str | None = None,
+    time_offset_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read a CSV or Parquet event file (or Parquet directory) with the given column names (`#N`
     positions for a text file without a header line; see the module docstring for the text rules).
@@ -96,16 +97,20 @@ def load_events(
     ISO-8601 strings, or another layout: `time_format` (strftime codes) or, without it, the common
     layout that reads most values (noted in the report). Ids are read as strings so leading zeros survive.
     `sep` is the CSV delimiter (default: found from the header line); a line with the wrong number of
-    fields is counted and skipped.
+    fields is counted and skipped. `time_offset_col` holds milliseconds added to each time (Diginetica:
+    `timeframe`, since the session's start, on the date `eventdate`; its file is not in click order).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no event file at {path}")
-    wanted = [c for c in (user_col, item_col, time_col, event_col, value_col, basket_col) if c]
+    wanted = [
+        c for c in (user_col, item_col, time_col, event_col, value_col, basket_col, time_offset_col) if c
+    ]
     raw, broken, notes = _read_columns(path, wanted, sep)
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
         event_col=event_col, value_col=value_col, time_format=time_format, basket_col=basket_col,
+        time_offset_col=time_offset_col,
     )  # fmt: skip
     report.add_unparsed(broken)
     report.notes.update(notes)
@@ -250,10 +255,12 @@ def clean_events(
     value_col: str | None = None,
     time_format: str | None = None,
     basket_col: str | None = None,
+    time_offset_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Validate and normalise an events frame; drop bad rows and count them by reason.
 
-    `basket_col` (an order or transaction id) becomes the string column `basket_id`."""
+    `basket_col` (an order or transaction id) becomes the string column `basket_id`; `time_offset_col`
+    (milliseconds) is added to the time, a row without a number there has a bad timestamp."""
     report = LoadReport(source=source, rows_read=len(raw))
     user = _ids(raw[user_col])
     item = _ids(raw[item_col])
@@ -264,6 +271,8 @@ def clean_events(
         ts, layout = _parse_time(raw[time_col], time_format)
         if layout is not None:
             report.notes[f"times read as {layout}"] = int(ts.notna().sum())
+        if time_offset_col:
+            ts = ts + pd.to_timedelta(pd.to_numeric(raw[time_offset_col], errors="coerce"), unit="ms")
         bad_ts = ts.isna() & ~bad
         report.add_dropped("bad timestamp", int(bad_ts.sum()))
         bad |= bad_ts
@@ -649,6 +658,17 @@ def _nanoseconds(ts: pd.Series) -> pd.Series:
     return ts.where((ts >= _NS_RANGE[0]) & (ts <= _NS_RANGE[1])).dt.as_unit("ns")
 
 
+DAY_NUMBERS_BELOW = 1e6
+"""Unix seconds below this fall in 1970's first 12 days, when no sales log begins: a time column of such
+numbers counts days (dunnhumby's DAY) or positions."""
+
+
+def _first_day(first_day: str) -> pd.Timestamp:
+    """The date of day 1 of a day-numbered file, in UTC."""
+    start = pd.Timestamp(first_day)
+    return start.tz_convert("UTC") if start.tz else start.tz_localize("UTC")
+
+
 def load_sales(
     path: str | Path,
     *,
@@ -657,6 +677,7 @@ def load_sales(
     quantity_col: str,
     sep: str | None = None,
     time_format: str | None = None,
+    first_day: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read a sales file (one row per sale line) into `item_id`, `ts`, `quantity`.
 
@@ -664,11 +685,20 @@ def load_sales(
     are dropped and counted; negative quantities (returns, cancellations) are kept and noted, so that
     demand per period can net them out. Identical rows are kept (two stores' equal sales of one item on
     one day look the same once the store is not read) and counted in the notes.
+
+    With `first_day`, the time column counts days (dunnhumby's DAY): day N is `first_day` + N - 1, as
+    in `load_wide_sales`. Without it, times that are small numbers (below `DAY_NUMBERS_BELOW`) are
+    refused: read as unix seconds, a file's days would all fall in 1970's first days.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no sales file at {path}")
     raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep)
+    if first_day is not None:
+        days = pd.to_numeric(raw[time_col], errors="coerce")
+        raw[time_col] = _first_day(first_day) + pd.to_timedelta(
+            days.where(days == days.round()) - 1, unit="D"
+        )
     events, report = clean_events(
         raw, source=str(path), user_col=item_col, item_col=item_col, time_col=time_col,
         value_col=quantity_col, time_format=time_format,
@@ -676,6 +706,16 @@ def load_sales(
     report.add_unparsed(broken)
     report.notes.update(notes)
     events, report = _collapse_repeats(events, report, timed=False)  # kept, and counted in the notes
+    if (
+        first_day is None
+        and len(events)
+        and events["ts"].max() < pd.Timestamp(DAY_NUMBERS_BELOW, unit="s", tz="UTC")
+    ):
+        seconds = events["ts"].astype("int64") / 1e9
+        raise ValueError(
+            f"{path}: {time_col} holds small numbers ({seconds.min():g} to {seconds.max():g}), not times:"
+            " if it counts days, give the date of day 1 (--first-day DATE)"
+        )
     sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
     return sales, report
 
@@ -694,8 +734,7 @@ def load_wide_sales(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no sales file at {path}")
-    start = pd.Timestamp(first_day)
-    start = start.tz_convert("UTC") if start.tz else start.tz_localize("UTC")
+    start = _first_day(first_day)
     source = _unpacked(path)
     head, blank_lines = _first_line(path, source)
     sep = sep or _find_delimiter(head, [item_col])

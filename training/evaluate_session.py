@@ -46,15 +46,17 @@ def load_clicks(
     event_col: str | None = None,
     event_types: Iterable[str] | None = None,
     time_format: str | None = None,
+    time_offset_col: str | None = None,
 ) -> Clicks:
     """Read `events:FILE` (CSV or Parquet). Times may be Unix seconds or ISO-8601 (or a common shop
-    layout); `event_types` keeps only those types of `event_col` (e.g. views of a mixed event log)."""
+    layout), plus `time_offset_col` milliseconds (Diginetica); `event_types` keeps only those types of
+    `event_col` (e.g. views of a mixed event log)."""
     kind, sep, location = spec.partition(":")
     if kind != "events" or not sep or not location:
         raise ValueError(f"bad data spec {spec!r}; expected events:FILE")
     events, report = load_events(
         Path(location), user_col=session_col, item_col=item_col, time_col=time_col,
-        event_col=event_col, time_format=time_format,
+        event_col=event_col, time_format=time_format, time_offset_col=time_offset_col,
     )  # fmt: skip
     if event_types is not None:
         if event_col is None:
@@ -70,11 +72,20 @@ def load_clicks(
 
 
 def split_last_days(frame: pd.DataFrame, days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test): sessions ending in the last `days` days of the data are test."""
+    """(train, test): sessions ending in the last `days` days of the data are test. A split leaving
+    either empty is refused; when the clicks span less than `days`, saying so: times that are not unix
+    seconds (Tmall's month and day, `829`) read as seconds span minutes."""
     if days <= 0:
         raise ValueError("last-days needs a positive number of days")
     session_end = frame.groupby("session_id", sort=False)["ts"].transform("max")
     is_test = (session_end >= frame["ts"].max() - days * DAY).to_numpy()
+    if is_test.all() or not is_test.any():
+        span = float(frame["ts"].max() - frame["ts"].min()) if len(frame) else 0.0
+        short = span < days * DAY
+        raise ValueError(
+            "the split leaves no training or no test clicks"
+            + (f": the clicks span {span:g} seconds (not unix seconds? give --time-format)" if short else "")
+        )
     return frame[~is_test], frame[is_test]
 
 

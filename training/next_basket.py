@@ -42,6 +42,7 @@ class NextBasketSetup:
     n_shoppers: int
     n_eligible: int
     n_baskets: int
+    n_not_purchases: int  # rows left out for a zero or negative value
 
 
 def load_basket_data(
@@ -126,8 +127,8 @@ def prepare_next_basket(dataset: Dataset, split: str) -> NextBasketSetup:
     events = dataset.events
     if "basket_id" not in events.columns:
         raise ValueError("next-basket evaluation needs a basket column")
-    if "value" in events.columns:
-        events = events[events["value"] > 0]
+    purchase = events["value"] > 0 if "value" in events.columns else pd.Series(True, index=events.index)
+    events = events[purchase]
     if events.empty:
         raise ValueError(f"no usable purchases in {dataset.report.source}")
     events = events.assign(basket_seq=order_baskets(events))
@@ -160,6 +161,7 @@ def prepare_next_basket(dataset: Dataset, split: str) -> NextBasketSetup:
         n_shoppers=len(last),
         n_eligible=len(eligible),
         n_baskets=int(events["basket_seq"].nunique()),
+        n_not_purchases=int((~purchase).sum()),
     )
 
 

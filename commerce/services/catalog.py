@@ -22,7 +22,15 @@ from commerce.catalog import (
 from commerce.errors import Conflict, Forbidden, ValidationError
 from commerce.logistics import Warehouse, usable_by
 from commerce.merchants import Merchant
-from commerce.services._util import chosen_id, country_code, get_or_404, new_id, required_text, stored_key
+from commerce.services._util import (
+    chosen_id,
+    country_code,
+    get_or_404,
+    id_form,
+    new_id,
+    required_text,
+    stored_key,
+)
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import to_money, to_rate
 
@@ -204,10 +212,14 @@ def create_product(session: Session, data: ProductInput) -> Product:
         status="listed",
     )
     session.add(product)
+    stocked = set()
     for location, qty in data.stock.items():
         location = register_location(
             session, required_text(location, "location", 64), product.fulfillment, product.merchant_id
         )
+        if location in stocked:  # `wh1` and `ｗｈ１`: one location, one stock row
+            raise ValidationError(f"location {location!r} is named twice", code="duplicate_location")
+        stocked.add(location)
         session.add(Stock(product=product, location=location, quantity=_quantity(qty)))
     session.flush()
     return product
@@ -248,7 +260,11 @@ def register_location(session: Session, location: str, mode: str, merchant_id: s
     own location, registered on first use for the product's mode and owned by it. Another merchant's own
     location is refused before its mode is compared, so the refusal tells nothing of what it holds.
     Cross-border rule: bonded goods are held only in bonded warehouses and direct-mail goods only abroad,
-    so a warehouse holds goods of one mode."""
+    so a warehouse holds goods of one mode. A location is named as ids are (`stored_key`: `ｗｈ１` is
+    `wh1`) and a new one's name is an id (`id_form`): `x/y` was registered, and no URL reached it again."""
+    location = stored_key(session, Warehouse, location)
+    if session.get(Warehouse, location) is None:
+        location = id_form(location, "location")
     insert_ignore(
         session,
         Warehouse.__table__,

@@ -14,8 +14,9 @@ def evaluate_forecast(
     quantity_col: str | None = typer.Option(None, help="Units sold; negative values (returns) net out."),
     first_day: str | None = typer.Option(
         None,
-        help="A wide table (a column d_1, d_2, ... per day, as M5) starting on this date (M5: 2011-01-29),"
-        " instead of --time-col and --quantity-col.",
+        help="The date of day 1: of a wide table (a column d_1, d_2, ... per day, as M5: 2011-01-29), given"
+        " instead of --time-col and --quantity-col; or with them, of a --time-col counting days (dunnhumby's"
+        " DAY).",
     ),
     time_format: str | None = typer.Option(
         None, help="Time layout in strftime codes, e.g. '%m/%d/%Y %H:%M' (default: guessed)."
@@ -52,19 +53,18 @@ def evaluate_forecast(
     names = [name.strip() for name in models.split(",") if name.strip()]
     if not names:
         raise typer.BadParameter("give at least one model name", param_hint="--models")
-    if (first_day is None) != (time_col is not None and quantity_col is not None) or (
-        first_day is not None and (time_col or quantity_col)
-    ):
+    long = time_col is not None and quantity_col is not None
+    if (time_col is None) != (quantity_col is None) or not (long or first_day):
         raise typer.BadParameter(
             "give --time-col and --quantity-col, or --first-day for a wide table", param_hint="--first-day"
         )
     try:
-        if first_day is not None:
+        if not long:
             sales, report = load_wide_sales(path, item_col=item_col, first_day=first_day, sep=sep)
         else:
             sales, report = load_sales(
                 path, item_col=item_col, time_col=time_col, quantity_col=quantity_col, sep=sep,
-                time_format=time_format,
+                time_format=time_format, first_day=first_day,
             )  # fmt: skip
         typer.echo(report.summary(), err=True)
         calendar = load_event_calendar(events_calendar) if events_calendar else []

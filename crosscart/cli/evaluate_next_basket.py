@@ -53,6 +53,12 @@ def evaluate_next_basket(
         )  # fmt: skip
         typer.echo(dataset.report.summary(), err=True)
         setup = prepare_next_basket(dataset, split)
+        if setup.n_not_purchases:
+            typer.echo(
+                f"left out {setup.n_not_purchases} rows whose {value_col or 'quantity'} is zero or negative"
+                " (no purchase)",
+                err=True,
+            )
         typer.echo(
             f"{setup.n_shoppers} shoppers ({setup.n_eligible} with 2+ baskets), {setup.n_baskets} baskets;"
             f" test shoppers: {len(setup.targets)}; train: {setup.train.n_users} x {setup.train.n_items}",

@@ -17,6 +17,9 @@ def evaluate_session(
     item_col: str = typer.Option(..., help="Item id column."),
     time_col: str = typer.Option(..., help="Time column: Unix seconds (float) or ISO-8601."),
     time_format: str | None = typer.Option(None, help="Another time layout in strftime codes."),
+    time_offset_col: str | None = typer.Option(
+        None, help="Milliseconds added to --time-col (Diginetica: timeframe, on eventdate)."
+    ),
     event_col: str | None = typer.Option(None, help="Event type column, to keep only --event-types."),
     event_types: str | None = typer.Option(None, help="Comma-separated event types to keep, e.g. view."),
     k: int = typer.Option(20, min=1, help="List length; metric names carry it (hr@20)."),
@@ -43,7 +46,10 @@ def evaluate_session(
     if test and split:
         raise typer.BadParameter("give either --test or --split, not both", param_hint="--split")
     kinds = [t.strip() for t in event_types.split(",") if t.strip()] if event_types else None
-    columns = dict(session_col=session_col, item_col=item_col, time_col=time_col, event_col=event_col)
+    columns = dict(
+        session_col=session_col, item_col=item_col, time_col=time_col, event_col=event_col,
+        time_offset_col=time_offset_col,
+    )  # fmt: skip
     try:
         clicks = load_clicks(data, **columns, event_types=kinds, time_format=time_format)
         typer.echo(clicks.report.summary(), err=True)

@@ -17,6 +17,9 @@ def train_session(
     session_col: str = typer.Option(..., help="Session id column."),
     item_col: str = typer.Option(..., help="Item id column."),
     time_col: str = typer.Option(..., help="Time column: Unix seconds (float) or ISO-8601."),
+    time_offset_col: str | None = typer.Option(
+        None, help="Milliseconds added to --time-col (Diginetica: timeframe, on eventdate)."
+    ),
     event_col: str | None = typer.Option(None, help="Event type column, to keep only --event-types."),
     event_types: str | None = typer.Option(None, help="Comma-separated event types to keep, e.g. view."),
     metric: str = typer.Option("mrr@20", help="Held-out metric deciding promotion: hr@K or mrr@K."),
@@ -37,12 +40,10 @@ def train_session(
     try:
         clicks = load_clicks(
             data, session_col=session_col, item_col=item_col, time_col=time_col, event_col=event_col,
-            event_types=kinds,
+            event_types=kinds, time_offset_col=time_offset_col,
         )  # fmt: skip
         typer.echo(clicks.report.summary(), err=True)
         train, test = split_last_days(clicks.frame, parse_split(split))
-        if train.empty or test.empty:
-            raise ValueError("the split leaves no training or no test clicks")
         with working(f"training {model}"):
             result = train_session_model(
                 train, test, model, tracking_uri=tracking_uri or settings.resolved_mlflow_uri, metric=metric,

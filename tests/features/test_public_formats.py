@@ -213,6 +213,33 @@ def test_diginetica_semicolons_are_found(tmp_path):
     assert len(events) == 60 and events["item_id"].iloc[0] == "2"
 
 
+def test_diginetica_clicks_are_ordered_by_timeframe_within_the_day(tmp_path):
+    """train-item-views.csv lists a session's clicks out of time order (session 1: timeframes 526309,
+    1031018, 243569, ...); `timeframe` (milliseconds since the session's start) on `eventdate` orders
+    them, as the published preprocessing does. With the date only, the file order was taken: SR's
+    MRR@20 fell from 1.0 to 0.42 on these data."""
+    rng = np.random.default_rng(0)
+    lines = ["sessionId;userId;itemId;timeframe;eventdate"]
+    for session in range(1, 121):
+        timeframes = np.sort(rng.choice(2_000_000, size=4, replace=False))
+        items = [(session + step) % 9 + 1 for step in range(4)]  # item i is always followed by i + 1
+        for step in rng.permutation(4):
+            lines.append(f"{session};NA;{items[step]};{timeframes[step]};2016-05-{1 + session % 6:02d}")
+    path = _write(tmp_path / "train-item-views.csv", lines)
+    events, _ = load_events(
+        path, user_col="sessionId", item_col="itemId", time_col="eventdate", time_offset_col="timeframe"
+    )
+    first = lines[1].split(";")
+    assert events["ts"].iloc[0] == pd.Timestamp(first[4], tz=UTC) + pd.Timedelta(milliseconds=int(first[3]))
+    result = _invoke([
+        "evaluate", "session", "--data", f"events:{path}", "--session-col", "sessionId",
+        "--item-col", "itemId", "--time-col", "eventdate", "--time-offset-col", "timeframe",
+        "--models", "sr", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _json_rows(result.output)[0]["mrr@20"] == 1.0
+
+
 def test_taobao_user_behavior_headerless_with_its_own_event_types(tmp_path):
     lines = []
     for n in range(60):  # UserBehavior.csv: user, item, category, behaviour (pv, fav, cart, buy), unix time
@@ -451,6 +478,13 @@ def test_dunnhumby_zero_quantity_lines_are_no_purchase(tmp_path):
     )  # fmt: skip
     setup = prepare_next_basket(dataset, "last-basket:1.0:0")
     assert setup.targets == {"2375": {"1036325"}, "1364": {"1004906"}}
+    result = _invoke([
+        "evaluate", "next-basket", "--data", f"events:{path}", "--user-col", "household_key",
+        "--item-col", "PRODUCT_ID", "--basket-col", "BASKET_ID", "--time-col", "DAY",
+        "--value-col", "QUANTITY", "--split", "last-basket:1.0:0", "--models", "popularity", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output  # the line left out is counted, not dropped unsaid
+    assert "left out 1 rows whose QUANTITY is zero or negative (no purchase)" in result.output
 
 
 def test_kaggle_zip_downloads_are_read_and_workbooks_refused(tmp_path):
@@ -590,3 +624,52 @@ def test_walmart_day_first_dashed_dates_are_read(tmp_path):
     assert report.rows_dropped == 0 and report.notes["times read as %d-%m-%Y"] == 60
     assert sales["ts"].min() == pd.Timestamp("2010-02-05", tz=UTC)
     assert set(sales["ts"].dt.dayofweek) == {4}  # every one a Friday
+
+
+def test_dunnhumby_day_numbers_are_dated_from_first_day(tmp_path):
+    """transaction_data.csv's DAY counts days (1 to 711), it is no date: read as unix seconds, two
+    years of sales fell within 12 minutes of 1970-01-01 and evaluate forecast asked for a finer --freq.
+    It is refused with what to give, and with --first-day DAY N is that date + N - 1 (as M5's d_N)."""
+    lines = ["household_key,BASKET_ID,DAY,PRODUCT_ID,QUANTITY,SALES_VALUE,STORE_ID,RETAIL_DISC,TRANS_TIME,"
+             "WEEK_NO,COUPON_DISC,COUPON_MATCH_DISC"]  # fmt: skip
+    for day in range(1, 181):
+        for product in (1004906, 1033142):
+            lines.append(
+                f"2375,{26984851472 + day},{day},{product},{1 + day % 3},1.39,364,-0.6,1631,{day // 7},0,0"
+            )
+    path = _write(tmp_path / "transaction_data.csv", lines)
+    columns = ["--item-col", "PRODUCT_ID", "--time-col", "DAY", "--quantity-col", "QUANTITY"]
+    args = ["evaluate", "forecast", "--data", f"events:{path}", *columns, "--models", "naive", "--json"]
+    assert _refusal(_invoke(args)) == (
+        f"error: {path}: DAY holds small numbers (1 to 180), not times: if it counts days, give the date"
+        " of day 1 (--first-day DATE)"
+    )
+    result = _invoke([*args, "--first-day", "2019-01-07"])
+    assert result.exit_code == 0, result.output
+    assert _json_rows(result.output)[0]["n_series"] == 2
+    sales, _ = load_sales(
+        path, item_col="PRODUCT_ID", time_col="DAY", quantity_col="QUANTITY", first_day="2019-01-07"
+    )
+    assert sales["ts"].min() == pd.Timestamp("2019-01-07", tz=UTC)
+    assert sales["ts"].max() == pd.Timestamp("2019-01-07", tz=UTC) + pd.Timedelta(days=179)
+
+
+def test_tmall_month_day_times_are_refused_as_seconds_and_read_with_their_layout(tmp_path):
+    """IJCAI-15 Tmall user_log_format1.csv: time_stamp is month and day (829 is 29 August). Read as unix
+    seconds, half a year of clicks fell within 10 minutes and the split said only that it left no
+    training or no test clicks, not why."""
+    lines = ["user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type"]
+    for user in range(40):
+        for step in range(3):
+            day = pd.Timestamp("2015-05-11") + pd.Timedelta(days=user * 4 + step)
+            lines.append(f"{328862 + user},{1 + (user + step) % 7},1505,4,,{day.month}{day.day:02d},0")
+    path = _write(tmp_path / "user_log_format1.csv", lines)
+    args = ["evaluate", "session", "--data", f"events:{path}", "--session-col", "user_id", "--item-col"]
+    args += ["item_id", "--time-col", "time_stamp", "--models", "pop", "--json"]
+    assert _refusal(_invoke(args)) == (
+        "error: the split leaves no training or no test clicks: the clicks span 505 seconds (not unix"
+        " seconds? give --time-format)"
+    )
+    result = _invoke([*args, "--time-format", "%m%d"])
+    assert result.exit_code == 0, result.output
+    assert "train clicks: 117; test clicks: 3" in result.output
