@@ -181,3 +181,34 @@ def test_concurrent_shipping_rules_each_replace_the_one_before(api, shop):  # no
     assert (
         api.get("/v1/merchants/M1/shipping-rule", headers=merchant).json()["max_days"] == previous["max_days"]
     )
+
+
+def test_concurrent_price_changes_each_audit_the_price_they_replaced(api, shop):  # noqa: F811
+    """`product.price_changed` says what a product cost before, read before the change without a lock:
+    four PATCHes at once all read the same price, so on PostgreSQL 12 of 16 entries (4 rounds) named an
+    `old` price the product no longer had, and the trail skipped the prices in between. The product's
+    row is locked as it changes and the old price read under that lock (`update_product` returns it)."""
+    with transaction(shop) as s:
+        merchant, admin = (auth(create_api_key(s, role, **bound)[1]) for role, bound in (
+            ("merchant", {"merchant_id": "M1"}), ("admin", {}),
+        ))  # fmt: skip
+    for round_ in range(RACERS):
+        barrier = threading.Barrier(RACERS)
+
+        def patch(cents: int, barrier=barrier):
+            barrier.wait()
+            return api.patch("/v1/products/P1", json={"price": f"{cents / 100:.2f}"}, headers=merchant)
+
+        prices = range(10_000 + 100 * round_, 10_000 + 100 * round_ + RACERS)
+        with ThreadPoolExecutor(RACERS) as pool:
+            answers = list(pool.map(patch, prices))
+        assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
+    entries = [
+        detail for target, _, _, detail in _audited(api, admin, "product.price_changed") if target == "P1"
+    ]
+    assert len(entries) == RACERS * RACERS
+    previous = "320.00"  # the shop's price of P1
+    for detail in entries:
+        assert detail["old"] == previous, entries
+        previous = detail["new"]
+    assert api.get("/v1/products/P1", headers=merchant).json()["price"] == previous
