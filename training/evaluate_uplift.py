@@ -210,11 +210,25 @@ def parse_split(spec: str) -> tuple[float, int]:
 def split_campaign(
     data: CampaignData, test_size: float = 0.5, seed: int = 42
 ) -> tuple[CampaignData, CampaignData]:
-    """Stratified by treatment x outcome (x outcome > 0 for continuous outcomes), as train_test_split does."""
+    """Stratified by treatment x outcome (x outcome > 0 for continuous outcomes), as train_test_split does.
+
+    Refused in one line: an outcome equal in every row (no response to model; the Qini curve is then
+    undefined), and an arm with a single row of an outcome class (too few to stratify). An arm without
+    any responder is fine."""
     from sklearn.model_selection import train_test_split
 
+    if len(np.unique(data.outcome)) < 2:
+        raise ValueError(f"the outcome is {data.outcome[0]:g} in every row: there is nothing to model")
     y_strata = data.outcome if is_binary_outcome(data.outcome) else (data.outcome > 0).astype(float)
     strata = np.column_stack([data.treatment, y_strata.astype(int)])
+    for arm, name in ((1, "treated"), (0, "control")):
+        for responded, what in ((1, "a nonzero"), (0, "a zero")):
+            n = int(((strata[:, 0] == arm) & (strata[:, 1] == responded)).sum())
+            if n == 1:
+                raise ValueError(
+                    f"the {name} arm has 1 row with {what} outcome: too few to split (a stratified split"
+                    " needs 2 rows of each arm and outcome)"
+                )
     idx_train, idx_test = train_test_split(
         np.arange(len(data.outcome)), test_size=test_size, random_state=seed, stratify=strata
     )

@@ -28,6 +28,7 @@ from commerce.services._util import (
     get_or_404,
     id_form,
     new_id,
+    not_found,
     required_text,
     stored_key,
 )
@@ -233,8 +234,13 @@ def update_product(
     price: Decimal | str | None = None,
     cost_price: Decimal | str | None = None,
     status: str | None = None,
-) -> Product:
-    product = get_or_404(session, Product, product_id, "product")
+) -> tuple[Product, Decimal]:
+    """Change the product; returns it and its price before, read under the row's lock (the audit's `old`:
+    read before it, changes at once all named the same old price)."""
+    product = session.get(Product, product_id, with_for_update={"of": Product}, populate_existing=True)
+    if product is None:  # FOR UPDATE OF products: a product loads its category by an outer join
+        raise not_found("product", product_id)
+    old_price = product.price
     if title is not None:
         product.title = required_text(title, "title", 300)
     if price is not None:
@@ -252,7 +258,7 @@ def update_product(
             raise ValidationError(f"status must be one of {LISTING_STATUSES}", code="invalid_status")
         product.status = status
     session.flush()
-    return product
+    return product, old_price
 
 
 def register_location(session: Session, location: str, mode: str, merchant_id: str) -> str:

@@ -250,20 +250,25 @@ def product_shipping_costs(
 
 def set_shipping_rule(
     session: Session, merchant_id: str, *, partner_id: str | None = None, max_days: int | None = None
-) -> ShippingRule:
-    """A merchant ships with one partner, or with the cheapest that arrives within `max_days` at 80%."""
-    get_or_404(session, Merchant, merchant_id, "merchant")
+) -> tuple[ShippingRule, dict | None]:
+    """A merchant ships with one partner, or with the cheapest that arrives within `max_days` at 80%.
+    Returns the rule and the one it replaced (None at first), read under the merchant's row lock: two
+    sets at once both inserted the merchant's first rule (the loser a 409 on PostgreSQL), and each read
+    as replaced the rule from before the other."""
+    locked_or_404(session, Merchant, merchant_id, "merchant")
     if (partner_id is None) == (max_days is None):
         raise ValidationError("give either partner_id or max_days", code="invalid_shipping_rule")
     if max_days is not None and not 1 <= max_days <= 60:
         raise ValidationError("max_days must be between 1 and 60", code="invalid_shipping_rule")
     if partner_id is not None and session.get(LogisticsPartner, partner_id) is None:
         raise NotFound(f"unknown logistics partner {partner_id!r}", code="partner_not_found")
-    rule = session.get(ShippingRule, merchant_id) or ShippingRule(merchant_id=merchant_id)
+    rule = session.get(ShippingRule, merchant_id, populate_existing=True)
+    old = None if rule is None else {"partner_id": rule.partner_id, "max_days": rule.max_days}
+    rule = rule or ShippingRule(merchant_id=merchant_id)
     rule.partner_id, rule.max_days = partner_id, max_days
     session.add(rule)
     session.flush()
-    return rule
+    return rule, old
 
 
 def get_shipping_rule(session: Session, merchant_id: str) -> ShippingRule | None:

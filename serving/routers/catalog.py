@@ -257,8 +257,8 @@ def update_product(
     background: BackgroundTasks,
 ) -> ProductOut:
     """Change title, price or listing status (delist / relist) of one's own product."""
-    old_price = _owned_product(session, principal, product_id).price
-    product = products.update_product(session, product_id, **body.model_dump(exclude_unset=True))
+    _owned_product(session, principal, product_id)
+    product, old_price = products.update_product(session, product_id, **body.model_dump(exclude_unset=True))
     if product.price != old_price:
         audit(
             session,

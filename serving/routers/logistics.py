@@ -148,9 +148,7 @@ def set_shipping_rule(
     """Ship with one partner, or with the cheapest partner that arrives within `max_days` at 80%.
     Audited (`shipping_rule.set`, with the rule it replaced): it decides every order's carrier and promise."""
     ensure_merchant(principal, merchant_id)
-    before = logistics.get_shipping_rule(session, merchant_id)
-    old = None if before is None else {"partner_id": before.partner_id, "max_days": before.max_days}
-    rule = logistics.set_shipping_rule(
+    rule, old = logistics.set_shipping_rule(
         session, merchant_id, partner_id=body.partner_id, max_days=body.max_days
     )
     audit(

@@ -62,10 +62,11 @@ def test_seeding_rate_cards_is_idempotent(market):
 
 def test_shipping_rule_is_one_partner_or_a_promise(market):
     with transaction(market) as s:
-        rule = logistics.set_shipping_rule(s, "m_ok", max_days=3)
-        assert (rule.partner_id, rule.max_days) == (None, 3)
-        rule = logistics.set_shipping_rule(s, "m_ok", partner_id="sf-bonded")
+        rule, old = logistics.set_shipping_rule(s, "m_ok", max_days=3)
+        assert (rule.partner_id, rule.max_days, old) == (None, 3, None)
+        rule, old = logistics.set_shipping_rule(s, "m_ok", partner_id="sf-bonded")
         assert (rule.partner_id, rule.max_days) == ("sf-bonded", None)
+        assert old == {"partner_id": None, "max_days": 3}
         assert logistics.get_shipping_rule(s, "m_ok").partner_id == "sf-bonded"
         for bad in ({}, {"partner_id": "sf-bonded", "max_days": 3}, {"max_days": 0}, {"max_days": 99}):
             with pytest.raises(ValidationError):

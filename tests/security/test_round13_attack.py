@@ -3,6 +3,8 @@ tests/serving. Each test failed before its fix."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -11,6 +13,9 @@ from sqlalchemy import select
 from commerce.db import transaction
 from commerce.logistics import Warehouse
 from commerce.services import campaigns
+from commerce.services.access import create_api_key
+from tests.search.conftest import api, shop  # noqa: F401  (the shop's app on SQLite and PostgreSQL)
+from tests.security.test_round11_attack import _audited
 from tests.serving.conftest import NOW, auth
 from tests.serving.test_console import sign_in
 
@@ -68,8 +73,8 @@ def test_the_console_reads_an_id_in_a_url_as_the_api_does(make_client, keys, ses
     all 15 look-alike requests here answered otherwise than the id itself, none now. Each console path
     id is the API's type (`CampaignId`, `KeywordCampaignId`, `ProductId`, `MerchantId`), and
     `merchant_of` answers the stored merchant id."""
-    api = make_client()
-    api._transport.raise_server_exceptions = False
+    rest = make_client()
+    rest._transport.raise_server_exceptions = False
     campaign_id = _campaign_with_audience(session_factory)
     marketer = make_client()
     marketer._transport.raise_server_exceptions = False
@@ -86,7 +91,7 @@ def test_the_console_reads_an_id_in_a_url_as_the_api_does(make_client, keys, ses
             assert (got.status_code, got.text) == (expected.status_code, expected.text), (page, spelled)
 
     body = {"name": "Spring", "daily_budget": "50.00", "product_ids": ["p01"], "keywords": []}
-    made = api.post("/v1/merchants/m1/keyword-campaigns", json=body, headers=auth(keys["merchant"]))
+    made = rest.post("/v1/merchants/m1/keyword-campaigns", json=body, headers=auth(keys["merchant"]))
     keyword_campaign = made.json()["campaign_id"]
     merchant = make_client()
     token = sign_in(merchant, keys["merchant"])
@@ -100,7 +105,7 @@ def test_the_console_reads_an_id_in_a_url_as_the_api_does(make_client, keys, ses
         stock = {"csrf_token": token, "location": "wh1", "quantity": str(units)}
         put = merchant.post(f"/console/shop/products/{spelled}/stock", data=stock, follow_redirects=False)
         assert put.status_code == 303, spelled
-        owned = api.get("/v1/products/p01", headers=auth(keys["merchant"])).json()["stock"]
+        owned = rest.get("/v1/products/p01", headers=auth(keys["merchant"])).json()["stock"]
         assert {"location": "wh1", "quantity": units, "reserved": 0} in owned
 
     admin = make_client()
@@ -110,10 +115,10 @@ def test_the_console_reads_an_id_in_a_url_as_the_api_does(make_client, keys, ses
         f"/console/merchants/{quote(_wide('m3'))}/review", data=review, follow_redirects=False
     )
     assert approved.status_code == 303
-    assert api.get("/v1/merchants/m3", headers=auth(keys["admin"])).json()["status"] == "approved"
+    assert rest.get("/v1/merchants/m3", headers=auth(keys["admin"])).json()["status"] == "approved"
     for spelled in _spellings("m1"):
-        shop = admin.get(f"/console/shop?merchant={spelled}")
-        assert shop.status_code == 200 and "Product p01" in shop.text, spelled
+        page = admin.get(f"/console/shop?merchant={spelled}")
+        assert page.status_code == 200 and "Product p01" in page.text, spelled
 
 
 def test_a_stock_location_is_named_as_ids_are(client, keys, session_factory):
@@ -141,3 +146,69 @@ def test_a_stock_location_is_named_as_ids_are(client, keys, session_factory):
         assert (made.status_code, made.json()["code"]) == (422, code), stock
     with transaction(session_factory) as s:
         assert {w.warehouse_id for w in s.scalars(select(Warehouse))} == before
+
+
+RACERS = 4
+
+
+def test_concurrent_shipping_rules_each_replace_the_one_before(api, shop):  # noqa: F811
+    """Setting a shipping rule is a PUT, but two at once for a merchant without one both inserted it: on
+    PostgreSQL the losers were 409 `already_exists` (9 of 16 racing PUTs in 4 rounds), and each
+    audit entry read the rule it replaced before the others committed, so the trail skipped the rules in
+    between. The merchant's row is locked while its rule is set and the old one read under that lock
+    (`commerce.services.logistics.set_shipping_rule`): every racer is 200, and each audit entry's `old`
+    is the rule the entry before it set."""
+    with transaction(shop) as s:
+        merchant, admin = (auth(create_api_key(s, role, **bound)[1]) for role, bound in (
+            ("merchant", {"merchant_id": "M1"}), ("admin", {}),
+        ))  # fmt: skip
+    for round_ in range(RACERS):
+        barrier = threading.Barrier(RACERS)
+
+        def put(days: int, barrier=barrier):
+            barrier.wait()
+            return api.put("/v1/merchants/M1/shipping-rule", json={"max_days": days}, headers=merchant)
+
+        with ThreadPoolExecutor(RACERS) as pool:
+            answers = list(pool.map(put, range(10 * round_ + 1, 10 * round_ + 1 + RACERS)))
+        assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
+    entries = [detail for target, _, _, detail in _audited(api, admin, "shipping_rule.set") if target == "M1"]
+    assert len(entries) == RACERS * RACERS
+    previous = None
+    for detail in entries:
+        assert detail["old"] == previous, entries
+        previous = {"partner_id": detail["partner_id"], "max_days": detail["max_days"]}
+    assert (
+        api.get("/v1/merchants/M1/shipping-rule", headers=merchant).json()["max_days"] == previous["max_days"]
+    )
+
+
+def test_concurrent_price_changes_each_audit_the_price_they_replaced(api, shop):  # noqa: F811
+    """`product.price_changed` says what a product cost before, read before the change without a lock:
+    four PATCHes at once all read the same price, so on PostgreSQL 12 of 16 entries (4 rounds) named an
+    `old` price the product no longer had, and the trail skipped the prices in between. The product's
+    row is locked as it changes and the old price read under that lock (`update_product` returns it)."""
+    with transaction(shop) as s:
+        merchant, admin = (auth(create_api_key(s, role, **bound)[1]) for role, bound in (
+            ("merchant", {"merchant_id": "M1"}), ("admin", {}),
+        ))  # fmt: skip
+    for round_ in range(RACERS):
+        barrier = threading.Barrier(RACERS)
+
+        def patch(cents: int, barrier=barrier):
+            barrier.wait()
+            return api.patch("/v1/products/P1", json={"price": f"{cents / 100:.2f}"}, headers=merchant)
+
+        prices = range(10_000 + 100 * round_, 10_000 + 100 * round_ + RACERS)
+        with ThreadPoolExecutor(RACERS) as pool:
+            answers = list(pool.map(patch, prices))
+        assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
+    entries = [
+        detail for target, _, _, detail in _audited(api, admin, "product.price_changed") if target == "P1"
+    ]
+    assert len(entries) == RACERS * RACERS
+    previous = "320.00"  # the shop's price of P1
+    for detail in entries:
+        assert detail["old"] == previous, entries
+        previous = detail["new"]
+    assert api.get("/v1/products/P1", headers=merchant).json()["price"] == previous

@@ -196,6 +196,34 @@ def test_ids_and_timestamps_as_text_are_left_out_not_one_hot_encoded(tmp_path):
     assert chosen.X.shape[1] == 3 + data["client_id"].nunique()  # named columns are used as given
 
 
+@pytest.mark.parametrize(
+    ("responders", "message"),
+    [
+        ({}, "error: the outcome is 0 in every row: there is nothing to model"),
+        ({"No E-Mail": 1}, "error: the control arm has 1 row with a nonzero outcome: too few to split"
+         " (a stratified split needs 2 rows of each arm and outcome)"),
+    ],
+)  # fmt: skip
+def test_a_campaign_without_responses_is_refused_in_one_line(tmp_path, hillstrom, responders, message):
+    """No visit at all made the Qini normalisation raise with a traceback; a single responder in an arm
+    got scikit-learn's "least populated classes ... ['0 1']". An arm without responders still runs."""
+    data = hillstrom[0].assign(visit=0)
+    for segment, n in responders.items():
+        data.loc[data.index[data["segment"] == segment][:n], "visit"] = 1
+    path = tmp_path / "campaign.csv"
+    data.to_csv(path, index=False)
+    args = [
+        "evaluate", "uplift", "--data", str(path), "--treatment-col", "segment",
+        "--treatment-value", "Mens E-Mail", "--control-value", "No E-Mail", "--outcome-col", "visit",
+        "--models", "s", "--no-baselines", "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == message, result.output
+    data.loc[data.index[data["segment"] == "Mens E-Mail"][:40], "visit"] = 1
+    data.assign(visit=data["visit"] * (data["segment"] != "No E-Mail")).to_csv(path, index=False)
+    assert CliRunner().invoke(app, args).exit_code == 0  # no control responder: uplift is the treated rate
+
+
 def test_cli_rejects_unknown_model_and_bad_column(tmp_path, hillstrom):
     path = tmp_path / "campaign.csv"
     hillstrom[0].to_csv(path, index=False)
