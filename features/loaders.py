@@ -167,10 +167,13 @@ def _collapse_repeats(
     events: pd.DataFrame, report: LoadReport, *, timed: bool
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Drop rows identical to an earlier one when the times have a time of day (one event logged twice);
-    with dates only or no times, keep them (repeat purchases) and count them in the notes."""
+    with dates only or no times, keep them (repeat purchases) and count them in the notes. Numbers
+    below `DAY_NUMBERS_BELOW` read as seconds (dunnhumby's DAY) count days or orders: no time of day."""
     repeated = events.duplicated().to_numpy()
     if repeated.any():
-        if timed and bool((events["ts"] != events["ts"].dt.normalize()).any()):
+        ts = events["ts"]
+        clock = (ts != ts.dt.normalize()) & (ts >= pd.Timestamp(DAY_NUMBERS_BELOW, unit="s", tz="UTC"))
+        if timed and bool(clock.any()):
             report.add_dropped("duplicate row", int(repeated.sum()))
             events = events[~repeated].reset_index(drop=True)
         else:

@@ -487,6 +487,20 @@ def test_dunnhumby_zero_quantity_lines_are_no_purchase(tmp_path):
     assert "left out 1 rows whose QUANTITY is zero or negative (no purchase)" in result.output
 
 
+def test_dunnhumby_lines_repeated_in_a_basket_are_kept(tmp_path):
+    """DAY read as seconds put the day numbers off midnight, so the loader took them for clock times
+    and collapsed a product's repeated lines in one basket as one line logged twice."""
+    lines = ["household_key,BASKET_ID,DAY,PRODUCT_ID,QUANTITY,SALES_VALUE"]
+    lines += ["2375,26984851472,1,1004906,1,1.39", "2375,26984851472,1,1004906,1,1.19"]
+    lines += ["2375,26984851516,3,1033142,1,0.82", "1364,26984896261,3,842930,1,2.99"]
+    events, report = load_events(
+        _write(tmp_path / "transaction_data.csv", lines), user_col="household_key", item_col="PRODUCT_ID",
+        time_col="DAY", value_col="QUANTITY", basket_col="BASKET_ID",
+    )  # fmt: skip
+    assert len(events) == 4 and report.dropped == {}
+    assert report.notes["rows repeating an earlier row (kept)"] == 1
+
+
 def test_kaggle_zip_downloads_are_read_and_workbooks_refused(tmp_path):
     import zipfile
 
