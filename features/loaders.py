@@ -260,7 +260,8 @@ def clean_events(
     basket_col: str | None = None,
     time_offset_col: str | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Validate and normalise an events frame; drop bad rows and count them by reason.
+    """Validate and normalise an events frame; drop bad rows and count them by reason. A time column
+    none of whose values reads (with ids beside them) is refused, naming one: a layout to give.
 
     `basket_col` (an order or transaction id) becomes the string column `basket_id`; `time_offset_col`
     (milliseconds) is added to the time, a row without a number there has a bad timestamp."""
@@ -277,6 +278,12 @@ def clean_events(
         if time_offset_col:
             ts = ts + pd.to_timedelta(pd.to_numeric(raw[time_offset_col], errors="coerce"), unit="ms")
         bad_ts = ts.isna() & ~bad
+        if bad_ts.any() and bad_ts.equals(~bad):
+            first = raw[time_col].iloc[int(np.argmax(bad_ts.to_numpy()))]
+            raise ValueError(
+                f"{source}: no value of {time_col} reads as a time (the first: {str(first).strip()!r});"
+                " give its layout with --time-format"
+            )
         report.add_dropped("bad timestamp", int(bad_ts.sum()))
         bad |= bad_ts
     else:

@@ -714,3 +714,23 @@ def test_a_wide_table_stays_small_in_long_form(tmp_path):
         tracemalloc.stop()
     assert peak / len(sales) < 110
     assert weekly["unique_id"].nunique() == 300 and weekly["y"].sum() == sales["quantity"].sum()
+
+
+def test_a_time_column_no_value_of_which_reads_is_refused_with_what_to_give(tmp_path):
+    """Every row dropped as a bad timestamp (a wrong --time-format, a layout none reads) ended in
+    'no usable purchases' or 'no sales rows to forecast from': now one line with a value and the flag."""
+    lines = ["TRANSACTION_DT,CUSTOMER_ID,PRODUCT_ID,AMOUNT"]
+    lines += [f"11/{day}/2000,0114183{day % 3},471008512046{day % 4},1" for day in range(1, 29)]
+    path = _write(tmp_path / "ta_feng.csv", lines)
+    args = ["--data", f"events:{path}", "--time-col", "TRANSACTION_DT", "--time-format", "%d.%m.%Y"]
+    expected = (
+        f"error: {path}: no value of TRANSACTION_DT reads as a time (the first: '11/1/2000');"
+        " give its layout with --time-format"
+    )
+    result = _invoke([
+        "evaluate", "next-basket", *args, "--user-col", "CUSTOMER_ID", "--item-col", "PRODUCT_ID",
+        "--basket-col", "TRANSACTION_DT",
+    ])  # fmt: skip
+    assert _refusal(result) == expected
+    result = _invoke(["evaluate", "forecast", *args, "--item-col", "PRODUCT_ID", "--quantity-col", "AMOUNT"])
+    assert _refusal(result) == expected
