@@ -669,8 +669,8 @@ def _nanoseconds(ts: pd.Series) -> pd.Series:
 
 
 DAY_NUMBERS_BELOW = 1e6
-"""Unix seconds below this fall in 1970's first 12 days, when no sales log begins: a time column of such
-numbers counts days (dunnhumby's DAY) or positions."""
+"""Unix seconds below this fall in 1970's first 12 days, when no shop log begins: a time column of such
+numbers counts days (dunnhumby's DAY) or orders (Instacart's order_number); they order, they do not date."""
 
 
 def _first_day(first_day: str) -> pd.Timestamp:

@@ -55,7 +55,7 @@ def demand_series(sales: pd.DataFrame, freq: str, until=None) -> pd.DataFrame:
     known = (item_codes >= 0) & (time_codes >= 0)
     key = item_codes[known].astype(np.int64) * len(periods) + bin_of_time[time_codes[known]]
     size = len(items) * len(periods)
-    quantity = sales["quantity"].to_numpy(dtype="float64")[known]
+    quantity = np.nan_to_num(sales["quantity"].to_numpy(dtype="float64")[known])  # as a sum skips NaN
     values = np.bincount(key, weights=quantity, minlength=size).reshape(len(items), len(periods))
     started = np.maximum.accumulate(np.bincount(key, minlength=size).reshape(values.shape) > 0, axis=1)
     item_idx, period_idx = np.nonzero(started)
