@@ -66,7 +66,8 @@ def load_campaign(
     outcome_col: str,
     feature_cols: list[str] | None = None,
 ) -> CampaignData:
-    """Select treated/control rows, encode features; values are compared as strings (`1` matches 1).
+    """Select treated/control rows, encode features; values are compared as text (`1` matches 1 and
+    `1.0`, `_arm_labels`).
 
     A path is read by `features.loaders.read_table` (compressed, BOM, Latin-1, delimiter found)."""
     df = read_table(data) if isinstance(data, (str, Path)) else data
@@ -74,13 +75,19 @@ def load_campaign(
         if col not in df.columns:
             raise ValueError(f"column {col!r} not in the data (columns: {', '.join(map(str, df.columns))})")
     treated_values, control_values = _values(treatment_value), _values(control_value)
+    treated_values = _arm_labels(pd.Series(treated_values)).tolist()
+    control_values = _arm_labels(pd.Series(control_values)).tolist()
     overlap = set(treated_values) & set(control_values)
     if overlap:
         raise ValueError(f"values {sorted(overlap)} are both treatment and control")
-    labels = df[treatment_col].astype(str).str.strip()
+    labels = _arm_labels(df[treatment_col])
     for value in treated_values + control_values:
         if not (labels == value).any():
-            raise ValueError(f"no rows with {treatment_col} == {value!r}")
+            held = sorted(labels.unique())
+            shown = ", ".join(map(repr, held[:6])) + (
+                f", ... ({len(held) - 6} more)" if len(held) > 6 else ""
+            )
+            raise ValueError(f"no rows with {treatment_col} == {value!r} (it holds {shown})")
     keep = labels.isin(treated_values + control_values)
     df = df.loc[keep].reset_index(drop=True)
     treatment = labels[keep].isin(treated_values).to_numpy().astype(int)
@@ -126,6 +133,15 @@ def _too_many_levels(column: pd.Series) -> bool:
     """A text column (one-hot encoded as a feature) with more than `MAX_TEXT_LEVELS` distinct values."""
     text = not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
     return text and column.nunique() > MAX_TEXT_LEVELS
+
+
+def _arm_labels(column: pd.Series) -> pd.Series:
+    """Arm values as stripped text, missing as '' and whole numbers without a decimal part: a 0/1
+    column with an empty cell reads as `1.0`, `0.0`, and `--treatment-value 1` must match it."""
+    text = column.astype(str).str.strip().where(column.notna(), "")
+    number = pd.to_numeric(text, errors="coerce")
+    whole = (number == number.round()) & (number.abs() < 2**53)
+    return text.where(~whole, number[whole].astype("int64").astype(str))
 
 
 def find_gate(columns: pd.DataFrame, outcome: pd.Series) -> str | None:

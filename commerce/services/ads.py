@@ -194,8 +194,9 @@ def update_campaign(
     daily_budget: Decimal | str | None = None,
     status: str | None = None,
 ) -> KeywordCampaign:
-    """Change the daily budget (from the next day that has no spend yet) or pause / resume / end."""
-    campaign = get_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
+    """Change the daily budget (from the next day that has no spend yet) or pause / resume / end. The
+    row is locked first: a change racing the end read `active`, then wrote over the end."""
+    campaign = locked_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
     if status is not None:
         if status not in AD_CAMPAIGN_STATUSES:
             raise ValidationError(f"status must be one of {AD_CAMPAIGN_STATUSES}", code="invalid_status")

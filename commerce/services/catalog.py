@@ -27,6 +27,7 @@ from commerce.services._util import (
     country_code,
     get_or_404,
     id_form,
+    locked_or_404,
     new_id,
     not_found,
     required_text,
@@ -80,16 +81,21 @@ def get_category(session: Session, category_id: str) -> Category:
     return get_or_404(session, Category, stored_key(session, Category, category_id), "category")
 
 
-def update_category_rates(session: Session, category_id: str, **rates: Decimal) -> Category:
-    """Change any of vat_rate, consumption_tax_rate, tariff_rate, commission_rate (new orders only)."""
+def update_category_rates(
+    session: Session, category_id: str, **rates: Decimal
+) -> tuple[Category, dict[str, Decimal]]:
+    """Change any of vat_rate, consumption_tax_rate, tariff_rate, commission_rate (new orders only).
+    Returns the category and the rates it replaced, read under the row's lock (the audit's `old`: read
+    before it, changes at once all named the same old rate)."""
     allowed = {"vat_rate", "consumption_tax_rate", "tariff_rate", "commission_rate"}
     if unknown := set(rates) - allowed:
         raise ValidationError(f"unknown rate fields {sorted(unknown)}", code="invalid_field")
-    category = get_or_404(session, Category, category_id, "category")
+    category = locked_or_404(session, Category, category_id, "category")
+    old = {name: getattr(category, name) for name in rates}
     for name, value in rates.items():
         setattr(category, name, _rate(value, name))
     session.flush()
-    return category
+    return category, old
 
 
 def category_subtree(session: Session, category_id: str) -> set[str]:

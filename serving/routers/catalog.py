@@ -168,8 +168,10 @@ def set_category_commission(
 ) -> CommissionOut:
     """Set the category's commission rate (admins only; audited with the old and new rate). Orders keep
     the commission computed when they were placed, so the change applies to later orders only."""
-    old = products.get_category(session, category_id).commission_rate
-    category = products.update_category_rates(session, category_id, commission_rate=body.commission_rate)
+    category, replaced = products.update_category_rates(
+        session, category_id, commission_rate=body.commission_rate
+    )
+    old = replaced["commission_rate"]
     audit(
         session, principal, "category.commission_changed", "category", category_id,
         old=old, new=category.commission_rate,

@@ -151,6 +151,41 @@ def test_a_stock_location_is_named_as_ids_are(client, keys, session_factory):
 RACERS = 4
 
 
+def _keys(shop) -> tuple[dict, dict]:  # noqa: F811
+    """Headers of a key of merchant M1 and of an admin key."""
+    with transaction(shop) as s:
+        return (
+            auth(create_api_key(s, "merchant", merchant_id="M1")[1]),
+            auth(create_api_key(s, "admin")[1]),
+        )
+
+
+def _race_rounds(send) -> None:
+    """RACERS rounds of RACERS calls `send(round, i)` released together by a barrier: each answers 200."""
+    for round_ in range(RACERS):
+        barrier = threading.Barrier(RACERS)
+
+        def one(i: int, round_=round_, barrier=barrier):
+            barrier.wait()
+            return send(round_, i)
+
+        with ThreadPoolExecutor(RACERS) as pool:
+            answers = list(pool.map(one, range(RACERS)))
+        assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
+
+
+def _audit_chain(api, admin: dict, action: str, target: str, first, new_of) -> object:  # noqa: F811
+    """Check that each `action` entry on `target` names as `old` what the entry before it set (`first`
+    before the first); returns what the last one set."""
+    entries = [detail for target_id, _, _, detail in _audited(api, admin, action) if target_id == target]
+    assert len(entries) == RACERS * RACERS
+    previous = first
+    for detail in entries:
+        assert detail["old"] == previous, entries
+        previous = new_of(detail)
+    return previous
+
+
 def test_concurrent_shipping_rules_each_replace_the_one_before(api, shop):  # noqa: F811
     """Setting a shipping rule is a PUT, but two at once for a merchant without one both inserted it: on
     PostgreSQL the losers were 409 `already_exists` (9 of 16 racing PUTs in 4 rounds), and each
@@ -158,29 +193,13 @@ def test_concurrent_shipping_rules_each_replace_the_one_before(api, shop):  # no
     between. The merchant's row is locked while its rule is set and the old one read under that lock
     (`commerce.services.logistics.set_shipping_rule`): every racer is 200, and each audit entry's `old`
     is the rule the entry before it set."""
-    with transaction(shop) as s:
-        merchant, admin = (auth(create_api_key(s, role, **bound)[1]) for role, bound in (
-            ("merchant", {"merchant_id": "M1"}), ("admin", {}),
-        ))  # fmt: skip
-    for round_ in range(RACERS):
-        barrier = threading.Barrier(RACERS)
-
-        def put(days: int, barrier=barrier):
-            barrier.wait()
-            return api.put("/v1/merchants/M1/shipping-rule", json={"max_days": days}, headers=merchant)
-
-        with ThreadPoolExecutor(RACERS) as pool:
-            answers = list(pool.map(put, range(10 * round_ + 1, 10 * round_ + 1 + RACERS)))
-        assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
-    entries = [detail for target, _, _, detail in _audited(api, admin, "shipping_rule.set") if target == "M1"]
-    assert len(entries) == RACERS * RACERS
-    previous = None
-    for detail in entries:
-        assert detail["old"] == previous, entries
-        previous = {"partner_id": detail["partner_id"], "max_days": detail["max_days"]}
-    assert (
-        api.get("/v1/merchants/M1/shipping-rule", headers=merchant).json()["max_days"] == previous["max_days"]
+    merchant, admin = _keys(shop)
+    url = "/v1/merchants/M1/shipping-rule"
+    _race_rounds(lambda round_, i: api.put(url, json={"max_days": 10 * round_ + 1 + i}, headers=merchant))
+    last = _audit_chain(
+        api, admin, "shipping_rule.set", "M1", None, lambda d: {k: d[k] for k in ("partner_id", "max_days")}
     )
+    assert api.get(url, headers=merchant).json()["max_days"] == last["max_days"]
 
 
 def test_concurrent_price_changes_each_audit_the_price_they_replaced(api, shop):  # noqa: F811
@@ -188,27 +207,46 @@ def test_concurrent_price_changes_each_audit_the_price_they_replaced(api, shop):
     four PATCHes at once all read the same price, so on PostgreSQL 12 of 16 entries (4 rounds) named an
     `old` price the product no longer had, and the trail skipped the prices in between. The product's
     row is locked as it changes and the old price read under that lock (`update_product` returns it)."""
-    with transaction(shop) as s:
-        merchant, admin = (auth(create_api_key(s, role, **bound)[1]) for role, bound in (
-            ("merchant", {"merchant_id": "M1"}), ("admin", {}),
-        ))  # fmt: skip
-    for round_ in range(RACERS):
+    merchant, admin = _keys(shop)
+    _race_rounds(
+        lambda round_, i: api.patch("/v1/products/P1", json={"price": f"1{round_}0.0{i}"}, headers=merchant)
+    )
+    last = _audit_chain(api, admin, "product.price_changed", "P1", "320.00", lambda d: d["new"])
+    assert api.get("/v1/products/P1", headers=merchant).json()["price"] == last
+
+
+def test_concurrent_commission_changes_each_audit_the_rate_they_replaced(api, shop):  # noqa: F811
+    """`category.commission_changed` (and the answer's `previous_rate`) read the old rate before the
+    change, unlocked: on PostgreSQL 11 of 16 entries of admins changing a category's commission at once
+    (4 rounds) named a rate it no longer had. The category's row is locked as its rates change and the
+    old ones read under the lock (`update_category_rates` returns them)."""
+    _, admin = _keys(shop)
+    url = "/v1/categories/C01-02/commission"
+    _race_rounds(lambda round_, i: api.put(url, json={"commission_rate": f"0.{round_}{i}"}, headers=admin))
+    _audit_chain(api, admin, "category.commission_changed", "C01-02", "0.0500", lambda d: d["new"])
+
+
+def test_an_ended_keyword_campaign_stays_ended_when_changed_at_once(api, shop):  # noqa: F811
+    """An ended campaign cannot restart: checked on the status read before the change, unlocked. On
+    PostgreSQL a pause or resume racing the end read `active`, waited for the end's row lock and wrote
+    over it, so 4 of 8 ended campaigns were paused or active again (and could then be resumed). The
+    campaign's row is locked as it changes (`commerce.services.ads.update_campaign`): once the end is
+    answered 200, the campaign stays ended and later changes are 422 `campaign_ended`."""
+    merchant, _ = _keys(shop)
+    body = {"daily_budget": "50.00", "product_ids": ["P1"], "keywords": []}
+    for round_ in range(2 * RACERS):
+        made = api.post(
+            "/v1/merchants/M1/keyword-campaigns", json={**body, "name": f"K{round_}"}, headers=merchant
+        )
+        url = f"/v1/keyword-campaigns/{made.json()['campaign_id']}"
         barrier = threading.Barrier(RACERS)
 
-        def patch(cents: int, barrier=barrier):
+        def change(status: str, barrier=barrier, url=url):
             barrier.wait()
-            return api.patch("/v1/products/P1", json={"price": f"{cents / 100:.2f}"}, headers=merchant)
+            return api.patch(url, json={"status": status}, headers=merchant)
 
-        prices = range(10_000 + 100 * round_, 10_000 + 100 * round_ + RACERS)
         with ThreadPoolExecutor(RACERS) as pool:
-            answers = list(pool.map(patch, prices))
-        assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
-    entries = [
-        detail for target, _, _, detail in _audited(api, admin, "product.price_changed") if target == "P1"
-    ]
-    assert len(entries) == RACERS * RACERS
-    previous = "320.00"  # the shop's price of P1
-    for detail in entries:
-        assert detail["old"] == previous, entries
-        previous = detail["new"]
-    assert api.get("/v1/products/P1", headers=merchant).json()["price"] == previous
+            ended, *others = pool.map(change, ["ended", "active", "paused", "active"])
+        assert ended.status_code == 200, ended.text
+        assert all(a.status_code == 200 or a.json()["code"] == "campaign_ended" for a in others)
+        assert api.get(url, headers=merchant).json()["status"] == "ended", [a.text for a in others]

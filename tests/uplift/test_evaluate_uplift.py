@@ -224,6 +224,25 @@ def test_a_campaign_without_responses_is_refused_in_one_line(tmp_path, hillstrom
     assert CliRunner().invoke(app, args).exit_code == 0  # no control responder: uplift is the treated rate
 
 
+def test_arm_numbers_written_as_floats_match_and_a_miss_names_what_is_there(tmp_path):
+    """A Criteo-style 0/1 treatment column saved by pandas with one empty cell reads `1.0`, `0.0`:
+    `--treatment-value 1 --control-value 0` found no rows (`no rows with treatment == '1'`). Numbers
+    match as numbers; the empty row is left out; a value that is not there lists those that are."""
+    rng = np.random.default_rng(0)
+    n = 400
+    data = pd.DataFrame({f"f{i}": rng.normal(size=n) for i in range(3)})
+    data["treatment"] = rng.integers(0, 2, n).astype(float)
+    data.loc[7, "treatment"] = np.nan
+    data["visit"] = rng.integers(0, 2, n)
+    path = tmp_path / "criteo-uplift.csv"
+    data.to_csv(path, index=False)
+    assert "1.0," in path.read_text()
+    campaign = load_campaign(path, "treatment", "1", "0", "visit")
+    assert len(campaign.outcome) == n - 1 and campaign.treatment.sum() == (data["treatment"] == 1).sum()
+    with pytest.raises(ValueError, match=r"no rows with treatment == 'yes' \(it holds '', '0', '1'\)"):
+        load_campaign(path, "treatment", "yes", "0", "visit")
+
+
 def test_cli_rejects_unknown_model_and_bad_column(tmp_path, hillstrom):
     path = tmp_path / "campaign.csv"
     hillstrom[0].to_csv(path, index=False)
