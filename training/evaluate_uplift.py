@@ -28,6 +28,7 @@ __all__ = [
     "evaluate_models",
     "parse_split",
     "sklift_baselines",
+    "lightgbm_defaults",
     "compare_to_baselines",
     "find_gate",
     "gate_of",
@@ -277,6 +278,15 @@ def score(outcome, uplift, treatment) -> dict[str, float]:
 BASELINE_LEARNERS = ("lgbm", "reg")  # LightGBM defaults (scikit-uplift's usual setup); ours regularised
 
 
+def lightgbm_defaults(binary: bool, random_state: int = 0):
+    """LightGBM with its default parameters (one thread, quiet): the base learner scikit-uplift's
+    examples use, so its baselines here are what a marketer would otherwise run."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    cls = LGBMClassifier if binary else LGBMRegressor
+    return cls(n_jobs=1, verbose=-1, random_state=random_state)
+
+
 def sklift_baselines(
     train: CampaignData, test: CampaignData, random_state: int = 0
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
@@ -286,7 +296,6 @@ def sklift_baselines(
     only in scikit-uplift, so a continuous outcome has no `sklift-ct` rows. Returns the score rows
     and each baseline's test-set uplift.
     """
-    from lightgbm import LGBMClassifier, LGBMRegressor
     from sklift.models import ClassTransformation, SoloModel, TwoModels
 
     from models.uplift.base import default_estimator
@@ -296,8 +305,7 @@ def sklift_baselines(
     def base(learner: str):
         if learner == "reg":
             return default_estimator(binary, random_state)
-        cls = LGBMClassifier if binary else LGBMRegressor
-        return cls(n_jobs=1, verbose=-1, random_state=random_state)
+        return lightgbm_defaults(binary, random_state)
 
     rows, predictions = [], {}
     for learner in BASELINE_LEARNERS:
