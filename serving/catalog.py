@@ -76,6 +76,10 @@ class CatalogSnapshot:
         found = map(self.index.get, product_ids.tolist(), repeat(-1))
         return np.fromiter(found, dtype=np.intp, count=len(product_ids))
 
+    def has_merchant(self, merchant_id: str) -> bool:
+        """Whether a product of the catalog is `merchant_id`'s (asked only of an id not in normal form)."""
+        return merchant_id in self.merchant_list
+
     def public_context(self, product_ids: list[str]) -> list[str]:
         """The `product_ids` a client names as a page's context (a product page, a cart, a visit's clicks)
         that are public. A hidden one (a pending merchant's, a delisted one) drives no page: a page it

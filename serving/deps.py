@@ -9,7 +9,7 @@ from typing import Annotated
 
 import anyio
 from anyio.to_thread import run_sync
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
@@ -21,7 +21,7 @@ from commerce.catalog import Category, Product
 from commerce.db import read_only
 from commerce.merchants import Merchant
 from commerce.services import catalog as products
-from commerce.services._util import not_found, stored_key
+from commerce.services._util import not_found, stored_form, stored_key
 from commerce.services.access import authenticate_many
 from commerce.shoppers import Shopper
 from serving.resilience import (
@@ -137,24 +137,30 @@ def after_commit(session: Session, work: Callable[[], None]) -> None:
     event.listen(session, "after_commit", lambda _session: work(), once=True)
 
 
-def stored_id(model: type, name: str):
+def stored_id(model: type, name: str, where: type[Path] | type[Query] = Path):
     """The type of path parameter `name`, a chosen id of a `model` row (merchant, product, campaign,
     keyword campaign, category; a shopper's in its orders and coupons), read as `stored_key` reads it:
     as sent if a row has that id (one stored before ids were normalised), else in the one form ids are
     stored in, so `/v1/products/ｐ1` (a Chinese input method's full width) or `p1%20` names product
-    `p1`. The endpoint and `ensure_shopper` see the id of the row, not the spelling in the URL."""
+    `p1`. The endpoint and `ensure_shopper` see the id of the row, not the spelling in the URL. With
+    `where=Query`, an optional filter of a list (None when not given), read the same way: compared as
+    sent, `?campaign_id=ｃ1` matched nothing."""
 
-    def resolve(session: SessionDep, **path: str) -> str:
-        return stored_key(session, model, path[name])
+    def resolve(session: SessionDep, **params: str | None) -> str | None:
+        value = params[name]
+        return None if value is None else stored_key(session, model, value)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
+    if where is Path:
+        param = inspect.Parameter(name, keyword, annotation=Annotated[str, Path()])
+    else:
+        param = inspect.Parameter(
+            name, keyword, annotation=Annotated[str | None, Query(max_length=64)], default=None
+        )
     resolve.__signature__ = inspect.Signature(
-        [
-            inspect.Parameter(name, keyword, annotation=Annotated[str, Path()]),
-            inspect.Parameter("session", keyword, annotation=SessionDep),
-        ]
+        [param, inspect.Parameter("session", keyword, annotation=SessionDep)]
     )
-    return Annotated[str, Depends(resolve)]
+    return Annotated[str if where is Path else str | None, Depends(resolve)]
 
 
 MerchantId = stored_id(Merchant, "merchant_id")
@@ -163,6 +169,22 @@ CategoryId = stored_id(Category, "category_id")
 ShopperId = stored_id(Shopper, "shopper_id")
 CampaignId = stored_id(Campaign, "campaign_id")
 KeywordCampaignId = stored_id(KeywordCampaign, "campaign_id")
+CampaignFilter = stored_id(Campaign, "campaign_id", Query)
+
+
+async def catalog_merchant(
+    state: StateDep, merchant_id: Annotated[str | None, Query(max_length=64)] = None
+) -> str | None:
+    """`?merchant_id=` of the storefront's lists (products, search), read as `stored_id` reads an id but
+    against the catalog in memory: these lists make no database read. A merchant with no product in
+    the catalog lists nothing in either spelling."""
+    if merchant_id is None:
+        return None
+    catalog = state.catalog.current
+    return stored_form(merchant_id, catalog.has_merchant if catalog is not None else lambda _: False)
+
+
+MerchantFilter = Annotated[str | None, Depends(catalog_merchant)]
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cc_...`")
 

@@ -17,6 +17,7 @@ from serving.delivery import promised_delivery
 from serving.deps import (
     Admin,
     CategoryId,
+    MerchantFilter,
     MerchantId,
     MerchantOrAdmin,
     PrincipalDep,
@@ -299,6 +300,7 @@ def set_stock(
 async def search_products(
     state: StateDep,
     _: PrincipalDep,
+    merchant_id: MerchantFilter,
     q: Annotated[
         str | None,
         Query(
@@ -309,7 +311,6 @@ async def search_products(
     category: str | None = None,
     fulfillment: Fulfillment | None = None,
     origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
-    merchant_id: str | None = None,
     sort: Literal["popularity", "price_asc", "price_desc"] = "popularity",
     limit: PageLimit = 20,
     offset: PageOffset = 0,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 
 from commerce.services import coupons as service
 from serving.audit import audit
-from serving.deps import Marketer, SessionDep
+from serving.deps import CampaignFilter, Marketer, SessionDep
 from serving.routers.common import PageLimit, PageOffset
 from serving.schemas.coupons import CouponCreate, CouponEdit, CouponList, CouponOut
 
@@ -34,7 +34,7 @@ def create_coupon(body: CouponCreate, session: SessionDep, principal: Marketer) 
 def list_coupons(
     session: SessionDep,
     _: Marketer,
-    campaign_id: str | None = None,
+    campaign_id: CampaignFilter,
     limit: PageLimit = 50,
     offset: PageOffset = 0,
 ) -> CouponList:

@@ -21,6 +21,7 @@ from commerce.services.catalog import category_subtree
 from serving.audit import audit
 from serving.deps import (
     KeywordCampaignId,
+    MerchantFilter,
     MerchantId,
     MerchantOrAdmin,
     PrincipalDep,
@@ -90,12 +91,12 @@ def search(
     search: SearchDep,
     state: StateDep,
     principal: PrincipalDep,
+    merchant_id: MerchantFilter,
     q: Annotated[str, Query(min_length=1, max_length=100, description="Words in Chinese or English.")],
     shopper_id: Annotated[str | None, Query(max_length=64)] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     origin: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
     fulfillment: Literal["bonded", "direct_mail"] | None = None,
-    merchant_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100), PLAIN_INT] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000), PLAIN_INT] = 0,
 ) -> Response:
