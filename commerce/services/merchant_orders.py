@@ -4,7 +4,7 @@ goods. Read-only: the order state machine is `commerce.services.orders`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from commerce.catalog import Product
 from commerce.errors import NotFound
 from commerce.logistics import LogisticsPartner, Shipment, TrackingEvent
 from commerce.orders import Order, OrderLine
+from commerce.services.orders import TraceStep, trace_order
 from commerce.services.pagination import Page, paginate
 
 TO_SHIP = ("paid", "customs_cleared")
@@ -85,19 +86,23 @@ def shipped_orders(
 
 @dataclass(frozen=True)
 class MerchantOrder:
-    """One order as its merchant sees it: only its own lines, the parcel (None before shipping) and its
-    carrier's name."""
+    """One order as its merchant sees it: only its own lines, the parcel (None before shipping), its
+    carrier's name and the order's steps (`merchant_order` says which)."""
 
     order: Order
     lines: list[OrderLine]
     shipment: Shipment | None
     carrier: str
     titles: dict[str, str]  # product_id -> title, for its lines
+    steps: list[TraceStep]
 
 
 def merchant_order(session: Session, merchant_id: str, order_id: int) -> MerchantOrder:
     """An order holding the merchant's goods; any other order is reported as not found (no existence
-    leak, as for a shopper's orders)."""
+    leak, as for a shopper's orders). The one rule of what a merchant sees of an order: its own lines,
+    every status change and carrier scan (the order moves as a whole), and the reasons given for them
+    (a shopper's cancel or refund words) only when every line is its own: in a mixed order they may be
+    about another merchant's goods."""
     order = session.get(Order, order_id)
     lines = [line for line in order.lines if line.merchant_id == merchant_id] if order is not None else []
     if not lines:
@@ -109,4 +114,7 @@ def merchant_order(session: Session, merchant_id: str, order_id: int) -> Merchan
         session.execute(select(Product.product_id, Product.title).where(Product.product_id.in_(ids))).all()
     )
     carrier = partner.name if partner is not None else order.partner_id
-    return MerchantOrder(order, lines, shipment, carrier, titles)
+    steps = trace_order(session, order_id)
+    if len(lines) < len(order.lines):
+        steps = [replace(s, detail=None) if s.kind == "status" else s for s in steps]
+    return MerchantOrder(order, lines, shipment, carrier, titles, steps)

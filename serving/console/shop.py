@@ -2,8 +2,8 @@
 orders to ship and its shipping rule (which logistics partner ships its orders), through
 `serving.routers.catalog` and `serving.routers.logistics` (which apply the ownership check) and
 `commerce.services.merchant_orders`; its shipped orders and one order's tracking (read-only): carrier,
-tracking number, every status change and carrier scan in time order (`commerce.services.orders.trace_order`,
-what `GET /v1/orders/{id}/tracking` answers) and the delivery window promised at checkout."""
+tracking number, every status change and carrier scan in time order (`merchant_order`: the reasons only of
+an order all its own) and the delivery window promised at checkout."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from commerce.services import logistics
 from commerce.services.catalog import leaf_categories
 from commerce.services.merchant_orders import merchant_order, orders_to_ship, shipped_orders
 from commerce.services.merchants import get_merchant
-from commerce.services.orders import trace_order
 from commerce.sqltypes import utcnow
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
@@ -91,7 +90,7 @@ async def order_tracking(request: Request, order_id: IntId, scope: MerchantPage)
     view = merchant_order(scope.db, scope.merchant_id, order_id)
     return await render(
         request, "order.html", title=f"Order {order_id}", merchant_id=scope.merchant_id, view=view,
-        steps=trace_order(scope.db, order_id), query=scope.query, now=utcnow(),
+        query=scope.query, now=utcnow(),
     )  # fmt: skip
 
 

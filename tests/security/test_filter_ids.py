@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from commerce.db import transaction
+from commerce.services import orders
+from commerce.services.checkout import CartLine, checkout
 from tests.security.test_round13_attack import _campaign_with_audience, _wide
 from tests.serving.conftest import auth
+from tests.serving.test_console import sign_in
 
 
 def _spellings(chosen_id: str) -> list[str]:
@@ -43,3 +47,31 @@ def test_a_filter_reads_an_id_as_a_url_does(client, keys, session_factory):
                 differing.append(url + spelled)
         assert _items(client.get(url + "nobody", headers=key)) == [], url
     assert differing == []
+
+
+def _cancelled_order(session_factory, product_ids: list[str], reason: str) -> int:
+    """An order of one of each of `product_ids` for shopper s1, cancelled by the shopper with `reason`."""
+    with transaction(session_factory) as s:
+        order_id = checkout(s, "s1", [CartLine(p, 1) for p in product_ids]).order_id
+        orders.cancel_order(s, order_id, reason)
+    return order_id
+
+
+def test_a_merchant_sees_of_a_mixed_order_only_what_concerns_it(client, keys, session_factory):
+    """A merchant's console order page showed the order's whole history with the shopper's own words:
+    the cancel or refund reason of an order holding other merchants' goods too (`the p05 serum leaked`:
+    m2's goods, shown to m1). The API shows a merchant key no order at all (403
+    on GET /v1/orders/{id} and its tracking). `commerce.services.merchant_orders.merchant_order` is the
+    one rule of what a merchant sees: its own lines, every status change and carrier scan, and the
+    reasons only of an order that is all its own."""
+    mixed = _cancelled_order(session_factory, ["p01", "p05"], "the p05 serum leaked")  # m1's and m2's
+    own = _cancelled_order(session_factory, ["p02"], "ordered the wrong size")  # m1's alone
+    merchant = auth(keys["merchant"])  # bound to m1
+    for path in (f"/v1/orders/{mixed}", f"/v1/orders/{mixed}/tracking"):
+        assert client.get(path, headers=merchant).status_code == 403, path
+    sign_in(client, keys["merchant"])
+    page = client.get(f"/console/shop/orders/{mixed}")
+    assert page.status_code == 200
+    assert "p01" in page.text and "p05" not in page.text
+    assert 'id="order-status">cancelled<' in page.text and "<strong>cancelled</strong>" in page.text
+    assert "ordered the wrong size" in client.get(f"/console/shop/orders/{own}").text
