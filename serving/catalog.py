@@ -18,6 +18,8 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 
+from commerce.services._util import stored_form
+
 WINDOWS = ("1d", "7d", "30d", "all")
 WINDOW_DAYS = {"1d": 1, "7d": 7, "30d": 30}  # "all": every event up to the end, no start
 # Weight of each behaviour in the popularity score: buying says more than looking.
@@ -76,6 +78,11 @@ class CatalogSnapshot:
         found = map(self.index.get, product_ids.tolist(), repeat(-1))
         return np.fromiter(found, dtype=np.intp, count=len(product_ids))
 
+    def stored_category(self, category_id: str) -> str:
+        """The category `category_id` names, read as an id in a URL is (`stored_form`): `ｂｅａｕｔｙ` and
+        `beauty ` are `beauty`. Every category filter of the in-memory lists passes through it."""
+        return stored_form(category_id, self.category_parent.__contains__)
+
     def has_merchant(self, merchant_id: str) -> bool:
         """Whether a product of the catalog is `merchant_id`'s (asked only of an id not in normal form)."""
         return merchant_id in self.merchant_list
@@ -107,6 +114,7 @@ class CatalogSnapshot:
         self, *, category: str | None = None, fulfillment: str | None = None, origin: str | None = None
     ) -> np.ndarray:
         """Eligible products passing the request's filters (cached per filter combination)."""
+        category = None if category is None else self.stored_category(category)
         key = ("filter", category, fulfillment, origin)
         mask = self._masks.get(key)
         if mask is None:

@@ -13,10 +13,11 @@ from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, R
 from pydantic_core import to_json
 
 from commerce.ads import AdKeyword, KeywordCampaign
+from commerce.catalog import Category
 from commerce.db import read_only
 from commerce.search.index import Filters
 from commerce.services import ads
-from commerce.services._util import get_or_404
+from commerce.services._util import get_or_404, stored_key
 from commerce.services.catalog import category_subtree
 from serving.audit import audit
 from serving.deps import (
@@ -77,11 +78,13 @@ def _card(doc) -> dict:
 
 def _subtree(state, category: str) -> frozenset[str]:
     """Categories under `category` holding products, from the catalog snapshot (no database transaction
-    on the search path); a category the snapshot does not know comes from the database (404 if none)."""
+    on the search path); a category the snapshot does not know comes from the database (404 if none).
+    Either reads the id as a URL's is (`ｂｅａｕｔｙ` is `beauty`)."""
     catalog = state.catalog.current
+    category = catalog.stored_category(category) if catalog is not None else category
     if catalog is None or category not in catalog.category_parent:
         with read_only(state.session_factory) as session:
-            return frozenset(category_subtree(session, category))
+            return frozenset(category_subtree(session, stored_key(session, Category, category)))
     return frozenset(catalog.category_ids[catalog.category_mask(category)].tolist()) | {category}
 
 
