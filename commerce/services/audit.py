@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commerce.audit import AUDIT_ACTIONS, AuditEntry
+from commerce.services._util import stored_form
 from commerce.services.pagination import Page, paginate
 from commerce.sqltypes import utcnow
 
@@ -51,12 +52,18 @@ def list_entries(
     limit: int = 50,
     offset: int = 0,
 ) -> Page[AuditEntry]:
-    """Newest first."""
+    """Newest first. `target_id` is read as a chosen id in a URL is (`stored_form`), against the log
+    itself since a target may be any kind of row: `ｐ01` and `p01 ` find product p01's entries."""
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
     if action is not None:
         stmt = stmt.where(AuditEntry.action == action)
     if target_type is not None:
         stmt = stmt.where(AuditEntry.target_type == target_type)
     if target_id is not None:
-        stmt = stmt.where(AuditEntry.target_id == target_id)
+        stmt = stmt.where(AuditEntry.target_id == stored_form(target_id, lambda t: _names(session, t)))
     return paginate(session, stmt, limit=limit, offset=offset)
+
+
+def _names(session: Session, target_id: str) -> bool:
+    """Whether an entry's target is `target_id`."""
+    return session.scalar(select(AuditEntry.id).where(AuditEntry.target_id == target_id).limit(1)) is not None

@@ -79,6 +79,20 @@ def test_a_category_filter_reads_a_category_id_as_a_url_does(client, keys):
     assert differing == []
 
 
+def test_the_audit_log_reads_a_target_id_as_a_url_does(client, keys):
+    """`GET /v1/audit-log?target_id=` compared the id as sent: `ｐ01` or `p01 ` found none of product
+    p01's entries (2 of 2 look-alikes, none now). Its target may be any kind of row, so the id is read
+    against the log itself (`stored_form`: as sent if an entry names it, else its normal form)."""
+    changed = client.patch("/v1/products/p01", json={"price": "99.00"}, headers=auth(keys["merchant"]))
+    assert changed.status_code == 200, changed.text
+    admin, url = auth(keys["admin"]), "/v1/audit-log?target_id="
+    expected = _items(client.get(url + "p01", headers=admin))
+    assert [e["action"] for e in expected] == ["product.price_changed"]
+    differing = [s for s in _spellings("p01") if _items(client.get(url + s, headers=admin)) != expected]
+    assert differing == []
+    assert _items(client.get(url + "nobody", headers=admin)) == []
+
+
 def _cancelled_order(session_factory, product_ids: list[str], reason: str) -> int:
     """An order of one of each of `product_ids` for shopper s1, cancelled by the shopper with `reason`."""
     with transaction(session_factory) as s:
