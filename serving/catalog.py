@@ -90,8 +90,10 @@ class CatalogSnapshot:
     def public_context(self, product_ids: list[str]) -> list[str]:
         """The `product_ids` a client names as a page's context (a product page, a cart, a visit's clicks)
         that are public. A hidden one (a pending merchant's, a delisted one) drives no page: a page it
-        seeded told that it exists, what it is like (its category first) and what is bought with it."""
-        return [p for p in product_ids if (pos := self.index.get(p)) is not None and self.public[pos]]
+        seeded told that it exists, what it is like (its category first) and what is bought with it. Each
+        id is read as an id in a URL is (`stored_form`: `ｐ01` and `p01 ` are p01)."""
+        named = (stored_form(p, self.index.__contains__) for p in product_ids)
+        return [p for p in named if (pos := self.index.get(p)) is not None and self.public[pos]]
 
     def category_mask(self, category_id: str) -> np.ndarray:
         """Products in `category_id` or any of its descendants (cached per snapshot)."""

@@ -79,6 +79,17 @@ def test_a_category_filter_reads_a_category_id_as_a_url_does(client, keys):
     assert differing == []
 
 
+def test_a_page_context_reads_a_product_id_as_a_url_does(client, keys):
+    """A shopper's recommendations for a product page (`?context=product&product_id=`) seeded by `ｐ01`
+    or `p01 ` found no such product and answered the page without context, not p01's (2 of 2
+    look-alikes, none now: `CatalogSnapshot.public_context`, which reads every page's context ids)."""
+    storefront, url = auth(keys["storefront"]), "/v1/shoppers/s1/recommendations?context=product&product_id="
+    expected = _items(client.get(url + "p01", headers=storefront))
+    assert expected != _items(client.get(url + "nobody", headers=storefront))
+    differing = [s for s in _spellings("p01") if _items(client.get(url + s, headers=storefront)) != expected]
+    assert differing == []
+
+
 def test_the_audit_log_reads_a_target_id_as_a_url_does(client, keys):
     """`GET /v1/audit-log?target_id=` compared the id as sent: `ｐ01` or `p01 ` found none of product
     p01's entries (2 of 2 look-alikes, none now). Its target may be any kind of row, so the id is read
