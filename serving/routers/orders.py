@@ -11,12 +11,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from commerce.catalog import Product
 from commerce.errors import LimitExceeded, OutOfStock
 from commerce.orders import Order, OrderStatus
 from commerce.services import checkout as checkout_service
 from commerce.services import coupons as coupon_service
 from commerce.services import orders as order_service
 from commerce.services import refunds as refund_service
+from commerce.services._util import stored_key
 from commerce.services.catalog import category_paths, sellable_products
 from commerce.sqltypes import utcnow
 from marketing.audience import current_features
@@ -279,7 +281,7 @@ def shopper_coupons(
         paths = category_paths(session)
         lines = [
             coupon_service.PricedLine(p.product_id, p.merchant_id, paths[p.category_id], p.price)
-            for p in sellable_products(session, product_id)
+            for p in sellable_products(session, [stored_key(session, Product, p) for p in product_id])
         ]
     uplift = state.uplift.current
     columns = getattr(uplift.recommender, "feature_names_in_", None)

@@ -80,13 +80,20 @@ def test_a_category_filter_reads_a_category_id_as_a_url_does(client, keys):
 
 
 def test_a_page_context_reads_a_product_id_as_a_url_does(client, keys):
-    """A shopper's recommendations for a product page (`?context=product&product_id=`) seeded by `ｐ01`
-    or `p01 ` found no such product and answered the page without context, not p01's (2 of 2
-    look-alikes, none now: `CatalogSnapshot.public_context`, which reads every page's context ids)."""
+    """A shopper's recommendations and coupons for a product page (`?context=product&product_id=`)
+    named by `ｐ01` or `p01 ` found no such product and answered as without context, not for p01 (4 of
+    4 look-alikes, none now: `CatalogSnapshot.public_context`, which reads every page's context ids in
+    memory, and `stored_key` for the coupons' lines)."""
     storefront, url = auth(keys["storefront"]), "/v1/shoppers/s1/recommendations?context=product&product_id="
     expected = _items(client.get(url + "p01", headers=storefront))
     assert expected != _items(client.get(url + "nobody", headers=storefront))
     differing = [s for s in _spellings("p01") if _items(client.get(url + s, headers=storefront)) != expected]
+    coupons = "/v1/shoppers/s1/coupons?context=product&product_id="
+    expected = client.get(coupons + "p01", headers=storefront).json()["coupons"]
+    assert expected != client.get(coupons + "nobody", headers=storefront).json()["coupons"]
+    for spelled in _spellings("p01"):
+        if client.get(coupons + spelled, headers=storefront).json()["coupons"] != expected:
+            differing.append(coupons + spelled)
     assert differing == []
 
 
