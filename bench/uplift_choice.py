@@ -239,6 +239,21 @@ def _reusable(args, models: list[str]) -> dict[tuple, dict]:
     return {(p["seed"], p["arm"], p["outcome"]): p for p in old["pairs"] if same(p)}
 
 
+def by_pair(pairs: list[dict]):
+    """Per arm and outcome that has runs: its runs (one per seed) and the start of its summary entry."""
+    for arm in ARMS:
+        for outcome in OUTCOMES:
+            runs = [p for p in pairs if p["arm"] == arm and p["outcome"] == outcome]
+            if runs:
+                yield runs, {"arm": arm, "outcome": outcome, "seeds": [p["seed"] for p in runs]}
+
+
+def mean_gap(gaps: np.ndarray) -> dict[str, float]:
+    """Mean of per-seed gaps and its standard error over seeds (NaN with one seed)."""
+    se = float(gaps.std(ddof=1) / np.sqrt(len(gaps))) if len(gaps) > 1 else float("nan")
+    return {"gap": float(gaps.mean()), "se": se}
+
+
 def per_pair_summary(pairs: list[dict], rule: str | None = None) -> list[dict]:
     """Per arm and outcome, over seeds: auto's mean gap to the best scikit-uplift model and its
     standard error over seeds, against two yardsticks. `vs_best_fixed`: the one baseline with the
@@ -247,40 +262,33 @@ def per_pair_summary(pairs: list[dict], rule: str | None = None) -> list[dict]:
     test rows, so even a model equal to the best baseline on average trails it). With a `rule`
     (`NESTED_RULES`), auto's scores are those of that rule's pick (`by_rule`)."""
     out = []
-    for arm in ARMS:
-        for outcome in OUTCOMES:
-            runs = [p for p in pairs if p["arm"] == arm and p["outcome"] == outcome]
-            if not runs:
-                continue
-            entry = {"arm": arm, "outcome": outcome, "seeds": [p["seed"] for p in runs]}
-            for name in ("vs_best_fixed", "vs_best_per_seed"):
-                entry[name] = {}
-            for metric in ("qini_auc", "uplift@30"):
-                auto = np.array(
-                    [
-                        p["by_rule"][rule][metric]
-                        if rule
-                        else next(r for r in p["rows"] if r["model"] == p.get("auto_key", "auto"))[metric]
-                        for p in runs
-                    ]
-                )
-                base = {
-                    r["model"]: [] for r in runs[0]["rows"] if r.get("baseline")
-                }  # the same baselines in every seed
-                for p in runs:
-                    for r in p["rows"]:
-                        if r.get("baseline"):
-                            base[r["model"]].append(r[metric])
-                fixed = max(base, key=lambda k: np.mean(base[k]))
-                per_seed = np.max(np.array(list(base.values())), axis=0)
-                for name, ref, label in (
-                    ("vs_best_fixed", np.array(base[fixed]), fixed),
-                    ("vs_best_per_seed", per_seed, "per seed"),
-                ):
-                    gaps = auto - ref
-                    se = float(gaps.std(ddof=1) / np.sqrt(len(gaps))) if len(gaps) > 1 else float("nan")
-                    entry[name][metric] = {"baseline": label, "gap": float(gaps.mean()), "se": se}
-            out.append(entry)
+    for runs, entry in by_pair(pairs):
+        for name in ("vs_best_fixed", "vs_best_per_seed"):
+            entry[name] = {}
+        for metric in ("qini_auc", "uplift@30"):
+            auto = np.array(
+                [
+                    p["by_rule"][rule][metric]
+                    if rule
+                    else next(r for r in p["rows"] if r["model"] == p.get("auto_key", "auto"))[metric]
+                    for p in runs
+                ]
+            )
+            base = {
+                r["model"]: [] for r in runs[0]["rows"] if r.get("baseline")
+            }  # the same baselines in every seed
+            for p in runs:
+                for r in p["rows"]:
+                    if r.get("baseline"):
+                        base[r["model"]].append(r[metric])
+            fixed = max(base, key=lambda k: np.mean(base[k]))
+            per_seed = np.max(np.array(list(base.values())), axis=0)
+            for name, ref, label in (
+                ("vs_best_fixed", np.array(base[fixed]), fixed),
+                ("vs_best_per_seed", per_seed, "per seed"),
+            ):
+                entry[name][metric] = {"baseline": label, **mean_gap(auto - ref)}
+        out.append(entry)
     return out
 
 

@@ -35,9 +35,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from bench.uplift_choice import ARMS, OUTCOMES, by_pair, mean_gap  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "uplift_mix_real.json"
-ARMS = ("Mens E-Mail", "Womens E-Mail")
-OUTCOMES = ("visit", "conversion", "spend")
 METRICS = ("qini_auc", "uplift@30")
 VARIANTS = ("auto", "mix")
 
@@ -82,22 +82,15 @@ def run_pair(data, arm: str, outcome: str, split_seed: int, weight: float) -> di
 def summary(pairs: list[dict]) -> list[dict]:
     """Per arm and outcome, over splits: each variant minus the best fixed baseline, and mix minus auto."""
     out = []
-    for arm in ARMS:
-        for outcome in OUTCOMES:
-            runs = [p for p in pairs if p["arm"] == arm and p["outcome"] == outcome]
-            if not runs:
-                continue
-            entry = {"arm": arm, "outcome": outcome, "seeds": [p["seed"] for p in runs]}
-            for m in METRICS:
-                s = {k: np.array([p["scores"][k][m] for p in runs]) for k in runs[0]["scores"]}
-                best = max((k for k in s if k.startswith("sklift")), key=lambda k: s[k].mean())
-                cell = {"best_sklift": best, "best_sklift_mean": float(s[best].mean())}
-                for name, a, b in [*((v, v, best) for v in VARIANTS), ("mix_minus_auto", "mix", "auto")]:
-                    gaps = s[a] - s[b]
-                    se = float(gaps.std(ddof=1) / np.sqrt(len(gaps))) if len(gaps) > 1 else float("nan")
-                    cell[name] = {"gap": float(gaps.mean()), "se": se}
-                entry[m] = cell
-            out.append(entry)
+    for runs, entry in by_pair(pairs):
+        for m in METRICS:
+            s = {k: np.array([p["scores"][k][m] for p in runs]) for k in runs[0]["scores"]}
+            best = max((k for k in s if k.startswith("sklift")), key=lambda k: s[k].mean())
+            cell = {"best_sklift": best, "best_sklift_mean": float(s[best].mean())}
+            for name, a, b in [*((v, v, best) for v in VARIANTS), ("mix_minus_auto", "mix", "auto")]:
+                cell[name] = mean_gap(s[a] - s[b])
+            entry[m] = cell
+        out.append(entry)
     return out
 
 
