@@ -169,7 +169,7 @@ def _collapse_repeats(
     """Drop rows identical to an earlier one when the times have a time of day (one event logged twice);
     with dates only or no times, keep them (repeat purchases) and count them in the notes. Numbers
     below `DAY_NUMBERS_BELOW` read as seconds (dunnhumby's DAY) count days or orders: no time of day."""
-    repeated = events.duplicated().to_numpy()
+    repeated = _repeated(events)
     if repeated.any():
         ts = events["ts"]
         clock = (ts != ts.dt.normalize()) & (ts >= pd.Timestamp(DAY_NUMBERS_BELOW, unit="s", tz="UTC"))
@@ -179,6 +179,23 @@ def _collapse_repeats(
         else:
             report.notes["rows repeating an earlier row (kept)"] = int(repeated.sum())
     return events, report
+
+
+def _repeated(events: pd.DataFrame) -> np.ndarray:
+    """`events.duplicated()`, the columns' codes folded into one key a column at a time: pandas holds a
+    code a row (8 bytes) for every column at once, a third of `load_sales`' peak."""
+    key, size = np.zeros(len(events), dtype=np.int64), 1
+    for _, column in events.items():
+        codes, uniques = pd.factorize(column)  # a missing value is -1, equal to another
+        if size * (len(uniques) + 1) >= 2**62:  # the key would overflow: renumber it densely first
+            key, distinct = pd.factorize(key)
+            size = len(distinct)
+        key *= len(uniques) + 1
+        key += codes
+        key += 1
+        size *= len(uniques) + 1
+        del codes
+    return pd.Series(key).duplicated().to_numpy()
 
 
 def load_movielens(path: str | Path) -> tuple[pd.DataFrame, LoadReport]:
@@ -267,7 +284,7 @@ def clean_events(
     (milliseconds) is added to the time, a row without a number there has a bad timestamp."""
     report = LoadReport(source=source, rows_read=len(raw))
     user = _ids(raw[user_col])
-    item = _ids(raw[item_col])
+    item = user if item_col == user_col else _ids(raw[item_col])
     bad = user.isna() | item.isna()
     report.add_dropped("missing id", int(bad.sum()))
 
@@ -276,7 +293,7 @@ def clean_events(
         if layout is not None:
             report.notes[f"times read as {layout}"] = int(ts.notna().sum())
         if time_offset_col:
-            ts = ts + pd.to_timedelta(pd.to_numeric(raw[time_offset_col], errors="coerce"), unit="ms")
+            ts = ts + pd.to_timedelta(_numbers(raw[time_offset_col]), unit="ms")
         bad_ts = ts.isna() & ~bad
         if bad_ts.any() and bad_ts.equals(~bad):
             first = raw[time_col].iloc[int(np.argmax(bad_ts.to_numpy()))]
@@ -296,7 +313,7 @@ def clean_events(
         bad |= bad_kind
         out["event_type"] = kind
     if value_col:
-        value = pd.to_numeric(raw[value_col], errors="coerce").astype("float64")
+        value = _numbers(raw[value_col]).astype("float64")
         bad_value = ~np.isfinite(value) & ~bad
         report.add_dropped("bad value", int(bad_value.sum()))
         bad |= bad_value
@@ -310,7 +327,10 @@ def clean_events(
         report.add_dropped("missing basket id", int(bad_basket.sum()))
         bad |= bad_basket
         out["basket_id"] = basket
-    events = pd.DataFrame(out)[~bad.to_numpy()].reset_index(drop=True)
+    keep = ~bad.to_numpy()
+    # column by column and not consolidated: a frame's copy (and its filter's) costs it all again
+    kept = {name: column.array if keep.all() else column.array[keep] for name, column in out.items()}
+    events = pd.DataFrame(kept, copy=False)
     return events, report
 
 
@@ -474,10 +494,11 @@ def _read_text_table(
     skip_rows: int = 0,
     source=None,
 ) -> tuple[pd.DataFrame, int, dict[str, int]]:
-    """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast): `(frame,
-    lines with a wrong field count, notes)`. Not UTF-8: read again as Latin-1 and noted. A pyarrow error
-    or a field running over a line end (an unclosed quote swallows the rest of the file) is a
-    `ValueError` naming the file."""
+    """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast), each column
+    a category (its distinct strings once and a small code a row: ids and dates repeat, and a Python
+    string a row costs ~60 bytes): `(frame, lines with a wrong field count, notes)`. Not UTF-8: read
+    again as Latin-1 and noted. A pyarrow error or a field running over a line end (an unclosed quote
+    swallows the rest of the file) is a `ValueError` naming the file."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv
@@ -506,7 +527,7 @@ def _read_text_table(
             parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
             convert_options=csv.ConvertOptions(
                 include_columns=columns,
-                column_types=dict.fromkeys(columns, pa.string()),
+                column_types=dict.fromkeys(columns, pa.dictionary(pa.int32(), pa.string())),
                 strings_can_be_null=False,
             ),
         )
@@ -525,14 +546,34 @@ def _read_text_table(
                 f"{path}: the row starting {overrun[0]!r} runs over a line end (an unclosed quote?)"
             ) from None
         raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
-    for column in columns:  # in pyarrow: 30x faster than pandas' str.contains
-        multiline = pc.match_substring(table[column], "\n")
-        if pc.any(multiline).as_py():
-            row = int(np.argmax(multiline.to_numpy())) + 1
-            raise ValueError(
-                f"{path}: data row {row}, column {column}: a field runs over a line end (an unclosed quote?)"
-            )
-    return table.to_pandas(), broken, notes
+    for column in columns:  # on each block's distinct values, in pyarrow
+        start = 0
+        for block in table[column].chunks:
+            multiline = pc.match_substring(block.dictionary, "\n").to_numpy(zero_copy_only=False)
+            if multiline.any():
+                row = start + int(np.argmax(np.isin(block.indices.to_numpy(), np.flatnonzero(multiline))))
+                raise ValueError(
+                    f"{path}: data row {row + 1}, column {column}: a field runs over a line end"
+                    " (an unclosed quote?)"
+                )
+            start += len(block)
+    frame = pd.DataFrame({column: _as_category(table[column]) for column in columns})
+    del table
+    pa.default_memory_pool().release_unused()  # the file's text, kept by pyarrow's allocator otherwise
+    return frame, broken, notes
+
+
+def _as_category(column) -> pd.Categorical:
+    """A pyarrow column of dictionary blocks as one category (pyarrow's `to_pandas` merges the blocks'
+    dictionaries at a cost above a string a row when values rarely repeat, as times in milliseconds)."""
+    import pyarrow as pa
+
+    column = pa.table({"column": column}).unify_dictionaries()["column"]
+    if not column.num_chunks:
+        return pd.Categorical([])
+    codes = np.concatenate([block.indices.to_numpy() for block in column.chunks])
+    categories = column.chunk(0).dictionary.to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, categories=categories, validate=False)
 
 
 def _require_columns(wanted: list[str], available, path: Path) -> None:
@@ -552,9 +593,34 @@ def _require_columns(wanted: list[str], available, path: Path) -> None:
 
 
 def _ids(column: pd.Series) -> pd.Series:
-    """Ids as stripped strings; blanks become missing."""
+    """Ids as stripped strings; blanks become missing. A category's rows share its one string object."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return _per_row(_ids(pd.Series(column.cat.categories)), column)
     text = column.astype("str").str.strip()
     return text.where(column.notna() & (text != ""))
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    """`pd.to_numeric(column, errors="coerce")`, on a category's distinct values once."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return _per_row(_numbers(pd.Series(column.cat.categories)), column)
+    return pd.to_numeric(column, errors="coerce")
+
+
+def _per_row(values: pd.Series, column: pd.Series) -> pd.Series:
+    """`values`, one per category of `column`, spread to its rows (a missing row: missing)."""
+    return pd.Series(values.array.take(column.cat.codes.to_numpy(), allow_fill=True), index=column.index)
+
+
+def _in_order_seen(column: pd.Series) -> pd.Series:
+    """A categorical column with its categories in the order their rows first appear."""
+    codes = column.cat.codes.to_numpy()
+    seen = pd.unique(codes)
+    seen = seen[seen >= 0]
+    rank = np.full(len(column.cat.categories), -1, dtype=codes.dtype)
+    rank[seen] = np.arange(len(seen))
+    reordered = pd.Categorical.from_codes(rank[codes], categories=column.cat.categories[seen])
+    return pd.Series(reordered, index=column.index)
 
 
 # Layouts seen in exported shop data; month-first comes before day-first, so a column where both read
@@ -581,7 +647,9 @@ TIME_LAYOUTS = (
 )
 
 
-def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.Series, str | None]:
+def _parse_time(
+    column: pd.Series, time_format: str | None = None, counts: np.ndarray | None = None
+) -> tuple[pd.Series, str | None]:
     """Unix times (numbers or digit strings), ISO-8601 strings (no offset: taken as UTC; a trailing
     ` UTC` or `Z` is an offset), or one other layout (`time_format`, or the layout from TIME_LAYOUTS that
     reads most values) to UTC.
@@ -590,7 +658,16 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
     large for seconds: milliseconds (RetailRocket) or microseconds by its size (`UNIX_UNITS`). Returns
     the times and the layout or unit used when it is not ISO or seconds. Unreadable or out-of-range
     values (e.g. a millisecond value among seconds) become NaT, so they are counted as bad timestamps,
-    not guessed at."""
+    not guessed at.
+
+    A category's distinct values are parsed once, in the order their rows first appear (the layout is
+    guessed from the first ones), `counts` holding their rows (they weigh the median)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = _in_order_seen(column)
+        codes = column.cat.codes.to_numpy()
+        counts = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories))
+        parsed, layout = _parse_time(pd.Series(column.cat.categories), time_format, counts)
+        return _per_row(parsed, column), layout
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return _nanoseconds(column.dt.tz_convert("UTC")), None
     if pd.api.types.is_datetime64_dtype(column.dtype):
@@ -608,7 +685,9 @@ def _parse_time(column: pd.Series, time_format: str | None = None) -> tuple[pd.S
     layout = None
     if is_number.any():
         only_numbers = bool((is_number | blank).all())
-        parsed[is_number], layout = _from_unix(numeric[is_number], all_numbers=only_numbers)
+        parsed[is_number], layout = _from_unix(
+            numeric[is_number], all_numbers=only_numbers, counts=None if counts is None else counts[is_number]
+        )
     if not is_number.all():
         rest = text[~is_number]
         iso = pd.to_datetime(
@@ -642,15 +721,18 @@ UNIX_UNITS = (("seconds", "s", 1e11), ("milliseconds", "ms", 1e14), ("microsecon
 unit's bound, is in that unit (1e11 seconds and 1e14 milliseconds are both the year 5138)."""
 
 
-def _from_unix(values: pd.Series, *, all_numbers: bool) -> tuple[pd.Series, str | None]:
+def _from_unix(
+    values: pd.Series, *, all_numbers: bool, counts: np.ndarray | None = None
+) -> tuple[pd.Series, str | None]:
     """Unix times to UTC, and the unit's name when not seconds. The unit is seconds unless the column
-    holds numbers only and its median size is past seconds' bound; values outside the unit's size band
-    (a seconds value among milliseconds) become NaT."""
+    holds numbers only and its median size (a value weighing its `counts` of rows, when given) is past
+    seconds' bound; values outside the unit's size band (a seconds value among milliseconds) become NaT."""
     size = values.abs()
     low, (unit, code, high) = 0.0, UNIX_UNITS[0]
     if all_numbers and len(values):
+        median = size.median() if counts is None else _weighted_median(size.to_numpy(), counts)
         for lower, (name, name_code, bound) in zip((0.0, 1e11, 1e14), UNIX_UNITS, strict=True):
-            if size.median() < bound:
+            if median < bound:
                 low, unit, code, high = lower, name, name_code, bound
                 break
     per_second = {"s": 1.0, "ms": 1e3, "us": 1e6}[code]
@@ -661,6 +743,14 @@ def _from_unix(values: pd.Series, *, all_numbers: bool) -> tuple[pd.Series, str 
         whole = values.where(valid, 0).round().astype("int64")
         parsed = pd.to_datetime(whole, unit=code, utc=True).where(valid)
     return _nanoseconds(parsed), None if code == "s" else f"unix {unit}"
+
+
+def _weighted_median(values: np.ndarray, counts: np.ndarray) -> float:
+    """The median of `values`, each repeated `counts` times (without repeating them)."""
+    order = np.argsort(values, kind="stable")
+    rows = np.cumsum(counts[order])
+    middle = np.searchsorted(rows, [(rows[-1] - 1) // 2, rows[-1] // 2], side="right")
+    return float(values[order][middle].mean())
 
 
 def _nanoseconds(ts: pd.Series) -> pd.Series:
@@ -705,7 +795,7 @@ def load_sales(
         raise FileNotFoundError(f"no sales file at {path}")
     raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep)
     if first_day is not None:
-        days = pd.to_numeric(raw[time_col], errors="coerce")
+        days = _numbers(raw[time_col])
         raw[time_col] = _first_day(first_day) + pd.to_timedelta(
             days.where(days == days.round()) - 1, unit="D"
         )
@@ -715,7 +805,6 @@ def load_sales(
     )  # fmt: skip
     report.add_unparsed(broken)
     report.notes.update(notes)
-    events, report = _collapse_repeats(events, report, timed=False)  # kept, and counted in the notes
     if (
         first_day is None
         and len(events)
@@ -726,8 +815,11 @@ def load_sales(
             f"{path}: {time_col} holds small numbers ({seconds.min():g} to {seconds.max():g}), not times:"
             " if it counts days, give the date of day 1 (--first-day DATE)"
         )
-    sales = events[["item_id", "ts", "value"]].rename(columns={"value": "quantity"})
-    return sales, report
+    sales = pd.DataFrame(
+        {"item_id": events["item_id"], "ts": events["ts"], "quantity": events["value"]}, copy=False
+    )
+    del events  # its user_id is the item_id: one column fewer for the repeats' count
+    return _collapse_repeats(sales, report, timed=False)  # kept, and counted in the notes
 
 
 def load_wide_sales(

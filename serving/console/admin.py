@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi.concurrency import run_in_threadpool
 
 from commerce.access import ROLES
 from serving.console.auth import AdminOnly
@@ -22,8 +23,9 @@ router = APIRouter()
 
 
 async def _queue(request: Request, session, principal, status_code: int = 200, **extra):
-    pending = catalog_api.list_merchants(session, principal, "pending", 100, 0)
-    decided = catalog_api.list_merchants(session, principal, None, 100, 0)
+    pending, decided = await run_in_threadpool(
+        lambda: [catalog_api.list_merchants(session, principal, s, 100, 0) for s in ("pending", None)]
+    )
     recent = [m for m in decided.items if m.status != "pending"][:20]
     return await render(
         request, "merchants.html", status_code=status_code, title="Merchant review", pending=pending,
@@ -53,7 +55,7 @@ async def review(
         body = MerchantReview(decision=decision, reason=reason.strip() or None)
         return catalog_api.review(merchant_id, body, session, state, principal, request, background)
 
-    _, error = attempt(session, run)
+    _, error = await attempt(session, run)
     if error:
         return await _queue(
             request, session, principal, status_code=error.status_code, error=error, failed=merchant_id
@@ -62,7 +64,7 @@ async def review(
 
 
 async def _keys(request: Request, session, principal, status_code: int = 200, offset: int = 0, **extra):
-    page = keys_api.list_keys(session, principal, None, MAX_N, offset)
+    page = await run_in_threadpool(keys_api.list_keys, session, principal, None, MAX_N, offset)
     if moved := past_the_end(request, page):
         return moved
     return await render(
@@ -89,10 +91,10 @@ async def create_key(request: Request, session: SessionDep, principal: AdminOnly
         )
         return keys_api.create_key(body, session, principal)
 
-    created, error = attempt(session, run)
+    created, error = await attempt(session, run)
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)
-    session.commit()
+    await run_in_threadpool(session.commit)
     return await _keys(request, session, principal, status_code=201, created=created)  # no-store: caching.py
 
 
@@ -106,7 +108,9 @@ async def revoke_key(
     background: BackgroundTasks,
 ):
     """Through the API's revoke: its background task tells the other replicas (with Redis)."""
-    _, error = attempt(session, lambda: keys_api.revoke_key(key_id, session, state, principal, background))
+    _, error = await attempt(
+        session, lambda: keys_api.revoke_key(key_id, session, state, principal, background)
+    )
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)
     return redirect("/console/keys")
@@ -115,7 +119,7 @@ async def revoke_key(
 @router.post("/keys/{key_id}/sign-out")
 async def end_key_sessions(request: Request, key_id: IntId, session: SessionDep, principal: AdminOnly):
     """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
-    _, error = attempt(session, lambda: keys_api.end_key_console_sessions(key_id, session, principal))
+    _, error = await attempt(session, lambda: keys_api.end_key_console_sessions(key_id, session, principal))
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)
     return redirect("/console/keys")

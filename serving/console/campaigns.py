@@ -16,7 +16,6 @@ from typing import Annotated
 
 from cachetools import TTLCache
 from fastapi import APIRouter, Form, Request
-from fastapi.concurrency import run_in_threadpool
 
 from commerce.campaigns import CAMPAIGN_STATUSES
 from commerce.db import transaction
@@ -69,7 +68,7 @@ async def campaign_list(
     def run():
         return overview.list_campaigns(session, status=status or None, limit=MAX_N, offset=offset)
 
-    page, error = attempt(None, run)
+    page, error = await attempt(None, run)
     if moved := past_the_end(request, page):
         return moved
     return await render(
@@ -139,7 +138,7 @@ async def create_campaign(
         coupon_api.create_coupon(coupon, session, principal)
         return campaign
 
-    campaign, error = attempt(session, create)
+    campaign, error = await attempt(session, create)
     if error:
         form = await request.form()
         return await render(
@@ -193,7 +192,7 @@ class ReportCache:
 
 @router.get("/{campaign_id}")
 async def campaign_page(request: Request, campaign_id: CampaignId, session: SessionDep, principal: Marketing):
-    context, error = attempt(None, lambda: _detail(session, campaign_id, principal))
+    context, error = await attempt(None, lambda: _detail(session, campaign_id, principal))
     if error:
         return await refusal_page(request, "Not found", error)
     return await render(request, "campaign.html", title=context["campaign"].name, **context)
@@ -248,8 +247,8 @@ async def plan(
         body = PlanIn(region=region or None, segment=segment or None, margin_rate=margin_rate)
         return marketing_api.plan_campaign(campaign_id, body, state, principal)
 
-    result, error = await run_in_threadpool(attempt, session, run)
-    context, detail_error = attempt(None, lambda: _detail(session, campaign_id, principal))
+    result, error = await attempt(session, run)
+    context, detail_error = await attempt(None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
         return await refusal_page(request, "Not found", detail_error)
     if result is not None:
@@ -271,9 +270,11 @@ async def move(
         return await render(
             request, "error.html", status_code=404, title="Not found", message="no such action"
         )
-    _, error = attempt(session, lambda: marketing_api.move_campaign(campaign_id, action, session, principal))
+    _, error = await attempt(
+        session, lambda: marketing_api.move_campaign(campaign_id, action, session, principal)
+    )
     if error:
-        context, _ = attempt(None, lambda: _detail(session, campaign_id, principal))
+        context, _ = await attempt(None, lambda: _detail(session, campaign_id, principal))
         return await render(
             request,
             "campaign.html",
@@ -296,7 +297,7 @@ async def report_fragment(
         report = request.app.state.console_reports.report(session, campaign_id, principal)
         return campaign, report
 
-    found, error = await run_in_threadpool(attempt, None, measure)
+    found, error = await attempt(None, measure)
     context = {"report_error": error}
     if found is not None:
         context.update(campaign=found[0], report=found[1], report_chart=report_chart(found[1]))

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from commerce.services import ads
@@ -41,7 +42,7 @@ REPORT_DAYS = 30
 async def _campaign_or_error(request: Request, session, principal: Principal, campaign_id: str):
     """The campaign through the API's read (ownership checked there); a page for 403 / 404 otherwise."""
     try:
-        return search_api.get_keyword_campaign(campaign_id, session, principal), None
+        return await run_in_threadpool(search_api.get_keyword_campaign, campaign_id, session, principal), None
     except HTTPException as exc:
         if exc.status_code == 403:
             raise Forbidden(str(exc.detail)) from exc
@@ -93,7 +94,7 @@ def _midnight(day: date) -> datetime:
 async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffset = 0):
     if scope.merchant_id is None:
         return await merchant_picker(request, "Keyword ads")
-    page, error = attempt(
+    page, error = await attempt(
         None,
         lambda: search_api.list_keyword_campaigns(
             scope.merchant_id, scope.db, scope.principal, MAX_N, offset
@@ -101,8 +102,13 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
     )
     if moved := past_the_end(request, page):
         return moved
-    at = ads.billing_clock(scope.db)  # today as billing counts it, not as this replica's clock does
-    spent = {c.campaign_id: ads.spent_on(scope.db, c.campaign_id, at) for c in page.items} if page else {}
+
+    def spent_today():  # today as billing counts it, not as this replica's clock does
+        at = ads.billing_clock(scope.db)
+        items = page.items if page else []
+        return at, {c.campaign_id: ads.spent_on(scope.db, c.campaign_id, at) for c in items}
+
+    at, spent = await run_in_threadpool(spent_today)
     return await render(
         request, "keyword_campaigns.html", title="Keyword ads", merchant_id=scope.merchant_id,
         page=page, spent=spent, billing_day=ads.day_key(at), suffix=scope.query, error=error,
@@ -112,7 +118,7 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
 async def _new_form(
     request: Request, session, principal: Principal, merchant_id: str, form: Any, error: Refusal | None = None
 ) -> Response:
-    products = ads.promotable_products(session, merchant_id, limit=PICKER_LIMIT + 1)
+    products = await run_in_threadpool(ads.promotable_products, session, merchant_id, limit=PICKER_LIMIT + 1)
     return await render(
         request, "keyword_campaign_new.html", status_code=error.status_code if error else 200,
         title="New keyword campaign",
@@ -139,7 +145,7 @@ async def create_campaign(
     search: search_api.SearchDep,
 ):
     form = await request.form()
-    merchant_id = merchant_of(session, principal, form.get("merchant_id"))
+    merchant_id = await run_in_threadpool(merchant_of, session, principal, form.get("merchant_id"))
     if merchant_id is None:
         return redirect(BASE)
 
@@ -152,7 +158,7 @@ async def create_campaign(
         )
         return search_api.create_keyword_campaign(merchant_id, body, session, search, principal, background)
 
-    campaign, error = attempt(session, create)
+    campaign, error = await attempt(session, create)
     if error:
         return await _new_form(request, session, principal, merchant_id, form, error)
     return redirect(BASE, campaign.campaign_id)
@@ -191,8 +197,9 @@ async def _campaign_view(
     except ValueError:
         first, last = _report_window(None, None)
         report_error = "Dates must look like 2026-06-01 (years 1 to 9999); showing the last 30 days."
-    at = ads.billing_clock(session)  # today as billing counts it, not as this replica's clock does
-    report, refused = attempt(
+    at = await run_in_threadpool(ads.billing_clock, session)  # today as billing counts it, not this replica
+    spent_today = await run_in_threadpool(ads.spent_on, session, campaign_id, at)
+    report, refused = await attempt(
         None,
         lambda: search_api.keyword_campaign_report(
             campaign_id, session, principal, _midnight(first), _midnight(last + timedelta(days=1))
@@ -200,7 +207,7 @@ async def _campaign_view(
     )
     return await render(
         request, "keyword_campaign.html", status_code=status_code, title=f"Keyword campaign {campaign.name}",
-        campaign=campaign, spent_today=ads.spent_on(session, campaign_id, at), billing_day=ads.day_key(at),
+        campaign=campaign, spent_today=spent_today, billing_day=ads.day_key(at),
         report=report, report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
         match_types=MATCH_TYPES, list_path=BASE + merchant_query(principal, campaign.merchant_id),
         error=error,
@@ -213,7 +220,7 @@ async def _act(request: Request, session, principal: Principal, campaign_id: str
     _, page = await _campaign_or_error(request, session, principal, campaign_id)
     if page is not None:
         return page
-    _, refused = attempt(session, action)
+    _, refused = await attempt(session, action)
     if refused is not None:
         if refused.status_code == 403:
             raise Forbidden(refused.message)

@@ -52,9 +52,10 @@ class MerchantScope:
         return "" if self.merchant_id is None else merchant_query(self.principal, self.merchant_id)
 
 
-async def merchant_scope(
+def merchant_scope(
     session: SessionDep, principal: MerchantOnly, merchant: str | None = None
 ) -> MerchantScope:
+    """Sync: FastAPI runs it in the thread pool, as `merchant_of` reads the database."""
     return MerchantScope(session, principal, merchant_of(session, principal, merchant))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
 from commerce.errors import DomainError
 from commerce.services import logistics
@@ -47,23 +48,30 @@ async def shop(request: Request, scope: MerchantPage, offset: PageOffset = 0):
 async def _shop_page(
     request: Request, session, principal, merchant_id: str, offset: int = 0, status_code: int = 200, **extra
 ):
-    products, error = attempt(
+    products, error = await attempt(
         None,
         lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, offset),
     )
     if moved := past_the_end(request, products):
         return moved
-    orders = orders_to_ship(session, merchant_id, limit=PAGE + 1)
-    merchant = get_merchant(session, merchant_id)
+
+    def read():
+        merchant = get_merchant(session, merchant_id)
+        return dict(
+            orders=orders_to_ship(session, merchant_id, limit=PAGE + 1),
+            rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
+            partners=logistics.list_partners(session), categories=leaf_categories(session),
+            brands=sorted(b.brand for b in merchant.brands), merchant_name=merchant.name,
+            warehouses=logistics.list_warehouses(session, merchant_id=merchant_id),
+        )  # fmt: skip
+
+    page = await run_in_threadpool(read)
+    orders = page.pop("orders")
     return await render(
         request, "shop.html", status_code=status_code, title="My shop", merchant_id=merchant_id,
         query=merchant_query(principal, merchant_id),
         products=products, orders=orders[:PAGE], more_orders=len(orders) > PAGE, error=error,
-        rule=logistics_api.get_shipping_rule(merchant_id, session, principal),
-        partners=logistics.list_partners(session), categories=leaf_categories(session),
-        brands=sorted(b.brand for b in merchant.brands), merchant_name=merchant.name,
-        warehouses=logistics.list_warehouses(session, merchant_id=merchant_id), stock_rows=range(STOCK_ROWS),
-        **extra,
+        stock_rows=range(STOCK_ROWS), **page, **extra,
     )  # fmt: skip
 
 
@@ -104,7 +112,7 @@ async def set_shipping_rule(
     max_days: Annotated[str, Form(max_length=8)] = "",
 ):
     """Ship with the chosen partner, or (no partner chosen) the cheapest arriving within `max_days`."""
-    merchant_id = merchant_of(session, principal, merchant_id)
+    merchant_id = await run_in_threadpool(merchant_of, session, principal, merchant_id)
     if merchant_id is None:
         return redirect("/console/shop")
 
@@ -112,7 +120,7 @@ async def set_shipping_rule(
         body = ShippingRuleIn(partner_id=partner_id or None, max_days=max_days or None)
         return logistics_api.set_shipping_rule(merchant_id, body, session, principal)
 
-    _, error = attempt(session, run)
+    _, error = await attempt(session, run)
     if error:
         form = {"partner_id": partner_id, "max_days": max_days}
         return await _shop_page(
@@ -146,7 +154,7 @@ async def set_stock(
             product_id, location, StockSet(quantity=quantity), session, state, principal, request, background
         )
 
-    product, error = attempt(session, run)
+    product, error = await attempt(session, run)
     if error:
         return await refusal_page(request, "Stock not changed", error)
     return redirect(f"/console/shop{merchant_query(principal, product.merchant_id)}")
@@ -169,15 +177,17 @@ async def new_product(
     """List a new product through the API's `POST /v1/merchants/{id}/products` (ownership, validation and
     the merchant's standing are its checks); a refusal shows the form again with the reason and the input."""
     form = await request.form()
-    merchant_id = merchant_of(session, principal, form.get("merchant_id"))
+    merchant_id = await run_in_threadpool(merchant_of, session, principal, form.get("merchant_id"))
     if merchant_id is None:
         return redirect("/console/shop")
     fields = {name: (form.get(name) or "").strip() for name in PRODUCT_FIELDS}
     try:
         body = ProductCreate(**fields, stock=_stock_of(form))
-        catalog_api.publish_product(merchant_id, body, session, state, principal, request, background)
+        await run_in_threadpool(
+            catalog_api.publish_product, merchant_id, body, session, state, principal, request, background
+        )
     except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        session.rollback()
+        await run_in_threadpool(session.rollback)
         refused = refusal(exc)
         status_code, message = refused.status_code, refused.message
         if status_code == 403 and not isinstance(exc, DomainError):  # not its shop; a location is input

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError as SchemaError
@@ -184,12 +185,14 @@ async def refusal_page(request: Request, title: str, refused: Refusal) -> HTMLRe
     return await render(request, "error.html", status_code=refused.status_code, title=title, message=refused)
 
 
-def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, Refusal | None]:
-    """Run an action through the API's code; a refusal (domain rule, HTTP error, bad input) rolls the
+async def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, Refusal | None]:
+    """Run an action through the API's code, in the thread pool as the API's routes run: it waits on the
+    database, and the console's routes are async (on the event loop, a page waiting on a slow database
+    held every request of the process). A refusal (domain rule, HTTP error, bad input) rolls the
     request's transaction back and comes back for the page to show."""
     try:
-        return action(), None
+        return await run_in_threadpool(action), None
     except (DomainError, HTTPException, SchemaError, ValueError) as exc:
         if session is not None:
-            session.rollback()
+            await run_in_threadpool(session.rollback)
         return None, refusal(exc)
