@@ -1,12 +1,13 @@
 """Peak memory of the long-format loaders per row read, on generated files in public layouts.
 
-    .venv/bin/python -m bench.loader_memory [--rows 2000000] [--label after]
+    .venv/bin/python -m bench.loader_memory [--rows 2000000 4000000] [--label after]
 
 Layouts: Favorita's train.csv (`id,date,store_nbr,item_nbr,unit_sales,onpromotion`, read by `load_sales`
 as `evaluate forecast` does) and RetailRocket's events.csv (`timestamp,visitorid,event,itemid,
 transactionid`, millisecond times, read by `load_events`). Each load runs in a fresh subprocess; its
-cost is the peak RSS (`VmHWM`, Linux) less the RSS after imports, per row. Results are kept per `--label`
-in bench/results/loader_memory.json, so a run on the code before a change and one after sit side by side.
+cost is the peak RSS (`VmHWM`, Linux) less the RSS after imports, per row, at two sizes, and what each
+row past the smaller size costs (fixed costs aside: the figure for a 125M-row file). Results are kept
+per `--label` in bench/results/loader_memory.json: a run on the code before a change and one after.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def measure(layout: str, path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rows", type=int, nargs=2, default=[2_000_000, 4_000_000], metavar="N")
     parser.add_argument("--label", default="after", help="the key these figures are kept under")
     args = parser.parse_args()
     results_file = RESULTS_DIR / "loader_memory.json"
@@ -110,16 +111,22 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for layout, write in (("favorita", favorita_csv), ("retailrocket", retailrocket_csv)):
-            path = Path(tmp) / f"{layout}.csv"
-            write(path, args.rows)
-            row = measure(layout, path)
-            rows.append(row)
-            print(
-                f"{args.label:>8} {layout:<13} {row['rows_kept']:>9} rows  {row['file_mb']:>7} MB file"
-                f"  peak {row['peak_mb']:>7} MB = {row['peak_bytes_per_row']:>6} B/row",
-                flush=True,
-            )
-    result[args.label] = {"rows": args.rows, "loads": rows}
+            sizes = []
+            for n in args.rows:
+                path = Path(tmp) / f"{layout}.csv"
+                write(path, n)
+                sizes.append(measure(layout, path))
+                print(
+                    f"{args.label:>8} {layout:<13} {n:>9} rows  {sizes[-1]['file_mb']:>7} MB file"
+                    f"  peak {sizes[-1]['peak_mb']:>7} MB = {sizes[-1]['peak_bytes_per_row']:>6} B/row",
+                    flush=True,
+                )
+            (small, large) = sizes
+            # what each further row costs: the figure that scales to a 125M-row file
+            extra = (large["peak_mb"] - small["peak_mb"]) * 2**20 / (large["rows_kept"] - small["rows_kept"])
+            print(f"{args.label:>8} {layout:<13} each further row: {extra:.1f} B", flush=True)
+            rows.append({"layout": layout, "sizes": sizes, "bytes_per_further_row": round(extra, 1)})
+    result[args.label] = rows
     write_result("loader_memory", result)
 
 

@@ -183,7 +183,7 @@ def _collapse_repeats(
 
 def _repeated(events: pd.DataFrame) -> np.ndarray:
     """`events.duplicated()`, the columns' codes folded into one key a column at a time: pandas holds a
-    code a row (8 bytes) for every column at once, a third of `load_sales`' peak."""
+    code a row (8 bytes) for every column at once, at the peak of `load_sales`."""
     key, size = np.zeros(len(events), dtype=np.int64), 1
     for _, column in events.items():
         codes, uniques = pd.factorize(column)  # a missing value is -1, equal to another
@@ -194,7 +194,7 @@ def _repeated(events: pd.DataFrame) -> np.ndarray:
         key += codes
         key += 1
         size *= len(uniques) + 1
-        del codes
+        del codes  # before the next column's are made
     return pd.Series(key).duplicated().to_numpy()
 
 
