@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 from urllib.parse import quote
 
 from sqlalchemy import select
 
+from commerce.catalog import Category
 from commerce.db import transaction
 from commerce.logistics import Warehouse
 from commerce.services import campaigns
@@ -223,7 +225,9 @@ def test_concurrent_commission_changes_each_audit_the_rate_they_replaced(api, sh
     _, admin = _keys(shop)
     url = "/v1/categories/C01-02/commission"
     _race_rounds(lambda round_, i: api.put(url, json={"commission_rate": f"0.{round_}{i}"}, headers=admin))
-    _audit_chain(api, admin, "category.commission_changed", "C01-02", "0.0500", lambda d: d["new"])
+    last = _audit_chain(api, admin, "category.commission_changed", "C01-02", "0.0500", lambda d: d["new"])
+    with shop() as s:  # the trail ends at the rate the category holds
+        assert s.get(Category, "C01-02").commission_rate == Decimal(last)
 
 
 def test_an_ended_keyword_campaign_stays_ended_when_changed_at_once(api, shop):  # noqa: F811
