@@ -15,7 +15,8 @@ PLOT_SUFFIXES = (".png", ".svg")
 
 
 class RegistryUnavailable(Exception):
-    """MLflow could not be reached or did not answer: not the same as "no such model or version"."""
+    """MLflow could not be reached, did not answer, or something else answered: not the same as "no
+    such model or version"."""
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -31,6 +32,20 @@ def _unreachable(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _not_mlflows_answer(error: BaseException) -> bool:
+    """Something answered the registry's address, but not as MLflow does (a sign-in proxy's page, a
+    gateway's 404 or 401, in HTML): MLflow's REST layer refuses such an answer with a plain
+    MlflowException, where MLflow's own refusals are RestExceptions (its JSON error)."""
+    from mlflow.exceptions import RestException
+
+    if isinstance(error, RestException) or error.__traceback__ is None:
+        return False
+    tb = error.__traceback__
+    while tb.tb_next is not None:  # the frame that raised it
+        tb = tb.tb_next
+    return tb.tb_frame.f_globals.get("__name__") == "mlflow.utils.rest_utils"
 
 
 def _missing(error: BaseException) -> bool:
@@ -51,7 +66,7 @@ def _reaching_registry() -> Iterator[None]:
     except SQLAlchemyError as exc:  # a SQLite registry cut short: a 500, its SQL in the log, before
         raise RegistryUnavailable(f"the registry database cannot be read: {type(exc).__name__}") from exc
     except MlflowException as exc:
-        if _unreachable(exc):
+        if _unreachable(exc) or _not_mlflows_answer(exc):
             raise RegistryUnavailable(str(exc).splitlines()[0]) from exc
         raise
 
