@@ -187,10 +187,15 @@ def get_or_404(session: Session, model: type[T], key, what: str) -> T:
     return obj
 
 
-def locked_or_404(session: Session, model: type[T], key, what: str) -> T:
+def locked_or_404(session: Session, model: type[T], key, what: str, *, key_share: bool = False) -> T:
     """The row, locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE already
-    serializes writers) and re-read, so a change committed while waiting for the lock is seen."""
-    obj = session.get(model, key, with_for_update=True, populate_existing=True)
+    serializes writers) and re-read, so a change committed while waiting for the lock is seen. Only the
+    model's table is locked (`OF`: a product loads its category by an outer join, which PostgreSQL does
+    not lock). With `key_share`, FOR NO KEY UPDATE: for a change that leaves the key alone, rows that
+    reference this one (a product's order lines, a campaign's clicks) are still inserted meanwhile (their
+    foreign key check takes KEY SHARE, which FOR UPDATE blocks)."""
+    lock = {"of": model, "key_share": key_share}
+    obj = session.get(model, key, with_for_update=lock, populate_existing=True)
     if obj is None:
         raise not_found(what, key)
     return obj

@@ -196,7 +196,7 @@ def update_campaign(
 ) -> KeywordCampaign:
     """Change the daily budget (from the next day that has no spend yet) or pause / resume / end. The
     row is locked first: a change racing the end read `active`, then wrote over the end."""
-    campaign = locked_or_404(session, KeywordCampaign, campaign_id, "keyword campaign")
+    campaign = locked_or_404(session, KeywordCampaign, campaign_id, "keyword campaign", key_share=True)
     if status is not None:
         if status not in AD_CAMPAIGN_STATUSES:
             raise ValidationError(f"status must be one of {AD_CAMPAIGN_STATUSES}", code="invalid_status")

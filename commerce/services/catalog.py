@@ -29,7 +29,6 @@ from commerce.services._util import (
     id_form,
     locked_or_404,
     new_id,
-    not_found,
     required_text,
     stored_key,
 )
@@ -90,7 +89,7 @@ def update_category_rates(
     allowed = {"vat_rate", "consumption_tax_rate", "tariff_rate", "commission_rate"}
     if unknown := set(rates) - allowed:
         raise ValidationError(f"unknown rate fields {sorted(unknown)}", code="invalid_field")
-    category = locked_or_404(session, Category, category_id, "category")
+    category = locked_or_404(session, Category, category_id, "category", key_share=True)
     old = {name: getattr(category, name) for name in rates}
     for name, value in rates.items():
         setattr(category, name, _rate(value, name))
@@ -243,9 +242,7 @@ def update_product(
 ) -> tuple[Product, Decimal]:
     """Change the product; returns it and its price before, read under the row's lock (the audit's `old`:
     read before it, changes at once all named the same old price)."""
-    product = session.get(Product, product_id, with_for_update={"of": Product}, populate_existing=True)
-    if product is None:  # FOR UPDATE OF products: a product loads its category by an outer join
-        raise not_found("product", product_id)
+    product = locked_or_404(session, Product, product_id, "product", key_share=True)
     old_price = product.price
     if title is not None:
         product.title = required_text(title, "title", 300)

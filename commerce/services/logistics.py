@@ -255,7 +255,7 @@ def set_shipping_rule(
     Returns the rule and the one it replaced (None at first), read under the merchant's row lock: two
     sets at once both inserted the merchant's first rule (the loser a 409 on PostgreSQL), and each read
     as replaced the rule from before the other."""
-    locked_or_404(session, Merchant, merchant_id, "merchant")
+    locked_or_404(session, Merchant, merchant_id, "merchant", key_share=True)
     if (partner_id is None) == (max_days is None):
         raise ValidationError("give either partner_id or max_days", code="invalid_shipping_rule")
     if max_days is not None and not 1 <= max_days <= 60:
