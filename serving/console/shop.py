@@ -80,7 +80,7 @@ async def shipped(request: Request, scope: MerchantPage, offset: PageOffset = 0)
     """The merchant's shipped orders, most recently shipped first, with carrier and latest scan."""
     if scope.merchant_id is None:
         return await merchant_picker(request, "Shipments")
-    page = shipped_orders(scope.db, scope.merchant_id, limit=PAGE, offset=offset)
+    page = await run_in_threadpool(shipped_orders, scope.db, scope.merchant_id, limit=PAGE, offset=offset)
     if moved := past_the_end(request, page):
         return moved
     return await render(
@@ -95,7 +95,7 @@ async def order_tracking(request: Request, order_id: IntId, scope: MerchantPage)
     merchant's order is a 404, as a missing one."""
     if scope.merchant_id is None:
         return redirect("/console/shop/orders")
-    view = merchant_order(scope.db, scope.merchant_id, order_id)
+    view = await run_in_threadpool(merchant_order, scope.db, scope.merchant_id, order_id)
     return await render(
         request, "order.html", title=f"Order {order_id}", merchant_id=scope.merchant_id, view=view,
         query=scope.query, now=utcnow(),
