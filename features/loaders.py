@@ -171,14 +171,18 @@ def _collapse_repeats(
     below `DAY_NUMBERS_BELOW` read as seconds (dunnhumby's DAY) count days or orders: no time of day."""
     repeated = _repeated(events)
     if repeated.any():
-        ts = events["ts"]
-        clock = (ts != ts.dt.normalize()) & (ts >= pd.Timestamp(DAY_NUMBERS_BELOW, unit="s", tz="UTC"))
-        if timed and bool(clock.any()):
+        if timed and _has_time_of_day(events["ts"]):
             report.add_dropped("duplicate row", int(repeated.sum()))
             events = events[~repeated].reset_index(drop=True)
         else:
             report.notes["rows repeating an earlier row (kept)"] = int(repeated.sum())
     return events, report
+
+
+def _has_time_of_day(ts: pd.Series) -> bool:
+    """Whether some time falls between midnights and is no day number read as seconds."""
+    clock = (ts != ts.dt.normalize()) & (ts >= pd.Timestamp(DAY_NUMBERS_BELOW, unit="s", tz="UTC"))
+    return bool(clock.any())
 
 
 def _repeated(events: pd.DataFrame) -> np.ndarray:
@@ -281,7 +285,8 @@ def clean_events(
     none of whose values reads (with ids beside them) is refused, naming one: a layout to give.
 
     `basket_col` (an order or transaction id) becomes the string column `basket_id`; `time_offset_col`
-    (milliseconds) is added to the time, a row without a number there has a bad timestamp."""
+    (milliseconds) is added to the time once the times are checked, a row without a number there
+    counted as a bad time offset."""
     report = LoadReport(source=source, rows_read=len(raw))
     user = _ids(raw[user_col])
     item = user if item_col == user_col else _ids(raw[item_col])
@@ -292,8 +297,6 @@ def clean_events(
         ts, layout = _parse_time(raw[time_col], time_format)
         if layout is not None:
             report.notes[f"times read as {layout}"] = int(ts.notna().sum())
-        if time_offset_col:
-            ts = ts + pd.to_timedelta(_numbers(raw[time_offset_col]), unit="ms")
         bad_ts = ts.isna() & ~bad
         if bad_ts.any() and bad_ts.equals(~bad):
             first = raw[time_col].iloc[int(np.argmax(bad_ts.to_numpy()))]
@@ -303,6 +306,11 @@ def clean_events(
             )
         report.add_dropped("bad timestamp", int(bad_ts.sum()))
         bad |= bad_ts
+        if time_offset_col:  # checked apart: a time that reads beside no offset is the offset's fault
+            ts = ts + pd.to_timedelta(_numbers(raw[time_offset_col]), unit="ms")
+            bad_offset = ts.isna() & ~bad
+            report.add_dropped("bad time offset", int(bad_offset.sum()))
+            bad |= bad_offset
     else:
         ts = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     out = {"user_id": user, "item_id": item, "ts": ts}
@@ -796,9 +804,13 @@ def load_sales(
     raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep)
     if first_day is not None:
         days = _numbers(raw[time_col])
-        raw[time_col] = _first_day(first_day) + pd.to_timedelta(
-            days.where(days == days.round()) - 1, unit="D"
-        )
+        whole = days.where(days == days.round())
+        if len(raw) and whole.isna().all():
+            raise ValueError(
+                f"{path}: no value of {time_col} is a whole day number for --first-day "
+                f"(the first: {str(raw[time_col].iloc[0]).strip()!r})"
+            )
+        raw[time_col] = _first_day(first_day) + pd.to_timedelta(whole - 1, unit="D")
     events, report = clean_events(
         raw, source=str(path), user_col=item_col, item_col=item_col, time_col=time_col,
         value_col=quantity_col, time_format=time_format,

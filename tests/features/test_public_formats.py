@@ -240,6 +240,29 @@ def test_diginetica_clicks_are_ordered_by_timeframe_within_the_day(tmp_path):
     assert _json_rows(result.output)[0]["mrr@20"] == 1.0
 
 
+def test_a_missing_time_offset_is_counted_as_such_not_blamed_on_the_time(tmp_path):
+    """With --time-offset-col, a row whose date reads but whose offset is blank was a bad timestamp, and
+    a file of such rows was refused as 'no value of eventdate reads as a time' (the dates all read)."""
+    lines = ["sessionId;userId;itemId;timeframe;eventdate"]
+    lines += [f"{n};NA;{n % 4 + 1};{'' if n < 9 else n * 100};2016-05-0{n % 3 + 1}" for n in range(1, 11)]
+    path = _write(tmp_path / "train-item-views.csv", lines)
+    args = {"user_col": "sessionId", "item_col": "itemId", "time_col": "eventdate"}
+    events, report = load_events(path, **args, time_offset_col="timeframe")
+    assert len(events) == 2 and report.dropped == {"bad time offset": 8}
+    bad = _write(tmp_path / "bad.csv", [lines[0], "1;NA;2;100;someday", "2;NA;3;200;never"])
+    with pytest.raises(ValueError, match="no value of eventdate reads as a time"):  # the dates' fault
+        load_events(bad, **args, time_offset_col="timeframe")
+
+
+def test_first_day_with_no_whole_day_number_says_so(tmp_path):
+    """With --first-day, DAY values none of which is a whole number were refused as times quoting
+    'NaT' and advising --time-format; now the day numbers are named."""
+    path = _write(tmp_path / "t.csv", ["DAY,PRODUCT_ID,QUANTITY", "1.5,7,1", "x,8,2"])
+    refused = r"no value of DAY is a whole day number for --first-day \(the first: '1.5'\)"
+    with pytest.raises(ValueError, match=refused):
+        load_sales(path, item_col="PRODUCT_ID", time_col="DAY", quantity_col="QUANTITY", first_day="2019-1-7")
+
+
 def test_taobao_user_behavior_headerless_with_its_own_event_types(tmp_path):
     lines = []
     for n in range(60):  # UserBehavior.csv: user, item, category, behaviour (pv, fav, cart, buy), unix time
