@@ -54,6 +54,7 @@ class CatalogSnapshot:
     encoded_cards: dict[int, bytes] = field(init=False, repr=False)  # position -> JSON, filled on use
     # Plain-list copies for per-pick lookups in page composition (list indexing beats numpy scalars).
     merchant_list: list[str] = field(init=False, repr=False)
+    merchant_set: frozenset[str] = field(init=False, repr=False)
     category_list: list[str] = field(init=False, repr=False)
     sponsored_list: list[tuple[int, str]] = field(init=False, repr=False)  # (position, category)
 
@@ -65,6 +66,7 @@ class CatalogSnapshot:
         object.__setattr__(self, "_masks", {})
         object.__setattr__(self, "encoded_cards", {})
         object.__setattr__(self, "merchant_list", self.merchant_ids.tolist())
+        object.__setattr__(self, "merchant_set", frozenset(self.merchant_list))
         object.__setattr__(self, "category_list", self.category_ids.tolist())
         sponsored = self.sponsored.tolist()
         object.__setattr__(self, "sponsored_list", [(p, self.category_list[p]) for p in sponsored])
@@ -85,7 +87,7 @@ class CatalogSnapshot:
 
     def has_merchant(self, merchant_id: str) -> bool:
         """Whether a product of the catalog is `merchant_id`'s (asked only of an id not in normal form)."""
-        return merchant_id in self.merchant_list
+        return merchant_id in self.merchant_set
 
     def public_context(self, product_ids: list[str]) -> list[str]:
         """The `product_ids` a client names as a page's context (a product page, a cart, a visit's clicks)
