@@ -646,6 +646,9 @@ TIME_LAYOUTS = (
     "%d-%m-%Y %H:%M",
     "%d-%m-%Y %H:%M:%S",
     "%d-%m-%Y",  # Walmart_Store_sales.csv: 05-02-2010 is 5 February
+    "%m-%d-%Y %H:%M",  # month first with dashes: chosen when it reads more values than day first
+    "%m-%d-%Y %H:%M:%S",
+    "%m-%d-%Y",
     "%Y/%m/%d %H:%M:%S",
     "%Y/%m/%d %H:%M",
     "%Y/%m/%d",

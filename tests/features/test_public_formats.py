@@ -663,6 +663,19 @@ def test_walmart_day_first_dashed_dates_are_read(tmp_path):
     assert set(sales["ts"].dt.dayofweek) == {4}  # every one a Friday
 
 
+def test_month_first_dashed_dates_are_read_when_day_first_reads_fewer(tmp_path):
+    """02-05-2010 is 5 February in a US export with dashes: only the days up to the 12th read day first,
+    so the file was refused as unreadable times; the layout that reads more distinct values wins."""
+    lines = ["Store,Date,Weekly_Sales"]
+    for friday in pd.date_range("2010-02-05", periods=30, freq="W-FRI"):
+        lines += [f"{store},{friday:%m-%d-%Y},100.0" for store in (1, 2)]
+    path = _write(tmp_path / "us_sales.csv", lines)
+    sales, report = load_sales(path, item_col="Store", time_col="Date", quantity_col="Weekly_Sales")
+    assert report.rows_dropped == 0 and report.notes["times read as %m-%d-%Y"] == 60
+    assert sales["ts"].min() == pd.Timestamp("2010-02-05", tz=UTC)
+    assert set(sales["ts"].dt.dayofweek) == {4}
+
+
 def test_dunnhumby_day_numbers_are_dated_from_first_day(tmp_path):
     """transaction_data.csv's DAY counts days (1 to 711), it is no date: read as unix seconds, two
     years of sales fell within 12 minutes of 1970-01-01 and evaluate forecast asked for a finer --freq.
