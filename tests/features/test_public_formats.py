@@ -650,30 +650,21 @@ def test_m5_wide_table_forecasts_as_its_long_form(tmp_path):
     assert result.exit_code == 2 and "Invalid value for --first-day" in result.output
 
 
-def test_walmart_day_first_dashed_dates_are_read(tmp_path):
-    # Kaggle's Walmart_Store_sales.csv: weekly sales, Friday dates day first with dashes (05-02-2010 is
-    # 5 February 2010). No layout read them: every row was dropped as a bad timestamp.
+@pytest.mark.parametrize("layout", ["%d-%m-%Y", "%m-%d-%Y"], ids=["walmart day first", "month first"])
+def test_dashed_dates_are_read_day_or_month_first(tmp_path, layout):
+    """Kaggle's Walmart_Store_sales.csv: weekly sales, Friday dates day first with dashes (05-02-2010 is
+    5 February 2010). No layout read them: every row was dropped as a bad timestamp. In a US export with
+    dashes 02-05-2010 is 5 February: only the days up to the 12th read day first, so the file was
+    refused as unreadable times; the layout that reads more distinct values wins."""
     lines = ["Store,Date,Weekly_Sales,Holiday_Flag,Temperature,Fuel_Price,CPI,Unemployment"]
     for friday in pd.date_range("2010-02-05", periods=30, freq="W-FRI"):
-        lines += [f"{store},{friday:%d-%m-%Y},1643690.90,0,42.31,2.572,211.0963582,8.106" for store in (1, 2)]
+        day = friday.strftime(layout)
+        lines += [f"{store},{day},1643690.90,0,42.31,2.572,211.0963582,8.106" for store in (1, 2)]
     path = _write(tmp_path / "Walmart_Store_sales.csv", lines)
     sales, report = load_sales(path, item_col="Store", time_col="Date", quantity_col="Weekly_Sales")
-    assert report.rows_dropped == 0 and report.notes["times read as %d-%m-%Y"] == 60
+    assert report.rows_dropped == 0 and report.notes[f"times read as {layout}"] == 60
     assert sales["ts"].min() == pd.Timestamp("2010-02-05", tz=UTC)
     assert set(sales["ts"].dt.dayofweek) == {4}  # every one a Friday
-
-
-def test_month_first_dashed_dates_are_read_when_day_first_reads_fewer(tmp_path):
-    """02-05-2010 is 5 February in a US export with dashes: only the days up to the 12th read day first,
-    so the file was refused as unreadable times; the layout that reads more distinct values wins."""
-    lines = ["Store,Date,Weekly_Sales"]
-    for friday in pd.date_range("2010-02-05", periods=30, freq="W-FRI"):
-        lines += [f"{store},{friday:%m-%d-%Y},100.0" for store in (1, 2)]
-    path = _write(tmp_path / "us_sales.csv", lines)
-    sales, report = load_sales(path, item_col="Store", time_col="Date", quantity_col="Weekly_Sales")
-    assert report.rows_dropped == 0 and report.notes["times read as %m-%d-%Y"] == 60
-    assert sales["ts"].min() == pd.Timestamp("2010-02-05", tz=UTC)
-    assert set(sales["ts"].dt.dayofweek) == {4}
 
 
 def test_dunnhumby_day_numbers_are_dated_from_first_day(tmp_path):
