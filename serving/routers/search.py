@@ -81,11 +81,11 @@ def _subtree(state, category: str) -> frozenset[str]:
     on the search path); a category the snapshot does not know comes from the database (404 if none).
     Either reads the id as a URL's is (`ｂｅａｕｔｙ` is `beauty`)."""
     catalog = state.catalog.current
-    category = catalog.stored_category(category) if catalog is not None else category
-    if catalog is None or category not in catalog.category_parent:
+    known = catalog.stored_category(category) if catalog is not None else None
+    if known is None or known not in catalog.category_parent:  # the id as sent: `stored_key` reads it
         with read_only(state.session_factory) as session:
             return frozenset(category_subtree(session, stored_key(session, Category, category)))
-    return frozenset(catalog.category_ids[catalog.category_mask(category)].tolist()) | {category}
+    return frozenset(catalog.category_ids[catalog.category_mask(known)].tolist()) | {known}
 
 
 @router.get("/search", response_model=SearchOut)
