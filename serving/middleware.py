@@ -14,11 +14,19 @@ async def _send_413(send, scope, limit: int) -> None:
     await send_problem(send, scope, 413, "body_too_large", f"request body exceeds {limit} bytes")
 
 
+async def _send_400_framing(send, scope) -> None:
+    detail = "a request body framed by both Content-Length and Transfer-Encoding"
+    await send_problem(send, scope, 400, "ambiguous_framing", detail, [(b"connection", b"close")])
+
+
 class BodySizeLimit:
     """Refuse bodies above `max_bytes` with 413: by Content-Length up front; a body without one (chunked)
     is read up to the limit before the app sees it, then replayed. Whether a request has a body is for its
     headers to say, whatever its method: a chunked DELETE (or GET) body once passed unread and unbounded to
-    the idempotency layer, which buffered all of it (300 MB in one request)."""
+    the idempotency layer, which buffered all of it (300 MB in one request). A request naming both a
+    Content-Length and a Transfer-Encoding is refused (400, connection closed), as the httptools parser
+    refuses it: h11 reads such a body as chunked (RFC 9112 6.3), so `Content-Length: 1` let 100 MB
+    through this limit, and a proxy reading the length instead would split the stream elsewhere."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -32,6 +40,8 @@ class BodySizeLimit:
                 declared = int(value) if value.isdigit() else self.max_bytes + 1
             elif name == b"transfer-encoding":
                 chunked = True
+        if declared is not None and chunked:
+            return await _send_400_framing(send, scope)
         if declared is not None:
             if declared > self.max_bytes:
                 return await _send_413(send, scope, self.max_bytes)
