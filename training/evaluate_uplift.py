@@ -70,7 +70,8 @@ def load_campaign(
     """Select treated/control rows, encode features; values are compared as text (`1` matches 1 and
     `1.0`, `_arm_labels`).
 
-    A path is read by `features.loaders.read_table` (compressed, BOM, Latin-1, delimiter found)."""
+    A path is read by `features.loaders.read_table` (compressed, BOM, Windows-1252, delimiter found,
+    decimal commas in a `;` file)."""
     df = read_table(data) if isinstance(data, (str, Path)) else data
     for col in [treatment_col, outcome_col, *(feature_cols or [])]:
         if col not in df.columns:
