@@ -832,3 +832,29 @@ def test_semicolon_files_with_decimal_commas_read_their_numbers(tmp_path):
     read = load_campaign(path, "group", "test", "control", "spend")
     assert list(read.X.columns) == ["age", "avg_spend", "response_att"] and read.too_many_levels == ()
     assert read.outcome[:3].tolist() == [0.0, 1.1, 2.2]
+
+
+def test_criteo_written_with_booleans_matches_arms_and_leaves_out_exposure(tmp_path):
+    """Criteo's uplift file (f0..f11, treatment, conversion, visit, exposure) saved by pandas with bool
+    columns holds True/False (Spark writes true/false): --treatment-value 1 found no rows, and
+    `exposure` (only ever true for treated users: measured after treatment) stayed a feature, since the
+    imbalance check skipped bool columns. Booleans are 1 and 0; a bool column is checked like a 0/1 one."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    treated = rng.integers(0, 2, n).astype(bool)
+    visit = rng.random(n) < 0.05 + 0.02 * treated
+    data = pd.DataFrame({f"f{i}": rng.normal(size=n).round(6) for i in range(12)}).assign(
+        treatment=treated, conversion=visit & (rng.random(n) < 0.3), visit=visit,
+        exposure=treated & (rng.random(n) < 0.3),
+    )  # fmt: skip
+    path = tmp_path / "criteo-uplift.csv"
+    data.to_csv(path, index=False)
+    assert ",True,False," in path.read_text()
+    spark = _write(
+        tmp_path / "spark.csv",
+        path.read_text().replace("True", "true").replace("False", "false").splitlines(),
+    )
+    for file, arms in ((path, ("1", "0")), (path, ("True", "False")), (spark, ("true", "false"))):
+        campaign = load_campaign(file, "treatment", *arms, "visit")
+        assert campaign.treatment.sum() == treated.sum() and campaign.outcome.sum() == visit.sum()
+        assert campaign.dropped == ("conversion", "exposure") and campaign.X.shape[1] == 12
