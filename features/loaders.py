@@ -289,6 +289,8 @@ def clean_events(
     (milliseconds) is added to the time once the times are checked, a row without a number there
     counted as a bad time offset."""
     report = LoadReport(source=source, rows_read=len(raw))
+    for column in dict.fromkeys(c for c in (user_col, item_col, basket_col) if c):
+        _refuse_rounded_ids(raw[column], column, source)
     user = _ids(raw[user_col])
     item = user if item_col == user_col else _ids(raw[item_col])
     bad = user.isna() | item.isna()
@@ -465,19 +467,19 @@ def _find_delimiter(head: str, wanted: list[str] | None) -> str:
 
 
 def _unpacked(path: Path):
-    """The one file of a zip archive (Kaggle's downloads) or a UTF-16 file, in memory as UTF-8, or None
-    for other files (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks and archives of
-    several files are refused by name."""
+    """The one file of a zip archive (Kaggle's downloads) or a UTF-16 file (compressed or not), in memory
+    as UTF-8, or None for other files (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks
+    and archives of several files are refused by name."""
     import zipfile
 
     with open(path, "rb") as file:
         magic = file.read(8)
     if magic == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
-    if magic[:2] in UTF16_BOMS:
-        return _buffer(_as_utf8(path.read_bytes()))
     if not zipfile.is_zipfile(path):
-        return None
+        with _open_text_bytes(path) as stream:  # decompressed: a .gz holds the BOM inside
+            start = stream.read(2)
+            return _buffer(_as_utf8(start + stream.read())) if start in UTF16_BOMS else None
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
         if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
@@ -678,6 +680,31 @@ def _ids(column: pd.Series) -> pd.Series:
         return _per_row(_ids(pd.Series(column.cat.categories)), column)
     text = column.astype("str").str.strip()
     return text.where(column.notna() & (text != ""))
+
+
+ROUNDED_ID = r"^\s*[1-9](?:\.\d+)?[Ee]\+\d{2,}\s*$"
+"""An id Excel turned into a number and wrote in scientific notation (`4.71009E+12`: six digits of a
+13-digit product code), or a float wrote so (`1.8446744073709552e+19`)."""
+
+
+def _refuse_rounded_ids(column: pd.Series, name: str, source: str) -> None:
+    """Refuse a text file's id column holding ids in scientific notation (`ROUNDED_ID`): the digits
+    lost, different ids read as one and every score would be silently wrong. Checked on the distinct
+    values, which is all a category holds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return
+    categories = pa.array(column.cat.categories.astype(str))
+    rounded = np.flatnonzero(pc.match_substring_regex(categories, ROUNDED_ID).to_numpy(zero_copy_only=False))
+    if len(rounded):
+        rows = np.isin(column.cat.codes.to_numpy(), rounded)
+        first = column.iloc[int(np.argmax(rows))]
+        raise ValueError(
+            f"{source}: {int(rows.sum())} {name} values are in scientific notation (the first: {first!r}):"
+            " Excel rounded the ids, so different ones read alike; export the column as text"
+        )
 
 
 def _decimal_comma(column: pd.Series) -> pd.Series | None:

@@ -858,3 +858,34 @@ def test_criteo_written_with_booleans_matches_arms_and_leaves_out_exposure(tmp_p
         campaign = load_campaign(file, "treatment", *arms, "visit")
         assert campaign.treatment.sum() == treated.sum() and campaign.outcome.sum() == visit.sum()
         assert campaign.dropped == ("conversion", "exposure") and campaign.X.shape[1] == 12
+
+
+def test_ids_excel_rounded_to_scientific_notation_are_refused(tmp_path):
+    """Ta-Feng opened and saved in Excel: its 13-digit PRODUCT_IDs become 4.71009E+12 (six digits kept),
+    so different products read as one id and the scores are silently wrong (3 products read as 2).
+    Refused, naming the column and a value; a code such as '1E5' is no such number."""
+    lines = ["TRANSACTION_DT,CUSTOMER_ID,PRODUCT_ID,AMOUNT"]
+    for product in ("4710085120468", "4710085120475", "4710421090059"):
+        lines += [f"11/{day}/2000,141833,{float(product):.5E},1" for day in (1, 2)]
+    path = _write(tmp_path / "ta_feng.csv", lines)
+    with pytest.raises(
+        ValueError,
+        match=r"ta_feng.csv: 6 PRODUCT_ID values are in scientific notation \(the first: '4.71009E\+12'\):"
+        r" Excel rounded the ids",
+    ):
+        load_events(path, user_col="CUSTOMER_ID", item_col="PRODUCT_ID", time_col="TRANSACTION_DT")
+    codes = _write(tmp_path / "codes.csv", ["u,i", "1,1E5", "1,2E+3X"])
+    assert load_events(codes, user_col="u", item_col="i")[0]["item_id"].tolist() == ["1E5", "2E+3X"]
+
+
+def test_a_compressed_utf16_export_is_read(tmp_path):
+    """Excel's "Unicode text" (UTF-16, tabs), gzipped: the BOM was looked for in the gzip bytes only,
+    so the header read as 'ÿþu\\x00' and every column was refused as missing."""
+    import csv
+
+    lines = ["\t".join(fields) for fields in csv.reader(_online_retail_lines("CAFÉ CRÈME"))]
+    packed = _write(tmp_path / "Online Retail.txt.gz", lines, encoding="utf-16", gz=True)
+    columns = dict(user_col="CustomerID", item_col="Description", time_col="InvoiceDate")
+    read, report = load_events(packed, **columns)
+    pd.testing.assert_frame_equal(read, load_events(_write(tmp_path / "plain.tsv", lines), **columns)[0])
+    assert read["item_id"].iloc[0] == "CAFÉ CRÈME, RED" and report.rows_read == 39
