@@ -12,8 +12,9 @@ Real retail logs decide a few things here:
   `build_interactions` subtracts returns from the pair's weight.
 - Text files are read as they are published: plain, compressed (`.gz`, `.bz2`, `.zst`, by extension) or
   a zip of one file (an Excel workbook is refused); UTF-8 with or without a BOM, UTF-16 with a BOM or,
-  when a byte is not UTF-8, Latin-1 (noted); CRLF or LF line ends; blank lines skipped; the delimiter
-  (`,`, tab, `;`, `|`) found from the header line unless given. A file without a header line names its
+  when a byte is not UTF-8, Windows-1252, Latin-1, GBK or Big5 (`ENCODINGS`, noted); CRLF or LF line
+  ends; blank lines skipped; the delimiter (`,`, tab, `;`, `|`) found from the header line unless given;
+  in a `;` file, numbers with a decimal comma (`1.234,5`). A file without a header line names its
   columns by position, `#1`, `#2`, ... (1-based). Problems that make a file unreadable (empty, an
   unclosed quote, a column it lacks or names twice) raise `ValueError` naming the file (and row).
   docs/data-contracts.md has it all.
@@ -106,7 +107,7 @@ def load_events(
     wanted = [
         c for c in (user_col, item_col, time_col, event_col, value_col, basket_col, time_offset_col) if c
     ]
-    raw, broken, notes = _read_columns(path, wanted, sep)
+    raw, broken, notes = _read_columns(path, wanted, sep, numbers=(value_col, time_offset_col))
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
         event_col=event_col, value_col=value_col, time_format=time_format, basket_col=basket_col,
@@ -140,7 +141,7 @@ def load_order_lines(
         if not path.exists():
             raise FileNotFoundError(f"no order file at {path}")
     line_columns = [basket_col, item_col, *([value_col] if value_col else [])]
-    lines, broken, notes = _read_columns(lines_path, line_columns, None)
+    lines, broken, notes = _read_columns(lines_path, line_columns, None, numbers=(value_col,))
     order_columns = [basket_col, user_col, *([time_col] if time_col else [])]
     orders, orders_broken, orders_notes = _read_columns(orders_path, order_columns, None)
     key = _ids(orders[basket_col])
@@ -288,6 +289,8 @@ def clean_events(
     (milliseconds) is added to the time once the times are checked, a row without a number there
     counted as a bad time offset."""
     report = LoadReport(source=source, rows_read=len(raw))
+    for column in dict.fromkeys(c for c in (user_col, item_col, basket_col) if c):
+        _refuse_rounded_ids(raw[column], column, source)
     user = _ids(raw[user_col])
     item = user if item_col == user_col else _ids(raw[item_col])
     bad = user.isna() | item.isna()
@@ -342,9 +345,12 @@ def clean_events(
     return events, report
 
 
-def _read_columns(path: Path, wanted: list[str], sep: str | None) -> tuple[pd.DataFrame, int, dict[str, int]]:
+def _read_columns(
+    path: Path, wanted: list[str], sep: str | None, numbers: tuple[str | None, ...] = ()
+) -> tuple[pd.DataFrame, int, dict[str, int]]:
     """The `wanted` columns of a Parquet file or directory, or of a delimited text file (as strings):
-    `(frame, lines with a wrong field count, notes)`."""
+    `(frame, lines with a wrong field count, notes)`. Of a `;`-delimited file, the `numbers` columns
+    written with decimal commas are read as such (`_decimal_comma`), as floats."""
     wanted = list(dict.fromkeys(wanted))  # one column may serve twice (Ta-Feng: the day is the basket)
     by_position = [c for c in wanted if _position(c) is not None]
     if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
@@ -359,52 +365,79 @@ def _read_columns(path: Path, wanted: list[str], sep: str | None) -> tuple[pd.Da
     if sep is not None and len(sep) != 1:
         raise ValueError(f"the delimiter must be one character, got {sep!r}")
     source = _unpacked(path)
-    head, blank_lines = _first_line(path, source)
+    head, blank_lines, encoding = _first_line(path, source, None if by_position else wanted)
     sep = sep or _find_delimiter(head, None if by_position else wanted)
     fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
-    read = dict(sep=sep, columns=wanted, source=source)
+    read = dict(sep=sep, columns=wanted, source=source, encoding=encoding)
     if by_position:
         names = [f"#{n}" for n in range(1, len(fields) + 1)]
         beyond = [c for c in wanted if _position(c) > len(fields)]
         if beyond:
             raise ValueError(f"{path} has {len(fields)} fields a line (delimiter {sep!r}): no {beyond[0]}")
-        return _read_text_table(path, names=names, skip_rows=blank_lines, **read)
-    _require_columns(wanted, fields, path)
-    twice = [c for c in wanted if fields.count(c) > 1]
-    if twice:
-        raise ValueError(f"{path}: the header names column {twice[0]!r} more than once")
-    return _read_text_table(path, names=fields, skip_rows=blank_lines + 1, **read)
+        frame, broken, notes = _read_text_table(path, names=names, skip_rows=blank_lines, **read)
+    else:
+        _require_columns(wanted, fields, path)
+        twice = [c for c in wanted if fields.count(c) > 1]
+        if twice:
+            raise ValueError(f"{path}: the header names column {twice[0]!r} more than once")
+        frame, broken, notes = _read_text_table(path, names=fields, skip_rows=blank_lines + 1, **read)
+    for column in dict.fromkeys(c for c in numbers if c and sep == ";"):
+        read_with_commas = _decimal_comma(frame[column])
+        if read_with_commas is not None:
+            frame[column] = read_with_commas
+            notes[f"{column} read with decimal commas"] = int(read_with_commas.notna().sum())
+    return frame, broken, notes
 
 
 def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.DataFrame:
     """A whole delimited text file (a campaign file, a calendar, an experiment's event log) as pandas
     reads it (`dtype` as in `pandas.read_csv`), under the text rules of the module docstring
-    (compressed, BOM, blank lines, delimiter found from the header line, Latin-1 when not UTF-8; names
-    and fields stripped). An empty or unparsable file is a `ValueError` naming it (and, from pandas,
+    (compressed, BOM, blank lines, delimiter found from the header line, Windows-1252 or Latin-1 when
+    not UTF-8; names and fields stripped; in a `;` file, a column of numbers with decimal commas read
+    as numbers). An empty or unparsable file is a `ValueError` naming it (and, from pandas,
     the line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
     source = _unpacked(path)
-    sep = _find_delimiter(_first_line(path, source)[0], None)
+    head, _, encoding = _first_line(path, source)
+    sep = _find_delimiter(head, None)
     read = dict(sep=sep, skipinitialspace=True, dtype=dtype)
 
     def parse(encoding: str) -> pd.DataFrame:
         # decompressed by pyarrow, as the other readers do (pandas wants zstandard for .zst)
         with _open_text_bytes(path, source) as stream:
-            return pd.read_csv(stream, encoding=encoding, **read)
+            return pd.read_csv(stream, encoding="utf-8-sig" if encoding == "utf8" else encoding, **read)
 
     try:
-        try:
-            frame = parse("utf-8-sig")
-        except UnicodeDecodeError:
-            frame = parse("latin-1")
+        frame = _first_that_decodes(parse, encoding)[0]
     except pd.errors.ParserError as exc:
         raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     for column in frame.select_dtypes("object").columns:  # mixed columns keep their non-text values
         frame[column] = frame[column].map(lambda v: v.strip() if isinstance(v, str) else v)
+        numbers = _decimal_comma(frame[column]) if sep == ";" else None
+        if numbers is not None and numbers.notna().sum() == frame[column].notna().sum():
+            frame[column] = numbers
     return frame
+
+
+def _first_that_decodes(read, encoding: str | None):
+    """`(read(encoding), encoding)` for the header's encoding (None: UTF-8) or, while a byte does not
+    decode, the next of `FALLBACK_ENCODINGS`."""
+    import pyarrow as pa
+
+    first = encoding or "utf8"
+    tried = FALLBACK_ENCODINGS[FALLBACK_ENCODINGS.index(first) :] if first in FALLBACK_ENCODINGS else (first,)
+    for n, attempt in enumerate(tried):
+        try:
+            return read(attempt), attempt
+        except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+            undecoded = (
+                isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "utf-8" in str(exc).lower()
+            )
+            if not undecoded or n == len(tried) - 1:
+                raise
 
 
 def _position(column: str) -> int | None:
@@ -417,10 +450,15 @@ def _position(column: str) -> int | None:
 DELIMITERS = (",", "\t", ";", "|")
 
 
+def _splits(head: str) -> dict[str, list[str]]:
+    """The header line's stripped fields split by each of `DELIMITERS`."""
+    return {sep: [f.strip() for f in next(csv_module.reader([head], delimiter=sep))] for sep in DELIMITERS}
+
+
 def _find_delimiter(head: str, wanted: list[str] | None) -> str:
     """The delimiter whose split of the header line holds every wanted column name or, for a headerless
     file (`wanted` None) or when none does, the one that splits the line into the most fields."""
-    splits = {sep: [f.strip() for f in next(csv_module.reader([head], delimiter=sep))] for sep in DELIMITERS}
+    splits = _splits(head)
     if wanted:
         for sep, fields in splits.items():
             if set(wanted) <= set(fields):
@@ -429,19 +467,19 @@ def _find_delimiter(head: str, wanted: list[str] | None) -> str:
 
 
 def _unpacked(path: Path):
-    """The one file of a zip archive (Kaggle's downloads) or a UTF-16 file, in memory as UTF-8, or None
-    for other files (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks and archives of
-    several files are refused by name."""
+    """The one file of a zip archive (Kaggle's downloads) or a UTF-16 file (compressed or not), in memory
+    as UTF-8, or None for other files (plain or .gz/.bz2/.zst, which pyarrow streams). Excel workbooks
+    and archives of several files are refused by name."""
     import zipfile
 
     with open(path, "rb") as file:
         magic = file.read(8)
     if magic == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
-    if magic[:2] in UTF16_BOMS:
-        return _buffer(_as_utf8(path.read_bytes()))
     if not zipfile.is_zipfile(path):
-        return None
+        with _open_text_bytes(path) as stream:  # decompressed: a .gz holds the BOM inside
+            start = stream.read(2)
+            return _buffer(_as_utf8(start + stream.read())) if start in UTF16_BOMS else None
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
         if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
@@ -476,9 +514,10 @@ def _buffer(data: bytes):
     return pa.BufferReader(data)
 
 
-def _first_line(path: Path, source=None) -> tuple[str, int]:
-    """The first non-blank line (BOM and line end removed; Latin-1 when it is not UTF-8) and the number
-    of blank lines before it. An empty file is refused by name."""
+def _first_line(path: Path, source=None, wanted: list[str] | None = None) -> tuple[str, int, str | None]:
+    """The first non-blank line (BOM and line end removed), the number of blank lines before it and,
+    when the line is not UTF-8, the encoding it is read in (`_legacy_encoding`). An empty file is
+    refused by name."""
     with _open_text_bytes(path, source) as stream:
         chunk = stream.read(1 << 20)
     lines = chunk.splitlines()
@@ -486,11 +525,46 @@ def _first_line(path: Path, source=None) -> tuple[str, int]:
     for line in lines:
         if line.strip():
             try:
-                return line.decode("utf-8-sig"), blank
+                return line.decode("utf-8-sig"), blank, None
             except UnicodeDecodeError:
-                return line.decode("latin-1"), blank
+                encoding = _legacy_encoding(line, wanted)
+                return line.decode(encoding), blank, encoding
         blank += 1
     raise ValueError(f"{path} is empty (no header or data line)")
+
+
+ENCODINGS = {
+    "utf8": "UTF-8",
+    "cp1252": "Windows-1252",
+    "gb18030": "GBK",
+    "big5": "Big5",
+    "latin-1": "Latin-1",
+}
+"""The encodings a text file is read in, with the names the notes give them. A file that is not UTF-8
+is read as Windows-1252 (Excel's "CSV" on Windows: ’ – € are bytes Latin-1 reads as control characters)
+or, for the bytes that leaves undefined, Latin-1 (which reads any byte); as GBK (GB18030, mainland
+China) or Big5 (Taiwan) only when the column names asked for are in its header so read."""
+
+FALLBACK_ENCODINGS = ("utf8", "cp1252", "latin-1")
+"""Each tried in turn, from the header's encoding on, while a byte of the file does not decode."""
+
+
+def _legacy_encoding(line: bytes, wanted: list[str] | None) -> str:
+    """The encoding of a header line that is not UTF-8: the first of Windows-1252, GBK, Big5 in which it
+    holds every wanted column name (GBK decodes Big5's bytes too, as other characters: the names
+    tell them apart), else Windows-1252 or, when a byte is undefined there, Latin-1."""
+    for encoding in ("cp1252", "gb18030", "big5"):
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if wanted and any(set(wanted) <= set(fields) for fields in _splits(text).values()):
+            return encoding
+    try:
+        line.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
 
 
 def _read_text_table(
@@ -501,12 +575,14 @@ def _read_text_table(
     columns: list[str] | None = None,
     skip_rows: int = 0,
     source=None,
+    encoding: str | None = None,
 ) -> tuple[pd.DataFrame, int, dict[str, int]]:
     """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast), each column
     a category (its distinct strings once and a small code a row: ids and dates repeat, and a Python
-    string a row costs ~60 bytes): `(frame, lines with a wrong field count, notes)`. Not UTF-8: read
-    again as Latin-1 and noted. A pyarrow error or a field running over a line end (an unclosed quote
-    swallows the rest of the file) is a `ValueError` naming the file."""
+    string a row costs ~60 bytes): `(frame, lines with a wrong field count, notes)`. In the header's
+    `encoding` (None: UTF-8), or the next that decodes every byte (`_first_that_decodes`), noted when
+    not UTF-8. A pyarrow error, a byte the header's encoding does not decode or a field running over a
+    line end (an unclosed quote swallows the rest of the file) is a `ValueError` naming the file."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv
@@ -541,19 +617,17 @@ def _read_text_table(
         )
 
     try:
-        try:
-            table = read("utf8")
-        except pa.ArrowInvalid as exc:
-            if "UTF8" not in str(exc) and "utf-8" not in str(exc).lower():
-                raise
-            table = read("latin-1")
-            notes["file read as Latin-1 (not UTF-8)"] = table.num_rows
+        table, encoding = _first_that_decodes(read, encoding)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not {ENCODINGS[encoding]} throughout, as its header is ({exc})") from None
     except pa.ArrowInvalid as exc:
         if overrun:
             raise ValueError(
                 f"{path}: the row starting {overrun[0]!r} runs over a line end (an unclosed quote?)"
             ) from None
         raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if encoding != "utf8":
+        notes[f"file read as {ENCODINGS[encoding]} (not UTF-8)"] = table.num_rows
     for column in columns:  # on each block's distinct values, in pyarrow
         start = 0
         for block in table[column].chunks:
@@ -606,6 +680,47 @@ def _ids(column: pd.Series) -> pd.Series:
         return _per_row(_ids(pd.Series(column.cat.categories)), column)
     text = column.astype("str").str.strip()
     return text.where(column.notna() & (text != ""))
+
+
+ROUNDED_ID = r"^\s*[1-9](?:\.\d+)?[Ee]\+\d{2,}\s*$"
+"""An id Excel turned into a number and wrote in scientific notation (`4.71009E+12`: six digits of a
+13-digit product code), or a float wrote so (`1.8446744073709552e+19`)."""
+
+
+def _refuse_rounded_ids(column: pd.Series, name: str, source: str) -> None:
+    """Refuse a text file's id column holding ids in scientific notation (`ROUNDED_ID`): the digits
+    lost, different ids read as one and every score would be silently wrong. Checked on the distinct
+    values, which is all a category holds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return
+    categories = pa.array(column.cat.categories.astype(str))
+    rounded = np.flatnonzero(pc.match_substring_regex(categories, ROUNDED_ID).to_numpy(zero_copy_only=False))
+    if len(rounded):
+        rows = np.isin(column.cat.codes.to_numpy(), rounded)
+        first = column.iloc[int(np.argmax(rows))]
+        raise ValueError(
+            f"{source}: {int(rows.sum())} {name} values are in scientific notation (the first: {first!r}):"
+            " Excel rounded the ids, so different ones read alike; export the column as text"
+        )
+
+
+def _decimal_comma(column: pd.Series) -> pd.Series | None:
+    """Numbers as a European Excel export writes them, in a `;`-delimited file (`2,5`, `1.234,5`: a
+    decimal comma, dots grouping thousands), or None when no value has a decimal comma. Other values as
+    `_numbers` reads them. Only for `;` files: a `,` file's quoted "1,234" groups thousands."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        read = _decimal_comma(pd.Series(column.cat.categories))
+        return None if read is None else _per_row(read, column)
+    text = column.astype("str").str.strip()
+    comma = text.str.fullmatch(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d*),\d+")
+    if not comma.any():
+        return None
+    grouped = comma | text.str.fullmatch(r"[+-]?\d{1,3}(?:\.\d{3})+")
+    european = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    return pd.to_numeric(text.where(~grouped, european), errors="coerce").where(column.notna())
 
 
 def _numbers(column: pd.Series) -> pd.Series:
@@ -804,7 +919,7 @@ def load_sales(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no sales file at {path}")
-    raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep)
+    raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep, numbers=(quantity_col,))
     if first_day is not None:
         days = _numbers(raw[time_col])
         whole = days.where(days == days.round())
@@ -854,7 +969,7 @@ def load_wide_sales(
         raise FileNotFoundError(f"no sales file at {path}")
     start = _first_day(first_day)
     source = _unpacked(path)
-    head, blank_lines = _first_line(path, source)
+    head, blank_lines, encoding = _first_line(path, source, [item_col])
     sep = sep or _find_delimiter(head, [item_col])
     fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
     _require_columns([item_col], fields, path)
@@ -871,7 +986,9 @@ def load_wide_sales(
     try:
         table = csv.read_csv(
             source if source is not None else path,
-            read_options=csv.ReadOptions(column_names=fields, skip_rows=blank_lines + 1),
+            read_options=csv.ReadOptions(
+                column_names=fields, skip_rows=blank_lines + 1, encoding=encoding or "utf8"
+            ),
             parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
             convert_options=csv.ConvertOptions(
                 include_columns=[item_col, *days],

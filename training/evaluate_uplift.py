@@ -67,10 +67,11 @@ def load_campaign(
     outcome_col: str,
     feature_cols: list[str] | None = None,
 ) -> CampaignData:
-    """Select treated/control rows, encode features; values are compared as text (`1` matches 1 and
-    `1.0`, `_arm_labels`).
+    """Select treated/control rows, encode features; values are compared as text (`1` matches 1, `1.0`
+    and `True`, `_arm_labels`).
 
-    A path is read by `features.loaders.read_table` (compressed, BOM, Latin-1, delimiter found)."""
+    A path is read by `features.loaders.read_table` (compressed, BOM, Windows-1252, delimiter found,
+    decimal commas in a `;` file)."""
     df = read_table(data) if isinstance(data, (str, Path)) else data
     for col in [treatment_col, outcome_col, *(feature_cols or [])]:
         if col not in df.columns:
@@ -137,9 +138,11 @@ def _too_many_levels(column: pd.Series) -> bool:
 
 
 def _arm_labels(column: pd.Series) -> pd.Series:
-    """Arm values as stripped text, missing as '' and whole numbers without a decimal part: a 0/1
-    column with an empty cell reads as `1.0`, `0.0`, and `--treatment-value 1` must match it."""
+    """Arm values as stripped text, missing as '', booleans (`True`, `true`: pandas and Spark write
+    them so) as 1 and 0, and whole numbers without a decimal part: a 0/1 column with an empty cell
+    reads as `1.0`, `0.0`, and `--treatment-value 1` must match it."""
     text = column.astype(str).str.strip().where(column.notna(), "")
+    text = text.str.lower().map({"true": "1", "false": "0"}).fillna(text)
     number = pd.to_numeric(text, errors="coerce")
     whole = (number == number.round()) & (number.abs() < 2**53)
     return text.where(~whole, number[whole].astype("int64").astype(str))
@@ -204,7 +207,7 @@ def _imbalanced(column: pd.Series, treatment: np.ndarray, z_max: float = 5.0) ->
     Assignment was random, so a column measured before it is balanced up to chance (|z| > 5 has
     probability below 1e-6); a gap that large means the column was measured after treatment.
     """
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+    if not pd.api.types.is_numeric_dtype(column):  # bool is numeric: True/False is a 0/1 column
         return False
     values = column.to_numpy(dtype=float)
     a, b = values[treatment == 1], values[treatment == 0]

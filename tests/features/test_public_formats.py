@@ -81,7 +81,7 @@ def test_online_retail_latin1_export(tmp_path):
     assert events["item_id"].iloc[0] == "CAFÉ CRÈME, RED"  # decoded, the quoted comma kept in the field
     assert events["user_id"].iloc[0] == "17850.0"
     assert report.dropped == {"duplicate row": 1, "missing id": 1}
-    assert report.notes["file read as Latin-1 (not UTF-8)"] == 39
+    assert report.notes["file read as Windows-1252 (not UTF-8)"] == 39
     assert report.notes["negative value (returns)"] == 1
     assert events["ts"].min() == pd.Timestamp("2010-12-01 08:10", tz=UTC)
 
@@ -761,3 +761,131 @@ def test_a_time_column_no_value_of_which_reads_is_refused_with_what_to_give(tmp_
     assert _refusal(result) == expected
     result = _invoke(["evaluate", "forecast", *args, "--item-col", "PRODUCT_ID", "--quantity-col", "AMOUNT"])
     assert _refusal(result) == expected
+
+
+def test_a_windows_1252_export_keeps_its_quotes_dashes_and_euro(tmp_path):
+    """Excel on Windows saves 'CSV' in Windows-1252: ’ – € are bytes 0x92 0x96 0x80, which Latin-1
+    reads as invisible control characters, so 'CHILDREN’S APRON' became 'CHILDREN\\x92S APRON' (an item
+    no one can name). Read as Windows-1252; Latin-1 stays for bytes Windows-1252 leaves undefined."""
+    lines = _online_retail_lines("CHILDREN’S APRON – €5")
+    path = _write(tmp_path / "Online Retail.csv", lines, encoding="cp1252")
+    events, report = load_events(path, user_col="CustomerID", item_col="Description", time_col="InvoiceDate")
+    assert events["item_id"].iloc[0] == "CHILDREN’S APRON – €5, RED"
+    assert report.notes["file read as Windows-1252 (not UTF-8)"] == 39
+    undefined = tmp_path / "undefined.csv"  # 0x81: no Windows-1252 character
+    undefined.write_bytes(b"u,i\n1,a\x81b\n")
+    events, report = load_events(undefined, user_col="u", item_col="i")
+    assert events["item_id"].tolist() == ["a\x81b"] and report.notes == {
+        "file read as Latin-1 (not UTF-8)": 1
+    }
+    campaign = _write(tmp_path / "campaign.csv", _hillstrom_lines("Surburban’s"), encoding="cp1252")
+    assert "zip_code_Surburban’s" in load_campaign(campaign, "segment", "Mens E-Mail", "No E-Mail", "visit").X
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "big5"])
+def test_a_chinese_export_is_read_by_the_names_given(tmp_path, encoding):
+    """A Chinese Excel export is GBK (mainland) or Big5 (Taiwan), not UTF-8. Read as Latin-1, its header
+    '用户编号' became 'ÓÃ»§±àºÅ' and --user-col 用户编号 was refused: the names given pick the encoding
+    that holds them (GBK decodes Big5's bytes too, as other characters)."""
+    header = "交易日期,用户编号,商品编号,数量" if encoding == "gbk" else "交易日期,客戶編號,商品編號,數量"
+    user, item = header.split(",")[1:3]
+    lines = [header]
+    lines += [f"2000/11/{1 + n % 9:02d},0{n % 4}1833,茶葉{n % 5},{1 + n % 3}" for n in range(30)]
+    path = _write(tmp_path / "transactions.csv", lines, encoding=encoding)
+    events, report = load_events(
+        path, user_col=user, item_col=item, time_col="交易日期", basket_col="交易日期"
+    )
+    assert report.rows_kept == 30 and set(events["item_id"]) == {f"茶葉{n}" for n in range(5)}
+    assert report.notes[f"file read as {'GBK' if encoding == 'gbk' else 'Big5'} (not UTF-8)"] == 30
+    sales, _ = load_sales(path, item_col=item, time_col="交易日期", quantity_col=lines[0].split(",")[3])
+    assert sales["quantity"].sum() == sum(1 + n % 3 for n in range(30))
+    path.write_bytes(path.read_bytes() + b"2000/11/30,011833,\xff\xfe,1\n")  # no character in either
+    with pytest.raises(ValueError, match=r"transactions.csv: not (GBK|Big5) throughout, as its header is"):
+        load_events(path, user_col=user, item_col=item)
+
+
+def test_semicolon_files_with_decimal_commas_read_their_numbers(tmp_path):
+    """A European Excel export separates fields with ';' and writes 2,5 and 1.234,5 for numbers:
+    every weighed sale was dropped as a bad value ('1,5' is no number) and a campaign's spend refused
+    or, as a feature, left out as text. In a ';' file a decimal comma is read (dots then group
+    thousands); a ',' file's quoted "1,234" is not a decimal."""
+    lines = ["id;date;store_nbr;item_nbr;unit_sales;onpromotion"]
+    for n, day in enumerate(range(1, 29)):
+        lines.append(f"{n};2017-02-{day:02d};1;103665;{n % 4},5;False")
+    lines.append("99;2017-02-10;2;103665;1.234,25;False")
+    lines.append("100;2017-02-11;2;103665;-2;False")
+    path = _write(tmp_path / "train.csv", lines)
+    sales, report = load_sales(path, item_col="item_nbr", time_col="date", quantity_col="unit_sales")
+    assert report.rows_dropped == 0 and len(sales) == 30
+    assert sales["quantity"].sum() == pytest.approx(sum(n % 4 + 0.5 for n in range(28)) + 1234.25 - 2)
+    events, _ = load_events(path, user_col="store_nbr", item_col="item_nbr", value_col="unit_sales")
+    assert events["value"].iloc[:2].tolist() == [0.5, 1.5]
+    commas = _write(tmp_path / "us.csv", ["u,i,q", 'a,x,"1,234"', "a,y,2"])
+    events, report = load_events(commas, user_col="u", item_col="i", value_col="q")
+    assert report.dropped == {"bad value": 1}
+    rng = np.random.default_rng(0)
+    campaign = ["age;avg_spend;group;response_att;spend"]
+    for n in range(400):
+        group = ("test", "control")[n % 2]
+        campaign.append(f"{18 + n % 60};{rng.random() * 100:.2f};{group};{n % 3 == 0:d};{n % 7},{n % 10}0")
+    path = _write(tmp_path / "lenta.csv", [line.replace(".", ",") for line in campaign])
+    read = load_campaign(path, "group", "test", "control", "spend")
+    assert list(read.X.columns) == ["age", "avg_spend", "response_att"] and read.too_many_levels == ()
+    assert read.outcome[:3].tolist() == [0.0, 1.1, 2.2]
+
+
+def test_criteo_written_with_booleans_matches_arms_and_leaves_out_exposure(tmp_path):
+    """Criteo's uplift file (f0..f11, treatment, conversion, visit, exposure) saved by pandas with bool
+    columns holds True/False (Spark writes true/false): --treatment-value 1 found no rows, and
+    `exposure` (only ever true for treated users: measured after treatment) stayed a feature, since the
+    imbalance check skipped bool columns. Booleans are 1 and 0; a bool column is checked like a 0/1 one."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    treated = rng.integers(0, 2, n).astype(bool)
+    visit = rng.random(n) < 0.05 + 0.02 * treated
+    data = pd.DataFrame({f"f{i}": rng.normal(size=n).round(6) for i in range(12)}).assign(
+        treatment=treated, conversion=visit & (rng.random(n) < 0.3), visit=visit,
+        exposure=treated & (rng.random(n) < 0.3),
+    )  # fmt: skip
+    path = tmp_path / "criteo-uplift.csv"
+    data.to_csv(path, index=False)
+    assert ",True,False," in path.read_text()
+    spark = _write(
+        tmp_path / "spark.csv",
+        path.read_text().replace("True", "true").replace("False", "false").splitlines(),
+    )
+    for file, arms in ((path, ("1", "0")), (path, ("True", "False")), (spark, ("true", "false"))):
+        campaign = load_campaign(file, "treatment", *arms, "visit")
+        assert campaign.treatment.sum() == treated.sum() and campaign.outcome.sum() == visit.sum()
+        assert campaign.dropped == ("conversion", "exposure") and campaign.X.shape[1] == 12
+
+
+def test_ids_excel_rounded_to_scientific_notation_are_refused(tmp_path):
+    """Ta-Feng opened and saved in Excel: its 13-digit PRODUCT_IDs become 4.71009E+12 (six digits kept),
+    so different products read as one id and the scores are silently wrong (3 products read as 2).
+    Refused, naming the column and a value; a code such as '1E5' is no such number."""
+    lines = ["TRANSACTION_DT,CUSTOMER_ID,PRODUCT_ID,AMOUNT"]
+    for product in ("4710085120468", "4710085120475", "4710421090059"):
+        lines += [f"11/{day}/2000,141833,{float(product):.5E},1" for day in (1, 2)]
+    path = _write(tmp_path / "ta_feng.csv", lines)
+    with pytest.raises(
+        ValueError,
+        match=r"ta_feng.csv: 6 PRODUCT_ID values are in scientific notation \(the first: '4.71009E\+12'\):"
+        r" Excel rounded the ids",
+    ):
+        load_events(path, user_col="CUSTOMER_ID", item_col="PRODUCT_ID", time_col="TRANSACTION_DT")
+    codes = _write(tmp_path / "codes.csv", ["u,i", "1,1E5", "1,2E+3X"])
+    assert load_events(codes, user_col="u", item_col="i")[0]["item_id"].tolist() == ["1E5", "2E+3X"]
+
+
+def test_a_compressed_utf16_export_is_read(tmp_path):
+    """Excel's "Unicode text" (UTF-16, tabs), gzipped: the BOM was looked for in the gzip bytes only,
+    so the header read as 'ÿþu\\x00' and every column was refused as missing."""
+    import csv
+
+    lines = ["\t".join(fields) for fields in csv.reader(_online_retail_lines("CAFÉ CRÈME"))]
+    packed = _write(tmp_path / "Online Retail.txt.gz", lines, encoding="utf-16", gz=True)
+    columns = dict(user_col="CustomerID", item_col="Description", time_col="InvoiceDate")
+    read, report = load_events(packed, **columns)
+    pd.testing.assert_frame_equal(read, load_events(_write(tmp_path / "plain.tsv", lines), **columns)[0])
+    assert read["item_id"].iloc[0] == "CAFÉ CRÈME, RED" and report.rows_read == 39
