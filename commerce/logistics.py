@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commerce.catalog import FULFILLMENT_MODES
 from commerce.db import Base
-from commerce.sqltypes import Money, UTCDateTime, str_enum, utcnow
+from commerce.sqltypes import Money, UTCDateTime, skeleton_of, str_enum, utcnow
 
 #: Destination zones: province groups that share a rate and a transit time from a given warehouse.
 ZONES = {
@@ -86,6 +86,7 @@ class Warehouse(Base):
     __tablename__ = "warehouses"
 
     warehouse_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    warehouse_id_skeleton: Mapped[str] = skeleton_of("warehouse_id")
     name: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(str_enum("warehouse_mode", FULFILLMENT_MODES))
     #: The partner operating it; None for a merchant's own location.

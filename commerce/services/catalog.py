@@ -26,7 +26,6 @@ from commerce.services._util import (
     chosen_id,
     country_code,
     get_or_404,
-    id_form,
     locked_or_404,
     new_id,
     required_text,
@@ -270,10 +269,11 @@ def register_location(session: Session, location: str, mode: str, merchant_id: s
     location is refused before its mode is compared, so the refusal tells nothing of what it holds.
     Cross-border rule: bonded goods are held only in bonded warehouses and direct-mail goods only abroad,
     so a warehouse holds goods of one mode. A location is named as ids are (`stored_key`: `ｗｈ１` is
-    `wh1`) and a new one's name is an id (`id_form`): `x/y` was registered, and no URL reached it again."""
+    `wh1`) and a new one's name is a chosen id (`chosen_id`): `x/y` was registered, and no URL reached it
+    again; Cyrillic `НН-1` beside `HH-1` was a second location that reads the same."""
     location = stored_key(session, Warehouse, location)
     if session.get(Warehouse, location) is None:
-        location = id_form(location, "location")
+        location = chosen_id(session, location, Warehouse.warehouse_id, "location")
     insert_ignore(
         session,
         Warehouse.__table__,

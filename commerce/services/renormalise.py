@@ -13,7 +13,8 @@ besides the rows of many tables, trained models, feature files, search indexes a
 database name them, so each needs renaming by hand (or keeping).
 
 It also recomputes stored skeletons the live ICU data no longer gives (`stale_skeletons`: a PyICU upgrade
-changed the confusables), which the look-alike check looks up (`commerce.sqltypes.skeleton_of`).
+changed the confusables), which the look-alike check looks up (`commerce.sqltypes.skeleton_of`), stock
+locations' too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from commerce.experiments import (
     ExperimentLayer,
     ExperimentVariant,
 )
+from commerce.logistics import Warehouse
 from commerce.merchants import BrandAuthorization, Merchant
 from commerce.orders import Order
 from commerce.services._util import lookup_name
@@ -69,6 +71,7 @@ LOOKED_UP = (
     Experiment.name,
     ExperimentLayer.name,
     *KEPT_IDS.values(),
+    Warehouse.warehouse_id,
 )
 
 

@@ -157,6 +157,27 @@ def test_renormalise_recomputes_skeletons_icu_no_longer_gives(market, database_u
         create_coupon(s, CouponInput(kind="amount_off", value="5", coupon_id="\u0420\u0410\u0423"))  # РАУ
 
 
+def test_renormalise_recomputes_a_stock_locations_skeleton(market, database_url, monkeypatch, tmp_path):
+    """A stock location's id keeps its skeleton too (`0041_location_skeletons`): one ICU no longer gives
+    hid the location from the look-alike check, and renormalise did not list it (only names and other
+    ids); it now lists and recomputes it, and Cyrillic `НН-1` is then refused beside `HH-1`."""
+    from commerce.logistics import Warehouse
+    from commerce.services.catalog import register_location
+
+    with transaction(market) as s:
+        register_location(s, "HH-1", "bonded", "m_ok")
+        s.execute(
+            update(Warehouse).where(Warehouse.warehouse_id == "HH-1").values(warehouse_id_skeleton="H4")
+        )
+    dry = _run(database_url, monkeypatch, tmp_path, "--dry-run")
+    assert f"Warehouse.warehouse_id 'HH-1': skeleton {skeleton('HH-1')!r} to store" in dry.output, dry.output
+    assert dry.exit_code == 1 and dry.output.strip().endswith("1 stored skeletons out of date")
+    done = _run(database_url, monkeypatch, tmp_path)
+    assert done.exit_code == 0 and done.output.strip().endswith("out of date, recomputed"), done.output
+    with pytest.raises(ValidationError, match="looks like the existing 'HH-1'"), transaction(market) as s:
+        register_location(s, "\u041d\u041d-1", "bonded", "m_ok")
+
+
 def test_a_coupon_whose_normal_form_is_control_is_left_as_it_is(market):
     """`ｃｏｎｔｒｏｌ` rewritten to `control` would turn the shoppers its campaign gives it into the
     holdout (the arm of that name): it is reported and left, as the coupon id rule refuses `control`."""
