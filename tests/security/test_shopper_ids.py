@@ -8,13 +8,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from commerce.db import transaction
 from commerce.events import BehaviorEvent
 from commerce.services import shoppers
 from commerce.services.access import create_api_key
-from tests.serving.conftest import auth
+from serving.app import create_app
+from tests.serving.conftest import ScriptedSource, auth, seed_marketplace
 
 # s1 as a Chinese input method (full width), a form or a copied link (spaces) may spell it.
 LOOK_ALIKES = ["\uff531", "\uff53\uff11", "s1 ", " s1", "s1\u00a0", "s1\u3000"]
@@ -95,25 +98,47 @@ def test_a_look_alike_reaches_no_other_shoppers_data(client, keys):
         assert (quote_.status_code, quote_.json()["shopper_id"]) == (200, "s1")
 
 
-def test_a_stored_spelling_wins_over_its_normal_form(client, keys, session_factory, source, monkeypatch):
+@pytest.fixture
+def served(factory, settings, source):  # factory: SQLite and PostgreSQL (tests/commerce)
+    """tests/serving's marketplace and app on this test's database, with a storefront key and s1's."""
+    seed_marketplace(factory)
+    with transaction(factory) as s:
+        keys = {role: create_api_key(s, role)[1] for role in ("storefront", "admin")}
+        keys["shopper"] = create_api_key(s, "shopper", shopper_id="s1")[1]
+    app = create_app(
+        settings,
+        session_factory=factory,
+        model_source=source,
+        uplift_source=ScriptedSource(),
+        delivery_source=ScriptedSource(),
+        start_background=False,
+    )
+    with TestClient(app) as client:
+        yield client, keys
+
+
+def test_a_stored_spelling_wins_over_its_normal_form(served, factory, source, monkeypatch):
     """A shopper stored as `ｓ1` before ids were normalised is its own shopper: its key reaches its pages
-    by that spelling, s1's key does not (nor `ｓ1`'s key s1's); an id the recommender learned as spelt
-    (`s3 `) is that shopper's. Any other look-alike is the shopper of its normal form."""
+    and orders by that spelling, s1's key does not (nor `ｓ1`'s key s1's); an id the recommender learned
+    as spelt (`s3 `) is that shopper's. Any other look-alike is the shopper of its normal form."""
+    client, keys = served
     legacy = "\uff531"
     source.versions["1"].known.add("s3 ")
-    with monkeypatch.context() as m, transaction(session_factory) as s:
+    with monkeypatch.context() as m, transaction(factory) as s:
         m.setattr(shoppers, "chosen_id", lambda session, value, column, field: value)
         shoppers.create_shopper(s, legacy, "Zhejiang")
         legacy_key = create_api_key(s, "shopper", shopper_id=legacy)[1]
     storefront = auth(keys["storefront"])
     page = client.get(_path(legacy, "recommendations"), headers=storefront).json()
-    assert page["shopper_id"] == legacy
-    assert not _personalised(page)  # the recommender never saw it
-    mine = client.get(_path(legacy, "recommendations"), headers=auth(legacy_key))
-    assert (mine.status_code, mine.json()["shopper_id"]) == (200, legacy)
-    assert client.get(_path(legacy, "buy-again"), headers=auth(keys["shopper"])).status_code == 403
-    assert client.get(_path("s1", "buy-again"), headers=auth(legacy_key)).status_code == 403
+    assert (page["shopper_id"], _personalised(page)) == (legacy, False)  # the recommender never saw it
+    for route in ("recommendations", "buy-again", "coupons"):
+        mine = client.get(_path(legacy, route), headers=auth(legacy_key))
+        assert (mine.status_code, mine.json()["shopper_id"]) == (200, legacy)
+        assert client.get(_path(legacy, route), headers=auth(keys["shopper"])).status_code == 403
+        assert client.get(_path("s1", route), headers=auth(legacy_key)).status_code == 403
     assert client.get(_path(legacy, "orders"), headers=auth(legacy_key)).json()["total"] == 0
+    assert _event(client, legacy_key, legacy, "legacy-1").status_code == 202
+    assert _event(client, keys["shopper"], legacy, "legacy-2").status_code == 403
     for look_alike in ("\uff532", "s2 "):  # no shopper is stored so: s2's page
         page = client.get(_path(look_alike, "recommendations"), headers=storefront).json()
         assert (page["shopper_id"], _personalised(page)) == ("s2", True)
@@ -121,3 +146,8 @@ def test_a_stored_spelling_wins_over_its_normal_form(client, keys, session_facto
     assert (learned["shopper_id"], _personalised(learned)) == ("s3 ", True)
     plain = client.get(_path("s3", "recommendations"), headers=storefront).json()
     assert (plain["shopper_id"], _personalised(plain)) == ("s3", False)
+    with factory() as s:
+        logged = s.scalars(
+            select(BehaviorEvent.shopper_id).where(BehaviorEvent.event_id.contains(":legacy-"))
+        )
+    assert logged.all() == [legacy]
