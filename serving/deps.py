@@ -21,7 +21,7 @@ from commerce.catalog import Category, Product
 from commerce.db import read_only
 from commerce.merchants import Merchant
 from commerce.services import catalog as products
-from commerce.services._util import not_found, stored_form, stored_key
+from commerce.services._util import lookup_name, not_found, stored_form, stored_key
 from commerce.services.access import authenticate_many
 from commerce.shoppers import Shopper
 from serving.resilience import (
@@ -143,7 +143,7 @@ def after_commit(session: Session, work: Callable[[], None]) -> None:
 
 def stored_id(model: type, name: str, where: type[Path] | type[Query] = Path):
     """The type of path parameter `name`, a chosen id of a `model` row (merchant, product, campaign,
-    keyword campaign, category; a shopper's in its orders and coupons), read as `stored_key` reads it:
+    keyword campaign, category; shopper ids: `ShopperId`), read as `stored_key` reads it:
     as sent if a row has that id (one stored before ids were normalised), else in the one form ids are
     stored in, so `/v1/products/ｐ1` (a Chinese input method's full width) or `p1%20` names product
     `p1`. The endpoint and `ensure_shopper` see the id of the row, not the spelling in the URL. With
@@ -170,10 +170,46 @@ def stored_id(model: type, name: str, where: type[Path] | type[Query] = Path):
 MerchantId = stored_id(Merchant, "merchant_id")
 ProductId = stored_id(Product, "product_id")
 CategoryId = stored_id(Category, "category_id")
-ShopperId = stored_id(Shopper, "shopper_id")
 CampaignId = stored_id(Campaign, "campaign_id")
 KeywordCampaignId = stored_id(KeywordCampaign, "campaign_id")
 CampaignFilter = stored_id(Campaign, "campaign_id", Query)
+
+
+def stored_shopper(state: ServingState, shopper_id: str, session: Session | None = None) -> str:
+    """The one rule for a shopper id a request names (its URL, `?shopper_id=`, an event): `stored_form`,
+    a shopper's id as sent if the served recommender learned it so or a row of the database has it
+    (looked up in `session`, else in a read-only session of its own), else its normal form. Read as
+    sent, `/v1/shoppers/ｓ1/recommendations` and `s1%20` were cold-start pages of shoppers nobody is, and
+    a 403 for s1's own key. Ownership (`ensure_shopper`) is checked on the id this returns, so a
+    look-alike reaches the shopper it names and no other."""
+
+    def in_database(key: str) -> bool:
+        if session is not None:
+            return session.get(Shopper, key) is not None
+        with read_only(state.session_factory) as own:
+            return own.get(Shopper, key) is not None
+
+    return stored_form(shopper_id, lambda key: state.models.current.knows(key) or in_database(key))
+
+
+def _shopper_in_url(session: SessionDep, state: StateDep, shopper_id: Annotated[str, Path()]) -> str:
+    return stored_shopper(state, shopper_id, session)
+
+
+async def _storefront_shopper(request: Request, state: StateDep, shopper_id: Annotated[str, Path()]) -> str:
+    """`stored_shopper` for the pages answered from snapshots, without a database transaction: an id in
+    its normal form (nearly every request) is taken at once; a look-alike is looked up on a thread, in
+    a request's database slot."""
+    if lookup_name(shopper_id) == shopper_id:
+        return shopper_id
+    async with state.db_gate.request_slot(_deadline(request, state)):
+        return await run_sync(stored_shopper, state, shopper_id)
+
+
+#: `{shopper_id}` of a route with a database session (orders, coupons, the cart's quote).
+ShopperId = Annotated[str, Depends(_shopper_in_url)]
+#: `{shopper_id}` of a storefront page answered from snapshots (recommendations, buy-again).
+StorefrontShopperId = Annotated[str, Depends(_storefront_shopper)]
 
 
 async def catalog_merchant(

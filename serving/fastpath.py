@@ -19,6 +19,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
+from commerce.services._util import lookup_name
 from serving.deps import STOREFRONT_ROLES, access_refusal
 from serving.routers.recommendations import shopper_page_json
 from serving.routers.sessions import session_page_json
@@ -107,6 +108,8 @@ class RecommendationFastPath:
         state = self.state
         principal = self._principal(scope)
         if principal is None or access_refusal(principal, STOREFRONT_ROLES, shopper_id):
+            return None
+        if lookup_name(shopper_id) != shopper_id:  # a look-alike: the route reads it (`stored_shopper`)
             return None
         try:
             query = self._query(scope["query_string"])

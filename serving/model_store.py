@@ -62,6 +62,10 @@ class ModelSnapshot:
             return "popularity"
         return str(getattr(self.recommender, "name", type(self.recommender).__name__))
 
+    def knows(self, shopper_id: str) -> bool:
+        """Whether the recommender learned `shopper_id` exactly as spelt (`Recommender.knows_user`)."""
+        return self.recommender is not None and self.recommender.knows_user(shopper_id)
+
     def warm(self, shopper_ids: list[str], k: int, catalog) -> int:
         """Precompute the top-k of these shoppers (before the snapshot goes live); returns how many."""
         self.item_positions(catalog)

@@ -129,6 +129,8 @@ def _drop_silent_zwnj(text: str) -> str:
     """`text` without the ZWNJs that sit between two cursive letters yet part nothing (after alef, dal,
     reh, waw..., before hamza): Persian writers put one before every `ها` by habit (`دیوار‌ها`), and
     it shows nothing there, so it is dropped rather than refused, and the two spellings are one."""
+    if "\u200c" not in text:
+        return text
     drop = {
         i
         for i, ch in enumerate(text)
@@ -252,9 +254,12 @@ def required_text(value: str | None, field: str, max_len: int) -> str:
 def normal_form(value: str | None) -> str:
     """Text in the one form look-alikes share: NFKC (full-width letters and digits become ASCII, a
     no-break or ideographic space a space, `ﬁ` is `fi`), any dash as `-`, runs of spaces as one, none at
-    either end. Tabs and line breaks stay, for the rule of the field to refuse."""
-    text = unicodedata.normalize("NFKC", value or "")
-    text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
+    either end. Tabs and line breaks stay, for the rule of the field to refuse. ASCII is its own NFKC and
+    its one dash is `-`: the storefront's fast path reads every shopper id through this."""
+    text = value or ""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+        text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
     return re.sub(" {2,}", " ", text).strip(" ")
 
 

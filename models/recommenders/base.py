@@ -46,6 +46,11 @@ class Recommender(ABC):
     def similar_items(self, item_id: str, n: int = 10) -> Ranked:
         """Items most like `item_id` (not including itself); empty for an unknown item."""
 
+    def knows_user(self, user_id: str) -> bool:
+        """Whether `user_id`, exactly as spelt, was a user at fit time (serving reads a look-alike shopper
+        id as the shopper it names by it); False by default, for a model that cannot tell."""
+        return False
+
     def scored_items(self) -> np.ndarray | None:
         """Item ids in the column order of `user_scores`, or None (the default) when the model does not
         score one user's whole row at once; serving then ranks through `recommend`."""

@@ -137,6 +137,9 @@ class PersistentRecommender(BaseEstimator, Recommender):
         if not hasattr(self, "user_index_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
 
+    def knows_user(self, user_id: str) -> bool:
+        return user_id in getattr(self, "user_index_", ())
+
     # persistence -----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}

@@ -9,7 +9,15 @@ from anyio import from_thread
 from fastapi import APIRouter, status
 
 from commerce.services.events import record_events
-from serving.deps import SessionDep, StateDep, Storefront, after_commit, ensure_events_within, ensure_shopper
+from serving.deps import (
+    SessionDep,
+    StateDep,
+    Storefront,
+    after_commit,
+    ensure_events_within,
+    ensure_shopper,
+    stored_shopper,
+)
 from serving.schemas.events import EventBatch, EventsAccepted
 from serving.sessions import clicks_by_session, live_session_limit
 
@@ -27,10 +35,11 @@ def post_events(
     `max_event_age_days` ago is refused (422 `ts_too_old`); a throttled key over its event quota
     (`event_rate_limit_per_minute`) gets 429, nothing recorded; with not one event left, before its body
     is read (serving.idempotency)."""
-    for event in batch.events:
-        ensure_shopper(principal, event.shopper_id)
-    ensure_events_within(from_thread.run(state.limiter.check_events, principal, len(batch.events)))
     events = [e.model_dump() for e in batch.events]
+    for event in events:  # checked as stored: `ｓ1` is s1's, and a shopper key sends s1's events so
+        event["shopper_id"] = stored_shopper(state, event["shopper_id"], session)
+        ensure_shopper(principal, event["shopper_id"])
+    ensure_events_within(from_thread.run(state.limiter.check_events, principal, len(batch.events)))
     max_age = timedelta(days=state.settings.max_event_age_days)
     inserted = record_events(session, events, client=principal.key_id, max_age=max_age)
     limit = live_session_limit(principal.role)

@@ -13,7 +13,14 @@ from commerce.catalog import Fulfillment
 from commerce.services._util import not_found, stored_form
 from serving.ab import Assignment, choose
 from serving.catalog import CatalogSnapshot
-from serving.deps import PrincipalDep, StateDep, Storefront, ensure_product_visible, ensure_shopper
+from serving.deps import (
+    PrincipalDep,
+    StateDep,
+    Storefront,
+    StorefrontShopperId,
+    ensure_product_visible,
+    ensure_shopper,
+)
 from serving.logged_pages import logged_page
 from serving.model_store import ModelSnapshot
 from serving.recommend import Page, buy_again, recommend
@@ -218,9 +225,9 @@ def _blend_session(
 
 @router.get("/shoppers/{shopper_id}/recommendations", response_model=RecommendationPage)
 async def shopper_recommendations(
-    shopper_id: str,
+    principal: Storefront,  # first: a caller refused looks up no shopper
+    shopper_id: StorefrontShopperId,
     state: StateDep,
-    principal: Storefront,
     query: Annotated[RecommendationQuery, Query()],
 ) -> dict:
     """Ranked products for a shopper, after every serving rule; `model` says what answered. With a
@@ -232,9 +239,9 @@ async def shopper_recommendations(
 
 @router.get("/shoppers/{shopper_id}/buy-again", response_model=BuyAgainPage)
 async def shopper_buy_again(
-    shopper_id: str,
+    principal: Storefront,  # first: a caller refused looks up no shopper
+    shopper_id: StorefrontShopperId,
     state: StateDep,
-    principal: Storefront,
     query: Annotated[BuyAgainQuery, Query()],
 ) -> dict:
     """The shopper's own past purchases that can be bought again, ordered by the served model's

@@ -32,6 +32,7 @@ from serving.deps import (
     ensure_merchant,
     ensure_shopper,
     request_client,
+    stored_shopper,
 )
 from serving.routers.common import IntId, PageLimit, PageOffset
 from serving.schemas.base import PLAIN_INSTANT, PLAIN_INT, Instant, PageOut
@@ -111,6 +112,7 @@ def search(
                 status.HTTP_401_UNAUTHORIZED if principal.role == ANONYMOUS else status.HTTP_403_FORBIDDEN,
                 "personalised search needs a storefront, shopper or admin key",
             )
+        shopper_id = stored_shopper(state, shopper_id)
         ensure_shopper(principal, shopper_id)
     categories = _subtree(state, category) if category is not None else None
     filters = Filters(

@@ -48,6 +48,9 @@ class TinyRecommender:
     def similar_items(self, item_id, n=10):
         return self.similar.get(item_id, [])[:n]
 
+    def knows_user(self, user_id):
+        return user_id in self.known
+
     def scored_items(self):  # Recommender's default: no single-row scoring, rank through `recommend`
         return None
 

@@ -1,0 +1,153 @@
+"""Shopper ids in storefront requests are read as every other id is (docs/api.md, look-alikes): the id as
+sent if a shopper has it (the served recommender learned it, or a database row holds it), else its normal
+form. `/v1/shoppers/ｓ1/recommendations` was a cold-start page for a shopper named `ｓ1`, and s1's own key
+was refused it; a look-alike must still reach no other shopper's data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from commerce.db import transaction
+from commerce.events import BehaviorEvent
+from commerce.services import shoppers
+from commerce.services.access import create_api_key
+from serving.app import create_app
+from tests.serving.conftest import ScriptedSource, auth, seed_marketplace
+
+# s1 as a Chinese input method (full width), a form or a copied link (spaces) may spell it.
+LOOK_ALIKES = ["\uff531", "\uff53\uff11", "s1 ", " s1", "s1\u00a0", "s1\u3000"]
+CART = {"lines": [{"product_id": "p05", "quantity": 1}]}
+
+
+def _path(shopper_id: str, route: str) -> str:
+    return f"/v1/shoppers/{quote(shopper_id, safe='')}/{route}"
+
+
+def _personalised(page: dict) -> bool:
+    """Whether the page's first item is the recommender's (`tiny:...`), not a cold start's."""
+    return page["items"][0]["reason"].startswith("tiny")
+
+
+def _search(client, key: str, shopper_id: str):
+    return client.get("/v1/search", params={"q": "product", "shopper_id": shopper_id}, headers=auth(key))
+
+
+def _event(client, key: str, shopper_id: str, event_id: str):
+    event = {"event_id": event_id, "ts": datetime.now(UTC).isoformat(), "event_type": "view"}
+    event |= {"shopper_id": shopper_id, "product_id": "p05"}
+    return client.post("/v1/events", json={"events": [event]}, headers=auth(key))
+
+
+def test_a_look_alike_shopper_id_gets_the_shoppers_own_answer(client, keys, session_factory):
+    """Each look-alike of s1, on each storefront read of a shopper id, by the storefront's key and by s1's
+    own: s1's page (personalised, `shopper_id` s1). Before, all 36 were a cold-start page for another id
+    or a 403 for s1's own key."""
+    storefront, own = keys["storefront"], keys["shopper"]
+    expected = {
+        route: client.get(_path("s1", route), headers=auth(storefront)).json()
+        for route in ("recommendations", "buy-again")
+    }
+    assert _personalised(expected["recommendations"])
+    assert [i["product_id"] for i in expected["buy-again"]["items"]] == ["p01"]
+    searched = _search(client, storefront, "s1").json()["items"]
+    wrong = []
+    for n, look_alike in enumerate(LOOK_ALIKES):
+        for route, page in expected.items():
+            for key in (storefront, own):
+                got = client.get(_path(look_alike, route), headers=auth(key))
+                if got.status_code != 200 or got.json() != page:
+                    wrong.append((route, look_alike, key == own, got.status_code))
+        found = _search(client, own, look_alike)
+        if found.status_code != 200 or found.json()["items"] != searched:
+            wrong.append(("search", look_alike, True, found.status_code))
+        posted = _event(client, own, look_alike, f"look-alike-{n}")
+        if posted.status_code != 202:
+            wrong.append(("events", look_alike, True, posted.status_code))
+    assert wrong == [], f"{len(wrong)} of {len(LOOK_ALIKES) * 6} look-alike requests answered wrong"
+    with session_factory() as s:
+        logged = s.scalars(
+            select(BehaviorEvent.shopper_id).where(BehaviorEvent.event_id.contains(":look-alike-"))
+        ).all()
+    assert logged == ["s1"] * len(LOOK_ALIKES)
+
+
+def test_a_look_alike_reaches_no_other_shoppers_data(client, keys):
+    """s2's key names s1 in every look-alike form on every /v1/shoppers/{id}/... route, by a query and in
+    an event: 403 each time, as for `s1` itself. s1's own key gets its orders and coupons through the same
+    spellings, and a quote."""
+    other, own = auth(keys["shopper2"]), auth(keys["shopper"])
+    for look_alike in ["s1", *LOOK_ALIKES]:
+        reads = [
+            client.get(_path(look_alike, route), headers=other)
+            for route in ("recommendations", "buy-again", "orders", "coupons")
+        ]
+        reads.append(client.post(_path(look_alike, "orders"), json=CART, headers=other))
+        reads.append(client.post(_path(look_alike, "cart/quote"), json=CART, headers=other))
+        reads.append(_search(client, keys["shopper2"], look_alike))
+        reads.append(_event(client, keys["shopper2"], look_alike, "stolen"))
+        assert [r.status_code for r in reads] == [403] * 8, look_alike
+        assert client.get(_path(look_alike, "recommendations"), headers=own).status_code == 200
+        assert client.get(_path(look_alike, "orders"), headers=own).json()["total"] == 1
+        assert client.get(_path(look_alike, "coupons"), headers=own).json()["shopper_id"] == "s1"
+        quote_ = client.post(_path(look_alike, "cart/quote"), json=CART, headers=own)
+        assert (quote_.status_code, quote_.json()["shopper_id"]) == (200, "s1")
+
+
+@pytest.fixture
+def served(factory, settings, source):  # factory: SQLite and PostgreSQL (tests/commerce)
+    """tests/serving's marketplace and app on this test's database, with a storefront key and s1's."""
+    seed_marketplace(factory)
+    with transaction(factory) as s:
+        keys = {role: create_api_key(s, role)[1] for role in ("storefront", "admin")}
+        keys["shopper"] = create_api_key(s, "shopper", shopper_id="s1")[1]
+    app = create_app(
+        settings,
+        session_factory=factory,
+        model_source=source,
+        uplift_source=ScriptedSource(),
+        delivery_source=ScriptedSource(),
+        start_background=False,
+    )
+    with TestClient(app) as client:
+        yield client, keys
+
+
+def test_a_stored_spelling_wins_over_its_normal_form(served, factory, source, monkeypatch):
+    """A shopper stored as `ｓ1` before ids were normalised is its own shopper: its key reaches its pages
+    and orders by that spelling, s1's key does not (nor `ｓ1`'s key s1's); an id the recommender learned
+    as spelt (`s3 `) is that shopper's. Any other look-alike is the shopper of its normal form."""
+    client, keys = served
+    legacy = "\uff531"
+    source.versions["1"].known.add("s3 ")
+    with monkeypatch.context() as m, transaction(factory) as s:
+        m.setattr(shoppers, "chosen_id", lambda session, value, column, field: value)
+        shoppers.create_shopper(s, legacy, "Zhejiang")
+        legacy_key = create_api_key(s, "shopper", shopper_id=legacy)[1]
+    storefront = auth(keys["storefront"])
+    page = client.get(_path(legacy, "recommendations"), headers=storefront).json()
+    assert (page["shopper_id"], _personalised(page)) == (legacy, False)  # the recommender never saw it
+    for route in ("recommendations", "buy-again", "coupons"):
+        mine = client.get(_path(legacy, route), headers=auth(legacy_key))
+        assert (mine.status_code, mine.json()["shopper_id"]) == (200, legacy)
+        assert client.get(_path(legacy, route), headers=auth(keys["shopper"])).status_code == 403
+        assert client.get(_path("s1", route), headers=auth(legacy_key)).status_code == 403
+    assert client.get(_path(legacy, "orders"), headers=auth(legacy_key)).json()["total"] == 0
+    assert _event(client, legacy_key, legacy, "legacy-1").status_code == 202
+    assert _event(client, keys["shopper"], legacy, "legacy-2").status_code == 403
+    for look_alike in ("\uff532", "s2 "):  # no shopper is stored so: s2's page
+        page = client.get(_path(look_alike, "recommendations"), headers=storefront).json()
+        assert (page["shopper_id"], _personalised(page)) == ("s2", True)
+    learned = client.get(_path("s3 ", "recommendations"), headers=storefront).json()
+    assert (learned["shopper_id"], _personalised(learned)) == ("s3 ", True)
+    plain = client.get(_path("s3", "recommendations"), headers=storefront).json()
+    assert (plain["shopper_id"], _personalised(plain)) == ("s3", False)
+    with factory() as s:
+        logged = s.scalars(
+            select(BehaviorEvent.shopper_id).where(BehaviorEvent.event_id.contains(":legacy-"))
+        )
+    assert logged.all() == [legacy]
