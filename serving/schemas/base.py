@@ -102,8 +102,9 @@ def _numeric_fields(model: type[BaseModel]) -> tuple[tuple[str, object], ...]:
 
 
 def _ascii_numbers(annotation, value, field: str) -> None:
-    """Refuse a number in `value` written as text other than `NUMBER` allows, where `annotation` (a field's
-    type) expects one."""
+    """Refuse a number in `value` written as text other than `NUMBER` allows, or as a JSON `true`/`false`
+    (pydantic's int and float read them as 1 and 0, its Decimal refuses them), where `annotation` (a
+    field's type) expects one."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
         _ascii_numbers(args[0], value, field)
@@ -111,6 +112,9 @@ def _ascii_numbers(annotation, value, field: str) -> None:
         kinds = [kind for kind in args if kind is not type(None)]
         if len(kinds) == 1:  # `X | None`; a union of several kinds is left to pydantic
             _ascii_numbers(kinds[0], value, field)
+    elif isinstance(value, bool):
+        if annotation in (int, float, Decimal):
+            raise ValueError(f"{field}: a number, not {str(value).lower()}")
     elif isinstance(value, str):
         if annotation in (int, float, Decimal) and not NUMBER.fullmatch(value):
             raise ValueError(f"{field}: write the number in ASCII digits (e.g. 12.50), not {value[:40]!r}")

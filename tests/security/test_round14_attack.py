@@ -4,8 +4,15 @@ numbers), on the tiny marketplace of tests/serving. Each test failed before its 
 from __future__ import annotations
 
 import socket
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin
 
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel, ValidationError
+
+from serving.field_access import nested_models
 from serving.http import HeaderTimeoutH11Protocol, server_options
+from serving.schemas.base import _numeric_fields
 from tests.resilience.conftest import running_server
 from tests.serving.conftest import auth
 
@@ -43,3 +50,69 @@ def test_a_body_framed_two_ways_is_refused(make_client, settings, keys):
     assert b"\r\nconnection: close" in head.lower()
     listed = client.get("/v1/api-keys", params={"role": "storefront"}, headers=admin).json()["items"]
     assert [k["revoked_at"] for k in listed if k["id"] == made["id"]] == [None]
+
+
+def _body_models(app) -> set[type[BaseModel]]:
+    """Every request body model of the app's routes, and the models nested in them."""
+    found: set[type[BaseModel]] = set()
+    todo = [
+        model
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute) and context.original_route.body_field is not None
+        for model in nested_models(context.original_route.body_field.field_info.annotation)
+    ]
+    while todo:
+        model = todo.pop()
+        if model not in found:
+            found.add(model)
+            todo += [m for field in model.model_fields.values() for m in nested_models(field.annotation)]
+    return found
+
+
+def _true_in(annotation):
+    """A body value that puts JSON `true` where a field of type `annotation` holds a number."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _true_in(args[0])
+    if origin in (Union, UnionType):
+        return _true_in(next(kind for kind in args if kind is not type(None)))
+    if origin in (list, tuple, set, frozenset):
+        return [_true_in(args[0])]
+    if origin is dict:
+        return {"wh1": _true_in(args[1])}
+    return True
+
+
+def test_a_boolean_is_not_a_number(client, keys):
+    """Pydantic's int and float read JSON `true` as 1 and `false` as 0 (its Decimal refuses both): a
+    merchant key's `{"quantity": true}` set p01's stock to 1 unit and `false` to none, a coupon's
+    `"usage_limit": true` (read as "limited") allowed one use, an event's `"value": true` was worth 1.
+    20 of 38 number fields of the request bodies took a boolean; none does now (422)."""
+    merchant = auth(keys["merchant"])
+    for value in (True, False):
+        r = client.put("/v1/products/p01/stock/wh1", json={"quantity": value}, headers=merchant)
+        assert r.status_code == 422 and "quantity: a number" in r.json()["detail"], r.text
+    stock = client.get("/v1/products/p01", headers=merchant).json()["stock"]
+    assert [s["quantity"] for s in stock if s["location"] == "wh1"] == [4]  # as seeded (5, one sold)
+    marketer = auth(keys["marketer"])
+    coupon = {
+        "coupon_id": "c-bool",
+        "kind": "amount_off",
+        "value": "1",
+        "min_spend": "0",
+        "usage_limit": True,
+    }
+    assert client.post("/v1/coupons", json=coupon, headers=marketer).status_code == 422
+    assert client.get("/v1/coupons/c-bool", headers=marketer).status_code == 404
+    fields = [(m, name, kind) for m in _body_models(client.app) for name, kind in _numeric_fields(m)]
+    assert len(fields) >= 30 and ("StockSet", "quantity") in {(m.__name__, n) for m, n, _ in fields}
+    took = []
+    for model, name, kind in fields:
+        try:
+            model.model_validate({name: _true_in(kind)})
+        except ValidationError as exc:
+            if all(e["type"] == "missing" for e in exc.errors()):  # refused only for the fields left out
+                took.append(f"{model.__name__}.{name}")
+        else:
+            took.append(f"{model.__name__}.{name}")
+    assert not took, f"{len(took)} of {len(fields)} number fields take a boolean: {sorted(took)}"
