@@ -112,6 +112,9 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
         # From here the request may have taken effect whatever happens to its response: its
         # Idempotency-Key is kept (serving.idempotency) so that a retry never runs it twice.
         request.state.commit_sent = True
+        # a transaction with no statement since its last rollback (a console form the database refused:
+        # `serving.console.web.attempt`) commits without the database: no sign that it is back
+        answered = session.in_transaction()
         try:
             await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
         except Exception as exc:
@@ -124,7 +127,8 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
                 raise
             state.db_health.failed(exc)
             raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc
-        state.db_health.succeeded(read=read_only_request)  # a GET's commit proves nothing about writes
+        if answered:
+            state.db_health.succeeded(read=read_only_request)  # a GET's commit proves nothing about writes
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -202,33 +203,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.DBAPIError)
     @app.exception_handler(sa_exc.TimeoutError)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """A lost database is a 503 with Retry-After (the outage is logged once by DatabaseHealth), so is
-        contention (a row lock past `lock_timeout`, a deadlock, `statement_timeout`: rolled back, busy
-        rather than down, `Retry-After: 1`; PostgreSQL's own log has the statements); a create that lost
-        a uniqueness race is a 409 (`lost_race`); any other database error is a bug and stays a 500. A
-        statement an operator cancelled (`pg_cancel_backend`) is rolled back too and the database is up,
-        but it is logged and answered `Retry-After: 5`: it was stopped on purpose (a runaway query, locks
-        cleared for maintenance), so not re-run at once."""
         path = request.url.path
-        if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
-            log_cancelled(request.method, path)
-            return _unavailable(CANCELLED_DETAIL, RETRY_AFTER_SECONDS, path)
-        state = request.app.state.serving
-        if is_refused_outright(exc, state.session_factory.kw["bind"]):  # none in use: nothing served
-            state.db_health.failed(exc)
-            return _unavailable(unavailable_detail(exc), RETRY_AFTER_SECONDS, path)
-        if is_connection_limit(exc):  # the pool's connections still serve: `/ready` says `degraded`
-            state.db_health.connection_limited()
-        if is_contention(exc):
-            return _unavailable("the database is busy right now; retry shortly", 1, path)
-        if _nul_in_text(exc):
-            return problem_response(422, "invalid_request", "text may not contain NUL (\\u0000)", path)
-        if lost_race(exc):
-            return problem_response(409, "already_exists", LOST_RACE_DETAIL, path)
-        if not is_outage(exc):
+        refused = database_refusal(request.app.state.serving, request.method, path, exc)
+        if refused is None:
             raise exc
-        request.app.state.serving.db_health.failed(exc)
-        return _unavailable(unavailable_detail(exc), RETRY_AFTER_SECONDS, path)
+        headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
+        return problem_response(refused.status, refused.code, refused.detail, path, headers=headers)
 
     @app.exception_handler(CommitOutcomeUnknown)
     async def commit_outcome_unknown(request: Request, exc: CommitOutcomeUnknown) -> JSONResponse:
@@ -299,6 +279,7 @@ def lost_race(exc: Exception) -> bool:
     )
 
 
+BUSY_DETAIL = "the database is busy right now; retry shortly"
 CANCELLED_DETAIL = "the database cancelled this request's statement; nothing was kept; retry shortly"
 
 
@@ -306,6 +287,45 @@ def log_cancelled(method: str, path: str) -> None:
     """The line a statement cancelled by a cancel request leaves (`is_cancel_request`): answered 503 with
     `CANCELLED_DETAIL` and `Retry-After: RETRY_AFTER_SECONDS`, here and by `serving.idempotency`."""
     log.warning("database statement cancelled by a cancel request (pg_cancel_backend?): %s %s", method, path)
+
+
+@dataclass(frozen=True)
+class DatabaseRefusal:
+    """How a request that met a database error is answered: status, problem code, detail, Retry-After."""
+
+    status: int
+    code: str
+    detail: str
+    retry_after: int | None = None
+
+
+def database_refusal(state, method: str, path: str, exc: Exception) -> DatabaseRefusal | None:
+    """The answer to a database error, or None for a bug (a 500). A lost database is a 503 with
+    Retry-After (the outage is logged once by DatabaseHealth), so is contention (a row lock past
+    `lock_timeout`, a deadlock, `statement_timeout`: rolled back, busy rather than down, `Retry-After: 1`;
+    PostgreSQL's own log has the statements); a create that lost a uniqueness race is a 409 (`lost_race`).
+    A statement an operator cancelled (`pg_cancel_backend`) is rolled back too and the database is up,
+    but it is logged and answered `Retry-After: 5`: it was stopped on purpose (a runaway query, locks
+    cleared for maintenance), so not re-run at once. The API's handler and the console's forms
+    (`serving.console.web.attempt`) answer with it."""
+    if is_cancel_request(exc):  # before contention: an operator stopping a statement is worth a line
+        log_cancelled(method, path)
+        return DatabaseRefusal(503, CODE_BY_STATUS[503], CANCELLED_DETAIL, RETRY_AFTER_SECONDS)
+    if is_refused_outright(exc, state.session_factory.kw["bind"]):  # none in use: nothing served
+        state.db_health.failed(exc)
+        return DatabaseRefusal(503, CODE_BY_STATUS[503], unavailable_detail(exc), RETRY_AFTER_SECONDS)
+    if is_connection_limit(exc):  # the pool's connections still serve: `/ready` says `degraded`
+        state.db_health.connection_limited()
+    if is_contention(exc):
+        return DatabaseRefusal(503, CODE_BY_STATUS[503], BUSY_DETAIL, 1)
+    if _nul_in_text(exc):
+        return DatabaseRefusal(422, "invalid_request", "text may not contain NUL (\\u0000)")
+    if lost_race(exc):
+        return DatabaseRefusal(409, "already_exists", LOST_RACE_DETAIL)
+    if not is_outage(exc):
+        return None
+    state.db_health.failed(exc)
+    return DatabaseRefusal(503, CODE_BY_STATUS[503], unavailable_detail(exc), RETRY_AFTER_SECONDS)
 
 
 def _unavailable(detail: str, retry_after: int, instance: str) -> JSONResponse:

@@ -55,11 +55,12 @@ async def review(
         body = MerchantReview(decision=decision, reason=reason.strip() or None)
         return catalog_api.review(merchant_id, body, session, state, principal, request, background)
 
-    _, error = await attempt(session, run)
+    _, error = await attempt(request, session, run)
     if error:
         return await _queue(
-            request, session, principal, status_code=error.status_code, error=error, failed=merchant_id
-        )
+            request, session, principal, status_code=error.status_code, error=error, failed=merchant_id,
+            reason=reason,
+        )  # fmt: skip
     return redirect("/console/merchants")
 
 
@@ -91,9 +92,11 @@ async def create_key(request: Request, session: SessionDep, principal: AdminOnly
         )
         return keys_api.create_key(body, session, principal)
 
-    created, error = await attempt(session, run)
+    created, error = await attempt(request, session, run)
     if error:
-        return await _keys(request, session, principal, status_code=error.status_code, error=error)
+        return await _keys(
+            request, session, principal, status_code=error.status_code, error=error, key_form=form
+        )
     await run_in_threadpool(session.commit)
     return await _keys(request, session, principal, status_code=201, created=created)  # no-store: caching.py
 
@@ -109,7 +112,7 @@ async def revoke_key(
 ):
     """Through the API's revoke: its background task tells the other replicas (with Redis)."""
     _, error = await attempt(
-        session, lambda: keys_api.revoke_key(key_id, session, state, principal, background)
+        request, session, lambda: keys_api.revoke_key(key_id, session, state, principal, background)
     )
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)
@@ -119,7 +122,9 @@ async def revoke_key(
 @router.post("/keys/{key_id}/sign-out")
 async def end_key_sessions(request: Request, key_id: IntId, session: SessionDep, principal: AdminOnly):
     """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
-    _, error = await attempt(session, lambda: keys_api.end_key_console_sessions(key_id, session, principal))
+    _, error = await attempt(
+        request, session, lambda: keys_api.end_key_console_sessions(key_id, session, principal)
+    )
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)
     return redirect("/console/keys")

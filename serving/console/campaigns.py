@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
@@ -24,7 +25,7 @@ from commerce.services import coupons as coupon_service
 from commerce.sqltypes import NUMBER
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
-from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import NOTHING_SAVED, attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import CampaignId, SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
@@ -68,7 +69,7 @@ async def campaign_list(
     def run():
         return overview.list_campaigns(session, status=status or None, limit=MAX_N, offset=offset)
 
-    page, error = await attempt(None, run)
+    page, error = await attempt(request, None, run)
     if moved := past_the_end(request, page):
         return moved
     return await render(
@@ -138,7 +139,7 @@ async def create_campaign(
         coupon_api.create_coupon(coupon, session, principal)
         return campaign
 
-    campaign, error = await attempt(session, create)
+    campaign, error = await attempt(request, session, create)
     if error:
         form = await request.form()
         return await render(
@@ -192,7 +193,7 @@ class ReportCache:
 
 @router.get("/{campaign_id}")
 async def campaign_page(request: Request, campaign_id: CampaignId, session: SessionDep, principal: Marketing):
-    context, error = await attempt(None, lambda: _detail(session, campaign_id, principal))
+    context, error = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
     if error:
         return await refusal_page(request, "Not found", error)
     return await render(request, "campaign.html", title=context["campaign"].name, **context)
@@ -240,24 +241,32 @@ async def plan(
     margin_rate: Annotated[str, Form()] = "0.3",
 ):
     """Set the draft's budget (its own transaction, so the planner's sees it), then plan as the API does."""
+    budget_set = []
 
     def run():
         with transaction(state.session_factory) as own:
             overview.set_draft_budget(own, campaign_id, budget)
+        budget_set.append(budget)
         body = PlanIn(region=region or None, segment=segment or None, margin_rate=margin_rate)
         return marketing_api.plan_campaign(campaign_id, body, state, principal)
 
-    result, error = await attempt(session, run)
-    context, detail_error = await attempt(None, lambda: _detail(session, campaign_id, principal))
+    result, error = await attempt(request, session, run)
+    if error is not None and budget_set:  # the budget's transaction was kept, as for any refused plan
+        saved = error.message.replace(NOTHING_SAVED, "The budget was saved, the plan was not")
+        error = replace(error, message=saved)
+    context, detail_error = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
         return await refusal_page(request, "Not found", detail_error)
     if result is not None:
         context.update(plan_view(result))
     fragment = bool(request.headers.get("HX-Request"))  # htmx swaps the plan and the budget figure
     template = "_plan.html" if fragment else "campaign.html"
+    # htmx swaps a 422 (base.html), and a busy database's 503 fragment (console.js); the form keeps the input
+    status_code = 200 if error is None else 503 if error.status_code == 503 else 422
+    typed = {"budget": budget, "region": region, "segment": segment, "margin_rate": margin_rate}
     return await render(
-        request, template, status_code=422 if error else 200, title=context["campaign"].name,
-        plan_error=error, fragment=fragment, **context,
+        request, template, status_code=status_code, title=context["campaign"].name,
+        plan_error=error, plan_form=typed if error else None, fragment=fragment, **context,
     )  # fmt: skip
 
 
@@ -271,10 +280,10 @@ async def move(
             request, "error.html", status_code=404, title="Not found", message="no such action"
         )
     _, error = await attempt(
-        session, lambda: marketing_api.move_campaign(campaign_id, action, session, principal)
+        request, session, lambda: marketing_api.move_campaign(campaign_id, action, session, principal)
     )
     if error:
-        context, _ = await attempt(None, lambda: _detail(session, campaign_id, principal))
+        context, _ = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
         return await render(
             request,
             "campaign.html",
@@ -297,7 +306,7 @@ async def report_fragment(
         report = request.app.state.console_reports.report(session, campaign_id, principal)
         return campaign, report
 
-    found, error = await attempt(None, measure)
+    found, error = await attempt(request, None, measure)
     context = {"report_error": error}
     if found is not None:
         context.update(campaign=found[0], report=found[1], report_chart=report_chart(found[1]))

@@ -19,7 +19,9 @@ KINDS = (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)"))
 
 @router.get("")
 async def coupon_list(request: Request, session: SessionDep, principal: Marketing, offset: PageOffset = 0):
-    page, error = await attempt(None, lambda: coupon_api.list_coupons(session, principal, None, 50, offset))
+    page, error = await attempt(
+        request, None, lambda: coupon_api.list_coupons(session, principal, None, 50, offset)
+    )
     if moved := past_the_end(request, page):
         return moved
     return await render(request, "coupons.html", title="Coupons", page=page, error=error)
@@ -74,6 +76,7 @@ async def new_coupon(request: Request, _: Marketing):
 async def create_coupon(request: Request, session: SessionDep, principal: Marketing):
     form = await request.form()
     coupon, error = await attempt(
+        request,
         session,
         lambda: coupon_api.create_coupon(
             CouponCreate(**_terms(form), coupon_id=form.get("coupon_id") or None), session, principal
@@ -89,7 +92,7 @@ async def create_coupon(request: Request, session: SessionDep, principal: Market
 
 @router.get("/{coupon_id}")
 async def coupon_page(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
-    coupon, error = await attempt(None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
+    coupon, error = await attempt(request, None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
     if error:
         return await refusal_page(request, "Not found", error)
     return await render(
@@ -106,9 +109,9 @@ async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, pri
     def edit():
         return coupon_api.edit_coupon(coupon_id, CouponEdit(**_terms(form)), session, principal)
 
-    _, error = await attempt(session, edit)
+    _, error = await attempt(request, session, edit)
     if error:
-        coupon, _ = await attempt(None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
+        coupon, _ = await attempt(request, None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
         return await render(
             request, "coupon_form.html", status_code=error.status_code, title=f"Coupon {coupon_id}",
             form=form, kinds=KINDS, coupon=coupon, error=error,
@@ -118,7 +121,9 @@ async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, pri
 
 @router.post("/{coupon_id}/retire")
 async def retire_coupon(request: Request, coupon_id: str, session: SessionDep, principal: Marketing):
-    _, error = await attempt(session, lambda: coupon_api.retire_coupon(coupon_id, session, principal))
+    _, error = await attempt(
+        request, session, lambda: coupon_api.retire_coupon(coupon_id, session, principal)
+    )
     if error:
         return await refusal_page(request, "Cannot retire", error)
     return redirect("/console/coupons", coupon_id)

@@ -95,6 +95,7 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
     if scope.merchant_id is None:
         return await merchant_picker(request, "Keyword ads")
     page, error = await attempt(
+        request,
         None,
         lambda: search_api.list_keyword_campaigns(
             scope.merchant_id, scope.db, scope.principal, MAX_N, offset
@@ -158,7 +159,7 @@ async def create_campaign(
         )
         return search_api.create_keyword_campaign(merchant_id, body, session, search, principal, background)
 
-    campaign, error = await attempt(session, create)
+    campaign, error = await attempt(request, session, create)
     if error:
         return await _new_form(request, session, principal, merchant_id, form, error)
     return redirect(BASE, campaign.campaign_id)
@@ -184,10 +185,12 @@ async def _campaign_view(
     *,
     start: str | None = None,
     end: str | None = None,
-    error: str | None = None,
+    error: Refusal | None = None,
+    typed: Any = None,
     status_code: int = 200,
 ) -> Response:
-    """The campaign, its keywords and the report over the chosen days (the API's report, same figures)."""
+    """The campaign, its keywords and the report over the chosen days (the API's report, same figures);
+    after a refused change, the form that sent it holds what was `typed`."""
     campaign, page = await _campaign_or_error(request, session, principal, campaign_id)
     if page is not None:
         return page
@@ -200,6 +203,7 @@ async def _campaign_view(
     at = await run_in_threadpool(ads.billing_clock, session)  # today as billing counts it, not this replica
     spent_today = await run_in_threadpool(ads.spent_on, session, campaign_id, at)
     report, refused = await attempt(
+        request,
         None,
         lambda: search_api.keyword_campaign_report(
             campaign_id, session, principal, _midnight(first), _midnight(last + timedelta(days=1))
@@ -210,23 +214,24 @@ async def _campaign_view(
         campaign=campaign, spent_today=spent_today, billing_day=ads.day_key(at),
         report=report, report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
         match_types=MATCH_TYPES, list_path=BASE + merchant_query(principal, campaign.merchant_id),
-        error=error,
+        error=error, typed=typed or {},
     )  # fmt: skip
 
 
-async def _act(request: Request, session, principal: Principal, campaign_id: str, action) -> Response:
-    """Run a change through the API (ownership first); on refusal show the campaign page with the reason
-    and the status the API would answer."""
+async def _act(request: Request, session, principal: Principal, campaign_id: str, form, action) -> Response:
+    """Run a change through the API (ownership first); on refusal show the campaign page with the reason,
+    the status the API would answer and the `form` as it was sent."""
     _, page = await _campaign_or_error(request, session, principal, campaign_id)
     if page is not None:
         return page
-    _, refused = await attempt(session, action)
+    _, refused = await attempt(request, session, action)
     if refused is not None:
         if refused.status_code == 403:
             raise Forbidden(refused.message)
         return await _campaign_view(
-            request, session, principal, campaign_id, error=refused.message, status_code=refused.status_code
-        )
+            request, session, principal, campaign_id, error=refused, typed=form,
+            status_code=refused.status_code,
+        )  # fmt: skip
     return redirect(BASE, campaign_id)
 
 
@@ -248,7 +253,7 @@ async def update_campaign(
         )
         search_api.update_keyword_campaign(campaign_id, body, session, search, principal, background)
 
-    return await _act(request, session, principal, campaign_id, update)
+    return await _act(request, session, principal, campaign_id, form, update)
 
 
 @router.post("/{campaign_id}/keywords")
@@ -270,7 +275,7 @@ async def add_keyword(
         )
         search_api.add_keyword(campaign_id, body, session, search, principal, background)
 
-    return await _act(request, session, principal, campaign_id, add)
+    return await _act(request, session, principal, campaign_id, form, add)
 
 
 @router.post("/{campaign_id}/keywords/{keyword_id}")
@@ -290,4 +295,4 @@ async def update_keyword(
         body = KeywordPatch(bid=form.get("bid") or None, status=form.get("status") or None)
         search_api.update_keyword(campaign_id, keyword_id, body, session, search, principal, background)
 
-    return await _act(request, session, principal, campaign_id, update)
+    return await _act(request, session, principal, campaign_id, form, update)

@@ -172,7 +172,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
         )
         return experiments_api.create_experiment(body, session, principal)
 
-    made, error = await attempt(session, create)
+    made, error = await attempt(request, session, create)
     if error:
         return await render(
             request, "experiment_new.html", status_code=error.status_code, title="New experiment", form=form,
@@ -183,17 +183,19 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
 
 @router.get("/experiments/{name}")
 async def experiment_page(request: Request, name: str, session: SessionDep, principal: Experiments):
-    exp, error = await attempt(None, lambda: experiments_api.get_experiment(name, session, principal))
+    exp, error = await attempt(
+        request, None, lambda: experiments_api.get_experiment(name, session, principal)
+    )
     if error:
         return await refusal_page(request, "Not found", error)
-    report, analysis_error = await attempt(None, lambda: analysis(session, name))
+    report, analysis_error = await attempt(request, None, lambda: analysis(session, name))
     context = {
         "experiment": exp, "report": report, "analysis_error": analysis_error,
         "inference_methods": INFERENCE_METHODS,
     }  # fmt: skip
     if report:
         context["sequential"], context["sequential_error"] = await attempt(
-            None, lambda: sequential_verdict(session, exp)
+            request, None, lambda: sequential_verdict(session, exp)
         )
         context["decision"] = decision(report, exp.primary_metric)
         context["chart"] = interval_chart(
@@ -216,7 +218,7 @@ async def move_experiment(
             request, "error.html", status_code=404, title="Not found", message="no such action"
         )
     call = experiments_api.start_experiment if action == "start" else experiments_api.stop_experiment
-    _, error = await attempt(session, lambda: call(name, session, state, principal))
+    _, error = await attempt(request, session, lambda: call(name, session, state, principal))
     if error:
         return await refusal_page(request, "Cannot do that", error)
     return redirect("/console/experiments", name)
@@ -230,7 +232,7 @@ METRICS_SHOWN = {
 
 @router.get("/models")
 async def models_page(request: Request, state: StateDep, principal: Models):
-    models, error = await attempt(None, lambda: models_api.list_models(state))
+    models, error = await attempt(request, None, lambda: models_api.list_models(state))
     return await render(
         request, "models.html", title="Models", models=models or [], error=error, shown=METRICS_SHOWN,
         mlflow_ui=state.settings.mlflow_ui_url, may_promote=principal.role == "admin",
@@ -250,6 +252,7 @@ async def promote(
 ):
     """Point `champion` at the version (promotion or rollback); serving picks it up on its next poll."""
     _, error = await attempt(
+        request,
         None,
         lambda: models_api.move_alias(state, principal, name, state.settings.model_alias, version),
     )

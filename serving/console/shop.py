@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
-from commerce.errors import DomainError
+from commerce.catalog import Product
 from commerce.services import logistics
 from commerce.services.catalog import leaf_categories
 from commerce.services.merchant_orders import merchant_order, orders_to_ship, shipped_orders
 from commerce.services.merchants import get_merchant
 from commerce.sqltypes import utcnow
-from serving.console.auth import Forbidden, MerchantOnly
+from serving.console.auth import MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import attempt, past_the_end, redirect, refusal, refusal_page, render
+from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import ProductId, SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
@@ -49,6 +49,7 @@ async def _shop_page(
     request: Request, session, principal, merchant_id: str, offset: int = 0, status_code: int = 200, **extra
 ):
     products, error = await attempt(
+        request,
         None,
         lambda: catalog_api.merchant_products(merchant_id, session, principal, None, PAGE, offset),
     )
@@ -120,7 +121,7 @@ async def set_shipping_rule(
         body = ShippingRuleIn(partner_id=partner_id or None, max_days=max_days or None)
         return logistics_api.set_shipping_rule(merchant_id, body, session, principal)
 
-    _, error = await attempt(session, run)
+    _, error = await attempt(request, session, run)
     if error:
         form = {"partner_id": partner_id, "max_days": max_days}
         return await _shop_page(
@@ -154,10 +155,17 @@ async def set_stock(
             product_id, location, StockSet(quantity=quantity), session, state, principal, request, background
         )
 
-    product, error = await attempt(session, run)
-    if error:
+    product, error = await attempt(request, session, run)
+    if error is None:
+        return redirect(f"/console/shop{merchant_query(principal, product.merchant_id)}")
+    if error.status_code in (403, 404):  # not a product (or location) of this shop: the refusal alone
         return await refusal_page(request, "Stock not changed", error)
-    return redirect(f"/console/shop{merchant_query(principal, product.merchant_id)}")
+    merchant_id = await run_in_threadpool(lambda: session.get(Product, product_id).merchant_id)
+    typed = {"product_id": product_id, "location": location, "quantity": quantity}
+    return await _shop_page(
+        request, session, principal, merchant_id, status_code=error.status_code, stock_error=error,
+        stock_form=typed,
+    )  # fmt: skip
 
 
 def _stock_of(form) -> dict[str, str]:
@@ -181,20 +189,16 @@ async def new_product(
     if merchant_id is None:
         return redirect("/console/shop")
     fields = {name: (form.get(name) or "").strip() for name in PRODUCT_FIELDS}
-    try:
+
+    def publish():
         body = ProductCreate(**fields, stock=_stock_of(form))
-        await run_in_threadpool(
-            catalog_api.publish_product, merchant_id, body, session, state, principal, request, background
-        )
-    except (DomainError, HTTPException, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        await run_in_threadpool(session.rollback)
-        refused = refusal(exc)
-        status_code, message = refused.status_code, refused.message
-        if status_code == 403 and not isinstance(exc, DomainError):  # not its shop; a location is input
-            raise Forbidden(message) from exc
+        return catalog_api.publish_product(merchant_id, body, session, state, principal, request, background)
+
+    _, error = await attempt(request, session, publish)  # its shop was checked: a 403 is a location's
+    if error:
         typed = {**fields, **{k: form.get(k) or "" for k in form if k.startswith(("location_", "units_"))}}
         return await _shop_page(
-            request, session, principal, merchant_id, status_code=status_code, product_error=message,
+            request, session, principal, merchant_id, status_code=error.status_code, product_error=error,
             product_form=typed,
         )  # fmt: skip
     return redirect(f"/console/shop{merchant_query(principal, merchant_id)}")

@@ -15,11 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError as SchemaError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import Session
 
 from commerce.errors import DomainError
 from serving.console.auth import CSRF_FIELD, CSRF_HEADER, ConsoleSession, console_session
-from serving.errors import status_for
+from serving.errors import database_refusal, status_for
 
 HERE = Path(__file__).parent
 HTMX = "vendor/htmx-2.0.11.min.js"
@@ -127,6 +129,9 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
         },
         status_code=status_code,
     )
+    for value in context.values():  # a form refused for a busy database: when to send it again
+        if isinstance(value, Refusal) and value.retry_after:
+            response.headers["Retry-After"] = str(value.retry_after)
     if getattr(request.state, "console_new_cookie", False):  # an anonymous browser's first page
         request.app.state.console_sessions.write(request, response, None, session.csrf)
     return response
@@ -162,11 +167,13 @@ def message_of(exc: Exception) -> str:
 @dataclass(frozen=True)
 class Refusal:
     """A refused action as the page shows it: the status the API would have answered (403 / 404 from the
-    router, the domain error's own, 422 for bad input) and its message (`str()` of it, as templates print
-    it). Every console form answers with it, so a 403 or 409 is not shown as a 422."""
+    router, the domain error's own, 422 for bad input, 503 for a busy or unreachable database) and its
+    message (`str()` of it, as templates print it). Every console form answers with it, so a 403 or 409 is
+    not shown as a 422; `render` sends its `retry_after` as the Retry-After header."""
 
     status_code: int
     message: str
+    retry_after: int | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -185,14 +192,44 @@ async def refusal_page(request: Request, title: str, refused: Refusal) -> HTMLRe
     return await render(request, "error.html", status_code=refused.status_code, title=title, message=refused)
 
 
-async def attempt(session: Session | None, action: Callable[[], T]) -> tuple[T | None, Refusal | None]:
+NOTHING_SAVED = "Nothing was saved"
+
+
+async def attempt(
+    request: Request, session: Session | None, action: Callable[[], T]
+) -> tuple[T | None, Refusal | None]:
     """Run an action through the API's code, in the thread pool as the API's routes run: it waits on the
     database, and the console's routes are async (on the event loop, a page waiting on a slow database
     held every request of the process). A refusal (domain rule, HTTP error, bad input) rolls the
-    request's transaction back and comes back for the page to show."""
+    request's transaction back and comes back for the page to show.
+
+    An action (`session` given: the form's transaction) that meets a busy or unreachable database (a
+    lock wait, SQLite's write lock, a lost connection, a timeout) is refused too, as the API answers it
+    (`serving.errors.database_refusal`: 503 and Retry-After) after the same rollback, so nothing of it
+    is kept and its form is shown again with what was typed; its writes are flushed here, so a busy
+    database is met now and not at the commit after the page. It was the generic error page, and the
+    typed form was lost. A read (`session` None) that fails so is the error page: it has nothing to
+    keep."""
     try:
-        return await run_in_threadpool(action), None
+        return await run_in_threadpool(_run, session, action), None
     except (DomainError, HTTPException, SchemaError, ValueError) as exc:
         if session is not None:
             await run_in_threadpool(session.rollback)
         return None, refusal(exc)
+    except (DBAPIError, DatabaseTimeout) as exc:
+        if session is None:
+            raise
+        await run_in_threadpool(session.rollback)
+        state = request.app.state.serving
+        refused = database_refusal(state, request.method, request.url.path, exc)
+        if refused is None:  # a bug, not the database's state: the crash page
+            raise
+        message = f"{NOTHING_SAVED}: {refused.detail}." if refused.status == 503 else refused.detail
+        return None, Refusal(refused.status, message, refused.retry_after)
+
+
+def _run(session: Session | None, action: Callable[[], T]) -> T:
+    result = action()
+    if session is not None:
+        session.flush()
+    return result

@@ -22,6 +22,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.serving.conftest import (  # noqa: F401  (the app over HTTP, without a browser: test_form_failures)
+    client,
+    keys,
+    make_client,
+    session_factory,
+    settings,
+    source,
+    template_db,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
@@ -80,11 +89,11 @@ def demo(needs_browser, tmp_path_factory, migrated_sqlite, empty_mlflow_db) -> d
         [sys.executable, "-c", code, "demo", "--scale", "tiny", "--no-serve"],
         env=env, check=True, cwd=data, capture_output=True, timeout=600,  # 207 s seen at load 24 on 2 cores
     )  # fmt: skip
-    keys = json.loads((data / "demo-keys.json").read_text())
+    demo_keys = json.loads((data / "demo-keys.json").read_text())
     return {
         "dir": data,
-        "keys": {label: k["key"] for label, k in keys["keys"].items()},
-        "samples": keys["samples"],
+        "keys": {label: k["key"] for label, k in demo_keys["keys"].items()},
+        "samples": demo_keys["samples"],
     }
 
 

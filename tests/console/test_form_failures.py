@@ -1,0 +1,332 @@
+"""Every console form with typed input, when the database is busy as it is sent (SQLite's write lock held
+past the busy timeout, a PostgreSQL lock wait: an OperationalError from the API's code the form calls),
+answers 503 with Retry-After and the same form again, holding every value that was typed, with a message
+that nothing was saved; and nothing was (the form's transaction is rolled back: the API's code did its
+writes before the database refused). It was the generic error page, the typed form lost.
+
+The API's code runs for real up to the refusal (`busy_after`), so a half-saved form would show."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from html.parser import HTMLParser
+
+import pytest
+from sqlalchemy import exc, func, select
+
+from commerce.access import ApiKey
+from commerce.ads import AdKeyword, KeywordCampaign
+from commerce.campaigns import Campaign, CampaignMember
+from commerce.catalog import Product, Stock
+from commerce.coupons import Coupon
+from commerce.db import transaction
+from commerce.experiments import Experiment
+from commerce.logistics import ShippingRule
+from commerce.merchants import Merchant
+from serving.routers import catalog, coupons, experiments, logistics, marketing, search
+from serving.routers import keys as keys_api
+from tests.serving.test_console import sign_in
+
+
+def busy() -> exc.OperationalError:
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorname = "SQLITE_BUSY"
+    return exc.OperationalError("UPDATE ...", {}, locked)
+
+
+def busy_after(monkeypatch, module, name: str, real: bool = True) -> None:
+    """`module.name` (an API router function a console form calls) does its work, its rows written into
+    the request's transaction, then the database refuses: as a write meeting a lock held past the wait."""
+    work = getattr(module, name)
+
+    def refused(*args, **kwargs):
+        if real:
+            work(*args, **kwargs)
+        raise busy()
+
+    monkeypatch.setattr(module, name, refused)
+
+
+class FormValues(HTMLParser):
+    """What the page's forms posting to `action` would send: each input's value (checkboxes and radios
+    only when checked), each select's selected option (else its first), each textarea's text."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__()
+        self.action, self.inside, self.values = action, False, {}
+        self.select: str | None = None
+        self.options: list[tuple[str, bool]] = []
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("action") == self.action
+        elif not self.inside:
+            return
+        elif tag == "input" and a.get("name") and a.get("type") not in ("submit", "button"):
+            if a.get("type") in ("checkbox", "radio") and "checked" not in a:
+                return
+            default = "on" if a.get("type") in ("checkbox", "radio") else ""
+            self.values.setdefault(a["name"], []).append(a.get("value", default))
+        elif tag == "select":
+            self.select, self.options = a.get("name"), []
+        elif tag == "option" and self.select:
+            self.options.append((a.get("value"), "selected" in a))
+        elif tag == "textarea":
+            self.textarea = a.get("name")
+            self.values.setdefault(self.textarea, []).append("")
+
+    def handle_endtag(self, tag):
+        if tag == "select" and self.select:
+            chosen = [v for v, selected in self.options if selected] or [self.options[0][0]]
+            self.values.setdefault(self.select, []).append(chosen[0])
+            self.select = None
+        elif tag == "textarea":
+            self.textarea = None
+        elif tag == "form":
+            self.inside = False
+
+    def handle_data(self, data):
+        if self.textarea:
+            self.values[self.textarea][-1] += data
+
+
+def form_values(page: str, action: str) -> dict[str, list[str]]:
+    parser = FormValues(action)
+    parser.feed(page)
+    return parser.values
+
+
+def count(session, column, value) -> int:
+    return session.scalar(select(func.count()).where(column == value))
+
+
+@dataclass
+class Form:
+    """A console form: who sends it, where, what is typed (checked against the page, all of it), what
+    else it sends, which API router function it calls, and what it would have stored."""
+
+    role: str
+    action: str | Callable[[object], str]  # or its address read from the database (an id made earlier)
+    typed: dict[str, str | list[str]]
+    calls: tuple[object, str]
+    stored: Callable[[object], bool]
+    hidden: dict[str, str] = field(default_factory=dict)
+    setup: Callable[[object, str], None] | None = None
+    real: bool = True  # the router function runs before the refusal (False: it would refuse first)
+    saved: str = "Nothing was saved"  # what the message says was kept
+
+
+WINDOW = {"starts_at": "2031-03-01T09:30", "ends_at": "2031-03-08T18:00"}
+
+
+def _new_keyword_campaign(client, token: str) -> None:
+    form = {"csrf_token": token, "name": "kc-base", "daily_budget": "5.00", "product_ids": ["p01"],
+            "keyword_0": "cream", "match_0": "broad", "bid_0": "0.40"}  # fmt: skip
+    made = client.post("/console/keyword-campaigns/new", data=form, follow_redirects=False)
+    assert made.status_code == 303, made.text
+
+
+def _keyword_campaign(session) -> KeywordCampaign:
+    return session.scalars(select(KeywordCampaign).where(KeywordCampaign.name == "kc-base")).one()
+
+
+def _kc_action(suffix: str = "") -> Callable[[object], str]:
+    def action(session) -> str:
+        campaign = _keyword_campaign(session)
+        if suffix == "/bid":
+            keyword = session.scalars(
+                select(AdKeyword).where(AdKeyword.campaign_id == campaign.campaign_id)
+            ).one()
+            return f"/console/keyword-campaigns/{campaign.campaign_id}/keywords/{keyword.keyword_id}"
+        return f"/console/keyword-campaigns/{campaign.campaign_id}{suffix}"
+
+    return action
+
+
+FORMS = {
+    "new campaign": Form(
+        "marketer", "/console/campaigns/new",
+        {"name": "Autumn push", "channel": "email", "budget": "4321.50", "control_share": "0.15", **WINDOW,
+         "kind": "percent_off", "value": "12", "cap": "45", "min_spend": "150", "scope": "category:beauty",
+         "per_shopper_limit": "2", "usage_limit": "300"},
+        (coupons, "create_coupon"),  # after the campaign's own row
+        lambda s: count(s, Campaign.name, "Autumn push") > 0,
+    ),
+    "plan": Form(
+        "marketer", lambda s: f"/console/campaigns/{_draft_id(s)}/plan",
+        {"budget": "777.25", "region": "east", "segment": "loyal", "margin_rate": "0.42"},
+        (marketing, "plan_campaign"),  # no uplift model served here: it would refuse before planning
+        lambda s: count(s, CampaignMember.campaign_id, _draft_id(s)) > 0,
+        setup=lambda client, token: _draft(client, token),
+        real=False,
+        saved="The budget was saved, the plan was not",  # its own transaction, so the planner reads it
+    ),
+    "new coupon": Form(
+        "marketer", "/console/coupons/new",
+        {"coupon_id": "c-typed", "name": "Typed coupon", "kind": "percent_off", "value": "15", "cap": "60",
+         "min_spend": "199", "scope": "category:beauty", "per_shopper_limit": "3", "usage_limit": "40",
+         "budget": "900", **WINDOW, "requires_grant": "on"},
+        (coupons, "create_coupon"),
+        lambda s: s.get(Coupon, "c-typed") is not None,
+    ),
+    "edit coupon": Form(
+        "marketer", "/console/coupons/c-10off",
+        {"name": "Ten off, renamed", "kind": "amount_off", "value": "12", "cap": "", "min_spend": "88",
+         "scope": "platform", "per_shopper_limit": "4", "usage_limit": "77", "budget": "1500", **WINDOW},
+        (coupons, "edit_coupon"),
+        lambda s: s.get(Coupon, "c-10off").name == "Ten off, renamed",
+    ),
+    "new experiment": Form(
+        "data_scientist", "/console/experiments/new",
+        {"name": "typed-exp", "description": "ranking test, typed by hand", "layer": "ranking",
+         "traffic": "0.5", "primary_metric": "revenue_per_shopper", "planned_units": "1200",
+         "inference": "msprt", "variant0_name": "control", "variant0_weight": "2",
+         "variant0_alias": "champion", "variant1_name": "treatment", "variant1_weight": "1",
+         "variant1_alias": "challenger"},
+        (experiments, "create_experiment"),
+        lambda s: count(s, Experiment.name, "typed-exp") > 0,
+    ),
+    "new API key": Form(
+        "admin", "/console/keys",
+        {"role": "merchant", "name": "m2 warehouse script", "shopper_id": "", "merchant_id": "m2"},
+        (keys_api, "create_key"),
+        lambda s: count(s, ApiKey.name, "m2 warehouse script") > 0,
+    ),
+    "merchant rejection": Form(
+        "admin", "/console/merchants/m3/review",
+        {"reason": "licence number does not match the registry"},
+        (catalog, "review"),
+        lambda s: s.get(Merchant, "m3").status != "pending",
+        hidden={"decision": "reject"},
+    ),
+    "shipping rule": Form(
+        "merchant", "/console/shop/shipping-rule",
+        {"partner_id": "", "max_days": "6"},
+        (logistics, "set_shipping_rule"),
+        lambda s: s.get(ShippingRule, "m1") is not None,
+    ),
+    "set stock": Form(
+        "merchant", "/console/shop/products/p01/stock",
+        {"location": "wh1", "quantity": "42"},
+        (catalog, "set_stock"),
+        lambda s: s.scalar(select(Stock.quantity).where(Stock.product_id == "p01", Stock.location == "wh1"))
+        == 42,
+    ),
+    "new product": Form(
+        "merchant", "/console/shop/products",
+        {"title": "Sakura hand cream", "sku": "SKU-TYPED", "category_id": "beauty", "brand": "B",
+         "origin_country": "JP", "price": "129.00", "fulfillment": "direct_mail", "location_0": "ow1",
+         "units_0": "7", "location_1": "", "units_1": "", "location_2": "", "units_2": ""},
+        (catalog, "publish_product"),
+        lambda s: count(s, Product.sku, "SKU-TYPED") > 0,
+    ),
+    "new keyword campaign": Form(
+        "merchant", "/console/keyword-campaigns/new",
+        {"name": "typed kc", "daily_budget": "12.50", "product_ids": ["p01", "p02"],
+         "other_product_ids": "", "keyword_0": "hand cream", "match_0": "phrase", "bid_0": "0.65",
+         "keyword_1": "sakura", "match_1": "exact", "bid_1": "0.30"},
+        (search, "create_keyword_campaign"),
+        lambda s: count(s, KeywordCampaign.name, "typed kc") > 0,
+    ),
+    "keyword campaign budget": Form(
+        "merchant", _kc_action(),
+        {"daily_budget": "33.30"},
+        (search, "update_keyword_campaign"),
+        lambda s: _keyword_campaign(s).daily_budget == Decimal("33.30"),
+        setup=_new_keyword_campaign,
+    ),
+    "new keyword": Form(
+        "merchant", _kc_action("/keywords"),
+        {"keyword": "night cream", "match_type": "exact", "bid": "0.77"},
+        (search, "add_keyword"),
+        lambda s: count(s, AdKeyword.bid, Decimal("0.77")) > 0,
+        setup=_new_keyword_campaign,
+    ),
+    "keyword bid": Form(
+        "merchant", _kc_action("/bid"),
+        {"bid": "0.91"},
+        (search, "update_keyword"),
+        lambda s: count(s, AdKeyword.bid, Decimal("0.91")) > 0,
+        setup=_new_keyword_campaign,
+    ),
+}  # fmt: skip
+
+
+def _draft(client, token: str) -> None:
+    form = {"csrf_token": token, "name": "Plan me", "channel": "site", "budget": "500",
+            "control_share": "0.2", **WINDOW, "kind": "amount_off", "value": "10"}  # fmt: skip
+    assert client.post("/console/campaigns/new", data=form, follow_redirects=False).status_code == 303
+
+
+def _draft_id(session) -> str:
+    return session.scalars(select(Campaign.campaign_id).where(Campaign.name == "Plan me")).one()
+
+
+@pytest.mark.parametrize("name", FORMS)
+def test_a_form_the_busy_database_refused_comes_back_filled_in_and_nothing_is_saved(
+    client, keys, session_factory, monkeypatch, name
+):
+    form = FORMS[name]
+    token = sign_in(client, keys[form.role])
+    if form.setup:
+        form.setup(client, token)
+    with transaction(session_factory) as s:
+        action = form.action(s) if callable(form.action) else form.action
+        assert not form.stored(s)
+    busy_after(monkeypatch, *form.calls, real=form.real)
+
+    r = client.post(action, data={"csrf_token": token, **form.hidden, **form.typed}, follow_redirects=False)
+
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1"
+    assert f"{form.saved}: the database is busy right now; retry shortly." in r.text
+    sent = form_values(r.text, action)
+    typed = {k: v if isinstance(v, list) else [v] for k, v in form.typed.items()}
+    assert {k: sent.get(k) for k in typed} == typed
+    with transaction(session_factory) as s:
+        assert not form.stored(s)
+
+
+def test_a_form_the_unreachable_database_refused_keeps_its_input_and_the_outage(client, keys, monkeypatch):
+    """A lost database is answered as the API answers it (503, Retry-After 5, reported down once), the form
+    filled in; the request's commit afterwards has nothing to commit and does not report the database
+    back (it did, so the next request found it "up")."""
+    token = sign_in(client, keys["marketer"])
+    lost = sqlite3.OperationalError("unable to open database file")
+    lost.sqlite_errorname = "SQLITE_CANTOPEN"
+
+    def unreachable(*args, **kwargs):
+        raise exc.OperationalError("INSERT ...", {}, lost)
+
+    monkeypatch.setattr(marketing, "create_campaign", unreachable)
+    form = FORMS["new campaign"]
+    r = client.post(form.action, data={"csrf_token": token, **form.typed}, follow_redirects=False)
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert "Nothing was saved: the database is unavailable; retry shortly." in r.text
+    assert form_values(r.text, form.action)["name"] == ["Autumn push"]
+    assert not client.app.state.serving.db_health.up
+
+
+def test_the_plan_refused_by_a_busy_database_answers_htmx_with_its_fragment(client, keys, monkeypatch):
+    """htmx posts the plan form and swaps only its answer (#plan-result): the form, outside it, keeps the
+    input in the browser; the answer is the fragment with the message, 503 (console.js swaps a 503
+    fragment; a whole page, the console's error page, it leaves as a failed request)."""
+    token = sign_in(client, keys["marketer"])
+    _draft(client, token)
+    with transaction(client.app.state.serving.session_factory) as s:
+        campaign_id = _draft_id(s)
+    busy_after(monkeypatch, marketing, "plan_campaign", real=False)
+    r = client.post(
+        f"/console/campaigns/{campaign_id}/plan",
+        data={"csrf_token": token, "budget": "777.25"},
+        headers={"HX-Request": "true"},
+    )
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.text.lstrip().startswith('<div id="plan-result"')
+    assert "The budget was saved, the plan was not: the database is busy right now; retry" in r.text
+    assert 'id="campaign-budget" hx-swap-oob="true">777.25<' in r.text  # the figure says so too
