@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
@@ -24,7 +25,7 @@ from commerce.services import coupons as coupon_service
 from commerce.sqltypes import NUMBER
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
-from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import NOTHING_SAVED, attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import CampaignId, SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
@@ -240,14 +241,19 @@ async def plan(
     margin_rate: Annotated[str, Form()] = "0.3",
 ):
     """Set the draft's budget (its own transaction, so the planner's sees it), then plan as the API does."""
+    budget_set = []
 
     def run():
         with transaction(state.session_factory) as own:
             overview.set_draft_budget(own, campaign_id, budget)
+        budget_set.append(budget)
         body = PlanIn(region=region or None, segment=segment or None, margin_rate=margin_rate)
         return marketing_api.plan_campaign(campaign_id, body, state, principal)
 
     result, error = await attempt(request, session, run)
+    if error is not None and budget_set:  # the budget's transaction was kept, as for any refused plan
+        saved = error.message.replace(NOTHING_SAVED, "The budget was saved, the plan was not")
+        error = replace(error, message=saved)
     context, detail_error = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
         return await refusal_page(request, "Not found", detail_error)

@@ -192,6 +192,9 @@ async def refusal_page(request: Request, title: str, refused: Refusal) -> HTMLRe
     return await render(request, "error.html", status_code=refused.status_code, title=title, message=refused)
 
 
+NOTHING_SAVED = "Nothing was saved"
+
+
 async def attempt(
     request: Request, session: Session | None, action: Callable[[], T]
 ) -> tuple[T | None, Refusal | None]:
@@ -221,7 +224,7 @@ async def attempt(
         refused = database_refusal(state, request.method, request.url.path, exc)
         if refused is None:  # a bug, not the database's state: the crash page
             raise
-        message = f"Nothing was saved: {refused.detail}." if refused.status == 503 else refused.detail
+        message = f"{NOTHING_SAVED}: {refused.detail}." if refused.status == 503 else refused.detail
         return None, Refusal(refused.status, message, refused.retry_after)
 
 

@@ -118,6 +118,7 @@ class Form:
     hidden: dict[str, str] = field(default_factory=dict)
     setup: Callable[[object, str], None] | None = None
     real: bool = True  # the router function runs before the refusal (False: it would refuse first)
+    saved: str = "Nothing was saved"  # what the message says was kept
 
 
 WINDOW = {"starts_at": "2031-03-01T09:30", "ends_at": "2031-03-08T18:00"}
@@ -163,6 +164,7 @@ FORMS = {
         lambda s: count(s, CampaignMember.campaign_id, _draft_id(s)) > 0,
         setup=lambda client, token: _draft(client, token),
         real=False,
+        saved="The budget was saved, the plan was not",  # its own transaction, so the planner reads it
     ),
     "new coupon": Form(
         "marketer", "/console/coupons/new",
@@ -282,7 +284,7 @@ def test_a_form_the_busy_database_refused_comes_back_filled_in_and_nothing_is_sa
 
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"] == "1"
-    assert "Nothing was saved: the database is busy right now; retry shortly." in r.text
+    assert f"{form.saved}: the database is busy right now; retry shortly." in r.text
     sent = form_values(r.text, action)
     typed = {k: v if isinstance(v, list) else [v] for k, v in form.typed.items()}
     assert {k: sent.get(k) for k in typed} == typed
@@ -308,3 +310,23 @@ def test_a_form_the_unreachable_database_refused_keeps_its_input_and_the_outage(
     assert "Nothing was saved: the database is unavailable; retry shortly." in r.text
     assert form_values(r.text, form.action)["name"] == ["Autumn push"]
     assert not client.app.state.serving.db_health.up
+
+
+def test_the_plan_refused_by_a_busy_database_answers_htmx_with_its_fragment(client, keys, monkeypatch):
+    """htmx posts the plan form and swaps only its answer (#plan-result): the form, outside it, keeps the
+    input in the browser; the answer is the fragment with the message, 503 (console.js swaps a 503
+    fragment; a whole page, the console's error page, it leaves as a failed request)."""
+    token = sign_in(client, keys["marketer"])
+    _draft(client, token)
+    with transaction(client.app.state.serving.session_factory) as s:
+        campaign_id = _draft_id(s)
+    busy_after(monkeypatch, marketing, "plan_campaign", real=False)
+    r = client.post(
+        f"/console/campaigns/{campaign_id}/plan",
+        data={"csrf_token": token, "budget": "777.25"},
+        headers={"HX-Request": "true"},
+    )
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.text.lstrip().startswith('<div id="plan-result"')
+    assert "The budget was saved, the plan was not: the database is busy right now; retry" in r.text
+    assert 'id="campaign-budget" hx-swap-oob="true">777.25<' in r.text  # the figure says so too

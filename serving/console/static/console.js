@@ -28,6 +28,16 @@ function requestFailed(event, text) {
   note.textContent = text;
   target.prepend(note);
 }
+// A form that met a busy or unreachable database answers 503 with its own fragment (nothing was saved,
+// retry shortly): swap it like a refusal, so that message shows. A whole page (the console's error page)
+// is not a fragment of this one: it stays a failed request.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const xhr = event.detail.xhr;
+  if (xhr.status === 503 && !/^\s*<!doctype/i.test(xhr.responseText)) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
 document.addEventListener("htmx:responseError", (event) => requestFailed(event,
   `The server could not answer (HTTP ${event.detail.xhr.status}); try again, or reload the page.`));
 document.addEventListener("htmx:sendError", (event) => requestFailed(event,
