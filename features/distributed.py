@@ -91,17 +91,17 @@ def run_feature_job(
         categories = pd.read_parquet(data / "categories.parquet")
         dirs = {name: stack.enter_context(staged_directory(out / name)) for name in OUTPUTS}
         job = (weights, half_life_days, dirs)
-        if client is None:
-            _stream_feature_job(data, out, as_of, n, products, categories, job)
+        if client is None:  # the spill in a staged output: a killed job's goes at the next write of it
+            _stream_feature_job(data, dirs["interactions"], as_of, n, products, categories, job)
         else:
             _dask_feature_job(data, as_of, n, products, categories, job, client, stall_seconds)
     return {name: out / name for name in OUTPUTS}
 
 
-def _stream_feature_job(data: Path, out: Path, as_of, n: int, products, categories, job) -> None:
-    """The feature job in this process: the shopper partitions one by one (`ShopperPartitions`),
-    product counts summed as they come."""
-    with ShopperPartitions(data, n, workdir=out) as parts:
+def _stream_feature_job(data: Path, workdir: Path, as_of, n: int, products, categories, job) -> None:
+    """The feature job in this process: the shopper partitions one by one (`ShopperPartitions`, its
+    spill in `workdir`), product counts summed as they come."""
+    with ShopperPartitions(data, n, workdir=workdir) as parts:
         as_of = as_utc(parts.last_ts + pd.Timedelta(microseconds=1) if as_of is None else as_of)
         counts = _TreeSum(n)
         for i, events, shoppers in parts:
@@ -117,7 +117,10 @@ class ShopperPartitions:
     batches and each batch's rows appended to one Arrow file per partition (`shopper_buckets`, the
     hash the cluster shuffle uses) under a temporary directory in `workdir`, removed on exit; so
     memory is one batch while cutting and one partition while reading, whatever the size of the log.
-    `last_ts` is the latest event time (None without events)."""
+    A killed process does not exit: callers put the spill in a `staged_directory` they write, which
+    the next write of that output removes (in the job's `--out` itself, each kill left a copy of the
+    events, 2.3x their Parquet size, for good). `last_ts` is the latest event time (None without
+    events)."""
 
     def __init__(self, data_dir: str | Path, n: int, *, workdir: str | Path | None = None):
         self.data, self.n, self.workdir = Path(data_dir), n, workdir

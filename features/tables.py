@@ -7,6 +7,7 @@ Inputs follow docs/data-contracts.md (`events`, `products`, `shoppers` frames as
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -401,9 +402,10 @@ def build_feature_tables(data_dir: str | Path, out_dir: str | Path, as_of=None) 
         ),
         "product_features": product_features(m["events"], m["products"], as_of, categories=m["categories"]),
     }
-    paths = {}
-    for name, table in tables.items():
-        paths[name] = out / f"{name}.parquet"
-        with atomic_path(paths[name]) as tmp:
-            table.to_parquet(tmp)
+    paths = {name: out / f"{name}.parquet" for name in tables}
+    # Both written before either is published (one `as_of`, read together): published one by one, a
+    # process killed while writing the second left the new shopper table beside the previous product one.
+    with ExitStack() as stack:
+        for name, table in tables.items():
+            table.to_parquet(stack.enter_context(atomic_path(paths[name])))
     return paths

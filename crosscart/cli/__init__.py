@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from typer.core import TyperGroup
@@ -50,16 +54,54 @@ BUSY_MESSAGE = (
 )
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (`_terminable`). Not an `Exception`, so no `except Exception` on the way takes it
+    for an error to report and go on from."""
+
+
+@contextmanager
+def _terminable() -> Iterator[None]:
+    """Turn SIGTERM (a node drain, `docker stop`, an operator's `kill`) into `Terminated`, raised in the
+    main thread where it runs, so that the command's clean-ups run before it ends: Python's default
+    ended the process at once, as SIGKILL does, so a terminated `features job` left its spill (a copy
+    of the events) for good, and a terminated training left its MLflow run RUNNING until the next
+    training of the experiment. The process then ends by SIGTERM all the same, saying nothing more (its
+    parent sees the signal; `serve` re-raises it after uvicorn's graceful shutdown); a second SIGTERM
+    while it cleans up ends it at once. Code running outside Python (a model's fit in C) takes the
+    exception when it returns to Python."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
+        yield
+        return
+
+    def terminate(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Commands(TyperGroup):
-    """Every command: the host's storage refusing a write (`commerce.files.is_storage_refusal`: a full,
-    read-only or failing disk) ends it with one line naming the file, exit 1, where it printed a
-    traceback (83 lines for `campaign export`); so does an input Parquet file it cannot use
-    (`commerce.inputs.is_unreadable_input`: cut short, damaged pages, a column missing or of another kind;
-    `db load`, `features build`: 25-440 lines), and a SQLite database locked by another writer past the
-    busy timeout (`commerce.db.is_sqlite_busy`: MLflow's store during `train`, 100+ lines). Any other
-    exception is still a bug and shows its traceback."""
+    """Every command: SIGTERM ends it through its clean-ups (`_terminable`). The host's storage refusing
+    a write (`commerce.files.is_storage_refusal`: a full, read-only or failing disk) ends it with one
+    line naming the file, exit 1, where it printed a traceback (83 lines for `campaign export`); so does
+    an input Parquet file it cannot use (`commerce.inputs.is_unreadable_input`: cut short, damaged
+    pages, a column missing or of another kind; `db load`, `features build`: 25-440 lines), and a SQLite
+    database locked by another writer past the busy timeout (`commerce.db.is_sqlite_busy`: MLflow's
+    store during `train`, 100+ lines). Any other exception is still a bug and shows its traceback."""
 
     def invoke(self, ctx):
+        with _terminable():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OSError as exc:
