@@ -696,7 +696,7 @@ def _refuse_rounded_ids(column: pd.Series, name: str, source: str) -> None:
 
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return
-    categories = pa.array(column.cat.categories.astype(str))
+    categories = pa.array(column.cat.categories.astype(str), type=pa.string())  # none read: no null kernel
     rounded = np.flatnonzero(pc.match_substring_regex(categories, ROUNDED_ID).to_numpy(zero_copy_only=False))
     if len(rounded):
         rows = np.isin(column.cat.codes.to_numpy(), rounded)
@@ -752,9 +752,15 @@ TIME_LAYOUTS = (
     "%m/%d/%Y %H:%M",
     "%m/%d/%Y %H:%M:%S",
     "%m/%d/%Y",
+    "%m/%d/%Y %I:%M:%S %p",  # .NET and SQL Server, en-US: 12/1/2010 8:26:00 AM
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%y %H:%M",  # Excel's m/d/yy h:mm; two-digit years are 1969-2068
+    "%m/%d/%y",
     "%d/%m/%Y %H:%M",
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y",
+    "%d/%m/%y %H:%M",
+    "%d/%m/%y",
     "%d.%m.%Y %H:%M",
     "%d.%m.%Y %H:%M:%S",
     "%d.%m.%Y",
@@ -770,6 +776,7 @@ TIME_LAYOUTS = (
     "%Y%m%d%H%M%S",
     "%d-%b-%Y %H:%M:%S",
     "%d-%b-%Y",
+    "%d-%b-%y",  # Oracle's default: 01-DEC-10
 )
 
 
