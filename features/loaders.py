@@ -483,10 +483,27 @@ def _unpacked(path: Path):
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
         if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
+            sheets = _sheet_names(archive.read("xl/workbook.xml")) if "xl/workbook.xml" in names else []
+            if len(sheets) > 1:
+                raise ValueError(
+                    f"{path} is an Excel workbook of {len(sheets)} sheets ({', '.join(map(repr, sheets))}):"
+                    " save each as CSV (Excel saves only the sheet shown) and put their rows in one file"
+                )
             raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
         if len(names) != 1:
             raise ValueError(f"{path} is a zip archive of {len(names)} files: unzip it and name one")
         return _buffer(_as_utf8(archive.read(names[0])))
+
+
+def _sheet_names(workbook_xml: bytes) -> list[str]:
+    """The sheet names of an .xlsx's `xl/workbook.xml` (UCI's online_retail_II.xlsx: a year each)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(workbook_xml)
+    except ElementTree.ParseError:
+        return []
+    return [sheet.get("name", "") for sheet in root.iter() if str(sheet.tag).rsplit("}", 1)[-1] == "sheet"]
 
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

@@ -918,3 +918,25 @@ def test_two_digit_years_and_am_pm_times_are_read(tmp_path, written, first):
     assert report.rows_dropped == 0
     assert events["ts"].dt.date.min() == pd.Timestamp("2010-12-01").date()
     assert events["ts"].dt.date.max() == pd.Timestamp("2010-12-20").date()
+
+
+def test_a_workbook_of_several_sheets_is_refused_naming_them(tmp_path):
+    """UCI's online_retail_II.xlsx holds two sheets, a year each: 'save it as CSV' saves only the sheet
+    Excel shows, and half the invoices were lost without a word. The refusal names the sheets."""
+    import zipfile
+
+    workbook = tmp_path / "online_retail_II.xlsx"
+    with zipfile.ZipFile(workbook, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr(
+            "xl/workbook.xml",
+            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheets>'
+            '<sheet name="Year 2009-2010" sheetId="1"/><sheet name="Year 2010-2011" sheetId="2"/>'
+            "</sheets></workbook>",
+        )
+    with pytest.raises(ValueError) as refused:
+        load_events(workbook, user_col="Customer ID", item_col="StockCode")
+    assert str(refused.value) == (
+        f"{workbook} is an Excel workbook of 2 sheets ('Year 2009-2010', 'Year 2010-2011'): save each as"
+        " CSV (Excel saves only the sheet shown) and put their rows in one file"
+    )
