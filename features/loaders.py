@@ -483,10 +483,27 @@ def _unpacked(path: Path):
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
         if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
+            sheets = _sheet_names(archive.read("xl/workbook.xml")) if "xl/workbook.xml" in names else []
+            if len(sheets) > 1:
+                raise ValueError(
+                    f"{path} is an Excel workbook of {len(sheets)} sheets ({', '.join(map(repr, sheets))}):"
+                    " save each as CSV (Excel saves only the sheet shown) and put their rows in one file"
+                )
             raise ValueError(f"{path} is an Excel workbook: save it as CSV first")
         if len(names) != 1:
             raise ValueError(f"{path} is a zip archive of {len(names)} files: unzip it and name one")
         return _buffer(_as_utf8(archive.read(names[0])))
+
+
+def _sheet_names(workbook_xml: bytes) -> list[str]:
+    """The sheet names of an .xlsx's `xl/workbook.xml` (UCI's online_retail_II.xlsx: a year each)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(workbook_xml)
+    except ElementTree.ParseError:
+        return []
+    return [sheet.get("name", "") for sheet in root.iter() if str(sheet.tag).rsplit("}", 1)[-1] == "sheet"]
 
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -696,7 +713,7 @@ def _refuse_rounded_ids(column: pd.Series, name: str, source: str) -> None:
 
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return
-    categories = pa.array(column.cat.categories.astype(str))
+    categories = pa.array(column.cat.categories.astype(str), type=pa.string())  # none read: no null kernel
     rounded = np.flatnonzero(pc.match_substring_regex(categories, ROUNDED_ID).to_numpy(zero_copy_only=False))
     if len(rounded):
         rows = np.isin(column.cat.codes.to_numpy(), rounded)
@@ -752,9 +769,15 @@ TIME_LAYOUTS = (
     "%m/%d/%Y %H:%M",
     "%m/%d/%Y %H:%M:%S",
     "%m/%d/%Y",
+    "%m/%d/%Y %I:%M:%S %p",  # .NET and SQL Server, en-US: 12/1/2010 8:26:00 AM
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%y %H:%M",  # Excel's m/d/yy h:mm; two-digit years are 1969-2068
+    "%m/%d/%y",
     "%d/%m/%Y %H:%M",
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y",
+    "%d/%m/%y %H:%M",
+    "%d/%m/%y",
     "%d.%m.%Y %H:%M",
     "%d.%m.%Y %H:%M:%S",
     "%d.%m.%Y",
@@ -770,6 +793,7 @@ TIME_LAYOUTS = (
     "%Y%m%d%H%M%S",
     "%d-%b-%Y %H:%M:%S",
     "%d-%b-%Y",
+    "%d-%b-%y",  # Oracle's default: 01-DEC-10
 )
 
 

@@ -876,6 +876,8 @@ def test_ids_excel_rounded_to_scientific_notation_are_refused(tmp_path):
         load_events(path, user_col="CUSTOMER_ID", item_col="PRODUCT_ID", time_col="TRANSACTION_DT")
     codes = _write(tmp_path / "codes.csv", ["u,i", "1,1E5", "1,2E+3X"])
     assert load_events(codes, user_col="u", item_col="i")[0]["item_id"].tolist() == ["1E5", "2E+3X"]
+    broken = _write(tmp_path / "broken.csv", ["u,i", "1,2,3"])  # no row read: no id to check
+    assert load_events(broken, user_col="u", item_col="i")[1].dropped == {"wrong number of fields": 1}
 
 
 def test_a_compressed_utf16_export_is_read(tmp_path):
@@ -889,3 +891,52 @@ def test_a_compressed_utf16_export_is_read(tmp_path):
     read, report = load_events(packed, **columns)
     pd.testing.assert_frame_equal(read, load_events(_write(tmp_path / "plain.tsv", lines), **columns)[0])
     assert read["item_id"].iloc[0] == "CAFÉ CRÈME, RED" and report.rows_read == 39
+
+
+@pytest.mark.parametrize(
+    ("written", "first"),
+    [
+        ("12/{day}/10 {hour}:{minute:02d}", "12/1/10 8:00"),  # Excel's m/d/yy h:mm
+        ("{day:02d}/12/10 {hour:02d}:{minute:02d}", "01/12/10 08:00"),  # dd/mm/yy, a UK export
+        ("12/{day}/2010 {hour}:{minute:02d}:00 AM", "12/1/2010 8:00:00 AM"),  # .NET / SQL Server, en-US
+        ("{day:02d}-DEC-10", "01-DEC-10"),  # Oracle's default date
+    ],
+    ids=["m/d/yy", "dd/mm/yy", "AM/PM", "DD-MON-YY"],
+)
+def test_two_digit_years_and_am_pm_times_are_read(tmp_path, written, first):
+    """Online Retail's invoices re-exported by other tools: no layout read two-digit years, AM/PM or
+    Oracle's 01-DEC-10, so every file was refused as unreadable times (all 40 rows)."""
+    lines = ["InvoiceNo,StockCode,InvoiceDate,CustomerID"]
+    for n in range(40):
+        day, hour, minute = 1 + n % 20, 8 + n % 4, n
+        lines.append(
+            f"{536365 + n},{85123 + n % 5}," + written.format(day=day, hour=hour, minute=minute) + f",{n % 4}"
+        )
+    path = _write(tmp_path / "invoices.csv", lines)
+    assert lines[1].split(",")[2] == first
+    events, report = load_events(path, user_col="CustomerID", item_col="StockCode", time_col="InvoiceDate")
+    assert report.rows_dropped == 0
+    assert events["ts"].dt.date.min() == pd.Timestamp("2010-12-01").date()
+    assert events["ts"].dt.date.max() == pd.Timestamp("2010-12-20").date()
+
+
+def test_a_workbook_of_several_sheets_is_refused_naming_them(tmp_path):
+    """UCI's online_retail_II.xlsx holds two sheets, a year each: 'save it as CSV' saves only the sheet
+    Excel shows, and half the invoices were lost without a word. The refusal names the sheets."""
+    import zipfile
+
+    workbook = tmp_path / "online_retail_II.xlsx"
+    with zipfile.ZipFile(workbook, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr(
+            "xl/workbook.xml",
+            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheets>'
+            '<sheet name="Year 2009-2010" sheetId="1"/><sheet name="Year 2010-2011" sheetId="2"/>'
+            "</sheets></workbook>",
+        )
+    with pytest.raises(ValueError) as refused:
+        load_events(workbook, user_col="Customer ID", item_col="StockCode")
+    assert str(refused.value) == (
+        f"{workbook} is an Excel workbook of 2 sheets ('Year 2009-2010', 'Year 2010-2011'): save each as"
+        " CSV (Excel saves only the sheet shown) and put their rows in one file"
+    )
