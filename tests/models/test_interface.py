@@ -150,3 +150,12 @@ def test_bad_n_is_rejected(name, fitted):
 def test_fit_rejects_non_interaction_data():
     with pytest.raises(TypeError, match="InteractionData"):
         make_recommender("ease").fit(np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_knows_user_names_the_users_fitted_as_spelt(name, fitted, market):
+    """Serving reads a look-alike shopper id (`ｕ000`, `u000 `) as the shopper the model learned it as,
+    else as its normal form: every model answers for the ids it was fitted on, exactly."""
+    model = fitted[name]
+    assert all(model.knows_user(u) for u in market.user_ids[:5])
+    assert not any(model.knows_user(u) for u in ("\uff55000", "u000 ", "nobody"))
