@@ -116,3 +116,24 @@ def test_a_boolean_is_not_a_number(client, keys):
         else:
             took.append(f"{model.__name__}.{name}")
     assert not took, f"{len(took)} of {len(fields)} number fields take a boolean: {sorted(took)}"
+
+
+def test_a_retry_is_one_caller_however_it_spells_its_key(client, keys):
+    """The Idempotency-Key was scoped to a hash of the `Authorization` header as sent, though the API
+    reads `bearer K`, `BEARER K` and `Bearer  K` as `Bearer K`: a checkout retried with the header spelt
+    another way (a proxy, another client library) was another caller's request and ran again, 4 orders
+    for 4 spellings. They are one caller now: one order, replayed 3 times."""
+    key, cart = keys["shopper"], {"lines": [{"product_id": "p02", "quantity": 1}]}
+    answers = [
+        client.post(
+            "/v1/shoppers/s1/orders",
+            json=cart,
+            headers={"Authorization": spelling, "Idempotency-Key": "checkout-1"},
+        )
+        for spelling in (f"Bearer {key}", f"bearer {key}", f"BEARER {key}", f"Bearer   {key}")
+    ]
+    assert [a.status_code for a in answers] == [201] * 4
+    assert len({a.json()["order_id"] for a in answers}) == 1
+    assert [a.headers.get("idempotent-replayed") for a in answers] == [None, "true", "true", "true"]
+    orders = client.get("/v1/shoppers/s1/orders", headers=auth(key)).json()
+    assert [o["status"] for o in orders["items"]].count("pending_payment") == 1
