@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import icu
@@ -73,6 +73,20 @@ def utcnow() -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: The calendar's first and last instants, in UTC: no time column holds one before or after.
+FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def shifted(at: datetime, delta: timedelta) -> datetime:
+    """`at + delta`, stopped at the calendar's first or last instant: the bound of a window around a time
+    a request chose (a report ending 9999-12-31, a campaign starting 0001-01-01), where `+` overflowed."""
+    try:
+        return at + delta
+    except OverflowError:
+        return LAST_INSTANT if delta > timedelta(0) else FIRST_INSTANT
 
 
 #: A number written as text (a JSON string, a form field, an argument): ASCII digits with an optional sign,

@@ -24,6 +24,7 @@ import json
 import logging
 
 from fastapi import HTTPException
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.concurrency import run_in_threadpool
@@ -59,10 +60,17 @@ NOT_STORED = {429}  # nor any 5xx
 
 def _caller(scope) -> tuple[str, bytes]:
     """The stored scope of a key (a hash of the credential) and the secret its responses are sealed
-    under (the raw credential; for an anonymous caller, which has none, its address)."""
+    under (the credential; for an anonymous caller, which has none, its address). The credential is the
+    API key as the API reads it (`serving.deps.bearer`: FastAPI's `get_authorization_scheme_param`, any
+    case of `Bearer`, spaces around the key dropped), written `Bearer <key>`. Hashed as sent, `bearer
+    <key>` or `Bearer  <key>` (the same key to the API) was another scope: a retry spelt so ran again."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            return "key:" + hashlib.sha256(value).hexdigest()[:40], value
+            scheme, key = get_authorization_scheme_param(value.decode("latin-1"))
+            if scheme.lower() == "bearer" and key:
+                credential = f"Bearer {key}".encode("latin-1")
+                return "key:" + hashlib.sha256(credential).hexdigest()[:40], credential
+            break  # not a key: the API reads the caller as anonymous
     client = scope.get("client") or ("unknown", 0)
     return f"ip:{client[0]}", f"ip:{client[0]}".encode()
 

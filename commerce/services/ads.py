@@ -53,7 +53,7 @@ from commerce.services._util import (
 )
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
-from commerce.sqltypes import as_utc, to_money, utcnow
+from commerce.sqltypes import as_utc, shifted, to_money, utcnow
 
 TOKEN_TTL = timedelta(hours=1)
 ATTRIBUTION_WINDOW = timedelta(days=7)
@@ -591,7 +591,7 @@ def campaign_report(session: Session, campaign_id: str, start: datetime, end: da
                 Order.shopper_id.in_(list(by_shopper)),
                 Order.status.in_(COUNTED_STATUSES),
                 Order.paid_at >= start,
-                Order.paid_at < end + ATTRIBUTION_WINDOW,
+                Order.paid_at < shifted(end, ATTRIBUTION_WINDOW),
             )
         ).all()
         for line_id, order_id, shopper, paid_at, product, total in lines:

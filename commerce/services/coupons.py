@@ -59,7 +59,7 @@ from commerce.services._util import (
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
-from commerce.sqltypes import as_utc, round_fen, to_money, utcnow
+from commerce.sqltypes import as_utc, round_fen, shifted, to_money, utcnow
 
 SCOPE_MODELS = {"category": Category, "merchant": Merchant, "product": Product}
 #: PostgreSQL advisory lock serializing what gives shoppers live campaign coupons (`lock_live_coupons`).
@@ -342,8 +342,8 @@ def nearby_contacts(campaign_id: str, at: datetime, policy: ContactPolicy) -> Su
     scheduled, running or completed campaign, contacted at its start (whenever it was launched), and
     campaign grants given by hand to a shopper outside such an audience, at their grant time. Both
     directions, so the contacts planned or made later count as much as the earlier ones."""
-    since = at - timedelta(days=policy.window_days)
-    until = at + timedelta(days=policy.window_days)
+    since = shifted(at, -timedelta(days=policy.window_days))
+    until = shifted(at, timedelta(days=policy.window_days))
     in_audience = (
         exists()
         .where(

@@ -19,6 +19,7 @@ from commerce.search.index import Filters
 from commerce.services import ads
 from commerce.services._util import get_or_404, stored_key
 from commerce.services.catalog import category_subtree
+from commerce.sqltypes import shifted
 from serving.audit import audit
 from serving.deps import (
     KeywordCampaignId,
@@ -348,7 +349,7 @@ def keyword_campaign_report(
     7 days) and ROAS over [start, end) (default: the last 30 days)."""
     _owned(session, principal, campaign_id)
     end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=30)
+    start = start or shifted(end, -timedelta(days=30))
     if start >= end:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must be before end")
     rep = ads.campaign_report(session, campaign_id, start, end)

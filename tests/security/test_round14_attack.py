@@ -10,11 +10,15 @@ from typing import Annotated, Union, get_args, get_origin
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
 
+from commerce.db import transaction
+from commerce.services.coupons import CouponInput, create_coupon
 from serving.field_access import nested_models
 from serving.http import HeaderTimeoutH11Protocol, server_options
 from serving.schemas.base import _numeric_fields
 from tests.resilience.conftest import running_server
-from tests.serving.conftest import auth
+from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
+from tests.security.test_hostile_clients_round4 import _ad_token, _keys, _keyword_campaign
+from tests.serving.conftest import auth, grant_only_campaign
 
 PORT = 18791  # this helper's range (18790-18799)
 
@@ -116,3 +120,83 @@ def test_a_boolean_is_not_a_number(client, keys):
         else:
             took.append(f"{model.__name__}.{name}")
     assert not took, f"{len(took)} of {len(fields)} number fields take a boolean: {sorted(took)}"
+
+
+def test_a_retry_is_one_caller_however_it_spells_its_key(client, keys):
+    """The Idempotency-Key was scoped to a hash of the `Authorization` header as sent, though the API
+    reads `bearer K`, `BEARER K` and `Bearer  K` as `Bearer K`: a checkout retried with the header spelt
+    another way (a proxy, another client library) was another caller's request and ran again, 4 orders
+    for 4 spellings. They are one caller now: one order, replayed 3 times."""
+    key, cart = keys["shopper"], {"lines": [{"product_id": "p02", "quantity": 1}]}
+    answers = [
+        client.post(
+            "/v1/shoppers/s1/orders",
+            json=cart,
+            headers={"Authorization": spelling, "Idempotency-Key": "checkout-1"},
+        )
+        for spelling in (f"Bearer {key}", f"bearer {key}", f"BEARER {key}", f"Bearer   {key}")
+    ]
+    assert [a.status_code for a in answers] == [201] * 4
+    assert len({a.json()["order_id"] for a in answers}) == 1
+    assert [a.headers.get("idempotent-replayed") for a in answers] == [None, "true", "true", "true"]
+    orders = client.get("/v1/shoppers/s1/orders", headers=auth(key)).json()
+    assert [o["status"] for o in orders["items"]].count("pending_payment") == 1
+
+
+def test_a_window_reaching_past_the_calendar_ends_there(api, shop):  # noqa: F811
+    """A keyword report's attributed orders are looked for up to 7 days after its `end`, and its default
+    `start` is 30 days before `end`: an `end` in the calendar's last 7 days (once a shopper had clicked)
+    or first 30 days overflowed, a 500 on both databases (3 of 3 reports). The window now stops at the
+    calendar's first or last instant (`commerce.sqltypes.shifted`)."""
+    api._transport.raise_server_exceptions = False
+    keys = _keys(shop)
+    campaign = _keyword_campaign(api, keys["m1"])
+    click = api.post(
+        "/v1/search/clicks", json={"token": _ad_token(api, keys["shopper"])}, headers=auth(keys["shopper"])
+    )
+    assert click.status_code == 200, click.text
+    windows = [
+        {"start": "2020-01-01T00:00:00Z", "end": "9999-12-31T23:59:59.999999Z"},
+        {"start": "2020-01-01T00:00:00Z", "end": "9999-12-25T00:00:00Z"},
+        {"end": "0001-01-05T00:00:00Z"},
+    ]
+    for window in windows:
+        r = api.get(f"/v1/keyword-campaigns/{campaign}/report", params=window, headers=auth(keys["m1"]))
+        assert r.status_code == 200, (window, r.status_code, r.text)
+        assert r.json()["clicks"] == (0 if window["end"].startswith("0001") else 1)
+
+
+def test_a_campaign_at_the_calendar_ends_is_planned(client, keys, session_factory):
+    """Planning (and scheduling) a campaign counts each candidate's contacts by other campaigns within 28
+    days of its start: a campaign starting in the calendar's first or last 28 days (any marketer key may
+    create one) made its plan a 500 (2 of 2). The contact window stops at the calendar's ends."""
+    marketer = auth(keys["marketer"])
+    grant_only_campaign(client, marketer, session_factory, "Shoppers", "c-shoppers")  # and s4-s40
+    client._transport.raise_server_exceptions = False
+    windows = [
+        ("0001-01-01T00:00:00Z", "0001-01-08T00:00:00Z"),
+        ("9999-12-24T00:00:00Z", "9999-12-31T23:59:59Z"),
+    ]
+    for n, (starts_at, ends_at) in enumerate(windows):
+        body = {"name": f"Edge {n}", "channel": "email", "budget": "500.00", "control_share": "0.5",
+                "starts_at": starts_at, "ends_at": ends_at}  # fmt: skip
+        made = client.post("/v1/campaigns", json=body, headers=marketer)
+        assert made.status_code == 201, made.text
+        campaign = made.json()["campaign_id"]
+        with transaction(session_factory) as s:
+            coupon = CouponInput(
+                kind="amount_off", value="20", min_spend="100", campaign_id=campaign, requires_grant=True,
+                coupon_id=f"c-edge-{n}",
+            )  # fmt: skip
+            create_coupon(s, coupon)
+        candidates = [
+            {"shopper_id": f"s{i}", "coupon_id": f"c-edge-{n}", "p_control": 0.1, "p_treated": 0.1 + i / 200,
+             "spend_control": 150.0, "spend_treated": 160.0}
+            for i in range(1, 41)
+        ]  # fmt: skip
+        plan = client.post(
+            f"/v1/campaigns/{campaign}/plan", json={"candidates": candidates}, headers=marketer
+        )
+        assert plan.status_code == 200, (starts_at, plan.status_code, plan.text)
+        scheduled = client.post(f"/v1/campaigns/{campaign}/schedule", headers=marketer)
+        assert scheduled.status_code == 200, (starts_at, scheduled.status_code, scheduled.text)
