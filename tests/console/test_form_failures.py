@@ -28,6 +28,7 @@ from commerce.db import transaction
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
+from commerce.services.access import create_api_key
 from serving.routers import catalog, coupons, experiments, logistics, marketing, search
 from serving.routers import keys as keys_api
 from tests.resilience.conftest import fault_app, fault_settings, make_keys, seeded_factory
@@ -336,9 +337,9 @@ def test_the_plan_refused_by_a_busy_database_answers_htmx_with_its_fragment(clie
 
 
 @contextmanager
-def writer_holding_the_coupons(url: str):
-    """Another writer in the middle of a transaction that blocks a new coupon: SQLite's write lock
-    (BEGIN IMMEDIATE), PostgreSQL's lock on the coupons table."""
+def writer_holding(url: str, table: str):
+    """Another writer in the middle of a transaction that blocks writes to `table`: SQLite's write lock
+    (BEGIN IMMEDIATE: the whole database's), PostgreSQL's lock on the table (reads go on)."""
     engine = create_engine(url)
     try:
         with engine.connect() as other:
@@ -346,21 +347,29 @@ def writer_holding_the_coupons(url: str):
                 other.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 other.begin()
-                other.exec_driver_sql("LOCK TABLE coupons IN EXCLUSIVE MODE")
+                other.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
             yield
             other.rollback()
     finally:
         engine.dispose()
 
 
-def test_a_form_sent_while_another_writer_holds_the_lock_comes_back_filled_in(database_url, tmp_path):
-    """No simulation: the new coupon's INSERT waits for a lock another writer holds past the wait
-    (SQLite's busy timeout, PostgreSQL's `lock_timeout`) and the database refuses it."""
+LOCKED = {"new coupon": "coupons", "edit coupon": "coupons", "set stock": "stock"}
+
+
+@pytest.mark.parametrize("name", LOCKED)
+def test_a_form_sent_while_another_writer_holds_the_lock_comes_back_filled_in(database_url, tmp_path, name):
+    """No simulation: the form's write waits for a lock another writer holds past the wait (SQLite's busy
+    timeout, PostgreSQL's `lock_timeout`) and the database refuses it. The page drawn again reads (the
+    coupon, the shop): read-only, it does not wait for SQLite's write lock in turn."""
     factory = seeded_factory(database_url, lock_timeout=0.5, statement_timeout=2)
-    form = FORMS["new coupon"]
+    keys = make_keys(factory)
+    with transaction(factory) as s:
+        keys["merchant"] = create_api_key(s, "merchant", merchant_id="m1")[1]
+    form = FORMS[name]
     with TestClient(fault_app(fault_settings(tmp_path), factory)) as client:
-        token = sign_in(client, make_keys(factory)["marketer"])
-        with writer_holding_the_coupons(database_url):
+        token = sign_in(client, keys[form.role])
+        with writer_holding(database_url, LOCKED[name]):
             r = client.post(form.action, data={"csrf_token": token, **form.typed}, follow_redirects=False)
         assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
         assert "Nothing was saved: the database is busy right now; retry shortly." in r.text
