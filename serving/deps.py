@@ -112,9 +112,11 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
         # From here the request may have taken effect whatever happens to its response: its
         # Idempotency-Key is kept (serving.idempotency) so that a retry never runs it twice.
         request.state.commit_sent = True
-        # a transaction with no statement since its last rollback (a console form the database refused:
-        # `serving.console.web.attempt`) commits without the database: no sign that it is back
+        # what the commit shows of the database: nothing when no statement ran since the last rollback,
+        # reads only when they ran read-only (a console form it refused and the page drawn again after:
+        # `serving.console.web.attempt`)
         answered = session.in_transaction()
+        read = read_only_request or bool(session.get_bind().get_execution_options().get("read_only"))
         try:
             await run_sync(_finish, session, True, limiter=state.db_gate.exit_threads)
         except Exception as exc:
@@ -128,7 +130,7 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
             state.db_health.failed(exc)
             raise CommitOutcomeUnknown(str(exc).splitlines()[0]) from exc
         if answered:
-            state.db_health.succeeded(read=read_only_request)  # a GET's commit proves nothing about writes
+            state.db_health.succeeded(read=read)  # a read-only commit proves nothing about writes
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

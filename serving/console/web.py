@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import Session
 
+from commerce.db import read_only_options
 from commerce.errors import DomainError
 from serving.console.auth import CSRF_FIELD, CSRF_HEADER, ConsoleSession, console_session
 from serving.errors import database_refusal, status_for
@@ -206,10 +207,10 @@ async def attempt(
     An action (`session` given: the form's transaction) that meets a busy or unreachable database (a
     lock wait, SQLite's write lock, a lost connection, a timeout) is refused too, as the API answers it
     (`serving.errors.database_refusal`: 503 and Retry-After) after the same rollback, so nothing of it
-    is kept and its form is shown again with what was typed; its writes are flushed here, so a busy
-    database is met now and not at the commit after the page. It was the generic error page, and the
-    typed form was lost. A read (`session` None) that fails so is the error page: it has nothing to
-    keep."""
+    is kept and its form is shown again with what was typed (the session reads only from then on). Its
+    writes are flushed here, so a busy database is met now, not at the commit after the page. It was
+    the generic error page, and the typed form was lost. A read (`session` None) that fails so is the
+    error page: it has nothing to keep."""
     try:
         return await run_in_threadpool(_run, session, action), None
     except (DomainError, HTTPException, SchemaError, ValueError) as exc:
@@ -220,6 +221,10 @@ async def attempt(
         if session is None:
             raise
         await run_in_threadpool(session.rollback)
+        # the page drawn again only reads: read-only, so the writer that held the lock (SQLite's is the
+        # whole database's) does not make it wait and fail in turn
+        bind = session.get_bind()
+        session.bind = bind.execution_options(**read_only_options(bind))
         state = request.app.state.serving
         refused = database_refusal(state, request.method, request.url.path, exc)
         if refused is None:  # a bug, not the database's state: the crash page

@@ -11,8 +11,10 @@ import base64
 import itertools
 import json
 import re
+import sqlite3
 import urllib.parse
 import urllib.request
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -248,6 +250,18 @@ def test_marketer_creates_plans_launches_completes_and_reads_the_report(console,
     console.by_id("plan-button").click()
     console.wait(lambda d: "There are no shoppers in region 'Atlantis'" in d.page_source)
     console.check("campaign-plan-refused")
+    console.fill(budget="275")  # the database busy: htmx swaps the 503's message in, the form keeps its input
+    with closing(sqlite3.connect(demo["dir"] / "crosscart.db", isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's write lock past the busy timeout
+        try:
+            console.by_id("plan-button").click()
+            console.wait(lambda d: "Nothing was saved: the database is busy" in d.page_source)
+        finally:
+            other.execute("ROLLBACK")
+    assert console.driver.find_element("name", "budget").get_attribute("value") == "275"
+    assert console.driver.find_element("name", "region").get_attribute("value") == "Atlantis"
+    assert console.by_id("campaign-budget").text == "300.00"  # nothing was saved
+    console.check("campaign-plan-busy")
     console.fill(region="", budget="250")
     console.tab_to("el.id === 'plan-button'")  # htmx swaps the plan in without a page load
     console.wait(lambda d: "Plan at budget 250.00" in d.page_source)  # no node handle across the swap

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
-from sqlalchemy import exc, func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, exc, func, select
 
 from commerce.access import ApiKey
 from commerce.ads import AdKeyword, KeywordCampaign
@@ -26,8 +28,10 @@ from commerce.db import transaction
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
+from commerce.services.access import create_api_key
 from serving.routers import catalog, coupons, experiments, logistics, marketing, search
 from serving.routers import keys as keys_api
+from tests.resilience.conftest import fault_app, fault_settings, make_keys, seeded_factory
 from tests.serving.test_console import sign_in
 
 
@@ -330,3 +334,48 @@ def test_the_plan_refused_by_a_busy_database_answers_htmx_with_its_fragment(clie
     assert r.text.lstrip().startswith('<div id="plan-result"')
     assert "The budget was saved, the plan was not: the database is busy right now; retry" in r.text
     assert 'id="campaign-budget" hx-swap-oob="true">777.25<' in r.text  # the figure says so too
+
+
+@contextmanager
+def writer_holding(url: str, table: str):
+    """Another writer in the middle of a transaction that blocks writes to `table`: SQLite's write lock
+    (BEGIN IMMEDIATE: the whole database's), PostgreSQL's lock on the table (reads go on)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as other:
+            if engine.dialect.name == "sqlite":
+                other.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                other.begin()
+                other.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            yield
+            other.rollback()
+    finally:
+        engine.dispose()
+
+
+LOCKED = {"new coupon": "coupons", "edit coupon": "coupons", "set stock": "stock"}
+
+
+@pytest.mark.parametrize("name", LOCKED)
+def test_a_form_sent_while_another_writer_holds_the_lock_comes_back_filled_in(database_url, tmp_path, name):
+    """No simulation: the form's write waits for a lock another writer holds past the wait (SQLite's busy
+    timeout, PostgreSQL's `lock_timeout`) and the database refuses it. The page drawn again reads (the
+    coupon, the shop): read-only, it does not wait for SQLite's write lock in turn."""
+    factory = seeded_factory(database_url, lock_timeout=0.5, statement_timeout=2)
+    keys = make_keys(factory)
+    with transaction(factory) as s:
+        keys["merchant"] = create_api_key(s, "merchant", merchant_id="m1")[1]
+    form = FORMS[name]
+    with TestClient(fault_app(fault_settings(tmp_path), factory)) as client:
+        token = sign_in(client, keys[form.role])
+        with writer_holding(database_url, LOCKED[name]):
+            r = client.post(form.action, data={"csrf_token": token, **form.typed}, follow_redirects=False)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert "Nothing was saved: the database is busy right now; retry shortly." in r.text
+        sent = form_values(r.text, form.action)
+        assert {k: sent.get(k) for k in form.typed} == {k: [v] for k, v in form.typed.items()}
+        assert client.app.state.serving.db_health.up  # busy, not down
+    with transaction(factory) as s:
+        assert not form.stored(s)
+    factory.kw["bind"].dispose()
