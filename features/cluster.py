@@ -38,6 +38,12 @@ class ClusterUnreachable(ClusterJobFailed):
     """The Dask scheduler could not be reached, before or during a job (it died, or the network to it)."""
 
 
+class ClusterWorkersDied(ClusterJobFailed):
+    """A task's workers died more often than `distributed.scheduler.allowed-failures` allows (distributed's
+    `KilledWorker`, the cause): most often the task needs more memory than a worker has, and the worker's
+    nanny restarts it each time it passes its budget (`distributed.worker.memory.terminate`)."""
+
+
 def parse_cluster_spec(spec: str | None) -> tuple[str, int | str] | None:
     """("local", N) / ("address", "tcp://...") / None; a clear error on anything else."""
     if spec is None or not spec.strip():
@@ -90,7 +96,9 @@ def compute_on(
 ) -> list[Any]:
     """`dask.compute(*tasks, scheduler=client)` that cannot wait forever: the results, or the first
     task's error, or ClusterJobStalled once no task on the cluster has finished for `stall_seconds`,
-    or ClusterUnreachable when the scheduler is gone (distributed's OSError / CommClosedError).
+    ClusterWorkersDied when a task's workers kept dying (`KilledWorker`: a task past the workers'
+    memory, 15 s for 2 tries and 25 s for the default 4 on a 1-worker LocalCluster), or
+    ClusterUnreachable when the scheduler is gone (distributed's OSError / CommClosedError).
 
     A worker lost mid-job (killed, OOM, a node drained) is logged, and the scheduler reruns its work
     on the others. That recovery is the scheduler's and the peer-to-peer shuffle's, and it has gaps
@@ -105,6 +113,8 @@ def compute_on(
     def state(dask_scheduler) -> tuple[float, list[str]]:  # runs on the scheduler (pickled by value)
         done = sum(sum(p.all_durations.values()) for p in dask_scheduler.task_prefixes.values())
         return done, list(dask_scheduler.workers)
+
+    from distributed import KilledWorker
 
     futures = []
     try:
@@ -132,6 +142,14 @@ def compute_on(
                     "cancelled, nothing published"
                 )
         return client.gather(futures)
+    except KilledWorker as exc:  # its traceback named neither memory nor what to change
+        raise ClusterWorkersDied(
+            f"{what}: Dask workers died {exc.allowed_failures + 1} times running task {exc.task!r} (the "
+            f"last {exc.last_worker.address}); a worker past its memory budget is restarted by its nanny "
+            "(the workers' log says so above) or ended by the system's OOM killer: give each worker "
+            "more memory (fewer workers per host) or split the work finer (the command's --partitions "
+            "or --chunk-size); nothing published"
+        ) from exc
     except OSError as exc:  # CommClosedError is one; a task's own (a missing input) marks its future
         if any(f.status == "error" for f in futures):
             raise

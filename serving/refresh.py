@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
@@ -51,13 +52,20 @@ def failure_code(error: BaseException) -> FailureCode:
 
 class Refreshing(Generic[T]):
     """Holds `current` (None until the first successful load); a failed reload keeps the previous value
-    and says why in `last_error` (the whole message, logged) and `error_code` (`failure_code`)."""
+    and says why in `last_error` (the whole message) and `error_code` (`failure_code`).
+
+    The log has one line when reloads start failing (or fail another way: another code or exception
+    type) and one when one succeeds again, with how long and how many failed: every failed reload was
+    logged, 3 loops x 2 a minute through a database outage (each a multi-line message), and nothing
+    said when they worked again."""
 
     def __init__(self, name: str, loader: Callable[[], T], every_seconds: float):
         self.name, self._loader, self.every_seconds = name, loader, every_seconds
         self.current: T | None = None
         self.last_error: str | None = None
         self.error_code: FailureCode | None = None
+        self._failing: tuple[str, str] | None = None  # (code, exception type) of the failure logged
+        self._failing_since, self._failures = 0.0, 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,8 +75,21 @@ class Refreshing(Generic[T]):
             value = self._loader()
         except Exception as exc:  # a failed refresh must never take the service down
             self.last_error, self.error_code = f"{type(exc).__name__}: {exc}", failure_code(exc)
-            log.warning("refreshing %s failed: %s", self.name, self.last_error)
+            if self._failing is None:
+                self._failing_since = time.monotonic()
+            if self._failing != (self.error_code, type(exc).__name__):
+                self._failing = (self.error_code, type(exc).__name__)
+                log.warning("refreshing %s failed: %s", self.name, self.last_error)
+            self._failures += 1
             return False
+        if self._failing is not None:
+            log.warning(
+                "refreshing %s works again after %.1f s; %d refreshes failed meanwhile",
+                self.name,
+                time.monotonic() - self._failing_since,
+                self._failures,
+            )
+            self._failing, self._failures = None, 0
         self.current = value
         self.last_error = self.error_code = None
         return True

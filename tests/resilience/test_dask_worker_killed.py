@@ -1,6 +1,6 @@
 """A Dask worker process killed in the middle of the scale-out feature job or training set (the OOM
 killer, a node drained): the job completes with the same outputs when the scheduler can rerun the lost
-work elsewhere, or fails with Dask's error (or `ClusterJobStalled` once nothing finished for its
+work elsewhere, or fails with `ClusterWorkersDied` (or `ClusterJobStalled` once nothing finished for its
 `stall_seconds`), and then leaves the previous outputs whole, never half rewritten."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from commerce.files import previous_version
-from features.cluster import ClusterJobStalled
+from features.cluster import ClusterJobStalled, ClusterWorkersDied
 from features.distributed import OUTPUTS, read_training_set, run_feature_job, run_training_set
 from tests.features.conftest import market, read_output  # noqa: F401  (the three-part marketplace)
 
@@ -101,8 +101,6 @@ def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keep
     cluster,
     tmp_path,
 ):
-    from distributed import KilledWorker
-
     c, client = cluster
     out = tmp_path / "out"
     before = _outputs(run_feature_job(market, out, partitions=4, half_life_days=30.0))
@@ -111,7 +109,7 @@ def test_a_job_that_loses_more_workers_than_the_scheduler_retries_fails_and_keep
     allowed, c.scheduler.allowed_failures = c.scheduler.allowed_failures, 0  # the first death fails a task
     try:
         _arm(client, markers, "_partition_job", times=1)
-        with pytest.raises(KilledWorker):
+        with pytest.raises(ClusterWorkersDied):
             run_feature_job(market, out, partitions=4, half_life_days=7.0, client=client)
     finally:
         c.scheduler.allowed_failures = allowed
@@ -170,8 +168,6 @@ def test_a_training_set_that_loses_more_workers_than_the_scheduler_retries_keeps
     cluster,
     tmp_path,
 ):
-    from distributed import KilledWorker
-
     c, client = cluster
     labels, out = _labels(market), tmp_path / "ts"
     before = pd.read_parquet(run_training_set(market, labels, out, partitions=3))
@@ -180,7 +176,7 @@ def test_a_training_set_that_loses_more_workers_than_the_scheduler_retries_keeps
     allowed, c.scheduler.allowed_failures = c.scheduler.allowed_failures, 0
     try:
         _arm(client, markers, "_join_partition", times=1)
-        with pytest.raises((KilledWorker, ClusterJobStalled)):
+        with pytest.raises((ClusterWorkersDied, ClusterJobStalled)):
             run_training_set(market, labels.head(10), out, client=client, partitions=3, stall_seconds=60)
     finally:
         c.scheduler.allowed_failures = allowed

@@ -1,6 +1,7 @@
 """Round 6: `crosscart batch-score` sent SIGTERM (a node drain, an operator's Ctrl-C of a pod) while it
 writes its parts: the replicas' directory keeps the previous whole batch, and a rerun completes and
-clears what the terminated run left. (SIGKILL at each step of the swap: test_killed_writers.py.)
+clears what the terminated run left; since session 19 the terminated run clears it itself as it ends.
+(SIGKILL at each step of the swap: test_killed_writers.py.)
 
 With a local Dask cluster (`--cluster local:2`, tried by hand on a loaded host, SIGTERM 45 s into the
 run) the nanny and worker processes ended with the command: none left running."""
@@ -42,6 +43,8 @@ def test_a_terminated_batch_score_leaves_the_previous_batch_and_a_rerun_complete
     job.send_signal(signal.SIGTERM)
     assert job.wait(60) == -signal.SIGTERM  # terminated mid-write, not finished first
     assert out.resolve() == served and read_scores(out).equals(before)  # the replicas' batch, whole
+    # its clean-ups ran before it ended (session 19): no staged batch nor lock left for the rerun to find
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(["lists", served.name])
 
     assert subprocess.run(command, env=env, cwd=ROOT, capture_output=True).returncode == 0
     kept = [previous_version(out).name, served.name]  # the replaced batch, kept until the next run
