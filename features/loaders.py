@@ -394,8 +394,9 @@ def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.Data
     reads it (`dtype` as in `pandas.read_csv`), under the text rules of the module docstring
     (compressed, BOM, blank lines, delimiter found from the header line, Windows-1252 or Latin-1 when
     not UTF-8; names and fields stripped; in a `;` file, a column of numbers with decimal commas read
-    as numbers). An empty or unparsable file is a `ValueError` naming it (and, from pandas,
-    the line)."""
+    as numbers). A first column with no name holding 0..n-1, pandas' index saved by `to_csv`, is left
+    out (a campaign's model learnt the row number). An empty or unparsable file is a `ValueError`
+    naming it (and, from pandas, the line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
@@ -414,12 +415,19 @@ def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.Data
     except pd.errors.ParserError as exc:
         raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame.columns) and frame.columns[0] == "Unnamed: 0" and _is_row_number(frame.iloc[:, 0]):
+        frame = frame.iloc[:, 1:]  # pandas' index, written by to_csv: a row number, no data
     for column in frame.select_dtypes("object").columns:  # mixed columns keep their non-text values
         frame[column] = frame[column].map(lambda v: v.strip() if isinstance(v, str) else v)
         numbers = _decimal_comma(frame[column]) if sep == ";" else None
         if numbers is not None and numbers.notna().sum() == frame[column].notna().sum():
             frame[column] = numbers
     return frame
+
+
+def _is_row_number(column: pd.Series) -> bool:
+    """Whether a column holds exactly 0, 1, ..., n - 1 in order."""
+    return pd.api.types.is_integer_dtype(column) and bool((column.to_numpy() == np.arange(len(column))).all())
 
 
 def _first_that_decodes(read, encoding: str | None):
