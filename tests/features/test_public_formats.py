@@ -965,3 +965,16 @@ def test_a_campaign_saved_with_its_pandas_index_does_not_learn_the_row_number(tm
         "Unnamed: 0",
         "age",
     ]
+
+
+def test_a_header_repeated_inside_the_file_is_no_row(tmp_path):
+    """online_retail_II.xlsx's two sheets saved as CSV and joined with `cat`: the second header line
+    was read as a row, a shopper 'Customer ID' who bought 'StockCode' (or, with a time column, a bad
+    timestamp). Lines equal to the header are skipped and counted."""
+    lines = _online_retail_lines()
+    path = _write(tmp_path / "online_retail_II.csv", [*lines[:20], lines[0], *lines[20:]])
+    events, report = load_events(path, user_col="CustomerID", item_col="StockCode", basket_col="InvoiceNo")
+    assert "CustomerID" not in set(events["user_id"]) and report.rows_read == 39
+    assert report.notes["header line repeated (skipped)"] == 1
+    events, report = load_events(path, user_col="CustomerID", item_col="StockCode", time_col="InvoiceDate")
+    assert report.dropped == {"duplicate row": 1, "missing id": 1}
