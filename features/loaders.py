@@ -350,7 +350,8 @@ def _read_columns(
 ) -> tuple[pd.DataFrame, int, dict[str, int]]:
     """The `wanted` columns of a Parquet file or directory, or of a delimited text file (as strings):
     `(frame, lines with a wrong field count, notes)`. Of a `;`-delimited file, the `numbers` columns
-    written with decimal commas are read as such (`_decimal_comma`), as floats."""
+    written with decimal commas are read as such (`_decimal_comma`), as floats. Lines repeating the
+    header are skipped and noted."""
     wanted = list(dict.fromkeys(wanted))  # one column may serve twice (Ta-Feng: the day is the basket)
     by_position = [c for c in wanted if _position(c) is not None]
     if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
@@ -381,6 +382,10 @@ def _read_columns(
         if twice:
             raise ValueError(f"{path}: the header names column {twice[0]!r} more than once")
         frame, broken, notes = _read_text_table(path, names=fields, skip_rows=blank_lines + 1, **read)
+        header = _header_lines(frame)
+        if header is not None:
+            frame = frame[~header].reset_index(drop=True)
+            notes["header line repeated (skipped)"] = int(header.sum())
     for column in dict.fromkeys(c for c in numbers if c and sep == ";"):
         read_with_commas = _decimal_comma(frame[column])
         if read_with_commas is not None:
@@ -394,8 +399,9 @@ def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.Data
     reads it (`dtype` as in `pandas.read_csv`), under the text rules of the module docstring
     (compressed, BOM, blank lines, delimiter found from the header line, Windows-1252 or Latin-1 when
     not UTF-8; names and fields stripped; in a `;` file, a column of numbers with decimal commas read
-    as numbers). An empty or unparsable file is a `ValueError` naming it (and, from pandas,
-    the line)."""
+    as numbers). A first column with no name holding 0..n-1, pandas' index saved by `to_csv`, is left
+    out (a campaign's model learnt the row number). An empty or unparsable file is a `ValueError`
+    naming it (and, from pandas, the line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
@@ -414,12 +420,34 @@ def read_table(path: str | Path, dtype: dict[str, str] | None = None) -> pd.Data
     except pd.errors.ParserError as exc:
         raise ValueError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame.columns) and frame.columns[0] == "Unnamed: 0" and _is_row_number(frame.iloc[:, 0]):
+        frame = frame.iloc[:, 1:]  # pandas' index, written by to_csv: a row number, no data
     for column in frame.select_dtypes("object").columns:  # mixed columns keep their non-text values
         frame[column] = frame[column].map(lambda v: v.strip() if isinstance(v, str) else v)
         numbers = _decimal_comma(frame[column]) if sep == ";" else None
         if numbers is not None and numbers.notna().sum() == frame[column].notna().sum():
             frame[column] = numbers
     return frame
+
+
+def _header_lines(frame: pd.DataFrame) -> np.ndarray | None:
+    """Rows whose every column holds its own name, a header line repeated (files joined with `cat`),
+    or None when there is none. Compared on each column's distinct values first."""
+    names = {}
+    for name, column in frame.items():
+        hits = np.flatnonzero(column.cat.categories.to_numpy() == name)
+        if not len(hits):
+            return None
+        names[name] = hits
+    rows = np.ones(len(frame), dtype=bool)
+    for name, hits in names.items():
+        rows &= np.isin(frame[name].cat.codes.to_numpy(), hits)
+    return rows if rows.any() else None
+
+
+def _is_row_number(column: pd.Series) -> bool:
+    """Whether a column holds exactly 0, 1, ..., n - 1 in order."""
+    return pd.api.types.is_integer_dtype(column) and bool((column.to_numpy() == np.arange(len(column))).all())
 
 
 def _first_that_decodes(read, encoding: str | None):

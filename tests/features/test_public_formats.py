@@ -940,3 +940,41 @@ def test_a_workbook_of_several_sheets_is_refused_naming_them(tmp_path):
         f"{workbook} is an Excel workbook of 2 sheets ('Year 2009-2010', 'Year 2010-2011'): save each as"
         " CSV (Excel saves only the sheet shown) and put their rows in one file"
     )
+
+
+def test_a_campaign_saved_with_its_pandas_index_does_not_learn_the_row_number(tmp_path):
+    """Lenta or MegaFon fetched with scikit-uplift and saved by `to_csv` carry the frame's index as a
+    first column with no name (0, 1, 2, ...): it became a feature, 'Unnamed: 0', a row number the model
+    could learn a file's order from. An unnamed column holding exactly 0..n-1 is pandas' index: left out."""
+    rng = np.random.default_rng(0)
+    n = 400
+    data = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "group": rng.choice(["test", "control"], n),
+            "response_att": rng.integers(0, 2, n),
+        }
+    )
+    path = tmp_path / "lenta.csv"
+    data.to_csv(path)
+    assert path.read_text().startswith(",age,group")
+    campaign = load_campaign(path, "group", "test", "control", "response_att")
+    assert list(campaign.X.columns) == ["age"]
+    data.assign(**{"": data["age"]})[["", "age", "group", "response_att"]].to_csv(path, index=False)
+    assert list(load_campaign(path, "group", "test", "control", "response_att").X.columns) == [
+        "Unnamed: 0",
+        "age",
+    ]
+
+
+def test_a_header_repeated_inside_the_file_is_no_row(tmp_path):
+    """online_retail_II.xlsx's two sheets saved as CSV and joined with `cat`: the second header line
+    was read as a row, a shopper 'Customer ID' who bought 'StockCode' (or, with a time column, a bad
+    timestamp). Lines equal to the header are skipped and counted."""
+    lines = _online_retail_lines()
+    path = _write(tmp_path / "online_retail_II.csv", [*lines[:20], lines[0], *lines[20:]])
+    events, report = load_events(path, user_col="CustomerID", item_col="StockCode", basket_col="InvoiceNo")
+    assert "CustomerID" not in set(events["user_id"]) and report.rows_read == 39
+    assert report.notes["header line repeated (skipped)"] == 1
+    events, report = load_events(path, user_col="CustomerID", item_col="StockCode", time_col="InvoiceDate")
+    assert report.dropped == {"duplicate row": 1, "missing id": 1}
