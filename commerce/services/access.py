@@ -16,13 +16,22 @@ from sqlalchemy.orm import Session
 
 from commerce.access import KEY_PREFIX, ROLES, ApiKey, ConsoleSession
 from commerce.merchants import Merchant
-from commerce.services._util import CLOCK_SKEW, server_bounded
+from commerce.services._util import CLOCK_SKEW, server_bounded, stored_key
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
 
 
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _bound_id(session: Session, model: type, value: str, what: str) -> str:
+    """The id of the existing `model` row a key is bound to (`stored_key`). A key bound to nobody would
+    pass object-level checks for whoever later takes that id."""
+    key = stored_key(session, model, value)
+    if session.get(model, key) is None:
+        raise ValueError(f"no {what} {value!r}")
+    return key
 
 
 def create_api_key(
@@ -36,7 +45,8 @@ def create_api_key(
     """Store a new key and return it with its plaintext, which is never recoverable afterwards.
 
     A shopper key needs `shopper_id`, a merchant key `merchant_id`; other roles take neither, so a key's
-    reach is always explicit.
+    reach is always explicit. Each is read as every other id (`stored_key`) and the key bound to the id of
+    the row: `ｓ1` or `s1 ` was a 422 "no shopper" though s1 exists.
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -44,11 +54,10 @@ def create_api_key(
         raise ValueError("a shopper_id is required for role 'shopper' and refused for every other role")
     if (role == "merchant") != (merchant_id is not None):
         raise ValueError("a merchant_id is required for role 'merchant' and refused for every other role")
-    # A key bound to nobody would pass object-level checks for whoever later takes that id.
-    if shopper_id is not None and session.get(Shopper, shopper_id) is None:
-        raise ValueError(f"no shopper {shopper_id!r}")
-    if merchant_id is not None and session.get(Merchant, merchant_id) is None:
-        raise ValueError(f"no merchant {merchant_id!r}")
+    if shopper_id is not None:
+        shopper_id = _bound_id(session, Shopper, shopper_id, "shopper")
+    if merchant_id is not None:
+        merchant_id = _bound_id(session, Merchant, merchant_id, "merchant")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         key_hash=hash_key(plaintext),

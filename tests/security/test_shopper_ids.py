@@ -5,6 +5,7 @@ was refused it; a look-alike must still reach no other shopper's data."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from commerce.services import shoppers
 from commerce.services.access import create_api_key
 from serving.app import create_app
 from tests.serving.conftest import ScriptedSource, auth, seed_marketplace
+from tests.serving.test_console import sign_in
 
 # s1 as a Chinese input method (full width), a form or a copied link (spaces) may spell it.
 LOOK_ALIKES = ["\uff531", "\uff53\uff11", "s1 ", " s1", "s1\u00a0", "s1\u3000"]
@@ -151,3 +153,65 @@ def test_a_stored_spelling_wins_over_its_normal_form(served, factory, source, mo
             select(BehaviorEvent.shopper_id).where(BehaviorEvent.event_id.contains(":legacy-"))
         )
     assert logged.all() == [legacy]
+
+
+M1_LOOK_ALIKES = ["\uff4d1", "\uff4d\uff11", "m1 ", " m1", "m1\u00a0", "m1\u3000"]
+NEW_KEY = re.compile(r'id="new-key">(cc_[^<]+)<')
+
+
+def test_a_key_is_created_for_the_stored_id_of_a_look_alike(served):
+    """POST /v1/api-keys and the console's keys page with a look-alike of s1 or m1 bind the key to s1 or m1,
+    as every other id is read, and the key then works on that shopper's or merchant's routes (and not on
+    another's). Before, all 13 were a 422 "no shopper" / "no merchant" though s1 and m1 exist."""
+    client, keys = served
+    admin = auth(keys["admin"])
+    cases = [("shopper", a, "s1", _path("s1", "orders"), _path("s2", "orders")) for a in LOOK_ALIKES]
+    cases += [
+        ("merchant", a, "m1", "/v1/merchants/m1/shipping-rule", "/v1/merchants/m2/shipping-rule")
+        for a in M1_LOOK_ALIKES
+    ]
+    refused = []
+    for role, look_alike, stored, own, other in cases:
+        body = {"role": role, f"{role}_id": look_alike}
+        made = client.post("/v1/api-keys", json=body, headers=admin)
+        if made.status_code != 201:
+            refused.append((look_alike, made.status_code))
+            continue
+        key = auth(made.json()["key"])
+        assert made.json()[f"{role}_id"] == stored
+        answers = [client.get(path, headers=key).status_code for path in (own, other)]
+        assert answers == [200, 403], (look_alike, answers)
+    token = sign_in(client, keys["admin"])
+    form = {"role": "shopper", "shopper_id": "\uff531", "csrf_token": token}
+    page = client.post("/console/keys", data=form)
+    if page.status_code != 201:
+        refused.append(("console", page.status_code))
+    else:
+        key = auth(NEW_KEY.search(page.text).group(1))
+        assert client.get(_path("s1", "orders"), headers=key).json()["total"] == 1
+    assert refused == [], f"{len(refused)} of {len(cases) + 1} look-alike key creations refused"
+
+
+def test_a_key_for_a_stored_spelling_is_bound_to_it(served, factory, monkeypatch):
+    """With `ｓ1` stored beside s1 (before ids were normalised), a key asked for `ｓ1` is `ｓ1`'s, for `ｓ１`
+    (no row so) s1's: never another shopper than the one stored. An id no shopper has in any form is
+    still refused."""
+    client, keys = served
+    legacy = "\uff531"
+    with monkeypatch.context() as m, transaction(factory) as s:
+        m.setattr(shoppers, "chosen_id", lambda session, value, column, field: value)
+        shoppers.create_shopper(s, legacy, "Zhejiang")
+    admin = auth(keys["admin"])
+    bound = {}
+    for asked in (legacy, "\uff53\uff11", "s1"):
+        made = client.post("/v1/api-keys", json={"role": "shopper", "shopper_id": asked}, headers=admin)
+        assert made.status_code == 201, made.text
+        bound[asked] = made.json()["shopper_id"]
+        key = auth(made.json()["key"])
+        assert client.get(_path(bound[asked], "orders"), headers=key).status_code == 200
+        other = "s1" if bound[asked] == legacy else legacy
+        assert client.get(_path(other, "orders"), headers=key).status_code == 403
+    assert bound == {legacy: legacy, "\uff53\uff11": "s1", "s1": "s1"}
+    for nobody in ("\uff539", "s9 "):
+        made = client.post("/v1/api-keys", json={"role": "shopper", "shopper_id": nobody}, headers=admin)
+        assert (made.status_code, made.json()["detail"]) == (422, f"no shopper {nobody!r}")
