@@ -25,8 +25,9 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +38,7 @@ from serving.batch_writer import Backlog, PeriodicFlush
 from serving.model_store import ModelSnapshot, ModelSource, ModelStore
 
 if TYPE_CHECKING:
+    from commerce.errors import Conflict
     from commerce.experiments import Experiment
 
 log = logging.getLogger(__name__)
@@ -218,6 +220,26 @@ def experiment_aliases(live: Iterable[LiveExperiment], champion: str) -> set[str
     return {a for e in live for a in e.served_aliases} - {champion}
 
 
+def _past_caps(live: list[LiveExperiment], exp: LiveExperiment, champion_alias: str) -> Conflict | None:
+    """Why `exp` may not run beside the running `live` (409), or None: more than `MAX_RUNNING_EXPERIMENTS`
+    at once, or more than `MAX_EXPERIMENT_ALIASES` aliases served besides `champion_alias`."""
+    from commerce.errors import Conflict
+
+    if len(live) + 1 > MAX_RUNNING_EXPERIMENTS:
+        return Conflict(
+            f"{len(live)} experiments are running; at most {MAX_RUNNING_EXPERIMENTS} at once: stop one first",
+            code="too_many_experiments",
+        )
+    served = experiment_aliases([*live, exp], champion_alias)
+    if len(served) > MAX_EXPERIMENT_ALIASES:
+        return Conflict(
+            f"running experiments would serve {len(served)} model aliases besides the champion; at most "
+            f"{MAX_EXPERIMENT_ALIASES} (each is a model every replica loads): stop one first",
+            code="too_many_model_aliases",
+        )
+    return None
+
+
 def start_experiment(session: Session, name: str, champion_alias: str) -> Experiment:
     """Start the draft experiment `name` (`commerce.services.experiments.start_experiment`) unless the
     running experiments would then number more than `MAX_RUNNING_EXPERIMENTS` (409
@@ -230,7 +252,6 @@ def start_experiment(session: Session, name: str, champion_alias: str) -> Experi
     each saw the other's experiment still a draft and together went past the caps."""
     from sqlalchemy import text
 
-    from commerce.errors import Conflict
     from commerce.services import experiments as store
 
     if session.get_bind().dialect.name == "postgresql":
@@ -238,27 +259,66 @@ def start_experiment(session: Session, name: str, champion_alias: str) -> Experi
     exp = store.get_experiment(session, name)
     if exp.status == "draft":  # anything else is refused by the store's own state check below
         live = [LiveExperiment.from_config(c) for c in store.running_configs(session)]
-        if len(live) + 1 > MAX_RUNNING_EXPERIMENTS:
-            raise Conflict(
-                f"{len(live)} experiments are running; at most {MAX_RUNNING_EXPERIMENTS} at once: "
-                "stop one first",
-                code="too_many_experiments",
-            )
-        served = experiment_aliases([*live, LiveExperiment.from_config(exp.as_config())], champion_alias)
-        if len(served) > MAX_EXPERIMENT_ALIASES:
-            raise Conflict(
-                f"running experiments would serve {len(served)} model aliases besides the champion; at most "
-                f"{MAX_EXPERIMENT_ALIASES} (each is a model every replica loads): stop one first",
-                code="too_many_model_aliases",
-            )
+        refused = _past_caps(live, LiveExperiment.from_config(exp.as_config()), champion_alias)
+        if refused is not None:
+            raise refused
     return store.start_experiment(session, name)
 
 
-def load_live_experiments(session_factory: sessionmaker[Session]) -> list[LiveExperiment]:
-    from commerce.services.experiments import running_configs
+def within_caps(configs: Sequence[Mapping], champion_alias: str) -> tuple[list[LiveExperiment], list[str]]:
+    """The running experiments (`commerce.services.experiments.running_configs`) a replica serves, in
+    `configs`' order (pages are decided in it), and the names of the others. More can be running than
+    the caps allow (started through the store directly, imported, started before the caps): every replica
+    assigned them all on every page and loaded a model store per alias, without bound. Kept are those
+    `start_experiment` would have let run had they started one by one in the order they did (by
+    `started_at`, then id; none last); every replica reads the same rows, so all keep the same ones."""
+    order = sorted(
+        range(len(configs)),
+        key=lambda i: (configs[i]["started_at"] is None, configs[i]["started_at"] or datetime.min, i),
+    )
+    kept: dict[int, LiveExperiment] = {}
+    for i in order:
+        exp = LiveExperiment.from_config(configs[i])
+        if _past_caps(list(kept.values()), exp, champion_alias) is None:
+            kept[i] = exp
+    return [kept[i] for i in sorted(kept)], [c["name"] for i, c in enumerate(configs) if i not in kept]
 
-    with read_only(session_factory) as session:
-        return [LiveExperiment.from_config(c) for c in running_configs(session)]
+
+def past_caps_summary(running: int, live: list[LiveExperiment], left_out: list[str]) -> str:
+    """What `within_caps` left out, for the replica's warning and `crosscart doctor`."""
+    more = len(left_out) - 10
+    shown = ", ".join(map(repr, left_out[:10])) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"{running} experiments are running, past the start caps ({MAX_RUNNING_EXPERIMENTS} at once, "
+        f"{MAX_EXPERIMENT_ALIASES} model aliases besides the champion): replicas serve {len(live)}, the "
+        f"first by start time that fit, and not {shown}"
+    )
+
+
+class RunningExperiments:
+    """A replica's view of the running experiments (`state.experiments` refreshes through `load`):
+    `within_caps` of the database's, with a warning each time the ones left out change (not on every
+    refresh), and a line when none are left out again."""
+
+    def __init__(self, session_factory: sessionmaker[Session], champion_alias: str):
+        self.session_factory, self.champion_alias = session_factory, champion_alias
+        self.left_out: list[str] = []
+
+    def load(self) -> list[LiveExperiment]:
+        from commerce.services.experiments import running_configs
+
+        with read_only(self.session_factory) as session:
+            configs = running_configs(session)
+        live, left_out = within_caps(configs, self.champion_alias)
+        if left_out != self.left_out:
+            if left_out:
+                log.warning(
+                    "%s (`crosscart doctor` lists them too)", past_caps_summary(len(configs), live, left_out)
+                )
+            else:
+                log.info("every running experiment is within the start caps again: serving %d", len(live))
+            self.left_out = left_out
+        return live
 
 
 def _snapshot(alias: str, champion: ModelStore, champion_alias: str, aliases: AliasModels):

@@ -21,7 +21,7 @@ from commerce.db import make_engine, make_session_factory
 from commerce.services.pending import expire_pending_orders
 from crosscart.settings import Settings, get_settings
 from serving import console, deps, docs_pages, errors
-from serving.ab import AliasModels, ExposureLog, LiveExperiment, experiment_aliases
+from serving.ab import AliasModels, ExposureLog, LiveExperiment, RunningExperiments, experiment_aliases
 from serving.caching import ConditionalGet
 from serving.catalog import CatalogSnapshot
 from serving.deps import current_principal
@@ -123,7 +123,6 @@ def create_app(
     without the polling threads (tests drive `refresh()` themselves). A new model version goes live only
     after the `warm_shoppers` most active shoppers' scores are precomputed. The session model comes from
     `session_model_source`, else from the registry unless `model_source` was swapped (then none is served)."""
-    from serving.ab import load_live_experiments
     from serving.catalog_db import load_catalog
     from serving.routers import (
         audit,
@@ -169,9 +168,12 @@ def create_app(
         )
     model_source = model_source or MlflowModelSource(uri, settings.model_name, settings.model_alias)
 
+    running = RunningExperiments(session_factory, settings.model_alias)
+
     def load_experiments() -> list[LiveExperiment]:
-        """Running experiments; loads (or drops) the model stores of the aliases their variants serve."""
-        live = load_live_experiments(session_factory)
+        """Running experiments within the start caps; loads (or drops) the model stores of the aliases
+        their variants serve."""
+        live = running.load()
         state.aliases.sync(experiment_aliases(live, settings.model_alias))
         return live
 

@@ -73,3 +73,29 @@ def test_identities_under_a_key_the_keyring_forgot_fail(tmp_path, monkeypatch):
     assert check["status"] == "ok" and "current version 2; still 1 under version 1" in check["detail"]
     _, bad = _run(monkeypatch, **env, identity_previous_keys=json.dumps({"3": "a" * 40}))
     assert bad["identity key versions"]["status"] == "fail"
+
+
+def test_experiments_running_past_the_start_caps_are_a_warning(tmp_path, monkeypatch):
+    """37 experiments running, 11 aliases (started with no cap checked): doctor said nothing, and every
+    replica loaded them all. It now warns, naming the 5 the replicas leave out and how to fix it."""
+    from commerce.db import make_engine, make_session_factory, transaction
+    from commerce.services import experiments
+    from tests.security.test_experiment_caps import LEFT_OUT, running_past_both_caps
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    migrate.upgrade(url)
+    env = {"data_dir": str(tmp_path), "database_url": url, "identity_key": "b" * 40}
+    _, within = _run(monkeypatch, **env)
+    assert within["experiments"]["status"] == "ok"
+    factory = make_session_factory(make_engine(url))
+    running_past_both_caps(factory)
+    _, past = _run(monkeypatch, **env)
+    check = past["experiments"]
+    assert check["status"] == "warn" and "37 experiments are running" in check["detail"], check
+    assert "replicas serve 32" in check["detail"] and all(repr(n) in check["detail"] for n in LEFT_OUT)
+    assert "crosscart experiment stop" in check["fix"]
+    with transaction(factory) as s:
+        for name in LEFT_OUT:
+            experiments.stop_experiment(s, name)
+    _, stopped = _run(monkeypatch, **env)
+    assert stopped["experiments"]["status"] == "ok" and "32 running" in stopped["experiments"]["detail"]

@@ -201,8 +201,9 @@ def stop_experiment(session: Session, name: str) -> Experiment:
 
 
 def running_configs(session: Session) -> list[dict]:
-    """Configs of every running experiment, for `ExperimentSpec.from_config` in the API replicas."""
-    return [e.as_config() for e in session.scalars(_experiments("running"))]
+    """Configs of every running experiment by id, for `ExperimentSpec.from_config` in the API replicas,
+    with `started_at` (a replica serves those the start caps admit, in start order: `within_caps`)."""
+    return [{**e.as_config(), "started_at": e.started_at} for e in session.scalars(_experiments("running"))]
 
 
 def record_exposure(

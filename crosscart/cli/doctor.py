@@ -3,8 +3,9 @@
 Checks: the database answers and is migrated to the head revision; MLflow answers and the served models
 have a champion; the identity key is not the development default and every stored identity was hashed
 by a key the keyring holds; every coupon id and experiment, layer and variant name is in the form
-lookups read (a warning); Redis answers when configured; the data directory is writable. Exit code 1
-when any check fails (warnings do not fail)."""
+lookups read (a warning); no more experiments run than the start caps admit (a warning); Redis answers
+when configured; the data directory is writable. Exit code 1 when any check fails (warnings do not
+fail)."""
 
 from __future__ import annotations
 
@@ -240,9 +241,47 @@ def _stored_names(settings) -> list[Check]:
     return [Check("stored names", "ok", "chosen ids and experiment names in normal form")]
 
 
+def _experiment_caps(settings) -> list[Check]:
+    """Experiments running past the start caps (started through the store directly, imported): the
+    replicas serve only those the caps admit (`serving.ab.within_caps`) and leave the others out."""
+    import commerce.all_models  # noqa: F401
+    from commerce.db import make_engine, make_session_factory, read_only
+    from commerce.services.experiments import running_configs
+    from serving.ab import past_caps_summary, within_caps
+
+    try:
+        engine = make_engine(settings.resolved_database_url)
+        with read_only(make_session_factory(engine)) as session:
+            configs = running_configs(session)
+        engine.dispose()
+    except Exception:  # unreachable or not migrated: the database check says so
+        return []
+    live, left_out = within_caps(configs, settings.model_alias)
+    if left_out:
+        return [
+            Check(
+                "experiments",
+                "warn",
+                past_caps_summary(len(configs), live, left_out),
+                "stop some until within the caps: `crosscart experiment stop NAME` (docs/experiments.md)",
+            )
+        ]
+    return [Check("experiments", "ok", f"{len(configs)} running, within the start caps")]
+
+
 def run_checks(settings) -> list[Check]:
     checks: list[Check] = []
-    for step in (_database, _registry, _identity, _identity_versions, _stored_names, _redis, _data_dir):
+    steps = (
+        _database,
+        _registry,
+        _identity,
+        _identity_versions,
+        _stored_names,
+        _experiment_caps,
+        _redis,
+        _data_dir,
+    )
+    for step in steps:
         checks += step(settings)
     return checks
 
