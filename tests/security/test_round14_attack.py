@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
 
 from commerce.db import transaction
+from commerce.services.access import create_api_key
 from commerce.services.coupons import CouponInput, create_coupon
 from serving.field_access import nested_models
 from serving.http import HeaderTimeoutH11Protocol, server_options
@@ -200,3 +201,38 @@ def test_a_campaign_at_the_calendar_ends_is_planned(client, keys, session_factor
         assert plan.status_code == 200, (starts_at, plan.status_code, plan.text)
         scheduled = client.post(f"/v1/campaigns/{campaign}/schedule", headers=marketer)
         assert scheduled.status_code == 200, (starts_at, scheduled.status_code, scheduled.text)
+
+
+def _cream_campaign(api, key: str, merchant: str, product: str, bid: str) -> None:  # noqa: F811
+    body = {"name": "cream", "daily_budget": "10000.00", "product_ids": [product],
+            "keywords": [{"keyword": "cream", "match_type": "broad", "bid": bid}]}  # fmt: skip
+    made = api.post(f"/v1/merchants/{merchant}/keyword-campaigns", json=body, headers=auth(key))
+    assert made.status_code == 201, made.text
+
+
+def test_clicking_ones_own_ad_in_a_loop_does_not_lift_it(api, shop):  # noqa: F811
+    """An ad's rank is its bid times its click rate, and the click rate counted every click recorded,
+    repeats that round 4 stopped billing included: M1, bidding 0.80 against M3's 1.50 for "cream", had
+    its own shopper account search and click its ad 60 times (one click billed, 0.30) and took the first
+    slot from M3 for 30 days (its click rate 60 of 61 impressions). An ad's clicks count once per shopper
+    (or anonymous client) and day, as they are billed: M3 keeps the first slot."""
+    keys = _keys(shop)
+    with transaction(shop) as s:
+        keys["m3"] = create_api_key(s, "merchant", merchant_id="M3")[1]
+    _cream_campaign(api, keys["m1"], "M1", "P1", "0.80")
+    _cream_campaign(api, keys["m3"], "M3", "P6", "1.50")
+    service = api.app.state.search
+    service.refresh_ads()
+
+    def sponsored() -> list[dict]:
+        params = {"q": "cream", "shopper_id": "s1"}
+        return api.get("/v1/search", params=params, headers=auth(keys["shopper"])).json()["sponsored"]
+
+    assert [ad["product_id"] for ad in sponsored()] == ["P6", "P1"]
+    for _ in range(60):
+        token = next(ad["impression_token"] for ad in sponsored() if ad["product_id"] == "P1")
+        click = api.post("/v1/search/clicks", json={"token": token}, headers=auth(keys["shopper"]))
+        assert click.status_code == 200, click.text
+    service.impressions.flush()
+    service.refresh_ads()
+    assert [ad["product_id"] for ad in sponsored()] == ["P6", "P1"]
