@@ -235,9 +235,12 @@ def run_study(
                 for metric in study.metric_names:
                     mlflow.log_metric(_key(f"{srow['model']}.{metric}"), float(srow[f"{metric}_mean"]))
             mlflow.log_artifacts(str(out_dir), "report")
-    finally:
+    except BaseException:  # a model failing, or the command terminated: not FINISHED, as it was ended
         if mlflow is not None:
-            mlflow.end_run()
+            mlflow.end_run("FAILED")
+        raise
+    if mlflow is not None:
+        mlflow.end_run()
     return StudyResult(runs, summary, report, parent.info.run_id if parent else None)
 
 

@@ -194,3 +194,25 @@ def test_mean_ci_is_a_t_interval():
     ref = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
     assert (lo, hi) == pytest.approx(ref)
     assert np.isnan(mean_ci([0.3])[1])
+
+
+def test_a_study_that_fails_part_way_ends_its_parent_run_failed(study_file, tmp_path, tracking_uri):
+    """The parent run was ended FINISHED whatever happened (a model failing, a SIGTERM: the command's
+    `Terminated`), so a study that stopped half-way passed for a finished one in MLflow."""
+    import mlflow
+
+    calls = []
+
+    def failing_factory(name, params, seed):
+        calls.append(name)
+        if len(calls) > 3:  # after the checks of every configuration and the first fit
+            raise RuntimeError("out of memory")
+        return tiny_factory(name, params, seed)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_study(load_study(study_file), tmp_path / "o", tracking_uri=tracking_uri, factory=failing_factory,
+                  log=lambda _: None)  # fmt: skip
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("study-tiny-study").experiment_id])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.status for r in parent] == ["FAILED"]
