@@ -107,7 +107,9 @@ def load_events(
     wanted = [
         c for c in (user_col, item_col, time_col, event_col, value_col, basket_col, time_offset_col) if c
     ]
-    raw, broken, notes = _read_columns(path, wanted, sep, numbers=(value_col, time_offset_col))
+    raw, broken, notes = _read_columns(
+        path, wanted, sep, numbers=(value_col, time_offset_col), ids=(user_col, item_col, basket_col)
+    )
     events, report = clean_events(
         raw, source=str(path), user_col=user_col, item_col=item_col, time_col=time_col,
         event_col=event_col, value_col=value_col, time_format=time_format, basket_col=basket_col,
@@ -141,9 +143,13 @@ def load_order_lines(
         if not path.exists():
             raise FileNotFoundError(f"no order file at {path}")
     line_columns = [basket_col, item_col, *([value_col] if value_col else [])]
-    lines, broken, notes = _read_columns(lines_path, line_columns, None, numbers=(value_col,))
+    lines, broken, notes = _read_columns(
+        lines_path, line_columns, None, numbers=(value_col,), ids=(basket_col, item_col)
+    )
     order_columns = [basket_col, user_col, *([time_col] if time_col else [])]
-    orders, orders_broken, orders_notes = _read_columns(orders_path, order_columns, None)
+    orders, orders_broken, orders_notes = _read_columns(
+        orders_path, order_columns, None, ids=(basket_col, user_col)
+    )
     key = _ids(orders[basket_col])
     orders, key = orders[key.notna().to_numpy()], key.dropna()
     twice = key.duplicated()
@@ -289,8 +295,6 @@ def clean_events(
     (milliseconds) is added to the time once the times are checked, a row without a number there
     counted as a bad time offset."""
     report = LoadReport(source=source, rows_read=len(raw))
-    for column in dict.fromkeys(c for c in (user_col, item_col, basket_col) if c):
-        _refuse_rounded_ids(raw[column], column, source)
     user = _ids(raw[user_col])
     item = user if item_col == user_col else _ids(raw[item_col])
     bad = user.isna() | item.isna()
@@ -346,12 +350,17 @@ def clean_events(
 
 
 def _read_columns(
-    path: Path, wanted: list[str], sep: str | None, numbers: tuple[str | None, ...] = ()
+    path: Path,
+    wanted: list[str],
+    sep: str | None,
+    numbers: tuple[str | None, ...] = (),
+    ids: tuple[str | None, ...] = (),
 ) -> tuple[pd.DataFrame, int, dict[str, int]]:
     """The `wanted` columns of a Parquet file or directory, or of a delimited text file (as strings):
     `(frame, lines with a wrong field count, notes)`. Of a `;`-delimited file, the `numbers` columns
     written with decimal commas are read as such (`_decimal_comma`), as floats. Lines repeating the
-    header are skipped and noted."""
+    header are skipped and noted; the `ids` columns are checked for Excel's rounding
+    (`_read_text_table`)."""
     wanted = list(dict.fromkeys(wanted))  # one column may serve twice (Ta-Feng: the day is the basket)
     by_position = [c for c in wanted if _position(c) is not None]
     if path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}:
@@ -369,7 +378,13 @@ def _read_columns(
     head, blank_lines, encoding = _first_line(path, source, None if by_position else wanted)
     sep = sep or _find_delimiter(head, None if by_position else wanted)
     fields = [field.strip() for field in next(csv_module.reader([head], delimiter=sep))]
-    read = dict(sep=sep, columns=wanted, source=source, encoding=encoding)
+    read = dict(
+        sep=sep,
+        columns=wanted,
+        source=source,
+        encoding=encoding,
+        ids=tuple(dict.fromkeys(c for c in ids if c)),
+    )
     if by_position:
         names = [f"#{n}" for n in range(1, len(fields) + 1)]
         beyond = [c for c in wanted if _position(c) > len(fields)]
@@ -621,13 +636,16 @@ def _read_text_table(
     skip_rows: int = 0,
     source=None,
     encoding: str | None = None,
+    ids: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, int, dict[str, int]]:
     """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast), each column
     a category (its distinct strings once and a small code a row: ids and dates repeat, and a Python
     string a row costs ~60 bytes): `(frame, lines with a wrong field count, notes)`. In the header's
     `encoding` (None: UTF-8), or the next that decodes every byte (`_first_that_decodes`), noted when
-    not UTF-8. A pyarrow error, a byte the header's encoding does not decode or a field running over a
-    line end (an unclosed quote swallows the rest of the file) is a `ValueError` naming the file."""
+    not UTF-8. A pyarrow error, a byte the header's encoding does not decode, a field running over a
+    line end (an unclosed quote swallows the rest of the file) or, in an `ids` column, ids in scientific
+    notation (Excel rounded them: different ids read as one, every score silently wrong) is a
+    `ValueError` naming the file."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv
@@ -684,6 +702,13 @@ def _read_text_table(
                     " (an unclosed quote?)"
                 )
             start += len(block)
+    for column in ids:
+        rows, first = _rounded_ids(table[column])
+        if rows:
+            raise ValueError(
+                f"{path}: {rows} {column} values are in scientific notation (the first: {first!r}):"
+                " Excel rounded the ids, so different ones read alike; export the column as text"
+            )
     frame = pd.DataFrame({column: _as_category(table[column]) for column in columns})
     del table
     pa.default_memory_pool().release_unused()  # the file's text, kept by pyarrow's allocator otherwise
@@ -732,24 +757,19 @@ ROUNDED_ID = r"^\s*[1-9](?:\.\d+)?[Ee]\+\d{2,}\s*$"
 13-digit product code), or a float wrote so (`1.8446744073709552e+19`)."""
 
 
-def _refuse_rounded_ids(column: pd.Series, name: str, source: str) -> None:
-    """Refuse a text file's id column holding ids in scientific notation (`ROUNDED_ID`): the digits
-    lost, different ids read as one and every score would be silently wrong. Checked on the distinct
-    values, which is all a category holds."""
-    import pyarrow as pa
+def _rounded_ids(column) -> tuple[int, str | None]:
+    """The rows of a pyarrow column of dictionary blocks holding an id in scientific notation
+    (`ROUNDED_ID`), and the first such id: found on each block's distinct values, without a copy."""
     import pyarrow.compute as pc
 
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        return
-    categories = pa.array(column.cat.categories.astype(str), type=pa.string())  # none read: no null kernel
-    rounded = np.flatnonzero(pc.match_substring_regex(categories, ROUNDED_ID).to_numpy(zero_copy_only=False))
-    if len(rounded):
-        rows = np.isin(column.cat.codes.to_numpy(), rounded)
-        first = column.iloc[int(np.argmax(rows))]
-        raise ValueError(
-            f"{source}: {int(rows.sum())} {name} values are in scientific notation (the first: {first!r}):"
-            " Excel rounded the ids, so different ones read alike; export the column as text"
-        )
+    rows, first = 0, None
+    for block in column.chunks:
+        hits = pc.match_substring_regex(block.dictionary, ROUNDED_ID).to_numpy(zero_copy_only=False)
+        if hits.any():
+            rounded = np.isin(block.indices.to_numpy(), np.flatnonzero(hits))
+            rows += int(rounded.sum())
+            first = first or block.dictionary[block.indices[int(np.argmax(rounded))].as_py()].as_py()
+    return rows, first
 
 
 def _decimal_comma(column: pd.Series) -> pd.Series | None:
@@ -971,7 +991,9 @@ def load_sales(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no sales file at {path}")
-    raw, broken, notes = _read_columns(path, [item_col, time_col, quantity_col], sep, numbers=(quantity_col,))
+    raw, broken, notes = _read_columns(
+        path, [item_col, time_col, quantity_col], sep, numbers=(quantity_col,), ids=(item_col,)
+    )
     if first_day is not None:
         days = _numbers(raw[time_col])
         whole = days.where(days == days.round())
