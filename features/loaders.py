@@ -900,6 +900,12 @@ def _parse_time(
     return parsed.where(column.notna()), layout
 
 
+def read_times(values: pd.Series) -> pd.Series:
+    """Times by the event files' rule (`_parse_time`: one layout for all the values, the one that reads
+    the most), in UTC; unreadable: NaT."""
+    return _parse_time(values)[0]
+
+
 def _guess_layout(text: pd.Series, sample: int = 5000) -> str | None:
     """The TIME_LAYOUTS entry that reads the most of a sample of distinct values (at least half)."""
     values = pd.Series(text.drop_duplicates().head(sample).to_numpy())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.loaders import read_table
+from features.loaders import read_table, read_times
 
 #: pandas renamed period-end aliases; accept the short forms people type.
 _FREQ_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "H": "h"}
@@ -70,13 +70,15 @@ def demand_series(sales: pd.DataFrame, freq: str, until=None) -> pd.DataFrame:
 
 def load_event_calendar(path: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Known promotion windows from a CSV or Parquet file with `start` and `end` columns (end exclusive;
-    dates or times, UTC when no zone is given): the platform's planned discount seasons and sales."""
+    dates or times, UTC when no zone is given): the platform's planned discount seasons and sales.
+    Start and end are read together, in one layout (`features.loaders.read_times`): `01.12.2010` is
+    1 December, not 12 January as pandas' mixed parsing read it."""
     frame = pd.read_parquet(path) if str(path).endswith(".parquet") else read_table(path)
     missing = {"start", "end"} - set(frame.columns)
     if missing:
         raise ValueError(f"the events calendar needs columns start and end (missing {sorted(missing)})")
-    start = pd.to_datetime(frame["start"], utc=True, format="mixed")
-    end = pd.to_datetime(frame["end"], utc=True, format="mixed")
+    times = read_times(pd.concat([frame["start"], frame["end"]], ignore_index=True))
+    start, end = times.iloc[: len(frame)], times.iloc[len(frame) :].reset_index(drop=True)
     if start.isna().any() or end.isna().any() or (end <= start).any():
         raise ValueError("every event in the calendar needs a start before its end")
     return list(zip(start, end, strict=True))

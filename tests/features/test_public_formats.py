@@ -1,10 +1,12 @@
 """Real public datasets, as they are published, through the loaders and the commands that read them.
 
-Every fixture is generated here in the published layout (UCI Online Retail, Ta-Feng, RetailRocket,
-YOOCHOOSE, Diginetica, Tmall/Taobao UserBehavior, MovieLens 100K/1M/20M, Hillstrom, Favorita/Rossmann,
-M5), with the messy parts of the real files: BOM, CRLF, quoted commas, blank lines, Latin-1 bytes,
-duplicates, missing ids, returns, unsorted and zoned times, huge and zero-padded ids, gzip. Each command
-must read them by its documented rule or refuse with one line naming the file: never a traceback.
+Every fixture is generated here in the published layout (UCI Online Retail and II, Ta-Feng, RetailRocket,
+YOOCHOOSE, Diginetica, Tmall/Taobao UserBehavior, MovieLens 100K/1M/20M, Hillstrom, Criteo, Lenta,
+Favorita/Rossmann, M5), with the messy parts of the real files: BOM, CRLF, quoted commas, blank lines,
+Latin-1, Windows-1252, GBK and Big5 bytes, ';' files with decimal commas, duplicates, missing ids,
+returns, unsorted and zoned times, huge, zero-padded and Excel-rounded ids, gzip, True/False columns,
+workbooks. Each command must read them by its documented rule or refuse with one line naming the file:
+never a traceback.
 """
 
 from __future__ import annotations
@@ -978,3 +980,24 @@ def test_a_header_repeated_inside_the_file_is_no_row(tmp_path):
     assert report.notes["header line repeated (skipped)"] == 1
     events, report = load_events(path, user_col="CustomerID", item_col="StockCode", time_col="InvoiceDate")
     assert report.dropped == {"duplicate row": 1, "missing id": 1}
+
+
+def test_an_events_calendar_with_day_first_dates_keeps_its_weeks(tmp_path):
+    """A German or British promotion calendar for `--events-calendar`: pandas' mixed parsing read
+    01.12.2010 (Advent's start) as 12 January and its end 08.12.2010 as 12 August, a seven-month
+    promotion, and 05/02/2011 as 2 May. Start and end are read together by the event files' rule: one
+    layout, the one that reads the most values."""
+    from features.sales import load_event_calendar
+
+    german = _write(
+        tmp_path / "kalender.csv",
+        ["name;start;end", "advent;01.12.2010;08.12.2010", "xmas;20.12.2010;27.12.2010"],
+    )
+    british = _write(
+        tmp_path / "calendar.csv",
+        ["name,start,end", "half term,05/02/2011,12/02/2011", "xmas,20/12/2010,27/12/2010"],
+    )
+    for path, first in ((german, "2010-12-01"), (british, "2011-02-05")):
+        windows = load_event_calendar(str(path))
+        assert windows[0][0] == pd.Timestamp(first, tz=UTC)
+        assert all(end - start == pd.Timedelta(days=7) for start, end in windows)
