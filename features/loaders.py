@@ -1063,22 +1063,31 @@ def load_wide_sales(
         broken += 1
         return "skip"
 
-    try:
-        table = csv.read_csv(
+    def read(encoding: str) -> pa.Table:
+        nonlocal broken
+        broken = 0
+        if source is not None:
+            source.seek(0)
+        return csv.read_csv(
             source if source is not None else path,
-            read_options=csv.ReadOptions(
-                column_names=fields, skip_rows=blank_lines + 1, encoding=encoding or "utf8"
-            ),
+            read_options=csv.ReadOptions(column_names=fields, skip_rows=blank_lines + 1, encoding=encoding),
             parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
             convert_options=csv.ConvertOptions(
                 include_columns=[item_col, *days],
                 column_types={item_col: pa.string(), **dict.fromkeys(days, pa.float64())},
             ),
         )
+
+    try:
+        table, encoding = _first_that_decodes(read, encoding)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not {ENCODINGS[encoding]} throughout, as its header is ({exc})") from None
     except pa.ArrowInvalid as exc:
         raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
     report = LoadReport(source=str(path), rows_read=table.num_rows)
     report.add_unparsed(broken)
+    if encoding != "utf8":
+        report.notes[f"file read as {ENCODINGS[encoding]} (not UTF-8)"] = table.num_rows
     gaps = [d for d in days if table[d].null_count]
     if gaps:
         raise ValueError(f"{path}: column {gaps[0]} has {table[gaps[0]].null_count} empty cells")

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crosscart.cli import app
-from features.loaders import load_events, load_movielens, load_order_lines, load_sales
+from features.loaders import load_events, load_movielens, load_order_lines, load_sales, load_wide_sales
 from training.evaluate_uplift import load_campaign
 
 UTC = "UTC"
@@ -724,7 +724,6 @@ def test_a_wide_table_stays_small_in_long_form(tmp_path):
     a row at the peak): 10k series needed 3.7 GB. Now a category, and numpy sums: under 30 and 110."""
     import tracemalloc
 
-    from features.loaders import load_wide_sales
     from features.sales import demand_series
 
     rng = np.random.default_rng(0)
@@ -780,6 +779,12 @@ def test_a_windows_1252_export_keeps_its_quotes_dashes_and_euro(tmp_path):
     assert events["item_id"].tolist() == ["a\x81b"] and report.notes == {
         "file read as Latin-1 (not UTF-8)": 1
     }
+    wide = _write(tmp_path / "sales.csv", ["id,d_1,d_2", "CAFÉ_CRÈME_1,1,2"], encoding="cp1252")
+    sales, report = load_wide_sales(wide, item_col="id", first_day="2011-01-29")  # was refused: not UTF-8
+    assert (
+        sales["item_id"].tolist() == ["CAFÉ_CRÈME_1"] * 2
+        and "file read as Windows-1252 (not UTF-8)" in report.notes
+    )
     campaign = _write(tmp_path / "campaign.csv", _hillstrom_lines("Surburban’s"), encoding="cp1252")
     assert "zip_code_Surburban’s" in load_campaign(campaign, "segment", "Mens E-Mail", "No E-Mail", "visit").X
 
