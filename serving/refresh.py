@@ -87,7 +87,10 @@ class Refreshing(Generic[T]):
     def refresh(self) -> bool:
         loaded = self._load()
         if self.on_refresh is not None:
-            self.on_refresh(self)
+            try:
+                self.on_refresh(self)
+            except Exception as exc:  # a metrics file that cannot grow (disk full) must not end the loop
+                log.warning("recording the refresh of %s failed: %s: %s", self.name, type(exc).__name__, exc)
         return loaded
 
     def _load(self) -> bool:

@@ -11,6 +11,7 @@ import time
 from sqlalchemy import exc
 
 from serving import search as search_module
+from serving.refresh import Refreshing
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth
 
@@ -113,3 +114,16 @@ def test_a_loop_that_stopped_refreshing_is_stale(tmp_path, open_client):
     assert said["refresh"] == "degraded"
     assert catalog["status"] == "stale" and catalog["consecutive_failures"] == 0, catalog
     assert catalog["age_seconds"] >= 4 * EVERY
+
+
+def test_a_metric_that_cannot_be_recorded_does_not_end_the_loop(caplog):
+    """Multiprocess metrics are files: one that cannot grow (a full disk) failed the refresh and ended its
+    thread, and the data stopped refreshing for good."""
+    loop = Refreshing("catalog", lambda: "snapshot", 60)
+
+    def disk_full(_loop):
+        raise OSError(28, "No space left on device")
+
+    loop.on_refresh = disk_full
+    assert loop.refresh() and loop.current == "snapshot" and loop.status() == "ok"
+    assert "recording the refresh of catalog failed: OSError" in caplog.text
