@@ -254,6 +254,9 @@ def create_app(
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
     state.pending_orders = Refreshing("pending-orders", state.sweep_pending, settings.pending_sweep_seconds)
     search_runner = build_search(settings, session_factory, state, catalog_refresh_seconds)
+    state.search_refresh = search_runner.loop
+    for loop in state.refresh_loops():  # the refresh metrics follow every loop
+        loop.on_refresh = state.metrics.refreshed
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -4,10 +4,14 @@ headers; the request metrics (recorded by serving/edge.py)."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from serving.errors import send_problem
+
+if TYPE_CHECKING:
+    from serving.refresh import Refreshing
 
 
 async def _send_413(send, scope, limit: int) -> None:
@@ -132,6 +136,28 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        # The periodic refreshes (`serving.refresh.Refreshing`): the age of a loop's data is `time() -` its
+        # last success, the oldest over live workers; the failures in a row, the most of any worker.
+        self.refresh_last_success = Gauge(
+            "crosscart_refresh_last_success_timestamp_seconds",
+            "When the data a refresh loop serves was read (Unix time; the oldest of the workers')",
+            ["loop"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.refresh_failing = Gauge(
+            "crosscart_refresh_consecutive_failures",
+            "Refreshes of a loop failed since its last success (the most of the workers')",
+            ["loop"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.refresh_failures = Counter(
+            "crosscart_refresh_failures",
+            "Failed refreshes by loop and `failure_code`",
+            ["loop", "code"],
+            registry=self.registry,
+        )
         self._served: dict[str, tuple[str, str]] = {}
         self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children: `labels()` costs a lock
 
@@ -158,6 +184,14 @@ class Metrics:
             self.model_info.labels(model, *previous).set(0)
         self.model_info.labels(model, *label).set(1)
         self._served[model] = label
+
+    def refreshed(self, loop: Refreshing) -> None:
+        """Record a refresh of `loop`, successful or not (its `on_refresh`)."""
+        self.refresh_failing.labels(loop.name).set(loop.failures)
+        if loop.failures:
+            self.refresh_failures.labels(loop.name, loop.error_code).inc()
+        elif loop.last_success is not None:  # never before: a child is 0 at once, the minimum in multiprocess
+            self.refresh_last_success.labels(loop.name).set(loop.last_success)
 
     def exposition(self) -> bytes:
         """The Prometheus text of this process, or of every worker in multiprocess mode."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,11 +56,17 @@ class ServingState:
     revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
     precomputed: Refreshing[PrecomputedLists | None] | None = None  # batch-scored lists, when configured
     proxy_check: UntrustedProxyCheck | None = None  # set by create_app from `forwarded_allow_ips`
+    search_refresh: Refreshing[Any] | None = None  # the search index's loop (`serving.search.SearchRunner`)
     #: `session_factory`'s read-only twin, for requests that only read (serving.deps.get_session)
     read_only_sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
         self.read_only_sessions = read_only_sessions(self.session_factory)
+
+    def refresh_loops(self) -> list[Refreshing[Any]]:
+        """Every periodic refresh of this replica: what `/v1/ready/details` and `/metrics` report."""
+        loops = (self.catalog, self.experiments, self.search_refresh, self.precomputed, self.pending_orders)
+        return [loop for loop in loops if loop is not None]
 
     def load_once(self) -> None:
         """Load catalog, experiments and models without polling threads (tests, benches); exposures are

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from serving.deps import Admin, StateDep
 from serving.http import HEALTH_BODY
 from serving.logs import MASK, redact
-from serving.refresh import FailureCode
+from serving.refresh import STALE_INTERVALS, FailureCode, LoopStatus, Refreshing
 
 router = APIRouter(tags=["operations"])
 admin_router = APIRouter(tags=["operations"])  # under /v1, behind a key
@@ -135,8 +136,39 @@ async def ready(state: StateDep, response: Response) -> Readiness:
     return body
 
 
+class RefreshLoop(BaseModel):
+    """One periodic refresh (`serving.refresh.Refreshing`) as this worker runs it."""
+
+    status: LoopStatus = Field(
+        description=f"`failing`: the last refresh failed, the data loaded before keeps serving; `stale`: "
+        f"nothing failed but the data is older than {STALE_INTERVALS} intervals (a load hung); `not "
+        "loaded`: no refresh has succeeded or failed yet."
+    )
+    every_seconds: float
+    last_success: datetime | None = Field(description="When the data served was read (its load began).")
+    age_seconds: float | None = Field(description="How old the data served is; null: never loaded.")
+    consecutive_failures: int
+    error: FailureCode | None = Field(
+        description="Why the refreshes fail, in `/ready`'s words; the message is in the log (`refreshing "
+        "NAME failed`). Null once one succeeds."
+    )
+
+
+def _loop(loop: Refreshing[Any]) -> RefreshLoop:
+    age = loop.age_seconds()
+    return RefreshLoop(
+        status=loop.status(),
+        every_seconds=loop.every_seconds,
+        last_success=None if loop.last_success is None else datetime.fromtimestamp(loop.last_success, UTC),
+        age_seconds=None if age is None else round(age, 3),
+        consecutive_failures=loop.failures,
+        error=loop.error_code,
+    )
+
+
 class ReadinessDetails(BaseModel):
-    """The whole messages behind `/ready`'s one-word errors (null: that check passed)."""
+    """The whole messages behind `/ready`'s one-word errors (null: that check passed), and the state of
+    every periodic refresh."""
 
     database_error: str | None = Field(description="The error that began the current database outage.")
     catalog_error: str | None
@@ -144,6 +176,11 @@ class ReadinessDetails(BaseModel):
     model_alias_error: str | None
     registry_error: str | None
     precomputed_error: str | None
+    refresh: Literal["ok", "degraded"] = Field(
+        description="`degraded`: a refresh loop is not `ok`. Not a reason to be unready: the data loaded "
+        "before keeps serving (stale data beats none); `refresh_loops` says which and since when."
+    )
+    refresh_loops: dict[str, RefreshLoop] = Field(description="By loop name (catalog, search, ...).")
 
 
 @admin_router.get("/ready/details", response_model=ReadinessDetails)
@@ -151,6 +188,7 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
     """Why `/ready`'s checks fail, as the log says it (admin only: the messages can name file paths, SQL,
     host names); what an operator without access to the logs reads next to `crosscart doctor`."""
     broken = state.models.broken
+    loops = {loop.name: _loop(loop) for loop in state.refresh_loops()}
     return ReadinessDetails(
         database_error=_for_admins(state.db_health.last_error),
         catalog_error=_for_admins(state.catalog.last_error),
@@ -158,6 +196,8 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
         model_alias_error=None if broken is None else _for_admins(broken[2]),
         registry_error=_for_admins(state.models.registry_message),
         precomputed_error=None if state.precomputed is None else _for_admins(state.precomputed.last_error),
+        refresh="ok" if all(loop.status == "ok" for loop in loops.values()) else "degraded",
+        refresh_loops=loops,
     )
 
 

@@ -210,5 +210,13 @@ def test_metrics_from_serve_with_two_workers_count_both_workers(shared):
         )
         assert float(docs_line.rsplit(" ", 1)[1]) == sent
         assert 'crosscart_model_version_info{model="recommender"' in text_
+        # the oldest data of the workers' (livemin), their most failures in a row (livemax)
+        refreshed = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text_.splitlines()
+            if line.startswith('crosscart_refresh_last_success_timestamp_seconds{loop="catalog"}')
+        ]
+        assert len(refreshed) == 1 and 0 < time.time() - refreshed[0] < 120, text_
+        assert 'crosscart_refresh_consecutive_failures{loop="search"} 0.0' in text_
     finally:
         api.stop()
