@@ -140,7 +140,7 @@ class RefreshLoop(BaseModel):
     """One periodic refresh (`serving.refresh.Refreshing`) as this worker runs it."""
 
     status: LoopStatus = Field(
-        description=f"`failing`: the last refresh failed, the data loaded before keeps serving; `stale`: "
+        description="`failing`: the last refresh failed, the data loaded before keeps serving; `stale`: "
         f"nothing failed but the data is older than {STALE_INTERVALS} intervals (a load hung); `not "
         "loaded`: no refresh has succeeded or failed yet."
     )
