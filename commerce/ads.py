@@ -90,6 +90,9 @@ class AdImpression(Base):
     keyword_id: Mapped[int] = mapped_column(ForeignKey("ad_keywords.keyword_id"))
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
     shopper_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: An anonymous search's client (`commerce.services.ads.client_tag`), as on `ad_clicks`: the ad's
+    #: click rate counts its impressions once per viewer and day (`commerce.services.ads.viewer_days`).
+    client: Mapped[str | None] = mapped_column(String(32), default=None)
     slot: Mapped[int] = mapped_column(Integer)
     price: Mapped[Decimal] = mapped_column(Money)  # cost per click the auction set
     shown_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

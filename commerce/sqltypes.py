@@ -9,7 +9,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 import icu
 from sqlalchemy import DateTime, Enum, Numeric, Text
 from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, MappedColumn, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from commerce.errors import ValidationError
@@ -48,6 +50,24 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class utc_day(FunctionElement):  # noqa: N801  (an SQL function, named as SQLAlchemy's are)
+    """The UTC day (`YYYY-MM-DD`) of a `UTCDateTime` column, in SQL: SQLite stores the naive UTC time as
+    text, PostgreSQL a `timestamptz` whose day depends on the session's time zone unless asked in UTC."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element, compiler, **kw) -> str:
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element, compiler, **kw) -> str:
+    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
 
 def str_enum(name: str, values: tuple[str, ...]) -> Enum:

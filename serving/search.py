@@ -92,11 +92,7 @@ class AdsSnapshot:
     @classmethod
     def load(cls, session: Session, now: datetime) -> AdsSnapshot:
         since = now - timedelta(days=30)
-        imps = session.execute(
-            select(AdImpression.campaign_id, AdImpression.product_id, func.count())
-            .where(AdImpression.shown_at >= since)
-            .group_by(AdImpression.campaign_id, AdImpression.product_id)
-        ).all()
+        imps = ads.viewer_days(session, AdImpression, AdImpression.shown_at, since)
         clicks = dict(
             ((c, p), n)
             for c, p, n in session.execute(
@@ -105,7 +101,7 @@ class AdsSnapshot:
                 .group_by(AdClick.campaign_id, AdClick.product_id)
             )
         )
-        ctr = {(c, p): (clicks.get((c, p), 0), n) for c, p, n in imps}
+        ctr = {ad: (clicks.get(ad, 0), n) for ad, n in imps.items()}
         at = ads.billing_clock(session, now)
         return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
 

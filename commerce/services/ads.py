@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from commerce.ads import (
@@ -53,7 +53,7 @@ from commerce.services._util import (
 )
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
-from commerce.sqltypes import as_utc, shifted, to_money, utcnow
+from commerce.sqltypes import as_utc, shifted, to_money, utc_day, utcnow
 
 TOKEN_TTL = timedelta(hours=1)
 ATTRIBUTION_WINDOW = timedelta(days=7)
@@ -421,6 +421,7 @@ def record_impressions(session: Session, claims: Iterable[tuple[ImpressionClaim,
                 "keyword_id": c.keyword_id,
                 "product_id": c.product_id,
                 "shopper_id": c.shopper_id,
+                "client": c.client,
                 "slot": c.slot,
                 "price": Decimal(c.price),
                 "shown_at": as_utc(at),
@@ -429,6 +430,31 @@ def record_impressions(session: Session, claims: Iterable[tuple[ImpressionClaim,
         ),
         ["token_id"],
     )
+
+
+def viewer_days(
+    session: Session, model: type[AdImpression] | type[AdClick], at, since: datetime
+) -> dict[tuple[str, str], int]:
+    """Per ad (campaign, product): how many viewers (shopper, or anonymous search's client) and UTC days
+    its rows of `model` (`ad_impressions` or `ad_clicks`, timed by `at`) since `since` name, a row
+    naming neither (stored before the client was, or from a token without one) counting alone. The one
+    way the click rate counts: every search handing out an ad counted an impression, so one viewer
+    searching a rival's keyword in a loop without clicking sank its rate and took its slot."""
+    nobody = case((and_(model.shopper_id.is_(None), model.client.is_(None)), model.token_id))
+    seen = (
+        select(model.campaign_id, model.product_id, model.shopper_id, model.client, nobody, utc_day(at))
+        .where(at >= since)
+        .distinct()
+        .subquery()
+    )
+    return {
+        (c, p): n
+        for c, p, n in session.execute(
+            select(seen.c.campaign_id, seen.c.product_id, func.count()).group_by(
+                seen.c.campaign_id, seen.c.product_id
+            )
+        )
+    }
 
 
 @dataclass(frozen=True)
