@@ -53,10 +53,10 @@ class UTCDateTime(TypeDecorator):
 
 
 class utc_day(FunctionElement):  # noqa: N801  (an SQL function, named as SQLAlchemy's are)
-    """The UTC day (`YYYY-MM-DD`) of a `UTCDateTime` column, in SQL: SQLite stores the naive UTC time as
-    text, PostgreSQL a `timestamptz` whose day depends on the session's time zone unless asked in UTC."""
+    """The UTC day of a `UTCDateTime` column, in SQL (to group by; the text `YYYY-MM-DD` on SQLite, a
+    date on PostgreSQL): SQLite stores the naive UTC time as text, PostgreSQL a `timestamptz` whose day
+    depends on the session's time zone unless asked in UTC."""
 
-    type = Text()
     inherit_cache = True
 
 
@@ -67,7 +67,7 @@ def _utc_day_sqlite(element, compiler, **kw) -> str:
 
 @compiles(utc_day, "postgresql")
 def _utc_day_postgresql(element, compiler, **kw) -> str:
-    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    return f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC' AS DATE)"
 
 
 def str_enum(name: str, values: tuple[str, ...]) -> Enum:
