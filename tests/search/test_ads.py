@@ -12,9 +12,9 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from commerce.ads import AdBudgetDay, AdClick
+from commerce.ads import AdBudgetDay, AdClick, AdImpression
 from commerce.db import transaction
 from commerce.errors import ValidationError
 from commerce.identity import Keyring
@@ -274,3 +274,29 @@ def test_spend_never_exceeds_budget_and_equals_charged_clicks(shop, budget, pric
         fits = running + Decimal(claim.price) <= budget
         assert r.charged == fits
         running += Decimal(claim.price) if fits else 0
+
+
+def test_impressions_count_once_per_viewer_and_utc_day(shop):
+    """The click rate's impressions are counted once per viewer and UTC day (`ads.viewer_days`), whatever
+    the database session's time zone: 23:30 and 00:30 UTC are two days (one day in Shanghai), and an
+    anonymous client and a shopper are two viewers whatever their ids."""
+    cid, (kid, _) = _campaign(shop)
+    midnight = datetime(2026, 6, 2, tzinfo=UTC)
+    shown = [
+        (_claim(cid, kid, shopper="s0"), midnight - timedelta(minutes=30)),
+        (_claim(cid, kid, shopper="s0"), midnight + timedelta(minutes=30)),
+        (_claim(cid, kid, shopper="s0"), midnight + timedelta(hours=2)),
+        (_claim(cid, kid, shopper=None, client="tag-1"), midnight + timedelta(hours=1)),
+        (_claim(cid, kid, shopper=None, client="tag-1"), midnight + timedelta(hours=3)),
+        (_claim(cid, kid, shopper=None, client=None), midnight + timedelta(hours=1)),  # names nobody
+        (_claim(cid, kid, shopper=None, client=None), midnight + timedelta(hours=1)),
+    ]
+    with transaction(shop) as s:
+        ads.record_impressions(s, shown)
+    with shop() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SET TIME ZONE 'Asia/Shanghai'"))
+        counted = ads.viewer_days(s, AdImpression, AdImpression.shown_at, midnight - timedelta(days=1))
+        snapshot = AdsSnapshot.load(s, midnight + timedelta(hours=4))
+    assert counted == {(cid, "P1"): 2 + 1 + 2}
+    assert snapshot.ctr[cid, "P1"] == (0, 5)
