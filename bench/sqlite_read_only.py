@@ -48,12 +48,16 @@ def _database(workdir: Path) -> str:
 
 
 def run_mode(url: str, mode: str, refreshes: int) -> dict:
+    from sqlalchemy.exc import OperationalError
+
     from commerce.db import make_engine, make_session_factory, transaction
     from crosscart.settings import Settings
     from serving import ab, catalog_db
 
-    busy = Settings().db_statement_timeout_seconds  # the API's busy timeout
+    settings = Settings()
+    busy = settings.db_statement_timeout_seconds  # the API's busy timeout
     factory = make_session_factory(make_engine(url, statement_timeout=busy))
+    experiments = ab.RunningExperiments(factory, settings.model_alias)  # the API's refresh loop's loader
     with factory() as s:
         product = s.execute(text("SELECT product_id FROM stock ORDER BY id LIMIT 1")).scalar_one()
     reloading = [0]  # the number of the reload running now, 0 between reloads
@@ -64,8 +68,8 @@ def run_mode(url: str, mode: str, refreshes: int) -> dict:
             at = reloading[0]
             try:
                 work()
-            except Exception:  # past the busy timeout: what make run logged
-                counts[name][1] += 1
+            except OperationalError:  # past the busy timeout: what make run logged
+                counts[name][1] += 1  # (any other error, a renamed loader's, ends the thread loudly)
                 continue
             if at and reloading[0] == at:
                 counts[name][0] += 1
@@ -94,7 +98,7 @@ def run_mode(url: str, mode: str, refreshes: int) -> dict:
     with patches[0], patches[1]:
         threads = [
             threading.Thread(target=loop, args=("writes", write)),
-            threading.Thread(target=loop, args=("experiments", lambda: ab.load_live_experiments(factory))),
+            threading.Thread(target=loop, args=("experiments", experiments.load)),
         ]
         for t in threads:
             t.start()

@@ -772,18 +772,26 @@ def _rounded_ids(column) -> tuple[int, str | None]:
     return rows, first
 
 
+GROUPED_THOUSANDS = r"[1-9]\d{0,2}(?:\.\d{3})+"  # 1.234 and 12.000.000, never 0.125
+
+
 def _decimal_comma(column: pd.Series) -> pd.Series | None:
     """Numbers as a European Excel export writes them, in a `;`-delimited file (`2,5`, `1.234,5`: a
     decimal comma, dots grouping thousands), or None when no value has a decimal comma. Other values as
-    `_numbers` reads them. Only for `;` files: a `,` file's quoted "1,234" groups thousands."""
+    `_numbers` reads them. Only for `;` files: a `,` file's quoted "1,234" groups thousands. A value
+    with dots and no comma groups thousands only when every such value of the column is so shaped:
+    `0.125` or `2.5` beside `1,5` makes the column's dots decimal points (`0.125` was read as 125 and
+    `1.250` beside `2.5` as 1250)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         read = _decimal_comma(pd.Series(column.cat.categories))
         return None if read is None else _per_row(read, column)
     text = column.astype("str").str.strip()
-    comma = text.str.fullmatch(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d*),\d+")
+    comma = text.str.fullmatch(rf"[+-]?(?:{GROUPED_THOUSANDS}|\d*),\d+")
     if not comma.any():
         return None
-    grouped = comma | text.str.fullmatch(r"[+-]?\d{1,3}(?:\.\d{3})+")
+    dots = text.str.contains(".", regex=False) & ~comma
+    dots_group = text.str.fullmatch(rf"[+-]?{GROUPED_THOUSANDS}")
+    grouped = comma | dots_group if dots_group[dots].all() else comma
     european = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     return pd.to_numeric(text.where(~grouped, european), errors="coerce").where(column.notna())
 

@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session
 
 from commerce.ads import KeywordCampaign
@@ -145,7 +146,7 @@ def after_commit(session: Session, work: Callable[[], None]) -> None:
 
 def stored_id(model: type, name: str, where: type[Path] | type[Query] = Path):
     """The type of path parameter `name`, a chosen id of a `model` row (merchant, product, campaign,
-    keyword campaign, category; shopper ids: `ShopperId`), read as `stored_key` reads it:
+    keyword campaign, category, shopper: `ShopperId`), read as `stored_key` reads it:
     as sent if a row has that id (one stored before ids were normalised), else in the one form ids are
     stored in, so `/v1/products/ｐ1` (a Chinese input method's full width) or `p1%20` names product
     `p1`. The endpoint and `ensure_shopper` see the id of the row, not the spelling in the URL. With
@@ -177,39 +178,46 @@ KeywordCampaignId = stored_id(KeywordCampaign, "campaign_id")
 CampaignFilter = stored_id(Campaign, "campaign_id", Query)
 
 
-def stored_shopper(state: ServingState, shopper_id: str, session: Session | None = None) -> str:
-    """The one rule for a shopper id a request names (its URL, `?shopper_id=`, an event): `stored_form`,
-    a shopper's id as sent if the served recommender learned it so or a row of the database has it
-    (looked up in `session`, else in a read-only session of its own), else its normal form. Read as
-    sent, `/v1/shoppers/ｓ1/recommendations` and `s1%20` were cold-start pages of shoppers nobody is, and
-    a 403 for s1's own key. Ownership (`ensure_shopper`) is checked on the id this returns, so a
-    look-alike reaches the shopper it names and no other."""
+#: `{shopper_id}` of a route with a database session (orders, coupons, the cart's quote), read by the
+#: database alone (`stored_id`), as an event's shopper and an exposure's unit are: what these routes store
+#: is a row's id, so a key's binding is checked on the id they store.
+ShopperId = stored_id(Shopper, "shopper_id")
 
-    def in_database(key: str) -> bool:
-        if session is not None:
-            return session.get(Shopper, key) is not None
-        with read_only(state.session_factory) as own:
-            return own.get(Shopper, key) is not None
-
-    return stored_form(shopper_id, lambda key: state.models.current.knows(key) or in_database(key))
+#: Why a look-alike shopper id of a snapshot page may go unread: the database cannot answer, or no
+#: request slot came free in time.
+UNANSWERED = (DBAPIError, SQLAlchemyTimeoutError, DatabaseBusy)
 
 
-def _shopper_in_url(session: SessionDep, state: StateDep, shopper_id: Annotated[str, Path()]) -> str:
-    return stored_shopper(state, shopper_id, session)
+def _stored_shopper_row(state: ServingState, shopper_id: str) -> str:
+    with read_only(state.session_factory) as session:
+        return stored_key(session, Shopper, shopper_id)
+
+
+async def stored_shopper(request: Request, state: ServingState, shopper_id: str) -> str:
+    """The shopper id of a page answered from snapshots (recommendations, buy-again, search's
+    `?shopper_id=`): as sent if the served recommender learned it so, else as `stored_key` reads it (a
+    row's id as sent, else the normal form). Read as sent, `/v1/shoppers/ｓ1/recommendations` was a
+    cold-start page of a shopper nobody is, and a 403 for s1's own key. An id in normal form (nearly
+    every request) is taken at once; a look-alike is looked up on a thread in a request's database slot,
+    and read in its normal form when the database cannot answer (these pages were answered from
+    snapshots while it was down; a look-alike made them 503). Ownership (`ensure_shopper`) is checked on
+    the id this returns, so a look-alike reaches the shopper it names and no other."""
+    if lookup_name(shopper_id) == shopper_id or state.models.current.knows(shopper_id):
+        return shopper_id
+    try:
+        async with state.db_gate.request_slot(_deadline(request, state)):
+            return await run_sync(_stored_shopper_row, state, shopper_id)
+    except UNANSWERED as exc:
+        if is_outage(exc) and not isinstance(exc, DatabaseBusy):
+            state.db_health.failed(exc)
+        log.info("shopper id %r read in its normal form: %s", shopper_id, type(exc).__name__)
+        return lookup_name(shopper_id)
 
 
 async def _storefront_shopper(request: Request, state: StateDep, shopper_id: Annotated[str, Path()]) -> str:
-    """`stored_shopper` for the pages answered from snapshots, without a database transaction: an id in
-    its normal form (nearly every request) is taken at once; a look-alike is looked up on a thread, in
-    a request's database slot."""
-    if lookup_name(shopper_id) == shopper_id:
-        return shopper_id
-    async with state.db_gate.request_slot(_deadline(request, state)):
-        return await run_sync(stored_shopper, state, shopper_id)
+    return await stored_shopper(request, state, shopper_id)
 
 
-#: `{shopper_id}` of a route with a database session (orders, coupons, the cart's quote).
-ShopperId = Annotated[str, Depends(_shopper_in_url)]
 #: `{shopper_id}` of a storefront page answered from snapshots (recommendations, buy-again).
 StorefrontShopperId = Annotated[str, Depends(_storefront_shopper)]
 

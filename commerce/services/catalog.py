@@ -270,10 +270,11 @@ def register_location(session: Session, location: str, mode: str, merchant_id: s
     Cross-border rule: bonded goods are held only in bonded warehouses and direct-mail goods only abroad,
     so a warehouse holds goods of one mode. A location is named as ids are (`stored_key`: `ｗｈ１` is
     `wh1`) and a new one's name is a chosen id (`chosen_id`): `x/y` was registered, and no URL reached it
-    again; Cyrillic `НН-1` beside `HH-1` was a second location that reads the same."""
+    again; Cyrillic `НН-1` beside `HH-1` was a second location that reads the same. The refusal names
+    the stored look-alike only when the merchant may use it (another's own location is named to no one)."""
     location = stored_key(session, Warehouse, location)
     if session.get(Warehouse, location) is None:
-        location = chosen_id(session, location, Warehouse.warehouse_id, "location")
+        location = chosen_id(session, location, Warehouse.warehouse_id, "location", usable_by(merchant_id))
     insert_ignore(
         session,
         Warehouse.__table__,

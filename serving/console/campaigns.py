@@ -261,8 +261,9 @@ async def plan(
         context.update(plan_view(result))
     fragment = bool(request.headers.get("HX-Request"))  # htmx swaps the plan and the budget figure
     template = "_plan.html" if fragment else "campaign.html"
-    # htmx swaps a 422 (base.html), and a busy database's 503 fragment (console.js); the form keeps the input
-    status_code = 200 if error is None else 503 if error.status_code == 503 else 422
+    # the API's status (`Refusal`): htmx swaps a refusal's fragment whatever its status (base.html's 422,
+    # console.js the others), and the form, outside it, keeps the input
+    status_code = 200 if error is None else error.status_code
     typed = {"budget": budget, "region": region, "segment": segment, "margin_rate": margin_rate}
     return await render(
         request, template, status_code=status_code, title=context["campaign"].name,

@@ -7,7 +7,8 @@ from fastapi import APIRouter, HTTPException, status
 
 from commerce.experiments import Experiment
 from commerce.services import experiments as store
-from commerce.services._util import lookup_name
+from commerce.services._util import lookup_name, stored_key
+from commerce.shoppers import Shopper
 from experiments.ab.assignment import ExperimentSpec, assign
 from serving import ab
 from serving.audit import audit
@@ -118,17 +119,18 @@ def log_exposure(name: str, body: ExposureIn, session: SessionDep, principal: St
     """The storefront reports that it actually showed a variant to a shopper (logged once per shopper).
     Only the variant the shopper is assigned: the first exposure logged is the one analysed, so a shopper
     key naming another (or a unit outside the experiment's traffic) would pick its own arm."""
-    ensure_shopper(principal, body.unit_id)
+    unit_id = stored_key(session, Shopper, body.unit_id)  # as `ShopperId`: `ｓ1` is s1, shown s1's variant
+    ensure_shopper(principal, unit_id)
     exp = store.get_experiment(session, name)
     variant = lookup_name(body.variant)  # as `record_exposure` reads it
     if exp.status == "running":
-        assigned = assign(ExperimentSpec.from_config(exp.as_config()), body.unit_id)
+        assigned = assign(ExperimentSpec.from_config(exp.as_config()), unit_id)
         if variant != assigned:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"unit {body.unit_id!r} is not assigned variant {variant!r} of {exp.name!r}",
+                f"unit {unit_id!r} is not assigned variant {variant!r} of {exp.name!r}",
             )
-    return ExposureLogged(first_exposure=store.record_exposure(session, exp.name, variant, body.unit_id))
+    return ExposureLogged(first_exposure=store.record_exposure(session, exp.name, variant, unit_id))
 
 
 @router.get("/{name}/exposures", response_model=ExposureSummary)

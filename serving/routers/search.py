@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
+from anyio import from_thread
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response, status
 from pydantic_core import to_json
 
@@ -113,7 +114,7 @@ def search(
                 status.HTTP_401_UNAUTHORIZED if principal.role == ANONYMOUS else status.HTTP_403_FORBIDDEN,
                 "personalised search needs a storefront, shopper or admin key",
             )
-        shopper_id = stored_shopper(state, shopper_id)
+        shopper_id = from_thread.run(stored_shopper, request, state, shopper_id)
         ensure_shopper(principal, shopper_id)
     categories = _subtree(state, category) if category is not None else None
     filters = Filters(

@@ -336,6 +336,25 @@ def test_the_plan_refused_by_a_busy_database_answers_htmx_with_its_fragment(clie
     assert 'id="campaign-budget" hx-swap-oob="true">777.25<' in r.text  # the figure says so too
 
 
+def test_a_plan_refused_for_its_state_answers_the_apis_409(client, keys, session_factory):
+    """Planning a campaign past its draft is a 409 from the API (`InvalidState`); the console's plan
+    form answered any refusal but a 503 with 422, though `Refusal` promises the API's status. Now 409,
+    with htmx its fragment holding the message (console.js swaps a refusal's fragment, any status);
+    without, the page shows it (a scheduled campaign with no audience yet showed none)."""
+    token = sign_in(client, keys["marketer"])
+    _draft(client, token)
+    with transaction(session_factory) as s:
+        campaign_id = _draft_id(s)
+        s.get(Campaign, campaign_id).status = "scheduled"
+    form = {"csrf_token": token, "budget": "300"}
+    path = f"/console/campaigns/{campaign_id}/plan"
+    fragment = client.post(path, data=form, headers={"HX-Request": "true"})
+    assert fragment.status_code == 409, fragment.text
+    assert fragment.text.lstrip().startswith('<div id="plan-result"') and "only a draft" in fragment.text
+    page = client.post(path, data=form)
+    assert page.status_code == 409 and "only a draft" in page.text and "<html" in page.text
+
+
 @contextmanager
 def writer_holding(url: str, table: str):
     """Another writer in the middle of a transaction that blocks writes to `table`: SQLite's write lock

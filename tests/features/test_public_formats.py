@@ -841,6 +841,26 @@ def test_semicolon_files_with_decimal_commas_read_their_numbers(tmp_path):
     assert read.outcome[:3].tolist() == [0.0, 1.1, 2.2]
 
 
+def test_decimal_points_beside_decimal_commas_keep_their_value(tmp_path):
+    """In a ';' file whose value column also held '1,5', a dot was taken for thousands grouping in any
+    value shaped like it: '0.125' (a weight written by another tool) read as 125.0, and '1.250' beside
+    it as 1250.0. Grouping starts with a digit 1-9, and a column where a dot is used as no grouping
+    ('0.125', '2.5') reads its dots as decimal points; a column of grouping-shaped dots still groups."""
+    mixed = _write(
+        tmp_path / "mixed.csv", ["u;i;q", "a;x;1,5", "a;y;0.125", "a;z;1.250", "b;x;2.5", "b;y;1.234,5"]
+    )
+    events, report = load_events(mixed, user_col="u", item_col="i", value_col="q")
+    assert events["value"].tolist() == [1.5, 0.125, 1.25, 2.5, 1234.5] and report.dropped == {}
+    zero = _write(tmp_path / "zero.csv", ["u;i;q", "a;x;1,5", "a;y;0.125"])
+    assert load_events(zero, user_col="u", item_col="i", value_col="q")[0]["value"].tolist() == [1.5, 0.125]
+    grouped = _write(tmp_path / "grouped.csv", ["u;i;q", "a;x;1,5", "a;y;1.250", "b;x;12.000.000"])
+    events, _ = load_events(grouped, user_col="u", item_col="i", value_col="q")
+    assert events["value"].tolist() == [1.5, 1250.0, 12_000_000.0]
+    campaign = ["g;y;w"] + [f"{('t', 'c')[n % 2]};{n % 2};{w}" for n, w in enumerate(["1,5", "0.125"] * 50)]
+    read = load_campaign(_write(tmp_path / "campaign.csv", campaign), "g", "t", "c", "y")
+    assert read.X["w"].tolist()[:2] == [1.5, 0.125]
+
+
 def test_criteo_written_with_booleans_matches_arms_and_leaves_out_exposure(tmp_path):
     """Criteo's uplift file (f0..f11, treatment, conversion, visit, exposure) saved by pandas with bool
     columns holds True/False (Spark writes true/false): --treatment-value 1 found no rows, and

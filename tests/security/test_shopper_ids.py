@@ -1,20 +1,23 @@
 """Shopper ids in storefront requests are read as every other id is (docs/api.md, look-alikes): the id as
-sent if a shopper has it (the served recommender learned it, or a database row holds it), else its normal
-form. `/v1/shoppers/ｓ1/recommendations` was a cold-start page for a shopper named `ｓ1`, and s1's own key
-was refused it; a look-alike must still reach no other shopper's data."""
+sent if a database row has it (or, on the pages answered from snapshots, the served recommender learned
+it so), else its normal form. `/v1/shoppers/ｓ1/recommendations` was a cold-start page for a shopper
+named `ｓ1`, and s1's own key was refused it; a look-alike must still reach no other shopper's data."""
 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.orm import sessionmaker
 
 from commerce.db import transaction
 from commerce.events import BehaviorEvent
+from commerce.experiments import ExperimentExposure
 from commerce.services import shoppers
 from commerce.services.access import create_api_key
 from serving.app import create_app
@@ -100,8 +103,8 @@ def test_a_look_alike_reaches_no_other_shoppers_data(client, keys):
         assert (quote_.status_code, quote_.json()["shopper_id"]) == (200, "s1")
 
 
-@pytest.fixture
-def served(factory, settings, source):  # factory: SQLite and PostgreSQL (tests/commerce)
+@contextmanager
+def serving(factory, settings, source):
     """tests/serving's marketplace and app on this test's database, with a storefront key and s1's."""
     seed_marketplace(factory)
     with transaction(factory) as s:
@@ -117,6 +120,12 @@ def served(factory, settings, source):  # factory: SQLite and PostgreSQL (tests/
     )
     with TestClient(app) as client:
         yield client, keys
+
+
+@pytest.fixture
+def served(factory, settings, source):  # factory: SQLite and PostgreSQL (tests/commerce)
+    with serving(factory, settings, source) as served:
+        yield served
 
 
 def test_a_stored_spelling_wins_over_its_normal_form(served, factory, source, monkeypatch):
@@ -215,3 +224,138 @@ def test_a_key_for_a_stored_spelling_is_bound_to_it(served, factory, monkeypatch
     for nobody in ("\uff539", "s9 "):
         made = client.post("/v1/api-keys", json={"role": "shopper", "shopper_id": nobody}, headers=admin)
         assert (made.status_code, made.json()["detail"]) == (422, f"no shopper {nobody!r}")
+
+
+@contextmanager
+def shopper_reads(factory):
+    """The statements that read the shoppers table while the block runs, as a list it fills."""
+    seen = []
+
+    def count(conn, cursor, statement, *args):
+        if re.search(r"\bFROM shoppers\b", statement):
+            seen.append(statement)
+
+    engine = factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_route_with_a_session_reads_a_shopper_id_by_the_database(served, factory, source):
+    """The recommender learned `s3 ` but no row has it: on the routes that read the database (orders,
+    coupons, the quote, events) `s3 ` is s3, as it was before look-alikes were read by the model too. s3's
+    key got 403 for `s3 ` on each (the model's spelling), while the event was stored under s3 (the
+    database's): checked as one shopper, stored as another."""
+    client, keys = served
+    source.versions["1"].known.add("s3 ")
+    with transaction(factory) as s:
+        own_key = create_api_key(s, "shopper", shopper_id="s3")[1]
+    own = auth(own_key)
+    for route in ("orders", "coupons"):
+        got = client.get(_path("s3 ", route), headers=own)
+        assert got.status_code == 200, (route, got.text)
+    assert client.get(_path("s3 ", "coupons"), headers=own).json()["shopper_id"] == "s3"
+    quoted = client.post(_path("s3 ", "cart/quote"), json=CART, headers=own)
+    assert quoted.json()["code"] == "identity_required"  # s3's own answer (no verified name), not a 403
+    assert _event(client, keys["shopper"], "s3 ", "s3-stolen").status_code == 403
+    assert _event(client, keys["storefront"], "s3 ", "s3-storefront").status_code == 202
+    assert _event(client, own_key, "s3 ", "s3-own").status_code == 202
+    with factory() as s:
+        logged = s.scalars(select(BehaviorEvent.shopper_id).where(BehaviorEvent.event_id.contains(":s3-")))
+    assert logged.all() == ["s3", "s3"]
+
+
+def _batch(shopper_id: str, first: int, count: int) -> dict:
+    now = datetime.now(UTC).isoformat()
+    events = [
+        {"event_id": f"b-{first + n}", "ts": now, "event_type": "view", "product_id": "p05"}
+        for n in range(count)
+    ]
+    return {"events": [e | {"shopper_id": shopper_id} for e in events]}
+
+
+def test_an_event_batch_reads_each_shopper_id_once_and_none_when_refused(factory, settings, source):
+    """A batch of 990 events naming `ｓ1` read the shoppers table 990 times (once per event), and a
+    throttled key with 10 events of its quota left had each of a 50-event batch's ids looked up before
+    the 429. Now once per distinct id, and not at all for a refused batch."""
+    throttled = settings.model_copy(update={"event_rate_limit_per_minute": 1_000})
+    with serving(factory, throttled, source) as (client, keys):
+        with shopper_reads(factory) as reads:
+            first = client.post("/v1/events", json=_batch("\uff531", 0, 990), headers=auth(keys["shopper"]))
+        assert (first.status_code, len(reads)) == (202, 1)
+        with shopper_reads(factory) as reads:
+            refused = client.post(
+                "/v1/events", json=_batch("\uff531", 990, 50), headers=auth(keys["shopper"])
+            )
+        assert (refused.status_code, len(reads)) == (429, 0)
+    with factory() as s:
+        logged = set(
+            s.scalars(select(BehaviorEvent.shopper_id).where(BehaviorEvent.event_id.contains(":b-")))
+        )
+    assert logged == {"s1"}
+
+
+def test_an_exposure_is_logged_for_the_shopper_a_look_alike_names(served, factory):
+    """The page for `ｓ1` shows s1's variant; its exposure, reported with `ｓ1` as the unit, was a 403 for
+    s1's key and, from the storefront, the exposure of another unit (`ｓ1`'s hash, not s1's variant)."""
+    client, keys = served
+    admin, storefront = auth(keys["admin"]), auth(keys["storefront"])
+    body = {"name": "look", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}
+    assert client.post("/v1/experiments", json=body, headers=admin).status_code == 201
+    assert client.post("/v1/experiments/look/start", headers=admin).status_code == 200
+    client.app.state.serving.experiments.refresh()
+    shown = client.get(_path("\uff531", "recommendations"), headers=storefront).json()["experiments"]["look"]
+    exposure = {"unit_id": "\uff531", "variant": shown}
+    for key in (storefront, auth(keys["shopper"])):
+        logged = client.post("/v1/experiments/look/exposures", json=exposure, headers=key)
+        assert logged.status_code == 200, logged.text
+    client.app.state.serving.exposures.flush()
+    with factory() as s:
+        units = set(s.scalars(select(ExperimentExposure.unit_id)))
+    assert units == {"s1"}
+
+
+def test_a_look_alike_page_is_answered_while_the_database_is_down(served, factory, monkeypatch):
+    """Before look-alikes were read, `ｓ1`'s pages came from snapshots alone; reading it by the database
+    made them 503 while the database could not answer. Now the id is then read in its normal form: s1's
+    page for the storefront and s1's key, and a shopper key is still checked against that form."""
+    client, keys = served
+    with transaction(factory) as s:
+        other = auth(create_api_key(s, "shopper", shopper_id="s2")[1])
+    storefront, own = auth(keys["storefront"]), auth(keys["shopper"])
+    pages = {
+        r: client.get(_path("s1", r), headers=storefront).json() for r in ("recommendations", "buy-again")
+    }
+    searched = _search(client, keys["shopper"], "s1").json()["items"]
+    for key in (own, other):  # the keys seen valid, as a storefront's are while the database is down
+        assert client.get(_path("s1", "orders"), headers=key).status_code in (200, 403)
+    down = sessionmaker(bind=create_engine("sqlite:////nonexistent-directory/down.db"))
+    monkeypatch.setattr(client.app.state.serving, "session_factory", down)
+    for route, page in pages.items():
+        for key in (storefront, own):
+            got = client.get(_path("\uff531", route), headers=key)
+            assert (got.status_code, got.json()) == (200, page), (route, got.text)
+    found = _search(client, keys["shopper"], "s1 ")
+    assert (found.status_code, found.json()["items"]) == (200, searched)
+    assert client.get(_path("\uff531", "recommendations"), headers=other).status_code == 403
+
+
+def test_search_reads_a_look_alike_shopper_in_a_database_slot(served, factory):
+    """`?shopper_id=ｓ1` was looked up in a session of its own, beside the slots that bound how many
+    requests use the database at once: with every slot taken it still read the database. Now it waits
+    for a slot like the storefront pages, and past the deadline reads the id in its normal form."""
+    client, keys = served
+    expected = _search(client, keys["shopper"], "s1").json()["items"]
+    gate = client.app.state.serving.db_gate
+    gate.wait_seconds = 0.2
+    for _ in range(gate.requests):
+        client.portal.call(gate._request_slots.acquire)
+    try:
+        with shopper_reads(factory) as reads:
+            found = _search(client, keys["shopper"], "\uff531")
+    finally:
+        for _ in range(gate.requests):
+            gate._request_slots.release()
+    assert (found.status_code, found.json()["items"], reads) == (200, expected, [])

@@ -59,7 +59,7 @@ def test_marketer_plans_launches_completes_and_reads_the_report(make_client, key
         assert r.status_code == 200 and f'id="campaign-status">{status}<' in r.text
     assert int(re.search(r'id="grants">(\d+)<', r.text)[1]) == treated
     late = client.post(f"/console/campaigns/{campaign}/plan", data={"csrf_token": token, "budget": "500"})
-    assert late.status_code == 422 and "only a draft" in late.text
+    assert late.status_code == 409 and "only a draft" in late.text  # the API's status
     listed = client.get("/console/campaigns?status=running")
     assert "Spring" in listed.text and "80.00" in listed.text
     done = client.post(f"/console/campaigns/{campaign}/complete", data={"csrf_token": token})

@@ -28,12 +28,12 @@ function requestFailed(event, text) {
   note.textContent = text;
   target.prepend(note);
 }
-// A form that met a busy or unreachable database answers 503 with its own fragment (nothing was saved,
-// retry shortly): swap it like a refusal, so that message shows. A whole page (the console's error page)
-// is not a fragment of this one: it stays a failed request.
+// A refused form answers the API's status with its own fragment (409: a campaign past its draft; 503: a
+// busy or unreachable database, nothing was saved, retry shortly): swap it like a 422, so its message
+// shows. A whole page (the console's error page) is not a fragment of this one: it stays a failed request.
 document.addEventListener("htmx:beforeSwap", (event) => {
   const xhr = event.detail.xhr;
-  if (xhr.status === 503 && !/^\s*<!doctype/i.test(xhr.responseText)) {
+  if (xhr.status >= 400 && !/^\s*<!doctype/i.test(xhr.responseText)) {
     event.detail.shouldSwap = true;
     event.detail.isError = false;
   }
