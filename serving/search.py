@@ -28,7 +28,7 @@ from cachetools import LRUCache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.ads import AdClick, AdImpression
+from commerce.ads import AdImpression
 from commerce.db import is_sqlite_damaged, read_only, transaction
 from commerce.search.documents import load_documents, refresh_products
 from commerce.search.index import Filters, Hit, MatchQuery, SearchIndex, open_index, restrict, sync
@@ -97,14 +97,7 @@ class AdsSnapshot:
             .where(AdImpression.shown_at >= since)
             .group_by(AdImpression.campaign_id, AdImpression.product_id)
         ).all()
-        clicks = dict(
-            ((c, p), n)
-            for c, p, n in session.execute(
-                select(AdClick.campaign_id, AdClick.product_id, func.count())
-                .where(AdClick.clicked_at >= since, AdClick.charged.is_(True))  # `_quality`'s clicks
-                .group_by(AdClick.campaign_id, AdClick.product_id)
-            )
-        )
+        clicks = ads.first_clicks(session, since)  # `_quality`'s clicks
         ctr = {(c, p): (clicks.get((c, p), 0), n) for c, p, n in imps}
         at = ads.billing_clock(session, now)
         return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
@@ -481,10 +474,11 @@ class SearchService:
     # --- sponsored results ----------------------------------------------------------------------------
 
     def _quality(self, campaign_id: str, product_id: str) -> float:
-        """The ad's click rate over 30 days, from a prior. Its clicks are the billed ones: once per shopper
-        (or anonymous client) and day, as `ads.charge_click` bills them. Counting every click recorded,
-        a merchant's own account searching and clicking its ad in a loop (one click billed) raised its
-        rate to 60 of 61 and took the first slot from a competitor bidding twice as much."""
+        """The ad's click rate over 30 days, from a prior. Its clicks count once per shopper (or anonymous
+        client) and day, billed or not (`ads.first_clicks`). Counting every click recorded, a merchant's
+        own account searching and clicking its ad in a loop (one click billed) raised its rate to 60 of
+        61 and took the first slot from a competitor bidding twice as much; counting billed ones only,
+        an ad's first clicks after its day's budget ran out counted nothing, lowering its rate."""
         clicks, imps = self.ads_snapshot.ctr.get((campaign_id, product_id), (0, 0))
         w = self.config.ctr_prior_weight
         return (clicks + self.config.ctr_prior * w) / (imps + w)

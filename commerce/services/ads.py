@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import distinct, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from commerce.ads import (
@@ -534,6 +534,26 @@ def _charged_today(session: Session, claim: ImpressionClaim, now: datetime) -> b
         )
         is not None
     )
+
+
+def first_clicks(session: Session, since: datetime) -> dict[tuple[str, str], int]:
+    """Clicks since `since` per ad (campaign, product), each viewer's first on it in a UTC day counted
+    once, billed or not: the viewer is the shopper, else the anonymous client (`_charged_today`'s), and a
+    click naming neither counts itself. Counting billed clicks only left out real first clicks refused
+    billing once the day's budget ran out, lowering the click rate of an ad that sold out its budget;
+    counting every click let one account lift its own ad by clicking in a loop (docs/api.md, round 14)."""
+    if session.get_bind().dialect.name == "postgresql":
+        day = func.to_char(func.timezone("UTC", AdClick.clicked_at), "YYYY-MM-DD")
+    else:  # SQLite stores naive UTC text
+        day = func.substr(AdClick.clicked_at, 1, 10)
+    viewer = func.coalesce(literal("s:") + AdClick.shopper_id, literal("c:") + AdClick.client)
+    once = func.coalesce(viewer + literal("@") + day, AdClick.token_id)
+    rows = session.execute(
+        select(AdClick.campaign_id, AdClick.product_id, func.count(distinct(once)))
+        .where(AdClick.clicked_at >= since)
+        .group_by(AdClick.campaign_id, AdClick.product_id)
+    )
+    return {(c, p): n for c, p, n in rows}
 
 
 # --- reports ------------------------------------------------------------------------------------------
