@@ -185,7 +185,7 @@ ShopperId = stored_id(Shopper, "shopper_id")
 
 #: Why a look-alike shopper id of a snapshot page may go unread: the database cannot answer, or no
 #: request slot came free in time.
-UNANSWERED = (DBAPIError, SQLAlchemyTimeoutError, DatabaseBusy)
+_UNANSWERED = (DBAPIError, SQLAlchemyTimeoutError, DatabaseBusy)
 
 
 def _stored_shopper_row(state: ServingState, shopper_id: str) -> str:
@@ -207,7 +207,7 @@ async def stored_shopper(request: Request, state: ServingState, shopper_id: str)
     try:
         async with state.db_gate.request_slot(_deadline(request, state)):
             return await run_sync(_stored_shopper_row, state, shopper_id)
-    except UNANSWERED as exc:
+    except _UNANSWERED as exc:
         if is_outage(exc) and not isinstance(exc, DatabaseBusy):
             state.db_health.failed(exc)
         log.info("shopper id %r read in its normal form: %s", shopper_id, type(exc).__name__)

@@ -25,7 +25,6 @@ from typing import TypeVar
 import joblib
 import numpy as np
 from cachetools import LRUCache
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.ads import AdClick, AdImpression
@@ -93,14 +92,7 @@ class AdsSnapshot:
     def load(cls, session: Session, now: datetime) -> AdsSnapshot:
         since = now - timedelta(days=30)
         imps = ads.viewer_days(session, AdImpression, AdImpression.shown_at, since)
-        clicks = dict(
-            ((c, p), n)
-            for c, p, n in session.execute(
-                select(AdClick.campaign_id, AdClick.product_id, func.count())
-                .where(AdClick.clicked_at >= since, AdClick.charged.is_(True))  # `_quality`'s clicks
-                .group_by(AdClick.campaign_id, AdClick.product_id)
-            )
-        )
+        clicks = ads.viewer_days(session, AdClick, AdClick.clicked_at, since)  # `_quality`'s clicks
         ctr = {ad: (clicks.get(ad, 0), n) for ad, n in imps.items()}
         at = ads.billing_clock(session, now)
         return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
@@ -477,10 +469,13 @@ class SearchService:
     # --- sponsored results ----------------------------------------------------------------------------
 
     def _quality(self, campaign_id: str, product_id: str) -> float:
-        """The ad's click rate over 30 days, from a prior. Its clicks are the billed ones: once per shopper
-        (or anonymous client) and day, as `ads.charge_click` bills them. Counting every click recorded,
-        a merchant's own account searching and clicking its ad in a loop (one click billed) raised its
-        rate to 60 of 61 and took the first slot from a competitor bidding twice as much."""
+        """The ad's click rate over 30 days, from a prior. Its clicks and its impressions count once per
+        shopper (or anonymous client) and day, clicks billed or not (`ads.viewer_days`). Counting every
+        click recorded, a merchant's own account searching and clicking its ad in a loop (one click
+        billed) raised its rate to 60 of 61 and took the first slot from a competitor bidding twice as
+        much; counting billed ones only, an ad's first clicks after its day's budget ran out counted
+        nothing, lowering its rate; counting every impression, searching a rival's keyword in a loop
+        without clicking sank the rival's rate."""
         clicks, imps = self.ads_snapshot.ctr.get((campaign_id, product_id), (0, 0))
         w = self.config.ctr_prior_weight
         return (clicks + self.config.ctr_prior * w) / (imps + w)

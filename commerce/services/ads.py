@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import distinct, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from commerce.ads import (
@@ -435,26 +435,21 @@ def record_impressions(session: Session, claims: Iterable[tuple[ImpressionClaim,
 def viewer_days(
     session: Session, model: type[AdImpression] | type[AdClick], at, since: datetime
 ) -> dict[tuple[str, str], int]:
-    """Per ad (campaign, product): how many viewers (shopper, or anonymous search's client) and UTC days
-    its rows of `model` (`ad_impressions` or `ad_clicks`, timed by `at`) since `since` name, a row
-    naming neither (stored before the client was, or from a token without one) counting alone. The one
-    way the click rate counts: every search handing out an ad counted an impression, so one viewer
-    searching a rival's keyword in a loop without clicking sank its rate and took its slot."""
-    nobody = case((and_(model.shopper_id.is_(None), model.client.is_(None)), model.token_id))
-    seen = (
-        select(model.campaign_id, model.product_id, model.shopper_id, model.client, nobody, utc_day(at))
+    """Per ad (campaign, product): its rows of `model` (`ad_impressions` or `ad_clicks`, timed by `at`)
+    since `since`, each viewer's in a UTC day counted once: the viewer is the shopper, else the anonymous
+    search's client (`_charged_today`'s), and a row naming neither (stored before the client was, or
+    from a token without one) counts itself. The click rate's one rule for both: counting every search
+    that showed an ad let one viewer searching a rival's keyword in a loop sink its rate and take its
+    slot; counting every click let one account lift its own ad by clicking in a loop, and counting billed
+    clicks only left out first clicks refused once the day's budget ran out (docs/api.md, round 14)."""
+    viewer = func.coalesce(literal("s:") + model.shopper_id, literal("c:") + model.client)
+    once = func.coalesce(viewer + literal("@") + utc_day(at), model.token_id)
+    rows = session.execute(
+        select(model.campaign_id, model.product_id, func.count(distinct(once)))
         .where(at >= since)
-        .distinct()
-        .subquery()
+        .group_by(model.campaign_id, model.product_id)
     )
-    return {
-        (c, p): n
-        for c, p, n in session.execute(
-            select(seen.c.campaign_id, seen.c.product_id, func.count()).group_by(
-                seen.c.campaign_id, seen.c.product_id
-            )
-        )
-    }
+    return {(c, p): n for c, p, n in rows}
 
 
 @dataclass(frozen=True)

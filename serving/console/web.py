@@ -19,7 +19,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from sqlalchemy.orm import Session
 
-from commerce.db import read_only_options
 from commerce.errors import DomainError
 from serving.console.auth import CSRF_FIELD, CSRF_HEADER, ConsoleSession, console_session
 from serving.errors import database_refusal, status_for
@@ -221,11 +220,10 @@ async def attempt(
         if session is None:
             raise
         await run_in_threadpool(session.rollback)
-        # the page drawn again only reads: read-only, so the writer that held the lock (SQLite's is the
-        # whole database's) does not make it wait and fail in turn
-        bind = session.get_bind()
-        session.bind = bind.execution_options(**read_only_options(bind))
         state = request.app.state.serving
+        # the page drawn again only reads: read-only (the API's read-only sessions' bind), so the writer
+        # that held the lock (SQLite's is the whole database's) does not make it wait and fail in turn
+        session.bind = state.read_only_sessions.kw["bind"]
         refused = database_refusal(state, request.method, request.url.path, exc)
         if refused is None:  # a bug, not the database's state: the crash page
             raise

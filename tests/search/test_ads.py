@@ -182,6 +182,38 @@ def test_a_clock_jumped_past_midnight_does_not_open_the_next_days_budget(shop):
         assert late.charged and days == [ads.day_key(now), ads.day_key(jumped)]
 
 
+def test_an_ad_whose_budget_ran_out_keeps_its_click_rate(shop):
+    """The click rate counted billed clicks only (round 14: repeats must not lift it), so real first
+    clicks refused billing once the day's budget ran out counted nothing while their impressions did:
+    the ad's rate fell as it sold out (3 of 7 first clicks counted here). The first click of each
+    shopper, or anonymous client, on an ad in a UTC day counts, billed or not; repeats still do not."""
+    cid, (kid, _) = _campaign(shop, budget="1.40")  # two clicks at 0.70
+    one, other = ads.client_tag("secret", "198.51.100.7"), ads.client_tag("secret", "203.0.113.9")
+    late, next_day = NOW.replace(hour=23, minute=30), NOW.replace(hour=0, minute=30) + timedelta(days=1)
+    clicks = [
+        *(_claim(cid, kid, shopper=shopper) for shopper in ("s0", "s1", "s2")),
+        _claim(cid, kid, shopper=None, client=one),
+        _claim(cid, kid, shopper=None, client=other),
+        _claim(cid, kid, shopper=None),  # an older token naming no viewer: itself
+        *(_claim(cid, kid, shopper="s0") for _ in range(10)),  # the round 14 attack: repeats
+        *(_claim(cid, kid, shopper=None, client=one) for _ in range(10)),
+        _claim(cid, kid, shopper="s0", now=late),
+        _claim(cid, kid, shopper="s0", now=next_day),  # a new UTC day
+    ]
+    when = [NOW] * (len(clicks) - 2) + [late, next_day]
+    with transaction(shop) as s:
+        ads.record_impressions(s, zip(clicks, when, strict=True))
+    charged = []
+    for claim, at in zip(clicks, when, strict=True):
+        with transaction(shop) as s:
+            charged.append(ads.charge_click(s, claim, at).charged)
+    assert charged == [True, True] + [False] * 25 + [True]  # s0 and s1 billed, then the budget ran out
+    with shop() as s:
+        snapshot = AdsSnapshot.load(s, next_day + timedelta(hours=1))
+    # s0, s1, s2, two clients, the older token, s0 again: the impressions are counted the same way
+    assert snapshot.ctr[cid, "P1"] == (7, 7)
+
+
 def test_fifty_concurrent_clicks_never_exceed_the_budget(shop):
     # budget 10.00 at 0.70 a click: 14 clicks fit (9.80), the 15th would overspend
     cid, (kid, _) = _campaign(shop, budget="10.00")
