@@ -38,10 +38,9 @@ def running_past_both_caps(factory) -> None:
             store.start_experiment(s, name)
 
 
-@pytest.fixture
-def replica(factory, settings):  # factory: SQLite and PostgreSQL (tests/commerce)
-    running_past_both_caps(factory)
-    app = create_app(
+def replica_app(factory, settings):
+    """A replica over `factory` with scripted models and no background refresh (the test refreshes)."""
+    return create_app(
         settings,
         session_factory=factory,
         model_source=ScriptedSource(),
@@ -49,6 +48,12 @@ def replica(factory, settings):  # factory: SQLite and PostgreSQL (tests/commerc
         delivery_source=ScriptedSource(),
         start_background=False,
     )
+
+
+@pytest.fixture
+def replica(factory, settings):  # factory: SQLite and PostgreSQL (tests/commerce)
+    running_past_both_caps(factory)
+    app = replica_app(factory, settings)
     with TestClient(app):
         yield app.state.serving
 
@@ -79,15 +84,7 @@ def test_a_replica_serves_only_the_experiments_the_caps_admit(replica, factory, 
 def test_the_warning_names_what_is_left_out(factory, settings, caplog):
     running_past_both_caps(factory)
     with caplog.at_level(logging.WARNING, logger="serving.ab"):
-        app = create_app(
-            settings,
-            session_factory=factory,
-            model_source=ScriptedSource(),
-            uplift_source=ScriptedSource(),
-            delivery_source=ScriptedSource(),
-            start_background=False,
-        )
-        with TestClient(app):
+        with TestClient(replica_app(factory, settings)):
             pass
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "serving.ab"]
     assert "37 experiments are running" in warning and "replicas serve 32" in warning, warning
