@@ -627,37 +627,32 @@ def _legacy_encoding(line: bytes, wanted: list[str] | None) -> str:
     return "cp1252"
 
 
-def _read_text_table(
+def _read_csv_decoded(
     path: Path,
+    source,
+    encoding: str | None,
     *,
     sep: str,
     names: list[str],
-    columns: list[str] | None = None,
-    skip_rows: int = 0,
-    source=None,
-    encoding: str | None = None,
-    ids: tuple[str, ...] = (),
-) -> tuple[pd.DataFrame, int, dict[str, int]]:
-    """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast), each column
-    a category (its distinct strings once and a small code a row: ids and dates repeat, and a Python
-    string a row costs ~60 bytes): `(frame, lines with a wrong field count, notes)`. In the header's
-    `encoding` (None: UTF-8), or the next that decodes every byte (`_first_that_decodes`), noted when
-    not UTF-8. A pyarrow error, a byte the header's encoding does not decode, a field running over a
-    line end (an unclosed quote swallows the rest of the file) or, in an `ids` column, ids in scientific
-    notation (Excel rounded them: different ids read as one, every score silently wrong) is a
-    `ValueError` naming the file."""
+    skip_rows: int,
+    convert_options,
+    refuse_overrun: bool = False,
+):
+    """`path` (or `source`, its unpacked bytes) read by pyarrow's CSV reader in the header's `encoding`
+    (None: UTF-8) or the next that decodes every byte (`_first_that_decodes`): `(table, lines with a
+    wrong field count (skipped), notes)`, noting an encoding other than UTF-8. A byte the header's
+    encoding does not decode or a pyarrow error is a `ValueError` naming the file; so, with
+    `refuse_overrun`, is a row running over a line end (an unclosed quote swallows the rest of the file),
+    else skipped and counted as the other broken lines."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     from pyarrow import csv
 
-    columns = columns or names
-    notes: dict[str, int] = {}
     broken = 0
     overrun: list[str] = []
 
     def skip_and_count(row) -> str:
         nonlocal broken
-        if "\n" in row.text or "\r" in row.text:  # a quote left open: the rest of the file is one row
+        if refuse_overrun and ("\n" in row.text or "\r" in row.text):  # a quote left open
             overrun.append(row.text.splitlines()[0][:60])
             return "error"
         broken += 1
@@ -672,11 +667,7 @@ def _read_text_table(
             source if source is not None else path,
             read_options=csv.ReadOptions(column_names=names, skip_rows=skip_rows, encoding=encoding),
             parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
-            convert_options=csv.ConvertOptions(
-                include_columns=columns,
-                column_types=dict.fromkeys(columns, pa.dictionary(pa.int32(), pa.string())),
-                strings_can_be_null=False,
-            ),
+            convert_options=convert_options,
         )
 
     try:
@@ -689,8 +680,48 @@ def _read_text_table(
                 f"{path}: the row starting {overrun[0]!r} runs over a line end (an unclosed quote?)"
             ) from None
         raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
-    if encoding != "utf8":
-        notes[f"file read as {ENCODINGS[encoding]} (not UTF-8)"] = table.num_rows
+    notes = {f"file read as {ENCODINGS[encoding]} (not UTF-8)": table.num_rows} if encoding != "utf8" else {}
+    return table, broken, notes
+
+
+def _read_text_table(
+    path: Path,
+    *,
+    sep: str,
+    names: list[str],
+    columns: list[str] | None = None,
+    skip_rows: int = 0,
+    source=None,
+    encoding: str | None = None,
+    ids: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """Read a delimited text file (or `source`, its bytes) as strings with pyarrow (fast), each column
+    a category (its distinct strings once and a small code a row: ids and dates repeat, and a Python
+    string a row costs ~60 bytes): `(frame, lines with a wrong field count, notes)`. In the header's
+    `encoding` (None: UTF-8), or the next that decodes every byte (`_read_csv_decoded`), noted when
+    not UTF-8. A pyarrow error, a byte the header's encoding does not decode, a field running over a
+    line end (an unclosed quote swallows the rest of the file) or, in an `ids` column, ids in scientific
+    notation (Excel rounded them: different ids read as one, every score silently wrong) is a
+    `ValueError` naming the file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    columns = columns or names
+    table, broken, notes = _read_csv_decoded(
+        path,
+        source,
+        encoding,
+        sep=sep,
+        names=names,
+        skip_rows=skip_rows,
+        convert_options=csv.ConvertOptions(
+            include_columns=columns,
+            column_types=dict.fromkeys(columns, pa.dictionary(pa.int32(), pa.string())),
+            strings_can_be_null=False,
+        ),
+        refuse_overrun=True,
+    )
     for column in columns:  # on each block's distinct values, in pyarrow
         start = 0
         for block in table[column].chunks:
@@ -1064,38 +1095,20 @@ def load_wide_sales(
     days = [f for f in fields if re.fullmatch(r"d_[1-9]\d*", f)]
     if not days:
         raise ValueError(f"{path} has no day columns d_1, d_2, ...: not a wide sales table")
-    broken = 0
-
-    def skip_and_count(_row) -> str:
-        nonlocal broken
-        broken += 1
-        return "skip"
-
-    def read(encoding: str) -> pa.Table:
-        nonlocal broken
-        broken = 0
-        if source is not None:
-            source.seek(0)
-        return csv.read_csv(
-            source if source is not None else path,
-            read_options=csv.ReadOptions(column_names=fields, skip_rows=blank_lines + 1, encoding=encoding),
-            parse_options=csv.ParseOptions(delimiter=sep, invalid_row_handler=skip_and_count),
-            convert_options=csv.ConvertOptions(
-                include_columns=[item_col, *days],
-                column_types={item_col: pa.string(), **dict.fromkeys(days, pa.float64())},
-            ),
-        )
-
-    try:
-        table, encoding = _first_that_decodes(read, encoding)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not {ENCODINGS[encoding]} throughout, as its header is ({exc})") from None
-    except pa.ArrowInvalid as exc:
-        raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
-    report = LoadReport(source=str(path), rows_read=table.num_rows)
+    table, broken, notes = _read_csv_decoded(
+        path,
+        source,
+        encoding,
+        sep=sep,
+        names=fields,
+        skip_rows=blank_lines + 1,
+        convert_options=csv.ConvertOptions(
+            include_columns=[item_col, *days],
+            column_types={item_col: pa.string(), **dict.fromkeys(days, pa.float64())},
+        ),
+    )
+    report = LoadReport(source=str(path), rows_read=table.num_rows, notes=notes)
     report.add_unparsed(broken)
-    if encoding != "utf8":
-        report.notes[f"file read as {ENCODINGS[encoding]} (not UTF-8)"] = table.num_rows
     gaps = [d for d in days if table[d].null_count]
     if gaps:
         raise ValueError(f"{path}: column {gaps[0]} has {table[gaps[0]].null_count} empty cells")
