@@ -1106,6 +1106,7 @@ def load_wide_sales(
             include_columns=[item_col, *days],
             column_types={item_col: pa.string(), **dict.fromkeys(days, pa.float64())},
         ),
+        refuse_overrun=True,  # an open quote would swallow every item after it
     )
     report = LoadReport(source=str(path), rows_read=table.num_rows, notes=notes)
     report.add_unparsed(broken)

@@ -365,6 +365,14 @@ def test_an_unclosed_quote_is_refused_with_its_row(tmp_path):
         load_events(path, user_col="user", item_col="item", time_col="ts")
 
 
+def test_an_unclosed_quote_in_a_wide_sales_file_is_refused_with_its_row(tmp_path):
+    """The open quote swallowed the rest of the file, counted as one dropped line: 3 items read as 1."""
+    lines = ["id,d_1,d_2", "a,1,2", '"b,3,4', "c,5,6", "d,7,8"]
+    path = _write(tmp_path / "sales.csv", lines)
+    with pytest.raises(ValueError, match=r"sales.csv: the row starting '\"b,3,4' runs over a line end"):
+        load_wide_sales(path, item_col="id", first_day="2011-01-29")
+
+
 def test_duplicates_collapse_only_when_the_time_has_a_clock(tmp_path):
     clocked = _write(
         tmp_path / "clicks.csv",
