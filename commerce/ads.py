@@ -83,7 +83,20 @@ class AdImpression(Base):
     """A sponsored result shown (written in batches by the API replica that showed it)."""
 
     __tablename__ = "ad_impressions"
-    __table_args__ = (Index("ix_ad_impressions_campaign_shown", "campaign_id", "shown_at"),)
+    __table_args__ = (
+        Index("ix_ad_impressions_campaign_shown", "campaign_id", "shown_at"),
+        # Every column `viewer_days` reads, in ad and viewer order: the refresh's count groups an index
+        # read in order instead of sorting every row (migration 0043, bench/ads_refresh.py).
+        Index(
+            "ix_ad_impressions_viewer_days",
+            "campaign_id",
+            "product_id",
+            "shopper_id",
+            "client",
+            "shown_at",
+            "token_id",
+        ),
+    )
 
     token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("keyword_campaigns.campaign_id"))

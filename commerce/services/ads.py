@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import distinct, func, literal, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from commerce.ads import (
@@ -442,12 +442,27 @@ def viewer_days(
     that showed an ad let one viewer searching a rival's keyword in a loop sink its rate and take its
     slot; counting every click let one account lift its own ad by clicking in a loop, and counting billed
     clicks only left out first clicks refused once the day's budget ran out (docs/api.md, round 14)."""
-    viewer = func.coalesce(literal("s:") + model.shopper_id, literal("c:") + model.client)
-    once = func.coalesce(viewer + literal("@") + utc_day(at), model.token_id)
-    rows = session.execute(
-        select(model.campaign_id, model.product_id, func.count(distinct(once)))
+    # One row per ad, viewer and day, then counted per ad, grouped on the columns themselves: read in ad
+    # and viewer order from `ix_ad_impressions_viewer_days`, only each ad and shopper's few rows are
+    # sorted; count(DISTINCT 'viewer@day') built a key per row and sorted them all (docs/search.md).
+    anonymous = model.shopper_id.is_(None)
+    once = (
+        select(model.campaign_id, model.product_id)
         .where(at >= since)
-        .group_by(model.campaign_id, model.product_id)
+        .group_by(
+            model.campaign_id,
+            model.product_id,
+            model.shopper_id,
+            case((anonymous, model.client)),
+            utc_day(at),
+            case((anonymous & model.client.is_(None), model.token_id)),
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(once.c.campaign_id, once.c.product_id, func.count()).group_by(
+            once.c.campaign_id, once.c.product_id
+        )
     )
     return {(c, p): n for c, p, n in rows}
 
