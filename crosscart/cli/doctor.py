@@ -214,19 +214,32 @@ def _data_dir(settings) -> list[Check]:
     return [Check("data dir", "ok", str(settings.data_dir))]
 
 
-def _stored_names(settings) -> list[Check]:
-    """Names and chosen ids stored in another form than the one lookups read cannot be found
-    (`commerce.services.renormalise`)."""
+def _read_database(settings, read):
+    """`read(session)` in a read-only transaction on the configured database, or None when it is
+    unreachable or not migrated (the database check says so); the engine is disposed either way."""
     import commerce.all_models  # noqa: F401
     from commerce.db import make_engine, make_session_factory, read_only
-    from commerce.services.renormalise import unnormalised
 
     try:
         engine = make_engine(settings.resolved_database_url)
+    except Exception:  # a URL it cannot use: the database check says so
+        return None
+    try:
         with read_only(make_session_factory(engine)) as session:
-            found = unnormalised(session)
+            return read(session)
+    except Exception:
+        return None
+    finally:
         engine.dispose()
-    except Exception:  # unreachable or not migrated: the database check says so
+
+
+def _stored_names(settings) -> list[Check]:
+    """Names and chosen ids stored in another form than the one lookups read cannot be found
+    (`commerce.services.renormalise`)."""
+    from commerce.services.renormalise import unnormalised
+
+    found = _read_database(settings, unnormalised)
+    if found is None:
         return []
     if found:
         shown = "; ".join(r.describe() for r in found[:3]) + ("; ..." if len(found) > 3 else "")
@@ -244,17 +257,11 @@ def _stored_names(settings) -> list[Check]:
 def _experiment_caps(settings) -> list[Check]:
     """Experiments running past the start caps (started through the store directly, imported): the
     replicas serve only those the caps admit (`serving.ab.within_caps`) and leave the others out."""
-    import commerce.all_models  # noqa: F401
-    from commerce.db import make_engine, make_session_factory, read_only
     from commerce.services.experiments import running_configs
     from serving.ab import past_caps_summary, within_caps
 
-    try:
-        engine = make_engine(settings.resolved_database_url)
-        with read_only(make_session_factory(engine)) as session:
-            configs = running_configs(session)
-        engine.dispose()
-    except Exception:  # unreachable or not migrated: the database check says so
+    configs = _read_database(settings, running_configs)
+    if configs is None:
         return []
     live, left_out = within_caps(configs, settings.model_alias)
     if left_out:

@@ -11,20 +11,13 @@ from commerce import migrate
 from commerce.ads import AdImpression
 from commerce.db import make_engine, make_session_factory, transaction
 from commerce.services import ads
-from tests.commerce.migration_data import columns, query, seed_at
+from tests.commerce.migration_data import NOW, SELLER_ROWS, columns, query, seed_at
 
 BEFORE = "0041_location_skeletons"
-NOW = "'2026-06-01 12:00:00+00:00'"
 SHOWN = datetime(2026, 6, 1, 12, tzinfo=UTC)
 IMPRESSION = "('{0}', 'kc1', 1, 'p1', {1}, 1, 0.30, '2026-06-01 {2}:00:00+00:00')"
 ROWS = [
-    "INSERT INTO merchants (merchant_id, merchant_id_skeleton, name, name_skeleton, country, licence_no,"
-    f" status, created_at) VALUES ('m1', 'rnl', 'M', 'M', 'JP', 'L1', 'approved', {NOW})",
-    "INSERT INTO categories (category_id, category_id_skeleton, name, vat_rate, consumption_tax_rate,"
-    " tariff_rate, commission_rate, repurchasable) VALUES ('c', 'c', 'C', 0.13, 0, 0.1, 0.05, false)",
-    "INSERT INTO products (product_id, product_id_skeleton, sku, merchant_id, title, category_id, brand,"
-    " origin_country, price, fulfillment, weight_g, self_operated, status, created_at) VALUES"
-    f" ('p1', 'pl', 'S-1', 'm1', 'T', 'c', 'B', 'JP', 10, 'bonded', 500, false, 'listed', {NOW})",
+    *SELLER_ROWS,
     "INSERT INTO keyword_campaigns (campaign_id, campaign_id_skeleton, merchant_id, name, daily_budget,"
     f" status, created_at) VALUES ('kc1', 'kcl', 'm1', 'K', 100, 'active', {NOW})",
     "INSERT INTO ad_keywords (keyword_id, campaign_id, keyword, match_type, bid, status)"

@@ -13,21 +13,14 @@ from commerce.db import make_engine, make_session_factory, transaction
 from commerce.errors import ValidationError
 from commerce.services import catalog
 from commerce.sqltypes import skeleton
-from tests.commerce.migration_data import columns, query, seed_at
+from tests.commerce.migration_data import SELLER_ROWS, columns, query, seed_at
 
 BEFORE = "0040_live_licence"
-NOW = "'2026-06-01 12:00:00+00:00'"
 MANY = 2_500  # more than the migration's batch of 2,000
 CYRILLIC_HH = "\u041d\u041d-1"  # НН-1, stored beside HH-1 before the check
 WAREHOUSE = "('{0}', '{0}', 'bonded', 'm1')"
 ROWS = [
-    "INSERT INTO merchants (merchant_id, merchant_id_skeleton, name, name_skeleton, country, licence_no,"
-    f" status, created_at) VALUES ('m1', 'rnl', 'M', 'M', 'JP', 'L1', 'approved', {NOW})",
-    "INSERT INTO categories (category_id, category_id_skeleton, name, vat_rate, consumption_tax_rate,"
-    " tariff_rate, commission_rate, repurchasable) VALUES ('c', 'c', 'C', 0.13, 0, 0.1, 0.05, false)",
-    "INSERT INTO products (product_id, product_id_skeleton, sku, merchant_id, title, category_id, brand,"
-    " origin_country, price, fulfillment, weight_g, self_operated, status, created_at) VALUES"
-    f" ('p1', 'pl', 'S-1', 'm1', 'T', 'c', 'B', 'JP', 10, 'bonded', 500, false, 'listed', {NOW})",
+    *SELLER_ROWS,
     "INSERT INTO warehouses (warehouse_id, name, mode, owner_merchant_id) VALUES "
     + ", ".join(WAREHOUSE.format(w) for w in ["HH-1", CYRILLIC_HH, *(f"w-{i:04d}" for i in range(MANY))]),
     "INSERT INTO stock (product_id, location, quantity, reserved) VALUES ('p1', 'HH-1', 5, 0),"
