@@ -84,7 +84,9 @@ class PrincipalCache:
 
     An answer stands for `ttl` while revocations reach this replica at once (`pushed`: its own, or every
     replica's through serving.revocations' Redis feed); while the feed is down it stands for
-    `poll_seconds` only, so a key revoked elsewhere is refused within that time."""
+    `poll_seconds` only, so a key revoked elsewhere is refused within that time. An answer counts from
+    when the database was asked, and one asked before the key was last discarded here is not kept: a
+    check in flight when the key was revoked read it live, and kept, served it for another `ttl`."""
 
     def __init__(
         self,
@@ -99,6 +101,7 @@ class PrincipalCache:
         self._not_before = -1e18  # answers older than this are re-checked (see expire_all)
         self._valid: LRUCache[str, _Entry] = LRUCache(max_entries)
         self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when found unknown
+        self._discarded: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when last discarded
         self._lock = threading.Lock()
 
     @property
@@ -136,22 +139,27 @@ class PrincipalCache:
             self._valid[digest] = _Entry(entry.principal, max(retry_at, self._not_before), entry.valid_until)
             return entry.principal
 
-    def put(self, plaintext: str, principal: Principal | None) -> None:
-        """Record what the database just said about a key."""
+    def put(self, plaintext: str, principal: Principal | None, asked_at: float | None = None) -> None:
+        """Record what the database said about a key when asked at `asked_at` (`time.monotonic()`; now
+        by default). A valid answer asked no later than the key's last discard is dropped: it may have
+        been read before the revocation committed."""
         digest, now = hash_key(plaintext), time.monotonic()
+        asked = now if asked_at is None else asked_at
         with self._lock:
             if principal is None:
                 self._valid.pop(digest, None)
-                self._unknown[digest] = now
-            else:
+                self._unknown[digest] = asked
+            elif asked > self._discarded.get(digest, -math.inf):
                 self._unknown.pop(digest, None)
-                self._valid[digest] = _Entry(principal, now, now + self.stale_seconds)
+                self._valid[digest] = _Entry(principal, asked, asked + self.stale_seconds)
 
     def discard(self, key_hash: str) -> None:
-        """Forget one key at once (it was revoked, here or on another replica)."""
+        """Forget one key at once (it was revoked, here or on another replica), and every answer about
+        it asked until now (`put`)."""
         with self._lock:
             self._valid.pop(key_hash, None)
             self._unknown.pop(key_hash, None)
+            self._discarded[key_hash] = time.monotonic()
 
     def expire_all(self) -> None:
         """Re-check every cached answer before trusting it again (revocations may have been missed while

@@ -1,0 +1,72 @@
+"""Round 16: a hostile client against the key cache, on the tiny marketplace of tests/serving. Each test
+failed before its fix."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import event
+
+from tests.serving.conftest import auth
+
+
+def _new_key(client, admin: dict[str, str]) -> tuple[int, str]:
+    created = client.post("/v1/api-keys", json={"role": "marketer"}, headers=admin)
+    assert created.status_code == 201, created.text
+    return created.json()["id"], created.json()["key"]
+
+
+def test_a_key_checked_while_it_is_revoked_is_not_kept_valid(client, keys):
+    """A key's check read the database, then cached what it read for 30 s: a check that read the key
+    before the revocation and finished after it (the revoking replica's discard, or the feed's, done in
+    between) put the key back as valid, and it went on working for the cache's 30 s. The key's holder only
+    needs a request in flight when the admin revokes it. A check that overlapped a revocation is not
+    kept (`serving.security.PrincipalCache.put`)."""
+    admin = auth(keys["admin"])
+    key_id, key = _new_key(client, admin)
+    state = client.app.state.serving
+    real, read, release = state.key_lookups._query, threading.Event(), threading.Event()
+
+    def slow(plaintexts: list[str]) -> dict:
+        found = real(plaintexts)
+        if key in plaintexts:  # read, valid; the answer comes back after the revocation
+            read.set()
+            release.wait(10)
+        return found
+
+    state.key_lookups._query = slow
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(client.get, "/v1/experiments", headers=auth(key))
+        assert read.wait(10)
+        assert client.delete(f"/v1/api-keys/{key_id}", headers=admin).status_code == 200
+        release.set()
+        assert in_flight.result(10).status_code == 200  # asked before the revocation: answered so
+    assert client.get("/v1/experiments", headers=auth(key)).status_code == 401
+
+
+def test_a_key_checked_before_its_revocation_commits_is_not_kept_valid(client, keys, session_factory):
+    """The revoke route forgot the key in this replica's cache before its transaction committed: a
+    request with the key in that moment read the key as live from the database and cached it for 30 s
+    (without Redis, where no feed message comes after the commit to forget it again). The key is
+    forgotten once the revocation has committed (`serving.deps.after_commit`)."""
+    admin = auth(keys["admin"])
+    key_id, key = _new_key(client, admin)
+    engine = session_factory.kw["bind"]
+    answered: list[int] = []
+
+    def before_commit(conn) -> None:
+        revoked = conn.exec_driver_sql("SELECT revoked_at FROM api_keys WHERE id = ?", (key_id,)).scalar()
+        if revoked is not None and not answered:  # the revocation, about to commit
+            with ThreadPoolExecutor(1) as pool:
+                answered.append(
+                    pool.submit(client.get, "/v1/experiments", headers=auth(key)).result(10).status_code
+                )
+
+    event.listen(engine, "commit", before_commit)
+    try:
+        assert client.delete(f"/v1/api-keys/{key_id}", headers=admin).status_code == 200
+    finally:
+        event.remove(engine, "commit", before_commit)
+    assert answered == [200]  # not yet revoked when it was asked
+    assert client.get("/v1/experiments", headers=auth(key)).status_code == 401
