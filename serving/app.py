@@ -28,7 +28,7 @@ from serving.deps import current_principal
 from serving.edge import RequestEdge
 from serving.fastpath import RecommendationFastPath
 from serving.field_access import enforce_field_access
-from serving.idempotency import IdempotencyMiddleware
+from serving.idempotency import IdempotencyMiddleware, UnsettledKeys
 from serving.idempotency import document as document_idempotency
 from serving.key_lookups import KeyLookups
 from serving.logs import configure_logging
@@ -249,6 +249,7 @@ def create_app(
         state.revocations = RevocationFeed(
             settings.redis_url, state.principals, timeout=settings.redis_timeout_seconds
         )
+    state.unsettled_keys = UnsettledKeys()
     state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
     _watch_models(state)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
