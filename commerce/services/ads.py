@@ -146,7 +146,10 @@ def create_campaign(
         raise ValidationError(
             f"not this merchant's sellable products: {refused}", code="products_not_promotable"
         )
-    campaign_id = chosen_id(session, campaign_id or new_id("kc"), KeywordCampaign.campaign_id, "campaign_id")
+    mine = KeywordCampaign.merchant_id == merchant_id  # another's campaigns are its business
+    campaign_id = chosen_id(
+        session, campaign_id or new_id("kc"), KeywordCampaign.campaign_id, "campaign_id", mine
+    )
     if session.get(KeywordCampaign, campaign_id) is not None:
         raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
     campaign = KeywordCampaign(

@@ -28,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -206,7 +207,8 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
     coupon_id = check_coupon_id(data.coupon_id or new_id("c"))
     if session.get(Coupon, coupon_id) is not None:
         raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
-    unlike_stored(session, coupon_id, Coupon.coupon_id, "coupon_id")  # `ѕаѵе` (Cyrillic) beside `save`
+    # `ѕаѵе` (Cyrillic) beside `save`; named: only marketers and admins create coupons, and they see all
+    unlike_stored(session, coupon_id, Coupon.coupon_id, "coupon_id", true())
     coupon = Coupon(coupon_id=coupon_id, **values)
     session.add(coupon)
     session.flush()
