@@ -115,6 +115,16 @@ class Settings(BaseSettings):
         description="Proxies (comma-separated addresses or networks) whose X-Forwarded-For and"
         " X-Forwarded-Proto are believed; empty: none, the connecting address is the client.",
     )
+    metrics_allow: str = Field(
+        default="127.0.0.0/8,::1",
+        description="Client networks (comma-separated addresses or networks) that may read /metrics; the"
+        " address is the one X-Forwarded-For gives through CROSSCART_FORWARDED_ALLOW_IPS. Others get 404.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="Lets a scraper outside CROSSCART_METRICS_ALLOW read /metrics with `Authorization:"
+        " Bearer <token>`; empty: none can.",
+    )
     shutdown_grace_seconds: float = Field(
         default=20.0,
         gt=0,
