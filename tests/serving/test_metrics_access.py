@@ -81,6 +81,14 @@ def test_a_forged_forwarded_for_does_not_get_in(open_app, client):
     assert _read(open_app, PROXY, forged, proxy=PROXY[0]).status_code == 200  # a scraper on the proxy's host
 
 
+def test_under_a_trust_everyone_setting_no_forwarded_address_gets_in(make_client, settings):
+    """`CROSSCART_FORWARDED_ALLOW_IPS=*`: uvicorn takes anyone's leftmost entry, so any client can be
+    127.0.0.1; only a request without the header is judged by its address."""
+    app = make_client(settings=settings.model_copy(update={"forwarded_allow_ips": "*"})).app
+    assert _read(app, OUTSIDE, {"X-Forwarded-For": "127.0.0.1"}, proxy="*").status_code == 404
+    assert _read(app, LOOPBACK, proxy="*").status_code == 200
+
+
 @pytest.mark.parametrize(
     "forwarded",
     [
