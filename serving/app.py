@@ -339,7 +339,7 @@ def create_app(
     # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
     # callers, not cached reads): its requests skip them, and are still measured and logged
     state.proxy_check = UntrustedProxyCheck(settings.forwarded_allow_ips)
-    state.metrics_access = MetricsAccess(settings.metrics_allow, settings.metrics_token, state.proxy_check)
+    state.metrics_access = MetricsAccess(settings.metrics_networks, settings.metrics_token, state.proxy_check)
     app.add_middleware(
         RequestEdge,
         metrics=state.metrics,

@@ -61,14 +61,19 @@ def client_address(host: str | None) -> str:
 
 class MetricsAccess:
     """Who may read `/metrics` (route names, request counts, latencies, model versions, refresh-loop ages
-    and failures): a client whose own address is in `allow` (comma-separated networks), or one presenting
+    and failures): a client whose own address is in one of the `allow` networks, or one presenting
     `token` as a bearer credential, compared in constant time (empty: no token admits). The address is the
     one uvicorn derived (a trusted proxy's `X-Forwarded-For` believed); a request forwarded by a proxy the
     app does not trust carries the proxy's address, so it is admitted by its token only: a proxy on the
     loopback would otherwise have let every visitor in."""
 
-    def __init__(self, allow: str, token: str, proxies: UntrustedProxyCheck) -> None:
-        self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in allow.split(",") if n.strip()]
+    def __init__(
+        self,
+        allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        token: str,
+        proxies: UntrustedProxyCheck,
+    ) -> None:
+        self.networks = allow
         self.token = token.encode()
         self.proxies = proxies
 

@@ -6,9 +6,11 @@ exist. The client address is uvicorn's (X-Forwarded-For believed from CROSSCART_
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 from starlette.testclient import TestClient
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from crosscart.settings import Settings
 from tests.serving.conftest import LOOPBACK
 
 OUTSIDE = ("203.0.113.9", 40000)
@@ -108,3 +110,8 @@ def test_a_proxy_on_the_loopback_that_is_not_trusted_lets_nobody_in(open_app, cl
 
 def test_the_metrics_are_not_in_the_published_schema(client):
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_mistyped_network_fails_when_the_settings_are_read(tmp_path):
+    with pytest.raises(ValidationError, match="10.0.0.0/33"):
+        Settings(data_dir=tmp_path, metrics_allow="127.0.0.0/8, 10.0.0.0/33")
