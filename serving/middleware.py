@@ -97,6 +97,11 @@ class RateLimitHeaders:
         await self.app(scope, receive, add_headers)
 
 
+#: The methods requests are counted by; any other is counted as `other`. h11 takes any token as a method,
+#: and each made-up one was a series of its own in every worker's registry (and files), for good.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     """Request counts and latencies per route template and status, fallbacks, model swaps and the model
     versions served, in the app's own registry.
@@ -162,13 +167,14 @@ class Metrics:
         self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children: `labels()` costs a lock
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        """Count one request by route template (None: it matched no route) and status, and its latency."""
-        key = (method, route, status)
+        """Count one request by route template (None: it matched no route), method and status, and its
+        latency."""
+        key = (method if method in COUNTED_METHODS else "other", route, status)
         series = self._series.get(key)
-        if series is None:  # bounded: route templates x methods x statuses
+        if series is None:  # bounded: route templates x counted methods x statuses
             template = "unmatched" if route is None else route
             series = self._series[key] = (
-                self.requests.labels(method, template, str(status)),
+                self.requests.labels(key[0], template, str(status)),
                 self.latency.labels(template),
             )
         series[0].inc()

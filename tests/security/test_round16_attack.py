@@ -93,3 +93,16 @@ def test_a_query_of_made_up_words_costs_a_few_vocabulary_scans(client, monkeypat
     assert scanned == ["qzvk", "qzvf", "qzvh"]
     corrected = client.get("/v1/search", params={"q": "prodct"}).json()["understood"]["corrections"]
     assert corrected == {"prodct": "product"}  # a misspelt word is still corrected
+
+
+def test_made_up_methods_add_no_metrics_series(client):
+    """Requests were counted in `/metrics` by method as sent: h11 (`crosscart serve`'s protocol where
+    httptools is not installed) takes any token as a method, so each made-up one (`X0`, `X1`, ...) added
+    a series to every worker's registry for good, and to every scrape. A method outside HTTP's own is
+    counted as `other`."""
+    before = client.get("/metrics").text.count("\ncrosscart_http_requests_total{")
+    for i in range(50):
+        assert client.request(f"X{i}", "/v1/products").status_code == 405
+    after = client.get("/metrics").text
+    assert 'method="X7"' not in after
+    assert after.count("\ncrosscart_http_requests_total{") <= before + 2  # `other` 405, and the scrape
