@@ -3,12 +3,17 @@ Each test failed before its fix."""
 
 from __future__ import annotations
 
+import itertools
+import string
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import event
 
+import serving.search
 from commerce.search import query
+from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
+from tests.security.test_hostile_clients_round4 import _keys
 from tests.serving.conftest import auth
 
 
@@ -106,3 +111,37 @@ def test_made_up_methods_add_no_metrics_series(client):
     after = client.get("/metrics").text
     assert 'method="X7"' not in after
     assert after.count("\ncrosscart_http_requests_total{") <= before + 2  # `other` 405, and the scrape
+
+
+def test_a_campaigns_many_matching_keywords_enter_one_auction_entry_per_product(api, shop, monkeypatch):  # noqa: F811
+    """Every matching keyword of a campaign entered the auction once per product of the campaign, each
+    entry scored with exact fractions: one merchant key's campaign of 500 broad keywords (one-, two- and
+    three-letter combinations) over its 3 products made any search naming those letters 1,500 entries
+    (about 30 us of CPU each), and 100 such campaigns would make every such search seconds long. Of a
+    campaign's matching keywords only its best bid can win a product's entry (they share the campaign's
+    products, budget and click rate): one entry per campaign and product enters."""
+    letters = string.ascii_lowercase
+    combos = [" ".join(c) for n in (1, 2, 3) for c in itertools.combinations(letters, n)][:500]
+    body = {
+        "name": "letters",
+        "daily_budget": "10000.00",
+        "product_ids": ["P1", "P2", "P4"],
+        "keywords": [
+            {"keyword": k, "match_type": "broad", "bid": f"{0.5 + i / 1000:.2f}"}
+            for i, k in enumerate(combos)
+        ],
+    }
+    made = api.post("/v1/merchants/M1/keyword-campaigns", json=body, headers=auth(_keys(shop)["m1"]))
+    assert made.status_code == 201, made.text
+    entered: list[int] = []
+    auction = serving.search.run_auction
+
+    def counted(candidates, **kwargs):
+        candidates = list(candidates)
+        entered.append(len(candidates))
+        return auction(candidates, **kwargs)
+
+    monkeypatch.setattr(serving.search, "run_auction", counted)
+    found = api.get("/v1/search", params={"q": " ".join(letters)})
+    assert found.status_code == 200, found.text
+    assert entered == [3]
