@@ -145,3 +145,16 @@ def test_a_campaigns_many_matching_keywords_enter_one_auction_entry_per_product(
     found = api.get("/v1/search", params={"q": " ".join(letters)})
     assert found.status_code == 200, found.text
     assert entered == [3]
+
+
+def test_the_api_documentation_cannot_be_framed(client):
+    """`/docs` keeps the key pasted into *Authorize* in the browser (`persistAuthorization`: an admin's
+    too) and opens an operation from the address (`deepLinking`), yet another site could frame it: a page
+    showing `/docs#/access/revoke_key_v1_api_keys__key_id__delete` under decoys has the admin's own
+    clicks send the request with the admin's key (clickjacking). Every console page already refused
+    framing; `/docs` and `/redoc` now do too."""
+    for page in ("/docs", "/redoc"):
+        answer = client.get(page)
+        assert answer.status_code == 200
+        assert answer.headers.get("x-frame-options") == "DENY", page
+        assert "frame-ancestors 'none'" in answer.headers.get("content-security-policy", ""), page
