@@ -202,6 +202,7 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: StateDep) -> Response:
-    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`)."""
+def metrics(state: StateDep) -> Response:
+    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`), at
+    most `EXPOSITION_SECONDS` old, built on a worker thread: not on the event loop."""
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
