@@ -117,6 +117,20 @@ class AdsSnapshot:
         return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
 
 
+def _best_keyword_per_campaign(matched: list[ads.LiveAd]) -> list[ads.LiveAd]:
+    """Each campaign's matching keyword with the highest bid (the lowest keyword id among equal bids), in
+    keyword id order: a campaign's keywords share its products, budget and click rate, so no other can
+    win a product's auction entry (`run_auction`: best score, then bid, first seen). Every matching
+    keyword entered the auction once per product: one campaign of 500 keywords over 3 products made a
+    search 1,500 entries, each scored in exact fractions."""
+    best: dict[str, ads.LiveAd] = {}
+    for ad in matched:  # in keyword id order (`AdsSnapshot.matching`)
+        held = best.get(ad.campaign_id)
+        if held is None or ad.bid > held.bid:
+            best[ad.campaign_id] = ad
+    return sorted(best.values(), key=lambda ad: ad.keyword_id)
+
+
 @dataclass
 class SponsoredResult:
     hit: Hit
@@ -527,6 +541,7 @@ class SearchService:
                 live.append(ad)
         if not live:
             return []
+        live = _best_keyword_per_campaign(live)
         by_id = {h.product_id: h for h in hits}
         wanted = {p for ad in live for p in ad.product_ids}
         missing = wanted - set(by_id)

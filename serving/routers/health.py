@@ -204,14 +204,15 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
-async def metrics(
+def metrics(
     request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Response:
     """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`), for
-    an allowed client address or the metrics token. Anyone else gets the 404 of a path that does not
-    exist: nothing tells a scanner there is something here to guess a token for."""
+    an allowed client address or the metrics token, at most `EXPOSITION_SECONDS` old and built on a
+    worker thread, not on the event loop. Anyone else gets the 404 of a path that does not exist:
+    nothing tells a scanner there is something here to guess a token for."""
     access, token = state.metrics_access, None if credentials is None else credentials.credentials
     if access is None or not access.admits(request.scope, token):
         raise HTTPException(status.HTTP_404_NOT_FOUND)

@@ -11,6 +11,7 @@ import time
 from sqlalchemy import exc
 
 from serving import search as search_module
+from serving.middleware import EXPOSITION_SECONDS
 from serving.refresh import Refreshing
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
 from tests.serving.conftest import auth, scrape
@@ -43,6 +44,7 @@ def _wait(client, key: str, until, seconds: float = 20) -> dict:
 
 
 def _metric(client, line_start: str) -> float:
+    time.sleep(EXPOSITION_SECONDS)  # one exposition answers that long: the text is then of now
     text = scrape(client)
     values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
     assert len(values) == 1, (line_start, text)
