@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError as SchemaError
 from sqlalchemy.exc import DBAPIError
@@ -209,7 +210,7 @@ async def attempt(
     is kept and its form is shown again with what was typed (the session reads only from then on). Its
     writes are flushed here, so a busy database is met now, not at the commit after the page. It was
     the generic error page, and the typed form was lost. A read (`session` None) that fails so is the
-    error page: it has nothing to keep."""
+    error page: it has nothing to keep, unless a form was refused before it (`FormRoute`)."""
     try:
         return await run_in_threadpool(_run, session, action), None
     except (DomainError, HTTPException, SchemaError, ValueError) as exc:
@@ -228,7 +229,7 @@ async def attempt(
         if refused is None:  # a bug, not the database's state: the crash page
             raise
         message = f"{NOTHING_SAVED}: {refused.detail}." if refused.status == 503 else refused.detail
-        return None, Refusal(refused.status, message, refused.retry_after)
+        return None, refused_form(request, Refusal(refused.status, message, refused.retry_after), session)
 
 
 def _run(session: Session | None, action: Callable[[], T]) -> T:
@@ -236,3 +237,63 @@ def _run(session: Session | None, action: Callable[[], T]) -> T:
     if session is not None:
         session.flush()
     return result
+
+
+def refused_form(request: Request, refused: Refusal, session: Session) -> Refusal:
+    """`refused` as what this request's form (its transaction `session`) was answered, for `FormRoute`
+    should the page drawn again fail to read the database in turn (`attempt` records it; the plan, which
+    says what was kept, too)."""
+    request.state.refused_form = (refused, session)
+    return refused
+
+
+class FormRoute(APIRoute):
+    """The console's routes with forms: a form the database refused (`attempt`) whose page, drawn again,
+    cannot read the database either (down, not only busy: the shop's products, the keys list, the
+    merchant queue, a keyword campaign, a coupon, a campaign) is answered with the form alone, from the
+    request's own values (`form_kept.html`): the refusal, 503 and its Retry-After, every value typed,
+    sent again with one click; the rest of the page a note. It was the generic "Unavailable" page, the
+    typed form lost. One rule for every form, whatever its page reads. An htmx request keeps the generic
+    answer: only its fragment would be swapped, and the form it came from still holds the input.
+
+    The failed read is rolled back here: the request's session ends after this handler (a "function"
+    dependency), and would otherwise commit it as if the page had been answered."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except (DBAPIError, DatabaseTimeout) as exc:
+                kept = getattr(request.state, "refused_form", None)
+                if kept is None or request.headers.get("HX-Request"):
+                    raise
+                state = request.app.state.serving
+                read = database_refusal(state, request.method, request.url.path, exc)
+                if read is None or read.status != 503:  # a bug, or not the database's state
+                    raise
+                refused, session = kept
+                await run_in_threadpool(session.rollback)
+                return await _kept_form(request, refused)
+
+        return handler
+
+
+async def _kept_form(request: Request, refused: Refusal) -> HTMLResponse:
+    """The refused form from what the request sent, posting to the address it was sent to (the raw one:
+    an id with a `/` or `?` in it stays one segment)."""
+    form = await request.form()
+    fields = [
+        (name, name.replace("_", " ").capitalize(), value)
+        for name, value in form.multi_items()
+        if name != CSRF_FIELD and isinstance(value, str)
+    ]
+    raw = request.scope.get("raw_path")
+    action = raw.decode("latin-1") if raw else quote(request.url.path)
+    if request.url.query:
+        action += f"?{request.url.query}"
+    return await render(
+        request, "form_kept.html", status_code=refused.status_code, title="Your form, as you sent it",
+        refused=refused, fields=fields, action=action,
+    )  # fmt: skip
