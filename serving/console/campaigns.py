@@ -262,7 +262,7 @@ async def plan(
     result, error = await attempt(request, session, run)
     if error is not None and budget_set:  # the budget's transaction was kept, as for any refused plan
         saved = error.message.replace(NOTHING_SAVED, "The budget was saved, the plan was not")
-        error = refused_form(request, replace(error, message=saved), session)
+        error = refused_form(request, replace(error, message=saved))
     context, detail_error = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
         return await refusal_page(request, "Not found", detail_error)
