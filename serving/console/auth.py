@@ -19,6 +19,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 
 from commerce.access import ApiKey
 from commerce.db import read_only, transaction
@@ -30,7 +32,8 @@ from commerce.services.access import (
 )
 from commerce.sqltypes import utcnow
 from serving.deps import CAPABILITIES, StateDep, check_role
-from serving.security import ANONYMOUS, Principal
+from serving.resilience import is_contention, is_outage
+from serving.security import ANONYMOUS, Principal, PrincipalCache
 from serving.state import ServingState
 
 COOKIE = "crosscart_console"
@@ -73,9 +76,12 @@ class ConsoleSession:
 class Sessions:
     """Signs and reads console cookies for one app."""
 
-    def __init__(self, secret: str, *, secure: bool, max_age_seconds: int) -> None:
+    def __init__(self, secret: str, *, secure: bool, max_age_seconds: int, stale_seconds: float) -> None:
         self._signer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="crosscart-console")
         self.secure, self.max_age = secure, max_age_seconds
+        # session id -> the principal the database last confirmed (`_principal_seen`): never read while
+        # the database answers, every request asks it
+        self.seen = PrincipalCache(ttl=0, stale_seconds=stale_seconds)
 
     def read(self, request: Request) -> dict | None:
         raw = request.cookies.get(COOKIE)
@@ -124,6 +130,26 @@ def _principal_for(state: ServingState, session_id: str) -> Principal | None:
         return None if key is None else _principal(key)
 
 
+async def _principal_seen(state: ServingState, sessions: Sessions, session_id: str) -> Principal | None:
+    """`_principal_for`; while the database cannot answer (down or busy), the principal it confirmed for
+    this session within `stale_seconds`, the rule the API's keys follow (`auth_cache_stale_seconds`,
+    `serving.deps`). Its pages are the database's 503 all the same, but a form sent now comes back with
+    what was typed (`serving.console.web.FormRoute`); it was the error page, as the session could not be
+    read. A session ended (signed out, its key revoked) while the database answered is not served so."""
+    try:
+        principal = await run_in_threadpool(_principal_for, state, session_id)
+    except (DBAPIError, DatabaseTimeout) as exc:
+        busy = is_contention(exc)
+        stale = sessions.seen.stale(session_id) if busy or is_outage(exc) else None
+        if stale is None:
+            raise
+        if not busy:
+            state.db_health.failed(exc)
+        return stale
+    sessions.seen.put(session_id, principal)
+    return principal
+
+
 def sign_in(
     state: ServingState, plaintext: str, lifetime: timedelta, replacing: str | None = None
 ) -> tuple[Principal, str] | None:
@@ -159,7 +185,7 @@ async def console_session(request: Request, state: StateDep) -> ConsoleSession:
     else:
         principal, session_id = None, data.get("s")
         if isinstance(session_id, str):
-            principal = await run_in_threadpool(_principal_for, state, session_id)
+            principal = await _principal_seen(state, sessions, session_id)
         found = ConsoleSession(csrf=data["c"], principal=principal, session_id=session_id)
     request.state.console_session = found
     if found.principal is not None:  # a page costs what an API call does: it counts against the key

@@ -67,8 +67,10 @@ async def sign_in_submit(
 async def sign_out_submit(request: Request, state: StateDep, session: SessionCookie):
     """Delete the cookie and end this browser's session on the server: a copy of the cookie is refused;
     the key's sessions in other browsers go on."""
+    sessions = request.app.state.console_sessions
     if session.session_id is not None:
+        sessions.seen.put(session.session_id, None)  # not served from memory through an outage either
         await run_in_threadpool(sign_out, state, session.session_id)
     response = redirect("/console/sign-in")
-    request.app.state.console_sessions.clear(request, response)
+    sessions.clear(request, response)
     return response
