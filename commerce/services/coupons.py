@@ -60,7 +60,7 @@ from commerce.services._util import (
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
-from commerce.sqltypes import as_utc, round_fen, shifted, to_money, utcnow
+from commerce.sqltypes import as_utc, round_fen, shifted, to_money, to_rate, utcnow
 
 SCOPE_MODELS = {"category": Category, "merchant": Merchant, "product": Product}
 #: PostgreSQL advisory lock serializing what gives shoppers live campaign coupons (`lock_live_coupons`).
@@ -109,11 +109,11 @@ def _terms(session: Session, data: CouponInput) -> dict:
     name = visible_text(data.name or "", "name")  # shoppers see it in the storefront's coupon list
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
-    if isinstance(data.value, float):
-        raise ValidationError("value must be a Decimal or string, not float", code="invalid_coupon")
-    value = Decimal(data.value)
+    # read as every number is (ASCII digits, no float): `Decimal("abc")` raised a bare ConversionSyntax
     if data.kind == "amount_off":
-        value = to_money(value, field="value")
+        value = to_money(data.value, field="value")
+    else:
+        value = to_rate(data.value, field="value", code="invalid_coupon")
     if value <= 0 or (data.kind == "percent_off" and value > 1):
         raise ValidationError(
             "value must be > 0 (CNY for amount_off, a fraction in (0, 1] for percent_off)",
