@@ -4,6 +4,7 @@ headers; the request metrics (recorded by serving/edge.py)."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -219,6 +220,7 @@ class Metrics:
     def _expose(self) -> bytes:
         if not self.multiprocess_dir:
             return generate_latest(self.registry)
+        _forget_dead_workers(self.multiprocess_dir)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
         return generate_latest(registry)
@@ -227,3 +229,22 @@ class Metrics:
         """A worker stopping: its live gauges stop counting."""
         if self.multiprocess_dir:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Mark dead the workers whose live gauges are in `directory` but whose process is gone. A worker
+    killed outright (the OOM killer, SIGKILL) never runs `Metrics.close`, and uvicorn's replacement has
+    another pid: the dead worker's last values stayed in every live gauge for good (its refresh timestamp
+    the oldest, so a loop's data age grew for ever; its failures in a row; the version it served, beside
+    the one now served). Checked at each scrape, a few files; a pid reused meanwhile keeps them."""
+    pids = {int(m.group(1)) for name in os.listdir(directory) if (m := _LIVE_GAUGE_FILE.fullmatch(name))}
+    for pid in pids - {os.getpid()}:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:  # alive, another user's
+            pass

@@ -167,9 +167,9 @@ def test_the_api_documentation_cannot_be_framed(client):
 
 def test_metrics_asked_in_a_loop_cost_one_exposition_a_second(make_client, settings, monkeypatch):
     """`/metrics` needs no key from an allowed address (a scraper on the host holds none) and was counted
-    against no limit: an address over its anonymous limit still got every answer, each a fresh exposition of every series (milliseconds of
-    CPU, on the event loop), as fast as it could ask. One exposition answers for
-    `EXPOSITION_SECONDS`, built off the event loop."""
+    against no limit: an address over its anonymous limit still got every answer, each a fresh
+    exposition of every series (milliseconds of CPU, on the event loop), as fast as it could ask. One
+    exposition answers for `EXPOSITION_SECONDS`, built off the event loop."""
     client = make_client(settings=settings.model_copy(update={"rate_limit_anonymous_per_minute": 3}))
     built = []
     expose = serving.middleware.generate_latest
