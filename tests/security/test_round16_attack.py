@@ -1,5 +1,17 @@
-"""Round 16: a hostile client against the key cache and search, on the tiny marketplace of tests/serving.
-Each test failed before its fix."""
+"""Round 16: a hostile client against the key cache, search and its ads, the metrics and the API's
+documentation, on the tiny marketplace of tests/serving (the ads on the bilingual shop of tests/search,
+SQLite and PostgreSQL). Each test failed before its fix.
+
+Tried and held, sent (not replayed here): FTS5 and tsquery syntax in `q` (`"`, `*`, `NEAR(a b)`,
+`title:`, `&`, `|`, `!`, `:*`, quotes, backslashes, `'; --`), 100 letters, 100 Arabic ligatures that NFKC
+expands eighteenfold, 50 Chinese words: 200 on the memory and PostgreSQL indexes, none slow (queries
+reach an index as words only, each quoted); every anonymous GET route over its rate limit answers 429,
+but `/metrics` (fixed here) and `/`, `/docs`, `/redoc`, `/openapi.json` (static or cached pages).
+Read in the code, held: the console's CSRF check (a dependency of every console router, sign-in and
+sign-out included) and its `next` (console paths only); the past-the-end and sign-in redirects
+(relative, from the path alone, never the Host); a client's `X-Request-ID` (taken only as a plain
+token); a plot path leaving `plots/`; two refund requests for one order (a unique order id); CSV
+exports (formula cells quoted); the fast path's parsed queries (4,096 kept at most)."""
 
 from __future__ import annotations
 
