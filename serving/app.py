@@ -28,7 +28,7 @@ from serving.deps import current_principal
 from serving.edge import RequestEdge
 from serving.fastpath import RecommendationFastPath
 from serving.field_access import enforce_field_access
-from serving.idempotency import IdempotencyMiddleware
+from serving.idempotency import IdempotencyMiddleware, UnsettledKeys
 from serving.idempotency import document as document_idempotency
 from serving.key_lookups import KeyLookups
 from serving.logs import configure_logging
@@ -46,7 +46,7 @@ from serving.resilience import (
     pool_capacity,
 )
 from serving.revocations import RevocationFeed
-from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
+from serving.security import FailedAuthThrottle, MetricsAccess, PrincipalCache, RateLimiter
 from serving.state import ServingState
 from serving.tracing import setup_tracing
 from training.delivery import load_delivery_version
@@ -249,6 +249,7 @@ def create_app(
         state.revocations = RevocationFeed(
             settings.redis_url, state.principals, timeout=settings.redis_timeout_seconds
         )
+    state.unsettled_keys = UnsettledKeys()
     state.key_lookups = KeyLookups(lambda keys: deps._lookup_many(state, keys), db_gate)
     _watch_models(state)
     state.sweep_pending = lambda: expire_pending_orders(session_factory, settings.pending_policy.ttl)
@@ -339,6 +340,7 @@ def create_app(
     # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
     # callers, not cached reads): its requests skip them, and are still measured and logged
     state.proxy_check = UntrustedProxyCheck(settings.forwarded_allow_ips)
+    state.metrics_access = MetricsAccess(settings.metrics_networks, settings.metrics_token, state.proxy_check)
     app.add_middleware(
         RequestEdge,
         metrics=state.metrics,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -271,6 +272,7 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
             headers={"Retry-After": str(wait)},
         )
     if not hit:
+        asked_at = time.monotonic()
         try:
             principal = await state.key_lookups.lookup(key, _deadline(request, state))
         except Exception as exc:
@@ -282,7 +284,7 @@ async def _principal_for_key(request: Request, state: ServingState, key: str, cl
                 state.db_health.failed(exc)
             return stale
         state.db_health.succeeded(read=True)
-        state.principals.put(key, principal)
+        state.principals.put(key, principal, asked_at)
     if principal is None:
         state.auth_failures.failed(client)
         raise _unauthorized()

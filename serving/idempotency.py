@@ -22,6 +22,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import threading
+from collections.abc import Callable
+from functools import partial
 
 from fastapi import HTTPException
 from fastapi.security.utils import get_authorization_scheme_param
@@ -33,6 +36,7 @@ from starlette.requests import Request
 from commerce.services import idempotency
 from commerce.sqltypes import utcnow
 from serving import deps
+from serving.batch_writer import Backlog, PeriodicFlush
 from serving.errors import (
     CANCELLED_DETAIL,
     CODE_BY_STATUS,
@@ -56,6 +60,47 @@ HEADER = b"idempotency-key"
 METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 WAIT_SECONDS = 10.0
 NOT_STORED = {429}  # nor any 5xx
+
+
+class UnsettledKeys(PeriodicFlush):
+    """Ends of Idempotency-Key claims (`IdempotencyMiddleware._settle`) the database refused, retried
+    every `every_seconds`, oldest first, until it takes them; at most `max_pending` wait (a `Backlog`).
+    A claim is ended by its row id, so a late end never touches a later claim of the same key. Kept in
+    this process: ends still waiting when it dies leave their keys in progress until they expire."""
+
+    thread_name = "idempotency-keys"
+
+    def __init__(self, every_seconds: float = 1.0, max_pending: int = 10_000) -> None:
+        self.every_seconds = every_seconds
+        self.backlog = Backlog("idempotency key ends", max_pending)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def backlogs(self) -> tuple[Backlog, ...]:
+        return (self.backlog,)
+
+    def note(self, end: Callable[[], None]) -> None:
+        self.backlog.put(end)
+
+    def flush(self) -> int:
+        with self._lock:
+            pending = self.backlog.drain()
+            ended = 0
+            while pending:
+                try:
+                    pending[0]()
+                    ended += 1
+                except (DBAPIError, SATimeoutError) as exc:
+                    if is_outage(exc) or is_contention(exc):  # still away: the rest waits with it
+                        return ended
+                    log.error("settling an idempotency key failed for good: %s", exc)  # never would
+                pending.pop(0)
+            if ended:
+                log.info("settled %d idempotency keys the database had refused to", ended)
+            self.backlog.stored()
+            return ended
 
 
 def _caller(scope) -> tuple[str, bytes]:
@@ -159,43 +204,38 @@ class IdempotencyMiddleware:
             await send(message)
 
         scope.setdefault("state", {})  # shared with the route's request.state (deps sets commit_sent)
+        settle = partial(self._settle, scope["app"].state.serving.unsettled_keys, key_text)
+        answer = partial(idempotency.complete, self.factory, claim.id, caller, key_text)
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
             if not _commit_sent(scope):
-                await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
+                await settle(partial(idempotency.release, self.factory, claim.id))
             elif not started:  # failed after its COMMIT before any answer was sent
-                await self._store_outcome_unknown(scope, caller, key_text, secret)
+                # answered as a lost COMMIT acknowledgement is: left unanswered, every retry for 24 h got
+                # 409 request_in_progress with Retry-After 1 (retried for ever, never told to read back)
+                unknown = json.dumps(problem(503, "outcome_unknown", OUTCOME_UNKNOWN, scope.get("path")))
+                await settle(partial(answer, 503, PROBLEM_JSON, unknown.encode(), secret))
             raise
-        try:
-            if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
-                await run_in_threadpool(idempotency.release, self.factory, caller, key_text)
-            else:
-                await run_in_threadpool(
-                    idempotency.complete,
-                    self.factory,
-                    caller,
-                    key_text,
-                    status,
-                    content_type,
-                    b"".join(out),
-                    secret,
-                )
-        except (DBAPIError, SATimeoutError):
-            # the response is already sent; a retry with this key waits, then gets 409 request_in_progress
-            log.warning("could not store the response of idempotency key %r: database unavailable", key_text)
+        if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
+            await settle(partial(idempotency.release, self.factory, claim.id))
+        else:
+            await settle(partial(answer, status, content_type, b"".join(out), secret))
 
-    async def _store_outcome_unknown(self, scope, caller: str, key: str, secret: bytes) -> None:
-        """Answer the key with `outcome_unknown`, as a lost COMMIT acknowledgement is answered: left
-        unanswered, every retry for 24 h got 409 request_in_progress with Retry-After 1 (retried for
-        ever, never told to read the outcome back)."""
-        body = json.dumps(problem(503, "outcome_unknown", OUTCOME_UNKNOWN, scope.get("path"))).encode()
+    @staticmethod
+    async def _settle(unsettled: UnsettledKeys, key: str, end: Callable[[], None]) -> None:
+        """End a claim (release it or store its answer), the response already sent or failed. When the
+        database refuses that too (it went away during the request), the claim stayed unanswered: every
+        retry of the key waited, then got 409 request_in_progress, until it expired a day later (a checkout
+        cut off in an outage could not be retried, one answered just before it never learnt its order).
+        The end is then retried in the background until the database takes it."""
         try:
-            await run_in_threadpool(
-                idempotency.complete, self.factory, caller, key, 503, PROBLEM_JSON, body, secret
-            )
+            await run_in_threadpool(end)
         except (DBAPIError, SATimeoutError):
-            log.warning("could not store the outcome of idempotency key %r: database unavailable", key)
+            unsettled.note(end)
+            log.warning(
+                "could not settle idempotency key %r: database unavailable; retrying until it is back", key
+            )
 
     async def _admit(self, scope, receive, send) -> bool:
         """Authenticate and rate-limit the caller as the route will (it reuses the answer), and refuse a

@@ -14,6 +14,7 @@ behind a circuit breaker that counts locally while Redis is slow or gone, or may
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import logging
 import math
@@ -28,6 +29,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import ResponseError
 
 from commerce.services.access import hash_key
+from serving.proxies import UntrustedProxyCheck
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,39 @@ def client_address(host: str | None) -> str:
     return str(ip)
 
 
+class MetricsAccess:
+    """Who may read `/metrics` (route names, request counts, latencies, model versions, refresh-loop ages
+    and failures): a client whose own address is in one of the `allow` networks, or one presenting
+    `token` as a bearer credential, compared in constant time (empty: no token admits). The address is the
+    one uvicorn derived (a trusted proxy's `X-Forwarded-For` believed); a request forwarded by a proxy the
+    app does not trust carries the proxy's address, so it is admitted by its token only: a proxy on the
+    loopback would otherwise have let every visitor in."""
+
+    def __init__(
+        self,
+        allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        token: str,
+        proxies: UntrustedProxyCheck,
+    ) -> None:
+        self.networks = allow
+        self.token = token.encode()
+        self.proxies = proxies
+
+    def admits(self, scope, bearer: str | None) -> bool:
+        if self.token and bearer is not None and hmac.compare_digest(bearer.encode(), self.token):
+            return True
+        client = scope.get("client")
+        if not client or not self.proxies.address_is_own(scope):
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:  # a Unix socket or a test client's name: no address to allow
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's 127.0.0.1
+        return any(address in network for network in self.networks)
+
+
 @dataclass(frozen=True)
 class Principal:
     """The caller: a role plus the shopper or merchant a key is bound to."""
@@ -84,7 +119,9 @@ class PrincipalCache:
 
     An answer stands for `ttl` while revocations reach this replica at once (`pushed`: its own, or every
     replica's through serving.revocations' Redis feed); while the feed is down it stands for
-    `poll_seconds` only, so a key revoked elsewhere is refused within that time."""
+    `poll_seconds` only, so a key revoked elsewhere is refused within that time. An answer counts from
+    when the database was asked, and one asked before the key was last discarded here is not kept: a
+    check in flight when the key was revoked read it live, and kept, served it for another `ttl`."""
 
     def __init__(
         self,
@@ -99,6 +136,7 @@ class PrincipalCache:
         self._not_before = -1e18  # answers older than this are re-checked (see expire_all)
         self._valid: LRUCache[str, _Entry] = LRUCache(max_entries)
         self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when found unknown
+        self._discarded: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when last discarded
         self._lock = threading.Lock()
 
     @property
@@ -136,22 +174,27 @@ class PrincipalCache:
             self._valid[digest] = _Entry(entry.principal, max(retry_at, self._not_before), entry.valid_until)
             return entry.principal
 
-    def put(self, plaintext: str, principal: Principal | None) -> None:
-        """Record what the database just said about a key."""
+    def put(self, plaintext: str, principal: Principal | None, asked_at: float | None = None) -> None:
+        """Record what the database said about a key when asked at `asked_at` (`time.monotonic()`; now
+        by default). A valid answer asked no later than the key's last discard is dropped: it may have
+        been read before the revocation committed."""
         digest, now = hash_key(plaintext), time.monotonic()
+        asked = now if asked_at is None else asked_at
         with self._lock:
             if principal is None:
                 self._valid.pop(digest, None)
-                self._unknown[digest] = now
-            else:
+                self._unknown[digest] = asked
+            elif asked > self._discarded.get(digest, -math.inf):
                 self._unknown.pop(digest, None)
-                self._valid[digest] = _Entry(principal, now, now + self.stale_seconds)
+                self._valid[digest] = _Entry(principal, asked, asked + self.stale_seconds)
 
     def discard(self, key_hash: str) -> None:
-        """Forget one key at once (it was revoked, here or on another replica)."""
+        """Forget one key at once (it was revoked, here or on another replica), and every answer about
+        it asked until now (`put`)."""
         with self._lock:
             self._valid.pop(key_hash, None)
             self._unknown.pop(key_hash, None)
+            self._discarded[key_hash] = time.monotonic()
 
     def expire_all(self) -> None:
         """Re-check every cached answer before trusting it again (revocations may have been missed while

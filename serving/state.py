@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,8 +22,11 @@ from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import DatabaseGate, DatabaseHealth
 from serving.revocations import RevocationFeed
-from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
+from serving.security import FailedAuthThrottle, MetricsAccess, PrincipalCache, RateLimiter
 from serving.sessions import SessionState
+
+if TYPE_CHECKING:  # serving.idempotency imports serving.deps, which imports this module
+    from serving.idempotency import UnsettledKeys
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,13 @@ class ServingState:
     auth_failures: FailedAuthThrottle = field(default_factory=lambda: FailedAuthThrottle(30))
     db_health: DatabaseHealth = field(default_factory=DatabaseHealth)
     key_lookups: KeyLookups | None = None  # set by create_app (it needs the state itself)
+    unsettled_keys: UnsettledKeys | None = None  # Idempotency-Key ends retried; set by create_app
     sessions: SessionState = field(default_factory=SessionState)  # live visits' recent items
     session_models: ModelStore = field(default_factory=lambda: ModelStore(None, "session"))  # session model
     revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
     precomputed: Refreshing[PrecomputedLists | None] | None = None  # batch-scored lists, when configured
     proxy_check: UntrustedProxyCheck | None = None  # set by create_app from `forwarded_allow_ips`
+    metrics_access: MetricsAccess | None = None  # set by create_app from `metrics_allow`, `metrics_token`
     search_refresh: Refreshing[Any] | None = None  # the search index's loop (`serving.search.SearchRunner`)
     #: `session_factory`'s read-only twin, for requests that only read (serving.deps.get_session)
     read_only_sessions: sessionmaker[Session] = field(init=False)
@@ -82,6 +87,8 @@ class ServingState:
         ):
             part.refresh()
         self.exposures.start()
+        if self.unsettled_keys is not None:
+            self.unsettled_keys.start()
 
     def start(self) -> None:
         self.aliases.start()
@@ -92,6 +99,8 @@ class ServingState:
         self.delivery.start()
         self.session_models.start()
         self.exposures.start()
+        if self.unsettled_keys is not None:
+            self.unsettled_keys.start()
         if self.pending_orders is not None:
             self.pending_orders.start()
         if self.precomputed is not None:
@@ -102,6 +111,8 @@ class ServingState:
         parts = (self.delivery, self.session_models, self.uplift, self.models, self.aliases, self.experiments)
         for part in (*parts, self.catalog, self.exposures):
             part.stop()
+        if self.unsettled_keys is not None:
+            self.unsettled_keys.stop()
         if self.pending_orders is not None:
             self.pending_orders.stop()
         if self.precomputed is not None:

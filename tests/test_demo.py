@@ -150,3 +150,20 @@ def test_the_step_log_is_replaced_whole(tmp_path):
     log.mark("features", "fp2")
     assert _StepLog(path).done == {"load": "fp1", "features": "fp2"}
     assert json.loads(path.read_text()) == log.done and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["demo", "--scale", "huge", "--no-serve"], "'huge' is not one of 'tiny', 'demo', 'large'"),
+        (["demo", "--port", "99999"], "99999 is not in the range 1<=x<=65535"),
+        (["serve", "--port", "99999"], "99999 is not in the range 1<=x<=65535"),
+    ],
+)
+def test_a_bad_scale_or_port_is_one_line_before_any_work(demo_env, command, named):
+    """A typo in `--scale` failed after migrating the database, with the generator's traceback; a port
+    out of range failed with socket's OverflowError traceback."""
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2 and named in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (demo_env / "crosscart.db").exists()

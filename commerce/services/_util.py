@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TypeVar
 
-from sqlalchemy import ColumnElement, func, select, text, true
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from commerce.errors import NotFound, ValidationError
@@ -369,7 +369,7 @@ def unlike_stored(
     name: str,
     column: InstrumentedAttribute[str],
     field: str,
-    shown: ColumnElement[bool] | None = None,
+    shown: ColumnElement[bool],
 ) -> str:
     """`name`, refused as `not_confusable` if it looks like a stored value of `column`: one indexed
     lookup of its skeleton in the column beside it (`commerce.sqltypes.skeleton_of`): the skeletons of
@@ -377,17 +377,17 @@ def unlike_stored(
     size (bench/look_alikes.py). On PostgreSQL the
     check is serialized per column until the transaction ends (an advisory lock; SQLite's BEGIN
     IMMEDIATE already serializes writers): `PAY` and `РАУ` created at the same moment both passed.
-    The refusal names the stored value only where `shown` (a condition on its row) holds: a skeleton
-    is looser than a name (`l`/`1`, `rn`/`m`), so naming another merchant's private location told a
-    prober its exact spelling."""
+    The refusal names the stored value only where `shown` (a condition on its row) holds, and every
+    caller says who may see the row (`true()` where everyone reaching the path sees every row: staff's
+    coupons, campaigns, experiments): a skeleton is looser than a name (`l`/`1`, `rn`/`m`), so naming
+    another merchant's private location, draft product or keyword campaign, or to an applicant any
+    merchant's name, told a prober its exact spelling."""
     if session.get_bind().dialect.name == "postgresql":
         key = zlib.crc32(f"look-alike:{column.class_.__tablename__}.{column.key}".encode())
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
     stored = getattr(column.class_, column.key + SKELETON)
     found = session.execute(
-        select(column, true() if shown is None else shown)
-        .where(stored == skeleton(name), column != name)
-        .limit(1)
+        select(column, shown).where(stored == skeleton(name), column != name).limit(1)
     ).first()
     if found is not None:
         other, visible = found
@@ -414,7 +414,7 @@ def chosen_id(
     value: str,
     column: InstrumentedAttribute[str],
     field: str,
-    shown: ColumnElement[bool] | None = None,
+    shown: ColumnElement[bool],
 ) -> str:
     """The one rule for the id of a new row of `column` that a client chose: `id_form`, refused (422
     `confusable_name`) if it looks like a stored other id (`unlike_stored`, naming it where `shown`: a

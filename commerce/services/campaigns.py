@@ -37,6 +37,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -93,7 +94,9 @@ def create_campaign(session: Session, data: CampaignInput) -> Campaign:
         raise ValidationError("control_share must be in [0, 1)", code="invalid_campaign")
     if as_utc(data.ends_at) <= as_utc(data.starts_at):
         raise ValidationError("ends_at must be after starts_at", code="invalid_window")
-    campaign_id = chosen_id(session, data.campaign_id or new_id("cmp"), Campaign.campaign_id, "campaign_id")
+    campaign_id = chosen_id(  # named: only marketers and admins create campaigns, and they see all
+        session, data.campaign_id or new_id("cmp"), Campaign.campaign_id, "campaign_id", true()
+    )
     if session.get(Campaign, campaign_id) is not None:
         raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
     campaign = Campaign(

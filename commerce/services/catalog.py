@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from commerce.bulk import insert_ignore
@@ -55,7 +55,7 @@ class CategoryInput:
 
 
 def create_category(session: Session, data: CategoryInput) -> Category:
-    category_id = chosen_id(session, data.category_id, Category.category_id, "category_id")
+    category_id = chosen_id(session, data.category_id, Category.category_id, "category_id", true())  # all see
     if session.get(Category, category_id) is not None:
         raise Conflict(f"category {category_id!r} already exists", code="duplicate_category")
     parent = None if data.parent_id is None else get_category(session, data.parent_id)
@@ -199,7 +199,13 @@ def create_product(session: Session, data: ProductInput) -> Product:
     sku = required_text(data.sku, "sku", 64)
     if session.scalar(select(exists().where(Product.sku == sku))):
         raise Conflict(f"sku {sku!r} already exists", code="duplicate_sku")
-    product_id = chosen_id(session, data.product_id or new_id("p"), Product.product_id, "product_id")
+    product_id = chosen_id(
+        session,
+        data.product_id or new_id("p"),
+        Product.product_id,
+        "product_id",
+        seen_by(merchant.merchant_id),
+    )
     if session.get(Product, product_id) is not None:
         raise Conflict(f"product {product_id!r} already exists", code="duplicate_product")
     product = Product(
@@ -343,19 +349,27 @@ def list_products(
     return paginate(session, stmt, limit=limit, offset=offset)
 
 
+def public_product() -> ColumnElement[bool]:
+    """The one rule for a product anyone may see and buy: listed, from an approved (so not suspended)
+    merchant."""
+    approved = exists().where(Merchant.merchant_id == Product.merchant_id, Merchant.status == "approved")
+    return and_(Product.status == "listed", approved)
+
+
+def seen_by(merchant_id: str) -> ColumnElement[bool]:
+    """The products a merchant may see: public ones (`public_product`) and its own, whatever their
+    status (`serving.deps.ensure_product_visible` for the API's principals)."""
+    return or_(Product.merchant_id == merchant_id, public_product())
+
+
 def sellable_products_query(
     *, product_ids: Iterable[str] | None = None, in_stock: bool = False
 ) -> Select[tuple[Product]]:
-    """Products that may be sold or recommended: listed, from an approved (so not suspended) merchant.
+    """Products that may be sold or recommended (`public_product`).
 
     `in_stock=True` also requires unreserved units at some location.
     """
-    stmt = (
-        select(Product)
-        .join(Merchant, Merchant.merchant_id == Product.merchant_id)
-        .where(Product.status == "listed", Merchant.status == "approved")
-        .order_by(Product.product_id)
-    )
+    stmt = select(Product).where(public_product()).order_by(Product.product_id)
     if product_ids is not None:
         stmt = stmt.where(Product.product_id.in_(list(product_ids)))
     if in_stock:

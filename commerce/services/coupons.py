@@ -28,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -59,7 +60,7 @@ from commerce.services._util import (
 from commerce.services.events import record_events
 from commerce.services.pagination import Page, paginate
 from commerce.shoppers import Shopper
-from commerce.sqltypes import as_utc, round_fen, shifted, to_money, utcnow
+from commerce.sqltypes import as_utc, round_fen, shifted, to_money, to_rate, utcnow
 
 SCOPE_MODELS = {"category": Category, "merchant": Merchant, "product": Product}
 #: PostgreSQL advisory lock serializing what gives shoppers live campaign coupons (`lock_live_coupons`).
@@ -108,11 +109,11 @@ def _terms(session: Session, data: CouponInput) -> dict:
     name = visible_text(data.name or "", "name")  # shoppers see it in the storefront's coupon list
     if data.kind not in COUPON_KINDS:
         raise ValidationError(f"kind must be one of {COUPON_KINDS}", code="invalid_coupon")
-    if isinstance(data.value, float):
-        raise ValidationError("value must be a Decimal or string, not float", code="invalid_coupon")
-    value = Decimal(data.value)
+    # read as every number is (ASCII digits, no float): `Decimal("abc")` raised a bare ConversionSyntax
     if data.kind == "amount_off":
-        value = to_money(value, field="value")
+        value = to_money(data.value, field="value")
+    else:
+        value = to_rate(data.value, field="value", code="invalid_coupon")
     if value <= 0 or (data.kind == "percent_off" and value > 1):
         raise ValidationError(
             "value must be > 0 (CNY for amount_off, a fraction in (0, 1] for percent_off)",
@@ -206,7 +207,8 @@ def create_coupon(session: Session, data: CouponInput) -> Coupon:
     coupon_id = check_coupon_id(data.coupon_id or new_id("c"))
     if session.get(Coupon, coupon_id) is not None:
         raise Conflict(f"coupon {coupon_id!r} already exists", code="duplicate_coupon")
-    unlike_stored(session, coupon_id, Coupon.coupon_id, "coupon_id")  # `ѕаѵе` (Cyrillic) beside `save`
+    # `ѕаѵе` (Cyrillic) beside `save`; named: only marketers and admins create coupons, and they see all
+    unlike_stored(session, coupon_id, Coupon.coupon_id, "coupon_id", true())
     coupon = Coupon(coupon_id=coupon_id, **values)
     session.add(coupon)
     session.flush()

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -120,7 +120,7 @@ def create_experiment(
     parsed = _variants(variants)
     if session.scalars(select(Experiment.id).where(Experiment.name == name)).first() is not None:
         raise Conflict(f"experiment {name!r} already exists", code="experiment_exists")
-    unlike_stored(session, name, Experiment.name, "experiment name")
+    unlike_stored(session, name, Experiment.name, "experiment name", true())  # every experimenter sees all
     layer_row = None
     start, end = 0.0, traffic
     if layer is not None:
@@ -130,7 +130,7 @@ def create_experiment(
             select(ExperimentLayer).where(ExperimentLayer.name == layer).with_for_update()
         ).first()
         if layer_row is None:  # a look-alike of another layer would overlap the experiments it excludes
-            unlike_stored(session, layer, ExperimentLayer.name, "layer")
+            unlike_stored(session, layer, ExperimentLayer.name, "layer", true())
             layer_row = ExperimentLayer(name=layer, salt=f"layer:{layer}:{secrets.token_hex(4)}")
             session.add(layer_row)
             session.flush()

@@ -71,6 +71,7 @@ class Claim:
     won: bool
     stored: IdempotentRequest | None = None
     mismatch: bool = False  # the key was used for a different request
+    id: int | None = None  # the row this request won: what `complete` and `release` end, and only it
 
 
 def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: str, at: datetime) -> Claim:
@@ -86,10 +87,11 @@ def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: st
                 IdempotentRequest.fingerprint != fingerprint,
             )
         )
-        session.add(IdempotentRequest(caller=caller, key=key, fingerprint=fingerprint, created_at=at))
+        row = IdempotentRequest(caller=caller, key=key, fingerprint=fingerprint, created_at=at)
+        session.add(row)
         try:
             session.commit()
-            return Claim(won=True)
+            return Claim(won=True, id=row.id)
         except IntegrityError:
             session.rollback()
     stored = lookup(factory, caller, key)
@@ -107,6 +109,7 @@ def lookup(factory: sessionmaker[Session], caller: str, key: str) -> IdempotentR
 
 def complete(
     factory: sessionmaker[Session],
+    claim_id: int,
     caller: str,
     key: str,
     status_code: int,
@@ -114,21 +117,24 @@ def complete(
     body: bytes,
     secret: bytes,
 ) -> None:
-    """Store the response, `body` sealed under `secret` (the caller's raw credential, see the module)."""
+    """Store the response of claim `claim_id`, `body` sealed under `secret` (the caller's raw credential,
+    see the module)."""
     body = seal(secret, caller, key, body)
     with factory.begin() as session:
-        row = session.scalar(
-            select(IdempotentRequest).where(IdempotentRequest.caller == caller, IdempotentRequest.key == key)
-        )
+        row = session.get(IdempotentRequest, claim_id)
         if row is not None:
             row.status_code, row.content_type, row.body = status_code, content_type, body
 
 
-def release(factory: sessionmaker[Session], caller: str, key: str) -> None:
-    """Forget a claim whose request failed on the server's side, so that a retry runs again."""
+def release(factory: sessionmaker[Session], claim_id: int) -> None:
+    """Forget claim `claim_id`, whose request failed on the server's side, so that a retry runs again.
+    By its row, still unanswered: a release retried after the database came back (serving's
+    `UnsettledKeys`) never frees a later claim of the same key."""
     with factory.begin() as session:
         session.execute(
-            delete(IdempotentRequest).where(IdempotentRequest.caller == caller, IdempotentRequest.key == key)
+            delete(IdempotentRequest).where(
+                IdempotentRequest.id == claim_id, IdempotentRequest.status_code.is_(None)
+            )
         )
 
 

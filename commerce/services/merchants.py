@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from commerce.errors import Conflict, InvalidState, ValidationError
@@ -33,6 +33,12 @@ ACTIONS = {
 }
 
 
+#: Whose merchant rows an application's look-alike refusal may name: none. Anyone may apply, without a
+#: key, and a merchant's record (its name, id, brand authorizations) is its own and the admins' only; a
+#: skeleton is looser than a name, so naming the stored one told a prober how another company spells it.
+UNSEEN = false()
+
+
 @dataclass(frozen=True)
 class MerchantApplication:
     """What an overseas seller submits: company, business licence and brand authorizations."""
@@ -47,16 +53,17 @@ class MerchantApplication:
 def _brand(session: Session, value: str) -> str:
     """A brand a merchant is authorized for: `Sоlden` (a Cyrillic `о`) was an authorization of its own,
     and its products looked like Solden's to shoppers and on the review page; so was `АСМЕ`, all
-    Cyrillic, beside `ACME` (`unlike_stored`; the same brand held by another merchant is no look-alike)."""
+    Cyrillic, beside `ACME` (`unlike_stored`; the same brand held by another merchant is no look-alike).
+    The look-alike is named to no one (`UNSEEN`)."""
     brand = unmixed(required_text(value, "brand", 120), "brand")
-    return unlike_stored(session, brand, BrandAuthorization.brand, "brand")
+    return unlike_stored(session, brand, BrandAuthorization.brand, "brand", UNSEEN)
 
 
 def apply(session: Session, application: MerchantApplication) -> Merchant:
     """Register a merchant as `pending`. Needs at least one brand authorization."""
     name = unmixed(required_text(application.name, "name", 200), "name")
     # a whole-word look-alike (`АСМЕ` in Cyrillic beside `ACME`) is refused; the same name is not
-    unlike_stored(session, name, Merchant.name, "name")
+    unlike_stored(session, name, Merchant.name, "name", UNSEEN)
     licence = licence_number(application.licence_no)
     country = country_code(application.country)
     brands = sorted({_brand(session, b) for b in application.brands})
@@ -70,7 +77,7 @@ def apply(session: Session, application: MerchantApplication) -> Merchant:
     if session.scalar(held):
         raise Conflict(f"licence {licence!r} ({country}) is already registered", code="duplicate_licence")
     merchant_id = chosen_id(
-        session, application.merchant_id or new_id("m"), Merchant.merchant_id, "merchant_id"
+        session, application.merchant_id or new_id("m"), Merchant.merchant_id, "merchant_id", UNSEEN
     )
     if session.get(Merchant, merchant_id) is not None:
         raise Conflict(f"merchant {merchant_id!r} already exists", code="duplicate_merchant")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from commerce.errors import Conflict, ValidationError
@@ -21,7 +21,9 @@ from commerce.tax import ANNUAL_LIMIT
 
 
 def create_shopper(session: Session, shopper_id: str, region: str, segment: str | None = None) -> Shopper:
-    shopper_id = chosen_id(session, shopper_id, Shopper.shopper_id, "shopper_id")
+    shopper_id = chosen_id(
+        session, shopper_id, Shopper.shopper_id, "shopper_id", true()
+    )  # no API path: operators
     if session.get(Shopper, shopper_id) is not None:
         raise Conflict(f"shopper {shopper_id!r} already exists", code="duplicate_shopper")
     shopper = Shopper(shopper_id=shopper_id, region=required_text(region, "region", 64), segment=segment)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import typer
 
+from crosscart.cli.generate import ScaleName
+
 DEMO_SEED = 7
 DEMO_SESSION_MODEL = "auto"  # tuned on the marketplace's own visits (models.sessions.auto)
 DEMO_SESSION_PARAMS = {"max_predictions": 1500}  # tuning time in step with the other demo models
@@ -59,8 +61,8 @@ class _StepLog:
 
 def demo(
     host: str = typer.Option("127.0.0.1", help="Interface for the API."),
-    port: int = typer.Option(8000, help="Port for the API."),
-    scale: str = typer.Option("demo", help="Marketplace size: tiny, demo or large."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port for the API."),
+    scale: ScaleName = typer.Option(ScaleName.demo, help="Marketplace size: tiny, demo or large."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the API at the end."),
 ) -> None:
     """Set up everything (database, demo marketplace, features, models, API keys) and serve the API."""
@@ -78,6 +80,7 @@ def demo(
     settings = get_settings()
     settings.ensure_dirs()
     data_dir = settings.data_dir.resolve()
+    scale = scale.value  # a plain string in paths and fingerprints, as before
     market_dir = data_dir / f"marketplace-{scale}"
     features_dir = data_dir / f"features-{scale}"
     log = _StepLog(data_dir / "demo-state.json")

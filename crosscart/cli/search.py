@@ -47,7 +47,11 @@ def simulate_logs(
     from features.synth.search_logs import simulate_search_logs
 
     share = {} if randomized_share is None else {"randomized_share": randomized_share}
-    log = simulate_search_logs(data, seed=seed, trust_bias=trust_bias, **share)
+    try:
+        log = simulate_search_logs(data, seed=seed, trust_bias=trust_bias, **share)
+    except FileNotFoundError as exc:  # --data is no generated marketplace
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(
         f"{log['search_id'].nunique()} searches, {len(log)} shown results -> {data / 'search_logs.parquet'}"
     )
@@ -77,10 +81,14 @@ def evaluate_search(
     from training.evaluate_search import evaluate_search as run
 
     console = Console(stderr=True)
-    with progress_callback(console, "evaluate search") as report:
-        result = run(
-            data, holdout_weeks=holdout_weeks, k=k, seed=seed, save_ranker=save_ranker, progress=report
-        )
+    try:
+        with progress_callback(console, "evaluate search") as report:
+            result = run(
+                data, holdout_weeks=holdout_weeks, k=k, seed=seed, save_ranker=save_ranker, progress=report
+            )
+    except (FileNotFoundError, ValueError) as exc:  # --data is no generated marketplace; a split too late
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -16,7 +16,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps it local."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (each loads its own models and catalog)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:

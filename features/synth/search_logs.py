@@ -125,6 +125,8 @@ def simulate_search_logs(
 ) -> pd.DataFrame:
     """Simulate and write `search_logs.parquet`; returns the log (one row per shown result)."""
     data_dir = Path(data_dir)
+    if not (data_dir / "events").is_dir():
+        raise FileNotFoundError(f"{data_dir} has no events/ directory: is it a `crosscart generate` output?")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(17,)))
     events = pq.read_table(
         data_dir / "events",

@@ -1,16 +1,18 @@
-"""Operations: liveness, readiness and Prometheus metrics (no authentication, no rate limit)."""
+"""Operations: liveness and readiness (no authentication, no rate limit), and Prometheus metrics for the
+clients `MetricsAccess` admits."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from serving.deps import Admin, StateDep
+from serving.deps import Admin, StateDep, bearer
 from serving.http import HEALTH_BODY
 from serving.logs import MASK, redact
 from serving.refresh import STALE_INTERVALS, FailureCode, LoopStatus, Refreshing
@@ -201,7 +203,17 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: StateDep) -> Response:
-    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`)."""
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+def metrics(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Response:
+    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`), for
+    an allowed client address or the metrics token, at most `EXPOSITION_SECONDS` old and built on a
+    worker thread, not on the event loop. Anyone else gets the 404 of a path that does not exist:
+    nothing tells a scanner there is something here to guess a token for."""
+    access, token = state.metrics_access, None if credentials is None else credentials.credentials
+    if access is None or not access.admits(request.scope, token):
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

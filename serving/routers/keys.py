@@ -7,7 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, status
 from commerce.access import ApiKey
 from commerce.services.access import create_api_key, end_console_sessions, list_api_keys, revoke_api_key
 from serving.audit import audit
-from serving.deps import Admin, SessionDep, StateDep
+from serving.deps import Admin, SessionDep, StateDep, after_commit
 from serving.routers.common import IntId, PageLimit, PageOffset
 from serving.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ConsoleSessionsEnded, Role
 from serving.schemas.base import PageOut
@@ -55,19 +55,21 @@ def list_keys(
 def revoke_key(
     key_id: IntId, session: SessionDep, state: StateDep, admin: Admin, background: BackgroundTasks
 ) -> ApiKeyOut:
-    """Revoke now in the database; this replica forgets the key at once and, with Redis, every other
-    replica as soon as the commit is broadcast (within `auth_poll_seconds` while Redis is down; within 30 s
-    for replicas without Redis). An admin cannot revoke the key it is calling with, so the last admin key
-    cannot lock everyone out."""
+    """Revoke now in the database; this replica forgets the key once the revocation has committed (forgot
+    before, a request with the key in between read it live and cached it for 30 s) and, with Redis, every
+    other replica as soon as the commit is broadcast (within `auth_poll_seconds` while Redis is down;
+    within 30 s for replicas without Redis). An admin cannot revoke the key it is calling with, so the
+    last admin key cannot lock everyone out."""
     if key_id == admin.key_id:
         raise HTTPException(status.HTTP_409_CONFLICT, "cannot revoke the key making this request")
     key = revoke_api_key(session, key_id)
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
     audit(session, admin, "api_key.revoked", "api_key", key_id, role=key.role)
-    state.principals.discard(key.key_hash)
+    key_hash = key.key_hash
+    after_commit(session, lambda: state.principals.discard(key_hash))
     if state.revocations is not None:  # after the commit (the session closes before background tasks)
-        background.add_task(state.revocations.publish, key.key_hash)
+        background.add_task(state.revocations.publish, key_hash)
     return ApiKeyOut.model_validate(key, from_attributes=True)
 
 

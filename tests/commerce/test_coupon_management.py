@@ -40,6 +40,17 @@ def test_unused_coupon_edits_and_is_validated_like_a_new_one(market):
 
 
 @pytest.mark.parametrize(
+    ("kind", "value"),
+    [("amount_off", "abc"), ("percent_off", "abc"), ("percent_off", "١٢"), ("amount_off", "1_0")],
+)
+def test_a_coupon_value_that_is_no_number_is_refused_by_name(market, kind, value):
+    """`Decimal(value)` said only `[<class 'decimal.ConversionSyntax'>]` (the CLI's whole error line), and
+    read Unicode digits as a number."""
+    with transaction(market) as s, pytest.raises(ValidationError, match=r"^value must be in ASCII digits"):
+        coupons.create_coupon(s, coupons.CouponInput(kind=kind, value=value))
+
+
+@pytest.mark.parametrize(
     "coupon_id", ["=1+1", "+1", "-CP10", "@SUM(A1)", "\tc", "\rc", " =1", "c\n1", "x" * 65]
 )
 def test_a_coupon_id_that_could_run_as_a_formula_is_refused(market, coupon_id):

@@ -318,3 +318,23 @@ def test_paired_bootstrap_interval():
     per_query = paired_bootstrap(a, np.full(200, 0.5), clusters=np.repeat(["q1", "q2", "q3", "q4"], 50))
     assert per_query["mean"] == per_search["mean"] == pytest.approx(0.1)
     assert per_query["ci95_low"] < 0 < per_search["ci95_low"]
+
+
+@pytest.mark.parametrize("command", [["search", "simulate-logs"], ["evaluate", "search"]])
+def test_search_commands_name_a_directory_that_is_no_marketplace_in_one_line(tmp_path, command):
+    """`--data` naming no generated marketplace ended in pyarrow's FileNotFoundError traceback."""
+    from crosscart.cli import app
+
+    out = CliRunner().invoke(app, [*command, "--data", str(tmp_path / "nope")])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit)
+    assert "has no events/ directory: is it a `crosscart generate` output?" in out.output
+
+
+def test_evaluate_search_says_in_one_line_that_the_holdout_leaves_no_training_searches(tmp_path):
+    from crosscart.cli import app
+
+    ts = pd.date_range("2026-01-01", periods=4, freq="D")
+    pd.DataFrame({"ts": ts, "search_id": range(4)}).to_parquet(tmp_path / "search_logs.parquet")
+    out = CliRunner().invoke(app, ["evaluate", "search", "--data", str(tmp_path), "--holdout-weeks", "100"])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit)
+    assert "error: the split leaves no training or no held-out searches; change --holdout-weeks" in out.output

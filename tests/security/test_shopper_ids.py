@@ -136,7 +136,7 @@ def test_a_stored_spelling_wins_over_its_normal_form(served, factory, source, mo
     legacy = "\uff531"
     source.versions["1"].known.add("s3 ")
     with monkeypatch.context() as m, transaction(factory) as s:
-        m.setattr(shoppers, "chosen_id", lambda session, value, column, field: value)
+        m.setattr(shoppers, "chosen_id", lambda session, value, *_: value)
         shoppers.create_shopper(s, legacy, "Zhejiang")
         legacy_key = create_api_key(s, "shopper", shopper_id=legacy)[1]
     storefront = auth(keys["storefront"])
@@ -208,7 +208,7 @@ def test_a_key_for_a_stored_spelling_is_bound_to_it(served, factory, monkeypatch
     client, keys = served
     legacy = "\uff531"
     with monkeypatch.context() as m, transaction(factory) as s:
-        m.setattr(shoppers, "chosen_id", lambda session, value, column, field: value)
+        m.setattr(shoppers, "chosen_id", lambda session, value, *_: value)
         shoppers.create_shopper(s, legacy, "Zhejiang")
     admin = auth(keys["admin"])
     bound = {}
