@@ -208,6 +208,7 @@ async def verify_csrf(request: Request, session: SessionCookie) -> None:
         sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
         raise Forbidden("This form came without its security token (CSRF). Reload the page and try again.")
+    request.state.csrf_checked = True  # only such a form is drawn again from what it sent (FormRoute)
 
 
 def need(capability: str):

@@ -284,7 +284,8 @@ class FormRoute(APIRoute):
             try:
                 return await handle(request)
             except (DBAPIError, DatabaseTimeout) as exc:
-                if request.method != "POST" or request.headers.get("HX-Request"):
+                checked = getattr(request.state, "csrf_checked", False)  # the browser's own form
+                if request.method != "POST" or not checked or request.headers.get("HX-Request"):
                     raise
                 state = request.app.state.serving
                 read = database_refusal(state, request.method, request.url.path, exc)

@@ -29,11 +29,16 @@ from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
 from commerce.services.access import create_api_key
+from serving.console import admin, campaigns, home, keyword_ads, science, shop
+from serving.console import coupons as coupon_pages
+from serving.console.web import FormRoute
 from serving.routers import catalog, coupons, experiments, logistics, marketing, search
 from serving.routers import keys as keys_api
 from tests.conftest import free_port
 from tests.resilience.conftest import fault_app, fault_settings, make_keys, proxied_engine, seeded_factory
 from tests.serving.test_console import sign_in
+
+CONSOLE_MODULES = (admin, campaigns, coupon_pages, home, keyword_ads, science, shop)
 
 
 def busy() -> exc.OperationalError:
@@ -598,3 +603,11 @@ def test_a_form_sent_as_postgresql_goes_away_comes_back_filled_in(database_url, 
         engine.dispose()
         proxy.close()
         factory.kw["bind"].dispose()
+
+
+def test_every_console_form_route_keeps_its_form_through_an_outage():
+    """Every console POST but signing in and out is a `FormRoute`: a router made without its route class
+    would lose its forms' input to the error page again."""
+    posts = [r for m in CONSOLE_MODULES for r in m.router.routes if "POST" in r.methods]
+    others = {r.path for r in posts if not isinstance(r, FormRoute)}
+    assert len(posts) > 20 and others == {"/sign-in", "/sign-out"}
