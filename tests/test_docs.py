@@ -233,6 +233,62 @@ def test_every_documented_setting_exists():
     assert problems == [], "\n".join(problems)
 
 
+def test_every_setting_is_documented():
+    """The reverse of the check above: a setting no doc names is one a deployment cannot find (the
+    delivery model's registered name was one). A setting read from another variable (prometheus_client's
+    own) counts under that name."""
+    from crosscart.settings import Settings
+
+    docs = "".join(_text(doc) for doc in DOCS)
+    missing = []
+    for field, info in Settings.model_fields.items():
+        names = [f"CROSSCART_{field.upper()}"]
+        if info.validation_alias is not None:
+            names = [name.upper() for name in info.validation_alias.choices]
+        if not any(name in docs for name in names):
+            missing.append(names[0])
+    assert missing == [], "no README.md or docs/*.md names " + ", ".join(missing)
+
+
+_DEFAULT = re.compile(
+    r"`CROSSCART_(\w+)`\s*(?:\(|,\s*)(?:default:?\s*)?`?(\d[\d,]*(?:\.\d+)?)`?\s*(minutes\b)?"
+)
+
+
+def documented_setting_defaults(text: str):
+    """(line, field, number) for every default written beside a variable in prose, as in
+    "`CROSSCART_X` (30)", "`CROSSCART_X`, default 600" or "`CROSSCART_X` (15 minutes)" (a `_seconds`
+    setting), the number in the field's own unit."""
+    for m in _DEFAULT.finditer(text):
+        number = float(m.group(2).replace(",", "")) * (60 if m.group(3) else 1)
+        yield _line(text, m.start()), m.group(1).lower(), number
+
+
+def test_the_checker_reads_a_default_written_beside_a_setting():
+    text = (
+        "(`CROSSCART_RATE_LIMIT_PER_MINUTE`, default 600), `CROSSCART_AUTH_CACHE_STALE_SECONDS` (15 minutes)"
+    )
+    assert list(documented_setting_defaults(text)) == [
+        (1, "rate_limit_per_minute", 600.0),
+        (1, "auth_cache_stale_seconds", 900.0),
+    ]
+
+
+def test_every_default_written_beside_a_setting_is_its_default():
+    from crosscart.settings import Settings
+
+    seen, problems = 0, []
+    for doc in DOCS:
+        for line, field, number in documented_setting_defaults(_text(doc)):
+            seen += 1
+            default = Settings.model_fields[field].default
+            if float(default) != number:
+                where = f"{doc.relative_to(ROOT)}:{line}: CROSSCART_{field.upper()}"
+                problems.append(f"{where}: the doc says {number:g}, Settings has {default!r}")
+    assert seen > 20, "the docs' defaults were not found: is the extraction broken?"
+    assert problems == [], "\n".join(problems)
+
+
 def test_every_documented_repository_path_exists():
     tracked = [p.name for p in ROOT.iterdir() if p.is_dir() and p.name not in (".git", "var", ".venv")]
     path = re.compile(rf"(?<![\w./-])((?:{'|'.join(map(re.escape, tracked))})/[\w./*-]*\w)")
