@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -136,6 +137,7 @@ async def _principal_seen(state: ServingState, sessions: Sessions, session_id: s
     `serving.deps`). Its pages are the database's 503 all the same, but a form sent now comes back with
     what was typed (`serving.console.web.FormRoute`); it was the error page, as the session could not be
     read. A session ended (signed out, its key revoked) while the database answered is not served so."""
+    asked = time.monotonic()
     try:
         principal = await run_in_threadpool(_principal_for, state, session_id)
     except (DBAPIError, DatabaseTimeout) as exc:
@@ -146,7 +148,7 @@ async def _principal_seen(state: ServingState, sessions: Sessions, session_id: s
         if not busy:
             state.db_health.failed(exc)
         return stale
-    sessions.seen.put(session_id, principal)
+    sessions.seen.put(session_id, principal, asked_at=asked)  # not kept if signed out meanwhile
     return principal
 
 

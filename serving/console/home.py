@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
+from commerce.services.access import hash_key
 from serving.console.auth import SessionCookie, SignedIn, sign_in, sign_out
 from serving.console.web import nav_for, redirect, render
 from serving.deps import StateDep, request_client
@@ -69,7 +70,7 @@ async def sign_out_submit(request: Request, state: StateDep, session: SessionCoo
     the key's sessions in other browsers go on."""
     sessions = request.app.state.console_sessions
     if session.session_id is not None:
-        sessions.seen.put(session.session_id, None)  # not served from memory through an outage either
+        sessions.seen.discard(hash_key(session.session_id))  # not served from memory in an outage either
         await run_in_threadpool(sign_out, state, session.session_id)
     response = redirect("/console/sign-in")
     sessions.clear(request, response)

@@ -28,8 +28,8 @@ from commerce.db import make_session_factory, transaction
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
-from commerce.services.access import create_api_key
-from serving.console import admin, campaigns, home, keyword_ads, science, shop
+from commerce.services.access import create_api_key, hash_key
+from serving.console import admin, auth, campaigns, home, keyword_ads, science, shop
 from serving.console import coupons as coupon_pages
 from serving.console.web import FormRoute
 from serving.routers import catalog, coupons, experiments, logistics, marketing, search
@@ -551,6 +551,25 @@ def test_a_signed_out_session_is_not_taken_from_memory_while_the_database_is_dow
     typed = {"csrf_token": token, "role": "admin", "name": "after sign-out"}
     r = client.post("/console/keys", data=typed, follow_redirects=False)
     assert r.status_code == 503 and "after sign-out" not in r.text
+
+
+def test_a_session_signed_out_as_it_was_read_is_not_kept_in_memory(client, keys, outage, monkeypatch):
+    """A request that read the session just before it was signed out (on another request) does not
+    leave it in memory: through an outage after, its cookie is the error page, not a kept form."""
+    token = sign_in(client, keys["admin"])
+    sessions, read = client.app.state.console_sessions, auth._principal_for
+
+    def signed_out_meanwhile(state, session_id):
+        principal = read(state, session_id)  # read before the sign-out committed
+        sessions.seen.discard(hash_key(session_id))  # the sign-out
+        return principal
+
+    monkeypatch.setattr(auth, "_principal_for", signed_out_meanwhile)
+    assert client.get("/console/keys").status_code == 200
+    monkeypatch.setattr(auth, "_principal_for", read)
+    outage.begin()
+    r = client.post("/console/keys", data={"csrf_token": token, "role": "admin", "name": "signed out"})
+    assert r.status_code == 503 and "signed out" not in r.text
 
 
 def test_a_form_kept_without_its_page_escapes_what_was_typed(client, keys, outage):
