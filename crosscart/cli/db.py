@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -61,10 +62,18 @@ def init() -> None:
     typer.echo(f"database ready at {migrate.current(url)}")
 
 
+class EventSelection(StrEnum):
+    all = "all"
+    purchases = "purchases"
+    none = "none"
+
+
 @app.command("load")
 def load(
     data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A generated marketplace."),
-    events: str = typer.Option("all", help="Events to load: all, purchases (with coupon events) or none."),
+    events: EventSelection = typer.Option(
+        EventSelection.all, help="Events to load: all, purchases (with coupon events) or none."
+    ),
 ) -> None:
     """Load a generated marketplace directory into the database (idempotent)."""
     from rich.console import Console
@@ -72,17 +81,26 @@ def load(
 
     from commerce import migrate
     from commerce.db import make_engine, make_session_factory
+    from commerce.errors import ValidationError
     from commerce.importer import load_marketplace
     from crosscart.settings import get_settings
 
     url = _url()
     migrate.upgrade(url)
     engine = make_engine(url)
-    with working("loading the marketplace"):
-        stats = load_marketplace(
-            make_session_factory(engine), data_dir, keyring=get_settings().identity_keyring, events=events
-        )
-    engine.dispose()
+    try:
+        with working("loading the marketplace"):
+            stats = load_marketplace(
+                make_session_factory(engine),
+                data_dir,
+                keyring=get_settings().identity_keyring,
+                events=str(events),
+            )
+    except ValidationError as exc:  # a directory that is no marketplace, a file breaking the contract
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
     table = Table("table", "rows read", title=f"loaded {data_dir} in {stats.seconds:.1f} s")
     for name, count in stats.rows.items():
         table.add_row(name, f"{count:,}")

@@ -96,3 +96,34 @@ def test_campaign_spend_finds_and_repairs_drift(market, database_url, monkeypatc
         assert again.exit_code == 0 and "0 campaigns differed" in again.output
     finally:
         get_settings.cache_clear()
+
+
+def test_db_load_refuses_a_bad_events_option_before_touching_the_database(monkeypatch, tmp_path):
+    """`--events bogus` migrated the database, then ended in the importer's ValidationError traceback."""
+    from crosscart.cli import app as root
+
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CROSSCART_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(root, ["db", "load", str(tmp_path), "--events", "bogus"])
+    finally:
+        get_settings.cache_clear()
+    assert (
+        result.exit_code == 2 and "'bogus' is not one of" in result.output and "'purchases'" in result.output
+    )
+    assert not (tmp_path / "data" / "crosscart.db").exists()
+
+
+def test_db_load_of_a_directory_that_is_no_marketplace_is_one_line(database_url, monkeypatch, tmp_path):
+    from crosscart.cli import app as root
+
+    monkeypatch.setenv("CROSSCART_DATABASE_URL", database_url)
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(root, ["db", "load", str(tmp_path)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"error: missing marketplace file {tmp_path}" in result.output
