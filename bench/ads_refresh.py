@@ -14,7 +14,8 @@ by a fixed hash (the same rows on both databases). Timed, each the median of `re
   refresh): every day counted, the settled ones per day to be kept (`ads.RollingViewerDays`);
 - `refresh_s`: the steady state, `AdsSnapshot.load` with the counts of the refresh before (every replica,
   each refresh interval, 30 s apart): only the partial first day, yesterday and today counted;
-- `day_rolled_refresh_s`: the first refresh of a new UTC day, which also counts the day just settled;
+- `day_rolled_refresh_s`: the first refresh of each of the next days, which also counts the day just
+  settled (no rows are added after `NOW`: these read fewer recent rows than a live replica's would);
 - `plain_count_s`: the same rows counted with `count(*)` per ad (the rate's count before viewers were
   counted once);
 - `write_idle_s` and `write_during_refresh_{median,max}_s`: `ads.record_impressions` of one 200-impression
