@@ -80,6 +80,8 @@ def plan_and_store(
     there."""
     if (model is None) == (candidates is None):
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
+    if candidates is not None:
+        planner.check_candidate_columns(candidates)
     with transaction(session_factory) as session:
         campaign = get_campaign(session, campaign_id)
         if campaign.status != "draft":  # set_audience would refuse too, after all the work
