@@ -7,10 +7,16 @@ impressions over 30 days on 2,000 ads (200 campaigns x 10 products) from 50,000 
 the rest anonymous clients) in visits of 4 impressions of one ad, and a click for one in 50 of them, spread
 by a fixed hash (the same rows on both databases). Timed, each the median of `repeats`:
 
-- `refresh_s`: `AdsSnapshot.load` in a read-only session, as every replica runs it each refresh interval
-  (the click rate's impressions and clicks counted once per viewer and UTC day, `ads.viewer_days`);
-- `plain_count_s`: the baseline in the same run, the same rows counted with `count(*)` per ad (the rate's
-  count before viewers were counted once);
+- `full_count_s`: the refresh's count as it was before a replica kept settled days' counts (every
+  day of the window counted: `ads.viewer_days` of impressions and clicks since 30 days ago, and the live
+  ads), the baseline in the same run;
+- `first_refresh_s`: `AdsSnapshot.load` in a read-only session with no counts kept (a replica's first
+  refresh): every day counted, the settled ones per day to be kept (`ads.RollingViewerDays`);
+- `refresh_s`: the steady state, `AdsSnapshot.load` with the counts of the refresh before (every replica,
+  each refresh interval, 30 s apart): only the partial first day, yesterday and today counted;
+- `day_rolled_refresh_s`: the first refresh of a new UTC day, which also counts the day just settled;
+- `plain_count_s`: the same rows counted with `count(*)` per ad (the rate's count before viewers were
+  counted once);
 - `write_idle_s` and `write_during_refresh_{median,max}_s`: `ads.record_impressions` of one 200-impression
   batch (an API replica's flush), alone and while refreshes run on another thread (over the batches
   written during them): a refresh holding the write lock (SQLite) or row locks (PostgreSQL) shows here.
@@ -114,10 +120,10 @@ def _batches(start: int):
 def run(url: str, n: int, repeats: int) -> dict:
     pg = url.startswith("postgresql")
     import commerce.all_models  # noqa: F401  (complete metadata)
-    from commerce.ads import AdImpression
+    from commerce.ads import AdClick, AdImpression
     from commerce.db import Base, make_engine, make_session_factory, read_only, transaction
     from commerce.services import ads
-    from serving.search import AdsSnapshot
+    from serving.search import CTR_WINDOW, AdsSnapshot, ClickRateCounts
 
     engine = make_engine(url)
     Base.metadata.create_all(engine)
@@ -145,11 +151,23 @@ def run(url: str, n: int, repeats: int) -> dict:
             ads.record_impressions(s, next(batches))
         return time.perf_counter() - begin
 
-    def refresh() -> float:
+    def refresh(counts: ClickRateCounts | None = None, at: datetime = NOW) -> float:
         begin = time.perf_counter()
         with read_only(factory) as s:
-            AdsSnapshot.load(s, NOW)
+            AdsSnapshot.load(s, at, counts)
         return time.perf_counter() - begin
+
+    def full() -> float:
+        begin = time.perf_counter()
+        with read_only(factory) as s:
+            ads.viewer_days(s, AdImpression, AdImpression.shown_at, NOW - CTR_WINDOW)
+            ads.viewer_days(s, AdClick, AdClick.clicked_at, NOW - CTR_WINDOW)
+            ads.live_ads(s, ads.billing_clock(s, NOW))
+        return time.perf_counter() - begin
+
+    kept = ClickRateCounts()
+    steady = [NOW + timedelta(seconds=30 * k) for k in range(1, repeats + 1)]
+    rolled = [NOW + timedelta(days=k) for k in range(1, repeats + 1)]
 
     def plain() -> float:
         begin = time.perf_counter()
@@ -164,8 +182,12 @@ def run(url: str, n: int, repeats: int) -> dict:
         return time.perf_counter() - begin
 
     refresh()  # warm the cache
+    refresh(kept)  # a replica's first refresh: the settled days' counts the next ones keep
     rows = {
-        "refresh_s": [refresh() for _ in range(repeats)],
+        "full_count_s": [full() for _ in range(repeats)],
+        "first_refresh_s": [refresh() for _ in range(repeats)],
+        "refresh_s": [refresh(kept, at) for at in steady],
+        "day_rolled_refresh_s": [refresh(kept, at) for at in rolled],
         "plain_count_s": [plain() for _ in range(repeats)],
         "write_idle_s": [write() for _ in range(5 * repeats)],
     }
@@ -188,7 +210,8 @@ def run(url: str, n: int, repeats: int) -> dict:
     out["write_during_refresh_median_s"] = round(statistics.median(during), 4)
     out["write_during_refresh_max_s"] = round(max(during), 4)
     out["writes_during_refresh"] = len(during)
-    out["refresh_vs_plain_count"] = round(out["refresh_s"] / out["plain_count_s"], 2)
+    out["full_count_vs_refresh"] = round(out["full_count_s"] / out["refresh_s"], 1)
+    out["full_count_vs_day_rolled_refresh"] = round(out["full_count_s"] / out["day_rolled_refresh_s"], 1)
     return {"impressions": n, "seed_s": round(seed_s, 1), **out}
 
 

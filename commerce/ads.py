@@ -96,6 +96,17 @@ class AdImpression(Base):
             "shown_at",
             "token_id",
         ),
+        # The same, time first: a refresh after a replica's first counts only the days that may still
+        # change, a range of `shown_at` (`RollingViewerDays`, migration 0044).
+        Index(
+            "ix_ad_impressions_recent_days",
+            "shown_at",
+            "campaign_id",
+            "product_id",
+            "shopper_id",
+            "client",
+            "token_id",
+        ),
     )
 
     token_id: Mapped[str] = mapped_column(String(32), primary_key=True)

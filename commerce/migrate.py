@@ -7,10 +7,21 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from sqlalchemy.exc import OperationalError
 
 from commerce.db import make_engine
 
 INI_PATH = Path(__file__).with_name("migrations") / "alembic.ini"
+
+#: How long a migration statement waits for a lock on PostgreSQL. Waiting, it queues every later lock
+#: request on its table behind its own: while an upgrade waited for a long report or a transaction left
+#: open, every API write to that table waited too and was refused at its 0.3 s lock timeout, for as long
+#: as the other session held on (6 of 7 writes refused over 3 s in the test; for ever, had it stayed).
+LOCK_TIMEOUT_SECONDS = 5.0
+
+
+class MigrationLocked(Exception):
+    """A migration gave up waiting for a lock another session holds; nothing was applied."""
 
 
 def alembic_config() -> Config:
@@ -18,12 +29,22 @@ def alembic_config() -> Config:
 
 
 def _with_connection(url: str, action) -> None:
-    engine = make_engine(url)
+    """Run `action` in one transaction (all its migrations or none), each statement waiting at most
+    LOCK_TIMEOUT_SECONDS for a lock on PostgreSQL (`MigrationLocked` past it)."""
+    engine = make_engine(url, lock_timeout=LOCK_TIMEOUT_SECONDS)
     try:
         with engine.begin() as connection:
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
             action(cfg)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        raise MigrationLocked(
+            f"a migration waited more than {LOCK_TIMEOUT_SECONDS:g} s for a lock another session holds on a "
+            "table it changes (a long query, a dump, a transaction left open; pg_stat_activity shows it), "
+            "holding up the API's writes to that table meanwhile: nothing applied; retry once it ends"
+        ) from exc
     finally:
         engine.dispose()
 

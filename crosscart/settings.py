@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -115,6 +116,16 @@ class Settings(BaseSettings):
         description="Proxies (comma-separated addresses or networks) whose X-Forwarded-For and"
         " X-Forwarded-Proto are believed; empty: none, the connecting address is the client.",
     )
+    metrics_allow: str = Field(
+        default="127.0.0.0/8,::1",
+        description="Client networks (comma-separated addresses or networks) that may read /metrics; the"
+        " address is the one X-Forwarded-For gives through CROSSCART_FORWARDED_ALLOW_IPS. Others get 404.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="Lets a scraper outside CROSSCART_METRICS_ALLOW read /metrics with `Authorization:"
+        " Bearer <token>`; empty: none can.",
+    )
     shutdown_grace_seconds: float = Field(
         default=20.0,
         gt=0,
@@ -167,6 +178,18 @@ class Settings(BaseSettings):
         default="0.30", description="Least cost per click of a sponsored result (CNY)."
     )
 
+    @field_validator("metrics_allow")
+    @classmethod
+    def _metrics_allow_is_networks(cls, value: str) -> str:
+        """A mistyped network fails at start, naming it, rather than in every worker the app builds."""
+        _networks(value)
+        return value
+
+    @property
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The client networks `/metrics` answers (`serving.security.MetricsAccess`)."""
+        return _networks(self.metrics_allow)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'crosscart.db').resolve()}"
@@ -193,6 +216,10 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _networks(names: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(name.strip(), strict=False) for name in names.split(",") if name.strip()]
 
 
 @lru_cache

@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.campaigns import CONTROL
-from commerce.db import transaction
+from commerce.db import read_only, transaction
 from commerce.errors import InvalidState
 from commerce.services._util import lookup_name
 from commerce.services.campaigns import check_measurable, get_campaign, set_audience
@@ -82,44 +82,53 @@ def plan_and_store(
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
     if candidates is not None:
         planner.check_candidate_columns(candidates)
-    with transaction(session_factory) as session:
+    # Read, then optimise outside any transaction, then store: one transaction from the first read to the
+    # audience held SQLite's write lock through the whole optimisation (every checkout waited for it),
+    # and on PostgreSQL an optimisation longer than the API's idle-in-transaction timeout had the server
+    # end the connection (the plan failed as an outage). `set_audience` locks the campaign and checks it
+    # is still a draft of these coupons when storing; scheduling applies the contact policy again.
+    with read_only(session_factory) as session:
         campaign = get_campaign(session, campaign_id)
         if campaign.status != "draft":  # set_audience would refuse too, after all the work
             raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft can be planned")
         terms = coupon_terms(session, campaign_id)
-        cost_safety = 1.0
+        table = None
         if model is not None:
             table = audience_features(
                 session, campaign, region=region, segment=segment, events_path=events_path
             )
-            X = encode_features(table, list(model.feature_names_in_))
-            candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
-            cost_safety = model.cost_factor_
-        else:  # a coupon named in a look-alike form (`ＳＡＶＥ１０`) is the campaign's `SAVE10`
-            candidates = candidates.assign(coupon_id=candidates["coupon_id"].map(lookup_name))
         excluded = {} if contact_policy is None else contact_exclusions(session, campaign, contact_policy)
-        blocked = set().union(*excluded.values()) if excluded else set()
-        candidates = candidates[~candidates["shopper_id"].isin(blocked)]
-        if candidates.empty:
-            raise ValueError(
-                "Every shopper in this audience was contacted too recently (contact policy): "
-                "nobody is left to plan for."
-            )
-        plan = planner.plan_campaign(
-            candidates,
-            terms,
-            campaign.budget,
-            margin_rate=margin_rate,
-            control_share=float(campaign.control_share),
-            method=method,
-            random_state=random_state,
-            cost_safety=cost_safety,
+    cost_safety = 1.0
+    if model is not None:
+        X = encode_features(table, list(model.feature_names_in_))
+        candidates = model.predict_candidates(X, table.index.to_numpy(), terms)
+        cost_safety = model.cost_factor_
+    else:  # a coupon named in a look-alike form (`ＳＡＶＥ１０`) is the campaign's `SAVE10`
+        candidates = candidates.assign(coupon_id=candidates["coupon_id"].map(lookup_name))
+    blocked = set().union(*excluded.values()) if excluded else set()
+    candidates = candidates[~candidates["shopper_id"].isin(blocked)]
+    if candidates.empty:
+        raise ValueError(
+            "Every shopper in this audience was contacted too recently (contact policy): "
+            "nobody is left to plan for."
         )
-        check_measurable(campaign, plan.assignments["arm"].value_counts().to_dict())  # as scheduling will
-        plan.summary["excluded"] = {rule: len(ids) for rule, ids in excluded.items()}
+    plan = planner.plan_campaign(
+        candidates,
+        terms,
+        campaign.budget,
+        margin_rate=margin_rate,
+        control_share=float(campaign.control_share),
+        method=method,
+        random_state=random_state,
+        cost_safety=cost_safety,
+    )
+    check_measurable(campaign, plan.assignments["arm"].value_counts().to_dict())  # as scheduling will
+    plan.summary["excluded"] = {rule: len(ids) for rule, ids in excluded.items()}
+    with read_only(session_factory) as session:
         plan.summary["policy_value"] = plan_policy_value(
             session, campaign_id, plan.assignments, float(margin_rate)
         ).to_dict()
+    with transaction(session_factory) as session:
         set_audience(
             session,
             campaign_id,

@@ -46,7 +46,7 @@ from serving.resilience import (
     pool_capacity,
 )
 from serving.revocations import RevocationFeed
-from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
+from serving.security import FailedAuthThrottle, MetricsAccess, PrincipalCache, RateLimiter
 from serving.state import ServingState
 from serving.tracing import setup_tracing
 from training.delivery import load_delivery_version
@@ -340,6 +340,7 @@ def create_app(
     # outside the layers that never touch what the fast path answers (GETs without a body of unthrottled
     # callers, not cached reads): its requests skip them, and are still measured and logged
     state.proxy_check = UntrustedProxyCheck(settings.forwarded_allow_ips)
+    state.metrics_access = MetricsAccess(settings.metrics_networks, settings.metrics_token, state.proxy_check)
     app.add_middleware(
         RequestEdge,
         metrics=state.metrics,

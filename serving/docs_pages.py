@@ -16,6 +16,10 @@ from fastapi.staticfiles import StaticFiles
 
 VENDOR_DIR = Path(__file__).with_name("static") / "vendor"
 ASSETS = "/static/vendor"
+#: No other site may frame the pages: Swagger UI keeps the key pasted into *Authorize* (an admin's too)
+#: and opens an operation from the address, so a framed `/docs` under decoys had the reader's own clicks
+#: send a request with that key (clickjacking). Only framing is restricted: the pages' inline scripts run.
+NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 def root() -> RedirectResponse:
@@ -25,7 +29,7 @@ def root() -> RedirectResponse:
 
 def swagger_ui(request: Request) -> HTMLResponse:
     app = request.app
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} - Swagger UI",
         swagger_js_url=f"{ASSETS}/swagger-ui/swagger-ui-bundle.js",
@@ -34,17 +38,21 @@ def swagger_ui(request: Request) -> HTMLResponse:
         # the default validator badge calls validator.swagger.io
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
+    page.headers.update(NO_FRAMING)
+    return page
 
 
 def redoc(request: Request) -> HTMLResponse:
     app = request.app
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} - ReDoc",
         redoc_js_url=f"{ASSETS}/redoc/redoc.standalone.js",
         redoc_favicon_url=f"{ASSETS}/swagger-ui/favicon-32x32.png",
         with_google_fonts=False,
     )
+    page.headers.update(NO_FRAMING)
+    return page
 
 
 def install(app: FastAPI) -> None:

@@ -91,10 +91,12 @@ class UnsettledKeys(PeriodicFlush):
             while pending:
                 try:
                     pending[0]()
-                except (DBAPIError, SATimeoutError):  # still away: the rest waits with it
-                    return ended
+                    ended += 1
+                except (DBAPIError, SATimeoutError) as exc:
+                    if is_outage(exc) or is_contention(exc):  # still away: the rest waits with it
+                        return ended
+                    log.error("settling an idempotency key failed for good: %s", exc)  # never would
                 pending.pop(0)
-                ended += 1
             if ended:
                 log.info("settled %d idempotency keys the database had refused to", ended)
             self.backlog.stored()

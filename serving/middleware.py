@@ -4,6 +4,9 @@ headers; the request metrics (recorded by serving/edge.py)."""
 from __future__ import annotations
 
 import os
+import re
+import threading
+import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -97,6 +100,15 @@ class RateLimitHeaders:
         await self.app(scope, receive, add_headers)
 
 
+#: How long one exposition answers `/metrics`. Scrapers hold no key, so the route is counted against no
+#: limit: asked in a loop, each answer was a fresh exposition of every series (milliseconds of CPU, on the
+#: event loop), as fast as any client could ask. Scrapes come every few seconds at most.
+EXPOSITION_SECONDS = 1.0
+#: The methods requests are counted by; any other is counted as `other`. h11 takes any token as a method,
+#: and each made-up one was a series of its own in every worker's registry (and files), for good.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     """Request counts and latencies per route template and status, fallbacks, model swaps and the model
     versions served, in the app's own registry.
@@ -160,15 +172,18 @@ class Metrics:
         )
         self._served: dict[str, tuple[str, str]] = {}
         self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children: `labels()` costs a lock
+        self._exposed: tuple[float, bytes] | None = None  # (when, text) of the last exposition
+        self._exposing = threading.Lock()
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        """Count one request by route template (None: it matched no route) and status, and its latency."""
-        key = (method, route, status)
+        """Count one request by route template (None: it matched no route), method and status, and its
+        latency."""
+        key = (method if method in COUNTED_METHODS else "other", route, status)
         series = self._series.get(key)
-        if series is None:  # bounded: route templates x methods x statuses
+        if series is None:  # bounded: route templates x counted methods x statuses
             template = "unmatched" if route is None else route
             series = self._series[key] = (
-                self.requests.labels(method, template, str(status)),
+                self.requests.labels(key[0], template, str(status)),
                 self.latency.labels(template),
             )
         series[0].inc()
@@ -194,9 +209,18 @@ class Metrics:
             self.refresh_last_success.labels(loop.name).set(loop.last_success)
 
     def exposition(self) -> bytes:
-        """The Prometheus text of this process, or of every worker in multiprocess mode."""
+        """The Prometheus text of this process, or of every worker in multiprocess mode, at most
+        `EXPOSITION_SECONDS` old: callers at once wait for one exposition."""
+        with self._exposing:
+            now = time.monotonic()
+            if self._exposed is None or now - self._exposed[0] >= EXPOSITION_SECONDS:
+                self._exposed = (now, self._expose())
+            return self._exposed[1]
+
+    def _expose(self) -> bytes:
         if not self.multiprocess_dir:
             return generate_latest(self.registry)
+        _forget_dead_workers(self.multiprocess_dir)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
         return generate_latest(registry)
@@ -205,3 +229,22 @@ class Metrics:
         """A worker stopping: its live gauges stop counting."""
         if self.multiprocess_dir:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Mark dead the workers whose live gauges are in `directory` but whose process is gone. A worker
+    killed outright (the OOM killer, SIGKILL) never runs `Metrics.close`, and uvicorn's replacement has
+    another pid: the dead worker's last values stayed in every live gauge for good (its refresh timestamp
+    the oldest, so a loop's data age grew for ever; its failures in a row; the version it served, beside
+    the one now served). Checked at each scrape, a few files; a pid reused meanwhile keeps them."""
+    pids = {int(m.group(1)) for name in os.listdir(directory) if (m := _LIVE_GAUGE_FILE.fullmatch(name))}
+    for pid in pids - {os.getpid()}:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:  # alive, another user's
+            pass

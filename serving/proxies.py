@@ -3,7 +3,8 @@
 share one anonymous rate limit, one failed-key throttle and one anonymous ad-click dedupe (fewer clicks
 billed, never more). Nothing failed visibly, so the first request that shows it (from a private or
 loopback address, with an `X-Forwarded-For` header uvicorn did not believe) is logged once per worker
-and named in `/ready` (`untrusted_proxy`)."""
+and named in `/ready` (`untrusted_proxy`). The same judgement tells `/metrics` whether a client address
+is the sender's own (`address_is_own`): behind such a proxy on the loopback, every visitor is 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -29,9 +30,8 @@ class UntrustedProxyCheck:
         """Whether this request showed an untrusted proxy (logged once; later calls are not needed)."""
         if self.trust_all or self.seen_from is not None:
             return self.seen_from is not None
-        forwarded = next((v for k, v in scope["headers"] if k == _FORWARDED_FOR), None)
         client = scope.get("client")
-        if forwarded is None or not client:
+        if not client or self.address_is_own(scope):
             return False
         try:
             address = ipaddress.ip_address(client[0])
@@ -39,9 +39,6 @@ class UntrustedProxyCheck:
             return False
         if not (address.is_private or address.is_loopback) or any(address in n for n in self.trusted):
             return False
-        entries = {entry.strip() for entry in forwarded.decode("latin-1").split(",")}
-        if self.trusted and client[0] in entries:
-            return False  # uvicorn believed a trusted proxy: this is a forwarded client (a whole entry)
         self.seen_from = client[0]
         log.warning(
             "requests come through a proxy that is not trusted: %s sent X-Forwarded-For but is not in"
@@ -50,6 +47,33 @@ class UntrustedProxyCheck:
             client[0],
         )
         return True
+
+    def address_is_own(self, scope) -> bool:
+        """Whether the request's client address is its sender's own, not a proxy's nor one a header chose:
+        no `X-Forwarded-For`, or one uvicorn believed from a trusted proxy, which leaves as the client the
+        entry it picks. Under `*` a header is believed from anyone, so a client names any address it likes."""
+        forwarded = [v for k, v in scope["headers"] if k == _FORWARDED_FOR]
+        if not forwarded:
+            return True
+        if self.trust_all or not self.trusted:
+            return False
+        client = scope.get("client")
+        return bool(client) and client[0] == self._believed_entry(b",".join(forwarded).decode("latin-1"))
+
+    def _believed_entry(self, forwarded: str) -> str:
+        """uvicorn's choice among a trusted proxy's `X-Forwarded-For` entries (every such header's): the
+        rightmost that is not a trusted proxy (all of them trusted: the leftmost). A proxy appends its own
+        client, so behind an untrusted one the rightmost entry is the visitor's address, not the proxy's,
+        whatever the visitor forged to its left."""
+        entries = [entry.strip() for entry in forwarded.split(",")]
+        return next((entry for entry in reversed(entries) if not self._is_trusted(entry)), entries[0])
+
+    def _is_trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in n for n in self.trusted)
 
 
 def _is_ip(name: str) -> bool:

@@ -67,6 +67,22 @@ class SearchConfig:
             raise ValueError("every sponsored slot needs a position")
 
 
+CTR_WINDOW = timedelta(days=30)
+
+
+@dataclass
+class ClickRateCounts:
+    """A replica's counts behind the ads' click rates (`AdsSnapshot.ctr`), kept from one refresh to the
+    next so that each counts only the days that may still change (`ads.RollingViewerDays`)."""
+
+    impressions: ads.RollingViewerDays = field(
+        default_factory=lambda: ads.RollingViewerDays(AdImpression, AdImpression.shown_at)
+    )
+    clicks: ads.RollingViewerDays = field(  # `_quality`'s clicks
+        default_factory=lambda: ads.RollingViewerDays(AdClick, AdClick.clicked_at)
+    )
+
+
 @dataclass(frozen=True)
 class AdsSnapshot:
     ads: list[ads.LiveAd]
@@ -89,13 +105,30 @@ class AdsSnapshot:
         return [ad for _, ad in sorted(seen.items()) if ads.keyword_matches(ad.keyword, ad.match_type, words)]
 
     @classmethod
-    def load(cls, session: Session, now: datetime) -> AdsSnapshot:
-        since = now - timedelta(days=30)
-        imps = ads.viewer_days(session, AdImpression, AdImpression.shown_at, since)
-        clicks = ads.viewer_days(session, AdClick, AdClick.clicked_at, since)  # `_quality`'s clicks
-        ctr = {ad: (clicks.get(ad, 0), n) for ad, n in imps.items()}
+    def load(cls, session: Session, now: datetime, counts: ClickRateCounts | None = None) -> AdsSnapshot:
+        """Live ads and their click rates at `now`; `counts` are the replica's from its last load (none:
+        every day counted)."""
+        counts = counts or ClickRateCounts()
         at = ads.billing_clock(session, now)
+        since = now - CTR_WINDOW
+        imps = counts.impressions.count(session, since, at)
+        clicks = counts.clicks.count(session, since, at)
+        ctr = {ad: (clicks.get(ad, 0), n) for ad, n in imps.items()}
         return cls(ads.live_ads(session, at), ctr, ads.day_key(at), now - at)
+
+
+def _best_keyword_per_campaign(matched: list[ads.LiveAd]) -> list[ads.LiveAd]:
+    """Each campaign's matching keyword with the highest bid (the lowest keyword id among equal bids), in
+    keyword id order: a campaign's keywords share its products, budget and click rate, so no other can
+    win a product's auction entry (`run_auction`: best score, then bid, first seen). Every matching
+    keyword entered the auction once per product: one campaign of 500 keywords over 3 products made a
+    search 1,500 entries, each scored in exact fractions."""
+    best: dict[str, ads.LiveAd] = {}
+    for ad in matched:  # in keyword id order (`AdsSnapshot.matching`)
+        held = best.get(ad.campaign_id)
+        if held is None or ad.bid > held.bid:
+            best[ad.campaign_id] = ad
+    return sorted(best.values(), key=lambda ad: ad.keyword_id)
 
 
 @dataclass
@@ -271,6 +304,7 @@ class SearchService:
         self.ranker = ranker
         self.parser = QueryParser(Vocabulary((), {}, {}))
         self.ads_snapshot = AdsSnapshot([], {}, "")
+        self._click_rate_counts = ClickRateCounts()
         self.impressions = ImpressionLog(session_factory)
         self._local_spend: dict[str, Decimal] = {}  # clicks charged by this replica since the last load
         self._random = random.Random()
@@ -340,7 +374,7 @@ class SearchService:
         before = index.fingerprints()
         with read_only(self.session_factory) as session:
             docs = list(load_documents(session))
-            ads = AdsSnapshot.load(session, now)
+            ads = AdsSnapshot.load(session, now, self._click_rate_counts)
         # The index is written (through its own engine) once the read transaction has ended: a first
         # build of a large catalog, in it, outlasted PostgreSQL's idle-in-transaction timeout (the API's
         # statement timeout), which ended the connection and failed the refresh at its next query.
@@ -348,7 +382,7 @@ class SearchService:
 
     def refresh_ads(self, now: datetime | None = None) -> None:
         with read_only(self.session_factory) as session:
-            self.ads_snapshot = AdsSnapshot.load(session, now or datetime.now(UTC))
+            self.ads_snapshot = AdsSnapshot.load(session, now or datetime.now(UTC), self._click_rate_counts)
         self._local_spend = {}
 
     def products_changed(self, *, product_ids: Sequence[str] = (), merchant_id: str | None = None) -> None:
@@ -507,6 +541,7 @@ class SearchService:
                 live.append(ad)
         if not live:
             return []
+        live = _best_keyword_per_campaign(live)
         by_id = {h.product_id: h for h in hits}
         wanted = {p for ad in live for p in ad.product_ids}
         missing = wanted - set(by_id)

@@ -14,6 +14,7 @@ behind a circuit breaker that counts locally while Redis is slow or gone, or may
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import logging
 import math
@@ -28,6 +29,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import ResponseError
 
 from commerce.services.access import hash_key
+from serving.proxies import UntrustedProxyCheck
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,39 @@ def client_address(host: str | None) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
     return str(ip)
+
+
+class MetricsAccess:
+    """Who may read `/metrics` (route names, request counts, latencies, model versions, refresh-loop ages
+    and failures): a client whose own address is in one of the `allow` networks, or one presenting
+    `token` as a bearer credential, compared in constant time (empty: no token admits). The address is the
+    one uvicorn derived (a trusted proxy's `X-Forwarded-For` believed); a request forwarded by a proxy the
+    app does not trust carries the proxy's address, so it is admitted by its token only: a proxy on the
+    loopback would otherwise have let every visitor in."""
+
+    def __init__(
+        self,
+        allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        token: str,
+        proxies: UntrustedProxyCheck,
+    ) -> None:
+        self.networks = allow
+        self.token = token.encode()
+        self.proxies = proxies
+
+    def admits(self, scope, bearer: str | None) -> bool:
+        if self.token and bearer is not None and hmac.compare_digest(bearer.encode(), self.token):
+            return True
+        client = scope.get("client")
+        if not client or not self.proxies.address_is_own(scope):
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:  # a Unix socket or a test client's name: no address to allow
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's 127.0.0.1
+        return any(address in network for network in self.networks)
 
 
 @dataclass(frozen=True)

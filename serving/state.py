@@ -22,7 +22,7 @@ from serving.recommend import Policy
 from serving.refresh import Refreshing
 from serving.resilience import DatabaseGate, DatabaseHealth
 from serving.revocations import RevocationFeed
-from serving.security import FailedAuthThrottle, PrincipalCache, RateLimiter
+from serving.security import FailedAuthThrottle, MetricsAccess, PrincipalCache, RateLimiter
 from serving.sessions import SessionState
 
 if TYPE_CHECKING:  # serving.idempotency imports serving.deps, which imports this module
@@ -60,6 +60,7 @@ class ServingState:
     revocations: RevocationFeed | None = None  # key revocations pushed to every replica (with Redis)
     precomputed: Refreshing[PrecomputedLists | None] | None = None  # batch-scored lists, when configured
     proxy_check: UntrustedProxyCheck | None = None  # set by create_app from `forwarded_allow_ips`
+    metrics_access: MetricsAccess | None = None  # set by create_app from `metrics_allow`, `metrics_token`
     search_refresh: Refreshing[Any] | None = None  # the search index's loop (`serving.search.SearchRunner`)
     #: `session_factory`'s read-only twin, for requests that only read (serving.deps.get_session)
     read_only_sessions: sessionmaker[Session] = field(init=False)

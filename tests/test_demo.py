@@ -142,13 +142,13 @@ def test_a_taken_port_stops_before_any_work(demo_env, command):
 def test_the_step_log_is_replaced_whole(tmp_path):
     """A finished step is recorded through commerce.files.atomic_path: the log a later run reads is the
     previous or the new one, never a half-written file, and no temporary is left beside it."""
-    from crosscart.cli.demo import _StepLog
+    from crosscart.demo_state import StepLog
 
     path = tmp_path / "demo_steps.json"
-    _StepLog(path).mark("load", "fp1")
-    log = _StepLog(path)
+    StepLog(path).mark("load", "fp1")
+    log = StepLog(path)
     log.mark("features", "fp2")
-    assert _StepLog(path).done == {"load": "fp1", "features": "fp2"}
+    assert StepLog(path).done == {"load": "fp1", "features": "fp2"}
     assert json.loads(path.read_text()) == log.done and list(tmp_path.iterdir()) == [path]
 
 
@@ -167,3 +167,35 @@ def test_a_bad_scale_or_port_is_one_line_before_any_work(demo_env, command, name
     assert result.exit_code == 2 and named in " ".join(result.output.split())
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not (demo_env / "crosscart.db").exists()
+
+
+def test_serve_refuses_a_database_whose_demo_load_was_stopped(demo_env):
+    """A `make run` stopped while loading leaves part of the marketplace in the database: `crosscart serve`
+    alone then says so in one line, and how to finish it, instead of serving it as if whole."""
+    from crosscart.demo_state import STATE_FILE, StepLog
+    from crosscart.settings import Settings
+
+    demo_env.mkdir()
+    log = StepLog(demo_env / STATE_FILE)
+    log.load_begins(Settings().resolved_database_url)
+    result = CliRunner().invoke(app, ["serve", "--host", "127.0.0.1", "--port", "65000"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Cannot serve: the demo's load")
+    assert "`make run` (or `crosscart demo`) again" in lines[0] and "Traceback" not in result.output
+
+
+def test_an_unfinished_demo_load_concerns_its_own_database_only(tmp_path):
+    """Another database (production's, beside the demo's data directory) is never refused, and the load's
+    finish forgets its note."""
+    from crosscart.demo_state import STATE_FILE, StepLog, unfinished_load
+
+    demo_db, other_db = f"sqlite:///{tmp_path / 'crosscart.db'}", "postgresql+psycopg://app@db:5432/shop"
+    log = StepLog(tmp_path / STATE_FILE)
+    log.load_begins(demo_db)
+    assert unfinished_load(tmp_path, demo_db) is not None
+    assert unfinished_load(tmp_path, other_db) is None
+    assert unfinished_load(tmp_path / "never-ran-the-demo", demo_db) is None
+    log.load_done("fp1", demo_db)
+    assert unfinished_load(tmp_path, demo_db) is None
+    assert StepLog(tmp_path / STATE_FILE).done == {"load": "fp1"}

@@ -312,7 +312,7 @@ def test_the_readme_configuration_table_gives_the_settings_defaults():
     problems = []
     for names, defaults in table:
         fields = [n.lower() for n in re.findall(r"`CROSSCART_(\w+)`", names)]
-        shown = [d.strip().strip("`") for d in defaults.split(",")]
+        shown = [d.strip().strip("`") for d in defaults.split(", ")]  # a default may hold commas
         for field, text in zip(fields, shown, strict=True):  # one default per variable
             default = Settings.model_fields[field].default
             if "$DATA_DIR" in text or text == "empty":  # empty: derived from the data directory, or off

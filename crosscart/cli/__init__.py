@@ -95,7 +95,9 @@ class _Commands(TyperGroup):
     an input Parquet file it cannot use (`commerce.inputs.is_unreadable_input`: cut short, damaged
     pages, a column missing or of another kind; `db load`, `features build`: 25-440 lines), and a SQLite
     database locked by another writer past the busy timeout (`commerce.db.is_sqlite_busy`: MLflow's
-    store during `train`, 100+ lines). Any other exception is still a bug and shows its traceback."""
+    store during `train`, 100+ lines); so does a migration that gave up waiting for a table lock
+    (`commerce.migrate.MigrationLocked`, `db upgrade`). Any other exception is still a bug and shows its
+    traceback."""
 
     def invoke(self, ctx):
         with _terminable():
@@ -121,7 +123,11 @@ class _Commands(TyperGroup):
             raise typer.Exit(1) from exc
         except Exception as exc:
             from commerce.db import is_sqlite_busy
+            from commerce.migrate import MigrationLocked
 
+            if isinstance(exc, MigrationLocked):
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from exc
             if not is_sqlite_busy(exc):
                 raise
             typer.echo(f"error: {BUSY_MESSAGE}", err=True)

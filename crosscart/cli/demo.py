@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import typer
 
 from crosscart.cli.generate import ScaleName
+from crosscart.demo_state import STATE_FILE, StepLog, fingerprint
 
 DEMO_SEED = 7
 DEMO_SESSION_MODEL = "auto"  # tuned on the marketplace's own visits (models.sessions.auto)
@@ -35,28 +35,6 @@ def stale_data_note(data_end: date, today: date) -> str | None:
         f" default window ({RANKING_WINDOW_DAYS}d) holds none of it: ask for window=30d or all, or remove"
         " CROSSCART_DATA_DIR (var/) and run again to regenerate data that ends today"
     )
-
-
-def _fingerprint(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
-
-
-class _StepLog:
-    """The demo's memory of finished steps, one small JSON file in the data directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
-
-    def is_done(self, step: str, fingerprint: str) -> bool:
-        return self.done.get(step) == fingerprint
-
-    def mark(self, step: str, fingerprint: str) -> None:
-        self.done[step] = fingerprint
-        from commerce.files import atomic_path
-
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(self.done, indent=2))
 
 
 def demo(
@@ -83,7 +61,7 @@ def demo(
     scale = scale.value  # a plain string in paths and fingerprints, as before
     market_dir = data_dir / f"marketplace-{scale}"
     features_dir = data_dir / f"features-{scale}"
-    log = _StepLog(data_dir / "demo-state.json")
+    log = StepLog(data_dir / STATE_FILE)
     db_url = settings.resolved_database_url
     mlflow_uri = settings.resolved_mlflow_uri
     console.print(f"[bold]CrossCart demo[/] data={data_dir} database={_redact(db_url)} mlflow={mlflow_uri}")
@@ -99,7 +77,7 @@ def demo(
     from features.synth.timeline import Timeline
 
     today = datetime.now(UTC).date()
-    gen_fp = _fingerprint("generate", scale, DEMO_SEED)
+    gen_fp = fingerprint("generate", scale, DEMO_SEED)
     if log.is_done("generate", gen_fp) and (market_dir / "manifest.json").is_file():
         console.print(f"[dim]· marketplace already generated in {market_dir}[/]")
     else:
@@ -124,19 +102,20 @@ def demo(
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     # A new schema revision may mean the importer loads more (it is idempotent): load again then.
-    load_fp = _fingerprint("load", manifest_fp, db_url, schema_revision)
+    load_fp = fingerprint("load", manifest_fp, db_url, schema_revision)
     if log.is_done("load", load_fp):
         console.print("[dim]· marketplace already loaded into the database[/]")
     else:
         from commerce.importer import load_marketplace
 
+        log.load_begins(db_url)  # until it finishes, `crosscart serve` refuses this database
         with console.status("Loading the marketplace into the database"):
             stats = load_marketplace(factory, market_dir, keyring=settings.identity_keyring)
-        log.mark("load", load_fp)
+        log.load_done(load_fp, db_url)
         rows = ", ".join(f"{count:,} {name}" for name, count in stats.rows.items() if count)
         console.print(f"[green]✓[/] loaded in {stats.seconds:.0f} s: {rows}")
 
-    features_fp = _fingerprint("features", manifest_fp)
+    features_fp = fingerprint("features", manifest_fp)
     if log.is_done("features", features_fp):
         console.print(f"[dim]· feature tables already built in {features_dir}[/]")
     else:
@@ -156,7 +135,7 @@ def demo(
     for result in outcome.results:
         console.print(f"    {result}")
 
-    uplift_fp = _fingerprint("uplift", manifest_fp, mlflow_uri)
+    uplift_fp = fingerprint("uplift", manifest_fp, mlflow_uri)
     if log.is_done("uplift", uplift_fp):
         console.print("[dim]· uplift model already trained on this data[/]")
     else:
@@ -170,7 +149,7 @@ def demo(
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
         console.print(f"[green]✓[/] uplift model: {metrics}")
 
-    delivery_fp = _fingerprint("delivery", manifest_fp, mlflow_uri)
+    delivery_fp = fingerprint("delivery", manifest_fp, mlflow_uri)
     if log.is_done("delivery", delivery_fp):
         console.print("[dim]· delivery-time model already trained on this data[/]")
     else:
@@ -186,7 +165,7 @@ def demo(
             f" on later deliveries ({result['promotion'].reason})"
         )
 
-    session_fp = _fingerprint("session", manifest_fp, mlflow_uri, DEMO_SESSION_MODEL, DEMO_SESSION_PARAMS)
+    session_fp = fingerprint("session", manifest_fp, mlflow_uri, DEMO_SESSION_MODEL, DEMO_SESSION_PARAMS)
     if log.is_done("session", session_fp):
         console.print("[dim]· session model already trained on this data[/]")
     else:

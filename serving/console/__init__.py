@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from crosscart.settings import Settings
 from serving.console import admin, campaigns, coupons, home, keyword_ads, science, shop
 from serving.console.auth import Forbidden, Sessions, SignInRequired, TooManyRequests, verify_csrf
-from serving.console.web import HERE, redirect, render, templates
+from serving.console.web import HERE, KeptForm, redirect, render, templates
 from serving.errors import PROBLEM_JSON
 from serving.logs import REQUEST_ID
 
@@ -172,6 +172,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         settings.console_secret,
         secure=settings.console_secure_cookie,
         max_age_seconds=int(settings.console_session_hours * 3600),
+        stale_seconds=settings.auth_cache_stale_seconds,
     )
     app.state.console_reports = campaigns.ReportCache()
     for module in (home, campaigns, coupons, science, admin, shop, keyword_ads):
@@ -193,6 +194,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         )
         response.headers.update(exc.decision.headers())
         return response
+
+    @app.exception_handler(KeptForm)
+    async def kept_form(request: Request, exc: KeptForm):
+        return exc.page
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(request: Request, _: SignInRequired):

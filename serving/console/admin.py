@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from commerce.access import ROLES
 from serving.console.auth import AdminOnly
-from serving.console.web import attempt, past_the_end, redirect, render
+from serving.console.web import FormRoute, attempt, past_the_end, redirect, render
 from serving.deps import MerchantId, SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import keys as keys_api
@@ -19,7 +19,7 @@ from serving.routers.common import MAX_N, IntId, PageOffset
 from serving.schemas.access import ApiKeyCreate
 from serving.schemas.catalog import MerchantReview
 
-router = APIRouter()
+router = APIRouter(route_class=FormRoute)
 
 
 async def _queue(request: Request, session, principal, status_code: int = 200, **extra):

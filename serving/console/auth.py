@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -19,6 +20,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 
 from commerce.access import ApiKey
 from commerce.db import read_only, transaction
@@ -30,7 +33,8 @@ from commerce.services.access import (
 )
 from commerce.sqltypes import utcnow
 from serving.deps import CAPABILITIES, StateDep, check_role
-from serving.security import ANONYMOUS, Principal
+from serving.resilience import is_contention, is_outage
+from serving.security import ANONYMOUS, Principal, PrincipalCache
 from serving.state import ServingState
 
 COOKIE = "crosscart_console"
@@ -73,9 +77,12 @@ class ConsoleSession:
 class Sessions:
     """Signs and reads console cookies for one app."""
 
-    def __init__(self, secret: str, *, secure: bool, max_age_seconds: int) -> None:
+    def __init__(self, secret: str, *, secure: bool, max_age_seconds: int, stale_seconds: float) -> None:
         self._signer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="crosscart-console")
         self.secure, self.max_age = secure, max_age_seconds
+        # session id -> the principal the database last confirmed (`_principal_seen`): never read while
+        # the database answers, every request asks it
+        self.seen = PrincipalCache(ttl=0, stale_seconds=stale_seconds)
 
     def read(self, request: Request) -> dict | None:
         raw = request.cookies.get(COOKIE)
@@ -124,6 +131,27 @@ def _principal_for(state: ServingState, session_id: str) -> Principal | None:
         return None if key is None else _principal(key)
 
 
+async def _principal_seen(state: ServingState, sessions: Sessions, session_id: str) -> Principal | None:
+    """`_principal_for`; while the database cannot answer (down or busy), the principal it confirmed for
+    this session within `stale_seconds`, the rule the API's keys follow (`auth_cache_stale_seconds`,
+    `serving.deps`). Its pages are the database's 503 all the same, but a form sent now comes back with
+    what was typed (`serving.console.web.FormRoute`); it was the error page, as the session could not be
+    read. A session ended (signed out, its key revoked) while the database answered is not served so."""
+    asked = time.monotonic()
+    try:
+        principal = await run_in_threadpool(_principal_for, state, session_id)
+    except (DBAPIError, DatabaseTimeout) as exc:
+        busy = is_contention(exc)
+        stale = sessions.seen.stale(session_id) if busy or is_outage(exc) else None
+        if stale is None:
+            raise
+        if not busy:
+            state.db_health.failed(exc)
+        return stale
+    sessions.seen.put(session_id, principal, asked_at=asked)  # not kept if signed out meanwhile
+    return principal
+
+
 def sign_in(
     state: ServingState, plaintext: str, lifetime: timedelta, replacing: str | None = None
 ) -> tuple[Principal, str] | None:
@@ -159,7 +187,7 @@ async def console_session(request: Request, state: StateDep) -> ConsoleSession:
     else:
         principal, session_id = None, data.get("s")
         if isinstance(session_id, str):
-            principal = await run_in_threadpool(_principal_for, state, session_id)
+            principal = await _principal_seen(state, sessions, session_id)
         found = ConsoleSession(csrf=data["c"], principal=principal, session_id=session_id)
     request.state.console_session = found
     if found.principal is not None:  # a page costs what an API call does: it counts against the key
@@ -182,6 +210,7 @@ async def verify_csrf(request: Request, session: SessionCookie) -> None:
         sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
         raise Forbidden("This form came without its security token (CSRF). Reload the page and try again.")
+    request.state.csrf_checked = True  # only such a form is drawn again from what it sent (FormRoute)
 
 
 def need(capability: str):

@@ -25,7 +25,16 @@ from commerce.services import coupons as coupon_service
 from commerce.sqltypes import NUMBER
 from serving.console.auth import Marketing
 from serving.console.charts import interval_chart, line_chart, thin
-from serving.console.web import NOTHING_SAVED, attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import (
+    NOTHING_SAVED,
+    FormRoute,
+    attempt,
+    past_the_end,
+    redirect,
+    refusal_page,
+    refused_form,
+    render,
+)
 from serving.deps import CampaignId, SessionDep, StateDep
 from serving.routers import coupons as coupon_api
 from serving.routers import marketing as marketing_api
@@ -33,7 +42,7 @@ from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.coupons import CouponCreate
 from serving.schemas.marketing import CampaignCreate, PlanIn
 
-router = APIRouter(prefix="/campaigns")
+router = APIRouter(prefix="/campaigns", route_class=FormRoute)
 
 CHANNELS = ("site", "email", "social", "search_ads")
 
@@ -253,7 +262,7 @@ async def plan(
     result, error = await attempt(request, session, run)
     if error is not None and budget_set:  # the budget's transaction was kept, as for any refused plan
         saved = error.message.replace(NOTHING_SAVED, "The budget was saved, the plan was not")
-        error = replace(error, message=saved)
+        error = refused_form(request, replace(error, message=saved))
     context, detail_error = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
     if detail_error:
         return await refusal_page(request, "Not found", detail_error)

@@ -6,13 +6,13 @@ from fastapi import APIRouter, Request
 
 from serving.console.auth import Marketing
 from serving.console.campaigns import _utc, coupon_value, scope_of
-from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import FormRoute, attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep
 from serving.routers import coupons as coupon_api
 from serving.routers.common import PageOffset
 from serving.schemas.coupons import CouponCreate, CouponEdit
 
-router = APIRouter(prefix="/coupons")
+router = APIRouter(prefix="/coupons", route_class=FormRoute)
 
 KINDS = (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)"))
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
+from commerce.services.access import hash_key
 from serving.console.auth import SessionCookie, SignedIn, sign_in, sign_out
 from serving.console.web import nav_for, redirect, render
 from serving.deps import StateDep, request_client
@@ -67,8 +68,10 @@ async def sign_in_submit(
 async def sign_out_submit(request: Request, state: StateDep, session: SessionCookie):
     """Delete the cookie and end this browser's session on the server: a copy of the cookie is refused;
     the key's sessions in other browsers go on."""
+    sessions = request.app.state.console_sessions
     if session.session_id is not None:
+        sessions.seen.discard(hash_key(session.session_id))  # not served from memory in an outage either
         await run_in_threadpool(sign_out, state, session.session_id)
     response = redirect("/console/sign-in")
-    request.app.state.console_sessions.clear(request, response)
+    sessions.clear(request, response)
     return response

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from commerce.services import ads
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import Refusal, attempt, past_the_end, redirect, render
+from serving.console.web import FormRoute, Refusal, attempt, past_the_end, redirect, render
 from serving.deps import KeywordCampaignId, SessionDep
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, IntId, PageOffset
@@ -26,7 +26,7 @@ from serving.schemas.base import plain_day
 from serving.schemas.search import KeywordCampaignIn, KeywordCampaignPatch, KeywordIn, KeywordPatch
 from serving.security import Principal
 
-router = APIRouter(prefix="/keyword-campaigns")
+router = APIRouter(prefix="/keyword-campaigns", route_class=FormRoute)
 
 BASE = "/console/keyword-campaigns"
 MATCH_TYPES = (

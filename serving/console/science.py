@@ -19,14 +19,14 @@ from commerce.events import BehaviorEvent
 from commerce.services import experiments as store
 from serving.console.auth import AdminOnly, Experiments, Models
 from serving.console.charts import interval_chart
-from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import FormRoute, attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import experiments as experiments_api
 from serving.routers import models as models_api
 from serving.routers.common import MAX_N, PageOffset
 from serving.schemas.experiments import ExperimentCreate
 
-router = APIRouter()
+router = APIRouter(route_class=FormRoute)
 
 # The inference an experiment declares, as the console names it next to its results.
 INFERENCE_METHODS = {

@@ -20,7 +20,7 @@ from commerce.services.merchants import get_merchant
 from commerce.sqltypes import utcnow
 from serving.console.auth import MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import FormRoute, attempt, past_the_end, redirect, refusal_page, render
 from serving.deps import ProductId, SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import logistics as logistics_api
@@ -28,7 +28,7 @@ from serving.routers.common import IntId, PageOffset
 from serving.schemas.catalog import ProductCreate, StockSet
 from serving.schemas.logistics import ShippingRuleIn
 
-router = APIRouter(prefix="/shop")
+router = APIRouter(prefix="/shop", route_class=FormRoute)
 
 
 PAGE = 25

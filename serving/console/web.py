@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError as SchemaError
 from sqlalchemy.exc import DBAPIError
@@ -209,13 +210,17 @@ async def attempt(
     is kept and its form is shown again with what was typed (the session reads only from then on). Its
     writes are flushed here, so a busy database is met now, not at the commit after the page. It was
     the generic error page, and the typed form was lost. A read (`session` None) that fails so is the
-    error page: it has nothing to keep."""
+    error page: it has nothing to keep, unless it draws a form's page (`FormRoute`, which reads what the
+    form came to here: `refused_form`)."""
+    if session is not None:
+        refused_form(request, None)
     try:
         return await run_in_threadpool(_run, session, action), None
     except (DomainError, HTTPException, SchemaError, ValueError) as exc:
-        if session is not None:
-            await run_in_threadpool(session.rollback)
-        return None, refusal(exc)
+        if session is None:
+            return None, refusal(exc)
+        await run_in_threadpool(session.rollback)
+        return None, refused_form(request, refusal(exc))
     except (DBAPIError, DatabaseTimeout) as exc:
         if session is None:
             raise
@@ -228,7 +233,7 @@ async def attempt(
         if refused is None:  # a bug, not the database's state: the crash page
             raise
         message = f"{NOTHING_SAVED}: {refused.detail}." if refused.status == 503 else refused.detail
-        return None, Refusal(refused.status, message, refused.retry_after)
+        return None, refused_form(request, Refusal(refused.status, message, refused.retry_after))
 
 
 def _run(session: Session | None, action: Callable[[], T]) -> T:
@@ -236,3 +241,80 @@ def _run(session: Session | None, action: Callable[[], T]) -> T:
     if session is not None:
         session.flush()
     return result
+
+
+def refused_form(request: Request, refused: Refusal | None) -> Refusal | None:
+    """What this request's form came to (None: it went through), for `FormRoute` should the page drawn
+    after it fail on the database: `attempt` records it, and the plan, which says what it kept."""
+    request.state.form_refused = refused
+    return refused
+
+
+NOT_RUN = object()  # `form_refused` of a request whose form's action has not run
+
+
+class KeptForm(Exception):
+    """A form's answer drawn by `FormRoute`, raised so that the request's session, which ends after the
+    route's handler (a "function" dependency), rolls the page's failed reads back instead of committing
+    them as if the page had been answered; the console's handler answers with `page`."""
+
+    def __init__(self, page: Response) -> None:
+        super().__init__("form kept")
+        self.page = page
+
+
+class FormRoute(APIRoute):
+    """The console's routes with forms. A form posted while the database is down (or busy) whose page
+    cannot be drawn, because the page reads the database (the shop's products, the keys list, the
+    merchant queue, a keyword campaign, a coupon, a campaign) before or after the form's action, is
+    answered with the form alone, from the request's own values (`form_kept.html`): the refusal, 503 and
+    its Retry-After, every value typed, sent again with one click; the rest of the page a note. It was
+    the generic "Unavailable" page, the typed form lost. One rule for every form, whatever its page reads.
+
+    "Nothing was saved" holds as the console's routes write only through `attempt`: before it ran, or
+    after the database refused it, nothing of the form was kept; after it went through (a key created,
+    then the list drawn with it fails) the error page stays, as it may have been. An htmx request keeps
+    the generic answer too: only its fragment would be swapped, and the form it came from still holds the
+    input."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except (DBAPIError, DatabaseTimeout) as exc:
+                checked = getattr(request.state, "csrf_checked", False)  # the browser's own form
+                if request.method != "POST" or not checked or request.headers.get("HX-Request"):
+                    raise
+                state = request.app.state.serving
+                read = database_refusal(state, request.method, request.url.path, exc)
+                if read is None or read.status != 503:  # a bug, or not the database's state
+                    raise
+                refused = getattr(request.state, "form_refused", NOT_RUN)
+                if refused is NOT_RUN:  # refused before its action ran
+                    refused = Refusal(503, f"{NOTHING_SAVED}: {read.detail}.", read.retry_after)
+                elif refused is None or refused.status_code != 503:  # it went through, or a rule refused it
+                    raise
+                raise KeptForm(await _kept_form(request, refused)) from exc
+
+        return handler
+
+
+async def _kept_form(request: Request, refused: Refusal) -> HTMLResponse:
+    """The refused form from what the request sent, posting to the address it was sent to (the raw one:
+    an id with a `/` or `?` in it stays one segment)."""
+    form = await request.form()
+    fields = [
+        (name, name.replace("_", " ").capitalize(), value)
+        for name, value in form.multi_items()
+        if name != CSRF_FIELD and isinstance(value, str)
+    ]
+    raw = request.scope.get("raw_path")
+    action = raw.decode("latin-1") if raw else quote(request.url.path)
+    if request.url.query:
+        action += f"?{request.url.query}"
+    return await render(
+        request, "form_kept.html", status_code=refused.status_code, title="Your form, as you sent it",
+        refused=refused, fields=fields, action=action,
+    )  # fmt: skip

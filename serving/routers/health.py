@@ -1,16 +1,19 @@
-"""Operations: liveness, readiness and Prometheus metrics (no authentication, no rate limit)."""
+"""Operations: liveness and readiness (no authentication, no rate limit), and Prometheus metrics for the
+clients `MetricsAccess` admits."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from serving.deps import Admin, StateDep
+from crosscart.demo_state import unfinished_load
+from serving.deps import Admin, StateDep, bearer
 from serving.http import HEALTH_BODY
 from serving.logs import MASK, redact
 from serving.refresh import STALE_INTERVALS, FailureCode, LoopStatus, Refreshing
@@ -79,6 +82,12 @@ class Readiness(BaseModel):
         "batch loaded before keeps serving, or pages are scored online; null when it succeeded or no "
         "lists are configured.",
     )
+    demo_load: Literal["unfinished"] | None = Field(
+        default=None,
+        description="`unfinished`: `crosscart demo` (`make run`) began loading the marketplace into this "
+        "database and was stopped before it finished, so the database holds part of it; not ready until "
+        "a rerun of the demo finishes the load. Null otherwise, always for a database the demo never loaded.",
+    )
     untrusted_proxy: str | None = Field(
         default=None,
         description="An address that sent X-Forwarded-For without being in CROSSCART_FORWARDED_ALLOW_IPS:"
@@ -97,14 +106,17 @@ async def health() -> Response:
 async def ready(state: StateDep, response: Response) -> Readiness:
     """Ready once the catalog snapshot is loaded, the model store has decided what to serve (a model,
     warmed up, or the popularity fallback with its reason) and the database answers (checked at most
-    once a second; reads keep being served from memory while it does not). Redis is probed at most once
-    a second too, within its timeout (`CROSSCART_REDIS_TIMEOUT_SECONDS`)."""
+    once a second; reads keep being served from memory while it does not), unless the demo's load into
+    the database is unfinished (`crosscart.demo_state`: a few bytes read per call). Redis is probed at
+    most once a second too, within its timeout (`CROSSCART_REDIS_TIMEOUT_SECONDS`)."""
     catalog, model = state.catalog.current, state.models.current
     database_up = await state.db_health.check(state.session_factory.kw["bind"], state.db_gate)
     redis = await state.limiter.check_store()
     broken = state.models.broken
+    settings = state.settings
+    demo_unfinished = unfinished_load(settings.data_dir.resolve(), settings.resolved_database_url) is not None
     body = Readiness(
-        ready=catalog is not None and state.models.decided and database_up,
+        ready=catalog is not None and state.models.decided and database_up and not demo_unfinished,
         database=(
             ("degraded" if state.db_health.degraded else "up")
             if database_up
@@ -129,6 +141,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         registry_error=state.models.registry_error,
         uplift_model_version=state.uplift.current.version,
         precomputed_error=None if state.precomputed is None else state.precomputed.error_code,
+        demo_load="unfinished" if demo_unfinished else None,
         untrusted_proxy=None if state.proxy_check is None else state.proxy_check.seen_from,
     )
     if not body.ready:
@@ -201,7 +214,17 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: StateDep) -> Response:
-    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`)."""
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+def metrics(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Response:
+    """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`), for
+    an allowed client address or the metrics token, at most `EXPOSITION_SECONDS` old and built on a
+    worker thread, not on the event loop. Anyone else gets the 404 of a path that does not exist:
+    nothing tells a scanner there is something here to guess a token for."""
+    access, token = state.metrics_access, None if credentials is None else credentials.credentials
+    if access is None or not access.admits(request.scope, token):
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

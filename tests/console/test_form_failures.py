@@ -17,22 +17,28 @@ from html.parser import HTMLParser
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, exc, func, select
+from sqlalchemy import create_engine, event, exc, func, select
 
 from commerce.access import ApiKey
 from commerce.ads import AdKeyword, KeywordCampaign
 from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon
-from commerce.db import transaction
+from commerce.db import make_session_factory, transaction
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
-from commerce.services.access import create_api_key
+from commerce.services.access import create_api_key, hash_key
+from serving.console import admin, auth, campaigns, home, keyword_ads, science, shop
+from serving.console import coupons as coupon_pages
+from serving.console.web import FormRoute
 from serving.routers import catalog, coupons, experiments, logistics, marketing, search
 from serving.routers import keys as keys_api
-from tests.resilience.conftest import fault_app, fault_settings, make_keys, seeded_factory
+from tests.conftest import free_port
+from tests.resilience.conftest import fault_app, fault_settings, make_keys, proxied_engine, seeded_factory
 from tests.serving.test_console import sign_in
+
+CONSOLE_MODULES = (admin, campaigns, coupon_pages, home, keyword_ads, science, shop)
 
 
 def busy() -> exc.OperationalError:
@@ -89,7 +95,8 @@ class FormValues(HTMLParser):
             chosen = [v for v, selected in self.options if selected] or [self.options[0][0]]
             self.values.setdefault(self.select, []).append(chosen[0])
             self.select = None
-        elif tag == "textarea":
+        elif tag == "textarea":  # a browser drops the newline just after <textarea>
+            self.values[self.textarea][-1] = self.values[self.textarea][-1].removeprefix("\n")
             self.textarea = None
         elif tag == "form":
             self.inside = False
@@ -398,3 +405,228 @@ def test_a_form_sent_while_another_writer_holds_the_lock_comes_back_filled_in(da
     with transaction(factory) as s:
         assert not form.stored(s)
     factory.kw["bind"].dispose()
+
+
+def lost() -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("unable to open database file")
+    error.sqlite_errorname = "SQLITE_CANTOPEN"
+    return error
+
+
+class Outage:
+    """The test database going away: while it is gone every statement on its engine fails as on a
+    database file that cannot be opened (the connection itself is not needed for that)."""
+
+    def __init__(self, engine, monkeypatch) -> None:
+        self.engine, self.monkeypatch, self.gone, self.restore = engine, monkeypatch, False, []
+        event.listen(engine, "before_cursor_execute", self._refuse)
+
+    def _refuse(self, *args) -> None:
+        if self.gone:
+            raise lost()
+
+    def begin(self) -> None:
+        self.gone = True
+
+    def begin_at(self, module, name: str) -> None:
+        """When the console form calls `module.name` (an API router function): after the session was
+        read, so only that call and the statements after it (the page drawn again) fail."""
+        work = getattr(module, name)
+
+        def gone(*args, **kwargs):
+            self.begin()
+            raise exc.OperationalError("UPDATE ...", {}, lost())
+
+        self.monkeypatch.setattr(module, name, gone)
+        self.restore.append(lambda: self.monkeypatch.setattr(module, name, work))
+
+    def end(self) -> None:
+        self.gone = False
+        while self.restore:
+            self.restore.pop()()
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._refuse)
+
+
+@pytest.fixture
+def outage(session_factory, monkeypatch):
+    down = Outage(session_factory.kw["bind"], monkeypatch)
+    yield down
+    down.close()
+
+
+#: The forms whose page reads the database to draw the form again (the others draw it from the request:
+#: a new campaign, coupon or experiment, kept since the busy database's change).
+READ_TO_REDRAW = (
+    "plan", "edit coupon", "new API key", "merchant rejection", "shipping rule", "set stock", "new product",
+    "new keyword campaign", "keyword campaign budget", "new keyword", "keyword bid",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", READ_TO_REDRAW)
+def test_a_form_sent_as_the_database_goes_down_comes_back_filled_in_though_its_page_cannot_be_read(
+    client, keys, session_factory, outage, name
+):
+    """The form's page reads the database to draw it again (the shop, the keys list, the merchant queue,
+    a keyword campaign, a coupon, a campaign), and the database is down: the form alone comes back,
+    every typed value in it with the session's CSRF token, 503 and Retry-After, the rest of the page a
+    note; nothing was saved, and sent again once the database is back, it is. It was the generic
+    "Unavailable" page."""
+    form = FORMS[name]
+    token = sign_in(client, keys[form.role])
+    if form.setup:
+        form.setup(client, token)
+    with transaction(session_factory) as s:
+        action = form.action(s) if callable(form.action) else form.action
+    outage.begin_at(*form.calls)
+
+    r = client.post(action, data={"csrf_token": token, **form.hidden, **form.typed}, follow_redirects=False)
+
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "5"
+    assert f"{form.saved}: the database is unavailable; retry shortly." in r.text
+    assert "The rest of this page could not be loaded" in r.text
+    sent = form_values(r.text, action)
+    typed = {k: v if isinstance(v, list) else [v] for k, v in {**form.hidden, **form.typed}.items()}
+    assert {k: sent.get(k) for k in typed} == typed
+    assert sent["csrf_token"] == [token]
+    assert not client.app.state.serving.db_health.up
+
+    outage.end()
+    with transaction(session_factory) as s:
+        assert not form.stored(s)
+    again = client.post(action, data=sent, follow_redirects=False)
+    if form.real:  # the plan would be refused for want of a served uplift model
+        assert again.status_code in (201, 303), again.text
+        with transaction(session_factory) as s:
+            assert form.stored(s)
+
+
+@pytest.mark.parametrize("name", FORMS)
+def test_a_form_sent_while_the_database_is_down_comes_back_filled_in(
+    client, keys, session_factory, outage, name
+):
+    """The database is already down when the form is sent: the browser's session, which the database
+    confirmed a moment ago, is taken from memory (as the API's keys are) instead of failing the request,
+    and every form comes back with what was typed, 503 and Retry-After, nothing saved; sent again once
+    the database is back, it is. It was the generic "Unavailable" page: the session could not be read."""
+    form = FORMS[name]
+    token = sign_in(client, keys[form.role])
+    if form.setup:
+        form.setup(client, token)
+    with transaction(session_factory) as s:
+        action = form.action(s) if callable(form.action) else form.action
+    assert client.get("/console").status_code == 200  # the session, confirmed by the database
+
+    outage.begin()
+    r = client.post(action, data={"csrf_token": token, **form.hidden, **form.typed}, follow_redirects=False)
+
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "5"
+    assert "Nothing was saved: the database is unavailable; retry shortly." in r.text
+    sent = form_values(r.text, action)
+    typed = {k: v if isinstance(v, list) else [v] for k, v in form.typed.items()}
+    assert {k: sent.get(k) for k in typed} == typed
+    assert sent["csrf_token"] == [token]
+    outage.end()
+    with transaction(session_factory) as s:
+        assert not form.stored(s)
+    again = client.post(action, data=sent, follow_redirects=False)
+    if form.real:
+        assert again.status_code in (201, 303), again.text
+        with transaction(session_factory) as s:
+            assert form.stored(s)
+
+
+def test_a_signed_out_session_is_not_taken_from_memory_while_the_database_is_down(client, keys, outage):
+    """Only a session the database confirmed and nobody ended since is taken from memory: a copy of a
+    cookie signed out before the outage is the error page, as a session never seen is."""
+    token = sign_in(client, keys["admin"])
+    cookie = client.cookies.get("crosscart_console")
+    assert client.get("/console/keys").status_code == 200
+    assert client.post("/console/sign-out", data={"csrf_token": token}).status_code == 200
+    client.cookies.set("crosscart_console", cookie, path="/console")
+    outage.begin()
+    typed = {"csrf_token": token, "role": "admin", "name": "after sign-out"}
+    r = client.post("/console/keys", data=typed, follow_redirects=False)
+    assert r.status_code == 503 and "after sign-out" not in r.text
+
+
+def test_a_session_signed_out_as_it_was_read_is_not_kept_in_memory(client, keys, outage, monkeypatch):
+    """A request that read the session just before it was signed out (on another request) does not
+    leave it in memory: through an outage after, its cookie is the error page, not a kept form."""
+    token = sign_in(client, keys["admin"])
+    sessions, read = client.app.state.console_sessions, auth._principal_for
+
+    def signed_out_meanwhile(state, session_id):
+        principal = read(state, session_id)  # read before the sign-out committed
+        sessions.seen.discard(hash_key(session_id))  # the sign-out
+        return principal
+
+    monkeypatch.setattr(auth, "_principal_for", signed_out_meanwhile)
+    assert client.get("/console/keys").status_code == 200
+    monkeypatch.setattr(auth, "_principal_for", read)
+    outage.begin()
+    r = client.post("/console/keys", data={"csrf_token": token, "role": "admin", "name": "signed out"})
+    assert r.status_code == 503 and "signed out" not in r.text
+
+
+def test_a_form_kept_without_its_page_escapes_what_was_typed(client, keys, outage):
+    """The typed values go back into the page as text: a reason closing the textarea and opening a
+    script is shown as typed (lines kept), not run, and sent again unchanged."""
+    token = sign_in(client, keys["admin"])
+    reason = 'Licence "A&B" </textarea><script>alert(1)</script>\nsecond line'
+    outage.begin_at(catalog, "review")
+    action = "/console/merchants/m3/review"
+    r = client.post(action, data={"csrf_token": token, "decision": "reject", "reason": reason})
+    assert r.status_code == 503, r.text
+    assert "<script>alert(1)" not in r.text and "&lt;/textarea&gt;&lt;script&gt;alert(1)" in r.text
+    assert form_values(r.text, action)["reason"] == [reason]
+
+
+def test_a_form_sent_as_postgresql_goes_away_comes_back_filled_in(database_url, tmp_path, monkeypatch):
+    """No simulation of the error: the API reaches PostgreSQL through a TCP proxy, cut as the new key's
+    form is sent (after the session was read): the key's INSERT, then the keys list drawn again, meet
+    a lost connection and a refused one. The form comes back filled in, and nothing was saved; so does
+    the form sent again while the proxy stays cut (the session read from memory)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the outage is a cut TCP connection to PostgreSQL")
+    factory = seeded_factory(database_url)
+    keys = make_keys(factory)
+    proxy, engine = proxied_engine(database_url, free_port(range(18150, 18200)), statement_timeout=5)
+    form = FORMS["new API key"]
+    create = keys_api.create_key
+
+    def cut_then_create(*args, **kwargs):
+        proxy.cut()
+        return create(*args, **kwargs)
+
+    try:
+        with TestClient(fault_app(fault_settings(tmp_path), make_session_factory(engine))) as client:
+            token = sign_in(client, keys["admin"])
+            monkeypatch.setattr(keys_api, "create_key", cut_then_create)
+            r = client.post(form.action, data={"csrf_token": token, **form.typed}, follow_redirects=False)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+            assert "Nothing was saved: the database is unavailable; retry shortly." in r.text
+            sent = form_values(r.text, form.action)
+            assert {k: sent.get(k) for k in form.typed} == {k: [v] for k, v in form.typed.items()}
+            assert not client.app.state.serving.db_health.up
+            # still down as the form is sent again: the session is taken from memory, the form kept
+            again = client.post(form.action, data=sent, follow_redirects=False)
+            assert again.status_code == 503 and again.headers["retry-after"] == "5", again.text
+            assert form_values(again.text, form.action) == sent
+        with transaction(factory) as s:
+            assert not form.stored(s)
+    finally:
+        engine.dispose()
+        proxy.close()
+        factory.kw["bind"].dispose()
+
+
+def test_every_console_form_route_keeps_its_form_through_an_outage():
+    """Every console POST but signing in and out is a `FormRoute`: a router made without its route class
+    would lose its forms' input to the error page again."""
+    posts = [r for m in CONSOLE_MODULES for r in m.router.routes if "POST" in r.methods]
+    others = {r.path for r in posts if not isinstance(r, FormRoute)}
+    assert len(posts) > 20 and others == {"/sign-in", "/sign-out"}

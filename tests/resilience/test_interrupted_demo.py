@@ -1,7 +1,8 @@
 """`crosscart demo` (what `make run` runs) stopped part-way, then run again: Ctrl-C (SIGINT) while it
 loads the marketplace, SIGTERM while it trains. Each run must pick up without a hand clean-up: the
 database loaded whole in the end (never the part the stopped load committed), no MLflow run left
-RUNNING, every model served under its alias, and the finished steps not done again (docs/operations.md).
+RUNNING, every model served under its alias, and the finished steps not done again (docs/operations.md);
+meanwhile `crosscart serve` refuses the partially loaded database.
 
 The signal comes at a chosen step: the demo runs in a subprocess in which that step's function first
 sends the process the signal (as test_terminated_jobs.py does)."""
@@ -42,11 +43,24 @@ MODELS = ("crosscart-recommender", "crosscart-uplift", "crosscart-delivery", "cr
 
 
 def _demo(var: Path, signalled: tuple[str, str, str] | None = None) -> subprocess.CompletedProcess:
+    return _run(var, ["demo", "--scale", "tiny", "--no-serve"], signalled)
+
+
+def _run(
+    var: Path, args: list[str], signalled: tuple[str, str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {name: value for name, value in os.environ.items() if not name.startswith("CROSSCART_")}
     env.update(PYTHONPATH=str(ROOT), CROSSCART_DATA_DIR=str(var))
     script = SIGNALLED_AT if signalled else "from crosscart.cli import app; app()"
-    command = [sys.executable, "-c", script, *(signalled or ()), "demo", "--scale", "tiny", "--no-serve"]
+    command = [sys.executable, "-c", script, *(signalled or ()), *args]
     return subprocess.run(command, env=env, cwd=var.parent, capture_output=True, text=True, timeout=600)
+
+
+def _unfinished(var: Path) -> str | None:
+    from crosscart.demo_state import unfinished_load
+    from crosscart.settings import Settings
+
+    return unfinished_load(var, Settings(data_dir=var).resolved_database_url)
 
 
 def _rows(database: Path) -> dict[str, int]:
@@ -66,7 +80,10 @@ def test_a_demo_stopped_while_loading_then_while_training_picks_up_where_it_stop
     loading = _demo(var, ("SIGINT", "commerce.importer", "load_order_history"))
     assert loading.returncode == 130, loading.stderr  # click's exit status for Ctrl-C
     assert _rows(var / "crosscart.db")["orders"] == 0  # the events' batches committed, the orders not
-    assert set(json.loads((var / "demo-state.json").read_text())) == {"generate"}
+    assert "load" not in json.loads((var / "demo-state.json").read_text())
+    assert _unfinished(var) is not None  # recorded before the load's first commit
+    refused = _run(var, ["serve", "--port", "0"])  # the partial database is not served
+    assert refused.returncode == 1 and "`make run` (or `crosscart demo`) again" in refused.stderr
 
     training = _demo(var, ("SIGTERM", "training.uplift", "serving_bundle"))  # in its run
     assert training.returncode == -signal.SIGTERM, training.stderr
@@ -75,6 +92,7 @@ def test_a_demo_stopped_while_loading_then_while_training_picks_up_where_it_stop
 
     done = _demo(var)
     assert done.returncode == 0, done.stderr
+    assert _unfinished(var) is None
     for step in ("already generated", "already loaded", "already built", "recommender kept"):
         assert step in done.stdout, step
     assert "✓ uplift model" in done.stdout and "✓ delivery model" in done.stdout

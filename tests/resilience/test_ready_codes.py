@@ -105,3 +105,28 @@ def test_a_registry_never_reached_is_the_fallback_reason_without_its_address(tmp
 )
 def test_failure_code(error, code):
     assert failure_code(error) == code
+
+
+def test_ready_is_503_while_the_demos_load_into_its_database_is_unfinished(
+    tmp_path, database_url, open_client
+):
+    """A server started over a database the demo began loading and never finished (a `make run` stopped
+    while loading, then `crosscart serve`'s refusal bypassed, or a demo rerun stopped beside a running
+    server) says so on /ready, not ready, until the demo's rerun finishes the load; another database's
+    unfinished load (the demo's, beside production's) changes nothing."""
+    from crosscart.demo_state import STATE_FILE, StepLog
+
+    factory = seeded_factory(database_url)
+    client = open_client(fault_settings(tmp_path, database_url=database_url), factory)
+    log = StepLog(tmp_path / STATE_FILE)
+    log.load_begins(f"sqlite:///{tmp_path / 'demo.db'}")
+    whole = client.get("/ready")
+    assert whole.status_code == 200 and whole.json()["demo_load"] is None
+
+    log.load_begins(database_url)
+    partial = client.get("/ready")
+    assert partial.status_code == 503
+    assert partial.json()["demo_load"] == "unfinished" and partial.json()["ready"] is False
+
+    log.load_done("fp", database_url)
+    assert client.get("/ready").status_code == 200

@@ -11,9 +11,10 @@ import time
 from sqlalchemy import exc
 
 from serving import search as search_module
+from serving.middleware import EXPOSITION_SECONDS
 from serving.refresh import Refreshing
 from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
-from tests.serving.conftest import auth
+from tests.serving.conftest import auth, scrape
 
 EVERY = 0.1  # seconds between refreshes
 SECRETS = ("10.0.0.7", "s3cret", "SELECT", "Traceback")
@@ -43,7 +44,8 @@ def _wait(client, key: str, until, seconds: float = 20) -> dict:
 
 
 def _metric(client, line_start: str) -> float:
-    text = client.get("/metrics").text
+    time.sleep(EXPOSITION_SECONDS)  # one exposition answers that long: the text is then of now
+    text = scrape(client)
     values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
     assert len(values) == 1, (line_start, text)
     return values[0]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 
 from commerce.ads import AdBudgetDay, AdClick, AdImpression
 from commerce.db import transaction
@@ -21,7 +22,7 @@ from commerce.identity import Keyring
 from commerce.services import ads, orders, revenue, shoppers
 from commerce.services.checkout import CartLine, checkout
 from commerce.sqltypes import utcnow
-from serving.search import AdsSnapshot
+from serving.search import AdsSnapshot, ClickRateCounts
 from tests.commerce.conftest import IDENTITY_KEY, make_id_number
 from tests.commerce.test_concurrency import WORKERS, run_concurrently
 
@@ -332,3 +333,98 @@ def test_impressions_count_once_per_viewer_and_utc_day(shop):
         snapshot = AdsSnapshot.load(s, midnight + timedelta(hours=4))
     assert counted == {(cid, "P1"): 2 + 1 + 2}
     assert snapshot.ctr[cid, "P1"] == (0, 5)
+
+
+def _shown_and_clicked(factory, rows, click_every=3):
+    """Record `rows` ((claim, at)) as impressions, and every `click_every`-th as clicked at that time."""
+    with transaction(factory) as s:
+        ads.record_impressions(s, rows)
+        s.add_all(
+            AdClick(
+                token_id=c.token_id,
+                campaign_id=c.campaign_id,
+                keyword_id=c.keyword_id,
+                product_id=c.product_id,
+                shopper_id=c.shopper_id,
+                client=c.client,
+                slot=c.slot,
+                price=Decimal("0"),
+                charged=False,
+                clicked_at=at,
+            )
+            for c, at in rows[::click_every]
+        )
+
+
+def _full_ctr(session, now):
+    since = now - timedelta(days=30)
+    imps = ads.viewer_days(session, AdImpression, AdImpression.shown_at, since)
+    clicks = ads.viewer_days(session, AdClick, AdClick.clicked_at, since)
+    return {ad: (clicks.get(ad, 0), n) for ad, n in imps.items()}
+
+
+def test_click_rates_kept_between_refreshes_equal_a_full_count(shop):
+    """A replica keeps settled days' counts between ads refreshes (`ClickRateCounts`) and counts only
+    yesterday, today and the window's partial first day again: after each of 10 refreshes over 5 days
+    (four at midnight, where the window starts on a whole day) the rates equal a count of all 30 days, with
+    rows at a midnight's last and first microseconds, viewers anonymous or named by nobody, rows written
+    after midnight with a time before it (within `ads.SETTLED_AFTER`) and rows a replica whose clock runs
+    ahead timed in the future."""
+    rng = random.Random(20)
+    cid, (kid, _) = _campaign(shop)
+    viewers = [("s0", None), ("s1", None), ("s2", None), (None, "tag-1"), (None, "tag-2"), (None, None)]
+    tick = timedelta(microseconds=1)
+
+    def rows(lo: datetime, hi: datetime, n: int):
+        out = []
+        for _ in range(n):
+            at = lo + (hi - lo) * rng.random()
+            if rng.random() < 0.3:  # around a midnight in [lo, hi)
+                at = at.replace(hour=0, minute=0, second=0, microsecond=0) + rng.choice(
+                    [-tick, 0 * tick, tick]
+                )
+                at = min(max(at, lo), hi - tick)
+            shopper, client = rng.choice(viewers)
+            product = rng.choice(["P1", "P4"])
+            out.append((_claim(cid, kid, shopper=shopper, client=client, product=product), at))
+        return out
+
+    now = datetime(2026, 6, 14, 13, 17, 5, 123456, tzinfo=UTC)
+    _shown_and_clicked(shop, rows(now - timedelta(days=40), now, 600))
+    counts = ClickRateCounts()
+    steps = [timedelta(hours=5), timedelta(hours=11), None, timedelta(days=1), timedelta(hours=7)] * 2
+    for step in steps[:-1]:
+        with shop() as s:
+            assert AdsSnapshot.load(s, now, counts).ctr == _full_ctr(s, now)
+        previous = now
+        now = (
+            now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+            if step is None
+            else now + step
+        )
+        late = timedelta(hours=23)  # written late: timed up to 23 hours before (`ads.SETTLED_AFTER`)
+        _shown_and_clicked(shop, rows(previous - late, now + timedelta(minutes=2), 40))
+    with shop() as s:
+        assert AdsSnapshot.load(s, now, counts).ctr == _full_ctr(s, now)
+    # The last refresh at midnight: its window's 30 whole days less yesterday were read from the kept counts
+    assert len(counts.impressions._days) == 29
+
+
+def test_a_refresh_reads_only_the_days_that_may_still_change(shop):
+    """After the first refresh, a replica's ads refresh reads no row of a settled day: rows taken out of
+    one (here deleted; nothing deletes them in use) are still counted, rows of yesterday are read again."""
+    cid, (kid, _) = _campaign(shop)
+    now = datetime(2026, 6, 14, 13, 0, tzinfo=UTC)
+    old, recent = now - timedelta(days=10), now - timedelta(hours=20)
+    _shown_and_clicked(
+        shop, [(_claim(cid, kid, shopper=f"s{i}"), at) for i, at in enumerate([old, recent] * 2)]
+    )
+    counts = ClickRateCounts()
+    with shop() as s:
+        assert AdsSnapshot.load(s, now, counts).ctr[cid, "P1"] == (2, 4)
+    with transaction(shop) as s:
+        s.execute(delete(AdImpression))
+        s.execute(delete(AdClick))
+    with shop() as s:  # the old day's viewers, kept
+        assert AdsSnapshot.load(s, now + timedelta(minutes=1), counts).ctr[cid, "P1"] == (1, 2)
+        assert AdsSnapshot.load(s, now, ClickRateCounts()).ctr == {}

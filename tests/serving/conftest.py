@@ -313,6 +313,16 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+LOOPBACK = ("127.0.0.1", 50000)  # a client address CROSSCART_METRICS_ALLOW admits by default
+
+
+def scrape(client: TestClient) -> str:
+    """`/metrics` of `client`'s app (started by `client`), read from the loopback like a local scraper."""
+    response = TestClient(client.app, client=LOOPBACK).get("/metrics")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
 def grant_only_campaign(
     client: TestClient, marketer: dict[str, str], factory, name: str, coupon_id: str
 ) -> str:

@@ -14,7 +14,7 @@ import commerce.all_models  # noqa: F401  (every table on the metadata)
 from commerce.db import Base, make_engine
 from serving.app import create_app
 from serving.console import campaigns
-from tests.serving.conftest import ScriptedSource
+from tests.serving.conftest import LOOPBACK, ScriptedSource
 
 PAGES = ("/health", "/ready", "/", "/docs", "/redoc", "/openapi.json", "/console/", "/v1/products",
          "/v1/search?q=product", "/v1/shoppers/s1/recommendations", "/metrics")  # fmt: skip
@@ -30,7 +30,7 @@ def _cycle(settings, session_factory, source) -> weakref.ref:
         delivery_source=ScriptedSource(),
         start_background=False,
     )
-    with TestClient(app) as client:
+    with TestClient(app, client=LOOPBACK) as client:  # a client /metrics answers
         for page in PAGES:
             assert client.get(page).status_code < 500, page
     return weakref.ref(app)

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from serving.logs import flush_access_lines
-from tests.serving.conftest import auth
+from tests.serving.conftest import auth, scrape
 
 URL = "/v1/shoppers/s1/recommendations"
 TEMPLATE = "/v1/shoppers/{shopper_id}/recommendations"
@@ -56,7 +56,7 @@ def test_fast_path_answers_carry_the_request_id_and_are_logged_and_measured(
         line = lines[request_id]
         assert line["route"] == TEMPLATE and line["status"] == 200 and line["role"] == "storefront"
         assert line["path"] == URL and line["key_id"] and line["latency_ms"] >= 0
-    metrics = client.get("/metrics").text
+    metrics = scrape(client)
     assert _count(metrics, 200) == 3.0
     seconds = re.search(
         rf'crosscart_http_request_seconds_count\{{route="{re.escape(TEMPLATE)}"\}} (\S+)', metrics
@@ -80,7 +80,7 @@ def test_fastapi_answers_are_measured_under_their_route_template(client, keys):
     `unmatched`."""
     client.get("/v1/shoppers/s1/orders", headers=auth(keys["shopper"]))
     client.get("/v1/no-such-thing")
-    metrics = client.get("/metrics").text
+    metrics = scrape(client)
     assert _count(metrics, 200, "/v1/shoppers/{shopper_id}/orders") == 1.0
     assert _count(metrics, 404, "unmatched") == 1.0
 

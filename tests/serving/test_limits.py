@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from serving.security import Principal, RateLimiter
-from tests.serving.conftest import auth
+from tests.serving.conftest import auth, scrape
 
 
 def test_shoppers_and_anonymous_are_throttled_storefront_is_not(make_client, keys, settings):
@@ -246,7 +246,7 @@ def test_health_ready_metrics(client, keys):
     assert ready["ready"] is True and ready["model"] == "tiny" and ready["model_version"] == "1"
     assert ready["catalog_products"] == 12
     client.get("/v1/shoppers/s1/recommendations", headers=auth(keys["storefront"]))
-    text = client.get("/metrics").text
+    text = scrape(client)
     assert (
         'crosscart_http_requests_total{method="GET",route="/v1/shoppers/{shopper_id}/recommendations",status="200"}'
         in text

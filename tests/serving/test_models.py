@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from serving.model_store import MlflowModelSource, ModelStore
-from tests.serving.conftest import ScriptedSource, TinyRecommender, auth
+from tests.serving.conftest import ScriptedSource, TinyRecommender, auth, scrape
 
 
 def page(client, key):
@@ -22,7 +22,7 @@ def test_empty_registry_serves_popularity_with_flag(make_client, keys):
     assert "no model registered" in body["model"]["fallback_reason"]
     assert [i["product_id"] for i in body["items"] if not i["sponsored"]][:2] == ["p05", "p06"]
     assert client.get("/ready").json()["fallback_reason"].startswith("no model registered")
-    assert "crosscart_recommendation_fallbacks_total 1.0" in client.get("/metrics").text
+    assert "crosscart_recommendation_fallbacks_total 1.0" in scrape(client)
 
 
 def test_corrupt_artifact_serves_popularity(make_client, keys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.serving.conftest import auth
+from tests.serving.conftest import auth, scrape
 
 NEVER = {"p09", "p10", "p11", "p12"}  # pending merchant, suspended merchant, delisted, out of stock
 
@@ -132,7 +132,7 @@ def test_fast_path_answers_like_the_route_and_leaves_the_rest_to_it(client, keys
     assert answered[-1] is None and invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
     other = client.get("/v1/shoppers/s2/recommendations", headers=auth(keys["shopper"]))
     assert answered[-1] is None and other.status_code == 403  # throttled role and someone else: FastAPI
-    metrics = client.get("/metrics").text
+    metrics = scrape(client)
     assert 'route="/v1/shoppers/{shopper_id}/recommendations",status="200"} 2.0' in metrics
 
 

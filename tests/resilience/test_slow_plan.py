@@ -1,0 +1,64 @@
+"""A campaign plan whose optimisation takes a while (a large audience, a loaded host; session 20). The
+plan ran in one transaction from its first read to storing the audience: on SQLite that transaction held
+the write lock through the whole computation, so every checkout and event batch waited for it (and was
+refused busy past the busy timeout); on PostgreSQL the server ended the connection once the computation
+outlasted its idle-in-transaction timeout (the API's statement timeout), and the plan failed as a
+database outage."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import marketing.planning
+from tests.resilience.conftest import fault_settings, invariants, make_keys, seeded_factory
+from tests.serving.conftest import auth, grant_only_campaign
+
+ORDER = {"lines": [{"product_id": "p01", "quantity": 1}]}
+TIMEOUT = 1.0  # seconds: the API's statement (and idle-in-transaction) timeout, SQLite's busy timeout
+COMPUTING = 1.5  # seconds the optimisation takes, with no statement
+
+
+def test_a_plan_computing_longer_than_the_timeouts_holds_up_nothing_and_is_stored(
+    database_url, tmp_path, open_client, monkeypatch
+):
+    factory = seeded_factory(database_url, buyers=1, statement_timeout=TIMEOUT)
+    keys = make_keys(factory, buyers=1)
+    client = open_client(fault_settings(tmp_path), factory)
+    marketer = auth(keys["marketer"])
+    campaign = grant_only_campaign(client, marketer, factory, "Slow plan", "c-slow")
+    optimise = marketing.planning.planner.plan_campaign
+
+    def slow(*args, **kwargs):
+        time.sleep(COMPUTING)
+        return optimise(*args, **kwargs)
+
+    monkeypatch.setattr(marketing.planning.planner, "plan_campaign", slow)
+    candidates = [
+        {"shopper_id": f"s{i}", "coupon_id": "c-slow", "p_control": 0.1, "p_treated": 0.1 + i / 200,
+         "spend_control": 150.0, "spend_treated": 160.0}
+        for i in range(1, 41)
+    ]  # fmt: skip
+    answers: dict[str, object] = {}
+    planning = threading.Thread(
+        target=lambda: answers.setdefault(
+            "plan",
+            client.post(f"/v1/campaigns/{campaign}/plan", json={"candidates": candidates}, headers=marketer),
+        )
+    )
+    planning.start()
+    time.sleep(0.5)  # the plan is computing
+    started = time.monotonic()
+    checkout = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))
+    took = time.monotonic() - started
+    planning.join(30)
+
+    plan = answers["plan"]
+    # was 503 "unavailable" on PostgreSQL: the server ended the plan's idle transaction
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["audience_size"] >= 4
+    # was 503 busy after waiting SQLite's whole busy timeout for the plan's write lock
+    assert checkout.status_code == 201, checkout.text
+    assert took < TIMEOUT / 2, f"the checkout waited {took:.2f} s for the plan"
+    assert invariants(factory)["orders"] == 1
+    assert client.get("/ready").json()["database"] == "up"
