@@ -80,6 +80,8 @@ def plan_and_store(
     there."""
     if (model is None) == (candidates is None):
         raise ValueError("plan with either an effect model or a candidates table, not both or neither")
+    if candidates is not None:
+        planner.check_candidate_columns(candidates)
     # Read, then optimise outside any transaction, then store: one transaction from the first read to the
     # audience held SQLite's write lock through the whole optimisation (every checkout waited for it),
     # and on PostgreSQL an optimisation longer than the API's idle-in-transaction timeout had the server

@@ -3,6 +3,7 @@ artifact and load it back, so the families differ only in their classes and arti
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,14 @@ def make_model(classes: Mapping[str, type], kind: str, name: str, params: dict[s
         cls = classes[name]
     except KeyError:
         raise ValueError(f"unknown {kind} {name!r}; choose from {sorted(classes)}") from None
+    accepted = inspect.signature(cls).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    if not open_ended and (unknown := sorted(set(params) - set(accepted))):
+        raise ValueError(f"{kind} {name!r} has no parameter {unknown}; choose from {sorted(accepted)}")
+    for key, value in params.items():  # `--param k=abc` failed inside fit, comparing 'abc' with a number
+        default = accepted[key].default if key in accepted else None
+        if isinstance(value, str) and isinstance(default, int | float) and not isinstance(default, bool):
+            raise ValueError(f"{kind} {name!r} parameter {key} takes a number, not {value!r}")
     return cls(**params)
 
 

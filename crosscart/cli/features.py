@@ -13,11 +13,28 @@ from features.cluster import STALL_SECONDS
 app = typer.Typer(help="Feature tables and point-in-time training sets.", no_args_is_help=True)
 
 
+def _time(value: str | None) -> str | None:
+    """Refuse an `--as-of` that is no time before any work (it ended in pandas' DateParseError traceback)."""
+    if value is not None:
+        import pandas as pd
+
+        try:
+            pd.Timestamp(value)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{value!r} is no time ({exc}); give one as 2026-06-01T12:00:00"
+            ) from None
+    return value
+
+
+AS_OF = typer.Option(None, callback=_time, help="Use only events before this time (default: all).")
+
+
 @app.command("build")
 def build(
     data: Path = typer.Option(..., help="A `crosscart generate` output directory."),
     out: Path = typer.Option(..., help="Where shopper_features.parquet and product_features.parquet go."),
-    as_of: str | None = typer.Option(None, help="Use only events before this time (default: all)."),
+    as_of: str | None = AS_OF,
 ) -> None:
     """Shopper and product feature tables as of a time."""
     from features.tables import build_feature_tables
@@ -36,7 +53,7 @@ def build(
 def price_sensitivity(
     data: Path = typer.Option(..., help="A `crosscart generate` output directory."),
     out: Path = typer.Option(..., help="Output Parquet file (shopper_id + the estimates)."),
-    as_of: str | None = typer.Option(None, help="Use only events before this time (default: all)."),
+    as_of: str | None = AS_OF,
     search_logs: bool = typer.Option(
         True, help="Also fit the search-click slope when DATA/search_logs.parquet exists."
     ),
@@ -63,7 +80,7 @@ def job(
         ..., help="A `crosscart generate` output directory (its events/ Parquet parts)."
     ),
     out: Path = typer.Option(..., help="Where interactions/, shopper_features/, product_features/ go."),
-    as_of: str | None = typer.Option(None, help="Use only events before this time (default: all)."),
+    as_of: str | None = AS_OF,
     cluster: str | None = typer.Option(
         None,
         help="'local:N' (a LocalCluster of N workers) or 'tcp://HOST:8786'; "

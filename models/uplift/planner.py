@@ -58,10 +58,16 @@ class CampaignPlan:
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _validate(candidates: pd.DataFrame, coupons: pd.DataFrame) -> None:
+def check_candidate_columns(candidates: pd.DataFrame) -> None:
+    """Refuse a candidates table (a user's `--candidates` CSV too) without the planner's columns, naming
+    them all: read further, it failed on the first one it lacked (a bare `KeyError: 'coupon_id'`)."""
     missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
     if missing:
-        raise ValueError(f"candidates lack columns {missing}")
+        raise ValueError(f"candidates lack columns {missing}; they need {', '.join(CANDIDATE_COLUMNS)}")
+
+
+def _validate(candidates: pd.DataFrame, coupons: pd.DataFrame) -> None:
+    check_candidate_columns(candidates)
     missing = [c for c in COUPON_COLUMNS if c not in coupons.columns]
     if missing:
         raise ValueError(f"coupons lack columns {missing}")

@@ -156,3 +156,23 @@ def test_cli_builds_the_tables(tiny, tmp_path):
         app, ["features", "build", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]
     )
     assert result.exit_code != 0 and "crosscart generate" in result.output
+
+
+@pytest.mark.parametrize("command", ["build", "job", "price-sensitivity"])
+def test_an_as_of_that_is_no_time_is_refused_in_one_line_before_any_work(tmp_path, command):
+    """`--as-of 2026-99-01` ended in pandas' DateParseError traceback."""
+    from crosscart.cli import app
+
+    args = [
+        "features",
+        command,
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "out"),
+        "--as-of",
+        "2026-99-01",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "'2026-99-01' is no time" in result.output and not (tmp_path / "out").exists()

@@ -42,6 +42,18 @@ def test_unknown_name_and_unfitted_use_raise(market):
         make_recommender("ease").recommend(["u000"])
 
 
+def test_an_unknown_or_mistyped_parameter_raises_naming_the_choices():
+    """As make_recommender says: `--param zzz=5` raised Python's bare `__init__() got an unexpected
+    keyword argument`, and `--param k=abc` failed inside fit with `'<' not supported between ...`."""
+    with pytest.raises(
+        ValueError, match=r"recommender 'itemknn' has no parameter \['zzz'\]; choose from .*'k'"
+    ):
+        make_recommender("itemknn", zzz=5)
+    with pytest.raises(ValueError, match="recommender 'itemknn' parameter k takes a number, not 'abc'"):
+        make_recommender("itemknn", k="abc")
+    assert make_recommender("itemknn", k=5, weighting="cosine").k == 5
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_returns_self_and_learned_state_is_suffixed(name, market):
     model = build(name)

@@ -258,3 +258,19 @@ def test_campaign_commands_read_the_id_in_any_look_alike_form(db_env, tmp_path):
     invoke("campaign", "export", typed, "--out", str(tmp_path / "audience.csv"))
     assert len(list(csv.DictReader((tmp_path / "audience.csv").open()))) == summary["audience"]
     assert invoke("campaign", "complete", typed) == "completed"
+
+
+def test_plan_names_every_column_a_candidates_csv_lacks_in_one_line(db_env, tmp_path):
+    """A CSV with other columns ended in the planner's `KeyError: 'coupon_id'` traceback."""
+    campaign_id = invoke(
+        "campaign", "create", "--name", "Own", "--channel", "email", "--budget", "100",
+        "--starts", "2026-06-01T00:00:00", "--ends", "2026-06-08T00:00:00",
+    )  # fmt: skip
+    path = tmp_path / "candidates.csv"
+    pd.DataFrame({"shopper_id": ["S1"], "uplift": [0.1]}).to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["campaign", "plan", campaign_id, "--candidates", str(path)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error: candidates lack columns ['coupon_id', 'p_control', 'p_treated'," in result.output
+    assert (
+        "they need shopper_id, coupon_id, p_control, p_treated, spend_control, spend_treated" in result.output
+    )
