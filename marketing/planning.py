@@ -17,12 +17,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.campaigns import CONTROL
+from commerce.campaigns import CONTROL, Campaign
+from commerce.coupons import Coupon
 from commerce.db import read_only, transaction
-from commerce.errors import InvalidState
-from commerce.services._util import lookup_name
+from commerce.errors import Conflict, InvalidState
+from commerce.services._util import locked_or_404, lookup_name
 from commerce.services.campaigns import check_measurable, get_campaign, set_audience
 from features.campaign_features import encode_features
 from marketing.audience import audience_features, coupon_terms
@@ -86,12 +88,15 @@ def plan_and_store(
     # audience held SQLite's write lock through the whole optimisation (every checkout waited for it),
     # and on PostgreSQL an optimisation longer than the API's idle-in-transaction timeout had the server
     # end the connection (the plan failed as an outage). `set_audience` locks the campaign and checks it
-    # is still a draft of these coupons when storing; scheduling applies the contact policy again.
+    # is still a draft of these coupons when storing, `_check_unchanged` that the plan's inputs are still
+    # the campaign's; scheduling applies the contact policy again.
     with read_only(session_factory) as session:
         campaign = get_campaign(session, campaign_id)
         if campaign.status != "draft":  # set_audience would refuse too, after all the work
             raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft can be planned")
+        campaign_id = campaign.campaign_id  # as stored, not a look-alike the caller typed
         terms = coupon_terms(session, campaign_id)
+        planned_from = _inputs(campaign, terms)
         table = None
         if model is not None:
             table = audience_features(
@@ -129,6 +134,7 @@ def plan_and_store(
             session, campaign_id, plan.assignments, float(margin_rate)
         ).to_dict()
     with transaction(session_factory) as session:
+        _check_unchanged(session, campaign_id, planned_from)
         set_audience(
             session,
             campaign_id,
@@ -142,6 +148,38 @@ def plan_and_store(
                 "region": region, "segment": segment, "method": method,
             })  # fmt: skip
     return plan
+
+
+def _inputs(campaign: Campaign, terms: pd.DataFrame) -> tuple:
+    """What a plan is computed from: the budget and holdout share it spends, the window the contact
+    policy excluded by, and the coupons' terms (as text, so a missing cap compares equal to itself)."""
+    return (
+        campaign.budget,
+        campaign.control_share,
+        campaign.starts_at,
+        campaign.ends_at,
+        tuple(map(tuple, terms.astype(str).to_numpy())),
+    )
+
+
+def _check_unchanged(session: Session, campaign_id: str, planned_from: tuple) -> None:
+    """Refuse (409 `campaign_changed`) to store a plan computed from inputs the campaign no longer has:
+    a budget set, or a coupon edited, while the plan was computed (outside any transaction). The
+    campaign's coupons, then the campaign, stay locked to the end of the storing transaction (the order
+    launching and redemption lock in), so no such edit lands between this check and the audience."""
+    session.scalars(
+        select(Coupon.coupon_id)
+        .where(Coupon.campaign_id == campaign_id)
+        .order_by(Coupon.coupon_id)
+        .with_for_update(of=Coupon)
+    ).all()
+    campaign = locked_or_404(session, Campaign, campaign_id, "campaign")
+    if _inputs(campaign, coupon_terms(session, campaign_id)) != planned_from:
+        raise Conflict(
+            f"campaign {campaign_id!r} changed while it was planned (budget, holdout share, window or "
+            "coupon terms): plan again",
+            code="campaign_changed",
+        )
 
 
 def holdout_probabilities(assignments: pd.DataFrame) -> dict[str, dict[str, float]]:

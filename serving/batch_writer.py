@@ -84,8 +84,13 @@ class PeriodicFlush(ABC):
         self._thread.start()
 
     def _run(self) -> None:
+        """Flush until stopped; a flush that raises is logged and the next one tried, since the thread
+        dying ended every later flush silently (what was queued then waited for `stop()`, or was lost)."""
         while not self._stop.wait(self.every_seconds):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("%s: a flush failed; retrying in %.1f s", self.thread_name, self.every_seconds)
 
     def stop(self) -> None:
         """Stop the thread and write what is still queued, retrying for FINAL_FLUSH_SECONDS while the

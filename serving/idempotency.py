@@ -65,8 +65,10 @@ NOT_STORED = {429}  # nor any 5xx
 class UnsettledKeys(PeriodicFlush):
     """Ends of Idempotency-Key claims (`IdempotencyMiddleware._settle`) the database refused, retried
     every `every_seconds`, oldest first, until it takes them; at most `max_pending` wait (a `Backlog`).
-    A claim is ended by its row id, so a late end never touches a later claim of the same key. Kept in
-    this process: ends still waiting when it dies leave their keys in progress until they expire."""
+    A claim is ended by its row id, caller and key, so a late end never touches a later claim. An end
+    failing otherwise than for an outage or contention is logged and dropped (its key stays in progress
+    until it expires), so it holds no later end back. Kept in this process: ends still waiting when it
+    dies leave their keys in progress until they expire."""
 
     thread_name = "idempotency-keys"
 
@@ -92,10 +94,10 @@ class UnsettledKeys(PeriodicFlush):
                 try:
                     pending[0]()
                     ended += 1
-                except (DBAPIError, SATimeoutError) as exc:
+                except Exception as exc:  # any other, kept first, held every later end back for good
                     if is_outage(exc) or is_contention(exc):  # still away: the rest waits with it
                         return ended
-                    log.error("settling an idempotency key failed for good: %s", exc)  # never would
+                    log.error("settling an idempotency key failed for good, dropped: %r", exc)  # never would
                 pending.pop(0)
             if ended:
                 log.info("settled %d idempotency keys the database had refused to", ended)
@@ -210,7 +212,7 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_body, capture)
         except BaseException:
             if not _commit_sent(scope):
-                await settle(partial(idempotency.release, self.factory, claim.id))
+                await settle(partial(idempotency.release, self.factory, claim.id, caller, key_text))
             elif not started:  # failed after its COMMIT before any answer was sent
                 # answered as a lost COMMIT acknowledgement is: left unanswered, every retry for 24 h got
                 # 409 request_in_progress with Retry-After 1 (retried for ever, never told to read back)
@@ -218,7 +220,7 @@ class IdempotencyMiddleware:
                 await settle(partial(answer, 503, PROBLEM_JSON, unknown.encode(), secret))
             raise
         if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
-            await settle(partial(idempotency.release, self.factory, claim.id))
+            await settle(partial(idempotency.release, self.factory, claim.id, caller, key_text))
         else:
             await settle(partial(answer, status, content_type, b"".join(out), secret))
 

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -118,22 +118,33 @@ def complete(
     secret: bytes,
 ) -> None:
     """Store the response of claim `claim_id`, `body` sealed under `secret` (the caller's raw credential,
-    see the module)."""
+    see the module). Only while that row is still `caller`'s `key` (`_claim_row`)."""
     body = seal(secret, caller, key, body)
     with factory.begin() as session:
-        row = session.get(IdempotentRequest, claim_id)
-        if row is not None:
-            row.status_code, row.content_type, row.body = status_code, content_type, body
+        session.execute(
+            update(IdempotentRequest)
+            .where(_claim_row(claim_id, caller, key))
+            .values(status_code=status_code, content_type=content_type, body=body)
+        )
 
 
-def release(factory: sessionmaker[Session], claim_id: int) -> None:
+def _claim_row(claim_id: int, caller: str, key: str) -> ColumnElement[bool]:
+    """The row of claim `claim_id`, if it is still `caller`'s `key`: SQLite gives a new row the id of the
+    deleted last one (no AUTOINCREMENT), so an end retried past `KEY_TTL` (its claim purged) matched
+    another caller's claim by the id alone."""
+    return and_(
+        IdempotentRequest.id == claim_id, IdempotentRequest.caller == caller, IdempotentRequest.key == key
+    )
+
+
+def release(factory: sessionmaker[Session], claim_id: int, caller: str, key: str) -> None:
     """Forget claim `claim_id`, whose request failed on the server's side, so that a retry runs again.
     By its row, still unanswered: a release retried after the database came back (serving's
     `UnsettledKeys`) never frees a later claim of the same key."""
     with factory.begin() as session:
         session.execute(
             delete(IdempotentRequest).where(
-                IdempotentRequest.id == claim_id, IdempotentRequest.status_code.is_(None)
+                _claim_row(claim_id, caller, key), IdempotentRequest.status_code.is_(None)
             )
         )
 

@@ -102,9 +102,8 @@ def test_refusals_that_did_nothing_are_not_stored_and_bad_keys_are_400(client, k
     headers = {**auth(keys["shopper"]), "Idempotency-Key": "x" * 256}
     assert client.post("/v1/shoppers/s1/orders", json=CART, headers=headers).status_code == 400
     # a failed claim is released: the failed request can be retried with its key
-    idempotency.release(
-        session_factory, idempotency.claim(session_factory, "key:abc", "k", "f1", utcnow()).id
-    )
+    claimed = idempotency.claim(session_factory, "key:abc", "k", "f1", utcnow())
+    idempotency.release(session_factory, claimed.id, "key:abc", "k")
     assert idempotency.claim(session_factory, "key:abc", "k", "f2", utcnow()).won
 
 

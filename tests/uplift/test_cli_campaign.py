@@ -274,3 +274,42 @@ def test_plan_names_every_column_a_candidates_csv_lacks_in_one_line(db_env, tmp_
     assert (
         "they need shopper_id, coupon_id, p_control, p_treated, spend_control, spend_treated" in result.output
     )
+
+
+def test_a_budget_set_while_the_cli_plans_refuses_the_plan(db_env, tmp_path, monkeypatch):
+    """A budget set (the console's plan form) while `campaign plan` computes: the plan was for the old
+    budget and was stored; now the command exits 2 saying to plan again, and stores no audience."""
+    import marketing.planning
+    from commerce.campaigns import CampaignMember
+    from commerce.services.campaign_overview import set_draft_budget
+
+    campaign_id = invoke(
+        "campaign", "create", "--name", "Raced", "--channel", "email", "--budget", "500",
+        "--starts", "2026-06-01T00:00:00", "--ends", "2026-06-08T00:00:00", "--control-share", "0.25",
+    )  # fmt: skip
+    engine = make_engine(db_env)
+    factory = make_session_factory(engine)
+    with transaction(factory) as s:
+        for i in range(20):
+            create_shopper(s, f"S{i:02d}", "Beijing")
+        create_coupon(s, CouponInput(kind="amount_off", value="20", min_spend="0", campaign_id=campaign_id,
+                                     coupon_id="K20", requires_grant=True))  # fmt: skip
+    optimise = marketing.planning.planner.plan_campaign
+
+    def budget_set_meanwhile(*args, **kwargs):
+        with transaction(factory) as s:
+            set_draft_budget(s, campaign_id, "10")
+        return optimise(*args, **kwargs)
+
+    monkeypatch.setattr(marketing.planning.planner, "plan_campaign", budget_set_meanwhile)
+    path = tmp_path / "candidates.csv"
+    pd.DataFrame(
+        {"shopper_id": [f"S{i:02d}" for i in range(20)], "coupon_id": "K20", "p_control": 0.1,
+         "p_treated": 0.4, "spend_control": 30.0, "spend_treated": 120.0}
+    ).to_csv(path, index=False)  # fmt: skip
+    refused = CliRunner().invoke(app, ["campaign", "plan", campaign_id, "--candidates", str(path)])
+    assert refused.exit_code == 2, refused.output
+    assert "changed while it was planned" in refused.output and "plan again" in refused.output
+    with factory() as s:
+        assert s.query(CampaignMember).count() == 0
+    engine.dispose()
