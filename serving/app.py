@@ -328,7 +328,7 @@ def create_app(
         v1.include_router(module.router)
     v1.include_router(health.admin_router)
     app.include_router(v1, prefix=API_PREFIX)
-    console.install(app, settings)
+    console.install(app, settings, state.principals)
     app.add_middleware(IdempotencyMiddleware, session_factory=session_factory, prefix=API_PREFIX)
     document_idempotency(app, API_PREFIX)
     errors.document(app, API_PREFIX)

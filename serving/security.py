@@ -112,6 +112,7 @@ class _Entry:
     principal: Principal
     checked_at: float  # when the database last confirmed it (or, while it is down, last retried)
     valid_until: float  # last confirmed + stale_seconds: never served past this
+    key_hash: str  # the key it stands for: the entry's own hash, or a console session's key's
 
 
 class PrincipalCache:
@@ -121,7 +122,10 @@ class PrincipalCache:
     replica's through serving.revocations' Redis feed); while the feed is down it stands for
     `poll_seconds` only, so a key revoked elsewhere is refused within that time. An answer counts from
     when the database was asked, and one asked before the key was last discarded here is not kept: a
-    check in flight when the key was revoked read it live, and kept, served it for another `ttl`."""
+    check in flight when the key was revoked read it live, and kept, served it for another `ttl`.
+
+    A cache keyed by something else that stands for a key (the console's sessions) `follow`s this one:
+    every discard here, this replica's or another's through the feed, is done there too."""
 
     def __init__(
         self,
@@ -138,6 +142,12 @@ class PrincipalCache:
         self._unknown: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when found unknown
         self._discarded: LRUCache[str, float] = LRUCache(max_unknown)  # hash -> when last discarded
         self._lock = threading.Lock()
+        self._followers: list[PrincipalCache] = []
+        self._tagged = False  # some entry stands for another hash's key (`put`'s key_hash)
+
+    def follow(self, follower: PrincipalCache) -> None:
+        """Discard in `follower` whatever is discarded here (`discard`)."""
+        self._followers.append(follower)
 
     @property
     def fresh_for(self) -> float:
@@ -171,30 +181,47 @@ class PrincipalCache:
                 return None
             fresh = self.fresh_for
             retry_at = now - fresh + min(fresh, AUTH_RETRY_SECONDS)  # fresh again until then
-            self._valid[digest] = _Entry(entry.principal, max(retry_at, self._not_before), entry.valid_until)
+            checked = max(retry_at, self._not_before)
+            self._valid[digest] = _Entry(entry.principal, checked, entry.valid_until, entry.key_hash)
             return entry.principal
 
-    def put(self, plaintext: str, principal: Principal | None, asked_at: float | None = None) -> None:
+    def put(
+        self,
+        plaintext: str,
+        principal: Principal | None,
+        asked_at: float | None = None,
+        key_hash: str | None = None,
+    ) -> None:
         """Record what the database said about a key when asked at `asked_at` (`time.monotonic()`; now
-        by default). A valid answer asked no later than the key's last discard is dropped: it may have
-        been read before the revocation committed."""
+        by default); `key_hash` is the key's when `plaintext` is not the key itself (a console session's
+        id). A valid answer asked no later than the last discard of either is dropped: it may have been
+        read before the revocation (or sign-out) committed."""
         digest, now = hash_key(plaintext), time.monotonic()
         asked = now if asked_at is None else asked_at
+        owner = key_hash or digest
         with self._lock:
+            self._tagged = self._tagged or owner != digest
             if principal is None:
                 self._valid.pop(digest, None)
                 self._unknown[digest] = asked
-            elif asked > self._discarded.get(digest, -math.inf):
+            elif asked > max(self._discarded.get(digest, -math.inf), self._discarded.get(owner, -math.inf)):
                 self._unknown.pop(digest, None)
-                self._valid[digest] = _Entry(principal, asked, asked + self.stale_seconds)
+                self._valid[digest] = _Entry(principal, asked, asked + self.stale_seconds, owner)
 
     def discard(self, key_hash: str) -> None:
-        """Forget one key at once (it was revoked, here or on another replica), and every answer about
-        it asked until now (`put`)."""
+        """Forget one key (it was revoked) or console session (it ended) at once, here or on another
+        replica, with every answer about it asked until now (`put`), the answers standing for it (a
+        revoked key's console sessions: one pass over the entries, revocations are rare) and the
+        followers' (`follow`)."""
         with self._lock:
             self._valid.pop(key_hash, None)
             self._unknown.pop(key_hash, None)
             self._discarded[key_hash] = time.monotonic()
+            if self._tagged:  # the scan reorders the LRU: a rare revocation's cost
+                for digest in [d for d, entry in self._valid.items() if entry.key_hash == key_hash]:
+                    del self._valid[digest]
+        for follower in self._followers:
+            follower.discard(key_hash)
 
     def expire_all(self) -> None:
         """Re-check every cached answer before trusting it again (revocations may have been missed while

@@ -20,6 +20,7 @@ from serving.console.auth import Forbidden, Sessions, SignInRequired, TooManyReq
 from serving.console.web import HERE, KeptForm, redirect, render, templates
 from serving.errors import PROBLEM_JSON
 from serving.logs import REQUEST_ID
+from serving.security import PrincipalCache
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,10 @@ class ProblemPages:
             await send({"type": "http.response.body", "body": page})
 
 
-def install(app: FastAPI, settings: Settings) -> None:
+def install(app: FastAPI, settings: Settings, principals: PrincipalCache) -> None:
     """Mount the console on `app`: its routes, static files, security headers, problem pages and the
-    403 / sign-in handling."""
+    403 / sign-in handling. The sessions' memory follows `principals` (the API's key cache): what it
+    discards (a revoked key, an ended session), here or pushed from another replica, goes there too."""
     app.add_middleware(ProblemPages)
     app.add_middleware(SecurityHeaders)  # outside ProblemPages: its pages get the headers too
     app.state.console_sessions = Sessions(
@@ -174,6 +176,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         max_age_seconds=int(settings.console_session_hours * 3600),
         stale_seconds=settings.auth_cache_stale_seconds,
     )
+    principals.follow(app.state.console_sessions.seen)
     app.state.console_reports = campaigns.ReportCache()
     for module in (home, campaigns, coupons, science, admin, shop, keyword_ads):
         app.include_router(

@@ -120,10 +120,19 @@ async def revoke_key(
 
 
 @router.post("/keys/{key_id}/sign-out")
-async def end_key_sessions(request: Request, key_id: IntId, session: SessionDep, principal: AdminOnly):
+async def end_key_sessions(
+    request: Request,
+    key_id: IntId,
+    session: SessionDep,
+    state: StateDep,
+    principal: AdminOnly,
+    background: BackgroundTasks,
+):
     """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
     _, error = await attempt(
-        request, session, lambda: keys_api.end_key_console_sessions(key_id, session, principal)
+        request,
+        session,
+        lambda: keys_api.end_key_console_sessions(key_id, session, state, principal, background),
     )
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)

@@ -4,7 +4,8 @@ The cookie (HttpOnly, SameSite=Lax, Secure when `console_secure_cookie` or the r
 holds only a console session id, a CSRF token and the issue time, signed with `console_secret`; never the
 key itself. Each request reads the session's row joined to its key's (one query, as the key row alone
 was before), so a revoked key signs its sessions out at once, and signing out deletes this browser's
-row: a copied cookie is refused on every replica while the key's other browsers stay signed in. Roles
+row: a copied cookie is refused on every replica while the key's other browsers stay signed in. (Through
+a database outage a session is served from memory: see `_principal_seen`.) Roles
 are checked against `serving.deps.CAPABILITIES`, the rule set the API's dependencies use.
 """
 
@@ -29,6 +30,7 @@ from commerce.services.access import (
     authenticate,
     console_session_key,
     end_console_session,
+    hash_key,
     start_console_session,
 )
 from commerce.sqltypes import utcnow
@@ -80,8 +82,9 @@ class Sessions:
     def __init__(self, secret: str, *, secure: bool, max_age_seconds: int, stale_seconds: float) -> None:
         self._signer = URLSafeTimedSerializer(secret or secrets.token_urlsafe(32), salt="crosscart-console")
         self.secure, self.max_age = secure, max_age_seconds
-        # session id -> the principal the database last confirmed (`_principal_seen`): never read while
-        # the database answers, every request asks it
+        # session id -> the principal the database last confirmed (`_principal_seen`), tagged with its
+        # key's hash: never read while the database answers, every request asks it; it follows the API's
+        # key cache (`serving.console.install`), so a revoked key's sessions and an ended one leave it
         self.seen = PrincipalCache(ttl=0, stale_seconds=stale_seconds)
 
     def read(self, request: Request) -> dict | None:
@@ -124,11 +127,11 @@ def _principal(key: ApiKey) -> Principal:
     return Principal(role=key.role, key_id=key.id, shopper_id=key.shopper_id, merchant_id=key.merchant_id)
 
 
-def _principal_for(state: ServingState, session_id: str) -> Principal | None:
-    """The key's principal while the session has not ended or expired and the key is live."""
+def _principal_for(state: ServingState, session_id: str) -> tuple[Principal, str] | None:
+    """The key's principal and hash while the session has not ended or expired and the key is live."""
     with read_only(state.session_factory) as session:
         key = console_session_key(session, session_id, utcnow())
-        return None if key is None else _principal(key)
+        return None if key is None else (_principal(key), key.key_hash)
 
 
 async def _principal_seen(state: ServingState, sessions: Sessions, session_id: str) -> Principal | None:
@@ -136,10 +139,12 @@ async def _principal_seen(state: ServingState, sessions: Sessions, session_id: s
     this session within `stale_seconds`, the rule the API's keys follow (`auth_cache_stale_seconds`,
     `serving.deps`). Its pages are the database's 503 all the same, but a form sent now comes back with
     what was typed (`serving.console.web.FormRoute`); it was the error page, as the session could not be
-    read. A session ended (signed out, its key revoked) while the database answered is not served so."""
+    read. A session ended while the database answered (signed out or replaced, its key revoked or
+    signed out everywhere), on this replica or, through the revocation feed, on another, is not served
+    so; without Redis, one ended on another replica is, unless this one read it after."""
     asked = time.monotonic()
     try:
-        principal = await run_in_threadpool(_principal_for, state, session_id)
+        found = await run_in_threadpool(_principal_for, state, session_id)
     except (DBAPIError, DatabaseTimeout) as exc:
         busy = is_contention(exc)
         stale = sessions.seen.stale(session_id) if busy or is_outage(exc) else None
@@ -148,8 +153,18 @@ async def _principal_seen(state: ServingState, sessions: Sessions, session_id: s
         if not busy:
             state.db_health.failed(exc)
         return stale
-    sessions.seen.put(session_id, principal, asked_at=asked)  # not kept if signed out meanwhile
+    principal, key_hash = found or (None, None)
+    sessions.seen.put(session_id, principal, asked_at=asked, key_hash=key_hash)  # not if ended meanwhile
     return principal
+
+
+async def forget(state: ServingState, session_id: str) -> None:
+    """After a session ended in the database: every replica's memory drops it (this one's through the
+    API's key cache it follows, the others' through the revocation feed, as a revoked key's hash is)."""
+    digest = hash_key(session_id)
+    state.principals.discard(digest)
+    if state.revocations is not None:
+        await state.revocations.publish(digest)
 
 
 def sign_in(
@@ -157,7 +172,8 @@ def sign_in(
 ) -> tuple[Principal, str] | None:
     """The key's principal (the API's `authenticate`) and a new console session's id, or None for an
     unknown or revoked key. The browser's session being `replacing` ends, as signing out would end it:
-    its cookie is overwritten, and a copy of it would otherwise stay valid for the rest of its hours."""
+    its cookie is overwritten, and a copy of it would otherwise stay valid for the rest of its hours
+    (the caller then `forget`s it)."""
     with transaction(state.session_factory) as session:
         key = authenticate(session, plaintext.strip())
         if key is None:

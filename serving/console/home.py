@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
-from commerce.services.access import hash_key
-from serving.console.auth import SessionCookie, SignedIn, sign_in, sign_out
+from serving.console.auth import SessionCookie, SignedIn, forget, sign_in, sign_out
 from serving.console.web import nav_for, redirect, render
 from serving.deps import StateDep, request_client
 from serving.security import ANONYMOUS, Principal
@@ -53,6 +52,8 @@ async def sign_in_submit(
         if allowed
         else None
     )
+    if session.session_id is not None and found is not None:  # replaced: no longer served from memory
+        await forget(state, session.session_id)
     if found is None:
         if allowed:
             state.auth_failures.failed(client)
@@ -70,8 +71,8 @@ async def sign_out_submit(request: Request, state: StateDep, session: SessionCoo
     the key's sessions in other browsers go on."""
     sessions = request.app.state.console_sessions
     if session.session_id is not None:
-        sessions.seen.discard(hash_key(session.session_id))  # not served from memory in an outage either
         await run_in_threadpool(sign_out, state, session.session_id)
+        await forget(state, session.session_id)  # after the commit: a read in flight is not kept
     response = redirect("/console/sign-in")
     sessions.clear(request, response)
     return response

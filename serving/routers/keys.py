@@ -66,20 +66,31 @@ def revoke_key(
     if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
     audit(session, admin, "api_key.revoked", "api_key", key_id, role=key.role)
-    key_hash = key.key_hash
-    after_commit(session, lambda: state.principals.discard(key_hash))
-    if state.revocations is not None:  # after the commit (the session closes before background tasks)
-        background.add_task(state.revocations.publish, key_hash)
+    _forget_after_commit(session, state, background, key.key_hash)
     return ApiKeyOut.model_validate(key, from_attributes=True)
 
 
+def _forget_after_commit(session, state, background: BackgroundTasks, key_hash: str) -> None:
+    """Once committed, this replica's key cache (and the console sessions' memory following it) forgets
+    the key, and every other replica's with Redis."""
+    after_commit(session, lambda: state.principals.discard(key_hash))
+    if state.revocations is not None:  # after the commit (the session closes before background tasks)
+        background.add_task(state.revocations.publish, key_hash)
+
+
 @router.delete("/{key_id}/console-sessions", response_model=ConsoleSessionsEnded)
-def end_key_console_sessions(key_id: IntId, session: SessionDep, admin: Admin) -> ConsoleSessionsEnded:
+def end_key_console_sessions(
+    key_id: IntId, session: SessionDep, state: StateDep, admin: Admin, background: BackgroundTasks
+) -> ConsoleSessionsEnded:
     """Sign the key out of the console in every browser ("sign out everywhere"), on every replica: the
-    session rows go, so their cookies are refused. The key itself keeps working; its holder signs in
-    again. (Signing out in the console ends that browser's session only.)"""
-    if session.get(ApiKey, key_id) is None:
+    session rows go, so their cookies are refused, and every replica's memory of them (served through a
+    database outage) is dropped as a revocation's is, the key's cached answer with it (asked again once).
+    The key itself keeps working; its holder signs in again. (Signing out in the console ends that
+    browser's session only.)"""
+    key = session.get(ApiKey, key_id)
+    if key is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API key {key_id}")
     ended = end_console_sessions(session, key_id)
     audit(session, admin, "api_key.console_sessions_ended", "api_key", key_id, ended=ended)
+    _forget_after_commit(session, state, background, key.key_hash)
     return ConsoleSessionsEnded(key_id=key_id, ended=ended)

@@ -572,6 +572,106 @@ def test_a_session_signed_out_as_it_was_read_is_not_kept_in_memory(client, keys,
     assert r.status_code == 503 and "signed out" not in r.text
 
 
+def _second_admin(session_factory) -> tuple[int, str, str]:
+    """(id, key hash, plaintext) of a new admin key: the fixture's admin may revoke it."""
+    with transaction(session_factory) as s:
+        key, plaintext = create_api_key(s, "admin", name="second admin")
+        return key.id, key.key_hash, plaintext
+
+
+def _refused_from_memory(client, token: str, name: str) -> bool:
+    """Through the outage, the admin form sent with this browser's cookie is the error page, not the form
+    kept (which the session, taken from memory, would have earned)."""
+    r = client.post("/console/keys", data={"csrf_token": token, "role": "admin", "name": name})
+    return r.status_code == 503 and name not in r.text
+
+
+def test_a_revoked_keys_session_is_not_taken_from_memory_while_the_database_is_down(
+    client, keys, session_factory, outage
+):
+    """A key revoked over the API while the database answered signs its console sessions out of this
+    replica's memory too: through an outage after, its cookie does not pass AdminOnly. It got the form."""
+    key_id, _, plaintext = _second_admin(session_factory)
+    token = sign_in(client, plaintext)
+    assert client.get("/console/keys").status_code == 200  # the session, confirmed by the database
+    revoked = client.delete(f"/v1/api-keys/{key_id}", headers={"Authorization": f"Bearer {keys['admin']}"})
+    assert revoked.status_code == 200
+    outage.begin()
+    assert _refused_from_memory(client, token, "after revocation")
+
+
+def test_a_key_revoked_on_another_replica_signs_its_sessions_out_of_this_ones_memory(
+    client, session_factory, outage
+):
+    """The revocation feed's message (the key's hash, `serving.revocations`) reaches the console's
+    memory as it reaches the API's key cache."""
+    _, key_hash, plaintext = _second_admin(session_factory)
+    token = sign_in(client, plaintext)
+    assert client.get("/console/keys").status_code == 200
+    client.app.state.serving.principals.discard(key_hash)  # what the feed does on a message
+    outage.begin()
+    assert _refused_from_memory(client, token, "revoked elsewhere")
+
+
+def test_a_replaced_session_is_not_taken_from_memory_while_the_database_is_down(client, keys, outage):
+    """Signing in again in a browser ends its previous session (`sign_in(replacing=...)`): a copy of the
+    old cookie is refused through an outage, not served from memory."""
+    token = sign_in(client, keys["admin"])
+    assert client.get("/console/keys").status_code == 200
+    old = client.cookies.get("crosscart_console")
+    r = client.post("/console/sign-in", data={"api_key": keys["admin"], "csrf_token": token})
+    assert r.status_code == 200 and client.cookies.get("crosscart_console") != old
+    client.cookies.set("crosscart_console", old, path="/console")
+    outage.begin()
+    assert _refused_from_memory(client, token, "replaced")
+
+
+class _Feed:
+    """Redis pub/sub between `replicas`, as `serving.revocations` delivers it: each replica's key cache
+    discards what is published."""
+
+    listening = True
+
+    def __init__(self, *replicas) -> None:
+        self.replicas, self.published = replicas, []
+
+    async def publish(self, digest: str) -> bool:
+        self.published.append(digest)
+        for replica in self.replicas:
+            replica.app.state.serving.principals.discard(digest)
+        return True
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("ended", ["signed out", "key revoked", "signed out everywhere"])
+def test_a_session_ended_on_one_replica_is_not_taken_from_the_others_memory(
+    make_client, settings, keys, session_factory, outage, ended
+):
+    """Two replicas: a browser's session confirmed on b, then ended through a (sign-out, the key's
+    revocation, the API's "sign out everywhere"); through an outage after, b refuses the cookie."""
+    shared = settings.model_copy(update={"console_secret": "s" * 32})
+    a, b = make_client(settings=shared), make_client(settings=shared)
+    feed = _Feed(a, b)
+    for replica in (a, b):
+        replica.app.state.serving.revocations = feed
+    key_id, _, plaintext = _second_admin(session_factory)
+    token = sign_in(a, plaintext)
+    b.cookies.set("crosscart_console", a.cookies.get("crosscart_console"), path="/console")
+    assert b.get("/console/keys").status_code == 200  # b remembers the session
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    if ended == "signed out":
+        assert a.post("/console/sign-out", data={"csrf_token": token}).status_code == 200
+    elif ended == "key revoked":
+        assert a.delete(f"/v1/api-keys/{key_id}", headers=admin).status_code == 200
+    else:
+        assert a.delete(f"/v1/api-keys/{key_id}/console-sessions", headers=admin).status_code == 200
+    assert feed.published
+    outage.begin()
+    assert _refused_from_memory(b, token, ended)
+
+
 def test_a_form_kept_without_its_page_escapes_what_was_typed(client, keys, outage):
     """The typed values go back into the page as text: a reason closing the textarea and opening a
     script is shown as typed (lines kept), not run, and sent again unchanged."""
