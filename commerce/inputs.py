@@ -175,6 +175,15 @@ def contract_columns(name: str) -> dict[str, str]:
     return MARKETPLACE[name]
 
 
+def marketplace_dir(data_dir: str | Path) -> Path:
+    """`data_dir` as a Path, refused (FileNotFoundError, one line) unless it holds an `events/` directory:
+    every command reading a marketplace directory names the same mistake the same way."""
+    path = Path(data_dir)
+    if not (path / EVENTS).is_dir():
+        raise FileNotFoundError(f"{path} has no events/ directory: is it a `crosscart generate` output?")
+    return path
+
+
 def check_marketplace(data_dir: Path, names: Iterable[str], *, decode: bool = True) -> None:
     """`check_file` on each of `names` (INPUTS entries) present in `data_dir` (every part of a
     directory), before a command reads any: a missing file is for the command to refuse or skip."""

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import made_directory, staged_directory
-from commerce.inputs import check_marketplace, traced_to_inputs
+from commerce.inputs import check_marketplace, marketplace_dir, traced_to_inputs
 from features.cluster import STALL_SECONDS, compute_on
 from features.interactions import DEFAULT_EVENT_WEIGHTS, InteractionData, build_interactions, encode_ids
 from features.tables import (
@@ -73,9 +73,7 @@ def run_feature_job(
     (default: the number of event part files); memory per task is about one partition's events.
     `stall_seconds`: on a cluster, give up when no task finished for that long (`compute_on`).
     """
-    data, out = Path(data_dir), Path(out_dir)
-    if not (data / "events").is_dir():
-        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    data, out = marketplace_dir(data_dir), Path(out_dir)
     check_marketplace(data, FEATURE_INPUTS, decode=False)  # out of core: pages are read once, by the job
     if as_of is not None:
         check_window(data, as_of)
@@ -371,9 +369,7 @@ def run_training_set(
     `partitions` defaults to the number of event part files in-process, to Dask's partitions on one.
     `stall_seconds`: on a cluster, give up when no task finished for that long (`compute_on`).
     """
-    data, out = Path(data_dir), Path(out_dir)
-    if not (data / "events").is_dir():
-        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    data, out = marketplace_dir(data_dir), Path(out_dir)
     check_marketplace(data, FEATURE_INPUTS, decode=False)  # out of core: pages are read once, by the job
     labels = validate_labels(labels).reset_index(drop=True)
     if labels.empty:

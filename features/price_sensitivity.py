@@ -40,7 +40,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from commerce.files import atomic_path
-from commerce.inputs import check_file, check_marketplace
+from commerce.inputs import check_file, check_marketplace, marketplace_dir
 from features.tables import as_utc, check_window
 
 __all__ = [
@@ -274,9 +274,7 @@ def build_price_sensitivity(
     (events/, products.parquet, shoppers.parquet; search_logs.parquet too if present and
     `search_logs`) as of `as_of` (default: just after the last event), written to the Parquet file
     `out` (shopper_id + the columns). Returns a summary."""
-    d = Path(data_dir)
-    if not (d / "events").is_dir():
-        raise FileNotFoundError(f"{d} has no events/ directory: is it a `crosscart generate` output?")
+    d = marketplace_dir(data_dir)
     check_marketplace(d, ["events", "products.parquet", "shoppers.parquet"])
     logs_path = d / "search_logs.parquet"
     read_logs = search_logs and logs_path.exists()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import atomic_path
-from commerce.inputs import BadInputFile, check_marketplace
+from commerce.inputs import BadInputFile, check_marketplace, marketplace_dir
 
 WINDOWS_DAYS = (7, 30, 90)
 PRICE_BAND_EDGES = (0.0, 100.0, 300.0, 800.0, 2000.0, np.inf)
@@ -372,9 +372,7 @@ FEATURE_INPUTS = ("events", "products.parquet", "shoppers.parquet", "categories.
 
 def read_marketplace(data_dir: str | Path) -> dict[str, pd.DataFrame]:
     """events, products, shoppers, categories of a generated marketplace directory."""
-    d = Path(data_dir)
-    if not (d / "events").is_dir():
-        raise FileNotFoundError(f"{d} has no events/ directory: is it a `crosscart generate` output?")
+    d = marketplace_dir(data_dir)
     check_marketplace(d, FEATURE_INPUTS)
     cols = ["ts", "shopper_id", "product_id", "event_type", "value"]
     return {

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from commerce.files import staged_directory
-from commerce.inputs import check_marketplace, traced_to_inputs
+from commerce.inputs import check_marketplace, marketplace_dir, traced_to_inputs
 from features.cluster import STALL_SECONDS, compute_on
 from models.recommenders.base import Recommender
 from models.recommenders.common import MatrixRecommender
@@ -149,9 +149,7 @@ def coupon_as_of(data_dir: str | Path, as_of=None) -> pd.Timestamp:
 
     from features.tables import check_window, event_span
 
-    data = Path(data_dir)
-    if not (data / "events").is_dir():
-        raise FileNotFoundError(f"{data} has no events/ directory: is it a `crosscart generate` output?")
+    data = marketplace_dir(data_dir)
     check_marketplace(data, COUPON_INPUTS, decode=False)
     if as_of is None:
         manifest = data / "manifest.json"

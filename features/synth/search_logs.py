@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from commerce.files import atomic_path
+from commerce.inputs import marketplace_dir
 from commerce.search.index import Fts5Index, SearchDocument
 from commerce.search.lexicon import CATEGORY_ZH
 from commerce.search.query import QueryParser, Vocabulary
@@ -124,9 +125,7 @@ def simulate_search_logs(
     max_searches: int | None = None,
 ) -> pd.DataFrame:
     """Simulate and write `search_logs.parquet`; returns the log (one row per shown result)."""
-    data_dir = Path(data_dir)
-    if not (data_dir / "events").is_dir():
-        raise FileNotFoundError(f"{data_dir} has no events/ directory: is it a `crosscart generate` output?")
+    data_dir = marketplace_dir(data_dir)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(17,)))
     events = pq.read_table(
         data_dir / "events",
