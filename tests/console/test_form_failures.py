@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, exc, func, select
@@ -730,3 +731,52 @@ def test_every_console_form_route_keeps_its_form_through_an_outage():
     posts = [r for m in CONSOLE_MODULES for r in m.router.routes if "POST" in r.methods]
     others = {r.path for r in posts if not isinstance(r, FormRoute)}
     assert len(posts) > 20 and others == {"/sign-in", "/sign-out"}
+
+
+def test_a_plan_whose_campaign_changed_while_it_was_computed_answers_409_the_form_kept(
+    client, keys, session_factory, monkeypatch
+):
+    """Another marketer's budget set while this plan computed (outside any transaction): the plan was
+    for the old budget and was stored. Now the API's 409 `campaign_changed`, shown as the form's other
+    refusals are (htmx: the fragment; else the page with the typed budget), no audience stored."""
+    from commerce.services.campaign_overview import set_draft_budget
+    from commerce.shoppers import Shopper
+    from marketing import planning
+
+    token = sign_in(client, keys["marketer"])
+    _draft(client, token)
+    with transaction(session_factory) as s:
+        campaign_id = _draft_id(s)
+        coupon = s.scalars(select(Coupon.coupon_id).where(Coupon.campaign_id == campaign_id)).one()
+        shoppers = s.scalars(select(Shopper.shopper_id).order_by(Shopper.shopper_id).limit(20)).all()
+    table = pd.DataFrame(
+        {"shopper_id": shoppers, "coupon_id": coupon, "p_control": 0.1, "p_treated": 0.4,
+         "spend_control": 30.0, "spend_treated": 120.0}
+    )  # fmt: skip
+    plan_and_store = marketing.plan_and_store  # the served model's effects, here a table's
+    monkeypatch.setattr(marketing, "_served_effect_model", lambda state: None)
+    monkeypatch.setattr(
+        marketing, "plan_and_store", lambda f, cid, *, model, candidates, **kw: plan_and_store(
+            f, cid, candidates=table, **kw
+        ),
+    )  # fmt: skip
+    optimise = planning.planner.plan_campaign
+
+    def budget_set_meanwhile(*args, **kwargs):
+        with transaction(session_factory) as s:
+            set_draft_budget(s, campaign_id, "40")
+        return optimise(*args, **kwargs)
+
+    monkeypatch.setattr(planning.planner, "plan_campaign", budget_set_meanwhile)
+    path = f"/console/campaigns/{campaign_id}/plan"
+    form = {"csrf_token": token, "budget": "300"}
+    fragment = client.post(path, data=form, headers={"HX-Request": "true"})
+    assert fragment.status_code == 409, fragment.text
+    assert fragment.text.lstrip().startswith('<div id="plan-result"')
+    assert "changed while it was planned" in fragment.text and "plan again" in fragment.text
+    page = client.post(path, data=form)
+    assert page.status_code == 409 and "plan again" in page.text
+    assert form_values(page.text, path)["budget"] == ["300"]
+    with transaction(session_factory) as s:
+        members = select(func.count()).where(CampaignMember.campaign_id == campaign_id)
+        assert s.scalar(members) == 0
