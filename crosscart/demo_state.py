@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "demo-state.json"
 _UNFINISHED_LOAD = "load-unfinished:"  # + the database's fingerprint (a hash: no password in the file)
@@ -23,7 +26,7 @@ class StepLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.done: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+        self.done: dict[str, str] = _read(path) if path.is_file() else {}
 
     def is_done(self, step: str, fingerprint: str) -> bool:
         return self.done.get(step) == fingerprint
@@ -49,14 +52,33 @@ class StepLog:
             tmp.write_text(json.dumps(self.done, indent=2))
 
 
+def _read(path: Path) -> dict[str, str]:
+    """The file's steps, refused (ValueError naming the file) unless it holds a JSON object: a truncated
+    or hand-edited file is not silently taken for "nothing done"."""
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not the demo's step log ({exc}): delete it to rerun every step") from exc
+    if not isinstance(done, dict):
+        raise ValueError(
+            f"{path} is not the demo's step log (not a JSON object): delete it to rerun every step"
+        )
+    return done
+
+
 def _unfinished_key(database_url: str) -> str:
     return _UNFINISHED_LOAD + fingerprint("database", database_url)
 
 
 def unfinished_load(data_dir: Path, database_url: str) -> str | None:
     """One line for the user when the demo began loading `database_url` and never finished, else None:
-    a database the demo never loaded (production's) is never named in the file."""
-    log = StepLog(data_dir / STATE_FILE)
+    a database the demo never loaded (production's) is never named in the file. An unreadable file names
+    no database: it is warned about, and `/ready` and `serve` go on as without it."""
+    try:
+        log = StepLog(data_dir / STATE_FILE)
+    except (ValueError, OSError) as exc:
+        _warn_unreadable(str(exc))
+        return None
     began = log.done.get(_unfinished_key(database_url))
     if began is None:
         return None
@@ -64,3 +86,13 @@ def unfinished_load(data_dir: Path, database_url: str) -> str | None:
         f"the demo's load of the marketplace into this database (begun {began}) was stopped part-way"
         f" ({log.path}): run `make run` (or `crosscart demo`) again to finish it"
     )
+
+
+_warned: set[str] = set()
+
+
+def _warn_unreadable(message: str) -> None:
+    """Once per message and process: `/ready` reads the file at every probe."""
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("%s", message)

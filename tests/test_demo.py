@@ -199,3 +199,19 @@ def test_an_unfinished_demo_load_concerns_its_own_database_only(tmp_path):
     log.load_done("fp1", demo_db)
     assert unfinished_load(tmp_path, demo_db) is None
     assert StepLog(tmp_path / STATE_FILE).done == {"load": "fp1"}
+
+
+@pytest.mark.parametrize("content", ['{"load": "fp', "[]", "\xff\xfe"])
+def test_an_unreadable_step_log_names_no_database_and_stops_the_demo_in_one_line(demo_env, content):
+    """A truncated or hand-edited demo-state.json made every `/ready` a 500 and `serve` a traceback, for
+    any database, production's too; the demo itself now says which file and what to do."""
+    from crosscart.demo_state import STATE_FILE, unfinished_load
+
+    demo_env.mkdir()
+    (demo_env / STATE_FILE).write_bytes(content.encode("latin-1"))
+    assert unfinished_load(demo_env, "sqlite:///x.db") is None
+    result = CliRunner().invoke(app, ["demo", "--scale", "tiny", "--no-serve"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and STATE_FILE in lines[0] and "delete it to rerun every step" in lines[0], lines
+    assert not (demo_env / "crosscart.db").exists()

@@ -61,7 +61,11 @@ def demo(
     scale = scale.value  # a plain string in paths and fingerprints, as before
     market_dir = data_dir / f"marketplace-{scale}"
     features_dir = data_dir / f"features-{scale}"
-    log = StepLog(data_dir / STATE_FILE)
+    try:
+        log = StepLog(data_dir / STATE_FILE)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     db_url = settings.resolved_database_url
     mlflow_uri = settings.resolved_mlflow_uri
     console.print(f"[bold]CrossCart demo[/] data={data_dir} database={_redact(db_url)} mlflow={mlflow_uri}")

@@ -82,7 +82,7 @@ def test_a_demo_stopped_while_loading_then_while_training_picks_up_where_it_stop
     assert _rows(var / "crosscart.db")["orders"] == 0  # the events' batches committed, the orders not
     assert "load" not in json.loads((var / "demo-state.json").read_text())
     assert _unfinished(var) is not None  # recorded before the load's first commit
-    refused = _run(var, ["serve", "--port", "0"])  # the partial database is not served
+    refused = _run(var, ["serve", "--port", "65000"])  # the partial database is not served (before binding)
     assert refused.returncode == 1 and "`make run` (or `crosscart demo`) again" in refused.stderr
 
     training = _demo(var, ("SIGTERM", "training.uplift", "serving_bundle"))  # in its run
