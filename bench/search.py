@@ -215,10 +215,15 @@ def build_database(path: Path, n_products: int, n_campaigns: int) -> tuple[str, 
     by_merchant = products.groupby("merchant_id")
     leaf_name = dict(zip(cats.category_id, cats.name, strict=True))
     owners = list(by_merchant.groups)
+    promoted: set[str] = set()  # a product is in one campaign at a time (`ads.create_campaign`)
     with transaction(factory) as s:
         for c in range(n_campaigns):
             owned = by_merchant.get_group(owners[c % len(owners)])
+            owned = owned[~owned.product_id.isin(promoted)]
+            if owned.empty:
+                continue
             pick = owned.sample(min(5, len(owned)), random_state=c)
+            promoted.update(pick.product_id)
             leaf = leaf_name[pick.category_id.iloc[0]]
             ads.create_campaign(
                 s,

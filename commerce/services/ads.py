@@ -60,6 +60,10 @@ from commerce.sqltypes import as_utc, shifted, to_money, utc_day, utcnow
 TOKEN_TTL = timedelta(hours=1)
 ATTRIBUTION_WINDOW = timedelta(days=7)
 MAX_KEYWORD_TOKENS = 8
+# Campaigns not ended (active or paused: a paused one may resume) that may promote one product. Each
+# enters a search's auction with every product it promotes, so unbounded, one merchant's 100 campaigns
+# over its 500 products made every matching search 50,000 entries (~1 s of CPU).
+MAX_OPEN_CAMPAIGNS_PER_PRODUCT = 1
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,8 @@ def create_campaign(
     campaign_id: str | None = None,
 ) -> KeywordCampaign:
     """A keyword campaign of an approved merchant, promoting its own products that are approved for sale
-    (listed, in stock, merchant approved)."""
+    (listed, in stock, merchant approved) and in none of its campaigns not ended
+    (`MAX_OPEN_CAMPAIGNS_PER_PRODUCT`)."""
     merchant_id = stored_key(session, Merchant, merchant_id)
     merchant = get_or_404(session, Merchant, merchant_id, "merchant")
     if merchant.status != "approved":
@@ -154,6 +159,15 @@ def create_campaign(
     )
     if session.get(KeywordCampaign, campaign_id) is not None:
         raise Conflict(f"campaign {campaign_id!r} already exists", code="duplicate_campaign")
+    # Counted after `chosen_id`, which serializes campaigns' creation (an advisory lock on PostgreSQL,
+    # SQLite's writers one at a time): two created at once would each count the other's products free.
+    taken = _promoted_elsewhere(session, merchant_id, wanted)
+    if taken:
+        raise Conflict(
+            f"already promoted by {MAX_OPEN_CAMPAIGNS_PER_PRODUCT} campaign(s) not ended: {taken};"
+            " add keywords to that campaign, or end it first",
+            code="product_already_promoted",
+        )
     campaign = KeywordCampaign(
         campaign_id=campaign_id,
         merchant_id=merchant_id,
@@ -168,6 +182,24 @@ def create_campaign(
         add_keyword(session, campaign_id, kw)
     session.flush()
     return campaign
+
+
+def _promoted_elsewhere(session: Session, merchant_id: str, product_ids: Sequence[str]) -> list[str]:
+    """Those of the merchant's `product_ids` already in `MAX_OPEN_CAMPAIGNS_PER_PRODUCT` of its campaigns
+    that are not ended (only its own campaigns promote its products)."""
+    stmt = (
+        select(KeywordCampaignProduct.product_id)
+        .join(KeywordCampaign, KeywordCampaign.campaign_id == KeywordCampaignProduct.campaign_id)
+        .where(
+            KeywordCampaign.merchant_id == merchant_id,
+            KeywordCampaign.status != "ended",
+            KeywordCampaignProduct.product_id.in_(product_ids),
+        )
+        .group_by(KeywordCampaignProduct.product_id)
+        .having(func.count() >= MAX_OPEN_CAMPAIGNS_PER_PRODUCT)
+        .order_by(KeywordCampaignProduct.product_id)
+    )
+    return list(session.scalars(stmt))
 
 
 def add_keyword(session: Session, campaign_id: str, data: KeywordInput) -> AdKeyword:

@@ -307,6 +307,8 @@ def test_spend_never_exceeds_budget_and_equals_charged_clicks(shop, budget, pric
         fits = running + Decimal(claim.price) <= budget
         assert r.charged == fits
         running += Decimal(claim.price) if fits else 0
+    with transaction(shop) as s:  # the examples share the shop: the next one promotes P1 anew
+        ads.update_campaign(s, cid, status="ended")
 
 
 def test_impressions_count_once_per_viewer_and_utc_day(shop):

@@ -62,9 +62,12 @@ def _merchant(merchant_id: str | None, n: int = 1) -> merchants.MerchantApplicat
 
 
 def _keyword_campaign(s, campaign_id: str | None) -> str:
-    return ads.create_campaign(
+    campaign = ads.create_campaign(
         s, "m_ok", name="Tea", daily_budget="10", product_ids=["p_tea"], campaign_id=campaign_id
-    ).campaign_id
+    )
+    # ended at once: a product is in one campaign not ended, and a test here makes several over it
+    ads.update_campaign(s, campaign.campaign_id, status="ended")
+    return campaign.campaign_id
 
 
 #: kind: (create one with id `i`, the n-th of the test; its id column; the lookup by id)

@@ -27,7 +27,10 @@ from sqlalchemy import event
 
 import serving.middleware
 import serving.search
+from commerce.db import transaction
+from commerce.errors import Conflict
 from commerce.search import query
+from commerce.services import ads
 from tests.search.conftest import api, shop  # noqa: F401  (the bilingual shop on SQLite and PostgreSQL)
 from tests.security.test_hostile_clients_round4 import _keys
 from tests.serving.conftest import LOOPBACK, auth
@@ -162,6 +165,91 @@ def test_a_campaigns_many_matching_keywords_enter_one_auction_entry_per_product(
     found = api.get("/v1/search", params={"q": " ".join(letters)})
     assert found.status_code == 200, found.text
     assert entered == [3]
+
+
+def test_a_merchants_many_campaigns_over_one_product_enter_it_once(api, shop, monkeypatch):  # noqa: F811
+    """Campaigns per merchant were not bounded, and each entered a search's auction once per product it
+    promotes: one merchant key's 100 campaigns over its 500 products made every matching search 50,000
+    entries (~1 s of CPU, `docs/search.md`). A product is promoted by one campaign at a time (not
+    ended): the 20 more over the same products are refused (409), the search makes one entry per
+    product, and its winners and prices stay those of the campaigns before."""
+    m1 = auth(_keys(shop)["m1"])
+    rival = {"keyword": "cream", "match_type": "broad", "bid": "0.90"}
+    body = {"name": "cream", "daily_budget": "100.00", "keywords": [rival | {"bid": "0.80"}]}
+    with transaction(shop) as s:  # another merchant's: sets M1's price
+        ads.create_campaign(
+            s,
+            "M3",
+            name="night",
+            daily_budget="100.00",
+            product_ids=["P6"],
+            keywords=[ads.KeywordInput(**rival)],
+        )
+    made = api.post(
+        "/v1/merchants/M1/keyword-campaigns", json=body | {"product_ids": ["P1", "P4"]}, headers=m1
+    )
+    assert made.status_code == 201, made.text
+    entered: list[int] = []
+    won: list[list[tuple[str, str, str]]] = []
+    auction = serving.search.run_auction
+
+    def counted(candidates, **kwargs):
+        candidates = list(candidates)
+        entered.append(len(candidates))
+        wins = auction(candidates, **kwargs)
+        won.append([(w.candidate.product_id, w.candidate.campaign_id, str(w.price)) for w in wins])
+        return wins
+
+    monkeypatch.setattr(serving.search, "run_auction", counted)
+
+    def sponsored() -> list[tuple[str, str, str]]:
+        found = api.get("/v1/search", params={"q": "cream"})
+        assert found.status_code == 200, found.text
+        assert [ad["product_id"] for ad in found.json()["sponsored"]] == [p for p, _, _ in won[-1]]
+        return won[-1]
+
+    before = sponsored()
+    for i in range(20):
+        more = body | {"name": f"cream {i}", "product_ids": ["P1", "P2", "P4"]}
+        again = api.post("/v1/merchants/M1/keyword-campaigns", json=more, headers=m1)
+        assert again.status_code == 409, again.text
+        assert again.json()["code"] == "product_already_promoted"
+    assert sponsored() == before
+    assert entered == [3, 3]
+    ended = api.patch(
+        f"/v1/keyword-campaigns/{made.json()['campaign_id']}", json={"status": "ended"}, headers=m1
+    )
+    assert ended.status_code == 200, ended.text
+    anew = api.post("/v1/merchants/M1/keyword-campaigns", json=body | {"product_ids": ["P1"]}, headers=m1)
+    assert anew.status_code == 201, anew.text
+
+
+def test_campaigns_created_at_once_over_one_product_are_one(shop, monkeypatch):  # noqa: F811
+    """Two campaigns created at once each read the product as free (both created, when each counted
+    before the other wrote): the count runs where creation is serialized, so the second counts the first."""
+    counted = threading.Barrier(2)
+    promoted_elsewhere = ads._promoted_elsewhere
+
+    def both_count_first(*args):
+        taken = promoted_elsewhere(*args)
+        try:
+            counted.wait(timeout=1)  # the other has counted too, unless the lock holds it
+        except threading.BrokenBarrierError:
+            pass
+        return taken
+
+    monkeypatch.setattr(ads, "_promoted_elsewhere", both_count_first)
+
+    def create(i: int) -> str:
+        try:
+            with transaction(shop) as s:
+                ads.create_campaign(s, "M1", name=f"c{i}", daily_budget="10.00", product_ids=["P1"])
+        except Conflict as exc:
+            return exc.code
+        return "created"
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(create, range(2))) == ["created", "product_already_promoted"]
 
 
 def test_the_api_documentation_cannot_be_framed(client):
