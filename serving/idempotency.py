@@ -207,12 +207,12 @@ class IdempotencyMiddleware:
 
         scope.setdefault("state", {})  # shared with the route's request.state (deps sets commit_sent)
         settle = partial(self._settle, scope["app"].state.serving.unsettled_keys, key_text)
-        answer = partial(idempotency.complete, self.factory, claim.id, caller, key_text)
+        answer = partial(idempotency.complete, self.factory, claim.id, caller, key_text, claim.at)
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
             if not _commit_sent(scope):
-                await settle(partial(idempotency.release, self.factory, claim.id, caller, key_text))
+                await settle(partial(idempotency.release, self.factory, claim.id, caller, key_text, claim.at))
             elif not started:  # failed after its COMMIT before any answer was sent
                 # answered as a lost COMMIT acknowledgement is: left unanswered, every retry for 24 h got
                 # 409 request_in_progress with Retry-After 1 (retried for ever, never told to read back)
@@ -220,7 +220,7 @@ class IdempotencyMiddleware:
                 await settle(partial(answer, 503, PROBLEM_JSON, unknown.encode(), secret))
             raise
         if (status >= 500 or status in NOT_STORED) and not _commit_sent(scope):
-            await settle(partial(idempotency.release, self.factory, claim.id, caller, key_text))
+            await settle(partial(idempotency.release, self.factory, claim.id, caller, key_text, claim.at))
         else:
             await settle(partial(answer, status, content_type, b"".join(out), secret))
 

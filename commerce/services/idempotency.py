@@ -72,6 +72,7 @@ class Claim:
     stored: IdempotentRequest | None = None
     mismatch: bool = False  # the key was used for a different request
     id: int | None = None  # the row this request won: what `complete` and `release` end, and only it
+    at: datetime | None = None  # when it was claimed (the row's created_at), the row's other half of identity
 
 
 def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: str, at: datetime) -> Claim:
@@ -91,7 +92,7 @@ def claim(factory: sessionmaker[Session], caller: str, key: str, fingerprint: st
         session.add(row)
         try:
             session.commit()
-            return Claim(won=True, id=row.id)
+            return Claim(won=True, id=row.id, at=at)
         except IntegrityError:
             session.rollback()
     stored = lookup(factory, caller, key)
@@ -112,6 +113,7 @@ def complete(
     claim_id: int,
     caller: str,
     key: str,
+    at: datetime,
     status_code: int,
     content_type: str,
     body: bytes,
@@ -123,28 +125,33 @@ def complete(
     with factory.begin() as session:
         session.execute(
             update(IdempotentRequest)
-            .where(_claim_row(claim_id, caller, key))
+            .where(_claim_row(claim_id, caller, key, at))
             .values(status_code=status_code, content_type=content_type, body=body)
         )
 
 
-def _claim_row(claim_id: int, caller: str, key: str) -> ColumnElement[bool]:
-    """The row of claim `claim_id`, if it is still `caller`'s `key`: SQLite gives a new row the id of the
-    deleted last one (no AUTOINCREMENT), so an end retried past `KEY_TTL` (its claim purged) matched
-    another caller's claim by the id alone."""
+def _claim_row(claim_id: int, caller: str, key: str, at: datetime) -> ColumnElement[bool]:
+    """The row of claim `claim_id`, claimed at `at`, if it is still `caller`'s `key`: SQLite gives a new
+    row the id of the deleted last one (no AUTOINCREMENT), so an end retried past `KEY_TTL` (its claim
+    purged) matched another caller's claim by the id alone, or the same caller's new claim of the same
+    key. A claim made after the purge is at least `KEY_TTL` younger; half of it spares clock skew
+    between replicas and any rounding of the stored time."""
     return and_(
-        IdempotentRequest.id == claim_id, IdempotentRequest.caller == caller, IdempotentRequest.key == key
+        IdempotentRequest.id == claim_id,
+        IdempotentRequest.caller == caller,
+        IdempotentRequest.key == key,
+        IdempotentRequest.created_at < at + KEY_TTL / 2,
     )
 
 
-def release(factory: sessionmaker[Session], claim_id: int, caller: str, key: str) -> None:
+def release(factory: sessionmaker[Session], claim_id: int, caller: str, key: str, at: datetime) -> None:
     """Forget claim `claim_id`, whose request failed on the server's side, so that a retry runs again.
     By its row, still unanswered: a release retried after the database came back (serving's
     `UnsettledKeys`) never frees a later claim of the same key."""
     with factory.begin() as session:
         session.execute(
             delete(IdempotentRequest).where(
-                _claim_row(claim_id, caller, key), IdempotentRequest.status_code.is_(None)
+                _claim_row(claim_id, caller, key, at), IdempotentRequest.status_code.is_(None)
             )
         )
 

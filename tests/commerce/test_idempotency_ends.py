@@ -26,12 +26,39 @@ def test_a_late_end_of_a_purged_claim_leaves_the_claim_now_in_its_row_alone(fact
         else:  # PostgreSQL's sequence never gives an id twice: the row takes it as SQLite would
             s.execute(update(IdempotentRequest).where(IdempotentRequest.id == other.id).values(id=late.id))
 
-    idempotency.complete(factory, late.id, "key:late", "k1", 201, "application/json", b"{}", b"secret")
-    idempotency.release(factory, late.id, "key:late", "k1")
+    idempotency.complete(
+        factory, late.id, "key:late", "k1", late.at, 201, "application/json", b"{}", b"secret"
+    )
+    idempotency.release(factory, late.id, "key:late", "k1", late.at)
 
     with factory() as s:
         row = s.scalar(select(IdempotentRequest))
     assert (row.caller, row.key, row.status_code, row.body) == ("key:other", "k2", None, None)
-    idempotency.release(factory, late.id, "key:other", "k2")  # its own end still ends it
+    idempotency.release(factory, late.id, "key:other", "k2", other.at)  # its own end still ends it
     with factory() as s:
         assert s.scalar(select(IdempotentRequest)) is None
+
+
+def test_a_late_end_leaves_the_same_callers_new_claim_of_the_same_key_alone(factory):
+    """The caller and key match too when the same caller uses the same key again after `KEY_TTL`: a late
+    release freed the new request's claim (a retry of it could run twice), a late answer was replayed
+    for it (review, session 20). The claim's time tells the two apart."""
+    now = utcnow()
+    late = idempotency.claim(factory, "key:a", "k1", "f1", now - idempotency.KEY_TTL - timedelta(hours=1))
+    assert idempotency.purge_expired(factory, now) == 1
+    again = idempotency.claim(factory, "key:a", "k1", "f1", now)
+    with factory.begin() as s:
+        if s.get_bind().dialect.name == "sqlite":
+            assert again.id == late.id
+        else:
+            s.execute(update(IdempotentRequest).where(IdempotentRequest.id == again.id).values(id=late.id))
+
+    idempotency.complete(factory, late.id, "key:a", "k1", late.at, 201, "application/json", b"{}", b"secret")
+    idempotency.release(factory, late.id, "key:a", "k1", late.at)
+
+    with factory() as s:
+        row = s.scalar(select(IdempotentRequest))
+    assert (row.caller, row.key, row.status_code, row.body) == ("key:a", "k1", None, None)
+    idempotency.complete(factory, late.id, "key:a", "k1", again.at, 201, "application/json", b"{}", b"secret")
+    with factory() as s:
+        assert s.scalar(select(IdempotentRequest.status_code)) == 201  # its own end still ends it

@@ -103,7 +103,7 @@ def test_refusals_that_did_nothing_are_not_stored_and_bad_keys_are_400(client, k
     assert client.post("/v1/shoppers/s1/orders", json=CART, headers=headers).status_code == 400
     # a failed claim is released: the failed request can be retried with its key
     claimed = idempotency.claim(session_factory, "key:abc", "k", "f1", utcnow())
-    idempotency.release(session_factory, claimed.id, "key:abc", "k")
+    idempotency.release(session_factory, claimed.id, "key:abc", "k", claimed.at)
     assert idempotency.claim(session_factory, "key:abc", "k", "f2", utcnow()).won
 
 
