@@ -134,13 +134,23 @@ def model_versions(tracking_uri: str, name: str) -> list[VersionView]:
     return sorted(out, key=lambda v: -int(v.version))
 
 
-def set_alias(tracking_uri: str, name: str, version: str, alias: str = "champion") -> None:
-    """Point `alias` at `version` (promotion, or rollback to an older version). ValueError if unknown,
-    RegistryUnavailable if MLflow does not answer."""
+def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version `alias` points at (None: nowhere). RegistryUnavailable if MLflow does not answer."""
+    with _reaching_registry():
+        version = _client(tracking_uri).get_registered_model(name).aliases.get(alias)
+    return None if version is None else str(version)
+
+
+def set_alias(tracking_uri: str, name: str, version: str | None, alias: str = "champion") -> None:
+    """Point `alias` at `version` (promotion, or rollback to an older version; None removes it).
+    ValueError if unknown, RegistryUnavailable if MLflow does not answer."""
     from mlflow.exceptions import MlflowException
 
     with _reaching_registry():
         client = _client(tracking_uri)
+        if version is None:
+            client.delete_registered_model_alias(name, alias)
+            return
         try:
             client.get_model_version(name, version)
         except MlflowException as exc:

@@ -95,18 +95,36 @@ async def get_models(state: StateDep, _: ModelReader) -> list[RegisteredModelOut
 
 
 def move_alias(state: ServingState, principal: Principal, name: str, alias: str, version: str) -> None:
-    """Move the alias (API and console alike) and audit it in one transaction: which version every
-    shopper is served, and who chose it, was the one privileged change the audit log did not show."""
-    from training.registry_view import set_alias
+    """Move the alias (API and console alike) and audit it: which version every shopper is served, and
+    who chose it, was the one privileged change the audit log did not show. The entry is written first,
+    so a database that cannot take it leaves the alias where it was (it moved first, then went
+    unaudited); the registry is outside the transaction, so a commit failing after the move puts the
+    alias back where it pointed."""
+    from training.registry_view import alias_version, set_alias
 
     if not ALIAS.match(alias):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid alias {alias!r}")
+    uri, moved, previous = state.settings.resolved_mlflow_uri, False, None
     try:
         with transaction(state.session_factory) as session:
-            set_alias(state.settings.resolved_mlflow_uri, _name(state, name), version, alias)
-            audit(session, principal, "model.alias_moved", "model", name, alias=alias, version=version)
+            audit(
+                session,
+                principal,
+                "model.alias_moved",
+                "model",
+                _name(state, name),
+                alias=alias,
+                version=version,
+            )
+            previous = alias_version(uri, name, alias)
+            set_alias(uri, name, version, alias)
+            moved = True
     except ValueError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except BaseException:
+        if moved:  # the commit failed: no entry, so no move
+            set_alias(uri, name, previous, alias)
+        raise
     finally:
         registry_cache.clear()
 

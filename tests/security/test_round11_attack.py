@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.serving.conftest import auth
 from tests.serving.test_console import CSRF, sign_in
 
@@ -139,3 +141,81 @@ def test_the_api_s_failed_keys_close_the_console_sign_in_too(make_client, settin
     for attempt in range(3):
         assert client.get("/v1/shoppers/s1/orders", headers=auth(f"cc_wrong{attempt}")).status_code == 401
     assert "Too many attempts" in _console_sign_in(client, keys["admin"]).text
+
+
+def _champion(tracking_uri: str, name: str) -> str | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(
+            MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(name, "champion").version
+        )
+    except MlflowException:
+        return None
+
+
+@pytest.mark.slow  # the MLflow registry: 30 s
+def test_an_alias_move_the_database_cannot_audit_does_not_move(make_client, settings, keys, tracking_uri):
+    """The audit entry is written before the registry is touched: with the database refusing the entry
+    (down as the promotion is sent), the alias stays where it was and the promotion answers 503. It moved
+    first, then the audit failed: a new champion served to every shopper with no entry saying who."""
+    from sqlalchemy import event
+
+    from tests.console.test_form_failures import lost
+
+    client = make_client(settings=settings.model_copy(update={"mlflow_uri": tracking_uri}))
+    admin = auth(keys["admin"])
+    name = settings.model_name
+    v1, v2 = _register_version(tracking_uri, name), _register_version(tracking_uri, name)
+    assert (
+        client.put(f"/v1/models/{name}/aliases/champion", json={"version": v1}, headers=admin).status_code
+        == 204
+    )
+    engine = client.app.state.serving.session_factory.kw["bind"]
+
+    def refuse_audit(conn, cursor, statement, *args):
+        if "audit" in statement.lower() and statement.lstrip().upper().startswith("INSERT"):
+            raise lost()
+
+    event.listen(engine, "before_cursor_execute", refuse_audit)
+    try:
+        refused = client.put(f"/v1/models/{name}/aliases/champion", json={"version": v2}, headers=admin)
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse_audit)
+    assert refused.status_code == 503, refused.text
+    assert _champion(tracking_uri, name) == v1
+
+
+@pytest.mark.slow
+def test_an_alias_move_whose_audit_does_not_commit_is_moved_back(
+    make_client, settings, keys, tracking_uri, monkeypatch
+):
+    """The registry is no part of the database's transaction: should the commit fail after the move,
+    the alias goes back to the version it pointed at, so no move stands unaudited."""
+    from sqlalchemy import exc
+    from sqlalchemy.orm import Session
+
+    from tests.console.test_form_failures import lost
+
+    client = make_client(settings=settings.model_copy(update={"mlflow_uri": tracking_uri}))
+    admin = auth(keys["admin"])
+    name = settings.model_name
+    v1, v2 = _register_version(tracking_uri, name), _register_version(tracking_uri, name)
+    assert (
+        client.put(f"/v1/models/{name}/aliases/champion", json={"version": v1}, headers=admin).status_code
+        == 204
+    )
+    commit = Session.commit
+
+    def fails(self):
+        if _champion(tracking_uri, name) == v2:  # the move's own commit
+            raise exc.OperationalError("COMMIT", {}, lost())
+        return commit(self)
+
+    monkeypatch.setattr(Session, "commit", fails)
+    refused = client.put(f"/v1/models/{name}/aliases/champion", json={"version": v2}, headers=admin)
+    monkeypatch.setattr(Session, "commit", commit)
+    assert refused.status_code == 503, refused.text
+    assert _champion(tracking_uri, name) == v1
+    assert [d["version"] for *_, d in _audited(client, admin, "model.alias_moved")] == [v1]
