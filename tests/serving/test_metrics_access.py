@@ -137,3 +137,10 @@ def test_the_metrics_are_not_in_the_published_schema(client):
 def test_a_mistyped_network_fails_when_the_settings_are_read(tmp_path):
     with pytest.raises(ValidationError, match="10.0.0.0/33"):
         Settings(data_dir=tmp_path, metrics_allow="127.0.0.0/8, 10.0.0.0/33")
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:5555", "[::1]:5555"])
+def test_a_scraper_on_the_trusted_proxys_host_is_let_in_when_the_proxy_appends_a_port(open_app, entry):
+    """uvicorn strips the port (and IPv6 brackets) from the entry it believes; the check that the address
+    is the sender's own compared the raw entry, so a proxy appending ports kept its scraper out."""
+    assert _read(open_app, PROXY, {"X-Forwarded-For": entry}, proxy=PROXY[0]).status_code == 200
