@@ -239,12 +239,19 @@ def _forget_dead_workers(directory: str) -> None:
     killed outright (the OOM killer, SIGKILL) never runs `Metrics.close`, and uvicorn's replacement has
     another pid: the dead worker's last values stayed in every live gauge for good (its refresh timestamp
     the oldest, so a loop's data age grew for ever; its failures in a row; the version it served, beside
-    the one now served). Checked at each scrape, a few files; a pid reused meanwhile keeps them."""
+    the one now served). Checked at each scrape, a few files; a pid reused meanwhile keeps them. Two
+    workers scraping at once both find them, and the second to remove a file finds it gone (its scrape
+    failed): it looks again, for fewer files each time."""
     pids = {int(m.group(1)) for name in os.listdir(directory) if (m := _LIVE_GAUGE_FILE.fullmatch(name))}
     for pid in pids - {os.getpid()}:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            multiprocess.mark_process_dead(pid, directory)
+            while True:
+                try:
+                    multiprocess.mark_process_dead(pid, directory)
+                    break
+                except FileNotFoundError:  # another worker's scrape removed one first
+                    continue
         except PermissionError:  # alive, another user's
             pass

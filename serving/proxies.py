@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from uvicorn.middleware.proxy_headers import _TrustedHosts
+
 log = logging.getLogger(__name__)
 
 _FORWARDED_FOR = b"x-forwarded-for"
@@ -24,6 +26,10 @@ class UntrustedProxyCheck:
         names = [n.strip() for n in forwarded_allow_ips.split(",") if n.strip()]
         self.trust_all = "*" in names
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in names if n != "*" and _is_ip(n)]
+        # uvicorn's own (private) parser of the setting and of X-Forwarded-For, the one its proxy-headers
+        # middleware uses: the entry chosen here is the one it put in place, however it reads an entry
+        # (it strips `ip:port`'s port and IPv6 brackets; a copy compared raw entries and missed those)
+        self._uvicorn = _TrustedHosts(forwarded_allow_ips)
         self.seen_from: str | None = None
 
     def check(self, scope) -> bool:
@@ -61,19 +67,11 @@ class UntrustedProxyCheck:
         return bool(client) and client[0] == self._believed_entry(b",".join(forwarded).decode("latin-1"))
 
     def _believed_entry(self, forwarded: str) -> str:
-        """uvicorn's choice among a trusted proxy's `X-Forwarded-For` entries (every such header's): the
-        rightmost that is not a trusted proxy (all of them trusted: the leftmost). A proxy appends its own
-        client, so behind an untrusted one the rightmost entry is the visitor's address, not the proxy's,
-        whatever the visitor forged to its left."""
-        entries = [entry.strip() for entry in forwarded.split(",")]
-        return next((entry for entry in reversed(entries) if not self._is_trusted(entry)), entries[0])
-
-    def _is_trusted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in n for n in self.trusted)
+        """uvicorn's choice among a trusted proxy's `X-Forwarded-For` entries (every such header's), its
+        port dropped: the rightmost that is not a trusted proxy (all of them trusted: the leftmost). A
+        proxy appends its own client, so behind an untrusted one the rightmost entry is the visitor's
+        address, not the proxy's, whatever the visitor forged to its left."""
+        return self._uvicorn.get_trusted_client_address(forwarded)[0]
 
 
 def _is_ip(name: str) -> bool:

@@ -71,8 +71,10 @@ async def sign_out_submit(request: Request, state: StateDep, session: SessionCoo
     the key's sessions in other browsers go on."""
     sessions = request.app.state.console_sessions
     if session.session_id is not None:
-        await run_in_threadpool(sign_out, state, session.session_id)
-        await forget(state, session.session_id)  # after the commit: a read in flight is not kept
+        try:
+            await run_in_threadpool(sign_out, state, session.session_id)
+        finally:  # after the commit, so a read in flight is not kept; refused, not served from memory
+            await forget(state, session.session_id)
     response = redirect("/console/sign-in")
     sessions.clear(request, response)
     return response

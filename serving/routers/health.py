@@ -214,7 +214,12 @@ def ready_details(state: StateDep, admin: Admin) -> ReadinessDetails:
     )
 
 
-@router.get("/metrics", response_class=Response, include_in_schema=False)
+@router.api_route(
+    "/metrics",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    response_class=Response,
+    include_in_schema=False,
+)
 def metrics(
     request: Request,
     state: StateDep,
@@ -222,9 +227,12 @@ def metrics(
 ) -> Response:
     """Prometheus exposition of this process's counters (of all workers' under `serve --workers N`), for
     an allowed client address or the metrics token, at most `EXPOSITION_SECONDS` old and built on a
-    worker thread, not on the event loop. Anyone else gets the 404 of a path that does not exist:
-    nothing tells a scanner there is something here to guess a token for."""
+    worker thread, not on the event loop. Anyone else gets the 404 of a path that does not exist, whatever
+    the method (every method is routed here: the router's 405 told a scanner there was something here to
+    guess a token for); an admitted client's other methods get 405."""
     access, token = state.metrics_access, None if credentials is None else credentials.credentials
     if access is None or not access.admits(request.scope, token):
         raise HTTPException(status.HTTP_404_NOT_FOUND)
+    if request.method != "GET":
+        raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, headers={"Allow": "GET"})
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -627,6 +627,18 @@ def test_a_replaced_session_is_not_taken_from_memory_while_the_database_is_down(
     assert _refused_from_memory(client, token, "replaced")
 
 
+def test_a_sign_out_the_database_refused_still_leaves_memory(client, keys, outage):
+    """Signing out while the database is down: the row stays until it is back, but the session is not
+    served from memory meanwhile (forgotten whether or not the sign-out committed)."""
+    token = sign_in(client, keys["admin"])
+    assert client.get("/console/keys").status_code == 200
+    cookie = client.cookies.get("crosscart_console")
+    outage.begin()
+    assert client.post("/console/sign-out", data={"csrf_token": token}).status_code == 503
+    client.cookies.set("crosscart_console", cookie, path="/console")
+    assert _refused_from_memory(client, token, "after a refused sign-out")
+
+
 class _Feed:
     """Redis pub/sub between `replicas`, as `serving.revocations` delivers it: each replica's key cache
     discards what is published."""

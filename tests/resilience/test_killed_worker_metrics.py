@@ -84,3 +84,29 @@ def test_a_killed_workers_gauges_leave_metrics_once_it_is_gone(tmp_path):
         if name == "crosscart_model_version_info"
     }
     assert served == {"4": 1.0}  # was {"3": 1.0, "4": 1.0}: two versions served, one by nobody
+
+
+def test_two_workers_forgetting_one_dead_worker_at_once_both_scrape(tmp_path, monkeypatch):
+    """Two workers scraping at once both find a dead worker's live gauges: the one that removes a file
+    second met FileNotFoundError (prometheus_client's `mark_process_dead` globs, then removes), and its
+    scrape failed. The other worker's removal is done here between the glob and the removal."""
+    from prometheus_client import multiprocess
+
+    from serving.middleware import _forget_dead_workers
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(30)
+    files = [tmp_path / f"gauge_{mode}_{dead.pid}.db" for mode in ("livemax", "livemin")]
+    for path in files:
+        path.write_bytes(b"")
+    found = multiprocess.glob.glob
+
+    def other_worker_first(pattern):
+        matches = found(pattern)
+        for match in matches:
+            os.remove(match)
+        return matches
+
+    monkeypatch.setattr(multiprocess.glob, "glob", other_worker_first)
+    _forget_dead_workers(str(tmp_path))
+    assert not any(path.exists() for path in files)

@@ -94,3 +94,34 @@ def test_without_redis_replicas_poll_the_database_and_keep_keys_through_an_outag
     monkeypatch.setattr(b.app.state.serving.key_lookups, "lookup", unreachable)
     time.sleep(0.6)  # past the poll interval: the next check asks the (unreachable) database
     assert b.get("/v1/rankings", headers=storefront).status_code == 200
+
+
+def test_a_key_revoked_on_one_replica_leaves_the_others_console_memory(tmp_path, open_client, redis_url):
+    """Over the real feed: b confirmed a console session of the key, a revokes the key, the database
+    goes down; b refuses the session's cookie instead of serving it from memory (it kept the form)."""
+    from commerce.db import transaction
+    from commerce.services.access import create_api_key
+    from tests.console.test_form_failures import Outage
+    from tests.serving.test_console import sign_in
+
+    factory = seeded_factory(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    keys = make_keys(factory)
+    with transaction(factory) as s:
+        key, plaintext = create_api_key(s, "admin", name="second admin")
+        key_id = key.id
+    settings = fault_settings(tmp_path, redis_url=redis_url, console_secret="s" * 32)
+    a, b = open_client(settings, factory), open_client(settings, factory)
+    for replica in (a, b):
+        feed = replica.app.state.serving.revocations
+        assert _wait(lambda feed=feed: feed.listening, 5.0) is not None
+    token = sign_in(b, plaintext)
+    assert b.get("/console/keys").status_code == 200  # b remembers the session
+    assert a.delete(f"/v1/api-keys/{key_id}", headers=auth(keys["admin"])).status_code == 200
+    assert _wait(lambda: b.app.state.serving.revocations.received >= 1, 1.0) is not None
+    outage = Outage(factory.kw["bind"], None)
+    outage.begin()
+    try:
+        r = b.post("/console/keys", data={"csrf_token": token, "role": "admin", "name": "kept?"})
+    finally:
+        outage.close()
+    assert r.status_code == 503 and "kept?" not in r.text

@@ -41,6 +41,28 @@ def test_an_outside_client_gets_the_404_of_a_missing_path(client):
     assert _read(client.app, ("testclient", 50000)).status_code == 404  # no address: not allowed
 
 
+OTHER_METHODS = ("HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_every_method_from_outside_gets_the_404_of_a_missing_path(client, method):
+    """Any method, not only GET: a 405 (with its Allow: GET) told a scanner there was a route here."""
+    outside = TestClient(client.app, client=OUTSIDE)
+    refused, missing = outside.request(method, "/metrics"), outside.request(method, "/no-such-page")
+    assert refused.status_code == missing.status_code == 404
+    assert "allow" not in refused.headers
+    assert refused.headers["content-type"] == missing.headers["content-type"]
+    if method != "HEAD":
+        assert refused.json() == missing.json() | {"instance": "/metrics"}
+
+
+def test_an_admitted_client_gets_405_for_any_method_but_get(client):
+    inside = TestClient(client.app, client=LOOPBACK)
+    for method in OTHER_METHODS:
+        answer = inside.request(method, "/metrics")
+        assert (answer.status_code, answer.headers.get("allow")) == (405, "GET"), method
+
+
 @pytest.mark.parametrize("peer", [LOOPBACK, ("127.8.9.10", 1), ("::1", 1), ("::ffff:127.0.0.1", 1)])
 def test_the_loopback_reads_the_metrics(client, peer):
     answer = _read(client.app, peer)
@@ -115,3 +137,10 @@ def test_the_metrics_are_not_in_the_published_schema(client):
 def test_a_mistyped_network_fails_when_the_settings_are_read(tmp_path):
     with pytest.raises(ValidationError, match="10.0.0.0/33"):
         Settings(data_dir=tmp_path, metrics_allow="127.0.0.0/8, 10.0.0.0/33")
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:5555", "[::1]:5555"])
+def test_a_scraper_on_the_trusted_proxys_host_is_let_in_when_the_proxy_appends_a_port(open_app, entry):
+    """uvicorn strips the port (and IPv6 brackets) from the entry it believes; the check that the address
+    is the sender's own compared the raw entry, so a proxy appending ports kept its scraper out."""
+    assert _read(open_app, PROXY, {"X-Forwarded-For": entry}, proxy=PROXY[0]).status_code == 200

@@ -50,3 +50,15 @@ def test_an_untrusted_proxy_whose_address_is_part_of_a_forwarded_one_is_still_se
     assert trusted.check(scope("172.16.0.1", "172.16.0.12")) and trusted.seen_from == "172.16.0.1"
     assert UntrustedProxyCheck("10.0.0.0/8").check(scope("172.16.0.1", "10.0.0.7, 172.16.0.19"))
     assert not UntrustedProxyCheck("10.0.0.0/8").check(scope("172.16.0.1", "203.0.113.9, 172.16.0.1"))
+
+
+def test_forwarded_entries_with_ports_are_read_as_uvicorn_reads_them():
+    """A trusted proxy may append `ip:port` (or `[ipv6]:port`): uvicorn strips the port and brackets
+    from the client it puts in place, so the entry compared with that client must be stripped too. It was
+    compared raw: a visitor behind the trusted proxy was taken for an untrusted proxy, and a scraper on the
+    proxy's host was refused /metrics."""
+    trusted = UntrustedProxyCheck("10.0.0.0/8")
+    assert not trusted.check(scope("192.168.1.4", "192.168.1.4:5000"))
+    assert trusted.address_is_own(scope("192.168.1.4", "192.168.1.4:5000"))
+    assert trusted.address_is_own(scope("fd00::4", "203.0.113.9, [fd00::4]:443, 10.0.0.2:80"))
+    assert not trusted.address_is_own(scope("fd00::4", "[fd00::4]:443, 203.0.113.9"))
