@@ -1,0 +1,46 @@
+"""Round 17: a hostile client against what changed on the day of round 16 (the /metrics allow-list, the
+console's sessions through an outage, Idempotency-Key ends retried in the background, the one open
+keyword campaign per product, the incremental ads counts, `demo-state.json`) and HTTP/1.1 framing. Each
+test failed before its fix.
+
+Tried and held, sent to `crosscart serve`'s protocols (h11 and httptools) on a running server, not
+replayed here: a POST over the body limit by Content-Length whose body is a second, authenticated
+request (one 413, the inner request never ran) and the same chunked; four pipelined requests (four
+answers, in order); `Transfer-Encoding: identity` and two differing `Content-Length`s (the parser's 400);
+3,000 headers and a 15 kB `Cookie` to the console (within the 16 kB header cap: answered as usual, more
+is the 431 of serving/http.py); a fullwidth and a Japanese `Host` (unused: every redirect is relative, from
+the path); an `Idempotency-Key` of fullwidth letters (400: printable ASCII only, so no look-alike keys).
+Read in the code, held: `/metrics` behind a trusted proxy (the address believed is the rightmost
+untrusted `X-Forwarded-For` entry, as uvicorn picks it; an entry with a port fails closed); a keyword
+campaign's products (only set at creation, counted after `chosen_id`'s lock; paused campaigns count, an
+ended one cannot restart); impressions and clicks (timed by the server, never by the client, so no
+settled day's cached count can be written into); the kept form (drawn only after its CSRF check, never
+for sign-in); `demo-state.json` (written only by the demo; unreadable, it is warned about once);
+`UnsettledKeys` (an end reaches it only when the database refused it, so a client cannot fill it on its
+own; at its bound an end is counted and dropped, its key in progress until it expires)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.resilience.conftest import fault_app, fault_settings, seeded_factory
+
+
+def test_an_anonymous_address_of_any_length_keeps_its_idempotency_key(database_url, tmp_path):
+    """An anonymous caller's Idempotency-Key was stored under `ip:` + its address as uvicorn gave it, in
+    an 80-character column. Behind `CROSSCART_FORWARDED_ALLOW_IPS=*` (or a trusted proxy forwarding a
+    trusted visitor) the address is the `X-Forwarded-For` entry the client wrote, any text: 78 characters
+    or more made every keyed request a 500 on PostgreSQL (StringDataRightTruncation at the claim). The
+    address is stored hashed, as a key is (`serving.idempotency._caller`)."""
+    factory = seeded_factory(database_url)
+    address = "f" * 120  # what uvicorn sets as the client from `X-Forwarded-For: fff...`
+    app = fault_app(fault_settings(tmp_path), factory)
+    application = {"name": "Nagoya Tea", "country": "JP", "licence_no": "L-17", "brands": ["Tea"]}
+    headers = {"Idempotency-Key": "apply-once"}
+    with TestClient(app, client=(address, 1), raise_server_exceptions=False) as client:
+        first = client.post("/v1/merchants", json=application, headers=headers)
+        again = client.post("/v1/merchants", json=application, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == first.json()
+    factory.kw["bind"].dispose()
