@@ -3,6 +3,8 @@ action and report a refusal on the page instead of a JSON error."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -301,20 +303,90 @@ class FormRoute(APIRoute):
         return handler
 
 
+@dataclass(frozen=True)
+class KeptField:
+    """One name of a kept form: how the console's own forms draw it (`kind`: "hidden", "checkbox",
+    "textarea", "text"), their label, and the values sent under it, in order."""
+
+    name: str
+    kind: str
+    label: str
+    values: list[str]
+
+
+FIELD = re.compile(r"<(input|select|textarea|button)\b([^>]*)>")
+LABEL = re.compile(r'<label for="([^"]+)">(.*?)</label>', re.S)
+HINT = re.compile(r'<span class="hint">.*?</span>', re.S)
+ATTR = re.compile(r'([\w-]+)="([^"]*)"')
+
+
+@functools.cache
+def form_fields() -> dict[str, tuple[str, str | None]]:
+    """The console's form fields as its templates draw them, read once from their source: a field's name
+    (`match_{{ i }}` standing for `match_0`, `match_1`...) to its kind and its label's text. A name the
+    templates draw two ways (`status`: a select on one page, a button's value on another) has no kind
+    here, a label naming a record (a product's title) no label: `_kept_form` infers them."""
+    seen: dict[str, set[tuple[str, str | None]]] = {}
+    for path in (HERE / "templates").glob("[!_]*.html"):
+        if path.name == "form_kept.html":
+            continue
+        source = path.read_text()
+        labels = {}
+        for target, text in LABEL.findall(source):  # with its hint, and without
+            texts = (text, HINT.sub("", text))
+            texts = tuple(" ".join(re.sub(r"<[^>]*>", " ", t).split()) for t in texts)
+            labels[target] = None if "{" in texts[0] or not texts[0] else texts
+        for tag, attrs in FIELD.findall(source):
+            a = dict(ATTR.findall(attrs))
+            if "name" not in a or a["name"].startswith("{") or "{%" in a["name"]:
+                continue
+            kind = "hidden" if tag == "button" else tag if tag != "input" else a.get("type", "text")
+            kind = kind if kind in ("hidden", "checkbox", "textarea") else "text"
+            seen.setdefault(a["name"], set()).add((kind, labels.get(a.get("id", ""))))
+    fields = {}
+    for name, ways in seen.items():
+        kinds, texts = {k for k, _ in ways}, {t for _, t in ways}
+        if len(texts) > 1 and None not in texts and len({t[1] for t in texts}) == 1:
+            texts = {(texts.pop()[1],)}  # drawn with different hints: the label without them
+        pattern = "".join(
+            ".+" if part.startswith("{{") else re.escape(part) for part in re.split(r"(\{\{.*?\}\})", name)
+        )
+        fields[pattern] = (
+            kinds.pop() if len(kinds) == 1 else None,
+            texts.pop()[0] if len(texts) == 1 and None not in texts else None,
+        )
+    return fields
+
+
+def kept_field(name: str, values: list[str]) -> KeptField:
+    """A sent name as the kept form draws it: as the console's forms draw it (`form_fields`), else
+    inferred from what was sent. A name sent more than once (a multi-select, a list of checkboxes) is
+    a checkbox per value, all checked; "on" alone, a checked checkbox's value when it has none, a
+    checkbox (so a text box in which "on" was typed is one too: checked, it sends the same); a value with
+    a line break or over 80 characters a textarea. Labels not drawn as text by a template are derived
+    from the name. Each way sends again exactly what was sent."""
+    kind, label = next((way for p, way in form_fields().items() if re.fullmatch(p, name)), (None, None))
+    if kind is None or (len(values) > 1 and kind != "hidden"):
+        long = any("\n" in v or len(v) > 80 for v in values)
+        kind = "checkbox" if len(values) > 1 or values == ["on"] else "textarea" if long else "text"
+    if kind == "text" and any("\n" in v or "\r" in v for v in values):
+        kind = "textarea"  # an input would drop its line breaks
+    return KeptField(name, kind, label or name.replace("_", " ").capitalize(), values)
+
+
 async def _kept_form(request: Request, refused: Refusal) -> HTMLResponse:
     """The refused form from what the request sent, posting to the address it was sent to (the raw one:
     an id with a `/` or `?` in it stays one segment)."""
     form = await request.form()
-    fields = [
-        (name, name.replace("_", " ").capitalize(), value)
-        for name, value in form.multi_items()
-        if name != CSRF_FIELD and isinstance(value, str)
-    ]
+    sent: dict[str, list[str]] = {}
+    for name, value in form.multi_items():
+        if name != CSRF_FIELD and isinstance(value, str):
+            sent.setdefault(name, []).append(value)
     raw = request.scope.get("raw_path")
     action = raw.decode("latin-1") if raw else quote(request.url.path)
     if request.url.query:
         action += f"?{request.url.query}"
     return await render(
         request, "form_kept.html", status_code=refused.status_code, title="Your form, as you sent it",
-        refused=refused, fields=fields, action=action,
+        refused=refused, fields=[kept_field(n, v) for n, v in sent.items()], action=action,
     )  # fmt: skip

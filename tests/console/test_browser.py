@@ -12,15 +12,22 @@ import itertools
 import json
 import re
 import sqlite3
+import threading
+import time
 import urllib.parse
 import urllib.request
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from tests.console.conftest import STEP_SECONDS
+from commerce.ads import KeywordCampaign, KeywordCampaignProduct
+from commerce.db import transaction
+from tests.conftest import free_port
+from tests.console.conftest import PORTS, STEP_SECONDS
 
 # A real browser on a loaded 2-core machine sometimes reads a page while it is being replaced; a test
 # that fails that way runs again (up to twice) before it counts as failed. Logic errors fail every run.
@@ -550,3 +557,74 @@ def test_every_list_fits_a_phone_screen(console, demo):
     finally:
         console.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     console.sign_out()
+
+
+@contextmanager
+def serving(app):
+    """`app` (a test client's, its lifespan started) under uvicorn in this process, so a test can take its
+    database away (`Outage`) while a browser uses it: its address."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(PORTS), lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STEP_SECONDS
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(STEP_SECONDS)
+
+
+def test_a_form_kept_through_an_outage_is_accessible_and_sent_again(
+    driver, artifacts, failures, client, keys, session_factory, monkeypatch
+):
+    """A new keyword campaign sent as the database goes down comes back alone (its page reads the
+    merchant's products): the products picked are checked checkboxes, a name in Chinese with a script in
+    it is shown as typed, axe finds no serious or critical violation, and "Send again", clicked once the
+    database is back, creates the campaign as typed."""
+    from serving.routers import search
+    from tests.console.test_form_failures import Outage
+
+    name = '护手霜活动 "><script>alert(1)</script>'
+    outage = Outage(session_factory.kw["bind"], monkeypatch)
+    try:
+        with serving(client.app) as base:
+            console = Console(driver, base, artifacts, failures)
+            console.sign_in(keys["merchant"])
+            console.open("/console/keyword-campaigns/new")
+            console.fill(
+                name=name, daily_budget="8.50", keyword_0="hand cream", match_0="phrase", bid_0="0.45"
+            )
+            for product in ("p01", "p02"):
+                console.by_id(f"product-{product}").click()
+            outage.begin_at(search, "create_keyword_campaign")
+            console.submit("create-keyword-campaign")
+            assert console.heading() == "Your form, as you sent it"
+            assert "Nothing was saved: the database is unavailable" in console.text()
+            boxes = console.driver.find_elements("css selector", "input[name=product_ids]")
+            assert [(b.get_attribute("value"), b.is_selected()) for b in boxes] == [
+                ("p01", True),
+                ("p02", True),
+            ]
+            assert console.driver.find_element("name", "name").get_attribute("value") == name
+            console.check("form-kept")
+
+            outage.end()
+            console.submit("send-again")
+            console.arrive("/console/keyword-campaigns/")
+            assert name in console.text()
+            console.sign_out()
+    finally:
+        outage.close()
+    with transaction(session_factory) as s:
+        campaign = s.scalars(select(KeywordCampaign).where(KeywordCampaign.name == name)).one()
+        promoted = select(KeywordCampaignProduct.product_id).where(
+            KeywordCampaignProduct.campaign_id == campaign.campaign_id
+        )
+        assert sorted(s.scalars(promoted)) == ["p01", "p02"] and campaign.daily_budget == Decimal("8.50")

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, exc, func, select
 
 from commerce.access import ApiKey
-from commerce.ads import AdKeyword, KeywordCampaign
+from commerce.ads import AdKeyword, KeywordCampaign, KeywordCampaignProduct
 from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon
@@ -792,3 +792,102 @@ def test_a_plan_whose_campaign_changed_while_it_was_computed_answers_409_the_for
     with transaction(session_factory) as s:
         members = select(func.count()).where(CampaignMember.campaign_id == campaign_id)
         assert s.scalar(members) == 0
+
+
+class Controls(HTMLParser):
+    """A page's form controls as (tag, type, name, value, checked) by id, and each label's text by the
+    id it is for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls, self.labels, self.hidden, self.label = {}, {}, [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "label":
+            self.label = a.get("for")
+            self.labels[self.label] = ""
+        elif tag in ("input", "textarea", "select") and a.get("type") == "hidden":
+            self.hidden.append((a["name"], a["value"]))
+        elif tag in ("input", "textarea", "select"):
+            self.controls[a["id"]] = (tag, a.get("type"), a["name"], a.get("value"), "checked" in a)
+
+    def handle_endtag(self, tag):
+        if tag == "label":
+            self.labels[self.label] = " ".join(self.labels[self.label].split())
+            self.label = None
+
+    def handle_data(self, data):
+        if self.label:
+            self.labels[self.label] += data
+
+
+def controls(page: str) -> Controls:
+    parser = Controls()
+    parser.feed(page)
+    return parser
+
+
+def test_a_kept_form_draws_each_field_as_the_console_does_labelled(client, keys, outage):
+    """Kept without its page, a coupon edit's checkbox is a checked checkbox under its own label ("on" was a
+    text box reading "on", labelled "Requires grant"), and every control has a label naming it."""
+    token = sign_in(client, keys["marketer"])
+    form = FORMS["edit coupon"]
+    typed = {**form.typed, "requires_grant": "on"}
+    outage.begin_at(*form.calls)
+    r = client.post(form.action, data={"csrf_token": token, **typed})
+    assert r.status_code == 503, r.text
+    page = controls(r.text)
+    by_name = {c[2]: (i, c) for i, c in page.controls.items()}
+    box_id, box = by_name["requires_grant"]
+    assert box[:2] == ("input", "checkbox") and box[4]
+    assert page.labels[box_id] == "Only for shoppers granted it"
+    assert page.labels[by_name["min_spend"][0]] == "Minimum spend (CNY)"
+    assert set(page.controls) <= set(page.labels)  # every control labelled, by `for`
+    assert '<h2 id="kept-heading">' in r.text and 'aria-labelledby="kept-heading"' in r.text
+    assert form_values(r.text, form.action) == {
+        "csrf_token": [token],
+        **{k: [v] for k, v in typed.items()},
+    }
+
+
+def test_a_kept_form_keeps_hidden_fields_hidden_and_long_text_a_textarea(client, keys, outage):
+    """The rejection's decision (a hidden field) stays hidden, not a text box to edit; a reason with a
+    line break is a textarea under the form's label, "Reason to reject"."""
+    token = sign_in(client, keys["admin"])
+    action = "/console/merchants/m3/review"
+    outage.begin_at(catalog, "review")
+    r = client.post(action, data={"csrf_token": token, "decision": "reject", "reason": "one\ntwo"})
+    assert r.status_code == 503, r.text
+    page = controls(r.text)
+    assert ("decision", "reject") in page.hidden
+    assert [c[2] for c in page.controls.values()] == ["reason"]
+    ((reason_id, reason),) = page.controls.items()
+    assert reason[0] == "textarea" and page.labels[reason_id] == "Reason to reject"
+    assert form_values(r.text, action)["reason"] == ["one\ntwo"]
+
+
+def test_a_kept_form_sends_repeated_and_unusual_values_back_exactly(client, keys, session_factory, outage):
+    """Products picked together (a name sent twice) come back as one checked checkbox each, and values in
+    Chinese, with quotes, or closing the tag and opening a script are escaped, shown as typed and sent
+    again unchanged; the form sent again once the database is back is saved."""
+    token = sign_in(client, keys["merchant"])
+    form = FORMS["new keyword campaign"]
+    name = '活动 "A&B" "><script>alert(1)</script>'
+    typed = {**form.typed, "name": name, "keyword_0": "护手霜 <b>"}
+    outage.begin_at(*form.calls)
+    r = client.post(form.action, data={"csrf_token": token, **typed})
+    assert r.status_code == 503, r.text
+    assert "<script>alert(1)" not in r.text and "<b>" not in r.text
+    boxes = [c for c in controls(r.text).controls.values() if c[2] == "product_ids"]
+    assert boxes == [("input", "checkbox", "product_ids", p, True) for p in ("p01", "p02")]
+    sent = form_values(r.text, form.action)
+    assert sent == {"csrf_token": [token], **{k: v if isinstance(v, list) else [v] for k, v in typed.items()}}
+    outage.end()
+    assert client.post(form.action, data=sent, follow_redirects=False).status_code == 303
+    with transaction(session_factory) as s:
+        kc = s.scalars(select(KeywordCampaign).where(KeywordCampaign.name == name)).one()
+        promoted = select(KeywordCampaignProduct.product_id).where(
+            KeywordCampaignProduct.campaign_id == kc.campaign_id
+        )
+        assert sorted(s.scalars(promoted)) == ["p01", "p02"]
