@@ -891,3 +891,17 @@ def test_a_kept_form_sends_repeated_and_unusual_values_back_exactly(client, keys
             KeywordCampaignProduct.campaign_id == kc.campaign_id
         )
         assert sorted(s.scalars(promoted)) == ["p01", "p02"]
+
+
+def test_a_kept_form_names_a_lone_picked_product_by_its_value(client, keys, outage):
+    """One product picked is still a checkbox with its value beside it: labelled "Product ids" alone, the
+    page did not say which product it sends."""
+    token = sign_in(client, keys["merchant"])
+    form = FORMS["new keyword campaign"]
+    outage.begin_at(*form.calls)
+    r = client.post(form.action, data={"csrf_token": token, **form.typed, "product_ids": "p02"})
+    assert r.status_code == 503, r.text
+    page = controls(r.text)
+    ((box_id, box),) = [(i, c) for i, c in page.controls.items() if c[2] == "product_ids"]
+    assert box == ("input", "checkbox", "product_ids", "p02", True) and page.labels[box_id] == "p02"
+    assert "<legend>Product ids</legend>" in r.text
