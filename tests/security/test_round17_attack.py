@@ -69,3 +69,17 @@ def test_a_test_level_that_is_no_probability_is_refused(command, named, tmp_path
     assert result.exit_code == 2, result.output
     assert named in result.output and "NaN to integer" not in result.output, result.output
     assert "confidence_level" not in result.output
+
+
+@pytest.mark.parametrize("weight", ["inf", "1e7"])
+def test_a_variant_weight_is_bounded_on_the_command_line_as_in_the_api(weight, tmp_path, monkeypatch):
+    """The API takes a variant weight in (0, 1e6], finite; `crosscart experiment create` took any
+    positive float: `-v a=inf -v b=1` stored a draft experiment with an infinite weight (its split is
+    inf / inf). The bound is the service's (`commerce.services.experiments.MAX_VARIANT_WEIGHT`), the
+    schema's with it."""
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(cli, ["experiment", "create", "x", "-v", f"a={weight}", "-v", "b=1"])
+    assert result.exit_code == 2, result.output
+    assert "weight" in result.output
