@@ -19,6 +19,9 @@ from commerce.db import Base
 from commerce.sqltypes import UTCDateTime, skeleton_of, str_enum, utcnow
 
 STATUSES = ("draft", "running", "stopped")
+#: A variant's largest weight (the API's and the command line's): weights are relative, and an infinite
+#: one (`crosscart experiment create -v a=inf`) made its split inf / inf.
+MAX_VARIANT_WEIGHT = 1e6
 #: How results may be read: fixed horizon, or peeking-safe (experiments.ab.sequential). Chosen up front.
 INFERENCES = ("fixed", "msprt", "group-sequential")
 

@@ -18,6 +18,7 @@ from commerce.bulk import insert_ignore_stmt
 from commerce.errors import Conflict, InvalidState, NotFound, ValidationError
 from commerce.experiments import (
     INFERENCES,
+    MAX_VARIANT_WEIGHT,
     STATUSES,
     Experiment,
     ExperimentExposure,
@@ -51,8 +52,10 @@ def _variants(variants: Mapping[str, float] | Sequence[tuple]) -> list[tuple[str
             weight = float(weight)
         except (TypeError, ValueError):
             raise ValidationError(f"variant {name!r}: weight {weight!r} is not a number") from None
-        if not weight > 0:
-            raise ValidationError(f"variant {name!r}: weight must be positive, got {weight}")
+        if not 0 < weight <= MAX_VARIANT_WEIGHT:
+            raise ValidationError(
+                f"variant {name!r}: weight must be in (0, {MAX_VARIANT_WEIGHT:g}], got {weight}"
+            )
         out.append((str(name), weight, config))
     if len(out) < 2:
         raise ValidationError("an experiment needs at least two variants")

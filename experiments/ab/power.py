@@ -12,12 +12,15 @@ from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
 
-def _check(alpha: float, power: float | None, ratio: float) -> None:
+def check_levels(alpha: float, power: float | None = None, ratio: float = 1.0) -> None:
+    """The test's level and power are probabilities, its ratio a positive number (not `nan`): the
+    calculator's check and the simulations' (`crosscart experiment simulate --alpha nan` ran and
+    reported "expected nan")."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if power is not None and not 0 < power < 1:
         raise ValueError(f"power must be in (0, 1), got {power}")
-    if not ratio > 0:
+    if not 0 < ratio < math.inf:
         raise ValueError(f"ratio (treatment / control size) must be positive, got {ratio}")
 
 
@@ -43,7 +46,7 @@ def sample_size_proportion(
     ratio: float = 1.0,
 ) -> int:
     """Control units needed to detect `mde` on a rate (treatment gets `ratio` times as many), two-sided."""
-    _check(alpha, power, ratio)
+    check_levels(alpha, power, ratio)
     h = proportion_effectsize(_treated_rate(baseline, mde, relative), baseline)
     n = NormalIndPower().solve_power(effect_size=abs(h), alpha=alpha, power=power, ratio=ratio)
     return math.ceil(n)
@@ -53,7 +56,7 @@ def power_proportion(
     baseline: float, treated: float, n_control: int, *, alpha: float = 0.05, ratio: float = 1.0
 ) -> float:
     """Power of the two-sided test comparing two rates with `n_control` control units."""
-    _check(alpha, None, ratio)
+    check_levels(alpha, None, ratio)
     if n_control < 2:
         raise ValueError(f"n_control must be at least 2, got {n_control}")
     h = proportion_effectsize(treated, baseline)
@@ -64,16 +67,19 @@ def sample_size_mean(
     std: float, mde: float, *, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0
 ) -> int:
     """Control units needed to detect an absolute difference `mde` in a mean with unit-level `std`."""
-    _check(alpha, power, ratio)
-    if not std > 0 or mde == 0:
-        raise ValueError(f"need std > 0 and a non-zero mde, got std={std}, mde={mde}")
+    check_levels(alpha, power, ratio)
+    if not 0 < std < math.inf or not math.isfinite(mde) or mde == 0:
+        raise ValueError(f"need a finite std > 0 and a finite non-zero mde, got std={std}, mde={mde}")
     n = TTestIndPower().solve_power(effect_size=abs(mde) / std, alpha=alpha, power=power, ratio=ratio)
     return math.ceil(n)
 
 
 def power_mean(std: float, mde: float, n_control: int, *, alpha: float = 0.05, ratio: float = 1.0) -> float:
     """Power of Welch's test for an absolute difference `mde` in a mean with `n_control` control units."""
-    _check(alpha, None, ratio)
-    if not std > 0 or n_control < 2:
-        raise ValueError(f"need std > 0 and n_control >= 2, got std={std}, n_control={n_control}")
+    check_levels(alpha, None, ratio)
+    if not 0 < std < math.inf or not math.isfinite(mde) or n_control < 2:
+        raise ValueError(
+            f"need a finite std > 0, a finite mde and n_control >= 2, got std={std}, mde={mde},"
+            f" n_control={n_control}"
+        )
     return float(TTestIndPower().power(effect_size=abs(mde) / std, nobs1=n_control, alpha=alpha, ratio=ratio))

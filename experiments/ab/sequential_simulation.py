@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from experiments.ab import sequential
+from experiments.ab.power import check_levels
 from experiments.ab.simulation import VARIANTS, Scenario
 
 MEAN_METRICS = {
@@ -80,6 +81,7 @@ def simulate_peeking(
         raise ValueError(f"metric must be one of {sorted(MEAN_METRICS)}")
     if runs < 1 or looks < 1 or units < 4 * looks:
         raise ValueError("need runs >= 1, looks >= 1 and at least 4 units per look")
+    check_levels(alpha)
     scenario = with_effect(scenario, effect)
     truth = scenario.truth(VARIANTS[1])[metric] - scenario.truth(VARIANTS[0])[metric]
     n_t, s_t, q_t, n_c, s_c, q_c = look_sums(scenario, runs, units, looks, metric, seed)

@@ -327,6 +327,7 @@ def run_simulation(
         raise ValueError(f"mode must be 'aa' or 'power', got {mode!r}")
     if runs < 1:
         raise ValueError("runs must be at least 1")
+    power_calc.check_levels(alpha, target_power if mode == "power" else None)
     if mode == "aa":
         scenario = scenario.aa()
     truth_c, truth_t = scenario.truth(VARIANTS[0]), scenario.truth(VARIANTS[1])

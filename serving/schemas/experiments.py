@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from commerce.experiments import INFERENCES, STATUSES
+from commerce.experiments import INFERENCES, MAX_VARIANT_WEIGHT, STATUSES
 from serving.schemas.base import RequestModel
 
 ExperimentStatus = Literal[STATUSES]  # both defined once, in commerce.experiments
@@ -16,7 +16,7 @@ Inference = Literal[INFERENCES]
 
 class VariantIn(RequestModel):
     name: str = Field(min_length=1, max_length=64)
-    weight: float = Field(gt=0, le=1e6, allow_inf_nan=False)
+    weight: float = Field(gt=0, le=MAX_VARIANT_WEIGHT, allow_inf_nan=False)
     config: dict[str, Any] | None = Field(
         default=None,
         description='What the variant changes, e.g. {"model_alias": "challenger"}, '

@@ -21,8 +21,11 @@ own; at its bound an end is counted and dropped, its key in progress until it ex
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from crosscart.cli import app as cli
 from tests.resilience.conftest import fault_app, fault_settings, seeded_factory
 
 
@@ -44,3 +47,39 @@ def test_an_anonymous_address_of_any_length_keeps_its_idempotency_key(database_u
     assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true"
     assert again.json() == first.json()
     factory.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        ("experiment simulate --runs 1 --alpha nan", "alpha"),  # ran: "expected nan", exit 0
+        ("experiment simulate --runs 1 --alpha 2", "alpha"),  # scipy's `confidence_level` message
+        ("experiment simulate --runs 1 --looks 2 --alpha nan", "alpha"),  # ran, nothing ever rejected
+        ("experiment power --std 1 --mde inf", "mde"),  # "cannot convert float NaN to integer"
+        ("experiment power --std inf --mde 1", "std"),  # the same
+    ],
+)
+def test_a_test_level_that_is_no_probability_is_refused(command, named, tmp_path, monkeypatch):
+    """`crosscart experiment simulate` took any `--alpha`: `nan` ran every simulation and reported
+    "expected nan" with exit 0, `2` ended in scipy's message about a `confidence_level`; `experiment
+    power` took an infinite `--mde` or `--std` to "cannot convert float NaN to integer". Each is one line
+    naming the option (`experiments.ab.power.check_levels`, the calculator's and the simulations' check)."""
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, command.split())
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "NaN to integer" not in result.output, result.output
+    assert "confidence_level" not in result.output
+
+
+@pytest.mark.parametrize("weight", ["inf", "1e7"])
+def test_a_variant_weight_is_bounded_on_the_command_line_as_in_the_api(weight, tmp_path, monkeypatch):
+    """The API takes a variant weight in (0, 1e6], finite; `crosscart experiment create` took any
+    positive float: `-v a=inf -v b=1` stored a draft experiment with an infinite weight (its split is
+    inf / inf). The bound is the service's (`commerce.services.experiments.MAX_VARIANT_WEIGHT`), the
+    schema's with it."""
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(cli, ["experiment", "create", "x", "-v", f"a={weight}", "-v", "b=1"])
+    assert result.exit_code == 2, result.output
+    assert "weight" in result.output
