@@ -22,7 +22,8 @@ by a fixed hash (the same rows on both databases). Timed, each the median of `re
   batch (an API replica's flush), alone and while refreshes run on another thread (over the batches
   written during them): a refresh holding the write lock (SQLite) or row locks (PostgreSQL) shows here.
 
-Writes bench/results/ads_refresh.json.
+Writes bench/results/ads_refresh.json, or `--output` (a partial run, e.g. `--databases postgresql
+--impressions 1000000`, kept apart from the full run's figures).
 """
 
 from __future__ import annotations
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impressions", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--databases", nargs="+", default=["postgresql", "sqlite"])
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     results = []
     for n in args.impressions:
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             r = _postgres(args.postgres, n, args.repeats) if db == "postgresql" else _sqlite(n, args.repeats)
             results.append({"database": db, **r})
             print(json.dumps(results[-1]), flush=True)
-    RESULTS.write_text(json.dumps({"repeats": args.repeats, "results": results}, indent=2) + "\n")
+    args.output.write_text(json.dumps({"repeats": args.repeats, "results": results}, indent=2) + "\n")
     keys = list(results[0])
     print("| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys))
     for r in results:

@@ -107,8 +107,9 @@ class AdsSnapshot:
     @classmethod
     def load(cls, session: Session, now: datetime, counts: ClickRateCounts | None = None) -> AdsSnapshot:
         """Live ads and their click rates at `now`; `counts` are the replica's from its last load (none:
-        every day counted)."""
+        every day counted). Takes `ads.REFRESH_WORK_MEM` for the rest of `session`'s transaction."""
         counts = counts or ClickRateCounts()
+        ads.use_refresh_work_mem(session)
         at = ads.billing_clock(session, now)
         since = now - CTR_WINDOW
         imps = counts.impressions.count(session, since, at)

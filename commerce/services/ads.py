@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from commerce.ads import (
@@ -541,6 +541,24 @@ DAY = timedelta(days=1)
 #: a second, but held in the log's backlog while the database is away and written, with its time, when it
 #: is back: late by as long as the outage. A day's counts are kept once a day has passed since it ended.
 SETTLED_AFTER = DAY
+
+
+#: PostgreSQL's `work_mem` for the ads refresh's transaction (`use_refresh_work_mem`). A later refresh
+#: groups the recent days' rows by ad, viewer and day, an order no index holds for a range of time
+#: (`ix_ad_impressions_recent_days` is time first): in a hash table, or a sort spilled to disk once it
+#: outgrows `work_mem` (the default 4 MB). At 1M impressions the table takes 2.6 MB and fits; it grows
+#: with the rows of two days (docs/search.md). Bound: each hash or sort node of a count may take it (a
+#: hash `hash_mem_multiplier` times it, 2 by default) and a count has two, so at most about 128 MB of
+#: server memory per refresh, one refresh at a time per API worker (and per campaign change's refresh
+#: running next to it).
+REFRESH_WORK_MEM = "32MB"
+
+
+def use_refresh_work_mem(session: Session) -> None:
+    """`REFRESH_WORK_MEM` for the rest of `session`'s transaction on PostgreSQL (SET LOCAL: the server's
+    default again once it ends, for every other use of the pooled connection); nothing on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{REFRESH_WORK_MEM}'"))
 
 
 class RollingViewerDays:

@@ -3,6 +3,7 @@ tokens are never charged, spend never exceeds the daily budget under 50 concurre
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, text
 
 from commerce.ads import AdBudgetDay, AdClick, AdImpression
-from commerce.db import transaction
+from commerce.db import read_only, transaction
 from commerce.errors import ValidationError
 from commerce.identity import Keyring
 from commerce.services import ads, orders, revenue, shoppers
@@ -430,3 +431,34 @@ def test_a_refresh_reads_only_the_days_that_may_still_change(shop):
     with shop() as s:  # the old day's viewers, kept
         assert AdsSnapshot.load(s, now + timedelta(minutes=1), counts).ctr[cid, "P1"] == (1, 2)
         assert AdsSnapshot.load(s, now, ClickRateCounts()).ctr == {}
+
+
+def test_a_refresh_takes_its_work_mem_in_its_own_transaction_only(shop):
+    """An ads refresh groups the recent rows by ad and viewer, spilling to disk under PostgreSQL's default
+    `work_mem`: it takes `ads.REFRESH_WORK_MEM` for its own read transaction (SET LOCAL), and the pooled
+    connection's next transaction has the server's default again. The counts are the same; SQLite sets
+    nothing."""
+    cid, (kid, _) = _campaign(shop)
+    now = datetime(2026, 6, 14, 13, 0, tzinfo=UTC)
+    viewers = [("s0", None), ("s1", None), (None, "tag-1"), (None, None)]
+    _shown_and_clicked(
+        shop,
+        [
+            (_claim(cid, kid, shopper=shopper, client=client), now - timedelta(hours=5 * i))
+            for i in range(40)
+            for shopper, client in [viewers[i % 4]]
+        ],
+    )
+    pg = shop.kw["bind"].dialect.name == "postgresql"
+    show = "SELECT current_setting('work_mem'), pg_backend_pid()" if pg else "SELECT NULL, NULL"
+    for session in (functools.partial(read_only, shop), functools.partial(transaction, shop)):
+        # ended by a rollback (the refresh's) and a commit (which would keep a plain SET)
+        with session() as s:
+            default, backend = s.execute(text(show)).one()
+            loaded = AdsSnapshot.load(s, now, ClickRateCounts()).ctr
+            during = s.scalar(text(show))
+        with read_only(shop) as s:
+            assert s.execute(text(show)).one() == (default, backend)  # the same connection, its default again
+            assert loaded == _full_ctr(s, now) != {}
+        assert during == (ads.REFRESH_WORK_MEM if pg else None)
+        assert default != ads.REFRESH_WORK_MEM
