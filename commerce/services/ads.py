@@ -546,8 +546,9 @@ SETTLED_AFTER = DAY
 #: PostgreSQL's `work_mem` for the ads refresh's transaction (`use_refresh_work_mem`). A later refresh
 #: groups the recent days' rows by ad, viewer and day, an order no index holds for a range of time
 #: (`ix_ad_impressions_recent_days` is time first): in a hash table, or a sort spilled to disk once it
-#: outgrows `work_mem` (the default 4 MB). At 1M impressions the table takes 2.6 MB and fits; it grows
-#: with the rows of two days (docs/search.md). Bound: each hash or sort node of a count may take it (a
+#: outgrows `work_mem` (the default 4 MB). At 1M impressions the table takes 2.6 MB and fits; at 5M
+#: (250,000 recent rows) it took 18 MB, the sort spilled and a refresh took 2.6 s, 1.0 s with 32 MB
+#: (docs/search.md). Bound: each hash or sort node of a count may take it (a
 #: hash `hash_mem_multiplier` times it, 2 by default) and a count has two, so at most about 128 MB of
 #: server memory per refresh, one refresh at a time per API worker (and per campaign change's refresh
 #: running next to it).
