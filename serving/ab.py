@@ -396,15 +396,13 @@ class ExposureLog(PeriodicFlush):
         max_exposures: int = 200_000,
         max_pages: int = 20_000,
     ):
-        self.session_factory, self.every_seconds, self.seen_cap = session_factory, every_seconds, seen_cap
+        super().__init__(every_seconds)
+        self.session_factory, self.seen_cap = session_factory, seen_cap
         self.written = 0  # first exposures stored by this replica
         self._seen: set[tuple[str, str]] = set()
         self.exposures = Backlog("exposures", max_exposures)
         self.pages = Backlog("logged pages", max_pages)
         self.pages_written = 0
-        self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def backlogs(self) -> tuple[Backlog, ...]:

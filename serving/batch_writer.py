@@ -62,12 +62,16 @@ class Backlog:
 
 
 class PeriodicFlush(ABC):
-    """Subclasses set `every_seconds`, `thread_name`, `_stop` (an Event) and `_thread` (None)."""
+    """A daemon thread calling `flush` every `every_seconds`; subclasses set `thread_name` and flush
+    holding `_flush_lock` (the thread's and `stop`'s flushes never overlap)."""
 
-    every_seconds: float
     thread_name: str
-    _stop: threading.Event
-    _thread: threading.Thread | None
+
+    def __init__(self, every_seconds: float) -> None:
+        self.every_seconds = every_seconds
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @abstractmethod
     def flush(self) -> int:

@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Callable
 from functools import partial
 
@@ -73,11 +72,8 @@ class UnsettledKeys(PeriodicFlush):
     thread_name = "idempotency-keys"
 
     def __init__(self, every_seconds: float = 1.0, max_pending: int = 10_000) -> None:
-        self.every_seconds = every_seconds
+        super().__init__(every_seconds)
         self.backlog = Backlog("idempotency key ends", max_pending)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def backlogs(self) -> tuple[Backlog, ...]:
@@ -87,7 +83,7 @@ class UnsettledKeys(PeriodicFlush):
         self.backlog.put(end)
 
     def flush(self) -> int:
-        with self._lock:
+        with self._flush_lock:
             pending = self.backlog.drain()
             ended = 0
             while pending:

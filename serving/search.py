@@ -158,11 +158,9 @@ class ImpressionLog(PeriodicFlush):
     def __init__(
         self, session_factory: sessionmaker[Session], every_seconds: float = 1.0, max_pending=200_000
     ):
-        self.session_factory, self.every_seconds = session_factory, every_seconds
+        super().__init__(every_seconds)
+        self.session_factory = session_factory
         self.backlog = Backlog("ad impressions", max_pending)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def backlogs(self) -> tuple[Backlog, ...]:
@@ -172,7 +170,7 @@ class ImpressionLog(PeriodicFlush):
         self.backlog.put((claim, at))
 
     def flush(self) -> int:
-        with self._lock:
+        with self._flush_lock:
             pending = self.backlog.drain()
             if not pending:
                 return 0

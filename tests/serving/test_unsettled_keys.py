@@ -37,12 +37,10 @@ def test_an_end_that_fails_for_good_is_logged_once_and_dropped_and_the_rest_are_
 class _FailsOnce(PeriodicFlush):
     """A flush that raises the first time, then counts its calls."""
 
-    every_seconds = 0.01
     thread_name = "fails-once"
 
     def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = None
+        super().__init__(every_seconds=0.01)
         self.calls = 0
         self.again = threading.Event()
 
