@@ -1,7 +1,7 @@
 """Round 17: a hostile client against what changed on the day of round 16 (the /metrics allow-list, the
 console's sessions through an outage, Idempotency-Key ends retried in the background, the one open
-keyword campaign per product, the incremental ads counts, `demo-state.json`) and HTTP/1.1 framing. Each
-test failed before its fix.
+keyword campaign per product, the incremental ads counts, `demo-state.json`), HTTP/1.1 framing and the
+command line's number options. Each test failed before its fix.
 
 Tried and held, sent to `crosscart serve`'s protocols (h11 and httptools) on a running server, not
 replayed here: a POST over the body limit by Content-Length whose body is a second, authenticated
