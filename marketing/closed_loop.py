@@ -155,7 +155,9 @@ class LoopSettings:
             raise ValueError(f"budget must be positive and finite, got {self.budget}")
         if not 0 < self.explore_share < 1:
             raise ValueError("explore_share must be in (0, 1)")
-        if not 0 < self.explore_floor <= self.explore_share or self.explore_decay < 0:
+        if not 0 < self.margin_rate <= 1:  # `nan` too: it failed only after the marketplace and planner
+            raise ValueError(f"margin_rate (--margin) must be in (0, 1], got {self.margin_rate}")
+        if not 0 < self.explore_floor <= self.explore_share or not 0 <= self.explore_decay < math.inf:
             raise ValueError("explore_floor must be in (0, explore_share] and explore_decay >= 0")
         if not 0 < self.fatigue <= 1 or self.fatigue_window < 1 or self.cap_window < 1:
             raise ValueError("fatigue must be in (0, 1], fatigue_window and cap_window at least 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 
@@ -121,6 +122,9 @@ def expire_orders(
     from commerce.services.pending import expire_pending_orders
     from crosscart.settings import get_settings
 
+    if ttl_minutes is not None and not math.isfinite(ttl_minutes):  # click's `min` lets nan and inf by
+        typer.echo(f"error: --ttl-minutes must be a number of minutes, got {ttl_minutes}", err=True)
+        raise typer.Exit(2)
     ttl = timedelta(minutes=ttl_minutes) if ttl_minutes is not None else get_settings().pending_policy.ttl
     engine = make_engine(_url())
     factory, total = make_session_factory(engine), 0

@@ -1,7 +1,7 @@
 """Round 17: a hostile client against what changed on the day of round 16 (the /metrics allow-list, the
 console's sessions through an outage, Idempotency-Key ends retried in the background, the one open
-keyword campaign per product, the incremental ads counts, `demo-state.json`) and HTTP/1.1 framing. Each
-test failed before its fix.
+keyword campaign per product, the incremental ads counts, `demo-state.json`), HTTP/1.1 framing and the
+command line's number options. Each test failed before its fix.
 
 Tried and held, sent to `crosscart serve`'s protocols (h11 and httptools) on a running server, not
 replayed here: a POST over the body limit by Content-Length whose body is a second, authenticated
@@ -83,3 +83,24 @@ def test_a_variant_weight_is_bounded_on_the_command_line_as_in_the_api(weight, t
     result = runner.invoke(cli, ["experiment", "create", "x", "-v", f"a={weight}", "-v", "b=1"])
     assert result.exit_code == 2, result.output
     assert "weight" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        ("campaign simulate-loop --budget 100 --rounds 1 --scale tiny --margin nan", "margin"),
+        ("campaign simulate-loop --budget 100 --rounds 1 --scale tiny --explore-decay nan", "explore_decay"),
+        ("db expire-orders --ttl-minutes nan", "ttl-minutes"),
+        ("db expire-orders --ttl-minutes inf", "ttl-minutes"),
+    ],
+)
+def test_a_number_option_that_is_no_number_is_one_line(command, named, tmp_path, monkeypatch):
+    """`campaign simulate-loop --margin nan` generated a marketplace, learnt a planner, then ended in
+    a ValueError traceback from the measurement (`--explore-decay nan` ran); `db expire-orders
+    --ttl-minutes nan` (or `inf`, past click's `min=0.01`) ended in "cannot convert float NaN to integer"
+    from `timedelta`. Each is one line naming the option, before any work (`LoopSettings`,
+    `crosscart.cli.db.expire_orders`)."""
+    monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, command.split())
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert named in result.output
