@@ -4,6 +4,7 @@ once; revoke; sign out of the console everywhere), through `serving.routers.cata
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
@@ -111,12 +112,8 @@ async def revoke_key(
     background: BackgroundTasks,
 ):
     """Through the API's revoke: its background task tells the other replicas (with Redis)."""
-    _, error = await attempt(
-        request, session, lambda: keys_api.revoke_key(key_id, session, state, principal, background)
-    )
-    if error:
-        return await _keys(request, session, principal, status_code=error.status_code, error=error)
-    return redirect("/console/keys")
+    revoke = partial(keys_api.revoke_key, key_id, session, state, principal, background)
+    return await _key_action(request, session, principal, revoke)
 
 
 @router.post("/keys/{key_id}/sign-out")
@@ -129,11 +126,13 @@ async def end_key_sessions(
     background: BackgroundTasks,
 ):
     """Every console session of the key, as `DELETE /v1/api-keys/{id}/console-sessions`."""
-    _, error = await attempt(
-        request,
-        session,
-        lambda: keys_api.end_key_console_sessions(key_id, session, state, principal, background),
-    )
+    end = partial(keys_api.end_key_console_sessions, key_id, session, state, principal, background)
+    return await _key_action(request, session, principal, end)
+
+
+async def _key_action(request: Request, session, principal, action):
+    """A key's button (revoke, sign out everywhere): the keys page again, with the refusal if any."""
+    _, error = await attempt(request, session, action)
     if error:
         return await _keys(request, session, principal, status_code=error.status_code, error=error)
     return redirect("/console/keys")
