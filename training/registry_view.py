@@ -135,9 +135,17 @@ def model_versions(tracking_uri: str, name: str) -> list[VersionView]:
 
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
-    """The version `alias` points at (None: nowhere). RegistryUnavailable if MLflow does not answer."""
+    """The version `alias` points at (None: nowhere). ValueError if there is no model `name` (as
+    `set_alias`), RegistryUnavailable if MLflow does not answer."""
+    from mlflow.exceptions import MlflowException
+
     with _reaching_registry():
-        version = _client(tracking_uri).get_registered_model(name).aliases.get(alias)
+        try:
+            version = _client(tracking_uri).get_registered_model(name).aliases.get(alias)
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+            raise ValueError(f"no registered model {name!r}") from exc
     return None if version is None else str(version)
 
 

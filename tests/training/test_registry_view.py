@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.registry_view import model_versions, plot_bytes, set_alias
+from training.registry_view import alias_version, model_versions, plot_bytes, set_alias
 
 
 def _register(tracking_uri: str, tmp_path, ndcg: float, model: str) -> str:
@@ -45,8 +45,12 @@ def test_versions_aliases_metrics_plots_and_promotion(tracking_uri, tmp_path, mo
 
     set_alias(tracking_uri, "rec", v1)  # roll back
     assert [v.aliases for v in model_versions(tracking_uri, "rec")] == [(), ("champion",)]
+    assert alias_version(tracking_uri, "rec", "champion") == v1
+    assert alias_version(tracking_uri, "rec", "x") is None
     with pytest.raises(ValueError, match="no version 9"):
         set_alias(tracking_uri, "rec", "9")
+    with pytest.raises(ValueError, match="no registered model 'nope'"):  # a 404 for the API, not a 500
+        alias_version(tracking_uri, "nope", "champion")
 
     run_id = versions[1].run_id
     assert plot_bytes(tracking_uri, run_id, "plots/popularity.png", tmp_path / "dl").endswith(b"popularity")
