@@ -279,16 +279,22 @@ def _draft_id(session) -> str:
     return session.scalars(select(Campaign.campaign_id).where(Campaign.name == "Plan me")).one()
 
 
+def _opened(form, client, keys, session_factory) -> tuple[str, str]:
+    """Signed in as the form's role, its setup done: the CSRF token and the address it posts to."""
+    token = sign_in(client, keys[form.role])
+    if form.setup:
+        form.setup(client, token)
+    with transaction(session_factory) as s:
+        return token, form.action(s) if callable(form.action) else form.action
+
+
 @pytest.mark.parametrize("name", FORMS)
 def test_a_form_the_busy_database_refused_comes_back_filled_in_and_nothing_is_saved(
     client, keys, session_factory, monkeypatch, name
 ):
     form = FORMS[name]
-    token = sign_in(client, keys[form.role])
-    if form.setup:
-        form.setup(client, token)
+    token, action = _opened(form, client, keys, session_factory)
     with transaction(session_factory) as s:
-        action = form.action(s) if callable(form.action) else form.action
         assert not form.stored(s)
     busy_after(monkeypatch, *form.calls, real=form.real)
 
@@ -475,11 +481,7 @@ def test_a_form_sent_as_the_database_goes_down_comes_back_filled_in_though_its_p
     note; nothing was saved, and sent again once the database is back, it is. It was the generic
     "Unavailable" page."""
     form = FORMS[name]
-    token = sign_in(client, keys[form.role])
-    if form.setup:
-        form.setup(client, token)
-    with transaction(session_factory) as s:
-        action = form.action(s) if callable(form.action) else form.action
+    token, action = _opened(form, client, keys, session_factory)
     outage.begin_at(*form.calls)
 
     r = client.post(action, data={"csrf_token": token, **form.hidden, **form.typed}, follow_redirects=False)
@@ -513,11 +515,7 @@ def test_a_form_sent_while_the_database_is_down_comes_back_filled_in(
     and every form comes back with what was typed, 503 and Retry-After, nothing saved; sent again once
     the database is back, it is. It was the generic "Unavailable" page: the session could not be read."""
     form = FORMS[name]
-    token = sign_in(client, keys[form.role])
-    if form.setup:
-        form.setup(client, token)
-    with transaction(session_factory) as s:
-        action = form.action(s) if callable(form.action) else form.action
+    token, action = _opened(form, client, keys, session_factory)
     assert client.get("/console").status_code == 200  # the session, confirmed by the database
 
     outage.begin()
