@@ -12,7 +12,13 @@ import pytest
 
 from commerce.db import make_session_factory
 from tests.conftest import free_port
-from tests.resilience.conftest import fault_settings, make_keys, proxied_engine, seeded_factory
+from tests.resilience.conftest import (
+    collection_paused,
+    fault_settings,
+    make_keys,
+    proxied_engine,
+    seeded_factory,
+)
 from tests.serving.conftest import auth
 from tests.serving.test_console import sign_in
 
@@ -40,11 +46,12 @@ def test_a_console_page_waiting_on_a_slow_database_holds_no_other_request(
         page = threading.Thread(target=lambda: pages.append(client.get("/console/campaigns")), daemon=True)
         page.start()
         waits = []
-        while page.is_alive():  # memory reads all along the page's wait
-            started = time.monotonic()
-            assert client.get("/v1/products", headers=auth(keys["storefront"])).status_code == 200
-            waits.append(time.monotonic() - started)
-            time.sleep(0.02)
+        with collection_paused():  # a full collection's pause is not a wait on the page (2.5 s once)
+            while page.is_alive():  # memory reads all along the page's wait
+                started = time.monotonic()
+                assert client.get("/v1/products", headers=auth(keys["storefront"])).status_code == 200
+                waits.append(time.monotonic() - started)
+                time.sleep(0.02)
         assert pages[0].status_code == 200
         assert max(waits) < OTHERS_WITHIN, f"a memory read waited {max(waits):.1f} s behind the console page"
     finally:
