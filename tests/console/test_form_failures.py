@@ -903,3 +903,96 @@ def test_a_kept_form_names_a_lone_picked_product_by_its_value(client, keys, outa
     ((box_id, box),) = [(i, c) for i, c in page.controls.items() if c[2] == "product_ids"]
     assert box == ("input", "checkbox", "product_ids", "p02", True) and page.labels[box_id] == "p02"
     assert "<legend>Product ids</legend>" in r.text
+
+
+class Selects(HTMLParser):
+    """Each select of a page: its name to its options, (value, label, selected)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selects: dict[str, list[list]] = {}
+        self.select = self.option = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "select":
+            self.select = self.selects.setdefault(a["name"], [])
+        elif tag == "option" and self.select is not None:
+            self.option = [a.get("value"), "", "selected" in a]
+            self.select.append(self.option)
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = None
+        elif tag == "option":
+            self.option = None
+
+    def handle_data(self, data):
+        if self.option is not None:
+            self.option[1] += data
+
+
+def selects(page: str) -> dict[str, list[tuple[str, str, bool]]]:
+    parser = Selects()
+    parser.feed(page)
+    return {name: [tuple(o) for o in options] for name, options in parser.selects.items()}
+
+
+@pytest.mark.parametrize(
+    ("name", "picked"),
+    [
+        ("new keyword campaign", {"match_0": "phrase", "match_1": "exact"}),
+        ("new keyword", {"match_type": "exact"}),
+        ("new API key", {"role": "merchant"}),
+    ],
+)
+def test_a_kept_form_draws_a_select_of_fixed_choices_as_a_select_the_typed_one_selected(
+    client, keys, session_factory, outage, name, picked
+):
+    """A dropdown whose options are a fixed list (match types, roles: no database read) comes back as
+    that dropdown, every option offered and the one sent selected, under the form's label; it was a
+    text box holding the option's value. One whose options are read from the database (the shop's
+    shipping partners) stays a text box holding what was sent."""
+    form = FORMS[name]
+    token, action = _opened(form, client, keys, session_factory)
+    outage.begin_at(*form.calls)
+    r = client.post(action, data={"csrf_token": token, **form.typed}, follow_redirects=False)
+    assert r.status_code == 503, r.text
+    drawn = selects(r.text)
+    assert set(drawn) == set(picked)
+    choices = {"match": keyword_ads.MATCH_TYPES, "role": tuple((r, r) for r in admin.ROLES)}
+    for field_name, value in picked.items():
+        offered = choices["role" if field_name == "role" else "match"]
+        assert drawn[field_name] == [(v, label, v == value) for v, label in offered]
+    page = controls(r.text)
+    by_name = {c[2]: i for i, c in page.controls.items()}
+    assert set(page.controls) <= set(page.labels)
+    if name == "new API key":
+        assert page.labels[by_name["role"]] == "Role"
+    sent = form_values(r.text, action)
+    assert {k: sent[k] for k in picked} == {k: [v] for k, v in picked.items()}
+
+
+def test_a_kept_select_whose_options_need_the_database_or_that_was_sent_another_value_is_a_text_box(
+    client, keys, session_factory, outage
+):
+    """The shop's shipping partners are read from the database: the kept form cannot offer them, and
+    keeps a text box. A match type the form does not offer (sent by hand) is a text box too: a select
+    would send one it offers instead."""
+    token = sign_in(client, keys["merchant"])
+    outage.begin_at(logistics, "set_shipping_rule")
+    action = "/console/shop/shipping-rule"
+    r = client.post(action, data={"csrf_token": token, "partner_id": "sf-express", "max_days": ""})
+    assert r.status_code == 503, r.text
+    assert selects(r.text) == {}
+    assert form_values(r.text, action)["partner_id"] == ["sf-express"]
+
+    outage.end()
+    form = FORMS["new keyword"]
+    token, action = _opened(form, client, keys, session_factory)
+    assert client.get("/console").status_code == 200  # the session, confirmed by the database
+    outage.begin()  # down before the form is read (its match type would be refused first)
+    r = client.post(action, data={"csrf_token": token, **form.typed, "match_type": "fuzzy"})
+    assert r.status_code == 503, r.text
+    assert selects(r.text) == {}  # not offered: sent again as it was sent
+    assert form_values(r.text, action)["match_type"] == ["fuzzy"]
