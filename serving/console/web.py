@@ -280,6 +280,10 @@ class FormRoute(APIRoute):
     its Retry-After, every value typed, sent again with one click; the rest of the page a note. It was
     the generic "Unavailable" page, the typed form lost. One rule for every form, whatever its page reads.
 
+    A form a rule refused (422, 409...: nothing of it kept, `attempt` rolled it back) whose page, drawn
+    again with the refusal, then fails on the database comes back so too, with the rule's refusal and
+    its status (it was the generic page, refusal and input lost).
+
     "Nothing was saved" holds as the console's routes write only through `attempt`: before it ran, or
     after the database refused it, nothing of the form was kept; after it went through (a key created,
     then the list drawn with it fails) the error page stays, as it may have been. An htmx request keeps
@@ -303,7 +307,7 @@ class FormRoute(APIRoute):
                 refused = getattr(request.state, "form_refused", NOT_RUN)
                 if refused is NOT_RUN:  # refused before its action ran
                     refused = Refusal(503, f"{NOTHING_SAVED}: {read.detail}.", read.retry_after)
-                elif refused is None or refused.status_code != 503:  # it went through, or a rule refused it
+                elif refused is None:  # it went through: it may have been kept
                     raise
                 raise KeptForm(await _kept_form(request, refused)) from exc
 

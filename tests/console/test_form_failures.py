@@ -26,6 +26,7 @@ from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon
 from commerce.db import make_session_factory, transaction
+from commerce.errors import ValidationError as DomainValidationError
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
@@ -435,14 +436,15 @@ class Outage:
     def begin(self) -> None:
         self.gone = True
 
-    def begin_at(self, module, name: str) -> None:
+    def begin_at(self, module, name: str, refusal: Exception | None = None) -> None:
         """When the console form calls `module.name` (an API router function): after the session was
-        read, so only that call and the statements after it (the page drawn again) fail."""
+        read, so only that call and the statements after it (the page drawn again) fail. With `refusal`,
+        the call raises it (a rule refusing the input), the database gone just after."""
         work = getattr(module, name)
 
         def gone(*args, **kwargs):
             self.begin()
-            raise exc.OperationalError("UPDATE ...", {}, lost())
+            raise refusal or exc.OperationalError("UPDATE ...", {}, lost())
 
         self.monkeypatch.setattr(module, name, gone)
         self.restore.append(lambda: self.monkeypatch.setattr(module, name, work))
@@ -501,6 +503,38 @@ def test_a_form_sent_as_the_database_goes_down_comes_back_filled_in_though_its_p
         assert not form.stored(s)
     again = client.post(action, data=sent, follow_redirects=False)
     if form.real:  # the plan would be refused for want of a served uplift model
+        assert again.status_code in (201, 303), again.text
+        with transaction(session_factory) as s:
+            assert form.stored(s)
+
+
+@pytest.mark.parametrize("name", READ_TO_REDRAW)
+def test_a_form_a_rule_refused_comes_back_filled_in_though_its_page_cannot_be_read(
+    client, keys, session_factory, outage, name
+):
+    """A rule refuses the form (422), and the page drawn again with the refusal reads the database, which
+    has just gone: the form alone comes back with the rule's refusal and every typed value, the rest of
+    the page a note; corrected (here: the rule lifted) and sent again once the database is back, it is
+    saved. It was the generic "Unavailable" page, the refusal and the typed form lost."""
+    form = FORMS[name]
+    token, action = _opened(form, client, keys, session_factory)
+    outage.begin_at(*form.calls, refusal=DomainValidationError("the typed value breaks a rule"))
+
+    r = client.post(action, data={"csrf_token": token, **form.hidden, **form.typed}, follow_redirects=False)
+
+    assert r.status_code == 422, r.text
+    assert "the typed value breaks a rule" in r.text
+    assert "The rest of this page could not be loaded" in r.text
+    sent = form_values(r.text, action)
+    typed = {k: v if isinstance(v, list) else [v] for k, v in {**form.hidden, **form.typed}.items()}
+    assert {k: sent.get(k) for k in typed} == typed
+    assert sent["csrf_token"] == [token]
+
+    outage.end()
+    with transaction(session_factory) as s:
+        assert not form.stored(s)
+    again = client.post(action, data=sent, follow_redirects=False)
+    if form.real:
         assert again.status_code in (201, 303), again.text
         with transaction(session_factory) as s:
             assert form.stored(s)
