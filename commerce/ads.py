@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commerce.db import Base
@@ -38,12 +48,29 @@ class KeywordCampaign(Base):
 
 
 class KeywordCampaignProduct(Base):
-    """A product the campaign promotes (the merchant's own, approved for sale when added)."""
+    """A product the campaign promotes (the merchant's own, approved for sale when added).
+
+    `campaign_open` is whether the campaign is not ended (`commerce.services.ads.update_campaign` clears
+    it as it ends one): the index holds a product to one open campaign
+    (`ads.MAX_OPEN_CAMPAIGNS_PER_PRODUCT`) where the check at creation cannot, rows written before that
+    check (migration 0045) or by a writer that skips it. It is a copy rather than a foreign key to the
+    campaign's (id, status): that would make the status a key, and ending or pausing a campaign would
+    wait for every click and impression being written for it (their key-share locks)."""
 
     __tablename__ = "keyword_campaign_products"
+    __table_args__ = (
+        Index(
+            "uq_keyword_campaign_products_open_product",
+            "product_id",
+            unique=True,
+            sqlite_where=text("campaign_open"),
+            postgresql_where=text("campaign_open"),
+        ),
+    )
 
     campaign_id: Mapped[str] = mapped_column(ForeignKey("keyword_campaigns.campaign_id"), primary_key=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"), primary_key=True)
+    campaign_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class AdKeyword(Base):

@@ -27,6 +27,12 @@ def is_storage_refusal(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in STORAGE_REFUSALS
 
 
+def refused_path(exc: OSError) -> str | None:
+    """The file a refused write was writing: a copy's (`shutil.copy`, MLflow's artifact logging) error
+    names its source first and its destination, the file on the refusing disk, second."""
+    return exc.filename2 or exc.filename
+
+
 def _sync(path: Path) -> None:
     """Flush `path` (a file, or a directory's entries) to the disk."""
     fd = os.open(path, os.O_RDONLY)

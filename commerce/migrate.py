@@ -13,7 +13,8 @@ from commerce.db import make_engine
 
 INI_PATH = Path(__file__).with_name("migrations") / "alembic.ini"
 
-#: How long a migration statement waits for a lock on PostgreSQL. Waiting, it queues every later lock
+#: How long a migration statement waits for a lock on PostgreSQL by default (`crosscart db upgrade
+#: --lock-timeout`). Waiting, it queues every later lock
 #: request on its table behind its own: while an upgrade waited for a long report or a transaction left
 #: open, every API write to that table waited too and was refused at its 0.3 s lock timeout, for as long
 #: as the other session held on (6 of 7 writes refused over 3 s in the test; for ever, had it stayed).
@@ -28,10 +29,10 @@ def alembic_config() -> Config:
     return Config(str(INI_PATH))
 
 
-def _with_connection(url: str, action) -> None:
+def _with_connection(url: str, action, lock_timeout: float) -> None:
     """Run `action` in one transaction (all its migrations or none), each statement waiting at most
-    LOCK_TIMEOUT_SECONDS for a lock on PostgreSQL (`MigrationLocked` past it)."""
-    engine = make_engine(url, lock_timeout=LOCK_TIMEOUT_SECONDS)
+    `lock_timeout` seconds for a lock on PostgreSQL (`MigrationLocked` past it)."""
+    engine = make_engine(url, lock_timeout=lock_timeout)
     try:
         with engine.begin() as connection:
             cfg = alembic_config()
@@ -41,7 +42,7 @@ def _with_connection(url: str, action) -> None:
         if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
         raise MigrationLocked(
-            f"a migration waited more than {LOCK_TIMEOUT_SECONDS:g} s for a lock another session holds on a "
+            f"a migration waited more than {lock_timeout:g} s for a lock another session holds on a "
             "table it changes (a long query, a dump, a transaction left open; pg_stat_activity shows it), "
             "holding up the API's writes to that table meanwhile: nothing applied; retry once it ends"
         ) from exc
@@ -49,12 +50,12 @@ def _with_connection(url: str, action) -> None:
         engine.dispose()
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    _with_connection(url, lambda cfg: command.upgrade(cfg, revision))
+def upgrade(url: str, revision: str = "head", lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
+    _with_connection(url, lambda cfg: command.upgrade(cfg, revision), lock_timeout)
 
 
-def downgrade(url: str, revision: str = "-1") -> None:
-    _with_connection(url, lambda cfg: command.downgrade(cfg, revision))
+def downgrade(url: str, revision: str = "-1", lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
+    _with_connection(url, lambda cfg: command.downgrade(cfg, revision), lock_timeout)
 
 
 def current(url: str) -> str | None:

@@ -62,7 +62,9 @@ ATTRIBUTION_WINDOW = timedelta(days=7)
 MAX_KEYWORD_TOKENS = 8
 # Campaigns not ended (active or paused: a paused one may resume) that may promote one product. Each
 # enters a search's auction with every product it promotes, so unbounded, one merchant's 100 campaigns
-# over its 500 products made every matching search 50,000 entries (~1 s of CPU).
+# over its 500 products made every matching search 50,000 entries (~1 s of CPU). The database holds it
+# too (`commerce.ads.KeywordCampaignProduct`'s unique index, migration 0045): raising it means a
+# migration.
 MAX_OPEN_CAMPAIGNS_PER_PRODUCT = 1
 
 
@@ -239,6 +241,12 @@ def update_campaign(
             raise ValidationError(f"status must be one of {AD_CAMPAIGN_STATUSES}", code="invalid_status")
         if campaign.status == "ended" and status != "ended":
             raise ValidationError("an ended campaign cannot restart", code="campaign_ended")
+        if status == "ended":  # its products are free for another campaign
+            session.execute(
+                update(KeywordCampaignProduct)
+                .where(KeywordCampaignProduct.campaign_id == campaign.campaign_id)
+                .values(campaign_open=False)
+            )
         campaign.status = status
     if daily_budget is not None:
         campaign.daily_budget = _budget(daily_budget)

@@ -91,8 +91,9 @@ def _terminable() -> Iterator[None]:
 class _Commands(TyperGroup):
     """Every command: SIGTERM ends it through its clean-ups (`_terminable`). The host's storage refusing
     a write (`commerce.files.is_storage_refusal`: a full, read-only or failing disk) ends it with one
-    line naming the file, exit 1, where it printed a traceback (83 lines for `campaign export`); so does
-    an input Parquet file it cannot use (`commerce.inputs.is_unreadable_input`: cut short, damaged
+    line naming the file written (`commerce.files.refused_path`: a copy's destination, so the directory
+    that is full), exit 1, where it printed a traceback (83 lines for `campaign export`); so does an
+    input Parquet file it cannot use (`commerce.inputs.is_unreadable_input`: cut short, damaged
     pages, a column missing or of another kind; `db load`, `features build`: 25-440 lines), and a SQLite
     database locked by another writer past the busy timeout (`commerce.db.is_sqlite_busy`: MLflow's
     store during `train`, 100+ lines); so does a migration that gave up waiting for a table lock
@@ -107,11 +108,11 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except OSError as exc:
-            from commerce.files import is_storage_refusal
+            from commerce.files import is_storage_refusal, refused_path
 
             if not is_storage_refusal(exc):
                 raise
-            where = f" {exc.filename}" if exc.filename else ""
+            where = f" {path}" if (path := refused_path(exc)) else ""
             typer.echo(f"error: cannot write{where}: {exc.strerror}", err=True)
             raise typer.Exit(1) from exc
         except ValueError as exc:  # commerce.inputs.BadInputFile, pyarrow's ArrowInvalid

@@ -21,21 +21,53 @@ def _url() -> str:
     return settings.resolved_database_url
 
 
+#: Read as text so that every bad value gets one line (click's own float type answers with its usage).
+LOCK_TIMEOUT_OPTION = typer.Option(
+    None,
+    "--lock-timeout",
+    metavar="SECONDS",
+    help="Longest wait for a table lock another session holds, PostgreSQL (default: 5); nothing is "
+    "applied past it.",
+)
+
+
+def _lock_timeout(text: str | None) -> dict:
+    """The `lock_timeout` keyword for `commerce.migrate` (none: its default): a positive finite number."""
+    if text is None:
+        return {}
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        typer.echo(f"error: --lock-timeout must be a positive number of seconds, got {text!r}", err=True)
+        raise typer.Exit(2)
+    return {"lock_timeout": seconds}
+
+
 @app.command("upgrade")
-def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+def upgrade(
+    revision: str = typer.Argument("head", help="Target revision."),
+    lock_timeout: str = LOCK_TIMEOUT_OPTION,
+) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     from commerce import migrate
 
-    migrate.upgrade(_url(), revision)
+    wait = _lock_timeout(lock_timeout)
+    migrate.upgrade(_url(), revision, **wait)
     typer.echo(f"database at {migrate.current(_url())}")
 
 
 @app.command("downgrade", context_settings={"ignore_unknown_options": True})  # `-1` is a revision, not a flag
-def downgrade(revision: str = typer.Argument("-1", help="Target revision, e.g. -1 or base.")) -> None:
+def downgrade(
+    revision: str = typer.Argument("-1", help="Target revision, e.g. -1 or base."),
+    lock_timeout: str = LOCK_TIMEOUT_OPTION,
+) -> None:
     """Revert migrations down to REVISION (default: one step)."""
     from commerce import migrate
 
-    migrate.downgrade(_url(), revision)
+    wait = _lock_timeout(lock_timeout)
+    migrate.downgrade(_url(), revision, **wait)
     typer.echo(f"database at {migrate.current(_url()) or 'base (empty)'}")
 
 

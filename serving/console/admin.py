@@ -12,13 +12,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from commerce.access import ROLES
 from serving.console.auth import AdminOnly
-from serving.console.web import FormRoute, attempt, past_the_end, redirect, render
+from serving.console.web import FormRoute, attempt, choices, past_the_end, redirect, render
 from serving.deps import MerchantId, SessionDep, StateDep
 from serving.routers import catalog as catalog_api
 from serving.routers import keys as keys_api
 from serving.routers.common import MAX_N, IntId, PageOffset
 from serving.schemas.access import ApiKeyCreate
 from serving.schemas.catalog import MerchantReview
+
+choices("roles", ROLES)
 
 router = APIRouter(route_class=FormRoute)
 
@@ -69,9 +71,7 @@ async def _keys(request: Request, session, principal, status_code: int = 200, of
     page = await run_in_threadpool(keys_api.list_keys, session, principal, None, MAX_N, offset)
     if moved := past_the_end(request, page):
         return moved
-    return await render(
-        request, "keys.html", status_code=status_code, title="API keys", page=page, roles=ROLES, **extra
-    )
+    return await render(request, "keys.html", status_code=status_code, title="API keys", page=page, **extra)
 
 
 @router.get("/keys")

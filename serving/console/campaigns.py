@@ -29,6 +29,7 @@ from serving.console.web import (
     NOTHING_SAVED,
     FormRoute,
     attempt,
+    choices,
     past_the_end,
     redirect,
     refusal_page,
@@ -44,7 +45,7 @@ from serving.schemas.marketing import CampaignCreate, PlanIn
 
 router = APIRouter(prefix="/campaigns", route_class=FormRoute)
 
-CHANNELS = ("site", "email", "social", "search_ads")
+CHANNELS = choices("channels", ("site", "email", "social", "search_ads"))
 
 
 def _utc(value: str) -> datetime:
@@ -94,7 +95,7 @@ async def campaign_list(
 
 @router.get("/new")
 async def new_campaign(request: Request, _: Marketing):
-    return await render(request, "campaign_new.html", title="New campaign", form={}, channels=CHANNELS)
+    return await render(request, "campaign_new.html", title="New campaign", form={})
 
 
 @router.post("/new")
@@ -154,7 +155,6 @@ async def create_campaign(
         return await render(
             request, "campaign_new.html", status_code=error.status_code, title="New campaign", form=form,
             error=error,
-            channels=CHANNELS,
         )  # fmt: skip
     return redirect("/console/campaigns", campaign.campaign_id)
 

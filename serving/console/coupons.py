@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from serving.console.auth import Marketing
 from serving.console.campaigns import _utc, coupon_value, scope_of
-from serving.console.web import FormRoute, attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import FormRoute, attempt, choices, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep
 from serving.routers import coupons as coupon_api
 from serving.routers.common import PageOffset
@@ -14,7 +14,7 @@ from serving.schemas.coupons import CouponCreate, CouponEdit
 
 router = APIRouter(prefix="/coupons", route_class=FormRoute)
 
-KINDS = (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)"))
+KINDS = choices("kinds", (("amount_off", "Amount off (CNY)"), ("percent_off", "Percent off (%)")))
 
 
 @router.get("")
@@ -69,7 +69,7 @@ def _form_of(coupon) -> dict:
 
 @router.get("/new")
 async def new_coupon(request: Request, _: Marketing):
-    return await render(request, "coupon_form.html", title="New coupon", form={}, kinds=KINDS, coupon=None)
+    return await render(request, "coupon_form.html", title="New coupon", form={}, coupon=None)
 
 
 @router.post("/new")
@@ -85,7 +85,7 @@ async def create_coupon(request: Request, session: SessionDep, principal: Market
     if error:
         return await render(
             request, "coupon_form.html", status_code=error.status_code, title="New coupon", form=form,
-            kinds=KINDS, coupon=None, error=error,
+            coupon=None, error=error,
         )  # fmt: skip
     return redirect("/console/coupons", coupon.coupon_id)
 
@@ -96,8 +96,7 @@ async def coupon_page(request: Request, coupon_id: str, session: SessionDep, pri
     if error:
         return await refusal_page(request, "Not found", error)
     return await render(
-        request, "coupon_form.html", title=f"Coupon {coupon_id}", form=_form_of(coupon), kinds=KINDS,
-        coupon=coupon,
+        request, "coupon_form.html", title=f"Coupon {coupon_id}", form=_form_of(coupon), coupon=coupon,
     )  # fmt: skip
 
 
@@ -114,7 +113,7 @@ async def edit_coupon(request: Request, coupon_id: str, session: SessionDep, pri
         coupon, _ = await attempt(request, None, lambda: coupon_api.get_coupon(coupon_id, session, principal))
         return await render(
             request, "coupon_form.html", status_code=error.status_code, title=f"Coupon {coupon_id}",
-            form=form, kinds=KINDS, coupon=coupon, error=error,
+            form=form, coupon=coupon, error=error,
         )  # fmt: skip
     return redirect("/console/coupons", coupon_id)
 

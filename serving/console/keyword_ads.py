@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from commerce.services import ads
 from serving.console.auth import Forbidden, MerchantOnly
 from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
-from serving.console.web import FormRoute, Refusal, attempt, past_the_end, redirect, render
+from serving.console.web import FormRoute, Refusal, attempt, choices, past_the_end, redirect, render
 from serving.deps import KeywordCampaignId, SessionDep
 from serving.routers import search as search_api
 from serving.routers.common import MAX_N, IntId, PageOffset
@@ -29,10 +29,13 @@ from serving.security import Principal
 router = APIRouter(prefix="/keyword-campaigns", route_class=FormRoute)
 
 BASE = "/console/keyword-campaigns"
-MATCH_TYPES = (
-    ("broad", "Broad: every word anywhere in the search"),
-    ("phrase", "Phrase: the words together, in order"),
-    ("exact", "Exact: the search is these words"),
+MATCH_TYPES = choices(
+    "match_types",
+    (
+        ("broad", "Broad: every word anywhere in the search"),
+        ("phrase", "Phrase: the words together, in order"),
+        ("exact", "Exact: the search is these words"),
+    ),
 )
 KEYWORD_ROWS = 5  # keyword rows on the create form; more can be added on the campaign page
 PICKER_LIMIT = 200  # promotable products offered as checkboxes; others by id
@@ -125,7 +128,7 @@ async def _new_form(
         title="New keyword campaign",
         merchant_id=merchant_id, products=products[:PICKER_LIMIT], more_products=len(products) > PICKER_LIMIT,
         form=form, picked=set(form.getlist("product_ids")) if hasattr(form, "getlist") else set(),
-        rows=range(KEYWORD_ROWS), match_types=MATCH_TYPES, suffix=merchant_query(principal, merchant_id),
+        rows=range(KEYWORD_ROWS), suffix=merchant_query(principal, merchant_id),
         error=error,
     )  # fmt: skip
 
@@ -213,7 +216,7 @@ async def _campaign_view(
         request, "keyword_campaign.html", status_code=status_code, title=f"Keyword campaign {campaign.name}",
         campaign=campaign, spent_today=spent_today, billing_day=ads.day_key(at),
         report=report, report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
-        match_types=MATCH_TYPES, list_path=BASE + merchant_query(principal, campaign.merchant_id),
+        list_path=BASE + merchant_query(principal, campaign.merchant_id),
         error=error, typed=typed or {},
     )  # fmt: skip
 

@@ -19,7 +19,7 @@ from commerce.events import BehaviorEvent
 from commerce.services import experiments as store
 from serving.console.auth import AdminOnly, Experiments, Models
 from serving.console.charts import interval_chart
-from serving.console.web import FormRoute, attempt, past_the_end, redirect, refusal_page, render
+from serving.console.web import FormRoute, attempt, choices, past_the_end, redirect, refusal_page, render
 from serving.deps import SessionDep, StateDep
 from serving.routers import experiments as experiments_api
 from serving.routers import models as models_api
@@ -29,14 +29,17 @@ from serving.schemas.experiments import ExperimentCreate
 router = APIRouter(route_class=FormRoute)
 
 # The inference an experiment declares, as the console names it next to its results.
-INFERENCE_METHODS = {
-    "fixed": "fixed-horizon (read once, at the planned units)",
-    "msprt": "mSPRT (always-valid p-values, safe to look daily)",
-    "group-sequential": "group-sequential (O'Brien-Fleming-like boundaries at the planned looks)",
-}
+INFERENCE_METHODS = choices(
+    "inference_methods",
+    {
+        "fixed": "fixed-horizon (read once, at the planned units)",
+        "msprt": "mSPRT (always-valid p-values, safe to look daily)",
+        "group-sequential": "group-sequential (O'Brien-Fleming-like boundaries at the planned looks)",
+    },
+)
 
 # Metrics the stored events support: the events table holds purchases but no clicks, so no CTR here.
-METRIC_CHOICES = ("conversion", "revenue_per_shopper", "orders_per_shopper")
+METRIC_CHOICES = choices("metric_choices", ("conversion", "revenue_per_shopper", "orders_per_shopper"))
 OUTCOMES = ("purchase",)
 
 
@@ -140,8 +143,7 @@ async def experiment_list(
 @router.get("/experiments/new")
 async def new_experiment(request: Request, _: Experiments):
     return await render(
-        request, "experiment_new.html", title="New experiment", form={}, metrics=METRIC_CHOICES,
-        inference_methods=INFERENCE_METHODS,
+        request, "experiment_new.html", title="New experiment", form={}
     )  # fmt: skip
 
 
@@ -176,7 +178,7 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
     if error:
         return await render(
             request, "experiment_new.html", status_code=error.status_code, title="New experiment", form=form,
-            metrics=METRIC_CHOICES, inference_methods=INFERENCE_METHODS, error=error,
+            error=error,
         )  # fmt: skip
     return redirect("/console/experiments", made.name)
 
@@ -191,7 +193,6 @@ async def experiment_page(request: Request, name: str, session: SessionDep, prin
     report, analysis_error = await attempt(request, None, lambda: analysis(session, name))
     context = {
         "experiment": exp, "report": report, "analysis_error": analysis_error,
-        "inference_methods": INFERENCE_METHODS,
     }  # fmt: skip
     if report:
         context["sequential"], context["sequential_error"] = await attempt(

@@ -29,6 +29,15 @@ from serving.errors import database_refusal, status_for
 HERE = Path(__file__).parent
 HTMX = "vendor/htmx-2.0.11.min.js"
 templates = Jinja2Templates(directory=HERE / "templates")
+T = TypeVar("T")
+
+
+def choices(name: str, options: T) -> T:
+    """A fixed list of a form's choices (values, `(value, label)` pairs or a value-to-label dict), given
+    to every template as `name`: a form kept without its page (`form_fields`) draws the select that
+    loops over it as a select again, from the template's source, without the route or the database."""
+    templates.env.globals[name] = options
+    return options
 
 
 def segment(value: object) -> str:
@@ -103,8 +112,6 @@ NAV = (
     ("Shipments", "/console/shop/orders", "merchant"),
     ("Keyword ads", "/console/keyword-campaigns", "merchant"),
 )
-
-T = TypeVar("T")
 
 
 def nav_for(session: ConsoleSession) -> list[tuple[str, str]]:
@@ -273,6 +280,10 @@ class FormRoute(APIRoute):
     its Retry-After, every value typed, sent again with one click; the rest of the page a note. It was
     the generic "Unavailable" page, the typed form lost. One rule for every form, whatever its page reads.
 
+    A form a rule refused (422, 409...: nothing of it kept, `attempt` rolled it back) whose page, drawn
+    again with the refusal, then fails on the database comes back so too, with the rule's refusal and
+    its status (it was the generic page, refusal and input lost).
+
     "Nothing was saved" holds as the console's routes write only through `attempt`: before it ran, or
     after the database refused it, nothing of the form was kept; after it went through (a key created,
     then the list drawn with it fails) the error page stays, as it may have been. An htmx request keeps
@@ -296,7 +307,7 @@ class FormRoute(APIRoute):
                 refused = getattr(request.state, "form_refused", NOT_RUN)
                 if refused is NOT_RUN:  # refused before its action ran
                     refused = Refusal(503, f"{NOTHING_SAVED}: {read.detail}.", read.retry_after)
-                elif refused is None or refused.status_code != 503:  # it went through, or a rule refused it
+                elif refused is None:  # it went through: it may have been kept
                     raise
                 raise KeptForm(await _kept_form(request, refused)) from exc
 
@@ -306,27 +317,48 @@ class FormRoute(APIRoute):
 @dataclass(frozen=True)
 class KeptField:
     """One name of a kept form: how the console's own forms draw it (`kind`: "hidden", "checkbox",
-    "textarea", "text"), their label, and the values sent under it, in order."""
+    "textarea", "select", "text"), their label, the values sent under it, in order, and a select's
+    options (value, label)."""
 
     name: str
     kind: str
     label: str
     values: list[str]
+    options: tuple[tuple[str, str], ...] = ()
 
 
 FIELD = re.compile(r"<(input|select|textarea|button)\b([^>]*)>")
 LABEL = re.compile(r'<label for="([^"]+)">(.*?)</label>', re.S)
 HINT = re.compile(r'<span class="hint">.*?</span>', re.S)
 ATTR = re.compile(r'([\w-]+)="([^"]*)"')
+SELECT = re.compile(r"<select\b([^>]*)>(.*?)</select>", re.S)
+LOOP = re.compile(r"\{%\s*for\s+[\w\s,]+?\s+in\s+(\w+)(\.items\(\))?\s*%\}.*?\{%\s*endfor\s*%\}", re.S)
+OPTION = re.compile(r'<option value="([^"{]*)"[^>]*>([^<{]*)</option>')
+
+
+def select_options(body: str) -> tuple[tuple[str, str], ...] | None:
+    """A select's options from its template source: those written out, then those of each loop over a
+    fixed list (`choices`). None when a loop's list is the page's own (read from the database)."""
+    loops = [(name, items) for name, items in LOOP.findall(body)]
+    if not all(name in templates.env.globals for name, _ in loops):
+        return None
+    options = [(value, " ".join(label.split())) for value, label in OPTION.findall(LOOP.sub("", body))]
+    for name, _ in loops:
+        listed = templates.env.globals[name]
+        for item in listed.items() if isinstance(listed, dict) else listed:
+            options.append(tuple(map(str, item)) if isinstance(item, tuple) else (str(item), str(item)))
+    return tuple(options)
 
 
 @functools.cache
-def form_fields() -> dict[str, tuple[str, str | None]]:
+def form_fields() -> dict[str, tuple[tuple | None, str | None]]:
     """The console's form fields as its templates draw them, read once from their source: a field's name
-    (`match_{{ i }}` standing for `match_0`, `match_1`...) to its kind and its label's text. A name the
-    templates draw two ways (`status`: a select on one page, a button's value on another) has no kind
-    here, a label naming a record (a product's title) no label: `_kept_form` infers them."""
-    seen: dict[str, set[tuple[str, str | None]]] = {}
+    (`match_{{ i }}` standing for `match_0`, `match_1`...) to its kind with a select's options
+    (`select_options`; a select of the page's own options is a text box) and its label's text. A name
+    the templates draw two ways (`status`: a select on one page, a button's value on another) has no kind
+    here, a label naming a record (a product's title) no label: `_kept_form` infers them. Read after the
+    console's modules are imported, which give the templates their fixed lists (`choices`)."""
+    seen: dict[str, set[tuple[tuple, str | None]]] = {}
     for path in (HERE / "templates").glob("[!_]*.html"):
         if path.name == "form_kept.html":
             continue
@@ -336,13 +368,18 @@ def form_fields() -> dict[str, tuple[str, str | None]]:
             texts = (text, HINT.sub("", text))
             texts = tuple(" ".join(re.sub(r"<[^>]*>", " ", t).split()) for t in texts)
             labels[target] = None if "{" in texts[0] or not texts[0] else texts
+        options = {
+            dict(ATTR.findall(attrs)).get("name"): select_options(body)
+            for attrs, body in SELECT.findall(source)
+        }
         for tag, attrs in FIELD.findall(source):
             a = dict(ATTR.findall(attrs))
             if "name" not in a or a["name"].startswith("{") or "{%" in a["name"]:
                 continue
             kind = "hidden" if tag == "button" else tag if tag != "input" else a.get("type", "text")
-            kind = kind if kind in ("hidden", "checkbox", "textarea") else "text"
-            seen.setdefault(a["name"], set()).add((kind, labels.get(a.get("id", ""))))
+            way = (kind, options.get(a["name"])) if kind == "select" else (kind, None)
+            way = way if kind in ("hidden", "checkbox", "textarea") or way[1] else ("text", None)
+            seen.setdefault(a["name"], set()).add((way, labels.get(a.get("id", ""))))
     fields = {}
     for name, ways in seen.items():
         kinds, texts = {k for k, _ in ways}, {t for _, t in ways}
@@ -363,15 +400,20 @@ def kept_field(name: str, values: list[str]) -> KeptField:
     inferred from what was sent. A name sent more than once (a multi-select, a list of checkboxes) is
     a checkbox per value, all checked; "on" alone, a checked checkbox's value when it has none, a
     checkbox (so a text box in which "on" was typed is one too: checked, it sends the same); a value with
-    a line break or over 80 characters a textarea. Labels not drawn as text by a template are derived
-    from the name. Each way sends again exactly what was sent."""
-    kind, label = next((way for p, way in form_fields().items() if re.fullmatch(p, name)), (None, None))
+    a line break or over 80 characters a textarea; a select of a fixed list (`choices`) a select with
+    the sent option selected, unless it was sent an option it does not offer. Labels not drawn as text
+    by a template are derived from the name. Each way sends again exactly what was sent."""
+    way, label = next((way for p, way in form_fields().items() if re.fullmatch(p, name)), (None, None))
+    kind, options = way or (None, None)
+    if kind == "select" and not set(values) <= {value for value, _ in options}:
+        kind = None  # a value the select does not offer: sent again as it was sent
     if kind is None or (len(values) > 1 and kind != "hidden"):
         long = any("\n" in v or len(v) > 80 for v in values)
         kind = "checkbox" if len(values) > 1 or values == ["on"] else "textarea" if long else "text"
     if kind == "text" and any("\n" in v or "\r" in v for v in values):
         kind = "textarea"  # an input would drop its line breaks
-    return KeptField(name, kind, label or name.replace("_", " ").capitalize(), values)
+    label = label or name.replace("_", " ").capitalize()
+    return KeptField(name, kind, label, values, options if kind == "select" else ())
 
 
 async def _kept_form(request: Request, refused: Refusal) -> HTMLResponse:

@@ -585,9 +585,10 @@ def test_a_form_kept_through_an_outage_is_accessible_and_sent_again(
     driver, artifacts, failures, client, keys, session_factory, monkeypatch
 ):
     """A new keyword campaign sent as the database goes down comes back alone (its page reads the
-    merchant's products): the products picked are checked checkboxes, a name in Chinese with a script in
-    it is shown as typed, axe finds no serious or critical violation, and "Send again", clicked once the
-    database is back, creates the campaign as typed."""
+    merchant's products): the products picked are checked checkboxes, a match type a dropdown with the
+    one picked selected, a name in Chinese with a script in it is shown as typed, axe finds no serious
+    or critical violation, and "Send again", clicked once the database is back, creates the campaign as
+    typed."""
     from serving.routers import search
     from tests.console.test_form_failures import Outage
 
@@ -613,6 +614,8 @@ def test_a_form_kept_through_an_outage_is_accessible_and_sent_again(
                 ("p02", True),
             ]
             assert console.driver.find_element("name", "name").get_attribute("value") == name
+            match = console.driver.find_element("name", "match_0")  # a dropdown again, as typed
+            assert (match.tag_name, match.get_attribute("value")) == ("select", "phrase")
             console.check("form-kept")
 
             outage.end()

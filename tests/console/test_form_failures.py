@@ -26,6 +26,7 @@ from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Product, Stock
 from commerce.coupons import Coupon
 from commerce.db import make_session_factory, transaction
+from commerce.errors import ValidationError as DomainValidationError
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
@@ -435,14 +436,15 @@ class Outage:
     def begin(self) -> None:
         self.gone = True
 
-    def begin_at(self, module, name: str) -> None:
+    def begin_at(self, module, name: str, refusal: Exception | None = None) -> None:
         """When the console form calls `module.name` (an API router function): after the session was
-        read, so only that call and the statements after it (the page drawn again) fail."""
+        read, so only that call and the statements after it (the page drawn again) fail. With `refusal`,
+        the call raises it (a rule refusing the input), the database gone just after."""
         work = getattr(module, name)
 
         def gone(*args, **kwargs):
             self.begin()
-            raise exc.OperationalError("UPDATE ...", {}, lost())
+            raise refusal or exc.OperationalError("UPDATE ...", {}, lost())
 
         self.monkeypatch.setattr(module, name, gone)
         self.restore.append(lambda: self.monkeypatch.setattr(module, name, work))
@@ -501,6 +503,38 @@ def test_a_form_sent_as_the_database_goes_down_comes_back_filled_in_though_its_p
         assert not form.stored(s)
     again = client.post(action, data=sent, follow_redirects=False)
     if form.real:  # the plan would be refused for want of a served uplift model
+        assert again.status_code in (201, 303), again.text
+        with transaction(session_factory) as s:
+            assert form.stored(s)
+
+
+@pytest.mark.parametrize("name", READ_TO_REDRAW)
+def test_a_form_a_rule_refused_comes_back_filled_in_though_its_page_cannot_be_read(
+    client, keys, session_factory, outage, name
+):
+    """A rule refuses the form (422), and the page drawn again with the refusal reads the database, which
+    has just gone: the form alone comes back with the rule's refusal and every typed value, the rest of
+    the page a note; corrected (here: the rule lifted) and sent again once the database is back, it is
+    saved. It was the generic "Unavailable" page, the refusal and the typed form lost."""
+    form = FORMS[name]
+    token, action = _opened(form, client, keys, session_factory)
+    outage.begin_at(*form.calls, refusal=DomainValidationError("the typed value breaks a rule"))
+
+    r = client.post(action, data={"csrf_token": token, **form.hidden, **form.typed}, follow_redirects=False)
+
+    assert r.status_code == 422, r.text
+    assert "the typed value breaks a rule" in r.text
+    assert "The rest of this page could not be loaded" in r.text
+    sent = form_values(r.text, action)
+    typed = {k: v if isinstance(v, list) else [v] for k, v in {**form.hidden, **form.typed}.items()}
+    assert {k: sent.get(k) for k in typed} == typed
+    assert sent["csrf_token"] == [token]
+
+    outage.end()
+    with transaction(session_factory) as s:
+        assert not form.stored(s)
+    again = client.post(action, data=sent, follow_redirects=False)
+    if form.real:
         assert again.status_code in (201, 303), again.text
         with transaction(session_factory) as s:
             assert form.stored(s)
@@ -903,3 +937,96 @@ def test_a_kept_form_names_a_lone_picked_product_by_its_value(client, keys, outa
     ((box_id, box),) = [(i, c) for i, c in page.controls.items() if c[2] == "product_ids"]
     assert box == ("input", "checkbox", "product_ids", "p02", True) and page.labels[box_id] == "p02"
     assert "<legend>Product ids</legend>" in r.text
+
+
+class Selects(HTMLParser):
+    """Each select of a page: its name to its options, (value, label, selected)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selects: dict[str, list[list]] = {}
+        self.select = self.option = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "select":
+            self.select = self.selects.setdefault(a["name"], [])
+        elif tag == "option" and self.select is not None:
+            self.option = [a.get("value"), "", "selected" in a]
+            self.select.append(self.option)
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = None
+        elif tag == "option":
+            self.option = None
+
+    def handle_data(self, data):
+        if self.option is not None:
+            self.option[1] += data
+
+
+def selects(page: str) -> dict[str, list[tuple[str, str, bool]]]:
+    parser = Selects()
+    parser.feed(page)
+    return {name: [tuple(o) for o in options] for name, options in parser.selects.items()}
+
+
+@pytest.mark.parametrize(
+    ("name", "picked"),
+    [
+        ("new keyword campaign", {"match_0": "phrase", "match_1": "exact"}),
+        ("new keyword", {"match_type": "exact"}),
+        ("new API key", {"role": "merchant"}),
+    ],
+)
+def test_a_kept_form_draws_a_select_of_fixed_choices_as_a_select_the_typed_one_selected(
+    client, keys, session_factory, outage, name, picked
+):
+    """A dropdown whose options are a fixed list (match types, roles: no database read) comes back as
+    that dropdown, every option offered and the one sent selected, under the form's label; it was a
+    text box holding the option's value. One whose options are read from the database (the shop's
+    shipping partners) stays a text box holding what was sent."""
+    form = FORMS[name]
+    token, action = _opened(form, client, keys, session_factory)
+    outage.begin_at(*form.calls)
+    r = client.post(action, data={"csrf_token": token, **form.typed}, follow_redirects=False)
+    assert r.status_code == 503, r.text
+    drawn = selects(r.text)
+    assert set(drawn) == set(picked)
+    choices = {"match": keyword_ads.MATCH_TYPES, "role": tuple((r, r) for r in admin.ROLES)}
+    for field_name, value in picked.items():
+        offered = choices["role" if field_name == "role" else "match"]
+        assert drawn[field_name] == [(v, label, v == value) for v, label in offered]
+    page = controls(r.text)
+    by_name = {c[2]: i for i, c in page.controls.items()}
+    assert set(page.controls) <= set(page.labels)
+    if name == "new API key":
+        assert page.labels[by_name["role"]] == "Role"
+    sent = form_values(r.text, action)
+    assert {k: sent[k] for k in picked} == {k: [v] for k, v in picked.items()}
+
+
+def test_a_kept_select_whose_options_need_the_database_or_that_was_sent_another_value_is_a_text_box(
+    client, keys, session_factory, outage
+):
+    """The shop's shipping partners are read from the database: the kept form cannot offer them, and
+    keeps a text box. A match type the form does not offer (sent by hand) is a text box too: a select
+    would send one it offers instead."""
+    token = sign_in(client, keys["merchant"])
+    outage.begin_at(logistics, "set_shipping_rule")
+    action = "/console/shop/shipping-rule"
+    r = client.post(action, data={"csrf_token": token, "partner_id": "sf-express", "max_days": ""})
+    assert r.status_code == 503, r.text
+    assert selects(r.text) == {}
+    assert form_values(r.text, action)["partner_id"] == ["sf-express"]
+
+    outage.end()
+    form = FORMS["new keyword"]
+    token, action = _opened(form, client, keys, session_factory)
+    assert client.get("/console").status_code == 200  # the session, confirmed by the database
+    outage.begin()  # down before the form is read (its match type would be refused first)
+    r = client.post(action, data={"csrf_token": token, **form.typed, "match_type": "fuzzy"})
+    assert r.status_code == 503, r.text
+    assert selects(r.text) == {}  # not offered: sent again as it was sent
+    assert form_values(r.text, action)["match_type"] == ["fuzzy"]

@@ -19,15 +19,15 @@ from crosscart.settings import get_settings
 
 BEFORE = "0042_ad_impression_client"  # the head migration indexes ad_impressions
 HELD_SECONDS = 3.0
+WAIT_SECONDS = 0.5  # the upgrade's lock timeout (5 s by default)
 
 
 @pytest.fixture
-def held_table(database_url, monkeypatch):
+def held_table(database_url):
     """The database one migration behind, `ad_impressions` held by another writer for HELD_SECONDS."""
     if not database_url.startswith("postgresql"):
         pytest.skip("table locks are PostgreSQL's (SQLite's migrations wait on its busy timeout)")
     migrate.upgrade(database_url, BEFORE)
-    monkeypatch.setattr(migrate, "LOCK_TIMEOUT_SECONDS", 0.5)
     holder = make_engine(database_url)
     conn = holder.connect()
     conn.begin()
@@ -64,7 +64,7 @@ def test_an_upgrade_behind_a_held_table_gives_up_applying_nothing_and_writes_go_
 
     def upgrade() -> None:
         try:
-            migrate.upgrade(url)
+            migrate.upgrade(url, lock_timeout=WAIT_SECONDS)
         except Exception as exc:
             failure.append(exc)
         ended.append(time.monotonic())
@@ -83,15 +83,34 @@ def test_an_upgrade_behind_a_held_table_gives_up_applying_nothing_and_writes_go_
     assert writes[-5:] == [True] * 5, writes  # the API writes again once the upgrade gave up
 
 
-def test_the_command_says_so_in_one_line(held_table, tmp_path, monkeypatch):
-    monkeypatch.setenv("CROSSCART_DATABASE_URL", held_table)
+def _db(url: str, tmp_path, monkeypatch, *args: str):
+    monkeypatch.setenv("CROSSCART_DATABASE_URL", url)
     monkeypatch.setenv("CROSSCART_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["db", "upgrade"])
+        return CliRunner().invoke(app, ["db", *args])
     finally:
         get_settings.cache_clear()
+
+
+def test_the_command_waits_as_long_as_told_and_says_so_in_one_line(held_table, tmp_path, monkeypatch):
+    started = time.monotonic()
+    result = _db(held_table, tmp_path, monkeypatch, "upgrade", "--lock-timeout", str(WAIT_SECONDS))
+    waited = time.monotonic() - started
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "lock" in lines[0], result.output
+    assert f"more than {WAIT_SECONDS:g} s" in lines[0]
+    assert waited < HELD_SECONDS - 0.5, f"the upgrade waited {waited:.1f} s"
     assert migrate.current(held_table) == BEFORE
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "five", ""])
+def test_a_lock_timeout_that_is_no_positive_number_is_refused_in_one_line(value, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    result = _db(url, tmp_path, monkeypatch, "upgrade", "--lock-timeout", value)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: --lock-timeout must be a positive number of seconds, got {value!r}"
+    ]
+    assert not (tmp_path / "never.db").exists()  # refused before touching the database
