@@ -16,6 +16,8 @@ import contextlib
 import logging
 import time
 
+from redis.exceptions import ResponseError
+
 from serving.security import PrincipalCache
 
 log = logging.getLogger(__name__)
@@ -72,18 +74,29 @@ class RevocationFeed:
             return False
 
     async def _run(self) -> None:
+        told = False  # a failure to listen was logged: once until the feed listens again, not per attempt
         while True:
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.listening:
+                # Only the loss of a feed that had listened was logged: a SUBSCRIBE refused from the start
+                # (an ACL user without channels: NOPERM) was retried every second without a word.
+                if self.listening or not told:
+                    # Redis' refusal says what to fix; a lost connection's type is enough
+                    why = (
+                        f"{type(exc).__name__}: {exc}"
+                        if isinstance(exc, ResponseError)
+                        else type(exc).__name__
+                    )
                     log.warning(
-                        "revocation feed lost (%s): keys are re-checked every %g s until it is back",
-                        type(exc).__name__,
+                        "revocation feed %s (%s): keys are re-checked every %g s until it is back",
+                        "lost" if self.listening else "not listening",
+                        why,
                         self.principals.poll_seconds,
                     )
+                    told = True
             finally:
                 self.listening = self.principals.pushed = False
             await asyncio.sleep(self.retry_seconds)
