@@ -16,8 +16,10 @@ import time
 import pytest
 import redis
 
-from serving.revocations import RevocationFeed
+from crosscart.cli.doctor import _redis
+from serving.revocations import CHANNEL, RevocationFeed
 from serving.security import PrincipalCache
+from tests.resilience.conftest import fault_settings
 
 PORT = 18971
 ADMIN_URL = f"redis://127.0.0.1:{PORT}/0"
@@ -74,3 +76,12 @@ def test_a_refused_subscription_is_logged_once_with_redis_answer_and_its_end_too
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no permissions" in warnings[0], lines  # once, not per attempt
     assert lines[-1].startswith("revocation feed listening"), lines
+
+
+def test_doctor_warns_that_the_user_may_not_subscribe_to_the_revocation_channel(acl_redis, tmp_path):
+    """`crosscart doctor` said "redis: ok, reachable" for the user the feed could not subscribe with."""
+    doctor = _redis(fault_settings(tmp_path, redis_url=APP_URL))[0]
+    assert doctor.status == "warn" and CHANNEL in doctor.detail and "polling" in doctor.detail
+    assert f"&{CHANNEL}" in doctor.fix
+    acl_redis.acl_setuser("app", enabled=True, channels=[CHANNEL])
+    assert _redis(fault_settings(tmp_path, redis_url=APP_URL))[0].status == "ok"
