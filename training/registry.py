@@ -331,6 +331,19 @@ def artifact_problem(tracking_uri: str, name: str, version: str | int, key: str 
     return None
 
 
+def _http_failed(error: BaseException) -> bool:
+    """An HTTP call to the tracking server or artifact store failed (refused, reset, timed out, 5xx after
+    MLflow's retries): MLflow raises its own exception while handling the `requests` one."""
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, requests.RequestException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _download_and_load(
     tracking_uri: str, name: str, version: str, key: str, load: Callable[[Path], T], dst: Path
 ) -> T:
@@ -349,9 +362,15 @@ def _download_and_load(
         raise RegistryNotRead(f"registry lookup of {name} version {version} failed: {exc}") from exc
     except Exception as exc:  # driver/network errors arrive as many types, as in `champion_version`
         raise RegistryNotRead(f"registry lookup of {name} version {version} failed: {exc}") from exc
-    local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri)
-    )
+    try:
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri
+        )
+    except Exception as exc:
+        if not _http_failed(exc):  # a file missing from the artifact store stays a broken version
+            raise
+        raise RegistryNotRead(f"downloading {name} version {version} failed: {exc}") from exc
+    local = Path(downloaded)
     flavor = Model.load(local).flavors.get("python_function", {})
     entry = (flavor.get("artifacts") or {}).get(key)
     if not entry:

@@ -3,7 +3,8 @@ backup, an operator's `sqlite3` shell) while a serving replica loads the version
 to: the alias check passed, then reading the version's artifact location failed past SQLite's busy
 timeout. The load failure was taken for a broken artifact and the version was not tried again until
 the alias moved: the replica served the previous model for good (`/ready`: `load-failed`) once the lock
-was gone. A registry that cannot be read is now retried at the next poll, as a failed alias check is."""
+was gone; so was a download from a tracking server restarted meanwhile. A registry that cannot be read
+is now retried at the next poll, as a failed alias check is."""
 
 from __future__ import annotations
 
@@ -67,3 +68,30 @@ def test_a_version_whose_load_found_the_registry_locked_is_loaded_at_the_next_po
     store.source = MlflowModelSource(tracking_uri, "recs", "champion")
     assert store.refresh() and store.current.version == "2"
     assert store.registry_error is None
+
+
+def test_a_version_whose_download_found_the_server_gone_is_loaded_at_the_next_poll(
+    tracking_uri, fitted, monkeypatch
+):
+    """The same with a tracking server restarted between the alias check and the artifact's download:
+    MLflow's HTTP artifact client raises its own exception while handling `requests`' (after retries)."""
+    import mlflow.artifacts
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    _register(tracking_uri, fitted, 0.3)
+    store = ModelStore(MlflowModelSource(tracking_uri, "recs", "champion"), "recs")
+    assert store.refresh() and store.current.version == "1"
+    _register(tracking_uri, fitted, 0.5)
+
+    def server_gone(**kwargs):
+        try:
+            raise requests.exceptions.ConnectionError("Connection refused")
+        except requests.RequestException as exc:
+            raise MlflowException(f"API request to mlflow-artifacts failed with exception {exc}") from exc
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mlflow.artifacts, "download_artifacts", server_gone)
+        assert not store.refresh() and store.current.version == "1"
+    assert store.broken is None and store.registry_error == "unavailable"  # was ('2', 'load-failed', ...)
+    assert store.refresh() and store.current.version == "2"
