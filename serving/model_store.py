@@ -23,6 +23,7 @@ from models.recommenders.base import Recommender
 from models.recommenders.common import top_n
 from models.uplift.base import CouponUpliftModel
 from serving.refresh import FailureCode, failure_code
+from training.registry import RegistryNotRead
 
 log = logging.getLogger(__name__)
 _EMPTY = (np.array([], dtype=object), np.array([], dtype=np.float32))
@@ -248,15 +249,7 @@ class ModelStore:
         try:
             version = self.source.champion()
         except Exception as exc:  # registry unreachable or unreadable: keep whatever we serve now
-            log.warning("model registry check failed: %s", exc)
-            # one word for /ready (a registry file missing or corrupt says which); the message, which can
-            # name the file's path or the server's address, for the log and admins
-            code = failure_code(exc)  # an error of no known kind (MLflow's own): the registry did not answer
-            self.registry_error = "unavailable" if code == "failed" else code
-            self.registry_message = f"{type(exc).__name__}: {exc}"
-            if self.current.recommender is None:
-                return self._set_fallback(f"registry {self.registry_error}")
-            return False
+            return self._registry_failed(exc)
         self.registry_error = self.registry_message = None
         if version is None:
             return self._set_fallback(f"no model registered as {self.name}")
@@ -265,6 +258,8 @@ class ModelStore:
         self.broken = None
         try:
             recommender = self.source.load(version)
+        except RegistryNotRead as exc:  # the version may be whole: asked again at the next poll
+            return self._registry_failed(exc)
         except Exception as exc:  # corrupt or missing artifact
             log.error("loading %s version %s failed: %s", self.name, version, exc)
             self.broken = (version, "load-failed", f"{type(exc).__name__}: {exc}")
@@ -289,6 +284,17 @@ class ModelStore:
         self.current = snapshot
         log.info("serving %s version %s", self.name, version)
         return True
+
+    def _registry_failed(self, error: BaseException) -> bool:
+        log.warning("model registry check failed: %s", error)
+        # one word for /ready (a registry file missing or corrupt says which); the message, which can
+        # name the file's path or the server's address, for the log and admins
+        code = failure_code(error)  # an error of no known kind (MLflow's own): the registry did not answer
+        self.registry_error = "unavailable" if code == "failed" else code
+        self.registry_message = f"{type(error).__name__}: {error}"
+        if self.current.recommender is None:
+            return self._set_fallback(f"registry {self.registry_error}")
+        return False
 
     def _set_fallback(self, reason: str) -> bool:
         if self.current.recommender is None and self.current.fallback_reason == reason:

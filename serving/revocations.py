@@ -16,6 +16,8 @@ import contextlib
 import logging
 import time
 
+from redis.exceptions import ResponseError
+
 from serving.security import PrincipalCache
 
 log = logging.getLogger(__name__)
@@ -42,48 +44,90 @@ class RevocationFeed:
         principals.pushed = False  # until subscribed
         self._task: asyncio.Task | None = None
         self._publisher = None
+        self._unsent: dict[str, float] = {}  # revocations Redis did not take -> when to stop resending
+        self._resend: asyncio.Task | None = None
 
     def start(self) -> None:
         """Subscribe in the background (call inside the serving event loop)."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="revocation-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._resend):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._publisher is not None:
             with contextlib.suppress(Exception):
                 await self._publisher.aclose()
 
     async def publish(self, key_hash: str) -> bool:
-        """Tell every replica (call after the revocation is committed). If Redis cannot take it, the other
-        replicas' feeds are down too and they are polling the database: nothing is lost."""
+        """Tell every replica (call after the revocation is committed). If Redis cannot take it, it is
+        sent again every `retry_seconds` until it does, for as long as another replica may trust its
+        cached answer (the cache's `ttl`). Redis failing this replica only (its path to Redis cut, a
+        publish past its timeout while the feeds' heartbeats still pass) leaves the other replicas
+        listening, not polling: the revoked key stayed valid there for the cache's 30 s."""
+        try:
+            await self._publish(key_hash)
+            return True
+        except Exception as exc:
+            log.warning(
+                "revocation not broadcast (%s); sent again every %g s until Redis takes it",
+                type(exc).__name__,
+                self.retry_seconds,
+            )
+        self._unsent[key_hash] = time.monotonic() + self.principals.ttl
+        if self._resend is None or self._resend.done():
+            loop = asyncio.get_running_loop()
+            self._resend = loop.create_task(self._send_unsent(), name="revocation-resend")
+        return False
+
+    async def _publish(self, key_hash: str) -> None:
         if self._publisher is None:
             self._publisher = self._module.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
             )
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._publisher.publish(CHANNEL, key_hash)
-            return True
-        except Exception as exc:
-            log.warning("revocation not broadcast (%s); other replicas see it by polling", type(exc).__name__)
-            return False
+        async with asyncio.timeout(self.timeout):
+            await self._publisher.publish(CHANNEL, key_hash)
+
+    async def _send_unsent(self) -> None:
+        while self._unsent:
+            await asyncio.sleep(self.retry_seconds)
+            for key_hash, until in list(self._unsent.items()):
+                if time.monotonic() > until:  # every replica's cached answer has expired by now
+                    del self._unsent[key_hash]
+                    continue
+                try:
+                    await self._publish(key_hash)
+                except Exception:
+                    break  # Redis still refuses: the rest wait for the next round
+                del self._unsent[key_hash]
+                log.info("revocation broadcast late, Redis taking it again")
 
     async def _run(self) -> None:
+        told = False  # a failure to listen was logged: once until the feed listens again, not per attempt
         while True:
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.listening:
+                # Only the loss of a feed that had listened was logged: a SUBSCRIBE refused from the start
+                # (an ACL user without channels: NOPERM) was retried every second without a word.
+                if self.listening or not told:
+                    # Redis' refusal says what to fix; a lost connection's type is enough
+                    why = (
+                        f"{type(exc).__name__}: {exc}"
+                        if isinstance(exc, ResponseError)
+                        else type(exc).__name__
+                    )
                     log.warning(
-                        "revocation feed lost (%s): keys are re-checked every %g s until it is back",
-                        type(exc).__name__,
+                        "revocation feed %s (%s): keys are re-checked every %g s until it is back",
+                        "lost" if self.listening else "not listening",
+                        why,
                         self.principals.poll_seconds,
                     )
+                    told = True
             finally:
                 self.listening = self.principals.pushed = False
             await asyncio.sleep(self.retry_seconds)

@@ -363,6 +363,8 @@ class SearchService:
         if changed["written"] or changed["removed"] or not self.parser.vocabulary.latin_terms:
             self.parser = QueryParser(Vocabulary.from_documents(docs))
             self._brand_of = {d.product_id: d.brand for d in docs}
+        if isinstance(ads, Exception):
+            raise ads  # the index is reconciled; the ads stay as they were and the loop says it failed
         self.ads_snapshot = ads
         self._local_spend = {}
 
@@ -373,7 +375,10 @@ class SearchService:
         before = index.fingerprints()
         with read_only(self.session_factory) as session:
             docs = list(load_documents(session))
-            ads = AdsSnapshot.load(session, now, self._click_rate_counts)
+            try:
+                ads = AdsSnapshot.load(session, now, self._click_rate_counts)
+            except Exception as exc:  # the documents read stand: the ads' counts past the statement
+                ads = exc  # timeout kept the index from following the catalog for as long as they did
         # The index is written (through its own engine) once the read transaction has ended: a first
         # build of a large catalog, in it, outlasted PostgreSQL's idle-in-transaction timeout (the API's
         # statement timeout), which ended the connection and failed the refresh at its next query.

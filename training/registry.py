@@ -59,6 +59,12 @@ class ModelUnavailable(RuntimeError):
     """No servable model: the registry, the version or its artifact is missing, unreachable or corrupt."""
 
 
+class RegistryNotRead(ModelUnavailable):
+    """The registry could not be read while loading a version it names (locked past SQLite's busy
+    timeout, unreachable, not answering): the version may be whole, so a reader tries it again at its
+    next poll rather than setting it aside as broken until the alias moves."""
+
+
 class RegistryUnreadable(ModelUnavailable):
     """The registry's SQLite database file is missing, empty or not a database. `problem` says which
     without the path, `kind` in one word (`missing`, `unreadable` or `corrupt`, what /ready says); the
@@ -325,19 +331,46 @@ def artifact_problem(tracking_uri: str, name: str, version: str | int, key: str 
     return None
 
 
+def _http_failed(error: BaseException) -> bool:
+    """An HTTP call to the tracking server or artifact store failed (refused, reset, timed out, 5xx after
+    MLflow's retries): MLflow raises its own exception while handling the `requests` one."""
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, requests.RequestException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _download_and_load(
     tracking_uri: str, name: str, version: str, key: str, load: Callable[[Path], T], dst: Path
 ) -> T:
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     # resolve the version through a client bound to this registry: a `models:/` URI would be resolved
     # against the process-wide registry URI, which a serving process never sets
     client = registry_client(tracking_uri)
-    source = client.get_model_version_download_uri(name, version)
-    local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri)
-    )
+    try:
+        source = client.get_model_version_download_uri(name, version)
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            raise
+        raise RegistryNotRead(f"registry lookup of {name} version {version} failed: {exc}") from exc
+    except Exception as exc:  # driver/network errors arrive as many types, as in `champion_version`
+        raise RegistryNotRead(f"registry lookup of {name} version {version} failed: {exc}") from exc
+    try:
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri
+        )
+    except Exception as exc:
+        if not _http_failed(exc):  # a file missing from the artifact store stays a broken version
+            raise
+        raise RegistryNotRead(f"downloading {name} version {version} failed: {exc}") from exc
+    local = Path(downloaded)
     flavor = Model.load(local).flavors.get("python_function", {})
     entry = (flavor.get("artifacts") or {}).get(key)
     if not entry:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.db import transaction
 from commerce.orders import Order, OrderStatusChange
 from commerce.services import coupons as coupon_service
+from commerce.services._util import server_bounded
 from commerce.services.orders import release_reserved_stock
 from commerce.sqltypes import as_utc, utcnow
 
@@ -86,9 +87,11 @@ def expire_pending_orders(
     factory: sessionmaker[Session], ttl: timedelta, *, now: datetime | None = None, limit: int = 1000
 ) -> list[int]:
     """Expire every unpaid order older than `ttl` (up to `limit`), one transaction each; returns the ids
-    this call expired. Safe to run from any number of processes at once."""
-    now = as_utc(now or utcnow())
+    this call expired. Safe to run from any number of processes at once. `now` (default this process's
+    clock) is bounded by the database server's (`server_bounded`): a replica whose clock jumped an hour
+    ahead cancelled every order placed in the last half hour while its shopper was paying."""
     with factory() as session:
+        now = server_bounded(session, as_utc(now or utcnow()))
         candidates = expired_order_ids(session, ttl, now=now, limit=limit)
     expired = []
     for order_id in candidates:

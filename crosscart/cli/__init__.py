@@ -53,6 +53,8 @@ BUSY_MESSAGE = (
     "process past the busy timeout: try again when that writer is done"
 )
 
+DATABASE_GONE = "the database did not answer"
+
 
 class Terminated(BaseException):
     """SIGTERM arrived (`_terminable`). Not an `Exception`, so no `except Exception` on the way takes it
@@ -97,8 +99,9 @@ class _Commands(TyperGroup):
     pages, a column missing or of another kind; `db load`, `features build`: 25-440 lines), and a SQLite
     database locked by another writer past the busy timeout (`commerce.db.is_sqlite_busy`: MLflow's
     store during `train`, 100+ lines); so does a migration that gave up waiting for a table lock
-    (`commerce.migrate.MigrationLocked`, `db upgrade`). Any other exception is still a bug and shows its
-    traceback."""
+    (`commerce.migrate.MigrationLocked`, `db upgrade`), and a database that does not answer (refused,
+    reset in a failover, timed out: `serving.resilience.is_outage`; 518-543 lines for `coupon list`,
+    `campaign list`, `db expire-orders`). Any other exception is still a bug and shows its traceback."""
 
     def invoke(self, ctx):
         with _terminable():
@@ -129,10 +132,26 @@ class _Commands(TyperGroup):
             if isinstance(exc, MigrationLocked):
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from exc
-            if not is_sqlite_busy(exc):
-                raise
-            typer.echo(f"error: {BUSY_MESSAGE}", err=True)
-            raise typer.Exit(1) from exc
+            if is_sqlite_busy(exc):
+                typer.echo(f"error: {BUSY_MESSAGE}", err=True)
+                raise typer.Exit(1) from exc
+            if _database_gone(exc):
+                cause = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+                typer.echo(
+                    f"error: {DATABASE_GONE} ({cause}): run the command again once it does (`crosscart "
+                    "doctor` checks it); a change cut off at its commit may have been kept",
+                    err=True,
+                )
+                raise typer.Exit(1) from exc
+            raise
+
+
+def _database_gone(error: BaseException) -> bool:
+    """The database refused the connection, reset it or timed out (a server down or failing over), not
+    a server taking no writes (a standby) nor one refusing this command's statement."""
+    from serving.resilience import is_outage, is_read_only
+
+    return is_outage(error) and not is_read_only(error)
 
 
 app = typer.Typer(

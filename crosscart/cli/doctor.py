@@ -178,6 +178,8 @@ def _redis(settings) -> list[Check]:
         client.ping()
     except Exception as exc:
         return [Check("redis", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_REDIS_URL")]
+    if refused := _subscribe_refused(client):
+        return [refused]
     try:
         config = client.config_get("maxmemory*")
     except redis.RedisError:  # CONFIG disabled (managed Redis): the policy cannot be seen from here
@@ -201,6 +203,30 @@ def _redis(settings) -> list[Check]:
             )
         ]
     return [Check("redis", "ok", "reachable")]
+
+
+def _subscribe_refused(client) -> Check | None:
+    """A warning if Redis refuses the revocation feed's SUBSCRIBE: an ACL user without the channel (a
+    Redis 7 user gets none unless granted) passed PING, and the replicas only polled for revocations."""
+    import redis
+
+    from serving.revocations import CHANNEL
+
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(CHANNEL)
+        pubsub.get_message(timeout=2)  # the confirmation, or the refusal
+    except redis.ResponseError as exc:
+        return Check(
+            "redis",
+            "warn",
+            f"reachable, but the revocation channel {CHANNEL} is refused ({exc}): revoked keys reach the "
+            "other replicas by polling the database, not at once",
+            f"grant the user the channel: ACL SETUSER <user> &{CHANNEL}",
+        )
+    finally:
+        pubsub.close()
+    return None
 
 
 def _data_dir(settings) -> list[Check]:

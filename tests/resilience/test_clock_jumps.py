@@ -10,8 +10,11 @@ import pytest
 
 import serving.idempotency
 from commerce.db import transaction
+from commerce.orders import Order
 from commerce.services import idempotency
 from commerce.services.access import console_session_key, create_api_key, start_console_session
+from commerce.services.checkout import CartLine, checkout
+from commerce.services.pending import PendingPolicy, expire_pending_orders
 from commerce.sqltypes import utcnow
 from tests.resilience.conftest import fault_settings, invariants, make_keys, seeded_factory
 from tests.serving.conftest import auth
@@ -80,3 +83,21 @@ def test_a_replica_a_day_ahead_frees_no_key_another_replica_just_claimed(market)
         assert not reused.won and reused.mismatch  # 422 for the reuse; the first stays replayable
     else:  # SQLite: one host, one clock
         assert reused.won
+
+
+def test_a_replica_an_hour_ahead_expires_no_order_still_within_its_payment_window(market):
+    """The unpaid-order sweep (every replica runs it, and a checkout refused for stock runs it again) on
+    a replica whose clock jumped an hour ahead: it cancelled every order placed in the last 30 minutes
+    as past its payment window, gave back their stock and coupon use, and the shoppers paying them were
+    refused. On PostgreSQL the sweep's clock is bounded by the database server's, as the other
+    clean-ups by age are."""
+    factory, postgres = market
+    with transaction(factory) as s:
+        placed = checkout(s, "b0", [CartLine("p01", 1)], coupon_id="c-capped").order_id
+    swept = expire_pending_orders(factory, PendingPolicy().ttl, now=utcnow() + timedelta(hours=1))
+    with factory() as s:
+        status = s.get(Order, placed).status
+    if postgres:
+        assert swept == [] and status == "pending_payment"  # was ([placed], "cancelled")
+    else:  # SQLite: one host, one clock
+        assert swept == [placed] and status == "cancelled"
