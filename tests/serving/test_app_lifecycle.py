@@ -100,3 +100,36 @@ def test_stopping_ends_the_span_exporter(make_client, settings):
         assert started
         client.__exit__(None, None, None)
     assert not any(t.is_alive() for t in started)
+
+
+class _Node:
+    """A reference cycle's member: only the collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_served_app_freezes_its_start_up_heap(settings, session_factory, source):
+    """`freeze_heap` (`crosscart serve`'s app): what start-up built is out of the collector's reach, so a
+    full collection under traffic no longer walks it; garbage made before start-up is collected first,
+    not frozen for good. Apps built by default (tests) freeze nothing."""
+    gc.unfreeze()
+    for freeze in (False, True):
+        gc.disable()  # the cycle is left for start-up to collect (an automatic collection may not come)
+        cycle = weakref.ref(_Node())
+        app = create_app(
+            settings, session_factory=session_factory, model_source=source, uplift_source=ScriptedSource(),
+            delivery_source=ScriptedSource(), start_background=False, freeze_heap=freeze,
+        )  # fmt: skip
+        try:
+            with TestClient(app) as client:
+                assert client.get("/v1/products").status_code == 200
+                if not freeze:
+                    assert gc.get_freeze_count() == 0
+                    continue
+                assert gc.get_freeze_count() > 10_000  # the libraries, the app, the catalog
+                assert not any(o is app.state.serving for o in gc.get_objects())  # not walked any more
+                assert cycle() is None  # collected before the freeze, not kept for good
+        finally:
+            gc.unfreeze()  # this process goes on building apps
+            gc.enable()
