@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 
+from commerce.db import transaction
+from commerce.services import merchants, orders
+from commerce.services.checkout import CartLine, checkout
+from commerce.services.merchant_orders import orders_to_ship
 from tests.serving.test_console import sign_in
 
 
@@ -27,3 +31,30 @@ def test_a_refused_stock_quantity_says_nothing_of_the_product_named(client, keys
     assert made_up.status_code == 404
     theirs = client.post("/console/shop/products/p09/stock", data=form, follow_redirects=False)
     assert theirs.status_code == 422 and "Product p09" in theirs.text  # an admin: that product's shop
+
+
+def test_orders_to_ship_show_a_merchant_only_its_own_goods_value(client, keys, session_factory):
+    """The shop's "Orders to ship" showed each order's whole total: of an order holding m2's goods too,
+    m1 read what m2 sold (the total less m1's own lines), which the order page (its own lines only) and
+    the API (no order for a merchant key) keep from it. The list shows the value of the merchant's lines."""
+    with transaction(session_factory) as s:
+        order = checkout(s, "s2", [CartLine("p01", 1), CartLine("p05", 2)])  # m1's and m2's goods
+        orders.pay_order(s, order.order_id, "PAY-MIXED")
+        whole = order.total
+        own = sum(line.total for line in order.lines if line.merchant_id == "m1")
+    sign_in(client, keys["merchant"])
+    row = next(r for r in client.get("/console/shop").text.split("<tr>") if f"Order {order.order_id}<" in r)
+    assert f"{own:,.2f}" in row and f"{whole:,.2f}" not in row
+
+
+def test_a_mixed_orders_value_to_ship_is_each_merchants_own_on_every_database(market):
+    """`orders_to_ship` (the list above) gives each merchant its own lines' value, SQLite and PostgreSQL."""
+    with transaction(market) as s:
+        merchants.reinstate(s, "m_sus", "cleared")
+        order = checkout(s, "s1", [CartLine("p_tea", 2), CartLine("p_bad", 3)])  # m_ok's and m_sus's
+        orders.pay_order(s, order.order_id, "PAY-MIXED")
+        own = {m: sum(li.total for li in order.lines if li.merchant_id == m) for m in ("m_ok", "m_sus")}
+    with transaction(market) as s:
+        for merchant_id, value in own.items():
+            (listed,) = orders_to_ship(s, merchant_id)
+            assert (listed.order.order_id, listed.total) == (order.order_id, value), merchant_id
