@@ -58,3 +58,19 @@ def test_a_mixed_orders_value_to_ship_is_each_merchants_own_on_every_database(ma
         for merchant_id, value in own.items():
             (listed,) = orders_to_ship(s, merchant_id)
             assert (listed.order.order_id, listed.total) == (order.order_id, value), merchant_id
+
+
+def test_moving_a_made_up_campaign_in_the_console_is_a_404(client, keys):
+    """Schedule, launch or complete of a campaign id nobody created drew the campaign page of no campaign
+    after the API's 404: a 500 (found by sending every console form hostile values as an admin and a
+    marketer). The refusal is shown alone, with its status, as the campaign page shows it."""
+    for role in ("marketer", "admin"):
+        token = sign_in(client, keys[role])
+        for action in ("schedule", "launch", "complete"):
+            moved = client.post(
+                f"/console/campaigns/no-such-campaign/{action}",
+                data={"csrf_token": token},
+                follow_redirects=False,
+            )
+            assert moved.status_code == 404, (role, action, moved.status_code)
+            assert "no-such-campaign" in moved.text
