@@ -52,6 +52,7 @@ from commerce.services._util import (
     required_text,
     server_bounded,
     stored_key,
+    stored_keys,
 )
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
@@ -144,7 +145,7 @@ def create_campaign(
     merchant = get_or_404(session, Merchant, merchant_id, "merchant")
     if merchant.status != "approved":
         raise ValidationError(f"merchant {merchant_id!r} is not approved", code="merchant_not_approved")
-    wanted = sorted({stored_key(session, Product, p) for p in product_ids})  # `ｐ1` names `p1`
+    wanted = sorted(set(stored_keys(session, Product, product_ids).values()))  # `ｐ1` names `p1`
     if not wanted:
         raise ValidationError("a campaign promotes at least one product", code="missing_products")
     promotable = {p.product_id for p in promotable_products(session, merchant_id, wanted)}

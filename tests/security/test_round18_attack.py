@@ -4,11 +4,15 @@ tiny marketplace of tests/serving. Each test failed before its fix."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
+
+from sqlalchemy import event
 
 from commerce.db import transaction
 from commerce.services import merchants, orders
 from commerce.services.checkout import CartLine, checkout
 from commerce.services.merchant_orders import orders_to_ship
+from tests.serving.conftest import auth
 from tests.serving.test_console import sign_in
 
 
@@ -74,3 +78,44 @@ def test_moving_a_made_up_campaign_in_the_console_is_a_404(client, keys):
             )
             assert moved.status_code == 404, (role, action, moved.status_code)
             assert "no-such-campaign" in moved.text
+
+
+@contextmanager
+def _statements(engine):
+    """The number of statements `engine` runs inside the block (a one-item list, filled on exit)."""
+    seen = [0]
+
+    def count(*_args) -> None:
+        seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_many_look_alike_product_ids_are_read_in_one_query(client, keys, session_factory):
+    """A shopper's coupons for up to 100 context products (`?product_id=`) read each id spelt unlike its
+    normal form by a `get` of its own: 100 full-width ids made 105 statements where one id made 7, for
+    any shopper or storefront key, on every page; a keyword campaign's 500 products, 500 reads. Both read
+    their look-alikes in one query (`stored_keys`), as an event batch's are."""
+    engine = session_factory.kw["bind"]
+    shopper = auth(keys["shopper"])
+    counts = []
+    for ids in (["p01"], [f"Ｐ{i:03d}" for i in range(100)]):
+        with _statements(engine) as seen:
+            page = client.get("/v1/shoppers/s1/coupons", params={"product_id": ids}, headers=shopper)
+        assert page.status_code == 200
+        counts.append(seen[0])
+    assert counts[1] <= counts[0] + 1, counts
+    merchant = auth(keys["merchant"])
+    keyword = {"keyword": "serum", "match_type": "broad", "bid": "1"}
+    counts = []
+    for ids in (["Ｐ000"], [f"Ｐ{i:03d}" for i in range(500)]):  # nobody's products: refused after the read
+        body = {"name": "x", "daily_budget": "10", "product_ids": ids, "keywords": [keyword]}
+        with _statements(engine) as seen:
+            made = client.post("/v1/merchants/m1/keyword-campaigns", json=body, headers=merchant)
+        assert made.status_code == 422, made.text
+        counts.append(seen[0])
+    assert counts[1] <= counts[0] + 1, counts
