@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
+from commerce.access import ConsoleSession
 from commerce.db import transaction
 from commerce.services import merchants, orders
+from commerce.services.access import CONSOLE_SESSIONS_PER_KEY
 from commerce.services.checkout import CartLine, checkout
 from commerce.services.merchant_orders import orders_to_ship
+from serving.console.auth import COOKIE
 from tests.serving.conftest import auth
 from tests.serving.test_console import sign_in
 
@@ -119,3 +122,20 @@ def test_many_look_alike_product_ids_are_read_in_one_query(client, keys, session
         assert made.status_code == 422, made.text
         counts.append(seen[0])
     assert counts[1] <= counts[0] + 1, counts
+
+
+def test_a_key_signing_in_in_a_loop_keeps_its_newest_console_sessions(client, keys, session_factory):
+    """Any key may sign in to the console (a shopper's too), and each sign-in without the cookie kept a
+    session row for its 8 hours: one address at the anonymous rate left 28,800 live rows. A key keeps its
+    newest `CONSOLE_SESSIONS_PER_KEY`; the newest still work, the oldest are refused."""
+    cookies = []
+    for _ in range(CONSOLE_SESSIONS_PER_KEY + 5):
+        sign_in(client, keys["shopper"])  # clears the cookie first: a new browser each time
+        cookies.append(client.cookies[COOKIE])
+    with transaction(session_factory) as s:
+        assert s.scalar(select(func.count()).select_from(ConsoleSession)) == CONSOLE_SESSIONS_PER_KEY
+    for i, cookie in enumerate(cookies):
+        client.cookies.clear()
+        client.cookies.set(COOKIE, cookie, path="/console")
+        home = client.get("/console", follow_redirects=False)
+        assert (home.status_code == 200) == (i >= 5), (i, home.status_code)
