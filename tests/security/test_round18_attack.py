@@ -139,3 +139,21 @@ def test_a_key_signing_in_in_a_loop_keeps_its_newest_console_sessions(client, ke
         client.cookies.set(COOKIE, cookie, path="/console")
         home = client.get("/console", follow_redirects=False)
         assert (home.status_code == 200) == (i >= 5), (i, home.status_code)
+
+
+def test_a_page_of_a_shoppers_orders_reads_their_lines_in_one_query(client, keys, session_factory):
+    """A shopper's order list read each order's lines by a query of its own: a shopper key that placed and
+    cancelled 100 orders (two requests each, nothing paid) made every page of 100 cost 103 statements
+    where a page of one cost 6. The page's lines are read in one query."""
+    with transaction(session_factory) as s:
+        for _ in range(100):
+            order = checkout(s, "s1", [CartLine("p01", 1), CartLine("p03", 1)])
+            orders.cancel_order(s, order.order_id, "changed my mind")
+    shopper, counts = auth(keys["shopper"]), []
+    for limit in (1, 100):
+        with _statements(session_factory.kw["bind"]) as seen:
+            page = client.get("/v1/shoppers/s1/orders", params={"limit": limit}, headers=shopper)
+        assert page.status_code == 200 and len(page.json()["items"]) == limit
+        assert all(len(o["lines"]) == 2 for o in page.json()["items"][:-1])  # the seed's order 1 last
+        counts.append(seen[0])
+    assert counts[1] <= counts[0] + 1, counts
