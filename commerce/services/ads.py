@@ -272,22 +272,21 @@ def list_campaigns(
     return paginate(session, stmt, limit=limit, offset=offset)
 
 
-def campaign_keywords(session: Session, campaign_id: str) -> list[AdKeyword]:
-    return list(
-        session.scalars(
-            select(AdKeyword).where(AdKeyword.campaign_id == campaign_id).order_by(AdKeyword.keyword_id)
-        )
+def campaign_contents(
+    session: Session, campaign_ids: list[str]
+) -> dict[str, tuple[list[str], list[AdKeyword]]]:
+    """Each campaign's product ids and keywords (in id order), two queries for any number of campaigns:
+    read campaign by campaign, a merchant's list of 60 campaigns took 123 statements."""
+    out: dict[str, tuple[list[str], list[AdKeyword]]] = {c: ([], []) for c in campaign_ids}
+    products = select(KeywordCampaignProduct.campaign_id, KeywordCampaignProduct.product_id).where(
+        KeywordCampaignProduct.campaign_id.in_(campaign_ids)
     )
-
-
-def campaign_products(session: Session, campaign_id: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(KeywordCampaignProduct.product_id)
-            .where(KeywordCampaignProduct.campaign_id == campaign_id)
-            .order_by(KeywordCampaignProduct.product_id)
-        )
-    )
+    for campaign_id, product_id in session.execute(products.order_by(KeywordCampaignProduct.product_id)):
+        out[campaign_id][0].append(product_id)
+    keywords = select(AdKeyword).where(AdKeyword.campaign_id.in_(campaign_ids)).order_by(AdKeyword.keyword_id)
+    for keyword in session.scalars(keywords):
+        out[keyword.campaign_id][1].append(keyword)
+    return out
 
 
 def keyword_matches(keyword: Sequence[str], match_type: str, query: Sequence[str]) -> bool:

@@ -185,20 +185,25 @@ def search_click(body: ClickIn, search: SearchDep, principal: Storefront) -> Cli
 # --- keyword campaigns (merchants) ----------------------------------------------------------------------
 
 
+def _campaigns_out(session, campaigns: list[KeywordCampaign]) -> list[KeywordCampaignOut]:
+    contents = ads.campaign_contents(session, [c.campaign_id for c in campaigns])
+    return [
+        KeywordCampaignOut(
+            campaign_id=c.campaign_id,
+            merchant_id=c.merchant_id,
+            name=c.name,
+            daily_budget=c.daily_budget,
+            status=c.status,
+            created_at=c.created_at,
+            product_ids=contents[c.campaign_id][0],
+            keywords=[KeywordOut.model_validate(k, from_attributes=True) for k in contents[c.campaign_id][1]],
+        )
+        for c in campaigns
+    ]
+
+
 def _campaign_out(session, c: KeywordCampaign) -> KeywordCampaignOut:
-    return KeywordCampaignOut(
-        campaign_id=c.campaign_id,
-        merchant_id=c.merchant_id,
-        name=c.name,
-        daily_budget=c.daily_budget,
-        status=c.status,
-        created_at=c.created_at,
-        product_ids=ads.campaign_products(session, c.campaign_id),
-        keywords=[
-            KeywordOut.model_validate(k, from_attributes=True)
-            for k in ads.campaign_keywords(session, c.campaign_id)
-        ],
-    )
+    return _campaigns_out(session, [c])[0]
 
 
 def _changes(**fields) -> dict:
@@ -260,7 +265,7 @@ def list_keyword_campaigns(
     """Oldest first."""
     ensure_merchant(principal, merchant_id)
     page = ads.list_campaigns(session, merchant_id, limit=limit, offset=offset)
-    items = [_campaign_out(session, c) for c in page.items]
+    items = _campaigns_out(session, page.items)
     return PageOut(items=items, total=page.total, limit=limit, offset=offset)
 
 

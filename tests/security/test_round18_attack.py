@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select
 
 from commerce.access import ConsoleSession
 from commerce.db import transaction
-from commerce.services import merchants, orders
+from commerce.services import ads, catalog, merchants, orders
 from commerce.services.access import CONSOLE_SESSIONS_PER_KEY
 from commerce.services.checkout import CartLine, checkout
 from commerce.services.merchant_orders import orders_to_ship
@@ -157,3 +157,33 @@ def test_a_page_of_a_shoppers_orders_reads_their_lines_in_one_query(client, keys
         assert all(len(o["lines"]) == 2 for o in page.json()["items"][:-1])  # the seed's order 1 last
         counts.append(seen[0])
     assert counts[1] <= counts[0] + 1, counts
+
+
+def test_a_merchants_lists_read_each_page_in_a_few_queries(client, keys, session_factory):
+    """A merchant's product list read each product's stock, and its keyword campaign list each campaign's
+    products and keywords, by queries of their own: 60 products took 63 statements, 60 campaigns (ended
+    ones count, and a merchant key makes them at will) 123, on every page. Each page reads them at once."""
+    with transaction(session_factory) as s:
+        for i in range(60):
+            product = catalog.ProductInput(
+                merchant_id="m1", sku=f"SKU-more-{i}", title=f"More {i}", category_id="beauty", brand="B",
+                origin_country="JP", price="10", fulfillment="bonded", stock={"wh1": 3},
+            )  # fmt: skip
+            catalog.create_product(s, product)
+            keywords = [ads.KeywordInput(f"kw{i}", "broad", "1")]
+            made = ads.create_campaign(
+                s, "m1", name=f"c{i}", daily_budget="10", product_ids=["p01"], keywords=keywords
+            )
+            ads.update_campaign(s, made.campaign_id, status="ended")
+    merchant = auth(keys["merchant"])
+    client.get("/v1/merchants/m1", headers=merchant)  # the key looked up and cached
+    for path in ("/v1/merchants/m1/products", "/v1/merchants/m1/keyword-campaigns"):
+        counts = []
+        for limit in (1, 60):
+            with _statements(session_factory.kw["bind"]) as seen:
+                page = client.get(path, params={"limit": limit}, headers=merchant)
+            assert page.status_code == 200 and len(page.json()["items"]) == limit
+            counts.append(seen[0])
+        assert counts[1] <= counts[0] + 1, (path, counts)
+    campaign = client.get("/v1/merchants/m1/keyword-campaigns", params={"limit": 1}, headers=merchant).json()
+    assert campaign["items"][0]["product_ids"] == ["p01"] and len(campaign["items"][0]["keywords"]) == 1
