@@ -121,11 +121,21 @@ def billing_clock(session: Session, now: datetime | None = None) -> datetime:
 def spent_on(session: Session, campaign_id: str, at: datetime | None = None) -> Decimal:
     """What the campaign has been charged on the billing day of `at` (default `billing_clock`: today as
     billing counts it), for pacing displays."""
+    return spent_by(session, [campaign_id], at)[campaign_id]
+
+
+def spent_by(session: Session, campaign_ids: list[str], at: datetime | None = None) -> dict[str, Decimal]:
+    """`spent_on` of each campaign in one query (a list page: read campaign by campaign, the console's
+    list of a merchant's 61 campaigns took 68 statements)."""
     day = day_key(at or billing_clock(session))
-    spent = session.scalar(
-        select(AdBudgetDay.spent).where(AdBudgetDay.campaign_id == campaign_id, AdBudgetDay.day == day)
+    spent = dict(
+        session.execute(
+            select(AdBudgetDay.campaign_id, AdBudgetDay.spent).where(
+                AdBudgetDay.campaign_id.in_(campaign_ids), AdBudgetDay.day == day
+            )
+        ).all()
     )
-    return spent if spent is not None else Decimal("0.00")
+    return {c: spent.get(c, Decimal("0.00")) for c in campaign_ids}
 
 
 def create_campaign(
