@@ -15,7 +15,6 @@ from pydantic_core import to_json
 
 from commerce.ads import AdKeyword, KeywordCampaign
 from commerce.catalog import Category
-from commerce.db import read_only
 from commerce.search.index import Filters
 from commerce.services import ads
 from commerce.services._util import get_or_404, stored_key
@@ -33,6 +32,7 @@ from serving.deps import (
     Storefront,
     ensure_merchant,
     ensure_shopper,
+    read_in_slot,
     request_client,
     stored_shopper,
 )
@@ -79,15 +79,16 @@ def _card(doc) -> dict:
     }
 
 
-def _subtree(state, category: str) -> frozenset[str]:
+def _subtree(request: Request, state, category: str) -> frozenset[str]:
     """Categories under `category` holding products, from the catalog snapshot (no database transaction
-    on the search path); a category the snapshot does not know comes from the database (404 if none).
+    on the search path); a category the snapshot does not know comes from the database (404 if none), in
+    a request slot (`read_in_slot`: any anonymous `?category=` of a made-up id read it beside them).
     Either reads the id as a URL's is (`ｂｅａｕｔｙ` is `beauty`)."""
     catalog = state.catalog.current
     known = catalog.stored_category(category) if catalog is not None else None
     if known is None or known not in catalog.category_parent:  # the id as sent: `stored_key` reads it
-        with read_only(state.session_factory) as session:
-            return frozenset(category_subtree(session, stored_key(session, Category, category)))
+        subtree = lambda session: category_subtree(session, stored_key(session, Category, category))  # noqa: E731
+        return frozenset(from_thread.run(read_in_slot, request, state, subtree))
     return frozenset(catalog.category_ids[catalog.category_mask(known)].tolist()) | {known}
 
 
@@ -116,7 +117,7 @@ def search(
             )
         shopper_id = from_thread.run(stored_shopper, request, state, shopper_id)
         ensure_shopper(principal, shopper_id)
-    categories = _subtree(state, category) if category is not None else None
+    categories = _subtree(request, state, category) if category is not None else None
     filters = Filters(
         origin=origin.upper() if origin else None,
         category_ids=categories,

@@ -224,3 +224,24 @@ def test_the_consoles_keyword_campaign_list_reads_todays_spend_in_one_query(clie
         assert page.status_code == 200 and f'id="spent-{first.campaign_id}">3.50<' in page.text
         counts.append(seen[0])
     assert counts[1] <= counts[0] + 1, counts
+
+
+def test_a_made_up_search_category_waits_for_a_database_slot(client, session_factory):
+    """`GET /v1/search?category=` of a category the catalog snapshot does not know is looked up in the
+    database, in a session of its own beside the slots that bound how many requests use it at once: any
+    anonymous client sending made-up categories read the database with every slot taken (2 statements a
+    request, none waiting). It now waits for a slot like every other read (`serving.deps.read_in_slot`):
+    503 past the deadline with nothing read, the 404 of an unknown category otherwise."""
+    gate = client.app.state.serving.db_gate
+    gate.wait_seconds = 0.2
+    query = {"q": "product", "category": "no-such-category"}
+    for _ in range(gate.requests):
+        client.portal.call(gate._request_slots.acquire)
+    try:
+        with _statements(session_factory.kw["bind"]) as seen:
+            busy = client.get("/v1/search", params=query)
+    finally:
+        for _ in range(gate.requests):
+            gate._request_slots.release()
+    assert (busy.status_code, seen[0]) == (503, 0)
+    assert client.get("/v1/search", params=query).status_code == 404
