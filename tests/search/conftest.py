@@ -1,6 +1,7 @@
 """A small bilingual shop on SQLite and PostgreSQL (the commerce fixtures' schema) for search tests, the
 app over it (`api`) and keys for its roles. On SQLite the shop is a copy of a template seeded once per
-process (as the commerce fixtures' market): seeding it cost 0.1-0.3 s per test."""
+process, on PostgreSQL the rows of a schema seeded once (as the commerce fixtures' market): seeding it
+cost 0.1-0.5 s per test."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from commerce.services.access import create_api_key
 from commerce.services.logistics import seed_default_partners
 from crosscart.settings import Settings
 from serving.app import create_app
-from tests.commerce.conftest import engine, factory, sqlite_templates  # noqa: F401  (fixtures reused)
+from tests.commerce.conftest import copy_seeded, engine, factory, sqlite_templates  # noqa: F401
 from tests.serving.conftest import ScriptedSource, TinyRecommender
 
 CATEGORIES = [
@@ -53,10 +54,11 @@ _SHOP_TEMPLATE: list[str] = []  # the SQLite template's path, once this process 
 
 
 @pytest.fixture
-def shop(factory, engine, tmp_path_factory):  # noqa: F811
-    """`seed_shop`'s rows in this test's database (on SQLite, the template's pages copied in)."""
+def shop(factory, engine, tmp_path_factory, postgres_templates):  # noqa: F811
+    """`seed_shop`'s rows in this test's database: on SQLite a template's pages copied in, on PostgreSQL
+    a template schema's rows (`copy_seeded`)."""
     if engine.dialect.name != "sqlite":
-        seed_shop(factory)
+        copy_seeded(engine, postgres_templates, seed_shop)
         return factory
     if not _SHOP_TEMPLATE:
         path = str(tmp_path_factory.mktemp("search-shop") / "shop.db")
