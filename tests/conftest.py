@@ -87,6 +87,21 @@ def database_url(request, tmp_path, postgres_reason):
 
 
 @pytest.fixture(scope="session")
+def postgres_templates():
+    """PostgreSQL schemas seeded once per session (per xdist worker), by seed function: a test copies
+    their rows (`tests.commerce.conftest.copy_seeded`) rather than seeding through the services. Dropped
+    at the end."""
+    made: dict[str, tuple[str, list[str]]] = {}  # seed -> (schema, its sequences)
+    yield made
+    if made:
+        admin = create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            for schema, _ in made.values():
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
 def empty_mlflow_db(tmp_path_factory) -> Path:
     """An empty MLflow database, made once: creating one runs ~40 Alembic migrations (seconds of CPU)."""
     from mlflow import MlflowClient

@@ -86,9 +86,11 @@ def test_console_reports_are_bounded_and_per_app(monkeypatch, make_client):
     assert one.app.state.console_reports is not other.app.state.console_reports
 
 
-def test_stopping_ends_the_span_exporter(make_client, settings):
+def test_stopping_ends_the_span_exporter(make_client, settings, monkeypatch):
     """Tracing to a collector runs an exporting thread per app; stopping the app ends it (it ran, and kept
-    the provider and its queued spans, until the process exited)."""
+    the provider and its queued spans, until the process exited). The exporter retries the final export
+    for its timeout: 1 s here, not OTLP's default 10 s (8 s of this test)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
     threads = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")}
     # a port bound and never listening: export fails quietly (not the point), and no test on the other
     # xdist worker can be serving there (18661 was in round 6's range: spans went to its live server)
