@@ -39,3 +39,33 @@ def test_recently_decided_merchants_are_the_latest_decisions_first(client, keys,
     recent = client.get("/console/merchants").text.split("Recently decided", 1)[1]
     shown = re.findall(r'id="status-([^"]+)"', recent)
     assert shown[:3] == ["m3", "z119", "z118"] and len(shown) == 20
+
+
+def _report(**figures):
+    from serving.schemas.marketing import CampaignReport
+
+    base = dict(
+        n_treated=117, n_holdout=13, conversion_rate_treated=0.0342, conversion_rate_holdout=0.0154,
+        incremental_conversion_rate=0.0188, incremental_conversion_rate_ci=(-0.0124, 0.05),
+        incremental_conversions=2.2, incremental_revenue_per_shopper=3.1,
+        incremental_revenue_per_shopper_ci=(-1.0, 7.0), incremental_revenue=362.0,
+        incremental_revenue_ci=(-120.0, 840.0), cost=80.0, roi=0.36, roi_ci=(-0.5, 1.2), confidence=0.95,
+    )  # fmt: skip
+    return CampaignReport(**{**base, **figures})
+
+
+def test_the_measurement_report_reads_rates_as_percentages():
+    """The report printed rates as bare fractions ("0.0000 / 0.0000", an interval "-0.2281 to 0.0318")
+    and an ROI without coupon cost as "undefined undefined to undefined": 0.0188 read as 0.0188%."""
+    from serving.console.campaigns import report_chart
+    from serving.console.web import templates
+
+    page = templates.get_template("_report.html").render(report=_report(), report_chart="")
+    assert "3.42% / 1.54%" in page
+    assert "+1.88 pp" in page and "-1.24 pp to +5.00 pp" in page
+    assert "0.0188" not in page
+    costless = _report(cost=0.0, roi=None, roi_ci=(None, None))
+    page = templates.get_template("_report.html").render(report=costless, report_chart="")
+    assert "undefined" not in page and "no coupon was redeemed" in page
+    chart = str(report_chart(_report()))
+    assert "incremental conversion rate (pp)" in chart and ">-1.24<" in chart  # the interval's ends
