@@ -69,3 +69,32 @@ def test_the_measurement_report_reads_rates_as_percentages():
     assert "undefined" not in page and "no coupon was redeemed" in page
     chart = str(report_chart(_report()))
     assert "incremental conversion rate (pp)" in chart and ">-1.24<" in chart  # the interval's ends
+
+
+def test_a_variant_naming_an_alias_the_registry_lacks_is_flagged(client, keys, monkeypatch):
+    """The new-experiment form suggests `challenger`, which the demo's registry does not have: serving
+    then gives that variant the champion, and the page showed "challenger" as if it were served, an A/A
+    test read as a model comparison."""
+    from types import SimpleNamespace
+
+    from serving.routers import models as models_api
+
+    versions = [SimpleNamespace(aliases=("champion",)), SimpleNamespace(aliases=("candidate",))]
+    monkeypatch.setattr(models_api.registry_cache, "versions", lambda uri, name: versions)
+    token = sign_in(client, keys["data_scientist"])
+    for name, alias in (("aa-by-mistake", "challenger"), ("real-ab", "candidate")):
+        form = {"csrf_token": token, "name": name, "primary_metric": "conversion", "variant0_name": "control",
+                "variant0_weight": "1", "variant1_name": "treatment", "variant1_weight": "1",
+                "variant1_alias": alias}  # fmt: skip
+        assert client.post("/console/experiments/new", data=form, follow_redirects=False).status_code == 303
+    flagged = client.get("/console/experiments/aa-by-mistake").text
+    assert 'id="unknown-aliases"' in flagged and "no recommender alias challenger" in flagged
+    assert 'challenger <strong class="error">not in the registry</strong>' in flagged
+    assert 'id="unknown-aliases"' not in client.get("/console/experiments/real-ab").text
+
+    def down(uri, name):
+        raise OSError("registry unreachable")
+
+    monkeypatch.setattr(models_api.registry_cache, "versions", down)
+    page = client.get("/console/experiments/aa-by-mistake")
+    assert page.status_code == 200 and 'id="unknown-aliases"' not in page.text
