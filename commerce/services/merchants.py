@@ -155,6 +155,18 @@ def list_merchants(
     return paginate(session, stmt, limit=limit, offset=offset)
 
 
+def recently_reviewed(session: Session, limit: int = 20) -> list[Merchant]:
+    """The merchants decided last (approved, rejected or suspended), the latest first: the review page's
+    "Recently decided" read the first 100 merchants by id, so a decision on a later id never showed."""
+    stmt = (
+        select(Merchant)
+        .where(Merchant.status != "pending", Merchant.reviewed_at.is_not(None))
+        .order_by(Merchant.reviewed_at.desc(), Merchant.merchant_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
 def history(session: Session, merchant_id: str) -> list[MerchantStatusChange]:
     get_or_404(session, Merchant, merchant_id, "merchant")
     return list(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
 from commerce.access import ROLES
+from commerce.services.merchants import recently_reviewed
 from serving.console.auth import AdminOnly
 from serving.console.web import FormRoute, attempt, choices, past_the_end, redirect, render
 from serving.deps import MerchantId, SessionDep, StateDep
@@ -23,13 +24,12 @@ from serving.schemas.catalog import MerchantReview
 choices("roles", ROLES)
 
 router = APIRouter(route_class=FormRoute)
+RECENT = 20  # decisions listed under the review queue
 
 
 async def _queue(request: Request, session, principal, status_code: int = 200, **extra):
-    pending, decided = await run_in_threadpool(
-        lambda: [catalog_api.list_merchants(session, principal, s, 100, 0) for s in ("pending", None)]
-    )
-    recent = [m for m in decided.items if m.status != "pending"][:20]
+    pending = await run_in_threadpool(catalog_api.list_merchants, session, principal, "pending", 100, 0)
+    recent = await run_in_threadpool(recently_reviewed, session, RECENT)
     return await render(
         request, "merchants.html", status_code=status_code, title="Merchant review", pending=pending,
         recent=recent, **extra,

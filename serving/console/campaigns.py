@@ -335,6 +335,11 @@ def _finite(v):
     return v if v is not None and math.isfinite(v) else None
 
 
+def _pp(rate):
+    """A difference of rates in percentage points, as the report's table reads it."""
+    return None if _finite(rate) is None else rate * 100
+
+
 def report_chart(report):
     ci = report.incremental_conversion_rate_ci
     rev_ci = report.incremental_revenue_ci
@@ -343,7 +348,10 @@ def report_chart(report):
         "report-chart",
         "Incremental effects with 95% confidence intervals",
         [
-            ("incremental conversion rate", _finite(report.incremental_conversion_rate), *ci),
+            (
+                "incremental conversion rate (pp)",
+                *(_pp(v) for v in (report.incremental_conversion_rate, *ci)),
+            ),
             ("incremental revenue (CNY)", _finite(report.incremental_revenue), *rev_ci),
             ("ROI", _finite(report.roi), *roi_ci),
         ],

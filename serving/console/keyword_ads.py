@@ -14,10 +14,12 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from sqlalchemy import select
 
+from commerce.catalog import Product
 from commerce.services import ads
 from serving.console.auth import Forbidden, MerchantOnly
-from serving.console.merchant import MerchantPage, merchant_of, merchant_picker, merchant_query
+from serving.console.merchant import MerchantPage, merchant_name, merchant_of, merchant_picker, merchant_query
 from serving.console.web import FormRoute, Refusal, attempt, choices, past_the_end, redirect, render
 from serving.deps import KeywordCampaignId, SessionDep
 from serving.routers import search as search_api
@@ -115,7 +117,8 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
     at, spent = await run_in_threadpool(spent_today)
     return await render(
         request, "keyword_campaigns.html", title="Keyword ads", merchant_id=scope.merchant_id,
-        page=page, spent=spent, billing_day=ads.day_key(at), suffix=scope.query, error=error,
+        merchant_name=scope.merchant_name, page=page, spent=spent, billing_day=ads.day_key(at),
+        suffix=scope.query, error=error,
     )  # fmt: skip
 
 
@@ -123,10 +126,12 @@ async def _new_form(
     request: Request, session, principal: Principal, merchant_id: str, form: Any, error: Refusal | None = None
 ) -> Response:
     products = await run_in_threadpool(ads.promotable_products, session, merchant_id, limit=PICKER_LIMIT + 1)
+    name = await run_in_threadpool(merchant_name, session, merchant_id)
     return await render(
         request, "keyword_campaign_new.html", status_code=error.status_code if error else 200,
         title="New keyword campaign",
-        merchant_id=merchant_id, products=products[:PICKER_LIMIT], more_products=len(products) > PICKER_LIMIT,
+        merchant_id=merchant_id, merchant_name=name, products=products[:PICKER_LIMIT],
+        more_products=len(products) > PICKER_LIMIT,
         form=form, picked=set(form.getlist("product_ids")) if hasattr(form, "getlist") else set(),
         rows=range(KEYWORD_ROWS), suffix=merchant_query(principal, merchant_id),
         error=error,
@@ -180,6 +185,14 @@ async def campaign_page(
     return await _campaign_view(request, session, principal, campaign_id, start=start, end=end)
 
 
+def _names(session, campaign) -> tuple[str, dict[str, str]]:
+    """The campaign's merchant name and its promoted products' titles: the page listed bare ids."""
+    rows = session.execute(
+        select(Product.product_id, Product.title).where(Product.product_id.in_(campaign.product_ids))
+    )
+    return merchant_name(session, campaign.merchant_id), {pid: title for pid, title in rows}
+
+
 async def _campaign_view(
     request: Request,
     session,
@@ -205,6 +218,7 @@ async def _campaign_view(
         report_error = "Dates must look like 2026-06-01 (years 1 to 9999); showing the last 30 days."
     at = await run_in_threadpool(ads.billing_clock, session)  # today as billing counts it, not this replica
     spent_today = await run_in_threadpool(ads.spent_on, session, campaign_id, at)
+    name, titles = await run_in_threadpool(_names, session, campaign)
     report, refused = await attempt(
         request,
         None,
@@ -214,8 +228,9 @@ async def _campaign_view(
     )
     return await render(
         request, "keyword_campaign.html", status_code=status_code, title=f"Keyword campaign {campaign.name}",
-        campaign=campaign, spent_today=spent_today, billing_day=ads.day_key(at),
-        report=report, report_error=report_error or refused, first=first.isoformat(), last=last.isoformat(),
+        campaign=campaign, spent_today=spent_today, billing_day=ads.day_key(at), merchant_name=name,
+        titles=titles, report=report, report_error=report_error or refused, first=first.isoformat(),
+        last=last.isoformat(),
         list_path=BASE + merchant_query(principal, campaign.merchant_id),
         error=error, typed=typed or {},
     )  # fmt: skip

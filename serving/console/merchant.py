@@ -46,6 +46,7 @@ class MerchantScope:
     db: Session
     principal: Principal
     merchant_id: str | None
+    merchant_name: str | None = None
 
     @property
     def query(self) -> str:
@@ -56,7 +57,15 @@ def merchant_scope(
     session: SessionDep, principal: MerchantOnly, merchant: str | None = None
 ) -> MerchantScope:
     """Sync: FastAPI runs it in the thread pool, as `merchant_of` reads the database."""
-    return MerchantScope(session, principal, merchant_of(session, principal, merchant))
+    merchant_id = merchant_of(session, principal, merchant)
+    name = None if merchant_id is None else merchant_name(session, merchant_id)
+    return MerchantScope(session, principal, merchant_id, name)
+
+
+def merchant_name(db: Session, merchant_id: str) -> str:
+    """What a merchant page calls its merchant (`_merchant.html`: the name, the id beside it); Shipments
+    and Keyword ads showed only "M00002" where My shop named the store."""
+    return get_merchant(db, merchant_id).name
 
 
 MerchantPage = Annotated[MerchantScope, Depends(merchant_scope)]

@@ -183,8 +183,27 @@ async def create_experiment(request: Request, session: SessionDep, principal: Ex
     return redirect("/console/experiments", made.name)
 
 
+def unknown_aliases(state, exp) -> set[str]:
+    """The model aliases the experiment's variants name that the registered recommender does not have:
+    serving gives such a variant the champion (`model.alias_fallback_reason`), so "champion against
+    challenger" with no `challenger` is an A/A test that looks like an A/B test. Empty when the registry
+    cannot be read: the page is not refused for it."""
+    named = {(v.config or {}).get("model_alias") for v in exp.variants} - {None, ""}
+    if not named:
+        return set()
+    try:
+        versions = models_api.registry_cache.versions(
+            state.settings.resolved_mlflow_uri, state.settings.model_name
+        )
+    except Exception:  # MLflow down or unconfigured: nothing known either way
+        return set()
+    return named - {a for v in versions for a in v.aliases}
+
+
 @router.get("/experiments/{name}")
-async def experiment_page(request: Request, name: str, session: SessionDep, principal: Experiments):
+async def experiment_page(
+    request: Request, name: str, session: SessionDep, state: StateDep, principal: Experiments
+):
     exp, error = await attempt(
         request, None, lambda: experiments_api.get_experiment(name, session, principal)
     )
@@ -193,6 +212,7 @@ async def experiment_page(request: Request, name: str, session: SessionDep, prin
     report, analysis_error = await attempt(request, None, lambda: analysis(session, name))
     context = {
         "experiment": exp, "report": report, "analysis_error": analysis_error,
+        "unknown_aliases": await run_in_threadpool(unknown_aliases, state, exp),
     }  # fmt: skip
     if report:
         context["sequential"], context["sequential_error"] = await attempt(

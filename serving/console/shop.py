@@ -85,7 +85,7 @@ async def shipped(request: Request, scope: MerchantPage, offset: PageOffset = 0)
         return moved
     return await render(
         request, "shipments.html", title="Shipments", merchant_id=scope.merchant_id, page=page,
-        query=scope.query, now=utcnow(),
+        merchant_name=scope.merchant_name, query=scope.query, now=utcnow(),
     )  # fmt: skip
 
 

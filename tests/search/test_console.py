@@ -209,3 +209,24 @@ def test_spent_today_around_midnight_is_the_day_billing_charges(api, keys, shop,
     page, listed = api.get(f"{BASE}/{cid}").text, api.get(BASE).text
     assert f"{billed.spent:.2f}" == figure(page, "spent-today") == figure(listed, f"spent-{cid}") == "0.70"
     assert figure(listed, "billing-day") == billed.day and f"billing day {billed.day}" in page
+
+
+def test_the_merchant_pages_name_the_store_and_the_promoted_products(api, keys, shop):
+    """Shipments, Keyword ads, a new keyword campaign and a campaign's page said "merchant M1" where My
+    shop names the store, and the campaign page listed its promoted products as bare ids ("P1")."""
+    from commerce.catalog import Product
+    from commerce.merchants import Merchant
+
+    with transaction(shop) as s:
+        s.get(Merchant, "M1").name = "Karimi Global Store"
+    token = sign_in(api, keys["m1"])
+    named = '<strong>Karimi Global Store</strong> <span class="note">M1</span>'
+    for path in ("/console/shop/orders", BASE, f"{BASE}/new"):
+        assert named in api.get(path).text, path
+    made = api.post(f"{BASE}/new", data=new_campaign_form(token), follow_redirects=False)
+    page = api.get(made.headers["location"]).text
+    assert named in page
+    promoted = page.split("Promoted products", 1)[1].split("</ul>", 1)[0]
+    with transaction(shop) as s:
+        title = s.get(Product, "P1").title
+    assert f'<li>{title} <span class="note">P1</span></li>' in promoted

@@ -1,0 +1,100 @@
+"""What a first-time user of the console tripped over (session 21's tour in Chromium), over HTTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from commerce.db import transaction
+from commerce.merchants import BrandAuthorization, Merchant
+from tests.serving.test_console import CSRF, sign_in
+
+
+def test_recently_decided_merchants_are_the_latest_decisions_first(client, keys, session_factory):
+    """ "Recently decided" read the first 100 merchants by id in id order: a decision just taken on a
+    merchant past the hundredth never showed, and a years-old approval came before yesterday's."""
+    now = datetime.now(UTC)
+    with transaction(session_factory) as s:
+        s.add_all(
+            Merchant(
+                merchant_id=f"z{i:03d}",
+                name=f"Shop {i:03d}",
+                country="JP",
+                licence_no=f"Z-{i}",
+                status="approved",
+                reviewed_at=now - timedelta(days=1000 - i),
+                brands=[BrandAuthorization(brand="B")],
+            )  # fmt: skip
+            for i in range(120)
+        )
+    sign_in(client, keys["admin"])
+    page = client.get("/console/merchants")
+    token = CSRF.search(page.text).group(1)
+    approved = client.post(
+        "/console/merchants/m3/review",
+        data={"decision": "approve", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert approved.status_code == 303
+    recent = client.get("/console/merchants").text.split("Recently decided", 1)[1]
+    shown = re.findall(r'id="status-([^"]+)"', recent)
+    assert shown[:3] == ["m3", "z119", "z118"] and len(shown) == 20
+
+
+def _report(**figures):
+    from serving.schemas.marketing import CampaignReport
+
+    base = dict(
+        n_treated=117, n_holdout=13, conversion_rate_treated=0.0342, conversion_rate_holdout=0.0154,
+        incremental_conversion_rate=0.0188, incremental_conversion_rate_ci=(-0.0124, 0.05),
+        incremental_conversions=2.2, incremental_revenue_per_shopper=3.1,
+        incremental_revenue_per_shopper_ci=(-1.0, 7.0), incremental_revenue=362.0,
+        incremental_revenue_ci=(-120.0, 840.0), cost=80.0, roi=0.36, roi_ci=(-0.5, 1.2), confidence=0.95,
+    )  # fmt: skip
+    return CampaignReport(**{**base, **figures})
+
+
+def test_the_measurement_report_reads_rates_as_percentages():
+    """The report printed rates as bare fractions ("0.0000 / 0.0000", an interval "-0.2281 to 0.0318")
+    and an ROI without coupon cost as "undefined undefined to undefined": 0.0188 read as 0.0188%."""
+    from serving.console.campaigns import report_chart
+    from serving.console.web import templates
+
+    page = templates.get_template("_report.html").render(report=_report(), report_chart="")
+    assert "3.42% / 1.54%" in page
+    assert "+1.88 pp" in page and "-1.24 pp to +5.00 pp" in page
+    assert "0.0188" not in page
+    costless = _report(cost=0.0, roi=None, roi_ci=(None, None))
+    page = templates.get_template("_report.html").render(report=costless, report_chart="")
+    assert "undefined" not in page and "no coupon was redeemed" in page
+    chart = str(report_chart(_report()))
+    assert "incremental conversion rate (pp)" in chart and ">-1.24<" in chart  # the interval's ends
+
+
+def test_a_variant_naming_an_alias_the_registry_lacks_is_flagged(client, keys, monkeypatch):
+    """The new-experiment form suggests `challenger`, which the demo's registry does not have: serving
+    then gives that variant the champion, and the page showed "challenger" as if it were served, an A/A
+    test read as a model comparison."""
+    from types import SimpleNamespace
+
+    from serving.routers import models as models_api
+
+    versions = [SimpleNamespace(aliases=("champion",)), SimpleNamespace(aliases=("candidate",))]
+    monkeypatch.setattr(models_api.registry_cache, "versions", lambda uri, name: versions)
+    token = sign_in(client, keys["data_scientist"])
+    for name, alias in (("aa-by-mistake", "challenger"), ("real-ab", "candidate")):
+        form = {"csrf_token": token, "name": name, "primary_metric": "conversion", "variant0_name": "control",
+                "variant0_weight": "1", "variant1_name": "treatment", "variant1_weight": "1",
+                "variant1_alias": alias}  # fmt: skip
+        assert client.post("/console/experiments/new", data=form, follow_redirects=False).status_code == 303
+    flagged = client.get("/console/experiments/aa-by-mistake").text
+    assert 'id="unknown-aliases"' in flagged and "no recommender alias challenger" in flagged
+    assert 'challenger <strong class="error">not in the registry</strong>' in flagged
+    assert 'id="unknown-aliases"' not in client.get("/console/experiments/real-ab").text
+
+    def down(uri, name):
+        raise OSError("registry unreachable")
+
+    monkeypatch.setattr(models_api.registry_cache, "versions", down)
+    page = client.get("/console/experiments/aa-by-mistake")
+    assert page.status_code == 200 and 'id="unknown-aliases"' not in page.text
