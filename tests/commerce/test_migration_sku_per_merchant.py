@@ -19,14 +19,16 @@ COLUMNS = (
     "product_id, product_id_skeleton, sku, merchant_id, title, category_id, brand, origin_country, price,"
     " fulfillment, weight_g, self_operated, status, created_at"
 )
-PRODUCT = "('{0}', '{0}', '{1}', '{2}', 'T', 'c', 'B', 'JP', 10, 'bonded', 500, false, 'listed', " + NOW + ")"
+PRODUCT = (
+    "('{0}', '{0}', '{1}', '{2}', 'T', 'c', 'B', 'JP', {3}, 'bonded', 500, false, 'listed', " + NOW + ")"
+)
 ROWS = [
     *SELLER_ROWS,  # m1 sells p1 as S-1
     "INSERT INTO merchants (merchant_id, merchant_id_skeleton, name, name_skeleton, country, licence_no,"
     f" status, created_at) VALUES ('m2', 'rn2', 'R', 'R', 'JP', 'L2', 'approved', {NOW})",
     "INSERT INTO brand_authorizations (merchant_id, brand, brand_skeleton)"
     " VALUES ('m1', 'B', 'B'), ('m2', 'B', 'B')",
-    f"INSERT INTO products ({COLUMNS}) VALUES " + PRODUCT.format("p2", "S-2", "m2"),
+    f"INSERT INTO products ({COLUMNS}) VALUES " + PRODUCT.format("p2", "S-2", "m2", 10),
     "INSERT INTO warehouses (warehouse_id, warehouse_id_skeleton, name, mode)"
     " VALUES ('w1', 'w1', 'W', 'bonded')",
     "INSERT INTO stock (product_id, location, quantity, reserved)"
@@ -75,7 +77,13 @@ def test_0046_makes_a_sku_unique_per_merchant_and_keeps_rows_and_triggers(databa
             _create(factory, "m1", "p4", "S-1")  # m1's own: not twice
         assert taken.value.code == "duplicate_sku"
         with pytest.raises(IntegrityError):  # the constraint holds it too
-            _insert(engine, f"INSERT INTO products ({COLUMNS}) VALUES " + PRODUCT.format("p5", "S-1", "m1"))
+            _insert(
+                engine, f"INSERT INTO products ({COLUMNS}) VALUES " + PRODUCT.format("p5", "S-1", "m1", 10)
+            )
+        with pytest.raises(IntegrityError, match="price_positive"):  # the copy keeps CHECK constraints
+            _insert(
+                engine, f"INSERT INTO products ({COLUMNS}) VALUES " + PRODUCT.format("p5", "S-5", "m1", 0)
+            )
         with pytest.raises(IntegrityError, match="product_id_skeleton"):  # the skeleton trigger still fires
             _insert(
                 engine,
