@@ -173,7 +173,8 @@ def _quantity(value: int, field_name: str = "quantity") -> int:
 
 
 def create_product(session: Session, data: ProductInput) -> Product:
-    """Add a listed product. The merchant must exist, not be rejected and hold the brand's authorization."""
+    """Add a listed product. The merchant must exist, not be rejected, hold the brand's authorization and
+    use the SKU for none of its products (another merchant's SKU is free: a SKU is the merchant's code)."""
     price = to_money(data.price, field="price")
     if price <= 0:
         raise ValidationError("price must be positive", code="invalid_price")
@@ -197,8 +198,9 @@ def create_product(session: Session, data: ProductInput) -> Product:
     if session.scalar(select(exists().where(Category.parent_id == category_id))):
         raise ValidationError("products belong to leaf categories", code="category_not_leaf")
     sku = required_text(data.sku, "sku", 64)
-    if session.scalar(select(exists().where(Product.sku == sku))):
-        raise Conflict(f"sku {sku!r} already exists", code="duplicate_sku")
+    mine = exists().where(Product.merchant_id == merchant.merchant_id, Product.sku == sku)
+    if session.scalar(select(mine)):
+        raise Conflict(f"merchant {merchant.merchant_id!r} already uses sku {sku!r}", code="duplicate_sku")
     product_id = chosen_id(
         session,
         data.product_id or new_id("p"),
