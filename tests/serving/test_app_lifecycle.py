@@ -11,7 +11,8 @@ import weakref
 from fastapi.testclient import TestClient
 
 import commerce.all_models  # noqa: F401  (every table on the metadata)
-from commerce.db import Base, make_engine
+from commerce.catalog import Product
+from commerce.db import Base, make_engine, transaction
 from serving.app import create_app
 from serving.console import campaigns
 from tests.serving.conftest import LOOPBACK, ScriptedSource
@@ -135,3 +136,27 @@ def test_a_served_app_freezes_its_start_up_heap(settings, session_factory, sourc
         finally:
             gc.unfreeze()  # this process goes on building apps
             gc.enable()
+
+
+def test_what_a_refresh_replaces_is_freed_though_start_up_froze_it(settings, session_factory, source):
+    """A frozen object is never collected: one the start-up built and a refresh then replaces must be
+    freed by its reference count alone. The search parser was a reference cycle (its typo cache held a
+    bound method), so each served app kept its first vocabulary for good."""
+    gc.unfreeze()
+    app = create_app(
+        settings, session_factory=session_factory, model_source=source, uplift_source=ScriptedSource(),
+        delivery_source=ScriptedSource(), start_background=False, freeze_heap=True,
+    )  # fmt: skip
+    try:
+        with TestClient(app) as client:
+            assert client.get("/v1/search", params={"q": "product"}).status_code == 200
+            search = app.state.search
+            first = weakref.ref(search.parser), weakref.ref(search.parser.vocabulary)
+            with transaction(session_factory) as session:
+                session.get(Product, "p01").title = "Renamed product"
+            search.refresh()
+            assert search.parser is not first[0]()  # the change rebuilt the vocabulary
+            gc.collect()
+            assert [ref() for ref in first] == [None, None]
+    finally:
+        gc.unfreeze()
