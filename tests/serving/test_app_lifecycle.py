@@ -21,16 +21,21 @@ PAGES = ("/health", "/ready", "/", "/docs", "/redoc", "/openapi.json", "/console
          "/v1/search?q=product", "/v1/shoppers/s1/recommendations", "/metrics")  # fmt: skip
 
 
-def _cycle(settings, session_factory, source) -> weakref.ref:
-    """Build, start, serve a page of each kind, stop; a weak reference to the app."""
-    app = create_app(
+def _app(settings, session_factory, source, freeze_heap: bool = False):
+    return create_app(
         settings,
         session_factory=session_factory,
         model_source=source,
         uplift_source=ScriptedSource(),
         delivery_source=ScriptedSource(),
         start_background=False,
+        freeze_heap=freeze_heap,
     )
+
+
+def _cycle(settings, session_factory, source) -> weakref.ref:
+    """Build, start, serve a page of each kind, stop; a weak reference to the app."""
+    app = _app(settings, session_factory, source)
     with TestClient(app, client=LOOPBACK) as client:  # a client /metrics answers
         for page in PAGES:
             assert client.get(page).status_code < 500, page
@@ -120,10 +125,7 @@ def test_a_served_app_freezes_its_start_up_heap(settings, session_factory, sourc
     for freeze in (False, True):
         gc.disable()  # the cycle is left for start-up to collect (an automatic collection may not come)
         cycle = weakref.ref(_Node())
-        app = create_app(
-            settings, session_factory=session_factory, model_source=source, uplift_source=ScriptedSource(),
-            delivery_source=ScriptedSource(), start_background=False, freeze_heap=freeze,
-        )  # fmt: skip
+        app = _app(settings, session_factory, source, freeze_heap=freeze)
         try:
             with TestClient(app) as client:
                 assert client.get("/v1/products").status_code == 200
@@ -143,10 +145,7 @@ def test_what_a_refresh_replaces_is_freed_though_start_up_froze_it(settings, ses
     freed by its reference count alone. The search parser was a reference cycle (its typo cache held a
     bound method), so each served app kept its first vocabulary for good."""
     gc.unfreeze()
-    app = create_app(
-        settings, session_factory=session_factory, model_source=source, uplift_source=ScriptedSource(),
-        delivery_source=ScriptedSource(), start_background=False, freeze_heap=True,
-    )  # fmt: skip
+    app = _app(settings, session_factory, source, freeze_heap=True)
     try:
         with TestClient(app) as client:
             assert client.get("/v1/search", params={"q": "product"}).status_code == 200
