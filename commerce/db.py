@@ -39,6 +39,23 @@ def is_sqlite_damaged(error: BaseException | None) -> bool:
     )
 
 
+# The schema is behind the code (a database never migrated, or not up to the migration adding a table or
+# column): PostgreSQL's undefined_table and undefined_column, SQLite's messages for the same (SQLITE_ERROR).
+UNDEFINED_SQLSTATES = frozenset({"42P01", "42703"})
+SQLITE_UNDEFINED = ("no such table:", "no such column:", "has no column named")
+
+
+def is_schema_behind(error: BaseException | None) -> bool:
+    """A statement named a table or column the database does not have: `crosscart db upgrade` is the
+    fix, not waiting for the database (SQLite reports it as an OperationalError, like an outage)."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) in UNDEFINED_SQLSTATES:
+        return True
+    return getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR" and any(
+        words in str(orig) for words in SQLITE_UNDEFINED
+    )
+
+
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -54,6 +54,7 @@ BUSY_MESSAGE = (
 )
 
 DATABASE_GONE = "the database did not answer"
+SCHEMA_BEHIND = "the database's schema is behind this version of CrossCart"
 
 
 class Terminated(BaseException):
@@ -101,7 +102,10 @@ class _Commands(TyperGroup):
     store during `train`, 100+ lines); so does a migration that gave up waiting for a table lock
     (`commerce.migrate.MigrationLocked`, `db upgrade`), and a database that does not answer (refused,
     reset in a failover, timed out: `serving.resilience.is_outage`; 518-543 lines for `coupon list`,
-    `campaign list`, `db expire-orders`). Any other exception is still a bug and shows its traceback."""
+    `campaign list`, `db expire-orders`); a database whose schema lacks a table or column the command
+    uses (never migrated, or migrated by an older version: `commerce.db.is_schema_behind`) says to run
+    `crosscart db upgrade` rather than to wait for it. Any other exception is still a bug and shows its
+    traceback."""
 
     def invoke(self, ctx):
         with _terminable():
@@ -126,7 +130,7 @@ class _Commands(TyperGroup):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         except Exception as exc:
-            from commerce.db import is_sqlite_busy
+            from commerce.db import is_schema_behind, is_sqlite_busy
             from commerce.migrate import MigrationLocked
 
             if isinstance(exc, MigrationLocked):
@@ -135,8 +139,11 @@ class _Commands(TyperGroup):
             if is_sqlite_busy(exc):
                 typer.echo(f"error: {BUSY_MESSAGE}", err=True)
                 raise typer.Exit(1) from exc
+            cause = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+            if is_schema_behind(exc):
+                typer.echo(f"error: {SCHEMA_BEHIND} ({cause}): run `crosscart db upgrade`", err=True)
+                raise typer.Exit(1) from exc
             if _database_gone(exc):
-                cause = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
                 typer.echo(
                     f"error: {DATABASE_GONE} ({cause}): run the command again once it does (`crosscart "
                     "doctor` checks it); a change cut off at its commit may have been kept",

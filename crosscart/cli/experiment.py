@@ -76,9 +76,8 @@ def _describe(exp) -> dict:
 
 
 def _db_call(fn, *args, **kwargs):
-    """Run a `commerce.experiments` function in one transaction; domain and schema errors exit 2."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
+    """Run a `commerce.experiments` function in one transaction; domain errors exit 2 (a schema behind the
+    code, like any command's, exits 1 saying to run `crosscart db upgrade`)."""
     from commerce.db import transaction
     from commerce.errors import DomainError
     from commerce.services.pagination import Page
@@ -91,9 +90,6 @@ def _db_call(fn, *args, **kwargs):
             return [_describe(e) for e in result] if isinstance(result, list) else _describe(result)
     except DomainError as exc:
         raise _fail(exc) from exc
-    except (OperationalError, ProgrammingError) as exc:
-        msg = str(exc.orig).splitlines()[0]
-        raise _fail(RuntimeError(f"{msg} (is the schema current? run `crosscart db upgrade`)")) from exc
 
 
 def _audited(change, action: str, detail=lambda exp: {"name": exp.name}):

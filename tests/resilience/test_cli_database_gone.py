@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import commerce.services.coupons
 from bench.faultkit import TcpProxy
-from crosscart.cli import DATABASE_GONE, app
+from crosscart.cli import DATABASE_GONE, SCHEMA_BEHIND, app
 from crosscart.settings import get_settings
 from tests.resilience.conftest import seeded_factory
 
@@ -61,3 +61,20 @@ def test_a_connection_reset_in_the_middle_of_a_command_is_one_error_line(monkeyp
     assert result.exit_code == 1, result.output
     (line,) = result.output.strip().splitlines()
     assert line.startswith(f"error: {DATABASE_GONE}")
+
+
+@pytest.mark.parametrize("missing", ["table", "column"])
+def test_a_schema_behind_the_code_says_to_upgrade_not_to_wait(monkeypatch, tmp_path, database_url, missing):
+    """A never-migrated database (no table) or one migrated by an older version (a column short): SQLite's
+    "no such table" passed for a database not answering ("run the command again once it does"), and
+    PostgreSQL's undefined_table showed a traceback."""
+    if missing == "column":
+        engine = seeded_factory(database_url).kw["bind"]
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE coupons DROP COLUMN name")
+        engine.dispose()
+    result = _invoke(monkeypatch, tmp_path, database_url, "coupon", "list")
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"error: {SCHEMA_BEHIND}") and line.endswith("run `crosscart db upgrade`")
+    assert DATABASE_GONE not in line
