@@ -98,3 +98,17 @@ def test_a_variant_naming_an_alias_the_registry_lacks_is_flagged(client, keys, m
     monkeypatch.setattr(models_api.registry_cache, "versions", down)
     page = client.get("/console/experiments/aa-by-mistake")
     assert page.status_code == 200 and 'id="unknown-aliases"' not in page.text
+
+
+def test_the_coupon_list_names_and_links_each_coupons_campaign(client, keys):
+    """The Coupons list's Campaign column was the bare id ("cmp_7a71f1b94557422b"), not a link."""
+    token = sign_in(client, keys["marketer"])
+    form = {"csrf_token": token, "name": "Spring <sale>", "channel": "site", "budget": "500",
+            "control_share": "0.1", "starts_at": "2030-03-01T00:00", "ends_at": "2030-03-10T00:00",
+            "kind": "amount_off", "value": "20", "min_spend": "99", "scope": "platform",
+            "per_shopper_limit": "1"}  # fmt: skip
+    made = client.post("/console/campaigns/new", data=form, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    path = made.headers["location"]
+    listed = client.get("/console/coupons").text
+    assert f'<a href="{path}">Spring &lt;sale&gt;</a>' in listed
