@@ -112,3 +112,14 @@ def test_the_coupon_list_names_and_links_each_coupons_campaign(client, keys):
     path = made.headers["location"]
     listed = client.get("/console/coupons").text
     assert f'<a href="{path}">Spring &lt;sale&gt;</a>' in listed
+
+
+def test_set_stock_offers_the_known_locations(client, keys):
+    """Set stock's location was free text: a typo ("bonded-defualt") silently became a new location of the
+    merchant's own holding the units. It now offers the locations the new-product form offers, and says
+    what a name outside them does."""
+    sign_in(client, keys["merchant"])
+    shop = client.get("/console/shop").text
+    stock_inputs = re.findall(r'<input id="loc-[^"]+"[^>]*>', shop)
+    assert stock_inputs and all('list="np-warehouses"' in i for i in stock_inputs)
+    assert '<datalist id="np-warehouses">' in shop and "becomes a new location of your own" in shop
