@@ -69,8 +69,8 @@ def test_a_merchant_lists_a_new_product_from_its_shop(client, keys, session_fact
     [
         ({"sku": "SKU-p01"}, 409, "sku &#39;SKU-p01&#39; already exists"),
         ({"location_0": "ow1"}, 422, "warehouse &#39;ow1&#39; holds direct_mail goods, not bonded"),
-        ({"price": "0"}, 422, "price: Input should be greater than 0"),
-        ({"origin_country": "Japan"}, 422, "origin_country: String should have at most 2 characters"),
+        ({"price": "0"}, 422, "Price must be greater than 0"),
+        ({"origin_country": "Japan"}, 422, "Origin country must have at most 2 characters"),
         ({"category_id": "root"}, 422, "products belong to leaf categories"),
         ({"brand": "Other"}, 422, "holds no authorization for brand &#39;Other&#39;"),
     ],

@@ -123,3 +123,19 @@ def test_set_stock_offers_the_known_locations(client, keys):
     stock_inputs = re.findall(r'<input id="loc-[^"]+"[^>]*>', shop)
     assert stock_inputs and all('list="np-warehouses"' in i for i in stock_inputs)
     assert '<datalist id="np-warehouses">' in shop and "becomes a new location of your own" in shop
+
+
+def test_a_schema_refusal_reads_as_words_not_pydantic(client, keys):
+    """A refusal by the API's schemas read as pydantic prints it: "variants.1.weight: Input should be
+    greater than 0", "quantity: Input should be greater than or equal to 0"."""
+    token = sign_in(client, keys["data_scientist"])
+    form = {"csrf_token": token, "name": "neg-weight", "primary_metric": "conversion",
+            "variant0_name": "control", "variant0_weight": "1", "variant1_name": "treatment",
+            "variant1_weight": "-1"}  # fmt: skip
+    refused = client.post("/console/experiments/new", data=form)
+    assert refused.status_code == 422 and "Variant 2 weight must be greater than 0" in refused.text
+    assert "Input should be" not in refused.text and "variants.1" not in refused.text
+    token = sign_in(client, keys["merchant"])
+    refused = client.post("/console/shop/products/p01/stock", data={"csrf_token": token, "location": "wh1",
+                                                                    "quantity": "-5"})  # fmt: skip
+    assert refused.status_code == 422 and "Quantity must be greater than or equal to 0" in refused.text
