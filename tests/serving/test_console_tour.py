@@ -139,3 +139,28 @@ def test_a_schema_refusal_reads_as_words_not_pydantic(client, keys):
     refused = client.post("/console/shop/products/p01/stock", data={"csrf_token": token, "location": "wh1",
                                                                     "quantity": "-5"})  # fmt: skip
     assert refused.status_code == 422 and "Quantity must be greater than or equal to 0" in refused.text
+
+
+def test_the_plan_form_offers_the_regions_and_segments_shoppers_have(client, keys, session_factory):
+    """Region and segment were empty text boxes: a marketer guessed ("beauty_enthusiast"? "Shanghai"?)
+    and learnt only from the refusal that nobody matched."""
+    from commerce.shoppers import Shopper
+
+    with transaction(session_factory) as s:
+        s.get(Shopper, "s1").segment = "young_parent"
+        s.add(Shopper(shopper_id="s9", region="west", segment="beauty_enthusiast"))
+    token = sign_in(client, keys["marketer"])
+    form = {"csrf_token": token, "name": "Offered", "channel": "site", "budget": "500",
+            "control_share": "0.1", "starts_at": "2030-03-01T00:00", "ends_at": "2030-03-10T00:00",
+            "kind": "amount_off", "value": "20", "min_spend": "99", "scope": "platform",
+            "per_shopper_limit": "1"}  # fmt: skip
+    draft = client.get(
+        client.post("/console/campaigns/new", data=form, follow_redirects=False).headers["location"]
+    )
+
+    def offered(name: str) -> str:
+        return re.search(rf'<datalist id="{name}-choices">(.*?)</datalist>', draft.text).group(1)
+
+    assert 'list="region-choices"' in draft.text and 'list="segment-choices"' in draft.text
+    assert offered("region") == '<option value="east"><option value="west">'
+    assert offered("segment") == '<option value="beauty_enthusiast"><option value="young_parent">'
