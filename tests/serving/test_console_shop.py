@@ -176,7 +176,7 @@ def test_a_merchant_reads_its_shipped_orders_tracking_and_no_one_elses(client, k
     sign_in(client, keys["admin"])  # an admin names the merchant
     assert "SF-M2-1" in client.get("/console/shop/orders?merchant=m2").text
     assert client.get(f"/console/shop/orders/{mine}?merchant=m2").status_code == 404
-    assert "Merchant id" in client.get("/console/shop/orders").text  # asks which merchant first
+    assert "type its name or id" in client.get("/console/shop/orders").text  # asks which merchant first
 
 
 def test_shipments_page_through_newest_first_and_say_when_there_are_none(client, keys, session_factory):

@@ -164,3 +164,15 @@ def test_the_plan_form_offers_the_regions_and_segments_shoppers_have(client, key
     assert 'list="region-choices"' in draft.text and 'list="segment-choices"' in draft.text
     assert offered("region") == '<option value="east"><option value="west">'
     assert offered("segment") == '<option value="beauty_enthusiast"><option value="young_parent">'
+
+
+def test_the_admins_merchant_picker_offers_the_merchants_by_name(client, keys, session_factory):
+    """My shop, Shipments and Keyword ads asked an admin for a merchant id to type, and no page but the
+    review queue showed one."""
+    with transaction(session_factory) as s:
+        s.get(Merchant, "m2").name = "Sakura Global Store"
+    sign_in(client, keys["admin"])
+    for path in ("/console/shop", "/console/shop/orders", "/console/keyword-campaigns"):
+        page = client.get(path).text
+        assert 'list="merchant-choices"' in page, path
+        assert '<option value="m2">Sakura Global Store (approved)</option>' in page, path
