@@ -129,3 +129,13 @@ def set_draft_budget(session: Session, campaign_id: str, budget: Decimal | str) 
         raise InvalidState(f"campaign {campaign_id!r} is {campaign.status}; only a draft's budget may change")
     session.refresh(campaign)
     return campaign
+
+
+def audience_choices(session: Session) -> tuple[list[str], list[str]]:
+    """The regions and the segments shoppers have, for a plan's form to offer: a marketer had to guess
+    "beauty_enthusiast" and was told only afterwards that nobody is in the region typed."""
+    regions = session.scalars(select(Shopper.region).distinct().order_by(Shopper.region))
+    segments = session.scalars(
+        select(Shopper.segment).where(Shopper.segment.is_not(None)).distinct().order_by(Shopper.segment)
+    )
+    return list(regions), list(segments)

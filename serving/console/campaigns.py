@@ -168,6 +168,8 @@ def _detail(session, campaign_id: str, principal) -> dict:
         "progress": overview.progress(session, campaign_id),
         "segments": overview.top_segments(session, campaign_id),
     }
+    if campaign.status == "draft":  # the plan's form offers them
+        context["regions"], context["segment_choices"] = overview.audience_choices(session)
     return context
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
 
+from commerce.campaigns import Campaign
 from serving.console.auth import Marketing
 from serving.console.campaigns import _utc, coupon_value, scope_of
 from serving.console.web import FormRoute, attempt, choices, past_the_end, redirect, refusal_page, render
@@ -24,7 +27,17 @@ async def coupon_list(request: Request, session: SessionDep, principal: Marketin
     )
     if moved := past_the_end(request, page):
         return moved
-    return await render(request, "coupons.html", title="Coupons", page=page, error=error)
+    ids = {c.campaign_id for c in page.items if c.campaign_id} if page else set()
+    names = await run_in_threadpool(_campaign_names, session, ids)
+    return await render(request, "coupons.html", title="Coupons", page=page, error=error, campaigns=names)
+
+
+def _campaign_names(session, ids: set[str]) -> dict[str, str]:
+    """The names of the listed coupons' campaigns: the list showed a bare campaign id, not a link."""
+    if not ids:
+        return {}
+    rows = session.execute(select(Campaign.campaign_id, Campaign.name).where(Campaign.campaign_id.in_(ids)))
+    return {campaign_id: name for campaign_id, name in rows}
 
 
 def _terms(form) -> dict:

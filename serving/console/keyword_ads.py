@@ -98,7 +98,7 @@ def _midnight(day: date) -> datetime:
 @router.get("")
 async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffset = 0):
     if scope.merchant_id is None:
-        return await merchant_picker(request, "Keyword ads")
+        return await merchant_picker(request, "Keyword ads", scope.db)
     page, error = await attempt(
         request,
         None,

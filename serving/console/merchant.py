@@ -9,10 +9,11 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from commerce.services.merchants import get_merchant
+from commerce.services.merchants import get_merchant, list_merchants
 from serving.console.auth import MerchantOnly
 from serving.console.web import render
 from serving.deps import SessionDep, ensure_merchant
@@ -71,6 +72,12 @@ def merchant_name(db: Session, merchant_id: str) -> str:
 MerchantPage = Annotated[MerchantScope, Depends(merchant_scope)]
 
 
-async def merchant_picker(request: Request, title: str) -> Response:
-    """The page asking an admin which merchant; its form comes back to the page asked for."""
-    return await render(request, "merchant_picker.html", title=title)
+#: Merchants the picker offers by name; past it, an id can still be typed.
+PICKER_MERCHANTS = 500
+
+
+async def merchant_picker(request: Request, title: str, db: Session) -> Response:
+    """The page asking an admin which merchant, offering them by name (it asked for an id to type, and
+    none was shown anywhere but the review page); its form comes back to the page asked for."""
+    page = await run_in_threadpool(list_merchants, db, limit=PICKER_MERCHANTS)
+    return await render(request, "merchant_picker.html", title=title, merchants=page.items)

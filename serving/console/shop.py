@@ -40,7 +40,7 @@ PRODUCT_FIELDS = ("title", "sku", "category_id", "brand", "origin_country", "pri
 @router.get("")
 async def shop(request: Request, scope: MerchantPage, offset: PageOffset = 0):
     if scope.merchant_id is None:
-        return await merchant_picker(request, "Shop")
+        return await merchant_picker(request, "Shop", scope.db)
     return await _shop_page(request, scope.db, scope.principal, scope.merchant_id, offset)
 
 
@@ -79,7 +79,7 @@ async def _shop_page(
 async def shipped(request: Request, scope: MerchantPage, offset: PageOffset = 0):
     """The merchant's shipped orders, most recently shipped first, with carrier and latest scan."""
     if scope.merchant_id is None:
-        return await merchant_picker(request, "Shipments")
+        return await merchant_picker(request, "Shipments", scope.db)
     page = await run_in_threadpool(shipped_orders, scope.db, scope.merchant_id, limit=PAGE, offset=offset)
     if moved := past_the_end(request, page):
         return moved

@@ -170,8 +170,42 @@ def message_of(exc: Exception) -> str:
     if isinstance(exc, HTTPException):
         return str(exc.detail)
     if isinstance(exc, SchemaError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        return "; ".join(
+            field_name(e["loc"]) + plain(e["msg"]) if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
     return str(exc)
+
+
+def field_name(loc: tuple) -> str:
+    """A schema error's field as its reader names it: ("variants", 1, "weight") is "Variant 2 weight"
+    (it read "variants.1.weight")."""
+    words: list[str] = []
+    for part in loc:
+        if isinstance(part, int) and words:
+            words[-1] = f"{words[-1].removesuffix('s')} {part + 1}"
+        else:
+            words.append(str(part).replace("_", " "))
+    name = " ".join(words)
+    return name[:1].upper() + name[1:]
+
+
+#: Pydantic's wording -> the console's: "quantity: Input should be greater than or equal to 0" read as
+#: Python's; now "Quantity must be greater than or equal to 0".
+PLAIN = (
+    ("Input should be ", " must be "),
+    ("String should have ", " must have "),
+    ("Field required", " is required"),
+    ("Value error, ", ": "),
+)
+
+
+def plain(message: str) -> str:
+    """The message as it follows the field's name."""
+    for theirs, ours in PLAIN:
+        if message.startswith(theirs):
+            return ours + message.removeprefix(theirs)
+    return f": {message}"
 
 
 @dataclass(frozen=True)

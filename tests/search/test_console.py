@@ -51,9 +51,9 @@ def test_merchant_creates_a_campaign_its_ad_is_clicked_and_the_page_reports_it(a
     assert api.post(f"{BASE}/new", data=new_campaign_form("forged")).status_code == 403
     refused = {
         "another merchant's product": ({"product_ids": ["P3"]}, "not this merchant&#39;s sellable products"),
-        "no product": ({"product_ids": []}, "product_ids"),
+        "no product": ({"product_ids": []}, "Product ids"),
         "zero bid": ({"bid_0": "0"}, "bid"),
-        "unknown match type": ({"match_1": "fuzzy"}, "match_type"),
+        "unknown match type": ({"match_1": "fuzzy"}, "Match type must be"),
         "no budget": ({"daily_budget": ""}, "daily_budget"),
     }
     for case, (change, message) in refused.items():

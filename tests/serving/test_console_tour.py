@@ -98,3 +98,81 @@ def test_a_variant_naming_an_alias_the_registry_lacks_is_flagged(client, keys, m
     monkeypatch.setattr(models_api.registry_cache, "versions", down)
     page = client.get("/console/experiments/aa-by-mistake")
     assert page.status_code == 200 and 'id="unknown-aliases"' not in page.text
+
+
+def test_the_coupon_list_names_and_links_each_coupons_campaign(client, keys):
+    """The Coupons list's Campaign column was the bare id ("cmp_7a71f1b94557422b"), not a link."""
+    token = sign_in(client, keys["marketer"])
+    form = {"csrf_token": token, "name": "Spring <sale>", "channel": "site", "budget": "500",
+            "control_share": "0.1", "starts_at": "2030-03-01T00:00", "ends_at": "2030-03-10T00:00",
+            "kind": "amount_off", "value": "20", "min_spend": "99", "scope": "platform",
+            "per_shopper_limit": "1"}  # fmt: skip
+    made = client.post("/console/campaigns/new", data=form, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    path = made.headers["location"]
+    listed = client.get("/console/coupons").text
+    assert f'<a href="{path}">Spring &lt;sale&gt;</a>' in listed
+
+
+def test_set_stock_offers_the_known_locations(client, keys):
+    """Set stock's location was free text: a typo ("bonded-defualt") silently became a new location of the
+    merchant's own holding the units. It now offers the locations the new-product form offers, and says
+    what a name outside them does."""
+    sign_in(client, keys["merchant"])
+    shop = client.get("/console/shop").text
+    stock_inputs = re.findall(r'<input id="loc-[^"]+"[^>]*>', shop)
+    assert stock_inputs and all('list="np-warehouses"' in i for i in stock_inputs)
+    assert '<datalist id="np-warehouses">' in shop and "becomes a new location of your own" in shop
+
+
+def test_a_schema_refusal_reads_as_words_not_pydantic(client, keys):
+    """A refusal by the API's schemas read as pydantic prints it: "variants.1.weight: Input should be
+    greater than 0", "quantity: Input should be greater than or equal to 0"."""
+    token = sign_in(client, keys["data_scientist"])
+    form = {"csrf_token": token, "name": "neg-weight", "primary_metric": "conversion",
+            "variant0_name": "control", "variant0_weight": "1", "variant1_name": "treatment",
+            "variant1_weight": "-1"}  # fmt: skip
+    refused = client.post("/console/experiments/new", data=form)
+    assert refused.status_code == 422 and "Variant 2 weight must be greater than 0" in refused.text
+    assert "Input should be" not in refused.text and "variants.1" not in refused.text
+    token = sign_in(client, keys["merchant"])
+    refused = client.post("/console/shop/products/p01/stock", data={"csrf_token": token, "location": "wh1",
+                                                                    "quantity": "-5"})  # fmt: skip
+    assert refused.status_code == 422 and "Quantity must be greater than or equal to 0" in refused.text
+
+
+def test_the_plan_form_offers_the_regions_and_segments_shoppers_have(client, keys, session_factory):
+    """Region and segment were empty text boxes: a marketer guessed ("beauty_enthusiast"? "Shanghai"?)
+    and learnt only from the refusal that nobody matched."""
+    from commerce.shoppers import Shopper
+
+    with transaction(session_factory) as s:
+        s.get(Shopper, "s1").segment = "young_parent"
+        s.add(Shopper(shopper_id="s9", region="west", segment="beauty_enthusiast"))
+    token = sign_in(client, keys["marketer"])
+    form = {"csrf_token": token, "name": "Offered", "channel": "site", "budget": "500",
+            "control_share": "0.1", "starts_at": "2030-03-01T00:00", "ends_at": "2030-03-10T00:00",
+            "kind": "amount_off", "value": "20", "min_spend": "99", "scope": "platform",
+            "per_shopper_limit": "1"}  # fmt: skip
+    draft = client.get(
+        client.post("/console/campaigns/new", data=form, follow_redirects=False).headers["location"]
+    )
+
+    def offered(name: str) -> str:
+        return re.search(rf'<datalist id="{name}-choices">(.*?)</datalist>', draft.text).group(1)
+
+    assert 'list="region-choices"' in draft.text and 'list="segment-choices"' in draft.text
+    assert offered("region") == '<option value="east"><option value="west">'
+    assert offered("segment") == '<option value="beauty_enthusiast"><option value="young_parent">'
+
+
+def test_the_admins_merchant_picker_offers_the_merchants_by_name(client, keys, session_factory):
+    """My shop, Shipments and Keyword ads asked an admin for a merchant id to type, and no page but the
+    review queue showed one."""
+    with transaction(session_factory) as s:
+        s.get(Merchant, "m2").name = "Sakura Global Store"
+    sign_in(client, keys["admin"])
+    for path in ("/console/shop", "/console/shop/orders", "/console/keyword-campaigns"):
+        page = client.get(path).text
+        assert 'list="merchant-choices"' in page, path
+        assert '<option value="m2">Sakura Global Store (approved)</option>' in page, path
