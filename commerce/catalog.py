@@ -52,11 +52,13 @@ class Product(Base):
         CheckConstraint("price > 0", name="price_positive"),
         CheckConstraint("cost_price IS NULL OR cost_price >= 0", name="cost_nonnegative"),
         CheckConstraint("NOT self_operated OR cost_price IS NOT NULL", name="self_operated_cost"),
+        #: A SKU is the merchant's own code: unique among its products, not the marketplace's (0046).
+        UniqueConstraint("merchant_id", "sku"),
     )
 
     product_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     product_id_skeleton: Mapped[str] = skeleton_of("product_id")
-    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    sku: Mapped[str] = mapped_column(String(64))
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.merchant_id"), index=True)
     title: Mapped[str] = mapped_column(String(300))
     category_id: Mapped[str] = mapped_column(ForeignKey("categories.category_id"), index=True)

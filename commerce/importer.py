@@ -141,6 +141,23 @@ def _require_known(session: Session, what: str, column, wanted: set[str]) -> Non
         raise ValidationError(f"unknown {what}: {sorted(missing)[:5]}", code="unknown_reference")
 
 
+def _require_own_skus(session: Session, rows: list[dict[str, Any]]) -> None:
+    """A SKU is unique per merchant (`Product`): refuse, naming a few, a merchant's SKU named for two
+    products, in the file or by a stored product the file does not name (the database refused the load
+    with an IntegrityError). Another merchant's product under the same SKU is no clash."""
+    stored = session.execute(select(Product.merchant_id, Product.sku, Product.product_id))
+    owner = {(merchant, sku): product for merchant, sku, product in stored}
+    clashes = set()
+    for r in rows:
+        key = (r["merchant_id"], r["sku"])
+        if owner.setdefault(key, r["product_id"]) != r["product_id"]:
+            clashes.add(key)
+    if clashes:
+        raise ValidationError(
+            f"merchant SKUs named for two products: {sorted(clashes)[:5]}", code="duplicate_sku"
+        )
+
+
 def _products(session: Session, data_dir: Path) -> int:
     rows = _read(data_dir / "products.parquet")
     _require_known(
@@ -149,6 +166,7 @@ def _products(session: Session, data_dir: Path) -> int:
     _require_known(
         session, "category ids in products", Category.category_id, {r["category_id"] for r in rows}
     )
+    _require_own_skus(session, rows)
     keys = ("product_id", "sku", "merchant_id", "title", "category_id", "brand", "origin_country")
     keys += ("fulfillment", "self_operated", "status", "created_at")
 

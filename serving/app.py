@@ -6,6 +6,7 @@ and metrics registry, and override any dependency.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -117,12 +118,15 @@ def create_app(
     start_background: bool = True,
     warm_shoppers: int = WARM_SHOPPERS,
     span_exporter=None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """Build the API. Defaults come from `settings`; the keyword arguments let tests and benches swap in
     a database, model sources or a catalog; `start_background=False` loads everything once at start-up
     without the polling threads (tests drive `refresh()` themselves). A new model version goes live only
     after the `warm_shoppers` most active shoppers' scores are precomputed. The session model comes from
-    `session_model_source`, else from the registry unless `model_source` was swapped (then none is served)."""
+    `session_model_source`, else from the registry unless `model_source` was swapped (then none is served).
+    `freeze_heap`: the process's heap after start-up is left out of later garbage collections
+    (`served_app`, for a process that runs this one app)."""
     from serving.catalog_db import load_catalog
     from serving.routers import (
         audit,
@@ -275,6 +279,9 @@ def create_app(
             else:
                 state.load_once()
             search_runner.start(start_background)
+            if freeze_heap:
+                gc.collect()  # no garbage frozen with the rest: a frozen cycle is never collected
+                gc.freeze()
 
         def stop() -> None:
             search_runner.stop()
@@ -350,3 +357,12 @@ def create_app(
     )
     app.add_middleware(DeadlineStamp, gate=db_gate)
     return app
+
+
+def served_app() -> FastAPI:
+    """`crosscart serve`'s app (each worker's): settings from the environment, and the heap built at
+    start-up (every library, the first models and catalog: ~450k objects after a tiny demo) frozen out of
+    the garbage collector. Under traffic, full collections over it stopped every request of the worker
+    for 0.2-0.4 s a few times a minute (docs/operations.md); a process of tests, building many apps, keeps
+    the default."""
+    return create_app(freeze_heap=True)

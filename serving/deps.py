@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from anyio.to_thread import run_sync
@@ -39,6 +39,7 @@ from serving.security import ANONYMOUS, Principal, RateDecision, client_address
 from serving.state import ServingState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def get_state(request: Request) -> ServingState:
@@ -189,9 +190,19 @@ ShopperId = stored_id(Shopper, "shopper_id")
 _UNANSWERED = (DBAPIError, SQLAlchemyTimeoutError, DatabaseBusy)
 
 
-def _stored_shopper_row(state: ServingState, shopper_id: str) -> str:
+def _read_only_call(state: ServingState, read: Callable[[Session], T]) -> T:
     with read_only(state.session_factory) as session:
-        return stored_key(session, Shopper, shopper_id)
+        return read(session)
+
+
+async def read_in_slot(request: Request, state: ServingState, read: Callable[[Session], T]) -> T:
+    """`read(session)` in a read-only transaction of its own, on a thread, in one of the request slots that
+    bound how many requests use the database at once: for a page answered from memory that now and then
+    needs the database (a look-alike shopper id, a category the catalog does not know). Read beside the
+    slots, it reached the database with every slot taken. `DatabaseBusy` (503) when none comes free by
+    the request's deadline."""
+    async with state.db_gate.request_slot(_deadline(request, state)):
+        return await run_sync(_read_only_call, state, read)
 
 
 async def stored_shopper(request: Request, state: ServingState, shopper_id: str) -> str:
@@ -206,8 +217,7 @@ async def stored_shopper(request: Request, state: ServingState, shopper_id: str)
     if lookup_name(shopper_id) == shopper_id or state.models.current.knows(shopper_id):
         return shopper_id
     try:
-        async with state.db_gate.request_slot(_deadline(request, state)):
-            return await run_sync(_stored_shopper_row, state, shopper_id)
+        return await read_in_slot(request, state, lambda session: stored_key(session, Shopper, shopper_id))
     except _UNANSWERED as exc:
         if is_outage(exc) and not isinstance(exc, DatabaseBusy):
             state.db_health.failed(exc)

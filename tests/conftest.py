@@ -14,7 +14,8 @@ pytest 9.2: it renames nodes through `_nodeid`, which pytest 9.2 no longer reads
 A PostgreSQL test's fresh schema (tables, then the seeded marketplace) costs about 0.5 s on an idle host
 and 1-2 s on the loaded 2-core one: a third of the suite's time went to them. Cases a refused call
 cannot change (invalid ids, lenient numbers) share one database per test and loop, naming the failing
-value, rather than one parameter (one schema) each.
+value, rather than one parameter (one schema) each. The seeded rows (the commerce market, the search shop)
+are copied from a schema seeded once per session (`postgres_templates`), not seeded through the services.
 """
 
 from __future__ import annotations
@@ -84,6 +85,21 @@ def database_url(request, tmp_path, postgres_reason):
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_templates():
+    """PostgreSQL schemas seeded once per session (per xdist worker), by seed function: a test copies
+    their rows (`tests.commerce.conftest.copy_seeded`) rather than seeding through the services. Dropped
+    at the end."""
+    made: dict[str, tuple[str, list[str]]] = {}  # seed -> (schema, its sequences)
+    yield made
+    if made:
+        admin = create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            for schema, _ in made.values():
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

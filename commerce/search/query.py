@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -118,27 +118,28 @@ def _find_phrase(terms: list[str], index: dict[str, list[tuple[tuple[str, ...], 
     return best[1] if best else None
 
 
+def _nearest_word(words: Sequence[str], term: str) -> str:
+    """The closest of `words`: a fuzzy scan of the whole vocabulary, the dearest step of a parse."""
+    found = process.extractOne(term, words, scorer=fuzz.ratio, score_cutoff=TYPO_MIN_SCORE)
+    return found[0] if found else term
+
+
 class QueryParser:
     def __init__(self, vocabulary: Vocabulary):
         self.vocabulary = vocabulary
         self._latin = set(vocabulary.latin_terms)
         self._brands = _phrase_index(vocabulary.brands)
         self._categories = _phrase_index(vocabulary.categories)
-        # lru_cache, not a dict: parses run on several threads at once
-        self._nearest = lru_cache(maxsize=CORRECTIONS_CACHED)(self._nearest_uncached)
+        # lru_cache, not a dict: parses run on several threads at once. Over the words, not a bound method:
+        # that made every parser a reference cycle, kept past its replacement until a full collection
+        # and for good once frozen (`serving.app.served_app`).
+        self._nearest = lru_cache(maxsize=CORRECTIONS_CACHED)(partial(_nearest_word, vocabulary.latin_terms))
 
     def _correctable(self, term: str) -> bool:
         """A Latin word long enough to guess at that neither the index nor the lexicon knows."""
         if has_cjk(term) or term.isdigit() or len(term) < TYPO_MIN_LENGTH or term in self._latin:
             return False
         return term not in _SYNONYMS and term not in ORIGIN_WORDS
-
-    def _nearest_uncached(self, term: str) -> str:
-        """The closest indexed word: a fuzzy scan of the whole vocabulary, the dearest step of a parse."""
-        found = process.extractOne(
-            term, self.vocabulary.latin_terms, scorer=fuzz.ratio, score_cutoff=TYPO_MIN_SCORE
-        )
-        return found[0] if found else term
 
     def forget_corrections(self) -> None:
         self._nearest.cache_clear()

@@ -102,17 +102,31 @@ def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
     return key
 
 
+#: The console sessions one key keeps (its browsers): a sign-in beyond them ends the key's oldest. Any key
+#: may sign in (a shopper's, the storefront's), and each sign-in without the cookie kept its session for
+#: its whole lifetime: one address signing in at the anonymous rate left 28,800 live rows in 8 hours.
+CONSOLE_SESSIONS_PER_KEY = 10
+
+
 def start_console_session(session: Session, key_id: int, lifetime: timedelta, now: datetime) -> str:
     """A new console session of the key, valid for `lifetime`; returns its id (for the cookie, never
     stored). Every expired session is deleted first, so rows never outlive their cookies by more than the
-    time to the next sign-in."""
+    time to the next sign-in, and the key's sessions beyond its newest `CONSOLE_SESSIONS_PER_KEY` end
+    (refused by the database on every replica at once)."""
     cutoff = server_bounded(session, now)
     session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= cutoff))
     session_id = secrets.token_urlsafe(32)
-    session.add(
-        ConsoleSession(id_hash=hash_key(session_id), key_id=key_id, created_at=now, expires_at=now + lifetime)
+    id_hash = hash_key(session_id)
+    others = (ConsoleSession.key_id == key_id, ConsoleSession.id_hash != id_hash)
+    newest = (
+        select(ConsoleSession.id_hash)
+        .where(*others)
+        .order_by(ConsoleSession.created_at.desc(), ConsoleSession.id_hash)
+        .limit(CONSOLE_SESSIONS_PER_KEY - 1)
     )
+    session.add(ConsoleSession(id_hash=id_hash, key_id=key_id, created_at=now, expires_at=now + lifetime))
     session.flush()
+    session.execute(delete(ConsoleSession).where(*others, ConsoleSession.id_hash.not_in(newest)))
     return session_id
 
 

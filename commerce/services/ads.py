@@ -52,6 +52,7 @@ from commerce.services._util import (
     required_text,
     server_bounded,
     stored_key,
+    stored_keys,
 )
 from commerce.services.catalog import sellable_products_query
 from commerce.services.pagination import Page, paginate
@@ -122,11 +123,21 @@ def billing_clock(session: Session, now: datetime | None = None) -> datetime:
 def spent_on(session: Session, campaign_id: str, at: datetime | None = None) -> Decimal:
     """What the campaign has been charged on the billing day of `at` (default `billing_clock`: today as
     billing counts it), for pacing displays."""
+    return spent_by(session, [campaign_id], at)[campaign_id]
+
+
+def spent_by(session: Session, campaign_ids: list[str], at: datetime | None = None) -> dict[str, Decimal]:
+    """`spent_on` of each campaign in one query (a list page: read campaign by campaign, the console's
+    list of a merchant's 61 campaigns took 68 statements)."""
     day = day_key(at or billing_clock(session))
-    spent = session.scalar(
-        select(AdBudgetDay.spent).where(AdBudgetDay.campaign_id == campaign_id, AdBudgetDay.day == day)
+    spent = dict(
+        session.execute(
+            select(AdBudgetDay.campaign_id, AdBudgetDay.spent).where(
+                AdBudgetDay.campaign_id.in_(campaign_ids), AdBudgetDay.day == day
+            )
+        ).all()
     )
-    return spent if spent is not None else Decimal("0.00")
+    return {c: spent.get(c, Decimal("0.00")) for c in campaign_ids}
 
 
 def create_campaign(
@@ -146,7 +157,7 @@ def create_campaign(
     merchant = get_or_404(session, Merchant, merchant_id, "merchant")
     if merchant.status != "approved":
         raise ValidationError(f"merchant {merchant_id!r} is not approved", code="merchant_not_approved")
-    wanted = sorted({stored_key(session, Product, p) for p in product_ids})  # `ｐ1` names `p1`
+    wanted = sorted(set(stored_keys(session, Product, product_ids).values()))  # `ｐ1` names `p1`
     if not wanted:
         raise ValidationError("a campaign promotes at least one product", code="missing_products")
     promotable = {p.product_id for p in promotable_products(session, merchant_id, wanted)}
@@ -279,22 +290,21 @@ def list_campaigns(
     return paginate(session, stmt, limit=limit, offset=offset)
 
 
-def campaign_keywords(session: Session, campaign_id: str) -> list[AdKeyword]:
-    return list(
-        session.scalars(
-            select(AdKeyword).where(AdKeyword.campaign_id == campaign_id).order_by(AdKeyword.keyword_id)
-        )
+def campaign_contents(
+    session: Session, campaign_ids: list[str]
+) -> dict[str, tuple[list[str], list[AdKeyword]]]:
+    """Each campaign's product ids and keywords (in id order), two queries for any number of campaigns:
+    read campaign by campaign, a merchant's list of 60 campaigns took 123 statements."""
+    out: dict[str, tuple[list[str], list[AdKeyword]]] = {c: ([], []) for c in campaign_ids}
+    products = select(KeywordCampaignProduct.campaign_id, KeywordCampaignProduct.product_id).where(
+        KeywordCampaignProduct.campaign_id.in_(campaign_ids)
     )
-
-
-def campaign_products(session: Session, campaign_id: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(KeywordCampaignProduct.product_id)
-            .where(KeywordCampaignProduct.campaign_id == campaign_id)
-            .order_by(KeywordCampaignProduct.product_id)
-        )
-    )
+    for campaign_id, product_id in session.execute(products.order_by(KeywordCampaignProduct.product_id)):
+        out[campaign_id][0].append(product_id)
+    keywords = select(AdKeyword).where(AdKeyword.campaign_id.in_(campaign_ids)).order_by(AdKeyword.keyword_id)
+    for keyword in session.scalars(keywords):
+        out[keyword.campaign_id][1].append(keyword)
+    return out
 
 
 def keyword_matches(keyword: Sequence[str], match_type: str, query: Sequence[str]) -> bool:

@@ -5,6 +5,7 @@ goods. Read-only: the order state machine is `commerce.services.orders`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,16 +24,27 @@ def _mine(merchant_id: str):
     return select(OrderLine.order_id).where(OrderLine.merchant_id == merchant_id)
 
 
-def orders_to_ship(session: Session, merchant_id: str, *, limit: int = 25) -> list[Order]:
+@dataclass(frozen=True)
+class OrderToShip:
+    """An order waiting to ship as the merchant's list shows it: `total` is its own lines' (goods less
+    discount, plus tax). The order's whole total told a merchant what the others in a mixed order sold."""
+
+    order: Order
+    total: Decimal
+
+
+def orders_to_ship(session: Session, merchant_id: str, *, limit: int = 25) -> list[OrderToShip]:
     """Oldest first (first paid, first shipped), at most `limit`; one query through the lines' merchant
     index, no count."""
     stmt = (
-        select(Order)
-        .where(Order.order_id.in_(_mine(merchant_id)), Order.status.in_(TO_SHIP))
+        select(Order, func.sum(OrderLine.total))
+        .join(OrderLine, OrderLine.order_id == Order.order_id)
+        .where(OrderLine.merchant_id == merchant_id, Order.status.in_(TO_SHIP))
+        .group_by(Order.order_id)
         .order_by(Order.order_id)
         .limit(limit)
     )
-    return list(session.scalars(stmt))
+    return [OrderToShip(order, total) for order, total in session.execute(stmt)]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def serve(
     settings = get_settings()
     try:
         uvicorn.run(
-            "serving.app:create_app",
+            "serving.app:served_app",
             factory=True,
             host=host,
             port=port,

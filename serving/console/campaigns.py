@@ -296,6 +296,8 @@ async def move(
     )
     if error:
         context, _ = await attempt(request, None, lambda: _detail(session, campaign_id, principal))
+        if context is None:  # no such campaign: the refusal alone (the page of no campaign was a 500)
+            return await refusal_page(request, "Campaign not changed", error)
         return await render(
             request,
             "campaign.html",

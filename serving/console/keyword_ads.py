@@ -112,7 +112,7 @@ async def campaign_list(request: Request, scope: MerchantPage, offset: PageOffse
     def spent_today():  # today as billing counts it, not as this replica's clock does
         at = ads.billing_clock(scope.db)
         items = page.items if page else []
-        return at, {c.campaign_id: ads.spent_on(scope.db, c.campaign_id, at) for c in items}
+        return at, ads.spent_by(scope.db, [c.campaign_id for c in items], at)
 
     at, spent = await run_in_threadpool(spent_today)
     return await render(

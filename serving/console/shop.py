@@ -12,9 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
-from commerce.catalog import Product
 from commerce.services import logistics
-from commerce.services.catalog import leaf_categories
+from commerce.services.catalog import get_product, leaf_categories
 from commerce.services.merchant_orders import merchant_order, orders_to_ship, shipped_orders
 from commerce.services.merchants import get_merchant
 from commerce.sqltypes import utcnow
@@ -160,12 +159,22 @@ async def set_stock(
         return redirect(f"/console/shop{merchant_query(principal, product.merchant_id)}")
     if error.status_code in (403, 404):  # not a product (or location) of this shop: the refusal alone
         return await refusal_page(request, "Stock not changed", error)
-    merchant_id = await run_in_threadpool(lambda: session.get(Product, product_id).merchant_id)
+    merchant_id, unknown = await attempt(request, None, lambda: _shop_of(session, principal, product_id))
+    if unknown is not None:
+        return await refusal_page(request, "Stock not changed", unknown)
     typed = {"product_id": product_id, "location": location, "quantity": quantity}
     return await _shop_page(
         request, session, principal, merchant_id, status_code=error.status_code, stock_error=error,
         stock_form=typed,
     )  # fmt: skip
+
+
+def _shop_of(session, principal, product_id: str) -> str:
+    """The shop a refused quantity is shown on. The quantity is refused before any product is read, as
+    the API's 422 is: a merchant key's own shop whatever product was named (the named product's shop
+    was a 500 for a made-up id and a 403 for another merchant's hidden one, telling which ids exist);
+    an admin's, the product's merchant's (404 for a made-up id)."""
+    return principal.merchant_id or get_product(session, product_id).merchant_id
 
 
 def _stock_of(form) -> dict[str, str]:

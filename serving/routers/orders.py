@@ -18,7 +18,7 @@ from commerce.services import checkout as checkout_service
 from commerce.services import coupons as coupon_service
 from commerce.services import orders as order_service
 from commerce.services import refunds as refund_service
-from commerce.services._util import stored_key
+from commerce.services._util import stored_keys
 from commerce.services.catalog import category_paths, sellable_products
 from commerce.sqltypes import utcnow
 from marketing.audience import current_features
@@ -281,7 +281,7 @@ def shopper_coupons(
         paths = category_paths(session)
         lines = [
             coupon_service.PricedLine(p.product_id, p.merchant_id, paths[p.category_id], p.price)
-            for p in sellable_products(session, [stored_key(session, Product, p) for p in product_id])
+            for p in sellable_products(session, stored_keys(session, Product, product_id).values())
         ]
     uplift = state.uplift.current
     columns = getattr(uplift.recommender, "feature_names_in_", None)

@@ -15,7 +15,6 @@ from pydantic_core import to_json
 
 from commerce.ads import AdKeyword, KeywordCampaign
 from commerce.catalog import Category
-from commerce.db import read_only
 from commerce.search.index import Filters
 from commerce.services import ads
 from commerce.services._util import get_or_404, stored_key
@@ -33,6 +32,7 @@ from serving.deps import (
     Storefront,
     ensure_merchant,
     ensure_shopper,
+    read_in_slot,
     request_client,
     stored_shopper,
 )
@@ -79,15 +79,16 @@ def _card(doc) -> dict:
     }
 
 
-def _subtree(state, category: str) -> frozenset[str]:
+def _subtree(request: Request, state, category: str) -> frozenset[str]:
     """Categories under `category` holding products, from the catalog snapshot (no database transaction
-    on the search path); a category the snapshot does not know comes from the database (404 if none).
+    on the search path); a category the snapshot does not know comes from the database (404 if none), in
+    a request slot (`read_in_slot`: any anonymous `?category=` of a made-up id read it beside them).
     Either reads the id as a URL's is (`ｂｅａｕｔｙ` is `beauty`)."""
     catalog = state.catalog.current
     known = catalog.stored_category(category) if catalog is not None else None
     if known is None or known not in catalog.category_parent:  # the id as sent: `stored_key` reads it
-        with read_only(state.session_factory) as session:
-            return frozenset(category_subtree(session, stored_key(session, Category, category)))
+        subtree = lambda session: category_subtree(session, stored_key(session, Category, category))  # noqa: E731
+        return frozenset(from_thread.run(read_in_slot, request, state, subtree))
     return frozenset(catalog.category_ids[catalog.category_mask(known)].tolist()) | {known}
 
 
@@ -116,7 +117,7 @@ def search(
             )
         shopper_id = from_thread.run(stored_shopper, request, state, shopper_id)
         ensure_shopper(principal, shopper_id)
-    categories = _subtree(state, category) if category is not None else None
+    categories = _subtree(request, state, category) if category is not None else None
     filters = Filters(
         origin=origin.upper() if origin else None,
         category_ids=categories,
@@ -185,20 +186,25 @@ def search_click(body: ClickIn, search: SearchDep, principal: Storefront) -> Cli
 # --- keyword campaigns (merchants) ----------------------------------------------------------------------
 
 
+def _campaigns_out(session, campaigns: list[KeywordCampaign]) -> list[KeywordCampaignOut]:
+    contents = ads.campaign_contents(session, [c.campaign_id for c in campaigns])
+    return [
+        KeywordCampaignOut(
+            campaign_id=c.campaign_id,
+            merchant_id=c.merchant_id,
+            name=c.name,
+            daily_budget=c.daily_budget,
+            status=c.status,
+            created_at=c.created_at,
+            product_ids=contents[c.campaign_id][0],
+            keywords=[KeywordOut.model_validate(k, from_attributes=True) for k in contents[c.campaign_id][1]],
+        )
+        for c in campaigns
+    ]
+
+
 def _campaign_out(session, c: KeywordCampaign) -> KeywordCampaignOut:
-    return KeywordCampaignOut(
-        campaign_id=c.campaign_id,
-        merchant_id=c.merchant_id,
-        name=c.name,
-        daily_budget=c.daily_budget,
-        status=c.status,
-        created_at=c.created_at,
-        product_ids=ads.campaign_products(session, c.campaign_id),
-        keywords=[
-            KeywordOut.model_validate(k, from_attributes=True)
-            for k in ads.campaign_keywords(session, c.campaign_id)
-        ],
-    )
+    return _campaigns_out(session, [c])[0]
 
 
 def _changes(**fields) -> dict:
@@ -260,7 +266,7 @@ def list_keyword_campaigns(
     """Oldest first."""
     ensure_merchant(principal, merchant_id)
     page = ads.list_campaigns(session, merchant_id, limit=limit, offset=offset)
-    items = [_campaign_out(session, c) for c in page.items]
+    items = _campaigns_out(session, page.items)
     return PageOut(items=items, total=page.total, limit=limit, offset=offset)
 
 

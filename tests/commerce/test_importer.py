@@ -26,7 +26,7 @@ T0 = datetime(2025, 8, 1, tzinfo=UTC)
 KEY = "import-key"
 
 
-def write_market(root, *, bad_id=False):
+def write_market(root, *, bad_id=False, sku1="S1", merchant1="M1"):
     def write(name, rows, schema=None):
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / name)
 
@@ -115,8 +115,8 @@ def write_market(root, *, bad_id=False):
             ),
             dict(
                 product_id="P1",
-                sku="S1",
-                merchant_id="M1",
+                sku=sku1,
+                merchant_id=merchant1,
                 title="Eau 2",
                 category_id="C1-1",
                 brand="Fleur",
@@ -261,6 +261,38 @@ def test_load_marketplace_is_complete_and_idempotent(factory, tmp_path):
         grant = s.scalar(select(CouponGrant))
         assert (grant.shopper_id, grant.campaign_id, grant.channel) == ("U1", "K1", "email")
         assert s.get(BehaviorEvent, "E4").query == "perfume"
+
+
+def test_two_merchants_may_use_one_sku(factory, tmp_path):
+    """A SKU is the merchant's own code (migration 0046): M1's product under M0's SKU loads, where the
+    import failed on the marketplace-wide unique SKU."""
+    write_market(tmp_path / "m", sku1="S0")
+    load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    with factory() as s:
+        assert {(p.merchant_id, p.sku) for p in s.scalars(select(Product))} == {("M0", "S0"), ("M1", "S0")}
+
+
+@pytest.mark.parametrize("twice", ["in the file", "stored"])
+def test_a_merchants_sku_named_for_two_products_is_refused_and_loads_nothing(factory, tmp_path, twice):
+    """The database refused such a load with an IntegrityError (a traceback from `crosscart db load`);
+    it is one `duplicate_sku` line naming the merchant and SKU, and nothing is loaded."""
+    if twice == "stored":  # P9 of M1 was loaded before under S1; the file names P1 so
+        write_market(tmp_path / "old")
+        table = pq.read_table(tmp_path / "old" / "products.parquet")
+        ids = [("P9" if p == "P1" else p) for p in table["product_id"].to_pylist()]
+        table = table.set_column(0, "product_id", pa.array(ids, pa.string()))
+        pq.write_table(table, tmp_path / "old" / "products.parquet")
+        load_marketplace(factory, tmp_path / "old", keyring=Keyring(KEY), events="none", orders=False)
+        write_market(tmp_path / "m")
+    else:  # P0 and P1 both M0's S0
+        write_market(tmp_path / "m", sku1="S0", merchant1="M0")
+    before = _counts(factory)
+    with pytest.raises(ValidationError) as refused:
+        load_marketplace(factory, tmp_path / "m", keyring=Keyring(KEY))
+    assert refused.value.code == "duplicate_sku"
+    clash = ("M1", "S1") if twice == "stored" else ("M0", "S0")
+    assert str(refused.value) == f"merchant SKUs named for two products: {[clash]}"
+    assert _counts(factory) == before
 
 
 def test_purchases_only_and_bad_identity(factory, tmp_path):

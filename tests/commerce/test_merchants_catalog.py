@@ -86,7 +86,13 @@ BAD_INPUTS = [
         ValidationError,
         "category_not_leaf",
     ),
-    (lambda s: catalog.create_product(s, _product(sku="SKU-p_tea")), Conflict, "duplicate_sku"),
+    (  # m_ok's own SKU (another merchant's is free: tests/security/test_sku_per_merchant.py)
+        lambda s: catalog.create_product(
+            s, _product("m_ok", brand="Acme", category_id="food", sku="SKU-p_tea")
+        ),
+        Conflict,
+        "duplicate_sku",
+    ),
     (lambda s: catalog.create_product(s, _product(stock={"KR-1": -2})), ValidationError, "invalid_quantity"),
     (
         lambda s: catalog.create_product(s, _product(fulfillment="drone")),

@@ -161,12 +161,16 @@ def test_a_job_whose_scheduler_dies_is_one_clear_error_and_a_task_error_stays_it
             _HOLD.set()
 
 
-def test_cli_job_to_a_closed_scheduler_is_one_line(tmp_path):
+def test_cli_job_to_a_closed_scheduler_is_one_line(tmp_path, monkeypatch):
+    """The client gives up on the closed port after 1 s here, not the command's 10 s (all it waited)."""
+    import distributed
     from typer.testing import CliRunner
 
     from crosscart.cli import app
     from tests.conftest import free_port
 
+    real_client = distributed.Client
+    monkeypatch.setattr(distributed, "Client", lambda address, timeout: real_client(address, timeout="1s"))
     address = f"tcp://127.0.0.1:{free_port(range(18960, 18980))}"  # nothing listens there
     args = ["features", "job", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--cluster", address]
     result = CliRunner().invoke(app, args)

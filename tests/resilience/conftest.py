@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, make_url, select, update
@@ -257,6 +259,33 @@ def open_client():
     yield build
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@contextmanager
+def own_redis_server(port: int, directory: Path, *options: str):
+    """A redis-server of this test's own on 127.0.0.1:`port` (no persistence, `options` added), and a
+    client to it once it answers; stopped after the block. Skips without redis-server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server")
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory), *options],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=2)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @contextmanager

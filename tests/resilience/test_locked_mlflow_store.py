@@ -1,14 +1,21 @@
 """`crosscart train` on an MLflow SQLite store that another process holds locked past SQLite's busy
 timeout (another trainer's long write, a backup holding the file, an operator's open `sqlite3` shell):
 the command ended with sqlalchemy's "database is locked" traceback (100+ lines). It now prints one line
-and exits 1, registers nothing, and the run after the lock is released trains and promotes."""
+and exits 1, registers nothing, and the run after the lock is released trains and promotes.
+
+MLflow sets SQLite's busy timeout to 20 s on each session (`PRAGMA busy_timeout = 20000`, written into
+mlflow.store.db.utils): each locked run here waited it out, 64 s of the suite. `short_busy_timeout` makes
+it 0.5 s; the lock is still held past it, so the command meets the same "database is locked"."""
 
 from __future__ import annotations
 
 import sqlite3
+import types
 from contextlib import contextmanager
 
+import mlflow.store.db.utils
 import pytest
+from sqlalchemy import sql
 from typer.testing import CliRunner
 
 import training.pipelines
@@ -47,9 +54,20 @@ def events_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def short_busy_timeout(monkeypatch):
+    """MLflow's SQLite sessions wait 0.5 s for a lock instead of its fixed 20 s."""
+
+    def text(statement, *args, **kwargs):
+        return sql.text(statement.replace("busy_timeout = 20000", "busy_timeout = 500"), *args, **kwargs)
+
+    assert "busy_timeout = 20000" in open(mlflow.store.db.utils.__file__).read()  # still what MLflow sets
+    monkeypatch.setattr(mlflow.store.db.utils, "sql", types.SimpleNamespace(text=text))
+
+
 @pytest.mark.parametrize("locked_at", ["start", "fitting"])
 def test_a_locked_mlflow_store_is_one_error_line_and_the_next_run_promotes(
-    tmp_path, monkeypatch, events_file, locked_at
+    tmp_path, monkeypatch, short_busy_timeout, events_file, locked_at
 ):
     path = tmp_path / "mlflow.db"
     uri = f"sqlite:///{path}"

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -24,7 +22,7 @@ from serving import sessions
 from serving.precomputed import REDIS_META, load_precomputed_redis, publish_to_redis, write_meta
 from serving.security import Principal, RateLimiter
 from serving.sessions import Click, SessionState
-from tests.resilience.conftest import fault_settings, make_keys, seeded_factory
+from tests.resilience.conftest import fault_settings, make_keys, own_redis_server, seeded_factory
 from tests.serving.conftest import auth
 
 PORT = 18640 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])  # one server per xdist worker
@@ -35,26 +33,9 @@ MAXMEMORY = 3 * 2**20
 @pytest.fixture(scope="module")
 def evicting_redis(tmp_path_factory):
     """A redis-server of our own on PORT: 3 MiB, least recently used keys evicted, no persistence."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server")
-    directory = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        [binary, "--port", str(PORT), "--bind", "127.0.0.1", "--maxmemory", str(MAXMEMORY),
-         "--maxmemory-policy", "allkeys-lru", "--save", "", "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis.from_url(URL, socket_timeout=2)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield client
-    client.close()
-    server.terminate()
-    server.wait(timeout=10)
+    options = ("--maxmemory", str(MAXMEMORY), "--maxmemory-policy", "allkeys-lru")
+    with own_redis_server(PORT, tmp_path_factory.mktemp("redis"), *options) as client:
+        yield client
 
 
 @pytest.fixture

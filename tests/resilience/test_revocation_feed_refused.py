@@ -9,47 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import subprocess
-import time
 
 import pytest
-import redis
 
 from crosscart.cli.doctor import _redis
 from serving.revocations import CHANNEL, RevocationFeed
 from serving.security import PrincipalCache
-from tests.resilience.conftest import fault_settings
+from tests.resilience.conftest import fault_settings, own_redis_server
 
 PORT = 18971
-ADMIN_URL = f"redis://127.0.0.1:{PORT}/0"
 APP_URL = f"redis://app:secret@127.0.0.1:{PORT}/0"
 
 
 @pytest.fixture
 def acl_redis(tmp_path):
     """A redis-server of our own with user `app` allowed every key and command but no channel."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server")
-    server = subprocess.Popen(
-        [binary, "--port", str(PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    admin = redis.Redis.from_url(ADMIN_URL, socket_timeout=2)
-    for _ in range(100):
-        try:
-            admin.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    admin.acl_setuser("app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all"],
-                      reset_channels=True)  # fmt: skip
-    yield admin
-    admin.close()
-    server.terminate()
-    server.wait(timeout=10)
+    with own_redis_server(PORT, tmp_path) as admin:
+        admin.acl_setuser("app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all"],
+                          reset_channels=True)  # fmt: skip
+        yield admin
 
 
 def test_a_refused_subscription_is_logged_once_with_redis_answer_and_its_end_too(acl_redis, caplog):

@@ -8,17 +8,14 @@ cache's 30 s: the revoked key kept working there. The revocation is now sent aga
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 
 import pytest
-import redis
 
 from bench.faultkit import TcpProxy
 from commerce.services.access import hash_key
 from serving.revocations import RevocationFeed
 from serving.security import Principal, PrincipalCache
+from tests.resilience.conftest import own_redis_server
 
 PORT, PROXY_PORT = 18973, 18974
 URL = f"redis://127.0.0.1:{PORT}/0"
@@ -28,25 +25,8 @@ KEY = "cc_revoked-on-the-other-replica"
 @pytest.fixture
 def own_redis(tmp_path):
     """A redis-server of our own: the shared one's channel carries other tests' revocations."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server")
-    server = subprocess.Popen(
-        [binary, "--port", str(PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis.from_url(URL, socket_timeout=2)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield
-    client.close()
-    server.terminate()
-    server.wait(timeout=10)
+    with own_redis_server(PORT, tmp_path):
+        yield
 
 
 def test_a_revocation_redis_refused_reaches_the_listening_replicas_once_it_takes_it(own_redis):

@@ -19,7 +19,7 @@ from commerce.campaigns import CampaignMember
 from commerce.db import transaction
 from commerce.services.campaign_overview import set_draft_budget
 from commerce.services.coupons import update_coupon
-from tests.resilience.conftest import fault_settings, invariants, make_keys, seeded_factory
+from tests.resilience.conftest import collection_paused, fault_settings, invariants, make_keys, seeded_factory
 from tests.serving.conftest import auth, grant_only_campaign
 
 ORDER = {"lines": [{"product_id": "p01", "quantity": 1}]}
@@ -56,9 +56,10 @@ def test_a_plan_computing_longer_than_the_timeouts_holds_up_nothing_and_is_store
     )
     planning.start()
     time.sleep(0.5)  # the plan is computing
-    started = time.monotonic()
-    checkout = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))
-    took = time.monotonic() - started
+    with collection_paused():  # a full collection's pause is no wait for the plan
+        started = time.monotonic()
+        checkout = client.post("/v1/shoppers/b0/orders", json=ORDER, headers=auth(keys["b0"]))
+        took = time.monotonic() - started
     planning.join(30)
 
     plan = answers["plan"]
@@ -67,7 +68,8 @@ def test_a_plan_computing_longer_than_the_timeouts_holds_up_nothing_and_is_store
     assert plan.json()["audience_size"] >= 4
     # was 503 busy after waiting SQLite's whole busy timeout for the plan's write lock
     assert checkout.status_code == 201, checkout.text
-    assert took < TIMEOUT / 2, f"the checkout waited {took:.2f} s for the plan"
+    # one waiting for the plan's lock waits the busy timeout (1 s) and more: the plan computes 1.5 s
+    assert took < TIMEOUT * 0.8, f"the checkout waited {took:.2f} s for the plan"
     assert invariants(factory)["orders"] == 1
     assert client.get("/ready").json()["database"] == "up"
 

@@ -44,7 +44,9 @@ def _campaign(factory, budget="10.00", bid="1.00"):
                 ads.KeywordInput("Karimi cream", "phrase", bid),
             ],
         )
-        return c.campaign_id, [k.keyword_id for k in ads.campaign_keywords(s, c.campaign_id)]
+        return c.campaign_id, [
+            k.keyword_id for k in ads.campaign_contents(s, [c.campaign_id])[c.campaign_id][1]
+        ]
 
 
 def _claim(campaign_id, keyword_id, price="0.70", shopper="s0", product="P1", now=NOW, client=None):

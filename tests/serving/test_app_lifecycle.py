@@ -11,7 +11,8 @@ import weakref
 from fastapi.testclient import TestClient
 
 import commerce.all_models  # noqa: F401  (every table on the metadata)
-from commerce.db import Base, make_engine
+from commerce.catalog import Product
+from commerce.db import Base, make_engine, transaction
 from serving.app import create_app
 from serving.console import campaigns
 from tests.serving.conftest import LOOPBACK, ScriptedSource
@@ -86,9 +87,11 @@ def test_console_reports_are_bounded_and_per_app(monkeypatch, make_client):
     assert one.app.state.console_reports is not other.app.state.console_reports
 
 
-def test_stopping_ends_the_span_exporter(make_client, settings):
+def test_stopping_ends_the_span_exporter(make_client, settings, monkeypatch):
     """Tracing to a collector runs an exporting thread per app; stopping the app ends it (it ran, and kept
-    the provider and its queued spans, until the process exited)."""
+    the provider and its queued spans, until the process exited). The exporter retries the final export
+    for its timeout: 1 s here, not OTLP's default 10 s (8 s of this test)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
     threads = {t for t in threading.enumerate() if t.name.startswith("OtelBatch")}
     # a port bound and never listening: export fails quietly (not the point), and no test on the other
     # xdist worker can be serving there (18661 was in round 6's range: spans went to its live server)
@@ -100,3 +103,60 @@ def test_stopping_ends_the_span_exporter(make_client, settings):
         assert started
         client.__exit__(None, None, None)
     assert not any(t.is_alive() for t in started)
+
+
+class _Node:
+    """A reference cycle's member: only the collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_served_app_freezes_its_start_up_heap(settings, session_factory, source):
+    """`freeze_heap` (`crosscart serve`'s app): what start-up built is out of the collector's reach, so a
+    full collection under traffic no longer walks it; garbage made before start-up is collected first,
+    not frozen for good. Apps built by default (tests) freeze nothing."""
+    gc.unfreeze()
+    for freeze in (False, True):
+        gc.disable()  # the cycle is left for start-up to collect (an automatic collection may not come)
+        cycle = weakref.ref(_Node())
+        app = create_app(
+            settings, session_factory=session_factory, model_source=source, uplift_source=ScriptedSource(),
+            delivery_source=ScriptedSource(), start_background=False, freeze_heap=freeze,
+        )  # fmt: skip
+        try:
+            with TestClient(app) as client:
+                assert client.get("/v1/products").status_code == 200
+                if not freeze:
+                    assert gc.get_freeze_count() == 0
+                    continue
+                assert gc.get_freeze_count() > 10_000  # the libraries, the app, the catalog
+                assert not any(o is app.state.serving for o in gc.get_objects())  # not walked any more
+                assert cycle() is None  # collected before the freeze, not kept for good
+        finally:
+            gc.unfreeze()  # this process goes on building apps
+            gc.enable()
+
+
+def test_what_a_refresh_replaces_is_freed_though_start_up_froze_it(settings, session_factory, source):
+    """A frozen object is never collected: one the start-up built and a refresh then replaces must be
+    freed by its reference count alone. The search parser was a reference cycle (its typo cache held a
+    bound method), so each served app kept its first vocabulary for good."""
+    gc.unfreeze()
+    app = create_app(
+        settings, session_factory=session_factory, model_source=source, uplift_source=ScriptedSource(),
+        delivery_source=ScriptedSource(), start_background=False, freeze_heap=True,
+    )  # fmt: skip
+    try:
+        with TestClient(app) as client:
+            assert client.get("/v1/search", params={"q": "product"}).status_code == 200
+            search = app.state.search
+            first = weakref.ref(search.parser), weakref.ref(search.parser.vocabulary)
+            with transaction(session_factory) as session:
+                session.get(Product, "p01").title = "Renamed product"
+            search.refresh()
+            assert search.parser is not first[0]()  # the change rebuilt the vocabulary
+            gc.collect()
+            assert [ref() for ref in first] == [None, None]
+    finally:
+        gc.unfreeze()

@@ -67,7 +67,7 @@ def test_a_merchant_lists_a_new_product_from_its_shop(client, keys, session_fact
 @pytest.mark.parametrize(
     ("change", "status", "reason"),
     [
-        ({"sku": "SKU-p01"}, 409, "sku &#39;SKU-p01&#39; already exists"),
+        ({"sku": "SKU-p01"}, 409, "merchant &#39;m1&#39; already uses sku &#39;SKU-p01&#39;"),
         ({"location_0": "ow1"}, 422, "warehouse &#39;ow1&#39; holds direct_mail goods, not bonded"),
         ({"price": "0"}, 422, "Price must be greater than 0"),
         ({"origin_country": "Japan"}, 422, "Origin country must have at most 2 characters"),

@@ -54,27 +54,31 @@ INSTANT_ROUTES = [
     ("marketer", "/v1/campaigns?active_at={}", ("query", "active_at"), "2026-06-01T08:00:00Z"),
 ]
 CASES = [
-    *((route, bad) for route in INTEGER_ROUTES for bad in BAD_INTEGERS),
-    *((route, bad) for route in DECIMAL_ROUTES for bad in BAD_DECIMALS),
-    *((route, bad) for route in INSTANT_ROUTES for bad in BAD_INSTANTS),
+    *((route, BAD_INTEGERS) for route in INTEGER_ROUTES),
+    *((route, BAD_DECIMALS) for route in DECIMAL_ROUTES),
+    *((route, BAD_INSTANTS) for route in INSTANT_ROUTES),
 ]
+IDS = [f"{loc[1]} of {path.split('?')[0]}" for (_, path, loc, _), _ in CASES]
 
 
 def _url(path: str, value: str) -> str:
     return path.format(quote(value, safe=""))
 
 
-@pytest.mark.parametrize(("route", "bad"), CASES, ids=[f"{r[2][1]}={b!r}" for r, b in CASES])
-def test_a_number_or_time_not_written_plainly_is_a_422_naming_the_parameter(client, keys, route, bad):
+@pytest.mark.parametrize(("route", "bads"), CASES, ids=IDS)
+def test_a_number_or_time_not_written_plainly_is_a_422_naming_the_parameter(client, keys, route, bads):
+    """Every bad spelling of a route's parameter against one app: a refused request changes nothing (an
+    app and marketplace per spelling was 98 setups, 36 s of the suite)."""
     role, path, loc, good = route
     headers = auth(keys[role])
     assert client.get(_url(path, good), headers=headers).status_code in (200, 404)  # key cached too
-    refused = client.get(_url(path, bad), headers=headers)
-    assert refused.status_code == 422, (bad, refused.text)
-    assert refused.headers["content-type"] == "application/problem+json"
-    body = refused.json()
-    assert body["code"] == "invalid_request"
-    assert [e["loc"] for e in body["errors"]] == [list(loc)]
+    for bad in bads:
+        refused = client.get(_url(path, bad), headers=headers)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json", bad
+        body = refused.json()
+        assert body["code"] == "invalid_request", (bad, body)
+        assert [e["loc"] for e in body["errors"]] == [list(loc)], (bad, body)
 
 
 def test_the_fast_path_leaves_a_number_not_written_plainly_to_the_route(client, keys, answered):
@@ -200,18 +204,19 @@ def test_every_numeric_or_time_parameter_of_every_route_is_plain(client):
 BAD_BODY_INSTANTS = [1780000000, 1780000000.5, *BAD_INSTANTS]
 
 
-@pytest.mark.parametrize("bad", BAD_BODY_INSTANTS, ids=repr)
-def test_a_body_time_not_written_as_rfc_3339_is_a_422_naming_the_field(client, keys, bad):
+def test_a_body_time_not_written_as_rfc_3339_is_a_422_naming_the_field(client, keys):
     """Pydantic read a JSON number, a numeric string or `2026-06-01 08:00Z` as a time: a body's times have
-    the query's one spelling too (`serving.schemas.base.Instant`)."""
-    event = {"event_id": "e-1", "ts": bad, "shopper_id": "s1", "event_type": "view", "product_id": "p02"}
-    refused = client.post("/v1/events", json={"events": [event]}, headers=auth(keys["shopper"]))
-    assert refused.status_code == 422, (bad, refused.text)
-    assert [e["loc"] for e in refused.json()["errors"]] == [["body", "events", 0, "ts"]]
-    coupon = {"coupon_id": "c-1", "kind": "amount_off", "value": "1", "min_spend": "0", "starts_at": bad}
-    refused = client.post("/v1/coupons", json=coupon, headers=auth(keys["marketer"]))
-    assert refused.status_code == 422, (bad, refused.text)
-    assert [e["loc"] for e in refused.json()["errors"]] == [["body", "starts_at"]]
+    the query's one spelling too (`serving.schemas.base.Instant`). Each spelling against one app: a
+    refused write stores nothing."""
+    for bad in BAD_BODY_INSTANTS:
+        event = {"event_id": "e-1", "ts": bad, "shopper_id": "s1", "event_type": "view", "product_id": "p02"}
+        refused = client.post("/v1/events", json={"events": [event]}, headers=auth(keys["shopper"]))
+        assert refused.status_code == 422, (bad, refused.text)
+        assert [e["loc"] for e in refused.json()["errors"]] == [["body", "events", 0, "ts"]], bad
+        coupon = {"coupon_id": "c-1", "kind": "amount_off", "value": "1", "min_spend": "0", "starts_at": bad}
+        refused = client.post("/v1/coupons", json=coupon, headers=auth(keys["marketer"]))
+        assert refused.status_code == 422, (bad, refused.text)
+        assert [e["loc"] for e in refused.json()["errors"]] == [["body", "starts_at"]], bad
 
 
 def test_a_body_time_written_as_rfc_3339_is_read_in_utc(client, keys):
