@@ -333,13 +333,16 @@ def artifact_problem(tracking_uri: str, name: str, version: str | int, key: str 
 
 def _http_failed(error: BaseException) -> bool:
     """An HTTP call to the tracking server or artifact store failed (refused, reset, timed out, 5xx after
-    MLflow's retries): MLflow raises its own exception while handling the `requests` one."""
+    MLflow's retries): MLflow raises its own exception while handling the `requests` one. A 4xx is the
+    server's answer (a file missing from the artifact store: the version stays broken), not a failure."""
     import requests
 
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, requests.RequestException):
+        if isinstance(seen, requests.ConnectionError | requests.Timeout | requests.exceptions.RetryError):
             return True
+        if isinstance(seen, requests.HTTPError):
+            return seen.response is not None and seen.response.status_code >= 500
         seen = seen.__cause__ or seen.__context__
     return False
 

@@ -108,11 +108,14 @@ def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
 CONSOLE_SESSIONS_PER_KEY = 10
 
 
-def start_console_session(session: Session, key_id: int, lifetime: timedelta, now: datetime) -> str:
-    """A new console session of the key, valid for `lifetime`; returns its id (for the cookie, never
-    stored). Every expired session is deleted first, so rows never outlive their cookies by more than the
-    time to the next sign-in, and the key's sessions beyond its newest `CONSOLE_SESSIONS_PER_KEY` end
-    (refused by the database on every replica at once)."""
+def start_console_session(
+    session: Session, key_id: int, lifetime: timedelta, now: datetime
+) -> tuple[str, list[str]]:
+    """A new console session of the key, valid for `lifetime`: its id (for the cookie, never stored) and
+    the hashes of the key's sessions it ended. Every expired session is deleted first, so rows never
+    outlive their cookies by more than the time to the next sign-in, and the key's sessions beyond its
+    newest `CONSOLE_SESSIONS_PER_KEY` end (refused by the database on every replica at once; the caller
+    has the serving layer forget them, which may hold them through an outage)."""
     cutoff = server_bounded(session, now)
     session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= cutoff))
     session_id = secrets.token_urlsafe(32)
@@ -126,8 +129,12 @@ def start_console_session(session: Session, key_id: int, lifetime: timedelta, no
     )
     session.add(ConsoleSession(id_hash=id_hash, key_id=key_id, created_at=now, expires_at=now + lifetime))
     session.flush()
-    session.execute(delete(ConsoleSession).where(*others, ConsoleSession.id_hash.not_in(newest)))
-    return session_id
+    ended = session.scalars(
+        delete(ConsoleSession)
+        .where(*others, ConsoleSession.id_hash.not_in(newest))
+        .returning(ConsoleSession.id_hash)
+    )
+    return session_id, list(ended)
 
 
 def console_session_key(session: Session, session_id: str, now: datetime) -> ApiKey | None:

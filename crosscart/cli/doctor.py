@@ -178,9 +178,9 @@ def _redis(settings) -> list[Check]:
         client.ping()
     except Exception as exc:
         return [Check("redis", "fail", f"unreachable: {type(exc).__name__}", "check CROSSCART_REDIS_URL")]
-    if refused := _subscribe_refused(client):
-        return [refused]
     try:
+        if refused := _subscribe_refused(client):
+            return [refused]
         config = client.config_get("maxmemory*")
     except redis.RedisError:  # CONFIG disabled (managed Redis): the policy cannot be seen from here
         return [Check("redis", "ok", "reachable (eviction policy not readable)")]
@@ -207,7 +207,8 @@ def _redis(settings) -> list[Check]:
 
 def _subscribe_refused(client) -> Check | None:
     """A warning if Redis refuses the revocation feed's SUBSCRIBE: an ACL user without the channel (a
-    Redis 7 user gets none unless granted) passed PING, and the replicas only polled for revocations."""
+    Redis 7 user gets none unless granted) passed PING, and the replicas only polled for revocations.
+    So is a connection dropped or timed out after PING: it crashed doctor, the checks after it unrun."""
     import redis
 
     from serving.revocations import CHANNEL
@@ -223,6 +224,14 @@ def _subscribe_refused(client) -> Check | None:
             f"reachable, but the revocation channel {CHANNEL} is refused ({exc}): revoked keys reach the "
             "other replicas by polling the database, not at once",
             f"grant the user the channel: ACL SETUSER <user> &{CHANNEL}",
+        )
+    except redis.RedisError as exc:
+        return Check(
+            "redis",
+            "warn",
+            f"answered PING, but subscribing to the revocation channel {CHANNEL} failed "
+            f"({type(exc).__name__}: {exc})",
+            "check Redis and the network to it, then run doctor again",
         )
     finally:
         pubsub.close()

@@ -31,7 +31,6 @@ from commerce.services.access import (
     authenticate,
     console_session_key,
     end_console_session,
-    hash_key,
     start_console_session,
 )
 from commerce.sqltypes import utcnow
@@ -159,29 +158,31 @@ async def _principal_seen(state: ServingState, sessions: Sessions, session_id: s
     return principal
 
 
-async def forget(state: ServingState, session_id: str) -> None:
-    """After a session ended in the database: every replica's memory drops it (this one's through the
-    API's key cache it follows, the others' through the revocation feed, as a revoked key's hash is)."""
-    digest = hash_key(session_id)
-    state.principals.discard(digest)
-    if state.revocations is not None:
-        await state.revocations.publish(digest)
+async def forget(state: ServingState, *digests: str) -> None:
+    """After sessions ended in the database (their ids' hashes, `hash_key`): every replica's memory drops
+    them (this one's through the API's key cache it follows, the others' through the revocation feed, as
+    a revoked key's hash is)."""
+    for digest in digests:
+        state.principals.discard(digest)
+        if state.revocations is not None:
+            await state.revocations.publish(digest)
 
 
 def sign_in(
     state: ServingState, plaintext: str, lifetime: timedelta, replacing: str | None = None
-) -> tuple[Principal, str] | None:
-    """The key's principal (the API's `authenticate`) and a new console session's id, or None for an
-    unknown or revoked key. The browser's session being `replacing` ends, as signing out would end it:
-    its cookie is overwritten, and a copy of it would otherwise stay valid for the rest of its hours
-    (the caller then `forget`s it)."""
+) -> tuple[Principal, str, list[str]] | None:
+    """The key's principal (the API's `authenticate`), a new console session's id and the hashes of the
+    key's sessions it ended past `CONSOLE_SESSIONS_PER_KEY`, or None for an unknown or revoked key. The
+    browser's session being `replacing` ends, as signing out would end it: its cookie is overwritten, and
+    a copy of it would otherwise stay valid for the rest of its hours (the caller then `forget`s it, and
+    the ended ones: a session still in memory would otherwise pass through an outage)."""
     with transaction(state.session_factory) as session:
         key = authenticate(session, plaintext.strip())
         if key is None:
             return None
         if replacing is not None:
             end_console_session(session, replacing)
-        return _principal(key), start_console_session(session, key.id, lifetime, utcnow())
+        return _principal(key), *start_console_session(session, key.id, lifetime, utcnow())
 
 
 def sign_out(state: ServingState, session_id: str) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 
+from commerce.services.access import hash_key
 from serving.console.auth import SessionCookie, SignedIn, forget, sign_in, sign_out
 from serving.console.web import nav_for, redirect, render
 from serving.deps import StateDep, request_client
@@ -52,15 +53,16 @@ async def sign_in_submit(
         if allowed
         else None
     )
-    if session.session_id is not None and found is not None:  # replaced: no longer served from memory
-        await forget(state, session.session_id)
+    if found is not None:  # replaced, or past the key's cap: no longer served from memory
+        replaced = [] if session.session_id is None else [hash_key(session.session_id)]
+        await forget(state, *replaced, *found[2])
     if found is None:
         if allowed:
             state.auth_failures.failed(client)
         error = "Unknown or revoked API key." if allowed else "Too many attempts; wait a minute."
         return await render(request, "sign_in.html", status_code=401, title="Sign in", error=error, next=next)
     response = redirect(_safe_next(next))  # a new CSRF token with the new privilege
-    _, session_id = found
+    _, session_id, _ = found
     sessions.write(request, response, session_id, secrets.token_urlsafe(24))
     return response
 
@@ -74,7 +76,7 @@ async def sign_out_submit(request: Request, state: StateDep, session: SessionCoo
         try:
             await run_in_threadpool(sign_out, state, session.session_id)
         finally:  # after the commit, so a read in flight is not kept; refused, not served from memory
-            await forget(state, session.session_id)
+            await forget(state, hash_key(session.session_id))
     response = redirect("/console/sign-in")
     sessions.clear(request, response)
     return response

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from anyio import from_thread
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic_core import to_json
 
 from commerce.ads import AdKeyword, KeywordCampaign
@@ -79,21 +79,23 @@ def _card(doc) -> dict:
     }
 
 
-def _subtree(request: Request, state, category: str) -> frozenset[str]:
+async def _subtree(request: Request, state, category: str) -> frozenset[str]:
     """Categories under `category` holding products, from the catalog snapshot (no database transaction
     on the search path); a category the snapshot does not know comes from the database (404 if none), in
     a request slot (`read_in_slot`: any anonymous `?category=` of a made-up id read it beside them).
-    Either reads the id as a URL's is (`ｂｅａｕｔｙ` is `beauty`)."""
+    Either reads the id as a URL's is (`ｂｅａｕｔｙ` is `beauty`). Awaited on the event loop: a sync
+    endpoint holding a worker thread while `read_in_slot` waited for another hung once every thread was
+    such a request (16 made-up categories at once with 4 threads)."""
     catalog = state.catalog.current
     known = catalog.stored_category(category) if catalog is not None else None
     if known is None or known not in catalog.category_parent:  # the id as sent: `stored_key` reads it
         subtree = lambda session: category_subtree(session, stored_key(session, Category, category))  # noqa: E731
-        return frozenset(from_thread.run(read_in_slot, request, state, subtree))
+        return frozenset(await read_in_slot(request, state, subtree))
     return frozenset(catalog.category_ids[catalog.category_mask(known)].tolist()) | {known}
 
 
 @router.get("/search", response_model=SearchOut)
-def search(
+async def search(
     request: Request,
     search: SearchDep,
     state: StateDep,
@@ -108,16 +110,18 @@ def search(
     offset: Annotated[int, Query(ge=0, le=1_000), PLAIN_INT] = 0,
 ) -> Response:
     """Organic results ranked for the query (and the shopper, with the learned ranker), plus at most N
-    sponsored results, flagged, for fixed positions of the first page."""
+    sponsored results, flagged, for fixed positions of the first page. The database reads a look-alike
+    shopper id or an unknown category needs are awaited here, the search itself runs on a worker thread
+    (`_results`): no request holds one thread while waiting for another."""
     if shopper_id is not None:
         if principal.role not in ("storefront", "shopper", "admin"):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED if principal.role == ANONYMOUS else status.HTTP_403_FORBIDDEN,
                 "personalised search needs a storefront, shopper or admin key",
             )
-        shopper_id = from_thread.run(stored_shopper, request, state, shopper_id)
+        shopper_id = await stored_shopper(request, state, shopper_id)
         ensure_shopper(principal, shopper_id)
-    categories = _subtree(request, state, category) if category is not None else None
+    categories = await _subtree(request, state, category) if category is not None else None
     filters = Filters(
         origin=origin.upper() if origin else None,
         category_ids=categories,
@@ -125,6 +129,18 @@ def search(
         fulfillment=fulfillment,
     )
     client = request_client(request)  # a trusted proxy's X-Forwarded-For counts; IPv6: the /64
+    return await run_in_threadpool(_results, search, q, shopper_id, client, filters, limit, offset)
+
+
+def _results(
+    search: SearchService,
+    q: str,
+    shopper_id: str | None,
+    client: str,
+    filters: Filters,
+    limit: int,
+    offset: int,
+) -> Response:
     result = search.search(
         q, shopper_id=shopper_id, client=client, filters=filters, limit=limit, offset=offset
     )

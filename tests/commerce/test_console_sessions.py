@@ -15,6 +15,7 @@ from commerce.services.access import (
     create_api_key,
     end_console_session,
     end_console_sessions,
+    hash_key,
     revoke_api_key,
     start_console_session,
 )
@@ -37,9 +38,9 @@ def test_signing_out_ends_only_that_browsers_session(factory):
     with transaction(factory) as s:
         key, plaintext = create_api_key(s, "marketer")
         other_key, _ = create_api_key(s, "admin")
-        laptop = start_console_session(s, key.id, HOURS_8, NOW)
-        phone = start_console_session(s, key.id, HOURS_8, NOW)
-        admin = start_console_session(s, other_key.id, HOURS_8, NOW)
+        laptop, _ = start_console_session(s, key.id, HOURS_8, NOW)
+        phone, _ = start_console_session(s, key.id, HOURS_8, NOW)
+        admin, _ = start_console_session(s, other_key.id, HOURS_8, NOW)
     assert laptop != phone and _live(factory, laptop) and _live(factory, phone)
     with transaction(factory) as s:
         end_console_session(s, laptop)
@@ -54,7 +55,7 @@ def test_signing_out_ends_only_that_browsers_session(factory):
 def test_a_revoked_key_has_no_session_left(factory):
     with transaction(factory) as s:
         key, _ = create_api_key(s, "marketer")
-        session_id = start_console_session(s, key.id, HOURS_8, NOW)
+        session_id, _ = start_console_session(s, key.id, HOURS_8, NOW)
         revoke_api_key(s, key.id)
     assert not _live(factory, session_id) and _rows(factory) == 0
 
@@ -63,10 +64,21 @@ def test_expired_sessions_are_refused_and_deleted_as_sessions_start(factory):
     """Rows do not pile up: every sign-in deletes the sessions that have expired, of any key."""
     with transaction(factory) as s:
         key, _ = create_api_key(s, "marketer")
-        old = [start_console_session(s, key.id, HOURS_8, NOW + timedelta(minutes=i)) for i in range(5)]
+        old = [start_console_session(s, key.id, HOURS_8, NOW + timedelta(minutes=i))[0] for i in range(5)]
     later = NOW + HOURS_8 + timedelta(minutes=2)
     assert not _live(factory, old[0], later) and _live(factory, old[4], later)
     with transaction(factory) as s:
-        fresh = start_console_session(s, key.id, HOURS_8, later)
+        fresh, _ = start_console_session(s, key.id, HOURS_8, later)
     assert _rows(factory) == 3  # the two sessions not yet expired and the new one
     assert _live(factory, fresh, later) and _live(factory, old[3], later)
+
+
+def test_a_sign_in_past_the_keys_cap_names_the_sessions_it_ended(factory):
+    """The key's oldest sessions past `CONSOLE_SESSIONS_PER_KEY` end, and their hashes come back (for the
+    serving layer to forget: it may hold them in memory through an outage); nothing else is named."""
+    with transaction(factory) as s:
+        key, _ = create_api_key(s, "marketer")
+        started = [start_console_session(s, key.id, HOURS_8, NOW + timedelta(minutes=i)) for i in range(12)]
+    assert [ended for _, ended in started[:10]] == [[]] * 10
+    assert [ended for _, ended in started[10:]] == [[hash_key(started[0][0])], [hash_key(started[1][0])]]
+    assert not _live(factory, started[1][0]) and _live(factory, started[2][0]) and _rows(factory) == 10

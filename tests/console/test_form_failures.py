@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, exc, func, select
 
 from commerce.access import ApiKey
+from commerce.access import ConsoleSession as ConsoleSessionRow
 from commerce.ads import AdKeyword, KeywordCampaign, KeywordCampaignProduct
 from commerce.campaigns import Campaign, CampaignMember
 from commerce.catalog import Product, Stock
@@ -30,7 +31,7 @@ from commerce.errors import ValidationError as DomainValidationError
 from commerce.experiments import Experiment
 from commerce.logistics import ShippingRule
 from commerce.merchants import Merchant
-from commerce.services.access import create_api_key, hash_key
+from commerce.services.access import CONSOLE_SESSIONS_PER_KEY, create_api_key, hash_key
 from serving.console import admin, auth, campaigns, home, keyword_ads, science, shop
 from serving.console import coupons as coupon_pages
 from serving.console.web import FormRoute
@@ -657,6 +658,28 @@ def test_a_replaced_session_is_not_taken_from_memory_while_the_database_is_down(
     client.cookies.set("crosscart_console", old, path="/console")
     outage.begin()
     assert _refused_from_memory(client, token, "replaced")
+
+
+def test_a_session_ended_by_the_keys_cap_is_not_taken_from_memory_while_the_database_is_down(
+    client, session_factory, outage
+):
+    """A sign-in past the key's `CONSOLE_SESSIONS_PER_KEY` ends its oldest session in the database: that
+    session's memory was kept, so a copy of its cookie passed AdminOnly through an outage after. Its hash
+    is forgotten here and published on the revocation feed, as a signed-out session's is."""
+    _, _, plaintext = _second_admin(session_factory)
+    token = sign_in(client, plaintext)
+    oldest = client.cookies.get("crosscart_console")
+    assert client.get("/console/keys").status_code == 200  # confirmed by the database: in memory
+    feed = _Feed(client)
+    client.app.state.serving.revocations = feed
+    for _ in range(CONSOLE_SESSIONS_PER_KEY):  # other browsers (`sign_in` clears the cookies)
+        sign_in(client, plaintext)
+    with transaction(session_factory) as s:
+        assert s.scalar(select(func.count()).select_from(ConsoleSessionRow)) == CONSOLE_SESSIONS_PER_KEY
+    assert len(feed.published) == 1
+    client.cookies.set("crosscart_console", oldest, path="/console")
+    outage.begin()
+    assert _refused_from_memory(client, token, "past the cap")
 
 
 def test_a_sign_out_the_database_refused_still_leaves_memory(client, keys, outage):

@@ -55,10 +55,10 @@ def test_a_replica_a_day_ahead_keeps_the_others_keys_and_sessions_and_starts_non
     now, ahead, hours_8 = utcnow(), utcnow() + DAY_AHEAD, timedelta(hours=8)
     with transaction(factory) as s:
         key, _ = create_api_key(s, "marketer")
-        here = start_console_session(s, key.id, hours_8, now)
+        here, _ = start_console_session(s, key.id, hours_8, now)
     idempotency.claim(factory, "key:abc", "k", "f", now)
     with transaction(factory) as s:
-        there = start_console_session(s, key.id, hours_8, ahead)  # signed in on the replica ahead
+        there, _ = start_console_session(s, key.id, hours_8, ahead)  # signed in on the replica ahead
     purged = idempotency.purge_expired(factory, ahead)  # the daily purge, run on the replica ahead
     with factory() as s:
         # dated a day ahead, it would have lived 33 h once the clock was put right: refused instead

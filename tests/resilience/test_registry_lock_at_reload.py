@@ -95,3 +95,36 @@ def test_a_version_whose_download_found_the_server_gone_is_loaded_at_the_next_po
         assert not store.refresh() and store.current.version == "1"
     assert store.broken is None and store.registry_error == "unavailable"  # was ('2', 'load-failed', ...)
     assert store.refresh() and store.current.version == "2"
+
+
+@pytest.mark.parametrize(("status", "retried"), [(404, False), (503, True)])
+def test_an_artifact_server_answering_4xx_leaves_the_version_broken_a_5xx_is_retried(
+    tracking_uri, fitted, monkeypatch, status, retried
+):
+    """MLflow's artifact server answering 404 (the version's files gone from the store) was taken for a
+    server that did not answer: the version was retried at every poll for good rather than reported
+    broken. Only a connection failure, a timeout, retries exhausted or a 5xx are retried."""
+    import mlflow.artifacts
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    _register(tracking_uri, fitted, 0.3)
+    store = ModelStore(MlflowModelSource(tracking_uri, "recs", "champion"), "recs")
+    assert store.refresh() and store.current.version == "1"
+    _register(tracking_uri, fitted, 0.5)
+    answer = requests.Response()
+    answer.status_code = status
+
+    def server_answers(**kwargs):
+        try:
+            answer.raise_for_status()
+        except requests.RequestException as exc:
+            raise MlflowException(f"API request to mlflow-artifacts failed with exception {exc}") from exc
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mlflow.artifacts, "download_artifacts", server_answers)
+        assert not store.refresh() and store.current.version == "1"
+    if retried:
+        assert store.broken is None and store.registry_error == "unavailable"
+    else:
+        assert store.broken is not None and store.broken[:2] == ("2", "load-failed")

@@ -4,8 +4,10 @@ tiny marketplace of tests/serving. Each test failed before its fix."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import anyio.to_thread
 import pytest
 from sqlalchemy import event, func, select
 
@@ -246,6 +248,37 @@ def test_a_made_up_search_category_waits_for_a_database_slot(client, session_fac
             gate._request_slots.release()
     assert (busy.status_code, seen[0]) == (503, 0)
     assert client.get("/v1/search", params=query).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"q": "product", "category": "no-such-category"}, None),
+        ({"q": "product", "shopper_id": "\uff53\uff11"}, "storefront"),  # ｓ１: a look-alike of s1
+    ],
+)
+def test_searches_reading_the_database_do_not_starve_the_thread_pool(client, keys, params, key):
+    """`GET /v1/search` was a sync endpoint (a worker thread) that ran `read_in_slot` for an unknown
+    `?category=` or a look-alike `?shopper_id=` through `from_thread.run`, which needs a second worker
+    thread for the read: with every thread held by such a request none was left for the reads, and all
+    hung (16 at once with 4 threads, anonymous for a category). The reads are awaited on the event loop
+    now, the search alone on a thread."""
+    limiter = client.portal.call(_default_thread_limiter)
+    tokens = limiter.total_tokens
+    client.portal.call(setattr, limiter, "total_tokens", 4)
+    headers = auth(keys[key]) if key else {}
+    pool = ThreadPoolExecutor(16)
+    try:
+        sent = [pool.submit(client.get, "/v1/search", params=params, headers=headers) for _ in range(16)]
+        codes = [f.result(timeout=20).status_code for f in sent]
+    finally:
+        client.portal.call(setattr, limiter, "total_tokens", tokens)  # wakes a hung request, if any
+        pool.shutdown(wait=True)
+    assert set(codes) <= {404 if key is None else 200, 503} and (404 in codes or 200 in codes), codes
+
+
+async def _default_thread_limiter():
+    return anyio.to_thread.current_default_thread_limiter()
 
 
 @pytest.mark.parametrize(
